@@ -1,0 +1,61 @@
+/*
+ * config.h -- sfud settings: embedded defaults, then an optional file, then
+ * environment variables, then command-line flags (each layer overrides the
+ * previous). Every setting has one name used in all three places:
+ *
+ *   file:  listen_port = 7880        (key = value, '#' comments)
+ *   env:   SFU_LISTEN_PORT=7880
+ *   flag:  --listen-port 7880  or  --listen-port=7880
+ *
+ * The table in config.c is the single source of truth; `sfud --help` and
+ * docs/configuration.md are generated from the same descriptions.
+ */
+#ifndef SFU_CONFIG_H
+#define SFU_CONFIG_H
+
+#include <stddef.h>
+
+typedef struct sfu_config_s {
+  char listen_host[64];          /* address the HTTP/WS server binds */
+  int listen_port;               /* its TCP port */
+  char public_url[256];          /* base URL clients reach sfud at ("" = derived) */
+  char api_key[128];             /* control-plane bearer key ("" = generated) */
+  char token_secret[128];        /* HS256 secret for join tokens ("" = generated) */
+  char room_binary[512];         /* path of sfu-room ("" = next to sfud) */
+  char data_dir[512];            /* journal and state */
+  char web_root[512];            /* demo page directory ("" = none) */
+  char log_level[16];            /* debug, info, warn, error */
+  int max_rooms;                 /* rooms per node */
+  int max_participants;          /* participants per room, upper bound */
+  int empty_timeout_s;           /* default for rooms that do not say */
+  int heartbeat_ms;              /* supervisor ping interval */
+  int heartbeat_timeout_ms;      /* silence after which a room is killed */
+  int crashed_retention_s;       /* how long a crashed room stays listed */
+  int max_body_bytes;            /* largest accepted API request body */
+  int shutdown_grace_ms;         /* wait for rooms on shutdown before SIGKILL */
+  int api_key_generated;         /* set by sfu_config_finish() */
+  int token_secret_generated;    /* set by sfu_config_finish() */
+} sfu_config_t;
+
+void sfu_config_defaults(sfu_config_t *c);
+/* Sets one setting by its name ("listen_port"); returns 0 or -1 with err. */
+int sfu_config_set(sfu_config_t *c, const char *key, const char *value,
+                   char *err, size_t errlen);
+/* Reads "key = value" lines. Returns 0 or -1 with err naming file:line. */
+int sfu_config_load_file(sfu_config_t *c, const char *path, char *err,
+                         size_t errlen);
+/* Applies every SFU_<KEY> variable present in the environment. */
+int sfu_config_load_env(sfu_config_t *c, char *err, size_t errlen);
+/*
+ * Parses argv. Returns 0 to run, 1 when --help/--version was handled (the
+ * text is in *info: "help" or "version"), -1 on error. --config FILE is
+ * read first wherever it appears, so flags always override it.
+ */
+int sfu_config_parse_args(sfu_config_t *c, int argc, char **argv,
+                          const char **info, char *err, size_t errlen);
+/* Fills generated secrets and derived values, checks ranges. 0 or -1. */
+int sfu_config_finish(sfu_config_t *c, char *err, size_t errlen);
+/* Writes the option reference (for --help) to a buffer. */
+void sfu_config_usage(char *buf, size_t len);
+
+#endif

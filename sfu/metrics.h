@@ -1,0 +1,55 @@
+/*
+ * metrics.h -- sfud's counters and histograms, rendered in the Prometheus
+ * text exposition format (version 0.0.4) for GET /metrics.
+ *
+ * Counters are plain integers owned by the loop thread; nothing here locks.
+ */
+#ifndef SFU_METRICS_H
+#define SFU_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SFU_HISTO_BUCKETS 12
+
+/* Cumulative histogram over fixed upper bounds (seconds). */
+typedef struct sfu_histogram_s {
+  const double *bounds;              /* SFU_HISTO_BUCKETS upper bounds, ascending */
+  uint64_t counts[SFU_HISTO_BUCKETS]; /* observations <= bounds[i] (not cumulative) */
+  uint64_t overflow;                 /* observations above the last bound */
+  uint64_t count;                    /* all observations */
+  double sum;                        /* their sum */
+} sfu_histogram_t;
+
+typedef struct sfu_metrics_s {
+  uint64_t rooms_created;        /* spawned successfully */
+  uint64_t rooms_finished;       /* ended cleanly (deleted, empty, shutdown) */
+  uint64_t room_crashes;         /* ended any other way */
+  uint64_t spawn_failures;       /* uv_spawn failed */
+  uint64_t heartbeat_kills;      /* killed for not answering pings */
+  uint64_t ipc_bad_messages;     /* malformed frames from rooms */
+  uint64_t http_requests;        /* all API requests */
+  uint64_t http_errors_4xx;      /* answered 4xx */
+  uint64_t http_errors_5xx;      /* answered 5xx */
+  uint64_t tokens_minted;        /* join tokens issued */
+  sfu_histogram_t spawn_seconds; /* spawn -> room "ready" message */
+} sfu_metrics_t;
+
+void sfu_metrics_init(sfu_metrics_t *m);
+void sfu_histogram_observe(sfu_histogram_t *h, double v);
+
+/* Gauges sampled at render time. */
+typedef struct sfu_gauges_s {
+  int rooms;            /* live room processes */
+  int rooms_crashed;    /* crashed rooms still listed */
+  int participants;     /* across rooms */
+  int draining;         /* 0/1 */
+  double cpu_seconds;   /* sfud's own CPU time */
+} sfu_gauges_t;
+
+/* Renders everything; returns bytes written (truncated output is cut at a
+ * line boundary) or the size needed when buf is too small. */
+size_t sfu_metrics_render(const sfu_metrics_t *m, const sfu_gauges_t *g,
+                          char *buf, size_t cap);
+
+#endif

@@ -1,0 +1,115 @@
+"""Helpers for integration tests: start a real sfud, talk to its API.
+
+Only the Python standard library, so the tests run wherever sfud builds.
+"""
+import http.client
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+
+
+class Sfud:
+    """A running sfud on an ephemeral loopback port, with its log captured."""
+
+    def __init__(self, sfud, room, *extra, api_key="test-key",
+                 token_secret="test-secret-0123456789abcdef0123456789"):
+        self.api_key = api_key
+        self.token_secret = token_secret
+        self.log = []
+        self.port = None
+        args = [sfud, "--listen-port", "0", "--api-key", api_key,
+                "--token-secret", token_secret, "--room-binary", room,
+                "--heartbeat-ms", "200", "--heartbeat-timeout-ms", "3000",
+                "--shutdown-grace-ms", "2000", *extra]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, text=True)
+        self._ready = threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+        if not self._ready.wait(10):
+            self.kill()
+            raise RuntimeError("sfud did not start:\n" + "".join(self.log))
+
+    def _read(self):
+        for line in self.proc.stderr:
+            self.log.append(line)
+            m = re.search(r'listening on http://127\.0\.0\.1:(\d+)', line)
+            if m:
+                self.port = int(m.group(1))
+                self._ready.set()
+
+    def request(self, method, path, body=None, auth=True, raw=None,
+                headers=None):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        h = dict(headers or {})
+        if auth:
+            h["Authorization"] = "Bearer " + (auth if isinstance(auth, str)
+                                              else self.api_key)
+        data = raw if raw is not None else (
+            json.dumps(body).encode() if body is not None else None)
+        if data is not None:
+            h.setdefault("Content-Type", "application/json")
+        conn.request(method, path, body=data, headers=h)
+        resp = conn.getresponse()
+        text = resp.read().decode()
+        conn.close()
+        ctype = resp.getheader("Content-Type", "")
+        parsed = json.loads(text) if ctype.startswith("application/json") else text
+        return resp.status, parsed
+
+    def children(self):
+        """PIDs of live (non-zombie) processes whose parent is sfud."""
+        out = []
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    st = f.read()
+            except OSError:
+                continue
+            fields = st[st.rindex(")") + 2:].split()
+            if int(fields[1]) == self.proc.pid and fields[0] != "Z":
+                out.append(int(d))
+        return sorted(out)
+
+    def metric(self, name):
+        _, text = self.request("GET", "/metrics", auth=False)
+        m = re.search(r"^%s (\S+)$" % re.escape(name), text, re.M)
+        return float(m.group(1)) if m else None
+
+    def stop(self, sig=signal.SIGTERM, timeout=15):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def wait_for(pred, timeout=10.0, step=0.05, what="condition"):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def pid_alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            st = f.read()
+        return st[st.rindex(")") + 2] != "Z"
+    except OSError:
+        return False

@@ -1,0 +1,312 @@
+#!/usr/bin/env python3
+"""sfud + real room processes over HTTP: lifecycle, crash isolation, errors.
+
+Usage: test_node.py --sfud PATH --room PATH
+"""
+import argparse
+import base64
+import hashlib
+import hmac
+import json
+import os
+import signal
+import socket
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from sfutest import Sfud, pid_alive, wait_for  # noqa: E402
+
+ARGS = None
+
+
+def b64url_decode(s):
+    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+
+
+class NodeLifecycle(unittest.TestCase):
+    def setUp(self):
+        self.sfud = Sfud(ARGS.sfud, ARGS.room)
+
+    def tearDown(self):
+        self.sfud.kill()
+
+    def create(self, **body):
+        st, j = self.sfud.request("POST", "/v1/rooms", body)
+        self.assertEqual(st, 201, j)
+        return j
+
+    def test_twenty_rooms_survive_one_sigkill_and_leave_no_process(self):
+        s = self.sfud
+        rooms = [self.create(name="r%d" % i) for i in range(20)]
+        pids = [r["pid"] for r in rooms]
+        self.assertEqual(len(set(pids)), 20)
+        self.assertEqual(s.children(), sorted(pids))
+        for r in rooms:
+            self.assertTrue(r["room_id"].startswith("rm_"))
+            self.assertTrue(r["ws_url"].startswith("ws://127.0.0.1:"))
+        wait_for(lambda: all(s.request("GET", "/v1/rooms/" + r["room_id"])[1]
+                             ["state"] == "running" for r in rooms),
+                 what="20 rooms running")
+
+        victim = rooms[7]
+        os.kill(victim["pid"], signal.SIGKILL)
+        st, j = wait_for(lambda: (lambda r: r if r[1]["state"] == "crashed"
+                                  else None)(s.request(
+                                      "GET", "/v1/rooms/" + victim["room_id"])),
+                         what="crash reported")
+        self.assertEqual(j["exit"]["signal"], signal.SIGKILL)
+        self.assertEqual(j["end_reason"], "signal 9")
+        self.assertEqual(s.metric("sfu_room_crashes_total"), 1)
+        self.assertEqual(s.metric("sfu_rooms"), 19)
+        self.assertEqual(s.metric("sfu_rooms_crashed_listed"), 1)
+        self.assertTrue(any("room crashed" in l and victim["room_id"] in l
+                            for l in s.log))
+
+        # The other 19 keep answering heartbeats: their IPC counters grow.
+        others = [r for r in rooms if r is not victim]
+        before = {r["room_id"]: s.request("GET", "/v1/rooms/" + r["room_id"])[1]
+                  ["ipc"]["messages_in"] for r in others}
+        time.sleep(0.7)
+        for r in others:
+            st, j = s.request("GET", "/v1/rooms/" + r["room_id"])
+            self.assertEqual(st, 200)
+            self.assertEqual(j["state"], "running")
+            self.assertGreater(j["ipc"]["messages_in"], before[r["room_id"]])
+            self.assertTrue(pid_alive(r["pid"]))
+        st, j = s.request("GET", "/v1/rooms")
+        states = sorted(x["state"] for x in j["rooms"])
+        self.assertEqual(states, ["crashed"] + ["running"] * 19)
+
+        # A crashed room takes no tokens.
+        st, j = s.request("POST", "/v1/rooms/%s/tokens" % victim["room_id"],
+                          {"identity": "late"})
+        self.assertEqual((st, j["error"]["code"]), (409, "room_not_running"))
+
+        for r in others:
+            st, j = s.request("DELETE", "/v1/rooms/" + r["room_id"])
+            self.assertEqual(st, 202)
+            self.assertEqual(j["state"], "closing")
+        st, j = s.request("DELETE", "/v1/rooms/" + victim["room_id"])
+        self.assertEqual((st, j["state"]), (200, "crashed"))
+        wait_for(lambda: s.children() == [], what="all room processes reaped")
+        for r in rooms:
+            st, j = s.request("GET", "/v1/rooms/" + r["room_id"])
+            self.assertEqual((st, j["error"]["code"]), (404, "room_not_found"))
+        self.assertEqual(s.metric("sfu_rooms_finished_total"), 19)
+        self.assertEqual(s.metric("sfu_rooms"), 0)
+        self.assertEqual(s.metric("sfu_room_spawn_seconds_count"), 20)
+
+    def test_delete_reaps_the_process(self):
+        s = self.sfud
+        r = self.create()
+        self.assertTrue(pid_alive(r["pid"]))
+        st, _ = s.request("DELETE", "/v1/rooms/" + r["room_id"])
+        self.assertEqual(st, 202)
+        wait_for(lambda: not pid_alive(r["pid"]), what="room process gone")
+        wait_for(lambda: s.request("GET", "/v1/rooms/" + r["room_id"])[0] == 404,
+                 what="room unlisted")
+        self.assertTrue(any("room ended (deleted)" in l for l in s.log))
+
+    def test_empty_room_ends_after_its_timeout(self):
+        s = self.sfud
+        r = self.create(empty_timeout_s=1)
+        keep = self.create()
+        wait_for(lambda: s.request("GET", "/v1/rooms/" + r["room_id"])[0] == 404,
+                 timeout=5, what="empty room ended")
+        self.assertFalse(pid_alive(r["pid"]))
+        self.assertTrue(pid_alive(keep["pid"]))
+        self.assertEqual(s.metric("sfu_room_crashes_total"), 0)
+        self.assertTrue(any("room ended (empty_timeout)" in l for l in s.log))
+
+    def test_sigterm_closes_rooms_and_exits_cleanly(self):
+        s = self.sfud
+        pids = [self.create()["pid"] for _ in range(5)]
+        self.assertEqual(s.stop(signal.SIGTERM), 0)
+        for p in pids:
+            self.assertFalse(pid_alive(p))
+        self.assertTrue(any("all rooms closed" in l for l in s.log))
+
+    def test_rooms_do_not_outlive_a_killed_sfud(self):
+        s = self.sfud
+        pids = [self.create()["pid"] for _ in range(3)]
+        s.kill()
+        wait_for(lambda: not any(pid_alive(p) for p in pids), timeout=5,
+                 what="orphaned rooms to exit")
+
+    def test_unresponsive_room_is_killed_and_reported(self):
+        s = self.sfud
+        r = self.create()
+        wait_for(lambda: s.request("GET", "/v1/rooms/" + r["room_id"])[1]
+                 ["state"] == "running", what="running")
+        os.kill(r["pid"], signal.SIGSTOP)  # alive but silent
+        st, j = wait_for(lambda: (lambda x: x if x[1]["state"] == "crashed"
+                                  else None)(s.request(
+                                      "GET", "/v1/rooms/" + r["room_id"])),
+                         timeout=8, what="heartbeat kill")
+        self.assertEqual(j["end_reason"], "unresponsive")
+        self.assertEqual(s.metric("sfu_room_heartbeat_kills_total"), 1)
+
+
+class NodeApi(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.sfud = Sfud(ARGS.sfud, ARGS.room, "--max-rooms", "3",
+                        "--max-body-bytes", "4096")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.sfud.stop()
+
+    def err(self, method, path, body=None, status=None, code=None, **kw):
+        st, j = self.sfud.request(method, path, body, **kw)
+        self.assertEqual(st, status, j)
+        self.assertEqual(j["error"]["code"], code, j)
+        self.assertTrue(j["error"]["message"])
+        return j
+
+    def test_auth_is_required_on_v1_routes(self):
+        self.err("GET", "/v1/rooms", auth=False, status=401, code="unauthorized")
+        self.err("GET", "/v1/rooms", auth="wrong-key", status=401, code="unauthorized")
+        self.err("GET", "/v1/node", auth="test-key-and-more", status=401,
+                 code="unauthorized")
+        st, _ = self.sfud.request("GET", "/healthz", auth=False)
+        self.assertEqual(st, 200)
+
+    def test_bad_bodies_get_json_errors(self):
+        s = self.sfud
+        self.err("POST", "/v1/rooms", raw=b"{not json", status=400, code="invalid_json")
+        self.err("POST", "/v1/rooms", raw=b"\xff\xfe{}", status=400, code="invalid_json")
+        self.err("POST", "/v1/rooms", raw=b"[]", status=400, code="invalid_json")
+        j = self.err("POST", "/v1/rooms", {"max_participants": "ten"}, status=400,
+                     code="invalid_field")
+        self.assertIn("max_participants", j["error"]["message"])
+        self.err("POST", "/v1/rooms", {"colour": "red"}, status=400, code="unknown_field")
+        self.err("POST", "/v1/rooms", raw=b'{"name":"' + b"x" * 5000 + b'"}',
+                 status=413, code="payload_too_large")
+        deep = b"[" * 5000 + b"]" * 5000
+        self.err("POST", "/v1/rooms", raw=b'{"metadata":' + deep[:4000] + b"}",
+                 status=400, code="invalid_json")
+        self.assertEqual(s.request("GET", "/healthz", auth=False)[0], 200)
+
+    def test_unknown_routes_and_methods(self):
+        self.err("GET", "/v1/nope", status=404, code="not_found")
+        self.err("GET", "/nope", status=404, code="not_found", auth=False)
+        self.err("GET", "/v1/rooms/rm_doesnotexist", status=404, code="room_not_found")
+        self.err("PUT", "/v1/rooms", status=405, code="method_not_allowed")
+        self.err("GET", "/v1/node/drain", status=405, code="method_not_allowed")
+        self.err("POST", "/v1/rooms/rm_x/whatever", status=404, code="room_not_found")
+
+    def test_tokens_carry_the_documented_claims(self):
+        s = self.sfud
+        st, room = s.request("POST", "/v1/rooms", {"name": "tok-room"})
+        self.assertEqual(st, 201)
+        st, j = s.request("POST", "/v1/rooms/%s/tokens" % room["room_id"],
+                          {"identity": "alice", "name": "Alice", "ttl_s": 120,
+                           "grants": {"publish": False}})
+        self.assertEqual(st, 201, j)
+        h, p, sig = j["token"].split(".")
+        want = hmac.new(s.token_secret.encode(), (h + "." + p).encode(),
+                        hashlib.sha256).digest()
+        self.assertEqual(b64url_decode(sig), want)
+        self.assertEqual(json.loads(b64url_decode(h))["alg"], "HS256")
+        claims = json.loads(b64url_decode(p))
+        self.assertEqual(claims["room"], room["room_id"])
+        self.assertEqual(claims["sub"], "alice")
+        self.assertEqual(claims["name"], "Alice")
+        self.assertEqual(claims["exp"] - claims["iat"], 120)
+        self.assertFalse(claims["grants"]["publish"])
+        self.assertTrue(claims["grants"]["subscribe"])
+        self.assertEqual(j["expires_at"], claims["exp"])
+        # The room is also reachable by its name.
+        st, j2 = s.request("POST", "/v1/rooms/tok-room/tokens", {"identity": "bob"})
+        self.assertEqual(st, 201)
+        self.err("POST", "/v1/rooms", {"name": "tok-room"}, status=409, code="name_in_use")
+        self.err("POST", "/v1/rooms/%s/tokens" % room["room_id"], {"identity": "a b"},
+                 status=400, code="invalid_field")
+        s.request("DELETE", "/v1/rooms/" + room["room_id"])
+        wait_for(lambda: s.request("GET", "/v1/rooms/" + room["room_id"])[0] == 404)
+
+    def test_capacity_and_drain(self):
+        s = self.sfud
+        made = []
+        for _ in range(3):
+            st, j = s.request("POST", "/v1/rooms", {})
+            self.assertEqual(st, 201)
+            made.append(j)
+        self.err("POST", "/v1/rooms", {}, status=503, code="at_capacity")
+        for r in made:
+            s.request("DELETE", "/v1/rooms/" + r["room_id"])
+        wait_for(lambda: s.metric("sfu_rooms") == 0)
+        st, j = s.request("POST", "/v1/node/drain")
+        self.assertEqual((st, j["draining"]), (200, True))
+        self.err("POST", "/v1/rooms", {}, status=503, code="draining")
+        st, node = s.request("GET", "/v1/node")
+        self.assertTrue(node["draining"])
+        self.assertEqual(node["capacity"]["max_rooms"], 3)
+        self.assertIn("OpenSSL", node["srtp"])
+        st, j = s.request("POST", "/v1/node/drain", {"draining": False})
+        self.assertFalse(j["draining"])
+        st, j = s.request("POST", "/v1/rooms", {})
+        self.assertEqual(st, 201)
+        s.request("DELETE", "/v1/rooms/" + j["room_id"])
+
+    def test_malformed_http_is_refused_and_node_survives(self):
+        s = self.sfud
+        junk = [b"GARBAGE\r\n\r\n",
+                b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+                b"POST /v1/rooms HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n",
+                b"\x00\x01\x02\x03" * 64,
+                b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n",
+                b"POST /v1/rooms HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"]
+        for blob in junk:
+            c = socket.create_connection(("127.0.0.1", s.port), timeout=5)
+            try:
+                c.sendall(blob)
+                c.shutdown(socket.SHUT_WR)
+                reply = c.recv(4096)
+            except (ConnectionResetError, BrokenPipeError):
+                reply = b""
+            finally:
+                c.close()
+            if reply:
+                status = int(reply.split(b" ")[1])
+                self.assertTrue(400 <= status < 500, (blob[:40], reply[:80]))
+        # Half-open connection left hanging does not block others.
+        idle = socket.create_connection(("127.0.0.1", s.port))
+        idle.sendall(b"POST /v1/rooms HTTP/1.1\r\nContent-Length: 10\r\n\r\n{")
+        self.assertEqual(s.request("GET", "/healthz", auth=False)[0], 200)
+        idle.close()
+        self.assertIsNone(s.proc.poll())
+
+    def test_metrics_are_prometheus_text(self):
+        st, text = self.sfud.request("GET", "/metrics", auth=False)
+        self.assertEqual(st, 200)
+        for name in ("sfu_rooms", "sfu_participants", "sfu_room_crashes_total",
+                     "sfu_room_spawn_seconds_bucket", "sfu_http_requests_total"):
+            self.assertIn(name, text)
+
+
+class Binary(unittest.TestCase):
+    def test_version_names_openssl_backed_srtp(self):
+        import subprocess
+        out = subprocess.run([ARGS.sfud, "--version"], capture_output=True,
+                             text=True, check=True).stdout
+        self.assertIn("libsrtp2 2.5.0", out)
+        self.assertIn("crypto backend OpenSSL", out)
+
+    def test_bad_flag_exits_2_with_message(self):
+        import subprocess
+        p = subprocess.run([ARGS.sfud, "--listen-port", "nope"], capture_output=True,
+                           text=True)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("listen_port", p.stderr)
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sfud", required=True)
+    ap.add_argument("--room", required=True)
+    ARGS, rest = ap.parse_known_args()
+    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
