@@ -49,7 +49,7 @@ def main():
     ap.add_argument("--idle", type=int, default=20)
     a = ap.parse_args()
     s = Sfud(os.path.join(a.build, "sfud"), os.path.join(a.build, "sfu-room"),
-             "--log-level", "warn", "--heartbeat-ms", "1000",
+             "--heartbeat-ms", "1000",
              "--heartbeat-timeout-ms", "5000")
     try:
         spawn_ms, api_ms = [], []

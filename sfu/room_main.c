@@ -35,7 +35,7 @@ int main(int argc, char **argv) {
    * braces), the kernel ends us too. */
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   signal(SIGPIPE, SIG_IGN);
-  for (int i = 1; i < argc; i++) {
+  for (int i = 1; i < argc; i += 2) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (strcmp(a, "--version") == 0) {
       printf("sfu-room %s\nsrtp: %s\n", sfu_version(), sfu_srtp_description());
@@ -59,7 +59,6 @@ int main(int argc, char **argv) {
       fprintf(stderr, "sfu-room: unknown option '%s'\n", a);
       return 2;
     }
-    i++;
   }
   if (o.id[0] == '\0') {
     fprintf(stderr, "sfu-room: --room-id is required (sfu-room is started by sfud)\n");

@@ -90,6 +90,12 @@ class Sfud:
             self.kill()
             raise
 
+    def assert_clean_log(self):
+        """No sanitizer report from sfud or any room (they share stderr)."""
+        bad = [l for l in self.log if "Sanitizer" in l or "runtime error:" in l]
+        if bad:
+            raise AssertionError("sanitizer report:\n" + "".join(self.log[-200:]))
+
     def kill(self):
         if self.proc.poll() is None:
             self.proc.kill()

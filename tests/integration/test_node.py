@@ -31,6 +31,7 @@ class NodeLifecycle(unittest.TestCase):
 
     def tearDown(self):
         self.sfud.kill()
+        self.sfud.assert_clean_log()
 
     def create(self, **body):
         st, j = self.sfud.request("POST", "/v1/rooms", body)
@@ -157,7 +158,8 @@ class NodeApi(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        cls.sfud.stop()
+        assert cls.sfud.stop() == 0
+        cls.sfud.assert_clean_log()
 
     def err(self, method, path, body=None, status=None, code=None, **kw):
         st, j = self.sfud.request(method, path, body, **kw)
