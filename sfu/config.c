@@ -52,6 +52,7 @@ static const opt_t opts[] = {
   I(crashed_retention_s, 0, 86400, "a crashed room stays listed this long (default 300)"),
   I(max_body_bytes, 256, 16777216, "largest API request body (default 65536)"),
   I(shutdown_grace_ms, 0, 60000, "on shutdown, wait this long for rooms (default 3000)"),
+  I(dev, 0, 1, "1 = development routes: POST /dev/join mints tokens without a key (default 0)"),
 };
 
 #undef S

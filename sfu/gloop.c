@@ -495,8 +495,9 @@ on_prepare(uv_prepare_t *h)
   if (ms < 0) {
     uv_timer_stop(&g->timer);
   } else {
-    /* loop->time was read before this turn's timers ran; without a fresh
-     * reading a callback that ran long would make the timer fire early. */
+    /* loop->time was read before this turn's timers ran. After a long
+     * callback it is stale, the timer would fire early, GLib's check (on
+     * its own clock) would find nothing due, and the turn is wasted. */
     if (ms > 0)
       uv_update_time(g->loop);
     uv_timer_start(&g->timer, on_timer, (uint64_t)ms, 0);

@@ -21,11 +21,22 @@
 #include "sfu/sfu.h"
 #include "sfu/supervisor.h"
 #include "signaling/http_api.h"
+#include "signaling/ws.h"
 
 static sfu_config_t cfg;
 static sfu_metrics_t metrics;
 static sfu_supervisor_t *sup;
 static sfu_http_t *http;
+static sfu_ws_t *ws;
+
+static void hook_room_msg(void *arg, sfu_room_rec_t *r, const char *type, json_t *msg) {
+  sfu_ws_on_room_msg(arg, r, type, msg);
+}
+
+static void hook_room_gone(void *arg, sfu_room_rec_t *r, int crashed) {
+  sfu_ws_on_room_gone(arg, r, crashed ? SFU_WS_ROOM_CRASHED : SFU_WS_ROOM_CLOSED,
+                      crashed ? "room crashed" : "room closed");
+}
 static uv_signal_t sig_int, sig_term;
 static int signals_seen;
 
@@ -90,7 +101,10 @@ int main(int argc, char **argv) {
   sfu_metrics_init(&metrics);
 
   if (sfu_supervisor_create(&sup, loop, &cfg, &metrics) != 0) return 1;
-  if (sfu_http_start(&http, loop, &cfg, sup, &metrics) != 0) return 1;
+  if (sfu_ws_create(&ws, loop, &cfg, sup) != 0) return 1;
+  sfu_supervisor_hooks_t hooks = {ws, hook_room_msg, hook_room_gone};
+  sfu_supervisor_set_hooks(sup, &hooks);
+  if (sfu_http_start(&http, loop, &cfg, sup, ws, &metrics) != 0) return 1;
 
   uv_signal_init(loop, &sig_int);
   uv_signal_init(loop, &sig_term);

@@ -46,7 +46,16 @@ struct sfu_supervisor_s {
   void *done_arg;
   int tick_closed;
   int records_alive;         /* allocated records, listed or not */
+  sfu_supervisor_hooks_t hooks; /* clients of rooms */
 };
+
+void sfu_supervisor_set_hooks(sfu_supervisor_t *s, const sfu_supervisor_hooks_t *h) {
+  s->hooks = *h;
+}
+
+static void notify_gone(sfu_room_rec_t *r, int crashed) {
+  if (r->sup->hooks.room_gone) r->sup->hooks.room_gone(r->sup->hooks.arg, r, crashed);
+}
 
 const char *sfu_room_state_name(sfu_room_state_t st) {
   switch (st) {
@@ -139,6 +148,7 @@ static void on_exit_cb(uv_process_t *proc, int64_t status, int term_signal) {
     room_log(status == 0 && term_signal == 0 ? SFU_LOG_INFO : SFU_LOG_WARN, r,
              "room ended (%s), exit status %lld signal %d", r->end_reason,
              (long long)status, term_signal);
+    notify_gone(r, 0);
     close_handles(r);
     unlist(r);
     return;
@@ -154,6 +164,7 @@ static void on_exit_cb(uv_process_t *proc, int64_t status, int term_signal) {
   s->metrics->room_crashes++;
   room_log(SFU_LOG_ERROR, r, "room crashed: %s (participants %d)", r->end_reason,
            r->participants);
+  notify_gone(r, 1);
   close_handles(r);
   if (s->shutting_down || s->cfg->crashed_retention_s == 0) unlist(r);
 }
@@ -192,6 +203,8 @@ static void on_ipc_msg(sfu_ipc_t *ipc, json_t *msg) {
     json_decref(r->stats);
     r->stats = json_incref(msg);
     json_object_del(r->stats, "type");
+  } else if (strncmp(type, "client_", 7) == 0) {
+    if (s->hooks.room_msg) s->hooks.room_msg(s->hooks.arg, r, type, msg);
   } else if (strcmp(type, "closing") == 0) {
     const char *why = json_string_value(json_object_get(msg, "reason"));
     if (r->state != SFU_ROOM_CLOSING) {

@@ -68,6 +68,17 @@ struct sfu_room_rec_s {
   sfu_room_rec_t *next;              /* registry list */
 };
 
+/* Where room messages meant for clients go (signaling/ws.c). */
+typedef struct sfu_supervisor_hooks_s {
+  void *arg;
+  /* client_msg / client_close from a room */
+  void (*room_msg)(void *arg, sfu_room_rec_t *r, const char *type, json_t *msg);
+  /* the room ended (closing or crashed): its clients must go */
+  void (*room_gone)(void *arg, sfu_room_rec_t *r, int crashed);
+} sfu_supervisor_hooks_t;
+
+void sfu_supervisor_set_hooks(sfu_supervisor_t *s, const sfu_supervisor_hooks_t *h);
+
 /* Created/destroyed with sfud; `metrics` is owned by the caller. */
 int sfu_supervisor_create(sfu_supervisor_t **out, uv_loop_t *loop,
                           const sfu_config_t *cfg, sfu_metrics_t *metrics);

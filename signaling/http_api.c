@@ -43,6 +43,7 @@ struct sfu_http_s {
   uv_loop_t *loop;
   const sfu_config_t *cfg;
   sfu_supervisor_t *sup;
+  sfu_ws_t *ws;
   sfu_metrics_t *metrics;
   h2o_globalconf_t globalconf;
   h2o_context_t ctx;
@@ -65,6 +66,7 @@ static const char *reason_of(int status) {
   case 200: return "OK";
   case 201: return "Created";
   case 202: return "Accepted";
+  case 302: return "Found";
   case 400: return "Bad Request";
   case 401: return "Unauthorized";
   case 404: return "Not Found";
@@ -213,13 +215,8 @@ static int route_create_room(sfu_http_t *h, h2o_req_t *req) {
   return send_json(h, req, 201, j);
 }
 
-static int route_mint_token(sfu_http_t *h, h2o_req_t *req, sfu_room_rec_t *r) {
-  sfu_token_req_t tr;
-  sfu_api_error_t e;
-  size_t len;
-  const char *body = body_of(req, &len);
-
-  if (sfu_validate_token_req(body, len, h->cfg, &tr, &e)) return send_error(h, req, &e);
+static int mint_token(sfu_http_t *h, h2o_req_t *req, sfu_room_rec_t *r,
+                      const sfu_token_req_t *tr) {
   if (r->state == SFU_ROOM_CRASHED || r->state == SFU_ROOM_CLOSING)
     return fail(h, req, 409, "room_not_running", "room %s is %s", r->id,
                 sfu_room_state_name(r->state));
@@ -227,11 +224,11 @@ static int route_mint_token(sfu_http_t *h, h2o_req_t *req, sfu_room_rec_t *r) {
   sfu_token_claims_t c;
   memset(&c, 0, sizeof(c));
   snprintf(c.room, sizeof(c.room), "%s", r->id);
-  memcpy(c.identity, tr.identity, sizeof(c.identity));
-  memcpy(c.name, tr.name, sizeof(c.name));
+  memcpy(c.identity, tr->identity, sizeof(c.identity));
+  memcpy(c.name, tr->name, sizeof(c.name));
   c.iat = sfu_wall_ms() / 1000;
-  c.exp = c.iat + tr.ttl_s;
-  c.grants = tr.grants;
+  c.exp = c.iat + tr->ttl_s;
+  c.grants = tr->grants;
   char *tok = NULL;
   int rv = sfu_token_mint((const uint8_t *)h->cfg->token_secret,
                           strlen(h->cfg->token_secret), &c, &tok);
@@ -244,9 +241,94 @@ static int route_mint_token(sfu_http_t *h, h2o_req_t *req, sfu_room_rec_t *r) {
   return send_json(h, req, 201, j);
 }
 
-static int route_room(sfu_http_t *h, h2o_req_t *req, const char *id, const char *sub) {
+static int route_mint_token(sfu_http_t *h, h2o_req_t *req, sfu_room_rec_t *r) {
+  sfu_token_req_t tr;
+  sfu_api_error_t e;
+  size_t len;
+  const char *body = body_of(req, &len);
+  if (sfu_validate_token_req(body, len, h->cfg, &tr, &e)) return send_error(h, req, &e);
+  return mint_token(h, req, r, &tr);
+}
+
+/* POST /v1/rooms/{id}/participants/{identity}/mute {"muted": bool} and
+ * DELETE /v1/rooms/{id}/participants/{identity} (kick): forwarded to the
+ * room, which applies them and tells the clients. */
+static int route_participant(sfu_http_t *h, h2o_req_t *req, sfu_room_rec_t *r,
+                             const char *identity, const char *action) {
+  sfu_api_error_t e;
+  json_t *m;
+  size_t len;
+  const char *body = body_of(req, &len);
+  int muted;
+
+  if (!sfu_token_valid_id(identity))
+    return fail(h, req, 400, "invalid_field", "'%.64s' is not a valid identity", identity);
+  if (r->state == SFU_ROOM_CRASHED || r->state == SFU_ROOM_CLOSING)
+    return fail(h, req, 409, "room_not_running", "room %s is %s", r->id,
+                sfu_room_state_name(r->state));
+  if (action == NULL) {
+    if (!method_is(req, "DELETE")) return method_not_allowed(h, req, "DELETE");
+    m = json_pack("{s:s, s:s}", "type", "kick", "identity", identity);
+  } else if (strcmp(action, "mute") == 0) {
+    if (!method_is(req, "POST")) return method_not_allowed(h, req, "POST");
+    if (sfu_validate_mute(body, len, h->cfg, &muted, &e)) return send_error(h, req, &e);
+    m = json_pack("{s:s, s:s, s:b}", "type", "server_mute", "identity", identity, "muted", muted);
+  } else {
+    return fail(h, req, 404, "not_found", "no route .../participants/{identity}/%.32s", action);
+  }
+  int rv = sfu_supervisor_send(r, m);
+  json_decref(m);
+  if (rv) return fail(h, req, 503, "room_unreachable", "room %s: %s", r->id, sfu_strerror(rv));
+  return send_json(h, req, 202, json_pack("{s:s, s:s, s:s}", "room_id", r->id, "identity",
+                                          identity, "action", action ? action : "kick"));
+}
+
+/* POST /dev/join {"room","identity","name"}: development only (dev = 1).
+ * Finds or creates the room by name and mints a token, so the demo page
+ * works without a control plane. Never enable it on a reachable node. */
+static int route_dev_join(sfu_http_t *h, h2o_req_t *req) {
+  sfu_api_error_t e;
+  sfu_token_req_t tr;
+  size_t len;
+  const char *body = body_of(req, &len);
+  json_t *j;
+  if (sfu_validate_body(body, len, (size_t)h->cfg->max_body_bytes, &j, &e))
+    return send_error(h, req, &e);
+  const char *room = json_string_value(json_object_get(j, "room"));
+  json_t *tj = json_pack("{s:O*, s:O*}", "identity", json_object_get(j, "identity"), "name",
+                         json_object_get(j, "name"));
+  char *tbody = json_dumps(tj, JSON_COMPACT);
+  json_decref(tj);
+  int bad = sfu_validate_token_req(tbody, strlen(tbody), h->cfg, &tr, &e);
+  free(tbody);
+  if (bad || !room || !sfu_token_valid_id(room)) {
+    json_decref(j);
+    if (!bad) sfu_api_error(&e, 400, "invalid_field", "'room' must be a valid room name");
+    return send_error(h, req, &e);
+  }
+  sfu_room_rec_t *r = sfu_supervisor_find(h->sup, room);
+  if (!r || r->state == SFU_ROOM_CRASHED || r->state == SFU_ROOM_CLOSING) {
+    sfu_room_req_t rr = {0};
+    snprintf(rr.name, sizeof(rr.name), "%s", room);
+    rr.max_participants = h->cfg->max_participants;
+    rr.empty_timeout_s = h->cfg->empty_timeout_s;
+    int rv = sfu_supervisor_spawn(h->sup, &rr, &r);
+    if (rv) {
+      json_decref(j);
+      return fail(h, req, 503, "spawn_failed", "cannot create room: %s", sfu_strerror(rv));
+    }
+  }
+  json_decref(j);
+  return mint_token(h, req, r, &tr);
+}
+
+static int route_room(sfu_http_t *h, h2o_req_t *req, char seg[][72], int n) {
+  const char *id = seg[2], *sub = n >= 4 ? seg[3] : NULL;
   sfu_room_rec_t *r = sfu_supervisor_find(h->sup, id);
   if (!r) return fail(h, req, 404, "room_not_found", "no room '%.64s' on this node", id);
+  if (sub && strcmp(sub, "participants") == 0 && n >= 5)
+    return route_participant(h, req, r, seg[4], n == 6 ? seg[5] : NULL);
+  if (sub && n > 4) return fail(h, req, 404, "not_found", "no such route");
   if (sub) {
     if (strcmp(sub, "tokens") != 0)
       return fail(h, req, 404, "not_found", "no route /v1/rooms/{id}/%.32s", sub);
@@ -333,11 +415,11 @@ static int route_metrics(sfu_http_t *h, h2o_req_t *req) {
 
 static int on_req(h2o_handler_t *self, h2o_req_t *req) {
   sfu_http_t *h = ((api_handler_t *)self)->http;
-  char seg[4][72];
+  char seg[6][72];
   int n;
 
   h->metrics->http_requests++;
-  n = split_path(req->path_normalized, seg, 4);
+  n = split_path(req->path_normalized, seg, 6);
   if (n < 0) return fail(h, req, 404, "not_found", "no such route");
 
   if (n == 1 && strcmp(seg[0], "healthz") == 0) {
@@ -348,6 +430,19 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req) {
   if (n == 1 && strcmp(seg[0], "metrics") == 0) {
     if (!method_is(req, "GET")) return method_not_allowed(h, req, "GET");
     return route_metrics(h, req);
+  }
+  if (n == 2 && strcmp(seg[0], "v1") == 0 && strcmp(seg[1], "rtc") == 0) {
+    if (sfu_ws_handle(h->ws, req) == 0) return 0;
+    return fail(h, req, 400, "websocket_required",
+                "GET /v1/rtc is a WebSocket endpoint (Upgrade: websocket)");
+  }
+  if (n == 2 && h->cfg->dev && strcmp(seg[0], "dev") == 0 && strcmp(seg[1], "join") == 0) {
+    if (!method_is(req, "POST")) return method_not_allowed(h, req, "POST");
+    return route_dev_join(h, req);
+  }
+  if (n == 0 && h->cfg->web_root[0]) { /* "/" -> the demo page */
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_LOCATION, NULL, H2O_STRLIT("/web/"));
+    return send_body(h, req, 302, "text/plain", H2O_STRLIT("/web/\n"));
   }
   if (n < 2 || strcmp(seg[0], "v1") != 0) return fail(h, req, 404, "not_found", "no such route");
 
@@ -372,7 +467,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req) {
         return send_json(h, req, 200, json_pack("{s:o}", "rooms", sfu_supervisor_list_json(h->sup)));
       return method_not_allowed(h, req, "GET, POST");
     }
-    return route_room(h, req, seg[2], n == 4 ? seg[3] : NULL);
+    return route_room(h, req, seg, n);
   }
   return fail(h, req, 404, "not_found", "no such route");
 }
@@ -397,7 +492,7 @@ static void on_accept(uv_stream_t *listener, int status) {
 }
 
 int sfu_http_start(sfu_http_t **out, uv_loop_t *loop, const sfu_config_t *cfg,
-                   sfu_supervisor_t *sup, sfu_metrics_t *metrics) {
+                   sfu_supervisor_t *sup, sfu_ws_t *ws, sfu_metrics_t *metrics) {
   struct sockaddr_storage ss;
   int rv;
 
@@ -407,6 +502,7 @@ int sfu_http_start(sfu_http_t **out, uv_loop_t *loop, const sfu_config_t *cfg,
   h->loop = loop;
   h->cfg = cfg;
   h->sup = sup;
+  h->ws = ws;
   h->metrics = metrics;
   h->started_wall_ms = sfu_wall_ms();
 

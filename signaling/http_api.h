@@ -10,13 +10,14 @@
 #include "sfu/config.h"
 #include "sfu/metrics.h"
 #include "sfu/supervisor.h"
+#include "signaling/ws.h"
 
 typedef struct sfu_http_s sfu_http_t;
 
 /* Binds cfg->listen_host:listen_port and starts serving. Returns 0 or a
  * negative error (the reason is logged). */
 int sfu_http_start(sfu_http_t **out, uv_loop_t *loop, const sfu_config_t *cfg,
-                   sfu_supervisor_t *sup, sfu_metrics_t *metrics);
+                   sfu_supervisor_t *sup, sfu_ws_t *ws, sfu_metrics_t *metrics);
 /* Base URL clients use ("http://127.0.0.1:7880"), with the bound port. */
 const char *sfu_http_base_url(const sfu_http_t *h);
 /* Stops accepting connections (shutdown). Open connections finish. */

@@ -181,24 +181,38 @@ int sfu_validate_token_req(const char *body, size_t len,
   return rv;
 }
 
-int sfu_validate_drain(const char *body, size_t len, const sfu_config_t *cfg,
-                       int *draining, sfu_api_error_t *err) {
+/* A body whose only field is the boolean `field`; -1 in *out if absent. */
+static int bool_body(const char *body, size_t len, const sfu_config_t *cfg,
+                     const char *field, int *out, sfu_api_error_t *err) {
   json_t *j, *v;
   const char *key;
   int rv;
-  *draining = 1;
+  *out = -1;
   if ((rv = sfu_validate_body(body, len, (size_t)cfg->max_body_bytes, &j, err)))
     return rv;
   json_object_foreach(j, key, v) {
-    if (strcmp(key, "draining") == 0 && json_is_boolean(v)) {
-      *draining = json_is_true(v);
-    } else if (strcmp(key, "draining") == 0) {
-      rv = sfu_api_error(err, 400, "invalid_field", "'draining' must be true or false");
-    } else {
+    if (strcmp(key, field) == 0 && json_is_boolean(v))
+      *out = json_is_true(v);
+    else if (strcmp(key, field) == 0)
+      rv = sfu_api_error(err, 400, "invalid_field", "'%s' must be true or false", field);
+    else
       rv = unknown(key, err);
-    }
     if (rv) break;
   }
   json_decref(j);
+  return rv;
+}
+
+int sfu_validate_drain(const char *body, size_t len, const sfu_config_t *cfg,
+                       int *draining, sfu_api_error_t *err) {
+  int rv = bool_body(body, len, cfg, "draining", draining, err);
+  if (*draining < 0) *draining = 1;
+  return rv;
+}
+
+int sfu_validate_mute(const char *body, size_t len, const sfu_config_t *cfg,
+                      int *muted, sfu_api_error_t *err) {
+  int rv = bool_body(body, len, cfg, "muted", muted, err);
+  if (!rv && *muted < 0) rv = sfu_api_error(err, 400, "missing_field", "'muted' is required");
   return rv;
 }

@@ -54,6 +54,9 @@ void sfu_room_req_free(sfu_room_req_t *r);
 int sfu_validate_token_req(const char *body, size_t len,
                            const sfu_config_t *cfg, sfu_token_req_t *out,
                            sfu_api_error_t *err);
+/* {"muted": bool}, required. */
+int sfu_validate_mute(const char *body, size_t len, const sfu_config_t *cfg,
+                      int *muted, sfu_api_error_t *err);
 /* {"draining": bool}, empty body = true. */
 int sfu_validate_drain(const char *body, size_t len, const sfu_config_t *cfg,
                        int *draining, sfu_api_error_t *err);

@@ -1096,6 +1096,79 @@ test_stale_registration_purged(void **state)
   fx_done(&f);
 }
 
+/* Same, but a new GLib source takes the old number before the next turn:
+ * the stale entry (old file, same number) would now report readiness for the
+ * new source, every turn, and nothing at check time could tell it apart. */
+typedef struct {
+  int fd;
+  int calls;    /* dispatches of the new source */
+  int spurious; /* ... that found nothing to read */
+} spur_t;
+
+static gboolean
+on_maybe_spurious(gint fd, GIOCondition cond, gpointer p)
+{
+  spur_t *sp = p;
+  char b[8];
+
+  sp->calls++;
+  if (recv(fd, b, sizeof(b), MSG_DONTWAIT) < 0)
+    sp->spurious++;
+  return G_SOURCE_CONTINUE;
+}
+
+static void
+test_stale_registration_reused_number(void **state)
+{
+  fx_t f;
+  fdcb_t c;
+  spur_t sp;
+  GSource *src;
+  int sv[2], nv[2], keep;
+
+  fx_init(&f, 150);
+  memset(&c, 0, sizeof(c));
+  memset(&sp, 0, sizeof(sp));
+  c.f = &f;
+  assert_int_equal(socketpair(AF_UNIX, SOCK_DGRAM, 0, sv), 0);
+  keep = dup(sv[0]);
+  assert_true(keep >= 0);
+  src = g_unix_fd_source_new(sv[0], G_IO_IN);
+  g_source_set_callback(src, G_SOURCE_FUNC(on_unix_fd), &c, NULL);
+  g_source_attach(src, f.g.ctx);
+  uv_run(&f.loop, UV_RUN_NOWAIT);
+  assert_true(f.g.n_reg >= 1);
+
+  g_source_destroy(src);
+  g_source_unref(src);
+  close(sv[0]);
+  assert_int_equal(write(sv[1], "x", 1), 1); /* old file: readable forever */
+  assert_int_equal(socketpair(AF_UNIX, SOCK_DGRAM, 0, nv), 0);
+  if (nv[0] != sv[0]) {
+    assert_int_equal(dup2(nv[0], sv[0]), sv[0]);
+    close(nv[0]);
+  }
+  sp.fd = sv[0]; /* new file, old number, nothing to read */
+  src = g_unix_fd_source_new(sp.fd, G_IO_IN);
+  g_source_set_callback(src, G_SOURCE_FUNC(on_maybe_spurious), &sp, NULL);
+  g_source_attach(src, f.g.ctx);
+
+  uv_run(&f.loop, UV_RUN_DEFAULT); /* ends by the 150 ms guard */
+
+  assert_true(f.timed_out);
+  assert_int_equal(c.calls, 0);
+  assert_int_equal(sp.spurious, 0);
+  assert_true(f.g.rebuilds >= 1);
+  assert_true(f.turns < 30);
+  g_source_destroy(src);
+  g_source_unref(src);
+  close(sp.fd);
+  close(nv[1]);
+  close(keep);
+  close(sv[1]);
+  fx_done(&f);
+}
+
 /* After a failed assertion cmocka longjmps out of the test: its loop and
  * gloop are leaked on purpose (their handles live in the dead stack frame),
  * but the context it pushed would poison the next test's fx_init(). */
@@ -1130,6 +1203,7 @@ main(void)
       T(test_closed_fd_is_nval),
       T(test_fd_reuse_by_uv_handle),
       T(test_stale_registration_purged),
+      T(test_stale_registration_reused_number),
   };
 
   return cmocka_run_group_tests(tests, NULL, NULL);
