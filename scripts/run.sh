@@ -6,4 +6,4 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 "$here/scripts/deps.sh"
 "$here/scripts/build.sh" "$here/build"
-exec "$here/build/sfud" --web-root "$here/web" "$@"
+exec "$here/build/sfud" --web-root "$here/web" --dev 1 "$@"

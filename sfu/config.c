@@ -44,6 +44,9 @@ static const opt_t opts[] = {
   S(data_dir, "directory for the journal and state (default ./sfu-data)"),
   S(web_root, "serve the demo page from this directory (default: none)"),
   S(log_level, "debug, info, warn or error (default info)"),
+  S(rtc_addresses, "IPs of media host candidates, comma-separated (default 127.0.0.1)"),
+  I(rtc_port_min, 0, 65535, "lowest UDP port for media (default 0 = any)"),
+  I(rtc_port_max, 0, 65535, "highest UDP port for media (default 0 = any)"),
   I(max_rooms, 1, 100000, "rooms this node accepts (default 1000)"),
   I(max_participants, 1, 10000, "participants per room, upper bound (default 100)"),
   I(empty_timeout_s, 1, 86400, "a room with nobody in it ends after this (default 300)"),
@@ -64,6 +67,7 @@ void sfu_config_defaults(sfu_config_t *c) {
   c->listen_port = 7880;
   strcpy(c->data_dir, "./sfu-data");
   strcpy(c->log_level, "info");
+  strcpy(c->rtc_addresses, "127.0.0.1");
   c->max_rooms = 1000;
   c->max_participants = 100;
   c->empty_timeout_s = 300;
@@ -261,6 +265,10 @@ int sfu_config_finish(sfu_config_t *c, char *err, size_t errlen) {
   }
   if (c->heartbeat_timeout_ms <= c->heartbeat_ms) {
     snprintf(err, errlen, "heartbeat_timeout_ms must be greater than heartbeat_ms");
+    return -1;
+  }
+  if ((c->rtc_port_min == 0) != (c->rtc_port_max == 0) || c->rtc_port_min > c->rtc_port_max) {
+    snprintf(err, errlen, "rtc_port_min/rtc_port_max: give both, min <= max");
     return -1;
   }
   if (c->listen_host[0] == '\0') {

@@ -25,6 +25,8 @@ typedef struct sfu_config_s {
   char data_dir[512];            /* journal and state */
   char web_root[512];            /* demo page directory ("" = none) */
   char log_level[16];            /* debug, info, warn, error */
+  char rtc_addresses[256];       /* host candidate IPs, comma-separated */
+  int rtc_port_min, rtc_port_max; /* UDP range for media (0/0 = any) */
   int max_rooms;                 /* rooms per node */
   int max_participants;          /* participants per room, upper bound */
   int empty_timeout_s;           /* default for rooms that do not say */

@@ -27,7 +27,7 @@ static int int_arg(const char *v, int lo, int hi, const char *name) {
 }
 
 int main(int argc, char **argv) {
-  sfu_room_opts_t o = {"", 100, 300, 5000, 3};
+  sfu_room_opts_t o = {"", 100, 300, 5000, 3, "127.0.0.1", 0, 0};
   static sfu_room_t room;
   char ctx[96];
 
@@ -53,6 +53,12 @@ int main(int argc, char **argv) {
       o.empty_timeout_s = int_arg(v, 1, 86400, a);
     else if (strcmp(a, "--parent-timeout-ms") == 0)
       o.parent_timeout_ms = int_arg(v, 100, 600000, a);
+    else if (strcmp(a, "--rtc-addresses") == 0)
+      o.ice_addresses = v;
+    else if (strcmp(a, "--rtc-port-min") == 0)
+      o.port_min = int_arg(v, 0, 65535, a);
+    else if (strcmp(a, "--rtc-port-max") == 0)
+      o.port_max = int_arg(v, 0, 65535, a);
     else if (strcmp(a, "--log-level") == 0 && sfu_log_parse_level(v) >= 0)
       sfu_log_set_level((sfu_log_level_t)sfu_log_parse_level(v));
     else {

@@ -197,12 +197,11 @@ static void on_ipc_msg(sfu_ipc_t *ipc, json_t *msg) {
       sfu_histogram_observe(&s->metrics->spawn_seconds, secs);
       room_log(SFU_LOG_INFO, r, "room ready in %.2f ms", secs * 1e3);
     }
-  } else if (strcmp(type, "pong") == 0) {
-    /* last_heard_ms is all a pong carries */
-  } else if (strcmp(type, "stats") == 0) {
+  } else if (strcmp(type, "pong") == 0 || strcmp(type, "stats") == 0) {
     json_decref(r->stats);
     r->stats = json_incref(msg);
     json_object_del(r->stats, "type");
+    json_object_del(r->stats, "seq");
   } else if (strncmp(type, "client_", 7) == 0) {
     if (s->hooks.room_msg) s->hooks.room_msg(s->hooks.arg, r, type, msg);
   } else if (strcmp(type, "closing") == 0) {
@@ -267,14 +266,17 @@ int sfu_supervisor_spawn(sfu_supervisor_t *s, sfu_room_req_t *req,
   r->state = SFU_ROOM_STARTING;
   r->created_wall_ms = sfu_wall_ms();
 
-  char a_max[16], a_empty[16], a_hb[16];
+  char a_max[16], a_empty[16], a_hb[16], a_pmin[8], a_pmax[8];
+  snprintf(a_pmin, sizeof(a_pmin), "%d", cfg->rtc_port_min);
+  snprintf(a_pmax, sizeof(a_pmax), "%d", cfg->rtc_port_max);
   snprintf(a_max, sizeof(a_max), "%d", r->max_participants);
   snprintf(a_empty, sizeof(a_empty), "%d", r->empty_timeout_s);
   snprintf(a_hb, sizeof(a_hb), "%d", cfg->heartbeat_timeout_ms);
   char *args[] = {(char *)cfg->room_binary, "--room-id", r->id,
                   "--max-participants", a_max, "--empty-timeout-s", a_empty,
                   "--parent-timeout-ms", a_hb, "--log-level",
-                  (char *)cfg->log_level, NULL};
+                  (char *)cfg->log_level, "--rtc-addresses", (char *)cfg->rtc_addresses,
+                  "--rtc-port-min", a_pmin, "--rtc-port-max", a_pmax, NULL};
   uv_stdio_container_t stdio[4];
   stdio[0].flags = UV_IGNORE;
   stdio[1].flags = UV_INHERIT_FD;

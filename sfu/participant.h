@@ -1,0 +1,110 @@
+/*
+ * participant.h -- media objects of a room: participants, the tracks they
+ * publish, and the down-tracks that carry a track to one subscriber.
+ *
+ * Ownership is a tree: room -> participant -> {transport, tracks,
+ * downtracks}. A track knows the down-tracks that forward it (one per
+ * subscriber); a down-track points back at its track, and the pointer is
+ * cleared when the track goes away (the m-line then turns inactive at the
+ * next negotiation). Nothing here is shared between threads.
+ *
+ * Memory: a participant is one allocation plus its transport; a track keeps
+ * a grow-only array of down-track pointers, bounded by max_participants.
+ */
+#ifndef SFU_PARTICIPANT_H
+#define SFU_PARTICIPANT_H
+
+#include <stdint.h>
+
+#include "codecs/opus.h"
+#include "sfu/rtp.h"
+#include "sfu/speaking.h"
+#include "sfu/transport.h"
+#include "signaling/sdp.h"
+
+typedef struct sfu_participant_s sfu_participant_t;
+typedef struct sfu_downtrack_s sfu_downtrack_t;
+
+/* Receive statistics of an inbound stream (RFC 3550 A.3, A.8). */
+typedef struct sfu_rx_stats_s {
+  sfu_seq_unwrap_t unwrap;   /* extended sequence numbers */
+  uint64_t base_seq;         /* first extended seq */
+  uint64_t max_seq;          /* highest extended seq */
+  uint64_t packets, bytes;   /* received */
+  uint64_t expected_prior;   /* at the last report */
+  uint64_t received_prior;   /* at the last report */
+  double jitter;             /* in RTP timestamp units */
+  int64_t last_transit;      /* arrival - rtp ts, in ts units */
+  uint32_t sr_ntp_mid;       /* middle 32 bits of the last SR's NTP time */
+  uint64_t sr_arrival_us;    /* when it arrived */
+} sfu_rx_stats_t;
+
+/* A published track (inbound). Audio only in this version. */
+typedef struct sfu_track_s {
+  char id[24];                  /* "TR_<hex>" */
+  sfu_participant_t *owner;     /* publisher */
+  char mid[32];                 /* publisher's mid */
+  uint32_t ssrc;                /* publisher's SSRC (0 until known) */
+  uint8_t pt;                   /* publisher's Opus payload type */
+  int level_ext;                /* publisher's audio-level extension id, 0 = none */
+  uint32_t out_ssrc;            /* room-unique SSRC toward subscribers */
+  int muted;                    /* publisher says muted */
+  sfu_rx_stats_t rx;            /* receive statistics */
+  uint64_t dropped_muted;       /* packets not forwarded: server mute */
+  sfu_opus_meter_t *meter;      /* created when no level extension comes */
+  sfu_speaking_t speaking;      /* speaking detector */
+  sfu_downtrack_t **down;       /* subscribers' down-tracks */
+  int ndown, capdown;
+} sfu_track_t;
+
+/* One m-line of a subscriber: a track forwarded to it. */
+struct sfu_downtrack_s {
+  sfu_track_t *track;           /* NULL once the track is gone */
+  sfu_participant_t *sub;       /* subscriber */
+  char mid[16];                 /* subscriber-side mid */
+  char owner_sid[24];           /* for a=msid, kept after the track goes */
+  char track_id[24];
+  uint32_t ssrc;                /* = track->out_ssrc */
+  uint8_t pt;                   /* Opus pt from the subscriber's answer */
+  int negotiated;               /* answered: packets may flow */
+  int removed;                  /* offered as inactive / port 0 */
+  uint16_t seq_offset;          /* out seq = in seq + offset */
+  uint16_t last_seq;            /* last seq sent */
+  int started;                  /* a packet was sent */
+  int resync;                   /* next packet re-bases seq_offset */
+  uint32_t last_ts;             /* last RTP timestamp sent */
+  uint64_t last_send_us;        /* wall clock of that packet */
+  uint64_t packets, octets;     /* sent, for sender reports */
+};
+
+typedef enum { NEG_IDLE, NEG_OFFER_SENT } sfu_neg_state_t;
+
+struct sfu_participant_s {
+  char sid[24];                 /* "PA_<hex>", stable across reconnects */
+  char identity[65];
+  char name[129];
+  unsigned grants;              /* SFU_GRANT_* */
+  uint32_t session;             /* sfud's WebSocket session id */
+  uint64_t joined_ms;
+  int muted;                    /* client mute */
+  int server_muted;             /* control-plane mute */
+  uint32_t rtcp_ssrc;           /* our SSRC in RTCP to this peer */
+  sfu_transport_t *transport;   /* after the first offer */
+  int media_connected;          /* DTLS done */
+  /* negotiation */
+  sfu_sdp_t *local;             /* last SDP we sent (answer or offer) */
+  sfu_neg_state_t neg;          /* an offer of ours is outstanding */
+  int offer_id;                 /* its id */
+  int needs_offer;              /* changes wait for the next offer */
+  int first_answered;           /* the client's first offer was answered */
+  uint64_t sdp_version;         /* o= version */
+  int next_mid;                 /* for our m-lines: "s<N>" */
+  /* media */
+  sfu_track_t *audio;           /* published audio, or NULL */
+  sfu_downtrack_t **down;       /* by m-line order of our additions */
+  int ndown, capdown;
+  int speaking;                 /* last broadcast state */
+  sfu_participant_t *next;      /* room list */
+};
+
+#endif

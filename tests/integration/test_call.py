@@ -1,0 +1,261 @@
+#!/usr/bin/env python3
+"""Real calls through sfud + a room process, with aiortc peers on loopback.
+
+Each aiortc peer publishes its own sine frequency; receivers decode the Opus
+they get and tell by Goertzel power who they hear.
+
+Usage: test_call.py --sfud PATH --room PATH
+"""
+import argparse
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import os
+import socket
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from sfutest import Sfud, wait_for  # noqa: E402
+from aiortc_peer import Peer, JoinRejected  # noqa: E402
+
+ARGS = None
+HEARD = 0.01      # tone power of a clearly audible 0.3-amplitude tone is ~0.045
+SILENT = 0.0005   # what "not heard" means
+
+
+def b64url(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def make_jwt(secret, claims):
+    h = b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    p = b64url(json.dumps(claims).encode())
+    s = b64url(hmac.new(secret.encode(), (h + "." + p).encode(), hashlib.sha256).digest())
+    return h + "." + p + "." + s
+
+
+class CallTest(unittest.IsolatedAsyncioTestCase):
+    def setUp(self):
+        self.sfud = Sfud(ARGS.sfud, ARGS.room)
+        st, self.room = self.sfud.request("POST", "/v1/rooms", {"name": "call"})
+        self.assertEqual(st, 201)
+        self.ws_url = self.room["ws_url"]
+        self.peers = []
+
+    async def asyncTearDown(self):
+        for p in self.peers:
+            await p.close()
+        for p in self.peers:
+            self.assertEqual(p.errors, [], p.identity)
+            self.assertEqual(p.violations, [], p.identity)
+
+    def tearDown(self):
+        self.sfud.stop()
+        self.sfud.assert_clean_log()
+
+    def token(self, identity, room=None, **kw):
+        body = {"identity": identity, **kw}
+        st, j = self.sfud.request("POST", "/v1/rooms/%s/tokens" % (room or self.room["room_id"]),
+                                  body)
+        self.assertEqual(st, 201, j)
+        return j["token"]
+
+    def peer(self, identity, freq, **kw):
+        p = Peer(self.ws_url, self.room["room_id"], self.token(identity), identity, freq=freq, **kw)
+        self.peers.append(p)
+        return p
+
+    def room_stats(self):
+        self.sfud.request("GET", "/v1/rooms/" + self.room["room_id"])
+        return wait_for(lambda: self.sfud.request("GET", "/v1/rooms/" + self.room["room_id"])[1]
+                        .get("stats"), what="room stats")
+
+    async def until(self, pred, timeout=15.0, what="condition"):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if pred():
+                return
+            await asyncio.sleep(0.1)
+        self.fail("timed out waiting for " + what)
+
+    async def test_three_aiortc_peers_hear_each_other_and_not_themselves(self):
+        freqs = {"alice": 440, "bob": 660, "carol": 880}
+        peers = {n: self.peer(n, f) for n, f in freqs.items()}
+        for p in peers.values():
+            await p.join()
+        for n, p in peers.items():
+            others = [o for o in freqs if o != n]
+            await self.until(lambda: all(p.tone_power(o, freqs[o], 1.0) > HEARD for o in others),
+                             what=n + " hearing the others")
+        await asyncio.sleep(5.5)  # then judge on five seconds of audio
+        for n, p in peers.items():
+            for o, f in freqs.items():
+                if o == n:
+                    continue
+                self.assertGreater(p.tone_power(o, f, 5.0), HEARD, (n, o))
+                # each source carries only its own tone
+                for f2 in freqs.values():
+                    if f2 != f:
+                        self.assertLess(p.tone_power(o, f2, 5.0), SILENT, (n, o, f2))
+            # nothing of one's own tone comes back, from any source
+            self.assertEqual(p.sources_with_tone(freqs[n], 5.0, SILENT), [], n)
+            self.assertEqual(sorted(s for s in p.received_by_source()), sorted(
+                o for o in freqs if o != n))
+        times = [p.join_to_first_audio_s for p in peers.values()]
+        self.assertTrue(all(t is not None for t in times))
+        print("\njoin-to-first-audio (s):", ", ".join("%.3f" % t for t in times))
+        stats = self.room_stats()
+        self.assertGreater(stats["packets"]["rtp_out"], 0)
+        self.assertEqual(stats["packets"]["drop_unknown_ssrc"], 0)
+
+    async def test_late_joiner_hears_others_and_leaver_disappears(self):
+        a, b, c = self.peer("alice", 440), self.peer("bob", 660), self.peer("carol", 880)
+        for p in (a, b, c):
+            await p.join()
+        await self.until(lambda: a.tone_power("bob", 660, 1.0) > HEARD, what="a hears b")
+        d = self.peer("dave", 550)
+        await d.join()
+        await self.until(lambda: all(d.tone_power(o, f, 1.0) > HEARD
+                                     for o, f in (("alice", 440), ("bob", 660), ("carol", 880))),
+                         what="late joiner hearing everyone")
+        await self.until(lambda: a.tone_power("dave", 550, 1.0) > HEARD, what="a hears dave")
+        mark = a.mark()
+        await b.leave()
+        for p in (a, c, d):
+            await p.wait_event("participant_left", lambda m: m["identity"] == "bob", timeout=5)
+        ev = a.events_of("participant_left", mark)[0]
+        self.assertEqual(ev["reason"], "left")
+        await asyncio.sleep(1.5)
+        for p in (a, c, d):
+            self.assertLess(p.tone_power("bob", 660, 1.0), SILENT, p.identity)
+            self.assertGreater(p.tone_power("carol" if p is not c else "alice",
+                                            880 if p is not c else 440, 1.0), HEARD)
+
+    async def test_server_mute_stops_audio_everywhere_and_unmute_restores(self):
+        a, b, c = self.peer("alice", 440), self.peer("bob", 660), self.peer("carol", 880)
+        for p in (a, b, c):
+            await p.join()
+        await self.until(lambda: a.tone_power("bob", 660, 1.0) > HEARD and
+                         c.tone_power("bob", 660, 1.0) > HEARD, what="bob heard")
+        st, j = self.sfud.request("POST", "/v1/rooms/%s/participants/bob/mute" %
+                                  self.room["room_id"], {"muted": True})
+        self.assertEqual(st, 202, j)
+        await b.wait_event("participant_updated",
+                           lambda m: m["participant"]["identity"] == "bob" and
+                           m["participant"]["server_muted"], timeout=5)
+        await asyncio.sleep(1.5)
+        for p in (a, c):
+            self.assertLess(p.tone_power("bob", 660, 1.0), SILENT, p.identity)
+        self.assertGreater(b.tone_power("alice", 440, 1.0), HEARD)  # bob still hears
+        self.assertGreater(self.room_stats()["packets"]["drop_muted"], 0)
+        st, _ = self.sfud.request("POST", "/v1/rooms/%s/participants/bob/mute" %
+                                  self.room["room_id"], {"muted": False})
+        self.assertEqual(st, 202)
+        await self.until(lambda: a.tone_power("bob", 660, 1.0) > HEARD and
+                         c.tone_power("bob", 660, 1.0) > HEARD, what="bob heard again")
+        st, j = self.sfud.request("POST", "/v1/rooms/%s/participants/nobody/mute" %
+                                  self.room["room_id"], {"muted": "yes"})
+        self.assertEqual((st, j["error"]["code"]), (400, "invalid_field"))
+
+    async def test_speaking_follows_level_extension_and_decoded_opus(self):
+        a = self.peer("alice", 440)                          # sends RFC 6464 levels
+        b = self.peer("bob", 660, send_audio_level=False)    # SFU must decode Opus
+        listener = self.peer("lis", None)
+        for p in (a, b, listener):
+            await p.join()
+
+        def speakers():
+            ev = listener.events_of("speaking")
+            return set(s["identity"] for s in ev[-1]["speakers"]) if ev else set()
+        await self.until(lambda: speakers() == {"alice", "bob"}, what="both speaking")
+        await b.mute(True)   # bob's track now sends digital silence
+        await self.until(lambda: speakers() == {"alice"}, what="bob stops speaking")
+        await a.mute(True)
+        await self.until(lambda: speakers() == set(), what="nobody speaking")
+        await b.mute(False)
+        await self.until(lambda: speakers() == {"bob"}, what="bob speaking again")
+        gaps = [t2 - t1 for (t1, m1), (t2, m2) in zip(listener.events, listener.events[1:])
+                if m1.get("type") == "speaking" and m2.get("type") == "speaking"]
+        self.assertTrue(all(g >= 0.15 for g in gaps), gaps)  # rate-limited
+
+    async def test_bad_tokens_are_refused_with_clear_codes(self):
+        st, other = self.sfud.request("POST", "/v1/rooms", {"name": "other"})
+        now = int(time.time())
+        cases = [
+            ("garbage", "not.a.jwt", 4001),
+            ("bad signature", make_jwt("x" * 40, {"sub": "a", "room": self.room["room_id"],
+                                                   "iat": now, "exp": now + 60,
+                                                   "iss": "sfu", "aud": "sfu-room"}), 4001),
+            ("expired", make_jwt(self.sfud.token_secret, {
+                "sub": "a", "room": self.room["room_id"], "iat": now - 120, "exp": now - 60,
+                "iss": "sfu", "aud": "sfu-room", "jti": "0" * 32}), 4002),
+            ("other room", self.token("a", room=other["room_id"]), 4003),
+        ]
+        for what, tok, code in cases:
+            p = Peer(self.ws_url, self.room["room_id"], tok, "a", freq=None)
+            with self.assertRaises(JoinRejected, msg=what) as cm:
+                await p.join(negotiate=False)
+            self.assertEqual(cm.exception.code, code, what)
+            self.assertTrue(cm.exception.reason, what)
+            await p.close()
+        p = Peer(self.ws_url, "rm_nosuchroom0000", self.token("a"), "a", freq=None)
+        with self.assertRaises(JoinRejected) as cm:
+            await p.join(negotiate=False)
+        self.assertEqual(cm.exception.code, 4004)
+        await p.close()
+
+    async def test_bad_signaling_and_garbage_udp_are_contained(self):
+        a, b = self.peer("alice", 440), self.peer("bob", 660)
+        await a.join()
+        await b.join()
+        await self.until(lambda: a.tone_power("bob", 660, 1.0) > HEARD, what="call up")
+        for bad, code in [({"type": "offer", "sdp": "v=0\r\nthis is not sdp"}, "bad_sdp"),
+                          ({"type": "offer", "sdp": 42}, "bad_message"),
+                          ({"type": "answer", "sdp": "v=0", "offer_id": 99}, "bad_message"),
+                          ({"type": "candidate", "candidate": {"candidate": "nonsense"}},
+                           "bad_message"),
+                          ({"type": "frobnicate"}, "bad_message"),
+                          ({"type": "mute", "muted": "yes"}, "bad_message")]:
+            mark = a.mark()
+            await a.send({**bad, "id": 77})
+            ev = await a.wait_event("error", since=mark, timeout=5)
+            self.assertEqual(ev["code"], code, bad)
+        await a.ws.send("{not json")
+        await a.wait_event("error", lambda m: m["code"] == "bad_message", timeout=5)
+        # Garbage datagrams at the room's media port: dropped and counted.
+        port = None
+        for line in a.pc.remoteDescription.sdp.splitlines():
+            if line.startswith("a=candidate:") and " udp " in line.lower():
+                port = int(line.split()[5])
+                break
+        self.assertIsNotNone(port)
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        for i in range(50):
+            s.sendto(bytes([i * 5 % 256]) * (i + 1), ("127.0.0.1", port))
+        s.close()
+        await asyncio.sleep(1.0)
+        self.assertGreater(a.tone_power("bob", 660, 1.0), HEARD)
+        self.assertGreater(b.tone_power("alice", 440, 1.0), HEARD)
+        await a.ping()
+
+    async def test_vanished_participant_times_out_for_everyone(self):
+        a, b = self.peer("alice", 440), self.peer("bob", 660)
+        await a.join()
+        await b.join()
+        await self.until(lambda: a.tone_power("bob", 660, 1.0) > HEARD, what="call up")
+        await b.pc.close()   # media gone; its WebSocket stays open and pings
+        ev = await a.wait_event("participant_left", lambda m: m["identity"] == "bob",
+                                timeout=25)
+        self.assertEqual(ev["reason"], "timeout")
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sfud", required=True)
+    ap.add_argument("--room", required=True)
+    ARGS, rest = ap.parse_known_args()
+    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)

@@ -1,0 +1,754 @@
+// sfu-client.js — a small browser client for the sfud voice SFU.
+//
+// Implements the client side of docs/signaling.md (protocol version 1): one
+// WebSocket for signaling, one RTCPeerConnection (unified plan, BUNDLE,
+// rtcp-mux) for media. Plain ES module, no dependencies:
+//
+//   import { SfuClient } from './sfu-client.js';
+//   const client = new SfuClient({ wsUrl: 'ws://127.0.0.1:7880/v1/rtc' });
+//   client.addEventListener('track', (e) => {
+//     const audio = new Audio(); audio.autoplay = true;
+//     audio.srcObject = e.detail.stream;
+//   });
+//   client.addEventListener('participants', (e) => render(e.detail.participants));
+//   const welcome = await client.join({ room, token, publishAudio: true });
+//   await client.setMicMuted(true);
+//   await client.leave();
+//
+// Events (all CustomEvent; the payload is in `event.detail`):
+//   participants        {participants: [Participant]}  whenever the list or
+//                       any participant's state changes (includes yourself,
+//                       with isLocal: true)
+//   participant-joined  {participant}
+//   participant-left    {participant, sid, identity, reason}
+//   participant-updated {participant}
+//   speaking            {speakers: Set<identity>, levels: Map<identity, 0..1>}
+//   track               {sid, identity, participant, track, stream, transceiver}
+//   track-ended         {sid, identity, participant, track, stream}
+//   connection-state    {state, code?, reason?}  state: 'new' | 'connecting'
+//                       (socket/join) | 'joined' (welcome, media not up yet)
+//                       | 'connected' | 'disconnected' (media interrupted,
+//                       may recover) | 'failed' | 'closed'
+//   error               {error}  (error.code: a protocol error code string
+//                       such as 'bad_sdp', or a numeric WebSocket close code)
+//   close               {code, reason}  the signaling socket closed
+//
+// A Participant is {sid, identity, name, muted, server_muted, speaking,
+// tracks: [{track_id, kind, muted}], isLocal}.
+//
+// Publishing: docs/signaling.md only defines the client's own offer right
+// after `welcome` (later changes come as server offers). The microphone must
+// therefore be acquired before that first offer: pass `publishAudio: true` to
+// join(), or call publishMicrophone() before join(). publishMicrophone()
+// after the first offer rejects with code 'renegotiation_unsupported'.
+
+const REQUEST_TIMEOUT_MS = 10000;
+const PING_INTERVAL_MS = 10000;
+const MAX_GLARE_RETRIES = 5;
+const REPLY_TYPES = new Set(['welcome', 'answer', 'pong', 'ack', 'error']);
+
+/** Error with a `.code` (string protocol code or numeric close code). */
+export class SfuError extends Error {
+  constructor(message, { code, reason, cause } = {}) {
+    super(message, cause ? { cause } : undefined);
+    this.name = 'SfuError';
+    this.code = code;
+    if (reason !== undefined) this.reason = reason;
+  }
+}
+
+/** Human-readable meaning of the close codes in docs/signaling.md. */
+export const CLOSE_CODES = Object.freeze({
+  1000: 'left',
+  1006: 'connection lost',
+  4000: 'bad request',
+  4001: 'invalid token',
+  4002: 'token expired',
+  4003: 'token is for another room',
+  4004: 'room not found',
+  4005: 'room full',
+  4008: 'join timeout',
+  4009: 'replaced by a new session',
+  4010: 'room closed',
+  4011: 'room crashed',
+  4012: 'kicked',
+  4013: 'heartbeat timeout',
+});
+
+export class SfuClient extends EventTarget {
+  /**
+   * @param {object} opts
+   * @param {string} opts.wsUrl      signaling URL (the API's `ws_url`)
+   * @param {RTCConfiguration} [opts.rtcConfig]  merged over the defaults
+   *        (no ICE servers: the SFU is ICE-lite with host candidates)
+   * @param {boolean} [opts.trickle=true]  send local ICE candidates as
+   *        `candidate` messages; false waits for gathering and puts them in
+   *        the SDP instead
+   */
+  constructor({ wsUrl, rtcConfig = {}, trickle = true } = {}) {
+    super();
+    if (!wsUrl) throw new TypeError('SfuClient: wsUrl is required');
+    this.wsUrl = wsUrl;
+    this.rtcConfig = {
+      iceServers: [],
+      bundlePolicy: 'max-bundle',
+      rtcpMuxPolicy: 'require',
+      ...rtcConfig,
+    };
+    this.trickle = trickle;
+
+    this.ws = null;
+    this.pc = null;
+    this.state = 'new';
+    this.localParticipant = null;   // {sid, identity, name, ...}
+    this.room = null;               // {room_id, name}
+    this.participants = new Map();  // sid -> Participant
+    this.remoteStreams = new Map(); // sid -> MediaStream
+    this.speakers = new Set();
+
+    this._micTrack = null;
+    this._micStream = null;
+    this._micMuted = false;
+    this._offered = false;          // the first client offer has been made
+    this._nextId = 1;
+    this._pending = new Map();      // request id -> {resolve, reject, timer}
+    this._queue = Promise.resolve(); // serialises all SDP/ICE operations
+    this._remoteCandidates = [];    // received before a remote description
+    this._localCandidates = [];     // gathered before our SDP was sent
+    this._sdpSent = false;
+    this._pingTimer = null;
+    this._closed = false;
+  }
+
+  // ---------------------------------------------------------------- public
+
+  /** Participants (including yourself) as an array of copies. */
+  getParticipants() {
+    return [...this.participants.values()].map(copyParticipant);
+  }
+
+  /**
+   * Open the socket, send `join`, then make the first offer.
+   * Resolves with the `welcome` message. Rejects with an SfuError whose
+   * `.code` / `.reason` are the WebSocket close code and reason when the
+   * server refuses (see CLOSE_CODES), or with the getUserMedia error when
+   * `publishAudio` is set and the microphone cannot be opened.
+   */
+  async join({ room, token, publishAudio = false, audioConstraints } = {}) {
+    if (this.ws) throw new SfuError('already joined or joining', { code: 'invalid_state' });
+    if (!room || !token) throw new TypeError('join: room and token are required');
+    if (publishAudio && !this._micTrack) await this.publishMicrophone(audioConstraints);
+
+    this._closed = false;
+    this._setState('connecting');
+    const ws = new WebSocket(this.wsUrl);
+    this.ws = ws;
+
+    let welcome;
+    try {
+      welcome = await this._joinSocket(ws, room, token);
+    } catch (err) {
+      if (this.ws === ws) {
+        if (ws.readyState === WebSocket.CONNECTING || ws.readyState === WebSocket.OPEN) {
+          ws.close(1000, 'join failed');
+        }
+        this._teardown({ code: err.code, reason: err.reason });
+      }
+      throw err;
+    }
+
+    this._onWelcome(welcome);
+    this._pingTimer = setInterval(() => {
+      this._request({ type: 'ping' }).catch(() => {});
+    }, PING_INTERVAL_MS);
+
+    // First negotiation: our offer right after welcome (signaling.md §1).
+    this._enqueue(() => this._negotiate()).catch((err) => this._emitError(err));
+    if (this._micMuted) this._sendMute(true).catch((err) => this._emitError(err));
+    return welcome;
+  }
+
+  _joinSocket(ws, room, token) {
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      const fail = (err) => {
+        if (settled) return;
+        settled = true;
+        reject(err);
+      };
+      ws.addEventListener('open', () => {
+        this._request({ type: 'join', v: 1, room, token }).then(
+          (msg) => { if (!settled) { settled = true; resolve(msg); } },
+          (err) => fail(err));
+      });
+      ws.addEventListener('message', (ev) => { if (this.ws === ws) this._onMessage(ev); });
+      ws.addEventListener('close', (ev) => {
+        const what = CLOSE_CODES[ev.code] || 'connection closed';
+        fail(new SfuError(`join refused: ${ev.reason || what} (close code ${ev.code})`,
+          { code: ev.code, reason: ev.reason }));
+        if (this.ws === ws) this._onClose(ev);
+      });
+      // 'error' is always followed by 'close', which carries the details.
+    });
+  }
+
+  /**
+   * Acquire the microphone and publish it. Must happen before the first
+   * offer (i.e. before or during join()). Resolves with the track.
+   */
+  async publishMicrophone(constraints = true) {
+    if (this._micTrack) return this._micTrack;
+    if (this._offered) {
+      throw new SfuError('publishing after the first offer is not part of signaling protocol v1; '
+        + 'use join({publishAudio: true})', { code: 'renegotiation_unsupported' });
+    }
+    const stream = await navigator.mediaDevices.getUserMedia({ audio: constraints, video: false });
+    const track = stream.getAudioTracks()[0];
+    if (this._offered) {   // join() raced ahead while the prompt was open
+      stream.getTracks().forEach((t) => t.stop());
+      throw new SfuError('the first offer was already sent', { code: 'renegotiation_unsupported' });
+    }
+    this._micStream = stream;
+    this._micTrack = track;
+    track.enabled = !this._micMuted;
+    return track;
+  }
+
+  /** The published microphone track, if any. */
+  get micTrack() { return this._micTrack; }
+  get micMuted() { return this._micMuted; }
+
+  /**
+   * Mute or unmute your microphone: disables the track locally (silence)
+   * and tells the server (`mute`), which others see as participant_updated.
+   * Resolves once the server acknowledged (immediately when not joined).
+   */
+  async setMicMuted(muted) {
+    muted = !!muted;
+    this._micMuted = muted;
+    if (this._micTrack) this._micTrack.enabled = !muted;
+    const me = this.localParticipant && this.participants.get(this.localParticipant.sid);
+    if (me) {
+      me.muted = muted;
+      me.tracks = me.tracks.map((t) => ({ ...t, muted }));
+      this._emit('participant-updated', { participant: copyParticipant(me) });
+      this._emitParticipants();
+    }
+    if (this._isJoined()) await this._sendMute(muted);
+  }
+
+  /** Send `leave`, wait (briefly) for the server to close, release media. */
+  async leave() {
+    const ws = this.ws;
+    if (ws && ws.readyState === WebSocket.OPEN) {
+      const closed = new Promise((resolve) => ws.addEventListener('close', resolve, { once: true }));
+      try { ws.send(JSON.stringify({ type: 'leave' })); } catch { /* closing anyway */ }
+      await Promise.race([closed, sleep(2000)]);
+    }
+    if (ws && ws.readyState !== WebSocket.CLOSED) ws.close(1000, 'leave');
+    this._teardown({ code: 1000, reason: 'left' });
+  }
+
+  // ------------------------------------------------------------ signaling
+
+  _isJoined() {
+    return !!(this.ws && this.ws.readyState === WebSocket.OPEN && this.localParticipant);
+  }
+
+  _send(msg) {
+    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) {
+      throw new SfuError('signaling socket is not open', { code: 'not_connected' });
+    }
+    this.ws.send(JSON.stringify(msg));
+  }
+
+  /** Send a request with a fresh id; resolves with the reply, rejects on `error`. */
+  _request(msg, timeoutMs = REQUEST_TIMEOUT_MS) {
+    const id = this._nextId++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this._pending.delete(id);
+        reject(new SfuError(`${msg.type}: no reply within ${timeoutMs} ms`, { code: 'timeout' }));
+      }, timeoutMs);
+      this._pending.set(id, { resolve, reject, timer, type: msg.type });
+      try {
+        this._send({ ...msg, id });
+      } catch (err) {
+        clearTimeout(timer);
+        this._pending.delete(id);
+        reject(err);
+      }
+    });
+  }
+
+  _sendMute(muted) {
+    return this._request({ type: 'mute', muted });
+  }
+
+  _onMessage(ev) {
+    let msg;
+    try {
+      msg = JSON.parse(ev.data);
+    } catch {
+      this._emitError(new SfuError('server sent a frame that is not JSON', { code: 'bad_message' }));
+      return;
+    }
+    if (!msg || typeof msg !== 'object') return;
+
+    // Replies to our requests echo our id.
+    let replyId = REPLY_TYPES.has(msg.type) && msg.id != null && this._pending.has(msg.id)
+      ? msg.id : undefined;
+    if (replyId === undefined && msg.type === 'welcome') {
+      // Tolerate a welcome that does not echo the id: it answers the join.
+      for (const [id, p] of this._pending) if (p.type === 'join') { replyId = id; break; }
+    }
+    if (replyId !== undefined) {
+      const p = this._pending.get(replyId);
+      this._pending.delete(replyId);
+      clearTimeout(p.timer);
+      if (msg.type === 'error') {
+        p.reject(new SfuError(`${p.type}: ${msg.message || msg.code}`, { code: msg.code }));
+      } else {
+        p.resolve(msg);
+      }
+      return;
+    }
+
+    switch (msg.type) {
+      case 'offer':
+        this._enqueue(() => this._onServerOffer(msg)).catch((err) => this._emitError(err));
+        break;
+      case 'candidate':
+        this._enqueue(() => this._onRemoteCandidate(msg.candidate))
+          .catch((err) => console.warn('sfu-client: remote candidate', err));
+        break;
+      case 'participant_joined':
+        this._onParticipantJoined(msg.participant);
+        break;
+      case 'participant_updated':
+        this._onParticipantUpdated(msg.participant);
+        break;
+      case 'participant_left':
+        this._onParticipantLeft(msg);
+        break;
+      case 'speaking':
+        this._onSpeaking(msg.speakers || []);
+        break;
+      case 'error':
+        this._emitError(new SfuError(msg.message || msg.code, { code: msg.code }));
+        break;
+      default:
+        // Unknown or late replies (e.g. a pong after its timeout): ignore,
+        // so newer servers can add messages.
+        break;
+    }
+  }
+
+  _rejectPending(code, reason) {
+    for (const [, p] of this._pending) {
+      clearTimeout(p.timer);
+      p.reject(new SfuError(`${p.type}: socket closed (${code})`, { code, reason }));
+    }
+    this._pending.clear();
+  }
+
+  _onClose(ev) {
+    const wasJoined = !!this.localParticipant;
+    this._rejectPending(ev.code, ev.reason);
+    if (this._closed) return;
+    this._emit('close', { code: ev.code, reason: ev.reason });
+    if (wasJoined && ev.code !== 1000) {
+      const what = ev.reason || CLOSE_CODES[ev.code] || 'connection closed';
+      this._emitError(new SfuError(`disconnected: ${what} (close code ${ev.code})`,
+        { code: ev.code, reason: ev.reason }));
+    }
+    this._teardown({ code: ev.code, reason: ev.reason });
+  }
+
+  _teardown({ code, reason } = {}) {
+    if (this._closed) return;
+    this._closed = true;
+    clearInterval(this._pingTimer);
+    this._pingTimer = null;
+    this._rejectPending(code, reason);
+    if (this.pc) {
+      this.pc.onicecandidate = this.pc.ontrack = this.pc.onconnectionstatechange = null;
+      this.pc.close();
+    }
+    this.pc = null;
+    if (this._micStream) this._micStream.getTracks().forEach((t) => t.stop());
+    this._micStream = this._micTrack = null;
+    this.ws = null;
+    this._offered = false;
+    this._sdpSent = false;
+    this._remoteCandidates = [];
+    this._localCandidates = [];
+    this.remoteStreams.clear();
+    this.participants.clear();
+    this.speakers = new Set();
+    this.localParticipant = null;
+    this._setState('closed', { code, reason });
+  }
+
+  // ---------------------------------------------------------- participants
+
+  _onWelcome(msg) {
+    this.room = msg.room || null;
+    const me = msg.participant || {};
+    this.localParticipant = normaliseParticipant({
+      ...me, muted: this._micMuted, server_muted: false, speaking: false,
+      tracks: me.tracks || [],
+    }, true);
+    this.participants.clear();
+    this.participants.set(this.localParticipant.sid, this.localParticipant);
+    for (const p of msg.participants || []) {
+      if (!p || !p.sid) continue;
+      if (p.sid === this.localParticipant.sid) continue;
+      this.participants.set(p.sid, normaliseParticipant(p, false));
+    }
+    this._createPeerConnection();
+    this._setState('joined');
+    this._emitParticipants();
+  }
+
+  _onParticipantJoined(p) {
+    if (!p || !p.sid) return;
+    const part = normaliseParticipant(p, this.localParticipant && p.sid === this.localParticipant.sid);
+    this.participants.set(p.sid, part);
+    this._emit('participant-joined', { participant: copyParticipant(part) });
+    this._emitParticipants();
+  }
+
+  _onParticipantUpdated(p) {
+    if (!p) return;
+    let part = p.sid && this.participants.get(p.sid);
+    if (!part && p.identity) {
+      // A replaced session ("same identity joined again") is reported as an
+      // update; if it came with a new sid, re-key the entry.
+      for (const [sid, q] of this.participants) {
+        if (q.identity === p.identity) {
+          part = q;
+          if (p.sid && p.sid !== sid) {
+            this.participants.delete(sid);
+            this.remoteStreams.delete(sid);
+            this.participants.set(p.sid, part);
+          }
+          break;
+        }
+      }
+    }
+    if (!part) {
+      // Unknown participant: treat as a join so the list stays complete.
+      if (p.sid) this._onParticipantJoined(p);
+      return;
+    }
+    for (const k of ['sid', 'identity', 'name', 'muted', 'server_muted', 'speaking', 'metadata']) {
+      if (p[k] !== undefined) part[k] = p[k];
+    }
+    if (Array.isArray(p.tracks)) part.tracks = p.tracks.map((t) => ({ ...t }));
+    if (part.isLocal) this.localParticipant = part;
+    this._emit('participant-updated', { participant: copyParticipant(part) });
+    this._emitParticipants();
+  }
+
+  _onParticipantLeft(msg) {
+    let part = msg.sid && this.participants.get(msg.sid);
+    let sid = msg.sid;
+    if (!part && msg.identity) {
+      for (const [s, q] of this.participants) {
+        if (q.identity === msg.identity && !q.isLocal) { part = q; sid = s; break; }
+      }
+    }
+    if (!part) return;
+    this.participants.delete(sid);
+    this.remoteStreams.delete(sid);
+    if (this.speakers.delete(part.identity)) this._emitSpeaking(new Map());
+    this._emit('participant-left', {
+      participant: copyParticipant(part), sid, identity: part.identity, reason: msg.reason,
+    });
+    this._emitParticipants();
+  }
+
+  _onSpeaking(speakers) {
+    const levels = new Map();
+    for (const s of speakers) if (s && s.identity) levels.set(s.identity, s.level);
+    this.speakers = new Set(levels.keys());
+    for (const part of this.participants.values()) part.speaking = this.speakers.has(part.identity);
+    this._emitSpeaking(levels);
+    this._emitParticipants();
+  }
+
+  _emitSpeaking(levels) {
+    this._emit('speaking', { speakers: new Set(this.speakers), levels });
+  }
+
+  _emitParticipants() {
+    this._emit('participants', { participants: this.getParticipants() });
+  }
+
+  // ------------------------------------------------------------------ media
+
+  _createPeerConnection() {
+    const pc = new RTCPeerConnection(this.rtcConfig);
+    this.pc = pc;
+    pc.onicecandidate = (ev) => this._onLocalCandidate(ev.candidate);
+    pc.ontrack = (ev) => this._onTrack(ev);
+    pc.onconnectionstatechange = () => {
+      if (this.pc !== pc) return;
+      const s = pc.connectionState;
+      if (s === 'connected') this._setState('connected');
+      else if (s === 'disconnected') this._setState('disconnected');
+      else if (s === 'failed') {
+        this._setState('failed');
+        this._emitError(new SfuError('media connection failed (ICE/DTLS)', { code: 'ice_failed' }));
+      }
+    };
+  }
+
+  _onLocalCandidate(candidate) {
+    if (!this.trickle) return;
+    // An empty candidate string is some browsers' per-generation
+    // end-of-candidates; the protocol's end marker is null.
+    if (candidate && !candidate.candidate) return;
+    const msg = { type: 'candidate', candidate: candidate ? candidate.toJSON() : null };
+    if (!this._sdpSent) {
+      this._localCandidates.push(msg);
+      return;
+    }
+    try { this._send(msg); } catch { /* socket gone */ }
+  }
+
+  _flushLocalCandidates() {
+    this._sdpSent = true;
+    const queued = this._localCandidates;
+    this._localCandidates = [];
+    for (const msg of queued) {
+      try { this._send(msg); } catch { /* socket gone */ }
+    }
+  }
+
+  async _onRemoteCandidate(candidate) {
+    const pc = this.pc;
+    if (!pc) return;
+    if (!pc.remoteDescription) {
+      this._remoteCandidates.push(candidate);
+      return;
+    }
+    await addCandidate(pc, candidate);
+  }
+
+  async _drainRemoteCandidates() {
+    const pc = this.pc;
+    const queued = this._remoteCandidates;
+    this._remoteCandidates = [];
+    for (const c of queued) await addCandidate(pc, c);
+  }
+
+  /**
+   * Run fn after every SDP operation queued before it. Failures that belong
+   * to a session that has ended meanwhile are dropped.
+   */
+  _enqueue(fn) {
+    const run = this._queue.then(async () => {
+      const pc = this.pc;
+      if (!pc) return undefined;
+      try {
+        return await fn();
+      } catch (err) {
+        if (this.pc !== pc) return undefined;
+        throw err;
+      }
+    });
+    this._queue = run.catch(() => {});
+    return run;
+  }
+
+  /**
+   * Our offer (signaling.md §1). Runs inside the queue and holds it until
+   * the server replies, so a server offer that crosses ours is handled
+   * after the reply. On `error` code `glare` (a server offer is outstanding)
+   * we roll back; the server's offer, which was sent before the error and
+   * is therefore already queued behind us, gets answered; then we offer
+   * again (queued after it).
+   */
+  async _negotiate(attempt = 0) {
+    const pc = this.pc;
+    if (!pc) return;
+    if (!this._offered) {
+      this._offered = true;
+      if (this._micTrack) {
+        pc.addTransceiver(this._micTrack, { direction: 'sendonly', streams: [this._micStream] });
+      } else {
+        // Listener: no published track, but one recvonly m-line so the
+        // offer creates the (bundled) transport.
+        pc.addTransceiver('audio', { direction: 'recvonly' });
+      }
+    }
+    await pc.setLocalDescription(await pc.createOffer());
+    if (!this.trickle) await waitForGathering(pc);
+
+    let reply;
+    try {
+      const replied = this._request({ type: 'offer', sdp: pc.localDescription.sdp });
+      this._flushLocalCandidates();   // trickle only after the offer itself
+      reply = await replied;
+    } catch (err) {
+      if (err.code === 'glare' && this.pc === pc) {
+        if (pc.signalingState === 'have-local-offer') {
+          await pc.setLocalDescription({ type: 'rollback' });
+        }
+        if (attempt + 1 >= MAX_GLARE_RETRIES) {
+          throw new SfuError(`offer: still glare after ${MAX_GLARE_RETRIES} attempts`, { code: 'glare' });
+        }
+        // Re-offer after the server's offer (already queued) is answered.
+        this._enqueue(() => this._negotiate(attempt + 1)).catch((e) => this._emitError(e));
+        return;
+      }
+      throw err;
+    }
+    if (this.pc !== pc) return;
+    if (pc.signalingState !== 'have-local-offer') {
+      // Our offer was rolled back meanwhile: this answer is stale; offer again.
+      this._enqueue(() => this._negotiate(attempt + 1)).catch((e) => this._emitError(e));
+      return;
+    }
+    await pc.setRemoteDescription({ type: 'answer', sdp: reply.sdp });
+    await this._drainRemoteCandidates();
+  }
+
+  /** A server offer (signaling.md §2): answer it, echoing its offer_id. */
+  async _onServerOffer(msg) {
+    const pc = this.pc;
+    if (!pc) return;
+    if (pc.signalingState === 'have-local-offer') {
+      // Polite peer: the server keeps its offer, we drop ours.
+      await pc.setLocalDescription({ type: 'rollback' });
+    }
+    try {
+      await pc.setRemoteDescription({ type: 'offer', sdp: msg.sdp });
+    } catch (err) {
+      throw new SfuError(`server offer ${msg.offer_id}: ${err.message}`, { code: 'bad_sdp', cause: err });
+    }
+    await this._drainRemoteCandidates();
+    await pc.setLocalDescription(await pc.createAnswer());
+    if (!this.trickle) await waitForGathering(pc);
+    this._send({ type: 'answer', offer_id: msg.offer_id, sdp: pc.localDescription.sdp });
+    this._flushLocalCandidates();
+  }
+
+  _onTrack(ev) {
+    const track = ev.track;
+    // The server sets a=msid:<participant sid> <track id>, so the stream id
+    // is the publisher's sid. Fall back to reading the SDP by mid.
+    let stream = ev.streams && ev.streams[0];
+    const sid = (stream && stream.id) || msidForMid(this.pc, ev.transceiver && ev.transceiver.mid);
+    if (!stream) {
+      stream = this.remoteStreams.get(sid) || new MediaStream();
+      stream.addTrack(track);
+    }
+    if (sid) this.remoteStreams.set(sid, stream);
+    const part = sid ? this.participants.get(sid) : undefined;
+
+    const ended = () => {
+      track.removeEventListener('ended', ended);
+      stream.removeEventListener('removetrack', onRemove);
+      const p = this.participants.get(sid);
+      this._emit('track-ended', {
+        sid, identity: p ? p.identity : undefined, participant: p ? copyParticipant(p) : null,
+        track, stream,
+      });
+    };
+    const onRemove = (e) => { if (e.track === track) ended(); };
+    track.addEventListener('ended', ended);
+    stream.addEventListener('removetrack', onRemove);
+
+    this._emit('track', {
+      sid, identity: part ? part.identity : undefined,
+      participant: part ? copyParticipant(part) : null,
+      track, stream, transceiver: ev.transceiver,
+    });
+  }
+
+  // ----------------------------------------------------------------- events
+
+  _setState(state, extra = {}) {
+    if (this.state === state && state !== 'closed') return;
+    if (this.state === 'closed' && state === 'closed') return;
+    this.state = state;
+    this._emit('connection-state', { state, ...extra });
+  }
+
+  _emitError(error) {
+    this._emit('error', { error });
+  }
+
+  _emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+}
+
+// ------------------------------------------------------------------ helpers
+
+function normaliseParticipant(p, isLocal) {
+  return {
+    sid: p.sid,
+    identity: p.identity,
+    name: p.name ?? p.identity,
+    muted: !!p.muted,
+    server_muted: !!p.server_muted,
+    speaking: !!p.speaking,
+    tracks: Array.isArray(p.tracks) ? p.tracks.map((t) => ({ ...t })) : [],
+    ...(p.metadata !== undefined ? { metadata: p.metadata } : {}),
+    isLocal: !!isLocal,
+  };
+}
+
+function copyParticipant(p) {
+  return { ...p, tracks: p.tracks.map((t) => ({ ...t })) };
+}
+
+async function addCandidate(pc, candidate) {
+  try {
+    // null = end of candidates
+    await pc.addIceCandidate(candidate || undefined);
+  } catch (err) {
+    console.warn('sfu-client: addIceCandidate failed', err, candidate);
+  }
+}
+
+/** The participant sid named by a=msid in the remote m-section with this mid. */
+function msidForMid(pc, mid) {
+  const sdp = pc && pc.remoteDescription && pc.remoteDescription.sdp;
+  if (!sdp || mid == null) return undefined;
+  for (const section of sdp.split(/\r?\nm=/).slice(1)) {
+    if (!new RegExp(`^a=mid:${escapeRe(mid)}\\s*$`, 'm').test(section)) continue;
+    const m = /^a=msid:(\S+)/m.exec(section) || /^a=ssrc:\d+ msid:(\S+)/m.exec(section);
+    return m && m[1] !== '-' ? m[1] : undefined;
+  }
+  return undefined;
+}
+
+function escapeRe(s) {
+  return String(s).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+function waitForGathering(pc, timeoutMs = 5000) {
+  if (pc.iceGatheringState === 'complete') return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      if (pc.iceGatheringState !== 'complete') return;
+      pc.removeEventListener('icegatheringstatechange', done);
+      clearTimeout(timer);
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      pc.removeEventListener('icegatheringstatechange', done);
+      resolve();
+    }, timeoutMs);
+    pc.addEventListener('icegatheringstatechange', done);
+  });
+}
+
+function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
