@@ -41,14 +41,14 @@
 
 #define METER_RATE 16000
 #define METER_MAX_SAMPLES (METER_RATE / 1000 * SFU_OPUS_MAX_PACKET_US / 1000)
-#define METER_PLC_DEFAULT (METER_RATE / 50) /* 20 ms when nothing decoded yet */
+#define METER_PLC_DEFAULT (METER_RATE / 50) /* 20 ms, if nothing decoded yet */
 #define LEVEL_SILENCE 127
 
 struct sfu_opus_meter_s {
-  OpusDecoder *dec;               /* inside this block, after the struct */
-  uint64_t packets;               /* decode calls that produced audio */
-  uint64_t errors;                /* packets libopus refused */
-  float pcm[METER_MAX_SAMPLES];   /* decoded samples of the last packet */
+  OpusDecoder *dec;             /* inside this block, after the struct */
+  uint64_t packets;             /* decode calls that produced audio */
+  uint64_t errors;              /* packets libopus refused */
+  float pcm[METER_MAX_SAMPLES]; /* decoded samples of the last packet */
 };
 
 /* The decoder starts at the first 16-byte boundary after the struct. */
@@ -76,7 +76,7 @@ struct sfu_opus_meter_s {
 static void toc_decode(uint8_t toc, sfu_opus_toc_t *t) {
   static const int silk_us[4] = {10000, 20000, 40000, 60000};
   static const int celt_bw[4] = {SFU_OPUS_BW_NB, SFU_OPUS_BW_WB,
-                                  SFU_OPUS_BW_SWB, SFU_OPUS_BW_FB};
+                                 SFU_OPUS_BW_SWB, SFU_OPUS_BW_FB};
   int config = toc >> 3;
 
   t->config = config;
@@ -292,11 +292,13 @@ uint64_t sfu_opus_meter_packets(const sfu_opus_meter_t *m) {
  * can overshoot) clamp to 0; all-zero or tiny signals clamp to 127.
  */
 static int level_of(const float *x, int n) {
-  double sum = 0.0, db;
+  double sum = 0.0, db, v;
   int i;
 
-  for (i = 0; i < n; i++)
-    sum += (double)x[i] * x[i];
+  for (i = 0; i < n; i++) {
+    v = (double)x[i];
+    sum += v * v;
+  }
   if (n <= 0 || sum <= 0.0)
     return LEVEL_SILENCE;
   db = -10.0 * log10(sum / n);

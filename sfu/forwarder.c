@@ -99,7 +99,9 @@ static void update_speaking(sfu_room_t *room, sfu_track_t *t, const sfu_rtp_t *r
                             uint64_t now_ms) {
   int voice = -1, level = -1;
   if (t->level_ext && sfu_rtp_audio_level(r, t->level_ext, &voice, &level) == 1) {
-    /* the client measures for us */
+    /* The client measures for us. Its V bit is ignored: it means something
+     * only with vad=on, and some senders (aiortc) always set it to 0. */
+    voice = -1;
   } else {
     if (!t->meter && sfu_opus_meter_create(&t->meter) != 0) return;
     level = sfu_opus_meter_feed(t->meter, r->data + r->payload_off, r->payload_len);

@@ -190,7 +190,7 @@ free_arrays(sfu_gloop_t *g)
 static int
 rebuild_epfd(sfu_gloop_t *g)
 {
-  int nfd;
+  int nfd, err;
 
   nfd = epoll_create1(EPOLL_CLOEXEC);
   if (nfd < 0) {
@@ -201,10 +201,11 @@ rebuild_epfd(sfu_gloop_t *g)
    * then let uv_poll_start() queue a fresh ADD for the new file. */
   uv_poll_stop(&g->epoll_poll);
   if (dup3(nfd, g->epfd, O_CLOEXEC) < 0) {
+    err = -errno;
     g->epoll_errors++;
     close(nfd);
     uv_poll_start(&g->epoll_poll, UV_READABLE, on_epoll);
-    return -errno;
+    return err;
   }
   close(nfd);
   g->n_reg = 0;

@@ -91,6 +91,7 @@ struct sfu_participant_s {
   uint32_t rtcp_ssrc;           /* our SSRC in RTCP to this peer */
   sfu_transport_t *transport;   /* after the first offer */
   int media_connected;          /* DTLS done */
+  uint64_t transport_failed_ms; /* ICE failed / DTLS closed at, 0 = fine */
   /* negotiation */
   sfu_sdp_t *local;             /* last SDP we sent (answer or offer) */
   sfu_neg_state_t neg;          /* an offer of ours is outstanding */

@@ -117,13 +117,15 @@ static void tp_rtcp(void *arg, uint8_t *buf, size_t len) {
 static void tp_connected(void *arg) {
   sfu_participant_t *p = arg;
   p->media_connected = 1;
+  p->transport_failed_ms = 0;
   sfu_log(SFU_LOG_INFO, "room", "[%s] media connected (DTLS-SRTP)", p->identity);
 }
 
 static void tp_failed(void *arg, const char *why) {
   sfu_participant_t *p = arg;
   sfu_log(SFU_LOG_WARN, "room", "[%s] transport failed: %s", p->identity, why);
-  p->media_connected = 0; /* the media timer removes it if it stays silent */
+  p->media_connected = 0;
+  p->transport_failed_ms = sfu_now_ms(); /* removed unless it recovers (ICE restart) */
 }
 
 int sfu__room_transport_create(sfu_room_t *room, sfu_participant_t *p) {
@@ -373,7 +375,8 @@ static void on_media_tick(uv_timer_t *t) {
       if (!p->transport) continue;
       uint64_t quiet = now - sfu_transport_last_rx_ms(p->transport);
       if ((p->media_connected && quiet > MEDIA_TIMEOUT_MS) ||
-          (!p->media_connected && quiet > CONNECT_TIMEOUT_MS))
+          (!p->media_connected && quiet > CONNECT_TIMEOUT_MS) ||
+          (p->transport_failed_ms && now - p->transport_failed_ms > MEDIA_TIMEOUT_MS))
         sfu_room_remove(room, p, "timeout", 4013, "media timeout");
     }
   }
