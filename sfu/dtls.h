@@ -54,7 +54,7 @@ typedef struct sfu_dtls_cert_s sfu_dtls_cert_t;
 
 /*
  * Generates the key and certificate and builds the context. This takes
- * about a millisecond, so do it once per process. Returns 0, SFU_ENOMEM, or
+ * a couple of milliseconds, so do it once per process. Returns 0, SFU_ENOMEM, or
  * SFU_EPROTO if OpenSSL refuses a step (its error is logged once). On
  * failure *out is NULL.
  */

@@ -128,7 +128,19 @@ static void tp_failed(void *arg, const char *why) {
   p->transport_failed_ms = sfu_now_ms(); /* removed unless it recovers (ICE restart) */
 }
 
+/* The ICE agent and the DTLS certificate are made for the first
+ * participant that offers, not at start: a room must be cheap to spawn. */
+static int media_init(sfu_room_t *room) {
+  int rv;
+  if (room->ice) return 0;
+  if ((rv = sfu_srtp_library_init()) != 0) return rv;
+  if (!room->cert && (rv = sfu_dtls_cert_create(&room->cert)) != 0) return rv;
+  return sfu_ice_create(&room->ice, room->gloop.ctx, &room->ice_opts);
+}
+
 int sfu__room_transport_create(sfu_room_t *room, sfu_participant_t *p) {
+  int rv = media_init(room);
+  if (rv != 0) return rv;
   sfu_transport_cb_t cb = {p, tp_rtp, tp_rtcp, tp_connected, tp_failed};
   return sfu_transport_create(&p->transport, room->loop, room->ice, room->cert, &cb);
 }
@@ -397,10 +409,11 @@ int sfu_room_init(sfu_room_t *room, uv_loop_t *loop, const sfu_room_opts_t *o) {
 
   if ((rv = sfu_gloop_init(loop, &room->gloop)) != 0) return rv;
   room->gloop.data = room;
-  if ((rv = sfu_srtp_library_init()) != 0) return rv;
-  if ((rv = sfu_dtls_cert_create(&room->cert)) != 0) return rv;
-  sfu_ice_opts_t io = {o->ice_addresses, o->port_min, o->port_max};
-  if ((rv = sfu_ice_create(&room->ice, room->gloop.ctx, &io)) != 0) return rv;
+  snprintf(room->ice_addresses, sizeof(room->ice_addresses), "%s",
+           o->ice_addresses ? o->ice_addresses : "127.0.0.1");
+  room->ice_opts.addresses = room->ice_addresses;
+  room->ice_opts.port_min = o->port_min;
+  room->ice_opts.port_max = o->port_max;
   room->ipc.data = room;
   if ((rv = sfu_ipc_init(loop, &room->ipc, o->ipc_fd, on_ipc_msg, on_ipc_error)) != 0)
     return rv;

@@ -52,8 +52,10 @@ typedef struct sfu_room_s {
   uv_timer_t empty_timer;    /* armed while nobody is in */
   uv_timer_t parent_timer;   /* watchdog on sfud's pings */
   uv_timer_t media_timer;    /* 100 ms: speaking, reports, timeouts */
-  sfu_ice_t *ice;            /* one agent, a stream per participant */
-  sfu_dtls_cert_t *cert;     /* one certificate per room */
+  sfu_ice_t *ice;            /* one agent, a stream per participant; lazy */
+  sfu_ice_opts_t ice_opts;   /* for creating it */
+  char ice_addresses[256];   /* storage for ice_opts.addresses */
+  sfu_dtls_cert_t *cert;     /* one certificate per room; lazy */
   char id[64];               /* room id */
   int max_participants;      /* limit */
   int empty_timeout_s;       /* see opts */
