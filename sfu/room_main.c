@@ -1,9 +1,9 @@
 /*
  * room_main.c -- entry point of sfu-room, the process that runs one call.
  *
- * sfud spawns it with the IPC socketpair on fd 3 and the room's settings as
- * flags. It is not meant to be started by hand (it exits when fd 3 is not a
- * channel to sfud).
+ * sfud forks it from the zygote (or spawns it directly) with the IPC
+ * socketpair on fd 3 and the room's settings as flags. It is not meant to be
+ * started by hand (it exits when fd 3 is not a channel to sfud).
  */
 #include <signal.h>
 #include <stdio.h>
@@ -15,6 +15,7 @@
 #include "sfu/log.h"
 #include "sfu/room.h"
 #include "sfu/sfu.h"
+#include "sfu/zygote.h"
 
 static int int_arg(const char *v, int lo, int hi, const char *name) {
   char *end;
@@ -26,7 +27,7 @@ static int int_arg(const char *v, int lo, int hi, const char *name) {
   return (int)n;
 }
 
-int main(int argc, char **argv) {
+static int room_main(int argc, char **argv) {
   sfu_room_opts_t o = {"", 100, 300, 5000, 3, "127.0.0.1", 0, 0};
   static sfu_room_t room;
   char ctx[96];
@@ -84,4 +85,14 @@ int main(int argc, char **argv) {
   rv = uv_loop_close(loop);
   if (rv != 0) sfu_log(SFU_LOG_WARN, "room", "loop closed with handles open");
   return room.exit_code;
+}
+
+/* `sfu-room --zygote`: fork rooms on request (sfu/zygote.h); otherwise run
+ * one room from the command line. */
+int main(int argc, char **argv) {
+  if (argc == 2 && strcmp(argv[1], "--zygote") == 0) {
+    signal(SIGPIPE, SIG_IGN);
+    return sfu_zygote_run(3, room_main);
+  }
+  return room_main(argc, argv);
 }

@@ -346,3 +346,7 @@ uint64_t sfu_seq_unwrap(sfu_seq_unwrap_t *u, uint16_t seq) {
   /* Behind the highest: max_ext >= SFU_SEQ_EXT_BASE > 0x8000, no wrap. */
   return u->max_ext - (0x10000u - d);
 }
+
+uint32_t sfu_seq_rtcp_ext(uint64_t ext) {
+  return (uint32_t)(ext - SFU_SEQ_EXT_BASE);
+}

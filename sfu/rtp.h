@@ -157,4 +157,11 @@ typedef struct {
 
 uint64_t sfu_seq_unwrap(sfu_seq_unwrap_t *u, uint16_t seq);
 
+/*
+ * The RFC 3550 32-bit "extended highest sequence number" (cycles << 16 |
+ * seq, cycles counted from 0) for an extended number from sfu_seq_unwrap():
+ * what an RR report block carries.
+ */
+uint32_t sfu_seq_rtcp_ext(uint64_t ext);
+
 #endif

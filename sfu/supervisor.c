@@ -22,6 +22,7 @@
  * crashed records. Per room, that is one small JSON message per interval.
  */
 #include <signal.h>
+#include <sys/socket.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +33,7 @@
 
 #include "sfu/log.h"
 #include "sfu/sfu.h"
+#include "sfu/spawner.h"
 #include "sfu/supervisor.h"
 
 struct sfu_supervisor_s {
@@ -47,6 +49,7 @@ struct sfu_supervisor_s {
   int tick_closed;
   int records_alive;         /* allocated records, listed or not */
   sfu_supervisor_hooks_t hooks; /* clients of rooms */
+  sfu_spawner_t *spawner;    /* the zygote, or NULL: exec rooms directly */
 };
 
 void sfu_supervisor_set_hooks(sfu_supervisor_t *s, const sfu_supervisor_hooks_t *h) {
@@ -123,7 +126,7 @@ static void on_raw_pipe_closed(uv_handle_t *h) {
 }
 
 static void close_handles(sfu_room_rec_t *r) {
-  if (!uv_is_closing((uv_handle_t *)&r->proc))
+  if (!r->via_zygote && !uv_is_closing((uv_handle_t *)&r->proc))
     uv_close((uv_handle_t *)&r->proc, on_proc_closed);
   sfu_ipc_close(&r->ipc, on_ipc_closed);
 }
@@ -133,11 +136,14 @@ static void kill_room(sfu_room_rec_t *r, const char *reason) {
   if (reason && r->end_reason[0] == '\0')
     snprintf(r->end_reason, sizeof(r->end_reason), "%s", reason);
   room_log(SFU_LOG_WARN, r, "killing room (%s)", reason ? reason : r->end_reason);
-  uv_process_kill(&r->proc, SIGKILL);
+  if (r->via_zygote)
+    kill(r->pid, SIGKILL);
+  else
+    uv_process_kill(&r->proc, SIGKILL);
 }
 
-static void on_exit_cb(uv_process_t *proc, int64_t status, int term_signal) {
-  sfu_room_rec_t *r = proc->data;
+/* The one place that decides between a clean end and a crash. */
+static void room_exited(sfu_room_rec_t *r, int64_t status, int term_signal) {
   sfu_supervisor_t *s = r->sup;
 
   r->exited = 1;
@@ -167,6 +173,30 @@ static void on_exit_cb(uv_process_t *proc, int64_t status, int term_signal) {
   notify_gone(r, 1);
   close_handles(r);
   if (s->shutting_down || s->cfg->crashed_retention_s == 0) unlist(r);
+}
+
+static void on_exit_cb(uv_process_t *proc, int64_t status, int term_signal) {
+  room_exited(proc->data, status, term_signal);
+}
+
+static void on_zygote_exit(void *arg, int pid, int64_t status, int term_signal) {
+  sfu_supervisor_t *s = arg;
+  for (sfu_room_rec_t *r = s->rooms; r; r = r->next)
+    if (r->via_zygote && r->pid == pid && !r->exited) {
+      room_exited(r, status, term_signal);
+      return;
+    }
+}
+
+static void on_zygote_died(void *arg) {
+  sfu_supervisor_t *s = arg;
+  sfu_room_rec_t *r, *next;
+  for (r = s->rooms; r; r = next) {
+    next = r->next; /* room_exited may unlist */
+    if (!r->via_zygote || r->exited) continue;
+    if (r->end_reason[0] == '\0') snprintf(r->end_reason, sizeof(r->end_reason), "zygote_died");
+    room_exited(r, 0, SIGKILL);
+  }
 }
 
 static void start_closing(sfu_room_rec_t *r, const char *reason) {
@@ -242,6 +272,26 @@ static void new_id(char *out) {
   out[SFU_ROOM_ID_LEN] = '\0';
 }
 
+/* Forks the room from the zygote; its IPC is a fresh socketpair. */
+static int spawn_forked(sfu_supervisor_t *s, sfu_room_rec_t *r, char **args) {
+  int sv[2], pid = 0, rv;
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return -errno;
+  rv = sfu_spawner_spawn(s->spawner, args, sv[1], &pid);
+  close(sv[1]);
+  if (rv == 0) rv = sfu_ipc_init(s->loop, &r->ipc, sv[0], on_ipc_msg, on_ipc_error);
+  if (rv != 0) {
+    if (pid > 0) kill(pid, SIGKILL); /* its exit is ignored: no record has it */
+    close(sv[0]);
+    sfu_log(SFU_LOG_WARN, "supervisor", "zygote spawn failed (%s); exec'ing the room",
+            sfu_strerror(rv));
+    return rv;
+  }
+  r->via_zygote = 1;
+  r->pid = pid;
+  r->handles_open = 1; /* the IPC pipe only */
+  return 0;
+}
+
 int sfu_supervisor_spawn(sfu_supervisor_t *s, sfu_room_req_t *req,
                          sfu_room_rec_t **out) {
   const sfu_config_t *cfg = s->cfg;
@@ -293,24 +343,28 @@ int sfu_supervisor_spawn(sfu_supervisor_t *s, sfu_room_req_t *req,
       .stdio = stdio,
   };
 
-  uv_pipe_init(s->loop, &r->ipc.pipe, 0);
-  r->ipc.pipe.data = &r->ipc;
   r->ipc.data = r;
   r->proc.data = r;
-  r->handles_open = 2;
   r->spawned_us = sfu_now_us();
-  rv = uv_spawn(s->loop, &r->proc, &opt);
-  if (rv != 0) {
-    s->metrics->spawn_failures++;
-    sfu_log(SFU_LOG_ERROR, "supervisor", "cannot spawn %s: %s", cfg->room_binary,
-            uv_strerror(rv));
-    uv_close((uv_handle_t *)&r->proc, on_proc_closed);
-    uv_close((uv_handle_t *)&r->ipc.pipe, on_raw_pipe_closed);
-    return rv;
+  if (sfu_spawner_alive(s->spawner) && spawn_forked(s, r, args) == 0) {
+    rv = 0;
+  } else {
+    uv_pipe_init(s->loop, &r->ipc.pipe, 0);
+    r->ipc.pipe.data = &r->ipc;
+    r->handles_open = 2;
+    rv = uv_spawn(s->loop, &r->proc, &opt);
+    if (rv != 0) {
+      s->metrics->spawn_failures++;
+      sfu_log(SFU_LOG_ERROR, "supervisor", "cannot spawn %s: %s", cfg->room_binary,
+              uv_strerror(rv));
+      uv_close((uv_handle_t *)&r->proc, on_proc_closed);
+      uv_close((uv_handle_t *)&r->ipc.pipe, on_raw_pipe_closed);
+      return rv;
+    }
+    r->pid = r->proc.pid;
+    rv = sfu_ipc_init(s->loop, &r->ipc, -1, on_ipc_msg, on_ipc_error);
   }
-  r->pid = r->proc.pid;
   r->last_heard_ms = sfu_now_ms();
-  rv = sfu_ipc_init(s->loop, &r->ipc, -1, on_ipc_msg, on_ipc_error);
   r->next = s->rooms;
   s->rooms = r;
   s->metrics->rooms_created++;
@@ -395,6 +449,13 @@ int sfu_supervisor_create(sfu_supervisor_t **out, uv_loop_t *loop,
   uv_timer_init(loop, &s->tick);
   s->tick.data = s;
   uv_timer_start(&s->tick, on_tick, (uint64_t)cfg->heartbeat_ms, (uint64_t)cfg->heartbeat_ms);
+  if (cfg->zygote) {
+    sfu_spawner_cb_t cb = {s, on_zygote_exit, on_zygote_died};
+    int rv = sfu_spawner_start(&s->spawner, loop, cfg->room_binary, &cb);
+    if (rv != 0)
+      sfu_log(SFU_LOG_WARN, "supervisor", "no zygote (%s): rooms are exec'd directly",
+              sfu_strerror(rv));
+  }
   *out = s;
   return 0;
 }
@@ -457,6 +518,8 @@ json_t *sfu_supervisor_list_json(sfu_supervisor_t *s) {
 
 static void on_tick_closed(uv_handle_t *h) {
   sfu_supervisor_t *s = h->data;
+  sfu_spawner_stop(s->spawner);
+  s->spawner = NULL;
   s->tick_closed = 1;
   if (s->done) s->done(s, s->done_arg);
 }

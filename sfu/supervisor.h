@@ -51,6 +51,7 @@ struct sfu_room_rec_s {
   uv_process_t proc;                 /* the room process */
   sfu_ipc_t ipc;                     /* its channel */
   int pid;                           /* process id */
+  int via_zygote;                    /* forked by the zygote: no proc handle */
   int handles_open;                  /* proc + ipc not yet closed */
   int exited;                        /* exit_cb has run */
   int64_t exit_status;               /* from exit_cb */

@@ -1018,7 +1018,10 @@ static void write_media(out_t *o, const sfu_sdp_t *sdp, const sfu_sdp_media_t *m
   for (int i = 0; i < m->nrids; i++)
     put(o, "a=rid:%s %s\r\n", m->rids[i].rid, m->rids[i].send ? "send" : "recv");
   if (m->has_simulcast && m->nrids) write_simulcast(o, m);
-  if (m->sctp_port[0]) put(o, "a=sctp-port:%s\r\n", m->sctp_port);
+  if (m->sctp_port[0] && m->fmt[0] >= '0' && m->fmt[0] <= '9') /* "DTLS/SCTP 5000" */
+    put(o, "a=sctpmap:%s webrtc-datachannel 65535\r\n", m->sctp_port);
+  else if (m->sctp_port[0])
+    put(o, "a=sctp-port:%s\r\n", m->sctp_port);
   if (m->max_message_size) put(o, "a=max-message-size:%u\r\n", (unsigned)m->max_message_size);
   for (int i = 0; i < m->ncandidates; i++) put(o, "a=%s\r\n", m->candidates[i]);
   if (m->end_of_candidates) put(o, "a=end-of-candidates\r\n");

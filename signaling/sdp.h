@@ -162,7 +162,7 @@ typedef struct sfu_sdp_s {
  *               more than SFU_SDP_MAX_MEDIA m-sections, or an identifier
  *               (kind, proto, mid, ufrag, pwd, cname, msid, rid, o= user)
  *               longer than its field;
- *   SFU_ENOMEM
+ *   SFU_ENOMEM, or SFU_EINVAL for a NULL text with a non-zero len,
  * and sets *err_desc (if err_desc is not NULL) to a thread-local string
  * naming the line, "line 12: bad a=rtpmap"; NULL on success.
  *
@@ -184,8 +184,9 @@ void sfu_sdp_free(sfu_sdp_t *sdp);
  *   ice-ufrag, ice-pwd, ice-options:trickle, fingerprint, setup, mid,
  *   bundle-only, extmaps, direction, rtcp-mux, rtcp-rsize, per codec rtpmap /
  *   rtcp-fb / fmtp (with apt=), ssrc-group SIM and FID, per ssrc cname and
- *   msid, msid, rids and simulcast, sctp-port, max-message-size, candidates,
- *   end-of-candidates.
+ *   msid, msid, rids and simulcast, sctp-port (a=sctpmap when the m= format
+ *   is a port number, the pre-RFC 8841 form Chromium wants with it),
+ *   max-message-size, candidates, end-of-candidates.
  *
  * Attributes whose field is empty are left out. A rejected m-section
  * (port 0, not bundle_only) is written as m=<kind> 0 <proto> <pts>, a=mid,

@@ -451,8 +451,8 @@ static void handshake_sfu_pair_gcm(void **state) {
   assert_int_equal(sfu_dtls_start(a.d), 0);
   assert_int_equal(a.sent, 1); /* ClientHello */
   {
-    int64_t t = sfu_dtls_next_timeout_ms(a.d);
-    assert_true(t > 300 && t <= 400);
+    int64_t t = sfu_dtls_next_timeout_ms(a.d); /* our 400 ms, not 1 s */
+    assert_true(t > 0 && t <= 400);
   }
   assert_int_equal(sfu_dtls_start(a.d), 0); /* again: nothing new */
   assert_int_equal(a.sent, 1);

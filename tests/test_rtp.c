@@ -666,6 +666,9 @@ static void test_seq_unwrap(void **state) {
   assert_int_equal(sfu_seq_unwrap(&u, 3 + 32767), B + 65539 + 32767);
   assert_int_equal(sfu_seq_unwrap(&u, 2) /* 3 + 32767 + 32768 */,
                    B + 65539 + 32767 - 32768);
+  /* RR's extended highest sequence number counts cycles from 0 */
+  assert_int_equal(sfu_seq_rtcp_ext(u.max_ext), 65539 + 32767);
+  assert_int_equal(sfu_seq_rtcp_ext(B + 65530), 65530);
   /* many wraps */
   {
     sfu_seq_unwrap_t w = {0};

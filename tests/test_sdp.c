@@ -390,6 +390,11 @@ static void chromium_av_datachannel_offer(void **state) {
   assert_int_equal(d->max_message_size, 262144);
   assert_int_equal(d->rtcp_mux, 0);
   assert_int_equal(d->ncandidates, 8);
+  int len;
+  char *out = write_sdp(&s, &len);
+  assert_non_null(strstr(out, "m=application 41006 UDP/DTLS/SCTP webrtc-datachannel\r\n"));
+  assert_non_null(strstr(out, "a=sctp-port:5000\r\na=max-message-size:262144\r\n"));
+  free(out);
   sfu_sdp_free(&s);
 }
 
@@ -535,6 +540,14 @@ static void aiortc_datachannel_offer(void **state) {
   assert_int_equal(d->ncandidates, 1);
   assert_int_equal(d->end_of_candidates, 1);
   assert_int_equal(s.media[1].fid_ssrc[0], 500493342u);
+  /* Chromium refuses a=sctp-port next to a port-number format: the old
+   * style is written back in the old style. */
+  int len;
+  char *out = write_sdp(&s, &len);
+  assert_non_null(strstr(out, "m=application 45983 DTLS/SCTP 5000\r\n"));
+  assert_non_null(strstr(out, "a=sctpmap:5000 webrtc-datachannel 65535\r\n"));
+  assert_null(strstr(out, "a=sctp-port"));
+  free(out);
   sfu_sdp_free(&s);
 }
 

@@ -28,7 +28,8 @@ class Sfud:
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, text=True)
         self._ready = threading.Event()
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
         if not self._ready.wait(10):
             self.kill()
             raise RuntimeError("sfud did not start:\n" + "".join(self.log))
@@ -60,21 +61,40 @@ class Sfud:
         parsed = json.loads(text) if ctype.startswith("application/json") else text
         return resp.status, parsed
 
-    def children(self):
-        """PIDs of live (non-zombie) processes whose parent is sfud."""
-        out = []
+    def _procs(self):
+        """{pid: (ppid, cmdline)} of live (non-zombie) processes."""
+        out = {}
         for d in os.listdir("/proc"):
             if not d.isdigit():
                 continue
             try:
                 with open(f"/proc/{d}/stat") as f:
                     st = f.read()
+                with open(f"/proc/{d}/cmdline", "rb") as f:
+                    cmd = f.read().split(b"\0")
             except OSError:
                 continue
             fields = st[st.rindex(")") + 2:].split()
-            if int(fields[1]) == self.proc.pid and fields[0] != "Z":
-                out.append(int(d))
-        return sorted(out)
+            if fields[0] != "Z":
+                out[int(d)] = (int(fields[1]), cmd)
+        return out
+
+    def zygote(self):
+        """PID of sfud's zygote (the template process rooms fork from)."""
+        for pid, (ppid, cmd) in self._procs().items():
+            if ppid == self.proc.pid and b"--zygote" in cmd:
+                return pid
+        return None
+
+    def children(self):
+        """PIDs of live room processes of this sfud: its children, or the
+        children of its zygote; the zygote itself is not a room."""
+        procs = self._procs()
+        zygotes = {p for p, (pp, cmd) in procs.items()
+                   if pp == self.proc.pid and b"--zygote" in cmd}
+        # a forked room keeps the zygote's command line: tell them by parent
+        return sorted(p for p, (pp, cmd) in procs.items()
+                      if pp in zygotes or (pp == self.proc.pid and p not in zygotes))
 
     def metric(self, name):
         _, text = self.request("GET", "/metrics", auth=False)
@@ -85,10 +105,12 @@ class Sfud:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         try:
-            return self.proc.wait(timeout)
+            rc = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
             raise
+        self._reader.join(5)  # the log up to its last line
+        return rc
 
     def assert_clean_log(self):
         """No sanitizer report from sfud or any room (they share stderr)."""
@@ -100,6 +122,7 @@ class Sfud:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        self._reader.join(5)
 
 
 def wait_for(pred, timeout=10.0, step=0.05, what="condition"):

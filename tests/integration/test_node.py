@@ -92,12 +92,51 @@ class NodeLifecycle(unittest.TestCase):
         st, j = s.request("DELETE", "/v1/rooms/" + victim["room_id"])
         self.assertEqual((st, j["state"]), (200, "crashed"))
         wait_for(lambda: s.children() == [], what="all room processes reaped")
-        for r in rooms:
-            st, j = s.request("GET", "/v1/rooms/" + r["room_id"])
-            self.assertEqual((st, j["error"]["code"]), (404, "room_not_found"))
+        for r in rooms:  # their exits reach sfud just after the processes go
+            st, j = wait_for(lambda: (lambda x: x if x[0] == 404 else None)(
+                s.request("GET", "/v1/rooms/" + r["room_id"])), what="room unlisted")
+            self.assertEqual(j["error"]["code"], "room_not_found")
         self.assertEqual(s.metric("sfu_rooms_finished_total"), 19)
         self.assertEqual(s.metric("sfu_rooms"), 0)
         self.assertEqual(s.metric("sfu_room_spawn_seconds_count"), 20)
+
+    def test_zygote_death_is_reported_and_rooms_come_back(self):
+        s = self.sfud
+        z = s.zygote()
+        self.assertIsNotNone(z)
+        rooms = [self.create() for _ in range(3)]
+        wait_for(lambda: all(s.request("GET", "/v1/rooms/" + r["room_id"])[1]["state"]
+                             == "running" for r in rooms), what="rooms running")
+        time.sleep(1.1)  # a zygote that dies right after its start is not restarted
+        os.kill(z, signal.SIGKILL)
+        for r in rooms:
+            st, j = wait_for(lambda: (lambda x: x if x[1]["state"] == "crashed" else None)(
+                s.request("GET", "/v1/rooms/" + r["room_id"])), what="crash reported")
+            self.assertEqual(j["end_reason"], "zygote_died")
+            self.assertFalse(pid_alive(r["pid"]))
+        self.assertEqual(s.metric("sfu_room_crashes_total"), 3)
+        z2 = wait_for(s.zygote, what="zygote restarted")
+        self.assertNotEqual(z2, z)
+        r = self.create()
+        wait_for(lambda: s.request("GET", "/v1/rooms/" + r["room_id"])[1]["state"] == "running",
+                 what="new room running")
+        self.assertEqual(s.children(), [r["pid"]])
+
+    def test_rooms_are_exec_d_when_the_zygote_is_off(self):
+        s = Sfud(ARGS.sfud, ARGS.room, "--zygote", "0")
+        try:
+            self.assertIsNone(s.zygote())
+            st, r = s.request("POST", "/v1/rooms", {})
+            self.assertEqual(st, 201)
+            wait_for(lambda: s.request("GET", "/v1/rooms/" + r["room_id"])[1]["state"]
+                     == "running", what="exec'd room running")
+            self.assertEqual(s.children(), [r["pid"]])
+            os.kill(r["pid"], signal.SIGKILL)
+            wait_for(lambda: s.request("GET", "/v1/rooms/" + r["room_id"])[1]["state"]
+                     == "crashed", what="crash reported")
+        finally:
+            self.assertEqual(s.stop(), 0)
+            s.assert_clean_log()
 
     def test_delete_reaps_the_process(self):
         s = self.sfud
