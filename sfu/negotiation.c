@@ -84,11 +84,16 @@ static void session_fields(sfu_participant_t *p, sfu_sdp_t *s) {
   s->ice_lite = 1;
 }
 
+/* One BUNDLE group of every live m-line. Candidates go on the first one
+ * only (the bundle's transport): that keeps an offer to a subscriber of a
+ * hundred tracks well under the 1 MiB signaling bound. */
 static void set_bundle(sfu_sdp_t *s) {
   s->nbundle = 0;
-  for (int i = 0; i < s->nmedia; i++)
-    if (s->media[i].port != 0)
-      s->bundle[s->nbundle++] = (uint16_t)i;
+  for (int i = 0; i < s->nmedia; i++) {
+    if (s->media[i].port == 0) continue;
+    if (s->nbundle > 0) s->media[i].ncandidates = 0;
+    s->bundle[s->nbundle++] = (uint16_t)i;
+  }
 }
 
 static int send_sdp(sfu_room_t *room, sfu_participant_t *p, sfu_sdp_t *s, const char *type,
@@ -353,7 +358,7 @@ void sfu_neg_maybe_offer(sfu_room_t *room, sfu_participant_t *p) {
   p->local = o;
 }
 
-int sfu_neg_on_answer(sfu_room_t *room, sfu_participant_t *p, const char *text, json_t *oid) {
+int sfu_neg_on_answer(sfu_room_t *room, sfu_participant_t *p, const char *text, long long oid) {
   const char *why = NULL;
   sfu_sdp_t ans;
   int rv;
@@ -362,7 +367,7 @@ int sfu_neg_on_answer(sfu_room_t *room, sfu_participant_t *p, const char *text, 
     sfu_room_error(room, p, NULL, "bad_message", "no offer is outstanding");
     return SFU_EINVAL;
   }
-  if (!json_is_integer(oid) || json_integer_value(oid) != p->offer_id) {
+  if (oid != p->offer_id) {
     sfu_room_error(room, p, NULL, "bad_message", "answer to offer %d expected", p->offer_id);
     return SFU_EINVAL;
   }
@@ -394,13 +399,8 @@ int sfu_neg_on_answer(sfu_room_t *room, sfu_participant_t *p, const char *text, 
   return 0;
 }
 
-int sfu_neg_on_candidate(sfu_room_t *room, sfu_participant_t *p, json_t *cand) {
-  if (json_is_null(cand)) return 0; /* end of candidates: nothing to do for ICE-lite */
-  const char *c = json_string_value(json_object_get(cand, "candidate"));
-  if (!c) {
-    sfu_room_error(room, p, NULL, "bad_message", "candidate needs a 'candidate' string");
-    return SFU_EINVAL;
-  }
+int sfu_neg_on_candidate(sfu_room_t *room, sfu_participant_t *p, const char *c) {
+  if (!c) return 0; /* end of candidates: nothing to do for ICE-lite */
   if (!p->transport) {
     sfu_room_error(room, p, NULL, "bad_message", "candidate before offer");
     return SFU_EINVAL;

@@ -101,8 +101,9 @@ void sfu_room_set_muted(sfu_room_t *room, sfu_participant_t *p, int muted, int b
 
 /* negotiation.c */
 int sfu_neg_on_offer(sfu_room_t *room, sfu_participant_t *p, const char *sdp, json_t *id);
-int sfu_neg_on_answer(sfu_room_t *room, sfu_participant_t *p, const char *sdp, json_t *offer_id);
-int sfu_neg_on_candidate(sfu_room_t *room, sfu_participant_t *p, json_t *cand);
+int sfu_neg_on_answer(sfu_room_t *room, sfu_participant_t *p, const char *sdp, long long offer_id);
+/* `cand` is a "candidate:..." string, or NULL for end of candidates. */
+int sfu_neg_on_candidate(sfu_room_t *room, sfu_participant_t *p, const char *cand);
 /* Subscribes p to every other participant's track, and every other
  * participant to p's; sends offers where something changed. */
 void sfu_neg_track_added(sfu_room_t *room, sfu_track_t *t);

@@ -30,6 +30,7 @@
 
 #include "sfu/log.h"
 #include "sfu/sfu.h"
+#include "signaling/message.h"
 #include "signaling/token.h"
 #include "signaling/ws.h"
 
@@ -148,32 +149,21 @@ static int join_close_code(int err) {
   }
 }
 
-static void on_join(session_t *s, json_t *msg) {
+static void on_join(session_t *s, const sfu_msg_t *m) {
   sfu_ws_t *ws = s->ws;
-  const char *room = json_string_value(json_object_get(msg, "room"));
-  const char *token = json_string_value(json_object_get(msg, "token"));
-  json_t *v = json_object_get(msg, "v");
   sfu_token_claims_t c;
   const char *why = NULL;
   char reason[120];
 
-  if (!room || !token) {
-    close_session(s, SFU_WS_BAD_REQUEST, "bad request: join needs room and token");
-    return;
-  }
-  if (v && (!json_is_integer(v) || json_integer_value(v) != 1)) {
-    close_session(s, SFU_WS_BAD_REQUEST, "bad request: protocol version 1 only");
-    return;
-  }
   int rv = sfu_token_verify((const uint8_t *)ws->cfg->token_secret, strlen(ws->cfg->token_secret),
-                            token, NULL, sfu_wall_ms() / 1000, &c, &why);
+                            m->token, NULL, sfu_wall_ms() / 1000, &c, &why);
   if (rv != 0) {
     snprintf(reason, sizeof(reason), "%s: %s", rv == SFU_EEXPIRED ? "token expired" : "invalid token",
              why ? why : sfu_strerror(rv));
     close_session(s, join_close_code(rv), reason);
     return;
   }
-  sfu_room_rec_t *r = sfu_supervisor_find(ws->sup, room);
+  sfu_room_rec_t *r = sfu_supervisor_find(ws->sup, m->room);
   if (!r || r->state == SFU_ROOM_CRASHED || r->state == SFU_ROOM_CLOSING) {
     close_session(s, SFU_WS_ROOM_NOT_FOUND, "room not found");
     return;
@@ -187,36 +177,37 @@ static void on_join(session_t *s, json_t *msg) {
   memcpy(s->identity, c.identity, sizeof(s->identity));
   tell_room(s, "client_join",
             json_pack("{s:s, s:s, s:i, s:s, s:O*}", "identity", c.identity, "name", c.name,
-                      "grants", (int)c.grants, "jti", c.jti, "id", json_object_get(msg, "id")));
+                      "grants", (int)c.grants, "jti", c.jti, "id", m->id));
   sfu_log(SFU_LOG_INFO, "ws", "session %u: %s joining room %s", s->id, c.identity, r->id);
 }
 
 static void on_text(session_t *s, const uint8_t *data, size_t len) {
   json_error_t jerr;
   json_t *msg = json_loadb((const char *)data, len, JSON_REJECT_DUPLICATES, &jerr);
-  const char *type = msg ? json_string_value(json_object_get(msg, "type")) : NULL;
-  json_t *id = msg ? json_object_get(msg, "id") : NULL;
+  const char *code, *why;
+  char reason[120];
+  sfu_msg_t m;
 
-  if (!msg || !json_is_object(msg) || !type) {
-    if (s->state == WS_AWAIT_JOIN)
-      close_session(s, SFU_WS_BAD_REQUEST, "bad request: first message must be a join");
-    else
-      send_error(s, NULL, "bad_message", msg ? "message needs a string 'type'" : jerr.text);
-    json_decref(msg);
-    return;
-  }
-  if (strcmp(type, "ping") == 0) {
+  if (sfu_msg_parse(msg, &m, &code, &why) != 0) {
+    if (s->state == WS_AWAIT_JOIN) {
+      snprintf(reason, sizeof(reason), "bad request: %s", msg ? why : "not JSON");
+      close_session(s, SFU_WS_BAD_REQUEST, reason);
+    } else {
+      send_error(s, json_is_object(msg) ? json_object_get(msg, "id") : NULL, code,
+                 msg ? why : jerr.text);
+    }
+  } else if (m.type == SFU_MSG_PING) {
     json_t *p = json_pack("{s:s}", "type", "pong");
-    if (id) json_object_set(p, "id", id);
+    if (m.id) json_object_set(p, "id", m.id);
     send_json(s, p);
   } else if (s->state == WS_AWAIT_JOIN) {
-    if (strcmp(type, "join") == 0)
-      on_join(s, msg);
+    if (m.type == SFU_MSG_JOIN)
+      on_join(s, &m);
     else
       close_session(s, SFU_WS_BAD_REQUEST, "bad request: first message must be a join");
-  } else if (strcmp(type, "join") == 0) {
-    send_error(s, id, "bad_message", "already joined");
-  } else if (strcmp(type, "leave") == 0) {
+  } else if (m.type == SFU_MSG_JOIN) {
+    send_error(s, m.id, "bad_message", "already joined");
+  } else if (m.type == SFU_MSG_LEAVE) {
     close_session(s, 1000, "left");
   } else {
     tell_room(s, "client_msg", json_pack("{s:O}", "msg", msg));

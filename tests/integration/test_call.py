@@ -55,6 +55,9 @@ class CallTest(unittest.IsolatedAsyncioTestCase):
 
     def tearDown(self):
         self.sfud.stop()
+        # sfud's and the room's log, for when a test fails
+        with open(os.path.join(ARGS.logdir, self._testMethodName + ".log"), "w") as f:
+            f.writelines(self.sfud.log)
         self.sfud.assert_clean_log()
 
     def token(self, identity, room=None, **kw):
@@ -257,5 +260,6 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--sfud", required=True)
     ap.add_argument("--room", required=True)
+    ap.add_argument("--logdir", default=os.environ.get("TMPDIR", "/tmp"))
     ARGS, rest = ap.parse_known_args()
     unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)

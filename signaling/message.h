@@ -1,0 +1,44 @@
+/*
+ * message.h -- client signaling messages (docs/signaling.md): one checker
+ * used by sfud (join, ping, leave) and by the room (the rest), so both
+ * accept and refuse exactly the same messages.
+ */
+#ifndef SFU_SIGNALING_MESSAGE_H
+#define SFU_SIGNALING_MESSAGE_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+typedef enum {
+  SFU_MSG_JOIN,
+  SFU_MSG_OFFER,
+  SFU_MSG_ANSWER,
+  SFU_MSG_CANDIDATE,
+  SFU_MSG_MUTE,
+  SFU_MSG_PING,
+  SFU_MSG_LEAVE,
+} sfu_msg_type_t;
+
+#define SFU_MSG_MAX_SDP 65536 /* bytes of SDP in one offer/answer */
+
+/* A checked message: pointers borrow from the json_t it came from. */
+typedef struct sfu_msg_s {
+  sfu_msg_type_t type;
+  json_t *id;              /* request id (integer or string), or NULL */
+  const char *room;        /* join */
+  const char *token;       /* join */
+  const char *sdp;         /* offer, answer */
+  size_t sdp_len;
+  long long offer_id;      /* answer: the server offer it answers */
+  const char *candidate;   /* candidate; NULL = end of candidates */
+  int muted;               /* mute */
+} sfu_msg_t;
+
+/*
+ * Checks `msg` (any JSON value). Returns 0, or -1 with *code set to the
+ * error code to send ("bad_message", "too_large") and *why to a short
+ * static explanation.
+ */
+int sfu_msg_parse(json_t *msg, sfu_msg_t *out, const char **code, const char **why);
+
+#endif
