@@ -163,6 +163,15 @@ void sfu_neg_track_removed(sfu_room_t *room, sfu_track_t *t) {
 
 /* --- the client's offer --------------------------------------------------- */
 
+static void put_downtrack(sfu_room_t *room, sfu_participant_t *p, sfu_sdp_media_t *m,
+                          sfu_downtrack_t *d);
+
+static sfu_downtrack_t *downtrack_by_mid(sfu_participant_t *p, const char *mid) {
+  for (int i = 0; i < p->ndown; i++)
+    if (strcmp(p->down[i]->mid, mid) == 0) return p->down[i];
+  return NULL;
+}
+
 static int check_offer(const sfu_sdp_t *o, const char **why) {
   int live = 0;
   for (int i = 0; i < o->nmedia; i++) {
@@ -234,6 +243,7 @@ int sfu_neg_on_offer(sfu_room_t *room, sfu_participant_t *p, const char *text, j
     sfu_transport_add_candidate(p->transport, first->candidates[i]);
 
   sfu_sdp_t *ans = sdp_new(offer.nmedia);
+  sfu_downtrack_t *mine;
   if (!ans) {
     sfu_sdp_free(&offer);
     return SFU_ENOMEM;
@@ -252,6 +262,13 @@ int sfu_neg_on_offer(sfu_room_t *room, sfu_participant_t *p, const char *text, j
       am->port = 0;
       am->dir = SFU_DIR_INACTIVE;
       if (om->ncodecs) am->codecs[0] = om->codecs[0], am->ncodecs = 1;
+      continue;
+    }
+    if ((mine = downtrack_by_mid(p, om->mid)) != NULL) {
+      /* A re-offer from the client (after glare, or an ICE restart) lists
+       * our m-lines too: answer them as we offered them. */
+      put_downtrack(room, p, am, mine);
+      snprintf(am->setup, sizeof(am->setup), "%s", our_setup);
       continue;
     }
     am->port = 9;

@@ -46,6 +46,8 @@ struct session_s {
   char identity[SFU_TOKEN_MAX_ID + 1];
   uint64_t opened_ms;            /* for the join timeout */
   uint64_t last_rx_ms;           /* for the idle timeout */
+  double tokens;                 /* rate limit: messages that may come now */
+  uint64_t limited_ms;           /* last rate_limited error sent */
   int dirty;                     /* on the flush list */
   session_t *next;               /* all sessions */
   session_t *next_dirty;         /* flush list */
@@ -181,6 +183,18 @@ static void on_join(session_t *s, const sfu_msg_t *m) {
   sfu_log(SFU_LOG_INFO, "ws", "session %u: %s joining room %s", s->id, c.identity, r->id);
 }
 
+#define RATE_PER_S 50.0  /* messages per second, sustained */
+#define RATE_BURST 100.0 /* messages at once */
+
+/* Token bucket per session; a message beyond it is answered and dropped. */
+static int rate_ok(session_t *s, uint64_t now_ms) {
+  s->tokens += (double)(now_ms - s->last_rx_ms) * RATE_PER_S / 1000.0;
+  if (s->tokens > RATE_BURST) s->tokens = RATE_BURST;
+  if (s->tokens < 1.0) return 0;
+  s->tokens -= 1.0;
+  return 1;
+}
+
 static void on_text(session_t *s, const uint8_t *data, size_t len) {
   json_error_t jerr;
   json_t *msg = json_loadb((const char *)data, len, JSON_REJECT_DUPLICATES, &jerr);
@@ -241,7 +255,16 @@ static void on_ws(h2o_websocket_conn_t *conn, const struct wslay_event_on_msg_re
     free(s);
     return;
   }
-  s->last_rx_ms = sfu_now_ms();
+  uint64_t now = sfu_now_ms();
+  int ok = rate_ok(s, now);
+  s->last_rx_ms = now;
+  if (!ok) { /* dropped; told at most once a second */
+    if (now - s->limited_ms >= 1000) {
+      s->limited_ms = now;
+      send_error(s, NULL, "rate_limited", "too many messages: dropping them");
+    }
+    return;
+  }
   if (arg->opcode == WSLAY_TEXT_FRAME)
     on_text(s, arg->msg, arg->msg_length);
   else if (arg->opcode == WSLAY_BINARY_FRAME)
@@ -331,6 +354,7 @@ int sfu_ws_handle(sfu_ws_t *ws, h2o_req_t *req) {
   s->id = ++ws->next_id;
   s->state = WS_AWAIT_JOIN;
   s->opened_ms = s->last_rx_ms = sfu_now_ms();
+  s->tokens = RATE_BURST;
   s->next = ws->sessions;
   ws->sessions = s;
   ws->count++;
