@@ -230,15 +230,17 @@ class CallTest(unittest.IsolatedAsyncioTestCase):
         await a.ws.send("{not json")
         await a.wait_event("error", lambda m: m["code"] == "bad_message", timeout=5)
         # A flood is cut down to the rate limit, and said so once a second.
-        mark = a.mark()
+        mark, t0 = a.mark(), time.monotonic()
         for i in range(400):
             await a.ws.send(json.dumps({"type": "ping", "id": 1000 + i}))
+        flood_s = time.monotonic() - t0
         await a.wait_event("error", lambda m: m["code"] == "rate_limited", since=mark, timeout=5)
         await asyncio.sleep(2.5)
         pongs = [m for m in a.events_of("pong", mark) if m.get("id", 0) >= 1000]
         self.assertLess(len(pongs), 400)
         self.assertGreaterEqual(len(pongs), 50)  # the burst left after the tests above
-        self.assertEqual(len(a.events_of("error", mark)), 1)
+        errors = a.events_of("error", mark)
+        self.assertTrue(1 <= len(errors) <= int(flood_s) + 2, (len(errors), flood_s))
         # Garbage datagrams at the room's media port: dropped and counted.
         port = None
         for line in a.pc.remoteDescription.sdp.splitlines():
