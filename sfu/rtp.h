@@ -128,7 +128,8 @@ void sfu_rtp_set_pt(uint8_t *pkt, uint8_t pt);
  *     1..16. With no element left the block and the X bit are left out;
  *   - the payload, without padding.
  *
- * One pass, no allocation; the output is never longer than p->len.
+ * One pass, no allocation; the output is never longer than p->len and
+ * must not overlap the source packet.
  * Returns the bytes written, or SFU_E2BIG if they do not fit in `cap`
  * (out is then partly written).
  */
