@@ -207,7 +207,7 @@ static void receiver_report(sfu_room_t *room, sfu_participant_t *p) {
   rb.ssrc = t->ssrc;
   rb.fraction_lost = exp_int && lost_int > 0 ? (uint8_t)((lost_int << 8) / (int64_t)exp_int) : 0;
   rb.cumulative_lost = (int32_t)(lost > 0x7fffff ? 0x7fffff : lost < -0x800000 ? -0x800000 : lost);
-  rb.ext_highest_seq = (uint32_t)rx->max_seq;
+  rb.ext_highest_seq = sfu_seq_rtcp_ext(rx->max_seq);
   rb.jitter = (uint32_t)rx->jitter;
   if (rx->sr_arrival_us) {
     rb.lsr = rx->sr_ntp_mid;

@@ -18,32 +18,8 @@
  */
 #include <string.h>
 
+#include "sfu/bytes.h"
 #include "sfu/rtcp.h"
-
-static inline uint16_t rd16(const uint8_t *p) {
-  return (uint16_t)((unsigned)p[0] << 8 | p[1]);
-}
-
-static inline uint32_t rd24(const uint8_t *p) {
-  return (uint32_t)p[0] << 16 | (uint32_t)p[1] << 8 | p[2];
-}
-
-static inline uint32_t rd32(const uint8_t *p) {
-  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 |
-         p[3];
-}
-
-static inline void wr16(uint8_t *p, uint16_t v) {
-  p[0] = (uint8_t)(v >> 8);
-  p[1] = (uint8_t)v;
-}
-
-static inline void wr32(uint8_t *p, uint32_t v) {
-  p[0] = (uint8_t)(v >> 24);
-  p[1] = (uint8_t)(v >> 16);
-  p[2] = (uint8_t)(v >> 8);
-  p[3] = (uint8_t)v;
-}
 
 /* 24-bit two's complement to int32 without relying on signed shifts. */
 static inline int32_t sext24(uint32_t v) {
@@ -87,7 +63,7 @@ int sfu_rtcp_next(sfu_rtcp_iter_t *it, sfu_rtcp_hdr_t *out) {
   rem = it->len - it->off;
   if (rem < 4 || (p[0] >> 6) != 2)
     goto bad;
-  plen = 4 + 4 * (size_t)rd16(p + 2);
+  plen = 4 + 4 * (size_t)sfu_rd16(p + 2);
   if (plen > rem)
     goto bad;
   if (p[0] & 0x20) {
@@ -99,11 +75,11 @@ int sfu_rtcp_next(sfu_rtcp_iter_t *it, sfu_rtcp_hdr_t *out) {
   out->padding = (p[0] >> 5) & 1;
   out->count = p[0] & 0x1f;
   out->pt = p[1];
-  out->length_words = rd16(p + 2);
+  out->length_words = sfu_rd16(p + 2);
   out->data = p;
   out->len = plen;
   out->pad_len = pad;
-  out->ssrc = plen - pad >= 8 ? rd32(p + 4) : 0;
+  out->ssrc = plen - pad >= 8 ? sfu_rd32(p + 4) : 0;
   it->off += plen;
   return 1;
 
@@ -137,13 +113,13 @@ bad:
 #define REPORT_LEN 24
 
 static void read_report(const uint8_t *p, sfu_rtcp_report_t *r) {
-  r->ssrc = rd32(p);
+  r->ssrc = sfu_rd32(p);
   r->fraction_lost = p[4];
-  r->cumulative_lost = sext24(rd24(p + 5));
-  r->ext_highest_seq = rd32(p + 8);
-  r->jitter = rd32(p + 12);
-  r->lsr = rd32(p + 16);
-  r->dlsr = rd32(p + 20);
+  r->cumulative_lost = sext24(sfu_rd24(p + 5));
+  r->ext_highest_seq = sfu_rd32(p + 8);
+  r->jitter = sfu_rd32(p + 12);
+  r->lsr = sfu_rd32(p + 16);
+  r->dlsr = sfu_rd32(p + 20);
 }
 
 static void write_report(uint8_t *p, const sfu_rtcp_report_t *r) {
@@ -153,12 +129,12 @@ static void write_report(uint8_t *p, const sfu_rtcp_report_t *r) {
     lost = 0x7fffff;
   if (lost < -0x800000)
     lost = -0x800000;
-  wr32(p, r->ssrc);
-  wr32(p + 4, (uint32_t)r->fraction_lost << 24 | ((uint32_t)lost & 0xffffff));
-  wr32(p + 8, r->ext_highest_seq);
-  wr32(p + 12, r->jitter);
-  wr32(p + 16, r->lsr);
-  wr32(p + 20, r->dlsr);
+  sfu_wr32(p, r->ssrc);
+  sfu_wr32(p + 4, (uint32_t)r->fraction_lost << 24 | ((uint32_t)lost & 0xffffff));
+  sfu_wr32(p + 8, r->ext_highest_seq);
+  sfu_wr32(p + 12, r->jitter);
+  sfu_wr32(p + 16, r->lsr);
+  sfu_wr32(p + 20, r->dlsr);
 }
 
 int sfu_rtcp_parse_sr(const sfu_rtcp_hdr_t *h, sfu_rtcp_sr_t *out) {
@@ -172,12 +148,12 @@ int sfu_rtcp_parse_sr(const sfu_rtcp_hdr_t *h, sfu_rtcp_sr_t *out) {
   if (body_len(h) < off + (size_t)h->count * REPORT_LEN)
     return SFU_EPROTO;
 
-  out->ssrc = rd32(p + 4);
+  out->ssrc = sfu_rd32(p + 4);
   if (h->pt == SFU_RTCP_SR) {
-    out->ntp = (uint64_t)rd32(p + 8) << 32 | rd32(p + 12);
-    out->rtp_ts = rd32(p + 16);
-    out->packets = rd32(p + 20);
-    out->octets = rd32(p + 24);
+    out->ntp = (uint64_t)sfu_rd32(p + 8) << 32 | sfu_rd32(p + 12);
+    out->rtp_ts = sfu_rd32(p + 16);
+    out->packets = sfu_rd32(p + 20);
+    out->octets = sfu_rd32(p + 24);
   } else {
     out->ntp = 0;
     out->rtp_ts = out->packets = out->octets = 0;
@@ -191,7 +167,7 @@ int sfu_rtcp_parse_sr(const sfu_rtcp_hdr_t *h, sfu_rtcp_sr_t *out) {
 static void write_header(uint8_t *p, int count, int pt, size_t len) {
   p[0] = (uint8_t)(0x80 | count);
   p[1] = (uint8_t)pt;
-  wr16(p + 2, (uint16_t)(len / 4 - 1));
+  sfu_wr16(p + 2, (uint16_t)(len / 4 - 1));
 }
 
 int sfu_rtcp_write_sr(uint8_t *buf, size_t cap, const sfu_rtcp_sr_t *sr) {
@@ -204,12 +180,12 @@ int sfu_rtcp_write_sr(uint8_t *buf, size_t cap, const sfu_rtcp_sr_t *sr) {
   if (len > cap)
     return SFU_E2BIG;
   write_header(buf, sr->nreports, SFU_RTCP_SR, len);
-  wr32(buf + 4, sr->ssrc);
-  wr32(buf + 8, (uint32_t)(sr->ntp >> 32));
-  wr32(buf + 12, (uint32_t)sr->ntp);
-  wr32(buf + 16, sr->rtp_ts);
-  wr32(buf + 20, sr->packets);
-  wr32(buf + 24, sr->octets);
+  sfu_wr32(buf + 4, sr->ssrc);
+  sfu_wr32(buf + 8, (uint32_t)(sr->ntp >> 32));
+  sfu_wr32(buf + 12, (uint32_t)sr->ntp);
+  sfu_wr32(buf + 16, sr->rtp_ts);
+  sfu_wr32(buf + 20, sr->packets);
+  sfu_wr32(buf + 24, sr->octets);
   for (i = 0; i < sr->nreports; i++)
     write_report(buf + 28 + (size_t)i * REPORT_LEN, &sr->reports[i]);
   return (int)len;
@@ -226,7 +202,7 @@ int sfu_rtcp_write_rr(uint8_t *buf, size_t cap, uint32_t sender_ssrc,
   if (len > cap)
     return SFU_E2BIG;
   write_header(buf, n, SFU_RTCP_RR, len);
-  wr32(buf + 4, sender_ssrc);
+  sfu_wr32(buf + 4, sender_ssrc);
   for (i = 0; i < n; i++)
     write_report(buf + 8 + (size_t)i * REPORT_LEN, &r[i]);
   return (int)len;
@@ -254,7 +230,7 @@ int sfu_rtcp_write_sdes_cname(uint8_t *buf, size_t cap, uint32_t ssrc,
   if (len > cap)
     return SFU_E2BIG;
   write_header(buf, 1, SFU_RTCP_SDES, len);
-  wr32(buf + 4, ssrc);
+  sfu_wr32(buf + 4, ssrc);
   buf[8] = SFU_RTCP_SDES_CNAME;
   buf[9] = (uint8_t)n;
   memcpy(buf + 10, cname, n);
@@ -274,7 +250,7 @@ int sfu_rtcp_parse_sdes_cname(const sfu_rtcp_hdr_t *h, uint32_t *ssrc,
   for (c = 0; c < h->count; c++) {
     if (off + 4 > end)
       return SFU_EPROTO;
-    src = rd32(p + off);
+    src = sfu_rd32(p + off);
     off += 4;
     for (;;) {
       if (off >= end)
@@ -328,10 +304,10 @@ int sfu_rtcp_parse_nack(const sfu_rtcp_hdr_t *h, uint32_t *media_ssrc,
     return SFU_EINVAL;
   if (end < FB_LEN + 4)
     return SFU_EPROTO;
-  *media_ssrc = rd32(p + 8);
+  *media_ssrc = sfu_rd32(p + 8);
   for (off = FB_LEN; off + 4 <= end && n < cap; off += 4) {
-    pid = rd16(p + off);
-    blp = rd16(p + off + 2);
+    pid = sfu_rd16(p + off);
+    blp = sfu_rd16(p + off + 2);
     seqs[n++] = pid;
     for (i = 0; i < 16 && n < cap; i++)
       if (blp >> i & 1)
@@ -359,8 +335,8 @@ int sfu_rtcp_write_nack(uint8_t *buf, size_t cap, uint32_t sender_ssrc,
       continue;
     }
     if (i > 0) {
-      wr16(buf + off, pid);
-      wr16(buf + off + 2, blp);
+      sfu_wr16(buf + off, pid);
+      sfu_wr16(buf + off + 2, blp);
       off += 4;
       /* the length field is 16 bits */
       if (off + 4 > cap || off / 4 > 0xffff)
@@ -369,12 +345,12 @@ int sfu_rtcp_write_nack(uint8_t *buf, size_t cap, uint32_t sender_ssrc,
     pid = seqs[i];
     blp = 0;
   }
-  wr16(buf + off, pid);
-  wr16(buf + off + 2, blp);
+  sfu_wr16(buf + off, pid);
+  sfu_wr16(buf + off + 2, blp);
   off += 4;
   write_header(buf, SFU_RTCP_FMT_NACK, SFU_RTCP_RTPFB, off);
-  wr32(buf + 4, sender_ssrc);
-  wr32(buf + 8, media_ssrc);
+  sfu_wr32(buf + 4, sender_ssrc);
+  sfu_wr32(buf + 8, media_ssrc);
   return (int)off;
 }
 
@@ -391,9 +367,9 @@ int sfu_rtcp_parse_psfb(const sfu_rtcp_hdr_t *h, int *fmt,
   if (h->count == SFU_RTCP_FMT_FIR) {
     if (end < FB_LEN + 8)
       return SFU_EPROTO;
-    *media_ssrc = rd32(p + FB_LEN);
+    *media_ssrc = sfu_rd32(p + FB_LEN);
   } else {
-    *media_ssrc = rd32(p + 8);
+    *media_ssrc = sfu_rd32(p + 8);
   }
   return 0;
 }
@@ -403,8 +379,8 @@ int sfu_rtcp_write_pli(uint8_t *buf, size_t cap, uint32_t sender_ssrc,
   if (cap < FB_LEN)
     return SFU_E2BIG;
   write_header(buf, SFU_RTCP_FMT_PLI, SFU_RTCP_PSFB, FB_LEN);
-  wr32(buf + 4, sender_ssrc);
-  wr32(buf + 8, media_ssrc);
+  sfu_wr32(buf + 4, sender_ssrc);
+  sfu_wr32(buf + 8, media_ssrc);
   return FB_LEN;
 }
 
@@ -426,7 +402,7 @@ int sfu_rtcp_parse_fir(const sfu_rtcp_hdr_t *h, uint32_t *ssrcs,
   if (end < FB_LEN + 8)
     return SFU_EPROTO;
   for (off = FB_LEN; off + 8 <= end && n < cap; off += 8, n++) {
-    ssrcs[n] = rd32(p + off);
+    ssrcs[n] = sfu_rd32(p + off);
     seqnrs[n] = p[off + 4];
   }
   return n;
@@ -437,10 +413,10 @@ int sfu_rtcp_write_fir(uint8_t *buf, size_t cap, uint32_t sender_ssrc,
   if (cap < FB_LEN + 8)
     return SFU_E2BIG;
   write_header(buf, SFU_RTCP_FMT_FIR, SFU_RTCP_PSFB, FB_LEN + 8);
-  wr32(buf + 4, sender_ssrc);
-  wr32(buf + 8, 0);
-  wr32(buf + 12, media_ssrc);
-  wr32(buf + 16, (uint32_t)seqnr << 24);
+  sfu_wr32(buf + 4, sender_ssrc);
+  sfu_wr32(buf + 8, 0);
+  sfu_wr32(buf + 12, media_ssrc);
+  sfu_wr32(buf + 16, (uint32_t)seqnr << 24);
   return FB_LEN + 8;
 }
 
@@ -480,7 +456,7 @@ int sfu_rtcp_parse_remb(const sfu_rtcp_hdr_t *h, uint64_t *bitrate_bps,
   if (n > cap)
     n = cap;
   for (i = 0; i < n; i++)
-    ssrcs[i] = rd32(p + REMB_LEN + 4 * (size_t)i);
+    ssrcs[i] = sfu_rd32(p + REMB_LEN + 4 * (size_t)i);
   return n;
 }
 
@@ -500,14 +476,14 @@ int sfu_rtcp_write_remb(uint8_t *buf, size_t cap, uint32_t sender_ssrc,
     exp++;
   }
   write_header(buf, SFU_RTCP_FMT_AFB, SFU_RTCP_PSFB, len);
-  wr32(buf + 4, sender_ssrc);
-  wr32(buf + 8, 0);
+  sfu_wr32(buf + 4, sender_ssrc);
+  sfu_wr32(buf + 8, 0);
   memcpy(buf + 12, "REMB", 4);
   buf[16] = (uint8_t)n;
   buf[17] = (uint8_t)(exp << 2 | (unsigned)(bps >> 16));
-  wr16(buf + 18, (uint16_t)bps);
+  sfu_wr16(buf + 18, (uint16_t)bps);
   for (i = 0; i < n; i++)
-    wr32(buf + REMB_LEN + 4 * (size_t)i, ssrcs[i]);
+    sfu_wr32(buf + REMB_LEN + 4 * (size_t)i, ssrcs[i]);
   return (int)len;
 }
 
@@ -548,7 +524,7 @@ static long twcc_walk(const uint8_t *p, size_t off, size_t end, int count,
   while (covered < count) {
     if (end - off < 2)
       return SFU_EPROTO;
-    ch = rd16(p + off);
+    ch = sfu_rd16(p + off);
     off += 2;
     if (!(ch & 0x8000)) {
       sym = ch >> 13 & 3;
@@ -576,7 +552,7 @@ static long twcc_walk(const uint8_t *p, size_t off, size_t end, int count,
           if (s == SFU_TWCC_SMALL_DELTA)
             delta_us[covered] = (int32_t)p[d] * 250;
           else if (s == SFU_TWCC_LARGE_DELTA)
-            delta_us[covered] = (((int32_t)rd16(p + d) ^ 0x8000) - 0x8000) * 250;
+            delta_us[covered] = (((int32_t)sfu_rd16(p + d) ^ 0x8000) - 0x8000) * 250;
           else
             delta_us[covered] = 0;
         }
@@ -600,11 +576,11 @@ int sfu_rtcp_parse_twcc(const sfu_rtcp_hdr_t *h, sfu_rtcp_twcc_t *out,
     return SFU_EINVAL;
   if (end < TWCC_LEN)
     return SFU_EPROTO;
-  out->sender_ssrc = rd32(p + 4);
-  out->media_ssrc = rd32(p + 8);
-  out->base_seq = rd16(p + 12);
-  out->status_count = rd16(p + 14);
-  out->ref_time = sext24(rd24(p + 16));
+  out->sender_ssrc = sfu_rd32(p + 4);
+  out->media_ssrc = sfu_rd32(p + 8);
+  out->base_seq = sfu_rd16(p + 12);
+  out->status_count = sfu_rd16(p + 14);
+  out->ref_time = sext24(sfu_rd24(p + 16));
   out->fb_count = p[19];
 
   chunks_end = twcc_walk(p, TWCC_LEN, end, out->status_count, NULL, NULL, 0,

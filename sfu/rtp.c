@@ -19,28 +19,8 @@
  */
 #include <string.h>
 
+#include "sfu/bytes.h"
 #include "sfu/rtp.h"
-
-static inline uint16_t rd16(const uint8_t *p) {
-  return (uint16_t)((unsigned)p[0] << 8 | p[1]);
-}
-
-static inline uint32_t rd32(const uint8_t *p) {
-  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 |
-         p[3];
-}
-
-static inline void wr16(uint8_t *p, uint16_t v) {
-  p[0] = (uint8_t)(v >> 8);
-  p[1] = (uint8_t)v;
-}
-
-static inline void wr32(uint8_t *p, uint32_t v) {
-  p[0] = (uint8_t)(v >> 24);
-  p[1] = (uint8_t)(v >> 16);
-  p[2] = (uint8_t)(v >> 8);
-  p[3] = (uint8_t)v;
-}
 
 /*
  * RFC 3550 §5.1, with the RFC 8285 extension block:
@@ -83,9 +63,9 @@ int sfu_rtp_parse(const uint8_t *buf, size_t len, sfu_rtp_t *out) {
   out->csrc_count = b0 & 0x0f;
   out->marker = buf[1] >> 7;
   out->pt = buf[1] & 0x7f;
-  out->seq = rd16(buf + 2);
-  out->ts = rd32(buf + 4);
-  out->ssrc = rd32(buf + 8);
+  out->seq = sfu_rd16(buf + 2);
+  out->ts = sfu_rd32(buf + 4);
+  out->ssrc = sfu_rd32(buf + 8);
 
   off = SFU_RTP_HEADER_LEN + 4 * (size_t)out->csrc_count;
   if (off > len)
@@ -97,8 +77,8 @@ int sfu_rtp_parse(const uint8_t *buf, size_t len, sfu_rtp_t *out) {
   if (out->has_ext) {
     if (len - off < 4)
       return SFU_EPROTO;
-    out->ext_profile = rd16(buf + off);
-    words = rd16(buf + off + 2);
+    out->ext_profile = sfu_rd16(buf + off);
+    words = sfu_rd16(buf + off + 2);
     off += 4;
     if (words * 4 > len - off)
       return SFU_EPROTO;
@@ -257,11 +237,11 @@ int sfu_rtp_ext_mid(const sfu_rtp_t *p, int ext_id, char *out, size_t cap) {
 
 /* ---- in-place rewrite ------------------------------------------------ */
 
-void sfu_rtp_set_seq(uint8_t *pkt, uint16_t seq) { wr16(pkt + 2, seq); }
+void sfu_rtp_set_seq(uint8_t *pkt, uint16_t seq) { sfu_wr16(pkt + 2, seq); }
 
-void sfu_rtp_set_ts(uint8_t *pkt, uint32_t ts) { wr32(pkt + 4, ts); }
+void sfu_rtp_set_ts(uint8_t *pkt, uint32_t ts) { sfu_wr32(pkt + 4, ts); }
 
-void sfu_rtp_set_ssrc(uint8_t *pkt, uint32_t ssrc) { wr32(pkt + 8, ssrc); }
+void sfu_rtp_set_ssrc(uint8_t *pkt, uint32_t ssrc) { sfu_wr32(pkt + 8, ssrc); }
 
 void sfu_rtp_set_pt(uint8_t *pkt, uint8_t pt) {
   pkt[1] = (uint8_t)((pkt[1] & 0x80) | (pt & 0x7f));
@@ -288,9 +268,9 @@ int sfu_rtp_forward_copy(const sfu_rtp_t *p, uint8_t pt, uint16_t seq,
     return SFU_E2BIG;
   out[0] = 0x80;
   out[1] = (uint8_t)(p->marker << 7 | (pt & 0x7f));
-  wr16(out + 2, seq);
-  wr32(out + 4, ts);
-  wr32(out + 8, ssrc);
+  sfu_wr16(out + 2, seq);
+  sfu_wr32(out + 4, ts);
+  sfu_wr32(out + 8, ssrc);
 
   if (map != NULL && p->has_ext) {
     sfu_rtp_ext_iter_init(&it, p);
@@ -317,8 +297,8 @@ int sfu_rtp_forward_copy(const sfu_rtp_t *p, uint8_t pt, uint16_t seq,
       }
       words = (o - SFU_RTP_HEADER_LEN - 4) / 4;
       out[0] |= 0x10;
-      wr16(out + 12, SFU_RTP_EXT_ONE_BYTE);
-      wr16(out + 14, (uint16_t)words);
+      sfu_wr16(out + 12, SFU_RTP_EXT_ONE_BYTE);
+      sfu_wr16(out + 14, (uint16_t)words);
     }
   }
 

@@ -15,21 +15,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sfu/bytes.h"
 #include "sfu/sfu.h"
 #include "signaling/ipc.h"
 
-void sfu_ipc_put_header(uint8_t hdr[SFU_IPC_HDR_LEN], uint32_t len) {
-  hdr[0] = (uint8_t)(len >> 24);
-  hdr[1] = (uint8_t)(len >> 16);
-  hdr[2] = (uint8_t)(len >> 8);
-  hdr[3] = (uint8_t)len;
-}
+void sfu_ipc_put_header(uint8_t hdr[SFU_IPC_HDR_LEN], uint32_t len) { sfu_wr32(hdr, len); }
 
-static uint32_t get_header(const char *p) {
-  const uint8_t *u = (const uint8_t *)p;
-  return (uint32_t)u[0] << 24 | (uint32_t)u[1] << 16 | (uint32_t)u[2] << 8 |
-         (uint32_t)u[3];
-}
+static uint32_t get_header(const char *p) { return sfu_rd32((const uint8_t *)p); }
 
 void sfu_ipc_decoder_init(sfu_ipc_decoder_t *d, size_t max_frame) {
   memset(d, 0, sizeof(*d));
