@@ -45,6 +45,7 @@ static const opt_t opts[] = {
   S(web_root, "serve the demo page from this directory (default: none)"),
   S(log_level, "debug, info, warn or error (default info)"),
   S(rtc_addresses, "IPs of media host candidates, comma-separated (default 127.0.0.1)"),
+  S(rtc_announced_address, "IP to announce in candidates instead of the local one, behind 1:1 NAT (default none)"),
   I(rtc_port_min, 0, 65535, "lowest UDP port for media (default 0 = any)"),
   I(rtc_port_max, 0, 65535, "highest UDP port for media (default 0 = any)"),
   I(max_rooms, 1, 100000, "rooms this node accepts (default 1000)"),

@@ -27,6 +27,7 @@ typedef struct sfu_config_s {
   char log_level[16];            /* debug, info, warn, error */
   char rtc_addresses[256];       /* host candidate IPs, comma-separated */
   int rtc_port_min, rtc_port_max; /* UDP range for media (0/0 = any) */
+  char rtc_announced_address[64]; /* public IP put in candidates (1:1 NAT) */
   int max_rooms;                 /* rooms per node */
   int max_participants;          /* participants per room, upper bound */
   int empty_timeout_s;           /* default for rooms that do not say */

@@ -152,7 +152,16 @@ int sfu_ice_local_candidates(sfu_ice_stream_t *st, char out[][200], int max) {
   GSList *list = nice_agent_get_local_candidates(st->ice->agent, st->id, 1);
   int n = 0;
   for (GSList *i = list; i && n < max; i = i->next) {
-    gchar *s = nice_agent_generate_local_candidate_sdp(st->ice->agent, i->data);
+    NiceCandidate *c = i->data;
+    if (st->ice->opts.announce) { /* behind 1:1 NAT: the public address */
+      NiceAddress pub;
+      nice_address_init(&pub);
+      if (nice_address_set_from_string(&pub, st->ice->opts.announce)) {
+        nice_address_set_port(&pub, nice_address_get_port(&c->addr));
+        c->addr = pub;
+      }
+    }
+    gchar *s = nice_agent_generate_local_candidate_sdp(st->ice->agent, c);
     const char *v = s && strncmp(s, "a=", 2) == 0 ? s + 2 : s;
     if (v) snprintf(out[n++], 200, "%s", v);
     g_free(s);

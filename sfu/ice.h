@@ -29,6 +29,7 @@ typedef struct sfu_ice_cb_s {
 typedef struct sfu_ice_opts_s {
   const char *addresses;   /* comma-separated local IPs for host candidates */
   int port_min, port_max;  /* UDP range, 0/0 = any */
+  const char *announce;    /* IP written into candidates instead (1:1 NAT) */
 } sfu_ice_opts_t;
 
 int sfu_ice_create(sfu_ice_t **out, GMainContext *ctx, const sfu_ice_opts_t *o);

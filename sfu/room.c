@@ -412,6 +412,10 @@ int sfu_room_init(sfu_room_t *room, uv_loop_t *loop, const sfu_room_opts_t *o) {
   snprintf(room->ice_addresses, sizeof(room->ice_addresses), "%s",
            o->ice_addresses ? o->ice_addresses : "127.0.0.1");
   room->ice_opts.addresses = room->ice_addresses;
+  if (o->announce) {
+    snprintf(room->ice_announce, sizeof(room->ice_announce), "%s", o->announce);
+    room->ice_opts.announce = room->ice_announce;
+  }
   room->ice_opts.port_min = o->port_min;
   room->ice_opts.port_max = o->port_max;
   room->ipc.data = room;

@@ -30,6 +30,7 @@ typedef struct sfu_room_opts_s {
   int ipc_fd;              /* inherited socketpair end */
   const char *ice_addresses; /* host candidate addresses */
   int port_min, port_max;  /* UDP port range */
+  const char *announce;    /* IP announced in candidates, or NULL */
 } sfu_room_opts_t;
 
 /* Room-wide packet counters (GET /v1/rooms/{id} stats). */
@@ -55,6 +56,7 @@ typedef struct sfu_room_s {
   sfu_ice_t *ice;            /* one agent, a stream per participant; lazy */
   sfu_ice_opts_t ice_opts;   /* for creating it */
   char ice_addresses[256];   /* storage for ice_opts.addresses */
+  char ice_announce[64];     /* storage for ice_opts.announce */
   sfu_dtls_cert_t *cert;     /* one certificate per room; lazy */
   char id[64];               /* room id */
   int max_participants;      /* limit */

@@ -28,7 +28,7 @@ static int int_arg(const char *v, int lo, int hi, const char *name) {
 }
 
 static int room_main(int argc, char **argv) {
-  sfu_room_opts_t o = {"", 100, 300, 5000, 3, "127.0.0.1", 0, 0};
+  sfu_room_opts_t o = {"", 100, 300, 5000, 3, "127.0.0.1", 0, 0, NULL};
   static sfu_room_t room;
   char ctx[96];
 
@@ -56,6 +56,8 @@ static int room_main(int argc, char **argv) {
       o.parent_timeout_ms = int_arg(v, 100, 600000, a);
     else if (strcmp(a, "--rtc-addresses") == 0)
       o.ice_addresses = v;
+    else if (strcmp(a, "--rtc-announce") == 0)
+      o.announce = strcmp(v, "-") == 0 ? NULL : v;
     else if (strcmp(a, "--rtc-port-min") == 0)
       o.port_min = int_arg(v, 0, 65535, a);
     else if (strcmp(a, "--rtc-port-max") == 0)

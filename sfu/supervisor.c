@@ -326,7 +326,9 @@ int sfu_supervisor_spawn(sfu_supervisor_t *s, sfu_room_req_t *req,
                   "--max-participants", a_max, "--empty-timeout-s", a_empty,
                   "--parent-timeout-ms", a_hb, "--log-level",
                   (char *)cfg->log_level, "--rtc-addresses", (char *)cfg->rtc_addresses,
-                  "--rtc-port-min", a_pmin, "--rtc-port-max", a_pmax, NULL};
+                  "--rtc-port-min", a_pmin, "--rtc-port-max", a_pmax, "--rtc-announce",
+                  (char *)(cfg->rtc_announced_address[0] ? cfg->rtc_announced_address : "-"),
+                  NULL};
   uv_stdio_container_t stdio[4];
   stdio[0].flags = UV_IGNORE;
   stdio[1].flags = UV_INHERIT_FD;

@@ -257,6 +257,32 @@ class CallTest(unittest.IsolatedAsyncioTestCase):
         self.assertGreater(b.tone_power("alice", 440, 1.0), HEARD)
         await a.ping()
 
+    async def test_media_port_range_and_announced_address(self):
+        def candidates(peer):
+            return [l.split() for l in peer.pc.remoteDescription.sdp.splitlines()
+                    if l.startswith("a=candidate:")]
+        self.sfud.stop()
+        self.sfud = Sfud(ARGS.sfud, ARGS.room, "--rtc-port-min", "41000",
+                         "--rtc-port-max", "41009")
+        st, self.room = self.sfud.request("POST", "/v1/rooms", {})
+        self.ws_url = self.room["ws_url"]
+        a, b = self.peer("alice", 440), self.peer("bob", 660)
+        await a.join()
+        await b.join()
+        await self.until(lambda: a.tone_power("bob", 660, 1.0) > HEARD, what="call in range")
+        for c in candidates(a) + candidates(b):
+            self.assertTrue(41000 <= int(c[5]) <= 41009, c)
+        await a.close()
+        await b.close()
+        self.peers = []
+        self.sfud.stop()
+        self.sfud = Sfud(ARGS.sfud, ARGS.room, "--rtc-announced-address", "127.0.0.9")
+        st, self.room = self.sfud.request("POST", "/v1/rooms", {})
+        self.ws_url = self.room["ws_url"]
+        c = self.peer("carol", 880)
+        await c.join()
+        self.assertEqual([x[4] for x in candidates(c)], ["127.0.0.9"])
+
     async def test_vanished_participant_times_out_for_everyone(self):
         a, b = self.peer("alice", 440), self.peer("bob", 660)
         await a.join()
