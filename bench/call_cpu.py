@@ -103,6 +103,39 @@ def udp_ports(pid):
 
 
 # --------------------------------------------------------------------------
+# Load generator fix-up
+
+
+def patch_aioice_nomination_race():
+    """Work around a race in aioice 0.8 (Debian 12), in this process only.
+
+    The room's ICE agent sends a binding request to the client's candidate
+    as soon as it has it; aioice answers it and starts a triggered check on
+    that pair, while its own scheduled check on the same pair is in flight.
+    When the first check succeeds it starts regular nomination; when the
+    second then succeeds (not nominating, since one is in progress) its
+    check_complete() finds every pair done and none nominated yet and
+    declares "ICE failed" -- although the nominating check succeeds a
+    moment later. aiortc then reports connectionState "failed" and, now and
+    then, never starts DTLS: the peer sends nothing and the room drops it
+    after its media timeout. This keeps the second check from concluding
+    anything while a nomination on its component is in progress.
+    """
+    from aioice import ice
+    orig = ice.Connection.check_complete
+
+    def check_complete(self, pair):
+        if (pair.state == ice.CandidatePair.State.SUCCEEDED and not pair.nominated
+                and self.ice_controlling and pair.component in self._nominating
+                and pair.component not in self._nominated):
+            pair.handle = None
+            return
+        return orig(self, pair)
+
+    ice.Connection.check_complete = check_complete
+
+
+# --------------------------------------------------------------------------
 # Latency capture helper (runs as a separate process: --_capture)
 
 
@@ -246,6 +279,8 @@ class Bench:
         from aiortc_peer import Peer
 
         a = self.a
+        if not a.no_aioice_fix:
+            patch_aioice_nomination_race()
         n = a.participants
         idle = await self.idle_room_private()
 
@@ -421,6 +456,8 @@ def main():
     ap.add_argument("--heartbeat-ms", type=int, default=200)
     ap.add_argument("--latency-seconds", type=float, default=5.0,
                     help="loopback capture after the window (root); 0 = skip")
+    ap.add_argument("--no-aioice-fix", action="store_true",
+                    help="leave aioice's nomination race alone (see the code)")
     a = ap.parse_args()
     from sfutest import Sfud
 
