@@ -78,6 +78,31 @@ def smaps(pid):
     return out
 
 
+def private_by_mapping(pid, top=5):
+    """[(private KiB, dirty KiB, mapping)] of a process per mapping kind
+    ([heap], anonymous, a file's basename), largest first."""
+    out, cur = {}, None
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            bits = line.split()
+            if "-" in bits[0] and len(bits) >= 5 and ":" in bits[3]:
+                cur = os.path.basename(bits[5]) if len(bits) > 5 else "anonymous"
+            elif bits[0] in ("Private_Clean:", "Private_Dirty:"):
+                tot, dirty = out.get(cur, (0, 0))
+                out[cur] = (tot + int(bits[1]),
+                            dirty + (int(bits[1]) if bits[0] == "Private_Dirty:" else 0))
+    return sorted(((t, d, k) for k, (t, d) in out.items() if t), reverse=True)[:top]
+
+
+def machine_busy_us():
+    """CPU time of the whole machine (all cores, not idle/iowait), µs."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal (guest is in user)
+    busy = v[0] + v[1] + v[2] + v[5] + v[6]
+    return busy * 1_000_000 // CLK_TCK, v[7] * 1_000_000 // CLK_TCK
+
+
 def udp_ports(pid):
     """Local UDP ports of the sockets a process holds."""
     inodes = set()
@@ -245,8 +270,10 @@ class Bench:
             _, j = await self.get("/v1/rooms/" + rid)
             st = j.get("stats")
             if st and st.get("uptime_ms") != prev:
+                busy, steal = machine_busy_us()
                 return st, {"t": time.monotonic(), "room": proc_cpu_us(j["pid"]),
-                            "sfud": proc_cpu_us(self.s.proc.pid), "self": self_cpu_us()}
+                            "sfud": proc_cpu_us(self.s.proc.pid), "self": self_cpu_us(),
+                            "busy": busy, "steal": steal}
         raise RuntimeError("no fresh stats from the room in %.0f s" % timeout)
 
     async def idle_room_private(self):
@@ -341,6 +368,8 @@ class Bench:
             s1, p1 = await self.fresh_snapshot(rid)
             res.update(s0=s0, s1=s1, p0=p0, p1=p1)
             res["mem"] = smaps(pid)
+            res["mem_top"] = private_by_mapping(pid)
+            res["threads"] = len(os.listdir(f"/proc/{pid}/task"))
             res["pairs_after"] = pairs_heard()
 
             if a.latency_seconds > 0:
@@ -412,13 +441,22 @@ def report(a, r):
     print(f"  sfud CPU: {sfud_cpu / proc_s / 1e4:.2f} % of one core (/proc, ±{1e6 / CLK_TCK / proc_s / 1e4:.2f})")
     print(f"  load generator (this Python, {n} aiortc peers) CPU: "
           f"{self_cpu / proc_s / 1e4:.1f} % of one core")
+    other = (p1["busy"] - p0["busy"]) - room_proc - sfud_cpu - self_cpu
+    print(f"  rest of the machine (other processes, kernel threads) in the window: "
+          f"{other / proc_s / 1e4:.1f} % of one core; steal "
+          f"{(p1['steal'] - p0['steal']) / proc_s / 1e4:.1f} %  ({os.cpu_count()} cores)")
     print("  drops in the window: " + ", ".join(f"{k} {v}" for k, v in drops.items()))
     m, idle = r["mem"], r["idle"]
     print(f"  idle room: CPU {idle['cpu_pct']:.3f} % of one core (heartbeats); "
-          f"memory (KiB) private {idle['Private']}  pss {idle['Pss']}  rss {idle['Rss']}")
-    print(f"  call room (KiB): private {m['Private']}  pss {m['Pss']}  rss {m['Rss']}")
-    print(f"  per participant (KiB): (private - idle) / N = "
-          f"{(m['Private'] - idle['Private']) / n:.1f};  marginal "
+          f"memory (KiB) private {idle['Private']} (dirty {idle['Private_Dirty']})  "
+          f"pss {idle['Pss']}  rss {idle['Rss']}")
+    print(f"  call room (KiB): private {m['Private']} (dirty {m['Private_Dirty']})  "
+          f"pss {m['Pss']}  rss {m['Rss']};  {r['threads']} thread(s)")
+    print(f"    private by mapping: " + ", ".join(f"{k} {t} (dirty {d})"
+                                                for t, d, k in r["mem_top"]))
+    print(f"  per participant (KiB): (private - idle private) / N = "
+          f"{(m['Private'] - idle['Private']) / n:.1f}  (dirty only: "
+          f"{(m['Private_Dirty'] - idle['Private_Dirty']) / n:.1f});  marginal "
           + (f"(private(N) - private(1)) / (N-1) = {(m['Private'] - r['priv1']) / (n - 1):.1f}"
              f"  [private with 1 participant: {r['priv1']}]" if n > 1 else "n/a"))
     lat = r.get("latency")

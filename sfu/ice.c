@@ -185,20 +185,19 @@ int sfu_ice_set_remote(sfu_ice_stream_t *st, const char *ufrag, const char *pwd)
   return restart;
 }
 
+/* An ICE-lite agent never checks: it answers the peer's checks and learns
+ * the peer's address from them (peer-reflexive). So a remote candidate is
+ * only parsed, to refuse garbage, and not given to libnice, which would
+ * otherwise start connectivity checks of its own even in lite mode -- and
+ * a check from the lite side confuses full agents (aioice) in nomination. */
 int sfu_ice_add_remote_candidate(sfu_ice_stream_t *st, const char *cand) {
   char buf[300];
   if (strncmp(cand, "a=", 2) == 0) cand += 2;
   snprintf(buf, sizeof(buf), "a=%s", cand);
   NiceCandidate *c = nice_agent_parse_remote_candidate_sdp(st->ice->agent, st->id, buf);
   if (!c) return SFU_EINVAL;
-  if (c->transport != NICE_CANDIDATE_TRANSPORT_UDP || c->component_id != 1) {
-    nice_candidate_free(c);
-    return 0; /* TCP candidates and RTCP components are not used */
-  }
-  GSList one = {c, NULL};
-  int n = nice_agent_set_remote_candidates(st->ice->agent, st->id, 1, &one);
   nice_candidate_free(c);
-  return n >= 0 ? 0 : SFU_EINVAL;
+  return 0;
 }
 
 int sfu_ice_send(sfu_ice_stream_t *st, const uint8_t *buf, size_t len) {

@@ -90,6 +90,8 @@ class CallTest(unittest.IsolatedAsyncioTestCase):
         peers = {n: self.peer(n, f) for n, f in freqs.items()}
         for p in peers.values():
             await p.join()
+        for p in peers.values():  # ICE and DTLS really complete, both ends
+            await p.wait_connected()
         for n, p in peers.items():
             others = [o for o in freqs if o != n]
             await self.until(lambda: all(p.tone_power(o, freqs[o], 1.0) > HEARD for o in others),
