@@ -120,6 +120,9 @@ int main(int argc, char **argv) {
             "  Try:  curl -s -H 'Authorization: Bearer %s' -d '{}' %s/v1/rooms\n\n",
             cfg.api_key, cfg.token_secret, cfg.api_key, sfu_http_base_url(http));
   }
+  if (cfg.web_root[0])
+    fprintf(stderr, "  Demo page: %s/%s\n\n", sfu_http_base_url(http),
+            cfg.dev ? "" : "web/  (start with --dev 1 so it can mint tokens)");
 
   uv_run(loop, UV_RUN_DEFAULT);
   sfu_supervisor_destroy(sup);

@@ -419,6 +419,10 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req) {
   int n;
 
   h->metrics->http_requests++;
+  if (h->cfg->web_root[0] && req->path_normalized.len == 1) { /* "/" -> the demo page */
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_LOCATION, NULL, H2O_STRLIT("/web/"));
+    return send_body(h, req, 302, "text/plain", H2O_STRLIT("/web/\n"));
+  }
   n = split_path(req->path_normalized, seg, 6);
   if (n < 0) return fail(h, req, 404, "not_found", "no such route");
 
@@ -439,10 +443,6 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req) {
   if (n == 2 && h->cfg->dev && strcmp(seg[0], "dev") == 0 && strcmp(seg[1], "join") == 0) {
     if (!method_is(req, "POST")) return method_not_allowed(h, req, "POST");
     return route_dev_join(h, req);
-  }
-  if (n == 0 && h->cfg->web_root[0]) { /* "/" -> the demo page */
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_LOCATION, NULL, H2O_STRLIT("/web/"));
-    return send_body(h, req, 302, "text/plain", H2O_STRLIT("/web/\n"));
   }
   if (n < 2 || strcmp(seg[0], "v1") != 0) return fail(h, req, 404, "not_found", "no such route");
 

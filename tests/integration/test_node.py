@@ -329,6 +329,36 @@ class NodeApi(unittest.TestCase):
             self.assertIn(name, text)
 
 
+class DemoPage(unittest.TestCase):
+    def test_root_redirects_to_the_demo_page_which_is_served(self):
+        web = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "web")
+        s = Sfud(ARGS.sfud, ARGS.room, "--web-root", web, "--dev", "1")
+        try:
+            conn = __import__("http.client").client.HTTPConnection("127.0.0.1", s.port)
+            conn.request("GET", "/")
+            r = conn.getresponse()
+            r.read()
+            self.assertEqual((r.status, r.getheader("Location")), (302, "/web/"))
+            st, page = s.request("GET", "/web/", auth=False)
+            self.assertEqual(st, 200)
+            self.assertIn("demo.js", page)
+            st, js = s.request("GET", "/web/sfu-client.js", auth=False)
+            self.assertEqual(st, 200)
+            self.assertIn("class SfuClient", js)
+            st, j = s.request("POST", "/dev/join", {"room": "hall", "identity": "u1"}, auth=False)
+            self.assertEqual(st, 201, j)
+            self.assertTrue(j["token"] and j["room_id"].startswith("rm_"))
+        finally:
+            self.assertEqual(s.stop(), 0)
+        plain = Sfud(ARGS.sfud, ARGS.room)  # without --dev the route does not exist
+        try:
+            st, j = plain.request("POST", "/dev/join", {"room": "hall", "identity": "u1"},
+                                  auth=False)
+            self.assertEqual(st, 404)
+        finally:
+            plain.stop()
+
+
 class Binary(unittest.TestCase):
     def test_version_names_openssl_backed_srtp(self):
         import subprocess
