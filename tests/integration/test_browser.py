@@ -8,6 +8,11 @@ Chromium's getStats() inbound-rtp audio shows packets and energy, the aiortc
 peer decodes non-silent frames from "chrome". Then the aiortc peer leaves and
 the browser client must drop it from its participants.
 
+DemoPageTest drives the demo page itself (web/index.html + demo.js) the
+way a user does, against sfud --dev 1: opens "/", types room and name,
+clicks Join, the mic toggle and Leave, and asserts on what the page shows
+and on what an aiortc peer in the room receives.
+
 Facts about Chromium 156 this test relies on (checked here):
 
 * The fake microphone (media/audio/fake_audio_input_stream.cc) is periodic,
@@ -120,16 +125,33 @@ def nonsilent_frames(samples):
     return sum(1 for f in frames if energy(f) > SILENCE_RMS ** 2)
 
 
-class BrowserCallTest(unittest.IsolatedAsyncioTestCase):
+def beep_onsets(samples, min_gap_frames=10):
+    """How many separate beeps start in ``samples``: silent -> non-silent
+    transitions between 20 ms frames (a non-silent first frame counts), at
+    least ``min_gap_frames`` after the previous one (the fake microphone
+    beeps every 500 ms = 25 frames)."""
+    n = len(samples) // SAMPLES_PER_FRAME
+    frames = samples[len(samples) - n * SAMPLES_PER_FRAME:].reshape(n, SAMPLES_PER_FRAME)
+    loud = [energy(f) > SILENCE_RMS ** 2 for f in frames]
+    onsets, last = 0, None
+    for i, x in enumerate(loud):
+        if x and (i == 0 or not loud[i - 1]) and (last is None or i - last >= min_gap_frames):
+            onsets, last = onsets + 1, i
+    return onsets
+
+
+class BrowserTestBase(unittest.IsolatedAsyncioTestCase):
+    """sfud (serving web/) and a headless Chromium, both torn down in
+    cleanups; aiortc peers in self.peers are closed and checked after each
+    test."""
+    SFUD_ARGS = ("--web-root", WEB_DIR)
+
     def setUp(self):
         self.browser = None
         self.page = None
         self.peers = []
-        self.sfud = Sfud(ARGS.sfud, ARGS.room, "--web-root", WEB_DIR)
+        self.sfud = Sfud(ARGS.sfud, ARGS.room, *self.SFUD_ARGS)
         self.addCleanup(self._stop_sfud)
-        st, self.room = self.sfud.request("POST", "/v1/rooms", {"name": "browser"})
-        self.assertEqual(st, 201, self.room)
-        self.ws_url = self.room["ws_url"]
         self.browser = Chromium(extra_args=["--autoplay-policy=no-user-gesture-required"])
         self.addCleanup(self._close_browser)
 
@@ -152,12 +174,6 @@ class BrowserCallTest(unittest.IsolatedAsyncioTestCase):
         for p in self.peers:
             self.assertEqual(p.errors, [], p.identity)
             self.assertEqual(p.violations, [], p.identity)
-
-    def token(self, identity):
-        st, j = self.sfud.request("POST", "/v1/rooms/%s/tokens" % self.room["room_id"],
-                                  {"identity": identity})
-        self.assertEqual(st, 201, j)
-        return j["token"]
 
     # -- Chromium, off the event loop (CDP calls block; aiortc must not) ----
 
@@ -207,6 +223,20 @@ class BrowserCallTest(unittest.IsolatedAsyncioTestCase):
             out += ["--- %s ---" % p.identity, repr(p.received_by_source()),
                     "errors=%r violations=%r" % (p.errors, p.violations)]
         return "\n".join(out)
+
+
+class BrowserCallTest(BrowserTestBase):
+    def setUp(self):
+        super().setUp()
+        st, self.room = self.sfud.request("POST", "/v1/rooms", {"name": "browser"})
+        self.assertEqual(st, 201, self.room)
+        self.ws_url = self.room["ws_url"]
+
+    def token(self, identity):
+        st, j = self.sfud.request("POST", "/v1/rooms/%s/tokens" % self.room["room_id"],
+                                  {"identity": identity})
+        self.assertEqual(st, 201, j)
+        return j["token"]
 
     # -- the test ---------------------------------------------------------
 
@@ -321,6 +351,311 @@ class BrowserCallTest(unittest.IsolatedAsyncioTestCase):
         print("sfud warnings/errors during the call: %d" % len(warnings))
         for line in warnings:
             print("  " + line.rstrip())
+
+
+# -- the demo page (web/index.html + demo.js) driven as a user would --------
+
+# What the demo page shows, read from the DOM: visibility, texts, classes.
+DEMO_STATE_JS = r"""
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const shown = (el) => !!el && !el.closest('[hidden]') && el.getClientRects().length > 0;
+  const text = (el) => (el ? el.innerText : '').replace(/\s+/g, ' ').trim();
+  const mic = $('mic-button');
+  return {
+    path: location.pathname,
+    joinShown: shown($('join-view')), callShown: shown($('call-view')),
+    formBusy: $('join-form').getAttribute('aria-busy'),
+    room: text($('room-name')), state: $('conn-state').dataset.state,
+    stateText: text($('conn-state')), count: text($('participant-count')),
+    participants: [...document.querySelectorAll('#participants > li')].map((li) => ({
+      text: text(li), you: text(li.querySelector('.you')),
+      name: li.querySelector('.p-name')?.firstChild?.textContent ?? null,
+      identity: li.dataset.identity, sid: li.dataset.sid,
+      speaking: li.classList.contains('speaking'),
+      speakingLabel: text(li.querySelector('.speaking-label')),
+      muted: li.classList.contains('muted'),
+      mic: li.querySelector('.mic-state')?.dataset.state ?? null,
+      micTitle: li.querySelector('.mic-state')?.title ?? null })),
+    micShown: shown(mic), micText: text($('mic-button-text')), micDisabled: mic.disabled,
+    micMutedClass: mic.classList.contains('is-muted'),
+    micIcon: mic.querySelector('use').getAttribute('href'), micNote: text($('mic-note')),
+    leaveShown: shown($('leave-button')),
+    error: shown($('error')) ? text($('error-text')) : null, formError: text($('form-error')),
+    audio: [...$('audio-sink').querySelectorAll('audio')].map((a) => ({
+      sid: a.dataset.sid, paused: a.paused, currentTime: a.currentTime,
+      tracks: a.srcObject ? a.srcObject.getAudioTracks().map((t) => t.readyState) : [] })),
+  };
+})()
+"""
+
+# Types into the join form like a user: focus, set the value, fire
+# input/change; leaves "Join with my microphone" as it is (checked).
+FILL_JOIN_FORM_JS = r"""
+(() => {
+  const type = (el, value) => {
+    el.focus();
+    Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, 'value').set.call(el, value);
+    el.dispatchEvent(new InputEvent('input', { bubbles: true, inputType: 'insertText', data: value }));
+    el.dispatchEvent(new Event('change', { bubbles: true }));
+  };
+  type(document.getElementById('room-input'), %(room)s);
+  type(document.getElementById('name-input'), %(name)s);
+  return { room: document.getElementById('room-input').value,
+           name: document.getElementById('name-input').value,
+           mic: document.getElementById('mic-input').checked };
+})()
+"""
+
+# A user's click on a visible, enabled button (by id).
+CLICK_JS = r"""
+((id) => {
+  const b = document.getElementById(id);
+  if (!b || b.closest('[hidden]') || !b.getClientRects().length) throw new Error(id + ' is not shown');
+  if (b.disabled) throw new Error(id + ' is disabled');
+  b.click();
+  return true;
+})(%s)
+"""
+
+
+class DemoPageTest(BrowserTestBase):
+    """The demo page end to end against the real server, through its UI only.
+
+    sfud runs with --dev 1 (POST /dev/join) and serves web/. An aiortc Peer
+    "py" (660 Hz, token from POST /dev/join without the API key) is in room
+    "demo"; Chromium opens the origin's "/", types room and name, clicks
+    Join, and the test asserts on what the page shows (participants list,
+    the .speaking highlight from the server's speaking events, the mic
+    button's label/state) and on what py gets from the server.
+
+    demo.js opens the microphone with the default getUserMedia constraints
+    (echo cancellation on). Measured here: the fake device's first beep gets
+    through, then AEC3 (while the page plays py's tone) suppresses the beeps
+    for ~1-7 s, after which they arrive steadily (~400 Hz, every 500 ms).
+    So the test waits (bounded, 25 s) for 4 s of steady beeps before muting,
+    which also makes "muted => silence" a real before/after comparison. (So
+    no getStats fallback is needed: py's decoded audio is asserted on.)
+    """
+    SFUD_ARGS = ("--web-root", WEB_DIR, "--dev", "1")
+    ROOM = "demo"
+    NAME = "Chrome User"
+
+    def dev_join(self, identity, name=None):
+        body = {"room": self.ROOM, "identity": identity}
+        if name is not None:
+            body["name"] = name
+        st, j = self.sfud.request("POST", "/dev/join", body, auth=False)
+        self.assertIn(st, (200, 201), j)
+        for k in ("token", "room_id", "ws_url"):
+            self.assertIsInstance(j.get(k), str, j)
+        return j
+
+    async def state(self):
+        return await self.js(DEMO_STATE_JS)
+
+    async def state_until(self, pred, timeout=15.0, what="page state"):
+        """Poll the page's shown state until pred(state) is truthy."""
+        end = time.monotonic() + timeout
+        while True:
+            st = await self.state()
+            if pred(st):
+                return st
+            if time.monotonic() >= end:
+                self.fail("timed out (%.0f s) waiting for %s; page shows:\n%s"
+                          % (timeout, what, json.dumps(st, indent=1)))
+            await asyncio.sleep(0.1)
+
+    async def click(self, button_id):
+        await self.js(CLICK_JS % json.dumps(button_id))
+
+    @staticmethod
+    def row(st, name):
+        return next((p for p in st["participants"] if p["name"] == name), None)
+
+    async def diagnostics(self):
+        out = [await super().diagnostics()]
+        if self.page is not None:
+            try:
+                out += ["--- demo page shows ---", json.dumps(await self.js(
+                    "document.getElementById('join-form') ? %s : location.href"
+                    % DEMO_STATE_JS, timeout=5), indent=1)]
+            except Exception as e:
+                out.append("(page unavailable: %r)" % e)
+        for p in self.peers:
+            out += ["--- %s events ---" % p.identity] + [
+                json.dumps(m)[:300] for _, m in p.events
+                if m.get("type") not in ("pong", "answer", "offer", "candidate")]
+        return "\n".join(out)
+
+    async def test_demo_page_join_talk_mute_and_speaking(self):
+        try:
+            await self._demo_scenario()
+        except BaseException:
+            print("\n" + await self.diagnostics(), file=sys.stderr)
+            raise
+
+    async def _demo_scenario(self):
+        origin = "http://127.0.0.1:%d" % self.sfud.port
+        timings = {}
+
+        # py joins "demo" with a token from the development route.
+        grant = self.dev_join("py", "py")
+        py = Peer(grant["ws_url"], grant["room_id"], grant["token"], "py", freq=PY_FREQ)
+        self.peers.append(py)
+        await py.join()
+        await py.wait_connected()
+
+        # The browser opens the origin; "/" redirects to the demo page.
+        self.page = await asyncio.to_thread(self.browser.open, origin + "/")
+        self.assertEqual(await self.js("location.href"), origin + "/web/")
+        shown = await self.state_until(lambda s: s["joinShown"] and not s["callShown"],
+                                       timeout=10, what="the join form")
+        self.assertEqual(await self.js("document.title"), "Voice room — sfud demo")
+        self.assertIsNone(shown["error"])
+
+        # Type room and name, click Join.
+        filled = await self.js(FILL_JOIN_FORM_JS % {"room": json.dumps(self.ROOM),
+                                                    "name": json.dumps(self.NAME)})
+        self.assertEqual(filled, {"room": self.ROOM, "name": self.NAME, "mic": True})
+        mark = py.mark()
+        t0 = time.monotonic()
+        await self.click("join-button")
+
+        # The call view: room "demo", connected, py and me in the list.
+        def in_call(s):
+            return (s["callShown"] and not s["joinShown"] and s["state"] == "connected"
+                    and self.row(s, "py") and s["error"] is None)
+        shown = await self.state_until(
+            lambda s: in_call(s) or s["error"], timeout=20, what="the call view, connected")
+        self.assertIsNone(shown["error"], shown)
+        timings["connected"] = time.monotonic() - t0
+        self.assertEqual(shown["room"], self.ROOM)
+        self.assertEqual(shown["stateText"], "Connected")
+        self.assertEqual(shown["count"], "(2)")
+        self.assertEqual([p["name"] for p in shown["participants"]], [self.NAME, "py"])
+        me, them = shown["participants"]
+        self.assertEqual(me["you"], "(you)")
+        self.assertEqual(me["text"].split(",")[0].strip(), "CU Chrome User (you)")
+        self.assertRegex(me["identity"], r"^chrome-user-[0-9a-f]{6}$")
+        self.assertEqual(them["identity"], "py")
+        self.assertEqual(them["sid"], py.sid)
+        self.assertEqual(them["mic"], "on")
+        self.assertTrue(shown["micShown"] and shown["leaveShown"])
+        self.assertFalse(shown["micDisabled"])
+        self.assertEqual(shown["micText"], "Mute microphone")
+        self.assertFalse(shown["micMutedClass"])
+        chrome_id, chrome_sid = me["identity"], me["sid"]
+        # py was told about the newcomer, under the name typed in the form
+        joined = await py.wait_event(
+            "participant_joined", lambda m: m["participant"]["identity"] == chrome_id,
+            timeout=5, since=mark)
+        self.assertEqual(joined["participant"].get("name"), self.NAME)
+        self.assertEqual(joined["participant"]["sid"], chrome_sid)
+
+        # py's continuous tone: the server's speaking events highlight it.
+        shown = await self.state_until(
+            lambda s: (self.row(s, "py") or {}).get("speaking"), timeout=10,
+            what="py highlighted as speaking")
+        timings["py_speaking"] = time.monotonic() - t0
+        # (", " before it is visually hidden, for screen readers)
+        self.assertEqual(self.row(shown, "py")["speakingLabel"].lstrip(", "), "speaking")
+        self.assertIn("speaking", self.row(shown, "py")["text"])
+
+        # The page plays py's stream (one <audio> for py's sid, playing).
+        shown = await self.state_until(
+            lambda s: any(a["sid"] == py.sid and not a["paused"] and a["currentTime"] > 0
+                          for a in s["audio"]), timeout=10, what="py's audio playing")
+        self.assertEqual([a["sid"] for a in shown["audio"]], [py.sid])
+        t_audio = shown["audio"][0]["currentTime"]
+        await asyncio.sleep(0.5)
+        self.assertGreater((await self.state())["audio"][0]["currentTime"], t_audio)
+
+        # py hears the Chrome participant: steady beeps (energy, and at least
+        # 7 of the fake microphone's 8 beeps in the last 4 s: past the first
+        # beep(s) AEC lets through and its suppression phase), and not its
+        # own tone coming back.
+        def steady_beeps():
+            srcs = py.find_sources(chrome_id)
+            return srcs and py.audio_energy(chrome_id, 2.0) > BEEP_ENERGY and \
+                beep_onsets(srcs[0].window(4.0)) >= 7
+        await self.until(steady_beeps, timeout=25, what="py hearing steady beeps from chrome")
+        timings["py_hears_chrome"] = time.monotonic() - t0
+        src = py.find_sources(chrome_id)[0]
+        timings["py_first_beep"] = src.first_audio_t - t0
+        before = {"energy": py.audio_energy(chrome_id, 2.0),
+                  "nonsilent": nonsilent_frames(src.window(2.0)),
+                  "beeps": beep_onsets(src.window(4.0)),
+                  "own_tone": py.tone_power(chrome_id, PY_FREQ, 2.0)}
+        self.assertGreaterEqual(before["nonsilent"], BEEP_FRAMES_2S, before)
+        self.assertLess(before["own_tone"], HEARD / 10)
+
+        # Click the mic toggle: the page shows muted, py gets the update.
+        mark = py.mark()
+        t1 = time.monotonic()
+        await self.click("mic-button")
+        shown = await self.state_until(
+            lambda s: s["micText"] == "Unmute microphone" and not s["micDisabled"],
+            timeout=10, what="the mic button to show 'Unmute microphone'")
+        self.assertTrue(shown["micMutedClass"])
+        self.assertEqual(shown["micIcon"], "#icon-mic-off")
+        self.assertEqual(shown["micNote"], "Your microphone is off.")
+        mine = self.row(shown, self.NAME)
+        self.assertTrue(mine["muted"])
+        self.assertEqual((mine["mic"], mine["micTitle"]), ("off", "microphone off"))
+        self.assertIn("microphone off", mine["text"])
+        upd = await py.wait_event(
+            "participant_updated", lambda m: m["participant"]["identity"] == chrome_id
+            and m["participant"].get("muted") is True, timeout=5, since=mark)
+        timings["mute_seen_by_py"] = time.monotonic() - t1
+        self.assertEqual(upd["participant"]["sid"], chrome_sid)
+        self.assertTrue(all(t.get("muted") for t in upd["participant"].get("tracks", [])), upd)
+        # ... and py now gets silence from chrome while packets keep coming.
+        await asyncio.sleep(1.0)
+        frames = src.frames
+        await asyncio.sleep(2.0)
+        after = {"energy": py.audio_energy(chrome_id, 2.0),
+                 "nonsilent": nonsilent_frames(src.window(2.0)),
+                 "frames_2s": src.frames - frames}
+        after["beeps"] = beep_onsets(src.window(2.0))
+        self.assertEqual((after["nonsilent"], after["beeps"]), (0, 0), (before, after))
+        self.assertLess(after["energy"], BEEP_ENERGY / 100, (before, after))
+        self.assertGreater(after["frames_2s"], 50, after)     # ~100 expected
+        # py is still shown (and still speaking), nothing went wrong
+        shown = await self.state()
+        self.assertTrue(self.row(shown, "py")["speaking"], shown)
+        self.assertIsNone(shown["error"])
+        self.assertEqual(shown["state"], "connected")
+
+        # Click Leave: py gets participant_left, the page is back to the form.
+        mark = py.mark()
+        t2 = time.monotonic()
+        await self.click("leave-button")
+        left = await py.wait_event(
+            "participant_left", lambda m: m.get("identity") == chrome_id,
+            timeout=10, since=mark)
+        timings["leave_seen_by_py"] = time.monotonic() - t2
+        self.assertEqual(left.get("reason"), "left")
+        self.assertEqual(left.get("sid"), chrome_sid)
+        shown = await self.state_until(lambda s: s["joinShown"] and not s["callShown"],
+                                       timeout=10, what="the join form again")
+        self.assertEqual(shown["audio"], [])
+        self.assertIsNone(shown["error"])
+        self.assertEqual(shown["formBusy"], "false")
+        self.assertEqual(py.pc.connectionState, "connected")
+
+        bad = [c for c in self.page.console if c["type"] in ("error", "exception")]
+        self.assertEqual(bad, [])
+        print("\ndemo page: connected %.2f s after Join, py shown speaking at %.2f s;"
+              " py hears chrome's first beep at %.2f s, steady beeps at %.2f s (AEC on);"
+              " mute seen by py %.3f s after the click, leave %.3f s"
+              % (timings["connected"], timings["py_speaking"], timings["py_first_beep"],
+                 timings["py_hears_chrome"], timings["mute_seen_by_py"],
+                 timings["leave_seen_by_py"]))
+        print("py <- chrome before mute: energy(2 s) %.1e, %d beeps in 4 s, %d non-silent"
+              " frames in 2 s, 660 Hz %.1e; after mute: energy %.1e, %d non-silent of %d frames in 2 s"
+              % (before["energy"], before["beeps"], before["nonsilent"], before["own_tone"],
+                 after["energy"], after["nonsilent"], after["frames_2s"]))
 
 
 if __name__ == "__main__":
