@@ -12,6 +12,13 @@ import threading
 import time
 
 
+def _die_with_parent():
+    """In the child before exec: SIGTERM when the test process dies, so a
+    test killed by a timeout leaves no sfud behind."""
+    import ctypes
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 class Sfud:
     """A running sfud on an ephemeral loopback port, with its log captured."""
 
@@ -26,7 +33,8 @@ class Sfud:
                 "--heartbeat-ms", "200", "--heartbeat-timeout-ms", "3000",
                 "--shutdown-grace-ms", "2000", *extra]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True)
+                                     stderr=subprocess.PIPE, text=True,
+                                     preexec_fn=_die_with_parent)
         self._ready = threading.Event()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
