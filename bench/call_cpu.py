@@ -20,6 +20,8 @@ its own frequency) and hear each other. Over a window of --seconds it prints:
 * room memory at the end (smaps_rollup RSS / PSS / private) and per
   participant: (room private - idle room private) / N, plus the marginal
   cost (room private with N - with 1 participant) / (N - 1);
+* what the rest of the machine used meanwhile (/proc/stat busy time minus
+  the three above): anything well above 0 means the figures are disturbed;
 * after the CPU window (so it does not disturb it), --latency-seconds of
   forwarding latency seen on the loopback interface: a packet socket
   (root needed) timestamps in the kernel every RTP packet a peer sends to
@@ -125,39 +127,6 @@ def udp_ports(pid):
             if bits[9] in inodes:
                 ports.add(int(bits[1].rsplit(":", 1)[1], 16))
     return ports
-
-
-# --------------------------------------------------------------------------
-# Load generator fix-up
-
-
-def patch_aioice_nomination_race():
-    """Work around a race in aioice 0.8 (Debian 12), in this process only.
-
-    The room's ICE agent sends a binding request to the client's candidate
-    as soon as it has it; aioice answers it and starts a triggered check on
-    that pair, while its own scheduled check on the same pair is in flight.
-    When the first check succeeds it starts regular nomination; when the
-    second then succeeds (not nominating, since one is in progress) its
-    check_complete() finds every pair done and none nominated yet and
-    declares "ICE failed" -- although the nominating check succeeds a
-    moment later. aiortc then reports connectionState "failed" and, now and
-    then, never starts DTLS: the peer sends nothing and the room drops it
-    after its media timeout. This keeps the second check from concluding
-    anything while a nomination on its component is in progress.
-    """
-    from aioice import ice
-    orig = ice.Connection.check_complete
-
-    def check_complete(self, pair):
-        if (pair.state == ice.CandidatePair.State.SUCCEEDED and not pair.nominated
-                and self.ice_controlling and pair.component in self._nominating
-                and pair.component not in self._nominated):
-            pair.handle = None
-            return
-        return orig(self, pair)
-
-    ice.Connection.check_complete = check_complete
 
 
 # --------------------------------------------------------------------------
@@ -306,8 +275,6 @@ class Bench:
         from aiortc_peer import Peer
 
         a = self.a
-        if not a.no_aioice_fix:
-            patch_aioice_nomination_race()
         n = a.participants
         idle = await self.idle_room_private()
 
@@ -326,10 +293,7 @@ class Bench:
         res = {"idle": idle, "pid": pid}
         try:
             # first participant alone: private memory with 1 participant
-            # (not pc.connectionState: aioice 0.8 sometimes declares "ICE
-            # failed" for a pair that succeeded -- a race between its own check
-            # and the triggered check answering the room's -- while DTLS-SRTP
-            # and media work; see the report. Media arriving is what counts.)
+            # media arriving is what counts (not aiortc's connectionState)
             await peers[0].join(timeout=15)
             end = time.monotonic() + 15
             while time.monotonic() < end and not (
@@ -443,7 +407,7 @@ def report(a, r):
           f"{self_cpu / proc_s / 1e4:.1f} % of one core")
     other = (p1["busy"] - p0["busy"]) - room_proc - sfud_cpu - self_cpu
     print(f"  rest of the machine (other processes, kernel threads) in the window: "
-          f"{other / proc_s / 1e4:.1f} % of one core; steal "
+          f"{other / proc_s / 1e4:.1f} % of one core (tick-sampled, ±2); steal "
           f"{(p1['steal'] - p0['steal']) / proc_s / 1e4:.1f} %  ({os.cpu_count()} cores)")
     print("  drops in the window: " + ", ".join(f"{k} {v}" for k, v in drops.items()))
     m, idle = r["mem"], r["idle"]
@@ -452,7 +416,7 @@ def report(a, r):
           f"pss {idle['Pss']}  rss {idle['Rss']}")
     print(f"  call room (KiB): private {m['Private']} (dirty {m['Private_Dirty']})  "
           f"pss {m['Pss']}  rss {m['Rss']};  {r['threads']} thread(s)")
-    print(f"    private by mapping: " + ", ".join(f"{k} {t} (dirty {d})"
+    print("    private by mapping: " + ", ".join(f"{k} {t} (dirty {d})"
                                                 for t, d, k in r["mem_top"]))
     print(f"  per participant (KiB): (private - idle private) / N = "
           f"{(m['Private'] - idle['Private']) / n:.1f}  (dirty only: "
@@ -494,8 +458,6 @@ def main():
     ap.add_argument("--heartbeat-ms", type=int, default=200)
     ap.add_argument("--latency-seconds", type=float, default=5.0,
                     help="loopback capture after the window (root); 0 = skip")
-    ap.add_argument("--no-aioice-fix", action="store_true",
-                    help="leave aioice's nomination race alone (see the code)")
     a = ap.parse_args()
     from sfutest import Sfud
 
