@@ -7,23 +7,57 @@
  * and every SDP the SFU writes carries all its candidates (peers such as
  * aiortc need them there; trickle is optional).
  *
- * Streams are looked up by libnice's stream id in a small array: a room has
- * at most max_participants streams and the lookup runs once per datagram
- * before any other work, so it is a direct index, not a search.
+ * Receive path. Left to itself, libnice reads each socket from a GSource:
+ * every datagram costs a GLib dispatch, which blocks and unblocks the
+ * source, which writes GLib's wakeup eventfd twice and costs the loop an
+ * extra turn -- about a dozen syscalls per packet. So no receive callback is
+ * attached: libuv watches the stream's sockets (uv_poll) and drains them
+ * with nice_agent_recv_messages_nonblocking(), up to RECV_BATCH datagrams a
+ * call; libnice still answers STUN inside that call. GLib only runs
+ * libnice's timers.
+ *
+ * That drain still runs a GLib iteration on libnice's private context per
+ * call, so once a pair is selected the stream takes a fast path: it knows
+ * the selected socket and the peer's address, peeks at the first byte of
+ * each datagram (MSG_PEEK), reads media itself with one recvfrom, and
+ * leaves STUN (consent checks) to libnice. Sends on the selected pair are a
+ * plain sendto. Media from any other address than the selected peer is
+ * dropped and counted.
+ *
+ * A stream may be destroyed from inside its own receive callback (the
+ * participant leaves): it is marked dead, the drain stops, and the memory
+ * goes when its poll handles have closed.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <agent.h>
 
+#include <gio/gio.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+
 #include "sfu/ice.h"
 #include "sfu/log.h"
 #include "sfu/sfu.h"
 
+#define MAX_SOCKETS 4  /* one per local address */
+#define RECV_BATCH 16
+
 struct sfu_ice_stream_s {
   sfu_ice_t *ice;          /* owner */
   guint id;                /* libnice stream id */
+  uv_poll_t polls[MAX_SOCKETS]; /* the component's sockets */
+  int npolls;              /* started */
+  int closing;             /* polls still to close before free */
+  int dead;                /* destroyed (maybe inside a callback) */
+  int fast;                /* selected pair known: fast path on */
+  int fast_fd;             /* the selected pair's socket */
+  struct sockaddr_storage peer; /* the selected pair's remote address */
+  socklen_t peer_len;
+  uint64_t drop_foreign;   /* media from another address than the peer */
   sfu_ice_cb_t cb;         /* to the transport */
   char ufrag[64], pwd[128];
   char remote_ufrag[64];   /* to detect a peer's ICE restart */
@@ -34,6 +68,7 @@ struct sfu_ice_stream_s {
 
 struct sfu_ice_s {
   NiceAgent *agent;
+  uv_loop_t *loop;
   sfu_ice_opts_t opts;
   sfu_ice_stream_t **by_id; /* index: libnice stream id (mod MAX_STREAM_IDS) */
 };
@@ -43,16 +78,115 @@ static sfu_ice_stream_t *stream_of(sfu_ice_t *ice, guint id) {
   return st && st->id == id ? st : NULL;
 }
 
-static void on_recv(NiceAgent *agent, guint stream_id, guint component_id, guint len,
-                    gchar *buf, gpointer data) {
+/* Receive buffers shared by every stream: one thread per room. */
+static uint8_t rbuf[RECV_BATCH][1536];
+
+static int same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b) {
+  if (a->ss_family != b->ss_family) return 0;
+  if (a->ss_family == AF_INET) {
+    const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+    return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+  }
+  const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+  return x->sin6_port == y->sin6_port && memcmp(&x->sin6_addr, &y->sin6_addr, 16) == 0;
+}
+
+static void drain_nice(sfu_ice_stream_t *st);
+
+/* Fast path: media read directly, STUN handed to libnice. Each datagram
+ * is peeked first (its first 8 bytes and its source): real STUN (RFC 7983
+ * first byte 0..3 and the RFC 5389 magic cookie) goes to libnice, whoever
+ * sent it (a check from a new address is how a peer moves); media from the
+ * selected peer is read and handed up; anything else is read and counted. */
+static void drain_fast(sfu_ice_stream_t *st, int fd) {
+  for (int budget = 64; budget > 0 && !st->dead; budget--) {
+    uint8_t head[8];
+    struct sockaddr_storage from;
+    socklen_t flen = sizeof(from);
+    ssize_t n = recvfrom(fd, head, sizeof(head), MSG_PEEK | MSG_DONTWAIT,
+                         (struct sockaddr *)&from, &flen);
+    if (n < 0) return; /* EAGAIN, or an error libnice will see */
+    if (n >= 8 && head[0] < 4 && head[4] == 0x21 && head[5] == 0x12 && head[6] == 0xa4 &&
+        head[7] == 0x42) {
+      drain_nice(st);
+      continue;
+    }
+    n = recv(fd, rbuf[0], sizeof(rbuf[0]), MSG_DONTWAIT);
+    if (n <= 0) return;
+    if (!same_addr(&from, &st->peer)) {
+      st->drop_foreign++;
+      continue;
+    }
+    st->cb.recv(st->cb.arg, rbuf[0], (size_t)n);
+  }
+}
+
+static void on_readable(uv_poll_t *h, int status, int events) {
+  sfu_ice_stream_t *st = h->data;
+  int fd = -1;
+  if (st->dead) return;
+  if (st->fast && uv_fileno((uv_handle_t *)h, &fd) == 0 && fd == st->fast_fd)
+    drain_fast(st, fd);
+  else
+    drain_nice(st);
+}
+
+static void drain_nice(sfu_ice_stream_t *st) {
+  NiceInputMessage msgs[RECV_BATCH];
+  GInputVector vec[RECV_BATCH];
+  gint n;
+
+  do {
+    for (int i = 0; i < RECV_BATCH; i++) {
+      vec[i].buffer = rbuf[i];
+      vec[i].size = sizeof(rbuf[i]);
+      msgs[i].buffers = &vec[i];
+      msgs[i].n_buffers = 1;
+      msgs[i].from = NULL;
+      msgs[i].length = 0;
+    }
+    n = nice_agent_recv_messages_nonblocking(st->ice->agent, st->id, 1, msgs, RECV_BATCH,
+                                             NULL, NULL);
+    for (gint i = 0; i < n && !st->dead; i++)
+      if (msgs[i].length) st->cb.recv(st->cb.arg, rbuf[i], msgs[i].length);
+  } while (n == RECV_BATCH && !st->dead);
+}
+
+/* Takes the selected pair's socket and peer address for the fast path. */
+static void take_selected(sfu_ice_stream_t *st) {
+  NiceCandidate *local = NULL, *remote = NULL;
+  st->fast = 0;
+  if (!nice_agent_get_selected_pair(st->ice->agent, st->id, 1, &local, &remote) || !remote) {
+    sfu_log(SFU_LOG_DEBUG, "ice", "stream %u: no selected pair", st->id);
+    return;
+  }
+  GSocket *gs = nice_agent_get_selected_socket(st->ice->agent, st->id, 1);
+  if (!gs) return;
+  st->fast_fd = g_socket_get_fd(gs);
+  g_object_unref(gs);
+  memset(&st->peer, 0, sizeof(st->peer));
+  nice_address_copy_to_sockaddr(&remote->addr, (struct sockaddr *)&st->peer);
+  st->peer_len = st->peer.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                : sizeof(struct sockaddr_in);
+  st->fast = 1;
+  sfu_log(SFU_LOG_DEBUG, "ice", "stream %u: selected pair, fast path on fd %d", st->id,
+          st->fast_fd);
+}
+
+static void on_selected(NiceAgent *agent, guint stream_id, guint component_id,
+                        NiceCandidate *lc, NiceCandidate *rc, gpointer data) {
   sfu_ice_stream_t *st = stream_of(data, stream_id);
-  if (st) st->cb.recv(st->cb.arg, (uint8_t *)buf, len);
+  if (st) take_selected(st);
 }
 
 static void on_state(NiceAgent *agent, guint stream_id, guint component_id, guint state,
                      gpointer data) {
   sfu_ice_stream_t *st = stream_of(data, stream_id);
   if (!st) return;
+  if (state == NICE_COMPONENT_STATE_CONNECTED || state == NICE_COMPONENT_STATE_READY)
+    take_selected(st);
+  else if (state == NICE_COMPONENT_STATE_FAILED)
+    st->fast = 0;
   int connected = state == NICE_COMPONENT_STATE_CONNECTED || state == NICE_COMPONENT_STATE_READY;
   if (state == NICE_COMPONENT_STATE_FAILED || connected) {
     if (connected != st->connected) {
@@ -62,7 +196,8 @@ static void on_state(NiceAgent *agent, guint stream_id, guint component_id, guin
   }
 }
 
-int sfu_ice_create(sfu_ice_t **out, GMainContext *ctx, const sfu_ice_opts_t *o) {
+int sfu_ice_create(sfu_ice_t **out, uv_loop_t *loop, GMainContext *ctx,
+                   const sfu_ice_opts_t *o) {
   sfu_ice_t *ice = calloc(1, sizeof(*ice));
   *out = NULL;
   if (!ice) return SFU_ENOMEM;
@@ -74,6 +209,7 @@ int sfu_ice_create(sfu_ice_t **out, GMainContext *ctx, const sfu_ice_opts_t *o) 
     return SFU_ENOMEM;
   }
   ice->opts = *o;
+  ice->loop = loop;
   g_object_set(ice->agent, "controlling-mode", FALSE, "upnp", FALSE, "ice-tcp", FALSE,
                "keepalive-conncheck", FALSE, NULL);
   char addrs[256];
@@ -89,6 +225,7 @@ int sfu_ice_create(sfu_ice_t **out, GMainContext *ctx, const sfu_ice_opts_t *o) 
     nice_agent_add_local_address(ice->agent, &na);
   }
   g_signal_connect(ice->agent, "component-state-changed", G_CALLBACK(on_state), ice);
+  g_signal_connect(ice->agent, "new-selected-pair-full", G_CALLBACK(on_selected), ice);
   *out = ice;
   return 0;
 }
@@ -125,9 +262,20 @@ int sfu_ice_stream_create(sfu_ice_t *ice, const sfu_ice_cb_t *cb, sfu_ice_stream
   if (ice->opts.port_min > 0)
     nice_agent_set_port_range(ice->agent, st->id, 1, (guint)ice->opts.port_min,
                               (guint)ice->opts.port_max);
-  if (!nice_agent_gather_candidates(ice->agent, st->id) ||
-      !nice_agent_attach_recv(ice->agent, st->id, 1,
-                              g_main_context_get_thread_default(), on_recv, ice)) {
+  if (!nice_agent_gather_candidates(ice->agent, st->id)) {
+    sfu_ice_stream_destroy(st);
+    return SFU_EAGAIN;
+  }
+  GPtrArray *socks = nice_agent_get_sockets(ice->agent, st->id, 1);
+  for (guint i = 0; socks && i < socks->len && st->npolls < MAX_SOCKETS; i++) {
+    uv_poll_t *ph = &st->polls[st->npolls];
+    if (uv_poll_init(ice->loop, ph, g_socket_get_fd(g_ptr_array_index(socks, i))) != 0) continue;
+    ph->data = st;
+    uv_poll_start(ph, UV_READABLE, on_readable);
+    st->npolls++;
+  }
+  if (socks) g_ptr_array_unref(socks);
+  if (st->npolls == 0) {
     sfu_ice_stream_destroy(st);
     return SFU_EAGAIN;
   }
@@ -136,13 +284,21 @@ int sfu_ice_stream_create(sfu_ice_t *ice, const sfu_ice_cb_t *cb, sfu_ice_stream
   return 0;
 }
 
+static void on_poll_closed(uv_handle_t *h) {
+  sfu_ice_stream_t *st = h->data;
+  if (--st->closing == 0) free(st);
+}
+
 void sfu_ice_stream_destroy(sfu_ice_stream_t *st) {
-  if (!st) return;
+  if (!st || st->dead) return;
   sfu_ice_t *ice = st->ice;
-  nice_agent_attach_recv(ice->agent, st->id, 1, g_main_context_get_thread_default(), NULL, NULL);
+  st->dead = 1;
+  /* Stop watching the fds before libnice closes them. */
+  st->closing = st->npolls;
+  for (int i = 0; i < st->npolls; i++) uv_close((uv_handle_t *)&st->polls[i], on_poll_closed);
   nice_agent_remove_stream(ice->agent, st->id);
   ice->by_id[st->id % MAX_STREAM_IDS] = NULL;
-  free(st);
+  if (st->npolls == 0) free(st);
 }
 
 const char *sfu_ice_ufrag(const sfu_ice_stream_t *st) { return st->ufrag; }
@@ -178,6 +334,7 @@ int sfu_ice_set_remote(sfu_ice_stream_t *st, const char *ufrag, const char *pwd)
     nice_agent_restart_stream(st->ice->agent, st->id);
     read_credentials(st);
     st->connected = 0;
+    st->fast = 0;
     restart = 1;
   }
   snprintf(st->remote_ufrag, sizeof(st->remote_ufrag), "%s", ufrag);
@@ -201,7 +358,14 @@ int sfu_ice_add_remote_candidate(sfu_ice_stream_t *st, const char *cand) {
 }
 
 int sfu_ice_send(sfu_ice_stream_t *st, const uint8_t *buf, size_t len) {
+  if (st->fast) {
+    ssize_t w = sendto(st->fast_fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL,
+                       (const struct sockaddr *)&st->peer, st->peer_len);
+    return w == (ssize_t)len ? 0 : w < 0 && errno == EAGAIN ? SFU_EAGAIN : SFU_EPROTO;
+  }
   gint n = nice_agent_send(st->ice->agent, st->id, 1, (guint)len, (const gchar *)buf);
   if (n == (gint)len) return 0;
   return st->connected ? SFU_EPROTO : SFU_EAGAIN;
 }
+
+uint64_t sfu_ice_drop_foreign(const sfu_ice_stream_t *st) { return st->drop_foreign; }

@@ -10,6 +10,7 @@
 #define SFU_ICE_H
 
 #include <glib.h>
+#include <uv.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,7 +33,9 @@ typedef struct sfu_ice_opts_s {
   const char *announce;    /* IP written into candidates instead (1:1 NAT) */
 } sfu_ice_opts_t;
 
-int sfu_ice_create(sfu_ice_t **out, GMainContext *ctx, const sfu_ice_opts_t *o);
+/* The agent's timers run on `ctx`; its sockets are read from `loop`. */
+int sfu_ice_create(sfu_ice_t **out, uv_loop_t *loop, GMainContext *ctx,
+                   const sfu_ice_opts_t *o);
 void sfu_ice_destroy(sfu_ice_t *ice);
 
 /* Adds a stream, gathers host candidates (synchronous for host-only). */
@@ -52,5 +55,7 @@ int sfu_ice_add_remote_candidate(sfu_ice_stream_t *st, const char *cand);
 /* Sends one datagram on the selected pair. 0 or SFU_EAGAIN (no pair yet) /
  * SFU_EPROTO. */
 int sfu_ice_send(sfu_ice_stream_t *st, const uint8_t *buf, size_t len);
+/* Media datagrams dropped for coming from another address than the peer. */
+uint64_t sfu_ice_drop_foreign(const sfu_ice_stream_t *st);
 
 #endif

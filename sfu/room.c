@@ -135,7 +135,7 @@ static int media_init(sfu_room_t *room) {
   if (room->ice) return 0;
   if ((rv = sfu_srtp_library_init()) != 0) return rv;
   if (!room->cert && (rv = sfu_dtls_cert_create(&room->cert)) != 0) return rv;
-  return sfu_ice_create(&room->ice, room->gloop.ctx, &room->ice_opts);
+  return sfu_ice_create(&room->ice, room->loop, room->gloop.ctx, &room->ice_opts);
 }
 
 int sfu__room_transport_create(sfu_room_t *room, sfu_participant_t *p) {
@@ -271,6 +271,7 @@ void sfu_room_set_muted(sfu_room_t *room, sfu_participant_t *p, int muted, int b
 static json_t *stats_json(sfu_room_t *room, const char *type) {
   struct rusage ru;
   sfu_transport_stats_t tp = {0};
+  uint64_t foreign = 0;
   getrusage(RUSAGE_SELF, &ru);
   json_int_t cpu = (json_int_t)ru.ru_utime.tv_sec * 1000000 + ru.ru_utime.tv_usec +
                    (json_int_t)ru.ru_stime.tv_sec * 1000000 + ru.ru_stime.tv_usec;
@@ -280,6 +281,7 @@ static json_t *stats_json(sfu_room_t *room, const char *type) {
     tp.rx_drop_demux += s->rx_drop_demux;
     tp.rx_drop_srtp += s->rx_drop_srtp;
     tp.tx_drop += s->tx_drop;
+    foreign += sfu_ice_drop_foreign(sfu_transport_ice(p->transport));
   }
   json_t *pk = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "rtp_in",
                          (json_int_t)room->c.rtp_in, "rtp_out", (json_int_t)room->c.rtp_out,
@@ -292,6 +294,7 @@ static json_t *stats_json(sfu_room_t *room, const char *type) {
   json_object_set_new(pk, "drop_not_rtp", json_integer((json_int_t)tp.rx_drop_demux));
   json_object_set_new(pk, "drop_srtp", json_integer((json_int_t)tp.rx_drop_srtp));
   json_object_set_new(pk, "drop_transport_send", json_integer((json_int_t)tp.tx_drop));
+  json_object_set_new(pk, "drop_foreign_source", json_integer((json_int_t)foreign));
   return json_pack("{s:s, s:i, s:I, s:I, s:o}", "type", type, "participants",
                    room->participants_n, "uptime_ms",
                    (json_int_t)(sfu_now_ms() - room->started_ms), "cpu_us", cpu, "packets", pk);

@@ -250,11 +250,18 @@ class CallTest(unittest.IsolatedAsyncioTestCase):
                 port = int(line.split()[5])
                 break
         self.assertIsNotNone(port)
+        before = self.room_stats()["packets"]
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         for i in range(50):
             s.sendto(bytes([i * 5 % 256]) * (i + 1), ("127.0.0.1", port))
+        # well-formed-looking RTP from a stranger's address: not the peer's
+        for i in range(20):
+            s.sendto(bytes([0x80, 111]) + bytes(10 + i), ("127.0.0.1", port))
         s.close()
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(1.5)
+        after = self.room_stats()["packets"]
+        self.assertGreaterEqual(after["drop_foreign_source"] - before["drop_foreign_source"], 20,
+                                (before, after))
         self.assertGreater(a.tone_power("bob", 660, 1.0), HEARD)
         self.assertGreater(b.tone_power("alice", 440, 1.0), HEARD)
         await a.ping()
