@@ -366,6 +366,9 @@ static SSL_CTX *make_ctx(X509 *x509, EVP_PKEY *pkey) {
     SSL_CTX_free(ctx);
     return NULL;
   }
+  /* Read/write buffers (some 34 KiB a session) are released while idle:
+   * after the handshake a DTLS session carries only the odd alert. */
+  SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
   /* No MTU discovery (no socket), no tickets or resumption (one handshake
    * per peer), no renegotiation (it would change keys under SRTP). */
   SSL_CTX_set_options(ctx, SSL_OP_NO_QUERY_MTU | SSL_OP_NO_TICKET |
