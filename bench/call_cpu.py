@@ -47,6 +47,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
+from sfutest import Sfud, smaps  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 HEARD = 0.01      # tone power of a clearly audible 0.3-amplitude tone is ~0.045
@@ -67,17 +68,6 @@ def proc_cpu_us(pid):
 def self_cpu_us():
     ru = resource.getrusage(resource.RUSAGE_SELF)
     return int((ru.ru_utime + ru.ru_stime) * 1e6)
-
-
-def smaps(pid):
-    out = {}
-    with open(f"/proc/{pid}/smaps_rollup") as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) >= 2 and parts[1].isdigit():
-                out[parts[0].rstrip(":")] = int(parts[1])
-    out["Private"] = out["Private_Clean"] + out["Private_Dirty"]
-    return out
 
 
 def private_by_mapping(pid, top=5):
@@ -459,7 +449,6 @@ def main():
     ap.add_argument("--latency-seconds", type=float, default=5.0,
                     help="loopback capture after the window (root); 0 = skip")
     a = ap.parse_args()
-    from sfutest import Sfud
 
     s = Sfud(os.path.join(a.build, "sfud"), os.path.join(a.build, "sfu-room"),
              "--heartbeat-ms", str(a.heartbeat_ms),

@@ -24,17 +24,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "tests", "integration"))
-from sfutest import Sfud, wait_for  # noqa: E402
-
-
-def smaps(pid):
-    out = {}
-    with open(f"/proc/{pid}/smaps_rollup") as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) >= 2 and parts[1].isdigit():
-                out[parts[0].rstrip(":")] = int(parts[1])
-    return out
+from sfutest import Sfud, smaps, wait_for  # noqa: E402
 
 
 def pct(xs, p):

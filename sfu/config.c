@@ -19,6 +19,7 @@
 
 #include "sfu/config.h"
 #include "sfu/log.h"
+#include "sfu/sfu.h"
 
 typedef enum { T_STR, T_INT } opt_type_t;
 
@@ -249,17 +250,6 @@ int sfu_config_parse_args(sfu_config_t *c, int argc, char **argv,
   return 0;
 }
 
-static void random_hex(char *out, size_t nbytes) {
-  unsigned char raw[64];
-  static const char hex[] = "0123456789abcdef";
-  RAND_bytes(raw, (int)nbytes);
-  for (size_t i = 0; i < nbytes; i++) {
-    out[2 * i] = hex[raw[i] >> 4];
-    out[2 * i + 1] = hex[raw[i] & 15];
-  }
-  out[2 * nbytes] = '\0';
-}
-
 int sfu_config_finish(sfu_config_t *c, char *err, size_t errlen) {
   if (sfu_log_parse_level(c->log_level) < 0) {
     snprintf(err, errlen, "log_level: '%s' is not debug, info, warn or error",
@@ -283,12 +273,11 @@ int sfu_config_finish(sfu_config_t *c, char *err, size_t errlen) {
     return -1;
   }
   if (c->api_key[0] == '\0') {
-    strcpy(c->api_key, "dev-");
-    random_hex(c->api_key + 4, 16);
+    sfu_random_hex(c->api_key, "dev-", 16);
     c->api_key_generated = 1;
   }
   if (c->token_secret[0] == '\0') {
-    random_hex(c->token_secret, 32);
+    sfu_random_hex(c->token_secret, "", 32);
     c->token_secret_generated = 1;
   }
   return 0;

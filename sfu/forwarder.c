@@ -39,16 +39,9 @@ static uint64_t wall_us(void) { return (uint64_t)sfu_wall_ms() * 1000; }
 /* --- tracks -------------------------------------------------------------- */
 
 sfu_track_t *sfu_track_create(sfu_participant_t *owner) {
-  static const char hex[] = "0123456789abcdef";
-  unsigned char raw[8];
   sfu_track_t *t = calloc(1, sizeof(*t));
   if (!t) return NULL;
-  RAND_bytes(raw, sizeof(raw));
-  memcpy(t->id, "TR_", 3);
-  for (int i = 0; i < 8; i++) {
-    t->id[3 + 2 * i] = hex[raw[i] >> 4];
-    t->id[4 + 2 * i] = hex[raw[i] & 15];
-  }
+  sfu_random_hex(t->id, "TR_", 8);
   t->owner = owner;
   do
     RAND_bytes((unsigned char *)&t->out_ssrc, sizeof(t->out_ssrc));

@@ -36,18 +36,6 @@ static void send_ipc(sfu_room_t *room, json_t *m) {
   json_decref(m);
 }
 
-static void random_id(char *out, size_t cap, const char *prefix) {
-  unsigned char raw[8];
-  static const char hex[] = "0123456789abcdef";
-  RAND_bytes(raw, sizeof(raw));
-  size_t n = (size_t)snprintf(out, cap, "%s", prefix);
-  for (int i = 0; i < 8 && n + 2 < cap; i++) {
-    out[n++] = hex[raw[i] >> 4];
-    out[n++] = hex[raw[i] & 15];
-  }
-  out[n] = '\0';
-}
-
 /* --- messages to clients --------------------------------------------- */
 
 void sfu_room_send(sfu_room_t *room, sfu_participant_t *p, json_t *msg) {
@@ -201,7 +189,7 @@ int sfu_room_join(sfu_room_t *room, uint32_t session, const char *identity, cons
       client_close(room, session, 1011, "out of memory");
       return SFU_ENOMEM;
     }
-    random_id(p->sid, sizeof(p->sid), "PA_");
+    sfu_random_hex(p->sid, "PA_", 8);
     snprintf(p->identity, sizeof(p->identity), "%s", identity);
     p->next = room->participants;
     room->participants = p;

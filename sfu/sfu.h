@@ -47,6 +47,10 @@ uint64_t sfu_now_ms(void);
 uint64_t sfu_now_us(void);
 int64_t sfu_wall_ms(void);
 
+/* Writes `prefix` then 2 * nbytes random lowercase hex digits and a NUL
+ * (out must hold strlen(prefix) + 2 * nbytes + 1; nbytes <= 64). */
+void sfu_random_hex(char *out, const char *prefix, size_t nbytes);
+
 /* Version and the SRTP library it links, as "libsrtp2 2.5.0 (openssl)". */
 const char *sfu_version(void);
 const char *sfu_srtp_description(void);

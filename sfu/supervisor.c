@@ -260,18 +260,6 @@ static int name_in_use(sfu_supervisor_t *s, const char *name) {
   return 0;
 }
 
-static void new_id(char *out) {
-  static const char hex[] = "0123456789abcdef";
-  unsigned char raw[8];
-  RAND_bytes(raw, sizeof(raw));
-  memcpy(out, "rm_", 3);
-  for (int i = 0; i < 8; i++) {
-    out[3 + 2 * i] = hex[raw[i] >> 4];
-    out[4 + 2 * i] = hex[raw[i] & 15];
-  }
-  out[SFU_ROOM_ID_LEN] = '\0';
-}
-
 /* Forks the room from the zygote; its IPC is a fresh socketpair. */
 static int spawn_forked(sfu_supervisor_t *s, sfu_room_rec_t *r, char **args) {
   int sv[2], pid = 0, rv;
@@ -307,7 +295,7 @@ int sfu_supervisor_spawn(sfu_supervisor_t *s, sfu_room_req_t *req,
   if (!r) return SFU_ENOMEM;
   s->records_alive++;
   r->sup = s;
-  new_id(r->id);
+  sfu_random_hex(r->id, "rm_", 8);
   memcpy(r->name, req->name, sizeof(r->name));
   r->max_participants = req->max_participants;
   r->empty_timeout_s = req->empty_timeout_s;

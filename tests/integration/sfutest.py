@@ -143,10 +143,29 @@ def wait_for(pred, timeout=10.0, step=0.05, what="condition"):
     raise AssertionError("timed out waiting for " + what)
 
 
-def pid_alive(pid):
+def proc_stat_fields(pid):
+    """Fields of /proc/PID/stat after the command name (state first), or
+    None if the process is gone."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             st = f.read()
-        return st[st.rindex(")") + 2] != "Z"
     except OSError:
-        return False
+        return None
+    return st[st.rindex(")") + 2:].split()
+
+
+def pid_alive(pid):
+    fields = proc_stat_fields(pid)
+    return fields is not None and fields[0] != "Z"
+
+
+def smaps(pid):
+    """/proc/PID/smaps_rollup in KiB, plus "Private" = clean + dirty."""
+    out = {}
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 2 and parts[1].isdigit():
+                out[parts[0].rstrip(":")] = int(parts[1])
+    out["Private"] = out["Private_Clean"] + out["Private_Dirty"]
+    return out
