@@ -38,6 +38,7 @@ typedef struct sfu_config_s {
   int shutdown_grace_ms;         /* wait for rooms on shutdown before SIGKILL */
   int dev;                       /* 1: development routes (POST /dev/join) */
   int zygote;                    /* 1: fork rooms from a template process */
+  int usage_interval_s;          /* rooms checkpoint usage this often */
   int api_key_generated;         /* set by sfu_config_finish() */
   int token_secret_generated;    /* set by sfu_config_finish() */
 } sfu_config_t;

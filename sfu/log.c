@@ -21,6 +21,8 @@ static const char *level_names[] = {"debug", "info", "warn", "error"};
 
 void sfu_log_set_level(sfu_log_level_t level) { min_level = level; }
 
+int sfu_log_enabled(sfu_log_level_t level) { return level >= min_level; }
+
 int sfu_log_parse_level(const char *s) {
   for (int i = 0; i < 4; i++)
     if (strcmp(s, level_names[i]) == 0) return i;

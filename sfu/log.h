@@ -21,6 +21,8 @@ typedef enum {
 
 /* Minimum level printed; default INFO. */
 void sfu_log_set_level(sfu_log_level_t level);
+/* 1 if a line at `level` would be printed (to skip building it). */
+int sfu_log_enabled(sfu_log_level_t level);
 /* Parse "debug", "info", "warn", "error"; returns -1 if unknown. */
 int sfu_log_parse_level(const char *s);
 /* Fixed fields appended to every line of this process, e.g. "room=rm_x". */

@@ -87,6 +87,8 @@ size_t sfu_metrics_render(const sfu_metrics_t *m, const sfu_gauges_t *g,
   counter(&o, "sfu_http_client_errors_total", "API requests answered 4xx.", m->http_errors_4xx);
   counter(&o, "sfu_http_server_errors_total", "API requests answered 5xx.", m->http_errors_5xx);
   counter(&o, "sfu_tokens_minted_total", "Join tokens issued.", m->tokens_minted);
+  counter(&o, "sfu_usage_records_total", "Usage checkpoint records received from rooms.",
+          m->usage_records);
   histogram(&o, "sfu_room_spawn_seconds", "Time from spawn to the room's ready message.", &m->spawn_seconds);
   gauge(&o, "sfu_process_cpu_seconds", "CPU time used by sfud itself.", g->cpu_seconds);
   if (o.len < cap) buf[o.len] = '\0';

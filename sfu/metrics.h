@@ -32,6 +32,7 @@ typedef struct sfu_metrics_s {
   uint64_t http_errors_4xx;      /* answered 4xx */
   uint64_t http_errors_5xx;      /* answered 5xx */
   uint64_t tokens_minted;        /* join tokens issued */
+  uint64_t usage_records;        /* usage checkpoint records from rooms */
   sfu_histogram_t spawn_seconds; /* spawn -> room "ready" message */
 } sfu_metrics_t;
 

@@ -309,6 +309,7 @@ int sfu_neg_on_offer(sfu_room_t *room, sfu_participant_t *p, const char *text, j
     sfu_room_broadcast(room, p, json_pack("{s:s, s:o}", "type", "participant_updated",
                                           "participant", sfu_participant_json(p)));
     sfu_neg_track_added(room, p->audio);
+    sfu_room_usage_refresh(room);
   }
   sfu_neg_maybe_offer(room, p);
   return 0;
@@ -412,6 +413,7 @@ int sfu_neg_on_answer(sfu_room_t *room, sfu_participant_t *p, const char *text, 
   }
   p->ndown = kept;
   sfu_sdp_free(&ans);
+  sfu_room_usage_refresh(room); /* new down-tracks may start receiving */
   sfu_neg_maybe_offer(room, p); /* changes that waited */
   return 0;
 }

@@ -20,6 +20,7 @@
 #include "sfu/rtp.h"
 #include "sfu/speaking.h"
 #include "sfu/transport.h"
+#include "sfu/usage.h"
 #include "signaling/sdp.h"
 
 typedef struct sfu_participant_s sfu_participant_t;
@@ -105,6 +106,7 @@ struct sfu_participant_s {
   sfu_downtrack_t **down;       /* by m-line order of our additions */
   int ndown, capdown;
   int speaking;                 /* last broadcast state */
+  sfu_usage_t usage;            /* time connected / publishing / receiving */
   sfu_participant_t *next;      /* room list */
 };
 

@@ -89,6 +89,61 @@ static void client_close(sfu_room_t *room, uint32_t session, int code, const cha
                            (json_int_t)session, "code", code, "reason", reason));
 }
 
+/* --- usage -------------------------------------------------------------- */
+
+static int publishes_audio(const sfu_participant_t *p) {
+  return p->audio && p->media_connected && !p->muted && !p->server_muted;
+}
+
+static int receives_audio(const sfu_participant_t *p) {
+  if (!p->media_connected) return 0;
+  for (int i = 0; i < p->ndown; i++) {
+    const sfu_downtrack_t *d = p->down[i];
+    if (d->negotiated && d->track && publishes_audio(d->track->owner)) return 1;
+  }
+  return 0;
+}
+
+void sfu_room_usage_refresh(sfu_room_t *room) {
+  uint64_t now = sfu_now_ms();
+  for (sfu_participant_t *p = room->participants; p; p = p->next) {
+    sfu_usage_set(&p->usage, SFU_USAGE_AUDIO_PUB, publishes_audio(p), now);
+    sfu_usage_set(&p->usage, SFU_USAGE_AUDIO_RECV, receives_audio(p), now);
+  }
+}
+
+static json_t *usage_record(sfu_participant_t *p, uint64_t now, int64_t wall, int final) {
+  sfu_usage_period_t per;
+  sfu_usage_checkpoint(&p->usage, now, wall, &per);
+  json_t *ms = json_object();
+  for (int k = 0; k < SFU_USAGE_KINDS; k++)
+    json_object_set_new(ms, sfu_usage_kind_names[k], json_integer((json_int_t)per.ms[k]));
+  return json_pack("{s:s, s:s, s:I, s:I, s:o, s:b}", "identity", p->identity, "sid", p->sid,
+                   "period_start_ms", (json_int_t)per.start_wall_ms, "period_end_ms",
+                   (json_int_t)per.end_wall_ms, "ms", ms, "final", final);
+}
+
+void sfu_room_usage_checkpoint(sfu_room_t *room, sfu_participant_t *leaving) {
+  uint64_t now = sfu_now_ms();
+  int64_t wall = sfu_wall_ms();
+  json_t *recs = json_array();
+  sfu_room_usage_refresh(room);
+  if (leaving) {
+    sfu_usage_set(&leaving->usage, SFU_USAGE_CONNECTED, 0, now);
+    sfu_usage_set(&leaving->usage, SFU_USAGE_AUDIO_PUB, 0, now);
+    sfu_usage_set(&leaving->usage, SFU_USAGE_AUDIO_RECV, 0, now);
+    json_array_append_new(recs, usage_record(leaving, now, wall, 1));
+  }
+  for (sfu_participant_t *p = room->participants; p; p = p->next)
+    if (p != leaving) json_array_append_new(recs, usage_record(p, now, wall, 0));
+  room->last_usage_ms = now;
+  if (json_array_size(recs) == 0) {
+    json_decref(recs);
+    return;
+  }
+  send_ipc(room, json_pack("{s:s, s:o}", "type", "usage", "records", recs));
+}
+
 /* --- transport callbacks ------------------------------------------------- */
 
 /* The process's one room: transport callbacks carry only the participant. */
@@ -106,6 +161,7 @@ static void tp_connected(void *arg) {
   sfu_participant_t *p = arg;
   p->media_connected = 1;
   p->transport_failed_ms = 0;
+  sfu_room_usage_refresh(the_room);
   sfu_log(SFU_LOG_INFO, "room", "[%s] media connected (DTLS-SRTP)", p->identity);
 }
 
@@ -114,6 +170,7 @@ static void tp_failed(void *arg, const char *why) {
   sfu_log(SFU_LOG_WARN, "room", "[%s] transport failed: %s", p->identity, why);
   p->media_connected = 0;
   p->transport_failed_ms = sfu_now_ms(); /* removed unless it recovers (ICE restart) */
+  sfu_room_usage_refresh(the_room);
 }
 
 /* The ICE agent and the DTLS certificate are made for the first
@@ -191,6 +248,8 @@ int sfu_room_join(sfu_room_t *room, uint32_t session, const char *identity, cons
     }
     sfu_random_hex(p->sid, "PA_", 8);
     snprintf(p->identity, sizeof(p->identity), "%s", identity);
+    sfu_usage_init(&p->usage, sfu_now_ms(), sfu_wall_ms());
+    sfu_usage_set(&p->usage, SFU_USAGE_CONNECTED, 1, sfu_now_ms());
     p->next = room->participants;
     room->participants = p;
     room->participants_n++;
@@ -216,11 +275,13 @@ int sfu_room_join(sfu_room_t *room, uint32_t session, const char *identity, cons
                                         "participant", sfu_participant_json(p)));
   sfu_log(SFU_LOG_INFO, "room", "[%s] joined (session %u, %d in room)", identity, session,
           room->participants_n);
+  sfu_room_usage_checkpoint(room, NULL);
   return 0;
 }
 
 void sfu_room_remove(sfu_room_t *room, sfu_participant_t *p, const char *reason, int close_code,
                      const char *close_reason) {
+  sfu_room_usage_checkpoint(room, p); /* p's final period, the others' too */
   for (sfu_participant_t **pp = &room->participants; *pp; pp = &(*pp)->next)
     if (*pp == p) {
       *pp = p->next;
@@ -236,6 +297,7 @@ void sfu_room_remove(sfu_room_t *room, sfu_participant_t *p, const char *reason,
           room->participants_n);
   if (p->speaking) room->speaking_dirty = 1;
   free(p);
+  sfu_room_usage_refresh(room);
   update_empty_timer(room);
 }
 
@@ -252,6 +314,7 @@ void sfu_room_set_muted(sfu_room_t *room, sfu_participant_t *p, int muted, int b
   }
   sfu_room_broadcast(room, NULL, json_pack("{s:s, s:o}", "type", "participant_updated",
                                            "participant", sfu_participant_json(p)));
+  sfu_room_usage_checkpoint(room, NULL);
 }
 
 /* --- IPC from sfud ------------------------------------------------------- */
@@ -370,6 +433,8 @@ static void on_media_tick(uv_timer_t *t) {
   uint64_t now = sfu_now_ms();
   room->media_ticks++;
   sfu_fwd_speaking_tick(room, now);
+  if (now - room->last_usage_ms >= (uint64_t)room->usage_interval_s * 1000)
+    sfu_room_usage_checkpoint(room, NULL);
   if (room->media_ticks % (1000 / MEDIA_TICK_MS) == 0) {
     sfu_fwd_send_reports(room);
     sfu_participant_t *p, *next;
@@ -396,7 +461,8 @@ int sfu_room_init(sfu_room_t *room, uv_loop_t *loop, const sfu_room_opts_t *o) {
   room->max_participants = o->max_participants;
   room->empty_timeout_s = o->empty_timeout_s;
   room->parent_timeout_ms = o->parent_timeout_ms;
-  room->started_ms = room->last_parent_ms = sfu_now_ms();
+  room->usage_interval_s = o->usage_interval_s > 0 ? o->usage_interval_s : 10;
+  room->started_ms = room->last_parent_ms = room->last_usage_ms = sfu_now_ms();
 
   if ((rv = sfu_gloop_init(loop, &room->gloop)) != 0) return rv;
   room->gloop.data = room;

@@ -27,6 +27,7 @@ typedef struct sfu_room_opts_s {
   int max_participants;    /* join limit */
   int empty_timeout_s;     /* end after this long with nobody in */
   int parent_timeout_ms;   /* exit if sfud is silent this long */
+  int usage_interval_s;    /* usage checkpoint period */
   int ipc_fd;              /* inherited socketpair end */
   const char *ice_addresses; /* host candidate addresses */
   int port_min, port_max;  /* UDP port range */
@@ -62,6 +63,8 @@ typedef struct sfu_room_s {
   int max_participants;      /* limit */
   int empty_timeout_s;       /* see opts */
   int parent_timeout_ms;     /* see opts */
+  int usage_interval_s;      /* see opts */
+  uint64_t last_usage_ms;    /* last periodic checkpoint */
   sfu_participant_t *participants; /* list */
   int participants_n;        /* joined now */
   uint64_t last_parent_ms;   /* last message from sfud */
@@ -100,6 +103,11 @@ int sfu_room_join(sfu_room_t *room, uint32_t session, const char *identity,
 void sfu_room_remove(sfu_room_t *room, sfu_participant_t *p, const char *reason,
                      int close_code, const char *close_reason);
 void sfu_room_set_muted(sfu_room_t *room, sfu_participant_t *p, int muted, int by_server);
+/* Re-derives every participant's usage states from the media state; call
+ * after anything that may change who publishes or receives. */
+void sfu_room_usage_refresh(sfu_room_t *room);
+/* Sends a usage checkpoint of every participant (and `leaving`, if any). */
+void sfu_room_usage_checkpoint(sfu_room_t *room, sfu_participant_t *leaving);
 
 /* negotiation.c */
 int sfu_neg_on_offer(sfu_room_t *room, sfu_participant_t *p, const char *sdp, json_t *id);

@@ -232,6 +232,16 @@ static void on_ipc_msg(sfu_ipc_t *ipc, json_t *msg) {
     r->stats = json_incref(msg);
     json_object_del(r->stats, "type");
     json_object_del(r->stats, "seq");
+  } else if (strcmp(type, "usage") == 0) {
+    /* Usage checkpoints: counted here; the journal (docs/events.md) is
+     * where they are going. */
+    json_t *recs = json_object_get(msg, "records");
+    s->metrics->usage_records += json_is_array(recs) ? json_array_size(recs) : 0;
+    if (sfu_log_enabled(SFU_LOG_DEBUG)) {
+      char *text = json_dumps(recs, JSON_COMPACT);
+      room_log(SFU_LOG_DEBUG, r, "usage %s", text ? text : "");
+      free(text);
+    }
   } else if (strncmp(type, "client_", 7) == 0) {
     if (s->hooks.room_msg) s->hooks.room_msg(s->hooks.arg, r, type, msg);
   } else if (strcmp(type, "closing") == 0) {
@@ -304,7 +314,8 @@ int sfu_supervisor_spawn(sfu_supervisor_t *s, sfu_room_req_t *req,
   r->state = SFU_ROOM_STARTING;
   r->created_wall_ms = sfu_wall_ms();
 
-  char a_max[16], a_empty[16], a_hb[16], a_pmin[8], a_pmax[8];
+  char a_max[16], a_empty[16], a_hb[16], a_pmin[8], a_pmax[8], a_usage[8];
+  snprintf(a_usage, sizeof(a_usage), "%d", cfg->usage_interval_s);
   snprintf(a_pmin, sizeof(a_pmin), "%d", cfg->rtc_port_min);
   snprintf(a_pmax, sizeof(a_pmax), "%d", cfg->rtc_port_max);
   snprintf(a_max, sizeof(a_max), "%d", r->max_participants);
@@ -312,7 +323,7 @@ int sfu_supervisor_spawn(sfu_supervisor_t *s, sfu_room_req_t *req,
   snprintf(a_hb, sizeof(a_hb), "%d", cfg->heartbeat_timeout_ms);
   char *args[] = {(char *)cfg->room_binary, "--room-id", r->id,
                   "--max-participants", a_max, "--empty-timeout-s", a_empty,
-                  "--parent-timeout-ms", a_hb, "--log-level",
+                  "--parent-timeout-ms", a_hb, "--usage-interval-s", a_usage, "--log-level",
                   (char *)cfg->log_level, "--rtc-addresses", (char *)cfg->rtc_addresses,
                   "--rtc-port-min", a_pmin, "--rtc-port-max", a_pmax, "--rtc-announce",
                   (char *)(cfg->rtc_announced_address[0] ? cfg->rtc_announced_address : "-"),

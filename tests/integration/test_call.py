@@ -292,6 +292,55 @@ class CallTest(unittest.IsolatedAsyncioTestCase):
         await c.join()
         self.assertEqual([x[4] for x in candidates(c)], ["127.0.0.9"])
 
+    async def test_usage_checkpoints_follow_connected_time_and_mute(self):
+        self.sfud.stop()
+        self.sfud = Sfud(ARGS.sfud, ARGS.room, "--usage-interval-s", "1", "--log-level", "debug")
+        st, self.room = self.sfud.request("POST", "/v1/rooms", {})
+        self.ws_url = self.room["ws_url"]
+        a, b = self.peer("alice", 440), self.peer("bob", 660)
+        t_a = time.monotonic()
+        await a.join()
+        t_b = time.monotonic()
+        await b.join()
+        await self.until(lambda: a.tone_power("bob", 660, 1.0) > HEARD, what="call up")
+        await asyncio.sleep(2)
+        t_mute = time.monotonic()
+        await b.mute(True)
+        await asyncio.sleep(2)
+        await b.mute(False)
+        muted_s = time.monotonic() - t_mute
+        await asyncio.sleep(1)
+        await b.leave()
+        t_b_end = time.monotonic()
+        await asyncio.sleep(1.5)
+        await a.leave()
+        t_a_end = time.monotonic()
+        await asyncio.sleep(0.5)
+        totals = {}
+        finals = {}
+        for line in self.sfud.log:
+            if 'msg="usage ' not in line:
+                continue
+            recs = json.loads(line.split('msg="usage ', 1)[1].rsplit('"', 1)[0].replace('\\"', '"'))
+            for r in recs:
+                t = totals.setdefault(r["identity"], {k: 0 for k in r["ms"]})
+                for k, v in r["ms"].items():
+                    t[k] += v
+                finals[r["identity"]] = finals.get(r["identity"], 0) + r["final"]
+        self.assertEqual(finals, {"alice": 1, "bob": 1})  # one final record each
+        # connected time: as measured here, within one checkpoint interval
+        self.assertAlmostEqual(totals["alice"]["connected"] / 1000, t_a_end - t_a, delta=1.0)
+        self.assertAlmostEqual(totals["bob"]["connected"] / 1000, t_b_end - t_b, delta=1.0)
+        # bob published all the time he was connected and not muted, less
+        # the time ICE/DTLS took to come up
+        self.assertAlmostEqual(totals["bob"]["audio_published"] / 1000,
+                               (t_b_end - t_b) - muted_s, delta=1.0)
+        # alice received bob's audio only while he published
+        self.assertAlmostEqual(totals["alice"]["audio_received"] / 1000,
+                               totals["bob"]["audio_published"] / 1000, delta=0.5)
+        self.assertEqual(totals["bob"]["video_published"], 0)
+        self.assertEqual(self.sfud.metric("sfu_usage_records_total") > 0, True)
+
     async def test_vanished_participant_times_out_for_everyone(self):
         a, b = self.peer("alice", 440), self.peer("bob", 660)
         await a.join()
