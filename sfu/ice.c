@@ -21,8 +21,10 @@
  * the selected socket and the peer's address, peeks at the first byte of
  * each datagram (MSG_PEEK), reads media itself with one recvfrom, and
  * leaves STUN (consent checks) to libnice. Sends on the selected pair are a
- * plain sendto. Media from any other address than the selected peer is
- * dropped and counted.
+ * plain sendto. Media is accepted from the addresses libnice validated
+ * (the peer-reflexive remote candidates of authenticated checks: a browser
+ * may start DTLS on one pair and nominate another); from any other address
+ * it is dropped and counted.
  *
  * A stream may be destroyed from inside its own receive callback (the
  * participant leaves): it is marked dead, the drain stops, and the memory
@@ -44,6 +46,7 @@
 #include "sfu/sfu.h"
 
 #define MAX_SOCKETS 4  /* one per local address */
+#define MAX_KNOWN 8    /* remote addresses a peer checked from */
 #define RECV_BATCH 16
 
 struct sfu_ice_stream_s {
@@ -57,7 +60,9 @@ struct sfu_ice_stream_s {
   int fast_fd;             /* the selected pair's socket */
   struct sockaddr_storage peer; /* the selected pair's remote address */
   socklen_t peer_len;
-  uint64_t drop_foreign;   /* media from another address than the peer */
+  uint64_t drop_foreign;   /* media from an address ICE did not validate */
+  struct sockaddr_storage known[MAX_KNOWN]; /* peer addresses seen in valid checks */
+  int nknown;
   sfu_ice_cb_t cb;         /* to the transport */
   char ufrag[64], pwd[128];
   char remote_ufrag[64];   /* to detect a peer's ICE restart */
@@ -93,6 +98,12 @@ static int same_addr(const struct sockaddr_storage *a, const struct sockaddr_sto
 
 static void drain_nice(sfu_ice_stream_t *st);
 
+static int is_known(const sfu_ice_stream_t *st, const struct sockaddr_storage *a) {
+  for (int i = 0; i < st->nknown; i++)
+    if (same_addr(a, &st->known[i])) return 1;
+  return 0;
+}
+
 /* Fast path: media read directly, STUN handed to libnice. Each datagram
  * is peeked first (its first 8 bytes and its source): real STUN (RFC 7983
  * first byte 0..3 and the RFC 5389 magic cookie) goes to libnice, whoever
@@ -113,7 +124,7 @@ static void drain_fast(sfu_ice_stream_t *st, int fd) {
     }
     n = recv(fd, rbuf[0], sizeof(rbuf[0]), MSG_DONTWAIT);
     if (n <= 0) return;
-    if (!same_addr(&from, &st->peer)) {
+    if (!same_addr(&from, &st->peer) && !is_known(st, &from)) {
       st->drop_foreign++;
       continue;
     }
@@ -173,6 +184,21 @@ static void take_selected(sfu_ice_stream_t *st) {
           st->fast_fd);
 }
 
+/* A remote candidate learnt from an authenticated check (peer-reflexive)
+ * or given in the SDP: media from it is accepted on the fast path. */
+static void on_remote_candidate(NiceAgent *agent, NiceCandidate *c, gpointer data) {
+  sfu_ice_stream_t *st = stream_of(data, c->stream_id);
+  if (!st || c->component_id != 1) return;
+  struct sockaddr_storage a;
+  memset(&a, 0, sizeof(a));
+  nice_address_copy_to_sockaddr(&c->addr, (struct sockaddr *)&a);
+  if (is_known(st, &a)) return;
+  if (st->nknown < MAX_KNOWN)
+    st->known[st->nknown++] = a;
+  else
+    st->known[MAX_KNOWN - 1] = a;
+}
+
 static void on_selected(NiceAgent *agent, guint stream_id, guint component_id,
                         NiceCandidate *lc, NiceCandidate *rc, gpointer data) {
   sfu_ice_stream_t *st = stream_of(data, stream_id);
@@ -226,6 +252,7 @@ int sfu_ice_create(sfu_ice_t **out, uv_loop_t *loop, GMainContext *ctx,
   }
   g_signal_connect(ice->agent, "component-state-changed", G_CALLBACK(on_state), ice);
   g_signal_connect(ice->agent, "new-selected-pair-full", G_CALLBACK(on_selected), ice);
+  g_signal_connect(ice->agent, "new-remote-candidate-full", G_CALLBACK(on_remote_candidate), ice);
   *out = ice;
   return 0;
 }
@@ -335,6 +362,7 @@ int sfu_ice_set_remote(sfu_ice_stream_t *st, const char *ufrag, const char *pwd)
     read_credentials(st);
     st->connected = 0;
     st->fast = 0;
+    st->nknown = 0;
     restart = 1;
   }
   snprintf(st->remote_ufrag, sizeof(st->remote_ufrag), "%s", ufrag);
