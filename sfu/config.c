@@ -39,6 +39,7 @@ static const opt_t opts[] = {
   S(listen_host, "address to bind the HTTP/WebSocket server (default 127.0.0.1)"),
   I(listen_port, 0, 65535, "TCP port of the HTTP/WebSocket server (default 7880; 0 = any)"),
   S(public_url, "base URL clients use to reach this node (default http://<host>:<port>)"),
+  S(node_id, "name of this node in event ids; must be unique and stable (default: host name)"),
   S(api_key, "bearer key of the control-plane API (default: generated, printed)"),
   S(token_secret, "HS256 secret for join tokens (default: generated, printed)"),
   S(room_binary, "path of the sfu-room executable (default: next to sfud)"),

@@ -19,6 +19,7 @@ typedef struct sfu_config_s {
   char listen_host[64];          /* address the HTTP/WS server binds */
   int listen_port;               /* its TCP port */
   char public_url[256];          /* base URL clients reach sfud at ("" = derived) */
+  char node_id[64];              /* this node's name in record ids ("" = host name) */
   char api_key[128];             /* control-plane bearer key ("" = generated) */
   char token_secret[128];        /* HS256 secret for join tokens ("" = generated) */
   char room_binary[512];         /* path of sfu-room ("" = next to sfud) */

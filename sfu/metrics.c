@@ -89,6 +89,10 @@ size_t sfu_metrics_render(const sfu_metrics_t *m, const sfu_gauges_t *g,
   counter(&o, "sfu_tokens_minted_total", "Join tokens issued.", m->tokens_minted);
   counter(&o, "sfu_usage_records_total", "Usage checkpoint records received from rooms.",
           m->usage_records);
+  counter(&o, "sfu_events_journaled_total", "Event and usage records appended to the journal.",
+          m->events_journaled);
+  counter(&o, "sfu_events_lost_total", "Records lost: journal failing and memory bound reached.",
+          m->events_lost);
   histogram(&o, "sfu_room_spawn_seconds", "Time from spawn to the room's ready message.", &m->spawn_seconds);
   gauge(&o, "sfu_process_cpu_seconds", "CPU time used by sfud itself.", g->cpu_seconds);
   if (o.len < cap) buf[o.len] = '\0';

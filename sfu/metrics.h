@@ -33,6 +33,8 @@ typedef struct sfu_metrics_s {
   uint64_t http_errors_5xx;      /* answered 5xx */
   uint64_t tokens_minted;        /* join tokens issued */
   uint64_t usage_records;        /* usage checkpoint records from rooms */
+  uint64_t events_journaled;     /* records appended to the journal */
+  uint64_t events_lost;          /* records the journal refused past the memory bound */
   sfu_histogram_t spawn_seconds; /* spawn -> room "ready" message */
 } sfu_metrics_t;
 

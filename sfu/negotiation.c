@@ -308,6 +308,8 @@ int sfu_neg_on_offer(sfu_room_t *room, sfu_participant_t *p, const char *text, j
             p->identity, p->audio->id, p->audio->mid, p->audio->pt, p->audio->level_ext);
     sfu_room_broadcast(room, p, json_pack("{s:s, s:o}", "type", "participant_updated",
                                           "participant", sfu_participant_json(p)));
+    sfu_room_event(room, "track_published", p,
+                   json_pack("{s:s, s:s}", "track_id", p->audio->id, "kind", "audio"));
     sfu_neg_track_added(room, p->audio);
     sfu_room_usage_refresh(room);
   }

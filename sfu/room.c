@@ -89,6 +89,16 @@ static void client_close(sfu_room_t *room, uint32_t session, int code, const cha
                            (json_int_t)session, "code", code, "reason", reason));
 }
 
+/* --- records for the control plane (sfud journals them) ----------------- */
+
+void sfu_room_event(sfu_room_t *room, const char *type, sfu_participant_t *p, json_t *extra) {
+  json_t *ev = json_pack("{s:s, s:s, s:s}", "type", type, "participant", p->identity, "sid",
+                         p->sid);
+  if (extra) json_object_update(ev, extra);
+  json_decref(extra);
+  send_ipc(room, json_pack("{s:s, s:o}", "type", "event", "event", ev));
+}
+
 /* --- usage -------------------------------------------------------------- */
 
 static int publishes_audio(const sfu_participant_t *p) {
@@ -194,6 +204,8 @@ int sfu__room_transport_create(sfu_room_t *room, sfu_participant_t *p) {
 
 static void drop_media(sfu_room_t *room, sfu_participant_t *p) {
   if (p->audio) {
+    sfu_room_event(room, "track_unpublished", p,
+                   json_pack("{s:s, s:s}", "track_id", p->audio->id, "kind", "audio"));
     sfu_neg_track_removed(room, p->audio);
     sfu_track_destroy(p->audio);
     p->audio = NULL;
@@ -250,6 +262,8 @@ int sfu_room_join(sfu_room_t *room, uint32_t session, const char *identity, cons
     snprintf(p->identity, sizeof(p->identity), "%s", identity);
     sfu_usage_init(&p->usage, sfu_now_ms(), sfu_wall_ms());
     sfu_usage_set(&p->usage, SFU_USAGE_CONNECTED, 1, sfu_now_ms());
+    snprintf(p->name, sizeof(p->name), "%s", name ? name : "");
+    sfu_room_event(room, "participant_joined", p, json_pack("{s:s}", "name", p->name));
     p->next = room->participants;
     room->participants = p;
     room->participants_n++;
@@ -282,6 +296,7 @@ int sfu_room_join(sfu_room_t *room, uint32_t session, const char *identity, cons
 void sfu_room_remove(sfu_room_t *room, sfu_participant_t *p, const char *reason, int close_code,
                      const char *close_reason) {
   sfu_room_usage_checkpoint(room, p); /* p's final period, the others' too */
+  /* (the participant_left record follows drop_media's track_unpublished) */
   for (sfu_participant_t **pp = &room->participants; *pp; pp = &(*pp)->next)
     if (*pp == p) {
       *pp = p->next;
@@ -290,6 +305,7 @@ void sfu_room_remove(sfu_room_t *room, sfu_participant_t *p, const char *reason,
   room->participants_n--;
   if (close_code) client_close(room, p->session, close_code, close_reason);
   drop_media(room, p);
+  sfu_room_event(room, "participant_left", p, json_pack("{s:s}", "reason", reason));
   sfu_room_broadcast(room, NULL, json_pack("{s:s, s:s, s:s, s:s}", "type", "participant_left",
                                            "sid", p->sid, "identity", p->identity, "reason",
                                            reason));

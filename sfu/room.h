@@ -103,6 +103,9 @@ int sfu_room_join(sfu_room_t *room, uint32_t session, const char *identity,
 void sfu_room_remove(sfu_room_t *room, sfu_participant_t *p, const char *reason,
                      int close_code, const char *close_reason);
 void sfu_room_set_muted(sfu_room_t *room, sfu_participant_t *p, int muted, int by_server);
+/* Sends sfud a record for the control plane: {type, participant, sid} +
+ * `extra` (reference taken). */
+void sfu_room_event(sfu_room_t *room, const char *type, sfu_participant_t *p, json_t *extra);
 /* Re-derives every participant's usage states from the media state; call
  * after anything that may change who publishes or receives. */
 void sfu_room_usage_refresh(sfu_room_t *room);

@@ -16,6 +16,7 @@
 #include <uv.h>
 
 #include "sfu/config.h"
+#include "sfu/events.h"
 #include "sfu/log.h"
 #include "sfu/metrics.h"
 #include "sfu/sfu.h"
@@ -28,6 +29,7 @@ static sfu_metrics_t metrics;
 static sfu_supervisor_t *sup;
 static sfu_http_t *http;
 static sfu_ws_t *ws;
+static sfu_events_t *events;
 
 static void hook_room_msg(void *arg, sfu_room_rec_t *r, const char *type, json_t *msg) {
   sfu_ws_on_room_msg(arg, r, type, msg);
@@ -100,11 +102,14 @@ int main(int argc, char **argv) {
   sfu_log_set_level((sfu_log_level_t)sfu_log_parse_level(cfg.log_level));
   sfu_metrics_init(&metrics);
 
+  if (sfu_events_open(&events, loop, &cfg, &metrics) != 0) return 1;
   if (sfu_supervisor_create(&sup, loop, &cfg, &metrics) != 0) return 1;
+  sfu_supervisor_set_events(sup, events);
   if (sfu_ws_create(&ws, loop, &cfg, sup) != 0) return 1;
   sfu_supervisor_hooks_t hooks = {ws, hook_room_msg, hook_room_gone};
   sfu_supervisor_set_hooks(sup, &hooks);
   if (sfu_http_start(&http, loop, &cfg, sup, ws, &metrics) != 0) return 1;
+  sfu_http_set_events(http, events);
 
   uv_signal_init(loop, &sig_int);
   uv_signal_init(loop, &sig_term);
@@ -125,6 +130,7 @@ int main(int argc, char **argv) {
             cfg.dev ? "" : "web/  (start with --dev 1 so it can mint tokens)");
 
   uv_run(loop, UV_RUN_DEFAULT);
+  sfu_events_close(events); /* syncs what the last rooms reported */
   sfu_supervisor_destroy(sup);
   return 0;
 }

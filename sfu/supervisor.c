@@ -33,6 +33,7 @@
 
 #include "sfu/log.h"
 #include "sfu/sfu.h"
+#include "sfu/events.h"
 #include "sfu/spawner.h"
 #include "sfu/supervisor.h"
 
@@ -50,7 +51,17 @@ struct sfu_supervisor_s {
   int records_alive;         /* allocated records, listed or not */
   sfu_supervisor_hooks_t hooks; /* clients of rooms */
   sfu_spawner_t *spawner;    /* the zygote, or NULL: exec rooms directly */
+  sfu_events_t *events;      /* the journal, or NULL */
 };
+
+void sfu_supervisor_set_events(sfu_supervisor_t *s, sfu_events_t *e) { s->events = e; }
+
+static void emit(sfu_room_rec_t *r, const char *type, json_t *fields) {
+  if (r->sup->events)
+    sfu_events_emit(r->sup->events, type, r->id, fields);
+  else
+    json_decref(fields);
+}
 
 void sfu_supervisor_set_hooks(sfu_supervisor_t *s, const sfu_supervisor_hooks_t *h) {
   s->hooks = *h;
@@ -91,6 +102,7 @@ static void record_free(sfu_room_rec_t *r) {
   sfu_supervisor_t *s = r->sup;
   json_decref(r->metadata);
   json_decref(r->stats);
+  json_decref(r->people);
   free(r);
   s->records_alive--;
   maybe_done(s);
@@ -155,6 +167,7 @@ static void room_exited(sfu_room_rec_t *r, int64_t status, int term_signal) {
              "room ended (%s), exit status %lld signal %d", r->end_reason,
              (long long)status, term_signal);
     notify_gone(r, 0);
+    emit(r, "room_finished", json_pack("{s:s}", "reason", r->end_reason));
     close_handles(r);
     unlist(r);
     return;
@@ -171,6 +184,16 @@ static void room_exited(sfu_room_rec_t *r, int64_t status, int term_signal) {
   room_log(SFU_LOG_ERROR, r, "room crashed: %s (participants %d)", r->end_reason,
            r->participants);
   notify_gone(r, 1);
+  /* Their usage ends at the room's last checkpoint: nothing more to count,
+   * but every open session is closed, then the room. */
+  const char *sid;
+  json_t *who;
+  json_object_foreach(r->people, sid, who)
+    emit(r, "participant_left", json_pack("{s:O, s:s, s:s}", "participant", who, "sid", sid,
+                                          "reason", "room_crashed"));
+  json_object_clear(r->people);
+  emit(r, "room_crashed", json_pack("{s:s, s:I, s:i}", "end_reason", r->end_reason,
+                                    "exit_status", (json_int_t)status, "signal", term_signal));
   close_handles(r);
   if (s->shutting_down || s->cfg->crashed_retention_s == 0) unlist(r);
 }
@@ -235,13 +258,35 @@ static void on_ipc_msg(sfu_ipc_t *ipc, json_t *msg) {
   } else if (strcmp(type, "usage") == 0) {
     /* Usage checkpoints: counted here; the journal (docs/events.md) is
      * where they are going. */
-    json_t *recs = json_object_get(msg, "records");
+    json_t *recs = json_object_get(msg, "records"), *rec;
+    size_t i;
     s->metrics->usage_records += json_is_array(recs) ? json_array_size(recs) : 0;
+    json_array_foreach(recs, i, rec)
+      emit(r, "usage", json_pack("{s:O*, s:O*, s:O*, s:O*, s:O*, s:O*}", "participant",
+                                 json_object_get(rec, "identity"), "sid", json_object_get(rec, "sid"),
+                                 "period_start_ms", json_object_get(rec, "period_start_ms"),
+                                 "period_end_ms", json_object_get(rec, "period_end_ms"), "ms",
+                                 json_object_get(rec, "ms"), "final", json_object_get(rec, "final")));
     if (sfu_log_enabled(SFU_LOG_DEBUG)) {
       char *text = json_dumps(recs, JSON_COMPACT);
       room_log(SFU_LOG_DEBUG, r, "usage %s", text ? text : "");
       free(text);
     }
+  } else if (strcmp(type, "event") == 0) {
+    json_t *ev = json_object_get(msg, "event");
+    const char *et = json_string_value(json_object_get(ev, "type"));
+    const char *sid = json_string_value(json_object_get(ev, "sid"));
+    if (!et || !sid) {
+      s->metrics->ipc_bad_messages++;
+      return;
+    }
+    if (strcmp(et, "participant_joined") == 0)
+      json_object_set(r->people, sid, json_object_get(ev, "participant"));
+    else if (strcmp(et, "participant_left") == 0)
+      json_object_del(r->people, sid);
+    json_t *fields = json_deep_copy(ev);
+    json_object_del(fields, "type");
+    emit(r, et, fields);
   } else if (strncmp(type, "client_", 7) == 0) {
     if (s->hooks.room_msg) s->hooks.room_msg(s->hooks.arg, r, type, msg);
   } else if (strcmp(type, "closing") == 0) {
@@ -313,6 +358,7 @@ int sfu_supervisor_spawn(sfu_supervisor_t *s, sfu_room_req_t *req,
   req->metadata = NULL;
   r->state = SFU_ROOM_STARTING;
   r->created_wall_ms = sfu_wall_ms();
+  r->people = json_object();
 
   char a_max[16], a_empty[16], a_hb[16], a_pmin[8], a_pmax[8], a_usage[8];
   snprintf(a_usage, sizeof(a_usage), "%d", cfg->usage_interval_s);
@@ -375,6 +421,8 @@ int sfu_supervisor_spawn(sfu_supervisor_t *s, sfu_room_req_t *req,
   } else {
     room_log(SFU_LOG_INFO, r, "room spawned (name '%s', max_participants %d)",
              r->name, r->max_participants);
+    emit(r, "room_started", json_pack("{s:s, s:i}", "name", r->name, "max_participants",
+                                      r->max_participants));
   }
   *out = r;
   return 0;

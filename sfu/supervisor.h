@@ -65,6 +65,7 @@ struct sfu_room_rec_s {
   uint64_t ping_seq;                 /* last ping sent */
   int participants;                  /* from the room's last report */
   json_t *stats;                     /* last stats message, or NULL */
+  json_t *people;                    /* sid -> identity of joined participants */
   sfu_supervisor_t *sup;             /* owner */
   sfu_room_rec_t *next;              /* registry list */
 };
@@ -79,6 +80,9 @@ typedef struct sfu_supervisor_hooks_s {
 } sfu_supervisor_hooks_t;
 
 void sfu_supervisor_set_hooks(sfu_supervisor_t *s, const sfu_supervisor_hooks_t *h);
+/* Where room lifecycle, participant and usage records go (may be NULL). */
+struct sfu_events_s;
+void sfu_supervisor_set_events(sfu_supervisor_t *s, struct sfu_events_s *e);
 
 /* Created/destroyed with sfud; `metrics` is owned by the caller. */
 int sfu_supervisor_create(sfu_supervisor_t **out, uv_loop_t *loop,

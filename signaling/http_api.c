@@ -35,6 +35,7 @@
 
 #include "sfu/log.h"
 #include "sfu/sfu.h"
+#include "sfu/events.h"
 #include "signaling/http_api.h"
 #include "signaling/token.h"
 #include "signaling/validate.h"
@@ -44,6 +45,7 @@ struct sfu_http_s {
   const sfu_config_t *cfg;
   sfu_supervisor_t *sup;
   sfu_ws_t *ws;
+  sfu_events_t *events;
   sfu_metrics_t *metrics;
   h2o_globalconf_t globalconf;
   h2o_context_t ctx;
@@ -402,6 +404,45 @@ static int route_drain(sfu_http_t *h, h2o_req_t *req) {
   return route_node(h, req);
 }
 
+/* Reads a non-negative integer query parameter; returns 0 if absent, 1 if
+ * set, -1 if malformed. */
+static int query_u64(h2o_req_t *req, const char *name, uint64_t *out) {
+  if (req->query_at == SIZE_MAX) return 0;
+  const char *q = req->path.base + req->query_at + 1, *end = req->path.base + req->path.len;
+  size_t nl = strlen(name);
+  while (q < end) {
+    const char *amp = memchr(q, '&', (size_t)(end - q));
+    const char *stop = amp ? amp : end;
+    if ((size_t)(stop - q) > nl && strncmp(q, name, nl) == 0 && q[nl] == '=') {
+      uint64_t v = 0;
+      const char *p = q + nl + 1;
+      if (p == stop || stop - p > 19) return -1;
+      for (; p < stop; p++) {
+        if (*p < '0' || *p > '9') return -1;
+        v = v * 10 + (uint64_t)(*p - '0');
+      }
+      *out = v;
+      return 1;
+    }
+    q = stop + 1;
+  }
+  return 0;
+}
+
+/* GET /v1/events?after=<seq>&limit=<n>: durable records, oldest first. */
+static int route_events(sfu_http_t *h, h2o_req_t *req) {
+  uint64_t after = 0, limit = 100, next;
+  if (!h->events) return fail(h, req, 503, "no_journal", "this node keeps no journal");
+  if (query_u64(req, "after", &after) < 0 || query_u64(req, "limit", &limit) < 0 ||
+      limit == 0 || limit > 1000)
+    return fail(h, req, 400, "invalid_field",
+                "'after' must be a sequence number and 'limit' 1 to 1000");
+  json_t *recs = sfu_events_list(h->events, after, (int)limit, &next);
+  return send_json(h, req, 200, json_pack("{s:s, s:o, s:I}", "node",
+                                          sfu_events_node_id(h->events), "records", recs,
+                                          "next_after", (json_int_t)next));
+}
+
 static int route_metrics(sfu_http_t *h, h2o_req_t *req) {
   sfu_gauges_t g;
   char buf[8192];
@@ -428,8 +469,15 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req) {
 
   if (n == 1 && strcmp(seg[0], "healthz") == 0) {
     if (!method_is(req, "GET") && !method_is(req, "HEAD")) return method_not_allowed(h, req, "GET");
-    return send_json(h, req, 200, json_pack("{s:s, s:b}", "status", "ok", "draining",
-                                            sfu_supervisor_draining(h->sup)));
+    json_t *hz = json_pack("{s:s, s:b}", "status", "ok", "draining",
+                           sfu_supervisor_draining(h->sup));
+    if (h->events && sfu_events_error(h->events)) { /* still serving: say what is wrong */
+      json_object_set_new(hz, "status", json_string("degraded"));
+      json_object_set_new(hz, "journal", json_string(sfu_strerror(sfu_events_error(h->events))));
+      json_object_set_new(hz, "records_in_memory",
+                          json_integer((json_int_t)sfu_events_pending(h->events)));
+    }
+    return send_json(h, req, 200, hz);
   }
   if (n == 1 && strcmp(seg[0], "metrics") == 0) {
     if (!method_is(req, "GET")) return method_not_allowed(h, req, "GET");
@@ -460,6 +508,9 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req) {
       if (!method_is(req, "POST")) return method_not_allowed(h, req, "POST");
       return route_drain(h, req);
     }
+  } else if (strcmp(seg[1], "events") == 0 && n == 2) {
+    if (!method_is(req, "GET")) return method_not_allowed(h, req, "GET");
+    return route_events(h, req);
   } else if (strcmp(seg[1], "rooms") == 0) {
     if (n == 2) {
       if (method_is(req, "POST")) return route_create_room(h, req);
@@ -569,6 +620,8 @@ fail:
 }
 
 const char *sfu_http_base_url(const sfu_http_t *h) { return h->base_url; }
+
+void sfu_http_set_events(sfu_http_t *h, sfu_events_t *e) { h->events = e; }
 
 void sfu_http_stop_listening(sfu_http_t *h) {
   if (!uv_is_closing((uv_handle_t *)&h->listener))

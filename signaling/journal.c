@@ -19,9 +19,10 @@
  *   - bytes [0, durable_bytes) of the active segment and every older
  *     segment are fsynced; iterators never read past them, so a record is
  *     only ever handed out once a power cut can no longer take it back;
- *   - next_seq exceeds every seq that appeared in a header whose CRC
- *     verified, the acked seq and every segment name - 1: a seq that ever
- *     reached the disk is never handed out again.
+ *   - next_seq exceeds every valid seq, every seq in a verified header
+ *     still on disk (a skipped record keeps its seq), the acked seq, and
+ *     the active segment's name - 1. Only a torn tail, cut off at open,
+ *     can give a seq back; it was never durable, so never delivered.
  *
  * Scanning (scan_t) is shared by recovery and by iterators, so both take
  * the same decision on every byte. A scanner looks at a window of the file
@@ -158,7 +159,8 @@ typedef struct scan_s {
   uint64_t limit;     /* bytes of the file that may be parsed */
   uint64_t off;       /* where the next record is looked for */
   uint64_t valid_end; /* end of the last valid record, 0 before the first */
-  uint64_t hdr_max;   /* highest seq of any header whose CRC verified */
+  uint64_t hdr_max;   /* highest seq in verified headers up to valid_end */
+  uint64_t hdr_tail;  /* the same after valid_end (torn tail, maybe) */
   uint64_t skipped;   /* bytes skipped before valid records */
   uint64_t regions;   /* runs of such bytes */
   uint64_t too_big;   /* records skipped for exceeding max_record */
@@ -184,6 +186,7 @@ static void scan_reset(scan_t *s, int fd, uint64_t name, uint64_t floor, uint64_
   s->limit = limit;
   s->off = s->valid_end = 0;
   s->skipped = s->regions = s->too_big = 0;
+  s->hdr_max = s->hdr_tail = 0;
   s->base = 0;
   s->len = 0;
 }
@@ -292,7 +295,7 @@ static int scan_next(scan_t *s, rec_t *r) {
       if ((rv = find_magic(s, o + 1, &s->off)) < 0) return rv;
       continue;
     }
-    if (h.seq > s->hdr_max) s->hdr_max = h.seq;
+    if (h.seq > s->hdr_tail) s->hdr_tail = h.seq;
     if (h.len > s->limit - o - HDR) return 0; /* runs past the end: torn */
     end = o + HDR + h.len;
     if (h.len > s->max_record) {
@@ -312,6 +315,8 @@ static int scan_next(scan_t *s, rec_t *r) {
       s->skipped += o - s->valid_end;
       s->regions++;
     }
+    if (s->hdr_tail > s->hdr_max) s->hdr_max = s->hdr_tail;
+    s->hdr_tail = 0;
     s->valid_end = s->off = end;
     s->floor = h.seq;
     r->seq = h.seq;
@@ -537,6 +542,7 @@ static int recover(sfu_journal_t *j) {
     }
     rv = 0;
     if (s.hdr_max > hdr_max) hdr_max = s.hdr_max;
+    if (!last && s.hdr_tail > hdr_max) hdr_max = s.hdr_tail; /* stays on disk */
     floor = s.floor;
     j->corrupt += s.skipped;
     j->corrupt_regions += s.regions;
@@ -767,20 +773,13 @@ int sfu_journal_append(sfu_journal_t *j, const void *data, size_t len, int64_t w
 
 /* ---- acknowledgement ------------------------------------------------------ */
 
-int sfu_journal_ack(sfu_journal_t *j, uint64_t upto_seq) {
-  int rv;
+/* Deletes the oldest segments whose records are all <= upto, never the
+ * active one. Returns how many went. Unlinks are not fsynced: a segment
+ * that comes back after a crash holds only delivered records and goes at
+ * the next ack. */
+static size_t delete_acked(sfu_journal_t *j, uint64_t upto) {
   size_t k = 0;
-  if (upto_seq <= j->acked) return 0;
-  if (upto_seq > j->durable_seq) return SFU_EINVAL;
-  if ((rv = write_ack(j, upto_seq)) != 0) {
-    sfu_log(SFU_LOG_WARN, "journal", "[%s] writing ack %" PRIu64 ": %s", j->dir, upto_seq,
-            strerror(-rv));
-    return rv;
-  }
-  j->acked = upto_seq;
-  /* Unlinks are not fsynced: a segment that comes back after a crash holds
-   * only acknowledged records and goes at the next ack. */
-  while (k + 1 < j->nsegs && (!j->segs[k].records || j->segs[k].last <= upto_seq)) {
+  while (k + 1 < j->nsegs && (!j->segs[k].records || j->segs[k].last <= upto)) {
     char fname[SEG_NAME_LEN + 1];
     seg_name(fname, j->segs[k].name);
     if (unlinkat(j->dfd, fname, 0) != 0 && errno != ENOENT) {
@@ -793,7 +792,26 @@ int sfu_journal_ack(sfu_journal_t *j, uint64_t upto_seq) {
     memmove(j->segs, j->segs + k, (j->nsegs - k) * sizeof(*j->segs));
     j->nsegs -= k;
   }
-  return 0;
+  return k;
+}
+
+/*
+ * The ack file only saves re-sending; deleting delivered records is safe
+ * without it. So when the disk is full and the ack file cannot be written,
+ * the segments go anyway (that is what frees the disk) and the write is
+ * tried once more.
+ */
+int sfu_journal_ack(sfu_journal_t *j, uint64_t upto_seq) {
+  int rv;
+  if (upto_seq <= j->acked) return 0;
+  if (upto_seq > j->durable_seq) return SFU_EINVAL;
+  rv = write_ack(j, upto_seq);
+  j->acked = upto_seq;
+  if (delete_acked(j, upto_seq) && rv != 0) rv = write_ack(j, upto_seq);
+  if (rv != 0)
+    sfu_log(SFU_LOG_WARN, "journal", "[%s] writing ack %" PRIu64 ": %s (held in memory)",
+            j->dir, upto_seq, strerror(-rv));
+  return rv;
 }
 
 uint64_t sfu_journal_last_seq(const sfu_journal_t *j) { return j->last_seq; }

@@ -149,11 +149,13 @@ int sfu_journal_sync(sfu_journal_t *j);
 
 /*
  * Records up to and including `upto_seq` were delivered. Persists it in the
- * ack file (write temp, fsync, rename, fsync dir), then deletes the oldest
+ * ack file (write temp, fsync, rename, fsync dir) and deletes the oldest
  * segments whose records are all <= upto_seq, never the active one.
- * Acking at or below the current ack is a no-op. Returns 0, SFU_EINVAL
- * (upto_seq beyond the last durable record) or the file system error (the
- * ack is then not recorded).
+ * Acking at or below the current ack is a no-op. Returns 0; SFU_EINVAL
+ * (upto_seq beyond the last durable record); or the error writing the ack
+ * file (-ENOSPC ...): the ack then holds in memory and the segments are
+ * deleted all the same (freeing the disk), only its persistence failed;
+ * the next ack writes the file again. Lost, it costs re-delivery only.
  */
 int sfu_journal_ack(sfu_journal_t *j, uint64_t upto_seq);
 

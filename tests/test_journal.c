@@ -519,7 +519,7 @@ static void torn_tail_at_every_offset(void **state) {
   assert_int_equal(total, (size_t)start + rec_len(5));
 
   for (size_t cut = (size_t)start; cut < total; cut++) {
-    uint64_t seq, want_next = cut - (size_t)start >= SFU_JOURNAL_HDR_LEN ? 6 : 5;
+    uint64_t seq, want_next = 5;
     empty_dir(f->dir);
     write_file(p, pristine, cut);
     j = open_ok(f->dir, NULL, &st);
@@ -527,7 +527,7 @@ static void torn_tail_at_every_offset(void **state) {
     assert_int_equal(st.last_seq, 4);
     assert_int_equal(st.torn_bytes_truncated, cut - (size_t)start);
     assert_int_equal(st.corrupt_skipped, 0);
-    /* a complete header reached the disk: its seq is never handed out again */
+    /* the torn record was never durable: its seq is handed out again */
     assert_int_equal(st.next_seq, want_next);
     assert_int_equal(file_size(p), start);
     expect_range(j, 0, 1, 4);
@@ -602,8 +602,8 @@ static void bit_flip_in_last_segment_skips_one_record(void **state) {
   }
 }
 
-/* A damaged last record is indistinguishable from a torn write: truncated;
- * its seq (its header verified) is not reused. */
+/* A damaged last record is indistinguishable from a torn write: truncated,
+ * and its seq comes back (docs/internals/journal.md, "Sequence numbers"). */
 static void bit_flip_in_last_record_is_torn(void **state) {
   fx_t *f = *state;
   sfu_journal_stats_t st;
@@ -616,7 +616,7 @@ static void bit_flip_in_last_record_is_torn(void **state) {
   j = open_ok(f->dir, NULL, &st);
   assert_int_equal(st.records, 9);
   assert_int_equal(st.torn_bytes_truncated, rec_len(10));
-  assert_int_equal(st.next_seq, 11);
+  assert_int_equal(st.next_seq, 10);
   sfu_journal_close(j);
 }
 
@@ -909,6 +909,42 @@ static void failed_cleanup_is_repaired(void **state) {
   signal(SIGXFSZ, SIG_DFL);
 }
 
+/* Disk full while acking: the ack file cannot be written, but the acked
+ * segments go anyway (they are what frees the disk). */
+static void ack_on_full_disk_still_frees_segments(void **state) {
+  fx_t *f = *state;
+  sfu_journal_opts_t o = {.segment_bytes = 1024};
+  sfu_journal_stats_t st;
+  struct rlimit saved;
+  uint64_t names[16];
+  size_t n;
+  int rv;
+  sfu_journal_t *j = open_ok(f->dir, &o, NULL);
+  signal(SIGXFSZ, SIG_IGN);
+  append_range(j, 1, 40);
+  assert_int_equal(sfu_journal_sync(j), 0);
+  n = list_segs(f->dir, names, 16);
+  assert_true(n >= 4);
+  limit_file_size(8, &saved);
+  rv = sfu_journal_ack(j, names[2] - 1);
+  restore_file_size(&saved);
+  assert_int_equal(rv, -EFBIG);
+  assert_int_equal(sfu_journal_acked_seq(j), names[2] - 1);
+  assert_int_equal(list_segs(f->dir, names + 8, 8), n - 2);
+  expect_range(j, names[2] - 1, names[2], 40);
+  sfu_journal_close(j);
+  /* the ack was not persisted: what is left on disk is delivered again */
+  j = open_ok(f->dir, &o, &st);
+  assert_int_equal(st.acked_seq, 0);
+  assert_int_equal(st.first_seq, names[2]);
+  assert_int_equal(sfu_journal_ack(j, names[2]), 0);
+  sfu_journal_close(j);
+  j = open_ok(f->dir, &o, &st);
+  assert_int_equal(st.acked_seq, names[2]);
+  sfu_journal_close(j);
+  signal(SIGXFSZ, SIG_DFL);
+}
+
 static void failed_sync_is_sticky_until_reopen(void **state) {
   fx_t *f = *state;
   sfu_journal_stats_t st;
@@ -953,6 +989,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(write_failure_leaves_journal_consistent, setup, teardown),
       cmocka_unit_test_setup_teardown(write_failure_at_rotation, setup, teardown),
       cmocka_unit_test_setup_teardown(failed_cleanup_is_repaired, setup, teardown),
+      cmocka_unit_test_setup_teardown(ack_on_full_disk_still_frees_segments, setup, teardown),
       cmocka_unit_test_setup_teardown(failed_sync_is_sticky_until_reopen, setup, teardown),
   };
   sfu_log_set_level(SFU_LOG_ERROR);

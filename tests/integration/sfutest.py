@@ -23,7 +23,10 @@ class Sfud:
     """A running sfud on an ephemeral loopback port, with its log captured."""
 
     def __init__(self, sfud, room, *extra, api_key="test-key",
-                 token_secret="test-secret-0123456789abcdef0123456789"):
+                 token_secret="test-secret-0123456789abcdef0123456789", data_dir=None):
+        import tempfile
+        self.own_data_dir = data_dir is None
+        self.data_dir = data_dir or tempfile.mkdtemp(prefix="sfu-test-data-")
         self.api_key = api_key
         self.token_secret = token_secret
         self.log = []
@@ -31,7 +34,7 @@ class Sfud:
         args = [sfud, "--listen-port", "0", "--api-key", api_key,
                 "--token-secret", token_secret, "--room-binary", room,
                 "--heartbeat-ms", "200", "--heartbeat-timeout-ms", "3000",
-                "--shutdown-grace-ms", "2000", *extra]
+                "--shutdown-grace-ms", "2000", "--data-dir", self.data_dir, *extra]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, text=True,
                                      preexec_fn=_die_with_parent)
@@ -118,6 +121,7 @@ class Sfud:
             self.kill()
             raise
         self._reader.join(5)  # the log up to its last line
+        self._cleanup()
         return rc
 
     def assert_clean_log(self):
@@ -126,11 +130,18 @@ class Sfud:
         if bad:
             raise AssertionError("sanitizer report:\n" + "".join(self.log[-200:]))
 
-    def kill(self):
+    def kill(self, keep_data=False):
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
         self._reader.join(5)
+        if not keep_data:
+            self._cleanup()
+
+    def _cleanup(self):
+        import shutil
+        if self.own_data_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
 def wait_for(pred, timeout=10.0, step=0.05, what="condition"):

@@ -341,6 +341,67 @@ class CallTest(unittest.IsolatedAsyncioTestCase):
         self.assertEqual(totals["bob"]["video_published"], 0)
         self.assertEqual(self.sfud.metric("sfu_usage_records_total") > 0, True)
 
+    def events(self, after=0):
+        out = []
+        while True:
+            st, j = self.sfud.request("GET", "/v1/events?after=%d&limit=1000" % after)
+            self.assertEqual(st, 200, j)
+            out += j["records"]
+            if not j["records"]:
+                return out
+            after = j["next_after"]
+
+    async def test_events_are_journaled_in_order_and_survive_a_killed_sfud(self):
+        a, b = self.peer("alice", 440), self.peer("bob", 660)
+        await a.join()
+        await b.join()
+        await self.until(lambda: a.tone_power("bob", 660, 1.0) > HEARD, what="call up")
+        await asyncio.sleep(1)
+        await b.leave()
+        await asyncio.sleep(0.5)
+        recs = self.events()
+        seqs = [r["seq"] for r in recs]
+        self.assertEqual(seqs, sorted(seqs))
+        self.assertEqual(len(set(r["id"] for r in recs)), len(recs))
+        types = [r["type"] for r in recs]
+        self.assertEqual(types[0], "room_started")
+        self.assertEqual(types.count("participant_joined"), 2)
+        self.assertEqual(types.count("track_published"), 2)
+        left = [r for r in recs if r["type"] == "participant_left"]
+        self.assertEqual([(r["participant"], r["reason"]) for r in left], [("bob", "left")])
+        # bob's final usage precedes his participant_left
+        final = [i for i, r in enumerate(recs) if r["type"] == "usage" and r["final"]]
+        self.assertEqual(len(final), 1)
+        self.assertLess(final[0], types.index("participant_left"))
+        self.assertEqual(self.sfud.request("GET", "/v1/events?after=x")[0], 400)
+        # sfud killed outright, its last segment torn: restart keeps everything
+        self.sfud.kill(keep_data=True)
+        segs = sorted(f for f in os.listdir(os.path.join(self.sfud.data_dir, "journal"))
+                      if f.endswith(".seg"))
+        with open(os.path.join(self.sfud.data_dir, "journal", segs[-1]), "ab") as f:
+            f.write(b"SFUJ\x00\x00\x01")  # half a header: a torn append
+        old = self.sfud
+        self.sfud = Sfud(ARGS.sfud, ARGS.room, data_dir=old.data_dir)
+        again = self.events()
+        self.assertEqual([r["id"] for r in again][:len(recs)], [r["id"] for r in recs])
+        self.assertTrue(any("torn tail 7 bytes" in l for l in self.sfud.log))  # cut, not fatal
+
+    async def test_room_crash_closes_sessions_in_the_record(self):
+        a, b = self.peer("alice", None), self.peer("bob", None)
+        await a.join(negotiate=False)
+        await b.join(negotiate=False)
+        await asyncio.sleep(0.5)
+        os.kill(self.room["pid"], 9)
+        await a.wait_closed(10)
+        self.assertEqual(a.close_code, 4011)
+        await asyncio.sleep(0.5)
+        recs = [r for r in self.events() if r.get("room_id") == self.room["room_id"]]
+        tail = [(r["type"], r.get("participant"), r.get("reason")) for r in recs[-3:]]
+        self.assertEqual(sorted(tail[:2]), [("participant_left", "alice", "room_crashed"),
+                                            ("participant_left", "bob", "room_crashed")])
+        self.assertEqual(tail[2][0], "room_crashed")
+        self.assertEqual(recs[-1]["end_reason"], "signal 9")
+
     async def test_vanished_participant_times_out_for_everyone(self):
         a, b = self.peer("alice", 440), self.peer("bob", 660)
         await a.join()
