@@ -40,6 +40,8 @@ static const opt_t opts[] = {
   I(listen_port, 0, 65535, "TCP port of the HTTP/WebSocket server (default 7880; 0 = any)"),
   S(public_url, "base URL clients use to reach this node (default http://<host>:<port>)"),
   S(node_id, "name of this node in event ids; must be unique and stable (default: host name)"),
+  S(webhook_url, "POST event and usage batches here, http:// (default: none; pull GET /v1/events)"),
+  S(webhook_secret, "HMAC-SHA256 key signing webhook batches (required with webhook_url)"),
   S(api_key, "bearer key of the control-plane API (default: generated, printed)"),
   S(token_secret, "HS256 secret for join tokens (default: generated, printed)"),
   S(room_binary, "path of the sfu-room executable (default: next to sfud)"),
@@ -269,6 +271,10 @@ int sfu_config_finish(sfu_config_t *c, char *err, size_t errlen) {
   }
   if (c->listen_host[0] == '\0') {
     snprintf(err, errlen, "listen_host is empty");
+    return -1;
+  }
+  if (c->webhook_url[0] && strlen(c->webhook_secret) < 16) {
+    snprintf(err, errlen, "webhook_secret of at least 16 bytes is required with webhook_url");
     return -1;
   }
   if (c->token_secret[0] && strlen(c->token_secret) < 32) {

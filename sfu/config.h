@@ -20,6 +20,8 @@ typedef struct sfu_config_s {
   int listen_port;               /* its TCP port */
   char public_url[256];          /* base URL clients reach sfud at ("" = derived) */
   char node_id[64];              /* this node's name in record ids ("" = host name) */
+  char webhook_url[256];         /* control plane's records endpoint ("" = none) */
+  char webhook_secret[128];      /* HMAC key of webhook signatures */
   char api_key[128];             /* control-plane bearer key ("" = generated) */
   char token_secret[128];        /* HS256 secret for join tokens ("" = generated) */
   char room_binary[512];         /* path of sfu-room ("" = next to sfud) */

@@ -47,6 +47,8 @@ struct sfu_events_s {
   pending_t *head, *tail;  /* refused by the journal, oldest first */
   size_t npending;
   char node[64];
+  void (*durable_cb)(void *arg); /* after a sync */
+  void *durable_arg;
 };
 
 static int append_one(sfu_events_t *e, const char *json, size_t len, int64_t ts) {
@@ -83,6 +85,7 @@ static void on_prepare(uv_prepare_t *h) {
     sfu_log(SFU_LOG_ERROR, "events", "journal sync failed: %s", sfu_strerror(rv));
   if (rv != 0) e->error = rv;
   e->dirty = 0;
+  if (rv == 0 && e->durable_cb) e->durable_cb(e->durable_arg);
 }
 
 int sfu_events_open(sfu_events_t **out, uv_loop_t *loop, const sfu_config_t *cfg,
@@ -184,6 +187,14 @@ json_t *sfu_events_list(sfu_events_t *e, uint64_t after, int limit, uint64_t *ne
   }
   sfu_journal_iter_close(it);
   return out;
+}
+
+int sfu_events_ack(sfu_events_t *e, uint64_t seq) { return sfu_journal_ack(e->j, seq); }
+uint64_t sfu_events_acked(const sfu_events_t *e) { return sfu_journal_acked_seq(e->j); }
+
+void sfu_events_on_durable(sfu_events_t *e, void (*cb)(void *arg), void *arg) {
+  e->durable_cb = cb;
+  e->durable_arg = arg;
 }
 
 int sfu_events_error(const sfu_events_t *e) { return e->error; }

@@ -25,6 +25,11 @@ void sfu_events_emit(sfu_events_t *e, const char *type, const char *room_id, jso
 /* Up to `limit` durable records with seq > after, as the API shows them;
  * *next is the seq to ask after next time. */
 json_t *sfu_events_list(sfu_events_t *e, uint64_t after, int limit, uint64_t *next);
+/* Delivery watermark: records up to `seq` reached the control plane. */
+int sfu_events_ack(sfu_events_t *e, uint64_t seq);
+uint64_t sfu_events_acked(const sfu_events_t *e);
+/* Called after records become durable (the webhook sender). */
+void sfu_events_on_durable(sfu_events_t *e, void (*cb)(void *arg), void *arg);
 /* Health: 0 ok, else the journal's error (records are waiting in memory). */
 int sfu_events_error(const sfu_events_t *e);
 size_t sfu_events_pending(const sfu_events_t *e);

@@ -93,6 +93,12 @@ size_t sfu_metrics_render(const sfu_metrics_t *m, const sfu_gauges_t *g,
           m->events_journaled);
   counter(&o, "sfu_events_lost_total", "Records lost: journal failing and memory bound reached.",
           m->events_lost);
+  counter(&o, "sfu_webhook_batches_total", "Batches the control plane acknowledged.",
+          m->webhook_batches);
+  counter(&o, "sfu_webhook_failures_total", "Delivery attempts that will be retried.",
+          m->webhook_failures);
+  counter(&o, "sfu_webhook_parked_total", "Batches refused with 4xx and parked.",
+          m->webhook_parked);
   histogram(&o, "sfu_room_spawn_seconds", "Time from spawn to the room's ready message.", &m->spawn_seconds);
   gauge(&o, "sfu_process_cpu_seconds", "CPU time used by sfud itself.", g->cpu_seconds);
   if (o.len < cap) buf[o.len] = '\0';

@@ -35,6 +35,9 @@ typedef struct sfu_metrics_s {
   uint64_t usage_records;        /* usage checkpoint records from rooms */
   uint64_t events_journaled;     /* records appended to the journal */
   uint64_t events_lost;          /* records the journal refused past the memory bound */
+  uint64_t webhook_batches;      /* batches acknowledged by the control plane */
+  uint64_t webhook_failures;     /* attempts to retry */
+  uint64_t webhook_parked;       /* batches refused (4xx) and set aside */
   sfu_histogram_t spawn_seconds; /* spawn -> room "ready" message */
 } sfu_metrics_t;
 

@@ -22,6 +22,7 @@
 #include "sfu/sfu.h"
 #include "sfu/supervisor.h"
 #include "signaling/http_api.h"
+#include "signaling/webhook.h"
 #include "signaling/ws.h"
 
 static sfu_config_t cfg;
@@ -30,6 +31,9 @@ static sfu_supervisor_t *sup;
 static sfu_http_t *http;
 static sfu_ws_t *ws;
 static sfu_events_t *events;
+static sfu_webhook_t *webhook;
+
+static void on_durable(void *arg) { sfu_webhook_kick(arg); }
 
 static void hook_room_msg(void *arg, sfu_room_rec_t *r, const char *type, json_t *msg) {
   sfu_ws_on_room_msg(arg, r, type, msg);
@@ -72,6 +76,7 @@ int main(int argc, char **argv) {
   uv_loop_t *loop = uv_default_loop();
 
   signal(SIGPIPE, SIG_IGN);
+  signal(SIGXFSZ, SIG_IGN); /* a file-size limit is an EFBIG the journal handles */
   sfu_config_defaults(&cfg);
   int rv = sfu_config_parse_args(&cfg, argc, argv, &info, err, sizeof(err));
   if (rv < 0) {
@@ -110,6 +115,10 @@ int main(int argc, char **argv) {
   sfu_supervisor_set_hooks(sup, &hooks);
   if (sfu_http_start(&http, loop, &cfg, sup, ws, &metrics) != 0) return 1;
   sfu_http_set_events(http, events);
+  if (cfg.webhook_url[0]) {
+    if (sfu_webhook_start(&webhook, loop, &cfg, events, &metrics) != 0) return 2;
+    sfu_events_on_durable(events, on_durable, webhook);
+  }
 
   uv_signal_init(loop, &sig_int);
   uv_signal_init(loop, &sig_term);

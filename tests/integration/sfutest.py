@@ -19,11 +19,57 @@ def _die_with_parent():
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+class Receiver:
+    """The reference webhook receiver (tools/sfu-receiver.py) on port 0."""
+
+    SECRET = "webhook-secret-0123456789"
+
+    def __init__(self, db=None, port=0, *extra):
+        import tempfile
+        here = os.path.dirname(os.path.abspath(__file__))
+        self.tool = os.path.join(here, "..", "..", "tools", "sfu-receiver.py")
+        self.dir = tempfile.mkdtemp(prefix="sfu-receiver-")
+        self.db = db or os.path.join(self.dir, "records.db")
+        self.start(port, *extra)
+
+    def start(self, port=0, *extra):
+        pf = os.path.join(self.dir, "port")
+        if os.path.exists(pf):
+            os.unlink(pf)
+        self.proc = subprocess.Popen(
+            ["/usr/bin/python3", self.tool, "--listen", "127.0.0.1:%d" % port, "--secret",
+             self.SECRET, "--db", self.db, "--port-file", pf, *extra],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        def port_written():
+            if not os.path.exists(pf):
+                return None
+            with open(pf) as f:
+                return f.read().strip() or None
+        self.port = int(wait_for(port_written, what="receiver up"))
+        self.url = "http://127.0.0.1:%d/hook" % self.port
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(5)
+
+    def records(self):
+        import urllib.request
+        with urllib.request.urlopen("http://127.0.0.1:%d/records?after=0" % self.port) as r:
+            return json.loads(r.read())["records"]
+
+    def close(self):
+        import shutil
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 class Sfud:
     """A running sfud on an ephemeral loopback port, with its log captured."""
 
     def __init__(self, sfud, room, *extra, api_key="test-key",
-                 token_secret="test-secret-0123456789abcdef0123456789", data_dir=None):
+                 token_secret="test-secret-0123456789abcdef0123456789", data_dir=None,
+                 fsize=None):
         import tempfile
         self.own_data_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="sfu-test-data-")
@@ -35,9 +81,13 @@ class Sfud:
                 "--token-secret", token_secret, "--room-binary", room,
                 "--heartbeat-ms", "200", "--heartbeat-timeout-ms", "3000",
                 "--shutdown-grace-ms", "2000", "--data-dir", self.data_dir, *extra]
+        def child():
+            _die_with_parent()
+            if fsize is not None:  # to make the journal's disk "full"
+                import resource
+                resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, resource.RLIM_INFINITY))
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True,
-                                     preexec_fn=_die_with_parent)
+                                     stderr=subprocess.PIPE, text=True, preexec_fn=child)
         self._ready = threading.Event()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
