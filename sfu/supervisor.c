@@ -103,6 +103,7 @@ static void record_free(sfu_room_rec_t *r) {
   json_decref(r->metadata);
   json_decref(r->stats);
   json_decref(r->people);
+  json_decref(r->totals);
   free(r);
   s->records_alive--;
   maybe_done(s);
@@ -167,7 +168,9 @@ static void room_exited(sfu_room_rec_t *r, int64_t status, int term_signal) {
              "room ended (%s), exit status %lld signal %d", r->end_reason,
              (long long)status, term_signal);
     notify_gone(r, 0);
-    emit(r, "room_finished", json_pack("{s:s}", "reason", r->end_reason));
+    emit(r, "room_finished", json_pack("{s:s, s:i, s:O, s:I}", "reason", r->end_reason,
+                                       "participants", r->sessions, "ms", r->totals,
+                                       "duration_ms", (json_int_t)(sfu_wall_ms() - r->created_wall_ms)));
     close_handles(r);
     unlist(r);
     return;
@@ -192,8 +195,11 @@ static void room_exited(sfu_room_rec_t *r, int64_t status, int term_signal) {
     emit(r, "participant_left", json_pack("{s:O, s:s, s:s}", "participant", who, "sid", sid,
                                           "reason", "room_crashed"));
   json_object_clear(r->people);
-  emit(r, "room_crashed", json_pack("{s:s, s:I, s:i}", "end_reason", r->end_reason,
-                                    "exit_status", (json_int_t)status, "signal", term_signal));
+  emit(r, "room_crashed", json_pack("{s:s, s:I, s:i, s:i, s:O, s:I}", "end_reason",
+                                    r->end_reason, "exit_status", (json_int_t)status, "signal",
+                                    term_signal, "participants", r->sessions, "ms", r->totals,
+                                    "duration_ms",
+                                    (json_int_t)(sfu_wall_ms() - r->created_wall_ms)));
   close_handles(r);
   if (s->shutting_down || s->cfg->crashed_retention_s == 0) unlist(r);
 }
@@ -261,12 +267,19 @@ static void on_ipc_msg(sfu_ipc_t *ipc, json_t *msg) {
     json_t *recs = json_object_get(msg, "records"), *rec;
     size_t i;
     s->metrics->usage_records += json_is_array(recs) ? json_array_size(recs) : 0;
-    json_array_foreach(recs, i, rec)
+    json_array_foreach(recs, i, rec) {
+      const char *kind;
+      json_t *v;
+      json_object_foreach(json_object_get(rec, "ms"), kind, v) {
+        json_int_t sum = json_integer_value(json_object_get(r->totals, kind)) + json_integer_value(v);
+        json_object_set_new(r->totals, kind, json_integer(sum));
+      }
       emit(r, "usage", json_pack("{s:O*, s:O*, s:O*, s:O*, s:O*, s:O*}", "participant",
                                  json_object_get(rec, "identity"), "sid", json_object_get(rec, "sid"),
                                  "period_start_ms", json_object_get(rec, "period_start_ms"),
                                  "period_end_ms", json_object_get(rec, "period_end_ms"), "ms",
                                  json_object_get(rec, "ms"), "final", json_object_get(rec, "final")));
+    }
     if (sfu_log_enabled(SFU_LOG_DEBUG)) {
       char *text = json_dumps(recs, JSON_COMPACT);
       room_log(SFU_LOG_DEBUG, r, "usage %s", text ? text : "");
@@ -280,8 +293,10 @@ static void on_ipc_msg(sfu_ipc_t *ipc, json_t *msg) {
       s->metrics->ipc_bad_messages++;
       return;
     }
-    if (strcmp(et, "participant_joined") == 0)
+    if (strcmp(et, "participant_joined") == 0) {
       json_object_set(r->people, sid, json_object_get(ev, "participant"));
+      r->sessions++;
+    }
     else if (strcmp(et, "participant_left") == 0)
       json_object_del(r->people, sid);
     json_t *fields = json_deep_copy(ev);
@@ -359,6 +374,7 @@ int sfu_supervisor_spawn(sfu_supervisor_t *s, sfu_room_req_t *req,
   r->state = SFU_ROOM_STARTING;
   r->created_wall_ms = sfu_wall_ms();
   r->people = json_object();
+  r->totals = json_object();
 
   char a_max[16], a_empty[16], a_hb[16], a_pmin[8], a_pmax[8], a_usage[8];
   snprintf(a_usage, sizeof(a_usage), "%d", cfg->usage_interval_s);

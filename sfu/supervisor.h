@@ -66,6 +66,8 @@ struct sfu_room_rec_s {
   int participants;                  /* from the room's last report */
   json_t *stats;                     /* last stats message, or NULL */
   json_t *people;                    /* sid -> identity of joined participants */
+  json_t *totals;                    /* usage ms by kind over the room's life */
+  int sessions;                      /* participant sessions that joined */
   sfu_supervisor_t *sup;             /* owner */
   sfu_room_rec_t *next;              /* registry list */
 };

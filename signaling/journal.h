@@ -9,7 +9,7 @@
  *
  *   <dir>/00000000000000000001.seg   segment files, named by the seq of
  *   <dir>/00000000000000004711.seg   their first record (20 digits)
- *   <dir>/acked                      highest acknowledged seq (atomic file)
+ *   <dir>/acked                      acked seq, retired seq (atomic file)
  *
  * Each record is a 32-byte header and its payload (one JSON object):
  *
@@ -35,6 +35,9 @@
  * All integers big endian. A record is valid when the magic matches, both
  * CRCs verify, N <= max_record, and its seq exceeds every valid seq before
  * it (in this and earlier segments) and is >= the segment's name.
+ *
+ * Seqs: per node, from 1, never handed out twice -- not even one that was
+ * in a torn tail cut off at open (its seqs are retired first).
  *
  * Durability contract: a record is durable once sfu_journal_sync() returned
  * 0 after its append (or at once with sync_every_append). Readers
@@ -115,9 +118,10 @@ int sfu_journal_decode_header(const uint8_t hdr[SFU_JOURNAL_HDR_LEN], sfu_journa
 /*
  * Opens (creating `dir` if missing, one level) and recovers the journal:
  * every segment is scanned and validated, the last one's torn tail is
- * truncated, invalid bytes elsewhere are skipped and counted, the last
- * segment and the directory are fsynced so every recovered record is
- * durable. Content never makes open fail.
+ * truncated (after retiring its seqs in the ack file), invalid bytes
+ * elsewhere are skipped and counted, and the last segment and the
+ * directory are fsynced so every recovered record is durable. Content
+ * never makes open fail.
  *
  * `o` may be NULL (defaults). `recovered` (may be NULL) receives the stats.
  * Returns 0; SFU_EINVAL (bad options), SFU_EBUSY (another process has it

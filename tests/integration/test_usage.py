@@ -16,7 +16,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sfutest import Receiver, Sfud, wait_for  # noqa: E402
+from sfutest import Receiver, Sfud  # noqa: E402
 from aiortc_peer import Peer  # noqa: E402
 
 ARGS = None
@@ -78,10 +78,13 @@ class UsageTest(unittest.IsolatedAsyncioTestCase):
         self.assertEqual(seqs, list(range(seqs[0], seqs[0] + len(seqs))))  # none missing
 
     async def until(self, pred, timeout=15.0, what="condition"):
+        """Like sfutest.wait_for, but lets the peers run meanwhile (a
+        blocking wait would starve their media and pings)."""
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            if pred():
-                return
+            v = pred()
+            if v:
+                return v
             await asyncio.sleep(0.1)
         self.fail("timed out waiting for " + what)
 
@@ -100,13 +103,20 @@ class UsageTest(unittest.IsolatedAsyncioTestCase):
         await a.leave()
         t_a = time.monotonic() - t0
         await b.leave()
-        recs = wait_for(self.delivered, timeout=10, what="delivery")
+        recs = await self.until(self.delivered, timeout=10, what="delivery")
         self.assert_exactly_once_in_order(recs)
         conn = by_identity(recs, "connected")
         pub = by_identity(recs, "audio_published")
         self.assertAlmostEqual(conn["alice"] / 1000, t_a, delta=1.0)  # one interval
         self.assertLess(pub["bob"], conn["bob"] - 1500)  # two seconds muted
         self.assertGreater(pub["bob"], conn["bob"] - 3500)
+        self.sfud.request("DELETE", "/v1/rooms/" + room["room_id"])
+        recs = await self.until(lambda: (lambda r: r if r and r[-1]["type"] == "room_finished" else None)(
+            self.delivered()), timeout=10, what="room_finished")
+        fin = recs[-1]
+        self.assertEqual(fin["participants"], 2)
+        self.assertEqual(fin["ms"]["connected"], conn["alice"] + conn["bob"])  # the totals
+        self.assertEqual(fin["ms"]["audio_published"], pub["alice"] + pub["bob"])
         types = [r["type"] for r in recs]
         for t in ("room_started", "participant_joined", "track_published", "usage",
                   "participant_left"):
@@ -129,7 +139,7 @@ class UsageTest(unittest.IsolatedAsyncioTestCase):
         await asyncio.sleep(10)  # 30 s down, calls going on
         self.assertGreater(self.sfud.metric("sfu_webhook_failures_total"), 0)
         self.rcv.start(port)
-        recs = wait_for(self.delivered, timeout=90, what="delivery after the outage")
+        recs = await self.until(self.delivered, timeout=90, what="delivery after the outage")
         self.assert_exactly_once_in_order(recs)
         left = [r["participant"] for r in recs if r["type"] == "participant_left"]
         self.assertEqual(left, ["bob"])
@@ -152,7 +162,7 @@ class UsageTest(unittest.IsolatedAsyncioTestCase):
             f.write(b"SFUJ\x00\x00")  # a torn last record
         self.rcv.start(port)
         self.start_sfud(data_dir=data)
-        recs = wait_for(lambda: (lambda r: r if len(r) >= len(journaled) else None)(
+        recs = await self.until(lambda: (lambda r: r if len(r) >= len(journaled) else None)(
             self.rcv.records()), timeout=15, what="redelivery")
         self.assertEqual([r["id"] for r in recs[:len(journaled)]], [r["id"] for r in journaled])
         self.assert_exactly_once_in_order(recs)
@@ -163,7 +173,7 @@ class UsageTest(unittest.IsolatedAsyncioTestCase):
         await a.join(negotiate=False)
         await asyncio.sleep(1.5)
         os.kill(room["pid"], signal.SIGKILL)
-        recs = wait_for(lambda: (lambda r: r if r and r[-1]["type"] == "room_crashed" else None)(
+        recs = await self.until(lambda: (lambda r: r if r and r[-1]["type"] == "room_crashed" else None)(
             self.delivered()), timeout=10, what="crash records")
         tail = [(r["type"], r.get("participant"), r.get("reason")) for r in recs[-2:]]
         self.assertEqual(tail, [("participant_left", "alice", "room_crashed"),
@@ -176,7 +186,7 @@ class UsageTest(unittest.IsolatedAsyncioTestCase):
         self.rcv.stop()
         self.rcv.start(self.rcv.port, "--fail-status", "400")
         self.room()
-        wait_for(lambda: self.sfud.metric("sfu_webhook_parked_total") >= 1, what="parked")
+        await self.until(lambda: self.sfud.metric("sfu_webhook_parked_total") >= 1, what="parked")
         parked = os.listdir(os.path.join(self.sfud.data_dir, "parked"))
         self.assertTrue(parked and parked[0].endswith(".json"))
         with open(os.path.join(self.sfud.data_dir, "parked", parked[0])) as f:
@@ -188,7 +198,7 @@ class UsageTest(unittest.IsolatedAsyncioTestCase):
         self.sfud.stop()
         self.sfud = self.start_sfud(fsize=1500)  # the journal can hold a few records
         rooms = [self.room() for _ in range(30)]
-        hz = wait_for(lambda: (lambda j: j if j.get("status") == "degraded" else None)(
+        hz = await self.until(lambda: (lambda j: j if j.get("status") == "degraded" else None)(
             self.sfud.request("GET", "/healthz", auth=False)[1]), what="degraded")
         self.assertGreater(hz["records_in_memory"], 0)
         self.assertEqual(self.sfud.request("POST", "/v1/rooms", {})[0], 201)  # still serving
@@ -196,7 +206,7 @@ class UsageTest(unittest.IsolatedAsyncioTestCase):
                        check=True)
         for r in rooms:
             self.sfud.request("DELETE", "/v1/rooms/" + r["room_id"])
-        recs = wait_for(lambda: (lambda r: r if sum(x["type"] == "room_finished" for x in r)
+        recs = await self.until(lambda: (lambda r: r if sum(x["type"] == "room_finished" for x in r)
                                  >= 30 else None)(self.rcv.records()), timeout=30,
                         what="everything delivered")
         self.assert_exactly_once_in_order(recs)
