@@ -20,10 +20,10 @@
  *     segment are fsynced; iterators never read past them, so a record is
  *     only ever handed out once a power cut can no longer take it back;
  *   - next_seq exceeds every valid seq, every seq in a verified header
- *     still on disk (a skipped record keeps its seq), the acked seq, the
- *     retired seq, and the active segment's name - 1. Truncating a torn
- *     tail first retires every seq it may have held (retire_tail), so no
- *     seq that ever reached the disk is handed out twice.
+ *     still on disk (a skipped record keeps its seq), the acked seq and
+ *     the active segment's name - 1. Only the seqs of a torn tail, cut off
+ *     at open, come back: those records were never durable, so never read
+ *     by an iterator, so never delivered.
  *
  * Scanning (scan_t) is shared by recovery and by iterators, so both take
  * the same decision on every byte. A scanner looks at a window of the file
@@ -70,7 +70,7 @@
 #define ACK_NAME "acked"
 #define ACK_TMP "acked.tmp"
 #define ACK_MAGIC 0x53465541u /* "SFUA" */
-#define ACK_LEN 24
+#define ACK_LEN 16
 #define SCAN_CHUNK (64u << 10) /* smallest scan window */
 #define MIN_SEGMENT_BYTES 256
 
@@ -354,7 +354,6 @@ struct sfu_journal_s {
   uint64_t durable_seq;    /* newest synced record */
   uint64_t durable_bytes;  /* synced prefix of the active segment */
   uint64_t acked;          /* highest acknowledged seq */
-  uint64_t retired;        /* seqs up to here may have been in a torn tail */
   int failed;              /* sticky fsync error, or 0 */
   int dirty;               /* junk past the active segment's end */
   uint64_t torn, corrupt;  /* recovery: bytes truncated / skipped */
@@ -410,12 +409,9 @@ static int sync_dir(sfu_journal_t *j) { return fsync(j->dfd) == 0 ? 0 : -errno; 
 
 /* ---- ack file ------------------------------------------------------------
  *
- *   +------------+---------------+-----------------+------------------------+
- *   | "SFUA" u32 | acked seq u64 | retired seq u64 | CRC-32C of bytes 0..19 |
- *   +------------+---------------+-----------------+------------------------+
- *
- * 24 bytes. `retired`: the highest seq a truncated torn tail may have held
- * (see recover()); next_seq stays above it.
+ *   +------------+------------------+-----------------------+
+ *   | "SFUA" u32 | acked seq u64    | CRC-32C of bytes 0..11 |   16 bytes
+ *   +------------+------------------+-----------------------+
  */
 static void read_ack(sfu_journal_t *j) {
   uint8_t b[ACK_LEN + 1];
@@ -430,23 +426,21 @@ static void read_ack(sfu_journal_t *j) {
   do n = read(fd, b, sizeof(b));
   while (n < 0 && errno == EINTR);
   close(fd);
-  if (n != ACK_LEN || sfu_rd32(b) != ACK_MAGIC || sfu_rd32(b + 20) != sfu_crc32c(0, b, 20)) {
+  if (n != ACK_LEN || sfu_rd32(b) != ACK_MAGIC || sfu_rd32(b + 12) != sfu_crc32c(0, b, 12)) {
     sfu_log(SFU_LOG_WARN, "journal", "[%s] ack file invalid: acked seq taken as 0, "
             "unacknowledged records will be sent again", j->dir);
     return;
   }
   j->acked = rd64(b + 4);
-  j->retired = rd64(b + 12);
 }
 
-static int write_ack(sfu_journal_t *j, uint64_t upto, uint64_t retired) {
+static int write_ack(sfu_journal_t *j, uint64_t upto) {
   uint8_t b[ACK_LEN];
   size_t off = 0;
   int fd, rv = 0;
   sfu_wr32(b, ACK_MAGIC);
   wr64(b + 4, upto);
-  wr64(b + 12, retired);
-  sfu_wr32(b + 20, sfu_crc32c(0, b, 20));
+  sfu_wr32(b + 12, sfu_crc32c(0, b, 12));
   fd = openat(j->dfd, ACK_TMP, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return -errno;
   while (off < ACK_LEN) {
@@ -510,31 +504,6 @@ static int list_segments(sfu_journal_t *j, uint64_t **out, size_t *n) {
 static uint64_t max_u64(uint64_t a, uint64_t b) { return a > b ? a : b; }
 
 /*
- * A torn tail of `tail` bytes is about to be cut off. Seqs that lived in it
- * must not be handed out again: one of its records may have been durable
- * and delivered before a later crash damaged it (a torn sector, the
- * medium). Records there were appended in one run, consecutively from at
- * most the next_seq this open computes, and each takes >= 32 bytes, so no
- * seq in it exceeds next - 1 + ceil(tail / 32); a verified header there may
- * say more (`tail_hdr`). That bound is written to the ack file before the
- * truncation. `hdr_max` covers everything before the tail.
- */
-static void retire_tail(sfu_journal_t *j, uint64_t hdr_max, uint64_t tail_hdr, uint64_t name,
-                        uint64_t tail) {
-  uint64_t top = max_u64(max_u64(hdr_max, j->acked), j->retired);
-  uint64_t span = (tail + HDR - 1) / HDR, retired;
-  if (top < UINT64_MAX && name > top + 1) top = name - 1;
-  retired = max_u64(top > UINT64_MAX - span ? UINT64_MAX : top + span, tail_hdr);
-  if (retired <= j->retired) return;
-  j->retired = retired;
-  int rv = write_ack(j, j->acked, retired);
-  if (rv != 0)
-    sfu_log(SFU_LOG_ERROR, "journal",
-            "[%s] recording retired seqs up to %" PRIu64 ": %s; they stay retired until the "
-            "next restart only", j->dir, retired, strerror(-rv));
-}
-
-/*
  * Scans every segment, oldest first, and fills the segment table. The last
  * segment stays open as the active one, its tail after the last valid
  * record truncated; in older segments invalid bytes are only counted.
@@ -588,7 +557,6 @@ static int recover(sfu_journal_t *j) {
     if (s.valid_end < g.bytes) {
       uint64_t tail = g.bytes - s.valid_end;
       if (last) {
-        retire_tail(j, hdr_max, s.hdr_tail, g.name, tail);
         if ((rv = do_ftruncate(fd, s.valid_end)) != 0) {
           close(fd);
           sfu_log(SFU_LOG_ERROR, "journal", "[%s] %s: truncating torn tail: %s", j->dir, fname,
@@ -625,7 +593,7 @@ static int recover(sfu_journal_t *j) {
     j->durable_bytes = active(j)->bytes;
   }
   {
-    uint64_t top = max_u64(max_u64(hdr_max, j->acked), j->retired);
+    uint64_t top = max_u64(hdr_max, j->acked);
     j->next_seq = top == UINT64_MAX ? 0 : top + 1;
     if (j->next_seq && j->nsegs && active(j)->name > j->next_seq) j->next_seq = active(j)->name;
     if (!j->next_seq) sfu_log(SFU_LOG_ERROR, "journal", "[%s] sequence numbers exhausted", j->dir);
@@ -840,9 +808,9 @@ int sfu_journal_ack(sfu_journal_t *j, uint64_t upto_seq) {
   int rv;
   if (upto_seq <= j->acked) return 0;
   if (upto_seq > j->durable_seq) return SFU_EINVAL;
-  rv = write_ack(j, upto_seq, j->retired);
+  rv = write_ack(j, upto_seq);
   j->acked = upto_seq;
-  if (delete_acked(j, upto_seq) && rv != 0) rv = write_ack(j, upto_seq, j->retired);
+  if (delete_acked(j, upto_seq) && rv != 0) rv = write_ack(j, upto_seq);
   if (rv != 0)
     sfu_log(SFU_LOG_WARN, "journal", "[%s] writing ack %" PRIu64 ": %s (held in memory)",
             j->dir, upto_seq, strerror(-rv));

@@ -9,7 +9,7 @@
  *
  *   <dir>/00000000000000000001.seg   segment files, named by the seq of
  *   <dir>/00000000000000004711.seg   their first record (20 digits)
- *   <dir>/acked                      acked seq, retired seq (atomic file)
+ *   <dir>/acked                      highest acknowledged seq (atomic file)
  *
  * Each record is a 32-byte header and its payload (one JSON object):
  *
@@ -36,14 +36,14 @@
  * CRCs verify, N <= max_record, and its seq exceeds every valid seq before
  * it (in this and earlier segments) and is >= the segment's name.
  *
- * Seqs: per node, from 1, never handed out twice -- not even one that was
- * in a torn tail cut off at open (its seqs are retired first).
+ * Seqs: per node, from 1, strictly increasing; a seq that was ever durable
+ * is never handed out again (a torn tail's seqs were not, and come back).
  *
  * Durability contract: a record is durable once sfu_journal_sync() returned
  * 0 after its append (or at once with sync_every_append). Readers
  * (iterators) see only durable records, so nothing is delivered that a
- * power cut could take back. sfud syncs once per loop turn, before it
- * answers or forwards anything that depends on the records of that turn.
+ * power cut could take back. sfud (sfu/events.c) syncs once per loop turn,
+ * just before the loop blocks: one fdatasync per batch.
  *
  * One thread: the journal and its iterators belong to sfud's loop thread.
  * One process: open takes an exclusive flock on the directory (SFU_EBUSY).
@@ -118,10 +118,9 @@ int sfu_journal_decode_header(const uint8_t hdr[SFU_JOURNAL_HDR_LEN], sfu_journa
 /*
  * Opens (creating `dir` if missing, one level) and recovers the journal:
  * every segment is scanned and validated, the last one's torn tail is
- * truncated (after retiring its seqs in the ack file), invalid bytes
- * elsewhere are skipped and counted, and the last segment and the
- * directory are fsynced so every recovered record is durable. Content
- * never makes open fail.
+ * truncated, invalid bytes elsewhere are skipped and counted, and the
+ * last segment and the directory are fsynced so every recovered record is
+ * durable. Content never makes open fail.
  *
  * `o` may be NULL (defaults). `recovered` (may be NULL) receives the stats.
  * Returns 0; SFU_EINVAL (bad options), SFU_EBUSY (another process has it
