@@ -32,6 +32,9 @@ import socket
 import struct
 import subprocess
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from sfutest import live_procs  # noqa: E402
 import tempfile
 import threading
 import time
@@ -430,25 +433,10 @@ class Chromium:
     def _own_pids(self):
         """Live processes started by this Chromium: its group, plus any
         process whose command line names our private temp dir."""
-        out = []
-        for d in os.listdir("/proc"):
-            if not d.isdigit():
-                continue
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    st = f.read()
-                fields = st[st.rindex(")") + 2:].split()
-                if fields[0] == "Z":
-                    continue
-                if self.proc and int(fields[2]) == self.proc.pid:
-                    out.append(int(d))
-                    continue
-                with open(f"/proc/{d}/cmdline", "rb") as f:
-                    if self.tmp_dir.encode() in f.read():
-                        out.append(int(d))
-            except (OSError, ValueError, IndexError):
-                continue
-        return out
+        mine = self.tmp_dir.encode()
+        return [pid for pid, fields, cmdline in live_procs()
+                if (self.proc and int(fields[2]) == self.proc.pid)
+                or any(mine in a for a in cmdline())]
 
     def _browser_close(self, timeout=3.0):
         """Ask Chromium to quit over CDP (Browser.close); wait for it."""
@@ -627,18 +615,7 @@ def _alive(pid):
 
 def _group_alive(pgid):
     """True if any live (non-zombie) process is in process group pgid."""
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                st = f.read()
-        except OSError:
-            continue
-        fields = st[st.rindex(")") + 2:].split()
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            return True
-    return False
+    return any(int(fields[2]) == pgid for _, fields, _ in live_procs())
 
 
 def main(argv):

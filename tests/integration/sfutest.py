@@ -124,21 +124,7 @@ class Sfud:
 
     def _procs(self):
         """{pid: (ppid, cmdline)} of live (non-zombie) processes."""
-        out = {}
-        for d in os.listdir("/proc"):
-            if not d.isdigit():
-                continue
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    st = f.read()
-                with open(f"/proc/{d}/cmdline", "rb") as f:
-                    cmd = f.read().split(b"\0")
-            except OSError:
-                continue
-            fields = st[st.rindex(")") + 2:].split()
-            if fields[0] != "Z":
-                out[int(d)] = (int(fields[1]), cmd)
-        return out
+        return {pid: (int(fields[1]), cmdline()) for pid, fields, cmdline in live_procs()}
 
     def zygote(self):
         """PID of sfud's zygote (the template process rooms fork from)."""
@@ -202,6 +188,26 @@ def wait_for(pred, timeout=10.0, step=0.05, what="condition"):
             return v
         time.sleep(step)
     raise AssertionError("timed out waiting for " + what)
+
+
+def live_procs():
+    """(pid, stat fields after the command name, cmdline()) of every live
+    (non-zombie) process; cmdline() reads /proc/PID/cmdline split at NULs,
+    b"" if the process is gone."""
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        fields = proc_stat_fields(int(d))
+        if fields is None or fields[0] == "Z":
+            continue
+
+        def cmdline(d=d):
+            try:
+                with open(f"/proc/{d}/cmdline", "rb") as f:
+                    return f.read().split(b"\0")
+            except OSError:
+                return [b""]
+        yield int(d), fields, cmdline
 
 
 def proc_stat_fields(pid):
