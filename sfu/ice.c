@@ -229,15 +229,15 @@ int sfu_ice_create(sfu_ice_t **out, uv_loop_t *loop, GMainContext *ctx,
   if (!ice) return SFU_ENOMEM;
   ice->by_id = calloc(MAX_STREAM_IDS, sizeof(*ice->by_id));
   ice->agent = nice_agent_new_full(ctx, NICE_COMPATIBILITY_RFC5245,
-                                   NICE_AGENT_OPTION_LITE_MODE);
+                                   o->full ? NICE_AGENT_OPTION_NONE : NICE_AGENT_OPTION_LITE_MODE);
   if (!ice->by_id || !ice->agent) {
     sfu_ice_destroy(ice);
     return SFU_ENOMEM;
   }
   ice->opts = *o;
   ice->loop = loop;
-  g_object_set(ice->agent, "controlling-mode", FALSE, "upnp", FALSE, "ice-tcp", FALSE,
-               "keepalive-conncheck", FALSE, NULL);
+  g_object_set(ice->agent, "controlling-mode", o->full ? TRUE : FALSE, "upnp", FALSE,
+               "ice-tcp", FALSE, "keepalive-conncheck", FALSE, NULL);
   char addrs[256];
   snprintf(addrs, sizeof(addrs), "%s", o->addresses && o->addresses[0] ? o->addresses : "127.0.0.1");
   for (char *save = NULL, *a = strtok_r(addrs, ", ", &save); a; a = strtok_r(NULL, ", ", &save)) {
@@ -372,7 +372,7 @@ int sfu_ice_set_remote(sfu_ice_stream_t *st, const char *ufrag, const char *pwd)
 
 /* An ICE-lite agent never checks: it answers the peer's checks and learns
  * the peer's address from them (peer-reflexive). So a remote candidate is
- * only parsed, to refuse garbage, and not given to libnice, which would
+ * only parsed, to refuse garbage (a full agent gets it), and not given to libnice, which would
  * otherwise start connectivity checks of its own even in lite mode -- and
  * a check from the lite side confuses full agents (aioice) in nomination. */
 int sfu_ice_add_remote_candidate(sfu_ice_stream_t *st, const char *cand) {
@@ -381,8 +381,13 @@ int sfu_ice_add_remote_candidate(sfu_ice_stream_t *st, const char *cand) {
   snprintf(buf, sizeof(buf), "a=%s", cand);
   NiceCandidate *c = nice_agent_parse_remote_candidate_sdp(st->ice->agent, st->id, buf);
   if (!c) return SFU_EINVAL;
+  int rv = 0;
+  if (st->ice->opts.full && c->component_id == 1) { /* a full agent checks it */
+    GSList one = {c, NULL};
+    rv = nice_agent_set_remote_candidates(st->ice->agent, st->id, 1, &one) == 1 ? 0 : SFU_EINVAL;
+  }
   nice_candidate_free(c);
-  return 0;
+  return rv;
 }
 
 int sfu_ice_send(sfu_ice_stream_t *st, const uint8_t *buf, size_t len) {

@@ -1,7 +1,9 @@
 /*
  * ice.h -- the room's ICE agent: one libnice agent in ICE-lite mode
  * (controlled), one stream per participant, one component (rtcp-mux and
- * BUNDLE are required, so RTP, RTCP and DTLS share one 5-tuple).
+ * BUNDLE are required, so RTP, RTCP and DTLS share one 5-tuple). With
+ * opts.full the same code is a client's full, controlling agent, which
+ * checks the remote candidates it is given and nominates.
  *
  * The agent lives on the room's GMainContext (sfu/gloop.c), so its socket
  * callbacks run on the room's only thread.
@@ -31,6 +33,8 @@ typedef struct sfu_ice_opts_s {
   const char *addresses;   /* comma-separated local IPs for host candidates */
   int port_min, port_max;  /* UDP range, 0/0 = any */
   const char *announce;    /* IP written into candidates instead (1:1 NAT) */
+  int full;                /* a full, controlling agent (the client side:
+                              tools/client/) instead of the SFU's ICE-lite */
 } sfu_ice_opts_t;
 
 /* The agent's timers run on `ctx`; its sockets are read from `loop`. */

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <openssl/rand.h>
 
@@ -29,6 +30,10 @@
 #define OPUS_FMTP "minptime=10;useinbandfec=1"
 #define URI_LEVEL "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 #define URI_MID "urn:ietf:params:rtp-hdrext:sdes:mid"
+#define URI_RID "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
+#define URI_RRID "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"
+/* Feedback the SFU acts on for video, offered and answered. */
+#define VIDEO_FB (SFU_FB_NACK | SFU_FB_PLI | SFU_FB_FIR | SFU_FB_REMB)
 
 /* --- building descriptions ---------------------------------------------- */
 
@@ -64,8 +69,37 @@ static void put_transport(sfu_room_t *room, sfu_participant_t *p, sfu_sdp_media_
   m->end_of_candidates = 1;
 }
 
-static void put_opus(sfu_sdp_media_t *m, int pt, const char *fmtp) {
-  sfu_sdp_codec_t *c = &m->codecs[0];
+/* One codec on an m-line: the one we receive or send, without feedback
+ * (the SFU terminates RTCP and asks for nothing it does not act on). */
+static void put_codec(sfu_sdp_media_t *m, const sfu_sdp_codec_t *c) {
+  m->codecs[0] = *c;
+  m->codecs[0].fb = 0;
+  m->codecs[0].rtx_apt = -1;
+  m->ncodecs = 1;
+}
+
+/* A video codec with the feedback the SFU uses, and its RTX (rtx_pt >= 0). */
+static void put_video_codec(sfu_sdp_media_t *m, const sfu_sdp_codec_t *c, int rtx_pt) {
+  put_codec(m, c);
+  m->codecs[0].fb = VIDEO_FB;
+  if (rtx_pt < 0) return;
+  sfu_sdp_codec_t *r = &m->codecs[m->ncodecs++];
+  memset(r, 0, sizeof(*r));
+  r->pt = rtx_pt;
+  snprintf(r->name, sizeof(r->name), "rtx");
+  r->clock = c->clock;
+  r->rtx_apt = c->pt;
+}
+
+/* The RTX payload type repairing `pt` in an m-line, or -1. */
+static int rtx_for(const sfu_sdp_media_t *m, int pt) {
+  for (int i = 0; i < m->ncodecs; i++)
+    if (m->codecs[i].rtx_apt == pt && strcasecmp(m->codecs[i].name, "rtx") == 0)
+      return m->codecs[i].pt;
+  return -1;
+}
+
+static void opus_codec(sfu_sdp_codec_t *c, int pt, const char *fmtp) {
   memset(c, 0, sizeof(*c));
   c->pt = pt;
   snprintf(c->name, sizeof(c->name), "opus");
@@ -73,7 +107,23 @@ static void put_opus(sfu_sdp_media_t *m, int pt, const char *fmtp) {
   c->channels = 2;
   snprintf(c->fmtp, sizeof(c->fmtp), "%s", fmtp && fmtp[0] ? fmtp : OPUS_FMTP);
   c->rtx_apt = -1;
-  m->ncodecs = 1;
+}
+
+/* The video codec the SFU takes from an offer: the offerer's first choice
+ * among those it forwards. H.264 only in packetization mode 1 (FU-A,
+ * STAP-A), which every browser offers. */
+static const sfu_sdp_codec_t *pick_video_codec(const sfu_sdp_media_t *m) {
+  static const char *const names[] = {"VP8", "VP9", "H264", "AV1"};
+  for (int i = 0; i < m->ncodecs; i++) {
+    const sfu_sdp_codec_t *c = &m->codecs[i];
+    if (c->clock != 90000) continue;
+    for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
+      if (strcasecmp(c->name, names[k]) != 0) continue;
+      if (k == 2 && !strstr(c->fmtp, "packetization-mode=1")) break;
+      return c;
+    }
+  }
+  return NULL;
 }
 
 static void session_fields(sfu_participant_t *p, sfu_sdp_t *s) {
@@ -116,6 +166,40 @@ static int send_sdp(sfu_room_t *room, sfu_participant_t *p, sfu_sdp_t *s, const 
 
 /* --- subscriptions ------------------------------------------------------- */
 
+/* The payload type of codec `c` in offers to `sub`. Every m-line of one
+ * BUNDLE shares a payload-type space, so a type may name only one codec
+ * there: the subscriber's own type for the codec if it has one, else the
+ * usual browser number, else the first free dynamic type. */
+static int choose_pt(const sfu_participant_t *sub, const sfu_sdp_codec_t *c) {
+  uint8_t used[128] = {0}; /* 1 = another codec, 2 = this one */
+  int usual = strcasecmp(c->name, "opus") == 0 ? 111 : strcasecmp(c->name, "VP8") == 0 ? 96
+            : strcasecmp(c->name, "VP9") == 0 ? 98 : strcasecmp(c->name, "H264") == 0 ? 102
+            : strcasecmp(c->name, "AV1") == 0 ? 45 : c->pt;
+  const sfu_sdp_t *s = sub->local;
+  for (int i = 0; s && i < s->nmedia; i++)
+    for (int k = 0; k < s->media[i].ncodecs; k++) {
+      const sfu_sdp_codec_t *o = &s->media[i].codecs[k];
+      if (o->pt < 0 || o->pt > 127) continue;
+      int same = strcasecmp(o->name, c->name) == 0 && o->clock == c->clock &&
+                 strcmp(o->fmtp, c->fmtp) == 0 && o->rtx_apt == c->rtx_apt;
+      if (same) return o->pt;
+      used[o->pt] = 1;
+    }
+  for (int i = 0; i < sub->ndown; i++) {
+    const sfu_downtrack_t *d = sub->down[i];
+    if (strcasecmp(d->codec.name, c->name) == 0 && d->codec.clock == c->clock &&
+        strcmp(d->codec.fmtp, c->fmtp) == 0 && c->rtx_apt < 0)
+      return d->pt;
+    if (d->kind == SFU_KIND_VIDEO && c->rtx_apt == d->pt && d->rtx_pt >= 0) return d->rtx_pt;
+    used[d->pt] = 1;
+    if (d->rtx_pt >= 0) used[d->rtx_pt] = 1;
+  }
+  if (usual >= 0 && usual < 128 && !used[usual]) return usual;
+  for (int pt = 96; pt < 128; pt++)
+    if (!used[pt]) return pt;
+  return usual;
+}
+
 static sfu_downtrack_t *subscribe(sfu_participant_t *sub, sfu_track_t *t) {
   if (sub->ndown == sub->capdown) {
     int cap = sub->capdown ? sub->capdown * 2 : 8;
@@ -127,13 +211,34 @@ static sfu_downtrack_t *subscribe(sfu_participant_t *sub, sfu_track_t *t) {
   sfu_downtrack_t *d = calloc(1, sizeof(*d));
   if (!d) return NULL;
   if (sfu_track_add_down(t, d) != 0) {
-    free(d);
+    sfu_downtrack_free(d);
     return NULL;
   }
   d->track = t;
   d->sub = sub;
   d->ssrc = t->out_ssrc;
-  d->pt = 111;
+  d->kind = t->kind;
+  if (t->kind == SFU_KIND_AUDIO)
+    opus_codec(&d->codec, 111, NULL);
+  else
+    d->codec = t->codec;
+  d->pt = (uint8_t)choose_pt(sub, &d->codec);
+  d->codec.pt = d->pt;
+  d->rtx_pt = -1;
+  d->layer = -1;
+  d->target = t->nlayers - 1;
+  d->max_layer = SFU_MAX_LAYERS - 1;
+  d->last_pid = d->last_tl0 = -1;
+  if (t->kind == SFU_KIND_VIDEO) { /* offer RTX: a distinct type in the bundle */
+    sfu_sdp_codec_t rtx;
+    memset(&rtx, 0, sizeof(rtx));
+    snprintf(rtx.name, sizeof(rtx.name), "rtx");
+    rtx.clock = 90000;
+    rtx.rtx_apt = d->pt;
+    rtx.pt = 127;
+    int pt = choose_pt(sub, &rtx);
+    d->rtx_pt = pt != d->pt ? pt : -1;
+  }
   snprintf(d->mid, sizeof(d->mid), "s%d", sub->next_mid++);
   snprintf(d->owner_sid, sizeof(d->owner_sid), "%s", t->owner->sid);
   snprintf(d->track_id, sizeof(d->track_id), "%s", t->id);
@@ -189,26 +294,81 @@ static int check_offer(const sfu_sdp_t *o, const char **why) {
   return 0;
 }
 
-static sfu_track_t *publish_audio(sfu_room_t *room, sfu_participant_t *p,
-                                  const sfu_sdp_media_t *m, const sfu_sdp_codec_t *opus) {
-  sfu_track_t *t = p->audio;
+/* The encodings of a track: simulcast by rid (a=rid ... send with
+ * a=simulcast; SSRCs learnt from the rid extension) or by ssrc-group SIM,
+ * else one. Layers keep what they learnt when a re-offer repeats them. */
+static void set_layers(sfu_track_t *t, const sfu_sdp_media_t *m) {
+  int n = 0;
+  sfu_layer_t old[SFU_MAX_LAYERS];
+  memcpy(old, t->layers, sizeof(old));
+  int nold = t->nlayers;
+  sfu_layer_t fresh[SFU_MAX_LAYERS];
+  memset(fresh, 0, sizeof(fresh));
+  if (m->has_simulcast && t->kind == SFU_KIND_VIDEO) {
+    for (int i = 0; i < m->nrids && n < SFU_MAX_LAYERS; i++)
+      if (m->rids[i].send) snprintf(fresh[n++].rid, sizeof(fresh[0].rid), "%s", m->rids[i].rid);
+  } else if (m->nsim > 1 && t->kind == SFU_KIND_VIDEO) {
+    for (int i = 0; i < m->nsim && n < SFU_MAX_LAYERS; i++) fresh[n++].ssrc = m->sim_ssrcs[i];
+  }
+  if (n == 0) {
+    n = 1;
+    fresh[0].ssrc = m->nssrcs > 0 ? m->ssrcs[0] : 0;
+    if (m->has_fid && m->fid_ssrc[0] == fresh[0].ssrc) fresh[0].rtx_ssrc = m->fid_ssrc[1];
+  }
+  for (int i = 0; i < n; i++) /* keep a layer's state if it is the same one */
+    for (int k = 0; k < nold; k++)
+      if (strcmp(old[k].rid, fresh[i].rid) == 0 && (!fresh[i].ssrc || fresh[i].ssrc == old[k].ssrc)) {
+        fresh[i] = old[k];
+        old[k].nack = NULL;
+        break;
+      }
+  for (int k = 0; k < nold; k++) free(old[k].nack);
+  memcpy(t->layers, fresh, sizeof(fresh));
+  t->nlayers = n;
+}
+
+/* p's track of this kind, created on first use, set from the offer. */
+static sfu_track_t *publish(sfu_participant_t *p, sfu_kind_t kind, const sfu_sdp_media_t *m,
+                            const sfu_sdp_codec_t *c) {
+  sfu_track_t **slot = kind == SFU_KIND_AUDIO ? &p->audio : &p->video;
+  sfu_track_t *t = *slot;
   if (!t) {
     t = sfu_track_create(p);
     if (!t) return NULL;
-    p->audio = t;
+    t->kind = kind;
+    *slot = t;
   }
   snprintf(t->mid, sizeof(t->mid), "%s", m->mid);
-  t->pt = (uint8_t)opus->pt;
-  t->level_ext = sfu_sdp_find_ext(m, URI_LEVEL);
-  if (m->nssrcs > 0) t->ssrc = m->ssrcs[0];
-  t->muted = p->muted;
+  t->pt = (uint8_t)c->pt;
+  t->codec = *c;
+  t->codec.fb = 0;
+  t->codec.rtx_apt = -1;
+  t->rtx_pt = kind == SFU_KIND_VIDEO ? rtx_for(m, c->pt) : -1;
+  if (kind == SFU_KIND_AUDIO) {
+    t->level_ext = sfu_sdp_find_ext(m, URI_LEVEL);
+    t->muted = p->muted;
+  }
+  t->rid_ext = sfu_sdp_find_ext(m, URI_RID);
+  t->rrid_ext = sfu_sdp_find_ext(m, URI_RRID);
+  set_layers(t, m);
   return t;
+}
+
+/* A track is new: tell the room and the control plane, subscribe the others. */
+static void announce_track(sfu_room_t *room, sfu_participant_t *p, sfu_track_t *t) {
+  const char *kind = t->kind == SFU_KIND_AUDIO ? "audio" : "video";
+  sfu_log(SFU_LOG_INFO, "room", "[%s] publishes %s %s (mid %s, %s pt %d)", p->identity, kind,
+          t->id, t->mid, t->codec.name, t->pt);
+  sfu_room_event(room, "track_published", p,
+                 json_pack("{s:s, s:s, s:s}", "track_id", t->id, "kind", kind, "codec",
+                           t->codec.name));
+  sfu_neg_track_added(room, t);
 }
 
 int sfu_neg_on_offer(sfu_room_t *room, sfu_participant_t *p, const char *text, json_t *id) {
   const char *why = NULL, *our_setup = "passive";
   sfu_sdp_t offer;
-  int new_track = 0, rv;
+  int rv;
 
   if (p->neg == NEG_OFFER_SENT) {
     sfu_room_error(room, p, id, "glare", "answer the server's offer %d first", p->offer_id);
@@ -244,6 +404,7 @@ int sfu_neg_on_offer(sfu_room_t *room, sfu_participant_t *p, const char *text, j
 
   sfu_sdp_t *ans = sdp_new(offer.nmedia);
   sfu_downtrack_t *mine;
+  sfu_track_t *added[2] = {NULL, NULL};
   if (!ans) {
     sfu_sdp_free(&offer);
     return SFU_ENOMEM;
@@ -274,18 +435,39 @@ int sfu_neg_on_offer(sfu_room_t *room, sfu_participant_t *p, const char *text, j
     am->port = 9;
     am->rtcp_rsize = om->rtcp_rsize;
     put_transport(room, p, am, our_setup);
-    if (strcmp(om->kind, "audio") == 0 && opus && sends && (p->grants & SFU_GRANT_PUBLISH) &&
-        (!p->audio || strcmp(p->audio->mid, om->mid) == 0)) {
-      new_track |= p->audio == NULL;
-      if (!publish_audio(room, p, om, opus)) continue;
+    const sfu_sdp_codec_t *vc = strcmp(om->kind, "video") == 0 ? pick_video_codec(om) : NULL;
+    int can = sends && (p->grants & SFU_GRANT_PUBLISH);
+    sfu_kind_t kind = vc ? SFU_KIND_VIDEO : SFU_KIND_AUDIO;
+    const sfu_sdp_codec_t *c = vc ? vc : strcmp(om->kind, "audio") == 0 ? opus : NULL;
+    sfu_track_t *cur = vc ? p->video : p->audio;
+    if (c && can && (!cur || strcmp(cur->mid, om->mid) == 0)) {
+      sfu_track_t *t = publish(p, kind, om, c);
+      if (!t) continue;
+      if (!cur) added[kind] = t;
       am->dir = SFU_DIR_RECVONLY;
-      put_opus(am, opus->pt, opus->fmtp);
+      if (kind == SFU_KIND_AUDIO) {
+        sfu_sdp_codec_t oc;
+        opus_codec(&oc, c->pt, c->fmtp);
+        put_codec(am, &oc);
+      } else {
+        put_video_codec(am, c, t->rtx_pt);
+        for (int k = 0; k < t->nlayers && t->layers[k].rid[0]; k++) { /* simulcast: recv */
+          snprintf(am->rids[k].rid, sizeof(am->rids[k].rid), "%s", t->layers[k].rid);
+          am->rids[k].send = 0;
+          am->nrids = k + 1;
+          am->has_simulcast = 1;
+        }
+      }
       for (int k = 0; k < om->next; k++)
-        if (strcmp(om->ext[k].uri, URI_LEVEL) == 0 || strcmp(om->ext[k].uri, URI_MID) == 0)
+        if ((kind == SFU_KIND_AUDIO && strcmp(om->ext[k].uri, URI_LEVEL) == 0) ||
+            strcmp(om->ext[k].uri, URI_MID) == 0 ||
+            (kind == SFU_KIND_VIDEO && (strcmp(om->ext[k].uri, URI_RID) == 0 ||
+                                        strcmp(om->ext[k].uri, URI_RRID) == 0)))
           am->ext[am->next++] = om->ext[k];
     } else {
-      /* Not something we receive (video, a second audio, a recvonly slot):
-       * answered inactive. Others' tracks come in server offers. */
+      /* Not something we receive (a second audio or video, a codec we do
+       * not forward, a recvonly slot): answered inactive. Others' tracks
+       * come in server offers. */
       am->dir = SFU_DIR_INACTIVE;
       am->codecs[0] = om->codecs[0];
       am->ncodecs = 1;
@@ -300,17 +482,17 @@ int sfu_neg_on_offer(sfu_room_t *room, sfu_participant_t *p, const char *text, j
   if (!p->first_answered) {
     p->first_answered = 1;
     if (p->grants & SFU_GRANT_SUBSCRIBE)
-      for (sfu_participant_t *o = room->participants; o; o = o->next)
-        if (o != p && o->audio) subscribe(p, o->audio);
+      for (sfu_participant_t *o = room->participants; o; o = o->next) {
+        if (o == p) continue;
+        if (o->audio) subscribe(p, o->audio);
+        if (o->video) subscribe(p, o->video);
+      }
   }
-  if (new_track) {
-    sfu_log(SFU_LOG_INFO, "room", "[%s] publishes audio %s (mid %s, pt %d, level ext %d)",
-            p->identity, p->audio->id, p->audio->mid, p->audio->pt, p->audio->level_ext);
+  if (added[0] || added[1]) {
     sfu_room_broadcast(room, p, json_pack("{s:s, s:o}", "type", "participant_updated",
                                           "participant", sfu_participant_json(p)));
-    sfu_room_event(room, "track_published", p,
-                   json_pack("{s:s, s:s}", "track_id", p->audio->id, "kind", "audio"));
-    sfu_neg_track_added(room, p->audio);
+    for (int k = 0; k < 2; k++)
+      if (added[k]) announce_track(room, p, added[k]);
     sfu_room_usage_refresh(room);
   }
   sfu_neg_maybe_offer(room, p);
@@ -322,13 +504,17 @@ int sfu_neg_on_offer(sfu_room_t *room, sfu_participant_t *p, const char *text, j
 static void put_downtrack(sfu_room_t *room, sfu_participant_t *p, sfu_sdp_media_t *m,
                           sfu_downtrack_t *d) {
   memset(m, 0, sizeof(*m));
-  snprintf(m->kind, sizeof(m->kind), "audio");
+  snprintf(m->kind, sizeof(m->kind), "%s", d->kind == SFU_KIND_AUDIO ? "audio" : "video");
   snprintf(m->proto, sizeof(m->proto), "UDP/TLS/RTP/SAVPF");
   snprintf(m->mid, sizeof(m->mid), "%s", d->mid);
   m->port = 9;
   m->rtcp_rsize = 1;
   put_transport(room, p, m, "actpass");
-  put_opus(m, d->pt, NULL);
+  if (d->kind == SFU_KIND_VIDEO)
+    put_video_codec(m, &d->codec, d->rtx_pt);
+  else
+    put_codec(m, &d->codec);
+  m->codecs[0].pt = d->pt;
   if (d->removed) {
     m->dir = SFU_DIR_INACTIVE;
     return;
@@ -336,6 +522,13 @@ static void put_downtrack(sfu_room_t *room, sfu_participant_t *p, sfu_sdp_media_
   m->dir = SFU_DIR_SENDONLY;
   m->ssrcs[0] = d->ssrc;
   m->nssrcs = 1;
+  if (d->kind == SFU_KIND_VIDEO && d->rtx_pt >= 0 && d->track) {
+    m->ssrcs[1] = d->track->out_rtx_ssrc;
+    m->nssrcs = 2;
+    m->fid_ssrc[0] = d->ssrc;
+    m->fid_ssrc[1] = d->track->out_rtx_ssrc;
+    m->has_fid = 1;
+  }
   snprintf(m->cname, sizeof(m->cname), "%s", d->owner_sid);
   snprintf(m->msid_stream, sizeof(m->msid_stream), "%s", d->owner_sid);
   snprintf(m->msid_track, sizeof(m->msid_track), "%s", d->track_id);
@@ -403,12 +596,15 @@ int sfu_neg_on_answer(sfu_room_t *room, sfu_participant_t *p, const char *text, 
     int at = sfu_sdp_find_mid(&ans, d->mid);
     sfu_sdp_media_t *m = at >= 0 ? &ans.media[at] : NULL;
     if (d->removed) {
-      free(d); /* its m-line stays inactive in p->local */
+      sfu_downtrack_free(d); /* its m-line stays inactive in p->local */
       continue;
     }
-    const sfu_sdp_codec_t *opus = m ? sfu_sdp_find_codec(m, "opus", 48000) : NULL;
-    if (m && m->port && opus && (m->dir == SFU_DIR_RECVONLY || m->dir == SFU_DIR_SENDRECV)) {
-      d->pt = (uint8_t)opus->pt;
+    const sfu_sdp_codec_t *c = m ? sfu_sdp_find_codec(m, d->codec.name, d->codec.clock) : NULL;
+    if (m && m->port && c && (m->dir == SFU_DIR_RECVONLY || m->dir == SFU_DIR_SENDRECV)) {
+      d->pt = (uint8_t)c->pt;
+      if (d->kind == SFU_KIND_VIDEO) d->rtx_pt = rtx_for(m, c->pt);
+      if (d->kind == SFU_KIND_VIDEO && !d->negotiated) /* a new subscriber: a keyframe */
+        sfu_fwd_request_keyframe(room, d->track, d->target); /* (again each tick until one) */
       d->negotiated = 1;
     }
     p->down[kept++] = d;

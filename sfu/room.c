@@ -26,6 +26,7 @@
 #include "signaling/token.h"
 
 #define MEDIA_TICK_MS 100
+#define FB_TICK_MS 20 /* NACKs upstream */
 #define MEDIA_TIMEOUT_MS 15000   /* transport silent this long: participant gone */
 #define CONNECT_TIMEOUT_MS 30000 /* transport never connected */
 
@@ -43,10 +44,16 @@ void sfu_room_send(sfu_room_t *room, sfu_participant_t *p, json_t *msg) {
                            (json_int_t)p->session, "msg", msg));
 }
 
+/* One IPC message whatever the room's size: sfud fans it out to every
+ * session joined to this room (but `except`). A room of N joining at once
+ * would otherwise queue N^2 messages towards sfud. */
 void sfu_room_broadcast(sfu_room_t *room, sfu_participant_t *except, json_t *msg) {
-  for (sfu_participant_t *p = room->participants; p; p = p->next)
-    if (p != except) sfu_room_send(room, p, json_incref(msg));
-  json_decref(msg);
+  if (!room->participants || (room->participants == except && !except->next)) {
+    json_decref(msg);
+    return;
+  }
+  send_ipc(room, json_pack("{s:s, s:b, s:I, s:o}", "type", "client_msg", "all", 1, "except",
+                           (json_int_t)(except ? except->session : 0), "msg", msg));
 }
 
 void sfu_room_error(sfu_room_t *room, sfu_participant_t *p, json_t *id, const char *code,
@@ -79,6 +86,9 @@ json_t *sfu_participant_json(const sfu_participant_t *p) {
     json_array_append_new(tracks, json_pack("{s:s, s:s, s:b}", "track_id", p->audio->id,
                                             "kind", "audio", "muted",
                                             p->muted || p->server_muted));
+  if (p->video)
+    json_array_append_new(tracks, json_pack("{s:s, s:s, s:s}", "track_id", p->video->id,
+                                            "kind", "video", "codec", p->video->codec.name));
   return json_pack("{s:s, s:s, s:s, s:b, s:b, s:b, s:o}", "sid", p->sid, "identity",
                    p->identity, "name", p->name, "muted", p->muted, "server_muted",
                    p->server_muted, "speaking", p->speaking, "tracks", tracks);
@@ -105,11 +115,18 @@ static int publishes_audio(const sfu_participant_t *p) {
   return p->audio && p->media_connected && !p->muted && !p->server_muted;
 }
 
-static int receives_audio(const sfu_participant_t *p) {
+static int publishes_video(const sfu_participant_t *p) {
+  return p->video && p->media_connected;
+}
+
+static int receives(const sfu_participant_t *p, sfu_kind_t kind) {
   if (!p->media_connected) return 0;
   for (int i = 0; i < p->ndown; i++) {
     const sfu_downtrack_t *d = p->down[i];
-    if (d->negotiated && d->track && publishes_audio(d->track->owner)) return 1;
+    if (!d->negotiated || !d->track || d->kind != kind) continue;
+    if (kind == SFU_KIND_AUDIO ? publishes_audio(d->track->owner)
+                               : publishes_video(d->track->owner))
+      return 1;
   }
   return 0;
 }
@@ -118,7 +135,9 @@ void sfu_room_usage_refresh(sfu_room_t *room) {
   uint64_t now = sfu_now_ms();
   for (sfu_participant_t *p = room->participants; p; p = p->next) {
     sfu_usage_set(&p->usage, SFU_USAGE_AUDIO_PUB, publishes_audio(p), now);
-    sfu_usage_set(&p->usage, SFU_USAGE_AUDIO_RECV, receives_audio(p), now);
+    sfu_usage_set(&p->usage, SFU_USAGE_AUDIO_RECV, receives(p, SFU_KIND_AUDIO), now);
+    sfu_usage_set(&p->usage, SFU_USAGE_VIDEO_PUB, publishes_video(p), now);
+    sfu_usage_set(&p->usage, SFU_USAGE_VIDEO_RECV, receives(p, SFU_KIND_VIDEO), now);
   }
 }
 
@@ -202,14 +221,20 @@ int sfu__room_transport_create(sfu_room_t *room, sfu_participant_t *p) {
 
 /* --- membership ---------------------------------------------------------- */
 
+static void unpublish(sfu_room_t *room, sfu_participant_t *p, sfu_track_t **slot) {
+  sfu_track_t *t = *slot;
+  if (!t) return;
+  sfu_room_event(room, "track_unpublished", p,
+                 json_pack("{s:s, s:s}", "track_id", t->id, "kind",
+                           t->kind == SFU_KIND_AUDIO ? "audio" : "video"));
+  sfu_neg_track_removed(room, t);
+  sfu_track_destroy(t);
+  *slot = NULL;
+}
+
 static void drop_media(sfu_room_t *room, sfu_participant_t *p) {
-  if (p->audio) {
-    sfu_room_event(room, "track_unpublished", p,
-                   json_pack("{s:s, s:s}", "track_id", p->audio->id, "kind", "audio"));
-    sfu_neg_track_removed(room, p->audio);
-    sfu_track_destroy(p->audio);
-    p->audio = NULL;
-  }
+  unpublish(room, p, &p->audio);
+  unpublish(room, p, &p->video);
   for (int i = 0; i < p->ndown; i++) {
     sfu_downtrack_t *d = p->down[i];
     if (d->track) { /* unhook from the publisher's track */
@@ -220,7 +245,7 @@ static void drop_media(sfu_room_t *room, sfu_participant_t *p) {
           break;
         }
     }
-    free(d);
+    sfu_downtrack_free(d);
   }
   p->ndown = 0;
   sfu_transport_destroy(p->transport);
@@ -265,6 +290,7 @@ int sfu_room_join(sfu_room_t *room, uint32_t session, const char *identity, cons
     snprintf(p->name, sizeof(p->name), "%s", name ? name : "");
     sfu_room_event(room, "participant_joined", p, json_pack("{s:s}", "name", p->name));
     p->next = room->participants;
+    p->number = ++room->joins;
     room->participants = p;
     room->participants_n++;
   }
@@ -362,9 +388,21 @@ static json_t *stats_json(sfu_room_t *room, const char *type) {
   json_object_set_new(pk, "drop_srtp", json_integer((json_int_t)tp.rx_drop_srtp));
   json_object_set_new(pk, "drop_transport_send", json_integer((json_int_t)tp.tx_drop));
   json_object_set_new(pk, "drop_foreign_source", json_integer((json_int_t)foreign));
-  return json_pack("{s:s, s:i, s:I, s:I, s:o}", "type", type, "participants",
+  json_object_set_new(pk, "drop_rtx_probe", json_integer((json_int_t)room->c.drop_rtx_probe));
+  json_t *video = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "keyframes_in",
+                            (json_int_t)room->c.keyframes_in, "plis_sent",
+                            (json_int_t)room->c.plis_sent, "plis_throttled",
+                            (json_int_t)room->c.plis_throttled, "plis_received",
+                            (json_int_t)room->c.plis_received, "nacks_sent",
+                            (json_int_t)room->c.nacks_sent, "nacks_received",
+                            (json_int_t)room->c.nacks_received, "rtx_in",
+                            (json_int_t)room->c.rtx_in, "rtx_out", (json_int_t)room->c.rtx_out,
+                            "layer_switches", (json_int_t)room->c.layer_switches);
+  json_object_set_new(pk, "video", video);
+  return json_pack("{s:s, s:i, s:I, s:I, s:o, s:o}", "type", type, "participants",
                    room->participants_n, "uptime_ms",
-                   (json_int_t)(sfu_now_ms() - room->started_ms), "cpu_us", cpu, "packets", pk);
+                   (json_int_t)(sfu_now_ms() - room->started_ms), "cpu_us", cpu, "packets", pk,
+                   "capture", sfu_recorder_json(&room->rec));
 }
 
 static void on_client_ipc(sfu_room_t *room, const char *type, json_t *msg) {
@@ -405,6 +443,15 @@ static void on_ipc_msg(sfu_ipc_t *ipc, json_t *msg) {
     sfu_room_close(room, why ? why : "shutdown", 0);
   } else if (strncmp(type, "client_", 7) == 0) {
     on_client_ipc(room, type, msg);
+  } else if (strcmp(type, "capture") == 0) {
+    const char *action = json_string_value(json_object_get(msg, "action"));
+    const char *path = json_string_value(json_object_get(msg, "path"));
+    if (action && strcmp(action, "start") == 0 && path)
+      sfu_recorder_start(&room->rec, path,
+                         (uint64_t)json_integer_value(json_object_get(msg, "max_bytes")),
+                         (int)json_integer_value(json_object_get(msg, "max_seconds")), sfu_now_ms());
+    else
+      sfu_recorder_stop(&room->rec, "stopped");
   } else if (strcmp(type, "server_mute") == 0 || strcmp(type, "kick") == 0) {
     const char *identity = json_string_value(json_object_get(msg, "identity"));
     sfu_participant_t *p = identity ? sfu_room_by_identity(room, identity) : NULL;
@@ -444,11 +491,24 @@ static void on_parent_check(uv_timer_t *t) {
   }
 }
 
+static void on_fb_tick(uv_timer_t *t) {
+  sfu_room_t *room = t->data;
+  sfu_fwd_feedback_tick(room, sfu_now_ms());
+}
+
 static void on_media_tick(uv_timer_t *t) {
   sfu_room_t *room = t->data;
   uint64_t now = sfu_now_ms();
   room->media_ticks++;
+  sfu_recorder_tick(&room->rec, now);
   sfu_fwd_speaking_tick(room, now);
+  sfu_fwd_layers_tick(room, now);
+  int video = 0; /* the feedback timer runs while there is video */
+  for (sfu_participant_t *p = room->participants; p && !video; p = p->next) video = p->video != NULL;
+  if (video && !uv_is_active((uv_handle_t *)&room->fb_timer))
+    uv_timer_start(&room->fb_timer, on_fb_tick, FB_TICK_MS, FB_TICK_MS);
+  else if (!video)
+    uv_timer_stop(&room->fb_timer);
   if (now - room->last_usage_ms >= (uint64_t)room->usage_interval_s * 1000)
     sfu_room_usage_checkpoint(room, NULL);
   if (room->media_ticks % (1000 / MEDIA_TICK_MS) == 0) {
@@ -497,7 +557,9 @@ int sfu_room_init(sfu_room_t *room, uv_loop_t *loop, const sfu_room_opts_t *o) {
   uv_timer_init(loop, &room->empty_timer);
   uv_timer_init(loop, &room->parent_timer);
   uv_timer_init(loop, &room->media_timer);
+  uv_timer_init(loop, &room->fb_timer);
   room->empty_timer.data = room->parent_timer.data = room->media_timer.data = room;
+  room->fb_timer.data = room;
   uv_timer_start(&room->empty_timer, on_empty, (uint64_t)room->empty_timeout_s * 1000, 0);
   uint64_t check = (uint64_t)room->parent_timeout_ms / 4 + 1;
   uv_timer_start(&room->parent_timer, on_parent_check, check, check);
@@ -523,6 +585,7 @@ void sfu_room_close(sfu_room_t *room, const char *reason, int exit_code) {
     sfu_participant_t *p = room->participants;
     sfu_room_remove(room, p, "room_closed", 4010, "room closed");
   }
+  sfu_recorder_stop(&room->rec, "room_closed");
   if (!room->ipc.failed)
     send_ipc(room, json_pack("{s:s, s:s, s:i}", "type", "closing", "reason", reason,
                              "participants", room->participants_n));
@@ -531,10 +594,11 @@ void sfu_room_close(sfu_room_t *room, const char *reason, int exit_code) {
   sfu_dtls_cert_destroy(room->cert);
   room->cert = NULL;
   room->loop->data = room;
-  room->pending_closes = 5;
+  room->pending_closes = 6;
   uv_close((uv_handle_t *)&room->empty_timer, on_closed);
   uv_close((uv_handle_t *)&room->parent_timer, on_closed);
   uv_close((uv_handle_t *)&room->media_timer, on_closed);
+  uv_close((uv_handle_t *)&room->fb_timer, on_closed);
   sfu_ipc_close(&room->ipc, on_ipc_closed);
   sfu_gloop_close(&room->gloop, on_gloop_closed);
 }

@@ -19,6 +19,7 @@
 #include "sfu/gloop.h"
 #include "sfu/ice.h"
 #include "sfu/participant.h"
+#include "sfu/recorder.h"
 #include "sfu/srtp.h"
 #include "signaling/ipc.h"
 
@@ -43,6 +44,15 @@ typedef struct sfu_room_counters_s {
   uint64_t drop_malformed;   /* bad RTP/RTCP after decryption */
   uint64_t drop_muted;       /* server mute */
   uint64_t drop_send;        /* protect/send failures */
+  uint64_t drop_rtx_probe;   /* RTX without an original (padding probes) */
+  uint64_t rtx_in, rtx_out;  /* retransmissions received, sent */
+  uint64_t keyframes_in;     /* keyframes publishers sent */
+  uint64_t plis_sent;        /* keyframe requests to publishers */
+  uint64_t plis_throttled;   /* requests folded into one already sent */
+  uint64_t plis_received;    /* PLI/FIR from subscribers */
+  uint64_t nacks_sent;       /* NACK packets to publishers */
+  uint64_t nacks_received;   /* NACK packets from subscribers */
+  uint64_t layer_switches;   /* simulcast switches of down-tracks */
 } sfu_room_counters_t;
 
 #define SFU_PKT_CAP (1500 + SFU_SRTP_TRAILER)
@@ -53,7 +63,8 @@ typedef struct sfu_room_s {
   sfu_ipc_t ipc;             /* channel to sfud */
   uv_timer_t empty_timer;    /* armed while nobody is in */
   uv_timer_t parent_timer;   /* watchdog on sfud's pings */
-  uv_timer_t media_timer;    /* 100 ms: speaking, reports, timeouts */
+  uv_timer_t media_timer;    /* 100 ms: speaking, reports, timeouts, layers */
+  uv_timer_t fb_timer;       /* 20 ms while there is video: NACKs upstream */
   sfu_ice_t *ice;            /* one agent, a stream per participant; lazy */
   sfu_ice_opts_t ice_opts;   /* for creating it */
   char ice_addresses[256];   /* storage for ice_opts.addresses */
@@ -67,6 +78,7 @@ typedef struct sfu_room_s {
   uint64_t last_usage_ms;    /* last periodic checkpoint */
   sfu_participant_t *participants; /* list */
   int participants_n;        /* joined now */
+  unsigned joins;            /* participants ever joined */
   uint64_t last_parent_ms;   /* last message from sfud */
   uint64_t started_ms;       /* process start */
   uint64_t media_ticks;      /* media_timer runs */
@@ -77,6 +89,7 @@ typedef struct sfu_room_s {
   int exit_code;             /* process exit status once closed */
   char close_reason[32];     /* why */
   sfu_room_counters_t c;     /* packet counters */
+  sfu_recorder_t rec;        /* POST /v1/rooms/{id}/capture */
   uint8_t scratch[SFU_PKT_CAP]; /* forward and report buffer */
 } sfu_room_t;
 
@@ -131,6 +144,13 @@ void sfu_fwd_send_reports(sfu_room_t *room);
 void sfu_fwd_speaking_tick(sfu_room_t *room, uint64_t now_ms);
 sfu_track_t *sfu_track_create(sfu_participant_t *owner);
 void sfu_track_destroy(sfu_track_t *t);
+void sfu_downtrack_free(sfu_downtrack_t *d);
+/* A keyframe of layer k from the publisher (PLI), throttled per layer. */
+void sfu_fwd_request_keyframe(sfu_room_t *room, sfu_track_t *t, int k);
+/* NACKs upstream (every FB_INTERVAL_MS). */
+void sfu_fwd_feedback_tick(sfu_room_t *room, uint64_t now_ms);
+/* Simulcast layer choice per video down-track (every media tick). */
+void sfu_fwd_layers_tick(sfu_room_t *room, uint64_t now_ms);
 int sfu_track_add_down(sfu_track_t *t, sfu_downtrack_t *d);
 
 /* Opens p's transport (ICE stream, DTLS, SRTP) with the room's callbacks. */

@@ -14,7 +14,18 @@
  * compound may start with a lone PLI or NACK; neither rule is enforced.
  *
  * Writers compute the size first, check it against cap, then fill the
- * buffer front to back; they never write past cap.
+ * buffer front to back; they never write past cap. The one exception to
+ * "all or SFU_E2BIG" is sfu_rtcp_write_nack_fit(), which stops at the last
+ * PID/BLP pair that fits so a long loss list can go out in several
+ * packets.
+ *
+ * Feedback messages (RFC 4585 §6.1) share a 12-byte header; the kind is
+ * pt + FMT, except that PSFB FMT 15 (application layer feedback) is only a
+ * REMB when its FCI starts with "REMB". List-shaped FCIs are checked
+ * against the body length before the first entry is read: a NACK body
+ * must be whole 4-byte entries, a FIR body whole 8-byte entries, a REMB
+ * must hold its Num SSRC, and a TWCC feedback must hold every chunk and
+ * delta its status count implies.
  */
 #include <string.h>
 
@@ -86,6 +97,46 @@ int sfu_rtcp_next(sfu_rtcp_iter_t *it, sfu_rtcp_hdr_t *out) {
 bad:
   it->off = it->len;
   return SFU_EPROTO;
+}
+
+/* ---- feedback kind ------------------------------------------------------ */
+
+sfu_rtcp_fb_kind_t sfu_rtcp_fb_kind(const sfu_rtcp_hdr_t *h) {
+  if (!h->version_ok)
+    return SFU_RTCP_FB_NONE;
+  if (h->pt == SFU_RTCP_RTPFB) {
+    if (h->count == SFU_RTCP_FMT_NACK)
+      return SFU_RTCP_FB_NACK;
+    if (h->count == SFU_RTCP_FMT_TWCC)
+      return SFU_RTCP_FB_TWCC;
+    return SFU_RTCP_FB_OTHER_RTPFB;
+  }
+  if (h->pt == SFU_RTCP_PSFB) {
+    if (h->count == SFU_RTCP_FMT_PLI)
+      return SFU_RTCP_FB_PLI;
+    if (h->count == SFU_RTCP_FMT_FIR)
+      return SFU_RTCP_FB_FIR;
+    /* "REMB" sits right after the 12-byte feedback header */
+    if (h->count == SFU_RTCP_FMT_AFB && body_len(h) >= 16 &&
+        memcmp(h->data + 12, "REMB", 4) == 0)
+      return SFU_RTCP_FB_REMB;
+    return SFU_RTCP_FB_OTHER_PSFB;
+  }
+  return SFU_RTCP_FB_NONE;
+}
+
+const char *sfu_rtcp_fb_kind_name(sfu_rtcp_fb_kind_t kind) {
+  switch (kind) {
+  case SFU_RTCP_FB_NACK: return "nack";
+  case SFU_RTCP_FB_TWCC: return "twcc";
+  case SFU_RTCP_FB_OTHER_RTPFB: return "rtpfb";
+  case SFU_RTCP_FB_PLI: return "pli";
+  case SFU_RTCP_FB_FIR: return "fir";
+  case SFU_RTCP_FB_REMB: return "remb";
+  case SFU_RTCP_FB_OTHER_PSFB: return "psfb";
+  case SFU_RTCP_FB_NONE: break;
+  }
+  return "none";
 }
 
 /* ---- SR / RR ---------------------------------------------------------- */
@@ -292,56 +343,77 @@ int sfu_rtcp_parse_sdes_cname(const sfu_rtcp_hdr_t *h, uint32_t *ssrc,
  *
  * BLP bit i (LSB = 0) set: PID + i + 1 is lost too.
  */
-int sfu_rtcp_parse_nack(const sfu_rtcp_hdr_t *h, uint32_t *media_ssrc,
-                        uint16_t *seqs, int cap) {
+int sfu_rtcp_parse_nack_total(const sfu_rtcp_hdr_t *h, uint32_t *media_ssrc,
+                              uint16_t *seqs, int cap, int *total) {
   const uint8_t *p = h->data;
   size_t off, end = body_len(h);
-  uint16_t pid, blp;
-  int n = 0, i;
+  uint16_t pid, blp, b;
+  int n = 0, named = 0, i;
 
   if (!h->version_ok || h->pt != SFU_RTCP_RTPFB ||
       h->count != SFU_RTCP_FMT_NACK)
     return SFU_EINVAL;
-  if (end < FB_LEN + 4)
+  if (end < FB_LEN + 4 || (end - FB_LEN) % 4 != 0)
     return SFU_EPROTO;
   *media_ssrc = sfu_rd32(p + 8);
-  for (off = FB_LEN; off + 4 <= end && n < cap; off += 4) {
+  for (off = FB_LEN; off < end; off += 4) {
     pid = sfu_rd16(p + off);
     blp = sfu_rd16(p + off + 2);
-    seqs[n++] = pid;
+    named++;
+    for (b = blp; b != 0; b &= (uint16_t)(b - 1))
+      named++;
+    if (n < cap)
+      seqs[n++] = pid;
     for (i = 0; i < 16 && n < cap; i++)
       if (blp >> i & 1)
         seqs[n++] = (uint16_t)(pid + i + 1);
+    if (n >= cap && total == NULL)
+      break;
   }
+  if (total != NULL)
+    *total = named;
   return n;
 }
 
-int sfu_rtcp_write_nack(uint8_t *buf, size_t cap, uint32_t sender_ssrc,
-                        uint32_t media_ssrc, const uint16_t *seqs, int n) {
-  size_t off = FB_LEN;
-  uint16_t pid = 0, blp = 0, d;
+int sfu_rtcp_parse_nack(const sfu_rtcp_hdr_t *h, uint32_t *media_ssrc,
+                        uint16_t *seqs, int cap) {
+  return sfu_rtcp_parse_nack_total(h, media_ssrc, seqs, cap, NULL);
+}
+
+/*
+ * Packing: the first number is a PID; each following one that is 1..16
+ * after the current PID (mod 2^16) sets BLP bit d - 1, a repeat of the PID
+ * is dropped, anything else closes the pair and becomes the next PID. A
+ * pair is only closed when the one after it still fits, so the last pair
+ * written is always the open one.
+ */
+#define NACK_MAX_LEN (4 * (size_t)65536) /* 16-bit length field: words - 1 */
+
+int sfu_rtcp_write_nack_fit(uint8_t *buf, size_t cap, uint32_t sender_ssrc,
+                            uint32_t media_ssrc, const uint16_t *seqs, int n,
+                            int *used) {
+  size_t off = FB_LEN, max = cap < NACK_MAX_LEN ? cap : NACK_MAX_LEN;
+  uint16_t pid, blp = 0, d;
   int i;
 
   if (n <= 0 || seqs == NULL)
     return SFU_EINVAL;
-  if (cap < FB_LEN + 4)
+  if (max < FB_LEN + 4)
     return SFU_E2BIG;
-  for (i = 0; i < n; i++) {
+  pid = seqs[0];
+  for (i = 1; i < n; i++) {
     d = (uint16_t)(seqs[i] - pid);
-    if (i > 0 && d == 0)
-      continue; /* repeat of the PID */
-    if (i > 0 && d <= 16) {
+    if (d == 0)
+      continue;
+    if (d <= 16) {
       blp |= (uint16_t)(1u << (d - 1));
       continue;
     }
-    if (i > 0) {
-      sfu_wr16(buf + off, pid);
-      sfu_wr16(buf + off + 2, blp);
-      off += 4;
-      /* the length field is 16 bits */
-      if (off + 4 > cap || off / 4 > 0xffff)
-        return SFU_E2BIG;
-    }
+    if (off + 8 > max)
+      break; /* seqs[i] would need a pair that does not fit */
+    sfu_wr16(buf + off, pid);
+    sfu_wr16(buf + off + 2, blp);
+    off += 4;
     pid = seqs[i];
     blp = 0;
   }
@@ -351,7 +423,20 @@ int sfu_rtcp_write_nack(uint8_t *buf, size_t cap, uint32_t sender_ssrc,
   write_header(buf, SFU_RTCP_FMT_NACK, SFU_RTCP_RTPFB, off);
   sfu_wr32(buf + 4, sender_ssrc);
   sfu_wr32(buf + 8, media_ssrc);
+  if (used != NULL)
+    *used = i;
   return (int)off;
+}
+
+int sfu_rtcp_write_nack(uint8_t *buf, size_t cap, uint32_t sender_ssrc,
+                        uint32_t media_ssrc, const uint16_t *seqs, int n) {
+  int used, rv;
+
+  rv = sfu_rtcp_write_nack_fit(buf, cap, sender_ssrc, media_ssrc, seqs, n,
+                               &used);
+  if (rv >= 0 && used < n)
+    return SFU_E2BIG;
+  return rv;
 }
 
 int sfu_rtcp_parse_psfb(const sfu_rtcp_hdr_t *h, int *fmt,
@@ -371,6 +456,22 @@ int sfu_rtcp_parse_psfb(const sfu_rtcp_hdr_t *h, int *fmt,
   } else {
     *media_ssrc = sfu_rd32(p + 8);
   }
+  return 0;
+}
+
+/*
+ * PLI (RFC 4585 §6.3.1): the common feedback header and no FCI; the
+ * length field should be 2.
+ */
+int sfu_rtcp_parse_pli(const sfu_rtcp_hdr_t *h, uint32_t *sender_ssrc,
+                       uint32_t *media_ssrc) {
+  if (!h->version_ok || h->pt != SFU_RTCP_PSFB ||
+      h->count != SFU_RTCP_FMT_PLI)
+    return SFU_EINVAL;
+  if (body_len(h) < FB_LEN)
+    return SFU_EPROTO;
+  *sender_ssrc = sfu_rd32(h->data + 4);
+  *media_ssrc = sfu_rd32(h->data + 8);
   return 0;
 }
 
@@ -399,25 +500,40 @@ int sfu_rtcp_parse_fir(const sfu_rtcp_hdr_t *h, uint32_t *ssrcs,
   if (!h->version_ok || h->pt != SFU_RTCP_PSFB ||
       h->count != SFU_RTCP_FMT_FIR)
     return SFU_EINVAL;
-  if (end < FB_LEN + 8)
+  if (end < FB_LEN + 8 || (end - FB_LEN) % 8 != 0)
     return SFU_EPROTO;
-  for (off = FB_LEN; off + 8 <= end && n < cap; off += 8, n++) {
+  for (off = FB_LEN; off < end && n < cap; off += 8, n++) {
     ssrcs[n] = sfu_rd32(p + off);
     seqnrs[n] = p[off + 4];
   }
   return n;
 }
 
-int sfu_rtcp_write_fir(uint8_t *buf, size_t cap, uint32_t sender_ssrc,
-                       uint32_t media_ssrc, uint8_t seqnr) {
-  if (cap < FB_LEN + 8)
+#define FIR_MAX 1000 /* entries; far more than any endpoint sends */
+
+int sfu_rtcp_write_fir_n(uint8_t *buf, size_t cap, uint32_t sender_ssrc,
+                         const uint32_t *ssrcs, const uint8_t *seqnrs, int n) {
+  size_t len, off;
+  int i;
+
+  if (n < 1 || n > FIR_MAX || ssrcs == NULL || seqnrs == NULL)
+    return SFU_EINVAL;
+  len = FB_LEN + 8 * (size_t)n;
+  if (len > cap)
     return SFU_E2BIG;
-  write_header(buf, SFU_RTCP_FMT_FIR, SFU_RTCP_PSFB, FB_LEN + 8);
+  write_header(buf, SFU_RTCP_FMT_FIR, SFU_RTCP_PSFB, len);
   sfu_wr32(buf + 4, sender_ssrc);
   sfu_wr32(buf + 8, 0);
-  sfu_wr32(buf + 12, media_ssrc);
-  sfu_wr32(buf + 16, (uint32_t)seqnr << 24);
-  return FB_LEN + 8;
+  for (i = 0, off = FB_LEN; i < n; i++, off += 8) {
+    sfu_wr32(buf + off, ssrcs[i]);
+    sfu_wr32(buf + off + 4, (uint32_t)seqnrs[i] << 24);
+  }
+  return (int)len;
+}
+
+int sfu_rtcp_write_fir(uint8_t *buf, size_t cap, uint32_t sender_ssrc,
+                       uint32_t media_ssrc, uint8_t seqnr) {
+  return sfu_rtcp_write_fir_n(buf, cap, sender_ssrc, &media_ssrc, &seqnr, 1);
 }
 
 /*
@@ -508,68 +624,29 @@ int sfu_rtcp_write_remb(uint8_t *buf, size_t cap, uint32_t sender_ssrc,
  * 2 bytes signed for symbol 2, in 250 us units. Symbol 3 is reserved.
  */
 #define TWCC_LEN (FB_LEN + 8)
+#define TWCC_RUN_MAX 0x1fff /* 13-bit run length */
 
-/*
- * Walks the chunks from `off`. With status NULL it only measures: returns
- * the offset after the last chunk and sets *delta_bytes. Otherwise it also
- * stores symbols and reads deltas from `d`. Negative on malformed input.
- */
-static long twcc_walk(const uint8_t *p, size_t off, size_t end, int count,
-                      uint8_t *status, int32_t *delta_us, int cap, size_t d,
-                      size_t *delta_bytes) {
-  size_t need = 0;
-  int covered = 0, k, run, sym, nsym;
-  uint16_t ch;
-
-  while (covered < count) {
-    if (end - off < 2)
-      return SFU_EPROTO;
-    ch = sfu_rd16(p + off);
-    off += 2;
-    if (!(ch & 0x8000)) {
-      sym = ch >> 13 & 3;
-      run = ch & 0x1fff;
-      nsym = run < count - covered ? run : count - covered;
-    } else {
-      sym = -1;
-      nsym = ch & 0x4000 ? 7 : 14;
-      if (nsym > count - covered)
-        nsym = count - covered;
-    }
-    for (k = 0; k < nsym; k++, covered++) {
-      int s = sym;
-      if (s < 0)
-        s = ch & 0x4000 ? ch >> (12 - 2 * k) & 3 : ch >> (13 - k) & 1;
-      if (s == 3)
-        return SFU_EPROTO;
-      if (status == NULL) {
-        need += (size_t)s;
-        continue;
-      }
-      if (covered < cap) {
-        status[covered] = (uint8_t)s;
-        if (delta_us != NULL) {
-          if (s == SFU_TWCC_SMALL_DELTA)
-            delta_us[covered] = (int32_t)p[d] * 250;
-          else if (s == SFU_TWCC_LARGE_DELTA)
-            delta_us[covered] = (((int32_t)sfu_rd16(p + d) ^ 0x8000) - 0x8000) * 250;
-          else
-            delta_us[covered] = 0;
-        }
-      }
-      d += (size_t)s;
-    }
-  }
-  if (delta_bytes != NULL)
-    *delta_bytes = need;
-  return (long)off;
+/* Statuses chunk `w` contributes when `left` are still wanted. */
+static inline int chunk_len(uint16_t w, int left) {
+  int n = !(w & 0x8000) ? (w & TWCC_RUN_MAX) : (w & 0x4000) ? 7 : 14;
+  return n < left ? n : left;
 }
 
-int sfu_rtcp_parse_twcc(const sfu_rtcp_hdr_t *h, sfu_rtcp_twcc_t *out,
-                        uint8_t *status, int32_t *delta_us, int cap) {
+/* Symbol k of chunk w (k < its length). */
+static inline int chunk_sym(uint16_t w, int k) {
+  if (!(w & 0x8000))
+    return w >> 13 & 3;
+  if (w & 0x4000)
+    return w >> (12 - 2 * k) & 3;
+  return w >> (13 - k) & 1;
+}
+
+int sfu_rtcp_twcc_iter_init(sfu_rtcp_twcc_iter_t *it, const sfu_rtcp_hdr_t *h,
+                            sfu_rtcp_twcc_t *out) {
   const uint8_t *p = h->data;
-  size_t end = body_len(h), deltas;
-  long chunks_end;
+  size_t off = TWCC_LEN, end = body_len(h), deltas = 0;
+  int left, n, k, s;
+  uint16_t w;
 
   if (!h->version_ok || h->pt != SFU_RTCP_RTPFB ||
       h->count != SFU_RTCP_FMT_TWCC)
@@ -583,16 +660,185 @@ int sfu_rtcp_parse_twcc(const sfu_rtcp_hdr_t *h, sfu_rtcp_twcc_t *out,
   out->ref_time = sext24(sfu_rd24(p + 16));
   out->fb_count = p[19];
 
-  chunks_end = twcc_walk(p, TWCC_LEN, end, out->status_count, NULL, NULL, 0,
-                         0, &deltas);
-  if (chunks_end < 0)
-    return (int)chunks_end;
-  if (deltas > end - (size_t)chunks_end)
+  /* Every chunk inside the body, no reserved symbol, and the deltas the
+   * symbols imply (1 byte per small, 2 per large) after the last chunk. A
+   * run chunk of length 0 is legal and covers nothing. */
+  for (left = out->status_count; left > 0; left -= n) {
+    if (end - off < 2)
+      return SFU_EPROTO;
+    w = sfu_rd16(p + off);
+    off += 2;
+    n = chunk_len(w, left);
+    if (!(w & 0x8000)) { /* a run: one symbol n times */
+      s = chunk_sym(w, 0);
+      if (s == 3 && n > 0)
+        return SFU_EPROTO;
+      deltas += (size_t)s * (size_t)n;
+      continue;
+    }
+    for (k = 0; k < n; k++) {
+      if ((s = chunk_sym(w, k)) == 3)
+        return SFU_EPROTO;
+      deltas += (size_t)s;
+    }
+  }
+  if (deltas > end - off)
     return SFU_EPROTO;
+
+  it->p = p;
+  it->chunk = TWCC_LEN;
+  it->delta = off;
+  it->seq = out->base_seq;
+  it->left = out->status_count;
+  it->word = 0;
+  it->in_chunk = 0;
+  it->k = 0;
+  return 0;
+}
+
+int sfu_rtcp_twcc_next(sfu_rtcp_twcc_iter_t *it, sfu_rtcp_twcc_pkt_t *pkt) {
+  int s;
+
+  if (it->left == 0)
+    return 0;
+  /* init proved enough chunks follow to cover `left`, zero runs included */
+  while (it->in_chunk == 0) {
+    it->word = sfu_rd16(it->p + it->chunk);
+    it->chunk += 2;
+    it->in_chunk = (uint16_t)chunk_len(it->word, it->left);
+    it->k = 0;
+  }
+  s = chunk_sym(it->word, it->k);
+  pkt->seq = it->seq;
+  pkt->status = (uint8_t)s;
+  pkt->received = s != SFU_TWCC_NOT_RECEIVED;
+  if (s == SFU_TWCC_SMALL_DELTA) {
+    pkt->delta = it->p[it->delta];
+    it->delta += 1;
+  } else if (s == SFU_TWCC_LARGE_DELTA) {
+    pkt->delta = ((int32_t)sfu_rd16(it->p + it->delta) ^ 0x8000) - 0x8000;
+    it->delta += 2;
+  } else {
+    pkt->delta = 0;
+  }
+  it->k++;
+  it->in_chunk--;
+  it->left--;
+  it->seq++;
+  return 1;
+}
+
+int sfu_rtcp_parse_twcc(const sfu_rtcp_hdr_t *h, sfu_rtcp_twcc_t *out,
+                        uint8_t *status, int32_t *delta_us, int cap) {
+  sfu_rtcp_twcc_iter_t it;
+  sfu_rtcp_twcc_pkt_t pkt;
+  int rv, i;
+
+  rv = sfu_rtcp_twcc_iter_init(&it, h, out);
+  if (rv < 0)
+    return rv;
   if (status != NULL)
-    twcc_walk(p, TWCC_LEN, end, out->status_count, status, delta_us, cap,
-              (size_t)chunks_end, NULL);
+    for (i = 0; i < cap && sfu_rtcp_twcc_next(&it, &pkt) == 1; i++) {
+      status[i] = pkt.status;
+      if (delta_us != NULL)
+        delta_us[i] = pkt.delta * 250;
+    }
   return out->status_count;
+}
+
+/* Wire symbol for one packet; -1 if its delta cannot be sent. */
+static inline int twcc_sym(const sfu_rtcp_twcc_pkt_t *k) {
+  if (!k->received)
+    return SFU_TWCC_NOT_RECEIVED;
+  if (k->delta >= 0 && k->delta <= 255)
+    return SFU_TWCC_SMALL_DELTA;
+  if (k->delta >= -32768 && k->delta <= 32767)
+    return SFU_TWCC_LARGE_DELTA;
+  return -1;
+}
+
+/*
+ * The chunk that starts at pkts[0] of n (n >= 1, symbols valid): the word
+ * in *w, the statuses it covers returned. Vector chunks that cover fewer
+ * than their 7 or 14 slots (at the end) leave the rest 0 ("not received"),
+ * which the reader ignores past status_count.
+ */
+static int twcc_chunk(const sfu_rtcp_twcc_pkt_t *pkts, int n, uint16_t *w) {
+  int s = twcc_sym(&pkts[0]), run = 1, k, m, small = 1;
+
+  while (run < n && run < TWCC_RUN_MAX && twcc_sym(&pkts[run]) == s)
+    run++;
+  if (run >= 14 || run == n) {
+    *w = (uint16_t)(s << 13 | run);
+    return run;
+  }
+  m = n < 14 ? n : 14;
+  for (k = 0; k < m && small; k++)
+    small = twcc_sym(&pkts[k]) <= SFU_TWCC_SMALL_DELTA;
+  if (small) {
+    *w = 0x8000;
+    for (k = 0; k < m; k++)
+      *w |= (uint16_t)(twcc_sym(&pkts[k]) << (13 - k));
+    return m;
+  }
+  if (run >= 7) {
+    *w = (uint16_t)(s << 13 | run);
+    return run;
+  }
+  m = n < 7 ? n : 7;
+  *w = 0xc000;
+  for (k = 0; k < m; k++)
+    *w |= (uint16_t)(twcc_sym(&pkts[k]) << (12 - 2 * k));
+  return m;
+}
+
+int sfu_rtcp_write_twcc(uint8_t *buf, size_t cap, const sfu_rtcp_twcc_t *t,
+                        const sfu_rtcp_twcc_pkt_t *pkts, int n) {
+  size_t nchunks = 0, ndeltas = 0, len, pad, off;
+  uint16_t w;
+  int i, s;
+
+  if (n < 1 || n > 0xffff || pkts == NULL)
+    return SFU_EINVAL;
+  for (i = 0; i < n; i++) {
+    if ((s = twcc_sym(&pkts[i])) < 0)
+      return SFU_EINVAL;
+    ndeltas += (size_t)s;
+  }
+  for (i = 0; i < n; nchunks++)
+    i += twcc_chunk(pkts + i, n - i, &w);
+  /* at most 20 + 2 * 65535 + 2 * 65535 bytes: the length field holds it */
+  len = TWCC_LEN + 2 * nchunks + ndeltas;
+  pad = (4 - len % 4) % 4;
+  if (len + pad > cap)
+    return SFU_E2BIG;
+
+  write_header(buf, SFU_RTCP_FMT_TWCC, SFU_RTCP_RTPFB, len + pad);
+  if (pad)
+    buf[0] |= 0x20;
+  sfu_wr32(buf + 4, t->sender_ssrc);
+  sfu_wr32(buf + 8, t->media_ssrc);
+  sfu_wr16(buf + 12, t->base_seq);
+  sfu_wr16(buf + 14, (uint16_t)n);
+  sfu_wr32(buf + 16, ((uint32_t)t->ref_time & 0xffffff) << 8 | t->fb_count);
+  for (i = 0, off = TWCC_LEN; i < n; off += 2) {
+    i += twcc_chunk(pkts + i, n - i, &w);
+    sfu_wr16(buf + off, w);
+  }
+  for (i = 0; i < n; i++) {
+    s = twcc_sym(&pkts[i]);
+    if (s == SFU_TWCC_SMALL_DELTA) {
+      buf[off++] = (uint8_t)pkts[i].delta;
+    } else if (s == SFU_TWCC_LARGE_DELTA) {
+      sfu_wr16(buf + off, (uint16_t)pkts[i].delta);
+      off += 2;
+    }
+  }
+  if (pad) {
+    memset(buf + off, 0, pad - 1);
+    buf[off + pad - 1] = (uint8_t)pad; /* RFC 3550: the count ends it */
+  }
+  return (int)(len + pad);
 }
 
 /* ---- NTP time ---------------------------------------------------------- */

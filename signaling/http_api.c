@@ -24,10 +24,12 @@
  *   DELETE /v1/rooms/{id}              end it
  *   POST /v1/rooms/{id}/tokens         mint a join token
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <h2o.h>
@@ -324,6 +326,44 @@ static int route_dev_join(sfu_http_t *h, h2o_req_t *req) {
   return mint_token(h, req, r, &tr);
 }
 
+/* POST /v1/rooms/{id}/capture: the room writes its decrypted RTP/RTCP to
+ * <data_dir>/captures/<room>-<ms>.pcap until stopped or a bound is hit. */
+static int route_capture(sfu_http_t *h, h2o_req_t *req, sfu_room_rec_t *r) {
+  sfu_api_error_t e;
+  sfu_capture_req_t c;
+  size_t len;
+  const char *body = body_of(req, &len);
+  char path[700];
+
+  if (!method_is(req, "POST")) return method_not_allowed(h, req, "POST");
+  if (sfu_validate_capture(body, len, h->cfg, &c, &e)) return send_error(h, req, &e);
+  if (r->state == SFU_ROOM_CRASHED || r->state == SFU_ROOM_CLOSING)
+    return fail(h, req, 409, "room_not_running", "room %s is %s", r->id,
+                sfu_room_state_name(r->state));
+  json_t *m;
+  if (c.action) {
+    snprintf(path, sizeof(path), "%s/captures", h->cfg->data_dir);
+    if (mkdir(path, 0750) != 0 && errno != EEXIST)
+      return fail(h, req, 500, "capture_failed", "cannot create %s: %s", path, strerror(errno));
+    snprintf(path, sizeof(path), "%s/captures/%s-%lld.pcap", h->cfg->data_dir, r->id,
+             (long long)sfu_wall_ms());
+    m = json_pack("{s:s, s:s, s:s, s:I, s:i}", "type", "capture", "action", "start", "path", path,
+                  "max_bytes", (json_int_t)c.max_mib << 20, "max_seconds", c.max_seconds);
+  } else {
+    m = json_pack("{s:s, s:s}", "type", "capture", "action", "stop");
+  }
+  int rv = sfu_supervisor_send(r, m);
+  json_decref(m);
+  if (rv) return fail(h, req, 503, "room_unreachable", "room %s: %s", r->id, sfu_strerror(rv));
+  json_t *j = json_pack("{s:s, s:s}", "room_id", r->id, "action", c.action ? "start" : "stop");
+  if (c.action) {
+    json_object_set_new(j, "file", json_string(path));
+    json_object_set_new(j, "max_mib", json_integer(c.max_mib));
+    json_object_set_new(j, "max_seconds", json_integer(c.max_seconds));
+  }
+  return send_json(h, req, 202, j);
+}
+
 static int route_room(sfu_http_t *h, h2o_req_t *req, char seg[][72], int n) {
   const char *id = seg[2], *sub = n >= 4 ? seg[3] : NULL;
   sfu_room_rec_t *r = sfu_supervisor_find(h->sup, id);
@@ -331,6 +371,7 @@ static int route_room(sfu_http_t *h, h2o_req_t *req, char seg[][72], int n) {
   if (sub && strcmp(sub, "participants") == 0 && n >= 5)
     return route_participant(h, req, r, seg[4], n == 6 ? seg[5] : NULL);
   if (sub && n > 4) return fail(h, req, 404, "not_found", "no such route");
+  if (sub && strcmp(sub, "capture") == 0) return route_capture(h, req, r);
   if (sub) {
     if (strcmp(sub, "tokens") != 0)
       return fail(h, req, 404, "not_found", "no route /v1/rooms/{id}/%.32s", sub);

@@ -16,7 +16,7 @@ static const struct {
 } types[] = {
     {"join", SFU_MSG_JOIN},           {"offer", SFU_MSG_OFFER}, {"answer", SFU_MSG_ANSWER},
     {"candidate", SFU_MSG_CANDIDATE}, {"mute", SFU_MSG_MUTE},   {"ping", SFU_MSG_PING},
-    {"leave", SFU_MSG_LEAVE},
+    {"leave", SFU_MSG_LEAVE},         {"video_quality", SFU_MSG_VIDEO_QUALITY},
 };
 
 #define FAIL(c, w) \
@@ -78,6 +78,27 @@ int sfu_msg_parse(json_t *msg, sfu_msg_t *out, const char **code, const char **w
     v = json_object_get(msg, "muted");
     if (!json_is_boolean(v)) FAIL("bad_message", "mute needs a boolean 'muted'");
     out->muted = json_is_true(v);
+    break;
+  case SFU_MSG_VIDEO_QUALITY:
+    out->quality = out->paused = -1;
+    out->track_id = json_string_value(json_object_get(msg, "track_id"));
+    if (!out->track_id || strlen(out->track_id) > 64)
+      FAIL("bad_message", "video_quality needs a string 'track_id'");
+    if ((v = json_object_get(msg, "quality")) != NULL) {
+      const char *q = json_string_value(v);
+      out->quality = !q ? -2 : strcmp(q, "low") == 0 ? 0 : strcmp(q, "medium") == 0 ? 1
+                   : strcmp(q, "high") == 0 ? 2 : -2;
+      if (out->quality == -2) FAIL("bad_message", "'quality' is low, medium or high");
+    }
+    if ((v = json_object_get(msg, "max_height")) != NULL) {
+      if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 8192)
+        FAIL("bad_message", "'max_height' is an integer 0..8192 (0: no bound)");
+      out->max_height = (int)json_integer_value(v);
+    }
+    if ((v = json_object_get(msg, "paused")) != NULL) {
+      if (!json_is_boolean(v)) FAIL("bad_message", "'paused' is a boolean");
+      out->paused = json_is_true(v);
+    }
     break;
   case SFU_MSG_PING:
   case SFU_MSG_LEAVE:

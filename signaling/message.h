@@ -17,6 +17,7 @@ typedef enum {
   SFU_MSG_MUTE,
   SFU_MSG_PING,
   SFU_MSG_LEAVE,
+  SFU_MSG_VIDEO_QUALITY,
 } sfu_msg_type_t;
 
 #define SFU_MSG_MAX_SDP 65536 /* bytes of SDP in one offer/answer */
@@ -32,6 +33,10 @@ typedef struct sfu_msg_s {
   long long offer_id;      /* answer: the server offer it answers */
   const char *candidate;   /* candidate; NULL = end of candidates */
   int muted;               /* mute */
+  const char *track_id;    /* video_quality: one of the others' tracks */
+  int quality;             /* video_quality: 0 low, 1 medium, 2 high; -1 absent */
+  int max_height;          /* video_quality: 0 = no bound */
+  int paused;              /* video_quality: -1 absent */
 } sfu_msg_t;
 
 /*

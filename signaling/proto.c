@@ -40,6 +40,26 @@ void sfu_proto_client_msg(sfu_room_t *room, sfu_participant_t *p, json_t *msg) {
     if (m.id) json_object_set(ack, "id", m.id);
     sfu_room_send(room, p, ack);
     break;
+  case SFU_MSG_VIDEO_QUALITY: {
+    sfu_downtrack_t *d = NULL;
+    for (int i = 0; i < p->ndown && !d; i++)
+      if (p->down[i]->track && p->down[i]->kind == SFU_KIND_VIDEO &&
+          strcmp(p->down[i]->track_id, m.track_id) == 0)
+        d = p->down[i];
+    if (!d) {
+      sfu_room_error(room, p, m.id, "not_found", "no video track '%.64s' is sent to you",
+                     m.track_id);
+      break;
+    }
+    if (m.quality >= 0) d->max_layer = m.quality;
+    if (m.max_height >= 0 && json_object_get(msg, "max_height")) d->max_height = m.max_height;
+    if (m.paused >= 0) d->paused = m.paused;
+    sfu_fwd_layers_tick(room, sfu_now_ms());
+    json_t *ok = json_pack("{s:s}", "type", "ack");
+    if (m.id) json_object_set(ok, "id", m.id);
+    sfu_room_send(room, p, ok);
+    break;
+  }
   default: /* join, ping, leave: sfud's */
     sfu_room_error(room, p, m.id, "bad_message", "unexpected message here");
   }

@@ -216,3 +216,34 @@ int sfu_validate_mute(const char *body, size_t len, const sfu_config_t *cfg,
   if (!rv && *muted < 0) rv = sfu_api_error(err, 400, "missing_field", "'muted' is required");
   return rv;
 }
+
+int sfu_validate_capture(const char *body, size_t len, const sfu_config_t *cfg,
+                         sfu_capture_req_t *out, sfu_api_error_t *err) {
+  json_t *j, *v;
+  const char *key;
+  int rv;
+
+  memset(out, 0, sizeof(*out));
+  out->action = -1;
+  out->max_mib = 100;
+  out->max_seconds = 300;
+  if ((rv = sfu_validate_body(body, len, (size_t)cfg->max_body_bytes, &j, err))) return rv;
+  json_object_foreach(j, key, v) {
+    if (strcmp(key, "action") == 0) {
+      const char *a = json_string_value(v);
+      out->action = a && strcmp(a, "start") == 0 ? 1 : a && strcmp(a, "stop") == 0 ? 0 : -2;
+      if (out->action == -2)
+        rv = sfu_api_error(err, 400, "invalid_field", "'action' must be \"start\" or \"stop\"");
+    } else if (strcmp(key, "max_mib") == 0) {
+      rv = get_int(v, key, 1, 4096, &out->max_mib, err);
+    } else if (strcmp(key, "max_seconds") == 0) {
+      rv = get_int(v, key, 1, 86400, &out->max_seconds, err);
+    } else {
+      rv = unknown(key, err);
+    }
+    if (rv) break;
+  }
+  if (!rv && out->action < 0) rv = sfu_api_error(err, 400, "missing_field", "'action' is required");
+  json_decref(j);
+  return rv;
+}

@@ -61,4 +61,14 @@ int sfu_validate_mute(const char *body, size_t len, const sfu_config_t *cfg,
 int sfu_validate_drain(const char *body, size_t len, const sfu_config_t *cfg,
                        int *draining, sfu_api_error_t *err);
 
+/* POST /v1/rooms/{id}/capture {"action": "start"|"stop", "max_mib": 1..4096
+ * (100), "max_seconds": 1..86400 (300)}. */
+typedef struct sfu_capture_req_s {
+  int action;      /* 1 start, 0 stop */
+  int max_mib;     /* the file stops growing at this size */
+  int max_seconds; /* and the capture stops after this long */
+} sfu_capture_req_t;
+int sfu_validate_capture(const char *body, size_t len, const sfu_config_t *cfg,
+                         sfu_capture_req_t *out, sfu_api_error_t *err);
+
 #endif

@@ -6,6 +6,7 @@
  * once a session is joining, every client message is wrapped as
  *
  *   {"type":"client_msg","session":N,"msg":{...}}
+ *   {"type":"client_msg","all":true,"except":N,"msg":{...}}  (N = 0: none)
  *
  * and sent to the room over IPC; the room answers the same way and sfud
  * writes "msg" to the socket. sfud handles only `join`, `ping` and `leave`.
@@ -283,6 +284,16 @@ static session_t *find_session(sfu_ws_t *ws, json_t *msg) {
 }
 
 void sfu_ws_on_room_msg(sfu_ws_t *ws, sfu_room_rec_t *r, const char *type, json_t *msg) {
+  if (strcmp(type, "client_msg") == 0 && json_is_true(json_object_get(msg, "all"))) {
+    /* to everyone in the room but "except" (0: nobody) */
+    json_t *m = json_object_get(msg, "msg");
+    json_int_t except = json_integer_value(json_object_get(msg, "except"));
+    if (!json_is_object(m)) return;
+    for (session_t *s = ws->sessions; s; s = s->next)
+      if (s->room == r && s->state == WS_JOINED && s->id != (uint32_t)except)
+        send_json(s, json_incref(m));
+    return;
+  }
   session_t *s = find_session(ws, msg);
   if (!s || s->room != r) return; /* the client left meanwhile */
   if (strcmp(type, "client_msg") == 0) {

@@ -12,9 +12,19 @@
  *   - FIR: write_fir of the first entry, re-parse, same SSRC and seq nr;
  *   - REMB: write_remb of the bitrate and SSRCs, re-parse, equal (a
  *     decoded mantissa << exponent always re-encodes exactly);
- *   - SDES: write_sdes_cname of the CNAME, re-parse, equal.
+ *   - SDES: write_sdes_cname of the CNAME, re-parse, equal;
+ *   - NACK, again: write_nack_fit into a small buffer (its size taken from
+ *     the input) until the list is out; every packet fits, and together
+ *     they name the same set; parse_nack_total's total is never below
+ *     what it stored;
+ *   - PLI: write_pli, re-parse, same SSRCs;
+ *   - FIR: write_fir_n of every entry, re-parse, same entries;
+ *   - TWCC: the cursor and parse_twcc agree; write_twcc of what the cursor
+ *     returned, re-parse, same header and the same received flag and
+ *     delta for every packet.
  *
- * Any broken property aborts.
+ * sfu_rtcp_fb_kind() must name a packet exactly when the matching parser
+ * does not answer SFU_EINVAL. Any broken property aborts.
  *
  * Build by hand:
  *   clang -g -fsanitize=fuzzer,address,undefined -I. \
@@ -38,6 +48,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define MAX_NACK 4096
 #define MAX_TWCC 1024
+#define MAX_FIR 256
 
 /* The single packet a writer produced. */
 static sfu_rtcp_hdr_t reframe(const uint8_t *buf, int n) {
@@ -111,6 +122,98 @@ static void nack_roundtrip(const sfu_rtcp_hdr_t *h) {
   CHECK(memcmp(seen_a, seen_b, sizeof(seen_a)) == 0);
 }
 
+/* The same list through write_nack_fit at a buffer of 16..76 bytes. */
+static void nack_fit_roundtrip(const sfu_rtcp_hdr_t *h) {
+  static uint16_t seqs[MAX_NACK], again[17 * 16];
+  static uint8_t seen_a[8192], seen_b[8192];
+  uint8_t buf[76];
+  size_t cap = 16 + 4 * (size_t)(h->length_words % 16);
+  sfu_rtcp_hdr_t g;
+  uint32_t media, media2;
+  int n, total, done, used, w, m, total2, i;
+
+  n = sfu_rtcp_parse_nack_total(h, &media, seqs, MAX_NACK, &total);
+  if (n < 0)
+    return;
+  CHECK(n > 0 && total >= n && (total == n || n == MAX_NACK));
+  if (total != n)
+    return;
+  memset(seen_a, 0, sizeof(seen_a));
+  memset(seen_b, 0, sizeof(seen_b));
+  for (i = 0; i < n; i++)
+    seen_a[seqs[i] >> 3] |= (uint8_t)(1u << (seqs[i] & 7));
+  for (done = 0; done < n; done += used) {
+    w = sfu_rtcp_write_nack_fit(buf, cap, h->ssrc, media, seqs + done,
+                                n - done, &used);
+    CHECK(w >= 16 && (size_t)w <= cap && used >= 1 && used <= n - done);
+    CHECK(done + used == n || (size_t)w + 4 > cap);
+    g = reframe(buf, w);
+    CHECK(sfu_rtcp_fb_kind(&g) == SFU_RTCP_FB_NACK && g.ssrc == h->ssrc);
+    m = sfu_rtcp_parse_nack_total(&g, &media2, again,
+                                  (int)SFU_ARRAY_SIZE(again), &total2);
+    CHECK(m > 0 && m == total2 && media2 == media);
+    for (i = 0; i < m; i++)
+      seen_b[again[i] >> 3] |= (uint8_t)(1u << (again[i] & 7));
+  }
+  CHECK(memcmp(seen_a, seen_b, sizeof(seen_a)) == 0);
+}
+
+static void pli_roundtrip(const sfu_rtcp_hdr_t *h) {
+  uint32_t sender, media, sender2, media2;
+  uint8_t buf[12];
+  sfu_rtcp_hdr_t g;
+
+  if (sfu_rtcp_parse_pli(h, &sender, &media) != 0)
+    return;
+  CHECK(sender == h->ssrc);
+  g = reframe(buf, sfu_rtcp_write_pli(buf, sizeof(buf), sender, media));
+  CHECK(sfu_rtcp_parse_pli(&g, &sender2, &media2) == 0);
+  CHECK(sender2 == sender && media2 == media);
+}
+
+static void fir_roundtrip(const sfu_rtcp_hdr_t *h) {
+  static uint32_t ssrcs[MAX_FIR], ss2[MAX_FIR];
+  static uint8_t seqnr[MAX_FIR], nr2[MAX_FIR], buf[12 + 8 * MAX_FIR];
+  sfu_rtcp_hdr_t g;
+  int n, i;
+
+  n = sfu_rtcp_parse_fir(h, ssrcs, seqnr, MAX_FIR);
+  if (n <= 0)
+    return;
+  CHECK(n == MAX_FIR || (size_t)n == (h->len - h->pad_len - 12) / 8);
+  g = reframe(buf, sfu_rtcp_write_fir_n(buf, sizeof(buf), h->ssrc, ssrcs,
+                                        seqnr, n));
+  CHECK(sfu_rtcp_parse_fir(&g, ss2, nr2, MAX_FIR) == n);
+  for (i = 0; i < n; i++)
+    CHECK(ss2[i] == ssrcs[i] && nr2[i] == seqnr[i]);
+}
+
+/* fb_kind names a packet exactly when its parser takes it up. */
+static void kind_checks(const sfu_rtcp_hdr_t *h) {
+  static uint16_t seqs[8];
+  static uint32_t ss[8];
+  static uint8_t nr[8];
+  sfu_rtcp_fb_kind_t k = sfu_rtcp_fb_kind(h);
+  sfu_rtcp_twcc_iter_t it;
+  sfu_rtcp_twcc_t t;
+  uint32_t a, b;
+  uint64_t bps;
+
+  CHECK(sfu_rtcp_fb_kind_name(k) != NULL);
+  CHECK((k == SFU_RTCP_FB_NACK) ==
+        (sfu_rtcp_parse_nack_total(h, &a, seqs, 8, NULL) != SFU_EINVAL));
+  CHECK((k == SFU_RTCP_FB_TWCC) ==
+        (sfu_rtcp_twcc_iter_init(&it, h, &t) != SFU_EINVAL));
+  CHECK((k == SFU_RTCP_FB_PLI) ==
+        (sfu_rtcp_parse_pli(h, &a, &b) != SFU_EINVAL));
+  CHECK((k == SFU_RTCP_FB_FIR) ==
+        (sfu_rtcp_parse_fir(h, ss, nr, 8) != SFU_EINVAL));
+  CHECK((k == SFU_RTCP_FB_REMB) ==
+        (sfu_rtcp_parse_remb(h, &bps, ss, 8) != SFU_EINVAL));
+  CHECK((k != SFU_RTCP_FB_NONE) ==
+        (h->pt == SFU_RTCP_RTPFB || h->pt == SFU_RTCP_PSFB));
+}
+
 static void psfb_checks(const sfu_rtcp_hdr_t *h) {
   static uint32_t ssrcs[256];
   static uint8_t seqnr[256], buf[20 + 4 * 255];
@@ -160,14 +263,44 @@ static void sdes_roundtrip(const sfu_rtcp_hdr_t *h) {
 static void twcc_checks(const sfu_rtcp_hdr_t *h) {
   static uint8_t st[MAX_TWCC];
   static int32_t d[MAX_TWCC];
-  sfu_rtcp_twcc_t t, t2;
-  int n, n2, i;
+  static sfu_rtcp_twcc_pkt_t pk[65535], pk2[65535];
+  static uint8_t buf[20 + 4 * 65535 + 4];
+  sfu_rtcp_twcc_iter_t it;
+  sfu_rtcp_twcc_t t, t2, t3;
+  sfu_rtcp_hdr_t g;
+  int n, n2, m, w, i;
 
   n = sfu_rtcp_parse_twcc(h, &t, st, d, MAX_TWCC);
   n2 = sfu_rtcp_parse_twcc(h, &t2, NULL, NULL, 0);
   CHECK(n == n2);
+  CHECK((n >= 0) == (sfu_rtcp_twcc_iter_init(&it, h, &t3) == 0));
   if (n < 0)
     return;
+  /* the cursor gives the same statuses, in seq order, then stops */
+  CHECK(t3.base_seq == t.base_seq && t3.status_count == t.status_count);
+  for (m = 0; m < n; m++) {
+    CHECK(sfu_rtcp_twcc_next(&it, &pk[m]) == 1);
+    CHECK(pk[m].seq == (uint16_t)(t.base_seq + m));
+    CHECK(pk[m].received == (pk[m].status != SFU_TWCC_NOT_RECEIVED));
+    if (m < MAX_TWCC)
+      CHECK(pk[m].status == st[m] && pk[m].delta * 250 == d[m]);
+  }
+  CHECK(sfu_rtcp_twcc_next(&it, &pk[0]) == 0);
+  /* written again, it says the same */
+  if (n > 0) {
+    w = sfu_rtcp_write_twcc(buf, sizeof(buf), &t, pk, n);
+    g = reframe(buf, w);
+    CHECK(sfu_rtcp_twcc_iter_init(&it, &g, &t2) == 0);
+    CHECK(t2.sender_ssrc == t.sender_ssrc && t2.media_ssrc == t.media_ssrc &&
+          t2.base_seq == t.base_seq && t2.status_count == t.status_count &&
+          t2.ref_time == t.ref_time && t2.fb_count == t.fb_count);
+    for (i = 0; i < n; i++) {
+      CHECK(sfu_rtcp_twcc_next(&it, &pk2[i]) == 1);
+      CHECK(pk2[i].seq == pk[i].seq && pk2[i].received == pk[i].received &&
+            pk2[i].delta == pk[i].delta);
+    }
+    CHECK(sfu_rtcp_twcc_next(&it, &pk2[0]) == 0);
+  }
   CHECK(n == t.status_count && t.ref_time >= -0x800000 &&
         t.ref_time <= 0x7fffff);
   for (i = 0; i < n && i < MAX_TWCC; i++) {
@@ -193,8 +326,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     CHECK(h.len <= size - total && h.pad_len <= h.len - 4);
     CHECK(h.version_ok == 1 && h.count < 32);
     total += h.len;
+    kind_checks(&h);
     sr_roundtrip(&h);
     nack_roundtrip(&h);
+    nack_fit_roundtrip(&h);
+    pli_roundtrip(&h);
+    fir_roundtrip(&h);
     psfb_checks(&h);
     sdes_roundtrip(&h);
     twcc_checks(&h);

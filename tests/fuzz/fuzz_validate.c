@@ -31,5 +31,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (st == 0 && (!sfu_token_valid_id(t.identity) || t.ttl_s < 1)) abort();
   int d;
   sfu_validate_drain((const char *)data, size, &cfg, &d, &e);
+  sfu_capture_req_t c;
+  st = sfu_validate_capture((const char *)data, size, &cfg, &c, &e);
+  if (st == 0 && ((c.action != 0 && c.action != 1) || c.max_mib < 1 || c.max_seconds < 1)) abort();
   return 0;
 }

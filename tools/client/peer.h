@@ -1,0 +1,113 @@
+/*
+ * peer.h -- one simulated call participant: the C client stack.
+ *
+ * A peer is what a browser tab is to the SFU: it joins a room over the
+ * WebSocket signaling (docs/signaling.md) with a token, offers the tracks it
+ * publishes, answers the server's offers for everyone else's tracks, and
+ * speaks full ICE (controlling), DTLS (client) and SRTP over UDP -- the
+ * same sfu/ice.c, sfu/transport.c, sfu/dtls.c and sfu/srtp.c the room
+ * uses, with the roles reversed.
+ *
+ * Hundreds of peers share one thread: they run on one libuv loop and one
+ * GLib context (sfu/gloop.c) and one DTLS certificate. Each peer has its
+ * own ICE agent, so peers are as independent as real clients.
+ *
+ * What a peer sends and how it checks what arrives is up to its owner
+ * (tools/replay/): the peer only moves packets. Received RTP is handed up
+ * decrypted, with the subscription (the server's m-line) it belongs to.
+ */
+#ifndef SFU_CLIENT_PEER_H
+#define SFU_CLIENT_PEER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <glib.h>
+#include <jansson.h>
+#include <uv.h>
+
+#include "sfu/dtls.h"
+#include "sfu/transport.h"
+
+#define SFU_PEER_MAX_PUBS 2 /* the SFU takes one audio and one video track */
+#define SFU_PEER_LEVEL_EXT 1 /* id of the audio level extension a peer offers */
+
+/* A track the peer publishes: one sendonly m-line of its offer. */
+typedef struct sfu_peer_pub_s {
+  char kind[8];      /* "audio" or "video" */
+  char codec[16];    /* encoding name: opus, VP8, VP9, H264, AV1 */
+  int clock;         /* 48000 / 90000 */
+  int channels;      /* audio: 2 for Opus */
+  int pt;            /* payload type the peer sends with */
+  char fmtp[160];    /* a=fmtp parameters, "" for none */
+  uint32_t ssrc;     /* SSRC the peer sends with */
+} sfu_peer_pub_t;
+
+/* One of the others' tracks, as the server offered it to this peer. */
+typedef struct sfu_peer_sub_s {
+  char mid[32];          /* the server's m-line */
+  char kind[8];
+  char owner_sid[72];    /* a=msid stream: the publisher's participant sid */
+  char track_id[72];     /* a=msid track: the track id */
+  uint32_t ssrc;         /* room-unique SSRC it arrives with */
+  int pt;
+  char codec[16];
+  int clock;
+  int active;            /* 0 once the server made the m-line inactive */
+  void *user;            /* free for the owner */
+} sfu_peer_sub_t;
+
+typedef struct sfu_peer_s sfu_peer_t;
+
+typedef struct sfu_peer_cb_s {
+  void *arg;
+  /* `welcome` received; `sid` is this peer's participant sid. */
+  void (*joined)(void *arg, const char *sid);
+  /* DTLS done, SRTP keys in place: media may flow. */
+  void (*connected)(void *arg);
+  /* A subscription appeared (active) or went inactive. */
+  void (*subscription)(void *arg, sfu_peer_sub_t *sub);
+  /* Decrypted RTP of a subscription; `buf` is writable, valid during the call. */
+  void (*rtp)(void *arg, sfu_peer_sub_t *sub, uint8_t *buf, size_t len);
+  /* Any other server message (participant_joined, speaking, error, ...). */
+  void (*message)(void *arg, json_t *msg);
+  /* The session ended: WebSocket closed (its code and reason), or the
+   * transport failed (code 0, reason says why). Runs once. */
+  void (*closed)(void *arg, int code, const char *reason);
+} sfu_peer_cb_t;
+
+typedef struct sfu_peer_opts_s {
+  const char *ws_url;      /* ws://host:port/v1/rtc */
+  const char *room;        /* room id or name */
+  const char *token;       /* join token */
+  sfu_peer_pub_t pubs[SFU_PEER_MAX_PUBS];
+  int npubs;               /* 0: a listener (one recvonly audio m-line) */
+  const char *address;     /* local IP for host candidates; "127.0.0.1" */
+} sfu_peer_opts_t;
+
+typedef struct sfu_peer_stats_s {
+  uint64_t rtp_sent, rtp_received, rtp_unknown; /* unknown: no subscription */
+  uint64_t send_errors;
+  uint64_t offers, answers;  /* server offers answered, our offers answered */
+  uint64_t errors;           /* `error` messages from the server */
+} sfu_peer_stats_t;
+
+/* Connects the WebSocket and starts joining. `cert` and `ctx` are shared by
+ * every peer of the process and must outlive it. 0 or a negative error. */
+int sfu_peer_create(sfu_peer_t **out, uv_loop_t *loop, GMainContext *ctx,
+                    sfu_dtls_cert_t *cert, const sfu_peer_opts_t *o, const sfu_peer_cb_t *cb);
+/* Protects `buf` (a plain RTP packet, cap >= len + SFU_SRTP_TRAILER) in
+ * place and sends it. 0, SFU_EAGAIN before media is up, or an error. */
+int sfu_peer_send_rtp(sfu_peer_t *p, uint8_t *buf, size_t len, size_t cap);
+int sfu_peer_send_rtcp(sfu_peer_t *p, uint8_t *buf, size_t len, size_t cap);
+/* Sends a signaling message (reference taken), e.g. {"type":"mute",...}. */
+int sfu_peer_signal(sfu_peer_t *p, json_t *msg);
+/* Says `leave` and closes the WebSocket; `closed` follows. */
+void sfu_peer_leave(sfu_peer_t *p);
+const sfu_peer_stats_t *sfu_peer_stats(const sfu_peer_t *p);
+const char *sfu_peer_sid(const sfu_peer_t *p);
+int sfu_peer_media_up(const sfu_peer_t *p);
+/* Frees the peer; safe inside its own callbacks (freed once unwound). */
+void sfu_peer_destroy(sfu_peer_t *p);
+
+#endif

@@ -1,0 +1,1082 @@
+/*
+ * replay.c -- sfu-replay: real captures through real calls (docs/replay.md).
+ *
+ * One process, one thread, one libuv loop: every simulated participant is
+ * an sfu_peer_t (tools/client/peer.h) -- WebSocket signaling, full ICE,
+ * DTLS, SRTP -- so what a replay shows holds for real clients. Publishers
+ * send their source's packets with its original pacing from a 1 ms timer;
+ * every receiver checks each packet against the publisher's send log
+ * (verify.h). The run ends after its duration plus a drain, and prints a
+ * JSON summary; the exit status says whether the expectations held.
+ *
+ * A run is a scenario (a JSON file, or one built from the command line):
+ * rooms x participants, each publishing up to one audio and one video
+ * source (a capture stream or a tone), joining and leaving at given times,
+ * muting over intervals. Rooms are created through the control-plane API
+ * and tokens minted there, unless a token is given.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <uv.h>
+
+#include "codecs/opus.h"
+#include "sfu/gloop.h"
+#include "sfu/log.h"
+#include "sfu/rtp.h"
+#include "sfu/sfu.h"
+#include "sfu/srtp.h"
+#include "tools/client/http.h"
+#include "tools/client/peer.h"
+#include "sfu/capture.h"
+#include "tools/replay/source.h"
+#include "tools/replay/verify.h"
+
+#define MAX_MUTES 8
+#define READY_GRACE_MS 300   /* after everyone is connected: answers land */
+#define READY_TIMEOUT_MS 20000
+#define DRAIN_MS 1000        /* after the last send: packets in flight land */
+#define EXIT_OK 0
+#define EXIT_FAILED 1        /* an expectation did not hold */
+#define EXIT_USAGE 2         /* bad arguments, capture, or server */
+
+typedef struct rp_room_s rp_room_t;
+typedef struct rp_part_s rp_part_t;
+
+typedef struct rp_pub_s {   /* a track a participant publishes */
+  rp_part_t *part;
+  sfu_source_t *src;
+  char kind[8];
+  uint32_t ssrc;
+  uint64_t next;            /* next packet index */
+  uint64_t muted_skip;      /* packets not sent while muted */
+  uint64_t send_errors;
+  uint64_t start_us;        /* first send opportunity: the source's time 0 */
+  sfu_sentlog_t log;
+  sfu_hist_t lat;           /* added latency at all its receivers */
+  int done;                 /* source exhausted */
+} rp_pub_t;
+
+typedef struct rp_sub_s {   /* a receiver's view of one pub */
+  rp_part_t *part;
+  rp_pub_t *pub;            /* NULL: nobody of ours (counted unknown) */
+  sfu_rxcheck_t chk;
+  sfu_opus_meter_t *meter;  /* --decode */
+  double level_sum;
+  uint64_t level_n;
+  int self;                 /* our own track came back: must never happen */
+} rp_sub_t;
+
+struct rp_part_s {
+  rp_room_t *room;
+  int index;                /* in the run */
+  char identity[64];
+  sfu_peer_t *peer;
+  char sid[72];
+  rp_pub_t pubs[SFU_PEER_MAX_PUBS];
+  int npubs;
+  double join_s, leave_s;   /* leave_s < 0: stays */
+  double mute[MAX_MUTES][2];
+  int nmutes, muted;
+  int joined, connected, left, closed;
+  int close_code;
+  char close_reason[128];
+  rp_sub_t **subs;
+  int nsubs, capsubs;
+  uint64_t unknown_rx;      /* RTP for no subscription of ours */
+  uint64_t self_rx;
+  uint64_t connect_us;      /* join start -> media up */
+  uint64_t started_us;
+};
+
+struct rp_room_s {
+  int index;
+  char id[64];
+  char ws_url[256];
+  rp_part_t **parts;
+  int nparts;
+  int ready;                /* publishing may start */
+  int existing;             /* joined, not created: not deleted at the end */
+  uint64_t ready_at_us;
+};
+
+typedef struct rp_srcspec_s {
+  char capture[512];
+  double tone;
+  sfu_src_sel_t sel;
+  char codec[16];
+  sfu_source_t *loaded;     /* shared by every participant using it */
+} rp_srcspec_t;
+
+typedef struct rp_run_s {
+  uv_loop_t *loop;
+  sfu_gloop_t gloop;
+  sfu_dtls_cert_t *cert;
+  uv_timer_t tick;
+  uv_signal_t sigint;
+  /* options */
+  char server[256], api_key[256], room_name[64], token[2048], ws_url[256];
+  double duration_s, speed;
+  int loops;
+  sfu_timing_t timing;
+  int decode, progress, expect_intact;
+  double max_loss;
+  const char *json_out, *record_path;
+  /* state */
+  rp_room_t *rooms;
+  int nrooms;
+  rp_part_t *parts;
+  int nparts;
+  rp_srcspec_t *specs;
+  int nspecs;
+  uint64_t t0_us;           /* run start */
+  uint64_t send_start_us;   /* 0 until every room is ready */
+  uint64_t end_sends_us;    /* when sending stops */
+  int phase;                /* 0 connecting, 1 sending, 2 draining, 3 leaving */
+  uint64_t phase_at_us;
+  sfu_cap_writer_t *rec;
+  uint64_t rec_dropped;
+  struct { int pt; char name[16]; } codecs[8]; /* --codec PT=NAME */
+  int ncodecs;
+  uint64_t last_progress_us, last_sent, last_recv;
+  int exit_code;
+  char fail[1024];          /* first failed expectation */
+} rp_run_t;
+
+static rp_run_t R;
+
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void die(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fputs("sfu-replay: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+  exit(EXIT_USAGE);
+}
+
+static void failf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void failf(const char *fmt, ...) {
+  va_list ap;
+  R.exit_code = EXIT_FAILED;
+  if (R.fail[0]) return;
+  va_start(ap, fmt);
+  vsnprintf(R.fail, sizeof(R.fail), fmt, ap);
+  va_end(ap);
+}
+
+static uint64_t now_us(void) { return sfu_now_us(); }
+static double run_s(void) { return (double)(now_us() - R.t0_us) / 1e6; }
+
+/* --- control plane ------------------------------------------------------------ */
+
+/* One control-plane request; `want` is the expected status. Anything else
+ * ends the run, unless it is `also` (0: none), returned as NULL. */
+static json_t *api2(const char *method, const char *path, json_t *body, int want, int also) {
+  char url[512], *resp = NULL, *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+  snprintf(url, sizeof(url), "%s%s", R.server, path);
+  int st = sfu_http_request_sync(method, url, R.api_key, text, &resp, 10000);
+  free(text);
+  json_decref(body);
+  if (st < 0) die("%s %s: %s", method, url, sfu_strerror(st));
+  if (st == also && also) {
+    free(resp);
+    return NULL;
+  }
+  if (st != want) die("%s %s: HTTP %d %s", method, url, st, resp ? resp : "");
+  json_t *j = resp ? json_loads(resp, 0, NULL) : NULL;
+  free(resp);
+  if (!j) die("%s %s: the answer is not JSON", method, url);
+  return j;
+}
+
+static json_t *api(const char *method, const char *path, json_t *body, int want) {
+  return api2(method, path, body, want, 0);
+}
+
+static void create_room(rp_room_t *rm) {
+  char name[96];
+  if (R.token[0]) { /* joining with a given token: the room is the token's */
+    snprintf(rm->id, sizeof(rm->id), "%s", R.room_name);
+    snprintf(rm->ws_url, sizeof(rm->ws_url), "%s", R.ws_url);
+    return;
+  }
+  if (R.nrooms > 1)
+    snprintf(name, sizeof(name), "%s-%d", R.room_name, rm->index);
+  else
+    snprintf(name, sizeof(name), "%s", R.room_name);
+  json_t *j = api2("POST", "/v1/rooms",
+                   json_pack("{s:s, s:i}", "name", name, "max_participants", rm->nparts), 201, 409);
+  if (!j) { /* a live room has that name: join it (and leave it running) */
+    char path[160];
+    snprintf(path, sizeof(path), "/v1/rooms/%s", name);
+    j = api("GET", path, NULL, 200);
+    rm->existing = 1;
+  }
+  snprintf(rm->id, sizeof(rm->id), "%s", json_string_value(json_object_get(j, "room_id")));
+  snprintf(rm->ws_url, sizeof(rm->ws_url), "%s", json_string_value(json_object_get(j, "ws_url")));
+  json_decref(j);
+}
+
+static void delete_room(rp_room_t *rm) {
+  char path[128], url[512];
+  if (R.token[0] || rm->existing) return;
+  snprintf(path, sizeof(path), "/v1/rooms/%s", rm->id);
+  snprintf(url, sizeof(url), "%s%s", R.server, path);
+  sfu_http_request_sync("DELETE", url, R.api_key, NULL, NULL, 5000);
+}
+
+static char *mint_token(rp_room_t *rm, const char *identity) {
+  char path[128];
+  if (R.token[0]) return strdup(R.token);
+  snprintf(path, sizeof(path), "/v1/rooms/%s/tokens", rm->id);
+  json_t *j = api("POST", path, json_pack("{s:s}", "identity", identity), 201);
+  char *t = strdup(json_string_value(json_object_get(j, "token")));
+  json_decref(j);
+  return t;
+}
+
+/* --- receiving ------------------------------------------------------------------ */
+
+static rp_pub_t *find_pub(rp_room_t *rm, const char *sid, const char *kind) {
+  for (int i = 0; i < rm->nparts; i++) {
+    rp_part_t *p = rm->parts[i];
+    if (strcmp(p->sid, sid) != 0) continue;
+    for (int k = 0; k < p->npubs; k++)
+      if (strcmp(p->pubs[k].kind, kind) == 0) return &p->pubs[k];
+  }
+  return NULL;
+}
+
+static void on_subscription(void *arg, sfu_peer_sub_t *s) {
+  rp_part_t *p = arg;
+  if (!s->active && s->user) /* the publisher left: its track ended */
+    sfu_rxcheck_close(&((rp_sub_t *)s->user)->chk);
+  if (!s->active || s->user) return;
+  rp_sub_t *rs = calloc(1, sizeof(*rs));
+  if (!rs) return;
+  rs->part = p;
+  rs->self = strcmp(s->owner_sid, p->sid) == 0;
+  rs->pub = find_pub(p->room, s->owner_sid, s->kind);
+  if (rs->pub) sfu_rxcheck_init(&rs->chk, &rs->pub->log, &rs->pub->lat, s->clock);
+  if (R.decode && strcasecmp(s->codec, "opus") == 0) sfu_opus_meter_create(&rs->meter);
+  if (p->nsubs == p->capsubs) {
+    int cap = p->capsubs ? p->capsubs * 2 : 8;
+    rp_sub_t **a = realloc(p->subs, (size_t)cap * sizeof(*a));
+    if (!a) {
+      free(rs);
+      return;
+    }
+    p->subs = a;
+    p->capsubs = cap;
+  }
+  p->subs[p->nsubs++] = rs;
+  s->user = rs;
+}
+
+static void record(rp_part_t *p, rp_sub_t *rs, const uint8_t *buf, size_t len) {
+  static const uint8_t src_ip[4] = {10, 0, 0, 1}, dst_ip[4] = {10, 0, 0, 2};
+  if (sfu_cap_writer_bytes(R.rec) > (uint64_t)1 << 30) { /* 1 GiB bound */
+    R.rec_dropped++;
+    return;
+  }
+  uint16_t sport = (uint16_t)(10000 + (rs->pub ? rs->pub->part->index * 2 +
+                                                     (int)(rs->pub - rs->pub->part->pubs)
+                                               : 0) % 20000);
+  uint16_t dport = (uint16_t)(30000 + p->index % 30000);
+  uint64_t wall = (uint64_t)sfu_wall_ms() * 1000 + now_us() % 1000;
+  sfu_cap_writer_put(R.rec, wall, src_ip, sport, dst_ip, dport, buf, len);
+}
+
+static void on_rtp(void *arg, sfu_peer_sub_t *s, uint8_t *buf, size_t len) {
+  rp_part_t *p = arg;
+  rp_sub_t *rs = s->user;
+  sfu_rtp_t r;
+  uint64_t t = now_us();
+  if (!rs || sfu_rtp_parse(buf, len, &r) != 0) {
+    p->unknown_rx++;
+    return;
+  }
+  if (rs->self) p->self_rx++;
+  if (rs->pub) sfu_rxcheck_packet(&rs->chk, &r, t);
+  else p->unknown_rx++;
+  if (rs->meter) {
+    int level = sfu_opus_meter_feed(rs->meter, r.data + r.payload_off, r.payload_len);
+    if (level >= 0) rs->level_sum += level, rs->level_n++;
+  }
+  if (R.rec) record(p, rs, buf, len);
+}
+
+/* --- participants ---------------------------------------------------------------- */
+
+static void on_joined(void *arg, const char *sid) {
+  rp_part_t *p = arg;
+  snprintf(p->sid, sizeof(p->sid), "%s", sid);
+  p->joined = 1;
+}
+
+static void on_connected(void *arg) {
+  rp_part_t *p = arg;
+  p->connected = 1;
+  p->connect_us = now_us() - p->started_us;
+}
+
+static void on_message(void *arg, json_t *m) {
+  rp_part_t *p = arg;
+  const char *type = json_string_value(json_object_get(m, "type"));
+  if (type && strcmp(type, "error") == 0) {
+    char *s = json_dumps(m, JSON_COMPACT);
+    fprintf(stderr, "sfu-replay: %s got %s\n", p->identity, s ? s : "error");
+    free(s);
+  }
+}
+
+static void on_closed(void *arg, int code, const char *reason) {
+  rp_part_t *p = arg;
+  p->closed = 1;
+  for (int i = 0; i < p->nsubs; i++) sfu_rxcheck_close(&p->subs[i]->chk);
+  p->close_code = code;
+  snprintf(p->close_reason, sizeof(p->close_reason), "%s", reason ? reason : "");
+  if (!p->left)
+    fprintf(stderr, "sfu-replay: %s: session ended at %.1f s: %d %s\n", p->identity, run_s(),
+            code, p->close_reason);
+}
+
+static void start_part(rp_part_t *p) {
+  sfu_peer_opts_t o;
+  memset(&o, 0, sizeof(o));
+  char *token = mint_token(p->room, p->identity);
+  o.ws_url = p->room->ws_url;
+  o.room = p->room->id;
+  o.token = token;
+  for (int k = 0; k < p->npubs; k++) {
+    rp_pub_t *pub = &p->pubs[k];
+    sfu_peer_pub_t *pp = &o.pubs[k];
+    snprintf(pp->kind, sizeof(pp->kind), "%s", pub->kind);
+    snprintf(pp->codec, sizeof(pp->codec), "%s", pub->src->codec);
+    pp->clock = pub->src->clock;
+    pp->channels = strcmp(pub->kind, "audio") == 0 ? 2 : 0;
+    pp->pt = pub->src->pt;
+    if (strcasecmp(pub->src->codec, "H264") == 0)
+      snprintf(pp->fmtp, sizeof(pp->fmtp),
+               "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f");
+    pp->ssrc = pub->ssrc;
+  }
+  o.npubs = p->npubs;
+  sfu_peer_cb_t cb = {p, on_joined, on_connected, on_subscription, on_rtp, on_message, on_closed};
+  p->started_us = now_us();
+  int rv = sfu_peer_create(&p->peer, R.loop, R.gloop.ctx, R.cert, &o, &cb);
+  free(token);
+  if (rv != 0) die("%s: cannot start: %s", p->identity, sfu_strerror(rv));
+}
+
+static int pubs_in_room_before(const rp_room_t *rm, const rp_part_t *except) {
+  int n = 0;
+  for (int i = 0; i < rm->nparts; i++)
+    if (rm->parts[i] != except && rm->parts[i]->join_s <= 0) n += rm->parts[i]->npubs;
+  return n;
+}
+
+/* A room is ready when everyone who joins at 0 s has media up and a
+ * subscription to every track of the others. */
+static int room_ready(rp_room_t *rm) {
+  for (int i = 0; i < rm->nparts; i++) {
+    rp_part_t *p = rm->parts[i];
+    if (p->join_s > 0) continue;
+    if (!p->connected) return 0;
+    int want = pubs_in_room_before(rm, p), have = 0;
+    for (int k = 0; k < p->nsubs; k++) have += p->subs[k]->pub != NULL;
+    if (have < want) return 0;
+  }
+  return 1;
+}
+
+static void send_due(rp_pub_t *pub, uint64_t t) {
+  uint8_t buf[1500 + SFU_SRTP_TRAILER];
+  rp_part_t *p = pub->part;
+  if (!pub->start_us) /* clients are not in step: a random phase of up to 20 ms */
+    pub->start_us = t + (uint64_t)(random() % 20000);
+  if (t < pub->start_us) return;
+  double elapsed = (double)(t - pub->start_us) * R.speed;
+  while (!pub->done) {
+    uint64_t at = 0;
+    int n = sfu_source_packet(pub->src, pub->next, R.loops, pub->ssrc,
+                              strcmp(pub->kind, "audio") == 0 ? SFU_PEER_LEVEL_EXT : 0, buf,
+                              sizeof(buf) - SFU_SRTP_TRAILER, &at);
+    if (n <= 0) {
+      pub->done = 1;
+      return;
+    }
+    if ((double)at > elapsed) return;
+    pub->next++;
+    if (p->muted) {
+      pub->muted_skip++;
+      continue;
+    }
+    sfu_rtp_t r;
+    if (sfu_rtp_parse(buf, (size_t)n, &r) != 0) continue;
+    sfu_sentlog_put(&pub->log, &r, now_us());
+    if (sfu_peer_send_rtp(p->peer, buf, (size_t)n, sizeof(buf)) != 0) pub->send_errors++;
+  }
+}
+
+static void apply_schedule(rp_part_t *p, double t) {
+  if (!p->peer && !p->left && t >= p->join_s) start_part(p);
+  if (!p->peer) return;
+  if (p->leave_s >= 0 && t >= p->leave_s && !p->left) {
+    p->left = 1;
+    for (int i = 0; i < p->nsubs; i++) sfu_rxcheck_close(&p->subs[i]->chk);
+    sfu_peer_leave(p->peer);
+    return;
+  }
+  int muted = 0;
+  for (int i = 0; i < p->nmutes; i++)
+    if (t >= p->mute[i][0] && t < p->mute[i][1]) muted = 1;
+  if (muted != p->muted && p->connected) {
+    p->muted = muted;
+    sfu_peer_signal(p->peer, json_pack("{s:s, s:i, s:b}", "type", "mute", "id", 1000 + p->index,
+                                       "muted", muted));
+  }
+}
+
+/* --- progress and summary ----------------------------------------------------- */
+
+static void totals(uint64_t *sent, uint64_t *recv, uint64_t *lost, int *connected) {
+  *sent = *recv = *lost = 0;
+  *connected = 0;
+  for (int i = 0; i < R.nparts; i++) {
+    rp_part_t *p = &R.parts[i];
+    *connected += p->connected && !p->closed;
+    for (int k = 0; k < p->npubs; k++) *sent += p->pubs[k].log.sent;
+    for (int k = 0; k < p->nsubs; k++) {
+      *recv += p->subs[k]->chk.matched;
+      *lost += sfu_rxcheck_lost(&p->subs[k]->chk);
+    }
+  }
+}
+
+static void progress(uint64_t t) {
+  uint64_t sent, recv, lost;
+  int conn;
+  if (!R.progress || t - R.last_progress_us < 1000000) return;
+  double dt = (double)(t - R.last_progress_us) / 1e6;
+  totals(&sent, &recv, &lost, &conn);
+  fprintf(stderr, "\r[%6.1fs] clients %d/%d  out %.0f pkt/s  in %.0f pkt/s  loss %.3f%%   ",
+          run_s(), conn, R.nparts, (double)(sent - R.last_sent) / dt,
+          (double)(recv - R.last_recv) / dt, recv + lost ? 100.0 * (double)lost / (double)(recv + lost) : 0);
+  R.last_progress_us = t;
+  R.last_sent = sent;
+  R.last_recv = recv;
+}
+
+static json_t *hist_json(const sfu_hist_t *h) {
+  return json_pack("{s:I, s:I, s:I, s:I, s:I}", "n", (json_int_t)h->n, "p50",
+                   (json_int_t)sfu_hist_quantile(h, 0.5), "p95",
+                   (json_int_t)sfu_hist_quantile(h, 0.95), "p99",
+                   (json_int_t)sfu_hist_quantile(h, 0.99), "max", (json_int_t)h->max_us);
+}
+
+static void hist_merge(sfu_hist_t *into, const sfu_hist_t *h) {
+  for (int i = 0; i < SFU_HIST_FINE; i++) into->fine[i] += h->fine[i];
+  for (int i = 0; i < SFU_HIST_COARSE; i++) into->coarse[i] += h->coarse[i];
+  into->over += h->over;
+  into->n += h->n;
+  if (h->max_us > into->max_us) into->max_us = h->max_us;
+}
+
+/* Per published track: what its receivers got, and the checks on it. */
+static json_t *pub_json(rp_pub_t *pub, uint64_t *t_recv, uint64_t *t_lost, uint64_t *t_bad) {
+  uint64_t recv = 0, lost = 0, dup = 0, reord = 0, corrupt = 0, missed = 0, resync = 0, old = 0;
+  double jitter_max = 0;
+  int receivers = 0;
+  json_t *heard = json_array();
+  for (int i = 0; i < R.nparts; i++) {
+    rp_part_t *p = &R.parts[i];
+    for (int k = 0; k < p->nsubs; k++) {
+      rp_sub_t *s = p->subs[k];
+      if (s->pub != pub) continue;
+      receivers++;
+      recv += s->chk.matched;
+      lost += sfu_rxcheck_lost(&s->chk);
+      dup += s->chk.duplicated;
+      reord += s->chk.reordered;
+      corrupt += s->chk.corrupt;
+      missed += s->chk.synced ? s->chk.first_n : pub->log.sent;
+      resync += s->chk.resyncs;
+      old += s->chk.too_old;
+      double j = s->chk.jitter * 1000.0 / s->chk.clock;
+      if (j > jitter_max) jitter_max = j;
+      if (s->meter && s->level_n)
+        json_array_append_new(heard, json_pack("{s:s, s:f}", "receiver", p->identity, "level",
+                                               s->level_sum / (double)s->level_n));
+    }
+  }
+  *t_recv += recv;
+  *t_lost += lost;
+  *t_bad += corrupt + dup;
+  json_t *j = json_pack(
+      "{s:s, s:s, s:s, s:s, s:I, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:f}",
+      "participant", pub->part->identity, "kind", pub->kind, "codec", pub->src->codec, "source",
+      pub->src->name, "sent", (json_int_t)pub->log.sent, "receivers", receivers, "received",
+      (json_int_t)recv, "lost", (json_int_t)lost, "missed_at_start", (json_int_t)missed,
+      "duplicated", (json_int_t)dup, "reordered", (json_int_t)reord, "corrupt",
+      (json_int_t)corrupt, "resyncs", (json_int_t)resync, "too_old", (json_int_t)old,
+      "send_errors", (json_int_t)pub->send_errors, "latency_us", hist_json(&pub->lat),
+      "jitter_ms_max", jitter_max);
+  if (json_array_size(heard))
+    json_object_set_new(j, "levels", heard);
+  else
+    json_decref(heard);
+  return j;
+}
+
+static void check_expectations(json_t *streams) {
+  size_t i;
+  json_t *s;
+  for (int k = 0; k < R.nparts; k++) {
+    rp_part_t *p = &R.parts[k];
+    if (!p->connected) failf("%s never had media", p->identity);
+    if (p->self_rx) failf("%s received %llu packets of its own", p->identity,
+                          (unsigned long long)p->self_rx);
+    if (p->unknown_rx) failf("%s received %llu packets of no known track", p->identity,
+                             (unsigned long long)p->unknown_rx);
+  }
+  json_array_foreach(streams, i, s) {
+    const char *who = json_string_value(json_object_get(s, "participant"));
+    json_int_t sent = json_integer_value(json_object_get(s, "sent"));
+    json_int_t recv = json_integer_value(json_object_get(s, "received"));
+    json_int_t lost = json_integer_value(json_object_get(s, "lost"));
+    json_int_t nrecv = json_integer_value(json_object_get(s, "receivers"));
+    const char *kind = json_string_value(json_object_get(s, "kind"));
+    if (json_integer_value(json_object_get(s, "corrupt")))
+      failf("%s %s: payloads arrived altered", who, kind);
+    if (json_integer_value(json_object_get(s, "duplicated")))
+      failf("%s %s: duplicates arrived", who, kind);
+    if (sent == 0) failf("%s %s: nothing was sent", who, kind);
+    if (nrecv == 0) failf("%s %s: nobody received it", who, kind);
+    if (recv + lost > 0 && (double)lost / (double)(recv + lost) > R.max_loss)
+      failf("%s %s: %lld of %lld lost", who, kind, (long long)lost, (long long)(recv + lost));
+    if (R.expect_intact && (recv != sent * nrecv || json_integer_value(json_object_get(s, "missed_at_start"))))
+      failf("%s %s: %lld sent to %lld receivers, %lld arrived", who, kind, (long long)sent,
+            (long long)nrecv, (long long)recv);
+  }
+}
+
+static void summary(void) {
+  json_t *streams = json_array(), *parts = json_array();
+  uint64_t recv = 0, lost = 0, bad = 0, sent = 0;
+  sfu_hist_t *all = calloc(1, sizeof(*all));
+  for (int i = 0; i < R.nparts; i++) {
+    rp_part_t *p = &R.parts[i];
+    for (int k = 0; k < p->npubs; k++) {
+      json_array_append_new(streams, pub_json(&p->pubs[k], &recv, &lost, &bad));
+      sent += p->pubs[k].log.sent;
+      if (all) hist_merge(all, &p->pubs[k].lat);
+    }
+    json_array_append_new(parts, json_pack("{s:s, s:s, s:i, s:b, s:f, s:i, s:i, s:I, s:I}",
+                                           "identity", p->identity, "sid", p->sid, "room",
+                                           p->room->index, "connected", p->connected,
+                                           "connect_ms", (double)p->connect_us / 1000.0,
+                                           "subscriptions", p->nsubs, "close_code",
+                                           p->close_code, "self_received",
+                                           (json_int_t)p->self_rx, "unknown_received",
+                                           (json_int_t)p->unknown_rx));
+  }
+  if (R.expect_intact || R.max_loss < 1) check_expectations(streams);
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  double cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
+               (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+  double send_s = R.end_sends_us > R.send_start_us && R.send_start_us
+                      ? (double)(R.end_sends_us - R.send_start_us) / 1e6 : 0;
+  json_t *sum = json_pack(
+      "{s:i, s:i, s:f, s:f, s:I, s:I, s:I, s:f, s:f, s:f, s:o, s:f, s:b, s:s?}",
+      "rooms", R.nrooms, "participants", R.nparts, "duration_s", run_s(), "sending_s", send_s,
+      "sent", (json_int_t)sent, "received", (json_int_t)recv, "lost", (json_int_t)lost,
+      "loss", recv + lost ? (double)lost / (double)(recv + lost) : 0.0, "received_per_s",
+      send_s > 0 ? (double)recv / send_s : 0.0, "sent_per_s", send_s > 0 ? (double)sent / send_s : 0.0,
+      "latency_us", all ? hist_json(all) : json_null(), "cpu_s", cpu, "ok",
+      R.exit_code == EXIT_OK, "failure", R.fail[0] ? R.fail : NULL);
+  json_object_set_new(sum, "streams", streams);
+  json_object_set_new(sum, "clients", parts);
+  if (R.rec) json_object_set_new(sum, "record_dropped", json_integer((json_int_t)R.rec_dropped));
+  free(all);
+  FILE *f = !R.json_out || strcmp(R.json_out, "-") == 0 ? stdout : fopen(R.json_out, "w");
+  if (!f) die("%s: %s", R.json_out, strerror(errno));
+  json_dumpf(sum, f, JSON_INDENT(1));
+  fputc('\n', f);
+  if (f != stdout) fclose(f);
+  json_decref(sum);
+  if (R.fail[0]) fprintf(stderr, "sfu-replay: FAILED: %s\n", R.fail);
+}
+
+/* --- the clock ------------------------------------------------------------------- */
+
+static int all_closed(void) {
+  for (int i = 0; i < R.nparts; i++)
+    if (R.parts[i].peer && !R.parts[i].closed) return 0;
+  return 1;
+}
+
+static void finish(void) {
+  uv_timer_stop(&R.tick);
+  if (R.progress) fputc('\n', stderr);
+  for (int i = 0; i < R.nparts; i++)
+    if (R.parts[i].peer) sfu_peer_destroy(R.parts[i].peer);
+  for (int i = 0; i < R.nrooms; i++) delete_room(&R.rooms[i]);
+  uv_close((uv_handle_t *)&R.tick, NULL);
+  uv_close((uv_handle_t *)&R.sigint, NULL);
+  sfu_gloop_close(&R.gloop, NULL);
+}
+
+static void on_tick(uv_timer_t *h) {
+  uint64_t t = now_us();
+  double ts = run_s();
+  if (R.phase == 0) {
+    int ready = 1;
+    for (int i = 0; i < R.nrooms; i++) {
+      rp_room_t *rm = &R.rooms[i];
+      if (!rm->ready_at_us && room_ready(rm)) rm->ready_at_us = t;
+      ready &= rm->ready_at_us && t - rm->ready_at_us >= READY_GRACE_MS * 1000;
+    }
+    for (int i = 0; i < R.nparts; i++)
+      if (R.parts[i].join_s <= 0) apply_schedule(&R.parts[i], 0);
+    if (ready || t - R.t0_us > READY_TIMEOUT_MS * 1000ULL) {
+      if (!ready) fprintf(stderr, "sfu-replay: not every client connected in %d s; sending anyway\n",
+                          READY_TIMEOUT_MS / 1000);
+      R.phase = 1;
+      R.send_start_us = t;
+      R.t0_us = t; /* scenario times count from here */
+      R.end_sends_us = t + (uint64_t)(R.duration_s * 1e6);
+    }
+  } else if (R.phase == 1) {
+    int active = 0;
+    for (int i = 0; i < R.nparts; i++) {
+      rp_part_t *p = &R.parts[i];
+      apply_schedule(p, ts);
+      for (int k = 0; k < p->npubs; k++) {
+        if (p->peer && p->connected && !p->left && !p->closed) send_due(&p->pubs[k], t);
+        active |= !p->pubs[k].done && !p->left;
+      }
+    }
+    if (t >= R.end_sends_us || (!active && R.loops > 0)) {
+      R.end_sends_us = t;
+      R.phase = 2;
+      R.phase_at_us = t;
+    }
+  } else if (R.phase == 2 && t - R.phase_at_us >= DRAIN_MS * 1000) {
+    summary();
+    for (int i = 0; i < R.nparts; i++)
+      if (R.parts[i].peer && !R.parts[i].left) {
+        R.parts[i].left = 1;
+        sfu_peer_leave(R.parts[i].peer);
+      }
+    R.phase = 3;
+    R.phase_at_us = t;
+  } else if (R.phase == 3 && (all_closed() || t - R.phase_at_us > 3000000)) {
+    finish();
+    return;
+  }
+  progress(t);
+}
+
+static void on_sigint(uv_signal_t *h, int sig) {
+  if (R.phase < 2) {
+    fprintf(stderr, "\nsfu-replay: interrupted: summarising\n");
+    R.end_sends_us = now_us();
+    R.phase = 2;
+    R.phase_at_us = now_us();
+  } else {
+    exit(R.exit_code ? R.exit_code : EXIT_FAILED);
+  }
+}
+
+/* --- scenario -------------------------------------------------------------------- */
+
+static sfu_source_t *load_spec(rp_srcspec_t *sp) {
+  char err[512];
+  if (sp->loaded) return sp->loaded;
+  sp->loaded = calloc(1, sizeof(*sp->loaded));
+  if (!sp->loaded) die("out of memory");
+  int rv = sp->tone > 0 ? sfu_source_tone(sp->loaded, sp->tone, err, sizeof(err))
+                        : sfu_source_load(sp->loaded, sp->capture, &sp->sel, R.timing, err,
+                                          sizeof(err));
+  if (rv != 0) die("%s", err);
+  for (int k = 0; k < R.ncodecs && !sp->codec[0]; k++)
+    if (R.codecs[k].pt == sp->loaded->pt) snprintf(sp->codec, sizeof(sp->codec), "%s", R.codecs[k].name);
+  if (sp->codec[0]) {
+    snprintf(sp->loaded->codec, sizeof(sp->loaded->codec), "%s", sp->codec);
+    sp->loaded->clock = strcasecmp(sp->codec, "opus") == 0 ? 48000 : 90000;
+  } else if (strcmp(sp->loaded->codec, "?") == 0) {
+    die("%s: payload type %d: unknown codec; say which with --codec %d=NAME", sp->capture,
+        sp->loaded->pt, sp->loaded->pt);
+  }
+  return sp->loaded;
+}
+
+/* A tone source is per participant (its encoder has state); a capture is
+ * loaded once and shared. */
+static sfu_source_t *source_for(rp_srcspec_t *sp) {
+  if (sp->tone <= 0) return load_spec(sp);
+  rp_srcspec_t one = *sp;
+  one.loaded = NULL;
+  return load_spec(&one);
+}
+
+static rp_srcspec_t *add_spec(void) {
+  rp_srcspec_t *a = realloc(R.specs, (size_t)(R.nspecs + 1) * sizeof(*a));
+  if (!a) die("out of memory");
+  R.specs = a;
+  memset(&a[R.nspecs], 0, sizeof(*a));
+  a[R.nspecs].sel.ssrc = -1;
+  a[R.nspecs].sel.pt = -1;
+  a[R.nspecs].sel.port = -1;
+  return &a[R.nspecs++];
+}
+
+typedef struct rp_tmpl_s {    /* a participant of the scenario, per room */
+  char name[48];
+  int count;
+  int pubspec[SFU_PEER_MAX_PUBS];
+  int npubs;
+  double join_s, leave_s;
+  double mute[MAX_MUTES][2];
+  int nmutes;
+} rp_tmpl_t;
+
+static void parse_participants(json_t *arr, const char *dir, rp_tmpl_t **out, int *n) {
+  size_t i, k;
+  json_t *jp, *jpub;
+  *n = 0;
+  *out = calloc(json_array_size(arr) + 1, sizeof(**out));
+  json_array_foreach(arr, i, jp) {
+    rp_tmpl_t *t = &(*out)[(*n)++];
+    const char *name = json_string_value(json_object_get(jp, "name"));
+    snprintf(t->name, sizeof(t->name), "%s", name ? name : "p");
+    t->count = json_object_get(jp, "count") ? (int)json_integer_value(json_object_get(jp, "count")) : 1;
+    if (t->count < 1 || t->count > 10000) die("participant %s: count must be 1..10000", t->name);
+    t->join_s = json_number_value(json_object_get(jp, "join_s"));
+    t->leave_s = json_object_get(jp, "leave_s") ? json_number_value(json_object_get(jp, "leave_s")) : -1;
+    json_t *mutes = json_object_get(jp, "mute");
+    json_t *mi;
+    json_array_foreach(mutes, k, mi) {
+      if (t->nmutes == MAX_MUTES) die("participant %s: at most %d mutes", t->name, MAX_MUTES);
+      t->mute[t->nmutes][0] = json_number_value(json_array_get(mi, 0));
+      t->mute[t->nmutes][1] = json_number_value(json_array_get(mi, 1));
+      t->nmutes++;
+    }
+    json_array_foreach(json_object_get(jp, "publish"), k, jpub) {
+      if (t->npubs == SFU_PEER_MAX_PUBS) die("participant %s: at most one audio and one video", t->name);
+      rp_srcspec_t *sp = add_spec();
+      const char *cap = json_string_value(json_object_get(jpub, "capture"));
+      const char *codec = json_string_value(json_object_get(jpub, "codec"));
+      sp->tone = json_number_value(json_object_get(jpub, "tone"));
+      if (cap && cap[0] != '/' && dir)
+        snprintf(sp->capture, sizeof(sp->capture), "%.255s/%.255s", dir, cap);
+      else if (cap)
+        snprintf(sp->capture, sizeof(sp->capture), "%s", cap);
+      else if (sp->tone <= 0)
+        die("participant %s: a publish entry needs \"capture\" or \"tone\"", t->name);
+      if (json_object_get(jpub, "ssrc")) sp->sel.ssrc = json_integer_value(json_object_get(jpub, "ssrc"));
+      if (json_object_get(jpub, "pt")) sp->sel.pt = (int)json_integer_value(json_object_get(jpub, "pt"));
+      if (json_object_get(jpub, "port")) sp->sel.port = (int)json_integer_value(json_object_get(jpub, "port"));
+      if (codec) snprintf(sp->codec, sizeof(sp->codec), "%s", codec);
+      t->pubspec[t->npubs++] = R.nspecs - 1;
+    }
+  }
+}
+
+static void build_run(rp_tmpl_t *tm, int ntm) {
+  int per_room = 0;
+  for (int i = 0; i < ntm; i++) per_room += tm[i].count;
+  if (per_room == 0) die("a scenario needs participants");
+  R.rooms = calloc((size_t)R.nrooms, sizeof(*R.rooms));
+  R.nparts = per_room * R.nrooms;
+  R.parts = calloc((size_t)R.nparts, sizeof(*R.parts));
+  if (!R.rooms || !R.parts) die("out of memory");
+  int pi = 0;
+  for (int r = 0; r < R.nrooms; r++) {
+    rp_room_t *rm = &R.rooms[r];
+    rm->index = r;
+    rm->parts = calloc((size_t)per_room, sizeof(*rm->parts));
+    for (int i = 0; i < ntm; i++)
+      for (int c = 0; c < tm[i].count; c++) {
+        rp_part_t *p = &R.parts[pi];
+        p->index = pi++;
+        p->room = rm;
+        rm->parts[rm->nparts++] = p;
+        if (tm[i].count > 1)
+          snprintf(p->identity, sizeof(p->identity), "%s-%d", tm[i].name, c);
+        else
+          snprintf(p->identity, sizeof(p->identity), "%s", tm[i].name);
+        if (R.nrooms > 1) {
+          size_t l = strlen(p->identity);
+          snprintf(p->identity + l, sizeof(p->identity) - l, ".r%d", r);
+        }
+        p->join_s = tm[i].join_s;
+        p->leave_s = tm[i].leave_s;
+        memcpy(p->mute, tm[i].mute, sizeof(p->mute));
+        p->nmutes = tm[i].nmutes;
+        for (int k = 0; k < tm[i].npubs; k++) {
+          rp_pub_t *pub = &p->pubs[p->npubs++];
+          pub->part = p;
+          pub->src = source_for(&R.specs[tm[i].pubspec[k]]);
+          snprintf(pub->kind, sizeof(pub->kind), "%s",
+                   strcasecmp(pub->src->codec, "opus") == 0 ? "audio" : "video");
+          if (k == 1 && strcmp(pub->kind, p->pubs[0].kind) == 0)
+            die("%s: publishes two %s tracks; the SFU takes one of each kind", p->identity,
+                pub->kind);
+          do
+            pub->ssrc = (uint32_t)random() ^ (uint32_t)random() << 16;
+          while (pub->ssrc == 0);
+        }
+      }
+  }
+}
+
+static void load_scenario(const char *path, rp_tmpl_t **tm, int *ntm) {
+  json_error_t e;
+  json_t *j = json_load_file(path, 0, &e);
+  if (!j) die("%s:%d: %s", path, e.line, e.text);
+  char dir[512];
+  snprintf(dir, sizeof(dir), "%s", path);
+  char *slash = strrchr(dir, '/');
+  if (slash)
+    *slash = '\0';
+  else
+    snprintf(dir, sizeof(dir), ".");
+  if (json_object_get(j, "rooms")) R.nrooms = (int)json_integer_value(json_object_get(j, "rooms"));
+  if (json_object_get(j, "duration_s")) R.duration_s = json_number_value(json_object_get(j, "duration_s"));
+  if (json_object_get(j, "loops")) R.loops = (int)json_integer_value(json_object_get(j, "loops"));
+  if (json_object_get(j, "speed")) R.speed = json_number_value(json_object_get(j, "speed"));
+  const char *name = json_string_value(json_object_get(j, "room"));
+  if (name) snprintf(R.room_name, sizeof(R.room_name), "%s", name);
+  json_t *ex = json_object_get(j, "expect");
+  if (json_is_true(json_object_get(ex, "intact"))) R.expect_intact = 1;
+  if (json_object_get(ex, "max_loss")) R.max_loss = json_number_value(json_object_get(ex, "max_loss"));
+  json_t *parts = json_object_get(j, "participants");
+  if (!json_is_array(parts)) die("%s: \"participants\" must be an array", path);
+  parse_participants(parts, dir, tm, ntm);
+  json_decref(j);
+}
+
+/* --- command line ---------------------------------------------------------------- */
+
+static void list_streams(int argc, char **argv) {
+  for (int i = 0; i < argc; i++) {
+    sfu_cap_stream_t st[64];
+    uint64_t non_rtp = 0;
+    char err[512];
+    int n = sfu_cap_scan(argv[i], st, 64, &non_rtp, err, sizeof(err));
+    if (n < 0) die("%s", err);
+    printf("%s: %d RTP stream%s, %llu other UDP datagrams\n", argv[i], n, n == 1 ? "" : "s",
+           (unsigned long long)non_rtp);
+    for (int k = 0; k < n; k++) {
+      char codec[16] = "?";
+      int clock = 0;
+      sfu_source_guess_codec(st[k].pt, codec, &clock);
+      printf("  ssrc 0x%08x pt %3u (%s) port %u->%u: %llu packets, %.1f s, %llu seq gaps\n",
+             st[k].ssrc, st[k].pt, codec, st[k].sport, st[k].dport,
+             (unsigned long long)st[k].packets,
+             (double)(st[k].last_us - st[k].first_us) / 1e6, (unsigned long long)st[k].seq_gaps);
+    }
+  }
+}
+
+static void usage(FILE *f) {
+  fputs(
+      "usage: sfu-replay [options] [CAPTURE...]\n"
+      "Replays RTP streams of pcap/pcapng captures through a room of a running sfud,\n"
+      "as real clients (WebSocket signaling, ICE, DTLS, SRTP), and checks what the\n"
+      "others receive. See docs/replay.md.\n\n"
+      "  -s, --server URL       sfud's HTTP address (http://127.0.0.1:7880; $SFU_SERVER)\n"
+      "  -k, --api-key KEY      control-plane key ($SFU_API_KEY)\n"
+      "  -r, --room NAME        room to create (replay-<pid>)\n"
+      "      --token JWT        join an existing room with this token (needs --ws-url)\n"
+      "      --ws-url URL       signaling URL with --token\n"
+      "  -f, --scenario FILE    scenario file (JSON; docs/replay.md)\n"
+      "  -n, --participants N   participants per room: one per capture, the rest listen (3)\n"
+      "      --rooms N          run the same room N times (1)\n"
+      "      --tone HZ          one more participant publishing an Opus tone (repeatable)\n"
+      "      --ssrc X --pt N --port N   select the stream of each capture\n"
+      "      --codec PT=NAME    codec of a payload type (opus, VP8, VP9, H264, AV1)\n"
+      "      --timing auto|capture|rtp  pace by capture time or RTP timestamp (auto)\n"
+      "      --speed X          play X times faster (1)\n"
+      "      --loop N           play each capture N times, then stop (1; 0 = until --duration)\n"
+      "  -d, --duration S       stop sending after S seconds (default: end of the captures)\n"
+      "      --decode           decode received Opus and report its level\n"
+      "      --record FILE      write every received packet (plain RTP) to a pcap\n"
+      "      --json FILE        write the summary there (- = stdout, the default)\n"
+      "      --expect-intact    exit 1 unless every packet reached every receiver intact\n"
+      "      --max-loss R       exit 1 if a stream lost more than R (0..1)\n"
+      "      --progress         a live progress line on stderr\n"
+      "      --list             list the RTP streams of the captures and exit\n"
+      "  -h, --help\n"
+      "Exit status: 0 ok, 1 an expectation failed, 2 bad arguments or setup.\n",
+      f);
+}
+
+int main(int argc, char **argv) {
+  enum { O_TOKEN = 256, O_WSURL, O_ROOMS, O_TONE, O_SSRC, O_PT, O_PORT, O_CODEC, O_TIMING,
+         O_SPEED, O_LOOP, O_DECODE, O_RECORD, O_JSON, O_INTACT, O_MAXLOSS, O_PROGRESS, O_LIST };
+  static const struct option opts[] = {
+      {"server", 1, 0, 's'},      {"api-key", 1, 0, 'k'},        {"room", 1, 0, 'r'},
+      {"token", 1, 0, O_TOKEN},   {"ws-url", 1, 0, O_WSURL},     {"scenario", 1, 0, 'f'},
+      {"participants", 1, 0, 'n'}, {"rooms", 1, 0, O_ROOMS},     {"tone", 1, 0, O_TONE},
+      {"ssrc", 1, 0, O_SSRC},     {"pt", 1, 0, O_PT},            {"port", 1, 0, O_PORT},
+      {"codec", 1, 0, O_CODEC},   {"timing", 1, 0, O_TIMING},    {"speed", 1, 0, O_SPEED},
+      {"loop", 1, 0, O_LOOP},     {"duration", 1, 0, 'd'},       {"decode", 0, 0, O_DECODE},
+      {"record", 1, 0, O_RECORD}, {"json", 1, 0, O_JSON},        {"expect-intact", 0, 0, O_INTACT},
+      {"max-loss", 1, 0, O_MAXLOSS}, {"progress", 0, 0, O_PROGRESS}, {"list", 0, 0, O_LIST},
+      {"help", 0, 0, 'h'},        {0, 0, 0, 0}};
+  const char *scenario = NULL, *env;
+  int participants = 3, list = 0, c;
+  double tones[8];
+  int ntones = 0;
+  sfu_src_sel_t sel = {-1, -1, -1};
+
+  snprintf(R.server, sizeof(R.server), "%s", (env = getenv("SFU_SERVER")) ? env : "http://127.0.0.1:7880");
+  snprintf(R.api_key, sizeof(R.api_key), "%s", (env = getenv("SFU_API_KEY")) ? env : "");
+  snprintf(R.room_name, sizeof(R.room_name), "replay-%d", (int)getpid());
+  R.nrooms = 1;
+  R.speed = 1;
+  R.loops = 1;
+  R.duration_s = -1;
+  R.max_loss = 1;
+  R.progress = 0;
+  while ((c = getopt_long(argc, argv, "s:k:r:f:n:d:h", opts, NULL)) != -1) {
+    switch (c) {
+    case 's': snprintf(R.server, sizeof(R.server), "%s", optarg); break;
+    case 'k': snprintf(R.api_key, sizeof(R.api_key), "%s", optarg); break;
+    case 'r': snprintf(R.room_name, sizeof(R.room_name), "%s", optarg); break;
+    case O_TOKEN: snprintf(R.token, sizeof(R.token), "%s", optarg); break;
+    case O_WSURL: snprintf(R.ws_url, sizeof(R.ws_url), "%s", optarg); break;
+    case 'f': scenario = optarg; break;
+    case 'n': participants = atoi(optarg); break;
+    case O_ROOMS: R.nrooms = atoi(optarg); break;
+    case O_TONE:
+      if (ntones == 8) die("at most 8 --tone");
+      tones[ntones++] = atof(optarg);
+      break;
+    case O_SSRC: sel.ssrc = strtoll(optarg, NULL, 0); break;
+    case O_PT: sel.pt = atoi(optarg); break;
+    case O_PORT: sel.port = atoi(optarg); break;
+    case O_CODEC: {
+      char *eq = strchr(optarg, '=');
+      if (!eq || R.ncodecs == 8) die("--codec wants PT=NAME");
+      R.codecs[R.ncodecs].pt = atoi(optarg);
+      snprintf(R.codecs[R.ncodecs].name, sizeof(R.codecs[R.ncodecs].name), "%s", eq + 1);
+      R.ncodecs++;
+      break;
+    }
+    case O_TIMING:
+      R.timing = strcmp(optarg, "capture") == 0 ? SFU_TIMING_CAPTURE
+                 : strcmp(optarg, "rtp") == 0   ? SFU_TIMING_RTP
+                 : strcmp(optarg, "auto") == 0  ? SFU_TIMING_AUTO
+                                                : (die("--timing: auto, capture or rtp"), 0);
+      break;
+    case O_SPEED: R.speed = atof(optarg); break;
+    case O_LOOP: R.loops = atoi(optarg); break;
+    case 'd': R.duration_s = atof(optarg); break;
+    case O_DECODE: R.decode = 1; break;
+    case O_RECORD: R.record_path = optarg; break;
+    case O_JSON: R.json_out = optarg; break;
+    case O_INTACT: R.expect_intact = 1; break;
+    case O_MAXLOSS: R.max_loss = atof(optarg); break;
+    case O_PROGRESS: R.progress = 1; break;
+    case O_LIST: list = 1; break;
+    case 'h': usage(stdout); return 0;
+    default: usage(stderr); return EXIT_USAGE;
+    }
+  }
+  if (list) {
+    list_streams(argc - optind, argv + optind);
+    return 0;
+  }
+  if (R.speed <= 0 || R.speed > 100) die("--speed must be in (0, 100]");
+  if (R.nrooms < 1 || R.nrooms > 1000) die("--rooms must be 1..1000");
+  if (R.token[0] && !R.ws_url[0]) die("--token needs --ws-url (and --room: the room id)");
+
+  rp_tmpl_t *tm = NULL;
+  int ntm = 0;
+  if (scenario) {
+    load_scenario(scenario, &tm, &ntm);
+  } else {
+    int ncap = argc - optind;
+    if (ncap + ntones == 0) die("nothing to replay: give captures, --tone or --scenario");
+    tm = calloc((size_t)(ncap + ntones + 1), sizeof(*tm));
+    for (int i = 0; i < ncap; i++) {
+      rp_srcspec_t *sp = add_spec();
+      snprintf(sp->capture, sizeof(sp->capture), "%s", argv[optind + i]);
+      sp->sel = sel;
+      snprintf(tm[ntm].name, sizeof(tm[ntm].name), "pub%d", i);
+      tm[ntm].count = 1;
+      tm[ntm].leave_s = -1;
+      tm[ntm].pubspec[tm[ntm].npubs++] = R.nspecs - 1;
+      ntm++;
+    }
+    for (int i = 0; i < ntones; i++) {
+      rp_srcspec_t *sp = add_spec();
+      sp->tone = tones[i];
+      snprintf(tm[ntm].name, sizeof(tm[ntm].name), "tone%d", i);
+      tm[ntm].count = 1;
+      tm[ntm].leave_s = -1;
+      tm[ntm].pubspec[tm[ntm].npubs++] = R.nspecs - 1;
+      ntm++;
+    }
+    int listeners = participants - ntm;
+    if (listeners > 0) {
+      snprintf(tm[ntm].name, sizeof(tm[ntm].name), "listener");
+      tm[ntm].count = listeners;
+      tm[ntm].leave_s = -1;
+      ntm++;
+    }
+  }
+  srandom((unsigned)(time(NULL) ^ getpid()));
+  build_run(tm, ntm);
+  free(tm);
+  if (R.duration_s < 0) { /* until the longest capture ends, or 10 s of tones */
+    double longest = 0;
+    for (int i = 0; i < R.nparts; i++)
+      for (int k = 0; k < R.parts[i].npubs; k++) {
+        const sfu_source_t *s = R.parts[i].pubs[k].src;
+        double d = s->enc ? 10 : (double)s->pass_us * (R.loops > 0 ? R.loops : 1) / 1e6 / R.speed;
+        if (d > longest) longest = d;
+      }
+    R.duration_s = longest + 0.5;
+  }
+  if (R.loops == 0) R.loops = 1 << 30;
+
+  signal(SIGPIPE, SIG_IGN);
+  sfu_log_set_level(SFU_LOG_WARN);
+  sfu_srtp_library_init();
+  R.loop = uv_default_loop();
+  if (sfu_gloop_init(R.loop, &R.gloop) != 0) die("cannot start the GLib loop");
+  if (sfu_dtls_cert_create(&R.cert) != 0) die("cannot create a DTLS certificate");
+  if (R.record_path) {
+    char err[512];
+    if (sfu_cap_writer_open(&R.rec, R.record_path, err, sizeof(err)) != 0) die("%s", err);
+  }
+  for (int i = 0; i < R.nrooms; i++) create_room(&R.rooms[i]);
+  R.t0_us = now_us();
+  uv_timer_init(R.loop, &R.tick);
+  uv_timer_start(&R.tick, on_tick, 1, 1);
+  uv_signal_init(R.loop, &R.sigint);
+  uv_signal_start(&R.sigint, on_sigint, SIGINT);
+  uv_run(R.loop, UV_RUN_DEFAULT);
+  if (R.rec) sfu_cap_writer_close(R.rec);
+  sfu_dtls_cert_destroy(R.cert);
+  return R.exit_code;
+}

@@ -1,0 +1,245 @@
+/*
+ * source.c -- capture streams and synthetic Opus for sfu-replay (source.h).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <opus.h>
+
+#include "codecs/opus.h"
+#include "sfu/bytes.h"
+#include "sfu/rtp.h"
+#include "sfu/sfu.h"
+#include "sfu/capture.h"
+#include "tools/replay/source.h"
+
+#define TONE_RATE 48000
+#define TONE_FRAME 960 /* 20 ms */
+#define TONE_AMPLITUDE 0.3f
+#define TONE_LEVEL 13 /* -dBov of a 0.3 sine: rms 0.212 = -13.5 dB */
+
+int sfu_source_guess_codec(int pt, char name[16], int *clock) {
+  static const struct {
+    int pt;
+    const char *name;
+    int clock;
+  } known[] = {{111, "opus", 48000}, {109, "opus", 48000}, {96, "VP8", 90000},
+               {98, "VP9", 90000},   {100, "VP9", 90000},  {102, "H264", 90000},
+               {125, "H264", 90000}, {126, "H264", 90000}, {127, "H264", 90000},
+               {45, "AV1", 90000},   {35, "AV1", 90000}};
+  for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+    if (known[i].pt == pt) {
+      snprintf(name, 16, "%s", known[i].name);
+      *clock = known[i].clock;
+      return 1;
+    }
+  return 0;
+}
+
+static int matches(const sfu_src_sel_t *sel, const sfu_rtp_t *r, const sfu_cap_pkt_t *p) {
+  if (sel->ssrc >= 0 && r->ssrc != (uint32_t)sel->ssrc) return 0;
+  if (sel->pt >= 0 && r->pt != sel->pt) return 0;
+  if (sel->port >= 0 && p->sport != sel->port && p->dport != sel->port) return 0;
+  return 1;
+}
+
+static int grow(void **a, size_t *cap, size_t need, size_t elem) {
+  if (need <= *cap) return 0;
+  size_t n = *cap ? *cap * 2 : 1024;
+  while (n < need) n *= 2;
+  void *b = realloc(*a, n * elem);
+  if (!b) return SFU_ENOMEM;
+  *a = b;
+  *cap = n;
+  return 0;
+}
+
+/* Offsets of one pass from capture times or RTP timestamps; the span one
+ * pass advances (sequence numbers, timestamps, time) for looping. */
+static void resolve_timing(sfu_source_t *s, const uint64_t *cap_us, sfu_timing_t timing) {
+  uint64_t cap_span = cap_us[s->npkts - 1] - cap_us[0];
+  uint32_t ts0 = s->pkts[0].ts;
+  int64_t rtp_last = 0;
+  for (size_t i = 0; i < s->npkts; i++) {
+    int64_t d = (int32_t)(s->pkts[i].ts - ts0);
+    if (d > rtp_last) rtp_last = d;
+  }
+  uint64_t rtp_span = (uint64_t)rtp_last * 1000000 / (uint64_t)s->clock;
+  if (timing == SFU_TIMING_AUTO) {
+    int synthetic = cap_span == 0 || (rtp_span > 0 && (cap_span * 2 < rtp_span ||
+                                                       cap_span > rtp_span * 2));
+    timing = synthetic ? SFU_TIMING_RTP : SFU_TIMING_CAPTURE;
+  }
+  s->timing = timing;
+  uint64_t last = 0;
+  size_t distinct = 1;
+  for (size_t i = 0; i < s->npkts; i++) {
+    uint64_t at;
+    if (timing == SFU_TIMING_CAPTURE) {
+      at = cap_us[i] - cap_us[0];
+    } else {
+      int64_t d = (int32_t)(s->pkts[i].ts - ts0);
+      at = d > 0 ? (uint64_t)d * 1000000 / (uint64_t)s->clock : 0;
+    }
+    if (at < last) at = last; /* keep the capture's order */
+    s->pkts[i].at_us = last = at;
+    if (i > 0 && s->pkts[i].ts != s->pkts[i - 1].ts) distinct++;
+  }
+  uint32_t ts_step = distinct > 1 ? (uint32_t)(rtp_last / (int64_t)(distinct - 1)) : 960;
+  uint64_t us_step = distinct > 1 ? last / (distinct - 1) : 20000;
+  s->ts_span = (uint32_t)rtp_last + (ts_step ? ts_step : 1);
+  s->pass_us = last + (us_step ? us_step : 1000);
+  s->seq_span = (uint16_t)(s->pkts[s->npkts - 1].seq - s->pkts[0].seq + 1);
+}
+
+/* RFC 6464 levels of an Opus stream, decoded once here so that sending
+ * costs nothing; 127 (silence) for other codecs or undecodable packets. */
+static void measure_levels(sfu_source_t *s) {
+  sfu_opus_meter_t *m = NULL;
+  int opus = strcasecmp(s->codec, "opus") == 0;
+  if (opus && sfu_opus_meter_create(&m) != 0) m = NULL;
+  for (size_t i = 0; i < s->npkts; i++) {
+    int level = m ? sfu_opus_meter_feed(m, s->bytes + s->pkts[i].off, s->pkts[i].len) : -1;
+    s->pkts[i].level = (uint8_t)(level >= 0 && level <= 127 ? level : 127);
+  }
+  sfu_opus_meter_destroy(m);
+}
+
+int sfu_source_load(sfu_source_t *s, const char *path, const sfu_src_sel_t *sel,
+                    sfu_timing_t timing, char *err, size_t errlen) {
+  sfu_cap_t *c = NULL;
+  sfu_cap_pkt_t p;
+  sfu_rtp_t r;
+  size_t cap_pkts = 0, cap_bytes = 0, cap_times = 0;
+  uint64_t *times = NULL;
+  int rv, have = 0;
+  uint16_t prev_seq = 0;
+
+  memset(s, 0, sizeof(*s));
+  const char *base = strrchr(path, '/');
+  snprintf(s->name, sizeof(s->name), "%s", base ? base + 1 : path);
+  if ((rv = sfu_cap_open(&c, path, err, errlen)) != 0) return rv;
+  while ((rv = sfu_cap_next(c, &p)) == 1) {
+    if (!sfu_cap_is_rtp(p.data, p.len) || sfu_rtp_parse(p.data, p.len, &r) != 0 ||
+        !matches(sel, &r, &p) || (have && (r.ssrc != s->orig_ssrc || r.pt != s->pt))) {
+      s->skipped++;
+      continue;
+    }
+    if (have && r.seq == prev_seq) { /* a duplicate in the capture */
+      s->skipped++;
+      continue;
+    }
+    if (!have) {
+      have = 1;
+      s->orig_ssrc = r.ssrc;
+      s->pt = r.pt;
+    }
+    prev_seq = r.seq;
+    if (r.payload_len > 65535 ||
+        grow((void **)&s->pkts, &cap_pkts, s->npkts + 1, sizeof(*s->pkts)) ||
+        grow((void **)&times, &cap_times, s->npkts + 1, sizeof(*times)) ||
+        grow((void **)&s->bytes, &cap_bytes, s->nbytes + r.payload_len, 1)) {
+      rv = SFU_ENOMEM;
+      break;
+    }
+    sfu_src_pkt_t *e = &s->pkts[s->npkts];
+    e->off = (uint32_t)s->nbytes;
+    e->len = (uint16_t)r.payload_len;
+    e->seq = r.seq;
+    e->ts = r.ts;
+    e->marker = r.marker;
+    memcpy(s->bytes + s->nbytes, r.data + r.payload_off, r.payload_len);
+    s->nbytes += r.payload_len;
+    times[s->npkts++] = p.ts_us;
+  }
+  if (rv < 0) {
+    snprintf(err, errlen, "%s: %s", path, rv == SFU_ENOMEM ? "out of memory" : sfu_cap_error(c));
+  } else if (s->npkts == 0) {
+    snprintf(err, errlen, "%s: no RTP stream matches the selection", path);
+    rv = SFU_ENOENT;
+  } else {
+    if (!sfu_source_guess_codec(s->pt, s->codec, &s->clock)) {
+      snprintf(s->codec, sizeof(s->codec), "?");
+      s->clock = 90000;
+    }
+    resolve_timing(s, times, timing);
+    measure_levels(s);
+    rv = 0;
+  }
+  sfu_cap_close(c);
+  free(times);
+  if (rv != 0) sfu_source_free(s);
+  return rv;
+}
+
+int sfu_source_tone(sfu_source_t *s, double freq, char *err, size_t errlen) {
+  int e = 0;
+  memset(s, 0, sizeof(*s));
+  s->enc = opus_encoder_create(TONE_RATE, 1, OPUS_APPLICATION_AUDIO, &e);
+  if (!s->enc) {
+    snprintf(err, errlen, "opus encoder: %s", opus_strerror(e));
+    return SFU_ENOMEM;
+  }
+  opus_encoder_ctl(s->enc, OPUS_SET_BITRATE(32000));
+  snprintf(s->name, sizeof(s->name), "tone:%g", freq);
+  snprintf(s->codec, sizeof(s->codec), "opus");
+  s->clock = TONE_RATE;
+  s->pt = 111;
+  s->freq = freq;
+  s->pass_us = 20000;
+  return 0;
+}
+
+/* The fixed header, and the audio level extension when ext_id > 0:
+ * returns the header length (12 or 20). */
+static size_t rtp_header(uint8_t *out, int marker, int pt, uint16_t seq, uint32_t ts,
+                         uint32_t ssrc, int ext_id, int level) {
+  out[0] = ext_id > 0 ? 0x90 : 0x80;
+  out[1] = (uint8_t)((marker ? 0x80 : 0) | (pt & 0x7f));
+  sfu_wr16(out + 2, seq);
+  sfu_wr32(out + 4, ts);
+  sfu_wr32(out + 8, ssrc);
+  if (ext_id <= 0) return 12;
+  sfu_wr16(out + 12, 0xBEDE); /* RFC 8285 one-byte form, one word */
+  sfu_wr16(out + 14, 1);
+  out[16] = (uint8_t)(ext_id << 4); /* length - 1 = 0 */
+  out[17] = (uint8_t)(level & 0x7f);
+  out[18] = out[19] = 0;
+  return 20;
+}
+
+int sfu_source_packet(sfu_source_t *s, uint64_t i, int loops, uint32_t ssrc, int level_ext,
+                      uint8_t *out, size_t cap, uint64_t *at_us) {
+  if (s->enc) { /* tone: frame i, encoded now; its level is the tone's */
+    float pcm[TONE_FRAME];
+    for (int k = 0; k < TONE_FRAME; k++, s->phase++)
+      pcm[k] = TONE_AMPLITUDE * (float)sin(2 * M_PI * s->freq * (double)s->phase / TONE_RATE);
+    if (cap < 20 + 1275) return SFU_E2BIG;
+    size_t h = rtp_header(out, i == 0, s->pt, (uint16_t)i, (uint32_t)(i * TONE_FRAME), ssrc,
+                          level_ext, TONE_LEVEL);
+    int n = opus_encode_float(s->enc, pcm, TONE_FRAME, out + h, (opus_int32)(cap - h));
+    if (n < 0) return SFU_EPROTO;
+    *at_us = i * 20000;
+    return (int)h + n;
+  }
+  if (s->npkts == 0 || i >= (uint64_t)s->npkts * (uint64_t)(loops > 0 ? loops : 1)) return 0;
+  uint64_t pass = i / s->npkts;
+  const sfu_src_pkt_t *e = &s->pkts[i % s->npkts];
+  if (20 + (size_t)e->len > cap) return SFU_E2BIG;
+  size_t h = rtp_header(out, e->marker, s->pt, (uint16_t)(e->seq + pass * s->seq_span),
+                        (uint32_t)(e->ts + pass * s->ts_span), ssrc,
+                        strcasecmp(s->codec, "opus") == 0 ? level_ext : 0, e->level);
+  memcpy(out + h, s->bytes + e->off, e->len);
+  *at_us = pass * s->pass_us + e->at_us;
+  return (int)(h + e->len);
+}
+
+void sfu_source_free(sfu_source_t *s) {
+  free(s->pkts);
+  free(s->bytes);
+  if (s->enc) opus_encoder_destroy(s->enc);
+  memset(s, 0, sizeof(*s));
+}

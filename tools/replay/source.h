@@ -1,0 +1,83 @@
+/*
+ * source.h -- what a simulated participant publishes: one RTP stream of a
+ * capture, loaded into memory, or Opus that the tool encodes itself (a
+ * tone), paced in real time.
+ *
+ * A capture stream is selected by SSRC, payload type or UDP port (the first
+ * RTP stream matching, in order of first packet). Its packets are kept as
+ * payloads with their sequence number, timestamp, marker and send offset;
+ * header extensions, CSRCs and padding are not replayed (the SFU would not
+ * forward them either).
+ *
+ * Timing: by capture time, or by RTP timestamp when capture times are
+ * synthetic (SFU_TIMING_AUTO decides: the two disagree by more than half,
+ * or capture times do not advance). Looping continues sequence numbers and
+ * timestamps so that a receiver sees one continuous stream.
+ */
+#ifndef SFU_REPLAY_SOURCE_H
+#define SFU_REPLAY_SOURCE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { SFU_TIMING_AUTO, SFU_TIMING_CAPTURE, SFU_TIMING_RTP } sfu_timing_t;
+
+typedef struct sfu_src_pkt_s {
+  uint64_t at_us;       /* send offset from the start of one pass */
+  uint32_t off;         /* payload: offset into the source's bytes */
+  uint16_t len;
+  uint16_t seq;
+  uint32_t ts;
+  uint8_t marker;
+  uint8_t level;        /* Opus: RFC 6464 level (0..127 -dBov), measured at load */
+} sfu_src_pkt_t;
+
+typedef struct sfu_src_sel_s {
+  int64_t ssrc;         /* -1: any */
+  int pt;               /* -1: any */
+  int port;             /* -1: any (source or destination port) */
+} sfu_src_sel_t;
+
+typedef struct sfu_source_s {
+  char name[64];        /* for reports: file name or "tone:440" */
+  char codec[16];       /* encoding name */
+  int clock;            /* RTP clock */
+  int pt;
+  uint32_t orig_ssrc;
+  sfu_src_pkt_t *pkts;
+  size_t npkts;
+  uint8_t *bytes;       /* payloads back to back */
+  size_t nbytes;
+  uint64_t pass_us;     /* duration of one pass incl. one frame interval */
+  uint16_t seq_span;    /* sequence numbers one pass advances */
+  uint32_t ts_span;     /* timestamp units one pass advances */
+  sfu_timing_t timing;  /* as resolved */
+  uint64_t skipped;     /* UDP datagrams of the capture not in the stream */
+  /* tone: encoded on the fly */
+  void *enc;            /* OpusEncoder */
+  double freq;
+  uint64_t phase;
+} sfu_source_t;
+
+/* Loads a stream of a capture. Returns 0 or a negative error with a clear
+ * message in err ("no RTP stream matches ssrc 0x1234 in x.pcap"). */
+int sfu_source_load(sfu_source_t *s, const char *path, const sfu_src_sel_t *sel,
+                    sfu_timing_t timing, char *err, size_t errlen);
+/* An Opus tone of `freq` Hz, 20 ms frames, 48 kHz: encoded as it is sent. */
+int sfu_source_tone(sfu_source_t *s, double freq, char *err, size_t errlen);
+/* Packet `i` (counting across loops) into `out` (a plain RTP packet with
+ * `ssrc`); its send time from the start in *at_us. With level_ext (1..14)
+ * an Opus packet carries its audio level in that one-byte extension, as
+ * browsers send it (levels are measured with libopus when the source is
+ * loaded). Returns its length, 0 when the source has no packet i (i >=
+ * npkts * loops), or negative. */
+int sfu_source_packet(sfu_source_t *s, uint64_t i, int loops, uint32_t ssrc, int level_ext,
+                      uint8_t *out, size_t cap, uint64_t *at_us);
+void sfu_source_free(sfu_source_t *s);
+
+/* Encoding name and clock for a payload type without other information:
+ * the numbers browsers and GStreamer use (111 opus, 96 VP8, 98 VP9,
+ * 102/126 H264, 45 AV1). 0 if unknown. */
+int sfu_source_guess_codec(int pt, char name[16], int *clock);
+
+#endif
