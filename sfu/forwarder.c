@@ -234,6 +234,21 @@ static void rebase(sfu_room_t *room, sfu_downtrack_t *d, int k, const sfu_rtp_t 
   d->layer = k;
 }
 
+/* Adds the abs-send-time extension (id, our send time: 6.18 fixed-point
+ * seconds, 24 bits) to a forward copy that has none: 8 more bytes. */
+static int add_abs_send_time(uint8_t *pkt, int n, size_t cap, int id, uint64_t now_us) {
+  if ((size_t)n + 8 > cap || (pkt[0] & 0x10)) return n;
+  size_t hl = 12 + 4 * (size_t)(pkt[0] & 0x0f);
+  memmove(pkt + hl + 8, pkt + hl, (size_t)n - hl);
+  uint32_t v = (uint32_t)(((now_us << 18) / 1000000) & 0xffffff);
+  uint8_t *e = pkt + hl;
+  e[0] = 0xBE, e[1] = 0xDE, e[2] = 0, e[3] = 1; /* one-byte form, one word */
+  e[4] = (uint8_t)(id << 4 | 2);                 /* 3 bytes */
+  e[5] = (uint8_t)(v >> 16), e[6] = (uint8_t)(v >> 8), e[7] = (uint8_t)v;
+  pkt[0] |= 0x10;
+  return n + 8;
+}
+
 static void forward_video(sfu_room_t *room, sfu_track_t *t, int k, const sfu_rtp_t *r,
                           const sfu_video_info_t *vi, int have_vi) {
   int key = have_vi && vi->keyframe && vi->begins_frame;
@@ -261,6 +276,7 @@ static void forward_video(sfu_room_t *room, sfu_track_t *t, int k, const sfu_rtp
       room->c.drop_send++;
       continue;
     }
+    if (d->abs_ext) n = add_abs_send_time(room->scratch, n, cap, d->abs_ext, sfu_now_us());
     if (vp8) {
       int pid = vi->picture_id + d->pid_offset;
       int tl0 = vi->tl0picidx >= 0 ? vi->tl0picidx + d->tl0_offset : -1;

@@ -32,6 +32,7 @@
 #define URI_MID "urn:ietf:params:rtp-hdrext:sdes:mid"
 #define URI_RID "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
 #define URI_RRID "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"
+#define URI_ABS_SEND_TIME "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 /* Feedback the SFU acts on for video, offered and answered. */
 #define VIDEO_FB (SFU_FB_NACK | SFU_FB_PLI | SFU_FB_FIR | SFU_FB_REMB)
 
@@ -165,6 +166,23 @@ static int send_sdp(sfu_room_t *room, sfu_participant_t *p, sfu_sdp_t *s, const 
 }
 
 /* --- subscriptions ------------------------------------------------------- */
+
+/* The extmap id for `uri` in offers to `sub`: one BUNDLE shares one id
+ * space (RFC 8285), so the subscriber's own id for it if it has one, else
+ * the first one-byte id no other URI uses there. 0 if none is free. */
+static int choose_ext_id(const sfu_participant_t *sub, const char *uri) {
+  uint8_t used[15] = {0};
+  const sfu_sdp_t *s = sub->local;
+  for (int i = 0; s && i < s->nmedia; i++)
+    for (int k = 0; k < s->media[i].next; k++) {
+      const sfu_sdp_extmap_t *e = &s->media[i].ext[k];
+      if (strcmp(e->uri, uri) == 0) return e->id;
+      if (e->id > 0 && e->id < 15) used[e->id] = 1;
+    }
+  for (int id = 1; id < 15; id++)
+    if (!used[id]) return id;
+  return 0;
+}
 
 /* The payload type of codec `c` in offers to `sub`. Every m-line of one
  * BUNDLE shares a payload-type space, so a type may name only one codec
@@ -522,6 +540,14 @@ static void put_downtrack(sfu_room_t *room, sfu_participant_t *p, sfu_sdp_media_
   m->dir = SFU_DIR_SENDONLY;
   m->ssrcs[0] = d->ssrc;
   m->nssrcs = 1;
+  if (d->kind == SFU_KIND_VIDEO) { /* our send times, for its bandwidth estimate (REMB) */
+    int id = choose_ext_id(p, URI_ABS_SEND_TIME);
+    if (id) {
+      m->ext[0].id = id;
+      snprintf(m->ext[0].uri, sizeof(m->ext[0].uri), "%s", URI_ABS_SEND_TIME);
+      m->next = 1;
+    }
+  }
   if (d->kind == SFU_KIND_VIDEO && d->rtx_pt >= 0 && d->track) {
     m->ssrcs[1] = d->track->out_rtx_ssrc;
     m->nssrcs = 2;
@@ -602,7 +628,11 @@ int sfu_neg_on_answer(sfu_room_t *room, sfu_participant_t *p, const char *text, 
     const sfu_sdp_codec_t *c = m ? sfu_sdp_find_codec(m, d->codec.name, d->codec.clock) : NULL;
     if (m && m->port && c && (m->dir == SFU_DIR_RECVONLY || m->dir == SFU_DIR_SENDRECV)) {
       d->pt = (uint8_t)c->pt;
-      if (d->kind == SFU_KIND_VIDEO) d->rtx_pt = rtx_for(m, c->pt);
+      if (d->kind == SFU_KIND_VIDEO) {
+        d->rtx_pt = rtx_for(m, c->pt);
+        d->abs_ext = sfu_sdp_find_ext(m, URI_ABS_SEND_TIME);
+        if (d->abs_ext > 14) d->abs_ext = 0; /* one-byte form only */
+      }
       if (d->kind == SFU_KIND_VIDEO && !d->negotiated) /* a new subscriber: a keyframe */
         sfu_fwd_request_keyframe(room, d->track, d->target); /* (again each tick until one) */
       d->negotiated = 1;

@@ -122,6 +122,7 @@ struct sfu_downtrack_s {
   int pid_offset, tl0_offset;   /* VP8 picture id / TL0PICIDX rewriting */
   int last_pid, last_tl0;       /* last sent, -1 = none */
   int rtx_pt;                   /* RTX negotiated with the subscriber, -1 none */
+  int abs_ext;                  /* abs-send-time extension id, 0 = none */
   uint16_t rtx_seq;             /* next RTX sequence number */
   uint32_t remb_bps;            /* the subscriber's estimate, 0 = none */
   sfu_rtx_cache_t *cache;       /* sent packets, for its NACKs (video), lazily */
