@@ -49,6 +49,7 @@
 #define RTX_BYTES (256 << 10)   /* ~1.4 s at 1.5 Mb/s */
 #define RTX_MAX_AGE_MS 1000
 #define PUBLISH_MAX_BPS 4000000 /* REMB to video publishers */
+#define NACK_RETRY_MS 40       /* upstream: 10 tries over 400 ms */
 
 static uint64_t wall_us(void) { return (uint64_t)sfu_wall_ms() * 1000; }
 
@@ -373,7 +374,10 @@ void sfu_fwd_on_rtp(sfu_room_t *room, sfu_participant_t *p, uint8_t *buf, size_t
     return;
   }
   if (!rtx) update_rx(&l->rx, &r, now_us, t->codec.clock);
-  if (!l->nack && (l->nack = calloc(1, sizeof(*l->nack))) != NULL) sfu_nack_gen_init(l->nack);
+  if (!l->nack && (l->nack = calloc(1, sizeof(*l->nack))) != NULL) {
+    sfu_nack_gen_init(l->nack);
+    l->nack->retry_ms = NACK_RETRY_MS;
+  }
   if (l->nack && sfu_nack_gen_feed(l->nack, r.seq, now_us / 1000) == SFU_NACK_RESET)
     sfu_fwd_request_keyframe(room, t, k); /* a jump too big to repair */
   sfu_video_info_t vi;
@@ -491,7 +495,11 @@ void sfu_fwd_feedback_tick(sfu_room_t *room, uint64_t now_ms) {
     for (int k = 0; k < t->nlayers; k++) {
       sfu_layer_t *l = &t->layers[k];
       if (!l->nack || !l->ssrc) continue;
-      int n = sfu_nack_gen_due(l->nack, now_ms, 20, seqs, 64);
+      uint64_t given_up = l->nack->given_up;
+      int n = sfu_nack_gen_due(l->nack, now_ms, 0, seqs, 64);
+      /* A packet that will not come: subscribers stall on the frame until
+       * the next keyframe, so ask for it now. */
+      if (l->nack->given_up > given_up) sfu_fwd_request_keyframe(room, t, k);
       if (n <= 0) continue;
       int m = sfu_rtcp_write_nack(room->scratch, sizeof(room->scratch) - SFU_SRTP_TRAILER,
                                   p->rtcp_ssrc, l->ssrc, seqs, n);

@@ -58,16 +58,7 @@ static void sdp_destroy(sfu_sdp_t *s) {
 /* Our transport attributes on one m-line (the same on all: BUNDLE). */
 static void put_transport(sfu_room_t *room, sfu_participant_t *p, sfu_sdp_media_t *m,
                           const char *setup) {
-  sfu_ice_stream_t *ice = sfu_transport_ice(p->transport);
-  snprintf(m->ice_ufrag, sizeof(m->ice_ufrag), "%s", sfu_ice_ufrag(ice));
-  snprintf(m->ice_pwd, sizeof(m->ice_pwd), "%s", sfu_ice_pwd(ice));
-  snprintf(m->fp_alg, sizeof(m->fp_alg), "sha-256");
-  int n = sfu_sdp_fingerprint_parse(sfu_dtls_cert_fingerprint(room->cert), m->fp, sizeof(m->fp));
-  m->fp_len = n > 0 ? (size_t)n : 0;
-  snprintf(m->setup, sizeof(m->setup), "%s", setup);
-  m->rtcp_mux = 1;
-  m->ncandidates = sfu_ice_local_candidates(ice, m->candidates, SFU_SDP_MAX_CANDIDATES);
-  m->end_of_candidates = 1;
+  sfu_transport_put_sdp(p->transport, m, setup);
 }
 
 /* One codec on an m-line: the one we receive or send, without feedback
@@ -135,23 +126,13 @@ static void session_fields(sfu_participant_t *p, sfu_sdp_t *s) {
   s->ice_lite = 1;
 }
 
-/* One BUNDLE group of every live m-line. Candidates go on the first one
- * only (the bundle's transport): that keeps an offer to a subscriber of a
- * hundred tracks well under the 1 MiB signaling bound. */
-static void set_bundle(sfu_sdp_t *s) {
-  s->nbundle = 0;
-  for (int i = 0; i < s->nmedia; i++) {
-    if (s->media[i].port == 0) continue;
-    if (s->nbundle > 0) s->media[i].ncandidates = 0;
-    s->bundle[s->nbundle++] = (uint16_t)i;
-  }
-}
-
+/* Candidates go on the first bundled m-line only: that keeps an offer to a
+ * subscriber of a hundred tracks well under the 1 MiB signaling bound. */
 static int send_sdp(sfu_room_t *room, sfu_participant_t *p, sfu_sdp_t *s, const char *type,
                     const char *idkey, json_t *id) {
   char *text = malloc(SDP_CAP);
   if (!text) return SFU_ENOMEM;
-  set_bundle(s);
+  sfu_sdp_bundle_live(s);
   int n = sfu_sdp_write(s, text, SDP_CAP);
   if (n < 0) {
     free(text);

@@ -10,6 +10,7 @@
  * The receive path works in place on libnice's buffer: one unprotect, then
  * the callback gets the plain packet. Nothing is allocated per packet.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +18,7 @@
 #include "sfu/rtp.h"
 #include "sfu/sfu.h"
 #include "sfu/transport.h"
+#include "signaling/sdp.h"
 
 struct sfu_transport_s {
   sfu_transport_cb_t cb;
@@ -209,4 +211,16 @@ void sfu_transport_destroy(sfu_transport_t *t) {
   if (t->srtp_ready) sfu_srtp_destroy(&t->srtp);
   sfu_ice_stream_destroy(t->ice);
   uv_close((uv_handle_t *)&t->dtls_timer, on_timer_closed);
+}
+
+void sfu_transport_put_sdp(sfu_transport_t *t, sfu_sdp_media_t *m, const char *setup) {
+  snprintf(m->ice_ufrag, sizeof(m->ice_ufrag), "%s", sfu_ice_ufrag(t->ice));
+  snprintf(m->ice_pwd, sizeof(m->ice_pwd), "%s", sfu_ice_pwd(t->ice));
+  snprintf(m->fp_alg, sizeof(m->fp_alg), "sha-256");
+  int n = sfu_sdp_fingerprint_parse(sfu_dtls_cert_fingerprint(t->cert), m->fp, sizeof(m->fp));
+  m->fp_len = n > 0 ? (size_t)n : 0;
+  snprintf(m->setup, sizeof(m->setup), "%s", setup);
+  m->rtcp_mux = 1;
+  m->ncandidates = sfu_ice_local_candidates(t->ice, m->candidates, SFU_SDP_MAX_CANDIDATES);
+  m->end_of_candidates = 1;
 }

@@ -54,6 +54,11 @@ int sfu_transport_send_rtcp(sfu_transport_t *t, uint8_t *buf, size_t len, size_t
 int sfu_transport_ready(const sfu_transport_t *t);
 const sfu_transport_stats_t *sfu_transport_stats(const sfu_transport_t *t);
 uint64_t sfu_transport_last_rx_ms(const sfu_transport_t *t);
+struct sfu_sdp_media_s;
+/* Our side of the transport on an m-line: ICE credentials and candidates,
+ * certificate fingerprint, `setup`, rtcp-mux (the same on every bundled
+ * m-line). */
+void sfu_transport_put_sdp(sfu_transport_t *t, struct sfu_sdp_media_s *m, const char *setup);
 /* Frees everything; the memory goes once the DTLS timer has closed. */
 void sfu_transport_destroy(sfu_transport_t *t);
 

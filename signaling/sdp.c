@@ -1073,3 +1073,12 @@ int sfu_sdp_find_mid(const sfu_sdp_t *sdp, const char *mid) {
     if (strcmp(sdp->media[i].mid, mid) == 0) return i;
   return -1;
 }
+
+void sfu_sdp_bundle_live(sfu_sdp_t *s) {
+  s->nbundle = 0;
+  for (int i = 0; i < s->nmedia; i++) {
+    if (s->media[i].port == 0) continue;
+    if (s->nbundle > 0) s->media[i].ncandidates = 0;
+    s->bundle[s->nbundle++] = (uint16_t)i;
+  }
+}

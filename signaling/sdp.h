@@ -212,4 +212,8 @@ int sfu_sdp_find_mid(const sfu_sdp_t *sdp, const char *mid);
  */
 int sfu_sdp_fingerprint_parse(const char *hex_colon, uint8_t *out, size_t cap);
 
+/* One BUNDLE group of every live m-line (port != 0), candidates left on
+ * the first only (the bundle's transport). */
+void sfu_sdp_bundle_live(sfu_sdp_t *s);
+
 #endif

@@ -79,12 +79,7 @@ static void send_sdp(sfu_peer_t *p, sfu_sdp_t *s, const char *type, const char *
   s->session_id = p->session_id;
   s->session_version = ++p->sdp_version;
   snprintf(s->origin_user, sizeof(s->origin_user), "-");
-  s->nbundle = 0;
-  for (int i = 0; i < s->nmedia; i++) {
-    if (s->media[i].port == 0) continue;
-    if (s->nbundle > 0) s->media[i].ncandidates = 0;
-    s->bundle[s->nbundle++] = (uint16_t)i;
-  }
+  sfu_sdp_bundle_live(s);
   int n = sfu_sdp_write(s, text, SDP_CAP);
   if (n > 0)
     sfu_peer_signal(p, json_pack("{s:s, s:s%, s:I}", "type", type, "sdp", text, (size_t)n,
@@ -113,17 +108,8 @@ static void sdp_release(sfu_sdp_t *s) {
 }
 
 static void put_transport(sfu_peer_t *p, sfu_sdp_media_t *m, const char *setup) {
-  sfu_ice_stream_t *st = sfu_transport_ice(p->tp);
-  snprintf(m->ice_ufrag, sizeof(m->ice_ufrag), "%s", sfu_ice_ufrag(st));
-  snprintf(m->ice_pwd, sizeof(m->ice_pwd), "%s", sfu_ice_pwd(st));
-  snprintf(m->fp_alg, sizeof(m->fp_alg), "sha-256");
-  int n = sfu_sdp_fingerprint_parse(sfu_dtls_cert_fingerprint(p->cert), m->fp, sizeof(m->fp));
-  m->fp_len = n > 0 ? (size_t)n : 0;
-  snprintf(m->setup, sizeof(m->setup), "%s", setup);
-  m->rtcp_mux = 1;
+  sfu_transport_put_sdp(p->tp, m, setup);
   m->rtcp_rsize = 1;
-  m->ncandidates = sfu_ice_local_candidates(st, m->candidates, SFU_SDP_MAX_CANDIDATES);
-  m->end_of_candidates = 1;
 }
 
 static void put_pub(sfu_peer_t *p, sfu_sdp_media_t *m, int i) {

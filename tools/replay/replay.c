@@ -114,6 +114,7 @@ struct rp_room_s {
 typedef struct rp_srcspec_s {
   char capture[512];
   double tone;
+  char wav[512];
   sfu_src_sel_t sel;
   char codec[16];
   sfu_source_t *loaded;     /* shared by every participant using it */
@@ -710,7 +711,8 @@ static sfu_source_t *load_spec(rp_srcspec_t *sp) {
   if (sp->loaded) return sp->loaded;
   sp->loaded = calloc(1, sizeof(*sp->loaded));
   if (!sp->loaded) die("out of memory");
-  int rv = sp->tone > 0 ? sfu_source_tone(sp->loaded, sp->tone, err, sizeof(err))
+  int rv = sp->tone > 0  ? sfu_source_tone(sp->loaded, sp->tone, err, sizeof(err))
+           : sp->wav[0] ? sfu_source_wav(sp->loaded, sp->wav, err, sizeof(err))
                         : sfu_source_load(sp->loaded, sp->capture, &sp->sel, R.timing, err,
                                           sizeof(err));
   if (rv != 0) die("%s", err);
@@ -726,10 +728,10 @@ static sfu_source_t *load_spec(rp_srcspec_t *sp) {
   return sp->loaded;
 }
 
-/* A tone source is per participant (its encoder has state); a capture is
- * loaded once and shared. */
+/* A tone or WAV source is per participant (its encoder has state); a
+ * capture is loaded once and shared. */
 static sfu_source_t *source_for(rp_srcspec_t *sp) {
-  if (sp->tone <= 0) return load_spec(sp);
+  if (sp->tone <= 0 && !sp->wav[0]) return load_spec(sp);
   rp_srcspec_t one = *sp;
   one.loaded = NULL;
   return load_spec(&one);
@@ -781,14 +783,19 @@ static void parse_participants(json_t *arr, const char *dir, rp_tmpl_t **out, in
       if (t->npubs == SFU_PEER_MAX_PUBS) die("participant %s: at most one audio and one video", t->name);
       rp_srcspec_t *sp = add_spec();
       const char *cap = json_string_value(json_object_get(jpub, "capture"));
+      const char *wav = json_string_value(json_object_get(jpub, "wav"));
+      if (wav && wav[0] != '/' && dir)
+        snprintf(sp->wav, sizeof(sp->wav), "%.255s/%.255s", dir, wav);
+      else if (wav)
+        snprintf(sp->wav, sizeof(sp->wav), "%s", wav);
       const char *codec = json_string_value(json_object_get(jpub, "codec"));
       sp->tone = json_number_value(json_object_get(jpub, "tone"));
       if (cap && cap[0] != '/' && dir)
         snprintf(sp->capture, sizeof(sp->capture), "%.255s/%.255s", dir, cap);
       else if (cap)
         snprintf(sp->capture, sizeof(sp->capture), "%s", cap);
-      else if (sp->tone <= 0)
-        die("participant %s: a publish entry needs \"capture\" or \"tone\"", t->name);
+      else if (sp->tone <= 0 && !sp->wav[0])
+        die("participant %s: a publish entry needs \"capture\", \"tone\" or \"wav\"", t->name);
       if (json_object_get(jpub, "ssrc")) sp->sel.ssrc = json_integer_value(json_object_get(jpub, "ssrc"));
       if (json_object_get(jpub, "pt")) sp->sel.pt = (int)json_integer_value(json_object_get(jpub, "pt"));
       if (json_object_get(jpub, "port")) sp->sel.port = (int)json_integer_value(json_object_get(jpub, "port"));
@@ -910,6 +917,7 @@ static void usage(FILE *f) {
       "  -n, --participants N   participants per room: one per capture, the rest listen (3)\n"
       "      --rooms N          run the same room N times (1)\n"
       "      --tone HZ          one more participant publishing an Opus tone (repeatable)\n"
+      "      --wav FILE         one more participant publishing a WAV file as Opus (repeatable)\n"
       "      --ssrc X --pt N --port N   select the stream of each capture\n"
       "      --codec PT=NAME    codec of a payload type (opus, VP8, VP9, H264, AV1)\n"
       "      --timing auto|capture|rtp  pace by capture time or RTP timestamp (auto)\n"
@@ -929,12 +937,12 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
-  enum { O_TOKEN = 256, O_WSURL, O_ROOMS, O_TONE, O_SSRC, O_PT, O_PORT, O_CODEC, O_TIMING,
+  enum { O_TOKEN = 256, O_WSURL, O_WAV, O_ROOMS, O_TONE, O_SSRC, O_PT, O_PORT, O_CODEC, O_TIMING,
          O_SPEED, O_LOOP, O_DECODE, O_RECORD, O_JSON, O_INTACT, O_MAXLOSS, O_PROGRESS, O_LIST };
   static const struct option opts[] = {
       {"server", 1, 0, 's'},      {"api-key", 1, 0, 'k'},        {"room", 1, 0, 'r'},
       {"token", 1, 0, O_TOKEN},   {"ws-url", 1, 0, O_WSURL},     {"scenario", 1, 0, 'f'},
-      {"participants", 1, 0, 'n'}, {"rooms", 1, 0, O_ROOMS},     {"tone", 1, 0, O_TONE},
+      {"participants", 1, 0, 'n'}, {"rooms", 1, 0, O_ROOMS},     {"tone", 1, 0, O_TONE}, {"wav", 1, 0, O_WAV},
       {"ssrc", 1, 0, O_SSRC},     {"pt", 1, 0, O_PT},            {"port", 1, 0, O_PORT},
       {"codec", 1, 0, O_CODEC},   {"timing", 1, 0, O_TIMING},    {"speed", 1, 0, O_SPEED},
       {"loop", 1, 0, O_LOOP},     {"duration", 1, 0, 'd'},       {"decode", 0, 0, O_DECODE},
@@ -945,6 +953,8 @@ int main(int argc, char **argv) {
   int participants = 3, list = 0, c;
   double tones[8];
   int ntones = 0;
+  const char *wavs[8];
+  int nwavs = 0;
   sfu_src_sel_t sel = {-1, -1, -1};
 
   snprintf(R.server, sizeof(R.server), "%s", (env = getenv("SFU_SERVER")) ? env : "http://127.0.0.1:7880");
@@ -969,6 +979,10 @@ int main(int argc, char **argv) {
     case O_TONE:
       if (ntones == 8) die("at most 8 --tone");
       tones[ntones++] = atof(optarg);
+      break;
+    case O_WAV:
+      if (nwavs == 8) die("at most 8 --wav");
+      wavs[nwavs++] = optarg;
       break;
     case O_SSRC: sel.ssrc = strtoll(optarg, NULL, 0); break;
     case O_PT: sel.pt = atoi(optarg); break;
@@ -1015,8 +1029,9 @@ int main(int argc, char **argv) {
     load_scenario(scenario, &tm, &ntm);
   } else {
     int ncap = argc - optind;
-    if (ncap + ntones == 0) die("nothing to replay: give captures, --tone or --scenario");
-    tm = calloc((size_t)(ncap + ntones + 1), sizeof(*tm));
+    if (ncap + ntones + nwavs == 0)
+      die("nothing to replay: give captures, --tone, --wav or --scenario");
+    tm = calloc((size_t)(ncap + ntones + nwavs + 1), sizeof(*tm));
     for (int i = 0; i < ncap; i++) {
       rp_srcspec_t *sp = add_spec();
       snprintf(sp->capture, sizeof(sp->capture), "%s", argv[optind + i]);
@@ -1031,6 +1046,15 @@ int main(int argc, char **argv) {
       rp_srcspec_t *sp = add_spec();
       sp->tone = tones[i];
       snprintf(tm[ntm].name, sizeof(tm[ntm].name), "tone%d", i);
+      tm[ntm].count = 1;
+      tm[ntm].leave_s = -1;
+      tm[ntm].pubspec[tm[ntm].npubs++] = R.nspecs - 1;
+      ntm++;
+    }
+    for (int i = 0; i < nwavs; i++) {
+      rp_srcspec_t *sp = add_spec();
+      snprintf(sp->wav, sizeof(sp->wav), "%s", wavs[i]);
+      snprintf(tm[ntm].name, sizeof(tm[ntm].name), "wav%d", i);
       tm[ntm].count = 1;
       tm[ntm].leave_s = -1;
       tm[ntm].pubspec[tm[ntm].npubs++] = R.nspecs - 1;
@@ -1052,7 +1076,9 @@ int main(int argc, char **argv) {
     for (int i = 0; i < R.nparts; i++)
       for (int k = 0; k < R.parts[i].npubs; k++) {
         const sfu_source_t *s = R.parts[i].pubs[k].src;
-        double d = s->enc ? 10 : (double)s->pass_us * (R.loops > 0 ? R.loops : 1) / 1e6 / R.speed;
+        double loops = R.loops > 0 ? R.loops : 1;
+        double d = s->pcm ? (double)s->pcm_frames / s->rate * loops / R.speed
+                   : s->enc ? 10 : (double)s->pass_us * loops / 1e6 / R.speed;
         if (d > longest) longest = d;
       }
     R.duration_s = longest + 0.5;

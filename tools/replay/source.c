@@ -1,6 +1,7 @@
 /*
  * source.c -- capture streams and synthetic Opus for sfu-replay (source.h).
  */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 #define TONE_FRAME 960 /* 20 ms */
 #define TONE_AMPLITUDE 0.3f
 #define TONE_LEVEL 13 /* -dBov of a 0.3 sine: rms 0.212 = -13.5 dB */
+#define WAV_MAX_BYTES (256 << 20)
 
 int sfu_source_guess_codec(int pt, char name[16], int *clock) {
   static const struct {
@@ -193,6 +195,96 @@ int sfu_source_tone(sfu_source_t *s, double freq, char *err, size_t errlen) {
   return 0;
 }
 
+static uint32_t le32(const uint8_t *p) {
+  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+int sfu_wav_parse(const uint8_t *buf, size_t len, sfu_wav_t *out, const char **why) {
+  int have_fmt = 0;
+  memset(out, 0, sizeof(*out));
+  if (len < 12 || memcmp(buf, "RIFF", 4) != 0 || memcmp(buf + 8, "WAVE", 4) != 0)
+    return *why = "not a RIFF/WAVE file", SFU_EPROTO;
+  for (size_t o = 12; o + 8 <= len;) {
+    uint32_t n = le32(buf + o + 4);
+    const uint8_t *body = buf + o + 8;
+    if (n > len - o - 8) return *why = "a chunk runs past the end of the file", SFU_EPROTO;
+    if (memcmp(buf + o, "fmt ", 4) == 0) {
+      if (n < 16) return *why = "short fmt chunk", SFU_EPROTO;
+      unsigned fmt = body[0] | body[1] << 8, bits = body[14] | body[15] << 8;
+      if (fmt == 0xFFFE && n >= 40) fmt = body[24] | body[25] << 8; /* extensible: sub-format */
+      out->channels = body[2] | body[3] << 8;
+      out->rate = (int)le32(body + 4);
+      if (fmt != 1 || bits != 16) return *why = "only 16-bit PCM is supported", SFU_EPROTO;
+      if (out->channels < 1 || out->channels > 2) return *why = "mono or stereo only", SFU_EPROTO;
+      if (out->rate != 8000 && out->rate != 12000 && out->rate != 16000 && out->rate != 24000 &&
+          out->rate != 48000)
+        return *why = "sample rate must be 8, 12, 16, 24 or 48 kHz (Opus)", SFU_EPROTO;
+      have_fmt = 1;
+    } else if (memcmp(buf + o, "data", 4) == 0) {
+      if (!have_fmt) return *why = "data before fmt", SFU_EPROTO;
+      out->data = body;
+      out->frames = n / (2 * (size_t)out->channels);
+      if (out->frames == 0) return *why = "no samples", SFU_EPROTO;
+      return 0;
+    }
+    o += 8 + (size_t)n + (n & 1); /* chunks are padded to even sizes */
+  }
+  return *why = "no data chunk", SFU_EPROTO;
+}
+
+int sfu_source_wav(sfu_source_t *s, const char *path, char *err, size_t errlen) {
+  FILE *f = fopen(path, "rb");
+  uint8_t *buf = NULL;
+  const char *why = NULL;
+  sfu_wav_t w;
+  int e = 0, rv = SFU_EPROTO;
+  long n = -1;
+
+  memset(s, 0, sizeof(*s));
+  if (!f) {
+    rv = -errno;
+    snprintf(err, errlen, "%s: %s", path, strerror(errno));
+    return rv;
+  }
+  if (fseek(f, 0, SEEK_END) == 0) n = ftell(f);
+  if (n < 0 || n > WAV_MAX_BYTES) {
+    snprintf(err, errlen, "%s: not a readable file of at most %d MiB", path, WAV_MAX_BYTES >> 20);
+    fclose(f);
+    return SFU_E2BIG;
+  }
+  rewind(f);
+  buf = malloc((size_t)n + 1);
+  if (buf && fread(buf, 1, (size_t)n, f) == (size_t)n &&
+      sfu_wav_parse(buf, (size_t)n, &w, &why) == 0) {
+    s->pcm = malloc(w.frames * (size_t)w.channels * sizeof(int16_t));
+    if (s->pcm) {
+      for (size_t i = 0; i < w.frames * (size_t)w.channels; i++)
+        s->pcm[i] = (int16_t)(w.data[2 * i] | w.data[2 * i + 1] << 8);
+      s->pcm_frames = w.frames;
+      s->rate = w.rate;
+      s->channels = w.channels;
+      s->enc = opus_encoder_create(w.rate, w.channels, OPUS_APPLICATION_AUDIO, &e);
+      rv = s->enc ? 0 : SFU_ENOMEM;
+    } else {
+      rv = SFU_ENOMEM;
+    }
+  }
+  if (rv != 0) snprintf(err, errlen, "%s: %s", path, why ? why : "cannot read it");
+  free(buf);
+  fclose(f);
+  if (rv != 0) {
+    sfu_source_free(s);
+    return rv;
+  }
+  const char *base = strrchr(path, '/');
+  snprintf(s->name, sizeof(s->name), "%s", base ? base + 1 : path);
+  snprintf(s->codec, sizeof(s->codec), "opus");
+  s->clock = TONE_RATE;
+  s->pt = 111;
+  s->pass_us = 20000;
+  return 0;
+}
+
 /* The fixed header, and the audio level extension when ext_id > 0:
  * returns the header length (12 or 20). */
 static size_t rtp_header(uint8_t *out, int marker, int pt, uint16_t seq, uint32_t ts,
@@ -213,6 +305,26 @@ static size_t rtp_header(uint8_t *out, int marker, int pt, uint16_t seq, uint32_
 
 int sfu_source_packet(sfu_source_t *s, uint64_t i, int loops, uint32_t ssrc, int level_ext,
                       uint8_t *out, size_t cap, uint64_t *at_us) {
+  if (s->pcm) { /* WAV: the next 20 ms, looped; level measured on it */
+    int16_t pcm[2 * TONE_FRAME];
+    size_t fr = (size_t)s->rate / 50, ch = (size_t)s->channels;
+    double sum = 0;
+    for (size_t k = 0; k < fr; k++, s->phase++)
+      for (size_t c = 0; c < ch; c++) {
+        int16_t v = s->pcm[(s->phase % s->pcm_frames) * ch + c];
+        pcm[k * ch + c] = v;
+        sum += (double)v * v;
+      }
+    double rms = sqrt(sum / (double)(fr * ch)) / 32768.0;
+    int level = rms > 0 ? (int)lround(-20 * log10(rms)) : 127;
+    if (cap < 20 + 1275) return SFU_E2BIG;
+    size_t h = rtp_header(out, i == 0, s->pt, (uint16_t)i, (uint32_t)(i * TONE_FRAME), ssrc,
+                          level_ext, level > 127 ? 127 : level);
+    int n = opus_encode(s->enc, pcm, (int)fr, out + h, (opus_int32)(cap - h));
+    if (n < 0) return SFU_EPROTO;
+    *at_us = i * 20000;
+    return (int)h + n;
+  }
   if (s->enc) { /* tone: frame i, encoded now; its level is the tone's */
     float pcm[TONE_FRAME];
     for (int k = 0; k < TONE_FRAME; k++, s->phase++)
@@ -238,6 +350,7 @@ int sfu_source_packet(sfu_source_t *s, uint64_t i, int loops, uint32_t ssrc, int
 }
 
 void sfu_source_free(sfu_source_t *s) {
+  free(s->pcm);
   free(s->pkts);
   free(s->bytes);
   if (s->enc) opus_encoder_destroy(s->enc);

@@ -53,11 +53,27 @@ typedef struct sfu_source_s {
   uint32_t ts_span;     /* timestamp units one pass advances */
   sfu_timing_t timing;  /* as resolved */
   uint64_t skipped;     /* UDP datagrams of the capture not in the stream */
-  /* tone: encoded on the fly */
+  /* tone or WAV: encoded on the fly */
   void *enc;            /* OpusEncoder */
-  double freq;
+  double freq;          /* tone */
   uint64_t phase;
+  int16_t *pcm;         /* WAV: interleaved samples, looped */
+  size_t pcm_frames;    /* samples per channel */
+  int rate, channels;   /* WAV */
 } sfu_source_t;
+
+/* A 16-bit PCM WAV file's layout, from its bytes (RIFF/WAVE, "fmt " with
+ * format 1 or WAVE_FORMAT_EXTENSIBLE PCM, "data"; other chunks skipped).
+ * Returns 0, or SFU_EPROTO with a reason in *why. `data` points into buf. */
+typedef struct sfu_wav_s {
+  int rate, channels;
+  const uint8_t *data;  /* little-endian int16 samples, interleaved */
+  size_t frames;        /* samples per channel */
+} sfu_wav_t;
+int sfu_wav_parse(const uint8_t *buf, size_t len, sfu_wav_t *out, const char **why);
+/* Opus of a WAV file (8, 12, 16, 24 or 48 kHz; mono or stereo), 20 ms
+ * frames, looped. */
+int sfu_source_wav(sfu_source_t *s, const char *path, char *err, size_t errlen);
 
 /* Loads a stream of a capture. Returns 0 or a negative error with a clear
  * message in err ("no RTP stream matches ssrc 0x1234 in x.pcap"). */

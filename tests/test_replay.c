@@ -1,0 +1,234 @@
+/*
+ * test_replay.c -- sfu-replay's receive-side checks (tools/replay/verify.h),
+ * its WAV reader and its capture sources (tools/replay/source.h).
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "sfu/bytes.h"
+#include "sfu/rtp.h"
+#include "sfu/sfu.h"
+#include "tools/replay/source.h"
+#include "tools/replay/verify.h"
+
+/* A packet of `len` payload bytes, all `fill`, with seq and ts. */
+static sfu_rtp_t pkt(uint8_t *buf, uint16_t seq, uint32_t ts, uint8_t fill, size_t len) {
+  sfu_rtp_t r;
+  memset(buf, 0, 12);
+  buf[0] = 0x80;
+  buf[1] = 96;
+  sfu_wr16(buf + 2, seq);
+  sfu_wr32(buf + 4, ts);
+  memset(buf + 12, fill, len);
+  assert_int_equal(sfu_rtp_parse(buf, 12 + len, &r), 0);
+  return r;
+}
+
+typedef struct {
+  sfu_sentlog_t log;
+  sfu_hist_t lat;
+  sfu_rxcheck_t chk;
+} fixture_t;
+
+static fixture_t *fixture(void) {
+  fixture_t *f = calloc(1, sizeof(*f));
+  sfu_rxcheck_init(&f->chk, &f->log, &f->lat, 90000);
+  return f;
+}
+
+/* Sends packets with seq base+i and payload byte i at time i ms. */
+static void send_n(fixture_t *f, uint16_t base, int n) {
+  uint8_t b[64];
+  for (int i = 0; i < n; i++) {
+    sfu_rtp_t r = pkt(b, (uint16_t)(base + i), (uint32_t)i * 3000, (uint8_t)i, 20);
+    sfu_sentlog_put(&f->log, &r, (uint64_t)i * 1000);
+  }
+}
+
+/* The SFU's copy of packet i: seq offset by `off`, payload as sent. */
+static void recv_one(fixture_t *f, uint16_t base, int i, int off, uint64_t at_us) {
+  uint8_t b[64];
+  sfu_rtp_t r = pkt(b, (uint16_t)(base + i + off), (uint32_t)i * 3000, (uint8_t)i, 20);
+  sfu_rxcheck_packet(&f->chk, &r, at_us);
+}
+
+static void all_arrive_with_an_offset(void **state) {
+  fixture_t *f = fixture();
+  send_n(f, 65500, 100); /* wraps */
+  for (int i = 0; i < 100; i++) recv_one(f, 65500, i, 1234, (uint64_t)i * 1000 + 300);
+  assert_int_equal(f->chk.matched, 100);
+  assert_int_equal(f->chk.first_n, 0);
+  assert_int_equal(sfu_rxcheck_lost(&f->chk), 0);
+  assert_int_equal(f->chk.corrupt + f->chk.duplicated + f->chk.reordered + f->chk.resyncs, 0);
+  assert_int_equal(f->lat.n, 100);
+  assert_true(sfu_hist_quantile(&f->lat, 0.5) >= 300 && sfu_hist_quantile(&f->lat, 0.5) < 310);
+  free(f);
+}
+
+static void loss_duplicates_reordering_corruption(void **state) {
+  uint8_t b[64];
+  fixture_t *f = fixture();
+  send_n(f, 100, 50);
+  for (int i = 0; i < 50; i++) {
+    if (i == 10 || i == 11) continue;        /* lost */
+    recv_one(f, 100, i, 7, 0);
+    if (i == 20) recv_one(f, 100, i, 7, 0);  /* duplicated */
+  }
+  recv_one(f, 100, 11, 7, 0);                /* late: reordered, no longer lost */
+  sfu_rtp_t r = pkt(b, 100 + 60 + 7, 0, 0xEE, 20); /* a payload never sent */
+  sfu_rxcheck_packet(&f->chk, &r, 0);
+  assert_int_equal(f->chk.matched, 49);
+  assert_int_equal(sfu_rxcheck_lost(&f->chk), 1);
+  assert_int_equal(f->chk.duplicated, 1);
+  assert_int_equal(f->chk.reordered, 1);
+  assert_int_equal(f->chk.corrupt, 1);
+  free(f);
+}
+
+static void a_moved_offset_is_a_resync_not_corruption(void **state) {
+  fixture_t *f = fixture();
+  send_n(f, 0, 40);
+  for (int i = 0; i < 20; i++) recv_one(f, 0, i, 5, 0);
+  for (int i = 30; i < 40; i++) recv_one(f, 0, i, -5, 0); /* e.g. after a server mute */
+  assert_int_equal(f->chk.resyncs, 1);
+  assert_int_equal(f->chk.corrupt, 0);
+  assert_int_equal(f->chk.matched, 30);
+  assert_int_equal(sfu_rxcheck_lost(&f->chk), 10);
+  free(f);
+}
+
+static void late_start_and_close_bound_what_is_expected(void **state) {
+  fixture_t *f = fixture();
+  send_n(f, 0, 100);
+  for (int i = 30; i < 60; i++) recv_one(f, 0, i, 0, 0); /* joined late, left early */
+  sfu_rxcheck_close(&f->chk);
+  assert_int_equal(f->chk.first_n, 30);
+  assert_int_equal(f->chk.last_n, 59);
+  assert_int_equal(sfu_rxcheck_lost(&f->chk), 0);
+  free(f);
+}
+
+static void histogram_quantiles(void **state) {
+  sfu_hist_t *h = calloc(1, sizeof(*h));
+  assert_int_equal(sfu_hist_quantile(h, 0.5), 0);
+  for (int i = 0; i < 98; i++) sfu_hist_add(h, 200);
+  sfu_hist_add(h, 5000);
+  sfu_hist_add(h, 50000);
+  assert_int_equal(h->n, 100);
+  assert_int_equal(sfu_hist_quantile(h, 0.5), 205);
+  assert_int_equal(sfu_hist_quantile(h, 0.99), 50500);
+  assert_int_equal(h->max_us, 50000);
+  sfu_hist_add(h, 20000000); /* beyond 10 s */
+  assert_int_equal(h->over, 1);
+  free(h);
+}
+
+/* --- WAV --------------------------------------------------------------- */
+
+static size_t wav_bytes(uint8_t *b, int rate, int ch, int bits, int frames, int extra_chunk) {
+  size_t o = 12;
+  memcpy(b, "RIFF", 4);
+  memcpy(b + 8, "WAVE", 4);
+  if (extra_chunk) { /* a LIST chunk of odd length (padded) before fmt */
+    memcpy(b + o, "LIST", 4);
+    b[o + 4] = 3, b[o + 5] = b[o + 6] = b[o + 7] = 0;
+    o += 8 + 4;
+  }
+  memcpy(b + o, "fmt ", 4);
+  b[o + 4] = 16, b[o + 5] = b[o + 6] = b[o + 7] = 0;
+  uint8_t *f = b + o + 8;
+  memset(f, 0, 16);
+  f[0] = 1;
+  f[2] = (uint8_t)ch;
+  f[4] = (uint8_t)rate, f[5] = (uint8_t)(rate >> 8), f[6] = (uint8_t)(rate >> 16);
+  f[14] = (uint8_t)bits;
+  o += 8 + 16;
+  size_t n = (size_t)frames * (size_t)ch * 2;
+  memcpy(b + o, "data", 4);
+  b[o + 4] = (uint8_t)n, b[o + 5] = (uint8_t)(n >> 8), b[o + 6] = b[o + 7] = 0;
+  for (size_t i = 0; i < n; i++) b[o + 8 + i] = (uint8_t)i;
+  return o + 8 + n;
+}
+
+static void wav_files(void **state) {
+  uint8_t b[4096];
+  sfu_wav_t w;
+  const char *why = NULL;
+  size_t n = wav_bytes(b, 48000, 1, 16, 100, 1);
+  assert_int_equal(sfu_wav_parse(b, n, &w, &why), 0);
+  assert_int_equal(w.rate, 48000);
+  assert_int_equal(w.channels, 1);
+  assert_int_equal(w.frames, 100);
+  assert_int_equal(w.data[0], 0);
+  assert_int_equal(w.data[1], 1);
+  n = wav_bytes(b, 16000, 2, 16, 10, 0);
+  assert_int_equal(sfu_wav_parse(b, n, &w, &why), 0);
+  assert_int_equal(w.frames, 10);
+  /* refused, with a reason */
+  n = wav_bytes(b, 44100, 1, 16, 10, 0);
+  assert_int_equal(sfu_wav_parse(b, n, &w, &why), SFU_EPROTO);
+  assert_non_null(strstr(why, "sample rate"));
+  n = wav_bytes(b, 48000, 1, 8, 10, 0);
+  assert_int_equal(sfu_wav_parse(b, n, &w, &why), SFU_EPROTO);
+  assert_non_null(strstr(why, "16-bit"));
+  n = wav_bytes(b, 48000, 3, 16, 10, 0);
+  assert_int_equal(sfu_wav_parse(b, n, &w, &why), SFU_EPROTO);
+  n = wav_bytes(b, 48000, 1, 16, 10, 0);
+  assert_int_equal(sfu_wav_parse(b, n - 5, &w, &why), SFU_EPROTO); /* data cut short */
+  assert_non_null(strstr(why, "past the end"));
+  assert_int_equal(sfu_wav_parse(b, 30, &w, &why), SFU_EPROTO);
+  assert_int_equal(sfu_wav_parse((const uint8_t *)"RIFX....WAVE", 12, &w, &why), SFU_EPROTO);
+}
+
+/* A WAV source loops its samples into 20 ms Opus frames with levels. */
+static void wav_source_packets(void **state) {
+  uint8_t b[48000 * 2 / 10 + 64], out[1600];
+  char path[] = "/tmp/sfu-test-wav-XXXXXX", err[256];
+  size_t n = wav_bytes(b, 48000, 1, 16, 4800, 0); /* 100 ms */
+  int16_t *s = (int16_t *)(b + n - 4800 * 2);
+  for (int i = 0; i < 4800; i++) s[i] = (int16_t)(10000 * sin(i * 0.05)); /* little-endian host */
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  assert_int_equal(write(fd, b, n), (ssize_t)n);
+  close(fd);
+  sfu_source_t src;
+  assert_int_equal(sfu_source_wav(&src, path, err, sizeof(err)), 0);
+  unlink(path);
+  assert_string_equal(src.codec, "opus");
+  for (uint64_t i = 0; i < 12; i++) { /* 240 ms: loops the 100 ms file */
+    uint64_t at;
+    int len = sfu_source_packet(&src, i, 1, 0x1234, 1, out, sizeof(out), &at);
+    sfu_rtp_t r;
+    int voice, level;
+    assert_true(len > 20);
+    assert_int_equal(sfu_rtp_parse(out, (size_t)len, &r), 0);
+    assert_int_equal(r.seq, (uint16_t)i);
+    assert_int_equal(r.ts, (uint32_t)(i * 960));
+    assert_int_equal(at, i * 20000);
+    assert_int_equal(sfu_rtp_audio_level(&r, 1, &voice, &level), 1);
+    assert_true(level >= 12 && level <= 14); /* amplitude 10000: rms 7071/32768 = -13.3 dBov */
+  }
+  sfu_source_free(&src);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(all_arrive_with_an_offset),
+      cmocka_unit_test(loss_duplicates_reordering_corruption),
+      cmocka_unit_test(a_moved_offset_is_a_resync_not_corruption),
+      cmocka_unit_test(late_start_and_close_bound_what_is_expected),
+      cmocka_unit_test(histogram_quantiles),
+      cmocka_unit_test(wav_files),
+      cmocka_unit_test(wav_source_packets),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
