@@ -50,6 +50,11 @@
 #define RTX_MAX_AGE_MS 1000
 #define PUBLISH_MAX_BPS 4000000 /* REMB to video publishers */
 #define NACK_RETRY_MS 40       /* upstream: 10 tries over 400 ms */
+#define REMB_FRESH_MS 3000     /* layer choice: see bandwidth_bound() */
+#define CONGESTED_MS 2000
+#define DOWN_HOLD_MS 8000
+#define UP_HOLD_MS 4000
+#define SETTLE_MS 5000
 
 static uint64_t wall_us(void) { return (uint64_t)sfu_wall_ms() * 1000; }
 
@@ -233,6 +238,7 @@ static void rebase(sfu_room_t *room, sfu_downtrack_t *d, int k, const sfu_rtp_t 
   }
   d->started = 1;
   d->layer = k;
+  d->layer_ms = sfu_now_ms();
 }
 
 /* Adds the abs-send-time extension (id, our send time: 6.18 fixed-point
@@ -456,7 +462,7 @@ static void on_feedback(sfu_room_t *room, sfu_participant_t *p, const sfu_rtcp_h
     if ((n = sfu_rtcp_parse_remb(h, &bps, ssrcs, 8)) < 0) break;
     for (int i = 0; i < n; i++)
       if ((d = down_of_ssrc(p, ssrcs[i])) != NULL)
-        d->remb_bps = bps > UINT32_MAX ? UINT32_MAX : (uint32_t)bps;
+        d->remb_bps = bps > UINT32_MAX ? UINT32_MAX : (uint32_t)bps, d->remb_ms = sfu_now_ms();
     return;
   case SFU_RTCP_FB_PLI:
   case SFU_RTCP_FB_FIR:
@@ -553,17 +559,56 @@ static int layer_order(const sfu_track_t *t, int order[SFU_MAX_LAYERS]) {
   return n;
 }
 
+/* The bandwidth bound on d's layer, from its REMB: a simple estimator.
+ * Receivers' estimators never report much above what they receive (about
+ * 1.5x), so a REMB says something only when it is *below* the current
+ * layer's bitrate: congestion. Sustained for CONGESTED_MS, d's bound
+ * steps one layer down and stays there for DOWN_HOLD_MS; afterwards, with
+ * no congestion, it steps up one layer every UP_HOLD_MS (the next layer
+ * is tried, and congestion there brings it back). A REMB older than
+ * REMB_FRESH_MS counts for nothing, and none is judged for SETTLE_MS
+ * after d started on a layer (a receiver's estimate takes seconds to follow
+ * a new rate, and it decays while a video is paused). */
+static void bandwidth_bound(sfu_downtrack_t *d, const sfu_track_t *t, const int *order, int n,
+                            uint64_t now_ms) {
+  int rank = 0;
+  for (int i = 0; i < n; i++)
+    if (order[i] == d->layer) rank = i;
+  uint32_t cur = d->layer >= 0 ? t->layers[d->layer].bitrate_bps : 0;
+  int fresh = d->remb_bps && now_ms - d->remb_ms < REMB_FRESH_MS;
+  if (d->layer < 0) return; /* paused or not started: nothing to judge */
+  if (now_ms - d->layer_ms < SETTLE_MS) { /* its estimator follows the new rate */
+    d->congested_ms = 0;
+    return;
+  }
+  if (fresh && cur && (uint64_t)d->remb_bps * 100 < (uint64_t)cur * 85) {
+    if (!d->congested_ms) d->congested_ms = now_ms;
+    if (now_ms - d->congested_ms >= CONGESTED_MS && rank > 0) {
+      d->bw_cap = rank - 1;
+      d->bw_hold_ms = now_ms + DOWN_HOLD_MS;
+      d->congested_ms = 0;
+    }
+    return;
+  }
+  d->congested_ms = 0;
+  if (d->bw_cap < n - 1 && now_ms >= d->bw_hold_ms) {
+    d->bw_cap++;
+    d->bw_hold_ms = now_ms + UP_HOLD_MS;
+  }
+}
+
 /* The layer d should get: the highest that the subscriber asked for
- * (quality, max height), that its bandwidth estimate (REMB) carries, and
- * that the publisher sends now (a packet in the last second). */
-static int want_layer(const sfu_track_t *t, const sfu_downtrack_t *d, uint64_t now_ms) {
+ * (quality, max height), that its bandwidth bound allows, and that the
+ * publisher sends now (a packet in the last second). */
+static int want_layer(sfu_track_t *t, sfu_downtrack_t *d, uint64_t now_ms) {
   int order[SFU_MAX_LAYERS], n = layer_order(t, order), best = -1;
+  bandwidth_bound(d, t, order, n, now_ms);
   for (int i = 0; i < n; i++) {
     const sfu_layer_t *l = &t->layers[order[i]];
     int live = l->ssrc && l->last_ms && now_ms - l->last_ms < 1000;
     if (!live) continue;
-    if (best >= 0 && (i > d->max_layer || (d->max_height && l->height > d->max_height) ||
-                      (d->remb_bps && l->bitrate_bps > d->remb_bps)))
+    if (best >= 0 && (i > d->max_layer || i > d->bw_cap ||
+                      (d->max_height && l->height > d->max_height)))
       break;
     best = order[i];
   }

@@ -142,18 +142,30 @@ static int send_sdp(sfu_room_t *room, sfu_participant_t *p, sfu_sdp_t *s, const 
   json_t *m = json_pack("{s:s, s:s%}", "type", type, "sdp", text, (size_t)n);
   if (id) json_object_set(m, idkey, id);
   sfu_room_send(room, p, m);
-  free(text);
+  free(p->local_sdp);
+  p->local_sdp = realloc(text, (size_t)n + 1); /* kept: the base of the next offer */
+  if (!p->local_sdp) free(text);
   return 0;
 }
 
 /* --- subscriptions ------------------------------------------------------- */
 
+/* The last description we sent p, parsed again (NULL if none). */
+static sfu_sdp_t *last_local(const sfu_participant_t *p) {
+  sfu_sdp_t *s;
+  if (!p->local_sdp || !(s = calloc(1, sizeof(*s)))) return NULL;
+  if (sfu_sdp_parse(p->local_sdp, strlen(p->local_sdp), s, NULL) != 0) {
+    free(s);
+    return NULL;
+  }
+  return s;
+}
+
 /* The extmap id for `uri` in offers to `sub`: one BUNDLE shares one id
  * space (RFC 8285), so the subscriber's own id for it if it has one, else
  * the first one-byte id no other URI uses there. 0 if none is free. */
-static int choose_ext_id(const sfu_participant_t *sub, const char *uri) {
+static int choose_ext_id(const sfu_sdp_t *s, const char *uri) {
   uint8_t used[15] = {0};
-  const sfu_sdp_t *s = sub->local;
   for (int i = 0; s && i < s->nmedia; i++)
     for (int k = 0; k < s->media[i].next; k++) {
       const sfu_sdp_extmap_t *e = &s->media[i].ext[k];
@@ -169,12 +181,12 @@ static int choose_ext_id(const sfu_participant_t *sub, const char *uri) {
  * BUNDLE shares a payload-type space, so a type may name only one codec
  * there: the subscriber's own type for the codec if it has one, else the
  * usual browser number, else the first free dynamic type. */
-static int choose_pt(const sfu_participant_t *sub, const sfu_sdp_codec_t *c) {
+static int choose_pt(const sfu_participant_t *sub, const sfu_sdp_t *s,
+                     const sfu_sdp_codec_t *c) {
   uint8_t used[128] = {0}; /* 1 = another codec, 2 = this one */
   int usual = strcasecmp(c->name, "opus") == 0 ? 111 : strcasecmp(c->name, "VP8") == 0 ? 96
             : strcasecmp(c->name, "VP9") == 0 ? 98 : strcasecmp(c->name, "H264") == 0 ? 102
             : strcasecmp(c->name, "AV1") == 0 ? 45 : c->pt;
-  const sfu_sdp_t *s = sub->local;
   for (int i = 0; s && i < s->nmedia; i++)
     for (int k = 0; k < s->media[i].ncodecs; k++) {
       const sfu_sdp_codec_t *o = &s->media[i].codecs[k];
@@ -221,12 +233,14 @@ static sfu_downtrack_t *subscribe(sfu_participant_t *sub, sfu_track_t *t) {
     opus_codec(&d->codec, 111, NULL);
   else
     d->codec = t->codec;
-  d->pt = (uint8_t)choose_pt(sub, &d->codec);
+  sfu_sdp_t *local = last_local(sub);
+  d->pt = (uint8_t)choose_pt(sub, local, &d->codec);
   d->codec.pt = d->pt;
   d->rtx_pt = -1;
   d->layer = -1;
   d->target = t->nlayers - 1;
   d->max_layer = SFU_MAX_LAYERS - 1;
+  d->bw_cap = SFU_MAX_LAYERS - 1;
   d->last_pid = d->last_tl0 = -1;
   if (t->kind == SFU_KIND_VIDEO) { /* offer RTX: a distinct type in the bundle */
     sfu_sdp_codec_t rtx;
@@ -235,9 +249,11 @@ static sfu_downtrack_t *subscribe(sfu_participant_t *sub, sfu_track_t *t) {
     rtx.clock = 90000;
     rtx.rtx_apt = d->pt;
     rtx.pt = 127;
-    int pt = choose_pt(sub, &rtx);
+    int pt = choose_pt(sub, local, &rtx);
     d->rtx_pt = pt != d->pt ? pt : -1;
+    d->abs_ext_offer = choose_ext_id(local, URI_ABS_SEND_TIME);
   }
+  sdp_destroy(local);
   snprintf(d->mid, sizeof(d->mid), "s%d", sub->next_mid++);
   snprintf(d->owner_sid, sizeof(d->owner_sid), "%s", t->owner->sid);
   snprintf(d->track_id, sizeof(d->track_id), "%s", t->id);
@@ -474,8 +490,7 @@ int sfu_neg_on_offer(sfu_room_t *room, sfu_participant_t *p, const char *text, j
   }
   sfu_sdp_free(&offer);
   rv = send_sdp(room, p, ans, "answer", "id", id);
-  sdp_destroy(p->local);
-  p->local = ans;
+  sdp_destroy(ans);
   if (rv != 0) return rv;
 
   if (!p->first_answered) {
@@ -522,7 +537,7 @@ static void put_downtrack(sfu_room_t *room, sfu_participant_t *p, sfu_sdp_media_
   m->ssrcs[0] = d->ssrc;
   m->nssrcs = 1;
   if (d->kind == SFU_KIND_VIDEO) { /* our send times, for its bandwidth estimate (REMB) */
-    int id = choose_ext_id(p, URI_ABS_SEND_TIME);
+    int id = d->abs_ext_offer;
     if (id) {
       m->ext[0].id = id;
       snprintf(m->ext[0].uri, sizeof(m->ext[0].uri), "%s", URI_ABS_SEND_TIME);
@@ -542,16 +557,21 @@ static void put_downtrack(sfu_room_t *room, sfu_participant_t *p, sfu_sdp_media_
 }
 
 void sfu_neg_maybe_offer(sfu_room_t *room, sfu_participant_t *p) {
-  if (!p->first_answered || !p->local || p->neg != NEG_IDLE || !p->needs_offer) return;
-  sfu_sdp_t *prev = p->local;
+  if (!p->first_answered || !p->local_sdp || p->neg != NEG_IDLE || !p->needs_offer) return;
+  sfu_sdp_t *prev = last_local(p);
+  if (!prev) return;
   int cap = prev->nmedia + p->ndown;
   if (cap > SFU_SDP_MAX_MEDIA) cap = SFU_SDP_MAX_MEDIA;
   sfu_sdp_t *o = sdp_new(cap);
-  if (!o) return;
+  if (!o) {
+    sdp_destroy(prev);
+    return;
+  }
   o->session_id = prev->session_id;
   session_fields(p, o);
   memcpy(o->media, prev->media, (size_t)prev->nmedia * sizeof(*o->media));
   o->nmedia = prev->nmedia;
+  sdp_destroy(prev);
   for (int i = 0; i < p->ndown; i++) {
     sfu_downtrack_t *d = p->down[i];
     int at = sfu_sdp_find_mid(o, d->mid);
@@ -574,8 +594,7 @@ void sfu_neg_maybe_offer(sfu_room_t *room, sfu_participant_t *p) {
   json_t *oid = json_integer(p->offer_id);
   if (send_sdp(room, p, o, "offer", "offer_id", oid) != 0) p->neg = NEG_IDLE;
   json_decref(oid);
-  sdp_destroy(p->local);
-  p->local = o;
+  sdp_destroy(o);
 }
 
 int sfu_neg_on_answer(sfu_room_t *room, sfu_participant_t *p, const char *text, long long oid) {
@@ -603,7 +622,7 @@ int sfu_neg_on_answer(sfu_room_t *room, sfu_participant_t *p, const char *text, 
     int at = sfu_sdp_find_mid(&ans, d->mid);
     sfu_sdp_media_t *m = at >= 0 ? &ans.media[at] : NULL;
     if (d->removed) {
-      sfu_downtrack_free(d); /* its m-line stays inactive in p->local */
+      sfu_downtrack_free(d); /* its m-line stays inactive in p->local_sdp */
       continue;
     }
     const sfu_sdp_codec_t *c = m ? sfu_sdp_find_codec(m, d->codec.name, d->codec.clock) : NULL;
@@ -642,8 +661,8 @@ int sfu_neg_on_candidate(sfu_room_t *room, sfu_participant_t *p, const char *c) 
 }
 
 void sfu_neg_free(sfu_participant_t *p) {
-  sdp_destroy(p->local);
-  p->local = NULL;
+  free(p->local_sdp);
+  p->local_sdp = NULL;
   free(p->down);
   p->down = NULL;
   p->ndown = p->capdown = 0;

@@ -113,6 +113,7 @@ struct sfu_downtrack_s {
   uint64_t packets, octets;     /* sent, for sender reports */
   /* video */
   int layer;                    /* layer forwarded, -1 = none yet */
+  uint64_t layer_ms;            /* since when */
   int keyed;                    /* a keyframe of it was forwarded since */
   int target;                   /* layer wanted; switched to at its keyframe */
   int max_layer;                /* the subscriber's request (quality) */
@@ -123,8 +124,13 @@ struct sfu_downtrack_s {
   int last_pid, last_tl0;       /* last sent, -1 = none */
   int rtx_pt;                   /* RTX negotiated with the subscriber, -1 none */
   int abs_ext;                  /* abs-send-time extension id, 0 = none */
+  int abs_ext_offer;            /* the id we offer for it */
   uint16_t rtx_seq;             /* next RTX sequence number */
   uint32_t remb_bps;            /* the subscriber's estimate, 0 = none */
+  uint64_t remb_ms;             /* when it came */
+  int bw_cap;                   /* highest layer rank its bandwidth allows */
+  uint64_t congested_ms;        /* REMB below the current layer's rate since */
+  uint64_t bw_hold_ms;          /* bw_cap changes no sooner than this */
   sfu_rtx_cache_t *cache;       /* sent packets, for its NACKs (video), lazily */
   uint64_t plis_received, nacks_received, retransmitted, switches;
 };
@@ -146,7 +152,9 @@ struct sfu_participant_s {
   int media_connected;          /* DTLS done */
   uint64_t transport_failed_ms; /* ICE failed / DTLS closed at, 0 = fine */
   /* negotiation */
-  sfu_sdp_t *local;             /* last SDP we sent (answer or offer) */
+  char *local_sdp;              /* text of the last SDP we sent (answer or offer):
+                                   kept as text, parsed when renegotiating (a few
+                                   hundred bytes an m-line instead of 7 KiB) */
   sfu_neg_state_t neg;          /* an offer of ours is outstanding */
   int offer_id;                 /* its id */
   int needs_offer;              /* changes wait for the next offer */

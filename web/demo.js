@@ -16,6 +16,14 @@
 // without the API key. A production deployment never exposes this route;
 // its own backend mints tokens with the API key (docs/api.md) and hands them
 // to SfuClient.join() directly.
+//
+// Video. "Join with my camera" (or the camera button during the call)
+// publishes the camera, by default as three simulcast encodings; each
+// participant with a camera gets a tile. A tile's quality menu sends
+// `video_quality` for that participant's track: Auto lets the server pick
+// (the best layer the connection carries), Low / Medium / High ask for that
+// layer at most. A tile that is scrolled out of view, or the whole page
+// when hidden, is paused (`paused: true`) so the server stops sending it.
 
 import { SfuClient, CLOSE_CODES } from './sfu-client.js';
 
@@ -30,6 +38,8 @@ const ui = {
   roomInput: $('room-input'),
   nameInput: $('name-input'),
   micInput: $('mic-input'),
+  cameraInput: $('camera-input'),
+  simulcastInput: $('simulcast-input'),
   formError: $('form-error'),
   joinButton: $('join-button'),
   callView: $('call-view'),
@@ -39,6 +49,11 @@ const ui = {
   micButton: $('mic-button'),
   micButtonText: $('mic-button-text'),
   micNote: $('mic-note'),
+  cameraButton: $('camera-button'),
+  cameraButtonText: $('camera-button-text'),
+  cameraNote: $('camera-note'),
+  videosHeading: $('videos-heading'),
+  videos: $('videos'),
   leaveButton: $('leave-button'),
   participants: $('participants'),
   participantCount: $('participant-count'),
@@ -61,6 +76,17 @@ const STATE_TEXT = {
 let client = null;
 let leaving = false;
 const audioEls = new Map();   // stream id (participant sid) -> <audio>
+const tiles = new Map();      // participant sid -> Tile (see video tiles below)
+let lastParticipants = [];
+
+// What each quality menu entry asks the server for (video_quality).
+const QUALITY_REQUEST = {
+  auto: { quality: 'high', maxHeight: 0 },
+  low: { quality: 'low', maxHeight: 0 },
+  medium: { quality: 'medium', maxHeight: 0 },
+  high: { quality: 'high', maxHeight: 0 },
+};
+const NO_FRAME_MS = 2500;     // a tile with no new frame for this long shows "no video"
 
 // ------------------------------------------------------------------- setup
 
@@ -72,6 +98,11 @@ function init() {
 
   ui.form.addEventListener('submit', onJoinSubmit);
   ui.micButton.addEventListener('click', onMicToggle);
+  ui.cameraButton.addEventListener('click', onCameraToggle);
+  ui.cameraInput.addEventListener('change', () => { ui.simulcastInput.disabled = !ui.cameraInput.checked; });
+  ui.simulcastInput.disabled = !ui.cameraInput.checked;
+  document.addEventListener('visibilitychange', () => { for (const t of tiles.values()) updatePause(t); });
+  setInterval(checkFrames, 500);
   ui.leaveButton.addEventListener('click', onLeave);
   ui.errorDismiss.addEventListener('click', hideError);
   ui.audioUnlockButton.addEventListener('click', unlockAudio);
@@ -86,6 +117,7 @@ async function onJoinSubmit(ev) {
   const room = ui.roomInput.value.trim();
   const name = ui.nameInput.value.trim();
   const withMic = ui.micInput.checked;
+  const withCamera = ui.cameraInput.checked;
 
   const problem = !ROOM_RE.test(room)
     ? ['room', 'Room name: 1–64 letters, digits or _ . @ : -']
@@ -113,15 +145,24 @@ async function onJoinSubmit(ev) {
         throw new Error(micErrorText(err), { cause: err });
       }
     }
+    if (withCamera) {
+      try {
+        await client.publishCamera({ simulcast: ui.simulcastInput.checked });
+      } catch (err) {
+        throw new Error(cameraErrorText(err), { cause: err });
+      }
+    }
     showCall(room);
     const welcome = await client.join({ room: grant.room_id || room, token: grant.token });
     ui.roomName.textContent = welcome.room?.name || room;
     updateMicButton();
+    updateCameraButton();
   } catch (err) {
     const c = client;
     client = null;
     if (c) await c.leave().catch(() => {});
     clearAudio();
+    clearTiles();
     showJoin();
     showError(joinErrorText(err));
   } finally {
@@ -186,6 +227,26 @@ function micErrorText(err) {
   }
 }
 
+function cameraErrorText(err) {
+  if (!navigator.mediaDevices) {
+    return 'Camera access needs a secure page (https:// or http://localhost).';
+  }
+  switch (err && err.name) {
+    case 'NotAllowedError':
+    case 'SecurityError':
+      return 'Camera permission denied. Allow camera access for this page, '
+        + 'or untick “Join with my camera”.';
+    case 'NotFoundError':
+    case 'OverconstrainedError':
+      return 'No camera found. Connect one, or untick “Join with my camera”.';
+    case 'NotReadableError':
+    case 'AbortError':
+      return 'The camera could not be opened (is another application using it?).';
+    default:
+      return `Could not start the camera: ${err?.message || err}`;
+  }
+}
+
 function joinErrorText(err) {
   if (typeof err?.code === 'number') {
     const what = err.reason || CLOSE_CODES[err.code] || 'connection closed';
@@ -204,18 +265,36 @@ function wireClient(c) {
     ui.connState.textContent = STATE_TEXT[state] || state;
   });
   c.addEventListener('participants', (e) => {
-    if (c === client) renderParticipants(e.detail.participants);
+    if (c !== client) return;
+    renderParticipants(e.detail.participants);
+    renderTiles(e.detail.participants);
   });
   c.addEventListener('participant-updated', (e) => {
     if (c === client && e.detail.participant.isLocal) updateMicButton();
   });
-  c.addEventListener('participant-left', (e) => removeAudio(e.detail.sid));
+  c.addEventListener('participant-left', (e) => {
+    removeAudio(e.detail.sid);
+    removeTile(e.detail.sid);
+  });
   c.addEventListener('track', (e) => {
-    if (c === client) attachAudio(e.detail.stream, e.detail.sid);
+    if (c !== client) return;
+    const { kind, stream, sid, track, trackId } = e.detail;
+    if (kind === 'video') attachVideo(sid || stream.id, track, trackId);
+    else attachAudio(stream, sid);
   });
   c.addEventListener('track-ended', (e) => {
-    const { stream, sid } = e.detail;
-    if (!stream.getTracks().some((t) => t.readyState === 'live')) removeAudio(sid || stream.id);
+    const { stream, sid, kind, track } = e.detail;
+    if (kind === 'video') {
+      const t = tiles.get(sid || stream.id);
+      if (t && t.track === track) setTileTrack(t, null, t.trackId);
+      return;
+    }
+    if (!stream.getAudioTracks().some((t) => t.readyState === 'live')) removeAudio(sid || stream.id);
+  });
+  c.addEventListener('local-video', () => {
+    if (c !== client) return;
+    updateCameraButton();
+    renderTiles(lastParticipants);
   });
   c.addEventListener('error', (e) => {
     const err = e.detail.error;
@@ -228,6 +307,7 @@ function wireClient(c) {
     const { code, reason } = e.detail;
     client = null;
     clearAudio();
+    clearTiles();
     showJoin();
     if (code !== 1000) {
       const what = reason || CLOSE_CODES[code] || 'connection closed';
@@ -250,6 +330,22 @@ async function onMicToggle() {
   }
 }
 
+async function onCameraToggle() {
+  const c = client;
+  if (!c) return;
+  const on = !c.cameraTrack;
+  ui.cameraButton.disabled = true;
+  ui.cameraNote.textContent = on ? 'Starting your camera…' : '';
+  try {
+    if (on) await c.publishCamera({ simulcast: ui.simulcastInput.checked });
+    else await c.stopCamera();
+  } catch (err) {
+    if (c === client) showError(on ? cameraErrorText(err) : `Could not stop the camera: ${err.message}`);
+  } finally {
+    if (c === client) updateCameraButton();
+  }
+}
+
 async function onLeave() {
   const c = client;
   if (!c) return;
@@ -262,6 +358,7 @@ async function onLeave() {
     client = null;
     ui.leaveButton.disabled = false;
     clearAudio();
+    clearTiles();
     showJoin();
   }
 }
@@ -302,6 +399,176 @@ function removeAudio(key) {
 function clearAudio() {
   for (const key of [...audioEls.keys()]) removeAudio(key);
   ui.audioUnlock.hidden = true;
+}
+
+// ------------------------------------------------------------- video tiles
+//
+// A Tile is {sid, el, video, label, select, status, track, trackId,
+// quality, visible, paused, lastFrame, local}: one <li> in #videos with a
+// <video>, the participant's name, and (for the others) a quality menu.
+
+const tileObserver = 'IntersectionObserver' in window
+  ? new IntersectionObserver((entries) => {
+    for (const en of entries) {
+      const t = tiles.get(en.target.dataset.sid);
+      if (!t) continue;
+      t.visible = en.isIntersecting;
+      updatePause(t);
+    }
+  }, { rootMargin: '100px' })
+  : null;
+
+/** Tiles for: me while my camera is on, and everyone publishing video. */
+function renderTiles(list) {
+  lastParticipants = list;
+  const c = client;
+  const want = new Map();
+  for (const p of list) {
+    if (p.isLocal ? !!(c && c.cameraTrack) : p.tracks.some((t) => t.kind === 'video')
+        || (tiles.get(p.sid)?.track)) {
+      want.set(p.sid, p);
+    }
+  }
+  for (const sid of [...tiles.keys()]) if (!want.has(sid)) removeTile(sid);
+  const sorted = [...want.values()].sort((a, b) => (b.isLocal - a.isLocal)
+    || String(a.name).localeCompare(String(b.name)));
+  for (const p of sorted) {
+    const t = tiles.get(p.sid) || createTile(p);
+    t.label.textContent = p.isLocal ? `${p.name || p.identity} (you)` : (p.name || p.identity);
+    t.el.classList.toggle('speaking', !!p.speaking);
+    if (p.isLocal) {
+      const track = c.cameraTrack;
+      if (t.track !== track) setTileTrack(t, track, null);
+    } else {
+      const v = p.tracks.find((x) => x.kind === 'video');
+      if (v && v.track_id !== t.trackId) t.trackId = v.track_id;
+      t.codec = v?.codec || t.codec;
+    }
+    ui.videos.append(t.el);   // keeps the sorted order
+  }
+  const any = tiles.size > 0;
+  ui.videos.hidden = !any;
+  ui.videosHeading.hidden = !any;
+}
+
+function createTile(p) {
+  const li = document.createElement('li');
+  li.className = 'tile no-video';
+  li.dataset.sid = p.sid;
+  const video = document.createElement('video');
+  video.autoplay = true;
+  video.muted = true;          // sound plays through the <audio> elements
+  video.playsInline = true;
+  const placeholder = document.createElement('span');
+  placeholder.className = 'tile-avatar';
+  placeholder.setAttribute('aria-hidden', 'true');
+  placeholder.textContent = initials(p.name || p.identity);
+  const bar = document.createElement('div');
+  bar.className = 'tile-bar';
+  const label = document.createElement('span');
+  label.className = 'tile-name';
+  const status = document.createElement('span');
+  status.className = 'tile-status';
+  bar.append(label, status);
+  const t = { sid: p.sid, el: li, video, label, status, select: null, track: null,
+    trackId: null, codec: null, quality: 'auto', visible: true, paused: false,
+    lastFrame: 0, local: !!p.isLocal };
+  if (p.isLocal) {
+    li.classList.add('local');
+  } else {
+    const select = document.createElement('select');
+    select.className = 'tile-quality';
+    select.setAttribute('aria-label', `Video quality for ${p.name || p.identity}`);
+    for (const [value, text] of [['auto', 'Auto'], ['low', 'Low'], ['medium', 'Medium'], ['high', 'High']]) {
+      select.append(new Option(text, value));
+    }
+    select.addEventListener('change', () => onQualityChange(t, select.value));
+    bar.append(select);
+    t.select = select;
+  }
+  li.append(video, placeholder, bar);
+  const onFrame = () => {
+    t.lastFrame = performance.now();
+    if (video.requestVideoFrameCallback) video.requestVideoFrameCallback(onFrame);
+  };
+  if (video.requestVideoFrameCallback) video.requestVideoFrameCallback(onFrame);
+  else video.addEventListener('timeupdate', onFrame);
+  tiles.set(p.sid, t);
+  if (tileObserver && !t.local) tileObserver.observe(li);
+  return t;
+}
+
+function setTileTrack(t, track, trackId) {
+  t.track = track;
+  if (trackId) t.trackId = trackId;
+  t.video.srcObject = track ? new MediaStream([track]) : null;
+  if (track) t.video.play().catch(() => { /* muted: autoplay is allowed */ });
+  t.lastFrame = 0;
+  checkFrames();
+}
+
+function attachVideo(sid, track, trackId) {
+  let t = tiles.get(sid);
+  if (!t) {
+    const p = client && client.participants.get(sid);
+    t = createTile(p || { sid, identity: sid, name: sid });
+    ui.videos.append(t.el);
+    ui.videos.hidden = ui.videosHeading.hidden = false;
+  }
+  setTileTrack(t, track, trackId);
+  if (t.quality !== 'auto') onQualityChange(t, t.quality);
+  updatePause(t, true);
+}
+
+async function onQualityChange(t, value) {
+  t.quality = value;
+  if (!client || !t.trackId) return;
+  try {
+    await client.setVideoQuality(t.trackId, QUALITY_REQUEST[value] || QUALITY_REQUEST.auto);
+  } catch (err) {
+    // not_found: the track went away meanwhile; the tile goes with it.
+    if (err.code !== 'not_found' && client) showError(`Could not change the video quality: ${err.message}`);
+  }
+}
+
+/** Pause a tile's video while it is out of view or the page is hidden. */
+async function updatePause(t, force = false) {
+  if (t.local || !t.trackId || !client) return;
+  const paused = !(t.visible && document.visibilityState === 'visible');
+  if (paused === t.paused && !force) return;
+  t.paused = paused;
+  t.el.classList.toggle('paused', paused);
+  try {
+    await client.setVideoQuality(t.trackId, { paused });
+  } catch (err) {
+    if (err.code !== 'not_found') console.warn('demo: pausing video', err);
+  }
+}
+
+/** "No video" when a tile has shown no new frame for a while. */
+function checkFrames() {
+  const now = performance.now();
+  for (const t of tiles.values()) {
+    const live = !!t.track && t.track.readyState === 'live' && (t.local
+      ? true : t.lastFrame > 0 && now - t.lastFrame < NO_FRAME_MS);
+    t.el.classList.toggle('no-video', !live);
+    t.status.textContent = t.paused ? 'paused' : live ? '' : 'no video';
+  }
+}
+
+function removeTile(sid) {
+  const t = tiles.get(sid);
+  if (!t) return;
+  if (tileObserver) tileObserver.unobserve(t.el);
+  t.video.srcObject = null;
+  t.el.remove();
+  tiles.delete(sid);
+  if (!tiles.size) ui.videos.hidden = ui.videosHeading.hidden = true;
+}
+
+function clearTiles() {
+  for (const sid of [...tiles.keys()]) removeTile(sid);
+  lastParticipants = [];
 }
 
 // ---------------------------------------------------------------------- UI
@@ -398,6 +665,16 @@ function updateMicButton() {
     : muted ? 'Your microphone is off.' : '';
 }
 
+function updateCameraButton() {
+  const c = client;
+  const on = !!(c && c.cameraTrack);
+  ui.cameraButton.disabled = !c || !c.localParticipant;
+  ui.cameraButton.classList.toggle('is-off', !on);
+  ui.cameraButton.querySelector('use').setAttribute('href', on ? '#icon-cam' : '#icon-cam-off');
+  ui.cameraButtonText.textContent = on ? 'Turn camera off' : 'Turn camera on';
+  ui.cameraNote.textContent = '';
+}
+
 function showCall(room) {
   ui.roomName.textContent = room;
   ui.participants.replaceChildren();
@@ -407,6 +684,7 @@ function showCall(room) {
   ui.joinView.hidden = true;
   ui.callView.hidden = false;
   updateMicButton();
+  updateCameraButton();
   ui.roomHeading.tabIndex = -1;
   ui.roomHeading.focus();
 }

@@ -1,4 +1,4 @@
-// sfu-client.js — a small browser client for the sfud voice SFU.
+// sfu-client.js — a small browser client for the sfud SFU (voice and video).
 //
 // Implements the client side of docs/signaling.md (protocol version 1): one
 // WebSocket for signaling, one RTCPeerConnection (unified plan, BUNDLE,
@@ -7,12 +7,19 @@
 //   import { SfuClient } from './sfu-client.js';
 //   const client = new SfuClient({ wsUrl: 'ws://127.0.0.1:7880/v1/rtc' });
 //   client.addEventListener('track', (e) => {
-//     const audio = new Audio(); audio.autoplay = true;
-//     audio.srcObject = e.detail.stream;
+//     const { kind, stream, track } = e.detail;
+//     if (kind === 'audio') {
+//       const audio = new Audio(); audio.autoplay = true; audio.srcObject = stream;
+//     } else {
+//       videoEl.srcObject = new MediaStream([track]);   // e.detail.trackId names it
+//     }
 //   });
 //   client.addEventListener('participants', (e) => render(e.detail.participants));
-//   const welcome = await client.join({ room, token, publishAudio: true });
+//   const welcome = await client.join({ room, token, publishAudio: true,
+//                                       publishVideo: true, simulcast: true });
 //   await client.setMicMuted(true);
+//   await client.setVideoQuality(trackId, { quality: 'low' });  // others' video
+//   await client.stopCamera();          // and client.publishCamera() again
 //   await client.leave();
 //
 // Events (all CustomEvent; the payload is in `event.detail`):
@@ -23,8 +30,15 @@
 //   participant-left    {participant, sid, identity, reason}
 //   participant-updated {participant}
 //   speaking            {speakers: Set<identity>, levels: Map<identity, 0..1>}
-//   track               {sid, identity, participant, track, stream, transceiver}
-//   track-ended         {sid, identity, participant, track, stream}
+//   track               {sid, identity, participant, kind, trackId, track,
+//                       stream, transceiver}  a remote track arrived; the
+//                       stream is the publisher's (stream.id = its sid, the
+//                       same stream for its audio and its video); trackId is
+//                       the server's track id (a=msid), what setVideoQuality
+//                       takes
+//   track-ended         {sid, identity, participant, kind, trackId, track, stream}
+//   local-video         {track, stream}  your camera started (track) or
+//                       stopped (track: null)
 //   connection-state    {state, code?, reason?}  state: 'new' | 'connecting'
 //                       (socket/join) | 'joined' (welcome, media not up yet)
 //                       | 'connected' | 'disconnected' (media interrupted,
@@ -34,18 +48,51 @@
 //   close               {code, reason}  the signaling socket closed
 //
 // A Participant is {sid, identity, name, muted, server_muted, speaking,
-// tracks: [{track_id, kind, muted}], isLocal}.
+// tracks: [{track_id, kind, muted?, codec?}], isLocal}; a video track is
+// {track_id, kind: 'video', codec: 'VP8' | 'VP9' | 'H264' | 'AV1'}.
 //
-// Publishing: docs/signaling.md only defines the client's own offer right
-// after `welcome` (later changes come as server offers). The microphone must
-// therefore be acquired before that first offer: pass `publishAudio: true` to
-// join(), or call publishMicrophone() before join(). publishMicrophone()
-// after the first offer rejects with code 'renegotiation_unsupported'.
+// Publishing audio: the microphone must be acquired before the first offer:
+// pass `publishAudio: true` to join(), or call publishMicrophone() before
+// join(). publishMicrophone() after the first offer rejects with code
+// 'renegotiation_unsupported'.
+//
+// Publishing video: publishCamera() before join() (or join({publishVideo:
+// true})) puts the camera in the first offer; after it, publishCamera()
+// adds the camera with a client re-offer (signaling.md §3). By default it
+// sends three simulcast encodings, listed low to high resolution as the
+// server expects (SIMULCAST_ENCODINGS); `simulcast: false` sends one.
+// stopCamera() stops the capture and sends nothing (the m-line stays; the
+// others keep the last frame); publishCamera() again resumes on it without
+// renegotiating.
+//
+// Receiving video: each other participant's camera arrives as its own
+// track (one simulcast layer at a time, chosen by the server). Ask for a
+// layer or pause it with setVideoQuality(trackId, {quality, maxHeight,
+// paused}); with no request the server sends the best layer the link
+// carries.
 
 const REQUEST_TIMEOUT_MS = 10000;
 const PING_INTERVAL_MS = 10000;
 const MAX_GLARE_RETRIES = 5;
 const REPLY_TYPES = new Set(['welcome', 'answer', 'pong', 'ack', 'error']);
+
+/** Default camera capture: 720p, which the three layers below divide. */
+export const CAMERA_CONSTRAINTS = Object.freeze({
+  width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30 },
+});
+
+/**
+ * Default simulcast encodings, LOW to HIGH resolution: the server takes the
+ * first rid as the lowest layer until it has seen each layer's keyframe
+ * size (docs/signaling.md, Video). At 1280x720: 320x180, 640x360, 1280x720.
+ */
+export const SIMULCAST_ENCODINGS = Object.freeze([
+  Object.freeze({ rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150000 }),
+  Object.freeze({ rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500000 }),
+  Object.freeze({ rid: 'f', maxBitrate: 1500000 }),
+]);
+
+const QUALITIES = new Set(['low', 'medium', 'high']);
 
 /** Error with a `.code` (string protocol code or numeric close code). */
 export class SfuError extends Error {
@@ -109,6 +156,11 @@ export class SfuClient extends EventTarget {
     this._micTrack = null;
     this._micStream = null;
     this._micMuted = false;
+    this._camTrack = null;          // the camera track being sent, if any
+    this._camStream = null;
+    this._camOpts = null;           // {simulcast, encodings, codec, degradationPreference}
+    this._camTransceiver = null;    // once added to the connection
+    this._camOwned = false;         // we opened it (stopCamera stops it)
     this._offered = false;          // the first client offer has been made
     this._nextId = 1;
     this._pending = new Map();      // request id -> {resolve, reject, timer}
@@ -132,12 +184,19 @@ export class SfuClient extends EventTarget {
    * Resolves with the `welcome` message. Rejects with an SfuError whose
    * `.code` / `.reason` are the WebSocket close code and reason when the
    * server refuses (see CLOSE_CODES), or with the getUserMedia error when
-   * `publishAudio` is set and the microphone cannot be opened.
+   * `publishAudio` / `publishVideo` is set and the device cannot be opened.
+   * `publishVideo`, `videoConstraints`, `simulcast`, `videoEncodings`,
+   * `videoCodec` and `degradationPreference` are publishCamera()'s options.
    */
-  async join({ room, token, publishAudio = false, audioConstraints } = {}) {
+  async join({ room, token, publishAudio = false, audioConstraints, publishVideo = false,
+    videoConstraints, simulcast, videoEncodings, videoCodec, degradationPreference } = {}) {
     if (this.ws) throw new SfuError('already joined or joining', { code: 'invalid_state' });
     if (!room || !token) throw new TypeError('join: room and token are required');
     if (publishAudio && !this._micTrack) await this.publishMicrophone(audioConstraints);
+    if (publishVideo && !this._camTrack) {
+      await this.publishCamera({ constraints: videoConstraints, simulcast,
+        encodings: videoEncodings, codec: videoCodec, degradationPreference });
+    }
 
     this._closed = false;
     this._setState('connecting');
@@ -217,6 +276,118 @@ export class SfuClient extends EventTarget {
   /** The published microphone track, if any. */
   get micTrack() { return this._micTrack; }
   get micMuted() { return this._micMuted; }
+
+  /**
+   * Open the camera and publish it (or resume it after stopCamera()).
+   * Before the first offer the camera goes into it; after, it is added with
+   * a client re-offer (queued behind any SDP exchange in progress), and the
+   * promise resolves once the server answered. Resolves with the track.
+   *
+   * @param {object} [opts]
+   * @param {MediaTrackConstraints} [opts.constraints=CAMERA_CONSTRAINTS]
+   * @param {boolean} [opts.simulcast=true]  send opts.encodings (default
+   *        SIMULCAST_ENCODINGS, low to high) instead of one encoding
+   * @param {RTCRtpEncodingParameters[]} [opts.encodings]
+   * @param {string} [opts.codec]  'VP8' (default order: the browser's),
+   *        'VP9', 'H264' or 'AV1': put first in the offer; the server takes
+   *        the first one it forwards
+   * @param {string} [opts.degradationPreference]  e.g. 'maintain-resolution'
+   *        (keeps each layer's size when the CPU or network is short)
+   * @param {MediaStreamTrack} [opts.track]  send this track instead of
+   *        opening the camera (e.g. a canvas capture); not stopped by
+   *        stopCamera()
+   */
+  async publishCamera({ constraints, simulcast = true, encodings, codec,
+    degradationPreference, track: given } = {}) {
+    if (this._camTrack) return this._camTrack;
+    let stream;
+    let track = given;
+    if (track) {
+      stream = new MediaStream([track]);
+    } else {
+      stream = await navigator.mediaDevices.getUserMedia({
+        audio: false, video: constraints || CAMERA_CONSTRAINTS });
+      track = stream.getVideoTracks()[0];
+    }
+    if (this._camTrack) {   // a concurrent call won
+      if (!given) stream.getTracks().forEach((t) => t.stop());
+      return this._camTrack;
+    }
+    this._camTrack = track;
+    this._camStream = stream;
+    this._camOwned = !given;
+    if (!this._camOpts) {
+      this._camOpts = {
+        simulcast: simulcast !== false,
+        encodings: (encodings || SIMULCAST_ENCODINGS).map((e) => ({ ...e })),
+        codec, degradationPreference,
+      };
+    }
+    this._emit('local-video', { track, stream });
+    const tr = this._camTransceiver;
+    if (tr && this.pc && tr.sender) {
+      // Resume on the m-line we already have: same encodings, no new offer.
+      await tr.sender.replaceTrack(track);
+      return track;
+    }
+    if (this._offered && this.pc) {
+      await this._enqueue(async () => {
+        if (this._camTransceiver || !this._camTrack) return;
+        this._addCameraTransceiver(this.pc);
+        await this._negotiate();
+      });
+    }
+    return track;
+  }
+
+  /**
+   * Stop the camera: the capture ends and nothing is sent on its m-line
+   * (which stays negotiated, so publishCamera() resumes without a new
+   * offer). Subscribers keep the last frame they decoded.
+   */
+  async stopCamera() {
+    const track = this._camTrack;
+    const stream = this._camStream;
+    if (!track) return;
+    this._camTrack = this._camStream = null;
+    const tr = this._camTransceiver;
+    if (tr && tr.sender && this.pc) {
+      try { await tr.sender.replaceTrack(null); } catch { /* connection closing */ }
+    }
+    if (this._camOwned) stream.getTracks().forEach((t) => t.stop());
+    this._emit('local-video', { track: null, stream: null });
+  }
+
+  /** The camera track being sent, if any, and its stream (local preview). */
+  get cameraTrack() { return this._camTrack; }
+  get cameraStream() { return this._camStream; }
+
+  /**
+   * Choose what the server sends you of one of the others' video tracks
+   * (`video_quality`). Any of: `quality` 'low' | 'medium' | 'high' (the
+   * highest simulcast layer you want), `maxHeight` (pixels, 0 = no bound),
+   * `paused` (true: the server stops sending it; false: resumes at a
+   * keyframe). Omitted fields keep their previous value. Resolves with the
+   * `ack`; rejects with code 'not_found' if no such video is sent to you.
+   */
+  async setVideoQuality(trackId, { quality, maxHeight, paused } = {}) {
+    if (!trackId) throw new TypeError('setVideoQuality: a track id is required');
+    const msg = { type: 'video_quality', track_id: String(trackId) };
+    if (quality !== undefined) {
+      if (!QUALITIES.has(quality)) throw new TypeError(`setVideoQuality: bad quality ${quality}`);
+      msg.quality = quality;
+    }
+    if (maxHeight !== undefined) msg.max_height = Math.max(0, Math.min(8192, Math.round(maxHeight)));
+    if (paused !== undefined) msg.paused = !!paused;
+    return this._request(msg);
+  }
+
+  /** The id of a participant's published video track (from its track list). */
+  videoTrackIdOf(sid) {
+    const p = this.participants.get(sid);
+    const t = p && p.tracks.find((x) => x.kind === 'video');
+    return t ? t.track_id : undefined;
+  }
 
   /**
    * Mute or unmute your microphone: disables the track locally (silence)
@@ -378,6 +549,9 @@ export class SfuClient extends EventTarget {
     this.pc = null;
     if (this._micStream) this._micStream.getTracks().forEach((t) => t.stop());
     this._micStream = this._micTrack = null;
+    const hadCamera = !!this._camTrack;
+    if (this._camStream && this._camOwned) this._camStream.getTracks().forEach((t) => t.stop());
+    this._camStream = this._camTrack = this._camTransceiver = this._camOpts = null;
     this.ws = null;
     this._offered = false;
     this._sdpSent = false;
@@ -387,6 +561,7 @@ export class SfuClient extends EventTarget {
     this.participants.clear();
     this.speakers = new Set();
     this.localParticipant = null;
+    if (hadCamera) this._emit('local-video', { track: null, stream: null });
     this._setState('closed', { code, reason });
   }
 
@@ -578,7 +753,9 @@ export class SfuClient extends EventTarget {
       this._offered = true;
       if (this._micTrack) {
         pc.addTransceiver(this._micTrack, { direction: 'sendonly', streams: [this._micStream] });
-      } else {
+      }
+      if (this._camTrack) this._addCameraTransceiver(pc);
+      if (!this._micTrack && !this._camTrack) {
         // Listener: no published track, but one recvonly m-line so the
         // offer creates the (bundled) transport.
         pc.addTransceiver('audio', { direction: 'recvonly' });
@@ -616,6 +793,36 @@ export class SfuClient extends EventTarget {
     await this._drainRemoteCandidates();
   }
 
+  /**
+   * The camera's sendonly transceiver: simulcast encodings (low to high)
+   * or one, the preferred codec first, the degradation preference.
+   */
+  _addCameraTransceiver(pc) {
+    const o = this._camOpts;
+    const init = { direction: 'sendonly', streams: [this._camStream] };
+    if (o.simulcast) init.sendEncodings = o.encodings.map((e) => ({ ...e }));
+    const tr = pc.addTransceiver(this._camTrack, init);
+    this._camTransceiver = tr;
+    if (o.codec && tr.setCodecPreferences && globalThis.RTCRtpReceiver?.getCapabilities) {
+      const want = `video/${o.codec}`.toLowerCase();
+      const codecs = RTCRtpReceiver.getCapabilities('video')?.codecs || [];
+      const first = codecs.filter((c) => c.mimeType.toLowerCase() === want);
+      if (first.length) {
+        try {
+          tr.setCodecPreferences([...first, ...codecs.filter((c) => !first.includes(c))]);
+        } catch (err) {
+          console.warn('sfu-client: setCodecPreferences', err);
+        }
+      }
+    }
+    if (o.degradationPreference) {
+      const params = tr.sender.getParameters();
+      params.degradationPreference = o.degradationPreference;
+      tr.sender.setParameters(params).catch((err) => console.warn('sfu-client: degradationPreference', err));
+    }
+    return tr;
+  }
+
   /** A server offer (signaling.md §2): answer it, echoing its offer_id. */
   async _onServerOffer(msg) {
     const pc = this.pc;
@@ -641,7 +848,10 @@ export class SfuClient extends EventTarget {
     // The server sets a=msid:<participant sid> <track id>, so the stream id
     // is the publisher's sid. Fall back to reading the SDP by mid.
     let stream = ev.streams && ev.streams[0];
-    const sid = (stream && stream.id) || msidForMid(this.pc, ev.transceiver && ev.transceiver.mid);
+    const msid = msidForMid(this.pc, ev.transceiver && ev.transceiver.mid);
+    const sid = (stream && stream.id) || msid.stream;
+    const trackId = msid.track || track.id;
+    const kind = track.kind;
     if (!stream) {
       stream = this.remoteStreams.get(sid) || new MediaStream();
       stream.addTrack(track);
@@ -655,7 +865,7 @@ export class SfuClient extends EventTarget {
       const p = this.participants.get(sid);
       this._emit('track-ended', {
         sid, identity: p ? p.identity : undefined, participant: p ? copyParticipant(p) : null,
-        track, stream,
+        kind, trackId, track, stream,
       });
     };
     const onRemove = (e) => { if (e.track === track) ended(); };
@@ -665,7 +875,7 @@ export class SfuClient extends EventTarget {
     this._emit('track', {
       sid, identity: part ? part.identity : undefined,
       participant: part ? copyParticipant(part) : null,
-      track, stream, transceiver: ev.transceiver,
+      kind, trackId, track, stream, transceiver: ev.transceiver,
     });
   }
 
@@ -716,16 +926,23 @@ async function addCandidate(pc, candidate) {
   }
 }
 
-/** The participant sid named by a=msid in the remote m-section with this mid. */
+/**
+ * The a=msid of the remote m-section with this mid: {stream, track}, the
+ * publisher's participant sid and the server's track id (undefined when
+ * absent). Chromium applies the description before it fires ontrack, so
+ * remoteDescription is the one that introduced the track.
+ */
 function msidForMid(pc, mid) {
   const sdp = pc && pc.remoteDescription && pc.remoteDescription.sdp;
-  if (!sdp || mid == null) return undefined;
+  if (!sdp || mid == null) return {};
   for (const section of sdp.split(/\r?\nm=/).slice(1)) {
     if (!new RegExp(`^a=mid:${escapeRe(mid)}\\s*$`, 'm').test(section)) continue;
-    const m = /^a=msid:(\S+)/m.exec(section) || /^a=ssrc:\d+ msid:(\S+)/m.exec(section);
-    return m && m[1] !== '-' ? m[1] : undefined;
+    const m = /^a=msid:(\S+)(?:[ \t]+(\S+))?/m.exec(section)
+      || /^a=ssrc:\d+ msid:(\S+)(?:[ \t]+(\S+))?/m.exec(section);
+    if (!m) return {};
+    return { stream: m[1] !== '-' ? m[1] : undefined, track: m[2] };
   }
-  return undefined;
+  return {};
 }
 
 function escapeRe(s) {

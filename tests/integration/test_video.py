@@ -1,0 +1,855 @@
+#!/usr/bin/env python3
+"""Video through sfud: simulcast from headless Chromium to Chromium and aiortc.
+
+Chromium "A" publishes its fake camera (1280x720 requested) through
+web/sfu-client.js as VP8 simulcast, three encodings listed low to high
+(rids q, h, f: scaleResolutionDownBy 4, 2, 1). Chromium "B" and an aiortc
+peer "py" subscribe. What is asserted is what they decode:
+
+* B: getStats() inbound-rtp video, sampled in the page every 100 ms
+  (framesDecoded, frameWidth/frameHeight); py: the av.VideoFrame objects
+  aiortc decodes with libvpx (frame.width/height).
+* With no request both get the top layer: the width A's outbound-rtp
+  reports for rid f at that moment.
+* B asks for `video_quality` low: B's decoded width becomes q's within a
+  few seconds, while py stays on f (requests are per subscriber), and the
+  longest gap between two increments of B's framesDecoded around the switch
+  stays under MAX_GAP_S. Then high: back to f, same bound.
+* B pauses: framesDecoded stops; resumes: it grows again, on f.
+* `video_quality` naming no video sent to B (a made-up id, an audio track)
+  is answered `error` code not_found.
+* A single-layer VP8 publisher (no simulcast) reaches B too.
+
+DemoVideoTest drives web/index.html + demo.js through the UI: a camera
+turned on mid-call (a client re-offer), the tile on the other page, its
+quality menu (Low -> the low layer plays), camera off ("no video") and on.
+
+A publishes with degradationPreference 'maintain-resolution': on this
+2-core machine Chromium's CPU adaptation would otherwise scale the layers
+down while two browsers and aiortc encode and decode 720p, and the layer
+widths would drift during the test. Chromium's bandwidth estimate starts
+low, so f (1.5 Mb/s) may not be sent at first: the test waits (up to
+LAYERS_UP_TIMEOUT) for A's outbound-rtp f to have framesEncoded > 0 and
+prints how long it took.
+
+Measured here (Chromium 156, release build, 2 cores), from the printed
+summaries: layers 320x180, 640x360, 1280x720 at ~20 fps (the fake camera's
+rate). All three encoding ~1 s after A's join now that the server sends
+REMB to publishers (~21 s before: Chromium's loss-based ramp-up). First
+frame decoded by B and py ~2.1-2.3 s after A's join (its page load and
+join included). A requested switch shows in B's decoded frames within
+0.07-0.7 s (aiortc: 0.1-0.7 s), with the longest gap between decoded
+frames 0.07-0.13 s; resume after pause 0.06-0.6 s. MAX_GAP_S (2.5 s)
+leaves room for the keyframe round trip (the server asks for one at most
+every 500 ms per layer) under AddressSanitizer.
+
+Usage: test_video.py --sfud PATH --room PATH
+(CHROMIUM=... overrides the browser binary, see chromium.py)
+"""
+import argparse
+import asyncio
+import collections
+import json
+import os
+import re
+import sys
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+WEB_DIR = os.path.normpath(os.path.join(HERE, "..", "..", "web"))
+sys.path.insert(0, HERE)
+from sfutest import Sfud  # noqa: E402
+from aiortc_peer import Peer  # noqa: E402
+from chromium import Chromium  # noqa: E402
+
+ARGS = None
+RIDS = ("q", "h", "f")          # the client's SIMULCAST_ENCODINGS, low to high
+CAPTURE = {"width": {"exact": 1280}, "height": {"exact": 720}, "frameRate": {"ideal": 30}}
+MAX_GAP_S = 2.5                 # longest decode gap allowed around a switch
+MAX_SWITCH_S = 5.0              # request -> first frame of the new layer
+# Generous: the room may run under AddressSanitizer on 2 cores.
+LAYERS_UP_TIMEOUT = 35.0
+FIRST_FRAME_TIMEOUT = 30.0
+SWITCH_WAIT = 15.0
+
+# Installed in each page: window.sfu = {client, log, ...}; returns after
+# join() resolved. A 100 ms sampler records the inbound video stats of the
+# page (B) so that gaps and switches are measured in the page, not through
+# CDP round trips.
+PAGE_JS = r"""
+(async () => {
+  const { SfuClient } = await import('/web/sfu-client.js');
+  const client = new SfuClient({ wsUrl: %(ws_url)s });
+  const s = window.sfu = { client, log: [], videos: [], samples: [], tJoin: null,
+                           tFirstFrame: null };
+  const note = (type) => (e) => {
+    const d = e.detail || {};
+    s.log.push({ type, t: performance.now(),
+                 identity: d.identity || (d.participant && d.participant.identity) || null,
+                 kind: d.kind || null, trackId: d.trackId || null, sid: d.sid || null,
+                 state: d.state || null,
+                 error: d.error ? `${d.error.message} (code ${d.error.code})` : null });
+  };
+  for (const t of ['participant-joined', 'participant-left', 'participant-updated',
+                   'connection-state', 'error', 'track', 'track-ended', 'close']) {
+    client.addEventListener(t, note(t));
+  }
+  // Render what arrives, as a page would.
+  client.addEventListener('track', (e) => {
+    const d = e.detail;
+    if (d.kind !== 'video') return;
+    const v = document.createElement('video');
+    v.muted = true; v.autoplay = true; v.playsInline = true;
+    v.width = 320; v.height = 180;
+    v.srcObject = new MediaStream([d.track]);
+    v.dataset.trackId = d.trackId; v.dataset.sid = d.sid;
+    document.body.append(v);
+    v.play().catch((err) => s.log.push({ type: 'play-error', error: String(err) }));
+    s.videos.push({ trackId: d.trackId, sid: d.sid, identity: d.identity,
+                    mid: d.transceiver ? d.transceiver.mid : null, trackLabel: d.track.id });
+  });
+  const codecOf = (all, r) => {
+    const c = r.codecId && all.get(r.codecId);
+    return c ? c.mimeType : null;
+  };
+  s.inbound = async () => {
+    const pc = client.pc;
+    if (!pc) return [];
+    const all = await pc.getStats();
+    const out = [];
+    all.forEach((r) => {
+      if (r.type !== 'inbound-rtp' || r.kind !== 'video') return;
+      out.push({ mid: r.mid ?? null, ssrc: r.ssrc, codec: codecOf(all, r),
+                 framesDecoded: r.framesDecoded || 0, framesReceived: r.framesReceived || 0,
+                 keyFramesDecoded: r.keyFramesDecoded || 0, framesDropped: r.framesDropped || 0,
+                 frameWidth: r.frameWidth || 0, frameHeight: r.frameHeight || 0,
+                 packetsReceived: r.packetsReceived || 0, packetsLost: r.packetsLost || 0,
+                 bytesReceived: r.bytesReceived || 0, nackCount: r.nackCount || 0,
+                 pliCount: r.pliCount || 0, firCount: r.firCount || 0,
+                 freezeCount: r.freezeCount || 0,
+                 totalFreezesDuration: r.totalFreezesDuration || 0,
+                 framesPerSecond: r.framesPerSecond || 0,
+                 decoder: r.decoderImplementation || null });
+    });
+    return out;
+  };
+  s.outbound = async () => {
+    const pc = client.pc;
+    if (!pc) return [];
+    const all = await pc.getStats();
+    const out = [];
+    all.forEach((r) => {
+      if (r.type !== 'outbound-rtp' || r.kind !== 'video') return;
+      out.push({ rid: r.rid ?? null, ssrc: r.ssrc, mid: r.mid ?? null, codec: codecOf(all, r),
+                 active: r.active ?? null, frameWidth: r.frameWidth || 0,
+                 frameHeight: r.frameHeight || 0, framesEncoded: r.framesEncoded || 0,
+                 keyFramesEncoded: r.keyFramesEncoded || 0, framesSent: r.framesSent || 0,
+                 framesPerSecond: r.framesPerSecond || 0, packetsSent: r.packetsSent || 0,
+                 bytesSent: r.bytesSent || 0, targetBitrate: r.targetBitrate || 0,
+                 qualityLimitationReason: r.qualityLimitationReason || null,
+                 pliCount: r.pliCount || 0, firCount: r.firCount || 0,
+                 nackCount: r.nackCount || 0, encoder: r.encoderImplementation || null });
+    });
+    out.sort((a, b) => String(a.rid).localeCompare(String(b.rid)));
+    return out;
+  };
+  s.sdp = () => ({ local: client.pc?.localDescription?.sdp || null,
+                   remote: client.pc?.remoteDescription?.sdp || null });
+  // Ask the server for a layer / pause; resolves with send and ack times.
+  s.quality = async (trackId, opts) => {
+    const tReq = performance.now();
+    const ack = await client.setVideoQuality(trackId, opts);
+    return { tReq, tAck: performance.now(), ack };
+  };
+  // A request that must fail: the error's code.
+  s.qualityError = (trackId) => client.setVideoQuality(trackId, { quality: 'low' })
+    .then((ack) => ({ ok: ack }), (err) => ({ code: err.code, message: err.message }));
+  s.sampler = setInterval(async () => {
+    try {
+      const t = performance.now();
+      const st = await s.inbound();
+      if (!st.length) return;
+      const r = st[0];
+      if (s.tFirstFrame === null && r.framesDecoded > 0) s.tFirstFrame = t;
+      s.samples.push({ t, fd: r.framesDecoded, w: r.frameWidth, h: r.frameHeight,
+                       kf: r.keyFramesDecoded, n: st.length });
+      if (s.samples.length > 6000) s.samples.splice(0, 1000);
+    } catch (err) { /* closed meanwhile */ }
+  }, 100);
+  s.tJoin = performance.now();
+  const welcome = await client.join(%(join)s);
+  return { sid: welcome.participant.sid, identity: welcome.participant.identity,
+           others: (welcome.participants || []).map((p) => p.identity) };
+})()
+"""
+
+
+class VideoSink:
+    """What aiortc decoded from one video m-line."""
+
+    def __init__(self, mid, sid, track_id):
+        self.mid, self.sid, self.track_id = mid, sid, track_id
+        self.frames = 0
+        self.first_t = None
+        self.last_t = None
+        self.sizes = collections.Counter()     # (w, h) -> frames
+        self.recent = collections.deque(maxlen=600)  # (t, w, h)
+        self.ended = False
+
+    def add(self, frame):
+        t = time.monotonic()
+        self.frames += 1
+        if self.first_t is None:
+            self.first_t = t
+        self.last_t = t
+        self.sizes[(frame.width, frame.height)] += 1
+        self.recent.append((t, frame.width, frame.height))
+
+    def since(self, t0):
+        return [(t, w, h) for (t, w, h) in self.recent if t >= t0]
+
+    def summary(self):
+        return {"mid": self.mid, "sid": self.sid, "track_id": self.track_id,
+                "frames": self.frames, "sizes": {"%dx%d" % k: v for k, v in self.sizes.items()},
+                "last": list(self.recent)[-1][1:] if self.recent else None,
+                "ended": self.ended}
+
+
+class VideoPeer(Peer):
+    """An aiortc listener that also decodes the video it is sent."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.video = {}                   # mid -> VideoSink
+
+    def _on_track(self, track):
+        if track.kind != "video":
+            return super()._on_track(track)
+        mid = next((t.mid for t in self.pc.getTransceivers()
+                    if t.receiver.track is track), None)
+        ml = next((m for m in self.remote_mlines if m["mid"] == mid), {})
+        sink = VideoSink(mid, ml.get("sid"), ml.get("track_id"))
+        self.video[mid if mid is not None else "track:" + track.id] = sink
+        self._record_tasks.append(asyncio.ensure_future(self._record_video(track, sink)))
+
+    async def _record_video(self, track, sink):
+        from aiortc.mediastreams import MediaStreamError
+        try:
+            while True:
+                sink.add(await track.recv())
+        except MediaStreamError:
+            pass
+        finally:
+            sink.ended = True
+
+    def video_from(self, sid):
+        return next((s for s in self.video.values() if s.sid == sid), None)
+
+
+def video_sections(sdp):
+    """The video m-sections of an SDP, without candidates (for reports)."""
+    if not sdp:
+        return []
+    out = []
+    for sec in re.split(r"\r?\n(?=m=)", sdp):
+        if sec.startswith("m=video"):
+            out.append("\n".join(l for l in sec.splitlines()
+                                 if not l.startswith(("a=candidate", "a=fingerprint",
+                                                      "a=ice-"))))
+    return out
+
+
+def decode_gaps(samples, t0, t1):
+    """Longest time (ms) between two successive framesDecoded increments
+    among page samples with t0 <= t <= t1; the gap from t0 to the first
+    increment counts too."""
+    prev_fd, last_inc, longest = None, t0, 0.0
+    for s in samples:
+        if s["t"] < t0 - 1000:
+            continue
+        if prev_fd is not None and s["fd"] > prev_fd and s["t"] >= t0:
+            longest = max(longest, s["t"] - last_inc)
+            last_inc = s["t"]
+        prev_fd = s["fd"]
+        if s["t"] > t1:
+            break
+    return longest
+
+
+class VideoTestBase(unittest.IsolatedAsyncioTestCase):
+    """sfud serving web/, two headless Chromiums (A publishes, B subscribes;
+    separate browsers so that both pages are foreground tabs and B's 100 ms
+    sampler is not throttled), aiortc peers in self.peers."""
+
+    def setUp(self):
+        self.browsers = {}
+        self.pages = {}
+        self.peers = []
+        self.sfud = Sfud(ARGS.sfud, ARGS.room, "--web-root", WEB_DIR)
+        self.addCleanup(self._stop_sfud)
+        st, self.room = self.sfud.request("POST", "/v1/rooms", {"name": "video"})
+        self.assertEqual(st, 201, self.room)
+        self.ws_url = self.room["ws_url"]
+        self.origin = "http://127.0.0.1:%d" % self.sfud.port
+
+    def _stop_sfud(self):
+        try:
+            self.sfud.stop()
+        finally:
+            self.sfud.proc.stderr.close()
+        self.sfud.assert_clean_log()
+
+    def _close_browser(self, b):
+        tmp = b.tmp_dir
+        b.close()
+        self.assertFalse(os.path.exists(tmp), "chromium temp dir left behind")
+        self.assertEqual(b._own_pids(), [], "chromium processes left behind")
+
+    async def asyncTearDown(self):
+        for p in self.peers:
+            await p.close()
+        for p in self.peers:
+            self.assertEqual(p.errors, [], p.identity)
+            self.assertEqual(p.violations, [], p.identity)
+
+    def token(self, identity):
+        st, j = self.sfud.request("POST", "/v1/rooms/%s/tokens" % self.room["room_id"],
+                                  {"identity": identity})
+        self.assertEqual(st, 201, j)
+        return j["token"]
+
+    async def open_page(self, name):
+        b = await asyncio.to_thread(
+            Chromium, extra_args=["--autoplay-policy=no-user-gesture-required"])
+        self.browsers[name] = b
+        self.addCleanup(self._close_browser, b)
+        self.pages[name] = await asyncio.to_thread(b.open, self.origin + "/web/index.html")
+        return self.pages[name]
+
+    async def join_page(self, name, **join):
+        """Open a Chromium for `name`, join the room through sfu-client.js."""
+        page = await self.open_page(name)
+        join = dict(room=self.room["room_id"], token=self.token(name), **join)
+        return await self.js(name, PAGE_JS % {"ws_url": json.dumps(self.ws_url),
+                                              "join": json.dumps(join)}, timeout=30)
+
+    async def js(self, name, expression, timeout=15.0):
+        return await asyncio.to_thread(self.pages[name].evaluate, expression, True, timeout)
+
+    async def js_until(self, name, expression, timeout=15.0, what=None):
+        end = time.monotonic() + timeout
+        while True:
+            v = await self.js(name, expression)
+            if v:
+                return v
+            if time.monotonic() >= end:
+                self.fail("timed out (%.0f s) waiting for %s" % (timeout, what or expression))
+            await asyncio.sleep(0.1)
+
+    async def until(self, pred, timeout=15.0, what="condition", step=0.1):
+        end = time.monotonic() + timeout
+        while True:
+            v = await pred()
+            if v:
+                return v
+            if time.monotonic() >= end:
+                self.fail("timed out (%.0f s) waiting for %s" % (timeout, what))
+            await asyncio.sleep(step)
+
+    async def outbound(self, name="A"):
+        return {r["rid"] or "-": r for r in await self.js(name, "sfu.outbound()")}
+
+    async def inbound(self, name="B"):
+        st = await self.js(name, "sfu.inbound()")
+        return st[0] if st else None
+
+    async def page_now(self, name="B"):
+        return await self.js(name, "performance.now()")
+
+    async def samples(self, since, name="B"):
+        return await self.js(name, "sfu.samples.filter((s) => s.t >= %f)" % since)
+
+    def room_stats(self):
+        st, j = self.sfud.request("GET", "/v1/rooms/%s" % self.room["room_id"])
+        return j.get("stats", j) if isinstance(j, dict) else j
+
+    async def diagnostics(self):
+        out = ["--- sfud log (last 80 lines) ---", "".join(self.sfud.log[-80:])]
+        try:
+            out += ["--- GET /v1/rooms/{id} ---", json.dumps(self.room_stats())]
+        except Exception as e:
+            out.append("(room unavailable: %r)" % e)
+        for name, page in self.pages.items():
+            try:
+                info = await self.js(name, "window.sfu ? {state: sfu.client.state, log: sfu.log,"
+                                     " videos: sfu.videos, participants:"
+                                     " sfu.client.getParticipants()} : null", timeout=5)
+                out += ["--- %s client ---" % name, json.dumps(info, indent=1)]
+                out += ["--- %s outbound-rtp video ---" % name,
+                        json.dumps(await self.js(name, "window.sfu ? sfu.outbound() : null",
+                                                 timeout=5), indent=1)]
+                out += ["--- %s inbound-rtp video ---" % name,
+                        json.dumps(await self.js(name, "window.sfu ? sfu.inbound() : null",
+                                                 timeout=5), indent=1)]
+                out += ["--- %s last samples ---" % name, json.dumps(await self.js(
+                    name, "window.sfu ? sfu.samples.slice(-30) : null", timeout=5))]
+                sdp = await self.js(name, "window.sfu ? sfu.sdp() : {}", timeout=5) or {}
+                for which in ("local", "remote"):
+                    for sec in video_sections(sdp.get(which)):
+                        out += ["--- %s %s description, video ---" % (name, which), sec]
+            except Exception as e:
+                out.append("(%s unavailable: %r)" % (name, e))
+            out += ["--- %s console ---" % name] + [
+                "%s: %s" % (c["type"], c["text"]) for c in page.console[-40:]]
+        for p in self.peers:
+            out += ["--- %s ---" % p.identity,
+                    json.dumps({k: v.summary() for k, v in getattr(p, "video", {}).items()}),
+                    "errors=%r violations=%r" % (p.errors, p.violations)]
+            if p.pc is not None and p.pc.remoteDescription is not None:
+                for sec in video_sections(p.pc.remoteDescription.sdp):
+                    out += ["--- %s remote description, video ---" % p.identity, sec]
+        return "\n".join(out)
+
+    async def run_scenario(self, coro):
+        try:
+            await coro
+        except BaseException:
+            print("\n" + await self.diagnostics(), file=sys.stderr)
+            raise
+
+    async def wait_layers(self, rids, timeout=LAYERS_UP_TIMEOUT):
+        """Until A's outbound-rtp has every rid encoding frames at a known
+        size; returns (seconds waited, {rid: stats})."""
+        t0 = time.monotonic()
+
+        async def up():
+            ob = await self.outbound()
+            ok = all(ob.get(r, {}).get("framesEncoded", 0) > 0
+                     and ob.get(r, {}).get("frameWidth", 0) > 0 for r in rids)
+            return ob if ok else None
+        ob = await self.until(up, timeout, "A sending every layer (%s)" % ",".join(rids), 0.2)
+        return time.monotonic() - t0, ob
+
+    def assert_clean_console(self):
+        for name, page in self.pages.items():
+            bad = [c for c in page.console if c["type"] in ("error", "exception")]
+            self.assertEqual(bad, [], name)
+
+
+class SimulcastTest(VideoTestBase):
+    async def test_simulcast_vp8_to_chromium_and_aiortc(self):
+        await self.run_scenario(self._simulcast())
+
+    async def _simulcast(self):
+        room_id = self.room["room_id"]
+        fig = {}
+
+        # The subscribers first: B (listener) and py (aiortc listener).
+        b = await self.join_page("B")
+        self.assertEqual(b["identity"], "B")
+        py = VideoPeer(self.ws_url, room_id, self.token("py"), "py")
+        self.peers.append(py)
+        await py.join()
+        await py.wait_connected(timeout=20)
+
+        # A publishes its camera: VP8 simulcast, 3 layers low -> high.
+        t_a = time.monotonic()
+        a = await self.join_page("A", publishVideo=True, simulcast=True,
+                                 videoConstraints=CAPTURE, videoCodec="VP8",
+                                 degradationPreference="maintain-resolution")
+        self.assertEqual(sorted(a["others"]), ["B", "py"])
+        sdp = await self.js_until(   # (join() resolves at welcome, before the offer)
+            "A", "sfu.client.pc.localDescription && sfu.client.pc.localDescription.sdp",
+            what="A's offer")
+        vid = video_sections(sdp)
+        self.assertEqual(len(vid), 1, sdp)
+        self.assertIn("a=simulcast:send q;h;f", vid[0])
+        ans = video_sections(await self.js_until(
+            "A", "sfu.client.pc.remoteDescription && sfu.client.pc.remoteDescription.sdp",
+            what="A's answer"))
+        self.assertEqual(len(ans), 1)
+        for line in ("a=rid:q recv", "a=rid:h recv", "a=rid:f recv",
+                     "a=simulcast:recv q;h;f", "a=recvonly"):
+            self.assertIn(line, ans[0])
+        for fb in ("nack", "nack pli", "ccm fir", "goog-remb"):
+            self.assertRegex(ans[0], r"(?m)^a=rtcp-fb:\d+ %s\s*$" % re.escape(fb))
+        self.assertRegex(ans[0], r"(?m)^a=rtpmap:\d+ VP8/90000")
+        self.assertRegex(ans[0], r"(?m)^a=rtpmap:\d+ rtx/90000")
+
+        # The server announces A's video track to the others.
+        a_sid = a["sid"]
+        track = await self.js_until(
+            "B", "(() => { const p = sfu.client.getParticipants().find((x) => x.sid === %s);"
+            " return p && p.tracks.find((t) => t.kind === 'video'); })()" % json.dumps(a_sid),
+            timeout=15, what="A's video track in B's participants")
+        self.assertEqual(track["codec"], "VP8")
+        track_id = track["track_id"]
+        self.assertRegex(track_id, r"^TR_")
+
+        # Chromium's bandwidth estimate ramps up: wait for all three layers.
+        fig["layers_up_s"], ob = await self.wait_layers(RIDS)
+        widths = {r: ob[r]["frameWidth"] for r in RIDS}
+        heights = {r: ob[r]["frameHeight"] for r in RIDS}
+        self.assertTrue(widths["q"] < widths["h"] < widths["f"], ob)
+        self.assertEqual(ob["f"]["codec"], "video/VP8", ob)
+        fig["widths"] = widths
+
+        # B and py decode A's video, on the top layer, with no request.
+        await self.js_until("B", "sfu.tFirstFrame !== null", FIRST_FRAME_TIMEOUT,
+                            "B decoding A's video")
+        log_track = await self.js(
+            "B", "sfu.log.find((e) => e.type === 'track' && e.kind === 'video')")
+        self.assertEqual((log_track["sid"], log_track["trackId"], log_track["identity"]),
+                         (a_sid, track_id, "A"))
+        fig["b_first_frame_s"] = (await self.js("B", "sfu.tFirstFrame - performance.now()")
+                                  ) / 1000 + time.monotonic() - t_a
+
+        async def b_on(width):
+            r = await self.inbound()
+            return r if r and r["frameWidth"] == width else None
+        top = (await self.outbound())["f"]["frameWidth"]
+        r = await self.until(lambda: b_on(top), 20, "B decoding the f layer (width %d)" % top)
+        self.assertEqual(r["codec"], "video/VP8")
+        self.assertEqual(r["frameHeight"], (await self.outbound())["f"]["frameHeight"])
+        fd0 = r["framesDecoded"]
+        await asyncio.sleep(1.0)
+        self.assertGreater((await self.inbound())["framesDecoded"], fd0 + 5)
+
+        await py.wait_until(lambda: py.video_from(a_sid) and py.video_from(a_sid).frames,
+                            FIRST_FRAME_TIMEOUT, what="py decoding A's video")
+        sink = py.video_from(a_sid)
+        fig["py_first_frame_s"] = sink.first_t - t_a
+        self.assertEqual(sink.track_id, track_id)
+        await py.wait_until(lambda: sink.recent and sink.recent[-1][1] == top, 20,
+                            what="py decoding the f layer (width %d)" % top)
+
+        # B asks for low: B switches to q, py stays on f. (B must still be on
+        # f here, or the switch measured below would be none.)
+        self.assertEqual((await self.inbound())["frameWidth"], top,
+                         "B left the top layer without a request")
+        t_req = await self.page_now()
+        q = await self.js("B", "sfu.quality(%s, {quality: 'low'})" % json.dumps(track_id))
+        self.assertEqual(q["ack"]["type"], "ack")
+        low = (await self.outbound())["q"]["frameWidth"]
+        await self.until(lambda: b_on(low), SWITCH_WAIT, "B on the q layer (width %d)" % low)
+        await asyncio.sleep(2.0)
+        smp = await self.samples(t_req - 1000)
+        first_low = next((s for s in smp if s["t"] >= q["tReq"] and s["w"] == low), None)
+        self.assertIsNotNone(first_low, smp)
+        fig["switch_low_s"] = (first_low["t"] - q["tReq"]) / 1000
+        fig["gap_low_s"] = decode_gaps(smp, q["tReq"], smp[-1]["t"]) / 1000
+        self.assertLessEqual(fig["switch_low_s"], MAX_SWITCH_S, fig)
+        self.assertLess(fig["gap_low_s"], MAX_GAP_S, fig)
+        self.assertEqual(smp[-1]["w"], low, smp[-5:])
+        t_py = time.monotonic()
+        await asyncio.sleep(1.0)
+        py_sizes = {w for (_, w, _) in sink.since(t_py)}
+        self.assertEqual(py_sizes, {top}, "py should stay on f while B is on q")
+
+        # ... and back to high.
+        t_req = await self.page_now()
+        q = await self.js("B", "sfu.quality(%s, {quality: 'high'})" % json.dumps(track_id))
+        top = (await self.outbound())["f"]["frameWidth"]
+        await self.until(lambda: b_on(top), SWITCH_WAIT, "B back on f (width %d)" % top)
+        await asyncio.sleep(2.0)
+        smp = await self.samples(t_req - 1000)
+        first_high = next((s for s in smp if s["t"] >= q["tReq"] and s["w"] == top), None)
+        self.assertIsNotNone(first_high, smp)
+        fig["switch_high_s"] = (first_high["t"] - q["tReq"]) / 1000
+        fig["gap_high_s"] = decode_gaps(smp, q["tReq"], smp[-1]["t"]) / 1000
+        self.assertLessEqual(fig["switch_high_s"], MAX_SWITCH_S, fig)
+        self.assertLess(fig["gap_high_s"], MAX_GAP_S, fig)
+
+        # Pause: nothing more is decoded (after in-flight frames drain).
+        q = await self.js("B", "sfu.quality(%s, {paused: true})" % json.dumps(track_id))
+        self.assertEqual(q["ack"]["type"], "ack")
+        await asyncio.sleep(1.5)
+        fd1 = (await self.inbound())["framesDecoded"]
+        t_py = time.monotonic()
+        await asyncio.sleep(2.5)
+        fd2 = (await self.inbound())["framesDecoded"]
+        self.assertEqual(fd2, fd1, "B still decoding while paused")
+        self.assertGreater(len(sink.since(t_py)), 10, "py must not be paused by B")
+        # Resume: decoding grows again, on the layer asked for (f).
+        q = await self.js("B", "sfu.quality(%s, {paused: false})" % json.dumps(track_id))
+        await self.until(lambda: self._grown(fd2 + 10), SWITCH_WAIT, "B decoding after resume")
+        smp = await self.samples(q["tReq"])
+        fig["resume_s"] = (next(s for s in smp if s["fd"] > fd2)["t"] - q["tReq"]) / 1000
+        await self.until(lambda: b_on(top), SWITCH_WAIT, "B on f after resume")
+
+        # A request naming no video sent to B is not_found.
+        err = await self.js("B", "sfu.qualityError('TR_0000000000000000')")
+        self.assertEqual(err.get("code"), "not_found", err)
+        err = await self.js("B", "sfu.qualityError(%s)" % json.dumps(a_sid))
+        self.assertEqual(err.get("code"), "not_found", err)
+
+        errors = await self.js("B", "sfu.log.filter((e) => e.type === 'error')")
+        self.assertEqual(errors, [])
+        self.assert_clean_console()
+        stats = self.room_stats()
+        ob = await self.outbound()
+        ib = await self.inbound()
+        print("\nlayers (A outbound-rtp): " + ", ".join(
+            "%s %dx%d %.0f fps %s" % (r, ob[r]["frameWidth"], ob[r]["frameHeight"],
+                                      ob[r]["framesPerSecond"],
+                                      ob[r]["qualityLimitationReason"]) for r in RIDS))
+        print("all 3 layers encoding %.1f s after A's join; first frame decoded: B %.2f s,"
+              " py %.2f s after A's join" % (fig["layers_up_s"], fig["b_first_frame_s"],
+                                              fig["py_first_frame_s"]))
+        print("B low: switched in %.2f s, longest decode gap %.2f s; high: %.2f s, gap %.2f s;"
+              " resume after pause: %.2f s" % (fig["switch_low_s"], fig["gap_low_s"],
+                                             fig["switch_high_s"], fig["gap_high_s"],
+                                             fig["resume_s"]))
+        print("B inbound: %d frames decoded (%d key), %d lost, %d NACK, %d PLI, %d freezes;"
+              " py: %s" % (ib["framesDecoded"], ib["keyFramesDecoded"], ib["packetsLost"],
+                           ib["nackCount"], ib["pliCount"], ib["freezeCount"],
+                           sink.summary()["sizes"]))
+        print("room packets: %s" % json.dumps(stats.get("packets") if isinstance(stats, dict)
+                                              else stats))
+
+    async def _grown(self, n):
+        r = await self.inbound()
+        return r if r and r["framesDecoded"] >= n else None
+
+
+class SingleLayerTest(VideoTestBase):
+    async def test_single_layer_vp8_reaches_chromium(self):
+        await self.run_scenario(self._single())
+
+    async def _single(self):
+        await self.join_page("B")
+        t_a = time.monotonic()
+        a = await self.join_page("A", publishVideo=True, simulcast=False,
+                                 videoConstraints=CAPTURE, videoCodec="VP8")
+        vid = video_sections(await self.js_until(
+            "A", "sfu.client.pc.localDescription && sfu.client.pc.localDescription.sdp",
+            what="A's offer"))
+        self.assertEqual(len(vid), 1)
+        self.assertNotIn("a=simulcast", vid[0])
+        self.assertNotIn("a=rid:", vid[0])
+
+        track = await self.js_until(
+            "B", "(() => { const p = sfu.client.getParticipants().find((x) => x.sid === %s);"
+            " return p && p.tracks.find((t) => t.kind === 'video'); })()" % json.dumps(a["sid"]),
+            timeout=15, what="A's video track in B's participants")
+        self.assertEqual(track["codec"], "VP8")
+        await self.js_until("B", "sfu.tFirstFrame !== null", FIRST_FRAME_TIMEOUT,
+                            "B decoding A's single-layer video")
+        t_first = (await self.js("B", "sfu.tFirstFrame - performance.now()")) / 1000 \
+            + time.monotonic() - t_a
+        ob = await self.outbound()
+        self.assertEqual(list(ob), ["-"], ob)          # one encoding, no rid
+
+        async def same_size():
+            r = await self.inbound()
+            o = (await self.outbound())["-"]
+            return r if r and r["frameWidth"] == o["frameWidth"] > 0 \
+                and r["frameHeight"] == o["frameHeight"] else None
+        r = await self.until(same_size, 20, "B decoding at A's size")
+        self.assertEqual(r["codec"], "video/VP8")
+        fd0 = r["framesDecoded"]
+        # A quality request on a single-layer track changes nothing.
+        q = await self.js("B", "sfu.quality(%s, {quality: 'low'})" % json.dumps(track["track_id"]))
+        self.assertEqual(q["ack"]["type"], "ack")
+        await asyncio.sleep(2.0)
+        r2 = await self.inbound()
+        self.assertGreater(r2["framesDecoded"], fd0 + 10)
+        self.assertEqual(r2["frameWidth"], r["frameWidth"])
+        self.assert_clean_console()
+        print("\nsingle layer: A sends %dx%d, B decodes %dx%d; first frame %.2f s after A's join,"
+              " %d frames decoded" % (ob["-"]["frameWidth"], ob["-"]["frameHeight"],
+                                      r2["frameWidth"], r2["frameHeight"], t_first,
+                                      r2["framesDecoded"]))
+
+
+# -- the demo page (web/index.html + demo.js), driven through its UI ---------
+
+# Types room and name into the join form (as a user would), leaving the
+# checkboxes as they are.
+DEMO_FILL_JS = r"""
+((room, name) => {
+  const type = (el, value) => {
+    el.focus();
+    Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, 'value').set.call(el, value);
+    el.dispatchEvent(new InputEvent('input', { bubbles: true, inputType: 'insertText', data: value }));
+    el.dispatchEvent(new Event('change', { bubbles: true }));
+  };
+  type(document.getElementById('room-input'), room);
+  type(document.getElementById('name-input'), name);
+  return { camera: document.getElementById('camera-input').checked,
+           simulcast: document.getElementById('simulcast-input').checked };
+})(%s, %s)
+"""
+
+DEMO_CLICK_JS = r"""
+((id) => {
+  const b = document.getElementById(id);
+  if (!b || b.closest('[hidden]') || !b.getClientRects().length) throw new Error(id + ' is not shown');
+  if (b.disabled) throw new Error(id + ' is disabled');
+  b.click();
+  return true;
+})(%s)
+"""
+
+# What the call view shows about video: the camera button and every tile.
+DEMO_VIDEO_JS = r"""
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const shown = (el) => !!el && !el.closest('[hidden]') && el.getClientRects().length > 0;
+  return {
+    state: $('conn-state').dataset.state,
+    error: shown($('error')) ? $('error-text').innerText : null,
+    cameraText: $('camera-button-text').innerText.trim(),
+    cameraDisabled: $('camera-button').disabled,
+    videosShown: shown($('videos')),
+    tiles: [...document.querySelectorAll('#videos > li')].map((li) => {
+      const v = li.querySelector('video');
+      return { sid: li.dataset.sid, name: li.querySelector('.tile-name').innerText.trim(),
+               local: li.classList.contains('local'), noVideo: li.classList.contains('no-video'),
+               paused: li.classList.contains('paused'),
+               status: li.querySelector('.tile-status').innerText.trim(),
+               quality: li.querySelector('select') ? li.querySelector('select').value : null,
+               width: v.videoWidth, height: v.videoHeight, time: v.currentTime,
+               playing: !v.paused, shown: shown(li) };
+    }),
+  };
+})()
+"""
+
+# Picks a quality in a remote tile's menu as a user would.
+DEMO_QUALITY_JS = r"""
+((sid, value) => {
+  const sel = document.querySelector(`#videos > li[data-sid="${sid}"] select`);
+  if (!sel) throw new Error('no quality menu for ' + sid);
+  sel.value = value;
+  sel.dispatchEvent(new Event('change', { bubbles: true }));
+  return sel.value;
+})(%s, %s)
+"""
+
+
+class DemoVideoTest(VideoTestBase):
+    """The demo page with video, through its UI only (sfud --dev 1): Alice
+    and Bob join room "demo" without cameras; Alice clicks "Turn camera
+    on" (a client re-offer adds the camera, simulcast by default); Bob's
+    page gets a tile for Alice playing her video; Bob picks Low in the
+    tile's menu and the tile's video shrinks to the low layer; Alice turns
+    the camera off (Bob's tile shows "no video") and on again (frames
+    again, without a new offer)."""
+
+    def setUp(self):
+        self.browsers = {}
+        self.pages = {}
+        self.peers = []
+        self.sfud = Sfud(ARGS.sfud, ARGS.room, "--web-root", WEB_DIR, "--dev", "1")
+        self.addCleanup(self._stop_sfud)
+        self.room = {"room_id": "demo"}
+        self.origin = "http://127.0.0.1:%d" % self.sfud.port
+
+    def room_stats(self):
+        st, j = self.sfud.request("GET", "/v1/rooms/demo")
+        return j.get("stats", j) if isinstance(j, dict) else j
+
+    async def shows(self, name, pred, timeout=20.0, what="page state"):
+        end = time.monotonic() + timeout
+        while True:
+            st = await self.js(name, DEMO_VIDEO_JS)
+            if pred(st):
+                return st
+            if time.monotonic() >= end:
+                self.fail("timed out (%.0f s) waiting for %s; %s shows:\n%s"
+                          % (timeout, what, name, json.dumps(st, indent=1)))
+            await asyncio.sleep(0.2)
+
+    async def click(self, name, button):
+        await self.js(name, DEMO_CLICK_JS % json.dumps(button))
+
+    async def demo_join(self, name, display):
+        page = await self.open_page(name)
+        await asyncio.to_thread(page.navigate, self.origin + "/web/")
+        boxes = await self.js(name, DEMO_FILL_JS % (json.dumps("demo"), json.dumps(display)))
+        self.assertEqual(boxes, {"camera": False, "simulcast": True})   # the defaults
+        await self.click(name, "join-button")
+        return await self.shows(name, lambda s: s["state"] == "connected" or s["error"],
+                                what="%s connected" % name)
+
+    @staticmethod
+    def tile(st, name):
+        return next((t for t in st["tiles"] if t["name"].startswith(name)), None)
+
+    async def test_demo_camera_tiles_and_quality_menu(self):
+        await self.run_scenario(self._demo())
+
+    async def _demo(self):
+        st = await self.demo_join("A", "Alice")
+        self.assertIsNone(st["error"])
+        self.assertEqual((st["cameraText"], st["cameraDisabled"], st["tiles"]),
+                         ("Turn camera on", False, []))
+        st = await self.demo_join("B", "Bob")
+        self.assertIsNone(st["error"])
+        self.assertFalse(st["videosShown"])
+
+        # Alice turns her camera on mid-call: her own tile (self view) ...
+        t0 = time.monotonic()
+        await self.click("A", "camera-button")
+        st = await self.shows("A", lambda s: s["cameraText"] == "Turn camera off"
+                              and (self.tile(s, "Alice") or {}).get("width", 0) > 0,
+                              what="Alice's camera on, self view")
+        me = self.tile(st, "Alice")
+        self.assertTrue(me["local"])
+        self.assertEqual(me["name"], "Alice (you)")
+        self.assertIsNone(me["quality"])             # no menu on your own tile
+        # ... and Bob's tile for her, playing.
+        st = await self.shows("B", lambda s: (self.tile(s, "Alice") or {}).get("width", 0) > 0
+                              and not self.tile(s, "Alice")["noVideo"],
+                              what="Bob seeing Alice's video")
+        t_video = time.monotonic() - t0
+        alice = self.tile(st, "Alice")
+        self.assertEqual((alice["local"], alice["quality"], alice["paused"]), (False, "auto", False))
+        self.assertTrue(alice["playing"] and alice["shown"], alice)
+        t1 = alice["time"]
+        await asyncio.sleep(1.0)
+        self.assertGreater(self.tile(await self.js("B", DEMO_VIDEO_JS), "Alice")["time"], t1)
+
+        # Bob picks Low: the low layer (1280x720 / 4) plays in the tile.
+        t2 = time.monotonic()
+        self.assertEqual(await self.js("B", DEMO_QUALITY_JS % (json.dumps(alice["sid"]),
+                                                               json.dumps("low"))), "low")
+        st = await self.shows("B", lambda s: 0 < self.tile(s, "Alice")["width"] <= 320
+                              and not self.tile(s, "Alice")["noVideo"],
+                              what="Alice's tile on the low layer")
+        t_low = time.monotonic() - t2
+        low = self.tile(st, "Alice")
+
+        # Alice turns the camera off: her tile goes, Bob's shows "no video".
+        await self.click("A", "camera-button")
+        st = await self.shows("A", lambda s: s["cameraText"] == "Turn camera on"
+                              and not self.tile(s, "Alice"), what="Alice's camera off")
+        st = await self.shows("B", lambda s: self.tile(s, "Alice")["noVideo"], timeout=10,
+                              what="Bob's tile for Alice showing no video")
+        self.assertEqual(self.tile(st, "Alice")["status"], "no video")
+        # ... and on again: the same m-line, frames again.
+        await self.click("A", "camera-button")
+        await self.shows("A", lambda s: s["cameraText"] == "Turn camera off",
+                         what="Alice's camera on again")
+        st = await self.shows("B", lambda s: not self.tile(s, "Alice")["noVideo"],
+                              what="Bob seeing Alice's video again")
+        self.assertLessEqual(self.tile(st, "Alice")["width"], 320)   # still Low
+
+        for name in ("A", "B"):
+            self.assertIsNone((await self.js(name, DEMO_VIDEO_JS))["error"], name)
+        await self.click("B", "leave-button")
+        await self.click("A", "leave-button")
+        self.assert_clean_console()
+        print("\ndemo page: Bob's tile plays Alice's camera %.2f s after her click"
+              " (re-offer); Low selected -> %dx%d in %.2f s"
+              % (t_video, low["width"], low["height"], t_low))
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sfud", required=True)
+    ap.add_argument("--room", required=True)
+    ARGS, rest = ap.parse_known_args()
+    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
