@@ -140,6 +140,22 @@ class ReplayTest(unittest.TestCase):
         self.assert_intact(s, "opus", 501)
         self.sfud.request("DELETE", "/v1/rooms/%s" % name)
 
+    def test_joins_an_existing_room_with_a_given_token(self):
+        st, room = self.sfud.request("POST", "/v1/rooms", {"name": "given-token"})
+        self.assertEqual(st, 201, room)
+        st, tok = self.sfud.request("POST", "/v1/rooms/given-token/tokens", {"identity": "rep"})
+        self.assertEqual(st, 201, tok)
+        s = self.replay("--token", tok["token"], "--ws-url", room["ws_url"], "--room",
+                        room["room_id"], os.path.join(DATA, "str0m-vp8.pcap"))
+        self.assertEqual(s["participants"], 1)
+        self.assertEqual(s["clients"][0]["identity"], "pub0")
+        self.assertTrue(s["clients"][0]["connected"])
+        self.assertEqual(s["sent"], 104)
+        st, r = self.sfud.request("GET", "/v1/rooms/given-token")
+        self.assertEqual(r["stats"]["packets"]["rtp_in"], 104)  # all of it reached the room
+        self.assertEqual(r["state"], "running")  # joined, not created: left running
+        self.sfud.request("DELETE", "/v1/rooms/given-token")
+
     def test_capture_request_errors(self):
         st, r = self.sfud.request("POST", "/v1/rooms", {"name": "cap-errors"})
         self.assertEqual(st, 201, r)

@@ -1068,8 +1068,13 @@ int main(int argc, char **argv) {
       ntm++;
     }
   }
+  if (R.token[0] && !scenario) /* a token is one identity: one participant */
+    for (int i = 0; i < ntm; i++)
+      if (tm[i].npubs == 0) tm[i].count = 0, ntm = i;
   srandom((unsigned)(time(NULL) ^ getpid()));
   build_run(tm, ntm);
+  if (R.token[0] && R.nparts != 1)
+    die("--token joins as one participant: give one capture or source (%d asked)", R.nparts);
   free(tm);
   if (R.duration_s < 0) { /* until the longest capture ends, or 10 s of tones */
     double longest = 0;
