@@ -557,9 +557,11 @@ int sfu_rtcp_parse_remb(const sfu_rtcp_hdr_t *h, uint64_t *bitrate_bps,
   int n, i;
 
   if (!h->version_ok || h->pt != SFU_RTCP_PSFB ||
-      h->count != SFU_RTCP_FMT_AFB || end < REMB_LEN ||
+      h->count != SFU_RTCP_FMT_AFB || end < FB_LEN + 4 ||
       memcmp(p + FB_LEN, "REMB", 4) != 0)
     return SFU_EINVAL;
+  if (end < REMB_LEN) /* a REMB cut before its bitrate word */
+    return SFU_EPROTO;
   n = p[16];
   if (REMB_LEN + 4 * (size_t)n > end)
     return SFU_EPROTO;
