@@ -18,8 +18,9 @@ forward, plus 3 s) it prints, per scenario:
   counters, so CPU and packets are aligned), and as % of one core;
 * the load generator's CPU over the same window (/proc of sfu-replay);
 * added latency p50/p99 and loss, from sfu-replay's summary (whole run);
-* room private memory per participant: (rooms' private - idle room x
-  rooms) / participants (smaps_rollup, at the end of the window);
+* room memory per participant: private ((rooms' private - idle room x
+  rooms) / participants) and RSS (rooms' RSS / participants, shared library
+  pages counted once per room), from smaps_rollup at the end of the window;
 * what the rest of the machine used meanwhile (should be near 0).
 
 Prints figures; asserts nothing.
@@ -106,7 +107,9 @@ def run(args, sfud, key, idle_kib):
     b = fresh_stats(sfud, rooms)
     b_sfud, b_rep, (b_busy, _) = proc_cpu_us(sfud.proc.pid), proc_cpu_us(replay.pid), \
         machine_busy_us()
-    private = sum(smaps(r["pid"])["Private"] for r in rooms)
+    maps = [smaps(r["pid"]) for r in rooms]
+    private = sum(m["Private"] for m in maps)
+    rss = sum(m["Rss"] for m in maps)
     _, err = replay.communicate(timeout=120)
     with open(out) as f:
         summary = json.load(f)
@@ -136,8 +139,9 @@ def run(args, sfud, key, idle_kib):
           (summary["lost"], summary["received"] + summary["lost"], 100 * summary["loss"],
            sum(c["connected"] for c in summary["clients"]), nparts, summary["ok"]))
     print("  room memory         %.0f KiB private per participant (%d KiB in %d rooms, idle"
-          " room %d KiB)" % ((private - idle_kib * len(rooms)) / nparts, private, len(rooms),
-                              idle_kib))
+          " room %d KiB); RSS %.0f KiB per participant (shared pages counted in every room)"
+          % ((private - idle_kib * len(rooms)) / nparts, private, len(rooms), idle_kib,
+             rss / nparts))
     print("  rest of the machine %9.1f %% of a core" % (100.0 * rest / (secs * 1e6)))
     if summary.get("failure"):
         print("  sfu-replay:", summary["failure"])
