@@ -47,7 +47,7 @@
 #define PLI_INTERVAL_MS 500    /* keyframe requests per publisher layer */
 #define RTX_SLOTS 512          /* retransmission cache per video down-track */
 #define RTX_BYTES (256 << 10)   /* ~1.4 s at 1.5 Mb/s */
-#define RTX_MAX_AGE_MS 1000
+#define RTX_MAX_AGE_MS 3000   /* a NACK may come only with the next gap (aiortc) */
 #define PUBLISH_MAX_BPS 4000000 /* REMB to video publishers */
 #define NACK_RETRY_MS 40       /* upstream: 10 tries over 400 ms */
 #define REMB_FRESH_MS 3000     /* layer choice: see bandwidth_bound() */

@@ -211,7 +211,7 @@ class VideoTest(unittest.IsolatedAsyncioTestCase):
             await p.close()
         self.peers = []
 
-        lossy_fps, _, sizes, v, packets, pub, sub = await self.call("lossy", 10, 0.05)
+        lossy_fps, _, sizes, v, packets, pub, sub = await self.call("lossy", 20, 0.05)
         print("5%% loss each way: %.1f fps decoded (%.0f %% of loss-free); dropped %d up, %d "
               "down; %s" % (lossy_fps, 100 * lossy_fps / clean_fps, pub.dropped[0],
                             sub.dropped[1], v))

@@ -1,0 +1,1023 @@
+/*
+ * test_icelite.c -- sfu/icelite.c, the room's ICE-lite agent without
+ * libnice, over loopback.
+ *
+ * Peers are of two kinds:
+ *   - a real libnice FULL agent (controlling, or controlled to provoke a
+ *     role conflict), its GLib context driven from the test's uv loop by
+ *     sfu/gloop.c exactly as a room does;
+ *   - raw UDP sockets that send checks built with sfu/stun.c, for what a
+ *     well-behaved agent never sends (wrong password, ICE-CONTROLLED,
+ *     unknown attributes, no FINGERPRINT) and for exact control of sources.
+ *
+ * The .c is included (STYLE.md: reach statics that way), so tests read
+ * the agent's counters and its socket's address, and shorten the consent
+ * timeout. Every wait runs the loop until a condition holds, bounded by a
+ * referenced guard timer; every test closes its loop cleanly.
+ */
+#include "sfu/icelite.c"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+#include <agent.h>
+#include <poll.h>
+
+#include "sfu/gloop.h"
+
+#define GUARD_MS 5000
+
+/* ---- fixture ------------------------------------------------------------- */
+
+typedef struct {
+  uv_loop_t loop;
+  sfu_gloop_t g;
+  uv_timer_t guard;
+  int timed_out;
+} fx_t;
+
+static void on_guard(uv_timer_t *t) {
+  ((fx_t *)t->data)->timed_out = 1;
+  uv_stop(t->loop);
+}
+
+static void fx_init(fx_t *f) {
+  memset(f, 0, sizeof(*f));
+  assert_int_equal(uv_loop_init(&f->loop), 0);
+  assert_int_equal(sfu_gloop_init(&f->loop, &f->g), 0);
+  uv_timer_init(&f->loop, &f->guard);
+  f->guard.data = f;
+}
+
+static void fx_done(fx_t *f) {
+  sfu_gloop_close(&f->g, NULL);
+  uv_close((uv_handle_t *)&f->guard, NULL);
+  uv_run(&f->loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(&f->loop), 0);
+}
+
+/* Runs the loop until `cond` holds (evaluated once per turn), at most
+ * GUARD_MS; fails the test on timeout. */
+#define RUN_UNTIL(f, cond)                                                \
+  do {                                                                    \
+    int ok_;                                                              \
+    (f)->timed_out = 0;                                                   \
+    uv_timer_start(&(f)->guard, on_guard, GUARD_MS, 0);                   \
+    while (!(ok_ = (cond)) && !(f)->timed_out) uv_run(&(f)->loop, UV_RUN_ONCE); \
+    uv_timer_stop(&(f)->guard);                                           \
+    if (!ok_) fail_msg("timed out waiting for %s", #cond);                \
+  } while (0)
+
+/* Runs the loop for about `ms` whatever happens. */
+static void run_for(fx_t *f, uint64_t ms) {
+  f->timed_out = 0;
+  uv_timer_start(&f->guard, on_guard, ms, 0);
+  while (!f->timed_out) uv_run(&f->loop, UV_RUN_ONCE);
+}
+
+/* ---- the lite side ------------------------------------------------------- */
+
+#define MAX_RX 256
+
+typedef struct lite_s {
+  sfu_ice_stream_t *st;
+  int states;             /* cb.state calls */
+  int connected;          /* last value */
+  int lost;               /* cb.state(0) calls */
+  int nrx;                /* cb.recv calls */
+  uint8_t rx[MAX_RX][64]; /* first bytes of each */
+  size_t rxlen[MAX_RX];
+  int destroy_at;         /* destroy the stream in the nrx-th recv (0: never) */
+  sfu_ice_t *destroy_agent; /* destroy this agent in the first recv */
+} lite_t;
+
+static void lite_recv(void *arg, uint8_t *buf, size_t len) {
+  lite_t *l = arg;
+  if (l->nrx < MAX_RX) {
+    memcpy(l->rx[l->nrx], buf, len < 64 ? len : 64);
+    l->rxlen[l->nrx] = len;
+  }
+  l->nrx++;
+  if (l->destroy_at && l->nrx == l->destroy_at) {
+    sfu_ice_stream_destroy(l->st);
+    l->st = NULL;
+  }
+  if (l->destroy_agent) {
+    sfu_ice_destroy(l->destroy_agent);
+    l->destroy_agent = NULL;
+  }
+}
+
+static void lite_state(void *arg, int connected) {
+  lite_t *l = arg;
+  l->states++;
+  l->connected = connected;
+  if (!connected) l->lost++;
+}
+
+static void lite_open(sfu_ice_t *ice, lite_t *l) {
+  memset(l, 0, sizeof(*l));
+  sfu_ice_cb_t cb = {l, lite_recv, lite_state};
+  assert_int_equal(sfu_ice_stream_create(ice, &cb, &l->st), 0);
+}
+
+static sfu_ice_t *agent_new(fx_t *f, const char *addrs) {
+  sfu_ice_opts_t o = {.addresses = addrs};
+  sfu_ice_t *ice = NULL;
+  assert_int_equal(sfu_ice_create(&ice, &f->loop, f->g.ctx, &o), 0);
+  return ice;
+}
+
+/* The agent's first socket as a destination. */
+static socklen_t agent_addr(const sfu_ice_t *ice, int i, lite_sa_t *out) {
+  const lite_sock_t *s = ice->socks[i];
+  memset(out, 0, sizeof(*out));
+  if (s->family == AF_INET) {
+    out->in.sin_family = AF_INET;
+    out->in.sin_port = htons(s->port);
+    inet_pton(AF_INET, s->ip, &out->in.sin_addr);
+    return sizeof(out->in);
+  }
+  out->in6.sin6_family = AF_INET6;
+  out->in6.sin6_port = htons(s->port);
+  inet_pton(AF_INET6, s->ip, &out->in6.sin6_addr);
+  return sizeof(out->in6);
+}
+
+/* ---- raw peers ------------------------------------------------------------ */
+
+typedef struct {
+  int fd;
+  lite_sa_t to; /* the agent's socket */
+  socklen_t tolen;
+  lite_sa_t me; /* our own bound address */
+} raw_t;
+
+enum { USE_CAND = 1, CONTROLLED = 2, UNKNOWN_ATTR = 4, NO_FP = 8, BAD_PWD = 16 };
+
+static void raw_open(raw_t *r, const sfu_ice_t *ice, int sock) {
+  memset(r, 0, sizeof(*r));
+  r->tolen = agent_addr(ice, sock, &r->to);
+  r->fd = socket(r->to.sa.sa_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  assert_true(r->fd >= 0);
+  int big = 1 << 20;
+  setsockopt(r->fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof(big));
+  lite_sa_t me = r->to;
+  if (me.sa.sa_family == AF_INET)
+    me.in.sin_port = 0;
+  else
+    me.in6.sin6_port = 0;
+  assert_int_equal(bind(r->fd, &me.sa, r->tolen), 0);
+  socklen_t ml = sizeof(r->me);
+  getsockname(r->fd, &r->me.sa, &ml);
+}
+
+static void raw_send(raw_t *r, const void *b, size_t n) {
+  assert_int_equal(sendto(r->fd, b, n, 0, &r->to.sa, r->tolen), (ssize_t)n);
+}
+
+/* Sends a Binding request for stream `st` (its current credentials). */
+static void raw_check_as(raw_t *r, const char *ufrag, const char *pwd, int flags, uint8_t tid[12]) {
+  uint8_t b[256];
+  char user[64];
+  sfu_stun_writer_t w;
+  RAND_bytes(tid, 12);
+  snprintf(user, sizeof(user), "%s:rawpeer", ufrag);
+  sfu_stun_writer_init(&w, b, sizeof(b), SFU_STUN_BINDING_REQUEST, tid);
+  sfu_stun_put(&w, SFU_STUN_ATTR_USERNAME, user, strlen(user));
+  sfu_stun_put_u32(&w, SFU_STUN_ATTR_PRIORITY, 0x6e7f1eff);
+  if (flags & CONTROLLED)
+    sfu_stun_put_u64(&w, SFU_STUN_ATTR_ICE_CONTROLLED, 42);
+  else
+    sfu_stun_put_u64(&w, SFU_STUN_ATTR_ICE_CONTROLLING, 42);
+  if (flags & USE_CAND) sfu_stun_put(&w, SFU_STUN_ATTR_USE_CANDIDATE, NULL, 0);
+  if (flags & UNKNOWN_ATTR) sfu_stun_put(&w, 0x7001, "abc", 3);
+  if (flags & BAD_PWD)
+    sfu_stun_put_integrity(&w, "wrong-password-wrong-pw", 23);
+  else
+    sfu_stun_put_integrity(&w, pwd, strlen(pwd));
+  if (!(flags & NO_FP)) sfu_stun_put_fingerprint(&w);
+  int n = sfu_stun_finish(&w);
+  assert_true(n > 0);
+  raw_send(r, b, (size_t)n);
+}
+
+static void raw_check(raw_t *r, const sfu_ice_stream_t *st, int flags, uint8_t tid[12]) {
+  raw_check_as(r, sfu_ice_ufrag(st), sfu_ice_pwd(st), flags, tid);
+}
+
+/* Receives one datagram within ms, or returns -1. */
+static int raw_recv(raw_t *r, uint8_t *b, size_t cap, int ms) {
+  struct pollfd p = {r->fd, POLLIN, 0};
+  if (poll(&p, 1, ms) != 1) return -1;
+  return (int)recv(r->fd, b, cap, MSG_DONTWAIT);
+}
+
+/* The STUN response to transaction tid, parsed into *m (kept in b). */
+static void raw_response(raw_t *r, uint8_t *b, size_t cap, const uint8_t tid[12],
+                         sfu_stun_msg_t *m) {
+  int n = raw_recv(r, b, cap, 1000);
+  assert_true(n > 0);
+  assert_int_equal(sfu_stun_parse(b, (size_t)n, m, NULL), n);
+  assert_memory_equal(m->tid, tid, 12);
+  assert_int_equal(sfu_stun_check_fingerprint(m), 0);
+}
+
+static void raw_close(raw_t *r) { close(r->fd); }
+
+/* ---- libnice peers ------------------------------------------------------- */
+
+typedef struct {
+  NiceAgent *agent;
+  guint sid;
+  guint state;      /* last component state */
+  int readies;      /* times it went READY */
+  int nrx;
+  char rx[MAX_RX][64];
+} npeer_t;
+
+static void np_state(NiceAgent *a, guint sid, guint cid, guint state, gpointer data) {
+  npeer_t *p = data;
+  p->state = state;
+  if (state == NICE_COMPONENT_STATE_READY) p->readies++;
+}
+
+static void np_recv(NiceAgent *a, guint sid, guint cid, guint len, gchar *buf, gpointer data) {
+  npeer_t *p = data;
+  if (p->nrx < MAX_RX) snprintf(p->rx[p->nrx], 64, "%.*s", (int)len, buf);
+  p->nrx++;
+}
+
+static void np_open(fx_t *f, npeer_t *p, gboolean controlling) {
+  NiceAddress a;
+  memset(p, 0, sizeof(*p));
+  p->agent = nice_agent_new(f->g.ctx, NICE_COMPATIBILITY_RFC5245);
+  assert_non_null(p->agent);
+  g_object_set(p->agent, "controlling-mode", controlling, "upnp", FALSE, "ice-tcp", FALSE, NULL);
+  nice_address_init(&a);
+  assert_true(nice_address_set_from_string(&a, "127.0.0.1"));
+  assert_true(nice_agent_add_local_address(p->agent, &a));
+  g_signal_connect(p->agent, "component-state-changed", G_CALLBACK(np_state), p);
+  p->sid = nice_agent_add_stream(p->agent, 1);
+  assert_true(p->sid > 0);
+  assert_true(nice_agent_attach_recv(p->agent, p->sid, 1, f->g.ctx, np_recv, p));
+  assert_true(nice_agent_gather_candidates(p->agent, p->sid));
+}
+
+/* The signaling: our credentials and candidates to the peer, the peer's
+ * credentials to us. Returns sfu_ice_set_remote()'s result. */
+static int np_exchange(npeer_t *p, sfu_ice_stream_t *st) {
+  char c[4][200], sdp[1024];
+  gchar *u = NULL, *pw = NULL;
+  GSList *list = NULL;
+  assert_true(nice_agent_set_remote_credentials(p->agent, p->sid, sfu_ice_ufrag(st), sfu_ice_pwd(st)));
+  int n = sfu_ice_local_candidates(st, c, 4);
+  assert_true(n >= 1);
+  for (int i = 0; i < n; i++) {
+    snprintf(sdp, sizeof(sdp), "a=%s", c[i]);
+    NiceCandidate *nc = nice_agent_parse_remote_candidate_sdp(p->agent, p->sid, sdp);
+    assert_non_null(nc);
+    list = g_slist_append(list, nc);
+  }
+  assert_int_equal(nice_agent_set_remote_candidates(p->agent, p->sid, 1, list), n);
+  g_slist_free_full(list, (GDestroyNotify)nice_candidate_free);
+  assert_true(nice_agent_get_local_credentials(p->agent, p->sid, &u, &pw));
+  int rv = sfu_ice_set_remote(st, u, pw);
+  g_free(u);
+  g_free(pw);
+  return rv;
+}
+
+static void np_send(npeer_t *p, const char *s) {
+  assert_int_equal(nice_agent_send(p->agent, p->sid, 1, (guint)strlen(s), s), (gint)strlen(s));
+}
+
+static void np_close(npeer_t *p) { g_object_unref(p->agent); }
+
+/* Closes the agent and runs the loop until its handles are gone. */
+static void agent_close(fx_t *f, sfu_ice_t *ice) {
+  sfu_ice_destroy(ice);
+  run_for(f, 20);
+}
+
+/* ---- tests ---------------------------------------------------------------- */
+
+static int ice_chars_only(const char *s) {
+  return strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/") ==
+         strlen(s);
+}
+
+static void test_create_and_candidates(void **state) {
+  fx_t f;
+  sfu_ice_t *ice = NULL;
+  fx_init(&f);
+
+  sfu_ice_opts_t o = {.addresses = "127.0.0.1", .full = 1};
+  assert_int_equal(sfu_ice_create(&ice, &f.loop, NULL, &o), SFU_EINVAL);
+  assert_null(ice);
+  o = (sfu_ice_opts_t){.addresses = "not-an-ip"};
+  assert_int_equal(sfu_ice_create(&ice, &f.loop, NULL, &o), SFU_EINVAL);
+  o = (sfu_ice_opts_t){.addresses = "0.0.0.0"};
+  assert_int_equal(sfu_ice_create(&ice, &f.loop, NULL, &o), SFU_EINVAL);
+  o = (sfu_ice_opts_t){.addresses = "127.0.0.1", .announce = "nope"};
+  assert_int_equal(sfu_ice_create(&ice, &f.loop, NULL, &o), SFU_EINVAL);
+
+  /* Two addresses, a port range, an announced address. */
+  o = (sfu_ice_opts_t){.addresses = "127.0.0.1, ::1", .port_min = 41200, .port_max = 41299};
+  assert_int_equal(sfu_ice_create(&ice, &f.loop, NULL, &o), 0);
+  lite_t a, b;
+  lite_open(ice, &a);
+  lite_open(ice, &b);
+  char c[4][200];
+  assert_int_equal(sfu_ice_local_candidates(a.st, c, 4), 2);
+  for (int i = 0; i < 2; i++) {
+    char ip[64], typ[8];
+    unsigned found, comp, prio, port;
+    assert_int_equal(sscanf(c[i], "candidate:%u %u udp %u %63s %u typ %7s", &found, &comp, &prio,
+                            ip, &port, typ),
+                     6);
+    assert_int_equal(found, (unsigned)i + 1);
+    assert_int_equal(comp, 1);
+    assert_int_equal(prio, (126u << 24) | ((65535u - i) << 8) | 255);
+    assert_string_equal(ip, i == 0 ? "127.0.0.1" : "::1");
+    assert_true(port >= 41200 && port <= 41299);
+    assert_string_equal(typ, "host");
+    /* libnice reads what we write */
+    char sdp[1024];
+    snprintf(sdp, sizeof(sdp), "a=%s", c[i]);
+    NiceAgent *na = nice_agent_new(f.g.ctx, NICE_COMPATIBILITY_RFC5245);
+    guint sid = nice_agent_add_stream(na, 1);
+    NiceCandidate *nc = nice_agent_parse_remote_candidate_sdp(na, sid, sdp);
+    assert_non_null(nc);
+    nice_candidate_free(nc);
+    g_object_unref(na);
+  }
+  assert_int_equal(sfu_ice_local_candidates(a.st, c, 1), 1); /* max honoured */
+
+  /* Credentials: long enough, ICE characters, distinct per stream. */
+  assert_true(strlen(sfu_ice_ufrag(a.st)) >= 4 && strlen(sfu_ice_pwd(a.st)) >= 22);
+  assert_true(ice_chars_only(sfu_ice_ufrag(a.st)) && ice_chars_only(sfu_ice_pwd(a.st)));
+  assert_string_not_equal(sfu_ice_ufrag(a.st), sfu_ice_ufrag(b.st));
+  assert_string_not_equal(sfu_ice_pwd(a.st), sfu_ice_pwd(b.st));
+  assert_int_equal(sfu_ice_send(a.st, (const uint8_t *)"x", 1), SFU_EAGAIN); /* no pair */
+  assert_int_equal(sfu_ice_set_remote(a.st, "", "x"), SFU_EINVAL);
+  sfu_ice_stream_destroy(a.st);
+  agent_close(&f, ice); /* b is orphaned, then destroyed by its owner */
+  sfu_ice_stream_destroy(b.st);
+
+  o = (sfu_ice_opts_t){.addresses = "127.0.0.1", .announce = "203.0.113.9"};
+  assert_int_equal(sfu_ice_create(&ice, &f.loop, NULL, &o), 0);
+  lite_open(ice, &a);
+  assert_int_equal(sfu_ice_local_candidates(a.st, c, 4), 1);
+  assert_non_null(strstr(c[0], " 203.0.113.9 "));
+  sfu_ice_stream_destroy(a.st);
+  agent_close(&f, ice);
+  fx_done(&f);
+}
+
+static void test_remote_candidates(void **state) {
+  static const struct {
+    const char *c;
+    int ok;
+  } t[] = {
+      {"candidate:1 1 UDP 2130706431 127.0.0.1 5000 typ host", 1},
+      {"a=candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host generation 0", 1},
+      {"candidate:842163049 1 udp 1677729535 1.2.3.4 5000 typ srflx raddr 0.0.0.0 rport 0 "
+       "generation 0 ufrag abcd network-cost 999", 1},
+      {"candidate:1 1 udp 2130706431 6b1e1e2c-3c5d-4e55-9a4b-0d1d2e3f4a5b.local 5000 typ host", 1},
+      {"candidate:1 2 UDP 2130706431 127.0.0.1 5000 typ host", 1},
+      {"candidate:1 1 TCP 2130706431 127.0.0.1 9 typ host tcptype active", 1},
+      {"candidate:1 1 UDP 2130706431 ::1 5000 typ host", 1},
+      {"candidate:1 1 UDP 2130706431 127.0.0.1 5000 typ relay raddr 1.2.3.4 rport 9", 1},
+      {"candidate:1 1 UDP 2130706431 127.0.0.1 70000 typ host", 0},
+      {"candidate:1 1 UDP 99999999999 127.0.0.1 5000 typ host", 0},
+      {"candidate:1 1 UDP 2130706431 127.0.0.1 5000 typ bogus", 0},
+      {"candidate:1 1 UDP 2130706431 127.0.0.1 5000", 0},
+      {"candidate:1 0 UDP 2130706431 127.0.0.1 5000 typ host", 0},
+      {"candidate:1 x UDP 2130706431 127.0.0.1 5000 typ host", 0},
+      {"candidate:1 1 SCTP 2130706431 127.0.0.1 5000 typ host", 0},
+      {"candidate: 1 UDP 2130706431 127.0.0.1 5000 typ host", 0},
+      {"candidate:1 1 UDP -5 127.0.0.1 5000 typ host", 0},
+      {"candidate:1 1 UDP 2130706431 300.0.0.1 5000 typ host", 0},
+      {"candidate:1 1 UDP 2130706431 127.0.0.1 5x typ host", 0},
+      {"candidate:f*o 1 UDP 2130706431 127.0.0.1 5000 typ host", 0},
+      {"cand:1 1 UDP 2130706431 127.0.0.1 5000 typ host", 0},
+      {"", 0},
+  };
+  fx_t f;
+  fx_init(&f);
+  sfu_ice_t *ice = agent_new(&f, "127.0.0.1");
+  lite_t l;
+  lite_open(ice, &l);
+  for (size_t i = 0; i < SFU_ARRAY_SIZE(t); i++) {
+    int rv = sfu_ice_add_remote_candidate(l.st, t[i].c);
+    if ((rv == 0) != t[i].ok) fail_msg("'%s': %d", t[i].c, rv);
+  }
+  char big[1200];
+  memset(big, 'a', sizeof(big));
+  memcpy(big, "candidate:", 10);
+  big[sizeof(big) - 1] = 0;
+  assert_int_equal(sfu_ice_add_remote_candidate(l.st, big), SFU_EINVAL);
+  sfu_ice_stream_destroy(l.st);
+  agent_close(&f, ice);
+  fx_done(&f);
+}
+
+/* A real full agent checks, nominates, and data flows both ways. */
+static void test_nice_full_agent_connects(void **state) {
+  fx_t f;
+  fx_init(&f);
+  sfu_ice_t *ice = agent_new(&f, "127.0.0.1");
+  lite_t l;
+  npeer_t p;
+  lite_open(ice, &l);
+  np_open(&f, &p, TRUE);
+  assert_int_equal(np_exchange(&p, l.st), 0);
+  RUN_UNTIL(&f, p.state == NICE_COMPONENT_STATE_READY && l.connected);
+  assert_int_equal(l.states, 1);
+  assert_true(l.st->nominated);
+  assert_true(ice->stats.stun_ok >= 1);
+  assert_int_equal(ice->stats.stun_401_mac + ice->stats.stun_401_user, 0);
+
+  char msg[32];
+  for (int i = 0; i < 5; i++) {
+    snprintf(msg, sizeof(msg), "\200peer-%d", i);
+    np_send(&p, msg);
+  }
+  RUN_UNTIL(&f, l.nrx == 5);
+  for (int i = 0; i < 5; i++) {
+    snprintf(msg, sizeof(msg), "\200peer-%d", i);
+    assert_int_equal(l.rxlen[i], strlen(msg));
+    assert_memory_equal(l.rx[i], msg, strlen(msg));
+  }
+  for (int i = 0; i < 5; i++) {
+    snprintf(msg, sizeof(msg), "\200lite-%d", i);
+    assert_int_equal(sfu_ice_send(l.st, (const uint8_t *)msg, strlen(msg)), 0);
+  }
+  RUN_UNTIL(&f, p.nrx == 5);
+  for (int i = 0; i < 5; i++) {
+    snprintf(msg, sizeof(msg), "\200lite-%d", i);
+    assert_string_equal(p.rx[i], msg);
+  }
+  assert_int_equal(sfu_ice_drop_foreign(l.st), 0);
+  assert_int_equal(ice->stats.drop_unknown, 0);
+
+  np_close(&p);
+  sfu_ice_stream_destroy(l.st);
+  agent_close(&f, ice);
+  fx_done(&f);
+}
+
+/* A full agent that starts controlled gets 487, switches, connects. */
+static void test_nice_role_conflict(void **state) {
+  fx_t f;
+  fx_init(&f);
+  sfu_ice_t *ice = agent_new(&f, "127.0.0.1");
+  lite_t l;
+  npeer_t p;
+  lite_open(ice, &l);
+  np_open(&f, &p, FALSE);
+  np_exchange(&p, l.st);
+  RUN_UNTIL(&f, p.state == NICE_COMPONENT_STATE_READY && l.connected);
+  assert_true(ice->stats.stun_487 >= 1);
+  /* It switched: only a controlling agent nominates. (libnice's
+   * "controlling-mode" property keeps reporting the configured role.) */
+  assert_true(l.st->nominated);
+  np_send(&p, "\200hello");
+  RUN_UNTIL(&f, l.nrx == 1);
+  np_close(&p);
+  sfu_ice_stream_destroy(l.st);
+  agent_close(&f, ice);
+  fx_done(&f);
+}
+
+/* Wrong password: 401, no success, nothing validated. Unknown ufrag: 401.
+ * No FINGERPRINT: silence. ICE-CONTROLLED: 487 (signed). Unknown
+ * required attribute: 420 (signed). Then the right password: success
+ * with the right mapped address, and the address is validated. */
+static void test_stun_answers(void **state) {
+  fx_t f;
+  fx_init(&f);
+  sfu_ice_t *ice = agent_new(&f, "127.0.0.1");
+  lite_t l;
+  raw_t r;
+  uint8_t tid[12], b[256];
+  sfu_stun_msg_t m;
+  lite_open(ice, &l);
+  raw_open(&r, ice, 0);
+
+  raw_check(&r, l.st, USE_CAND | BAD_PWD, tid);
+  RUN_UNTIL(&f, ice->stats.stun_401_mac == 1);
+  raw_response(&r, b, sizeof(b), tid, &m);
+  assert_int_equal(m.type, SFU_STUN_BINDING_ERROR);
+  assert_int_equal(sfu_stun_error_code(&m), 401);
+  assert_int_equal(m.integrity_off, 0);
+  assert_int_equal(l.states, 0);
+  assert_int_equal(ice->stats.stun_ok, 0);
+
+  raw_check_as(&r, "ZZZZZZZZ", "whatever-whatever-whatever", 0, tid);
+  RUN_UNTIL(&f, ice->stats.stun_401_user == 1);
+  raw_response(&r, b, sizeof(b), tid, &m);
+  assert_int_equal(sfu_stun_error_code(&m), 401);
+
+  raw_check(&r, l.st, NO_FP, tid);
+  RUN_UNTIL(&f, ice->stats.stun_fingerprint == 1);
+  assert_int_equal(raw_recv(&r, b, sizeof(b), 50), -1);
+
+  raw_check(&r, l.st, CONTROLLED, tid);
+  RUN_UNTIL(&f, ice->stats.stun_487 == 1);
+  raw_response(&r, b, sizeof(b), tid, &m);
+  assert_int_equal(sfu_stun_error_code(&m), 487);
+  assert_int_equal(sfu_stun_check_integrity(&m, sfu_ice_pwd(l.st), strlen(sfu_ice_pwd(l.st))), 0);
+
+  raw_check(&r, l.st, UNKNOWN_ATTR, tid);
+  RUN_UNTIL(&f, ice->stats.stun_420 == 1);
+  raw_response(&r, b, sizeof(b), tid, &m);
+  assert_int_equal(sfu_stun_error_code(&m), 420);
+  assert_int_equal(sfu_stun_check_integrity(&m, sfu_ice_pwd(l.st), strlen(sfu_ice_pwd(l.st))), 0);
+
+  /* Media from the unvalidated address: dropped and counted. */
+  raw_send(&r, "\200media", 6);
+  RUN_UNTIL(&f, ice->stats.drop_unknown == 1);
+  assert_int_equal(l.nrx, 0);
+  assert_int_equal(l.states, 0);
+
+  raw_check(&r, l.st, 0, tid);
+  RUN_UNTIL(&f, ice->stats.stun_ok == 1);
+  raw_response(&r, b, sizeof(b), tid, &m);
+  assert_int_equal(m.type, SFU_STUN_BINDING_SUCCESS);
+  assert_int_equal(sfu_stun_check_integrity(&m, sfu_ice_pwd(l.st), strlen(sfu_ice_pwd(l.st))), 0);
+  struct sockaddr_storage mapped;
+  assert_int_equal(sfu_stun_xor_addr(&m, &mapped), 0);
+  assert_memory_equal(&mapped, &r.me.in, sizeof(struct sockaddr_in));
+  assert_int_equal(l.states, 1); /* the first valid check selects */
+  assert_true(l.connected);
+  assert_false(l.st->nominated);
+
+  raw_send(&r, "\200media", 6);
+  RUN_UNTIL(&f, l.nrx == 1);
+  assert_int_equal(ice->stats.drop_unknown, 1);
+
+  /* Indications (keepalives) are ignored, silently. */
+  sfu_stun_writer_t w;
+  sfu_stun_writer_init(&w, b, sizeof(b), SFU_STUN_BINDING_INDICATION, tid);
+  sfu_stun_put_fingerprint(&w);
+  raw_send(&r, b, (size_t)sfu_stun_finish(&w));
+  RUN_UNTIL(&f, ice->stats.stun_ignored == 1);
+  assert_int_equal(raw_recv(&r, b, sizeof(b), 20), -1);
+
+  raw_close(&r);
+  sfu_ice_stream_destroy(l.st);
+  agent_close(&f, ice);
+  fx_done(&f);
+}
+
+/* Data from an address nobody validated is dropped and counted. */
+static void test_unknown_address_dropped(void **state) {
+  fx_t f;
+  fx_init(&f);
+  sfu_ice_t *ice = agent_new(&f, "127.0.0.1");
+  lite_t l;
+  raw_t good, bad;
+  uint8_t tid[12], b[128];
+  lite_open(ice, &l);
+  raw_open(&good, ice, 0);
+  raw_open(&bad, ice, 0);
+  raw_check(&good, l.st, USE_CAND, tid);
+  RUN_UNTIL(&f, l.connected);
+  assert_true(raw_recv(&good, b, sizeof(b), 100) > 0);
+  for (int i = 0; i < 3; i++) raw_send(&bad, "\200spoof", 6);
+  raw_send(&bad, "\x16\xfe\xfd dtls", 8);
+  raw_send(&good, "\200real", 5);
+  RUN_UNTIL(&f, l.nrx == 1 && ice->stats.drop_unknown == 4);
+  assert_memory_equal(l.rx[0], "\200real", 5);
+  /* The room sums drop_foreign over its streams: the agent's unknown
+   * drops are in that sum exactly once, whoever is left. */
+  assert_int_equal(sfu_ice_drop_foreign(l.st), 4);
+  lite_t newer;
+  lite_open(ice, &newer);
+  assert_int_equal(sfu_ice_drop_foreign(l.st) + sfu_ice_drop_foreign(newer.st), 4);
+  sfu_ice_stream_destroy(l.st);
+  l.st = newer.st;
+  assert_int_equal(sfu_ice_drop_foreign(l.st), 4);
+  raw_close(&good);
+  raw_close(&bad);
+  sfu_ice_stream_destroy(l.st);
+  agent_close(&f, ice);
+  fx_done(&f);
+}
+
+/* Two streams share one socket: checks go by ufrag, media by source;
+ * sends reach each stream's own peer. Two real libnice agents, then a
+ * raw peer that authenticates to the other stream takes its address. */
+static void test_two_streams_one_socket(void **state) {
+  fx_t f;
+  fx_init(&f);
+  sfu_ice_t *ice = agent_new(&f, "127.0.0.1");
+  lite_t la, lb;
+  npeer_t pa, pb;
+  lite_open(ice, &la);
+  lite_open(ice, &lb);
+  char ca[1][200], cb[1][200];
+  sfu_ice_local_candidates(la.st, ca, 1);
+  sfu_ice_local_candidates(lb.st, cb, 1);
+  assert_string_equal(ca[0], cb[0]); /* one socket */
+  np_open(&f, &pa, TRUE);
+  np_open(&f, &pb, TRUE);
+  np_exchange(&pa, la.st);
+  np_exchange(&pb, lb.st);
+  RUN_UNTIL(&f, pa.state == NICE_COMPONENT_STATE_READY && pb.state == NICE_COMPONENT_STATE_READY &&
+                    la.connected && lb.connected);
+  np_send(&pa, "\200from-a");
+  np_send(&pb, "\200from-b");
+  np_send(&pa, "\200from-a2");
+  RUN_UNTIL(&f, la.nrx == 2 && lb.nrx == 1);
+  assert_memory_equal(la.rx[0], "\200from-a", 7);
+  assert_memory_equal(la.rx[1], "\200from-a2", 8);
+  assert_memory_equal(lb.rx[0], "\200from-b", 7);
+  sfu_ice_send(la.st, (const uint8_t *)"\200to-a", 5);
+  sfu_ice_send(lb.st, (const uint8_t *)"\200to-b", 5);
+  RUN_UNTIL(&f, pa.nrx == 1 && pb.nrx == 1);
+  assert_string_equal(pa.rx[0], "\200to-a");
+  assert_string_equal(pb.rx[0], "\200to-b");
+
+  /* A raw peer validated by stream A, then by stream B: its address is
+   * B's from then on (the latest authenticated check wins). */
+  raw_t r;
+  uint8_t tid[12], b[128];
+  raw_open(&r, ice, 0);
+  raw_check(&r, la.st, 0, tid);
+  RUN_UNTIL(&f, raw_recv(&r, b, sizeof(b), 0) > 0);
+  raw_send(&r, "\200raw1", 5);
+  RUN_UNTIL(&f, la.nrx == 3);
+  raw_check(&r, lb.st, 0, tid);
+  RUN_UNTIL(&f, raw_recv(&r, b, sizeof(b), 0) > 0);
+  raw_send(&r, "\200raw2", 5);
+  RUN_UNTIL(&f, lb.nrx == 2);
+  assert_int_equal(la.nrx, 3);
+  assert_memory_equal(lb.rx[1], "\200raw2", 5);
+  raw_close(&r);
+
+  np_close(&pa);
+  np_close(&pb);
+  sfu_ice_stream_destroy(la.st);
+  sfu_ice_stream_destroy(lb.st);
+  agent_close(&f, ice);
+  fx_done(&f);
+}
+
+/* ICE restart, in signaling order: the full agent restarts (new ufrag in
+ * its re-offer); set_remote() sees the new ufrag and makes new local
+ * credentials (the old ones get 401 from then on); a validated address
+ * other than the selected one is retired (its media counted as foreign);
+ * the selected pair keeps carrying media; the peer gets our new
+ * credentials (the answer) and connects again; no disconnect reported. */
+static void test_restart(void **state) {
+  fx_t f;
+  fx_init(&f);
+  sfu_ice_t *ice = agent_new(&f, "127.0.0.1");
+  lite_t l;
+  npeer_t p;
+  raw_t r;
+  uint8_t tid[12], b[128];
+  lite_open(ice, &l);
+  np_open(&f, &p, TRUE);
+  assert_int_equal(np_exchange(&p, l.st), 0);
+  RUN_UNTIL(&f, p.state == NICE_COMPONENT_STATE_READY && l.connected);
+  raw_open(&r, ice, 0);
+  raw_check(&r, l.st, 0, tid); /* validated, not selected */
+  RUN_UNTIL(&f, raw_recv(&r, b, sizeof(b), 0) > 0);
+  raw_send(&r, "\200raw", 4);
+  RUN_UNTIL(&f, l.nrx == 1);
+
+  char old_ufrag[16], old_pwd[32];
+  snprintf(old_ufrag, sizeof(old_ufrag), "%s", sfu_ice_ufrag(l.st));
+  snprintf(old_pwd, sizeof(old_pwd), "%s", sfu_ice_pwd(l.st));
+  gchar *pu = NULL, *pp = NULL;
+  nice_agent_get_local_credentials(p.agent, p.sid, &pu, &pp);
+  assert_int_equal(sfu_ice_set_remote(l.st, pu, pp), 0); /* same ufrag: no restart */
+  g_free(pu);
+  g_free(pp);
+
+  assert_true(nice_agent_restart_stream(p.agent, p.sid)); /* the re-offer */
+  nice_agent_get_local_credentials(p.agent, p.sid, &pu, &pp);
+  assert_int_equal(sfu_ice_set_remote(l.st, pu, pp), 1);
+  g_free(pu);
+  g_free(pp);
+  assert_string_not_equal(sfu_ice_ufrag(l.st), old_ufrag);
+  assert_string_not_equal(sfu_ice_pwd(l.st), old_pwd);
+  assert_int_equal(ice->stats.restarts, 1);
+  assert_true(l.connected);
+
+  raw_send(&r, "\200raw", 4); /* retired */
+  RUN_UNTIL(&f, sfu_ice_drop_foreign(l.st) == 1);
+  assert_int_equal(l.nrx, 1);
+  raw_check_as(&r, old_ufrag, old_pwd, 0, tid);
+  RUN_UNTIL(&f, ice->stats.stun_401_user == 1);
+  assert_int_equal(sfu_ice_send(l.st, (const uint8_t *)"\200during", 7), 0);
+  RUN_UNTIL(&f, ice->stats.tx_datagrams == 1); /* the selected pair still sends */
+
+  /* The answer: our new credentials to the peer; it checks again. */
+  int readies = p.readies;
+  assert_int_equal(np_exchange(&p, l.st), 0);
+  RUN_UNTIL(&f, p.readies > readies && p.state == NICE_COMPONENT_STATE_READY);
+  assert_int_equal(l.lost, 0);
+  assert_true(l.connected);
+  np_send(&p, "\200after");
+  RUN_UNTIL(&f, l.nrx == 2);
+  assert_memory_equal(l.rx[1], "\200after", 6);
+  int before = p.nrx;
+  assert_int_equal(sfu_ice_send(l.st, (const uint8_t *)"\200out", 4), 0);
+  RUN_UNTIL(&f, p.nrx == before + 1);
+  raw_close(&r);
+  np_close(&p);
+  sfu_ice_stream_destroy(l.st);
+  agent_close(&f, ice);
+  fx_done(&f);
+}
+
+/* ---- sending ------------------------------------------------------------- */
+
+typedef struct {
+  sfu_ice_stream_t *st;
+  int count;
+} burst_t;
+
+static void on_burst(uv_timer_t *t) {
+  burst_t *bu = t->data;
+  for (int i = 0; i < bu->count; i++) {
+    uint8_t d[100];
+    memset(d, 0, sizeof(d));
+    d[0] = 0x80;
+    d[1] = (uint8_t)(i >> 8);
+    d[2] = (uint8_t)i;
+    assert_int_equal(sfu_ice_send(bu->st, d, sizeof(d)), 0);
+  }
+}
+
+static int g_rx_count;
+static uint64_t g_rx_at;
+static void on_raw_readable(uv_poll_t *h, int status, int events) {
+  int fd = *(int *)h->data;
+  uint8_t b[256];
+  while (recv(fd, b, sizeof(b), MSG_DONTWAIT) > 0) {
+    g_rx_count++;
+    g_rx_at = uv_now(h->loop);
+  }
+}
+
+/* Many sends in one loop turn, from a timer (before the poll phase): they
+ * go out in order, in ceil(n / SEND_BATCH) sendmmsg calls, and before the
+ * loop blocks (the prepare flush): the receiver sees them at once, not
+ * after the next unrelated wake-up. */
+static void test_batch_flush(void **state) {
+  fx_t f;
+  fx_init(&f);
+  sfu_ice_t *ice = agent_new(&f, "127.0.0.1");
+  lite_t l;
+  raw_t r;
+  uint8_t tid[12], b[256];
+  lite_open(ice, &l);
+  raw_open(&r, ice, 0);
+  raw_check(&r, l.st, USE_CAND, tid);
+  RUN_UNTIL(&f, l.connected);
+  assert_true(raw_recv(&r, b, sizeof(b), 100) > 0);
+
+  uint64_t sys0 = ice->stats.tx_syscalls;
+  uv_timer_t t;
+  burst_t bu = {l.st, 200};
+  uv_timer_init(&f.loop, &t);
+  t.data = &bu;
+  uv_timer_start(&t, on_burst, 1, 0);
+  RUN_UNTIL(&f, ice->stats.tx_datagrams == 200);
+  assert_int_equal(ice->stats.tx_syscalls - sys0, 4); /* 64 + 64 + 64 + 8 */
+  assert_int_equal(ice->stats.tx_flush_full, 3);
+  for (int i = 0; i < 200; i++) {
+    int n = raw_recv(&r, b, sizeof(b), 100);
+    assert_int_equal(n, 100);
+    assert_int_equal(b[1] << 8 | b[2], i);
+  }
+
+  /* One send from a timer, then nothing else happens: the prepare flush
+   * sends it before epoll_wait, so it arrives well before the guard. */
+  uv_poll_t rp;
+  uv_poll_init(&f.loop, &rp, r.fd);
+  rp.data = &r.fd;
+  uv_poll_start(&rp, UV_READABLE, on_raw_readable);
+  g_rx_count = 0;
+  bu.count = 1;
+  uv_update_time(&f.loop);
+  uint64_t t0 = uv_now(&f.loop);
+  uv_timer_start(&t, on_burst, 5, 0);
+  RUN_UNTIL(&f, g_rx_count == 1);
+  assert_true(g_rx_at - t0 < 200);
+  uv_close((uv_handle_t *)&rp, NULL);
+  uv_close((uv_handle_t *)&t, NULL);
+
+  /* Oversize: refused and counted. */
+  static uint8_t huge[SEND_SLOT + 1];
+  assert_int_equal(sfu_ice_send(l.st, huge, sizeof(huge)), SFU_EMSGSIZE);
+  assert_int_equal(ice->stats.tx_drop_size, 1);
+  raw_close(&r);
+  sfu_ice_stream_destroy(l.st);
+  agent_close(&f, ice);
+  fx_done(&f);
+}
+
+/* One bad destination in a batch costs that datagram only. */
+static void test_send_error_in_batch(void **state) {
+  fx_t f;
+  fx_init(&f);
+  sfu_ice_t *ice = agent_new(&f, "127.0.0.1");
+  lite_t good, bad;
+  raw_t r;
+  uint8_t tid[12], b[256];
+  lite_open(ice, &good);
+  lite_open(ice, &bad);
+  raw_open(&r, ice, 0);
+  raw_check(&r, good.st, USE_CAND, tid);
+  RUN_UNTIL(&f, good.connected);
+  assert_true(raw_recv(&r, b, sizeof(b), 100) > 0);
+  /* A selected pair towards port 0: sendmsg fails with EINVAL. */
+  addr_key_t k = good.st->sel_key;
+  k.port = 0;
+  bad.st->has_sel = 1;
+  bad.st->sel_key = k;
+  bad.st->sel_sock = 0;
+  bad.st->sel_len = sa_of(&k, &bad.st->sel_sa);
+  sfu_ice_send(good.st, (const uint8_t *)"\200one", 4);
+  sfu_ice_send(bad.st, (const uint8_t *)"\200bad", 4);
+  sfu_ice_send(good.st, (const uint8_t *)"\200two", 4);
+  flush_all(ice);
+  assert_int_equal(ice->stats.tx_drop_error, 1);
+  assert_int_equal(ice->stats.tx_datagrams, 2);
+  assert_int_equal(raw_recv(&r, b, sizeof(b), 100), 4);
+  assert_memory_equal(b, "\200one", 4);
+  assert_int_equal(raw_recv(&r, b, sizeof(b), 100), 4);
+  assert_memory_equal(b, "\200two", 4);
+  raw_close(&r);
+  sfu_ice_stream_destroy(good.st);
+  sfu_ice_stream_destroy(bad.st);
+  agent_close(&f, ice);
+  fx_done(&f);
+}
+
+/* ---- lifetimes ------------------------------------------------------------ */
+
+/* Destroyed in its own recv callback, in the middle of a batch: the rest
+ * of its datagrams are skipped; nothing touches freed memory (ASan). Then
+ * the agent destroyed from a recv callback. */
+static void test_destroy_in_callback(void **state) {
+  fx_t f;
+  fx_init(&f);
+  sfu_ice_t *ice = agent_new(&f, "127.0.0.1");
+  lite_t l, m2;
+  raw_t r, r2;
+  uint8_t tid[12], b[128];
+  lite_open(ice, &l);
+  lite_open(ice, &m2);
+  raw_open(&r, ice, 0);
+  raw_open(&r2, ice, 0);
+  raw_check(&r, l.st, USE_CAND, tid);
+  raw_check(&r2, m2.st, USE_CAND, tid);
+  RUN_UNTIL(&f, l.connected && m2.connected);
+  l.destroy_at = 3;
+  for (int i = 0; i < 10; i++) raw_send(&r, "\200x", 2); /* all in one recvmmsg */
+  raw_send(&r2, "\200y", 2);
+  uint64_t unknown0 = ice->stats.drop_unknown;
+  RUN_UNTIL(&f, m2.nrx == 1);
+  assert_int_equal(l.nrx, 3);
+  assert_null(l.st);
+  assert_int_equal(ice->stats.drop_unknown - unknown0, 7);
+  run_for(&f, 5); /* reaped at the end of the turn */
+  assert_null(ice->dead);
+
+  m2.destroy_agent = ice;
+  raw_send(&r2, "\200z", 2);
+  raw_send(&r2, "\200z", 2);
+  RUN_UNTIL(&f, m2.nrx == 2);
+  run_for(&f, 20); /* agent freed when its handles close */
+  assert_int_equal(m2.nrx, 2);
+  sfu_ice_stream_destroy(m2.st); /* orphan: freed now */
+  raw_close(&r);
+  raw_close(&r2);
+  (void)b;
+  fx_done(&f);
+}
+
+/* No check on the selected pair for consent_timeout_ms: state(0), sends
+ * refused; a new check: connected again. */
+static void test_consent_freshness(void **state) {
+  fx_t f;
+  fx_init(&f);
+  uint64_t saved = consent_timeout_ms;
+  consent_timeout_ms = 1500;
+  sfu_ice_t *ice = agent_new(&f, "127.0.0.1");
+  lite_t l;
+  raw_t r;
+  uint8_t tid[12];
+  lite_open(ice, &l);
+  raw_open(&r, ice, 0);
+  raw_check(&r, l.st, USE_CAND, tid);
+  RUN_UNTIL(&f, l.connected);
+  uv_update_time(&f.loop);
+  uint64_t t0 = uv_now(&f.loop);
+  RUN_UNTIL(&f, l.lost == 1);
+  uint64_t waited = uv_now(&f.loop) - t0;
+  assert_true(waited >= 1400 && waited <= 2700);
+  assert_false(l.connected);
+  assert_int_equal(sfu_ice_send(l.st, (const uint8_t *)"\200x", 2), SFU_EAGAIN);
+  assert_int_equal(ice->stats.consent_lost, 1);
+  raw_check(&r, l.st, USE_CAND, tid);
+  RUN_UNTIL(&f, l.connected);
+  assert_int_equal(l.states, 3);
+  assert_int_equal(sfu_ice_send(l.st, (const uint8_t *)"\200x", 2), 0);
+  consent_timeout_ms = saved;
+  raw_close(&r);
+  sfu_ice_stream_destroy(l.st);
+  agent_close(&f, ice);
+  fx_done(&f);
+}
+
+/* IPv6: a socket on ::1, a v6 peer, v6 XOR-MAPPED-ADDRESS, data both ways. */
+static void test_ipv6(void **state) {
+  fx_t f;
+  fx_init(&f);
+  sfu_ice_t *ice = agent_new(&f, "::1");
+  lite_t l;
+  raw_t r;
+  uint8_t tid[12], b[256];
+  sfu_stun_msg_t m;
+  lite_open(ice, &l);
+  raw_open(&r, ice, 0);
+  raw_check(&r, l.st, USE_CAND, tid);
+  RUN_UNTIL(&f, l.connected);
+  raw_response(&r, b, sizeof(b), tid, &m);
+  struct sockaddr_storage mapped;
+  assert_int_equal(sfu_stun_xor_addr(&m, &mapped), 0);
+  assert_int_equal(mapped.ss_family, AF_INET6);
+  assert_memory_equal(&((struct sockaddr_in6 *)&mapped)->sin6_addr, &r.me.in6.sin6_addr, 16);
+  assert_int_equal(((struct sockaddr_in6 *)&mapped)->sin6_port, r.me.in6.sin6_port);
+  raw_send(&r, "\200v6", 3);
+  RUN_UNTIL(&f, l.nrx == 1);
+  sfu_ice_send(l.st, (const uint8_t *)"\200back", 5);
+  RUN_UNTIL(&f, ice->stats.tx_datagrams == 1);
+  assert_int_equal(raw_recv(&r, b, sizeof(b), 100), 5);
+  raw_close(&r);
+  sfu_ice_stream_destroy(l.st);
+  agent_close(&f, ice);
+  fx_done(&f);
+}
+
+/* The address map under churn: many inserts and deletes keep every live
+ * key findable (backward-shift deletion), across growth. */
+static void test_map(void **state) {
+  map_t m;
+  uint32_t seed = 1234;
+  assert_int_equal(map_init(&m, 4), 0);
+  static uint8_t live[4000];
+  for (uint32_t round = 0; round < 20000; round++) {
+    uint32_t k = (round * 2654435761u) % 4000;
+    if (live[k]) {
+      map_del(&m, seed, &k, sizeof(k));
+      live[k] = 0;
+    } else {
+      assert_int_equal(map_put(&m, seed, &k, sizeof(k), (void *)(uintptr_t)(k + 1), 0), 0);
+      live[k] = 1;
+    }
+    if (round % 997 == 0) {
+      for (uint32_t j = 0; j < 4000; j++) {
+        mslot_t *s = map_find(&m, seed, &j, sizeof(j));
+        if (live[j])
+          assert_true(s && s->val == (void *)(uintptr_t)(j + 1));
+        else
+          assert_null(s);
+      }
+    }
+  }
+  free(m.slots);
+}
+
+int main(void) {
+  sfu_log_set_level(SFU_LOG_WARN);
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_map),
+      cmocka_unit_test(test_create_and_candidates),
+      cmocka_unit_test(test_remote_candidates),
+      cmocka_unit_test(test_nice_full_agent_connects),
+      cmocka_unit_test(test_nice_role_conflict),
+      cmocka_unit_test(test_stun_answers),
+      cmocka_unit_test(test_unknown_address_dropped),
+      cmocka_unit_test(test_two_streams_one_socket),
+      cmocka_unit_test(test_restart),
+      cmocka_unit_test(test_batch_flush),
+      cmocka_unit_test(test_send_error_in_batch),
+      cmocka_unit_test(test_destroy_in_callback),
+      cmocka_unit_test(test_consent_freshness),
+      cmocka_unit_test(test_ipv6),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
