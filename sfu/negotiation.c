@@ -38,23 +38,6 @@
 
 /* --- building descriptions ---------------------------------------------- */
 
-static sfu_sdp_t *sdp_new(int nmedia_cap) {
-  sfu_sdp_t *s = calloc(1, sizeof(*s));
-  if (!s) return NULL;
-  s->media = calloc((size_t)(nmedia_cap > 0 ? nmedia_cap : 1), sizeof(*s->media));
-  if (!s->media) {
-    free(s);
-    return NULL;
-  }
-  return s;
-}
-
-static void sdp_destroy(sfu_sdp_t *s) {
-  if (!s) return;
-  sfu_sdp_free(s);
-  free(s);
-}
-
 /* Our transport attributes on one m-line (the same on all: BUNDLE). */
 static void put_transport(sfu_room_t *room, sfu_participant_t *p, sfu_sdp_media_t *m,
                           const char *setup) {
@@ -253,7 +236,7 @@ static sfu_downtrack_t *subscribe(sfu_participant_t *sub, sfu_track_t *t) {
     d->rtx_pt = pt != d->pt ? pt : -1;
     d->abs_ext_offer = choose_ext_id(local, URI_ABS_SEND_TIME);
   }
-  sdp_destroy(local);
+  sfu_sdp_destroy(local);
   snprintf(d->mid, sizeof(d->mid), "s%d", sub->next_mid++);
   snprintf(d->owner_sid, sizeof(d->owner_sid), "%s", t->owner->sid);
   snprintf(d->track_id, sizeof(d->track_id), "%s", t->id);
@@ -417,7 +400,7 @@ int sfu_neg_on_offer(sfu_room_t *room, sfu_participant_t *p, const char *text, j
   for (int i = 0; i < first->ncandidates; i++)
     sfu_transport_add_candidate(p->transport, first->candidates[i]);
 
-  sfu_sdp_t *ans = sdp_new(offer.nmedia);
+  sfu_sdp_t *ans = sfu_sdp_new(offer.nmedia);
   sfu_downtrack_t *mine;
   sfu_track_t *added[2] = {NULL, NULL};
   if (!ans) {
@@ -490,7 +473,7 @@ int sfu_neg_on_offer(sfu_room_t *room, sfu_participant_t *p, const char *text, j
   }
   sfu_sdp_free(&offer);
   rv = send_sdp(room, p, ans, "answer", "id", id);
-  sdp_destroy(ans);
+  sfu_sdp_destroy(ans);
   if (rv != 0) return rv;
 
   if (!p->first_answered) {
@@ -562,16 +545,16 @@ void sfu_neg_maybe_offer(sfu_room_t *room, sfu_participant_t *p) {
   if (!prev) return;
   int cap = prev->nmedia + p->ndown;
   if (cap > SFU_SDP_MAX_MEDIA) cap = SFU_SDP_MAX_MEDIA;
-  sfu_sdp_t *o = sdp_new(cap);
+  sfu_sdp_t *o = sfu_sdp_new(cap);
   if (!o) {
-    sdp_destroy(prev);
+    sfu_sdp_destroy(prev);
     return;
   }
   o->session_id = prev->session_id;
   session_fields(p, o);
   memcpy(o->media, prev->media, (size_t)prev->nmedia * sizeof(*o->media));
   o->nmedia = prev->nmedia;
-  sdp_destroy(prev);
+  sfu_sdp_destroy(prev);
   for (int i = 0; i < p->ndown; i++) {
     sfu_downtrack_t *d = p->down[i];
     int at = sfu_sdp_find_mid(o, d->mid);
@@ -594,7 +577,7 @@ void sfu_neg_maybe_offer(sfu_room_t *room, sfu_participant_t *p) {
   json_t *oid = json_integer(p->offer_id);
   if (send_sdp(room, p, o, "offer", "offer_id", oid) != 0) p->neg = NEG_IDLE;
   json_decref(oid);
-  sdp_destroy(o);
+  sfu_sdp_destroy(o);
 }
 
 int sfu_neg_on_answer(sfu_room_t *room, sfu_participant_t *p, const char *text, long long oid) {

@@ -1082,3 +1082,20 @@ void sfu_sdp_bundle_live(sfu_sdp_t *s) {
     s->bundle[s->nbundle++] = (uint16_t)i;
   }
 }
+
+sfu_sdp_t *sfu_sdp_new(int nmedia_cap) {
+  sfu_sdp_t *s = calloc(1, sizeof(*s));
+  if (!s) return NULL;
+  s->media = calloc((size_t)(nmedia_cap > 0 ? nmedia_cap : 1), sizeof(*s->media));
+  if (!s->media) {
+    free(s);
+    return NULL;
+  }
+  return s;
+}
+
+void sfu_sdp_destroy(sfu_sdp_t *s) {
+  if (!s) return;
+  sfu_sdp_free(s);
+  free(s);
+}

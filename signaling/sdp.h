@@ -216,4 +216,9 @@ int sfu_sdp_fingerprint_parse(const char *hex_colon, uint8_t *out, size_t cap);
  * the first only (the bundle's transport). */
 void sfu_sdp_bundle_live(sfu_sdp_t *s);
 
+/* A heap description with room for nmedia_cap m-sections (nmedia 0), or
+ * NULL; sfu_sdp_destroy() frees it (NULL is fine). */
+sfu_sdp_t *sfu_sdp_new(int nmedia_cap);
+void sfu_sdp_destroy(sfu_sdp_t *s);
+
 #endif

@@ -90,21 +90,9 @@ static void send_sdp(sfu_peer_t *p, sfu_sdp_t *s, const char *type, const char *
 /* --- descriptions ------------------------------------------------------------ */
 
 static sfu_sdp_t *sdp_alloc(int n) {
-  sfu_sdp_t *s = calloc(1, sizeof(*s));
-  if (!s) return NULL;
-  s->media = calloc((size_t)(n > 0 ? n : 1), sizeof(*s->media));
-  if (!s->media) {
-    free(s);
-    return NULL;
-  }
-  s->nmedia = n;
+  sfu_sdp_t *s = sfu_sdp_new(n);
+  if (s) s->nmedia = n;
   return s;
-}
-
-static void sdp_release(sfu_sdp_t *s) {
-  if (!s) return;
-  sfu_sdp_free(s);
-  free(s);
 }
 
 static void put_transport(sfu_peer_t *p, sfu_sdp_media_t *m, const char *setup) {
@@ -166,7 +154,7 @@ static void send_offer(sfu_peer_t *p) {
       put_listener(m);
   }
   send_sdp(p, s, "offer", "id", ++p->next_id);
-  sdp_release(p->local);
+  sfu_sdp_destroy(p->local);
   p->local = s;
 }
 
@@ -279,7 +267,7 @@ static void on_server_offer(sfu_peer_t *p, const char *text, json_int_t offer_id
   sfu_sdp_free(&off);
   p->stats.offers++;
   send_sdp(p, ans, "answer", "offer_id", offer_id);
-  sdp_release(p->local);
+  sfu_sdp_destroy(p->local);
   p->local = ans;
 }
 
@@ -470,7 +458,7 @@ static void on_peer_closed(uv_handle_t *h) {
   sfu_peer_t *p = h->data;
   sfu_transport_destroy(p->tp);
   sfu_ice_destroy(p->ice);
-  sdp_release(p->local);
+  sfu_sdp_destroy(p->local);
   free(p->subs);
   free(p);
 }

@@ -902,6 +902,16 @@ static void list_streams(int argc, char **argv) {
   }
 }
 
+/* One participant of a command-line run, publishing one new source. */
+static rp_srcspec_t *cli_publisher(rp_tmpl_t *t, const char *prefix, int i) {
+  rp_srcspec_t *sp = add_spec();
+  snprintf(t->name, sizeof(t->name), "%s%d", prefix, i);
+  t->count = 1;
+  t->leave_s = -1;
+  t->pubspec[t->npubs++] = R.nspecs - 1;
+  return sp;
+}
+
 static void usage(FILE *f) {
   fputs(
       "usage: sfu-replay [options] [CAPTURE...]\n"
@@ -1033,32 +1043,14 @@ int main(int argc, char **argv) {
       die("nothing to replay: give captures, --tone, --wav or --scenario");
     tm = calloc((size_t)(ncap + ntones + nwavs + 1), sizeof(*tm));
     for (int i = 0; i < ncap; i++) {
-      rp_srcspec_t *sp = add_spec();
+      rp_srcspec_t *sp = cli_publisher(&tm[ntm++], "pub", i);
       snprintf(sp->capture, sizeof(sp->capture), "%s", argv[optind + i]);
       sp->sel = sel;
-      snprintf(tm[ntm].name, sizeof(tm[ntm].name), "pub%d", i);
-      tm[ntm].count = 1;
-      tm[ntm].leave_s = -1;
-      tm[ntm].pubspec[tm[ntm].npubs++] = R.nspecs - 1;
-      ntm++;
     }
-    for (int i = 0; i < ntones; i++) {
-      rp_srcspec_t *sp = add_spec();
-      sp->tone = tones[i];
-      snprintf(tm[ntm].name, sizeof(tm[ntm].name), "tone%d", i);
-      tm[ntm].count = 1;
-      tm[ntm].leave_s = -1;
-      tm[ntm].pubspec[tm[ntm].npubs++] = R.nspecs - 1;
-      ntm++;
-    }
+    for (int i = 0; i < ntones; i++) cli_publisher(&tm[ntm++], "tone", i)->tone = tones[i];
     for (int i = 0; i < nwavs; i++) {
-      rp_srcspec_t *sp = add_spec();
+      rp_srcspec_t *sp = cli_publisher(&tm[ntm++], "wav", i);
       snprintf(sp->wav, sizeof(sp->wav), "%s", wavs[i]);
-      snprintf(tm[ntm].name, sizeof(tm[ntm].name), "wav%d", i);
-      tm[ntm].count = 1;
-      tm[ntm].leave_s = -1;
-      tm[ntm].pubspec[tm[ntm].npubs++] = R.nspecs - 1;
-      ntm++;
     }
     int listeners = participants - ntm;
     if (listeners > 0) {
