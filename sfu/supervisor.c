@@ -223,7 +223,10 @@ static void on_zygote_died(void *arg) {
   for (r = s->rooms; r; r = next) {
     next = r->next; /* room_exited may unlist */
     if (!r->via_zygote || r->exited) continue;
-    if (r->end_reason[0] == '\0') snprintf(r->end_reason, sizeof(r->end_reason), "zygote_died");
+    /* Its rooms die with the zygote (PDEATHSIG), and their IPC may break
+     * before sfud hears of the zygote: the zygote's death is the cause. */
+    if (r->end_reason[0] == '\0' || strcmp(r->end_reason, "ipc_error") == 0)
+      snprintf(r->end_reason, sizeof(r->end_reason), "zygote_died");
     room_exited(r, 0, SIGKILL);
   }
 }
