@@ -98,14 +98,14 @@ class ReplayTest(unittest.TestCase):
         for name, (codec, packets) in CAPTURES.items():
             with self.subTest(capture=name):
                 rec = os.path.join(self.tmp, name + ".out.pcap")
-                s = self.replay("-n", "3", "--speed", "4", "--expect-intact", "--record", rec,
+                s = self.replay("-n", "3", "--speed", "8", "--expect-intact", "--record", rec,
                                 os.path.join(DATA, name))
                 self.assert_intact(s, codec, packets)
                 print("%-28s %s %4d packets -> 2 receivers intact, latency p50 %d us p99 %d us"
                       % (name, codec, packets, s["latency_us"]["p50"], s["latency_us"]["p99"]))
                 # The recording holds each receiver's copy (dst port 30000 +
                 # its index); the first listener is index 1.
-                s2 = self.replay("-n", "3", "--speed", "4", "--expect-intact", "--port", "30001",
+                s2 = self.replay("-n", "3", "--speed", "8", "--expect-intact", "--port", "30001",
                                  "--codec", "%d=%s" % (self.first_pt(rec), codec), rec)
                 self.assert_intact(s2, codec, packets)
 
