@@ -34,7 +34,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include <openssl/rand.h>
 
@@ -259,9 +258,8 @@ static int add_abs_send_time(uint8_t *pkt, int n, size_t cap, int id, uint64_t n
 static void forward_video(sfu_room_t *room, sfu_track_t *t, int k, const sfu_rtp_t *r,
                           const sfu_video_info_t *vi, int have_vi) {
   int key = have_vi && vi->keyframe && vi->begins_frame;
-  int vp8 = have_vi && vi->picture_id >= 0 && t->nlayers > 1 &&
-            strcasecmp(t->codec.name, "VP8") == 0;
-  uint64_t wall = wall_us(), now_ms = sfu_now_ms();
+  int vp8 = have_vi && vi->picture_id >= 0 && t->nlayers > 1 && t->parse == sfu_vp8_parse;
+  uint64_t now_us = sfu_now_us(), wall = wall_us(), now_ms = now_us / 1000;
   for (int i = 0; i < t->ndown; i++) {
     sfu_downtrack_t *d = t->down[i];
     sfu_transport_t *tp = d->sub->transport;
@@ -283,7 +281,7 @@ static void forward_video(sfu_room_t *room, sfu_track_t *t, int k, const sfu_rtp
       room->c.drop_send++;
       continue;
     }
-    if (d->abs_ext) n = add_abs_send_time(room->scratch, n, cap, d->abs_ext, sfu_now_us());
+    if (d->abs_ext) n = add_abs_send_time(room->scratch, n, cap, d->abs_ext, now_us);
     if (vp8) {
       int pid = vi->picture_id + d->pid_offset;
       int tl0 = vi->tl0picidx >= 0 ? vi->tl0picidx + d->tl0_offset : -1;
@@ -387,8 +385,7 @@ void sfu_fwd_on_rtp(sfu_room_t *room, sfu_participant_t *p, uint8_t *buf, size_t
   if (l->nack && sfu_nack_gen_feed(l->nack, r.seq, now_us / 1000) == SFU_NACK_RESET)
     sfu_fwd_request_keyframe(room, t, k); /* a jump too big to repair */
   sfu_video_info_t vi;
-  sfu_video_parse_fn parse = sfu_video_parser(t->codec.name);
-  int have_vi = parse && parse(r.data + r.payload_off, r.payload_len, &vi) == 0;
+  int have_vi = t->parse && t->parse(r.data + r.payload_off, r.payload_len, &vi) == 0;
   note_layer(room, l, &r, &vi, have_vi, t, now_us / 1000);
   forward_video(room, t, k, &r, &vi, have_vi);
 }

@@ -342,6 +342,7 @@ static sfu_track_t *publish(sfu_participant_t *p, sfu_kind_t kind, const sfu_sdp
   t->codec.fb = 0;
   t->codec.rtx_apt = -1;
   t->rtx_pt = kind == SFU_KIND_VIDEO ? rtx_for(m, c->pt) : -1;
+  t->parse = kind == SFU_KIND_VIDEO ? sfu_video_parser(c->name) : NULL;
   if (kind == SFU_KIND_AUDIO) {
     t->level_ext = sfu_sdp_find_ext(m, URI_LEVEL);
     t->muted = p->muted;

@@ -76,6 +76,7 @@ typedef struct sfu_track_s {
   uint8_t pt;                   /* publisher's payload type */
   int rtx_pt;                   /* its RTX payload type, -1 = none */
   sfu_sdp_codec_t codec;        /* as the publisher offered it (fb bits cleared) */
+  sfu_video_parse_fn parse;     /* its payload inspector (video), set at publish */
   int level_ext;                /* publisher's audio-level extension id, 0 = none */
   int rid_ext, rrid_ext;        /* rtp-stream-id / repaired-rtp-stream-id ids */
   sfu_layer_t layers[SFU_MAX_LAYERS];
