@@ -32,14 +32,14 @@
  *   recv only    icelite without the fan-out: the wake-up and read share
  * No SRTP, no RTP parsing: the transport's share only.
  *
- * Build (no CMake target: the top-level CMakeLists.txt is not touched):
- *   cc -O2 -D_GNU_SOURCE -I. $(pkg-config --cflags glib-2.0 libuv) \
- *     bench/icelite_send.c sfu/stun.c sfu/log.c sfu/err.c \
+ * Build (no CMake target):
+ *   cc -O2 -D_GNU_SOURCE -I. $(pkg-config --cflags libuv) \
+ *     bench/icelite_send.c sfu/media/stun.c sfu/base/log.c sfu/base/err.c \
  *     $(pkg-config --libs libuv) -lcrypto -o /tmp/icelite_send
  *   /tmp/icelite_send [packets=20000] [runs=5]
  *   /tmp/icelite_send loop [seconds=10]
  */
-#include "sfu/icelite.c"
+#include "sfu/net/icelite.c"
 
 #include <time.h>
 
@@ -327,7 +327,7 @@ static double run_loop(int lite, int secs) {
   sfu_ice_t *agent = NULL;
   if (lite) {
     sfu_ice_opts_t o = {.addresses = "127.0.0.1"};
-    if (sfu_ice_create(&agent, &loop, NULL, &o) != 0) abort();
+    if (sfu_ice_create(&agent, &loop, &o) != 0) abort();
     for (int i = 0; i < PEERS; i++) {
       sfu_ice_cb_t cb = {(void *)(intptr_t)i, relay_recv, nop_state};
       if (sfu_ice_stream_create(agent, &cb, &peer_st[i]) != 0) abort();
@@ -414,7 +414,7 @@ int main(int argc, char **argv) {
   uv_loop_t loop;
   uv_loop_init(&loop);
   sfu_ice_opts_t o = {.addresses = "127.0.0.1"};
-  if (sfu_ice_create(&ice, &loop, NULL, &o) != 0) return 1;
+  if (sfu_ice_create(&ice, &loop, &o) != 0) return 1;
   int big = 4 << 20;
   setsockopt(ice->socks[0]->fd, SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
   for (int i = 0; i < SUBS; i++) {

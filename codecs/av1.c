@@ -17,7 +17,7 @@
  * packets, or one whose fields do not fit, leaves the size at 0.
  */
 #include "codecs/av1.h"
-#include "sfu/sfu.h"
+#include "sfu/base/sfu.h"
 
 /*
  * Aggregation header:          OBU header (+ extension if X):

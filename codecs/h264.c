@@ -19,8 +19,8 @@
  * is simply left at 0.
  */
 #include "codecs/h264.h"
-#include "sfu/bytes.h"
-#include "sfu/sfu.h"
+#include "sfu/base/bytes.h"
+#include "sfu/base/sfu.h"
 
 /*
  * NAL unit header (RFC 6184 §1.3):

@@ -37,7 +37,7 @@
 #include <opus.h>
 
 #include "codecs/opus.h"
-#include "sfu/sfu.h"
+#include "sfu/base/sfu.h"
 
 #define METER_RATE 16000
 #define METER_MAX_SAMPLES (METER_RATE / 1000 * SFU_OPUS_MAX_PACKET_US / 1000)

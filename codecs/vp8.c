@@ -20,7 +20,7 @@
  * between simulcast encodings, whose own counters are unrelated.
  */
 #include "codecs/vp8.h"
-#include "sfu/sfu.h"
+#include "sfu/base/sfu.h"
 
 /*
  * The descriptor (RFC 7741 §4.2):

@@ -16,8 +16,8 @@
  * layer frames. Either source failing only leaves the size at 0.
  */
 #include "codecs/vp9.h"
-#include "sfu/bytes.h"
-#include "sfu/sfu.h"
+#include "sfu/base/bytes.h"
+#include "sfu/base/sfu.h"
 
 /*
  * The descriptor (RFC 9628 §4.2; flexible mode F = 1 has the P_DIFF list,

@@ -15,8 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sfu/bytes.h"
-#include "sfu/sfu.h"
+#include "sfu/base/bytes.h"
+#include "sfu/base/sfu.h"
 #include "signaling/ipc.h"
 
 void sfu_ipc_put_header(uint8_t hdr[SFU_IPC_HDR_LEN], uint32_t len) { sfu_wr32(hdr, len); }

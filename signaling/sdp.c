@@ -43,7 +43,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "sfu/sfu.h"
+#include "sfu/base/sfu.h"
 #include "signaling/sdp.h"
 
 /* ------------------------------------------------------------------------ */

@@ -67,7 +67,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "sfu/sfu.h"
+#include "sfu/base/sfu.h"
 #include "signaling/token.h"
 
 #define MIN_SECRET 32                  /* bytes; RFC 7518 3.2 for HS256 */

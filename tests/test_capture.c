@@ -1,6 +1,6 @@
 /*
  * test_capture.c -- pcap/pcapng reading, frame parsing, the pcap writer
- * and RTP stream discovery (sfu/capture.c).
+ * and RTP stream discovery (sfu/media/capture.c).
  *
  * Real captures: the .pcap files in tests/data/pcaps, copies of /work/shared/data/pcaps
  * (licences in that README). The expected values below were read off the
@@ -32,8 +32,8 @@
 #include <cmocka.h>
 #include <pcap/pcap.h>
 
-#include "sfu/sfu.h"
-#include "sfu/capture.h"
+#include "sfu/base/sfu.h"
+#include "sfu/media/capture.h"
 
 /* ---- paths ------------------------------------------------------------ */
 

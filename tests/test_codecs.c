@@ -14,7 +14,7 @@
  * past the end.
  *
  * Real captures (tests/data/pcaps, copies of /work/shared/data/pcaps, read
- * with sfu/capture.c). The expected numbers were established
+ * with sfu/media/capture.c). The expected numbers were established
  * without this code, by a throwaway Python script during development:
  *
  *   - keyframes and picture sizes: each capture was depacketized in Python
@@ -70,9 +70,9 @@
 #include "codecs/video.h"
 #include "codecs/vp8.h"
 #include "codecs/vp9.h"
-#include "sfu/rtp.h"
-#include "sfu/sfu.h"
-#include "sfu/capture.h"
+#include "sfu/media/rtp.h"
+#include "sfu/base/sfu.h"
+#include "sfu/media/capture.h"
 
 /* ---- helpers ---------------------------------------------------------- */
 

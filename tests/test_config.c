@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "sfu/config.h"
+#include "sfu/node/config.h"
 
 static char path[64];
 

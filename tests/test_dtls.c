@@ -1,5 +1,5 @@
 /*
- * test_dtls.c -- sfu/dtls.c and sfu/srtp.c: certificates, in-memory
+ * test_dtls.c -- sfu/media/dtls.c and sfu/media/srtp.c: certificates, in-memory
  * handshakes (sfu against sfu, and sfu against a raw OpenSSL peer), the
  * RFC 5764 key layout, fingerprint pinning, retransmission timers, SRTP
  * round trips and known-answer vectors.
@@ -29,10 +29,10 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
-#include "sfu/dtls.h"
-#include "sfu/log.h"
-#include "sfu/sfu.h"
-#include "sfu/srtp.h"
+#include "sfu/media/dtls.h"
+#include "sfu/base/log.h"
+#include "sfu/base/sfu.h"
+#include "sfu/media/srtp.h"
 
 /* ------------------------------------------------------------------------ */
 /* Datagram queues and sfu peers                                            */

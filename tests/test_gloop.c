@@ -1,5 +1,5 @@
 /*
- * test_gloop.c -- sfu/gloop.c: a GLib context driven from a libuv loop.
+ * test_gloop.c -- tools/client/gloop.c: a GLib context driven from a libuv loop.
  *
  * Every test owns a fresh uv_loop_t with a gloop and a referenced guard
  * timer: the guard is the only thing that keeps uv_run() alive by itself
@@ -34,7 +34,7 @@
 #include <stun/stunagent.h>
 #include <stun/stunmessage.h>
 
-#include "sfu/gloop.h"
+#include "tools/client/gloop.h"
 
 #define GUARD_MS 3000 /* upper bound for any single uv_run() below */
 

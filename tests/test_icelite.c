@@ -1,21 +1,21 @@
 /*
- * test_icelite.c -- sfu/icelite.c, the room's ICE-lite agent without
- * libnice, over loopback.
+ * test_icelite.c -- sfu/net/icelite.c, the room's ICE-lite agent, over
+ * loopback.
  *
  * Peers are of two kinds:
  *   - a real libnice FULL agent (controlling, or controlled to provoke a
  *     role conflict), its GLib context driven from the test's uv loop by
- *     sfu/gloop.c exactly as a room does;
- *   - raw UDP sockets that send checks built with sfu/stun.c, for what a
+ *     tools/client/gloop.c exactly as the client stack does;
+ *   - raw UDP sockets that send checks built with sfu/media/stun.c, for what a
  *     well-behaved agent never sends (wrong password, ICE-CONTROLLED,
  *     unknown attributes, no FINGERPRINT) and for exact control of sources.
  *
- * The .c is included (STYLE.md: reach statics that way), so tests read
+ * The .c is included (docs/style.md: reach statics that way), so tests read
  * the agent's counters and its socket's address, and shorten the consent
  * timeout. Every wait runs the loop until a condition holds, bounded by a
  * referenced guard timer; every test closes its loop cleanly.
  */
-#include "sfu/icelite.c"
+#include "sfu/net/icelite.c"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -26,7 +26,7 @@
 #include <agent.h>
 #include <poll.h>
 
-#include "sfu/gloop.h"
+#include "tools/client/gloop.h"
 
 #define GUARD_MS 5000
 
@@ -127,7 +127,7 @@ static void lite_open(sfu_ice_t *ice, lite_t *l) {
 static sfu_ice_t *agent_new(fx_t *f, const char *addrs) {
   sfu_ice_opts_t o = {.addresses = addrs};
   sfu_ice_t *ice = NULL;
-  assert_int_equal(sfu_ice_create(&ice, &f->loop, f->g.ctx, &o), 0);
+  assert_int_equal(sfu_ice_create(&ice, &f->loop, &o), 0);
   return ice;
 }
 
@@ -316,18 +316,18 @@ static void test_create_and_candidates(void **state) {
   fx_init(&f);
 
   sfu_ice_opts_t o = {.addresses = "127.0.0.1", .full = 1};
-  assert_int_equal(sfu_ice_create(&ice, &f.loop, NULL, &o), SFU_EINVAL);
+  assert_int_equal(sfu_ice_create(&ice, &f.loop, &o), SFU_EINVAL);
   assert_null(ice);
   o = (sfu_ice_opts_t){.addresses = "not-an-ip"};
-  assert_int_equal(sfu_ice_create(&ice, &f.loop, NULL, &o), SFU_EINVAL);
+  assert_int_equal(sfu_ice_create(&ice, &f.loop, &o), SFU_EINVAL);
   o = (sfu_ice_opts_t){.addresses = "0.0.0.0"};
-  assert_int_equal(sfu_ice_create(&ice, &f.loop, NULL, &o), SFU_EINVAL);
+  assert_int_equal(sfu_ice_create(&ice, &f.loop, &o), SFU_EINVAL);
   o = (sfu_ice_opts_t){.addresses = "127.0.0.1", .announce = "nope"};
-  assert_int_equal(sfu_ice_create(&ice, &f.loop, NULL, &o), SFU_EINVAL);
+  assert_int_equal(sfu_ice_create(&ice, &f.loop, &o), SFU_EINVAL);
 
   /* Two addresses, a port range, an announced address. */
   o = (sfu_ice_opts_t){.addresses = "127.0.0.1, ::1", .port_min = 41200, .port_max = 41299};
-  assert_int_equal(sfu_ice_create(&ice, &f.loop, NULL, &o), 0);
+  assert_int_equal(sfu_ice_create(&ice, &f.loop, &o), 0);
   lite_t a, b;
   lite_open(ice, &a);
   lite_open(ice, &b);
@@ -369,7 +369,7 @@ static void test_create_and_candidates(void **state) {
   sfu_ice_stream_destroy(b.st);
 
   o = (sfu_ice_opts_t){.addresses = "127.0.0.1", .announce = "203.0.113.9"};
-  assert_int_equal(sfu_ice_create(&ice, &f.loop, NULL, &o), 0);
+  assert_int_equal(sfu_ice_create(&ice, &f.loop, &o), 0);
   lite_open(ice, &a);
   assert_int_equal(sfu_ice_local_candidates(a.st, c, 4), 1);
   assert_non_null(strstr(c[0], " 203.0.113.9 "));

@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "sfu/sfu.h"
+#include "sfu/base/sfu.h"
 #include "signaling/ipc.h"
 
 typedef struct {

@@ -1,5 +1,5 @@
 /*
- * test_journal.c -- signaling/journal.c: CRC-32C vectors, header encoding,
+ * test_journal.c -- sfu/node/journal.c: CRC-32C vectors, header encoding,
  * append/reopen round trips, rotation and ack deletion on real files,
  * recovery from torn tails (cut at every offset) and flipped bits, the
  * iterator's after/durability semantics, and write failures (RLIMIT_FSIZE
@@ -23,9 +23,9 @@
 
 #include <cmocka.h>
 
-#include "sfu/log.h"
-#include "sfu/sfu.h"
-#include "signaling/journal.h"
+#include "sfu/base/log.h"
+#include "sfu/base/sfu.h"
+#include "sfu/node/journal.h"
 
 /* ---- helpers ------------------------------------------------------------ */
 

@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "sfu/metrics.h"
+#include "sfu/node/metrics.h"
 
 static void histogram_buckets_are_cumulative(void **state) {
   sfu_metrics_t m;

@@ -19,11 +19,11 @@
 
 #include <cmocka.h>
 
-#include "sfu/bytes.h"
-#include "sfu/nack.h"
-#include "sfu/rtcp.h"
-#include "sfu/rtp.h"
-#include "sfu/sfu.h"
+#include "sfu/base/bytes.h"
+#include "sfu/media/nack.h"
+#include "sfu/media/rtcp.h"
+#include "sfu/media/rtp.h"
+#include "sfu/base/sfu.h"
 
 #define SSRC 0x11223344u
 #define PT 96

@@ -26,7 +26,7 @@
 #include <opus.h>
 
 #include "codecs/opus.h"
-#include "sfu/sfu.h"
+#include "sfu/base/sfu.h"
 
 /* ------------------------------------------------------------------------ */
 /* Fixtures                                                                 */

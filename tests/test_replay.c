@@ -14,9 +14,9 @@
 
 #include <cmocka.h>
 
-#include "sfu/bytes.h"
-#include "sfu/rtp.h"
-#include "sfu/sfu.h"
+#include "sfu/base/bytes.h"
+#include "sfu/media/rtp.h"
+#include "sfu/base/sfu.h"
 #include "tools/replay/source.h"
 #include "tools/replay/verify.h"
 

@@ -27,8 +27,8 @@
 
 #include <cmocka.h>
 
-#include "sfu/rtcp.h"
-#include "sfu/sfu.h"
+#include "sfu/media/rtcp.h"
+#include "sfu/base/sfu.h"
 
 /* ---- helpers ---------------------------------------------------------- */
 

@@ -22,8 +22,8 @@
 
 #include <cmocka.h>
 
-#include "sfu/rtp.h"
-#include "sfu/sfu.h"
+#include "sfu/media/rtp.h"
+#include "sfu/base/sfu.h"
 
 /* ---- fixtures --------------------------------------------------------- */
 

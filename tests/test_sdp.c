@@ -17,7 +17,7 @@
 
 #include <cmocka.h>
 
-#include "sfu/sfu.h"
+#include "sfu/base/sfu.h"
 #include "signaling/sdp.h"
 
 #define OPUS_FMTP "minptime=10;useinbandfec=1"

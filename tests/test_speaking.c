@@ -4,7 +4,7 @@
  *
  * Synthetic tests mostly set smooth_ms = 0 so the thresholds and durations
  * can be checked to the millisecond; the smoothing tests compute the
- * expected EMA here, in double precision, from the rule in sfu/speaking.h.
+ * expected EMA here, in double precision, from the rule in sfu/media/speaking.h.
  * Packets are 20 ms apart unless a test says otherwise.
  */
 #include <setjmp.h>
@@ -19,8 +19,8 @@
 #include <cmocka.h>
 
 #include "codecs/opus.h"
-#include "sfu/sfu.h"
-#include "sfu/speaking.h"
+#include "sfu/base/sfu.h"
+#include "sfu/media/speaking.h"
 
 #define LOUD 20  /* -20 dBov: ordinary speech */
 #define QUIET 90 /* -90 dBov: a quiet room */

@@ -1,5 +1,5 @@
 /*
- * test_stun.c -- sfu/stun.c: RFC 5769 test vectors (parsed, verified, and
+ * test_stun.c -- sfu/media/stun.c: RFC 5769 test vectors (parsed, verified, and
  * rebuilt byte for byte with the writer), malformed messages, and round
  * trips of everything the ICE-lite agent writes.
  */
@@ -16,8 +16,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "sfu/sfu.h"
-#include "sfu/stun.h"
+#include "sfu/base/sfu.h"
+#include "sfu/media/stun.h"
 
 /* ---- RFC 5769 vectors ------------------------------------------------- */
 

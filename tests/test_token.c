@@ -22,7 +22,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
-#include "sfu/sfu.h"
+#include "sfu/base/sfu.h"
 #include "signaling/token.h"
 
 #define NOW INT64_C(1700000000)

@@ -8,7 +8,7 @@
 
 #include <cmocka.h>
 
-#include "sfu/usage.h"
+#include "sfu/room/usage.h"
 
 static void states_integrate_between_changes(void **state) {
   sfu_usage_t u;

@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "signaling/validate.h"
+#include "sfu/node/validate.h"
 
 static sfu_config_t cfg;
 

@@ -31,7 +31,7 @@
 #include <openssl/evp.h>
 #include <uv.h>
 
-#include "sfu/sfu.h"
+#include "sfu/base/sfu.h"
 #include "tools/client/http.h"
 #include "tools/client/wsclient.h"
 

@@ -1,5 +1,5 @@
 /*
- * fuzz_capture.c -- libFuzzer target for sfu/capture.c: the frame
+ * fuzz_capture.c -- libFuzzer target for sfu/media/capture.c: the frame
  * parser on its own, and the whole reader (libpcap's pcap/pcapng parsing
  * of a hostile file, then ours) over the same input.
  *
@@ -24,7 +24,7 @@
  *
  * Build by hand:
  *   clang -g -fsanitize=fuzzer,address,undefined -I. \
- *     tests/fuzz/fuzz_capture.c sfu/capture.c sfu/err.c -lpcap \
+ *     tests/fuzz/fuzz_capture.c sfu/media/capture.c sfu/base/err.c -lpcap \
  *     -o /tmp/fcap
  *   /tmp/fcap -max_total_time=60 /tmp/scratch tests/fuzz/corpus/capture
  */
@@ -35,8 +35,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "sfu/sfu.h"
-#include "sfu/capture.h"
+#include "sfu/base/sfu.h"
+#include "sfu/media/capture.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -27,8 +27,8 @@
  *
  * Build by hand:
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. \
- *     tests/fuzz/fuzz_journal.c signaling/journal.c sfu/log.c sfu/err.c \
- *     sfu/clock.c -o fuzz_journal
+ *     tests/fuzz/fuzz_journal.c sfu/node/journal.c sfu/base/log.c sfu/base/err.c \
+ *     sfu/base/clock.c -o fuzz_journal
  *   ./fuzz_journal tests/fuzz/corpus/journal
  *
  * Seeds in tests/fuzz/corpus/journal/ were written by the journal itself
@@ -48,9 +48,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "sfu/log.h"
-#include "sfu/sfu.h"
-#include "signaling/journal.h"
+#include "sfu/base/log.h"
+#include "sfu/base/sfu.h"
+#include "sfu/node/journal.h"
 
 #define SEP "#SFUSEG#"
 #define SEP_LEN 8

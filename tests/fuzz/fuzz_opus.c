@@ -19,7 +19,7 @@
  *
  * Build by hand:
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -I. \
- *     tests/fuzz/fuzz_opus.c codecs/opus.c sfu/err.c \
+ *     tests/fuzz/fuzz_opus.c codecs/opus.c sfu/base/err.c \
  *     $(pkg-config --cflags --libs opus) -lm
  *   ./a.out -max_len=1500 tests/fuzz/corpus/opus
  *
@@ -33,7 +33,7 @@
 #include <opus.h>
 
 #include "codecs/opus.h"
-#include "sfu/sfu.h"
+#include "sfu/base/sfu.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

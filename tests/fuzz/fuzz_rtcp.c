@@ -28,15 +28,15 @@
  *
  * Build by hand:
  *   clang -g -fsanitize=fuzzer,address,undefined -I. \
- *     tests/fuzz/fuzz_rtcp.c sfu/rtcp.c sfu/err.c -o /tmp/frtcp
+ *     tests/fuzz/fuzz_rtcp.c sfu/media/rtcp.c sfu/base/err.c -o /tmp/frtcp
  *   /tmp/frtcp -max_total_time=60 /tmp/scratch tests/fuzz/corpus/rtcp
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "sfu/rtcp.h"
-#include "sfu/sfu.h"
+#include "sfu/media/rtcp.h"
+#include "sfu/base/sfu.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

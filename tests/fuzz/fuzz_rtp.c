@@ -19,15 +19,15 @@
  *
  * Build by hand:
  *   clang -g -fsanitize=fuzzer,address,undefined -I. \
- *     tests/fuzz/fuzz_rtp.c sfu/rtp.c sfu/err.c -o /tmp/frtp
+ *     tests/fuzz/fuzz_rtp.c sfu/media/rtp.c sfu/base/err.c -o /tmp/frtp
  *   /tmp/frtp -max_total_time=60 /tmp/scratch tests/fuzz/corpus/rtp
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "sfu/rtp.h"
-#include "sfu/sfu.h"
+#include "sfu/media/rtp.h"
+#include "sfu/base/sfu.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sfu/sfu.h"
+#include "sfu/base/sfu.h"
 #include "signaling/sdp.h"
 
 /* Big enough for the largest rewrite of a 64 KiB input (about 3 MB). */

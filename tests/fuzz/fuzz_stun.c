@@ -1,5 +1,5 @@
 /*
- * fuzz_stun.c -- libFuzzer target for sfu/stun.c: sfu_stun_parse() and
+ * fuzz_stun.c -- libFuzzer target for sfu/media/stun.c: sfu_stun_parse() and
  * everything that reads a parsed message, then the writer on what was read.
  *
  * Each input is one datagram. When it parses:
@@ -20,7 +20,7 @@
  *
  * Build by hand:
  *   clang -g -fsanitize=fuzzer,address,undefined -I. \
- *     tests/fuzz/fuzz_stun.c sfu/stun.c -lcrypto -o /tmp/fstun
+ *     tests/fuzz/fuzz_stun.c sfu/media/stun.c -lcrypto -o /tmp/fstun
  *   /tmp/fstun -max_total_time=60 /tmp/scratch tests/fuzz/corpus/stun
  */
 #include <netinet/in.h>
@@ -29,8 +29,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "sfu/sfu.h"
-#include "sfu/stun.h"
+#include "sfu/base/sfu.h"
+#include "sfu/media/stun.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -17,7 +17,7 @@
  *
  * Build by hand:
  *   clang -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -I. \
- *     tests/fuzz/fuzz_token.c signaling/token.c sfu/err.c \
+ *     tests/fuzz/fuzz_token.c signaling/token.c sfu/base/err.c \
  *     $(pkg-config --cflags --libs libjwt jansson) -lcrypto
  *   ./a.out -max_len=6000 tests/fuzz/corpus/token
  */
@@ -27,7 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sfu/sfu.h"
+#include "sfu/base/sfu.h"
 #include "signaling/token.h"
 
 #define FUZZ_NOW INT64_C(1700000000)

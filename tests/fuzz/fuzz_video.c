@@ -22,7 +22,7 @@
  * Build by hand:
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -I. \
  *     tests/fuzz/fuzz_video.c codecs/vp8.c codecs/vp9.c codecs/h264.c \
- *     codecs/av1.c sfu/err.c
+ *     codecs/av1.c sfu/base/err.c
  *   ./a.out -max_len=1500 tests/fuzz/corpus/video
  *
  * Seeds in tests/fuzz/corpus/video/ are payloads cut out of the captures
@@ -38,7 +38,7 @@
 
 #include "codecs/video.h"
 #include "codecs/vp8.h"
-#include "sfu/sfu.h"
+#include "sfu/base/sfu.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -29,8 +29,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sfu/log.h"
-#include "sfu/sfu.h"
+#include "sfu/base/log.h"
+#include "sfu/base/sfu.h"
 #include "tools/client/http.h"
 
 /* --- the connection step ------------------------------------------------ */

@@ -21,10 +21,10 @@
 
 #include <openssl/rand.h>
 
-#include "sfu/bytes.h"
-#include "sfu/ice.h"
-#include "sfu/log.h"
-#include "sfu/sfu.h"
+#include "sfu/base/bytes.h"
+#include "tools/client/nice.h"
+#include "sfu/base/log.h"
+#include "sfu/base/sfu.h"
 #include "signaling/sdp.h"
 #include "tools/client/peer.h"
 #include "tools/client/wsclient.h"
@@ -410,7 +410,7 @@ int sfu_peer_create(sfu_peer_t **out, uv_loop_t *loop, GMainContext *ctx,
   p->session_id = (p->session_id & 0x3fffffffffffffffULL) | 1;
   p->ice_opts.addresses = p->address;
   p->ice_opts.full = 1;
-  int rv = sfu_ice_create(&p->ice, loop, ctx, &p->ice_opts);
+  int rv = sfu_nice_create(&p->ice, loop, ctx, &p->ice_opts);
   if (rv != 0) {
     free(p);
     return rv;

@@ -4,12 +4,13 @@
  * A peer is what a browser tab is to the SFU: it joins a room over the
  * WebSocket signaling (docs/signaling.md) with a token, offers the tracks it
  * publishes, answers the server's offers for everyone else's tracks, and
- * speaks full ICE (controlling), DTLS (client) and SRTP over UDP -- the
- * same sfu/ice.c, sfu/transport.c, sfu/dtls.c and sfu/srtp.c the room
- * uses, with the roles reversed.
+ * speaks full ICE (controlling, libnice: tools/client/nice.c), DTLS
+ * (client) and SRTP over UDP -- the same sfu/net/transport.c,
+ * sfu/media/dtls.c and sfu/media/srtp.c the room uses, with the roles
+ * reversed.
  *
  * Hundreds of peers share one thread: they run on one libuv loop and one
- * GLib context (sfu/gloop.c) and one DTLS certificate. Each peer has its
+ * GLib context (tools/client/gloop.c) and one DTLS certificate. Each peer has its
  * own ICE agent, so peers are as independent as real clients.
  *
  * What a peer sends and how it checks what arrives is up to its owner
@@ -26,8 +27,8 @@
 #include <jansson.h>
 #include <uv.h>
 
-#include "sfu/dtls.h"
-#include "sfu/transport.h"
+#include "sfu/media/dtls.h"
+#include "sfu/net/transport.h"
 
 #define SFU_PEER_MAX_PUBS 2 /* the SFU takes one audio and one video track */
 #define SFU_PEER_LEVEL_EXT 1 /* id of the audio level extension a peer offers */

@@ -54,8 +54,8 @@
 #include <openssl/rand.h>
 #include <wslay/wslay.h>
 
-#include "sfu/log.h"
-#include "sfu/sfu.h"
+#include "sfu/base/log.h"
+#include "sfu/base/sfu.h"
 #include "tools/client/http.h"
 #include "tools/client/wsclient.h"
 

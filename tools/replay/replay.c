@@ -32,14 +32,14 @@
 #include <uv.h>
 
 #include "codecs/opus.h"
-#include "sfu/gloop.h"
-#include "sfu/log.h"
-#include "sfu/rtp.h"
-#include "sfu/sfu.h"
-#include "sfu/srtp.h"
+#include "tools/client/gloop.h"
+#include "sfu/base/log.h"
+#include "sfu/media/rtp.h"
+#include "sfu/base/sfu.h"
+#include "sfu/media/srtp.h"
 #include "tools/client/http.h"
 #include "tools/client/peer.h"
-#include "sfu/capture.h"
+#include "sfu/media/capture.h"
 #include "tools/replay/source.h"
 #include "tools/replay/verify.h"
 

@@ -11,10 +11,10 @@
 #include <opus.h>
 
 #include "codecs/opus.h"
-#include "sfu/bytes.h"
-#include "sfu/rtp.h"
-#include "sfu/sfu.h"
-#include "sfu/capture.h"
+#include "sfu/base/bytes.h"
+#include "sfu/media/rtp.h"
+#include "sfu/base/sfu.h"
+#include "sfu/media/capture.h"
 #include "tools/replay/source.h"
 
 #define TONE_RATE 48000

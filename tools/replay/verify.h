@@ -30,7 +30,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "sfu/rtp.h"
+#include "sfu/media/rtp.h"
 
 #define SFU_SENTLOG_SIZE 4096 /* packets remembered per track (power of 2) */
 

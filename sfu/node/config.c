@@ -1,0 +1,312 @@
+/*
+ * config.c -- one table describes every setting: its name, where it lives
+ * in sfu_config_t, its type and bounds, and a line of help. Files, the
+ * environment and flags all go through sfu_config_set(), so there is one
+ * parser per type and one place to add a setting.
+ *
+ * Precedence: defaults < file < environment < flags. --config is found in
+ * argv first and loaded before the environment, so that the order holds
+ * whatever position the flag has on the command line.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/rand.h>
+
+#include "sfu/node/config.h"
+#include "sfu/base/log.h"
+#include "sfu/base/sfu.h"
+
+typedef enum { T_STR, T_INT } opt_type_t;
+
+typedef struct {
+  const char *key;   /* setting name; flag is --key with '_' -> '-' */
+  opt_type_t type;   /* T_STR: char array; T_INT: int */
+  size_t off;        /* offset in sfu_config_t */
+  size_t size;       /* T_STR: array size */
+  long min, max;     /* T_INT bounds */
+  const char *help;  /* one line */
+} opt_t;
+
+#define S(k, h) {#k, T_STR, offsetof(sfu_config_t, k), sizeof(((sfu_config_t *)0)->k), 0, 0, h}
+#define I(k, lo, hi, h) {#k, T_INT, offsetof(sfu_config_t, k), sizeof(int), lo, hi, h}
+
+static const opt_t opts[] = {
+  S(listen_host, "address to bind the HTTP/WebSocket server (default 127.0.0.1)"),
+  I(listen_port, 0, 65535, "TCP port of the HTTP/WebSocket server (default 7880; 0 = any)"),
+  S(public_url, "base URL clients use to reach this node (default http://<host>:<port>)"),
+  S(node_id, "name of this node in event ids; must be unique and stable (default: host name)"),
+  S(webhook_url, "POST event and usage batches here, http:// (default: none; pull GET /v1/events)"),
+  S(webhook_secret, "HMAC-SHA256 key signing webhook batches (required with webhook_url)"),
+  S(api_key, "bearer key of the control-plane API (default: generated, printed)"),
+  S(token_secret, "HS256 secret for join tokens (default: generated, printed)"),
+  S(room_binary, "path of the sfu-room executable (default: next to sfud)"),
+  S(data_dir, "directory for the journal and state (default ./sfu-data)"),
+  S(web_root, "serve the demo page from this directory (default: none)"),
+  S(log_level, "debug, info, warn or error (default info)"),
+  S(rtc_addresses, "IPs of media host candidates, comma-separated (default 127.0.0.1)"),
+  S(rtc_announced_address, "IP to announce in candidates instead of the local one, behind 1:1 NAT (default none)"),
+  I(rtc_port_min, 0, 65535, "lowest UDP port for media (default 0 = any)"),
+  I(rtc_port_max, 0, 65535, "highest UDP port for media (default 0 = any)"),
+  I(max_rooms, 1, 100000, "rooms this node accepts (default 1000)"),
+  I(max_participants, 1, 10000, "participants per room, upper bound (default 100)"),
+  I(empty_timeout_s, 1, 86400, "a room with nobody in it ends after this (default 300)"),
+  I(heartbeat_ms, 50, 60000, "supervisor pings each room this often (default 1000)"),
+  I(heartbeat_timeout_ms, 100, 600000, "a room silent this long is killed (default 5000)"),
+  I(crashed_retention_s, 0, 86400, "a crashed room stays listed this long (default 300)"),
+  I(max_body_bytes, 256, 16777216, "largest API request body (default 65536)"),
+  I(shutdown_grace_ms, 0, 60000, "on shutdown, wait this long for rooms (default 3000)"),
+  I(usage_interval_s, 1, 3600, "rooms send a usage checkpoint this often (default 10)"),
+  I(zygote, 0, 1, "1 = fork rooms from a pre-loaded template process; 0 = exec each (default 1)"),
+  I(dev, 0, 1, "1 = development routes: POST /dev/join mints tokens without a key (default 0)"),
+};
+
+#undef S
+#undef I
+
+void sfu_config_defaults(sfu_config_t *c) {
+  memset(c, 0, sizeof(*c));
+  strcpy(c->listen_host, "127.0.0.1");
+  c->listen_port = 7880;
+  strcpy(c->data_dir, "./sfu-data");
+  strcpy(c->log_level, "info");
+  strcpy(c->rtc_addresses, "127.0.0.1");
+  c->max_rooms = 1000;
+  c->max_participants = 100;
+  c->empty_timeout_s = 300;
+  c->heartbeat_ms = 1000;
+  c->heartbeat_timeout_ms = 5000;
+  c->crashed_retention_s = 300;
+  c->max_body_bytes = 65536;
+  c->shutdown_grace_ms = 3000;
+  c->zygote = 1;
+  c->usage_interval_s = 10;
+}
+
+static const opt_t *find_opt(const char *key, size_t len) {
+  for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++)
+    if (strlen(opts[i].key) == len && strncmp(opts[i].key, key, len) == 0)
+      return &opts[i];
+  return NULL;
+}
+
+static int set_opt(sfu_config_t *c, const opt_t *o, const char *value,
+                   char *err, size_t errlen) {
+  char *base = (char *)c + o->off;
+  if (o->type == T_STR) {
+    size_t n = strlen(value);
+    if (n >= o->size) {
+      snprintf(err, errlen, "%s: value longer than %zu bytes", o->key, o->size - 1);
+      return -1;
+    }
+    memcpy(base, value, n + 1);
+    return 0;
+  }
+  char *end;
+  errno = 0;
+  long v = strtol(value, &end, 10);
+  if (errno || end == value || *end != '\0' || v < o->min || v > o->max) {
+    snprintf(err, errlen, "%s: '%s' is not an integer in [%ld, %ld]", o->key,
+             value, o->min, o->max);
+    return -1;
+  }
+  *(int *)base = (int)v;
+  return 0;
+}
+
+int sfu_config_set(sfu_config_t *c, const char *key, const char *value,
+                   char *err, size_t errlen) {
+  const opt_t *o = find_opt(key, strlen(key));
+  if (!o) {
+    snprintf(err, errlen, "unknown setting '%s'", key);
+    return -1;
+  }
+  return set_opt(c, o, value, err, errlen);
+}
+
+static char *trim(char *s) {
+  while (isspace((unsigned char)*s)) s++;
+  char *e = s + strlen(s);
+  while (e > s && isspace((unsigned char)e[-1])) *--e = '\0';
+  return s;
+}
+
+int sfu_config_load_file(sfu_config_t *c, const char *path, char *err,
+                         size_t errlen) {
+  FILE *f = fopen(path, "r");
+  char line[1024], sub[256];
+  int lineno = 0, rv = 0;
+
+  if (!f) {
+    snprintf(err, errlen, "%s: %s", path, strerror(errno));
+    return -1;
+  }
+  while (fgets(line, sizeof(line), f)) {
+    lineno++;
+    if (!strchr(line, '\n') && !feof(f)) {
+      snprintf(err, errlen, "%s:%d: line too long", path, lineno);
+      rv = -1;
+      break;
+    }
+    char *s = trim(line);
+    if (*s == '\0' || *s == '#') continue;
+    char *eq = strchr(s, '=');
+    if (!eq) {
+      snprintf(err, errlen, "%s:%d: expected 'key = value'", path, lineno);
+      rv = -1;
+      break;
+    }
+    *eq = '\0';
+    char *key = trim(s), *val = trim(eq + 1);
+    size_t vl = strlen(val);
+    if (vl >= 2 && val[0] == '"' && val[vl - 1] == '"') {
+      val[vl - 1] = '\0';
+      val++;
+    }
+    if (sfu_config_set(c, key, val, sub, sizeof(sub)) != 0) {
+      snprintf(err, errlen, "%s:%d: %s", path, lineno, sub);
+      rv = -1;
+      break;
+    }
+  }
+  fclose(f);
+  return rv;
+}
+
+int sfu_config_load_env(sfu_config_t *c, char *err, size_t errlen) {
+  char name[64];
+  for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+    size_t n = (size_t)snprintf(name, sizeof(name), "SFU_%s", opts[i].key);
+    for (size_t j = 4; j < n; j++) name[j] = (char)toupper((unsigned char)name[j]);
+    const char *v = getenv(name);
+    if (v && set_opt(c, &opts[i], v, err, errlen) != 0) return -1;
+  }
+  return 0;
+}
+
+/* "--listen-port" -> opt for listen_port. */
+static const opt_t *flag_opt(const char *flag, size_t len) {
+  char key[64];
+  if (len >= sizeof(key)) return NULL;
+  for (size_t i = 0; i < len; i++) key[i] = flag[i] == '-' ? '_' : flag[i];
+  return find_opt(key, len);
+}
+
+int sfu_config_parse_args(sfu_config_t *c, int argc, char **argv,
+                          const char **info, char *err, size_t errlen) {
+  *info = NULL;
+  /* Pass 1: --help, --version, --config. */
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+      *info = "help";
+      return 1;
+    }
+    if (strcmp(a, "--version") == 0 || strcmp(a, "-V") == 0) {
+      *info = "version";
+      return 1;
+    }
+    const char *path = NULL;
+    if (strncmp(a, "--config=", 9) == 0) {
+      path = a + 9;
+    } else if (strcmp(a, "--config") == 0) {
+      if (i + 1 >= argc) {
+        snprintf(err, errlen, "--config needs a file");
+        return -1;
+      }
+      path = argv[++i];
+    }
+    if (path && sfu_config_load_file(c, path, err, errlen) != 0) return -1;
+  }
+  if (sfu_config_load_env(c, err, errlen) != 0) return -1;
+  /* Pass 2: settings. */
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i], *val;
+    if (strncmp(a, "--", 2) != 0) {
+      snprintf(err, errlen, "unexpected argument '%s'", a);
+      return -1;
+    }
+    a += 2;
+    const char *eq = strchr(a, '=');
+    size_t klen = eq ? (size_t)(eq - a) : strlen(a);
+    if (klen == 6 && strncmp(a, "config", 6) == 0) {
+      if (!eq) i++;
+      continue;
+    }
+    const opt_t *o = flag_opt(a, klen);
+    if (!o) {
+      snprintf(err, errlen, "unknown option '%s' (see --help)", argv[i]);
+      return -1;
+    }
+    if (eq) {
+      val = eq + 1;
+    } else if (i + 1 < argc) {
+      val = argv[++i];
+    } else {
+      snprintf(err, errlen, "option '%s' needs a value", argv[i]);
+      return -1;
+    }
+    if (set_opt(c, o, val, err, errlen) != 0) return -1;
+  }
+  return 0;
+}
+
+int sfu_config_finish(sfu_config_t *c, char *err, size_t errlen) {
+  if (sfu_log_parse_level(c->log_level) < 0) {
+    snprintf(err, errlen, "log_level: '%s' is not debug, info, warn or error",
+             c->log_level);
+    return -1;
+  }
+  if (c->heartbeat_timeout_ms <= c->heartbeat_ms) {
+    snprintf(err, errlen, "heartbeat_timeout_ms must be greater than heartbeat_ms");
+    return -1;
+  }
+  if ((c->rtc_port_min == 0) != (c->rtc_port_max == 0) || c->rtc_port_min > c->rtc_port_max) {
+    snprintf(err, errlen, "rtc_port_min/rtc_port_max: give both, min <= max");
+    return -1;
+  }
+  if (c->listen_host[0] == '\0') {
+    snprintf(err, errlen, "listen_host is empty");
+    return -1;
+  }
+  if (c->webhook_url[0] && strlen(c->webhook_secret) < 16) {
+    snprintf(err, errlen, "webhook_secret of at least 16 bytes is required with webhook_url");
+    return -1;
+  }
+  if (c->token_secret[0] && strlen(c->token_secret) < 32) {
+    snprintf(err, errlen, "token_secret must be at least 32 bytes (HS256, RFC 7518)");
+    return -1;
+  }
+  if (c->api_key[0] == '\0') {
+    sfu_random_hex(c->api_key, "dev-", 16);
+    c->api_key_generated = 1;
+  }
+  if (c->token_secret[0] == '\0') {
+    sfu_random_hex(c->token_secret, "", 32);
+    c->token_secret_generated = 1;
+  }
+  return 0;
+}
+
+void sfu_config_usage(char *buf, size_t len) {
+  size_t n = (size_t)snprintf(buf, len,
+      "Usage: sfud [--config FILE] [--<setting> VALUE]...\n\n"
+      "Each setting may also come from a file line 'setting = value' or from\n"
+      "the environment as SFU_<SETTING>. Flags override the environment,\n"
+      "which overrides the file.\n\n"
+      "  --help, -h      this text\n"
+      "  --version, -V   version and the SRTP library in use\n"
+      "  --config FILE   read settings from FILE\n");
+  for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]) && n < len; i++) {
+    char flag[64];
+    size_t k = 0;
+    for (const char *p = opts[i].key; *p && k + 1 < sizeof(flag); p++)
+      flag[k++] = *p == '_' ? '-' : *p;
+    flag[k] = '\0';
+    n += (size_t)snprintf(buf + n, len - n, "  --%-22s %s\n", flag, opts[i].help);
+  }
+}

@@ -1,0 +1,29 @@
+/*
+ * http_api.h -- sfud's HTTP server: the control-plane API (docs/api.md),
+ * health and metrics, on libh2o over the process's libuv loop.
+ */
+#ifndef SFU_SIGNALING_HTTP_API_H
+#define SFU_SIGNALING_HTTP_API_H
+
+#include <uv.h>
+
+#include "sfu/node/config.h"
+#include "sfu/node/metrics.h"
+#include "sfu/node/supervisor.h"
+#include "sfu/node/ws.h"
+
+typedef struct sfu_http_s sfu_http_t;
+
+/* Binds cfg->listen_host:listen_port and starts serving. Returns 0 or a
+ * negative error (the reason is logged). */
+int sfu_http_start(sfu_http_t **out, uv_loop_t *loop, const sfu_config_t *cfg,
+                   sfu_supervisor_t *sup, sfu_ws_t *ws, sfu_metrics_t *metrics);
+/* Base URL clients use ("http://127.0.0.1:7880"), with the bound port. */
+const char *sfu_http_base_url(const sfu_http_t *h);
+/* Serves GET /v1/events from this log. */
+struct sfu_events_s;
+void sfu_http_set_events(sfu_http_t *h, struct sfu_events_s *e);
+/* Stops accepting connections (shutdown). Open connections finish. */
+void sfu_http_stop_listening(sfu_http_t *h);
+
+#endif

@@ -1,0 +1,145 @@
+/*
+ * sfud_main.c -- the node daemon: configuration, the HTTP server, the room
+ * supervisor and signal handling on one libuv loop.
+ *
+ * Shutdown (SIGINT/SIGTERM): stop accepting connections, ask every room to
+ * close, SIGKILL those still alive after shutdown_grace_ms, reap them all,
+ * then exit 0. A second signal skips the grace period.
+ */
+#include <libgen.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "sfu/node/config.h"
+#include "sfu/node/events.h"
+#include "sfu/base/log.h"
+#include "sfu/node/metrics.h"
+#include "sfu/base/sfu.h"
+#include "sfu/node/supervisor.h"
+#include "sfu/node/http_api.h"
+#include "sfu/node/webhook.h"
+#include "sfu/node/ws.h"
+
+static sfu_config_t cfg;
+static sfu_metrics_t metrics;
+static sfu_supervisor_t *sup;
+static sfu_http_t *http;
+static sfu_ws_t *ws;
+static sfu_events_t *events;
+static sfu_webhook_t *webhook;
+
+static void on_durable(void *arg) { sfu_webhook_kick(arg); }
+
+static void hook_room_msg(void *arg, sfu_room_rec_t *r, const char *type, json_t *msg) {
+  sfu_ws_on_room_msg(arg, r, type, msg);
+}
+
+static void hook_room_gone(void *arg, sfu_room_rec_t *r, int crashed) {
+  sfu_ws_on_room_gone(arg, r, crashed ? SFU_WS_ROOM_CRASHED : SFU_WS_ROOM_CLOSED,
+                      crashed ? "room crashed" : "room closed");
+}
+static uv_signal_t sig_int, sig_term;
+static int signals_seen;
+
+static void on_supervisor_done(sfu_supervisor_t *s, void *arg) {
+  uv_loop_t *loop = arg;
+  sfu_log(SFU_LOG_INFO, "sfud", "all rooms closed; exiting");
+  uv_stop(loop);
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+  if (signals_seen++ == 0) {
+    sfu_log(SFU_LOG_INFO, "sfud", "signal %d: shutting down", signum);
+    sfu_http_stop_listening(http);
+    sfu_supervisor_shutdown(sup, on_supervisor_done, h->loop);
+  } else {
+    sfu_log(SFU_LOG_WARN, "sfud", "signal %d again: killing rooms now", signum);
+    cfg.shutdown_grace_ms = 0; /* the next tick kills whatever is left */
+  }
+}
+
+static void default_room_binary(void) {
+  char exe[1024];
+  size_t n = sizeof(exe);
+  if (cfg.room_binary[0] || uv_exepath(exe, &n) != 0) return;
+  snprintf(cfg.room_binary, sizeof(cfg.room_binary), "%s/sfu-room", dirname(exe));
+}
+
+int main(int argc, char **argv) {
+  char err[512];
+  const char *info;
+  uv_loop_t *loop = uv_default_loop();
+
+  signal(SIGPIPE, SIG_IGN);
+  signal(SIGXFSZ, SIG_IGN); /* a file-size limit is an EFBIG the journal handles */
+  sfu_config_defaults(&cfg);
+  int rv = sfu_config_parse_args(&cfg, argc, argv, &info, err, sizeof(err));
+  if (rv < 0) {
+    fprintf(stderr, "sfud: %s\n", err);
+    return 2;
+  }
+  if (rv == 1 && strcmp(info, "help") == 0) {
+    static char usage[8192];
+    sfu_config_usage(usage, sizeof(usage));
+    fputs(usage, stdout);
+    return 0;
+  }
+  if (rv == 1) {
+    printf("sfud %s\nsrtp: %s\nlibuv %s\n", sfu_version(), sfu_srtp_description(),
+           uv_version_string());
+    return 0;
+  }
+  if (sfu_config_finish(&cfg, err, sizeof(err)) != 0) {
+    fprintf(stderr, "sfud: %s\n", err);
+    return 2;
+  }
+  default_room_binary();
+  if (access(cfg.room_binary, X_OK) != 0) {
+    fprintf(stderr, "sfud: room binary '%s' is not executable (set --room-binary)\n",
+            cfg.room_binary);
+    return 2;
+  }
+  sfu_log_set_level((sfu_log_level_t)sfu_log_parse_level(cfg.log_level));
+  sfu_metrics_init(&metrics);
+
+  if (sfu_events_open(&events, loop, &cfg, &metrics) != 0) return 1;
+  if (sfu_supervisor_create(&sup, loop, &cfg, &metrics) != 0) return 1;
+  sfu_supervisor_set_events(sup, events);
+  if (sfu_ws_create(&ws, loop, &cfg, sup) != 0) return 1;
+  sfu_supervisor_hooks_t hooks = {ws, hook_room_msg, hook_room_gone};
+  sfu_supervisor_set_hooks(sup, &hooks);
+  if (sfu_http_start(&http, loop, &cfg, sup, ws, &metrics) != 0) return 1;
+  sfu_http_set_events(http, events);
+  if (cfg.webhook_url[0]) {
+    if (sfu_webhook_start(&webhook, loop, &cfg, events, &metrics) != 0) return 2;
+    sfu_events_on_durable(events, on_durable, webhook);
+  }
+
+  uv_signal_init(loop, &sig_int);
+  uv_signal_init(loop, &sig_term);
+  uv_signal_start(&sig_int, on_signal, SIGINT);
+  uv_signal_start(&sig_term, on_signal, SIGTERM);
+
+  sfu_log(SFU_LOG_INFO, "sfud", "sfud %s up: %s; srtp %s", sfu_version(),
+          sfu_http_base_url(http), sfu_srtp_description());
+  if (cfg.api_key_generated || cfg.token_secret_generated) {
+    fprintf(stderr,
+            "\n  Development keys (set --api-key / --token-secret to choose your own):\n"
+            "    API key:      %s\n    token secret: %s\n\n"
+            "  Try:  curl -s -H 'Authorization: Bearer %s' -d '{}' %s/v1/rooms\n\n",
+            cfg.api_key, cfg.token_secret, cfg.api_key, sfu_http_base_url(http));
+  }
+  if (cfg.web_root[0])
+    fprintf(stderr, "  Demo page: %s/%s\n\n", sfu_http_base_url(http),
+            cfg.dev ? "" : "web/  (start with --dev 1 so it can mint tokens)");
+
+  uv_run(loop, UV_RUN_DEFAULT);
+  sfu_events_close(events); /* syncs what the last rooms reported */
+  sfu_supervisor_destroy(sup);
+  return 0;
+}

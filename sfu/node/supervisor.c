@@ -1,0 +1,620 @@
+/*
+ * supervisor.c -- spawn, watch and reap room processes.
+ *
+ * Life of a record:
+ *
+ *   spawn ──▶ STARTING ──"ready"──▶ RUNNING ──DELETE / "closing"──▶ CLOSING
+ *                │                     │                              │
+ *                └──── exit, kill, ────┴── silence > timeout          exit
+ *                      IPC failure         (SIGKILL)                   │
+ *                           │                                          ▼
+ *                           ▼                                   unlisted, freed
+ *                        CRASHED ── retention or DELETE ──▶ unlisted, freed
+ *
+ * A record is freed when it is unlisted *and* its two handles (process and
+ * IPC pipe) have closed; whichever happens last frees it. The exit callback
+ * is the only place that decides between a clean end and a crash: a room is
+ * clean when it was CLOSING (asked to, or announced it) — a room that exits
+ * by itself without announcing it, or is killed, crashed.
+ *
+ * One repeating timer (heartbeat_ms) does all periodic work: pings, the
+ * silence check, the SIGKILL deadline of closing rooms and the expiry of
+ * crashed records. Per room, that is one small JSON message per interval.
+ */
+#include <signal.h>
+#include <sys/socket.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/rand.h>
+
+#include "sfu/base/log.h"
+#include "sfu/base/sfu.h"
+#include "sfu/node/events.h"
+#include "sfu/node/spawner.h"
+#include "sfu/node/supervisor.h"
+
+struct sfu_supervisor_s {
+  uv_loop_t *loop;
+  const sfu_config_t *cfg;
+  sfu_metrics_t *metrics;
+  uv_timer_t tick;           /* heartbeat and housekeeping */
+  sfu_room_rec_t *rooms;     /* listed records */
+  int draining;              /* refuse new rooms */
+  int shutting_down;         /* shutdown() called */
+  void (*done)(sfu_supervisor_t *s, void *arg);
+  void *done_arg;
+  int tick_closed;
+  int records_alive;         /* allocated records, listed or not */
+  sfu_supervisor_hooks_t hooks; /* clients of rooms */
+  sfu_spawner_t *spawner;    /* the zygote, or NULL: exec rooms directly */
+  sfu_events_t *events;      /* the journal, or NULL */
+};
+
+void sfu_supervisor_set_events(sfu_supervisor_t *s, sfu_events_t *e) { s->events = e; }
+
+static void emit(sfu_room_rec_t *r, const char *type, json_t *fields) {
+  if (r->sup->events)
+    sfu_events_emit(r->sup->events, type, r->id, fields);
+  else
+    json_decref(fields);
+}
+
+void sfu_supervisor_set_hooks(sfu_supervisor_t *s, const sfu_supervisor_hooks_t *h) {
+  s->hooks = *h;
+}
+
+static void notify_gone(sfu_room_rec_t *r, int crashed) {
+  if (r->sup->hooks.room_gone) r->sup->hooks.room_gone(r->sup->hooks.arg, r, crashed);
+}
+
+const char *sfu_room_state_name(sfu_room_state_t st) {
+  switch (st) {
+  case SFU_ROOM_STARTING: return "starting";
+  case SFU_ROOM_RUNNING: return "running";
+  case SFU_ROOM_CLOSING: return "closing";
+  case SFU_ROOM_CRASHED: return "crashed";
+  }
+  return "unknown";
+}
+
+static int is_live(const sfu_room_rec_t *r) { return r->state != SFU_ROOM_CRASHED; }
+
+static void room_log(sfu_log_level_t lvl, const sfu_room_rec_t *r,
+                     const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void room_log(sfu_log_level_t lvl, const sfu_room_rec_t *r,
+                     const char *fmt, ...) {
+  char kv[96], msg[512];
+  va_list ap;
+  snprintf(kv, sizeof(kv), "room=%s pid=%d", r->id, r->pid);
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  sfu_log_kv(lvl, "supervisor", kv, "%s", msg);
+}
+
+static void maybe_done(sfu_supervisor_t *s);
+
+static void record_free(sfu_room_rec_t *r) {
+  sfu_supervisor_t *s = r->sup;
+  json_decref(r->metadata);
+  json_decref(r->stats);
+  json_decref(r->people);
+  json_decref(r->totals);
+  free(r);
+  s->records_alive--;
+  maybe_done(s);
+}
+
+static int is_listed(sfu_supervisor_t *s, sfu_room_rec_t *r) {
+  for (sfu_room_rec_t *p = s->rooms; p; p = p->next)
+    if (p == r) return 1;
+  return 0;
+}
+
+static void unlist(sfu_room_rec_t *r) {
+  sfu_supervisor_t *s = r->sup;
+  for (sfu_room_rec_t **pp = &s->rooms; *pp; pp = &(*pp)->next) {
+    if (*pp == r) {
+      *pp = r->next;
+      r->next = NULL;
+      break;
+    }
+  }
+  if (r->handles_open == 0) record_free(r);
+}
+
+static void handle_closed(sfu_room_rec_t *r) {
+  if (--r->handles_open == 0 && !is_listed(r->sup, r)) record_free(r);
+}
+
+static void on_proc_closed(uv_handle_t *h) { handle_closed(h->data); }
+static void on_ipc_closed(sfu_ipc_t *ipc) { handle_closed(ipc->data); }
+/* The pipe of a spawn that failed: never became a channel. */
+static void on_raw_pipe_closed(uv_handle_t *h) {
+  handle_closed(((sfu_ipc_t *)h->data)->data);
+}
+
+static void close_handles(sfu_room_rec_t *r) {
+  if (!r->via_zygote && !uv_is_closing((uv_handle_t *)&r->proc))
+    uv_close((uv_handle_t *)&r->proc, on_proc_closed);
+  sfu_ipc_close(&r->ipc, on_ipc_closed);
+}
+
+static void kill_room(sfu_room_rec_t *r, const char *reason) {
+  if (r->exited) return;
+  if (reason && r->end_reason[0] == '\0')
+    snprintf(r->end_reason, sizeof(r->end_reason), "%s", reason);
+  room_log(SFU_LOG_WARN, r, "killing room (%s)", reason ? reason : r->end_reason);
+  if (r->via_zygote)
+    kill(r->pid, SIGKILL);
+  else
+    uv_process_kill(&r->proc, SIGKILL);
+}
+
+/* The one place that decides between a clean end and a crash. */
+static void room_exited(sfu_room_rec_t *r, int64_t status, int term_signal) {
+  sfu_supervisor_t *s = r->sup;
+
+  r->exited = 1;
+  r->exit_status = status;
+  r->term_signal = term_signal;
+  if (r->state == SFU_ROOM_CLOSING) {
+    s->metrics->rooms_finished++;
+    room_log(status == 0 && term_signal == 0 ? SFU_LOG_INFO : SFU_LOG_WARN, r,
+             "room ended (%s), exit status %lld signal %d", r->end_reason,
+             (long long)status, term_signal);
+    notify_gone(r, 0);
+    emit(r, "room_finished", json_pack("{s:s, s:i, s:O, s:I}", "reason", r->end_reason,
+                                       "participants", r->sessions, "ms", r->totals,
+                                       "duration_ms", (json_int_t)(sfu_wall_ms() - r->created_wall_ms)));
+    close_handles(r);
+    unlist(r);
+    return;
+  }
+  if (r->end_reason[0] == '\0') {
+    if (term_signal)
+      snprintf(r->end_reason, sizeof(r->end_reason), "signal %d", term_signal);
+    else
+      snprintf(r->end_reason, sizeof(r->end_reason), "exit status %lld", (long long)status);
+  }
+  r->state = SFU_ROOM_CRASHED;
+  r->ended_wall_ms = sfu_wall_ms();
+  s->metrics->room_crashes++;
+  room_log(SFU_LOG_ERROR, r, "room crashed: %s (participants %d)", r->end_reason,
+           r->participants);
+  notify_gone(r, 1);
+  /* Their usage ends at the room's last checkpoint: nothing more to count,
+   * but every open session is closed, then the room. */
+  const char *sid;
+  json_t *who;
+  json_object_foreach(r->people, sid, who)
+    emit(r, "participant_left", json_pack("{s:O, s:s, s:s}", "participant", who, "sid", sid,
+                                          "reason", "room_crashed"));
+  json_object_clear(r->people);
+  emit(r, "room_crashed", json_pack("{s:s, s:I, s:i, s:i, s:O, s:I}", "end_reason",
+                                    r->end_reason, "exit_status", (json_int_t)status, "signal",
+                                    term_signal, "participants", r->sessions, "ms", r->totals,
+                                    "duration_ms",
+                                    (json_int_t)(sfu_wall_ms() - r->created_wall_ms)));
+  close_handles(r);
+  if (s->shutting_down || s->cfg->crashed_retention_s == 0) unlist(r);
+}
+
+static void on_exit_cb(uv_process_t *proc, int64_t status, int term_signal) {
+  room_exited(proc->data, status, term_signal);
+}
+
+static void on_zygote_exit(void *arg, int pid, int64_t status, int term_signal) {
+  sfu_supervisor_t *s = arg;
+  for (sfu_room_rec_t *r = s->rooms; r; r = r->next)
+    if (r->via_zygote && r->pid == pid && !r->exited) {
+      room_exited(r, status, term_signal);
+      return;
+    }
+}
+
+static void on_zygote_died(void *arg) {
+  sfu_supervisor_t *s = arg;
+  sfu_room_rec_t *r, *next;
+  for (r = s->rooms; r; r = next) {
+    next = r->next; /* room_exited may unlist */
+    if (!r->via_zygote || r->exited) continue;
+    /* Its rooms die with the zygote (PDEATHSIG), and their IPC may break
+     * before sfud hears of the zygote: the zygote's death is the cause. */
+    if (r->end_reason[0] == '\0' || strcmp(r->end_reason, "ipc_error") == 0)
+      snprintf(r->end_reason, sizeof(r->end_reason), "zygote_died");
+    room_exited(r, 0, SIGKILL);
+  }
+}
+
+static void start_closing(sfu_room_rec_t *r, const char *reason) {
+  r->state = SFU_ROOM_CLOSING;
+  if (r->end_reason[0] == '\0')
+    snprintf(r->end_reason, sizeof(r->end_reason), "%s", reason);
+  r->close_deadline_ms = sfu_now_ms() + (uint64_t)r->sup->cfg->shutdown_grace_ms;
+}
+
+static void on_ipc_msg(sfu_ipc_t *ipc, json_t *msg) {
+  sfu_room_rec_t *r = ipc->data;
+  sfu_supervisor_t *s = r->sup;
+  const char *type = json_string_value(json_object_get(msg, "type"));
+  json_t *p;
+
+  r->last_heard_ms = sfu_now_ms();
+  if (!type) {
+    s->metrics->ipc_bad_messages++;
+    return;
+  }
+  if ((p = json_object_get(msg, "participants")) && json_is_integer(p))
+    r->participants = (int)json_integer_value(p);
+  if (strcmp(type, "ready") == 0) {
+    if (r->state == SFU_ROOM_STARTING) {
+      r->state = SFU_ROOM_RUNNING;
+      r->ready_us = sfu_now_us();
+      double secs = (double)(r->ready_us - r->spawned_us) / 1e6;
+      sfu_histogram_observe(&s->metrics->spawn_seconds, secs);
+      room_log(SFU_LOG_INFO, r, "room ready in %.2f ms", secs * 1e3);
+    }
+  } else if (strcmp(type, "pong") == 0 || strcmp(type, "stats") == 0) {
+    json_decref(r->stats);
+    r->stats = json_incref(msg);
+    json_object_del(r->stats, "type");
+    json_object_del(r->stats, "seq");
+  } else if (strcmp(type, "usage") == 0) {
+    /* Usage checkpoints: counted here; the journal (docs/events.md) is
+     * where they are going. */
+    json_t *recs = json_object_get(msg, "records"), *rec;
+    size_t i;
+    s->metrics->usage_records += json_is_array(recs) ? json_array_size(recs) : 0;
+    json_array_foreach(recs, i, rec) {
+      const char *kind;
+      json_t *v;
+      json_object_foreach(json_object_get(rec, "ms"), kind, v) {
+        json_int_t sum = json_integer_value(json_object_get(r->totals, kind)) + json_integer_value(v);
+        json_object_set_new(r->totals, kind, json_integer(sum));
+      }
+      emit(r, "usage", json_pack("{s:O*, s:O*, s:O*, s:O*, s:O*, s:O*}", "participant",
+                                 json_object_get(rec, "identity"), "sid", json_object_get(rec, "sid"),
+                                 "period_start_ms", json_object_get(rec, "period_start_ms"),
+                                 "period_end_ms", json_object_get(rec, "period_end_ms"), "ms",
+                                 json_object_get(rec, "ms"), "final", json_object_get(rec, "final")));
+    }
+    if (sfu_log_enabled(SFU_LOG_DEBUG)) {
+      char *text = json_dumps(recs, JSON_COMPACT);
+      room_log(SFU_LOG_DEBUG, r, "usage %s", text ? text : "");
+      free(text);
+    }
+  } else if (strcmp(type, "event") == 0) {
+    json_t *ev = json_object_get(msg, "event");
+    const char *et = json_string_value(json_object_get(ev, "type"));
+    const char *sid = json_string_value(json_object_get(ev, "sid"));
+    if (!et || !sid) {
+      s->metrics->ipc_bad_messages++;
+      return;
+    }
+    if (strcmp(et, "participant_joined") == 0) {
+      json_object_set(r->people, sid, json_object_get(ev, "participant"));
+      r->sessions++;
+    }
+    else if (strcmp(et, "participant_left") == 0)
+      json_object_del(r->people, sid);
+    json_t *fields = json_deep_copy(ev);
+    json_object_del(fields, "type");
+    emit(r, et, fields);
+  } else if (strncmp(type, "client_", 7) == 0) {
+    if (s->hooks.room_msg) s->hooks.room_msg(s->hooks.arg, r, type, msg);
+  } else if (strcmp(type, "closing") == 0) {
+    const char *why = json_string_value(json_object_get(msg, "reason"));
+    if (r->state != SFU_ROOM_CLOSING) {
+      start_closing(r, why ? why : "room_closed");
+      room_log(SFU_LOG_INFO, r, "room is closing (%s)", r->end_reason);
+    }
+  } else {
+    s->metrics->ipc_bad_messages++;
+    room_log(SFU_LOG_WARN, r, "unknown IPC message type '%.32s'", type);
+  }
+}
+
+static void on_ipc_error(sfu_ipc_t *ipc, int err) {
+  sfu_room_rec_t *r = ipc->data;
+  if (err == 0 || r->exited) return; /* EOF: the exit callback follows */
+  r->sup->metrics->ipc_bad_messages++;
+  room_log(SFU_LOG_ERROR, r, "IPC channel failed: %s", sfu_strerror(err));
+  if (r->state != SFU_ROOM_CLOSING) kill_room(r, "ipc_error");
+}
+
+static int name_in_use(sfu_supervisor_t *s, const char *name) {
+  for (sfu_room_rec_t *r = s->rooms; r; r = r->next)
+    if (is_live(r) && r->name[0] && strcmp(r->name, name) == 0) return 1;
+  return 0;
+}
+
+/* Forks the room from the zygote; its IPC is a fresh socketpair. */
+static int spawn_forked(sfu_supervisor_t *s, sfu_room_rec_t *r, char **args) {
+  int sv[2], pid = 0, rv;
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return -errno;
+  rv = sfu_spawner_spawn(s->spawner, args, sv[1], &pid);
+  close(sv[1]);
+  if (rv == 0) rv = sfu_ipc_init(s->loop, &r->ipc, sv[0], on_ipc_msg, on_ipc_error);
+  if (rv != 0) {
+    if (pid > 0) kill(pid, SIGKILL); /* its exit is ignored: no record has it */
+    close(sv[0]);
+    sfu_log(SFU_LOG_WARN, "supervisor", "zygote spawn failed (%s); exec'ing the room",
+            sfu_strerror(rv));
+    return rv;
+  }
+  r->via_zygote = 1;
+  r->pid = pid;
+  r->handles_open = 1; /* the IPC pipe only */
+  return 0;
+}
+
+int sfu_supervisor_spawn(sfu_supervisor_t *s, sfu_room_req_t *req,
+                         sfu_room_rec_t **out) {
+  const sfu_config_t *cfg = s->cfg;
+  int live = 0, rv;
+
+  *out = NULL;
+  if (s->draining || s->shutting_down) return SFU_EDRAINING;
+  for (sfu_room_rec_t *r = s->rooms; r; r = r->next) live += is_live(r);
+  if (live >= cfg->max_rooms) return SFU_ECAPACITY;
+  if (req->name[0] && name_in_use(s, req->name)) return SFU_EEXIST;
+
+  sfu_room_rec_t *r = calloc(1, sizeof(*r));
+  if (!r) return SFU_ENOMEM;
+  s->records_alive++;
+  r->sup = s;
+  sfu_random_hex(r->id, "rm_", 8);
+  memcpy(r->name, req->name, sizeof(r->name));
+  r->max_participants = req->max_participants;
+  r->empty_timeout_s = req->empty_timeout_s;
+  r->metadata = req->metadata;
+  req->metadata = NULL;
+  r->state = SFU_ROOM_STARTING;
+  r->created_wall_ms = sfu_wall_ms();
+  r->people = json_object();
+  r->totals = json_object();
+
+  char a_max[16], a_empty[16], a_hb[16], a_pmin[8], a_pmax[8], a_usage[8];
+  snprintf(a_usage, sizeof(a_usage), "%d", cfg->usage_interval_s);
+  snprintf(a_pmin, sizeof(a_pmin), "%d", cfg->rtc_port_min);
+  snprintf(a_pmax, sizeof(a_pmax), "%d", cfg->rtc_port_max);
+  snprintf(a_max, sizeof(a_max), "%d", r->max_participants);
+  snprintf(a_empty, sizeof(a_empty), "%d", r->empty_timeout_s);
+  snprintf(a_hb, sizeof(a_hb), "%d", cfg->heartbeat_timeout_ms);
+  char *args[] = {(char *)cfg->room_binary, "--room-id", r->id,
+                  "--max-participants", a_max, "--empty-timeout-s", a_empty,
+                  "--parent-timeout-ms", a_hb, "--usage-interval-s", a_usage, "--log-level",
+                  (char *)cfg->log_level, "--rtc-addresses", (char *)cfg->rtc_addresses,
+                  "--rtc-port-min", a_pmin, "--rtc-port-max", a_pmax, "--rtc-announce",
+                  (char *)(cfg->rtc_announced_address[0] ? cfg->rtc_announced_address : "-"),
+                  NULL};
+  uv_stdio_container_t stdio[4];
+  stdio[0].flags = UV_IGNORE;
+  stdio[1].flags = UV_INHERIT_FD;
+  stdio[1].data.fd = 1;
+  stdio[2].flags = UV_INHERIT_FD;
+  stdio[2].data.fd = 2;
+  stdio[3].flags = UV_CREATE_PIPE | UV_READABLE_PIPE | UV_WRITABLE_PIPE;
+  stdio[3].data.stream = (uv_stream_t *)&r->ipc.pipe;
+  uv_process_options_t opt = {
+      .exit_cb = on_exit_cb,
+      .file = cfg->room_binary,
+      .args = args,
+      .stdio_count = 4,
+      .stdio = stdio,
+  };
+
+  r->ipc.data = r;
+  r->proc.data = r;
+  r->spawned_us = sfu_now_us();
+  if (sfu_spawner_alive(s->spawner) && spawn_forked(s, r, args) == 0) {
+    rv = 0;
+  } else {
+    uv_pipe_init(s->loop, &r->ipc.pipe, 0);
+    r->ipc.pipe.data = &r->ipc;
+    r->handles_open = 2;
+    rv = uv_spawn(s->loop, &r->proc, &opt);
+    if (rv != 0) {
+      s->metrics->spawn_failures++;
+      sfu_log(SFU_LOG_ERROR, "supervisor", "cannot spawn %s: %s", cfg->room_binary,
+              uv_strerror(rv));
+      uv_close((uv_handle_t *)&r->proc, on_proc_closed);
+      uv_close((uv_handle_t *)&r->ipc.pipe, on_raw_pipe_closed);
+      return rv;
+    }
+    r->pid = r->proc.pid;
+    rv = sfu_ipc_init(s->loop, &r->ipc, -1, on_ipc_msg, on_ipc_error);
+  }
+  r->last_heard_ms = sfu_now_ms();
+  r->next = s->rooms;
+  s->rooms = r;
+  s->metrics->rooms_created++;
+  if (rv != 0) {
+    room_log(SFU_LOG_ERROR, r, "cannot read IPC: %s", uv_strerror(rv));
+    kill_room(r, "ipc_error");
+  } else {
+    room_log(SFU_LOG_INFO, r, "room spawned (name '%s', max_participants %d)",
+             r->name, r->max_participants);
+    emit(r, "room_started", json_pack("{s:s, s:i}", "name", r->name, "max_participants",
+                                      r->max_participants));
+  }
+  *out = r;
+  return 0;
+}
+
+sfu_room_rec_t *sfu_supervisor_find(sfu_supervisor_t *s, const char *id) {
+  sfu_room_rec_t *by_name = NULL;
+  for (sfu_room_rec_t *r = s->rooms; r; r = r->next) {
+    if (strcmp(r->id, id) == 0) return r;
+    if (!by_name && is_live(r) && r->name[0] && strcmp(r->name, id) == 0) by_name = r;
+  }
+  return by_name;
+}
+
+int sfu_supervisor_send(sfu_room_rec_t *r, json_t *msg) {
+  if (r->exited || r->state == SFU_ROOM_CRASHED) return SFU_ECANCELED;
+  return sfu_ipc_send(&r->ipc, msg);
+}
+
+int sfu_supervisor_close_room(sfu_supervisor_t *s, sfu_room_rec_t *r,
+                              const char *reason) {
+  if (r->state == SFU_ROOM_CRASHED) {
+    unlist(r);
+    return 0;
+  }
+  if (r->state == SFU_ROOM_CLOSING) return 0;
+  start_closing(r, reason);
+  json_t *m = json_pack("{s:s, s:s}", "type", "shutdown", "reason", reason);
+  int rv = sfu_supervisor_send(r, m);
+  json_decref(m);
+  room_log(SFU_LOG_INFO, r, "asking room to close (%s)", reason);
+  if (rv != 0 || s->cfg->shutdown_grace_ms == 0) kill_room(r, NULL);
+  return 0;
+}
+
+static void on_tick(uv_timer_t *t) {
+  sfu_supervisor_t *s = t->data;
+  uint64_t now = sfu_now_ms();
+  int64_t wall = sfu_wall_ms();
+  sfu_room_rec_t *r, *next;
+
+  for (r = s->rooms; r; r = next) {
+    next = r->next; /* unlist() may free r */
+    switch (r->state) {
+    case SFU_ROOM_CRASHED:
+      if (wall - r->ended_wall_ms >= (int64_t)s->cfg->crashed_retention_s * 1000)
+        unlist(r);
+      break;
+    case SFU_ROOM_CLOSING:
+      if (now >= r->close_deadline_ms) kill_room(r, NULL);
+      break;
+    default:
+      if (now - r->last_heard_ms > (uint64_t)s->cfg->heartbeat_timeout_ms) {
+        s->metrics->heartbeat_kills++;
+        kill_room(r, "unresponsive");
+      } else {
+        json_t *m = json_pack("{s:s, s:I}", "type", "ping", "seq", (json_int_t)++r->ping_seq);
+        sfu_supervisor_send(r, m);
+        json_decref(m);
+      }
+    }
+  }
+}
+
+int sfu_supervisor_create(sfu_supervisor_t **out, uv_loop_t *loop,
+                          const sfu_config_t *cfg, sfu_metrics_t *metrics) {
+  sfu_supervisor_t *s = calloc(1, sizeof(*s));
+  *out = NULL;
+  if (!s) return SFU_ENOMEM;
+  s->loop = loop;
+  s->cfg = cfg;
+  s->metrics = metrics;
+  uv_timer_init(loop, &s->tick);
+  s->tick.data = s;
+  uv_timer_start(&s->tick, on_tick, (uint64_t)cfg->heartbeat_ms, (uint64_t)cfg->heartbeat_ms);
+  if (cfg->zygote) {
+    sfu_spawner_cb_t cb = {s, on_zygote_exit, on_zygote_died};
+    int rv = sfu_spawner_start(&s->spawner, loop, cfg->room_binary, &cb);
+    if (rv != 0)
+      sfu_log(SFU_LOG_WARN, "supervisor", "no zygote (%s): rooms are exec'd directly",
+              sfu_strerror(rv));
+  }
+  *out = s;
+  return 0;
+}
+
+void sfu_supervisor_set_draining(sfu_supervisor_t *s, int draining) {
+  if (s->draining != draining)
+    sfu_log(SFU_LOG_INFO, "supervisor", draining ? "node draining: no new rooms"
+                                                 : "node accepting rooms again");
+  s->draining = draining;
+}
+
+int sfu_supervisor_draining(const sfu_supervisor_t *s) { return s->draining; }
+
+void sfu_supervisor_counts(const sfu_supervisor_t *s, int *live, int *crashed,
+                           int *participants) {
+  *live = *crashed = *participants = 0;
+  for (const sfu_room_rec_t *r = s->rooms; r; r = r->next) {
+    if (is_live(r)) {
+      (*live)++;
+      *participants += r->participants;
+    } else {
+      (*crashed)++;
+    }
+  }
+}
+
+json_t *sfu_room_json(const sfu_room_rec_t *r, int detail) {
+  int64_t now = sfu_wall_ms();
+  json_t *j = json_pack("{s:s, s:s, s:i, s:I, s:I, s:i, s:i, s:i}",
+                        "room_id", r->id, "state", sfu_room_state_name(r->state),
+                        "pid", r->pid, "created_at_ms", (json_int_t)r->created_wall_ms,
+                        "uptime_s", (json_int_t)((now - r->created_wall_ms) / 1000),
+                        "participants", r->participants, "max_participants",
+                        r->max_participants, "empty_timeout_s", r->empty_timeout_s);
+  if (r->name[0]) json_object_set_new(j, "name", json_string(r->name));
+  if (r->metadata) json_object_set(j, "metadata", r->metadata);
+  if (r->end_reason[0]) json_object_set_new(j, "end_reason", json_string(r->end_reason));
+  if (r->state == SFU_ROOM_CRASHED)
+    json_object_set_new(j, "exit", json_pack("{s:I, s:i, s:I}", "status",
+                                             (json_int_t)r->exit_status, "signal",
+                                             r->term_signal, "at_ms",
+                                             (json_int_t)r->ended_wall_ms));
+  if (detail) {
+    if (r->ready_us)
+      json_object_set_new(j, "spawn_ms", json_real((double)(r->ready_us - r->spawned_us) / 1e3));
+    json_object_set_new(j, "ipc", json_pack("{s:I, s:I, s:I}", "messages_in",
+                                            (json_int_t)r->ipc.msgs_in, "messages_out",
+                                            (json_int_t)r->ipc.msgs_out, "bad_messages",
+                                            (json_int_t)r->ipc.bad_msgs));
+    if (r->stats) json_object_set(j, "stats", r->stats);
+  }
+  return j;
+}
+
+json_t *sfu_supervisor_list_json(sfu_supervisor_t *s) {
+  json_t *a = json_array();
+  for (sfu_room_rec_t *r = s->rooms; r; r = r->next) json_array_append_new(a, sfu_room_json(r, 0));
+  return a;
+}
+
+static void on_tick_closed(uv_handle_t *h) {
+  sfu_supervisor_t *s = h->data;
+  sfu_spawner_stop(s->spawner);
+  s->spawner = NULL;
+  s->tick_closed = 1;
+  if (s->done) s->done(s, s->done_arg);
+}
+
+static void maybe_done(sfu_supervisor_t *s) {
+  if (!s->shutting_down || s->records_alive > 0 || uv_is_closing((uv_handle_t *)&s->tick))
+    return;
+  uv_close((uv_handle_t *)&s->tick, on_tick_closed);
+}
+
+void sfu_supervisor_shutdown(sfu_supervisor_t *s,
+                             void (*done)(sfu_supervisor_t *s, void *arg),
+                             void *arg) {
+  sfu_room_rec_t *r, *next;
+  s->shutting_down = 1;
+  s->done = done;
+  s->done_arg = arg;
+  for (r = s->rooms; r; r = next) {
+    next = r->next;
+    if (r->state == SFU_ROOM_CRASHED)
+      unlist(r);
+    else
+      sfu_supervisor_close_room(s, r, "node_shutdown");
+  }
+  /* Closing rooms get their grace period from the tick; check at once in
+   * case nothing was left. */
+  maybe_done(s);
+}
+
+void sfu_supervisor_destroy(sfu_supervisor_t *s) { free(s); }

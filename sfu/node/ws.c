@@ -1,0 +1,375 @@
+/*
+ * ws.c -- client signaling sessions on h2o's WebSocket (wslay).
+ *
+ * A session moves AWAIT_JOIN -> JOINING -> JOINED -> (closed). sfud checks
+ * the join token itself (signature, expiry, room) and never looks into SDP:
+ * once a session is joining, every client message is wrapped as
+ *
+ *   {"type":"client_msg","session":N,"msg":{...}}
+ *   {"type":"client_msg","all":true,"except":N,"msg":{...}}  (N = 0: none)
+ *
+ * and sent to the room over IPC; the room answers the same way and sfud
+ * writes "msg" to the socket. sfud handles only `join`, `ping` and `leave`.
+ *
+ * Re-entrancy. h2o calls our message callback from inside
+ * h2o_websocket_proceed(), and the close callback (arg == NULL) from there
+ * too, after which the connection must be freed. So nothing here calls
+ * proceed directly: sending queues the frame in wslay and marks the session
+ * dirty; a uv_idle handle flushes dirty sessions once per loop turn (which
+ * also batches several messages into one write). A session is freed only in
+ * the close callback, and is first removed from the dirty list.
+ *
+ * Bounds: frames <= 64 KiB (wslay closes with 1009 beyond), at most 1 MiB
+ * queued to a slow client (then it is closed), sessions per room are
+ * bounded by the room's max_participants (the room refuses the join).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <h2o/websocket.h>
+
+#include "sfu/base/log.h"
+#include "sfu/base/sfu.h"
+#include "signaling/message.h"
+#include "signaling/token.h"
+#include "sfu/node/ws.h"
+
+typedef enum { WS_AWAIT_JOIN, WS_JOINING, WS_JOINED, WS_CLOSING } ws_state_t;
+
+typedef struct session_s session_t;
+struct session_s {
+  sfu_ws_t *ws;                  /* owner */
+  h2o_websocket_conn_t *conn;    /* the socket; NULL once closed */
+  uint32_t id;                   /* IPC address of this session */
+  ws_state_t state;              /* see above */
+  sfu_room_rec_t *room;          /* joined room; NULL when it is gone */
+  char identity[SFU_TOKEN_MAX_ID + 1];
+  uint64_t opened_ms;            /* for the join timeout */
+  uint64_t last_rx_ms;           /* for the idle timeout */
+  double tokens;                 /* rate limit: messages that may come now */
+  uint64_t limited_ms;           /* last rate_limited error sent */
+  int dirty;                     /* on the flush list */
+  session_t *next;               /* all sessions */
+  session_t *next_dirty;         /* flush list */
+};
+
+struct sfu_ws_s {
+  uv_loop_t *loop;
+  const sfu_config_t *cfg;
+  sfu_supervisor_t *sup;
+  uv_idle_t flush;               /* runs while sessions are dirty */
+  uv_timer_t tick;               /* timeouts, once a second */
+  session_t *sessions;
+  session_t *dirty;
+  uint32_t next_id;
+  int count;
+};
+
+/* --- output ------------------------------------------------------------- */
+
+static void on_flush(uv_idle_t *h);
+
+static void mark_dirty(session_t *s) {
+  if (s->dirty || !s->conn) return;
+  s->dirty = 1;
+  s->next_dirty = s->ws->dirty;
+  s->ws->dirty = s;
+  uv_idle_start(&s->ws->flush, on_flush);
+}
+
+static void close_session(session_t *s, int code, const char *reason);
+
+static void send_text(session_t *s, const char *text, size_t len) {
+  if (!s->conn || s->state == WS_CLOSING) return;
+  if (wslay_event_get_queued_msg_length(s->conn->ws_ctx) + len > SFU_WS_MAX_QUEUED) {
+    sfu_log(SFU_LOG_WARN, "ws", "session %u (%s): client too slow, closing", s->id, s->identity);
+    close_session(s, 1008, "send queue overflow");
+    return;
+  }
+  struct wslay_event_msg m = {WSLAY_TEXT_FRAME, (const uint8_t *)text, len};
+  wslay_event_queue_msg(s->conn->ws_ctx, &m);
+  mark_dirty(s);
+}
+
+static void send_json(session_t *s, json_t *j) {
+  char *text = json_dumps(j, JSON_COMPACT);
+  json_decref(j);
+  if (text) send_text(s, text, strlen(text));
+  free(text);
+}
+
+static void send_error(session_t *s, json_t *id, const char *code, const char *msg) {
+  json_t *j = json_pack("{s:s, s:s, s:s}", "type", "error", "code", code, "message", msg);
+  if (id) json_object_set(j, "id", id);
+  send_json(s, j);
+}
+
+static void tell_room(session_t *s, const char *type, json_t *extra) {
+  if (!s->room) {
+    json_decref(extra);
+    return;
+  }
+  json_t *m = json_pack("{s:s, s:I}", "type", type, "session", (json_int_t)s->id);
+  if (extra) json_object_update(m, extra);
+  json_decref(extra);
+  int rv = sfu_supervisor_send(s->room, m);
+  json_decref(m);
+  if (rv != 0 && rv != SFU_ECANCELED)
+    sfu_log(SFU_LOG_WARN, "ws", "session %u: cannot reach room %s: %s", s->id, s->room->id,
+            sfu_strerror(rv));
+}
+
+static void close_session(session_t *s, int code, const char *reason) {
+  if (!s->conn || s->state == WS_CLOSING) return;
+  if (s->state == WS_JOINING || s->state == WS_JOINED)
+    tell_room(s, "client_gone", json_pack("{s:s}", "reason", code == 1000 ? "left" : code == SFU_WS_HEARTBEAT_TIMEOUT ? "timeout" : "closed"));
+  s->state = WS_CLOSING;
+  s->room = NULL;
+  wslay_event_queue_close(s->conn->ws_ctx, (uint16_t)code, (const uint8_t *)reason,
+                          strlen(reason));
+  mark_dirty(s);
+}
+
+static void on_flush(uv_idle_t *h) {
+  sfu_ws_t *ws = h->data;
+  while (ws->dirty) {
+    session_t *s = ws->dirty;
+    ws->dirty = s->next_dirty;
+    s->dirty = 0;
+    if (s->conn && s->conn->sock) h2o_websocket_proceed(s->conn); /* may free s */
+  }
+  uv_idle_stop(h);
+}
+
+/* --- input -------------------------------------------------------------- */
+
+static int join_close_code(int err) {
+  switch (err) {
+  case SFU_EEXPIRED: return SFU_WS_TOKEN_EXPIRED;
+  case SFU_EWRONGROOM: return SFU_WS_WRONG_ROOM;
+  default: return SFU_WS_INVALID_TOKEN;
+  }
+}
+
+static void on_join(session_t *s, const sfu_msg_t *m) {
+  sfu_ws_t *ws = s->ws;
+  sfu_token_claims_t c;
+  const char *why = NULL;
+  char reason[120];
+
+  int rv = sfu_token_verify((const uint8_t *)ws->cfg->token_secret, strlen(ws->cfg->token_secret),
+                            m->token, NULL, sfu_wall_ms() / 1000, &c, &why);
+  if (rv != 0) {
+    snprintf(reason, sizeof(reason), "%s: %s", rv == SFU_EEXPIRED ? "token expired" : "invalid token",
+             why ? why : sfu_strerror(rv));
+    close_session(s, join_close_code(rv), reason);
+    return;
+  }
+  sfu_room_rec_t *r = sfu_supervisor_find(ws->sup, m->room);
+  if (!r || r->state == SFU_ROOM_CRASHED || r->state == SFU_ROOM_CLOSING) {
+    close_session(s, SFU_WS_ROOM_NOT_FOUND, "room not found");
+    return;
+  }
+  if (strcmp(c.room, r->id) != 0) {
+    close_session(s, SFU_WS_WRONG_ROOM, "token is for another room");
+    return;
+  }
+  s->room = r;
+  s->state = WS_JOINING;
+  memcpy(s->identity, c.identity, sizeof(s->identity));
+  tell_room(s, "client_join",
+            json_pack("{s:s, s:s, s:i, s:s, s:O*}", "identity", c.identity, "name", c.name,
+                      "grants", (int)c.grants, "jti", c.jti, "id", m->id));
+  sfu_log(SFU_LOG_INFO, "ws", "session %u: %s joining room %s", s->id, c.identity, r->id);
+}
+
+#define RATE_PER_S 50.0  /* messages per second, sustained */
+#define RATE_BURST 100.0 /* messages at once */
+
+/* Token bucket per session; a message beyond it is answered and dropped. */
+static int rate_ok(session_t *s, uint64_t now_ms) {
+  s->tokens += (double)(now_ms - s->last_rx_ms) * RATE_PER_S / 1000.0;
+  if (s->tokens > RATE_BURST) s->tokens = RATE_BURST;
+  if (s->tokens < 1.0) return 0;
+  s->tokens -= 1.0;
+  return 1;
+}
+
+static void on_text(session_t *s, const uint8_t *data, size_t len) {
+  json_error_t jerr;
+  json_t *msg = json_loadb((const char *)data, len, JSON_REJECT_DUPLICATES, &jerr);
+  const char *code, *why;
+  char reason[120];
+  sfu_msg_t m;
+
+  if (sfu_msg_parse(msg, &m, &code, &why) != 0) {
+    if (s->state == WS_AWAIT_JOIN) {
+      snprintf(reason, sizeof(reason), "bad request: %s", msg ? why : "not JSON");
+      close_session(s, SFU_WS_BAD_REQUEST, reason);
+    } else {
+      send_error(s, json_is_object(msg) ? json_object_get(msg, "id") : NULL, code,
+                 msg ? why : jerr.text);
+    }
+  } else if (m.type == SFU_MSG_PING) {
+    json_t *p = json_pack("{s:s}", "type", "pong");
+    if (m.id) json_object_set(p, "id", m.id);
+    send_json(s, p);
+  } else if (s->state == WS_AWAIT_JOIN) {
+    if (m.type == SFU_MSG_JOIN)
+      on_join(s, &m);
+    else
+      close_session(s, SFU_WS_BAD_REQUEST, "bad request: first message must be a join");
+  } else if (m.type == SFU_MSG_JOIN) {
+    send_error(s, m.id, "bad_message", "already joined");
+  } else if (m.type == SFU_MSG_LEAVE) {
+    close_session(s, 1000, "left");
+  } else {
+    tell_room(s, "client_msg", json_pack("{s:O}", "msg", msg));
+  }
+  json_decref(msg);
+}
+
+static void unlink_session(session_t *s) {
+  sfu_ws_t *ws = s->ws;
+  for (session_t **pp = &ws->sessions; *pp; pp = &(*pp)->next)
+    if (*pp == s) {
+      *pp = s->next;
+      break;
+    }
+  for (session_t **pp = &ws->dirty; *pp; pp = &(*pp)->next_dirty)
+    if (*pp == s) {
+      *pp = s->next_dirty;
+      break;
+    }
+  ws->count--;
+}
+
+static void on_ws(h2o_websocket_conn_t *conn, const struct wslay_event_on_msg_recv_arg *arg) {
+  session_t *s = conn->data;
+  if (arg == NULL) { /* closed: the socket is gone */
+    if (s->state == WS_JOINING || s->state == WS_JOINED)
+      tell_room(s, "client_gone", json_pack("{s:s}", "reason", "disconnected"));
+    h2o_websocket_close(conn);
+    s->conn = NULL;
+    unlink_session(s);
+    free(s);
+    return;
+  }
+  uint64_t now = sfu_now_ms();
+  int ok = rate_ok(s, now);
+  s->last_rx_ms = now;
+  if (!ok) { /* dropped; told at most once a second */
+    if (now - s->limited_ms >= 1000) {
+      s->limited_ms = now;
+      send_error(s, NULL, "rate_limited", "too many messages: dropping them");
+    }
+    return;
+  }
+  if (arg->opcode == WSLAY_TEXT_FRAME)
+    on_text(s, arg->msg, arg->msg_length);
+  else if (arg->opcode == WSLAY_BINARY_FRAME)
+    send_error(s, NULL, "bad_message", "binary frames are not used");
+  /* pings/pongs/close are handled by wslay */
+}
+
+/* --- room side ---------------------------------------------------------- */
+
+static session_t *find_session(sfu_ws_t *ws, json_t *msg) {
+  json_t *v = json_object_get(msg, "session");
+  if (!json_is_integer(v)) return NULL;
+  for (session_t *s = ws->sessions; s; s = s->next)
+    if (s->id == (uint32_t)json_integer_value(v)) return s;
+  return NULL;
+}
+
+void sfu_ws_on_room_msg(sfu_ws_t *ws, sfu_room_rec_t *r, const char *type, json_t *msg) {
+  if (strcmp(type, "client_msg") == 0 && json_is_true(json_object_get(msg, "all"))) {
+    /* to everyone in the room but "except" (0: nobody) */
+    json_t *m = json_object_get(msg, "msg");
+    json_int_t except = json_integer_value(json_object_get(msg, "except"));
+    if (!json_is_object(m)) return;
+    for (session_t *s = ws->sessions; s; s = s->next)
+      if (s->room == r && s->state == WS_JOINED && s->id != (uint32_t)except)
+        send_json(s, json_incref(m));
+    return;
+  }
+  session_t *s = find_session(ws, msg);
+  if (!s || s->room != r) return; /* the client left meanwhile */
+  if (strcmp(type, "client_msg") == 0) {
+    json_t *m = json_object_get(msg, "msg");
+    if (!json_is_object(m)) return;
+    const char *t = json_string_value(json_object_get(m, "type"));
+    if (t && strcmp(t, "welcome") == 0 && s->state == WS_JOINING) s->state = WS_JOINED;
+    send_json(s, json_incref(m));
+  } else if (strcmp(type, "client_close") == 0) {
+    json_int_t code = json_integer_value(json_object_get(msg, "code"));
+    const char *reason = json_string_value(json_object_get(msg, "reason"));
+    s->room = NULL; /* the room already dropped it: no client_gone */
+    close_session(s, code >= 1000 && code < 5000 ? (int)code : 1011, reason ? reason : "");
+  }
+}
+
+void sfu_ws_on_room_gone(sfu_ws_t *ws, sfu_room_rec_t *r, int code, const char *reason) {
+  for (session_t *s = ws->sessions; s; s = s->next) {
+    if (s->room != r) continue;
+    s->room = NULL;
+    s->state = WS_AWAIT_JOIN; /* nothing to tell the room */
+    close_session(s, code, reason);
+  }
+}
+
+void sfu_ws_close_all(sfu_ws_t *ws, int code, const char *reason) {
+  for (session_t *s = ws->sessions; s; s = s->next) close_session(s, code, reason);
+}
+
+int sfu_ws_session_count(const sfu_ws_t *ws) { return ws->count; }
+
+/* --- set-up ------------------------------------------------------------- */
+
+static void on_tick(uv_timer_t *t) {
+  sfu_ws_t *ws = t->data;
+  uint64_t now = sfu_now_ms();
+  for (session_t *s = ws->sessions; s; s = s->next) {
+    if (s->state == WS_AWAIT_JOIN && now - s->opened_ms > SFU_WS_JOIN_TIMEOUT_MS)
+      close_session(s, SFU_WS_JOIN_TIMEOUT, "join timeout");
+    else if (s->state != WS_CLOSING && now - s->last_rx_ms > SFU_WS_IDLE_TIMEOUT_MS)
+      close_session(s, SFU_WS_HEARTBEAT_TIMEOUT, "heartbeat timeout");
+  }
+}
+
+int sfu_ws_create(sfu_ws_t **out, uv_loop_t *loop, const sfu_config_t *cfg,
+                  sfu_supervisor_t *sup) {
+  sfu_ws_t *ws = calloc(1, sizeof(*ws));
+  *out = NULL;
+  if (!ws) return SFU_ENOMEM;
+  ws->loop = loop;
+  ws->cfg = cfg;
+  ws->sup = sup;
+  uv_idle_init(loop, &ws->flush);
+  ws->flush.data = ws;
+  uv_timer_init(loop, &ws->tick);
+  ws->tick.data = ws;
+  uv_timer_start(&ws->tick, on_tick, 1000, 1000);
+  uv_unref((uv_handle_t *)&ws->tick);
+  *out = ws;
+  return 0;
+}
+
+int sfu_ws_handle(sfu_ws_t *ws, h2o_req_t *req) {
+  const char *key;
+  if (h2o_is_websocket_handshake(req, &key) != 0 || key == NULL) return -1;
+  session_t *s = calloc(1, sizeof(*s));
+  if (!s) return -1;
+  s->ws = ws;
+  s->id = ++ws->next_id;
+  s->state = WS_AWAIT_JOIN;
+  s->opened_ms = s->last_rx_ms = sfu_now_ms();
+  s->tokens = RATE_BURST;
+  s->next = ws->sessions;
+  ws->sessions = s;
+  ws->count++;
+  s->conn = h2o_upgrade_to_websocket(req, key, s, on_ws);
+  wslay_event_config_set_max_recv_msg_length(s->conn->ws_ctx, SFU_WS_MAX_MSG);
+  return 0;
+}

@@ -1,0 +1,50 @@
+/*
+ * ws.h -- client signaling sessions: WebSocket on h2o, authenticated by a
+ * join token, relayed to the room process over IPC (docs/signaling.md).
+ */
+#ifndef SFU_SIGNALING_WS_H
+#define SFU_SIGNALING_WS_H
+
+#include <h2o.h>
+#include <jansson.h>
+#include <uv.h>
+
+#include "sfu/node/config.h"
+#include "sfu/node/supervisor.h"
+
+typedef struct sfu_ws_s sfu_ws_t;
+
+/* WebSocket close codes of docs/signaling.md. */
+enum {
+  SFU_WS_BAD_REQUEST = 4000,
+  SFU_WS_INVALID_TOKEN = 4001,
+  SFU_WS_TOKEN_EXPIRED = 4002,
+  SFU_WS_WRONG_ROOM = 4003,
+  SFU_WS_ROOM_NOT_FOUND = 4004,
+  SFU_WS_ROOM_FULL = 4005,
+  SFU_WS_JOIN_TIMEOUT = 4008,
+  SFU_WS_REPLACED = 4009,
+  SFU_WS_ROOM_CLOSED = 4010,
+  SFU_WS_ROOM_CRASHED = 4011,
+  SFU_WS_KICKED = 4012,
+  SFU_WS_HEARTBEAT_TIMEOUT = 4013,
+};
+
+#define SFU_WS_MAX_MSG 65536          /* largest client frame */
+#define SFU_WS_MAX_QUEUED (1u << 20)  /* bytes queued to a slow client */
+#define SFU_WS_JOIN_TIMEOUT_MS 10000
+#define SFU_WS_IDLE_TIMEOUT_MS 30000
+
+int sfu_ws_create(sfu_ws_t **out, uv_loop_t *loop, const sfu_config_t *cfg,
+                  sfu_supervisor_t *sup);
+/* Handles GET /v1/rtc: upgrades or answers an HTTP error. */
+int sfu_ws_handle(sfu_ws_t *ws, h2o_req_t *req);
+/* Room -> client traffic, from the supervisor's IPC handler. */
+void sfu_ws_on_room_msg(sfu_ws_t *ws, sfu_room_rec_t *r, const char *type, json_t *msg);
+/* The room ended: close its sessions with `code`. */
+void sfu_ws_on_room_gone(sfu_ws_t *ws, sfu_room_rec_t *r, int code, const char *reason);
+/* Counts for /metrics and /v1/node. */
+int sfu_ws_session_count(const sfu_ws_t *ws);
+void sfu_ws_close_all(sfu_ws_t *ws, int code, const char *reason);
+
+#endif

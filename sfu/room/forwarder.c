@@ -1,0 +1,753 @@
+/*
+ * forwarder.c -- the packet path of a room (docs/internals/media.md).
+ *
+ * RTP from a publisher (already decrypted in place by its transport):
+ *
+ *   parse view -> its track and layer (by SSRC; learnt from the rid
+ *   extension or the first packet when the SDP named none; RTX packets are
+ *   turned back into the original) -> receive statistics ->
+ *
+ *   audio: speaking level (RFC 6464 extension, else a libopus decode of the
+ *   payload) -> unless server-muted, for each negotiated down-track: copy
+ *   header (subscriber's pt, seq, room-unique SSRC; extensions dropped) and
+ *   payload into the room's scratch buffer, SRTP-protect in place with the
+ *   subscriber's keys, send;
+ *
+ *   video: NACK generator, payload inspection (keyframe, picture id) ->
+ *   for each down-track whose current layer this is (or whose target layer
+ *   starts here with a keyframe): the same copy with rewritten sequence
+ *   number, timestamp and VP8 picture ids, kept in its retransmission
+ *   cache, protected, sent.
+ *
+ * One scratch buffer serves every copy: each is protected and handed to the
+ * socket before the next is built, so nothing is allocated or queued per
+ * packet (a video down-track's cache is allocated once, at its first
+ * packet). Sequence numbers continue across server mutes and layer
+ * switches, so a subscriber sees one stream.
+ *
+ * RTCP is terminated: the SFU reads publishers' sender reports (for LSR/DLSR
+ * and lip sync) and subscribers' feedback (PLI/FIR -> throttled PLI to the
+ * publisher; NACK -> retransmission; REMB -> layer choice), and sends its
+ * own RR per layer and a REMB cap to each publisher, an SR per down-track,
+ * and NACKs upstream for what publishers' video lost on the way.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/rand.h>
+
+#include "sfu/base/log.h"
+#include "sfu/room/room.h"
+#include "sfu/media/rtcp.h"
+#include "sfu/base/sfu.h"
+
+#define SPEAKING_EVENT_MIN_MS 200
+#define PLI_INTERVAL_MS 500    /* keyframe requests per publisher layer */
+#define RTX_SLOTS 512          /* retransmission cache per video down-track */
+#define RTX_BYTES (256 << 10)   /* ~1.4 s at 1.5 Mb/s */
+#define RTX_MAX_AGE_MS 3000   /* a NACK may come only with the next gap (aiortc) */
+#define PUBLISH_MAX_BPS 4000000 /* REMB to video publishers */
+#define NACK_RETRY_MS 40       /* upstream: 10 tries over 400 ms */
+#define REMB_FRESH_MS 3000     /* layer choice: see bandwidth_bound() */
+#define CONGESTED_MS 2000
+#define DOWN_HOLD_MS 8000
+#define UP_HOLD_MS 4000
+#define SETTLE_MS 5000
+
+static uint64_t wall_us(void) { return (uint64_t)sfu_wall_ms() * 1000; }
+
+/* --- tracks -------------------------------------------------------------- */
+
+sfu_track_t *sfu_track_create(sfu_participant_t *owner) {
+  sfu_track_t *t = calloc(1, sizeof(*t));
+  if (!t) return NULL;
+  sfu_random_hex(t->id, "TR_", 8);
+  t->owner = owner;
+  do
+    RAND_bytes((unsigned char *)&t->out_ssrc, sizeof(t->out_ssrc));
+  while (t->out_ssrc == 0);
+  do
+    RAND_bytes((unsigned char *)&t->out_rtx_ssrc, sizeof(t->out_rtx_ssrc));
+  while (t->out_rtx_ssrc == 0 || t->out_rtx_ssrc == t->out_ssrc);
+  t->rtx_pt = -1;
+  sfu_speaking_init(&t->speaking);
+  return t;
+}
+
+void sfu_track_destroy(sfu_track_t *t) {
+  if (!t) return;
+  if (t->meter) sfu_opus_meter_destroy(t->meter);
+  for (int k = 0; k < t->nlayers; k++) free(t->layers[k].nack);
+  free(t->down);
+  free(t);
+}
+
+void sfu_downtrack_free(sfu_downtrack_t *d) {
+  if (!d) return;
+  if (d->cache) {
+    sfu_rtx_cache_free(d->cache);
+    free(d->cache);
+  }
+  free(d);
+}
+
+int sfu_track_add_down(sfu_track_t *t, sfu_downtrack_t *d) {
+  if (t->ndown == t->capdown) {
+    int cap = t->capdown ? t->capdown * 2 : 8;
+    sfu_downtrack_t **a = realloc(t->down, (size_t)cap * sizeof(*a));
+    if (!a) return SFU_ENOMEM;
+    t->down = a;
+    t->capdown = cap;
+  }
+  t->down[t->ndown++] = d;
+  return 0;
+}
+
+/* --- RTP in ------------------------------------------------------------------ */
+
+static void update_rx(sfu_rx_stats_t *rx, const sfu_rtp_t *r, uint64_t now_us, int clock) {
+  uint64_t ext = sfu_seq_unwrap(&rx->unwrap, r->seq);
+  int64_t arrival = (int64_t)(now_us * (uint64_t)clock / 1000000);
+  int64_t transit = arrival - (int64_t)r->ts;
+  if (rx->packets == 0) {
+    rx->base_seq = rx->max_seq = ext;
+  } else {
+    int64_t d = transit - rx->last_transit;
+    if (d < 0) d = -d;
+    rx->jitter += ((double)d - rx->jitter) / 16.0;
+    if (ext > rx->max_seq) rx->max_seq = ext;
+  }
+  rx->last_transit = transit;
+  rx->packets++;
+  rx->bytes += r->payload_len;
+}
+
+static void update_speaking(sfu_room_t *room, sfu_track_t *t, const sfu_rtp_t *r,
+                            uint64_t now_ms) {
+  int voice = -1, level = -1;
+  if (t->level_ext && sfu_rtp_audio_level(r, t->level_ext, &voice, &level) == 1) {
+    /* The client measures for us. Its V bit is ignored: it means something
+     * only with vad=on, and some senders (aiortc) always set it to 0. */
+    voice = -1;
+  } else {
+    if (!t->meter && sfu_opus_meter_create(&t->meter) != 0) return;
+    level = sfu_opus_meter_feed(t->meter, r->data + r->payload_off, r->payload_len);
+    if (level < 0) return;
+  }
+  if (sfu_speaking_update(&t->speaking, level, voice, now_ms)) room->speaking_dirty = 1;
+}
+
+static const uint8_t no_ext[15]; /* down-tracks negotiate no extensions */
+
+/* A packet's string-valued extension (rid, repaired rid) equals `rid`. */
+static int ext_is(const sfu_rtp_t *r, int id, const char *rid) {
+  char v[16];
+  return id && sfu_rtp_ext_mid(r, id, v, sizeof(v)) > 0 && strcmp(v, rid) == 0;
+}
+
+/* The layer a packet is of, or -1; *rtx says it is a repair (RFC 4588)
+ * packet. SSRCs the SDP did not give are learnt: a simulcast layer's from
+ * the rid extension, a single layer's from the first packet of its type. */
+static int classify(sfu_track_t *t, const sfu_rtp_t *r, int *rtx) {
+  if (!t) return -1;
+  for (int k = 0; k < t->nlayers; k++) {
+    sfu_layer_t *l = &t->layers[k];
+    if (l->ssrc == r->ssrc && r->pt == t->pt) return *rtx = 0, k;
+    if (l->rtx_ssrc == r->ssrc && r->pt == t->rtx_pt && t->rtx_pt >= 0) return *rtx = 1, k;
+  }
+  int is_rtx = t->rtx_pt >= 0 && r->pt == t->rtx_pt;
+  if (r->pt != t->pt && !is_rtx) return -1;
+  for (int k = 0; k < t->nlayers; k++) {
+    sfu_layer_t *l = &t->layers[k];
+    uint32_t *slot = is_rtx ? &l->rtx_ssrc : &l->ssrc;
+    if (*slot) continue;
+    if (l->rid[0] ? ext_is(r, is_rtx ? t->rrid_ext : t->rid_ext, l->rid) : t->nlayers == 1) {
+      *slot = r->ssrc;
+      return *rtx = is_rtx, k;
+    }
+  }
+  return -1;
+}
+
+/* Asks the publisher for a keyframe of layer k (PLI), at most every
+ * PLI_INTERVAL_MS per layer; later asks within that time are counted and
+ * dropped (the keyframe underway serves them too). */
+void sfu_fwd_request_keyframe(sfu_room_t *room, sfu_track_t *t, int k) {
+  if (!t || k < 0 || k >= t->nlayers) return;
+  sfu_layer_t *l = &t->layers[k];
+  sfu_participant_t *p = t->owner;
+  uint64_t now = sfu_now_ms();
+  if (!l->ssrc || !p->transport || !sfu_transport_ready(p->transport)) return;
+  if (l->last_pli_ms && now - l->last_pli_ms < PLI_INTERVAL_MS) {
+    room->c.plis_throttled++;
+    return;
+  }
+  l->last_pli_ms = now;
+  int n = sfu_rtcp_write_pli(room->scratch, sizeof(room->scratch) - SFU_SRTP_TRAILER,
+                             p->rtcp_ssrc, l->ssrc);
+  if (n > 0 && sfu_transport_send_rtcp(p->transport, room->scratch, (size_t)n,
+                                       sizeof(room->scratch)) == 0) {
+    room->c.plis_sent++;
+    room->c.rtcp_out++;
+  }
+}
+
+static void forward_audio(sfu_room_t *room, sfu_track_t *t, const sfu_rtp_t *r) {
+  uint64_t wall = 0;
+  for (int i = 0; i < t->ndown; i++) {
+    sfu_downtrack_t *d = t->down[i];
+    sfu_transport_t *tp = d->sub->transport;
+    if (!d->negotiated || !tp || !sfu_transport_ready(tp)) continue;
+    if (!d->started || d->resync) {
+      d->seq_offset = d->started ? (uint16_t)(d->last_seq + 1 - r->seq) : 0;
+      d->started = 1;
+      d->resync = 0;
+    }
+    uint16_t seq = (uint16_t)(r->seq + d->seq_offset);
+    int n = sfu_rtp_forward_copy(r, d->pt, seq, r->ts, d->ssrc, no_ext, room->scratch,
+                                 sizeof(room->scratch) - SFU_SRTP_TRAILER);
+    if (n < 0 || sfu_transport_send_rtp(tp, room->scratch, (size_t)n, sizeof(room->scratch))) {
+      room->c.drop_send++;
+      continue;
+    }
+    room->c.rtp_out++;
+    if ((int16_t)(seq - d->last_seq) > 0 || d->packets == 0) {
+      d->last_seq = seq;
+      d->last_ts = r->ts;
+      d->last_send_us = wall ? wall : (wall = wall_us());
+    }
+    d->packets++;
+    d->octets += r->payload_len;
+  }
+}
+
+/* d starts on layer k at this packet, or switches to it: sequence numbers,
+ * timestamps and VP8 picture ids continue from what d last sent. */
+static void rebase(sfu_room_t *room, sfu_downtrack_t *d, int k, const sfu_rtp_t *r,
+                   const sfu_video_info_t *vi, uint64_t now_wall_us) {
+  if (d->started) {
+    d->seq_offset = (uint16_t)(d->last_seq + 1 - r->seq);
+    uint64_t gap = (now_wall_us - d->last_send_us) * (uint64_t)d->codec.clock / 1000000;
+    d->ts_offset = d->last_ts + (uint32_t)(gap ? gap : 1) - r->ts;
+    d->pid_offset = d->last_pid >= 0 && vi->picture_id >= 0 ? d->last_pid + 1 - vi->picture_id : 0;
+    d->tl0_offset = d->last_tl0 >= 0 && vi->tl0picidx >= 0 ? d->last_tl0 + 1 - vi->tl0picidx : 0;
+    d->switches++;
+    room->c.layer_switches++;
+  }
+  d->started = 1;
+  d->layer = k;
+  d->layer_ms = sfu_now_ms();
+}
+
+/* Adds the abs-send-time extension (id, our send time: 6.18 fixed-point
+ * seconds, 24 bits) to a forward copy that has none: 8 more bytes. */
+static int add_abs_send_time(uint8_t *pkt, int n, size_t cap, int id, uint64_t now_us) {
+  if ((size_t)n + 8 > cap || (pkt[0] & 0x10)) return n;
+  size_t hl = 12 + 4 * (size_t)(pkt[0] & 0x0f);
+  memmove(pkt + hl + 8, pkt + hl, (size_t)n - hl);
+  uint32_t v = (uint32_t)(((now_us << 18) / 1000000) & 0xffffff);
+  uint8_t *e = pkt + hl;
+  e[0] = 0xBE, e[1] = 0xDE, e[2] = 0, e[3] = 1; /* one-byte form, one word */
+  e[4] = (uint8_t)(id << 4 | 2);                 /* 3 bytes */
+  e[5] = (uint8_t)(v >> 16), e[6] = (uint8_t)(v >> 8), e[7] = (uint8_t)v;
+  pkt[0] |= 0x10;
+  return n + 8;
+}
+
+static void forward_video(sfu_room_t *room, sfu_track_t *t, int k, const sfu_rtp_t *r,
+                          const sfu_video_info_t *vi, int have_vi) {
+  int key = have_vi && vi->keyframe && vi->begins_frame;
+  int vp8 = have_vi && vi->picture_id >= 0 && t->nlayers > 1 && t->parse == sfu_vp8_parse;
+  uint64_t now_us = sfu_now_us(), wall = wall_us(), now_ms = now_us / 1000;
+  for (int i = 0; i < t->ndown; i++) {
+    sfu_downtrack_t *d = t->down[i];
+    sfu_transport_t *tp = d->sub->transport;
+    if (!d->negotiated || d->paused || !tp || !sfu_transport_ready(tp)) continue;
+    if (d->layer != k) {
+      /* One layer per subscriber; another only from its keyframe on. A
+       * single-layer stream starts at once (the subscriber's decoder asks
+       * for a keyframe itself if it needs one). */
+      if (k != d->target || (!key && (t->nlayers > 1 || d->layer >= 0))) continue;
+      rebase(room, d, k, r, vi, wall);
+      d->keyed = 0;
+    }
+    if (key) d->keyed = 1;
+    uint16_t seq = (uint16_t)(r->seq + d->seq_offset);
+    uint32_t ts = r->ts + d->ts_offset;
+    size_t cap = sizeof(room->scratch) - SFU_SRTP_TRAILER;
+    int n = sfu_rtp_forward_copy(r, d->pt, seq, ts, d->ssrc, no_ext, room->scratch, cap);
+    if (n < 0) {
+      room->c.drop_send++;
+      continue;
+    }
+    if (d->abs_ext) n = add_abs_send_time(room->scratch, n, cap, d->abs_ext, now_us);
+    if (vp8) {
+      int pid = vi->picture_id + d->pid_offset;
+      int tl0 = vi->tl0picidx >= 0 ? vi->tl0picidx + d->tl0_offset : -1;
+      sfu_vp8_rewrite(room->scratch + n - r->payload_len, r->payload_len, pid & 0x7fff,
+                      tl0 >= 0 ? tl0 & 0xff : -1);
+      d->last_pid = pid & 0x7fff;
+      if (tl0 >= 0) d->last_tl0 = tl0 & 0xff;
+    } else if (have_vi) {
+      d->last_pid = vi->picture_id;
+      d->last_tl0 = vi->tl0picidx;
+    }
+    if (!d->cache && (d->cache = calloc(1, sizeof(*d->cache))) != NULL &&
+        sfu_rtx_cache_init(d->cache, RTX_SLOTS, RTX_BYTES, RTX_MAX_AGE_MS) != 0) {
+      free(d->cache);
+      d->cache = NULL;
+    }
+    if (d->cache) sfu_rtx_cache_put(d->cache, room->scratch, (size_t)n, seq, now_ms);
+    if (sfu_transport_send_rtp(tp, room->scratch, (size_t)n, sizeof(room->scratch))) {
+      room->c.drop_send++;
+      continue;
+    }
+    room->c.rtp_out++;
+    if ((int16_t)(seq - d->last_seq) > 0 || d->packets == 0) {
+      d->last_seq = seq;
+      d->last_ts = ts;
+      d->last_send_us = wall;
+    }
+    d->packets++;
+    d->octets += r->payload_len;
+  }
+}
+
+static void note_layer(sfu_room_t *room, sfu_layer_t *l, const sfu_rtp_t *r,
+                       const sfu_video_info_t *vi, int have_vi, sfu_track_t *t, uint64_t now_ms) {
+  l->last_ms = now_ms;
+  if (have_vi && vi->keyframe && vi->begins_frame) {
+    l->last_keyframe_ms = now_ms;
+    t->keyframes++;
+    room->c.keyframes_in++;
+    if (vi->width > 0) {
+      l->width = vi->width;
+      l->height = vi->height;
+    }
+  }
+  if (now_ms - l->win_start_ms >= 1000) {
+    l->bitrate_bps = l->win_start_ms ? (uint32_t)(l->win_bytes * 8000 / (now_ms - l->win_start_ms)) : 0;
+    l->win_start_ms = now_ms;
+    l->win_bytes = 0;
+  }
+  l->win_bytes += r->len;
+}
+
+void sfu_fwd_on_rtp(sfu_room_t *room, sfu_participant_t *p, uint8_t *buf, size_t len) {
+  sfu_rtp_t r;
+  sfu_track_t *t = NULL;
+  int k = -1, rtx = 0;
+
+  if (sfu_rtp_parse(buf, len, &r) != 0) {
+    room->c.drop_malformed++;
+    return;
+  }
+  room->c.rtp_in++;
+  if (room->rec.w) sfu_recorder_packet(&room->rec, p->number, buf, len);
+  if ((k = classify(p->audio, &r, &rtx)) >= 0)
+    t = p->audio;
+  else if ((k = classify(p->video, &r, &rtx)) >= 0)
+    t = p->video;
+  if (!t) { /* FEC, padding probes on unknown streams, strangers */
+    room->c.drop_unknown_ssrc++;
+    return;
+  }
+  sfu_layer_t *l = &t->layers[k];
+  if (rtx) { /* a retransmission we asked for: back to the original */
+    int n = sfu_rtx_unwrap(buf, len, t->pt, l->ssrc);
+    if (n <= 0 || sfu_rtp_parse(buf, (size_t)n, &r) != 0) {
+      if (n == 0) /* a padding-only probe: nothing to restore */
+        room->c.drop_rtx_probe++;
+      else
+        room->c.drop_malformed++;
+      return;
+    }
+    room->c.rtx_in++;
+  }
+  uint64_t now_us = sfu_now_us();
+  if (t->kind == SFU_KIND_AUDIO) {
+    update_rx(&l->rx, &r, now_us, t->codec.clock);
+    update_speaking(room, t, &r, now_us / 1000);
+    if (p->server_muted) {
+      room->c.drop_muted++;
+      t->dropped_muted++;
+      return;
+    }
+    forward_audio(room, t, &r);
+    return;
+  }
+  if (!rtx) update_rx(&l->rx, &r, now_us, t->codec.clock);
+  if (!l->nack && (l->nack = calloc(1, sizeof(*l->nack))) != NULL) {
+    sfu_nack_gen_init(l->nack);
+    l->nack->retry_ms = NACK_RETRY_MS;
+  }
+  if (l->nack && sfu_nack_gen_feed(l->nack, r.seq, now_us / 1000) == SFU_NACK_RESET)
+    sfu_fwd_request_keyframe(room, t, k); /* a jump too big to repair */
+  sfu_video_info_t vi;
+  int have_vi = t->parse && t->parse(r.data + r.payload_off, r.payload_len, &vi) == 0;
+  note_layer(room, l, &r, &vi, have_vi, t, now_us / 1000);
+  forward_video(room, t, k, &r, &vi, have_vi);
+}
+
+/* --- RTCP in ------------------------------------------------------------ */
+
+static sfu_layer_t *layer_of_ssrc(sfu_participant_t *p, uint32_t ssrc) {
+  sfu_track_t *ts[2] = {p->audio, p->video};
+  for (int i = 0; i < 2; i++)
+    for (int k = 0; ts[i] && k < ts[i]->nlayers; k++)
+      if (ts[i]->layers[k].ssrc == ssrc && ssrc) return &ts[i]->layers[k];
+  return NULL;
+}
+
+/* A publisher's sender report: kept for LSR/DLSR in our receiver reports
+ * and to translate into the sender reports subscribers get (lip sync). */
+static void on_sender_report(sfu_participant_t *p, const sfu_rtcp_hdr_t *h) {
+  sfu_rtcp_sr_t sr;
+  sfu_layer_t *l = layer_of_ssrc(p, h->ssrc);
+  if (!l || sfu_rtcp_parse_sr(h, &sr) != 0) return;
+  l->rx.sr_ntp_mid = sfu_ntp_mid32(sr.ntp);
+  l->rx.sr_arrival_us = sfu_now_us();
+  l->sr_ntp = sr.ntp;
+  l->sr_rtp = sr.rtp_ts;
+}
+
+static sfu_downtrack_t *down_of_ssrc(sfu_participant_t *p, uint32_t ssrc) {
+  for (int i = 0; i < p->ndown; i++)
+    if (p->down[i]->ssrc == ssrc && p->down[i]->track) return p->down[i];
+  return NULL;
+}
+
+/* NACKed packets d still has: resent, as RTX when negotiated. */
+static void answer_nack(sfu_room_t *room, sfu_downtrack_t *d, const uint16_t *seqs, int n) {
+  sfu_transport_t *tp = d->sub->transport;
+  uint64_t now = sfu_now_ms();
+  for (int i = 0; i < n && d->cache; i++) {
+    const uint8_t *pkt;
+    int len = sfu_rtx_cache_get(d->cache, seqs[i], now, &pkt);
+    if (len <= 0) continue;
+    size_t cap = sizeof(room->scratch) - SFU_SRTP_TRAILER;
+    int m;
+    if (d->rtx_pt >= 0 && d->track) {
+      m = sfu_rtx_wrap(pkt, (size_t)len, (uint8_t)d->rtx_pt, d->track->out_rtx_ssrc,
+                       d->rtx_seq, room->scratch, cap);
+      if (m > 0) d->rtx_seq++;
+    } else {
+      m = (size_t)len <= cap ? len : -1;
+      if (m > 0) memcpy(room->scratch, pkt, (size_t)len);
+    }
+    if (m > 0 && sfu_transport_send_rtp(tp, room->scratch, (size_t)m, sizeof(room->scratch)) == 0) {
+      d->retransmitted++;
+      room->c.rtx_out++;
+    }
+  }
+}
+
+/* Feedback from a subscriber about one of its down-tracks: keyframe
+ * requests go to the publisher (throttled), NACKs are answered from the
+ * down-track's cache, REMB bounds the layer it gets. */
+static void on_feedback(sfu_room_t *room, sfu_participant_t *p, const sfu_rtcp_hdr_t *h) {
+  uint32_t ssrcs[8], media = 0, sender;
+  uint8_t seqnrs[8];
+  uint16_t seqs[256];
+  uint64_t bps;
+  sfu_downtrack_t *d;
+  int n;
+
+  switch (sfu_rtcp_fb_kind(h)) {
+  case SFU_RTCP_FB_REMB:
+    if ((n = sfu_rtcp_parse_remb(h, &bps, ssrcs, 8)) < 0) break;
+    for (int i = 0; i < n; i++)
+      if ((d = down_of_ssrc(p, ssrcs[i])) != NULL)
+        d->remb_bps = bps > UINT32_MAX ? UINT32_MAX : (uint32_t)bps, d->remb_ms = sfu_now_ms();
+    return;
+  case SFU_RTCP_FB_PLI:
+  case SFU_RTCP_FB_FIR:
+    if (sfu_rtcp_fb_kind(h) == SFU_RTCP_FB_PLI) {
+      if (sfu_rtcp_parse_pli(h, &sender, &media) != 0) break;
+    } else {
+      if (sfu_rtcp_parse_fir(h, ssrcs, seqnrs, 8) <= 0) break;
+      media = ssrcs[0];
+    }
+    d = down_of_ssrc(p, media);
+    if (!d || d->kind != SFU_KIND_VIDEO) return;
+    d->plis_received++;
+    room->c.plis_received++;
+    sfu_fwd_request_keyframe(room, d->track, d->layer >= 0 ? d->layer : d->target);
+    return;
+  case SFU_RTCP_FB_NACK:
+    if ((n = sfu_rtcp_parse_nack(h, &media, seqs, 256)) <= 0) break;
+    if ((d = down_of_ssrc(p, media)) == NULL) return;
+    d->nacks_received++;
+    room->c.nacks_received++;
+    answer_nack(room, d, seqs, n);
+    return;
+  default: /* TWCC (no send-side estimator yet), TMMBR, SLI, RPSI, ... */
+    return;
+  }
+  room->c.drop_malformed++;
+}
+
+/* Every FB_INTERVAL_MS: NACKs to publishers for what their video lost on
+ * the way to us (sfu/media/nack.c decides what is due, with retry limits). */
+void sfu_fwd_feedback_tick(sfu_room_t *room, uint64_t now_ms) {
+  uint16_t seqs[64];
+  for (sfu_participant_t *p = room->participants; p; p = p->next) {
+    sfu_track_t *t = p->video;
+    if (!t || !p->transport || !sfu_transport_ready(p->transport)) continue;
+    for (int k = 0; k < t->nlayers; k++) {
+      sfu_layer_t *l = &t->layers[k];
+      if (!l->nack || !l->ssrc) continue;
+      uint64_t given_up = l->nack->given_up;
+      int n = sfu_nack_gen_due(l->nack, now_ms, 0, seqs, 64);
+      /* A packet that will not come: subscribers stall on the frame until
+       * the next keyframe, so ask for it now. */
+      if (l->nack->given_up > given_up) sfu_fwd_request_keyframe(room, t, k);
+      if (n <= 0) continue;
+      int m = sfu_rtcp_write_nack(room->scratch, sizeof(room->scratch) - SFU_SRTP_TRAILER,
+                                  p->rtcp_ssrc, l->ssrc, seqs, n);
+      if (m > 0 && sfu_transport_send_rtcp(p->transport, room->scratch, (size_t)m,
+                                           sizeof(room->scratch)) == 0) {
+        t->nacks_sent++;
+        room->c.nacks_sent++;
+        room->c.rtcp_out++;
+      }
+    }
+  }
+}
+
+
+void sfu_fwd_on_rtcp(sfu_room_t *room, sfu_participant_t *p, uint8_t *buf, size_t len) {
+  sfu_rtcp_iter_t it;
+  sfu_rtcp_hdr_t h;
+  int rv;
+
+  room->c.rtcp_in++;
+  if (room->rec.w) sfu_recorder_packet(&room->rec, p->number, buf, len);
+  sfu_rtcp_iter_init(&it, buf, len);
+  while ((rv = sfu_rtcp_next(&it, &h)) == 1) {
+    if (h.pt == 200) {
+      on_sender_report(p, &h);
+    } else if (h.pt == 205 || h.pt == 206) {
+      on_feedback(room, p, &h);
+    }
+    /* RR, SDES, BYE, XR: nothing to do */
+  }
+  if (rv < 0) room->c.drop_malformed++;
+}
+
+/* --- simulcast layer choice ---------------------------------------------- */
+
+/* Layers from lowest to highest resolution: by the sizes seen in their
+ * keyframes once all are known, else in the order the publisher listed
+ * them (the demo client lists them low to high, as Chromium's own does). */
+static int layer_order(const sfu_track_t *t, int order[SFU_MAX_LAYERS]) {
+  int n = t->nlayers, known = 1;
+  for (int k = 0; k < n; k++) {
+    order[k] = k;
+    known &= t->layers[k].height > 0;
+  }
+  for (int i = 1; known && i < n; i++)
+    for (int j = i; j > 0 && t->layers[order[j]].height < t->layers[order[j - 1]].height; j--) {
+      int x = order[j];
+      order[j] = order[j - 1];
+      order[j - 1] = x;
+    }
+  return n;
+}
+
+/* The bandwidth bound on d's layer, from its REMB: a simple estimator.
+ * Receivers' estimators never report much above what they receive (about
+ * 1.5x), so a REMB says something only when it is *below* the current
+ * layer's bitrate: congestion. Sustained for CONGESTED_MS, d's bound
+ * steps one layer down and stays there for DOWN_HOLD_MS; afterwards, with
+ * no congestion, it steps up one layer every UP_HOLD_MS (the next layer
+ * is tried, and congestion there brings it back). A REMB older than
+ * REMB_FRESH_MS counts for nothing, and none is judged for SETTLE_MS
+ * after d started on a layer (a receiver's estimate takes seconds to follow
+ * a new rate, and it decays while a video is paused). */
+static void bandwidth_bound(sfu_downtrack_t *d, const sfu_track_t *t, const int *order, int n,
+                            uint64_t now_ms) {
+  int rank = 0;
+  for (int i = 0; i < n; i++)
+    if (order[i] == d->layer) rank = i;
+  uint32_t cur = d->layer >= 0 ? t->layers[d->layer].bitrate_bps : 0;
+  int fresh = d->remb_bps && now_ms - d->remb_ms < REMB_FRESH_MS;
+  if (d->layer < 0) return; /* paused or not started: nothing to judge */
+  if (now_ms - d->layer_ms < SETTLE_MS) { /* its estimator follows the new rate */
+    d->congested_ms = 0;
+    return;
+  }
+  if (fresh && cur && (uint64_t)d->remb_bps * 100 < (uint64_t)cur * 85) {
+    if (!d->congested_ms) d->congested_ms = now_ms;
+    if (now_ms - d->congested_ms >= CONGESTED_MS && rank > 0) {
+      d->bw_cap = rank - 1;
+      d->bw_hold_ms = now_ms + DOWN_HOLD_MS;
+      d->congested_ms = 0;
+    }
+    return;
+  }
+  d->congested_ms = 0;
+  if (d->bw_cap < n - 1 && now_ms >= d->bw_hold_ms) {
+    d->bw_cap++;
+    d->bw_hold_ms = now_ms + UP_HOLD_MS;
+  }
+}
+
+/* The layer d should get: the highest that the subscriber asked for
+ * (quality, max height), that its bandwidth bound allows, and that the
+ * publisher sends now (a packet in the last second). */
+static int want_layer(sfu_track_t *t, sfu_downtrack_t *d, uint64_t now_ms) {
+  int order[SFU_MAX_LAYERS], n = layer_order(t, order), best = -1;
+  bandwidth_bound(d, t, order, n, now_ms);
+  for (int i = 0; i < n; i++) {
+    const sfu_layer_t *l = &t->layers[order[i]];
+    int live = l->ssrc && l->last_ms && now_ms - l->last_ms < 1000;
+    if (!live) continue;
+    if (best >= 0 && (i > d->max_layer || i > d->bw_cap ||
+                      (d->max_height && l->height > d->max_height)))
+      break;
+    best = order[i];
+  }
+  return best >= 0 ? best : d->target;
+}
+
+void sfu_fwd_layers_tick(sfu_room_t *room, uint64_t now_ms) {
+  for (sfu_participant_t *p = room->participants; p; p = p->next)
+    for (int i = 0; i < p->ndown; i++) {
+      sfu_downtrack_t *d = p->down[i];
+      sfu_track_t *t = d->track;
+      if (!t || t->kind != SFU_KIND_VIDEO || !d->negotiated) continue;
+      if (d->paused) {
+        d->layer = -1; /* resumes at a keyframe, numbering continued */
+        continue;
+      }
+      if (t->nlayers > 1) d->target = want_layer(t, d, now_ms);
+      /* A switch waits for a keyframe of the target; a subscriber that
+       * started mid-stream cannot decode before one. */
+      if (d->target != d->layer || !d->keyed) sfu_fwd_request_keyframe(room, t, d->target);
+    }
+}
+
+/* --- RTCP out ------------------------------------------------------------ */
+
+static void send_rtcp(sfu_room_t *room, sfu_participant_t *p, int n) {
+  if (n <= 0) return;
+  if (sfu_transport_send_rtcp(p->transport, room->scratch, (size_t)n, sizeof(room->scratch)))
+    room->c.drop_send++;
+  else
+    room->c.rtcp_out++;
+}
+
+static void receiver_report(sfu_room_t *room, sfu_participant_t *p, sfu_layer_t *l) {
+  sfu_rx_stats_t *rx = &l->rx;
+  sfu_rtcp_report_t rb;
+  uint64_t expected = rx->max_seq - rx->base_seq + 1;
+  uint64_t exp_int = expected - rx->expected_prior, rec_int = rx->packets - rx->received_prior;
+  int64_t lost_int = (int64_t)exp_int - (int64_t)rec_int;
+  int64_t lost = (int64_t)expected - (int64_t)rx->packets;
+
+  memset(&rb, 0, sizeof(rb));
+  rb.ssrc = l->ssrc;
+  rb.fraction_lost = exp_int && lost_int > 0 ? (uint8_t)((lost_int << 8) / (int64_t)exp_int) : 0;
+  rb.cumulative_lost = (int32_t)(lost > 0x7fffff ? 0x7fffff : lost < -0x800000 ? -0x800000 : lost);
+  rb.ext_highest_seq = sfu_seq_rtcp_ext(rx->max_seq);
+  rb.jitter = (uint32_t)rx->jitter;
+  if (rx->sr_arrival_us) {
+    rb.lsr = rx->sr_ntp_mid;
+    rb.dlsr = (uint32_t)((sfu_now_us() - rx->sr_arrival_us) * 65536 / 1000000);
+  }
+  rx->expected_prior = expected;
+  rx->received_prior = rx->packets;
+  int n = sfu_rtcp_write_rr(room->scratch, sizeof(room->scratch) - SFU_SRTP_TRAILER,
+                            p->rtcp_ssrc, &rb, 1);
+  if (n > 0) {
+    int m = sfu_rtcp_write_sdes_cname(room->scratch + n,
+                                      sizeof(room->scratch) - SFU_SRTP_TRAILER - (size_t)n,
+                                      p->rtcp_ssrc, "sfu");
+    send_rtcp(room, p, m > 0 ? n + m : n);
+  }
+}
+
+static void sender_report(sfu_room_t *room, sfu_participant_t *p, sfu_downtrack_t *d,
+                          uint64_t now_wall_us) {
+  sfu_rtcp_sr_t sr;
+  memset(&sr, 0, sizeof(sr));
+  sr.ssrc = d->ssrc;
+  const sfu_layer_t *l = d->track && d->track->nlayers
+                             ? &d->track->layers[d->layer >= 0 ? d->layer : 0] : NULL;
+  if (l && l->rx.sr_arrival_us) {
+    /* The publisher's clock mapping, carried over: the subscriber aligns
+     * this track with the publisher's others (lip sync) as if direct. */
+    uint64_t el = sfu_now_us() - l->rx.sr_arrival_us;
+    sr.ntp = l->sr_ntp + (el << 32) / 1000000;
+    sr.rtp_ts = l->sr_rtp + (uint32_t)(el * (uint64_t)d->codec.clock / 1000000) +
+                (d->kind == SFU_KIND_VIDEO ? d->ts_offset : 0);
+  } else {
+    sr.ntp = sfu_ntp_from_us((int64_t)now_wall_us);
+    sr.rtp_ts = d->last_ts +
+                (uint32_t)((now_wall_us - d->last_send_us) * (uint64_t)d->codec.clock / 1000000);
+  }
+  sr.packets = (uint32_t)d->packets;
+  sr.octets = (uint32_t)d->octets;
+  size_t cap = sizeof(room->scratch) - SFU_SRTP_TRAILER;
+  int n = sfu_rtcp_write_sr(room->scratch, cap, &sr);
+  if (n > 0) {
+    int m = sfu_rtcp_write_sdes_cname(room->scratch + n, cap - (size_t)n, d->ssrc, d->owner_sid);
+    send_rtcp(room, p, m > 0 ? n + m : n);
+  }
+}
+
+/* REMB to a video publisher: the most the room takes from it. It bounds
+ * the publisher's own estimate (which still backs off on loss), so that a
+ * browser does not wait for its slow loss-based ramp-up before it sends
+ * its top simulcast layer. */
+static void publisher_remb(sfu_room_t *room, sfu_participant_t *p) {
+  uint32_t ssrcs[SFU_MAX_LAYERS];
+  int n = 0;
+  for (int k = 0; k < p->video->nlayers; k++)
+    if (p->video->layers[k].ssrc) ssrcs[n++] = p->video->layers[k].ssrc;
+  if (n == 0) return;
+  send_rtcp(room, p, sfu_rtcp_write_remb(room->scratch, sizeof(room->scratch) - SFU_SRTP_TRAILER,
+                                         p->rtcp_ssrc, PUBLISH_MAX_BPS, ssrcs, n));
+}
+
+void sfu_fwd_send_reports(sfu_room_t *room) {
+  uint64_t now = wall_us();
+  for (sfu_participant_t *p = room->participants; p; p = p->next) {
+    if (!p->transport || !sfu_transport_ready(p->transport)) continue;
+    if (p->video) publisher_remb(room, p);
+    sfu_track_t *ts[2] = {p->audio, p->video};
+    for (int i = 0; i < 2; i++)
+      for (int k = 0; ts[i] && k < ts[i]->nlayers; k++)
+        if (ts[i]->layers[k].rx.packets) receiver_report(room, p, &ts[i]->layers[k]);
+    for (int i = 0; i < p->ndown; i++)
+      if (p->down[i]->negotiated && p->down[i]->packets) sender_report(room, p, p->down[i], now);
+  }
+}
+
+/* --- speaking ------------------------------------------------------------ */
+
+void sfu_fwd_speaking_tick(sfu_room_t *room, uint64_t now_ms) {
+  for (sfu_participant_t *p = room->participants; p; p = p->next)
+    if (p->audio && sfu_speaking_tick(&p->audio->speaking, now_ms)) room->speaking_dirty = 1;
+  if (!room->speaking_dirty || now_ms - room->last_speaking_ms < SPEAKING_EVENT_MIN_MS) return;
+  int changed = 0;
+  json_t *speakers = json_array();
+  for (sfu_participant_t *p = room->participants; p; p = p->next) {
+    int on = p->audio && !p->server_muted && sfu_speaking_active(&p->audio->speaking);
+    changed |= on != p->speaking;
+    p->speaking = on;
+    if (on)
+      json_array_append_new(speakers, json_pack("{s:s, s:s, s:f}", "sid", p->sid, "identity",
+                                                p->identity,
+                                                "level", (double)sfu_speaking_level(&p->audio->speaking)));
+  }
+  room->speaking_dirty = 0;
+  if (!changed) {
+    json_decref(speakers);
+    return;
+  }
+  room->last_speaking_ms = now_ms;
+  sfu_room_broadcast(room, NULL, json_pack("{s:s, s:o}", "type", "speaking", "speakers", speakers));
+}

@@ -1,0 +1,175 @@
+/*
+ * participant.h -- media objects of a room: participants, the tracks they
+ * publish, and the down-tracks that carry a track to one subscriber.
+ *
+ * Ownership is a tree: room -> participant -> {transport, tracks,
+ * downtracks}. A track knows the down-tracks that forward it (one per
+ * subscriber); a down-track points back at its track, and the pointer is
+ * cleared when the track goes away (the m-line then turns inactive at the
+ * next negotiation). Nothing here is shared between threads.
+ *
+ * Memory: a participant is one allocation plus its transport; a track keeps
+ * a grow-only array of down-track pointers, bounded by max_participants.
+ */
+#ifndef SFU_PARTICIPANT_H
+#define SFU_PARTICIPANT_H
+
+#include <stdint.h>
+
+#include "codecs/opus.h"
+#include "codecs/video.h"
+#include "codecs/vp8.h"
+#include "sfu/media/nack.h"
+#include "sfu/media/rtp.h"
+#include "sfu/media/speaking.h"
+#include "sfu/net/transport.h"
+#include "sfu/room/usage.h"
+#include "signaling/sdp.h"
+
+typedef struct sfu_participant_s sfu_participant_t;
+typedef struct sfu_downtrack_s sfu_downtrack_t;
+
+/* Receive statistics of an inbound stream (RFC 3550 A.3, A.8). */
+typedef struct sfu_rx_stats_s {
+  sfu_seq_unwrap_t unwrap;   /* extended sequence numbers */
+  uint64_t base_seq;         /* first extended seq */
+  uint64_t max_seq;          /* highest extended seq */
+  uint64_t packets, bytes;   /* received */
+  uint64_t expected_prior;   /* at the last report */
+  uint64_t received_prior;   /* at the last report */
+  double jitter;             /* in RTP timestamp units */
+  int64_t last_transit;      /* arrival - rtp ts, in ts units */
+  uint32_t sr_ntp_mid;       /* middle 32 bits of the last SR's NTP time */
+  uint64_t sr_arrival_us;    /* when it arrived */
+} sfu_rx_stats_t;
+
+typedef enum { SFU_KIND_AUDIO, SFU_KIND_VIDEO } sfu_kind_t;
+
+#define SFU_MAX_LAYERS 3        /* simulcast encodings of a video track */
+
+/* One encoding a publisher sends for a track: the only one, or one
+ * simulcast layer (by rid, or by a=ssrc-group:SIM). */
+typedef struct sfu_layer_s {
+  char rid[16];                 /* simulcast rid, "" without */
+  uint32_t ssrc;                /* 0 until known (SDP or first packet) */
+  uint32_t rtx_ssrc;            /* its RFC 4588 repair stream, 0 if none yet */
+  sfu_rx_stats_t rx;            /* receive statistics */
+  int width, height;            /* from its latest keyframe; 0 = not seen */
+  uint64_t last_keyframe_ms;
+  uint64_t last_ms;             /* last packet */
+  uint64_t last_pli_ms;         /* keyframe requests are throttled per layer */
+  uint64_t win_bytes, win_start_ms; /* bitrate measurement window */
+  uint32_t bitrate_bps;         /* over the last full window */
+  uint32_t sr_rtp;              /* last sender report: RTP time ... */
+  uint64_t sr_ntp;              /* ... and NTP time of it */
+  sfu_nack_gen_t *nack;         /* losses to NACK upstream (video), lazily */
+} sfu_layer_t;
+
+/* A published track (inbound): one audio (Opus) and one video track per
+ * participant. Video is forwarded in the publisher's codec, one simulcast
+ * layer per subscriber. */
+typedef struct sfu_track_s {
+  char id[24];                  /* "TR_<hex>" */
+  sfu_participant_t *owner;     /* publisher */
+  sfu_kind_t kind;
+  char mid[32];                 /* publisher's mid */
+  uint8_t pt;                   /* publisher's payload type */
+  int rtx_pt;                   /* its RTX payload type, -1 = none */
+  sfu_sdp_codec_t codec;        /* as the publisher offered it (fb bits cleared) */
+  sfu_video_parse_fn parse;     /* its payload inspector (video), set at publish */
+  int level_ext;                /* publisher's audio-level extension id, 0 = none */
+  int rid_ext, rrid_ext;        /* rtp-stream-id / repaired-rtp-stream-id ids */
+  sfu_layer_t layers[SFU_MAX_LAYERS];
+  int nlayers;                  /* 1, or the simulcast layers offered */
+  uint32_t out_ssrc;            /* room-unique SSRC toward subscribers */
+  uint32_t out_rtx_ssrc;        /* and of its RTX stream (video) */
+  int muted;                    /* publisher says muted */
+  uint64_t dropped_muted;       /* packets not forwarded: server mute */
+  uint64_t keyframes, nacks_sent;
+  sfu_opus_meter_t *meter;      /* created when no level extension comes */
+  sfu_speaking_t speaking;      /* speaking detector */
+  sfu_downtrack_t **down;       /* subscribers' down-tracks */
+  int ndown, capdown;
+} sfu_track_t;
+
+/* One m-line of a subscriber: a track forwarded to it. */
+struct sfu_downtrack_s {
+  sfu_track_t *track;           /* NULL once the track is gone */
+  sfu_participant_t *sub;       /* subscriber */
+  char mid[16];                 /* subscriber-side mid */
+  char owner_sid[24];           /* for a=msid, kept after the track goes */
+  char track_id[24];
+  sfu_kind_t kind;              /* the track's, kept after it goes */
+  sfu_sdp_codec_t codec;        /* offered: the publisher's codec */
+  uint32_t ssrc;                /* = track->out_ssrc */
+  uint8_t pt;                   /* pt from the subscriber's answer */
+  int negotiated;               /* answered: packets may flow */
+  int removed;                  /* offered as inactive / port 0 */
+  uint16_t seq_offset;          /* out seq = in seq + offset */
+  uint16_t last_seq;            /* last seq sent */
+  int started;                  /* a packet was sent */
+  int resync;                   /* next packet re-bases seq_offset */
+  uint32_t last_ts;             /* last RTP timestamp sent */
+  uint64_t last_send_us;        /* wall clock of that packet */
+  uint64_t packets, octets;     /* sent, for sender reports */
+  /* video */
+  int layer;                    /* layer forwarded, -1 = none yet */
+  uint64_t layer_ms;            /* since when */
+  int keyed;                    /* a keyframe of it was forwarded since */
+  int target;                   /* layer wanted; switched to at its keyframe */
+  int max_layer;                /* the subscriber's request (quality) */
+  int max_height;               /* or its resolution bound, 0 = none */
+  int paused;                   /* the subscriber paused this video */
+  uint32_t ts_offset;           /* out ts = in ts + ts_offset */
+  int pid_offset, tl0_offset;   /* VP8 picture id / TL0PICIDX rewriting */
+  int last_pid, last_tl0;       /* last sent, -1 = none */
+  int rtx_pt;                   /* RTX negotiated with the subscriber, -1 none */
+  int abs_ext;                  /* abs-send-time extension id, 0 = none */
+  int abs_ext_offer;            /* the id we offer for it */
+  uint16_t rtx_seq;             /* next RTX sequence number */
+  uint32_t remb_bps;            /* the subscriber's estimate, 0 = none */
+  uint64_t remb_ms;             /* when it came */
+  int bw_cap;                   /* highest layer rank its bandwidth allows */
+  uint64_t congested_ms;        /* REMB below the current layer's rate since */
+  uint64_t bw_hold_ms;          /* bw_cap changes no sooner than this */
+  sfu_rtx_cache_t *cache;       /* sent packets, for its NACKs (video), lazily */
+  uint64_t plis_received, nacks_received, retransmitted, switches;
+};
+
+typedef enum { NEG_IDLE, NEG_OFFER_SENT } sfu_neg_state_t;
+
+struct sfu_participant_s {
+  char sid[24];                 /* "PA_<hex>", stable across reconnects */
+  char identity[65];
+  char name[129];
+  unsigned grants;              /* SFU_GRANT_* */
+  uint32_t session;             /* sfud's WebSocket session id */
+  unsigned number;              /* 1, 2, ... in order of joining the room */
+  uint64_t joined_ms;
+  int muted;                    /* client mute */
+  int server_muted;             /* control-plane mute */
+  uint32_t rtcp_ssrc;           /* our SSRC in RTCP to this peer */
+  sfu_transport_t *transport;   /* after the first offer */
+  int media_connected;          /* DTLS done */
+  uint64_t transport_failed_ms; /* ICE failed / DTLS closed at, 0 = fine */
+  /* negotiation */
+  char *local_sdp;              /* text of the last SDP we sent (answer or offer):
+                                   kept as text, parsed when renegotiating (a few
+                                   hundred bytes an m-line instead of 7 KiB) */
+  sfu_neg_state_t neg;          /* an offer of ours is outstanding */
+  int offer_id;                 /* its id */
+  int needs_offer;              /* changes wait for the next offer */
+  int first_answered;           /* the client's first offer was answered */
+  uint64_t sdp_version;         /* o= version */
+  int next_mid;                 /* for our m-lines: "s<N>" */
+  /* media */
+  sfu_track_t *audio;           /* published audio, or NULL */
+  sfu_track_t *video;           /* published video, or NULL */
+  sfu_downtrack_t **down;       /* by m-line order of our additions */
+  int ndown, capdown;
+  int speaking;                 /* last broadcast state */
+  sfu_usage_t usage;            /* time connected / publishing / receiving */
+  sfu_participant_t *next;      /* room list */
+};
+
+#endif

@@ -1,0 +1,140 @@
+/*
+ * zygote.c -- the template process that forks rooms (see zygote.h).
+ *
+ * Deliberately plain: one poll(2) loop over the control socket and a
+ * signalfd, no libuv, no GLib main loop, no threads -- fork(2) is only safe
+ * in a process that has none. Warm-up runs the libraries' one-time
+ * initialisation (OpenSSL, libsrtp) so children inherit it instead of
+ * repeating it.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <openssl/ssl.h>
+
+#include "sfu/base/log.h"
+#include "sfu/base/sfu.h"
+#include "sfu/media/srtp.h"
+#include "sfu/room/zygote.h"
+
+static void warm_up(void) {
+  OPENSSL_init_ssl(OPENSSL_INIT_LOAD_SSL_STRINGS | OPENSSL_INIT_LOAD_CRYPTO_STRINGS, NULL);
+  sfu_srtp_library_init();
+}
+
+static void reply(int ctl, uint32_t type, uint32_t req_id, int pid, int status, int sig, int err) {
+  sfu_zygote_msg_t m = {type, req_id, pid, status, sig, err};
+  ssize_t n;
+  do
+    n = send(ctl, &m, sizeof(m), MSG_NOSIGNAL);
+  while (n < 0 && errno == EINTR);
+}
+
+static void reap(int ctl) {
+  int st;
+  pid_t pid;
+  while ((pid = waitpid(-1, &st, WNOHANG)) > 0)
+    reply(ctl, SFU_ZYGOTE_EXITED, 0, pid, WIFEXITED(st) ? WEXITSTATUS(st) : 0,
+          WIFSIGNALED(st) ? WTERMSIG(st) : 0, 0);
+}
+
+/* Reads one request; returns 1 and fills argv/fd, 0 on EOF, -1 if bad. */
+static int read_request(int ctl, sfu_zygote_req_t *req, char *args, char **argv, int *fd) {
+  char buf[sizeof(*req) + SFU_ZYGOTE_MAX_ARGBYTES];
+  char cbuf[CMSG_SPACE(sizeof(int))];
+  struct iovec iov = {buf, sizeof(buf)};
+  struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+                      .msg_controllen = sizeof(cbuf)};
+  ssize_t n;
+  do
+    n = recvmsg(ctl, &mh, MSG_CMSG_CLOEXEC);
+  while (n < 0 && errno == EINTR);
+  if (n <= 0) return 0;
+  *fd = -1;
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+        c->cmsg_len == CMSG_LEN(sizeof(int)))
+      memcpy(fd, CMSG_DATA(c), sizeof(int));
+  if ((size_t)n < sizeof(*req)) return -1;
+  memcpy(req, buf, sizeof(*req));
+  if (req->magic != SFU_ZYGOTE_MAGIC || req->argc == 0 || req->argc >= SFU_ZYGOTE_MAX_ARGS ||
+      req->args_len > SFU_ZYGOTE_MAX_ARGBYTES || (size_t)n != sizeof(*req) + req->args_len ||
+      *fd < 0)
+    return -1;
+  memcpy(args, buf + sizeof(*req), req->args_len);
+  if (req->args_len == 0 || args[req->args_len - 1] != '\0') return -1;
+  char *p = args, *end = args + req->args_len;
+  for (uint32_t i = 0; i < req->argc; i++) {
+    if (p >= end) return -1;
+    argv[i] = p;
+    p += strlen(p) + 1;
+  }
+  argv[req->argc] = NULL;
+  return 1;
+}
+
+int sfu_zygote_run(int ctl, int (*room_main)(int argc, char **argv)) {
+  static char args[SFU_ZYGOTE_MAX_ARGBYTES];
+  char *argv[SFU_ZYGOTE_MAX_ARGS + 1];
+  sigset_t chld, old;
+  pid_t self = getpid();
+
+  warm_up();
+  prctl(PR_SET_PDEATHSIG, SIGKILL); /* sfud gone: the zygote goes */
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  sigprocmask(SIG_BLOCK, &chld, &old);
+  int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (sfd < 0) return 1;
+  sfu_log_set_context("zygote=1");
+  sfu_log(SFU_LOG_DEBUG, "zygote", "ready (pid %d)", (int)self);
+
+  for (;;) {
+    struct pollfd pf[2] = {{ctl, POLLIN, 0}, {sfd, POLLIN, 0}};
+    if (poll(pf, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      return 1;
+    }
+    if (pf[1].revents) {
+      struct signalfd_siginfo si;
+      while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+      }
+      reap(ctl);
+    }
+    if (!(pf[0].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+    sfu_zygote_req_t req;
+    int fd = -1, rv = read_request(ctl, &req, args, argv, &fd);
+    if (rv == 0) return 0; /* sfud closed the channel */
+    if (rv < 0) {
+      if (fd >= 0) close(fd);
+      reply(ctl, SFU_ZYGOTE_FAILED, req.req_id, 0, 0, 0, -EINVAL);
+      continue;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+      close(ctl);
+      close(sfd);
+      sigprocmask(SIG_SETMASK, &old, NULL);
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (getppid() != self) _exit(1);
+      if (fd != 3) {
+        dup2(fd, 3); /* dup2 clears close-on-exec: fd 3 is the channel */
+        close(fd);
+      }
+      exit(room_main((int)req.argc, argv));
+    }
+    close(fd);
+    if (pid < 0)
+      reply(ctl, SFU_ZYGOTE_FAILED, req.req_id, 0, 0, 0, -errno);
+    else
+      reply(ctl, SFU_ZYGOTE_SPAWNED, req.req_id, pid, 0, 0, 0);
+  }
+}
