@@ -184,7 +184,7 @@ static void raw_check_as(raw_t *r, const char *ufrag, const char *pwd, int flags
   uint8_t b[256];
   char user[64];
   sfu_stun_writer_t w;
-  RAND_bytes(tid, 12);
+  sfu_random_bytes(tid, 12);
   snprintf(user, sizeof(user), "%s:rawpeer", ufrag);
   sfu_stun_writer_init(&w, b, sizeof(b), SFU_STUN_BINDING_REQUEST, tid);
   sfu_stun_put(&w, SFU_STUN_ATTR_USERNAME, user, strlen(user));

@@ -47,6 +47,11 @@ uint64_t sfu_now_ms(void);
 uint64_t sfu_now_us(void);
 int64_t sfu_wall_ms(void);
 
+/* n random bytes from the CSPRNG (sfu/base/rand.c); aborts the process if
+ * it fails: nothing random is safe then. The only caller of RAND_bytes. */
+void sfu_random_bytes(void *out, size_t n);
+/* A random 32-bit value (SSRCs, seeds). */
+uint32_t sfu_random_u32(void);
 /* Writes `prefix` then 2 * nbytes random lowercase hex digits and a NUL
  * (out must hold strlen(prefix) + 2 * nbytes + 1; nbytes <= 64). */
 void sfu_random_hex(char *out, const char *prefix, size_t nbytes);

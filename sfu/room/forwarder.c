@@ -35,14 +35,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/rand.h>
-
-#include "sfu/base/log.h"
-#include "sfu/room/room.h"
-#include "sfu/media/rtcp.h"
 #include "sfu/base/sfu.h"
+#include "sfu/media/rtcp.h"
+#include "sfu/room/engine.h"
 
-#define SPEAKING_EVENT_MIN_MS 200
+#define SPEAKING_EVENT_MIN_US 200000
 #define PLI_INTERVAL_MS 500    /* keyframe requests per publisher layer */
 #define RTX_SLOTS 512          /* retransmission cache per video down-track */
 #define RTX_BYTES (256 << 10)   /* ~1.4 s at 1.5 Mb/s */
@@ -55,7 +52,14 @@
 #define UP_HOLD_MS 4000
 #define SETTLE_MS 5000
 
-static uint64_t wall_us(void) { return (uint64_t)sfu_wall_ms() * 1000; }
+/* The time of the input being handled (the engine reads no clock). */
+static uint64_t now_ms(const sfu_room_t *room) { return room->now_us / 1000; }
+static uint64_t wall_us(const sfu_room_t *room) { return (uint64_t)room->wall_us; }
+
+/* A packet for p through the room's I/O: protected and sent by the shell. */
+static int send_pkt(sfu_room_t *room, sfu_participant_t *p, int rtcp, size_t len) {
+  return room->io->send(room->io, p, rtcp, room->scratch, len, sizeof(room->scratch));
+}
 
 /* --- tracks -------------------------------------------------------------- */
 
@@ -65,10 +69,10 @@ sfu_track_t *sfu_track_create(sfu_participant_t *owner) {
   sfu_random_hex(t->id, "TR_", 8);
   t->owner = owner;
   do
-    RAND_bytes((unsigned char *)&t->out_ssrc, sizeof(t->out_ssrc));
+    t->out_ssrc = sfu_random_u32();
   while (t->out_ssrc == 0);
   do
-    RAND_bytes((unsigned char *)&t->out_rtx_ssrc, sizeof(t->out_rtx_ssrc));
+    t->out_rtx_ssrc = sfu_random_u32();
   while (t->out_rtx_ssrc == 0 || t->out_rtx_ssrc == t->out_ssrc);
   t->rtx_pt = -1;
   sfu_speaking_init(&t->speaking);
@@ -79,7 +83,7 @@ void sfu_track_destroy(sfu_track_t *t) {
   if (!t) return;
   if (t->meter) sfu_opus_meter_destroy(t->meter);
   for (int k = 0; k < t->nlayers; k++) free(t->layers[k].nack);
-  free(t->down);
+  sfu_vec_free(&t->down);
   free(t);
 }
 
@@ -92,17 +96,7 @@ void sfu_downtrack_free(sfu_downtrack_t *d) {
   free(d);
 }
 
-int sfu_track_add_down(sfu_track_t *t, sfu_downtrack_t *d) {
-  if (t->ndown == t->capdown) {
-    int cap = t->capdown ? t->capdown * 2 : 8;
-    sfu_downtrack_t **a = realloc(t->down, (size_t)cap * sizeof(*a));
-    if (!a) return SFU_ENOMEM;
-    t->down = a;
-    t->capdown = cap;
-  }
-  t->down[t->ndown++] = d;
-  return 0;
-}
+int sfu_track_add_down(sfu_track_t *t, sfu_downtrack_t *d) { return sfu_vec_push(&t->down, d); }
 
 /* --- RTP in ------------------------------------------------------------------ */
 
@@ -177,8 +171,8 @@ void sfu_fwd_request_keyframe(sfu_room_t *room, sfu_track_t *t, int k) {
   if (!t || k < 0 || k >= t->nlayers) return;
   sfu_layer_t *l = &t->layers[k];
   sfu_participant_t *p = t->owner;
-  uint64_t now = sfu_now_ms();
-  if (!l->ssrc || !p->transport || !sfu_transport_ready(p->transport)) return;
+  uint64_t now = now_ms(room);
+  if (!l->ssrc || !p->tp_ready) return;
   if (l->last_pli_ms && now - l->last_pli_ms < PLI_INTERVAL_MS) {
     room->c.plis_throttled++;
     return;
@@ -186,19 +180,17 @@ void sfu_fwd_request_keyframe(sfu_room_t *room, sfu_track_t *t, int k) {
   l->last_pli_ms = now;
   int n = sfu_rtcp_write_pli(room->scratch, sizeof(room->scratch) - SFU_SRTP_TRAILER,
                              p->rtcp_ssrc, l->ssrc);
-  if (n > 0 && sfu_transport_send_rtcp(p->transport, room->scratch, (size_t)n,
-                                       sizeof(room->scratch)) == 0) {
+  if (n > 0 && send_pkt(room, p, 1, (size_t)n) == 0) {
     room->c.plis_sent++;
     room->c.rtcp_out++;
   }
 }
 
 static void forward_audio(sfu_room_t *room, sfu_track_t *t, const sfu_rtp_t *r) {
-  uint64_t wall = 0;
-  for (int i = 0; i < t->ndown; i++) {
-    sfu_downtrack_t *d = t->down[i];
-    sfu_transport_t *tp = d->sub->transport;
-    if (!d->negotiated || !tp || !sfu_transport_ready(tp)) continue;
+  uint64_t wall = wall_us(room);
+  for (int i = 0; i < t->down.n; i++) {
+    sfu_downtrack_t *d = t->down.items[i];
+    if (!d->negotiated || !d->sub->tp_ready) continue;
     if (!d->started || d->resync) {
       d->seq_offset = d->started ? (uint16_t)(d->last_seq + 1 - r->seq) : 0;
       d->started = 1;
@@ -207,7 +199,7 @@ static void forward_audio(sfu_room_t *room, sfu_track_t *t, const sfu_rtp_t *r) 
     uint16_t seq = (uint16_t)(r->seq + d->seq_offset);
     int n = sfu_rtp_forward_copy(r, d->pt, seq, r->ts, d->ssrc, no_ext, room->scratch,
                                  sizeof(room->scratch) - SFU_SRTP_TRAILER);
-    if (n < 0 || sfu_transport_send_rtp(tp, room->scratch, (size_t)n, sizeof(room->scratch))) {
+    if (n < 0 || send_pkt(room, d->sub, 0, (size_t)n)) {
       room->c.drop_send++;
       continue;
     }
@@ -215,7 +207,7 @@ static void forward_audio(sfu_room_t *room, sfu_track_t *t, const sfu_rtp_t *r) 
     if ((int16_t)(seq - d->last_seq) > 0 || d->packets == 0) {
       d->last_seq = seq;
       d->last_ts = r->ts;
-      d->last_send_us = wall ? wall : (wall = wall_us());
+      d->last_send_us = wall;
     }
     d->packets++;
     d->octets += r->payload_len;
@@ -237,7 +229,7 @@ static void rebase(sfu_room_t *room, sfu_downtrack_t *d, int k, const sfu_rtp_t 
   }
   d->started = 1;
   d->layer = k;
-  d->layer_ms = sfu_now_ms();
+  d->layer_ms = now_ms(room);
 }
 
 /* Adds the abs-send-time extension (id, our send time: 6.18 fixed-point
@@ -259,11 +251,10 @@ static void forward_video(sfu_room_t *room, sfu_track_t *t, int k, const sfu_rtp
                           const sfu_video_info_t *vi, int have_vi) {
   int key = have_vi && vi->keyframe && vi->begins_frame;
   int vp8 = have_vi && vi->picture_id >= 0 && t->nlayers > 1 && t->parse == sfu_vp8_parse;
-  uint64_t now_us = sfu_now_us(), wall = wall_us(), now_ms = now_us / 1000;
-  for (int i = 0; i < t->ndown; i++) {
-    sfu_downtrack_t *d = t->down[i];
-    sfu_transport_t *tp = d->sub->transport;
-    if (!d->negotiated || d->paused || !tp || !sfu_transport_ready(tp)) continue;
+  uint64_t now_us = room->now_us, wall = wall_us(room), ms = now_us / 1000;
+  for (int i = 0; i < t->down.n; i++) {
+    sfu_downtrack_t *d = t->down.items[i];
+    if (!d->negotiated || d->paused || !d->sub->tp_ready) continue;
     if (d->layer != k) {
       /* One layer per subscriber; another only from its keyframe on. A
        * single-layer stream starts at once (the subscriber's decoder asks
@@ -298,8 +289,8 @@ static void forward_video(sfu_room_t *room, sfu_track_t *t, int k, const sfu_rtp
       free(d->cache);
       d->cache = NULL;
     }
-    if (d->cache) sfu_rtx_cache_put(d->cache, room->scratch, (size_t)n, seq, now_ms);
-    if (sfu_transport_send_rtp(tp, room->scratch, (size_t)n, sizeof(room->scratch))) {
+    if (d->cache) sfu_rtx_cache_put(d->cache, room->scratch, (size_t)n, seq, ms);
+    if (send_pkt(room, d->sub, 0, (size_t)n)) {
       room->c.drop_send++;
       continue;
     }
@@ -344,7 +335,6 @@ void sfu_fwd_on_rtp(sfu_room_t *room, sfu_participant_t *p, uint8_t *buf, size_t
     return;
   }
   room->c.rtp_in++;
-  if (room->rec.w) sfu_recorder_packet(&room->rec, p->number, buf, len);
   if ((k = classify(p->audio, &r, &rtx)) >= 0)
     t = p->audio;
   else if ((k = classify(p->video, &r, &rtx)) >= 0)
@@ -365,7 +355,7 @@ void sfu_fwd_on_rtp(sfu_room_t *room, sfu_participant_t *p, uint8_t *buf, size_t
     }
     room->c.rtx_in++;
   }
-  uint64_t now_us = sfu_now_us();
+  uint64_t now_us = room->now_us;
   if (t->kind == SFU_KIND_AUDIO) {
     update_rx(&l->rx, &r, now_us, t->codec.clock);
     update_speaking(room, t, &r, now_us / 1000);
@@ -407,21 +397,20 @@ static void on_sender_report(sfu_participant_t *p, const sfu_rtcp_hdr_t *h) {
   sfu_layer_t *l = layer_of_ssrc(p, h->ssrc);
   if (!l || sfu_rtcp_parse_sr(h, &sr) != 0) return;
   l->rx.sr_ntp_mid = sfu_ntp_mid32(sr.ntp);
-  l->rx.sr_arrival_us = sfu_now_us();
+  l->rx.sr_arrival_us = p->room->now_us;
   l->sr_ntp = sr.ntp;
   l->sr_rtp = sr.rtp_ts;
 }
 
 static sfu_downtrack_t *down_of_ssrc(sfu_participant_t *p, uint32_t ssrc) {
-  for (int i = 0; i < p->ndown; i++)
-    if (p->down[i]->ssrc == ssrc && p->down[i]->track) return p->down[i];
+  for (int i = 0; i < p->down.n; i++)
+    if (p->down.items[i]->ssrc == ssrc && p->down.items[i]->track) return p->down.items[i];
   return NULL;
 }
 
 /* NACKed packets d still has: resent, as RTX when negotiated. */
 static void answer_nack(sfu_room_t *room, sfu_downtrack_t *d, const uint16_t *seqs, int n) {
-  sfu_transport_t *tp = d->sub->transport;
-  uint64_t now = sfu_now_ms();
+  uint64_t now = now_ms(room);
   for (int i = 0; i < n && d->cache; i++) {
     const uint8_t *pkt;
     int len = sfu_rtx_cache_get(d->cache, seqs[i], now, &pkt);
@@ -436,7 +425,7 @@ static void answer_nack(sfu_room_t *room, sfu_downtrack_t *d, const uint16_t *se
       m = (size_t)len <= cap ? len : -1;
       if (m > 0) memcpy(room->scratch, pkt, (size_t)len);
     }
-    if (m > 0 && sfu_transport_send_rtp(tp, room->scratch, (size_t)m, sizeof(room->scratch)) == 0) {
+    if (m > 0 && send_pkt(room, d->sub, 0, (size_t)m) == 0) {
       d->retransmitted++;
       room->c.rtx_out++;
     }
@@ -459,7 +448,7 @@ static void on_feedback(sfu_room_t *room, sfu_participant_t *p, const sfu_rtcp_h
     if ((n = sfu_rtcp_parse_remb(h, &bps, ssrcs, 8)) < 0) break;
     for (int i = 0; i < n; i++)
       if ((d = down_of_ssrc(p, ssrcs[i])) != NULL)
-        d->remb_bps = bps > UINT32_MAX ? UINT32_MAX : (uint32_t)bps, d->remb_ms = sfu_now_ms();
+        d->remb_bps = bps > UINT32_MAX ? UINT32_MAX : (uint32_t)bps, d->remb_ms = now_ms(room);
     return;
   case SFU_RTCP_FB_PLI:
   case SFU_RTCP_FB_FIR:
@@ -490,24 +479,24 @@ static void on_feedback(sfu_room_t *room, sfu_participant_t *p, const sfu_rtcp_h
 
 /* Every FB_INTERVAL_MS: NACKs to publishers for what their video lost on
  * the way to us (sfu/media/nack.c decides what is due, with retry limits). */
-void sfu_fwd_feedback_tick(sfu_room_t *room, uint64_t now_ms) {
+void sfu_fwd_feedback_tick(sfu_room_t *room) {
   uint16_t seqs[64];
+  uint64_t ms = now_ms(room);
   for (sfu_participant_t *p = room->participants; p; p = p->next) {
     sfu_track_t *t = p->video;
-    if (!t || !p->transport || !sfu_transport_ready(p->transport)) continue;
+    if (!t || !p->tp_ready) continue;
     for (int k = 0; k < t->nlayers; k++) {
       sfu_layer_t *l = &t->layers[k];
       if (!l->nack || !l->ssrc) continue;
       uint64_t given_up = l->nack->given_up;
-      int n = sfu_nack_gen_due(l->nack, now_ms, 0, seqs, 64);
+      int n = sfu_nack_gen_due(l->nack, ms, 0, seqs, 64);
       /* A packet that will not come: subscribers stall on the frame until
        * the next keyframe, so ask for it now. */
       if (l->nack->given_up > given_up) sfu_fwd_request_keyframe(room, t, k);
       if (n <= 0) continue;
       int m = sfu_rtcp_write_nack(room->scratch, sizeof(room->scratch) - SFU_SRTP_TRAILER,
                                   p->rtcp_ssrc, l->ssrc, seqs, n);
-      if (m > 0 && sfu_transport_send_rtcp(p->transport, room->scratch, (size_t)m,
-                                           sizeof(room->scratch)) == 0) {
+      if (m > 0 && send_pkt(room, p, 1, (size_t)m) == 0) {
         t->nacks_sent++;
         room->c.nacks_sent++;
         room->c.rtcp_out++;
@@ -523,7 +512,6 @@ void sfu_fwd_on_rtcp(sfu_room_t *room, sfu_participant_t *p, uint8_t *buf, size_
   int rv;
 
   room->c.rtcp_in++;
-  if (room->rec.w) sfu_recorder_packet(&room->rec, p->number, buf, len);
   sfu_rtcp_iter_init(&it, buf, len);
   while ((rv = sfu_rtcp_next(&it, &h)) == 1) {
     if (h.pt == 200) {
@@ -612,17 +600,18 @@ static int want_layer(sfu_track_t *t, sfu_downtrack_t *d, uint64_t now_ms) {
   return best >= 0 ? best : d->target;
 }
 
-void sfu_fwd_layers_tick(sfu_room_t *room, uint64_t now_ms) {
+void sfu_fwd_layers_tick(sfu_room_t *room) {
+  uint64_t ms = now_ms(room);
   for (sfu_participant_t *p = room->participants; p; p = p->next)
-    for (int i = 0; i < p->ndown; i++) {
-      sfu_downtrack_t *d = p->down[i];
+    for (int i = 0; i < p->down.n; i++) {
+      sfu_downtrack_t *d = p->down.items[i];
       sfu_track_t *t = d->track;
       if (!t || t->kind != SFU_KIND_VIDEO || !d->negotiated) continue;
       if (d->paused) {
         d->layer = -1; /* resumes at a keyframe, numbering continued */
         continue;
       }
-      if (t->nlayers > 1) d->target = want_layer(t, d, now_ms);
+      if (t->nlayers > 1) d->target = want_layer(t, d, ms);
       /* A switch waits for a keyframe of the target; a subscriber that
        * started mid-stream cannot decode before one. */
       if (d->target != d->layer || !d->keyed) sfu_fwd_request_keyframe(room, t, d->target);
@@ -633,7 +622,7 @@ void sfu_fwd_layers_tick(sfu_room_t *room, uint64_t now_ms) {
 
 static void send_rtcp(sfu_room_t *room, sfu_participant_t *p, int n) {
   if (n <= 0) return;
-  if (sfu_transport_send_rtcp(p->transport, room->scratch, (size_t)n, sizeof(room->scratch)))
+  if (send_pkt(room, p, 1, (size_t)n))
     room->c.drop_send++;
   else
     room->c.rtcp_out++;
@@ -655,7 +644,7 @@ static void receiver_report(sfu_room_t *room, sfu_participant_t *p, sfu_layer_t 
   rb.jitter = (uint32_t)rx->jitter;
   if (rx->sr_arrival_us) {
     rb.lsr = rx->sr_ntp_mid;
-    rb.dlsr = (uint32_t)((sfu_now_us() - rx->sr_arrival_us) * 65536 / 1000000);
+    rb.dlsr = (uint32_t)((room->now_us - rx->sr_arrival_us) * 65536 / 1000000);
   }
   rx->expected_prior = expected;
   rx->received_prior = rx->packets;
@@ -679,7 +668,7 @@ static void sender_report(sfu_room_t *room, sfu_participant_t *p, sfu_downtrack_
   if (l && l->rx.sr_arrival_us) {
     /* The publisher's clock mapping, carried over: the subscriber aligns
      * this track with the publisher's others (lip sync) as if direct. */
-    uint64_t el = sfu_now_us() - l->rx.sr_arrival_us;
+    uint64_t el = room->now_us - l->rx.sr_arrival_us;
     sr.ntp = l->sr_ntp + (el << 32) / 1000000;
     sr.rtp_ts = l->sr_rtp + (uint32_t)(el * (uint64_t)d->codec.clock / 1000000) +
                 (d->kind == SFU_KIND_VIDEO ? d->ts_offset : 0);
@@ -713,25 +702,26 @@ static void publisher_remb(sfu_room_t *room, sfu_participant_t *p) {
 }
 
 void sfu_fwd_send_reports(sfu_room_t *room) {
-  uint64_t now = wall_us();
+  uint64_t now = wall_us(room);
   for (sfu_participant_t *p = room->participants; p; p = p->next) {
-    if (!p->transport || !sfu_transport_ready(p->transport)) continue;
+    if (!p->tp_ready) continue;
     if (p->video) publisher_remb(room, p);
     sfu_track_t *ts[2] = {p->audio, p->video};
     for (int i = 0; i < 2; i++)
       for (int k = 0; ts[i] && k < ts[i]->nlayers; k++)
         if (ts[i]->layers[k].rx.packets) receiver_report(room, p, &ts[i]->layers[k]);
-    for (int i = 0; i < p->ndown; i++)
-      if (p->down[i]->negotiated && p->down[i]->packets) sender_report(room, p, p->down[i], now);
+    for (int i = 0; i < p->down.n; i++)
+      if (p->down.items[i]->negotiated && p->down.items[i]->packets) sender_report(room, p, p->down.items[i], now);
   }
 }
 
 /* --- speaking ------------------------------------------------------------ */
 
-void sfu_fwd_speaking_tick(sfu_room_t *room, uint64_t now_ms) {
+void sfu_fwd_speaking_tick(sfu_room_t *room) {
   for (sfu_participant_t *p = room->participants; p; p = p->next)
-    if (p->audio && sfu_speaking_tick(&p->audio->speaking, now_ms)) room->speaking_dirty = 1;
-  if (!room->speaking_dirty || now_ms - room->last_speaking_ms < SPEAKING_EVENT_MIN_MS) return;
+    if (p->audio && sfu_speaking_tick(&p->audio->speaking, now_ms(room))) room->speaking_dirty = 1;
+  if (!room->speaking_dirty || room->now_us - room->last_speaking_us < SPEAKING_EVENT_MIN_US)
+    return;
   int changed = 0;
   json_t *speakers = json_array();
   for (sfu_participant_t *p = room->participants; p; p = p->next) {
@@ -748,6 +738,6 @@ void sfu_fwd_speaking_tick(sfu_room_t *room, uint64_t now_ms) {
     json_decref(speakers);
     return;
   }
-  room->last_speaking_ms = now_ms;
+  room->last_speaking_us = room->now_us;
   sfu_room_broadcast(room, NULL, json_pack("{s:s, s:o}", "type", "speaking", "speakers", speakers));
 }

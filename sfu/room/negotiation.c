@@ -19,11 +19,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include <openssl/rand.h>
-
 #include "sfu/base/log.h"
-#include "sfu/room/room.h"
 #include "sfu/base/sfu.h"
+#include "sfu/room/engine.h"
 #include "signaling/token.h"
 
 #define SDP_CAP 65536
@@ -41,7 +39,7 @@
 /* Our transport attributes on one m-line (the same on all: BUNDLE). */
 static void put_transport(sfu_room_t *room, sfu_participant_t *p, sfu_sdp_media_t *m,
                           const char *setup) {
-  sfu_transport_put_sdp(p->transport, m, setup);
+  room->io->transport_local(room->io, p, m, setup);
 }
 
 /* One codec on an m-line: the one we receive or send, without feedback
@@ -102,7 +100,7 @@ static const sfu_sdp_codec_t *pick_video_codec(const sfu_sdp_media_t *m) {
 }
 
 static void session_fields(sfu_participant_t *p, sfu_sdp_t *s) {
-  if (p->sdp_version == 0) RAND_bytes((unsigned char *)&s->session_id, sizeof(s->session_id));
+  if (p->sdp_version == 0) sfu_random_bytes(&s->session_id, sizeof(s->session_id));
   s->session_id = (s->session_id ? s->session_id : 1) & 0x3fffffffffffffffULL;
   s->session_version = ++p->sdp_version;
   snprintf(s->origin_user, sizeof(s->origin_user), "sfu");
@@ -179,8 +177,8 @@ static int choose_pt(const sfu_participant_t *sub, const sfu_sdp_t *s,
       if (same) return o->pt;
       used[o->pt] = 1;
     }
-  for (int i = 0; i < sub->ndown; i++) {
-    const sfu_downtrack_t *d = sub->down[i];
+  for (int i = 0; i < sub->down.n; i++) {
+    const sfu_downtrack_t *d = sub->down.items[i];
     if (strcasecmp(d->codec.name, c->name) == 0 && d->codec.clock == c->clock &&
         strcmp(d->codec.fmtp, c->fmtp) == 0 && c->rtx_apt < 0)
       return d->pt;
@@ -195,13 +193,7 @@ static int choose_pt(const sfu_participant_t *sub, const sfu_sdp_t *s,
 }
 
 static sfu_downtrack_t *subscribe(sfu_participant_t *sub, sfu_track_t *t) {
-  if (sub->ndown == sub->capdown) {
-    int cap = sub->capdown ? sub->capdown * 2 : 8;
-    sfu_downtrack_t **d = realloc(sub->down, (size_t)cap * sizeof(*d));
-    if (!d) return NULL;
-    sub->down = d;
-    sub->capdown = cap;
-  }
+  if (sfu_vec_reserve(&sub->down, sub->down.n + 1) != 0) return NULL;
   sfu_downtrack_t *d = calloc(1, sizeof(*d));
   if (!d) return NULL;
   if (sfu_track_add_down(t, d) != 0) {
@@ -240,7 +232,7 @@ static sfu_downtrack_t *subscribe(sfu_participant_t *sub, sfu_track_t *t) {
   snprintf(d->mid, sizeof(d->mid), "s%d", sub->next_mid++);
   snprintf(d->owner_sid, sizeof(d->owner_sid), "%s", t->owner->sid);
   snprintf(d->track_id, sizeof(d->track_id), "%s", t->id);
-  sub->down[sub->ndown++] = d;
+  sub->down.items[sub->down.n++] = d;
   sub->needs_offer = 1;
   return d;
 }
@@ -253,15 +245,15 @@ void sfu_neg_track_added(sfu_room_t *room, sfu_track_t *t) {
 }
 
 void sfu_neg_track_removed(sfu_room_t *room, sfu_track_t *t) {
-  for (int i = 0; i < t->ndown; i++) {
-    sfu_downtrack_t *d = t->down[i];
+  for (int i = 0; i < t->down.n; i++) {
+    sfu_downtrack_t *d = t->down.items[i];
     d->track = NULL;
     d->removed = 1;
     d->negotiated = 0;
     d->sub->needs_offer = 1;
   }
-  for (int i = 0; i < t->ndown; i++) sfu_neg_maybe_offer(room, t->down[i]->sub);
-  t->ndown = 0;
+  for (int i = 0; i < t->down.n; i++) sfu_neg_maybe_offer(room, t->down.items[i]->sub);
+  t->down.n = 0;
 }
 
 /* --- the client's offer --------------------------------------------------- */
@@ -270,8 +262,8 @@ static void put_downtrack(sfu_room_t *room, sfu_participant_t *p, sfu_sdp_media_
                           sfu_downtrack_t *d);
 
 static sfu_downtrack_t *downtrack_by_mid(sfu_participant_t *p, const char *mid) {
-  for (int i = 0; i < p->ndown; i++)
-    if (strcmp(p->down[i]->mid, mid) == 0) return p->down[i];
+  for (int i = 0; i < p->down.n; i++)
+    if (strcmp(p->down.items[i]->mid, mid) == 0) return p->down.items[i];
   return NULL;
 }
 
@@ -383,7 +375,7 @@ int sfu_neg_on_offer(sfu_room_t *room, sfu_participant_t *p, const char *text, j
     sfu_sdp_free(&offer);
     return SFU_EINVAL;
   }
-  if (!p->transport && (rv = sfu__room_transport_create(room, p)) != 0) {
+  if (!p->transport && (rv = room->io->transport_open(room->io, p)) != 0) {
     sfu_room_error(room, p, id, "internal", "cannot open a transport: %s", sfu_strerror(rv));
     sfu_sdp_free(&offer);
     return rv;
@@ -391,15 +383,14 @@ int sfu_neg_on_offer(sfu_room_t *room, sfu_participant_t *p, const char *text, j
   const sfu_sdp_media_t *first = NULL;
   for (int i = 0; i < offer.nmedia && !first; i++)
     if (offer.media[i].port) first = &offer.media[i];
-  rv = sfu_transport_set_remote(p->transport, first->ice_ufrag, first->ice_pwd, first->fp_alg,
-                                first->fp, first->fp_len, first->setup, &our_setup);
+  rv = room->io->transport_remote(room->io, p, first, &our_setup);
   if (rv < 0) {
     sfu_room_error(room, p, id, "bad_sdp", "transport parameters refused: %s", sfu_strerror(rv));
     sfu_sdp_free(&offer);
     return rv;
   }
   for (int i = 0; i < first->ncandidates; i++)
-    sfu_transport_add_candidate(p->transport, first->candidates[i]);
+    room->io->transport_candidate(room->io, p, first->candidates[i]);
 
   sfu_sdp_t *ans = sfu_sdp_new(offer.nmedia);
   sfu_downtrack_t *mine;
@@ -544,7 +535,7 @@ void sfu_neg_maybe_offer(sfu_room_t *room, sfu_participant_t *p) {
   if (!p->first_answered || !p->local_sdp || p->neg != NEG_IDLE || !p->needs_offer) return;
   sfu_sdp_t *prev = last_local(p);
   if (!prev) return;
-  int cap = prev->nmedia + p->ndown;
+  int cap = prev->nmedia + p->down.n;
   if (cap > SFU_SDP_MAX_MEDIA) cap = SFU_SDP_MAX_MEDIA;
   sfu_sdp_t *o = sfu_sdp_new(cap);
   if (!o) {
@@ -556,8 +547,8 @@ void sfu_neg_maybe_offer(sfu_room_t *room, sfu_participant_t *p) {
   memcpy(o->media, prev->media, (size_t)prev->nmedia * sizeof(*o->media));
   o->nmedia = prev->nmedia;
   sfu_sdp_destroy(prev);
-  for (int i = 0; i < p->ndown; i++) {
-    sfu_downtrack_t *d = p->down[i];
+  for (int i = 0; i < p->down.n; i++) {
+    sfu_downtrack_t *d = p->down.items[i];
     int at = sfu_sdp_find_mid(o, d->mid);
     sfu_sdp_media_t *m = at >= 0 ? &o->media[at] : NULL;
     if (!m) {
@@ -601,8 +592,8 @@ int sfu_neg_on_answer(sfu_room_t *room, sfu_participant_t *p, const char *text, 
   }
   p->neg = NEG_IDLE;
   int kept = 0;
-  for (int i = 0; i < p->ndown; i++) {
-    sfu_downtrack_t *d = p->down[i];
+  for (int i = 0; i < p->down.n; i++) {
+    sfu_downtrack_t *d = p->down.items[i];
     int at = sfu_sdp_find_mid(&ans, d->mid);
     sfu_sdp_media_t *m = at >= 0 ? &ans.media[at] : NULL;
     if (d->removed) {
@@ -621,9 +612,9 @@ int sfu_neg_on_answer(sfu_room_t *room, sfu_participant_t *p, const char *text, 
         sfu_fwd_request_keyframe(room, d->track, d->target); /* (again each tick until one) */
       d->negotiated = 1;
     }
-    p->down[kept++] = d;
+    p->down.items[kept++] = d;
   }
-  p->ndown = kept;
+  p->down.n = kept;
   sfu_sdp_free(&ans);
   sfu_room_usage_refresh(room); /* new down-tracks may start receiving */
   sfu_neg_maybe_offer(room, p); /* changes that waited */
@@ -637,7 +628,7 @@ int sfu_neg_on_candidate(sfu_room_t *room, sfu_participant_t *p, const char *c) 
     return SFU_EINVAL;
   }
   if (c[0] == '\0') return 0; /* browsers' end-of-candidates form */
-  if (sfu_transport_add_candidate(p->transport, c) != 0) {
+  if (room->io->transport_candidate(room->io, p, c) != 0) {
     sfu_room_error(room, p, NULL, "bad_message", "unparsable candidate");
     return SFU_EINVAL;
   }
@@ -647,9 +638,7 @@ int sfu_neg_on_candidate(sfu_room_t *room, sfu_participant_t *p, const char *c) 
 void sfu_neg_free(sfu_participant_t *p) {
   free(p->local_sdp);
   p->local_sdp = NULL;
-  free(p->down);
-  p->down = NULL;
-  p->ndown = p->capdown = 0;
+  sfu_vec_free(&p->down);
   p->neg = NEG_IDLE;
   p->needs_offer = 0;
   p->first_answered = 0;

@@ -8,8 +8,9 @@
  * cleared when the track goes away (the m-line then turns inactive at the
  * next negotiation). Nothing here is shared between threads.
  *
- * Memory: a participant is one allocation plus its transport; a track keeps
- * a grow-only array of down-track pointers, bounded by max_participants.
+ * Memory: a participant is one allocation plus its transport (the room
+ * shell's, opaque here); a track keeps a growable array (sfu/base/vec.h) of
+ * down-track pointers, bounded by max_participants.
  */
 #ifndef SFU_PARTICIPANT_H
 #define SFU_PARTICIPANT_H
@@ -22,7 +23,7 @@
 #include "sfu/media/nack.h"
 #include "sfu/media/rtp.h"
 #include "sfu/media/speaking.h"
-#include "sfu/net/transport.h"
+#include "sfu/base/vec.h"
 #include "sfu/room/usage.h"
 #include "signaling/sdp.h"
 
@@ -88,8 +89,7 @@ typedef struct sfu_track_s {
   uint64_t keyframes, nacks_sent;
   sfu_opus_meter_t *meter;      /* created when no level extension comes */
   sfu_speaking_t speaking;      /* speaking detector */
-  sfu_downtrack_t **down;       /* subscribers' down-tracks */
-  int ndown, capdown;
+  SFU_VEC(sfu_downtrack_t *) down; /* subscribers' down-tracks */
 } sfu_track_t;
 
 /* One m-line of a subscriber: a track forwarded to it. */
@@ -139,6 +139,7 @@ struct sfu_downtrack_s {
 typedef enum { NEG_IDLE, NEG_OFFER_SENT } sfu_neg_state_t;
 
 struct sfu_participant_s {
+  struct sfu_room_s *room;      /* the engine it is in */
   char sid[24];                 /* "PA_<hex>", stable across reconnects */
   char identity[65];
   char name[129];
@@ -149,8 +150,10 @@ struct sfu_participant_s {
   int muted;                    /* client mute */
   int server_muted;             /* control-plane mute */
   uint32_t rtcp_ssrc;           /* our SSRC in RTCP to this peer */
-  sfu_transport_t *transport;   /* after the first offer */
-  int media_connected;          /* DTLS done */
+  void *transport;              /* the shell's, after the first offer
+                                   (sfu_room_io_t.transport_open) */
+  int tp_ready;                 /* SRTP keys in place: packets may be sent */
+  int media_connected;          /* DTLS done, and ICE has not failed since */
   uint64_t transport_failed_ms; /* ICE failed / DTLS closed at, 0 = fine */
   /* negotiation */
   char *local_sdp;              /* text of the last SDP we sent (answer or offer):
@@ -165,8 +168,7 @@ struct sfu_participant_s {
   /* media */
   sfu_track_t *audio;           /* published audio, or NULL */
   sfu_track_t *video;           /* published video, or NULL */
-  sfu_downtrack_t **down;       /* by m-line order of our additions */
-  int ndown, capdown;
+  SFU_VEC(sfu_downtrack_t *) down; /* by m-line order of our additions */
   int speaking;                 /* last broadcast state */
   sfu_usage_t usage;            /* time connected / publishing / receiving */
   sfu_participant_t *next;      /* room list */

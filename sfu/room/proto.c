@@ -1,6 +1,7 @@
 /*
  * proto.c -- client signaling messages inside the room: checked by
- * message.c, then handed to negotiation.c or room.c. No media logic here.
+ * signaling/message.c, then handed to negotiation.c or engine.c. No media
+ * logic here; part of the call engine (engine.h): no I/O, no clock.
  *
  * sfud has already handled join, ping and leave; what reaches the room is
  * offer, answer, candidate and mute. Every malformed message gets an error
@@ -8,7 +9,7 @@
  */
 #include <string.h>
 
-#include "sfu/room/room.h"
+#include "sfu/room/engine.h"
 #include "sfu/base/sfu.h"
 #include "signaling/message.h"
 #include "signaling/token.h"
@@ -44,10 +45,10 @@ void sfu_proto_client_msg(sfu_room_t *room, sfu_participant_t *p, json_t *msg) {
     break;
   case SFU_MSG_VIDEO_QUALITY: {
     sfu_downtrack_t *d = NULL;
-    for (int i = 0; i < p->ndown && !d; i++)
-      if (p->down[i]->track && p->down[i]->kind == SFU_KIND_VIDEO &&
-          strcmp(p->down[i]->track_id, m.track_id) == 0)
-        d = p->down[i];
+    for (int i = 0; i < p->down.n && !d; i++)
+      if (p->down.items[i]->track && p->down.items[i]->kind == SFU_KIND_VIDEO &&
+          strcmp(p->down.items[i]->track_id, m.track_id) == 0)
+        d = p->down.items[i];
     if (!d) {
       sfu_room_error(room, p, m.id, "not_found", "no video track '%.64s' is sent to you",
                      m.track_id);
@@ -56,7 +57,7 @@ void sfu_proto_client_msg(sfu_room_t *room, sfu_participant_t *p, json_t *msg) {
     if (m.quality >= 0) d->max_layer = m.quality;
     if (m.max_height >= 0 && json_object_get(msg, "max_height")) d->max_height = m.max_height;
     if (m.paused >= 0) d->paused = m.paused;
-    sfu_fwd_layers_tick(room, sfu_now_ms());
+    sfu_fwd_layers_tick(room);
     json_t *ok = json_pack("{s:s}", "type", "ack");
     if (m.id) json_object_set(ok, "id", m.id);
     sfu_room_send(room, p, ok);

@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "sfu/base/log.h"
-#include "sfu/room/room.h"
+#include "sfu/room/shell.h"
 #include "sfu/base/sfu.h"
 #include "sfu/room/zygote.h"
 
@@ -28,8 +28,8 @@ static int int_arg(const char *v, int lo, int hi, const char *name) {
 }
 
 static int room_main(int argc, char **argv) {
-  sfu_room_opts_t o = {"", 100, 300, 5000, 10, 3, "127.0.0.1", 0, 0, NULL};
-  static sfu_room_t room;
+  sfu_shell_opts_t o = {"", 100, 300, 5000, 10, 3, "127.0.0.1", 0, 0, NULL};
+  static sfu_shell_t room;
   char ctx[96];
 
   /* If sfud dies without closing our channel (it cannot, but belt and
@@ -80,7 +80,7 @@ static int room_main(int argc, char **argv) {
   sfu_log_set_context(ctx);
 
   uv_loop_t *loop = uv_default_loop();
-  int rv = sfu_room_init(&room, loop, &o);
+  int rv = sfu_shell_init(&room, loop, &o);
   if (rv != 0) {
     sfu_log(SFU_LOG_ERROR, "room", "cannot start: %s", sfu_strerror(rv));
     return 1;

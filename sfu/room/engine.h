@@ -1,0 +1,229 @@
+/*
+ * engine.h -- the call engine: everything a room decides, apart from its
+ * sockets and its clock.
+ *
+ * One sfu_room_t is one call: participants, the tracks they publish, the
+ * down-tracks that carry each track to each subscriber, offer/answer,
+ * forwarding with sequence/timestamp/picture-id rebasing, simulcast layer
+ * choice, RTCP (receiver and sender reports, NACK/RTX, PLI/FIR, REMB),
+ * speaking, mute, kick and usage periods.
+ *
+ * Sans-IO (the shape of str0m's Rtc and quicly): every input is a call
+ * that carries the current time --
+ *
+ *   sfu_room_on_control()    a control message from sfud (a client joined,
+ *                            left or sent signaling; a kick; a server mute)
+ *   sfu_room_on_rtp/rtcp()   a packet from a participant, decrypted
+ *   sfu_room_on_transport()  a participant's transport connected / failed
+ *   sfu_room_tick()          time passed (due by sfu_room_next_tick())
+ *
+ * -- and every output goes through one small I/O interface,
+ * sfu_room_io_t: a packet to a participant (to be protected and sent), a
+ * message for sfud (to one client, to all, an event or usage record for
+ * the control plane), and the few transport operations offer/answer
+ * needs. The engine reads no clock, touches no socket, loop or global, and
+ * allocates nothing per packet. The room process (sfu/room/shell.c) feeds
+ * it from libuv; tests/test_engine.c feeds it on a simulated clock and
+ * records what comes out.
+ *
+ * Files: engine.c (lifecycle, control messages, membership, usage,
+ * timers), negotiation.c (SDP offers and answers), forwarder.c (RTP/RTCP
+ * in, forwarding, reports, layers, speaking), proto.c (client messages ->
+ * these calls).
+ */
+#ifndef SFU_ROOM_ENGINE_H
+#define SFU_ROOM_ENGINE_H
+
+#include <jansson.h>
+
+#include "sfu/media/srtp.h"
+#include "sfu/room/participant.h"
+
+/* The time an input happens at: monotonic (timers, rates, RTP arithmetic)
+ * and wall clock (what leaves the room: NTP in sender reports, record
+ * times). A simulated clock sets both. */
+typedef struct sfu_time_s {
+  uint64_t mono_us;
+  int64_t wall_us;
+} sfu_time_t;
+
+typedef struct sfu_room_io_s sfu_room_io_t;
+
+/* What the engine asks of the world. Every callback runs inside an engine
+ * call, on its thread; none may call back into the engine. */
+struct sfu_room_io_s {
+  void *data; /* the owner's */
+  /* A message for sfud (reference taken): {type: client_msg, session|all,
+   * msg}, {type: client_close, session, code, reason}, {type: event,
+   * event}, {type: usage, records} (docs/internals/ipc.md). */
+  void (*emit)(sfu_room_io_t *io, json_t *msg);
+  /* A plain RTP (rtcp = 0) or RTCP packet for p, in `buf` (writable, `cap`
+   * >= len + SFU_SRTP_TRAILER): protected in place and sent, or queued.
+   * 0, or a negative error (the engine counts a drop). */
+  int (*send)(sfu_room_io_t *io, sfu_participant_t *p, int rtcp, uint8_t *buf, size_t len,
+              size_t cap);
+  /* p's transport (ICE stream, DTLS, SRTP): opened at p's first offer and
+   * stored in p->transport, which the engine never looks into. */
+  int (*transport_open)(sfu_room_io_t *io, sfu_participant_t *p);
+  void (*transport_close)(sfu_room_io_t *io, sfu_participant_t *p);
+  /* The peer's transport attributes from its offer's first live m-line;
+   * our answer's a=setup comes back in *our_setup. */
+  int (*transport_remote)(sfu_room_io_t *io, sfu_participant_t *p, const sfu_sdp_media_t *m,
+                          const char **our_setup);
+  /* A trickled remote candidate ("candidate:..."): 0 or SFU_EINVAL. */
+  int (*transport_candidate)(sfu_room_io_t *io, sfu_participant_t *p, const char *cand);
+  /* Our transport attributes on an m-line (credentials, candidates,
+   * fingerprint, setup). */
+  void (*transport_local)(sfu_room_io_t *io, sfu_participant_t *p, sfu_sdp_media_t *m,
+                          const char *setup);
+  /* When p's transport last received anything (DTLS, STUN, media), in the
+   * engine's monotonic microseconds: media timeouts. */
+  uint64_t (*transport_last_rx_us)(sfu_room_io_t *io, sfu_participant_t *p);
+  /* The room became empty (1) or not (0): the owner's empty timeout. */
+  void (*empty)(sfu_room_io_t *io, int empty);
+};
+
+typedef struct sfu_room_opts_s {
+  const char *id;          /* room id given by sfud */
+  int max_participants;    /* join limit */
+  int usage_interval_s;    /* usage checkpoint period */
+} sfu_room_opts_t;
+
+/* Room-wide packet counters (GET /v1/rooms/{id} stats). */
+typedef struct sfu_room_counters_s {
+  uint64_t rtp_in;           /* RTP packets received (decrypted) */
+  uint64_t rtp_out;          /* RTP packets forwarded */
+  uint64_t rtcp_in, rtcp_out;
+  uint64_t drop_unknown_ssrc;  /* RTP for no known track */
+  uint64_t drop_malformed;   /* bad RTP/RTCP after decryption */
+  uint64_t drop_muted;       /* server mute */
+  uint64_t drop_send;        /* protect/send failures */
+  uint64_t drop_rtx_probe;   /* RTX without an original (padding probes) */
+  uint64_t rtx_in, rtx_out;  /* retransmissions received, sent */
+  uint64_t keyframes_in;     /* keyframes publishers sent */
+  uint64_t plis_sent;        /* keyframe requests to publishers */
+  uint64_t plis_throttled;   /* requests folded into one already sent */
+  uint64_t plis_received;    /* PLI/FIR from subscribers */
+  uint64_t nacks_sent;       /* NACK packets to publishers */
+  uint64_t nacks_received;   /* NACK packets from subscribers */
+  uint64_t layer_switches;   /* simulcast switches of down-tracks */
+} sfu_room_counters_t;
+
+#define SFU_PKT_CAP (1500 + SFU_SRTP_TRAILER)
+
+/* Engine periods. */
+#define SFU_ROOM_MEDIA_TICK_US 100000 /* speaking, layers, usage, reports */
+#define SFU_ROOM_FB_TICK_US 20000     /* NACKs upstream, while there is video */
+
+typedef struct sfu_room_s {
+  sfu_room_io_t *io;         /* outputs */
+  uint64_t now_us;           /* monotonic time of the input being handled */
+  int64_t wall_us;           /* wall time of it */
+  char id[64];               /* room id */
+  int max_participants;      /* limit */
+  int usage_interval_s;      /* see opts */
+  uint64_t last_usage_us;    /* last periodic checkpoint */
+  sfu_participant_t *participants; /* list */
+  int participants_n;        /* joined now */
+  unsigned joins;            /* participants ever joined */
+  uint64_t next_media_us;    /* next media tick */
+  uint64_t next_fb_us;       /* next feedback tick, 0 = none (no video) */
+  uint64_t media_ticks;      /* media ticks run */
+  uint64_t last_speaking_us; /* last speaking event */
+  int speaking_dirty;        /* the speaking set changed */
+  int empty;                 /* nobody is in (as last told to io->empty) */
+  int ended;                 /* sfu_room_end() called */
+  sfu_room_counters_t c;     /* packet counters */
+  uint8_t scratch[SFU_PKT_CAP]; /* forward and report buffer */
+} sfu_room_t;
+
+/* --- the engine's inputs -------------------------------------------- */
+
+/* Sets up an empty room at `now` (nothing is emitted). 0 or SFU_EINVAL. */
+int sfu_room_init(sfu_room_t *room, const sfu_room_opts_t *o, sfu_room_io_t *io, sfu_time_t now);
+/* Removes everyone (4010 "room closed") and frees what the room holds;
+ * no input is taken after it. */
+void sfu_room_end(sfu_room_t *room, sfu_time_t now);
+/* A message from sfud: client_join, client_gone, client_msg, server_mute,
+ * kick (docs/internals/ipc.md). 0 once handled (a kick or mute of someone
+ * who already left is nothing to do), SFU_EINVAL for a malformed join
+ * (answered with client_close 4000), SFU_ENOENT for another type. */
+int sfu_room_on_control(sfu_room_t *room, const char *type, json_t *msg, sfu_time_t now);
+/* A decrypted RTP packet / RTCP compound from p; `buf` is writable and
+ * valid during the call only. */
+void sfu_room_on_rtp(sfu_room_t *room, sfu_participant_t *p, uint8_t *buf, size_t len,
+                     sfu_time_t now);
+void sfu_room_on_rtcp(sfu_room_t *room, sfu_participant_t *p, uint8_t *buf, size_t len,
+                      sfu_time_t now);
+/* p's transport: SRTP keys in place (SFU_TP_CONNECTED) or ICE/DTLS gave up
+ * (SFU_TP_FAILED: p is removed unless it recovers within the media
+ * timeout). */
+enum { SFU_TP_CONNECTED = 1, SFU_TP_FAILED = 2 };
+void sfu_room_on_transport(sfu_room_t *room, sfu_participant_t *p, int state, sfu_time_t now);
+/* Runs what is due at `now`; sfu_room_next_tick() says when to call next
+ * (monotonic microseconds). */
+void sfu_room_tick(sfu_room_t *room, sfu_time_t now);
+uint64_t sfu_room_next_tick(const sfu_room_t *room);
+
+/* Engine timeouts. */
+#define SFU_ROOM_MEDIA_TIMEOUT_US 15000000   /* transport silent: participant gone */
+#define SFU_ROOM_CONNECT_TIMEOUT_US 30000000 /* transport never connected */
+
+/* --- inside the engine: engine.c, proto.c, negotiation.c, forwarder.c -- */
+
+/* Sends `msg` (reference taken) to one client / to all but `except`. */
+void sfu_room_send(sfu_room_t *room, sfu_participant_t *p, json_t *msg);
+void sfu_room_broadcast(sfu_room_t *room, sfu_participant_t *except, json_t *msg);
+void sfu_room_error(sfu_room_t *room, sfu_participant_t *p, json_t *id,
+                    const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+sfu_participant_t *sfu_room_by_session(sfu_room_t *room, uint32_t session);
+sfu_participant_t *sfu_room_by_identity(sfu_room_t *room, const char *identity);
+json_t *sfu_participant_json(const sfu_participant_t *p);
+/* Membership. */
+int sfu_room_join(sfu_room_t *room, uint32_t session, const char *identity,
+                  const char *name, unsigned grants, json_t *req_id);
+void sfu_room_remove(sfu_room_t *room, sfu_participant_t *p, const char *reason,
+                     int close_code, const char *close_reason);
+void sfu_room_set_muted(sfu_room_t *room, sfu_participant_t *p, int muted, int by_server);
+/* Sends sfud a record for the control plane: {type, participant, sid} +
+ * `extra` (reference taken). */
+void sfu_room_event(sfu_room_t *room, const char *type, sfu_participant_t *p, json_t *extra);
+/* Re-derives every participant's usage states from the media state; call
+ * after anything that may change who publishes or receives. */
+void sfu_room_usage_refresh(sfu_room_t *room);
+/* Sends a usage checkpoint of every participant (and `leaving`, if any). */
+void sfu_room_usage_checkpoint(sfu_room_t *room, sfu_participant_t *leaving);
+
+/* negotiation.c */
+int sfu_neg_on_offer(sfu_room_t *room, sfu_participant_t *p, const char *sdp, json_t *id);
+int sfu_neg_on_answer(sfu_room_t *room, sfu_participant_t *p, const char *sdp, long long offer_id);
+/* `cand` is a "candidate:..." string, or NULL for end of candidates. */
+int sfu_neg_on_candidate(sfu_room_t *room, sfu_participant_t *p, const char *cand);
+/* Subscribes p to every other participant's track, and every other
+ * participant to p's; sends offers where something changed. */
+void sfu_neg_track_added(sfu_room_t *room, sfu_track_t *t);
+void sfu_neg_track_removed(sfu_room_t *room, sfu_track_t *t);
+void sfu_neg_maybe_offer(sfu_room_t *room, sfu_participant_t *p);
+void sfu_neg_free(sfu_participant_t *p);
+
+/* forwarder.c */
+void sfu_fwd_on_rtp(sfu_room_t *room, sfu_participant_t *p, uint8_t *buf, size_t len);
+void sfu_fwd_on_rtcp(sfu_room_t *room, sfu_participant_t *p, uint8_t *buf, size_t len);
+void sfu_fwd_send_reports(sfu_room_t *room);
+void sfu_fwd_speaking_tick(sfu_room_t *room);
+sfu_track_t *sfu_track_create(sfu_participant_t *owner);
+void sfu_track_destroy(sfu_track_t *t);
+void sfu_downtrack_free(sfu_downtrack_t *d);
+/* A keyframe of layer k from the publisher (PLI), throttled per layer. */
+void sfu_fwd_request_keyframe(sfu_room_t *room, sfu_track_t *t, int k);
+/* NACKs upstream (every SFU_ROOM_FB_TICK_US). */
+void sfu_fwd_feedback_tick(sfu_room_t *room);
+/* Simulcast layer choice per video down-track (every media tick). */
+void sfu_fwd_layers_tick(sfu_room_t *room);
+int sfu_track_add_down(sfu_track_t *t, sfu_downtrack_t *d);
+
+/* proto.c: one client message (from sfud over IPC). */
+void sfu_proto_client_msg(sfu_room_t *room, sfu_participant_t *p, json_t *msg);
+
+#endif

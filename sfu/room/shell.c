@@ -1,0 +1,334 @@
+/*
+ * shell.c -- the room process around the call engine (see shell.h).
+ *
+ * Messages from sfud (docs/internals/ipc.md): ping -> pong, stats ->
+ * stats, shutdown -> closing + exit 0, capture; client_join / client_msg /
+ * client_gone / server_mute / kick go to the engine. Messages to sfud:
+ * ready, pong, stats, closing, and whatever the engine emits.
+ *
+ * Time: every input to the engine carries the clock read here, once per
+ * datagram, message or timer. One uv timer runs the engine's ticks at
+ * sfu_room_next_tick() and the recorder's; the empty timer runs whenever
+ * nobody is in the room; the parent watchdog ends the room when sfud goes
+ * silent.
+ *
+ * Packets: a participant's transport decrypts in place in the ICE agent's
+ * receive slot and hands the plain packet here, which records it (when a
+ * capture runs) and passes it to the engine. The engine's outgoing packets
+ * are protected in its scratch buffer and copied into the agent's send
+ * batch (sendmmsg once per loop turn).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "sfu/base/log.h"
+#include "sfu/base/sfu.h"
+#include "sfu/net/transport.h"
+#include "sfu/room/shell.h"
+
+static sfu_time_t now(void) {
+  sfu_time_t t = {sfu_now_us(), sfu_wall_ms() * 1000};
+  return t;
+}
+
+static sfu_shell_t *shell_of(const sfu_participant_t *p) { return p->room->io->data; }
+
+static void send_ipc(sfu_shell_t *sh, json_t *m) {
+  int rv = sfu_ipc_send(&sh->ipc, m);
+  if (rv != 0 && rv != SFU_ECANCELED)
+    sfu_log(SFU_LOG_WARN, "room", "IPC send failed: %s", sfu_strerror(rv));
+  json_decref(m);
+}
+
+static void arm_tick(sfu_shell_t *sh);
+
+/* --- the engine's I/O -------------------------------------------------- */
+
+static void io_emit(sfu_room_io_t *io, json_t *msg) { send_ipc(io->data, msg); }
+
+static int io_send(sfu_room_io_t *io, sfu_participant_t *p, int rtcp, uint8_t *buf, size_t len,
+                   size_t cap) {
+  if (!p->transport) return SFU_EAGAIN;
+  return rtcp ? sfu_transport_send_rtcp(p->transport, buf, len, cap)
+              : sfu_transport_send_rtp(p->transport, buf, len, cap);
+}
+
+static void tp_rtp(void *arg, uint8_t *buf, size_t len) {
+  sfu_participant_t *p = arg;
+  sfu_shell_t *sh = shell_of(p);
+  if (sh->rec.w) sfu_recorder_packet(&sh->rec, p->number, buf, len);
+  sfu_room_on_rtp(&sh->room, p, buf, len, now());
+}
+
+static void tp_rtcp(void *arg, uint8_t *buf, size_t len) {
+  sfu_participant_t *p = arg;
+  sfu_shell_t *sh = shell_of(p);
+  if (sh->rec.w) sfu_recorder_packet(&sh->rec, p->number, buf, len);
+  sfu_room_on_rtcp(&sh->room, p, buf, len, now());
+}
+
+static void tp_connected(void *arg) {
+  sfu_participant_t *p = arg;
+  sfu_room_on_transport(&shell_of(p)->room, p, SFU_TP_CONNECTED, now());
+}
+
+static void tp_failed(void *arg, const char *why) {
+  sfu_participant_t *p = arg;
+  sfu_log(SFU_LOG_WARN, "room", "[%s] transport failed: %s", p->identity, why);
+  sfu_room_on_transport(&shell_of(p)->room, p, SFU_TP_FAILED, now());
+}
+
+/* The ICE agent and the DTLS certificate are made for the first
+ * participant that offers, not at start: a room must be cheap to spawn. */
+static int media_init(sfu_shell_t *sh) {
+  int rv;
+  if (sh->ice) return 0;
+  if ((rv = sfu_srtp_library_init()) != 0) return rv;
+  if (!sh->cert && (rv = sfu_dtls_cert_create(&sh->cert)) != 0) return rv;
+  return sfu_ice_create(&sh->ice, sh->loop, &sh->ice_opts);
+}
+
+static int io_transport_open(sfu_room_io_t *io, sfu_participant_t *p) {
+  sfu_shell_t *sh = io->data;
+  sfu_transport_t *t;
+  int rv = media_init(sh);
+  if (rv != 0) return rv;
+  sfu_transport_cb_t cb = {p, tp_rtp, tp_rtcp, tp_connected, tp_failed};
+  if ((rv = sfu_transport_create(&t, sh->loop, sh->ice, sh->cert, &cb)) != 0) return rv;
+  p->transport = t;
+  return 0;
+}
+
+static void io_transport_close(sfu_room_io_t *io, sfu_participant_t *p) {
+  sfu_transport_destroy(p->transport);
+  p->transport = NULL;
+}
+
+static int io_transport_remote(sfu_room_io_t *io, sfu_participant_t *p, const sfu_sdp_media_t *m,
+                               const char **our_setup) {
+  return sfu_transport_set_remote(p->transport, m->ice_ufrag, m->ice_pwd, m->fp_alg, m->fp,
+                                  m->fp_len, m->setup, our_setup);
+}
+
+static int io_transport_candidate(sfu_room_io_t *io, sfu_participant_t *p, const char *cand) {
+  return sfu_transport_add_candidate(p->transport, cand);
+}
+
+static void io_transport_local(sfu_room_io_t *io, sfu_participant_t *p, sfu_sdp_media_t *m,
+                               const char *setup) {
+  sfu_transport_put_sdp(p->transport, m, setup);
+}
+
+static uint64_t io_transport_last_rx_us(sfu_room_io_t *io, sfu_participant_t *p) {
+  return sfu_transport_last_rx_ms(p->transport) * 1000;
+}
+
+static void on_empty(uv_timer_t *t);
+
+static void io_empty(sfu_room_io_t *io, int empty) {
+  sfu_shell_t *sh = io->data;
+  if (sh->closing) return;
+  if (empty)
+    uv_timer_start(&sh->empty_timer, on_empty, (uint64_t)sh->empty_timeout_s * 1000, 0);
+  else
+    uv_timer_stop(&sh->empty_timer);
+}
+
+/* --- IPC from sfud --------------------------------------------------- */
+
+static json_t *stats_json(sfu_shell_t *sh, const char *type) {
+  const sfu_room_t *room = &sh->room;
+  struct rusage ru;
+  sfu_transport_stats_t tp = {0};
+  uint64_t foreign = 0;
+  getrusage(RUSAGE_SELF, &ru);
+  json_int_t cpu = (json_int_t)ru.ru_utime.tv_sec * 1000000 + ru.ru_utime.tv_usec +
+                   (json_int_t)ru.ru_stime.tv_sec * 1000000 + ru.ru_stime.tv_usec;
+  for (sfu_participant_t *p = room->participants; p; p = p->next) {
+    if (!p->transport) continue;
+    const sfu_transport_stats_t *s = sfu_transport_stats(p->transport);
+    tp.rx_drop_demux += s->rx_drop_demux;
+    tp.rx_drop_srtp += s->rx_drop_srtp;
+    tp.tx_drop += s->tx_drop;
+    foreign += sfu_ice_drop_foreign(sfu_transport_ice(p->transport));
+  }
+  json_t *pk = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "rtp_in",
+                         (json_int_t)room->c.rtp_in, "rtp_out", (json_int_t)room->c.rtp_out,
+                         "rtcp_in", (json_int_t)room->c.rtcp_in, "rtcp_out",
+                         (json_int_t)room->c.rtcp_out, "drop_unknown_ssrc",
+                         (json_int_t)room->c.drop_unknown_ssrc, "drop_malformed",
+                         (json_int_t)room->c.drop_malformed, "drop_muted",
+                         (json_int_t)room->c.drop_muted, "drop_send",
+                         (json_int_t)room->c.drop_send);
+  json_object_set_new(pk, "drop_not_rtp", json_integer((json_int_t)tp.rx_drop_demux));
+  json_object_set_new(pk, "drop_srtp", json_integer((json_int_t)tp.rx_drop_srtp));
+  json_object_set_new(pk, "drop_transport_send", json_integer((json_int_t)tp.tx_drop));
+  json_object_set_new(pk, "drop_foreign_source", json_integer((json_int_t)foreign));
+  json_object_set_new(pk, "drop_rtx_probe", json_integer((json_int_t)room->c.drop_rtx_probe));
+  json_t *video = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "keyframes_in",
+                            (json_int_t)room->c.keyframes_in, "plis_sent",
+                            (json_int_t)room->c.plis_sent, "plis_throttled",
+                            (json_int_t)room->c.plis_throttled, "plis_received",
+                            (json_int_t)room->c.plis_received, "nacks_sent",
+                            (json_int_t)room->c.nacks_sent, "nacks_received",
+                            (json_int_t)room->c.nacks_received, "rtx_in",
+                            (json_int_t)room->c.rtx_in, "rtx_out", (json_int_t)room->c.rtx_out,
+                            "layer_switches", (json_int_t)room->c.layer_switches);
+  json_object_set_new(pk, "video", video);
+  return json_pack("{s:s, s:i, s:I, s:I, s:o, s:o}", "type", type, "participants",
+                   room->participants_n, "uptime_ms",
+                   (json_int_t)(sfu_now_ms() - sh->started_ms), "cpu_us", cpu, "packets", pk,
+                   "capture", sfu_recorder_json(&sh->rec));
+}
+
+static void on_ipc_msg(sfu_ipc_t *ipc, json_t *msg) {
+  sfu_shell_t *sh = ipc->data;
+  const char *type = json_string_value(json_object_get(msg, "type"));
+
+  sh->last_parent_ms = sfu_now_ms();
+  if (!type) return;
+  if (strcmp(type, "ping") == 0) {
+    json_t *pong = stats_json(sh, "pong");
+    json_object_set(pong, "seq", json_object_get(msg, "seq"));
+    send_ipc(sh, pong);
+  } else if (strcmp(type, "stats") == 0) {
+    send_ipc(sh, stats_json(sh, "stats"));
+  } else if (strcmp(type, "shutdown") == 0) {
+    const char *why = json_string_value(json_object_get(msg, "reason"));
+    sfu_shell_close(sh, why ? why : "shutdown", 0);
+  } else if (strcmp(type, "capture") == 0) {
+    const char *action = json_string_value(json_object_get(msg, "action"));
+    const char *path = json_string_value(json_object_get(msg, "path"));
+    if (action && strcmp(action, "start") == 0 && path)
+      sfu_recorder_start(&sh->rec, path,
+                         (uint64_t)json_integer_value(json_object_get(msg, "max_bytes")),
+                         (int)json_integer_value(json_object_get(msg, "max_seconds")), sfu_now_ms());
+    else
+      sfu_recorder_stop(&sh->rec, "stopped");
+  } else if (sh->closing) {
+    if (strcmp(type, "client_join") == 0) /* too late to join */
+      send_ipc(sh, json_pack("{s:s, s:O, s:i, s:s}", "type", "client_close", "session",
+                             json_object_get(msg, "session"), "code", 4000, "reason",
+                             "bad request"));
+  } else if (sfu_room_on_control(&sh->room, type, msg, now()) == SFU_ENOENT) {
+    sfu_log(SFU_LOG_WARN, "room", "unknown IPC message type '%.32s'", type);
+  } else {
+    arm_tick(sh); /* what was done may have moved the next tick */
+  }
+}
+
+static void on_ipc_error(sfu_ipc_t *ipc, int err) {
+  sfu_shell_t *sh = ipc->data;
+  if (err == 0)
+    sfu_log(SFU_LOG_WARN, "room", "sfud closed the channel; ending room");
+  else
+    sfu_log(SFU_LOG_ERROR, "room", "IPC failed: %s; ending room", sfu_strerror(err));
+  sfu_shell_close(sh, "parent_gone", 1);
+}
+
+/* --- timers ---------------------------------------------------------- */
+
+static void on_empty(uv_timer_t *t) {
+  sfu_shell_t *sh = t->data;
+  sfu_log(SFU_LOG_INFO, "room", "empty for %d s; ending room", sh->empty_timeout_s);
+  sfu_shell_close(sh, "empty_timeout", 0);
+}
+
+static void on_parent_check(uv_timer_t *t) {
+  sfu_shell_t *sh = t->data;
+  if (sfu_now_ms() - sh->last_parent_ms > (uint64_t)sh->parent_timeout_ms) {
+    sfu_log(SFU_LOG_ERROR, "room", "no word from sfud for %d ms; ending room",
+            sh->parent_timeout_ms);
+    sfu_shell_close(sh, "parent_gone", 1);
+  }
+}
+
+static void on_tick(uv_timer_t *t) {
+  sfu_shell_t *sh = t->data;
+  sfu_time_t n = now();
+  sfu_recorder_tick(&sh->rec, n.mono_us / 1000);
+  sfu_room_tick(&sh->room, n);
+  arm_tick(sh);
+}
+
+static void arm_tick(sfu_shell_t *sh) {
+  if (sh->closing) return;
+  uint64_t next = sfu_room_next_tick(&sh->room), t = sfu_now_us();
+  uint64_t ms = next > t ? (next - t + 999) / 1000 : 0;
+  uv_timer_start(&sh->tick_timer, on_tick, ms, 0);
+}
+
+/* --- lifecycle ----------------------------------------------------------- */
+
+int sfu_shell_init(sfu_shell_t *sh, uv_loop_t *loop, const sfu_shell_opts_t *o) {
+  int rv;
+  memset(sh, 0, sizeof(*sh));
+  sh->loop = loop;
+  sh->empty_timeout_s = o->empty_timeout_s;
+  sh->parent_timeout_ms = o->parent_timeout_ms;
+  sh->started_ms = sh->last_parent_ms = sfu_now_ms();
+  sh->io = (sfu_room_io_t){sh,
+                           io_emit,
+                           io_send,
+                           io_transport_open,
+                           io_transport_close,
+                           io_transport_remote,
+                           io_transport_candidate,
+                           io_transport_local,
+                           io_transport_last_rx_us,
+                           io_empty};
+  sfu_room_opts_t ro = {o->id, o->max_participants, o->usage_interval_s};
+  if ((rv = sfu_room_init(&sh->room, &ro, &sh->io, now())) != 0) return rv;
+
+  snprintf(sh->ice_addresses, sizeof(sh->ice_addresses), "%s",
+           o->ice_addresses ? o->ice_addresses : "127.0.0.1");
+  sh->ice_opts.addresses = sh->ice_addresses;
+  if (o->announce) {
+    snprintf(sh->ice_announce, sizeof(sh->ice_announce), "%s", o->announce);
+    sh->ice_opts.announce = sh->ice_announce;
+  }
+  sh->ice_opts.port_min = o->port_min;
+  sh->ice_opts.port_max = o->port_max;
+  sh->ipc.data = sh;
+  if ((rv = sfu_ipc_init(loop, &sh->ipc, o->ipc_fd, on_ipc_msg, on_ipc_error)) != 0) return rv;
+  uv_timer_init(loop, &sh->empty_timer);
+  uv_timer_init(loop, &sh->parent_timer);
+  uv_timer_init(loop, &sh->tick_timer);
+  sh->empty_timer.data = sh->parent_timer.data = sh->tick_timer.data = sh;
+  uv_timer_start(&sh->empty_timer, on_empty, (uint64_t)sh->empty_timeout_s * 1000, 0);
+  uint64_t check = (uint64_t)sh->parent_timeout_ms / 4 + 1;
+  uv_timer_start(&sh->parent_timer, on_parent_check, check, check);
+  arm_tick(sh);
+
+  send_ipc(sh, json_pack("{s:s, s:i}", "type", "ready", "pid", (int)uv_os_getpid()));
+  return 0;
+}
+
+static void on_closed(uv_handle_t *h) {
+  sfu_shell_t *sh = h->data;
+  sh->pending_closes--;
+}
+static void on_ipc_closed(sfu_ipc_t *ipc) { ((sfu_shell_t *)ipc->data)->pending_closes--; }
+
+void sfu_shell_close(sfu_shell_t *sh, const char *reason, int exit_code) {
+  if (sh->closing) return;
+  sh->closing = 1;
+  sh->exit_code = exit_code;
+  snprintf(sh->close_reason, sizeof(sh->close_reason), "%s", reason);
+  sfu_room_end(&sh->room, now());
+  sfu_recorder_stop(&sh->rec, "room_closed");
+  if (!sh->ipc.failed)
+    send_ipc(sh, json_pack("{s:s, s:s, s:i}", "type", "closing", "reason", reason,
+                           "participants", sh->room.participants_n));
+  sfu_ice_destroy(sh->ice);
+  sh->ice = NULL;
+  sfu_dtls_cert_destroy(sh->cert);
+  sh->cert = NULL;
+  sh->pending_closes = 4;
+  uv_close((uv_handle_t *)&sh->empty_timer, on_closed);
+  uv_close((uv_handle_t *)&sh->parent_timer, on_closed);
+  uv_close((uv_handle_t *)&sh->tick_timer, on_closed);
+  sfu_ipc_close(&sh->ipc, on_ipc_closed);
+}

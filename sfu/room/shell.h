@@ -1,0 +1,72 @@
+/*
+ * shell.h -- the room process around the call engine: one per process, one
+ * thread.
+ *
+ * The shell owns everything that touches the world: the libuv loop's
+ * handles, the IPC channel to sfud, the ICE-lite agent and its sockets
+ * (sfu/net/icelite.c), each participant's transport (ICE stream, DTLS,
+ * SRTP: sfu/net/transport.c) and the DTLS certificate they share, the
+ * capture recorder, and the clock. It feeds the engine (sfu/room/engine.h)
+ * -- control messages from sfud, decrypted packets, transport states, and
+ * one timer armed at sfu_room_next_tick() -- and carries out what the
+ * engine emits: messages to sfud, packets protected and queued on the
+ * agent's send batch.
+ *
+ * What stays here rather than in the engine is what is about the process
+ * or the network: ping/stats/shutdown/capture from sfud, the parent
+ * watchdog, the empty timeout, CPU time, and transport statistics.
+ */
+#ifndef SFU_ROOM_SHELL_H
+#define SFU_ROOM_SHELL_H
+
+#include <uv.h>
+
+#include "sfu/media/dtls.h"
+#include "sfu/net/ice.h"
+#include "sfu/room/engine.h"
+#include "sfu/room/recorder.h"
+#include "signaling/ipc.h"
+
+typedef struct sfu_shell_opts_s {
+  const char *id;          /* room id given by sfud */
+  int max_participants;    /* join limit */
+  int empty_timeout_s;     /* end after this long with nobody in */
+  int parent_timeout_ms;   /* exit if sfud is silent this long */
+  int usage_interval_s;    /* usage checkpoint period */
+  int ipc_fd;              /* inherited socketpair end */
+  const char *ice_addresses; /* host candidate addresses */
+  int port_min, port_max;  /* UDP port range */
+  const char *announce;    /* IP announced in candidates, or NULL */
+} sfu_shell_opts_t;
+
+typedef struct sfu_shell_s {
+  uv_loop_t *loop;           /* the process's loop */
+  sfu_room_t room;           /* the call engine */
+  sfu_room_io_t io;          /* its outputs, carried out here */
+  sfu_ipc_t ipc;             /* channel to sfud */
+  uv_timer_t empty_timer;    /* armed while nobody is in */
+  uv_timer_t parent_timer;   /* watchdog on sfud's pings */
+  uv_timer_t tick_timer;     /* at sfu_room_next_tick() */
+  sfu_ice_t *ice;            /* one agent, a stream per participant; lazy */
+  sfu_ice_opts_t ice_opts;   /* for creating it */
+  char ice_addresses[256];   /* storage for ice_opts.addresses */
+  char ice_announce[64];     /* storage for ice_opts.announce */
+  sfu_dtls_cert_t *cert;     /* one certificate per room; lazy */
+  int empty_timeout_s;       /* see opts */
+  int parent_timeout_ms;     /* see opts */
+  uint64_t last_parent_ms;   /* last message from sfud */
+  uint64_t started_ms;       /* process start */
+  int closing;               /* sfu_shell_close() called */
+  int pending_closes;        /* handles still closing */
+  int exit_code;             /* process exit status once closed */
+  char close_reason[32];     /* why */
+  sfu_recorder_t rec;        /* POST /v1/rooms/{id}/capture */
+} sfu_shell_t;
+
+/* Sets everything up and tells sfud "ready". 0 or a negative error. */
+int sfu_shell_init(sfu_shell_t *sh, uv_loop_t *loop, const sfu_shell_opts_t *o);
+/* Starts closing: everyone leaves, sfud hears "closing", every handle
+ * closes. uv_run returns once done; sh->exit_code is the exit status. */
+void sfu_shell_close(sfu_shell_t *sh, const char *reason, int exit_code);
+
+#endif
