@@ -1,9 +1,10 @@
 /*
  * icelite_send.c -- what one forwarded datagram costs the sender on
- * loopback: sendto per datagram (today's room, ice.c fast path) against
- * sendmmsg batches (icelite.c), and icelite's own path (copy into the
- * batch + sendmmsg). Also the receive side (MSG_PEEK + recv, as ice.c's
- * fast path does, against recvmmsg) and one STUN check's CPU.
+ * loopback: sendto per datagram (the room's former libnice fast path, now
+ * tools/client/nice.c) against sendmmsg batches (sfu/net/icelite.c), and
+ * icelite's own path (copy into the batch + sendmmsg). Also the receive
+ * side (MSG_PEEK + recv, as nice.c's fast path does, against recvmmsg) and
+ * one STUN check's CPU.
  *
  * Model: a 10-person audio room. Each incoming packet is forwarded to 9
  * subscribers, each a different destination (port) on 127.0.0.1; payload

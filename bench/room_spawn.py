@@ -5,7 +5,7 @@ Starts a local sfud, creates N rooms one after another (each deleted before
 the next, so every spawn sees the same node), and prints:
 
 * spawn latency, as sfud measures it: uv_spawn -> the room's "ready"
-  message (fork + exec + dynamic linking + loop/GLib/IPC setup), median,
+  message (fork + exec + dynamic linking + loop/IPC setup), median,
   p90, max over N;
 * the API view: POST /v1/rooms round trip (the process exists on return);
 * private memory of an idle room (Private_Clean + Private_Dirty from

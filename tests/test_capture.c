@@ -2,7 +2,7 @@
  * test_capture.c -- pcap/pcapng reading, frame parsing, the pcap writer
  * and RTP stream discovery (sfu/media/capture.c).
  *
- * Real captures: the .pcap files in tests/data/pcaps, copies of /work/shared/data/pcaps
+ * Real captures: the .pcap files in tests/data/pcaps
  * (licences in that README). The expected values below were read off the
  * files with an independent Python pcap/pcapng reader (struct-based, not
  * libpcap) and agree with the README: one RTP stream per file, its SSRC,

@@ -13,9 +13,9 @@
  * length, from a heap copy of exactly that size, so ASan catches a read
  * past the end.
  *
- * Real captures (tests/data/pcaps, copies of /work/shared/data/pcaps, read
+ * Real captures (tests/data/pcaps, read
  * with sfu/media/capture.c). The expected numbers were established
- * without this code, by a throwaway Python script during development:
+ * without this code, by an independent Python script:
  *
  *   - keyframes and picture sizes: each capture was depacketized in Python
  *     (descriptor stripping for VP8/VP9, STAP-A/FU-A reassembly for H.264,

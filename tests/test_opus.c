@@ -1,7 +1,7 @@
 /*
  * test_opus.c -- Opus packet views and the level meter.
  *
- * Fixtures are the two GStreamer captures in /work/shared/data/pcaps,
+ * Fixtures are the two GStreamer captures in tests/data/pcaps,
  * converted by tests/data/opus/extract_pcap.py into records of
  *
  *   u16 payload length | u16 RTP seq | u32 RTP timestamp |

@@ -3,7 +3,7 @@
  * sequence unwrapping.
  *
  * Real packets come from the .bin files in tests/data/rtp, cut out of the
- * captures in /work/shared/data/pcaps (tests/data/rtp/README.md says which
+ * captures in tests/data/pcaps (tests/data/rtp/README.md says which
  * packet is which); the expected header values were read off them with an
  * independent Python pcap reader and aiortc's RtpPacket.parse(). Crafted
  * packets cover what the captures lack: audio level, the two-byte

@@ -2,13 +2,14 @@
  * dtls.h -- DTLS-SRTP key agreement (RFC 5763/5764) for one peer, with no
  * sockets.
  *
- * The transport owns the UDP path (libnice). It hands each DTLS datagram it
- * receives to sfu_dtls_input(). This module hands each datagram it wants to
- * send to the `send` callback. When the handshake finishes and the peer's
- * certificate matches the fingerprint from its SDP, `connected` receives
- * the SRTP keys. The transport passes them to sfu_srtp_create() and never
- * touches DTLS again, except to pass along datagrams: a peer retransmits its
- * last flight when ours got lost, and it may send close_notify.
+ * The transport owns the UDP path (an ICE stream, sfu/net/ice.h). It hands
+ * each DTLS datagram it receives to sfu_dtls_input(). This module hands
+ * each datagram it wants to send to the `send` callback. When the
+ * handshake finishes and the peer's certificate matches the fingerprint
+ * from its SDP, `connected` receives the SRTP keys. The transport passes
+ * them to sfu_srtp_create() and never touches DTLS again, except to pass
+ * along datagrams: a peer retransmits its last flight when ours got lost,
+ * and it may send close_notify.
  *
  *   transport ──datagram 20..63──▶ sfu_dtls_input ──▶ OpenSSL (memory BIO)
  *   transport ◀──cb.send────────── one datagram per write ◀──┘
@@ -20,11 +21,12 @@
  * docs/internals/dtls-srtp.md for the role choice, the timer policy and the
  * key layout.
  *
- * Threading: one thread (the room loop). Callbacks run synchronously from
- * inside sfu_dtls_start(), sfu_dtls_input(), sfu_dtls_on_timeout() and
- * sfu_dtls_destroy(). A callback must not destroy the session it belongs
- * to. It should mark the session closing and let the owner destroy it at
- * the end of the loop turn (STYLE.md "Lifecycle").
+ * Threading: one thread (the loop of the room, or of the client).
+ * Callbacks run synchronously from inside sfu_dtls_start(),
+ * sfu_dtls_input(), sfu_dtls_on_timeout() and sfu_dtls_destroy(). A
+ * callback must not destroy the session it belongs to. It should mark the
+ * session closing and let the owner destroy it at the end of the loop turn
+ * (docs/style.md, "Lifecycles").
  */
 #ifndef SFU_DTLS_H
 #define SFU_DTLS_H

@@ -9,7 +9,7 @@
  * identical, see srtp.h). The forwarder's copy is per subscriber (its own
  * SSRC, sequence and timestamp offsets, extension map), so the cache is
  * per outbound stream too and must copy: it cannot hold a reference to
- * the publisher's pktbuf.
+ * the publisher's receive slot.
  *
  * Memory layout: one block, allocated on the first put, holding
  *

@@ -15,7 +15,7 @@
  *                                sfu_rtx_wrap() when RTX was negotiated.
  *
  *   publisher side (we receive)  sfu_nack_gen_t, one per inbound video
- *                                stream. track.c feeds every sequence
+ *                                stream. The forwarder feeds every sequence
  *                                number that arrives (RTX ones after
  *                                sfu_rtx_unwrap()), and a timer asks
  *                                sfu_nack_gen_due() which numbers to put
@@ -145,7 +145,7 @@ int sfu_rtx_cache_put(sfu_rtx_cache_t *c, const uint8_t *pkt, size_t len,
  * less than resend_ms ago. Each non-zero return counts as one answer.
  *
  * *pkt points into the arena: valid until the next put or free. Copy it
- * (into a pktbuf) before protecting: SRTP encrypts in place.
+ * (into a send buffer) before protecting: SRTP encrypts in place.
  */
 int sfu_rtx_cache_get(sfu_rtx_cache_t *c, uint16_t seq, uint64_t now_ms,
                       const uint8_t **pkt);

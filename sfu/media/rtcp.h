@@ -25,9 +25,9 @@
  * REMB SSRCs, TWCC statuses) go into caller arrays bounded by `cap`, or
  * come one at a time from the TWCC cursor; nothing allocates.
  *
- * Callers: transport.c (SRTCP in, then the iterator), track.c (SR for
- * lip sync and RTT, RR generation), nack.c, forwarder.c (PLI/FIR towards
- * publishers), and the bandwidth estimator (REMB, TWCC).
+ * Caller: sfu/room/forwarder.c, on what the transport decrypted (the
+ * iterator; SR for lip sync and RTT, RR and SR generation, NACK, PLI/FIR
+ * towards publishers, REMB both ways).
  */
 #ifndef SFU_RTCP_H
 #define SFU_RTCP_H

@@ -1,7 +1,7 @@
 /*
  * rtp.c -- RTP view parser, header-extension walk, forward copy.
  *
- * An RTP packet arrives in a pktbuf slab and is looked at many times (track
+ * An RTP packet arrives in a receive slot and is looked at many times (track
  * stats, codec keyframe checks, one forward copy per subscriber), so the
  * parser does the bounds checking once and records offsets; every later
  * reader trusts those offsets and the invariant

@@ -8,9 +8,9 @@
  * (extension lookup, audio level, mid/rid, forward copy) works from a parsed
  * view and never looks outside [data, data + len).
  *
- * Callers: transport.c demuxes with sfu_is_rtcp(), track.c parses and
- * unwraps sequence numbers, forwarder.c rewrites with the setters or
- * sfu_rtp_forward_copy(). See docs/internals/rtp.md.
+ * Callers: sfu/net/transport.c demuxes with sfu_is_rtcp();
+ * sfu/room/forwarder.c parses, unwraps sequence numbers and rewrites with
+ * the setters or sfu_rtp_forward_copy(). See docs/internals/rtp.md.
  */
 #ifndef SFU_RTP_H
 #define SFU_RTP_H
@@ -142,7 +142,7 @@ int sfu_rtp_forward_copy(const sfu_rtp_t *p, uint8_t pt, uint16_t seq,
  * ahead of the highest seen (modulo 2^16) moves the highest forward, across
  * a wrap if need be; anything else is taken as late (reordered, duplicate)
  * and placed behind it. RFC 3550 A.1 counts cycles the same way; its
- * dropout/restart probation is track.c's business.
+ * dropout/restart probation is the caller's business.
  *
  * The first number s maps to SFU_SEQ_EXT_BASE + s, so a packet that was
  * sent before the first one we saw still gets a positive value. RFC 3550's

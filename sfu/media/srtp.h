@@ -1,6 +1,6 @@
 /*
  * srtp.h -- SRTP/SRTCP protection for one peer: a thin layer over libsrtp2
- * (built with its OpenSSL backend, see DESIGN.md §3).
+ * (built with its OpenSSL backend, see docs/architecture.md §3).
  *
  * A peer has two libsrtp sessions. `in` holds the peer's write key and
  * unprotects everything it sends us. `out` holds our write key and protects
@@ -12,10 +12,12 @@
  *
  * Everything works in place. Unprotect shrinks the packet. Protect grows it
  * by the auth tag (and the SRTCP index), so the caller's buffer must have
- * SFU_SRTP_TRAILER bytes of tailroom (pktbuf slabs are sized for it).
+ * SFU_SRTP_TRAILER bytes of tailroom (the call engine's scratch buffer,
+ * SFU_PKT_CAP bytes, is sized for it).
  *
- * Failures on the receive path are counted, never logged per packet. The
- * transport folds the counters into usage.c.
+ * Failures on the receive path are counted, never logged per packet: here,
+ * and in the transport's rx_drop_srtp, which the room's stats report as
+ * drop_srtp.
  */
 #ifndef SFU_SRTP_H
 #define SFU_SRTP_H

@@ -7,8 +7,10 @@
  * the client: it sends its ClientHello once ICE is connected. The DTLS
  * retransmission timer is a uv timer re-armed after every DTLS event.
  *
- * The receive path works in place on libnice's buffer: one unprotect, then
- * the callback gets the plain packet. Nothing is allocated per packet.
+ * The receive path works in place on the ICE agent's buffer (in the room,
+ * a recvmmsg slot of the ICE-lite agent; in the client stack, libnice's):
+ * one unprotect, then the callback gets the plain packet. Nothing is
+ * allocated per packet.
  */
 #include <stdio.h>
 #include <stdlib.h>

@@ -2,7 +2,10 @@
  * transport.h -- one participant's network path: ICE stream + DTLS + SRTP,
  * with the RFC 7983 first-byte demultiplexer in front.
  *
- *   datagram from libnice (STUN already consumed by libnice)
+ *   datagram from the ICE stream (sfu/net/ice.h), STUN already answered by
+ *   the agent: in the room, a receive slot of the ICE-lite agent
+ *   (sfu/net/icelite.c, recvmmsg); in the client stack, libnice
+ *   (tools/client/nice.c)
  *     first byte 20..63   -> DTLS (handshake, alerts)
  *     first byte 128..191 -> RTP or RTCP (RFC 5761: second byte 192..223
  *                            is RTCP) -> SRTP unprotect -> callback

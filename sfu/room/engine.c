@@ -25,6 +25,8 @@
 #include "sfu/room/engine.h"
 #include "signaling/token.h"
 
+#define SPEAKING_EVENT_MIN_US 200000
+
 static void send_ipc(sfu_room_t *room, json_t *m) { room->io->emit(room->io, m); }
 
 static uint64_t now_ms(const sfu_room_t *room) { return room->now_us / 1000; }
@@ -423,9 +425,36 @@ static void media_timeouts(sfu_room_t *room) {
   }
 }
 
+/* Speaking events: the set of speakers, broadcast when it changed, at most
+ * every SPEAKING_EVENT_MIN_US (the detectors are fed by the forwarder). */
+static void speaking_tick(sfu_room_t *room) {
+  for (sfu_participant_t *p = room->participants; p; p = p->next)
+    if (p->audio && sfu_speaking_tick(&p->audio->speaking, now_ms(room))) room->speaking_dirty = 1;
+  if (!room->speaking_dirty || room->now_us - room->last_speaking_us < SPEAKING_EVENT_MIN_US)
+    return;
+  int changed = 0;
+  json_t *speakers = json_array();
+  for (sfu_participant_t *p = room->participants; p; p = p->next) {
+    int on = p->audio && !p->server_muted && sfu_speaking_active(&p->audio->speaking);
+    changed |= on != p->speaking;
+    p->speaking = on;
+    if (on)
+      json_array_append_new(speakers, json_pack("{s:s, s:s, s:f}", "sid", p->sid, "identity",
+                                                p->identity,
+                                                "level", (double)sfu_speaking_level(&p->audio->speaking)));
+  }
+  room->speaking_dirty = 0;
+  if (!changed) {
+    json_decref(speakers);
+    return;
+  }
+  room->last_speaking_us = room->now_us;
+  sfu_room_broadcast(room, NULL, json_pack("{s:s, s:o}", "type", "speaking", "speakers", speakers));
+}
+
 static void media_tick(sfu_room_t *room) {
   room->media_ticks++;
-  sfu_fwd_speaking_tick(room);
+  speaking_tick(room);
   sfu_fwd_layers_tick(room);
   if (room->now_us - room->last_usage_us >= (uint64_t)room->usage_interval_s * 1000000)
     sfu_room_usage_checkpoint(room, NULL);

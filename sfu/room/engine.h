@@ -76,7 +76,8 @@ struct sfu_room_io_s {
    * fingerprint, setup). */
   void (*transport_local)(sfu_room_io_t *io, sfu_participant_t *p, sfu_sdp_media_t *m,
                           const char *setup);
-  /* When p's transport last received anything (DTLS, STUN, media), in the
+  /* When p's transport last received a datagram (DTLS or media; STUN
+   * checks are answered by the ICE agent and do not count), in the
    * engine's monotonic microseconds: media timeouts. */
   uint64_t (*transport_last_rx_us)(sfu_room_io_t *io, sfu_participant_t *p);
   /* The room became empty (1) or not (0): the owner's empty timeout. */
@@ -211,7 +212,6 @@ void sfu_neg_free(sfu_participant_t *p);
 void sfu_fwd_on_rtp(sfu_room_t *room, sfu_participant_t *p, uint8_t *buf, size_t len);
 void sfu_fwd_on_rtcp(sfu_room_t *room, sfu_participant_t *p, uint8_t *buf, size_t len);
 void sfu_fwd_send_reports(sfu_room_t *room);
-void sfu_fwd_speaking_tick(sfu_room_t *room);
 sfu_track_t *sfu_track_create(sfu_participant_t *owner);
 void sfu_track_destroy(sfu_track_t *t);
 void sfu_downtrack_free(sfu_downtrack_t *d);

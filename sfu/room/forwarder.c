@@ -1,7 +1,9 @@
 /*
- * forwarder.c -- the packet path of a room (docs/internals/media.md).
+ * forwarder.c -- the packet path of a room (docs/internals/media.md), part
+ * of the call engine (engine.h): the time is the input's (room->now_us,
+ * room->wall_us), and every packet leaves through room->io->send.
  *
- * RTP from a publisher (already decrypted in place by its transport):
+ * RTP from a publisher (decrypted in place by its transport, in the shell):
  *
  *   parse view -> its track and layer (by SSRC; learnt from the rid
  *   extension or the first packet when the SDP named none; RTX packets are
@@ -10,8 +12,8 @@
  *   audio: speaking level (RFC 6464 extension, else a libopus decode of the
  *   payload) -> unless server-muted, for each negotiated down-track: copy
  *   header (subscriber's pt, seq, room-unique SSRC; extensions dropped) and
- *   payload into the room's scratch buffer, SRTP-protect in place with the
- *   subscriber's keys, send;
+ *   payload into the room's scratch buffer, hand it to io->send (the shell
+ *   SRTP-protects it in place with the subscriber's keys and queues it);
  *
  *   video: NACK generator, payload inspection (keyframe, picture id) ->
  *   for each down-track whose current layer this is (or whose target layer
@@ -19,8 +21,8 @@
  *   number, timestamp and VP8 picture ids, kept in its retransmission
  *   cache, protected, sent.
  *
- * One scratch buffer serves every copy: each is protected and handed to the
- * socket before the next is built, so nothing is allocated or queued per
+ * One scratch buffer serves every copy: each is protected and copied into
+ * the socket's send batch before the next is built, so nothing is allocated or queued per
  * packet (a video down-track's cache is allocated once, at its first
  * packet). Sequence numbers continue across server mutes and layer
  * switches, so a subscriber sees one stream.
@@ -39,7 +41,6 @@
 #include "sfu/media/rtcp.h"
 #include "sfu/room/engine.h"
 
-#define SPEAKING_EVENT_MIN_US 200000
 #define PLI_INTERVAL_MS 500    /* keyframe requests per publisher layer */
 #define RTX_SLOTS 512          /* retransmission cache per video down-track */
 #define RTX_BYTES (256 << 10)   /* ~1.4 s at 1.5 Mb/s */
@@ -713,31 +714,4 @@ void sfu_fwd_send_reports(sfu_room_t *room) {
     for (int i = 0; i < p->down.n; i++)
       if (p->down.items[i]->negotiated && p->down.items[i]->packets) sender_report(room, p, p->down.items[i], now);
   }
-}
-
-/* --- speaking ------------------------------------------------------------ */
-
-void sfu_fwd_speaking_tick(sfu_room_t *room) {
-  for (sfu_participant_t *p = room->participants; p; p = p->next)
-    if (p->audio && sfu_speaking_tick(&p->audio->speaking, now_ms(room))) room->speaking_dirty = 1;
-  if (!room->speaking_dirty || room->now_us - room->last_speaking_us < SPEAKING_EVENT_MIN_US)
-    return;
-  int changed = 0;
-  json_t *speakers = json_array();
-  for (sfu_participant_t *p = room->participants; p; p = p->next) {
-    int on = p->audio && !p->server_muted && sfu_speaking_active(&p->audio->speaking);
-    changed |= on != p->speaking;
-    p->speaking = on;
-    if (on)
-      json_array_append_new(speakers, json_pack("{s:s, s:s, s:f}", "sid", p->sid, "identity",
-                                                p->identity,
-                                                "level", (double)sfu_speaking_level(&p->audio->speaking)));
-  }
-  room->speaking_dirty = 0;
-  if (!changed) {
-    json_decref(speakers);
-    return;
-  }
-  room->last_speaking_us = room->now_us;
-  sfu_room_broadcast(room, NULL, json_pack("{s:s, s:o}", "type", "speaking", "speakers", speakers));
 }

@@ -209,9 +209,9 @@ static void on_ipc_msg(sfu_ipc_t *ipc, json_t *msg) {
       sfu_recorder_stop(&sh->rec, "stopped");
   } else if (sh->closing) {
     if (strcmp(type, "client_join") == 0) /* too late to join */
-      send_ipc(sh, json_pack("{s:s, s:O, s:i, s:s}", "type", "client_close", "session",
-                             json_object_get(msg, "session"), "code", 4000, "reason",
-                             "bad request"));
+      send_ipc(sh, json_pack("{s:s, s:I, s:i, s:s}", "type", "client_close", "session",
+                             json_integer_value(json_object_get(msg, "session")), "code", 4000,
+                             "reason", "bad request"));
   } else if (sfu_room_on_control(&sh->room, type, msg, now()) == SFU_ENOENT) {
     sfu_log(SFU_LOG_WARN, "room", "unknown IPC message type '%.32s'", type);
   } else {

@@ -2,9 +2,11 @@
  * gloop.h -- run a GLib GMainContext inside a libuv loop on one thread.
  *
  * libnice (ICE) only knows GLib: its timers and socket readers are GSources
- * on a GMainContext. Everything else in a room process runs on a uv_loop_t.
- * sfu_gloop_t makes the uv loop the master and drives the GLib context from
- * it, so one thread serves both with no locks and no second poller:
+ * on a GMainContext. Everything else in a client process of tools/
+ * (sfu-replay, the tests' peers) runs on a uv_loop_t; the room process has
+ * neither GLib nor libnice. sfu_gloop_t makes the uv loop the master and
+ * drives the GLib context from it, so one thread serves both with no locks
+ * and no second poller:
  *
  *   uv turn:  timers -> idle -> PREPARE -> poll -> CHECK -> closing
  *                                  |                  |
@@ -19,9 +21,10 @@
  * closes an fd and the number is reused), the per-turn costs, and what
  * breaks if someone iterates the context elsewhere.
  *
- * Lifecycle is the libuv one (STYLE.md "embedded handles"): the caller owns
- * the memory, calls sfu_gloop_init(), later sfu_gloop_close(), and may free
- * the memory in close_cb. Linux only (epoll).
+ * Lifecycle is the libuv one (docs/style.md, "Lifecycles": an embedded
+ * handle): the caller owns the memory, calls sfu_gloop_init(), later
+ * sfu_gloop_close(), and may free the memory in close_cb. Linux only
+ * (epoll).
  *
  * Liveness: none of the gloop's uv handles is referenced, so they never keep
  * uv_run() alive. The owner keeps the loop alive with its own handles (a

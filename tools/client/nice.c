@@ -4,11 +4,11 @@
  *
  * With opts.full (what the client stack uses) it is a full, controlling
  * agent that checks the room's candidates and nominates; without, an
- * ICE-lite controlled agent, as the room was before it had its own
- * (sfu/net/icelite.c) -- kept because it costs nothing and lets a test pit
- * libnice's lite side against a full agent. Host candidates only, on the configured addresses, so gathering completes synchronously
- * and every SDP the SFU writes carries all its candidates (peers such as
- * aiortc need them there; trickle is optional).
+ * ICE-lite controlled agent: the room's role, which the room itself plays
+ * with sfu/net/icelite.c; no caller in the tree uses this mode. Host
+ * candidates only, on the configured addresses, so gathering completes
+ * synchronously and every SDP written with them carries all its candidates
+ * (peers such as aiortc need them there; trickle is optional).
  *
  * Receive path. Left to itself, libnice reads each socket from a GSource:
  * every datagram costs a GLib dispatch, which blocks and unblocks the
@@ -30,7 +30,7 @@
  * it is dropped and counted.
  *
  * A stream may be destroyed from inside its own receive callback (the
- * participant leaves): it is marked dead, the drain stops, and the memory
+ * peer leaves): it is marked dead, the drain stops, and the memory
  * goes when its poll handles have closed.
  */
 #include <errno.h>
@@ -86,7 +86,7 @@ static sfu_ice_stream_t *stream_of(sfu_ice_t *ice, guint id) {
   return st && st->id == id ? st : NULL;
 }
 
-/* Receive buffers shared by every stream: one thread per room. */
+/* Receive buffers shared by every stream: one thread per process. */
 static uint8_t rbuf[RECV_BATCH][1536];
 
 static int same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b) {

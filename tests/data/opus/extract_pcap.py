@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Turn the Opus pcapng captures into test fixtures and fuzz seeds.
 
-    python3 tests/data/opus/extract_pcap.py /work/shared/data/pcaps
+    python3 tests/data/opus/extract_pcap.py tests/data/pcaps
 
 writes tests/data/opus/{speech-dtx,tone-stereo}.bin (format in README.md here)
 and seeds tests/fuzz/corpus/opus/ with a few real payloads plus hand-made
@@ -111,7 +111,7 @@ def seed(name, data):
 
 
 def main():
-    src = sys.argv[1] if len(sys.argv) > 1 else "/work/shared/data/pcaps"
+    src = sys.argv[1] if len(sys.argv) > 1 else "tests/data/pcaps"
     os.makedirs(CORPUS, exist_ok=True)
     speech = convert(os.path.join(src, "gst-opus-speech-dtx.pcap"),
                      os.path.join(HERE, "speech-dtx.bin"))
