@@ -44,6 +44,7 @@
 #include <strings.h>
 
 #include "sfu/base/sfu.h"
+#include "sfu/base/vec.h"
 #include "signaling/sdp.h"
 
 /* ------------------------------------------------------------------------ */
@@ -738,15 +739,10 @@ static int media_line(parser_t *p, view_t v) {
   view_t kind, port, proto, fmts;
   finish_media(p);
   if (s->nmedia == SFU_SDP_MAX_MEDIA) return fail(p, SFU_E2BIG, "more than 256 m= lines");
-  if (s->nmedia == p->cap) {
-    int cap = p->cap ? p->cap * 2 : 4;
-    sfu_sdp_media_t *grown;
-    if (cap > SFU_SDP_MAX_MEDIA) cap = SFU_SDP_MAX_MEDIA;
-    grown = realloc(s->media, (size_t)cap * sizeof(*grown));
-    if (!grown) return fail(p, SFU_ENOMEM, "out of memory");
-    s->media = grown;
-    p->cap = cap;
-  }
+  /* sfu_sdp_t keeps media/nmedia (its users index them); the capacity
+   * lives here. Doubling from 8 stays within SFU_SDP_MAX_MEDIA (256). */
+  if (sfu__vec_reserve(&s->media, &p->cap, s->nmedia + 1, sizeof(*s->media)) != 0)
+    return fail(p, SFU_ENOMEM, "out of memory");
   m = &s->media[s->nmedia++];
   start_media(p, m);
   kind = token(&v);

@@ -47,7 +47,7 @@
  * jwt_add_grants_json() call, the only way libjwt 1.10 takes a nested
  * object such as "grants" and 64-bit integers on every platform. All four
  * grant booleans are always written: a reader never has to know the
- * default. The jti is 16 bytes from RAND_bytes in lowercase hex.
+ * default. The jti is 16 random bytes (sfu_random_hex) in lowercase hex.
  *
  * Times are int64 seconds, limited to 0..TIME_MAX (the year 9999) on both
  * sides, so `now + LEEWAY` style arithmetic is written as `t - LEEWAY` on a
@@ -62,7 +62,6 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
-#include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -506,19 +505,6 @@ out:
 
 /* ---- mint ------------------------------------------------------------- */
 
-static int fill_jti(char jti[33]) {
-  static const char hex[] = "0123456789abcdef";
-  uint8_t rnd[16];
-
-  if (RAND_bytes(rnd, sizeof(rnd)) != 1) return SFU_EAGAIN;
-  for (size_t i = 0; i < sizeof(rnd); i++) {
-    jti[2 * i] = hex[rnd[i] >> 4];
-    jti[2 * i + 1] = hex[rnd[i] & 15];
-  }
-  jti[32] = '\0';
-  return 0;
-}
-
 /* Everything mint refuses with SFU_EINVAL, before any side effect. */
 static int mint_args_ok(const sfu_token_claims_t *c) {
   const char *nul = memchr(c->name, '\0', sizeof(c->name));
@@ -554,10 +540,7 @@ int sfu_token_mint(const uint8_t *secret, size_t secret_len,
   if (!secret || secret_len < MIN_SECRET || secret_len > INT_MAX || !c ||
       !mint_args_ok(c))
     return SFU_EINVAL;
-  if (!c->jti[0]) {
-    rv = fill_jti(c->jti);
-    if (rv) return rv;
-  }
+  if (!c->jti[0]) sfu_random_hex(c->jti, "", 16); /* 32 digits + NUL */
 
   rv = SFU_ENOMEM;
   g = c->grants;

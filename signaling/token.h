@@ -61,12 +61,11 @@ typedef struct sfu_token_claims_s {
  *                       "no rights", not the default), 0 < iat < exp,
  *                       nbf 0 (left out) or below exp. A non-empty jti must
  *                       be 32 lowercase hex digits; an empty one is filled
- *                       with 16 bytes from RAND_bytes, so c is written to.
+ *                       with 16 random bytes in hex, so c is written to.
  *   out                 receives the token, at most SFU_TOKEN_MAX_LEN bytes,
  *                       NUL-terminated; set to NULL on failure.
  *
- * Returns 0, SFU_EINVAL (bad ids/name/times/grants/secret), SFU_ENOMEM, or
- * SFU_EAGAIN (the random generator failed; nothing was minted).
+ * Returns 0, SFU_EINVAL (bad ids/name/times/grants/secret) or SFU_ENOMEM.
  */
 int sfu_token_mint(const uint8_t *secret, size_t secret_len,
                    sfu_token_claims_t *c, char **out);

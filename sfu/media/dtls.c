@@ -76,7 +76,6 @@
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
-#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
@@ -326,7 +325,7 @@ static X509 *make_x509(EVP_PKEY *pkey) {
 
   if (x == NULL) return NULL;
   /* Positive, non-zero, 63 random bits: top bit clear, next bit set. */
-  if (RAND_bytes(serial, sizeof(serial)) != 1) goto out;
+  sfu_random_bytes(serial, sizeof(serial));
   serial[0] = (uint8_t)((serial[0] & 0x7f) | 0x40);
   bn = BN_bin2bn(serial, sizeof(serial), NULL);
   if (bn == NULL || !BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)))

@@ -82,7 +82,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
-#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -387,7 +386,7 @@ static void warn_limited(sfu_ice_t *ice, const char *fmt, const char *what, int 
 static void random_ice_chars(char *out, size_t n) {
   static const char alpha[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   uint8_t raw[64];
-  if (RAND_bytes(raw, (int)n) != 1) abort(); /* no CSPRNG: nothing is safe */
+  sfu_random_bytes(raw, n);
   for (size_t i = 0; i < n; i++) out[i] = alpha[raw[i] & 63];
   out[n] = '\0';
 }
@@ -810,7 +809,7 @@ static int open_socket(sfu_ice_t *ice, const char *ip, int pmin, int pmax, lite_
   int rv = SFU_EBUSY;
   if (pmin > 0) {
     uint32_t span = (uint32_t)(pmax - pmin + 1), start;
-    RAND_bytes((uint8_t *)&start, sizeof(start));
+    start = sfu_random_u32();
     for (uint32_t i = 0; i < span; i++) {
       uint16_t port = (uint16_t)(pmin + (start + i) % span);
       if (s->family == AF_INET)
@@ -866,7 +865,7 @@ int sfu_ice_create(sfu_ice_t **out, uv_loop_t *loop, const sfu_ice_opts_t *o) {
   if (!ice) return SFU_ENOMEM;
   ice->loop = loop;
   ice->rbuf = malloc(sizeof(*ice->rbuf) * RECV_BATCH);
-  RAND_bytes((uint8_t *)&ice->seed, sizeof(ice->seed));
+  ice->seed = sfu_random_u32();
   if (!ice->rbuf || map_init(&ice->by_addr, 64) != 0 || map_init(&ice->by_ufrag, 64) != 0) {
     rv = SFU_ENOMEM;
     goto fail;

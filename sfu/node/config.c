@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/rand.h>
 
 #include "sfu/node/config.h"
 #include "sfu/base/log.h"

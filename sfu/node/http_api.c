@@ -104,16 +104,22 @@ static int send_body(sfu_http_t *h, h2o_req_t *req, int status,
   return 0;
 }
 
+#define OOM_BODY "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}"
+
 /* Sends `j` (reference taken) as the response body. */
 static int send_json(sfu_http_t *h, h2o_req_t *req, int status, json_t *j) {
   char *s = json_dumps(j, JSON_COMPACT);
   json_decref(j);
-  if (!s) return send_body(h, req, 500, "application/json", H2O_STRLIT("{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}"));
+  if (!s) return send_body(h, req, 500, "application/json", H2O_STRLIT(OOM_BODY));
   size_t n = strlen(s);
-  s = realloc(s, n + 2);
-  s[n++] = '\n';
-  send_body(h, req, status, "application/json", s, n);
-  free(s);
+  char *line = realloc(s, n + 2);
+  if (!line) {
+    free(s);
+    return send_body(h, req, 500, "application/json", H2O_STRLIT(OOM_BODY));
+  }
+  line[n++] = '\n';
+  send_body(h, req, status, "application/json", line, n);
+  free(line);
   return 0;
 }
 

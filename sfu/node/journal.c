@@ -63,6 +63,7 @@
 #include "sfu/base/bytes.h"
 #include "sfu/base/log.h"
 #include "sfu/base/sfu.h"
+#include "sfu/base/vec.h"
 #include "sfu/node/journal.h"
 
 #define HDR SFU_JOURNAL_HDR_LEN
@@ -347,8 +348,7 @@ struct sfu_journal_s {
   size_t segment_bytes;    /* rotation bound */
   size_t max_record;       /* payload bound */
   int sync_every_append;   /* fdatasync in every append */
-  seg_t *segs;             /* segment table, oldest first */
-  size_t nsegs, cap;       /* entries used / allocated */
+  SFU_VEC(seg_t) segs;     /* segment table, oldest first */
   uint64_t next_seq;       /* seq of the next append; 0: exhausted */
   uint64_t last_seq;       /* newest valid record */
   uint64_t durable_seq;    /* newest synced record */
@@ -376,17 +376,8 @@ static int parse_seg_name(const char *s, uint64_t *name) {
   return 0;
 }
 
-static seg_t *active(sfu_journal_t *j) { return j->nsegs ? &j->segs[j->nsegs - 1] : NULL; }
-
-static int reserve_segs(sfu_journal_t *j, size_t n) {
-  if (n <= j->cap) return 0;
-  size_t cap = j->cap ? j->cap * 2 : 16;
-  while (cap < n) cap *= 2;
-  seg_t *p = realloc(j->segs, cap * sizeof(*p));
-  if (!p) return SFU_ENOMEM;
-  j->segs = p;
-  j->cap = cap;
-  return 0;
+static seg_t *active(sfu_journal_t *j) {
+  return j->segs.n ? &j->segs.items[j->segs.n - 1] : NULL;
 }
 
 static int do_fdatasync(int fd) {
@@ -467,10 +458,12 @@ static int cmp_u64(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
-/* Names of the segment files, sorted. Other files are left alone. */
-static int list_segments(sfu_journal_t *j, uint64_t **out, size_t *n) {
-  uint64_t *v = NULL, name;
-  size_t cnt = 0, cap = 0;
+typedef SFU_VEC(uint64_t) names_t;
+
+/* Names of the segment files, sorted, into the empty *v. Other files are
+ * left alone. */
+static int list_segments(sfu_journal_t *j, names_t *v) {
+  uint64_t name;
   struct dirent *de;
   int dfd2 = openat(j->dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   DIR *d;
@@ -482,22 +475,14 @@ static int list_segments(sfu_journal_t *j, uint64_t **out, size_t *n) {
   }
   while ((de = readdir(d)) != NULL) {
     if (parse_seg_name(de->d_name, &name) != 0) continue;
-    if (cnt == cap) {
-      cap = cap ? cap * 2 : 16;
-      uint64_t *nv = realloc(v, cap * sizeof(*v));
-      if (!nv) {
-        free(v);
-        closedir(d);
-        return SFU_ENOMEM;
-      }
-      v = nv;
+    if (sfu_vec_push(v, name) != 0) {
+      sfu_vec_free(v);
+      closedir(d);
+      return SFU_ENOMEM;
     }
-    v[cnt++] = name;
   }
   closedir(d);
-  if (cnt > 1) qsort(v, cnt, sizeof(*v), cmp_u64);
-  *out = v;
-  *n = cnt;
+  if (v->n > 1) qsort(v->items, (size_t)v->n, sizeof(*v->items), cmp_u64);
   return 0;
 }
 
@@ -509,22 +494,22 @@ static uint64_t max_u64(uint64_t a, uint64_t b) { return a > b ? a : b; }
  * record truncated; in older segments invalid bytes are only counted.
  */
 static int recover(sfu_journal_t *j) {
-  uint64_t *names = NULL, floor = 0, hdr_max = 0;
-  size_t n = 0;
+  uint64_t floor = 0, hdr_max = 0;
+  names_t names = {0};
   scan_t s = {.fd = -1, .max_record = j->max_record};
-  int rv = list_segments(j, &names, &n);
+  int rv = list_segments(j, &names);
   if (rv != 0) return rv;
-  if ((rv = reserve_segs(j, n)) != 0) goto out;
+  if ((rv = sfu_vec_reserve(&j->segs, names.n)) != 0) goto out;
 
-  for (size_t k = 0; k < n; k++) {
-    int last = k + 1 == n;
+  for (int k = 0; k < names.n; k++) {
+    int last = k + 1 == names.n;
     char fname[SEG_NAME_LEN + 1];
     struct stat st;
-    seg_t g = {.name = names[k], .floor = floor};
+    seg_t g = {.name = names.items[k], .floor = floor};
     rec_t r;
     int fd;
 
-    seg_name(fname, names[k]);
+    seg_name(fname, names.items[k]);
     fd = openat(j->dfd, fname, (last ? O_RDWR | O_APPEND : O_RDONLY) | O_CLOEXEC);
     if (fd < 0 || fstat(fd, &st) != 0) {
       rv = -errno;
@@ -579,11 +564,11 @@ static int recover(sfu_journal_t *j) {
       j->fd = fd;
     else
       close(fd);
-    j->segs[j->nsegs++] = g;
+    j->segs.items[j->segs.n++] = g; /* reserved above */
   }
 
   j->last_seq = j->durable_seq = floor;
-  if (j->nsegs) {
+  if (j->segs.n) {
     /* A crashed process leaves its records in the page cache only: make
      * everything recovered durable before it can be delivered. */
     if ((rv = do_fdatasync(j->fd)) != 0 || (rv = sync_dir(j)) != 0) {
@@ -595,12 +580,12 @@ static int recover(sfu_journal_t *j) {
   {
     uint64_t top = max_u64(hdr_max, j->acked);
     j->next_seq = top == UINT64_MAX ? 0 : top + 1;
-    if (j->next_seq && j->nsegs && active(j)->name > j->next_seq) j->next_seq = active(j)->name;
+    if (j->next_seq && j->segs.n && active(j)->name > j->next_seq) j->next_seq = active(j)->name;
     if (!j->next_seq) sfu_log(SFU_LOG_ERROR, "journal", "[%s] sequence numbers exhausted", j->dir);
   }
 out:
   free(s.buf);
-  free(names);
+  sfu_vec_free(&names);
   return rv;
 }
 
@@ -608,7 +593,7 @@ static void journal_free(sfu_journal_t *j) {
   if (!j) return;
   if (j->fd >= 0) close(j->fd);
   if (j->dfd >= 0) close(j->dfd); /* releases the flock */
-  free(j->segs);
+  sfu_vec_free(&j->segs);
   free(j->dir);
   free(j);
 }
@@ -649,8 +634,8 @@ int sfu_journal_open(sfu_journal_t **out, const char *dir, const sfu_journal_opt
   unlinkat(j->dfd, ACK_TMP, 0); /* left by a crash inside write_ack */
   if ((rv = recover(j)) != 0) goto out;
   sfu_log(SFU_LOG_INFO, "journal",
-          "[%s] opened: %zu segments, seqs %" PRIu64 "..%" PRIu64 ", acked %" PRIu64
-          ", next %" PRIu64, dir, j->nsegs, sfu_journal_first_seq(j), j->last_seq, j->acked,
+          "[%s] opened: %d segments, seqs %" PRIu64 "..%" PRIu64 ", acked %" PRIu64
+          ", next %" PRIu64, dir, j->segs.n, sfu_journal_first_seq(j), j->last_seq, j->acked,
           j->next_seq);
 out:
   if (rv != 0) {
@@ -663,7 +648,7 @@ out:
 }
 
 void sfu_journal_close(sfu_journal_t *j) {
-  if (j && j->nsegs) sfu_journal_sync(j); /* a clean shutdown loses nothing */
+  if (j && j->segs.n) sfu_journal_sync(j); /* a clean shutdown loses nothing */
   journal_free(j);
 }
 
@@ -672,7 +657,7 @@ void sfu_journal_close(sfu_journal_t *j) {
 int sfu_journal_sync(sfu_journal_t *j) {
   int rv;
   if (j->failed) return j->failed;
-  if (!j->nsegs || j->durable_bytes == active(j)->bytes) return 0;
+  if (!j->segs.n || j->durable_bytes == active(j)->bytes) return 0;
   if ((rv = do_fdatasync(j->fd)) != 0) {
     j->failed = rv;
     sfu_log(SFU_LOG_ERROR, "journal", "[%s] fdatasync: %s; journal failed until reopened",
@@ -691,7 +676,7 @@ int sfu_journal_sync(sfu_journal_t *j) {
 static int rotate(sfu_journal_t *j) {
   char fname[SEG_NAME_LEN + 1];
   int fd, rv;
-  if ((rv = reserve_segs(j, j->nsegs + 1)) != 0) return rv;
+  if ((rv = sfu_vec_reserve(&j->segs, j->segs.n + 1)) != 0) return rv;
   if ((rv = sfu_journal_sync(j)) != 0) return rv;
   seg_name(fname, j->next_seq);
   fd = openat(j->dfd, fname, O_RDWR | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
@@ -702,7 +687,7 @@ static int rotate(sfu_journal_t *j) {
   }
   if (j->fd >= 0) close(j->fd);
   j->fd = fd;
-  j->segs[j->nsegs++] = (seg_t){.name = j->next_seq, .floor = j->last_seq};
+  j->segs.items[j->segs.n++] = (seg_t){.name = j->next_seq, .floor = j->last_seq};
   j->durable_bytes = 0;
   if ((rv = sync_dir(j)) != 0) {
     j->failed = rv;
@@ -780,11 +765,12 @@ int sfu_journal_append(sfu_journal_t *j, const void *data, size_t len, int64_t w
  * active one. Returns how many went. Unlinks are not fsynced: a segment
  * that comes back after a crash holds only delivered records and goes at
  * the next ack. */
-static size_t delete_acked(sfu_journal_t *j, uint64_t upto) {
-  size_t k = 0;
-  while (k + 1 < j->nsegs && (!j->segs[k].records || j->segs[k].last <= upto)) {
+static int delete_acked(sfu_journal_t *j, uint64_t upto) {
+  seg_t *g = j->segs.items;
+  int k = 0;
+  while (k + 1 < j->segs.n && (!g[k].records || g[k].last <= upto)) {
     char fname[SEG_NAME_LEN + 1];
-    seg_name(fname, j->segs[k].name);
+    seg_name(fname, g[k].name);
     if (unlinkat(j->dfd, fname, 0) != 0 && errno != ENOENT) {
       sfu_log(SFU_LOG_WARN, "journal", "[%s] deleting %s: %s", j->dir, fname, strerror(errno));
       break;
@@ -792,8 +778,8 @@ static size_t delete_acked(sfu_journal_t *j, uint64_t upto) {
     k++;
   }
   if (k) {
-    memmove(j->segs, j->segs + k, (j->nsegs - k) * sizeof(*j->segs));
-    j->nsegs -= k;
+    memmove(g, g + k, (size_t)(j->segs.n - k) * sizeof(*g));
+    j->segs.n -= k;
   }
   return k;
 }
@@ -822,17 +808,17 @@ uint64_t sfu_journal_last_seq(const sfu_journal_t *j) { return j->last_seq; }
 uint64_t sfu_journal_acked_seq(const sfu_journal_t *j) { return j->acked; }
 
 uint64_t sfu_journal_first_seq(const sfu_journal_t *j) {
-  for (size_t k = 0; k < j->nsegs; k++)
-    if (j->segs[k].records) return j->segs[k].first;
+  for (int k = 0; k < j->segs.n; k++)
+    if (j->segs.items[k].records) return j->segs.items[k].first;
   return 0;
 }
 
 void sfu_journal_get_stats(const sfu_journal_t *j, sfu_journal_stats_t *st) {
   memset(st, 0, sizeof(*st));
-  st->segments = j->nsegs;
-  for (size_t k = 0; k < j->nsegs; k++) {
-    st->records += j->segs[k].records;
-    st->bytes += j->segs[k].bytes;
+  st->segments = (uint64_t)j->segs.n;
+  for (int k = 0; k < j->segs.n; k++) {
+    st->records += j->segs.items[k].records;
+    st->bytes += j->segs.items[k].bytes;
   }
   st->first_seq = sfu_journal_first_seq(j);
   st->last_seq = j->last_seq;
@@ -863,11 +849,12 @@ struct sfu_journal_iter_s {
 };
 
 static seg_t *find_seg(sfu_journal_t *j, uint64_t name) {
-  size_t lo = 0, hi = j->nsegs;
+  seg_t *g = j->segs.items;
+  int lo = 0, hi = j->segs.n;
   while (lo < hi) {
-    size_t mid = lo + (hi - lo) / 2;
-    if (j->segs[mid].name == name) return &j->segs[mid];
-    if (j->segs[mid].name < name)
+    int mid = lo + (hi - lo) / 2;
+    if (g[mid].name == name) return &g[mid];
+    if (g[mid].name < name)
       lo = mid + 1;
     else
       hi = mid;
@@ -892,8 +879,8 @@ static int iter_open_seg(sfu_journal_iter_t *it) {
   char fname[SEG_NAME_LEN + 1];
   seg_t *g = NULL;
   int fd;
-  for (size_t k = 0; k < j->nsegs; k++) {
-    seg_t *c = &j->segs[k];
+  for (int k = 0; k < j->segs.n; k++) {
+    seg_t *c = &j->segs.items[k];
     if (c->records && c->last > it->after && (!it->started || c->name > it->name)) {
       g = c;
       break;

@@ -29,7 +29,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <openssl/rand.h>
 
 #include "sfu/base/log.h"
 #include "sfu/base/sfu.h"

@@ -25,7 +25,6 @@
 #include <h2o.h>
 #include <h2o/http1client.h>
 #include <openssl/hmac.h>
-#include <openssl/rand.h>
 
 #include "sfu/base/log.h"
 #include "sfu/base/sfu.h"
@@ -73,8 +72,7 @@ static void finish_batch(sfu_webhook_t *w) {
 static void retry_later(sfu_webhook_t *w, const char *why) {
   w->backoff_ms = w->backoff_ms ? w->backoff_ms * 2 : BACKOFF_MIN_MS;
   if (w->backoff_ms > BACKOFF_MAX_MS) w->backoff_ms = BACKOFF_MAX_MS;
-  uint32_t r;
-  RAND_bytes((unsigned char *)&r, sizeof(r));
+  uint32_t r = sfu_random_u32();
   uint64_t delay = w->backoff_ms / 2 + r % (w->backoff_ms / 2 + 1); /* 50-100 % */
   w->metrics->webhook_failures++;
   sfu_log(SFU_LOG_WARN, "webhook", "batch %llu-%llu not delivered (%s); retry in %llu ms",

@@ -19,12 +19,11 @@
 #include <string.h>
 #include <strings.h>
 
-#include <openssl/rand.h>
-
 #include "sfu/base/bytes.h"
 #include "tools/client/nice.h"
 #include "sfu/base/log.h"
 #include "sfu/base/sfu.h"
+#include "sfu/base/vec.h"
 #include "signaling/sdp.h"
 #include "tools/client/peer.h"
 #include "tools/client/wsclient.h"
@@ -47,8 +46,7 @@ struct sfu_peer_s {
   sfu_sdp_t *local;           /* our last description (offer or answer) */
   uint64_t session_id, sdp_version;
   int next_id;                /* request ids */
-  sfu_peer_sub_t *subs;
-  int nsubs, capsubs;
+  SFU_VEC(sfu_peer_sub_t) subs;
   int media_up;
   int ended;                  /* `closed` reported */
   int dead;                   /* destroyed: callbacks ignored */
@@ -169,8 +167,8 @@ static sfu_sdp_dir_t answer_dir(sfu_sdp_dir_t offered, sfu_sdp_dir_t want) {
 }
 
 static sfu_peer_sub_t *sub_by_mid(sfu_peer_t *p, const char *mid) {
-  for (int i = 0; i < p->nsubs; i++)
-    if (strcmp(p->subs[i].mid, mid) == 0) return &p->subs[i];
+  for (int i = 0; i < p->subs.n; i++)
+    if (strcmp(p->subs.items[i].mid, mid) == 0) return &p->subs.items[i];
   return NULL;
 }
 
@@ -180,14 +178,8 @@ static void note_sub(sfu_peer_t *p, const sfu_sdp_media_t *m, sfu_sdp_dir_t dir)
   int active = dir == SFU_DIR_RECVONLY && m->nssrcs > 0 && m->ncodecs > 0;
   if (!s) {
     if (!active) return;
-    if (p->nsubs == p->capsubs) {
-      int cap = p->capsubs ? p->capsubs * 2 : 8;
-      sfu_peer_sub_t *a = realloc(p->subs, (size_t)cap * sizeof(*a));
-      if (!a) return;
-      p->subs = a;
-      p->capsubs = cap;
-    }
-    s = &p->subs[p->nsubs++];
+    if (sfu_vec_reserve(&p->subs, p->subs.n + 1) != 0) return;
+    s = &p->subs.items[p->subs.n++];
     memset(s, 0, sizeof(*s));
     snprintf(s->mid, sizeof(s->mid), "%s", m->mid);
   } else if (s->active == active) {
@@ -289,8 +281,8 @@ static void on_answer(sfu_peer_t *p, const char *text) {
 /* --- transport --------------------------------------------------------------- */
 
 static sfu_peer_sub_t *sub_by_ssrc(sfu_peer_t *p, uint32_t ssrc) {
-  for (int i = 0; i < p->nsubs; i++)
-    if (p->subs[i].ssrc == ssrc && p->subs[i].active) return &p->subs[i];
+  for (int i = 0; i < p->subs.n; i++)
+    if (p->subs.items[i].ssrc == ssrc && p->subs.items[i].active) return &p->subs.items[i];
   return NULL;
 }
 
@@ -406,7 +398,7 @@ int sfu_peer_create(sfu_peer_t **out, uv_loop_t *loop, GMainContext *ctx,
   p->o.room = p->room;
   p->o.token = p->token;
   p->o.address = p->address;
-  RAND_bytes((unsigned char *)&p->session_id, sizeof(p->session_id));
+  sfu_random_bytes(&p->session_id, sizeof(p->session_id));
   p->session_id = (p->session_id & 0x3fffffffffffffffULL) | 1;
   p->ice_opts.addresses = p->address;
   p->ice_opts.full = 1;
@@ -459,7 +451,7 @@ static void on_peer_closed(uv_handle_t *h) {
   sfu_transport_destroy(p->tp);
   sfu_ice_destroy(p->ice);
   sfu_sdp_destroy(p->local);
-  free(p->subs);
+  sfu_vec_free(&p->subs);
   free(p);
 }
 

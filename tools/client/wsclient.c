@@ -18,7 +18,7 @@
  * timers) check `destroyed` first and do nothing more than stop.
  *
  * Handshake. The request carries a fresh 16-byte random Sec-WebSocket-Key
- * (OpenSSL RAND_bytes, base64); the answer must be 101 with "Upgrade:
+ * (sfu_random_bytes, base64); the answer must be 101 with "Upgrade:
  * websocket", "Connection: upgrade" and Sec-WebSocket-Accept =
  * base64(SHA-1(key + RFC 6455 GUID)). h2o 2.2.5 ends its client after a
  * 101 (is_eos); inside on_head we steal the socket first, drop the response
@@ -51,7 +51,6 @@
 #include <sys/socket.h>
 
 #include <openssl/evp.h>
-#include <openssl/rand.h>
 #include <wslay/wslay.h>
 
 #include "sfu/base/log.h"
@@ -238,10 +237,7 @@ static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t 
 }
 
 static int genmask_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, void *user_data) {
-  if (RAND_bytes(buf, (int)len) != 1) {
-    wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
-    return -1;
-  }
+  sfu_random_bytes(buf, len);
   return 0;
 }
 
@@ -401,7 +397,7 @@ static void on_h1_fail(sfu__h1_t *h, const char *err, int code) {
 static int make_key(char key[32], char accept[32]) {
   unsigned char raw[16], src[24 + sizeof(WS_GUID) - 1], sha[EVP_MAX_MD_SIZE];
   unsigned int shalen = 0;
-  if (RAND_bytes(raw, sizeof(raw)) != 1) return SFU_EPROTO;
+  sfu_random_bytes(raw, sizeof(raw));
   EVP_EncodeBlock((unsigned char *)key, raw, sizeof(raw)); /* 24 chars + NUL */
   memcpy(src, key, 24);
   memcpy(src + 24, WS_GUID, sizeof(WS_GUID) - 1);

@@ -36,6 +36,7 @@
 #include "sfu/base/log.h"
 #include "sfu/media/rtp.h"
 #include "sfu/base/sfu.h"
+#include "sfu/base/vec.h"
 #include "sfu/media/srtp.h"
 #include "tools/client/http.h"
 #include "tools/client/peer.h"
@@ -92,8 +93,7 @@ struct rp_part_s {
   int joined, connected, left, closed;
   int close_code;
   char close_reason[128];
-  rp_sub_t **subs;
-  int nsubs, capsubs;
+  SFU_VEC(rp_sub_t *) subs;
   uint64_t unknown_rx;      /* RTP for no subscription of ours */
   uint64_t self_rx;
   uint64_t connect_us;      /* join start -> media up */
@@ -139,8 +139,7 @@ typedef struct rp_run_s {
   int nrooms;
   rp_part_t *parts;
   int nparts;
-  rp_srcspec_t *specs;
-  int nspecs;
+  SFU_VEC(rp_srcspec_t) specs;
   uint64_t t0_us;           /* run start */
   uint64_t send_start_us;   /* 0 until every room is ready */
   uint64_t end_sends_us;    /* when sending stops */
@@ -266,6 +265,7 @@ static void on_subscription(void *arg, sfu_peer_sub_t *s) {
   if (!s->active && s->user) /* the publisher left: its track ended */
     sfu_rxcheck_close(&((rp_sub_t *)s->user)->chk);
   if (!s->active || s->user) return;
+  if (sfu_vec_reserve(&p->subs, p->subs.n + 1) != 0) return;
   rp_sub_t *rs = calloc(1, sizeof(*rs));
   if (!rs) return;
   rs->part = p;
@@ -273,17 +273,7 @@ static void on_subscription(void *arg, sfu_peer_sub_t *s) {
   rs->pub = find_pub(p->room, s->owner_sid, s->kind);
   if (rs->pub) sfu_rxcheck_init(&rs->chk, &rs->pub->log, &rs->pub->lat, s->clock);
   if (R.decode && strcasecmp(s->codec, "opus") == 0) sfu_opus_meter_create(&rs->meter);
-  if (p->nsubs == p->capsubs) {
-    int cap = p->capsubs ? p->capsubs * 2 : 8;
-    rp_sub_t **a = realloc(p->subs, (size_t)cap * sizeof(*a));
-    if (!a) {
-      free(rs);
-      return;
-    }
-    p->subs = a;
-    p->capsubs = cap;
-  }
-  p->subs[p->nsubs++] = rs;
+  p->subs.items[p->subs.n++] = rs; /* reserved above */
   s->user = rs;
 }
 
@@ -347,7 +337,7 @@ static void on_message(void *arg, json_t *m) {
 static void on_closed(void *arg, int code, const char *reason) {
   rp_part_t *p = arg;
   p->closed = 1;
-  for (int i = 0; i < p->nsubs; i++) sfu_rxcheck_close(&p->subs[i]->chk);
+  for (int i = 0; i < p->subs.n; i++) sfu_rxcheck_close(&p->subs.items[i]->chk);
   p->close_code = code;
   snprintf(p->close_reason, sizeof(p->close_reason), "%s", reason ? reason : "");
   if (!p->left)
@@ -398,7 +388,7 @@ static int room_ready(rp_room_t *rm) {
     if (p->join_s > 0) continue;
     if (!p->connected) return 0;
     int want = pubs_in_room_before(rm, p), have = 0;
-    for (int k = 0; k < p->nsubs; k++) have += p->subs[k]->pub != NULL;
+    for (int k = 0; k < p->subs.n; k++) have += p->subs.items[k]->pub != NULL;
     if (have < want) return 0;
   }
   return 1;
@@ -408,7 +398,7 @@ static void send_due(rp_pub_t *pub, uint64_t t) {
   uint8_t buf[1500 + SFU_SRTP_TRAILER];
   rp_part_t *p = pub->part;
   if (!pub->start_us) /* clients are not in step: a random phase of up to 20 ms */
-    pub->start_us = t + (uint64_t)(random() % 20000);
+    pub->start_us = t + (uint64_t)(sfu_random_u32() % 20000);
   if (t < pub->start_us) return;
   double elapsed = (double)(t - pub->start_us) * R.speed;
   while (!pub->done) {
@@ -438,7 +428,7 @@ static void apply_schedule(rp_part_t *p, double t) {
   if (!p->peer) return;
   if (p->leave_s >= 0 && t >= p->leave_s && !p->left) {
     p->left = 1;
-    for (int i = 0; i < p->nsubs; i++) sfu_rxcheck_close(&p->subs[i]->chk);
+    for (int i = 0; i < p->subs.n; i++) sfu_rxcheck_close(&p->subs.items[i]->chk);
     sfu_peer_leave(p->peer);
     return;
   }
@@ -461,9 +451,9 @@ static void totals(uint64_t *sent, uint64_t *recv, uint64_t *lost, int *connecte
     rp_part_t *p = &R.parts[i];
     *connected += p->connected && !p->closed;
     for (int k = 0; k < p->npubs; k++) *sent += p->pubs[k].log.sent;
-    for (int k = 0; k < p->nsubs; k++) {
-      *recv += p->subs[k]->chk.matched;
-      *lost += sfu_rxcheck_lost(&p->subs[k]->chk);
+    for (int k = 0; k < p->subs.n; k++) {
+      *recv += p->subs.items[k]->chk.matched;
+      *lost += sfu_rxcheck_lost(&p->subs.items[k]->chk);
     }
   }
 }
@@ -505,8 +495,8 @@ static json_t *pub_json(rp_pub_t *pub, uint64_t *t_recv, uint64_t *t_lost, uint6
   json_t *heard = json_array();
   for (int i = 0; i < R.nparts; i++) {
     rp_part_t *p = &R.parts[i];
-    for (int k = 0; k < p->nsubs; k++) {
-      rp_sub_t *s = p->subs[k];
+    for (int k = 0; k < p->subs.n; k++) {
+      rp_sub_t *s = p->subs.items[k];
       if (s->pub != pub) continue;
       receivers++;
       recv += s->chk.matched;
@@ -590,7 +580,7 @@ static void summary(void) {
                                            "identity", p->identity, "sid", p->sid, "room",
                                            p->room->index, "connected", p->connected,
                                            "connect_ms", (double)p->connect_us / 1000.0,
-                                           "subscriptions", p->nsubs, "close_code",
+                                           "subscriptions", p->subs.n, "close_code",
                                            p->close_code, "self_received",
                                            (json_int_t)p->self_rx, "unknown_received",
                                            (json_int_t)p->unknown_rx));
@@ -738,14 +728,13 @@ static sfu_source_t *source_for(rp_srcspec_t *sp) {
 }
 
 static rp_srcspec_t *add_spec(void) {
-  rp_srcspec_t *a = realloc(R.specs, (size_t)(R.nspecs + 1) * sizeof(*a));
-  if (!a) die("out of memory");
-  R.specs = a;
-  memset(&a[R.nspecs], 0, sizeof(*a));
-  a[R.nspecs].sel.ssrc = -1;
-  a[R.nspecs].sel.pt = -1;
-  a[R.nspecs].sel.port = -1;
-  return &a[R.nspecs++];
+  if (sfu_vec_reserve(&R.specs, R.specs.n + 1) != 0) die("out of memory");
+  rp_srcspec_t *a = &R.specs.items[R.specs.n++];
+  memset(a, 0, sizeof(*a));
+  a->sel.ssrc = -1;
+  a->sel.pt = -1;
+  a->sel.port = -1;
+  return a;
 }
 
 typedef struct rp_tmpl_s {    /* a participant of the scenario, per room */
@@ -800,7 +789,7 @@ static void parse_participants(json_t *arr, const char *dir, rp_tmpl_t **out, in
       if (json_object_get(jpub, "pt")) sp->sel.pt = (int)json_integer_value(json_object_get(jpub, "pt"));
       if (json_object_get(jpub, "port")) sp->sel.port = (int)json_integer_value(json_object_get(jpub, "port"));
       if (codec) snprintf(sp->codec, sizeof(sp->codec), "%s", codec);
-      t->pubspec[t->npubs++] = R.nspecs - 1;
+      t->pubspec[t->npubs++] = R.specs.n - 1;
     }
   }
 }
@@ -839,14 +828,14 @@ static void build_run(rp_tmpl_t *tm, int ntm) {
         for (int k = 0; k < tm[i].npubs; k++) {
           rp_pub_t *pub = &p->pubs[p->npubs++];
           pub->part = p;
-          pub->src = source_for(&R.specs[tm[i].pubspec[k]]);
+          pub->src = source_for(&R.specs.items[tm[i].pubspec[k]]);
           snprintf(pub->kind, sizeof(pub->kind), "%s",
                    strcasecmp(pub->src->codec, "opus") == 0 ? "audio" : "video");
           if (k == 1 && strcmp(pub->kind, p->pubs[0].kind) == 0)
             die("%s: publishes two %s tracks; the SFU takes one of each kind", p->identity,
                 pub->kind);
           do
-            pub->ssrc = (uint32_t)random() ^ (uint32_t)random() << 16;
+            pub->ssrc = sfu_random_u32();
           while (pub->ssrc == 0);
         }
       }
@@ -908,7 +897,7 @@ static rp_srcspec_t *cli_publisher(rp_tmpl_t *t, const char *prefix, int i) {
   snprintf(t->name, sizeof(t->name), "%s%d", prefix, i);
   t->count = 1;
   t->leave_s = -1;
-  t->pubspec[t->npubs++] = R.nspecs - 1;
+  t->pubspec[t->npubs++] = R.specs.n - 1;
   return sp;
 }
 
@@ -1063,7 +1052,6 @@ int main(int argc, char **argv) {
   if (R.token[0] && !scenario) /* a token is one identity: one participant */
     for (int i = 0; i < ntm; i++)
       if (tm[i].npubs == 0) tm[i].count = 0, ntm = i;
-  srandom((unsigned)(time(NULL) ^ getpid()));
   build_run(tm, ntm);
   if (R.token[0] && R.nparts != 1)
     die("--token joins as one participant: give one capture or source (%d asked)", R.nparts);
