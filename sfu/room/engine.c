@@ -297,6 +297,7 @@ void sfu_room_set_muted(sfu_room_t *room, sfu_participant_t *p, int muted, int b
   if (by_server) {
     if (p->server_muted == muted) return;
     p->server_muted = muted;
+    room->speaking_dirty = 1; /* the speaking set leaves out the server-muted */
     if (p->audio) /* resume with continuous sequence numbers */
       for (int i = 0; i < p->audio->down.n; i++) p->audio->down.items[i]->resync = 1;
   } else {

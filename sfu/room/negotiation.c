@@ -559,6 +559,7 @@ void sfu_neg_maybe_offer(sfu_room_t *room, sfu_participant_t *p) {
       m = &o->media[o->nmedia++];
     }
     put_downtrack(room, p, m, d);
+    if (d->removed) d->removal_offered = 1;
   }
   /* Our earlier m-lines keep their direction; setup is actpass in offers. */
   for (int i = 0; i < o->nmedia; i++)
@@ -597,7 +598,13 @@ int sfu_neg_on_answer(sfu_room_t *room, sfu_participant_t *p, const char *text, 
     int at = sfu_sdp_find_mid(&ans, d->mid);
     sfu_sdp_media_t *m = at >= 0 ? &ans.media[at] : NULL;
     if (d->removed) {
-      sfu_downtrack_free(d); /* its m-line stays inactive in p->local_sdp */
+      /* Gone for good once the answered offer carried it inactive (its
+       * m-line stays so in p->local_sdp); a track removed while this
+       * offer was out waits for the next one. */
+      if (d->removal_offered)
+        sfu_downtrack_free(d);
+      else
+        p->down.items[kept++] = d;
       continue;
     }
     const sfu_sdp_codec_t *c = m ? sfu_sdp_find_codec(m, d->codec.name, d->codec.clock) : NULL;

@@ -104,7 +104,8 @@ struct sfu_downtrack_s {
   uint32_t ssrc;                /* = track->out_ssrc */
   uint8_t pt;                   /* pt from the subscriber's answer */
   int negotiated;               /* answered: packets may flow */
-  int removed;                  /* offered as inactive / port 0 */
+  int removed;                  /* the track is gone: inactive from the next offer */
+  int removal_offered;          /* an offer carried it inactive: freed at the answer */
   uint16_t seq_offset;          /* out seq = in seq + offset */
   uint16_t last_seq;            /* last seq sent */
   int started;                  /* a packet was sent */

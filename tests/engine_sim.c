@@ -1,0 +1,1308 @@
+/*
+ * engine_sim.c -- the simulated world of engine_sim.h: recording I/O, the
+ * event loop, peers (signaling, media sources, receivers) and links.
+ *
+ * Order of events at one instant: emitted messages are handled first
+ * (welcome, offers answered), then downlink deliveries to peers (a
+ * publisher reacts to NACK/PLI here), uplink deliveries to the engine,
+ * media sources, peers' feedback timers, and last the engine's tick; this
+ * repeats until nothing more is due, then the clock jumps to the next
+ * event. Everything is deterministic for a seed (the engine's own random
+ * SSRCs and ids do not change what happens).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "sfu/base/bytes.h"
+#include "sfu/media/rtcp.h"
+#include "signaling/token.h"
+#include "tests/engine_sim.h"
+
+/* Who owns the message emit() gets: 0 = the engine keeps its reference
+ * (we take our own), 1 = the reference is handed to us. */
+#ifndef SIM_EMIT_STEALS
+#define SIM_EMIT_STEALS 1
+#endif
+
+#define SDP_TEXT_CAP 65536
+#define URI_LEVEL "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+#define URI_MID "urn:ietf:params:rtp-hdrext:sdes:mid"
+#define URI_RID "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
+#define URI_RRID "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"
+#define URI_ABS "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+
+/* --- small things ---------------------------------------------------------- */
+
+static void *grow(void *items, int *cap, int need, size_t elem) {
+  if (need <= *cap) return items;
+  int c = *cap ? *cap : 16;
+  while (c < need) c *= 2;
+  void *a = realloc(items, (size_t)c * elem);
+  assert_non_null(a);
+  *cap = c;
+  return a;
+}
+
+uint32_t sim_rand(sim_t *s) {
+  uint64_t x = s->rng;
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  s->rng = x;
+  return (uint32_t)((x * UINT64_C(0x2545F4914F6CDD1D)) >> 32);
+}
+
+double sim_uniform(sim_t *s) { return (double)sim_rand(s) / 4294967296.0; }
+
+uint64_t sim_us(const sim_t *s) { return s->now.mono_us; }
+uint64_t sim_ms(const sim_t *s) { return (s->now.mono_us - SIM_MONO0_US) / 1000; }
+
+static void set_now(sim_t *s, uint64_t mono_us) {
+  assert_true(mono_us >= s->now.mono_us);
+  s->now.mono_us = mono_us;
+  s->now.wall_us = SIM_WALL0_US + (int64_t)(mono_us - SIM_MONO0_US);
+}
+
+static sim_peer_t *peer_by_session(sim_t *s, uint32_t session) {
+  for (int i = 0; i < s->npeers; i++)
+    if (s->peers[i]->session == session) return s->peers[i];
+  return NULL;
+}
+
+static sim_t *sim_of(sfu_room_io_t *io) { return io->data; }
+
+/* Engine calls go through here: never from inside a callback. */
+static void enter(sim_t *s) {
+  assert_false(s->in_engine);
+  assert_false(s->ended);
+  s->in_engine = 1;
+}
+
+static void leave_engine(sim_t *s) { s->in_engine = 0; }
+
+sfu_participant_t *sim_part(sim_peer_t *pe) {
+  return sfu_room_by_session(&pe->sim->room, pe->session);
+}
+
+/* --- recording I/O ----------------------------------------------------------- */
+
+static void io_emit(sfu_room_io_t *io, json_t *msg) {
+  sim_t *s = sim_of(io);
+  assert_non_null(msg);
+  s->msgs = grow(s->msgs, &s->capmsgs, s->nmsgs + 1, sizeof(*s->msgs));
+#if SIM_EMIT_STEALS
+  s->msgs[s->nmsgs].m = msg;
+#else
+  s->msgs[s->nmsgs].m = json_deep_copy(msg);
+#endif
+  s->msgs[s->nmsgs].at_us = s->now.mono_us;
+  s->nmsgs++;
+}
+
+static void link_push(sim_t *s, sim_link_t *l, int rtcp, const uint8_t *data, size_t len);
+
+static int io_send(sfu_room_io_t *io, sfu_participant_t *p, int rtcp, uint8_t *buf, size_t len,
+                   size_t cap) {
+  sim_t *s = sim_of(io);
+  assert_true(s->in_engine);
+  assert_true(len >= (rtcp ? 8u : 12u));
+  assert_true(cap >= len + SFU_SRTP_TRAILER);
+  s->pkts = grow(s->pkts, &s->cappkts, s->npkts + 1, sizeof(*s->pkts));
+  sim_pkt_t *k = &s->pkts[s->npkts++];
+  k->at_us = s->now.mono_us;
+  k->session = p->session;
+  k->rtcp = rtcp;
+  k->len = len;
+  k->data = malloc(len);
+  assert_non_null(k->data);
+  memcpy(k->data, buf, len);
+  sim_peer_t *pe = peer_by_session(s, p->session);
+  if (pe && !pe->gone) link_push(s, &pe->down, rtcp, buf, len);
+  return 0;
+}
+
+static int io_transport_open(sfu_room_io_t *io, sfu_participant_t *p) {
+  sim_t *s = sim_of(io);
+  sim_peer_t *pe = peer_by_session(s, p->session);
+  p->transport = pe ? (void *)pe : (void *)s;
+  return 0;
+}
+
+static void io_transport_close(sfu_room_io_t *io, sfu_participant_t *p) { p->transport = NULL; }
+
+static int io_transport_remote(sfu_room_io_t *io, sfu_participant_t *p, const sfu_sdp_media_t *m,
+                               const char **our_setup) {
+  assert_true(m->ice_ufrag[0] && m->ice_pwd[0] && m->fp_len == 32);
+  *our_setup = "passive";
+  return 0;
+}
+
+static int io_transport_candidate(sfu_room_io_t *io, sfu_participant_t *p, const char *cand) {
+  return strncmp(cand, "candidate:", 10) == 0 ? 0 : SFU_EINVAL;
+}
+
+static void io_transport_local(sfu_room_io_t *io, sfu_participant_t *p, sfu_sdp_media_t *m,
+                               const char *setup) {
+  snprintf(m->ice_ufrag, sizeof(m->ice_ufrag), "sfuU%04x", p->session & 0xffff);
+  snprintf(m->ice_pwd, sizeof(m->ice_pwd), "sfupassword0123456789ab%04x", p->session & 0xffff);
+  snprintf(m->fp_alg, sizeof(m->fp_alg), "sha-256");
+  for (int i = 0; i < 32; i++) m->fp[i] = (uint8_t)(0xA0 + i);
+  m->fp_len = 32;
+  snprintf(m->setup, sizeof(m->setup), "%s", setup ? setup : "passive");
+  m->rtcp_mux = 1;
+  snprintf(m->candidates[0], sizeof(m->candidates[0]),
+           "candidate:1 1 udp 2130706431 192.0.2.10 40000 typ host");
+  m->ncandidates = 1;
+  m->end_of_candidates = 1;
+}
+
+static uint64_t io_transport_last_rx_us(sfu_room_io_t *io, sfu_participant_t *p) {
+  sim_t *s = sim_of(io);
+  sim_peer_t *pe = peer_by_session(s, p->session);
+  return pe && pe->last_rx_us ? pe->last_rx_us : s->now.mono_us;
+}
+
+static void io_empty(sfu_room_io_t *io, int empty) {
+  sim_t *s = sim_of(io);
+  s->empty = empty;
+  s->empty_calls++;
+}
+
+/* --- links ----------------------------------------------------------------------- */
+
+static void link_enqueue(sim_link_t *l, uint64_t due, int rtcp, const uint8_t *data, size_t len) {
+  l->q = grow(l->q, &l->cap, l->n + 1, sizeof(*l->q));
+  sim_qpkt_t *q = &l->q[l->n++];
+  q->due_us = due;
+  q->order = l->order++;
+  q->rtcp = rtcp;
+  q->len = len;
+  q->data = malloc(len);
+  assert_non_null(q->data);
+  memcpy(q->data, data, len);
+}
+
+static void link_push(sim_t *s, sim_link_t *l, int rtcp, const uint8_t *data, size_t len) {
+  uint64_t now = s->now.mono_us, base = now;
+  int impair = !(l->rtp_only && rtcp);
+  l->sent++;
+  if (impair && l->loss > 0 && sim_uniform(s) < l->loss) {
+    l->lost++;
+    return;
+  }
+  if (l->rate_bps) {
+    uint64_t start = l->busy_until_us > now ? l->busy_until_us : now;
+    uint64_t limit = (uint64_t)(l->queue_ms ? l->queue_ms : 100) * 1000;
+    if (start - now > limit) {
+      l->overflow++;
+      return;
+    }
+    l->busy_until_us = start + (uint64_t)len * 8 * 1000000 / l->rate_bps;
+    base = l->busy_until_us;
+  }
+  uint64_t due = base + (uint64_t)l->delay_ms * 1000;
+  if (impair && l->jitter_ms) due += sim_rand(s) % ((uint64_t)l->jitter_ms * 1000 + 1);
+  if (impair && l->reorder > 0 && sim_uniform(s) < l->reorder)
+    due += (uint64_t)l->reorder_ms * 1000;
+  link_enqueue(l, due, rtcp, data, len);
+  if (impair && l->dup > 0 && sim_uniform(s) < l->dup) {
+    l->duplicated++;
+    link_enqueue(l, due + 1000, rtcp, data, len);
+  }
+}
+
+/* The earliest packet due at or before `now`, taken out of the queue
+ * (caller frees data); 0 if none. */
+static int link_pop(sim_link_t *l, uint64_t now, sim_qpkt_t *out) {
+  int best = -1;
+  for (int i = 0; i < l->n; i++) {
+    if (l->q[i].due_us > now) continue;
+    if (best < 0 || l->q[i].due_us < l->q[best].due_us ||
+        (l->q[i].due_us == l->q[best].due_us && l->q[i].order < l->q[best].order))
+      best = i;
+  }
+  if (best < 0) return 0;
+  *out = l->q[best];
+  l->q[best] = l->q[--l->n];
+  l->delivered++;
+  return 1;
+}
+
+static uint64_t link_next(const sim_link_t *l) {
+  uint64_t t = UINT64_MAX;
+  for (int i = 0; i < l->n; i++)
+    if (l->q[i].due_us < t) t = l->q[i].due_us;
+  return t;
+}
+
+static void link_free(sim_link_t *l) {
+  for (int i = 0; i < l->n; i++) free(l->q[i].data);
+  free(l->q);
+  l->q = NULL;
+  l->n = l->cap = 0;
+}
+
+/* --- packets a peer builds ---------------------------------------------------- */
+
+typedef struct {
+  int id;
+  const uint8_t *v;
+  size_t n; /* 1..16 */
+} ext_el_t;
+
+/* An RTP header with a one-byte-form extension block of `next` elements. */
+static size_t put_rtp(uint8_t *b, uint8_t pt, int marker, uint16_t seq, uint32_t ts,
+                      uint32_t ssrc, const ext_el_t *ext, int next) {
+  b[0] = (uint8_t)(0x80 | (next ? 0x10 : 0));
+  b[1] = (uint8_t)(pt | (marker ? 0x80 : 0));
+  sfu_wr16(b + 2, seq);
+  sfu_wr32(b + 4, ts);
+  sfu_wr32(b + 8, ssrc);
+  size_t off = 12;
+  if (next == 0) return off;
+  size_t start = off;
+  b[off++] = 0xBE;
+  b[off++] = 0xDE;
+  off += 2;
+  for (int i = 0; i < next; i++) {
+    b[off++] = (uint8_t)(ext[i].id << 4 | (int)(ext[i].n - 1));
+    memcpy(b + off, ext[i].v, ext[i].n);
+    off += ext[i].n;
+  }
+  while ((off - start - 4) % 4) b[off++] = 0;
+  sfu_wr16(b + start + 2, (uint16_t)((off - start - 4) / 4));
+  return off;
+}
+
+static uint32_t make_tag(const sim_peer_t *pe, int layer, uint32_t counter) {
+  return (uint32_t)(pe->idx + 1) << 26 | (uint32_t)layer << 22 | (counter & 0x3fffff);
+}
+
+int sim_tag_peer(uint32_t tag) { return (int)(tag >> 26) - 1; }
+int sim_tag_layer(uint32_t tag) { return (int)(tag >> 22) & 15; }
+
+/* Payload filler: a function of the tag, so copies can be compared. */
+static void fill_payload(uint8_t *p, size_t from, size_t len, uint32_t tag) {
+  for (size_t i = from; i + 4 < len; i++) p[i] = (uint8_t)(tag * 7u + i * 13u + 5u);
+  sfu_wr32(p + len - 4, tag);
+}
+
+static void uplink(sim_t *s, sim_peer_t *pe, int rtcp, const uint8_t *b, size_t len) {
+  link_push(s, &pe->up, rtcp, b, len);
+}
+
+static void send_audio(sim_t *s, sim_peer_t *pe) {
+  uint8_t b[256], lv = (uint8_t)((pe->level < 127 ? 0x80 : 0) | (pe->level & 0x7f));
+  ext_el_t e = {SIM_EXT_LEVEL, &lv, 1};
+  size_t off = put_rtp(b, SIM_PT_OPUS, 0, pe->aseq++, pe->ats, pe->audio_ssrc, &e, 1);
+  pe->ats += 960;
+  size_t plen = 40;
+  b[off] = 0xFC; /* Opus TOC: CELT FB 20 ms, one frame */
+  fill_payload(b + off, 1, plen, make_tag(pe, 3, pe->atag_next++));
+  uplink(s, pe, 0, b, off + plen);
+}
+
+/* A video packet of layer L: original (rtx 0) or its RFC 4588 copy. */
+static size_t build_video(const sim_peer_t *pe, const sim_layer_t *L, int rtx, uint16_t seq,
+                          uint32_t ts, int marker, const uint8_t *payload, size_t plen,
+                          uint16_t osn, uint8_t *b) {
+  ext_el_t e = {rtx ? SIM_EXT_RRID : SIM_EXT_RID, (const uint8_t *)L->rid, strlen(L->rid)};
+  size_t off = put_rtp(b, rtx ? SIM_PT_RTX : SIM_PT_VP8, marker, seq, ts,
+                       rtx ? L->rtx_ssrc : L->ssrc, &e, L->rid[0] ? 1 : 0);
+  if (rtx) {
+    sfu_wr16(b + off, osn);
+    off += 2;
+  }
+  memcpy(b + off, payload, plen);
+  return off + plen;
+}
+
+static void send_frame(sim_t *s, sim_peer_t *pe, int k) {
+  sim_layer_t *L = &pe->layers[k];
+  if (L->paused) return;
+  int key = L->frames == 0 || (L->key_in > 0 && --L->key_in == 0);
+  int npk = key ? 3 * L->pkts : L->pkts;
+  for (int i = 0; i < npk; i++) {
+    uint8_t pl[SIM_MAX_PKT], b[SIM_MAX_PKT + 64];
+    size_t plen = (size_t)L->pkt_size - 20, off = 0;
+    pl[off++] = (uint8_t)(0x80 | (i == 0 ? 0x10 : 0)); /* X, S on the first */
+    pl[off++] = 0xC0;                                   /* I, L */
+    pl[off++] = (uint8_t)(0x80 | ((L->pid >> 8) & 0x7f));
+    pl[off++] = (uint8_t)L->pid;
+    pl[off++] = (uint8_t)L->tl0;
+    if (i == 0) { /* the VP8 payload header: P = 0 on a keyframe */
+      pl[off++] = key ? 0x10 : 0x11;
+      pl[off++] = 0x20;
+      pl[off++] = 0x01;
+      if (key) {
+        pl[off++] = 0x9d;
+        pl[off++] = 0x01;
+        pl[off++] = 0x2a;
+        pl[off++] = (uint8_t)L->width;
+        pl[off++] = (uint8_t)(L->width >> 8);
+        pl[off++] = (uint8_t)L->height;
+        pl[off++] = (uint8_t)(L->height >> 8);
+      }
+    }
+    fill_payload(pl, off, plen, make_tag(pe, k, L->tag_next++));
+    uint16_t seq = L->seq++;
+    int marker = i == npk - 1;
+    struct sim_hist_s *h = &L->hist[seq % SIM_HIST];
+    h->used = 1;
+    h->seq = seq;
+    h->ts = L->ts;
+    h->marker = (uint8_t)marker;
+    h->plen = (uint16_t)plen;
+    memcpy(h->payload, pl, plen);
+    size_t n = build_video(pe, L, 0, seq, L->ts, marker, pl, plen, 0, b);
+    if (L->drop_seq >= 0 && (uint16_t)L->drop_seq == seq) {
+      L->drop_seq = -1; /* lost on the way */
+      continue;
+    }
+    uplink(s, pe, 0, b, n);
+  }
+  L->frames++;
+  if (key) L->keyframes++;
+  L->ts += 3600;
+  L->pid = (L->pid + 1) & 0x7fff;
+  L->tl0 = (L->tl0 + 1) & 0xff;
+}
+
+static void send_rtx(sim_t *s, sim_peer_t *pe, int k, uint16_t seq) {
+  sim_layer_t *L = &pe->layers[k];
+  struct sim_hist_s *h = &L->hist[seq % SIM_HIST];
+  if (!pe->rtx || !h->used || h->seq != seq) return;
+  uint8_t b[SIM_MAX_PKT + 64];
+  size_t n = build_video(pe, L, 1, L->rtx_seq++, h->ts, h->marker, h->payload, h->plen, seq, b);
+  L->rtx_sent++;
+  uplink(s, pe, 0, b, n);
+}
+
+/* --- a peer's RTCP out -------------------------------------------------------------- */
+
+static void rtcp_in_now(sim_peer_t *pe, uint8_t *b, size_t len) {
+  sim_t *s = pe->sim;
+  sfu_participant_t *p = sim_part(pe);
+  assert_non_null(p);
+  enter(s);
+  sfu_room_on_rtcp(&s->room, p, b, len, s->now);
+  leave_engine(s);
+  sim_settle(s);
+}
+
+void sim_send_pli(sim_peer_t *pe, uint32_t media_ssrc) {
+  uint8_t b[SFU_PKT_CAP];
+  int n = sfu_rtcp_write_pli(b, sizeof(b), pe->rtcp_ssrc, media_ssrc);
+  assert_true(n > 0);
+  rtcp_in_now(pe, b, (size_t)n);
+}
+
+void sim_send_fir(sim_peer_t *pe, uint32_t media_ssrc, uint8_t seqnr) {
+  uint8_t b[SFU_PKT_CAP];
+  int n = sfu_rtcp_write_fir(b, sizeof(b), pe->rtcp_ssrc, media_ssrc, seqnr);
+  assert_true(n > 0);
+  rtcp_in_now(pe, b, (size_t)n);
+}
+
+void sim_send_nack(sim_peer_t *pe, uint32_t media_ssrc, const uint16_t *seqs, int nseqs) {
+  uint8_t b[SFU_PKT_CAP];
+  int n = sfu_rtcp_write_nack(b, sizeof(b), pe->rtcp_ssrc, media_ssrc, seqs, nseqs);
+  assert_true(n > 0);
+  rtcp_in_now(pe, b, (size_t)n);
+}
+
+void sim_send_remb(sim_peer_t *pe, uint64_t bps, uint32_t media_ssrc) {
+  uint8_t b[SFU_PKT_CAP];
+  int n = sfu_rtcp_write_remb(b, sizeof(b), pe->rtcp_ssrc, bps, &media_ssrc, 1);
+  assert_true(n > 0);
+  rtcp_in_now(pe, b, (size_t)n);
+}
+
+void sim_send_rtp(sim_peer_t *pe, const uint8_t *buf, size_t len) {
+  sim_t *s = pe->sim;
+  uint8_t b[SFU_PKT_CAP];
+  sfu_participant_t *p = sim_part(pe);
+  assert_non_null(p);
+  assert_true(len <= sizeof(b));
+  memcpy(b, buf, len);
+  enter(s);
+  sfu_room_on_rtp(&s->room, p, b, len, s->now);
+  leave_engine(s);
+  sim_settle(s);
+}
+
+/* --- a peer receives ------------------------------------------------------------------ */
+
+static void push_fb(sim_peer_t *pe, const sim_fb_t *f) {
+  pe->fb = grow(pe->fb, &pe->capfb, pe->nfb + 1, sizeof(*pe->fb));
+  pe->fb[pe->nfb++] = *f;
+}
+
+int sim_layer_of(const sim_peer_t *pub, uint32_t ssrc) {
+  for (int k = 0; pub->video && k < pub->nlayers; k++)
+    if (pub->layers[k].ssrc == ssrc) return k;
+  return -1;
+}
+
+static void peer_rtcp(sim_t *s, sim_peer_t *pe, const uint8_t *b, size_t len) {
+  sfu_rtcp_iter_t it;
+  sfu_rtcp_hdr_t h;
+  sfu_rtcp_iter_init(&it, b, len);
+  int rv;
+  while ((rv = sfu_rtcp_next(&it, &h)) == 1) {
+    sim_fb_t f;
+    uint32_t ssrcs[8], sender;
+    uint8_t seqnrs[8];
+    uint16_t seqs[512];
+    int n = 0;
+    memset(&f, 0, sizeof(f));
+    f.at_us = s->now.mono_us;
+    f.sender_ssrc = h.ssrc;
+    if (h.pt == SFU_RTCP_SR) {
+      f.kind = SIM_FB_SR;
+      f.media_ssrc = h.ssrc;
+    } else if (h.pt == SFU_RTCP_RR) {
+      f.kind = SIM_FB_RR;
+    } else {
+      switch (sfu_rtcp_fb_kind(&h)) {
+      case SFU_RTCP_FB_PLI:
+        assert_int_equal(sfu_rtcp_parse_pli(&h, &sender, &f.media_ssrc), 0);
+        f.kind = SIM_FB_PLI;
+        break;
+      case SFU_RTCP_FB_FIR:
+        assert_true(sfu_rtcp_parse_fir(&h, ssrcs, seqnrs, 8) > 0);
+        f.kind = SIM_FB_FIR;
+        f.media_ssrc = ssrcs[0];
+        break;
+      case SFU_RTCP_FB_NACK:
+        n = sfu_rtcp_parse_nack(&h, &f.media_ssrc, seqs, 512);
+        assert_true(n > 0);
+        f.kind = SIM_FB_NACK;
+        f.nseqs = n < 64 ? n : 64;
+        memcpy(f.seqs, seqs, (size_t)f.nseqs * sizeof(seqs[0]));
+        break;
+      case SFU_RTCP_FB_REMB:
+        assert_true(sfu_rtcp_parse_remb(&h, &f.bps, ssrcs, 8) >= 0);
+        f.kind = SIM_FB_REMB;
+        f.media_ssrc = ssrcs[0];
+        break;
+      default:
+        continue;
+      }
+    }
+    push_fb(pe, &f);
+    int k = sim_layer_of(pe, f.media_ssrc);
+    if (k < 0) continue;
+    if ((f.kind == SIM_FB_PLI || f.kind == SIM_FB_FIR) && pe->pli_keyframe)
+      if (pe->layers[k].key_in == 0) pe->layers[k].key_in = 1 + pe->key_delay;
+    if (f.kind == SIM_FB_NACK && pe->auto_rtx)
+      for (int i = 0; i < n; i++) send_rtx(s, pe, k, seqs[i]);
+  }
+  assert_int_equal(rv, 0); /* the engine's compounds are well formed */
+}
+
+static sim_sub_t *sub_by_ssrc(sim_peer_t *pe, uint32_t ssrc, int *rtx) {
+  for (int i = pe->nsubs - 1; i >= 0; i--) {
+    sim_sub_t *u = &pe->subs[i];
+    if (u->ssrc == ssrc) return *rtx = 0, u;
+    if (u->rtx_ssrc && u->rtx_ssrc == ssrc) return *rtx = 1, u;
+  }
+  return NULL;
+}
+
+/* Our own reading of a VP8 payload descriptor (RFC 7741 4.2, 4.3). */
+static void read_vp8(const uint8_t *p, size_t len, sim_rx_t *r) {
+  size_t off = 1;
+  r->begins = r->key = 0;
+  r->pid = r->tl0 = -1;
+  r->width = r->height = 0;
+  if (len < 2) return;
+  if (p[0] & 0x80) {
+    uint8_t x = p[1];
+    off = 2;
+    if ((x & 0x80) && off < len) {
+      if (p[off] & 0x80) {
+        if (off + 1 >= len) return;
+        r->pid = (p[off] & 0x7f) << 8 | p[off + 1];
+        off += 2;
+      } else {
+        r->pid = p[off++] & 0x7f;
+      }
+    }
+    if ((x & 0x40) && off < len) r->tl0 = p[off++];
+    if (x & 0x30) off++;
+  }
+  if (off >= len) return;
+  r->begins = (p[0] & 0x10) && (p[0] & 0x07) == 0;
+  r->key = r->begins && !(p[off] & 1);
+  if (r->key && len >= off + 10 && p[off + 3] == 0x9d && p[off + 4] == 0x01 && p[off + 5] == 0x2a) {
+    r->width = (p[off + 6] | p[off + 7] << 8) & 0x3fff;
+    r->height = (p[off + 8] | p[off + 9] << 8) & 0x3fff;
+  }
+}
+
+static void peer_rtp(sim_t *s, sim_peer_t *pe, const uint8_t *b, size_t len) {
+  int rtx = 0;
+  sim_sub_t *u = len >= 12 ? sub_by_ssrc(pe, sfu_rd32(b + 8), &rtx) : NULL;
+  if (!u) {
+    pe->rtp_unknown++;
+    return;
+  }
+  sim_rx_t r;
+  memset(&r, 0, sizeof(r));
+  r.at_us = s->now.mono_us;
+  r.ssrc = sfu_rd32(b + 8);
+  r.pt = b[1] & 0x7f;
+  r.marker = b[1] >> 7;
+  r.seq = sfu_rd16(b + 2);
+  r.ts = sfu_rd32(b + 4);
+  r.rtx = rtx;
+  r.level = -1;
+  r.len = len;
+  size_t off = 12 + 4 * (size_t)(b[0] & 0x0f), end = len;
+  assert_true((b[0] & 0xC0) == 0x80);
+  if (b[0] & 0x10) {
+    assert_true(off + 4 <= len);
+    size_t words = sfu_rd16(b + off + 2), e = off + 4, eend = off + 4 + 4 * words;
+    assert_true(eend <= len);
+    if (sfu_rd16(b + off) == 0xBEDE)
+      while (e < eend) {
+        int id = b[e] >> 4, l = (b[e] & 15) + 1;
+        if (b[e] == 0) {
+          e++;
+          continue;
+        }
+        if (id == 15) break;
+        if (id == SIM_EXT_LEVEL && !u->video) r.level = b[e + 1] & 0x7f;
+        e += 1 + (size_t)l;
+      }
+    off = eend;
+  }
+  if (b[0] & 0x20) end -= b[len - 1];
+  assert_true(end >= off);
+  const uint8_t *pl = b + off;
+  size_t plen = end - off;
+  if (rtx) {
+    assert_true(plen >= 2);
+    r.osn = sfu_rd16(pl);
+    pl += 2;
+    plen -= 2;
+  }
+  r.payload_off = (size_t)(pl - b);
+  r.payload_len = plen;
+  r.tag = plen >= 4 ? sfu_rd32(pl + plen - 4) : 0;
+  r.hash = 2166136261u;
+  for (size_t i = 0; i < plen; i++) r.hash = (r.hash ^ pl[i]) * 16777619u;
+  r.begins = r.key = 0;
+  r.pid = r.tl0 = -1;
+  if (u->video) read_vp8(pl, plen, &r);
+  u->rx = grow(u->rx, &u->caprx, u->nrx + 1, sizeof(*u->rx));
+  u->rx[u->nrx++] = r;
+  if (u->video && pe->auto_nack) {
+    if (!u->nack) {
+      u->nack = calloc(1, sizeof(*u->nack));
+      assert_non_null(u->nack);
+      sfu_nack_gen_init(u->nack);
+    }
+    sfu_nack_gen_feed(u->nack, rtx ? r.osn : r.seq, s->now.mono_us / 1000);
+  }
+}
+
+/* A subscriber's receive rate over the last second, bits/s. */
+static uint64_t rx_rate(const sim_sub_t *u, uint64_t now) {
+  uint64_t bytes = 0;
+  for (int i = u->nrx - 1; i >= 0 && u->rx[i].at_us + 1000000 > now; i--) bytes += u->rx[i].len;
+  return bytes * 8;
+}
+
+static void peer_fb_tick(sim_t *s, sim_peer_t *pe) {
+  uint64_t now = s->now.mono_us;
+  uint8_t b[SFU_PKT_CAP];
+  for (int i = 0; i < pe->nsubs && pe->auto_nack; i++) {
+    sim_sub_t *u = &pe->subs[i];
+    uint16_t seqs[64];
+    if (!u->video || !u->active || !u->nack) continue;
+    int n = sfu_nack_gen_due(u->nack, now / 1000, 0, seqs, 64);
+    if (n <= 0) continue;
+    int m = sfu_rtcp_write_nack(b, sizeof(b), pe->rtcp_ssrc, u->ssrc, seqs, n);
+    assert_true(m > 0);
+    u->nacks_sent++;
+    uplink(s, pe, 1, b, (size_t)m);
+  }
+  if ((pe->remb_bps || pe->remb_auto) && now >= pe->next_remb_us) {
+    for (int i = 0; i < pe->nsubs; i++) {
+      sim_sub_t *u = &pe->subs[i];
+      if (!u->video || !u->active) continue;
+      uint64_t bps = pe->remb_bps;
+      if (pe->remb_auto) {
+        bps = rx_rate(u, now) * 3 / 2;
+        if (pe->down.rate_bps && bps > pe->down.rate_bps) bps = pe->down.rate_bps;
+      }
+      int m = sfu_rtcp_write_remb(b, sizeof(b), pe->rtcp_ssrc, bps, &u->ssrc, 1);
+      assert_true(m > 0);
+      uplink(s, pe, 1, b, (size_t)m);
+    }
+    pe->next_remb_us = now + (uint64_t)(pe->remb_ms ? pe->remb_ms : 250) * 1000;
+  }
+  pe->next_fb_us = now + 20000;
+}
+
+static int fb_timer_on(const sim_peer_t *pe) {
+  return !pe->gone && (pe->auto_nack || pe->remb_bps || pe->remb_auto);
+}
+
+/* --- SDP ------------------------------------------------------------------------------ */
+
+static void fill_transport(const sim_peer_t *pe, sfu_sdp_media_t *m, const char *setup) {
+  snprintf(m->ice_ufrag, sizeof(m->ice_ufrag), "peer%02d", pe->idx);
+  snprintf(m->ice_pwd, sizeof(m->ice_pwd), "simulatedpeerpassword%02d", pe->idx);
+  snprintf(m->fp_alg, sizeof(m->fp_alg), "sha-256");
+  for (int i = 0; i < 32; i++) m->fp[i] = (uint8_t)(0x10 + i + pe->idx);
+  m->fp_len = 32;
+  snprintf(m->setup, sizeof(m->setup), "%s", setup);
+  m->rtcp_mux = 1;
+  m->rtcp_rsize = 1;
+}
+
+static void set_codec(sfu_sdp_codec_t *c, int pt, const char *name, int clock, int channels,
+                      const char *fmtp, unsigned fb, int apt) {
+  memset(c, 0, sizeof(*c));
+  c->pt = pt;
+  snprintf(c->name, sizeof(c->name), "%s", name);
+  c->clock = clock;
+  c->channels = channels;
+  snprintf(c->fmtp, sizeof(c->fmtp), "%s", fmtp);
+  c->fb = fb;
+  c->rtx_apt = apt;
+}
+
+static void add_ext(sfu_sdp_media_t *m, int id, const char *uri) {
+  m->ext[m->next].id = id;
+  snprintf(m->ext[m->next].uri, sizeof(m->ext[0].uri), "%s", uri);
+  m->next++;
+}
+
+static sfu_sdp_t *sdp_clone(const sfu_sdp_t *s) {
+  sfu_sdp_t *c = sfu_sdp_new(s->nmedia);
+  assert_non_null(c);
+  sfu_sdp_media_t *media = c->media;
+  *c = *s;
+  c->media = media;
+  memcpy(c->media, s->media, (size_t)s->nmedia * sizeof(*s->media));
+  return c;
+}
+
+static char *sdp_text(sim_peer_t *pe, sfu_sdp_t *s) {
+  char *text = malloc(SDP_TEXT_CAP);
+  assert_non_null(text);
+  s->session_id = 0x1000 + (uint64_t)pe->idx;
+  s->session_version = (uint64_t)++pe->next_req_id;
+  snprintf(s->origin_user, sizeof(s->origin_user), "-");
+  sfu_sdp_bundle_live(s);
+  int n = sfu_sdp_write(s, text, SDP_TEXT_CAP);
+  assert_true(n > 0);
+  return text;
+}
+
+static sfu_sdp_t *build_offer(sim_peer_t *pe) {
+  int n = pe->audio + pe->video, i = 0;
+  sfu_sdp_t *s = sfu_sdp_new(n ? n : 1);
+  assert_non_null(s);
+  s->nmedia = n ? n : 1;
+  for (int k = 0; k < s->nmedia; k++) {
+    sfu_sdp_media_t *m = &s->media[k];
+    snprintf(m->proto, sizeof(m->proto), "UDP/TLS/RTP/SAVPF");
+    snprintf(m->mid, sizeof(m->mid), "%d", k);
+    m->port = 9;
+    fill_transport(pe, m, "actpass");
+    snprintf(m->cname, sizeof(m->cname), "peer%d", pe->idx);
+    snprintf(m->msid_stream, sizeof(m->msid_stream), "stream%d", pe->idx);
+  }
+  if (n == 0) { /* a listener: one recvonly audio m-line */
+    sfu_sdp_media_t *m = &s->media[0];
+    snprintf(m->kind, sizeof(m->kind), "audio");
+    set_codec(&m->codecs[0], SIM_PT_OPUS, "opus", 48000, 2, "minptime=10;useinbandfec=1", 0, -1);
+    m->ncodecs = 1;
+    m->dir = SFU_DIR_RECVONLY;
+    return s;
+  }
+  if (pe->audio) {
+    sfu_sdp_media_t *m = &s->media[i++];
+    snprintf(m->kind, sizeof(m->kind), "audio");
+    set_codec(&m->codecs[0], SIM_PT_OPUS, "opus", 48000, 2, "minptime=10;useinbandfec=1", 0, -1);
+    m->ncodecs = 1;
+    add_ext(m, SIM_EXT_LEVEL, URI_LEVEL);
+    add_ext(m, SIM_EXT_MID, URI_MID);
+    m->dir = SFU_DIR_SENDONLY;
+    m->ssrcs[0] = pe->audio_ssrc;
+    m->nssrcs = 1;
+    snprintf(m->msid_track, sizeof(m->msid_track), "audio%d", pe->idx);
+  }
+  if (pe->video) {
+    sfu_sdp_media_t *m = &s->media[i++];
+    snprintf(m->kind, sizeof(m->kind), "video");
+    set_codec(&m->codecs[0], SIM_PT_VP8, "VP8", 90000, 0, "",
+              SFU_FB_NACK | SFU_FB_PLI | SFU_FB_FIR | SFU_FB_REMB, -1);
+    m->ncodecs = 1;
+    if (pe->rtx) set_codec(&m->codecs[m->ncodecs++], SIM_PT_RTX, "rtx", 90000, 0, "", 0, SIM_PT_VP8);
+    add_ext(m, SIM_EXT_MID, URI_MID);
+    m->dir = SFU_DIR_SENDONLY;
+    snprintf(m->msid_track, sizeof(m->msid_track), "video%d", pe->idx);
+    if (pe->nlayers == 1) {
+      m->ssrcs[m->nssrcs++] = pe->layers[0].ssrc;
+      if (pe->rtx) {
+        m->ssrcs[m->nssrcs++] = pe->layers[0].rtx_ssrc;
+        m->has_fid = 1;
+        m->fid_ssrc[0] = pe->layers[0].ssrc;
+        m->fid_ssrc[1] = pe->layers[0].rtx_ssrc;
+      }
+    } else {
+      add_ext(m, SIM_EXT_RID, URI_RID);
+      add_ext(m, SIM_EXT_RRID, URI_RRID);
+      for (int k = 0; k < pe->nlayers; k++) {
+        snprintf(m->rids[k].rid, sizeof(m->rids[k].rid), "%s", pe->layers[k].rid);
+        m->rids[k].send = 1;
+      }
+      m->nrids = pe->nlayers;
+      m->has_simulcast = 1;
+    }
+  }
+  return s;
+}
+
+static sim_sub_t *sub_by_mid(sim_peer_t *pe, const char *mid) {
+  for (int i = 0; i < pe->nsubs; i++)
+    if (strcmp(pe->subs[i].mid, mid) == 0) return &pe->subs[i];
+  return NULL;
+}
+
+/* One of the server's m-lines in its offer, and what we answered. */
+static void note_sub(sim_peer_t *pe, const sfu_sdp_media_t *om, sfu_sdp_dir_t dir) {
+  sim_sub_t *u = sub_by_mid(pe, om->mid);
+  int active = dir == SFU_DIR_RECVONLY && om->nssrcs > 0 && om->ncodecs > 0;
+  if (!u) {
+    if (!active) return;
+    assert_true(pe->nsubs < SIM_MAX_SUBS);
+    u = &pe->subs[pe->nsubs++];
+    memset(u, 0, sizeof(*u));
+    snprintf(u->mid, sizeof(u->mid), "%s", om->mid);
+  }
+  u->active = active;
+  if (!active) return;
+  u->video = strcmp(om->kind, "video") == 0;
+  u->ssrc = om->ssrcs[0];
+  u->rtx_ssrc = om->has_fid ? om->fid_ssrc[1] : 0;
+  u->pt = om->codecs[0].pt;
+  u->rtx_pt = -1;
+  for (int k = 0; k < om->ncodecs && !pe->no_rtx_answer; k++)
+    if (om->codecs[k].rtx_apt == u->pt) u->rtx_pt = om->codecs[k].pt;
+  u->abs_ext = sfu_sdp_find_ext(om, URI_ABS);
+  snprintf(u->track_id, sizeof(u->track_id), "%s", om->msid_track);
+  snprintf(u->owner_sid, sizeof(u->owner_sid), "%s", om->msid_stream);
+}
+
+static const sfu_sdp_media_t *own_line(const sim_peer_t *pe, const char *mid) {
+  int at = pe->own ? sfu_sdp_find_mid(pe->own, mid) : -1;
+  return at >= 0 ? &pe->own->media[at] : NULL;
+}
+
+static void send_client(sim_peer_t *pe, json_t *msg) {
+  sim_t *s = pe->sim;
+  json_t *m = json_pack("{s:s, s:I, s:o}", "type", "client_msg", "session",
+                        (json_int_t)pe->session, "msg", msg);
+  assert_non_null(m);
+  enter(s);
+  sfu_room_on_control(&s->room, "client_msg", m, s->now);
+  leave_engine(s);
+  json_decref(m);
+}
+
+static void answer_offer(sim_peer_t *pe, const char *text, long long offer_id) {
+  sfu_sdp_t off;
+  const char *why = NULL;
+  memset(&off, 0, sizeof(off));
+  int rv = sfu_sdp_parse(text, strlen(text), &off, &why);
+  if (rv != 0) fail_msg("server offer does not parse: %s", why ? why : "?");
+  sfu_sdp_t *ans = sfu_sdp_new(off.nmedia);
+  assert_non_null(ans);
+  ans->nmedia = off.nmedia;
+  for (int i = 0; i < off.nmedia; i++) {
+    const sfu_sdp_media_t *om = &off.media[i];
+    sfu_sdp_media_t *am = &ans->media[i];
+    const sfu_sdp_media_t *own = own_line(pe, om->mid);
+    if (own) {
+      *am = *own;
+      am->dir = om->dir == SFU_DIR_RECVONLY   ? SFU_DIR_SENDONLY
+                : om->dir == SFU_DIR_SENDONLY ? SFU_DIR_RECVONLY
+                : om->dir == SFU_DIR_SENDRECV ? own->dir
+                                              : SFU_DIR_INACTIVE;
+    } else {
+      snprintf(am->kind, sizeof(am->kind), "%s", om->kind);
+      snprintf(am->proto, sizeof(am->proto), "%s", om->proto);
+      snprintf(am->mid, sizeof(am->mid), "%s", om->mid);
+      for (int k = 0; k < om->ncodecs; k++) {
+        if (pe->no_rtx_answer && om->codecs[k].rtx_apt >= 0) continue;
+        am->codecs[am->ncodecs++] = om->codecs[k];
+      }
+      for (int k = 0; k < om->next; k++)
+        if (strcmp(om->ext[k].uri, URI_ABS) == 0) am->ext[am->next++] = om->ext[k];
+      am->dir = om->dir == SFU_DIR_SENDONLY || om->dir == SFU_DIR_SENDRECV ? SFU_DIR_RECVONLY
+                                                                           : SFU_DIR_INACTIVE;
+      note_sub(pe, om, om->port ? am->dir : SFU_DIR_INACTIVE);
+    }
+    am->port = om->port ? 9 : 0;
+    am->candidates[0][0] = '\0';
+    am->ncandidates = 0;
+    if (am->port) fill_transport(pe, am, "active");
+  }
+  sfu_sdp_free(&off);
+  char *t = sdp_text(pe, ans);
+  sfu_sdp_destroy(pe->local);
+  pe->local = ans;
+  pe->offers_answered++;
+  send_client(pe, json_pack("{s:s, s:s, s:I}", "type", "answer", "sdp", t, "offer_id",
+                            (json_int_t)offer_id));
+  free(t);
+}
+
+/* --- signaling in ------------------------------------------------------------------------ */
+
+static int pump(sim_t *s) {
+  int did = 0;
+  while (s->pumped < s->nmsgs) {
+    json_t *m = s->msgs[s->pumped++].m;
+    const char *type = json_string_value(json_object_get(m, "type"));
+    did = 1;
+    assert_non_null(type);
+    if (strcmp(type, "client_close") == 0) {
+      sim_peer_t *pe = peer_by_session(s, (uint32_t)json_integer_value(json_object_get(m, "session")));
+      if (pe) {
+        pe->gone = 1;
+        pe->media_on = 0;
+      }
+      continue;
+    }
+    if (strcmp(type, "client_msg") != 0 || json_is_true(json_object_get(m, "all"))) continue;
+    sim_peer_t *pe = peer_by_session(s, (uint32_t)json_integer_value(json_object_get(m, "session")));
+    json_t *msg = json_object_get(m, "msg");
+    const char *mt = json_string_value(json_object_get(msg, "type"));
+    assert_non_null(mt);
+    if (!pe || pe->gone) continue;
+    if (strcmp(mt, "welcome") == 0) {
+      const char *sid = json_string_value(json_object_get(json_object_get(msg, "participant"), "sid"));
+      assert_non_null(sid);
+      snprintf(pe->sid, sizeof(pe->sid), "%s", sid);
+      pe->joined = 1;
+    } else if (strcmp(mt, "offer") == 0) {
+      const char *sdp = json_string_value(json_object_get(msg, "sdp"));
+      long long oid = json_integer_value(json_object_get(msg, "offer_id"));
+      assert_non_null(sdp);
+      if (pe->auto_answer) {
+        answer_offer(pe, sdp, oid);
+      } else {
+        free(pe->pending_offer_sdp);
+        pe->pending_offer_sdp = strdup(sdp);
+        pe->pending_offer_id = oid;
+      }
+    }
+  }
+  return did;
+}
+
+void sim_answer_pending(sim_peer_t *pe) {
+  assert_non_null(pe->pending_offer_sdp);
+  char *sdp = pe->pending_offer_sdp;
+  pe->pending_offer_sdp = NULL;
+  answer_offer(pe, sdp, pe->pending_offer_id);
+  pe->pending_offer_id = 0;
+  free(sdp);
+  sim_settle(pe->sim);
+}
+
+/* --- the event loop ------------------------------------------------------------------------ */
+
+static void deliver_up(sim_t *s, sim_peer_t *pe, sim_qpkt_t *q) {
+  uint8_t b[SFU_PKT_CAP];
+  sfu_participant_t *p = sim_part(pe);
+  if (p && q->len <= sizeof(b) - SFU_SRTP_TRAILER) {
+    memcpy(b, q->data, q->len);
+    enter(s);
+    if (q->rtcp)
+      sfu_room_on_rtcp(&s->room, p, b, q->len, s->now);
+    else
+      sfu_room_on_rtp(&s->room, p, b, q->len, s->now);
+    leave_engine(s);
+  }
+  free(q->data);
+}
+
+static int process_due(sim_t *s) {
+  uint64_t now = s->now.mono_us;
+  int did = pump(s);
+  sim_qpkt_t q;
+  for (int i = 0; i < s->npeers; i++) {
+    sim_peer_t *pe = s->peers[i];
+    while (link_pop(&pe->down, now, &q)) {
+      if (q.rtcp)
+        peer_rtcp(s, pe, q.data, q.len);
+      else
+        peer_rtp(s, pe, q.data, q.len);
+      free(q.data);
+      did = 1;
+    }
+  }
+  for (int i = 0; i < s->npeers; i++)
+    while (!s->ended && link_pop(&s->peers[i]->up, now, &q)) {
+      deliver_up(s, s->peers[i], &q);
+      did = 1;
+    }
+  for (int i = 0; i < s->npeers; i++) {
+    sim_peer_t *pe = s->peers[i];
+    if (pe->media_on && pe->audio && pe->next_audio_us <= now) {
+      send_audio(s, pe);
+      pe->next_audio_us += 20000;
+      did = 1;
+    }
+    if (pe->media_on && pe->video && pe->next_video_us <= now) {
+      for (int k = 0; k < pe->nlayers; k++) send_frame(s, pe, k);
+      pe->next_video_us += 40000;
+      did = 1;
+    }
+    if (fb_timer_on(pe) && pe->next_fb_us <= now) {
+      peer_fb_tick(s, pe);
+      did = 1;
+    }
+  }
+  if (!s->ended && sfu_room_next_tick(&s->room) <= now) {
+    enter(s);
+    sfu_room_tick(&s->room, s->now);
+    leave_engine(s);
+    s->ticks++;
+    if (sfu_room_next_tick(&s->room) <= now)
+      fail_msg("sfu_room_next_tick() is still %llu after a tick at %llu",
+               (unsigned long long)sfu_room_next_tick(&s->room), (unsigned long long)now);
+    did = 1;
+  }
+  return did;
+}
+
+void sim_settle(sim_t *s) {
+  int guard = 0;
+  while (process_due(s)) assert_true(++guard < 1000000);
+}
+
+static uint64_t next_event(sim_t *s) {
+  uint64_t t = s->ended ? UINT64_MAX : sfu_room_next_tick(&s->room);
+  for (int i = 0; i < s->npeers; i++) {
+    sim_peer_t *pe = s->peers[i];
+    uint64_t u = link_next(&pe->up), d = link_next(&pe->down);
+    if (u < t) t = u;
+    if (d < t) t = d;
+    if (pe->media_on && pe->audio && pe->next_audio_us < t) t = pe->next_audio_us;
+    if (pe->media_on && pe->video && pe->next_video_us < t) t = pe->next_video_us;
+    if (fb_timer_on(pe) && pe->next_fb_us < t) t = pe->next_fb_us;
+  }
+  return t;
+}
+
+void sim_run_until_us(sim_t *s, uint64_t target) {
+  sim_settle(s);
+  for (;;) {
+    uint64_t t = next_event(s);
+    if (t > target) break;
+    if (t > s->now.mono_us) set_now(s, t);
+    sim_settle(s);
+  }
+  if (target > s->now.mono_us) {
+    set_now(s, target);
+    sim_settle(s);
+  }
+}
+
+void sim_run_until(sim_t *s, uint64_t t_ms) { sim_run_until_us(s, SIM_MONO0_US + t_ms * 1000); }
+
+void sim_run(sim_t *s, uint32_t ms) { sim_run_until_us(s, s->now.mono_us + (uint64_t)ms * 1000); }
+
+/* --- the world ------------------------------------------------------------------------------ */
+
+sim_t *sim_new(uint64_t seed, int usage_interval_s) {
+  sim_t *s = calloc(1, sizeof(*s));
+  assert_non_null(s);
+  s->rng = seed ? seed : 0x9E3779B97F4A7C15ULL;
+  s->now.mono_us = SIM_MONO0_US;
+  s->now.wall_us = SIM_WALL0_US;
+  s->io.data = s;
+  s->io.emit = io_emit;
+  s->io.send = io_send;
+  s->io.transport_open = io_transport_open;
+  s->io.transport_close = io_transport_close;
+  s->io.transport_remote = io_transport_remote;
+  s->io.transport_candidate = io_transport_candidate;
+  s->io.transport_local = io_transport_local;
+  s->io.transport_last_rx_us = io_transport_last_rx_us;
+  s->io.empty = io_empty;
+  sfu_room_opts_t o = {"rm_enginetest", 16, usage_interval_s > 0 ? usage_interval_s : 10};
+  enter(s);
+  int rv = sfu_room_init(&s->room, &o, &s->io, s->now);
+  leave_engine(s);
+  assert_int_equal(rv, 0);
+  return s;
+}
+
+static void peer_free(sim_peer_t *pe) {
+  for (int i = 0; i < pe->nsubs; i++) {
+    free(pe->subs[i].rx);
+    free(pe->subs[i].nack);
+  }
+  for (int k = 0; k < SIM_LAYERS; k++) free(pe->layers[k].hist);
+  free(pe->fb);
+  free(pe->pending_offer_sdp);
+  sfu_sdp_destroy(pe->own);
+  sfu_sdp_destroy(pe->local);
+  link_free(&pe->up);
+  link_free(&pe->down);
+  free(pe);
+}
+
+void sim_free(sim_t *s) {
+  if (!s) return;
+  if (!s->ended) {
+    enter(s);
+    sfu_room_end(&s->room, s->now);
+    leave_engine(s);
+    s->ended = 1;
+  }
+  for (int i = 0; i < s->nmsgs; i++) json_decref(s->msgs[i].m);
+  free(s->msgs);
+  for (int i = 0; i < s->npkts; i++) free(s->pkts[i].data);
+  free(s->pkts);
+  for (int i = 0; i < s->npeers; i++) peer_free(s->peers[i]);
+  free(s);
+}
+
+/* --- peers ---------------------------------------------------------------------------------- */
+
+sim_peer_t *sim_peer_new(sim_t *s, const char *identity) {
+  assert_true(s->npeers < SIM_MAX_PEERS);
+  assert_true(sfu_token_valid_id(identity));
+  sim_peer_t *pe = calloc(1, sizeof(*pe));
+  assert_non_null(pe);
+  pe->sim = s;
+  pe->idx = s->npeers;
+  pe->session = 100 + (uint32_t)pe->idx;
+  snprintf(pe->identity, sizeof(pe->identity), "%s", identity);
+  pe->grants = SFU_GRANT_PUBLISH | SFU_GRANT_SUBSCRIBE;
+  pe->rtcp_ssrc = 0x5EED0000u + (uint32_t)pe->idx;
+  pe->auto_answer = 1;
+  pe->auto_rtx = 1;
+  pe->pli_keyframe = 1;
+  pe->level = 127;
+  s->peers[s->npeers++] = pe;
+  return pe;
+}
+
+void sim_peer_audio(sim_peer_t *pe) {
+  sim_t *s = pe->sim;
+  pe->audio = 1;
+  pe->audio_ssrc = 0xA0000000u | (uint32_t)pe->idx << 8;
+  pe->aseq = (uint16_t)sim_rand(s);
+  pe->ats = sim_rand(s);
+  pe->atag_first = pe->atag_next = 1;
+}
+
+void sim_peer_video(sim_peer_t *pe, int nlayers) {
+  static const char *const rids[SIM_LAYERS] = {"q", "h", "f"};
+  static const int w[SIM_LAYERS] = {320, 640, 1280}, h[SIM_LAYERS] = {180, 360, 720};
+  static const int pkts[SIM_LAYERS] = {1, 2, 3}, size[SIM_LAYERS] = {300, 600, 1000};
+  sim_t *s = pe->sim;
+  assert_true(nlayers >= 1 && nlayers <= SIM_LAYERS);
+  pe->video = 1;
+  pe->nlayers = nlayers;
+  pe->rtx = 1;
+  for (int k = 0; k < nlayers; k++) {
+    sim_layer_t *L = &pe->layers[k];
+    /* a single layer is the top one of the table */
+    int row = nlayers == 1 ? SIM_LAYERS - 1 : k + SIM_LAYERS - nlayers;
+    snprintf(L->rid, sizeof(L->rid), "%s", nlayers == 1 ? "" : rids[row]);
+    L->ssrc = 0xB0000000u | (uint32_t)pe->idx << 8 | (uint32_t)k;
+    L->rtx_ssrc = 0xC0000000u | (uint32_t)pe->idx << 8 | (uint32_t)k;
+    L->seq = (uint16_t)sim_rand(s);
+    L->rtx_seq = (uint16_t)sim_rand(s);
+    L->ts = sim_rand(s);
+    L->pid = (int)(sim_rand(s) & 0x7fff);
+    L->tl0 = (int)(sim_rand(s) & 0xff);
+    L->width = w[row];
+    L->height = h[row];
+    L->pkts = pkts[row];
+    L->pkt_size = size[row];
+    L->tag_first = L->tag_next = 1;
+    L->drop_seq = -1;
+    if (!L->hist) L->hist = calloc(SIM_HIST, sizeof(*L->hist));
+    assert_non_null(L->hist);
+  }
+}
+
+void sim_join(sim_peer_t *pe) {
+  sim_t *s = pe->sim;
+  json_t *m = json_pack("{s:s, s:I, s:s, s:s, s:I, s:i}", "type", "client_join", "session",
+                        (json_int_t)pe->session, "identity", pe->identity, "name", pe->identity,
+                        "grants", (json_int_t)pe->grants, "id", 1);
+  assert_non_null(m);
+  enter(s);
+  sfu_room_on_control(&s->room, "client_join", m, s->now);
+  leave_engine(s);
+  json_decref(m);
+  sim_settle(s);
+}
+
+void sim_offer(sim_peer_t *pe) {
+  sfu_sdp_t *o = build_offer(pe);
+  char *t = sdp_text(pe, o);
+  sfu_sdp_destroy(pe->own);
+  pe->own = sdp_clone(o);
+  sfu_sdp_destroy(pe->local);
+  pe->local = o;
+  send_client(pe, json_pack("{s:s, s:i, s:s}", "type", "offer", "id", ++pe->next_req_id, "sdp", t));
+  free(t);
+  sim_settle(pe->sim);
+}
+
+void sim_reoffer(sim_peer_t *pe, int id) {
+  assert_non_null(pe->local);
+  sfu_sdp_t *o = sdp_clone(pe->local);
+  for (int i = 0; i < o->nmedia; i++)
+    if (o->media[i].port) fill_transport(pe, &o->media[i], "actpass");
+  char *t = sdp_text(pe, o);
+  sfu_sdp_destroy(o);
+  send_client(pe, json_pack("{s:s, s:i, s:s}", "type", "offer", "id", id, "sdp", t));
+  free(t);
+  sim_settle(pe->sim);
+}
+
+void sim_connect(sim_peer_t *pe) {
+  sim_t *s = pe->sim;
+  sfu_participant_t *p = sim_part(pe);
+  assert_non_null(p);
+  enter(s);
+  sfu_room_on_transport(&s->room, p, SFU_TP_CONNECTED, s->now);
+  leave_engine(s);
+  sim_settle(s);
+}
+
+void sim_media(sim_peer_t *pe, int on) {
+  pe->media_on = on;
+  pe->next_audio_us = pe->next_video_us = pe->sim->now.mono_us;
+  pe->next_fb_us = pe->next_remb_us = pe->sim->now.mono_us;
+  sim_settle(pe->sim);
+}
+
+void sim_enter(sim_peer_t *pe) {
+  sim_join(pe);
+  assert_true(pe->joined);
+  sim_offer(pe);
+  sim_connect(pe);
+  pe->next_fb_us = pe->next_remb_us = pe->sim->now.mono_us;
+  if (pe->audio || pe->video) sim_media(pe, 1);
+}
+
+void sim_leave(sim_peer_t *pe) {
+  sim_t *s = pe->sim;
+  json_t *m = json_pack("{s:s, s:I, s:s}", "type", "client_gone", "session",
+                        (json_int_t)pe->session, "reason", "left");
+  pe->media_on = 0;
+  pe->gone = 1;
+  enter(s);
+  sfu_room_on_control(&s->room, "client_gone", m, s->now);
+  leave_engine(s);
+  json_decref(m);
+  sim_settle(s);
+}
+
+sim_peer_t *sim_peer_like(sim_peer_t *pe) {
+  sim_peer_t *n = sim_peer_new(pe->sim, pe->identity);
+  n->grants = pe->grants;
+  if (pe->audio) sim_peer_audio(n);
+  if (pe->video) sim_peer_video(n, pe->nlayers);
+  n->level = pe->level;
+  return n;
+}
+
+static void control(sim_t *s, const char *type, json_t *m) {
+  enter(s);
+  sfu_room_on_control(&s->room, type, m, s->now);
+  leave_engine(s);
+  json_decref(m);
+  sim_settle(s);
+}
+
+void sim_server_mute(sim_t *s, const char *identity, int muted) {
+  control(s, "server_mute", json_pack("{s:s, s:s, s:b}", "type", "server_mute", "identity",
+                                      identity, "muted", muted));
+}
+
+void sim_kick(sim_t *s, const char *identity) {
+  control(s, "kick", json_pack("{s:s, s:s}", "type", "kick", "identity", identity));
+}
+
+void sim_client_msg(sim_peer_t *pe, json_t *msg) {
+  send_client(pe, msg);
+  sim_settle(pe->sim);
+}
+
+sim_sub_t *sim_sub_of(sim_peer_t *sub, const sim_peer_t *pub, int video) {
+  for (int i = sub->nsubs - 1; i >= 0; i--)
+    if (sub->subs[i].video == video && strcmp(sub->subs[i].owner_sid, pub->sid) == 0)
+      return &sub->subs[i];
+  return NULL;
+}
+
+/* --- looking ------------------------------------------------------------------------------------ */
+
+static json_t *match_to(const sim_msg_t *sm, uint32_t session, const char *type) {
+  json_t *m = sm->m;
+  const char *t = json_string_value(json_object_get(m, "type"));
+  if (!t || strcmp(t, "client_msg") != 0) return NULL;
+  if (json_is_true(json_object_get(m, "all"))) {
+    if ((uint32_t)json_integer_value(json_object_get(m, "except")) == session) return NULL;
+  } else if ((uint32_t)json_integer_value(json_object_get(m, "session")) != session) {
+    return NULL;
+  }
+  json_t *msg = json_object_get(m, "msg");
+  const char *mt = json_string_value(json_object_get(msg, "type"));
+  return mt && strcmp(mt, type) == 0 ? msg : NULL;
+}
+
+json_t *sim_msg_to(sim_t *s, uint32_t session, const char *type, int from, uint64_t *at_us) {
+  for (int i = s->nmsgs - 1; i >= from && i >= 0; i--) {
+    json_t *msg = match_to(&s->msgs[i], session, type);
+    if (!msg) continue;
+    if (at_us) *at_us = s->msgs[i].at_us;
+    return msg;
+  }
+  return NULL;
+}
+
+int sim_count_to(sim_t *s, uint32_t session, const char *type, int from) {
+  int n = 0;
+  for (int i = from < 0 ? 0 : from; i < s->nmsgs; i++) n += match_to(&s->msgs[i], session, type) != NULL;
+  return n;
+}
+
+int sim_fb_count(const sim_peer_t *pe, int kind, uint32_t media_ssrc, uint64_t from_us,
+                 uint64_t to_us) {
+  int n = 0;
+  for (int i = 0; i < pe->nfb; i++) {
+    const sim_fb_t *f = &pe->fb[i];
+    if (f->kind == kind && (!media_ssrc || f->media_ssrc == media_ssrc) && f->at_us >= from_us &&
+        f->at_us < to_us)
+      n++;
+  }
+  return n;
+}

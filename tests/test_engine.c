@@ -1,0 +1,1056 @@
+/*
+ * test_engine.c -- the call engine (sfu/room/engine.h) on a simulated
+ * clock: what a room does with signaling, media and feedback, seen from
+ * the outside (the messages it emits and the packets it sends).
+ *
+ * Each test builds a small world with tests/engine_sim.h -- peers that
+ * join, offer, answer server offers and send Opus / VP8 (single layer or
+ * rid simulcast), links that lose, duplicate, reorder or rate-limit --
+ * runs it for some simulated seconds and checks one behaviour: keyframe
+ * requests for late subscribers, sequence / timestamp / VP8 picture-id
+ * continuity across mute, replacement and layer switches, PLI throttling,
+ * the REMB layer rule, NACK/RTX in both directions, usage periods,
+ * speaking events (and server mute in them), glare, m-lines of departed
+ * tracks, media timeout. Times and constants in the
+ * assertions are the engine's documented ones (docs/internals/media.md,
+ * nack.md, docs/signaling.md); where a window is allowed, it is the tick
+ * granularity (media 100 ms, feedback 20 ms) plus one video frame (40 ms).
+ *
+ * Publishers' payloads end in a tag naming the packet, so "the subscriber
+ * got every packet" and "which layer is it on" are read from what the
+ * subscriber received, not from engine internals. A few counters of
+ * sfu_room_counters_t are checked too (they are the room's stats API).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "sfu/base/log.h"
+#include "tests/engine_sim.h"
+
+#define MS 1000u /* us */
+
+/* ---- helpers ---------------------------------------------------------------- */
+
+static sim_peer_t *publisher(sim_t *s, const char *id, int audio, int layers) {
+  sim_peer_t *pe = sim_peer_new(s, id);
+  if (audio) sim_peer_audio(pe);
+  if (layers) sim_peer_video(pe, layers);
+  sim_enter(pe);
+  return pe;
+}
+
+static sim_peer_t *listener(sim_t *s, const char *id) {
+  sim_peer_t *pe = sim_peer_new(s, id);
+  sim_enter(pe);
+  return pe;
+}
+
+static int64_t wall_ms_at(uint64_t t_ms) { return SIM_WALL0_US / 1000 + (int64_t)t_ms; }
+
+static const char *str(json_t *o, const char *k) { return json_string_value(json_object_get(o, k)); }
+
+/* Primary (non-RTX) packets of a subscription, in arrival order. */
+static int primaries(const sim_sub_t *u, const sim_rx_t **out, int cap) {
+  int n = 0;
+  for (int i = 0; i < u->nrx && n < cap; i++)
+    if (!u->rx[i].rtx) out[n++] = &u->rx[i];
+  return n;
+}
+
+/* Sequence numbers +1 each, timestamps forward, for primaries in
+ * [from_us, to_us). Video: equal within a frame, +1..max_ts_step between
+ * frames. Returns how many packets were checked. */
+static int check_continuous(const sim_sub_t *u, uint64_t from_us, uint64_t to_us,
+                            uint32_t max_ts_step) {
+  const sim_rx_t *prev = NULL;
+  int n = 0;
+  for (int i = 0; i < u->nrx; i++) {
+    const sim_rx_t *r = &u->rx[i];
+    if (r->rtx || r->at_us < from_us || r->at_us >= to_us) continue;
+    if (prev) {
+      if ((uint16_t)(r->seq - prev->seq) != 1)
+        fail_msg("seq %u after %u at +%llu ms (mid %s)", r->seq, prev->seq,
+                 (unsigned long long)((r->at_us - SIM_MONO0_US) / 1000), u->mid);
+      int32_t dts = (int32_t)(r->ts - prev->ts);
+      if (u->video && dts == 0) {
+        assert_false(prev->marker); /* the same frame goes on */
+      } else if (dts <= 0 || (uint32_t)dts > max_ts_step) {
+        fail_msg("ts step %d at seq %u (mid %s)", dts, r->seq, u->mid);
+      }
+    }
+    prev = r;
+    n++;
+  }
+  return n;
+}
+
+/* Layer segments of a video subscription, from the tags of its primaries. */
+typedef struct {
+  int layer;
+  uint64_t start_us, end_us;
+} seg_t;
+
+static int segments(const sim_sub_t *u, seg_t *seg, int cap) {
+  int n = 0;
+  for (int i = 0; i < u->nrx; i++) {
+    const sim_rx_t *r = &u->rx[i];
+    if (r->rtx) continue;
+    int k = sim_tag_layer(r->tag);
+    if (n == 0 || seg[n - 1].layer != k) {
+      assert_true(n < cap);
+      seg[n].layer = k;
+      seg[n].start_us = r->at_us;
+      n++;
+    }
+    seg[n - 1].end_us = r->at_us;
+  }
+  return n;
+}
+
+static int current_layer(const sim_sub_t *u) {
+  for (int i = u->nrx - 1; i >= 0; i--)
+    if (!u->rx[i].rtx) return sim_tag_layer(u->rx[i].tag);
+  return -1;
+}
+
+static void video_quality(sim_peer_t *sub, const sim_sub_t *u, const char *quality) {
+  sim_t *s = sub->sim;
+  int from = s->nmsgs;
+  sim_client_msg(sub, json_pack("{s:s, s:i, s:s, s:s}", "type", "video_quality", "id", 77,
+                                "track_id", u->track_id, "quality", quality));
+  json_t *ack = sim_msg_to(s, sub->session, "ack", from, NULL);
+  assert_non_null(ack);
+  assert_int_equal(json_integer_value(json_object_get(ack, "id")), 77);
+}
+
+/* Times (us) of the NACKs `pe` received for media `ssrc` naming `seq`. */
+static int nack_times(const sim_peer_t *pe, uint32_t ssrc, uint16_t seq, uint64_t *t, int cap) {
+  int n = 0;
+  for (int i = 0; i < pe->nfb && n < cap; i++) {
+    const sim_fb_t *f = &pe->fb[i];
+    if (f->kind != SIM_FB_NACK || f->media_ssrc != ssrc) continue;
+    for (int j = 0; j < f->nseqs; j++)
+      if (f->seqs[j] == seq) {
+        t[n++] = f->at_us;
+        break;
+      }
+  }
+  return n;
+}
+
+static uint64_t last_fb_time(const sim_peer_t *pe, int kind, uint32_t ssrc) {
+  uint64_t t = 0;
+  for (int i = 0; i < pe->nfb; i++)
+    if (pe->fb[i].kind == kind && pe->fb[i].media_ssrc == ssrc) t = pe->fb[i].at_us;
+  return t;
+}
+
+/* Every tag of layer k of `pub` in [first, end) reached the subscriber
+ * (original or retransmission). */
+static void assert_all_tags(const sim_sub_t *u, const sim_peer_t *pub, int k, uint32_t first,
+                            uint32_t end) {
+  assert_true(end > first);
+  uint8_t *seen = calloc(end - first, 1);
+  assert_non_null(seen);
+  for (int i = 0; i < u->nrx; i++) {
+    uint32_t tag = u->rx[i].tag;
+    if (sim_tag_peer(tag) != pub->idx || sim_tag_layer(tag) != k) continue;
+    uint32_t c = tag & 0x3fffff;
+    if (c >= first && c < end) seen[c - first] = 1;
+  }
+  for (uint32_t c = first; c < end; c++)
+    if (!seen[c - first]) {
+      free(seen);
+      fail_msg("packet %u of layer %d (of %u..%u) never reached the subscriber", c, k, first,
+               end - 1);
+    }
+  free(seen);
+}
+
+/* ---- 1. keyframes for late subscribers ---------------------------------------- */
+
+static void late_subscriber_gets_pli_to_publisher_and_starts_on_keyframe(void **state) {
+  sim_t *s = sim_new(1, 0);
+  *state = s;
+  sim_peer_t *a = sim_peer_new(s, "alice");
+  sim_peer_video(a, 3);
+  a->key_delay = 3; /* an encoder takes a few frames to answer a PLI */
+  sim_enter(a);
+  sim_run(s, 2000);
+  for (int k = 0; k < 3; k++) assert_int_equal(a->layers[k].keyframes, 1); /* only the first */
+  assert_int_equal(sim_fb_count(a, SIM_FB_PLI, 0, 0, UINT64_MAX), 0);     /* nobody watches */
+
+  uint64_t t_join = sim_us(s);
+  sim_peer_t *b = listener(s, "bob");
+  sim_sub_t *u = sim_sub_of(b, a, 1);
+  assert_non_null(u);
+  assert_true(u->active);
+  /* the new subscription asks the publisher for a keyframe of the layer it
+   * wants (the top one), at once */
+  assert_true(sim_fb_count(a, SIM_FB_PLI, a->layers[2].ssrc, t_join, sim_us(s) + 1) >= 1);
+  assert_int_equal(u->nrx, 0);
+
+  sim_run(s, 3000);
+  const sim_rx_t *p[4096];
+  int n = primaries(u, p, 4096);
+  assert_true(n > 100);
+  assert_true(p[0]->key && p[0]->begins); /* nothing before the keyframe */
+  assert_int_equal(sim_tag_layer(p[0]->tag), 2);
+  assert_int_equal(p[0]->width, 1280);
+  assert_true(p[0]->at_us - t_join < 250 * MS);
+  assert_int_equal(a->layers[2].keyframes, 2);
+  /* once it is keyed, no more keyframe requests */
+  assert_int_equal(sim_fb_count(a, SIM_FB_PLI, 0, p[0]->at_us + 600 * MS, UINT64_MAX), 0);
+}
+
+/* ---- 2. continuity ------------------------------------------------------------- */
+
+static void audio_seq_and_ts_continue_across_server_mute(void **state) {
+  sim_t *s = sim_new(2, 0);
+  *state = s;
+  sim_peer_t *a = publisher(s, "alice", 1, 0);
+  sim_peer_t *b = listener(s, "bob");
+  sim_run(s, 1000);
+  sim_sub_t *u = sim_sub_of(b, a, 0);
+  assert_non_null(u);
+  int before = u->nrx;
+  assert_true(before >= 45);
+
+  int from = s->nmsgs;
+  uint64_t dropped = s->room.c.drop_muted, t_mute = sim_us(s);
+  sim_server_mute(s, "alice", 1);
+  json_t *upd = sim_msg_to(s, a->session, "participant_updated", from, NULL);
+  assert_non_null(upd);
+  assert_true(json_is_true(json_object_get(json_object_get(upd, "participant"), "server_muted")));
+  sim_run(s, 1000);
+  assert_int_equal(u->nrx, before); /* nothing forwarded while muted */
+  assert_true(s->room.c.drop_muted - dropped >= 49);
+
+  uint64_t t_unmute = sim_us(s);
+  sim_server_mute(s, "alice", 0);
+  sim_run(s, 1000);
+  assert_true(u->nrx - before >= 49);
+  for (int i = 0; i < u->nrx; i++)
+    assert_false(u->rx[i].at_us > t_mute && u->rx[i].at_us < t_unmute);
+  assert_int_equal(check_continuous(u, 0, UINT64_MAX, 48000 * 2), u->nrx);
+  /* the timestamp carries the muted second; the sequence number does not */
+  assert_true((uint32_t)(u->rx[before].ts - u->rx[before - 1].ts) >= 960 * 49);
+  assert_int_equal((uint16_t)(u->rx[before].seq - u->rx[before - 1].seq), 1);
+}
+
+static void replaced_publisher_streams_start_fresh_and_continuous_on_new_mlines(void **state) {
+  sim_t *s = sim_new(3, 0);
+  *state = s;
+  sim_peer_t *a = publisher(s, "alice", 1, 1);
+  sim_peer_t *b = listener(s, "bob");
+  sim_run(s, 1000);
+  sim_sub_t *ua = sim_sub_of(b, a, 0), *uv = sim_sub_of(b, a, 1);
+  assert_non_null(ua);
+  assert_non_null(uv);
+  assert_true(ua->nrx > 40 && uv->nrx > 40);
+  char sid[72];
+  snprintf(sid, sizeof(sid), "%s", a->sid);
+
+  int from = s->nmsgs;
+  uint64_t t_replace = sim_us(s);
+  sim_peer_t *a2 = sim_peer_like(a);
+  sim_enter(a2);
+  assert_true(a->gone); /* the old session was closed: 4009 */
+  assert_string_equal(a2->sid, sid);
+  assert_int_equal(sim_count_to(s, b->session, "participant_left", from), 0);
+  assert_true(sim_count_to(s, b->session, "participant_updated", from) >= 1);
+  sim_run(s, 1500);
+
+  sim_sub_t *ua2 = sim_sub_of(b, a2, 0), *uv2 = sim_sub_of(b, a2, 1);
+  assert_non_null(ua2);
+  assert_non_null(uv2);
+  assert_true(ua2 != ua && uv2 != uv);
+  assert_true(ua2->active && uv2->active);
+  assert_true(ua2->ssrc != ua->ssrc && uv2->ssrc != uv->ssrc);
+  for (int i = 0; i < ua->nrx; i++) assert_true(ua->rx[i].at_us <= t_replace);
+  for (int i = 0; i < uv->nrx; i++) assert_true(uv->rx[i].at_us <= t_replace);
+  assert_true(ua2->nrx >= 70);
+  assert_true(uv2->nrx >= 100);
+  assert_int_equal(check_continuous(ua, 0, UINT64_MAX, 48000), ua->nrx);
+  assert_int_equal(check_continuous(uv, 0, UINT64_MAX, 90000), uv->nrx);
+  assert_int_equal(check_continuous(ua2, 0, UINT64_MAX, 48000), ua2->nrx);
+  assert_int_equal(check_continuous(uv2, 0, UINT64_MAX, 90000), uv2->nrx);
+  /* what it gets on the new lines is the new session's media */
+  assert_int_equal(sim_tag_peer(ua2->rx[0].tag), a2->idx);
+  assert_int_equal(sim_tag_peer(uv2->rx[0].tag), a2->idx);
+}
+
+/* Everything a departed publisher had ends as an inactive m-line at each
+ * subscriber, even when its second track goes while the offer that
+ * removes its first is still unanswered (one offer at a time). */
+static void tracks_removed_during_an_outstanding_offer_end_inactive(void **state) {
+  sim_t *s = sim_new(19, 0);
+  *state = s;
+  sim_peer_t *a = publisher(s, "alice", 1, 1);
+  sim_peer_t *b = listener(s, "bob");
+  sim_run(s, 500);
+  sim_sub_t *ua = sim_sub_of(b, a, 0), *uv = sim_sub_of(b, a, 1);
+  assert_true(ua->active && uv->active && uv->nrx > 0);
+  int from = s->nmsgs;
+  sim_leave(a); /* audio and video unpublished in one go */
+  sim_run(s, 500);
+  assert_true(b->offers_answered >= 3);
+  assert_null(b->pending_offer_sdp);
+  json_t *left = sim_msg_to(s, b->session, "participant_left", from, NULL);
+  assert_non_null(left);
+  /* the last server offer: no line still sends alice's tracks */
+  json_t *offer = sim_msg_to(s, b->session, "offer", 0, NULL);
+  sfu_sdp_t sdp;
+  const char *text = str(offer, "sdp");
+  memset(&sdp, 0, sizeof(sdp));
+  assert_int_equal(sfu_sdp_parse(text, strlen(text), &sdp, NULL), 0);
+  for (int i = 0; i < sdp.nmedia; i++)
+    if (strcmp(sdp.media[i].mid, ua->mid) == 0 || strcmp(sdp.media[i].mid, uv->mid) == 0)
+      if (sdp.media[i].dir != SFU_DIR_INACTIVE || sdp.media[i].nssrcs != 0) {
+        char mid[32];
+        int sending = sdp.media[i].dir == SFU_DIR_SENDONLY, nssrcs = sdp.media[i].nssrcs;
+        snprintf(mid, sizeof(mid), "%s", sdp.media[i].mid);
+        sfu_sdp_free(&sdp);
+        fail_msg("m-line %s of a departed track is still offered (%s, %d a=ssrc)", mid,
+                 sending ? "sendonly" : "not inactive", nssrcs);
+      }
+  sfu_sdp_free(&sdp);
+  assert_false(ua->active);
+  assert_false(uv->active);
+}
+
+/* B watches A's three layers and asks for low, high, medium in turn. */
+static void simulcast_switches(void **state, sim_peer_t **pa, sim_peer_t **pb) {
+  sim_t *s = sim_new(4, 0);
+  *state = s;
+  sim_peer_t *a = sim_peer_new(s, "alice");
+  sim_peer_video(a, 3);
+  a->key_delay = 2; /* switches wait for the keyframe, not the PLI */
+  sim_enter(a);
+  sim_run(s, 500);
+  sim_peer_t *b = listener(s, "bob");
+  sim_run(s, 1000);
+  sim_sub_t *u = sim_sub_of(b, a, 1);
+  assert_non_null(u);
+  assert_int_equal(current_layer(u), 2);
+  video_quality(b, u, "low");
+  sim_run(s, 1000);
+  assert_int_equal(current_layer(u), 0);
+  video_quality(b, u, "high");
+  sim_run(s, 1000);
+  assert_int_equal(current_layer(u), 2);
+  video_quality(b, u, "medium");
+  sim_run(s, 1000);
+  assert_int_equal(current_layer(u), 1);
+  seg_t seg[16];
+  int n = segments(u, seg, 16);
+  assert_int_equal(n, 4);
+  assert_int_equal(seg[0].layer, 2);
+  assert_int_equal(seg[1].layer, 0);
+  assert_int_equal(seg[2].layer, 2);
+  assert_int_equal(seg[3].layer, 1);
+  assert_true(s->room.c.layer_switches >= 3);
+  *pa = a;
+  *pb = b;
+}
+
+static void simulcast_switches_keep_seq_and_ts_continuous(void **state) {
+  sim_peer_t *a, *b;
+  simulcast_switches(state, &a, &b);
+  sim_sub_t *u = sim_sub_of(b, a, 1);
+  /* one stream: +1 sequence numbers, timestamps forward by at most the
+   * time between two sends (the layers' own timestamps are unrelated) */
+  int n = check_continuous(u, 0, UINT64_MAX, 90 * 200);
+  assert_true(n > 200);
+  /* every layer starts on its keyframe */
+  for (int i = 1; i < u->nrx; i++)
+    if (sim_tag_layer(u->rx[i].tag) != sim_tag_layer(u->rx[i - 1].tag))
+      assert_true(u->rx[i].key && u->rx[i].begins);
+}
+
+/* ---- 3. VP8 picture ids ----------------------------------------------------------- */
+
+static void simulcast_switches_keep_vp8_picture_id_and_tl0picidx_continuous(void **state) {
+  sim_peer_t *a, *b;
+  simulcast_switches(state, &a, &b);
+  sim_sub_t *u = sim_sub_of(b, a, 1);
+  int frames = 0, switches = 0;
+  for (int i = 1; i < u->nrx; i++) {
+    const sim_rx_t *r = &u->rx[i], *q = &u->rx[i - 1];
+    assert_true(r->pid >= 0 && r->tl0 >= 0);
+    switches += sim_tag_layer(r->tag) != sim_tag_layer(q->tag);
+    if (r->ts == q->ts) { /* same frame */
+      assert_int_equal(r->pid, q->pid);
+      assert_int_equal(r->tl0, q->tl0);
+      continue;
+    }
+    frames++;
+    if (r->pid != ((q->pid + 1) & 0x7fff) || r->tl0 != ((q->tl0 + 1) & 0xff))
+      fail_msg("picture id %d tl0 %d after %d / %d (layer %d -> %d)", r->pid, r->tl0, q->pid,
+               q->tl0, sim_tag_layer(q->tag), sim_tag_layer(r->tag));
+  }
+  assert_int_equal(switches, 3);
+  assert_true(frames > 90);
+}
+
+/* ---- 4. PLI throttling --------------------------------------------------------------- */
+
+static void subscriber_pli_burst_makes_one_pli_per_500ms_to_publisher(void **state) {
+  sim_t *s = sim_new(5, 0);
+  *state = s;
+  sim_peer_t *a = publisher(s, "alice", 0, 1);
+  sim_peer_t *b = listener(s, "bob"), *c = listener(s, "carol");
+  sim_run(s, 2000);
+  sim_sub_t *ub = sim_sub_of(b, a, 1), *uc = sim_sub_of(c, a, 1);
+  assert_true(ub->nrx > 0 && uc->nrx > 0);
+  uint32_t ssrc = a->layers[0].ssrc;
+  uint64_t last = last_fb_time(a, SIM_FB_PLI, ssrc);
+  if (last + 600 * MS > sim_us(s)) sim_run_until_us(s, last + 600 * MS);
+
+  const sfu_room_counters_t c0 = s->room.c;
+  uint64_t t0 = sim_us(s);
+  for (int i = 0; i < 20; i++) { /* 40 requests in 200 ms, PLI and FIR */
+    sim_send_pli(b, ub->ssrc);
+    sim_send_fir(c, uc->ssrc, (uint8_t)i);
+    sim_run(s, 10);
+  }
+  assert_int_equal(sim_fb_count(a, SIM_FB_PLI, ssrc, t0, UINT64_MAX), 1);
+  assert_int_equal(s->room.c.plis_received - c0.plis_received, 40);
+  assert_int_equal(s->room.c.plis_throttled - c0.plis_throttled, 39);
+  assert_int_equal(s->room.c.plis_sent - c0.plis_sent, 1);
+
+  sim_run_until_us(s, t0 + 480 * MS); /* still inside the 500 ms */
+  sim_send_pli(b, ub->ssrc);
+  assert_int_equal(sim_fb_count(a, SIM_FB_PLI, ssrc, t0, UINT64_MAX), 1);
+  sim_run_until_us(s, t0 + 520 * MS); /* past it: a new one */
+  sim_send_pli(c, uc->ssrc);
+  assert_int_equal(sim_fb_count(a, SIM_FB_PLI, ssrc, t0, UINT64_MAX), 2);
+  assert_int_equal(sim_fb_count(a, SIM_FB_PLI, ssrc, t0 + 500 * MS, UINT64_MAX), 1);
+  assert_int_equal(s->room.c.plis_throttled - c0.plis_throttled, 40);
+}
+
+static void pli_throttle_is_per_layer(void **state) {
+  sim_t *s = sim_new(6, 0);
+  *state = s;
+  sim_peer_t *a = publisher(s, "alice", 0, 3);
+  sim_peer_t *b = listener(s, "bob"), *c = listener(s, "carol");
+  sim_run(s, 1000);
+  sim_sub_t *ub = sim_sub_of(b, a, 1), *uc = sim_sub_of(c, a, 1);
+  video_quality(c, uc, "low");
+  sim_run(s, 1500);
+  assert_int_equal(current_layer(ub), 2);
+  assert_int_equal(current_layer(uc), 0);
+  sim_run(s, 600);
+  uint64_t t0 = sim_us(s);
+  sim_send_pli(b, ub->ssrc);
+  sim_send_pli(c, uc->ssrc);
+  sim_send_pli(b, ub->ssrc);
+  sim_send_pli(c, uc->ssrc);
+  assert_int_equal(sim_fb_count(a, SIM_FB_PLI, a->layers[2].ssrc, t0, UINT64_MAX), 1);
+  assert_int_equal(sim_fb_count(a, SIM_FB_PLI, a->layers[0].ssrc, t0, UINT64_MAX), 1);
+  assert_int_equal(sim_fb_count(a, SIM_FB_PLI, a->layers[1].ssrc, t0, UINT64_MAX), 0);
+}
+
+/* ---- 5. the REMB layer rule -------------------------------------------------------- */
+
+/* Runs until u's current layer is `k` (checking every 20 ms), at most
+ * `limit_ms`; returns the arrival time of its first packet. */
+static uint64_t wait_layer(sim_t *s, const sim_sub_t *u, int k, uint32_t limit_ms) {
+  uint64_t end = sim_us(s) + (uint64_t)limit_ms * MS;
+  while (current_layer(u) != k) {
+    if (sim_us(s) >= end) fail_msg("layer %d not reached in %u ms (on %d)", k, limit_ms, current_layer(u));
+    sim_run(s, 20);
+  }
+  uint64_t first = 0; /* the earliest packet of the run of layer k at the end */
+  for (int i = u->nrx - 1; i >= 0; i--) {
+    if (u->rx[i].rtx) continue;
+    if (sim_tag_layer(u->rx[i].tag) != k) break;
+    first = u->rx[i].at_us;
+  }
+  return first;
+}
+
+static void remb_below_85pct_for_2s_steps_down_holds_8s_then_steps_up(void **state) {
+  sim_t *s = sim_new(7, 0);
+  *state = s;
+  sim_peer_t *a = publisher(s, "alice", 0, 3);
+  sim_run(s, 500);
+  sim_peer_t *b = sim_peer_new(s, "bob");
+  b->remb_bps = 100000; /* well under every layer but the lowest (60 kb/s) */
+  b->remb_ms = 200;
+  sim_enter(b);
+  sim_sub_t *u = sim_sub_of(b, a, 1);
+  uint64_t t_f = wait_layer(s, u, 2, 500);
+
+  /* settle 5 s, then 2 s below 85 %: one layer down (at its keyframe) */
+  uint64_t t_h = wait_layer(s, u, 1, 8000);
+  assert_true(t_h - t_f >= 7000 * MS);
+  assert_true(t_h - t_f <= 7200 * MS);
+  /* the same again on the middle layer (100 < 0.85 x 240 kb/s) */
+  uint64_t t_q = wait_layer(s, u, 0, 8000);
+  assert_true(t_q - t_h >= 7000 * MS);
+  assert_true(t_q - t_h <= 7200 * MS);
+
+  /* plenty of bandwidth from now on: held 8 s on the lowest layer ... */
+  b->remb_bps = 5000000;
+  uint64_t t_h2 = wait_layer(s, u, 1, 9000);
+  assert_true(t_h2 - t_q >= 7900 * MS);
+  assert_true(t_h2 - t_q <= 8100 * MS);
+  /* ... then up one layer at a time: 4 s apart at least, and not before
+   * the new layer settled (5 s) */
+  uint64_t t_f2 = wait_layer(s, u, 2, 6000);
+  assert_true(t_f2 - t_h2 >= 5000 * MS);
+  assert_true(t_f2 - t_h2 <= 5200 * MS);
+  sim_run(s, 10000); /* and it stays there */
+  assert_int_equal(current_layer(u), 2);
+
+  seg_t seg[16];
+  assert_int_equal(segments(u, seg, 16), 5);
+}
+
+static void remb_counts_only_when_fresh_and_below_85pct(void **state) {
+  sim_t *s = sim_new(8, 0);
+  *state = s;
+  sim_peer_t *a = publisher(s, "alice", 0, 3);
+  sim_run(s, 500);
+  sim_peer_t *stale = listener(s, "bob");
+  sim_peer_t *at90 = sim_peer_new(s, "carol");
+  at90->remb_bps = 540000; /* 90 % of the top layer's 600 kb/s */
+  sim_peer_t *at80 = sim_peer_new(s, "dave");
+  at80->remb_bps = 480000; /* 80 % */
+  sim_enter(at90);
+  sim_enter(at80);
+  sim_sub_t *us = sim_sub_of(stale, a, 1), *u90 = sim_sub_of(at90, a, 1),
+            *u80 = sim_sub_of(at80, a, 1);
+  sim_run(s, 200);
+  assert_true(us->nrx > 0);
+  /* very low estimates every 100 ms until 3.95 s after it started, then
+   * none: judging starts 5 s after the start (settle), and 2 s of
+   * congestion later the last one is more than 3 s old */
+  uint64_t t_f = us->rx[0].at_us, t = t_f + 3950 * MS;
+  while (t - 100 * MS > sim_us(s)) t -= 100 * MS;
+  for (; t <= t_f + 3950 * MS; t += 100 * MS) {
+    sim_run_until_us(s, t);
+    sim_send_remb(stale, 50000, us->ssrc);
+  }
+  sim_run_until_us(s, t_f + 12000 * MS);
+  assert_int_equal(current_layer(us), 2);
+  assert_int_equal(current_layer(u90), 2);
+  assert_int_equal(current_layer(u80), 1);
+  seg_t seg[8];
+  assert_int_equal(segments(us, seg, 8), 1);
+  assert_int_equal(segments(u90, seg, 8), 1);
+}
+
+/* ---- 6. NACK and RTX ----------------------------------------------------------------- */
+
+static void subscriber_nack_is_answered_as_rtx_from_cache(void **state) {
+  sim_t *s = sim_new(9, 0);
+  *state = s;
+  sim_peer_t *a = publisher(s, "alice", 0, 1);
+  sim_peer_t *b = listener(s, "bob");
+  sim_run(s, 1000);
+  sim_sub_t *u = sim_sub_of(b, a, 1);
+  assert_true(u->rtx_pt >= 0 && u->rtx_pt != u->pt);
+  assert_true(u->rtx_ssrc != 0 && u->rtx_ssrc != u->ssrc);
+  assert_true(u->nrx > 50);
+  sim_rx_t orig = u->rx[u->nrx - 10];
+  assert_false(orig.rtx);
+
+  const sfu_room_counters_t c0 = s->room.c;
+  int n0 = u->nrx;
+  sim_send_nack(b, u->ssrc, &orig.seq, 1);
+  assert_int_equal(u->nrx, n0 + 1);
+  const sim_rx_t *r = &u->rx[n0];
+  assert_true(r->rtx);
+  assert_int_equal(r->pt, u->rtx_pt);
+  assert_int_equal(r->ssrc, u->rtx_ssrc);
+  assert_int_equal(r->osn, orig.seq); /* original seq in the first 2 payload bytes */
+  assert_int_equal(r->ts, orig.ts);
+  assert_int_equal(r->marker, orig.marker);
+  assert_int_equal(r->payload_len, orig.payload_len);
+  assert_int_equal(r->hash, orig.hash);
+  assert_int_equal(r->tag, orig.tag);
+  assert_int_equal(s->room.c.nacks_received - c0.nacks_received, 1);
+  assert_int_equal(s->room.c.rtx_out - c0.rtx_out, 1);
+  uint16_t rtx_seq = r->seq;
+
+  /* asked again at once: not twice within 10 ms; 20 ms later: again, with
+   * the next RTX sequence number */
+  sim_send_nack(b, u->ssrc, &orig.seq, 1);
+  int n1 = u->nrx, rtx1 = 0;
+  for (int i = n0 + 1; i < n1; i++) rtx1 += u->rx[i].rtx;
+  assert_int_equal(rtx1, 0);
+  sim_run(s, 20);
+  n1 = u->nrx;
+  sim_send_nack(b, u->ssrc, &orig.seq, 1);
+  assert_int_equal(u->nrx, n1 + 1);
+  assert_true(u->rx[n1].rtx);
+  assert_int_equal(u->rx[n1].osn, orig.seq);
+  assert_int_equal(u->rx[n1].seq, (uint16_t)(rtx_seq + 1));
+
+  /* a number never sent: nothing */
+  uint16_t never = (uint16_t)(orig.seq + 5000);
+  n1 = u->nrx;
+  sim_send_nack(b, u->ssrc, &never, 1);
+  assert_int_equal(u->nrx, n1);
+}
+
+static void subscriber_nack_without_rtx_resends_the_packet_itself(void **state) {
+  sim_t *s = sim_new(10, 0);
+  *state = s;
+  sim_peer_t *a = publisher(s, "alice", 0, 1);
+  sim_peer_t *b = sim_peer_new(s, "bob");
+  b->no_rtx_answer = 1;
+  sim_enter(b);
+  sim_run(s, 1000);
+  sim_sub_t *u = sim_sub_of(b, a, 1);
+  assert_int_equal(u->rtx_pt, -1);
+  sim_rx_t orig = u->rx[u->nrx - 5];
+  int n0 = u->nrx;
+  sim_send_nack(b, u->ssrc, &orig.seq, 1);
+  assert_int_equal(u->nrx, n0 + 1);
+  const sim_rx_t *r = &u->rx[n0];
+  assert_false(r->rtx);
+  assert_int_equal(r->ssrc, u->ssrc);
+  assert_int_equal(r->pt, u->pt);
+  assert_int_equal(r->seq, orig.seq);
+  assert_int_equal(r->ts, orig.ts);
+  assert_int_equal(r->hash, orig.hash);
+}
+
+static void publisher_gap_is_nacked_next_tick_retried_every_40ms_then_keyframe(void **state) {
+  sim_t *s = sim_new(11, 0);
+  *state = s;
+  sim_peer_t *a = sim_peer_new(s, "alice");
+  sim_peer_video(a, 1);
+  a->auto_rtx = 0; /* the loss stays a loss */
+  sim_enter(a);
+  sim_peer_t *b = listener(s, "bob");
+  sim_run(s, 2000);
+  sim_sub_t *u = sim_sub_of(b, a, 1);
+  sim_layer_t *L = &a->layers[0];
+  assert_int_equal(sim_fb_count(a, SIM_FB_NACK, 0, 0, UINT64_MAX), 0);
+
+  uint16_t lost = (uint16_t)(L->seq + 4); /* the 2nd packet of the 2nd frame from now */
+  uint32_t next_tag = (L->tag_next + 5) & 0x3fffff;
+  L->drop_seq = lost;
+  const sfu_room_counters_t c0 = s->room.c;
+  sim_run(s, 1000);
+
+  uint64_t t_gap = 0; /* when the packet after it arrived */
+  for (int i = 0; i < u->nrx && !t_gap; i++)
+    if ((u->rx[i].tag & 0x3fffff) == next_tag) t_gap = u->rx[i].at_us;
+  assert_true(t_gap > 0);
+  uint64_t t[32] = {0};
+  int n = nack_times(a, L->ssrc, lost, t, 32);
+  assert_int_equal(n, 10); /* 10 tries */
+  assert_true(t[0] >= t_gap + 10 * MS);
+  assert_true(t[0] <= t_gap + 30 * MS); /* the first feedback tick once due */
+  for (int i = 1; i < n; i++) {
+    assert_true(t[i] - t[i - 1] >= 40 * MS);
+    assert_true(t[i] - t[i - 1] <= 60 * MS);
+  }
+  assert_true(s->room.c.nacks_sent - c0.nacks_sent >= 10);
+  /* given up after ~400 ms: a keyframe request instead */
+  int plis = 0;
+  uint64_t t_pli = 0;
+  for (int i = 0; i < a->nfb; i++)
+    if (a->fb[i].kind == SIM_FB_PLI && a->fb[i].at_us > t[0]) {
+      if (!plis) t_pli = a->fb[i].at_us;
+      plis++;
+    }
+  assert_int_equal(plis, 1);
+  assert_true(t_pli > t[n - 1]);
+  assert_true(t_pli - t[0] >= 380 * MS);
+  assert_true(t_pli - t[0] <= 440 * MS);
+}
+
+/* ---- 7. usage ---------------------------------------------------------------------- */
+
+typedef struct {
+  int n;
+  int64_t start[64], end[64];
+  int64_t ms[64][5];
+  int final[64];
+} usage_t;
+
+static void usage_of(sim_t *s, const char *identity, usage_t *out) {
+  static const char *const kinds[5] = {"connected", "audio_published", "audio_received",
+                                       "video_published", "video_received"};
+  memset(out, 0, sizeof(*out));
+  for (int i = 0; i < s->nmsgs; i++) {
+    json_t *m = s->msgs[i].m;
+    if (strcmp(str(m, "type"), "usage") != 0) continue;
+    size_t j;
+    json_t *r;
+    json_array_foreach(json_object_get(m, "records"), j, r) {
+      if (strcmp(str(r, "identity"), identity) != 0) continue;
+      assert_true(out->n < 64);
+      out->start[out->n] = json_integer_value(json_object_get(r, "period_start_ms"));
+      out->end[out->n] = json_integer_value(json_object_get(r, "period_end_ms"));
+      for (int k = 0; k < 5; k++)
+        out->ms[out->n][k] =
+            json_integer_value(json_object_get(json_object_get(r, "ms"), kinds[k]));
+      out->final[out->n] = json_is_true(json_object_get(r, "final"));
+      out->n++;
+    }
+  }
+}
+
+static void assert_tiles(const usage_t *u, uint64_t join_ms, uint64_t leave_ms) {
+  assert_true(u->n >= 2);
+  assert_int_equal(u->start[0], wall_ms_at(join_ms));
+  for (int i = 0; i + 1 < u->n; i++) {
+    assert_int_equal(u->end[i], u->start[i + 1]); /* no gap, no overlap */
+    assert_false(u->final[i]);
+  }
+  assert_true(u->final[u->n - 1]);
+  assert_int_equal(u->end[u->n - 1], wall_ms_at(leave_ms));
+}
+
+static int64_t usage_sum(const usage_t *u, int kind) {
+  int64_t t = 0;
+  for (int i = 0; i < u->n; i++) t += u->ms[i][kind];
+  return t;
+}
+
+static void usage_periods_tile_time_through_mute_and_leave(void **state) {
+  sim_t *s = sim_new(12, 2); /* checkpoints every 2 s */
+  *state = s;
+  sim_peer_t *a = publisher(s, "alice", 1, 0); /* joins, publishes, connects at 0 */
+  assert_int_equal(s->empty, 0);
+  sim_run_until(s, 1500);
+  sim_peer_t *b = listener(s, "bob"); /* at 1500 */
+  sim_run_until(s, 4000);
+  sim_server_mute(s, "alice", 1);
+  sim_run_until(s, 7300);
+  sim_server_mute(s, "alice", 0);
+  sim_run_until(s, 9100);
+  sim_leave(a);
+  sim_run_until(s, 12000);
+  sim_leave(b);
+  assert_int_equal(s->empty, 1);
+
+  usage_t ua, ub;
+  usage_of(s, "alice", &ua);
+  usage_of(s, "bob", &ub);
+  assert_tiles(&ua, 0, 9100);
+  assert_tiles(&ub, 1500, 12000);
+  assert_true(ua.n >= 5); /* periodic checkpoints, the mutes, the joins */
+  assert_int_equal(usage_sum(&ua, 0), 9100);
+  assert_int_equal(usage_sum(&ua, 1), 9100 - (7300 - 4000)); /* muted time excluded */
+  assert_int_equal(usage_sum(&ua, 2), 0);
+  assert_int_equal(usage_sum(&ub, 0), 12000 - 1500);
+  assert_int_equal(usage_sum(&ub, 1), 0);
+  assert_int_equal(usage_sum(&ub, 2), (4000 - 1500) + (9100 - 7300));
+  for (int k = 3; k < 5; k++) {
+    assert_int_equal(usage_sum(&ua, k), 0);
+    assert_int_equal(usage_sum(&ub, k), 0);
+  }
+  for (int i = 0; i < ua.n; i++) assert_true(ua.ms[i][0] == ua.end[i] - ua.start[i]);
+  for (int i = 0; i < ub.n; i++) assert_true(ub.ms[i][0] == ub.end[i] - ub.start[i]);
+}
+
+/* ---- 8. speaking ---------------------------------------------------------------------- */
+
+static void speaking_events_come_at_most_every_200ms(void **state) {
+  static const int period[3] = {700, 900, 1100}, offset[3] = {0, 230, 470},
+                   loud[3] = {160, 200, 140};
+  sim_t *s = sim_new(13, 0);
+  *state = s;
+  sim_peer_t *sp[3];
+  for (int i = 0; i < 3; i++) { /* packets off the tick grid, as in life */
+    static const char *const names[3] = {"ann", "ben", "cat"};
+    sp[i] = publisher(s, names[i], 1, 0);
+    sim_run(s, 7);
+  }
+  sim_peer_t *l = listener(s, "lou");
+  int from = s->nmsgs;
+  for (uint64_t t = 0; t < 10000; t += 20) { /* staggered bursts */
+    for (int i = 0; i < 3; i++)
+      sp[i]->level = (int)((t + (uint64_t)offset[i]) % (uint64_t)period[i]) < loud[i] ? 20 : 127;
+    sim_run(s, 20);
+  }
+  uint64_t until[3] = {0, 0, 0};
+  for (uint64_t t = 0; t < 30000; t += 20) { /* then random ones (seeded) */
+    for (int i = 0; i < 3; i++) {
+      if (t < until[i]) continue;
+      sp[i]->level = sp[i]->level == 127 ? 20 : 127;
+      until[i] = t + (sp[i]->level == 20 ? 60 + sim_rand(s) % 300 : 300 + sim_rand(s) % 300);
+    }
+    sim_run(s, 20);
+  }
+  for (int i = 0; i < 3; i++) sp[i]->level = 127;
+  sim_run(s, 1500);
+
+  uint64_t prev = 0, min_gap = UINT64_MAX;
+  int n = 0;
+  char last[256] = "", cur[256];
+  for (int i = from; i < s->nmsgs; i++) {
+    json_t *msg = NULL;
+    uint64_t at;
+    json_t *m = s->msgs[i].m;
+    if (strcmp(str(m, "type"), "client_msg") != 0) continue;
+    msg = json_object_get(m, "msg");
+    if (strcmp(str(msg, "type"), "speaking") != 0) continue;
+    assert_non_null(sim_msg_to(s, l->session, "speaking", i, NULL)); /* the listener gets it */
+    at = s->msgs[i].at_us;
+    if (n && at - prev < min_gap) min_gap = at - prev;
+    prev = at;
+    n++;
+    cur[0] = '\0';
+    size_t j;
+    json_t *e;
+    json_array_foreach(json_object_get(msg, "speakers"), j, e) {
+      strncat(cur, str(e, "identity"), sizeof(cur) - strlen(cur) - 2);
+      strcat(cur, ",");
+    }
+    assert_string_not_equal(cur, last); /* sent when the set changes */
+    snprintf(last, sizeof(last), "%s", cur);
+  }
+  assert_true(n >= 80);
+  assert_true(min_gap >= 200 * MS);
+  assert_true(min_gap < 300 * MS); /* the limit, not the pattern, set the pace */
+  assert_string_equal(last, "");   /* and the last word is "nobody" */
+}
+
+/* The identities in the last speaking message to `session` from `from`
+ * on ("a,b,"), or NULL if none came. */
+static const char *last_speakers(sim_t *s, uint32_t session, int from, char *buf, size_t cap) {
+  json_t *msg = sim_msg_to(s, session, "speaking", from, NULL), *e;
+  size_t j;
+  if (!msg) return NULL;
+  buf[0] = '\0';
+  json_array_foreach(json_object_get(msg, "speakers"), j, e) {
+    strncat(buf, str(e, "identity"), cap - strlen(buf) - 2);
+    strcat(buf, ",");
+  }
+  return buf;
+}
+
+static void server_mute_takes_a_speaker_out_of_the_speaking_set(void **state) {
+  sim_t *s = sim_new(20, 0);
+  *state = s;
+  sim_peer_t *a = sim_peer_new(s, "alice");
+  sim_peer_audio(a);
+  a->level = 20; /* talks all along */
+  sim_enter(a);
+  sim_peer_t *b = listener(s, "bob");
+  char buf[128];
+  sim_run(s, 1000);
+  const char *who = last_speakers(s, b->session, 0, buf, sizeof(buf));
+  assert_non_null(who);
+  assert_string_equal(who, "alice,");
+
+  int from = s->nmsgs;
+  sim_server_mute(s, "alice", 1); /* her audio is no longer forwarded */
+  sim_run(s, 500);
+  who = last_speakers(s, b->session, from, buf, sizeof(buf));
+  if (!who) fail_msg("no speaking event after the server muted the only speaker");
+  assert_string_equal(who, "");
+
+  from = s->nmsgs;
+  sim_server_mute(s, "alice", 0);
+  sim_run(s, 500);
+  who = last_speakers(s, b->session, from, buf, sizeof(buf));
+  assert_non_null(who);
+  assert_string_equal(who, "alice,");
+}
+
+/* ---- 9. glare -------------------------------------------------------------------------- */
+
+static void client_offer_while_server_offer_outstanding_gets_glare(void **state) {
+  sim_t *s = sim_new(14, 0);
+  *state = s;
+  sim_peer_t *b = listener(s, "bob");
+  b->auto_answer = 0;
+  sim_peer_t *a = publisher(s, "alice", 1, 0);
+  assert_non_null(b->pending_offer_sdp); /* the server offers alice's audio */
+
+  int from = s->nmsgs;
+  sim_reoffer(b, 42);
+  json_t *e = sim_msg_to(s, b->session, "error", from, NULL);
+  assert_non_null(e);
+  assert_string_equal(str(e, "code"), "glare");
+  assert_int_equal(json_integer_value(json_object_get(e, "id")), 42);
+  assert_int_equal(sim_count_to(s, b->session, "answer", from), 0);
+
+  /* the server's offer still stands: answering it works, then B may offer */
+  from = s->nmsgs;
+  sim_answer_pending(b);
+  assert_int_equal(sim_count_to(s, b->session, "error", from), 0);
+  sim_reoffer(b, 43);
+  json_t *ans = sim_msg_to(s, b->session, "answer", from, NULL);
+  assert_non_null(ans);
+  assert_int_equal(json_integer_value(json_object_get(ans, "id")), 43);
+  assert_int_equal(sim_count_to(s, b->session, "error", from), 0);
+  sim_run(s, 500);
+  sim_sub_t *u = sim_sub_of(b, a, 0);
+  assert_non_null(u);
+  assert_true(u->nrx >= 20);
+}
+
+/* ---- 10. impaired links ------------------------------------------------------------------ */
+
+static void upstream_loss_is_repaired_by_nack_and_publisher_rtx(void **state) {
+  sim_t *s = sim_new(15, 0);
+  *state = s;
+  sim_peer_t *a = sim_peer_new(s, "alice");
+  sim_peer_video(a, 1);
+  a->up.loss = 0.05;
+  a->up.dup = 0.01;
+  a->up.reorder = 0.02;
+  a->up.reorder_ms = 15;
+  a->up.jitter_ms = 4;
+  a->up.delay_ms = 10;
+  sim_enter(a);
+  sim_peer_t *b = listener(s, "bob");
+  sim_run(s, 20000);
+  sim_media(a, 0);
+  sim_run(s, 1500);
+
+  sim_sub_t *u = sim_sub_of(b, a, 1);
+  sim_layer_t *L = &a->layers[0];
+  uint32_t first = 0;
+  for (int i = 0; i < 20 && i < u->nrx; i++)
+    if ((u->rx[i].tag & 0x3fffff) > first) first = u->rx[i].tag & 0x3fffff;
+  assert_true(a->up.lost > 50);
+  assert_true(L->rtx_sent > 50);
+  assert_true(s->room.c.rtx_in > 50);
+  assert_true(s->room.c.nacks_sent > 50);
+  /* every packet but the last frames (whose loss no later packet reveals) */
+  assert_all_tags(u, a, 0, first, L->tag_next - 30);
+}
+
+static void downstream_loss_is_repaired_by_subscriber_nacks(void **state) {
+  sim_t *s = sim_new(16, 0);
+  *state = s;
+  sim_peer_t *a = publisher(s, "alice", 0, 1);
+  sim_peer_t *b = sim_peer_new(s, "bob");
+  b->down.loss = 0.05;
+  b->down.jitter_ms = 3;
+  b->down.delay_ms = 15;
+  b->up.delay_ms = 15;
+  b->auto_nack = 1;
+  sim_enter(b);
+  sim_run(s, 20000);
+  sim_media(a, 0);
+  sim_run(s, 1500);
+
+  sim_sub_t *u = sim_sub_of(b, a, 1);
+  uint32_t first = u->rx[0].tag & 0x3fffff;
+  assert_true(b->down.lost > 50);
+  assert_true(s->room.c.nacks_received > 50);
+  assert_true(s->room.c.rtx_out > 50);
+  int rtx = 0;
+  for (int i = 0; i < u->nrx; i++) rtx += u->rx[i].rtx;
+  assert_true(rtx > 50);
+  assert_all_tags(u, a, 0, first, a->layers[0].tag_next - 30);
+}
+
+static void layer_follows_a_rate_limited_downlink(void **state) {
+  sim_t *s = sim_new(17, 0);
+  *state = s;
+  sim_peer_t *a = publisher(s, "alice", 0, 3);
+  sim_run(s, 500);
+  sim_peer_t *b = sim_peer_new(s, "bob");
+  b->down.rate_bps = 400000; /* the top layer needs 600 kb/s, the middle 240 */
+  b->down.queue_ms = 100;
+  b->down.delay_ms = 20;
+  b->remb_auto = 1;
+  sim_enter(b);
+  sim_run(s, 45000);
+
+  sim_sub_t *u = sim_sub_of(b, a, 1);
+  seg_t seg[32];
+  int n = segments(u, seg, 32), ups = 0;
+  uint64_t on_mid = 0, total = seg[n - 1].end_us - seg[1].start_us;
+  assert_true(n >= 4);
+  assert_int_equal(seg[0].layer, 2);
+  assert_true(b->down.overflow > 0); /* the link did limit */
+  for (int i = 0; i < n; i++) {
+    uint64_t len = seg[i].end_us - seg[i].start_us;
+    assert_true(seg[i].layer != 0); /* the middle layer fits: never lower */
+    if (seg[i].layer == 1) on_mid += len;
+    if (seg[i].layer == 2) /* tried: settle 5 s + 2 s congested */
+      assert_true(len <= 7300 * MS);
+    if (seg[i].layer == 1 && i + 1 < n) /* held 8 s before trying again */
+      assert_true(len >= 7800 * MS);
+    if (i > 0 && seg[i].layer == 2) ups++;
+  }
+  assert_true(ups >= 2);
+  assert_true(on_mid * 2 > total);
+}
+
+/* ---- liveness ------------------------------------------------------------------------------ */
+
+static void silent_transport_is_removed_after_15s(void **state) {
+  sim_t *s = sim_new(18, 0);
+  *state = s;
+  sim_peer_t *a = publisher(s, "alice", 1, 0);
+  sim_peer_t *b = listener(s, "bob");
+  sim_run(s, 1000);
+  b->last_rx_us = sim_us(s); /* nothing from bob's transport from now on */
+  int from = s->nmsgs;
+  sim_run(s, 14800);
+  assert_false(b->gone);
+  sim_run(s, 1300);
+  assert_true(b->gone);
+  assert_null(sim_part(b));
+  int closes = 0;
+  for (int i = from; i < s->nmsgs; i++) {
+    json_t *m = s->msgs[i].m;
+    if (strcmp(str(m, "type"), "client_close") != 0) continue;
+    assert_int_equal(json_integer_value(json_object_get(m, "session")), b->session);
+    assert_int_equal(json_integer_value(json_object_get(m, "code")), 4013);
+    closes++;
+  }
+  assert_int_equal(closes, 1);
+  json_t *left = sim_msg_to(s, a->session, "participant_left", from, NULL);
+  assert_non_null(left);
+  assert_string_equal(str(left, "reason"), "timeout");
+  assert_false(a->gone);
+}
+
+/* The world goes away whether the test passed or not. */
+static int teardown(void **state) {
+  sim_free(*state);
+  *state = NULL;
+  return 0;
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_teardown(late_subscriber_gets_pli_to_publisher_and_starts_on_keyframe, teardown),
+      cmocka_unit_test_teardown(audio_seq_and_ts_continue_across_server_mute, teardown),
+      cmocka_unit_test_teardown(replaced_publisher_streams_start_fresh_and_continuous_on_new_mlines, teardown),
+      cmocka_unit_test_teardown(tracks_removed_during_an_outstanding_offer_end_inactive, teardown),
+      cmocka_unit_test_teardown(simulcast_switches_keep_seq_and_ts_continuous, teardown),
+      cmocka_unit_test_teardown(simulcast_switches_keep_vp8_picture_id_and_tl0picidx_continuous, teardown),
+      cmocka_unit_test_teardown(subscriber_pli_burst_makes_one_pli_per_500ms_to_publisher, teardown),
+      cmocka_unit_test_teardown(pli_throttle_is_per_layer, teardown),
+      cmocka_unit_test_teardown(remb_below_85pct_for_2s_steps_down_holds_8s_then_steps_up, teardown),
+      cmocka_unit_test_teardown(remb_counts_only_when_fresh_and_below_85pct, teardown),
+      cmocka_unit_test_teardown(subscriber_nack_is_answered_as_rtx_from_cache, teardown),
+      cmocka_unit_test_teardown(subscriber_nack_without_rtx_resends_the_packet_itself, teardown),
+      cmocka_unit_test_teardown(publisher_gap_is_nacked_next_tick_retried_every_40ms_then_keyframe, teardown),
+      cmocka_unit_test_teardown(usage_periods_tile_time_through_mute_and_leave, teardown),
+      cmocka_unit_test_teardown(speaking_events_come_at_most_every_200ms, teardown),
+      cmocka_unit_test_teardown(server_mute_takes_a_speaker_out_of_the_speaking_set, teardown),
+      cmocka_unit_test_teardown(client_offer_while_server_offer_outstanding_gets_glare, teardown),
+      cmocka_unit_test_teardown(upstream_loss_is_repaired_by_nack_and_publisher_rtx, teardown),
+      cmocka_unit_test_teardown(downstream_loss_is_repaired_by_subscriber_nacks, teardown),
+      cmocka_unit_test_teardown(layer_follows_a_rate_limited_downlink, teardown),
+      cmocka_unit_test_teardown(silent_transport_is_removed_after_15s, teardown),
+  };
+  sfu_log_set_level(SFU_LOG_WARN); /* joins and leaves are not news here */
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
