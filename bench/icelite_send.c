@@ -35,14 +35,17 @@
  *
  * Build (no CMake target):
  *   cc -O2 -D_GNU_SOURCE -I. $(pkg-config --cflags libuv) \
- *     bench/icelite_send.c sfu/media/stun.c sfu/base/log.c sfu/base/err.c \
- *     $(pkg-config --libs libuv) -lcrypto -o /tmp/icelite_send
+ *     bench/icelite_send.c sfu/net/icestate.c sfu/media/stun.c sfu/base/log.c \
+ *     sfu/base/err.c sfu/base/rand.c $(pkg-config --libs libuv) -lcrypto \
+ *     -o /tmp/icelite_send
  *   /tmp/icelite_send [packets=20000] [runs=5]
  *   /tmp/icelite_send loop [seconds=10]
  */
 #include "sfu/net/icelite.c"
 
 #include <time.h>
+
+#include "sfu/media/stun.h"
 
 #define SUBS 9
 #define PAYLOAD 160
@@ -319,6 +322,34 @@ static void on_srv_readable(uv_poll_t *h, int status, int events) {
 
 static void on_stop(uv_timer_t *t) { uv_stop(t->loop); }
 
+/* Validates and selects `from` for stream `stream` as a peer's first check
+ * would: a signed Binding request with USE-CANDIDATE through the state
+ * machine (its response is not sent), the resulting event applied. The
+ * clients check only once: a run longer than the 30 s consent timeout
+ * would lose its pairs. */
+static void check_from(sfu_ice_t *agent, sfu_ice_stream_t *stream, const lite_sa_t *from) {
+  uint8_t req[256], tid[12] = {1, 2, 3};
+  char user[64];
+  sfu_stun_writer_t w;
+  snprintf(user, sizeof(user), "%s:bench", sfu_ice_ufrag(stream));
+  sfu_stun_writer_init(&w, req, sizeof(req), SFU_STUN_BINDING_REQUEST, tid);
+  sfu_stun_put(&w, SFU_STUN_ATTR_USERNAME, user, strlen(user));
+  sfu_stun_put_u32(&w, SFU_STUN_ATTR_PRIORITY, 1853824767);
+  sfu_stun_put_u64(&w, SFU_STUN_ATTR_ICE_CONTROLLING, 42);
+  sfu_stun_put(&w, SFU_STUN_ATTR_USE_CANDIDATE, NULL, 0);
+  sfu_stun_put_integrity(&w, sfu_ice_pwd(stream), strlen(sfu_ice_pwd(stream)));
+  sfu_stun_put_fingerprint(&w);
+  int n = sfu_stun_finish(&w);
+  sfu_icestate_addr_t a;
+  sfu_icestate_out_t out;
+  addr_of(&from->sa, &a);
+  if (n <= 0 ||
+      sfu_icestate_input(agent->sm, 0, &a, req, (size_t)n, uv_now(agent->loop), &out) !=
+          SFU_ICESTATE_TRANSMIT)
+    abort();
+  apply_events(agent);
+}
+
 static double run_loop(int lite, int secs) {
   uv_loop_t loop;
   uv_timer_t stop;
@@ -332,9 +363,7 @@ static double run_loop(int lite, int secs) {
     for (int i = 0; i < PEERS; i++) {
       sfu_ice_cb_t cb = {(void *)(intptr_t)i, relay_recv, nop_state};
       if (sfu_ice_stream_create(agent, &cb, &peer_st[i]) != 0) abort();
-      addr_key_t k;
-      key_of(&cli_addr[i].sa, &k);
-      select_pair(peer_st[i], known_add(peer_st[i], &k, 0, 0)); /* as a check would */
+      check_from(agent, peer_st[i], &cli_addr[i]);
       dst[i].in.sin_family = AF_INET;
       dst[i].in.sin_port = htons(agent->socks[0]->port);
       dst[i].in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -421,8 +450,8 @@ int main(int argc, char **argv) {
   for (int i = 0; i < SUBS; i++) {
     sfu_ice_cb_t cb = {NULL, nop_recv, nop_state};
     if (sfu_ice_stream_create(ice, &cb, &st[i]) != 0) return 1;
-    key_of(&rx_addr[i].sa, &st[i]->sel_key);
-    st[i]->sel_len = sa_of(&st[i]->sel_key, &st[i]->sel_sa);
+    st[i]->sel_sa = rx_addr[i];
+    st[i]->sel_len = sizeof(rx_addr[i].in);
     st[i]->sel_sock = 0;
     st[i]->has_sel = 1;
   }

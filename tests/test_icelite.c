@@ -11,9 +11,12 @@
  *     unknown attributes, no FINGERPRINT) and for exact control of sources.
  *
  * The .c is included (docs/style.md: reach statics that way), so tests read
- * the agent's counters and its socket's address, and shorten the consent
- * timeout. Every wait runs the loop until a condition holds, bounded by a
- * referenced guard timer; every test closes its loop cleanly.
+ * the socket layer's counters, its socket's address and its send batches;
+ * the ICE decisions are sfu/net/icestate.c's (linked, and tested on its own
+ * on a simulated clock by tests/test_icestate.c), reached through its API:
+ * its counters, a stream's selected pair, a shorter consent timeout. Every
+ * wait runs the loop until a condition holds, bounded by a referenced
+ * guard timer; every test closes its loop cleanly.
  */
 #include "sfu/net/icelite.c"
 
@@ -26,6 +29,7 @@
 #include <agent.h>
 #include <poll.h>
 
+#include "sfu/media/stun.h"
 #include "tools/client/gloop.h"
 
 #define GUARD_MS 5000
@@ -79,6 +83,17 @@ static void run_for(fx_t *f, uint64_t ms) {
 }
 
 /* ---- the lite side ------------------------------------------------------- */
+
+/* The ICE counters: the state machine's (ice->stats has the sockets'). */
+static const sfu_icestate_stats_t *sm_stats(const sfu_ice_t *ice) {
+  return sfu_icestate_stats(ice->sm);
+}
+
+/* The stream's selected pair came with USE-CANDIDATE. */
+static int nominated(const sfu_ice_stream_t *st) {
+  sfu_icestate_pair_t p;
+  return sfu_icestate_selected(st->s, &p) && p.nominated;
+}
 
 #define MAX_RX 256
 
@@ -438,9 +453,9 @@ static void test_nice_full_agent_connects(void **state) {
   assert_int_equal(np_exchange(&p, l.st), 0);
   RUN_UNTIL(&f, p.state == NICE_COMPONENT_STATE_READY && l.connected);
   assert_int_equal(l.states, 1);
-  assert_true(l.st->nominated);
-  assert_true(ice->stats.stun_ok >= 1);
-  assert_int_equal(ice->stats.stun_401_mac + ice->stats.stun_401_user, 0);
+  assert_true(nominated(l.st));
+  assert_true(sm_stats(ice)->stun_ok >= 1);
+  assert_int_equal(sm_stats(ice)->stun_401_mac + sm_stats(ice)->stun_401_user, 0);
 
   char msg[32];
   for (int i = 0; i < 5; i++) {
@@ -463,7 +478,7 @@ static void test_nice_full_agent_connects(void **state) {
     assert_string_equal(p.rx[i], msg);
   }
   assert_int_equal(sfu_ice_drop_foreign(l.st), 0);
-  assert_int_equal(ice->stats.drop_unknown, 0);
+  assert_int_equal(sm_stats(ice)->drop_unknown, 0);
 
   np_close(&p);
   sfu_ice_stream_destroy(l.st);
@@ -482,10 +497,10 @@ static void test_nice_role_conflict(void **state) {
   np_open(&f, &p, FALSE);
   np_exchange(&p, l.st);
   RUN_UNTIL(&f, p.state == NICE_COMPONENT_STATE_READY && l.connected);
-  assert_true(ice->stats.stun_487 >= 1);
+  assert_true(sm_stats(ice)->stun_487 >= 1);
   /* It switched: only a controlling agent nominates. (libnice's
    * "controlling-mode" property keeps reporting the configured role.) */
-  assert_true(l.st->nominated);
+  assert_true(nominated(l.st));
   np_send(&p, "\200hello");
   RUN_UNTIL(&f, l.nrx == 1);
   np_close(&p);
@@ -510,43 +525,43 @@ static void test_stun_answers(void **state) {
   raw_open(&r, ice, 0);
 
   raw_check(&r, l.st, USE_CAND | BAD_PWD, tid);
-  RUN_UNTIL(&f, ice->stats.stun_401_mac == 1);
+  RUN_UNTIL(&f, sm_stats(ice)->stun_401_mac == 1);
   raw_response(&r, b, sizeof(b), tid, &m);
   assert_int_equal(m.type, SFU_STUN_BINDING_ERROR);
   assert_int_equal(sfu_stun_error_code(&m), 401);
   assert_int_equal(m.integrity_off, 0);
   assert_int_equal(l.states, 0);
-  assert_int_equal(ice->stats.stun_ok, 0);
+  assert_int_equal(sm_stats(ice)->stun_ok, 0);
 
   raw_check_as(&r, "ZZZZZZZZ", "whatever-whatever-whatever", 0, tid);
-  RUN_UNTIL(&f, ice->stats.stun_401_user == 1);
+  RUN_UNTIL(&f, sm_stats(ice)->stun_401_user == 1);
   raw_response(&r, b, sizeof(b), tid, &m);
   assert_int_equal(sfu_stun_error_code(&m), 401);
 
   raw_check(&r, l.st, NO_FP, tid);
-  RUN_UNTIL(&f, ice->stats.stun_fingerprint == 1);
+  RUN_UNTIL(&f, sm_stats(ice)->stun_fingerprint == 1);
   assert_int_equal(raw_recv(&r, b, sizeof(b), 50), -1);
 
   raw_check(&r, l.st, CONTROLLED, tid);
-  RUN_UNTIL(&f, ice->stats.stun_487 == 1);
+  RUN_UNTIL(&f, sm_stats(ice)->stun_487 == 1);
   raw_response(&r, b, sizeof(b), tid, &m);
   assert_int_equal(sfu_stun_error_code(&m), 487);
   assert_int_equal(sfu_stun_check_integrity(&m, sfu_ice_pwd(l.st), strlen(sfu_ice_pwd(l.st))), 0);
 
   raw_check(&r, l.st, UNKNOWN_ATTR, tid);
-  RUN_UNTIL(&f, ice->stats.stun_420 == 1);
+  RUN_UNTIL(&f, sm_stats(ice)->stun_420 == 1);
   raw_response(&r, b, sizeof(b), tid, &m);
   assert_int_equal(sfu_stun_error_code(&m), 420);
   assert_int_equal(sfu_stun_check_integrity(&m, sfu_ice_pwd(l.st), strlen(sfu_ice_pwd(l.st))), 0);
 
   /* Media from the unvalidated address: dropped and counted. */
   raw_send(&r, "\200media", 6);
-  RUN_UNTIL(&f, ice->stats.drop_unknown == 1);
+  RUN_UNTIL(&f, sm_stats(ice)->drop_unknown == 1);
   assert_int_equal(l.nrx, 0);
   assert_int_equal(l.states, 0);
 
   raw_check(&r, l.st, 0, tid);
-  RUN_UNTIL(&f, ice->stats.stun_ok == 1);
+  RUN_UNTIL(&f, sm_stats(ice)->stun_ok == 1);
   raw_response(&r, b, sizeof(b), tid, &m);
   assert_int_equal(m.type, SFU_STUN_BINDING_SUCCESS);
   assert_int_equal(sfu_stun_check_integrity(&m, sfu_ice_pwd(l.st), strlen(sfu_ice_pwd(l.st))), 0);
@@ -555,18 +570,20 @@ static void test_stun_answers(void **state) {
   assert_memory_equal(&mapped, &r.me.in, sizeof(struct sockaddr_in));
   assert_int_equal(l.states, 1); /* the first valid check selects */
   assert_true(l.connected);
-  assert_false(l.st->nominated);
+  sfu_icestate_pair_t pair;
+  assert_true(sfu_icestate_selected(l.st->s, &pair));
+  assert_false(pair.nominated);
 
   raw_send(&r, "\200media", 6);
   RUN_UNTIL(&f, l.nrx == 1);
-  assert_int_equal(ice->stats.drop_unknown, 1);
+  assert_int_equal(sm_stats(ice)->drop_unknown, 1);
 
   /* Indications (keepalives) are ignored, silently. */
   sfu_stun_writer_t w;
   sfu_stun_writer_init(&w, b, sizeof(b), SFU_STUN_BINDING_INDICATION, tid);
   sfu_stun_put_fingerprint(&w);
   raw_send(&r, b, (size_t)sfu_stun_finish(&w));
-  RUN_UNTIL(&f, ice->stats.stun_ignored == 1);
+  RUN_UNTIL(&f, sm_stats(ice)->stun_ignored == 1);
   assert_int_equal(raw_recv(&r, b, sizeof(b), 20), -1);
 
   raw_close(&r);
@@ -592,7 +609,7 @@ static void test_unknown_address_dropped(void **state) {
   for (int i = 0; i < 3; i++) raw_send(&bad, "\200spoof", 6);
   raw_send(&bad, "\x16\xfe\xfd dtls", 8);
   raw_send(&good, "\200real", 5);
-  RUN_UNTIL(&f, l.nrx == 1 && ice->stats.drop_unknown == 4);
+  RUN_UNTIL(&f, l.nrx == 1 && sm_stats(ice)->drop_unknown == 4);
   assert_memory_equal(l.rx[0], "\200real", 5);
   /* The room sums drop_foreign over its streams: the agent's unknown
    * drops are in that sum exactly once, whoever is left. */
@@ -709,14 +726,14 @@ static void test_restart(void **state) {
   g_free(pp);
   assert_string_not_equal(sfu_ice_ufrag(l.st), old_ufrag);
   assert_string_not_equal(sfu_ice_pwd(l.st), old_pwd);
-  assert_int_equal(ice->stats.restarts, 1);
+  assert_int_equal(sm_stats(ice)->restarts, 1);
   assert_true(l.connected);
 
   raw_send(&r, "\200raw", 4); /* retired */
   RUN_UNTIL(&f, sfu_ice_drop_foreign(l.st) == 1);
   assert_int_equal(l.nrx, 1);
   raw_check_as(&r, old_ufrag, old_pwd, 0, tid);
-  RUN_UNTIL(&f, ice->stats.stun_401_user == 1);
+  RUN_UNTIL(&f, sm_stats(ice)->stun_401_user == 1);
   assert_int_equal(sfu_ice_send(l.st, (const uint8_t *)"\200during", 7), 0);
   RUN_UNTIL(&f, ice->stats.tx_datagrams == 1); /* the selected pair still sends */
 
@@ -842,12 +859,12 @@ static void test_send_error_in_batch(void **state) {
   RUN_UNTIL(&f, good.connected);
   assert_true(raw_recv(&r, b, sizeof(b), 100) > 0);
   /* A selected pair towards port 0: sendmsg fails with EINVAL. */
-  addr_key_t k = good.st->sel_key;
-  k.port = 0;
+  sfu_icestate_pair_t p;
+  assert_true(sfu_icestate_selected(good.st->s, &p));
+  p.remote.port = 0;
   bad.st->has_sel = 1;
-  bad.st->sel_key = k;
   bad.st->sel_sock = 0;
-  bad.st->sel_len = sa_of(&k, &bad.st->sel_sa);
+  bad.st->sel_len = sa_of(&p.remote, &bad.st->sel_sa);
   sfu_ice_send(good.st, (const uint8_t *)"\200one", 4);
   sfu_ice_send(bad.st, (const uint8_t *)"\200bad", 4);
   sfu_ice_send(good.st, (const uint8_t *)"\200two", 4);
@@ -887,11 +904,11 @@ static void test_destroy_in_callback(void **state) {
   l.destroy_at = 3;
   for (int i = 0; i < 10; i++) raw_send(&r, "\200x", 2); /* all in one recvmmsg */
   raw_send(&r2, "\200y", 2);
-  uint64_t unknown0 = ice->stats.drop_unknown;
+  uint64_t unknown0 = sm_stats(ice)->drop_unknown;
   RUN_UNTIL(&f, m2.nrx == 1);
   assert_int_equal(l.nrx, 3);
   assert_null(l.st);
-  assert_int_equal(ice->stats.drop_unknown - unknown0, 7);
+  assert_int_equal(sm_stats(ice)->drop_unknown - unknown0, 7);
   run_for(&f, 5); /* reaped at the end of the turn */
   assert_null(ice->dead);
 
@@ -908,14 +925,13 @@ static void test_destroy_in_callback(void **state) {
   fx_done(&f);
 }
 
-/* No check on the selected pair for consent_timeout_ms: state(0), sends
- * refused; a new check: connected again. */
+/* No check on the selected pair for the consent timeout (shortened to
+ * 1.5 s): state(0), sends refused; a new check: connected again. */
 static void test_consent_freshness(void **state) {
   fx_t f;
   fx_init(&f);
-  uint64_t saved = consent_timeout_ms;
-  consent_timeout_ms = 1500;
   sfu_ice_t *ice = agent_new(&f, "127.0.0.1");
+  sfu__icestate_set_consent_timeout(ice->sm, 1500);
   lite_t l;
   raw_t r;
   uint8_t tid[12];
@@ -930,12 +946,11 @@ static void test_consent_freshness(void **state) {
   assert_true(waited >= 1400 && waited <= 2700);
   assert_false(l.connected);
   assert_int_equal(sfu_ice_send(l.st, (const uint8_t *)"\200x", 2), SFU_EAGAIN);
-  assert_int_equal(ice->stats.consent_lost, 1);
+  assert_int_equal(sm_stats(ice)->consent_lost, 1);
   raw_check(&r, l.st, USE_CAND, tid);
   RUN_UNTIL(&f, l.connected);
   assert_int_equal(l.states, 3);
   assert_int_equal(sfu_ice_send(l.st, (const uint8_t *)"\200x", 2), 0);
-  consent_timeout_ms = saved;
   raw_close(&r);
   sfu_ice_stream_destroy(l.st);
   agent_close(&f, ice);
@@ -972,39 +987,9 @@ static void test_ipv6(void **state) {
   fx_done(&f);
 }
 
-/* The address map under churn: many inserts and deletes keep every live
- * key findable (backward-shift deletion), across growth. */
-static void test_map(void **state) {
-  map_t m;
-  uint32_t seed = 1234;
-  assert_int_equal(map_init(&m, 4), 0);
-  static uint8_t live[4000];
-  for (uint32_t round = 0; round < 20000; round++) {
-    uint32_t k = (round * 2654435761u) % 4000;
-    if (live[k]) {
-      map_del(&m, seed, &k, sizeof(k));
-      live[k] = 0;
-    } else {
-      assert_int_equal(map_put(&m, seed, &k, sizeof(k), (void *)(uintptr_t)(k + 1), 0), 0);
-      live[k] = 1;
-    }
-    if (round % 997 == 0) {
-      for (uint32_t j = 0; j < 4000; j++) {
-        mslot_t *s = map_find(&m, seed, &j, sizeof(j));
-        if (live[j])
-          assert_true(s && s->val == (void *)(uintptr_t)(j + 1));
-        else
-          assert_null(s);
-      }
-    }
-  }
-  free(m.slots);
-}
-
 int main(void) {
   sfu_log_set_level(SFU_LOG_WARN);
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_map),
       cmocka_unit_test(test_create_and_candidates),
       cmocka_unit_test(test_remote_candidates),
       cmocka_unit_test(test_nice_full_agent_connects),

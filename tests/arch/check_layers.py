@@ -8,8 +8,9 @@ and reports
 
   * a quoted include of another layer that the layer may not use;
   * a system include a layer must not have (GLib and libnice outside the
-    client stack; libuv, sockets or a clock inside the call engine);
-  * a clock read or a global inside the call engine.
+    client stack; libuv, sockets or a clock inside a sans-IO file);
+  * a clock read, a socket or loop call, or a global inside a sans-IO file:
+    the call engine and the ICE-lite state machine.
 
 Usage: check_layers.py [ROOT]   (exit 0 = clean, 1 = violations listed)
 """
@@ -32,8 +33,10 @@ LAYERS = sorted(ALLOWED, key=len, reverse=True)
 
 # System headers only the client stack (tools/) may include.
 GLIB = re.compile(r"^(glib|gio/|glib-object|agent\.h|nice/)")
-# The call engine: policy only, fed with time and bytes by the room shell.
+# Sans-IO files: policy only, fed with time and bytes by their shell (the
+# call engine by the room shell; the ICE-lite state machine by icelite.c).
 ENGINE_FILES = {
+    "sfu/net/icestate.c", "sfu/net/icestate.h",
     "sfu/room/engine.c", "sfu/room/engine.h", "sfu/room/negotiation.c",
     "sfu/room/forwarder.c", "sfu/room/proto.c", "sfu/room/participant.h",
     "sfu/room/usage.c", "sfu/room/usage.h",
@@ -85,17 +88,17 @@ def check_file(root, rel, errors):
             if layer != "tools" and GLIB.match(target):
                 errors.append(f"{rel}:{n}: <{target}>: GLib/libnice belong to tools/client only")
             if engine and ENGINE_SYS.match(target):
-                errors.append(f"{rel}:{n}: <{target}>: the call engine does no I/O and reads no clock")
+                errors.append(f"{rel}:{n}: <{target}>: sans-IO: no I/O, no clock read")
     if not engine:
         return
     depth = 0
     for n, line in enumerate(strip_comments(text).splitlines(), 1):
         m = ENGINE_CALLS.search(line)
         if m:
-            errors.append(f"{rel}:{n}: {m.group(1)}(): the call engine does no I/O and reads no clock")
+            errors.append(f"{rel}:{n}: {m.group(1)}(): sans-IO: no I/O, no clock read")
         if depth == 0 and not line.startswith((" ", "\t", "#", "}")) and GLOBAL.match(line) \
                 and "(" not in line:
-            errors.append(f"{rel}:{n}: a global in the call engine: {line.strip()}")
+            errors.append(f"{rel}:{n}: a global in a sans-IO file: {line.strip()}")
         depth += line.count("{") - line.count("}")
 
 
