@@ -744,7 +744,7 @@ static void usage_periods_tile_time_through_mute_and_leave(void **state) {
   usage_of(s, "bob", &ub);
   assert_tiles(&ua, 0, 9100);
   assert_tiles(&ub, 1500, 12000);
-  assert_true(ua.n >= 5); /* periodic checkpoints, the mutes, the joins */
+  assert_true(ua.n >= 5); /* periodic checkpoints, then the final one */
   assert_int_equal(usage_sum(&ua, 0), 9100);
   assert_int_equal(usage_sum(&ua, 1), 9100 - (7300 - 4000)); /* muted time excluded */
   assert_int_equal(usage_sum(&ua, 2), 0);
@@ -866,6 +866,51 @@ static void server_mute_takes_a_speaker_out_of_the_speaking_set(void **state) {
 }
 
 /* ---- 9. glare -------------------------------------------------------------------------- */
+
+/* Emitted messages of `type` (usage, event, ...) from index `from` on. */
+static int emitted(const sim_t *s, const char *type, int from) {
+  int n = 0;
+  for (int i = from; i < s->nmsgs; i++) n += strcmp(str(s->msgs[i].m, "type"), type) == 0;
+  return n;
+}
+
+static void mute_toggling_sends_no_usage_records_and_is_bounded_to_5_a_second(void **state) {
+  sim_t *s = sim_new(13, 10);
+  *state = s;
+  sim_peer_t *a = publisher(s, "alice", 1, 0);
+  for (int i = 0; i < SIM_MAX_PEERS - 1; i++) {
+    char id[16];
+    snprintf(id, sizeof(id), "l%d", i);
+    listener(s, id);
+  }
+  sim_run_until(s, 1000); /* everyone in and connected; no checkpoint due before 10 s */
+  int from = s->nmsgs, sent = 0;
+  for (int t = 1000; t < 3000; t += 10) { /* 100 mute messages a second for 2 s */
+    sim_run_until(s, (uint64_t)t);
+    sent++;
+    sim_client_msg(a, json_pack("{s:s, s:i, s:b}", "type", "mute", "id", sent, "muted", sent % 2));
+  }
+  sim_run_until(s, 3000);
+  assert_int_equal(emitted(s, "usage", from), 0); /* a toggle costs no record */
+  int acks = sim_count_to(s, a->session, "ack", from);
+  int limited = 0;
+  for (int i = from; i < s->nmsgs; i++) {
+    json_t *m = json_object_get(s->msgs[i].m, "msg");
+    limited += m && strcmp(str(m, "type"), "error") == 0 && str(m, "code") &&
+               strcmp(str(m, "code"), "rate_limited") == 0;
+  }
+  assert_in_range(acks, 10, 11);  /* 5 a second (a window may straddle) */
+  assert_int_equal(acks + limited, sent);
+  /* Each accepted change is one broadcast, whatever the room's size. */
+  assert_in_range(sim_count_to(s, a->session, "participant_updated", from), 1, acks);
+  sim_run_until(s, 21000); /* two periodic checkpoints */
+  sim_leave(a);
+  assert_int_equal(emitted(s, "usage", from), 3); /* 10 s, 20 s, alice's final */
+  usage_t ua;
+  usage_of(s, "alice", &ua);
+  assert_tiles(&ua, 0, 21000);
+  assert_int_equal(usage_sum(&ua, 0), 21000);
+}
 
 static void client_offer_while_server_offer_outstanding_gets_glare(void **state) {
   sim_t *s = sim_new(14, 0);
@@ -1050,6 +1095,8 @@ int main(void) {
       cmocka_unit_test_teardown(downstream_loss_is_repaired_by_subscriber_nacks, teardown),
       cmocka_unit_test_teardown(layer_follows_a_rate_limited_downlink, teardown),
       cmocka_unit_test_teardown(silent_transport_is_removed_after_15s, teardown),
+      cmocka_unit_test_teardown(mute_toggling_sends_no_usage_records_and_is_bounded_to_5_a_second,
+                                teardown),
   };
   sfu_log_set_level(SFU_LOG_WARN); /* joins and leaves are not news here */
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -153,14 +153,13 @@ void sfu_room_usage_checkpoint(sfu_room_t *room, sfu_participant_t *leaving) {
   json_t *recs = json_array();
   sfu_room_usage_refresh(room);
   if (leaving) {
-    sfu_usage_set(&leaving->usage, SFU_USAGE_CONNECTED, 0, now);
-    sfu_usage_set(&leaving->usage, SFU_USAGE_AUDIO_PUB, 0, now);
-    sfu_usage_set(&leaving->usage, SFU_USAGE_AUDIO_RECV, 0, now);
+    for (int k = 0; k < SFU_USAGE_KINDS; k++) sfu_usage_set(&leaving->usage, k, 0, now);
     json_array_append_new(recs, usage_record(leaving, now, wall, 1));
+  } else {
+    for (sfu_participant_t *p = room->participants; p; p = p->next)
+      json_array_append_new(recs, usage_record(p, now, wall, 0));
+    room->last_usage_us = room->now_us;
   }
-  for (sfu_participant_t *p = room->participants; p; p = p->next)
-    if (p != leaving) json_array_append_new(recs, usage_record(p, now, wall, 0));
-  room->last_usage_us = room->now_us;
   if (json_array_size(recs) == 0) {
     json_decref(recs);
     return;
@@ -265,13 +264,13 @@ int sfu_room_join(sfu_room_t *room, uint32_t session, const char *identity, cons
                                         "participant", sfu_participant_json(p)));
   sfu_log(SFU_LOG_INFO, "room", "[%s] joined (session %u, %d in room)", identity, session,
           room->participants_n);
-  sfu_room_usage_checkpoint(room, NULL);
+  sfu_room_usage_refresh(room);
   return 0;
 }
 
 void sfu_room_remove(sfu_room_t *room, sfu_participant_t *p, const char *reason, int close_code,
                      const char *close_reason) {
-  sfu_room_usage_checkpoint(room, p); /* p's final period, the others' too */
+  sfu_room_usage_checkpoint(room, p); /* p's final period */
   /* (the participant_left record follows drop_media's track_unpublished) */
   for (sfu_participant_t **pp = &room->participants; *pp; pp = &(*pp)->next)
     if (*pp == p) {
@@ -307,7 +306,7 @@ void sfu_room_set_muted(sfu_room_t *room, sfu_participant_t *p, int muted, int b
   }
   sfu_room_broadcast(room, NULL, json_pack("{s:s, s:o}", "type", "participant_updated",
                                            "participant", sfu_participant_json(p)));
-  sfu_room_usage_checkpoint(room, NULL);
+  sfu_room_usage_refresh(room);
 }
 
 

@@ -191,9 +191,13 @@ void sfu_room_set_muted(sfu_room_t *room, sfu_participant_t *p, int muted, int b
  * `extra` (reference taken). */
 void sfu_room_event(sfu_room_t *room, const char *type, sfu_participant_t *p, json_t *extra);
 /* Re-derives every participant's usage states from the media state; call
- * after anything that may change who publishes or receives. */
+ * after anything that may change who publishes or receives (the meters
+ * integrate each state from the instant it changes: no record is needed
+ * then). */
 void sfu_room_usage_refresh(sfu_room_t *room);
-/* Sends a usage checkpoint of every participant (and `leaving`, if any). */
+/* Sends usage records: `leaving`'s final one, or (NULL) the periodic
+ * checkpoint of every participant, every usage_interval_s. Joins and mute
+ * changes send none: a participant toggling its mute costs no record. */
 void sfu_room_usage_checkpoint(sfu_room_t *room, sfu_participant_t *leaving);
 
 /* negotiation.c */

@@ -149,6 +149,8 @@ struct sfu_participant_s {
   unsigned number;              /* 1, 2, ... in order of joining the room */
   uint64_t joined_ms;
   int muted;                    /* client mute */
+  uint64_t mute_window_ms;      /* start of the current second of mute messages */
+  int mute_msgs;                /* mute messages in it (bounded: proto.c) */
   int server_muted;             /* control-plane mute */
   uint32_t rtcp_ssrc;           /* our SSRC in RTCP to this peer */
   void *transport;              /* the shell's, after the first offer

@@ -14,6 +14,20 @@
 #include "signaling/message.h"
 #include "signaling/token.h"
 
+/* A client's mute messages per second: each one is broadcast to the whole
+ * room, so a client toggling in a loop would make the room send N
+ * messages per toggle. Beyond this, "rate_limited" and no change. */
+#define MUTE_MSGS_PER_S 5
+
+static int mute_allowed(sfu_room_t *room, sfu_participant_t *p) {
+  uint64_t now = room->now_us / 1000;
+  if (now - p->mute_window_ms >= 1000) {
+    p->mute_window_ms = now;
+    p->mute_msgs = 0;
+  }
+  return ++p->mute_msgs <= MUTE_MSGS_PER_S;
+}
+
 void sfu_proto_client_msg(sfu_room_t *room, sfu_participant_t *p, json_t *msg) {
   sfu_msg_t m;
   const char *code, *why;
@@ -36,6 +50,11 @@ void sfu_proto_client_msg(sfu_room_t *room, sfu_participant_t *p, json_t *msg) {
   case SFU_MSG_MUTE:
     if (!(p->grants & SFU_GRANT_PUBLISH)) {
       sfu_room_error(room, p, m.id, "not_allowed", "this token may not publish");
+      break;
+    }
+    if (!mute_allowed(room, p)) {
+      sfu_room_error(room, p, m.id, "rate_limited", "at most %d mute messages a second",
+                     MUTE_MSGS_PER_S);
       break;
     }
     sfu_room_set_muted(room, p, m.muted, 0);
