@@ -31,6 +31,7 @@
 
 #include <cmocka.h>
 
+#include "sfu/base/bytes.h"
 #include "sfu/base/log.h"
 #include "tests/engine_sim.h"
 
@@ -624,6 +625,19 @@ static void subscriber_nack_without_rtx_resends_the_packet_itself(void **state) 
   assert_int_equal(r->seq, orig.seq);
   assert_int_equal(r->ts, orig.ts);
   assert_int_equal(r->hash, orig.hash);
+  /* Byte for byte the first copy (SRTP repeats a plaintext only as is):
+   * header, extensions (abs-send-time), rewritten payload. */
+  const sim_pkt_t *copies[2];
+  int ncopies = 0;
+  for (int i = 0; i < s->npkts && ncopies < 2; i++) {
+    const sim_pkt_t *p = &s->pkts[i];
+    if (p->session != b->session || p->rtcp || p->len < 12) continue;
+    if (sfu_rd32(p->data + 8) == u->ssrc && sfu_rd16(p->data + 2) == orig.seq) copies[ncopies++] = p;
+  }
+  assert_int_equal(ncopies, 2);
+  assert_true(u->abs_ext > 0 && (copies[0]->data[0] & 0x10)); /* it has the extension */
+  assert_int_equal(copies[0]->len, copies[1]->len);
+  assert_memory_equal(copies[0]->data, copies[1]->data, copies[0]->len);
 }
 
 static void publisher_gap_is_nacked_next_tick_retried_every_40ms_then_keyframe(void **state) {

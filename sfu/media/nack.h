@@ -6,13 +6,15 @@
  *
  * Two independent pieces, one per direction:
  *
- *   subscriber side (we send)    sfu_rtx_cache_t, one per outbound video
- *                                stream. The forwarder puts every packet
- *                                it sends, as the exact plain RTP bytes
- *                                it hands to SRTP; a NACK from the
- *                                subscriber is answered with get(), then
- *                                sent again as is or wrapped with
- *                                sfu_rtx_wrap() when RTX was negotiated.
+ *   subscriber side (we send)    sfu_rtx_cache_t, one per published video
+ *                                layer. The forwarder puts every packet
+ *                                the publisher sent, once, under its
+ *                                sequence number; a NACK from a
+ *                                subscriber is answered with get(), the
+ *                                copy rebuilt as that subscriber got it
+ *                                (sfu/room/forwarder.c), then sent again
+ *                                as is or wrapped with sfu_rtx_wrap()
+ *                                when RTX was negotiated.
  *
  *   publisher side (we receive)  sfu_nack_gen_t, one per inbound video
  *                                stream. The forwarder feeds every sequence

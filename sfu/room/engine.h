@@ -38,6 +38,7 @@
 
 #include "sfu/media/srtp.h"
 #include "sfu/room/participant.h"
+#include "signaling/token.h"
 
 /* The time an input happens at: monotonic (timers, rates, RTP arithmetic)
  * and wall clock (what leaves the room: NTP in sender reports, record
@@ -116,6 +117,16 @@ typedef struct sfu_room_counters_s {
 #define SFU_ROOM_MEDIA_TICK_US 100000 /* speaking, layers, usage, reports */
 #define SFU_ROOM_FB_TICK_US 20000     /* NACKs upstream, while there is video */
 
+/* An identity the control plane server-muted (sfu_room_t.server_muted). */
+typedef struct sfu_room_ident_s {
+  char id[SFU_TOKEN_MAX_ID + 1]; /* a valid id (sfu_token_valid_id()) */
+} sfu_room_ident_t;
+
+/* Server mutes remembered per room, present or not (sfud refuses more with
+ * 409 too_many_mutes, so the room only meets this bound if the two
+ * disagree: it then mutes a present participant without remembering). */
+#define SFU_ROOM_MAX_SERVER_MUTED 1000
+
 typedef struct sfu_room_s {
   sfu_room_io_t *io;         /* outputs */
   uint64_t now_us;           /* monotonic time of the input being handled */
@@ -134,8 +145,15 @@ typedef struct sfu_room_s {
   int speaking_dirty;        /* the speaking set changed */
   int empty;                 /* nobody is in (as last told to io->empty) */
   int ended;                 /* sfu_room_end() called */
+  /* Identities the control plane muted (server_mute), whether present or
+   * not: a participant joining -- first time, after leaving, or replacing
+   * its session -- starts server-muted if its identity is here. Lives as
+   * long as the room (freed by sfu_room_end()); at most
+   * SFU_ROOM_MAX_SERVER_MUTED, in the order they were muted. */
+  SFU_VEC(sfu_room_ident_t) server_muted;
   sfu_room_counters_t c;     /* packet counters */
   uint8_t scratch[SFU_PKT_CAP]; /* forward and report buffer */
+  uint8_t scratch2[SFU_PKT_CAP]; /* a resent copy before its RTX wrapping */
 } sfu_room_t;
 
 /* --- the engine's inputs -------------------------------------------- */
@@ -146,9 +164,11 @@ int sfu_room_init(sfu_room_t *room, const sfu_room_opts_t *o, sfu_room_io_t *io,
  * no input is taken after it. */
 void sfu_room_end(sfu_room_t *room, sfu_time_t now);
 /* A message from sfud: client_join, client_gone, client_msg, server_mute,
- * kick (docs/internals/ipc.md). 0 once handled (a kick or mute of someone
- * who already left is nothing to do), SFU_EINVAL for a malformed join
- * (answered with client_close 4000), SFU_ENOENT for another type. */
+ * kick (docs/internals/ipc.md). 0 once handled (a kick of someone who
+ * already left is nothing to do; a server mute is remembered for the
+ * identity whether or not it is present, and applies when it joins),
+ * SFU_EINVAL for a malformed join (answered with client_close 4000) or a
+ * server_mute without a valid identity, SFU_ENOENT for another type. */
 int sfu_room_on_control(sfu_room_t *room, const char *type, json_t *msg, sfu_time_t now);
 /* A decrypted RTP packet / RTCP compound from p; `buf` is writable and
  * valid during the call only. */
@@ -219,6 +239,8 @@ void sfu_fwd_send_reports(sfu_room_t *room);
 sfu_track_t *sfu_track_create(sfu_participant_t *owner);
 void sfu_track_destroy(sfu_track_t *t);
 void sfu_downtrack_free(sfu_downtrack_t *d);
+/* Frees what a layer holds (its NACK generator and retransmission cache). */
+void sfu_layer_release(sfu_layer_t *l);
 /* A keyframe of layer k from the publisher (PLI), throttled per layer. */
 void sfu_fwd_request_keyframe(sfu_room_t *room, sfu_track_t *t, int k);
 /* NACKs upstream (every SFU_ROOM_FB_TICK_US). */

@@ -15,16 +15,20 @@
  *   payload into the room's scratch buffer, hand it to io->send (the shell
  *   SRTP-protects it in place with the subscriber's keys and queues it);
  *
- *   video: NACK generator, payload inspection (keyframe, picture id) ->
- *   for each down-track whose current layer this is (or whose target layer
- *   starts here with a keyframe): the same copy with rewritten sequence
- *   number, timestamp and VP8 picture ids, kept in its retransmission
- *   cache, protected, sent.
+ *   video: NACK generator, payload inspection (keyframe, picture id), the
+ *   packet kept once in its layer's retransmission cache -> for each
+ *   down-track whose current layer this is (or whose target layer starts
+ *   here with a keyframe): the same copy with rewritten sequence number,
+ *   timestamp and VP8 picture ids, noted in the down-track's 16-byte
+ *   record of what it sent under that number, protected, sent. A
+ *   subscriber's NACK is answered by rebuilding that copy from the layer's
+ *   cache: the memory of retransmission grows with the publishers' layers,
+ *   not with publishers x subscribers.
  *
  * One scratch buffer serves every copy: each is protected and copied into
  * the socket's send batch before the next is built, so nothing is allocated or queued per
- * packet (a video down-track's cache is allocated once, at its first
- * packet). Sequence numbers continue across server mutes and layer
+ * packet (a layer's cache and a video down-track's record are allocated
+ * once, at their first packet). Sequence numbers continue across server mutes and layer
  * switches, so a subscriber sees one stream.
  *
  * RTCP is terminated: the SFU reads publishers' sender reports (for LSR/DLSR
@@ -42,9 +46,11 @@
 #include "sfu/room/engine.h"
 
 #define PLI_INTERVAL_MS 500    /* keyframe requests per publisher layer */
-#define RTX_SLOTS 512          /* retransmission cache per video down-track */
+#define RTX_SLOTS 512          /* retransmission cache per published video layer */
 #define RTX_BYTES (256 << 10)   /* ~1.4 s at 1.5 Mb/s */
 #define RTX_MAX_AGE_MS 3000   /* a NACK may come only with the next gap (aiortc) */
+#define RTX_MAX_RESENDS 3     /* per subscriber and packet */
+#define RTX_RESEND_MS 10      /* between two answers to one subscriber */
 #define PUBLISH_MAX_BPS 4000000 /* REMB to video publishers */
 #define NACK_RETRY_MS 40       /* upstream: 10 tries over 400 ms */
 #define REMB_FRESH_MS 3000     /* layer choice: see bandwidth_bound() */
@@ -83,21 +89,42 @@ sfu_track_t *sfu_track_create(sfu_participant_t *owner) {
 void sfu_track_destroy(sfu_track_t *t) {
   if (!t) return;
   if (t->meter) sfu_opus_meter_destroy(t->meter);
-  for (int k = 0; k < t->nlayers; k++) free(t->layers[k].nack);
+  for (int k = 0; k < t->nlayers; k++) sfu_layer_release(&t->layers[k]);
   sfu_vec_free(&t->down);
   free(t);
 }
 
 void sfu_downtrack_free(sfu_downtrack_t *d) {
   if (!d) return;
-  if (d->cache) {
-    sfu_rtx_cache_free(d->cache);
-    free(d->cache);
-  }
+  free(d->sent);
   free(d);
 }
 
 int sfu_track_add_down(sfu_track_t *t, sfu_downtrack_t *d) { return sfu_vec_push(&t->down, d); }
+
+void sfu_layer_release(sfu_layer_t *l) {
+  free(l->nack);
+  l->nack = NULL;
+  if (l->cache) {
+    sfu_rtx_cache_free(l->cache);
+    free(l->cache);
+    l->cache = NULL;
+  }
+}
+
+/* The layer's cache, made at its first packet: resend limits are per
+ * subscriber (sfu_sent_t), so the cache answers every get. */
+static sfu_rtx_cache_t *layer_cache(sfu_layer_t *l) {
+  if (l->cache) return l->cache;
+  if ((l->cache = calloc(1, sizeof(*l->cache))) == NULL) return NULL;
+  if (sfu_rtx_cache_init(l->cache, RTX_SLOTS, RTX_BYTES, RTX_MAX_AGE_MS) != 0) {
+    free(l->cache);
+    return l->cache = NULL;
+  }
+  l->cache->max_resends = UINT32_MAX;
+  l->cache->resend_ms = 0;
+  return l->cache;
+}
 
 /* --- RTP in ------------------------------------------------------------------ */
 
@@ -233,13 +260,17 @@ static void rebase(sfu_room_t *room, sfu_downtrack_t *d, int k, const sfu_rtp_t 
   d->layer_ms = now_ms(room);
 }
 
-/* Adds the abs-send-time extension (id, our send time: 6.18 fixed-point
- * seconds, 24 bits) to a forward copy that has none: 8 more bytes. */
-static int add_abs_send_time(uint8_t *pkt, int n, size_t cap, int id, uint64_t now_us) {
+/* Our send time as abs-send-time: 6.18 fixed-point seconds, 24 bits. */
+static uint32_t abs_send_time(uint64_t now_us) {
+  return (uint32_t)(((now_us << 18) / 1000000) & 0xffffff);
+}
+
+/* Adds the abs-send-time extension (id, value v) to a forward copy that
+ * has none: 8 more bytes. */
+static int add_abs_send_time(uint8_t *pkt, int n, size_t cap, int id, uint32_t v) {
   if ((size_t)n + 8 > cap || (pkt[0] & 0x10)) return n;
   size_t hl = 12 + 4 * (size_t)(pkt[0] & 0x0f);
   memmove(pkt + hl + 8, pkt + hl, (size_t)n - hl);
-  uint32_t v = (uint32_t)(((now_us << 18) / 1000000) & 0xffffff);
   uint8_t *e = pkt + hl;
   e[0] = 0xBE, e[1] = 0xDE, e[2] = 0, e[3] = 1; /* one-byte form, one word */
   e[4] = (uint8_t)(id << 4 | 2);                 /* 3 bytes */
@@ -248,11 +279,26 @@ static int add_abs_send_time(uint8_t *pkt, int n, size_t cap, int id, uint64_t n
   return n + 8;
 }
 
+/* d's copy of `r` into `out`: d's payload type, `seq`, `ts` and SSRC,
+ * abs-send-time `abs` if negotiated, the VP8 picture id / TL0PICIDX
+ * rewritten when pid >= 0. The length, or -1. */
+static int video_copy(const sfu_downtrack_t *d, const sfu_rtp_t *r, uint16_t seq, uint32_t ts,
+                      int pid, int tl0, uint32_t abs, uint8_t *out, size_t cap) {
+  int n = sfu_rtp_forward_copy(r, d->pt, seq, ts, d->ssrc, no_ext, out, cap);
+  if (n < 0) return -1;
+  if (d->abs_ext) n = add_abs_send_time(out, n, cap, d->abs_ext, abs);
+  if (pid >= 0) sfu_vp8_rewrite(out + n - r->payload_len, r->payload_len, pid, tl0);
+  return n;
+}
+
 static void forward_video(sfu_room_t *room, sfu_track_t *t, int k, const sfu_rtp_t *r,
                           const sfu_video_info_t *vi, int have_vi) {
   int key = have_vi && vi->keyframe && vi->begins_frame;
   int vp8 = have_vi && vi->picture_id >= 0 && t->nlayers > 1 && t->parse == sfu_vp8_parse;
-  uint64_t now_us = room->now_us, wall = wall_us(room), ms = now_us / 1000;
+  uint64_t wall = wall_us(room);
+  uint32_t abs = abs_send_time(room->now_us);
+  sfu_rtx_cache_t *cache = t->down.n ? layer_cache(&t->layers[k]) : NULL;
+  if (cache) sfu_rtx_cache_put(cache, r->data, r->len, r->seq, now_ms(room));
   for (int i = 0; i < t->down.n; i++) {
     sfu_downtrack_t *d = t->down.items[i];
     if (!d->negotiated || d->paused || !d->sub->tp_ready) continue;
@@ -267,30 +313,27 @@ static void forward_video(sfu_room_t *room, sfu_track_t *t, int k, const sfu_rtp
     if (key) d->keyed = 1;
     uint16_t seq = (uint16_t)(r->seq + d->seq_offset);
     uint32_t ts = r->ts + d->ts_offset;
-    size_t cap = sizeof(room->scratch) - SFU_SRTP_TRAILER;
-    int n = sfu_rtp_forward_copy(r, d->pt, seq, ts, d->ssrc, no_ext, room->scratch, cap);
-    if (n < 0) {
-      room->c.drop_send++;
-      continue;
-    }
-    if (d->abs_ext) n = add_abs_send_time(room->scratch, n, cap, d->abs_ext, now_us);
+    int pid = -1, tl0 = -1;
     if (vp8) {
-      int pid = vi->picture_id + d->pid_offset;
-      int tl0 = vi->tl0picidx >= 0 ? vi->tl0picidx + d->tl0_offset : -1;
-      sfu_vp8_rewrite(room->scratch + n - r->payload_len, r->payload_len, pid & 0x7fff,
-                      tl0 >= 0 ? tl0 & 0xff : -1);
-      d->last_pid = pid & 0x7fff;
-      if (tl0 >= 0) d->last_tl0 = tl0 & 0xff;
+      pid = (vi->picture_id + d->pid_offset) & 0x7fff;
+      tl0 = vi->tl0picidx >= 0 ? (vi->tl0picidx + d->tl0_offset) & 0xff : -1;
+      d->last_pid = pid;
+      if (tl0 >= 0) d->last_tl0 = tl0;
     } else if (have_vi) {
       d->last_pid = vi->picture_id;
       d->last_tl0 = vi->tl0picidx;
     }
-    if (!d->cache && (d->cache = calloc(1, sizeof(*d->cache))) != NULL &&
-        sfu_rtx_cache_init(d->cache, RTX_SLOTS, RTX_BYTES, RTX_MAX_AGE_MS) != 0) {
-      free(d->cache);
-      d->cache = NULL;
+    int n = video_copy(d, r, seq, ts, pid, tl0, abs, room->scratch,
+                       sizeof(room->scratch) - SFU_SRTP_TRAILER);
+    if (n < 0) {
+      room->c.drop_send++;
+      continue;
     }
-    if (d->cache) sfu_rtx_cache_put(d->cache, room->scratch, (size_t)n, seq, ms);
+    if (!d->sent && (d->sent = malloc(SFU_SENT_SLOTS * sizeof(*d->sent))) != NULL)
+      for (int j = 0; j < SFU_SENT_SLOTS; j++) d->sent[j].layer = -1;
+    if (d->sent)
+      d->sent[seq & (SFU_SENT_SLOTS - 1)] = (sfu_sent_t){seq, r->seq, (int8_t)k, 0, 0, ts,
+                                                         (int16_t)pid, (int16_t)tl0, abs};
     if (send_pkt(room, d->sub, 0, (size_t)n)) {
       room->c.drop_send++;
       continue;
@@ -409,22 +452,37 @@ static sfu_downtrack_t *down_of_ssrc(sfu_participant_t *p, uint32_t ssrc) {
   return NULL;
 }
 
-/* NACKed packets d still has: resent, as RTX when negotiated. */
+/* NACKed packets d sent and its layer's cache still has: rebuilt as d
+ * first sent them and resent, as RTX when negotiated; at most
+ * RTX_MAX_RESENDS times each, RTX_RESEND_MS apart. */
 static void answer_nack(sfu_room_t *room, sfu_downtrack_t *d, const uint16_t *seqs, int n) {
   uint64_t now = now_ms(room);
-  for (int i = 0; i < n && d->cache; i++) {
+  size_t cap = sizeof(room->scratch) - SFU_SRTP_TRAILER;
+  for (int i = 0; i < n && d->sent && d->track; i++) {
+    sfu_sent_t *e = &d->sent[seqs[i] & (SFU_SENT_SLOTS - 1)];
+    if (e->layer < 0 || e->seq != seqs[i] || e->layer >= d->track->nlayers) continue;
+    if (e->resends >= RTX_MAX_RESENDS ||
+        (e->resends && (uint16_t)(now - e->resend_ms) < RTX_RESEND_MS))
+      continue;
+    sfu_layer_t *l = &d->track->layers[e->layer];
     const uint8_t *pkt;
-    int len = sfu_rtx_cache_get(d->cache, seqs[i], now, &pkt);
-    if (len <= 0) continue;
-    size_t cap = sizeof(room->scratch) - SFU_SRTP_TRAILER;
-    int m;
-    if (d->rtx_pt >= 0 && d->track) {
-      m = sfu_rtx_wrap(pkt, (size_t)len, (uint8_t)d->rtx_pt, d->track->out_rtx_ssrc,
+    sfu_rtp_t r;
+    int len = l->cache ? sfu_rtx_cache_get(l->cache, e->orig_seq, now, &pkt) : 0;
+    if (len <= 0 || sfu_rtp_parse(pkt, (size_t)len, &r) != 0) continue;
+    /* A plain resend repeats the first copy exactly (SRTP); RTX, a new
+     * packet of its own stream, carries the time it is sent. */
+    int rtx = d->rtx_pt >= 0;
+    int m = video_copy(d, &r, e->seq, e->ts, e->pid, e->tl0,
+                       rtx ? abs_send_time(room->now_us) : e->abs,
+                       rtx ? room->scratch2 : room->scratch, cap);
+    if (m > 0 && rtx) {
+      m = sfu_rtx_wrap(room->scratch2, (size_t)m, (uint8_t)d->rtx_pt, d->track->out_rtx_ssrc,
                        d->rtx_seq, room->scratch, cap);
       if (m > 0) d->rtx_seq++;
-    } else {
-      m = (size_t)len <= cap ? len : -1;
-      if (m > 0) memcpy(room->scratch, pkt, (size_t)len);
+    }
+    if (m > 0) {
+      e->resends++;
+      e->resend_ms = (uint16_t)now;
     }
     if (m > 0 && send_pkt(room, d->sub, 0, (size_t)m) == 0) {
       d->retransmitted++;

@@ -310,9 +310,10 @@ static void set_layers(sfu_track_t *t, const sfu_sdp_media_t *m) {
       if (strcmp(old[k].rid, fresh[i].rid) == 0 && (!fresh[i].ssrc || fresh[i].ssrc == old[k].ssrc)) {
         fresh[i] = old[k];
         old[k].nack = NULL;
+        old[k].cache = NULL;
         break;
       }
-  for (int k = 0; k < nold; k++) free(old[k].nack);
+  for (int k = 0; k < nold; k++) sfu_layer_release(&old[k]);
   memcpy(t->layers, fresh, sizeof(fresh));
   t->nlayers = n;
 }

@@ -64,6 +64,8 @@ typedef struct sfu_layer_s {
   uint32_t sr_rtp;              /* last sender report: RTP time ... */
   uint64_t sr_ntp;              /* ... and NTP time of it */
   sfu_nack_gen_t *nack;         /* losses to NACK upstream (video), lazily */
+  sfu_rtx_cache_t *cache;       /* its packets as received (video), for every
+                                   subscriber's NACKs; lazily */
 } sfu_layer_t;
 
 /* A published track (inbound): one audio (Opus) and one video track per
@@ -91,6 +93,26 @@ typedef struct sfu_track_s {
   sfu_speaking_t speaking;      /* speaking detector */
   SFU_VEC(sfu_downtrack_t *) down; /* subscribers' down-tracks */
 } sfu_track_t;
+
+/* What a video down-track sent under one outbound sequence number: enough
+ * to rebuild that copy from the publisher layer's cache byte for byte
+ * (numbering, picture ids, abs-send-time) when the subscriber NACKs it --
+ * a plain resend must repeat the plaintext exactly under SRTP's
+ * allow_repeat_tx. 20 bytes; a down-track keeps SFU_SENT_SLOTS of them,
+ * indexed by seq. */
+typedef struct sfu_sent_s {
+  uint16_t seq;                 /* outbound sequence number (the key) */
+  uint16_t orig_seq;            /* the publisher's */
+  int8_t layer;                 /* its layer, -1 = empty slot */
+  uint8_t resends;              /* NACKs answered for it */
+  uint16_t resend_ms;           /* last answer, ms mod 65536 */
+  uint32_t ts;                  /* RTP timestamp written */
+  int16_t pid;                  /* VP8 picture id written, -1 = not rewritten */
+  int16_t tl0;                  /* TL0PICIDX written, -1 = none */
+  uint32_t abs;                 /* abs-send-time written (24 bits) */
+} sfu_sent_t;
+
+#define SFU_SENT_SLOTS 512      /* ~3 s of a 1.5 Mb/s video */
 
 /* One m-line of a subscriber: a track forwarded to it. */
 struct sfu_downtrack_s {
@@ -133,7 +155,7 @@ struct sfu_downtrack_s {
   int bw_cap;                   /* highest layer rank its bandwidth allows */
   uint64_t congested_ms;        /* REMB below the current layer's rate since */
   uint64_t bw_hold_ms;          /* bw_cap changes no sooner than this */
-  sfu_rtx_cache_t *cache;       /* sent packets, for its NACKs (video), lazily */
+  sfu_sent_t *sent;             /* SFU_SENT_SLOTS, for its NACKs (video), lazily */
   uint64_t plis_received, nacks_received, retransmitted, switches;
 };
 
