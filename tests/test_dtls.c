@@ -867,14 +867,14 @@ static void srtp_exchange(sfu_srtp_t *tx, sfu_srtp_t *rx, size_t tag_len) {
   assert_memory_not_equal(pkt + 12, orig + 12, 88); /* payload not */
   memcpy(wire, pkt, len);
   wire_len = len;
-  assert_int_equal(sfu_srtp_unprotect(rx, pkt, &len), 0);
+  assert_int_equal(sfu_srtp_unprotect(rx, pkt, &len, 0), 0);
   assert_int_equal(len, 100);
   assert_memory_equal(pkt, orig, 100);
 
   /* Replay: refused, counted apart from auth failures. */
   memcpy(pkt, wire, wire_len);
   len = wire_len;
-  assert_int_equal(sfu_srtp_unprotect(rx, pkt, &len), SFU_EEXIST);
+  assert_int_equal(sfu_srtp_unprotect(rx, pkt, &len, 0), SFU_EEXIST);
   assert_int_equal(rx->replay_drops, 1);
   assert_int_equal(rx->unprotect_failures, 0);
 
@@ -894,22 +894,22 @@ static void srtp_exchange(sfu_srtp_t *tx, sfu_srtp_t *rx, size_t tag_len) {
   memcpy(wire, pkt, len);
   wire_len = len;
   pkt[50] ^= 0x01;
-  assert_int_equal(sfu_srtp_unprotect(rx, pkt, &len), SFU_EPROTO);
+  assert_int_equal(sfu_srtp_unprotect(rx, pkt, &len, 0), SFU_EPROTO);
   assert_int_equal(rx->unprotect_failures, 1);
   wire[wire_len - 1] ^= 0x80; /* tag */
   memcpy(pkt, wire, wire_len);
   len = wire_len;
-  assert_int_equal(sfu_srtp_unprotect(rx, pkt, &len), SFU_EPROTO);
+  assert_int_equal(sfu_srtp_unprotect(rx, pkt, &len, 0), SFU_EPROTO);
   assert_int_equal(rx->unprotect_failures, 2);
   wire[wire_len - 1] ^= 0x80;
   memcpy(pkt, wire, wire_len);
   len = wire_len;
-  assert_int_equal(sfu_srtp_unprotect(rx, pkt, &len), 0);
+  assert_int_equal(sfu_srtp_unprotect(rx, pkt, &len, 0), 0);
   assert_int_equal(len, 100);
 
   /* Too short to be RTP: counted, not crashed. */
   len = 5;
-  assert_int_equal(sfu_srtp_unprotect(rx, pkt, &len), SFU_EPROTO);
+  assert_int_equal(sfu_srtp_unprotect(rx, pkt, &len, 0), SFU_EPROTO);
   assert_int_equal(rx->unprotect_failures, 3);
 
   /* No tailroom. */
@@ -932,18 +932,18 @@ static void srtp_exchange(sfu_srtp_t *tx, sfu_srtp_t *rx, size_t tag_len) {
     assert_int_equal(rlen, 28 + 4 + tag_len); /* E|index + tag */
     memcpy(rwire, r, rlen);
     rwire_len = rlen;
-    assert_int_equal(sfu_srtp_unprotect_rtcp(rx, r, &rlen), 0);
+    assert_int_equal(sfu_srtp_unprotect_rtcp(rx, r, &rlen, 0), 0);
     assert_int_equal(rlen, 28);
     assert_memory_equal(r, rorig, 28);
     memcpy(r, rwire, rwire_len);
     rlen = rwire_len;
-    assert_int_equal(sfu_srtp_unprotect_rtcp(rx, r, &rlen), SFU_EEXIST);
+    assert_int_equal(sfu_srtp_unprotect_rtcp(rx, r, &rlen, 0), SFU_EEXIST);
     assert_int_equal(rx->replay_drops, 2);
     memcpy(r, rorig, 28);
     rlen = 28;
     assert_int_equal(sfu_srtp_protect_rtcp(tx, r, &rlen, sizeof(r)), 0);
     r[10] ^= 4;
-    assert_int_equal(sfu_srtp_unprotect_rtcp(rx, r, &rlen), SFU_EPROTO);
+    assert_int_equal(sfu_srtp_unprotect_rtcp(rx, r, &rlen, 0), SFU_EPROTO);
     assert_int_equal(rx->unprotect_failures, 4);
     rlen = 28;
     assert_int_equal(sfu_srtp_protect_rtcp(tx, r, &rlen, 28 + 20), SFU_E2BIG);
@@ -1024,7 +1024,7 @@ static void srtp_create_rejects_bad_keys(void **state) {
   assert_int_equal(sfu_srtp_create(&s, NULL), SFU_EINVAL);
   /* A zeroed (failed) session refuses politely. */
   assert_int_equal(sfu_srtp_protect(&s, pkt, &len, sizeof(pkt)), SFU_EINVAL);
-  assert_int_equal(sfu_srtp_unprotect(&s, pkt, &len), SFU_EPROTO);
+  assert_int_equal(sfu_srtp_unprotect(&s, pkt, &len, 0), SFU_EPROTO);
   sfu_srtp_destroy(&s);
 }
 
@@ -1046,9 +1046,9 @@ static void srtp_garbage_is_counted(void **state) {
       assert_int_equal(RAND_bytes(pkt, (int)len), 1);
       pkt[0] = (uint8_t)(0x80 | (pkt[0] & 0x3f)); /* V=2, any P/X/CC */
       if (i & 1)
-        assert_int_equal(sfu_srtp_unprotect_rtcp(&s, pkt, &len), SFU_EPROTO);
+        assert_int_equal(sfu_srtp_unprotect_rtcp(&s, pkt, &len, 0), SFU_EPROTO);
       else
-        assert_int_equal(sfu_srtp_unprotect(&s, pkt, &len), SFU_EPROTO);
+        assert_int_equal(sfu_srtp_unprotect(&s, pkt, &len, 0), SFU_EPROTO);
     }
     fails += s.unprotect_failures;
     sfu_srtp_destroy(&s);
@@ -1141,7 +1141,7 @@ static void kat_one(sfu_srtp_profile_t prof, const uint8_t *key,
   assert_int_equal(sfu_srtp_protect(&tx, buf, &len, sizeof(buf)), 0);
   assert_int_equal(len, srtp_len);
   assert_memory_equal(buf, srtp, srtp_len);
-  assert_int_equal(sfu_srtp_unprotect(&rx, buf, &len), 0);
+  assert_int_equal(sfu_srtp_unprotect(&rx, buf, &len, 0), 0);
   assert_int_equal(len, 28);
   assert_memory_equal(buf, kat_rtp_plain, 28);
 
@@ -1150,7 +1150,7 @@ static void kat_one(sfu_srtp_profile_t prof, const uint8_t *key,
   assert_int_equal(sfu_srtp_protect_rtcp(&tx, buf, &len, sizeof(buf)), 0);
   assert_int_equal(len, srtcp_len);
   assert_memory_equal(buf, srtcp, srtcp_len);
-  assert_int_equal(sfu_srtp_unprotect_rtcp(&rx, buf, &len), 0);
+  assert_int_equal(sfu_srtp_unprotect_rtcp(&rx, buf, &len, 0), 0);
   assert_int_equal(len, 24);
   assert_memory_equal(buf, kat_rtcp_plain, 24);
 

@@ -4,8 +4,29 @@
  * Design. A peer's media crosses this file twice per packet at most: once
  * on the way in (unprotect with the peer's key) and once per subscriber on
  * the way out (protect with that subscriber's key). The file therefore does
- * nothing per packet beyond what libsrtp does: one length check, one call,
- * one switch on the status. No allocation, no logging on the receive path.
+ * little per packet beyond what libsrtp does: one length check, one call,
+ * one switch on the status, and on the way in one scan of the SSRC table.
+ * No allocation, no logging on the receive path.
+ *
+ * Inbound SSRCs. With ssrc_any_inbound, libsrtp 2.5 clones a stream from
+ * the template for every SSRC whose first packet authenticates, keeps it
+ * until the session ends, and finds a packet's stream by walking a linked
+ * list. A peer holding the key could thus make it hold and walk streams
+ * without end (38,000 in 10 s were measured, and a room's core pegged).
+ * So the SSRC is read from the clear header (RTP bytes 8..11, RTCP sender
+ * SSRC at 4..7, where libsrtp reads it) and looked up in s->ssrcs first:
+ *   known            -> libsrtp; on success, its time is refreshed;
+ *   unknown, a slot  -> libsrtp; on success the SSRC takes the slot (an
+ *                       idle SSRC in it loses its stream first:
+ *                       srtp_remove_stream); on failure nothing changes;
+ *   unknown, no slot -> SFU_EBUSY, ssrc_limit_drops, libsrtp never sees it.
+ * A slot is a free entry, or the entry idle longest if that is at least
+ * SFU_SRTP_SSRC_IDLE_MS. A slot is only taken once the packet
+ * authenticates, so garbage cannot evict anything. libsrtp 2.5 itself
+ * clones only after authentication (srtp_unprotect, srtp_unprotect_aead
+ * and both RTCP paths), but that is its code, not its contract: after a
+ * failure for an unknown SSRC we remove whatever stream it may have left.
+ * So libsrtp holds a stream exactly for the SSRCs in the table.
  *
  * Keys. libsrtp takes a master key as one buffer: the key followed directly
  * by the salt (16+12 bytes for GCM, 16+14 for AES-CM). dtls.c hands them
@@ -15,6 +36,7 @@
  *
  * Status mapping (srtp_err_status_t -> SFU_E*), at this edge only:
  *   ok                          0
+ *   (new SSRC, table full)      SFU_EBUSY    ssrc_limit_drops++
  *   replay_fail, replay_old     SFU_EEXIST   replay_drops++
  *   anything else on unprotect  SFU_EPROTO   unprotect_failures++
  *   bad_param, parse_err on protect  SFU_EINVAL (our packet is malformed)
@@ -31,6 +53,7 @@
 
 #include <openssl/crypto.h> /* OPENSSL_cleanse */
 
+#include "sfu/base/bytes.h"
 #include "sfu/base/log.h"
 #include "sfu/base/sfu.h"
 #include "sfu/media/srtp.h"
@@ -181,28 +204,95 @@ static int unprotect_result(sfu_srtp_t *s, srtp_err_status_t st, int n,
   }
 }
 
-int sfu_srtp_unprotect(sfu_srtp_t *s, uint8_t *buf, size_t *len) {
+/* The SSRC as libsrtp keys its streams: the header's bytes as they lie. */
+static uint32_t wire_order(uint32_t ssrc) {
+  uint8_t b[4];
+  uint32_t v;
+  sfu_wr32(b, ssrc);
+  memcpy(&v, b, sizeof(v));
+  return v;
+}
+
+/* Index of `ssrc` in the table, or -1. */
+static int ssrc_find(const sfu_srtp_t *s, uint32_t ssrc) {
+  for (int i = 0; i < s->ssrcs_n; i++)
+    if (s->ssrcs[i] == ssrc) return i;
+  return -1;
+}
+
+/* The slot a new SSRC may take: the first free entry, else the entry idle
+ * longest if it has been idle SFU_SRTP_SSRC_IDLE_MS; -1 if none. A full
+ * table with nothing idle enough notes when its oldest entry will be: the
+ * oldest time only grows (entries are refreshed, or replaced by newer
+ * ones), so until then a refused packet costs no scan. */
+static int ssrc_slot(sfu_srtp_t *s, uint64_t now_ms) {
+  int oldest = 0;
+  if (s->ssrcs_n < SFU_SRTP_MAX_SSRCS) return s->ssrcs_n;
+  if (now_ms < s->ssrc_full_until_ms) return -1;
+  for (int i = 1; i < s->ssrcs_n; i++)
+    if (s->ssrc_last_ms[i] < s->ssrc_last_ms[oldest]) oldest = i;
+  if (now_ms < s->ssrc_last_ms[oldest] ||
+      now_ms - s->ssrc_last_ms[oldest] < SFU_SRTP_SSRC_IDLE_MS) {
+    s->ssrc_full_until_ms = s->ssrc_last_ms[oldest] + SFU_SRTP_SSRC_IDLE_MS;
+    return -1;
+  }
+  return oldest;
+}
+
+/* Records that `ssrc` authenticated at `now_ms`; `i` is its index or -1,
+ * `slot` the slot it may take. */
+static void ssrc_seen(sfu_srtp_t *s, int i, int slot, uint32_t ssrc,
+                      uint64_t now_ms) {
+  if (i < 0) {
+    i = slot;
+    if (i < s->ssrcs_n) { /* an idle SSRC gives way */
+      srtp_remove_stream(s->in, wire_order(s->ssrcs[i]));
+      s->ssrc_evictions++;
+    } else {
+      s->ssrcs_n++;
+    }
+    s->ssrcs[i] = ssrc;
+  }
+  s->ssrc_last_ms[i] = now_ms;
+}
+
+/* Unprotects one SRTP (rtcp = 0) or SRTCP packet, within the SSRC bound. */
+static int unprotect(sfu_srtp_t *s, uint8_t *buf, size_t *len,
+                     uint64_t now_ms, int rtcp) {
+  size_t min = rtcp ? RTCP_HEADER_MIN : RTP_HEADER_MIN;
   srtp_err_status_t st;
-  int n;
-  if (*len < RTP_HEADER_MIN || *len > MAX_PACKET || s->in == NULL) {
+  uint32_t ssrc;
+  int i, slot, n;
+
+  if (*len < min || *len > MAX_PACKET || s->in == NULL) {
     s->unprotect_failures++;
     return SFU_EPROTO;
   }
+  ssrc = sfu_rd32(buf + (rtcp ? 4 : 8));
+  i = ssrc_find(s, ssrc);
+  slot = i < 0 ? ssrc_slot(s, now_ms) : i;
+  if (slot < 0) {
+    s->ssrc_limit_drops++;
+    return SFU_EBUSY;
+  }
   n = (int)*len;
-  st = srtp_unprotect(s->in, buf, &n);
+  st = rtcp ? srtp_unprotect_rtcp(s->in, buf, &n)
+            : srtp_unprotect(s->in, buf, &n);
+  if (st == srtp_err_status_ok)
+    ssrc_seen(s, i, slot, ssrc, now_ms);
+  else if (i < 0) /* no stream may outlive a failure (see the top) */
+    srtp_remove_stream(s->in, wire_order(ssrc));
   return unprotect_result(s, st, n, len);
 }
 
-int sfu_srtp_unprotect_rtcp(sfu_srtp_t *s, uint8_t *buf, size_t *len) {
-  srtp_err_status_t st;
-  int n;
-  if (*len < RTCP_HEADER_MIN || *len > MAX_PACKET || s->in == NULL) {
-    s->unprotect_failures++;
-    return SFU_EPROTO;
-  }
-  n = (int)*len;
-  st = srtp_unprotect_rtcp(s->in, buf, &n);
-  return unprotect_result(s, st, n, len);
+int sfu_srtp_unprotect(sfu_srtp_t *s, uint8_t *buf, size_t *len,
+                       uint64_t now_ms) {
+  return unprotect(s, buf, len, now_ms, 0);
+}
+
+int sfu_srtp_unprotect_rtcp(sfu_srtp_t *s, uint8_t *buf, size_t *len,
+                            uint64_t now_ms) {
+  return unprotect(s, buf, len, now_ms, 1);
 }
 
 /* Maps a protect status. */

@@ -6,9 +6,16 @@
  * unprotects everything it sends us. `out` holds our write key and protects
  * everything we send it. Both use wildcard SSRC templates
  * (ssrc_any_inbound, ssrc_any_outbound). libsrtp clones a per-SSRC stream
- * from the template the first time an SSRC appears: on the inbound side
- * only after the packet authenticates, so forged SSRCs allocate nothing.
- * That is one allocation per new SSRC, none per packet.
+ * from the template the first time an SSRC appears (three allocations,
+ * about 380 bytes) and finds a packet's stream by walking a list of them.
+ * On the inbound side the peer picks the SSRCs, so this file bounds them:
+ * a table of at most SFU_SRTP_MAX_SSRCS inbound SSRCs, checked on the
+ * clear header before libsrtp sees the packet. A packet from an SSRC not
+ * in the table, when the table is full and no entry has been idle for
+ * SFU_SRTP_SSRC_IDLE_MS, is dropped and counted (ssrc_limit_drops). A new
+ * SSRC enters the table only once a packet from it authenticates, and a
+ * packet that fails leaves no stream behind. See
+ * docs/internals/dtls-srtp.md, "Inbound SSRCs".
  *
  * Everything works in place. Unprotect shrinks the packet. Protect grows it
  * by the auth tag (and the SRTCP index), so the caller's buffer must have
@@ -45,9 +52,42 @@
 int sfu_srtp_library_init(void);
 
 /*
+ * Inbound SSRCs one peer may have streams for at a time, RTP and RTCP
+ * together (libsrtp keeps one stream per SSRC for both).
+ *
+ * A peer's own media is an audio SSRC, up to 3 simulcast layers and their
+ * 3 RTX SSRCs, maybe a FlexFEC SSRC: 8, twice that while a republished
+ * track's old SSRCs have not gone idle yet. That would fit in 16 or 32.
+ * But the RTCP of the peer's receivers counts too, and some clients send
+ * it from one SSRC per transceiver: aiortc 1.4 (each receiver sends RR,
+ * NACK and PLI from its sender's random SSRC) and Firefox (an a=ssrc in
+ * every m-section, recvonly ones included). A subscriber here has an
+ * m-line for every track it receives, so such a client in a room of N
+ * uses about 2N + 8 SSRCs: 208 at the default room limit of 100. (Chrome
+ * sends receive-only RTCP from one fixed SSRC, libwebrtc's
+ * kDefaultRtcpReceiverReportSsrc.) 256 covers a full default room with
+ * some churn to spare, and bounds what one peer can make libsrtp hold and
+ * walk per packet at 256 streams, about 100 KB, where tens of thousands
+ * were possible before.
+ */
+#define SFU_SRTP_MAX_SSRCS 256
+
+/*
+ * How long an inbound SSRC must go without an authenticated packet before
+ * a new SSRC may take its place in a full table (its libsrtp stream is
+ * then removed). 30 s, ICE's consent timeout: a live stream is never that
+ * quiet, only a stopped one or a paused simulcast layer, which takes a
+ * slot again when it resumes (docs/internals/dtls-srtp.md says what it
+ * loses).
+ */
+#define SFU_SRTP_SSRC_IDLE_MS 30000
+
+/*
  * Per-peer SRTP state, embedded in the transport. The counters are for
  * the owner to read. A zeroed struct is a valid "not created" state that
- * sfu_srtp_destroy() accepts.
+ * sfu_srtp_destroy() accepts. The SSRC table is part of the struct
+ * (3 KB): nothing is allocated for it. Its SSRCs are an array of their
+ * own so that the per-packet lookup reads 4 bytes an entry.
  */
 typedef struct sfu_srtp_s {
   srtp_t in;                   /* peer's key: unprotect RTP and RTCP */
@@ -55,6 +95,14 @@ typedef struct sfu_srtp_s {
   sfu_srtp_profile_t profile;  /* profile the keys came with */
   uint64_t unprotect_failures; /* auth failed, malformed or too short */
   uint64_t replay_drops;       /* duplicate, or older than the window */
+  uint64_t ssrc_limit_drops;   /* new SSRC refused: table full, none idle */
+  uint64_t ssrc_evictions;     /* idle SSRCs whose stream made room */
+  int ssrcs_n;                 /* entries in use, 0..SFU_SRTP_MAX_SSRCS */
+  uint32_t ssrcs[SFU_SRTP_MAX_SSRCS]; /* SSRCs `in` has streams for */
+  uint64_t ssrc_last_ms[SFU_SRTP_MAX_SSRCS]; /* ssrcs[i]'s last packet that
+                                authenticated, caller's clock (ms) */
+  uint64_t ssrc_full_until_ms; /* table full, nothing evictable before
+                                  this (ms); 0 = not known */
 } sfu_srtp_t;
 
 /*
@@ -74,15 +122,23 @@ int sfu_srtp_create(sfu_srtp_t *s, const sfu_srtp_keys_t *k);
 
 /*
  * Verifies and decrypts one SRTP packet in place. *len is the datagram
- * length on entry and the RTP length on success.
+ * length on entry and the RTP length on success. `now_ms` is the caller's
+ * monotonic clock: an SSRC's packet that authenticates marks it live at
+ * that time, and an SSRC idle for SFU_SRTP_SSRC_IDLE_MS may be evicted.
  * Returns 0, SFU_EEXIST for a replay (counted in replay_drops; drop it
- * quietly, since duplicates happen on real networks), or SFU_EPROTO if
- * authentication failed or the packet is malformed (counted in
- * unprotect_failures). On error the buffer content is unspecified.
+ * quietly, since duplicates happen on real networks), SFU_EBUSY for a new
+ * SSRC when the table is full (counted in ssrc_limit_drops; libsrtp never
+ * saw the packet), or SFU_EPROTO if authentication failed or the packet
+ * is malformed (counted in unprotect_failures). On SFU_EEXIST or
+ * SFU_EPROTO the buffer content is unspecified; on SFU_EBUSY it is
+ * untouched.
  */
-int sfu_srtp_unprotect(sfu_srtp_t *s, uint8_t *buf, size_t *len);
-/* Same for one SRTCP packet (a compound RTCP packet after decryption). */
-int sfu_srtp_unprotect_rtcp(sfu_srtp_t *s, uint8_t *buf, size_t *len);
+int sfu_srtp_unprotect(sfu_srtp_t *s, uint8_t *buf, size_t *len,
+                       uint64_t now_ms);
+/* Same for one SRTCP packet (a compound RTCP packet after decryption); its
+ * SSRC is the sender SSRC of the first RTCP packet. */
+int sfu_srtp_unprotect_rtcp(sfu_srtp_t *s, uint8_t *buf, size_t *len,
+                            uint64_t now_ms);
 
 /*
  * Encrypts and authenticates one RTP packet in place. The buffer holds *len

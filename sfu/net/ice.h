@@ -66,7 +66,12 @@ int sfu_ice_add_remote_candidate(sfu_ice_stream_t *st, const char *cand);
 /* Sends one datagram on the selected pair. 0 or SFU_EAGAIN (no pair yet) /
  * SFU_EPROTO. */
 int sfu_ice_send(sfu_ice_stream_t *st, const uint8_t *buf, size_t len);
-/* Media datagrams dropped for coming from another address than the peer. */
+/* Media datagrams dropped for coming from an address the peer used before
+ * (an ICE restart or eviction retired it). */
 uint64_t sfu_ice_drop_foreign(const sfu_ice_stream_t *st);
+/* The room's agent (icelite.c): media datagrams from an address no stream
+ * validated. The room's drop_foreign_source is this plus every stream's
+ * sfu_ice_drop_foreign(), closed ones included. */
+uint64_t sfu_ice_drop_unknown(const sfu_ice_t *ice);
 
 #endif

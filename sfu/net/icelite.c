@@ -722,17 +722,14 @@ int sfu_ice_add_remote_candidate(sfu_ice_stream_t *st, const char *cand) {
   return 0;
 }
 
-/* ice.h: "media datagrams dropped for coming from another address than the
- * peer". With one socket per room, media from an address no stream
- * validated cannot be charged to a stream: the machine counts it
- * (drop_unknown) and the oldest live stream reports that count on top of
- * its own (media from its retired addresses), so the room's sum over its
- * participants -- its drop_foreign_source stat -- counts every foreign
- * datagram exactly once, whoever leaves. */
+/* ice.h: media from an address the stream retired (ICE restart,
+ * eviction). Media from an address no stream validated cannot be charged
+ * to a stream: the agent counts it (sfu_ice_drop_unknown). */
 uint64_t sfu_ice_drop_foreign(const sfu_ice_stream_t *st) {
   if (!st->s) return st->drop_foreign; /* orphaned (or destroyed) */
-  const sfu_icestate_t *sm = st->ice->sm;
-  uint64_t n = sfu_icestate_drop_foreign(st->s);
-  if (sfu_icestate_oldest(sm) == st->s) n += sfu_icestate_stats(sm)->drop_unknown;
-  return n;
+  return sfu_icestate_drop_foreign(st->s);
+}
+
+uint64_t sfu_ice_drop_unknown(const sfu_ice_t *ice) {
+  return ice ? sfu_icestate_stats(ice->sm)->drop_unknown : 0;
 }

@@ -10,7 +10,10 @@
  * The receive path works in place on the ICE agent's buffer (in the room,
  * a recvmmsg slot of the ICE-lite agent; in the client stack, libnice's):
  * one unprotect, then the callback gets the plain packet. Nothing is
- * allocated per packet.
+ * allocated per packet. Unprotect is given the time the datagram arrived
+ * (last_rx_ms): it bounds the peer's inbound SSRCs and evicts idle ones by
+ * it (sfu/media/srtp.h); a packet it refuses for that is counted in
+ * rx_drop_ssrc_limit, any other refusal in rx_drop_srtp.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,23 +104,22 @@ static void on_ice_recv(void *arg, uint8_t *buf, size_t len) {
     return;
   }
   size_t n = len;
-  if (sfu_is_rtcp(buf, len)) {
-    if (sfu_srtp_unprotect_rtcp(&t->srtp, buf, &n) != 0) {
+  int rtcp = sfu_is_rtcp(buf, len);
+  int rv = rtcp ? sfu_srtp_unprotect_rtcp(&t->srtp, buf, &n, t->last_rx_ms)
+                : sfu_srtp_unprotect(&t->srtp, buf, &n, t->last_rx_ms);
+  if (rv != 0) {
+    if (rv == SFU_EBUSY)
+      t->stats.rx_drop_ssrc_limit++;
+    else
       t->stats.rx_drop_srtp++;
-      return;
-    }
-    t->stats.rx_packets++;
-    t->stats.rx_bytes += n;
-    t->cb.rtcp(t->cb.arg, buf, n);
-  } else {
-    if (sfu_srtp_unprotect(&t->srtp, buf, &n) != 0) {
-      t->stats.rx_drop_srtp++;
-      return;
-    }
-    t->stats.rx_packets++;
-    t->stats.rx_bytes += n;
-    t->cb.rtp(t->cb.arg, buf, n);
+    return;
   }
+  t->stats.rx_packets++;
+  t->stats.rx_bytes += n;
+  if (rtcp)
+    t->cb.rtcp(t->cb.arg, buf, n);
+  else
+    t->cb.rtp(t->cb.arg, buf, n);
 }
 
 static void on_ice_state(void *arg, int connected) {

@@ -34,6 +34,8 @@ typedef struct sfu_transport_stats_s {
   uint64_t rx_packets, rx_bytes;      /* SRTP/SRTCP in, decrypted */
   uint64_t rx_drop_demux;             /* not DTLS/RTP/RTCP */
   uint64_t rx_drop_srtp;              /* auth/replay failures, or before keys */
+  uint64_t rx_drop_ssrc_limit;        /* new SSRC refused, the peer's table of
+                                         inbound SSRCs full (srtp.h) */
   uint64_t tx_packets, tx_bytes;      /* sent */
   uint64_t tx_drop;                   /* protect or send failures */
 } sfu_transport_stats_t;

@@ -101,7 +101,17 @@ static int io_transport_open(sfu_room_io_t *io, sfu_participant_t *p) {
   return 0;
 }
 
+static void add_drops(sfu_shell_drops_t *d, sfu_transport_t *t) {
+  const sfu_transport_stats_t *s = sfu_transport_stats(t);
+  d->demux += s->rx_drop_demux;
+  d->srtp += s->rx_drop_srtp;
+  d->ssrc_limit += s->rx_drop_ssrc_limit;
+  d->send += s->tx_drop;
+  d->foreign += sfu_ice_drop_foreign(sfu_transport_ice(t));
+}
+
 static void io_transport_close(sfu_room_io_t *io, sfu_participant_t *p) {
+  if (p->transport) add_drops(&((sfu_shell_t *)io->data)->closed_drops, p->transport);
   sfu_transport_destroy(p->transport);
   p->transport = NULL;
 }
@@ -141,19 +151,13 @@ static void io_empty(sfu_room_io_t *io, int empty) {
 static json_t *stats_json(sfu_shell_t *sh, const char *type) {
   const sfu_room_t *room = &sh->room;
   struct rusage ru;
-  sfu_transport_stats_t tp = {0};
-  uint64_t foreign = 0;
+  sfu_shell_drops_t tp = sh->closed_drops; /* since the room started: left ones too */
   getrusage(RUSAGE_SELF, &ru);
   json_int_t cpu = (json_int_t)ru.ru_utime.tv_sec * 1000000 + ru.ru_utime.tv_usec +
                    (json_int_t)ru.ru_stime.tv_sec * 1000000 + ru.ru_stime.tv_usec;
-  for (sfu_participant_t *p = room->participants; p; p = p->next) {
-    if (!p->transport) continue;
-    const sfu_transport_stats_t *s = sfu_transport_stats(p->transport);
-    tp.rx_drop_demux += s->rx_drop_demux;
-    tp.rx_drop_srtp += s->rx_drop_srtp;
-    tp.tx_drop += s->tx_drop;
-    foreign += sfu_ice_drop_foreign(sfu_transport_ice(p->transport));
-  }
+  for (sfu_participant_t *p = room->participants; p; p = p->next)
+    if (p->transport) add_drops(&tp, p->transport);
+  tp.foreign += sfu_ice_drop_unknown(sh->ice);
   json_t *pk = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "rtp_in",
                          (json_int_t)room->c.rtp_in, "rtp_out", (json_int_t)room->c.rtp_out,
                          "rtcp_in", (json_int_t)room->c.rtcp_in, "rtcp_out",
@@ -162,10 +166,11 @@ static json_t *stats_json(sfu_shell_t *sh, const char *type) {
                          (json_int_t)room->c.drop_malformed, "drop_muted",
                          (json_int_t)room->c.drop_muted, "drop_send",
                          (json_int_t)room->c.drop_send);
-  json_object_set_new(pk, "drop_not_rtp", json_integer((json_int_t)tp.rx_drop_demux));
-  json_object_set_new(pk, "drop_srtp", json_integer((json_int_t)tp.rx_drop_srtp));
-  json_object_set_new(pk, "drop_transport_send", json_integer((json_int_t)tp.tx_drop));
-  json_object_set_new(pk, "drop_foreign_source", json_integer((json_int_t)foreign));
+  json_object_set_new(pk, "drop_not_rtp", json_integer((json_int_t)tp.demux));
+  json_object_set_new(pk, "drop_srtp", json_integer((json_int_t)tp.srtp));
+  json_object_set_new(pk, "drop_ssrc_limit", json_integer((json_int_t)tp.ssrc_limit));
+  json_object_set_new(pk, "drop_transport_send", json_integer((json_int_t)tp.send));
+  json_object_set_new(pk, "drop_foreign_source", json_integer((json_int_t)tp.foreign));
   json_object_set_new(pk, "drop_rtx_probe", json_integer((json_int_t)room->c.drop_rtx_probe));
   json_t *video = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "keyframes_in",
                             (json_int_t)room->c.keyframes_in, "plis_sent",

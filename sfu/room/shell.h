@@ -39,6 +39,11 @@ typedef struct sfu_shell_opts_s {
   const char *announce;    /* IP announced in candidates, or NULL */
 } sfu_shell_opts_t;
 
+/* Transport drop counters, summed over participants (the room's stats). */
+typedef struct sfu_shell_drops_s {
+  uint64_t demux, srtp, ssrc_limit, send, foreign; /* packets */
+} sfu_shell_drops_t;
+
 typedef struct sfu_shell_s {
   uv_loop_t *loop;           /* the process's loop */
   sfu_room_t room;           /* the call engine */
@@ -61,6 +66,9 @@ typedef struct sfu_shell_s {
   int exit_code;             /* process exit status once closed */
   char close_reason[32];     /* why */
   sfu_recorder_t rec;        /* POST /v1/rooms/{id}/capture */
+  sfu_shell_drops_t closed_drops; /* of transports already closed: the stats
+                                     add the live ones, so no total goes down
+                                     when a participant leaves */
 } sfu_shell_t;
 
 /* Sets everything up and tells sfud "ready". 0 or a negative error. */
