@@ -964,18 +964,8 @@ static void write_simulcast(out_t *o, const sfu_sdp_media_t *m) {
   put(o, "\r\n");
 }
 
-static void write_media(out_t *o, const sfu_sdp_t *sdp, const sfu_sdp_media_t *m) {
-  int rtp = strstr(m->proto, "RTP/") != NULL;
-  int audio = strcmp(m->kind, "audio") == 0;
-  put(o, "m=%s %d %s", m->kind, m->port, m->proto);
-  write_fmt_list(o, m, rtp);
-  put(o, "\r\nc=IN IP4 0.0.0.0\r\n");
-  if (is_rejected(m)) {
-    if (m->mid[0]) put(o, "a=mid:%s\r\n", m->mid);
-    put(o, "a=inactive\r\n");
-    return;
-  }
-  if (rtp) put(o, "a=rtcp:9 IN IP4 0.0.0.0\r\n");
+/* ICE credentials and options, DTLS parameters, when the m-line has them. */
+static void write_transport(out_t *o, const sfu_sdp_t *sdp, const sfu_sdp_media_t *m) {
   if (m->ice_ufrag[0]) put(o, "a=ice-ufrag:%s\r\n", m->ice_ufrag);
   if (m->ice_pwd[0]) put(o, "a=ice-pwd:%s\r\n", m->ice_pwd);
   if (sdp->ice_options_trickle) put(o, "a=ice-options:trickle\r\n");
@@ -986,6 +976,25 @@ static void write_media(out_t *o, const sfu_sdp_t *sdp, const sfu_sdp_media_t *m
     put(o, "\r\n");
   }
   if (m->setup[0]) put(o, "a=setup:%s\r\n", m->setup);
+}
+
+static void write_media(out_t *o, const sfu_sdp_t *sdp, const sfu_sdp_media_t *m) {
+  int rtp = strstr(m->proto, "RTP/") != NULL;
+  int audio = strcmp(m->kind, "audio") == 0;
+  put(o, "m=%s %d %s", m->kind, m->port, m->proto);
+  write_fmt_list(o, m, rtp);
+  put(o, "\r\nc=IN IP4 0.0.0.0\r\n");
+  /* A rejected m-line needs only its mid. One that still carries its
+   * transport (a track removed in a server offer) is written whole, port 0
+   * and inactive: some stacks (aiortc) check ICE, DTLS, rtcp-mux and codecs
+   * on every m-line of an offer. */
+  if (is_rejected(m) && !m->ice_ufrag[0]) {
+    if (m->mid[0]) put(o, "a=mid:%s\r\n", m->mid);
+    put(o, "a=inactive\r\n");
+    return;
+  }
+  if (rtp) put(o, "a=rtcp:9 IN IP4 0.0.0.0\r\n");
+  write_transport(o, sdp, m);
   if (m->mid[0]) put(o, "a=mid:%s\r\n", m->mid);
   if (m->bundle_only) put(o, "a=bundle-only\r\n");
   for (int i = 0; i < m->next; i++) put(o, "a=extmap:%d %s\r\n", m->ext[i].id, m->ext[i].uri);

@@ -11,8 +11,13 @@
  * A down-track carries packets only once the client has answered the offer
  * that introduced it.
  *
- * Removed tracks keep their m-line, made inactive (unified plan never
- * deletes m-lines); their down-track is freed when the answer comes.
+ * Removed tracks keep their m-line, rejected (port 0: unified plan never
+ * deletes m-lines); their down-track is freed when the answer to that
+ * offer comes. A rejected m-line of ours is then recycled (RFC 8829
+ * 5.2.2) by the next new track of the same kind: same index, a new mid.
+ * So a subscriber's description holds its own m-lines plus at most the
+ * live tracks and the removals not yet recycled, however long the call
+ * and however much the others come and go.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -261,7 +266,7 @@ void sfu_neg_track_removed(sfu_room_t *room, sfu_track_t *t) {
 static void put_downtrack(sfu_room_t *room, sfu_participant_t *p, sfu_sdp_media_t *m,
                           sfu_downtrack_t *d);
 
-static sfu_downtrack_t *downtrack_by_mid(sfu_participant_t *p, const char *mid) {
+static sfu_downtrack_t *downtrack_by_mid(const sfu_participant_t *p, const char *mid) {
   for (int i = 0; i < p->down.n; i++)
     if (strcmp(p->down.items[i]->mid, mid) == 0) return p->down.items[i];
   return NULL;
@@ -505,7 +510,9 @@ static void put_downtrack(sfu_room_t *room, sfu_participant_t *p, sfu_sdp_media_
   else
     put_codec(m, &d->codec);
   m->codecs[0].pt = d->pt;
-  if (d->removed) {
+  if (d->removed) { /* rejected: recyclable once the answer comes */
+    m->port = 0;
+    m->ncandidates = 0;
     m->dir = SFU_DIR_INACTIVE;
     return;
   }
@@ -532,6 +539,45 @@ static void put_downtrack(sfu_room_t *room, sfu_participant_t *p, sfu_sdp_media_
   snprintf(m->msid_track, sizeof(m->msid_track), "%s", d->track_id);
 }
 
+/* A rejected m-line (port 0) as our offers repeat it: the parser keeps only
+ * its kind, proto, formats and mid, and JSEP needs no more, but some
+ * stacks (aiortc) check ICE credentials, DTLS setup, rtcp-mux and a codec
+ * they know on every m-line of an offer. */
+static void put_rejected(sfu_room_t *room, sfu_participant_t *p, sfu_sdp_media_t *m) {
+  sfu_sdp_codec_t c;
+  put_transport(room, p, m, "actpass");
+  m->ncandidates = 0;
+  m->rtcp_mux = 1;
+  m->dir = SFU_DIR_INACTIVE;
+  if (strcmp(m->kind, "audio") == 0) {
+    opus_codec(&c, 111, NULL);
+    put_codec(m, &c);
+  } else if (strcmp(m->kind, "video") == 0) {
+    memset(&c, 0, sizeof(c));
+    c.pt = 96;
+    snprintf(c.name, sizeof(c.name), "VP8");
+    c.clock = 90000;
+    c.rtx_apt = -1;
+    put_codec(m, &c);
+  }
+}
+
+/* An m-line of `o` that a new down-track of `kind` may take over: one of
+ * ours ("s<N>"), rejected in the description already answered (no
+ * down-track is left on it). -1 if none. */
+static int recyclable(const sfu_participant_t *p, const sfu_sdp_t *o, sfu_kind_t kind) {
+  for (int i = 0; i < o->nmedia; i++) {
+    const sfu_sdp_media_t *m = &o->media[i];
+    char *end;
+    if (m->port != 0 || m->mid[0] != 's' || !m->mid[1]) continue;
+    long n = strtol(m->mid + 1, &end, 10);
+    if (*end || n < 0 || n >= p->next_mid) continue;
+    if (strcmp(m->kind, kind == SFU_KIND_AUDIO ? "audio" : "video") != 0) continue;
+    if (!downtrack_by_mid(p, m->mid)) return i;
+  }
+  return -1;
+}
+
 void sfu_neg_maybe_offer(sfu_room_t *room, sfu_participant_t *p) {
   if (!p->first_answered || !p->local_sdp || p->neg != NEG_IDLE || !p->needs_offer) return;
   sfu_sdp_t *prev = last_local(p);
@@ -548,9 +594,12 @@ void sfu_neg_maybe_offer(sfu_room_t *room, sfu_participant_t *p) {
   memcpy(o->media, prev->media, (size_t)prev->nmedia * sizeof(*o->media));
   o->nmedia = prev->nmedia;
   sfu_sdp_destroy(prev);
+  for (int i = 0; i < o->nmedia; i++)
+    if (o->media[i].port == 0 && !o->media[i].bundle_only) put_rejected(room, p, &o->media[i]);
   for (int i = 0; i < p->down.n; i++) {
     sfu_downtrack_t *d = p->down.items[i];
     int at = sfu_sdp_find_mid(o, d->mid);
+    if (at < 0 && !d->removed) at = recyclable(p, o, d->kind);
     sfu_sdp_media_t *m = at >= 0 ? &o->media[at] : NULL;
     if (!m) {
       if (o->nmedia == cap) {
