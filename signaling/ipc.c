@@ -11,6 +11,13 @@
  * payload, and write it with uv_write; the allocation is freed in the write
  * callback. Queue growth is bounded by max_queued: a peer that stops reading
  * gets EAGAIN rather than unbounded memory.
+ *
+ * Congestion has hysteresis: sfu_ipc_congested() turns it on when the queue
+ * reaches high_water, and the write callback that brings the queue down to
+ * low_water turns it off and calls on_drain, so a sender paused at high
+ * resumes with room to spare instead of flapping at one threshold. Control
+ * messages (sfu_ipc_send_control) ignore both the watermarks and the bound:
+ * they are few, and losing one loses a join or a leave.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -163,6 +170,11 @@ int sfu_ipc_init(uv_loop_t *loop, sfu_ipc_t *ipc, int fd, sfu_ipc_msg_cb on_msg,
   ipc->on_msg = on_msg;
   ipc->on_error = on_error;
   ipc->max_queued = SFU_IPC_DEFAULT_MAX_QUEUED;
+  ipc->high_water = SFU_IPC_DEFAULT_HIGH_WATER;
+  ipc->low_water = SFU_IPC_DEFAULT_LOW_WATER;
+  ipc->congested = 0;
+  ipc->congestions = 0;
+  ipc->on_drain = NULL;
   ipc->msgs_in = ipc->msgs_out = ipc->bad_msgs = 0;
   ipc->failed = ipc->closing = 0;
   return uv_read_start((uv_stream_t *)&ipc->pipe, on_alloc, on_read);
@@ -174,20 +186,38 @@ typedef struct {
   char bytes[];
 } send_req_t;
 
+size_t sfu_ipc_queued(const sfu_ipc_t *ipc) {
+  return uv_stream_get_write_queue_size((const uv_stream_t *)&ipc->pipe);
+}
+
+int sfu_ipc_congested(sfu_ipc_t *ipc) {
+  if (!ipc->congested && sfu_ipc_queued(ipc) >= ipc->high_water) {
+    ipc->congested = 1;
+    ipc->congestions++;
+  }
+  return ipc->congested;
+}
+
 static void on_written(uv_write_t *req, int status) {
   send_req_t *sr = (send_req_t *)req;
   sfu_ipc_t *ipc = req->handle->data;
   free(sr);
-  if (status < 0 && status != UV_ECANCELED) channel_fail(ipc, status);
+  if (status < 0 && status != UV_ECANCELED) {
+    channel_fail(ipc, status);
+    return;
+  }
+  if (ipc->congested && !ipc->failed && !ipc->closing && sfu_ipc_queued(ipc) <= ipc->low_water) {
+    ipc->congested = 0;
+    if (ipc->on_drain) ipc->on_drain(ipc);
+  }
 }
 
-int sfu_ipc_send(sfu_ipc_t *ipc, json_t *msg) {
+static int send_msg(sfu_ipc_t *ipc, json_t *msg, int control) {
   if (ipc->failed || ipc->closing) return SFU_ECANCELED;
   size_t n = json_dumpb(msg, NULL, 0, JSON_COMPACT);
   if (n == 0) return SFU_EINVAL;
   if (n > ipc->dec.max_frame) return SFU_EMSGSIZE;
-  if (uv_stream_get_write_queue_size((uv_stream_t *)&ipc->pipe) + n > ipc->max_queued)
-    return SFU_EAGAIN;
+  if (!control && sfu_ipc_queued(ipc) + n > ipc->max_queued) return SFU_EAGAIN;
   send_req_t *sr = malloc(sizeof(*sr) + SFU_IPC_HDR_LEN + n);
   if (!sr) return SFU_ENOMEM;
   sfu_ipc_put_header((uint8_t *)sr->bytes, (uint32_t)n);
@@ -202,6 +232,10 @@ int sfu_ipc_send(sfu_ipc_t *ipc, json_t *msg) {
   ipc->msgs_out++;
   return 0;
 }
+
+int sfu_ipc_send(sfu_ipc_t *ipc, json_t *msg) { return send_msg(ipc, msg, 0); }
+
+int sfu_ipc_send_control(sfu_ipc_t *ipc, json_t *msg) { return send_msg(ipc, msg, 1); }
 
 static void on_pipe_closed(uv_handle_t *h) {
   sfu_ipc_t *ipc = h->data;

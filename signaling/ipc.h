@@ -16,6 +16,12 @@
  *
  * Two layers: the decoder is pure (bytes in, frames out; unit-tested with
  * partial reads), the channel puts it on a uv_pipe_t and parses JSON.
+ *
+ * Backpressure (docs/internals/ipc.md): a channel is "congested" from the
+ * moment its write queue reaches high_water until it drains to low_water;
+ * then on_drain runs once. A sender of bulk traffic asks
+ * sfu_ipc_congested() first and holds its messages (sfud pauses the client
+ * sessions that feed a room) instead of having them refused.
  */
 #ifndef SFU_SIGNALING_IPC_H
 #define SFU_SIGNALING_IPC_H
@@ -29,6 +35,10 @@
 #define SFU_IPC_DEFAULT_MAX_FRAME (1u << 20)
 /* Bytes a channel may hold queued for writing before sends fail (EAGAIN). */
 #define SFU_IPC_DEFAULT_MAX_QUEUED (8u << 20)
+/* Congestion watermarks of the write queue (bytes): congested at high,
+ * drained (on_drain) at low. */
+#define SFU_IPC_DEFAULT_HIGH_WATER (1u << 20)
+#define SFU_IPC_DEFAULT_LOW_WATER (256u << 10)
 
 /*
  * Frame decoder. Holds at most one partial frame; complete frames in the
@@ -63,6 +73,9 @@ typedef struct sfu_ipc_s sfu_ipc_t;
 typedef void (*sfu_ipc_msg_cb)(sfu_ipc_t *ipc, json_t *msg);
 /* The channel failed or the peer closed it; `err` is 0 on EOF. */
 typedef void (*sfu_ipc_error_cb)(sfu_ipc_t *ipc, int err);
+/* A congested channel's write queue fell to low_water (once per episode).
+ * Runs from a write callback: it may send, and may close the channel. */
+typedef void (*sfu_ipc_drain_cb)(sfu_ipc_t *ipc);
 
 struct sfu_ipc_s {
   void *data;                 /* user pointer */
@@ -71,6 +84,11 @@ struct sfu_ipc_s {
   sfu_ipc_msg_cb on_msg;      /* each message */
   sfu_ipc_error_cb on_error;  /* once, on EOF or failure */
   size_t max_queued;          /* bound on bytes waiting to be written */
+  size_t high_water;          /* queued bytes at which the channel is congested */
+  size_t low_water;           /* queued bytes at which it is drained again */
+  int congested;              /* 1 from high_water until drained to low_water */
+  uint64_t congestions;       /* episodes: times congested went 0 -> 1 */
+  sfu_ipc_drain_cb on_drain;  /* end of an episode, or NULL (set after init) */
   uint64_t msgs_in, msgs_out; /* counters */
   uint64_t bad_msgs;          /* frames that were not a JSON object */
   int failed;                 /* on_error was called; reads stopped */
@@ -88,6 +106,16 @@ int sfu_ipc_init(uv_loop_t *loop, sfu_ipc_t *ipc, int fd, sfu_ipc_msg_cb on_msg,
 /* Queues one message. Returns 0, SFU_EAGAIN (queue bound reached), or an
  * error from serialisation or the pipe. `msg` stays owned by the caller. */
 int sfu_ipc_send(sfu_ipc_t *ipc, json_t *msg);
+/* Queues a message that must not be lost (a join, a leave, a kick): like
+ * sfu_ipc_send() but never refused for the queue bound. Its callers bound
+ * their own rate; bulk traffic waits for on_drain instead. */
+int sfu_ipc_send_control(sfu_ipc_t *ipc, json_t *msg);
+/* Bytes queued for writing. */
+size_t sfu_ipc_queued(const sfu_ipc_t *ipc);
+/* 1 while the channel is congested (the queue reached high_water and has
+ * not drained to low_water since): bulk senders hold their messages until
+ * on_drain. Starts an episode when the queue has just reached high_water. */
+int sfu_ipc_congested(sfu_ipc_t *ipc);
 /* Closes the pipe; `cb` runs when the memory may be freed. */
 void sfu_ipc_close(sfu_ipc_t *ipc, void (*cb)(sfu_ipc_t *ipc));
 

@@ -141,6 +141,27 @@ static void usage_lists_every_setting(void **state) {
   assert_non_null(strstr(buf, "SFU_<SETTING>"));
 }
 
+static void short_api_key_is_refused_at_finish(void **state) {
+  sfu_config_t c;
+  char err[256];
+  (void)state;
+  sfu_config_defaults(&c);
+  strcpy(c.api_key, "k");
+  assert_int_equal(sfu_config_finish(&c, err, sizeof(err)), -1);
+  assert_non_null(strstr(err, "api_key must be at least"));
+  sfu_config_defaults(&c);
+  memset(c.api_key, 'k', SFU_CONFIG_MIN_API_KEY - 1);
+  c.api_key[SFU_CONFIG_MIN_API_KEY - 1] = '\0';
+  assert_int_equal(sfu_config_finish(&c, err, sizeof(err)), -1);
+  sfu_config_defaults(&c);
+  strcpy(c.api_key, "test-key"); /* what the test harness passes */
+  assert_int_equal(sfu_config_finish(&c, err, sizeof(err)), 0);
+  assert_false(c.api_key_generated);
+  sfu_config_defaults(&c); /* unset: generated, and long enough */
+  assert_int_equal(sfu_config_finish(&c, err, sizeof(err)), 0);
+  assert_true(strlen(c.api_key) >= SFU_CONFIG_MIN_API_KEY);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(defaults_serve_a_newcomer),
@@ -148,6 +169,7 @@ int main(void) {
       cmocka_unit_test(flag_forms),
       cmocka_unit_test(bad_values_are_explained),
       cmocka_unit_test(usage_lists_every_setting),
+      cmocka_unit_test(short_api_key_is_refused_at_finish),
   };
   return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

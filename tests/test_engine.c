@@ -879,6 +879,136 @@ static void server_mute_takes_a_speaker_out_of_the_speaking_set(void **state) {
   assert_string_equal(who, "alice,");
 }
 
+/* ---- 8b. server mute that sticks ------------------------------------------------------ */
+
+/* participant.server_muted of a welcome / participant_* message. */
+static int server_muted_in(json_t *msg) {
+  return json_is_true(json_object_get(json_object_get(msg, "participant"), "server_muted"));
+}
+
+/* The control plane's mute belongs to the identity, not to the session:
+ * leaving and joining again (a new participant), or replacing the session,
+ * does not lift it. */
+static void server_mute_survives_leave_and_rejoin(void **state) {
+  sim_t *s = sim_new(21, 0);
+  *state = s;
+  sim_peer_t *a = publisher(s, "alice", 1, 0);
+  sim_peer_t *b = listener(s, "bob");
+  sim_run(s, 1000);
+  sim_server_mute(s, "alice", 1);
+  sim_leave(a);
+  sim_run(s, 500);
+
+  int from = s->nmsgs;
+  uint64_t dropped = s->room.c.drop_muted;
+  sim_peer_t *a2 = sim_peer_like(a);
+  sim_enter(a2);
+  json_t *w = sim_msg_to(s, a2->session, "welcome", from, NULL);
+  assert_non_null(w);
+  if (!server_muted_in(w)) fail_msg("rejoined after leaving, welcome says not server-muted");
+  json_t *joined = sim_msg_to(s, b->session, "participant_joined", from, NULL);
+  assert_non_null(joined);
+  assert_true(server_muted_in(joined));
+  assert_true(sim_part(a2)->server_muted);
+  sim_run(s, 1000);
+  sim_sub_t *u = sim_sub_of(b, a2, 0);
+  assert_non_null(u);
+  assert_int_equal(u->nrx, 0); /* nothing of the new session is forwarded */
+  assert_true(s->room.c.drop_muted - dropped >= 45);
+
+  /* A session replacing this one starts muted too. */
+  from = s->nmsgs;
+  sim_peer_t *a3 = sim_peer_like(a2);
+  sim_enter(a3);
+  assert_true(a2->gone);
+  assert_true(server_muted_in(sim_msg_to(s, a3->session, "welcome", from, NULL)));
+  json_t *upd = sim_msg_to(s, b->session, "participant_updated", from, NULL);
+  assert_non_null(upd);
+  assert_true(server_muted_in(upd));
+
+  /* Unmuted, it is heard again. */
+  from = s->nmsgs;
+  sim_server_mute(s, "alice", 0);
+  upd = sim_msg_to(s, b->session, "participant_updated", from, NULL);
+  assert_non_null(upd);
+  assert_false(server_muted_in(upd));
+  sim_run(s, 1000);
+  u = sim_sub_of(b, a3, 0);
+  assert_non_null(u);
+  assert_true(u->nrx >= 45);
+}
+
+/* A mute of an identity that is not in the room is remembered, and
+ * applies from its first packet when it joins; an unmute before the join
+ * forgets it. */
+static void server_mute_before_join_applies_at_join(void **state) {
+  sim_t *s = sim_new(22, 0);
+  *state = s;
+  sim_peer_t *b = listener(s, "bob");
+  sim_run(s, 200);
+  int from = s->nmsgs;
+  sim_server_mute(s, "carol", 1);
+  sim_server_mute(s, "dave", 1);
+  sim_server_mute(s, "dave", 0);
+  assert_int_equal(sim_count_to(s, b->session, "participant_updated", from), 0);
+
+  uint64_t dropped = s->room.c.drop_muted;
+  sim_peer_t *c = sim_peer_new(s, "carol");
+  sim_peer_audio(c);
+  sim_enter(c);
+  json_t *w = sim_msg_to(s, c->session, "welcome", from, NULL);
+  assert_non_null(w);
+  if (!server_muted_in(w)) fail_msg("muted before joining, welcome says not server-muted");
+  assert_true(server_muted_in(sim_msg_to(s, b->session, "participant_joined", from, NULL)));
+  sim_run(s, 1000);
+  sim_sub_t *u = sim_sub_of(b, c, 0);
+  assert_non_null(u);
+  assert_int_equal(u->nrx, 0);
+  assert_true(s->room.c.drop_muted - dropped >= 45);
+
+  sim_peer_t *d = publisher(s, "dave", 1, 0); /* unmuted before it came */
+  assert_false(server_muted_in(sim_msg_to(s, d->session, "welcome", from, NULL)));
+  sim_run(s, 1000);
+  assert_true(sim_sub_of(b, d, 0)->nrx >= 45);
+
+  sim_server_mute(s, "carol", 0);
+  sim_run(s, 1000);
+  assert_true(sim_sub_of(b, c, 0)->nrx >= 45);
+}
+
+/* The set of remembered mutes is bounded; a kick does not lift a mute;
+ * an unmute while present is forgotten at the next join. */
+static void server_mute_set_is_bounded_and_outlives_a_kick(void **state) {
+  sim_t *s = sim_new(23, 0);
+  *state = s;
+  char id[32];
+  for (int i = 0; i <= SFU_ROOM_MAX_SERVER_MUTED; i++) {
+    snprintf(id, sizeof(id), "u%d", i);
+    sim_server_mute(s, id, 1);
+  }
+  sim_server_mute(s, "u0", 1); /* again: no second entry */
+  assert_int_equal(s->room.server_muted.n, SFU_ROOM_MAX_SERVER_MUTED);
+  snprintf(id, sizeof(id), "u%d", SFU_ROOM_MAX_SERVER_MUTED);
+  sim_peer_t *late = listener(s, id); /* the one past the bound */
+  assert_false(sim_part(late)->server_muted);
+
+  sim_peer_t *u0 = listener(s, "u0");
+  assert_true(sim_part(u0)->server_muted);
+  sim_kick(s, "u0");
+  assert_true(u0->gone);
+  sim_peer_t *u0b = sim_peer_like(u0);
+  sim_enter(u0b);
+  assert_true(sim_part(u0b)->server_muted); /* the kick did not lift it */
+
+  sim_server_mute(s, "u0", 0);
+  assert_false(sim_part(u0b)->server_muted);
+  assert_int_equal(s->room.server_muted.n, SFU_ROOM_MAX_SERVER_MUTED - 1);
+  sim_leave(u0b);
+  sim_peer_t *u0c = sim_peer_like(u0b);
+  sim_enter(u0c);
+  assert_false(sim_part(u0c)->server_muted);
+}
+
 /* ---- 9. glare -------------------------------------------------------------------------- */
 
 /* Emitted messages of `type` (usage, event, ...) from index `from` on. */
@@ -924,6 +1054,45 @@ static void mute_toggling_sends_no_usage_records_and_is_bounded_to_5_a_second(vo
   usage_of(s, "alice", &ua);
   assert_tiles(&ua, 0, 21000);
   assert_int_equal(usage_sum(&ua, 0), 21000);
+}
+
+/* m= lines of an SDP text. */
+static int mlines(const char *sdp) {
+  int n = 0;
+  for (const char *q = sdp; (q = strstr(q, "m=")) != NULL; q += 2) n += q == sdp || q[-1] == '\n';
+  return n;
+}
+
+static void publisher_churn_recycles_the_subscribers_mlines(void **state) {
+  sim_t *s = sim_new(14, 0);
+  *state = s;
+  sim_peer_t *a = publisher(s, "alice", 1, 1);
+  sim_peer_t *b = listener(s, "bob");
+  sim_run(s, 500);
+  json_t *first = sim_msg_to(s, b->session, "offer", 0, NULL);
+  assert_non_null(first);
+  int base = mlines(str(first, "sdp")); /* bob's own + alice's two */
+  for (int i = 0; i < SIM_MAX_PEERS - 2; i++) { /* alice leaves and comes back, again and again */
+    sim_leave(a);
+    sim_run(s, 200);
+    a = sim_peer_like(a);
+    sim_enter(a);
+    sim_run(s, 300);
+  }
+  sim_run(s, 1000);
+  json_t *last = sim_msg_to(s, b->session, "offer", 0, NULL);
+  const char *sdp = str(last, "sdp");
+  /* The removed tracks' m-lines were taken over by the new ones: at most
+   * the two of the live tracks, and two rejected ones waiting. */
+  assert_in_range(mlines(sdp), base, base + 2);
+  /* ... and the call goes on on them. */
+  sim_sub_t *ua = sim_sub_of(b, a, 0), *uv = sim_sub_of(b, a, 1);
+  assert_non_null(ua);
+  assert_non_null(uv);
+  assert_true(ua->active && uv->active);
+  int n0 = ua->nrx, v0 = uv->nrx;
+  sim_run(s, 1000);
+  assert_true(ua->nrx > n0 + 40 && uv->nrx > v0 + 20);
 }
 
 static void client_offer_while_server_offer_outstanding_gets_glare(void **state) {
@@ -1111,6 +1280,10 @@ int main(void) {
       cmocka_unit_test_teardown(silent_transport_is_removed_after_15s, teardown),
       cmocka_unit_test_teardown(mute_toggling_sends_no_usage_records_and_is_bounded_to_5_a_second,
                                 teardown),
+      cmocka_unit_test_teardown(publisher_churn_recycles_the_subscribers_mlines, teardown),
+      cmocka_unit_test_teardown(server_mute_survives_leave_and_rejoin, teardown),
+      cmocka_unit_test_teardown(server_mute_before_join_applies_at_join, teardown),
+      cmocka_unit_test_teardown(server_mute_set_is_bounded_and_outlives_a_kick, teardown),
   };
   sfu_log_set_level(SFU_LOG_WARN); /* joins and leaves are not news here */
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -2,6 +2,7 @@
  * test_ipc.c -- frame decoder (partial reads, oversized and empty frames)
  * and the JSON channel over a real socketpair on a libuv loop.
  */
+#include <fcntl.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -245,6 +246,68 @@ static void channel_refuses_oversized_send(void **state) {
   assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+static int drains;
+static void on_drain(sfu_ipc_t *ipc) {
+  (void)ipc;
+  drains++;
+}
+
+static void congestion_has_hysteresis_and_control_messages_pass(void **state) {
+  uv_loop_t loop;
+  int fds[2];
+  sfu_ipc_t a;
+  chan_state_t sa = {0};
+  (void)state;
+  assert_int_equal(uv_loop_init(&loop), 0);
+  assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
+  a.data = &sa;
+  assert_int_equal(sfu_ipc_init(&loop, &a, fds[0], on_msg, on_err), 0);
+  a.on_drain = on_drain;
+  a.high_water = 128 * 1024;
+  a.low_water = 32 * 1024;
+  a.max_queued = 256 * 1024;
+  drains = 0;
+  char pad[8192];
+  memset(pad, 'p', sizeof(pad) - 1);
+  pad[sizeof(pad) - 1] = '\0';
+  json_t *chunk = json_pack("{s:s}", "pad", pad);
+  /* The peer does not read: the queue grows to the high watermark. */
+  int n = 0;
+  while (!sfu_ipc_congested(&a) && n++ < 10000) assert_int_equal(sfu_ipc_send(&a, chunk), 0);
+  assert_true(sfu_ipc_queued(&a) >= a.high_water);
+  assert_int_equal(a.congestions, 1);
+  /* Bulk sends stop at the bound; control messages still go. */
+  while (sfu_ipc_send(&a, chunk) == 0) n++;
+  json_t *join = json_pack("{s:s}", "type", "client_join");
+  assert_int_equal(sfu_ipc_send(&a, chunk), SFU_EAGAIN);
+  assert_int_equal(sfu_ipc_send_control(&a, chunk), 0);
+  assert_int_equal(sfu_ipc_send_control(&a, join), 0);
+  assert_true(sfu_ipc_queued(&a) > a.max_queued);
+  /* Reading a little stays congested (above low water): no drain yet. */
+  char buf[65536];
+  assert_true(read(fds[1], buf, 4096) > 0);
+  uv_run(&loop, UV_RUN_NOWAIT);
+  assert_int_equal(drains, 0);
+  assert_true(sfu_ipc_congested(&a));
+  /* Reading everything drains it: on_drain once, congestion over. */
+  fcntl(fds[1], F_SETFL, O_NONBLOCK);
+  for (int i = 0; i < 10000 && sfu_ipc_queued(&a) > 0; i++) {
+    while (read(fds[1], buf, sizeof(buf)) > 0) {
+    }
+    uv_run(&loop, UV_RUN_NOWAIT);
+  }
+  assert_int_equal(drains, 1);
+  assert_false(sfu_ipc_congested(&a));
+  assert_int_equal(a.congestions, 1);
+  json_decref(join);
+  json_decref(chunk);
+  sfu_ipc_close(&a, NULL);
+  uv_run(&loop, UV_RUN_NOWAIT);
+  close(fds[1]);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN); /* the peer-gone test writes to a closed pipe */
   const struct CMUnitTest tests[] = {
@@ -255,6 +318,7 @@ int main(void) {
       cmocka_unit_test(callback_can_stop_decoding),
       cmocka_unit_test(channel_delivers_json_and_skips_garbage),
       cmocka_unit_test(channel_refuses_oversized_send),
+      cmocka_unit_test(congestion_has_hysteresis_and_control_messages_pass),
   };
   return cmocka_run_group_tests_name("ipc", tests, NULL, NULL);
 }

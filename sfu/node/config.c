@@ -62,6 +62,9 @@ static const opt_t opts[] = {
   I(usage_interval_s, 1, 3600, "rooms send a usage checkpoint this often (default 10)"),
   I(zygote, 0, 1, "1 = fork rooms from a pre-loaded template process; 0 = exec each (default 1)"),
   I(dev, 0, 1, "1 = development routes: POST /dev/join mints tokens without a key (default 0)"),
+  I(max_connections, 16, 1000000, "open HTTP/WebSocket connections, all clients; lowered to fit the descriptor limit less max_rooms + 64 (default 10000)"),
+  I(max_connections_per_ip, 1, 1000000, "open HTTP/WebSocket connections from one IP address (default 256)"),
+  I(http_request_timeout_ms, 1000, 600000, "a connection must send a complete request (headers and body) within this (default 10000)"),
 };
 
 #undef S
@@ -84,6 +87,9 @@ void sfu_config_defaults(sfu_config_t *c) {
   c->shutdown_grace_ms = 3000;
   c->zygote = 1;
   c->usage_interval_s = 10;
+  c->max_connections = 10000;
+  c->max_connections_per_ip = 256;
+  c->http_request_timeout_ms = 10000;
 }
 
 static const opt_t *find_opt(const char *key, size_t len) {
@@ -278,6 +284,11 @@ int sfu_config_finish(sfu_config_t *c, char *err, size_t errlen) {
   }
   if (c->token_secret[0] && strlen(c->token_secret) < 32) {
     snprintf(err, errlen, "token_secret must be at least 32 bytes (HS256, RFC 7518)");
+    return -1;
+  }
+  if (c->api_key[0] && strlen(c->api_key) < SFU_CONFIG_MIN_API_KEY) {
+    snprintf(err, errlen, "api_key must be at least %d characters (or unset: one is generated)",
+             SFU_CONFIG_MIN_API_KEY);
     return -1;
   }
   if (c->api_key[0] == '\0') {

@@ -42,9 +42,16 @@ typedef struct sfu_config_s {
   int dev;                       /* 1: development routes (POST /dev/join) */
   int zygote;                    /* 1: fork rooms from a template process */
   int usage_interval_s;          /* rooms checkpoint usage this often */
+  int max_connections;           /* open HTTP/WS connections, all clients (lowered to fit
+                                    RLIMIT_NOFILE less the rooms' descriptors) */
+  int max_connections_per_ip;    /* open HTTP/WS connections from one address */
+  int http_request_timeout_ms;   /* a connection must send a whole request within this */
   int api_key_generated;         /* set by sfu_config_finish() */
   int token_secret_generated;    /* set by sfu_config_finish() */
 } sfu_config_t;
+
+/* Shortest api_key accepted (the generated one has 36 characters). */
+#define SFU_CONFIG_MIN_API_KEY 8
 
 void sfu_config_defaults(sfu_config_t *c);
 /* Sets one setting by its name ("listen_port"); returns 0 or -1 with err. */
@@ -62,7 +69,9 @@ int sfu_config_load_env(sfu_config_t *c, char *err, size_t errlen);
  */
 int sfu_config_parse_args(sfu_config_t *c, int argc, char **argv,
                           const char **info, char *err, size_t errlen);
-/* Fills generated secrets and derived values, checks ranges. 0 or -1. */
+/* Fills generated secrets and derived values, checks ranges and the
+ * secrets' lengths (api_key >= SFU_CONFIG_MIN_API_KEY, token_secret >= 32,
+ * webhook_secret >= 16 with webhook_url). 0 or -1 with err. */
 int sfu_config_finish(sfu_config_t *c, char *err, size_t errlen);
 /* Writes the option reference (for --help) to a buffer. */
 void sfu_config_usage(char *buf, size_t len);

@@ -13,6 +13,25 @@
  * (413, plain text); that limit is set well above max_body_bytes so that
  * every body an API client plausibly sends gets our JSON 413.
  *
+ * Hardening (docs/api.md "Limits"):
+ *  - HTTP/1.1 only. h2o 2.2.5 would take HTTP/2 in cleartext (an
+ *    "Upgrade: h2c" request, or the "PRI * HTTP/2.0" preface) and its
+ *    HTTP/2 lacks the Rapid Reset fix; both paths hang off one switch,
+ *    globalconf.http1.upgrade_to_http2, which is off: h2c is ignored (the
+ *    request is served as HTTP/1.1) and the preface is a parse error.
+ *  - Ambiguous message framing is refused (request smuggling): h2o keeps
+ *    the first Content-Length, lets Transfer-Encoding override it, and
+ *    shows the handler neither; ambiguous_framing() reads the raw header
+ *    block, still at the start of the socket's input when the handler runs.
+ *  - Connections are capped, globally (max_connections, lowered to fit
+ *    RLIMIT_NOFILE less the rooms' descriptors) and per source address
+ *    (max_connections_per_ip; an IPv6 /64 counts as one address); one over
+ *    a cap is answered 503 and closed. A request must arrive whole within
+ *    http_request_timeout_ms (h2o's http1 request timeout, also the
+ *    keep-alive idle time). Accepted sockets get TCP keepalive and a user
+ *    timeout, so a peer that vanished without a FIN is noticed. accept(2)
+ *    failures are counted and logged at most once per 10 s.
+ *
  * Routes (docs/api.md):
  *   GET  /healthz                      liveness, no auth
  *   GET  /metrics                      Prometheus text, no auth
@@ -23,8 +42,14 @@
  *   GET  /v1/rooms/{id}                one room, detailed
  *   DELETE /v1/rooms/{id}              end it
  *   POST /v1/rooms/{id}/tokens         mint a join token
+ *   POST /v1/rooms/{id}/capture        pcap of the room's media
+ *   DELETE .../participants/{identity}            kick
+ *   POST .../participants/{identity}/mute         server mute
+ *   POST, DELETE .../participants/{identity}/ban  ban, unban
  */
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +67,24 @@
 #include "signaling/token.h"
 #include "sfu/node/validate.h"
 
+/* One accepted TCP connection; freed when h2o closes its handle. */
+typedef struct conn_s conn_t;
+struct conn_s {
+  uv_tcp_t tcp;                  /* first: the close callback gets its address */
+  sfu_http_t *h;                 /* owner */
+  struct addr_count_s *addr;     /* its source address's count; NULL: not counted */
+};
+
+/* Open connections of one source address (IPv4, or an IPv6 /64). */
+typedef struct addr_count_s addr_count_t;
+struct addr_count_s {
+  addr_count_t *next;            /* hash chain */
+  uint8_t key[9];                /* family (4/6), then 4 or 8 address bytes */
+  int n;                         /* open connections; the entry goes at 0 */
+};
+
+#define ADDR_BUCKETS 1024
+
 struct sfu_http_s {
   uv_loop_t *loop;
   const sfu_config_t *cfg;
@@ -56,6 +99,11 @@ struct sfu_http_s {
   char base_url[256];
   char ws_url[280];
   int64_t started_wall_ms;
+  int conns;                     /* open connections */
+  int max_conns;                 /* cap in effect: max_connections, or what fits */
+  addr_count_t *by_addr[ADDR_BUCKETS]; /* open connections per source address */
+  uint64_t accept_fail_logged_ms; /* last accept failure logged */
+  uint64_t accept_fails_unlogged; /* failures since */
 };
 
 typedef struct {
@@ -260,16 +308,20 @@ static int route_mint_token(sfu_http_t *h, h2o_req_t *req, sfu_room_rec_t *r) {
   return mint_token(h, req, r, &tr);
 }
 
-/* POST /v1/rooms/{id}/participants/{identity}/mute {"muted": bool} and
- * DELETE /v1/rooms/{id}/participants/{identity} (kick): forwarded to the
- * room, which applies them and tells the clients. */
+/* The participant routes: POST .../participants/{identity}/mute {"muted":
+ * bool}, DELETE .../participants/{identity} (kick), POST .../{identity}/ban
+ * {"reason"?} and DELETE .../{identity}/ban. Each is recorded in the room's
+ * moderation state (supervisor.h), which refuses the joins it forbids, and
+ * what the room must act on (kick, server_mute) is forwarded to it, which
+ * applies it and tells the clients. */
 static int route_participant(sfu_http_t *h, h2o_req_t *req, sfu_room_rec_t *r,
                              const char *identity, const char *action) {
   sfu_api_error_t e;
-  json_t *m;
   size_t len;
   const char *body = body_of(req, &len);
-  int muted;
+  char reason[SFU_BAN_MAX_REASON + 1];
+  int muted, rv;
+  int64_t now_s = sfu_wall_ms() / 1000;
 
   if (!sfu_token_valid_id(identity))
     return fail(h, req, 400, "invalid_field", "'%.64s' is not a valid identity", identity);
@@ -278,16 +330,33 @@ static int route_participant(sfu_http_t *h, h2o_req_t *req, sfu_room_rec_t *r,
                 sfu_room_state_name(r->state));
   if (action == NULL) {
     if (!method_is(req, "DELETE")) return method_not_allowed(h, req, "DELETE");
-    m = json_pack("{s:s, s:s}", "type", "kick", "identity", identity);
+    rv = sfu_supervisor_kick(r, identity, now_s);
   } else if (strcmp(action, "mute") == 0) {
     if (!method_is(req, "POST")) return method_not_allowed(h, req, "POST");
     if (sfu_validate_mute(body, len, h->cfg, &muted, &e)) return send_error(h, req, &e);
-    m = json_pack("{s:s, s:s, s:b}", "type", "server_mute", "identity", identity, "muted", muted);
+    rv = sfu_supervisor_server_mute(r, identity, muted);
+    if (rv == SFU_E2BIG)
+      return fail(h, req, 409, "too_many_mutes",
+                  "room %s already has %d server-muted identities; unmute one first", r->id,
+                  SFU_MOD_MAX_MUTED);
+  } else if (strcmp(action, "ban") == 0 && method_is(req, "POST")) {
+    if (sfu_validate_ban(body, len, h->cfg, reason, &e)) return send_error(h, req, &e);
+    rv = sfu_supervisor_ban(r, identity, reason, now_s);
+    if (rv == SFU_E2BIG)
+      return fail(h, req, 409, "too_many_bans",
+                  "room %s already has %d banned identities; unban one first", r->id,
+                  SFU_MOD_MAX_BANS);
+  } else if (strcmp(action, "ban") == 0 && method_is(req, "DELETE")) {
+    if (sfu_supervisor_unban(r, identity) != 0)
+      return fail(h, req, 404, "not_banned", "'%s' is not banned from room %s", identity, r->id);
+    return send_json(h, req, 200, json_pack("{s:s, s:s, s:s}", "room_id", r->id, "identity",
+                                            identity, "action", "unban"));
+  } else if (strcmp(action, "ban") == 0) {
+    return method_not_allowed(h, req, "POST, DELETE");
   } else {
     return fail(h, req, 404, "not_found", "no route .../participants/{identity}/%.32s", action);
   }
-  int rv = sfu_supervisor_send(r, m);
-  json_decref(m);
+  if (rv == SFU_ENOMEM) return fail(h, req, 500, "internal", "out of memory");
   if (rv) return fail(h, req, 503, "room_unreachable", "room %s: %s", r->id, sfu_strerror(rv));
   return send_json(h, req, 202, json_pack("{s:s, s:s, s:s}", "room_id", r->id, "identity",
                                           identity, "action", action ? action : "kick"));
@@ -501,12 +570,71 @@ static int route_metrics(sfu_http_t *h, h2o_req_t *req) {
   return send_body(h, req, 200, "text/plain; version=0.0.4", buf, n);
 }
 
+/* Compares a header name, case-insensitively. */
+static int name_is(const char *p, size_t len, const char *name) {
+  return len == strlen(name) && strncasecmp(p, name, len) == 0;
+}
+
+/*
+ * RFC 9112 section 6.3: a request with both Transfer-Encoding and
+ * Content-Length, or with Content-Length values that differ, has no single
+ * length; a front proxy and sfud could each take a different one and see
+ * different requests in the same bytes. Returns why the request is
+ * ambiguous, or NULL. h2o has parsed the header block already (it is
+ * complete and under H2O_MAX_REQLEN); lines end in "\n", "\r" before it is
+ * not part of a value.
+ */
+static const char *ambiguous_framing(h2o_req_t *req) {
+  h2o_socket_t *sock = req->conn->callbacks->get_socket ? req->conn->callbacks->get_socket(req->conn)
+                                                        : NULL;
+  if (req->version >= 0x200 || !sock || !sock->input) return NULL;
+  const char *p = sock->input->bytes, *end = p + sock->input->size;
+  const char *cl = NULL;
+  size_t cl_len = 0;
+  int te = 0, first = 1;
+
+  while (p < end) {
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    if (!nl) break;
+    const char *line = p, *le = nl;
+    p = nl + 1;
+    if (le > line && le[-1] == '\r') le--;
+    if (first) { /* the request line */
+      first = 0;
+      continue;
+    }
+    if (le == line) break; /* the end of the header block */
+    const char *colon = memchr(line, ':', (size_t)(le - line));
+    if (!colon) continue;
+    const char *v = colon + 1;
+    while (v < le && (*v == ' ' || *v == '\t')) v++;
+    while (le > v && (le[-1] == ' ' || le[-1] == '\t')) le--;
+    if (name_is(line, (size_t)(colon - line), "transfer-encoding")) {
+      te++;
+    } else if (name_is(line, (size_t)(colon - line), "content-length")) {
+      if (cl && ((size_t)(le - v) != cl_len || memcmp(v, cl, cl_len) != 0))
+        return "conflicting Content-Length headers";
+      cl = v;
+      cl_len = (size_t)(le - v);
+    }
+  }
+  if (te && cl) return "both Content-Length and Transfer-Encoding";
+  if (te > 1) return "more than one Transfer-Encoding header";
+  return NULL;
+}
+
 static int on_req(h2o_handler_t *self, h2o_req_t *req) {
   sfu_http_t *h = ((api_handler_t *)self)->http;
   char seg[6][72];
   int n;
+  const char *why;
 
   h->metrics->http_requests++;
+  if ((why = ambiguous_framing(req)) != NULL) {
+    h->metrics->http_rejected++;
+    req->http1_is_persistent = 0; /* what follows on this connection cannot be trusted */
+    return fail(h, req, 400, "ambiguous_request", "request refused: %s", why);
+  }
   if (h->cfg->web_root[0] && req->path_normalized.len == 1) { /* "/" -> the demo page */
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_LOCATION, NULL, H2O_STRLIT("/web/"));
     return send_body(h, req, 302, "text/plain", H2O_STRLIT("/web/\n"));
@@ -572,21 +700,152 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req) {
 
 /* --- server ------------------------------------------------------------- */
 
-static void on_conn_closed(uv_handle_t *h) { free(h); }
+#define KEEPALIVE_IDLE_S 30     /* TCP keepalive: first probe after this idle time */
+#define KEEPALIVE_INTERVAL_S 10 /* then one every this */
+#define KEEPALIVE_PROBES 3      /* unanswered probes before the peer is dead */
+#define USER_TIMEOUT_MS 60000   /* unacknowledged data this old: the peer is dead */
+#define ACCEPT_LOG_EVERY_MS 10000
+
+static const char refused_body[] =
+    "{\"error\":{\"code\":\"too_many_connections\",\"message\":"
+    "\"too many open connections; retry later\"}}\n";
+
+/* Source address as a counting key: IPv4, or the /64 of an IPv6 address. */
+static size_t addr_key(const struct sockaddr_storage *ss, uint8_t key[9]) {
+  if (ss->ss_family == AF_INET) {
+    key[0] = 4;
+    memcpy(key + 1, &((const struct sockaddr_in *)ss)->sin_addr, 4);
+    return 5;
+  }
+  const uint8_t *a = ((const struct sockaddr_in6 *)ss)->sin6_addr.s6_addr;
+  static const uint8_t v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (memcmp(a, v4mapped, 12) == 0) {
+    key[0] = 4;
+    memcpy(key + 1, a + 12, 4);
+    return 5;
+  }
+  key[0] = 6;
+  memcpy(key + 1, a, 8);
+  return 9;
+}
+
+static addr_count_t **addr_slot(sfu_http_t *h, const uint8_t *key, size_t len) {
+  uint32_t x = 2166136261u; /* FNV-1a */
+  for (size_t i = 0; i < len; i++) x = (x ^ key[i]) * 16777619u;
+  addr_count_t **pp = &h->by_addr[x % ADDR_BUCKETS];
+  while (*pp && memcmp((*pp)->key, key, len) != 0) pp = &(*pp)->next;
+  return pp;
+}
+
+static void on_conn_closed(uv_handle_t *handle) {
+  conn_t *c = (conn_t *)handle;
+  sfu_http_t *h = c->h;
+  if (c->addr) {
+    h->metrics->http_connections = --h->conns;
+    if (--c->addr->n == 0) {
+      addr_count_t **pp = addr_slot(h, c->addr->key, c->addr->key[0] == 4 ? 5 : 9);
+      *pp = c->addr->next;
+      free(c->addr);
+    }
+  }
+  free(c);
+}
+
+static void accept_failed(sfu_http_t *h, int err) {
+  uint64_t now = sfu_now_ms();
+  h->metrics->accept_failures++;
+  h->accept_fails_unlogged++;
+  if (h->accept_fail_logged_ms && now - h->accept_fail_logged_ms < ACCEPT_LOG_EVERY_MS) return;
+  sfu_log(SFU_LOG_WARN, "http", "accept failed: %s (%llu failures since the last report; %d open)",
+          uv_strerror(err), (unsigned long long)h->accept_fails_unlogged, h->conns);
+  h->accept_fail_logged_ms = now;
+  h->accept_fails_unlogged = 0;
+}
+
+/* Keepalive and a user timeout: a peer gone without a FIN is found within
+ * about a minute whether the socket is idle or has data unacknowledged. */
+static void set_keepalive(uv_tcp_t *t) {
+  uv_os_fd_t fd;
+  uv_tcp_keepalive(t, 1, KEEPALIVE_IDLE_S);
+  if (uv_fileno((uv_handle_t *)t, &fd) != 0) return;
+  int intvl = KEEPALIVE_INTERVAL_S, cnt = KEEPALIVE_PROBES;
+  unsigned ut = USER_TIMEOUT_MS;
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+  setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ut, sizeof(ut));
+}
 
 static void on_accept(uv_stream_t *listener, int status) {
   sfu_http_t *h = listener->data;
-  if (status != 0) return;
-  uv_tcp_t *conn = malloc(sizeof(*conn));
-  if (!conn) return;
-  uv_tcp_init(listener->loop, conn);
-  if (uv_accept(listener, (uv_stream_t *)conn) != 0) {
-    uv_close((uv_handle_t *)conn, on_conn_closed);
+  struct sockaddr_storage ss;
+  int sl = sizeof(ss);
+  uint8_t key[9];
+
+  if (status != 0) {
+    accept_failed(h, status);
     return;
   }
-  uv_tcp_nodelay(conn, 1);
-  h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)conn, on_conn_closed);
+  conn_t *c = calloc(1, sizeof(*c));
+  if (!c) {
+    accept_failed(h, UV_ENOMEM);
+    return;
+  }
+  c->h = h;
+  uv_tcp_init(listener->loop, &c->tcp);
+  int rv = uv_accept(listener, (uv_stream_t *)&c->tcp);
+  if (rv == 0) rv = uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl);
+  if (rv != 0) {
+    accept_failed(h, rv);
+    uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+    return;
+  }
+  size_t kl = addr_key(&ss, key);
+  addr_count_t **slot = addr_slot(h, key, kl);
+  if (h->conns >= h->max_conns || (*slot && (*slot)->n >= h->cfg->max_connections_per_ip)) {
+    char head[160];
+    int n = snprintf(head, sizeof(head),
+                     "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                     "Connection: close\r\nRetry-After: 5\r\nContent-Length: %zu\r\n\r\n",
+                     sizeof(refused_body) - 1);
+    uv_buf_t b[2] = {uv_buf_init(head, (unsigned)n),
+                     uv_buf_init((char *)refused_body, sizeof(refused_body) - 1)};
+    h->metrics->connections_refused++;
+    uv_try_write((uv_stream_t *)&c->tcp, b, 2); /* best effort: a fresh socket has room */
+    uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+    return;
+  }
+  if (!*slot) {
+    if (!(*slot = calloc(1, sizeof(**slot)))) {
+      accept_failed(h, UV_ENOMEM);
+      uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+      return;
+    }
+    memcpy((*slot)->key, key, kl);
+  }
+  c->addr = *slot;
+  c->addr->n++;
+  h->metrics->http_connections = ++h->conns;
+  uv_tcp_nodelay(&c->tcp, 1);
+  set_keepalive(&c->tcp);
+  h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, on_conn_closed);
   h2o_accept(&h->accept_ctx, sock);
+}
+
+/* max_connections, lowered to fit the descriptor limit: every room holds
+ * one descriptor in sfud (its IPC), and 64 are kept for the journal, the
+ * webhook, the zygote and the listener. */
+static int connection_cap(const sfu_config_t *cfg) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return cfg->max_connections;
+  long reserve = (long)cfg->max_rooms + 64, fit = (long)rl.rlim_cur - reserve;
+  if (fit >= cfg->max_connections) return cfg->max_connections;
+  if (fit < (long)rl.rlim_cur / 2) {
+    fit = (long)rl.rlim_cur / 2;
+    sfu_log(SFU_LOG_WARN, "http",
+            "descriptor limit %ld leaves too few for max_rooms %d: connections capped at %ld "
+            "(raise the hard RLIMIT_NOFILE)", (long)rl.rlim_cur, cfg->max_rooms, fit);
+  }
+  return (int)fit;
 }
 
 int sfu_http_start(sfu_http_t **out, uv_loop_t *loop, const sfu_config_t *cfg,
@@ -606,6 +865,8 @@ int sfu_http_start(sfu_http_t **out, uv_loop_t *loop, const sfu_config_t *cfg,
 
   h2o_config_init(&h->globalconf);
   h->globalconf.max_request_entity_size = (size_t)cfg->max_body_bytes + (1u << 20);
+  h->globalconf.http1.upgrade_to_http2 = 0; /* no h2c, no prior knowledge: HTTP/1.1 only */
+  h->globalconf.http1.req_timeout = (uint64_t)cfg->http_request_timeout_ms;
   h->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("sfud"));
   h2o_hostconf_t *host = h2o_config_register_host(&h->globalconf,
                                                   h2o_iovec_init(H2O_STRLIT("default")), 65535);
@@ -620,6 +881,8 @@ int sfu_http_start(sfu_http_t **out, uv_loop_t *loop, const sfu_config_t *cfg,
   h2o_context_init(&h->ctx, loop, &h->globalconf);
   h->accept_ctx.ctx = &h->ctx;
   h->accept_ctx.hosts = h->globalconf.hosts;
+  h->max_conns = connection_cap(cfg);
+  metrics->http_connections_max = h->max_conns;
 
   if ((rv = uv_ip4_addr(cfg->listen_host, cfg->listen_port, (struct sockaddr_in *)&ss)) != 0 &&
       (rv = uv_ip6_addr(cfg->listen_host, cfg->listen_port, (struct sockaddr_in6 *)&ss)) != 0) {
@@ -658,6 +921,8 @@ int sfu_http_start(sfu_http_t **out, uv_loop_t *loop, const sfu_config_t *cfg,
   }
   snprintf(h->ws_url, sizeof(h->ws_url), "%s://%s/v1/rtc", scheme, rest);
   sfu_log(SFU_LOG_INFO, "http", "listening on %s", h->base_url);
+  sfu_log(SFU_LOG_INFO, "http", "connections: at most %d, %d per address; requests within %d ms",
+          h->max_conns, cfg->max_connections_per_ip, cfg->http_request_timeout_ms);
   *out = h;
   return 0;
 

@@ -99,6 +99,21 @@ size_t sfu_metrics_render(const sfu_metrics_t *m, const sfu_gauges_t *g,
           m->webhook_failures);
   counter(&o, "sfu_webhook_parked_total", "Batches refused with 4xx and parked.",
           m->webhook_parked);
+  gauge(&o, "sfu_http_connections", "Open HTTP and WebSocket connections.", m->http_connections);
+  gauge(&o, "sfu_http_connections_max", "Cap on open connections in effect.", m->http_connections_max);
+  counter(&o, "sfu_http_accept_failures_total", "Connections that accept(2) failed on.",
+          m->accept_failures);
+  counter(&o, "sfu_http_connections_refused_total",
+          "Connections refused: over the global or per-address cap.", m->connections_refused);
+  counter(&o, "sfu_http_requests_rejected_total",
+          "Requests refused for conflicting Content-Length or Transfer-Encoding.", m->http_rejected);
+  counter(&o, "sfu_ws_close_timeouts_total",
+          "WebSockets closed because the client never answered the close.", m->ws_close_timeouts);
+  counter(&o, "sfu_ipc_congestions_total",
+          "Times a room's IPC queue reached its high watermark (client sessions paused).",
+          m->ipc_congestions);
+  counter(&o, "sfu_ws_backlog_closes_total",
+          "Sessions closed with 1013: more held messages than their bound.", m->ws_backlog_closes);
   histogram(&o, "sfu_room_spawn_seconds", "Time from spawn to the room's ready message.", &m->spawn_seconds);
   gauge(&o, "sfu_process_cpu_seconds", "CPU time used by sfud itself.", g->cpu_seconds);
   if (o.len < cap) buf[o.len] = '\0';

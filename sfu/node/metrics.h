@@ -38,6 +38,14 @@ typedef struct sfu_metrics_s {
   uint64_t webhook_batches;      /* batches acknowledged by the control plane */
   uint64_t webhook_failures;     /* attempts to retry */
   uint64_t webhook_parked;       /* batches refused (4xx) and set aside */
+  uint64_t accept_failures;      /* accept(2) failed (EMFILE, ENFILE, ...) */
+  uint64_t connections_refused;  /* over max_connections or max_connections_per_ip */
+  uint64_t ws_close_timeouts;    /* sockets closed: no close answer in time */
+  uint64_t ipc_congestions;      /* episodes of a room's IPC above its high watermark */
+  uint64_t ws_backlog_closes;    /* sessions closed (1013): held messages over bound */
+  uint64_t http_rejected;        /* requests refused as ambiguous (smuggling) */
+  int http_connections;          /* gauge: open HTTP/WebSocket connections */
+  int http_connections_max;      /* gauge: their cap in effect */
   sfu_histogram_t spawn_seconds; /* spawn -> room "ready" message */
 } sfu_metrics_t;
 

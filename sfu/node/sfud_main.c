@@ -5,9 +5,14 @@
  * Shutdown (SIGINT/SIGTERM): stop accepting connections, ask every room to
  * close, SIGKILL those still alive after shutdown_grace_ms, reap them all,
  * then exit 0. A second signal skips the grace period.
+ *
+ * At start the soft RLIMIT_NOFILE is raised to the hard limit (usually
+ * 1024 -> far more): every client connection is a descriptor, and the
+ * connection cap (http_api.c) is computed from what is left for rooms.
  */
 #include <libgen.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +42,25 @@ static void on_durable(void *arg) { sfu_webhook_kick(arg); }
 
 static void hook_room_msg(void *arg, sfu_room_rec_t *r, const char *type, json_t *msg) {
   sfu_ws_on_room_msg(arg, r, type, msg);
+}
+
+static void hook_room_drained(void *arg, sfu_room_rec_t *r) { sfu_ws_on_room_drained(arg, r); }
+
+/* Soft descriptor limit up to the hard one; logged either way. */
+static void raise_nofile(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+  rlim_t was = rl.rlim_cur;
+  if (rl.rlim_cur != rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+      sfu_log(SFU_LOG_WARN, "sfud", "cannot raise RLIMIT_NOFILE from %llu to %llu",
+              (unsigned long long)was, (unsigned long long)rl.rlim_max);
+      return;
+    }
+  }
+  sfu_log(SFU_LOG_INFO, "sfud", "RLIMIT_NOFILE %llu (was %llu, hard limit %llu)",
+          (unsigned long long)rl.rlim_cur, (unsigned long long)was, (unsigned long long)rl.rlim_max);
 }
 
 static void hook_room_gone(void *arg, sfu_room_rec_t *r, int crashed) {
@@ -106,12 +130,14 @@ int main(int argc, char **argv) {
   }
   sfu_log_set_level((sfu_log_level_t)sfu_log_parse_level(cfg.log_level));
   sfu_metrics_init(&metrics);
+  raise_nofile();
 
   if (sfu_events_open(&events, loop, &cfg, &metrics) != 0) return 1;
   if (sfu_supervisor_create(&sup, loop, &cfg, &metrics) != 0) return 1;
   sfu_supervisor_set_events(sup, events);
   if (sfu_ws_create(&ws, loop, &cfg, sup) != 0) return 1;
-  sfu_supervisor_hooks_t hooks = {ws, hook_room_msg, hook_room_gone};
+  sfu_ws_set_metrics(ws, &metrics);
+  sfu_supervisor_hooks_t hooks = {ws, hook_room_msg, hook_room_gone, hook_room_drained};
   sfu_supervisor_set_hooks(sup, &hooks);
   if (sfu_http_start(&http, loop, &cfg, sup, ws, &metrics) != 0) return 1;
   sfu_http_set_events(http, events);

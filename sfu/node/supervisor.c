@@ -20,6 +20,12 @@
  * One repeating timer (heartbeat_ms) does all periodic work: pings, the
  * silence check, the SIGKILL deadline of closing rooms and the expiry of
  * crashed records. Per room, that is one small JSON message per interval.
+ *
+ * Moderation (kicks, bans, server mutes; supervisor.h) is state of the
+ * record, so it lives exactly as long as the room. Its arrays are kept in
+ * the order things happened and searched linearly: they are consulted
+ * once per join and changed once per API call, never per packet, and the
+ * largest (10,000 kicks) is ~1 MiB and a few tens of microseconds to scan.
  */
 #include <signal.h>
 #include <sys/socket.h>
@@ -103,6 +109,10 @@ static void record_free(sfu_room_rec_t *r) {
   json_decref(r->stats);
   json_decref(r->people);
   json_decref(r->totals);
+  sfu_vec_free(&r->mod.denied);
+  sfu_vec_free(&r->mod.bans);
+  sfu_vec_free(&r->mod.muted);
+  sfu_vec_free(&r->mod.tokens);
   free(r);
   s->records_alive--;
   maybe_done(s);
@@ -326,6 +336,12 @@ static void on_ipc_error(sfu_ipc_t *ipc, int err) {
   if (r->state != SFU_ROOM_CLOSING) kill_room(r, "ipc_error");
 }
 
+/* The room's IPC backlog drained: its paused client sessions resume. */
+static void on_ipc_drain(sfu_ipc_t *ipc) {
+  sfu_room_rec_t *r = ipc->data;
+  if (r->sup->hooks.room_drained) r->sup->hooks.room_drained(r->sup->hooks.arg, r);
+}
+
 static int name_in_use(sfu_supervisor_t *s, const char *name) {
   for (sfu_room_rec_t *r = s->rooms; r; r = r->next)
     if (is_live(r) && r->name[0] && strcmp(r->name, name) == 0) return 1;
@@ -429,6 +445,7 @@ int sfu_supervisor_spawn(sfu_supervisor_t *s, sfu_room_req_t *req,
     r->pid = r->proc.pid;
     rv = sfu_ipc_init(s->loop, &r->ipc, -1, on_ipc_msg, on_ipc_error);
   }
+  r->ipc.on_drain = on_ipc_drain;
   r->last_heard_ms = sfu_now_ms();
   r->next = s->rooms;
   s->rooms = r;
@@ -457,7 +474,9 @@ sfu_room_rec_t *sfu_supervisor_find(sfu_supervisor_t *s, const char *id) {
 
 int sfu_supervisor_send(sfu_room_rec_t *r, json_t *msg) {
   if (r->exited || r->state == SFU_ROOM_CRASHED) return SFU_ECANCELED;
-  return sfu_ipc_send(&r->ipc, msg);
+  /* Control messages: never refused for the queue's size. Client traffic
+   * (ws.c) checks sfu_ipc_congested() first and waits for the drain. */
+  return sfu_ipc_send_control(&r->ipc, msg);
 }
 
 int sfu_supervisor_close_room(sfu_supervisor_t *s, sfu_room_rec_t *r,
@@ -549,6 +568,185 @@ void sfu_supervisor_counts(const sfu_supervisor_t *s, int *live, int *crashed,
   }
 }
 
+/* --- moderation ----------------------------------------------------------- */
+
+/* Every sfu_mod_*_t starts with its identity: index of `identity` in an
+ * array of `n` items of `size` bytes, or -1. */
+static int mod_find(const void *items, int n, size_t size, const char *identity) {
+  for (int i = 0; i < n; i++)
+    if (strcmp((const char *)items + (size_t)i * size, identity) == 0) return i;
+  return -1;
+}
+
+/* Removes item i of an array of `*n` items of `size` bytes, keeping the
+ * order of the others. */
+static void mod_remove(void *items, int *n, size_t size, int i) {
+  memmove((char *)items + (size_t)i * size, (char *)items + (size_t)(i + 1) * size,
+          (size_t)(*n - i - 1) * size);
+  (*n)--;
+}
+
+#define MOD_FIND(v, id) mod_find((v)->items, (v)->n, sizeof(*(v)->items), (id))
+#define MOD_REMOVE(v, i) mod_remove((v)->items, &(v)->n, sizeof(*(v)->items), (i))
+
+static int send_control(sfu_room_rec_t *r, json_t *m) {
+  int rv = sfu_supervisor_send(r, m);
+  json_decref(m);
+  return rv;
+}
+
+/* The identity's last admitted token, newest last; the oldest admission
+ * goes first when full (expired ones before it). */
+static void remember_token(sfu_room_rec_t *r, const sfu_token_claims_t *c, int64_t now_s) {
+  sfu_moderation_t *m = &r->mod;
+  sfu_mod_token_t t;
+  int i = MOD_FIND(&m->tokens, c->identity);
+  if (i >= 0) MOD_REMOVE(&m->tokens, i);
+  for (i = 0; m->tokens.n >= SFU_MOD_MAX_TOKENS && i < m->tokens.n;)
+    if (m->tokens.items[i].exp_s <= now_s)
+      MOD_REMOVE(&m->tokens, i);
+    else
+      i++;
+  if (m->tokens.n >= SFU_MOD_MAX_TOKENS) MOD_REMOVE(&m->tokens, 0);
+  memset(&t, 0, sizeof(t));
+  memcpy(t.identity, c->identity, sizeof(t.identity));
+  memcpy(t.jti, c->jti, sizeof(t.jti));
+  t.exp_s = c->exp;
+  if (sfu_vec_push(&m->tokens, t) != 0)
+    room_log(SFU_LOG_WARN, r, "cannot remember the token of %s: out of memory", c->identity);
+}
+
+sfu_mod_verdict_t sfu_supervisor_admit(sfu_room_rec_t *r, const sfu_token_claims_t *c,
+                                       int64_t now_s) {
+  sfu_moderation_t *m = &r->mod;
+  if (MOD_FIND(&m->bans, c->identity) >= 0) {
+    m->joins_refused++;
+    return SFU_MOD_BANNED;
+  }
+  for (int i = 0; i < m->denied.n; i++) {
+    const sfu_mod_deny_t *d = &m->denied.items[i];
+    if ((d->jti[0] && strcmp(d->jti, c->jti) == 0) ||
+        (c->iat <= d->kicked_s && strcmp(d->identity, c->identity) == 0)) {
+      m->joins_refused++;
+      return SFU_MOD_KICKED;
+    }
+  }
+  remember_token(r, c, now_s);
+  return SFU_MOD_ADMIT;
+}
+
+/* Makes room for one deny entry: entries whose token expired go first
+ * (all of them), then the one that expires first. */
+static void deny_make_room(sfu_room_rec_t *r, int64_t now_s) {
+  sfu_moderation_t *m = &r->mod;
+  int kept = 0, lo = 0;
+  for (int i = 0; i < m->denied.n; i++)
+    if (m->denied.items[i].exp_s > now_s) m->denied.items[kept++] = m->denied.items[i];
+  m->denied_evicted += (uint64_t)(m->denied.n - kept);
+  m->denied.n = kept;
+  if (m->denied.n < SFU_MOD_MAX_DENIED) return;
+  for (int i = 1; i < m->denied.n; i++)
+    if (m->denied.items[i].exp_s < m->denied.items[lo].exp_s) lo = i;
+  room_log(SFU_LOG_WARN, r, "deny list full (%d kicks): forgetting the kick of %s",
+           SFU_MOD_MAX_DENIED, m->denied.items[lo].identity);
+  MOD_REMOVE(&m->denied, lo);
+  m->denied_evicted++;
+}
+
+/* Deny-lists the identity's last token and its tokens issued up to now_s. */
+static void record_kick(sfu_room_rec_t *r, const char *identity, int64_t now_s) {
+  sfu_moderation_t *m = &r->mod;
+  sfu_mod_deny_t d;
+  int t = MOD_FIND(&m->tokens, identity);
+
+  memset(&d, 0, sizeof(d));
+  snprintf(d.identity, sizeof(d.identity), "%s", identity);
+  d.kicked_s = now_s;
+  d.exp_s = now_s + SFU_MOD_KICK_HOLD_S;
+  if (t >= 0) {
+    if (m->tokens.items[t].exp_s > now_s) {
+      memcpy(d.jti, m->tokens.items[t].jti, sizeof(d.jti));
+      d.exp_s = m->tokens.items[t].exp_s;
+    }
+    MOD_REMOVE(&m->tokens, t);
+  }
+  m->kicks++;
+  /* Kicked again with no newer token: one entry, moved to the end. */
+  for (int i = 0; i < m->denied.n; i++) {
+    sfu_mod_deny_t *o = &m->denied.items[i];
+    if (strcmp(o->identity, d.identity) == 0 && strcmp(o->jti, d.jti) == 0) {
+      if (o->exp_s > d.exp_s) d.exp_s = o->exp_s;
+      MOD_REMOVE(&m->denied, i);
+      break;
+    }
+  }
+  if (m->denied.n >= SFU_MOD_MAX_DENIED) deny_make_room(r, now_s);
+  if (sfu_vec_push(&m->denied, d) != 0)
+    room_log(SFU_LOG_ERROR, r, "cannot deny-list the tokens of %s: out of memory", identity);
+}
+
+int sfu_supervisor_kick(sfu_room_rec_t *r, const char *identity, int64_t now_s) {
+  record_kick(r, identity, now_s);
+  room_log(SFU_LOG_INFO, r, "kick %s: its tokens up to %lld are refused", identity,
+           (long long)now_s);
+  return send_control(r, json_pack("{s:s, s:s}", "type", "kick", "identity", identity));
+}
+
+int sfu_supervisor_ban(sfu_room_rec_t *r, const char *identity, const char *reason,
+                       int64_t now_s) {
+  sfu_moderation_t *m = &r->mod;
+  sfu_mod_ban_t b;
+  int i = MOD_FIND(&m->bans, identity);
+  if (i < 0) {
+    if (m->bans.n >= SFU_MOD_MAX_BANS) return SFU_E2BIG;
+    memset(&b, 0, sizeof(b));
+    snprintf(b.identity, sizeof(b.identity), "%s", identity);
+    b.at_ms = sfu_wall_ms();
+    if (sfu_vec_push(&m->bans, b) != 0) return SFU_ENOMEM;
+    i = m->bans.n - 1;
+  }
+  snprintf(m->bans.items[i].reason, sizeof(m->bans.items[i].reason), "%s", reason ? reason : "");
+  room_log(SFU_LOG_INFO, r, "ban %s", identity);
+  return sfu_supervisor_kick(r, identity, now_s);
+}
+
+int sfu_supervisor_unban(sfu_room_rec_t *r, const char *identity) {
+  int i = MOD_FIND(&r->mod.bans, identity);
+  if (i < 0) return SFU_ENOENT;
+  MOD_REMOVE(&r->mod.bans, i);
+  room_log(SFU_LOG_INFO, r, "unban %s", identity);
+  return 0;
+}
+
+int sfu_supervisor_server_mute(sfu_room_rec_t *r, const char *identity, int muted) {
+  sfu_moderation_t *m = &r->mod;
+  int i = MOD_FIND(&m->muted, identity);
+  if (muted && i < 0) {
+    sfu_mod_id_t id;
+    if (m->muted.n >= SFU_MOD_MAX_MUTED) return SFU_E2BIG;
+    snprintf(id.identity, sizeof(id.identity), "%s", identity);
+    if (sfu_vec_push(&m->muted, id) != 0) return SFU_ENOMEM;
+  } else if (!muted && i >= 0) {
+    MOD_REMOVE(&m->muted, i);
+  }
+  return send_control(r, json_pack("{s:s, s:s, s:b}", "type", "server_mute", "identity",
+                                   identity, "muted", muted));
+}
+
+json_t *sfu_moderation_json(const sfu_room_rec_t *r) {
+  const sfu_moderation_t *m = &r->mod;
+  json_t *bans = json_array(), *muted = json_array();
+  for (int i = 0; i < m->bans.n; i++)
+    json_array_append_new(bans, json_pack("{s:s, s:s, s:I}", "identity", m->bans.items[i].identity,
+                                          "reason", m->bans.items[i].reason, "banned_at_ms",
+                                          (json_int_t)m->bans.items[i].at_ms));
+  for (int i = 0; i < m->muted.n; i++)
+    json_array_append_new(muted, json_string(m->muted.items[i].identity));
+  return json_pack("{s:o, s:o, s:I, s:i, s:I, s:I}", "bans", bans, "server_muted", muted, "kicks",
+                   (json_int_t)m->kicks, "deny_list", m->denied.n, "deny_list_evicted",
+                   (json_int_t)m->denied_evicted, "joins_refused", (json_int_t)m->joins_refused);
+}
+
 json_t *sfu_room_json(const sfu_room_rec_t *r, int detail) {
   int64_t now = sfu_wall_ms();
   json_t *j = json_pack("{s:s, s:s, s:i, s:I, s:I, s:i, s:i, s:i}",
@@ -573,6 +771,7 @@ json_t *sfu_room_json(const sfu_room_rec_t *r, int detail) {
                                             (json_int_t)r->ipc.msgs_out, "bad_messages",
                                             (json_int_t)r->ipc.bad_msgs));
     if (r->stats) json_object_set(j, "stats", r->stats);
+    json_object_set_new(j, "moderation", sfu_moderation_json(r));
   }
   return j;
 }

@@ -21,6 +21,8 @@
 #include "sfu/node/config.h"
 #include "sfu/node/metrics.h"
 #include "signaling/ipc.h"
+#include "signaling/token.h"
+#include "sfu/base/vec.h"
 #include "sfu/node/validate.h"
 
 typedef enum {
@@ -34,6 +36,82 @@ typedef enum {
 
 typedef struct sfu_supervisor_s sfu_supervisor_t;
 typedef struct sfu_room_rec_s sfu_room_rec_t;
+
+/* --- moderation -------------------------------------------------------------
+ *
+ * What the control plane decided about a room's participants, kept by sfud
+ * because sfud authenticates joins (sfu_supervisor_admit(), called by
+ * ws.c before a join reaches the room). The room keeps its own copy of
+ * the server mutes, which it applies (sfu/room/engine.h). All of it lives
+ * as long as the room's record and every collection is bounded:
+ *
+ *   deny list  one entry per kick: the identity, the kick time and the jti
+ *              and expiry of the token the identity last joined with. A
+ *              token is refused if its jti is listed, or if it is for a
+ *              kicked identity and was issued at or before the kick (iat
+ *              <= kicked_s, whole seconds). At SFU_MOD_MAX_DENIED entries,
+ *              a kick first drops the entries whose token has expired,
+ *              then the one that expires first: kicks are never refused.
+ *   bans       identities refused whatever their token, until unbanned.
+ *              SFU_MOD_MAX_BANS; one more is refused (409 too_many_bans).
+ *   mutes      identities the control plane server-muted, present or not.
+ *              SFU_MOD_MAX_MUTED; one more is refused (409 too_many_mutes).
+ *   tokens     the last token each identity was admitted with (jti,
+ *              expiry), so that a kick can deny-list it. SFU_MOD_MAX_TOKENS;
+ *              the oldest admission is forgotten first (the iat rule still
+ *              refuses a forgotten token).
+ */
+#define SFU_MOD_MAX_DENIED 10000 /* deny-list entries (kicks) per room */
+#define SFU_MOD_MAX_BANS 1000    /* banned identities per room */
+#define SFU_MOD_MAX_MUTED 1000   /* server-muted identities per room (= the room's bound) */
+#define SFU_MOD_MAX_TOKENS 1024  /* identities whose last token is remembered */
+/* How long a kick is kept for when no token of the identity is known (for
+ * the order in which a full deny list drops entries): the longest ttl_s
+ * sfud mints. */
+#define SFU_MOD_KICK_HOLD_S 86400
+
+/* Why sfu_supervisor_admit() refused a join. */
+typedef enum {
+  SFU_MOD_ADMIT = 0,  /* let it in */
+  SFU_MOD_KICKED = 1, /* the token is deny-listed, or older than a kick */
+  SFU_MOD_BANNED = 2, /* the identity is banned */
+} sfu_mod_verdict_t;
+
+/* One kick: the iat rule for `identity` and, if known, its token's jti. */
+typedef struct sfu_mod_deny_s {
+  char identity[SFU_TOKEN_MAX_ID + 1];
+  char jti[33];        /* the token it last joined with; "" = none known */
+  int64_t kicked_s;    /* wall clock seconds: tokens with iat <= this are refused */
+  int64_t exp_s;       /* that token's exp, else kicked_s + SFU_MOD_KICK_HOLD_S */
+} sfu_mod_deny_t;
+
+typedef struct sfu_mod_ban_s {
+  char identity[SFU_TOKEN_MAX_ID + 1];
+  char reason[SFU_BAN_MAX_REASON + 1]; /* "" = none given */
+  int64_t at_ms;       /* wall clock ms of the ban */
+} sfu_mod_ban_t;
+
+typedef struct sfu_mod_token_s {
+  char identity[SFU_TOKEN_MAX_ID + 1];
+  char jti[33];        /* 32 hex digits */
+  int64_t exp_s;       /* the token's exp */
+} sfu_mod_token_t;
+
+typedef struct sfu_mod_id_s {
+  char identity[SFU_TOKEN_MAX_ID + 1];
+} sfu_mod_id_t;
+
+/* A room's moderation state, embedded in its record; freed with it. Each
+ * array keeps its items oldest first. */
+typedef struct sfu_moderation_s {
+  SFU_VEC(sfu_mod_deny_t) denied;  /* <= SFU_MOD_MAX_DENIED */
+  SFU_VEC(sfu_mod_ban_t) bans;     /* <= SFU_MOD_MAX_BANS */
+  SFU_VEC(sfu_mod_id_t) muted;     /* <= SFU_MOD_MAX_MUTED */
+  SFU_VEC(sfu_mod_token_t) tokens; /* <= SFU_MOD_MAX_TOKENS */
+  uint64_t kicks;                  /* kicks and bans recorded */
+  uint64_t denied_evicted;         /* deny entries dropped to make room */
+  uint64_t joins_refused;          /* joins refused as kicked or banned */
+} sfu_moderation_t;
 
 /*
  * One room as sfud sees it. Its process and IPC handles are embedded; the
@@ -68,6 +146,7 @@ struct sfu_room_rec_s {
   json_t *people;                    /* sid -> identity of joined participants */
   json_t *totals;                    /* usage ms by kind over the room's life */
   int sessions;                      /* participant sessions that joined */
+  sfu_moderation_t mod;              /* kicks, bans, server mutes (above) */
   sfu_supervisor_t *sup;             /* owner */
   sfu_room_rec_t *next;              /* registry list */
 };
@@ -79,6 +158,9 @@ typedef struct sfu_supervisor_hooks_s {
   void (*room_msg)(void *arg, sfu_room_rec_t *r, const char *type, json_t *msg);
   /* the room ended (closing or crashed): its clients must go */
   void (*room_gone)(void *arg, sfu_room_rec_t *r, int crashed);
+  /* the room's IPC write queue drained after congestion: paused client
+   * sessions may send again (may be NULL) */
+  void (*room_drained)(void *arg, sfu_room_rec_t *r);
 } sfu_supervisor_hooks_t;
 
 void sfu_supervisor_set_hooks(sfu_supervisor_t *s, const sfu_supervisor_hooks_t *h);
@@ -99,8 +181,43 @@ sfu_room_rec_t *sfu_supervisor_find(sfu_supervisor_t *s, const char *id);
  * forgets a crashed one. Returns 0. */
 int sfu_supervisor_close_room(sfu_supervisor_t *s, sfu_room_rec_t *r,
                               const char *reason);
-/* Sends a message to a live room (stats request, later signaling). */
+/* Sends a message to a live room (pings, control requests, client
+ * messages). Never refused for the IPC queue's size (control messages must
+ * not be lost): bulk senders check sfu_ipc_congested(&r->ipc) first and
+ * wait for the room_drained hook. Returns 0, SFU_ECANCELED (room gone) or
+ * an error of sfu_ipc_send_control(). */
 int sfu_supervisor_send(sfu_room_rec_t *r, json_t *msg);
+/*
+ * Moderation (see above). `now_s` is the wall clock in seconds, as tokens
+ * count it. Each changes r->mod and, where the room must act, sends it the
+ * message (kick, server_mute); a send error is returned after the state
+ * was recorded.
+ *
+ * admit: the verdict on a verified token for r (c->room == r->id); on
+ *   SFU_MOD_ADMIT the token is remembered as c->identity's last.
+ * kick: deny-lists the identity's last token and every token for it issued
+ *   up to now_s, then tells the room to remove it (whether present or not).
+ *   0 or the send error.
+ * ban: bans `identity` (`reason` may be NULL or "") and kicks it. A second
+ *   ban of the same identity updates the reason. 0, SFU_E2BIG (already
+ *   SFU_MOD_MAX_BANS others) or the send error.
+ * unban: 0, or SFU_ENOENT if it was not banned. Tokens issued up to the
+ *   ban stay refused (the ban kicked).
+ * server_mute: remembers or forgets the mute and tells the room. 0,
+ *   SFU_E2BIG (a new identity beyond SFU_MOD_MAX_MUTED) or the send error.
+ */
+sfu_mod_verdict_t sfu_supervisor_admit(sfu_room_rec_t *r, const sfu_token_claims_t *c,
+                                       int64_t now_s);
+int sfu_supervisor_kick(sfu_room_rec_t *r, const char *identity, int64_t now_s);
+int sfu_supervisor_ban(sfu_room_rec_t *r, const char *identity, const char *reason,
+                       int64_t now_s);
+int sfu_supervisor_unban(sfu_room_rec_t *r, const char *identity);
+int sfu_supervisor_server_mute(sfu_room_rec_t *r, const char *identity, int muted);
+/* {"bans": [{"identity", "reason", "banned_at_ms"}], "server_muted":
+ * [identity], "kicks", "deny_list", "deny_list_evicted", "joins_refused"}
+ * (new reference). */
+json_t *sfu_moderation_json(const sfu_room_rec_t *r);
+
 /* JSON view for the API; `detail` adds stats and process details. */
 json_t *sfu_room_json(const sfu_room_rec_t *r, int detail);
 json_t *sfu_supervisor_list_json(sfu_supervisor_t *s);

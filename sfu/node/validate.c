@@ -217,6 +217,25 @@ int sfu_validate_mute(const char *body, size_t len, const sfu_config_t *cfg,
   return rv;
 }
 
+int sfu_validate_ban(const char *body, size_t len, const sfu_config_t *cfg,
+                     char reason[SFU_BAN_MAX_REASON + 1], sfu_api_error_t *err) {
+  json_t *j, *v;
+  const char *key;
+  int rv;
+  reason[0] = '\0';
+  if ((rv = sfu_validate_body(body, len, (size_t)cfg->max_body_bytes, &j, err))) return rv;
+  json_object_foreach(j, key, v) {
+    if (strcmp(key, "reason") == 0)
+      rv = get_str(v, key, SFU_BAN_MAX_REASON, reason, err);
+    else
+      rv = unknown(key, err);
+    if (rv) break;
+  }
+  if (rv) reason[0] = '\0';
+  json_decref(j);
+  return rv;
+}
+
 int sfu_validate_capture(const char *body, size_t len, const sfu_config_t *cfg,
                          sfu_capture_req_t *out, sfu_api_error_t *err) {
   json_t *j, *v;

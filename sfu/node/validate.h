@@ -57,6 +57,12 @@ int sfu_validate_token_req(const char *body, size_t len,
 /* {"muted": bool}, required. */
 int sfu_validate_mute(const char *body, size_t len, const sfu_config_t *cfg,
                       int *muted, sfu_api_error_t *err);
+/* POST .../participants/{identity}/ban: {} or {"reason": string of at most
+ * SFU_BAN_MAX_REASON bytes}; an empty body is {}. `reason` gets "" when
+ * absent. */
+#define SFU_BAN_MAX_REASON 200
+int sfu_validate_ban(const char *body, size_t len, const sfu_config_t *cfg,
+                     char reason[SFU_BAN_MAX_REASON + 1], sfu_api_error_t *err);
 /* {"draining": bool}, empty body = true. */
 int sfu_validate_drain(const char *body, size_t len, const sfu_config_t *cfg,
                        int *draining, sfu_api_error_t *err);

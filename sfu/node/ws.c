@@ -22,6 +22,25 @@
  * Bounds: frames <= 64 KiB (wslay closes with 1009 beyond), at most 1 MiB
  * queued to a slow client (then it is closed), sessions per room are
  * bounded by the room's max_participants (the room refuses the join).
+ *
+ * Every state has a timer (checked by the 1 s tick): AWAIT_JOIN and JOINING
+ * end after SFU_WS_JOIN_TIMEOUT_MS, JOINED after SFU_WS_IDLE_TIMEOUT_MS
+ * without a message, and CLOSING -- our close frame queued, the client's
+ * awaited -- after SFU_WS_CLOSE_TIMEOUT_MS: then the socket is closed
+ * whatever the client does. A client that never answers the close, or
+ * never reads, holds a descriptor for at most that long.
+ *
+ * Backpressure towards the room (docs/internals/ipc.md). Join and leave
+ * (client_join, client_gone) are control messages and always go out. A
+ * client message goes out only while the room's IPC channel is not
+ * congested; otherwise it is held in the session's queue (in order, at
+ * most SFU_WS_MAX_HELD bytes) and the session is paused: a uv_prepare
+ * handle stops reading its socket before every poll (h2o re-arms the read
+ * after each callback, so the stop is repeated), and the kernel's TCP
+ * window pushes back on the client. When the channel drains to its low
+ * watermark the held messages go out, one per session in turn, and the
+ * sessions read again. A session whose held queue would exceed its bound
+ * is closed with 1013 "signaling backlog": no message is dropped silently.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +56,14 @@
 
 typedef enum { WS_AWAIT_JOIN, WS_JOINING, WS_JOINED, WS_CLOSING } ws_state_t;
 
+/* A client message held while the room's IPC is congested. */
+typedef struct held_s held_t;
+struct held_s {
+  held_t *next;                  /* queue order */
+  json_t *msg;                   /* the client's message (owned) */
+  size_t bytes;                  /* its size on the wire, for the bound */
+};
+
 typedef struct session_s session_t;
 struct session_s {
   sfu_ws_t *ws;                  /* owner */
@@ -45,8 +72,12 @@ struct session_s {
   ws_state_t state;              /* see above */
   sfu_room_rec_t *room;          /* joined room; NULL when it is gone */
   char identity[SFU_TOKEN_MAX_ID + 1];
-  uint64_t opened_ms;            /* for the join timeout */
+  uint64_t opened_ms;            /* connected, then sent its join: join timeouts */
   uint64_t last_rx_ms;           /* for the idle timeout */
+  uint64_t closing_ms;           /* entered WS_CLOSING; for the close timeout */
+  held_t *held, *held_tail;      /* messages waiting for the room's IPC */
+  size_t held_bytes;             /* their bytes, <= SFU_WS_MAX_HELD */
+  int paused;                    /* reads stopped until the room drains */
   double tokens;                 /* rate limit: messages that may come now */
   uint64_t limited_ms;           /* last rate_limited error sent */
   int dirty;                     /* on the flush list */
@@ -60,6 +91,11 @@ struct sfu_ws_s {
   sfu_supervisor_t *sup;
   uv_idle_t flush;               /* runs while sessions are dirty */
   uv_timer_t tick;               /* timeouts, once a second */
+  uv_prepare_t hold;             /* keeps paused sessions' reads stopped */
+  sfu_metrics_t *metrics;        /* counters, or NULL */
+  int paused;                    /* sessions paused */
+  uint64_t congestion_logged_ms; /* last "IPC backlog" line */
+  uint64_t congestions_unlogged; /* episodes since */
   session_t *sessions;
   session_t *dirty;
   uint32_t next_id;
@@ -120,11 +156,28 @@ static void tell_room(session_t *s, const char *type, json_t *extra) {
             sfu_strerror(rv));
 }
 
+static void drop_held(session_t *s) {
+  while (s->held) {
+    held_t *h = s->held;
+    s->held = h->next;
+    json_decref(h->msg);
+    free(h);
+  }
+  s->held_tail = NULL;
+  s->held_bytes = 0;
+  if (s->paused) {
+    s->paused = 0;
+    s->ws->paused--;
+  }
+}
+
 static void close_session(session_t *s, int code, const char *reason) {
   if (!s->conn || s->state == WS_CLOSING) return;
   if (s->state == WS_JOINING || s->state == WS_JOINED)
     tell_room(s, "client_gone", json_pack("{s:s}", "reason", code == 1000 ? "left" : code == SFU_WS_HEARTBEAT_TIMEOUT ? "timeout" : "closed"));
+  drop_held(s); /* the client is leaving: the room has been told */
   s->state = WS_CLOSING;
+  s->closing_ms = sfu_now_ms();
   s->room = NULL;
   wslay_event_queue_close(s->conn->ws_ctx, (uint16_t)code, (const uint8_t *)reason,
                           strlen(reason));
@@ -152,6 +205,18 @@ static int join_close_code(int err) {
   }
 }
 
+/* A kicked token (deny-listed, or issued up to a kick of its identity) or
+ * a banned identity is refused here, before anything reaches the room:
+ * 4012 "kicked" / "banned" (docs/signaling.md). Returns 1 if closed. */
+static int refused_by_moderation(session_t *s, sfu_room_rec_t *r, const sfu_token_claims_t *c) {
+  sfu_mod_verdict_t v = sfu_supervisor_admit(r, c, sfu_wall_ms() / 1000);
+  if (v == SFU_MOD_ADMIT) return 0;
+  sfu_log(SFU_LOG_INFO, "ws", "session %u: %s refused by room %s (%s)", s->id, c->identity, r->id,
+          v == SFU_MOD_BANNED ? "banned" : "kicked");
+  close_session(s, SFU_WS_KICKED, v == SFU_MOD_BANNED ? "banned" : "kicked");
+  return 1;
+}
+
 static void on_join(session_t *s, const sfu_msg_t *m) {
   sfu_ws_t *ws = s->ws;
   sfu_token_claims_t c;
@@ -175,13 +240,129 @@ static void on_join(session_t *s, const sfu_msg_t *m) {
     close_session(s, SFU_WS_WRONG_ROOM, "token is for another room");
     return;
   }
+  if (refused_by_moderation(s, r, &c)) return;
   s->room = r;
   s->state = WS_JOINING;
+  s->opened_ms = sfu_now_ms(); /* the room has SFU_WS_JOIN_TIMEOUT_MS to welcome it */
   memcpy(s->identity, c.identity, sizeof(s->identity));
   tell_room(s, "client_join",
             json_pack("{s:s, s:s, s:i, s:s, s:O*}", "identity", c.identity, "name", c.name,
                       "grants", (int)c.grants, "jti", c.jti, "id", m->id));
   sfu_log(SFU_LOG_INFO, "ws", "session %u: %s joining room %s", s->id, c.identity, r->id);
+}
+
+/* --- backpressure towards the room --------------------------------------- */
+
+static void on_hold(uv_prepare_t *h);
+
+#define CONGESTION_LOG_EVERY_MS 10000
+
+/* Is the room's IPC congested? Counts the start of an episode, and logs it
+ * (at most one line per 10 s: under sustained load episodes follow each
+ * other as the queue swings between its watermarks). */
+static int room_congested(sfu_ws_t *ws, sfu_room_rec_t *r) {
+  uint64_t before = r->ipc.congestions;
+  int c = sfu_ipc_congested(&r->ipc);
+  if (r->ipc.congestions != before) {
+    uint64_t now = sfu_now_ms();
+    if (ws->metrics) ws->metrics->ipc_congestions++;
+    ws->congestions_unlogged++;
+    if (!ws->congestion_logged_ms || now - ws->congestion_logged_ms >= CONGESTION_LOG_EVERY_MS) {
+      sfu_log(SFU_LOG_WARN, "ws",
+              "room %s: IPC backlog of %zu bytes: pausing its client sessions "
+              "(%llu episodes on this node since the last report)",
+              r->id, sfu_ipc_queued(&r->ipc), (unsigned long long)ws->congestions_unlogged);
+      ws->congestion_logged_ms = now;
+      ws->congestions_unlogged = 0;
+    }
+  }
+  return c;
+}
+
+/* Holds `msg` (reference taken) until the room drains; closes the session
+ * when its own bound would be exceeded. */
+static void hold(session_t *s, json_t *msg, size_t bytes) {
+  sfu_ws_t *ws = s->ws;
+  if (s->held_bytes + bytes > SFU_WS_MAX_HELD) {
+    json_decref(msg);
+    if (ws->metrics) ws->metrics->ws_backlog_closes++;
+    sfu_log(SFU_LOG_WARN, "ws", "session %u (%s): more than %u bytes waiting for room %s, closing",
+            s->id, s->identity, SFU_WS_MAX_HELD, s->room->id);
+    close_session(s, SFU_WS_TRY_AGAIN, "signaling backlog: room busy, slow down");
+    return;
+  }
+  held_t *h = malloc(sizeof(*h));
+  if (!h) {
+    json_decref(msg);
+    close_session(s, 1011, "out of memory");
+    return;
+  }
+  h->next = NULL;
+  h->msg = msg;
+  h->bytes = bytes;
+  if (s->held_tail)
+    s->held_tail->next = h;
+  else
+    s->held = h;
+  s->held_tail = h;
+  s->held_bytes += bytes;
+  if (!s->paused) {
+    s->paused = 1;
+    if (ws->paused++ == 0) uv_prepare_start(&ws->hold, on_hold);
+  }
+}
+
+/* A client message for the room: sent, or held behind earlier ones. */
+static void forward(session_t *s, json_t *msg, size_t bytes) {
+  if (!s->room) return;
+  if (s->held || room_congested(s->ws, s->room)) {
+    hold(s, json_incref(msg), bytes);
+    return;
+  }
+  tell_room(s, "client_msg", json_pack("{s:O}", "msg", msg));
+}
+
+/* Before every poll: h2o re-arms a socket's read after each of its
+ * callbacks, so a paused session is stopped again here. */
+static void on_hold(uv_prepare_t *h) {
+  sfu_ws_t *ws = h->data;
+  if (ws->paused == 0) {
+    uv_prepare_stop(h);
+    return;
+  }
+  for (session_t *s = ws->sessions; s; s = s->next)
+    if (s->paused && s->conn && s->conn->sock) h2o_socket_read_stop(s->conn->sock);
+}
+
+void sfu_ws_on_room_drained(sfu_ws_t *ws, sfu_room_rec_t *r) {
+  int progress = 1, resumed = 0;
+  uint64_t now = sfu_now_ms();
+  /* One held message per session in turn, while the channel takes them. */
+  while (progress && !room_congested(ws, r)) {
+    progress = 0;
+    for (session_t *s = ws->sessions; s && !room_congested(ws, r); s = s->next) {
+      if (s->room != r || !s->held) continue;
+      held_t *h = s->held;
+      s->held = h->next;
+      if (!s->held) s->held_tail = NULL;
+      s->held_bytes -= h->bytes;
+      tell_room(s, "client_msg", json_pack("{s:O}", "msg", h->msg));
+      json_decref(h->msg);
+      free(h);
+      progress = 1;
+    }
+  }
+  for (session_t *s = ws->sessions; s; s = s->next) {
+    if (s->room != r || !s->paused || s->held) continue;
+    s->paused = 0;
+    ws->paused--;
+    s->last_rx_ms = now; /* it could not speak while paused */
+    resumed++;
+    mark_dirty(s); /* h2o_websocket_proceed re-arms the read */
+  }
+  if (resumed)
+    sfu_log(SFU_LOG_DEBUG, "ws", "room %s: IPC backlog drained; %d client sessions resumed", r->id,
+            resumed);
 }
 
 #define RATE_PER_S 50.0  /* messages per second, sustained */
@@ -225,7 +406,7 @@ static void on_text(session_t *s, const uint8_t *data, size_t len) {
   } else if (m.type == SFU_MSG_LEAVE) {
     close_session(s, 1000, "left");
   } else {
-    tell_room(s, "client_msg", json_pack("{s:O}", "msg", msg));
+    forward(s, msg, len);
   }
   json_decref(msg);
 }
@@ -245,15 +426,21 @@ static void unlink_session(session_t *s) {
   ws->count--;
 }
 
+/* Closes the socket and frees the session; not from inside proceed(). */
+static void free_session(session_t *s) {
+  if (s->state == WS_JOINING || s->state == WS_JOINED)
+    tell_room(s, "client_gone", json_pack("{s:s}", "reason", "disconnected"));
+  drop_held(s);
+  h2o_websocket_close(s->conn);
+  s->conn = NULL;
+  unlink_session(s);
+  free(s);
+}
+
 static void on_ws(h2o_websocket_conn_t *conn, const struct wslay_event_on_msg_recv_arg *arg) {
   session_t *s = conn->data;
   if (arg == NULL) { /* closed: the socket is gone */
-    if (s->state == WS_JOINING || s->state == WS_JOINED)
-      tell_room(s, "client_gone", json_pack("{s:s}", "reason", "disconnected"));
-    h2o_websocket_close(conn);
-    s->conn = NULL;
-    unlink_session(s);
-    free(s);
+    free_session(s);
     return;
   }
   uint64_t now = sfu_now_ms();
@@ -330,11 +517,24 @@ int sfu_ws_session_count(const sfu_ws_t *ws) { return ws->count; }
 static void on_tick(uv_timer_t *t) {
   sfu_ws_t *ws = t->data;
   uint64_t now = sfu_now_ms();
-  for (session_t *s = ws->sessions; s; s = s->next) {
-    if (s->state == WS_AWAIT_JOIN && now - s->opened_ms > SFU_WS_JOIN_TIMEOUT_MS)
+  session_t *next;
+  for (session_t *s = ws->sessions; s; s = next) {
+    next = s->next; /* free_session() unlinks s */
+    if (s->state == WS_CLOSING) {
+      /* The client never answered our close frame (or never read it):
+       * close the socket. Not before h2o has handed it over (sock set). */
+      if (now - s->closing_ms >= SFU_WS_CLOSE_TIMEOUT_MS && s->conn && s->conn->sock) {
+        if (ws->metrics) ws->metrics->ws_close_timeouts++;
+        sfu_log(SFU_LOG_DEBUG, "ws", "session %u: no close from the client in %d ms; closing the socket",
+                s->id, SFU_WS_CLOSE_TIMEOUT_MS);
+        free_session(s);
+      }
+    } else if ((s->state == WS_AWAIT_JOIN || s->state == WS_JOINING) &&
+               now - s->opened_ms > SFU_WS_JOIN_TIMEOUT_MS) {
       close_session(s, SFU_WS_JOIN_TIMEOUT, "join timeout");
-    else if (s->state != WS_CLOSING && now - s->last_rx_ms > SFU_WS_IDLE_TIMEOUT_MS)
+    } else if (!s->paused && now - s->last_rx_ms > SFU_WS_IDLE_TIMEOUT_MS) {
       close_session(s, SFU_WS_HEARTBEAT_TIMEOUT, "heartbeat timeout");
+    }
   }
 }
 
@@ -352,9 +552,14 @@ int sfu_ws_create(sfu_ws_t **out, uv_loop_t *loop, const sfu_config_t *cfg,
   ws->tick.data = ws;
   uv_timer_start(&ws->tick, on_tick, 1000, 1000);
   uv_unref((uv_handle_t *)&ws->tick);
+  uv_prepare_init(loop, &ws->hold);
+  ws->hold.data = ws;
+  uv_unref((uv_handle_t *)&ws->hold);
   *out = ws;
   return 0;
 }
+
+void sfu_ws_set_metrics(sfu_ws_t *ws, sfu_metrics_t *m) { ws->metrics = m; }
 
 int sfu_ws_handle(sfu_ws_t *ws, h2o_req_t *req) {
   const char *key;

@@ -28,17 +28,29 @@ enum {
   SFU_WS_ROOM_CRASHED = 4011,
   SFU_WS_KICKED = 4012,
   SFU_WS_HEARTBEAT_TIMEOUT = 4013,
+  SFU_WS_TRY_AGAIN = 1013,       /* RFC 6455 "try again later": signaling backlog */
 };
 
 #define SFU_WS_MAX_MSG 65536          /* largest client frame */
 #define SFU_WS_MAX_QUEUED (1u << 20)  /* bytes queued to a slow client */
 #define SFU_WS_JOIN_TIMEOUT_MS 10000
 #define SFU_WS_IDLE_TIMEOUT_MS 30000
+/* After our close frame, the client has this long to answer it before the
+ * socket is closed anyway. */
+#define SFU_WS_CLOSE_TIMEOUT_MS 5000
+/* Bytes of client messages a session may have waiting while its room's IPC
+ * is congested; beyond, it is closed with 1013. */
+#define SFU_WS_MAX_HELD (1u << 20)
 
 int sfu_ws_create(sfu_ws_t **out, uv_loop_t *loop, const sfu_config_t *cfg,
                   sfu_supervisor_t *sup);
 /* Handles GET /v1/rtc: upgrades or answers an HTTP error. */
 int sfu_ws_handle(sfu_ws_t *ws, h2o_req_t *req);
+/* Where the backpressure and timeout counters go (`m` borrowed, may be NULL). */
+void sfu_ws_set_metrics(sfu_ws_t *ws, sfu_metrics_t *m);
+/* The room's IPC drained after congestion: sends what its paused sessions
+ * hold and lets them read again (the supervisor's room_drained hook). */
+void sfu_ws_on_room_drained(sfu_ws_t *ws, sfu_room_rec_t *r);
 /* Room -> client traffic, from the supervisor's IPC handler. */
 void sfu_ws_on_room_msg(sfu_ws_t *ws, sfu_room_rec_t *r, const char *type, json_t *msg);
 /* The room ended: close its sessions with `code`. */

@@ -5,6 +5,11 @@
  *
  * Control messages (docs/internals/ipc.md): client_join / client_msg /
  * client_gone (a client's signaling, relayed by sfud), server_mute, kick.
+ * sfud authenticates joins and refuses kicked or banned tokens itself, so
+ * a kick here only removes; a server mute is the room's to keep: the set
+ * of muted identities (room->server_muted) outlives the participant, so a
+ * rejoin -- a replacing session or a new one after a leave -- starts
+ * server-muted, and a mute sent before the join applies at the join.
  * What the engine emits for sfud: client_msg (to one client, or to all but
  * one), client_close, event (records for the control plane), usage.
  *
@@ -167,6 +172,35 @@ void sfu_room_usage_checkpoint(sfu_room_t *room, sfu_participant_t *leaving) {
   send_ipc(room, json_pack("{s:s, s:o}", "type", "usage", "records", recs));
 }
 
+/* --- server mutes ------------------------------------------------------- */
+
+static int muted_index(const sfu_room_t *room, const char *identity) {
+  for (int i = 0; i < room->server_muted.n; i++)
+    if (strcmp(room->server_muted.items[i].id, identity) == 0) return i;
+  return -1;
+}
+
+/* Remembers (muted) or forgets the control plane's mute of `identity`,
+ * then applies it to the participant if present. The set keeps the order
+ * of muting (removal shifts, it is small and changes per API call). */
+static void server_mute(sfu_room_t *room, const char *identity, int muted) {
+  int i = muted_index(room, identity);
+  sfu_participant_t *p = sfu_room_by_identity(room, identity);
+  if (muted && i < 0) {
+    sfu_room_ident_t id;
+    snprintf(id.id, sizeof(id.id), "%s", identity);
+    if (room->server_muted.n >= SFU_ROOM_MAX_SERVER_MUTED ||
+        sfu_vec_push(&room->server_muted, id) != 0)
+      sfu_log(SFU_LOG_WARN, "room", "[%s] server mute not remembered: %d identities muted already",
+              identity, room->server_muted.n);
+  } else if (!muted && i >= 0) {
+    memmove(&room->server_muted.items[i], &room->server_muted.items[i + 1],
+            (size_t)(room->server_muted.n - i - 1) * sizeof(room->server_muted.items[0]));
+    room->server_muted.n--;
+  }
+  if (p) sfu_room_set_muted(room, p, muted, 1);
+}
+
 /* --- membership ---------------------------------------------------------- */
 
 static void unpublish(sfu_room_t *room, sfu_participant_t *p, sfu_track_t **slot) {
@@ -248,15 +282,17 @@ int sfu_room_join(sfu_room_t *room, uint32_t session, const char *identity, cons
   p->grants = grants;
   p->joined_ms = now_ms(room);
   p->muted = 0;
+  p->server_muted = muted_index(room, identity) >= 0; /* before anyone hears of p */
   p->rtcp_ssrc = sfu_random_u32();
   update_empty(room);
 
   json_t *others = json_array();
   for (sfu_participant_t *o = room->participants; o; o = o->next)
     if (o != p) json_array_append_new(others, sfu_participant_json(o));
-  json_t *w = json_pack("{s:s, s:i, s:{s:s, s:s, s:s}, s:{s:s}, s:o}", "type", "welcome", "v", 1,
-                        "participant", "sid", p->sid, "identity", p->identity, "name", p->name,
-                        "room", "room_id", room->id, "participants", others);
+  json_t *w = json_pack("{s:s, s:i, s:{s:s, s:s, s:s, s:b}, s:{s:s}, s:o}", "type", "welcome",
+                        "v", 1, "participant", "sid", p->sid, "identity", p->identity, "name",
+                        p->name, "server_muted", p->server_muted, "room", "room_id", room->id,
+                        "participants", others);
   if (req_id) json_object_set(w, "id", req_id);
   sfu_room_send(room, p, w);
   sfu_room_broadcast(room, p, json_pack("{s:s, s:o}", "type",
@@ -341,19 +377,22 @@ void sfu_room_end(sfu_room_t *room, sfu_time_t now) {
   room->ended = 1; /* (no empty notification while everyone leaves) */
   while (room->participants)
     sfu_room_remove(room, room->participants, "room_closed", 4010, "room closed");
+  sfu_vec_free(&room->server_muted);
 }
 
 int sfu_room_on_control(sfu_room_t *room, const char *type, json_t *msg, sfu_time_t now) {
   if (room->ended || !type || !json_is_object(msg)) return SFU_EINVAL;
   set_time(room, now);
-  if (strcmp(type, "server_mute") == 0 || strcmp(type, "kick") == 0) {
+  if (strcmp(type, "server_mute") == 0) {
+    const char *identity = json_string_value(json_object_get(msg, "identity"));
+    if (!identity || !sfu_token_valid_id(identity)) return SFU_EINVAL;
+    server_mute(room, identity, json_is_true(json_object_get(msg, "muted")));
+    return 0;
+  }
+  if (strcmp(type, "kick") == 0) {
     const char *identity = json_string_value(json_object_get(msg, "identity"));
     sfu_participant_t *p = identity ? sfu_room_by_identity(room, identity) : NULL;
-    if (!p) return 0; /* gone already: nothing to do */
-    if (type[0] == 'k')
-      sfu_room_remove(room, p, "kicked", 4012, "kicked");
-    else
-      sfu_room_set_muted(room, p, json_is_true(json_object_get(msg, "muted")), 1);
+    if (p) sfu_room_remove(room, p, "kicked", 4012, "kicked"); /* else: gone already */
     return 0;
   }
   if (strncmp(type, "client_", 7) != 0) return SFU_ENOENT;

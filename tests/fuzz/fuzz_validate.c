@@ -34,5 +34,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   sfu_capture_req_t c;
   st = sfu_validate_capture((const char *)data, size, &cfg, &c, &e);
   if (st == 0 && ((c.action != 0 && c.action != 1) || c.max_mib < 1 || c.max_seconds < 1)) abort();
+  char reason[SFU_BAN_MAX_REASON + 1];
+  st = sfu_validate_ban((const char *)data, size, &cfg, reason, &e);
+  if (st == 0 && strlen(reason) > SFU_BAN_MAX_REASON) abort();
+  if (st != 0 && ((st != 400 && st != 413) || !e.code || reason[0])) abort();
   return 0;
 }
