@@ -56,7 +56,7 @@ int sfu_msg_parse(json_t *msg, sfu_msg_t *out, const char **code, const char **w
   case SFU_MSG_ANSWER:
     v = json_object_get(msg, "sdp");
     if (!json_is_string(v)) FAIL("bad_message", "offer and answer need a string 'sdp'");
-    if (json_string_length(v) > SFU_MSG_MAX_SDP) FAIL("too_large", "SDP over 64 KiB");
+    if (json_string_length(v) > SFU_MSG_MAX_SDP) FAIL("too_large", "SDP over 400 KiB");
     out->sdp = json_string_value(v);
     out->sdp_len = json_string_length(v);
     if (strlen(out->sdp) != out->sdp_len) FAIL("bad_message", "SDP contains NUL");

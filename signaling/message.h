@@ -9,6 +9,8 @@
 #include <jansson.h>
 #include <stddef.h>
 
+#include "signaling/sdp.h"
+
 typedef enum {
   SFU_MSG_JOIN,
   SFU_MSG_OFFER,
@@ -20,7 +22,10 @@ typedef enum {
   SFU_MSG_VIDEO_QUALITY,
 } sfu_msg_type_t;
 
-#define SFU_MSG_MAX_SDP 65536 /* bytes of SDP in one offer/answer */
+/* Bytes of SDP in one offer/answer: the largest description any room may
+ * need (sfu_sdp_max_len() at SFU_SDP_MAX_MEDIA m-lines); sfud's frame
+ * bound, from the node's max_participants, is usually the tighter one. */
+#define SFU_MSG_MAX_SDP (16384 + SFU_SDP_MAX_MEDIA * 1536)
 
 /* A checked message: pointers borrow from the json_t it came from. */
 typedef struct sfu_msg_s {

@@ -32,6 +32,20 @@
 #define SFU_SDP_MAX_SSRCS 4
 #define SFU_SDP_MAX_RIDS 4
 #define SFU_SDP_MAX_MEDIA 256
+
+/* The largest description (offer or answer) a room of `max_participants`
+ * may need: a subscriber's m-lines are its own plus the audio and video of
+ * everyone else (removed ones are recycled: sfu/room/negotiation.c), at up
+ * to 1.5 KiB each as a browser writes them, plus 16 KiB of session and
+ * own m-lines; never less than 64 KiB, never more than SFU_SDP_MAX_MEDIA
+ * m-lines take. The room writes its offers within it and sfud's signaling
+ * frame bound follows it (sfu/node/ws.c), so a full room's answer fits. */
+static inline size_t sfu_sdp_max_len(int max_participants) {
+  size_t mlines = max_participants > 0 ? 2 * (size_t)max_participants : 0;
+  if (mlines > SFU_SDP_MAX_MEDIA) mlines = SFU_SDP_MAX_MEDIA;
+  size_t n = 16384 + mlines * 1536;
+  return n < 65536 ? 65536 : n;
+}
 #define SFU_SDP_MSID_MAX 64 /* RFC 8830: msid-id is 1*64 token chars */
 
 /* rtcp-fb kinds a codec accepts (sfu_sdp_codec_t.fb). */

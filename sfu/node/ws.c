@@ -19,7 +19,9 @@
  * also batches several messages into one write). A session is freed only in
  * the close callback, and is first removed from the dirty list.
  *
- * Bounds: frames <= 64 KiB (wslay closes with 1009 beyond), at most 1 MiB
+ * Bounds: frames <= SFU_WS_MAX_MSG (from the node's max_participants: 360
+ * KiB at the default 100, never below 64 KiB; wslay closes with 1009
+ * beyond), at most 1 MiB
  * queued to a slow client (then it is closed), sessions per room are
  * bounded by the room's max_participants (the room refuses the join).
  *
@@ -575,6 +577,7 @@ int sfu_ws_handle(sfu_ws_t *ws, h2o_req_t *req) {
   ws->sessions = s;
   ws->count++;
   s->conn = h2o_upgrade_to_websocket(req, key, s, on_ws);
-  wslay_event_config_set_max_recv_msg_length(s->conn->ws_ctx, SFU_WS_MAX_MSG);
+  wslay_event_config_set_max_recv_msg_length(s->conn->ws_ctx,
+                                             SFU_WS_MAX_MSG(ws->cfg->max_participants));
   return 0;
 }

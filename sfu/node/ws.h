@@ -9,6 +9,7 @@
 #include <jansson.h>
 #include <uv.h>
 
+#include "signaling/sdp.h"
 #include "sfu/node/config.h"
 #include "sfu/node/supervisor.h"
 
@@ -31,7 +32,10 @@ enum {
   SFU_WS_TRY_AGAIN = 1013,       /* RFC 6455 "try again later": signaling backlog */
 };
 
-#define SFU_WS_MAX_MSG 65536          /* largest client frame */
+/* Largest client frame: an answer of a full room (sfu_sdp_max_len() of the
+ * node's max_participants) as JSON, whose escaping of the SDP's line ends
+ * adds about one byte in twenty; at least 64 KiB. */
+#define SFU_WS_MAX_MSG(max_participants) (sfu_sdp_max_len(max_participants) * 9 / 8 + 4096)
 #define SFU_WS_MAX_QUEUED (1u << 20)  /* bytes queued to a slow client */
 #define SFU_WS_JOIN_TIMEOUT_MS 10000
 #define SFU_WS_IDLE_TIMEOUT_MS 30000

@@ -29,7 +29,6 @@
 #include "sfu/room/engine.h"
 #include "signaling/token.h"
 
-#define SDP_CAP 65536
 #define OPUS_FMTP "minptime=10;useinbandfec=1"
 #define URI_LEVEL "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 #define URI_MID "urn:ietf:params:rtp-hdrext:sdes:mid"
@@ -116,10 +115,11 @@ static void session_fields(sfu_participant_t *p, sfu_sdp_t *s) {
  * subscriber of a hundred tracks well under the 1 MiB signaling bound. */
 static int send_sdp(sfu_room_t *room, sfu_participant_t *p, sfu_sdp_t *s, const char *type,
                     const char *idkey, json_t *id) {
-  char *text = malloc(SDP_CAP);
+  size_t cap = sfu_sdp_max_len(room->max_participants);
+  char *text = malloc(cap);
   if (!text) return SFU_ENOMEM;
   sfu_sdp_bundle_live(s);
-  int n = sfu_sdp_write(s, text, SDP_CAP);
+  int n = sfu_sdp_write(s, text, cap);
   if (n < 0) {
     free(text);
     sfu_room_error(room, p, NULL, "internal", "SDP too large");

@@ -318,6 +318,28 @@ class Hardening(unittest.TestCase):
 
     # --- 7. IPC backpressure --------------------------------------------------
 
+    # --- 2. a full room's description fits one frame ------------------------
+
+    def test_a_full_rooms_answer_fits_a_frame_and_no_more(self):
+        """A subscriber of a 100-person video room answers ~200 m-lines:
+        more than 64 KiB. The frame bound follows max_participants (default
+        100: 360 KiB); beyond it the socket closes with 1009."""
+        s = self.start()
+        room, tok = self.room_and_token("big")
+        ws, _ = self.join(room["room_id"], tok)
+        head = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
+        pad = "a=x-pad:" + "p" * 70 + "\r\n"
+        big = {"type": "offer", "id": 7, "sdp": head + pad * (300000 // len(pad))}
+        ws.send(big)  # 300 KB: refused as SDP, not as a frame
+        wait_for(lambda: ws.find("error") or ws.close, what="an answer to the 300 KB offer")
+        self.assertIsNone(ws.close)
+        self.assertEqual(ws.find("error")["code"], "bad_sdp")
+        self.assertEqual(ws.find("error")["id"], 7)
+        ws.send({"type": "offer", "id": 8, "sdp": head + pad * (400000 // len(pad))})
+        wait_for(lambda: ws.close, what="the close of a 400 KB frame")
+        self.assertEqual(ws.close[0], 1009)
+        ws.shutdown()
+
     def test_offer_flood_loses_no_join_or_leave(self):
         s = self.start()
         st, room = s.request("POST", "/v1/rooms", {"max_participants": 60})
