@@ -69,7 +69,11 @@ class Sfud:
 
     def __init__(self, sfud, room, *extra, api_key="test-key",
                  token_secret="test-secret-0123456789abcdef0123456789", data_dir=None,
-                 fsize=None):
+                 fsize=None, listen_host=None, prefix=()):
+        """listen_host: bind the HTTP server there (--listen-host) instead of
+        127.0.0.1; requests then go there too. prefix: words run before
+        sfud's own command line (e.g. ["ip", "netns", "exec", NAME], which
+        execs sfud in place, so proc.pid stays sfud's)."""
         import tempfile
         self.own_data_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="sfu-test-data-")
@@ -77,10 +81,13 @@ class Sfud:
         self.token_secret = token_secret
         self.log = []
         self.port = None
-        args = [sfud, "--listen-port", "0", "--api-key", api_key,
+        self.host = listen_host or "127.0.0.1"
+        args = [*prefix, sfud, "--listen-port", "0", "--api-key", api_key,
                 "--token-secret", token_secret, "--room-binary", room,
                 "--heartbeat-ms", "200", "--heartbeat-timeout-ms", "3000",
                 "--shutdown-grace-ms", "2000", "--data-dir", self.data_dir, *extra]
+        if listen_host is not None:
+            args[len(prefix) + 1:len(prefix) + 1] = ["--listen-host", listen_host]
         def child():
             _die_with_parent()
             if fsize is not None:  # to make the journal's disk "full"
@@ -98,14 +105,14 @@ class Sfud:
     def _read(self):
         for line in self.proc.stderr:
             self.log.append(line)
-            m = re.search(r'listening on http://127\.0\.0\.1:(\d+)', line)
+            m = re.search(r'listening on http://%s:(\d+)' % re.escape(self.host), line)
             if m:
                 self.port = int(m.group(1))
                 self._ready.set()
 
     def request(self, method, path, body=None, auth=True, raw=None,
                 headers=None):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
         h = dict(headers or {})
         if auth:
             h["Authorization"] = "Bearer " + (auth if isinstance(auth, str)

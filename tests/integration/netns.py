@@ -1,0 +1,153 @@
+"""A network namespace joined to the root one by a veth pair, for tests that
+impair the network between sfud and its peers.
+
+    from netns import NetNS, Unavailable
+    try:
+        ns = NetNS()                  # sfuimp-<pid>-<n>, veth, addresses
+    except Unavailable as e:
+        raise unittest.SkipTest(str(e))
+    try:
+        sfud = Sfud(..., listen_host=ns.inner, prefix=ns.exec_prefix())
+        ns.set_loss(0.05)             # random UDP loss, both directions
+        ns.set_rate(300)              # kbit/s cap on what leaves the namespace
+        print(ns.drops())             # packets the loss rules dropped so far
+    finally:
+        ns.close()                    # always: deletes the namespace and veth
+
+Only the namespace's own netfilter tables and qdiscs are touched (nothing
+in the root namespace but the root end of the veth pair, which goes away
+with the namespace). Addresses are 10.77.S.1 (root end, `outer`) and
+10.77.S.2 (namespace end, `inner`) on a /24 that no root interface uses.
+
+Needs root, `ip` (iproute2, with tc) and `iptables` (the statistic match:
+netem is not available on these machines, see shared/TESTING.md).
+"""
+import itertools
+import os
+import shutil
+import subprocess
+
+_serial = itertools.count()
+
+
+class Unavailable(Exception):
+    """Namespaces or iptables cannot be used here (not root, tool missing,
+    no kernel support): the caller skips."""
+
+
+def _run(*cmd, check=True):
+    r = subprocess.run(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       text=True, timeout=20)
+    if check and r.returncode != 0:
+        raise RuntimeError("%s: exit %d: %s" % (" ".join(cmd), r.returncode,
+                                                (r.stderr or r.stdout).strip()))
+    return r
+
+
+def _free_subnet():
+    """A third octet S such that no root interface has an address in
+    10.77.S.0/24 (another run of this test, or anything else)."""
+    used = _run("ip", "-4", "-o", "addr", "show").stdout
+    start = os.getpid() % 200
+    for i in range(200):
+        s = 20 + (start + i) % 200
+        if (" 10.77.%d." % s) not in used:
+            return s
+    raise RuntimeError("no free 10.77.S.0/24 subnet")
+
+
+class NetNS:
+    """One namespace `name` with the veth end `inner_dev` (address `inner`);
+    the root end is `outer_dev` (address `outer`)."""
+
+    def __init__(self, tag="sfuimp"):
+        for tool in ("ip", "iptables"):
+            if shutil.which(tool) is None:
+                raise Unavailable("%s not installed (scripts/deps.sh --test)" % tool)
+        if os.geteuid() != 0:
+            raise Unavailable("network namespaces need root")
+        n = next(_serial)
+        self.name = "%s-%d-%d" % (tag, os.getpid(), n)
+        # interface names: at most 15 bytes
+        base = "si%d%s" % (os.getpid(), chr(ord("a") + n % 26))
+        self.outer_dev, self.inner_dev = base + "o", base + "i"
+        self.loss = 0.0
+        self.rate_kbit = None
+        r = _run("ip", "netns", "add", self.name, check=False)
+        if r.returncode != 0:
+            raise Unavailable("ip netns add: " + r.stderr.strip())
+        try:
+            self._setup()
+        except BaseException:
+            self.close()
+            raise
+
+    def _setup(self):
+        s = _free_subnet()
+        self.outer, self.inner = "10.77.%d.1" % s, "10.77.%d.2" % s
+        _run("ip", "link", "add", self.outer_dev, "type", "veth", "peer", "name", self.inner_dev)
+        _run("ip", "link", "set", self.inner_dev, "netns", self.name)
+        _run("ip", "addr", "add", self.outer + "/24", "dev", self.outer_dev)
+        _run("ip", "link", "set", self.outer_dev, "up")
+        self.run("ip", "addr", "add", self.inner + "/24", "dev", self.inner_dev)
+        self.run("ip", "link", "set", self.inner_dev, "up")
+        self.run("ip", "link", "set", "lo", "up")
+        r = self.run("iptables", "-S", check=False)
+        if r.returncode != 0:
+            raise Unavailable("iptables in a namespace: " + (r.stderr or r.stdout).strip())
+
+    def exec_prefix(self):
+        """Words that run a command inside the namespace (in place: `ip
+        netns exec` execs it, so its pid is the command's)."""
+        return ["ip", "netns", "exec", self.name]
+
+    def run(self, *cmd, check=True):
+        return _run(*self.exec_prefix(), *cmd, check=check)
+
+    def set_loss(self, p):
+        """Drop each UDP packet entering or leaving the namespace with
+        probability p (0 removes the rules). TCP (HTTP, WebSocket) is
+        never dropped."""
+        for chain in ("INPUT", "OUTPUT"):
+            self.run("iptables", "-F", chain)
+            if p > 0:
+                self.run("iptables", "-A", chain, "-p", "udp", "-m", "statistic",
+                         "--mode", "random", "--probability", "%.4f" % p, "-j", "DROP")
+        self.loss = p
+
+    def drops(self):
+        """{"in": n, "out": n}: packets dropped by the loss rules so far
+        (since the last set_loss)."""
+        out = {}
+        for chain, key in (("INPUT", "in"), ("OUTPUT", "out")):
+            text = self.run("iptables", "-L", chain, "-v", "-x", "-n").stdout
+            out[key] = sum(int(l.split()[0]) for l in text.splitlines()
+                           if l.split()[2:3] == ["DROP"])
+        return out
+
+    def set_rate(self, kbit, burst_kbit=32, latency_ms=400):
+        """Cap what leaves the namespace through its veth (token bucket);
+        None removes the cap."""
+        if kbit is None:
+            self.run("tc", "qdisc", "del", "dev", self.inner_dev, "root", check=False)
+        else:
+            self.run("tc", "qdisc", "replace", "dev", self.inner_dev, "root", "tbf",
+                     "rate", "%dkbit" % kbit, "burst", "%dkbit" % burst_kbit,
+                     "latency", "%dms" % latency_ms)
+        self.rate_kbit = kbit
+
+    def close(self):
+        """Delete the namespace (its veth end, and so the pair, goes with
+        it) and the root end if it is still there. Idempotent."""
+        _run("ip", "netns", "del", self.name, check=False)
+        if os.path.exists("/sys/class/net/" + self.outer_dev):
+            _run("ip", "link", "del", self.outer_dev, check=False)
+
+    def exists(self):
+        return self.name in _run("ip", "netns", "list").stdout.split()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
