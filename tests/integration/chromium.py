@@ -8,7 +8,7 @@
                           ".then(s => s.getAudioTracks().length)")
         print(n, page.console)
 
-Chromium gets the flags from shared/TESTING.md (fake media devices and
+Chromium gets the flags of docs/testing.md (fake media devices and
 permission UI, loopback ICE candidates) and a fresh --user-data-dir; it runs
 in its own process group, which close() kills before removing the directory.
 The CDP WebSocket client is a minimal RFC 6455 implementation so the helper

@@ -20,7 +20,7 @@ with the namespace). Addresses are 10.77.S.1 (root end, `outer`) and
 10.77.S.2 (namespace end, `inner`) on a /24 that no root interface uses.
 
 Needs root, `ip` (iproute2, with tc) and `iptables` (the statistic match:
-netem is not available on these machines, see shared/TESTING.md).
+netem is not available on these machines, see docs/testing.md).
 """
 import itertools
 import os
