@@ -162,6 +162,37 @@ static void short_api_key_is_refused_at_finish(void **state) {
   assert_true(strlen(c.api_key) >= SFU_CONFIG_MIN_API_KEY);
 }
 
+/* TLS settings go in pairs and with the scheme they serve. */
+static void tls_settings_checked_at_finish(void **state) {
+  sfu_config_t c;
+  char err[256];
+  (void)state;
+  sfu_config_defaults(&c);
+  strcpy(c.tls_cert_file, "/x/cert.pem");
+  assert_int_equal(sfu_config_finish(&c, err, sizeof(err)), -1);
+  assert_non_null(strstr(err, "tls_cert_file and tls_key_file go together"));
+  sfu_config_defaults(&c);
+  strcpy(c.tls_key_file, "/x/key.pem");
+  assert_int_equal(sfu_config_finish(&c, err, sizeof(err)), -1);
+  strcpy(c.tls_cert_file, "/x/cert.pem");
+  assert_int_equal(sfu_config_finish(&c, err, sizeof(err)), 0); /* files are read later */
+
+  sfu_config_defaults(&c);
+  strcpy(c.webhook_url, "ftp://example.com/hook");
+  strcpy(c.webhook_secret, "0123456789abcdef");
+  assert_int_equal(sfu_config_finish(&c, err, sizeof(err)), -1);
+  assert_non_null(strstr(err, "not an http:// or https:// URL"));
+  strcpy(c.webhook_url, "http://example.com/hook");
+  strcpy(c.webhook_tls_ca_file, "/x/ca.pem");
+  assert_int_equal(sfu_config_finish(&c, err, sizeof(err)), -1);
+  assert_non_null(strstr(err, "need an https:// webhook_url"));
+  strcpy(c.webhook_url, "https://example.com/hook");
+  assert_int_equal(sfu_config_finish(&c, err, sizeof(err)), 0);
+  sfu_config_defaults(&c);
+  strcpy(c.webhook_tls_pin, "sha256//AAAA");
+  assert_int_equal(sfu_config_finish(&c, err, sizeof(err)), -1); /* no webhook at all */
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(defaults_serve_a_newcomer),
@@ -170,6 +201,7 @@ int main(void) {
       cmocka_unit_test(bad_values_are_explained),
       cmocka_unit_test(usage_lists_every_setting),
       cmocka_unit_test(short_api_key_is_refused_at_finish),
+      cmocka_unit_test(tls_settings_checked_at_finish),
   };
   return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

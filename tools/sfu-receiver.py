@@ -34,7 +34,8 @@ Also:
                                         -> 200 {"records": [...]} in seq order
       (for tests and inspection; unauthenticated -- keep it on loopback)
 
-Options for tests: --port-file F (the bound port, written atomically, so
+--tls-cert PEM --tls-key PEM serve HTTPS (sfud verifies it: webhook_tls_ca_file,
+webhook_tls_pin). Options for tests: --port-file F (the bound port, written atomically, so
 --listen 127.0.0.1:0 works), --fail-status N (answer N to every POST without
 storing anything), --fail-for-s T (fail only during the first T seconds;
 status --fail-status, default 503). --print writes each newly stored record
@@ -347,6 +348,24 @@ class Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False   # idle keep-alive connections must not delay exit
     allow_reuse_address = True
+    ssl_ctx = None           # set with --tls-cert: HTTPS
+
+    def finish_request(self, request, client_address):
+        """In the connection's own thread: the TLS handshake first, so a
+        slow or broken one holds up only its connection."""
+        if self.ssl_ctx is None:
+            return super().finish_request(request, client_address)
+        import ssl
+        request.settimeout(10)
+        try:
+            tls = self.ssl_ctx.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError) as e:
+            log("TLS handshake with %s failed: %s" % (client_address[0], e))
+            return
+        try:
+            super().finish_request(tls, client_address)
+        finally:
+            tls.close()
 
 
 class _Stop(Exception):
@@ -378,6 +397,9 @@ def main(argv=None):
     ap.add_argument("--print", dest="print_records", action="store_true",
                     help="print each newly stored record as a JSON line on stdout")
     ap.add_argument("--port-file", help="write the bound port to this file")
+    ap.add_argument("--tls-cert", metavar="PEM",
+                    help="serve HTTPS with this certificate chain (with --tls-key)")
+    ap.add_argument("--tls-key", metavar="PEM", help="private key of --tls-cert")
     ap.add_argument("--fail-status", type=int, metavar="N",
                     help="answer every POST with status N (400..599), storing nothing")
     ap.add_argument("--fail-for-s", type=float, metavar="T",
@@ -392,12 +414,18 @@ def main(argv=None):
         ap.error("--secret (or SFU_WEBHOOK_SECRET) is required")
     if any(not s for s in args.secret):
         ap.error("--secret must not be empty")
+    if bool(args.tls_cert) != bool(args.tls_key):
+        ap.error("--tls-cert and --tls-key go together")
 
     host, port = args.listen
     Server.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
     store = Store(args.db)
     server = Server((host, port), Handler)
     server.store = store
+    if args.tls_cert:
+        import ssl
+        server.ssl_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        server.ssl_ctx.load_cert_chain(args.tls_cert, args.tls_key)
     server.secrets = args.secret
     server.print_records = args.print_records
     server.print_lock = threading.Lock()

@@ -37,10 +37,14 @@ typedef struct {
 static const opt_t opts[] = {
   S(listen_host, "address to bind the HTTP/WebSocket server (default 127.0.0.1)"),
   I(listen_port, 0, 65535, "TCP port of the HTTP/WebSocket server (default 7880; 0 = any)"),
-  S(public_url, "base URL clients use to reach this node (default http://<host>:<port>)"),
+  S(public_url, "base URL clients use to reach this node (default http(s)://<host>:<port>)"),
+  S(tls_cert_file, "PEM certificate chain: serve HTTPS and WSS (default: none, plain HTTP); reloaded on SIGHUP"),
+  S(tls_key_file, "PEM private key of tls_cert_file (required with it); reloaded on SIGHUP"),
   S(node_id, "name of this node in event ids; must be unique and stable (default: host name)"),
-  S(webhook_url, "POST event and usage batches here, http:// (default: none; pull GET /v1/events)"),
+  S(webhook_url, "POST event and usage batches here, http:// or https:// (default: none; pull GET /v1/events)"),
   S(webhook_secret, "HMAC-SHA256 key signing webhook batches (required with webhook_url)"),
+  S(webhook_tls_ca_file, "PEM CA certificates verifying an https:// webhook_url (default: the system store)"),
+  S(webhook_tls_pin, "sha256//<base64 SHA-256 of the SubjectPublicKeyInfo> the webhook receiver's key must have (default: none)"),
   S(api_key, "bearer key of the control-plane API (default: generated, printed)"),
   S(token_secret, "HS256 secret for join tokens (default: generated, printed)"),
   S(room_binary, "path of the sfu-room executable (default: next to sfud)"),
@@ -276,6 +280,20 @@ int sfu_config_finish(sfu_config_t *c, char *err, size_t errlen) {
   }
   if (c->listen_host[0] == '\0') {
     snprintf(err, errlen, "listen_host is empty");
+    return -1;
+  }
+  if (!c->tls_cert_file[0] != !c->tls_key_file[0]) {
+    snprintf(err, errlen, "tls_cert_file and tls_key_file go together: give both or neither");
+    return -1;
+  }
+  if (c->webhook_url[0] && strncmp(c->webhook_url, "http://", 7) != 0 &&
+      strncmp(c->webhook_url, "https://", 8) != 0) {
+    snprintf(err, errlen, "webhook_url: '%s' is not an http:// or https:// URL", c->webhook_url);
+    return -1;
+  }
+  if ((c->webhook_tls_ca_file[0] || c->webhook_tls_pin[0]) &&
+      strncmp(c->webhook_url, "https://", 8) != 0) {
+    snprintf(err, errlen, "webhook_tls_ca_file and webhook_tls_pin need an https:// webhook_url");
     return -1;
   }
   if (c->webhook_url[0] && strlen(c->webhook_secret) < 16) {

@@ -19,9 +19,13 @@ typedef struct sfu_config_s {
   char listen_host[64];          /* address the HTTP/WS server binds */
   int listen_port;               /* its TCP port */
   char public_url[256];          /* base URL clients reach sfud at ("" = derived) */
+  char tls_cert_file[512];       /* PEM chain: the listener speaks HTTPS/WSS ("" = plain) */
+  char tls_key_file[512];        /* its PEM private key */
   char node_id[64];              /* this node's name in record ids ("" = host name) */
   char webhook_url[256];         /* control plane's records endpoint ("" = none) */
   char webhook_secret[128];      /* HMAC key of webhook signatures */
+  char webhook_tls_ca_file[512]; /* CAs verifying an https:// webhook ("" = system store) */
+  char webhook_tls_pin[64];      /* "sha256//<base64>" the receiver's key must match */
   char api_key[128];             /* control-plane bearer key ("" = generated) */
   char token_secret[128];        /* HS256 secret for join tokens ("" = generated) */
   char room_binary[512];         /* path of sfu-room ("" = next to sfud) */

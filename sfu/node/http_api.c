@@ -31,6 +31,15 @@
  *    keep-alive idle time). Accepted sockets get TCP keepalive and a user
  *    timeout, so a peer that vanished without a FIN is noticed. accept(2)
  *    failures are counted and logged at most once per 10 s.
+ *  - TLS (tls_cert_file/tls_key_file): h2o does the handshake on the
+ *    accepted socket with our SSL_CTX (tls.c: TLS 1.2+, no renegotiation);
+ *    a handshake must finish within http_request_timeout_ms (h2o's
+ *    handshake timeout), and a connection in its handshake counts against
+ *    the same caps, so a flood of slow or garbage handshakes costs one
+ *    descriptor each, bounded, and never blocks the loop. No ALPN is
+ *    offered: clients speak HTTP/1.1. sfu_http_reload_tls() (SIGHUP)
+ *    swaps in a context from the files as they are now; connections
+ *    already open keep theirs (each SSL holds a reference to its context).
  *
  * Routes (docs/api.md):
  *   GET  /healthz                      liveness, no auth
@@ -64,6 +73,7 @@
 #include "sfu/base/sfu.h"
 #include "sfu/node/events.h"
 #include "sfu/node/http_api.h"
+#include "sfu/node/tls.h"
 #include "signaling/token.h"
 #include "sfu/node/validate.h"
 
@@ -94,7 +104,7 @@ struct sfu_http_s {
   sfu_metrics_t *metrics;
   h2o_globalconf_t globalconf;
   h2o_context_t ctx;
-  h2o_accept_ctx_t accept_ctx;
+  h2o_accept_ctx_t accept_ctx;  /* .ssl_ctx: NULL for plain HTTP */
   uv_tcp_t listener;
   char base_url[256];
   char ws_url[280];
@@ -831,6 +841,13 @@ static void on_accept(uv_stream_t *listener, int status) {
   h2o_accept(&h->accept_ctx, sock);
 }
 
+/* The certificate served now, by its key's pin (what clients would pin). */
+static void log_certificate(const char *file) {
+  char pin[64], err[768];
+  if (sfu_tls_file_pin(file, pin, sizeof(pin), err, sizeof(err)) == 0)
+    sfu_log(SFU_LOG_INFO, "http", "TLS certificate %s, key %s", file, pin);
+}
+
 /* max_connections, lowered to fit the descriptor limit: every room holds
  * one descriptor in sfud (its IPC), and 64 are kept for the journal, the
  * webhook, the zygote and the listener. */
@@ -867,6 +884,7 @@ int sfu_http_start(sfu_http_t **out, uv_loop_t *loop, const sfu_config_t *cfg,
   h->globalconf.max_request_entity_size = (size_t)cfg->max_body_bytes + (1u << 20);
   h->globalconf.http1.upgrade_to_http2 = 0; /* no h2c, no prior knowledge: HTTP/1.1 only */
   h->globalconf.http1.req_timeout = (uint64_t)cfg->http_request_timeout_ms;
+  h->globalconf.handshake_timeout = (uint64_t)cfg->http_request_timeout_ms;
   h->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("sfud"));
   h2o_hostconf_t *host = h2o_config_register_host(&h->globalconf,
                                                   h2o_iovec_init(H2O_STRLIT("default")), 65535);
@@ -883,6 +901,15 @@ int sfu_http_start(sfu_http_t **out, uv_loop_t *loop, const sfu_config_t *cfg,
   h->accept_ctx.hosts = h->globalconf.hosts;
   h->max_conns = connection_cap(cfg);
   metrics->http_connections_max = h->max_conns;
+  if (cfg->tls_cert_file[0]) {
+    char err[768];
+    if (!(h->accept_ctx.ssl_ctx = sfu_tls_server_ctx(cfg->tls_cert_file, cfg->tls_key_file, err,
+                                                     sizeof(err)))) {
+      sfu_log(SFU_LOG_ERROR, "http", "%s", err);
+      rv = SFU_EINVAL;
+      goto fail;
+    }
+  }
 
   if ((rv = uv_ip4_addr(cfg->listen_host, cfg->listen_port, (struct sockaddr_in *)&ss)) != 0 &&
       (rv = uv_ip6_addr(cfg->listen_host, cfg->listen_port, (struct sockaddr_in6 *)&ss)) != 0) {
@@ -906,8 +933,9 @@ int sfu_http_start(sfu_http_t **out, uv_loop_t *loop, const sfu_config_t *cfg,
     snprintf(h->base_url, sizeof(h->base_url), "%s", cfg->public_url);
   } else {
     int v6 = strchr(cfg->listen_host, ':') != NULL;
-    snprintf(h->base_url, sizeof(h->base_url), "http://%s%s%s:%d", v6 ? "[" : "",
-             cfg->listen_host, v6 ? "]" : "", port);
+    snprintf(h->base_url, sizeof(h->base_url), "%s://%s%s%s:%d",
+             h->accept_ctx.ssl_ctx ? "https" : "http", v6 ? "[" : "", cfg->listen_host,
+             v6 ? "]" : "", port);
   }
   size_t bl = strlen(h->base_url);
   while (bl > 0 && h->base_url[bl - 1] == '/') h->base_url[--bl] = '\0';
@@ -921,6 +949,7 @@ int sfu_http_start(sfu_http_t **out, uv_loop_t *loop, const sfu_config_t *cfg,
   }
   snprintf(h->ws_url, sizeof(h->ws_url), "%s://%s/v1/rtc", scheme, rest);
   sfu_log(SFU_LOG_INFO, "http", "listening on %s", h->base_url);
+  if (h->accept_ctx.ssl_ctx) log_certificate(cfg->tls_cert_file);
   sfu_log(SFU_LOG_INFO, "http", "connections: at most %d, %d per address; requests within %d ms",
           h->max_conns, cfg->max_connections_per_ip, cfg->http_request_timeout_ms);
   *out = h;
@@ -932,6 +961,24 @@ fail:
 }
 
 const char *sfu_http_base_url(const sfu_http_t *h) { return h->base_url; }
+
+int sfu_http_reload_tls(sfu_http_t *h) {
+  char err[768];
+  if (!h->accept_ctx.ssl_ctx) return 0;
+  SSL_CTX *fresh = sfu_tls_server_ctx(h->cfg->tls_cert_file, h->cfg->tls_key_file, err,
+                                      sizeof(err));
+  if (!fresh) {
+    h->metrics->tls_reload_failures++;
+    sfu_log(SFU_LOG_ERROR, "http", "TLS reload failed, the previous certificate stays: %s", err);
+    return SFU_EINVAL;
+  }
+  SSL_CTX *old = h->accept_ctx.ssl_ctx;
+  h->accept_ctx.ssl_ctx = fresh;
+  SSL_CTX_free(old); /* open connections hold their own references */
+  h->metrics->tls_reloads++;
+  log_certificate(h->cfg->tls_cert_file);
+  return 0;
+}
 
 void sfu_http_set_events(sfu_http_t *h, sfu_events_t *e) { h->events = e; }
 

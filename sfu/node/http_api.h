@@ -18,7 +18,12 @@ typedef struct sfu_http_s sfu_http_t;
  * negative error (the reason is logged). */
 int sfu_http_start(sfu_http_t **out, uv_loop_t *loop, const sfu_config_t *cfg,
                    sfu_supervisor_t *sup, sfu_ws_t *ws, sfu_metrics_t *metrics);
-/* Base URL clients use ("http://127.0.0.1:7880"), with the bound port. */
+/* Reloads tls_cert_file/tls_key_file for new connections (SIGHUP); open
+ * ones keep the certificate they started with. 0, or a negative error
+ * (logged; the previous certificate stays). No-op without TLS. */
+int sfu_http_reload_tls(sfu_http_t *h);
+/* Base URL clients use ("http://127.0.0.1:7880" or "https://..."), with
+ * the bound port. */
 const char *sfu_http_base_url(const sfu_http_t *h);
 /* Serves GET /v1/events from this log. */
 struct sfu_events_s;

@@ -107,6 +107,11 @@ size_t sfu_metrics_render(const sfu_metrics_t *m, const sfu_gauges_t *g,
           "Connections refused: over the global or per-address cap.", m->connections_refused);
   counter(&o, "sfu_http_requests_rejected_total",
           "Requests refused for conflicting Content-Length or Transfer-Encoding.", m->http_rejected);
+  counter(&o, "sfu_tls_reloads_total", "TLS certificate reloads that took effect.",
+          m->tls_reloads);
+  counter(&o, "sfu_tls_reload_failures_total",
+          "TLS certificate reloads refused (the previous certificate stayed).",
+          m->tls_reload_failures);
   counter(&o, "sfu_ws_close_timeouts_total",
           "WebSockets closed because the client never answered the close.", m->ws_close_timeouts);
   counter(&o, "sfu_ipc_congestions_total",

@@ -4,7 +4,8 @@
  *
  * Shutdown (SIGINT/SIGTERM): stop accepting connections, ask every room to
  * close, SIGKILL those still alive after shutdown_grace_ms, reap them all,
- * then exit 0. A second signal skips the grace period.
+ * then exit 0. A second signal skips the grace period. SIGHUP reloads the
+ * TLS certificate and key (open connections keep theirs).
  *
  * At start the soft RLIMIT_NOFILE is raised to the hard limit (usually
  * 1024 -> far more): every client connection is a descriptor, and the
@@ -67,7 +68,7 @@ static void hook_room_gone(void *arg, sfu_room_rec_t *r, int crashed) {
   sfu_ws_on_room_gone(arg, r, crashed ? SFU_WS_ROOM_CRASHED : SFU_WS_ROOM_CLOSED,
                       crashed ? "room crashed" : "room closed");
 }
-static uv_signal_t sig_int, sig_term;
+static uv_signal_t sig_int, sig_term, sig_hup;
 static int signals_seen;
 
 static void on_supervisor_done(sfu_supervisor_t *s, void *arg) {
@@ -85,6 +86,12 @@ static void on_signal(uv_signal_t *h, int signum) {
     sfu_log(SFU_LOG_WARN, "sfud", "signal %d again: killing rooms now", signum);
     cfg.shutdown_grace_ms = 0; /* the next tick kills whatever is left */
   }
+}
+
+static void on_hup(uv_signal_t *h, int signum) {
+  (void)h;
+  sfu_log(SFU_LOG_INFO, "sfud", "signal %d: reloading the TLS certificate", signum);
+  sfu_http_reload_tls(http);
 }
 
 static void default_room_binary(void) {
@@ -139,17 +146,20 @@ int main(int argc, char **argv) {
   sfu_ws_set_metrics(ws, &metrics);
   sfu_supervisor_hooks_t hooks = {ws, hook_room_msg, hook_room_gone, hook_room_drained};
   sfu_supervisor_set_hooks(sup, &hooks);
-  if (sfu_http_start(&http, loop, &cfg, sup, ws, &metrics) != 0) return 1;
-  sfu_http_set_events(http, events);
+  /* the webhook first: a bad webhook setting stops sfud before it listens */
   if (cfg.webhook_url[0]) {
     if (sfu_webhook_start(&webhook, loop, &cfg, events, &metrics) != 0) return 2;
     sfu_events_on_durable(events, on_durable, webhook);
   }
+  if (sfu_http_start(&http, loop, &cfg, sup, ws, &metrics) != 0) return 1;
+  sfu_http_set_events(http, events);
 
   uv_signal_init(loop, &sig_int);
   uv_signal_init(loop, &sig_term);
   uv_signal_start(&sig_int, on_signal, SIGINT);
   uv_signal_start(&sig_term, on_signal, SIGTERM);
+  uv_signal_init(loop, &sig_hup);
+  uv_signal_start(&sig_hup, on_hup, SIGHUP);
 
   sfu_log(SFU_LOG_INFO, "sfud", "sfud %s up: %s; srtp %s", sfu_version(),
           sfu_http_base_url(http), sfu_srtp_description());

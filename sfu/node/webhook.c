@@ -16,6 +16,11 @@
  * Records of a room keep their order because they keep the journal's; the
  * receiver de-duplicates by id (a batch may arrive twice if the answer is
  * lost).
+ *
+ * An https:// URL is spoken over TLS 1.2+ (tls.c): the receiver's chain is
+ * verified against webhook_tls_ca_file or the system store, h2o checks its
+ * host name, and webhook_tls_pin, when set, must match its key. A failed
+ * verification is a failed attempt (retried with backoff, logged).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +33,7 @@
 
 #include "sfu/base/log.h"
 #include "sfu/base/sfu.h"
+#include "sfu/node/tls.h"
 #include "sfu/node/webhook.h"
 
 #define BATCH_MAX 200
@@ -211,7 +217,8 @@ static void on_timer(uv_timer_t *t) {
   w->reqbuf = h2o_iovec_init(w->request, (size_t)n + blen);
   w->in_flight = 1;
   w->status = 0;
-  h2o_http1client_connect(NULL, w, &w->ctx, w->url.host, h2o_url_get_port(&w->url), 0, on_connect);
+  h2o_http1client_connect(NULL, w, &w->ctx, w->url.host, h2o_url_get_port(&w->url),
+                          w->ctx.ssl_ctx != NULL, on_connect);
 }
 
 void sfu_webhook_kick(sfu_webhook_t *w) {
@@ -221,13 +228,21 @@ void sfu_webhook_kick(sfu_webhook_t *w) {
 
 int sfu_webhook_start(sfu_webhook_t **out, uv_loop_t *loop, const sfu_config_t *cfg,
                       sfu_events_t *events, sfu_metrics_t *metrics) {
+  char err[512];
   *out = NULL;
   sfu_webhook_t *w = calloc(1, sizeof(*w));
   if (!w) return SFU_ENOMEM;
   if (h2o_url_parse(cfg->webhook_url, SIZE_MAX, &w->url) != 0 ||
-      w->url.scheme != &H2O_URL_SCHEME_HTTP) {
-    sfu_log(SFU_LOG_ERROR, "webhook", "webhook_url '%s': only http:// URLs are supported",
+      (w->url.scheme != &H2O_URL_SCHEME_HTTP && w->url.scheme != &H2O_URL_SCHEME_HTTPS)) {
+    sfu_log(SFU_LOG_ERROR, "webhook", "webhook_url '%s' is not an http:// or https:// URL",
             cfg->webhook_url);
+    free(w);
+    return SFU_EINVAL;
+  }
+  if (w->url.scheme == &H2O_URL_SCHEME_HTTPS &&
+      !(w->ctx.ssl_ctx = sfu_tls_client_ctx(cfg->webhook_tls_ca_file, cfg->webhook_tls_pin, err,
+                                            sizeof(err)))) {
+    sfu_log(SFU_LOG_ERROR, "webhook", "%s", err);
     free(w);
     return SFU_EINVAL;
   }

@@ -326,7 +326,15 @@ def _remote_to_str(obj):
 class Chromium:
     """A headless Chromium in its own process group with a temp profile."""
 
-    def __init__(self, binary=CHROMIUM, extra_args=(), port=0, timeout=15.0):
+    def __init__(self, binary=CHROMIUM, extra_args=(), port=0, timeout=15.0, ca_file=None,
+                 prefix=()):
+        """ca_file: a PEM CA certificate Chromium trusts for TLS servers
+        (put in the profile's NSS database with certutil, from Debian's
+        libnss3-tools), for pages and WebSockets on https/wss. prefix:
+        words run before Chromium's command line, which must exec it in
+        place (e.g. NetNS.exec_prefix(): Chromium in a network namespace;
+        its DevTools port is then on that namespace's loopback, so the
+        calling thread talks to it from inside, NetNS.entered())."""
         self.timeout = timeout
         self.pages = []
         self.proc = None
@@ -343,9 +351,16 @@ class Chromium:
             env[var] = os.path.join(self.tmp_dir, sub)
             os.makedirs(env[var], mode=0o700, exist_ok=True)
         os.mkdir(self.user_data_dir)
+        if ca_file is not None:
+            nssdb = os.path.join(env["HOME"], ".pki", "nssdb")
+            os.makedirs(nssdb, mode=0o700)
+            for cmd in (["-N", "--empty-password"],
+                        ["-A", "-n", "sfu-test-ca", "-t", "C,,", "-i", ca_file]):
+                subprocess.run(["certutil", "-d", "sql:" + nssdb, *cmd], check=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self._stderr = open(os.path.join(self.tmp_dir, "stderr.log"), "w+b")
         try:
-            args = [binary, *FLAGS, f"--user-data-dir={self.user_data_dir}",
+            args = [*prefix, binary, *FLAGS, f"--user-data-dir={self.user_data_dir}",
                     "--remote-debugging-address=127.0.0.1",
                     f"--remote-debugging-port={port}", *extra_args,
                     "about:blank"]

@@ -46,7 +46,9 @@ class Receiver:
             with open(pf) as f:
                 return f.read().strip() or None
         self.port = int(wait_for(port_written, what="receiver up"))
-        self.url = "http://127.0.0.1:%d/hook" % self.port
+        # with --tls-cert: https:// by name (sfud checks the certificate's DNS name)
+        self.url = ("https://localhost:%d/hook" if "--tls-cert" in extra
+                    else "http://127.0.0.1:%d/hook") % self.port
 
     def stop(self):
         if self.proc.poll() is None:
@@ -54,8 +56,12 @@ class Receiver:
             self.proc.wait(5)
 
     def records(self):
+        import ssl
         import urllib.request
-        with urllib.request.urlopen("http://127.0.0.1:%d/records?after=0" % self.port) as r:
+        url = self.url.replace("/hook", "/records?after=0")
+        # (the test reads back what it stored; sfud's side is what verifies)
+        ctx = ssl._create_unverified_context() if url.startswith("https") else None
+        with urllib.request.urlopen(url, context=ctx) as r:
             return json.loads(r.read())["records"]
 
     def close(self):
@@ -69,11 +75,13 @@ class Sfud:
 
     def __init__(self, sfud, room, *extra, api_key="test-key",
                  token_secret="test-secret-0123456789abcdef0123456789", data_dir=None,
-                 fsize=None, listen_host=None, prefix=()):
+                 fsize=None, listen_host=None, prefix=(), tls=None):
         """listen_host: bind the HTTP server there (--listen-host) instead of
         127.0.0.1; requests then go there too. prefix: words run before
         sfud's own command line (e.g. ["ip", "netns", "exec", NAME], which
-        execs sfud in place, so proc.pid stays sfud's)."""
+        execs sfud in place, so proc.pid stays sfud's). tls: (cert, key,
+        ca) PEM files: sfud serves HTTPS with cert/key and request()
+        verifies it against ca."""
         import tempfile
         self.own_data_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="sfu-test-data-")
@@ -88,6 +96,9 @@ class Sfud:
                 "--shutdown-grace-ms", "2000", "--data-dir", self.data_dir, *extra]
         if listen_host is not None:
             args[len(prefix) + 1:len(prefix) + 1] = ["--listen-host", listen_host]
+        self.tls = tls
+        if tls is not None:
+            args += ["--tls-cert-file", tls[0], "--tls-key-file", tls[1]]
         def child():
             _die_with_parent()
             if fsize is not None:  # to make the journal's disk "full"
@@ -105,14 +116,18 @@ class Sfud:
     def _read(self):
         for line in self.proc.stderr:
             self.log.append(line)
-            m = re.search(r'listening on http://%s:(\d+)' % re.escape(self.host), line)
+            m = re.search(r'listening on https?://%s:(\d+)' % re.escape(self.host), line)
             if m:
                 self.port = int(m.group(1))
                 self._ready.set()
 
     def request(self, method, path, body=None, auth=True, raw=None,
                 headers=None):
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
+        if self.tls is not None:
+            conn = http.client.HTTPSConnection(self.host, self.port, timeout=10,
+                                               context=self.ssl_context())
+        else:
+            conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
         h = dict(headers or {})
         if auth:
             h["Authorization"] = "Bearer " + (auth if isinstance(auth, str)
@@ -128,6 +143,11 @@ class Sfud:
         ctype = resp.getheader("Content-Type", "")
         parsed = json.loads(text) if ctype.startswith("application/json") else text
         return resp.status, parsed
+
+    def ssl_context(self):
+        """A client context trusting only the test CA of `tls`."""
+        import ssl
+        return ssl.create_default_context(cafile=self.tls[2])
 
     def _procs(self):
         """{pid: (ppid, cmdline)} of live (non-zombie) processes."""
@@ -185,6 +205,48 @@ class Sfud:
         import shutil
         if self.own_data_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+class TestCA:
+    """A throwaway certificate authority (openssl CLI) in `directory`:
+    ca.pem, and leaf certificates it signs for host names and addresses."""
+
+    def __init__(self, directory, name="SFU test CA"):
+        self.dir = directory
+        self.pem = os.path.join(directory, "ca.pem")
+        self.key = os.path.join(directory, "ca.key")
+        self._openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                      "-nodes", "-keyout", self.key, "-out", self.pem, "-days", "2",
+                      "-subj", "/CN=" + name)
+
+    def _openssl(self, *args):
+        subprocess.run(["openssl", *args], check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE)
+
+    def issue(self, name, dns=("localhost",), ips=("127.0.0.1",)):
+        """(cert, key) paths of a fresh P-256 leaf for `dns` names and `ips`."""
+        cert = os.path.join(self.dir, name + ".pem")
+        key = os.path.join(self.dir, name + ".key")
+        csr = os.path.join(self.dir, name + ".csr")
+        ext = os.path.join(self.dir, name + ".ext")
+        with open(ext, "w") as f:
+            f.write("subjectAltName=" + ",".join(["DNS:" + d for d in dns] +
+                                                 ["IP:" + i for i in ips]) + "\n")
+        self._openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                      "-keyout", key, "-out", csr, "-subj", "/CN=" + (dns or ips)[0])
+        self._openssl("x509", "-req", "-in", csr, "-CA", self.pem, "-CAkey", self.key,
+                      "-CAcreateserial", "-out", cert, "-days", "2", "-extfile", ext)
+        return cert, key
+
+    @staticmethod
+    def pin(cert):
+        """sha256//<base64> of the certificate's SubjectPublicKeyInfo."""
+        import base64
+        import hashlib
+        spki = subprocess.run(
+            "openssl x509 -in '%s' -pubkey -noout | openssl pkey -pubin -outform der" % cert,
+            shell=True, check=True, stdout=subprocess.PIPE).stdout
+        return "sha256//" + base64.b64encode(hashlib.sha256(spki).digest()).decode()
 
 
 def wait_for(pred, timeout=10.0, step=0.05, what="condition"):

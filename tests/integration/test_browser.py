@@ -36,14 +36,16 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WEB_DIR = os.path.normpath(os.path.join(HERE, "..", "..", "web"))
 sys.path.insert(0, HERE)
-from sfutest import Sfud  # noqa: E402
+from sfutest import Sfud, TestCA  # noqa: E402
 from aiortc_peer import Peer, SAMPLES_PER_FRAME, SILENCE_RMS, energy  # noqa: E402
 from chromium import Chromium  # noqa: E402
 
@@ -143,16 +145,29 @@ def beep_onsets(samples, min_gap_frames=10):
 class BrowserTestBase(unittest.IsolatedAsyncioTestCase):
     """sfud (serving web/) and a headless Chromium, both torn down in
     cleanups; aiortc peers in self.peers are closed and checked after each
-    test."""
+    test. With TLS = True sfud serves HTTPS/WSS with a certificate from a
+    throwaway CA that Chromium and the aiortc peers trust (and nothing
+    else does)."""
     SFUD_ARGS = ("--web-root", WEB_DIR)
+    TLS = False
 
     def setUp(self):
         self.browser = None
         self.page = None
         self.peers = []
-        self.sfud = Sfud(ARGS.sfud, ARGS.room, *self.SFUD_ARGS)
+        tls, ca, self.ws_options = None, None, {}
+        if self.TLS:
+            d = tempfile.mkdtemp(prefix="sfu-test-ca-")
+            self.addCleanup(shutil.rmtree, d, True)
+            ca = TestCA(d)
+            tls = (*ca.issue("sfud"), ca.pem)
+        self.sfud = Sfud(ARGS.sfud, ARGS.room, *self.SFUD_ARGS, tls=tls)
         self.addCleanup(self._stop_sfud)
-        self.browser = Chromium(extra_args=["--autoplay-policy=no-user-gesture-required"])
+        if self.TLS:
+            self.ws_options = {"ssl": self.sfud.ssl_context()}
+        self.origin = "%s://127.0.0.1:%d" % ("https" if self.TLS else "http", self.sfud.port)
+        self.browser = Chromium(extra_args=["--autoplay-policy=no-user-gesture-required"],
+                                ca_file=ca.pem if ca else None)
         self.addCleanup(self._close_browser)
 
     def _stop_sfud(self):
@@ -250,14 +265,15 @@ class BrowserCallTest(BrowserTestBase):
     async def _scenario(self):
         room_id = self.room["room_id"]
         chrome_token, py_token = self.token("chrome"), self.token("py")
-        origin = "http://127.0.0.1:%d" % self.sfud.port
-        self.page = await asyncio.to_thread(self.browser.open, origin + "/web/index.html")
+        self.page = await asyncio.to_thread(self.browser.open, self.origin + "/web/index.html")
         self.assertTrue(await self.js("!!document.querySelector('#join-form')"),
                         "the demo page did not load from sfud's /web/")
+        self.assertEqual(await self.js("location.protocol"), "https:" if self.TLS else "http:")
+        self.assertTrue(self.ws_url.startswith("wss://" if self.TLS else "ws://"), self.ws_url)
 
         # The aiortc peer first, so Chromium's join-to-first-audio is its own
         # (the server re-offers to add py's track after Chromium's offer).
-        py = Peer(self.ws_url, room_id, py_token, "py", freq=PY_FREQ)
+        py = Peer(self.ws_url, room_id, py_token, "py", freq=PY_FREQ, ws_options=self.ws_options)
         self.peers.append(py)
         await py.join()
         # (aiortc 1.4/aioice 0.8 end in "failed" if a Binding request from
@@ -419,6 +435,13 @@ CLICK_JS = r"""
 """
 
 
+class BrowserCallOverTlsTest(BrowserCallTest):
+    """The same call with sfud on HTTPS/WSS (tls_cert_file, tls_key_file):
+    Chromium loads the page from https:// as a secure context, trusting
+    the test CA from its NSS database, and joins over wss://."""
+    TLS = True
+
+
 class DemoPageTest(BrowserTestBase):
     """The demo page end to end against the real server, through its UI only.
 
@@ -496,7 +519,7 @@ class DemoPageTest(BrowserTestBase):
             raise
 
     async def _demo_scenario(self):
-        origin = "http://127.0.0.1:%d" % self.sfud.port
+        origin = self.origin
         timings = {}
 
         # py joins "demo" with a token from the development route.
