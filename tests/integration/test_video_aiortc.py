@@ -70,6 +70,7 @@ class VideoPeer(Peer):
         self.frames = []
         self.drop_out, self.drop_in = drop_out, drop_in
         self.dropped = [0, 0]
+        self.rtp_in = 0  # RTP packets the SFU sent us, dropped ones included
 
     async def negotiate(self, timeout=10.0):
         async with self._neg_lock:
@@ -99,6 +100,7 @@ class VideoPeer(Peer):
             await send(data)
 
         async def handle_rtp(data, arrival_time_ms):
+            self.rtp_in += 1
             if random.random() < self.drop_in:
                 self.dropped[1] += 1
                 return
@@ -186,7 +188,13 @@ class VideoTest(unittest.IsolatedAsyncioTestCase):
         await sub.join()
         await sub.wait_connected()
         t0 = time.monotonic()
-        await sub.wait_until(lambda: len(sub.frames) > 0, timeout=20)
+        try:
+            await sub.wait_until(lambda: len(sub.frames) > 0, timeout=20, what="a first frame")
+        except Exception:
+            print("%s: no frame; viewer got %d RTP packets, dropped %d; publisher dropped %d; "
+                  "room %s" % (name, sub.rtp_in, sub.dropped[1], pub.dropped[0],
+                               self.video_stats(room)[1]))
+            raise
         first = time.monotonic() - t0
         await asyncio.sleep(2)  # warm-up: encoder rate, jitter buffer
         start = time.monotonic()
