@@ -36,7 +36,7 @@ GLIB = re.compile(r"^(glib|gio/|glib-object|agent\.h|nice/)")
 # Sans-IO files: policy only, fed with time and bytes by their shell (the
 # call engine by the room shell; the ICE-lite state machine by icelite.c).
 ENGINE_FILES = {
-    "sfu/net/icestate.c", "sfu/net/icestate.h",
+    "sfu/net/icestate.c", "sfu/net/icestate.h", "sfu/net/tcpframe.c", "sfu/net/tcpframe.h",
     "sfu/room/engine.c", "sfu/room/engine.h", "sfu/room/negotiation.c",
     "sfu/room/forwarder.c", "sfu/room/proto.c", "sfu/room/participant.h",
     "sfu/room/usage.c", "sfu/room/usage.h",
