@@ -17,6 +17,7 @@ static const struct {
     {"join", SFU_MSG_JOIN},           {"offer", SFU_MSG_OFFER}, {"answer", SFU_MSG_ANSWER},
     {"candidate", SFU_MSG_CANDIDATE}, {"mute", SFU_MSG_MUTE},   {"ping", SFU_MSG_PING},
     {"leave", SFU_MSG_LEAVE},         {"video_quality", SFU_MSG_VIDEO_QUALITY},
+    {"resume", SFU_MSG_RESUME},
 };
 
 #define FAIL(c, w) \
@@ -48,6 +49,15 @@ int sfu_msg_parse(json_t *msg, sfu_msg_t *out, const char **code, const char **w
     out->room = json_string_value(json_object_get(msg, "room"));
     out->token = json_string_value(json_object_get(msg, "token"));
     if (!out->room || !out->token) FAIL("bad_message", "join needs string 'room' and 'token'");
+    v = json_object_get(msg, "v");
+    if (v && (!json_is_integer(v) || json_integer_value(v) != 1))
+      FAIL("bad_message", "protocol version 1 only");
+    break;
+  case SFU_MSG_RESUME:
+    out->room = json_string_value(json_object_get(msg, "room"));
+    out->token = json_string_value(json_object_get(msg, "resume_token"));
+    if (!out->room || !out->token || strlen(out->token) != SFU_RESUME_TOKEN_LEN)
+      FAIL("bad_message", "resume needs string 'room' and a 32-character 'resume_token'");
     v = json_object_get(msg, "v");
     if (v && (!json_is_integer(v) || json_integer_value(v) != 1))
       FAIL("bad_message", "protocol version 1 only");

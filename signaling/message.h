@@ -20,7 +20,11 @@ typedef enum {
   SFU_MSG_PING,
   SFU_MSG_LEAVE,
   SFU_MSG_VIDEO_QUALITY,
+  SFU_MSG_RESUME,
 } sfu_msg_type_t;
+
+/* A resume token: hex of 16 random bytes. */
+#define SFU_RESUME_TOKEN_LEN 32
 
 /* Bytes of SDP in one offer/answer: the largest description any room may
  * need (sfu_sdp_max_len() at SFU_SDP_MAX_MEDIA m-lines); sfud's frame
@@ -31,8 +35,8 @@ typedef enum {
 typedef struct sfu_msg_s {
   sfu_msg_type_t type;
   json_t *id;              /* request id (integer or string), or NULL */
-  const char *room;        /* join */
-  const char *token;       /* join */
+  const char *room;        /* join, resume */
+  const char *token;       /* join; resume: its resume_token */
   const char *sdp;         /* offer, answer */
   size_t sdp_len;
   long long offer_id;      /* answer: the server offer it answers */

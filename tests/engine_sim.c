@@ -1064,6 +1064,7 @@ static void peer_free(sim_peer_t *pe) {
   for (int k = 0; k < SIM_LAYERS; k++) free(pe->layers[k].hist);
   free(pe->fb);
   free(pe->pending_offer_sdp);
+  json_decref(pe->ice_servers);
   sfu_sdp_destroy(pe->own);
   sfu_sdp_destroy(pe->local);
   link_free(&pe->up);
@@ -1155,6 +1156,7 @@ void sim_join(sim_peer_t *pe) {
                         (json_int_t)pe->session, "identity", pe->identity, "name", pe->identity,
                         "grants", (json_int_t)pe->grants, "id", 1);
   assert_non_null(m);
+  if (pe->ice_servers) json_object_set(m, "ice_servers", pe->ice_servers);
   enter(s);
   sfu_room_on_control(&s->room, "client_join", m, s->now);
   leave_engine(s);

@@ -173,6 +173,7 @@ struct sim_peer_s {
   char identity[65];
   unsigned grants;
   char sid[72];         /* from welcome */
+  json_t *ice_servers;  /* what sfud adds to its client_join (owned; NULL: none) */
   int joined, gone;
   uint32_t rtcp_ssrc;   /* our RTCP sender SSRC */
   /* publishing */

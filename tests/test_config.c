@@ -193,6 +193,89 @@ static void tls_settings_checked_at_finish(void **state) {
   assert_int_equal(sfu_config_finish(&c, err, sizeof(err)), -1); /* no webhook at all */
 }
 
+/* rtc_addresses and rtc_announced_address are checked when sfud starts:
+ * a wrong one stops sfud with a message naming it, instead of failing
+ * every room at its first participant. */
+static void rtc_addresses_of_both_families_checked_at_finish(void **state) {
+  static const struct {
+    const char *addresses, *announce; /* announce NULL: none */
+    const char *err;                  /* NULL: accepted; else in the message */
+  } t[] = {
+      {"127.0.0.1", NULL, NULL},
+      {"::1", NULL, NULL},
+      {"127.0.0.1,::1", NULL, NULL},
+      {"192.0.2.10, 2001:db8::10", "203.0.113.5", NULL},
+      {"2001:db8::10", "2001:db8:ffff::10", NULL},
+      {"10.0.0.1,10.0.0.2,fd00::1,fd00::2", NULL, NULL},
+      {"", NULL, "rtc_addresses is empty"},
+      {" , ", NULL, "rtc_addresses is empty"},
+      {"localhost", NULL, "'localhost' is not an IPv4 or IPv6 address"},
+      {"127.0.0.1,::1,bogus", NULL, "'bogus' is not an IPv4 or IPv6 address"},
+      {"300.1.2.3", NULL, "not an IPv4 or IPv6 address"},
+      {"[::1]", NULL, "without them"},
+      {"fe80::1%eth0", NULL, "has a scope"},
+      {"fe80::1", NULL, "link-local"},
+      {"0.0.0.0", NULL, "unspecified"},
+      {"::", NULL, "unspecified"},
+      {"224.0.0.1", NULL, "multicast"},
+      {"ff02::1", NULL, "multicast"},
+      {"::ffff:127.0.0.1", NULL, "IPv4-mapped"},
+      {"::1,0:0::1", NULL, "same address as '::1'"},
+      {"10.0.0.1,10.0.0.2,10.0.0.3,10.0.0.4,10.0.0.5", NULL, "more than 4 addresses"},
+      {"127.0.0.1", "public", "rtc_announced_address: 'public' is not"},
+      {"::1", "203.0.113.5", "'203.0.113.5' is IPv4 but no rtc_addresses entry is"},
+      {"127.0.0.1", "2001:db8::1", "'2001:db8::1' is IPv6 but no rtc_addresses entry is"},
+      {"127.0.0.1", "0.0.0.0", "rtc_announced_address: '0.0.0.0' is unspecified"},
+  };
+  sfu_config_t c;
+  char err[256];
+  (void)state;
+  for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+    sfu_config_defaults(&c);
+    strcpy(c.rtc_addresses, t[i].addresses);
+    if (t[i].announce) strcpy(c.rtc_announced_address, t[i].announce);
+    err[0] = '\0';
+    int rv = sfu_config_finish(&c, err, sizeof(err));
+    if (!t[i].err) {
+      if (rv != 0) fail_msg("'%s' refused: %s", t[i].addresses, err);
+    } else {
+      assert_int_equal(rv, -1);
+      if (!strstr(err, t[i].err))
+        fail_msg("'%s': wanted '%s', got '%s'", t[i].addresses, t[i].err, err);
+    }
+  }
+  /* The same checks from the command line, and the default. */
+  const char *info;
+  char *argv[] = {"sfud", "--rtc-addresses", "127.0.0.1,[::1]", NULL};
+  sfu_config_defaults(&c);
+  assert_string_equal(c.rtc_addresses, "127.0.0.1");
+  assert_int_equal(sfu_config_parse_args(&c, 3, argv, &info, err, sizeof(err)), 0);
+  assert_int_equal(sfu_config_finish(&c, err, sizeof(err)), -1);
+  assert_non_null(strstr(err, "rtc_addresses: '[::1]'"));
+}
+
+/* sfud binds each address once at startup: one that no interface of the
+ * host has is refused with the reason. */
+static void rtc_addresses_bound_at_startup(void **state) {
+  sfu_config_t c;
+  char err[256];
+  (void)state;
+  sfu_config_defaults(&c);
+  assert_int_equal(sfu_config_check_rtc_bind(&c, err, sizeof(err)), 0);
+  strcpy(c.rtc_addresses, "127.0.0.1,192.0.2.77"); /* TEST-NET-1: on no interface */
+  assert_int_equal(sfu_config_check_rtc_bind(&c, err, sizeof(err)), -1);
+  assert_non_null(strstr(err, "'192.0.2.77'"));
+  assert_non_null(strstr(err, "no interface of this host has that address"));
+  strcpy(c.rtc_addresses, "nonsense");
+  assert_int_equal(sfu_config_check_rtc_bind(&c, err, sizeof(err)), -1);
+  assert_non_null(strstr(err, "not an IPv4 or IPv6 address"));
+  /* ::1 where the host has IPv6 (these machines do; a host without it gets
+   * the reason instead). */
+  strcpy(c.rtc_addresses, "127.0.0.1,::1");
+  if (sfu_config_check_rtc_bind(&c, err, sizeof(err)) != 0)
+    assert_non_null(strstr(err, "'::1'"));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(defaults_serve_a_newcomer),
@@ -202,6 +285,8 @@ int main(void) {
       cmocka_unit_test(usage_lists_every_setting),
       cmocka_unit_test(short_api_key_is_refused_at_finish),
       cmocka_unit_test(tls_settings_checked_at_finish),
+      cmocka_unit_test(rtc_addresses_of_both_families_checked_at_finish),
+      cmocka_unit_test(rtc_addresses_bound_at_startup),
   };
   return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

@@ -879,6 +879,49 @@ static void server_mute_takes_a_speaker_out_of_the_speaking_set(void **state) {
   assert_string_equal(who, "alice,");
 }
 
+/* ---- 8a. TURN servers in the welcome ---------------------------------------------------- */
+
+/* sfud mints TURN credentials per join and sends them with client_join:
+ * the welcome carries them exactly as given, to that client only; a join
+ * without them (TURN not configured) gets a welcome without the field, and
+ * so does one whose list is empty. */
+static void welcome_carries_the_ice_servers_of_its_join(void **state) {
+  sim_t *s = sim_new(24, 0);
+  *state = s;
+  json_t *ice = json_pack("[{s:[s, s], s:s, s:s}]", "urls", "turn:192.0.2.7:3478?transport=udp",
+                          "turns:turn.example.com:443?transport=tcp", "username",
+                          "1700086400:alice", "credential", "ZmFrZSBjcmVkZW50aWFsIDAwMDA=");
+  int from = s->nmsgs;
+  sim_peer_t *a = sim_peer_new(s, "alice");
+  a->ice_servers = json_deep_copy(ice);
+  sim_enter(a);
+  json_t *w = sim_msg_to(s, a->session, "welcome", from, NULL);
+  assert_non_null(w);
+  assert_true(json_equal(json_object_get(w, "ice_servers"), ice));
+
+  sim_peer_t *b = sim_peer_new(s, "bob");
+  sim_enter(b);
+  w = sim_msg_to(s, b->session, "welcome", from, NULL);
+  assert_non_null(w);
+  assert_null(json_object_get(w, "ice_servers"));
+  /* nobody else hears of alice's credentials */
+  for (int i = from; i < s->nmsgs; i++) {
+    char *text = json_dumps(s->msgs[i].m, JSON_COMPACT);
+    json_int_t to = json_integer_value(json_object_get(s->msgs[i].m, "session"));
+    if (strstr(text, "1700086400:alice") && to != (json_int_t)a->session)
+      fail_msg("alice's TURN credentials went elsewhere: %s", text);
+    free(text);
+  }
+
+  sim_peer_t *c = sim_peer_new(s, "carol");
+  c->ice_servers = json_array();
+  sim_enter(c);
+  w = sim_msg_to(s, c->session, "welcome", from, NULL);
+  assert_non_null(w);
+  assert_null(json_object_get(w, "ice_servers"));
+  json_decref(ice);
+}
+
 /* ---- 8b. server mute that sticks ------------------------------------------------------ */
 
 /* participant.server_muted of a welcome / participant_* message. */
@@ -1281,6 +1324,7 @@ int main(void) {
       cmocka_unit_test_teardown(mute_toggling_sends_no_usage_records_and_is_bounded_to_5_a_second,
                                 teardown),
       cmocka_unit_test_teardown(publisher_churn_recycles_the_subscribers_mlines, teardown),
+      cmocka_unit_test_teardown(welcome_carries_the_ice_servers_of_its_join, teardown),
       cmocka_unit_test_teardown(server_mute_survives_leave_and_rejoin, teardown),
       cmocka_unit_test_teardown(server_mute_before_join_applies_at_join, teardown),
       cmocka_unit_test_teardown(server_mute_set_is_bounded_and_outlives_a_kick, teardown),

@@ -390,6 +390,31 @@ static void test_create_and_candidates(void **state) {
   assert_non_null(strstr(c[0], " 203.0.113.9 "));
   sfu_ice_stream_destroy(a.st);
   agent_close(&f, ice);
+
+  /* Dual stack behind a 1:1 NAT of either family: the announced address
+   * replaces the address of its own family only. */
+  static const struct {
+    const char *announce, *want[2];
+  } dual[] = {{"203.0.113.9", {" 203.0.113.9 ", " ::1 "}},
+              {"2001:db8::9", {" 127.0.0.1 ", " 2001:db8::9 "}}};
+  for (size_t k = 0; k < sizeof(dual) / sizeof(dual[0]); k++) {
+    o = (sfu_ice_opts_t){.addresses = "127.0.0.1,::1", .announce = dual[k].announce};
+    assert_int_equal(sfu_ice_create(&ice, &f.loop, &o), 0);
+    lite_open(ice, &a);
+    assert_int_equal(sfu_ice_local_candidates(a.st, c, 4), 2);
+    assert_non_null(strstr(c[0], dual[k].want[0]));
+    assert_non_null(strstr(c[1], dual[k].want[1]));
+    sfu_ice_stream_destroy(a.st);
+    agent_close(&f, ice);
+  }
+  /* An announced address of a family no socket has would replace nothing. */
+  o = (sfu_ice_opts_t){.addresses = "::1", .announce = "203.0.113.9"};
+  assert_int_equal(sfu_ice_create(&ice, &f.loop, &o), SFU_EINVAL);
+  assert_null(ice);
+  o = (sfu_ice_opts_t){.addresses = "[::1]"};
+  assert_int_equal(sfu_ice_create(&ice, &f.loop, &o), SFU_EINVAL);
+  o = (sfu_ice_opts_t){.addresses = "::"};
+  assert_int_equal(sfu_ice_create(&ice, &f.loop, &o), SFU_EINVAL);
   fx_done(&f);
 }
 
@@ -406,6 +431,8 @@ static void test_remote_candidates(void **state) {
       {"candidate:1 2 UDP 2130706431 127.0.0.1 5000 typ host", 1},
       {"candidate:1 1 TCP 2130706431 127.0.0.1 9 typ host tcptype active", 1},
       {"candidate:1 1 UDP 2130706431 ::1 5000 typ host", 1},
+      {"candidate:2 1 udp 2122262783 fd00::2 41000 typ host generation 0", 1},
+      {"candidate:1 1 UDP 2130706431 [::1] 5000 typ host", 0},
       {"candidate:1 1 UDP 2130706431 127.0.0.1 5000 typ relay raddr 1.2.3.4 rport 9", 1},
       {"candidate:1 1 UDP 2130706431 127.0.0.1 70000 typ host", 0},
       {"candidate:1 1 UDP 99999999999 127.0.0.1 5000 typ host", 0},

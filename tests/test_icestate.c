@@ -282,6 +282,51 @@ static void test_media_from_unvalidated_address_dropped(void **state) {
   sfu_icestate_destroy(sm);
 }
 
+/* A dual-stack room: the address map keys the family too, so an IPv4
+ * participant and an IPv6 one whose address has the same leading bytes and
+ * port are two addresses; a participant checking on both sockets keeps
+ * the pair it nominated until a USE-CANDIDATE of no lower priority on the
+ * other family moves it there (socket and remote address together). */
+static void test_ipv4_and_ipv6_sources_kept_apart(void **state) {
+  sfu_icestate_t *sm = machine();
+  int u1, u2;
+  sfu_icestate_stream_t *s1 = stream(sm, &u1), *s2 = stream(sm, &u2);
+  sfu_icestate_addr_t a4 = v4(1, 50000), a6 = a4;
+  a6.fam = 6; /* [c633:6401::]:50000, the IPv4 bytes leading */
+
+  assert_int_equal(check(sm, 0, a4, s1, USE_CAND, 1000, 0), 0);
+  assert_ptr_equal(media(sm, a4, 1), &u1);
+  assert_null(media(sm, a6, 1)); /* not s1's: nobody's */
+  assert_int_equal(check(sm, 1, a6, s2, USE_CAND, 1000, 2), 0);
+  assert_ptr_equal(media(sm, a6, 3), &u2);
+  assert_ptr_equal(media(sm, a4, 3), &u1);
+  sfu_icestate_pair_t p;
+  assert_true(sfu_icestate_selected(s2, &p));
+  assert_int_equal(p.sock, 1);
+  assert_int_equal(p.remote.fam, 6);
+
+  /* s1 also checks from IPv6 on socket 1: validated, pair unchanged. */
+  sfu_icestate_addr_t b6 = v6(7, 40000);
+  assert_int_equal(check(sm, 1, b6, s1, 0, 2000, 4), 0);
+  assert_true(selected_is(s1, a4));
+  assert_ptr_equal(media(sm, b6, 5), &u1);
+  /* Its USE-CANDIDATE there, priority not lower: the pair moves. */
+  sfu_icestate_event_t ev[4];
+  events(sm, ev, 4);
+  assert_int_equal(check(sm, 1, b6, s1, USE_CAND, 2000, 6), 0);
+  assert_true(selected_is(s1, b6));
+  assert_true(sfu_icestate_selected(s1, &p));
+  assert_int_equal(p.sock, 1);
+  assert_int_equal(events(sm, ev, 4), 1);
+  assert_ptr_equal(ev[0].user, &u1);
+  assert_int_equal(ev[0].state, -1); /* still connected: only the pair moved */
+  assert_int_equal(ev[0].pair.sock, 1);
+  assert_true(same_addr(&ev[0].pair.remote, &b6));
+  assert_int_equal(sfu_icestate_stats(sm)->drop_unknown, 1);
+  consistent(sm);
+  sfu_icestate_destroy(sm);
+}
+
 /* A wrong password gets 401, unsigned, and validates nothing; so does an
  * unknown ufrag. No FINGERPRINT, an indication, a broken message: silence.
  * No MESSAGE-INTEGRITY: 400. An unknown required attribute: 420, signed. */
@@ -720,6 +765,7 @@ int main(void) {
       cmocka_unit_test(test_map),
       cmocka_unit_test(test_valid_check_answered_and_validates_source),
       cmocka_unit_test(test_media_from_unvalidated_address_dropped),
+      cmocka_unit_test(test_ipv4_and_ipv6_sources_kept_apart),
       cmocka_unit_test(test_wrong_password_401_validates_nothing),
       cmocka_unit_test(test_error_responses_limited_per_second),
       cmocka_unit_test(test_ice_controlled_gets_487),

@@ -43,6 +43,13 @@ static void good_messages(void **state) {
   assert_int_equal(m.muted, 1);
   assert_string_equal(json_string_value(m.id), "x");
   json_decref(j);
+  j = json_loads("{\"type\":\"resume\",\"id\":1,\"v\":1,\"room\":\"r\","
+                 "\"resume_token\":\"0123456789abcdef0123456789abcdef\"}", 0, NULL);
+  assert_int_equal(sfu_msg_parse(j, &m, &code, &why), 0);
+  assert_int_equal(m.type, SFU_MSG_RESUME);
+  assert_string_equal(m.room, "r");
+  assert_string_equal(m.token, "0123456789abcdef0123456789abcdef");
+  json_decref(j);
 }
 
 static void bad_messages_name_the_problem(void **state) {
@@ -62,6 +69,9 @@ static void bad_messages_name_the_problem(void **state) {
       {"{\"type\":\"candidate\",\"candidate\":{}}", "bad_message", "candidate"},
       {"{\"type\":\"mute\",\"muted\":1}", "bad_message", "boolean"},
       {"{\"type\":\"ping\",\"id\":[1]}", "bad_message", "id"},
+      {"{\"type\":\"resume\",\"room\":\"r\"}", "bad_message", "resume_token"},
+      {"{\"type\":\"resume\",\"room\":\"r\",\"resume_token\":\"short\"}", "bad_message",
+       "32-character"},
   };
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     assert_int_equal(check(cases[i].text, &m, &code, &why), -1);

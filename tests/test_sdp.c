@@ -33,7 +33,7 @@ static const char *fixtures[] = {
     "chromium_offer_audio.sdp",         "chromium_offer_av_simulcast.sdp",
     "chromium_offer_av_datachannel.sdp", "chromium_answer_av_datachannel.sdp",
     "chromium_offer_stopped_video.sdp", "aiortc_offer.sdp",
-    "aiortc_offer_datachannel.sdp",
+    "aiortc_offer_datachannel.sdp",     "aiortc_offer_ipv6.sdp",
 };
 
 /* ------------------------------------------------------------------------ */
@@ -551,6 +551,31 @@ static void aiortc_datachannel_offer(void **state) {
   sfu_sdp_free(&s);
 }
 
+/* aiortc gathering on ::1 only: c=IN IP6 ::1 (ignored, as every c=) and
+ * one IPv6 host candidate, kept as written; the writer puts it back with
+ * no brackets, and its c= lines stay the IN IP4 0.0.0.0 placeholder of an
+ * ICE description of either family (RFC 8839 5.1, JSEP 5.2.1). */
+static void aiortc_ipv6_offer(void **state) {
+  sfu_sdp_t s;
+  parse_fixture("aiortc_offer_ipv6.sdp", &s);
+  assert_int_equal(s.nmedia, 1);
+  sfu_sdp_media_t *m = &s.media[0];
+  assert_int_equal(m->port, 36094);
+  assert_int_equal(m->ncandidates, 1);
+  assert_string_equal(m->candidates[0],
+                      "candidate:365cbcb59afe9901aaa0f5cc9c9b5eea 1 udp 2130706431 ::1 36094 typ host");
+  assert_int_equal(m->end_of_candidates, 1);
+  int len;
+  char *out = write_sdp(&s, &len);
+  assert_non_null(strstr(out, "\r\na=candidate:365cbcb59afe9901aaa0f5cc9c9b5eea 1 udp 2130706431 "
+                              "::1 36094 typ host\r\n"));
+  assert_null(strstr(out, "["));
+  assert_non_null(strstr(out, "\r\nc=IN IP4 0.0.0.0\r\n"));
+  assert_null(strstr(out, "IP6"));
+  free(out);
+  sfu_sdp_free(&s);
+}
+
 /* parse -> write -> parse gives every field back; writing again is stable. */
 static void roundtrip_fixtures(void **state) {
   for (size_t f = 0; f < SFU_ARRAY_SIZE(fixtures); f++) {
@@ -1010,6 +1035,7 @@ int main(void) {
       cmocka_unit_test(chromium_stopped_transceiver),
       cmocka_unit_test(aiortc_offer),
       cmocka_unit_test(aiortc_datachannel_offer),
+      cmocka_unit_test(aiortc_ipv6_offer),
       cmocka_unit_test(roundtrip_fixtures),
       cmocka_unit_test(session_level_values_are_inherited),
       cmocka_unit_test(fmtp_apt_is_split_out),

@@ -52,8 +52,8 @@ typedef struct {
   pid_t pid;
   int port;
   char dir[64];      /* temp dir: data/ and sfud.log */
-  char base[64];     /* http://127.0.0.1:PORT */
-  char ws_url[96];   /* ws://127.0.0.1:PORT/v1/rtc */
+  char base[64];     /* http://127.0.0.1:PORT (http://[::1]:PORT on IPv6) */
+  char ws_url[96];   /* ws://127.0.0.1:PORT/v1/rtc (ws://[::1]:PORT/v1/rtc) */
 } sfud_t;
 
 static double now_s(void) {
@@ -87,9 +87,12 @@ static void sfud_stop(sfud_t *s) {
     nftw(s->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-static int sfud_setup(void **state) {
+/* sfud listening on `host` ("127.0.0.1", or "::1": IPv6). */
+static int sfud_start(void **state, const char *host) {
   sfud_t *s = calloc(1, sizeof(*s));
-  char data[96], log[96];
+  char data[96], log[96], url_host[48], listening[96];
+  snprintf(url_host, sizeof(url_host), strchr(host, ':') ? "[%s]" : "%s", host);
+  snprintf(listening, sizeof(listening), "listening on http://%s:", url_host);
   snprintf(s->dir, sizeof(s->dir), "/tmp/sfu-wsclient-XXXXXX");
   if (!mkdtemp(s->dir)) return -1;
   snprintf(data, sizeof(data), "%s/data", s->dir);
@@ -100,12 +103,12 @@ static int sfud_setup(void **state) {
     FILE *f = freopen(log, "w", stderr);
     (void)f;
     if (!freopen("/dev/null", "w", stdout)) _exit(126);
-    execl(SFUD_PATH, SFUD_PATH, "--listen-port", "0", "--api-key", API_KEY, "--token-secret",
-          TOKEN_SECRET, "--room-binary", ROOM_PATH, "--data-dir", data, "--max-participants",
-          "250", "--shutdown-grace-ms", "2000", (char *)NULL);
+    execl(SFUD_PATH, SFUD_PATH, "--listen-host", host, "--listen-port", "0", "--api-key",
+          API_KEY, "--token-secret", TOKEN_SECRET, "--room-binary", ROOM_PATH, "--data-dir", data,
+          "--max-participants", "250", "--shutdown-grace-ms", "2000", (char *)NULL);
     _exit(127);
   }
-  /* Wait for "listening on http://127.0.0.1:PORT" in its log. */
+  /* Wait for "listening on http://127.0.0.1:PORT" (or [::1]) in its log. */
   double end = now_s() + 10;
   while (now_s() < end && s->port == 0) {
     char buf[8192];
@@ -113,8 +116,8 @@ static int sfud_setup(void **state) {
     size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
     if (f) fclose(f);
     buf[n] = '\0';
-    const char *p = strstr(buf, "listening on http://127.0.0.1:");
-    if (p) s->port = atoi(p + strlen("listening on http://127.0.0.1:"));
+    const char *p = strstr(buf, listening);
+    if (p) s->port = atoi(p + strlen(listening));
     int st;
     if (waitpid(s->pid, &st, WNOHANG) == s->pid) {
       fprintf(stderr, "sfud exited early:\n%s\n", buf);
@@ -128,14 +131,33 @@ static int sfud_setup(void **state) {
     free(s);
     return -1;
   }
-  snprintf(s->base, sizeof(s->base), "http://127.0.0.1:%d", s->port);
-  snprintf(s->ws_url, sizeof(s->ws_url), "ws://127.0.0.1:%d/v1/rtc", s->port);
+  snprintf(s->base, sizeof(s->base), "http://%s:%d", url_host, s->port);
+  snprintf(s->ws_url, sizeof(s->ws_url), "ws://%s:%d/v1/rtc", url_host, s->port);
   *state = s;
   return 0;
 }
 
+static int sfud_setup(void **state) { return sfud_start(state, "127.0.0.1"); }
+
+/* On ::1; *state NULL (the test skips) on a host without IPv6. */
+static int sfud_setup6(void **state) {
+  struct sockaddr_in6 a;
+  memset(&a, 0, sizeof(a));
+  a.sin6_family = AF_INET6;
+  a.sin6_addr = in6addr_loopback;
+  int fd = socket(AF_INET6, SOCK_STREAM, 0);
+  int ok = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+  if (fd >= 0) close(fd);
+  if (!ok) {
+    *state = NULL;
+    return 0;
+  }
+  return sfud_start(state, "::1");
+}
+
 static int sfud_teardown(void **state) {
   sfud_t *s = *state;
+  if (!s) return 0; /* skipped */
   sfud_stop(s);
   free(s);
   return 0;
@@ -310,6 +332,34 @@ static void join_gets_welcome(void **state) {
   assert_int_equal(p.welcomed, 1);
   assert_int_equal(p.closed, 1);
   assert_int_equal(p.close_code, 1000); /* the server echoes our close */
+  free(p.join);
+  free(tok);
+  free(room);
+}
+
+/* sfud listening on ::1 only: the API over HTTP to [::1] (its ws_url
+ * says ws://[::1]:PORT/v1/rtc, checked by create_room), then a WebSocket
+ * to that URL joins. */
+static void join_over_ipv6_gets_welcome(void **state) {
+  sfud_t *s = *state;
+  if (!s) skip(); /* no IPv6 on this host */
+  assert_non_null(strstr(s->ws_url, "ws://[::1]:"));
+  char *room = create_room(s, "{\"name\":\"six\"}");
+  char *tok = mint_token(s, room, "alice");
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  peer_t p = {0};
+  p.join = join_msg(room, tok);
+  p.close_on_welcome = 1;
+  peer_connect(&p, &loop, s->ws_url);
+  assert_int_equal(sfu_ws_client_send(p.ws, p.join, strlen(p.join)), 0);
+  run_and_close(&loop);
+  assert_int_equal(p.welcomed, 1);
+  assert_int_equal(p.close_code, 1000);
+  char url[96], *body = NULL;
+  snprintf(url, sizeof(url), "http://[::1]:%d/v1/rooms", s->port);
+  assert_int_equal(sfu_http_request_sync("GET", url, API_KEY, NULL, &body, 2000), 200);
+  free(body);
   free(p.join);
   free(tok);
   free(room);
@@ -672,6 +722,7 @@ int main(void) {
       cmocka_unit_test(message_over_1mib_closes_1009),
       cmocka_unit_test(wrong_accept_key_fails),
       cmocka_unit_test_setup_teardown(join_gets_welcome, sfud_setup, sfud_teardown),
+      cmocka_unit_test_setup_teardown(join_over_ipv6_gets_welcome, sfud_setup6, sfud_teardown),
       cmocka_unit_test_setup_teardown(wrong_token_closes_4001, sfud_setup, sfud_teardown),
       cmocka_unit_test_setup_teardown(http_errors_come_back, sfud_setup, sfud_teardown),
       cmocka_unit_test_setup_teardown(destroy_at_any_time, sfud_setup, sfud_teardown),

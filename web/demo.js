@@ -24,6 +24,11 @@
 // (the best layer the connection carries), Low / Medium / High ask for that
 // layer at most. A tile that is scrolled out of view, or the whole page
 // when hidden, is paused (`paused: true`) so the server stops sending it.
+//
+// TURN. When sfud has TURN configured (docs/deploying.md), the welcome
+// carries TURN servers and credentials and SfuClient uses them. Opening the
+// page with `?relay=1` sends all media through TURN (iceTransportPolicy
+// 'relay'), which shows whether the TURN server works from this network.
 
 import { SfuClient, CLOSE_CODES } from './sfu-client.js';
 
@@ -136,7 +141,9 @@ async function onJoinSubmit(ev) {
   setBusy(true);
   try {
     const grant = await fetchDevToken({ room, identity: makeIdentity(name), name });
-    client = new SfuClient({ wsUrl: grant.ws_url || defaultWsUrl() });
+    const relayOnly = new URLSearchParams(location.search).get('relay') === '1';
+    client = new SfuClient({ wsUrl: grant.ws_url || defaultWsUrl(),
+      rtcConfig: relayOnly ? { iceTransportPolicy: 'relay' } : {} });
     wireClient(client);
     if (withMic) {
       try {

@@ -42,7 +42,13 @@
 //   connection-state    {state, code?, reason?}  state: 'new' | 'connecting'
 //                       (socket/join) | 'joined' (welcome, media not up yet)
 //                       | 'connected' | 'disconnected' (media interrupted,
-//                       may recover) | 'failed' | 'closed'
+//                       may recover) | 'reconnecting' (signaling socket
+//                       lost; resuming) | 'failed' | 'closed'
+//   reconnecting        {code}  the signaling socket dropped; resuming the
+//                       session (media goes on meanwhile)
+//   reconnected         {attempts, ms}  the session resumed: same sid, the
+//                       others saw nothing
+//   ice-restart         {}  the media path broke; ICE restarts (new ufrag)
 //   error               {error}  (error.code: a protocol error code string
 //                       such as 'bad_sdp', or a numeric WebSocket close code)
 //   close               {code, reason}  the signaling socket closed
@@ -74,7 +80,15 @@
 const REQUEST_TIMEOUT_MS = 10000;
 const PING_INTERVAL_MS = 10000;
 const MAX_GLARE_RETRIES = 5;
-const REPLY_TYPES = new Set(['welcome', 'answer', 'pong', 'ack', 'error']);
+const REPLY_TYPES = new Set(['welcome', 'resumed', 'answer', 'pong', 'ack', 'error']);
+// Resume: a socket that drops (no close frame: 1006; or the server's
+// going-away/restart codes) is reopened with backoff, doubling from
+// RESUME_FIRST_MS to RESUME_MAX_MS with jitter, within the server's grace.
+const RESUMABLE_CLOSES = new Set([1001, 1006, 1011, 1012]);
+const RESUME_FIRST_MS = 250;
+const RESUME_MAX_MS = 4000;
+// ICE restart when the media path stays 'disconnected' this long, or fails.
+const ICE_RESTART_AFTER_MS = 2000;
 
 /** Default camera capture: 720p, which the three layers below divide. */
 export const CAMERA_CONSTRAINTS = Object.freeze({
@@ -120,14 +134,20 @@ export const CLOSE_CODES = Object.freeze({
   4011: 'room crashed',
   4012: 'kicked',
   4013: 'heartbeat timeout',
+  4014: 'resume failed',
 });
 
 export class SfuClient extends EventTarget {
   /**
    * @param {object} opts
    * @param {string} opts.wsUrl      signaling URL (the API's `ws_url`)
-   * @param {RTCConfiguration} [opts.rtcConfig]  merged over the defaults
-   *        (no ICE servers: the SFU is ICE-lite with host candidates)
+   * @param {RTCConfiguration} [opts.rtcConfig]  merged over the defaults.
+   *        ICE servers: the SFU is ICE-lite with host candidates, and when
+   *        the node has TURN configured its `welcome` carries
+   *        `ice_servers` (TURN URLs with credentials minted for this join),
+   *        which the RTCPeerConnection uses. An `iceServers` given here
+   *        replaces them; `iceTransportPolicy: 'relay'` sends everything
+   *        through TURN.
    * @param {boolean} [opts.trickle=true]  send local ICE candidates as
    *        `candidate` messages; false waits for gathering and puts them in
    *        the SDP instead
@@ -142,6 +162,7 @@ export class SfuClient extends EventTarget {
       rtcpMuxPolicy: 'require',
       ...rtcConfig,
     };
+    this._ownIceServers = 'iceServers' in rtcConfig; // else the welcome's
     this.trickle = trickle;
 
     this.ws = null;
@@ -170,6 +191,13 @@ export class SfuClient extends EventTarget {
     this._sdpSent = false;
     this._pingTimer = null;
     this._closed = false;
+    this._resumeToken = null;       // from welcome / resumed (single-use)
+    this._resumeGraceMs = 0;
+    this._roomId = null;            // what resume names
+    this._reconnecting = false;
+    this._leaving = false;
+    this._iceTimer = null;          // pending ICE restart after 'disconnected'
+    this._iceRestartWanted = false; // a restart waits for the socket
   }
 
   // ---------------------------------------------------------------- public
@@ -199,6 +227,7 @@ export class SfuClient extends EventTarget {
     }
 
     this._closed = false;
+    this._leaving = false;
     this._setState('connecting');
     const ws = new WebSocket(this.wsUrl);
     this.ws = ws;
@@ -240,15 +269,69 @@ export class SfuClient extends EventTarget {
           (msg) => { if (!settled) { settled = true; resolve(msg); } },
           (err) => fail(err));
       });
-      ws.addEventListener('message', (ev) => { if (this.ws === ws) this._onMessage(ev); });
-      ws.addEventListener('close', (ev) => {
+      this._listen(ws, (ev) => {
         const what = CLOSE_CODES[ev.code] || 'connection closed';
         fail(new SfuError(`join refused: ${ev.reason || what} (close code ${ev.code})`,
           { code: ev.code, reason: ev.reason }));
-        if (this.ws === ws) this._onClose(ev);
       });
-      // 'error' is always followed by 'close', which carries the details.
     });
+  }
+
+  /** Routes a socket's messages and its close while it is the current one. */
+  _listen(ws, onClose) {
+    ws.addEventListener('message', (ev) => { if (this.ws === ws) this._onMessage(ev); });
+    ws.addEventListener('close', (ev) => {
+      onClose(ev);
+      if (this.ws === ws) this._onClose(ev);
+    });
+    // 'error' is always followed by 'close', which carries the details.
+  }
+
+  /**
+   * The signaling socket dropped while joined: reopen it and send `resume`
+   * with the last resume token, with backoff, until the server's grace is
+   * over. The peer connection is left alone, so media goes on. A refusal
+   * (4014: token used, expired, or the session ended) or the end of the
+   * grace closes the client as a drop would have before.
+   */
+  async _resume(dropCode) {
+    this._reconnecting = true;
+    this._setState('reconnecting', { code: dropCode });
+    this._emit('reconnecting', { code: dropCode });
+    const t0 = performance.now();
+    let delay = RESUME_FIRST_MS, attempts = 0, last = { code: dropCode, reason: 'connection lost' };
+    while (!this._closed && performance.now() - t0 < this._resumeGraceMs) {
+      attempts++;
+      const ws = new WebSocket(this.wsUrl);
+      this.ws = ws;
+      try {
+        const msg = await new Promise((resolve, reject) => {
+          ws.addEventListener('open', () => {
+            this._request({ type: 'resume', v: 1, room: this._roomId,
+              resume_token: this._resumeToken }).then(resolve, reject);
+          });
+          this._listen(ws, (ev) => reject(new SfuError(`resume: closed (${ev.code})`,
+            { code: ev.code, reason: ev.reason })));
+        });
+        if (this._closed || this.ws !== ws) return;
+        this._resumeToken = msg.resume_token || null;
+        this._reconnecting = false;
+        this._setState(this.pc && this.pc.connectionState === 'connected' ? 'connected' : 'joined');
+        this._emit('reconnected', { attempts, ms: Math.round(performance.now() - t0) });
+        if (this._iceRestartWanted) this._restartIce();
+        return;
+      } catch (err) {
+        last = { code: err.code, reason: err.reason || err.message };
+        if (err.code === 4014 || this._closed) break;   // nothing to resume
+      }
+      await sleep(delay / 2 + Math.random() * delay / 2);
+      delay = Math.min(delay * 2, RESUME_MAX_MS);
+    }
+    this._reconnecting = false;
+    if (this._closed) return;
+    this._emitError(new SfuError(`disconnected: could not resume (${last.reason})`,
+      { code: last.code, reason: last.reason }));
+    this._teardown(last);
   }
 
   /**
@@ -410,6 +493,7 @@ export class SfuClient extends EventTarget {
 
   /** Send `leave`, wait (briefly) for the server to close, release media. */
   async leave() {
+    this._leaving = true;   // the close that follows is not a drop
     const ws = this.ws;
     if (ws && ws.readyState === WebSocket.OPEN) {
       const closed = new Promise((resolve) => ws.addEventListener('close', resolve, { once: true }));
@@ -526,7 +610,11 @@ export class SfuClient extends EventTarget {
   _onClose(ev) {
     const wasJoined = !!this.localParticipant;
     this._rejectPending(ev.code, ev.reason);
-    if (this._closed) return;
+    if (this._closed || this._reconnecting) return;
+    if (wasJoined && !this._leaving && this._resumeToken && RESUMABLE_CLOSES.has(ev.code)) {
+      this._resume(ev.code);
+      return;
+    }
     this._emit('close', { code: ev.code, reason: ev.reason });
     if (wasJoined && ev.code !== 1000) {
       const what = ev.reason || CLOSE_CODES[ev.code] || 'connection closed';
@@ -541,6 +629,9 @@ export class SfuClient extends EventTarget {
     this._closed = true;
     clearInterval(this._pingTimer);
     this._pingTimer = null;
+    clearTimeout(this._iceTimer);
+    this._iceTimer = null;
+    this._resumeToken = null;
     this._rejectPending(code, reason);
     if (this.pc) {
       this.pc.onicecandidate = this.pc.ontrack = this.pc.onconnectionstatechange = null;
@@ -569,6 +660,16 @@ export class SfuClient extends EventTarget {
 
   _onWelcome(msg) {
     this.room = msg.room || null;
+    this._roomId = (msg.room && msg.room.room_id) || null;
+    this._resumeToken = msg.resume_token || null;   // absent: the node does not resume
+    this._resumeGraceMs = (msg.resume_grace_s || 0) * 1000;
+    // TURN servers with fresh credentials, when the node has TURN
+    // (signaling.md: Joining); used by the connection made below.
+    if (!this._ownIceServers) {
+      this.rtcConfig.iceServers = (Array.isArray(msg.ice_servers) ? msg.ice_servers : [])
+        .filter((s) => s && s.urls)
+        .map((s) => ({ urls: s.urls, username: s.username, credential: s.credential }));
+    }
     const me = msg.participant || {};
     this.localParticipant = normaliseParticipant({
       ...me, muted: this._micMuted, server_muted: false, speaking: false,
@@ -671,13 +772,37 @@ export class SfuClient extends EventTarget {
     pc.onconnectionstatechange = () => {
       if (this.pc !== pc) return;
       const s = pc.connectionState;
-      if (s === 'connected') this._setState('connected');
-      else if (s === 'disconnected') this._setState('disconnected');
-      else if (s === 'failed') {
-        this._setState('failed');
-        this._emitError(new SfuError('media connection failed (ICE/DTLS)', { code: 'ice_failed' }));
+      clearTimeout(this._iceTimer);
+      this._iceTimer = null;
+      if (s === 'connected') {
+        this._iceRestartWanted = false;
+        if (!this._reconnecting) this._setState('connected');
+      } else if (s === 'disconnected') {
+        // A changed network: give ICE a moment, then restart it.
+        if (!this._reconnecting) this._setState('disconnected');
+        this._iceTimer = setTimeout(() => this._restartIce(), ICE_RESTART_AFTER_MS);
+      } else if (s === 'failed') {
+        if (!this._reconnecting) this._setState('failed');
+        this._restartIce();
       }
     };
+  }
+
+  /**
+   * ICE restart (signaling.md §3): new local credentials in a client
+   * re-offer; the tracks and their m-lines stay as they are. Waits for the
+   * signaling socket when it is being resumed.
+   */
+  _restartIce() {
+    const pc = this.pc;
+    if (!pc || this._closed) return;
+    this._iceRestartWanted = true;
+    if (!this._isJoined()) return;   // after the resume
+    this._emit('ice-restart', {});
+    pc.restartIce();
+    this._enqueue(() => this._negotiate()).catch((err) => {
+      this._emitError(new SfuError(`ICE restart failed: ${err.message}`, { code: 'ice_failed' }));
+    });
   }
 
   _onLocalCandidate(candidate) {

@@ -35,15 +35,21 @@ typedef struct sfu_ice_cb_s {
 } sfu_ice_cb_t;
 
 typedef struct sfu_ice_opts_s {
-  const char *addresses;   /* comma-separated local IPs for host candidates */
+  const char *addresses;   /* comma-separated local IPs for host candidates,
+                              IPv4 and/or IPv6 (no brackets) */
   int port_min, port_max;  /* UDP range, 0/0 = any */
-  const char *announce;    /* IP written into candidates instead (1:1 NAT) */
+  const char *announce;    /* IP written into the candidates of its family
+                              instead of theirs (1:1 NAT); NULL = none */
   int full;                /* sfu_nice_create() only: a full, controlling
                               agent instead of a lite one */
 } sfu_ice_opts_t;
 
 /* The room's ICE-lite agent (sfu/net/icelite.c): sockets on `loop`, bound
- * to o->addresses; o->full is refused. 0 or a negative error. */
+ * to o->addresses, one per address of either family; o->full is refused.
+ * 0 or a negative error: SFU_EINVAL for an address that is not an IP
+ * literal or is unspecified, or an announce that is not one or has no
+ * address of its family; a bind's error (-errno, SFU_EBUSY when the port
+ * range is full). */
 int sfu_ice_create(sfu_ice_t **out, uv_loop_t *loop, const sfu_ice_opts_t *o);
 /* Either kind of agent. Streams still alive are orphaned: their owners
  * destroy them later. */

@@ -17,12 +17,15 @@
  * into cb.state calls. The ice.h API is this file's; a stream here wraps
  * one stream of the machine.
  *
- * Sockets. One non-blocking UDP socket per local address, shared by every
+ * Sockets. One non-blocking UDP socket per local address, IPv4 or IPv6
+ * (of the family of its address; IPv6 ones IPV6_V6ONLY), shared by every
  * stream (participant) of the agent (the room), read with recvmmsg from
- * one uv_poll_t each. Per datagram: a sockaddr -> sfu_icestate_addr_t
- * conversion and one call into the machine (one hash lookup for media);
- * no allocation. STUN responses leave at once with sendto (a few per peer
- * every few seconds).
+ * one uv_poll_t each. A peer reaches the sockets of the families it has:
+ * the machine keys addresses by family too, so a dual-stack room mixes
+ * IPv4 and IPv6 participants, and a participant's checks on both. Per
+ * datagram: a sockaddr -> sfu_icestate_addr_t conversion and one call
+ * into the machine (one hash lookup for media); no allocation. STUN
+ * responses leave at once with sendto (a few per peer every few seconds).
  *
  * Events. After an input that was not media, and after a tick, the
  * machine's events are applied: a stream's selected pair is copied here
@@ -193,7 +196,8 @@ struct sfu_ice_stream_s {
 struct sfu_ice_s {
   uv_loop_t *loop;                  /* borrowed */
   sfu_icestate_t *sm;               /* the ICE state machine, owned */
-  char announce[INET6_ADDRSTRLEN];  /* written into candidates if set */
+  char announce[INET6_ADDRSTRLEN];  /* written into the candidates of its family if set */
+  int announce_family;              /* AF_INET / AF_INET6; 0 without announce */
   lite_sock_t *socks[MAX_SOCKS];    /* owned */
   int nsocks;                       /* sockets open */
   uv_prepare_t prepare;             /* flush before the loop blocks */
@@ -405,8 +409,11 @@ static void on_handle_closed(uv_handle_t *h) {
   if (--ice->pending == 0) free_agent(ice);
 }
 
-/* Binds a UDP socket on `ip` within the port range (from a random start),
- * or on an ephemeral port with no range. */
+/* Binds a UDP socket on `ip`, an IPv4 or IPv6 literal (not unspecified),
+ * within the port range (from a random start), or on an ephemeral port
+ * with no range. An IPv6 socket is IPV6_V6ONLY: it never sees IPv4-mapped
+ * sources, and an IPv4 socket of the same agent, or of another room, may
+ * hold the same port number. */
 static int open_socket(sfu_ice_t *ice, const char *ip, int pmin, int pmax, lite_sock_t **out) {
   lite_sa_t sa;
   memset(&sa, 0, sizeof(sa));
@@ -505,8 +512,12 @@ int sfu_ice_create(sfu_ice_t **out, uv_loop_t *loop, const sfu_ice_opts_t *o) {
   }
   if (o->announce && o->announce[0]) {
     struct in6_addr tmp;
-    if (strlen(o->announce) >= sizeof(ice->announce) ||
-        (inet_pton(AF_INET, o->announce, &tmp) != 1 && inet_pton(AF_INET6, o->announce, &tmp) != 1)) {
+    if (strlen(o->announce) < sizeof(ice->announce) && inet_pton(AF_INET, o->announce, &tmp) == 1)
+      ice->announce_family = AF_INET;
+    else if (strlen(o->announce) < sizeof(ice->announce) &&
+             inet_pton(AF_INET6, o->announce, &tmp) == 1)
+      ice->announce_family = AF_INET6;
+    else {
       sfu_log(SFU_LOG_ERROR, "ice", "announce '%s' is not an IP address", o->announce);
       rv = SFU_EINVAL;
       goto fail;
@@ -529,6 +540,13 @@ int sfu_ice_create(sfu_ice_t **out, uv_loop_t *loop, const sfu_ice_opts_t *o) {
     ice->nsocks++;
   }
   if (ice->nsocks == 0) {
+    rv = SFU_EINVAL;
+    goto fail;
+  }
+  int announced = 0;
+  for (int i = 0; i < ice->nsocks; i++) announced |= ice->socks[i]->family == ice->announce_family;
+  if (ice->announce_family && !announced) { /* it would replace nothing */
+    sfu_log(SFU_LOG_ERROR, "ice", "announce '%s': no local address of its family", ice->announce);
     rv = SFU_EINVAL;
     goto fail;
   }
@@ -646,7 +664,12 @@ const char *sfu_ice_ufrag(const sfu_ice_stream_t *st) { return st->ufrag; }
 const char *sfu_ice_pwd(const sfu_ice_stream_t *st) { return st->pwd; }
 
 /* RFC 8445 5.1.2.1 with type preference 126 (host), local preference
- * 65535 - the address's index, component 1. */
+ * 65535 - the address's index (the first address of the list is
+ * preferred, whatever its family), component 1. The announced address
+ * replaces the address of the sockets of its own family only: behind a
+ * 1:1 IPv4 NAT, an IPv6 socket keeps its own, global address. An IPv6
+ * address is written as inet_ntop() gives it, without brackets (RFC 8839
+ * 5.1: connection-address). */
 int sfu_ice_local_candidates(sfu_ice_stream_t *st, char out[][200], int max) {
   sfu_ice_t *ice = st->ice;
   int n = 0;
@@ -655,7 +678,7 @@ int sfu_ice_local_candidates(sfu_ice_stream_t *st, char out[][200], int max) {
     const lite_sock_t *s = ice->socks[i];
     uint32_t prio = (126u << 24) | ((uint32_t)(65535 - i) << 8) | (256 - 1);
     snprintf(out[n++], 200, "candidate:%d 1 udp %u %s %u typ host", i + 1, prio,
-             ice->announce[0] ? ice->announce : s->ip, s->port);
+             s->family == ice->announce_family ? ice->announce : s->ip, s->port);
   }
   return n;
 }

@@ -8,17 +8,22 @@
  * argv first and loaded before the environment, so that the order holds
  * whatever position the flag has on the command line.
  */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 
 #include "sfu/node/config.h"
 #include "sfu/base/log.h"
 #include "sfu/base/sfu.h"
+#include "sfu/node/turn.h"
 
 typedef enum { T_STR, T_INT } opt_type_t;
 
@@ -51,10 +56,13 @@ static const opt_t opts[] = {
   S(data_dir, "directory for the journal and state (default ./sfu-data)"),
   S(web_root, "serve the demo page from this directory (default: none)"),
   S(log_level, "debug, info, warn or error (default info)"),
-  S(rtc_addresses, "IPs of media host candidates, comma-separated (default 127.0.0.1)"),
-  S(rtc_announced_address, "IP to announce in candidates instead of the local one, behind 1:1 NAT (default none)"),
+  S(rtc_addresses, "IPv4 and/or IPv6 addresses of the media host candidates, comma-separated, at most 4, IPv6 without brackets (default 127.0.0.1; e.g. 192.0.2.10,2001:db8::10)"),
+  S(rtc_announced_address, "IP written into the candidates of its own family instead of the local one, behind 1:1 NAT (default none)"),
   I(rtc_port_min, 0, 65535, "lowest UDP port for media (default 0 = any)"),
   I(rtc_port_max, 0, 65535, "highest UDP port for media (default 0 = any)"),
+  S(turn_urls, "TURN servers for clients, comma-separated turn:/turns: URLs (default: none; docs/deploying.md)"),
+  S(turn_secret, "the TURN server's static-auth-secret, at least 16 bytes: signs short-lived TURN credentials (required with turn_urls)"),
+  I(turn_ttl_s, 60, 604800, "TURN credentials given at a join stay valid this long: the longest call through TURN (default 86400)"),
   I(max_rooms, 1, 100000, "rooms this node accepts (default 1000)"),
   I(max_participants, 1, 10000, "participants per room, upper bound (default 100)"),
   I(empty_timeout_s, 1, 86400, "a room with nobody in it ends after this (default 300)"),
@@ -66,6 +74,7 @@ static const opt_t opts[] = {
   I(usage_interval_s, 1, 3600, "rooms send a usage checkpoint this often (default 10)"),
   I(zygote, 0, 1, "1 = fork rooms from a pre-loaded template process; 0 = exec each (default 1)"),
   I(dev, 0, 1, "1 = development routes: POST /dev/join mints tokens without a key (default 0)"),
+  I(resume_grace_s, 0, 600, "a client whose WebSocket drops may resume its session within this (default 20; 0 = never)"),
   I(max_connections, 16, 1000000, "open HTTP/WebSocket connections, all clients; lowered to fit the descriptor limit less max_rooms + 64 (default 10000)"),
   I(max_connections_per_ip, 1, 1000000, "open HTTP/WebSocket connections from one IP address (default 256)"),
   I(http_request_timeout_ms, 1000, 600000, "a connection must send a complete request (headers and body) within this (default 10000)"),
@@ -91,9 +100,11 @@ void sfu_config_defaults(sfu_config_t *c) {
   c->shutdown_grace_ms = 3000;
   c->zygote = 1;
   c->usage_interval_s = 10;
+  c->resume_grace_s = 20;
   c->max_connections = 10000;
   c->max_connections_per_ip = 256;
   c->http_request_timeout_ms = 10000;
+  c->turn_ttl_s = 86400;
 }
 
 static const opt_t *find_opt(const char *key, size_t len) {
@@ -264,6 +275,154 @@ int sfu_config_parse_args(sfu_config_t *c, int argc, char **argv,
   return 0;
 }
 
+/* ---- media addresses ---------------------------------------------------
+ *
+ * rtc_addresses goes to every room as is (sfu-room --rtc-addresses), whose
+ * ICE agent opens one UDP socket per address, IPv4 or IPv6
+ * (sfu/net/icelite.c). sfud checks the list when it starts, so that a
+ * wrong address stops sfud with a message naming it instead of failing
+ * every room at its first participant. */
+
+/* One address of rtc_addresses or rtc_announced_address. */
+typedef struct {
+  char text[INET6_ADDRSTRLEN];  /* as written (a longer word is no address) */
+  int family;                   /* AF_INET or AF_INET6 */
+  unsigned char ip[16];         /* network order; IPv4 in the first 4 bytes */
+} rtc_addr_t;
+
+/* Parses one address literal and refuses what cannot be a host candidate.
+ * 0, or -1 with err naming `key` and saying what is wrong. */
+static int rtc_addr_parse(const char *key, const char *s, rtc_addr_t *a, char *err,
+                          size_t errlen) {
+  const char *why = NULL;
+  memset(a, 0, sizeof(*a));
+  snprintf(a->text, sizeof(a->text), "%s", s);
+  if (strlen(s) < sizeof(a->text) && inet_pton(AF_INET, s, a->ip) == 1) {
+    a->family = AF_INET;
+    if (a->ip[0] == 0 && a->ip[1] == 0 && a->ip[2] == 0 && a->ip[3] == 0)
+      why = "is unspecified: name the address clients send to";
+    else if (a->ip[0] >= 224)
+      why = "is a multicast or reserved address";
+  } else if (strlen(s) < sizeof(a->text) && inet_pton(AF_INET6, s, a->ip) == 1) {
+    static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    static const unsigned char zero[16] = {0};
+    a->family = AF_INET6;
+    if (memcmp(a->ip, zero, 16) == 0)
+      why = "is unspecified: name the address clients send to";
+    else if (a->ip[0] == 0xff)
+      why = "is a multicast address";
+    else if (memcmp(a->ip, mapped, 12) == 0)
+      why = "is an IPv4-mapped IPv6 address: write the IPv4 address";
+    else if (a->ip[0] == 0xfe && (a->ip[1] & 0xc0) == 0x80)
+      why = "is link-local: it needs a scope (an interface), which a candidate cannot carry";
+  } else if (strchr(s, '%')) {
+    why = "has a scope (%interface): link-local addresses are not supported";
+  } else if (s[0] == '[') {
+    why = "is in brackets: write an IPv6 address without them (::1)";
+  } else {
+    why = "is not an IPv4 or IPv6 address";
+  }
+  if (why) {
+    snprintf(err, errlen, "%s: '%s' %s", key, s, why);
+    return -1;
+  }
+  return 0;
+}
+
+/* Splits rtc_addresses as the room does (commas and blanks) into out[]
+ * and checks each address: a literal of either family that can be a host
+ * candidate, at most SFU_CONFIG_MAX_RTC_ADDRESSES, none twice. The count,
+ * or -1 with err. */
+static int rtc_addr_list(const char *list, rtc_addr_t out[SFU_CONFIG_MAX_RTC_ADDRESSES],
+                         char *err, size_t errlen) {
+  char buf[sizeof(((sfu_config_t *)0)->rtc_addresses)];
+  int n = 0;
+  snprintf(buf, sizeof(buf), "%s", list);
+  for (char *save = NULL, *a = strtok_r(buf, ", ", &save); a;
+       a = strtok_r(NULL, ", ", &save)) {
+    rtc_addr_t one;
+    if (rtc_addr_parse("rtc_addresses", a, &one, err, errlen) != 0) return -1;
+    for (int i = 0; i < n; i++)
+      if (out[i].family == one.family && memcmp(out[i].ip, one.ip, 16) == 0) {
+        snprintf(err, errlen, "rtc_addresses: '%s' is the same address as '%s'", a,
+                 out[i].text);
+        return -1;
+      }
+    if (n == SFU_CONFIG_MAX_RTC_ADDRESSES) {
+      snprintf(err, errlen, "rtc_addresses: more than %d addresses ('%s' and after)",
+               SFU_CONFIG_MAX_RTC_ADDRESSES, a);
+      return -1;
+    }
+    out[n++] = one;
+  }
+  if (n == 0) {
+    snprintf(err, errlen, "rtc_addresses is empty: give at least one IPv4 or IPv6 address");
+    return -1;
+  }
+  return n;
+}
+
+/* rtc_addresses, and rtc_announced_address against them: an address of a
+ * family that some rtc_addresses entry has (the room writes it into the
+ * candidates of that family only). 0 or -1 with err. */
+static int check_rtc(const sfu_config_t *c, char *err, size_t errlen) {
+  rtc_addr_t addrs[SFU_CONFIG_MAX_RTC_ADDRESSES], pub;
+  int n = rtc_addr_list(c->rtc_addresses, addrs, err, errlen);
+  if (n < 0) return -1;
+  if (!c->rtc_announced_address[0]) return 0;
+  if (rtc_addr_parse("rtc_announced_address", c->rtc_announced_address, &pub, err, errlen) != 0)
+    return -1;
+  for (int i = 0; i < n; i++)
+    if (addrs[i].family == pub.family) return 0;
+  snprintf(err, errlen,
+           "rtc_announced_address: '%s' is %s but no rtc_addresses entry is (it replaces "
+           "the address of the candidates of its own family)",
+           pub.text, pub.family == AF_INET ? "IPv4" : "IPv6");
+  return -1;
+}
+
+int sfu_config_check_rtc_bind(const sfu_config_t *c, char *err, size_t errlen) {
+  rtc_addr_t addrs[SFU_CONFIG_MAX_RTC_ADDRESSES];
+  int n = rtc_addr_list(c->rtc_addresses, addrs, err, errlen);
+  if (n < 0) return -1;
+  for (int i = 0; i < n; i++) {
+    union {
+      struct sockaddr sa;
+      struct sockaddr_in in;
+      struct sockaddr_in6 in6;
+    } sa;
+    socklen_t sl;
+    memset(&sa, 0, sizeof(sa));
+    if (addrs[i].family == AF_INET) {
+      sa.in.sin_family = AF_INET;
+      memcpy(&sa.in.sin_addr, addrs[i].ip, 4);
+      sl = sizeof(sa.in);
+    } else {
+      sa.in6.sin6_family = AF_INET6;
+      memcpy(&sa.in6.sin6_addr, addrs[i].ip, 16);
+      sl = sizeof(sa.in6);
+    }
+    int fd = socket(addrs[i].family, SOCK_DGRAM | SOCK_CLOEXEC, 0), one = 1, e = 0;
+    if (fd < 0) {
+      e = errno;
+    } else {
+      if (addrs[i].family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)); /* as the room does */
+      if (bind(fd, &sa.sa, sl) != 0) e = errno;
+      close(fd);
+    }
+    if (e) {
+      snprintf(err, errlen, "rtc_addresses: cannot open a UDP socket on '%s': %s%s",
+               addrs[i].text, strerror(e),
+               e == EADDRNOTAVAIL ? " (no interface of this host has that address)"
+               : e == EAFNOSUPPORT ? " (this host has no IPv6)"
+                                   : "");
+      return -1;
+    }
+  }
+  return 0;
+}
+
 int sfu_config_finish(sfu_config_t *c, char *err, size_t errlen) {
   if (sfu_log_parse_level(c->log_level) < 0) {
     snprintf(err, errlen, "log_level: '%s' is not debug, info, warn or error",
@@ -282,6 +441,7 @@ int sfu_config_finish(sfu_config_t *c, char *err, size_t errlen) {
     snprintf(err, errlen, "listen_host is empty");
     return -1;
   }
+  if (check_rtc(c, err, errlen) != 0) return -1;
   if (!c->tls_cert_file[0] != !c->tls_key_file[0]) {
     snprintf(err, errlen, "tls_cert_file and tls_key_file go together: give both or neither");
     return -1;
@@ -309,6 +469,7 @@ int sfu_config_finish(sfu_config_t *c, char *err, size_t errlen) {
              SFU_CONFIG_MIN_API_KEY);
     return -1;
   }
+  if (sfu_turn_check(c->turn_urls, c->turn_secret, err, errlen) != 0) return -1;
   if (c->api_key[0] == '\0') {
     sfu_random_hex(c->api_key, "dev-", 16);
     c->api_key_generated = 1;

@@ -32,9 +32,12 @@ typedef struct sfu_config_s {
   char data_dir[512];            /* journal and state */
   char web_root[512];            /* demo page directory ("" = none) */
   char log_level[16];            /* debug, info, warn, error */
-  char rtc_addresses[256];       /* host candidate IPs, comma-separated */
+  char rtc_addresses[256];       /* host candidate IPs, IPv4 and/or IPv6, comma-separated */
   int rtc_port_min, rtc_port_max; /* UDP range for media (0/0 = any) */
-  char rtc_announced_address[64]; /* public IP put in candidates (1:1 NAT) */
+  char rtc_announced_address[64]; /* public IP put in the candidates of its family (1:1 NAT) */
+  char turn_urls[1024];          /* TURN servers handed to clients, comma-separated ("" = none) */
+  char turn_secret[128];         /* the TURN server's static-auth-secret: signs their credentials */
+  int turn_ttl_s;                /* a join's TURN credentials stay valid this long */
   int max_rooms;                 /* rooms per node */
   int max_participants;          /* participants per room, upper bound */
   int empty_timeout_s;           /* default for rooms that do not say */
@@ -46,6 +49,7 @@ typedef struct sfu_config_s {
   int dev;                       /* 1: development routes (POST /dev/join) */
   int zygote;                    /* 1: fork rooms from a template process */
   int usage_interval_s;          /* rooms checkpoint usage this often */
+  int resume_grace_s;            /* a dropped client's session waits this long to resume */
   int max_connections;           /* open HTTP/WS connections, all clients (lowered to fit
                                     RLIMIT_NOFILE less the rooms' descriptors) */
   int max_connections_per_ip;    /* open HTTP/WS connections from one address */
@@ -56,6 +60,8 @@ typedef struct sfu_config_s {
 
 /* Shortest api_key accepted (the generated one has 36 characters). */
 #define SFU_CONFIG_MIN_API_KEY 8
+/* Most rtc_addresses a room binds (sfu/net/icelite.c: one socket each). */
+#define SFU_CONFIG_MAX_RTC_ADDRESSES 4
 
 void sfu_config_defaults(sfu_config_t *c);
 /* Sets one setting by its name ("listen_port"); returns 0 or -1 with err. */
@@ -75,8 +81,18 @@ int sfu_config_parse_args(sfu_config_t *c, int argc, char **argv,
                           const char **info, char *err, size_t errlen);
 /* Fills generated secrets and derived values, checks ranges and the
  * secrets' lengths (api_key >= SFU_CONFIG_MIN_API_KEY, token_secret >= 32,
- * webhook_secret >= 16 with webhook_url). 0 or -1 with err. */
+ * webhook_secret >= 16 with webhook_url), the TURN settings
+ * (sfu_turn_check(): turn_urls' form, turn_secret >= 16 with them), and
+ * the media addresses: rtc_addresses 1 to SFU_CONFIG_MAX_RTC_ADDRESSES
+ * IPv4 or IPv6 literals (no brackets, no scope), none unspecified,
+ * multicast, IPv4-mapped, link-local or given twice; rtc_announced_address
+ * a literal of a family rtc_addresses has. 0 or -1 with err. */
 int sfu_config_finish(sfu_config_t *c, char *err, size_t errlen);
+/* Binds a UDP socket (port 0, IPV6_V6ONLY as the rooms do) on each of
+ * c->rtc_addresses and closes it: does every address belong to this host
+ * (and IPv6 exist here)? sfud calls it once at startup, after
+ * sfu_config_finish(). 0, or -1 with err naming the address and why. */
+int sfu_config_check_rtc_bind(const sfu_config_t *c, char *err, size_t errlen);
 /* Writes the option reference (for --help) to a buffer. */
 void sfu_config_usage(char *buf, size_t len);
 

@@ -107,6 +107,15 @@ size_t sfu_metrics_render(const sfu_metrics_t *m, const sfu_gauges_t *g,
           "Connections refused: over the global or per-address cap.", m->connections_refused);
   counter(&o, "sfu_http_requests_rejected_total",
           "Requests refused for conflicting Content-Length or Transfer-Encoding.", m->http_rejected);
+  counter(&o, "sfu_ws_detached_total",
+          "Joined sessions whose WebSocket dropped without a leave (resumable).", m->ws_detached);
+  counter(&o, "sfu_ws_resumes_total", "Sessions resumed on a new WebSocket.", m->ws_resumes);
+  counter(&o, "sfu_ws_resume_failures_total",
+          "Resumes refused: unknown, already used or expired token, or another room.",
+          m->ws_resume_failures);
+  counter(&o, "sfu_ws_resume_expired_total",
+          "Detached sessions that ended without a resume (grace over, overflow, kick, room end).",
+          m->ws_resume_expired);
   counter(&o, "sfu_tls_reloads_total", "TLS certificate reloads that took effect.",
           m->tls_reloads);
   counter(&o, "sfu_tls_reload_failures_total",

@@ -44,6 +44,10 @@ typedef struct sfu_metrics_s {
   uint64_t ipc_congestions;      /* episodes of a room's IPC above its high watermark */
   uint64_t ws_backlog_closes;    /* sessions closed (1013): held messages over bound */
   uint64_t http_rejected;        /* requests refused as ambiguous (smuggling) */
+  uint64_t ws_detached;          /* joined sessions whose socket dropped (resumable) */
+  uint64_t ws_resumes;           /* sessions taken over by a resume */
+  uint64_t ws_resume_failures;   /* resumes refused (4014): unknown, used or expired token */
+  uint64_t ws_resume_expired;    /* detached sessions that ended unresumed */
   uint64_t tls_reloads;          /* certificate reloads that took effect (SIGHUP) */
   uint64_t tls_reload_failures;  /* reloads refused: the previous certificate stayed */
   int http_connections;          /* gauge: open HTTP/WebSocket connections */

@@ -125,7 +125,8 @@ int main(int argc, char **argv) {
            uv_version_string());
     return 0;
   }
-  if (sfu_config_finish(&cfg, err, sizeof(err)) != 0) {
+  if (sfu_config_finish(&cfg, err, sizeof(err)) != 0 ||
+      sfu_config_check_rtc_bind(&cfg, err, sizeof(err)) != 0) { /* rooms bind them later */
     fprintf(stderr, "sfud: %s\n", err);
     return 2;
   }

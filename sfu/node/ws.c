@@ -10,6 +10,10 @@
  *
  * and sent to the room over IPC; the room answers the same way and sfud
  * writes "msg" to the socket. sfud handles only `join`, `ping` and `leave`.
+ * A join reaches the room as client_join with what sfud checked in the
+ * token and, when TURN is configured, the client's fresh TURN credentials
+ * (`ice_servers`, sfu/node/turn.h): sfud holds the TURN secret, the room
+ * only copies them into the welcome.
  *
  * Re-entrancy. h2o calls our message callback from inside
  * h2o_websocket_proceed(), and the close callback (arg == NULL) from there
@@ -43,20 +47,48 @@
  * watermark the held messages go out, one per session in turn, and the
  * sessions read again. A session whose held queue would exceed its bound
  * is closed with 1013 "signaling backlog": no message is dropped silently.
+ *
+ * Resume (docs/signaling.md "Reconnecting"). The welcome carries a resume
+ * token (16 random bytes, hex) that sfud adds on its way to the client.
+ * When a joined session's socket drops (closes without a `leave` and
+ * without the client's close frame: a lost network, not a goodbye), the
+ * session is DETACHED, not gone: the room is not told, room messages for it are kept
+ * in order (at most SFU_WS_MAX_QUEUED bytes), and for resume_grace_s a new
+ * socket may take it over with {"type":"resume","room","resume_token"}.
+ * The new socket's session and the old one swap connections: the old
+ * session (its IPC address, identity, sid, room) lives on with the new
+ * socket, gets `resumed` with a fresh token (each token works once), then
+ * what was kept; the throwaway session is freed, or, if the old socket was
+ * still open (a client that noticed a dead path before the server did),
+ * closes that socket with 4009. A grace that ends, a kept queue that
+ * overflows, a kick or the room ending turns a detached session into a
+ * gone one (client_gone "disconnected" to the room, as before resume
+ * existed); the tick frees it. A token that matches nothing, in this room,
+ * is answered 4014 and the client joins afresh.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <h2o/websocket.h>
+#include <openssl/crypto.h>
 
 #include "sfu/base/log.h"
 #include "sfu/base/sfu.h"
 #include "signaling/message.h"
 #include "signaling/token.h"
+#include "sfu/node/turn.h"
 #include "sfu/node/ws.h"
 
-typedef enum { WS_AWAIT_JOIN, WS_JOINING, WS_JOINED, WS_CLOSING } ws_state_t;
+typedef enum { WS_AWAIT_JOIN, WS_JOINING, WS_JOINED, WS_DETACHED, WS_CLOSING } ws_state_t;
+
+/* A room message kept for a detached session, as the text to send. */
+typedef struct kept_s kept_t;
+struct kept_s {
+  kept_t *next;                  /* arrival order */
+  size_t len;
+  char text[];
+};
 
 /* A client message held while the room's IPC is congested. */
 typedef struct held_s held_t;
@@ -74,6 +106,11 @@ struct session_s {
   ws_state_t state;              /* see above */
   sfu_room_rec_t *room;          /* joined room; NULL when it is gone */
   char identity[SFU_TOKEN_MAX_ID + 1];
+  char sid[64];                  /* the room's participant sid, from the welcome */
+  char resume_token[SFU_RESUME_TOKEN_LEN + 1]; /* current one; "" = none */
+  uint64_t detached_ms;          /* WS_DETACHED since */
+  kept_t *kept, *kept_tail;      /* room messages while detached */
+  size_t kept_bytes;             /* their bytes, <= SFU_WS_MAX_QUEUED */
   uint64_t opened_ms;            /* connected, then sent its join: join timeouts */
   uint64_t last_rx_ms;           /* for the idle timeout */
   uint64_t closing_ms;           /* entered WS_CLOSING; for the close timeout */
@@ -118,7 +155,42 @@ static void mark_dirty(session_t *s) {
 
 static void close_session(session_t *s, int code, const char *reason);
 
+static void drop_kept(session_t *s) {
+  while (s->kept) {
+    kept_t *k = s->kept;
+    s->kept = k->next;
+    free(k);
+  }
+  s->kept_tail = NULL;
+  s->kept_bytes = 0;
+}
+
+/* A detached session's room message: kept for the resume, in order. */
+static void keep(session_t *s, const char *text, size_t len) {
+  kept_t *k;
+  if (!s->room) return; /* being dropped */
+  if (s->kept_bytes + len > SFU_WS_MAX_QUEUED || !(k = malloc(sizeof(*k) + len))) {
+    sfu_log(SFU_LOG_WARN, "ws", "session %u (%s): too much kept while disconnected; dropping it",
+            s->id, s->identity);
+    close_session(s, 1008, "send queue overflow");
+    return;
+  }
+  k->next = NULL;
+  k->len = len;
+  memcpy(k->text, text, len);
+  if (s->kept_tail)
+    s->kept_tail->next = k;
+  else
+    s->kept = k;
+  s->kept_tail = k;
+  s->kept_bytes += len;
+}
+
 static void send_text(session_t *s, const char *text, size_t len) {
+  if (s->state == WS_DETACHED) {
+    keep(s, text, len);
+    return;
+  }
   if (!s->conn || s->state == WS_CLOSING) return;
   if (wslay_event_get_queued_msg_length(s->conn->ws_ctx) + len > SFU_WS_MAX_QUEUED) {
     sfu_log(SFU_LOG_WARN, "ws", "session %u (%s): client too slow, closing", s->id, s->identity);
@@ -174,6 +246,16 @@ static void drop_held(session_t *s) {
 }
 
 static void close_session(session_t *s, int code, const char *reason) {
+  if (s->state == WS_DETACHED) { /* no socket: gone for good, freed by the tick */
+    if (s->room) {
+      tell_room(s, "client_gone", json_pack("{s:s}", "reason", "disconnected"));
+      if (s->ws->metrics) s->ws->metrics->ws_resume_expired++;
+    }
+    s->room = NULL;
+    drop_held(s);
+    drop_kept(s);
+    return;
+  }
   if (!s->conn || s->state == WS_CLOSING) return;
   if (s->state == WS_JOINING || s->state == WS_JOINED)
     tell_room(s, "client_gone", json_pack("{s:s}", "reason", code == 1000 ? "left" : code == SFU_WS_HEARTBEAT_TIMEOUT ? "timeout" : "closed"));
@@ -247,9 +329,13 @@ static void on_join(session_t *s, const sfu_msg_t *m) {
   s->state = WS_JOINING;
   s->opened_ms = sfu_now_ms(); /* the room has SFU_WS_JOIN_TIMEOUT_MS to welcome it */
   memcpy(s->identity, c.identity, sizeof(s->identity));
+  /* Fresh TURN credentials for this join (none without turn_urls): the
+   * room puts them in the welcome as they are. */
+  json_t *ice = sfu_turn_ice_servers(ws->cfg->turn_urls, ws->cfg->turn_secret,
+                                     ws->cfg->turn_ttl_s, c.identity, sfu_wall_ms() / 1000);
   tell_room(s, "client_join",
-            json_pack("{s:s, s:s, s:i, s:s, s:O*}", "identity", c.identity, "name", c.name,
-                      "grants", (int)c.grants, "jti", c.jti, "id", m->id));
+            json_pack("{s:s, s:s, s:i, s:s, s:O*, s:o*}", "identity", c.identity, "name", c.name,
+                      "grants", (int)c.grants, "jti", c.jti, "id", m->id, "ice_servers", ice));
   sfu_log(SFU_LOG_INFO, "ws", "session %u: %s joining room %s", s->id, c.identity, r->id);
 }
 
@@ -379,6 +465,8 @@ static int rate_ok(session_t *s, uint64_t now_ms) {
   return 1;
 }
 
+static void on_resume(session_t *s, const sfu_msg_t *m);
+
 static void on_text(session_t *s, const uint8_t *data, size_t len) {
   json_error_t jerr;
   json_t *msg = json_loadb((const char *)data, len, JSON_REJECT_DUPLICATES, &jerr);
@@ -401,9 +489,11 @@ static void on_text(session_t *s, const uint8_t *data, size_t len) {
   } else if (s->state == WS_AWAIT_JOIN) {
     if (m.type == SFU_MSG_JOIN)
       on_join(s, &m);
+    else if (m.type == SFU_MSG_RESUME)
+      on_resume(s, &m); /* may free s */
     else
       close_session(s, SFU_WS_BAD_REQUEST, "bad request: first message must be a join");
-  } else if (m.type == SFU_MSG_JOIN) {
+  } else if (m.type == SFU_MSG_JOIN || m.type == SFU_MSG_RESUME) {
     send_error(s, m.id, "bad_message", "already joined");
   } else if (m.type == SFU_MSG_LEAVE) {
     close_session(s, 1000, "left");
@@ -428,21 +518,103 @@ static void unlink_session(session_t *s) {
   ws->count--;
 }
 
-/* Closes the socket and frees the session; not from inside proceed(). */
-static void free_session(session_t *s) {
-  if (s->state == WS_JOINING || s->state == WS_JOINED)
+/* A joined session's socket closed without a leave: it waits for a resume
+ * (see the top of this file). */
+static void detach(session_t *s) {
+  h2o_websocket_close(s->conn);
+  s->conn = NULL;
+  for (session_t **pp = &s->ws->dirty; *pp; pp = &(*pp)->next_dirty)
+    if (*pp == s) {
+      *pp = s->next_dirty;
+      break;
+    }
+  s->dirty = 0;
+  s->state = WS_DETACHED;
+  s->detached_ms = sfu_now_ms();
+  if (s->ws->metrics) s->ws->metrics->ws_detached++;
+  sfu_log(SFU_LOG_INFO, "ws", "session %u (%s): connection lost; resumable for %d s", s->id,
+          s->identity, s->ws->cfg->resume_grace_s);
+}
+
+/* Closes the socket (if any) and frees the session; not from inside
+ * proceed(). A joined session whose socket dropped (`dropped`: closed
+ * without a close frame from the client) and that may resume is detached
+ * instead. A client's own close frame (1000, 1001 ...) is a leave. */
+static void free_session(session_t *s, int dropped) {
+  if (dropped && s->state == WS_JOINED && s->room && s->resume_token[0] && s->conn) {
+    detach(s);
+    return;
+  }
+  if (s->state == WS_JOINING || s->state == WS_JOINED || (s->state == WS_DETACHED && s->room))
     tell_room(s, "client_gone", json_pack("{s:s}", "reason", "disconnected"));
   drop_held(s);
-  h2o_websocket_close(s->conn);
+  drop_kept(s);
+  if (s->conn) h2o_websocket_close(s->conn);
   s->conn = NULL;
   unlink_session(s);
   free(s);
 }
 
+/* A fresh resume token for s, single-use: the previous one stops working. */
+static json_t *new_resume_token(session_t *s) {
+  sfu_random_hex(s->resume_token, "", SFU_RESUME_TOKEN_LEN / 2);
+  return json_string(s->resume_token);
+}
+
+/* `resume` on a new socket (session `s`, not joined): takes over the
+ * session whose token it is, if it is in the room named. */
+static void on_resume(session_t *s, const sfu_msg_t *m) {
+  sfu_ws_t *ws = s->ws;
+  session_t *t = NULL;
+  for (session_t *x = ws->sessions; x && !t; x = x->next)
+    if (x != s && x->room && (x->state == WS_DETACHED || x->state == WS_JOINED) &&
+        x->resume_token[0] && CRYPTO_memcmp(x->resume_token, m->token, SFU_RESUME_TOKEN_LEN) == 0)
+      t = x;
+  if (!t || (strcmp(t->room->id, m->room) != 0 && strcmp(t->room->name, m->room) != 0)) {
+    if (ws->metrics) ws->metrics->ws_resume_failures++;
+    close_session(s, SFU_WS_RESUME_FAILED, "resume failed: no such session (join again)");
+    return;
+  }
+  uint64_t now = sfu_now_ms();
+  h2o_websocket_conn_t *fresh = s->conn, *stale = t->conn;
+  int was = t->state;
+  t->conn = fresh, fresh->data = t;
+  s->conn = stale;
+  if (stale) stale->data = s;
+  t->state = WS_JOINED;
+  t->last_rx_ms = now;
+  t->tokens = RATE_BURST;
+  if (ws->metrics) ws->metrics->ws_resumes++;
+  sfu_log(SFU_LOG_INFO, "ws", "session %u (%s): resumed in room %s after %llu ms%s", t->id,
+          t->identity, t->room->id,
+          (unsigned long long)(was == WS_DETACHED ? now - t->detached_ms : 0),
+          was == WS_DETACHED ? "" : " (its old socket still open: replaced)");
+  json_t *r = json_pack("{s:s, s:i, s:{s:s, s:s}, s:o, s:i}", "type", "resumed", "v", 1,
+                        "participant", "sid", t->sid, "identity", t->identity, "resume_token",
+                        new_resume_token(t), "resume_grace_s", ws->cfg->resume_grace_s);
+  if (m->id) json_object_set(r, "id", m->id);
+  send_json(t, r);
+  kept_t *k = t->kept;
+  t->kept = t->kept_tail = NULL;
+  t->kept_bytes = 0;
+  while (k) {
+    kept_t *next = k->next;
+    send_text(t, k->text, k->len);
+    free(k);
+    k = next;
+  }
+  if (stale) { /* s now holds the old socket: close it, the room hears nothing */
+    close_session(s, SFU_WS_REPLACED, "replaced by a resumed session");
+  } else { /* s had only the new socket, which t took: s goes (h2o no longer knows it) */
+    unlink_session(s);
+    free(s);
+  }
+}
+
 static void on_ws(h2o_websocket_conn_t *conn, const struct wslay_event_on_msg_recv_arg *arg) {
   session_t *s = conn->data;
-  if (arg == NULL) { /* closed: the socket is gone */
-    free_session(s);
+  if (arg == NULL) { /* closed: the socket is gone, with or without a close frame */
+    free_session(s, !wslay_event_get_close_received(conn->ws_ctx));
     return;
   }
   uint64_t now = sfu_now_ms();
@@ -479,7 +651,8 @@ void sfu_ws_on_room_msg(sfu_ws_t *ws, sfu_room_rec_t *r, const char *type, json_
     json_int_t except = json_integer_value(json_object_get(msg, "except"));
     if (!json_is_object(m)) return;
     for (session_t *s = ws->sessions; s; s = s->next)
-      if (s->room == r && s->state == WS_JOINED && s->id != (uint32_t)except)
+      if (s->room == r && (s->state == WS_JOINED || s->state == WS_DETACHED) &&
+          s->id != (uint32_t)except)
         send_json(s, json_incref(m));
     return;
   }
@@ -489,7 +662,15 @@ void sfu_ws_on_room_msg(sfu_ws_t *ws, sfu_room_rec_t *r, const char *type, json_
     json_t *m = json_object_get(msg, "msg");
     if (!json_is_object(m)) return;
     const char *t = json_string_value(json_object_get(m, "type"));
-    if (t && strcmp(t, "welcome") == 0 && s->state == WS_JOINING) s->state = WS_JOINED;
+    if (t && strcmp(t, "welcome") == 0 && s->state == WS_JOINING) {
+      s->state = WS_JOINED;
+      const char *sid = json_string_value(json_object_get(json_object_get(m, "participant"), "sid"));
+      snprintf(s->sid, sizeof(s->sid), "%s", sid ? sid : "");
+      if (s->ws->cfg->resume_grace_s > 0) { /* sfud's part of the welcome */
+        json_object_set_new(m, "resume_token", new_resume_token(s));
+        json_object_set_new(m, "resume_grace_s", json_integer(s->ws->cfg->resume_grace_s));
+      }
+    }
     send_json(s, json_incref(m));
   } else if (strcmp(type, "client_close") == 0) {
     json_int_t code = json_integer_value(json_object_get(msg, "code"));
@@ -502,8 +683,8 @@ void sfu_ws_on_room_msg(sfu_ws_t *ws, sfu_room_rec_t *r, const char *type, json_
 void sfu_ws_on_room_gone(sfu_ws_t *ws, sfu_room_rec_t *r, int code, const char *reason) {
   for (session_t *s = ws->sessions; s; s = s->next) {
     if (s->room != r) continue;
-    s->room = NULL;
-    s->state = WS_AWAIT_JOIN; /* nothing to tell the room */
+    s->room = NULL; /* nothing to tell the room */
+    if (s->state != WS_DETACHED) s->state = WS_AWAIT_JOIN;
     close_session(s, code, reason);
   }
 }
@@ -522,14 +703,20 @@ static void on_tick(uv_timer_t *t) {
   session_t *next;
   for (session_t *s = ws->sessions; s; s = next) {
     next = s->next; /* free_session() unlinks s */
-    if (s->state == WS_CLOSING) {
+    if (s->state == WS_DETACHED) {
+      /* gone (room told) or out of time: the room hears client_gone now */
+      if (!s->room || now - s->detached_ms >= (uint64_t)ws->cfg->resume_grace_s * 1000) {
+        close_session(s, 1001, "not resumed");
+        free_session(s, 0);
+      }
+    } else if (s->state == WS_CLOSING) {
       /* The client never answered our close frame (or never read it):
        * close the socket. Not before h2o has handed it over (sock set). */
       if (now - s->closing_ms >= SFU_WS_CLOSE_TIMEOUT_MS && s->conn && s->conn->sock) {
         if (ws->metrics) ws->metrics->ws_close_timeouts++;
         sfu_log(SFU_LOG_DEBUG, "ws", "session %u: no close from the client in %d ms; closing the socket",
                 s->id, SFU_WS_CLOSE_TIMEOUT_MS);
-        free_session(s);
+        free_session(s, 0);
       }
     } else if ((s->state == WS_AWAIT_JOIN || s->state == WS_JOINING) &&
                now - s->opened_ms > SFU_WS_JOIN_TIMEOUT_MS) {

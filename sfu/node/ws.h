@@ -29,6 +29,7 @@ enum {
   SFU_WS_ROOM_CRASHED = 4011,
   SFU_WS_KICKED = 4012,
   SFU_WS_HEARTBEAT_TIMEOUT = 4013,
+  SFU_WS_RESUME_FAILED = 4014,
   SFU_WS_TRY_AGAIN = 1013,       /* RFC 6455 "try again later": signaling backlog */
 };
 

@@ -5,6 +5,9 @@
  *
  * Control messages (docs/internals/ipc.md): client_join / client_msg /
  * client_gone (a client's signaling, relayed by sfud), server_mute, kick.
+ * A client_join may carry the client's TURN servers and credentials
+ * (`ice_servers`), minted by sfud, which holds the secret: the engine
+ * copies them into the welcome as data and never looks into them.
  * sfud authenticates joins and refuses kicked or banned tokens itself, so
  * a kick here only removes; a server mute is the room's to keep: the set
  * of muted identities (room->server_muted) outlives the participant, so a
@@ -247,7 +250,7 @@ static void update_empty(sfu_room_t *room) {
 }
 
 int sfu_room_join(sfu_room_t *room, uint32_t session, const char *identity, const char *name,
-                  unsigned grants, json_t *req_id) {
+                  unsigned grants, json_t *req_id, json_t *ice_servers) {
   sfu_participant_t *p = sfu_room_by_identity(room, identity);
   int replaced = p != NULL;
 
@@ -294,6 +297,7 @@ int sfu_room_join(sfu_room_t *room, uint32_t session, const char *identity, cons
                         p->name, "server_muted", p->server_muted, "room", "room_id", room->id,
                         "participants", others);
   if (req_id) json_object_set(w, "id", req_id);
+  if (json_array_size(ice_servers) > 0) json_object_set(w, "ice_servers", ice_servers);
   sfu_room_send(room, p, w);
   sfu_room_broadcast(room, p, json_pack("{s:s, s:o}", "type",
                                         replaced ? "participant_updated" : "participant_joined",
@@ -406,7 +410,7 @@ int sfu_room_on_control(sfu_room_t *room, const char *type, json_t *msg, sfu_tim
     }
     return sfu_room_join(room, session, identity, json_string_value(json_object_get(msg, "name")),
                          (unsigned)json_integer_value(json_object_get(msg, "grants")),
-                         json_object_get(msg, "id"));
+                         json_object_get(msg, "id"), json_object_get(msg, "ice_servers"));
   }
   if (strcmp(type, "client_gone") == 0) {
     const char *why = json_string_value(json_object_get(msg, "reason"));

@@ -201,9 +201,11 @@ void sfu_room_error(sfu_room_t *room, sfu_participant_t *p, json_t *id,
 sfu_participant_t *sfu_room_by_session(sfu_room_t *room, uint32_t session);
 sfu_participant_t *sfu_room_by_identity(sfu_room_t *room, const char *identity);
 json_t *sfu_participant_json(const sfu_participant_t *p);
-/* Membership. */
+/* Membership. A join is welcomed with `req_id` echoed and, when it is a
+ * non-empty array, `ice_servers` (the client's TURN servers and
+ * credentials, from sfud: docs/signaling.md); both borrowed, may be NULL. */
 int sfu_room_join(sfu_room_t *room, uint32_t session, const char *identity,
-                  const char *name, unsigned grants, json_t *req_id);
+                  const char *name, unsigned grants, json_t *req_id, json_t *ice_servers);
 void sfu_room_remove(sfu_room_t *room, sfu_participant_t *p, const char *reason,
                      int close_code, const char *close_reason);
 void sfu_room_set_muted(sfu_room_t *room, sfu_participant_t *p, int muted, int by_server);

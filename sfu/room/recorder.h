@@ -5,8 +5,9 @@
  * <data_dir>/captures/ and relays the request over IPC). While on, every
  * RTP and RTCP packet the room receives from a publisher is written
  * decrypted, as plain RTP/RTCP, to a pcap: one UDP 5-tuple per participant
- * (10.1.x.y:5000 -> 10.0.0.1:5004, x.y from its place in the room), the
- * arrival time as capture time. sfu-replay reads such a file like any
+ * (10.1.x.y:5000 -> 10.0.0.1:5004, x.y from its place in the room, whether
+ * the participant reached the room over IPv4 or IPv6: no real address is
+ * written), the arrival time as capture time. sfu-replay reads such a file like any
  * other capture. The file is bounded in bytes and in time; either bound,
  * a stop request or the room's end closes it.
  */

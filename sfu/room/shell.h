@@ -34,9 +34,10 @@ typedef struct sfu_shell_opts_s {
   int parent_timeout_ms;   /* exit if sfud is silent this long */
   int usage_interval_s;    /* usage checkpoint period */
   int ipc_fd;              /* inherited socketpair end */
-  const char *ice_addresses; /* host candidate addresses */
+  const char *ice_addresses; /* host candidate addresses, IPv4 and/or IPv6,
+                                comma-separated (sfu_ice_opts_t.addresses) */
   int port_min, port_max;  /* UDP port range */
-  const char *announce;    /* IP announced in candidates, or NULL */
+  const char *announce;    /* IP announced in the candidates of its family, or NULL */
 } sfu_shell_opts_t;
 
 /* Transport drop counters, summed over participants (the room's stats). */

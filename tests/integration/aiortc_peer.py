@@ -80,8 +80,8 @@ import numpy as np
 import aioice.ice
 import av
 import websockets
-from aiortc import (RTCConfiguration, RTCPeerConnection, RTCSessionDescription,
-                    MediaStreamTrack)
+from aiortc import (RTCConfiguration, RTCIceServer, RTCPeerConnection,
+                    RTCSessionDescription, MediaStreamTrack)
 from aiortc.mediastreams import MediaStreamError
 from aiortc.sdp import candidate_from_sdp
 
@@ -376,6 +376,14 @@ def parse_mlines(sdp: str) -> List[Dict[str, Any]]:
     return out
 
 
+def turn_kind(url: str) -> str:
+    """"udp", "tcp" or "tls": how a TURN URL reaches its server (RFC 7065:
+    turn: is UDP unless ?transport=tcp, turns: is TLS over TCP)."""
+    if url.startswith("turns:"):
+        return "tls"
+    return "tcp" if url.endswith("?transport=tcp") else "udp"
+
+
 def use_host_addresses(addresses: Optional[List[str]]) -> None:
     """Make aioice gather only these host addresses (it skips 127.0.0.1 by
     default). Global to the process; None leaves aioice alone."""
@@ -396,7 +404,10 @@ class Peer:
     m-line. ``send_audio_level=False`` removes the RFC 6464 extmap from every
     SDP it sends. ``ping_interval=None`` disables the 10 s heartbeat (to
     test the server's heartbeat timeout). ``host_addresses`` is what ICE
-    gathers (loopback by default).
+    gathers (loopback by default). The TURN servers of the ``welcome``
+    (docs/signaling.md) go into the RTCConfiguration; aiortc uses one TURN
+    URL, the first it supports, so ``turn`` ("udp", "tcp" or "tls") keeps
+    only the URLs of that kind.
 
     State for tests: ``events`` [(monotonic time, msg)] of every server
     message; ``welcome``; ``sid``; ``identities`` sid -> identity;
@@ -410,8 +421,10 @@ class Peer:
                  freq: Optional[float] = None, send_audio_level: bool = True,
                  publish: bool = True, ping_interval: Optional[float] = 10.0,
                  host_addresses: Optional[List[str]] = ("127.0.0.1",),
-                 keep_s: float = 10.0, ws_options: Optional[dict] = None):
+                 keep_s: float = 10.0, ws_options: Optional[dict] = None,
+                 turn: Optional[str] = None):
         self.ws_url = ws_url
+        self.turn = turn
         self.room = room
         self.token = token
         self.identity = identity
@@ -439,6 +452,7 @@ class Peer:
         self.violations: List[str] = []
         self.close_code: Optional[int] = None
         self.close_reason: Optional[str] = None
+        self.resume_token: Optional[str] = None
 
         self.join_t: Optional[float] = None
         self.first_audio_t: Optional[float] = None
@@ -484,12 +498,7 @@ class Peer:
         server closes the socket instead of welcoming.
         """
         self.join_t = time.monotonic()
-        opts = {"ping_interval": None,       # heartbeat is the protocol's ping
-                "max_size": 16 * MAX_WS_MESSAGE,   # oversize is a violation, noted
-                "open_timeout": timeout}
-        opts.update(self.ws_options)
-        self.ws = await websockets.connect(self.ws_url, **opts)
-        self._reader = asyncio.ensure_future(self._read_loop())
+        await self._connect(timeout)
         self._tasks.append(asyncio.ensure_future(self._offer_worker()))
         try:
             welcome = await self.request(
@@ -503,6 +512,7 @@ class Peer:
         if welcome.get("v") != 1:
             self.violations.append(f"welcome without v=1: {welcome!r}")
         self.welcome = welcome
+        self.resume_token = welcome.get("resume_token")
         me = welcome.get("participant") or {}
         self.sid = me.get("sid")
         self._note_participant(me)
@@ -514,9 +524,38 @@ class Peer:
             await self.negotiate(timeout)
         return welcome
 
+    def ice_servers(self) -> List[RTCIceServer]:
+        """The welcome's ``ice_servers`` as aiortc takes them (only the
+        URLs of kind ``turn`` when it is set)."""
+        out = []
+        for srv in (self.welcome or {}).get("ice_servers") or []:
+            urls = srv.get("urls") or []
+            urls = [urls] if isinstance(urls, str) else list(urls)
+            if self.turn:
+                urls = [u for u in urls if turn_kind(u) == self.turn]
+            if urls:
+                out.append(RTCIceServer(urls=urls, username=srv.get("username"),
+                                        credential=srv.get("credential")))
+        return out
+
+    def selected_candidate_types(self) -> List[Tuple[str, str]]:
+        """(local, remote) candidate types of the nominated ICE pair of each
+        transport (one with BUNDLE; aioice's state: aiortc has no getStats
+        for it)."""
+        out, seen = [], set()
+        for t in self.pc.getTransceivers() if self.pc else []:
+            ice = t.receiver.transport.transport
+            if id(ice) in seen:
+                continue
+            seen.add(id(ice))
+            pair = ice._connection._nominated.get(1)
+            if pair is not None:
+                out.append((pair.protocol.local_candidate.type, pair.remote_candidate.type))
+        return out
+
     def _new_pc(self) -> RTCPeerConnection:
         use_host_addresses(self.host_addresses)
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=self.ice_servers()))
         pc.on("track", self._on_track)
         return pc
 
@@ -707,8 +746,9 @@ class Peer:
         return reply
 
     async def _read_loop(self) -> None:
+        ws = self.ws  # a resume may replace self.ws while this socket lives on
         try:
-            async for raw in self.ws:
+            async for raw in ws:
                 now = time.monotonic()
                 if isinstance(raw, bytes):
                     self.violations.append(f"binary frame of {len(raw)} bytes")
@@ -734,17 +774,18 @@ class Peer:
         except websockets.ConnectionClosed:
             pass
         finally:
-            self.close_code = self.ws.close_code
-            self.close_reason = self.ws.close_reason
-            self._closed.set()
-            self._new_event.set()
-            for fut in self._pending.values():
-                if not fut.done():
-                    fut.set_exception(PeerClosed(self.close_code, self.close_reason))
+            if self.ws is ws:  # the current socket closed: wake waiters, fail requests
+                self.close_code = ws.close_code
+                self.close_reason = ws.close_reason
+                self._closed.set()
+                self._new_event.set()
+                for fut in self._pending.values():
+                    if not fut.done():
+                        fut.set_exception(PeerClosed(self.close_code, self.close_reason))
 
     async def _dispatch(self, msg: Dict[str, Any]) -> None:
         t = msg["type"]
-        if t in ("welcome", "answer", "pong", "ack", "error") and "id" in msg:
+        if t in ("welcome", "resumed", "answer", "pong", "ack", "error") and "id" in msg:
             fut = self._pending.get(msg["id"])
             if fut is not None and not fut.done():
                 fut.set_result(msg)
@@ -763,6 +804,40 @@ class Peer:
             self._note_participant(msg.get("participant") or {})
         elif t == "participant_left":
             self._note_participant(msg)
+
+    async def _connect(self, timeout: float) -> None:
+        """Open the WebSocket and start reading it."""
+        opts = {"ping_interval": None,       # heartbeat is the protocol's ping
+                "max_size": 16 * MAX_WS_MESSAGE,   # oversize is a violation, noted
+                "open_timeout": timeout}
+        opts.update(self.ws_options)
+        self._closed = asyncio.Event()
+        self.close_code = self.close_reason = None
+        self.ws = await websockets.connect(self.ws_url, **opts)
+        self._reader = asyncio.ensure_future(self._read_loop())
+
+    def drop_signaling(self) -> None:
+        """Lose the WebSocket the way a network does: the TCP connection
+        ends with no close frame (the server sees a drop, not a goodbye).
+        Media goes on; resume() takes the session back."""
+        self.ws.transport.abort()
+
+    async def resume(self, timeout: float = 10.0,
+                     token: Optional[str] = None) -> Dict[str, Any]:
+        """Reconnect and take the session over with the last resume token
+        (or `token`). Returns ``resumed``; a refusal raises PeerClosed
+        (4014 when the token is unknown, used or expired)."""
+        if self._reader is not None:
+            await asyncio.wait([self._reader], timeout=5)
+        await self._connect(timeout)
+        reply = await self.request({"type": "resume", "v": 1, "room": self.room,
+                                    "resume_token": token or self.resume_token}, timeout)
+        if reply.get("type") != "resumed":
+            raise PeerError(f"expected resumed, got {reply!r}")
+        self.resume_token = reply.get("resume_token")
+        if self.ping_interval:
+            self._tasks.append(asyncio.ensure_future(self._ping_loop()))
+        return reply
 
     async def _ping_loop(self) -> None:
         while not self._closed.is_set():

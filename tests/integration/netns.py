@@ -19,15 +19,25 @@ in the root namespace but the root end of the veth pair, which goes away
 with the namespace). Addresses are 10.77.S.1 (root end, `outer`) and
 10.77.S.2 (namespace end, `inner`) on a /24 that no root interface uses.
 
+Namespaces can also be chained away from the root one: with `peer=other`
+(a NetNS), the outer end of the pair is in `other` instead, so the new
+namespace reaches `other` and nothing else (tests/integration/test_turn.py:
+clients that reach only the TURN server). `with ns.entered():` runs the
+calling thread inside the namespace: sockets it opens there (aiortc's, a
+DevTools connection) and processes it starts belong to it.
+
 Needs root, `ip` (iproute2, with tc) and `iptables` (the statistic match:
 netem is not available on these machines, see docs/testing.md).
 """
+import contextlib
+import ctypes
 import itertools
 import os
 import shutil
 import subprocess
 
 _serial = itertools.count()
+CLONE_NEWNET = 0x40000000
 
 
 class Unavailable(Exception):
@@ -60,7 +70,7 @@ class NetNS:
     """One namespace `name` with the veth end `inner_dev` (address `inner`);
     the root end is `outer_dev` (address `outer`)."""
 
-    def __init__(self, tag="sfuimp"):
+    def __init__(self, tag="sfuimp", peer=None):
         for tool in ("ip", "iptables"):
             if shutil.which(tool) is None:
                 raise Unavailable("%s not installed (scripts/deps.sh --test)" % tool)
@@ -73,6 +83,7 @@ class NetNS:
         self.outer_dev, self.inner_dev = base + "o", base + "i"
         self.loss = 0.0
         self.rate_kbit = None
+        self.peer = peer                 # the namespace of the outer end (None: root)
         r = _run("ip", "netns", "add", self.name, check=False)
         if r.returncode != 0:
             raise Unavailable("ip netns add: " + r.stderr.strip())
@@ -87,8 +98,11 @@ class NetNS:
         self.outer, self.inner = "10.77.%d.1" % s, "10.77.%d.2" % s
         _run("ip", "link", "add", self.outer_dev, "type", "veth", "peer", "name", self.inner_dev)
         _run("ip", "link", "set", self.inner_dev, "netns", self.name)
-        _run("ip", "addr", "add", self.outer + "/24", "dev", self.outer_dev)
-        _run("ip", "link", "set", self.outer_dev, "up")
+        outer = _run if self.peer is None else self.peer.run
+        if self.peer is not None:
+            _run("ip", "link", "set", self.outer_dev, "netns", self.peer.name)
+        outer("ip", "addr", "add", self.outer + "/24", "dev", self.outer_dev)
+        outer("ip", "link", "set", self.outer_dev, "up")
         self.run("ip", "addr", "add", self.inner + "/24", "dev", self.inner_dev)
         self.run("ip", "link", "set", self.inner_dev, "up")
         self.run("ip", "link", "set", "lo", "up")
@@ -103,6 +117,28 @@ class NetNS:
 
     def run(self, *cmd, check=True):
         return _run(*self.exec_prefix(), *cmd, check=check)
+
+    @contextlib.contextmanager
+    def entered(self):
+        """Moves the calling thread into the namespace (setns(2): network
+        namespaces are per thread) and back when the block ends. Other
+        threads, and sockets opened before, stay where they were."""
+        libc = ctypes.CDLL(None, use_errno=True)
+        back = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        try:
+            fd = os.open("/run/netns/" + self.name, os.O_RDONLY)
+            try:
+                if libc.setns(fd, CLONE_NEWNET) != 0:
+                    raise OSError(ctypes.get_errno(), "setns " + self.name)
+            finally:
+                os.close(fd)
+            try:
+                yield self
+            finally:
+                if libc.setns(back, CLONE_NEWNET) != 0:
+                    raise OSError(ctypes.get_errno(), "setns back")
+        finally:
+            os.close(back)
 
     def set_loss(self, p):
         """Drop each UDP packet entering or leaving the namespace with
@@ -140,7 +176,7 @@ class NetNS:
         """Delete the namespace (its veth end, and so the pair, goes with
         it) and the root end if it is still there. Idempotent."""
         _run("ip", "netns", "del", self.name, check=False)
-        if os.path.exists("/sys/class/net/" + self.outer_dev):
+        if self.peer is None and os.path.exists("/sys/class/net/" + self.outer_dev):
             _run("ip", "link", "del", self.outer_dev, check=False)
 
     def exists(self):

@@ -77,11 +77,11 @@ class Sfud:
                  token_secret="test-secret-0123456789abcdef0123456789", data_dir=None,
                  fsize=None, listen_host=None, prefix=(), tls=None):
         """listen_host: bind the HTTP server there (--listen-host) instead of
-        127.0.0.1; requests then go there too. prefix: words run before
-        sfud's own command line (e.g. ["ip", "netns", "exec", NAME], which
-        execs sfud in place, so proc.pid stays sfud's). tls: (cert, key,
-        ca) PEM files: sfud serves HTTPS with cert/key and request()
-        verifies it against ca."""
+        127.0.0.1, an IPv6 address without brackets ("::1"); requests then
+        go there too. prefix: words run before sfud's own command line
+        (e.g. ["ip", "netns", "exec", NAME], which execs sfud in place, so
+        proc.pid stays sfud's). tls: (cert, key, ca) PEM files: sfud serves
+        HTTPS with cert/key and request() verifies it against ca."""
         import tempfile
         self.own_data_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="sfu-test-data-")
@@ -116,7 +116,8 @@ class Sfud:
     def _read(self):
         for line in self.proc.stderr:
             self.log.append(line)
-            m = re.search(r'listening on https?://%s:(\d+)' % re.escape(self.host), line)
+            host = "[%s]" % self.host if ":" in self.host else self.host  # IPv6: [::1]
+            m = re.search(r'listening on https?://%s:(\d+)' % re.escape(host), line)
             if m:
                 self.port = int(m.group(1))
                 self._ready.set()

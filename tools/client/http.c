@@ -18,7 +18,12 @@
  * Why per-request contexts: a load generator runs hundreds of these on one
  * loop; one uv timer each is cheap, and nothing needs a per-loop registry
  * or an explicit shutdown. h2o's own getaddrinfo thread is not used (see
- * http.h): h2o always gets a dotted IPv4 address and connects directly.
+ * http.h): h2o always gets a numeric address and connects directly. An
+ * IPv4 one goes to h2o_http1client_connect() as a dotted string; that
+ * function resolves anything else on its thread, so an IPv6 one goes
+ * through a socket pool made for this exchange from the sockaddr
+ * (h2o_socketpool_init_by_address(), capacity 1, no idle timer), which
+ * connects with no lookup and is disposed of with the exchange.
  *
  * Memory: request bytes once, the body grown by doubling up to
  * SFU_HTTP_MAX_BODY (then the request fails with SFU_E2BIG).
@@ -37,6 +42,11 @@
 
 static void h1_maybe_closed(sfu__h1_t *h) {
   if (!h->closing || h->pending > 0) return;
+  if (h->pooled) { /* the client is gone; a stolen socket was detached from it */
+    h->pool._interval_cb.loop = NULL; /* no idle timer to close (h1_connect6) */
+    h2o_socketpool_dispose(&h->pool);
+    h->pooled = 0;
+  }
   free(h->urlbuf);
   h->urlbuf = NULL;
   h->on_closed(h);
@@ -53,6 +63,27 @@ static void h1_connect(sfu__h1_t *h) {
                           h2o_url_get_port(&h->url), 0, h->on_connect);
 }
 
+/* IPv6: through this exchange's own socket pool, made from the sockaddr
+ * (h2o_http1client_connect() would resolve "::1" on h2o's thread). */
+static void h1_connect6(sfu__h1_t *h, const struct in6_addr *a6) {
+  struct sockaddr_in6 sin6;
+  memset(&sin6, 0, sizeof(sin6));
+  sin6.sin6_family = AF_INET6;
+  sin6.sin6_port = htons(h2o_url_get_port(&h->url));
+  sin6.sin6_addr = *a6;
+  inet_ntop(AF_INET6, a6, h->addr, sizeof(h->addr));
+  h2o_socketpool_init_by_address(&h->pool, (struct sockaddr *)&sin6, sizeof(sin6), 0, 1);
+  /* h2o 2.2.5 reads the time from the pool's interval loop when it
+   * connects or takes a socket back (to expire idle ones: none here), but
+   * sets that loop only with an idle timer (h2o_socketpool_set_timeout()),
+   * a uv timer closed without a callback when the pool is disposed of: no
+   * way to know when this memory may go. So the loop alone, cleared again
+   * before the disposal. */
+  h->pool._interval_cb.loop = h->loop;
+  h->pooled = 1;
+  h2o_http1client_connect_with_pool(&h->client, h->data, &h->ctx, &h->pool, h->on_connect);
+}
+
 static void h1_on_gai(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
   sfu__h1_t *h = req->data;
   char err[400];
@@ -63,14 +94,24 @@ static void h1_on_gai(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
     h1_maybe_closed(h);
     return;
   }
-  const struct addrinfo *ai = res;
-  while (ai && ai->ai_family != AF_INET) ai = ai->ai_next;
+  /* The first IPv4 address, else the first IPv6 one. */
+  const struct addrinfo *ai = NULL;
+  for (const struct addrinfo *i = status < 0 ? NULL : res; i; i = i->ai_next)
+    if ((i->ai_family == AF_INET && (!ai || ai->ai_family != AF_INET)) ||
+        (i->ai_family == AF_INET6 && !ai))
+      ai = i;
   if (status < 0 || !ai) {
     snprintf(err, sizeof(err), "resolve %.*s: %s", (int)h->url.host.len, h->url.host.base,
-             status < 0 ? uv_strerror(status) : "no IPv4 address");
+             status < 0 ? uv_strerror(status) : "no IPv4 or IPv6 address");
     uv_freeaddrinfo(res);
     sfu__h1_disarm(h);
     h->on_fail(h, err, -EIO);
+    return;
+  }
+  if (ai->ai_family == AF_INET6) {
+    struct in6_addr a6 = ((const struct sockaddr_in6 *)ai->ai_addr)->sin6_addr;
+    uv_freeaddrinfo(res);
+    h1_connect6(h, &a6);
     return;
   }
   inet_ntop(AF_INET, &((const struct sockaddr_in *)ai->ai_addr)->sin_addr, h->addr,
@@ -82,6 +123,7 @@ static void h1_on_gai(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
 static void h1_start_now(sfu__h1_t *h) {
   char host[256];
   struct in_addr a;
+  struct in6_addr a6;
   if (h->url.host.len >= sizeof(host)) {
     h->on_fail(h, "resolve: host name too long", SFU_EINVAL);
     return;
@@ -94,9 +136,13 @@ static void h1_start_now(sfu__h1_t *h) {
     h1_connect(h);
     return;
   }
+  if (inet_pton(AF_INET6, host, &a6) == 1) { /* from "[::1]": h2o_url_parse drops the brackets */
+    h1_connect6(h, &a6);
+    return;
+  }
   struct addrinfo hints;
   memset(&hints, 0, sizeof(hints));
-  hints.ai_family = AF_INET;
+  hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   h->gai.data = h;
   int rv = uv_getaddrinfo(h->loop, &h->gai, h1_on_gai, host, NULL, &hints);
@@ -164,7 +210,7 @@ int sfu__h1_init(sfu__h1_t *h, uv_loop_t *loop, const char *url, uint64_t timeou
   /* h2o 2.2.5's http1client answers a 101 either way (only its proxy reads
    * this field); set, it documents that upgrades are expected. */
   h->ctx.websocket_timeout = &h->timeout;
-  h->ctx.getaddr_receiver = NULL; /* never used: h2o only ever gets IPv4 literals */
+  h->ctx.getaddr_receiver = NULL; /* never used: h2o only ever gets numeric addresses */
   uv_timer_init(loop, &h->defer);
   h->defer.data = h;
   return 0;
@@ -179,6 +225,15 @@ void sfu__h1_defer(sfu__h1_t *h, sfu__h1_cb cb) {
 void sfu__h1_start(sfu__h1_t *h) { sfu__h1_defer(h, h1_start_now); }
 
 void sfu__h1_disarm(sfu__h1_t *h) { h2o_timeout_unlink(&h->deadline); }
+
+h2o_socket_t *sfu__h1_steal_socket(sfu__h1_t *h, h2o_http1client_t *client) {
+  h2o_socket_t *sock = h2o_http1client_steal_socket(client);
+  if (h->pooled) { /* else its close would count itself out of the disposed pool */
+    sock->on_close.cb = NULL;
+    sock->on_close.data = NULL;
+  }
+  return sock;
+}
 
 void sfu__h1_close(sfu__h1_t *h, sfu__h1_cb on_closed) {
   if (h->closing) return;

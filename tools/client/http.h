@@ -41,9 +41,11 @@ typedef struct sfu_http_resp_s {
 typedef void (*sfu_http_cb)(void *arg, const sfu_http_resp_t *r);
 
 /* Sends `method` (a token: "GET", "POST", "DELETE", ...) to `url`
- * ("http://host[:port]/path?query"; host an IPv4 address or a name that
- * resolves to one) with "Authorization: Bearer <bearer>" when bearer is
- * non-NULL and `json_body` as an application/json body when non-NULL.
+ * ("http://host[:port]/path?query"; host an IPv4 address, an IPv6 address
+ * in brackets ("http://[::1]:7880/"), or a name: its first IPv4 address,
+ * else its first IPv6 one) with "Authorization: Bearer <bearer>" when
+ * bearer is non-NULL and `json_body` as an application/json body when
+ * non-NULL.
  * Copies everything it needs before returning. The request must finish
  * (cb) and then closes its handles; run the loop until then.
  *
@@ -77,10 +79,15 @@ int sfu_http_request_sync(const char *method, const char *url, const char *beare
  * 0 ms uv_timer that runs the owner's deferred work (so nothing is ever
  * called back from inside the caller's own API call).
  *
- * Names are resolved with uv_getaddrinfo (IPv4 only) and h2o is handed the
- * numeric address, so h2o never starts its own getaddrinfo thread: a
- * lookup cancelled there still posts to its receiver later, which would
- * need a receiver outliving every request.
+ * Names are resolved with uv_getaddrinfo (IPv4 preferred, IPv6 taken when
+ * there is no IPv4 address) and h2o is handed the numeric address, so h2o
+ * never starts its own getaddrinfo thread: a lookup cancelled there still
+ * posts to its receiver later, which would need a receiver outliving
+ * every request. An IPv4 address goes to h2o as a dotted string; an IPv6
+ * one through `pool`, a socket pool of this exchange made from the
+ * sockaddr (h2o connects a dotted IPv4 string itself but would resolve
+ * "::1" on its thread). A socket taken for a WebSocket
+ * (sfu__h1_steal_socket()) leaves the pool first.
  *
  * h2o frees its client by itself after a callback that ends the exchange
  * (any error, a complete response, a NULL head/connect return, a non-zero
@@ -108,7 +115,9 @@ struct sfu__h1_s {
   h2o_http1client_t *client;         /* live h2o client, NULL once h2o frees it */
   char *urlbuf;                      /* copy of the URL; `url` points into it */
   h2o_url_t url;                     /* authority, host, path (with query) */
-  char addr[INET_ADDRSTRLEN];        /* numeric IPv4 address handed to h2o */
+  char addr[INET6_ADDRSTRLEN];       /* the numeric address connected to */
+  h2o_socketpool_t pool;             /* IPv6: connects to the sockaddr; valid if pooled */
+  int pooled;                        /* pool initialised: disposed of at close */
   uint64_t timeout_ms;               /* the deadline and the I/O timeout */
   int resolving;                     /* gai is in flight */
   int pending;                       /* handles and requests not yet called back */
@@ -131,7 +140,11 @@ void sfu__h1_defer(sfu__h1_t *h, sfu__h1_cb cb);
 /* Cancels what is in flight and closes the handles; on_closed(h) follows
  * from the loop, after which the owner may free h. */
 void sfu__h1_close(sfu__h1_t *h, sfu__h1_cb on_closed);
-/* Host header value ("host:port" as in the URL). */
+/* h2o_http1client_steal_socket() for an upgrade (inside the client's head
+ * callback): the socket is the caller's from then on, detached from the
+ * IPv6 pool (whose close comes first) if it came from it. */
+h2o_socket_t *sfu__h1_steal_socket(sfu__h1_t *h, h2o_http1client_t *client);
+/* Host header value ("host:port" as in the URL; "[::1]:port" for IPv6). */
 static inline h2o_iovec_t sfu__h1_authority(const sfu__h1_t *h) { return h->url.authority; }
 
 #endif

@@ -6,9 +6,12 @@
  * agent that checks the room's candidates and nominates; without, an
  * ICE-lite controlled agent: the room's role, which the room itself plays
  * with sfu/net/icelite.c; no caller in the tree uses this mode. Host
- * candidates only, on the configured addresses, so gathering completes
+ * candidates on the configured addresses, so gathering completes
  * synchronously and every SDP written with them carries all its candidates
- * (peers such as aiortc need them there; trickle is optional).
+ * (peers such as aiortc need them there; trickle is optional); with TURN
+ * servers (below) relayed candidates follow when their allocations
+ * succeed, and are not sent: the room is ICE-lite and learns the relayed
+ * address from the checks that arrive from it.
  *
  * Receive path. Left to itself, libnice reads each socket from a GSource:
  * every datagram costs a GLib dispatch, which blocks and unblocks the
@@ -29,9 +32,20 @@
  * may start DTLS on one pair and nominate another); from any other address
  * it is dropped and counted.
  *
+ * TURN (sfu_nice_add_relay()). libnice allocates on each TURN server of
+ * the agent when a stream gathers, and its TURN sockets (the TCP
+ * connection of TURN/TCP, the relayed "socket" of any TURN) are not in
+ * nice_agent_get_sockets(): libuv cannot watch them. A stream with TURN
+ * servers therefore takes libnice's ordinary receive path -- a callback
+ * attached on the agent's GMainContext, whose sockets tools/client/gloop.c
+ * polls -- and sends with nice_agent_send(), which wraps each datagram for
+ * the TURN server when the selected pair is relayed. Slower per packet,
+ * and only for peers that were given TURN servers.
+ *
  * A stream may be destroyed from inside its own receive callback (the
  * peer leaves): it is marked dead, the drain stops, and the memory
- * goes when its poll handles have closed.
+ * goes when its poll handles have closed (a relayed stream, which has
+ * none, closes an idle timer for the purpose).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -41,6 +55,7 @@
 #include <agent.h>
 
 #include <gio/gio.h>
+#include <netdb.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
 
@@ -70,15 +85,28 @@ struct sfu_ice_stream_s {
   char ufrag[64], pwd[128];
   char remote_ufrag[64];   /* to detect a peer's ICE restart */
   int connected;           /* last state reported */
+  int relayed;             /* has TURN servers: libnice reads (no polls, no fast path) */
+  uv_timer_t reaper;       /* relayed: never started, closed to free the stream */
 };
+
+/* A TURN server of the agent (sfu_nice_add_relay()). */
+typedef struct relay_s {
+  char ip[INET6_ADDRSTRLEN]; /* the server's address */
+  guint port;              /* its port */
+  NiceRelayType type;      /* NICE_RELAY_TYPE_TURN_UDP or _TCP */
+  char user[160], pass[160]; /* long-term credentials */
+} relay_t;
 
 #define MAX_STREAM_IDS 4096 /* libnice ids grow by one per stream */
 
 struct sfu_ice_s {
   NiceAgent *agent;
   uv_loop_t *loop;
+  GMainContext *ctx;        /* the agent's context (borrowed) */
   sfu_ice_opts_t opts;
   sfu_ice_stream_t **by_id; /* index: libnice stream id (mod MAX_STREAM_IDS) */
+  relay_t relays[SFU_NICE_MAX_RELAYS]; /* TURN servers for new streams */
+  int nrelays;
 };
 
 static sfu_ice_stream_t *stream_of(sfu_ice_t *ice, guint id) {
@@ -166,10 +194,18 @@ static void drain_nice(sfu_ice_stream_t *st) {
   } while (n == RECV_BATCH && !st->dead);
 }
 
+/* libnice's receive path, for streams with TURN servers. */
+static void on_nice_recv(NiceAgent *agent, guint stream_id, guint component_id, guint len,
+                         gchar *buf, gpointer data) {
+  sfu_ice_stream_t *st = data;
+  if (!st->dead && component_id == 1 && len > 0) st->cb.recv(st->cb.arg, (uint8_t *)buf, len);
+}
+
 /* Takes the selected pair's socket and peer address for the fast path. */
 static void take_selected(sfu_ice_stream_t *st) {
   NiceCandidate *local = NULL, *remote = NULL;
   st->fast = 0;
+  if (st->relayed) return; /* libnice reads and wraps for TURN */
   if (!nice_agent_get_selected_pair(st->ice->agent, st->id, 1, &local, &remote) || !remote) {
     sfu_log(SFU_LOG_DEBUG, "ice", "stream %u: no selected pair", st->id);
     return;
@@ -239,6 +275,7 @@ int sfu_nice_create(sfu_ice_t **out, uv_loop_t *loop, GMainContext *ctx,
   }
   ice->opts = *o;
   ice->loop = loop;
+  ice->ctx = ctx;
   g_object_set(ice->agent, "controlling-mode", o->full ? TRUE : FALSE, "upnp", FALSE,
                "ice-tcp", FALSE, "keepalive-conncheck", FALSE, NULL);
   char addrs[256];
@@ -258,6 +295,64 @@ int sfu_nice_create(sfu_ice_t **out, uv_loop_t *loop, GMainContext *ctx,
   g_signal_connect(ice->agent, "new-remote-candidate-full", G_CALLBACK(on_remote_candidate), ice);
   *out = ice;
   return 0;
+}
+
+/* turn:HOST[:PORT][?transport=udp|tcp] (RFC 7065), HOST resolved. */
+int sfu_nice_add_relay(sfu_ice_t *ice, const char *url, const char *username,
+                       const char *password) {
+  char host[256], port[8] = "3478";
+  const char *h, *e;
+  relay_t r;
+  memset(&r, 0, sizeof(r));
+  if (!url || !username || !password) return SFU_EINVAL;
+  if (strncmp(url, "turns:", 6) == 0) return 1;
+  if (strncmp(url, "turn:", 5) != 0) return SFU_EINVAL;
+  h = url + 5;
+  if (*h == '[') { /* IPv6 literal */
+    e = strchr(++h, ']');
+    if (!e) return SFU_EINVAL;
+  } else {
+    e = h + strcspn(h, ":?");
+  }
+  if (e == h || (size_t)(e - h) >= sizeof(host)) return SFU_EINVAL;
+  memcpy(host, h, (size_t)(e - h));
+  host[e - h] = '\0';
+  if (*e == ']') e++;
+  if (*e == ':') {
+    size_t n = strspn(e + 1, "0123456789");
+    if (n == 0 || n >= sizeof(port)) return SFU_EINVAL;
+    memcpy(port, e + 1, n);
+    port[n] = '\0';
+    e += 1 + n;
+  }
+  if (*e == '\0' || strcmp(e, "?transport=udp") == 0)
+    r.type = NICE_RELAY_TYPE_TURN_UDP;
+  else if (strcmp(e, "?transport=tcp") == 0)
+    r.type = NICE_RELAY_TYPE_TURN_TCP;
+  else if (strncmp(e, "?transport=", 11) == 0)
+    return 1;
+  else
+    return SFU_EINVAL;
+  r.port = (guint)atoi(port);
+  if (r.port == 0 || r.port > 65535 || strlen(username) >= sizeof(r.user) ||
+      strlen(password) >= sizeof(r.pass))
+    return SFU_EINVAL;
+  if (ice->nrelays >= SFU_NICE_MAX_RELAYS) return SFU_E2BIG;
+  struct addrinfo hints, *ai = NULL;
+  memset(&hints, 0, sizeof(hints));
+  hints.ai_socktype = SOCK_DGRAM;
+  if (getaddrinfo(host, port, &hints, &ai) != 0 || !ai) return SFU_EINVAL;
+  int rv = getnameinfo(ai->ai_addr, ai->ai_addrlen, r.ip, sizeof(r.ip), NULL, 0, NI_NUMERICHOST);
+  freeaddrinfo(ai);
+  if (rv != 0) return SFU_EINVAL;
+  snprintf(r.user, sizeof(r.user), "%s", username);
+  snprintf(r.pass, sizeof(r.pass), "%s", password);
+  ice->relays[ice->nrelays++] = r;
+  return 0;
+}
+
+void sfu_nice_relay_only(sfu_ice_t *ice, int on) {
+  g_object_set(ice->agent, "force-relay", on ? TRUE : FALSE, NULL);
 }
 
 void sfu_ice_destroy(sfu_ice_t *ice) {
@@ -292,9 +387,21 @@ int sfu_ice_stream_create(sfu_ice_t *ice, const sfu_ice_cb_t *cb, sfu_ice_stream
   if (ice->opts.port_min > 0)
     nice_agent_set_port_range(ice->agent, st->id, 1, (guint)ice->opts.port_min,
                               (guint)ice->opts.port_max);
+  for (int i = 0; i < ice->nrelays; i++) {
+    const relay_t *r = &ice->relays[i];
+    if (nice_agent_set_relay_info(ice->agent, st->id, 1, r->ip, r->port, r->user, r->pass,
+                                  r->type))
+      st->relayed = 1;
+  }
+  if (st->relayed) nice_agent_attach_recv(ice->agent, st->id, 1, ice->ctx, on_nice_recv, st);
   if (!nice_agent_gather_candidates(ice->agent, st->id)) {
     sfu_ice_stream_destroy(st);
     return SFU_EAGAIN;
+  }
+  if (st->relayed) { /* gathering goes on (allocations); libnice reads */
+    read_credentials(st);
+    *out = st;
+    return 0;
   }
   GPtrArray *socks = nice_agent_get_sockets(ice->agent, st->id, 1);
   for (guint i = 0; socks && i < socks->len && st->npolls < MAX_SOCKETS; i++) {
@@ -314,6 +421,7 @@ int sfu_ice_stream_create(sfu_ice_t *ice, const sfu_ice_cb_t *cb, sfu_ice_stream
   return 0;
 }
 
+/* A poll handle, or the reaper, has closed: the last one frees. */
 static void on_poll_closed(uv_handle_t *h) {
   sfu_ice_stream_t *st = h->data;
   if (--st->closing == 0) free(st);
@@ -328,7 +436,14 @@ void sfu_ice_stream_destroy(sfu_ice_stream_t *st) {
   for (int i = 0; i < st->npolls; i++) uv_close((uv_handle_t *)&st->polls[i], on_poll_closed);
   nice_agent_remove_stream(ice->agent, st->id);
   ice->by_id[st->id % MAX_STREAM_IDS] = NULL;
-  if (st->npolls == 0) free(st);
+  if (st->relayed) { /* no polls: freed after the callback we may be in */
+    st->closing++;
+    uv_timer_init(ice->loop, &st->reaper);
+    st->reaper.data = st;
+    uv_close((uv_handle_t *)&st->reaper, on_poll_closed);
+  } else if (st->npolls == 0) {
+    free(st);
+  }
 }
 
 const char *sfu_ice_ufrag(const sfu_ice_stream_t *st) { return st->ufrag; }

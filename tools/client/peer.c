@@ -1,13 +1,14 @@
 /*
  * peer.c -- one simulated participant (see peer.h).
  *
- * Life of a peer: WebSocket open -> `join` -> `welcome` -> our offer (the
- * tracks we publish, or one recvonly audio m-line for a listener) ->
- * `answer` gives the SFU's ICE credentials, candidates and fingerprint ->
- * libnice checks and nominates -> DTLS handshake (we are the client: the
- * SFU answers setup:passive) -> SRTP. Meanwhile every server `offer` is
- * answered at once: recvonly for the others' tracks (each becomes a
- * subscription), our own m-lines as we offered them.
+ * Life of a peer: WebSocket open -> `join` -> `welcome` (its TURN servers,
+ * if any, go to the ICE agent) -> our offer (the tracks we publish, or one
+ * recvonly audio m-line for a listener) -> `answer` gives the SFU's ICE
+ * credentials, candidates and fingerprint -> libnice checks and nominates
+ * -> DTLS handshake (we are the client: the SFU answers setup:passive) ->
+ * SRTP. Meanwhile every server `offer` is answered at once: recvonly for
+ * the others' tracks (each becomes a subscription), our own m-lines as we
+ * offered them.
  *
  * Teardown is deferred: sfu_peer_destroy() may run inside any callback of
  * the peer (a libnice receive, a WebSocket message), so it only marks the
@@ -36,7 +37,7 @@ struct sfu_peer_s {
   sfu_dtls_cert_t *cert;
   sfu_peer_cb_t cb;
   sfu_peer_opts_t o;          /* strings below are our copies */
-  char ws_url[256], room[128], token[2048], address[64];
+  char ws_url[256], room[128], token[2048], address[256];
   sfu_ice_t *ice;             /* our own full agent */
   sfu_ice_opts_t ice_opts;
   sfu_transport_t *tp;
@@ -323,11 +324,34 @@ static void ws_open(void *arg) {
                                "v", 1, "room", p->room, "token", p->token));
 }
 
+/* The welcome's TURN servers (docs/signaling.md), for the ICE stream the
+ * transport opens next. URLs the agent cannot use (turns:) are skipped. */
+static void add_relays(sfu_peer_t *p, json_t *servers) {
+  size_t i, j;
+  json_t *srv, *u;
+  json_array_foreach(servers, i, srv) {
+    const char *user = json_string_value(json_object_get(srv, "username"));
+    const char *cred = json_string_value(json_object_get(srv, "credential"));
+    json_t *urls = json_object_get(srv, "urls");
+    if (!user || !cred) continue;
+    json_t *one = json_is_string(urls) ? json_pack("[O]", urls) : json_incref(urls);
+    json_array_foreach(one, j, u) {
+      const char *url = json_string_value(u);
+      int rv = url ? sfu_nice_add_relay(p->ice, url, user, cred) : SFU_EINVAL;
+      if (rv != 0)
+        sfu_log(SFU_LOG_DEBUG, "peer", "TURN server %s %s", url ? url : "(not a string)",
+                rv == 1 ? "skipped: not supported by libnice" : sfu_strerror(rv));
+    }
+    json_decref(one);
+  }
+}
+
 static void on_welcome(sfu_peer_t *p, json_t *m) {
   const char *sid = json_string_value(json_object_get(json_object_get(m, "participant"), "sid"));
   snprintf(p->sid, sizeof(p->sid), "%s", sid ? sid : "?");
   if (p->cb.joined) p->cb.joined(p->cb.arg, p->sid);
   if (p->dead) return;
+  add_relays(p, json_object_get(m, "ice_servers"));
   sfu_transport_cb_t tcb = {p, tp_rtp, tp_rtcp, tp_connected, tp_failed};
   int rv = sfu_transport_create(&p->tp, p->loop, p->ice, p->cert, &tcb);
   if (rv != 0) {
@@ -407,6 +431,7 @@ int sfu_peer_create(sfu_peer_t **out, uv_loop_t *loop, GMainContext *ctx,
     free(p);
     return rv;
   }
+  if (o->relay_only) sfu_nice_relay_only(p->ice, 1);
   uv_timer_init(loop, &p->ping_timer);
   p->ping_timer.data = p;
   uv_timer_start(&p->ping_timer, on_ping, PING_MS, PING_MS);

@@ -83,7 +83,10 @@ typedef struct sfu_peer_opts_s {
   const char *token;       /* join token */
   sfu_peer_pub_t pubs[SFU_PEER_MAX_PUBS];
   int npubs;               /* 0: a listener (one recvonly audio m-line) */
-  const char *address;     /* local IP for host candidates; "127.0.0.1" */
+  const char *address;     /* local IPs for host candidates, IPv4 and/or IPv6,
+                              comma-separated; NULL = "127.0.0.1" */
+  int relay_only;          /* 1: media only through the welcome's TURN servers
+                              (turn: URLs over UDP or TCP; libnice has no turns:) */
 } sfu_peer_opts_t;
 
 typedef struct sfu_peer_stats_s {

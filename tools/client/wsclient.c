@@ -352,7 +352,7 @@ static h2o_http1client_body_cb on_head(h2o_http1client_t *client, const char *er
     failf(c, "%s", bad);
     return NULL;
   }
-  c->sock = h2o_http1client_steal_socket(client);
+  c->sock = sfu__h1_steal_socket(&c->h1, client);
   h2o_buffer_consume(&c->sock->input, (size_t)rlen); /* what follows is WebSocket */
   c->sock->data = c;
   int fd = h2o_socket_get_fd(c->sock), one = 1;

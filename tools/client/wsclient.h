@@ -53,8 +53,9 @@ typedef struct sfu_ws_client_cb_s {
   void (*closed)(void *arg, int code, const char *reason);
 } sfu_ws_client_cb_t;
 
-/* Starts connecting to `url` ("ws://host[:port]/path?query"; IPv4 or a
- * name resolving to one; wss:// is not supported). Copies url and *cb.
+/* Starts connecting to `url` ("ws://host[:port]/path?query"; host an IPv4
+ * address, an IPv6 one in brackets ("ws://[::1]:7880/v1/rtc") or a name,
+ * as for sfu_http_request(); wss:// is not supported). Copies url and *cb.
  * Returns 0 with *out set (callbacks follow), or SFU_EINVAL / SFU_ENOMEM
  * with *out = NULL and no callback. */
 int sfu_ws_client_connect(sfu_ws_client_t **out, uv_loop_t *loop, const char *url,

@@ -15,6 +15,7 @@
  * muting over intervals. Rooms are created through the control-plane API
  * and tokens minted there, unless a token is given.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -128,6 +129,8 @@ typedef struct rp_run_s {
   uv_signal_t sigint;
   /* options */
   char server[256], api_key[256], room_name[64], token[2048], ws_url[256];
+  char address[256];        /* --address: local IPs of the host candidates ("" = 127.0.0.1) */
+  int relay_only;           /* --relay-only: media through the welcome's TURN servers only */
   double duration_s, speed;
   int loops;
   sfu_timing_t timing;
@@ -352,6 +355,8 @@ static void start_part(rp_part_t *p) {
   o.ws_url = p->room->ws_url;
   o.room = p->room->id;
   o.token = token;
+  o.address = R.address[0] ? R.address : NULL;
+  o.relay_only = R.relay_only;
   for (int k = 0; k < p->npubs; k++) {
     rp_pub_t *pub = &p->pubs[k];
     sfu_peer_pub_t *pp = &o.pubs[k];
@@ -912,6 +917,10 @@ static void usage(FILE *f) {
       "  -r, --room NAME        room to create (replay-<pid>)\n"
       "      --token JWT        join an existing room with this token (needs --ws-url)\n"
       "      --ws-url URL       signaling URL with --token\n"
+      "      --address LIST     local IPs of the clients' ICE host candidates, IPv4 and/or\n"
+      "                         IPv6, comma-separated (127.0.0.1; ::1 for a room on ::1)\n"
+      "      --relay-only       media only through the TURN servers sfud hands out (turn:\n"
+      "                         URLs over UDP or TCP; docs/deploying.md)\n"
       "  -f, --scenario FILE    scenario file (JSON; docs/replay.md)\n"
       "  -n, --participants N   participants per room: one per capture, the rest listen (3)\n"
       "      --rooms N          run the same room N times (1)\n"
@@ -937,7 +946,8 @@ static void usage(FILE *f) {
 
 int main(int argc, char **argv) {
   enum { O_TOKEN = 256, O_WSURL, O_WAV, O_ROOMS, O_TONE, O_SSRC, O_PT, O_PORT, O_CODEC, O_TIMING,
-         O_SPEED, O_LOOP, O_DECODE, O_RECORD, O_JSON, O_INTACT, O_MAXLOSS, O_PROGRESS, O_LIST };
+         O_SPEED, O_LOOP, O_DECODE, O_RECORD, O_JSON, O_INTACT, O_MAXLOSS, O_PROGRESS, O_LIST,
+         O_ADDRESS, O_RELAY_ONLY };
   static const struct option opts[] = {
       {"server", 1, 0, 's'},      {"api-key", 1, 0, 'k'},        {"room", 1, 0, 'r'},
       {"token", 1, 0, O_TOKEN},   {"ws-url", 1, 0, O_WSURL},     {"scenario", 1, 0, 'f'},
@@ -947,6 +957,8 @@ int main(int argc, char **argv) {
       {"loop", 1, 0, O_LOOP},     {"duration", 1, 0, 'd'},       {"decode", 0, 0, O_DECODE},
       {"record", 1, 0, O_RECORD}, {"json", 1, 0, O_JSON},        {"expect-intact", 0, 0, O_INTACT},
       {"max-loss", 1, 0, O_MAXLOSS}, {"progress", 0, 0, O_PROGRESS}, {"list", 0, 0, O_LIST},
+      {"address", 1, 0, O_ADDRESS},
+      {"relay-only", 0, 0, O_RELAY_ONLY},
       {"help", 0, 0, 'h'},        {0, 0, 0, 0}};
   const char *scenario = NULL, *env;
   int participants = 3, list = 0, c;
@@ -972,6 +984,8 @@ int main(int argc, char **argv) {
     case 'r': snprintf(R.room_name, sizeof(R.room_name), "%s", optarg); break;
     case O_TOKEN: snprintf(R.token, sizeof(R.token), "%s", optarg); break;
     case O_WSURL: snprintf(R.ws_url, sizeof(R.ws_url), "%s", optarg); break;
+    case O_ADDRESS: snprintf(R.address, sizeof(R.address), "%s", optarg); break;
+    case O_RELAY_ONLY: R.relay_only = 1; break;
     case 'f': scenario = optarg; break;
     case 'n': participants = atoi(optarg); break;
     case O_ROOMS: R.nrooms = atoi(optarg); break;
@@ -1021,6 +1035,16 @@ int main(int argc, char **argv) {
   if (R.speed <= 0 || R.speed > 100) die("--speed must be in (0, 100]");
   if (R.nrooms < 1 || R.nrooms > 1000) die("--rooms must be 1..1000");
   if (R.token[0] && !R.ws_url[0]) die("--token needs --ws-url (and --room: the room id)");
+  if (R.address[0]) { /* as the client's ICE agent splits it (tools/client/nice.c) */
+    char buf[sizeof(R.address)], *save = NULL;
+    unsigned char ip[16];
+    int n = 0;
+    snprintf(buf, sizeof(buf), "%s", R.address);
+    for (char *a = strtok_r(buf, ", ", &save); a; a = strtok_r(NULL, ", ", &save), n++)
+      if (inet_pton(AF_INET, a, ip) != 1 && inet_pton(AF_INET6, a, ip) != 1)
+        die("--address: '%s' is not an IPv4 or IPv6 address (IPv6 without brackets)", a);
+    if (n == 0) die("--address: no address given");
+  }
 
   rp_tmpl_t *tm = NULL;
   int ntm = 0;
