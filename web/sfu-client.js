@@ -87,8 +87,14 @@ const REPLY_TYPES = new Set(['welcome', 'resumed', 'answer', 'pong', 'ack', 'err
 const RESUMABLE_CLOSES = new Set([1001, 1006, 1011, 1012]);
 const RESUME_FIRST_MS = 250;
 const RESUME_MAX_MS = 4000;
-// ICE restart when the media path stays 'disconnected' this long, or fails.
-const ICE_RESTART_AFTER_MS = 2000;
+// ICE restart when the media path stays 'disconnected' this long, or fails,
+// or -- sooner than the browser notices -- when nothing at all has arrived
+// on the transport for MEDIA_STALL_MS after media was flowing (at least
+// MEDIA_FLOWING_BPS): a call's inbound RTP/RTCP does not pause that long.
+const ICE_RESTART_AFTER_MS = 1000;
+const MEDIA_WATCH_MS = 250;
+const MEDIA_STALL_MS = 1250;
+const MEDIA_FLOWING_BPS = 2000;
 
 /** Default camera capture: 720p, which the three layers below divide. */
 export const CAMERA_CONSTRAINTS = Object.freeze({
@@ -198,6 +204,8 @@ export class SfuClient extends EventTarget {
     this._leaving = false;
     this._iceTimer = null;          // pending ICE restart after 'disconnected'
     this._iceRestartWanted = false; // a restart waits for the socket
+    this._socketFresh = false;      // the socket was just (re)opened for it
+    this._mediaWatch = null;        // interval: inbound transport bytes
   }
 
   // ---------------------------------------------------------------- public
@@ -294,7 +302,8 @@ export class SfuClient extends EventTarget {
    * (4014: token used, expired, or the session ended) or the end of the
    * grace closes the client as a drop would have before.
    */
-  async _resume(dropCode) {
+  async _resume(dropCode, replace = false) {
+    const old = replace ? this.ws : null;   // still open, maybe dead: the server replaces it
     this._reconnecting = true;
     this._setState('reconnecting', { code: dropCode });
     this._emit('reconnecting', { code: dropCode });
@@ -316,9 +325,13 @@ export class SfuClient extends EventTarget {
         if (this._closed || this.ws !== ws) return;
         this._resumeToken = msg.resume_token || null;
         this._reconnecting = false;
+        if (old) try { old.close(1000, 'replaced'); } catch { /* already gone */ }
         this._setState(this.pc && this.pc.connectionState === 'connected' ? 'connected' : 'joined');
         this._emit('reconnected', { attempts, ms: Math.round(performance.now() - t0) });
-        if (this._iceRestartWanted) this._restartIce();
+        if (this._iceRestartWanted) {
+          this._socketFresh = true;
+          this._restartIce();
+        }
         return;
       } catch (err) {
         last = { code: err.code, reason: err.reason || err.message };
@@ -631,6 +644,8 @@ export class SfuClient extends EventTarget {
     this._pingTimer = null;
     clearTimeout(this._iceTimer);
     this._iceTimer = null;
+    clearInterval(this._mediaWatch);
+    this._mediaWatch = null;
     this._resumeToken = null;
     this._rejectPending(code, reason);
     if (this.pc) {
@@ -776,6 +791,7 @@ export class SfuClient extends EventTarget {
       this._iceTimer = null;
       if (s === 'connected') {
         this._iceRestartWanted = false;
+        if (!this._mediaWatch) this._watchMedia(pc);
         if (!this._reconnecting) this._setState('connected');
       } else if (s === 'disconnected') {
         // A changed network: give ICE a moment, then restart it.
@@ -789,15 +805,52 @@ export class SfuClient extends EventTarget {
   }
 
   /**
+   * Watches the bytes the transport receives: a path that dies (a new
+   * address, a dead interface) shows as a stall long before the browser
+   * calls the connection 'disconnected' (seconds more); restart at once.
+   */
+  _watchMedia(pc) {
+    let last = null, lastChange = performance.now(), rate = 0;
+    this._mediaWatch = setInterval(async () => {
+      if (this.pc !== pc || this._closed) return;
+      let bytes = 0;
+      try {
+        (await pc.getStats()).forEach((r) => { if (r.type === 'transport') bytes += r.bytesReceived || 0; });
+      } catch { return; }
+      const now = performance.now();
+      if (last === null || bytes > last) {
+        if (last !== null) rate = ((bytes - last) * 1000) / Math.max(1, now - lastChange);
+        last = bytes;
+        lastChange = now;
+        return;
+      }
+      if (rate >= MEDIA_FLOWING_BPS && now - lastChange >= MEDIA_STALL_MS && !this._iceRestartWanted) {
+        rate = 0;   // once per stall
+        this._restartIce();
+      }
+    }, MEDIA_WATCH_MS);
+  }
+
+  /**
    * ICE restart (signaling.md §3): new local credentials in a client
-   * re-offer; the tracks and their m-lines stay as they are. Waits for the
-   * signaling socket when it is being resumed.
+   * re-offer; the tracks and their m-lines stay as they are. The session
+   * is first resumed on a fresh socket (replacing the old one, which the
+   * same network change may have killed without a word).
    */
   _restartIce() {
     const pc = this.pc;
     if (!pc || this._closed) return;
     this._iceRestartWanted = true;
-    if (!this._isJoined()) return;   // after the resume
+    if (this._reconnecting) return;   // after the resume
+    if (!this._socketFresh && this._resumeToken) {
+      // The path that broke may have carried the signaling socket too (a
+      // new address kills every connection of the old one, silently):
+      // take the session over on a fresh socket first, then restart.
+      this._resume('network', true);
+      return;
+    }
+    this._socketFresh = false;
+    if (!this._isJoined()) return;
     this._emit('ice-restart', {});
     pc.restartIce();
     this._enqueue(() => this._negotiate()).catch((err) => {

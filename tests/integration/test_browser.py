@@ -75,7 +75,8 @@ JOIN_JS = r"""
                  error: d.error ? `${d.error.message} (code ${d.error.code})` : null });
   };
   for (const t of ['participant-joined', 'participant-left', 'participant-updated',
-                   'connection-state', 'error', 'track', 'track-ended', 'close']) {
+                   'connection-state', 'error', 'track', 'track-ended', 'close',
+                   'reconnecting', 'reconnected', 'ice-restart']) {
     client.addEventListener(t, note(t));
   }
   // Play what arrives, as a page would (and so Chromium pulls the audio).
