@@ -525,7 +525,8 @@ class DemoPageTest(BrowserTestBase):
 
         # py joins "demo" with a token from the development route.
         grant = self.dev_join("py", "py")
-        py = Peer(grant["ws_url"], grant["room_id"], grant["token"], "py", freq=PY_FREQ)
+        py = Peer(grant["ws_url"], grant["room_id"], grant["token"], "py", freq=PY_FREQ,
+                  ws_options=self.ws_options)
         self.peers.append(py)
         await py.join()
         await py.wait_connected()
@@ -680,6 +681,12 @@ class DemoPageTest(BrowserTestBase):
               " frames in 2 s, 660 Hz %.1e; after mute: energy %.1e, %d non-silent of %d frames in 2 s"
               % (before["energy"], before["beeps"], before["nonsilent"], before["own_tone"],
                  after["energy"], after["nonsilent"], after["frames_2s"]))
+
+
+class DemoPageOverTlsTest(DemoPageTest):
+    """The demo page from an HTTPS origin (sfud with tls_cert_file; the
+    page's /dev/join grant and its WebSocket are https:// and wss://)."""
+    TLS = True
 
 
 if __name__ == "__main__":
