@@ -676,7 +676,11 @@ static void static_codec(sfu_sdp_codec_t *c) {
 
 /*
  * Closes the current m-section: removes dropped codecs, fills static payload
- * types, and cuts a rejected section down to what the writer writes for it.
+ * types, and cuts a rejected section down to what the writer writes for it:
+ * kind, proto, fmt (non-RTP) and mid, inactive, no codecs (what a rejected
+ * section listed means nothing, RFC 3264 section 6). An RTP section left
+ * with no codec we can read is rejected: nothing could be sent on it, and
+ * its answer rejects it anyway.
  */
 static void finish_media(parser_t *p) {
   sfu_sdp_media_t *m = p->m;
@@ -686,24 +690,18 @@ static void finish_media(parser_t *p) {
     if (m->codecs[i].pt >= 0) m->codecs[n++] = m->codecs[i];
   m->ncodecs = n;
   if (m->nrids == 0) m->has_simulcast = 0;
+  if (n == 0 && strstr(m->proto, "RTP/") != NULL) m->port = 0, m->bundle_only = 0;
   if (m->port == 0 && !m->bundle_only) {
     char kind[sizeof(m->kind)], proto[sizeof(m->proto)], fmt[sizeof(m->fmt)], mid[sizeof(m->mid)];
-    int pts[SFU_SDP_MAX_CODECS];
     memcpy(kind, m->kind, sizeof(kind));
     memcpy(proto, m->proto, sizeof(proto));
     memcpy(fmt, m->fmt, sizeof(fmt));
     memcpy(mid, m->mid, sizeof(mid));
-    for (int i = 0; i < n; i++) pts[i] = m->codecs[i].pt;
     memset(m, 0, sizeof(*m));
     memcpy(m->kind, kind, sizeof(kind));
     memcpy(m->proto, proto, sizeof(proto));
     memcpy(m->fmt, fmt, sizeof(fmt));
     memcpy(m->mid, mid, sizeof(mid));
-    for (int i = 0; i < n; i++) {
-      m->codecs[i].pt = pts[i];
-      m->codecs[i].rtx_apt = -1;
-    }
-    m->ncodecs = n;
     m->dir = SFU_DIR_INACTIVE;
   } else {
     for (int i = 0; i < n; i++)
