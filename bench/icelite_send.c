@@ -35,9 +35,9 @@
  *
  * Build (no CMake target):
  *   cc -O2 -D_GNU_SOURCE -I. $(pkg-config --cflags libuv) \
- *     bench/icelite_send.c sfu/net/icestate.c sfu/media/stun.c sfu/base/log.c \
- *     sfu/base/err.c sfu/base/rand.c $(pkg-config --libs libuv) -lcrypto \
- *     -o /tmp/icelite_send
+ *     bench/icelite_send.c sfu/net/icestate.c sfu/net/tcpframe.c sfu/net/candidate.c \
+ *     sfu/media/stun.c sfu/base/log.c sfu/base/err.c sfu/base/rand.c \
+ *     $(pkg-config --libs libuv) -lcrypto -o /tmp/icelite_send
  *   /tmp/icelite_send [packets=20000] [runs=5]
  *   /tmp/icelite_send loop [seconds=10]
  */
@@ -342,7 +342,7 @@ static void check_from(sfu_ice_t *agent, sfu_ice_stream_t *stream, const lite_sa
   int n = sfu_stun_finish(&w);
   sfu_icestate_addr_t a;
   sfu_icestate_out_t out;
-  addr_of(&from->sa, &a);
+  addr_of(&from->sa, SFU_ICESTATE_UDP, &a);
   if (n <= 0 ||
       sfu_icestate_input(agent->sm, 0, &a, req, (size_t)n, uv_now(agent->loop), &out) !=
           SFU_ICESTATE_TRANSMIT)

@@ -28,7 +28,9 @@
 
 #include <agent.h>
 #include <poll.h>
+#include <signal.h>
 
+#include "sfu/base/bytes.h"
 #include "sfu/media/stun.h"
 #include "tools/client/gloop.h"
 
@@ -194,14 +196,15 @@ static void raw_send(raw_t *r, const void *b, size_t n) {
   assert_int_equal(sendto(r->fd, b, n, 0, &r->to.sa, r->tolen), (ssize_t)n);
 }
 
-/* Sends a Binding request for stream `st` (its current credentials). */
-static void raw_check_as(raw_t *r, const char *ufrag, const char *pwd, int flags, uint8_t tid[12]) {
-  uint8_t b[256];
+/* A Binding request with these credentials and flags into b (256 bytes):
+ * its length. */
+static size_t build_check(uint8_t *b, const char *ufrag, const char *pwd, int flags,
+                          uint8_t tid[12]) {
   char user[64];
   sfu_stun_writer_t w;
   sfu_random_bytes(tid, 12);
   snprintf(user, sizeof(user), "%s:rawpeer", ufrag);
-  sfu_stun_writer_init(&w, b, sizeof(b), SFU_STUN_BINDING_REQUEST, tid);
+  sfu_stun_writer_init(&w, b, 256, SFU_STUN_BINDING_REQUEST, tid);
   sfu_stun_put(&w, SFU_STUN_ATTR_USERNAME, user, strlen(user));
   sfu_stun_put_u32(&w, SFU_STUN_ATTR_PRIORITY, 0x6e7f1eff);
   if (flags & CONTROLLED)
@@ -217,7 +220,13 @@ static void raw_check_as(raw_t *r, const char *ufrag, const char *pwd, int flags
   if (!(flags & NO_FP)) sfu_stun_put_fingerprint(&w);
   int n = sfu_stun_finish(&w);
   assert_true(n > 0);
-  raw_send(r, b, (size_t)n);
+  return (size_t)n;
+}
+
+/* Sends a Binding request with these credentials. */
+static void raw_check_as(raw_t *r, const char *ufrag, const char *pwd, int flags, uint8_t tid[12]) {
+  uint8_t b[256];
+  raw_send(r, b, build_check(b, ufrag, pwd, flags, tid));
 }
 
 static void raw_check(raw_t *r, const sfu_ice_stream_t *st, int flags, uint8_t tid[12]) {
@@ -243,10 +252,114 @@ static void raw_response(raw_t *r, uint8_t *b, size_t cap, const uint8_t tid[12]
 
 static void raw_close(raw_t *r) { close(r->fd); }
 
+/* ---- TCP peers (ICE-TCP, the active side) -------------------------------- */
+
+typedef struct {
+  int fd;       /* connected, blocking */
+  lite_sa_t me; /* our end: the address the agent sees */
+} tcpc_t;
+
+/* Connects to socket `sock`'s TCP listener: the kernel completes the
+ * handshake, the agent accepts when its loop runs. rcvbuf > 0: our
+ * SO_RCVBUF, set first (a peer that reads slowly). */
+static void tcp_open(tcpc_t *t, const sfu_ice_t *ice, int sock, int rcvbuf) {
+  lite_sa_t to;
+  socklen_t tl = agent_addr(ice, sock, &to);
+  assert_true(ice->socks[sock]->tcp_port > 0);
+  if (to.sa.sa_family == AF_INET)
+    to.in.sin_port = htons(ice->socks[sock]->tcp_port);
+  else
+    to.in6.sin6_port = htons(ice->socks[sock]->tcp_port);
+  memset(t, 0, sizeof(*t));
+  t->fd = socket(to.sa.sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  assert_true(t->fd >= 0);
+  if (rcvbuf) setsockopt(t->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+  assert_int_equal(connect(t->fd, &to.sa, tl), 0);
+  socklen_t ml = sizeof(t->me);
+  getsockname(t->fd, &t->me.sa, &ml);
+}
+
+static void tcp_write(tcpc_t *t, const void *b, size_t n) {
+  assert_int_equal(send(t->fd, b, n, MSG_NOSIGNAL), (ssize_t)n);
+}
+
+/* One RFC 4571 frame, in one write. */
+static void tcp_frame(tcpc_t *t, const void *b, size_t n) {
+  uint8_t f[2 + 2048];
+  assert_true(n <= 2048);
+  sfu_tcpframe_header(f, n);
+  memcpy(f + 2, b, n);
+  tcp_write(t, f, n + 2);
+}
+
+static void tcp_check_as(tcpc_t *t, const char *ufrag, const char *pwd, int flags,
+                         uint8_t tid[12]) {
+  uint8_t b[256];
+  tcp_frame(t, b, build_check(b, ufrag, pwd, flags, tid));
+}
+
+static void tcp_check(tcpc_t *t, const sfu_ice_stream_t *st, int flags, uint8_t tid[12]) {
+  tcp_check_as(t, sfu_ice_ufrag(st), sfu_ice_pwd(st), flags, tid);
+}
+
+/* Exactly n bytes within ms: 0, -1 on timeout, -2 if the connection
+ * ended (EOF or reset). */
+static int tcp_read_n(tcpc_t *t, uint8_t *b, size_t n, int ms) {
+  size_t got = 0;
+  while (got < n) {
+    struct pollfd p = {t->fd, POLLIN, 0};
+    if (poll(&p, 1, ms) != 1) return -1;
+    ssize_t r = recv(t->fd, b + got, n - got, MSG_DONTWAIT);
+    if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) return -2;
+    if (r > 0) got += (size_t)r;
+  }
+  return 0;
+}
+
+/* The next frame within ms: its length, -1 (none) or -2 (closed). */
+static int tcp_read_frame(tcpc_t *t, uint8_t *b, size_t cap, int ms) {
+  uint8_t h[2];
+  int rv = tcp_read_n(t, h, 2, ms);
+  if (rv < 0) return rv;
+  size_t n = sfu_rd16(h);
+  assert_true(n <= cap);
+  rv = tcp_read_n(t, b, n, ms);
+  return rv < 0 ? rv : (int)n;
+}
+
+/* The agent closed the connection: EOF (or a reset) within ms, no frame
+ * before it. */
+static int tcp_closed(tcpc_t *t, int ms) {
+  uint8_t b[8];
+  return tcp_read_n(t, b, 1, ms) == -2;
+}
+
+/* The success response to transaction tid on t, checked: signed with the
+ * stream's password, mapping our end of the connection. */
+static void tcp_success(tcpc_t *t, const sfu_ice_stream_t *st, const uint8_t tid[12]) {
+  uint8_t b[256];
+  sfu_stun_msg_t m;
+  int n = tcp_read_frame(t, b, sizeof(b), 1000);
+  assert_true(n > 0);
+  assert_int_equal(sfu_stun_parse(b, (size_t)n, &m, NULL), n);
+  assert_int_equal(m.type, SFU_STUN_BINDING_SUCCESS);
+  assert_memory_equal(m.tid, tid, 12);
+  assert_int_equal(sfu_stun_check_fingerprint(&m), 0);
+  assert_int_equal(sfu_stun_check_integrity(&m, sfu_ice_pwd(st), strlen(sfu_ice_pwd(st))), 0);
+  struct sockaddr_storage mapped;
+  assert_int_equal(sfu_stun_xor_addr(&m, &mapped), 0);
+  assert_int_equal(mapped.ss_family, AF_INET);
+  assert_memory_equal(&((struct sockaddr_in *)&mapped)->sin_addr, &t->me.in.sin_addr, 4);
+  assert_int_equal(((struct sockaddr_in *)&mapped)->sin_port, t->me.in.sin_port);
+}
+
+static void tcp_close(tcpc_t *t) { close(t->fd); }
+
 /* ---- libnice peers ------------------------------------------------------- */
 
 typedef struct {
   NiceAgent *agent;
+  int tcp;          /* SFU_ICE_UDP_ONLY, _UDP_TCP or _TCP_ONLY: its transports */
   guint sid;
   guint state;      /* last component state */
   int readies;      /* times it went READY */
@@ -266,12 +379,16 @@ static void np_recv(NiceAgent *a, guint sid, guint cid, guint len, gchar *buf, g
   p->nrx++;
 }
 
-static void np_open(fx_t *f, npeer_t *p, gboolean controlling) {
+/* A libnice full agent on 127.0.0.1 with the transports of `tcp`
+ * (SFU_ICE_*: UDP, UDP and TCP, TCP only). */
+static void np_open_tcp(fx_t *f, npeer_t *p, gboolean controlling, int tcp) {
   NiceAddress a;
   memset(p, 0, sizeof(*p));
+  p->tcp = tcp;
   p->agent = nice_agent_new(f->g.ctx, NICE_COMPATIBILITY_RFC5245);
   assert_non_null(p->agent);
-  g_object_set(p->agent, "controlling-mode", controlling, "upnp", FALSE, "ice-tcp", FALSE, NULL);
+  g_object_set(p->agent, "controlling-mode", controlling, "upnp", FALSE, "ice-tcp",
+               tcp != SFU_ICE_UDP_ONLY, "ice-udp", tcp != SFU_ICE_TCP_ONLY, NULL);
   nice_address_init(&a);
   assert_true(nice_address_set_from_string(&a, "127.0.0.1"));
   assert_true(nice_agent_add_local_address(p->agent, &a));
@@ -282,22 +399,30 @@ static void np_open(fx_t *f, npeer_t *p, gboolean controlling) {
   assert_true(nice_agent_gather_candidates(p->agent, p->sid));
 }
 
-/* The signaling: our credentials and candidates to the peer, the peer's
+static void np_open(fx_t *f, npeer_t *p, gboolean controlling) {
+  np_open_tcp(f, p, controlling, SFU_ICE_UDP_ONLY);
+}
+
+/* The signaling: our credentials and candidates (those of the peer's
+ * transports: libnice takes no others) to the peer, the peer's
  * credentials to us. Returns sfu_ice_set_remote()'s result. */
 static int np_exchange(npeer_t *p, sfu_ice_stream_t *st) {
-  char c[4][200], sdp[1024];
+  char c[8][200], sdp[1024];
   gchar *u = NULL, *pw = NULL;
   GSList *list = NULL;
   assert_true(nice_agent_set_remote_credentials(p->agent, p->sid, sfu_ice_ufrag(st), sfu_ice_pwd(st)));
-  int n = sfu_ice_local_candidates(st, c, 4);
-  assert_true(n >= 1);
+  int n = sfu_ice_local_candidates(st, c, 8), given = 0;
+  assert_true(n >= 2);
   for (int i = 0; i < n; i++) {
-    snprintf(sdp, sizeof(sdp), "a=%s", c[i]);
+    int tcp = strstr(c[i], " tcp ") != NULL;
+    if (tcp ? p->tcp == SFU_ICE_UDP_ONLY : p->tcp == SFU_ICE_TCP_ONLY) continue;
+    snprintf(sdp, sizeof(sdp), "a=%.199s", c[i]);
     NiceCandidate *nc = nice_agent_parse_remote_candidate_sdp(p->agent, p->sid, sdp);
     assert_non_null(nc);
     list = g_slist_append(list, nc);
+    given++;
   }
-  assert_int_equal(nice_agent_set_remote_candidates(p->agent, p->sid, 1, list), n);
+  assert_int_equal(nice_agent_set_remote_candidates(p->agent, p->sid, 1, list), given);
   g_slist_free_full(list, (GDestroyNotify)nice_candidate_free);
   assert_true(nice_agent_get_local_credentials(p->agent, p->sid, &u, &pw));
   int rv = sfu_ice_set_remote(st, u, pw);
@@ -346,23 +471,39 @@ static void test_create_and_candidates(void **state) {
   lite_t a, b;
   lite_open(ice, &a);
   lite_open(ice, &b);
-  char c[4][200];
-  assert_int_equal(sfu_ice_local_candidates(a.st, c, 4), 2);
-  for (int i = 0; i < 2; i++) {
-    char ip[64], typ[8];
+  char c[8][200];
+  unsigned udp_port[2] = {0, 0};
+  /* UDP host candidates, then TCP passive ones (RFC 6544), lower. */
+  assert_int_equal(sfu_ice_local_candidates(a.st, c, 8), 4);
+  for (int k = 0; k < 4; k++) {
+    int i = k % 2, tcp = k >= 2;
+    char ip[64], typ[8], tcptype[16] = "";
     unsigned found, comp, prio, port;
-    assert_int_equal(sscanf(c[i], "candidate:%u %u udp %u %63s %u typ %7s", &found, &comp, &prio,
-                            ip, &port, typ),
-                     6);
-    assert_int_equal(found, (unsigned)i + 1);
+    if (tcp)
+      assert_int_equal(sscanf(c[k], "candidate:%u %u tcp %u %63s %u typ %7s tcptype %15s", &found,
+                              &comp, &prio, ip, &port, typ, tcptype),
+                       7);
+    else
+      assert_int_equal(sscanf(c[k], "candidate:%u %u udp %u %63s %u typ %7s", &found, &comp,
+                              &prio, ip, &port, typ),
+                       6);
+    assert_int_equal(found, (unsigned)k + 1 + (tcp ? 2 : 0)); /* TCP: MAX_SOCKS + 1... */
     assert_int_equal(comp, 1);
-    assert_int_equal(prio, (126u << 24) | ((65535u - i) << 8) | 255);
+    if (tcp) {
+      assert_int_equal(prio, (90u << 24) | ((40959u - i) << 8) | 255);
+      assert_true(prio < ((126u << 24) | (65532u << 8))); /* below any UDP host one */
+      assert_string_equal(tcptype, "passive");
+      assert_int_equal(port, udp_port[i]); /* the UDP socket's port number: it was free */
+    } else {
+      assert_int_equal(prio, (126u << 24) | ((65535u - i) << 8) | 255);
+      udp_port[i] = port;
+    }
     assert_string_equal(ip, i == 0 ? "127.0.0.1" : "::1");
     assert_true(port >= 41200 && port <= 41299);
     assert_string_equal(typ, "host");
     /* libnice reads what we write */
     char sdp[1024];
-    snprintf(sdp, sizeof(sdp), "a=%s", c[i]);
+    snprintf(sdp, sizeof(sdp), "a=%.199s", c[k]);
     NiceAgent *na = nice_agent_new(f.g.ctx, NICE_COMPATIBILITY_RFC5245);
     guint sid = nice_agent_add_stream(na, 1);
     NiceCandidate *nc = nice_agent_parse_remote_candidate_sdp(na, sid, sdp);
@@ -371,6 +512,8 @@ static void test_create_and_candidates(void **state) {
     g_object_unref(na);
   }
   assert_int_equal(sfu_ice_local_candidates(a.st, c, 1), 1); /* max honoured */
+  assert_int_equal(sfu_ice_local_candidates(a.st, c, 3), 3);   /* the UDP ones first */
+  assert_non_null(strstr(c[2], " tcp "));
 
   /* Credentials: long enough, ICE characters, distinct per stream. */
   assert_true(strlen(sfu_ice_ufrag(a.st)) >= 4 && strlen(sfu_ice_pwd(a.st)) >= 22);
@@ -386,8 +529,9 @@ static void test_create_and_candidates(void **state) {
   o = (sfu_ice_opts_t){.addresses = "127.0.0.1", .announce = "203.0.113.9"};
   assert_int_equal(sfu_ice_create(&ice, &f.loop, &o), 0);
   lite_open(ice, &a);
-  assert_int_equal(sfu_ice_local_candidates(a.st, c, 4), 1);
-  assert_non_null(strstr(c[0], " 203.0.113.9 "));
+  assert_int_equal(sfu_ice_local_candidates(a.st, c, 4), 2);
+  assert_non_null(strstr(c[0], " 203.0.113.9 ")); /* UDP and TCP alike */
+  assert_non_null(strstr(c[1], " 203.0.113.9 "));
   sfu_ice_stream_destroy(a.st);
   agent_close(&f, ice);
 
@@ -401,9 +545,8 @@ static void test_create_and_candidates(void **state) {
     o = (sfu_ice_opts_t){.addresses = "127.0.0.1,::1", .announce = dual[k].announce};
     assert_int_equal(sfu_ice_create(&ice, &f.loop, &o), 0);
     lite_open(ice, &a);
-    assert_int_equal(sfu_ice_local_candidates(a.st, c, 4), 2);
-    assert_non_null(strstr(c[0], dual[k].want[0]));
-    assert_non_null(strstr(c[1], dual[k].want[1]));
+    assert_int_equal(sfu_ice_local_candidates(a.st, c, 4), 4);
+    for (int i = 0; i < 4; i++) assert_non_null(strstr(c[i], dual[k].want[i % 2]));
     sfu_ice_stream_destroy(a.st);
     agent_close(&f, ice);
   }
@@ -448,6 +591,23 @@ static void test_remote_candidates(void **state) {
       {"candidate:f*o 1 UDP 2130706431 127.0.0.1 5000 typ host", 0},
       {"cand:1 1 UDP 2130706431 127.0.0.1 5000 typ host", 0},
       {"", 0},
+      /* ICE-TCP (RFC 6544 4.5): what Chromium, Firefox and libnice send */
+      {"candidate:1052236233 1 tcp 1518280447 192.168.1.5 9 typ host tcptype active "
+       "generation 0 ufrag abcd network-id 1", 1},
+      {"candidate:2 1 TCP 2105524479 10.0.0.2 9 typ host tcptype active", 1},
+      {"candidate:5 1 TCP 1015023359 127.0.0.1 9 typ host tcptype active", 1},
+      {"candidate:6 1 TCP 1010828031 127.0.0.1 44321 typ host tcptype passive", 1},
+      {"candidate:7 1 tcp 1010828031 ::1 44321 typ host tcptype so", 1},
+      {"candidate:8 1 tcp 1010828031 1.2.3.4 44321 typ srflx raddr 10.0.0.2 rport 9 "
+       "tcptype passive", 1},
+      {"candidate:1 1 TCP 2130706431 127.0.0.1 9 typ host", 0},          /* no tcptype */
+      {"candidate:1 1 TCP 2130706431 127.0.0.1 9 typ host tcptype bogus", 0},
+      {"candidate:1 1 TCP 2130706431 127.0.0.1 9 typ host tcptype", 0},  /* no value */
+      {"candidate:1 1 TCP 2130706431 127.0.0.1 9 typ host tcptype active tcptype so", 0},
+      {"candidate:1 1 UDP 2130706431 127.0.0.1 9 typ host tcptype active", 0},
+      {"candidate:1 1 UDP 2130706431 127.0.0.1 5000 typ host generation", 0},
+      {"candidate:1 1 UDP 2130706431 127.0.0.1 5000 typ srflx raddr 300.0.0.1 rport 0", 0},
+      {"candidate:1 1 UDP 2130706431 127.0.0.1 5000 typ srflx raddr 1.2.3.4 rport 99999", 0},
   };
   fx_t f;
   fx_init(&f);
@@ -1015,8 +1175,383 @@ static void test_ipv6(void **state) {
   fx_done(&f);
 }
 
+/* ---- ICE over TCP ------------------------------------------------------------ */
+
+/* A framed check on a TCP connection gets a framed success on the same
+ * connection (mapping the connection's far end), binds the connection to
+ * the stream and selects it; media frames arrive whole, split or several
+ * per read; the same ip:port over UDP is a stranger; sends are framed onto
+ * the connection. The stream destroyed from its own recv closes its
+ * connection (ASan: nothing touched after). */
+static void test_tcp_check_answered_on_its_connection(void **state) {
+  fx_t f;
+  fx_init(&f);
+  sfu_ice_t *ice = agent_new(&f, "127.0.0.1");
+  const sfu_ice_tcp_stats_t *ts = sfu_ice_tcp_stats(ice);
+  lite_t l;
+  tcpc_t t;
+  uint8_t tid[12], b[256];
+  lite_open(ice, &l);
+  tcp_open(&t, ice, 0, 0);
+  tcp_check(&t, l.st, USE_CAND, tid);
+  RUN_UNTIL(&f, l.connected);
+  tcp_success(&t, l.st, tid);
+  assert_true(nominated(l.st));
+  sfu_icestate_pair_t p;
+  assert_true(sfu_icestate_selected(l.st->s, &p));
+  assert_int_equal(p.remote.transport, SFU_ICESTATE_TCP);
+  assert_int_equal(p.remote.port, ntohs(t.me.in.sin_port));
+  assert_non_null(l.st->sel_conn);
+  assert_ptr_equal(ice->conns->st, l.st);
+  assert_int_equal(ts->accepted, 1);
+  assert_int_equal(ts->open, 1);
+  assert_int_equal(ts->selected, 1);
+  assert_int_equal(ts->selections, 1);
+  assert_int_equal(ts->rx_frames, 1);
+  assert_int_equal(ts->tx_frames, 1);
+
+  /* Two frames in one write; one split over three. */
+  tcp_write(&t, "\000\003\200ab\000\002\200c", 9);
+  RUN_UNTIL(&f, l.nrx == 2);
+  assert_int_equal(l.rxlen[0], 3);
+  assert_memory_equal(l.rx[0], "\200ab", 3);
+  assert_int_equal(l.rxlen[1], 2);
+  assert_memory_equal(l.rx[1], "\200c", 2);
+  tcp_write(&t, "\000", 1);
+  run_for(&f, 20);
+  tcp_write(&t, "\004\200", 2);
+  run_for(&f, 20);
+  tcp_write(&t, "xyz", 3);
+  RUN_UNTIL(&f, l.nrx == 3);
+  assert_int_equal(l.rxlen[2], 4);
+  assert_memory_equal(l.rx[2], "\200xyz", 4);
+
+  /* UDP from the same ip:port: another address, which nobody validated. */
+  raw_t r;
+  raw_open(&r, ice, 0);
+  close(r.fd);
+  r.fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  assert_int_equal(bind(r.fd, &t.me.sa, sizeof(t.me.in)), 0);
+  raw_send(&r, "\200u", 2);
+  RUN_UNTIL(&f, sm_stats(ice)->drop_unknown == 1);
+  assert_int_equal(l.nrx, 3);
+  raw_close(&r);
+
+  /* Sends: framed, on the connection, at once. */
+  assert_int_equal(sfu_ice_send(l.st, (const uint8_t *)"\200back", 5), 0);
+  assert_int_equal(tcp_read_frame(&t, b, sizeof(b), 1000), 5);
+  assert_memory_equal(b, "\200back", 5);
+  assert_int_equal(ts->tx_frames, 2);
+  assert_int_equal(ts->tx_queued, 0);
+  assert_int_equal(ice->stats.tx_datagrams, 0); /* nothing over UDP */
+
+  /* Destroyed by its own recv: its connection goes with it. */
+  l.destroy_at = 4;
+  tcp_frame(&t, "\200z", 2);
+  RUN_UNTIL(&f, l.st == NULL);
+  assert_true(tcp_closed(&t, 1000));
+  RUN_UNTIL(&f, ice->conns == NULL);
+  assert_int_equal(ts->close_left, 1);
+  assert_int_equal(ts->open, 0);
+  assert_int_equal(ts->selected, 0);
+  tcp_close(&t);
+  agent_close(&f, ice);
+  fx_done(&f);
+}
+
+/* What a connection may not do closes that connection only, counted: a
+ * length over SFU_TCPFRAME_MAX, a first frame that is media, empty, a
+ * check with an unknown ufrag or a wrong password (no answer: closed), a
+ * check for another participant on a bound connection. A good connection
+ * of the same agent goes on. */
+static void test_tcp_bad_frames_close_only_their_connection(void **state) {
+  fx_t f;
+  fx_init(&f);
+  sfu_ice_t *ice = agent_new(&f, "127.0.0.1");
+  const sfu_ice_tcp_stats_t *ts = sfu_ice_tcp_stats(ice);
+  lite_t l1, l2;
+  tcpc_t good, over, junk, empty, stranger, wrongpw, other;
+  uint8_t tid[12], b[256];
+  lite_open(ice, &l1);
+  lite_open(ice, &l2);
+  tcp_open(&good, ice, 0, 0);
+  tcp_check(&good, l1.st, USE_CAND, tid);
+  RUN_UNTIL(&f, l1.connected);
+  tcp_success(&good, l1.st, tid);
+
+  tcp_open(&over, ice, 0, 0);
+  tcp_write(&over, "\377\377\200abc", 6);
+  RUN_UNTIL(&f, ts->close_framing == 1);
+  assert_true(tcp_closed(&over, 1000));
+
+  tcp_open(&junk, ice, 0, 0);
+  tcp_frame(&junk, "\200media", 6);
+  RUN_UNTIL(&f, ts->close_first == 1);
+  assert_true(tcp_closed(&junk, 1000));
+
+  tcp_open(&empty, ice, 0, 0);
+  tcp_write(&empty, "\000\000", 2);
+  RUN_UNTIL(&f, ts->close_first == 2);
+  assert_true(tcp_closed(&empty, 1000));
+
+  tcp_open(&stranger, ice, 0, 0);
+  tcp_check_as(&stranger, "ZZZZZZZZ", "whatever-whatever-whatev", USE_CAND, tid);
+  RUN_UNTIL(&f, ts->close_first == 3);
+  assert_true(tcp_closed(&stranger, 1000)); /* and no 401 before the end */
+  assert_int_equal(sm_stats(ice)->stun_401_user, 1);
+
+  tcp_open(&wrongpw, ice, 0, 0);
+  tcp_check(&wrongpw, l2.st, USE_CAND | BAD_PWD, tid);
+  RUN_UNTIL(&f, ts->close_first == 4);
+  assert_true(tcp_closed(&wrongpw, 1000));
+  assert_false(l2.connected);
+
+  /* Bound to l2 by its first check; then a check for l1 on it. */
+  tcp_open(&other, ice, 0, 0);
+  tcp_check(&other, l2.st, USE_CAND, tid);
+  RUN_UNTIL(&f, l2.connected);
+  tcp_success(&other, l2.st, tid);
+  tcp_check(&other, l1.st, USE_CAND, tid);
+  RUN_UNTIL(&f, ts->close_foreign == 1);
+  assert_true(tcp_closed(&other, 1000));
+  assert_false(l2.st->has_sel); /* its only path went */
+  assert_null(l2.st->sel_conn);
+  assert_int_equal(sfu_ice_send(l2.st, (const uint8_t *)"\200x", 2), SFU_EAGAIN);
+  assert_int_equal(l2.lost, 0); /* still connected: consent decides */
+
+  /* The good one is untouched. */
+  tcp_check(&good, l1.st, 0, tid);
+  RUN_UNTIL(&f, ts->rx_frames == 8); /* one each but `over`'s, two on `other` */
+  tcp_success(&good, l1.st, tid);
+  assert_int_equal(sfu_ice_send(l1.st, (const uint8_t *)"\200ok", 3), 0);
+  assert_int_equal(tcp_read_frame(&good, b, sizeof(b), 1000), 3);
+  RUN_UNTIL(&f, ts->open == 1);
+  assert_int_equal(ts->accepted, 7);
+  assert_int_equal(ts->selected, 1);
+  assert_int_equal(ts->close_peer + ts->close_timeout + ts->close_idle + ts->close_limit, 0);
+
+  /* The peer resets the good one: the next send finds out (no SIGPIPE
+   * kills us: ignored, as in the room), drops and closes it. */
+  struct linger lg = {1, 0};
+  setsockopt(good.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+  tcp_close(&good);
+  good.fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0); /* closed below */
+  usleep(20000);
+  int rv = 0;
+  for (int i = 0; i < 10 && rv == 0; i++) rv = sfu_ice_send(l1.st, (const uint8_t *)"\200x", 2);
+  assert_int_equal(rv, SFU_EPROTO);
+  assert_int_equal(ts->close_peer, 1);
+  assert_int_equal(ts->tx_drop_error, 1);
+  assert_null(l1.st->sel_conn);
+  assert_int_equal(sfu_ice_send(l1.st, (const uint8_t *)"\200x", 2), SFU_EAGAIN);
+  RUN_UNTIL(&f, ts->open == 0 && ice->conns == NULL);
+  assert_int_equal(ts->selected, 0);
+
+  tcpc_t *all[] = {&good, &over, &junk, &empty, &stranger, &wrongpw, &other};
+  for (size_t i = 0; i < SFU_ARRAY_SIZE(all); i++) tcp_close(all[i]);
+  sfu_ice_stream_destroy(l1.st);
+  sfu_ice_stream_destroy(l2.st);
+  agent_close(&f, ice);
+  fx_done(&f);
+}
+
+/* A connection with no authenticated check within tcp_first_ms is closed;
+ * a bound one that sends nothing for tcp_idle_ms too, and its stream
+ * loses the pair (sends refused) but not its connected state. */
+static void test_tcp_first_check_and_idle_deadlines(void **state) {
+  fx_t f;
+  fx_init(&f);
+  sfu_ice_t *ice = agent_new(&f, "127.0.0.1");
+  const sfu_ice_tcp_stats_t *ts = sfu_ice_tcp_stats(ice);
+  ice->tcp_first_ms = 300;
+  ice->tcp_idle_ms = 1500;
+  lite_t l;
+  tcpc_t silent, bound;
+  uint8_t tid[12];
+  lite_open(ice, &l);
+  tcp_open(&silent, ice, 0, 0);
+  tcp_open(&bound, ice, 0, 0);
+  tcp_check(&bound, l.st, USE_CAND, tid);
+  RUN_UNTIL(&f, l.connected);
+  tcp_success(&bound, l.st, tid);
+  RUN_UNTIL(&f, ts->close_timeout == 1);
+  assert_true(tcp_closed(&silent, 1000));
+  assert_int_equal(ts->close_idle, 0);
+  assert_non_null(l.st->sel_conn);
+  RUN_UNTIL(&f, ts->close_idle == 1);
+  assert_true(tcp_closed(&bound, 1000));
+  assert_null(l.st->sel_conn);
+  assert_false(l.st->has_sel);
+  assert_int_equal(sfu_ice_send(l.st, (const uint8_t *)"\200x", 2), SFU_EAGAIN);
+  assert_int_equal(l.lost, 0);
+  assert_true(sfu_icestate_connected(l.st->s));
+  assert_int_equal(ts->selected, 0);
+  tcp_close(&silent);
+  tcp_close(&bound);
+  sfu_ice_stream_destroy(l.st);
+  agent_close(&f, ice);
+  fx_done(&f);
+}
+
+/* The agent takes 2 connections per stream plus TCP_SLACK, and a stream
+ * TCP_PER_STREAM: the ones beyond are closed, counted. */
+static void test_tcp_connection_limits(void **state) {
+  fx_t f;
+  fx_init(&f);
+  sfu_ice_t *ice = agent_new(&f, "127.0.0.1");
+  const sfu_ice_tcp_stats_t *ts = sfu_ice_tcp_stats(ice);
+  lite_t l;
+  enum { LIMIT = 2 + TCP_SLACK, N = LIMIT + 2 };
+  tcpc_t t[N];
+  uint8_t tid[12];
+  lite_open(ice, &l);
+  for (int i = 0; i < N; i++) tcp_open(&t[i], ice, 0, 0);
+  RUN_UNTIL(&f, ts->accepted + ts->refused == N);
+  assert_int_equal(ts->refused, 2);
+  RUN_UNTIL(&f, ts->open == LIMIT);
+  for (int i = 0; i < N; i++) tcp_close(&t[i]);
+  RUN_UNTIL(&f, ts->open == 0);
+  assert_int_equal(ts->close_peer, LIMIT);
+
+  for (int i = 0; i <= TCP_PER_STREAM; i++) {
+    tcp_open(&t[i], ice, 0, 0);
+    tcp_check(&t[i], l.st, 0, tid);
+    RUN_UNTIL(&f, ts->rx_frames == (uint64_t)i + 1);
+  }
+  assert_int_equal(ts->close_limit, 1);
+  assert_int_equal(l.st->tcp_conns, TCP_PER_STREAM);
+  assert_true(tcp_closed(&t[TCP_PER_STREAM], 1000));
+  for (int i = 0; i <= TCP_PER_STREAM; i++) tcp_close(&t[i]);
+  RUN_UNTIL(&f, ts->open == 0);
+  assert_int_equal(l.st->tcp_conns, 0);
+  sfu_ice_stream_destroy(l.st);
+  agent_close(&f, ice);
+  fx_done(&f);
+}
+
+/* A peer that reads slowly: frames wait in the connection's buffer up to
+ * TCP_OUT_MAX, then are dropped (SFU_EAGAIN, counted), never queued
+ * beyond; what was taken arrives whole and in order once the peer reads. */
+static void test_tcp_output_bounded_drops_not_queues(void **state) {
+  fx_t f;
+  fx_init(&f);
+  sfu_ice_t *ice = agent_new(&f, "127.0.0.1");
+  const sfu_ice_tcp_stats_t *ts = sfu_ice_tcp_stats(ice);
+  lite_t l;
+  tcpc_t t;
+  uint8_t tid[12], pkt[1400];
+  lite_open(ice, &l);
+  tcp_open(&t, ice, 0, 4096);
+  tcp_check(&t, l.st, USE_CAND, tid);
+  RUN_UNTIL(&f, l.connected);
+  tcp_success(&t, l.st, tid);
+  lite_conn_t *c = l.st->sel_conn;
+  uv_os_fd_t fd;
+  int small = 4096;
+  assert_int_equal(uv_fileno((uv_handle_t *)&c->tcp, &fd), 0);
+  setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+
+  enum { SENDS = 2000 };
+  int ok = 0, dropped = 0;
+  memset(pkt, 0xab, sizeof(pkt));
+  pkt[0] = 0x80;
+  for (uint32_t i = 0; i < SENDS; i++) {
+    sfu_wr32(pkt + 1, i);
+    int rv = sfu_ice_send(l.st, pkt, sizeof(pkt));
+    assert_true(rv == 0 || rv == SFU_EAGAIN);
+    if (rv == 0)
+      ok++;
+    else
+      dropped++;
+    assert_true(c->out_len[0] + c->out_len[1] <= TCP_OUT_MAX);
+  }
+  assert_true(dropped > 0);
+  assert_int_equal(ts->tx_drop_full, (uint64_t)dropped);
+  assert_int_equal(ts->tx_frames, (uint64_t)ok + 1);
+  assert_true(ts->tx_queued > 0);
+  assert_true(c->out_cap[0] <= TCP_OUT_HALF && c->out_cap[1] <= TCP_OUT_HALF);
+
+  /* The peer reads: every frame taken arrives, whole, in order. */
+  sfu_tcpframe_t *df = malloc(sizeof(*df));
+  sfu_tcpframe_init(df);
+  int got = 0;
+  int64_t last = -1;
+  uint8_t rb[8192];
+  for (int spins = 0; got < ok && spins < 20000; spins++) {
+    uv_run(&f.loop, UV_RUN_NOWAIT);
+    struct pollfd pf = {t.fd, POLLIN, 0};
+    if (poll(&pf, 1, 1) != 1) continue;
+    ssize_t n = recv(t.fd, rb, sizeof(rb), MSG_DONTWAIT);
+    assert_true(n > 0);
+    const uint8_t *p = rb, *fr;
+    size_t left = (size_t)n, flen;
+    int r;
+    while ((r = sfu_tcpframe_next(df, &p, &left, &fr, &flen)) == 1) {
+      assert_int_equal(flen, sizeof(pkt));
+      assert_int_equal(fr[0], 0x80);
+      assert_int_equal(fr[sizeof(pkt) - 1], 0xab);
+      int64_t seq = sfu_rd32(fr + 1);
+      assert_true(seq > last);
+      last = seq;
+      got++;
+    }
+    assert_int_equal(r, 0);
+  }
+  free(df);
+  assert_int_equal(got, ok);
+  assert_int_equal(c->writing, -1); /* drained */
+  assert_int_equal(ts->tx_drop_error, 0);
+  tcp_close(&t);
+  sfu_ice_stream_destroy(l.st);
+  agent_close(&f, ice);
+  fx_done(&f);
+}
+
+/* A real full agent over TCP only (libnice, ice-udp off): it connects to
+ * the passive candidate, checks, nominates, and data flows both ways. */
+static void test_nice_tcp_connects(void **state) {
+  fx_t f;
+  fx_init(&f);
+  sfu_ice_t *ice = agent_new(&f, "127.0.0.1");
+  lite_t l;
+  npeer_t p;
+  lite_open(ice, &l);
+  np_open_tcp(&f, &p, TRUE, SFU_ICE_TCP_ONLY);
+  assert_int_equal(np_exchange(&p, l.st), 0);
+  RUN_UNTIL(&f, p.state == NICE_COMPONENT_STATE_READY && l.connected && nominated(l.st));
+  assert_non_null(l.st->sel_conn);
+  assert_int_equal(sfu_ice_tcp_stats(ice)->selected, 1);
+  assert_int_equal(sm_stats(ice)->stun_401_mac + sm_stats(ice)->stun_401_user, 0);
+  char msg[32];
+  for (int i = 0; i < 5; i++) {
+    snprintf(msg, sizeof(msg), "\200peer-%d", i);
+    np_send(&p, msg);
+  }
+  RUN_UNTIL(&f, l.nrx == 5);
+  for (int i = 0; i < 5; i++) {
+    snprintf(msg, sizeof(msg), "\200peer-%d", i);
+    assert_int_equal(l.rxlen[i], strlen(msg));
+    assert_memory_equal(l.rx[i], msg, strlen(msg));
+  }
+  for (int i = 0; i < 5; i++) {
+    snprintf(msg, sizeof(msg), "\200lite-%d", i);
+    assert_int_equal(sfu_ice_send(l.st, (const uint8_t *)msg, strlen(msg)), 0);
+  }
+  RUN_UNTIL(&f, p.nrx == 5);
+  for (int i = 0; i < 5; i++) {
+    snprintf(msg, sizeof(msg), "\200lite-%d", i);
+    assert_string_equal(p.rx[i], msg);
+  }
+  assert_int_equal(ice->stats.tx_datagrams, 0); /* all of it over TCP */
+  np_close(&p);
+  sfu_ice_stream_destroy(l.st);
+  agent_close(&f, ice);
+  fx_done(&f);
+}
+
 int main(void) {
   sfu_log_set_level(SFU_LOG_WARN);
+  signal(SIGPIPE, SIG_IGN); /* as the room: writes to TCP connections a peer reset */
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_create_and_candidates),
       cmocka_unit_test(test_remote_candidates),
@@ -1031,6 +1566,12 @@ int main(void) {
       cmocka_unit_test(test_destroy_in_callback),
       cmocka_unit_test(test_consent_freshness),
       cmocka_unit_test(test_ipv6),
+      cmocka_unit_test(test_tcp_check_answered_on_its_connection),
+      cmocka_unit_test(test_tcp_bad_frames_close_only_their_connection),
+      cmocka_unit_test(test_tcp_first_check_and_idle_deadlines),
+      cmocka_unit_test(test_tcp_connection_limits),
+      cmocka_unit_test(test_tcp_output_bounded_drops_not_queues),
+      cmocka_unit_test(test_nice_tcp_connects),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -80,6 +80,7 @@ enum { USE_CAND = 1, CONTROLLED = 2, UNKNOWN_ATTR = 4, NO_FP = 8, BAD_PWD = 16, 
 
 static uint32_t tid_seq;  /* transaction ids: 1, 2, 3, ... */
 static int last_signed;   /* the last response carried MESSAGE-INTEGRITY (verified) */
+static void *last_user;   /* the last TRANSMIT's out.user: who authenticated it */
 
 /* Feeds a Binding request for (ufrag, pwd) from `from` on socket `sock`
  * at `now`. Returns 0 if it was answered with a success (checked: tid,
@@ -112,6 +113,7 @@ static int check_as(sfu_icestate_t *sm, int sock, sfu_icestate_addr_t from, cons
   sfu_icestate_action_t act = sfu_icestate_input(sm, sock, &from, req, (size_t)n, now, &out);
   if (act == SFU_ICESTATE_NONE) return -1;
   assert_int_equal(act, SFU_ICESTATE_TRANSMIT);
+  last_user = out.user;
   assert_int_equal(out.sock, sock);
   assert_memory_equal(&out.to, &from, sizeof(from));
   assert_true(out.len <= SFU_ICESTATE_TX_MAX);
@@ -323,6 +325,95 @@ static void test_ipv4_and_ipv6_sources_kept_apart(void **state) {
   assert_int_equal(ev[0].pair.sock, 1);
   assert_true(same_addr(&ev[0].pair.remote, &b6));
   assert_int_equal(sfu_icestate_stats(sm)->drop_unknown, 1);
+  consistent(sm);
+  sfu_icestate_destroy(sm);
+}
+
+/* The transport is part of an address: a check over a TCP connection
+ * validates that path only (the same ip:port over UDP stays unknown), and
+ * a TRANSMIT names the stream that authenticated it (none for 401).
+ * forget() (the connection closed) drops the address; if it carried the
+ * selected pair, the stream has no pair but stays connected: a check on
+ * another path selects one, consent ends it otherwise. */
+static void test_tcp_path_is_its_own_address_and_forgotten(void **state) {
+  sfu_icestate_t *sm = machine();
+  int u1, u2;
+  sfu_icestate_stream_t *s1 = stream(sm, &u1), *s2 = stream(sm, &u2);
+  sfu_icestate_addr_t udp = v4(9, 50000), tcp = udp, tcp2 = v6(9, 50001);
+  tcp.transport = tcp2.transport = SFU_ICESTATE_TCP;
+  const sfu_icestate_stats_t *st = sfu_icestate_stats(sm);
+  sfu_icestate_event_t ev[4];
+
+  assert_int_equal(check(sm, 1, tcp, s1, USE_CAND, 1000, 0), 0);
+  assert_ptr_equal(last_user, &u1);
+  assert_int_equal(events(sm, ev, 4), 1);
+  assert_int_equal(ev[0].state, 1);
+  assert_int_equal(ev[0].pair.remote.transport, SFU_ICESTATE_TCP);
+  assert_int_equal(ev[0].pair.sock, 1);
+  assert_ptr_equal(media(sm, tcp, 1), &u1);
+  assert_null(media(sm, udp, 1)); /* the same ip:port over UDP: nobody's */
+  assert_int_equal(st->drop_unknown, 1);
+  assert_int_equal(check_as(sm, 1, tcp, "ZZZZZZZZ", "whatever-whatever-whatev", 0, 1, 2), 401);
+  assert_null(last_user);
+  assert_int_equal(check(sm, 1, tcp, s1, CONTROLLED, 1, 2), 487);
+  assert_ptr_equal(last_user, &u1);
+  assert_int_equal(check(sm, 1, tcp2, s2, 0, 1, 2), 0);
+  assert_ptr_equal(last_user, &u2);
+  events(sm, ev, 4);
+
+  /* s1 validates UDP too; its nominated TCP pair stays. */
+  assert_int_equal(check(sm, 0, udp, s1, 0, 900, 3), 0);
+  assert_true(selected_is(s1, tcp));
+  assert_true(no_event(sm));
+  /* Nothing happens for an address unknown, or known on another socket. */
+  sfu_icestate_addr_t other = v4(10, 1);
+  assert_int_equal(sfu_icestate_forget(sm, 1, &other), 0);
+  assert_int_equal(sfu_icestate_forget(sm, 0, &tcp), 0);
+  assert_true(no_event(sm));
+  assert_ptr_equal(media(sm, tcp, 4), &u1);
+
+  /* The selected pair's connection closes: no pair, still connected. */
+  assert_int_equal(sfu_icestate_forget(sm, 1, &tcp), 1);
+  assert_int_equal(events(sm, ev, 4), 1);
+  assert_ptr_equal(ev[0].user, &u1);
+  assert_int_equal(ev[0].state, -1);
+  assert_int_equal(ev[0].has_pair, 0);
+  assert_true(sfu_icestate_connected(s1));
+  assert_null(media(sm, tcp, 5));
+  assert_ptr_equal(media(sm, udp, 5), &u1);
+  consistent(sm);
+  /* A check on the UDP path selects it (no USE-CANDIDATE needed: there
+   * was no pair). */
+  assert_int_equal(check(sm, 0, udp, s1, 0, 900, 6), 0);
+  assert_int_equal(events(sm, ev, 4), 1);
+  assert_int_equal(ev[0].state, -1);
+  assert_true(ev[0].has_pair && same_addr(&ev[0].pair.remote, &udp));
+
+  /* A path that was not the selected pair: forgotten, no event. */
+  sfu_icestate_addr_t tcp3 = v4(11, 50002);
+  tcp3.transport = SFU_ICESTATE_TCP;
+  assert_int_equal(check(sm, 1, tcp3, s1, 0, 800, 7), 0);
+  assert_true(no_event(sm));
+  assert_int_equal(sfu_icestate_forget(sm, 1, &tcp3), 1);
+  assert_true(no_event(sm));
+  assert_null(media(sm, tcp3, 7));
+  /* s2's only path, its pair: s2 has none now. */
+  assert_int_equal(sfu_icestate_forget(sm, 1, &tcp2), 1);
+  assert_int_equal(events(sm, ev, 4), 1);
+  assert_ptr_equal(ev[0].user, &u2);
+  assert_int_equal(ev[0].has_pair, 0);
+  sfu_icestate_stream_destroy(s2);
+
+  /* With no pair left, consent ends the stream at its usual time. */
+  assert_int_equal(sfu_icestate_forget(sm, 0, &udp), 1);
+  assert_int_equal(events(sm, ev, 4), 1);
+  assert_int_equal(ev[0].has_pair, 0);
+  sfu_icestate_tick(sm, 6 + SFU_ICESTATE_CONSENT_MS);
+  assert_true(no_event(sm));
+  sfu_icestate_tick(sm, 7 + SFU_ICESTATE_CONSENT_MS);
+  assert_int_equal(events(sm, ev, 4), 1);
+  assert_int_equal(ev[0].state, 0);
+  assert_int_equal(st->consent_lost, 1);
   consistent(sm);
   sfu_icestate_destroy(sm);
 }
@@ -766,6 +857,7 @@ int main(void) {
       cmocka_unit_test(test_valid_check_answered_and_validates_source),
       cmocka_unit_test(test_media_from_unvalidated_address_dropped),
       cmocka_unit_test(test_ipv4_and_ipv6_sources_kept_apart),
+      cmocka_unit_test(test_tcp_path_is_its_own_address_and_forgotten),
       cmocka_unit_test(test_wrong_password_401_validates_nothing),
       cmocka_unit_test(test_error_responses_limited_per_second),
       cmocka_unit_test(test_ice_controlled_gets_487),

@@ -6,8 +6,9 @@
  *
  * Two implementations, linked into different programs:
  *   sfu/net/icelite.c   the room's ICE-lite agent (controlled, host
- *                       candidates, one UDP socket per local address shared
- *                       by every stream; created with sfu_ice_create());
+ *                       candidates, one UDP socket and one TCP listener
+ *                       (ICE-TCP, passive) per local address shared by
+ *                       every stream; created with sfu_ice_create());
  *   tools/client/nice.c the client stack's full, controlling agent on
  *                       libnice and GLib (created with sfu_nice_create(),
  *                       tools/client/nice.h): the independent peer of tests
@@ -42,10 +43,19 @@ typedef struct sfu_ice_opts_s {
                               instead of theirs (1:1 NAT); NULL = none */
   int full;                /* sfu_nice_create() only: a full, controlling
                               agent instead of a lite one */
+  int tcp;                 /* sfu_nice_create() only: SFU_ICE_UDP_ONLY (0),
+                              SFU_ICE_UDP_TCP (ICE-TCP candidates too) or
+                              SFU_ICE_TCP_ONLY. The room's agent always
+                              offers both and ignores it */
 } sfu_ice_opts_t;
 
+enum { SFU_ICE_UDP_ONLY = 0, SFU_ICE_UDP_TCP = 1, SFU_ICE_TCP_ONLY = 2 }; /* opts.tcp */
+
 /* The room's ICE-lite agent (sfu/net/icelite.c): sockets on `loop`, bound
- * to o->addresses, one per address of either family; o->full is refused.
+ * to o->addresses, one UDP socket and one TCP listener per address of
+ * either family (an address whose listener cannot be opened serves UDP
+ * only, with a warning); o->full is refused. The process must ignore
+ * SIGPIPE (writes to TCP connections a peer reset; sfu-room does).
  * 0 or a negative error: SFU_EINVAL for an address that is not an IP
  * literal or is unspecified, or an announce that is not one or has no
  * address of its family; a bind's error (-errno, SFU_EBUSY when the port
@@ -69,8 +79,9 @@ int sfu_ice_local_candidates(sfu_ice_stream_t *st, char out[][200], int max);
 int sfu_ice_set_remote(sfu_ice_stream_t *st, const char *ufrag, const char *pwd);
 /* A trickled or SDP remote candidate ("candidate:..." or "a=candidate:..."). */
 int sfu_ice_add_remote_candidate(sfu_ice_stream_t *st, const char *cand);
-/* Sends one datagram on the selected pair. 0 or SFU_EAGAIN (no pair yet) /
- * SFU_EPROTO. */
+/* Sends one datagram on the selected pair. 0 or SFU_EAGAIN (no pair yet;
+ * in the room, also a TCP pair whose connection's output buffer is full:
+ * the datagram is dropped and counted) / SFU_EMSGSIZE / SFU_EPROTO. */
 int sfu_ice_send(sfu_ice_stream_t *st, const uint8_t *buf, size_t len);
 /* Media datagrams dropped for coming from an address the peer used before
  * (an ICE restart or eviction retired it). */
@@ -79,5 +90,33 @@ uint64_t sfu_ice_drop_foreign(const sfu_ice_stream_t *st);
  * validated. The room's drop_foreign_source is this plus every stream's
  * sfu_ice_drop_foreign(), closed ones included. */
 uint64_t sfu_ice_drop_unknown(const sfu_ice_t *ice);
+
+/* The room's agent's ICE-TCP counters (icelite.c; docs/internals/icelite.md,
+ * "ICE over TCP"). All count since the agent started, but `open` and
+ * `selected`, which say how things are now. */
+typedef struct sfu_ice_tcp_stats_s {
+  uint64_t accepted;       /* connections accepted */
+  uint64_t refused;        /* closed at once: the agent's connection limit */
+  uint64_t open;           /* connections open now */
+  uint64_t selected;       /* streams whose selected pair is a TCP connection now */
+  uint64_t selections;     /* times a stream's selected pair moved onto a TCP connection */
+  uint64_t close_first;    /* first frame not a Binding request authenticated for a stream */
+  uint64_t close_timeout;  /* no such request within the first seconds */
+  uint64_t close_idle;     /* no frame for the consent timeout */
+  uint64_t close_framing;  /* RFC 4571 framing error: a length over SFU_TCPFRAME_MAX */
+  uint64_t close_foreign;  /* a check for another stream than the connection's */
+  uint64_t close_limit;    /* one connection too many for its stream */
+  uint64_t close_peer;     /* closed by the peer, or a socket error */
+  uint64_t close_left;     /* its stream was destroyed (the participant left) */
+  uint64_t rx_frames;      /* frames read */
+  uint64_t tx_frames;      /* frames written or queued */
+  uint64_t tx_queued;      /* ... of them queued: the socket's buffer was full */
+  uint64_t tx_drop_full;   /* frames dropped: the connection's output buffer was full */
+  uint64_t tx_drop_error;  /* frames lost: a write failed (the connection closes) */
+} sfu_ice_tcp_stats_t;
+
+/* The room's agent (icelite.c): its ICE-TCP counters; the pointer lives as
+ * long as the agent. */
+const sfu_ice_tcp_stats_t *sfu_ice_tcp_stats(const sfu_ice_t *ice);
 
 #endif

@@ -48,6 +48,25 @@
  * destination): that one is dropped and the batch continues after it.
  * Every drop is counted.
  *
+ * ICE over TCP (RFC 6544, passive only; docs/internals/icelite.md, "ICE
+ * over TCP"). Each address also has a non-blocking TCP listener (a
+ * uv_tcp_t), on the UDP socket's port number when it is free, offered as
+ * a `tcptype passive` host candidate below the UDP one. An accepted
+ * connection carries RFC 4571 frames (sfu/net/tcpframe.c), each handed to
+ * the machine like a datagram, from an address that says TCP (the same
+ * ip:port over UDP is another address). Its first frame must be a check
+ * the machine authenticates for a stream: the connection is bound to that
+ * stream, and closed otherwise. A selected pair on TCP names its
+ * connection; sfu_ice_send() writes the frame to it (uv_try_write, or
+ * queued while the kernel's buffer is full, up to TCP_OUT_MAX, beyond which
+ * frames are dropped: media over TCP under congestion drops rather than
+ * queues). Bounds, all counted: connections per agent (2 per stream plus
+ * TCP_SLACK, at most TCP_MAX_CONNS) and per stream (TCP_PER_STREAM), a
+ * first check within tcp_first_ms, a frame at least every tcp_idle_ms
+ * (the consent timeout), a framing error closes its connection only. A
+ * connection that closes is forgotten by the machine (its address, and
+ * the stream's pair if it was the selected one).
+ *
  * Lifetimes. Callbacks may destroy their own stream or the agent. A stream
  * destroyed while the agent is dispatching (depth > 0) leaves the machine
  * at once -- its remaining datagrams in the batch find no stream and are
@@ -58,9 +77,11 @@
  * answers SFU_EAGAIN meanwhile).
  *
  * Memory: per socket SEND_BATCH x SEND_SLOT (96 KiB) of send slots; per
- * agent RECV_BATCH x RECV_SLOT (64 KiB) of receive slots; the machine's
- * two maps. Per stream ~140 bytes here and ~670 in the machine. Nothing is
- * allocated per packet.
+ * agent RECV_BATCH x RECV_SLOT (64 KiB) of receive slots, also the one
+ * read buffer of every TCP connection; the machine's two maps. Per stream
+ * ~150 bytes here and ~670 in the machine. Per TCP connection ~2.7 KiB,
+ * and its output buffers while the kernel's is full (growing by doubling
+ * to at most TCP_OUT_MAX in all). Nothing is allocated per packet.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -72,8 +93,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "sfu/net/candidate.h"
 #include "sfu/net/ice.h"
 #include "sfu/net/icestate.h"
+#include "sfu/net/tcpframe.h"
 #include "sfu/base/log.h"
 #include "sfu/base/sfu.h"
 
@@ -87,13 +110,23 @@
 #define PWD_LEN SFU_ICESTATE_PWD_LEN
 #define CONSENT_TICK_MS 1000 /* the state machine's tick */
 #define SOCK_BUF (2 << 20)   /* SO_RCVBUF / SO_SNDBUF asked for */
+#define TCP_BACKLOG 64       /* listen(2) backlog of each TCP listener */
+#define TCP_PER_STREAM 4     /* connections bound to one stream */
+#define TCP_SLACK 8          /* connections per agent: 2 per stream, plus this */
+#define TCP_MAX_CONNS 256    /* ... and never more */
+#define TCP_FIRST_MS 5000    /* a connection's first authenticated check, within */
+#define TCP_OUT_MAX (256 << 10) /* bytes queued per connection: two halves, one being
+                                   written while the other fills */
+#define TCP_OUT_HALF (TCP_OUT_MAX / 2)
+#define TCP_OUT_FIRST 8192   /* an output buffer's first size; doubles to TCP_OUT_HALF */
 
 /* ---- statistics --------------------------------------------------------- */
 
-/* The socket layer's counters, all monotonic; the ICE ones (STUN answers,
- * drops by address, consent, restarts) are the state machine's
- * (sfu_icestate_stats(), sfu__icelite_state()). Not in ice.h yet: see
- * icelite.md. */
+/* The socket layer's counters, all monotonic but tcp.open and
+ * tcp.selected; the ICE ones (STUN answers, drops by address, consent,
+ * restarts) are the state machine's (sfu_icestate_stats(),
+ * sfu__icelite_state()). Not in ice.h yet, but for the TCP ones
+ * (sfu_ice_tcp_stats(), in the room's stats): see icelite.md. */
 typedef struct sfu__icelite_stats_s {
   uint64_t rx_datagrams;     /* read from the sockets */
   uint64_t rx_syscalls;      /* recvmmsg calls */
@@ -106,6 +139,7 @@ typedef struct sfu__icelite_stats_s {
   uint64_t tx_drop_eagain;   /* dropped: EAGAIN/ENOBUFS */
   uint64_t tx_drop_error;    /* dropped: that message's own error */
   uint64_t tx_drop_size;     /* larger than SEND_SLOT: refused */
+  sfu_ice_tcp_stats_t tcp;   /* ICE over TCP: connections, frames, drops */
 } sfu__icelite_stats_t;
 
 const sfu__icelite_stats_t *sfu__icelite_stats(const sfu_ice_t *ice);
@@ -119,9 +153,11 @@ typedef union {
   struct sockaddr_in6 in6;
 } lite_sa_t;
 
-/* A received source as the state machine's address value. */
-static void addr_of(const struct sockaddr *sa, sfu_icestate_addr_t *k) {
+/* A received source (`transport`: SFU_ICESTATE_UDP or _TCP) as the state
+ * machine's address value. */
+static void addr_of(const struct sockaddr *sa, int transport, sfu_icestate_addr_t *k) {
   memset(k, 0, sizeof(*k));
+  k->transport = (uint8_t)transport;
   if (sa->sa_family == AF_INET) {
     const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
     k->fam = 4;
@@ -169,7 +205,36 @@ typedef struct lite_sock_s {
   struct iovec siov[SEND_BATCH];    /* one per message, into sbuf */
   lite_sa_t sname[SEND_BATCH];      /* destinations, copied */
   uint8_t (*sbuf)[SEND_SLOT];       /* SEND_BATCH copies, one allocation */
+  int tcp_fd;                       /* the TCP listener before libuv owns it; -1 */
+  int listening;                    /* `tcp` is a handle: accepting */
+  uint16_t tcp_port;                /* its port (host order); 0: no TCP on this address */
+  uv_tcp_t tcp;                     /* the TCP listener (ICE-TCP, passive) */
 } lite_sock_t;
+
+/* One accepted TCP connection (ICE-TCP, the passive side): its handle,
+ * deframer and output buffers. Allocated at accept, linked in ice->conns,
+ * freed when its handle has closed (conn_close() starts that). The output
+ * is two buffers: while one is written (uv_write), frames go into the
+ * other; both empty when nothing is queued (writing == -1). */
+typedef struct lite_conn_s {
+  uv_tcp_t tcp;                     /* the connection; data = this */
+  sfu_ice_t *ice;                   /* owner */
+  struct lite_conn_s *prev, *next;  /* the agent's connections, newest first */
+  int sock;                         /* its listener's index: the machine's socket */
+  sfu_icestate_addr_t peer;         /* the far end, transport TCP: the machine's key */
+  sfu_ice_stream_t *st;             /* bound by its first check; NULL before and
+                                       once closing */
+  int closing;                      /* uv_close() called: nothing in or out */
+  uint64_t opened_ms;               /* accepted, loop time */
+  uint64_t rx_ms;                   /* last frame read, loop time; 0 none */
+  uv_write_t wreq;                  /* the write in flight */
+  int writing;                      /* the out[] being written; -1 none */
+  uint8_t *out[2];                  /* output buffers, allocated when first needed */
+  size_t out_len[2];                /* bytes in each */
+  size_t out_cap[2];                /* bytes allocated */
+  uint64_t out_frames[2];           /* frames (or their rests) in each */
+  sfu_tcpframe_t rx;                /* the deframer, with its gather buffer */
+} lite_conn_t;
 
 /* A stream as ice.h sees it: allocated by sfu_ice_stream_create(), freed
  * by sfu_ice_stream_destroy() (at the end of the turn when destroyed
@@ -186,6 +251,8 @@ struct sfu_ice_stream_s {
   int sel_sock;                     /* ... its local socket */
   lite_sa_t sel_sa;                 /* ... its remote address, for sends */
   socklen_t sel_len;                /* ... and that address's length */
+  lite_conn_t *sel_conn;            /* ... or its TCP connection; NULL: UDP */
+  int tcp_conns;                    /* TCP connections bound to it */
   char ufrag[UFRAG_LEN + 1];        /* local credentials, copied from `s` */
   char pwd[PWD_LEN + 1];            /* ... (they outlive it: orphans) */
   uint64_t drop_foreign;            /* `s`'s count when `s` went; 0 before */
@@ -203,11 +270,15 @@ struct sfu_ice_s {
   uv_prepare_t prepare;             /* flush before the loop blocks */
   uv_check_t check;                 /* flush right after the poll phase */
   uv_timer_t consent;               /* the machine's tick, 1 s */
-  int handles;                      /* uv handles initialised */
-  int pending;                      /* close callbacks outstanding */
+  int handles;                      /* uv handles initialised and not yet closed */
   int closing;                      /* sfu_ice_destroy() was called */
   int depth;                        /* our callbacks on the stack */
   int dirty;                        /* some socket has queued datagrams */
+  int events_due;                   /* the machine may hold events: apply at turn end */
+  int nstreams;                     /* streams alive (for the connection limit) */
+  lite_conn_t *conns;               /* TCP connections, closing ones too, newest first */
+  uint64_t tcp_first_ms;            /* TCP_FIRST_MS (tests shorten it) */
+  uint64_t tcp_idle_ms;             /* SFU_ICESTATE_CONSENT_MS (tests shorten it) */
   sfu_ice_stream_t *dead;           /* destroyed during dispatch */
   uint64_t warn_ms;                 /* last rate-limited warning, 0 never */
   struct mmsghdr rmsg[RECV_BATCH];  /* recvmmsg, shared by the sockets */
@@ -218,6 +289,7 @@ struct sfu_ice_s {
 };
 
 const sfu__icelite_stats_t *sfu__icelite_stats(const sfu_ice_t *ice) { return &ice->stats; }
+const sfu_ice_tcp_stats_t *sfu_ice_tcp_stats(const sfu_ice_t *ice) { return &ice->stats.tcp; }
 const sfu_icestate_t *sfu__icelite_state(const sfu_ice_t *ice) { return ice->sm; }
 
 static void warn_limited(sfu_ice_t *ice, const char *fmt, const char *what, int err) {
@@ -229,19 +301,48 @@ static void warn_limited(sfu_ice_t *ice, const char *fmt, const char *what, int 
 
 /* ---- the state machine's outputs ---------------------------------------- */
 
-/* Its events: each stream's selected pair copied for the send path, then
- * its cb.state if its connected state moved. A callback may destroy any
- * stream (the machine drops its event) or the agent (the events left are
- * never applied: the streams are orphans). */
+/* The stream's selected pair is now on connection `c` (NULL: not on TCP),
+ * with the counters that follow it. */
+static void set_sel_conn(sfu_ice_t *ice, sfu_ice_stream_t *st, lite_conn_t *c) {
+  if (st->sel_conn == c) return;
+  if (!st->sel_conn) ice->stats.tcp.selected++;
+  if (!c) ice->stats.tcp.selected--;
+  if (c) ice->stats.tcp.selections++;
+  st->sel_conn = c;
+}
+
+/* The open connection of `st` on listener `sock` whose far end is `a`, or
+ * NULL. O(connections): only when a pair moves. */
+static lite_conn_t *conn_of(sfu_ice_t *ice, const sfu_ice_stream_t *st, int sock,
+                            const sfu_icestate_addr_t *a) {
+  for (lite_conn_t *c = ice->conns; c; c = c->next)
+    if (!c->closing && c->st == st && c->sock == sock && memcmp(&c->peer, a, sizeof(*a)) == 0)
+      return c;
+  return NULL;
+}
+
+/* Its events: each stream's selected pair copied for the send path (a
+ * sockaddr, or a TCP pair's connection), then its cb.state if its
+ * connected state moved. A callback may destroy any stream (the machine
+ * drops its event) or the agent (the events left are never applied: the
+ * streams are orphans). */
 static void apply_events(sfu_ice_t *ice) {
   sfu_icestate_event_t ev;
+  ice->events_due = 0;
   while (!ice->closing && sfu_icestate_poll_event(ice->sm, &ev)) {
     sfu_ice_stream_t *st = ev.user;
+    lite_conn_t *conn = NULL;
     st->has_sel = ev.has_pair;
     if (ev.has_pair) {
       st->sel_sock = ev.pair.sock;
-      st->sel_len = sa_of(&ev.pair.remote, &st->sel_sa);
+      if (ev.pair.remote.transport == SFU_ICESTATE_TCP) {
+        conn = conn_of(ice, st, ev.pair.sock, &ev.pair.remote);
+        st->has_sel = conn != NULL; /* never without its connection */
+      } else {
+        st->sel_len = sa_of(&ev.pair.remote, &st->sel_sa);
+      }
     }
+    set_sel_conn(ice, st, conn);
     if (ev.state >= 0) st->cb.state(st->cb.arg, ev.state);
   }
 }
@@ -267,7 +368,7 @@ static void on_datagram(sfu_ice_t *ice, lite_sock_t *s, int i, uint64_t now) {
   }
   sfu_icestate_addr_t from;
   sfu_icestate_out_t out;
-  addr_of(&ice->rname[i].sa, &from);
+  addr_of(&ice->rname[i].sa, SFU_ICESTATE_UDP, &from);
   switch (sfu_icestate_input(ice->sm, s->idx, &from, b, len, now, &out)) {
   case SFU_ICESTATE_DELIVER: {
     sfu_ice_stream_t *st = out.user;
@@ -303,6 +404,288 @@ static void on_readable(uv_poll_t *h, int status, int events) {
     if (n < RECV_BATCH) break;
   }
   ice->depth--;
+}
+
+/* ---- ICE over TCP ----------------------------------------------------------- */
+
+static void on_conn_closed(uv_handle_t *h);
+static void free_agent(sfu_ice_t *ice);
+
+/* Closes `c` (once), counting why in `*why` (NULL: the agent is going). Its
+ * frames still queued are lost; its stream forgets it, and the machine its
+ * address (and the stream's pair if this was it: the event is applied at
+ * the end of the turn, or by the caller). Never calls back; the memory
+ * goes when the handle has closed. */
+static void conn_close(lite_conn_t *c, uint64_t *why) {
+  sfu_ice_t *ice = c->ice;
+  if (c->closing) return;
+  c->closing = 1;
+  if (why) (*why)++;
+  ice->stats.tcp.open--;
+  ice->stats.tcp.tx_drop_error += c->out_frames[0] + c->out_frames[1];
+  c->out_frames[0] = c->out_frames[1] = 0;
+  if (c->st) {
+    if (c->st->sel_conn == c) {
+      set_sel_conn(ice, c->st, NULL);
+      c->st->has_sel = 0; /* sends stop now; the machine's event agrees */
+    }
+    c->st->tcp_conns--;
+    c->st = NULL;
+  }
+  if (!ice->closing && sfu_icestate_forget(ice->sm, c->sock, &c->peer)) ice->events_due = 1;
+  uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+}
+
+static void on_conn_closed(uv_handle_t *h) {
+  lite_conn_t *c = h->data;
+  sfu_ice_t *ice = c->ice;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    ice->conns = c->next;
+  if (c->next) c->next->prev = c->prev;
+  free(c->out[0]);
+  free(c->out[1]);
+  free(c);
+  if (--ice->handles == 0 && ice->closing) free_agent(ice);
+}
+
+static void on_conn_written(uv_write_t *req, int status);
+
+/* Starts writing out[i]. */
+static void conn_write(lite_conn_t *c, int i) {
+  uv_buf_t b = uv_buf_init((char *)c->out[i], (unsigned)c->out_len[i]);
+  c->writing = i;
+  if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_conn_written) != 0) {
+    c->writing = -1;
+    conn_close(c, &c->ice->stats.tcp.close_peer);
+  }
+}
+
+static void on_conn_written(uv_write_t *req, int status) {
+  lite_conn_t *c = req->data;
+  int i = c->writing;
+  if (c->closing) return; /* cancelled by the close: counted there */
+  c->writing = -1;
+  if (status < 0) {
+    c->out_len[0] = c->out_len[1] = 0;
+    conn_close(c, &c->ice->stats.tcp.close_peer);
+    return;
+  }
+  c->out_len[i] = 0;
+  c->out_frames[i] = 0;
+  if (c->out_len[1 - i]) conn_write(c, 1 - i);
+}
+
+/* Room for `need` bytes in out[i]: it doubles from TCP_OUT_FIRST up to
+ * TCP_OUT_HALF (only while it is not being written). 0, SFU_E2BIG or
+ * SFU_ENOMEM. */
+static int conn_reserve(lite_conn_t *c, int i, size_t need) {
+  if (need <= c->out_cap[i]) return 0;
+  if (need > TCP_OUT_HALF) return SFU_E2BIG;
+  size_t cap = c->out_cap[i] ? c->out_cap[i] : TCP_OUT_FIRST;
+  while (cap < need) cap *= 2;
+  if (cap > TCP_OUT_HALF) cap = TCP_OUT_HALF;
+  uint8_t *p = realloc(c->out[i], cap);
+  if (!p) return SFU_ENOMEM;
+  c->out[i] = p;
+  c->out_cap[i] = cap;
+  return 0;
+}
+
+/* Writes one frame (2-byte length, then `len` bytes) to `c`: straight to
+ * the socket when nothing is queued, the rest of it queued if the kernel
+ * took part; else queued behind what waits, or dropped if the buffer
+ * filling has no room (TCP_OUT_MAX in all). Never blocks. 0 (written or
+ * queued), SFU_EAGAIN (dropped, counted) or SFU_EPROTO (the connection
+ * failed and is closing). */
+static int conn_send(sfu_ice_t *ice, lite_conn_t *c, const uint8_t *buf, size_t len) {
+  uint8_t hdr[2];
+  size_t total = len + 2, done = 0;
+  if (c->closing) return SFU_EAGAIN;
+  sfu_tcpframe_header(hdr, len);
+  int fill = c->writing < 0 ? 0 : 1 - c->writing;
+  if (c->writing < 0) { /* nothing queued: try the socket */
+    uv_buf_t b[2] = {uv_buf_init((char *)hdr, 2), uv_buf_init((char *)buf, (unsigned)len)};
+    int w = uv_try_write((uv_stream_t *)&c->tcp, b, 2);
+    if (w == (int)total) {
+      ice->stats.tcp.tx_frames++;
+      return 0;
+    }
+    if (w < 0 && w != UV_EAGAIN) {
+      ice->stats.tcp.tx_drop_error++;
+      conn_close(c, &ice->stats.tcp.close_peer);
+      return SFU_EPROTO;
+    }
+    done = w > 0 ? (size_t)w : 0;
+  }
+  /* A frame the kernel took part of must be finished, whatever the
+   * bound: the rest of it fits an empty buffer. */
+  int rv = conn_reserve(c, fill, c->out_len[fill] + total - done);
+  if (rv != 0) {
+    if (done > 0) { /* no memory for the rest: the stream cannot go on */
+      ice->stats.tcp.tx_drop_error++;
+      conn_close(c, &ice->stats.tcp.close_peer);
+      return SFU_EPROTO;
+    }
+    if (rv == SFU_E2BIG)
+      ice->stats.tcp.tx_drop_full++;
+    else
+      ice->stats.tcp.tx_drop_error++;
+    return SFU_EAGAIN;
+  }
+  uint8_t *o = c->out[fill] + c->out_len[fill];
+  if (done < 2) {
+    memcpy(o, hdr + done, 2 - done);
+    memcpy(o + 2 - done, buf, len);
+  } else {
+    memcpy(o, buf + done - 2, total - done);
+  }
+  c->out_len[fill] += total - done;
+  c->out_frames[fill]++;
+  ice->stats.tcp.tx_frames++;
+  ice->stats.tcp.tx_queued++;
+  if (c->writing < 0) conn_write(c, fill);
+  return c->closing ? SFU_EPROTO : 0;
+}
+
+/* Binds `c` to the stream its first check authenticated for; closes it
+ * instead if the stream has TCP_PER_STREAM already. 0 or -1 (closed). */
+static int conn_bind(sfu_ice_t *ice, lite_conn_t *c, sfu_ice_stream_t *st) {
+  if (st->tcp_conns >= TCP_PER_STREAM) {
+    conn_close(c, &ice->stats.tcp.close_limit);
+    return -1;
+  }
+  c->st = st;
+  st->tcp_conns++;
+  return 0;
+}
+
+/* One frame from `c`, as a datagram from its far end. An unbound
+ * connection's first frame must be a check the machine authenticates
+ * for a stream (it binds the connection); a check for another stream on
+ * a bound one closes it. Media goes to the stream the machine names. */
+static void on_frame(sfu_ice_t *ice, lite_conn_t *c, uint8_t *b, size_t len, uint64_t now) {
+  sfu_icestate_out_t out;
+  ice->stats.tcp.rx_frames++;
+  c->rx_ms = now;
+  sfu_icestate_action_t a = sfu_icestate_input(ice->sm, c->sock, &c->peer, b, len, now, &out);
+  sfu_ice_stream_t *by = a == SFU_ICESTATE_TRANSMIT ? out.user : NULL;
+  if (!c->st && !by) {
+    conn_close(c, &ice->stats.tcp.close_first);
+  } else if (a == SFU_ICESTATE_DELIVER) {
+    sfu_ice_stream_t *st = out.user;
+    st->cb.recv(st->cb.arg, b, len);
+    return;
+  } else if (c->st && by && by != c->st) {
+    conn_close(c, &ice->stats.tcp.close_foreign);
+  } else if ((c->st || conn_bind(ice, c, by) == 0) && a == SFU_ICESTATE_TRANSMIT) {
+    if (conn_send(ice, c, out.data, out.len) != 0) ice->stats.stun_send_fail++;
+  }
+  apply_events(ice); /* after the response: the peer hears first */
+}
+
+/* Reads land in the receive slots, one 64 KiB buffer here: a read is
+ * deframed and dispatched before the next one, and UDP reads never
+ * interleave with it (one thread, one callback at a time). */
+static void on_conn_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b) {
+  lite_conn_t *c = h->data;
+  *b = uv_buf_init((char *)c->ice->rbuf[0], (unsigned)(sizeof(*c->ice->rbuf) * RECV_BATCH));
+}
+
+static void on_conn_read(uv_stream_t *h, ssize_t n, const uv_buf_t *buf) {
+  lite_conn_t *c = h->data;
+  sfu_ice_t *ice = c->ice;
+  if (n == 0 || c->closing || ice->closing) return;
+  ice->depth++;
+  if (n < 0) { /* EOF or an error */
+    conn_close(c, &ice->stats.tcp.close_peer);
+    apply_events(ice);
+    ice->depth--;
+    return;
+  }
+  const uint8_t *p = (const uint8_t *)buf->base, *frame;
+  size_t left = (size_t)n, flen;
+  uint64_t now = uv_now(ice->loop);
+  /* Each pass takes a frame (2 bytes at least) or ends the read. */
+  while (!c->closing && !ice->closing) {
+    int r = sfu_tcpframe_next(&c->rx, &p, &left, &frame, &flen);
+    if (r == 0) break;
+    if (r < 0) {
+      conn_close(c, &ice->stats.tcp.close_framing);
+      apply_events(ice);
+      break;
+    }
+    /* the frame is in the receive buffer or the deframer's: ours, writable */
+    on_frame(ice, c, (uint8_t *)frame, flen, now);
+  }
+  ice->depth--;
+}
+
+/* The connections the agent takes: 2 per stream plus TCP_SLACK (a peer
+ * checks from one or two addresses, and reconnects), at most
+ * TCP_MAX_CONNS. */
+static uint64_t conn_limit(const sfu_ice_t *ice) {
+  uint64_t n = 2 * (uint64_t)ice->nstreams + TCP_SLACK;
+  return n < TCP_MAX_CONNS ? n : TCP_MAX_CONNS;
+}
+
+static void on_connection(uv_stream_t *server, int status) {
+  lite_sock_t *s = server->data;
+  sfu_ice_t *ice = s->ice;
+  if (ice->closing) return;
+  if (status < 0) {
+    warn_limited(ice, "%s: %s", "accept", -status);
+    return;
+  }
+  lite_conn_t *c = calloc(1, sizeof(*c));
+  if (!c) { /* libuv stops accepting on this listener until one is taken */
+    warn_limited(ice, "%s: %s", "accept", ENOMEM);
+    return;
+  }
+  c->ice = ice;
+  c->sock = s->idx;
+  c->writing = -1;
+  sfu_tcpframe_init(&c->rx);
+  uv_tcp_init(ice->loop, &c->tcp);
+  c->tcp.data = c;
+  c->wreq.data = c;
+  ice->handles++;
+  c->next = ice->conns;
+  if (c->next) c->next->prev = c;
+  ice->conns = c;
+  ice->stats.tcp.open++;
+  lite_sa_t peer;
+  int plen = sizeof(peer);
+  if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 ||
+      uv_tcp_getpeername(&c->tcp, &peer.sa, &plen) != 0) {
+    conn_close(c, &ice->stats.tcp.close_peer);
+    return;
+  }
+  if (ice->stats.tcp.open > conn_limit(ice)) {
+    conn_close(c, &ice->stats.tcp.refused);
+    return;
+  }
+  addr_of(&peer.sa, SFU_ICESTATE_TCP, &c->peer);
+  c->opened_ms = uv_now(ice->loop);
+  uv_tcp_nodelay(&c->tcp, 1);
+  if (uv_read_start((uv_stream_t *)&c->tcp, on_conn_alloc, on_conn_read) != 0) {
+    conn_close(c, &ice->stats.tcp.close_peer);
+    return;
+  }
+  ice->stats.tcp.accepted++;
+}
+
+/* Every tick: connections with no authenticated check after tcp_first_ms,
+ * and bound ones with no frame for tcp_idle_ms, are closed. */
+static void conn_expire(sfu_ice_t *ice, uint64_t now) {
+  for (lite_conn_t *c = ice->conns; c; c = c->next) { /* closing unlinks later */
+    if (c->closing) continue;
+    if (!c->st && now - c->opened_ms >= ice->tcp_first_ms)
+      conn_close(c, &ice->stats.tcp.close_timeout);
+    else if (c->st && now - c->rx_ms >= ice->tcp_idle_ms)
+      conn_close(c, &ice->stats.tcp.close_idle);
+  }
 }
 
 /* ---- send --------------------------------------------------------------- */
@@ -347,10 +730,17 @@ static void reap(sfu_ice_t *ice) {
   }
 }
 
+/* A connection that closed from the send path left the machine an event
+ * (its pair gone): applied here, where no caller is on the stack. */
 static void turn_end(sfu_ice_t *ice) {
   if (ice->closing) return;
   if (ice->dirty) flush_all(ice);
-  if (ice->depth == 0) reap(ice);
+  if (ice->events_due && ice->depth == 0) {
+    ice->depth++;
+    apply_events(ice);
+    ice->depth--;
+  }
+  if (ice->depth == 0 && !ice->closing) reap(ice);
 }
 
 static void on_prepare(uv_prepare_t *h) { turn_end(h->data); }
@@ -363,6 +753,7 @@ int sfu_ice_send(sfu_ice_stream_t *st, const uint8_t *buf, size_t len) {
     ice->stats.tx_drop_size++;
     return SFU_EMSGSIZE;
   }
+  if (st->sel_conn) return conn_send(ice, st->sel_conn, buf, len);
   lite_sock_t *s = ice->socks[st->sel_sock];
   if (s->nsend == SEND_BATCH) {
     ice->stats.tx_flush_full++;
@@ -380,11 +771,14 @@ int sfu_ice_send(sfu_ice_stream_t *st, const uint8_t *buf, size_t len) {
 /* ---- consent ------------------------------------------------------------ */
 
 /* Every CONSENT_TICK_MS: the machine decides which streams lost consent;
- * their owners hear it here. */
+ * their owners hear it here. TCP connections past their deadlines close
+ * first. */
 static void on_consent(uv_timer_t *h) {
   sfu_ice_t *ice = h->data;
+  uint64_t now = uv_now(ice->loop);
   ice->depth++;
-  sfu_icestate_tick(ice->sm, uv_now(ice->loop));
+  conn_expire(ice, now);
+  sfu_icestate_tick(ice->sm, now);
   apply_events(ice);
   ice->depth--;
   if (ice->depth == 0 && !ice->closing) reap(ice);
@@ -395,6 +789,7 @@ static void on_consent(uv_timer_t *h) {
 static void free_agent(sfu_ice_t *ice) {
   for (int i = 0; i < ice->nsocks; i++) {
     if (ice->socks[i]->fd >= 0) close(ice->socks[i]->fd);
+    if (ice->socks[i]->tcp_fd >= 0) close(ice->socks[i]->tcp_fd); /* never given to libuv */
     free(ice->socks[i]->sbuf);
     free(ice->socks[i]);
   }
@@ -406,7 +801,7 @@ static void free_agent(sfu_ice_t *ice) {
 
 static void on_handle_closed(uv_handle_t *h) {
   sfu_ice_t *ice = h->data;
-  if (--ice->pending == 0) free_agent(ice);
+  if (--ice->handles == 0 && ice->closing) free_agent(ice);
 }
 
 /* Binds a UDP socket on `ip`, an IPv4 or IPv6 literal (not unspecified),
@@ -432,6 +827,7 @@ static int open_socket(sfu_ice_t *ice, const char *ip, int pmin, int pmax, lite_
   lite_sock_t *s = calloc(1, sizeof(*s));
   if (!s) return SFU_ENOMEM;
   s->fd = -1;
+  s->tcp_fd = -1;
   s->ice = ice;
   s->family = sa.sa.sa_family;
   s->sbuf = malloc(sizeof(*s->sbuf) * SEND_BATCH);
@@ -491,6 +887,74 @@ static int open_socket(sfu_ice_t *ice, const char *ip, int pmin, int pmax, lite_
   return 0;
 }
 
+/* The TCP listener of socket `s` (ICE-TCP, passive): on the UDP socket's
+ * port number if it is free, else within the port range (from a random
+ * start), else on an ephemeral port with no range; an IPv6 one
+ * IPV6_V6ONLY. Non-blocking, listening; libuv takes it over once every
+ * socket is open. 0 (s->tcp_fd, s->tcp_port set) or -errno. */
+static int open_listener(lite_sock_t *s, int pmin, int pmax) {
+  lite_sa_t sa;
+  memset(&sa, 0, sizeof(sa));
+  socklen_t sl = s->family == AF_INET ? sizeof(sa.in) : sizeof(sa.in6);
+  sa.sa.sa_family = (sa_family_t)s->family;
+  if (s->family == AF_INET)
+    inet_pton(AF_INET, s->ip, &sa.in.sin_addr);
+  else
+    inet_pton(AF_INET6, s->ip, &sa.in6.sin6_addr);
+  int fd = socket(s->family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)); /* past TIME_WAITs */
+  if (s->family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+  uint32_t span = pmin > 0 ? (uint32_t)(pmax - pmin + 1) : 0, start = sfu_random_u32();
+  int rv = -EADDRINUSE;
+  /* Try 0 is the UDP port; then the range, or port 0 (any) without one. */
+  for (uint32_t i = 0; i <= (span ? span : 1); i++) {
+    uint16_t port = i == 0 ? s->port : span ? (uint16_t)(pmin + (start + i - 1) % span) : 0;
+    if (s->family == AF_INET)
+      sa.in.sin_port = htons(port);
+    else
+      sa.in6.sin6_port = htons(port);
+    if (bind(fd, &sa.sa, sl) == 0) {
+      rv = 0;
+      break;
+    }
+    rv = -errno;
+    if (errno != EADDRINUSE && errno != EACCES) break;
+  }
+  lite_sa_t bound;
+  socklen_t bl = sizeof(bound);
+  if (rv == 0 && listen(fd, TCP_BACKLOG) != 0) rv = -errno;
+  if (rv == 0 && getsockname(fd, &bound.sa, &bl) != 0) rv = -errno;
+  if (rv != 0) {
+    close(fd);
+    return rv;
+  }
+  s->tcp_fd = fd;
+  s->tcp_port = ntohs(s->family == AF_INET ? bound.in.sin_port : bound.in6.sin6_port);
+  return 0;
+}
+
+/* Hands the listener of `s` to libuv and starts accepting. On failure the
+ * address has no TCP (a warning; its UDP works). */
+static void start_listener(sfu_ice_t *ice, lite_sock_t *s) {
+  uv_tcp_init(ice->loop, &s->tcp);
+  ice->handles++;
+  int rv = uv_tcp_open(&s->tcp, s->tcp_fd);
+  if (rv != 0) close(s->tcp_fd);
+  s->tcp_fd = -1; /* libuv's now, or closed */
+  s->tcp.data = s;
+  if (rv == 0) rv = uv_listen((uv_stream_t *)&s->tcp, TCP_BACKLOG, on_connection);
+  if (rv == 0) {
+    s->listening = 1;
+    return;
+  }
+  sfu_log(SFU_LOG_WARN, "ice", "no ICE-TCP on '%s': %s", s->ip, sfu_strerror(rv));
+  s->tcp_port = 0;
+  s->tcp.data = ice;
+  uv_close((uv_handle_t *)&s->tcp, on_handle_closed);
+}
+
 int sfu_ice_create(sfu_ice_t **out, uv_loop_t *loop, const sfu_ice_opts_t *o) {
   int rv = 0;
   *out = NULL;
@@ -505,6 +969,8 @@ int sfu_ice_create(sfu_ice_t **out, uv_loop_t *loop, const sfu_ice_opts_t *o) {
   sfu_ice_t *ice = calloc(1, sizeof(*ice));
   if (!ice) return SFU_ENOMEM;
   ice->loop = loop;
+  ice->tcp_first_ms = TCP_FIRST_MS;
+  ice->tcp_idle_ms = SFU_ICESTATE_CONSENT_MS;
   ice->rbuf = malloc(sizeof(*ice->rbuf) * RECV_BATCH);
   if (!ice->rbuf || sfu_icestate_create(&ice->sm) != 0) {
     rv = SFU_ENOMEM;
@@ -537,6 +1003,10 @@ int sfu_ice_create(sfu_ice_t **out, uv_loop_t *loop, const sfu_ice_opts_t *o) {
       goto fail;
     }
     ice->socks[ice->nsocks]->idx = ice->nsocks;
+    rv = open_listener(ice->socks[ice->nsocks], pmin, pmax);
+    if (rv != 0) /* UDP alone still serves this address */
+      sfu_log(SFU_LOG_WARN, "ice", "cannot open a TCP listener on '%s': %s", a, sfu_strerror(rv));
+    rv = 0;
     ice->nsocks++;
   }
   if (ice->nsocks == 0) {
@@ -577,14 +1047,16 @@ int sfu_ice_create(sfu_ice_t **out, uv_loop_t *loop, const sfu_ice_opts_t *o) {
   uv_unref((uv_handle_t *)&ice->prepare);
   uv_unref((uv_handle_t *)&ice->check);
   uv_unref((uv_handle_t *)&ice->consent);
+  for (int i = 0; i < ice->nsocks; i++)
+    if (ice->socks[i]->tcp_fd >= 0) start_listener(ice, ice->socks[i]);
   *out = ice;
   return 0;
 
 fail:
   if (ice->handles) { /* uv_poll_init failed after others: close them */
+    int polls = ice->handles;
     ice->closing = 1;
-    ice->pending = ice->handles;
-    for (int i = 0; i < ice->handles; i++) {
+    for (int i = 0; i < polls; i++) {
       ice->socks[i]->poll.data = ice;
       uv_close((uv_handle_t *)&ice->socks[i]->poll, on_handle_closed);
     }
@@ -607,10 +1079,14 @@ void sfu_ice_destroy(sfu_ice_t *ice) {
     st->ice = NULL;
     st->s = NULL;
   }
-  ice->pending = ice->handles;
+  for (lite_conn_t *c = ice->conns; c; c = c->next) conn_close(c, NULL); /* unbinds them */
   for (int i = 0; i < ice->nsocks; i++) {
     ice->socks[i]->poll.data = ice;
     uv_close((uv_handle_t *)&ice->socks[i]->poll, on_handle_closed);
+    if (ice->socks[i]->listening) {
+      ice->socks[i]->tcp.data = ice;
+      uv_close((uv_handle_t *)&ice->socks[i]->tcp, on_handle_closed);
+    }
   }
   uv_close((uv_handle_t *)&ice->prepare, on_handle_closed);
   uv_close((uv_handle_t *)&ice->check, on_handle_closed);
@@ -637,6 +1113,7 @@ int sfu_ice_stream_create(sfu_ice_t *ice, const sfu_ice_cb_t *cb, sfu_ice_stream
   st->ice = ice;
   st->cb = *cb;
   copy_credentials(st);
+  ice->nstreams++;
   *out = st;
   return 0;
 }
@@ -649,6 +1126,9 @@ void sfu_ice_stream_destroy(sfu_ice_stream_t *st) {
     free(st);
     return;
   }
+  for (lite_conn_t *c = ice->conns; c && st->tcp_conns > 0; c = c->next)
+    if (c->st == st) conn_close(c, &ice->stats.tcp.close_left); /* its pair goes too */
+  ice->nstreams--;
   st->drop_foreign = sfu_icestate_drop_foreign(st->s);
   sfu_icestate_stream_destroy(st->s); /* out of the maps, its event dropped */
   st->s = NULL;
@@ -663,13 +1143,26 @@ void sfu_ice_stream_destroy(sfu_ice_stream_t *st) {
 const char *sfu_ice_ufrag(const sfu_ice_stream_t *st) { return st->ufrag; }
 const char *sfu_ice_pwd(const sfu_ice_stream_t *st) { return st->pwd; }
 
-/* RFC 8445 5.1.2.1 with type preference 126 (host), local preference
- * 65535 - the address's index (the first address of the list is
- * preferred, whatever its family), component 1. The announced address
- * replaces the address of the sockets of its own family only: behind a
- * 1:1 IPv4 NAT, an IPv6 socket keeps its own, global address. An IPv6
- * address is written as inet_ntop() gives it, without brackets (RFC 8839
- * 5.1: connection-address). */
+/* UDP: RFC 8445 5.1.2.1 with type preference 126 (host), local
+ * preference 65535 - the address's index (the first address of the list is
+ * preferred, whatever its family), component 1.
+ *
+ * TCP (RFC 6544 4.2, `tcptype passive`, after every UDP one): type
+ * preference 90 (what Chromium gives its own TCP host candidates), below
+ * any UDP host candidate whatever the local preference, so a peer that
+ * reaches both prefers UDP (RFC 6544 4.2); local preference
+ * (direction-pref << 13) + other-pref, with
+ * direction-pref 4 (passive host, RFC 6544 4.2) and other-pref 8191 - the
+ * address's index. Priority = (90 << 24) + (((4 << 13) + 8191 - i) << 8)
+ * + 255: 0x5a9fffff for the first address.
+ *
+ * Foundations differ by type, address and transport (RFC 8445 5.1.1.3):
+ * UDP 1..MAX_SOCKS, TCP MAX_SOCKS + 1... The port is the socket's, or its
+ * listener's. The announced address replaces the address of the sockets
+ * of its own family only, for both transports: behind a 1:1 IPv4 NAT, an
+ * IPv6 socket keeps its own, global address. An IPv6 address is written
+ * as inet_ntop() gives it, without brackets (RFC 8839 5.1:
+ * connection-address). */
 int sfu_ice_local_candidates(sfu_ice_stream_t *st, char out[][200], int max) {
   sfu_ice_t *ice = st->ice;
   int n = 0;
@@ -679,6 +1172,14 @@ int sfu_ice_local_candidates(sfu_ice_stream_t *st, char out[][200], int max) {
     uint32_t prio = (126u << 24) | ((uint32_t)(65535 - i) << 8) | (256 - 1);
     snprintf(out[n++], 200, "candidate:%d 1 udp %u %s %u typ host", i + 1, prio,
              s->family == ice->announce_family ? ice->announce : s->ip, s->port);
+  }
+  for (int i = 0; i < ice->nsocks && n < max; i++) {
+    const lite_sock_t *s = ice->socks[i];
+    if (!s->tcp_port) continue; /* no listener on this address */
+    uint32_t prio = (90u << 24) | ((uint32_t)((4 << 13) + 8191 - i) << 8) | (256 - 1);
+    snprintf(out[n++], 200, "candidate:%d 1 tcp %u %s %u typ host tcptype passive",
+             MAX_SOCKS + i + 1, prio, s->family == ice->announce_family ? ice->announce : s->ip,
+             s->tcp_port);
   }
   return n;
 }
@@ -694,55 +1195,15 @@ int sfu_ice_set_remote(sfu_ice_stream_t *st, const char *ufrag, const char *pwd)
 
 /* ---- remote candidates -------------------------------------------------- */
 
-static int all_of(const char *s, const char *set, size_t min, size_t max) {
-  size_t n = strlen(s);
-  return n >= min && n <= max && strspn(s, set) == n;
-}
-
-static int number(const char *s, size_t maxdigits, unsigned long lo, unsigned long hi) {
-  if (!all_of(s, "0123456789", 1, maxdigits)) return 0;
-  unsigned long v = strtoul(s, NULL, 10);
-  return v >= lo && v <= hi;
-}
-
-/*
- * RFC 8839 5.1:
- *   candidate:<foundation> <component-id> <transport> <priority>
- *             <connection-address> <port> typ <cand-type>
- *             [raddr <addr>] [rport <port>] *(<ext-name> <ext-value>)
- *
- * An ICE-lite agent never checks: it learns the peer's addresses from the
- * peer's checks. A candidate is only parsed, to refuse garbage. The
- * address may be an IP literal or a hostname (an mDNS ".local" name from a
- * browser: libnice refused those, with no benefit for a lite agent).
- */
+/* An ICE-lite agent never checks: it learns the peer's addresses from the
+ * peer's checks (over UDP, or a TCP connection the peer opened to a
+ * passive candidate: an active TCP candidate of the peer, port 9, needs
+ * nothing from this side). A candidate is only parsed, to refuse garbage
+ * (sfu/net/candidate.c). */
 int sfu_ice_add_remote_candidate(sfu_ice_stream_t *st, const char *cand) {
-  static const char ice_chars[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  char buf[1024], *save = NULL, *f[8];
+  sfu_candidate_t c;
   if (!cand) return SFU_EINVAL;
-  if (strncmp(cand, "a=", 2) == 0) cand += 2;
-  if (strncmp(cand, "candidate:", 10) != 0 || strlen(cand) >= sizeof(buf)) return SFU_EINVAL;
-  snprintf(buf, sizeof(buf), "%s", cand + 10);
-  for (int i = 0; i < 8; i++) {
-    f[i] = strtok_r(i ? NULL : buf, " ", &save);
-    if (!f[i]) return SFU_EINVAL;
-  }
-  struct in6_addr ip;
-  if (!all_of(f[0], ice_chars, 1, 32)) return SFU_EINVAL;
-  if (!number(f[1], 3, 1, 256)) return SFU_EINVAL;
-  if (strcasecmp(f[2], "udp") != 0 && strcasecmp(f[2], "tcp") != 0) return SFU_EINVAL;
-  if (!number(f[3], 10, 1, 0xffffffffUL)) return SFU_EINVAL;
-  if (inet_pton(AF_INET, f[4], &ip) != 1 && inet_pton(AF_INET6, f[4], &ip) != 1 &&
-      !(all_of(f[4], "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-", 1, 253) &&
-        strpbrk(f[4], "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-")))
-    return SFU_EINVAL;
-  if (!number(f[5], 5, 0, 65535)) return SFU_EINVAL;
-  if (strcmp(f[6], "typ") != 0) return SFU_EINVAL;
-  if (strcmp(f[7], "host") != 0 && strcmp(f[7], "srflx") != 0 && strcmp(f[7], "prflx") != 0 &&
-      strcmp(f[7], "relay") != 0)
-    return SFU_EINVAL;
-  return 0;
+  return sfu_candidate_parse(cand, strnlen(cand, SFU_CANDIDATE_MAX + 1), &c, NULL);
 }
 
 /* ice.h: media from an address the stream retired (ICE restart,

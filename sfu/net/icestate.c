@@ -23,6 +23,16 @@
  *            (drop_unknown); from an address the stream retired (ICE
  *            restart), dropped and counted on the stream (drop_foreign).
  *
+ * Transports. An address value carries its transport: the source of a
+ * UDP datagram, or the far end of a TCP connection whose RFC 4571 frames
+ * the socket layer hands in one by one (ICE-TCP, RFC 6544). Both are
+ * validated, selected and kept by consent alike; the machine never sees a
+ * connection, only its address, and the socket layer tells it when one is
+ * gone (forget()): the address is dropped, and with it the stream's pair
+ * if it was the selected one. A TRANSMIT names the stream that
+ * authenticated the request, so the socket layer can bind a connection
+ * to its participant by its first check.
+ *
  * Nomination (the lite side of RFC 8445 8.2). The first authenticated
  * check selects its pair and reports connected, so a peer that starts DTLS
  * before nominating is answered; a check with USE-CANDIDATE then selects
@@ -443,12 +453,15 @@ static void on_valid_check(sfu_icestate_stream_t *s, int sock, const addr_t *k,
 
 /* ---- STUN ------------------------------------------------------------------- */
 
+/* A response in sm->tx (n bytes, or a writer's error) to send; `s` is the
+ * stream whose password authenticated the request, NULL if none did. */
 static sfu_icestate_action_t transmit(sfu_icestate_t *sm, int sock, const addr_t *to, int n,
-                                      sfu_icestate_out_t *out) {
+                                      const sfu_icestate_stream_t *s, sfu_icestate_out_t *out) {
   if (n <= 0) {
     sm->stats.stun_write_fail++;
     return SFU_ICESTATE_NONE;
   }
+  out->user = s ? s->user : NULL;
   out->sock = sock;
   out->to = *to;
   out->data = sm->tx;
@@ -511,7 +524,7 @@ static sfu_icestate_action_t error_response(sfu_icestate_t *sm, int sock, const 
   int n = sfu_stun_binding_error(sm->tx, sizeof(sm->tx), m->tid, code, m->unknown,
                                  code == 420 ? m->n_unknown : 0, s ? s->pwd : NULL,
                                  s ? PWD_LEN : 0);
-  return transmit(sm, sock, to, n, out);
+  return transmit(sm, sock, to, n, s, out);
 }
 
 /* Kept out of sfu_icestate_input() (noinline): inlined, its stack frame
@@ -568,7 +581,7 @@ __attribute__((noinline)) static sfu_icestate_action_t on_stun(sfu_icestate_t *s
   n = write_success(sm->tx, sizeof(sm->tx), m.tid, from, s->pwd);
   sm->stats.stun_ok++;
   on_valid_check(s, sock, from, &m, now);
-  return transmit(sm, sock, from, n, out);
+  return transmit(sm, sock, from, n, s, out);
 }
 
 /* ---- inputs ----------------------------------------------------------------- */
@@ -590,6 +603,20 @@ sfu_icestate_action_t sfu_icestate_input(sfu_icestate_t *sm, int sock,
   }
   out->user = s->user;
   return SFU_ICESTATE_DELIVER;
+}
+
+int sfu_icestate_forget(sfu_icestate_t *sm, int sock, const sfu_icestate_addr_t *addr) {
+  mslot_t *slot = map_find(&sm->by_addr, sm->seed, addr, sizeof(*addr));
+  if (!slot) return 0;
+  sfu_icestate_stream_t *s = slot->val;
+  int i = known_find(s, addr);
+  if (i < 0 || s->known[i].sock != sock) return 0; /* the address is another path's */
+  if (s->has_sel && key_eq(&s->sel_key, addr)) { /* its pair goes: no nomination stands */
+    s->nominated = 0;
+    s->sel_prio = 0;
+  }
+  known_remove(s, i); /* drops the pair (queues the stream) if it was the selected one */
+  return 1;
 }
 
 void sfu_icestate_tick(sfu_icestate_t *sm, uint64_t now_ms) {

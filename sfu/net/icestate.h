@@ -52,14 +52,21 @@
 typedef struct sfu_icestate_s sfu_icestate_t;
 typedef struct sfu_icestate_stream_s sfu_icestate_stream_t;
 
+#define SFU_ICESTATE_UDP 0 /* sfu_icestate_addr_t.transport: a UDP source */
+#define SFU_ICESTATE_TCP 1 /* ... the far end of a TCP connection (ICE-TCP) */
+
 /* A transport address as a value: what the maps hash and compare, byte
  * for byte, so every byte is defined (the caller zeroes the struct before
- * filling it). sfu/net/icelite.c converts sockaddrs to and from it. */
+ * filling it). The transport is part of the value: the same ip:port over
+ * UDP and over TCP are two addresses, so a check that arrived on a TCP
+ * connection validates that connection's path only, and a selected pair
+ * says which transport its media takes. sfu/net/icelite.c converts
+ * sockaddrs to and from it. */
 typedef struct sfu_icestate_addr_s {
-  uint8_t fam;    /* 4 or 6 */
-  uint8_t zero;   /* always 0 */
-  uint16_t port;  /* host order */
-  uint8_t ip[16]; /* network order; IPv4 in the first 4 bytes, the rest 0 */
+  uint8_t fam;       /* 4 or 6 */
+  uint8_t transport; /* SFU_ICESTATE_UDP (0) or SFU_ICESTATE_TCP */
+  uint16_t port;     /* host order */
+  uint8_t ip[16];    /* network order; IPv4 in the first 4 bytes, the rest 0 */
 } sfu_icestate_addr_t;
 
 /* What sfu_icestate_input() asks of the caller. */
@@ -73,7 +80,11 @@ typedef enum {
  * fields of the action returned are written. Lives on the caller's
  * stack. */
 typedef struct sfu_icestate_out_s {
-  void *user;             /* DELIVER: the owner pointer of the stream */
+  void *user;             /* DELIVER: the owner pointer of the stream;
+                             TRANSMIT: the owner pointer of the stream whose
+                             password authenticated the request (a success,
+                             a signed 420 or 487), NULL for an unauthenticated
+                             error (400, 401) */
   int sock;               /* TRANSMIT: local socket, the one the request came on */
   sfu_icestate_addr_t to; /* TRANSMIT: destination, the request's source */
   const uint8_t *data;    /* TRANSMIT: the response, in the machine's buffer,
@@ -143,9 +154,11 @@ void sfu_icestate_destroy(sfu_icestate_t *sm);
  *          USERNAME to a stream, authenticated (MESSAGE-INTEGRITY with the
  *          stream's password, FINGERPRINT) and answered: TRANSMIT, a
  *          success (XOR-MAPPED-ADDRESS of `from`) or an error (400, 401,
- *          420, 487; at most SFU_ICESTATE_ERR_PER_S a second). A success
- *          makes `from` a validated address of the stream and may select
- *          its pair, queueing an event. Anything else: NONE.
+ *          420, 487; at most SFU_ICESTATE_ERR_PER_S a second), with
+ *          out->user naming the stream if its password authenticated the
+ *          request. A success makes `from` a validated address of the
+ *          stream and may select its pair, queueing an event. Anything
+ *          else: NONE.
  *   other  media: DELIVER if a stream validated `from` (out->user is that
  *          stream's owner pointer; the bytes are the caller's), else NONE
  *          and counted (drop_unknown, or the stream's drop_foreign if it
@@ -157,6 +170,15 @@ void sfu_icestate_destroy(sfu_icestate_t *sm);
 sfu_icestate_action_t sfu_icestate_input(sfu_icestate_t *sm, int sock,
                                          const sfu_icestate_addr_t *from, const uint8_t *buf,
                                          size_t len, uint64_t now_ms, sfu_icestate_out_t *out);
+/* The path to `addr` on local socket `sock` is gone (its TCP connection
+ * closed): the address stops being a validated address of its stream, so
+ * media from it is unknown from then on. If it was the stream's selected
+ * pair, the stream has no pair (an event with has_pair 0 is queued:
+ * sending must stop) but stays connected until a check selects another
+ * pair or consent runs out: a peer that lost a connection may reconnect
+ * or move to another path within the consent timeout. Returns 1 if the
+ * address was known, 0 if not (nothing changes then). */
+int sfu_icestate_forget(sfu_icestate_t *sm, int sock, const sfu_icestate_addr_t *addr);
 /* Time passed: a connected stream whose selected pair has had no
  * authenticated check for the consent timeout loses consent (its pair is
  * dropped: an event with state 0 and no pair is queued). */

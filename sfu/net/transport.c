@@ -14,6 +14,10 @@
  * (last_rx_ms): it bounds the peer's inbound SSRCs and evicts idle ones by
  * it (sfu/media/srtp.h); a packet it refuses for that is counted in
  * rx_drop_ssrc_limit, any other refusal in rx_drop_srtp.
+ *
+ * Lost ICE fails the transport, unless its owner restarts ICE itself (the
+ * client stack: sfu_transport_watch_ice()); a restart swaps the ICE stream
+ * for a new one of the same agent, under DTLS and SRTP, which go on.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,7 +31,9 @@
 
 struct sfu_transport_s {
   sfu_transport_cb_t cb;
+  sfu_ice_t *agent;        /* the stream's agent, for a restart (borrowed) */
   sfu_ice_stream_t *ice;
+  sfu_transport_ice_cb ice_watch; /* NULL: lost ICE fails the transport */
   sfu_dtls_cert_t *cert;
   sfu_dtls_t *dtls;
   sfu_srtp_t srtp;
@@ -125,8 +131,9 @@ static void on_ice_recv(void *arg, uint8_t *buf, size_t len) {
 static void on_ice_state(void *arg, int connected) {
   sfu_transport_t *t = arg;
   t->ice_connected = connected;
+  if (t->ice_watch) t->ice_watch(t->cb.arg, connected);
   if (!connected) {
-    fail(t, "ICE failed");
+    if (!t->ice_watch) fail(t, "ICE failed");
     return;
   }
   if (t->active && t->dtls && !t->srtp_ready) {
@@ -142,6 +149,7 @@ int sfu_transport_create(sfu_transport_t **out, uv_loop_t *loop, sfu_ice_t *ice,
   if (!t) return SFU_ENOMEM;
   t->cb = *cb;
   t->cert = cert;
+  t->agent = ice;
   sfu_ice_cb_t icb = {t, on_ice_recv, on_ice_state};
   int rv = sfu_ice_stream_create(ice, &icb, &t->ice);
   if (rv != 0) {
@@ -174,6 +182,19 @@ int sfu_transport_set_remote(sfu_transport_t *t, const char *ufrag, const char *
 
 int sfu_transport_add_candidate(sfu_transport_t *t, const char *cand) {
   return sfu_ice_add_remote_candidate(t->ice, cand);
+}
+
+void sfu_transport_watch_ice(sfu_transport_t *t, sfu_transport_ice_cb cb) { t->ice_watch = cb; }
+
+int sfu_transport_restart_ice(sfu_transport_t *t) {
+  sfu_ice_stream_t *fresh = NULL;
+  sfu_ice_cb_t icb = {t, on_ice_recv, on_ice_state};
+  int rv = sfu_ice_stream_create(t->agent, &icb, &fresh);
+  if (rv != 0) return rv;
+  sfu_ice_stream_destroy(t->ice);
+  t->ice = fresh;
+  t->ice_connected = 0;
+  return 0;
 }
 
 sfu_ice_stream_t *sfu_transport_ice(sfu_transport_t *t) { return t->ice; }

@@ -42,6 +42,10 @@ typedef struct sfu_transport_stats_s {
 
 typedef struct sfu_transport_s sfu_transport_t;
 
+/* The ICE stream's state, for an owner that restarts ICE itself: 1
+ * connected, 0 lost or failed (sfu_transport_watch_ice()). */
+typedef void (*sfu_transport_ice_cb)(void *arg, int connected);
+
 int sfu_transport_create(sfu_transport_t **out, uv_loop_t *loop, sfu_ice_t *ice,
                          sfu_dtls_cert_t *cert, const sfu_transport_cb_t *cb);
 /* Applies the peer's SDP transport attributes. `setup` is the peer's
@@ -52,6 +56,19 @@ int sfu_transport_set_remote(sfu_transport_t *t, const char *ufrag, const char *
                              const char *fp_alg, const uint8_t *fp, size_t fp_len,
                              const char *setup, const char **our_setup);
 int sfu_transport_add_candidate(sfu_transport_t *t, const char *cand);
+/* For a client that restarts ICE on its own (tools/client/peer.c): from
+ * now on every state of the ICE stream goes to `cb` (with the callbacks'
+ * `arg`), and ICE that is lost or fails is no longer a failure of the
+ * transport: the owner restarts ICE (sfu_transport_restart_ice(), not from
+ * inside `cb`) or gives up. Without it (the room) lost ICE is `failed`. */
+void sfu_transport_watch_ice(sfu_transport_t *t, sfu_transport_ice_cb cb);
+/* Replaces the ICE stream with a new one of the same agent: new local
+ * credentials, candidates gathered again (on the addresses that exist
+ * now: a client that moved to another network), no remote credentials or
+ * candidates until sfu_transport_set_remote() and _add_candidate() give
+ * the peer's answer. DTLS and SRTP are kept. 0, or the error of creating
+ * the stream (the old one is then kept). */
+int sfu_transport_restart_ice(sfu_transport_t *t);
 sfu_ice_stream_t *sfu_transport_ice(sfu_transport_t *t);
 /* Protects `buf` in place (cap >= len + SFU_SRTP_TRAILER) and sends it. */
 int sfu_transport_send_rtp(sfu_transport_t *t, uint8_t *buf, size_t len, size_t cap);

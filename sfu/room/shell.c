@@ -148,6 +148,21 @@ static void io_empty(sfu_room_io_t *io, int empty) {
 
 /* --- IPC from sfud --------------------------------------------------- */
 
+/* The agent's ICE-TCP counters (sfu/net/ice.h); zeros before the agent
+ * exists (the first offer makes it, and it lives as long as the room). */
+static json_t *ice_tcp_json(const sfu_ice_t *ice) {
+  static const sfu_ice_tcp_stats_t none;
+  const sfu_ice_tcp_stats_t *t = ice ? sfu_ice_tcp_stats(ice) : &none;
+  json_t *j = json_object();
+#define PUT(x) json_object_set_new(j, #x, json_integer((json_int_t)t->x))
+  PUT(accepted), PUT(refused), PUT(open), PUT(selected), PUT(selections);
+  PUT(close_first), PUT(close_timeout), PUT(close_idle), PUT(close_framing);
+  PUT(close_foreign), PUT(close_limit), PUT(close_peer), PUT(close_left);
+  PUT(rx_frames), PUT(tx_frames), PUT(tx_queued), PUT(tx_drop_full), PUT(tx_drop_error);
+#undef PUT
+  return j;
+}
+
 static json_t *stats_json(sfu_shell_t *sh, const char *type) {
   const sfu_room_t *room = &sh->room;
   struct rusage ru;
@@ -182,10 +197,10 @@ static json_t *stats_json(sfu_shell_t *sh, const char *type) {
                             (json_int_t)room->c.rtx_in, "rtx_out", (json_int_t)room->c.rtx_out,
                             "layer_switches", (json_int_t)room->c.layer_switches);
   json_object_set_new(pk, "video", video);
-  return json_pack("{s:s, s:i, s:I, s:I, s:o, s:o}", "type", type, "participants",
+  return json_pack("{s:s, s:i, s:I, s:I, s:o, s:o, s:o}", "type", type, "participants",
                    room->participants_n, "uptime_ms",
                    (json_int_t)(sfu_now_ms() - sh->started_ms), "cpu_us", cpu, "packets", pk,
-                   "capture", sfu_recorder_json(&sh->rec));
+                   "capture", sfu_recorder_json(&sh->rec), "ice_tcp", ice_tcp_json(sh->ice));
 }
 
 static void on_ipc_msg(sfu_ipc_t *ipc, json_t *msg) {

@@ -5,8 +5,9 @@
  *
  * Each input is a script run against a fresh machine with two streams (up
  * to eight: enough validated addresses to grow the address map), 256 peer
- * addresses (half IPv4, half IPv6) and a simulated clock. One byte picks
- * the operation, the next ones its arguments:
+ * addresses (half IPv4, half IPv6; in pairs of the same ip:port over UDP
+ * and over TCP) and a simulated clock. One byte picks the operation, the
+ * next ones its arguments:
  *
  *   0  a raw datagram: address, socket and repeat count (up to 64 times
  *      in the same millisecond: the error-response limit), length, bytes
@@ -20,7 +21,8 @@
  *   3  time passes (up to ~11 minutes), then a tick
  *   4  a restart: set_remote() with one of a few remote ufrags
  *   5  a stream destroyed, or created in a free slot
- *   6  events polled after every operation, or left to pile up
+ *   6  events polled after every operation, or left to pile up; or an
+ *      address forgotten (its TCP connection closed) on a socket
  *   7  a tick at next_timeout()
  *
  * After every operation the machine's invariants hold (each validated
@@ -31,7 +33,10 @@
  * TRANSMIT is a STUN response to the request's transaction with a good
  * FINGERPRINT, to the request's source and socket, signed with the
  * stream's password when it is a success to a harness check, whose
- * XOR-MAPPED-ADDRESS is that source; a DELIVER names a live stream that
+ * XOR-MAPPED-ADDRESS is that source, naming the stream that authenticated
+ * it (every success does) and signed with that stream's password; a
+ * forget drops exactly a known address of that socket (and the pair it
+ * carried, not the connected state); a DELIVER names a live stream that
  * validated the source and did not retire it; events name live streams
  * and alternate connected / lost. Any broken property aborts.
  *
@@ -146,7 +151,14 @@ static void input(world_t *w, int sock, const sfu_icestate_addr_t *from, const u
     CHECK(!media && len >= SFU_STUN_HEADER_LEN);
     check_transmit(w, sock, from, buf + 8, &out);
     if (pwd) check_success(&out, pwd);
+    if (out.user) { /* authenticated: signed with that stream's password */
+      sfu_stun_msg_t r;
+      const char *spwd = sfu_icestate_pwd(slot_of(w, out.user)->s);
+      CHECK(sfu_stun_parse(out.data, out.len, &r, NULL) == (int)out.len);
+      CHECK(sfu_stun_check_integrity(&r, spwd, strlen(spwd)) == 0);
+    }
     if (st->stun_ok != stun_ok) { /* a success: the source is validated */
+      CHECK(out.user != NULL);
       const mslot_t *v = map_find(&w->sm->by_addr, w->sm->seed, from, sizeof(*from));
       CHECK((v != NULL && !v->tag) || st->addr_map_full > 0);
     }
@@ -285,6 +297,30 @@ static void op_restart(world_t *w) {
   }
 }
 
+/* Toggles polling, or forgets an address on a socket (a TCP connection
+ * closed): exactly a known address of that socket goes, with its pair. */
+static void op_forget(world_t *w) {
+  uint8_t b = byte(w);
+  if (b & 1) {
+    w->poll = !w->poll;
+    return;
+  }
+  const sfu_icestate_addr_t *a = &w->addr[byte(w) % ADDRS];
+  int sock = (b >> 1) & 3;
+  const mslot_t *m = map_find(&w->sm->by_addr, w->sm->seed, a, sizeof(*a));
+  sfu_icestate_stream_t *owner = m ? m->val : NULL;
+  int i = owner ? known_find(owner, a) : -1;
+  int known = i >= 0 && owner->known[i].sock == sock;
+  int was_sel = known && owner->has_sel && key_eq(&owner->sel_key, a);
+  int connected = owner ? owner->connected : 0;
+  CHECK(sfu_icestate_forget(w->sm, sock, a) == known);
+  if (!known) return;
+  CHECK(!map_find(&w->sm->by_addr, w->sm->seed, a, sizeof(*a)));
+  CHECK(known_find(owner, a) < 0);
+  CHECK(owner->connected == connected);
+  if (was_sel) CHECK(!owner->has_sel && !owner->nominated && owner->queued);
+}
+
 static void op_stream(world_t *w) {
   slot_t *sl = &w->slot[byte(w) % SLOTS];
   if (sl->s) {
@@ -303,11 +339,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   w.end = data + size;
   w.poll = 1;
   w.now = 1000;
-  for (int i = 0; i < ADDRS; i++) {
+  for (int i = 0; i < ADDRS; i++) { /* 2k over UDP, 2k + 1 the same ip:port over TCP */
+    int j = i / 2;
     w.addr[i].fam = i < ADDRS / 2 ? 4 : 6;
-    w.addr[i].port = (uint16_t)(40000 + i % 3);
+    w.addr[i].transport = (uint8_t)(i & 1 ? SFU_ICESTATE_TCP : SFU_ICESTATE_UDP);
+    w.addr[i].port = (uint16_t)(40000 + j % 3);
     w.addr[i].ip[0] = i < ADDRS / 2 ? 10 : 0xfd;
-    w.addr[i].ip[3] = (uint8_t)(i / 3);
+    w.addr[i].ip[3] = (uint8_t)(j / 3);
   }
   CHECK(sfu_icestate_create(&w.sm) == 0);
   for (int i = 0; i < 2; i++)
@@ -329,7 +367,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     case 4: op_restart(&w); break;
     case 5: op_stream(&w); break;
-    case 6: w.poll = !w.poll; break;
+    case 6: op_forget(&w); break;
     case 7: {
       uint64_t t = sfu_icestate_next_timeout(w.sm);
       if (t != UINT64_MAX && t > w.now) w.now = t;

@@ -290,7 +290,9 @@ class CallTest(unittest.IsolatedAsyncioTestCase):
         self.ws_url = self.room["ws_url"]
         c = self.peer("carol", 880)
         await c.join()
-        self.assertEqual([x[4] for x in candidates(c)], ["127.0.0.9"])
+        # the UDP candidate and the TCP one (ICE-TCP) both announce it
+        self.assertEqual([(x[2].lower(), x[4]) for x in candidates(c)],
+                         [("udp", "127.0.0.9"), ("tcp", "127.0.0.9")])
 
     async def test_usage_checkpoints_follow_connected_time_and_mute(self):
         self.sfud.stop()

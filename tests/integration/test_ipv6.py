@@ -57,11 +57,12 @@ def selected_pair(peer):
     return None
 
 
-def server_candidates(peer):
-    """The host addresses of the candidates in the room's answer."""
+def server_candidates(peer, transport="udp"):
+    """The host addresses of the candidates of `transport` in the room's
+    answer (each address has a UDP one, and a TCP one for ICE-TCP)."""
     out = []
     for line in peer.pc.remoteDescription.sdp.splitlines():
-        if line.startswith("a=candidate:"):
+        if line.startswith("a=candidate:") and line.split()[2].lower() == transport:
             out.append(line.split()[4])
     return out
 
@@ -156,6 +157,7 @@ class Ipv6Test(unittest.IsolatedAsyncioTestCase):
         a, b = await self.call(["::1", "::1"])
         # The room's candidate: its ::1 socket, no brackets, nothing else.
         self.assertEqual(server_candidates(a), ["::1"])
+        self.assertEqual(server_candidates(a, "tcp"), ["::1"])
         self.assertEqual(selected_pair(a)[1], "::1")
         st, _ = self.sfud.request("POST", path, {"action": "stop"})
         self.assertEqual(st, 202)
@@ -207,6 +209,7 @@ class Ipv6Test(unittest.IsolatedAsyncioTestCase):
         self.start("--rtc-addresses", "127.0.0.1,::1")
         a, b = await self.call(["127.0.0.1", "::1"])
         self.assertEqual(server_candidates(a), ["127.0.0.1", "::1"])
+        self.assertEqual(server_candidates(a, "tcp"), ["127.0.0.1", "::1"])
 
     async def test_dual_stack_announced_ipv4_leaves_ipv6_candidate(self):
         self.start("--rtc-addresses", "127.0.0.1,::1", "--rtc-announced-address", "127.0.0.1")

@@ -42,10 +42,27 @@
  * the TURN server when the selected pair is relayed. Slower per packet,
  * and only for peers that were given TURN servers.
  *
+ * Consent (full agents). libnice checks the selected pair's consent (RFC
+ * 7675: a Binding request every 4-6 s) and declares the component FAILED
+ * when no answer came for 10 s: a path that died (the room's address is
+ * gone, or ours) is then told to the stream's owner, which may restart ICE
+ * (sfu_transport_restart_ice(): a new stream, candidates gathered again).
+ * FAILED is reported whether or not the stream was connected before.
+ * libnice never reports DISCONNECTED for UDP.
+ *
+ * ICE-TCP (opts.tcp, sfu-replay's --ice-tcp and --ice-tcp-only). libnice
+ * gathers TCP host candidates (tcptype active, and passive) besides, or
+ * instead of (ice-udp off), the UDP ones, and checks the room's passive
+ * TCP candidates over connections it opens while checking, framing every
+ * datagram (RFC 4571). Those connections are not in
+ * nice_agent_get_sockets() either, so such a stream too takes libnice's
+ * receive path and nice_agent_send(), as a relayed one does: ICE-TCP is
+ * off by default, keeping the uv_poll fast path for load runs.
+ *
  * A stream may be destroyed from inside its own receive callback (the
  * peer leaves): it is marked dead, the drain stops, and the memory
- * goes when its poll handles have closed (a relayed stream, which has
- * none, closes an idle timer for the purpose).
+ * goes when its poll handles have closed (a stream libnice reads, which
+ * has none, closes an idle timer for the purpose).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -85,8 +102,9 @@ struct sfu_ice_stream_s {
   char ufrag[64], pwd[128];
   char remote_ufrag[64];   /* to detect a peer's ICE restart */
   int connected;           /* last state reported */
-  int relayed;             /* has TURN servers: libnice reads (no polls, no fast path) */
-  uv_timer_t reaper;       /* relayed: never started, closed to free the stream */
+  int nice_reads;          /* TURN servers or ICE-TCP: libnice reads (no polls, no
+                              fast path) */
+  uv_timer_t reaper;       /* nice_reads: never started, closed to free the stream */
 };
 
 /* A TURN server of the agent (sfu_nice_add_relay()). */
@@ -205,7 +223,7 @@ static void on_nice_recv(NiceAgent *agent, guint stream_id, guint component_id, 
 static void take_selected(sfu_ice_stream_t *st) {
   NiceCandidate *local = NULL, *remote = NULL;
   st->fast = 0;
-  if (st->relayed) return; /* libnice reads and wraps for TURN */
+  if (st->nice_reads) return; /* libnice reads, and wraps for TURN or frames for TCP */
   if (!nice_agent_get_selected_pair(st->ice->agent, st->id, 1, &local, &remote) || !remote) {
     sfu_log(SFU_LOG_DEBUG, "ice", "stream %u: no selected pair", st->id);
     return;
@@ -253,11 +271,10 @@ static void on_state(NiceAgent *agent, guint stream_id, guint component_id, guin
   else if (state == NICE_COMPONENT_STATE_FAILED)
     st->fast = 0;
   int connected = state == NICE_COMPONENT_STATE_CONNECTED || state == NICE_COMPONENT_STATE_READY;
-  if (state == NICE_COMPONENT_STATE_FAILED || connected) {
-    if (connected != st->connected) {
-      st->connected = connected;
-      st->cb.state(st->cb.arg, connected);
-    }
+  /* FAILED is told even if never connected: its owner may restart ICE */
+  if (state == NICE_COMPONENT_STATE_FAILED || (connected && !st->connected)) {
+    st->connected = connected;
+    st->cb.state(st->cb.arg, connected);
   }
 }
 
@@ -268,7 +285,8 @@ int sfu_nice_create(sfu_ice_t **out, uv_loop_t *loop, GMainContext *ctx,
   if (!ice) return SFU_ENOMEM;
   ice->by_id = calloc(MAX_STREAM_IDS, sizeof(*ice->by_id));
   ice->agent = nice_agent_new_full(ctx, NICE_COMPATIBILITY_RFC5245,
-                                   o->full ? NICE_AGENT_OPTION_NONE : NICE_AGENT_OPTION_LITE_MODE);
+                                   o->full ? NICE_AGENT_OPTION_CONSENT_FRESHNESS
+                                           : NICE_AGENT_OPTION_LITE_MODE);
   if (!ice->by_id || !ice->agent) {
     sfu_ice_destroy(ice);
     return SFU_ENOMEM;
@@ -277,7 +295,8 @@ int sfu_nice_create(sfu_ice_t **out, uv_loop_t *loop, GMainContext *ctx,
   ice->loop = loop;
   ice->ctx = ctx;
   g_object_set(ice->agent, "controlling-mode", o->full ? TRUE : FALSE, "upnp", FALSE,
-               "ice-tcp", FALSE, "keepalive-conncheck", FALSE, NULL);
+               "ice-tcp", o->tcp != SFU_ICE_UDP_ONLY, "ice-udp", o->tcp != SFU_ICE_TCP_ONLY,
+               "keepalive-conncheck", FALSE, NULL);
   char addrs[256];
   snprintf(addrs, sizeof(addrs), "%s", o->addresses && o->addresses[0] ? o->addresses : "127.0.0.1");
   for (char *save = NULL, *a = strtok_r(addrs, ", ", &save); a; a = strtok_r(NULL, ", ", &save)) {
@@ -391,14 +410,15 @@ int sfu_ice_stream_create(sfu_ice_t *ice, const sfu_ice_cb_t *cb, sfu_ice_stream
     const relay_t *r = &ice->relays[i];
     if (nice_agent_set_relay_info(ice->agent, st->id, 1, r->ip, r->port, r->user, r->pass,
                                   r->type))
-      st->relayed = 1;
+      st->nice_reads = 1;
   }
-  if (st->relayed) nice_agent_attach_recv(ice->agent, st->id, 1, ice->ctx, on_nice_recv, st);
+  if (ice->opts.tcp != SFU_ICE_UDP_ONLY) st->nice_reads = 1; /* its TCP sockets come later */
+  if (st->nice_reads) nice_agent_attach_recv(ice->agent, st->id, 1, ice->ctx, on_nice_recv, st);
   if (!nice_agent_gather_candidates(ice->agent, st->id)) {
     sfu_ice_stream_destroy(st);
     return SFU_EAGAIN;
   }
-  if (st->relayed) { /* gathering goes on (allocations); libnice reads */
+  if (st->nice_reads) { /* gathering may go on (allocations); libnice reads */
     read_credentials(st);
     *out = st;
     return 0;
@@ -436,7 +456,7 @@ void sfu_ice_stream_destroy(sfu_ice_stream_t *st) {
   for (int i = 0; i < st->npolls; i++) uv_close((uv_handle_t *)&st->polls[i], on_poll_closed);
   nice_agent_remove_stream(ice->agent, st->id);
   ice->by_id[st->id % MAX_STREAM_IDS] = NULL;
-  if (st->relayed) { /* no polls: freed after the callback we may be in */
+  if (st->nice_reads) { /* no polls: freed after the callback we may be in */
     st->closing++;
     uv_timer_init(ice->loop, &st->reaper);
     st->reaper.data = st;

@@ -13,7 +13,9 @@
 #include "sfu/net/ice.h"
 
 /* The agent's timers run on `ctx`; its sockets are read from `loop`.
- * o->full: a full, controlling agent (else ICE-lite, controlled). */
+ * o->full: a full, controlling agent (else ICE-lite, controlled). o->tcp:
+ * ICE-TCP candidates too, or only (SFU_ICE_UDP_TCP, SFU_ICE_TCP_ONLY); its
+ * streams are then read by libnice, off the uv_poll fast path. */
 int sfu_nice_create(sfu_ice_t **out, uv_loop_t *loop, GMainContext *ctx,
                     const sfu_ice_opts_t *o);
 

@@ -10,10 +10,48 @@
  * the others' tracks (each becomes a subscription), our own m-lines as we
  * offered them.
  *
+ * Resume (docs/signaling.md, "Reconnecting"). The welcome's resume token
+ * and grace are kept. A joined socket that drops (closed without a close
+ * frame: 1006; or the server's 1001, 1011, 1012), or that leaves a ping
+ * unanswered (LIVE_PING_MS: a dead TCP connection closes nothing), is let
+ * go and another one opened: the first attempt at once, then after 250 ms
+ * doubling to 4 s, each delay between half and all of it, until the grace
+ * is over. Each socket's first message is `resume` (an attempt that gets
+ * no answer in LIVE_RESUME_MS is let go too); `resumed` brings the next
+ * token, then what the server kept, handled as usual. What the owner says
+ * meanwhile waits in a bounded outbox; an offer of ours that got no
+ * answer is sent again. 4014, any other final close code (4000-4013, 1008,
+ * 1013) or the end of the grace ends the peer as a drop did before:
+ * `closed` with that code, or with the drop's. Media is left alone
+ * throughout. `leave` is never resumed.
+ *
+ * ICE restart (docs/signaling.md, Negotiation section 3). The transport
+ * tells the peer when ICE connects, is lost or fails instead of failing
+ * (sfu_transport_watch_ice()). The path is taken for lost when libnice
+ * reports FAILED (consent checks unanswered for 10 s: tools/client/nice.c),
+ * or sooner when our sends have failed for SEND_FAIL_MS (the local address
+ * is gone: ENETUNREACH), or, once media flowed, nothing at all arrived for
+ * STALL_MS (on_watch()). A path that broke may have taken the signaling
+ * socket with it without a word, as a changed address does: the session is
+ * first taken over on a fresh socket (a resume; the server replaces the
+ * old socket, 4009), as web/sfu-client.js does; a restart that fails again
+ * in the same outage pings the socket instead (LIVE_PROBE_MS). Then the
+ * peer replaces its ICE stream (new credentials, candidates gathered again
+ * on the addresses that exist now) and re-offers every m-line of the
+ * session as it stands, with the new credentials; the answer's credentials
+ * and candidates go to the new stream, DTLS and SRTP go on over the new
+ * pair. Not while the socket is being resumed, nor while an offer of ours
+ * is out: after. At most ICE_TRIES restarts in a row without ICE
+ * connecting, then the peer ends ("ICE failed"), as a failed path did
+ * before. A server offer that crosses our re-offer (glare) is answered,
+ * without taking its old ICE credentials, and we offer again (GLARE_MAX
+ * times in a row at most).
+ *
  * Teardown is deferred: sfu_peer_destroy() may run inside any callback of
  * the peer (a libnice receive, a WebSocket message), so it only marks the
- * peer dead and closes a handle; the close callback, which runs outside
- * every other callback, frees the transport, the agent and the memory.
+ * peer dead and closes its timers; the last close callback, which runs
+ * outside every other callback, frees the transport, the agent and the
+ * memory.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +69,29 @@
 
 #define PING_MS 10000
 #define SDP_CAP 65536
+#define RESUME_FIRST_MS 250     /* backoff between resume attempts ... */
+#define RESUME_MAX_MS 4000      /* ... doubling up to this, with jitter */
+#define LIVE_PING_MS 5000       /* a ping unanswered this long: socket dead */
+#define LIVE_PROBE_MS 1000      /* the same, after a lost path not taken over */
+#define LIVE_RESUME_MS 5000     /* connect + `resumed`, per attempt */
+#define OUTBOX_MAX 64           /* messages kept while the socket is down */
+#define OUTBOX_BYTES (256u * 1024)
+#define SEND_FAIL_MS 500        /* sends failing this long: the path is lost */
+#define ICE_TRIES 5             /* restarts in a row without connecting */
+#define ICE_RETRY_MS 1000       /* after a restart that could not gather */
+#define GLARE_MAX 5             /* re-offers in a row refused for glare */
+#define WATCH_MS 250            /* how often received bytes are looked at */
+#define STALL_MS 1250           /* nothing received this long: the path is lost ... */
+#define FLOWING_BPS 2000        /* ... if media was flowing (bytes/s in a tick) */
+#define FLOW_RECENT_MS 1000     /* ... until at most this long before */
+
+typedef enum {
+  SIG_JOINING,  /* socket opening, `join` sent, no welcome yet */
+  SIG_JOINED,   /* welcome or resumed on the current socket */
+  SIG_RESUMING, /* the socket dropped: reconnecting, `resume` not answered */
+  SIG_LEAVING,  /* `leave` said, or asked for while resuming */
+  SIG_ENDED     /* `closed` reported */
+} sig_state_t;
 
 struct sfu_peer_s {
   uv_loop_t *loop;
@@ -41,33 +102,105 @@ struct sfu_peer_s {
   sfu_ice_t *ice;             /* our own full agent */
   sfu_ice_opts_t ice_opts;
   sfu_transport_t *tp;
-  sfu_ws_client_t *ws;
-  uv_timer_t ping_timer;      /* heartbeat; its close frees the peer */
+  sfu_ws_client_t *ws;        /* the current socket; NULL between attempts */
+  uv_timer_t ping_timer;      /* heartbeat */
+  uv_timer_t live_timer;      /* an answer the server owes (ping, resume) */
+  uv_timer_t resume_timer;    /* next resume attempt */
+  uv_timer_t ice_timer;       /* an ICE restart, out of the callbacks */
+  uv_timer_t watch_timer;     /* received bytes: a stalled path */
+  int closing;                /* timers still to close before the free */
   char sid[72];
   sfu_sdp_t *local;           /* our last description (offer or answer) */
   uint64_t session_id, sdp_version;
   int next_id;                /* request ids */
   SFU_VEC(sfu_peer_sub_t) subs;
   int media_up;
-  int ended;                  /* `closed` reported */
+  sig_state_t sig;
   int dead;                   /* destroyed: callbacks ignored */
+  /* resume */
+  char room_id[128];          /* what `resume` names: the welcome's room id */
+  char resume_token[72];      /* single-use; "" = the node does not resume */
+  uint64_t grace_ms;          /* the server's grace after a drop */
+  uint64_t dropped_ms;        /* when the socket dropped */
+  int drop_code;              /* and how: reported if the resume fails */
+  char drop_reason[128];
+  unsigned backoff_ms;        /* the next delay between attempts */
+  int attempts;               /* attempts since the drop */
+  SFU_VEC(char *) outbox;     /* said while the socket was down */
+  size_t outbox_bytes;
+  /* offers and ICE restarts */
+  int offer_out;              /* our offer sent, not answered yet */
+  json_int_t offer_id;        /* its id */
+  int reoffer;                /* offer again once the server's offer is answered */
+  int glares;                 /* our offers refused for glare in a row */
+  int ice_wanted;             /* restart ICE when signaling allows it */
+  int ice_restarting;         /* a restart's re-offer or checks under way */
+  int ice_tries;              /* restarts since ICE was last connected */
+  uint64_t ice_lost_ms;       /* path lost (or restart asked); 0 = fine */
+  uint64_t send_fail_ms;      /* first of the sends failing in a row; 0 = none */
+  uint64_t watch_tick_ms;     /* the watch's last tick */
+  uint64_t watch_bytes;       /* the transport's rx_bytes at the last tick */
+  uint64_t watch_change_ms;   /* the last tick they had grown; 0 = not yet */
+  uint64_t watch_flow_ms;     /* the last tick media flowed; 0 = not since a stall */
   sfu_peer_stats_t stats;
 };
 
+static void send_reoffer(sfu_peer_t *p);
+static void schedule_ice(sfu_peer_t *p, uint64_t ms);
+
 /* --- signaling out --------------------------------------------------------- */
+
+static int send_now(sfu_peer_t *p, const char *text) {
+  return p->ws ? sfu_ws_client_send(p->ws, text, strlen(text)) : SFU_ECANCELED;
+}
+
+/* While the socket is being resumed, what we say waits for `resumed`. */
+static int say(sfu_peer_t *p, const char *text) {
+  if (p->sig != SIG_RESUMING) return send_now(p, text);
+  size_t n = strlen(text);
+  if (p->outbox.n >= OUTBOX_MAX || p->outbox_bytes + n > OUTBOX_BYTES) return SFU_EAGAIN;
+  char *copy = strdup(text);
+  if (!copy || sfu_vec_push(&p->outbox, copy) != 0) {
+    free(copy);
+    return SFU_ENOMEM;
+  }
+  p->outbox_bytes += n;
+  return 0;
+}
+
+static void outbox_clear(sfu_peer_t *p, int send) {
+  for (int i = 0; i < p->outbox.n; i++) {
+    if (send) send_now(p, p->outbox.items[i]);
+    free(p->outbox.items[i]);
+  }
+  p->outbox.n = 0;
+  p->outbox_bytes = 0;
+}
 
 int sfu_peer_signal(sfu_peer_t *p, json_t *msg) {
   int rv = SFU_EPROTO;
   char *text = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
-  if (text && p->ws && !p->dead) rv = sfu_ws_client_send(p->ws, text, strlen(text));
+  if (text && !p->dead && p->sig != SIG_ENDED) rv = say(p, text);
   free(text);
   json_decref(msg);
   return rv;
 }
 
+/* join or resume: the first message of a socket, never kept. */
+static void send_first(sfu_peer_t *p, json_t *msg) {
+  char *text = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
+  if (text) send_now(p, text);
+  free(text);
+  json_decref(msg);
+}
+
 static void end(sfu_peer_t *p, int code, const char *reason) {
-  if (p->ended) return;
-  p->ended = 1;
+  if (p->sig == SIG_ENDED) return;
+  p->sig = SIG_ENDED;
+  uv_timer_stop(&p->live_timer);
+  uv_timer_stop(&p->resume_timer);
+  uv_timer_stop(&p->ice_timer);
+  outbox_clear(p, 0);
   if (p->cb.closed) p->cb.closed(p->cb.arg, code, reason);
 }
 
@@ -152,7 +285,27 @@ static void send_offer(sfu_peer_t *p) {
     else
       put_listener(m);
   }
-  send_sdp(p, s, "offer", "id", ++p->next_id);
+  p->offer_id = ++p->next_id;
+  send_sdp(p, s, "offer", "id", p->offer_id);
+  p->offer_out = 1;
+  sfu_sdp_destroy(p->local);
+  p->local = s;
+}
+
+/* A later offer (ICE restart, glare, resume): every m-line of the session
+ * as our last description has it -- ours as offered, the server's as we
+ * answered them, rejected ones rejected -- with the transport as it is
+ * now (new ICE credentials after a restart) and setup:actpass. */
+static void send_reoffer(sfu_peer_t *p) {
+  sfu_sdp_t *s = p->local ? sdp_alloc(p->local->nmedia) : NULL;
+  if (!s) return;
+  for (int i = 0; i < s->nmedia; i++) {
+    s->media[i] = p->local->media[i];
+    if (s->media[i].port) put_transport(p, &s->media[i], "actpass");
+  }
+  p->offer_id = ++p->next_id;
+  send_sdp(p, s, "offer", "id", p->offer_id);
+  p->offer_out = 1;
   sfu_sdp_destroy(p->local);
   p->local = s;
 }
@@ -220,6 +373,17 @@ static int apply_remote(sfu_peer_t *p, const sfu_sdp_t *s) {
   return 0;
 }
 
+/* Our offer was refused for glare, or is about to be: offer again once
+ * the server's offer is answered. Bounded: GLARE_MAX in a row end the peer. */
+static void glare(sfu_peer_t *p) {
+  p->offer_out = 0;
+  p->reoffer = 1;
+  if (++p->glares > GLARE_MAX) {
+    p->reoffer = 0;
+    end(p, 0, "our offer kept meeting glare");
+  }
+}
+
 static void on_server_offer(sfu_peer_t *p, const char *text, json_int_t offer_id) {
   sfu_sdp_t off;
   const char *why = NULL;
@@ -234,7 +398,15 @@ static void on_server_offer(sfu_peer_t *p, const char *text, json_int_t offer_id
     sfu_sdp_free(&off);
     return;
   }
-  apply_remote(p, &off);
+  if (p->offer_out) glare(p); /* the server refuses ours: offer again after this */
+  if (p->sig == SIG_ENDED) {
+    sfu_sdp_free(&off);
+    sfu_sdp_destroy(ans);
+    return;
+  }
+  /* Mid-restart, its ICE credentials are the old ones: the answer to our
+   * re-offer brings the new. */
+  if (!p->ice_restarting) apply_remote(p, &off);
   for (int i = 0; i < off.nmedia; i++) {
     const sfu_sdp_media_t *om = &off.media[i];
     sfu_sdp_media_t *am = &ans->media[i];
@@ -262,6 +434,10 @@ static void on_server_offer(sfu_peer_t *p, const char *text, json_int_t offer_id
   send_sdp(p, ans, "answer", "offer_id", offer_id);
   sfu_sdp_destroy(p->local);
   p->local = ans;
+  if (p->reoffer && !p->dead && p->sig != SIG_ENDED) {
+    p->reoffer = 0;
+    send_reoffer(p);
+  }
 }
 
 static void on_answer(sfu_peer_t *p, const char *text) {
@@ -276,7 +452,21 @@ static void on_answer(sfu_peer_t *p, const char *text) {
     end(p, 0, "the server's answer was refused");
     return;
   }
+  p->offer_out = 0;
+  p->glares = 0;
   p->stats.answers++;
+  if (p->ice_wanted) schedule_ice(p, 0); /* asked for while this offer was out */
+}
+
+/* An `error` about our outstanding offer (its id): glare is ours to
+ * handle, as is any error about an offer we have replaced. Returns 1 when
+ * the error was handled here. */
+static int on_offer_error(sfu_peer_t *p, json_t *m) {
+  const char *code = json_string_value(json_object_get(m, "code"));
+  json_t *id = json_object_get(m, "id");
+  if (!code || strcmp(code, "glare") != 0 || !json_is_integer(id)) return 0;
+  if (p->offer_out && json_integer_value(id) == p->offer_id) glare(p);
+  return 1; /* about an older offer: already offered again */
 }
 
 /* --- transport --------------------------------------------------------------- */
@@ -315,13 +505,146 @@ static void tp_failed(void *arg, const char *why) {
   end(p, 0, why);
 }
 
+/* --- ICE restart ------------------------------------------------------------- */
+
+static void on_live_timeout(uv_timer_t *h);
+
+/* Sends a ping that must be answered within `ms` (live_timer; a shorter
+ * deadline replaces a running one); any message from the server counts. */
+static void ping(sfu_peer_t *p, uint64_t ms) {
+  if (p->sig != SIG_JOINED) return;
+  sfu_peer_signal(p, json_pack("{s:s, s:i}", "type", "ping", "id", ++p->next_id));
+  if (!uv_is_active((uv_handle_t *)&p->live_timer) || ms < LIVE_PING_MS)
+    uv_timer_start(&p->live_timer, on_live_timeout, ms, 0);
+}
+
+static void socket_gone(sfu_peer_t *p, int code, const char *reason);
+
+/* ICE is to restart (from the loop): the path is lost (`path`), or a
+ * restart was asked for. A lost path may have taken the signaling socket
+ * with it, silently (a changed address): the session is first taken over
+ * on a fresh socket -- the server replaces the old one -- and ICE restarts
+ * once it is `resumed`. A restart that failed again within the same outage,
+ * or a node without resume, gets a ping instead, which a dead socket
+ * leaves unanswered (LIVE_PROBE_MS): then the socket is let go as a drop. */
+static void ice_lost(sfu_peer_t *p, const char *why, int path) {
+  if (p->dead || p->sig == SIG_ENDED || !p->tp) return;
+  int first = !p->ice_lost_ms;
+  if (first) {
+    p->ice_lost_ms = sfu_now_ms();
+    sfu_log(SFU_LOG_WARN, "peer", "%s: restarting ICE: %s", p->sid, why);
+  }
+  p->ice_wanted = 1;
+  if (path && first && p->sig == SIG_JOINED && p->resume_token[0] && p->grace_ms) {
+    socket_gone(p, 1006, "taken over on a fresh socket: the media path broke");
+    return;
+  }
+  if (path) ping(p, LIVE_PROBE_MS);
+  schedule_ice(p, 0);
+}
+
+static void on_ice_timer(uv_timer_t *h) {
+  sfu_peer_t *p = h->data;
+  if (p->dead || p->sig == SIG_ENDED || !p->ice_wanted || !p->tp) return;
+  if (p->sig != SIG_JOINED || p->offer_out) return; /* after `resumed`, or the answer */
+  if (p->ice_tries >= ICE_TRIES) {
+    end(p, 0, "ICE failed: no path after restarts");
+    return;
+  }
+  p->ice_tries++;
+  int rv = sfu_transport_restart_ice(p->tp);
+  if (rv != 0) { /* no address to gather on (yet): try again shortly */
+    sfu_log(SFU_LOG_WARN, "peer", "%s: ICE restart %d: %s", p->sid, p->ice_tries,
+            sfu_strerror(rv));
+    schedule_ice(p, ICE_RETRY_MS);
+    return;
+  }
+  p->ice_wanted = 0;
+  p->ice_restarting = 1;
+  p->send_fail_ms = 0;
+  p->stats.ice_restarts++;
+  sfu_log(SFU_LOG_INFO, "peer", "%s: ICE restart %d: re-offering with new credentials", p->sid,
+          p->ice_tries);
+  send_reoffer(p);
+}
+
+static void schedule_ice(sfu_peer_t *p, uint64_t ms) {
+  if (!p->dead && p->sig != SIG_ENDED) uv_timer_start(&p->ice_timer, on_ice_timer, ms, 0);
+}
+
+/* The transport's ICE stream changed state (sfu_transport_watch_ice()). */
+static void tp_ice(void *arg, int connected) {
+  sfu_peer_t *p = arg;
+  if (p->dead || p->sig == SIG_ENDED) return;
+  if (!connected) {
+    ice_lost(p, "ICE failed (no consent)", 1);
+    return;
+  }
+  if (p->ice_lost_ms) {
+    p->stats.ice_gap_ms = sfu_now_ms() - p->ice_lost_ms;
+    sfu_log(SFU_LOG_WARN, "peer", "%s: ICE connected again after %llu ms (%d restarts)", p->sid,
+            (unsigned long long)p->stats.ice_gap_ms, p->ice_tries);
+  }
+  p->ice_lost_ms = 0;
+  p->ice_restarting = 0;
+  p->ice_tries = 0;
+  p->send_fail_ms = 0;
+}
+
+/* A send failed for something else than a full buffer: once they have
+ * failed for SEND_FAIL_MS in a row, the path is lost (the local address
+ * went away: ENETUNREACH), which libnice's consent would tell only 10 s
+ * later. */
+static void send_failed(sfu_peer_t *p, int rv) {
+  uint64_t now = sfu_now_ms();
+  if (rv != SFU_EPROTO || p->ice_lost_ms) return;
+  if (!p->send_fail_ms)
+    p->send_fail_ms = now;
+  else if (now - p->send_fail_ms >= SEND_FAIL_MS)
+    ice_lost(p, "sends failing", 1);
+}
+
+/* Every WATCH_MS: what the transport received. Once media flowed (a
+ * tick of at least FLOWING_BPS within FLOW_RECENT_MS of the last byte),
+ * STALL_MS with nothing at all -- the room sends RTCP reports every second
+ * besides the media -- is a lost path: a receiver notices it so, long
+ * before consent does. A late tick (our own loop was busy) starts the
+ * watch again rather than blaming the path. */
+static void on_watch(uv_timer_t *h) {
+  sfu_peer_t *p = h->data;
+  uint64_t now = sfu_now_ms(), dt = now - p->watch_tick_ms;
+  int late = p->watch_tick_ms && dt > 2 * WATCH_MS;
+  p->watch_tick_ms = now;
+  if (p->dead || p->sig == SIG_ENDED || !p->tp || !p->media_up) return;
+  uint64_t bytes = sfu_transport_stats(p->tp)->rx_bytes;
+  if (late || !p->watch_change_ms || bytes != p->watch_bytes) {
+    if (!late && p->watch_change_ms && dt && (bytes - p->watch_bytes) * 1000 / dt >= FLOWING_BPS)
+      p->watch_flow_ms = now;
+    p->watch_bytes = bytes;
+    p->watch_change_ms = now;
+    return;
+  }
+  if (p->watch_flow_ms && p->watch_change_ms - p->watch_flow_ms <= FLOW_RECENT_MS &&
+      now - p->watch_change_ms >= STALL_MS && !p->ice_lost_ms) {
+    p->watch_flow_ms = 0; /* once per stall */
+    ice_lost(p, "nothing received", 1);
+  }
+}
+
+void sfu_peer_restart_ice(sfu_peer_t *p) { ice_lost(p, "asked for", 0); }
+
 /* --- WebSocket ----------------------------------------------------------------- */
 
 static void ws_open(void *arg) {
   sfu_peer_t *p = arg;
   if (p->dead) return;
-  sfu_peer_signal(p, json_pack("{s:s, s:i, s:i, s:s, s:s}", "type", "join", "id", ++p->next_id,
-                               "v", 1, "room", p->room, "token", p->token));
+  if (p->sig == SIG_RESUMING)
+    send_first(p, json_pack("{s:s, s:i, s:i, s:s, s:s}", "type", "resume", "id", ++p->next_id,
+                            "v", 1, "room", p->room_id[0] ? p->room_id : p->room,
+                            "resume_token", p->resume_token));
+  else
+    send_first(p, json_pack("{s:s, s:i, s:i, s:s, s:s}", "type", "join", "id", ++p->next_id,
+                            "v", 1, "room", p->room, "token", p->token));
 }
 
 /* The welcome's TURN servers (docs/signaling.md), for the ICE stream the
@@ -346,11 +669,23 @@ static void add_relays(sfu_peer_t *p, json_t *servers) {
   }
 }
 
+/* welcome and resumed: the next resume token and the grace. */
+static void take_resume(sfu_peer_t *p, json_t *m) {
+  const char *tok = json_string_value(json_object_get(m, "resume_token"));
+  json_int_t grace = json_integer_value(json_object_get(m, "resume_grace_s"));
+  snprintf(p->resume_token, sizeof(p->resume_token), "%s", tok ? tok : "");
+  p->grace_ms = tok && grace > 0 ? (uint64_t)grace * 1000 : 0;
+}
+
 static void on_welcome(sfu_peer_t *p, json_t *m) {
   const char *sid = json_string_value(json_object_get(json_object_get(m, "participant"), "sid"));
+  const char *rid = json_string_value(json_object_get(json_object_get(m, "room"), "room_id"));
   snprintf(p->sid, sizeof(p->sid), "%s", sid ? sid : "?");
+  snprintf(p->room_id, sizeof(p->room_id), "%s", rid ? rid : "");
+  take_resume(p, m);
+  p->sig = SIG_JOINED;
   if (p->cb.joined) p->cb.joined(p->cb.arg, p->sid);
-  if (p->dead) return;
+  if (p->dead || p->sig == SIG_ENDED) return;
   add_relays(p, json_object_get(m, "ice_servers"));
   sfu_transport_cb_t tcb = {p, tp_rtp, tp_rtcp, tp_connected, tp_failed};
   int rv = sfu_transport_create(&p->tp, p->loop, p->ice, p->cert, &tcb);
@@ -358,12 +693,31 @@ static void on_welcome(sfu_peer_t *p, json_t *m) {
     end(p, 0, "cannot open a transport");
     return;
   }
+  sfu_transport_watch_ice(p->tp, tp_ice);
   send_offer(p);
+}
+
+/* The session is back on a new socket: what waited goes out, an offer
+ * that was out goes again, a restart that waited for the socket starts. */
+static void on_resumed(sfu_peer_t *p, json_t *m) {
+  take_resume(p, m);
+  p->sig = SIG_JOINED;
+  p->stats.resumes++;
+  p->stats.resume_gap_ms = sfu_now_ms() - p->dropped_ms;
+  sfu_log(SFU_LOG_WARN, "peer", "%s: signaling resumed after %llu ms (%d attempts)", p->sid,
+          (unsigned long long)p->stats.resume_gap_ms, p->attempts);
+  outbox_clear(p, 1);
+  if (p->offer_out && p->local) { /* its answer, if any, was lost with the socket */
+    p->offer_id = ++p->next_id;
+    send_sdp(p, p->local, "offer", "id", p->offer_id);
+  }
+  if (p->ice_wanted) schedule_ice(p, 0);
 }
 
 static void ws_message(void *arg, const char *text, size_t len) {
   sfu_peer_t *p = arg;
-  if (p->dead) return;
+  if (p->dead || p->sig == SIG_ENDED) return;
+  uv_timer_stop(&p->live_timer); /* the server answers */
   json_t *m = json_loadb(text, len, 0, NULL);
   const char *type = json_string_value(json_object_get(m, "type"));
   const char *sdp = json_string_value(json_object_get(m, "sdp"));
@@ -371,8 +725,10 @@ static void ws_message(void *arg, const char *text, size_t len) {
     json_decref(m);
     return;
   }
-  if (strcmp(type, "welcome") == 0) {
+  if (strcmp(type, "welcome") == 0 && p->sig == SIG_JOINING) {
     on_welcome(p, m);
+  } else if (strcmp(type, "resumed") == 0 && p->sig == SIG_RESUMING) {
+    on_resumed(p, m);
   } else if (strcmp(type, "offer") == 0 && sdp && p->tp) {
     on_server_offer(p, sdp, json_integer_value(json_object_get(m, "offer_id")));
   } else if (strcmp(type, "answer") == 0 && sdp && p->tp) {
@@ -380,6 +736,8 @@ static void ws_message(void *arg, const char *text, size_t len) {
   } else if (strcmp(type, "candidate") == 0) {
     const char *c = json_string_value(json_object_get(json_object_get(m, "candidate"), "candidate"));
     if (c && c[0] && p->tp) sfu_transport_add_candidate(p->tp, c);
+  } else if (strcmp(type, "error") == 0 && on_offer_error(p, m)) {
+    /* glare on our offer: handled */
   } else {
     if (strcmp(type, "error") == 0) p->stats.errors++;
     if (p->cb.message) p->cb.message(p->cb.arg, m);
@@ -387,16 +745,118 @@ static void ws_message(void *arg, const char *text, size_t len) {
   json_decref(m);
 }
 
+/* --- resume ------------------------------------------------------------------ */
+
+static void ws_closed(void *arg, int code, const char *reason);
+
+/* A new socket to the signaling URL; `join` or `resume` goes when it opens. */
+static int open_socket(sfu_peer_t *p) {
+  sfu_ws_client_cb_t wcb = {p, ws_open, ws_message, ws_closed};
+  int rv = sfu_ws_client_connect(&p->ws, p->loop, p->ws_url, &wcb);
+  if (rv != 0) p->ws = NULL;
+  return rv;
+}
+
+/* Close codes after which the session may still be there: no close frame
+ * (1006), or the server going away or restarting (1001, 1011, 1012).
+ * Every other code, 4000-4014, 1008 and 1013 among them, is final. */
+static int resumable(int code) {
+  return code == 1006 || code == 1001 || code == 1011 || code == 1012;
+}
+
+/* The session is not coming back: `closed` with the server's final code
+ * (4014: no such session), or, when no server refused it (the grace is
+ * over), with the drop's code and why it was not resumed. */
+static void give_up(sfu_peer_t *p, int code, const char *why) {
+  char reason[200];
+  if (code)
+    sfu_log(SFU_LOG_WARN, "peer", "%s: resume refused (%d %s) after %d attempts", p->sid, code,
+            why, p->attempts);
+  else
+    sfu_log(SFU_LOG_WARN, "peer", "%s: could not resume after %d attempts: %s", p->sid,
+            p->attempts, why);
+  if (code) {
+    end(p, code, why);
+  } else {
+    snprintf(reason, sizeof(reason), "%s (not resumed: %s)", p->drop_reason, why);
+    end(p, p->drop_code, reason);
+  }
+}
+
+static void on_resume_timer(uv_timer_t *h) {
+  sfu_peer_t *p = h->data;
+  if (p->dead || p->sig == SIG_ENDED) return;
+  if (p->sig == SIG_LEAVING) { /* left while the socket was down */
+    end(p, 1000, "left");
+    return;
+  }
+  if (p->sig != SIG_RESUMING || p->ws) return;
+  if (sfu_now_ms() - p->dropped_ms >= p->grace_ms) {
+    give_up(p, 0, "the grace is over");
+    return;
+  }
+  p->attempts++;
+  p->stats.resume_attempts++;
+  sfu_log(SFU_LOG_INFO, "peer", "%s: resume attempt %d", p->sid, p->attempts);
+  int rv = open_socket(p);
+  if (rv != 0) {
+    give_up(p, 0, sfu_strerror(rv));
+    return;
+  }
+  uv_timer_start(&p->live_timer, on_live_timeout, LIVE_RESUME_MS, 0);
+}
+
+/* The next attempt, after the backoff: between half and all of it. */
+static void retry_later(sfu_peer_t *p) {
+  unsigned half = p->backoff_ms / 2;
+  uint64_t delay = half + sfu_random_u32() % (half + 1);
+  p->backoff_ms = p->backoff_ms * 2 > RESUME_MAX_MS ? RESUME_MAX_MS : p->backoff_ms * 2;
+  uv_timer_start(&p->resume_timer, on_resume_timer, delay, 0);
+}
+
+/* The current socket is gone: closed (`code`, `reason`) or given up on. */
+static void socket_gone(sfu_peer_t *p, int code, const char *reason) {
+  uv_timer_stop(&p->live_timer);
+  sfu_ws_client_destroy(p->ws); /* dropped without a close frame if still open */
+  p->ws = NULL;
+  if (p->sig == SIG_JOINED && p->resume_token[0] && p->grace_ms && resumable(code)) {
+    p->sig = SIG_RESUMING;
+    p->dropped_ms = sfu_now_ms();
+    p->drop_code = code;
+    snprintf(p->drop_reason, sizeof(p->drop_reason), "%s", reason);
+    p->attempts = 0;
+    p->backoff_ms = RESUME_FIRST_MS;
+    sfu_log(SFU_LOG_WARN, "peer", "%s: signaling dropped (%d %s): resuming for up to %llu s",
+            p->sid, code, reason, (unsigned long long)(p->grace_ms / 1000));
+    uv_timer_start(&p->resume_timer, on_resume_timer, 0, 0);
+  } else if (p->sig == SIG_RESUMING) {
+    if (!resumable(code))
+      give_up(p, code, reason); /* 4014: no such session; or another final code */
+    else
+      retry_later(p);
+  } else {
+    end(p, code, reason);
+  }
+}
+
 static void ws_closed(void *arg, int code, const char *reason) {
   sfu_peer_t *p = arg;
-  if (p->dead) return;
-  end(p, code, reason);
+  if (p->dead || p->sig == SIG_ENDED) return;
+  socket_gone(p, code, reason);
+}
+
+/* A ping or a `resume` got no answer in time: the socket is dead though
+ * nothing closed it (a TCP connection whose path is gone). */
+static void on_live_timeout(uv_timer_t *h) {
+  sfu_peer_t *p = h->data;
+  if (p->dead || p->sig == SIG_ENDED || !p->ws) return;
+  sfu_log(SFU_LOG_WARN, "peer", "%s: no answer from the server: dropping the socket", p->sid);
+  socket_gone(p, 1006, "no answer from the server");
 }
 
 static void on_ping(uv_timer_t *h) {
   sfu_peer_t *p = h->data;
-  if (!p->dead && p->sid[0])
-    sfu_peer_signal(p, json_pack("{s:s, s:i}", "type", "ping", "id", ++p->next_id));
+  if (!p->dead) ping(p, LIVE_PING_MS);
 }
 
 /* --- lifecycle ----------------------------------------------------------------- */
@@ -426,19 +886,24 @@ int sfu_peer_create(sfu_peer_t **out, uv_loop_t *loop, GMainContext *ctx,
   p->session_id = (p->session_id & 0x3fffffffffffffffULL) | 1;
   p->ice_opts.addresses = p->address;
   p->ice_opts.full = 1;
+  p->ice_opts.tcp = o->ice_tcp;
   int rv = sfu_nice_create(&p->ice, loop, ctx, &p->ice_opts);
   if (rv != 0) {
     free(p);
     return rv;
   }
   if (o->relay_only) sfu_nice_relay_only(p->ice, 1);
-  uv_timer_init(loop, &p->ping_timer);
-  p->ping_timer.data = p;
+  uv_timer_t *timers[] = {&p->ping_timer, &p->live_timer, &p->resume_timer, &p->ice_timer,
+                          &p->watch_timer};
+  for (size_t i = 0; i < sizeof(timers) / sizeof(timers[0]); i++) {
+    uv_timer_init(loop, timers[i]);
+    timers[i]->data = p;
+  }
   uv_timer_start(&p->ping_timer, on_ping, PING_MS, PING_MS);
-  sfu_ws_client_cb_t wcb = {p, ws_open, ws_message, ws_closed};
-  rv = sfu_ws_client_connect(&p->ws, loop, p->ws_url, &wcb);
+  uv_timer_start(&p->watch_timer, on_watch, WATCH_MS, WATCH_MS);
+  p->sig = SIG_JOINING;
+  rv = open_socket(p);
   if (rv != 0) {
-    p->ws = NULL;
     sfu_peer_destroy(p);
     return rv;
   }
@@ -449,20 +914,38 @@ int sfu_peer_create(sfu_peer_t **out, uv_loop_t *loop, GMainContext *ctx,
 int sfu_peer_send_rtp(sfu_peer_t *p, uint8_t *buf, size_t len, size_t cap) {
   if (!p->media_up || p->dead) return SFU_EAGAIN;
   int rv = sfu_transport_send_rtp(p->tp, buf, len, cap);
-  if (rv == 0)
+  if (rv == 0) {
     p->stats.rtp_sent++;
-  else
+    p->send_fail_ms = 0;
+  } else {
     p->stats.send_errors++;
+    send_failed(p, rv);
+  }
   return rv;
 }
 
 int sfu_peer_send_rtcp(sfu_peer_t *p, uint8_t *buf, size_t len, size_t cap) {
   if (!p->media_up || p->dead) return SFU_EAGAIN;
-  return sfu_transport_send_rtcp(p->tp, buf, len, cap);
+  int rv = sfu_transport_send_rtcp(p->tp, buf, len, cap);
+  if (rv == 0)
+    p->send_fail_ms = 0;
+  else
+    send_failed(p, rv);
+  return rv;
 }
 
 void sfu_peer_leave(sfu_peer_t *p) {
-  if (p->dead || !p->ws) return;
+  if (p->dead || p->sig == SIG_ENDED || p->sig == SIG_LEAVING) return;
+  if (p->sig == SIG_RESUMING) { /* no socket to say it on: the grace ends the session */
+    p->sig = SIG_LEAVING;
+    uv_timer_stop(&p->live_timer);
+    sfu_ws_client_destroy(p->ws);
+    p->ws = NULL;
+    uv_timer_start(&p->resume_timer, on_resume_timer, 0, 0); /* `closed` from the loop */
+    return;
+  }
+  p->sig = SIG_LEAVING;
+  if (!p->ws) return;
   sfu_peer_signal(p, json_pack("{s:s}", "type", "leave"));
   sfu_ws_client_close(p->ws, 1000, "leave");
 }
@@ -471,12 +954,16 @@ const sfu_peer_stats_t *sfu_peer_stats(const sfu_peer_t *p) { return &p->stats; 
 const char *sfu_peer_sid(const sfu_peer_t *p) { return p->sid; }
 int sfu_peer_media_up(const sfu_peer_t *p) { return p->media_up && !p->dead; }
 
+/* A timer has closed: the last one frees the peer. */
 static void on_peer_closed(uv_handle_t *h) {
   sfu_peer_t *p = h->data;
+  if (--p->closing > 0) return;
   sfu_transport_destroy(p->tp);
   sfu_ice_destroy(p->ice);
   sfu_sdp_destroy(p->local);
   sfu_vec_free(&p->subs);
+  outbox_clear(p, 0);
+  sfu_vec_free(&p->outbox);
   free(p);
 }
 
@@ -485,5 +972,9 @@ void sfu_peer_destroy(sfu_peer_t *p) {
   p->dead = 1;
   if (p->ws) sfu_ws_client_destroy(p->ws);
   p->ws = NULL;
-  uv_close((uv_handle_t *)&p->ping_timer, on_peer_closed);
+  uv_timer_t *timers[] = {&p->ping_timer, &p->live_timer, &p->resume_timer, &p->ice_timer,
+                          &p->watch_timer};
+  int n = (int)(sizeof(timers) / sizeof(timers[0]));
+  p->closing = n;
+  for (int i = 0; i < n; i++) uv_close((uv_handle_t *)timers[i], on_peer_closed);
 }

@@ -13,6 +13,13 @@
  * GLib context (tools/client/gloop.c) and one DTLS certificate. Each peer has its
  * own ICE agent, so peers are as independent as real clients.
  *
+ * A peer outlives a lost network on its own, as web/sfu-client.js does
+ * (docs/signaling.md, "Reconnecting"): a signaling socket that drops is
+ * reopened with backoff and the session resumed with the welcome's resume
+ * token while the server's grace lasts, media untouched; a media path that
+ * dies (ICE failed, or sends failing) is restarted: new ICE credentials and
+ * candidates in a re-offer, DTLS and SRTP kept.
+ *
  * What a peer sends and how it checks what arrives is up to its owner
  * (tools/replay/): the peer only moves packets. Received RTP is handed up
  * decrypted, with the subscription (the server's m-line) it belongs to.
@@ -72,8 +79,9 @@ typedef struct sfu_peer_cb_s {
   void (*rtp)(void *arg, sfu_peer_sub_t *sub, uint8_t *buf, size_t len);
   /* Any other server message (participant_joined, speaking, error, ...). */
   void (*message)(void *arg, json_t *msg);
-  /* The session ended: WebSocket closed (its code and reason), or the
-   * transport failed (code 0, reason says why). Runs once. */
+  /* The session ended: WebSocket closed (its code and reason) and could
+   * not be resumed, or the transport failed (code 0, reason says why).
+   * Runs once. */
   void (*closed)(void *arg, int code, const char *reason);
 } sfu_peer_cb_t;
 
@@ -87,13 +95,22 @@ typedef struct sfu_peer_opts_s {
                               comma-separated; NULL = "127.0.0.1" */
   int relay_only;          /* 1: media only through the welcome's TURN servers
                               (turn: URLs over UDP or TCP; libnice has no turns:) */
+  int ice_tcp;             /* SFU_ICE_UDP_ONLY (0), SFU_ICE_UDP_TCP or
+                              SFU_ICE_TCP_ONLY: ICE-TCP candidates (sfu/net/ice.h) */
 } sfu_peer_opts_t;
 
 typedef struct sfu_peer_stats_s {
   uint64_t rtp_sent, rtp_received, rtp_unknown; /* unknown: no subscription */
   uint64_t send_errors;
   uint64_t offers, answers;  /* server offers answered, our offers answered */
-  uint64_t errors;           /* `error` messages from the server */
+  uint64_t errors;           /* `error` messages from the server (not glare
+                                on our own offers, which the peer handles) */
+  uint64_t resumes;          /* signaling sessions resumed after a drop */
+  uint64_t resume_attempts;  /* sockets opened to resume, resumed or not */
+  uint64_t resume_gap_ms;    /* the last resume: drop to `resumed`; 0 = none */
+  uint64_t ice_restarts;     /* ICE restarts begun (path lost, or asked) */
+  uint64_t ice_gap_ms;       /* the last one: path lost (or restart asked)
+                                to ICE connected again; 0 = none done */
 } sfu_peer_stats_t;
 
 /* Connects the WebSocket and starts joining. `cert` and `ctx` are shared by
@@ -106,8 +123,14 @@ int sfu_peer_send_rtp(sfu_peer_t *p, uint8_t *buf, size_t len, size_t cap);
 int sfu_peer_send_rtcp(sfu_peer_t *p, uint8_t *buf, size_t len, size_t cap);
 /* Sends a signaling message (reference taken), e.g. {"type":"mute",...}. */
 int sfu_peer_signal(sfu_peer_t *p, json_t *msg);
-/* Says `leave` and closes the WebSocket; `closed` follows. */
+/* Says `leave` and closes the WebSocket; `closed` follows (while the
+ * socket is being resumed: at once, from the loop). */
 void sfu_peer_leave(sfu_peer_t *p);
+/* Restarts ICE now, as a lost path would but on the socket it has (new
+ * credentials and candidates, a re-offer); after the resume if the socket
+ * is down, after the answer if an offer of ours is out. Nothing before
+ * the transport exists. */
+void sfu_peer_restart_ice(sfu_peer_t *p);
 const sfu_peer_stats_t *sfu_peer_stats(const sfu_peer_t *p);
 const char *sfu_peer_sid(const sfu_peer_t *p);
 int sfu_peer_media_up(const sfu_peer_t *p);

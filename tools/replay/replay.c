@@ -92,6 +92,7 @@ struct rp_part_s {
   double mute[MAX_MUTES][2];
   int nmutes, muted;
   int joined, connected, left, closed;
+  int ice_restart_asked;    /* --restart-ice-at done */
   int close_code;
   char close_reason[128];
   SFU_VEC(rp_sub_t *) subs;
@@ -131,7 +132,9 @@ typedef struct rp_run_s {
   char server[256], api_key[256], room_name[64], token[2048], ws_url[256];
   char address[256];        /* --address: local IPs of the host candidates ("" = 127.0.0.1) */
   int relay_only;           /* --relay-only: media through the welcome's TURN servers only */
+  int ice_tcp;              /* --ice-tcp(-only): SFU_ICE_UDP_TCP, SFU_ICE_TCP_ONLY; 0 UDP only */
   double duration_s, speed;
+  double restart_ice_at;    /* --restart-ice-at: seconds from the start of sending; < 0: never */
   int loops;
   sfu_timing_t timing;
   int decode, progress, expect_intact;
@@ -357,6 +360,7 @@ static void start_part(rp_part_t *p) {
   o.token = token;
   o.address = R.address[0] ? R.address : NULL;
   o.relay_only = R.relay_only;
+  o.ice_tcp = R.ice_tcp;
   for (int k = 0; k < p->npubs; k++) {
     rp_pub_t *pub = &p->pubs[k];
     sfu_peer_pub_t *pp = &o.pubs[k];
@@ -436,6 +440,11 @@ static void apply_schedule(rp_part_t *p, double t) {
     for (int i = 0; i < p->subs.n; i++) sfu_rxcheck_close(&p->subs.items[i]->chk);
     sfu_peer_leave(p->peer);
     return;
+  }
+  if (R.phase == 1 && R.restart_ice_at >= 0 && t >= R.restart_ice_at && !p->ice_restart_asked &&
+      p->connected) {
+    p->ice_restart_asked = 1;
+    sfu_peer_restart_ice(p->peer);
   }
   int muted = 0;
   for (int i = 0; i < p->nmutes; i++)
@@ -581,14 +590,21 @@ static void summary(void) {
       sent += p->pubs[k].log.sent;
       if (all) hist_merge(all, &p->pubs[k].lat);
     }
-    json_array_append_new(parts, json_pack("{s:s, s:s, s:i, s:b, s:f, s:i, s:i, s:I, s:I}",
-                                           "identity", p->identity, "sid", p->sid, "room",
-                                           p->room->index, "connected", p->connected,
-                                           "connect_ms", (double)p->connect_us / 1000.0,
-                                           "subscriptions", p->subs.n, "close_code",
-                                           p->close_code, "self_received",
-                                           (json_int_t)p->self_rx, "unknown_received",
-                                           (json_int_t)p->unknown_rx));
+    json_t *c = json_pack("{s:s, s:s, s:i, s:b, s:f, s:i, s:i, s:I, s:I}", "identity",
+                          p->identity, "sid", p->sid, "room", p->room->index, "connected",
+                          p->connected, "connect_ms", (double)p->connect_us / 1000.0,
+                          "subscriptions", p->subs.n, "close_code", p->close_code,
+                          "self_received", (json_int_t)p->self_rx, "unknown_received",
+                          (json_int_t)p->unknown_rx);
+    if (p->peer) { /* what it went through: resumed signaling, restarted ICE */
+      const sfu_peer_stats_t *ps = sfu_peer_stats(p->peer);
+      json_object_set_new(c, "resumes", json_integer((json_int_t)ps->resumes));
+      json_object_set_new(c, "resume_attempts", json_integer((json_int_t)ps->resume_attempts));
+      json_object_set_new(c, "resume_gap_ms", json_integer((json_int_t)ps->resume_gap_ms));
+      json_object_set_new(c, "ice_restarts", json_integer((json_int_t)ps->ice_restarts));
+      json_object_set_new(c, "ice_gap_ms", json_integer((json_int_t)ps->ice_gap_ms));
+    }
+    json_array_append_new(parts, c);
   }
   if (R.expect_intact || R.max_loss < 1) check_expectations(streams);
   struct rusage ru;
@@ -921,6 +937,9 @@ static void usage(FILE *f) {
       "                         IPv6, comma-separated (127.0.0.1; ::1 for a room on ::1)\n"
       "      --relay-only       media only through the TURN servers sfud hands out (turn:\n"
       "                         URLs over UDP or TCP; docs/deploying.md)\n"
+      "      --ice-tcp          ICE-TCP candidates too: the room over TCP where UDP fails\n"
+      "      --ice-tcp-only     ICE over TCP only (RFC 6544; docs/replay.md)\n"
+      "      --restart-ice-at S every client restarts ICE once, S seconds after sending starts\n"
       "  -f, --scenario FILE    scenario file (JSON; docs/replay.md)\n"
       "  -n, --participants N   participants per room: one per capture, the rest listen (3)\n"
       "      --rooms N          run the same room N times (1)\n"
@@ -947,7 +966,8 @@ static void usage(FILE *f) {
 int main(int argc, char **argv) {
   enum { O_TOKEN = 256, O_WSURL, O_WAV, O_ROOMS, O_TONE, O_SSRC, O_PT, O_PORT, O_CODEC, O_TIMING,
          O_SPEED, O_LOOP, O_DECODE, O_RECORD, O_JSON, O_INTACT, O_MAXLOSS, O_PROGRESS, O_LIST,
-         O_ADDRESS, O_RELAY_ONLY };
+         O_ADDRESS, O_RELAY_ONLY, O_RESTART_ICE_AT };
+  enum { O_ICE_TCP = 512, O_ICE_TCP_ONLY }; /* ICE over TCP */
   static const struct option opts[] = {
       {"server", 1, 0, 's'},      {"api-key", 1, 0, 'k'},        {"room", 1, 0, 'r'},
       {"token", 1, 0, O_TOKEN},   {"ws-url", 1, 0, O_WSURL},     {"scenario", 1, 0, 'f'},
@@ -958,7 +978,8 @@ int main(int argc, char **argv) {
       {"record", 1, 0, O_RECORD}, {"json", 1, 0, O_JSON},        {"expect-intact", 0, 0, O_INTACT},
       {"max-loss", 1, 0, O_MAXLOSS}, {"progress", 0, 0, O_PROGRESS}, {"list", 0, 0, O_LIST},
       {"address", 1, 0, O_ADDRESS},
-      {"relay-only", 0, 0, O_RELAY_ONLY},
+      {"ice-tcp", 0, 0, O_ICE_TCP}, {"ice-tcp-only", 0, 0, O_ICE_TCP_ONLY},
+      {"relay-only", 0, 0, O_RELAY_ONLY}, {"restart-ice-at", 1, 0, O_RESTART_ICE_AT},
       {"help", 0, 0, 'h'},        {0, 0, 0, 0}};
   const char *scenario = NULL, *env;
   int participants = 3, list = 0, c;
@@ -975,6 +996,7 @@ int main(int argc, char **argv) {
   R.speed = 1;
   R.loops = 1;
   R.duration_s = -1;
+  R.restart_ice_at = -1;
   R.max_loss = 1;
   R.progress = 0;
   while ((c = getopt_long(argc, argv, "s:k:r:f:n:d:h", opts, NULL)) != -1) {
@@ -986,6 +1008,12 @@ int main(int argc, char **argv) {
     case O_WSURL: snprintf(R.ws_url, sizeof(R.ws_url), "%s", optarg); break;
     case O_ADDRESS: snprintf(R.address, sizeof(R.address), "%s", optarg); break;
     case O_RELAY_ONLY: R.relay_only = 1; break;
+    case O_ICE_TCP: R.ice_tcp = SFU_ICE_UDP_TCP; break;
+    case O_ICE_TCP_ONLY: R.ice_tcp = SFU_ICE_TCP_ONLY; break;
+    case O_RESTART_ICE_AT:
+      R.restart_ice_at = atof(optarg);
+      if (R.restart_ice_at < 0) die("--restart-ice-at wants seconds >= 0");
+      break;
     case 'f': scenario = optarg; break;
     case 'n': participants = atoi(optarg); break;
     case O_ROOMS: R.nrooms = atoi(optarg); break;
