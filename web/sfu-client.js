@@ -810,7 +810,11 @@ export class SfuClient extends EventTarget {
    * calls the connection 'disconnected' (seconds more); restart at once.
    */
   _watchMedia(pc) {
-    let last = null, lastChange = performance.now(), rate = 0;
+    // lastChange: when the byte count last grew; lastFlowing: when it last
+    // grew at MEDIA_FLOWING_BPS or more (over one poll). A stall counts only
+    // right after media flowed: the trickle of a dying path, or a quiet
+    // call's RTCP and consent alone, arm nothing.
+    let last = null, lastT = 0, lastChange = 0, lastFlowing = -Infinity;
     this._mediaWatch = setInterval(async () => {
       if (this.pc !== pc || this._closed) return;
       let bytes = 0;
@@ -819,13 +823,16 @@ export class SfuClient extends EventTarget {
       } catch { return; }
       const now = performance.now();
       if (last === null || bytes > last) {
-        if (last !== null) rate = ((bytes - last) * 1000) / Math.max(1, now - lastChange);
-        last = bytes;
+        if (last !== null && ((bytes - last) * 1000) / Math.max(1, now - lastT) >= MEDIA_FLOWING_BPS) {
+          lastFlowing = now;
+        }
         lastChange = now;
-        return;
       }
-      if (rate >= MEDIA_FLOWING_BPS && now - lastChange >= MEDIA_STALL_MS && !this._iceRestartWanted) {
-        rate = 0;   // once per stall
+      last = bytes;
+      lastT = now;
+      if (now - lastChange >= MEDIA_STALL_MS && lastChange - lastFlowing <= 4 * MEDIA_WATCH_MS
+          && !this._iceRestartWanted) {
+        lastFlowing = -Infinity;   // once per stall
         this._restartIce();
       }
     }, MEDIA_WATCH_MS);

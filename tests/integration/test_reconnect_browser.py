@@ -34,7 +34,7 @@ WEB_DIR = os.path.normpath(os.path.join(HERE, "..", "..", "web"))
 sys.path.insert(0, HERE)
 from sfutest import Sfud, TestCA  # noqa: E402
 from aiortc_peer import Peer  # noqa: E402
-from chromium import Chromium  # noqa: E402
+from chromium import CdpError, Chromium  # noqa: E402
 from netns import NetNS, Unavailable  # noqa: E402
 from test_browser import JOIN_JS, MIC_CONSTRAINTS  # noqa: E402
 
@@ -103,8 +103,17 @@ class ReconnectTest(unittest.IsolatedAsyncioTestCase):
 
     async def call(self):
         """Chromium (in the namespace) and py (root) hearing each other."""
-        self.page = await asyncio.to_thread(
-            self.in_ns, lambda: self.browser.open(self.origin + "/web/index.html"))
+        self.page = await asyncio.to_thread(self.in_ns, lambda: self.browser.open())
+        for attempt in range(3):
+            # (a namespace's fresh network may still be "changing" for
+            # Chromium: its first load can fail with ERR_NETWORK_CHANGED)
+            try:
+                await asyncio.to_thread(self.page.navigate, self.origin + "/web/index.html")
+                break
+            except CdpError as e:
+                if "ERR_NETWORK_CHANGED" not in str(e) or attempt == 2:
+                    raise
+                await asyncio.sleep(0.5)
         self.assertEqual(await self.js("location.protocol"), "https:")
         self.assertTrue(await self.js("window.isSecureContext"))
         py = Peer(self.room["ws_url"], self.room["room_id"], self.token("py"), "py",
