@@ -973,9 +973,47 @@ static void failed_sync_is_sticky_until_reopen(void **state) {
   sfu_journal_close(j);
 }
 
+/* A sync in halves (the fdatasync on another thread in sfud): it covers
+ * what was appended when it began, appends and a rotation may come between
+ * begin and end, and a failed run fails the journal like a failed sync. */
+static void sync_in_halves(void **state) {
+  fx_t *f = *state;
+  sfu_journal_opts_t o = {.segment_bytes = 512};
+  sfu_journal_sync_t s;
+  sfu_journal_stats_t st;
+  sfu_journal_t *j = open_ok(f->dir, &o, NULL);
+  assert_int_equal(sfu_journal_sync_begin(j, &s), 0); /* nothing yet */
+  append_range(j, 1, 3);
+  assert_int_equal(sfu_journal_sync_begin(j, &s), 1);
+  append_range(j, 4, 5); /* after begin: not covered */
+  sfu_journal_sync_run(&s);
+  assert_int_equal(sfu_journal_sync_end(j, &s), 0);
+  expect_range(j, 0, 1, 3);
+  assert_int_equal(sfu_journal_sync(j), 0);
+  expect_range(j, 0, 1, 5);
+  /* a rotation between begin and end syncs further than the sync did */
+  append_range(j, 6, 6);
+  assert_int_equal(sfu_journal_sync_begin(j, &s), 1);
+  append_range(j, 7, 30);
+  sfu_journal_sync_run(&s);
+  assert_int_equal(sfu_journal_sync_end(j, &s), 0);
+  sfu_journal_get_stats(j, &st);
+  assert_true(st.segments > 1);
+  assert_true(st.durable_seq >= 6 && st.durable_seq < 30);
+  /* a failed run */
+  assert_int_equal(sfu_journal_sync_begin(j, &s), 1);
+  sfu__journal_fail_sync = 1;
+  sfu_journal_sync_run(&s);
+  assert_int_equal(sfu_journal_sync_end(j, &s), -EIO);
+  assert_int_equal(sfu_journal_sync_begin(j, &s), -EIO);
+  assert_int_equal(sfu_journal_append(j, "{}", 2, 0, NULL), -EIO);
+  sfu_journal_close(j);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(crc32c_vectors),
+      cmocka_unit_test_setup_teardown(sync_in_halves, setup, teardown),
       cmocka_unit_test(header_roundtrip_and_every_bit_flip),
       cmocka_unit_test_setup_teardown(append_close_reopen_same_records, setup, teardown),
       cmocka_unit_test_setup_teardown(empty_and_oversized_records, setup, teardown),

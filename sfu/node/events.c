@@ -1,10 +1,13 @@
 /*
- * events.c -- records into the journal, durable once per loop turn.
+ * events.c -- records into the journal, made durable off the loop.
  *
  * emit() appends at once (one writev) and marks the log dirty; a uv_prepare
- * handle -- it runs just before the loop blocks for I/O -- fdatasyncs once
- * for everything appended during the turn (group commit). A record is
- * therefore durable before sfud waits for anything else, and never reported
+ * handle -- it runs just before the loop blocks for I/O -- starts one
+ * fdatasync for everything appended so far (group commit) on libuv's
+ * thread pool, so that a slow disk never stalls the loop (a 4 s fdatasync
+ * under disk contention used to stop sfud's heartbeats and cost every room
+ * on the node). While it runs, appends go on; what they add waits for the
+ * next sync, started when this one ends. A record is never reported
  * (GET /v1/events, webhooks) before it is durable: readers see only synced
  * records.
  *
@@ -41,8 +44,12 @@ typedef struct pending_s {
 struct sfu_events_s {
   sfu_journal_t *j;
   sfu_metrics_t *metrics;
+  uv_loop_t *loop;
   uv_prepare_t syncer;
-  int dirty;               /* appended since the last sync */
+  uv_work_t work;          /* the fdatasync underway, on the thread pool */
+  sfu_journal_sync_t sync; /* its half of the journal's state */
+  int syncing;             /* work is underway */
+  int dirty;               /* appended since the last sync began */
   int error;               /* last journal error, 0 = healthy */
   pending_t *head, *tail;  /* refused by the journal, oldest first */
   size_t npending;
@@ -76,16 +83,40 @@ static void retry_pending(sfu_events_t *e) {
   }
 }
 
+static void sync_failed(sfu_events_t *e, int rv) {
+  if (e->error != rv) sfu_log(SFU_LOG_ERROR, "events", "journal sync failed: %s", sfu_strerror(rv));
+  e->error = rv;
+}
+
+static void sync_work(uv_work_t *w) {
+  sfu_events_t *e = w->data;
+  sfu_journal_sync_run(&e->sync);
+}
+
+static void sync_done(uv_work_t *w, int status) {
+  sfu_events_t *e = w->data;
+  (void)status; /* never cancelled */
+  e->syncing = 0;
+  int rv = sfu_journal_sync_end(e->j, &e->sync);
+  if (rv != 0) {
+    sync_failed(e, rv);
+    return;
+  }
+  if (e->durable_cb) e->durable_cb(e->durable_arg);
+}
+
 static void on_prepare(uv_prepare_t *h) {
   sfu_events_t *e = h->data;
   if (e->head) retry_pending(e);
-  if (!e->dirty) return;
-  int rv = sfu_journal_sync(e->j);
-  if (rv != 0 && e->error != rv)
-    sfu_log(SFU_LOG_ERROR, "events", "journal sync failed: %s", sfu_strerror(rv));
-  if (rv != 0) e->error = rv;
+  if (!e->dirty || e->syncing) return;
   e->dirty = 0;
-  if (rv == 0 && e->durable_cb) e->durable_cb(e->durable_arg);
+  int rv = sfu_journal_sync_begin(e->j, &e->sync);
+  if (rv < 0) {
+    sync_failed(e, rv);
+  } else if (rv == 1) {
+    e->syncing = 1;
+    uv_queue_work(e->loop, &e->work, sync_work, sync_done);
+  }
 }
 
 int sfu_events_open(sfu_events_t **out, uv_loop_t *loop, const sfu_config_t *cfg,
@@ -96,6 +127,8 @@ int sfu_events_open(sfu_events_t **out, uv_loop_t *loop, const sfu_config_t *cfg
   *out = NULL;
   if (!e) return SFU_ENOMEM;
   e->metrics = metrics;
+  e->loop = loop;
+  e->work.data = e;
   if (cfg->node_id[0])
     snprintf(e->node, sizeof(e->node), "%s", cfg->node_id);
   else if (gethostname(e->node, sizeof(e->node) - 1) != 0)
@@ -203,7 +236,9 @@ const char *sfu_events_node_id(const sfu_events_t *e) { return e->node; }
 
 void sfu_events_close(sfu_events_t *e) {
   if (!e) return;
-  on_prepare(&e->syncer);
+  while (e->syncing) uv_run(e->loop, UV_RUN_ONCE); /* the sync underway ends */
+  retry_pending(e);
+  sfu_journal_sync(e->j); /* what came after it: at once, the loop is done */
   uv_close((uv_handle_t *)&e->syncer, NULL);
   sfu_journal_close(e->j);
   e->j = NULL;

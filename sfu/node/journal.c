@@ -669,6 +669,36 @@ int sfu_journal_sync(sfu_journal_t *j) {
   return 0;
 }
 
+int sfu_journal_sync_begin(sfu_journal_t *j, sfu_journal_sync_t *s) {
+  if (j->failed) return j->failed;
+  if (!j->segs.n || j->durable_bytes == active(j)->bytes) return 0;
+  if ((s->fd = fcntl(j->fd, F_DUPFD_CLOEXEC, 0)) < 0) return -errno;
+  s->seg = active(j)->name;
+  s->bytes = active(j)->bytes;
+  s->seq = j->last_seq;
+  s->rv = 0;
+  return 1;
+}
+
+void sfu_journal_sync_run(sfu_journal_sync_t *s) { s->rv = do_fdatasync(s->fd); }
+
+int sfu_journal_sync_end(sfu_journal_t *j, sfu_journal_sync_t *s) {
+  close(s->fd);
+  s->fd = -1;
+  if (s->rv != 0) {
+    if (!j->failed) {
+      j->failed = s->rv;
+      sfu_log(SFU_LOG_ERROR, "journal", "[%s] fdatasync: %s; journal failed until reopened",
+              j->dir, strerror(-s->rv));
+    }
+    return j->failed;
+  }
+  if (j->segs.n && active(j)->name == s->seg && s->bytes > j->durable_bytes)
+    j->durable_bytes = s->bytes;
+  if (s->seq > j->durable_seq) j->durable_seq = s->seq; /* a rotation may have gone further */
+  return j->failed;
+}
+
 /*
  * Starts a segment named next_seq. The old one is synced first, so no
  * segment but the newest can ever have an unsynced (torn) tail.

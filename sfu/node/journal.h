@@ -151,6 +151,28 @@ int sfu_journal_append(sfu_journal_t *j, const void *data, size_t len, int64_t w
 int sfu_journal_sync(sfu_journal_t *j);
 
 /*
+ * The same sync in two halves, so that the fdatasync can run on another
+ * thread while the owner keeps appending (sfud's loop must not wait on a
+ * slow disk). begin() notes what is appended so far and takes its own
+ * descriptor of the active segment; run() fdatasyncs it (the only half
+ * that may run on another thread; it touches nothing but `s`); end(), back
+ * on the owner's thread, makes those records durable (or fails the journal
+ * as sfu_journal_sync() would) and closes the descriptor. begin() returns
+ * 1 when there is something to sync, 0 when not (then no run or end), or
+ * an error. Appends and rotations between begin and end are fine: a
+ * rotation syncs the old segment itself.
+ */
+typedef struct sfu_journal_sync_s {
+  int fd;                        /* dup of the active segment's descriptor */
+  uint64_t seg;                  /* that segment's name */
+  uint64_t bytes, seq;           /* what the sync covers */
+  int rv;                        /* run()'s result */
+} sfu_journal_sync_t;
+int sfu_journal_sync_begin(sfu_journal_t *j, sfu_journal_sync_t *s);
+void sfu_journal_sync_run(sfu_journal_sync_t *s);
+int sfu_journal_sync_end(sfu_journal_t *j, sfu_journal_sync_t *s);
+
+/*
  * Records up to and including `upto_seq` were delivered. Persists it in the
  * ack file (write temp, fsync, rename, fsync dir) and deletes the oldest
  * segments whose records are all <= upto_seq, never the active one.
