@@ -18,5 +18,5 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
 echo "== fuzz targets (short run over the seed corpora)"
 CC=clang "$here/scripts/build.sh" "$here/build-fuzz" -DSFU_FUZZ=ON -DSFU_TESTS=OFF
-"$here/scripts/fuzz.sh" "$here/build-fuzz" "${SFU_FUZZ_SECONDS:-15}"
+"$here/scripts/fuzz.sh" "$here/build-fuzz" "${SFU_FUZZ_SECONDS:-5}"
 echo "== all tests passed"

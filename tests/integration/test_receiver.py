@@ -393,13 +393,15 @@ class ReceiverTest(unittest.TestCase):
 
     # --- shutdown -----------------------------------------------------------
 
-    def test_sigterm_exits_0_within_2s(self):
+    def test_sigterm_exits_0_promptly(self):
         r = self.start()
         self.assertEqual(r.post(batch([1]))[0], 200)
         t0 = time.monotonic()
         os.kill(r.proc.pid, signal.SIGTERM)
-        self.assertEqual(r.proc.wait(2), 0)
-        self.assertLess(time.monotonic() - t0, 2)
+        # (a bound that says "by itself, not hung"; seconds, not a benchmark:
+        # a loaded machine can take over 2 s to start and stop Python)
+        self.assertEqual(r.proc.wait(10), 0)
+        self.assertLess(time.monotonic() - t0, 10)
         self.assertNotIn("Traceback", r.stderr())
 
     def test_sigint_exits_0_with_an_idle_keepalive_connection_open(self):
@@ -411,8 +413,10 @@ class ReceiverTest(unittest.TestCase):
         self.assertEqual(c.getresponse().read(), b'{"status": "ok"}\n')   # kept open
         t0 = time.monotonic()
         os.kill(r.proc.pid, signal.SIGINT)
-        self.assertEqual(r.proc.wait(2), 0)
-        self.assertLess(time.monotonic() - t0, 2)
+        # (a bound that says "by itself, not hung"; seconds, not a benchmark:
+        # a loaded machine can take over 2 s to start and stop Python)
+        self.assertEqual(r.proc.wait(10), 0)
+        self.assertLess(time.monotonic() - t0, 10)
         self.assertNotIn("Traceback", r.stderr())
 
 
