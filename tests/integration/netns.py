@@ -1,11 +1,8 @@
 """A network namespace joined to the root one by a veth pair, for tests that
 impair the network between sfud and its peers.
 
-    from netns import NetNS, Unavailable
-    try:
-        ns = NetNS()                  # sfuimp-<pid>-<n>, veth, addresses
-    except Unavailable as e:
-        raise unittest.SkipTest(str(e))
+    from netns import new_namespace
+    ns = new_namespace()              # sfuimp-<pid>-<n>, veth, addresses
     try:
         sfud = Sfud(..., listen_host=ns.inner, prefix=ns.exec_prefix())
         ns.set_loss(0.05)             # random UDP loss, both directions
@@ -13,6 +10,10 @@ impair the network between sfud and its peers.
         print(ns.drops())             # packets the loss rules dropped so far
     finally:
         ns.close()                    # always: deletes the namespace and veth
+
+new_namespace() first deletes what killed earlier runs left under its tag
+(sweep_stale_namespaces()), and raises unittest.SkipTest where namespaces
+cannot be used (NetNS() raises Unavailable).
 
 Only the namespace's own netfilter tables and qdiscs are touched (nothing
 in the root namespace but the root end of the veth pair, which goes away
@@ -33,8 +34,12 @@ import contextlib
 import ctypes
 import itertools
 import os
+import re
 import shutil
 import subprocess
+import unittest
+
+from sfutest import pid_alive
 
 _serial = itertools.count()
 CLONE_NEWNET = 0x40000000
@@ -187,3 +192,27 @@ class NetNS:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def sweep_stale_namespaces(tag="sfuimp"):
+    """Delete namespaces a killed earlier run left behind (named tag-PID-N,
+    PID no longer alive)."""
+    try:
+        r = subprocess.run(["ip", "netns", "list"], stdout=subprocess.PIPE,
+                           stderr=subprocess.DEVNULL, text=True, timeout=20)
+    except OSError:
+        return                       # no ip: NetNS() says so and the test skips
+    for line in r.stdout.splitlines():
+        m = re.match(r"(%s-(\d+)-\d+)\b" % re.escape(tag), line)
+        if m and int(m.group(2)) != os.getpid() and not pid_alive(int(m.group(2))):
+            subprocess.run(["ip", "netns", "del", m.group(1)], stderr=subprocess.DEVNULL)
+
+
+def new_namespace(tag="sfuimp", peer=None):
+    """NetNS(tag, peer) for a test, after sweep_stale_namespaces(tag);
+    unittest.SkipTest if namespaces cannot be used here."""
+    sweep_stale_namespaces(tag)
+    try:
+        return NetNS(tag, peer=peer)
+    except Unavailable as e:
+        raise unittest.SkipTest(str(e))

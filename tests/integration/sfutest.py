@@ -1,15 +1,20 @@
 """Helpers for integration tests: start a real sfud, talk to its API.
 
 Only the Python standard library, so the tests run wherever sfud builds.
+CallTest and PageCallTest are the test-case helpers the call tests share
+(rooms, tokens, aiortc peers, polling, a Chromium page).
 """
+import asyncio
 import http.client
 import json
 import os
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
+import unittest
 
 
 def _die_with_parent():
@@ -188,6 +193,18 @@ class Sfud:
         self._cleanup()
         return rc
 
+    def stop_and_check(self, log_path=None):
+        """stop(); then, even if that fails, its stderr closed and its log
+        written to log_path (if given); then assert_clean_log()."""
+        try:
+            self.stop()
+        finally:
+            self.proc.stderr.close()
+            if log_path:
+                with open(log_path, "w") as f:
+                    f.writelines(self.log)
+        self.assert_clean_log()
+
     def assert_clean_log(self):
         """No sanitizer report from sfud or any room (they share stderr)."""
         bad = [l for l in self.log if "Sanitizer" in l or "runtime error:" in l]
@@ -248,6 +265,135 @@ class TestCA:
             "openssl x509 -in '%s' -pubkey -noout | openssl pkey -pubin -outform der" % cert,
             shell=True, check=True, stdout=subprocess.PIPE).stdout
         return "sha256//" + base64.b64encode(hashlib.sha256(spki).digest()).decode()
+
+
+class CallTest(unittest.IsolatedAsyncioTestCase):
+    """What the call tests share around a running sfud, `self.sfud`: rooms
+    and tokens from its API, aiortc peers in `self.peers` (a list the
+    subclass's setUp makes; closed after each test) and polling. How sfud
+    starts is the subclass's; start_sfud() gives each test its own.
+
+    until() waits UNTIL_S unless told, polling every POLL_S; a timeout fails
+    the test with timeout_details() appended to the message."""
+
+    PEER = None         # the class peer() makes: aiortc_peer.Peer or a subclass
+    UNTIL_S = 15.0
+    POLL_S = 0.1
+
+    def start_sfud(self, *args, **kw):
+        """Sfud(*args, **kw) as self.sfud, stopped when the test ends (after
+        the peers are closed); with SFU_TEST_LOG set, the end of its log
+        goes to stderr."""
+        self.sfud = Sfud(*args, **kw)
+        self.addCleanup(self._end_sfud)
+        return self.sfud
+
+    def _end_sfud(self):
+        self.sfud.stop()
+        if os.environ.get("SFU_TEST_LOG"):
+            sys.stderr.write("".join(self.sfud.log[-60:]))
+
+    async def asyncTearDown(self):
+        for p in self.peers:
+            await p.close()
+
+    def assert_peers_clean(self):
+        """No peer had a failure in a background task or saw the server
+        contradict docs/signaling.md."""
+        for p in self.peers:
+            self.assertEqual(p.errors, [], p.identity)
+            self.assertEqual(p.violations, [], p.identity)
+
+    # -- the API -----------------------------------------------------------
+
+    def new_room(self, name):
+        """POST /v1/rooms: the room's JSON (room_id, ws_url, ...)."""
+        st, room = self.sfud.request("POST", "/v1/rooms", {"name": name})
+        self.assertEqual(st, 201, room)
+        return room
+
+    def token(self, identity, room=None):
+        """A join token for `identity` in `room` (new_room()'s JSON;
+        self.room if not given)."""
+        room = room or self.room
+        st, j = self.sfud.request("POST", "/v1/rooms/%s/tokens" % room["room_id"],
+                                  {"identity": identity})
+        self.assertEqual(st, 201, j)
+        return j["token"]
+
+    def peer(self, room, identity, **kw):
+        """A PEER for `identity` in `room` with a fresh token, in self.peers
+        (not joined yet); kw go to its constructor."""
+        p = self.PEER(room["ws_url"], room["room_id"], self.token(identity, room), identity,
+                      **kw)
+        self.peers.append(p)
+        return p
+
+    # -- waiting -----------------------------------------------------------
+
+    async def until(self, pred, timeout=None, what="condition", step=None):
+        """Polls pred() -- a coroutine function too -- until it is truthy;
+        returns its value."""
+        timeout = self.UNTIL_S if timeout is None else timeout
+        end = time.monotonic() + timeout
+        while True:
+            v = pred()
+            if asyncio.iscoroutine(v):
+                v = await v
+            if v:
+                return v
+            if time.monotonic() >= end:
+                self.fail("timed out (%.0f s) waiting for %s%s"
+                          % (timeout, what, await self.timeout_details()))
+            await asyncio.sleep(self.POLL_S if step is None else step)
+
+    async def timeout_details(self):
+        """What a timeout in until() adds to its message."""
+        return ""
+
+
+class PageCallTest(CallTest):
+    """A CallTest that also drives one Chromium page, `self.page`
+    (chromium.py, with window.sfu from pagejs.py). CDP calls block: they
+    run off the event loop, which aiortc needs."""
+
+    page = None
+
+    async def js(self, expression, timeout=15.0):
+        return await asyncio.to_thread(self.page.evaluate, expression, True, timeout)
+
+    async def js_until(self, expression, timeout=None, what=None):
+        """until() for a JavaScript expression in the page."""
+        return await self.until(lambda: self.js(expression), timeout, what or expression)
+
+    async def page_hears(self):
+        """The page received over 50 audio packets, and energy (sfu.stats())."""
+        st = await self.js("sfu.stats()")
+        return (sum(r["packetsReceived"] for r in st) > 50
+                and sum(r["totalAudioEnergy"] for r in st) > 0)
+
+    def close_browser(self, browser):
+        """Closes a Chromium; it must leave no temp dir and no process."""
+        tmp = browser.tmp_dir
+        browser.close()
+        self.assertFalse(os.path.exists(tmp), "chromium temp dir left behind")
+        self.assertEqual(browser._own_pids(), [], "chromium processes left behind")
+
+    async def call_state(self, state_js, console=20):
+        """Diagnostics lines: the page's client (state_js's value), its last
+        `console` console messages, each peer's connection and what it heard."""
+        out = []
+        if self.page is not None:
+            try:
+                out.append(json.dumps(await self.js(state_js, timeout=5)))
+            except Exception as e:
+                out.append("(page: %r)" % e)
+            out += ["%s: %s" % (c["type"], c["text"]) for c in self.page.console[-console:]]
+        for p in self.peers:
+            out.append("%s: pc %s, pairs %r, heard %r" % (
+                p.identity, p.pc and p.pc.connectionState,
+                p.selected_candidate_types() if p.pc else None, p.received_by_source()))
+        return out
 
 
 def wait_for(pred, timeout=10.0, step=0.05, what="condition"):

@@ -2,11 +2,12 @@
 """A real browser in a call: headless Chromium and an aiortc peer in one room.
 
 Chromium (fake devices) loads the demo origin sfud serves under /web/ and
-drives web/sfu-client.js directly over CDP (Runtime.evaluate); an aiortc Peer
-publishes a 660 Hz sine. Each side must receive and decode the other's audio:
-Chromium's getStats() inbound-rtp audio shows packets and energy, the aiortc
-peer decodes non-silent frames from "chrome". Then the aiortc peer leaves and
-the browser client must drop it from its participants.
+drives web/sfu-client.js directly over CDP (Runtime.evaluate; the page side
+is pagejs.py's); an aiortc Peer publishes a 660 Hz sine. Each side must
+receive and decode the other's audio: Chromium's getStats() inbound-rtp
+audio shows packets and energy, the aiortc peer decodes non-silent frames
+from "chrome". Then the aiortc peer leaves and the browser client must drop
+it from its participants.
 
 DemoPageTest drives the demo page itself (web/index.html + demo.js) the
 way a user does, against sfud --dev 1: opens "/", types room and name,
@@ -45,9 +46,10 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 WEB_DIR = os.path.normpath(os.path.join(HERE, "..", "..", "web"))
 sys.path.insert(0, HERE)
-from sfutest import Sfud, TestCA  # noqa: E402
+from sfutest import PageCallTest, Sfud, TestCA  # noqa: E402
 from aiortc_peer import Peer, SAMPLES_PER_FRAME, SILENCE_RMS, energy  # noqa: E402
 from chromium import Chromium  # noqa: E402
+from pagejs import join_js  # noqa: E402
 
 ARGS = None
 PY_FREQ = 660
@@ -55,69 +57,6 @@ HEARD = 0.01          # tone power of the peer's 0.3-amplitude sine is ~0.045
 # The beeps (seen: energy ~1e-2 over 2 s, ~7 non-silent frames a second).
 BEEP_ENERGY = 1e-4
 BEEP_FRAMES_2S = 3
-MIC_CONSTRAINTS = {"echoCancellation": False, "noiseSuppression": False,
-                   "autoGainControl": False}
-
-# Installed in the page: builds window.sfu = {client, log, ...} and joins.
-# Events are recorded with performance.now() timestamps; a 50 ms getStats()
-# poller notes the first inbound audio packet and the first non-zero energy.
-JOIN_JS = r"""
-(async () => {
-  const { SfuClient } = await import('/web/sfu-client.js');
-  const client = new SfuClient({ wsUrl: %(ws_url)s });
-  const s = window.sfu = { client, log: [], audio: [], tJoin: null,
-                           tWelcome: null, tFirstPacket: null, tFirstEnergy: null };
-  const note = (type) => (e) => {
-    const d = e.detail || {};
-    s.log.push({ type, t: performance.now(),
-                 identity: d.identity || (d.participant && d.participant.identity) || null,
-                 state: d.state || null, reason: d.reason ?? null,
-                 error: d.error ? `${d.error.message} (code ${d.error.code})` : null });
-  };
-  for (const t of ['participant-joined', 'participant-left', 'participant-updated',
-                   'connection-state', 'error', 'track', 'track-ended', 'close',
-                   'reconnecting', 'reconnected', 'ice-restart']) {
-    client.addEventListener(t, note(t));
-  }
-  // Play what arrives, as a page would (and so Chromium pulls the audio).
-  client.addEventListener('track', (e) => {
-    const a = new Audio();
-    a.autoplay = true;
-    a.srcObject = e.detail.stream;
-    a.play().catch((err) => s.log.push({ type: 'play-error', error: String(err) }));
-    s.audio.push(a);
-  });
-  s.stats = async () => {
-    const pc = client.pc;
-    if (!pc) return [];
-    const out = [];
-    (await pc.getStats()).forEach((r) => {
-      if (r.type === 'inbound-rtp' && r.kind === 'audio') {
-        out.push({ mid: r.mid ?? null, ssrc: r.ssrc, packetsReceived: r.packetsReceived || 0,
-                   packetsLost: r.packetsLost || 0, bytesReceived: r.bytesReceived || 0,
-                   totalAudioEnergy: r.totalAudioEnergy || 0,
-                   totalSamplesReceived: r.totalSamplesReceived || 0,
-                   audioLevel: r.audioLevel || 0 });
-      }
-    });
-    return out;
-  };
-  s.poller = setInterval(async () => {
-    try {
-      const st = await s.stats();
-      const now = performance.now();
-      if (s.tFirstPacket === null && st.some((r) => r.packetsReceived > 0)) s.tFirstPacket = now;
-      if (s.tFirstEnergy === null && st.some((r) => r.totalAudioEnergy > 0)) s.tFirstEnergy = now;
-    } catch (err) { /* pc closed meanwhile */ }
-  }, 50);
-  s.tJoin = performance.now();
-  const welcome = await client.join({ room: %(room)s, token: %(token)s, publishAudio: true,
-                                            audioConstraints: %(constraints)s });
-  s.tWelcome = performance.now();
-  return { sid: welcome.participant.sid, identity: welcome.participant.identity,
-           others: (welcome.participants || []).map((p) => p.identity) };
-})()
-"""
 
 
 def nonsilent_frames(samples):
@@ -143,7 +82,7 @@ def beep_onsets(samples, min_gap_frames=10):
     return onsets
 
 
-class BrowserTestBase(unittest.IsolatedAsyncioTestCase):
+class BrowserTestBase(PageCallTest):
     """sfud (serving web/) and a headless Chromium, both torn down in
     cleanups; aiortc peers in self.peers are closed and checked after each
     test. With TLS = True sfud serves HTTPS/WSS with a certificate from a
@@ -163,57 +102,17 @@ class BrowserTestBase(unittest.IsolatedAsyncioTestCase):
             ca = TestCA(d)
             tls = (*ca.issue("sfud"), ca.pem)
         self.sfud = Sfud(ARGS.sfud, ARGS.room, *self.SFUD_ARGS, tls=tls)
-        self.addCleanup(self._stop_sfud)
+        self.addCleanup(self.sfud.stop_and_check)
         if self.TLS:
             self.ws_options = {"ssl": self.sfud.ssl_context()}
         self.origin = "%s://127.0.0.1:%d" % ("https" if self.TLS else "http", self.sfud.port)
         self.browser = Chromium(extra_args=["--autoplay-policy=no-user-gesture-required"],
                                 ca_file=ca.pem if ca else None)
-        self.addCleanup(self._close_browser)
-
-    def _stop_sfud(self):
-        try:
-            self.sfud.stop()
-        finally:
-            self.sfud.proc.stderr.close()
-        self.sfud.assert_clean_log()
-
-    def _close_browser(self):
-        tmp = self.browser.tmp_dir
-        self.browser.close()
-        self.assertFalse(os.path.exists(tmp), "chromium temp dir left behind")
-        self.assertEqual(self.browser._own_pids(), [], "chromium processes left behind")
+        self.addCleanup(self.close_browser, self.browser)
 
     async def asyncTearDown(self):
-        for p in self.peers:
-            await p.close()
-        for p in self.peers:
-            self.assertEqual(p.errors, [], p.identity)
-            self.assertEqual(p.violations, [], p.identity)
-
-    # -- Chromium, off the event loop (CDP calls block; aiortc must not) ----
-
-    async def js(self, expression, timeout=15.0):
-        return await asyncio.to_thread(self.page.evaluate, expression, True, timeout)
-
-    async def js_until(self, expression, timeout=15.0, what=None):
-        """Poll a JS expression until truthy; return its value."""
-        end = time.monotonic() + timeout
-        while True:
-            v = await self.js(expression)
-            if v:
-                return v
-            if time.monotonic() >= end:
-                self.fail("timed out (%.0f s) waiting for %s" % (timeout, what or expression))
-            await asyncio.sleep(0.1)
-
-    async def until(self, pred, timeout=15.0, what="condition"):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if pred():
-                return
-            await asyncio.sleep(0.1)
-        self.fail("timed out (%.0f s) waiting for %s" % (timeout, what))
+        await super().asyncTearDown()
+        self.assert_peers_clean()
 
     async def diagnostics(self):
         """Everything useful when a step fails: page log, console, server log."""
@@ -244,15 +143,8 @@ class BrowserTestBase(unittest.IsolatedAsyncioTestCase):
 class BrowserCallTest(BrowserTestBase):
     def setUp(self):
         super().setUp()
-        st, self.room = self.sfud.request("POST", "/v1/rooms", {"name": "browser"})
-        self.assertEqual(st, 201, self.room)
+        self.room = self.new_room("browser")
         self.ws_url = self.room["ws_url"]
-
-    def token(self, identity):
-        st, j = self.sfud.request("POST", "/v1/rooms/%s/tokens" % self.room["room_id"],
-                                  {"identity": identity})
-        self.assertEqual(st, 201, j)
-        return j["token"]
 
     # -- the test ---------------------------------------------------------
 
@@ -283,10 +175,7 @@ class BrowserCallTest(BrowserTestBase):
         await py.wait_connected()
 
         t0 = time.monotonic()
-        welcome = await self.js(JOIN_JS % {"ws_url": json.dumps(self.ws_url),
-                                           "room": json.dumps(room_id),
-                                           "token": json.dumps(chrome_token),
-                                           "constraints": json.dumps(MIC_CONSTRAINTS)})
+        welcome = await self.js(join_js(self.ws_url, room_id, chrome_token))
         self.assertEqual(welcome["identity"], "chrome")
         self.assertEqual(welcome["others"], ["py"])
 

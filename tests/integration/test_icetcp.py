@@ -43,9 +43,9 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 WEB_DIR = os.path.normpath(os.path.join(HERE, "..", "..", "web"))
 sys.path.insert(0, HERE)
-from sfutest import Sfud  # noqa: E402
-from netns import NetNS, Unavailable  # noqa: E402
-from test_impairment import sweep_stale_namespaces  # noqa: E402
+from sfutest import PageCallTest, Sfud  # noqa: E402
+from netns import new_namespace  # noqa: E402
+from pagejs import STATE_JS, join_js  # noqa: E402
 
 ARGS = None
 TAG = "sfuitcp"
@@ -53,68 +53,23 @@ PY_FREQ = 660
 REPLAY_FREQ = 440
 HEARD = 0.01                       # tone power of aiortc's 0.3-amplitude sine: ~0.045
 BEEP_ENERGY = 1e-4
-MIC = {"echoCancellation": False, "noiseSuppression": False, "autoGainControl": False}
-
-# In the page: an SfuClient playing what arrives; sfu.stats() gives the
-# inbound audio and the selected ICE pair's candidates.
-JOIN_JS = r"""
-(async () => {
-  const { SfuClient } = await import('/web/sfu-client.js');
-  const client = new SfuClient({ wsUrl: %(ws_url)s });
-  const s = window.sfu = { client, audio: [], log: [] };
-  for (const t of ['connection-state', 'error', 'close']) {
-    client.addEventListener(t, (e) => s.log.push({ t, state: e.detail.state || null,
-      error: e.detail.error ? String(e.detail.error.message) : null }));
-  }
-  client.addEventListener('track', (e) => {
-    const a = new Audio();
-    a.autoplay = true;
-    a.srcObject = e.detail.stream;
-    a.play().catch(() => {});
-    s.audio.push(a);
-  });
-  s.stats = async () => {
-    const out = { packets: 0, energy: 0, pair: null };
-    const pc = client.pc;
-    if (!pc) return out;
-    const all = new Map();
-    (await pc.getStats()).forEach((r) => all.set(r.id, r));
-    for (const r of all.values()) {
-      if (r.type === 'inbound-rtp' && r.kind === 'audio') {
-        out.packets += r.packetsReceived || 0;
-        out.energy += r.totalAudioEnergy || 0;
-      }
-      if (r.type === 'transport' && r.selectedCandidatePairId) {
-        const p = all.get(r.selectedCandidatePairId);
-        const l = p && all.get(p.localCandidateId);
-        const rm = p && all.get(p.remoteCandidateId);
-        out.pair = { state: p && p.state, localProtocol: l && l.protocol,
-                     localType: l && l.candidateType, tcpType: l && l.tcpType,
-                     remoteProtocol: rm && rm.protocol, remoteType: rm && rm.candidateType,
-                     remoteAddress: rm && rm.address, remotePort: rm && rm.port };
-      }
-    }
-    return out;
-  };
-  const welcome = await client.join({ room: %(room)s, token: %(token)s, publishAudio: true,
-                                      audioConstraints: %(mic)s });
-  return { sid: welcome.participant.sid };
-})()
-"""
+# What Chromium's selected ICE pair reports (pagejs.py: sfu.pair()).
+PAIR_FIELDS = {"state": "pair.state", "localProtocol": "local.protocol",
+               "localType": "local.candidateType", "tcpType": "local.tcpType",
+               "remoteProtocol": "remote.protocol", "remoteType": "remote.candidateType",
+               "remoteAddress": "remote.address", "remotePort": "remote.port"}
 
 
-class IceTcpTest(unittest.IsolatedAsyncioTestCase):
+class IceTcpTest(PageCallTest):
+    UNTIL_S = 20.0
+    POLL_S = 0.2
 
     @classmethod
     def setUpClass(cls):
-        sweep_stale_namespaces(TAG)
         cls.tmp = tempfile.mkdtemp(prefix="sfu-icetcp-test-")
         cls.ns = cls.sfud = None
         try:
-            try:
-                cls.ns = NetNS(TAG)
-            except Unavailable as e:
-                raise unittest.SkipTest(str(e))
+            cls.ns = new_namespace(TAG)
             for chain in ("OUTPUT", "INPUT"):
                 cls.ns.run("iptables", "-A", chain, "-p", "udp", "-j", "DROP")
             cls.sfud = Sfud(ARGS.sfud, ARGS.room, "--rtc-addresses", cls.ns.outer,
@@ -132,15 +87,10 @@ class IceTcpTest(unittest.IsolatedAsyncioTestCase):
         problems = []
         if cls.sfud is not None:
             try:
-                cls.sfud.stop()
-                cls.sfud.assert_clean_log()
+                cls.sfud.stop_and_check(ARGS.logdir and os.path.join(ARGS.logdir,
+                                                                     "icetcp.sfud.log"))
             except Exception as e:
                 problems.append("sfud: %r" % e)
-            finally:
-                cls.sfud.proc.stderr.close()
-                if ARGS.logdir:
-                    with open(os.path.join(ARGS.logdir, "icetcp.sfud.log"), "w") as f:
-                        f.writelines(cls.sfud.log)
         if cls.ns is not None:
             cls.ns.close()
             if cls.ns.exists():
@@ -152,28 +102,15 @@ class IceTcpTest(unittest.IsolatedAsyncioTestCase):
     def setUp(self):
         self.peers = []
         self.browser = self.page = None
-        st, self.room = self.sfud.request("POST", "/v1/rooms", {"name": self._testMethodName})
-        self.assertEqual(st, 201, self.room)
+        self.room = self.new_room(self._testMethodName)
         self.ws_url = self.room["ws_url"]
 
     async def asyncTearDown(self):
-        for p in self.peers:
-            await p.close()
+        await super().asyncTearDown()
         if self.browser is not None:
-            tmp = self.browser.tmp_dir
             with self.ns.entered():
-                self.browser.close()
-            self.assertFalse(os.path.exists(tmp), "chromium temp dir left behind")
-            self.assertEqual(self.browser._own_pids(), [], "chromium processes left behind")
-        for p in self.peers:
-            self.assertEqual(p.errors, [], p.identity)
-            self.assertEqual(p.violations, [], p.identity)
-
-    def token(self, identity):
-        st, j = self.sfud.request("POST", "/v1/rooms/%s/tokens" % self.room["room_id"],
-                                  {"identity": identity})
-        self.assertEqual(st, 201, j)
-        return j["token"]
+                self.close_browser(self.browser)
+        self.assert_peers_clean()
 
     def ice_tcp(self):
         """The room's ICE-TCP counters, from its latest heartbeat ({} if
@@ -181,38 +118,13 @@ class IceTcpTest(unittest.IsolatedAsyncioTestCase):
         st, r = self.sfud.request("GET", "/v1/rooms/" + self.room["room_id"])
         return ((r.get("stats") or {}).get("ice_tcp") or {}) if st == 200 else {}
 
-    async def until(self, pred, timeout=20.0, what="condition"):
-        end = time.monotonic() + timeout
-        while True:
-            v = pred()
-            if asyncio.iscoroutine(v):
-                v = await v
-            if v:
-                return v
-            if time.monotonic() >= end:
-                self.fail("timed out (%.0f s) waiting for %s\n%s"
-                          % (timeout, what, await self.diagnostics()))
-            await asyncio.sleep(0.2)
+    async def timeout_details(self):
+        return "\n" + await self.diagnostics()
 
     async def diagnostics(self):
-        out = ["--- sfud (last 30 lines) ---", "".join(self.sfud.log[-30:]),
-               "room ice_tcp: %s" % json.dumps(self.ice_tcp())]
-        if self.page is not None:
-            try:
-                out.append(json.dumps(await self.js(
-                    "window.sfu ? (async () => ({state: sfu.client.state, log: sfu.log,"
-                    " stats: await sfu.stats()}))() : null", timeout=5)))
-            except Exception as e:
-                out.append("(page: %r)" % e)
-            out += ["%s: %s" % (c["type"], c["text"]) for c in self.page.console[-20:]]
-        for p in self.peers:
-            out.append("%s: pc %s, pairs %r, heard %r" % (
-                p.identity, p.pc and p.pc.connectionState,
-                p.selected_candidate_types() if p.pc else None, p.received_by_source()))
-        return "\n".join(out)
-
-    async def js(self, expression, timeout=15.0):
-        return await asyncio.to_thread(self.page.evaluate, expression, True, timeout)
+        return "\n".join(["--- sfud (last 30 lines) ---", "".join(self.sfud.log[-30:]),
+                          "room ice_tcp: %s" % json.dumps(self.ice_tcp())]
+                         + await self.call_state(STATE_JS, console=20))
 
     async def aiortc_peer(self):
         """The peer on the other side: root namespace, UDP, a 660 Hz tone."""
@@ -244,13 +156,12 @@ class IceTcpTest(unittest.IsolatedAsyncioTestCase):
                             "--unsafely-treat-insecure-origin-as-secure=" + origin],
                 prefix=self.ns.exec_prefix())
             self.page = self.browser.open(origin + "/web/index.html")
-        await self.js(JOIN_JS % {
-            "ws_url": json.dumps(self.ws_url), "room": json.dumps(self.room["room_id"]),
-            "token": json.dumps(self.token("chrome")), "mic": json.dumps(MIC)})
+        await self.js(join_js(self.ws_url, self.room["room_id"], self.token("chrome"),
+                              pair_fields=PAIR_FIELDS))
         await self.until(lambda: py.audio_energy("chrome", 2.0) > BEEP_ENERGY,
                          what="aiortc hears chrome")
-        await self.until(self._chrome_hears, what="chrome hears aiortc")
-        pair = (await self.js("sfu.stats()"))["pair"]
+        await self.until(self.page_hears, what="chrome hears aiortc")
+        pair = await self.js("sfu.pair()")
         self.assertEqual(pair["state"], "succeeded", pair)
         self.assertEqual(pair["localProtocol"], "tcp", pair)
         self.assertEqual(pair["tcpType"], "active", pair)
@@ -266,10 +177,6 @@ class IceTcpTest(unittest.IsolatedAsyncioTestCase):
         print("\nChromium over ICE-TCP, aiortc over UDP: both hear each other %.1f s after "
               "Chromium started; Chromium's pair %s; room ice_tcp %s"
               % (time.monotonic() - t0, pair, json.dumps(tcp)), flush=True)
-
-    async def _chrome_hears(self):
-        st = await self.js("sfu.stats()")
-        return st["packets"] > 50 and st["energy"] > 0
 
     async def test_3_sfu_replay_over_tcp_and_aiortc_over_udp(self):
         if not ARGS.replay:

@@ -61,8 +61,6 @@ import argparse
 import asyncio
 import json
 import os
-import re
-import subprocess
 import sys
 import time
 import unittest
@@ -70,8 +68,8 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 WEB_DIR = os.path.normpath(os.path.join(HERE, "..", "..", "web"))
 sys.path.insert(0, HERE)
-from sfutest import Sfud, pid_alive  # noqa: E402
-from netns import NetNS, Unavailable  # noqa: E402
+from sfutest import CallTest, Sfud  # noqa: E402
+from netns import new_namespace  # noqa: E402
 
 ARGS = None
 LOSS_LEVELS = (0.05, 0.10, 0.20)
@@ -90,21 +88,7 @@ def expected_loss(p):
     return 1 - (1 - p) ** 2
 
 
-def sweep_stale_namespaces(tag="sfuimp"):
-    """Delete namespaces a killed earlier run of this test left behind
-    (named tag-PID-N, PID no longer alive)."""
-    try:
-        r = subprocess.run(["ip", "netns", "list"], stdout=subprocess.PIPE,
-                           stderr=subprocess.DEVNULL, text=True, timeout=20)
-    except OSError:
-        return                       # no ip: NetNS() says so and the test skips
-    for line in r.stdout.splitlines():
-        m = re.match(r"(%s-(\d+)-\d+)\b" % re.escape(tag), line)
-        if m and int(m.group(2)) != os.getpid() and not pid_alive(int(m.group(2))):
-            subprocess.run(["ip", "netns", "del", m.group(1)], stderr=subprocess.DEVNULL)
-
-
-class NetTestBase(unittest.IsolatedAsyncioTestCase):
+class NetTestBase(CallTest):
     """A namespace with sfud inside it and a room; peers in self.peers."""
 
     sfud_args = ()
@@ -113,18 +97,14 @@ class NetTestBase(unittest.IsolatedAsyncioTestCase):
         self.peers = []
         self.browsers = {}
         self.pages = {}
-        sweep_stale_namespaces()
-        try:
-            self.ns = NetNS()
-        except Unavailable as e:
-            self.skipTest(str(e))
+        self.ns = new_namespace()
         self.addCleanup(self._close_ns)
         self.sfud = Sfud(ARGS.sfud, ARGS.room, "--rtc-addresses", self.ns.inner,
                          *self.sfud_args, listen_host=self.ns.inner,
                          prefix=self.ns.exec_prefix())
-        self.addCleanup(self._stop_sfud)
-        st, self.room = self.sfud.request("POST", "/v1/rooms", {"name": "impaired"})
-        self.assertEqual(st, 201, self.room)
+        self.addCleanup(self.sfud.stop_and_check, ARGS.logdir and os.path.join(
+            ARGS.logdir, "impairment." + self._testMethodName + ".log"))
+        self.room = self.new_room("impaired")
         self.ws_url = self.room["ws_url"]
         self.assertIn(self.ns.inner, self.ws_url)
 
@@ -132,43 +112,10 @@ class NetTestBase(unittest.IsolatedAsyncioTestCase):
         self.ns.close()
         self.assertFalse(self.ns.exists(), "namespace left behind")
 
-    def _stop_sfud(self):
-        try:
-            self.sfud.stop()
-        finally:
-            self.sfud.proc.stderr.close()
-            if ARGS.logdir:
-                with open(os.path.join(ARGS.logdir, "impairment." + self._testMethodName
-                                       + ".log"), "w") as f:
-                    f.writelines(self.sfud.log)
-        self.sfud.assert_clean_log()
-
-    async def asyncTearDown(self):
-        for p in self.peers:
-            await p.close()
-
-    def token(self, identity):
-        st, j = self.sfud.request("POST", "/v1/rooms/%s/tokens" % self.room["room_id"],
-                                  {"identity": identity})
-        self.assertEqual(st, 201, j)
-        return j["token"]
-
     def room_stats(self):
         st, j = self.sfud.request("GET", "/v1/rooms/%s" % self.room["room_id"])
         self.assertEqual(st, 200, j)
         return j.get("stats") or {}
-
-    async def until(self, pred, timeout=15.0, what="condition", step=0.1):
-        end = time.monotonic() + timeout
-        while True:
-            v = pred()
-            if asyncio.iscoroutine(v):
-                v = await v
-            if v:
-                return v
-            if time.monotonic() >= end:
-                self.fail("timed out (%.0f s) waiting for %s" % (timeout, what))
-            await asyncio.sleep(step)
 
 
 # --------------------------------------------------------------------------

@@ -20,10 +20,8 @@ Usage: test_reconnect_browser.py --sfud PATH --room PATH
 """
 import argparse
 import asyncio
-import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,23 +30,22 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 WEB_DIR = os.path.normpath(os.path.join(HERE, "..", "..", "web"))
 sys.path.insert(0, HERE)
-from sfutest import Sfud, TestCA  # noqa: E402
+from sfutest import PageCallTest, Sfud, TestCA  # noqa: E402
 from aiortc_peer import Peer  # noqa: E402
 from chromium import CdpError, Chromium  # noqa: E402
-from netns import NetNS, Unavailable  # noqa: E402
-from test_browser import JOIN_JS, MIC_CONSTRAINTS  # noqa: E402
+from netns import new_namespace  # noqa: E402
+from pagejs import join_js  # noqa: E402
 
 ARGS = None
 PY_FREQ = 660
 BEEP_ENERGY = 1e-4
 
 
-class ReconnectTest(unittest.IsolatedAsyncioTestCase):
+class ReconnectTest(PageCallTest):
+    UNTIL_S = 20.0
+
     def setUp(self):
-        try:
-            self.ns = NetNS("sfurec")
-        except Unavailable as e:
-            raise unittest.SkipTest(str(e))
+        self.ns = new_namespace("sfurec")
         self.addCleanup(self.ns.close)
         d = tempfile.mkdtemp(prefix="sfu-rec-test-")
         self.addCleanup(shutil.rmtree, d, True)
@@ -63,8 +60,7 @@ class ReconnectTest(unittest.IsolatedAsyncioTestCase):
             extra_args=["--autoplay-policy=no-user-gesture-required"], ca_file=ca.pem,
             prefix=self.ns.exec_prefix()))
         self.addCleanup(lambda: self.in_ns(self.browser.close))
-        st, self.room = self.sfud.request("POST", "/v1/rooms", {"name": "reconnect"})
-        self.assertEqual(st, 201, self.room)
+        self.room = self.new_room("reconnect")
         self.peers = []
 
     def in_ns(self, fn):
@@ -73,29 +69,8 @@ class ReconnectTest(unittest.IsolatedAsyncioTestCase):
         with self.ns.entered():
             return fn()
 
-    async def asyncTearDown(self):
-        for p in self.peers:
-            await p.close()
-
-    def token(self, identity):
-        st, j = self.sfud.request("POST", "/v1/rooms/%s/tokens" % self.room["room_id"],
-                                  {"identity": identity})
-        self.assertEqual(st, 201, j)
-        return j["token"]
-
-    async def js(self, expression, timeout=15.0):
-        return await asyncio.to_thread(self.page.evaluate, expression, True, timeout)
-
-    async def js_until(self, expression, timeout=20.0, what=None):
-        end = time.monotonic() + timeout
-        while True:
-            v = await self.js(expression)
-            if v:
-                return v
-            if time.monotonic() >= end:
-                log = await self.js("JSON.stringify(sfu.log.slice(-20))")
-                self.fail("timed out waiting for %s; client log %s" % (what or expression, log))
-            await asyncio.sleep(0.1)
+    async def timeout_details(self):
+        return "; client log %s" % await self.js("JSON.stringify(sfu.log.slice(-20))")
 
     async def packets_in(self):
         st = await self.js("sfu.stats()")
@@ -122,10 +97,7 @@ class ReconnectTest(unittest.IsolatedAsyncioTestCase):
         self.peers.append(py)
         await py.join()
         await py.wait_connected()
-        await self.js(JOIN_JS % {"ws_url": json.dumps(self.room["ws_url"]),
-                                 "room": json.dumps(self.room["room_id"]),
-                                 "token": json.dumps(self.token("chrome")),
-                                 "constraints": json.dumps(MIC_CONSTRAINTS)})
+        await self.js(join_js(self.room["ws_url"], self.room["room_id"], self.token("chrome")))
         await self.js_until("sfu.client.state === 'connected'", what="Chromium connected")
         await self.js_until("sfu.stats().then((st) => st.some((r) => r.totalAudioEnergy > 0))",
                             what="Chromium hears py")

@@ -28,7 +28,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sfutest import Sfud  # noqa: E402
+from sfutest import CallTest  # noqa: E402
 from aiortc_peer import Peer, PeerClosed  # noqa: E402
 
 ARGS = None
@@ -37,43 +37,15 @@ RESUME_FAILED = 4014
 REPLACED = 4009
 
 
-class Base(unittest.IsolatedAsyncioTestCase):
+class Base(CallTest):
     GRACE = None  # sfud's default
+    PEER = Peer
+    POLL_S = 0.05
 
     def setUp(self):
         extra = ("--resume-grace-s", str(self.GRACE)) if self.GRACE is not None else ()
-        self.sfud = Sfud(ARGS.sfud, ARGS.room, *extra)
+        self.start_sfud(ARGS.sfud, ARGS.room, *extra)
         self.peers = []
-
-    async def asyncTearDown(self):
-        for p in self.peers:
-            await p.close()
-
-    def tearDown(self):
-        self.sfud.stop()
-        if os.environ.get("SFU_TEST_LOG"):
-            sys.stderr.write("".join(self.sfud.log[-60:]))
-
-    def room(self, name):
-        st, room = self.sfud.request("POST", "/v1/rooms", {"name": name})
-        self.assertEqual(st, 201, room)
-        return room
-
-    def peer(self, room, identity, freq):
-        st, j = self.sfud.request("POST", "/v1/rooms/%s/tokens" % room["room_id"],
-                                  {"identity": identity})
-        self.assertEqual(st, 201, j)
-        p = Peer(room["ws_url"], room["room_id"], j["token"], identity, freq=freq)
-        self.peers.append(p)
-        return p
-
-    async def until(self, pred, timeout=15.0, what="condition"):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if pred():
-                return
-            await asyncio.sleep(0.05)
-        self.fail("timed out waiting for " + what)
 
     def journal(self, kind, identity):
         st, j = self.sfud.request("GET", "/v1/events?after=0&limit=1000")
@@ -82,8 +54,8 @@ class Base(unittest.IsolatedAsyncioTestCase):
                 and r.get("participant") == identity]
 
     async def call(self, name):
-        room = self.room(name)
-        a, b = self.peer(room, "alice", 440), self.peer(room, "bob", 660)
+        room = self.new_room(name)
+        a, b = self.peer(room, "alice", freq=440), self.peer(room, "bob", freq=660)
         await a.join()
         await b.join()
         await self.until(lambda: a.tone_power("bob", 660, 1.0) > HEARD and
@@ -102,7 +74,7 @@ class ResumeTest(Base):
                          what="the drop seen by sfud")
         # while alice is away: carol joins (alice is owed participant_joined
         # and a server offer for carol's track) -- and bob hears alice
-        carol = self.peer(room, "carol", 550)
+        carol = self.peer(room, "carol", freq=550)
         await carol.join()
         levels, t0 = [], time.monotonic()
         while time.monotonic() - t0 < 2.0:
@@ -136,7 +108,7 @@ class ResumeTest(Base):
         self.assertLessEqual(longest, 3, levels)  # at most 0.3 s below audible
         # the token of the welcome is spent
         self.assertEqual(self.sfud.metric("sfu_ws_resumes_total"), 1)
-        spy = self.peer(room, "spy", None)
+        spy = self.peer(room, "spy", freq=None)
         with self.assertRaises(PeerClosed) as cm:
             await spy.resume(token=first_token)
         self.assertEqual(cm.exception.code, RESUME_FAILED)
@@ -167,9 +139,9 @@ class ResumeRefusalTest(Base):
 
     async def test_refusals_and_an_expired_grace(self):
         room, a, b = await self.call("refuse")
-        other = self.room("other")
+        other = self.new_room("other")
         # forged token, token of this room's session but another room named
-        x = self.peer(room, "x", None)
+        x = self.peer(room, "x", freq=None)
         with self.assertRaises(PeerClosed) as cm:
             await x.resume(token="0" * 32)
         self.assertEqual(cm.exception.code, RESUME_FAILED)

@@ -76,9 +76,9 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 WEB_DIR = os.path.normpath(os.path.join(HERE, "..", "..", "web"))
 sys.path.insert(0, HERE)
-from sfutest import Sfud, TestCA, pid_alive  # noqa: E402
-from netns import NetNS, Unavailable  # noqa: E402
-from test_impairment import sweep_stale_namespaces  # noqa: E402
+from sfutest import PageCallTest, Sfud, TestCA, pid_alive  # noqa: E402
+from netns import new_namespace  # noqa: E402
+from pagejs import STATE_JS, join_js  # noqa: E402
 
 ARGS = None
 TAG = "sfuturn"
@@ -87,54 +87,11 @@ TURN_PORT = 3478
 TLS_PORT = 443                     # as in production (docs/deploying.md)
 PY_FREQ = 660
 HEARD = 0.01                       # tone power of aiortc's 0.3-amplitude sine: ~0.045
-MIC = {"echoCancellation": False, "noiseSuppression": False, "autoGainControl": False}
-
-# In the page: an SfuClient that relays everything, playing what arrives;
-# window.sfu.stats() gives inbound audio and the selected ICE pair.
-JOIN_JS = r"""
-(async () => {
-  const { SfuClient } = await import('/web/sfu-client.js');
-  const client = new SfuClient({ wsUrl: %(ws_url)s, rtcConfig: { iceTransportPolicy: 'relay' } });
-  const s = window.sfu = { client, audio: [], log: [] };
-  for (const t of ['connection-state', 'error', 'close']) {
-    client.addEventListener(t, (e) => s.log.push({ t, state: e.detail.state || null,
-      error: e.detail.error ? String(e.detail.error.message) : null }));
-  }
-  client.addEventListener('track', (e) => {
-    const a = new Audio();
-    a.autoplay = true;
-    a.srcObject = e.detail.stream;
-    a.play().catch(() => {});
-    s.audio.push(a);
-  });
-  s.stats = async () => {
-    const out = { packets: 0, energy: 0, pair: null };
-    const pc = client.pc;
-    if (!pc) return out;
-    const all = new Map();
-    (await pc.getStats()).forEach((r) => all.set(r.id, r));
-    for (const r of all.values()) {
-      if (r.type === 'inbound-rtp' && r.kind === 'audio') {
-        out.packets += r.packetsReceived || 0;
-        out.energy += r.totalAudioEnergy || 0;
-      }
-      if (r.type === 'transport' && r.selectedCandidatePairId) {
-        const p = all.get(r.selectedCandidatePairId);
-        const l = p && all.get(p.localCandidateId);
-        const rm = p && all.get(p.remoteCandidateId);
-        out.pair = { state: p && p.state, local: l && l.candidateType,
-                     relayProtocol: l && l.relayProtocol, url: l && l.url,
-                     remote: rm && rm.candidateType, remoteAddress: rm && rm.address };
-      }
-    }
-    return out;
-  };
-  const welcome = await client.join({ room: %(room)s, token: %(token)s, publishAudio: true,
-                                      audioConstraints: %(mic)s });
-  return { sid: welcome.participant.sid, ice_servers: welcome.ice_servers || null,
-           rtc: client.rtcConfig };
-})()
-"""
+# Chromium relays everything; what its selected ICE pair reports (pagejs.py).
+RTC_CONFIG = {"iceTransportPolicy": "relay"}
+PAIR_FIELDS = {"state": "pair.state", "local": "local.candidateType",
+               "relayProtocol": "local.relayProtocol", "url": "local.url",
+               "remote": "remote.candidateType", "remoteAddress": "remote.address"}
 
 
 def turn_credentials(identity, expiry, secret=SECRET):
@@ -206,14 +163,15 @@ class Coturn:
                 self.proc.wait(5)
 
 
-class TurnTest(unittest.IsolatedAsyncioTestCase):
+class TurnTest(PageCallTest):
+    UNTIL_S = 20.0
+    POLL_S = 0.2
 
     @classmethod
     def setUpClass(cls):
         if shutil.which("turnserver") is None:
             raise unittest.SkipTest("turnserver not installed (Debian coturn: scripts/deps.sh"
                                     " --test)")
-        sweep_stale_namespaces(TAG)
         cls.tmp = tempfile.mkdtemp(prefix="sfu-turn-test-")
         cls.sfu_ns = cls.cli_ns = cls.coturn = cls.sfud = None
         cls._enter = None
@@ -225,11 +183,8 @@ class TurnTest(unittest.IsolatedAsyncioTestCase):
 
     @classmethod
     def _set_up(cls):
-        try:
-            cls.sfu_ns = NetNS(TAG)
-            cls.cli_ns = NetNS(TAG, peer=cls.sfu_ns)
-        except Unavailable as e:
-            raise unittest.SkipTest(str(e))
+        cls.sfu_ns = new_namespace(TAG)
+        cls.cli_ns = new_namespace(TAG, peer=cls.sfu_ns)
         cls.rtc = cls.sfu_ns.inner            # the room's media address
         cls.edge = cls.cli_ns.outer           # sfud's HTTP and coturn, for clients
         cls.client_ip = cls.cli_ns.inner
@@ -264,15 +219,10 @@ class TurnTest(unittest.IsolatedAsyncioTestCase):
         problems = []
         if cls.sfud is not None:
             try:
-                cls.sfud.stop()
-                cls.sfud.assert_clean_log()
+                cls.sfud.stop_and_check(ARGS.logdir and os.path.join(ARGS.logdir,
+                                                                     "turn.sfud.log"))
             except Exception as e:
                 problems.append("sfud: %r" % e)
-            finally:
-                cls.sfud.proc.stderr.close()
-                if ARGS.logdir:
-                    with open(os.path.join(ARGS.logdir, "turn.sfud.log"), "w") as f:
-                        f.writelines(cls.sfud.log)
         if cls.coturn is not None:
             if ARGS.logdir:
                 with open(os.path.join(ARGS.logdir, "turn.coturn.log"), "w") as f:
@@ -294,29 +244,16 @@ class TurnTest(unittest.IsolatedAsyncioTestCase):
     def setUp(self):
         self.peers = []
         self.browser = self.page = None
-        st, self.room = self.sfud.request("POST", "/v1/rooms", {"name": self._testMethodName})
-        self.assertEqual(st, 201, self.room)
+        self.room = self.new_room(self._testMethodName)
         self.ws_url = self.room["ws_url"]
         self.assertIn(self.edge, self.ws_url)
         self.addCleanup(self._unblock)
 
     async def asyncTearDown(self):
-        for p in self.peers:
-            await p.close()
+        await super().asyncTearDown()
         if self.browser is not None:
-            tmp = self.browser.tmp_dir
-            self.browser.close()
-            self.assertFalse(os.path.exists(tmp), "chromium temp dir left behind")
-            self.assertEqual(self.browser._own_pids(), [], "chromium processes left behind")
-        for p in self.peers:
-            self.assertEqual(p.errors, [], p.identity)
-            self.assertEqual(p.violations, [], p.identity)
-
-    def token(self, identity):
-        st, j = self.sfud.request("POST", "/v1/rooms/%s/tokens" % self.room["room_id"],
-                                  {"identity": identity})
-        self.assertEqual(st, 201, j)
-        return j["token"]
+            self.close_browser(self.browser)
+        self.assert_peers_clean()
 
     # -- the clients' network ------------------------------------------------
 
@@ -455,38 +392,13 @@ class TurnTest(unittest.IsolatedAsyncioTestCase):
 
     # -- a call through TURN ------------------------------------------------
 
-    async def js(self, expression, timeout=15.0):
-        return await asyncio.to_thread(self.page.evaluate, expression, True, timeout)
-
-    async def until(self, pred, timeout=20.0, what="condition"):
-        end = time.monotonic() + timeout
-        while True:
-            v = pred()
-            if asyncio.iscoroutine(v):
-                v = await v
-            if v:
-                return v
-            if time.monotonic() >= end:
-                self.fail("timed out (%.0f s) waiting for %s\n%s"
-                          % (timeout, what, await self.diagnostics()))
-            await asyncio.sleep(0.2)
+    async def timeout_details(self):
+        return "\n" + await self.diagnostics()
 
     async def diagnostics(self):
-        out = ["--- sfud (last 40 lines) ---", "".join(self.sfud.log[-40:]),
-               "--- coturn (end) ---", self.coturn.log_text()[-3000:]]
-        if self.browser is not None and self.page is not None:
-            try:
-                out.append(json.dumps(await self.js(
-                    "window.sfu ? (async () => ({state: sfu.client.state, log: sfu.log,"
-                    " stats: await sfu.stats()}))() : null", timeout=5)))
-            except Exception as e:
-                out.append("(page: %r)" % e)
-            out += ["%s: %s" % (c["type"], c["text"]) for c in self.page.console[-30:]]
-        for p in self.peers:
-            out.append("%s: pc %s, pairs %r, heard %r" % (
-                p.identity, p.pc and p.pc.connectionState,
-                p.selected_candidate_types() if p.pc else None, p.received_by_source()))
-        return "\n".join(out)
+        return "\n".join(["--- sfud (last 40 lines) ---", "".join(self.sfud.log[-40:]),
+                          "--- coturn (end) ---", self.coturn.log_text()[-3000:]]
+                         + await self.call_state(STATE_JS, console=30))
 
     async def call(self, kind):
         """Chromium (relay only) and aiortc (the TURN URL of `kind`) in one
@@ -503,9 +415,8 @@ class TurnTest(unittest.IsolatedAsyncioTestCase):
                                 ca_file=self.ca_pem, prefix=self.cli_ns.exec_prefix())
         self.page = await asyncio.to_thread(self.browser.open, origin + "/web/index.html")
         t0 = time.monotonic()
-        joined = await self.js(JOIN_JS % {
-            "ws_url": json.dumps(self.ws_url), "room": json.dumps(self.room["room_id"]),
-            "token": json.dumps(self.token("chrome")), "mic": json.dumps(MIC)})
+        joined = await self.js(join_js(self.ws_url, self.room["room_id"], self.token("chrome"),
+                                       rtc_config=RTC_CONFIG, pair_fields=PAIR_FIELDS))
         self.assertEqual(joined["ice_servers"][0]["urls"], self.turn_urls)
         self.assertEqual(joined["rtc"]["iceServers"][0]["username"],
                          joined["ice_servers"][0]["username"])
@@ -521,19 +432,14 @@ class TurnTest(unittest.IsolatedAsyncioTestCase):
                          "aiortc's selected pair")
         # aiortc hears Chromium's beeps; Chromium's audio carries aiortc's tone
         await self.until(lambda: py.audio_energy("chrome", 2.0) > 1e-4, what="aiortc hears chrome")
-        await self.until(lambda: self._chrome_hears(), what="chrome hears aiortc")
-        st = await self.js("sfu.stats()")
-        pair = st["pair"]
-        self.assertEqual(pair["state"], "succeeded", st)
-        self.assertEqual(pair["local"], "relay", st)
-        self.assertEqual(pair["relayProtocol"], kind, st)
-        self.assertEqual(pair["remoteAddress"], self.rtc, st)
+        await self.until(self.page_hears, what="chrome hears aiortc")
+        pair = await self.js("sfu.pair()")
+        self.assertEqual(pair["state"], "succeeded", pair)
+        self.assertEqual(pair["local"], "relay", pair)
+        self.assertEqual(pair["relayProtocol"], kind, pair)
+        self.assertEqual(pair["remoteAddress"], self.rtc, pair)
         print("\n%s: both hear each other %.1f s after Chromium's join; Chromium %s, aiortc %s"
               % (kind, time.monotonic() - t0, pair, py.selected_candidate_types()), flush=True)
-
-    async def _chrome_hears(self):
-        st = await self.js("sfu.stats()")
-        return st["packets"] > 50 and st["energy"] > 0
 
 
 if __name__ == "__main__":

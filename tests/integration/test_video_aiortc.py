@@ -26,7 +26,7 @@ from aiortc import MediaStreamTrack
 from aiortc.rtp import is_rtcp
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sfutest import Sfud, wait_for  # noqa: E402
+from sfutest import CallTest, wait_for  # noqa: E402
 from aiortc_peer import Peer  # noqa: E402
 
 ARGS = None
@@ -140,32 +140,12 @@ class VideoPeer(Peer):
         return None
 
 
-class VideoTest(unittest.IsolatedAsyncioTestCase):
+class VideoTest(CallTest):
+    PEER = VideoPeer
+
     def setUp(self):
-        self.sfud = Sfud(ARGS.sfud, ARGS.room)
+        self.start_sfud(ARGS.sfud, ARGS.room)
         self.peers = []
-
-    async def asyncTearDown(self):
-        for p in self.peers:
-            await p.close()
-
-    def tearDown(self):
-        self.sfud.stop()
-        if os.environ.get("SFU_TEST_LOG"):
-            sys.stderr.write("".join(self.sfud.log[-60:]))
-
-    def new_room(self, name):
-        st, room = self.sfud.request("POST", "/v1/rooms", {"name": name})
-        self.assertEqual(st, 201, room)
-        return room
-
-    def peer(self, room, identity, **kw):
-        st, j = self.sfud.request("POST", "/v1/rooms/%s/tokens" % room["room_id"],
-                                  {"identity": identity})
-        self.assertEqual(st, 201, j)
-        p = VideoPeer(room["ws_url"], room["room_id"], j["token"], identity, **kw)
-        self.peers.append(p)
-        return p
 
     def video_stats(self, room):
         """The room's video counters, from a stats message newer than now."""

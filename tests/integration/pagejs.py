@@ -1,0 +1,133 @@
+"""pagejs.py -- the page side of the Chromium tests: the JavaScript that joins
+a call with web/sfu-client.js and reports what the page receives.
+
+    from pagejs import join_js
+    welcome = await self.js(join_js(ws_url, room_id, token))   # {sid, ...}
+    await self.js("sfu.stats()")    # [{packetsReceived, totalAudioEnergy, ...}]
+    await self.js("sfu.pair()")     # the selected ICE pair: the pair_fields asked for
+
+join_js() gives one expression for Runtime.evaluate (chromium.py's
+Page.evaluate, awaiting the promise) that installs `window.sfu` in a page
+of sfud's /web/ origin and joins, publishing the microphone:
+
+* sfu.client: the SfuClient, built with `rtc_config` merged over its
+  RTCConfiguration defaults (e.g. {"iceTransportPolicy": "relay"});
+* sfu.log: the client's events, each {type, t (performance.now()),
+  identity, state, reason, error}, and {type: 'play-error'} when an
+  <audio> refuses to play;
+* sfu.audio: one playing <audio> per remote track (Chromium decodes remote
+  audio only when something plays it: test_browser.py's notes);
+* sfu.stats(): one record per inbound audio RTP stream;
+* sfu.pair(): the selected candidate pair (null before one is), with one
+  entry per `pair_fields` item: name -> "pair.<stat>", "local.<stat>" or
+  "remote.<stat>" of the RTCIceCandidatePairStats or its local or remote
+  RTCIceCandidateStats (null where missing);
+* sfu.tJoin, tWelcome: join() called and answered; tFirstPacket,
+  tFirstEnergy: when a 50 ms getStats() poller (sfu.poller) first saw an
+  inbound audio packet, and energy.
+
+The join resolves to {sid, identity, others (identities in the welcome),
+ice_servers (the welcome's, or null), rtc (the client's RTCConfiguration
+after the welcome)}.
+"""
+import json
+
+# getUserMedia constraints: Chromium's echo canceller removes its fake
+# microphone's beeps while the page plays the far end (test_browser.py).
+MIC = {"echoCancellation": False, "noiseSuppression": False, "autoGainControl": False}
+
+JOIN_JS = r"""
+(async () => {
+  const { SfuClient } = await import('/web/sfu-client.js');
+  const client = new SfuClient({ wsUrl: %(ws_url)s, rtcConfig: %(rtc_config)s });
+  const s = window.sfu = { client, log: [], audio: [], tJoin: null,
+                           tWelcome: null, tFirstPacket: null, tFirstEnergy: null };
+  const note = (type) => (e) => {
+    const d = e.detail || {};
+    s.log.push({ type, t: performance.now(),
+                 identity: d.identity || (d.participant && d.participant.identity) || null,
+                 state: d.state || null, reason: d.reason ?? null,
+                 error: d.error ? `${d.error.message} (code ${d.error.code})` : null });
+  };
+  for (const t of ['participant-joined', 'participant-left', 'participant-updated',
+                   'connection-state', 'error', 'track', 'track-ended', 'close',
+                   'reconnecting', 'reconnected', 'ice-restart']) {
+    client.addEventListener(t, note(t));
+  }
+  // Play what arrives, as a page would (and so Chromium pulls the audio).
+  client.addEventListener('track', (e) => {
+    const a = new Audio();
+    a.autoplay = true;
+    a.srcObject = e.detail.stream;
+    a.play().catch((err) => s.log.push({ type: 'play-error', error: String(err) }));
+    s.audio.push(a);
+  });
+  s.stats = async () => {
+    const pc = client.pc;
+    if (!pc) return [];
+    const out = [];
+    (await pc.getStats()).forEach((r) => {
+      if (r.type === 'inbound-rtp' && r.kind === 'audio') {
+        out.push({ mid: r.mid ?? null, ssrc: r.ssrc, packetsReceived: r.packetsReceived || 0,
+                   packetsLost: r.packetsLost || 0, bytesReceived: r.bytesReceived || 0,
+                   totalAudioEnergy: r.totalAudioEnergy || 0,
+                   totalSamplesReceived: r.totalSamplesReceived || 0,
+                   audioLevel: r.audioLevel || 0 });
+      }
+    });
+    return out;
+  };
+  s.pair = async () => {
+    const pc = client.pc;
+    if (!pc) return null;
+    const all = new Map();
+    (await pc.getStats()).forEach((r) => all.set(r.id, r));
+    let out = null;
+    for (const r of all.values()) {
+      if (r.type !== 'transport' || !r.selectedCandidatePairId) continue;
+      const pair = all.get(r.selectedCandidatePairId);
+      const of = { pair, local: pair && all.get(pair.localCandidateId),
+                   remote: pair && all.get(pair.remoteCandidateId) };
+      out = {};
+      for (const [name, path] of Object.entries(%(pair_fields)s)) {
+        const [which, field] = path.split('.');
+        out[name] = of[which] ? of[which][field] ?? null : null;
+      }
+    }
+    return out;
+  };
+  s.poller = setInterval(async () => {
+    try {
+      const st = await s.stats();
+      const now = performance.now();
+      if (s.tFirstPacket === null && st.some((r) => r.packetsReceived > 0)) s.tFirstPacket = now;
+      if (s.tFirstEnergy === null && st.some((r) => r.totalAudioEnergy > 0)) s.tFirstEnergy = now;
+    } catch (err) { /* pc closed meanwhile */ }
+  }, 50);
+  s.tJoin = performance.now();
+  const welcome = await client.join({ room: %(room)s, token: %(token)s, publishAudio: true,
+                                      audioConstraints: %(mic)s });
+  s.tWelcome = performance.now();
+  return { sid: welcome.participant.sid, identity: welcome.participant.identity,
+           others: (welcome.participants || []).map((p) => p.identity),
+           ice_servers: welcome.ice_servers || null, rtc: client.rtcConfig };
+})()
+"""
+
+# For diagnostics: the client's state, its log, what it receives, its pair.
+STATE_JS = ("window.sfu ? (async () => ({state: sfu.client.state, log: sfu.log,"
+            " stats: await sfu.stats(), pair: await sfu.pair()}))() : null")
+
+
+def join_js(ws_url, room, token, mic=MIC, rtc_config=None, pair_fields=None):
+    """The expression that installs window.sfu and joins `room` (its id) with
+    `token`; rtc_config: RTCConfiguration entries over the client's own;
+    pair_fields: {name: "pair.<stat>" | "local.<stat>" | "remote.<stat>"},
+    what sfu.pair() reports."""
+    for path in (pair_fields or {}).values():
+        if path.split(".")[0] not in ("pair", "local", "remote") or path.count(".") != 1:
+            raise ValueError("pair field %r: not pair.X, local.X or remote.X" % path)
+    return JOIN_JS % {"ws_url": json.dumps(ws_url), "room": json.dumps(room),
+                      "token": json.dumps(token), "mic": json.dumps(mic),
+                      "rtc_config": json.dumps(rtc_config or {}),
+                      "pair_fields": json.dumps(pair_fields or {})}
