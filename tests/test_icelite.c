@@ -437,6 +437,32 @@ static void np_send(npeer_t *p, const char *s) {
 
 static void np_close(npeer_t *p) { g_object_unref(p->agent); }
 
+/* Data both ways on a connected pair that has carried none yet: five
+ * datagrams from the peer arrive whole and in order at the stream, then
+ * five from the stream at the peer. */
+static void exchange_five(fx_t *f, lite_t *l, npeer_t *p) {
+  char msg[32];
+  for (int i = 0; i < 5; i++) {
+    snprintf(msg, sizeof(msg), "\200peer-%d", i);
+    np_send(p, msg);
+  }
+  RUN_UNTIL(f, l->nrx == 5);
+  for (int i = 0; i < 5; i++) {
+    snprintf(msg, sizeof(msg), "\200peer-%d", i);
+    assert_int_equal(l->rxlen[i], strlen(msg));
+    assert_memory_equal(l->rx[i], msg, strlen(msg));
+  }
+  for (int i = 0; i < 5; i++) {
+    snprintf(msg, sizeof(msg), "\200lite-%d", i);
+    assert_int_equal(sfu_ice_send(l->st, (const uint8_t *)msg, strlen(msg)), 0);
+  }
+  RUN_UNTIL(f, p->nrx == 5);
+  for (int i = 0; i < 5; i++) {
+    snprintf(msg, sizeof(msg), "\200lite-%d", i);
+    assert_string_equal(p->rx[i], msg);
+  }
+}
+
 /* Closes the agent and runs the loop until its handles are gone. */
 static void agent_close(fx_t *f, sfu_ice_t *ice) {
   sfu_ice_destroy(ice);
@@ -644,26 +670,7 @@ static void test_nice_full_agent_connects(void **state) {
   assert_true(sm_stats(ice)->stun_ok >= 1);
   assert_int_equal(sm_stats(ice)->stun_401_mac + sm_stats(ice)->stun_401_user, 0);
 
-  char msg[32];
-  for (int i = 0; i < 5; i++) {
-    snprintf(msg, sizeof(msg), "\200peer-%d", i);
-    np_send(&p, msg);
-  }
-  RUN_UNTIL(&f, l.nrx == 5);
-  for (int i = 0; i < 5; i++) {
-    snprintf(msg, sizeof(msg), "\200peer-%d", i);
-    assert_int_equal(l.rxlen[i], strlen(msg));
-    assert_memory_equal(l.rx[i], msg, strlen(msg));
-  }
-  for (int i = 0; i < 5; i++) {
-    snprintf(msg, sizeof(msg), "\200lite-%d", i);
-    assert_int_equal(sfu_ice_send(l.st, (const uint8_t *)msg, strlen(msg)), 0);
-  }
-  RUN_UNTIL(&f, p.nrx == 5);
-  for (int i = 0; i < 5; i++) {
-    snprintf(msg, sizeof(msg), "\200lite-%d", i);
-    assert_string_equal(p.rx[i], msg);
-  }
+  exchange_five(&f, &l, &p);
   assert_int_equal(sfu_ice_drop_foreign(l.st), 0);
   assert_int_equal(sm_stats(ice)->drop_unknown, 0);
 
@@ -1522,26 +1529,7 @@ static void test_nice_tcp_connects(void **state) {
   assert_non_null(l.st->sel_conn);
   assert_int_equal(sfu_ice_tcp_stats(ice)->selected, 1);
   assert_int_equal(sm_stats(ice)->stun_401_mac + sm_stats(ice)->stun_401_user, 0);
-  char msg[32];
-  for (int i = 0; i < 5; i++) {
-    snprintf(msg, sizeof(msg), "\200peer-%d", i);
-    np_send(&p, msg);
-  }
-  RUN_UNTIL(&f, l.nrx == 5);
-  for (int i = 0; i < 5; i++) {
-    snprintf(msg, sizeof(msg), "\200peer-%d", i);
-    assert_int_equal(l.rxlen[i], strlen(msg));
-    assert_memory_equal(l.rx[i], msg, strlen(msg));
-  }
-  for (int i = 0; i < 5; i++) {
-    snprintf(msg, sizeof(msg), "\200lite-%d", i);
-    assert_int_equal(sfu_ice_send(l.st, (const uint8_t *)msg, strlen(msg)), 0);
-  }
-  RUN_UNTIL(&f, p.nrx == 5);
-  for (int i = 0; i < 5; i++) {
-    snprintf(msg, sizeof(msg), "\200lite-%d", i);
-    assert_string_equal(p.rx[i], msg);
-  }
+  exchange_five(&f, &l, &p);
   assert_int_equal(ice->stats.tx_datagrams, 0); /* all of it over TCP */
   np_close(&p);
   sfu_ice_stream_destroy(l.st);

@@ -503,6 +503,16 @@ static void on_text(session_t *s, const uint8_t *data, size_t len) {
   json_decref(msg);
 }
 
+/* Takes s off the flush list, if it is on it. */
+static void unmark_dirty(session_t *s) {
+  for (session_t **pp = &s->ws->dirty; *pp; pp = &(*pp)->next_dirty)
+    if (*pp == s) {
+      *pp = s->next_dirty;
+      break;
+    }
+  s->dirty = 0;
+}
+
 static void unlink_session(session_t *s) {
   sfu_ws_t *ws = s->ws;
   for (session_t **pp = &ws->sessions; *pp; pp = &(*pp)->next)
@@ -510,11 +520,7 @@ static void unlink_session(session_t *s) {
       *pp = s->next;
       break;
     }
-  for (session_t **pp = &ws->dirty; *pp; pp = &(*pp)->next_dirty)
-    if (*pp == s) {
-      *pp = s->next_dirty;
-      break;
-    }
+  unmark_dirty(s);
   ws->count--;
 }
 
@@ -523,12 +529,7 @@ static void unlink_session(session_t *s) {
 static void detach(session_t *s) {
   h2o_websocket_close(s->conn);
   s->conn = NULL;
-  for (session_t **pp = &s->ws->dirty; *pp; pp = &(*pp)->next_dirty)
-    if (*pp == s) {
-      *pp = s->next_dirty;
-      break;
-    }
-  s->dirty = 0;
+  unmark_dirty(s);
   s->state = WS_DETACHED;
   s->detached_ms = sfu_now_ms();
   if (s->ws->metrics) s->ws->metrics->ws_detached++;
