@@ -13,7 +13,7 @@
 
 static void histogram_buckets_are_cumulative(void **state) {
   sfu_metrics_t m;
-  sfu_gauges_t g = {3, 1, 12, 0, 0.5};
+  sfu_gauges_t g = {3, 1, 12, 0, 0.5, -1};
   char buf[8192];
   sfu_metrics_init(&m);
   sfu_histogram_observe(&m.spawn_seconds, 0.0004); /* <= 0.5 ms */

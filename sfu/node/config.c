@@ -24,6 +24,7 @@
 #include "sfu/base/log.h"
 #include "sfu/base/sfu.h"
 #include "sfu/node/turn.h"
+#include "signaling/token.h"
 
 typedef enum { T_STR, T_INT } opt_type_t;
 
@@ -63,6 +64,11 @@ static const opt_t opts[] = {
   S(turn_urls, "TURN servers for clients, comma-separated turn:/turns: URLs (default: none; docs/deploying.md)"),
   S(turn_secret, "the TURN server's static-auth-secret, at least 16 bytes: signs short-lived TURN credentials (required with turn_urls)"),
   I(turn_ttl_s, 60, 604800, "TURN credentials given at a join stay valid this long: the longest call through TURN (default 86400)"),
+  S(etcd_url, "etcd's v3 JSON gateway, http:// or https://: join the fleet kept there (default: none, the node runs alone; docs/fleet.md)"),
+  S(etcd_prefix, "the fleet's keys in etcd live under this prefix (default /sfu)"),
+  I(etcd_lease_ttl_s, 2, 300, "this node's lease in etcd: its keys go this long after it stops answering (default 10)"),
+  S(region, "this node's region: rooms created for a region go to a node of it (default \"default\")"),
+  S(fleet_tls_ca_file, "PEM CA certificates verifying https:// etcd and other nodes' API (default: the system store)"),
   I(max_rooms, 1, 100000, "rooms this node accepts (default 1000)"),
   I(max_participants, 1, 10000, "participants per room, upper bound (default 100)"),
   I(empty_timeout_s, 1, 86400, "a room with nobody in it ends after this (default 300)"),
@@ -105,6 +111,9 @@ void sfu_config_defaults(sfu_config_t *c) {
   c->max_connections_per_ip = 256;
   c->http_request_timeout_ms = 10000;
   c->turn_ttl_s = 86400;
+  strcpy(c->etcd_prefix, "/sfu");
+  c->etcd_lease_ttl_s = 10;
+  strcpy(c->region, "default");
 }
 
 static const opt_t *find_opt(const char *key, size_t len) {
@@ -467,6 +476,24 @@ int sfu_config_finish(sfu_config_t *c, char *err, size_t errlen) {
   if (c->api_key[0] && strlen(c->api_key) < SFU_CONFIG_MIN_API_KEY) {
     snprintf(err, errlen, "api_key must be at least %d characters (or unset: one is generated)",
              SFU_CONFIG_MIN_API_KEY);
+    return -1;
+  }
+  if (c->etcd_url[0] && strncmp(c->etcd_url, "http://", 7) != 0 &&
+      strncmp(c->etcd_url, "https://", 8) != 0) {
+    snprintf(err, errlen, "etcd_url: '%s' is not an http:// or https:// URL", c->etcd_url);
+    return -1;
+  }
+  if (c->etcd_url[0] && !c->node_id[0]) {
+    snprintf(err, errlen, "node_id is required with etcd_url: it names this node in the fleet");
+    return -1;
+  }
+  if (c->etcd_prefix[0] != '/' || c->etcd_prefix[strlen(c->etcd_prefix) - 1] == '/') {
+    snprintf(err, errlen, "etcd_prefix: '%s' must start with / and not end with one",
+             c->etcd_prefix);
+    return -1;
+  }
+  if (!sfu_token_valid_id(c->region) || (c->etcd_url[0] && !sfu_token_valid_id(c->node_id))) {
+    snprintf(err, errlen, "region and node_id must be 1-63 characters of A-Z a-z 0-9 _ . @ : -");
     return -1;
   }
   if (sfu_turn_check(c->turn_urls, c->turn_secret, err, errlen) != 0) return -1;

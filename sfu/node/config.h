@@ -38,6 +38,11 @@ typedef struct sfu_config_s {
   char turn_urls[1024];          /* TURN servers handed to clients, comma-separated ("" = none) */
   char turn_secret[128];         /* the TURN server's static-auth-secret: signs their credentials */
   int turn_ttl_s;                /* a join's TURN credentials stay valid this long */
+  char etcd_url[256];            /* etcd's JSON gateway: join the fleet ("" = run alone) */
+  char etcd_prefix[128];         /* the fleet's keys live under this */
+  int etcd_lease_ttl_s;          /* this node's keys outlive its silence this long */
+  char region[64];               /* where placement may put rooms of this region */
+  char fleet_tls_ca_file[512];   /* CAs verifying https:// etcd and other nodes ("" = system) */
   int max_rooms;                 /* rooms per node */
   int max_participants;          /* participants per room, upper bound */
   int empty_timeout_s;           /* default for rooms that do not say */

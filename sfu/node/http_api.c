@@ -55,6 +55,14 @@
  *   DELETE .../participants/{identity}            kick
  *   POST .../participants/{identity}/mute         server mute
  *   POST, DELETE .../participants/{identity}/ban  ban, unban
+ *   GET  /v1/fleet                     nodes and rooms in etcd
+ *
+ * In a fleet (fleet.c) some answers wait for etcd or another node: the
+ * handler keeps a pending_t and returns; the answer is sent when the reply
+ * comes. h2o frees a request whose client went away, so each pending_t is
+ * tied to its request's memory pool by a small object whose dispose
+ * callback clears pending_t.req: the continuation then answers nobody and
+ * undoes what it started (a claim made for a room not spawned).
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -72,7 +80,9 @@
 #include "sfu/base/log.h"
 #include "sfu/base/sfu.h"
 #include "sfu/node/events.h"
+#include "sfu/node/fleet.h"
 #include "sfu/node/http_api.h"
+#include "sfu/node/httpc.h"
 #include "sfu/node/tls.h"
 #include "signaling/token.h"
 #include "sfu/node/validate.h"
@@ -102,6 +112,7 @@ struct sfu_http_s {
   sfu_ws_t *ws;
   sfu_events_t *events;
   sfu_metrics_t *metrics;
+  sfu_fleet_t *fleet;            /* NULL: this node runs alone */
   h2o_globalconf_t globalconf;
   h2o_context_t ctx;
   h2o_accept_ctx_t accept_ctx;  /* .ssl_ctx: NULL for plain HTTP */
@@ -136,6 +147,7 @@ static const char *reason_of(int status) {
   case 409: return "Conflict";
   case 413: return "Payload Too Large";
   case 500: return "Internal Server Error";
+  case 502: return "Bad Gateway";
   case 503: return "Service Unavailable";
   default: return "Unknown";
   }
@@ -251,16 +263,11 @@ static const char *body_of(h2o_req_t *req, size_t *len) {
 
 /* --- routes ------------------------------------------------------------- */
 
-static int route_create_room(sfu_http_t *h, h2o_req_t *req) {
-  sfu_room_req_t rr;
-  sfu_api_error_t e;
+/* Spawns the room and answers 201, or the error; *spawned says which. */
+static int spawn_and_answer(sfu_http_t *h, h2o_req_t *req, sfu_room_req_t *rr, int *spawned) {
   sfu_room_rec_t *r;
-  size_t len;
-  const char *body = body_of(req, &len);
-
-  if (sfu_validate_room_create(body, len, h->cfg, &rr, &e)) return send_error(h, req, &e);
-  int rv = sfu_supervisor_spawn(h->sup, &rr, &r);
-  sfu_room_req_free(&rr);
+  int rv = sfu_supervisor_spawn(h->sup, rr, &r);
+  *spawned = rv == 0;
   switch (rv) {
   case 0: break;
   case SFU_EDRAINING:
@@ -269,18 +276,286 @@ static int route_create_room(sfu_http_t *h, h2o_req_t *req) {
     return fail(h, req, 503, "at_capacity", "this node runs its maximum of %d rooms",
                 h->cfg->max_rooms);
   case SFU_EEXIST:
-    return fail(h, req, 409, "name_in_use", "a live room is already named '%s'", rr.name);
+    return fail(h, req, 409, "name_in_use", "a live room is already named '%s'", rr->name);
   default:
     return fail(h, req, 500, "spawn_failed", "cannot start the room process: %s",
                 sfu_strerror(rv));
   }
   json_t *j = sfu_room_json(r, 0);
   json_object_set_new(j, "ws_url", json_string(h->ws_url));
+  if (h->fleet) json_object_set_new(j, "node_id", json_string(h->cfg->node_id));
   char loc[64];
   int n = snprintf(loc, sizeof(loc), "/v1/rooms/%s", r->id);
   h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_LOCATION, NULL,
                  h2o_strdup(&req->pool, loc, (size_t)n).base, (size_t)n);
   return send_json(h, req, 201, j);
+}
+
+/* --- answers that wait (fleet) ------------------------------------------- */
+
+typedef struct pending_s pending_t;
+struct pending_s {
+  sfu_http_t *h;
+  h2o_req_t *req;      /* NULL once h2o has freed the request */
+  pending_t **slot;    /* in the request's pool, pointing back here */
+  sfu_room_req_t rr;   /* POST /v1/rooms */
+  char *path;          /* the request's path and query */
+  char *body;          /* and body, copied */
+  size_t len;
+  char method[8];
+  char auth[192];      /* its Authorization header */
+  char node_id[64];    /* the node it was passed to */
+  char room[72];       /* the room asked about */
+  int placed;          /* POST /v1/rooms passed to the node placement chose */
+  int whole_room;      /* /v1/rooms/{id} itself, not a route under it */
+};
+
+static void on_req_disposed(void *obj) {
+  pending_t **slot = obj;
+  if (*slot) (*slot)->req = NULL;
+}
+
+static pending_t *pending_new(sfu_http_t *h, h2o_req_t *req) {
+  pending_t *p = calloc(1, sizeof(*p));
+  size_t len;
+  const char *body = body_of(req, &len);
+  if (!p) return NULL;
+  p->h = h;
+  p->req = req;
+  p->path = strndup(req->path.base, req->path.len);
+  p->body = malloc(len + 1);
+  if (!p->path || !p->body) {
+    free(p->path);
+    free(p->body);
+    free(p);
+    return NULL;
+  }
+  memcpy(p->body, body, len);
+  p->body[len] = '\0';
+  p->len = len;
+  snprintf(p->method, sizeof(p->method), "%.*s", (int)req->method.len, req->method.base);
+  ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
+  if (i >= 0)
+    snprintf(p->auth, sizeof(p->auth), "%.*s", (int)req->headers.entries[i].value.len,
+             req->headers.entries[i].value.base);
+  p->slot = h2o_mem_alloc_shared(&req->pool, sizeof(*p->slot), on_req_disposed);
+  *p->slot = p;
+  return p;
+}
+
+static void pending_done(pending_t *p) {
+  if (p->req) *p->slot = NULL;
+  sfu_room_req_free(&p->rr);
+  free(p->path);
+  free(p->body);
+  free(p);
+}
+
+/* Whether another node passed this request on (it is never passed again). */
+static int is_proxied(h2o_req_t *req) {
+  return h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-sfu-proxied"), -1) >= 0;
+}
+
+static int fleet_unavailable(sfu_http_t *h, h2o_req_t *req) {
+  return fail(h, req, 503, "fleet_unavailable",
+              "etcd cannot be reached: the fleet cannot place or find rooms now");
+}
+
+static void on_placed(void *arg, int rv, const sfu_fleet_node_t *node);
+
+static void on_proxied(void *arg, int status, const char *location, const char *body,
+                       size_t len, const char *err) {
+  pending_t *p = arg;
+  sfu_http_t *h = p->h;
+  h2o_req_t *req = p->req;
+  if (req && err == h2o_socket_error_conn_fail && p->placed == 1) {
+    /* the chosen node is gone (its lease not yet expired) and saw nothing:
+     * place the room once more, elsewhere */
+    p->placed = 2;
+    sfu_fleet_place(h->fleet, p->rr.region, NULL, p->node_id, on_placed, p);
+    return;
+  }
+  if (req && err) {
+    fail(h, req, 502, "node_unreachable", "node '%s' did not answer: %s", p->node_id, err);
+  } else if (req) {
+    h->metrics->fleet_proxied++;
+    if (location)
+      h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_LOCATION, NULL,
+                     h2o_strdup(&req->pool, location, SIZE_MAX).base, strlen(location));
+    send_body(h, req, status, "application/json", body, len);
+  }
+  pending_done(p);
+}
+
+/* Passes the request on to `node`, whose answer becomes ours. body/len
+ * replace the request's body when body is not NULL. */
+static void proxy(pending_t *p, const sfu_fleet_node_t *node, const char *body, size_t len) {
+  char url[1024], headers[384];
+  snprintf(p->node_id, sizeof(p->node_id), "%s", node->node_id);
+  snprintf(url, sizeof(url), "%s%s", node->api_url, p->path);
+  snprintf(headers, sizeof(headers),
+           "Authorization: %s\r\nContent-Type: application/json\r\nX-SFU-Proxied: %s\r\n",
+           p->auth, p->h->cfg->node_id);
+  if (!sfu_httpc_request(sfu_fleet_api_client(p->h->fleet), p->method, url, headers,
+                         body ? body : p->body, body ? len : p->len, on_proxied, p))
+    on_proxied(p, 0, NULL, NULL, 0, "its api_url cannot be used");
+}
+
+static void on_claimed(void *arg, int rv) {
+  pending_t *p = arg;
+  sfu_http_t *h = p->h;
+  int spawned = 0;
+  if (rv == 0 && p->req) spawn_and_answer(h, p->req, &p->rr, &spawned);
+  if (rv == 0 && !spawned) sfu_fleet_release(h->fleet, p->rr.id, p->rr.name);
+  if (p->req && rv == SFU_EEXIST)
+    fail(h, p->req, 409, "name_in_use", "a live room of the fleet is already named '%s'",
+         p->rr.name);
+  else if (p->req && rv != 0)
+    fleet_unavailable(h, p->req);
+  pending_done(p);
+}
+
+/* Creates the room here, its id and name claimed in etcd first. */
+static void create_claimed(pending_t *p) {
+  sfu_http_t *h = p->h;
+  sfu_room_rec_t *r;
+  if (sfu_supervisor_draining(h->sup)) {
+    fail(h, p->req, 503, "draining", "this node is draining and accepts no new rooms");
+    pending_done(p);
+    return;
+  }
+  if (p->rr.name[0] && (r = sfu_supervisor_find(h->sup, p->rr.name)) != NULL &&
+      (r->state == SFU_ROOM_STARTING || r->state == SFU_ROOM_RUNNING)) {
+    fail(h, p->req, 409, "name_in_use", "a live room is already named '%s'", p->rr.name);
+    pending_done(p);
+    return;
+  }
+  sfu_random_hex(p->rr.id, "rm_", 8);
+  sfu_fleet_claim(h->fleet, p->rr.id, p->rr.name, on_claimed, p);
+}
+
+static void on_placed(void *arg, int rv, const sfu_fleet_node_t *node) {
+  pending_t *p = arg;
+  sfu_http_t *h = p->h;
+  h2o_req_t *req = p->req;
+  if (!req) {
+    pending_done(p);
+    return;
+  }
+  if (rv == 0 && strcmp(node->node_id, h->cfg->node_id) == 0) {
+    create_claimed(p);
+    return;
+  }
+  if (rv == 0) { /* the chosen node creates it: pinned, so it does not place it again */
+    json_t *j = json_loadb(p->body, p->len, 0, NULL);
+    if (!json_is_object(j)) {
+      json_decref(j);
+      j = json_object();
+    }
+    json_object_set_new(j, "node", json_string(node->node_id));
+    char *body = json_dumps(j, JSON_COMPACT);
+    if (!p->rr.node[0] && !p->placed) p->placed = 1; /* chosen by load: may be chosen again */
+    json_decref(j);
+    proxy(p, node, body, strlen(body));
+    free(body);
+    return;
+  }
+  if (rv == SFU_ENOENT)
+    fail(h, req, 404, "node_not_found", "no node '%s' in the fleet", p->rr.node);
+  else if (rv == SFU_EDRAINING)
+    fail(h, req, 503, "draining", "node '%s' is draining and accepts no new rooms", p->rr.node);
+  else if (rv == SFU_ECAPACITY && p->rr.node[0])
+    fail(h, req, 503, "no_capacity", "node '%s' runs its maximum of rooms", p->rr.node);
+  else if (rv == SFU_ECAPACITY)
+    fail(h, req, 503, "no_capacity", "no node of region '%s' can take another room",
+         p->rr.region[0] ? p->rr.region : h->cfg->region);
+  else
+    fleet_unavailable(h, req);
+  pending_done(p);
+}
+
+/* POST /v1/rooms: alone, the room is spawned here. In a fleet it goes to
+ * the node placement chooses (this one, or another that the request is
+ * passed to, pinned), its id and name claimed in etcd before it spawns. */
+static int route_create_room(sfu_http_t *h, h2o_req_t *req) {
+  sfu_room_req_t rr;
+  sfu_api_error_t e;
+  size_t len;
+  int spawned;
+  const char *body = body_of(req, &len);
+
+  if (sfu_validate_room_create(body, len, h->cfg, &rr, &e)) return send_error(h, req, &e);
+  if (!h->fleet) {
+    if (rr.node[0] && strcmp(rr.node, h->cfg->node_id) != 0) {
+      sfu_room_req_free(&rr);
+      return fail(h, req, 404, "node_not_found", "no node '%s': this node runs alone", rr.node);
+    }
+    if (rr.region[0] && strcmp(rr.region, h->cfg->region) != 0) {
+      sfu_room_req_free(&rr);
+      return fail(h, req, 503, "no_capacity", "no node of region '%s': this node runs alone",
+                  rr.region);
+    }
+    spawn_and_answer(h, req, &rr, &spawned);
+    sfu_room_req_free(&rr);
+    return 0;
+  }
+  pending_t *p = pending_new(h, req);
+  if (!p) {
+    sfu_room_req_free(&rr);
+    return send_body(h, req, 500, "application/json", H2O_STRLIT(OOM_BODY));
+  }
+  p->rr = rr;
+  if (is_proxied(req) || strcmp(rr.node, h->cfg->node_id) == 0)
+    create_claimed(p);
+  else
+    sfu_fleet_place(h->fleet, rr.region, rr.node, NULL, on_placed, p);
+  return 0;
+}
+
+static void on_found(void *arg, int rv, const sfu_fleet_node_t *owner) {
+  pending_t *p = arg;
+  sfu_http_t *h = p->h;
+  if (!p->req) {
+    pending_done(p);
+  } else if (rv == 0 && strcmp(owner->node_id, h->cfg->node_id) != 0) {
+    proxy(p, owner, NULL, 0);
+  } else {
+    json_t *lost = rv == SFU_ENOENT ? sfu_fleet_lost_json(h->fleet, p->room) : NULL;
+    if (rv == SFU_EAGAIN)
+      fleet_unavailable(h, p->req);
+    else if (!lost)
+      fail(h, p->req, 404, "room_not_found", "no room '%.64s' in the fleet", p->room);
+    else if (p->whole_room && (method_is(p->req, "GET") || method_is(p->req, "DELETE")))
+      send_json(h, p->req, 200, json_incref(lost)); /* /v1/rooms/{id} itself */
+    else
+      fail(h, p->req, 409, "room_not_running", "room %s crashed with its node %s", p->room,
+           json_string_value(json_object_get(lost, "node_id")));
+    json_decref(lost);
+    pending_done(p);
+  }
+}
+
+static void on_snapshot(void *arg, int rv, json_t *fleet) {
+  pending_t *p = arg;
+  if (p->req && rv) fleet_unavailable(p->h, p->req);
+  if (p->req && !rv) {
+    json_object_set_new(fleet, "node_id", json_string(p->h->cfg->node_id));
+    send_json(p->h, p->req, 200, fleet);
+  } else {
+    json_decref(fleet);
+  }
+  pending_done(p);
+}
+
+/* GET /v1/fleet */
+static int route_fleet(sfu_http_t *h, h2o_req_t *req) {
+  if (!method_is(req, "GET")) return method_not_allowed(h, req, "GET");
+  if (!h->fleet)
+    return fail(h, req, 404, "no_fleet", "this node runs alone (etcd_url is not set)");
+  pending_t *p = pending_new(h, req);
+  if (!p) return send_body(h, req, 500, "application/json", H2O_STRLIT(OOM_BODY));
+  sfu_fleet_snapshot(h->fleet, on_snapshot, p);
+  return 0;
 }
 
 static int mint_token(sfu_http_t *h, h2o_req_t *req, sfu_room_rec_t *r,
@@ -452,6 +727,14 @@ static int route_capture(sfu_http_t *h, h2o_req_t *req, sfu_room_rec_t *r) {
 static int route_room(sfu_http_t *h, h2o_req_t *req, char seg[][72], int n) {
   const char *id = seg[2], *sub = n >= 4 ? seg[3] : NULL;
   sfu_room_rec_t *r = sfu_supervisor_find(h->sup, id);
+  if (!r && h->fleet && !is_proxied(req)) { /* perhaps on another node */
+    pending_t *p = pending_new(h, req);
+    if (!p) return send_body(h, req, 500, "application/json", H2O_STRLIT(OOM_BODY));
+    snprintf(p->room, sizeof(p->room), "%s", id);
+    p->whole_room = sub == NULL;
+    sfu_fleet_lookup(h->fleet, id, on_found, p);
+    return 0;
+  }
   if (!r) return fail(h, req, 404, "room_not_found", "no room '%.64s' on this node", id);
   if (sub && strcmp(sub, "participants") == 0 && n >= 5)
     return route_participant(h, req, r, seg[4], n == 6 ? seg[5] : NULL);
@@ -476,16 +759,6 @@ static int route_room(sfu_http_t *h, h2o_req_t *req, char seg[][72], int n) {
     return send_json(h, req, was_crashed ? 200 : 202, j);
   }
   return method_not_allowed(h, req, "GET, DELETE");
-}
-
-static double loadavg_1m(void) {
-  double l = 0;
-  FILE *f = fopen("/proc/loadavg", "r");
-  if (f) {
-    if (fscanf(f, "%lf", &l) != 1) l = 0;
-    fclose(f);
-  }
-  return l;
 }
 
 static double self_cpu_seconds(void) {
@@ -514,9 +787,12 @@ static int route_node(sfu_http_t *h, h2o_req_t *req) {
       (json_int_t)((sfu_wall_ms() - h->started_wall_ms) / 1000), "capacity",
       "max_rooms", h->cfg->max_rooms, "max_participants_per_room",
       h->cfg->max_participants, "load", "rooms", live, "rooms_crashed", crashed,
-      "participants", parts, "cpu", "loadavg_1m", loadavg_1m(), "sfud_seconds",
+      "participants", parts, "cpu", "loadavg_1m", sfu_loadavg_1m(), "sfud_seconds",
       self_cpu_seconds(), "reaped_rooms_seconds", children_cpu_seconds(), "cores",
       (int)sysconf(_SC_NPROCESSORS_ONLN));
+  json_object_set_new(j, "node_id", json_string(h->cfg->node_id));
+  json_object_set_new(j, "region", json_string(h->cfg->region));
+  json_object_set_new(j, "fleet", h->fleet ? sfu_fleet_status_json(h->fleet) : json_null());
   return send_json(h, req, 200, j);
 }
 
@@ -527,6 +803,7 @@ static int route_drain(sfu_http_t *h, h2o_req_t *req) {
   const char *body = body_of(req, &len);
   if (sfu_validate_drain(body, len, h->cfg, &draining, &e)) return send_error(h, req, &e);
   sfu_supervisor_set_draining(h->sup, draining);
+  if (h->fleet) sfu_fleet_node_changed(h->fleet);
   return route_node(h, req);
 }
 
@@ -571,9 +848,10 @@ static int route_events(sfu_http_t *h, h2o_req_t *req) {
 
 static int route_metrics(sfu_http_t *h, h2o_req_t *req) {
   sfu_gauges_t g;
-  char buf[8192];
+  static char buf[16384];
   sfu_supervisor_counts(h->sup, &g.rooms, &g.rooms_crashed, &g.participants);
   g.draining = sfu_supervisor_draining(h->sup);
+  g.fleet_registered = h->fleet ? sfu_fleet_available(h->fleet) : -1;
   g.cpu_seconds = self_cpu_seconds();
   size_t n = sfu_metrics_render(h->metrics, &g, buf, sizeof(buf));
   if (n >= sizeof(buf)) n = sizeof(buf) - 1;
@@ -693,6 +971,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req) {
       if (!method_is(req, "POST")) return method_not_allowed(h, req, "POST");
       return route_drain(h, req);
     }
+  } else if (strcmp(seg[1], "fleet") == 0 && n == 2) {
+    return route_fleet(h, req);
   } else if (strcmp(seg[1], "events") == 0 && n == 2) {
     if (!method_is(req, "GET")) return method_not_allowed(h, req, "GET");
     return route_events(h, req);
@@ -981,6 +1261,10 @@ int sfu_http_reload_tls(sfu_http_t *h) {
 }
 
 void sfu_http_set_events(sfu_http_t *h, sfu_events_t *e) { h->events = e; }
+
+void sfu_http_set_fleet(sfu_http_t *h, sfu_fleet_t *f) { h->fleet = f; }
+
+const char *sfu_http_ws_url(const sfu_http_t *h) { return h->ws_url; }
 
 void sfu_http_stop_listening(sfu_http_t *h) {
   if (!uv_is_closing((uv_handle_t *)&h->listener))

@@ -28,6 +28,12 @@ const char *sfu_http_base_url(const sfu_http_t *h);
 /* Serves GET /v1/events from this log. */
 struct sfu_events_s;
 void sfu_http_set_events(sfu_http_t *h, struct sfu_events_s *e);
+/* With a fleet, rooms are placed across it and requests for rooms that run
+ * on another node are passed to that node (docs/fleet.md). */
+struct sfu_fleet_s;
+void sfu_http_set_fleet(sfu_http_t *h, struct sfu_fleet_s *f);
+/* This node's client signaling URL (ws:// or wss://). */
+const char *sfu_http_ws_url(const sfu_http_t *h);
 /* Stops accepting connections (shutdown). Open connections finish. */
 void sfu_http_stop_listening(sfu_http_t *h);
 

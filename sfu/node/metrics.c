@@ -121,6 +121,19 @@ size_t sfu_metrics_render(const sfu_metrics_t *m, const sfu_gauges_t *g,
   counter(&o, "sfu_tls_reload_failures_total",
           "TLS certificate reloads refused (the previous certificate stayed).",
           m->tls_reload_failures);
+  if (g->fleet_registered >= 0)
+    gauge(&o, "sfu_fleet_registered", "1 while this node holds a lease etcd confirmed.",
+          g->fleet_registered);
+  counter(&o, "sfu_fleet_registrations_total", "Leases taken in etcd.", m->fleet_registrations);
+  counter(&o, "sfu_fleet_leases_lost_total", "Leases etcd no longer knew (keys gone).",
+          m->fleet_leases_lost);
+  counter(&o, "sfu_fleet_etcd_errors_total", "etcd requests that failed or timed out.",
+          m->fleet_etcd_errors);
+  counter(&o, "sfu_fleet_claim_conflicts_total",
+          "Live rooms whose id or name another node held when this one registered again.",
+          m->fleet_claim_conflicts);
+  counter(&o, "sfu_fleet_proxied_total", "API requests passed to the node that runs the room.",
+          m->fleet_proxied);
   counter(&o, "sfu_ws_close_timeouts_total",
           "WebSockets closed because the client never answered the close.", m->ws_close_timeouts);
   counter(&o, "sfu_ipc_congestions_total",
@@ -132,4 +145,14 @@ size_t sfu_metrics_render(const sfu_metrics_t *m, const sfu_gauges_t *g,
   gauge(&o, "sfu_process_cpu_seconds", "CPU time used by sfud itself.", g->cpu_seconds);
   if (o.len < cap) buf[o.len] = '\0';
   return o.len;
+}
+
+double sfu_loadavg_1m(void) {
+  double l = 0;
+  FILE *f = fopen("/proc/loadavg", "r");
+  if (f) {
+    if (fscanf(f, "%lf", &l) != 1) l = 0;
+    fclose(f);
+  }
+  return l;
 }

@@ -50,6 +50,11 @@ typedef struct sfu_metrics_s {
   uint64_t ws_resume_expired;    /* detached sessions that ended unresumed */
   uint64_t tls_reloads;          /* certificate reloads that took effect (SIGHUP) */
   uint64_t tls_reload_failures;  /* reloads refused: the previous certificate stayed */
+  uint64_t fleet_registrations;  /* leases taken in etcd (the first, and after one was lost) */
+  uint64_t fleet_leases_lost;    /* leases etcd no longer knew */
+  uint64_t fleet_etcd_errors;    /* etcd requests that failed or timed out */
+  uint64_t fleet_claim_conflicts; /* live rooms whose keys another node held on re-registering */
+  uint64_t fleet_proxied;        /* API requests answered by another node */
   int http_connections;          /* gauge: open HTTP/WebSocket connections */
   int http_connections_max;      /* gauge: their cap in effect */
   sfu_histogram_t spawn_seconds; /* spawn -> room "ready" message */
@@ -65,11 +70,15 @@ typedef struct sfu_gauges_s {
   int participants;     /* across rooms */
   int draining;         /* 0/1 */
   double cpu_seconds;   /* sfud's own CPU time */
+  int fleet_registered; /* 0/1; -1: no fleet (not rendered) */
 } sfu_gauges_t;
 
 /* Renders everything; returns bytes written (truncated output is cut at a
  * line boundary) or the size needed when buf is too small. */
 size_t sfu_metrics_render(const sfu_metrics_t *m, const sfu_gauges_t *g,
                           char *buf, size_t cap);
+
+/* The host's 1-minute load average (/proc/loadavg), 0 if unreadable. */
+double sfu_loadavg_1m(void);
 
 #endif

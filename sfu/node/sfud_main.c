@@ -23,6 +23,7 @@
 
 #include "sfu/node/config.h"
 #include "sfu/node/events.h"
+#include "sfu/node/fleet.h"
 #include "sfu/base/log.h"
 #include "sfu/node/metrics.h"
 #include "sfu/base/sfu.h"
@@ -38,6 +39,7 @@ static sfu_http_t *http;
 static sfu_ws_t *ws;
 static sfu_events_t *events;
 static sfu_webhook_t *webhook;
+static sfu_fleet_t *fleet;
 
 static void on_durable(void *arg) { sfu_webhook_kick(arg); }
 
@@ -65,22 +67,36 @@ static void raise_nofile(void) {
 }
 
 static void hook_room_gone(void *arg, sfu_room_rec_t *r, int crashed) {
+  if (fleet) sfu_fleet_release(fleet, r->id, r->name);
   sfu_ws_on_room_gone(arg, r, crashed ? SFU_WS_ROOM_CRASHED : SFU_WS_ROOM_CLOSED,
                       crashed ? "room crashed" : "room closed");
 }
 static uv_signal_t sig_int, sig_term, sig_hup;
 static int signals_seen;
 
-static void on_supervisor_done(sfu_supervisor_t *s, void *arg) {
-  uv_loop_t *loop = arg;
-  sfu_log(SFU_LOG_INFO, "sfud", "all rooms closed; exiting");
-  uv_stop(loop);
+/* Shutting down waits for the rooms to close and for the fleet to be left. */
+static int shutdown_waits;
+
+static void shutdown_part_done(uv_loop_t *loop) {
+  if (--shutdown_waits == 0) {
+    sfu_log(SFU_LOG_INFO, "sfud", "all rooms closed; exiting");
+    uv_stop(loop);
+  }
 }
+
+static void on_supervisor_done(sfu_supervisor_t *s, void *arg) {
+  (void)s;
+  shutdown_part_done(arg);
+}
+
+static void on_fleet_left(void *arg) { shutdown_part_done(arg); }
 
 static void on_signal(uv_signal_t *h, int signum) {
   if (signals_seen++ == 0) {
     sfu_log(SFU_LOG_INFO, "sfud", "signal %d: shutting down", signum);
     sfu_http_stop_listening(http);
+    shutdown_waits = fleet ? 2 : 1;
+    if (fleet) sfu_fleet_leave(fleet, on_fleet_left, h->loop);
     sfu_supervisor_shutdown(sup, on_supervisor_done, h->loop);
   } else {
     sfu_log(SFU_LOG_WARN, "sfud", "signal %d again: killing rooms now", signum);
@@ -154,6 +170,12 @@ int main(int argc, char **argv) {
   }
   if (sfu_http_start(&http, loop, &cfg, sup, ws, &metrics) != 0) return 1;
   sfu_http_set_events(http, events);
+  if (cfg.etcd_url[0]) {
+    if (sfu_fleet_start(&fleet, loop, &cfg, sup, &metrics, sfu_http_base_url(http),
+                        sfu_http_ws_url(http)) != 0)
+      return 2;
+    sfu_http_set_fleet(http, fleet);
+  }
 
   uv_signal_init(loop, &sig_int);
   uv_signal_init(loop, &sig_term);

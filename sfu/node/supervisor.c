@@ -383,7 +383,10 @@ int sfu_supervisor_spawn(sfu_supervisor_t *s, sfu_room_req_t *req,
   if (!r) return SFU_ENOMEM;
   s->records_alive++;
   r->sup = s;
-  sfu_random_hex(r->id, "rm_", 8);
+  if (req->id[0])
+    snprintf(r->id, sizeof(r->id), "%s", req->id);
+  else
+    sfu_random_hex(r->id, "rm_", 8);
   memcpy(r->name, req->name, sizeof(r->name));
   r->max_participants = req->max_participants;
   r->empty_timeout_s = req->empty_timeout_s;
@@ -566,6 +569,14 @@ void sfu_supervisor_counts(const sfu_supervisor_t *s, int *live, int *crashed,
       (*crashed)++;
     }
   }
+}
+
+void sfu_supervisor_packets(const sfu_supervisor_t *s, uint64_t *rtp_out) {
+  *rtp_out = 0;
+  for (const sfu_room_rec_t *r = s->rooms; r; r = r->next)
+    if (is_live(r))
+      *rtp_out += (uint64_t)json_integer_value(
+          json_object_get(json_object_get(r->stats, "packets"), "rtp_out"));
 }
 
 /* --- moderation ----------------------------------------------------------- */

@@ -223,6 +223,8 @@ json_t *sfu_room_json(const sfu_room_rec_t *r, int detail);
 json_t *sfu_supervisor_list_json(sfu_supervisor_t *s);
 const char *sfu_room_state_name(sfu_room_state_t st);
 
+/* RTP packets the live rooms sent, from their last reports. */
+void sfu_supervisor_packets(const sfu_supervisor_t *s, uint64_t *rtp_out);
 void sfu_supervisor_set_draining(sfu_supervisor_t *s, int draining);
 int sfu_supervisor_draining(const sfu_supervisor_t *s);
 /* Live rooms, crashed rooms listed, participants over live rooms. */

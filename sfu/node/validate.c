@@ -88,6 +88,12 @@ int sfu_validate_room_create(const char *body, size_t len,
       if (!rv && !sfu_token_valid_id(out->name))
         rv = sfu_api_error(err, 400, "invalid_field",
                            "'name' must be 1-64 characters of A-Z a-z 0-9 _ . @ : -");
+    } else if (strcmp(key, "region") == 0 || strcmp(key, "node") == 0) {
+      char *dst = key[0] == 'r' ? out->region : out->node;
+      rv = get_str(v, key, 63, dst, err);
+      if (!rv && !sfu_token_valid_id(dst))
+        rv = sfu_api_error(err, 400, "invalid_field",
+                           "'%s' must be 1-63 characters of A-Z a-z 0-9 _ . @ : -", key);
     } else if (strcmp(key, "max_participants") == 0) {
       rv = get_int(v, key, 1, cfg->max_participants, &out->max_participants, err);
     } else if (strcmp(key, "empty_timeout_s") == 0) {

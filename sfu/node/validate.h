@@ -35,6 +35,9 @@ typedef struct sfu_room_req_s {
   int max_participants;             /* 1..cfg->max_participants */
   int empty_timeout_s;              /* 1..86400 */
   json_t *metadata;                 /* owned; NULL = none; any JSON value */
+  char region[64];                  /* fleet: place in this region ("" = the node's) */
+  char node[64];                    /* fleet: pin to this node ("" = placed by load) */
+  char id[20];                      /* set by sfud before spawning ("" = spawn picks; 19 chars) */
 } sfu_room_req_t;
 
 typedef struct sfu_token_req_s {

@@ -3,7 +3,8 @@
  *
  * A batch is the next durable records after the journal's ack watermark
  * (at most BATCH_MAX). It is POSTed with a fresh timestamp and HMAC-SHA256
- * signature on every attempt (docs/webhooks.md), over h2o's HTTP/1 client:
+ * signature on every attempt (docs/webhooks.md), over httpc (h2o's HTTP/1
+ * client, one connection per attempt, 10 s at most):
  *
  *   2xx                   -> ack the batch in the journal (its segments go),
  *                            send the next one at once
@@ -28,11 +29,11 @@
 #include <sys/stat.h>
 
 #include <h2o.h>
-#include <h2o/http1client.h>
 #include <openssl/hmac.h>
 
 #include "sfu/base/log.h"
 #include "sfu/base/sfu.h"
+#include "sfu/node/httpc.h"
 #include "sfu/node/tls.h"
 #include "sfu/node/webhook.h"
 
@@ -46,19 +47,13 @@ struct sfu_webhook_s {
   const sfu_config_t *cfg;
   sfu_events_t *events;
   sfu_metrics_t *metrics;
-  h2o_url_t url;                 /* parsed webhook_url */
-  h2o_http1client_ctx_t ctx;     /* h2o client context on our loop */
-  h2o_timeout_t io_timeout;
-  h2o_multithread_receiver_t getaddr_receiver;
-  h2o_multithread_queue_t *queue;
+  sfu_httpc_t *http;             /* on our loop; verifies https:// receivers */
   uv_timer_t timer;              /* next attempt */
   int in_flight;                 /* a request is out */
   uint64_t backoff_ms;           /* current retry delay, 0 = none */
   /* the batch being delivered */
   uint64_t first, last;          /* its seqs */
-  char *request;                 /* head + body */
-  h2o_iovec_t reqbuf;
-  char *body;                    /* body alone, for parking */
+  char *body;                    /* its body, for parking */
   int status;                    /* answer status */
 };
 
@@ -69,9 +64,8 @@ static void schedule(sfu_webhook_t *w, uint64_t ms) {
 }
 
 static void finish_batch(sfu_webhook_t *w) {
-  free(w->request);
   free(w->body);
-  w->request = w->body = NULL;
+  w->body = NULL;
   w->in_flight = 0;
 }
 
@@ -126,44 +120,16 @@ static void done(sfu_webhook_t *w) {
   }
 }
 
-static int on_body(h2o_http1client_t *c, const char *err) {
-  sfu_webhook_t *w = c->data;
-  if (err != NULL && err != h2o_http1client_error_is_eos) {
+static void on_answer(void *arg, int status, const char *location, const char *body,
+                      size_t len, const char *err) {
+  sfu_webhook_t *w = arg;
+  (void)location, (void)body, (void)len;
+  if (err) {
     retry_later(w, err);
-    return -1;
-  }
-  h2o_buffer_consume(&c->sock->input, c->sock->input->size);
-  if (err == h2o_http1client_error_is_eos) done(w);
-  return 0;
-}
-
-static h2o_http1client_body_cb on_head(h2o_http1client_t *c, const char *err, int minor,
-                                       int status, h2o_iovec_t msg, h2o_header_t *headers,
-                                       size_t nheaders, int rlen) {
-  sfu_webhook_t *w = c->data;
-  if (err != NULL && err != h2o_http1client_error_is_eos) {
-    retry_later(w, err);
-    return NULL;
+    return;
   }
   w->status = status;
-  if (err == h2o_http1client_error_is_eos) {
-    done(w);
-    return NULL;
-  }
-  return on_body;
-}
-
-static h2o_http1client_head_cb on_connect(h2o_http1client_t *c, const char *err,
-                                          h2o_iovec_t **reqbufs, size_t *n, int *is_head) {
-  sfu_webhook_t *w = c->data;
-  if (err != NULL) {
-    retry_later(w, err);
-    return NULL;
-  }
-  *reqbufs = &w->reqbuf;
-  *n = 1;
-  *is_head = 0;
-  return on_head;
+  done(w);
 }
 
 /* "v1=" + hex HMAC-SHA256 of "<ts>.<body>" with the webhook secret. */
@@ -204,21 +170,16 @@ static void on_timer(uv_timer_t *t) {
   char ts[24], sig[72];
   snprintf(ts, sizeof(ts), "%lld", (long long)(sfu_wall_ms() / 1000));
   sign(w->cfg->webhook_secret, ts, w->body, blen, sig);
-  size_t cap = blen + 1024 + w->url.path.len + w->url.authority.len;
-  w->request = malloc(cap);
-  int n = snprintf(w->request, cap,
-                   "POST %.*s HTTP/1.1\r\nHost: %.*s\r\nContent-Type: application/json\r\n"
-                   "Content-Length: %zu\r\nX-SFU-Timestamp: %s\r\nX-SFU-Signature: %s\r\n"
-                   "X-SFU-Batch: %llu-%llu\r\nConnection: close\r\n\r\n",
-                   (int)w->url.path.len, w->url.path.base, (int)w->url.authority.len,
-                   w->url.authority.base, blen, ts, sig, (unsigned long long)w->first,
-                   (unsigned long long)w->last);
-  memcpy(w->request + n, w->body, blen);
-  w->reqbuf = h2o_iovec_init(w->request, (size_t)n + blen);
+  char headers[512];
+  snprintf(headers, sizeof(headers),
+           "Content-Type: application/json\r\nX-SFU-Timestamp: %s\r\nX-SFU-Signature: %s\r\n"
+           "X-SFU-Batch: %llu-%llu\r\n",
+           ts, sig, (unsigned long long)w->first, (unsigned long long)w->last);
   w->in_flight = 1;
   w->status = 0;
-  h2o_http1client_connect(NULL, w, &w->ctx, w->url.host, h2o_url_get_port(&w->url),
-                          w->ctx.ssl_ctx != NULL, on_connect);
+  if (!sfu_httpc_request(w->http, "POST", w->cfg->webhook_url, headers, w->body, blen, on_answer,
+                         w))
+    retry_later(w, "cannot send the request");
 }
 
 void sfu_webhook_kick(sfu_webhook_t *w) {
@@ -230,32 +191,31 @@ int sfu_webhook_start(sfu_webhook_t **out, uv_loop_t *loop, const sfu_config_t *
                       sfu_events_t *events, sfu_metrics_t *metrics) {
   char err[512];
   *out = NULL;
-  sfu_webhook_t *w = calloc(1, sizeof(*w));
-  if (!w) return SFU_ENOMEM;
-  if (h2o_url_parse(cfg->webhook_url, SIZE_MAX, &w->url) != 0 ||
-      (w->url.scheme != &H2O_URL_SCHEME_HTTP && w->url.scheme != &H2O_URL_SCHEME_HTTPS)) {
+  h2o_url_t url;
+  SSL_CTX *ssl = NULL;
+  if (h2o_url_parse(cfg->webhook_url, SIZE_MAX, &url) != 0 ||
+      (url.scheme != &H2O_URL_SCHEME_HTTP && url.scheme != &H2O_URL_SCHEME_HTTPS)) {
     sfu_log(SFU_LOG_ERROR, "webhook", "webhook_url '%s' is not an http:// or https:// URL",
             cfg->webhook_url);
-    free(w);
     return SFU_EINVAL;
   }
-  if (w->url.scheme == &H2O_URL_SCHEME_HTTPS &&
-      !(w->ctx.ssl_ctx = sfu_tls_client_ctx(cfg->webhook_tls_ca_file, cfg->webhook_tls_pin, err,
-                                            sizeof(err)))) {
+  if (url.scheme == &H2O_URL_SCHEME_HTTPS &&
+      !(ssl = sfu_tls_client_ctx(cfg->webhook_tls_ca_file, cfg->webhook_tls_pin, err,
+                                 sizeof(err)))) {
     sfu_log(SFU_LOG_ERROR, "webhook", "%s", err);
-    free(w);
     return SFU_EINVAL;
   }
+  sfu_webhook_t *w = calloc(1, sizeof(*w));
+  if (!w || sfu_httpc_create(&w->http, loop, ssl, IO_TIMEOUT_MS) != 0) {
+    free(w);
+    if (ssl) SSL_CTX_free(ssl);
+    return SFU_ENOMEM;
+  }
+  if (ssl) SSL_CTX_free(ssl); /* the client keeps its own reference */
   w->loop = loop;
   w->cfg = cfg;
   w->events = events;
   w->metrics = metrics;
-  w->queue = h2o_multithread_create_queue(loop);
-  h2o_multithread_register_receiver(w->queue, &w->getaddr_receiver, h2o_hostinfo_getaddr_receiver);
-  h2o_timeout_init(loop, &w->io_timeout, IO_TIMEOUT_MS);
-  w->ctx.loop = loop;
-  w->ctx.getaddr_receiver = &w->getaddr_receiver;
-  w->ctx.io_timeout = &w->io_timeout;
   uv_timer_init(loop, &w->timer);
   w->timer.data = w;
   uv_unref((uv_handle_t *)&w->timer);

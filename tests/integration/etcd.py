@@ -1,0 +1,102 @@
+"""A real etcd (Debian's etcd-server) for fleet tests, and a few calls to
+its v3 JSON gateway so that tests can read and change what sfud wrote.
+
+    with Etcd() as etcd:
+        etcd.url                      http://127.0.0.1:PORT
+        etcd.range_prefix("/sfu/nodes/")  -> {key: parsed JSON value}
+        etcd.stop(); etcd.start()     same data directory: leases survive
+"""
+import base64
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+
+ETCD = "/usr/bin/etcd"
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def b64(s):
+    return base64.b64encode(s.encode() if isinstance(s, str) else s).decode()
+
+
+def prefix_end(prefix):
+    b = bytearray(prefix.encode())
+    b[-1] += 1
+    return bytes(b)
+
+
+class Etcd:
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="sfu-test-etcd-")
+        self.port = _free_port()
+        self.peer_port = _free_port()
+        self.url = "http://127.0.0.1:%d" % self.port
+        self.proc = None
+        self.start()
+
+    def start(self):
+        self.log = open(os.path.join(self.dir, "etcd.log"), "a")
+        self.proc = subprocess.Popen(
+            [ETCD, "--name", "test", "--data-dir", os.path.join(self.dir, "data"),
+             "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
+             "--listen-peer-urls", "http://127.0.0.1:%d" % self.peer_port,
+             "--initial-advertise-peer-urls", "http://127.0.0.1:%d" % self.peer_port,
+             "--initial-cluster", "test=http://127.0.0.1:%d" % self.peer_port],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(self.url + "/health", timeout=1) as r:
+                    if json.load(r).get("health") == "true":
+                        return
+            except OSError:
+                pass
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise RuntimeError("etcd did not start; see %s/etcd.log" % self.dir)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        self.log.close()
+
+    def close(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def call(self, path, body):
+        req = urllib.request.Request(self.url + path, data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return json.loads(r.read().decode().split("\n")[0])
+
+    def range_prefix(self, prefix):
+        """{key: (parsed value, lease id)} of every key under prefix."""
+        res = self.call("/v3/kv/range", {"key": b64(prefix), "range_end": b64(prefix_end(prefix))})
+        out = {}
+        for kv in res.get("kvs", []):
+            out[base64.b64decode(kv["key"]).decode()] = (
+                json.loads(base64.b64decode(kv.get("value", "")).decode() or "null"),
+                kv.get("lease", "0"))
+        return out
+
+    def revoke(self, lease):
+        return self.call("/v3/lease/revoke", {"ID": lease})
