@@ -155,6 +155,11 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   if (rv < 0) channel_fail(ipc, rv);
 }
 
+int sfu_ipc_preload(sfu_ipc_t *ipc, const char *data, size_t len) {
+  int rv = sfu_ipc_decoder_feed(&ipc->dec, data, len, on_frame, ipc);
+  return rv < 0 ? rv : 0;
+}
+
 int sfu_ipc_init(uv_loop_t *loop, sfu_ipc_t *ipc, int fd, sfu_ipc_msg_cb on_msg,
                  sfu_ipc_error_cb on_error) {
   int rv;

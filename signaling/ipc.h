@@ -103,6 +103,10 @@ struct sfu_ipc_s {
  */
 int sfu_ipc_init(uv_loop_t *loop, sfu_ipc_t *ipc, int fd, sfu_ipc_msg_cb on_msg,
                  sfu_ipc_error_cb on_error);
+/* Feeds bytes read from the pipe elsewhere (by the sfud an upgrade
+ * replaced: docs/internals/upgrade.md) before what is read from now on.
+ * Returns 0 or a decoder error. */
+int sfu_ipc_preload(sfu_ipc_t *ipc, const char *data, size_t len);
 /* Queues one message. Returns 0, SFU_EAGAIN (queue bound reached), or an
  * error from serialisation or the pipe. `msg` stays owned by the caller. */
 int sfu_ipc_send(sfu_ipc_t *ipc, json_t *msg);

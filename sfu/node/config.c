@@ -83,6 +83,7 @@ static const opt_t opts[] = {
   I(resume_grace_s, 0, 600, "a client whose WebSocket drops may resume its session within this (default 20; 0 = never)"),
   I(max_connections, 16, 1000000, "open HTTP/WebSocket connections, all clients; lowered to fit the descriptor limit less max_rooms + 64 (default 10000)"),
   I(max_connections_per_ip, 1, 1000000, "open HTTP/WebSocket connections from one IP address (default 256)"),
+  S(adopt_state, "set by sfud itself when it upgrades in place (SIGUSR2): the state file it hands over (docs/internals/upgrade.md)"),
   I(http_request_timeout_ms, 1000, 600000, "a connection must send a complete request (headers and body) within this (default 10000)"),
 };
 

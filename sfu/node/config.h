@@ -59,6 +59,7 @@ typedef struct sfu_config_s {
                                     RLIMIT_NOFILE less the rooms' descriptors) */
   int max_connections_per_ip;    /* open HTTP/WS connections from one address */
   int http_request_timeout_ms;   /* a connection must send a whole request within this */
+  char adopt_state[512];         /* upgrade: the state the previous sfud handed over */
   int api_key_generated;         /* set by sfu_config_finish() */
   int token_secret_generated;    /* set by sfu_config_finish() */
 } sfu_config_t;

@@ -234,6 +234,14 @@ int sfu_events_error(const sfu_events_t *e) { return e->error; }
 size_t sfu_events_pending(const sfu_events_t *e) { return e->npending; }
 const char *sfu_events_node_id(const sfu_events_t *e) { return e->node; }
 
+int sfu_events_busy(const sfu_events_t *e) { return e->syncing || sfu_events_pending(e) > 0; }
+
+int sfu_events_sync_now(sfu_events_t *e) {
+  retry_pending(e);
+  return sfu_events_pending(e) ? sfu_events_error(e) ? sfu_events_error(e) : SFU_EAGAIN
+                               : sfu_journal_sync(e->j);
+}
+
 void sfu_events_close(sfu_events_t *e) {
   if (!e) return;
   while (e->syncing) uv_run(e->loop, UV_RUN_ONCE); /* the sync underway ends */

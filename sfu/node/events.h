@@ -35,5 +35,10 @@ int sfu_events_error(const sfu_events_t *e);
 size_t sfu_events_pending(const sfu_events_t *e);
 const char *sfu_events_node_id(const sfu_events_t *e);
 void sfu_events_close(sfu_events_t *e);
+/* Upgrade: 1 while a sync runs on the thread pool or records wait in
+ * memory; once 0, sfu_events_sync_now() makes everything durable on the
+ * calling thread (0, or the journal's error). */
+int sfu_events_busy(const sfu_events_t *e);
+int sfu_events_sync_now(sfu_events_t *e);
 
 #endif

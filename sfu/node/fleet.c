@@ -110,6 +110,13 @@ int sfu_fleet_available(const sfu_fleet_t *f) {
 
 const char *sfu_fleet_node_id(const sfu_fleet_t *f) { return f->cfg->node_id; }
 
+int64_t sfu_fleet_lease(const sfu_fleet_t *f) { return f->lease; }
+
+void sfu_fleet_keep_lease(sfu_fleet_t *f, int64_t lease) {
+  f->lease = lease;
+  f->confirmed_ms = sfu_now_ms(); /* the previous process confirmed it just now */
+}
+
 sfu_httpc_t *sfu_fleet_api_client(sfu_fleet_t *f) { return f->api; }
 
 json_t *sfu_fleet_status_json(const sfu_fleet_t *f) {

@@ -52,6 +52,10 @@ int sfu_fleet_start(sfu_fleet_t **out, uv_loop_t *loop, const sfu_config_t *cfg,
                     sfu_supervisor_t *sup, sfu_metrics_t *metrics, const char *api_url,
                     const char *ws_url);
 const char *sfu_fleet_node_id(const sfu_fleet_t *f);
+/* Upgrade: the lease (0 = none), and the new process keeping it on (its
+ * first keepalive checks it; if etcd forgot it, the node registers anew). */
+int64_t sfu_fleet_lease(const sfu_fleet_t *f);
+void sfu_fleet_keep_lease(sfu_fleet_t *f, int64_t lease);
 /* 1 while this node holds a lease that etcd confirmed within its TTL. */
 int sfu_fleet_available(const sfu_fleet_t *f);
 /* Something in this node's record changed (draining): rewrite it now. */

@@ -65,6 +65,7 @@
  * undoes what it started (a claim made for a room not spawned).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -1146,7 +1147,7 @@ static int connection_cap(const sfu_config_t *cfg) {
 }
 
 int sfu_http_start(sfu_http_t **out, uv_loop_t *loop, const sfu_config_t *cfg,
-                   sfu_supervisor_t *sup, sfu_ws_t *ws, sfu_metrics_t *metrics) {
+                   sfu_supervisor_t *sup, sfu_ws_t *ws, sfu_metrics_t *metrics, int listen_fd) {
   struct sockaddr_storage ss;
   int rv;
 
@@ -1198,7 +1199,9 @@ int sfu_http_start(sfu_http_t **out, uv_loop_t *loop, const sfu_config_t *cfg,
   }
   uv_tcp_init(loop, &h->listener);
   h->listener.data = h;
-  if ((rv = uv_tcp_bind(&h->listener, (struct sockaddr *)&ss, 0)) != 0 ||
+  if (listen_fd >= 0) fcntl(listen_fd, F_SETFD, FD_CLOEXEC);
+  if ((rv = listen_fd >= 0 ? uv_tcp_open(&h->listener, listen_fd)
+                           : uv_tcp_bind(&h->listener, (struct sockaddr *)&ss, 0)) != 0 ||
       (rv = uv_listen((uv_stream_t *)&h->listener, 511, on_accept)) != 0) {
     sfu_log(SFU_LOG_ERROR, "http", "cannot listen on %s:%d: %s", cfg->listen_host,
             cfg->listen_port, uv_strerror(rv));
@@ -1263,6 +1266,14 @@ int sfu_http_reload_tls(sfu_http_t *h) {
 void sfu_http_set_events(sfu_http_t *h, sfu_events_t *e) { h->events = e; }
 
 void sfu_http_set_fleet(sfu_http_t *h, sfu_fleet_t *f) { h->fleet = f; }
+
+int sfu_http_export_listener(sfu_http_t *h) {
+  uv_os_fd_t fd;
+  if (uv_fileno((uv_handle_t *)&h->listener, &fd) != 0) return -1;
+  int fl = fcntl(fd, F_GETFD);
+  if (fl < 0 || fcntl(fd, F_SETFD, fl & ~FD_CLOEXEC) != 0) return -1;
+  return fd;
+}
 
 const char *sfu_http_ws_url(const sfu_http_t *h) { return h->ws_url; }
 

@@ -16,8 +16,12 @@ typedef struct sfu_http_s sfu_http_t;
 
 /* Binds cfg->listen_host:listen_port and starts serving. Returns 0 or a
  * negative error (the reason is logged). */
+/* listen_fd >= 0: accept on that listening socket (handed over by an
+ * upgrade) instead of binding listen_host:listen_port. */
 int sfu_http_start(sfu_http_t **out, uv_loop_t *loop, const sfu_config_t *cfg,
-                   sfu_supervisor_t *sup, sfu_ws_t *ws, sfu_metrics_t *metrics);
+                   sfu_supervisor_t *sup, sfu_ws_t *ws, sfu_metrics_t *metrics, int listen_fd);
+/* Upgrade: the listening socket with close-on-exec cleared, or -1. */
+int sfu_http_export_listener(sfu_http_t *h);
 /* Reloads tls_cert_file/tls_key_file for new connections (SIGHUP); open
  * ones keep the certificate they started with. 0, or a negative error
  * (logged; the previous certificate stays). No-op without TLS. */

@@ -28,6 +28,7 @@
 #include "sfu/node/metrics.h"
 #include "sfu/base/sfu.h"
 #include "sfu/node/supervisor.h"
+#include "sfu/node/upgrade.h"
 #include "sfu/node/http_api.h"
 #include "sfu/node/webhook.h"
 #include "sfu/node/ws.h"
@@ -71,7 +72,10 @@ static void hook_room_gone(void *arg, sfu_room_rec_t *r, int crashed) {
   sfu_ws_on_room_gone(arg, r, crashed ? SFU_WS_ROOM_CRASHED : SFU_WS_ROOM_CLOSED,
                       crashed ? "room crashed" : "room closed");
 }
-static uv_signal_t sig_int, sig_term, sig_hup;
+static uv_signal_t sig_int, sig_term, sig_hup, sig_usr2;
+static char exe_path[1024];
+static int main_argc;
+static char **main_argv;
 static int signals_seen;
 
 /* Shutting down waits for the rooms to close and for the fleet to be left. */
@@ -110,6 +114,13 @@ static void on_hup(uv_signal_t *h, int signum) {
   sfu_http_reload_tls(http);
 }
 
+static void on_usr2(uv_signal_t *h, int signum) {
+  (void)signum;
+  if (signals_seen) return; /* shutting down */
+  sfu_upgrade_parts_t p = {&cfg, sup, http, ws, events, fleet, exe_path, main_argc, main_argv};
+  sfu_upgrade_begin(h->loop, &p);
+}
+
 static void default_room_binary(void) {
   char exe[1024];
   size_t n = sizeof(exe);
@@ -122,6 +133,10 @@ int main(int argc, char **argv) {
   const char *info;
   uv_loop_t *loop = uv_default_loop();
 
+  size_t exe_len = sizeof(exe_path);
+  if (uv_exepath(exe_path, &exe_len) != 0) exe_path[0] = '\0';
+  main_argc = argc;
+  main_argv = argv;
   signal(SIGPIPE, SIG_IGN);
   signal(SIGXFSZ, SIG_IGN); /* a file-size limit is an EFBIG the journal handles */
   sfu_config_defaults(&cfg);
@@ -156,6 +171,11 @@ int main(int argc, char **argv) {
   sfu_metrics_init(&metrics);
   raise_nofile();
 
+  json_t *adopted = NULL; /* what an upgrade handed over */
+  if (cfg.adopt_state[0] && !(adopted = sfu_upgrade_load(cfg.adopt_state, err, sizeof(err)))) {
+    fprintf(stderr, "sfud: %s\n", err);
+    return 2;
+  }
   if (sfu_events_open(&events, loop, &cfg, &metrics) != 0) return 1;
   if (sfu_supervisor_create(&sup, loop, &cfg, &metrics) != 0) return 1;
   sfu_supervisor_set_events(sup, events);
@@ -168,12 +188,24 @@ int main(int argc, char **argv) {
     if (sfu_webhook_start(&webhook, loop, &cfg, events, &metrics) != 0) return 2;
     sfu_events_on_durable(events, on_durable, webhook);
   }
-  if (sfu_http_start(&http, loop, &cfg, sup, ws, &metrics) != 0) return 1;
+  if (sfu_http_start(&http, loop, &cfg, sup, ws, &metrics,
+                     adopted ? (int)json_integer_value(json_object_get(adopted, "listener_fd"))
+                             : -1) != 0)
+    return 1;
+  if (adopted) {
+    int rooms = sfu_supervisor_adopt(sup, adopted);
+    int sessions = sfu_ws_import(ws, json_object_get(adopted, "sessions"));
+    sfu_ws_skip_ids(ws, (uint32_t)json_integer_value(json_object_get(adopted, "last_session_id")));
+    sfu_log(SFU_LOG_INFO, "upgrade", "upgrade: adopted %d rooms, %d sessions", rooms, sessions);
+  }
   sfu_http_set_events(http, events);
   if (cfg.etcd_url[0]) {
     if (sfu_fleet_start(&fleet, loop, &cfg, sup, &metrics, sfu_http_base_url(http),
                         sfu_http_ws_url(http)) != 0)
       return 2;
+    const char *lease = json_string_value(
+        json_object_get(json_object_get(adopted, "fleet"), "lease"));
+    if (lease && strtoll(lease, NULL, 10) != 0) sfu_fleet_keep_lease(fleet, strtoll(lease, NULL, 10));
     sfu_http_set_fleet(http, fleet);
   }
 
@@ -183,6 +215,9 @@ int main(int argc, char **argv) {
   uv_signal_start(&sig_term, on_signal, SIGTERM);
   uv_signal_init(loop, &sig_hup);
   uv_signal_start(&sig_hup, on_hup, SIGHUP);
+  uv_signal_init(loop, &sig_usr2);
+  uv_signal_start(&sig_usr2, on_usr2, SIGUSR2);
+  json_decref(adopted);
 
   sfu_log(SFU_LOG_INFO, "sfud", "sfud %s up: %s; srtp %s", sfu_version(),
           sfu_http_base_url(http), sfu_srtp_description());

@@ -7,11 +7,16 @@
  * supervisor never sees an exit re-enter it while it is spawning.
  * Otherwise the control socket is watched with a uv_poll handle.
  *
+ * After an upgrade (docs/internals/upgrade.md) the new sfud adopts the old
+ * zygote as *retired*: it only relays its rooms' exits until the last one
+ * ended, while a new zygote forks new rooms from the binary now on disk.
+ *
  * If the zygote dies, the rooms it forked die too (PR_SET_PDEATHSIG);
  * zygote_died tells the supervisor, and the zygote is started again unless
  * it died within a second of its start (then direct spawning takes over).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +43,8 @@ struct sfu_spawner_s {
   int closing_fd;             /* our end while its poll handle closes */
   int alive;                  /* zygote running */
   int stopping;
+  int retired;                /* adopted from the previous sfud: exits only */
+  int pid;                    /* the zygote's */
   uint32_t next_req;
   uint64_t started_ms;
   sfu_zygote_msg_t pending[PENDING_MAX]; /* exits seen during a request */
@@ -59,11 +66,21 @@ static void on_flush(uv_idle_t *h) {
 
 static void maybe_restart(sfu_spawner_t *sp);
 
+static void on_flush_closed(uv_handle_t *h) { free(h->data); }
+
+static void free_retired(sfu_spawner_t *sp) {
+  uv_close((uv_handle_t *)&sp->flush, on_flush_closed);
+}
+
 static void on_poll_closed(uv_handle_t *h) {
   sfu_spawner_t *sp = h->data;
   close(sp->closing_fd);
   sp->closing_fd = -1;
   sp->closes--;
+  if (sp->retired && sp->stopping) {
+    free_retired(sp);
+    return;
+  }
   maybe_restart(sp);
 }
 
@@ -95,8 +112,16 @@ static void on_readable(uv_poll_t *h, int status, int events) {
   sfu_spawner_t *sp = h->data;
   sfu_zygote_msg_t m;
   int rv;
+  (void)status, (void)events;
   while ((rv = read_msg(sp, &m)) == 1) deliver(sp, &m);
-  if (rv < 0) down(sp);
+  if (rv < 0) {
+    down(sp);
+    if (sp->retired && sp->alive && !sp->stopping) { /* no exit callback: this is its death */
+      sp->alive = 0;
+      sfu_log(SFU_LOG_ERROR, "spawner", "retired zygote %d died; its rooms died with it", sp->pid);
+      sp->cb.zygote_died(sp->cb.arg, sp);
+    }
+  }
 }
 
 static void on_zygote_exit(uv_process_t *p, int64_t status, int sig) {
@@ -109,7 +134,7 @@ static void on_zygote_exit(uv_process_t *p, int64_t status, int sig) {
   if (sp->stopping) return;
   sfu_log(SFU_LOG_ERROR, "spawner", "zygote died (status %lld, signal %d); its rooms died with it",
           (long long)status, sig);
-  sp->cb.zygote_died(sp->cb.arg);
+  sp->cb.zygote_died(sp->cb.arg, sp);
   sp->restart = sfu_now_ms() - sp->started_ms > 1000;
   if (!sp->restart)
     sfu_log(SFU_LOG_ERROR, "spawner", "zygote died right after start: rooms are exec'd directly");
@@ -145,6 +170,7 @@ static int start(sfu_spawner_t *sp) {
     return rv;
   }
   sp->fd = sv[0];
+  sp->pid = sp->proc.pid;
   sp->alive = 1;
   sp->started_ms = sfu_now_ms();
   uv_poll_init(sp->loop, &sp->poll, sp->fd);
@@ -166,14 +192,48 @@ int sfu_spawner_start(sfu_spawner_t **out, uv_loop_t *loop, const char *binary,
   sp->flush.data = sp;
   int rv = start(sp);
   if (rv != 0) {
-    uv_close((uv_handle_t *)&sp->flush, (uv_close_cb)free);
+    uv_close((uv_handle_t *)&sp->flush, on_flush_closed);
     return rv;
   }
   *out = sp;
   return 0;
 }
 
-int sfu_spawner_alive(const sfu_spawner_t *sp) { return sp && sp->alive && sp->fd >= 0; }
+int sfu_spawner_alive(const sfu_spawner_t *sp) {
+  return sp && sp->alive && sp->fd >= 0 && !sp->retired;
+}
+
+int sfu_spawner_pid(const sfu_spawner_t *sp) { return sp ? sp->pid : -1; }
+
+int sfu_spawner_export(sfu_spawner_t *sp, int *pid) {
+  if (!sp || !sp->alive || sp->fd < 0) return -1;
+  *pid = sp->pid;
+  int fl = fcntl(sp->fd, F_GETFD);
+  if (fl < 0 || fcntl(sp->fd, F_SETFD, fl & ~FD_CLOEXEC) != 0) return -1;
+  return sp->fd;
+}
+
+int sfu_spawner_adopt(sfu_spawner_t **out, uv_loop_t *loop, int pid, int fd,
+                      const sfu_spawner_cb_t *cb) {
+  sfu_spawner_t *sp = calloc(1, sizeof(*sp));
+  *out = NULL;
+  if (!sp) return SFU_ENOMEM;
+  sp->loop = loop;
+  sp->cb = *cb;
+  sp->retired = 1;
+  sp->pid = pid;
+  sp->fd = fd;
+  sp->closing_fd = -1;
+  sp->alive = 1;
+  fcntl(fd, F_SETFD, FD_CLOEXEC);
+  uv_idle_init(loop, &sp->flush);
+  sp->flush.data = sp;
+  uv_poll_init(loop, &sp->poll, fd);
+  sp->poll.data = sp;
+  uv_poll_start(&sp->poll, UV_READABLE, on_readable);
+  *out = sp;
+  return 0;
+}
 
 int sfu_spawner_spawn(sfu_spawner_t *sp, char *const *argv, int ipc_fd, int *pid) {
   char buf[sizeof(sfu_zygote_req_t) + SFU_ZYGOTE_MAX_ARGBYTES];
@@ -239,6 +299,13 @@ int sfu_spawner_spawn(sfu_spawner_t *sp, char *const *argv, int ipc_fd, int *pid
 void sfu_spawner_stop(sfu_spawner_t *sp) {
   if (!sp) return;
   sp->stopping = 1;
+  if (sp->retired) { /* no proc handle: freed once its handles have closed */
+    if (sp->fd >= 0)
+      down(sp); /* on_poll_closed frees it */
+    else if (sp->closes == 0)
+      free_retired(sp);
+    return; /* else on_poll_closed (still running) frees it */
+  }
   down(sp); /* EOF: the zygote exits; its exit callback closes proc */
   uv_close((uv_handle_t *)&sp->flush, NULL);
 }

@@ -21,14 +21,22 @@
  * silence check, the SIGKILL deadline of closing rooms and the expiry of
  * crashed records. Per room, that is one small JSON message per interval.
  *
+ * An upgrade (docs/internals/upgrade.md) exports every record with its
+ * IPC descriptor and the zygote's; the new process adopts them: rooms
+ * forked by the old zygote keep it, retired, as the source of their exit
+ * notices; exec'd rooms (no uv_process in the new process) are reaped by
+ * pid from a SIGCHLD handler.
+ *
  * Moderation (kicks, bans, server mutes; supervisor.h) is state of the
  * record, so it lives exactly as long as the room. Its arrays are kept in
  * the order things happened and searched linearly: they are consulted
  * once per join and changed once per API call, never per packet, and the
  * largest (10,000 kicks) is ~1 MiB and a few tens of microseconds to scan.
  */
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +46,8 @@
 
 #include "sfu/base/log.h"
 #include "sfu/base/sfu.h"
+#include "sfu/base/vec.h"
+#include "sfu/node/etcd.h"
 #include "sfu/node/events.h"
 #include "sfu/node/spawner.h"
 #include "sfu/node/supervisor.h"
@@ -57,6 +67,11 @@ struct sfu_supervisor_s {
   sfu_supervisor_hooks_t hooks; /* clients of rooms */
   sfu_spawner_t *spawner;    /* the zygote, or NULL: exec rooms directly */
   sfu_events_t *events;      /* the journal, or NULL */
+  /* taken over by an upgrade (docs/internals/upgrade.md) */
+  SFU_VEC(sfu_spawner_t *) retired; /* old zygotes, until their rooms end */
+  SFU_VEC(int) reap;         /* pids to reap on SIGCHLD: retired zygotes */
+  uv_signal_t sigchld;       /* started by an adoption */
+  int sigchld_on;
 };
 
 void sfu_supervisor_set_events(sfu_supervisor_t *s, sfu_events_t *e) { s->events = e; }
@@ -148,7 +163,7 @@ static void on_raw_pipe_closed(uv_handle_t *h) {
 }
 
 static void close_handles(sfu_room_rec_t *r) {
-  if (!r->via_zygote && !uv_is_closing((uv_handle_t *)&r->proc))
+  if (!r->via_zygote && !r->adopted && !uv_is_closing((uv_handle_t *)&r->proc))
     uv_close((uv_handle_t *)&r->proc, on_proc_closed);
   sfu_ipc_close(&r->ipc, on_ipc_closed);
 }
@@ -158,7 +173,7 @@ static void kill_room(sfu_room_rec_t *r, const char *reason) {
   if (reason && r->end_reason[0] == '\0')
     snprintf(r->end_reason, sizeof(r->end_reason), "%s", reason);
   room_log(SFU_LOG_WARN, r, "killing room (%s)", reason ? reason : r->end_reason);
-  if (r->via_zygote)
+  if (r->via_zygote || r->adopted)
     kill(r->pid, SIGKILL);
   else
     uv_process_kill(&r->proc, SIGKILL);
@@ -226,12 +241,12 @@ static void on_zygote_exit(void *arg, int pid, int64_t status, int term_signal) 
     }
 }
 
-static void on_zygote_died(void *arg) {
+static void on_zygote_died(void *arg, sfu_spawner_t *sp) {
   sfu_supervisor_t *s = arg;
   sfu_room_rec_t *r, *next;
   for (r = s->rooms; r; r = next) {
     next = r->next; /* room_exited may unlist */
-    if (!r->via_zygote || r->exited) continue;
+    if (!r->via_zygote || r->zyg != sp || r->exited) continue;
     /* Its rooms die with the zygote (PDEATHSIG), and their IPC may break
      * before sfud hears of the zygote: the zygote's death is the cause. */
     if (r->end_reason[0] == '\0' || strcmp(r->end_reason, "ipc_error") == 0)
@@ -363,6 +378,7 @@ static int spawn_forked(sfu_supervisor_t *s, sfu_room_rec_t *r, char **args) {
     return rv;
   }
   r->via_zygote = 1;
+  r->zyg = s->spawner;
   r->pid = pid;
   r->handles_open = 1; /* the IPC pipe only */
   return 0;
@@ -498,11 +514,32 @@ int sfu_supervisor_close_room(sfu_supervisor_t *s, sfu_room_rec_t *r,
   return 0;
 }
 
+/* A retired zygote whose rooms have all ended is closed (it exits). */
+static void drop_retired(sfu_supervisor_t *s) {
+  for (int i = 0; i < s->retired.n;) {
+    sfu_spawner_t *sp = s->retired.items[i];
+    int rooms = 0;
+    for (sfu_room_rec_t *r = s->rooms; r; r = r->next) rooms += r->zyg == sp && !r->exited;
+    if (rooms) {
+      i++;
+      continue;
+    }
+    sfu_log(SFU_LOG_INFO, "supervisor", "retired zygote %d has no rooms left: closing it",
+            sfu_spawner_pid(sp));
+    for (sfu_room_rec_t *r = s->rooms; r; r = r->next)
+      if (r->zyg == sp) r->zyg = NULL;
+    sfu_spawner_stop(sp);
+    sfu_vec_remove_swap(&s->retired, i);
+  }
+}
+
 static void on_tick(uv_timer_t *t) {
   sfu_supervisor_t *s = t->data;
   uint64_t now = sfu_now_ms();
   int64_t wall = sfu_wall_ms();
   sfu_room_rec_t *r, *next;
+
+  if (s->retired.n) drop_retired(s);
 
   for (r = s->rooms; r; r = next) {
     next = r->next; /* unlist() may free r */
@@ -797,6 +834,10 @@ static void on_tick_closed(uv_handle_t *h) {
   sfu_supervisor_t *s = h->data;
   sfu_spawner_stop(s->spawner);
   s->spawner = NULL;
+  for (int i = 0; i < s->retired.n; i++) sfu_spawner_stop(s->retired.items[i]);
+  s->retired.n = 0;
+  if (s->sigchld_on) uv_close((uv_handle_t *)&s->sigchld, NULL);
+  s->sigchld_on = 0;
   s->tick_closed = 1;
   if (s->done) s->done(s, s->done_arg);
 }
@@ -826,4 +867,246 @@ void sfu_supervisor_shutdown(sfu_supervisor_t *s,
   maybe_done(s);
 }
 
-void sfu_supervisor_destroy(sfu_supervisor_t *s) { free(s); }
+void sfu_supervisor_destroy(sfu_supervisor_t *s) {
+  sfu_vec_free(&s->retired);
+  sfu_vec_free(&s->reap);
+  free(s);
+}
+
+/* --- upgrade ------------------------------------------------------------- */
+
+int sfu_supervisor_ready_to_export(const sfu_supervisor_t *s) {
+  for (const sfu_room_rec_t *r = s->rooms; r; r = r->next)
+    if (!r->exited && r->state != SFU_ROOM_CRASHED && sfu_ipc_queued(&r->ipc) > 0) return 0;
+  return 1;
+}
+
+static int set_cloexec(int fd, int on) {
+  int fl = fcntl(fd, F_GETFD);
+  return fl < 0 ? -1 : fcntl(fd, F_SETFD, on ? fl | FD_CLOEXEC : fl & ~FD_CLOEXEC);
+}
+
+static int ipc_fd(sfu_room_rec_t *r) {
+  uv_os_fd_t fd;
+  if (r->exited || r->state == SFU_ROOM_CRASHED || r->ipc.failed || r->ipc.closing ||
+      uv_fileno((uv_handle_t *)&r->ipc.pipe, &fd) != 0)
+    return -1;
+  return fd;
+}
+
+static json_t *mod_json(const sfu_moderation_t *m) {
+  json_t *denied = json_array(), *bans = json_array(), *muted = json_array(),
+         *tokens = json_array();
+  for (int i = 0; i < m->denied.n; i++) {
+    const sfu_mod_deny_t *d = &m->denied.items[i];
+    json_array_append_new(denied, json_pack("{s:s, s:s, s:I, s:I}", "identity", d->identity,
+                                            "jti", d->jti, "kicked_s", (json_int_t)d->kicked_s,
+                                            "exp_s", (json_int_t)d->exp_s));
+  }
+  for (int i = 0; i < m->bans.n; i++)
+    json_array_append_new(bans, json_pack("{s:s, s:s, s:I}", "identity", m->bans.items[i].identity,
+                                          "reason", m->bans.items[i].reason, "at_ms",
+                                          (json_int_t)m->bans.items[i].at_ms));
+  for (int i = 0; i < m->muted.n; i++)
+    json_array_append_new(muted, json_string(m->muted.items[i].identity));
+  for (int i = 0; i < m->tokens.n; i++)
+    json_array_append_new(tokens, json_pack("{s:s, s:s, s:I}", "identity",
+                                            m->tokens.items[i].identity, "jti",
+                                            m->tokens.items[i].jti, "exp_s",
+                                            (json_int_t)m->tokens.items[i].exp_s));
+  return json_pack("{s:o, s:o, s:o, s:o, s:I, s:I, s:I}", "denied", denied, "bans", bans, "muted",
+                   muted, "tokens", tokens, "kicks", (json_int_t)m->kicks, "denied_evicted",
+                   (json_int_t)m->denied_evicted, "joins_refused", (json_int_t)m->joins_refused);
+}
+
+json_t *sfu_supervisor_export(sfu_supervisor_t *s) {
+  json_t *rooms = json_array(), *zygotes = json_array();
+  int pid, fd;
+  if ((fd = sfu_spawner_export(s->spawner, &pid)) >= 0)
+    json_array_append_new(zygotes, json_pack("{s:i, s:i}", "pid", pid, "fd", fd));
+  for (int i = 0; i < s->retired.n; i++)
+    if ((fd = sfu_spawner_export(s->retired.items[i], &pid)) >= 0)
+      json_array_append_new(zygotes, json_pack("{s:i, s:i}", "pid", pid, "fd", fd));
+  for (sfu_room_rec_t *r = s->rooms; r; r = r->next) {
+    int rfd = ipc_fd(r);
+    if (rfd < 0 && r->state != SFU_ROOM_CRASHED) continue; /* ending: its exit is not ours to see */
+    if (rfd >= 0 && set_cloexec(rfd, 0) != 0) continue;
+    json_t *j = json_pack(
+        "{s:s, s:s, s:i, s:i, s:O?, s:s, s:s, s:i, s:i, s:i, s:I, s:i, s:I, s:I, s:i, s:O?,"
+        " s:O, s:O, s:i, s:o, s:I}",
+        "room_id", r->id, "name", r->name, "max_participants", r->max_participants,
+        "empty_timeout_s", r->empty_timeout_s, "metadata", r->metadata, "state",
+        sfu_room_state_name(r->state), "end_reason", r->end_reason, "pid", r->pid, "ipc_fd", rfd,
+        "exited", r->exited, "exit_status", (json_int_t)r->exit_status, "term_signal",
+        r->term_signal, "created_wall_ms", (json_int_t)r->created_wall_ms, "ended_wall_ms",
+        (json_int_t)r->ended_wall_ms, "participants", r->participants, "stats", r->stats,
+        "people", r->people, "totals", r->totals, "sessions", r->sessions, "moderation",
+        mod_json(&r->mod), "ping_seq", (json_int_t)r->ping_seq);
+    if (r->via_zygote) json_object_set_new(j, "zygote_pid", json_integer(sfu_spawner_pid(r->zyg)));
+    if (r->ipc.dec.len)
+      json_object_set_new(j, "ipc_partial", sfu_etcd_bytes(r->ipc.dec.buf, r->ipc.dec.len));
+    json_array_append_new(rooms, j);
+  }
+  return json_pack("{s:o, s:o}", "rooms", rooms, "zygotes", zygotes);
+}
+
+void sfu_supervisor_export_failed(sfu_supervisor_t *s) {
+  int pid, fd;
+  if ((fd = sfu_spawner_export(s->spawner, &pid)) >= 0) set_cloexec(fd, 1);
+  for (int i = 0; i < s->retired.n; i++)
+    if ((fd = sfu_spawner_export(s->retired.items[i], &pid)) >= 0) set_cloexec(fd, 1);
+  for (sfu_room_rec_t *r = s->rooms; r; r = r->next)
+    if ((fd = ipc_fd(r)) >= 0) set_cloexec(fd, 1);
+}
+
+/* Reaps adopted children: exec'd rooms and retired zygotes. */
+static void on_sigchld(uv_signal_t *h, int signum) {
+  sfu_supervisor_t *s = h->data;
+  sfu_room_rec_t *r, *next;
+  int st;
+  (void)signum;
+  for (r = s->rooms; r; r = next) {
+    next = r->next; /* room_exited may unlist */
+    if (!r->adopted || r->exited || waitpid(r->pid, &st, WNOHANG) != r->pid) continue;
+    room_exited(r, WIFEXITED(st) ? WEXITSTATUS(st) : 0, WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+  }
+  for (int i = 0; i < s->reap.n;)
+    if (waitpid(s->reap.items[i], &st, WNOHANG) == s->reap.items[i])
+      sfu_vec_remove_swap(&s->reap, i);
+    else
+      i++;
+}
+
+static void mod_adopt(sfu_moderation_t *m, json_t *j) {
+  json_t *v;
+  size_t i;
+  json_array_foreach(json_object_get(j, "denied"), i, v) {
+    sfu_mod_deny_t d;
+    memset(&d, 0, sizeof(d));
+    snprintf(d.identity, sizeof(d.identity), "%s", json_string_value(json_object_get(v, "identity")) ?: "");
+    snprintf(d.jti, sizeof(d.jti), "%s", json_string_value(json_object_get(v, "jti")) ?: "");
+    d.kicked_s = json_integer_value(json_object_get(v, "kicked_s"));
+    d.exp_s = json_integer_value(json_object_get(v, "exp_s"));
+    sfu_vec_push(&m->denied, d);
+  }
+  json_array_foreach(json_object_get(j, "bans"), i, v) {
+    sfu_mod_ban_t b;
+    memset(&b, 0, sizeof(b));
+    snprintf(b.identity, sizeof(b.identity), "%s", json_string_value(json_object_get(v, "identity")) ?: "");
+    snprintf(b.reason, sizeof(b.reason), "%s", json_string_value(json_object_get(v, "reason")) ?: "");
+    b.at_ms = json_integer_value(json_object_get(v, "at_ms"));
+    sfu_vec_push(&m->bans, b);
+  }
+  json_array_foreach(json_object_get(j, "muted"), i, v) {
+    sfu_mod_id_t id;
+    snprintf(id.identity, sizeof(id.identity), "%s", json_string_value(v) ?: "");
+    sfu_vec_push(&m->muted, id);
+  }
+  json_array_foreach(json_object_get(j, "tokens"), i, v) {
+    sfu_mod_token_t t;
+    memset(&t, 0, sizeof(t));
+    snprintf(t.identity, sizeof(t.identity), "%s", json_string_value(json_object_get(v, "identity")) ?: "");
+    snprintf(t.jti, sizeof(t.jti), "%s", json_string_value(json_object_get(v, "jti")) ?: "");
+    t.exp_s = json_integer_value(json_object_get(v, "exp_s"));
+    sfu_vec_push(&m->tokens, t);
+  }
+  m->kicks = (uint64_t)json_integer_value(json_object_get(j, "kicks"));
+  m->denied_evicted = (uint64_t)json_integer_value(json_object_get(j, "denied_evicted"));
+  m->joins_refused = (uint64_t)json_integer_value(json_object_get(j, "joins_refused"));
+}
+
+static sfu_room_state_t state_of(const char *name) {
+  if (name && strcmp(name, "starting") == 0) return SFU_ROOM_STARTING;
+  if (name && strcmp(name, "closing") == 0) return SFU_ROOM_CLOSING;
+  if (name && strcmp(name, "crashed") == 0) return SFU_ROOM_CRASHED;
+  return SFU_ROOM_RUNNING;
+}
+
+int sfu_supervisor_adopt(sfu_supervisor_t *s, json_t *state) {
+  json_t *z, *j;
+  size_t i;
+  int n = 0;
+  uv_signal_init(s->loop, &s->sigchld);
+  s->sigchld.data = s;
+  uv_signal_start(&s->sigchld, on_sigchld, SIGCHLD);
+  uv_unref((uv_handle_t *)&s->sigchld);
+  s->sigchld_on = 1;
+  json_array_foreach(json_object_get(state, "zygotes"), i, z) {
+    sfu_spawner_cb_t cb = {s, on_zygote_exit, on_zygote_died};
+    sfu_spawner_t *sp;
+    int pid = (int)json_integer_value(json_object_get(z, "pid"));
+    int fd = (int)json_integer_value(json_object_get(z, "fd"));
+    if (sfu_spawner_adopt(&sp, s->loop, pid, fd, &cb) == 0 && sfu_vec_push(&s->retired, sp) == 0)
+      sfu_vec_push(&s->reap, pid);
+  }
+  json_array_foreach(json_object_get(state, "rooms"), i, j) {
+    sfu_room_rec_t *r = calloc(1, sizeof(*r));
+    if (!r) return SFU_ENOMEM;
+    s->records_alive++;
+    r->sup = s;
+    snprintf(r->id, sizeof(r->id), "%s", json_string_value(json_object_get(j, "room_id")) ?: "");
+    snprintf(r->name, sizeof(r->name), "%s", json_string_value(json_object_get(j, "name")) ?: "");
+    r->max_participants = (int)json_integer_value(json_object_get(j, "max_participants"));
+    r->empty_timeout_s = (int)json_integer_value(json_object_get(j, "empty_timeout_s"));
+    json_t *md = json_object_get(j, "metadata"), *st = json_object_get(j, "stats");
+    r->metadata = json_is_null(md) ? NULL : json_incref(md);
+    r->state = state_of(json_string_value(json_object_get(j, "state")));
+    snprintf(r->end_reason, sizeof(r->end_reason), "%s",
+             json_string_value(json_object_get(j, "end_reason")) ?: "");
+    r->pid = (int)json_integer_value(json_object_get(j, "pid"));
+    r->exited = (int)json_integer_value(json_object_get(j, "exited"));
+    r->exit_status = json_integer_value(json_object_get(j, "exit_status"));
+    r->term_signal = (int)json_integer_value(json_object_get(j, "term_signal"));
+    r->created_wall_ms = json_integer_value(json_object_get(j, "created_wall_ms"));
+    r->ended_wall_ms = json_integer_value(json_object_get(j, "ended_wall_ms"));
+    r->participants = (int)json_integer_value(json_object_get(j, "participants"));
+    r->stats = json_is_null(st) ? NULL : json_incref(st);
+    r->people = json_incref(json_object_get(j, "people"));
+    r->totals = json_incref(json_object_get(j, "totals"));
+    if (!json_is_object(r->people)) r->people = json_object();
+    if (!json_is_object(r->totals)) r->totals = json_object();
+    r->sessions = (int)json_integer_value(json_object_get(j, "sessions"));
+    r->ping_seq = (uint64_t)json_integer_value(json_object_get(j, "ping_seq"));
+    mod_adopt(&r->mod, json_object_get(j, "moderation"));
+    r->spawned_us = r->ready_us = sfu_now_us();
+    r->last_heard_ms = sfu_now_ms();
+    if (r->state == SFU_ROOM_CLOSING)
+      r->close_deadline_ms = sfu_now_ms() + (uint64_t)s->cfg->shutdown_grace_ms;
+    json_t *zp = json_object_get(j, "zygote_pid");
+    if (zp) {
+      r->via_zygote = 1;
+      for (int k = 0; k < s->retired.n; k++)
+        if (sfu_spawner_pid(s->retired.items[k]) == json_integer_value(zp))
+          r->zyg = s->retired.items[k];
+    } else {
+      r->adopted = r->state != SFU_ROOM_CRASHED;
+    }
+    int fd = (int)json_integer_value(json_object_get(j, "ipc_fd"));
+    if (r->state != SFU_ROOM_CRASHED && fd >= 0) {
+      r->ipc.data = r;
+      if (sfu_ipc_init(s->loop, &r->ipc, fd, on_ipc_msg, on_ipc_error) == 0) {
+        set_cloexec(fd, 1);
+        r->handles_open = 1;
+        r->ipc.on_drain = on_ipc_drain;
+        char *partial;
+        size_t len;
+        json_t *p = json_object_get(j, "ipc_partial");
+        if (p && sfu_etcd_decode(p, &partial, &len) == 0) {
+          sfu_ipc_preload(&r->ipc, partial, len);
+          free(partial);
+        }
+      } else {
+        room_log(SFU_LOG_ERROR, r, "cannot take over its IPC (fd %d)", fd);
+        kill(r->pid, SIGKILL);
+        r->state = SFU_ROOM_CRASHED;
+        snprintf(r->end_reason, sizeof(r->end_reason), "ipc_error");
+        r->ended_wall_ms = sfu_wall_ms();
+      }
+    }
+    r->next = s->rooms;
+    s->rooms = r;
+    n += r->state != SFU_ROOM_CRASHED;
+  }
+  on_sigchld(&s->sigchld, SIGCHLD); /* what exited before the handler was there */
+  return n;
+}

@@ -129,7 +129,10 @@ struct sfu_room_rec_s {
   uv_process_t proc;                 /* the room process */
   sfu_ipc_t ipc;                     /* its channel */
   int pid;                           /* process id */
-  int via_zygote;                    /* forked by the zygote: no proc handle */
+  int via_zygote;                    /* forked by a zygote (zyg): no proc handle */
+  struct sfu_spawner_s *zyg;         /* that zygote */
+  int adopted;                       /* exec'd, taken over by an upgrade: no proc
+                                        handle, reaped on SIGCHLD by pid */
   int handles_open;                  /* proc + ipc not yet closed */
   int exited;                        /* exit_cb has run */
   int64_t exit_status;               /* from exit_cb */
@@ -237,5 +240,19 @@ void sfu_supervisor_shutdown(sfu_supervisor_t *s,
                              void (*done)(sfu_supervisor_t *s, void *arg),
                              void *arg);
 void sfu_supervisor_destroy(sfu_supervisor_t *s);
+
+/*
+ * Upgrade (docs/internals/upgrade.md). _ready_to_export() is 1 when every
+ * room's IPC write queue is empty. _export() describes every record and
+ * the zygote, with their descriptors' close-on-exec cleared (nothing
+ * changes otherwise: if the exec fails, sfud goes on); _export_failed()
+ * sets close-on-exec again. _adopt() takes such a description over in the
+ * new process: the rooms' channels, the zygote as retired, exec'd rooms
+ * reaped by pid. Returns the number of rooms adopted, or an error.
+ */
+int sfu_supervisor_ready_to_export(const sfu_supervisor_t *s);
+json_t *sfu_supervisor_export(sfu_supervisor_t *s);
+void sfu_supervisor_export_failed(sfu_supervisor_t *s);
+int sfu_supervisor_adopt(sfu_supervisor_t *s, json_t *state);
 
 #endif

@@ -65,6 +65,17 @@
  * gone one (client_gone "disconnected" to the room, as before resume
  * existed); the tick frees it. A token that matches nothing, in this room,
  * is answered 4014 and the client joins afresh.
+ *
+ * Upgrade (docs/internals/upgrade.md). An exec'ing sfud loses every socket
+ * at once, so sfu_ws_export() describes each joined or detached session as
+ * a detached one would be: IPC address, room, identity, sid, resume token,
+ * kept texts as they would be written and held messages as JSON text.
+ * sfu_ws_import() lists them again as WS_DETACHED from now, so the resume
+ * above and the grace of the tick apply unchanged and the room sees no
+ * leave; a session with held messages is paused as before, and they are
+ * offered to its room on the next flush, as after a drain (the new IPC
+ * channel will never report a drain it has not seen congested). Sessions
+ * not yet joined are not carried: their clients join again.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -128,7 +139,7 @@ struct sfu_ws_s {
   uv_loop_t *loop;
   const sfu_config_t *cfg;
   sfu_supervisor_t *sup;
-  uv_idle_t flush;               /* runs while sessions are dirty */
+  uv_idle_t flush;               /* runs while sessions are dirty or redrain is set */
   uv_timer_t tick;               /* timeouts, once a second */
   uv_prepare_t hold;             /* keeps paused sessions' reads stopped */
   sfu_metrics_t *metrics;        /* counters, or NULL */
@@ -137,8 +148,10 @@ struct sfu_ws_s {
   uint64_t congestions_unlogged; /* episodes since */
   session_t *sessions;
   session_t *dirty;
-  uint32_t next_id;
-  int count;
+  uint32_t next_id;              /* last session id given; new ones are above */
+  int count;                     /* sessions listed, in every state */
+  int redrain;                   /* imported held messages: offer them to their
+                                    rooms on the next flush (sfu_ws_import) */
 };
 
 /* --- output ------------------------------------------------------------- */
@@ -166,15 +179,12 @@ static void drop_kept(session_t *s) {
 }
 
 /* A detached session's room message: kept for the resume, in order. */
-static void keep(session_t *s, const char *text, size_t len) {
+/* Appends a text to the kept list: 0, SFU_E2BIG (over its bound) or
+ * SFU_ENOMEM. */
+static int kept_append(session_t *s, const char *text, size_t len) {
   kept_t *k;
-  if (!s->room) return; /* being dropped */
-  if (s->kept_bytes + len > SFU_WS_MAX_QUEUED || !(k = malloc(sizeof(*k) + len))) {
-    sfu_log(SFU_LOG_WARN, "ws", "session %u (%s): too much kept while disconnected; dropping it",
-            s->id, s->identity);
-    close_session(s, 1008, "send queue overflow");
-    return;
-  }
+  if (s->kept_bytes + len > SFU_WS_MAX_QUEUED) return SFU_E2BIG;
+  if (!(k = malloc(sizeof(*k) + len))) return SFU_ENOMEM;
   k->next = NULL;
   k->len = len;
   memcpy(k->text, text, len);
@@ -184,6 +194,16 @@ static void keep(session_t *s, const char *text, size_t len) {
     s->kept = k;
   s->kept_tail = k;
   s->kept_bytes += len;
+  return 0;
+}
+
+static void keep(session_t *s, const char *text, size_t len) {
+  if (!s->room) return; /* being dropped */
+  if (kept_append(s, text, len) != 0) {
+    sfu_log(SFU_LOG_WARN, "ws", "session %u (%s): too much kept while disconnected; dropping it",
+            s->id, s->identity);
+    close_session(s, 1008, "send queue overflow");
+  }
 }
 
 static void send_text(session_t *s, const char *text, size_t len) {
@@ -270,6 +290,11 @@ static void close_session(session_t *s, int code, const char *reason) {
 
 static void on_flush(uv_idle_t *h) {
   sfu_ws_t *ws = h->data;
+  if (ws->redrain) { /* after an import: as if each room had just drained */
+    ws->redrain = 0;
+    for (session_t *s = ws->sessions; s; s = s->next)
+      if (s->held && s->room) sfu_ws_on_room_drained(ws, s->room);
+  }
   while (ws->dirty) {
     session_t *s = ws->dirty;
     ws->dirty = s->next_dirty;
@@ -367,6 +392,23 @@ static int room_congested(sfu_ws_t *ws, sfu_room_rec_t *r) {
   return c;
 }
 
+/* Appends `msg` (reference taken on success) to the held list: 0 or
+ * SFU_ENOMEM. */
+static int held_append(session_t *s, json_t *msg, size_t bytes) {
+  held_t *h = malloc(sizeof(*h));
+  if (!h) return SFU_ENOMEM;
+  h->next = NULL;
+  h->msg = msg;
+  h->bytes = bytes;
+  if (s->held_tail)
+    s->held_tail->next = h;
+  else
+    s->held = h;
+  s->held_tail = h;
+  s->held_bytes += bytes;
+  return 0;
+}
+
 /* Holds `msg` (reference taken) until the room drains; closes the session
  * when its own bound would be exceeded. */
 static void hold(session_t *s, json_t *msg, size_t bytes) {
@@ -379,21 +421,11 @@ static void hold(session_t *s, json_t *msg, size_t bytes) {
     close_session(s, SFU_WS_TRY_AGAIN, "signaling backlog: room busy, slow down");
     return;
   }
-  held_t *h = malloc(sizeof(*h));
-  if (!h) {
+  if (held_append(s, msg, bytes) != 0) {
     json_decref(msg);
     close_session(s, 1011, "out of memory");
     return;
   }
-  h->next = NULL;
-  h->msg = msg;
-  h->bytes = bytes;
-  if (s->held_tail)
-    s->held_tail->next = h;
-  else
-    s->held = h;
-  s->held_tail = h;
-  s->held_bytes += bytes;
   if (!s->paused) {
     s->paused = 1;
     if (ws->paused++ == 0) uv_prepare_start(&ws->hold, on_hold);
@@ -695,6 +727,208 @@ void sfu_ws_close_all(sfu_ws_t *ws, int code, const char *reason) {
 }
 
 int sfu_ws_session_count(const sfu_ws_t *ws) { return ws->count; }
+
+/* --- upgrade (docs/internals/upgrade.md) ---------------------------------- */
+
+json_t *sfu_ws_export(sfu_ws_t *ws) {
+  json_t *out = json_array();
+  if (!out) return NULL;
+  for (session_t *s = ws->sessions; s; s = s->next) {
+    if ((s->state != WS_JOINED && s->state != WS_DETACHED) || !s->room) continue;
+    json_t *kept = json_array(), *held = json_array();
+    json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:s}", "id", (json_int_t)s->id, "room_id",
+                          s->room->id, "identity", s->identity, "sid", s->sid, "resume_token",
+                          s->resume_token);
+    int rv = kept && held && o ? 0 : -1;
+    for (kept_t *k = s->kept; k && rv == 0; k = k->next)
+      rv = json_array_append_new(kept, json_stringn(k->text, k->len));
+    for (held_t *h = s->held; h && rv == 0; h = h->next) {
+      char *text = json_dumps(h->msg, JSON_COMPACT);
+      rv = text ? json_array_append_new(held, json_string(text)) : -1;
+      free(text);
+    }
+    if (rv == 0) rv = json_object_set(o, "kept", kept);
+    if (rv == 0) rv = json_object_set(o, "held", held);
+    if (rv == 0) rv = json_array_append(out, o);
+    json_decref(kept);
+    json_decref(held);
+    json_decref(o);
+    if (rv != 0) {
+      json_decref(out);
+      return NULL;
+    }
+  }
+  return out;
+}
+
+static int id_listed(const session_t *list, uint32_t id) {
+  for (; list; list = list->next)
+    if (list->id == id) return 1;
+  return 0;
+}
+
+/* The string e[key], of 1..max bytes (0..max if `empty_ok`), or NULL. */
+static const char *import_str(json_t *e, const char *key, size_t max, int empty_ok) {
+  json_t *v = json_object_get(e, key);
+  if (!json_is_string(v)) return NULL;
+  size_t len = json_string_length(v);
+  if ((len == 0 && !empty_ok) || len > max || strlen(json_string_value(v)) != len) return NULL;
+  return json_string_value(v);
+}
+
+/* One exported session, checked, as an unlisted WS_DETACHED session bound
+ * to its room (*out; NULL when the room is not there: skipped). Returns 0
+ * or SFU_EINVAL / SFU_E2BIG / SFU_EEXIST with *why; SFU_ENOMEM. */
+static int import_one(sfu_ws_t *ws, json_t *e, const session_t *imported, uint64_t now,
+                      session_t **out, const char **why) {
+  *out = NULL;
+#define BAD(code, text) \
+  do {                  \
+    *why = (text);      \
+    rv = (code);        \
+    goto fail;          \
+  } while (0)
+  session_t *s = NULL;
+  int rv = 0;
+  json_t *id = json_object_get(e, "id");
+  json_t *kept = json_object_get(e, "kept"), *held = json_object_get(e, "held");
+  const char *room_id = import_str(e, "room_id", SFU_TOKEN_MAX_ID, 0);
+  const char *identity = import_str(e, "identity", SFU_TOKEN_MAX_ID, 0);
+  const char *sid = import_str(e, "sid", sizeof(s->sid) - 1, 1);
+  const char *token = import_str(e, "resume_token", SFU_RESUME_TOKEN_LEN, 1);
+  if (!json_is_object(e)) BAD(SFU_EINVAL, "not an object");
+  if (!json_is_integer(id) || json_integer_value(id) < 1 ||
+      json_integer_value(id) > (json_int_t)UINT32_MAX)
+    BAD(SFU_EINVAL, "'id' must be an integer in 1..2^32-1");
+  if (!room_id || !identity || !sid || !token)
+    BAD(SFU_EINVAL, "'room_id', 'identity', 'sid' and 'resume_token' must be strings that fit");
+  if (token[0] && strlen(token) != SFU_RESUME_TOKEN_LEN)
+    BAD(SFU_EINVAL, "'resume_token' must be empty or 32 characters");
+  if ((kept && !json_is_array(kept)) || (held && !json_is_array(held)))
+    BAD(SFU_EINVAL, "'kept' and 'held' must be arrays");
+  if (id_listed(ws->sessions, (uint32_t)json_integer_value(id)) ||
+      id_listed(imported, (uint32_t)json_integer_value(id)))
+    BAD(SFU_EEXIST, "id already in use");
+
+  sfu_room_rec_t *r = sfu_supervisor_find(ws->sup, room_id);
+  if (!r || strcmp(r->id, room_id) != 0 || r->exited || r->state == SFU_ROOM_CRASHED)
+    return 0; /* the room did not come along: its clients will join afresh */
+  if (!(s = calloc(1, sizeof(*s)))) BAD(SFU_ENOMEM, "out of memory");
+  s->ws = ws;
+  s->id = (uint32_t)json_integer_value(id);
+  s->state = WS_DETACHED;
+  s->room = r;
+  memcpy(s->identity, identity, strlen(identity) + 1);
+  memcpy(s->sid, sid, strlen(sid) + 1);
+  memcpy(s->resume_token, token, strlen(token) + 1);
+  s->detached_ms = s->opened_ms = s->last_rx_ms = now; /* a full resume_grace_s */
+  s->tokens = RATE_BURST;
+
+  size_t i;
+  json_t *v;
+  json_array_foreach(kept, i, v) { /* the text to send, as it was */
+    int got;
+    if (!json_is_string(v)) BAD(SFU_EINVAL, "'kept' holds a non-string");
+    if ((got = kept_append(s, json_string_value(v), json_string_length(v))) != 0)
+      BAD(got, got == SFU_E2BIG ? "'kept' beyond its bound" : "out of memory");
+  }
+  json_array_foreach(held, i, v) { /* the client's messages, parsed again */
+    size_t len = json_string_length(v);
+    json_t *msg;
+    if (!json_is_string(v)) BAD(SFU_EINVAL, "'held' holds a non-string");
+    if (s->held_bytes + len > SFU_WS_MAX_HELD) BAD(SFU_E2BIG, "'held' beyond its bound");
+    msg = json_loadb(json_string_value(v), len, JSON_REJECT_DUPLICATES, NULL);
+    if (!json_is_object(msg)) {
+      json_decref(msg);
+      BAD(SFU_EINVAL, "'held' holds a text that is not a JSON object");
+    }
+    if (held_append(s, msg, len) != 0) {
+      json_decref(msg);
+      BAD(SFU_ENOMEM, "out of memory");
+    }
+  }
+  *out = s;
+  return 0;
+#undef BAD
+fail:
+  if (s) {
+    drop_kept(s);
+    drop_held(s); /* not paused yet: ws untouched */
+    free(s);
+  }
+  return rv;
+}
+
+uint32_t sfu_ws_last_id(const sfu_ws_t *ws) { return ws->next_id; }
+
+void sfu_ws_skip_ids(sfu_ws_t *ws, uint32_t last) {
+  if (last > ws->next_id) ws->next_id = last;
+}
+
+int sfu_ws_import(sfu_ws_t *ws, json_t *sessions) {
+  session_t *head = NULL, **tail = &head;
+  uint32_t top = ws->next_id;
+  uint64_t now = sfu_now_ms();
+  int restored = 0, skipped = 0, rv = 0, held = 0;
+  const char *why = NULL;
+  size_t i;
+  json_t *e;
+
+  if (!json_is_array(sessions)) {
+    sfu_log(SFU_LOG_ERROR, "ws", "upgrade state: 'sessions' is not an array");
+    return SFU_EINVAL;
+  }
+  json_array_foreach(sessions, i, e) {
+    session_t *s;
+    if ((rv = import_one(ws, e, head, now, &s, &why)) != 0) goto fail;
+    uint32_t id = (uint32_t)json_integer_value(json_object_get(e, "id"));
+    if (id > top) top = id; /* skipped ones too: never reuse an id */
+    if (!s) {
+      skipped++;
+      sfu_log(SFU_LOG_INFO, "ws", "session %u (%s): room %s not adopted; not restored", id,
+              json_string_value(json_object_get(e, "identity")),
+              json_string_value(json_object_get(e, "room_id")));
+      continue;
+    }
+    *tail = s;
+    tail = &s->next;
+  }
+  /* Listed in the exported order, ahead of any session already here. */
+  session_t *before = ws->sessions;
+  *tail = before;
+  ws->sessions = head;
+  for (session_t *s = head; s != before; s = s->next) {
+    ws->count++;
+    restored++;
+    if (s->held) { /* paused, as when they were held; sent on the next flush */
+      s->paused = 1;
+      ws->paused++;
+      held++;
+    }
+  }
+  ws->next_id = top;
+  if (held) {
+    uv_prepare_start(&ws->hold, on_hold);
+    ws->redrain = 1;
+    uv_idle_start(&ws->flush, on_flush);
+  }
+  sfu_log(SFU_LOG_INFO, "ws",
+          "restored %d client sessions, detached and resumable for %d s (%d skipped, %d with held "
+          "messages)",
+          restored, ws->cfg->resume_grace_s, skipped, held);
+  return restored;
+
+fail:
+  sfu_log(SFU_LOG_ERROR, "ws", "upgrade state: session %zu: %s", i, why);
+  while (head) {
+    session_t *s = head;
+    head = s->next;
+    drop_kept(s);
+    drop_held(s);
+    free(s);
+  }
+  return rv;
+}
 
 /* --- set-up ------------------------------------------------------------- */
 

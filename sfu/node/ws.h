@@ -64,4 +64,39 @@ void sfu_ws_on_room_gone(sfu_ws_t *ws, sfu_room_rec_t *r, int code, const char *
 int sfu_ws_session_count(const sfu_ws_t *ws);
 void sfu_ws_close_all(sfu_ws_t *ws, int code, const char *reason);
 
+/*
+ * Upgrade (docs/internals/upgrade.md): client sessions carried across the
+ * exec, as if every client's network had dropped.
+ *
+ * sfu_ws_export: every joined or detached session still bound to a room,
+ * as a JSON array (new reference; NULL if out of memory):
+ *   [{"id", "room_id", "identity", "sid", "resume_token",
+ *     "kept": [text...], "held": [text...]}]
+ * "kept" are the room messages a detached session has not sent yet, each
+ * the exact text that goes to the socket; "held" the client messages
+ * waiting for the room's IPC, each the message's compact JSON text. Both
+ * are in order. Sessions in other states (not yet joined, closing) are
+ * left out: their clients reconnect and join again. Changes nothing.
+ *
+ * sfu_ws_import: re-creates such sessions (`sessions` borrowed) as
+ * detached now, so each has a full resume_grace_s to resume
+ * (docs/signaling.md "Reconnecting") before the room hears client_gone.
+ * Each is bound by room_id to a room the supervisor has adopted (call it
+ * after sfu_supervisor_adopt() and before the listener accepts); one
+ * whose room is not there, or has crashed, is skipped and logged. Held
+ * messages go to their room on the next loop turn, as far as its IPC
+ * takes them, then on its drains; their sessions stay paused until then.
+ * New session ids continue above the highest imported. Counts no metric.
+ * Returns the number of sessions restored (skipped ones not counted), or
+ * SFU_EINVAL (malformed entry), SFU_E2BIG (kept or held beyond
+ * SFU_WS_MAX_QUEUED / SFU_WS_MAX_HELD), SFU_EEXIST (an id twice or
+ * already in use) or SFU_ENOMEM, and then nothing is restored.
+ */
+json_t *sfu_ws_export(sfu_ws_t *ws);
+/* The last session id given (rooms may know ids of sessions that were not
+ * exported, still joining): the new process continues above it. */
+uint32_t sfu_ws_last_id(const sfu_ws_t *ws);
+void sfu_ws_skip_ids(sfu_ws_t *ws, uint32_t last);
+int sfu_ws_import(sfu_ws_t *ws, json_t *sessions);
+
 #endif

@@ -290,6 +290,29 @@ class FleetTest(unittest.TestCase):
         st, fleet = a.request("GET", "/v1/fleet")
         self.assertEqual([r["room_id"] for r in fleet["lost_rooms"]], [on_b["room_id"]])
 
+    def test_upgraded_node_keeps_its_lease_and_rooms(self):
+        a = self.start_node("a")
+        b = self.start_node("b")
+        st, room = a.request("POST", "/v1/rooms", {"name": "through", "node": "b"})
+        self.assertEqual(st, 201)
+        before = self.etcd.range_prefix(self.prefix + "/")
+        lease = before[self.prefix + "/nodes/b"][1]
+        mark = len(b.log)
+        os.kill(b.proc.pid, signal.SIGUSR2)
+        wait_for(lambda: any("adopted" in line for line in b.log[mark:]), timeout=10,
+                 what="b upgraded")
+        wait_for(lambda: b.metric("sfu_fleet_registered") == 1, what="b registered")
+        time.sleep(TTL)  # a lease that lapsed would show by now
+        after = self.etcd.range_prefix(self.prefix + "/")
+        self.assertEqual({k: v[1] for k, v in after.items()},
+                         {k: v[1] for k, v in before.items()})
+        self.assertEqual(after[self.prefix + "/nodes/b"][1], lease)
+        self.assertEqual(b.metric("sfu_fleet_registrations_total"), 0)  # the new process
+        st, got = a.request("GET", "/v1/rooms/through")
+        self.assertEqual((st, got["room_id"], got["state"]), (200, room["room_id"], "running"))
+        st, fleet = a.request("GET", "/v1/fleet")
+        self.assertEqual(fleet["lost_rooms"], [])
+
     def test_start_up_errors(self):
         import subprocess
         for args, msg in (
