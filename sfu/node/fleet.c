@@ -23,6 +23,7 @@
 #include "sfu/base/sfu.h"
 #include "sfu/base/vec.h"
 #include "sfu/node/etcd.h"
+#include "sfu/node/events.h"
 #include "sfu/node/fleet.h"
 #include "sfu/node/tls.h"
 
@@ -57,6 +58,7 @@ struct sfu_fleet_s {
   sfu_supervisor_t *sup;
   sfu_metrics_t *metrics;
   sfu_etcd_t *etcd;
+  sfu_events_t *events;   /* the journal, or NULL */
   sfu_httpc_t *api;       /* to other nodes */
   char api_url[256];
   char ws_url[288];
@@ -111,6 +113,8 @@ int sfu_fleet_available(const sfu_fleet_t *f) {
 const char *sfu_fleet_node_id(const sfu_fleet_t *f) { return f->cfg->node_id; }
 
 int64_t sfu_fleet_lease(const sfu_fleet_t *f) { return f->lease; }
+
+void sfu_fleet_set_events(sfu_fleet_t *f, sfu_events_t *e) { f->events = e; }
 
 void sfu_fleet_keep_lease(sfu_fleet_t *f, int64_t lease) {
   f->lease = lease;
@@ -708,6 +712,8 @@ int64_t sfu_fleet_read_watch(const char *prefix, json_t *msg, const sfu_fleet_wa
   return sfu_etcd_int(json_object_get(json_object_get(res, "header"), "revision"));
 }
 
+static void report_lost(sfu_fleet_t *f, const lost_t *l);
+
 static void watch_lost(void *arg, const char *room_id, const char *name, const char *node) {
   sfu_fleet_t *f = arg;
   lost_t l;
@@ -720,6 +726,40 @@ static void watch_lost(void *arg, const char *room_id, const char *name, const c
   if (sfu_vec_push(&f->lost, l) == 0)
     sfu_log(SFU_LOG_WARN, "fleet", "room %s crashed with its node %s (lease expired)", l.room_id,
             l.node_id);
+  report_lost(f, &l);
+}
+
+typedef struct {
+  sfu_fleet_t *f;
+  lost_t room;
+} report_t;
+
+static void on_report_claimed(void *arg, json_t *res, const char *err) {
+  report_t *rp = arg;
+  if (err) etcd_failed(rp->f, "claiming the report of a lost room", err);
+  if (res && json_is_true(json_object_get(res, "succeeded")) && rp->f->events)
+    sfu_events_emit(rp->f->events, "room_crashed", rp->room.room_id,
+                    json_pack("{s:s, s:s, s:s}", "end_reason", "node_lost", "node_id",
+                              rp->room.node_id, "name", rp->room.name));
+  free(rp);
+}
+
+/* Every node sees the loss; the one that creates lost/<room_id> first
+ * journals it. */
+static void report_lost(sfu_fleet_t *f, const lost_t *l) {
+  char k[512];
+  if (!sfu_fleet_available(f)) return;
+  report_t *rp = malloc(sizeof(*rp));
+  if (!rp) return;
+  rp->f = f;
+  rp->room = *l;
+  key(f, k, sizeof(k), "lost", l->room_id);
+  json_t *value = json_pack("{s:s, s:s, s:s}", "room_id", l->room_id, "node_id", l->node_id,
+                            "reported_by", f->cfg->node_id);
+  json_t *txn = json_pack("{s:[o], s:[{s:o}], s:[]}", "compare",
+                          compare(k, "CREATE", "create_revision", 0), "success", "request_put",
+                          put_op(k, value, f->lease), "failure");
+  if (!sfu_etcd_call(f->etcd, "/v3/kv/txn", txn, on_report_claimed, rp)) free(rp);
 }
 
 static void watch_back(void *arg, const char *room_id) { forget_lost(arg, room_id); }

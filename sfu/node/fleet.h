@@ -52,6 +52,10 @@ int sfu_fleet_start(sfu_fleet_t **out, uv_loop_t *loop, const sfu_config_t *cfg,
                     sfu_supervisor_t *sup, sfu_metrics_t *metrics, const char *api_url,
                     const char *ws_url);
 const char *sfu_fleet_node_id(const sfu_fleet_t *f);
+/* Where a room lost with its node is reported (room_crashed, node_lost),
+ * by the one node that claims <prefix>/lost/<room_id> first. */
+struct sfu_events_s;
+void sfu_fleet_set_events(sfu_fleet_t *f, struct sfu_events_s *e);
 /* Upgrade: the lease (0 = none), and the new process keeping it on (its
  * first keepalive checks it; if etcd forgot it, the node registers anew). */
 int64_t sfu_fleet_lease(const sfu_fleet_t *f);

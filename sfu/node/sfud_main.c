@@ -207,6 +207,7 @@ int main(int argc, char **argv) {
         json_object_get(json_object_get(adopted, "fleet"), "lease"));
     if (lease && strtoll(lease, NULL, 10) != 0) sfu_fleet_keep_lease(fleet, strtoll(lease, NULL, 10));
     sfu_http_set_fleet(http, fleet);
+    sfu_fleet_set_events(fleet, events);
   }
 
   uv_signal_init(loop, &sig_int);

@@ -277,6 +277,20 @@ class FleetTest(unittest.TestCase):
         st, fleet = a.request("GET", "/v1/fleet")
         self.assertEqual([r["room_id"] for r in fleet["lost_rooms"]], [on_b["room_id"]])
         self.assertEqual(sorted(n["node_id"] for n in fleet["nodes"]), ["a", "c"])
+
+        def crash_records():  # room_crashed for doomed, from every live node's journal
+            out = []
+            for via in (a, c):
+                st, ev = via.request("GET", "/v1/events?limit=1000")
+                out += [r for r in ev["records"] if r["type"] == "room_crashed" and
+                        r.get("room_id") == on_b["room_id"]]
+            return out
+        wait_for(lambda: crash_records(), what="the lost room journaled")
+        time.sleep(0.5)  # a second report would come as fast
+        recs = crash_records()
+        self.assertEqual(len(recs), 1, recs)
+        self.assertEqual((recs[0]["end_reason"], recs[0]["node_id"], recs[0]["name"]),
+                         ("node_lost", "b", "doomed"))
         st, again = c.request("POST", "/v1/rooms", {"name": "doomed"})
         self.assertEqual(st, 201, again)
         self.assertIn(again["node_id"], ("a", "c"))
