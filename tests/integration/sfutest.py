@@ -396,6 +396,22 @@ class PageCallTest(CallTest):
         return out
 
 
+def main(replay=None, logdir=None, **unittest_kw):
+    """The integration scripts' entry point: parses --sfud and --room, --replay
+    (replay="required" or "optional") and --logdir (default `logdir`) into
+    the script's ARGS, then runs its tests with the remaining arguments."""
+    import argparse
+    import __main__
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sfud", required=True)
+    ap.add_argument("--room", required=True)
+    if replay:
+        ap.add_argument("--replay", required=replay == "required", default=None)
+    ap.add_argument("--logdir", default=logdir)
+    __main__.ARGS, rest = ap.parse_known_args()
+    unittest.main(module="__main__", argv=[sys.argv[0]] + rest, verbosity=2, **unittest_kw)
+
+
 def wait_for(pred, timeout=10.0, step=0.05, what="condition"):
     end = time.monotonic() + timeout
     while time.monotonic() < end:

@@ -33,7 +33,6 @@ Usage: test_browser.py --sfud PATH --room PATH
 (the web directory is ../../web from this script; CHROMIUM=... overrides
 the browser binary, see chromium.py)
 """
-import argparse
 import asyncio
 import json
 import os
@@ -41,12 +40,11 @@ import shutil
 import sys
 import tempfile
 import time
-import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WEB_DIR = os.path.normpath(os.path.join(HERE, "..", "..", "web"))
 sys.path.insert(0, HERE)
-from sfutest import PageCallTest, Sfud, TestCA  # noqa: E402
+from sfutest import PageCallTest, Sfud, TestCA, main  # noqa: E402
 from aiortc_peer import Peer, SAMPLES_PER_FRAME, SILENCE_RMS, energy  # noqa: E402
 from chromium import Chromium  # noqa: E402
 from pagejs import join_js  # noqa: E402
@@ -579,8 +577,4 @@ class DemoPageOverTlsTest(DemoPageTest):
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--sfud", required=True)
-    ap.add_argument("--room", required=True)
-    ARGS, rest = ap.parse_known_args()
-    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
+    main()

@@ -6,7 +6,6 @@ they get and tell by Goertzel power who they hear.
 
 Usage: test_call.py --sfud PATH --room PATH
 """
-import argparse
 import asyncio
 import base64
 import hashlib
@@ -19,7 +18,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sfutest import Sfud, wait_for  # noqa: E402
+from sfutest import Sfud, main, wait_for  # noqa: E402
 from aiortc_peer import Peer, JoinRejected  # noqa: E402
 
 ARGS = None
@@ -416,9 +415,4 @@ class CallTest(unittest.IsolatedAsyncioTestCase):
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--sfud", required=True)
-    ap.add_argument("--room", required=True)
-    ap.add_argument("--logdir", default=os.environ.get("TMPDIR", "/tmp"))
-    ARGS, rest = ap.parse_known_args()
-    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
+    main(logdir=os.environ.get("TMPDIR", "/tmp"))

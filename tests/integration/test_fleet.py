@@ -18,7 +18,6 @@ started by the test on loopback), docs/fleet.md:
 
 Usage: test_fleet.py --sfud PATH --room PATH
 """
-import argparse
 import os
 import signal
 import sys
@@ -29,7 +28,8 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from etcd import Etcd  # noqa: E402
-from sfutest import Sfud, wait_for  # noqa: E402
+from sfutest import Sfud, main, wait_for  # noqa: E402
+ARGS = None
 
 TTL = 2  # seconds: the nodes' lease
 
@@ -341,8 +341,4 @@ class FleetTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--sfud", required=True)
-    ap.add_argument("--room", required=True)
-    ARGS, rest = ap.parse_known_args()
-    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
+    main()

@@ -5,11 +5,8 @@ the attack on a real sfud and asserts that the node holds.
 
 Usage: test_hardening.py --sfud PATH --room PATH
 """
-import argparse
-import base64
 import json
 import os
-import re
 import resource
 import select
 import socket
@@ -20,7 +17,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sfutest import Sfud, wait_for  # noqa: E402
+from sfutest import Sfud, main, wait_for  # noqa: E402
 
 ARGS = None
 ATTACKER = "127.0.0.2"  # another loopback source address: the per-address cap applies to it only
@@ -428,9 +425,5 @@ class Hardening(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--sfud", required=True)
-    ap.add_argument("--room", required=True)
-    ARGS, rest = ap.parse_known_args()
     # the attack's sockets, by the thousand, are left to the garbage collector
-    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2, warnings="ignore")
+    main(warnings="ignore")

@@ -30,7 +30,6 @@ Skips without network namespaces or iptables.
 
 Usage: test_icetcp.py --sfud PATH --room PATH --replay PATH [--logdir DIR]
 """
-import argparse
 import asyncio
 import json
 import os
@@ -38,12 +37,11 @@ import shutil
 import sys
 import tempfile
 import time
-import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WEB_DIR = os.path.normpath(os.path.join(HERE, "..", "..", "web"))
 sys.path.insert(0, HERE)
-from sfutest import PageCallTest, Sfud  # noqa: E402
+from sfutest import PageCallTest, Sfud, main  # noqa: E402
 from netns import new_namespace  # noqa: E402
 from pagejs import STATE_JS, join_js  # noqa: E402
 
@@ -225,10 +223,4 @@ class IceTcpTest(PageCallTest):
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--sfud", required=True)
-    ap.add_argument("--room", required=True)
-    ap.add_argument("--replay", default=None)
-    ap.add_argument("--logdir", default=None)
-    ARGS, rest = ap.parse_known_args()
-    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
+    main(replay="optional")

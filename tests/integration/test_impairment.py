@@ -57,18 +57,16 @@ or iptables cannot be used here.
 
 Usage: test_impairment.py --sfud PATH --room PATH [--logdir DIR]
 """
-import argparse
 import asyncio
 import json
 import os
 import sys
 import time
-import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WEB_DIR = os.path.normpath(os.path.join(HERE, "..", "..", "web"))
 sys.path.insert(0, HERE)
-from sfutest import CallTest, Sfud  # noqa: E402
+from sfutest import CallTest, Sfud, main  # noqa: E402
 from netns import new_namespace  # noqa: E402
 
 ARGS = None
@@ -530,9 +528,4 @@ class BandwidthCapTest(VideoTestBase):
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--sfud", required=True)
-    ap.add_argument("--room", required=True)
-    ap.add_argument("--logdir", default=None)
-    ARGS, rest = ap.parse_known_args()
-    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
+    main()

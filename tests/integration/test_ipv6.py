@@ -21,7 +21,6 @@ peers of different families join one after the other).
 
 Usage: test_ipv6.py --sfud PATH --room PATH --replay PATH
 """
-import argparse
 import asyncio
 import ipaddress
 import json
@@ -34,7 +33,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sfutest import Sfud  # noqa: E402
+from sfutest import Sfud, main  # noqa: E402
 from aiortc_peer import Peer  # noqa: E402
 
 ARGS = None
@@ -240,10 +239,4 @@ class Ipv6Test(unittest.IsolatedAsyncioTestCase):
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--sfud", required=True)
-    ap.add_argument("--room", required=True)
-    ap.add_argument("--replay", required=True)
-    ap.add_argument("--logdir", default=os.environ.get("TMPDIR", "/tmp"))
-    ARGS, rest = ap.parse_known_args()
-    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
+    main(replay="required", logdir=os.environ.get("TMPDIR", "/tmp"))

@@ -9,7 +9,6 @@ to see who gets in (welcome) and who is refused (close 4012).
 
 Usage: test_moderation.py --sfud PATH --room PATH
 """
-import argparse
 import asyncio
 import http.client
 import json
@@ -21,7 +20,7 @@ import unittest
 import websockets
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sfutest import Sfud, wait_for  # noqa: E402
+from sfutest import Sfud, main, wait_for  # noqa: E402
 
 ARGS = None
 KICKED = 4012
@@ -321,8 +320,4 @@ class Moderation(unittest.IsolatedAsyncioTestCase):
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--sfud", required=True)
-    ap.add_argument("--room", required=True)
-    ARGS, rest = ap.parse_known_args()
-    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
+    main()

@@ -3,7 +3,6 @@
 
 Usage: test_node.py --sfud PATH --room PATH
 """
-import argparse
 import base64
 import hashlib
 import hmac
@@ -16,7 +15,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sfutest import Sfud, pid_alive, wait_for  # noqa: E402
+from sfutest import Sfud, main, pid_alive, wait_for  # noqa: E402
 
 ARGS = None
 
@@ -376,8 +375,4 @@ class Binary(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--sfud", required=True)
-    ap.add_argument("--room", required=True)
-    ARGS, rest = ap.parse_known_args()
-    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
+    main()

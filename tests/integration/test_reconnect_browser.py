@@ -18,19 +18,17 @@ context. An aiortc peer in the root namespace publishes a 660 Hz tone.
 
 Usage: test_reconnect_browser.py --sfud PATH --room PATH
 """
-import argparse
 import asyncio
 import os
 import shutil
 import sys
 import tempfile
 import time
-import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WEB_DIR = os.path.normpath(os.path.join(HERE, "..", "..", "web"))
 sys.path.insert(0, HERE)
-from sfutest import PageCallTest, Sfud, TestCA  # noqa: E402
+from sfutest import PageCallTest, Sfud, TestCA, main  # noqa: E402
 from aiortc_peer import Peer  # noqa: E402
 from chromium import CdpError, Chromium  # noqa: E402
 from netns import new_namespace  # noqa: E402
@@ -174,8 +172,4 @@ class ReconnectTest(PageCallTest):
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--sfud", required=True)
-    ap.add_argument("--room", required=True)
-    ARGS, rest = ap.parse_known_args()
-    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
+    main()

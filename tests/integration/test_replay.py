@@ -10,7 +10,6 @@ leaves and mutes tells who was heard, and bad captures are refused clearly.
 
 Usage: test_replay.py --sfud PATH --room PATH --replay PATH
 """
-import argparse
 import json
 import os
 import struct
@@ -20,7 +19,7 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sfutest import Sfud  # noqa: E402
+from sfutest import Sfud, main  # noqa: E402
 
 ARGS = None
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "pcaps")
@@ -232,9 +231,4 @@ class ReplayTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--sfud", required=True)
-    ap.add_argument("--room", required=True)
-    ap.add_argument("--replay", required=True)
-    ARGS, rest = ap.parse_known_args()
-    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
+    main(replay="required")

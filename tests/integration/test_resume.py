@@ -20,15 +20,13 @@ left alone. Then:
 
 Usage: test_resume.py --sfud PATH --room PATH
 """
-import argparse
 import asyncio
 import os
 import sys
 import time
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sfutest import CallTest  # noqa: E402
+from sfutest import CallTest, main  # noqa: E402
 from aiortc_peer import Peer, PeerClosed  # noqa: E402
 
 ARGS = None
@@ -178,8 +176,4 @@ class ResumeRefusalTest(Base):
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--sfud", required=True)
-    ap.add_argument("--room", required=True)
-    ARGS, rest = ap.parse_known_args()
-    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
+    main()

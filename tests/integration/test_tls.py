@@ -22,8 +22,6 @@ Certificates come from a throwaway CA made with the openssl CLI
 
 Usage: test_tls.py --sfud PATH --room PATH
 """
-import argparse
-import asyncio
 import os
 import shutil
 import signal
@@ -36,7 +34,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sfutest import Receiver, Sfud, TestCA, wait_for  # noqa: E402
+from sfutest import Receiver, Sfud, TestCA, main, wait_for  # noqa: E402
 from aiortc_peer import Peer  # noqa: E402
 
 ARGS = None
@@ -296,8 +294,4 @@ class TlsTest(unittest.IsolatedAsyncioTestCase):
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--sfud", required=True)
-    ap.add_argument("--room", required=True)
-    ARGS, rest = ap.parse_known_args()
-    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
+    main()

@@ -55,7 +55,6 @@ Skips if network namespaces, iptables or coturn (`turnserver`, Debian
 
 Usage: test_turn.py --sfud PATH --room PATH [--replay PATH] [--logdir DIR]
 """
-import argparse
 import asyncio
 import base64
 import errno
@@ -76,7 +75,7 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 WEB_DIR = os.path.normpath(os.path.join(HERE, "..", "..", "web"))
 sys.path.insert(0, HERE)
-from sfutest import PageCallTest, Sfud, TestCA, pid_alive  # noqa: E402
+from sfutest import PageCallTest, Sfud, TestCA, main, pid_alive  # noqa: E402
 from netns import new_namespace  # noqa: E402
 from pagejs import STATE_JS, join_js  # noqa: E402
 
@@ -443,10 +442,4 @@ class TurnTest(PageCallTest):
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--sfud", required=True)
-    ap.add_argument("--room", required=True)
-    ap.add_argument("--replay", default=None)
-    ap.add_argument("--logdir", default=None)
-    ARGS, rest = ap.parse_known_args()
-    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
+    main(replay="optional")

@@ -6,7 +6,6 @@ as signed webhook batches; these tests stop and break things on the way.
 
 Usage: test_usage.py --sfud PATH --room PATH
 """
-import argparse
 import asyncio
 import os
 import signal
@@ -16,7 +15,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sfutest import Receiver, Sfud  # noqa: E402
+from sfutest import Receiver, Sfud, main  # noqa: E402
 from aiortc_peer import Peer  # noqa: E402
 
 ARGS = None
@@ -215,8 +214,4 @@ class UsageTest(unittest.IsolatedAsyncioTestCase):
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--sfud", required=True)
-    ap.add_argument("--room", required=True)
-    ARGS, rest = ap.parse_known_args()
-    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
+    main()

@@ -46,7 +46,6 @@ every 500 ms per layer) under AddressSanitizer.
 Usage: test_video.py --sfud PATH --room PATH
 (CHROMIUM=... overrides the browser binary, see chromium.py)
 """
-import argparse
 import asyncio
 import collections
 import json
@@ -59,7 +58,7 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 WEB_DIR = os.path.normpath(os.path.join(HERE, "..", "..", "web"))
 sys.path.insert(0, HERE)
-from sfutest import Sfud  # noqa: E402
+from sfutest import Sfud, main  # noqa: E402
 from aiortc_peer import Peer  # noqa: E402
 from chromium import Chromium  # noqa: E402
 
@@ -851,8 +850,4 @@ class DemoVideoTest(VideoTestBase):
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--sfud", required=True)
-    ap.add_argument("--room", required=True)
-    ARGS, rest = ap.parse_known_args()
-    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
+    main()
