@@ -193,6 +193,7 @@ int main(int argc, char **argv) {
                              : -1) != 0)
     return 1;
   if (adopted) {
+    sfu_supervisor_set_draining(sup, json_is_true(json_object_get(adopted, "draining")));
     int rooms = sfu_supervisor_adopt(sup, adopted);
     int sessions = sfu_ws_import(ws, json_object_get(adopted, "sessions"));
     sfu_ws_skip_ids(ws, (uint32_t)json_integer_value(json_object_get(adopted, "last_session_id")));

@@ -82,6 +82,7 @@ static void do_exec(void) {
                             "zygotes", json_object_get(node, "zygotes"), "sessions",
                             sfu_ws_export(p->ws), "last_session_id",
                             (json_int_t)sfu_ws_last_id(p->ws), "fleet", "lease", lease);
+  json_object_set_new(state, "draining", json_boolean(sfu_supervisor_draining(p->sup)));
   json_decref(node);
   size_t nrooms = json_array_size(json_object_get(state, "rooms"));
   size_t nsessions = json_array_size(json_object_get(state, "sessions"));

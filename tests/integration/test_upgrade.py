@@ -33,7 +33,6 @@ path: a new inode) or taken away.
 
 Usage: test_upgrade.py --sfud PATH --room PATH --replay PATH
 """
-import argparse
 import asyncio
 import json
 import os
@@ -44,11 +43,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from sfutest import (CallTest, _die_with_parent, live_procs, pid_alive,  # noqa: E402
+from sfutest import (CallTest, _die_with_parent, live_procs, main, pid_alive,  # noqa: E402
                      proc_stat_fields)
 from aiortc_peer import Peer, PeerClosed  # noqa: E402
 from aiortc.rtcrtpreceiver import RTCRtpReceiver  # noqa: E402
@@ -638,9 +636,4 @@ class ExecRoomsUpgradeTest(UpgradeBase):
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--sfud", required=True)
-    ap.add_argument("--room", required=True)
-    ap.add_argument("--replay", required=True)
-    ARGS, rest = ap.parse_known_args()
-    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
+    main(replay="required")
