@@ -122,7 +122,7 @@ class Sfud:
         for line in self.proc.stderr:
             self.log.append(line)
             host = "[%s]" % self.host if ":" in self.host else self.host  # IPv6: [::1]
-            m = re.search(r'listening on https?://%s:(\d+)' % re.escape(host), line)
+            m = re.search(r'listening on https?://(?:%s|localhost):(\d+)' % re.escape(host), line)
             if m:
                 self.port = int(m.group(1))
                 self._ready.set()

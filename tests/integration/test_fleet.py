@@ -28,7 +28,7 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from etcd import Etcd  # noqa: E402
-from sfutest import Sfud, main, wait_for  # noqa: E402
+from sfutest import Sfud, TestCA, main, wait_for  # noqa: E402
 ARGS = None
 
 TTL = 2  # seconds: the nodes' lease
@@ -51,12 +51,12 @@ class FleetTest(unittest.TestCase):
         for n in self.nodes.values():
             n.stop_and_check()
 
-    def start_node(self, node_id, *extra, region=None):
+    def start_node(self, node_id, *extra, region=None, tls=None):
         args = ["--node-id", node_id, "--etcd-url", self.etcd.url, "--etcd-prefix", self.prefix,
                 "--etcd-lease-ttl-s", str(TTL), *extra]
         if region:
             args += ["--region", region]
-        n = Sfud(ARGS.sfud, ARGS.room, *args)
+        n = Sfud(ARGS.sfud, ARGS.room, *args, tls=tls)
         self.nodes[node_id] = n
         wait_for(lambda: self.prefix + "/nodes/" + node_id in self.etcd.range_prefix(self.prefix),
                  timeout=10, what="node %s registered" % node_id)
@@ -326,6 +326,29 @@ class FleetTest(unittest.TestCase):
         self.assertEqual((st, got["room_id"], got["state"]), (200, room["room_id"], "running"))
         st, fleet = a.request("GET", "/v1/fleet")
         self.assertEqual(fleet["lost_rooms"], [])
+
+    def test_nodes_on_https_place_and_pass_requests_over_tls(self):
+        import socket
+        import tempfile
+        with tempfile.TemporaryDirectory(prefix="sfu-fleet-ca-") as d:
+            ca = TestCA(d)
+            nodes = []
+            for node_id in ("a", "b"):
+                with socket.socket() as sk:  # a port for the URL the others verify
+                    sk.bind(("127.0.0.1", 0))
+                    port = sk.getsockname()[1]
+                cert, key = ca.issue(node_id, dns=("localhost",))
+                nodes.append(self.start_node(
+                    node_id, "--listen-port", str(port), "--public-url",
+                    "https://localhost:%d" % port, "--fleet-tls-ca-file", ca.pem,
+                    tls=(cert, key, ca.pem)))
+            a, b = nodes
+            st, room = a.request("POST", "/v1/rooms", {"name": "secure", "node": "b"})
+            self.assertEqual((st, room.get("node_id")), (201, "b"), room)
+            self.assertEqual(room["ws_url"], "wss://localhost:%d/v1/rtc" % b.port)
+            st, got = a.request("GET", "/v1/rooms/secure")
+            self.assertEqual((st, got["room_id"]), (200, room["room_id"]))
+            self.assertEqual(a.metric("sfu_fleet_proxied_total"), 2)
 
     def test_start_up_errors(self):
         import subprocess
