@@ -38,11 +38,20 @@ def prefix_end(prefix):
 class Etcd:
     def __init__(self):
         self.dir = tempfile.mkdtemp(prefix="sfu-test-etcd-")
-        self.port = _free_port()
-        self.peer_port = _free_port()
-        self.url = "http://127.0.0.1:%d" % self.port
         self.proc = None
-        self.start()
+        for attempt in range(5):
+            # a free port may be taken by someone else before etcd binds it
+            self.port = _free_port()
+            self.peer_port = _free_port()
+            self.url = "http://127.0.0.1:%d" % self.port
+            try:
+                self.start()
+                return
+            except RuntimeError:
+                self.stop()
+                with open(os.path.join(self.dir, "etcd.log")) as f:
+                    if "address already in use" not in f.read() or attempt == 4:
+                        raise
 
     def start(self):
         self.log = open(os.path.join(self.dir, "etcd.log"), "a")
@@ -70,7 +79,8 @@ class Etcd:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(10)
-        self.log.close()
+        if self.proc:
+            self.log.close()
 
     def close(self):
         self.stop()

@@ -238,12 +238,14 @@ class IceRestartTest(Base):
         self.start_sfud()
         room = self.room("cres-ice")
         ear = await self.listener(room)
-        proc = self.replay(room, "--duration", "8", "--restart-ice-at", "3")
+        # 12 s of sending: the 6 s window below must end before sfu-replay
+        # leaves, even when a loaded machine took seconds to start it
+        proc = self.replay(room, "--duration", "12", "--restart-ice-at", "3")
         await self.tone_heard(ear, proc)
         times, since = [], ear.mark()
         track_arrivals(ear, "tone0", times)
         t0 = time.monotonic()
-        await asyncio.sleep(6.0)         # the restart is 3 s into the 8 s of sending
+        await asyncio.sleep(6.0)         # the restart is 3 s into the sending
         gap, _ = longest_gap(times, t0, time.monotonic())
         self.assert_stayed(ear, since)
         s, tone0, err = await self.finish_replay(proc)

@@ -165,6 +165,47 @@ def exe_inode(pid):
     return st.st_dev, st.st_ino
 
 
+def check_usage(tc, recs, room, identities, stay, where="sfud"):
+    """Asserts on one node's journal `recs` (GET /v1/events): every record
+    once, seqs without gaps; for `room`, each of `identities` joined and
+    left once and its usage periods tile from join to a final one, their
+    connected time the span (and the `stay` the test measured, when given);
+    room_finished's totals are the usage records' sum."""
+    ids = [r["id"] for r in recs]
+    tc.assertEqual(len(ids), len(set(ids)), "%s: a record twice in the journal" % where)
+    seqs = [r["seq"] for r in recs]
+    tc.assertEqual(seqs, list(range(seqs[0], seqs[0] + len(seqs))), "%s: seq gaps" % where)
+    mine = [r for r in recs if r.get("room_id") == room["room_id"]]
+    usage = [r for r in mine if r["type"] == "usage"]
+    per_sid = {}
+    for r in usage:
+        per_sid.setdefault((r["participant"], r["sid"]), []).append(r)
+    tc.assertEqual(sorted(i for i, _ in per_sid), sorted(identities), where)
+    for (ident, sid), rs in sorted(per_sid.items()):
+        rs.sort(key=lambda r: r["period_start_ms"])
+        for prev, cur in zip(rs, rs[1:]):
+            tc.assertEqual(cur["period_start_ms"], prev["period_end_ms"],
+                           "%s on %s: usage periods do not tile (a gap or overlap)"
+                           % (ident, where))
+        tc.assertEqual([r["final"] for r in rs], [False] * (len(rs) - 1) + [True], ident)
+        span = rs[-1]["period_end_ms"] - rs[0]["period_start_ms"]
+        conn = sum(r["ms"]["connected"] for r in rs)
+        print("  usage on %s, %s: %d periods, connected %d ms over a span of %d ms%s"
+              % (where, ident, len(rs), conn, span,
+                 ", stay measured %.0f ms" % (stay[ident] * 1000) if ident in stay else ""))
+        tc.assertAlmostEqual(conn, span, delta=2000 * USAGE_INTERVAL_S)
+        if ident in stay:
+            tc.assertAlmostEqual(conn, stay[ident] * 1000, delta=2000 * USAGE_INTERVAL_S)
+        for kind in ("participant_joined", "participant_left"):
+            tc.assertEqual(len([r for r in mine if r["type"] == kind
+                                and r["participant"] == ident]), 1, (ident, kind))
+    fin = [r for r in mine if r["type"] == "room_finished"]
+    tc.assertEqual(len(fin), 1, fin)
+    tc.assertEqual(fin[0]["participants"], len(identities), fin[0])
+    tc.assertEqual(fin[0]["ms"]["connected"], sum(r["ms"]["connected"] for r in usage),
+                   "room_finished's totals differ from the usage records")
+
+
 class UpgradeBase(CallTest):
     PEER = Peer
     POLL_S = 0.05
@@ -487,40 +528,7 @@ class UpgradeCallTest(UpgradeBase):
                          "processes holding sfud's sockets after the upgrade")
 
     def assert_usage(self, room, stay):
-        recs = self.journal()
-        ids = [r["id"] for r in recs]
-        self.assertEqual(len(ids), len(set(ids)), "a record twice in the journal")
-        seqs = [r["seq"] for r in recs]
-        self.assertEqual(seqs, list(range(seqs[0], seqs[0] + len(seqs))), "seq gaps")
-        mine = [r for r in recs if r.get("room_id") == room["room_id"]]
-        usage = [r for r in mine if r["type"] == "usage"]
-        per_sid = {}
-        for r in usage:
-            per_sid.setdefault((r["participant"], r["sid"]), []).append(r)
-        self.assertEqual(sorted(i for i, _ in per_sid), ["alice", "bob", "listener", "pub0"])
-        for (ident, sid), rs in sorted(per_sid.items()):
-            rs.sort(key=lambda r: r["period_start_ms"])
-            for prev, cur in zip(rs, rs[1:]):
-                self.assertEqual(cur["period_start_ms"], prev["period_end_ms"],
-                                 "%s: usage periods do not tile (a gap or overlap)" % ident)
-            self.assertEqual([r["final"] for r in rs], [False] * (len(rs) - 1) + [True], ident)
-            span = rs[-1]["period_end_ms"] - rs[0]["period_start_ms"]
-            conn = sum(r["ms"]["connected"] for r in rs)
-            print("  usage %s: %d periods, connected %d ms over a span of %d ms%s"
-                  % (ident, len(rs), conn, span,
-                     ", stay measured %.0f ms" % (stay[ident] * 1000) if ident in stay else ""))
-            self.assertAlmostEqual(conn, span, delta=2000 * USAGE_INTERVAL_S)
-            if ident in stay:
-                self.assertAlmostEqual(conn, stay[ident] * 1000, delta=2000 * USAGE_INTERVAL_S)
-            self.assertEqual(len([r for r in mine if r["type"] == "participant_joined"
-                                  and r["participant"] == ident]), 1, ident)
-            self.assertEqual(len([r for r in mine if r["type"] == "participant_left"
-                                  and r["participant"] == ident]), 1, ident)
-        fin = [r for r in mine if r["type"] == "room_finished"]
-        self.assertEqual(len(fin), 1)
-        self.assertEqual(fin[0]["participants"], 4, fin[0])
-        self.assertEqual(fin[0]["ms"]["connected"], sum(r["ms"]["connected"] for r in usage),
-                         "room_finished's totals differ from the usage records")
+        check_usage(self, self.journal(), room, ["alice", "bob", "listener", "pub0"], stay)
 
 
 class UpgradeTwiceTest(UpgradeBase):
