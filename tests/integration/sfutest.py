@@ -172,9 +172,13 @@ class Sfud:
         procs = self._procs()
         zygotes = {p for p, (pp, cmd) in procs.items()
                    if pp == self.proc.pid and b"--zygote" in cmd}
-        # a forked room keeps the zygote's command line: tell them by parent
+        own = procs.get(self.proc.pid, (0, None))[1]
+        # a forked room keeps the zygote's command line: tell them by parent;
+        # a child with sfud's own command line is a fork not yet exec'd (a
+        # zygote being started), not a room
         return sorted(p for p, (pp, cmd) in procs.items()
-                      if pp in zygotes or (pp == self.proc.pid and p not in zygotes))
+                      if pp in zygotes or (pp == self.proc.pid and p not in zygotes and
+                                           cmd != own))
 
     def metric(self, name):
         _, text = self.request("GET", "/metrics", auth=False)
