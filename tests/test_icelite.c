@@ -353,6 +353,17 @@ static void tcp_success(tcpc_t *t, const sfu_ice_stream_t *st, const uint8_t tid
   assert_int_equal(((struct sockaddr_in *)&mapped)->sin_port, t->me.in.sin_port);
 }
 
+/* A lite stream whose pair is selected on a new TCP connection (receive
+ * buffer rcvbuf, 0 = the default): the check, the connection, the answer. */
+static void tcp_connect(fx_t *f, sfu_ice_t *ice, lite_t *l, tcpc_t *t, int rcvbuf,
+                        uint8_t tid[12]) {
+  lite_open(ice, l);
+  tcp_open(t, ice, 0, rcvbuf);
+  tcp_check(t, l->st, USE_CAND, tid);
+  RUN_UNTIL(f, l->connected);
+  tcp_success(t, l->st, tid);
+}
+
 static void tcp_close(tcpc_t *t) { close(t->fd); }
 
 /* ---- libnice peers ------------------------------------------------------- */
@@ -1198,11 +1209,7 @@ static void test_tcp_check_answered_on_its_connection(void **state) {
   lite_t l;
   tcpc_t t;
   uint8_t tid[12], b[256];
-  lite_open(ice, &l);
-  tcp_open(&t, ice, 0, 0);
-  tcp_check(&t, l.st, USE_CAND, tid);
-  RUN_UNTIL(&f, l.connected);
-  tcp_success(&t, l.st, tid);
+  tcp_connect(&f, ice, &l, &t, 0, tid);
   assert_true(nominated(l.st));
   sfu_icestate_pair_t p;
   assert_true(sfu_icestate_selected(l.st->s, &p));
@@ -1447,11 +1454,7 @@ static void test_tcp_output_bounded_drops_not_queues(void **state) {
   lite_t l;
   tcpc_t t;
   uint8_t tid[12], pkt[1400];
-  lite_open(ice, &l);
-  tcp_open(&t, ice, 0, 4096);
-  tcp_check(&t, l.st, USE_CAND, tid);
-  RUN_UNTIL(&f, l.connected);
-  tcp_success(&t, l.st, tid);
+  tcp_connect(&f, ice, &l, &t, 4096, tid);
   lite_conn_t *c = l.st->sel_conn;
   uv_os_fd_t fd;
   int small = 4096;

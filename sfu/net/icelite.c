@@ -172,6 +172,26 @@ static void addr_of(const struct sockaddr *sa, int transport, sfu_icestate_addr_
 }
 
 /* An address value as a destination for sendto/sendmmsg. */
+/* Binds fd to sa's address: port `first` if not 0, then the ports of
+ * pmin..pmax from a random one, or any port (0) without a range. 0, or
+ * -errno of the last try (a port taken or forbidden moves on to the next;
+ * any other error stops). */
+static int bind_port(int fd, lite_sa_t *sa, socklen_t sl, uint16_t first, int pmin, int pmax) {
+  uint32_t span = pmin > 0 ? (uint32_t)(pmax - pmin + 1) : 0, start = sfu_random_u32();
+  int rv = -EADDRINUSE;
+  for (uint32_t i = first ? 0 : 1; i <= (span ? span : 1); i++) {
+    uint16_t port = i == 0 ? first : span ? (uint16_t)(pmin + (start + i - 1) % span) : 0;
+    if (sa->sa.sa_family == AF_INET)
+      sa->in.sin_port = htons(port);
+    else
+      sa->in6.sin6_port = htons(port);
+    if (bind(fd, &sa->sa, sl) == 0) return 0;
+    rv = -errno;
+    if (errno != EADDRINUSE && errno != EACCES) break;
+  }
+  return rv;
+}
+
 static socklen_t sa_of(const sfu_icestate_addr_t *k, lite_sa_t *out) {
   memset(out, 0, sizeof(*out));
   if (k->fam == 4) {
@@ -843,28 +863,7 @@ static int open_socket(sfu_ice_t *ice, const char *ip, int pmin, int pmax, lite_
   if (s->family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
   setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bufsz, sizeof(bufsz)); /* best effort */
   setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bufsz, sizeof(bufsz));
-  int rv = SFU_EBUSY;
-  if (pmin > 0) {
-    uint32_t span = (uint32_t)(pmax - pmin + 1), start;
-    start = sfu_random_u32();
-    for (uint32_t i = 0; i < span; i++) {
-      uint16_t port = (uint16_t)(pmin + (start + i) % span);
-      if (s->family == AF_INET)
-        sa.in.sin_port = htons(port);
-      else
-        sa.in6.sin6_port = htons(port);
-      if (bind(fd, &sa.sa, sl) == 0) {
-        rv = 0;
-        break;
-      }
-      if (errno != EADDRINUSE && errno != EACCES) {
-        rv = -errno;
-        break;
-      }
-    }
-  } else {
-    rv = bind(fd, &sa.sa, sl) == 0 ? 0 : -errno;
-  }
+  int rv = bind_port(fd, &sa, sl, 0, pmin, pmax);
   lite_sa_t bound;
   socklen_t bl = sizeof(bound);
   if (rv == 0 && getsockname(fd, &bound.sa, &bl) != 0) rv = -errno;
@@ -906,22 +905,7 @@ static int open_listener(lite_sock_t *s, int pmin, int pmax) {
   int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)); /* past TIME_WAITs */
   if (s->family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-  uint32_t span = pmin > 0 ? (uint32_t)(pmax - pmin + 1) : 0, start = sfu_random_u32();
-  int rv = -EADDRINUSE;
-  /* Try 0 is the UDP port; then the range, or port 0 (any) without one. */
-  for (uint32_t i = 0; i <= (span ? span : 1); i++) {
-    uint16_t port = i == 0 ? s->port : span ? (uint16_t)(pmin + (start + i - 1) % span) : 0;
-    if (s->family == AF_INET)
-      sa.in.sin_port = htons(port);
-    else
-      sa.in6.sin6_port = htons(port);
-    if (bind(fd, &sa.sa, sl) == 0) {
-      rv = 0;
-      break;
-    }
-    rv = -errno;
-    if (errno != EADDRINUSE && errno != EACCES) break;
-  }
+  int rv = bind_port(fd, &sa, sl, s->port, pmin, pmax); /* the UDP port first */
   lite_sa_t bound;
   socklen_t bl = sizeof(bound);
   if (rv == 0 && listen(fd, TCP_BACKLOG) != 0) rv = -errno;

@@ -1199,7 +1199,6 @@ int sfu_http_start(sfu_http_t **out, uv_loop_t *loop, const sfu_config_t *cfg,
   }
   uv_tcp_init(loop, &h->listener);
   h->listener.data = h;
-  if (listen_fd >= 0) fcntl(listen_fd, F_SETFD, FD_CLOEXEC);
   if ((rv = listen_fd >= 0 ? uv_tcp_open(&h->listener, listen_fd)
                            : uv_tcp_bind(&h->listener, (struct sockaddr *)&ss, 0)) != 0 ||
       (rv = uv_listen((uv_stream_t *)&h->listener, 511, on_accept)) != 0) {

@@ -225,7 +225,6 @@ int sfu_spawner_adopt(sfu_spawner_t **out, uv_loop_t *loop, int pid, int fd,
   sp->fd = fd;
   sp->closing_fd = -1;
   sp->alive = 1;
-  fcntl(fd, F_SETFD, FD_CLOEXEC);
   uv_idle_init(loop, &sp->flush);
   sp->flush.data = sp;
   uv_poll_init(loop, &sp->poll, fd);

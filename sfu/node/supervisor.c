@@ -1085,7 +1085,6 @@ int sfu_supervisor_adopt(sfu_supervisor_t *s, json_t *state) {
     if (r->state != SFU_ROOM_CRASHED && fd >= 0) {
       r->ipc.data = r;
       if (sfu_ipc_init(s->loop, &r->ipc, fd, on_ipc_msg, on_ipc_error) == 0) {
-        set_cloexec(fd, 1);
         r->handles_open = 1;
         r->ipc.on_drain = on_ipc_drain;
         char *partial;

@@ -33,7 +33,9 @@ typedef struct sfu_upgrade_parts_s {
 void sfu_upgrade_begin(uv_loop_t *loop, const sfu_upgrade_parts_t *p);
 
 /* The state file an upgrade handed over (cfg->adopt_state), read and
- * removed: NULL with err if it cannot be used. */
+ * removed, every descriptor it names close-on-exec again (the one place
+ * that does it, before anything is spawned): NULL with err if it cannot
+ * be used. */
 json_t *sfu_upgrade_load(const char *path, char *err, size_t errlen);
 
 #endif
