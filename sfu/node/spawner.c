@@ -295,6 +295,8 @@ int sfu_spawner_spawn(sfu_spawner_t *sp, char *const *argv, int ipc_fd, int *pid
   }
 }
 
+void sfu_spawner_free(sfu_spawner_t *sp) { free(sp); }
+
 void sfu_spawner_stop(sfu_spawner_t *sp) {
   if (!sp) return;
   sp->stopping = 1;

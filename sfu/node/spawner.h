@@ -27,8 +27,10 @@ int sfu_spawner_alive(const sfu_spawner_t *sp);
  * keeps and later closes its own copy). Waits for the zygote's reply (a
  * fork: well under a millisecond); *pid on success. */
 int sfu_spawner_spawn(sfu_spawner_t *sp, char *const *argv, int ipc_fd, int *pid);
-/* Closes the channel (the zygote exits) and frees everything. */
+/* Closes the channel (the zygote exits). */
 void sfu_spawner_stop(sfu_spawner_t *sp);
+/* Frees a stopped spawner once the loop has stopped running (NULL: no-op). */
+void sfu_spawner_free(sfu_spawner_t *sp);
 
 /* Upgrade (docs/internals/upgrade.md): the zygote's pid and our end of its
  * control socket, close-on-exec cleared; -1 when there is none. */

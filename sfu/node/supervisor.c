@@ -832,8 +832,7 @@ json_t *sfu_supervisor_list_json(sfu_supervisor_t *s) {
 
 static void on_tick_closed(uv_handle_t *h) {
   sfu_supervisor_t *s = h->data;
-  sfu_spawner_stop(s->spawner);
-  s->spawner = NULL;
+  sfu_spawner_stop(s->spawner); /* freed by sfu_supervisor_destroy() */
   for (int i = 0; i < s->retired.n; i++) sfu_spawner_stop(s->retired.items[i]);
   s->retired.n = 0;
   if (s->sigchld_on) uv_close((uv_handle_t *)&s->sigchld, NULL);
@@ -868,6 +867,7 @@ void sfu_supervisor_shutdown(sfu_supervisor_t *s,
 }
 
 void sfu_supervisor_destroy(sfu_supervisor_t *s) {
+  sfu_spawner_free(s->spawner);
   sfu_vec_free(&s->retired);
   sfu_vec_free(&s->reap);
   free(s);
