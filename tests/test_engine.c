@@ -1292,6 +1292,147 @@ static void silent_transport_is_removed_after_15s(void **state) {
 }
 
 /* The world goes away whether the test passed or not. */
+
+/* ---- moving a call to another node's room (migration.c) ---------------------- */
+
+/* Events of type `ev` emitted since `from`. */
+static int events_emitted(const sim_t *s, const char *ev, int from) {
+  int n = 0;
+  for (int i = from; i < s->nmsgs; i++)
+    n += strcmp(str(s->msgs[i].m, "type"), "event") == 0 &&
+         strcmp(str(json_object_get(s->msgs[i].m, "event"), "type"), ev) == 0;
+  return n;
+}
+
+/* The last usage record of `identity` emitted since `from`. */
+static json_t *usage_since(const sim_t *s, const char *identity, int from) {
+  json_t *found = NULL;
+  for (int i = from; i < s->nmsgs; i++) {
+    json_t *m = s->msgs[i].m, *r;
+    size_t k;
+    if (strcmp(json_string_value(json_object_get(m, "type")) ?: "", "usage") != 0) continue;
+    json_array_foreach(json_object_get(m, "records"), k, r)
+      if (strcmp(json_string_value(json_object_get(r, "identity")), identity) == 0) found = r;
+  }
+  return found;
+}
+
+static void moved_call_keeps_people_tracks_and_choices_and_counts_usage_once(void **state) {
+  sim_t *s1 = sim_new(41, 0), *s2 = sim_new(42, 0);
+  *state = s1;
+  sim_peer_t *a = sim_peer_new(s1, "alice"), *b = sim_peer_new(s1, "bob");
+  sim_peer_audio(a);
+  sim_peer_audio(b);
+  sim_peer_video(b, 2);
+  sim_enter(a);
+  sim_enter(b);
+  sim_server_mute(s1, "carol", 1); /* absent, remembered */
+  sim_run(s1, 1000);
+  video_quality(a, sim_sub_of(a, b, 1), "low");
+  char audio_id[24], video_id[24];
+  snprintf(audio_id, sizeof(audio_id), "%s", sim_part(b)->audio->id);
+  snprintf(video_id, sizeof(video_id), "%s", sim_part(b)->video->id);
+  int low = sim_part(a)->down.items[1]->max_layer;
+  assert_int_equal(low, 0);
+
+  /* The new room takes the state, its sessions renumbered. */
+  json_t *st = sfu_room_export(&s1->room), *e;
+  size_t i;
+  sim_peer_t *a2 = sim_peer_new(s2, "alice"), *b2 = sim_peer_new(s2, "bob");
+  sim_peer_audio(a2);
+  sim_peer_audio(b2);
+  sim_peer_video(b2, 2);
+  a2->session += 50; /* not the old node's numbers */
+  b2->session += 50;
+  json_array_foreach(json_object_get(st, "participants"), i, e) {
+    const char *id = json_string_value(json_object_get(e, "identity"));
+    json_object_set_new(e, "session", json_integer(strcmp(id, "alice") == 0 ? a2->session : b2->session));
+  }
+  int from2 = s2->nmsgs;
+  json_t *in = json_pack("{s:s, s:o}", "type", "migrate_in", "state", st);
+  assert_int_equal(sfu_room_on_control(&s2->room, "migrate_in", in, s2->now), 0);
+  json_decref(in);
+  assert_int_equal(s2->room.participants_n, 2);
+  assert_true(sim_part(a2) && sim_part(b2));
+  assert_string_equal(sim_part(b2)->sid, sim_part(b)->sid);
+  /* (what `resumed` tells each client) */
+  snprintf(a2->sid, sizeof(a2->sid), "%s", sim_part(a2)->sid);
+  snprintf(b2->sid, sizeof(b2->sid), "%s", sim_part(b2)->sid);
+
+  /* The clients come over: same track ids, the old choices, no events. */
+  sim_offer(a2);
+  sim_connect(a2);
+  sim_offer(b2);
+  sim_connect(b2);
+  a2->next_fb_us = b2->next_fb_us = s2->now.mono_us;
+  assert_int_equal(emitted(s2, "migration_ready", from2), 0); /* not before both are in */
+  sim_media(a2, 1);
+  sim_media(b2, 1);
+  sim_run(s2, 1000);
+  assert_int_equal(emitted(s2, "migration_ready", from2), 1);
+  assert_int_equal(emitted(s2, "event", from2), 0);
+  assert_string_equal(sim_part(b2)->audio->id, audio_id);
+  assert_string_equal(sim_part(b2)->video->id, video_id);
+  assert_true(sim_part(a2)->server_muted == 0);
+  assert_int_equal(s2->room.server_muted.n, 1);
+  sim_sub_t *v = sim_sub_of(a2, b2, 1);
+  assert_non_null(v);
+  assert_string_equal(v->track_id, video_id);
+  for (int k = 0; k < sim_part(a2)->down.n; k++)
+    if (sim_part(a2)->down.items[k]->kind == SFU_KIND_VIDEO)
+      assert_int_equal(sim_part(a2)->down.items[k]->max_layer, low);
+  assert_true(sim_sub_of(a2, b2, 0)->nrx > 0); /* bob heard on the new node */
+  assert_null(usage_since(s2, "alice", from2)); /* the old node counts until the commit */
+
+  /* The commit: usage stops at the cut there and starts at it here. */
+  int64_t cut1 = s1->now.wall_us / 1000, cut2 = s2->now.wall_us / 1000;
+  int from1 = s1->nmsgs;
+  json_t *out = json_pack("{s:s, s:I}", "type", "migrate_out", "cut_wall_ms", (json_int_t)cut1);
+  assert_int_equal(sfu_room_on_control(&s1->room, "migrate_out", out, s1->now), 0);
+  json_decref(out);
+  json_t *old = usage_since(s1, "alice", from1);
+  assert_non_null(old);
+  assert_int_equal(json_integer_value(json_object_get(old, "period_end_ms")), cut1);
+  assert_false(json_is_true(json_object_get(old, "final")));
+  sim_run(s1, 500); /* silent from now on: nothing leaves, nothing is counted */
+  sfu_room_end(&s1->room, s1->now);
+  assert_int_equal(s1->nmsgs, from1 + 1);
+
+  json_t *c = json_pack("{s:s, s:I}", "type", "migrate_commit", "cut_wall_ms", (json_int_t)cut2);
+  assert_int_equal(sfu_room_on_control(&s2->room, "migrate_commit", c, s2->now), 0);
+  json_decref(c);
+  sim_run(s2, 2000);
+  int from_leave = s2->nmsgs;
+  sim_leave(a2);
+  json_t *fin = usage_since(s2, "alice", from_leave);
+  assert_non_null(fin);
+  assert_true(json_is_true(json_object_get(fin, "final")));
+  assert_int_equal(json_integer_value(json_object_get(fin, "period_start_ms")), cut2);
+  json_int_t ms = json_integer_value(json_object_get(json_object_get(fin, "ms"), "connected"));
+  assert_true(ms >= 1900 && ms <= 2100);
+  assert_int_equal(events_emitted(s2, "participant_left", from_leave), 1);
+  sim_free(s2);
+}
+
+static void malformed_import_takes_nothing(void **state) {
+  sim_t *s = sim_new(43, 0);
+  *state = s;
+  const char *bad[] = {
+      "{\"participants\": 1}",
+      "{\"participants\": [{\"session\": 0, \"sid\": \"PA_1\", \"identity\": \"a\"}]}",
+      "{\"participants\": [{\"session\": 5, \"identity\": \"a\"}]}",
+      "{\"participants\": [{\"session\": 5, \"sid\": \"PA_1\", \"identity\": \"a b\"}]}",
+      "{\"participants\": [{\"session\": 5, \"sid\": \"PA_1\", \"identity\": \"a\"}, 7]}",
+  };
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    json_t *st = json_loads(bad[i], 0, NULL);
+    assert_non_null(st);
+    assert_int_equal(sfu_room_import(&s->room, st), SFU_EINVAL);
+    assert_int_equal(s->room.participants_n, 0);
+    json_decref(st);
+  }
+}
+
 static int teardown(void **state) {
   sim_free(*state);
   *state = NULL;
@@ -1328,6 +1469,8 @@ int main(void) {
       cmocka_unit_test_teardown(server_mute_survives_leave_and_rejoin, teardown),
       cmocka_unit_test_teardown(server_mute_before_join_applies_at_join, teardown),
       cmocka_unit_test_teardown(server_mute_set_is_bounded_and_outlives_a_kick, teardown),
+      cmocka_unit_test_teardown(moved_call_keeps_people_tracks_and_choices_and_counts_usage_once, teardown),
+      cmocka_unit_test_teardown(malformed_import_takes_nothing, teardown),
   };
   sfu_log_set_level(SFU_LOG_WARN); /* joins and leaves are not news here */
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -107,12 +107,24 @@ static void token_request(void **state) {
 
 static void drain_body(void **state) {
   sfu_api_error_t e;
-  int d = -1;
-  assert_int_equal(sfu_validate_drain("", 0, &cfg, &d, &e), 0);
+  int d = -1, m = -1;
+  char node[64];
+  assert_int_equal(sfu_validate_drain("", 0, &cfg, &d, &m, &e), 0);
   assert_int_equal(d, 1);
-  assert_int_equal(sfu_validate_drain("{\"draining\":false}", 18, &cfg, &d, &e), 0);
+  assert_int_equal(m, 0);
+  assert_int_equal(sfu_validate_drain("{\"draining\":false}", 18, &cfg, &d, &m, &e), 0);
   assert_int_equal(d, 0);
-  assert_int_equal(sfu_validate_drain("{\"draining\":\"no\"}", 17, &cfg, &d, &e), 400);
+  assert_int_equal(sfu_validate_drain("{\"draining\":\"no\"}", 17, &cfg, &d, &m, &e), 400);
+  assert_int_equal(sfu_validate_drain("{\"migrate\":true}", 16, &cfg, &d, &m, &e), 0);
+  assert_int_equal(d, 1);
+  assert_int_equal(m, 1);
+  assert_int_equal(sfu_validate_drain("{\"draining\":false,\"migrate\":true}", 33, &cfg, &d, &m, &e), 400);
+  assert_int_equal(sfu_validate_migrate("", 0, &cfg, node, &e), 0);
+  assert_string_equal(node, "");
+  assert_int_equal(sfu_validate_migrate("{\"node\":\"b\"}", 12, &cfg, node, &e), 0);
+  assert_string_equal(node, "b");
+  assert_int_equal(sfu_validate_migrate("{\"node\":1}", 10, &cfg, node, &e), 400);
+  assert_int_equal(sfu_validate_migrate("{\"to\":\"b\"}", 10, &cfg, node, &e), 400);
 }
 
 int main(void) {

@@ -220,8 +220,10 @@ static void on_claimed(void *arg, json_t *res, const char *err) {
   free(c);
 }
 
-void sfu_fleet_claim(sfu_fleet_t *f, const char *room_id, const char *name,
-                     sfu_fleet_done_cb cb, void *arg) {
+/* Puts the room's keys under our lease: if both are absent (claim), or
+ * whoever holds them (take: a room that moved here). */
+static void claim_keys(sfu_fleet_t *f, const char *room_id, const char *name, int take,
+                       sfu_fleet_done_cb cb, void *arg) {
   char k[512];
   if (!sfu_fleet_available(f)) {
     cb(arg, SFU_EAGAIN);
@@ -229,12 +231,12 @@ void sfu_fleet_claim(sfu_fleet_t *f, const char *room_id, const char *name,
   }
   json_t *cmp = json_array(), *ops = json_array();
   key(f, k, sizeof(k), "rooms", room_id);
-  json_array_append_new(cmp, compare(k, "CREATE", "create_revision", 0));
+  if (!take) json_array_append_new(cmp, compare(k, "CREATE", "create_revision", 0));
   json_array_append_new(ops, json_pack("{s:o}", "request_put",
                                        put_op(k, room_value(f, room_id, name), f->lease)));
   if (name[0]) {
     key(f, k, sizeof(k), "names", name);
-    json_array_append_new(cmp, compare(k, "CREATE", "create_revision", 0));
+    if (!take) json_array_append_new(cmp, compare(k, "CREATE", "create_revision", 0));
     json_array_append_new(ops, json_pack("{s:o}", "request_put",
                                          put_op(k, room_value(f, room_id, name), f->lease)));
   }
@@ -248,6 +250,16 @@ void sfu_fleet_claim(sfu_fleet_t *f, const char *room_id, const char *name,
     free(c);
     cb(arg, SFU_EAGAIN);
   }
+}
+
+void sfu_fleet_claim(sfu_fleet_t *f, const char *room_id, const char *name,
+                     sfu_fleet_done_cb cb, void *arg) {
+  claim_keys(f, room_id, name, 0, cb, arg);
+}
+
+void sfu_fleet_take(sfu_fleet_t *f, const char *room_id, const char *name,
+                    sfu_fleet_done_cb cb, void *arg) {
+  claim_keys(f, room_id, name, 1, cb, arg);
 }
 
 /* Whether the keys were deleted or were not ours (never claimed, or the

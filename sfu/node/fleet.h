@@ -93,6 +93,10 @@ void sfu_fleet_lookup(sfu_fleet_t *f, const char *id, sfu_fleet_node_cb cb, void
 typedef void (*sfu_fleet_done_cb)(void *arg, int rv);
 void sfu_fleet_claim(sfu_fleet_t *f, const char *room_id, const char *name,
                      sfu_fleet_done_cb cb, void *arg);
+/* Puts them under this node's lease whoever holds them: a room that moved
+ * here from another node (migrate.c). rv 0 or SFU_EAGAIN. */
+void sfu_fleet_take(sfu_fleet_t *f, const char *room_id, const char *name,
+                    sfu_fleet_done_cb cb, void *arg);
 /* Frees them (retried every keepalive until done or the lease is gone). */
 void sfu_fleet_release(sfu_fleet_t *f, const char *room_id, const char *name);
 

@@ -56,6 +56,9 @@
  *   POST .../participants/{identity}/mute         server mute
  *   POST, DELETE .../participants/{identity}/ban  ban, unban
  *   GET  /v1/fleet                     nodes and rooms in etcd
+ *   POST /v1/rooms/{id}/migrate        move the room to another node
+ *   /v1/node/migrations[/{id}[/commit]] a room moving in (migrate.h: the
+ *                                      old node asks the new one)
  *
  * In a fleet (fleet.c) some answers wait for etcd or another node: the
  * handler keeps a pending_t and returns; the answer is sent when the reply
@@ -84,6 +87,7 @@
 #include "sfu/node/fleet.h"
 #include "sfu/node/http_api.h"
 #include "sfu/node/httpc.h"
+#include "sfu/node/migrate.h"
 #include "sfu/node/tls.h"
 #include "signaling/token.h"
 #include "sfu/node/validate.h"
@@ -114,6 +118,7 @@ struct sfu_http_s {
   sfu_events_t *events;
   sfu_metrics_t *metrics;
   sfu_fleet_t *fleet;            /* NULL: this node runs alone */
+  sfu_migrator_t *migrator;      /* rooms moving between nodes; NULL alone */
   h2o_globalconf_t globalconf;
   h2o_context_t ctx;
   h2o_accept_ctx_t accept_ctx;  /* .ssl_ctx: NULL for plain HTTP */
@@ -725,6 +730,64 @@ static int route_capture(sfu_http_t *h, h2o_req_t *req, sfu_room_rec_t *r) {
   return send_json(h, req, 202, j);
 }
 
+static void on_moved(void *arg, int status, json_t *body) {
+  pending_t *p = arg;
+  if (p->req)
+    send_json(p->h, p->req, status, body);
+  else
+    json_decref(body);
+  pending_done(p);
+}
+
+/* POST /v1/rooms/{id}/migrate: answered when the room has moved, or not. */
+static int route_migrate(sfu_http_t *h, h2o_req_t *req, sfu_room_rec_t *r) {
+  sfu_api_error_t e;
+  char node[64];
+  size_t len;
+  const char *body = body_of(req, &len);
+  if (!method_is(req, "POST")) return method_not_allowed(h, req, "POST");
+  if (!h->migrator)
+    return fail(h, req, 404, "no_fleet", "this node runs alone (etcd_url is not set)");
+  if (sfu_validate_migrate(body, len, h->cfg, node, &e)) return send_error(h, req, &e);
+  if (strcmp(node, h->cfg->node_id) == 0)
+    return fail(h, req, 409, "same_node", "room %s runs on node %s already", r->id, node);
+  pending_t *p = pending_new(h, req);
+  if (!p) return send_body(h, req, 500, "application/json", H2O_STRLIT(OOM_BODY));
+  int rv = sfu_migrate_room(h->migrator, r, node, on_moved, p);
+  if (rv == 0) return 0;
+  pending_done(p);
+  if (rv == SFU_EBUSY)
+    return fail(h, req, 409, "migration_in_progress", "room %s is moving already", r->id);
+  return fail(h, req, 409, "room_not_running", "room %s is %s", r->id,
+              sfu_room_state_name(r->state));
+}
+
+/* /v1/node/migrations[/{id}[/commit]]: the new node's side of a move. */
+static int route_migrations(sfu_http_t *h, h2o_req_t *req, char seg[][72], int n) {
+  size_t len;
+  int status = 500;
+  json_t *out;
+  const char *body = body_of(req, &len);
+  if (!h->migrator)
+    return fail(h, req, 404, "no_fleet", "this node runs alone (etcd_url is not set)");
+  if (n == 3) {
+    if (!method_is(req, "POST")) return method_not_allowed(h, req, "POST");
+    out = sfu_migrator_accept(h->migrator, body, len, &status);
+  } else if (n == 4 && method_is(req, "GET")) {
+    out = sfu_migrator_status(h->migrator, seg[3], &status);
+  } else if (n == 4 && method_is(req, "DELETE")) {
+    out = sfu_migrator_drop(h->migrator, seg[3], &status);
+  } else if (n == 4) {
+    return method_not_allowed(h, req, "GET, DELETE");
+  } else if (n == 5 && strcmp(seg[4], "commit") == 0) {
+    if (!method_is(req, "POST")) return method_not_allowed(h, req, "POST");
+    out = sfu_migrator_commit(h->migrator, seg[3], body, len, &status);
+  } else {
+    return fail(h, req, 404, "not_found", "no such route");
+  }
+  return send_json(h, req, status, out);
+}
+
 static int route_room(sfu_http_t *h, h2o_req_t *req, char seg[][72], int n) {
   const char *id = seg[2], *sub = n >= 4 ? seg[3] : NULL;
   sfu_room_rec_t *r = sfu_supervisor_find(h->sup, id);
@@ -741,6 +804,7 @@ static int route_room(sfu_http_t *h, h2o_req_t *req, char seg[][72], int n) {
     return route_participant(h, req, r, seg[4], n == 6 ? seg[5] : NULL);
   if (sub && n > 4) return fail(h, req, 404, "not_found", "no such route");
   if (sub && strcmp(sub, "capture") == 0) return route_capture(h, req, r);
+  if (sub && strcmp(sub, "migrate") == 0) return route_migrate(h, req, r);
   if (sub) {
     if (strcmp(sub, "tokens") != 0)
       return fail(h, req, 404, "not_found", "no route /v1/rooms/{id}/%.32s", sub);
@@ -776,7 +840,7 @@ static double children_cpu_seconds(void) {
          (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 
-static int route_node(sfu_http_t *h, h2o_req_t *req) {
+static json_t *node_json(sfu_http_t *h) {
   int live, crashed, parts;
   char host[128] = "";
   sfu_supervisor_counts(h->sup, &live, &crashed, &parts);
@@ -794,18 +858,27 @@ static int route_node(sfu_http_t *h, h2o_req_t *req) {
   json_object_set_new(j, "node_id", json_string(h->cfg->node_id));
   json_object_set_new(j, "region", json_string(h->cfg->region));
   json_object_set_new(j, "fleet", h->fleet ? sfu_fleet_status_json(h->fleet) : json_null());
-  return send_json(h, req, 200, j);
+  return j;
 }
+
+static int route_node(sfu_http_t *h, h2o_req_t *req) { return send_json(h, req, 200, node_json(h)); }
 
 static int route_drain(sfu_http_t *h, h2o_req_t *req) {
   sfu_api_error_t e;
   size_t len;
-  int draining;
+  int draining, migrate, moving = 0;
   const char *body = body_of(req, &len);
-  if (sfu_validate_drain(body, len, h->cfg, &draining, &e)) return send_error(h, req, &e);
+  if (sfu_validate_drain(body, len, h->cfg, &draining, &migrate, &e)) return send_error(h, req, &e);
+  if (migrate && !h->migrator)
+    return fail(h, req, 409, "no_fleet", "'migrate' needs a fleet: this node runs alone");
   sfu_supervisor_set_draining(h->sup, draining);
   if (h->fleet) sfu_fleet_node_changed(h->fleet);
-  return route_node(h, req);
+  if (!migrate) return route_node(h, req);
+  moving = sfu_migrate_all(h->migrator); /* each answered in the log and the journal */
+  sfu_log(SFU_LOG_INFO, "http", "drain: moving %d rooms to other nodes", moving);
+  json_t *j = node_json(h);
+  json_object_set_new(j, "rooms_moving", json_integer(moving));
+  return send_json(h, req, 202, j);
 }
 
 /* Reads a non-negative integer query parameter; returns 0 if absent, 1 if
@@ -972,6 +1045,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req) {
       if (!method_is(req, "POST")) return method_not_allowed(h, req, "POST");
       return route_drain(h, req);
     }
+    if (n >= 3 && n <= 5 && strcmp(seg[2], "migrations") == 0) return route_migrations(h, req, seg, n);
   } else if (strcmp(seg[1], "fleet") == 0 && n == 2) {
     return route_fleet(h, req);
   } else if (strcmp(seg[1], "events") == 0 && n == 2) {
@@ -1265,6 +1339,8 @@ int sfu_http_reload_tls(sfu_http_t *h) {
 void sfu_http_set_events(sfu_http_t *h, sfu_events_t *e) { h->events = e; }
 
 void sfu_http_set_fleet(sfu_http_t *h, sfu_fleet_t *f) { h->fleet = f; }
+
+void sfu_http_set_migrator(sfu_http_t *h, sfu_migrator_t *m) { h->migrator = m; }
 
 int sfu_http_export_listener(sfu_http_t *h) {
   uv_os_fd_t fd;

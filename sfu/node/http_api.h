@@ -36,6 +36,10 @@ void sfu_http_set_events(sfu_http_t *h, struct sfu_events_s *e);
  * on another node are passed to that node (docs/fleet.md). */
 struct sfu_fleet_s;
 void sfu_http_set_fleet(sfu_http_t *h, struct sfu_fleet_s *f);
+/* With a fleet: rooms move between nodes (POST /v1/rooms/{id}/migrate, a
+ * drain with "migrate", and the new node's side: sfu/node/migrate.h). */
+struct sfu_migrator_s;
+void sfu_http_set_migrator(sfu_http_t *h, struct sfu_migrator_s *m);
 /* This node's client signaling URL (ws:// or wss://). */
 const char *sfu_http_ws_url(const sfu_http_t *h);
 /* Stops accepting connections (shutdown). Open connections finish. */

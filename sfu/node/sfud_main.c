@@ -26,6 +26,7 @@
 #include "sfu/node/fleet.h"
 #include "sfu/base/log.h"
 #include "sfu/node/metrics.h"
+#include "sfu/node/migrate.h"
 #include "sfu/base/sfu.h"
 #include "sfu/node/supervisor.h"
 #include "sfu/node/upgrade.h"
@@ -41,6 +42,7 @@ static sfu_ws_t *ws;
 static sfu_events_t *events;
 static sfu_webhook_t *webhook;
 static sfu_fleet_t *fleet;
+static sfu_migrator_t *migrator; /* with a fleet */
 
 static void on_durable(void *arg) { sfu_webhook_kick(arg); }
 
@@ -67,8 +69,14 @@ static void raise_nofile(void) {
           (unsigned long long)rl.rlim_cur, (unsigned long long)was, (unsigned long long)rl.rlim_max);
 }
 
+static void hook_room_move(void *arg, sfu_room_rec_t *r, const char *type, json_t *msg) {
+  (void)arg;
+  if (migrator) sfu_migrator_on_room_msg(migrator, r, type, msg);
+}
+
 static void hook_room_gone(void *arg, sfu_room_rec_t *r, int crashed) {
-  if (fleet) sfu_fleet_release(fleet, r->id, r->name);
+  if (migrator) sfu_migrator_on_room_gone(migrator, r); /* a move of it fails */
+  if (fleet) sfu_fleet_release(fleet, r->id, r->name); /* if still ours (not moved) */
   sfu_ws_on_room_gone(arg, r, crashed ? SFU_WS_ROOM_CRASHED : SFU_WS_ROOM_CLOSED,
                       crashed ? "room crashed" : "room closed");
 }
@@ -99,6 +107,9 @@ static void on_signal(uv_signal_t *h, int signum) {
   if (signals_seen++ == 0) {
     sfu_log(SFU_LOG_INFO, "sfud", "signal %d: shutting down", signum);
     sfu_http_stop_listening(http);
+    sfu_migrator_destroy(migrator); /* moves in flight fail: their rooms stay and end here */
+    migrator = NULL;
+    sfu_http_set_migrator(http, NULL);
     shutdown_waits = fleet ? 2 : 1;
     if (fleet) sfu_fleet_leave(fleet, on_fleet_left, h->loop);
     sfu_supervisor_shutdown(sup, on_supervisor_done, h->loop);
@@ -181,7 +192,8 @@ int main(int argc, char **argv) {
   sfu_supervisor_set_events(sup, events);
   if (sfu_ws_create(&ws, loop, &cfg, sup) != 0) return 1;
   sfu_ws_set_metrics(ws, &metrics);
-  sfu_supervisor_hooks_t hooks = {ws, hook_room_msg, hook_room_gone, hook_room_drained};
+  sfu_supervisor_hooks_t hooks = {ws, hook_room_msg, hook_room_gone, hook_room_drained,
+                                  hook_room_move};
   sfu_supervisor_set_hooks(sup, &hooks);
   /* the webhook first: a bad webhook setting stops sfud before it listens */
   if (cfg.webhook_url[0]) {
@@ -209,6 +221,10 @@ int main(int argc, char **argv) {
     if (lease && strtoll(lease, NULL, 10) != 0) sfu_fleet_keep_lease(fleet, strtoll(lease, NULL, 10));
     sfu_http_set_fleet(http, fleet);
     sfu_fleet_set_events(fleet, events);
+    if (sfu_migrator_create(&migrator, loop, &cfg, sup, ws, fleet, sfu_http_ws_url(http)) != 0)
+      return 1;
+    sfu_migrator_set_events(migrator, events);
+    sfu_http_set_migrator(http, migrator);
   }
 
   uv_signal_init(loop, &sig_int);

@@ -192,9 +192,12 @@ static void room_exited(sfu_room_rec_t *r, int64_t status, int term_signal) {
              "room ended (%s), exit status %lld signal %d", r->end_reason,
              (long long)status, term_signal);
     notify_gone(r, 0);
-    emit(r, "room_finished", json_pack("{s:s, s:i, s:O, s:I}", "reason", r->end_reason,
-                                       "participants", r->sessions, "ms", r->totals,
-                                       "duration_ms", (json_int_t)(sfu_wall_ms() - r->created_wall_ms)));
+    /* moved on (room_migrated), or a move in that did not happen: not finished */
+    if (strcmp(r->end_reason, "migrated") != 0 && r->moving != SFU_MOVE_IN)
+      emit(r, "room_finished", json_pack("{s:s, s:i, s:O, s:I}", "reason", r->end_reason,
+                                         "participants", r->sessions, "ms", r->totals,
+                                         "duration_ms",
+                                         (json_int_t)(sfu_wall_ms() - r->created_wall_ms)));
     close_handles(r);
     unlist(r);
     return;
@@ -211,6 +214,12 @@ static void room_exited(sfu_room_rec_t *r, int64_t status, int term_signal) {
   room_log(SFU_LOG_ERROR, r, "room crashed: %s (participants %d)", r->end_reason,
            r->participants);
   notify_gone(r, 1);
+  if (r->moving == SFU_MOVE_IN) { /* the call goes on where it was: no record */
+    json_object_clear(r->people);
+    close_handles(r);
+    if (s->shutting_down || s->cfg->crashed_retention_s == 0) unlist(r);
+    return;
+  }
   /* Their usage ends at the room's last checkpoint: nothing more to count,
    * but every open session is closed, then the room. */
   const char *sid;
@@ -331,6 +340,9 @@ static void on_ipc_msg(sfu_ipc_t *ipc, json_t *msg) {
     emit(r, et, fields);
   } else if (strncmp(type, "client_", 7) == 0) {
     if (s->hooks.room_msg) s->hooks.room_msg(s->hooks.arg, r, type, msg);
+  } else if (strcmp(type, "exported") == 0 || strcmp(type, "migration_ready") == 0) {
+    if (type[0] == 'm') r->move_ready = 1;
+    if (s->hooks.room_move) s->hooks.room_move(s->hooks.arg, r, type, msg);
   } else if (strcmp(type, "closing") == 0) {
     const char *why = json_string_value(json_object_get(msg, "reason"));
     if (r->state != SFU_ROOM_CLOSING) {
@@ -412,6 +424,7 @@ int sfu_supervisor_spawn(sfu_supervisor_t *s, sfu_room_req_t *req,
   r->created_wall_ms = sfu_wall_ms();
   r->people = json_object();
   r->totals = json_object();
+  r->moving = req->moved_in ? SFU_MOVE_IN : SFU_MOVE_NONE;
 
   char a_max[16], a_empty[16], a_hb[16], a_pmin[8], a_pmax[8], a_usage[8];
   snprintf(a_usage, sizeof(a_usage), "%d", cfg->usage_interval_s);
@@ -473,10 +486,11 @@ int sfu_supervisor_spawn(sfu_supervisor_t *s, sfu_room_req_t *req,
     room_log(SFU_LOG_ERROR, r, "cannot read IPC: %s", uv_strerror(rv));
     kill_room(r, "ipc_error");
   } else {
-    room_log(SFU_LOG_INFO, r, "room spawned (name '%s', max_participants %d)",
-             r->name, r->max_participants);
-    emit(r, "room_started", json_pack("{s:s, s:i}", "name", r->name, "max_participants",
-                                      r->max_participants));
+    room_log(SFU_LOG_INFO, r, "room spawned (name '%s', max_participants %d)%s",
+             r->name, r->max_participants, req->moved_in ? ", moving in" : "");
+    if (!req->moved_in) /* a room moving in started on another node */
+      emit(r, "room_started", json_pack("{s:s, s:i}", "name", r->name, "max_participants",
+                                        r->max_participants));
   }
   *out = r;
   return 0;
@@ -806,6 +820,10 @@ json_t *sfu_room_json(const sfu_room_rec_t *r, int detail) {
   if (r->name[0]) json_object_set_new(j, "name", json_string(r->name));
   if (r->metadata) json_object_set(j, "metadata", r->metadata);
   if (r->end_reason[0]) json_object_set_new(j, "end_reason", json_string(r->end_reason));
+  if (r->moving) /* moving to or from another node (migrate.c) */
+    json_object_set_new(j, "migration", json_pack("{s:s, s:b}", "direction",
+                                                  r->moving == SFU_MOVE_OUT ? "out" : "in",
+                                                  "ready", r->move_ready));
   if (r->state == SFU_ROOM_CRASHED)
     json_object_set_new(j, "exit", json_pack("{s:I, s:i, s:I}", "status",
                                              (json_int_t)r->exit_status, "signal",
@@ -919,6 +937,20 @@ static json_t *mod_json(const sfu_moderation_t *m) {
                    (json_int_t)m->denied_evicted, "joins_refused", (json_int_t)m->joins_refused);
 }
 
+json_t *sfu_supervisor_record_json(const sfu_room_rec_t *r) {
+  return json_pack(
+      "{s:s, s:s, s:i, s:i, s:O?, s:s, s:s, s:i, s:i, s:I, s:i, s:I, s:I, s:i, s:O?,"
+      " s:O, s:O, s:i, s:o, s:I}",
+      "room_id", r->id, "name", r->name, "max_participants", r->max_participants,
+      "empty_timeout_s", r->empty_timeout_s, "metadata", r->metadata, "state",
+      sfu_room_state_name(r->state), "end_reason", r->end_reason, "pid", r->pid, "exited",
+      r->exited, "exit_status", (json_int_t)r->exit_status, "term_signal", r->term_signal,
+      "created_wall_ms", (json_int_t)r->created_wall_ms, "ended_wall_ms",
+      (json_int_t)r->ended_wall_ms, "participants", r->participants, "stats", r->stats,
+      "people", r->people, "totals", r->totals, "sessions", r->sessions, "moderation",
+      mod_json(&r->mod), "ping_seq", (json_int_t)r->ping_seq);
+}
+
 json_t *sfu_supervisor_export(sfu_supervisor_t *s) {
   json_t *rooms = json_array(), *zygotes = json_array();
   int pid, fd;
@@ -931,17 +963,8 @@ json_t *sfu_supervisor_export(sfu_supervisor_t *s) {
     int rfd = ipc_fd(r);
     if (rfd < 0 && r->state != SFU_ROOM_CRASHED) continue; /* ending: its exit is not ours to see */
     if (rfd >= 0 && set_cloexec(rfd, 0) != 0) continue;
-    json_t *j = json_pack(
-        "{s:s, s:s, s:i, s:i, s:O?, s:s, s:s, s:i, s:i, s:i, s:I, s:i, s:I, s:I, s:i, s:O?,"
-        " s:O, s:O, s:i, s:o, s:I}",
-        "room_id", r->id, "name", r->name, "max_participants", r->max_participants,
-        "empty_timeout_s", r->empty_timeout_s, "metadata", r->metadata, "state",
-        sfu_room_state_name(r->state), "end_reason", r->end_reason, "pid", r->pid, "ipc_fd", rfd,
-        "exited", r->exited, "exit_status", (json_int_t)r->exit_status, "term_signal",
-        r->term_signal, "created_wall_ms", (json_int_t)r->created_wall_ms, "ended_wall_ms",
-        (json_int_t)r->ended_wall_ms, "participants", r->participants, "stats", r->stats,
-        "people", r->people, "totals", r->totals, "sessions", r->sessions, "moderation",
-        mod_json(&r->mod), "ping_seq", (json_int_t)r->ping_seq);
+    json_t *j = sfu_supervisor_record_json(r);
+    json_object_set_new(j, "ipc_fd", json_integer(rfd));
     if (r->via_zygote) json_object_set_new(j, "zygote_pid", json_integer(sfu_spawner_pid(r->zyg)));
     if (r->ipc.dec.len)
       json_object_set_new(j, "ipc_partial", sfu_etcd_bytes(r->ipc.dec.buf, r->ipc.dec.len));
@@ -1015,6 +1038,20 @@ static void mod_adopt(sfu_moderation_t *m, json_t *j) {
   m->joins_refused = (uint64_t)json_integer_value(json_object_get(j, "joins_refused"));
 }
 
+void sfu_supervisor_record_load(sfu_room_rec_t *r, json_t *j) {
+  json_t *md = json_object_get(j, "metadata");
+  json_t *people = json_object_get(j, "people"), *totals = json_object_get(j, "totals");
+  json_decref(r->metadata);
+  r->metadata = md && !json_is_null(md) ? json_incref(md) : NULL;
+  r->created_wall_ms = json_integer_value(json_object_get(j, "created_wall_ms"));
+  json_decref(r->people);
+  json_decref(r->totals);
+  r->people = json_is_object(people) ? json_deep_copy(people) : json_object();
+  r->totals = json_is_object(totals) ? json_deep_copy(totals) : json_object();
+  r->sessions = (int)json_integer_value(json_object_get(j, "sessions"));
+  mod_adopt(&r->mod, json_object_get(j, "moderation"));
+}
+
 static sfu_room_state_t state_of(const char *name) {
   if (name && strcmp(name, "starting") == 0) return SFU_ROOM_STARTING;
   if (name && strcmp(name, "closing") == 0) return SFU_ROOM_CLOSING;
@@ -1048,8 +1085,8 @@ int sfu_supervisor_adopt(sfu_supervisor_t *s, json_t *state) {
     snprintf(r->name, sizeof(r->name), "%s", json_string_value(json_object_get(j, "name")) ?: "");
     r->max_participants = (int)json_integer_value(json_object_get(j, "max_participants"));
     r->empty_timeout_s = (int)json_integer_value(json_object_get(j, "empty_timeout_s"));
-    json_t *md = json_object_get(j, "metadata"), *st = json_object_get(j, "stats");
-    r->metadata = json_is_null(md) ? NULL : json_incref(md);
+    json_t *st = json_object_get(j, "stats");
+    sfu_supervisor_record_load(r, j);
     r->state = state_of(json_string_value(json_object_get(j, "state")));
     snprintf(r->end_reason, sizeof(r->end_reason), "%s",
              json_string_value(json_object_get(j, "end_reason")) ?: "");
@@ -1057,17 +1094,10 @@ int sfu_supervisor_adopt(sfu_supervisor_t *s, json_t *state) {
     r->exited = (int)json_integer_value(json_object_get(j, "exited"));
     r->exit_status = json_integer_value(json_object_get(j, "exit_status"));
     r->term_signal = (int)json_integer_value(json_object_get(j, "term_signal"));
-    r->created_wall_ms = json_integer_value(json_object_get(j, "created_wall_ms"));
     r->ended_wall_ms = json_integer_value(json_object_get(j, "ended_wall_ms"));
     r->participants = (int)json_integer_value(json_object_get(j, "participants"));
     r->stats = json_is_null(st) ? NULL : json_incref(st);
-    r->people = json_incref(json_object_get(j, "people"));
-    r->totals = json_incref(json_object_get(j, "totals"));
-    if (!json_is_object(r->people)) r->people = json_object();
-    if (!json_is_object(r->totals)) r->totals = json_object();
-    r->sessions = (int)json_integer_value(json_object_get(j, "sessions"));
     r->ping_seq = (uint64_t)json_integer_value(json_object_get(j, "ping_seq"));
-    mod_adopt(&r->mod, json_object_get(j, "moderation"));
     r->spawned_us = r->ready_us = sfu_now_us();
     r->last_heard_ms = sfu_now_ms();
     if (r->state == SFU_ROOM_CLOSING)

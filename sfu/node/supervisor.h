@@ -150,9 +150,14 @@ struct sfu_room_rec_s {
   json_t *totals;                    /* usage ms by kind over the room's life */
   int sessions;                      /* participant sessions that joined */
   sfu_moderation_t mod;              /* kicks, bans, server mutes (above) */
+  int moving;                        /* SFU_MOVE_* (sfu/node/migrate.c) */
+  int move_ready;                    /* moving in: the room said migration_ready */
   sfu_supervisor_t *sup;             /* owner */
   sfu_room_rec_t *next;              /* registry list */
 };
+
+/* A room moving to another node (sfu/node/migrate.c). */
+enum { SFU_MOVE_NONE = 0, SFU_MOVE_OUT = 1, SFU_MOVE_IN = 2 };
 
 /* Where room messages meant for clients go (sfu/node/ws.c). */
 typedef struct sfu_supervisor_hooks_s {
@@ -164,6 +169,8 @@ typedef struct sfu_supervisor_hooks_s {
   /* the room's IPC write queue drained after congestion: paused client
    * sessions may send again (may be NULL) */
   void (*room_drained)(void *arg, sfu_room_rec_t *r);
+  /* exported / migration_ready from a room (sfu/node/migrate.c; may be NULL) */
+  void (*room_move)(void *arg, sfu_room_rec_t *r, const char *type, json_t *msg);
 } sfu_supervisor_hooks_t;
 
 void sfu_supervisor_set_hooks(sfu_supervisor_t *s, const sfu_supervisor_hooks_t *h);
@@ -251,6 +258,12 @@ void sfu_supervisor_destroy(sfu_supervisor_t *s);
  * reaped by pid. Returns the number of rooms adopted, or an error.
  */
 int sfu_supervisor_ready_to_export(const sfu_supervisor_t *s);
+/* One record as _export() describes it, without its descriptors (a room
+ * moving to another node: migrate.c), and such a description loaded into
+ * a record (what the control plane and the journal know of the room: its
+ * people, usage totals, moderation, metadata, creation time). */
+json_t *sfu_supervisor_record_json(const sfu_room_rec_t *r);
+void sfu_supervisor_record_load(sfu_room_rec_t *r, json_t *j);
 json_t *sfu_supervisor_export(sfu_supervisor_t *s);
 void sfu_supervisor_export_failed(sfu_supervisor_t *s);
 int sfu_supervisor_adopt(sfu_supervisor_t *s, json_t *state);

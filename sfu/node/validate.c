@@ -188,19 +188,23 @@ int sfu_validate_token_req(const char *body, size_t len,
 }
 
 /* A body whose only field is the boolean `field`; -1 in *out if absent. */
+/* A body of boolean fields: `fields` names them (NULL-terminated), out[i]
+ * gets each (-1 when absent). */
 static int bool_body(const char *body, size_t len, const sfu_config_t *cfg,
-                     const char *field, int *out, sfu_api_error_t *err) {
+                     const char *const *fields, int *out, sfu_api_error_t *err) {
   json_t *j, *v;
   const char *key;
-  int rv;
-  *out = -1;
+  int rv, n = 0;
+  while (fields[n]) out[n++] = -1;
   if ((rv = sfu_validate_body(body, len, (size_t)cfg->max_body_bytes, &j, err)))
     return rv;
   json_object_foreach(j, key, v) {
-    if (strcmp(key, field) == 0 && json_is_boolean(v))
-      *out = json_is_true(v);
-    else if (strcmp(key, field) == 0)
-      rv = sfu_api_error(err, 400, "invalid_field", "'%s' must be true or false", field);
+    int i = 0;
+    while (i < n && strcmp(key, fields[i]) != 0) i++;
+    if (i < n && json_is_boolean(v))
+      out[i] = json_is_true(v);
+    else if (i < n)
+      rv = sfu_api_error(err, 400, "invalid_field", "'%s' must be true or false", key);
     else
       rv = unknown(key, err);
     if (rv) break;
@@ -210,15 +214,40 @@ static int bool_body(const char *body, size_t len, const sfu_config_t *cfg,
 }
 
 int sfu_validate_drain(const char *body, size_t len, const sfu_config_t *cfg,
-                       int *draining, sfu_api_error_t *err) {
-  int rv = bool_body(body, len, cfg, "draining", draining, err);
-  if (*draining < 0) *draining = 1;
+                       int *draining, int *migrate, sfu_api_error_t *err) {
+  static const char *const fields[] = {"draining", "migrate", NULL};
+  int out[2];
+  int rv = bool_body(body, len, cfg, fields, out, err);
+  *draining = out[0] < 0 ? 1 : out[0];
+  *migrate = out[1] > 0;
+  if (!rv && *migrate && !*draining)
+    rv = sfu_api_error(err, 400, "invalid_field", "'migrate' needs 'draining': true");
+  return rv;
+}
+
+int sfu_validate_migrate(const char *body, size_t len, const sfu_config_t *cfg,
+                         char node[64], sfu_api_error_t *err) {
+  json_t *j, *v;
+  const char *key;
+  int rv;
+  node[0] = '\0';
+  if ((rv = sfu_validate_body(body, len, (size_t)cfg->max_body_bytes, &j, err))) return rv;
+  json_object_foreach(j, key, v) {
+    if (strcmp(key, "node") == 0)
+      rv = get_str(v, key, 63, node, err);
+    else
+      rv = unknown(key, err);
+    if (rv) break;
+  }
+  if (rv) node[0] = '\0';
+  json_decref(j);
   return rv;
 }
 
 int sfu_validate_mute(const char *body, size_t len, const sfu_config_t *cfg,
                       int *muted, sfu_api_error_t *err) {
-  int rv = bool_body(body, len, cfg, "muted", muted, err);
+  static const char *const fields[] = {"muted", NULL};
+  int rv = bool_body(body, len, cfg, fields, muted, err);
   if (!rv && *muted < 0) rv = sfu_api_error(err, 400, "missing_field", "'muted' is required");
   return rv;
 }

@@ -38,6 +38,8 @@ typedef struct sfu_room_req_s {
   char region[64];                  /* fleet: place in this region ("" = the node's) */
   char node[64];                    /* fleet: pin to this node ("" = placed by load) */
   char id[20];                      /* set by sfud before spawning ("" = spawn picks; 19 chars) */
+  int moved_in;                     /* set by sfud: the room moves in from another
+                                       node (migrate.c): no room_started */
 } sfu_room_req_t;
 
 typedef struct sfu_token_req_s {
@@ -66,9 +68,14 @@ int sfu_validate_mute(const char *body, size_t len, const sfu_config_t *cfg,
 #define SFU_BAN_MAX_REASON 200
 int sfu_validate_ban(const char *body, size_t len, const sfu_config_t *cfg,
                      char reason[SFU_BAN_MAX_REASON + 1], sfu_api_error_t *err);
-/* {"draining": bool}, empty body = true. */
+/* {"draining": bool, "migrate": bool}, empty body = draining; "migrate"
+ * (default false) moves the node's rooms to other nodes. */
 int sfu_validate_drain(const char *body, size_t len, const sfu_config_t *cfg,
-                       int *draining, sfu_api_error_t *err);
+                       int *draining, int *migrate, sfu_api_error_t *err);
+/* POST /v1/rooms/{id}/migrate {"node": "..."} (optional; empty body = the
+ * fleet chooses). */
+int sfu_validate_migrate(const char *body, size_t len, const sfu_config_t *cfg,
+                         char node[64], sfu_api_error_t *err);
 
 /* POST /v1/rooms/{id}/capture {"action": "start"|"stop", "max_mib": 1..4096
  * (100), "max_seconds": 1..86400 (300)}. */

@@ -119,6 +119,8 @@ struct session_s {
   char identity[SFU_TOKEN_MAX_ID + 1];
   char sid[64];                  /* the room's participant sid, from the welcome */
   char resume_token[SFU_RESUME_TOKEN_LEN + 1]; /* current one; "" = none */
+  char move_token[SFU_RESUME_TOKEN_LEN + 1]; /* its room is moving: the token it
+                                               resumes with on the new node; "" = none */
   uint64_t detached_ms;          /* WS_DETACHED since */
   kept_t *kept, *kept_tail;      /* room messages while detached */
   size_t kept_bytes;             /* their bytes, <= SFU_WS_MAX_QUEUED */
@@ -727,6 +729,66 @@ void sfu_ws_close_all(sfu_ws_t *ws, int code, const char *reason) {
 }
 
 int sfu_ws_session_count(const sfu_ws_t *ws) { return ws->count; }
+
+/* --- a room moving to another node (sfu/node/migrate.c) -------------------- */
+
+static int moves_with(const session_t *s, const sfu_room_rec_t *r) {
+  return s->room == r && (s->state == WS_JOINED || s->state == WS_DETACHED) && s->sid[0];
+}
+
+json_t *sfu_ws_move_prepare(sfu_ws_t *ws, sfu_room_rec_t *r) {
+  json_t *out = json_array();
+  for (session_t *s = ws->sessions; s && out; s = s->next) {
+    if (!moves_with(s, r)) continue;
+    sfu_random_hex(s->move_token, "", SFU_RESUME_TOKEN_LEN / 2);
+    json_array_append_new(out, json_pack("{s:s, s:s, s:s}", "sid", s->sid, "identity",
+                                         s->identity, "resume_token", s->move_token));
+  }
+  return out;
+}
+
+void sfu_ws_move_tell(sfu_ws_t *ws, sfu_room_rec_t *r, const char *ws_url) {
+  for (session_t *s = ws->sessions; s; s = s->next)
+    if (s->room == r && s->move_token[0])
+      send_json(s, json_pack("{s:s, s:i, s:s, s:s, s:s}", "type", "migrate", "v", 1, "room",
+                             r->id, "ws_url", ws_url, "resume_token", s->move_token));
+}
+
+void sfu_ws_move_end(sfu_ws_t *ws, sfu_room_rec_t *r, int moved, const char *reason) {
+  for (session_t *s = ws->sessions; s; s = s->next) {
+    if (s->room != r) continue;
+    if (!moved) {
+      if (s->move_token[0])
+        send_json(s, json_pack("{s:s, s:i, s:s}", "type", "migrate_abort", "v", 1, "reason",
+                               reason));
+      s->move_token[0] = '\0';
+      continue;
+    }
+    /* Its session lives on the new node: the room here hears nothing. One
+     * that joined during the move gets the close alone and joins again. */
+    if (s->move_token[0]) send_json(s, json_pack("{s:s, s:i}", "type", "migrated", "v", 1));
+    s->room = NULL;
+    if (s->state != WS_DETACHED) s->state = WS_AWAIT_JOIN;
+    close_session(s, SFU_WS_MIGRATED, "room migrated");
+  }
+}
+
+int sfu_ws_move_in(sfu_ws_t *ws, sfu_room_rec_t *r, json_t *sessions, json_t *ids) {
+  json_t *list = json_array(), *e;
+  size_t i;
+  json_array_foreach(sessions, i, e) {
+    json_int_t id = (json_int_t)ws->next_id + 1 + (json_int_t)i;
+    json_array_append_new(list, json_pack("{s:I, s:s, s:O?, s:O?, s:O?}", "id", id, "room_id",
+                                          r->id, "identity", json_object_get(e, "identity"),
+                                          "sid", json_object_get(e, "sid"), "resume_token",
+                                          json_object_get(e, "resume_token")));
+    json_object_set_new(ids, json_string_value(json_object_get(e, "sid")) ?: "",
+                        json_integer(id));
+  }
+  int rv = sfu_ws_import(ws, list);
+  json_decref(list);
+  return rv < 0 ? rv : 0;
+}
 
 /* --- upgrade (docs/internals/upgrade.md) ---------------------------------- */
 

@@ -30,6 +30,7 @@ enum {
   SFU_WS_KICKED = 4012,
   SFU_WS_HEARTBEAT_TIMEOUT = 4013,
   SFU_WS_RESUME_FAILED = 4014,
+  SFU_WS_MIGRATED = 4015,
   SFU_WS_TRY_AGAIN = 1013,       /* RFC 6455 "try again later": signaling backlog */
 };
 
@@ -63,6 +64,28 @@ void sfu_ws_on_room_gone(sfu_ws_t *ws, sfu_room_rec_t *r, int code, const char *
 /* Counts for /metrics and /v1/node. */
 int sfu_ws_session_count(const sfu_ws_t *ws);
 void sfu_ws_close_all(sfu_ws_t *ws, int code, const char *reason);
+
+/*
+ * A room moving to another node (docs/signaling.md "Moving to another
+ * node", sfu/node/migrate.c).
+ *
+ * The old node: _move_prepare() gives every joined or detached session of
+ * r a token to resume with on the new node, and lists them: [{"sid",
+ * "identity", "resume_token"}] (new reference). _move_tell() sends each of
+ * them `migrate` with the new node's ws_url. _move_end() ends the move:
+ * moved, each gets `migrated` and every session of r is closed 4015
+ * without a word to the room (a session that joined during the move gets
+ * the close alone); not moved, each told gets `migrate_abort` {reason}.
+ *
+ * The new node: _move_in() lists such sessions (`sessions` borrowed) as
+ * detached sessions of r, resumable with their tokens for resume_grace_s,
+ * and sets ids[sid] = the session id each has here. 0 or an error of
+ * sfu_ws_import().
+ */
+json_t *sfu_ws_move_prepare(sfu_ws_t *ws, sfu_room_rec_t *r);
+void sfu_ws_move_tell(sfu_ws_t *ws, sfu_room_rec_t *r, const char *ws_url);
+void sfu_ws_move_end(sfu_ws_t *ws, sfu_room_rec_t *r, int moved, const char *reason);
+int sfu_ws_move_in(sfu_ws_t *ws, sfu_room_rec_t *r, json_t *sessions, json_t *ids);
 
 /*
  * Upgrade (docs/internals/upgrade.md): client sessions carried across the

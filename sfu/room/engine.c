@@ -35,7 +35,14 @@
 
 #define SPEAKING_EVENT_MIN_US 200000
 
-static void send_ipc(sfu_room_t *room, json_t *m) { room->io->emit(room->io, m); }
+/* After a hand-over (migrate_out) the call lives on another node: what
+ * this room would still say (leaves, closes, usage) is not true. */
+static void send_ipc(sfu_room_t *room, json_t *m) {
+  if (room->moved)
+    json_decref(m);
+  else
+    room->io->emit(room->io, m);
+}
 
 static uint64_t now_ms(const sfu_room_t *room) { return room->now_us / 1000; }
 static int64_t wall_ms(const sfu_room_t *room) { return room->wall_us / 1000; }
@@ -137,6 +144,7 @@ static int receives(const sfu_participant_t *p, sfu_kind_t kind) {
 void sfu_room_usage_refresh(sfu_room_t *room) {
   uint64_t now = now_ms(room);
   for (sfu_participant_t *p = room->participants; p; p = p->next) {
+    if (p->migrating) continue; /* counted by the old node until the commit */
     sfu_usage_set(&p->usage, SFU_USAGE_AUDIO_PUB, publishes_audio(p), now);
     sfu_usage_set(&p->usage, SFU_USAGE_AUDIO_RECV, receives(p, SFU_KIND_AUDIO), now);
     sfu_usage_set(&p->usage, SFU_USAGE_VIDEO_PUB, publishes_video(p), now);
@@ -144,7 +152,7 @@ void sfu_room_usage_refresh(sfu_room_t *room) {
   }
 }
 
-static json_t *usage_record(sfu_participant_t *p, uint64_t now, int64_t wall, int final) {
+json_t *sfu_room_usage_record(sfu_participant_t *p, uint64_t now, int64_t wall, int final) {
   sfu_usage_period_t per;
   sfu_usage_checkpoint(&p->usage, now, wall, &per);
   json_t *ms = json_object();
@@ -162,10 +170,11 @@ void sfu_room_usage_checkpoint(sfu_room_t *room, sfu_participant_t *leaving) {
   sfu_room_usage_refresh(room);
   if (leaving) {
     for (int k = 0; k < SFU_USAGE_KINDS; k++) sfu_usage_set(&leaving->usage, k, 0, now);
-    json_array_append_new(recs, usage_record(leaving, now, wall, 1));
+    json_array_append_new(recs, sfu_room_usage_record(leaving, now, wall, 1));
   } else {
     for (sfu_participant_t *p = room->participants; p; p = p->next)
-      json_array_append_new(recs, usage_record(p, now, wall, 0));
+      if (!p->migrating) /* the old node counts it until the commit */
+        json_array_append_new(recs, sfu_room_usage_record(p, now, wall, 0));
     room->last_usage_us = room->now_us;
   }
   if (json_array_size(recs) == 0) {
@@ -327,6 +336,7 @@ void sfu_room_remove(sfu_room_t *room, sfu_participant_t *p, const char *reason,
   sfu_log(SFU_LOG_INFO, "room", "[%s] left (%s, %d in room)", p->identity, reason,
           room->participants_n);
   if (p->speaking) room->speaking_dirty = 1;
+  sfu_vec_free(&p->prefs);
   free(p);
   sfu_room_usage_refresh(room);
   update_empty(room);
@@ -397,6 +407,20 @@ int sfu_room_on_control(sfu_room_t *room, const char *type, json_t *msg, sfu_tim
     const char *identity = json_string_value(json_object_get(msg, "identity"));
     sfu_participant_t *p = identity ? sfu_room_by_identity(room, identity) : NULL;
     if (p) sfu_room_remove(room, p, "kicked", 4012, "kicked"); /* else: gone already */
+    return 0;
+  }
+  if (strcmp(type, "export") == 0) {
+    send_ipc(room, json_pack("{s:s, s:o}", "type", "exported", "state", sfu_room_export(room)));
+    return 0;
+  }
+  if (strcmp(type, "migrate_in") == 0) return sfu_room_import(room, json_object_get(msg, "state"));
+  if (strcmp(type, "migrate_commit") == 0 || strcmp(type, "migrate_out") == 0) {
+    json_t *cut = json_object_get(msg, "cut_wall_ms");
+    if (!json_is_integer(cut)) return SFU_EINVAL;
+    if (strcmp(type, "migrate_commit") == 0)
+      sfu_room_migrate_commit(room, json_integer_value(cut));
+    else
+      sfu_room_migrate_out(room, json_integer_value(cut));
     return 0;
   }
   if (strncmp(type, "client_", 7) != 0) return SFU_ENOENT;
@@ -499,6 +523,7 @@ static void media_tick(sfu_room_t *room) {
   room->media_ticks++;
   speaking_tick(room);
   sfu_fwd_layers_tick(room);
+  sfu_room_migration_check(room);
   if (room->now_us - room->last_usage_us >= (uint64_t)room->usage_interval_s * 1000000)
     sfu_room_usage_checkpoint(room, NULL);
   if (room->media_ticks % (1000000 / SFU_ROOM_MEDIA_TICK_US) == 0) {

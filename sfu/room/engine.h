@@ -29,7 +29,7 @@
  * Files: engine.c (lifecycle, control messages, membership, usage,
  * timers), negotiation.c (SDP offers and answers), forwarder.c (RTP/RTCP
  * in, forwarding, reports, layers, speaking), proto.c (client messages ->
- * these calls).
+ * these calls), migration.c (a call moving to another node's room).
  */
 #ifndef SFU_ROOM_ENGINE_H
 #define SFU_ROOM_ENGINE_H
@@ -145,6 +145,10 @@ typedef struct sfu_room_s {
   int speaking_dirty;        /* the speaking set changed */
   int empty;                 /* nobody is in (as last told to io->empty) */
   int ended;                 /* sfu_room_end() called */
+  int moved;                 /* handed over to another node (migrate_out):
+                                nothing more goes to sfud */
+  int migration_wait;        /* participants moved in: report migration_ready
+                                once all are connected again */
   /* Identities the control plane muted (server_mute), whether present or
    * not: a participant joining -- first time, after leaving, or replacing
    * its session -- starts server-muted if its identity is here. Lives as
@@ -164,7 +168,8 @@ int sfu_room_init(sfu_room_t *room, const sfu_room_opts_t *o, sfu_room_io_t *io,
  * no input is taken after it. */
 void sfu_room_end(sfu_room_t *room, sfu_time_t now);
 /* A message from sfud: client_join, client_gone, client_msg, server_mute,
- * kick (docs/internals/ipc.md). 0 once handled (a kick of someone who
+ * kick, and the moves of migration.c: export, migrate_in, migrate_commit,
+ * migrate_out (docs/internals/ipc.md). 0 once handled (a kick of someone who
  * already left is nothing to do; a server mute is remembered for the
  * identity whether or not it is present, and applies when it joins),
  * SFU_EINVAL for a malformed join (answered with client_close 4000) or a
@@ -250,6 +255,27 @@ void sfu_fwd_feedback_tick(sfu_room_t *room);
 /* Simulcast layer choice per video down-track (every media tick). */
 void sfu_fwd_layers_tick(sfu_room_t *room);
 int sfu_track_add_down(sfu_track_t *t, sfu_downtrack_t *d);
+
+/* migration.c (docs/internals/migration.md). The room's state as another
+ * node's room takes it over: participants and identities, mute states, the
+ * ids of their tracks, their video subscriptions' choices, the server
+ * mutes (new reference). */
+json_t *sfu_room_export(const sfu_room_t *room);
+/* migrate_in: that state, its sessions renumbered by the new node: 0, or
+ * SFU_EINVAL (nothing is taken then). */
+int sfu_room_import(sfu_room_t *room, json_t *state);
+/* migrate_commit: the moved participants count usage from cut_wall_ms on. */
+void sfu_room_migrate_commit(sfu_room_t *room, int64_t cut_wall_ms);
+/* migrate_out: every participant's usage closed at cut_wall_ms, then the
+ * room falls silent (room->moved) until sfu_room_end(). */
+void sfu_room_migrate_out(sfu_room_t *room, int64_t cut_wall_ms);
+/* Every media tick: migration_ready once the moved-in participants are
+ * connected, negotiated and publishing again. */
+void sfu_room_migration_check(sfu_room_t *room);
+/* p's choices for the video `d` carries, as it had them before its move. */
+void sfu_room_apply_pref(sfu_participant_t *p, sfu_downtrack_t *d);
+/* A usage record of p's period up to (now_ms, wall_ms) (new reference). */
+json_t *sfu_room_usage_record(sfu_participant_t *p, uint64_t now_ms, int64_t wall_ms, int final);
 
 /* proto.c: one client message (from sfud over IPC). */
 void sfu_proto_client_msg(sfu_room_t *room, sfu_participant_t *p, json_t *msg);

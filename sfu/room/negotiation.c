@@ -237,6 +237,7 @@ static sfu_downtrack_t *subscribe(sfu_participant_t *sub, sfu_track_t *t) {
   snprintf(d->mid, sizeof(d->mid), "s%d", sub->next_mid++);
   snprintf(d->owner_sid, sizeof(d->owner_sid), "%s", t->owner->sid);
   snprintf(d->track_id, sizeof(d->track_id), "%s", t->id);
+  if (t->kind == SFU_KIND_VIDEO) sfu_room_apply_pref(sub, d); /* as before a move */
   sub->down.items[sub->down.n++] = d;
   sub->needs_offer = 1;
   return d;
@@ -332,6 +333,11 @@ static sfu_track_t *publish(sfu_participant_t *p, sfu_kind_t kind, const sfu_sdp
     t = sfu_track_create(p);
     if (!t) return NULL;
     t->kind = kind;
+    if (p->import_track[kind][0]) { /* published before a move: same id */
+      snprintf(t->id, sizeof(t->id), "%s", p->import_track[kind]);
+      p->import_track[kind][0] = '\0';
+      t->imported = 1;
+    }
     *slot = t;
   }
   snprintf(t->mid, sizeof(t->mid), "%s", m->mid);
@@ -356,9 +362,10 @@ static void announce_track(sfu_room_t *room, sfu_participant_t *p, sfu_track_t *
   const char *kind = t->kind == SFU_KIND_AUDIO ? "audio" : "video";
   sfu_log(SFU_LOG_INFO, "room", "[%s] publishes %s %s (mid %s, %s pt %d)", p->identity, kind,
           t->id, t->mid, t->codec.name, t->pt);
-  sfu_room_event(room, "track_published", p,
-                 json_pack("{s:s, s:s, s:s}", "track_id", t->id, "kind", kind, "codec",
-                           t->codec.name));
+  if (!t->imported) /* the control plane saw a moved track published already */
+    sfu_room_event(room, "track_published", p,
+                   json_pack("{s:s, s:s, s:s}", "track_id", t->id, "kind", kind, "codec",
+                             t->codec.name));
   sfu_neg_track_added(room, t);
 }
 

@@ -89,6 +89,8 @@ typedef struct sfu_track_s {
   int muted;                    /* publisher says muted */
   uint64_t dropped_muted;       /* packets not forwarded: server mute */
   uint64_t keyframes, nacks_sent;
+  int imported;                 /* its id came from the room it moved from:
+                                   published again without an event */
   sfu_opus_meter_t *meter;      /* created when no level extension comes */
   sfu_speaking_t speaking;      /* speaking detector */
   SFU_VEC(sfu_downtrack_t *) down; /* subscribers' down-tracks */
@@ -161,6 +163,13 @@ struct sfu_downtrack_s {
 
 typedef enum { NEG_IDLE, NEG_OFFER_SENT } sfu_neg_state_t;
 
+/* A subscriber's choices for one video, carried over a move to another
+ * node (sfu/room/migration.c) and applied when its down-track is made. */
+typedef struct sfu_sub_pref_s {
+  char track_id[24];
+  int max_layer, max_height, paused;
+} sfu_sub_pref_t;
+
 struct sfu_participant_s {
   struct sfu_room_s *room;      /* the engine it is in */
   char sid[24];                 /* "PA_<hex>", stable across reconnects */
@@ -196,6 +205,12 @@ struct sfu_participant_s {
   SFU_VEC(sfu_downtrack_t *) down; /* by m-line order of our additions */
   int speaking;                 /* last broadcast state */
   sfu_usage_t usage;            /* time connected / publishing / receiving */
+  /* moved in from another node (migration.c): until the commit it counts
+   * no usage (the old node does), and the ids of the tracks it published
+   * there are kept for it to publish again */
+  int migrating;
+  char import_track[2][24];     /* by sfu_kind_t; "" = none (or published) */
+  SFU_VEC(sfu_sub_pref_t) prefs; /* its video subscriptions' choices there */
   sfu_participant_t *next;      /* room list */
 };
 

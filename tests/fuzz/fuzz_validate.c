@@ -29,8 +29,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   sfu_token_req_t t;
   st = sfu_validate_token_req((const char *)data, size, &cfg, &t, &e);
   if (st == 0 && (!sfu_token_valid_id(t.identity) || t.ttl_s < 1)) abort();
-  int d;
-  sfu_validate_drain((const char *)data, size, &cfg, &d, &e);
+  int d, m;
+  sfu_validate_drain((const char *)data, size, &cfg, &d, &m, &e);
+  char node[64];
+  st = sfu_validate_migrate((const char *)data, size, &cfg, node, &e);
+  if (st == 0 && strlen(node) > 63) abort();
   sfu_capture_req_t c;
   st = sfu_validate_capture((const char *)data, size, &cfg, &c, &e);
   if (st == 0 && ((c.action != 0 && c.action != 1) || c.max_mib < 1 || c.max_seconds < 1)) abort();
