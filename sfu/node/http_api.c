@@ -791,6 +791,8 @@ static int route_migrations(sfu_http_t *h, h2o_req_t *req, char seg[][72], int n
 static int route_room(sfu_http_t *h, h2o_req_t *req, char seg[][72], int n) {
   const char *id = seg[2], *sub = n >= 4 ? seg[3] : NULL;
   sfu_room_rec_t *r = sfu_supervisor_find(h->sup, id);
+  if (r && r->state == SFU_ROOM_CLOSING && strcmp(r->end_reason, "migrated") == 0)
+    r = NULL; /* what is left here of a room that moved: it runs elsewhere */
   if (!r && h->fleet && !is_proxied(req)) { /* perhaps on another node */
     pending_t *p = pending_new(h, req);
     if (!p) return send_body(h, req, 500, "application/json", H2O_STRLIT(OOM_BODY));
