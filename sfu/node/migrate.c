@@ -56,6 +56,7 @@ struct sfu_migrator_s {
   char auth[320];                /* "Authorization: Bearer ...\r\n..." */
   uv_timer_t timer;              /* polls moves in MOVING */
   int timer_on;
+  int stopped;                   /* sfu_migrator_stop(): no move goes on */
   move_t *moves;
 };
 
@@ -123,7 +124,11 @@ static void abort_move(move_t *v, int status, const char *code, const char *why)
   sfu_log(SFU_LOG_WARN, "migrate", "room %s: move to %s aborted: %s", v->room_id,
           v->to.node_id[0] ? v->to.node_id : "(none)", why);
   if (v->r) sfu_ws_move_end(v->m->ws, v->r, 0, why);
-  if (v->created && !v->req) {
+  if (v->created && v->req) { /* a poll in flight: its answer no longer matters */
+    sfu_httpc_cancel(v->req);
+    v->req = NULL;
+  }
+  if (v->created) {
     char path[128];
     snprintf(path, sizeof(path), "/v1/node/migrations/%s", v->room_id);
     ask(v, "DELETE", path, NULL, on_dropped);
@@ -308,7 +313,11 @@ static void on_exported(move_t *v, json_t *state) {
 
 static void on_placed(void *arg, int rv, const sfu_fleet_node_t *node) {
   move_t *v = arg;
-  if (v->phase != PLACING) return;
+  if (v->m->stopped) { /* sfud is stopping: answered already */
+    v->phase = DONE;
+    maybe_free(v);
+    return;
+  }
   if (!v->r) {
     finish(v, 409, error_body("room_not_running", "room %s ended", v->room_id));
     return;
@@ -344,6 +353,7 @@ static void on_placed(void *arg, int rv, const sfu_fleet_node_t *node) {
 int sfu_migrate_room(sfu_migrator_t *m, sfu_room_rec_t *r, const char *to, sfu_migrate_cb cb,
                      void *arg) {
   if (r->moving) return SFU_EBUSY;
+  if (m->stopped) return SFU_EINVAL;
   if (r->state != SFU_ROOM_RUNNING) return SFU_EINVAL;
   move_t *v = calloc(1, sizeof(*v));
   if (!v) return SFU_ENOMEM;
@@ -594,21 +604,33 @@ int sfu_migrator_create(sfu_migrator_t **out, uv_loop_t *loop, const sfu_config_
 
 void sfu_migrator_set_events(sfu_migrator_t *m, struct sfu_events_s *e) { m->events = e; }
 
-static void on_timer_closed(uv_handle_t *h) { free(h->data); }
+void sfu_migrator_stop(sfu_migrator_t *m) {
+  if (!m || m->stopped) return;
+  m->stopped = 1;
+  for (move_t *v = m->moves, *next; v; v = next) {
+    next = v->next; /* finish() may free v */
+    if (v->req) sfu_httpc_cancel(v->req);
+    v->req = NULL;
+    if (v->phase == DONE) continue;
+    if (v->r) v->r->moving = SFU_MOVE_NONE;
+    v->r = NULL;
+    if (v->phase == PLACING) { /* etcd's answer still comes: it frees v */
+      sfu_migrate_cb cb = v->cb;
+      v->cb = NULL;
+      if (cb) cb(v->arg, 503, error_body("shutting_down", "this node is stopping"));
+      continue;
+    }
+    finish(v, 503, error_body("shutting_down", "this node is stopping"));
+  }
+  uv_close((uv_handle_t *)&m->timer, NULL);
+}
 
 void sfu_migrator_destroy(sfu_migrator_t *m) {
   if (!m) return;
   while (m->moves) {
     move_t *v = m->moves;
-    if (v->req) sfu_httpc_cancel(v->req);
-    v->req = NULL;
-    if (v->phase != DONE) {
-      if (v->r) v->r->moving = SFU_MOVE_NONE;
-      v->r = NULL;
-      finish(v, 503, error_body("shutting_down", "this node is stopping"));
-    } else {
-      maybe_free(v);
-    }
+    m->moves = v->next;
+    free(v);
   }
-  uv_close((uv_handle_t *)&m->timer, on_timer_closed);
+  free(m);
 }

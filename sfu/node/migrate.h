@@ -50,7 +50,10 @@ int sfu_migrator_create(sfu_migrator_t **out, uv_loop_t *loop, const sfu_config_
                         sfu_supervisor_t *sup, sfu_ws_t *ws, sfu_fleet_t *fleet,
                         const char *ws_url);
 void sfu_migrator_set_events(sfu_migrator_t *m, struct sfu_events_s *e);
-/* Moves in flight end (their callbacks run with 503); then freed. */
+/* sfud stops: moves in flight end (their callbacks run with 503; their
+ * rooms stay and end with the node) and no request of theirs goes on.
+ * _destroy() frees what is left, after the loop has run. */
+void sfu_migrator_stop(sfu_migrator_t *m);
 void sfu_migrator_destroy(sfu_migrator_t *m);
 
 /*

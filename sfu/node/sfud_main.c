@@ -107,8 +107,7 @@ static void on_signal(uv_signal_t *h, int signum) {
   if (signals_seen++ == 0) {
     sfu_log(SFU_LOG_INFO, "sfud", "signal %d: shutting down", signum);
     sfu_http_stop_listening(http);
-    sfu_migrator_destroy(migrator); /* moves in flight fail: their rooms stay and end here */
-    migrator = NULL;
+    sfu_migrator_stop(migrator); /* moves in flight fail: their rooms stay and end here */
     sfu_http_set_migrator(http, NULL);
     shutdown_waits = fleet ? 2 : 1;
     if (fleet) sfu_fleet_leave(fleet, on_fleet_left, h->loop);
@@ -253,5 +252,6 @@ int main(int argc, char **argv) {
   uv_run(loop, UV_RUN_DEFAULT);
   sfu_events_close(events); /* syncs what the last rooms reported */
   sfu_supervisor_destroy(sup);
+  sfu_migrator_destroy(migrator);
   return 0;
 }
