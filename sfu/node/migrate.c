@@ -147,23 +147,32 @@ static void answer_error(char *out, size_t cap, int status, const char *body, co
   json_decref(j);
 }
 
+/* The start of every answer from the new node but a drop's: 1 if the move
+ * is still in `phase` and the answer is `want`; else 0, and the move has
+ * been aborted (or had ended: v may be gone). */
+static int answered(move_t *v, phase_t phase, int want, int status, const char *body,
+                    const char *err) {
+  char why[320];
+  v->req = NULL;
+  if (v->phase != phase) {
+    maybe_free(v);
+    return 0;
+  }
+  if (err || status != want) {
+    answer_error(why, sizeof(why), status, body, err);
+    abort_move(v, 502, "migration_failed", why);
+    return 0;
+  }
+  return 1;
+}
+
 static void on_committed(void *arg, int status, const char *location, const char *body,
                          size_t len, const char *err) {
   move_t *v = arg;
   sfu_migrator_t *m = v->m;
-  char why[320];
   (void)location, (void)len;
-  v->req = NULL;
-  if (v->phase == DONE) { /* ended meanwhile */
-    maybe_free(v);
-    return;
-  }
-  if (err || status != 200) {
-    /* Not committed there (or not known to be): the room stays here. */
-    answer_error(why, sizeof(why), status, body, err);
-    abort_move(v, 502, "migration_failed", why);
-    return;
-  }
+  /* Not committed there (or not known to be): the room stays here. */
+  if (!answered(v, COMMITTING, 200, status, body, err)) return;
   json_t *cut = json_loads(body, 0, NULL);
   int64_t cut_ms = json_integer_value(json_object_get(cut, "cut_wall_ms"));
   json_decref(cut);
@@ -201,18 +210,8 @@ static void commit(move_t *v) {
 static void on_status(void *arg, int status, const char *location, const char *body, size_t len,
                       const char *err) {
   move_t *v = arg;
-  char why[320];
   (void)location, (void)len;
-  v->req = NULL;
-  if (v->phase != MOVING) {
-    maybe_free(v);
-    return;
-  }
-  if (err || status != 200) {
-    answer_error(why, sizeof(why), status, body, err);
-    abort_move(v, 502, "migration_failed", why);
-    return;
-  }
+  if (!answered(v, MOVING, 200, status, body, err)) return;
   json_t *j = json_loads(body, 0, NULL);
   int ready = json_is_true(json_object_get(j, "ready"));
   json_decref(j);
@@ -253,18 +252,8 @@ static void on_created(void *arg, int status, const char *location, const char *
                        const char *err) {
   move_t *v = arg;
   sfu_migrator_t *m = v->m;
-  char why[320];
   (void)location, (void)len;
-  v->req = NULL;
-  if (v->phase != CREATING) {
-    maybe_free(v);
-    return;
-  }
-  if (err || status != 201) {
-    answer_error(why, sizeof(why), status, body, err);
-    abort_move(v, 502, "migration_failed", why);
-    return;
-  }
+  if (!answered(v, CREATING, 201, status, body, err)) return;
   v->created = 1;
   if (!v->r) {
     abort_move(v, 409, "room_not_running", "the room ended during its move");
