@@ -435,8 +435,9 @@ json_t *sfu_migrator_accept(sfu_migrator_t *m, const char *body, size_t len, int
     out = error_body("invalid_body", "not a room to move in");
     goto done;
   }
-  if ((r = sfu_supervisor_find(m->sup, id)) != NULL && r->state != SFU_ROOM_CRASHED &&
-      strcmp(r->id, id) == 0) {
+  r = sfu_supervisor_find(m->sup, id);
+  if (r && r->state != SFU_ROOM_CRASHED && strcmp(r->id, id) == 0 &&
+      strcmp(r->end_reason, "migrated") != 0) { /* (one that left it may come back) */
     *status = 409;
     out = error_body("room_exists", "room %s runs here already", id);
     goto done;

@@ -76,7 +76,8 @@ static void hook_room_move(void *arg, sfu_room_rec_t *r, const char *type, json_
 
 static void hook_room_gone(void *arg, sfu_room_rec_t *r, int crashed) {
   if (migrator) sfu_migrator_on_room_gone(migrator, r); /* a move of it fails */
-  if (fleet) sfu_fleet_release(fleet, r->id, r->name); /* if still ours (not moved) */
+  if (fleet && strcmp(r->end_reason, "migrated") != 0) /* a room that moved: not ours */
+    sfu_fleet_release(fleet, r->id, r->name);
   sfu_ws_on_room_gone(arg, r, crashed ? SFU_WS_ROOM_CRASHED : SFU_WS_ROOM_CLOSED,
                       crashed ? "room crashed" : "room closed");
 }

@@ -103,6 +103,12 @@ const char *sfu_room_state_name(sfu_room_state_t st) {
 
 static int is_live(const sfu_room_rec_t *r) { return r->state != SFU_ROOM_CRASHED; }
 
+/* A room that moved to another node and is ending here: its name and id
+ * belong to the room there, which may even come back here. */
+static int moved_away(const sfu_room_rec_t *r) {
+  return r->state == SFU_ROOM_CLOSING && strcmp(r->end_reason, "migrated") == 0;
+}
+
 static void room_log(sfu_log_level_t lvl, const sfu_room_rec_t *r,
                      const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void room_log(sfu_log_level_t lvl, const sfu_room_rec_t *r,
@@ -371,7 +377,7 @@ static void on_ipc_drain(sfu_ipc_t *ipc) {
 
 static int name_in_use(sfu_supervisor_t *s, const char *name) {
   for (sfu_room_rec_t *r = s->rooms; r; r = r->next)
-    if (is_live(r) && r->name[0] && strcmp(r->name, name) == 0) return 1;
+    if (is_live(r) && !moved_away(r) && r->name[0] && strcmp(r->name, name) == 0) return 1;
   return 0;
 }
 
@@ -499,8 +505,9 @@ int sfu_supervisor_spawn(sfu_supervisor_t *s, sfu_room_req_t *req,
 sfu_room_rec_t *sfu_supervisor_find(sfu_supervisor_t *s, const char *id) {
   sfu_room_rec_t *by_name = NULL;
   for (sfu_room_rec_t *r = s->rooms; r; r = r->next) {
-    if (strcmp(r->id, id) == 0) return r;
-    if (!by_name && is_live(r) && r->name[0] && strcmp(r->name, id) == 0) by_name = r;
+    if (strcmp(r->id, id) == 0) return r; /* the newest first: one moving back in */
+    if (!by_name && is_live(r) && !moved_away(r) && r->name[0] && strcmp(r->name, id) == 0)
+      by_name = r;
   }
   return by_name;
 }
