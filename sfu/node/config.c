@@ -81,6 +81,7 @@ static const opt_t opts[] = {
   I(zygote, 0, 1, "1 = fork rooms from a pre-loaded template process; 0 = exec each (default 1)"),
   I(dev, 0, 1, "1 = development routes: POST /dev/join mints tokens without a key (default 0)"),
   I(resume_grace_s, 0, 600, "a client whose WebSocket drops may resume its session within this (default 20; 0 = never)"),
+  I(room_orphan_grace_s, 0, 3600, "if sfud dies, its rooms go on this long for a restarted sfud to take them over (default 30; 0 = rooms end with sfud)"),
   I(max_connections, 16, 1000000, "open HTTP/WebSocket connections, all clients; lowered to fit the descriptor limit less max_rooms + 64 (default 10000)"),
   I(max_connections_per_ip, 1, 1000000, "open HTTP/WebSocket connections from one IP address (default 256)"),
   S(adopt_state, "set by sfud itself when it upgrades in place (SIGUSR2): the state file it hands over (docs/internals/upgrade.md)"),
@@ -108,6 +109,7 @@ void sfu_config_defaults(sfu_config_t *c) {
   c->zygote = 1;
   c->usage_interval_s = 10;
   c->resume_grace_s = 20;
+  c->room_orphan_grace_s = 30;
   c->max_connections = 10000;
   c->max_connections_per_ip = 256;
   c->http_request_timeout_ms = 10000;

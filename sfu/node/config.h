@@ -55,6 +55,7 @@ typedef struct sfu_config_s {
   int zygote;                    /* 1: fork rooms from a template process */
   int usage_interval_s;          /* rooms checkpoint usage this often */
   int resume_grace_s;            /* a dropped client's session waits this long to resume */
+  int room_orphan_grace_s;       /* rooms outlive a dead sfud this long (supervisor.md) */
   int max_connections;           /* open HTTP/WS connections, all clients (lowered to fit
                                     RLIMIT_NOFILE less the rooms' descriptors) */
   int max_connections_per_ip;    /* open HTTP/WS connections from one address */

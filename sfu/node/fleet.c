@@ -116,6 +116,36 @@ int64_t sfu_fleet_lease(const sfu_fleet_t *f) { return f->lease; }
 
 void sfu_fleet_set_events(sfu_fleet_t *f, sfu_events_t *e) { f->events = e; }
 
+/* <data_dir>/fleet-lease: the lease, for an sfud restarted after this one
+ * died, which keeps it on (sfu_fleet_saved_lease) so that the node's keys
+ * and its rooms' never lapse. */
+static void lease_path(const sfu_config_t *cfg, char *out, size_t cap) {
+  snprintf(out, cap, "%s/fleet-lease", cfg->data_dir);
+}
+
+static void save_lease(sfu_fleet_t *f) {
+  char path[600];
+  FILE *fp;
+  lease_path(f->cfg, path, sizeof(path));
+  if (!f->lease) {
+    unlink(path);
+  } else if ((fp = fopen(path, "w")) != NULL) {
+    fprintf(fp, "%lld\n", (long long)f->lease);
+    fclose(fp);
+  }
+}
+
+int64_t sfu_fleet_saved_lease(const sfu_config_t *cfg) {
+  char path[600];
+  long long lease = 0;
+  lease_path(cfg, path, sizeof(path));
+  FILE *fp = fopen(path, "r");
+  if (!fp) return 0;
+  if (fscanf(fp, "%lld", &lease) != 1) lease = 0;
+  fclose(fp);
+  return lease;
+}
+
 void sfu_fleet_keep_lease(sfu_fleet_t *f, int64_t lease) {
   f->lease = lease;
   f->confirmed_ms = sfu_now_ms(); /* the previous process confirmed it just now */
@@ -381,6 +411,7 @@ static void on_lease(void *arg, json_t *res, const char *err) {
     f->metrics->fleet_registrations++;
     sfu_log(SFU_LOG_INFO, "fleet", "registered as %s in %s (lease %lld, ttl %lld s)",
             f->cfg->node_id, sfu_etcd_url(f->etcd), (long long)f->lease, (long long)ttl);
+    save_lease(f);
     register_all(f);
     return;
   }
@@ -426,6 +457,9 @@ static void on_marked_leaving(void *arg, json_t *res, const char *err) {
 void sfu_fleet_leave(sfu_fleet_t *f, void (*done)(void *arg), void *arg) {
   if (f->leaving) return;
   int reachable = sfu_fleet_available(f);
+  char path[600];
+  lease_path(f->cfg, path, sizeof(path));
+  unlink(path); /* a clean stop: nothing to keep on */
   f->leaving = 1;
   f->left = done;
   f->left_arg = arg;

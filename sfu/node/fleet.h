@@ -60,6 +60,8 @@ void sfu_fleet_set_events(sfu_fleet_t *f, struct sfu_events_s *e);
  * first keepalive checks it; if etcd forgot it, the node registers anew). */
 int64_t sfu_fleet_lease(const sfu_fleet_t *f);
 void sfu_fleet_keep_lease(sfu_fleet_t *f, int64_t lease);
+/* The lease a previous sfud of this data_dir held (it died): 0 if none. */
+int64_t sfu_fleet_saved_lease(const sfu_config_t *cfg);
 /* 1 while this node holds a lease that etcd confirmed within its TTL. */
 int sfu_fleet_available(const sfu_fleet_t *f);
 /* Something in this node's record changed (draining): rewrite it now. */

@@ -468,7 +468,7 @@ json_t *sfu_migrator_accept(sfu_migrator_t *m, const char *body, size_t len, int
     goto done;
   }
   sfu_room_req_free(&rr);
-  sfu_supervisor_record_load(r, record);
+  sfu_supervisor_record_load(r, record); /* (its file follows at its first usage or join) */
 
   /* Sessions listed here, and the room's participants renumbered to them. */
   json_t *ids = json_object(), *parts = json_array(), *e;

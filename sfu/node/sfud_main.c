@@ -11,9 +11,11 @@
  * 1024 -> far more): every client connection is a descriptor, and the
  * connection cap (http_api.c) is computed from what is left for rooms.
  */
+#include <errno.h>
 #include <libgen.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +29,7 @@
 #include "sfu/base/log.h"
 #include "sfu/node/metrics.h"
 #include "sfu/node/migrate.h"
+#include "sfu/node/recover.h"
 #include "sfu/base/sfu.h"
 #include "sfu/node/supervisor.h"
 #include "sfu/node/upgrade.h"
@@ -195,6 +198,21 @@ int main(int argc, char **argv) {
   sfu_supervisor_hooks_t hooks = {ws, hook_room_msg, hook_room_gone, hook_room_drained,
                                   hook_room_move};
   sfu_supervisor_set_hooks(sup, &hooks);
+  char rooms_dir[560];
+  snprintf(rooms_dir, sizeof(rooms_dir), "%s/rooms", cfg.data_dir);
+  if (mkdir(rooms_dir, 0700) != 0 && errno != EEXIST)
+    sfu_log(SFU_LOG_WARN, "sfud", "cannot create %s: %s (rooms end with sfud)", rooms_dir,
+            strerror(errno));
+  if (!adopted) { /* rooms left running by an sfud that died (recover.h) */
+    int rooms = 0;
+    json_t *left = sfu_recover_rooms(sup, &cfg, events, &rooms);
+    if (rooms > 0) {
+      int sessions = sfu_ws_import(ws, left);
+      sfu_log(SFU_LOG_WARN, "sfud", "took over %d rooms and %d sessions of an sfud that died",
+              rooms, sessions);
+    }
+    json_decref(left);
+  }
   /* the webhook first: a bad webhook setting stops sfud before it listens */
   if (cfg.webhook_url[0]) {
     if (sfu_webhook_start(&webhook, loop, &cfg, events, &metrics) != 0) return 2;
@@ -218,7 +236,10 @@ int main(int argc, char **argv) {
       return 2;
     const char *lease = json_string_value(
         json_object_get(json_object_get(adopted, "fleet"), "lease"));
-    if (lease && strtoll(lease, NULL, 10) != 0) sfu_fleet_keep_lease(fleet, strtoll(lease, NULL, 10));
+    if (lease && strtoll(lease, NULL, 10) != 0)
+      sfu_fleet_keep_lease(fleet, strtoll(lease, NULL, 10));
+    else if (!adopted && sfu_fleet_saved_lease(&cfg)) /* the lease of an sfud that died */
+      sfu_fleet_keep_lease(fleet, sfu_fleet_saved_lease(&cfg));
     sfu_http_set_fleet(http, fleet);
     sfu_fleet_set_events(fleet, events);
     if (sfu_migrator_create(&migrator, loop, &cfg, sup, ws, fleet, sfu_http_ws_url(http)) != 0)

@@ -122,6 +122,38 @@ static void room_log(sfu_log_level_t lvl, const sfu_room_rec_t *r,
   sfu_log_kv(lvl, "supervisor", kv, "%s", msg);
 }
 
+int sfu_supervisor_room_path(const sfu_config_t *cfg, const char *id, const char *ext, char *out,
+                             size_t cap) {
+  int n = snprintf(out, cap, "%s/rooms/%s.%s", cfg->data_dir, id, ext);
+  return n > 0 && (size_t)n < cap ? 0 : SFU_E2BIG;
+}
+
+/* <data_dir>/rooms/<id>.json: what sfud knows of a live room, for the sfud
+ * that takes it over if this one dies (recover.c). Written whole on every
+ * change (a rename: never half written); no fsync: a dead sfud's page
+ * cache survives it, a dead machine takes the rooms with it. */
+static void save_record(sfu_room_rec_t *r) {
+  char path[600], tmp[608];
+  if (!r->sup->cfg->room_orphan_grace_s || r->state == SFU_ROOM_CRASHED ||
+      sfu_supervisor_room_path(r->sup->cfg, r->id, "json", path, sizeof(path)) != 0)
+    return;
+  snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+  json_t *j = sfu_supervisor_record_json(r);
+  json_object_set_new(j, "via_zygote", json_boolean(r->via_zygote));
+  if (json_dump_file(j, tmp, JSON_COMPACT) != 0 || rename(tmp, path) != 0) {
+    if (!r->save_failed)
+      room_log(SFU_LOG_WARN, r, "cannot write %s: %s (a restarted sfud will not take it over)",
+               path, strerror(errno));
+    r->save_failed = 1;
+  }
+  json_decref(j);
+}
+
+static void forget_record(sfu_room_rec_t *r) {
+  char path[600];
+  if (sfu_supervisor_room_path(r->sup->cfg, r->id, "json", path, sizeof(path)) == 0) unlink(path);
+}
+
 static void maybe_done(sfu_supervisor_t *s);
 
 static void record_free(sfu_room_rec_t *r) {
@@ -147,6 +179,7 @@ static int is_listed(sfu_supervisor_t *s, sfu_room_rec_t *r) {
 
 static void unlist(sfu_room_rec_t *r) {
   sfu_supervisor_t *s = r->sup;
+  if (sfu_supervisor_find(s, r->id) == r) forget_record(r); /* (not one moved back in) */
   for (sfu_room_rec_t **pp = &s->rooms; *pp; pp = &(*pp)->next) {
     if (*pp == r) {
       *pp = r->next;
@@ -169,7 +202,7 @@ static void on_raw_pipe_closed(uv_handle_t *h) {
 }
 
 static void close_handles(sfu_room_rec_t *r) {
-  if (!r->via_zygote && !r->adopted && !uv_is_closing((uv_handle_t *)&r->proc))
+  if (!r->via_zygote && !r->adopted && !r->foreign && !uv_is_closing((uv_handle_t *)&r->proc))
     uv_close((uv_handle_t *)&r->proc, on_proc_closed);
   sfu_ipc_close(&r->ipc, on_ipc_closed);
 }
@@ -179,7 +212,7 @@ static void kill_room(sfu_room_rec_t *r, const char *reason) {
   if (reason && r->end_reason[0] == '\0')
     snprintf(r->end_reason, sizeof(r->end_reason), "%s", reason);
   room_log(SFU_LOG_WARN, r, "killing room (%s)", reason ? reason : r->end_reason);
-  if (r->via_zygote || r->adopted)
+  if (r->via_zygote || r->adopted || r->foreign)
     kill(r->pid, SIGKILL);
   else
     uv_process_kill(&r->proc, SIGKILL);
@@ -322,6 +355,7 @@ static void on_ipc_msg(sfu_ipc_t *ipc, json_t *msg) {
                                  "period_end_ms", json_object_get(rec, "period_end_ms"), "ms",
                                  json_object_get(rec, "ms"), "final", json_object_get(rec, "final")));
     }
+    save_record(r); /* its totals */
     if (sfu_log_enabled(SFU_LOG_DEBUG)) {
       char *text = json_dumps(recs, JSON_COMPACT);
       room_log(SFU_LOG_DEBUG, r, "usage %s", text ? text : "");
@@ -344,6 +378,8 @@ static void on_ipc_msg(sfu_ipc_t *ipc, json_t *msg) {
     json_t *fields = json_deep_copy(ev);
     json_object_del(fields, "type");
     emit(r, et, fields);
+    if (strcmp(et, "participant_joined") == 0 || strcmp(et, "participant_left") == 0)
+      save_record(r); /* its people */
   } else if (strncmp(type, "client_", 7) == 0) {
     if (s->hooks.room_msg) s->hooks.room_msg(s->hooks.arg, r, type, msg);
   } else if (strcmp(type, "exported") == 0 || strcmp(type, "migration_ready") == 0) {
@@ -363,6 +399,13 @@ static void on_ipc_msg(sfu_ipc_t *ipc, json_t *msg) {
 
 static void on_ipc_error(sfu_ipc_t *ipc, int err) {
   sfu_room_rec_t *r = ipc->data;
+  if (r->foreign && !r->exited) { /* not our child: its channel is all we see of it */
+    if (r->state != SFU_ROOM_CLOSING && r->end_reason[0] == '\0')
+      snprintf(r->end_reason, sizeof(r->end_reason), "%s", err ? "ipc_error" : "channel_closed");
+    if (err) kill(r->pid, SIGKILL);
+    room_exited(r, 0, 0);
+    return;
+  }
   if (err == 0 || r->exited) return; /* EOF: the exit callback follows */
   r->sup->metrics->ipc_bad_messages++;
   room_log(SFU_LOG_ERROR, r, "IPC channel failed: %s", sfu_strerror(err));
@@ -439,13 +482,18 @@ int sfu_supervisor_spawn(sfu_supervisor_t *s, sfu_room_req_t *req,
   snprintf(a_max, sizeof(a_max), "%d", r->max_participants);
   snprintf(a_empty, sizeof(a_empty), "%d", r->empty_timeout_s);
   snprintf(a_hb, sizeof(a_hb), "%d", cfg->heartbeat_timeout_ms);
+  char a_grace[16], a_sock[600];
+  snprintf(a_grace, sizeof(a_grace), "%d", cfg->room_orphan_grace_s);
+  if (sfu_supervisor_room_path(cfg, r->id, "sock", a_sock, sizeof(a_sock)) != 0 ||
+      strlen(a_sock) >= 108) /* sun_path */
+    snprintf(a_grace, sizeof(a_grace), "0");
   char *args[] = {(char *)cfg->room_binary, "--room-id", r->id,
                   "--max-participants", a_max, "--empty-timeout-s", a_empty,
                   "--parent-timeout-ms", a_hb, "--usage-interval-s", a_usage, "--log-level",
                   (char *)cfg->log_level, "--rtc-addresses", (char *)cfg->rtc_addresses,
                   "--rtc-port-min", a_pmin, "--rtc-port-max", a_pmax, "--rtc-announce",
                   (char *)(cfg->rtc_announced_address[0] ? cfg->rtc_announced_address : "-"),
-                  NULL};
+                  "--orphan-grace-s", a_grace, "--socket", a_sock, NULL};
   uv_stdio_container_t stdio[4];
   stdio[0].flags = UV_IGNORE;
   stdio[1].flags = UV_INHERIT_FD;
@@ -497,6 +545,7 @@ int sfu_supervisor_spawn(sfu_supervisor_t *s, sfu_room_req_t *req,
     if (!req->moved_in) /* a room moving in started on another node */
       emit(r, "room_started", json_pack("{s:s, s:i}", "name", r->name, "max_participants",
                                         r->max_participants));
+    save_record(r);
   }
   *out = r;
   return 0;
@@ -658,9 +707,11 @@ static void mod_remove(void *items, int *n, size_t size, int i) {
 #define MOD_FIND(v, id) mod_find((v)->items, (v)->n, sizeof(*(v)->items), (id))
 #define MOD_REMOVE(v, i) mod_remove((v)->items, &(v)->n, sizeof(*(v)->items), (i))
 
+/* A moderation message to the room, once r->mod has changed. */
 static int send_control(sfu_room_rec_t *r, json_t *m) {
   int rv = sfu_supervisor_send(r, m);
   json_decref(m);
+  save_record(r);
   return rv;
 }
 
@@ -784,6 +835,7 @@ int sfu_supervisor_unban(sfu_room_rec_t *r, const char *identity) {
   if (i < 0) return SFU_ENOENT;
   MOD_REMOVE(&r->mod.bans, i);
   room_log(SFU_LOG_INFO, r, "unban %s", identity);
+  save_record(r);
   return 0;
 }
 
@@ -1110,7 +1162,10 @@ int sfu_supervisor_adopt(sfu_supervisor_t *s, json_t *state) {
     if (r->state == SFU_ROOM_CLOSING)
       r->close_deadline_ms = sfu_now_ms() + (uint64_t)s->cfg->shutdown_grace_ms;
     json_t *zp = json_object_get(j, "zygote_pid");
-    if (zp) {
+    r->foreign = json_is_true(json_object_get(j, "foreign"));
+    if (r->foreign) {
+      /* taken over after sfud died (recover.c): not our child */
+    } else if (zp) {
       r->via_zygote = 1;
       for (int k = 0; k < s->retired.n; k++)
         if (sfu_spawner_pid(s->retired.items[k]) == json_integer_value(zp))

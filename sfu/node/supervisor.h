@@ -150,6 +150,10 @@ struct sfu_room_rec_s {
   json_t *totals;                    /* usage ms by kind over the room's life */
   int sessions;                      /* participant sessions that joined */
   sfu_moderation_t mod;              /* kicks, bans, server mutes (above) */
+  int foreign;                       /* taken over from an sfud that died
+                                        (recover.c): not our child; its end
+                                        is its channel closing */
+  int save_failed;                   /* its record file could not be written */
   int moving;                        /* SFU_MOVE_* (sfu/node/migrate.c) */
   int move_ready;                    /* moving in: the room said migration_ready */
   sfu_supervisor_t *sup;             /* owner */
@@ -257,6 +261,10 @@ void sfu_supervisor_destroy(sfu_supervisor_t *s);
  * new process: the rooms' channels, the zygote as retired, exec'd rooms
  * reaped by pid. Returns the number of rooms adopted, or an error.
  */
+/* "<data_dir>/rooms/<id>.<ext>": a live room's record ("json") and the
+ * socket it listens on for a new sfud ("sock"). 0, or SFU_E2BIG. */
+int sfu_supervisor_room_path(const sfu_config_t *cfg, const char *id, const char *ext, char *out,
+                             size_t cap);
 int sfu_supervisor_ready_to_export(const sfu_supervisor_t *s);
 /* One record as _export() describes it, without its descriptors (a room
  * moving to another node: migrate.c), and such a description loaded into

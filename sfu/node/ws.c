@@ -590,9 +590,12 @@ static void free_session(session_t *s, int dropped) {
   free(s);
 }
 
-/* A fresh resume token for s, single-use: the previous one stops working. */
+/* A fresh resume token for s, single-use: the previous one stops working.
+ * Its room keeps a copy: if sfud dies, the next one takes the session over
+ * from the room (docs/internals/supervisor.md "When sfud crashes"). */
 static json_t *new_resume_token(session_t *s) {
   sfu_random_hex(s->resume_token, "", SFU_RESUME_TOKEN_LEN / 2);
+  if (s->room) tell_room(s, "session_token", json_pack("{s:s}", "resume_token", s->resume_token));
   return json_string(s->resume_token);
 }
 

@@ -423,9 +423,15 @@ int sfu_room_on_control(sfu_room_t *room, const char *type, json_t *msg, sfu_tim
       sfu_room_migrate_out(room, json_integer_value(cut));
     return 0;
   }
-  if (strncmp(type, "client_", 7) != 0) return SFU_ENOENT;
   uint32_t session = (uint32_t)json_integer_value(json_object_get(msg, "session"));
   sfu_participant_t *p = sfu_room_by_session(room, session);
+  if (strcmp(type, "session_token") == 0) { /* kept for a new sfud (shell.h) */
+    const char *t = json_string_value(json_object_get(msg, "resume_token"));
+    if (p && t && strlen(t) < sizeof(p->resume_token))
+      snprintf(p->resume_token, sizeof(p->resume_token), "%s", t);
+    return 0;
+  }
+  if (strncmp(type, "client_", 7) != 0) return SFU_ENOENT;
   if (strcmp(type, "client_join") == 0) {
     const char *identity = json_string_value(json_object_get(msg, "identity"));
     if (!identity || !sfu_token_valid_id(identity)) {

@@ -167,7 +167,8 @@ int sfu_room_init(sfu_room_t *room, const sfu_room_opts_t *o, sfu_room_io_t *io,
 /* Removes everyone (4010 "room closed") and frees what the room holds;
  * no input is taken after it. */
 void sfu_room_end(sfu_room_t *room, sfu_time_t now);
-/* A message from sfud: client_join, client_gone, client_msg, server_mute,
+/* A message from sfud: client_join, client_gone, client_msg, session_token
+ * (its session's resume token, kept for a new sfud: sfu/room/shell.h), server_mute,
  * kick, and the moves of migration.c: export, migrate_in, migrate_commit,
  * migrate_out (docs/internals/ipc.md). 0 once handled (a kick of someone who
  * already left is nothing to do; a server mute is remembered for the

@@ -53,11 +53,12 @@ json_t *sfu_room_export(const sfu_room_t *room) {
   json_t *parts = json_array(), *muted = json_array();
   for (const sfu_participant_t *p = room->participants; p; p = p->next)
     json_array_append_new(
-        parts, json_pack("{s:I, s:s, s:s, s:s, s:i, s:i, s:b, s:s?, s:s?, s:o}", "session",
-                         (json_int_t)p->session, "sid", p->sid, "identity", p->identity, "name",
-                         p->name, "grants", (int)p->grants, "number", (int)p->number, "muted",
-                         p->muted, "audio", p->audio ? p->audio->id : NULL, "video",
-                         p->video ? p->video->id : NULL, "subscriptions", subs_json(p)));
+        parts, json_pack("{s:I, s:s, s:s, s:s, s:i, s:i, s:b, s:s?, s:s?, s:o, s:s}",
+                         "session", (json_int_t)p->session, "sid", p->sid, "identity",
+                         p->identity, "name", p->name, "grants", (int)p->grants, "number",
+                         (int)p->number, "muted", p->muted, "audio",
+                         p->audio ? p->audio->id : NULL, "video", p->video ? p->video->id : NULL,
+                         "subscriptions", subs_json(p), "resume_token", p->resume_token));
   for (int i = 0; i < room->server_muted.n; i++)
     json_array_append_new(muted, json_string(room->server_muted.items[i].id));
   return json_pack("{s:i, s:o, s:o}", "joins", (int)room->joins, "participants", parts,

@@ -177,6 +177,8 @@ struct sfu_participant_s {
   char name[129];
   unsigned grants;              /* SFU_GRANT_* */
   uint32_t session;             /* sfud's WebSocket session id */
+  char resume_token[33];        /* its session's, as sfud last said (session_token):
+                                   a new sfud takes the session over with it */
   unsigned number;              /* 1, 2, ... in order of joining the room */
   uint64_t joined_ms;
   int muted;                    /* client mute */

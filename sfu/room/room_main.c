@@ -28,13 +28,10 @@ static int int_arg(const char *v, int lo, int hi, const char *name) {
 }
 
 static int room_main(int argc, char **argv) {
-  sfu_shell_opts_t o = {"", 100, 300, 5000, 10, 3, "127.0.0.1", 0, 0, NULL};
+  sfu_shell_opts_t o = {"", 100, 300, 5000, 10, 3, "127.0.0.1", 0, 0, NULL, 0, NULL};
   static sfu_shell_t room;
   char ctx[96];
 
-  /* If sfud dies without closing our channel (it cannot, but belt and
-   * braces), the kernel ends us too. */
-  prctl(PR_SET_PDEATHSIG, SIGKILL);
   signal(SIGPIPE, SIG_IGN);
   for (int i = 1; i < argc; i += 2) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -64,6 +61,10 @@ static int room_main(int argc, char **argv) {
       o.port_min = int_arg(v, 0, 65535, a);
     else if (strcmp(a, "--rtc-port-max") == 0)
       o.port_max = int_arg(v, 0, 65535, a);
+    else if (strcmp(a, "--orphan-grace-s") == 0)
+      o.orphan_grace_s = int_arg(v, 0, 3600, a);
+    else if (strcmp(a, "--socket") == 0)
+      o.socket_path = v;
     else if (strcmp(a, "--log-level") == 0 && sfu_log_parse_level(v) >= 0)
       sfu_log_set_level((sfu_log_level_t)sfu_log_parse_level(v));
     else {
@@ -75,6 +76,11 @@ static int room_main(int argc, char **argv) {
     fprintf(stderr, "sfu-room: --room-id is required (sfu-room is started by sfud)\n");
     return 2;
   }
+  /* Without a grace, a room ends with sfud: if sfud dies without closing
+   * our channel (it cannot, but belt and braces), the kernel ends us too.
+   * With one, the room outlives sfud for the grace (shell.h). A room forked
+   * by the zygote dies with the zygote either way (zygote.c). */
+  if (o.orphan_grace_s == 0) prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (getppid() == 1) return 1; /* sfud already gone */
   snprintf(ctx, sizeof(ctx), "room=%s pid=%d", o.id, (int)getpid());
   sfu_log_set_context(ctx);

@@ -22,6 +22,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "sfu/base/log.h"
 #include "sfu/base/sfu.h"
@@ -35,7 +38,31 @@ static sfu_time_t now(void) {
 
 static sfu_shell_t *shell_of(const sfu_participant_t *p) { return p->room->io->data; }
 
+/* Held for the next sfud: a client message is dropped first when full
+ * (its client reconnects and renegotiates), records for the control plane
+ * last. */
+static void hold(sfu_shell_t *sh, json_t *m) {
+  if (json_array_size(sh->held) >= SFU_SHELL_MAX_HELD) {
+    size_t i, victim = 0;
+    json_t *h;
+    json_array_foreach(sh->held, i, h) {
+      const char *t = json_string_value(json_object_get(h, "type"));
+      if (t && strncmp(t, "client_", 7) == 0) {
+        victim = i;
+        break;
+      }
+    }
+    json_array_remove(sh->held, victim);
+    sh->held_dropped++;
+  }
+  json_array_append_new(sh->held, m);
+}
+
 static void send_ipc(sfu_shell_t *sh, json_t *m) {
+  if (sh->orphaned) {
+    hold(sh, m);
+    return;
+  }
   int rv = sfu_ipc_send(&sh->ipc, m);
   if (rv != 0 && rv != SFU_ECANCELED)
     sfu_log(SFU_LOG_WARN, "room", "IPC send failed: %s", sfu_strerror(rv));
@@ -239,13 +266,86 @@ static void on_ipc_msg(sfu_ipc_t *ipc, json_t *msg) {
   }
 }
 
+static void on_ipc_gone(sfu_ipc_t *ipc) { ((sfu_shell_t *)ipc->data)->ipc_closed = 1; }
+
+static void on_grace_over(uv_timer_t *t) {
+  sfu_shell_t *sh = t->data;
+  sfu_log(SFU_LOG_ERROR, "room", "no sfud took the room over in %d s; ending room",
+          sh->orphan_grace_s);
+  sfu_shell_close(sh, "parent_gone", 1);
+}
+
+/* sfud is gone (its channel closed or failed, or it went silent). With a
+ * socket and a grace, the call goes on without it: what the room says is
+ * held until a new sfud connects (on_adopter). Otherwise the room ends. */
+static void parent_gone(sfu_shell_t *sh, const char *why) {
+  if (sh->closing || sh->orphaned) return;
+  if (!sh->socket_path[0] || sh->orphan_grace_s <= 0) {
+    sfu_log(SFU_LOG_WARN, "room", "%s; ending room", why);
+    sfu_shell_close(sh, "parent_gone", 1);
+    return;
+  }
+  sfu_log(SFU_LOG_WARN, "room", "%s; the call goes on, waiting %d s for a new sfud on %s", why,
+          sh->orphan_grace_s, sh->socket_path);
+  sh->orphaned = 1;
+  sh->ipc_closed = 0;
+  sfu_ipc_close(&sh->ipc, on_ipc_gone);
+  uv_timer_start(&sh->grace_timer, on_grace_over, (uint64_t)sh->orphan_grace_s * 1000, 0);
+}
+
 static void on_ipc_error(sfu_ipc_t *ipc, int err) {
   sfu_shell_t *sh = ipc->data;
+  char why[96];
   if (err == 0)
-    sfu_log(SFU_LOG_WARN, "room", "sfud closed the channel; ending room");
+    snprintf(why, sizeof(why), "sfud closed the channel");
   else
-    sfu_log(SFU_LOG_ERROR, "room", "IPC failed: %s; ending room", sfu_strerror(err));
-  sfu_shell_close(sh, "parent_gone", 1);
+    snprintf(why, sizeof(why), "IPC failed: %s", sfu_strerror(err));
+  parent_gone(sh, why);
+}
+
+/* A new sfud connected: it takes the room over (hello: who is here, with
+ * their sessions), then gets what was held, in order. One that connects
+ * while the room has an sfud is refused. */
+static void free_handle(uv_handle_t *h) { free(h); }
+
+static void on_adopter(uv_stream_t *l, int status) {
+  sfu_shell_t *sh = l->data;
+  uv_pipe_t *conn = malloc(sizeof(*conn));
+  uv_os_fd_t cfd;
+  int fd = -1;
+  if (!conn) return;
+  uv_pipe_init(sh->loop, conn, 0);
+  /* libuv accepted it already; the channel gets a descriptor of its own */
+  if (status == 0 && uv_accept(l, (uv_stream_t *)conn) == 0 &&
+      uv_fileno((uv_handle_t *)conn, &cfd) == 0)
+    fd = fcntl(cfd, F_DUPFD_CLOEXEC, 3);
+  uv_close((uv_handle_t *)conn, free_handle);
+  if (fd < 0) return;
+  if (!sh->orphaned || !sh->ipc_closed || sh->closing) {
+    close(fd);
+    return;
+  }
+  sh->ipc.data = sh;
+  if (sfu_ipc_init(sh->loop, &sh->ipc, fd, on_ipc_msg, on_ipc_error) != 0) {
+    close(fd);
+    return;
+  }
+  sh->orphaned = 0;
+  sh->last_parent_ms = sfu_now_ms();
+  uv_timer_stop(&sh->grace_timer);
+  json_t *held = sh->held;
+  sh->held = json_array();
+  send_ipc(sh, json_pack("{s:s, s:s, s:i, s:o, s:I, s:I}", "type", "hello", "room_id",
+                         sh->room.id, "pid", (int)uv_os_getpid(), "state",
+                         sfu_room_export(&sh->room), "held", (json_int_t)json_array_size(held),
+                         "held_dropped", (json_int_t)sh->held_dropped));
+  sfu_log(SFU_LOG_INFO, "room", "taken over by a new sfud (%zu messages held, %llu dropped)",
+          json_array_size(held), (unsigned long long)sh->held_dropped);
+  size_t i;
+  json_t *m;
+  json_array_foreach(held, i, m) send_ipc(sh, json_incref(m));
+  json_decref(held);
+  sh->held_dropped = 0;
 }
 
 /* --- timers ---------------------------------------------------------- */
@@ -258,10 +358,10 @@ static void on_empty(uv_timer_t *t) {
 
 static void on_parent_check(uv_timer_t *t) {
   sfu_shell_t *sh = t->data;
-  if (sfu_now_ms() - sh->last_parent_ms > (uint64_t)sh->parent_timeout_ms) {
-    sfu_log(SFU_LOG_ERROR, "room", "no word from sfud for %d ms; ending room",
-            sh->parent_timeout_ms);
-    sfu_shell_close(sh, "parent_gone", 1);
+  if (!sh->orphaned && sfu_now_ms() - sh->last_parent_ms > (uint64_t)sh->parent_timeout_ms) {
+    char why[64];
+    snprintf(why, sizeof(why), "no word from sfud for %d ms", sh->parent_timeout_ms);
+    parent_gone(sh, why);
   }
 }
 
@@ -313,6 +413,25 @@ int sfu_shell_init(sfu_shell_t *sh, uv_loop_t *loop, const sfu_shell_opts_t *o) 
   sh->ice_opts.port_max = o->port_max;
   sh->ipc.data = sh;
   if ((rv = sfu_ipc_init(loop, &sh->ipc, o->ipc_fd, on_ipc_msg, on_ipc_error)) != 0) return rv;
+  sh->held = json_array();
+  sh->orphan_grace_s = o->orphan_grace_s;
+  uv_timer_init(loop, &sh->grace_timer);
+  sh->grace_timer.data = sh;
+  uv_pipe_init(loop, &sh->listener, 0);
+  sh->listener.data = sh;
+  if (o->socket_path && o->orphan_grace_s > 0 && strlen(o->socket_path) < sizeof(sh->socket_path)) {
+    snprintf(sh->socket_path, sizeof(sh->socket_path), "%s", o->socket_path);
+    unlink(sh->socket_path); /* a room of this id that did not clean up */
+    mode_t old = umask(0077);
+    rv = uv_pipe_bind(&sh->listener, sh->socket_path);
+    umask(old);
+    if (rv == 0) rv = uv_listen((uv_stream_t *)&sh->listener, 4, on_adopter);
+    if (rv != 0) {
+      sfu_log(SFU_LOG_WARN, "room", "cannot listen on %s (%s): the room ends with sfud",
+              sh->socket_path, uv_strerror(rv));
+      sh->socket_path[0] = '\0';
+    }
+  }
   uv_timer_init(loop, &sh->empty_timer);
   uv_timer_init(loop, &sh->parent_timer);
   uv_timer_init(loop, &sh->tick_timer);
@@ -346,9 +465,14 @@ void sfu_shell_close(sfu_shell_t *sh, const char *reason, int exit_code) {
   sh->ice = NULL;
   sfu_dtls_cert_destroy(sh->cert);
   sh->cert = NULL;
-  sh->pending_closes = 4;
+  sh->pending_closes = 5 + !sh->orphaned;
   uv_close((uv_handle_t *)&sh->empty_timer, on_closed);
   uv_close((uv_handle_t *)&sh->parent_timer, on_closed);
   uv_close((uv_handle_t *)&sh->tick_timer, on_closed);
-  sfu_ipc_close(&sh->ipc, on_ipc_closed);
+  uv_close((uv_handle_t *)&sh->grace_timer, on_closed);
+  uv_close((uv_handle_t *)&sh->listener, on_closed);
+  if (sh->socket_path[0]) unlink(sh->socket_path);
+  if (!sh->orphaned) sfu_ipc_close(&sh->ipc, on_ipc_closed); /* (an orphan's is closed) */
+  json_decref(sh->held);
+  sh->held = NULL;
 }

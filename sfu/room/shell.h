@@ -38,6 +38,8 @@ typedef struct sfu_shell_opts_s {
                                 comma-separated (sfu_ice_opts_t.addresses) */
   int port_min, port_max;  /* UDP port range */
   const char *announce;    /* IP announced in the candidates of its family, or NULL */
+  int orphan_grace_s;      /* sfud gone: wait this long for a new one (0: end) */
+  const char *socket_path; /* where a new sfud connects then, or NULL */
 } sfu_shell_opts_t;
 
 /* Transport drop counters, summed over participants (the room's stats). */
@@ -67,12 +69,27 @@ typedef struct sfu_shell_s {
   int exit_code;             /* process exit status once closed */
   char close_reason[32];     /* why */
   sfu_recorder_t rec;        /* POST /v1/rooms/{id}/capture */
+  /* sfud gone (docs/internals/supervisor.md "When sfud crashes"): the call
+   * goes on, what the room says is held, and a new sfud may take the room
+   * over on its socket within the grace */
+  int orphan_grace_s;        /* see opts */
+  char socket_path[108];     /* "" = none */
+  uv_pipe_t listener;        /* on socket_path */
+  uv_timer_t grace_timer;    /* armed while orphaned */
+  int orphaned;              /* no sfud now */
+  int ipc_closed;            /* the old channel's handle is closed */
+  json_t *held;              /* messages for sfud while orphaned, in order */
+  uint64_t held_dropped;     /* beyond SFU_SHELL_MAX_HELD */
   sfu_shell_drops_t closed_drops; /* of transports already closed: the stats
                                      add the live ones, so no total goes down
                                      when a participant leaves */
 } sfu_shell_t;
 
 /* Sets everything up and tells sfud "ready". 0 or a negative error. */
+/* Messages an orphaned room keeps for the next sfud (usage, events, client
+ * messages); beyond, the oldest client messages go first. */
+#define SFU_SHELL_MAX_HELD 20000
+
 int sfu_shell_init(sfu_shell_t *sh, uv_loop_t *loop, const sfu_shell_opts_t *o);
 /* Starts closing: everyone leaves, sfud hears "closing", every handle
  * closes. uv_run returns once done; sh->exit_code is the exit status. */

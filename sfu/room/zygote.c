@@ -81,6 +81,15 @@ static int read_request(int ctl, sfu_zygote_req_t *req, char *args, char **argv,
   return 1;
 }
 
+/* sfud is gone (it closed our channel, or died): the rooms forked here may
+ * outlive it (their orphan grace, shell.h) and die with this process, so
+ * it stays, reaping them, until the last has ended. */
+static int wait_rooms(void) {
+  while (waitpid(-1, NULL, 0) > 0 || errno == EINTR) {
+  }
+  return 0;
+}
+
 int sfu_zygote_run(int ctl, int (*room_main)(int argc, char **argv)) {
   static char args[SFU_ZYGOTE_MAX_ARGBYTES];
   char *argv[SFU_ZYGOTE_MAX_ARGS + 1];
@@ -88,7 +97,6 @@ int sfu_zygote_run(int ctl, int (*room_main)(int argc, char **argv)) {
   pid_t self = getpid();
 
   warm_up();
-  prctl(PR_SET_PDEATHSIG, SIGKILL); /* sfud gone: the zygote goes */
   sigemptyset(&chld);
   sigaddset(&chld, SIGCHLD);
   sigprocmask(SIG_BLOCK, &chld, &old);
@@ -112,7 +120,7 @@ int sfu_zygote_run(int ctl, int (*room_main)(int argc, char **argv)) {
     if (!(pf[0].revents & (POLLIN | POLLHUP | POLLERR))) continue;
     sfu_zygote_req_t req;
     int fd = -1, rv = read_request(ctl, &req, args, argv, &fd);
-    if (rv == 0) return 0; /* sfud closed the channel */
+    if (rv == 0) return wait_rooms(); /* sfud closed the channel */
     if (rv < 0) {
       if (fd >= 0) close(fd);
       reply(ctl, SFU_ZYGOTE_FAILED, req.req_id, 0, 0, 0, -EINVAL);

@@ -12,7 +12,9 @@
  * spawner speaks the other end). The zygote reaps its children (signalfd
  * on SIGCHLD) and reports every exit. Rooms die with it
  * (PR_SET_PDEATHSIG), so sfud can report them as crashed if the zygote
- * ever dies, and start a new one.
+ * ever dies, and start a new one. When sfud goes (its channel closes) the
+ * zygote stays until its last room has ended: rooms may outlive sfud for
+ * their orphan grace (sfu/room/shell.h).
  */
 #ifndef SFU_ROOM_ZYGOTE_H
 #define SFU_ROOM_ZYGOTE_H

@@ -80,13 +80,14 @@ class Sfud:
 
     def __init__(self, sfud, room, *extra, api_key="test-key",
                  token_secret="test-secret-0123456789abcdef0123456789", data_dir=None,
-                 fsize=None, listen_host=None, prefix=(), tls=None):
+                 fsize=None, listen_host=None, prefix=(), tls=None, port=0):
         """listen_host: bind the HTTP server there (--listen-host) instead of
         127.0.0.1, an IPv6 address without brackets ("::1"); requests then
         go there too. prefix: words run before sfud's own command line
         (e.g. ["ip", "netns", "exec", NAME], which execs sfud in place, so
         proc.pid stays sfud's). tls: (cert, key, ca) PEM files: sfud serves
-        HTTPS with cert/key and request() verifies it against ca."""
+        HTTPS with cert/key and request() verifies it against ca. port: the
+        port to listen on (0: any free one)."""
         import tempfile
         self.own_data_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="sfu-test-data-")
@@ -95,7 +96,7 @@ class Sfud:
         self.log = []
         self.port = None
         self.host = listen_host or "127.0.0.1"
-        args = [*prefix, sfud, "--listen-port", "0", "--api-key", api_key,
+        args = [*prefix, sfud, "--listen-port", str(port), "--api-key", api_key,
                 "--token-secret", token_secret, "--room-binary", room,
                 "--heartbeat-ms", "200", "--heartbeat-timeout-ms", "3000",
                 "--shutdown-grace-ms", "2000", "--data-dir", self.data_dir, *extra]
@@ -216,12 +217,26 @@ class Sfud:
             raise AssertionError("sanitizer report:\n" + "".join(self.log[-200:]))
 
     def kill(self, keep_data=False):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        """The node dies, as its machine would: sfud, its zygote and its
+        rooms (which would outlive sfud alone: crash())."""
+        procs = [self.zygote(), *self.children()] if self.proc.poll() is None else []
+        self.crash()
+        for pid in procs:
+            if pid:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
         self._reader.join(5)
         if not keep_data:
             self._cleanup()
+
+    def crash(self):
+        """sfud alone dies (SIGKILL); its rooms go on for their orphan
+        grace, its data dir stays for the next sfud."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
     def _cleanup(self):
         import shutil

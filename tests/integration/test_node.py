@@ -157,7 +157,8 @@ class NodeLifecycle(unittest.TestCase):
         self.assertFalse(pid_alive(r["pid"]))
         self.assertTrue(pid_alive(keep["pid"]))
         self.assertEqual(s.metric("sfu_room_crashes_total"), 0)
-        self.assertTrue(any("room ended (empty_timeout)" in l for l in s.log))
+        wait_for(lambda: any("room ended (empty_timeout)" in l for l in s.log),
+                 what="its line in the log (read by another thread)")
 
     def test_sigterm_closes_rooms_and_exits_cleanly(self):
         s = self.sfud
@@ -167,12 +168,19 @@ class NodeLifecycle(unittest.TestCase):
             self.assertFalse(pid_alive(p))
         self.assertTrue(any("all rooms closed" in l for l in s.log))
 
-    def test_rooms_do_not_outlive_a_killed_sfud(self):
-        s = self.sfud
-        pids = [self.create()["pid"] for _ in range(3)]
-        s.kill()
-        wait_for(lambda: not any(pid_alive(p) for p in pids), timeout=5,
-                 what="orphaned rooms to exit")
+    def test_rooms_outlive_a_killed_sfud_for_their_grace_only(self):
+        # (test_crash.py: a restarted sfud takes them over)
+        for grace, alive in ((1, True), (0, False)):
+            self.sfud.kill()
+            self.sfud = s = Sfud(ARGS.sfud, ARGS.room, "--room-orphan-grace-s", str(grace))
+            pids = [self.create()["pid"] for _ in range(3)]
+            s.crash()
+            time.sleep(0.3)
+            self.assertEqual([pid_alive(p) for p in pids], [alive] * 3, "grace %d" % grace)
+            wait_for(lambda: not any(pid_alive(p) for p in pids), timeout=5,
+                     what="orphaned rooms to exit (grace %d s)" % grace)
+            wait_for(lambda: s.zygote() is None or not pid_alive(s.zygote()), timeout=5,
+                     what="the zygote to follow its rooms")
 
     def test_unresponsive_room_is_killed_and_reported(self):
         s = self.sfud
