@@ -125,6 +125,32 @@ class CrashTest(CallTest):
                          ["alice"])
         self.assertEqual(os.listdir(os.path.join(old.data_dir, "rooms")), [])
 
+    async def test_a_fleet_node_restarted_keeps_its_lease_and_rooms(self):
+        from etcd import Etcd
+        etcd = Etcd()
+        self.addCleanup(etcd.close)
+        args = ("--node-id", "a", "--etcd-url", etcd.url, "--etcd-prefix", "/crash",
+                "--etcd-lease-ttl-s", "3")
+        old = self.start_sfud(ARGS.sfud, ARGS.room, *args)
+        wait_for(lambda: "/crash/nodes/a" in etcd.range_prefix("/crash"), what="registered")
+        other = Sfud(ARGS.sfud, ARGS.room, "--node-id", "b", "--etcd-url", etcd.url,
+                     "--etcd-prefix", "/crash", "--etcd-lease-ttl-s", "3")
+        self.extra_nodes.append(other)
+        st, room = old.request("POST", "/v1/rooms", {"name": "kept", "node": "a"})
+        self.assertEqual(st, 201, room)
+        lease = etcd.range_prefix("/crash/rooms/")["/crash/rooms/" + room["room_id"]][1]
+        old.crash()
+        new = Sfud(ARGS.sfud, ARGS.room, *args, data_dir=old.data_dir, port=old.port)
+        self.extra_nodes.append(new)
+        time.sleep(4)  # longer than the TTL: the lease was kept alive
+        keys = etcd.range_prefix("/crash/rooms/")
+        self.assertEqual(keys["/crash/rooms/" + room["room_id"]][1], lease)
+        st, j = other.request("GET", "/v1/fleet")
+        self.assertEqual((st, j["lost_rooms"]), (200, []), j)
+        st, j = other.request("GET", "/v1/rooms/" + room["room_id"])  # passed to a
+        self.assertEqual((st, j.get("state")), (200, "running"), j)
+        self.assertNotIn("room_crashed", [r["type"] for r in self.events(other)])
+
 
 if __name__ == "__main__":
     ARGS = main()
