@@ -25,6 +25,12 @@
 // layer at most. A tile that is scrolled out of view, or the whole page
 // when hidden, is paused (`paused: true`) so the server stops sending it.
 //
+// Moving. When the room moves to another node (docs/signaling.md, "Moving
+// to another node"), SfuClient follows it by itself and hands the page the
+// new node's tracks through the same `track` events (same sid and track
+// id), so the audio elements and tiles switch to them and keep playing; the
+// page only says where the call runs now.
+//
 // TURN. When sfud has TURN configured (docs/deploying.md), the welcome
 // carries TURN servers and credentials and SfuClient uses them. Opening the
 // page with `?relay=1` sends all media through TURN (iceTransportPolicy
@@ -48,6 +54,7 @@ const ui = {
   formError: $('form-error'),
   joinButton: $('join-button'),
   callView: $('call-view'),
+  moveNote: $('move-note'),
   roomHeading: $('room-heading'),
   roomName: $('room-name'),
   connState: $('conn-state'),
@@ -302,6 +309,19 @@ function wireClient(c) {
     if (c !== client) return;
     updateCameraButton();
     renderTiles(lastParticipants);
+  });
+  c.addEventListener('migrating', () => {
+    if (c === client) showMove('moving', 'Moving the call to another node…');
+  });
+  c.addEventListener('migrated', (e) => {
+    if (c !== client) return;
+    const node = nodeName(e.detail.wsUrl);
+    showMove('moved', `Moved to node ${node}.`, node);
+  });
+  c.addEventListener('migrate-aborted', (e) => {
+    if (c !== client) return;
+    const why = e.detail.reason ? ` (${e.detail.reason})` : '';
+    showMove('stayed', `The call could not move${why}; it stays on node ${nodeName(c.wsUrl)}.`);
   });
   c.addEventListener('error', (e) => {
     const err = e.detail.error;
@@ -684,6 +704,10 @@ function updateCameraButton() {
 
 function showCall(room) {
   ui.roomName.textContent = room;
+  ui.moveNote.textContent = '';
+  ui.moveNote.hidden = true;
+  delete ui.moveNote.dataset.state;
+  delete ui.moveNote.dataset.node;
   ui.participants.replaceChildren();
   ui.participantCount.textContent = '';
   ui.connState.dataset.state = 'connecting';
@@ -702,6 +726,23 @@ function showJoin() {
   ui.connState.dataset.state = 'new';
   ui.connState.textContent = STATE_TEXT.new;
   ui.joinButton.focus();
+}
+
+/** The node a signaling URL names: its host and port. */
+function nodeName(wsUrl) {
+  try {
+    return new URL(wsUrl).host;
+  } catch {
+    return String(wsUrl);
+  }
+}
+
+/** The line that says where the call runs after a move (empty: no move). */
+function showMove(state, text, node) {
+  ui.moveNote.hidden = false;
+  ui.moveNote.dataset.state = state;
+  ui.moveNote.textContent = text;
+  if (node) ui.moveNote.dataset.node = node;
 }
 
 function setBusy(busy) {

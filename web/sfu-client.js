@@ -2,7 +2,8 @@
 //
 // Implements the client side of docs/signaling.md (protocol version 1): one
 // WebSocket for signaling, one RTCPeerConnection (unified plan, BUNDLE,
-// rtcp-mux) for media. Plain ES module, no dependencies:
+// rtcp-mux) for media -- two of each while the room moves to another node.
+// Plain ES module, no dependencies:
 //
 //   import { SfuClient } from './sfu-client.js';
 //   const client = new SfuClient({ wsUrl: 'ws://127.0.0.1:7880/v1/rtc' });
@@ -31,11 +32,13 @@
 //   participant-updated {participant}
 //   speaking            {speakers: Set<identity>, levels: Map<identity, 0..1>}
 //   track               {sid, identity, participant, kind, trackId, track,
-//                       stream, transceiver}  a remote track arrived; the
-//                       stream is the publisher's (stream.id = its sid, the
-//                       same stream for its audio and its video); trackId is
-//                       the server's track id (a=msid), what setVideoQuality
-//                       takes
+//                       stream, transceiver, replaces}  a remote track
+//                       arrived; the stream is the publisher's (stream.id =
+//                       its sid, the same stream for its audio and its
+//                       video); trackId is the server's track id (a=msid),
+//                       what setVideoQuality takes; replaces: null, or after
+//                       a move the track (same sid and trackId) it takes
+//                       over from
 //   track-ended         {sid, identity, participant, kind, trackId, track, stream}
 //   local-video         {track, stream}  your camera started (track) or
 //                       stopped (track: null)
@@ -49,6 +52,17 @@
 //   reconnected         {attempts, ms}  the session resumed: same sid, the
 //                       others saw nothing
 //   ice-restart         {}  the media path broke; ICE restarts (new ufrag)
+//   migrating           {wsUrl, room}  the room is moving to another node:
+//                       a second socket and connection are being set up
+//                       there; the old connection plays meanwhile
+//   migrated            {wsUrl, ms}  the room runs on the new node: its
+//                       connection carries the call, the old one is closed
+//                       (each remote track came again as a `track` event
+//                       first, same sid and trackId, with `replaces`); ms
+//                       since `migrating`
+//   migrate-aborted     {reason, local}  the move failed (local: this
+//                       client could not reach the new node); the client
+//                       stays where it is
 //   error               {error}  (error.code: a protocol error code string
 //                       such as 'bad_sdp', or a numeric WebSocket close code)
 //   close               {code, reason}  the signaling socket closed
@@ -76,6 +90,18 @@
 // layer or pause it with setVideoQuality(trackId, {quality, maxHeight,
 // paused}); with no request the server sends the best layer the link
 // carries.
+//
+// Moving to another node (docs/signaling.md): on `migrate` the client opens
+// a second socket to the new node, resumes its session there and makes a
+// second RTCPeerConnection with the same local tracks, while it keeps
+// playing the old one (make-before-break). On `migrated` it switches: every
+// remote track of the new connection is announced with a `track` event
+// (same sid and trackId as before, `replaces` the old track; attach it as
+// you attached the old one), then the old connection is closed without
+// `track-ended` events for the tracks that were replaced. During the move
+// mute, leave and setVideoQuality go to both nodes, and the connection
+// state is the old connection's. Reconnects resume on the new node from
+// then on; `wsUrl` names it.
 
 const REQUEST_TIMEOUT_MS = 10000;
 const PING_INTERVAL_MS = 10000;
@@ -95,6 +121,11 @@ const ICE_RESTART_AFTER_MS = 1000;
 const MEDIA_WATCH_MS = 250;
 const MEDIA_STALL_MS = 1250;
 const MEDIA_FLOWING_BPS = 2000;
+// A move (migrate): how long at least the client tries to reach the new
+// node (its resume grace when longer); how long it waits for the old node
+// to close the old socket after `migrated` before closing it itself.
+const MIGRATE_OPEN_MS = 10000;
+const OLD_SOCKET_CLOSE_MS = 5000;
 
 /** Default camera capture: 720p, which the three layers below divide. */
 export const CAMERA_CONSTRAINTS = Object.freeze({
@@ -141,6 +172,7 @@ export const CLOSE_CODES = Object.freeze({
   4012: 'kicked',
   4013: 'heartbeat timeout',
   4014: 'resume failed',
+  4015: 'room migrated',
 });
 
 export class SfuClient extends EventTarget {
@@ -171,13 +203,15 @@ export class SfuClient extends EventTarget {
     this._ownIceServers = 'iceServers' in rtcConfig; // else the welcome's
     this.trickle = trickle;
 
-    this.ws = null;
-    this.pc = null;
+    // The signaling socket and the connection negotiated over it (`ws`,
+    // `pc` and `remoteStreams` are this link's); while the room moves to
+    // another node, _mig is the second link, to the new node.
+    this._link = newLink(wsUrl);
+    this._mig = null;
     this.state = 'new';
     this.localParticipant = null;   // {sid, identity, name, ...}
     this.room = null;               // {room_id, name}
     this.participants = new Map();  // sid -> Participant
-    this.remoteStreams = new Map(); // sid -> MediaStream
     this.speakers = new Set();
 
     this._micTrack = null;
@@ -186,27 +220,36 @@ export class SfuClient extends EventTarget {
     this._camTrack = null;          // the camera track being sent, if any
     this._camStream = null;
     this._camOpts = null;           // {simulcast, encodings, codec, degradationPreference}
-    this._camTransceiver = null;    // once added to the connection
+    this._camPublished = false;     // a camera m-line was offered (it stays)
     this._camOwned = false;         // we opened it (stopCamera stops it)
     this._offered = false;          // the first client offer has been made
     this._nextId = 1;
-    this._pending = new Map();      // request id -> {resolve, reject, timer}
-    this._queue = Promise.resolve(); // serialises all SDP/ICE operations
-    this._remoteCandidates = [];    // received before a remote description
-    this._localCandidates = [];     // gathered before our SDP was sent
-    this._sdpSent = false;
+    this._pending = new Map();      // request id -> {resolve, reject, timer, type, ws}
     this._pingTimer = null;
     this._closed = false;
-    this._resumeToken = null;       // from welcome / resumed (single-use)
-    this._resumeGraceMs = 0;
     this._roomId = null;            // what resume names
-    this._reconnecting = false;
     this._leaving = false;
     this._iceTimer = null;          // pending ICE restart after 'disconnected'
     this._iceRestartWanted = false; // a restart waits for the socket
     this._socketFresh = false;      // the socket was just (re)opened for it
     this._mediaWatch = null;        // interval: inbound transport bytes
   }
+
+  /** The signaling socket (null when not joined). */
+  get ws() { return this._link.ws; }
+  set ws(ws) { this._link.ws = ws; }
+
+  /** The RTCPeerConnection that carries the call (null when not joined). */
+  get pc() { return this._link.pc; }
+  set pc(pc) { this._link.pc = pc; }
+
+  /** sid -> MediaStream of the others' tracks on the connection that plays. */
+  get remoteStreams() { return this._link.streams; }
+
+  /** True while the room moves to another node (between migrating and migrated). */
+  get migrating() { return !!this._mig; }
+
+  get _reconnecting() { return this._link.reconnecting; }
 
   // ---------------------------------------------------------------- public
 
@@ -236,6 +279,7 @@ export class SfuClient extends EventTarget {
 
     this._closed = false;
     this._leaving = false;
+    this._link = newLink(this.wsUrl);
     this._setState('connecting');
     const ws = new WebSocket(this.wsUrl);
     this.ws = ws;
@@ -255,7 +299,11 @@ export class SfuClient extends EventTarget {
 
     this._onWelcome(welcome);
     this._pingTimer = setInterval(() => {
-      this._request({ type: 'ping' }).catch(() => {});
+      // (both sockets while the room moves: each node times out its own)
+      for (const link of this._links()) {
+        if (!isOpen(link.ws) || !link.joined || link.reconnecting) continue;
+        this._request({ type: 'ping' }, REQUEST_TIMEOUT_MS, link.ws).catch(() => {});
+      }
     }, PING_INTERVAL_MS);
 
     // First negotiation: our offer right after welcome (signaling.md §1).
@@ -277,7 +325,7 @@ export class SfuClient extends EventTarget {
           (msg) => { if (!settled) { settled = true; resolve(msg); } },
           (err) => fail(err));
       });
-      this._listen(ws, (ev) => {
+      this._listen(ws, this._link, (ev) => {
         const what = CLOSE_CODES[ev.code] || 'connection closed';
         fail(new SfuError(`join refused: ${ev.reason || what} (close code ${ev.code})`,
           { code: ev.code, reason: ev.reason }));
@@ -285,12 +333,18 @@ export class SfuClient extends EventTarget {
     });
   }
 
-  /** Routes a socket's messages and its close while it is the current one. */
-  _listen(ws, onClose) {
-    ws.addEventListener('message', (ev) => { if (this.ws === ws) this._onMessage(ev); });
+  /**
+   * Routes a socket's messages and its close while it is its link's socket
+   * and the link is in use (the current one, or a move's new one).
+   */
+  _listen(ws, link, onClose) {
+    ws.addEventListener('message', (ev) => {
+      if (link.ws === ws && !link.dead) this._onMessage(ev, link);
+    });
     ws.addEventListener('close', (ev) => {
       onClose(ev);
-      if (this.ws === ws) this._onClose(ev);
+      this._rejectPending(ev.code, ev.reason, ws);
+      if (link.ws === ws) this._onLinkClose(ev, link);
     });
     // 'error' is always followed by 'close', which carries the details.
   }
@@ -301,31 +355,57 @@ export class SfuClient extends EventTarget {
    * over. The peer connection is left alone, so media goes on. A refusal
    * (4014: token used, expired, or the session ended) or the end of the
    * grace closes the client as a drop would have before.
+   *
+   * The same for a move's new link (`link`, not the current one): its
+   * first connection to the new node (`dropCode` 'migrate': the token came
+   * in `migrate`), or its socket dropped before the move completed. That
+   * one says nothing to the app but 'migrate-aborted' if it fails.
    */
-  async _resume(dropCode, replace = false) {
-    const old = replace ? this.ws : null;   // still open, maybe dead: the server replaces it
-    this._reconnecting = true;
-    this._setState('reconnecting', { code: dropCode });
-    this._emit('reconnecting', { code: dropCode });
+  async _resume(dropCode, replace = false, link = this._link) {
+    const old = replace ? link.ws : null;   // still open, maybe dead: the server replaces it
+    const first = !link.joined;              // a move's first connection to the new node
+    link.reconnecting = true;
+    if (link === this._link) {
+      this._setState('reconnecting', { code: dropCode });
+      this._emit('reconnecting', { code: dropCode });
+    }
+    const graceMs = first ? Math.max(link.graceMs, MIGRATE_OPEN_MS) : link.graceMs;
     const t0 = performance.now();
     let delay = RESUME_FIRST_MS, attempts = 0, last = { code: dropCode, reason: 'connection lost' };
-    while (!this._closed && performance.now() - t0 < this._resumeGraceMs) {
+    while (!this._closed && !link.dead && performance.now() - t0 < graceMs) {
       attempts++;
-      const ws = new WebSocket(this.wsUrl);
-      this.ws = ws;
+      let ws;
+      try {
+        ws = new WebSocket(link.wsUrl);
+      } catch (err) {      // a malformed URL (from a migrate message)
+        last = { code: 'bad_url', reason: err.message };
+        break;
+      }
+      link.ws = ws;
       try {
         const msg = await new Promise((resolve, reject) => {
           ws.addEventListener('open', () => {
-            this._request({ type: 'resume', v: 1, room: this._roomId,
-              resume_token: this._resumeToken }).then(resolve, reject);
+            this._request({ type: 'resume', v: 1, room: link.roomId,
+              resume_token: link.resumeToken }, REQUEST_TIMEOUT_MS, ws).then(resolve, reject);
           });
-          this._listen(ws, (ev) => reject(new SfuError(`resume: closed (${ev.code})`,
+          this._listen(ws, link, (ev) => reject(new SfuError(`resume: closed (${ev.code})`,
             { code: ev.code, reason: ev.reason })));
         });
-        if (this._closed || this.ws !== ws) return;
-        this._resumeToken = msg.resume_token || null;
-        this._reconnecting = false;
+        if (this._closed || link.dead || link.ws !== ws) {
+          // the client or this link ended meanwhile (left, moved away)
+          if (link.ws === ws && isOpen(ws)) ws.close(1000, 'not needed');
+          return;
+        }
+        link.resumeToken = msg.resume_token || null;
+        if (msg.resume_grace_s) link.graceMs = msg.resume_grace_s * 1000;
+        link.reconnecting = false;
+        link.joined = true;
         if (old) try { old.close(1000, 'replaced'); } catch { /* already gone */ }
+        if (first) {
+          this._onMigrationResumed(link, msg);
+          return;
+        }
+        if (link !== this._link) return;   // a move's link, back: nothing to tell
         this._setState(this.pc && this.pc.connectionState === 'connected' ? 'connected' : 'joined');
         this._emit('reconnected', { attempts, ms: Math.round(performance.now() - t0) });
         if (this._iceRestartWanted) {
@@ -335,13 +415,24 @@ export class SfuClient extends EventTarget {
         return;
       } catch (err) {
         last = { code: err.code, reason: err.reason || err.message };
+        if ((err.code === 4014 || err.code === 4015) && link === this._link && this._mig) {
+          // The old node let the session go while the room was moving: the
+          // move completed (its `migrated` went with the dropped socket).
+          link.reconnecting = false;
+          this._completeMigration();
+          return;
+        }
         if (err.code === 4014 || this._closed) break;   // nothing to resume
       }
       await sleep(delay / 2 + Math.random() * delay / 2);
       delay = Math.min(delay * 2, RESUME_MAX_MS);
     }
-    this._reconnecting = false;
-    if (this._closed) return;
+    link.reconnecting = false;
+    if (this._closed || link.dead) return;
+    if (link !== this._link) {
+      this._dropMigration(link, `could not reach the new node: ${last.reason}`);
+      return;
+    }
     this._emitError(new SfuError(`disconnected: could not resume (${last.reason})`,
       { code: last.code, reason: last.reason }));
     this._teardown(last);
@@ -420,19 +511,28 @@ export class SfuClient extends EventTarget {
       };
     }
     this._emit('local-video', { track, stream });
-    const tr = this._camTransceiver;
-    if (tr && this.pc && tr.sender) {
-      // Resume on the m-line we already have: same encodings, no new offer.
-      await tr.sender.replaceTrack(track);
-      return track;
+    // On every connection that is negotiated (two while the room moves).
+    const waits = [];
+    for (const link of this._links()) {
+      if (!link.pc) continue;
+      const tr = link.camTransceiver;
+      let done;
+      if (tr && tr.sender) {
+        // Resume on the m-line we already have: same encodings, no new offer.
+        done = tr.sender.replaceTrack(track);
+      } else if (link.publishing) {
+        done = this._enqueue(async () => {
+          if (link.camTransceiver || !this._camTrack) return;
+          this._addCameraTransceiver(link);
+          await this._negotiate(0, link);
+        }, link);
+      } else {
+        continue;   // its first offer, still to come, will carry the camera
+      }
+      waits.push(link === this._link ? done
+        : done.catch((err) => console.warn('sfu-client: camera on the new node', err)));
     }
-    if (this._offered && this.pc) {
-      await this._enqueue(async () => {
-        if (this._camTransceiver || !this._camTrack) return;
-        this._addCameraTransceiver(this.pc);
-        await this._negotiate();
-      });
-    }
+    await Promise.all(waits);
     return track;
   }
 
@@ -446,9 +546,11 @@ export class SfuClient extends EventTarget {
     const stream = this._camStream;
     if (!track) return;
     this._camTrack = this._camStream = null;
-    const tr = this._camTransceiver;
-    if (tr && tr.sender && this.pc) {
-      try { await tr.sender.replaceTrack(null); } catch { /* connection closing */ }
+    for (const link of this._links()) {
+      const tr = link.camTransceiver;
+      if (tr && tr.sender && link.pc) {
+        try { await tr.sender.replaceTrack(null); } catch { /* connection closing */ }
+      }
     }
     if (this._camOwned) stream.getTracks().forEach((t) => t.stop());
     this._emit('local-video', { track: null, stream: null });
@@ -475,6 +577,12 @@ export class SfuClient extends EventTarget {
     }
     if (maxHeight !== undefined) msg.max_height = Math.max(0, Math.min(8192, Math.round(maxHeight)));
     if (paused !== undefined) msg.paused = !!paused;
+    const mig = this._mig;
+    if (mig && isOpen(mig.ws) && mig.joined && !mig.reconnecting) {
+      // (the new node takes the choices over, but one made during the move
+      // may not have reached it: tell it too; it may not know the track yet)
+      this._request(msg, REQUEST_TIMEOUT_MS, mig.ws).catch(() => {});
+    }
     return this._request(msg);
   }
 
@@ -507,6 +615,11 @@ export class SfuClient extends EventTarget {
   /** Send `leave`, wait (briefly) for the server to close, release media. */
   async leave() {
     this._leaving = true;   // the close that follows is not a drop
+    const mig = this._mig;
+    if (mig && isOpen(mig.ws) && mig.joined) {
+      // the room is moving: the new node hears it too (signaling.md)
+      try { mig.ws.send(JSON.stringify({ type: 'leave' })); } catch { /* closing anyway */ }
+    }
     const ws = this.ws;
     if (ws && ws.readyState === WebSocket.OPEN) {
       const closed = new Promise((resolve) => ws.addEventListener('close', resolve, { once: true }));
@@ -523,24 +636,33 @@ export class SfuClient extends EventTarget {
     return !!(this.ws && this.ws.readyState === WebSocket.OPEN && this.localParticipant);
   }
 
-  _send(msg) {
-    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) {
-      throw new SfuError('signaling socket is not open', { code: 'not_connected' });
-    }
-    this.ws.send(JSON.stringify(msg));
+  /** The links in use: the current one, and a move's new one. */
+  _links() {
+    return this._mig ? [this._link, this._mig] : [this._link];
   }
 
-  /** Send a request with a fresh id; resolves with the reply, rejects on `error`. */
-  _request(msg, timeoutMs = REQUEST_TIMEOUT_MS) {
+  _send(msg, ws = this.ws) {
+    if (!isOpen(ws)) {
+      throw new SfuError('signaling socket is not open', { code: 'not_connected' });
+    }
+    ws.send(JSON.stringify(msg));
+  }
+
+  /**
+   * Send a request with a fresh id on `ws` (the current socket unless
+   * told); resolves with the reply, rejects on `error` or when that socket
+   * closes first.
+   */
+  _request(msg, timeoutMs = REQUEST_TIMEOUT_MS, ws = this.ws) {
     const id = this._nextId++;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this._pending.delete(id);
         reject(new SfuError(`${msg.type}: no reply within ${timeoutMs} ms`, { code: 'timeout' }));
       }, timeoutMs);
-      this._pending.set(id, { resolve, reject, timer, type: msg.type });
+      this._pending.set(id, { resolve, reject, timer, type: msg.type, ws });
       try {
-        this._send({ ...msg, id });
+        this._send({ ...msg, id }, ws);
       } catch (err) {
         clearTimeout(timer);
         this._pending.delete(id);
@@ -549,11 +671,22 @@ export class SfuClient extends EventTarget {
     });
   }
 
+  /**
+   * `mute`; while the room moves, on both sockets (signaling.md): the new
+   * node must know it too. Resolves with the first acknowledgement.
+   */
   _sendMute(muted) {
-    return this._request({ type: 'mute', muted });
+    const sent = [this._request({ type: 'mute', muted })];
+    const mig = this._mig;
+    if (mig && isOpen(mig.ws) && mig.joined && !mig.reconnecting) {
+      mig.mutedSent = muted;
+      sent.push(this._request({ type: 'mute', muted }, REQUEST_TIMEOUT_MS, mig.ws));
+    }
+    if (sent.length === 1) return sent[0];
+    return Promise.any(sent).catch((all) => { throw all.errors[0]; });
   }
 
-  _onMessage(ev) {
+  _onMessage(ev, link) {
     let msg;
     try {
       msg = JSON.parse(ev.data);
@@ -582,16 +715,28 @@ export class SfuClient extends EventTarget {
       return;
     }
 
+    // `link` is the current one, or a move's new one: what concerns its
+    // connection goes to that connection; what the call shows comes from
+    // both nodes while both run it (the same participants), except speaking,
+    // which the node that plays says.
+    const current = link === this._link;
     switch (msg.type) {
       case 'offer':
-        this._enqueue(() => this._onServerOffer(msg)).catch((err) => this._emitError(err));
+        this._enqueue(() => this._onServerOffer(msg, link), link)
+          .catch((err) => this._linkError(link, err));
         break;
       case 'candidate':
-        this._enqueue(() => this._onRemoteCandidate(msg.candidate))
+        this._enqueue(() => this._onRemoteCandidate(msg.candidate, link), link)
           .catch((err) => console.warn('sfu-client: remote candidate', err));
         break;
       case 'participant_joined':
-        this._onParticipantJoined(msg.participant);
+        // (the new node knows everyone already: a join it reports for a
+        // known sid is an update)
+        if (!current && msg.participant && this.participants.has(msg.participant.sid)) {
+          this._onParticipantUpdated(msg.participant);
+        } else {
+          this._onParticipantJoined(msg.participant);
+        }
         break;
       case 'participant_updated':
         this._onParticipantUpdated(msg.participant);
@@ -600,10 +745,19 @@ export class SfuClient extends EventTarget {
         this._onParticipantLeft(msg);
         break;
       case 'speaking':
-        this._onSpeaking(msg.speakers || []);
+        if (current) this._onSpeaking(msg.speakers || []);
+        break;
+      case 'migrate':
+        if (current) this._onMigrate(msg);
+        break;
+      case 'migrated':
+        if (current) this._completeMigration();
+        break;
+      case 'migrate_abort':
+        if (current) this._abortMigration(msg.reason);
         break;
       case 'error':
-        this._emitError(new SfuError(msg.message || msg.code, { code: msg.code }));
+        this._linkError(link, new SfuError(msg.message || msg.code, { code: msg.code }));
         break;
       default:
         // Unknown or late replies (e.g. a pong after its timeout): ignore,
@@ -612,19 +766,42 @@ export class SfuClient extends EventTarget {
     }
   }
 
-  _rejectPending(code, reason) {
-    for (const [, p] of this._pending) {
+  /** An error about a link: the app's if the link plays, else logged. */
+  _linkError(link, err) {
+    if (link === this._link) this._emitError(err);
+    else console.warn('sfu-client: on the new node:', err);
+  }
+
+  /** Rejects the requests waiting for a reply on `ws` (all without it). */
+  _rejectPending(code, reason, ws) {
+    for (const [id, p] of this._pending) {
+      if (ws && p.ws !== ws) continue;
+      this._pending.delete(id);
       clearTimeout(p.timer);
       p.reject(new SfuError(`${p.type}: socket closed (${code})`, { code, reason }));
     }
-    this._pending.clear();
   }
 
-  _onClose(ev) {
+  /** A link's socket closed (its pending requests are rejected already). */
+  _onLinkClose(ev, link) {
+    if (this._closed || link.dead || link.reconnecting) return;
+    if (link !== this._link) {
+      // A move's new socket, before the move completed: resume it on the
+      // new node as a dropped socket; a refusal ends the move for us.
+      if (this._leaving) return;
+      if (link.joined && link.resumeToken && RESUMABLE_CLOSES.has(ev.code)) {
+        this._resume(ev.code, false, link);
+      } else {
+        const what = ev.reason || CLOSE_CODES[ev.code] || 'connection closed';
+        this._dropMigration(link, `the new node closed the socket: ${what} (close code ${ev.code})`);
+      }
+      return;
+    }
+    // 4015 comes right after `migrated`: should that have been lost, the
+    // close says the same.
+    if (ev.code === 4015 && this._completeMigration()) return;
     const wasJoined = !!this.localParticipant;
-    this._rejectPending(ev.code, ev.reason);
-    if (this._closed || this._reconnecting) return;
-    if (wasJoined && !this._leaving && this._resumeToken && RESUMABLE_CLOSES.has(ev.code)) {
+    if (wasJoined && !this._leaving && link.resumeToken && RESUMABLE_CLOSES.has(ev.code)) {
       this._resume(ev.code);
       return;
     }
@@ -646,24 +823,31 @@ export class SfuClient extends EventTarget {
     this._iceTimer = null;
     clearInterval(this._mediaWatch);
     this._mediaWatch = null;
-    this._resumeToken = null;
+    const mig = this._mig;
+    this._mig = null;
+    if (mig) this._closeLink(mig, 'closed');
+    const link = this._link;
+    link.dead = true;
+    link.resumeToken = null;
     this._rejectPending(code, reason);
-    if (this.pc) {
-      this.pc.onicecandidate = this.pc.ontrack = this.pc.onconnectionstatechange = null;
-      this.pc.close();
+    if (link.pc) {
+      link.pc.onicecandidate = link.pc.ontrack = link.pc.onconnectionstatechange = null;
+      link.pc.close();
     }
-    this.pc = null;
+    link.pc = null;
     if (this._micStream) this._micStream.getTracks().forEach((t) => t.stop());
     this._micStream = this._micTrack = null;
     const hadCamera = !!this._camTrack;
     if (this._camStream && this._camOwned) this._camStream.getTracks().forEach((t) => t.stop());
-    this._camStream = this._camTrack = this._camTransceiver = this._camOpts = null;
-    this.ws = null;
+    this._camStream = this._camTrack = this._camOpts = null;
+    this._camPublished = false;
+    link.camTransceiver = null;
+    link.ws = null;
     this._offered = false;
-    this._sdpSent = false;
-    this._remoteCandidates = [];
-    this._localCandidates = [];
-    this.remoteStreams.clear();
+    link.sdpSent = false;
+    link.remoteCandidates = [];
+    link.localCandidates = [];
+    link.streams.clear();
     this.participants.clear();
     this.speakers = new Set();
     this.localParticipant = null;
@@ -671,13 +855,150 @@ export class SfuClient extends EventTarget {
     this._setState('closed', { code, reason });
   }
 
+  // -------------------------------------------------------------- migration
+  //
+  // docs/signaling.md, "Moving to another node": `migrate` on the current
+  // socket names the new node; a second link (socket + connection) is set
+  // up there while the current one plays; `migrated` makes it the current
+  // one, `migrate_abort` drops it.
+
+  _onMigrate(msg) {
+    if (this._mig || this._closed || !this.localParticipant) return;   // one move at a time
+    if (typeof msg.ws_url !== 'string' || typeof msg.resume_token !== 'string') {
+      this._emitError(new SfuError('migrate without ws_url or resume_token', { code: 'bad_message' }));
+      return;
+    }
+    const link = newLink(msg.ws_url);
+    link.roomId = msg.room || this._roomId;
+    link.resumeToken = msg.resume_token;
+    link.graceMs = this._link.graceMs;
+    link.mutedSent = this._micMuted;   // the session's mute state moves with it
+    link.t0 = performance.now();
+    this._mig = link;
+    this._emit('migrating', { wsUrl: link.wsUrl, room: link.roomId });
+    this._resume('migrate', false, link);
+  }
+
+  /**
+   * The new node took the session over (`resumed` on the new socket): the
+   * second connection, with the same local tracks, offered there.
+   */
+  _onMigrationResumed(link, msg) {
+    const sid = msg.participant && msg.participant.sid;
+    if (sid && this.localParticipant && sid !== this.localParticipant.sid) {
+      console.warn('sfu-client: the new node resumed another participant', sid);
+    }
+    this._createPeerConnection(link);
+    this._enqueue(() => this._negotiate(0, link), link).catch((err) => this._linkError(link, err));
+    if (link.mutedSent !== this._micMuted) {   // changed during the move
+      link.mutedSent = this._micMuted;
+      this._request({ type: 'mute', muted: this._micMuted }, REQUEST_TIMEOUT_MS, link.ws)
+        .catch((err) => this._linkError(link, err));
+    }
+    // the move completed before the new node answered: it plays already
+    if (link === this._link) this._syncConnectionState();
+  }
+
+  /**
+   * `migrated`: the new link carries the call. Its remote tracks are
+   * announced as the old ones were (same sid and trackId), the old
+   * connection is closed, and the old socket is left to the old node to
+   * close (4015). Returns false when no move was under way.
+   */
+  _completeMigration() {
+    const link = this._mig;
+    if (!link) return false;
+    this._mig = null;
+    const old = this._link;
+    this._link = link;
+    this.wsUrl = link.wsUrl;   // reconnects go to the new node now
+    clearTimeout(this._iceTimer);
+    this._iceTimer = null;
+    clearInterval(this._mediaWatch);
+    this._mediaWatch = null;
+    this._iceRestartWanted = false;
+    this._socketFresh = false;
+
+    const before = new Map();   // sid|trackId -> the old connection's track
+    for (const r of old.tracks) if (r.shown) before.set(trackKey(r), r);
+    for (const r of link.tracks) {
+      const prev = before.get(trackKey(r));
+      before.delete(trackKey(r));
+      this._announceTrack(r, prev ? prev.track : null);
+    }
+    this._closeLink(old, 'migrated', OLD_SOCKET_CLOSE_MS);
+    for (const r of before.values()) this._emitTrackEnded(r);   // none on the new node
+    this._syncConnectionState();
+    this._emit('migrated', { wsUrl: link.wsUrl, ms: Math.round(performance.now() - link.t0) });
+    return true;
+  }
+
+  /** `migrate_abort`, or the new node out of reach (local): stay. */
+  _abortMigration(reason, local = false) {
+    const link = this._mig;
+    if (!link) return;
+    this._mig = null;
+    this._closeLink(link, 'migration aborted');
+    this._emit('migrate-aborted', { reason: reason || '', local });
+    if (this._iceRestartWanted && !this._closed) this._restartIce();   // held back meanwhile
+  }
+
+  _dropMigration(link, reason) {
+    if (this._mig === link) this._abortMigration(reason, true);
+  }
+
+  /**
+   * Ends a link that no longer carries the call: its tracks' events
+   * detached, its connection closed, its socket closed (a close frame with
+   * `reason`) now or, for the old link of a move (`closeAfterMs`), left to
+   * the server for that long.
+   */
+  _closeLink(link, reason, closeAfterMs = 0) {
+    link.dead = true;
+    link.reconnecting = false;
+    for (const r of link.tracks) r.detach();
+    link.tracks.clear();
+    link.streams.clear();
+    const pc = link.pc;
+    link.pc = null;
+    if (pc) {
+      pc.onicecandidate = pc.ontrack = pc.onconnectionstatechange = null;
+      pc.close();
+    }
+    const ws = link.ws;
+    if (!ws || ws.readyState === WebSocket.CLOSING || ws.readyState === WebSocket.CLOSED) return;
+    const close = () => {
+      if (ws.readyState === WebSocket.CONNECTING || ws.readyState === WebSocket.OPEN) {
+        ws.close(1000, reason);
+      }
+    };
+    if (closeAfterMs > 0) setTimeout(close, closeAfterMs);
+    else close();
+  }
+
+  /** The client's state from the current link (after a move). */
+  _syncConnectionState() {
+    const link = this._link;
+    if (link.reconnecting || !link.joined) {
+      this._setState('reconnecting');
+      return;
+    }
+    const pc = link.pc;
+    const s = pc ? pc.connectionState : 'new';
+    if (s === 'connected' || s === 'disconnected' || s === 'failed') this._onConnectionState(pc);
+    else this._setState('joined');
+  }
+
   // ---------------------------------------------------------- participants
 
   _onWelcome(msg) {
     this.room = msg.room || null;
     this._roomId = (msg.room && msg.room.room_id) || null;
-    this._resumeToken = msg.resume_token || null;   // absent: the node does not resume
-    this._resumeGraceMs = (msg.resume_grace_s || 0) * 1000;
+    const link = this._link;
+    link.joined = true;
+    link.roomId = this._roomId;
+    link.resumeToken = msg.resume_token || null;   // absent: the node does not resume
+    link.graceMs = (msg.resume_grace_s || 0) * 1000;
     // TURN servers with fresh credentials, when the node has TURN
     // (signaling.md: Joining); used by the connection made below.
     if (!this._ownIceServers) {
@@ -697,7 +1018,7 @@ export class SfuClient extends EventTarget {
       if (p.sid === this.localParticipant.sid) continue;
       this.participants.set(p.sid, normaliseParticipant(p, false));
     }
-    this._createPeerConnection();
+    this._createPeerConnection(link);
     this._setState('joined');
     this._emitParticipants();
   }
@@ -721,7 +1042,7 @@ export class SfuClient extends EventTarget {
           part = q;
           if (p.sid && p.sid !== sid) {
             this.participants.delete(sid);
-            this.remoteStreams.delete(sid);
+            for (const link of this._links()) link.streams.delete(sid);
             this.participants.set(p.sid, part);
           }
           break;
@@ -752,7 +1073,7 @@ export class SfuClient extends EventTarget {
     }
     if (!part) return;
     this.participants.delete(sid);
-    this.remoteStreams.delete(sid);
+    for (const link of this._links()) link.streams.delete(sid);
     if (this.speakers.delete(part.identity)) this._emitSpeaking(new Map());
     this._emit('participant-left', {
       participant: copyParticipant(part), sid, identity: part.identity, reason: msg.reason,
@@ -779,29 +1100,36 @@ export class SfuClient extends EventTarget {
 
   // ------------------------------------------------------------------ media
 
-  _createPeerConnection() {
+  /**
+   * The link's RTCPeerConnection. Its state drives the client's once it is
+   * the current link's (a move's new connection counts from `migrated`).
+   */
+  _createPeerConnection(link) {
     const pc = new RTCPeerConnection(this.rtcConfig);
-    this.pc = pc;
-    pc.onicecandidate = (ev) => this._onLocalCandidate(ev.candidate);
-    pc.ontrack = (ev) => this._onTrack(ev);
+    link.pc = pc;
+    pc.onicecandidate = (ev) => this._onLocalCandidate(ev.candidate, link);
+    pc.ontrack = (ev) => this._onTrack(ev, link);
     pc.onconnectionstatechange = () => {
-      if (this.pc !== pc) return;
-      const s = pc.connectionState;
-      clearTimeout(this._iceTimer);
-      this._iceTimer = null;
-      if (s === 'connected') {
-        this._iceRestartWanted = false;
-        if (!this._mediaWatch) this._watchMedia(pc);
-        if (!this._reconnecting) this._setState('connected');
-      } else if (s === 'disconnected') {
-        // A changed network: give ICE a moment, then restart it.
-        if (!this._reconnecting) this._setState('disconnected');
-        this._iceTimer = setTimeout(() => this._restartIce(), ICE_RESTART_AFTER_MS);
-      } else if (s === 'failed') {
-        if (!this._reconnecting) this._setState('failed');
-        this._restartIce();
-      }
+      if (link.pc === pc && link === this._link) this._onConnectionState(pc);
     };
+  }
+
+  _onConnectionState(pc) {
+    const s = pc.connectionState;
+    clearTimeout(this._iceTimer);
+    this._iceTimer = null;
+    if (s === 'connected') {
+      this._iceRestartWanted = false;
+      if (!this._mediaWatch) this._watchMedia(pc);
+      if (!this._reconnecting) this._setState('connected');
+    } else if (s === 'disconnected') {
+      // A changed network: give ICE a moment, then restart it.
+      if (!this._reconnecting) this._setState('disconnected');
+      this._iceTimer = setTimeout(() => this._restartIce(), ICE_RESTART_AFTER_MS);
+    } else if (s === 'failed') {
+      if (!this._reconnecting) this._setState('failed');
+      this._restartIce();
+    }
   }
 
   /**
@@ -849,7 +1177,11 @@ export class SfuClient extends EventTarget {
     if (!pc || this._closed) return;
     this._iceRestartWanted = true;
     if (this._reconnecting) return;   // after the resume
-    if (!this._socketFresh && this._resumeToken) {
+    // While the room moves, the old connection only has to last until
+    // `migrated` (the old node stops sending then, which looks like a
+    // broken path); restart if the move is aborted instead.
+    if (this._mig) return;
+    if (!this._socketFresh && this._link.resumeToken) {
       // The path that broke may have carried the signaling socket too (a
       // new address kills every connection of the old one, silently):
       // take the session over on a fresh socket first, then restart.
@@ -865,61 +1197,62 @@ export class SfuClient extends EventTarget {
     });
   }
 
-  _onLocalCandidate(candidate) {
+  _onLocalCandidate(candidate, link) {
     if (!this.trickle) return;
     // An empty candidate string is some browsers' per-generation
     // end-of-candidates; the protocol's end marker is null.
     if (candidate && !candidate.candidate) return;
     const msg = { type: 'candidate', candidate: candidate ? candidate.toJSON() : null };
-    if (!this._sdpSent) {
-      this._localCandidates.push(msg);
+    if (!link.sdpSent) {
+      link.localCandidates.push(msg);
       return;
     }
-    try { this._send(msg); } catch { /* socket gone */ }
+    try { this._send(msg, link.ws); } catch { /* socket gone */ }
   }
 
-  _flushLocalCandidates() {
-    this._sdpSent = true;
-    const queued = this._localCandidates;
-    this._localCandidates = [];
+  _flushLocalCandidates(link) {
+    link.sdpSent = true;
+    const queued = link.localCandidates;
+    link.localCandidates = [];
     for (const msg of queued) {
-      try { this._send(msg); } catch { /* socket gone */ }
+      try { this._send(msg, link.ws); } catch { /* socket gone */ }
     }
   }
 
-  async _onRemoteCandidate(candidate) {
-    const pc = this.pc;
+  async _onRemoteCandidate(candidate, link) {
+    const pc = link.pc;
     if (!pc) return;
     if (!pc.remoteDescription) {
-      this._remoteCandidates.push(candidate);
+      link.remoteCandidates.push(candidate);
       return;
     }
     await addCandidate(pc, candidate);
   }
 
-  async _drainRemoteCandidates() {
-    const pc = this.pc;
-    const queued = this._remoteCandidates;
-    this._remoteCandidates = [];
+  async _drainRemoteCandidates(link) {
+    const pc = link.pc;
+    const queued = link.remoteCandidates;
+    link.remoteCandidates = [];
     for (const c of queued) await addCandidate(pc, c);
   }
 
   /**
-   * Run fn after every SDP operation queued before it. Failures that belong
-   * to a session that has ended meanwhile are dropped.
+   * Run fn after every SDP operation queued before it on the same link
+   * (the current one unless told). Failures that belong to a connection
+   * that has ended meanwhile are dropped.
    */
-  _enqueue(fn) {
-    const run = this._queue.then(async () => {
-      const pc = this.pc;
+  _enqueue(fn, link = this._link) {
+    const run = link.queue.then(async () => {
+      const pc = link.pc;
       if (!pc) return undefined;
       try {
         return await fn();
       } catch (err) {
-        if (this.pc !== pc) return undefined;
+        if (link.pc !== pc) return undefined;
         throw err;
       }
     });
-    this._queue = run.catch(() => {});
+    link.queue = run.catch(() => {});
     return run;
   }
 
@@ -930,17 +1263,24 @@ export class SfuClient extends EventTarget {
    * we roll back; the server's offer, which was sent before the error and
    * is therefore already queued behind us, gets answered; then we offer
    * again (queued after it).
+   *
+   * The first offer of a link carries the local tracks: the microphone and
+   * the camera (a stopped one too: its m-line stays published), or, for a
+   * listener, one recvonly audio m-line. A move's new connection offers
+   * the same tracks (the same MediaStreamTracks, so the same mute state).
    */
-  async _negotiate(attempt = 0) {
-    const pc = this.pc;
+  async _negotiate(attempt = 0, link = this._link) {
+    const pc = link.pc;
     if (!pc) return;
-    if (!this._offered) {
+    if (!link.publishing) {
+      link.publishing = true;
       this._offered = true;
+      const camera = !!this._camTrack || this._camPublished;
       if (this._micTrack) {
         pc.addTransceiver(this._micTrack, { direction: 'sendonly', streams: [this._micStream] });
       }
-      if (this._camTrack) this._addCameraTransceiver(pc);
-      if (!this._micTrack && !this._camTrack) {
+      if (camera) this._addCameraTransceiver(link);
+      if (!this._micTrack && !camera) {
         // Listener: no published track, but one recvonly m-line so the
         // offer creates the (bundled) transport.
         pc.addTransceiver('audio', { direction: 'recvonly' });
@@ -951,11 +1291,12 @@ export class SfuClient extends EventTarget {
 
     let reply;
     try {
-      const replied = this._request({ type: 'offer', sdp: pc.localDescription.sdp });
-      this._flushLocalCandidates();   // trickle only after the offer itself
+      const replied = this._request({ type: 'offer', sdp: pc.localDescription.sdp },
+        REQUEST_TIMEOUT_MS, link.ws);
+      this._flushLocalCandidates(link);   // trickle only after the offer itself
       reply = await replied;
     } catch (err) {
-      if (err.code === 'glare' && this.pc === pc) {
+      if (err.code === 'glare' && link.pc === pc) {
         if (pc.signalingState === 'have-local-offer') {
           await pc.setLocalDescription({ type: 'rollback' });
         }
@@ -963,31 +1304,36 @@ export class SfuClient extends EventTarget {
           throw new SfuError(`offer: still glare after ${MAX_GLARE_RETRIES} attempts`, { code: 'glare' });
         }
         // Re-offer after the server's offer (already queued) is answered.
-        this._enqueue(() => this._negotiate(attempt + 1)).catch((e) => this._emitError(e));
+        this._enqueue(() => this._negotiate(attempt + 1, link), link)
+          .catch((e) => this._linkError(link, e));
         return;
       }
       throw err;
     }
-    if (this.pc !== pc) return;
+    if (link.pc !== pc) return;
     if (pc.signalingState !== 'have-local-offer') {
       // Our offer was rolled back meanwhile: this answer is stale; offer again.
-      this._enqueue(() => this._negotiate(attempt + 1)).catch((e) => this._emitError(e));
+      this._enqueue(() => this._negotiate(attempt + 1, link), link)
+        .catch((e) => this._linkError(link, e));
       return;
     }
     await pc.setRemoteDescription({ type: 'answer', sdp: reply.sdp });
-    await this._drainRemoteCandidates();
+    await this._drainRemoteCandidates(link);
   }
 
   /**
-   * The camera's sendonly transceiver: simulcast encodings (low to high)
-   * or one, the preferred codec first, the degradation preference.
+   * The camera's sendonly transceiver on a link's connection: simulcast
+   * encodings (low to high) or one, the preferred codec first, the
+   * degradation preference. With the camera stopped, the m-line without a
+   * track (a move's new connection publishes what the old one did).
    */
-  _addCameraTransceiver(pc) {
+  _addCameraTransceiver(link) {
     const o = this._camOpts;
-    const init = { direction: 'sendonly', streams: [this._camStream] };
+    const init = { direction: 'sendonly', streams: this._camStream ? [this._camStream] : [] };
     if (o.simulcast) init.sendEncodings = o.encodings.map((e) => ({ ...e }));
-    const tr = pc.addTransceiver(this._camTrack, init);
-    this._camTransceiver = tr;
+    const tr = link.pc.addTransceiver(this._camTrack || 'video', init);
+    link.camTransceiver = tr;
+    this._camPublished = true;
     if (o.codec && tr.setCodecPreferences && globalThis.RTCRtpReceiver?.getCapabilities) {
       const want = `video/${o.codec}`.toLowerCase();
       const codecs = RTCRtpReceiver.getCapabilities('video')?.codecs || [];
@@ -1009,8 +1355,8 @@ export class SfuClient extends EventTarget {
   }
 
   /** A server offer (signaling.md §2): answer it, echoing its offer_id. */
-  async _onServerOffer(msg) {
-    const pc = this.pc;
+  async _onServerOffer(msg, link) {
+    const pc = link.pc;
     if (!pc) return;
     if (pc.signalingState === 'have-local-offer') {
       // Polite peer: the server keeps its offer, we drop ours.
@@ -1021,46 +1367,68 @@ export class SfuClient extends EventTarget {
     } catch (err) {
       throw new SfuError(`server offer ${msg.offer_id}: ${err.message}`, { code: 'bad_sdp', cause: err });
     }
-    await this._drainRemoteCandidates();
+    await this._drainRemoteCandidates(link);
     await pc.setLocalDescription(await pc.createAnswer());
     if (!this.trickle) await waitForGathering(pc);
-    this._send({ type: 'answer', offer_id: msg.offer_id, sdp: pc.localDescription.sdp });
-    this._flushLocalCandidates();
+    this._send({ type: 'answer', offer_id: msg.offer_id, sdp: pc.localDescription.sdp }, link.ws);
+    this._flushLocalCandidates(link);
   }
 
-  _onTrack(ev) {
+  /**
+   * A remote track on a link's connection. On the current link it is
+   * announced at once (`track`); on a move's new link it is kept, and
+   * announced when the move completes (_completeMigration).
+   */
+  _onTrack(ev, link) {
     const track = ev.track;
     // The server sets a=msid:<participant sid> <track id>, so the stream id
     // is the publisher's sid. Fall back to reading the SDP by mid.
     let stream = ev.streams && ev.streams[0];
-    const msid = msidForMid(this.pc, ev.transceiver && ev.transceiver.mid);
+    const msid = msidForMid(link.pc, ev.transceiver && ev.transceiver.mid);
     const sid = (stream && stream.id) || msid.stream;
     const trackId = msid.track || track.id;
     const kind = track.kind;
     if (!stream) {
-      stream = this.remoteStreams.get(sid) || new MediaStream();
+      stream = link.streams.get(sid) || new MediaStream();
       stream.addTrack(track);
     }
-    if (sid) this.remoteStreams.set(sid, stream);
-    const part = sid ? this.participants.get(sid) : undefined;
+    if (sid) link.streams.set(sid, stream);
 
+    const rec = { sid, kind, trackId, track, stream, transceiver: ev.transceiver,
+      shown: false, detach: null };
     const ended = () => {
-      track.removeEventListener('ended', ended);
-      stream.removeEventListener('removetrack', onRemove);
-      const p = this.participants.get(sid);
-      this._emit('track-ended', {
-        sid, identity: p ? p.identity : undefined, participant: p ? copyParticipant(p) : null,
-        kind, trackId, track, stream,
-      });
+      rec.detach();
+      link.tracks.delete(rec);
+      if (rec.shown) this._emitTrackEnded(rec);
     };
     const onRemove = (e) => { if (e.track === track) ended(); };
+    rec.detach = () => {
+      track.removeEventListener('ended', ended);
+      stream.removeEventListener('removetrack', onRemove);
+    };
     track.addEventListener('ended', ended);
     stream.addEventListener('removetrack', onRemove);
+    link.tracks.add(rec);
+    if (link === this._link) this._announceTrack(rec, null);
+  }
 
+  /** `track` for a remote track; `replaces`: the track it takes over from (a move). */
+  _announceTrack(rec, replaces) {
+    rec.shown = true;
+    const part = rec.sid ? this.participants.get(rec.sid) : undefined;
     this._emit('track', {
-      sid, identity: part ? part.identity : undefined,
+      sid: rec.sid, identity: part ? part.identity : undefined,
       participant: part ? copyParticipant(part) : null,
-      kind, trackId, track, stream, transceiver: ev.transceiver,
+      kind: rec.kind, trackId: rec.trackId, track: rec.track, stream: rec.stream,
+      transceiver: rec.transceiver, replaces,
+    });
+  }
+
+  _emitTrackEnded(rec) {
+    const p = this.participants.get(rec.sid);
+    this._emit('track-ended', {
+      sid: rec.sid, identity: p ? p.identity : undefined, participant: p ? copyParticipant(p) : null,
+      kind: rec.kind, trackId: rec.trackId, track: rec.track, stream: rec.stream,
     });
   }
 
@@ -1096,6 +1464,44 @@ function normaliseParticipant(p, isLocal) {
     ...(p.metadata !== undefined ? { metadata: p.metadata } : {}),
     isLocal: !!isLocal,
   };
+}
+
+/**
+ * A link: one signaling socket and the RTCPeerConnection negotiated over
+ * it, with that connection's SDP state. A client has one; while its room
+ * moves to another node it has a second, to the new node, until the move
+ * completes (the second becomes the one) or is aborted.
+ */
+function newLink(wsUrl) {
+  return {
+    wsUrl,
+    ws: null,
+    pc: null,
+    roomId: null,
+    resumeToken: null,         // single-use, from welcome / resumed / migrate
+    graceMs: 0,
+    joined: false,             // the session is on this socket (welcome or resumed)
+    reconnecting: false,       // a resume of this link is under way
+    dead: false,               // ended: left, moved away from, or a move given up
+    queue: Promise.resolve(),  // serialises this connection's SDP/ICE operations
+    remoteCandidates: [],      // received before a remote description
+    localCandidates: [],       // gathered before our SDP was sent
+    sdpSent: false,
+    publishing: false,         // the local tracks were added (first offer)
+    camTransceiver: null,
+    streams: new Map(),        // sid -> MediaStream of the others' tracks
+    tracks: new Set(),         // the remote tracks: {sid, kind, trackId, track, stream, ...}
+    mutedSent: false,          // a move's link: the mute state the new node has
+    t0: 0,                     // a move's link: when `migrate` came
+  };
+}
+
+function trackKey(rec) {
+  return `${rec.sid}|${rec.trackId}`;
+}
+
+function isOpen(ws) {
+  return !!ws && ws.readyState === WebSocket.OPEN;
 }
 
 function copyParticipant(p) {
