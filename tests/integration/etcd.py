@@ -110,3 +110,35 @@ class Etcd:
 
     def revoke(self, lease):
         return self.call("/v3/lease/revoke", {"ID": lease})
+
+
+class EtcdFleet:
+    """A mixin for the fleet tests' TestCase classes: one real etcd for the
+    class (cls.etcd); each test sets self.prefix, its own key space, and
+    starts nodes with fleet_args() and wait_registered()."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.etcd = Etcd()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.etcd.close()
+        super().tearDownClass()
+
+    def fleet_args(self, node_id, ttl):
+        """sfud's flags for node `node_id` of self.prefix, lease of ttl s."""
+        return ["--node-id", node_id, "--etcd-url", self.etcd.url, "--etcd-prefix", self.prefix,
+                "--etcd-lease-ttl-s", str(ttl)]
+
+    def wait_registered(self, node_id, timeout=10):
+        key = self.prefix + "/nodes/" + node_id
+        end = time.monotonic() + timeout
+        while key not in self.range_nodes():
+            if time.monotonic() > end:
+                raise AssertionError("node %s did not register in etcd" % node_id)
+            time.sleep(0.05)
+
+    def range_nodes(self):
+        return self.etcd.range_prefix(self.prefix + "/nodes/")

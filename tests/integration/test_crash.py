@@ -13,7 +13,6 @@ import asyncio
 import os
 import sys
 import time
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from aiortc_peer import Peer, PeerClosed  # noqa: E402

@@ -62,7 +62,7 @@ from datetime import datetime, timezone
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from etcd import Etcd  # noqa: E402
+from etcd import EtcdFleet  # noqa: E402
 from sfutest import CallTest, Sfud, _die_with_parent, main, pid_alive  # noqa: E402
 # (importing test_upgrade also makes every aiortc receiver log its RTP packets)
 import test_upgrade as tu  # noqa: E402
@@ -148,7 +148,7 @@ class Replay:
             return json.load(f)
 
 
-class DeployTest(CallTest):
+class DeployTest(EtcdFleet, CallTest):
     PEER = Peer
     POLL_S = 0.05
     UNTIL_S = 20.0
@@ -157,14 +157,6 @@ class DeployTest(CallTest):
     resume_after_drop = tu.UpgradeBase.resume_after_drop
     resume_all = tu.UpgradeBase.resume_all
     hear_each_other = tu.UpgradeBase.hear_each_other
-
-    @classmethod
-    def setUpClass(cls):
-        cls.etcd = Etcd()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.etcd.close()
 
     def setUp(self):
         self.peers = []

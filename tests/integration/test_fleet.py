@@ -27,22 +27,14 @@ import unittest
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from etcd import Etcd  # noqa: E402
+from etcd import EtcdFleet  # noqa: E402
 from sfutest import Sfud, TestCA, main, wait_for  # noqa: E402
 ARGS = None
 
 TTL = 2  # seconds: the nodes' lease
 
 
-class FleetTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.etcd = Etcd()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.etcd.close()
-
+class FleetTest(EtcdFleet, unittest.TestCase):
     def setUp(self):
         self.prefix = "/t-" + uuid.uuid4().hex[:8]
         self.nodes = {}
@@ -52,14 +44,12 @@ class FleetTest(unittest.TestCase):
             n.stop_and_check()
 
     def start_node(self, node_id, *extra, region=None, tls=None):
-        args = ["--node-id", node_id, "--etcd-url", self.etcd.url, "--etcd-prefix", self.prefix,
-                "--etcd-lease-ttl-s", str(TTL), *extra]
+        args = [*self.fleet_args(node_id, TTL), *extra]
         if region:
             args += ["--region", region]
         n = Sfud(ARGS.sfud, ARGS.room, *args, tls=tls)
         self.nodes[node_id] = n
-        wait_for(lambda: self.prefix + "/nodes/" + node_id in self.etcd.range_prefix(self.prefix),
-                 timeout=10, what="node %s registered" % node_id)
+        self.wait_registered(node_id)
         return n
 
     def start_three(self):

@@ -23,28 +23,19 @@ import asyncio
 import os
 import sys
 import time
-import unittest
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from aiortc_peer import Peer  # noqa: E402
-from etcd import Etcd  # noqa: E402
+from etcd import EtcdFleet  # noqa: E402
 from sfutest import CallTest, Sfud, main, wait_for  # noqa: E402
 ARGS = None
 
 TTL = 2  # seconds: the nodes' lease
 
 
-class MigrateTest(CallTest):
+class MigrateTest(EtcdFleet, CallTest):
     PEER = Peer
-
-    @classmethod
-    def setUpClass(cls):
-        cls.etcd = Etcd()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.etcd.close()
 
     def setUp(self):
         self.prefix = "/t-" + uuid.uuid4().hex[:8]
@@ -57,11 +48,9 @@ class MigrateTest(CallTest):
             n.stop()
 
     def start_node(self, node_id):
-        n = Sfud(ARGS.sfud, ARGS.room, "--node-id", node_id, "--etcd-url", self.etcd.url,
-                 "--etcd-prefix", self.prefix, "--etcd-lease-ttl-s", str(TTL))
+        n = Sfud(ARGS.sfud, ARGS.room, *self.fleet_args(node_id, TTL))
         self.nodes[node_id] = n
-        wait_for(lambda: self.prefix + "/nodes/" + node_id in self.etcd.range_prefix(self.prefix),
-                 timeout=10, what="node %s registered" % node_id)
+        self.wait_registered(node_id)
         return n
 
     def owner(self, room_id):
@@ -184,7 +173,8 @@ class MigrateTest(CallTest):
         self.assert_peers_clean()
 
     async def test_drain_with_migrate_moves_every_room(self):
-        a, b = self.start_node("a"), self.start_node("b")
+        a = self.start_node("a")
+        self.start_node("b")
         ids = [self.create(a, "drained-%d" % i, "a")["room_id"] for i in range(3)]
         st, j = a.request("POST", "/v1/node/drain", {"draining": True, "migrate": True})
         self.assertEqual((st, j["rooms_moving"], j["draining"]), (202, 3, True), j)

@@ -55,7 +55,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 WEB_DIR = os.path.normpath(os.path.join(HERE, "..", "..", "web"))
 sys.path.insert(0, HERE)
 from chromium import Chromium  # noqa: E402
-from etcd import Etcd  # noqa: E402
+from etcd import EtcdFleet  # noqa: E402
 from pagejs import join_js  # noqa: E402
 from sfutest import Sfud, main, wait_for  # noqa: E402
 from test_browser import CLICK_JS, FILL_JOIN_FORM_JS  # noqa: E402
@@ -265,29 +265,18 @@ def udp_owner(port):
     return {int(p) for p in re.findall(r"pid=(\d+)", out)}
 
 
-class MigrateBrowserTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.etcd = Etcd()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.etcd.close()
-
+class MigrateBrowserTest(EtcdFleet, unittest.TestCase):
     def setUp(self):
         self.prefix = "/t-" + uuid.uuid4().hex[:8]
         self.nodes = {}
         self.browsers = []
         for node_id in ("a", "b"):
-            n = Sfud(ARGS.sfud, ARGS.room, "--node-id", node_id, "--etcd-url", self.etcd.url,
-                     "--etcd-prefix", self.prefix, "--etcd-lease-ttl-s", str(TTL),
+            n = Sfud(ARGS.sfud, ARGS.room, *self.fleet_args(node_id, TTL),
                      "--web-root", WEB_DIR, "--dev", "1")
             self.nodes[node_id] = n
             self.addCleanup(n.stop_and_check)
         for node_id in self.nodes:
-            wait_for(lambda: self.prefix + "/nodes/" + node_id in
-                     self.etcd.range_prefix(self.prefix + "/nodes/"),
-                     timeout=10, what="node %s registered" % node_id)
+            self.wait_registered(node_id)
         self.a, self.b = self.nodes["a"], self.nodes["b"]
 
     def browser(self):
