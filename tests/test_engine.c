@@ -1360,15 +1360,18 @@ static void moved_call_keeps_people_tracks_and_choices_and_counts_usage_once(voi
   snprintf(b2->sid, sizeof(b2->sid), "%s", sim_part(b2)->sid);
 
   /* The clients come over: same track ids, the old choices, no events. */
-  sim_offer(a2);
-  sim_connect(a2);
   sim_offer(b2);
   sim_connect(b2);
-  a2->next_fb_us = b2->next_fb_us = s2->now.mono_us;
-  assert_int_equal(emitted(s2, "migration_ready", from2), 0); /* not before both are in */
-  sim_media(a2, 1);
+  b2->next_fb_us = s2->now.mono_us;
+  b2->key_delay = 15; /* a keyframe 600 ms after a request */
   sim_media(b2, 1);
-  sim_run(s2, 1000);
+  sim_run(s2, 300);
+  assert_int_equal(emitted(s2, "migration_ready", from2), 0); /* not before both are in */
+  sim_offer(a2);
+  sim_connect(a2);
+  a2->next_fb_us = s2->now.mono_us;
+  sim_media(a2, 1);
+  sim_run(s2, 1500);
   assert_int_equal(emitted(s2, "migration_ready", from2), 1);
   assert_int_equal(emitted(s2, "event", from2), 0);
   assert_string_equal(sim_part(b2)->audio->id, audio_id);
@@ -1382,6 +1385,13 @@ static void moved_call_keeps_people_tracks_and_choices_and_counts_usage_once(voi
     if (sim_part(a2)->down.items[k]->kind == SFU_KIND_VIDEO)
       assert_int_equal(sim_part(a2)->down.items[k]->max_layer, low);
   assert_true(sim_sub_of(a2, b2, 0)->nrx > 0); /* bob heard on the new node */
+  /* ready only once alice's new connection has bob's video from a keyframe */
+  uint64_t ready_us = 0, key_us = 0;
+  for (int k = from2; k < s2->nmsgs; k++)
+    if (strcmp(str(s2->msgs[k].m, "type"), "migration_ready") == 0) ready_us = s2->msgs[k].at_us;
+  for (int k = 0; k < v->nrx && !key_us; k++)
+    if (v->rx[k].key == 1) key_us = v->rx[k].at_us;
+  assert_true(key_us > 0 && ready_us >= key_us);
   assert_null(usage_since(s2, "alice", from2)); /* the old node counts until the commit */
 
   /* The commit: usage stops at the cut there and starts at it here. */

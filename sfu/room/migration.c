@@ -190,11 +190,27 @@ void sfu_room_apply_pref(sfu_participant_t *p, sfu_downtrack_t *d) {
   }
 }
 
-/* Connected, nothing left to negotiate, and what it published before is
- * published again. */
+/* A video p receives whose publisher sends (a packet within the last
+ * second) and that has not started here yet: it starts at a keyframe. */
+static int video_waiting(const sfu_participant_t *p) {
+  uint64_t now = now_ms(p->room);
+  for (int i = 0; i < p->down.n; i++) {
+    const sfu_downtrack_t *d = p->down.items[i];
+    if (d->kind != SFU_KIND_VIDEO || !d->track || d->paused || d->started) continue;
+    for (int k = 0; k < d->track->nlayers; k++)
+      if (d->track->layers[k].last_ms && now - d->track->layers[k].last_ms < 1000) return 1;
+  }
+  return 0;
+}
+
+/* Connected, nothing left to negotiate, what it published before is
+ * published again, and every video it receives has started here with a
+ * keyframe: when its client switches to this room, the video goes on at
+ * once. */
 static int settled(const sfu_participant_t *p) {
   return p->media_connected && p->first_answered && p->neg == NEG_IDLE && !p->needs_offer &&
-         !p->import_track[SFU_KIND_AUDIO][0] && !p->import_track[SFU_KIND_VIDEO][0];
+         !p->import_track[SFU_KIND_AUDIO][0] && !p->import_track[SFU_KIND_VIDEO][0] &&
+         !video_waiting(p);
 }
 
 void sfu_room_migration_check(sfu_room_t *room) {
