@@ -117,6 +117,69 @@ static void late_start_and_close_bound_what_is_expected(void **state) {
   free(f);
 }
 
+/* A room that moved: the new leg's copies of what the old one delivered
+ * are played once, under the new node's offset, and count as neither
+ * duplicates nor a resync; later duplicates and offset moves still do. */
+static void a_leg_switch_plays_duplicates_once(void **state) {
+  fixture_t *f = fixture();
+  send_n(f, 0, 70);
+  for (int i = 0; i < 40; i++) recv_one(f, 0, i, 7, (uint64_t)i * 1000 + 200); /* old leg */
+  sfu_rxcheck_switch(&f->chk);
+  for (int i = 35; i < 60; i++) recv_one(f, 0, i, 3000, (uint64_t)i * 1000 + 300); /* new leg */
+  assert_int_equal(f->chk.switches, 1);
+  assert_int_equal(f->chk.leg_duplicated, 5);
+  assert_int_equal(f->chk.duplicated, 0);
+  assert_int_equal(f->chk.resyncs, 0);
+  assert_int_equal(f->chk.reordered, 0);
+  assert_int_equal(f->chk.corrupt, 0);
+  assert_int_equal(f->chk.matched, 60);
+  recv_one(f, 0, 50, 3000, 0); /* a real duplicate, after the switch */
+  recv_one(f, 0, 38, 3000, 0); /* and one of before it, played twice already */
+  assert_int_equal(f->chk.duplicated, 2);
+  assert_int_equal(f->chk.leg_duplicated, 5);
+  for (int i = 60; i < 70; i++) recv_one(f, 0, i, 3005, 0); /* the new node's offset moved */
+  assert_int_equal(f->chk.resyncs, 1);
+  assert_int_equal(sfu_rxcheck_lost(&f->chk), 0);
+  free(f);
+}
+
+/* Packets of a time window that never arrived: what a switch cost. */
+static void missing_in_a_window(void **state) {
+  fixture_t *f = fixture();
+  send_n(f, 0, 100); /* packet i sent at i ms */
+  assert_int_equal(sfu_rxcheck_missing(&f->chk, 0, 100000), 0); /* nothing expected yet */
+  for (int i = 10; i < 40; i++) recv_one(f, 0, i, 7, 0);
+  sfu_rxcheck_switch(&f->chk);
+  for (int i = 45; i < 80; i++) recv_one(f, 0, i, 900, 0);
+  assert_int_equal(sfu_rxcheck_missing(&f->chk, 30000, 60000), 5);  /* 40..44 */
+  assert_int_equal(sfu_rxcheck_missing(&f->chk, 0, 35000), 0);      /* before the first: not due */
+  assert_int_equal(sfu_rxcheck_missing(&f->chk, 70000, 99000), 20); /* 80..99 not yet */
+  sfu_rxcheck_close(&f->chk);                                        /* left after 79 */
+  assert_int_equal(sfu_rxcheck_missing(&f->chk, 70000, 99000), 0);
+  assert_int_equal(sfu_rxcheck_missing(&f->chk, 0, 99000), 5);
+  free(f);
+}
+
+static void play_gaps(void **state) {
+  sfu_playlog_t *l = calloc(1, sizeof(*l));
+  const uint64_t ms = 1000;
+  assert_int_equal(sfu_playlog_gap(l, 0, 4000 * ms, 0, NULL), 0);
+  assert_int_equal(sfu_playlog_gap(l, 0, 4000 * ms, 1, NULL), 4000 * ms); /* nothing played */
+  for (uint64_t t = 0; t <= 1000; t += 20) sfu_playlog_put(l, t * ms);
+  for (uint64_t t = 1300; t <= 1500; t += 20) sfu_playlog_put(l, t * ms);
+  uint64_t end = 0;
+  assert_int_equal(sfu_playlog_gap(l, 500 * ms, 2000 * ms, 0, &end), 300 * ms);
+  assert_int_equal(end, 1300 * ms);
+  /* stopped at 1.5 s, still being sent */
+  assert_int_equal(sfu_playlog_gap(l, 500 * ms, 2000 * ms, 1, NULL), 500 * ms);
+  assert_int_equal(sfu_playlog_gap(l, 1100 * ms, 1400 * ms, 0, NULL), 300 * ms); /* began before */
+  assert_int_equal(sfu_playlog_gap(l, 0, 900 * ms, 0, NULL), 20 * ms);
+  for (uint64_t t = 2000; t < 2000 + 20 * SFU_PLAYLOG_SIZE; t += 20) sfu_playlog_put(l, t * ms);
+  /* the pauses above are older than the log holds */
+  assert_int_equal(sfu_playlog_gap(l, 0, 20000 * ms, 0, NULL), 20 * ms);
+  free(l);
+}
+
 static void histogram_quantiles(void **state) {
   sfu_hist_t *h = calloc(1, sizeof(*h));
   assert_int_equal(sfu_hist_quantile(h, 0.5), 0);
@@ -226,6 +289,9 @@ int main(void) {
       cmocka_unit_test(loss_duplicates_reordering_corruption),
       cmocka_unit_test(a_moved_offset_is_a_resync_not_corruption),
       cmocka_unit_test(late_start_and_close_bound_what_is_expected),
+      cmocka_unit_test(a_leg_switch_plays_duplicates_once),
+      cmocka_unit_test(missing_in_a_window),
+      cmocka_unit_test(play_gaps),
       cmocka_unit_test(histogram_quantiles),
       cmocka_unit_test(wav_files),
       cmocka_unit_test(wav_source_packets),

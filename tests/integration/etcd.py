@@ -142,3 +142,8 @@ class EtcdFleet:
 
     def range_nodes(self):
         return self.etcd.range_prefix(self.prefix + "/nodes/")
+
+    def room_owner(self, room_id):
+        """The node_id of room_id's key in etcd, or None."""
+        v = self.etcd.range_prefix(self.prefix + "/rooms/" + room_id)
+        return next(iter(v.values()))[0]["node_id"] if v else None

@@ -53,10 +53,6 @@ class MigrateTest(EtcdFleet, CallTest):
         self.wait_registered(node_id)
         return n
 
-    def owner(self, room_id):
-        v = self.etcd.range_prefix(self.prefix + "/rooms/" + room_id)
-        return next(iter(v.values()))[0]["node_id"] if v else None
-
     def events(self, node):
         st, j = node.request("GET", "/v1/events")
         self.assertEqual(st, 200, j)
@@ -92,7 +88,7 @@ class MigrateTest(EtcdFleet, CallTest):
         self.assertEqual(st, 200, res)
         self.assertEqual((res["from_node"], res["to_node"], res["participants"]), ("a", "b", 0))
         print("empty room moved in %d ms" % res["took_ms"])
-        wait_for(lambda: self.owner(rid) == "b", what="room keys under node b")
+        wait_for(lambda: self.room_owner(rid) == "b", what="room keys under node b")
         for n in (a, b):  # found through both nodes, on b, same id, name, creation time
             st, j = n.request("GET", "/v1/rooms/" + rid)
             self.assertEqual(st, 200, j)
@@ -119,7 +115,7 @@ class MigrateTest(EtcdFleet, CallTest):
         # and back: placement chooses the only other node
         st, res = await self.migrate(b, rid, {})
         self.assertEqual((st, res.get("to_node")), (200, "a"), res)
-        wait_for(lambda: self.owner(rid) == "a", what="room keys back under node a")
+        wait_for(lambda: self.room_owner(rid) == "a", what="room keys back under node a")
 
     async def test_target_refusing_or_dead_leaves_the_call_alone(self):
         a, b = self.start_node("a"), self.start_node("b")
@@ -140,7 +136,7 @@ class MigrateTest(EtcdFleet, CallTest):
             self.assertEqual(p.events_of("migrate"), [], p.identity)
             self.assertEqual(p.events_of("participant_left"), [], p.identity)
         self.assertTrue(alice.heard(660.0, 1.0) and bob.heard(440.0, 1.0))
-        self.assertEqual(self.owner(room["room_id"]), "a")
+        self.assertEqual(self.room_owner(room["room_id"]), "a")
         st, j = a.request("GET", "/v1/rooms/" + room["room_id"])
         self.assertEqual((st, j["participants"]), (200, 2))
         self.assertNotIn("migration", j)
@@ -178,7 +174,7 @@ class MigrateTest(EtcdFleet, CallTest):
         ids = [self.create(a, "drained-%d" % i, "a")["room_id"] for i in range(3)]
         st, j = a.request("POST", "/v1/node/drain", {"draining": True, "migrate": True})
         self.assertEqual((st, j["rooms_moving"], j["draining"]), (202, 3, True), j)
-        wait_for(lambda: all(self.owner(i) == "b" for i in ids), timeout=15,
+        wait_for(lambda: all(self.room_owner(i) == "b" for i in ids), timeout=15,
                  what="every room under node b")
         wait_for(lambda: not [r for r in a.request("GET", "/v1/rooms")[1]["rooms"]
                               if r["state"] in ("starting", "running", "closing")],

@@ -11,7 +11,8 @@
  *
  * Hundreds of peers share one thread: they run on one libuv loop and one
  * GLib context (tools/client/gloop.c) and one DTLS certificate. Each peer has its
- * own ICE agent, so peers are as independent as real clients.
+ * own ICE agent (one per leg, below), so peers are as independent as real
+ * clients.
  *
  * A peer outlives a lost network on its own, as web/sfu-client.js does
  * (docs/signaling.md, "Reconnecting"): a signaling socket that drops is
@@ -19,6 +20,19 @@
  * token while the server's grace lasts, media untouched; a media path that
  * dies (ICE failed, or sends failing) is restarted: new ICE credentials and
  * candidates in a re-offer, DTLS and SRTP kept.
+ *
+ * A peer follows its room to another node (docs/signaling.md, "Moving to
+ * another node"), make-before-break. Its connection to a node is a leg: a
+ * signaling socket and the media negotiated on it (an ICE agent of its
+ * own, DTLS, SRTP). On `migrate` a second leg opens to the new node
+ * (`resume` with the token of the message), offers the same tracks and
+ * carries the same media: every packet goes out on both legs. What the
+ * old leg receives is what is played (handed up) until `migrated` comes on
+ * the old socket; from then on the new leg is the peer's only leg, played,
+ * and resumed on the new node when its socket drops. `migrate_abort` drops
+ * the new leg. Subscriptions are the same across a move (tools/client/subs.h):
+ * the owner sees a track's packets arrive on one sfu_peer_sub_t before
+ * and after, and the `migration` callback says when the played leg changed.
  *
  * What a peer sends and how it checks what arrives is up to its owner
  * (tools/replay/): the peer only moves packets. Received RTP is handed up
@@ -39,6 +53,7 @@
 
 #define SFU_PEER_MAX_PUBS 2 /* the SFU takes one audio and one video track */
 #define SFU_PEER_LEVEL_EXT 1 /* id of the audio level extension a peer offers */
+#define SFU_PEER_MAX_PACKET 1500 /* largest packet sent on two legs at once */
 
 /* A track the peer publishes: one sendonly m-line of its offer. */
 typedef struct sfu_peer_pub_s {
@@ -75,7 +90,8 @@ typedef struct sfu_peer_cb_s {
   void (*connected)(void *arg);
   /* A subscription appeared (active) or went inactive. */
   void (*subscription)(void *arg, sfu_peer_sub_t *sub);
-  /* Decrypted RTP of a subscription; `buf` is writable, valid during the call. */
+  /* Decrypted RTP of a subscription, from the leg that plays; `buf` is
+   * writable, valid during the call. */
   void (*rtp)(void *arg, sfu_peer_sub_t *sub, uint8_t *buf, size_t len);
   /* Any other server message (participant_joined, speaking, error, ...). */
   void (*message)(void *arg, json_t *msg);
@@ -83,7 +99,14 @@ typedef struct sfu_peer_cb_s {
    * not be resumed, or the transport failed (code 0, reason says why).
    * Runs once. */
   void (*closed)(void *arg, int code, const char *reason);
+  /* The room moves (may be NULL): SFU_PEER_MIGRATING (`detail`: the new
+   * node's ws_url), SFU_PEER_MIGRATED (the new leg plays from now on:
+   * every packet handed up after this call came from it; `detail` NULL)
+   * or SFU_PEER_MIGRATE_ABORTED (the move failed; `detail` says why). */
+  void (*migration)(void *arg, int event, const char *detail);
 } sfu_peer_cb_t;
+
+enum { SFU_PEER_MIGRATING = 1, SFU_PEER_MIGRATED, SFU_PEER_MIGRATE_ABORTED };
 
 typedef struct sfu_peer_opts_s {
   const char *ws_url;      /* ws://host:port/v1/rtc */
@@ -97,6 +120,8 @@ typedef struct sfu_peer_opts_s {
                               (turn: URLs over UDP or TCP; libnice has no turns:) */
   int ice_tcp;             /* SFU_ICE_UDP_ONLY (0), SFU_ICE_UDP_TCP or
                               SFU_ICE_TCP_ONLY: ICE-TCP candidates (sfu/net/ice.h) */
+  unsigned move_delay_ms;  /* a slow client: waits this long after `migrate`
+                              before connecting to the new node (0: at once) */
 } sfu_peer_opts_t;
 
 typedef struct sfu_peer_stats_s {
@@ -111,6 +136,15 @@ typedef struct sfu_peer_stats_s {
   uint64_t ice_restarts;     /* ICE restarts begun (path lost, or asked) */
   uint64_t ice_gap_ms;       /* the last one: path lost (or restart asked)
                                 to ICE connected again; 0 = none done */
+  uint64_t migrations;       /* moves followed to the end: the new node's leg plays */
+  uint64_t migrations_aborted; /* moves given up: `migrate_abort`, or the new
+                                leg failed before `migrated` */
+  uint64_t migrate_ms;       /* the last move: `migrate` to `migrated` */
+  uint64_t migration_gap_ms; /* the last move: the last packet played from the
+                                old leg to the first from the new one; 0 =
+                                none played yet */
+  uint64_t rtp_standby;      /* RTP that arrived on a move's new leg before it
+                                played (not handed up) */
 } sfu_peer_stats_t;
 
 /* Connects the WebSocket and starts joining. `cert` and `ctx` are shared by
@@ -118,21 +152,28 @@ typedef struct sfu_peer_stats_s {
 int sfu_peer_create(sfu_peer_t **out, uv_loop_t *loop, GMainContext *ctx,
                     sfu_dtls_cert_t *cert, const sfu_peer_opts_t *o, const sfu_peer_cb_t *cb);
 /* Protects `buf` (a plain RTP packet, cap >= len + SFU_SRTP_TRAILER) in
- * place and sends it. 0, SFU_EAGAIN before media is up, or an error. */
+ * place and sends it; while the room moves, on both legs (a copy, at most
+ * SFU_PEER_MAX_PACKET bytes, for the second). 0 when a leg took it;
+ * SFU_EAGAIN when no leg has media up; else the error of the leg that
+ * plays (of the new one when only it has media up). */
 int sfu_peer_send_rtp(sfu_peer_t *p, uint8_t *buf, size_t len, size_t cap);
 int sfu_peer_send_rtcp(sfu_peer_t *p, uint8_t *buf, size_t len, size_t cap);
-/* Sends a signaling message (reference taken), e.g. {"type":"mute",...}. */
+/* Sends a signaling message (reference taken), e.g. {"type":"mute",...};
+ * while the room moves, `mute`, `video_quality` and `leave` go on both
+ * sockets. */
 int sfu_peer_signal(sfu_peer_t *p, json_t *msg);
-/* Says `leave` and closes the WebSocket; `closed` follows (while the
- * socket is being resumed: at once, from the loop). */
+/* Says `leave` and closes the WebSocket (both, while the room moves: the
+ * new one is dropped); `closed` follows (while the socket is being
+ * resumed: at once, from the loop). */
 void sfu_peer_leave(sfu_peer_t *p);
 /* Restarts ICE now, as a lost path would but on the socket it has (new
  * credentials and candidates, a re-offer); after the resume if the socket
  * is down, after the answer if an offer of ours is out. Nothing before
- * the transport exists. */
+ * the transport exists. The leg that plays only. */
 void sfu_peer_restart_ice(sfu_peer_t *p);
 const sfu_peer_stats_t *sfu_peer_stats(const sfu_peer_t *p);
 const char *sfu_peer_sid(const sfu_peer_t *p);
+/* Media up on the leg that plays. */
 int sfu_peer_media_up(const sfu_peer_t *p);
 /* Frees the peer; safe inside its own callbacks (freed once unwound). */
 void sfu_peer_destroy(sfu_peer_t *p);

@@ -14,6 +14,15 @@
  * source (a capture stream or a tone), joining and leaving at given times,
  * muting over intervals. Rooms are created through the control-plane API
  * and tokens minted there, unless a token is given.
+ *
+ * A room that moves to another node mid-run is followed by every client
+ * (tools/client/peer.h). What it cost is measured per receiver at each
+ * switch of the played leg (`migrated`): within MOVE_WINDOW_US either side
+ * of it, the longest pause between played packets of any one audio
+ * publisher, and the packets sent that were never played (audio: frames
+ * lost; video apart). The verifier plays a packet that both legs delivered
+ * once (verify.h). Measured once the window is over (and the late packets
+ * in), or at the summary.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -52,6 +61,9 @@
 #define EXIT_OK 0
 #define EXIT_FAILED 1        /* an expectation did not hold */
 #define EXIT_USAGE 2         /* bad arguments, capture, or server */
+#define MAX_MOVES 8          /* moves measured per participant */
+#define MOVE_WINDOW_US 2000000ULL /* either side of a switch */
+#define MOVE_LATE_US 500000ULL    /* packets of the window still arriving after it */
 
 typedef struct rp_room_s rp_room_t;
 typedef struct rp_part_s rp_part_t;
@@ -65,6 +77,7 @@ typedef struct rp_pub_s {   /* a track a participant publishes */
   uint64_t muted_skip;      /* packets not sent while muted */
   uint64_t send_errors;
   uint64_t start_us;        /* first send opportunity: the source's time 0 */
+  uint64_t last_send_us;    /* the last packet sent (logged) */
   sfu_sentlog_t log;
   sfu_hist_t lat;           /* added latency at all its receivers */
   int done;                 /* source exhausted */
@@ -75,10 +88,22 @@ typedef struct rp_sub_s {   /* a receiver's view of one pub */
   rp_pub_t *pub;            /* NULL: nobody of ours (counted unknown) */
   sfu_rxcheck_t chk;
   sfu_opus_meter_t *meter;  /* --decode */
+  sfu_playlog_t *plays;     /* audio: when packets were played (a move's gap) */
   double level_sum;
   uint64_t level_n;
   int self;                 /* our own track came back: must never happen */
 } rp_sub_t;
+
+typedef struct rp_move_s { /* a switch of a receiver's played leg */
+  uint64_t at_us;           /* `migrated` */
+  int measured;
+  uint64_t gap_us;          /* the longest pause of any audio publisher ... */
+  int64_t gap_end_us;       /* ... and when it ended, from the switch */
+  uint64_t frames_lost;     /* audio packets sent in the window, never played */
+  uint64_t video_lost;      /* video packets the same */
+  uint64_t dup_before;      /* leg duplicates at the switch ... */
+  uint64_t duplicates;      /* ... and in the window */
+} rp_move_t;
 
 struct rp_part_s {
   rp_room_t *room;
@@ -89,6 +114,7 @@ struct rp_part_s {
   rp_pub_t pubs[SFU_PEER_MAX_PUBS];
   int npubs;
   double join_s, leave_s;   /* leave_s < 0: stays */
+  double migrate_delay_s;   /* waits this long before following a move */
   double mute[MAX_MUTES][2];
   int nmutes, muted;
   int joined, connected, left, closed;
@@ -100,6 +126,8 @@ struct rp_part_s {
   uint64_t self_rx;
   uint64_t connect_us;      /* join start -> media up */
   uint64_t started_us;
+  rp_move_t moves[MAX_MOVES];
+  int nmoves;
 };
 
 struct rp_room_s {
@@ -135,6 +163,7 @@ typedef struct rp_run_s {
   int ice_tcp;              /* --ice-tcp(-only): SFU_ICE_UDP_TCP, SFU_ICE_TCP_ONLY; 0 UDP only */
   double duration_s, speed;
   double restart_ice_at;    /* --restart-ice-at: seconds from the start of sending; < 0: never */
+  double migrate_delay_s;   /* --migrate-delay: clients slow to follow a move */
   int loops;
   sfu_timing_t timing;
   int decode, progress, expect_intact;
@@ -279,6 +308,7 @@ static void on_subscription(void *arg, sfu_peer_sub_t *s) {
   rs->pub = find_pub(p->room, s->owner_sid, s->kind);
   if (rs->pub) sfu_rxcheck_init(&rs->chk, &rs->pub->log, &rs->pub->lat, s->clock);
   if (R.decode && strcasecmp(s->codec, "opus") == 0) sfu_opus_meter_create(&rs->meter);
+  if (rs->pub && strcmp(s->kind, "audio") == 0) rs->plays = calloc(1, sizeof(*rs->plays));
   p->subs.items[p->subs.n++] = rs; /* reserved above */
   s->user = rs;
 }
@@ -307,8 +337,13 @@ static void on_rtp(void *arg, sfu_peer_sub_t *s, uint8_t *buf, size_t len) {
     return;
   }
   if (rs->self) p->self_rx++;
-  if (rs->pub) sfu_rxcheck_packet(&rs->chk, &r, t);
-  else p->unknown_rx++;
+  if (rs->pub) {
+    uint64_t before = rs->chk.matched;
+    sfu_rxcheck_packet(&rs->chk, &r, t);
+    if (rs->plays && rs->chk.matched != before) sfu_playlog_put(rs->plays, t);
+  } else {
+    p->unknown_rx++;
+  }
   if (rs->meter) {
     int level = sfu_opus_meter_feed(rs->meter, r.data + r.payload_off, r.payload_len);
     if (level >= 0) rs->level_sum += level, rs->level_n++;
@@ -351,6 +386,67 @@ static void on_closed(void *arg, int code, const char *reason) {
             code, p->close_reason);
 }
 
+static uint64_t leg_duplicates(const rp_part_t *p) {
+  uint64_t n = 0;
+  for (int i = 0; i < p->subs.n; i++) n += p->subs.items[i]->chk.leg_duplicated;
+  return n;
+}
+
+/* The room moved: SFU_PEER_MIGRATED is the switch of the played leg. */
+static void on_migration(void *arg, int event, const char *detail) {
+  rp_part_t *p = arg;
+  if (event == SFU_PEER_MIGRATE_ABORTED)
+    fprintf(stderr, "sfu-replay: %s: move aborted at %.1f s: %s\n", p->identity, run_s(),
+            detail ? detail : "");
+  if (event != SFU_PEER_MIGRATED) return;
+  for (int i = 0; i < p->subs.n; i++) sfu_rxcheck_switch(&p->subs.items[i]->chk);
+  if (p->nmoves == MAX_MOVES) return;
+  rp_move_t *m = &p->moves[p->nmoves++];
+  memset(m, 0, sizeof(*m));
+  m->at_us = now_us();
+  m->dup_before = leg_duplicates(p);
+}
+
+/* What a move cost this receiver, over [switch - window, to_us]. */
+static void measure_move(rp_part_t *p, rp_move_t *m, uint64_t to_us) {
+  uint64_t from = m->at_us > MOVE_WINDOW_US ? m->at_us - MOVE_WINDOW_US : 0;
+  for (int i = 0; i < p->subs.n; i++) {
+    rp_sub_t *s = p->subs.items[i];
+    if (!s->pub || s->self) continue;
+    uint64_t missing = sfu_rxcheck_missing(&s->chk, from, to_us);
+    if (strcmp(s->pub->kind, "audio") != 0) {
+      m->video_lost += missing;
+      continue;
+    }
+    m->frames_lost += missing;
+    uint64_t end = 0, gap = s->plays ? sfu_playlog_gap(s->plays, from, to_us,
+                                                       s->pub->last_send_us >= to_us, &end)
+                                     : 0;
+    if (gap > m->gap_us) {
+      m->gap_us = gap;
+      m->gap_end_us = (int64_t)end - (int64_t)m->at_us;
+    }
+  }
+  m->duplicates = leg_duplicates(p) - m->dup_before;
+  m->measured = 1;
+}
+
+/* Moves whose window is over (late packets in) are measured; `end`: all,
+ * the window cut at now. */
+static void measure_moves(uint64_t t, int end) {
+  for (int i = 0; i < R.nparts; i++) {
+    rp_part_t *p = &R.parts[i];
+    for (int k = 0; k < p->nmoves; k++) {
+      rp_move_t *m = &p->moves[k];
+      if (m->measured) continue;
+      if (t >= m->at_us + MOVE_WINDOW_US + MOVE_LATE_US)
+        measure_move(p, m, m->at_us + MOVE_WINDOW_US);
+      else if (end)
+        measure_move(p, m, t < m->at_us + MOVE_WINDOW_US ? t : m->at_us + MOVE_WINDOW_US);
+    }
+  }
+}
+
 static void start_part(rp_part_t *p) {
   sfu_peer_opts_t o;
   memset(&o, 0, sizeof(o));
@@ -361,6 +457,7 @@ static void start_part(rp_part_t *p) {
   o.address = R.address[0] ? R.address : NULL;
   o.relay_only = R.relay_only;
   o.ice_tcp = R.ice_tcp;
+  o.move_delay_ms = (unsigned)(p->migrate_delay_s * 1000);
   for (int k = 0; k < p->npubs; k++) {
     rp_pub_t *pub = &p->pubs[k];
     sfu_peer_pub_t *pp = &o.pubs[k];
@@ -375,7 +472,8 @@ static void start_part(rp_part_t *p) {
     pp->ssrc = pub->ssrc;
   }
   o.npubs = p->npubs;
-  sfu_peer_cb_t cb = {p, on_joined, on_connected, on_subscription, on_rtp, on_message, on_closed};
+  sfu_peer_cb_t cb = {p,      on_joined,  on_connected, on_subscription,
+                      on_rtp, on_message, on_closed,    on_migration};
   p->started_us = now_us();
   int rv = sfu_peer_create(&p->peer, R.loop, R.gloop.ctx, R.cert, &o, &cb);
   free(token);
@@ -427,7 +525,8 @@ static void send_due(rp_pub_t *pub, uint64_t t) {
     }
     sfu_rtp_t r;
     if (sfu_rtp_parse(buf, (size_t)n, &r) != 0) continue;
-    sfu_sentlog_put(&pub->log, &r, now_us());
+    pub->last_send_us = now_us();
+    sfu_sentlog_put(&pub->log, &r, pub->last_send_us);
     if (sfu_peer_send_rtp(p->peer, buf, (size_t)n, sizeof(buf)) != 0) pub->send_errors++;
   }
 }
@@ -504,6 +603,7 @@ static void hist_merge(sfu_hist_t *into, const sfu_hist_t *h) {
 /* Per published track: what its receivers got, and the checks on it. */
 static json_t *pub_json(rp_pub_t *pub, uint64_t *t_recv, uint64_t *t_lost, uint64_t *t_bad) {
   uint64_t recv = 0, lost = 0, dup = 0, reord = 0, corrupt = 0, missed = 0, resync = 0, old = 0;
+  uint64_t legdup = 0;
   double jitter_max = 0;
   int receivers = 0;
   json_t *heard = json_array();
@@ -521,6 +621,7 @@ static json_t *pub_json(rp_pub_t *pub, uint64_t *t_recv, uint64_t *t_lost, uint6
       missed += s->chk.synced ? s->chk.first_n : pub->log.sent;
       resync += s->chk.resyncs;
       old += s->chk.too_old;
+      legdup += s->chk.leg_duplicated;
       double j = s->chk.jitter * 1000.0 / s->chk.clock;
       if (j > jitter_max) jitter_max = j;
       if (s->meter && s->level_n)
@@ -540,6 +641,7 @@ static json_t *pub_json(rp_pub_t *pub, uint64_t *t_recv, uint64_t *t_lost, uint6
       (json_int_t)corrupt, "resyncs", (json_int_t)resync, "too_old", (json_int_t)old,
       "send_errors", (json_int_t)pub->send_errors, "latency_us", hist_json(&pub->lat),
       "jitter_ms_max", jitter_max);
+  json_object_set_new(j, "leg_duplicates", json_integer((json_int_t)legdup));
   if (json_array_size(heard))
     json_object_set_new(j, "levels", heard);
   else
@@ -579,9 +681,42 @@ static void check_expectations(json_t *streams) {
   }
 }
 
+/* Per receiver and move: what it cost (printed, and in the summary). */
+static json_t *moves_json(uint64_t *moves, uint64_t *aborted, uint64_t *gap_max,
+                          uint64_t *frames_lost) {
+  json_t *list = json_array();
+  for (int i = 0; i < R.nparts; i++) {
+    rp_part_t *p = &R.parts[i];
+    if (p->peer) {
+      *moves += sfu_peer_stats(p->peer)->migrations;
+      *aborted += sfu_peer_stats(p->peer)->migrations_aborted;
+    }
+    for (int k = 0; k < p->nmoves; k++) {
+      const rp_move_t *m = &p->moves[k];
+      double at_s = (double)((int64_t)m->at_us - (int64_t)R.t0_us) / 1e6; /* < 0: before sending */
+      if (m->gap_us / 1000 > *gap_max) *gap_max = m->gap_us / 1000;
+      *frames_lost += m->frames_lost;
+      fprintf(stderr, "sfu-replay: %s: migrated at %.2f s: audio gap %.1f ms (ending %+.0f ms "
+              "from the switch), %llu frames lost, %llu video packets lost, %llu played on both "
+              "legs\n", p->identity, at_s, (double)m->gap_us / 1000.0,
+              (double)m->gap_end_us / 1000.0, (unsigned long long)m->frames_lost,
+              (unsigned long long)m->video_lost, (unsigned long long)m->duplicates);
+      json_array_append_new(
+          list, json_pack("{s:s, s:f, s:f, s:f, s:I, s:I, s:I}", "receiver", p->identity, "at_s",
+                          at_s, "gap_ms", (double)m->gap_us / 1000.0, "gap_end_ms",
+                          (double)m->gap_end_us / 1000.0, "frames_lost",
+                          (json_int_t)m->frames_lost, "video_packets_lost",
+                          (json_int_t)m->video_lost, "leg_duplicates", (json_int_t)m->duplicates));
+    }
+  }
+  return list;
+}
+
 static void summary(void) {
   json_t *streams = json_array(), *parts = json_array();
   uint64_t recv = 0, lost = 0, bad = 0, sent = 0;
+  uint64_t moves = 0, moves_aborted = 0, move_gap_max = 0, move_frames_lost = 0;
+  measure_moves(now_us(), 1);
   sfu_hist_t *all = calloc(1, sizeof(*all));
   for (int i = 0; i < R.nparts; i++) {
     rp_part_t *p = &R.parts[i];
@@ -603,6 +738,13 @@ static void summary(void) {
       json_object_set_new(c, "resume_gap_ms", json_integer((json_int_t)ps->resume_gap_ms));
       json_object_set_new(c, "ice_restarts", json_integer((json_int_t)ps->ice_restarts));
       json_object_set_new(c, "ice_gap_ms", json_integer((json_int_t)ps->ice_gap_ms));
+      json_object_set_new(c, "migrations", json_integer((json_int_t)ps->migrations));
+      json_object_set_new(c, "migrations_aborted",
+                          json_integer((json_int_t)ps->migrations_aborted));
+      json_object_set_new(c, "migrate_ms", json_integer((json_int_t)ps->migrate_ms));
+      json_object_set_new(c, "migration_play_gap_ms",
+                          json_integer((json_int_t)ps->migration_gap_ms));
+      json_object_set_new(c, "rtp_standby", json_integer((json_int_t)ps->rtp_standby));
     }
     json_array_append_new(parts, c);
   }
@@ -621,6 +763,12 @@ static void summary(void) {
       send_s > 0 ? (double)recv / send_s : 0.0, "sent_per_s", send_s > 0 ? (double)sent / send_s : 0.0,
       "latency_us", all ? hist_json(all) : json_null(), "cpu_s", cpu, "ok",
       R.exit_code == EXIT_OK, "failure", R.fail[0] ? R.fail : NULL);
+  json_t *move_list = moves_json(&moves, &moves_aborted, &move_gap_max, &move_frames_lost);
+  json_object_set_new(sum, "migrations", json_integer((json_int_t)moves));
+  json_object_set_new(sum, "migrations_aborted", json_integer((json_int_t)moves_aborted));
+  json_object_set_new(sum, "migration_gap_ms_max", json_integer((json_int_t)move_gap_max));
+  json_object_set_new(sum, "migration_frames_lost", json_integer((json_int_t)move_frames_lost));
+  json_object_set_new(sum, "migration", move_list);
   json_object_set_new(sum, "streams", streams);
   json_object_set_new(sum, "clients", parts);
   if (R.rec) json_object_set_new(sum, "record_dropped", json_integer((json_int_t)R.rec_dropped));
@@ -701,6 +849,7 @@ static void on_tick(uv_timer_t *h) {
     finish();
     return;
   }
+  measure_moves(t, 0);
   progress(t);
 }
 
@@ -764,6 +913,7 @@ typedef struct rp_tmpl_s {    /* a participant of the scenario, per room */
   int pubspec[SFU_PEER_MAX_PUBS];
   int npubs;
   double join_s, leave_s;
+  double migrate_delay_s;   /* < 0: --migrate-delay */
   double mute[MAX_MUTES][2];
   int nmutes;
 } rp_tmpl_t;
@@ -781,6 +931,9 @@ static void parse_participants(json_t *arr, const char *dir, rp_tmpl_t **out, in
     if (t->count < 1 || t->count > 10000) die("participant %s: count must be 1..10000", t->name);
     t->join_s = json_number_value(json_object_get(jp, "join_s"));
     t->leave_s = json_object_get(jp, "leave_s") ? json_number_value(json_object_get(jp, "leave_s")) : -1;
+    t->migrate_delay_s = json_object_get(jp, "migrate_delay_s")
+                             ? json_number_value(json_object_get(jp, "migrate_delay_s")) : -1;
+    if (t->migrate_delay_s > 60) die("participant %s: migrate_delay_s must be 0..60", t->name);
     json_t *mutes = json_object_get(jp, "mute");
     json_t *mi;
     json_array_foreach(mutes, k, mi) {
@@ -844,6 +997,7 @@ static void build_run(rp_tmpl_t *tm, int ntm) {
         }
         p->join_s = tm[i].join_s;
         p->leave_s = tm[i].leave_s;
+        p->migrate_delay_s = tm[i].migrate_delay_s >= 0 ? tm[i].migrate_delay_s : R.migrate_delay_s;
         memcpy(p->mute, tm[i].mute, sizeof(p->mute));
         p->nmutes = tm[i].nmutes;
         for (int k = 0; k < tm[i].npubs; k++) {
@@ -918,6 +1072,7 @@ static rp_srcspec_t *cli_publisher(rp_tmpl_t *t, const char *prefix, int i) {
   snprintf(t->name, sizeof(t->name), "%s%d", prefix, i);
   t->count = 1;
   t->leave_s = -1;
+  t->migrate_delay_s = -1;
   t->pubspec[t->npubs++] = R.specs.n - 1;
   return sp;
 }
@@ -940,6 +1095,7 @@ static void usage(FILE *f) {
       "      --ice-tcp          ICE-TCP candidates too: the room over TCP where UDP fails\n"
       "      --ice-tcp-only     ICE over TCP only (RFC 6544; docs/replay.md)\n"
       "      --restart-ice-at S every client restarts ICE once, S seconds after sending starts\n"
+      "      --migrate-delay S  clients wait S seconds before following a room to another node\n"
       "  -f, --scenario FILE    scenario file (JSON; docs/replay.md)\n"
       "  -n, --participants N   participants per room: one per capture, the rest listen (3)\n"
       "      --rooms N          run the same room N times (1)\n"
@@ -966,7 +1122,7 @@ static void usage(FILE *f) {
 int main(int argc, char **argv) {
   enum { O_TOKEN = 256, O_WSURL, O_WAV, O_ROOMS, O_TONE, O_SSRC, O_PT, O_PORT, O_CODEC, O_TIMING,
          O_SPEED, O_LOOP, O_DECODE, O_RECORD, O_JSON, O_INTACT, O_MAXLOSS, O_PROGRESS, O_LIST,
-         O_ADDRESS, O_RELAY_ONLY, O_RESTART_ICE_AT };
+         O_ADDRESS, O_RELAY_ONLY, O_RESTART_ICE_AT, O_MIGRATE_DELAY };
   enum { O_ICE_TCP = 512, O_ICE_TCP_ONLY }; /* ICE over TCP */
   static const struct option opts[] = {
       {"server", 1, 0, 's'},      {"api-key", 1, 0, 'k'},        {"room", 1, 0, 'r'},
@@ -980,6 +1136,7 @@ int main(int argc, char **argv) {
       {"address", 1, 0, O_ADDRESS},
       {"ice-tcp", 0, 0, O_ICE_TCP}, {"ice-tcp-only", 0, 0, O_ICE_TCP_ONLY},
       {"relay-only", 0, 0, O_RELAY_ONLY}, {"restart-ice-at", 1, 0, O_RESTART_ICE_AT},
+      {"migrate-delay", 1, 0, O_MIGRATE_DELAY},
       {"help", 0, 0, 'h'},        {0, 0, 0, 0}};
   const char *scenario = NULL, *env;
   int participants = 3, list = 0, c;
@@ -1013,6 +1170,10 @@ int main(int argc, char **argv) {
     case O_RESTART_ICE_AT:
       R.restart_ice_at = atof(optarg);
       if (R.restart_ice_at < 0) die("--restart-ice-at wants seconds >= 0");
+      break;
+    case O_MIGRATE_DELAY:
+      R.migrate_delay_s = atof(optarg);
+      if (R.migrate_delay_s < 0 || R.migrate_delay_s > 60) die("--migrate-delay wants 0..60 s");
       break;
     case 'f': scenario = optarg; break;
     case 'n': participants = atoi(optarg); break;
@@ -1098,6 +1259,7 @@ int main(int argc, char **argv) {
       snprintf(tm[ntm].name, sizeof(tm[ntm].name), "listener");
       tm[ntm].count = listeners;
       tm[ntm].leave_s = -1;
+      tm[ntm].migrate_delay_s = -1;
       ntm++;
     }
   }

@@ -47,8 +47,12 @@ static void mark_seen(sfu_rxcheck_t *c, uint64_t ext) {
     uint64_t from = c->matched ? c->max_ext + 1 : ext;
     if (!c->matched || ext - from >= SFU_SENTLOG_SIZE) {
       memset(c->seen, 0, sizeof(c->seen));
+      memset(c->fresh, 0, sizeof(c->fresh));
     } else {
-      for (uint64_t x = from; x <= ext; x++) c->seen[(x & MASK) >> 3] &= (uint8_t)~(1u << (x & 7));
+      for (uint64_t x = from; x <= ext; x++) {
+        c->seen[(x & MASK) >> 3] &= (uint8_t)~(1u << (x & 7));
+        c->fresh[(x & MASK) >> 3] &= (uint8_t)~(1u << (x & 7));
+      }
     }
     c->max_ext = ext;
   } else {
@@ -60,8 +64,10 @@ void sfu_rxcheck_packet(sfu_rxcheck_t *c, const sfu_rtp_t *r, uint64_t now_us) {
   uint64_t hash = sfu_payload_hash(payload(r), r->payload_len);
   uint64_t rext = sfu_seq_unwrap(&c->unwrap, r->seq);
   const sfu_sent_t *e = NULL;
+  int switching = c->switching;
 
   c->received++;
+  c->switching = 0;
   if (c->synced) {
     int64_t sext = (int64_t)rext - c->offset;
     const sfu_sent_t *x = sext >= 0 ? &c->log->ring[(uint64_t)sext & MASK] : NULL;
@@ -73,7 +79,8 @@ void sfu_rxcheck_packet(sfu_rxcheck_t *c, const sfu_rtp_t *r, uint64_t now_us) {
       c->corrupt++;
       return;
     }
-    if (c->synced && (int64_t)rext - (int64_t)(e->ext - 1) != c->offset) c->resyncs++;
+    if (c->synced && !switching && (int64_t)rext - (int64_t)(e->ext - 1) != c->offset)
+      c->resyncs++;
     c->offset = (int64_t)rext - (int64_t)(e->ext - 1);
     if (!c->synced) c->first_n = e->n;
     c->synced = 1;
@@ -83,13 +90,20 @@ void sfu_rxcheck_packet(sfu_rxcheck_t *c, const sfu_rtp_t *r, uint64_t now_us) {
     c->too_old++;
     return;
   }
-  if (c->matched && sext <= c->max_ext && (c->seen[(sext & MASK) >> 3] >> (sext & 7)) & 1) {
-    c->duplicated++;
+  uint8_t bit = (uint8_t)(1u << (sext & 7));
+  if (c->matched && sext <= c->max_ext && (c->seen[(sext & MASK) >> 3] & bit)) {
+    if (c->fresh[(sext & MASK) >> 3] & bit) {
+      c->duplicated++;
+    } else { /* played before the switch: the new leg's copy of it */
+      c->fresh[(sext & MASK) >> 3] |= bit;
+      c->leg_duplicated++;
+    }
     return;
   }
   if (e->n > c->last_n) c->last_n = e->n;
   mark_seen(c, sext);
-  c->seen[(sext & MASK) >> 3] |= (uint8_t)(1u << (sext & 7));
+  c->seen[(sext & MASK) >> 3] |= bit;
+  c->fresh[(sext & MASK) >> 3] |= bit;
   c->matched++;
   sfu_hist_add(c->lat, now_us > e->send_us ? now_us - e->send_us : 0);
   /* RFC 3550 A.8 jitter, in the stream's clock */
@@ -110,6 +124,55 @@ uint64_t sfu_rxcheck_lost(const sfu_rxcheck_t *c) {
   if (!c->synced) return 0;
   uint64_t expected = (c->closed ? c->last_n + 1 : c->log->sent) - c->first_n;
   return expected > c->matched ? expected - c->matched : 0;
+}
+
+void sfu_rxcheck_switch(sfu_rxcheck_t *c) {
+  memset(c->fresh, 0, sizeof(c->fresh));
+  memset(&c->unwrap, 0, sizeof(c->unwrap)); /* the new node's sequence numbers */
+  c->have_transit = 0;                      /* ... and timestamps */
+  c->switching = c->synced;
+  c->switches++;
+}
+
+uint64_t sfu_rxcheck_missing(const sfu_rxcheck_t *c, uint64_t from_us, uint64_t to_us) {
+  uint64_t missing = 0;
+  if (!c->synced) return 0; /* nothing expected before the first match */
+  for (size_t i = 0; i < SFU_SENTLOG_SIZE; i++) {
+    const sfu_sent_t *e = &c->log->ring[i];
+    if (!e->ext || e->send_us < from_us || e->send_us > to_us) continue;
+    if (e->n < c->first_n || (c->closed && e->n > c->last_n)) continue;
+    uint64_t ext = e->ext - 1;
+    int arrived = c->matched && ext <= c->max_ext && ext + SFU_SENTLOG_SIZE > c->max_ext &&
+                  ((c->seen[(ext & MASK) >> 3] >> (ext & 7)) & 1);
+    missing += !arrived;
+  }
+  return missing;
+}
+
+void sfu_playlog_put(sfu_playlog_t *l, uint64_t now_us) {
+  l->at_us[l->n++ % SFU_PLAYLOG_SIZE] = now_us;
+}
+
+uint64_t sfu_playlog_gap(const sfu_playlog_t *l, uint64_t from_us, uint64_t to_us, int open_end,
+                         uint64_t *end_us) {
+  uint64_t gap = 0, end = 0, prev = 0, k = l->n > SFU_PLAYLOG_SIZE ? l->n - SFU_PLAYLOG_SIZE : 0;
+  int have = 0, inside = 0;
+  for (; k < l->n; k++) {
+    uint64_t t = l->at_us[k % SFU_PLAYLOG_SIZE];
+    if (t > to_us) break;
+    if (t > from_us) {
+      if (have && t - prev > gap) gap = t - prev, end = t;
+      inside = 1;
+    }
+    prev = t;
+    have = 1;
+  }
+  if (open_end && to_us > from_us) {
+    if (inside && to_us - prev > gap) gap = to_us - prev, end = to_us;
+    if (!inside) gap = to_us - from_us, end = to_us;
+  }
+  if (end_us) *end_us = end;
+  return gap;
 }
 
 void sfu_hist_add(sfu_hist_t *h, uint64_t us) {

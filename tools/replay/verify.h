@@ -20,6 +20,16 @@
  *     a receiver that left) minus those that arrived.
  *   - Added latency is arrival minus send time of the matched packet (one
  *     clock, one process); jitter is RFC 3550's, in the stream's clock.
+ *   - A receiver whose room moved to another node switches legs
+ *     (sfu_rxcheck_switch(), tools/client/peer.h): from then on it plays
+ *     what the new node forwards, under that node's sequence numbers, and
+ *     the same packets the old node had already delivered may come again.
+ *     Those are played once: counted as `leg_duplicated`, not duplicates,
+ *     by a second bitmap of what arrived since the switch. The new offset
+ *     is found by payload, as a resync is, but not counted as one.
+ *   - What a switch cost: the packets sent within a time window that never
+ *     arrived (sfu_rxcheck_missing()), and the longest pause between
+ *     packets played (sfu_playlog_t: the play times of one stream).
  *
  * Latency goes into a histogram of 10 µs buckets up to 10 ms and 1 ms
  * buckets up to 10 s, so percentiles cost no per-packet memory.
@@ -70,10 +80,15 @@ typedef struct sfu_rxcheck_s {
   int closed;               /* the receiver left: expect nothing after last_n */
   uint64_t max_ext;
   uint8_t seen[SFU_SENTLOG_SIZE / 8]; /* arrived, for ext in (max_ext - SIZE, max_ext] */
+  uint8_t fresh[SFU_SENTLOG_SIZE / 8]; /* ... and since the last leg switch */
   uint64_t received, matched, duplicated, reordered, corrupt;
   uint64_t too_old;         /* arrived more than SIZE packets late */
   uint64_t resyncs;         /* the sequence offset moved (e.g. after a
                                server mute): legitimate, counted */
+  uint64_t switches;        /* legs switched (the room moved) */
+  uint64_t leg_duplicated;  /* arrived before a switch and again after it,
+                               on the new leg: played once, not an error */
+  int switching;            /* the next offset found is the new leg's */
   double jitter;            /* RTP clock units */
   int64_t last_transit;
   int have_transit;
@@ -90,6 +105,32 @@ void sfu_rxcheck_close(sfu_rxcheck_t *c);
 /* Packets sent since the first match (until the close) that did not
  * arrive (>= 0). */
 uint64_t sfu_rxcheck_lost(const sfu_rxcheck_t *c);
+/* The receiver switched legs (its room moved to another node): packets
+ * that arrived before may arrive once more, with another sequence offset. */
+void sfu_rxcheck_switch(sfu_rxcheck_t *c);
+/* Packets sent at [from_us, to_us] that count (after the first match; up
+ * to the last one for a closed check) and have not arrived. Only packets
+ * still in the publisher's log (its last SFU_SENTLOG_SIZE) are looked at. */
+uint64_t sfu_rxcheck_missing(const sfu_rxcheck_t *c, uint64_t from_us, uint64_t to_us);
+
+#define SFU_PLAYLOG_SIZE 512 /* play times kept: 5 s of 10 ms packets */
+
+/* When one stream's packets were played (arrived new), the last
+ * SFU_PLAYLOG_SIZE of them, in order. Zeroed is empty. */
+typedef struct sfu_playlog_s {
+  uint64_t at_us[SFU_PLAYLOG_SIZE];
+  uint64_t n;               /* plays logged in all */
+} sfu_playlog_t;
+
+void sfu_playlog_put(sfu_playlog_t *l, uint64_t now_us);
+/* The longest interval in µs between consecutive plays that ends within
+ * (from_us, to_us] (the first may be before from_us); with `open_end`
+ * (the stream was still being sent at to_us) also from the last play to
+ * to_us, or the whole window when nothing was played. `*end_us` (if not
+ * NULL) is when it ended: the play after it, or to_us. Plays older than
+ * the log holds are not seen. */
+uint64_t sfu_playlog_gap(const sfu_playlog_t *l, uint64_t from_us, uint64_t to_us, int open_end,
+                         uint64_t *end_us);
 
 void sfu_hist_add(sfu_hist_t *h, uint64_t us);
 /* The q-quantile (0..1) in µs; 0 when empty. */
