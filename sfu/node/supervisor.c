@@ -129,11 +129,17 @@ int sfu_supervisor_room_path(const sfu_config_t *cfg, const char *id, const char
 }
 
 /* <data_dir>/rooms/<id>.json: what sfud knows of a live room, for the sfud
- * that takes it over if this one dies (recover.c). Written whole on every
- * change (a rename: never half written); no fsync: a dead sfud's page
- * cache survives it, a dead machine takes the rooms with it. */
-static void save_record(sfu_room_rec_t *r) {
+ * that takes it over if this one dies (recover.c). A change marks the
+ * record (save_record); the heartbeat tick writes what is marked
+ * (write_record), whole (a rename: never half written), so a burst of
+ * API calls costs one write per tick, and a crash loses at most a tick's
+ * changes. No fsync: a dead sfud's page cache survives it, a dead machine
+ * takes the rooms with it. */
+static void save_record(sfu_room_rec_t *r) { r->record_dirty = 1; }
+
+static void write_record(sfu_room_rec_t *r) {
   char path[600], tmp[608];
+  r->record_dirty = 0;
   if (!r->sup->cfg->room_orphan_grace_s || r->state == SFU_ROOM_CRASHED ||
       sfu_supervisor_room_path(r->sup->cfg, r->id, "json", path, sizeof(path)) != 0)
     return;
@@ -545,7 +551,7 @@ int sfu_supervisor_spawn(sfu_supervisor_t *s, sfu_room_req_t *req,
     if (!req->moved_in) /* a room moving in started on another node */
       emit(r, "room_started", json_pack("{s:s, s:i}", "name", r->name, "max_participants",
                                         r->max_participants));
-    save_record(r);
+    write_record(r); /* at once: the room may outlive this sfud from now on */
   }
   *out = r;
   return 0;
@@ -613,6 +619,7 @@ static void on_tick(uv_timer_t *t) {
 
   for (r = s->rooms; r; r = next) {
     next = r->next; /* unlist() may free r */
+    if (r->record_dirty) write_record(r);
     switch (r->state) {
     case SFU_ROOM_CRASHED:
       if (wall - r->ended_wall_ms >= (int64_t)s->cfg->crashed_retention_s * 1000)

@@ -154,6 +154,7 @@ struct sfu_room_rec_s {
                                         (recover.c): not our child; its end
                                         is its channel closing */
   int save_failed;                   /* its record file could not be written */
+  int record_dirty;                  /* changed since its file was written */
   int moving;                        /* SFU_MOVE_* (sfu/node/migrate.c) */
   int move_ready;                    /* moving in: the room said migration_ready */
   sfu_supervisor_t *sup;             /* owner */

@@ -110,6 +110,7 @@ class CrashTest(CallTest):
         await alice.join()
         wait_for(lambda: len(old.children()) == 1, what="room process")
         pid = old.children()[0]
+        time.sleep(0.5)  # the record file follows a change within a heartbeat (200 ms)
         old.crash()
         wait_for(lambda: not pid_alive(pid), timeout=10, what="the orphan room ending")
         new = Sfud(ARGS.sfud, ARGS.room, data_dir=old.data_dir)
