@@ -21,7 +21,11 @@ forward, plus 3 s) it prints, per scenario:
 * room memory per participant: private ((rooms' private - idle room x
   rooms) / participants) and RSS (rooms' RSS / participants, shared library
   pages counted once per room), from smaps_rollup at the end of the window;
-* what the rest of the machine used meanwhile (should be near 0).
+* what the rest of the machine used meanwhile (should be near 0);
+* the ratio to the floor measured first in the same run (sfu-floor,
+  bench/floor.c: one SRTP protect + its share of one sendmmsg per
+  forwarded copy, one recvmmsg share + one unprotect per received packet):
+  SFU CPU / (forwarded x per-copy floor + received x per-received floor).
 
 Prints figures; asserts nothing.
 
@@ -51,14 +55,27 @@ def rooms_of(sfud, prefix):
 
 
 def room_stats(sfud, rooms):
-    """{room_id: (cpu_us, rtp_out, uptime_ms)} from each room's last stats."""
+    """{room_id: (cpu_us, rtp_out, uptime_ms, rtp_in)} from each room's last stats."""
     out = {}
     for r in rooms:
         st, j = sfud.request("GET", "/v1/rooms/" + r["room_id"])
         s = j.get("stats") or {}
-        out[r["room_id"]] = (s.get("cpu_us", 0), s.get("packets", {}).get("rtp_out", 0),
-                             s.get("uptime_ms", 0))
+        pk = s.get("packets", {})
+        out[r["room_id"]] = (s.get("cpu_us", 0), pk.get("rtp_out", 0), s.get("uptime_ms", 0),
+                             pk.get("rtp_in", 0))
     return out
+
+
+def measure_floor(args):
+    """sfu-floor's figures on this machine, now (bench/floor.c)."""
+    out = subprocess.run([os.path.join(args.build, "sfu-floor"), "--json"], check=True,
+                         capture_output=True, text=True).stdout
+    f = json.loads(out)
+    print("floor: %.0f ns per forwarded copy (protect %.0f + send %.0f), %.0f ns per received"
+          " packet (recv %.0f + unprotect %.0f)" % (f["per_copy_ns"], f["protect_ns"],
+                                                     f["send_ns"], f["per_received_ns"],
+                                                     f["recv_ns"], f["unprotect_ns"]))
+    return f
 
 
 def fresh_stats(sfud, rooms):
@@ -79,7 +96,7 @@ def idle_room_private_kib(sfud):
     return kib
 
 
-def run(args, sfud, key, idle_kib):
+def run(args, sfud, key, idle_kib, floor):
     name = SCENARIOS[key]
     path = os.path.join(HERE, "scenarios", name + ".json")
     with open(path) as f:
@@ -117,6 +134,7 @@ def run(args, sfud, key, idle_kib):
 
     room_cpu = sum(b[k][0] - a[k][0] for k in b)
     fwd = sum(b[k][1] - a[k][1] for k in b)
+    rx = sum(b[k][3] - a[k][3] for k in b)
     secs = sum(b[k][2] - a[k][2] for k in b) / len(b) / 1000.0
     sfud_cpu = b_sfud - a_sfud
     rep_cpu = b_rep - a_rep
@@ -130,6 +148,11 @@ def run(args, sfud, key, idle_kib):
         print("  SFU CPU             %9.2f us per forwarded packet (rooms %.2f + sfud %.2f);"
               " %.1f %% of a core" % (sfu_cpu / fwd, room_cpu / fwd, sfud_cpu / fwd,
                                       100.0 * sfu_cpu / (secs * 1e6)))
+    if fwd:
+        floor_us = (fwd * floor["per_copy_ns"] + rx * floor["per_received_ns"]) / 1000.0
+        print("  floor               %9.2f us per forwarded packet (%d received per 100"
+              " forwarded): SFU CPU is %.2f x the floor" %
+              (floor_us / fwd, round(100.0 * rx / fwd), sfu_cpu / floor_us))
     print("  load generator CPU  %9.1f %% of a core (%.2f us per packet it received)" %
           (100.0 * rep_cpu / (secs * 1e6),
            rep_cpu / max(1, summary["received_per_s"] * secs)))
@@ -157,9 +180,11 @@ def main():
     sfud = Sfud(os.path.join(args.build, "sfud"), os.path.join(args.build, "sfu-room"),
                 "--max-participants", "300")
     try:
+        floor = measure_floor(args)
         idle = idle_room_private_kib(sfud)
         for key in args.only.split(","):
-            run(args, sfud, key.strip(), idle)
+            run(args, sfud, key.strip(), idle, floor)
+        measure_floor(args)  # again: how much the machine moved during the run
     finally:
         sfud.kill()
 

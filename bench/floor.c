@@ -1,0 +1,256 @@
+/*
+ * floor.c -- sfu-floor: the least a forwarded packet can cost on this
+ * machine, measured now, so that every benchmark states its figures as a
+ * ratio to it (absolute times move x4 between machines of the same kind).
+ *
+ * Per copy (what a room must do for each subscriber of a packet):
+ *   protect  one SRTP protect (AEAD_AES_128_GCM, the profile clients get)
+ *            of a typical Opus packet (12-byte header + 3-byte extension
+ *            element + 100 bytes), each subscriber its own session
+ *   send     its share of one sendmmsg of the packet's copies, one per
+ *            subscriber's address on 127.0.0.1 (a room turn with one
+ *            packet: `--fanout` copies per call)
+ * Per received packet:
+ *   recv     its share of one recvmmsg of a batch (`--batch`)
+ *   unprotect one SRTP unprotect of it
+ *
+ * floor per forwarded copy = protect + send; per received packet = recv +
+ * unprotect; a scenario's floor per forwarded packet = protect + send +
+ * (recv + unprotect) x received / forwarded.
+ *
+ * Thread CPU time (CLOCK_THREAD_CPUTIME_ID) around each part only; the
+ * receiving sockets are drained between timed chunks. On loopback the
+ * receiver's network stack runs inside the sender's syscall, as it does
+ * for a room whose peers are on the same machine (the benchmarks'
+ * setting). Each figure is the median of `--runs` runs.
+ *
+ * Usage: sfu-floor [--packets N] [--runs R] [--fanout F] [--batch B] [--json]
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sfu/base/sfu.h"
+#include "sfu/media/srtp.h"
+
+#define MAX_FANOUT 64
+#define PKT 115 /* RTP header 12 + one-byte extension block 8 + Opus 95 */
+#define CHUNK 64
+
+static int fanout = 9, batch = 32, packets = 20000, runs = 5;
+
+static uint64_t cpu_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int udp_socket(struct sockaddr_in *out) {
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0), big = 8 << 20;
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof(big));
+  setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
+  memset(out, 0, sizeof(*out));
+  out->sin_family = AF_INET;
+  out->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t l = sizeof(*out);
+  if (fd < 0 || bind(fd, (struct sockaddr *)out, l) != 0 ||
+      getsockname(fd, (struct sockaddr *)out, &l) != 0) {
+    perror("sfu-floor: socket");
+    exit(1);
+  }
+  return fd;
+}
+
+/* Up to `max` datagrams from fd into bufs; how many. */
+static int recv_batch(int fd, uint8_t (*bufs)[PKT + SFU_SRTP_TRAILER], size_t *lens, int max) {
+  struct mmsghdr m[CHUNK];
+  struct iovec v[CHUNK];
+  for (int i = 0; i < max; i++) {
+    v[i].iov_base = bufs[i];
+    v[i].iov_len = PKT + SFU_SRTP_TRAILER;
+    memset(&m[i].msg_hdr, 0, sizeof(m[i].msg_hdr));
+    m[i].msg_hdr.msg_iov = &v[i];
+    m[i].msg_hdr.msg_iovlen = 1;
+  }
+  int n = recvmmsg(fd, m, (unsigned)max, MSG_DONTWAIT, NULL);
+  for (int i = 0; i < n; i++) lens[i] = m[i].msg_len;
+  return n < 0 ? 0 : n;
+}
+
+static void drain(int fd) {
+  static uint8_t b[CHUNK][PKT + SFU_SRTP_TRAILER];
+  size_t lens[CHUNK];
+  while (recv_batch(fd, b, lens, CHUNK) > 0) {
+  }
+}
+
+/* A typical Opus packet: seq, ts, ssrc, the audio-level extension. */
+static void make_rtp(uint8_t *p, uint16_t seq, uint32_t ssrc) {
+  memset(p, 0, PKT);
+  p[0] = 0x90; /* V=2, X=1 */
+  p[1] = 111;
+  p[2] = (uint8_t)(seq >> 8), p[3] = (uint8_t)seq;
+  uint32_t ts = (uint32_t)seq * 960;
+  p[4] = (uint8_t)(ts >> 24), p[5] = (uint8_t)(ts >> 16), p[6] = (uint8_t)(ts >> 8), p[7] = (uint8_t)ts;
+  p[8] = (uint8_t)(ssrc >> 24), p[9] = (uint8_t)(ssrc >> 16), p[10] = (uint8_t)(ssrc >> 8);
+  p[11] = (uint8_t)ssrc;
+  p[12] = 0xbe, p[13] = 0xde, p[14] = 0, p[15] = 1; /* RFC 8285 one-byte, 1 word */
+  p[16] = 0x10, p[17] = 0x8a;                       /* id 1, level */
+  for (int i = 20; i < PKT; i++) p[i] = (uint8_t)(i * 7 + seq);
+}
+
+static void session(sfu_srtp_t *s, int swap) {
+  sfu_srtp_keys_t k;
+  memset(&k, 0, sizeof(k));
+  k.profile = SFU_SRTP_AEAD_AES_128_GCM;
+  k.key_len = 16;
+  k.salt_len = 12;
+  for (int i = 0; i < 16; i++) k.local_key[i] = (uint8_t)(swap ? 0x40 + i : 0x10 + i);
+  for (int i = 0; i < 16; i++) k.remote_key[i] = (uint8_t)(swap ? 0x10 + i : 0x40 + i);
+  for (int i = 0; i < 12; i++) k.local_salt[i] = (uint8_t)(swap ? 0x70 + i : 0x20 + i);
+  for (int i = 0; i < 12; i++) k.remote_salt[i] = (uint8_t)(swap ? 0x20 + i : 0x70 + i);
+  if (sfu_srtp_create(s, &k) != 0) {
+    fprintf(stderr, "sfu-floor: cannot create an SRTP session\n");
+    exit(1);
+  }
+}
+
+static int cmp(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n) {
+  qsort(v, (size_t)n, sizeof(*v), cmp);
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+int main(int argc, char **argv) {
+  int json = 0;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (strcmp(a, "--json") == 0) {
+      json = 1;
+    } else if (v && strcmp(a, "--packets") == 0) {
+      packets = atoi(v), i++;
+    } else if (v && strcmp(a, "--runs") == 0) {
+      runs = atoi(v), i++;
+    } else if (v && strcmp(a, "--fanout") == 0) {
+      fanout = atoi(v), i++;
+    } else if (v && strcmp(a, "--batch") == 0) {
+      batch = atoi(v), i++;
+    } else {
+      fprintf(stderr, "usage: sfu-floor [--packets N] [--runs R] [--fanout F] [--batch B] "
+                      "[--json]\n");
+      return 2;
+    }
+  }
+  if (packets < CHUNK || runs < 1 || runs > 99 || fanout < 1 || fanout > MAX_FANOUT ||
+      batch < 1 || batch > CHUNK) {
+    fprintf(stderr, "sfu-floor: --packets >= %d, --runs 1..99, --fanout 1..%d, --batch 1..%d\n",
+            CHUNK, MAX_FANOUT, CHUNK);
+    return 2;
+  }
+  if (sfu_srtp_library_init() != 0) return 1;
+
+  struct sockaddr_in tx_addr, rx_addr[MAX_FANOUT];
+  int tx = udp_socket(&tx_addr), rx[MAX_FANOUT];
+  for (int s = 0; s < fanout; s++) rx[s] = udp_socket(&rx_addr[s]);
+  static sfu_srtp_t out[MAX_FANOUT], pub_out, pub_in;
+  for (int s = 0; s < fanout; s++) session(&out[s], 0);
+  session(&pub_out, 1); /* the publisher's side ... */
+  session(&pub_in, 0);  /* ... and ours */
+
+  static uint8_t copies[MAX_FANOUT][PKT + SFU_SRTP_TRAILER];
+  static uint8_t rxb[CHUNK][PKT + SFU_SRTP_TRAILER];
+  size_t lens[MAX_FANOUT], rxlens[CHUNK];
+  struct mmsghdr m[MAX_FANOUT];
+  struct iovec iov[MAX_FANOUT];
+  double protect[99], send[99], recv[99], unprotect[99];
+  uint16_t seq = 0;
+
+  for (int r = 0; r < runs; r++) {
+    uint64_t t_protect = 0, t_send = 0, t_recv = 0, t_unprotect = 0, copies_n = 0, rx_n = 0;
+    for (int p = 0; p < packets; p++, seq++) {
+      /* protect: each subscriber's copy in its own session */
+      uint64_t t0 = cpu_ns();
+      for (int s = 0; s < fanout; s++) {
+        make_rtp(copies[s], seq, 0x5f000000u + (uint32_t)s);
+        lens[s] = PKT;
+        if (sfu_srtp_protect(&out[s], copies[s], &lens[s], sizeof(copies[s])) != 0) abort();
+      }
+      uint64_t t1 = cpu_ns();
+      for (int s = 0; s < fanout; s++) {
+        iov[s].iov_base = copies[s];
+        iov[s].iov_len = lens[s];
+        memset(&m[s].msg_hdr, 0, sizeof(m[s].msg_hdr));
+        m[s].msg_hdr.msg_name = &rx_addr[s];
+        m[s].msg_hdr.msg_namelen = sizeof(rx_addr[s]);
+        m[s].msg_hdr.msg_iov = &iov[s];
+        m[s].msg_hdr.msg_iovlen = 1;
+      }
+      uint64_t t2 = cpu_ns();
+      if (sendmmsg(tx, m, (unsigned)fanout, MSG_DONTWAIT) != fanout) abort();
+      uint64_t t3 = cpu_ns();
+      t_protect += t1 - t0;
+      t_send += t3 - t2;
+      copies_n += (uint64_t)fanout;
+      if (p % CHUNK == CHUNK - 1)
+        for (int s = 0; s < fanout; s++) drain(rx[s]);
+    }
+    for (int s = 0; s < fanout; s++) drain(rx[s]);
+    /* the receive side: the publisher's packets, protected beforehand */
+    for (int done = 0; done < packets; done += batch) {
+      int n = packets - done < batch ? packets - done : batch;
+      for (int i = 0; i < n; i++, seq++) {
+        make_rtp(copies[0], seq, 0x6a000001u);
+        lens[0] = PKT;
+        if (sfu_srtp_protect(&pub_out, copies[0], &lens[0], sizeof(copies[0])) != 0) abort();
+        if (sendto(tx, copies[0], lens[0], MSG_DONTWAIT, (struct sockaddr *)&rx_addr[0],
+                   sizeof(rx_addr[0])) != (ssize_t)lens[0])
+          abort();
+      }
+      uint64_t t0 = cpu_ns();
+      int got = recv_batch(rx[0], rxb, rxlens, n);
+      uint64_t t1 = cpu_ns();
+      for (int i = 0; i < got; i++)
+        if (sfu_srtp_unprotect(&pub_in, rxb[i], &rxlens[i], 0) != 0) abort();
+      uint64_t t2 = cpu_ns();
+      t_recv += t1 - t0;
+      t_unprotect += t2 - t1;
+      rx_n += (uint64_t)got;
+    }
+    protect[r] = (double)t_protect / (double)copies_n;
+    send[r] = (double)t_send / (double)copies_n;
+    recv[r] = (double)t_recv / (double)(rx_n ? rx_n : 1);
+    unprotect[r] = (double)t_unprotect / (double)(rx_n ? rx_n : 1);
+  }
+  double pr = median(protect, runs), se = median(send, runs), re = median(recv, runs),
+         un = median(unprotect, runs);
+  if (json) {
+    printf("{\"protect_ns\": %.1f, \"send_ns\": %.1f, \"recv_ns\": %.1f, \"unprotect_ns\": "
+           "%.1f, \"per_copy_ns\": %.1f, \"per_received_ns\": %.1f, \"fanout\": %d, "
+           "\"batch\": %d, \"packet_bytes\": %d, \"runs\": %d}\n",
+           pr, se, re, un, pr + se, re + un, fanout, batch, PKT, runs);
+  } else {
+    printf("floor on this machine (median of %d runs, %d-byte Opus packets, AES-128-GCM):\n",
+           runs, PKT);
+    printf("  per forwarded copy:  protect %6.0f ns + send %6.0f ns (sendmmsg of %d) = %6.0f ns\n",
+           pr, se, fanout, pr + se);
+    printf("  per received packet: recv %6.0f ns (recvmmsg of %d) + unprotect %6.0f ns = %6.0f ns\n",
+           re, batch, un, re + un);
+  }
+  for (int s = 0; s < fanout; s++) {
+    sfu_srtp_destroy(&out[s]);
+    close(rx[s]);
+  }
+  sfu_srtp_destroy(&pub_out);
+  sfu_srtp_destroy(&pub_in);
+  close(tx);
+  return 0;
+}
