@@ -255,7 +255,8 @@ void sfu_supervisor_destroy(sfu_supervisor_t *s);
 
 /*
  * Upgrade (docs/internals/upgrade.md). _ready_to_export() is 1 when every
- * room's IPC write queue is empty. _export() describes every record and
+ * room's IPC write queue is empty and no room is moving to or from another
+ * node. _export() describes every record and
  * the zygote, with their descriptors' close-on-exec cleared (nothing
  * changes otherwise: if the exec fails, sfud goes on); _export_failed()
  * sets close-on-exec again. _adopt() takes such a description over in the

@@ -4,7 +4,8 @@
  *
  * SIGUSR2 starts a 10 ms poll (at most 2 s) for the moment nothing is in
  * flight that the new process could not pick up: every room's IPC write
- * queue empty, no journal sync running, no record waiting in memory. Then,
+ * queue empty, no room moving between nodes, no journal sync running, no
+ * record waiting in memory. Then,
  * in one loop callback: the journal is synced on this thread, the state is
  * written (fsync'd, renamed into place), the descriptors it names lose
  * close-on-exec, and sfud exec's the binary at its path with its own
@@ -130,7 +131,8 @@ static void on_poll(uv_timer_t *t) {
   } else if (sfu_now_ms() >= up.deadline_ms) {
     uv_timer_stop(t);
     give_up(sfu_events_busy(up.p.events) ? "the journal stayed busy for 2 s"
-                                          : "a room's IPC queue stayed non-empty for 2 s");
+                                          : "a room's IPC queue stayed non-empty, or a "
+                                            "room kept moving to or from another node, for 2 s");
   }
 }
 
