@@ -5,11 +5,10 @@
  * SIGUSR2 starts a 10 ms poll (at most 2 s) for the moment nothing is in
  * flight that the new process could not pick up: every room's IPC write
  * queue empty, no room moving between nodes, no journal sync running, no
- * record waiting in memory. Then,
- * in one loop callback: the journal is synced on this thread, the state is
- * written (fsync'd, renamed into place), the descriptors it names lose
- * close-on-exec, and sfud exec's the binary at its path with its own
- * arguments plus --adopt-state. What remains open closes with the exec
+ * record waiting in memory. Then, in one loop callback: the journal is
+ * synced on this thread, the state is written (fsync'd, renamed into
+ * place), the descriptors it names lose close-on-exec, and sfud exec's the
+ * binary at its path with its own arguments plus --adopt-state. What remains open closes with the exec
  * (client sockets: their clients resume). If anything fails before the
  * exec, or the exec itself, the descriptors get close-on-exec back and sfud
  * goes on as before.
