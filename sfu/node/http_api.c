@@ -781,7 +781,10 @@ static int route_migrations(sfu_http_t *h, h2o_req_t *req, char seg[][72], int n
     return method_not_allowed(h, req, "GET, DELETE");
   } else if (n == 5 && strcmp(seg[4], "commit") == 0) {
     if (!method_is(req, "POST")) return method_not_allowed(h, req, "POST");
-    out = sfu_migrator_commit(h->migrator, seg[3], body, len, &status);
+    pending_t *p = pending_new(h, req); /* answered once etcd names this node */
+    if (!p) return send_body(h, req, 500, "application/json", H2O_STRLIT(OOM_BODY));
+    sfu_migrator_commit(h->migrator, seg[3], body, len, on_moved, p);
+    return 0;
   } else {
     return fail(h, req, 404, "not_found", "no such route");
   }

@@ -523,40 +523,58 @@ json_t *sfu_migrator_status(sfu_migrator_t *m, const char *room_id, int *status)
                    r->participants);
 }
 
+typedef struct {
+  sfu_migrate_cb cb;
+  void *arg;
+  char room_id[SFU_ROOM_ID_LEN + 1];
+  json_int_t cut;
+} taking_t;
+
+/* The room's keys are this node's now (or etcd could not say so: the room
+ * is committed here either way, and its keys follow at the next re-claim). */
 static void on_taken(void *arg, int rv) {
-  char *id = arg;
+  taking_t *t = arg;
   if (rv != 0)
-    sfu_log(SFU_LOG_WARN, "migrate", "room %s: its keys could not be taken in etcd", id);
-  free(id);
+    sfu_log(SFU_LOG_WARN, "migrate", "room %s: its keys could not be taken in etcd", t->room_id);
+  t->cb(t->arg, 200, json_pack("{s:s, s:I, s:b}", "room_id", t->room_id, "cut_wall_ms", t->cut,
+                               "keys_taken", rv == 0));
+  free(t);
 }
 
-json_t *sfu_migrator_commit(sfu_migrator_t *m, const char *room_id, const char *body, size_t len,
-                            int *status) {
+void sfu_migrator_commit(sfu_migrator_t *m, const char *room_id, const char *body, size_t len,
+                         sfu_migrate_cb cb, void *arg) {
+  int status;
   json_t *out = NULL, *j;
-  sfu_room_rec_t *r = moving_in(m, room_id, status, &out);
-  if (!r) return out;
+  sfu_room_rec_t *r = moving_in(m, room_id, &status, &out);
+  taking_t *t = NULL;
+  if (!r) {
+    cb(arg, status, out);
+    return;
+  }
   j = json_loadb(body, len, 0, NULL);
   json_t *cut = json_object_get(j, "cut_wall_ms");
-  if (!json_is_integer(cut)) {
+  if (!json_is_integer(cut) || !(t = calloc(1, sizeof(*t)))) {
     json_decref(j);
-    *status = 400;
-    return error_body("invalid_body", "'cut_wall_ms' is required");
+    cb(arg, t ? 400 : 500, t ? error_body("invalid_body", "'cut_wall_ms' is required")
+                             : error_body("internal", "out of memory"));
+    return;
   }
   json_t *msg = json_pack("{s:s, s:O}", "type", "migrate_commit", "cut_wall_ms", cut);
   int rv = sfu_supervisor_send(r, msg);
   json_decref(msg);
+  t->cut = json_integer_value(cut);
+  json_decref(j);
   if (rv != 0) {
-    json_decref(j);
-    *status = 409;
-    return error_body("room_not_running", "room %s cannot be asked", room_id);
+    free(t);
+    cb(arg, 409, error_body("room_not_running", "room %s cannot be asked", room_id));
+    return;
   }
   r->moving = SFU_MOVE_NONE;
-  sfu_fleet_take(m->fleet, r->id, r->name, on_taken, strdup(r->id));
   sfu_log(SFU_LOG_INFO, "migrate", "room %s: moved in (%d participants)", r->id, r->participants);
-  *status = 200;
-  out = json_pack("{s:s, s:O}", "room_id", r->id, "cut_wall_ms", cut);
-  json_decref(j);
-  return out;
+  t->cb = cb;
+  t->arg = arg;
+  snprintf(t->room_id, sizeof(t->room_id), "%s", r->id);
+  sfu_fleet_take(m->fleet, r->id, r->name, on_taken, t); /* answered when etcd says so */
 }
 
 json_t *sfu_migrator_drop(sfu_migrator_t *m, const char *room_id, int *status) {

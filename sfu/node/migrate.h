@@ -76,16 +76,18 @@ void sfu_migrator_on_room_gone(sfu_migrator_t *m, sfu_room_rec_t *r);
 
 /*
  * The new node: the internal routes. Each sets *status and returns the
- * answer's body (new reference).
+ * answer's body (new reference); commit answers through its callback, once
+ * the room's keys in etcd are this node's.
  *   accept   POST   /v1/node/migrations          201
  *   status   GET    /v1/node/migrations/{id}     200 {"room_id", "ready", "participants"}
- *   commit   POST   /v1/node/migrations/{id}/commit {"cut_wall_ms"}  200
+ *   commit   POST   /v1/node/migrations/{id}/commit {"cut_wall_ms"}
+ *                                                200 {"room_id", "cut_wall_ms", "keys_taken"}
  *   drop     DELETE /v1/node/migrations/{id}     202
  */
 json_t *sfu_migrator_accept(sfu_migrator_t *m, const char *body, size_t len, int *status);
 json_t *sfu_migrator_status(sfu_migrator_t *m, const char *room_id, int *status);
-json_t *sfu_migrator_commit(sfu_migrator_t *m, const char *room_id, const char *body,
-                            size_t len, int *status);
+void sfu_migrator_commit(sfu_migrator_t *m, const char *room_id, const char *body, size_t len,
+                         sfu_migrate_cb cb, void *arg);
 json_t *sfu_migrator_drop(sfu_migrator_t *m, const char *room_id, int *status);
 
 #endif

@@ -22,7 +22,9 @@
  * The commit names one wall-clock instant, the cut: the old room closes
  * every participant's usage period at the cut (sfu_room_migrate_out, not
  * final: the stay goes on) and falls silent; the new room opens them at
- * the cut (sfu_room_migrate_commit). Usage tiles time across both nodes.
+ * the cut (sfu_room_migrate_commit). Each room places the cut on its own
+ * monotonic clock by how long ago it was on the wall clock, so a message's
+ * delay counts on neither side twice: usage tiles time across both nodes.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,14 +67,20 @@ json_t *sfu_room_export(const sfu_room_t *room) {
                    "server_muted", muted);
 }
 
+/* The cut in this room's monotonic time: the wall clock of the input being
+ * handled tells how long ago it was (sfud chose it just before asking). */
+static uint64_t cut_mono_ms(const sfu_room_t *room, int64_t cut_wall_ms) {
+  int64_t wall = room->wall_us / 1000, ago = wall > cut_wall_ms ? wall - cut_wall_ms : 0;
+  uint64_t now = now_ms(room);
+  return (uint64_t)ago < now ? now - (uint64_t)ago : now;
+}
+
 void sfu_room_migrate_out(sfu_room_t *room, int64_t cut_wall_ms) {
   if (room->moved) return;
-  /* The cut in this room's monotonic time: the wall clock tells how long
-   * ago it was (sfud chose it just before asking). */
-  int64_t wall = room->wall_us / 1000, ago = wall > cut_wall_ms ? wall - cut_wall_ms : 0;
-  uint64_t now = now_ms(room), cut = (uint64_t)ago < now ? now - (uint64_t)ago : now;
+  uint64_t cut = cut_mono_ms(room, cut_wall_ms);
   json_t *recs = json_array();
-  sfu_room_usage_refresh(room);
+  /* (no refresh first: the meters would run past the cut; their states are
+   * current, set at every change) */
   for (sfu_participant_t *p = room->participants; p; p = p->next) {
     for (int k = 0; k < SFU_USAGE_KINDS; k++) sfu_usage_set(&p->usage, k, 0, cut);
     json_array_append_new(recs, sfu_room_usage_record(p, cut, cut_wall_ms, 0));
@@ -226,11 +234,12 @@ void sfu_room_migration_check(sfu_room_t *room) {
 }
 
 void sfu_room_migrate_commit(sfu_room_t *room, int64_t cut_wall_ms) {
+  uint64_t cut = cut_mono_ms(room, cut_wall_ms); /* from the cut, not from now */
   for (sfu_participant_t *p = room->participants; p; p = p->next) {
     if (!p->migrating) continue;
     p->migrating = 0;
-    sfu_usage_init(&p->usage, now_ms(room), cut_wall_ms);
-    sfu_usage_set(&p->usage, SFU_USAGE_CONNECTED, 1, now_ms(room));
+    sfu_usage_init(&p->usage, cut, cut_wall_ms);
+    sfu_usage_set(&p->usage, SFU_USAGE_CONNECTED, 1, cut);
   }
   room->migration_wait = 0;
   sfu_room_usage_refresh(room);

@@ -186,7 +186,7 @@ class IceTcpTest(PageCallTest):
             *self.ns.exec_prefix(), os.path.abspath(ARGS.replay),
             "--token", self.token("replay"), "--ws-url", self.ws_url,
             "--room", self.room["room_id"], "--address", self.ns.inner, "--ice-tcp",
-            "--tone", str(REPLAY_FREQ), "--duration", "6", "--json", out,
+            "--tone", str(REPLAY_FREQ), "--duration", "12", "--json", out,
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
         try:
             await self.until(lambda: py.tone_power("replay", REPLAY_FREQ, 1.0) > HEARD or

@@ -133,7 +133,7 @@ class MigrateReplayTest(EtcdFleet, unittest.TestCase):
 
     def assert_usage_tiles(self, first):
         """Each participant's usage records, from both nodes' journals, tile
-        its stay: periods end to end (a move's cut within 100 ms), exactly
+        its stay: periods end to end (a move's cut within 20 ms), exactly
         one final, the connected time their whole span: every
         participant-second counted once across the nodes."""
         recs = {}
@@ -156,11 +156,11 @@ class MigrateReplayTest(EtcdFleet, unittest.TestCase):
             self.assertEqual([r["final"] for r in rs].count(True), 1, rs)
             self.assertTrue(rs[-1]["final"], rs)
             seams = [y["period_start_ms"] - x["period_end_ms"] for x, y in zip(rs, rs[1:])]
-            for d in seams:
-                self.assertLess(abs(d), 100, rs)
+            for d in seams:  # both rooms place the one cut on their own clocks
+                self.assertLess(abs(d), 20, rs)
             total = sum(r["ms"]["connected"] for r in rs)
             span = rs[-1]["period_end_ms"] - rs[0]["period_start_ms"]
-            self.assertLess(abs(total - span), 200, rs)
+            self.assertLess(abs(total - span), 50, rs)
             print("  usage of %s: %d periods over both nodes, %d ms connected of a %d ms stay, "
                   "seams %s ms" % (ident, len(rs), total, span, seams))
 
