@@ -178,7 +178,8 @@ def main():
     ap.add_argument("--seconds", type=float, default=15)
     args = ap.parse_args()
     sfud = Sfud(os.path.join(args.build, "sfud"), os.path.join(args.build, "sfu-room"),
-                "--max-participants", "300")
+                "--max-participants", "300",
+                "--max-connections-per-ip", "2000")  # every client is on 127.0.0.1
     try:
         floor = measure_floor(args)
         idle = idle_room_private_kib(sfud)
