@@ -412,7 +412,9 @@ static void on_ipc_error(sfu_ipc_t *ipc, int err) {
     room_exited(r, 0, 0);
     return;
   }
-  if (err == 0 || r->exited) return; /* EOF: the exit callback follows */
+  /* EOF, or a reset when the room died with sfud's bytes unread: its exit
+   * callback follows and names the cause. */
+  if (err == 0 || err == UV_ECONNRESET || r->exited) return;
   r->sup->metrics->ipc_bad_messages++;
   room_log(SFU_LOG_ERROR, r, "IPC channel failed: %s", sfu_strerror(err));
   if (r->state != SFU_ROOM_CLOSING) kill_room(r, "ipc_error");
