@@ -54,7 +54,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 # --- libsrtp2 with OpenSSL ---------------------------------------------------
-stamp=$prefix/.libsrtp-openssl-2.5.0
+# With the project's stream list (scripts/srtp_stream_list.c) in place of
+# libsrtp's own: the stamp names both, so a prefix built without it is
+# rebuilt.
+stamp=$prefix/.libsrtp-openssl-2.5.0-streamlist1
 if [ -f "$stamp" ] && [ -f "$prefix/lib/libsrtp2.a" ]; then
   exit 0
 fi
@@ -79,8 +82,10 @@ trap 'rm -rf "$work"' EXIT
 src=$(find "$work" -maxdepth 1 -type d -name 'libsrtp2-*' | head -1)
 [ -n "$src" ] || { echo "deps: apt-get source libsrtp2 failed" >&2; exit 1; }
 echo "deps: building $(basename "$src") with --enable-openssl into $prefix"
+cp "$here/scripts/srtp_stream_list.c" "$src/srtp/stream_list.c"
 (cd "$src" && ./configure -q --prefix="$prefix" --enable-openssl \
-   CFLAGS="-O2 -fPIC" >/dev/null && make -s -j"$(nproc)" >/dev/null \
+   CFLAGS="-O2 -fPIC -DSRTP_NO_STREAM_LIST" >/dev/null \
+   && make -s -j"$(nproc)" libsrtp2.a srtpobj="srtp/srtp.o srtp/stream_list.o" >/dev/null \
    && make -s install >/dev/null)
 touch "$stamp"
 echo "deps: libsrtp2 (OpenSSL) ready in $prefix"
