@@ -14,9 +14,18 @@
  *   recv     its share of one recvmmsg of a batch (`--batch`)
  *   unprotect one SRTP unprotect of it
  *
+ * A packet that arrives alone (what a room process pays for each packet
+ * when its packets come one at a time, as they do in small calls):
+ *   wake     a process blocked in epoll_wait on a UDP socket, woken by one
+ *            datagram, reading it with recvmmsg: the woken process's CPU
+ *            from the wait's return to the next wait (a child process; the
+ *            parent sends one datagram every `--wake-gap-us`)
+ *
  * floor per forwarded copy = protect + send; per received packet = recv +
  * unprotect; a scenario's floor per forwarded packet = protect + send +
- * (recv + unprotect) x received / forwarded.
+ * (recv + unprotect) x received / forwarded. A process per room cannot
+ * batch what arrives one packet at a time: `wake` replaces `recv` for such
+ * packets (benchmarks print the ratio both ways).
  *
  * Thread CPU time (CLOCK_THREAD_CPUTIME_ID) around each part only; the
  * receiving sockets are drained between timed chunks. On loopback the
@@ -24,14 +33,17 @@
  * for a room whose peers are on the same machine (the benchmarks'
  * setting). Each figure is the median of `--runs` runs.
  *
- * Usage: sfu-floor [--packets N] [--runs R] [--fanout F] [--batch B] [--json]
+ * Usage: sfu-floor [--packets N] [--runs R] [--fanout F] [--batch B]
+ *                  [--wakes W] [--wake-gap-us G] [--json]
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -42,7 +54,7 @@
 #define PKT 115 /* RTP header 12 + one-byte extension block 8 + Opus 95 */
 #define CHUNK 64
 
-static int fanout = 9, batch = 32, packets = 20000, runs = 5;
+static int fanout = 9, batch = 32, packets = 20000, runs = 5, wakes = 1000, wake_gap_us = 400;
 
 static uint64_t cpu_ns(void) {
   struct timespec ts;
@@ -120,6 +132,55 @@ static void session(sfu_srtp_t *s, int swap) {
   }
 }
 
+/* CPU ns per wake-up of a process that sleeps in epoll_wait until one
+ * datagram arrives, then reads it (recvmmsg, as the room does). The child
+ * waits and measures itself; the parent paces the datagrams. */
+static double wake_ns(void) {
+  struct sockaddr_in addr, tx_addr;
+  int rx = udp_socket(&addr), tx = udp_socket(&tx_addr), pfd[2];
+  if (pipe(pfd) != 0) {
+    perror("sfu-floor: pipe");
+    exit(1);
+  }
+  pid_t pid = fork();
+  if (pid == 0) {
+    uint8_t b[1][PKT + SFU_SRTP_TRAILER];
+    size_t lens[1];
+    struct epoll_event ev = {.events = EPOLLIN}, got;
+    int ep = epoll_create1(0);
+    epoll_ctl(ep, EPOLL_CTL_ADD, rx, &ev);
+    (void)!write(pfd[1], "r", 1); /* waiting from now on */
+    /* Thread CPU time does not run while the child sleeps: from the first
+     * wake-up to the last read, it is wakes - 1 wake-ups and their reads. */
+    while (epoll_wait(ep, &got, 1, -1) != 1) {
+    }
+    uint64_t t0 = cpu_ns();
+    for (int n = recv_batch(rx, b, lens, 1); n < wakes;) {
+      if (epoll_wait(ep, &got, 1, -1) == 1) n += recv_batch(rx, b, lens, 1);
+    }
+    double per = (double)(cpu_ns() - t0) / (double)(wakes - 1);
+    (void)!write(pfd[1], &per, sizeof(per));
+    _exit(0);
+  }
+  char c;
+  double per = 0;
+  if (pid < 0 || read(pfd[0], &c, 1) != 1) {
+    perror("sfu-floor: wake child");
+    exit(1);
+  }
+  uint8_t p[PKT];
+  make_rtp(p, 1, 0x6a000002u);
+  struct timespec gap = {0, (long)wake_gap_us * 1000};
+  for (int i = 0; i < wakes; i++) {
+    nanosleep(&gap, NULL); /* the child is asleep again by then */
+    sendto(tx, p, sizeof(p), 0, (struct sockaddr *)&addr, sizeof(addr));
+  }
+  if (read(pfd[0], &per, sizeof(per)) != (ssize_t)sizeof(per)) per = 0;
+  waitpid(pid, NULL, 0);
+  close(pfd[0]), close(pfd[1]), close(rx), close(tx);
+  return per;
+}
+
 static int cmp(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return x < y ? -1 : x > y;
@@ -144,16 +205,20 @@ int main(int argc, char **argv) {
       fanout = atoi(v), i++;
     } else if (v && strcmp(a, "--batch") == 0) {
       batch = atoi(v), i++;
+    } else if (v && strcmp(a, "--wakes") == 0) {
+      wakes = atoi(v), i++;
+    } else if (v && strcmp(a, "--wake-gap-us") == 0) {
+      wake_gap_us = atoi(v), i++;
     } else {
       fprintf(stderr, "usage: sfu-floor [--packets N] [--runs R] [--fanout F] [--batch B] "
-                      "[--json]\n");
+                      "[--wakes W] [--wake-gap-us G] [--json]\n");
       return 2;
     }
   }
   if (packets < CHUNK || runs < 1 || runs > 99 || fanout < 1 || fanout > MAX_FANOUT ||
-      batch < 1 || batch > CHUNK) {
-    fprintf(stderr, "sfu-floor: --packets >= %d, --runs 1..99, --fanout 1..%d, --batch 1..%d\n",
-            CHUNK, MAX_FANOUT, CHUNK);
+      batch < 1 || batch > CHUNK || wakes < 2 || wake_gap_us < 1 || wake_gap_us > 999999) {
+    fprintf(stderr, "sfu-floor: --packets >= %d, --runs 1..99, --fanout 1..%d, --batch 1..%d, "
+                    "--wakes >= 2, --wake-gap-us 1..999999\n", CHUNK, MAX_FANOUT, CHUNK);
     return 2;
   }
   if (sfu_srtp_library_init() != 0) return 1;
@@ -171,7 +236,7 @@ int main(int argc, char **argv) {
   size_t lens[MAX_FANOUT], rxlens[CHUNK];
   struct mmsghdr m[MAX_FANOUT];
   struct iovec iov[MAX_FANOUT];
-  double protect[99], send[99], recv[99], unprotect[99];
+  double protect[99], send[99], recv[99], unprotect[99], wake[99];
   uint16_t seq = 0;
 
   for (int r = 0; r < runs; r++) {
@@ -229,14 +294,16 @@ int main(int argc, char **argv) {
     send[r] = (double)t_send / (double)copies_n;
     recv[r] = (double)t_recv / (double)(rx_n ? rx_n : 1);
     unprotect[r] = (double)t_unprotect / (double)(rx_n ? rx_n : 1);
+    wake[r] = wake_ns();
   }
   double pr = median(protect, runs), se = median(send, runs), re = median(recv, runs),
-         un = median(unprotect, runs);
+         un = median(unprotect, runs), wk = median(wake, runs);
   if (json) {
     printf("{\"protect_ns\": %.1f, \"send_ns\": %.1f, \"recv_ns\": %.1f, \"unprotect_ns\": "
            "%.1f, \"per_copy_ns\": %.1f, \"per_received_ns\": %.1f, \"fanout\": %d, "
-           "\"batch\": %d, \"packet_bytes\": %d, \"runs\": %d}\n",
-           pr, se, re, un, pr + se, re + un, fanout, batch, PKT, runs);
+           "\"batch\": %d, \"packet_bytes\": %d, \"runs\": %d, \"wake_ns\": %.1f, "
+           "\"per_received_alone_ns\": %.1f}\n",
+           pr, se, re, un, pr + se, re + un, fanout, batch, PKT, runs, wk, wk + un);
   } else {
     printf("floor on this machine (median of %d runs, %d-byte Opus packets, AES-128-GCM):\n",
            runs, PKT);
@@ -244,6 +311,8 @@ int main(int argc, char **argv) {
            pr, se, fanout, pr + se);
     printf("  per received packet: recv %6.0f ns (recvmmsg of %d) + unprotect %6.0f ns = %6.0f ns\n",
            re, batch, un, re + un);
+    printf("  per packet arriving alone: wake + recv %6.0f ns (epoll_wait, recvmmsg of 1) + "
+           "unprotect = %6.0f ns\n", wk, wk + un);
   }
   for (int s = 0; s < fanout; s++) {
     sfu_srtp_destroy(&out[s]);
