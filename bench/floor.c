@@ -18,8 +18,9 @@
  * when its packets come one at a time, as they do in small calls):
  *   wake     a process blocked in epoll_wait on a UDP socket, woken by one
  *            datagram, reading it with recvmmsg: the woken process's CPU
- *            from the wait's return to the next wait (a child process; the
- *            parent sends one datagram every `--wake-gap-us`)
+ *            from the wait's return to the next wait (child processes,
+ *            `--wake-procs` of them woken in turn; the parent sends one
+ *            datagram every `--wake-gap-us`)
  *
  * floor per forwarded copy = protect + send; per received packet = recv +
  * unprotect; a scenario's floor per forwarded packet = protect + send +
@@ -34,7 +35,7 @@
  * setting). Each figure is the median of `--runs` runs.
  *
  * Usage: sfu-floor [--packets N] [--runs R] [--fanout F] [--batch B]
- *                  [--wakes W] [--wake-gap-us G] [--json]
+ *                  [--wakes W] [--wake-gap-us G] [--wake-procs P] [--json]
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -54,7 +55,8 @@
 #define PKT 115 /* RTP header 12 + one-byte extension block 8 + Opus 95 */
 #define CHUNK 64
 
-static int fanout = 9, batch = 32, packets = 20000, runs = 5, wakes = 1000, wake_gap_us = 400;
+static int fanout = 9, batch = 32, packets = 20000, runs = 5, wakes = 1000, wake_gap_us = 400,
+           wake_procs = 1;
 
 static uint64_t cpu_ns(void) {
   struct timespec ts;
@@ -133,52 +135,63 @@ static void session(sfu_srtp_t *s, int swap) {
 }
 
 /* CPU ns per wake-up of a process that sleeps in epoll_wait until one
- * datagram arrives, then reads it (recvmmsg, as the room does). The child
- * waits and measures itself; the parent paces the datagrams. */
-static double wake_ns(void) {
-  struct sockaddr_in addr, tx_addr;
-  int rx = udp_socket(&addr), tx = udp_socket(&tx_addr), pfd[2];
+ * datagram arrives, then reads it (recvmmsg, as the room does). `procs`
+ * child processes wait, each on its own socket, and measure themselves;
+ * the parent paces the datagrams, one child after the other (with many,
+ * each wakes where the others ran since: the case of many small rooms). */
+static double wake_ns(int procs) {
+  int per_child = wakes / procs > 2 ? wakes / procs : 2, pfd[2], rx[MAX_FANOUT];
+  struct sockaddr_in addr[MAX_FANOUT], tx_addr;
+  pid_t pid[MAX_FANOUT];
   if (pipe(pfd) != 0) {
     perror("sfu-floor: pipe");
     exit(1);
   }
-  pid_t pid = fork();
-  if (pid == 0) {
+  for (int c = 0; c < procs; c++) {
+    rx[c] = udp_socket(&addr[c]);
+    if ((pid[c] = fork()) != 0) continue;
     uint8_t b[1][PKT + SFU_SRTP_TRAILER];
     size_t lens[1];
     struct epoll_event ev = {.events = EPOLLIN}, got;
     int ep = epoll_create1(0);
-    epoll_ctl(ep, EPOLL_CTL_ADD, rx, &ev);
+    epoll_ctl(ep, EPOLL_CTL_ADD, rx[c], &ev);
     (void)!write(pfd[1], "r", 1); /* waiting from now on */
     /* Thread CPU time does not run while the child sleeps: from the first
-     * wake-up to the last read, it is wakes - 1 wake-ups and their reads. */
+     * wake-up to the last read, it is per_child - 1 wake-ups and reads. */
     while (epoll_wait(ep, &got, 1, -1) != 1) {
     }
     uint64_t t0 = cpu_ns();
-    for (int n = recv_batch(rx, b, lens, 1); n < wakes;) {
-      if (epoll_wait(ep, &got, 1, -1) == 1) n += recv_batch(rx, b, lens, 1);
+    for (int n = recv_batch(rx[c], b, lens, 1); n < per_child;) {
+      if (epoll_wait(ep, &got, 1, -1) == 1) n += recv_batch(rx[c], b, lens, 1);
     }
-    double per = (double)(cpu_ns() - t0) / (double)(wakes - 1);
+    double per = (double)(cpu_ns() - t0) / (double)(per_child - 1);
     (void)!write(pfd[1], &per, sizeof(per));
     _exit(0);
   }
-  char c;
-  double per = 0;
-  if (pid < 0 || read(pfd[0], &c, 1) != 1) {
-    perror("sfu-floor: wake child");
-    exit(1);
-  }
+  char ch;
+  for (int c = 0; c < procs; c++)
+    if (pid[c] < 0 || read(pfd[0], &ch, 1) != 1) {
+      perror("sfu-floor: wake child");
+      exit(1);
+    }
+  int tx = udp_socket(&tx_addr);
   uint8_t p[PKT];
   make_rtp(p, 1, 0x6a000002u);
   struct timespec gap = {0, (long)wake_gap_us * 1000};
-  for (int i = 0; i < wakes; i++) {
-    nanosleep(&gap, NULL); /* the child is asleep again by then */
-    sendto(tx, p, sizeof(p), 0, (struct sockaddr *)&addr, sizeof(addr));
+  for (int i = 0; i < per_child; i++)
+    for (int c = 0; c < procs; c++) {
+      nanosleep(&gap, NULL); /* the child is asleep again by then */
+      sendto(tx, p, sizeof(p), 0, (struct sockaddr *)&addr[c], sizeof(addr[c]));
+    }
+  double sum = 0, per;
+  for (int c = 0; c < procs; c++)
+    if (read(pfd[0], &per, sizeof(per)) == (ssize_t)sizeof(per)) sum += per;
+  for (int c = 0; c < procs; c++) {
+    waitpid(pid[c], NULL, 0);
+    close(rx[c]);
   }
-  if (read(pfd[0], &per, sizeof(per)) != (ssize_t)sizeof(per)) per = 0;
-  waitpid(pid, NULL, 0);
-  close(pfd[0]), close(pfd[1]), close(rx), close(tx);
-  return per;
+  close(pfd[0]), close(pfd[1]), close(tx);
+  return sum / procs;
 }
 
 static int cmp(const void *a, const void *b) {
@@ -209,16 +222,20 @@ int main(int argc, char **argv) {
       wakes = atoi(v), i++;
     } else if (v && strcmp(a, "--wake-gap-us") == 0) {
       wake_gap_us = atoi(v), i++;
+    } else if (v && strcmp(a, "--wake-procs") == 0) {
+      wake_procs = atoi(v), i++;
     } else {
       fprintf(stderr, "usage: sfu-floor [--packets N] [--runs R] [--fanout F] [--batch B] "
-                      "[--wakes W] [--wake-gap-us G] [--json]\n");
+                      "[--wakes W] [--wake-gap-us G] [--wake-procs P] [--json]\n");
       return 2;
     }
   }
   if (packets < CHUNK || runs < 1 || runs > 99 || fanout < 1 || fanout > MAX_FANOUT ||
-      batch < 1 || batch > CHUNK || wakes < 2 || wake_gap_us < 1 || wake_gap_us > 999999) {
+      batch < 1 || batch > CHUNK || wakes < 2 || wake_gap_us < 1 || wake_gap_us > 999999 ||
+      wake_procs < 1 || wake_procs > MAX_FANOUT) {
     fprintf(stderr, "sfu-floor: --packets >= %d, --runs 1..99, --fanout 1..%d, --batch 1..%d, "
-                    "--wakes >= 2, --wake-gap-us 1..999999\n", CHUNK, MAX_FANOUT, CHUNK);
+                    "--wakes >= 2, --wake-gap-us 1..999999, --wake-procs 1..%d\n", CHUNK,
+            MAX_FANOUT, CHUNK, MAX_FANOUT);
     return 2;
   }
   if (sfu_srtp_library_init() != 0) return 1;
@@ -294,7 +311,7 @@ int main(int argc, char **argv) {
     send[r] = (double)t_send / (double)copies_n;
     recv[r] = (double)t_recv / (double)(rx_n ? rx_n : 1);
     unprotect[r] = (double)t_unprotect / (double)(rx_n ? rx_n : 1);
-    wake[r] = wake_ns();
+    wake[r] = wake_ns(wake_procs);
   }
   double pr = median(protect, runs), se = median(send, runs), re = median(recv, runs),
          un = median(unprotect, runs), wk = median(wake, runs);
@@ -302,8 +319,8 @@ int main(int argc, char **argv) {
     printf("{\"protect_ns\": %.1f, \"send_ns\": %.1f, \"recv_ns\": %.1f, \"unprotect_ns\": "
            "%.1f, \"per_copy_ns\": %.1f, \"per_received_ns\": %.1f, \"fanout\": %d, "
            "\"batch\": %d, \"packet_bytes\": %d, \"runs\": %d, \"wake_ns\": %.1f, "
-           "\"per_received_alone_ns\": %.1f}\n",
-           pr, se, re, un, pr + se, re + un, fanout, batch, PKT, runs, wk, wk + un);
+           "\"wake_procs\": %d, \"per_received_alone_ns\": %.1f}\n",
+           pr, se, re, un, pr + se, re + un, fanout, batch, PKT, runs, wk, wake_procs, wk + un);
   } else {
     printf("floor on this machine (median of %d runs, %d-byte Opus packets, AES-128-GCM):\n",
            runs, PKT);
@@ -311,8 +328,9 @@ int main(int argc, char **argv) {
            pr, se, fanout, pr + se);
     printf("  per received packet: recv %6.0f ns (recvmmsg of %d) + unprotect %6.0f ns = %6.0f ns\n",
            re, batch, un, re + un);
-    printf("  per packet arriving alone: wake + recv %6.0f ns (epoll_wait, recvmmsg of 1) + "
-           "unprotect = %6.0f ns\n", wk, wk + un);
+    printf("  per packet arriving alone: wake + recv %6.0f ns (epoll_wait, recvmmsg of 1; "
+           "%d process%s in turn) + unprotect = %6.0f ns\n", wk, wake_procs,
+           wake_procs > 1 ? "es" : "", wk + un);
   }
   for (int s = 0; s < fanout; s++) {
     sfu_srtp_destroy(&out[s]);
