@@ -78,6 +78,20 @@ def measure_floor(args):
     return f
 
 
+def generator_policy(args):
+    """How the load generator is scheduled (Popen's preexec_fn).
+
+    Its clients stand for machines elsewhere; on loopback, each copy a room
+    sends wakes the generator, and under the default policy the woken
+    generator preempts the room in the middle of its sendmmsg, once per copy
+    (a context switch each way, charged to the room). SCHED_BATCH wakees do
+    not preempt: the room finishes its batch, the generator reads it after.
+    """
+    if args.generator_policy == "normal":
+        return None
+    return lambda: os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+
+
 def fresh_stats(sfud, rooms):
     """Stats taken after every room has sent a newer message (heartbeats)."""
     before = room_stats(sfud, rooms)
@@ -108,7 +122,8 @@ def run(args, sfud, key, idle_kib, floor):
         [os.path.join(args.build, "tools", "sfu-replay"), "--server",
          "http://127.0.0.1:%d" % sfud.port, "--api-key", sfud.api_key, "--scenario", path,
          "--duration", str(args.seconds + 12), "--json", out],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        preexec_fn=generator_policy(args))
 
     def forwarding():
         rooms = rooms_of(sfud, prefix)
@@ -176,6 +191,8 @@ def main():
     ap.add_argument("--build", default="build")
     ap.add_argument("--only", default="a,b,c")
     ap.add_argument("--seconds", type=float, default=15)
+    ap.add_argument("--generator-policy", choices=("batch", "normal"), default="batch",
+                    help="scheduling policy of sfu-replay (default batch: see generator_policy)")
     args = ap.parse_args()
     sfud = Sfud(os.path.join(args.build, "sfud"), os.path.join(args.build, "sfu-room"),
                 "--max-participants", "300",
