@@ -30,18 +30,24 @@ handle per participant receiving every other feed. Scenarios:
 Per run, over a window of --seconds after everyone receives every stream
 (a) or every publisher sends (b), and --warmup seconds more:
 
-* packets the peers sent to the server and packets they received from it,
-  counted by the peers (aiortc's sender and receiver statistics: RTP after
-  SRTP), so the count is the same for both servers and independent of them;
-* loss: 1 - received / (sent x (N - 1)), in a;
+* packets, counted by the peers (aiortc's sender and receiver statistics:
+  RTP after SRTP), the same way for both servers and independently of
+  them: the packets the publishers sent to the server ("in"); in a, the
+  packets each subscriber found missing in the streams it receives (from
+  their sequence numbers, RFC 3550 A.3), hence the loss, and the packets
+  forwarded: sent x (N - 1) less the missing ones. (The count of packets
+  the peers received is in --json; it is not the denominator, because it
+  moves with the load generator: packets the server forwarded before the
+  window and the peers read in it would count in it);
 * server CPU: utime + stime from /proc of every process of the server
   (sfud, its zygote and its room processes; the janus process, all its
-  threads), per packet received by the peers (a: "per forwarded packet")
-  and per packet sent by them ("per received packet", b's figure), and as
-  % of one core;
+  threads), per forwarded packet (a) and per packet in (b; also shown for
+  a), and as % of one core;
 * UDP datagrams the kernel dropped on the server's sockets and on the
   peers' (/proc/PID/net/udp, drops: a full receive buffer): where a loss
   happened;
+* the server's private memory at the end of the window (smaps_rollup,
+  all its processes);
 * the load generator's CPU (this process: aiortc, all its threads) and the
   rest of the machine (/proc/stat busy time minus the server and this
   process): well above 0, something else ran and the figures are disturbed;
@@ -93,7 +99,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 sys.path.insert(0, HERE)
 from call_cpu import machine_busy_us, pct, proc_cpu_us, self_cpu_us  # noqa: E402
-from sfutest import Sfud, _die_with_parent, proc_stat_fields  # noqa: E402
+from sfutest import Sfud, _die_with_parent, proc_stat_fields, smaps  # noqa: E402
 
 NS_TAG = "sfujanus"
 JANUS_PORT = 8088
@@ -308,6 +314,19 @@ def stop_decoding():
     RTCRtpReceiver.receive = receive_without_decoding
 
 
+def enlarge_receive_buffers(pcs, size=4 << 20):
+    """SO_RCVBUFFORCE on the UDP sockets of `pcs` (aioice's, one per
+    gathered address): the load generator's event loop shares 2 cores with
+    the server and whatever else runs, and a stall of half a second would
+    overflow the default buffer (~270 datagrams) and count as loss."""
+    for pc in pcs:
+        for t in pc.getTransceivers():
+            ice = t.receiver.transport.transport
+            for proto in ice._connection._protocols:
+                sock = proto.transport.get_extra_info("socket")
+                sock.setsockopt(socket.SOL_SOCKET, 33, size)    # SO_RCVBUFFORCE
+
+
 async def sent_packets(pcs):
     """RTP packets the senders (with a track) of `pcs` sent."""
     n = 0
@@ -320,13 +339,16 @@ async def sent_packets(pcs):
 
 
 async def received_packets(pcs):
-    """{remote SSRC: RTP packets received} over the receivers of `pcs`."""
-    out = collections.Counter()
+    """{remote SSRC: (RTP packets received, lost)} over the receivers of
+    `pcs`; lost: expected from the sequence numbers less received (RFC 3550
+    A.3, aiortc's statistics)."""
+    out = {}
     for pc in pcs:
         for r in pc.getReceivers():
             for v in (await r.getStats()).values():
                 if v.type == "inbound-rtp":
-                    out[v.ssrc] += v.packetsReceived
+                    got, lost = out.get(v.ssrc, (0, 0))
+                    out[v.ssrc] = (got + v.packetsReceived, lost + v.packetsLost)
     return out
 
 
@@ -586,7 +608,7 @@ class Bench:
         last = None
         while time.monotonic() < end:
             sent = [await sent_packets([pc]) for pc in load.pcs("pub")]
-            got = [sum(1 for v in (await received_packets([pc])).values() if v > 0)
+            got = [sum(1 for v, _ in (await received_packets([pc])).values() if v > 0)
                    for pc in load.pcs("sub")]
             ok = len(sent) == n and all(sent)
             if subscribe:
@@ -612,6 +634,7 @@ class Bench:
                 load = SfudLoad(server, n, subscribe, self.ns.outer)
             t0 = time.monotonic()
             await load.start()
+            enlarge_receive_buffers(load.pcs("pub") + load.pcs("sub"))
             res["flowing"] = await self.flowing(load, n, subscribe)
             res["setup_s"] = time.monotonic() - t0
             await asyncio.sleep(a.warmup)
@@ -621,6 +644,7 @@ class Bench:
             s1 = await self.snapshot(load, pids)
             res.update(measure(s0, s1, n, subscribe))
             res["processes"] = len(pids)
+            res["private_kib"] = sum(smaps(pid)["Private"] for pid in pids)
             if subscribe and a.latency_seconds > 0:
                 lines = await capture_latency(self.ns, self.ns.inner, a.latency_seconds)
                 if lines is not None:
@@ -650,7 +674,7 @@ class Bench:
                                                       asyncio.current_task().cancel)
         out = []
         for rep in range(1, self.a.reps + 1):
-            order = ["sfud", "janus"] if rep % 2 else ["janus", "sfud"]
+            order = self.a.servers if rep % 2 else self.a.servers[::-1]
             for scen in self.a.scenarios:
                 for kind in order:
                     print(f"rep {rep}, scenario {scen}, {kind} ...", file=sys.stderr, flush=True)
@@ -661,21 +685,29 @@ class Bench:
 
 
 def measure(s0, s1, n, subscribe):
+    """The window's figures from two snapshots. Forwarded packets: what the
+    publishers sent times the N - 1 subscribers of each, less the packets
+    the subscribers found missing. Both are counted by the peers, and
+    neither moves when the load generator falls behind at one end of the
+    window (the received count does: packets the server forwarded before
+    the window and the peers read in it count in it)."""
     secs = s1["t"] - s0["t"]
     sent = s1["sent"] - s0["sent"]
-    recv = sum(s1["recv"].values()) - sum(s0["recv"].values())
+    recv = sum(v for v, _ in s1["recv"].values()) - sum(v for v, _ in s0["recv"].values())
+    lost = sum(v for _, v in s1["recv"].values()) - sum(v for _, v in s0["recv"].values())
     server = s1["server"] - s0["server"]
     me = s1["self"] - s0["self"]
-    r = {"window_s": secs, "sent": sent, "received": recv, "server_cpu_us": server,
+    r = {"window_s": secs, "sent": sent, "server_cpu_us": server,
          "server_core_pct": server / secs / 1e4, "loadgen_core_pct": me / secs / 1e4,
          "rest_core_pct": ((s1["busy"] - s0["busy"]) - server - me) / secs / 1e4,
          "steal_core_pct": (s1["steal"] - s0["steal"]) / secs / 1e4,
          "us_per_received": server / sent if sent else None,
          "udp_drops": {k: s1["drops"][k] - s0["drops"][k] for k in s0["drops"]}}
     if subscribe:
-        r["us_per_forwarded"] = server / recv if recv else None
-        r["expected"] = sent * (n - 1)
-        r["loss_pct"] = 100.0 * (1 - recv / r["expected"]) if sent else None
+        fwd = sent * (n - 1) - lost
+        r.update(forwarded=fwd, received=recv, lost=lost,
+                 us_per_forwarded=server / fwd if fwd > 0 else None,
+                 loss_pct=100.0 * lost / (recv + lost) if recv + lost else None)
     return r
 
 
@@ -699,24 +731,29 @@ def fmt(v, spec=".2f"):
 
 
 def one_line(r):
+    """A run's figures in a line, printed as it ends."""
     if "failed" in r:
         return "failed: " + r["failed"]
-    lat = (r.get("latency") or {}).get("every") or {}
-    per = r.get("us_per_forwarded") if r["scenario"] == "a" else r["us_per_received"]
-    return (f"{r['server_core_pct']:.1f} % of a core, {fmt(per)} µs per packet, "
-            f"loss {fmt(r.get('loss_pct'), '.3f')} %, latency p50 {fmt(lat.get('p50'), '.0f')}"
-            f" µs, load generator {r['loadgen_core_pct']:.0f} %, rest {r['rest_core_pct']:.1f} %"
-            + ("" if r.get("flowing") else ", NOT every stream flowing"))
+    out = f"server {r['server_core_pct']:.1f} % of a core, "
+    if r["scenario"] == "a":
+        lat = (r.get("latency") or {}).get("every") or {}
+        out += (f"{fmt(r['us_per_forwarded'])} µs per forwarded packet, loss "
+                f"{fmt(r['loss_pct'], '.3f')} %, latency p50 {fmt(lat.get('p50'), '.0f')} µs, ")
+    else:
+        out += f"{fmt(r['us_per_received'])} µs per packet in, "
+    return (out + f"load generator {r['loadgen_core_pct']:.0f} %, rest of the machine "
+            f"{r['rest_core_pct']:.1f} %" + ("" if r.get("flowing") else ", NOT every stream "
+                                             "flowing"))
 
 
 def report(a, runs, info):
     print(f"\n{info['janus']}; sfud from {a.build}; {a.participants} participants, "
           f"{a.seconds:g} s windows after {a.warmup:g} s of warm-up, {a.reps} repetitions, "
           f"{os.cpu_count()} cores")
-    print("server CPU from /proc (all its processes), % of one core; per packet: / packets "
-          "counted by the peers (in: sent to the server, fwd: received from it); drops: UDP "
-          "datagrams dropped on the server's sockets / on the peers'; rest: the rest of the "
-          "machine")
+    print("CPU: the server's (/proc, all its processes), % of one core; packets counted by the "
+          "peers: in = sent to the server, fwd = in x (N - 1) less those the subscribers found "
+          "missing (loss); µs/fwd, µs/in: server CPU per packet; drops: UDP datagrams dropped "
+          "on the server's sockets / on the peers'; rest: CPU of the rest of the machine")
     for scen in a.scenarios:
         fwd = scen == "a"
         print(f"\n== {scen}: {SCENARIOS[scen]}")
@@ -735,7 +772,7 @@ def report(a, runs, info):
             d = r["udp_drops"]
             line = f"{r['rep']:>3} {r['server']:6} {r['sent'] / w:5.0f} "
             if fwd:
-                line += f"{r['received'] / w:5.0f} {fmt(r['loss_pct'], '.3f'):>6} "
+                line += f"{r['forwarded'] / w:5.0f} {fmt(r['loss_pct'], '.3f'):>6} "
             line += f"{'%d/%d' % (d['server'], d['peers']):>7} {r['server_core_pct']:6.2f} "
             if fwd:
                 line += f"{fmt(r['us_per_forwarded']):>7} "
@@ -754,10 +791,17 @@ def report(a, runs, info):
                 print(f"      {len(r['errors'])} peer errors, first: {r['errors'][0]}")
         s = summary(rows)
         if s:
-            print(f"  µs per {'forwarded' if fwd else 'received'} packet: sfud median "
+            print(f"  µs per {'forwarded packet' if fwd else 'packet in'}: sfud median "
                   f"{fmt(s['sfud'])}, Janus median {fmt(s['janus'])}; sfud / Janus per "
                   f"repetition " + ", ".join(fmt(x) for x in s["ratios"])
                   + f"; median {fmt(s['ratio'])}")
+    mem = {(r["scenario"], r["server"]): [] for r in runs}
+    for r in runs:
+        if "private_kib" in r:
+            mem[(r["scenario"], r["server"])].append(r["private_kib"])
+    print("\nprivate memory at the end of the window (median, all processes of the server): "
+          + ", ".join(f"{scen} {kind} {statistics.median(v) / 1024:.1f} MiB"
+                      for (scen, kind), v in sorted(mem.items()) if v))
     lat = [r for r in runs if (r.get("latency") or {}).get("copies")]
     if lat:
         print("\nlatency captures (copies matched / unmatched, streams whose timestamps the "
@@ -800,6 +844,8 @@ def main():
                     help="seconds between every stream flowing and the window")
     ap.add_argument("--participants", type=int, default=10)
     ap.add_argument("--scenarios", default="a,b", help="a, b or a,b")
+    ap.add_argument("--servers", default="sfud,janus",
+                    help="sfud,janus (alternating), or one of them")
     ap.add_argument("--latency-seconds", type=float, default=5.0,
                     help="packet capture after the window of a; 0 = skip")
     ap.add_argument("--setup-timeout", type=float, default=60.0)
@@ -811,6 +857,9 @@ def main():
     a.scenarios = [s for s in a.scenarios.split(",") if s]
     if any(s not in SCENARIOS for s in a.scenarios):
         ap.error("--scenarios: a, b or a,b")
+    a.servers = [s for s in a.servers.split(",") if s]
+    if not a.servers or any(s not in ("sfud", "janus") for s in a.servers):
+        ap.error("--servers: sfud, janus or sfud,janus")
     if os.geteuid() != 0:
         raise SystemExit("needs root: network namespaces, the packet socket, apt-get")
     for f in ("sfud", "sfu-room"):
