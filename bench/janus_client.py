@@ -39,6 +39,7 @@ from typing import Any, Dict, List, Optional, Tuple
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 from aiortc import RTCPeerConnection, RTCSessionDescription  # noqa: E402
+from aiortc.mediastreams import MediaStreamError  # noqa: E402
 from aiortc_peer import SineTrack, parse_mlines, use_host_addresses  # noqa: E402
 
 KEEPALIVE_S = 25.0
@@ -286,6 +287,7 @@ class JanusParticipant:
         self.private_id: Optional[int] = None
         self.ssrc: Optional[int] = None
         self.ssrc_sources: Dict[int, int] = {}
+        self._drains: List[asyncio.Task] = []
 
     def _pc(self) -> RTCPeerConnection:
         use_host_addresses([self.host])
@@ -335,6 +337,7 @@ class JanusParticipant:
                 if mids.get(ml["mid"]) is not None:
                     self.ssrc_sources[ssrc] = mids[ml["mid"]]
         self.sub_pc = self._pc()
+        self.sub_pc.on("track", lambda t: self._drains.append(asyncio.ensure_future(drain(t))))
         await self.sub_pc.setRemoteDescription(RTCSessionDescription(jsep["sdp"], "offer"))
         await self.sub_pc.setLocalDescription(await self.sub_pc.createAnswer())
         data, _ = await self.session.message(
@@ -353,4 +356,15 @@ class JanusParticipant:
                 await pc.close()
         if self.track is not None:
             self.track.stop()
+        await asyncio.gather(*self._drains, return_exceptions=True)
         await self.session.destroy()
+
+
+async def drain(track) -> None:
+    """Reads a received track's decoded frames until it ends (aiortc
+    queues them without bound otherwise)."""
+    try:
+        while True:
+            await track.recv()
+    except MediaStreamError:
+        pass

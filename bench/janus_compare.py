@@ -99,7 +99,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 sys.path.insert(0, HERE)
 from call_cpu import machine_busy_us, pct, proc_cpu_us, self_cpu_us  # noqa: E402
-from sfutest import Sfud, _die_with_parent, proc_stat_fields, smaps  # noqa: E402
+from sfutest import Sfud, _die_with_parent, live_procs, proc_stat_fields, smaps  # noqa: E402
 
 NS_TAG = "sfujanus"
 JANUS_PORT = 8088
@@ -471,7 +471,7 @@ def capture(dev, address, seconds):
         if len(ip) < 20 or ip[9] != 17:
             continue
         ihl = (ip[0] & 15) * 4
-        sport, dport = struct.unpack_from("!HH", ip, ihl)
+        _, dport = struct.unpack_from("!HH", ip, ihl)
         if ip[16:20] == server:
             d, port = "i", dport
         elif ip[12:16] == server:
@@ -556,17 +556,20 @@ async def capture_latency(ns, address, seconds):
 
 
 class Bench:
+    """The runs, one server at a time in namespace `ns`; Janus's
+    configurations and logs go to `tmp`."""
+
     def __init__(self, a, ns, tmp, janus_bin):
         self.a, self.ns, self.tmp, self.janus_bin = a, ns, tmp, janus_bin
-        self.server = None              # the running server, stopped by close()
-        self.runs = 0
+        self.server = None              # the running server, if any
+        self.janus_runs = 0
 
     def start_server(self, kind):
         if kind == "sfud":
             self.server = SfudServer(self.a.build, self.ns, self.ns.inner)
         else:
-            self.runs += 1
-            conf = os.path.join(self.tmp, "janus-%d" % self.runs)
+            self.janus_runs += 1
+            conf = os.path.join(self.tmp, "janus-%d" % self.janus_runs)
             write_janus_config(conf, self.ns.inner, JANUS_PORT)
             self.server = Janus(self.janus_bin, conf, self.ns, conf + ".log")
         return self.server
@@ -791,10 +794,13 @@ def report(a, runs, info):
                 print(f"      {len(r['errors'])} peer errors, first: {r['errors'][0]}")
         s = summary(rows)
         if s:
-            print(f"  µs per {'forwarded packet' if fwd else 'packet in'}: sfud median "
-                  f"{fmt(s['sfud'])}, Janus median {fmt(s['janus'])}; sfud / Janus per "
-                  f"repetition " + ", ".join(fmt(x) for x in s["ratios"])
-                  + f"; median {fmt(s['ratio'])}")
+            what = "forwarded packet" if fwd else "packet in"
+            meds = [f"{name} median {fmt(s[k])}" for k, name in (("sfud", "sfud"),
+                                                                   ("janus", "Janus"))
+                    if s[k] is not None]
+            ratios = (f"; sfud / Janus per repetition {', '.join(fmt(x) for x in s['ratios'])}, "
+                      f"median {fmt(s['ratio'])}" if s["ratios"] else "")
+            print(f"  µs per {what}: " + ", ".join(meds) + ratios)
     mem = {(r["scenario"], r["server"]): [] for r in runs}
     for r in runs:
         if "private_kib" in r:
@@ -869,6 +875,10 @@ def main():
     from netns import NetNS, Unavailable, sweep_stale_namespaces
     janus_bin = ensure_janus()
     info = {"janus": janus_version(janus_bin)}
+    others = [pid for pid, _, cmd in live_procs() if os.path.basename(cmd()[0]) == b"janus"]
+    if others:
+        print(f"note: a Janus this script did not start runs (pid {others}); it is left alone, "
+              "its CPU counts in the rest of the machine", file=sys.stderr)
     if not a.decode:
         stop_decoding()
     # outside the event loop, SIGTERM ends the run as ctrl-C does: through
