@@ -21,13 +21,14 @@ an "event" carrying the same transaction, which a long poll (GET
 /janus/<session>?maxev=N) delivers. A session is kept alive by a keepalive
 every KEEPALIVE_S (Janus drops it after 60 s of silence).
 
-Each participant, as the VideoRoom demo does it with Janus 1.x
-(multistream): a publisher handle (join as publisher, then "publish" with
+Each participant, as Janus 1.x's multistream VideoRoom demo
+(mvideoroomtest.js) does it: a publisher handle (join as publisher, then "publish" with
 aiortc's offer, Janus answers) and, once the others publish, one
 subscriber handle subscribed to all their feeds in one PeerConnection (join
 as subscriber with a list of streams, Janus offers, "start" with aiortc's
 answer). That is two PeerConnections per participant, Janus's own design;
-sfud uses one.
+sfud uses one. (The older demo gives each subscriber a handle and a
+PeerConnection per feed: nine per participant here.)
 """
 import asyncio
 import itertools
