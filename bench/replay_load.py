@@ -1,23 +1,36 @@
 #!/usr/bin/env python3
-"""Load through sfu-replay: the standard scenarios, the SFU's cost.
+"""Load through sfu-replay: the standard scenarios, scaling curves, a full node.
 
 Starts a local sfud (heartbeat 200 ms), measures an idle room's private
-memory, then drives each scenario of bench/scenarios/ with sfu-replay (real
-clients: WebSocket, ICE, DTLS, SRTP; one process, one thread):
+memory, then drives scenarios with sfu-replay (real clients: WebSocket,
+ICE, DTLS, SRTP; one process, one thread each):
 
   a  room10        a 10-person room, everyone speaking (a looped Opus capture)
   b  listeners200  5 speakers and 200 listeners in one room
   c  rooms50       50 rooms of 6: 2 speakers and 4 listeners each
 
-Over a window in the middle of the sending phase (it starts once the rooms
-forward, plus 3 s) it prints, per scenario:
+--curves runs generated scenarios, one point after another (each written to
+a temporary scenario file; every speaker publishes the looped Opus tone
+capture, 50 packets/s):
+
+  size    one room of N, everyone speaking, N = 2 5 10 20 50
+  listen  one room of N, 3 speakers and N - 3 listeners, N = 5 10 20 50
+  rooms   R rooms of 6 (2 speakers, 4 listeners), R = 1 10 50 200
+
+--node runs node2000: 2,000 audio participants, 100 rooms of 20 with 2
+speakers each, the rooms spread over --node-procs sfu-replay processes
+(distinct room-name prefixes), so the load generator is not one thread.
+
+Over a window in the middle of the sending phase (it starts once every
+room forwards, plus a settling time) it prints, per scenario:
 
 * forwarded packets/s (the rooms' rtp_out counters);
 * SFU CPU µs per forwarded packet: sfud (/proc) plus every room process
   (each room's own getrusage, sent with the same stats message as its
   counters, so CPU and packets are aligned), and as % of one core;
-* the load generator's CPU over the same window (/proc of sfu-replay);
-* added latency p50/p99 and loss, from sfu-replay's summary (whole run);
+* the load generator's CPU over the same window (/proc of every sfu-replay);
+* added latency p50/p99 and loss, from sfu-replay's summary (whole run;
+  with several processes, the worst process's percentiles);
 * room memory per participant: private ((rooms' private - idle room x
   rooms) / participants) and RSS (rooms' RSS / participants, shared library
   pages counted once per room), from smaps_rollup at the end of the window;
@@ -30,10 +43,15 @@ forward, plus 3 s) it prints, per scenario:
 Prints figures; asserts nothing.
 
   bench/replay_load.py --build build [--only a,b,c] [--seconds 15]
+  bench/replay_load.py --build build --curves size,listen,rooms [--point-seconds 5]
+  bench/replay_load.py --build build --node [--node-procs 4] [--seconds 15]
 """
 import argparse
 import json
 import os
+import re
+import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -46,24 +64,90 @@ from sfutest import Sfud, smaps, wait_for  # noqa: E402
 from call_cpu import machine_busy_us, proc_cpu_us  # noqa: E402
 
 SCENARIOS = {"a": "room10", "b": "listeners200", "c": "rooms50"}
+TONE = os.path.normpath(os.path.join(HERE, "..", "tests", "data", "pcaps",
+                                     "gst-opus-tone-stereo.pcap"))   # 50 packets/s
+CURVES = {  # name: (title, [(point label, rooms, speakers, listeners)])
+    "size": ("one room of N, everyone speaking",
+             [("N=%d" % n, 1, n, 0) for n in (2, 5, 10, 20, 50)]),
+    "listen": ("one room of N, 3 speakers + N-3 listeners",
+               [("N=%d" % n, 1, 3, n - 3) for n in (5, 10, 20, 50)]),
+    "rooms": ("R rooms of 6, 2 speakers + 4 listeners each",
+              [("R=%d" % r, r, 2, 4) for r in (1, 10, 50, 200)]),
+}
 
 
-def rooms_of(sfud, prefix):
+def raise_nofile():
+    """Children (sfud, rooms, sfu-replay) inherit this: thousands of clients
+    hold a WebSocket and ICE sockets each, sfud one connection per client."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = max(hard, 65536)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))  # root may raise the hard limit
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def socket_inodes(pid):
+    out = set()
+    try:
+        fds = os.listdir("/proc/%d/fd" % pid)
+    except OSError:
+        return out
+    for fd in fds:
+        try:
+            link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            out.add(link[8:-1])
+    return out
+
+
+def udp_drops(groups):
+    """{group: datagrams the kernel dropped at the UDP sockets of its pids
+    (full receive buffers: /proc/net/udp 'drops')}."""
+    owner = {}
+    for g, pids in groups.items():
+        for pid in pids:
+            for ino in socket_inodes(pid):
+                owner[ino] = g
+    out = {g: 0 for g in groups}
+    for name in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            with open(name) as f:
+                lines = f.readlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            bits = line.split()
+            g = owner.get(bits[9])
+            if g is not None:
+                out[g] += int(bits[12])
+    return out
+
+
+def room_names(scen):
+    """The names sfu-replay gives the rooms of a scenario (replay.c)."""
+    n = scen.get("rooms", 1)
+    return [scen["room"]] if n == 1 else ["%s-%d" % (scen["room"], i) for i in range(n)]
+
+
+def rooms_named(sfud, names):
     st, j = sfud.request("GET", "/v1/rooms")
-    return [r for r in j["rooms"] if (r.get("name") or "").startswith(prefix)
-            and r["state"] == "running"]
+    return [r for r in j["rooms"] if r.get("name") in names and r["state"] == "running"]
+
+
+def room_stat(sfud, r):
+    st, j = sfud.request("GET", "/v1/rooms/" + r["room_id"])
+    s = j.get("stats") or {}
+    pk = s.get("packets", {})
+    return (s.get("cpu_us", 0), pk.get("rtp_out", 0), s.get("uptime_ms", 0), pk.get("rtp_in", 0))
 
 
 def room_stats(sfud, rooms):
     """{room_id: (cpu_us, rtp_out, uptime_ms, rtp_in)} from each room's last stats."""
-    out = {}
-    for r in rooms:
-        st, j = sfud.request("GET", "/v1/rooms/" + r["room_id"])
-        s = j.get("stats") or {}
-        pk = s.get("packets", {})
-        out[r["room_id"]] = (s.get("cpu_us", 0), pk.get("rtp_out", 0), s.get("uptime_ms", 0),
-                             pk.get("rtp_in", 0))
-    return out
+    return {r["room_id"]: room_stat(sfud, r) for r in rooms}
 
 
 def measure_floor(args):
@@ -74,7 +158,8 @@ def measure_floor(args):
     print("floor: %.0f ns per forwarded copy (protect %.0f + send %.0f), %.0f ns per received"
           " packet (recv %.0f + unprotect %.0f)" % (f["per_copy_ns"], f["protect_ns"],
                                                      f["send_ns"], f["per_received_ns"],
-                                                     f["recv_ns"], f["unprotect_ns"]))
+                                                     f["recv_ns"], f["unprotect_ns"]),
+          flush=True)
     return f
 
 
@@ -93,12 +178,24 @@ def generator_policy(args):
 
 
 def fresh_stats(sfud, rooms):
-    """Stats taken after every room has sent a newer message (heartbeats)."""
+    """Stats taken after every room has sent a newer message (heartbeats).
+    Only rooms not yet fresh are asked again, so that many rooms do not
+    make sfud (whose CPU is measured) serve a storm of requests."""
     before = room_stats(sfud, rooms)
-    def newer():
-        now = room_stats(sfud, rooms)
-        return now if all(now[k][2] > before[k][2] for k in now) else None
-    return wait_for(newer, 5, 0.02, "fresh room stats")
+    now, end = {}, time.monotonic() + 5
+    while time.monotonic() < end:
+        time.sleep(0.05)
+        for r in rooms:
+            k = r["room_id"]
+            if k not in now:
+                v = room_stat(sfud, r)
+                if v[2] > before[k][2]:
+                    now[k] = v
+        if len(now) == len(rooms):
+            return now
+    print("  warning: %d of %d rooms sent no fresh stats within 5 s (left out)" %
+          (len(rooms) - len(now), len(rooms)))
+    return now
 
 
 def idle_room_private_kib(sfud):
@@ -110,98 +207,401 @@ def idle_room_private_kib(sfud):
     return kib
 
 
-def run(args, sfud, key, idle_kib, floor):
-    name = SCENARIOS[key]
-    path = os.path.join(HERE, "scenarios", name + ".json")
-    with open(path) as f:
-        scen = json.load(f)
-    prefix = scen["room"]
-    nparts = scen.get("rooms", 1) * sum(p.get("count", 1) for p in scen["participants"])
-    out = tempfile.mktemp(prefix="sfu-bench-", suffix=".json")
-    replay = subprocess.Popen(
-        [os.path.join(args.build, "tools", "sfu-replay"), "--server",
-         "http://127.0.0.1:%d" % sfud.port, "--api-key", sfud.api_key, "--scenario", path,
-         "--duration", str(args.seconds + 12), "--json", out],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        preexec_fn=generator_policy(args))
+def gen_scenario(room, rooms, speakers, listeners):
+    """A generated scenario: `rooms` rooms of `speakers` publishing the tone
+    capture (absolute path: the file is written to a temporary directory)
+    and `listeners` listening."""
+    parts = [{"name": "speaker", "count": speakers, "publish": [{"capture": TONE}]}]
+    if listeners:
+        parts.append({"name": "listener", "count": listeners})
+    return {"room": room, "rooms": rooms, "duration_s": 30, "loops": 0, "participants": parts}
 
-    def forwarding():
-        rooms = rooms_of(sfud, prefix)
-        if len(rooms) < scen.get("rooms", 1):
-            return None
-        return rooms if sum(v[1] for v in room_stats(sfud, rooms).values()) > 0 else None
-    rooms = wait_for(forwarding, 60, 0.2, "rooms forwarding")
-    time.sleep(3)
+
+def split_rooms(scen, procs):
+    """The scenario's rooms spread over `procs` scenarios of their own
+    (room-name prefixes <room>-p<i>), as evenly as they go."""
+    n = scen.get("rooms", 1)
+    procs = max(1, min(procs, n))
+    out = []
+    for i in range(procs):
+        k = n // procs + (1 if i < n % procs else 0)
+        s = dict(scen, room="%s-p%d" % (scen["room"], i), rooms=k)
+        out.append(s)
+    return out
+
+
+def nparts_of(scen):
+    return scen.get("rooms", 1) * sum(p.get("count", 1) for p in scen["participants"])
+
+
+def expected_sent_per_s(scen):
+    """Packets/s the scenario's publishers send (every capture here: 50/s)."""
+    return scen.get("rooms", 1) * sum(p.get("count", 1) * 50 * len(p.get("publish", []))
+                                      for p in scen["participants"])
+
+
+def merge_latency(summaries):
+    lats = [s.get("latency_us") or {} for s in summaries]
+    lats = [l for l in lats if l.get("n")]
+    if not lats:
+        return {}
+    if len(lats) == 1:
+        return lats[0]
+    return {"n": sum(l["n"] for l in lats), "p50": max(l["p50"] for l in lats),
+            "p99": max(l["p99"] for l in lats), "max": max(l["max"] for l in lats)}
+
+
+def run(args, sfud, label, scens, idle_kib, floor, window_s, settle_s, path=None,
+        quiet=False):
+    """Runs one sfu-replay per scenario of `scens` at once (path: the file
+    `scens` was read from, for its relative capture paths), each written to
+    a temporary file, measures the window, returns the figures."""
+    names = set()
+    for s in scens:
+        names.update(room_names(s))
+    nrooms = len(names)
+    nparts = sum(nparts_of(s) for s in scens)
+    tmpdir = tempfile.mkdtemp(prefix="sfu-bench-")
+    replays, outs, errs = [], [], []
+    # sending would last this long; SIGINT ends it (sfu-replay then drains and
+    # summarises) once the window is measured
+    duration = settle_s + window_s + 120
+    t_start = time.monotonic()
+    for i, s in enumerate(scens):
+        # the scenario's duration_s is what sfu-replay sends for (it overrides
+        # --duration): each file is written again with it, captures made absolute
+        s = dict(s, duration_s=round(duration, 1))
+        if path is not None:
+            s["participants"] = [dict(p, publish=[
+                dict(x, capture=os.path.normpath(os.path.join(os.path.dirname(path),
+                                                              x["capture"])))
+                if "capture" in x else x for x in p.get("publish", [])])
+                for p in s["participants"]]
+        spath = os.path.join(tmpdir, "%s.json" % s["room"])
+        with open(spath, "w") as f:
+            json.dump(s, f, indent=1)
+        out = os.path.join(tmpdir, "summary-%d.json" % i)
+        err = open(os.path.join(tmpdir, "stderr-%d.txt" % i), "w+")
+        replays.append(subprocess.Popen(
+            [os.path.join(args.build, "tools", "sfu-replay"), "--server",
+             "http://127.0.0.1:%d" % sfud.port, "--api-key", sfud.api_key, "--scenario", spath,
+             "--duration", str(duration), "--json", out],
+            stdout=subprocess.DEVNULL, stderr=err, text=True))
+        outs.append(out)
+        errs.append(err)
+    log0 = len(sfud.log)
+
+    # every room forwarding; a room seen forwarding is not asked again (sfud
+    # serves these requests while thousands of clients join). Rooms that do
+    # not all forward within 15 s of the last one that started are measured
+    # as they are, with a warning.
+    seen, rooms, last_change = set(), [], time.monotonic()
+    deadline = time.monotonic() + 60 + nparts * 0.05
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        rooms = rooms_named(sfud, names)
+        for r in rooms:
+            if r["room_id"] not in seen and room_stat(sfud, r)[1] > 0:
+                seen.add(r["room_id"])
+                last_change = time.monotonic()
+        if len(seen) == nrooms:
+            break
+        if seen and time.monotonic() - last_change > 15:
+            print("  warning: %d of %d rooms running, %d forwarding after 15 s without"
+                  " change; measuring those running" % (len(rooms), nrooms, len(seen)))
+            break
+    else:
+        print("  warning: %d of %d rooms running, %d forwarding; measuring those" %
+              (len(rooms), nrooms, len(seen)))
+    t_fwd = time.monotonic() - t_start
+    if not rooms:
+        for p in replays:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+            try:
+                p.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        tails = []
+        for e in errs:
+            e.seek(0)
+            tails.append(e.read()[-1500:])
+            e.close()
+        print("\n== %s: no room ran; sfu-replay said: %s" % (label, " | ".join(tails)))
+        print("  sfud said: %s" % " | ".join(l.strip() for l in sfud.log[log0:]
+                                              if "level=info" not in l)[:2000])
+        return None
+    time.sleep(settle_s)
+    groups = {"rooms": [r["pid"] for r in rooms], "sfu-replay": [p.pid for p in replays]}
+    a_drops = udp_drops(groups)
     a = fresh_stats(sfud, rooms)
-    a_sfud, a_rep, (a_busy, _) = proc_cpu_us(sfud.proc.pid), proc_cpu_us(replay.pid), \
-        machine_busy_us()
-    time.sleep(args.seconds)
+    a_sfud, a_rep, (a_busy, _) = proc_cpu_us(sfud.proc.pid), \
+        [proc_cpu_us(p.pid) for p in replays], machine_busy_us()
+    time.sleep(window_s)
     b = fresh_stats(sfud, rooms)
-    b_sfud, b_rep, (b_busy, _) = proc_cpu_us(sfud.proc.pid), proc_cpu_us(replay.pid), \
-        machine_busy_us()
-    maps = [smaps(r["pid"]) for r in rooms]
+    b_sfud, b_rep, (b_busy, _) = proc_cpu_us(sfud.proc.pid), \
+        [proc_cpu_us(p.pid) for p in replays], machine_busy_us()
+    b_drops = udp_drops(groups)
+    maps = []
+    for r in rooms:
+        try:
+            maps.append(smaps(r["pid"]))
+        except OSError:
+            pass  # gone
     private = sum(m["Private"] for m in maps)
     rss = sum(m["Rss"] for m in maps)
-    _, err = replay.communicate(timeout=120)
-    with open(out) as f:
-        summary = json.load(f)
-    os.unlink(out)
+    for p in replays:
+        if p.poll() is None:
+            p.send_signal(signal.SIGINT)
+    summaries = []
+    for p, out, err in zip(replays, outs, errs):
+        try:
+            p.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+        try:
+            with open(out) as f:
+                summaries.append(json.load(f))
+        except (OSError, ValueError):
+            err.seek(0)
+            tail = err.read()[-2000:]
+            summaries.append({"failure": "no summary (exit %s): %s" % (p.returncode, tail),
+                              "lost": 0, "received": 0, "sent": 0, "received_per_s": 0,
+                              "sent_per_s": 0, "latency_us": None, "clients": []})
+    stderr_text = []
+    for e in errs:
+        e.seek(0)
+        stderr_text.append(e.read())
+        e.close()
+    sfud_log = sfud.log[log0:]
+    # the rooms go once sfu-replay has deleted them: wait, so the next point starts clean
+    try:
+        wait_for(lambda: not rooms_named(sfud, names), 30, 0.25, "rooms deleted")
+    except AssertionError:
+        pass
+    for f in os.listdir(tmpdir):
+        os.unlink(os.path.join(tmpdir, f))
+    os.rmdir(tmpdir)
 
-    room_cpu = sum(b[k][0] - a[k][0] for k in b)
-    fwd = sum(b[k][1] - a[k][1] for k in b)
-    rx = sum(b[k][3] - a[k][3] for k in b)
-    secs = sum(b[k][2] - a[k][2] for k in b) / len(b) / 1000.0
+    both = [k for k in b if k in a]
+    room_cpu = sum(b[k][0] - a[k][0] for k in both)
+    fwd = sum(b[k][1] - a[k][1] for k in both)
+    rx = sum(b[k][3] - a[k][3] for k in both)
+    secs = sum(b[k][2] - a[k][2] for k in both) / max(1, len(both)) / 1000.0 or window_s
     sfud_cpu = b_sfud - a_sfud
-    rep_cpu = b_rep - a_rep
+    rep_each = [y - x for x, y in zip(a_rep, b_rep)]
+    rep_cpu = sum(rep_each)
     rest = (b_busy - a_busy) - room_cpu - sfud_cpu - rep_cpu
     sfu_cpu = room_cpu + sfud_cpu
-    lat = summary["latency_us"] or {}
-    print("\n== %s (%s): %d rooms, %d clients, %.1f s window" %
-          (key, name, len(rooms), nparts, secs))
-    print("  forwarded           %9.0f packets/s" % (fwd / secs))
-    if fwd:
+    lat = merge_latency(summaries)
+    lost = sum(s["lost"] for s in summaries)
+    received = sum(s["received"] for s in summaries)
+    connected = sum(sum(c["connected"] for c in s["clients"]) for s in summaries)
+    floor_us = (fwd * floor["per_copy_ns"] + rx * floor["per_received_ns"]) / 1000.0
+    r = {
+        "label": label, "rooms": len(both), "rooms_wanted": nrooms, "clients": nparts,
+        "procs": len(scens), "secs": secs, "fwd_per_s": fwd / secs, "rx_per_s": rx / secs,
+        "us_per_fwd": sfu_cpu / fwd if fwd else float("nan"),
+        "room_us": room_cpu / fwd if fwd else float("nan"),
+        "sfud_us": sfud_cpu / fwd if fwd else float("nan"),
+        "sfu_core": sfu_cpu / (secs * 1e6), "floor_us": floor_us / fwd if fwd else float("nan"),
+        "ratio": sfu_cpu / floor_us if fwd else float("nan"),
+        "rep_core": rep_cpu / (secs * 1e6), "rep_each": [c / (secs * 1e6) for c in rep_each],
+        "rep_us_rx": rep_cpu / max(1, sum(s["received_per_s"] for s in summaries) * secs),
+        "lat": lat, "lost": lost, "received": received,
+        "loss": lost / (received + lost) if received + lost else 0.0,
+        "connected": connected,
+        "sent_per_s": sum(s["sent_per_s"] for s in summaries),
+        "sent_want": sum(expected_sent_per_s(s) for s in scens),
+        "priv_pp": (private - idle_kib * len(maps)) / nparts, "rss_pp": rss / nparts,
+        "private": private, "rest_core": rest / (secs * 1e6), "t_fwd": t_fwd,
+        "ended": sorted(c["close_code"] for s in summaries for c in s["clients"]
+                        if c.get("close_code")),
+        "ice_restarts": sum(c.get("ice_restarts", 0) for s in summaries for c in s["clients"]),
+        "resumes": sum(c.get("resumes", 0) for s in summaries for c in s["clients"]),
+        "drops": {g: b_drops[g] - a_drops[g] for g in groups},
+        "ok": all(s.get("ok") for s in summaries),
+        "failures": [s["failure"] for s in summaries if s.get("failure")],
+        "replay_notes": [l for t in stderr_text for l in t.splitlines() if l.strip()],
+        "sfud_notes": [l for l in sfud_log if re.search(r"\b(warn|error|WARN|ERROR)\b", l)],
+    }
+    r["gen_behind"] = gen_behind(r)
+    if not quiet:
+        print_block(r, idle_kib)
+    return r
+
+
+def gen_behind(r):
+    """Why the load generator did not keep up (empty: it did): datagrams
+    its sockets dropped, packets not sent on time, a process on a full core."""
+    why = []
+    if r["drops"]["sfu-replay"]:
+        why.append("its sockets dropped %d datagrams" % r["drops"]["sfu-replay"])
+    if r["sent_per_s"] < 0.99 * r["sent_want"]:
+        why.append("it sent %.1f %% of the packets due" % (100.0 * r["sent_per_s"] / r["sent_want"]))
+    busy = [c for c in r["rep_each"] if c > 0.9]
+    if busy:
+        why.append("%d process(es) above 90 %% of a core" % len(busy))
+    return why
+
+
+def print_block(r, idle_kib):
+    secs, lat = r["secs"], r["lat"]
+    print("\n== %s: %d rooms%s, %d clients, %d sfu-replay process%s, %.1f s window" %
+          (r["label"], r["rooms"], "" if r["rooms"] == r["rooms_wanted"] else
+           " measured (of %d)" % r["rooms_wanted"], r["clients"], r["procs"],
+           "" if r["procs"] == 1 else "es", secs))
+    print("  forwarded           %9.0f packets/s (received %.0f/s)" % (r["fwd_per_s"], r["rx_per_s"]))
+    if r["fwd_per_s"]:
         print("  SFU CPU             %9.2f us per forwarded packet (rooms %.2f + sfud %.2f);"
-              " %.1f %% of a core" % (sfu_cpu / fwd, room_cpu / fwd, sfud_cpu / fwd,
-                                      100.0 * sfu_cpu / (secs * 1e6)))
-    if fwd:
-        floor_us = (fwd * floor["per_copy_ns"] + rx * floor["per_received_ns"]) / 1000.0
+              " %.1f %% of a core" % (r["us_per_fwd"], r["room_us"], r["sfud_us"],
+                                      100.0 * r["sfu_core"]))
         print("  floor               %9.2f us per forwarded packet (%d received per 100"
               " forwarded): SFU CPU is %.2f x the floor" %
-              (floor_us / fwd, round(100.0 * rx / fwd), sfu_cpu / floor_us))
-    print("  load generator CPU  %9.1f %% of a core (%.2f us per packet it received)" %
-          (100.0 * rep_cpu / (secs * 1e6),
-           rep_cpu / max(1, summary["received_per_s"] * secs)))
-    print("  added latency       p50 %d us  p99 %d us  max %d us (%d packets)" %
-          (lat.get("p50", 0), lat.get("p99", 0), lat.get("max", 0), lat.get("n", 0)))
+              (r["floor_us"], round(100.0 * r["rx_per_s"] / r["fwd_per_s"]), r["ratio"]))
+    print("  load generator CPU  %9.1f %% of a core (%.2f us per packet it received)%s" %
+          (100.0 * r["rep_core"], r["rep_us_rx"],
+           "" if r["procs"] == 1 else "; per process " +
+           " ".join("%.0f%%" % (100 * c) for c in r["rep_each"])))
+    print("  sent                %9.0f packets/s of %d/s the publishers should send" %
+          (r["sent_per_s"], r["sent_want"]))
+    print("  load generator      %s" % ("kept up" if not r["gen_behind"] else
+                                       "did NOT keep up: " + "; ".join(r["gen_behind"])))
+    print("  added latency       p50 %d us  p99 %d us  max %d us (%d packets)%s" %
+          (lat.get("p50", 0), lat.get("p99", 0), lat.get("max", 0), lat.get("n", 0),
+           "" if r["procs"] == 1 else " (worst process)"))
     print("  loss                %d of %d (%.4f %%); clients connected %d/%d; ok=%s" %
-          (summary["lost"], summary["received"] + summary["lost"], 100 * summary["loss"],
-           sum(c["connected"] for c in summary["clients"]), nparts, summary["ok"]))
+          (r["lost"], r["received"] + r["lost"], 100 * r["loss"], r["connected"], r["clients"],
+           r["ok"]))
+    if r["ended"] or r["ice_restarts"] or r["resumes"]:
+        codes = {}
+        for c in r["ended"]:
+            codes[c] = codes.get(c, 0) + 1
+        print("  clients ended by the server %d (close codes %s); ICE restarts %d; signaling"
+              " resumes %d (their packets after the end are not counted as lost)" %
+              (len(r["ended"]), codes, r["ice_restarts"], r["resumes"]))
+    print("  UDP receive drops   %d at the rooms' sockets, %d at the clients' (full buffers,"
+          " in the window)" % (r["drops"]["rooms"], r["drops"]["sfu-replay"]))
     print("  room memory         %.0f KiB private per participant (%d KiB in %d rooms, idle"
           " room %d KiB); RSS %.0f KiB per participant (shared pages counted in every room)"
-          % ((private - idle_kib * len(rooms)) / nparts, private, len(rooms), idle_kib,
-             rss / nparts))
-    print("  rest of the machine %9.1f %% of a core" % (100.0 * rest / (secs * 1e6)))
-    if summary.get("failure"):
-        print("  sfu-replay:", summary["failure"])
+          % (r["priv_pp"], r["private"], r["rooms"], idle_kib, r["rss_pp"]))
+    print("  rest of the machine %9.1f %% of a core" % (100.0 * r["rest_core"]))
+    for f in r["failures"]:
+        print("  sfu-replay:", f[:500])
+    notes = [l for l in r["replay_notes"] if not l.startswith("{")]
+    if notes:
+        print("  sfu-replay stderr (%d lines), first: %s" % (len(notes), " | ".join(notes[:3])[:600]))
+    if r["sfud_notes"]:
+        print("  sfud warnings/errors (%d), first: %s" %
+              (len(r["sfud_notes"]), " | ".join(x.strip() for x in r["sfud_notes"][:3])[:600]))
+    sys.stdout.flush()
+
+
+def fmt_us(us):
+    return "%d µs" % us if us < 10000 else "%.0f ms" % (us / 1000.0)
+
+
+def curve_table(name, title, rows):
+    print("\n### curve %s: %s" % (name, title))
+    print("| point | clients connected | rooms | forwarded/s | SFU µs per fwd (rooms + sfud) "
+          "| floor µs | ratio | SFU CPU | gen CPU | gen kept up | loss | latency p50 / p99 "
+          "| private KiB per participant | rest of machine |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print("| %s | %d/%d | %d | %.0f | %.2f (%.2f + %.2f) | %.2f | %.2f× | %.0f %% | %.0f %% "
+              "| %s | %.3f %% | %s / %s | %.0f | %.0f %% |" %
+              (r["label"], r["connected"], r["clients"], r["rooms"], r["fwd_per_s"],
+               r["us_per_fwd"], r["room_us"], r["sfud_us"], r["floor_us"], r["ratio"],
+               100 * r["sfu_core"], 100 * r["rep_core"], "yes" if not r["gen_behind"] else "no",
+               100 * r["loss"], fmt_us(r["lat"].get("p50", 0)), fmt_us(r["lat"].get("p99", 0)),
+               r["priv_pp"], 100 * r["rest_core"]))
+    sys.stdout.flush()
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default="build")
-    ap.add_argument("--only", default="a,b,c")
-    ap.add_argument("--seconds", type=float, default=15)
-    ap.add_argument("--generator-policy", choices=("batch", "normal"), default="batch",
-                    help="scheduling policy of sfu-replay (default batch: see generator_policy)")
+    ap.add_argument("--only", default=None,
+                    help="scenarios a,b,c (default: a,b,c unless --curves or --node)")
+    ap.add_argument("--seconds", type=float, default=15,
+                    help="window of the a/b/c and node scenarios")
+    ap.add_argument("--curves", default=None,
+                    help="scaling curves to run: size,listen,rooms (or 'all')")
+    ap.add_argument("--points", default=None,
+                    help="only these points of the curves (e.g. N=50,R=200)")
+    ap.add_argument("--point-seconds", type=float, default=5,
+                    help="window of each curve point")
+    ap.add_argument("--settle", type=float, default=2,
+                    help="seconds between every room forwarding and a curve point's window")
+    ap.add_argument("--rooms-per-proc", type=int, default=50,
+                    help="curve points with more rooms spread them over sfu-replay processes")
+    ap.add_argument("--node", action="store_true", help="run node2000")
+    ap.add_argument("--node-rooms", type=int, default=100)
+    ap.add_argument("--node-size", type=int, default=20, help="participants per room")
+    ap.add_argument("--node-speakers", type=int, default=2)
+    ap.add_argument("--node-procs", type=int, default=4, help="sfu-replay processes")
     args = ap.parse_args()
+    only = args.only if args.only is not None else (
+        "" if args.curves or args.node else "a,b,c")
+    curves = [] if not args.curves else (
+        list(CURVES) if args.curves == "all" else [c.strip() for c in args.curves.split(",")])
+    for c in curves:
+        if c not in CURVES:
+            ap.error("unknown curve %r (size, listen, rooms)" % c)
+    nofile = raise_nofile()
+    node_clients = args.node_rooms * args.node_size if args.node else 0
     sfud = Sfud(os.path.join(args.build, "sfud"), os.path.join(args.build, "sfu-room"),
+                # sfud's own default (the test harness's 3 s kills rooms of a loaded
+                # machine that missed heartbeats for a moment)
+                "--heartbeat-timeout-ms", "5000",
                 "--max-participants", "300",
-                "--max-connections-per-ip", "2000")  # every client is on 127.0.0.1
+                "--max-rooms", "1000",
+                # every client is on 127.0.0.1: one WebSocket each, plus API requests
+                "--max-connections-per-ip", str(max(2000, node_clients + 500)),
+                "--max-connections", str(max(10000, node_clients + 1000)))
+    print("RLIMIT_NOFILE %d (sfud, rooms and sfu-replay inherit it); %d cores" %
+          (nofile, os.cpu_count()))
     try:
         floor = measure_floor(args)
         idle = idle_room_private_kib(sfud)
-        for key in args.only.split(","):
-            run(args, sfud, key.strip(), idle, floor)
+        for key in [k.strip() for k in only.split(",") if k.strip()]:
+            name = SCENARIOS[key]
+            path = os.path.join(HERE, "scenarios", name + ".json")
+            with open(path) as f:
+                scen = json.load(f)
+            run(args, sfud, "%s (%s)" % (key, name), [scen], idle, floor, args.seconds, 3,
+                path=path)
+        tables = []
+        for c in curves:
+            title, points = CURVES[c]
+            rows = []
+            for label, nrooms, speakers, listeners in points:
+                if args.points and label not in args.points.split(","):
+                    continue
+                scen = gen_scenario("bench-%s-%s" % (c, label.replace("=", "").lower()),
+                                    nrooms, speakers, listeners)
+                procs = -(-nrooms // args.rooms_per_proc)
+                scens = split_rooms(scen, procs) if procs > 1 else [scen]
+                r = run(args, sfud, "%s %s" % (c, label), scens, idle, floor,
+                        args.point_seconds, args.settle)
+                if r:
+                    rows.append(r)
+            tables.append((c, title, rows))
+            curve_table(c, title, rows)
+        if args.node:
+            scen = gen_scenario("bench-node", args.node_rooms, args.node_speakers,
+                                args.node_size - args.node_speakers)
+            label = "node%d (%d rooms of %d, %d speakers each)" % (
+                node_clients, args.node_rooms, args.node_size, args.node_speakers)
+            run(args, sfud, label, split_rooms(scen, args.node_procs), idle, floor,
+                args.seconds, 3)
+        if len(tables) > 1 or (tables and args.node):
+            print("\n---- the curves again, together")
+            for t in tables:
+                curve_table(*t)
         measure_floor(args)  # again: how much the machine moved during the run
     finally:
         sfud.kill()
