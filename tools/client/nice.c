@@ -83,6 +83,9 @@
 #define MAX_SOCKETS 4  /* one per local address */
 #define MAX_KNOWN 8    /* remote addresses a peer checked from */
 #define RECV_BATCH 16
+#define RCVBUF (1 << 20) /* SO_RCVBUF asked for: the default (~200 KiB) holds ~100 ms
+                            of a 50-person room, less than a load generator sharing
+                            its cores may wait for one */
 
 struct sfu_ice_stream_s {
   sfu_ice_t *ice;          /* owner */
@@ -426,7 +429,9 @@ int sfu_ice_stream_create(sfu_ice_t *ice, const sfu_ice_cb_t *cb, sfu_ice_stream
   GPtrArray *socks = nice_agent_get_sockets(ice->agent, st->id, 1);
   for (guint i = 0; socks && i < socks->len && st->npolls < MAX_SOCKETS; i++) {
     uv_poll_t *ph = &st->polls[st->npolls];
-    if (uv_poll_init(ice->loop, ph, g_socket_get_fd(g_ptr_array_index(socks, i))) != 0) continue;
+    int fd = g_socket_get_fd(g_ptr_array_index(socks, i)), big = RCVBUF;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof(big)); /* best effort */
+    if (uv_poll_init(ice->loop, ph, fd) != 0) continue;
     ph->data = st;
     uv_poll_start(ph, UV_READABLE, on_readable);
     st->npolls++;

@@ -125,6 +125,9 @@
 #define STALL_MS 1250           /* nothing received this long: the path is lost ... */
 #define FLOWING_BPS 2000        /* ... if media was flowing (bytes/s in a tick) */
 #define FLOW_RECENT_MS 1000     /* ... until at most this long before */
+#define RR_MS 5000              /* an RTCP receiver report about this often (0.5-1.5x, as
+                                   browsers do for audio): the room takes a transport
+                                   silent for 15 s for gone, and a listener sends no RTP */
 #define MOVE_OPEN_MS 10000      /* a move's new leg: attempts to reach the new node */
 #define RETIRE_MS 5000          /* a retiring leg's socket: the server's close awaited */
 
@@ -189,6 +192,7 @@ struct leg_s {
   uint64_t watch_bytes;       /* the transport's rx_bytes at the last tick */
   uint64_t watch_change_ms;   /* the last tick they had grown; 0 = not yet */
   uint64_t watch_flow_ms;     /* the last tick media flowed; 0 = not since a stall */
+  uint64_t rr_next_ms;        /* the next receiver report; 0 = at once */
 };
 
 struct sfu_peer_s {
@@ -211,6 +215,7 @@ struct sfu_peer_s {
   int dead;                   /* destroyed: callbacks ignored */
   uint64_t move_ms;           /* `migrate` of the last move */
   uint64_t last_play_ms;      /* the last RTP handed up */
+  uint32_t rtcp_ssrc;         /* sender SSRC of our reports: our first track's, else random */
   uint64_t gap_from_ms;       /* a move's last packet of the old leg ... */
   int gap_pending;            /* ... until the first of the new one */
   uint8_t spare[SFU_PEER_MAX_PACKET + SFU_SRTP_TRAILER]; /* the second leg's copy */
@@ -222,6 +227,7 @@ static void schedule_ice(leg_t *L, uint64_t ms);
 static void leg_fail(leg_t *L, int code, const char *reason);
 static void leg_retire(leg_t *L, int code, const char *reason);
 static void leg_destroy(leg_t *L);
+static int leg_send(leg_t *L, int rtcp, uint8_t *buf, size_t len, size_t cap);
 
 /* A leg whose events count: the one that plays or a move's new one, of a
  * peer that has not ended. */
@@ -734,6 +740,19 @@ static void send_failed(leg_t *L, int rv) {
     ice_lost(L, "sends failing", 1);
 }
 
+/* An empty RTCP receiver report (RFC 3550 6.4.2: no report blocks), as a
+ * receiving browser sends one every few seconds: it keeps the transport
+ * alive at the room for a participant that publishes nothing. */
+static void send_rr(leg_t *L, uint64_t now) {
+  uint8_t b[8 + SFU_SRTP_TRAILER];
+  uint32_t ssrc = L->p->rtcp_ssrc;
+  b[0] = 0x80, b[1] = 201, b[2] = 0, b[3] = 1; /* V=2, RC=0, PT=RR, length 1 word */
+  b[4] = (uint8_t)(ssrc >> 24), b[5] = (uint8_t)(ssrc >> 16), b[6] = (uint8_t)(ssrc >> 8);
+  b[7] = (uint8_t)ssrc;
+  leg_send(L, 1, b, 8, sizeof(b));
+  L->rr_next_ms = now + RR_MS / 2 + sfu_random_u32() % RR_MS;
+}
+
 /* Every WATCH_MS: what the transport received. Once media flowed (a
  * tick of at least FLOWING_BPS within FLOW_RECENT_MS of the last byte),
  * STALL_MS with nothing at all -- the room sends RTCP reports every second
@@ -746,6 +765,7 @@ static void on_watch(uv_timer_t *h) {
   int late = L->watch_tick_ms && dt > 2 * WATCH_MS;
   L->watch_tick_ms = now;
   if (!live(L) || !L->tp || !L->media_up) return;
+  if (now >= L->rr_next_ms) send_rr(L, now);
   uint64_t bytes = sfu_transport_stats(L->tp)->rx_bytes;
   if (late || !L->watch_change_ms || bytes != L->watch_bytes) {
     if (!late && L->watch_change_ms && dt && (bytes - L->watch_bytes) * 1000 / dt >= FLOWING_BPS)
@@ -1296,6 +1316,7 @@ int sfu_peer_create(sfu_peer_t **out, uv_loop_t *loop, GMainContext *ctx,
   p->o.room = p->room;
   p->o.token = p->token;
   p->o.address = p->address;
+  p->rtcp_ssrc = o->npubs > 0 ? o->pubs[0].ssrc : (sfu_random_u32() | 1);
   int rv = leg_create(p, &p->cur, p->ws_url);
   if (rv != 0) {
     free(p);
