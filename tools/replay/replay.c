@@ -121,6 +121,7 @@ struct rp_part_s {
   int ice_restart_asked;    /* --restart-ice-at done */
   int close_code;
   char close_reason[128];
+  char *token;              /* minted before the loop runs (see main) */
   SFU_VEC(rp_sub_t *) subs;
   uint64_t unknown_rx;      /* RTP for no subscription of ours */
   uint64_t self_rx;
@@ -450,7 +451,8 @@ static void measure_moves(uint64_t t, int end) {
 static void start_part(rp_part_t *p) {
   sfu_peer_opts_t o;
   memset(&o, 0, sizeof(o));
-  char *token = mint_token(p->room, p->identity);
+  char *token = p->token ? p->token : mint_token(p->room, p->identity);
+  p->token = NULL;
   o.ws_url = p->room->ws_url;
   o.room = p->room->id;
   o.token = token;
@@ -1295,6 +1297,11 @@ int main(int argc, char **argv) {
     if (sfu_cap_writer_open(&R.rec, R.record_path, err, sizeof(err)) != 0) die("%s", err);
   }
   for (int i = 0; i < R.nrooms; i++) create_room(&R.rooms[i]);
+  /* Tokens are minted here, with blocking requests, rather than as each
+   * client starts: minting hundreds from inside the loop held it so long that
+   * the first clients' WebSocket handshakes timed out (10 s) meanwhile. */
+  for (int i = 0; i < R.nparts; i++)
+    if (R.parts[i].join_s <= 0) R.parts[i].token = mint_token(R.parts[i].room, R.parts[i].identity);
   R.t0_us = now_us();
   uv_timer_init(R.loop, &R.tick);
   uv_timer_start(&R.tick, on_tick, 1, 1);
