@@ -127,6 +127,22 @@ def udp_drops(groups):
     return out
 
 
+def kernel_drops():
+    """Datagrams the kernel dropped, machine-wide: UDP receive/send buffer
+    errors (/proc/net/snmp) and the per-CPU input backlog
+    (/proc/net/softnet_stat, where loopback traffic queues; bounded by
+    net.core.netdev_max_backlog)."""
+    out = {}
+    with open("/proc/net/snmp") as f:
+        rows = [l.split() for l in f if l.startswith("Udp:")]
+    for k, v in zip(rows[0][1:], rows[1][1:]):
+        if k in ("RcvbufErrors", "SndbufErrors", "InErrors"):
+            out["udp_" + k] = int(v)
+    with open("/proc/net/softnet_stat") as f:
+        out["backlog_dropped"] = sum(int(l.split()[1], 16) for l in f if l.strip())
+    return out
+
+
 def room_names(scen):
     """The names sfu-replay gives the rooms of a scenario (replay.c)."""
     n = scen.get("rooms", 1)
@@ -142,11 +158,13 @@ def room_stat(sfud, r):
     st, j = sfud.request("GET", "/v1/rooms/" + r["room_id"])
     s = j.get("stats") or {}
     pk = s.get("packets", {})
-    return (s.get("cpu_us", 0), pk.get("rtp_out", 0), s.get("uptime_ms", 0), pk.get("rtp_in", 0))
+    return (s.get("cpu_us", 0), pk.get("rtp_out", 0), s.get("uptime_ms", 0), pk.get("rtp_in", 0),
+            {k: v for k, v in pk.items() if k.startswith("drop_")})
 
 
 def room_stats(sfud, rooms):
-    """{room_id: (cpu_us, rtp_out, uptime_ms, rtp_in)} from each room's last stats."""
+    """{room_id: (cpu_us, rtp_out, uptime_ms, rtp_in, {drop_*: n})} from each room's
+    last stats."""
     return {r["room_id"]: room_stat(sfud, r) for r in rooms}
 
 
@@ -334,7 +352,7 @@ def run(args, sfud, label, scens, idle_kib, floor, window_s, settle_s, path=None
         return None
     time.sleep(settle_s)
     groups = {"rooms": [r["pid"] for r in rooms], "sfu-replay": [p.pid for p in replays]}
-    a_drops = udp_drops(groups)
+    a_drops, a_kern = udp_drops(groups), kernel_drops()
     a = fresh_stats(sfud, rooms)
     a_sfud, a_rep, (a_busy, _) = proc_cpu_us(sfud.proc.pid), \
         [proc_cpu_us(p.pid) for p in replays], machine_busy_us()
@@ -342,7 +360,7 @@ def run(args, sfud, label, scens, idle_kib, floor, window_s, settle_s, path=None
     b = fresh_stats(sfud, rooms)
     b_sfud, b_rep, (b_busy, _) = proc_cpu_us(sfud.proc.pid), \
         [proc_cpu_us(p.pid) for p in replays], machine_busy_us()
-    b_drops = udp_drops(groups)
+    b_drops, b_kern = udp_drops(groups), kernel_drops()
     maps = []
     for r in rooms:
         try:
@@ -422,6 +440,9 @@ def run(args, sfud, label, scens, idle_kib, floor, window_s, settle_s, path=None
         "ice_restarts": sum(c.get("ice_restarts", 0) for s in summaries for c in s["clients"]),
         "resumes": sum(c.get("resumes", 0) for s in summaries for c in s["clients"]),
         "drops": {g: b_drops[g] - a_drops[g] for g in groups},
+        "kernel_drops": {k: b_kern[k] - a_kern[k] for k in b_kern},
+        "room_drops": {k: sum(b[r][4].get(k, 0) - a[r][4].get(k, 0) for r in both)
+                       for k in (b[both[0]][4] if both else {})},
         "ok": all(s.get("ok") for s in summaries),
         "failures": [s["failure"] for s in summaries if s.get("failure")],
         "replay_notes": [l for t in stderr_text for l in t.splitlines() if l.strip()],
@@ -484,13 +505,19 @@ def print_block(r, idle_kib):
               (len(r["ended"]), codes, r["ice_restarts"], r["resumes"]))
     print("  UDP receive drops   %d at the rooms' sockets, %d at the clients' (full buffers,"
           " in the window)" % (r["drops"]["rooms"], r["drops"]["sfu-replay"]))
+    kd = {k: v for k, v in r["kernel_drops"].items() if v}
+    rd = {k: v for k, v in r["room_drops"].items() if v}
+    print("  other drops         kernel, whole machine: %s; rooms' own counters: %s" %
+          (", ".join("%s %d" % kv for kv in sorted(kd.items())) or "none",
+           ", ".join("%s %d" % kv for kv in sorted(rd.items())) or "none"))
     print("  room memory         %.0f KiB private per participant (%d KiB in %d rooms, idle"
           " room %d KiB); RSS %.0f KiB per participant (shared pages counted in every room)"
           % (r["priv_pp"], r["private"], r["rooms"], idle_kib, r["rss_pp"]))
     print("  rest of the machine %9.1f %% of a core" % (100.0 * r["rest_core"]))
     for f in r["failures"]:
         print("  sfu-replay:", f[:500])
-    notes = [l for l in r["replay_notes"] if not l.startswith("{")]
+    notes = [l for l in r["replay_notes"]
+             if not l.startswith("{") and "interrupted: summarising" not in l]
     if notes:
         print("  sfu-replay stderr (%d lines), first: %s" % (len(notes), " | ".join(notes[:3])[:600]))
     if r["sfud_notes"]:
