@@ -129,14 +129,14 @@ def udp_drops(groups):
 
 def kernel_drops():
     """Datagrams the kernel dropped, machine-wide: UDP receive/send buffer
-    errors (/proc/net/snmp) and the per-CPU input backlog
+    errors and datagrams to closed ports (/proc/net/snmp), the per-CPU input backlog
     (/proc/net/softnet_stat, where loopback traffic queues; bounded by
     net.core.netdev_max_backlog)."""
     out = {}
     with open("/proc/net/snmp") as f:
         rows = [l.split() for l in f if l.startswith("Udp:")]
     for k, v in zip(rows[0][1:], rows[1][1:]):
-        if k in ("RcvbufErrors", "SndbufErrors", "InErrors"):
+        if k in ("RcvbufErrors", "SndbufErrors", "InErrors", "NoPorts"):
             out["udp_" + k] = int(v)
     with open("/proc/net/softnet_stat") as f:
         out["backlog_dropped"] = sum(int(l.split()[1], 16) for l in f if l.strip())
@@ -565,6 +565,9 @@ def main():
                     help="seconds between every room forwarding and a curve point's window")
     ap.add_argument("--rooms-per-proc", type=int, default=50,
                     help="curve points with more rooms spread them over sfu-replay processes")
+    ap.add_argument("--floor-each", type=int, default=1,
+                    help="1: measure the floor again before each curve point and the node"
+                    " scenario (the machine moves); 0: the first floor for all")
     ap.add_argument("--node", action="store_true", help="run node2000")
     ap.add_argument("--node-rooms", type=int, default=100)
     ap.add_argument("--node-size", type=int, default=20, help="participants per room")
@@ -594,6 +597,7 @@ def main():
     try:
         floor = measure_floor(args)
         idle = idle_room_private_kib(sfud)
+        fresh = True  # the floor was just measured
         for key in [k.strip() for k in only.split(",") if k.strip()]:
             name = SCENARIOS[key]
             path = os.path.join(HERE, "scenarios", name + ".json")
@@ -601,6 +605,7 @@ def main():
                 scen = json.load(f)
             run(args, sfud, "%s (%s)" % (key, name), [scen], idle, floor, args.seconds, 3,
                 path=path)
+            fresh = False
         tables = []
         for c in curves:
             title, points = CURVES[c]
@@ -612,6 +617,9 @@ def main():
                                     nrooms, speakers, listeners)
                 procs = -(-nrooms // args.rooms_per_proc)
                 scens = split_rooms(scen, procs) if procs > 1 else [scen]
+                if args.floor_each and not fresh:
+                    floor = measure_floor(args)
+                fresh = False
                 r = run(args, sfud, "%s %s" % (c, label), scens, idle, floor,
                         args.point_seconds, args.settle)
                 if r:
@@ -623,6 +631,8 @@ def main():
                                 args.node_size - args.node_speakers)
             label = "node%d (%d rooms of %d, %d speakers each)" % (
                 node_clients, args.node_rooms, args.node_size, args.node_speakers)
+            if args.floor_each and not fresh:
+                floor = measure_floor(args)
             run(args, sfud, label, split_rooms(scen, args.node_procs), idle, floor,
                 args.seconds, 3)
         if len(tables) > 1 or (tables and args.node):
