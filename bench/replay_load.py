@@ -63,6 +63,7 @@ sys.path.insert(0, HERE)
 from sfutest import Sfud, smaps, wait_for  # noqa: E402
 from call_cpu import machine_busy_us, proc_cpu_us  # noqa: E402
 
+QBYTES = 768.0  # rx_queue bytes of one queued datagram (measured in main)
 SCENARIOS = {"a": "room10", "b": "listeners200", "c": "rooms50"}
 TONE = os.path.normpath(os.path.join(HERE, "..", "tests", "data", "pcaps",
                                      "gst-opus-tone-stereo.pcap"))   # 50 packets/s
@@ -125,6 +126,53 @@ def udp_drops(groups):
             if g is not None:
                 out[g] += int(bits[12])
     return out
+
+
+def socket_owner(groups):
+    """{socket inode: group} of the pids of each group."""
+    owner = {}
+    for g, pids in groups.items():
+        for pid in pids:
+            for ino in socket_inodes(pid):
+                owner[ino] = g
+    return owner
+
+
+def udp_queued(owner):
+    """{group: bytes waiting in the receive buffers of its UDP sockets}
+    (/proc/net/udp rx_queue: the buffers' memory, skb overhead included)."""
+    out = {g: 0 for g in set(owner.values())}
+    for name in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            with open(name) as f:
+                lines = f.readlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            bits = line.split()
+            g = owner.get(bits[9])
+            if g is not None:
+                out[g] += int(bits[4].split(":")[1], 16)
+    return out
+
+
+def queued_bytes_per_datagram():
+    """What one queued ~130-byte datagram (an SRTP Opus packet) counts in
+    rx_queue on this kernel: sent to ourselves on loopback and read back."""
+    import socket
+    a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        a.bind(("127.0.0.1", 0))
+        a.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        for _ in range(100):
+            b.sendto(b"\x80" * 130, a.getsockname())
+        time.sleep(0.05)
+        q = udp_queued({str(os.fstat(a.fileno()).st_ino): "x"}).get("x", 0)
+        return q / 100.0 if q else 768.0
+    finally:
+        a.close()
+        b.close()
 
 
 def kernel_drops():
@@ -356,7 +404,13 @@ def run(args, sfud, label, scens, idle_kib, floor, window_s, settle_s, path=None
     a = fresh_stats(sfud, rooms)
     a_sfud, a_rep, (a_busy, _) = proc_cpu_us(sfud.proc.pid), \
         [proc_cpu_us(p.pid) for p in replays], machine_busy_us()
-    time.sleep(window_s)
+    # what waits in the sockets, sampled through the window: by Little's law,
+    # queued datagrams / arrival rate = how long a datagram waits there
+    owner, queued = socket_owner(groups), []
+    end = time.monotonic() + window_s
+    while time.monotonic() < end:
+        time.sleep(max(0.0, min(1.0, end - time.monotonic())))
+        queued.append(udp_queued(owner))
     b = fresh_stats(sfud, rooms)
     b_sfud, b_rep, (b_busy, _) = proc_cpu_us(sfud.proc.pid), \
         [proc_cpu_us(p.pid) for p in replays], machine_busy_us()
@@ -440,6 +494,9 @@ def run(args, sfud, label, scens, idle_kib, floor, window_s, settle_s, path=None
         "ice_restarts": sum(c.get("ice_restarts", 0) for s in summaries for c in s["clients"]),
         "resumes": sum(c.get("resumes", 0) for s in summaries for c in s["clients"]),
         "drops": {g: b_drops[g] - a_drops[g] for g in groups},
+        "wait_ms": {g: (sum(q.get(g, 0) for q in queued) / max(1, len(queued)) / QBYTES)
+                    / max(1.0, (fwd if g == "sfu-replay" else rx) / secs) * 1000.0
+                    for g in groups},
         "kernel_drops": {k: b_kern[k] - a_kern[k] for k in b_kern},
         "room_drops": {k: sum(b[r][4].get(k, 0) - a[r][4].get(k, 0) for r in both)
                        for k in (b[both[0]][4] if both else {})},
@@ -462,6 +519,8 @@ def gen_behind(r):
         why.append("its sockets dropped %d datagrams" % r["drops"]["sfu-replay"])
     if r["sent_per_s"] < 0.99 * r["sent_want"]:
         why.append("it sent %.1f %% of the packets due" % (100.0 * r["sent_per_s"] / r["sent_want"]))
+    if r["wait_ms"]["sfu-replay"] > 20:
+        why.append("what it received waited %.0f ms in its sockets" % r["wait_ms"]["sfu-replay"])
     busy = [c for c in r["rep_each"] if c > 0.9]
     if busy:
         why.append("%d process(es) above 90 %% of a core" % len(busy))
@@ -505,6 +564,9 @@ def print_block(r, idle_kib):
               (len(r["ended"]), codes, r["ice_restarts"], r["resumes"]))
     print("  UDP receive drops   %d at the rooms' sockets, %d at the clients' (full buffers,"
           " in the window)" % (r["drops"]["rooms"], r["drops"]["sfu-replay"]))
+    print("  socket wait         %.2f ms in the rooms' sockets, %.2f ms in the clients' (mean,"
+          " from what they held: Little's law)" % (r["wait_ms"]["rooms"],
+                                                  r["wait_ms"]["sfu-replay"]))
     kd = {k: v for k, v in r["kernel_drops"].items() if v}
     rd = {k: v for k, v in r["room_drops"].items() if v}
     print("  other drops         kernel, whole machine: %s; rooms' own counters: %s" %
@@ -534,16 +596,17 @@ def curve_table(name, title, rows):
     print("\n### curve %s: %s" % (name, title))
     print("| point | clients connected | rooms | forwarded/s | SFU µs per fwd (rooms + sfud) "
           "| floor µs | ratio | SFU CPU | gen CPU | gen kept up | loss | latency p50 / p99 "
-          "| private KiB per participant | rest of machine |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| socket wait rooms / clients | private KiB per participant | rest of machine |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print("| %s | %d/%d | %d | %.0f | %.2f (%.2f + %.2f) | %.2f | %.2f× | %.0f %% | %.0f %% "
-              "| %s | %.3f %% | %s / %s | %.0f | %.0f %% |" %
+              "| %s | %.3f %% | %s / %s | %.1f / %.1f ms | %.0f | %.0f %% |" %
               (r["label"], r["connected"], r["clients"], r["rooms"], r["fwd_per_s"],
                r["us_per_fwd"], r["room_us"], r["sfud_us"], r["floor_us"], r["ratio"],
                100 * r["sfu_core"], 100 * r["rep_core"], "yes" if not r["gen_behind"] else "no",
                100 * r["loss"], fmt_us(r["lat"].get("p50", 0)), fmt_us(r["lat"].get("p99", 0)),
-               r["priv_pp"], 100 * r["rest_core"]))
+               r["wait_ms"]["rooms"], r["wait_ms"]["sfu-replay"], r["priv_pp"],
+               100 * r["rest_core"]))
     sys.stdout.flush()
 
 
@@ -582,6 +645,8 @@ def main():
         if c not in CURVES:
             ap.error("unknown curve %r (size, listen, rooms)" % c)
     nofile = raise_nofile()
+    global QBYTES
+    QBYTES = queued_bytes_per_datagram()
     node_clients = args.node_rooms * args.node_size if args.node else 0
     sfud = Sfud(os.path.join(args.build, "sfud"), os.path.join(args.build, "sfu-room"),
                 # sfud's own default (the test harness's 3 s kills rooms of a loaded
@@ -592,8 +657,8 @@ def main():
                 # every client is on 127.0.0.1: one WebSocket each, plus API requests
                 "--max-connections-per-ip", str(max(2000, node_clients + 500)),
                 "--max-connections", str(max(10000, node_clients + 1000)))
-    print("RLIMIT_NOFILE %d (sfud, rooms and sfu-replay inherit it); %d cores" %
-          (nofile, os.cpu_count()))
+    print("RLIMIT_NOFILE %d (sfud, rooms and sfu-replay inherit it); %d cores; a queued"
+          " datagram counts %.0f bytes in rx_queue" % (nofile, os.cpu_count(), QBYTES))
     try:
         floor = measure_floor(args)
         idle = idle_room_private_kib(sfud)
