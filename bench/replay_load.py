@@ -352,7 +352,8 @@ def run(args, sfud, label, scens, idle_kib, floor, window_s, settle_s, path=None
             [os.path.join(args.build, "tools", "sfu-replay"), "--server",
              "http://127.0.0.1:%d" % sfud.port, "--api-key", sfud.api_key, "--scenario", spath,
              "--duration", str(duration), "--json", out],
-            stdout=subprocess.DEVNULL, stderr=err, text=True))
+            stdout=subprocess.DEVNULL, stderr=err, text=True,
+            preexec_fn=generator_policy(args)))
         outs.append(out)
         errs.append(err)
     log0 = len(sfud.log)
@@ -631,6 +632,8 @@ def main():
     ap.add_argument("--floor-each", type=int, default=1,
                     help="1: measure the floor again before each curve point and the node"
                     " scenario (the machine moves); 0: the first floor for all")
+    ap.add_argument("--generator-policy", choices=("batch", "normal"), default="batch",
+                    help="scheduling policy of sfu-replay (default batch: see generator_policy)")
     ap.add_argument("--node", action="store_true", help="run node2000")
     ap.add_argument("--node-rooms", type=int, default=100)
     ap.add_argument("--node-size", type=int, default=20, help="participants per room")
