@@ -38,7 +38,12 @@ room forwards, plus a settling time) it prints, per scenario:
 * the ratio to the floor measured first in the same run (sfu-floor,
   bench/floor.c: one SRTP protect + its share of one sendmmsg per
   forwarded copy, one recvmmsg share + one unprotect per received packet):
-  SFU CPU / (forwarded x per-copy floor + received x per-received floor).
+  SFU CPU / (forwarded x per-copy floor + received x per-received floor);
+  and to the floor of packets that arrive alone, each received packet
+  paying one wake-up of as many processes as the scenario has rooms
+  (sfu-floor --wake-procs) instead of its recvmmsg share;
+* the load generator runs under SCHED_BATCH (--generator-policy): woken
+  by a room's copies, it does not preempt the room in mid-sendmmsg.
 
 Prints figures; asserts nothing.
 
@@ -229,6 +234,16 @@ def measure_floor(args):
     return f
 
 
+def measure_wake(args, procs):
+    """sfu-floor's wake-up with `procs` processes woken in turn (at most 64,
+    by then the figure no longer moves): what each received packet costs
+    a process per room when packets arrive one at a time."""
+    out = subprocess.run([os.path.join(args.build, "sfu-floor"), "--json", "--packets", "64",
+                          "--runs", "3", "--wake-procs", str(min(max(procs, 1), 64))],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out)["wake_ns"]
+
+
 def generator_policy(args):
     """How the load generator is scheduled (Popen's preexec_fn).
 
@@ -327,6 +342,7 @@ def run(args, sfud, label, scens, idle_kib, floor, window_s, settle_s, path=None
         names.update(room_names(s))
     nrooms = len(names)
     nparts = sum(nparts_of(s) for s in scens)
+    wake_ns = measure_wake(args, nrooms)
     tmpdir = tempfile.mkdtemp(prefix="sfu-bench-")
     replays, outs, errs = [], [], []
     # sending would last this long; SIGINT ends it (sfu-replay then drains and
@@ -473,6 +489,7 @@ def run(args, sfud, label, scens, idle_kib, floor, window_s, settle_s, path=None
     received = sum(s["received"] for s in summaries)
     connected = sum(sum(c["connected"] for c in s["clients"]) for s in summaries)
     floor_us = (fwd * floor["per_copy_ns"] + rx * floor["per_received_ns"]) / 1000.0
+    alone_us = (fwd * floor["per_copy_ns"] + rx * (wake_ns + floor["unprotect_ns"])) / 1000.0
     r = {
         "label": label, "rooms": len(both), "rooms_wanted": nrooms, "clients": nparts,
         "procs": len(scens), "secs": secs, "fwd_per_s": fwd / secs, "rx_per_s": rx / secs,
@@ -481,6 +498,8 @@ def run(args, sfud, label, scens, idle_kib, floor, window_s, settle_s, path=None
         "sfud_us": sfud_cpu / fwd if fwd else float("nan"),
         "sfu_core": sfu_cpu / (secs * 1e6), "floor_us": floor_us / fwd if fwd else float("nan"),
         "ratio": sfu_cpu / floor_us if fwd else float("nan"),
+        "wake_us": wake_ns / 1000.0, "alone_us": alone_us / fwd if fwd else float("nan"),
+        "ratio_alone": sfu_cpu / alone_us if fwd else float("nan"),
         "rep_core": rep_cpu / (secs * 1e6), "rep_each": [c / (secs * 1e6) for c in rep_each],
         "rep_us_rx": rep_cpu / max(1, sum(s["received_per_s"] for s in summaries) * secs),
         "lat": lat, "lost": lost, "received": received,
@@ -542,6 +561,9 @@ def print_block(r, idle_kib):
         print("  floor               %9.2f us per forwarded packet (%d received per 100"
               " forwarded): SFU CPU is %.2f x the floor" %
               (r["floor_us"], round(100.0 * r["rx_per_s"] / r["fwd_per_s"]), r["ratio"]))
+        print("  floor, packets alone%8.2f us per forwarded packet (each received one wakes one"
+              " of %d processes: %.1f us): SFU CPU is %.2f x it" %
+              (r["alone_us"], r["rooms"], r["wake_us"], r["ratio_alone"]))
     print("  load generator CPU  %9.1f %% of a core (%.2f us per packet it received)%s" %
           (100.0 * r["rep_core"], r["rep_us_rx"],
            "" if r["procs"] == 1 else "; per process " +
@@ -596,15 +618,16 @@ def fmt_us(us):
 def curve_table(name, title, rows):
     print("\n### curve %s: %s" % (name, title))
     print("| point | clients connected | rooms | forwarded/s | SFU µs per fwd (rooms + sfud) "
-          "| floor µs | ratio | SFU CPU | gen CPU | gen kept up | loss | latency p50 / p99 "
+          "| floor µs | ratio | ratio, packets alone | SFU CPU | gen CPU | gen kept up | loss | latency p50 / p99 "
           "| socket wait rooms / clients | private KiB per participant | rest of machine |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print("| %s | %d/%d | %d | %.0f | %.2f (%.2f + %.2f) | %.2f | %.2f× | %.0f %% | %.0f %% "
+        print("| %s | %d/%d | %d | %.0f | %.2f (%.2f + %.2f) | %.2f | %.2f× | %.2f× | %.0f %% "
+              "| %.0f %% "
               "| %s | %.3f %% | %s / %s | %.1f / %.1f ms | %.0f | %.0f %% |" %
               (r["label"], r["connected"], r["clients"], r["rooms"], r["fwd_per_s"],
                r["us_per_fwd"], r["room_us"], r["sfud_us"], r["floor_us"], r["ratio"],
-               100 * r["sfu_core"], 100 * r["rep_core"], "yes" if not r["gen_behind"] else "no",
+               r["ratio_alone"], 100 * r["sfu_core"], 100 * r["rep_core"], "yes" if not r["gen_behind"] else "no",
                100 * r["loss"], fmt_us(r["lat"].get("p50", 0)), fmt_us(r["lat"].get("p99", 0)),
                r["wait_ms"]["rooms"], r["wait_ms"]["sfu-replay"], r["priv_pp"],
                100 * r["rest_core"]))
