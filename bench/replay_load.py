@@ -11,39 +11,54 @@ ICE, DTLS, SRTP; one process, one thread each):
 
 --curves runs generated scenarios, one point after another (each written to
 a temporary scenario file; every speaker publishes the looped Opus tone
-capture, 50 packets/s):
+capture, 50 packets/s), and prints a table per curve:
 
   size    one room of N, everyone speaking, N = 2 5 10 20 50
   listen  one room of N, 3 speakers and N - 3 listeners, N = 5 10 20 50
   rooms   R rooms of 6 (2 speakers, 4 listeners), R = 1 10 50 200
+          (more than --rooms-per-proc rooms: several sfu-replay processes)
 
 --node runs node2000: 2,000 audio participants, 100 rooms of 20 with 2
 speakers each, the rooms spread over --node-procs sfu-replay processes
 (distinct room-name prefixes), so the load generator is not one thread.
 
 Over a window in the middle of the sending phase (it starts once every
-room forwards, plus a settling time) it prints, per scenario:
+room forwards, plus a settling time; sfu-replay is then stopped with
+SIGINT, which ends its sending and makes it summarise) it prints, per
+scenario:
 
 * forwarded packets/s (the rooms' rtp_out counters);
 * SFU CPU µs per forwarded packet: sfud (/proc) plus every room process
   (each room's own getrusage, sent with the same stats message as its
   counters, so CPU and packets are aligned), and as % of one core;
 * the load generator's CPU over the same window (/proc of every sfu-replay);
+* whether the load generator kept up: its sockets dropped nothing, it sent
+  at least 99 % of the packets due, no process above 90 % of a core, and
+  what it received waited at most 20 ms in its sockets;
 * added latency p50/p99 and loss, from sfu-replay's summary (whole run;
-  with several processes, the worst process's percentiles);
+  with several processes, the worst process's percentiles); clients the
+  server ended (their later packets are not counted as lost);
+* drops in the window: at the rooms' and the clients' UDP sockets
+  (/proc/net/udp), the kernel's UDP and backlog counters, the rooms' own;
+* how long datagrams waited in the rooms' and in the clients' sockets
+  (their rx_queue sampled every second, Little's law): which side is behind;
 * room memory per participant: private ((rooms' private - idle room x
   rooms) / participants) and RSS (rooms' RSS / participants, shared library
   pages counted once per room), from smaps_rollup at the end of the window;
 * what the rest of the machine used meanwhile (should be near 0);
-* the ratio to the floor measured first in the same run (sfu-floor,
-  bench/floor.c: one SRTP protect + its share of one sendmmsg per
-  forwarded copy, one recvmmsg share + one unprotect per received packet):
-  SFU CPU / (forwarded x per-copy floor + received x per-received floor);
-  and to the floor of packets that arrive alone, each received packet
-  paying one wake-up of as many processes as the scenario has rooms
-  (sfu-floor --wake-procs) instead of its recvmmsg share;
-* the load generator runs under SCHED_BATCH (--generator-policy): woken
-  by a room's copies, it does not preempt the room in mid-sendmmsg.
+* the ratio to the floor measured in the same run, before the scenario
+  (sfu-floor, bench/floor.c: one SRTP protect + its share of one sendmmsg
+  per forwarded copy, one recvmmsg share + one unprotect per received
+  packet): SFU CPU / (forwarded x per-copy floor + received x per-received
+  floor); and to the floor of packets that arrive alone, each received
+  packet paying one wake-up of as many processes as the scenario has rooms
+  (sfu-floor --wake-procs) instead of its recvmmsg share.
+
+sfud runs with --max-connections-per-ip and --max-connections above the
+number of clients (all on 127.0.0.1), --max-participants 300, its default
+heartbeat timeout (5 s); RLIMIT_NOFILE is raised to the hard limit. The
+load generator runs under SCHED_BATCH (--generator-policy): woken by a
+room's copies, it does not preempt the room in the middle of its sendmmsg.
 
 Prints figures; asserts nothing.
 
