@@ -330,10 +330,29 @@ def nparts_of(scen):
     return scen.get("rooms", 1) * sum(p.get("count", 1) for p in scen["participants"])
 
 
-def expected_sent_per_s(scen):
-    """Packets/s the scenario's publishers send (every capture here: 50/s)."""
-    return scen.get("rooms", 1) * sum(p.get("count", 1) * 50 * len(p.get("publish", []))
-                                      for p in scen["participants"])
+RATES = {}
+
+
+def capture_rate(args, path):
+    """A capture's packets per second, as sfu-replay --list counts them."""
+    if path not in RATES:
+        out = subprocess.run([os.path.join(args.build, "tools", "sfu-replay"), "--list", path],
+                             capture_output=True, text=True).stdout
+        m = re.search(r"(\d+) packets, ([\d.]+) s", out)
+        RATES[path] = int(m.group(1)) / float(m.group(2)) if m and float(m.group(2)) else None
+    return RATES[path]
+
+
+def expected_sent_per_s(args, scen):
+    """Packets/s the scenario's publishers should send (None: not known)."""
+    total = 0.0
+    for p in scen["participants"]:
+        for x in p.get("publish", []):
+            rate = capture_rate(args, x["capture"]) if "capture" in x else None
+            if rate is None:
+                return None
+            total += p.get("count", 1) * rate
+    return scen.get("rooms", 1) * total
 
 
 def merge_latency(summaries):
@@ -359,7 +378,7 @@ def run(args, sfud, label, scens, idle_kib, floor, window_s, settle_s, path=None
     nparts = sum(nparts_of(s) for s in scens)
     wake_ns = measure_wake(args, nrooms)
     tmpdir = tempfile.mkdtemp(prefix="sfu-bench-")
-    replays, outs, errs = [], [], []
+    replays, outs, errs, wrote = [], [], [], []
     # sending would last this long; SIGINT ends it (sfu-replay then drains and
     # summarises) once the window is measured
     duration = settle_s + window_s + 120
@@ -374,6 +393,7 @@ def run(args, sfud, label, scens, idle_kib, floor, window_s, settle_s, path=None
                                                               x["capture"])))
                 if "capture" in x else x for x in p.get("publish", [])])
                 for p in s["participants"]]
+        wrote.append(s)
         spath = os.path.join(tmpdir, "%s.json" % s["room"])
         with open(spath, "w") as f:
             json.dump(s, f, indent=1)
@@ -521,7 +541,8 @@ def run(args, sfud, label, scens, idle_kib, floor, window_s, settle_s, path=None
         "loss": lost / (received + lost) if received + lost else 0.0,
         "connected": connected,
         "sent_per_s": sum(s["sent_per_s"] for s in summaries),
-        "sent_want": sum(expected_sent_per_s(s) for s in scens),
+        "sent_want": expected_sent_per_s(args, wrote[0]) and
+        sum(expected_sent_per_s(args, s) for s in wrote),
         "priv_pp": (private - idle_kib * len(maps)) / nparts, "rss_pp": rss / nparts,
         "private": private, "rest_core": rest / (secs * 1e6), "t_fwd": t_fwd,
         "ended": sorted(c["close_code"] for s in summaries for c in s["clients"]
@@ -552,7 +573,7 @@ def gen_behind(r):
     why = []
     if r["drops"]["sfu-replay"]:
         why.append("its sockets dropped %d datagrams" % r["drops"]["sfu-replay"])
-    if r["sent_per_s"] < 0.99 * r["sent_want"]:
+    if r["sent_want"] and r["sent_per_s"] < 0.99 * r["sent_want"]:
         why.append("it sent %.1f %% of the packets due" % (100.0 * r["sent_per_s"] / r["sent_want"]))
     if r["wait_ms"]["sfu-replay"] > 20:
         why.append("what it received waited %.0f ms in its sockets" % r["wait_ms"]["sfu-replay"])
@@ -583,8 +604,8 @@ def print_block(r, idle_kib):
           (100.0 * r["rep_core"], r["rep_us_rx"],
            "" if r["procs"] == 1 else "; per process " +
            " ".join("%.0f%%" % (100 * c) for c in r["rep_each"])))
-    print("  sent                %9.0f packets/s of %d/s the publishers should send" %
-          (r["sent_per_s"], r["sent_want"]))
+    print("  sent                %9.0f packets/s of %s/s the publishers should send" %
+          (r["sent_per_s"], "%.0f" % r["sent_want"] if r["sent_want"] else "?"))
     print("  load generator      %s" % ("kept up" if not r["gen_behind"] else
                                        "did NOT keep up: " + "; ".join(r["gen_behind"])))
     print("  added latency       p50 %d us  p99 %d us  max %d us (%d packets)%s" %
