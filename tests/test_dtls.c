@@ -818,6 +818,156 @@ static void junk_records_ignored(void **state) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* (6b) Release: the session after OpenSSL's is freed                       */
+/* ------------------------------------------------------------------------ */
+
+/* Released on both sides, in both role assignments: input other than an
+ * alert is ignored, a tampered close_notify too, and the real one, sealed
+ * at the release and sent by destroy, closes the other side. */
+static void released_sessions_close_both_ways(void **state) {
+  for (int round = 0; round < 2; round++) {
+    peer_t a, b;
+    dgram_t g;
+    peer_t *closer, *other;
+    memset(&a, 0, sizeof(a));
+    memset(&b, 0, sizeof(b));
+    make_pair(&a, cert_a, SFU_DTLS_ACTIVE, &b, cert_b);
+    /* Before the handshake there is nothing to release. */
+    assert_int_equal(sfu_dtls_release(a.d), 0);
+    sfu_dtls_start(a.d);
+    pump(&a, &b);
+    assert_int_equal(a.connected + b.connected, 2);
+    assert_int_equal(sfu_dtls_release(a.d), 1);
+    assert_int_equal(sfu_dtls_release(b.d), 1);
+    assert_int_equal(sfu_dtls_release(b.d), 1); /* again: nothing to do */
+    assert_int_equal(a.out.count + b.out.count, 0); /* nothing sent */
+    assert_int_equal(sfu_dtls_next_timeout_ms(a.d), -1);
+    sfu_dtls_on_timeout(a.d);
+    assert_true(sfu_dtls_is_connected(a.d) && sfu_dtls_is_connected(b.d));
+
+    closer = round == 0 ? &a : &b; /* the client closes, then the server */
+    other = round == 0 ? &b : &a;
+    /* Application data, a handshake record, junk: ignored, nothing sent. */
+    {
+      dgram_t junk = {{23, 0xfe, 0xfd, 0, 1}, 40};
+      assert_int_equal(sfu_dtls_input(other->d, junk.data, junk.len), 0);
+      junk.data[0] = 22;
+      assert_int_equal(sfu_dtls_input(other->d, junk.data, junk.len), 0);
+      junk.data[0] = 21; /* an alert that does not open */
+      junk.data[12] = 26;
+      assert_int_equal(sfu_dtls_input(other->d, junk.data, 39), 0);
+      junk.data[11] = 0xff; /* longer than the datagram */
+      assert_int_equal(sfu_dtls_input(other->d, junk.data, 39), 0);
+      assert_int_equal(other->failed + other->out.count, 0);
+    }
+    sfu_dtls_destroy(closer->d);
+    assert_int_equal(closer->out.count, 1);
+    assert_true(q_pop(&closer->out, &g));
+    /* One flipped bit in the tag: not authentic, ignored. */
+    g.data[g.len - 1] ^= 1;
+    assert_int_equal(sfu_dtls_input(other->d, g.data, g.len), 0);
+    assert_int_equal(other->failed, 0);
+    g.data[g.len - 1] ^= 1;
+    assert_int_equal(sfu_dtls_input(other->d, g.data, g.len), 0);
+    assert_int_equal(other->failed, 1);
+    assert_string_equal(other->why, "closed by peer (close_notify)");
+    assert_false(sfu_dtls_is_connected(other->d));
+    assert_int_equal(sfu_dtls_input(other->d, g.data, g.len), SFU_EPROTO);
+    sfu_dtls_destroy(other->d);
+    assert_int_equal(other->out.count, 0); /* closed: nothing to say */
+  }
+}
+
+/* Against a raw OpenSSL peer, each AEAD suite and both roles: our sealed
+ * close_notify reaches it, and its close_notify reaches us (the read key
+ * derived here, the record sealed by OpenSSL). A CBC suite keeps the
+ * session whole, and its close_notify still works. */
+static void released_session_against_raw_peer(void **state) {
+  static const struct {
+    const char *suite;
+    int releases;
+  } suites[] = {
+      {"ECDHE-ECDSA-AES128-GCM-SHA256", 1},
+      {"ECDHE-ECDSA-AES256-GCM-SHA384", 1},
+      {"ECDHE-ECDSA-CHACHA20-POLY1305", 1},
+      {"ECDHE-ECDSA-AES128-SHA", 0},
+  };
+  for (size_t i = 0; i < SFU_ARRAY_SIZE(suites); i++) {
+    for (int round = 0; round < 4; round++) {
+      sfu_dtls_role_t role = round & 1 ? SFU_DTLS_ACTIVE : SFU_DTLS_PASSIVE;
+      int we_close = round >= 2;
+      peer_t p;
+      raw_t r;
+      sfu_dtls_cb_t cb = callbacks(&p);
+      uint8_t buf[2048];
+      int n;
+
+      memset(&p, 0, sizeof(p));
+      raw_init(&r, role == SFU_DTLS_PASSIVE, "SRTP_AEAD_AES_128_GCM");
+      assert_int_equal(SSL_set_cipher_list(r.ssl, suites[i].suite), 1);
+      assert_int_equal(sfu_dtls_create(&p.d, cert_a, role, "sha-256", r.fp, 32, &cb), 0);
+      assert_int_equal(sfu_dtls_start(p.d), 0);
+      pump_raw(&p, &r);
+      assert_int_equal(p.connected, 1);
+      assert_string_equal(SSL_get_cipher_name(r.ssl), suites[i].suite);
+      assert_int_equal(sfu_dtls_release(p.d), suites[i].releases);
+      assert_int_equal(p.out.count, 0);
+      if (we_close) {
+        sfu_dtls_destroy(p.d);
+        assert_int_equal(p.out.count, 1);
+        pump_raw(&p, &r);
+        ERR_clear_error();
+        n = SSL_read(r.ssl, buf, sizeof(buf));
+        assert_int_equal(SSL_get_error(r.ssl, n), SSL_ERROR_ZERO_RETURN);
+        assert_true(SSL_get_shutdown(r.ssl) & SSL_RECEIVED_SHUTDOWN);
+      } else {
+        ERR_clear_error();
+        assert_true(SSL_shutdown(r.ssl) >= 0);
+        while ((n = BIO_read(r.wbio, buf, sizeof(buf))) > 0)
+          (void)sfu_dtls_input(p.d, buf, (size_t)n);
+        assert_int_equal(p.failed, 1);
+        assert_string_equal(p.why, "closed by peer (close_notify)");
+        sfu_dtls_destroy(p.d);
+        assert_int_equal(p.out.count, 0);
+      }
+      ERR_clear_error();
+      raw_free(&r);
+    }
+  }
+}
+
+/* The price of releasing early: once released, a retransmitted final
+ * flight of the peer is no longer answered (the transport releases only
+ * once the peer has shown it is connected, or after DTLS_RELEASE_MS). */
+static void released_session_ignores_retransmitted_flight(void **state) {
+  peer_t a, b;
+  dgram_t g;
+  memset(&a, 0, sizeof(a));
+  memset(&b, 0, sizeof(b));
+  make_pair(&a, cert_a, SFU_DTLS_ACTIVE, &b, cert_b);
+  sfu_dtls_start(a.d);
+  while (q_pop(&a.out, &g)) sfu_dtls_input(b.d, g.data, g.len);
+  while (q_pop(&b.out, &g)) sfu_dtls_input(a.d, g.data, g.len);
+  while (q_pop(&a.out, &g)) sfu_dtls_input(b.d, g.data, g.len);
+  assert_int_equal(b.connected, 1);
+  b.out.count = 0; /* lose the server's final flight */
+  assert_int_equal(sfu_dtls_release(b.d), 1);
+  {
+    int64_t t = sfu_dtls_next_timeout_ms(a.d);
+    assert_true(t >= 0);
+    usleep((useconds_t)(t * 1000 + 1000));
+  }
+  sfu_dtls_on_timeout(a.d); /* the client resends its flight */
+  assert_true(a.out.count > 0);
+  while (q_pop(&a.out, &g)) assert_int_equal(sfu_dtls_input(b.d, g.data, g.len), 0);
+  assert_int_equal(b.out.count, 0);
+  assert_int_equal(b.failed, 0);
+  assert_int_equal(a.connected, 0);
+  sfu_dtls_destroy(a.d);
+  sfu_dtls_destroy(b.d);
+}
+
+/* ------------------------------------------------------------------------ */
 /* (7) SRTP with handshake keys                                             */
 /* ------------------------------------------------------------------------ */
 
@@ -1300,6 +1450,9 @@ int main(void) {
       cmocka_unit_test(lost_first_flights_recovered),
       cmocka_unit_test(lost_final_flight_recovered),
       cmocka_unit_test(junk_records_ignored),
+      cmocka_unit_test(released_sessions_close_both_ways),
+      cmocka_unit_test(released_session_against_raw_peer),
+      cmocka_unit_test(released_session_ignores_retransmitted_flight),
       cmocka_unit_test(srtp_with_handshake_keys_gcm),
       cmocka_unit_test(srtp_with_handshake_keys_cm),
       cmocka_unit_test(srtp_create_rejects_bad_keys),

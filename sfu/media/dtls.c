@@ -61,6 +61,29 @@
  * them. FAILED and CLOSED are final: no callback runs again and input is
  * refused.
  *
+ * Release. A connected OpenSSL session holds some 70 KiB: its read and
+ * write buffers (DTLS keeps them: SSL_MODE_RELEASE_BUFFERS applies to TLS
+ * only), the handshake buffer (kept for retransmissions), the peer's
+ * certificate, the session, the record ciphers. All it still does for us
+ * is answer a retransmitted final flight, read the peer's close_notify or
+ * fatal alert, and write our close_notify at the end. Once the peer is
+ * known to be done with the handshake (sfu_dtls_release(): the transport
+ * saw its first SRTP packet, or enough time passed), the session goes and
+ * what remains does the other two, for the AEAD suites (AES-GCM,
+ * ChaCha20-Poly1305: what every WebRTC peer negotiates):
+ *   - our close_notify is sealed by OpenSSL at the release (SSL_shutdown,
+ *     its datagram captured by the write BIO instead of sent) and sent as
+ *     is by sfu_dtls_destroy(). We write no other record after the
+ *     handshake, so its sequence number is the one OpenSSL would use then;
+ *   - the peer's epoch-1 write key and IV are derived from the session
+ *     (RFC 5246 §6.3 key block, TLS1-PRF over the master secret), and an
+ *     alert record from the peer is opened with them (RFC 5288 / RFC 7905
+ *     nonce and additional data). Every other record is dropped, as before
+ *     (retransmitted handshake flights are no longer answered: the peer
+ *     has finished).
+ * A session on a CBC suite is kept whole. See docs/internals/dtls-srtp.md,
+ * "Releasing the session".
+ *
  * Errors. Each call into OpenSSL starts with an empty error queue
  * (SSL_get_error reads it). When a handshake or session fails, the first
  * queued OpenSSL reason is logged once with the reason we report, and the
@@ -73,9 +96,11 @@
 #include <strings.h>
 
 #include <openssl/bio.h>
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/kdf.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
@@ -136,6 +161,14 @@ struct sfu_dtls_s {
   int fp_verified;           /* verify callback matched the fingerprint */
   int fp_mismatch;           /* verify callback saw a different cert */
   char alert[64];            /* last alert received, for the reason text */
+  /* after sfu_dtls_release() (ssl == NULL): see "Release" above */
+  int capture;               /* the write BIO stores into close_notify */
+  uint8_t close_notify[64];  /* our close_notify record, sealed at release */
+  size_t close_notify_len;   /* 0 = none to send */
+  const EVP_CIPHER *rd_cipher; /* the suite's AEAD, to open the peer's alerts */
+  uint8_t rd_key[32];        /* the peer's epoch-1 write key */
+  uint8_t rd_iv[12];         /* its write IV: 4 bytes (GCM) or 12 (ChaCha20) */
+  size_t rd_iv_len;          /* 4 (GCM: 8 explicit nonce bytes per record) or 12 */
 };
 
 /* ------------------------------------------------------------------------ */
@@ -171,7 +204,14 @@ static int out_write(BIO *b, const char *data, int len) {
   sfu_dtls_t *d = BIO_get_data(b);
   BIO_clear_retry_flags(b);
   if (len <= 0) return 0;
-  if (d != NULL) d->cb.send(d->cb.arg, (const uint8_t *)data, (size_t)len);
+  if (d != NULL && d->capture) { /* sfu_dtls_release() sealing close_notify */
+    if ((size_t)len <= sizeof(d->close_notify)) {
+      memcpy(d->close_notify, data, (size_t)len);
+      d->close_notify_len = (size_t)len;
+    }
+  } else if (d != NULL) {
+    d->cb.send(d->cb.arg, (const uint8_t *)data, (size_t)len);
+  }
   return len;
 }
 
@@ -365,9 +405,6 @@ static SSL_CTX *make_ctx(X509 *x509, EVP_PKEY *pkey) {
     SSL_CTX_free(ctx);
     return NULL;
   }
-  /* Read/write buffers (some 34 KiB a session) are released while idle:
-   * after the handshake a DTLS session carries only the odd alert. */
-  SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
   /* No MTU discovery (no socket), no tickets or resumption (one handshake
    * per peer), no renegotiation (it would change keys under SRTP). */
   SSL_CTX_set_options(ctx, SSL_OP_NO_QUERY_MTU | SSL_OP_NO_TICKET |
@@ -586,6 +623,159 @@ static int drain(sfu_dtls_t *d) {
   }
 }
 
+/* ------------------------------------------------------------------------ */
+/* Release: the session without OpenSSL's                                   */
+/* ------------------------------------------------------------------------ */
+
+#define RECORD_HEADER 13    /* DTLS 1.2 record: type, version, epoch+seq, len */
+#define RT_ALERT 21         /* record content type */
+#define AEAD_TAG 16         /* GCM and Poly1305 tags */
+#define GCM_EXPLICIT 8      /* GCM nonce bytes carried in each record */
+#define KEY_BLOCK_LABEL "key expansion" /* RFC 5246 §6.3 */
+
+/*
+ * Derives the peer's epoch-1 write key and IV for an AEAD suite (RFC 5246
+ * §6.3: key_block = PRF(master_secret, "key expansion", server_random +
+ * client_random), split client_write_key | server_write_key |
+ * client_write_IV | server_write_IV, no MAC keys for AEAD). Returns 1, or
+ * 0 for a suite this file does not open (CBC) or a KDF failure.
+ */
+static int derive_read_keys(sfu_dtls_t *d) {
+  const SSL_CIPHER *c = SSL_get_current_cipher(d->ssl);
+  const EVP_MD *prf = c ? SSL_CIPHER_get_handshake_digest(c) : NULL;
+  const EVP_CIPHER *cipher;
+  uint8_t master[SSL_MAX_MASTER_KEY_LENGTH], kb[2 * (32 + 12)];
+  uint8_t seed[sizeof(KEY_BLOCK_LABEL) - 1 + 2 * SSL3_RANDOM_SIZE];
+  size_t mlen, klen, ivlen, lab = sizeof(KEY_BLOCK_LABEL) - 1;
+  EVP_KDF *kdf = NULL;
+  EVP_KDF_CTX *kctx = NULL;
+  OSSL_PARAM params[4];
+  int ok = 0, client = d->role == SFU_DTLS_PASSIVE; /* the peer writes as client */
+
+  if (c == NULL || prf == NULL || !SSL_CIPHER_is_aead(c)) return 0;
+  switch (SSL_CIPHER_get_cipher_nid(c)) {
+  case NID_aes_128_gcm: cipher = EVP_aes_128_gcm(); ivlen = 4; break;
+  case NID_aes_256_gcm: cipher = EVP_aes_256_gcm(); ivlen = 4; break;
+  case NID_chacha20_poly1305: cipher = EVP_chacha20_poly1305(); ivlen = 12; break;
+  default: return 0;
+  }
+  klen = (size_t)EVP_CIPHER_get_key_length(cipher);
+  mlen = SSL_SESSION_get_master_key(SSL_get_session(d->ssl), master, sizeof(master));
+  if (klen > sizeof(d->rd_key) || mlen == 0) return 0;
+  memcpy(seed, KEY_BLOCK_LABEL, lab);
+  if (SSL_get_server_random(d->ssl, seed + lab, SSL3_RANDOM_SIZE) != SSL3_RANDOM_SIZE ||
+      SSL_get_client_random(d->ssl, seed + lab + SSL3_RANDOM_SIZE, SSL3_RANDOM_SIZE) !=
+          SSL3_RANDOM_SIZE)
+    goto out;
+  kdf = EVP_KDF_fetch(NULL, OSSL_KDF_NAME_TLS1_PRF, NULL);
+  kctx = kdf ? EVP_KDF_CTX_new(kdf) : NULL;
+  if (kctx == NULL) goto out;
+  params[0] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST,
+                                               (char *)EVP_MD_get0_name(prf), 0);
+  params[1] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SECRET, master, mlen);
+  params[2] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SEED, seed, sizeof(seed));
+  params[3] = OSSL_PARAM_construct_end();
+  if (EVP_KDF_derive(kctx, kb, 2 * (klen + ivlen), params) != 1) goto out;
+  memcpy(d->rd_key, kb + (client ? 0 : klen), klen);
+  memcpy(d->rd_iv, kb + 2 * klen + (client ? 0 : ivlen), ivlen);
+  d->rd_iv_len = ivlen;
+  d->rd_cipher = cipher;
+  ok = 1;
+out:
+  EVP_KDF_CTX_free(kctx);
+  EVP_KDF_free(kdf);
+  OPENSSL_cleanse(master, sizeof(master));
+  OPENSSL_cleanse(kb, sizeof(kb));
+  ERR_clear_error();
+  return ok;
+}
+
+/*
+ * Opens one epoch-1 alert record of the peer (`rec`: header and fragment,
+ * `len` bytes) into `alert` (level, description). AES-GCM (RFC 5288): the
+ * fragment is an 8-byte explicit nonce, the ciphertext and the tag, the
+ * nonce is IV || explicit nonce. ChaCha20-Poly1305 (RFC 7905): ciphertext
+ * and tag, the nonce is IV XOR the 64-bit epoch and sequence number. The
+ * additional data is epoch+seq || type || version || plaintext length
+ * (RFC 6347 §4.1.2.1). Returns 1 if it authenticates and holds 2 bytes.
+ */
+static int open_alert(const sfu_dtls_t *d, const uint8_t *rec, size_t len,
+                      uint8_t alert[2]) {
+  size_t explicit_len = d->rd_iv_len == 4 ? GCM_EXPLICIT : 0;
+  const uint8_t *ct = rec + RECORD_HEADER + explicit_len;
+  uint8_t nonce[12], aad[13], fin[EVP_MAX_BLOCK_LENGTH];
+  EVP_CIPHER_CTX *ctx;
+  int n, ok = 0;
+
+  if (len != RECORD_HEADER + explicit_len + 2 + AEAD_TAG) return 0;
+  if (explicit_len) {
+    memcpy(nonce, d->rd_iv, 4);
+    memcpy(nonce + 4, rec + RECORD_HEADER, GCM_EXPLICIT);
+  } else {
+    memcpy(nonce, d->rd_iv, 12);
+    for (int i = 0; i < 8; i++) nonce[4 + i] ^= rec[3 + i];
+  }
+  memcpy(aad, rec + 3, 8);   /* epoch and sequence number */
+  memcpy(aad + 8, rec, 3);   /* type and version */
+  aad[11] = 0;
+  aad[12] = 2;               /* plaintext length */
+  ctx = EVP_CIPHER_CTX_new();
+  if (ctx != NULL &&
+      EVP_DecryptInit_ex(ctx, d->rd_cipher, NULL, d->rd_key, nonce) == 1 &&
+      EVP_DecryptUpdate(ctx, NULL, &n, aad, sizeof(aad)) == 1 &&
+      EVP_DecryptUpdate(ctx, alert, &n, ct, 2) == 1 && n == 2 &&
+      EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, AEAD_TAG, (void *)(ct + 2)) == 1 &&
+      EVP_DecryptFinal_ex(ctx, fin, &n) == 1)
+    ok = 1;
+  EVP_CIPHER_CTX_free(ctx);
+  ERR_clear_error();
+  return ok;
+}
+
+/*
+ * Input after the release: every record of the datagram is skipped but an
+ * epoch-1 alert that opens. close_notify closes the session, a fatal alert
+ * fails it (the reasons OpenSSL's path gives), a warning is ignored.
+ */
+static int input_released(sfu_dtls_t *d, const uint8_t *data, size_t len) {
+  while (len >= RECORD_HEADER) {
+    size_t rec_len = RECORD_HEADER + ((size_t)data[11] << 8 | data[12]);
+    uint8_t alert[2];
+    if (rec_len > len) break; /* malformed: the rest is dropped */
+    if (data[0] == RT_ALERT && data[3] == 0 && data[4] == 1 &&
+        open_alert(d, data, rec_len, alert)) {
+      if (alert[1] == SSL_AD_CLOSE_NOTIFY) {
+        end_session(d, ST_CLOSED, "closed by peer (close_notify)", 0);
+        return 0;
+      }
+      if (alert[0] == SSL3_AL_FATAL) {
+        char why[128];
+        int v = alert[0] << 8 | alert[1];
+        snprintf(why, sizeof(why), "peer sent alert: %s %s",
+                 SSL_alert_type_string_long(v), SSL_alert_desc_string_long(v));
+        return end_session(d, ST_FAILED, why, 0);
+      }
+    }
+    data += rec_len;
+    len -= rec_len;
+  }
+  return 0;
+}
+
+int sfu_dtls_release(sfu_dtls_t *d) {
+  if (d->ssl == NULL) return 1;
+  if (d->state != ST_CONNECTED || !derive_read_keys(d)) return 0;
+  d->capture = 1;
+  ERR_clear_error();
+  (void)SSL_shutdown(d->ssl); /* close_notify, into d->close_notify */
+  ERR_clear_error();
+  d->capture = 0;
+  SSL_free(d->ssl);
+  d->ssl = NULL;
+  d->rbio = NULL;
+  return 1;
+}
+
 int sfu_dtls_create(sfu_dtls_t **out, sfu_dtls_cert_t *cert,
                     sfu_dtls_role_t role, const char *fp_alg,
                     const uint8_t *fp, size_t fp_len, const sfu_dtls_cb_t *cb) {
@@ -658,6 +848,7 @@ int sfu_dtls_input(sfu_dtls_t *d, const uint8_t *data, size_t len) {
       data[0] > 63)
     return SFU_EINVAL;
   if (d->state == ST_FAILED || d->state == ST_CLOSED) return SFU_EPROTO;
+  if (d->ssl == NULL) return input_released(d, data, len);
   if (BIO_write(d->rbio, data, (int)len) != (int)len) {
     ERR_clear_error();
     (void)BIO_reset(d->rbio);
@@ -678,14 +869,15 @@ int sfu_dtls_input(sfu_dtls_t *d, const uint8_t *data, size_t len) {
 
 int64_t sfu_dtls_next_timeout_ms(sfu_dtls_t *d) {
   struct timeval tv;
-  if (d->state == ST_FAILED || d->state == ST_CLOSED) return -1;
+  if (d->state == ST_FAILED || d->state == ST_CLOSED || d->ssl == NULL) return -1;
   if (DTLSv1_get_timeout(d->ssl, &tv) != 1) return -1;
   /* Round up: firing early would find nothing due and spin. */
   return (int64_t)tv.tv_sec * 1000 + (tv.tv_usec + 999) / 1000;
 }
 
 void sfu_dtls_on_timeout(sfu_dtls_t *d) {
-  if (d->state == ST_FAILED || d->state == ST_CLOSED || d->state == ST_NEW)
+  if (d->state == ST_FAILED || d->state == ST_CLOSED || d->state == ST_NEW ||
+      d->ssl == NULL)
     return;
   ERR_clear_error();
   if (DTLSv1_handle_timeout(d->ssl) < 0)
@@ -707,6 +899,9 @@ void sfu_dtls_destroy(sfu_dtls_t *d) {
     }
     ERR_clear_error();
     SSL_free(d->ssl);
+  } else if (d->state == ST_CONNECTED && d->close_notify_len > 0) {
+    d->cb.send(d->cb.arg, d->close_notify, d->close_notify_len);
   }
+  OPENSSL_cleanse(d->rd_key, sizeof(d->rd_key));
   free(d);
 }

@@ -8,8 +8,9 @@
  * handshake finishes and the peer's certificate matches the fingerprint
  * from its SDP, `connected` receives the SRTP keys. The transport passes
  * them to sfu_srtp_create() and never touches DTLS again, except to pass
- * along datagrams: a peer retransmits its last flight when ours got lost,
- * and it may send close_notify.
+ * along datagrams (a peer retransmits its last flight when ours got lost,
+ * and it may send close_notify) and, once the peer is done with the
+ * handshake, to release OpenSSL's session (sfu_dtls_release()).
  *
  *   transport ──datagram 20..63──▶ sfu_dtls_input ──▶ OpenSSL (memory BIO)
  *   transport ◀──cb.send────────── one datagram per write ◀──┘
@@ -203,6 +204,22 @@ void sfu_dtls_on_timeout(sfu_dtls_t *d);
 
 /* 1 between `connected` and the end of the session, else 0. */
 int sfu_dtls_is_connected(const sfu_dtls_t *d);
+
+/*
+ * The peer is done with the handshake: frees OpenSSL's session (some
+ * 70 KiB), keeping what the rest of the session needs -- our close_notify,
+ * sealed now and sent by sfu_dtls_destroy(), and the peer's read key, to
+ * open its close_notify or fatal alert (sfu_dtls_input() reports them as
+ * before). From then on a retransmitted final flight of the peer is no
+ * longer answered, so call it once the peer has shown that it has our
+ * last flight: its first SRTP or SRTCP packet authenticated (it only
+ * sends those once connected), or long after `connected` (the transport:
+ * sfu/net/transport.c). Works for the AEAD suites (AES-GCM,
+ * ChaCha20-Poly1305); a session on another suite is kept whole. Returns 1
+ * if the session is released (now or before), 0 if it is kept (not
+ * connected, or not an AEAD suite). Not from inside a callback.
+ */
+int sfu_dtls_release(sfu_dtls_t *d);
 
 /*
  * Frees the session. If it is connected, it first sends close_notify

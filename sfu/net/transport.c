@@ -18,6 +18,13 @@
  * Lost ICE fails the transport, unless its owner restarts ICE itself (the
  * client stack: sfu_transport_watch_ice()); a restart swaps the ICE stream
  * for a new one of the same agent, under DTLS and SRTP, which go on.
+ *
+ * Once connected, the DTLS session is released (sfu_dtls_release(): OpenSSL's
+ * session freed, some 70 KiB) as soon as the peer shows it has our last
+ * flight -- its first SRTP or SRTCP packet authenticates -- or, for a
+ * peer that sends nothing, DTLS_RELEASE_MS after `connected`, by the DTLS
+ * timer (idle by then). Until then a retransmitted final flight is
+ * answered as before.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +36,12 @@
 #include "sfu/net/transport.h"
 #include "signaling/sdp.h"
 
+/* A peer that has not shown it is connected by then has had its final
+ * flight retransmissions answered for this long: it resends a lost one
+ * after 1 s at most (OpenSSL's and BoringSSL's first timeout; ours is
+ * 400 ms), then doubling, so 10 s answer three losses in a row. */
+#define DTLS_RELEASE_MS 10000
+
 struct sfu_transport_s {
   sfu_transport_cb_t cb;
   sfu_ice_t *agent;        /* the stream's agent, for a restart (borrowed) */
@@ -38,10 +51,11 @@ struct sfu_transport_s {
   sfu_dtls_t *dtls;
   sfu_srtp_t srtp;
   int srtp_ready;
+  int dtls_held;           /* connected, OpenSSL's session not released yet */
   int active;              /* we are the DTLS client */
   int ice_connected;
   int failed;
-  uv_timer_t dtls_timer;
+  uv_timer_t dtls_timer;    /* retransmissions; once connected, the release */
   sfu_transport_stats_t stats;
   uint64_t last_rx_ms;
 };
@@ -63,6 +77,15 @@ static void on_dtls_timer(uv_timer_t *h) {
   arm_dtls_timer(t);
 }
 
+/* The peer is done with the handshake: DTLS keeps only what it needs. */
+static void release_dtls(sfu_transport_t *t) {
+  t->dtls_held = 0;
+  uv_timer_stop(&t->dtls_timer);
+  if (t->dtls) sfu_dtls_release(t->dtls);
+}
+
+static void on_release_timer(uv_timer_t *h) { release_dtls(h->data); }
+
 static void fail(sfu_transport_t *t, const char *why) {
   if (t->failed) return;
   t->failed = 1;
@@ -82,7 +105,8 @@ static void dtls_connected(void *arg, const sfu_srtp_keys_t *keys) {
     return;
   }
   t->srtp_ready = 1;
-  uv_timer_stop(&t->dtls_timer);
+  t->dtls_held = 1; /* released at the peer's first packet, or then: */
+  uv_timer_start(&t->dtls_timer, on_release_timer, DTLS_RELEASE_MS, 0);
   t->cb.connected(t->cb.arg);
 }
 
@@ -122,6 +146,7 @@ static void on_ice_recv(void *arg, uint8_t *buf, size_t len) {
   }
   t->stats.rx_packets++;
   t->stats.rx_bytes += n;
+  if (t->dtls_held) release_dtls(t);
   if (rtcp)
     t->cb.rtcp(t->cb.arg, buf, n);
   else
