@@ -169,6 +169,35 @@ static void ssrcs_beyond_the_bound_are_dropped_and_counted_without_new_state(
   pair_close(&p);
 }
 
+/* The SSRC table costs nothing until the first packet, then 8 entries,
+ * doubling as SSRCs come, up to the bound; the SSRCs it had keep their
+ * slots and streams across each growth. */
+static void the_ssrc_table_grows_with_the_ssrcs(void **state) {
+  pair_t p;
+  int cap = 0;
+  (void)state;
+  pair_open(&p, SFU_SRTP_AEAD_AES_128_GCM);
+  assert_int_equal(p.rx.ssrcs_cap, 0);
+  assert_null(p.rx.ssrcs);
+  for (int i = 0; i < MAX; i++) {
+    assert_int_equal(rtp(&p, 0x7000 + (uint32_t)i, 1000), 0);
+    if (p.rx.ssrcs_cap != cap) {
+      /* grown exactly when a new SSRC found it full (or had none) */
+      assert_int_equal(i, cap);
+      assert_int_equal(p.rx.ssrcs_cap, cap ? 2 * cap : SFU_SRTP_SSRCS_FIRST);
+      cap = p.rx.ssrcs_cap;
+      for (int k = 0; k <= i; k++)
+        assert_int_equal(rtp(&p, 0x7000 + (uint32_t)k, 1000), 0);
+    }
+    assert_int_equal(p.rx.ssrcs_n, i + 1);
+  }
+  assert_int_equal(p.rx.ssrcs_cap, MAX);
+  assert_int_equal(streams_in(&p, 0x7000, MAX), MAX);
+  assert_int_equal(rtp(&p, 0x7000 + MAX, 1000), SFU_EBUSY);
+  pair_close(&p);
+  assert_null(p.rx.ssrcs);
+}
+
 /* A full table makes room for a new SSRC by evicting the one idle longest,
  * once it has been idle SFU_SRTP_SSRC_IDLE_MS, and only for a packet that
  * authenticates; the evicted SSRC's libsrtp stream goes with it. */
@@ -355,6 +384,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(
           ssrcs_beyond_the_bound_are_dropped_and_counted_without_new_state),
+      cmocka_unit_test(the_ssrc_table_grows_with_the_ssrcs),
       cmocka_unit_test(an_idle_ssrc_is_evicted_for_a_new_one),
       cmocka_unit_test(failed_auth_from_new_ssrc_leaves_no_stream),
       cmocka_unit_test(a_stream_left_by_a_failed_packet_is_removed),

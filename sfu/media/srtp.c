@@ -6,7 +6,9 @@
  * the way out (protect with that subscriber's key). The file therefore does
  * little per packet beyond what libsrtp does: one length check, one call,
  * one switch on the status, and on the way in one scan of the SSRC table.
- * No allocation, no logging on the receive path.
+ * Nothing is allocated per packet (the SSRC table below grows for new
+ * SSRCs only, at most six times a peer), nothing logged on the receive
+ * path.
  *
  * Inbound SSRCs. With ssrc_any_inbound, libsrtp 2.5 clones a stream from
  * the template for every SSRC whose first packet authenticates, keeps it
@@ -20,8 +22,10 @@
  *                       idle SSRC in it loses its stream first:
  *                       srtp_remove_stream); on failure nothing changes;
  *   unknown, no slot -> SFU_EBUSY, ssrc_limit_drops, libsrtp never sees it.
- * A slot is a free entry, or the entry idle longest if that is at least
- * SFU_SRTP_SSRC_IDLE_MS. A slot is only taken once the packet
+ * A slot is a free entry (the table grows by doubling, up to
+ * SFU_SRTP_MAX_SSRCS, when a new SSRC finds it full: before libsrtp sees
+ * the packet, so nothing can fail after), or the entry idle longest if
+ * that is at least SFU_SRTP_SSRC_IDLE_MS. A slot is only taken once the packet
  * authenticates, so garbage cannot evict anything. libsrtp 2.5 itself
  * clones only after authentication (srtp_unprotect, srtp_unprotect_aead
  * and both RTCP paths), but that is its code, not its contract: after a
@@ -49,6 +53,7 @@
  * value ever wraps into a negative int.
  */
 #include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/crypto.h> /* OPENSSL_cleanse */
@@ -220,14 +225,39 @@ static int ssrc_find(const sfu_srtp_t *s, uint32_t ssrc) {
   return -1;
 }
 
-/* The slot a new SSRC may take: the first free entry, else the entry idle
- * longest if it has been idle SFU_SRTP_SSRC_IDLE_MS; -1 if none. A full
- * table with nothing idle enough notes when its oldest entry will be: the
- * oldest time only grows (entries are refreshed, or replaced by newer
- * ones), so until then a refused packet costs no scan. */
+/* Grows the table to twice its entries (SFU_SRTP_SSRCS_FIRST the first
+ * time), at most SFU_SRTP_MAX_SSRCS: one allocation, the times first (for
+ * their alignment), then the SSRCs. 0, or SFU_ENOMEM (the table as it
+ * was). */
+static int ssrc_grow(sfu_srtp_t *s) {
+  int cap = s->ssrcs_cap ? 2 * s->ssrcs_cap : SFU_SRTP_SSRCS_FIRST;
+  uint64_t *last;
+  if (cap > SFU_SRTP_MAX_SSRCS) cap = SFU_SRTP_MAX_SSRCS;
+  last = malloc((size_t)cap * (sizeof(uint64_t) + sizeof(uint32_t)));
+  if (last == NULL) return SFU_ENOMEM;
+  if (s->ssrcs_n > 0) {
+    memcpy(last, s->ssrc_last_ms, (size_t)s->ssrcs_n * sizeof(uint64_t));
+    memcpy(last + cap, s->ssrcs, (size_t)s->ssrcs_n * sizeof(uint32_t));
+  }
+  free(s->ssrc_last_ms);
+  s->ssrc_last_ms = last;
+  s->ssrcs = (uint32_t *)(last + cap);
+  s->ssrcs_cap = cap;
+  return 0;
+}
+
+/* The slot a new SSRC may take: the first free entry (the table grown for
+ * it if need be), else the entry idle longest if it has been idle
+ * SFU_SRTP_SSRC_IDLE_MS; -1 if none, or if the table could not grow. A
+ * full table with nothing idle enough notes when its oldest entry will
+ * be: the oldest time only grows (entries are refreshed, or replaced by
+ * newer ones), so until then a refused packet costs no scan. */
 static int ssrc_slot(sfu_srtp_t *s, uint64_t now_ms) {
   int oldest = 0;
-  if (s->ssrcs_n < SFU_SRTP_MAX_SSRCS) return s->ssrcs_n;
+  if (s->ssrcs_n < SFU_SRTP_MAX_SSRCS) {
+    if (s->ssrcs_n == s->ssrcs_cap && ssrc_grow(s) != 0) return -1;
+    return s->ssrcs_n;
+  }
   if (now_ms < s->ssrc_full_until_ms) return -1;
   for (int i = 1; i < s->ssrcs_n; i++)
     if (s->ssrc_last_ms[i] < s->ssrc_last_ms[oldest]) oldest = i;
@@ -339,5 +369,6 @@ void sfu_srtp_destroy(sfu_srtp_t *s) {
   if (s == NULL) return;
   if (s->in) srtp_dealloc(s->in);
   if (s->out) srtp_dealloc(s->out);
+  free(s->ssrc_last_ms); /* the SSRC table: ssrcs lives in the same block */
   memset(s, 0, sizeof(*s));
 }

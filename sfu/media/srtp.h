@@ -83,11 +83,20 @@ int sfu_srtp_library_init(void);
 #define SFU_SRTP_SSRC_IDLE_MS 30000
 
 /*
+ * Entries the SSRC table starts with, at the peer's first packet; it
+ * doubles when a new SSRC finds it full, up to SFU_SRTP_MAX_SSRCS. A
+ * peer's own media fits in 8 (see above), so most peers never grow it.
+ */
+#define SFU_SRTP_SSRCS_FIRST 8
+
+/*
  * Per-peer SRTP state, embedded in the transport. The counters are for
  * the owner to read. A zeroed struct is a valid "not created" state that
- * sfu_srtp_destroy() accepts. The SSRC table is part of the struct
- * (3 KB): nothing is allocated for it. Its SSRCs are an array of their
- * own so that the per-packet lookup reads 4 bytes an entry.
+ * sfu_srtp_destroy() accepts. The SSRC table is one allocation, made at
+ * the first packet and grown by doubling (12 bytes an entry: 96 bytes for
+ * SFU_SRTP_SSRCS_FIRST, 3 KB at SFU_SRTP_MAX_SSRCS), never per packet. Its
+ * SSRCs are an array of their own so that the per-packet lookup reads 4
+ * bytes an entry.
  */
 typedef struct sfu_srtp_s {
   srtp_t in;                   /* peer's key: unprotect RTP and RTCP */
@@ -97,10 +106,14 @@ typedef struct sfu_srtp_s {
   uint64_t replay_drops;       /* duplicate, or older than the window */
   uint64_t ssrc_limit_drops;   /* new SSRC refused: table full, none idle */
   uint64_t ssrc_evictions;     /* idle SSRCs whose stream made room */
-  int ssrcs_n;                 /* entries in use, 0..SFU_SRTP_MAX_SSRCS */
-  uint32_t ssrcs[SFU_SRTP_MAX_SSRCS]; /* SSRCs `in` has streams for */
-  uint64_t ssrc_last_ms[SFU_SRTP_MAX_SSRCS]; /* ssrcs[i]'s last packet that
-                                authenticated, caller's clock (ms) */
+  int ssrcs_n;                 /* entries in use, 0..ssrcs_cap */
+  int ssrcs_cap;               /* entries allocated, 0 (none yet), then
+                                  SFU_SRTP_SSRCS_FIRST doubling up to
+                                  SFU_SRTP_MAX_SSRCS */
+  uint32_t *ssrcs;             /* SSRCs `in` has streams for (owned: the
+                                  table's one allocation, with ssrc_last_ms) */
+  uint64_t *ssrc_last_ms;      /* ssrcs[i]'s last packet that authenticated,
+                                  caller's clock (ms) */
   uint64_t ssrc_full_until_ms; /* table full, nothing evictable before
                                   this (ms); 0 = not known */
 } sfu_srtp_t;
@@ -127,11 +140,11 @@ int sfu_srtp_create(sfu_srtp_t *s, const sfu_srtp_keys_t *k);
  * that time, and an SSRC idle for SFU_SRTP_SSRC_IDLE_MS may be evicted.
  * Returns 0, SFU_EEXIST for a replay (counted in replay_drops; drop it
  * quietly, since duplicates happen on real networks), SFU_EBUSY for a new
- * SSRC when the table is full (counted in ssrc_limit_drops; libsrtp never
- * saw the packet), or SFU_EPROTO if authentication failed or the packet
- * is malformed (counted in unprotect_failures). On SFU_EEXIST or
- * SFU_EPROTO the buffer content is unspecified; on SFU_EBUSY it is
- * untouched.
+ * SSRC when the table is full (or cannot grow for want of memory; counted
+ * in ssrc_limit_drops; libsrtp never saw the packet), or SFU_EPROTO if
+ * authentication failed or the packet is malformed (counted in
+ * unprotect_failures). On SFU_EEXIST or SFU_EPROTO the buffer content is
+ * unspecified; on SFU_EBUSY it is untouched.
  */
 int sfu_srtp_unprotect(sfu_srtp_t *s, uint8_t *buf, size_t *len,
                        uint64_t now_ms);
