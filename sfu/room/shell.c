@@ -21,6 +21,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <sys/resource.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -30,6 +33,9 @@
 #include "sfu/base/sfu.h"
 #include "sfu/net/transport.h"
 #include "sfu/room/shell.h"
+
+#define HEAP_TRIM_PERIOD_US 1000000 /* trim_heap(): a check a second at most */
+#define HEAP_TRIM_STEP (64 << 10)    /* bytes freed since the last trim */
 
 static sfu_time_t now(void) {
   sfu_time_t t = {sfu_now_us(), sfu_wall_ms() * 1000};
@@ -365,11 +371,39 @@ static void on_parent_check(uv_timer_t *t) {
   }
 }
 
+/*
+ * Gives free heap pages back to the kernel. What a participant frees --
+ * its DTLS session, released once the handshake is behind it (some
+ * 70 KiB: sfu/net/transport.c), or all of it when it leaves -- lies
+ * between chunks still in use, and glibc returns only the top of the heap
+ * by itself (M_TRIM_THRESHOLD). malloc_trim() also releases the whole
+ * pages inside free chunks (madvise). Checked at most every
+ * HEAP_TRIM_PERIOD_US, done when the heap's free bytes grew by
+ * HEAP_TRIM_STEP since the last trim: after joins, handshakes and leaves,
+ * never for packets (nothing allocates per packet).
+ */
+static void trim_heap(sfu_shell_t *sh, uint64_t now_us) {
+#if defined(__GLIBC__)
+  if (now_us < sh->trim_next_us) return;
+  sh->trim_next_us = now_us + HEAP_TRIM_PERIOD_US;
+  size_t free_now = mallinfo2().fordblks;
+  if (free_now < sh->trim_free + HEAP_TRIM_STEP) {
+    if (free_now < sh->trim_free) sh->trim_free = free_now; /* reused since */
+    return;
+  }
+  malloc_trim(0);
+  sh->trim_free = free_now;
+#else
+  (void)sh, (void)now_us;
+#endif
+}
+
 static void on_tick(uv_timer_t *t) {
   sfu_shell_t *sh = t->data;
   sfu_time_t n = now();
   sfu_recorder_tick(&sh->rec, n.mono_us / 1000);
   sfu_room_tick(&sh->room, n);
+  trim_heap(sh, n.mono_us);
   arm_tick(sh);
 }
 
@@ -414,6 +448,9 @@ int sfu_shell_init(sfu_shell_t *sh, uv_loop_t *loop, const sfu_shell_opts_t *o) 
   sh->ipc.data = sh;
   if ((rv = sfu_ipc_init(loop, &sh->ipc, o->ipc_fd, on_ipc_msg, on_ipc_error)) != 0) return rv;
   sh->held = json_array();
+#if defined(__GLIBC__)
+  sh->trim_free = mallinfo2().fordblks; /* the zygote's free chunks: not ours */
+#endif
   sh->orphan_grace_s = o->orphan_grace_s;
   uv_timer_init(loop, &sh->grace_timer);
   sh->grace_timer.data = sh;

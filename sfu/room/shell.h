@@ -83,6 +83,8 @@ typedef struct sfu_shell_s {
   sfu_shell_drops_t closed_drops; /* of transports already closed: the stats
                                      add the live ones, so no total goes down
                                      when a participant leaves */
+  uint64_t trim_next_us;     /* next heap trim check (shell.c trim_heap) */
+  size_t trim_free;          /* the heap's free bytes at the last trim */
 } sfu_shell_t;
 
 /* Sets everything up and tells sfud "ready". 0 or a negative error. */
