@@ -968,6 +968,47 @@ static void released_session_ignores_retransmitted_flight(void **state) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* (6c) The zygote's warm-up and its prepared context                       */
+/* ------------------------------------------------------------------------ */
+
+/* The warm-up's in-memory handshake connects and hands out working keys;
+ * a certificate made after sfu_dtls_cert_prepare() (which takes the
+ * prepared context) and one made without both handshake as any other. */
+static void warm_up_and_prepared_context(void **state) {
+  sfu_srtp_keys_t k;
+  sfu_dtls_cert_t *prepared = NULL, *plain = NULL;
+  peer_t a, b;
+
+  memset(&k, 0, sizeof(k));
+  assert_int_equal(sfu_dtls_warm_up(&k), 0);
+  assert_int_equal(k.profile, SFU_SRTP_AEAD_AES_128_GCM);
+  assert_int_equal(k.key_len, 16);
+  assert_memory_not_equal(k.local_key, k.remote_key, 16);
+  assert_int_equal(sfu_dtls_warm_up(NULL), 0);
+
+  assert_int_equal(sfu_dtls_cert_prepare(), 0);
+  assert_int_equal(sfu_dtls_cert_prepare(), 0); /* one is waiting: no-op */
+  assert_int_equal(sfu_dtls_cert_create(&prepared), 0);
+  assert_int_equal(sfu_dtls_cert_create(&plain), 0);
+  assert_string_not_equal(sfu_dtls_cert_fingerprint(prepared),
+                          sfu_dtls_cert_fingerprint(plain));
+  for (int round = 0; round < 2; round++) {
+    memset(&a, 0, sizeof(a));
+    memset(&b, 0, sizeof(b));
+    make_pair(&a, round ? plain : prepared, SFU_DTLS_ACTIVE, &b,
+              round ? prepared : plain);
+    sfu_dtls_start(a.d);
+    pump(&a, &b);
+    assert_int_equal(a.connected + b.connected, 2);
+    assert_memory_equal(a.keys.local_key, b.keys.remote_key, 16);
+    sfu_dtls_destroy(a.d);
+    sfu_dtls_destroy(b.d);
+  }
+  sfu_dtls_cert_destroy(prepared);
+  sfu_dtls_cert_destroy(plain);
+}
+
+/* ------------------------------------------------------------------------ */
 /* (7) SRTP with handshake keys                                             */
 /* ------------------------------------------------------------------------ */
 
@@ -1453,6 +1494,7 @@ int main(void) {
       cmocka_unit_test(released_sessions_close_both_ways),
       cmocka_unit_test(released_session_against_raw_peer),
       cmocka_unit_test(released_session_ignores_retransmitted_flight),
+      cmocka_unit_test(warm_up_and_prepared_context),
       cmocka_unit_test(srtp_with_handshake_keys_gcm),
       cmocka_unit_test(srtp_with_handshake_keys_cm),
       cmocka_unit_test(srtp_create_rejects_bad_keys),

@@ -390,15 +390,24 @@ out:
   return x;
 }
 
-/* The DTLS 1.2 context every session of this certificate is made from. */
-static SSL_CTX *make_ctx(X509 *x509, EVP_PKEY *pkey) {
+/*
+ * A DTLS context made ahead of time, with every setting but the
+ * certificate (sfu_dtls_cert_prepare()): the next certificate of the
+ * process takes it. SSL_CTX_new() fetches the algorithms DTLS may use, and
+ * each fetch writes OpenSSL's shared tables (locks, reference counts): in
+ * a room forked from the zygote that copied 128 KiB of the zygote's pages.
+ * Made in the zygote instead, the fetches are the zygote's, and each room
+ * takes a copy of a context nobody has used (the zygote never takes it).
+ */
+static SSL_CTX *spare_ctx;
+
+/* The DTLS 1.2 context of a certificate, without the certificate: every
+ * session of that certificate is made from it. */
+static SSL_CTX *make_ctx(void) {
   SSL_CTX *ctx = SSL_CTX_new(DTLS_method());
   if (ctx == NULL) return NULL;
   if (!SSL_CTX_set_min_proto_version(ctx, DTLS1_2_VERSION) ||
       !SSL_CTX_set_max_proto_version(ctx, DTLS1_2_VERSION) ||
-      SSL_CTX_use_certificate(ctx, x509) != 1 ||
-      SSL_CTX_use_PrivateKey(ctx, pkey) != 1 ||
-      SSL_CTX_check_private_key(ctx) != 1 ||
       SSL_CTX_set_cipher_list(ctx, CIPHERS) != 1 ||
       SSL_CTX_set1_groups_list(ctx, GROUPS) != 1 ||
       SSL_CTX_set_tlsext_use_srtp(ctx, SRTP_PROFILES) != 0 /* 0 = ok */) {
@@ -416,6 +425,13 @@ static SSL_CTX *make_ctx(X509 *x509, EVP_PKEY *pkey) {
   SSL_CTX_set_cert_verify_callback(ctx, verify_peer, NULL);
   SSL_CTX_set_info_callback(ctx, info_cb);
   return ctx;
+}
+
+int sfu_dtls_cert_prepare(void) {
+  if (spare_ctx != NULL) return 0;
+  ERR_clear_error();
+  spare_ctx = make_ctx();
+  return spare_ctx != NULL ? 0 : setup_error("DTLS context");
 }
 
 int sfu_dtls_cert_create(sfu_dtls_cert_t **out) {
@@ -445,8 +461,11 @@ int sfu_dtls_cert_create(sfu_dtls_cert_t **out) {
     goto out;
   }
   format_fingerprint(md, n, c->fingerprint);
-  c->ctx = make_ctx(c->x509, c->pkey);
-  if (c->ctx == NULL) {
+  c->ctx = spare_ctx != NULL ? spare_ctx : make_ctx();
+  spare_ctx = NULL;
+  if (c->ctx == NULL || SSL_CTX_use_certificate(c->ctx, c->x509) != 1 ||
+      SSL_CTX_use_PrivateKey(c->ctx, c->pkey) != 1 ||
+      SSL_CTX_check_private_key(c->ctx) != 1) {
     rv = setup_error("DTLS context");
     goto out;
   }
@@ -774,6 +793,72 @@ int sfu_dtls_release(sfu_dtls_t *d) {
   d->ssl = NULL;
   d->rbio = NULL;
   return 1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Warm-up                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* The two ends of sfu_dtls_warm_up(): what each sent, not yet delivered. */
+typedef struct {
+  uint8_t data[4][SFU_DTLS_MTU];
+  size_t len[4];
+  int n;                     /* datagrams queued, at most 4 (a flight is 2) */
+  int connected;
+  sfu_srtp_keys_t *keys;     /* where `connected` copies its keys, or NULL */
+} warm_end_t;
+
+static void warm_send(void *arg, const uint8_t *data, size_t len) {
+  warm_end_t *e = arg;
+  if (e->n < 4 && len <= SFU_DTLS_MTU) {
+    memcpy(e->data[e->n], data, len);
+    e->len[e->n++] = len;
+  }
+}
+
+static void warm_connected(void *arg, const sfu_srtp_keys_t *keys) {
+  warm_end_t *e = arg;
+  e->connected = 1;
+  if (e->keys) *e->keys = *keys;
+}
+
+static void warm_failed(void *arg, const char *why) { (void)arg, (void)why; }
+
+int sfu_dtls_warm_up(sfu_srtp_keys_t *keys) {
+  sfu_dtls_cert_t *cert = NULL;
+  sfu_dtls_t *d[2] = {NULL, NULL};
+  warm_end_t end[2];
+  uint8_t fp[32];
+  int rv;
+
+  memset(end, 0, sizeof(end));
+  end[0].keys = keys;
+  if ((rv = sfu_dtls_cert_create(&cert)) != 0) return rv;
+  rv = sfu_dtls_fingerprint_parse(cert->fingerprint, fp, sizeof(fp));
+  for (int i = 0; i < 2 && rv > 0; i++) {
+    sfu_dtls_cb_t cb = {&end[i], warm_send, warm_connected, warm_failed};
+    if (sfu_dtls_create(&d[i], cert, i ? SFU_DTLS_PASSIVE : SFU_DTLS_ACTIVE, "sha-256",
+                        fp, sizeof(fp), &cb) != 0)
+      rv = SFU_EPROTO;
+  }
+  if (rv > 0) rv = sfu_dtls_start(d[0]);
+  /* A handshake without loss: 4 flights, each end's delivered in turn. */
+  for (int turn = 0; rv == 0 && turn < 8 && !(end[0].connected && end[1].connected);
+       turn++) {
+    warm_end_t *from = &end[turn & 1];
+    int n = from->n;
+    from->n = 0;
+    for (int k = 0; k < n && rv == 0; k++)
+      rv = sfu_dtls_input(d[!(turn & 1)], from->data[k], from->len[k]);
+  }
+  if (rv == 0 && !(end[0].connected && end[1].connected)) rv = SFU_EPROTO;
+  for (int i = 0; i < 2; i++) {
+    if (rv == 0 && !sfu_dtls_release(d[i])) rv = SFU_EPROTO;
+    sfu_dtls_destroy(d[i]);
+  }
+  sfu_dtls_cert_destroy(cert);
+  if (rv != 0 && keys) OPENSSL_cleanse(keys, sizeof(*keys));
+  return rv == 0 ? 0 : SFU_EPROTO;
 }
 
 int sfu_dtls_create(sfu_dtls_t **out, sfu_dtls_cert_t *cert,

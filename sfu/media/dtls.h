@@ -62,6 +62,15 @@ typedef struct sfu_dtls_cert_s sfu_dtls_cert_t;
  * failure *out is NULL.
  */
 int sfu_dtls_cert_create(sfu_dtls_cert_t **out);
+/*
+ * Makes the DTLS context of the process's next certificate ahead of time:
+ * the next sfu_dtls_cert_create() takes it instead of making its own. The
+ * room zygote calls it before it forks (sfu/room/zygote.c), so that the
+ * algorithm fetches of SSL_CTX_new(), which write OpenSSL's shared state,
+ * happen once in the zygote rather than in every room. Does nothing when
+ * a context is already waiting. Returns 0, or SFU_EPROTO (logged once).
+ */
+int sfu_dtls_cert_prepare(void);
 /* NULL is ignored. */
 void sfu_dtls_cert_destroy(sfu_dtls_cert_t *c);
 /*
@@ -227,5 +236,17 @@ int sfu_dtls_release(sfu_dtls_t *d);
  * ignored. Never call this from inside one of the session's callbacks.
  */
 void sfu_dtls_destroy(sfu_dtls_t *d);
+
+/*
+ * One handshake in memory between two sessions of a throwaway
+ * certificate, both released and everything freed, so that what OpenSSL
+ * builds lazily at a process's first certificate, handshake and release
+ * (its random generator, the algorithms and the KDF they fetch) and the
+ * code they run are in place. The room zygote calls it: every room it
+ * forks then shares that instead of building its own (sfu/room/zygote.c).
+ * `keys`, if not NULL, gets the SRTP keys the active end exported (the
+ * caller wipes them). Returns 0, or SFU_EPROTO (keys wiped).
+ */
+int sfu_dtls_warm_up(sfu_srtp_keys_t *keys);
 
 #endif

@@ -2,13 +2,30 @@
  * zygote.c -- the template process that forks rooms (see zygote.h).
  *
  * Deliberately plain: one poll(2) loop over the control socket and a
- * signalfd, no libuv, no GLib main loop, no threads -- fork(2) is only safe
- * in a process that has none. Warm-up runs the libraries' one-time
- * initialisation (OpenSSL, libsrtp) so children inherit it instead of
- * repeating it.
+ * signalfd, no libuv, no GLib main loop, no threads when it forks --
+ * fork(2) is only safe in a process that has none (the warm-up's thread,
+ * below, has ended before the first fork). Warm-up runs the libraries'
+ * one-time initialisation (OpenSSL, libsrtp) so children inherit it
+ * instead of repeating it.
+ *
+ * That includes what OpenSSL builds lazily at a process's first
+ * certificate and handshake (its random generator, the algorithms a
+ * handshake fetches: some 230 KiB each room would build for itself), so the
+ * warm-up runs one handshake in memory (sfu_dtls_warm_up()), and makes
+ * the DTLS context of the next certificate (sfu_dtls_cert_prepare()),
+ * which each room then takes as its own. It all runs on a thread of its
+ * own, joined before the first fork: glibc gives a thread its own malloc
+ * arena, so what the libraries keep lies there, apart from the main heap
+ * where rooms allocate, and the handshake's freed buffers leave no holes
+ * in the main heap for a room's first allocations to fall into, each one
+ * copying a page of the zygote (measured: an idle room with 116 KiB of
+ * heap instead of 32). A room's random generator reseeds at its first use
+ * after the fork (OpenSSL 3 compares the process id), so rooms share no
+ * random state.
  */
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,12 +39,29 @@
 
 #include "sfu/base/log.h"
 #include "sfu/base/sfu.h"
+#include "sfu/media/dtls.h"
 #include "sfu/media/srtp.h"
 #include "sfu/room/zygote.h"
 
-static void warm_up(void) {
+/* The warm-up proper, on its thread; *rv: 0 or the first error. */
+static void *warm_up_thread(void *rv) {
   OPENSSL_init_ssl(OPENSSL_INIT_LOAD_SSL_STRINGS | OPENSSL_INIT_LOAD_CRYPTO_STRINGS, NULL);
   sfu_srtp_library_init();
+  *(int *)rv = sfu_dtls_warm_up(NULL);
+  if (*(int *)rv == 0) *(int *)rv = sfu_dtls_cert_prepare();
+  return NULL;
+}
+
+static void warm_up(void) {
+  pthread_t th;
+  int rv = SFU_EPROTO;
+  /* Its handshake is no news: its "connected" lines show at debug only. */
+  int quiet = sfu_log_enabled(SFU_LOG_INFO) && !sfu_log_enabled(SFU_LOG_DEBUG);
+  if (quiet) sfu_log_set_level(SFU_LOG_WARN);
+  if (pthread_create(&th, NULL, warm_up_thread, &rv) == 0) pthread_join(th, NULL);
+  if (quiet) sfu_log_set_level(SFU_LOG_INFO);
+  if (rv != 0)
+    sfu_log(SFU_LOG_WARN, "zygote", "warm-up failed: rooms set up OpenSSL themselves");
 }
 
 static void reply(int ctl, uint32_t type, uint32_t req_id, int pid, int status, int sig, int err) {
