@@ -1050,6 +1050,50 @@ static void test_batch_flush(void **state) {
   fx_done(&f);
 }
 
+/* The send batch packs its copies: SEND_BATCH small ones take a few KiB
+ * of the buffer, not a slot each; and a full batch of mixed sizes, the
+ * largest allowed among them, fits and arrives byte for byte. */
+static void test_send_batch_packs_its_copies(void **state) {
+  fx_t f;
+  fx_init(&f);
+  sfu_ice_t *ice = agent_new(&f, "127.0.0.1");
+  lite_t l;
+  raw_t r;
+  uint8_t tid[12], b[SEND_SLOT];
+  lite_open(ice, &l);
+  raw_open(&r, ice, 0);
+  raw_check(&r, l.st, USE_CAND, tid);
+  RUN_UNTIL(&f, l.connected);
+  assert_true(raw_recv(&r, b, sizeof(b), 100) > 0);
+  lite_sock_t *s = ice->socks[0];
+
+  memset(b, 0x80, sizeof(b));
+  for (int i = 0; i < SEND_BATCH; i++) assert_int_equal(sfu_ice_send(l.st, b, 100), 0);
+  assert_int_equal(s->sused, SEND_BATCH * 104); /* 100 rounded to 8 */
+  flush_all(ice);
+  assert_int_equal(s->sused, 0);
+  for (int i = 0; i < SEND_BATCH; i++) assert_int_equal(raw_recv(&r, b, sizeof(b), 100), 100);
+
+  for (int i = 0; i < SEND_BATCH; i++) {
+    size_t len = i % 2 ? SEND_SLOT : (size_t)(13 + i);
+    b[0] = 0x80;
+    memset(b + 1, i, len - 1);
+    assert_int_equal(sfu_ice_send(l.st, b, len), 0);
+  }
+  assert_int_equal(ice->stats.tx_flush_full, 0);
+  flush_all(ice);
+  for (int i = 0; i < SEND_BATCH; i++) {
+    size_t len = i % 2 ? SEND_SLOT : (size_t)(13 + i);
+    assert_int_equal(raw_recv(&r, b, sizeof(b), 100), (int)len);
+    assert_int_equal(b[1], i);
+    assert_int_equal(b[len - 1], i);
+  }
+  raw_close(&r);
+  sfu_ice_stream_destroy(l.st);
+  agent_close(&f, ice);
+  fx_done(&f);
+}
+
 /* One bad destination in a batch costs that datagram only. */
 static void test_send_error_in_batch(void **state) {
   fx_t f;
@@ -1553,6 +1597,7 @@ int main(void) {
       cmocka_unit_test(test_two_streams_one_socket),
       cmocka_unit_test(test_restart),
       cmocka_unit_test(test_batch_flush),
+      cmocka_unit_test(test_send_batch_packs_its_copies),
       cmocka_unit_test(test_send_error_in_batch),
       cmocka_unit_test(test_destroy_in_callback),
       cmocka_unit_test(test_consent_freshness),

@@ -35,8 +35,12 @@
  * a callback sees the other streams as the machine left them.
  *
  * Sending. sfu_ice_send() copies the datagram into its socket's send batch
- * (SEND_BATCH slots of SEND_SLOT bytes, with their iovecs, addresses and
- * mmsghdrs, allocated once), so the caller's buffer is free at once. A
+ * (up to SEND_BATCH datagrams, with their iovecs, addresses and mmsghdrs,
+ * allocated once), so the caller's buffer is free at once. The copies are
+ * packed one after another in a buffer of SEND_BATCH x SEND_SLOT bytes
+ * rather than one slot each, so a batch touches only the pages its bytes
+ * fill: a batch of audio copies (~150 bytes) a page or two, not the
+ * whole buffer that a slot apiece spreads them over. A
  * batch is flushed with sendmmsg when it is full, and at the end of each
  * loop turn: from a uv_check handle (right after the poll phase, where the
  * fan-out of received packets queues its copies: lowest latency) and from
@@ -76,7 +80,8 @@
  * orphaned, not freed: their owner destroys them later (sfu_ice_send()
  * answers SFU_EAGAIN meanwhile).
  *
- * Memory: per socket SEND_BATCH x SEND_SLOT (96 KiB) of send slots; per
+ * Memory: per socket SEND_BATCH x SEND_SLOT (96 KiB) of send buffer, of
+ * which only what the largest batch filled is ever resident; per
  * agent RECV_BATCH x RECV_SLOT (64 KiB) of receive slots, also the one
  * read buffer of every TCP connection; the machine's two maps. Per stream
  * ~150 bytes here and ~670 in the machine. Per TCP connection ~2.7 KiB,
@@ -105,7 +110,8 @@
 #define RECV_ROUNDS 4        /* recvmmsg calls per readable event (fairness) */
 #define RECV_SLOT 2048       /* a bigger datagram is truncated and dropped */
 #define SEND_BATCH 64        /* datagrams per sendmmsg */
-#define SEND_SLOT 1536       /* largest datagram sfu_ice_send() takes */
+#define SEND_SLOT 1536       /* largest datagram sfu_ice_send() takes; a
+                                multiple of 8, the packing of the batch */
 #define UFRAG_LEN SFU_ICESTATE_UFRAG_LEN
 #define PWD_LEN SFU_ICESTATE_PWD_LEN
 #define CONSENT_TICK_MS 1000 /* the state machine's tick */
@@ -224,7 +230,9 @@ typedef struct lite_sock_s {
   struct mmsghdr smsg[SEND_BATCH];  /* for sendmmsg */
   struct iovec siov[SEND_BATCH];    /* one per message, into sbuf */
   lite_sa_t sname[SEND_BATCH];      /* destinations, copied */
-  uint8_t (*sbuf)[SEND_SLOT];       /* SEND_BATCH copies, one allocation */
+  uint8_t *sbuf;                    /* SEND_BATCH x SEND_SLOT bytes, one allocation:
+                                       the queued copies, packed in order */
+  size_t sused;                     /* bytes of sbuf they take */
   int tcp_fd;                       /* the TCP listener before libuv owns it; -1 */
   int listening;                    /* `tcp` is a handle: accepting */
   uint16_t tcp_port;                /* its port (host order); 0: no TCP on this address */
@@ -713,6 +721,7 @@ static void conn_expire(sfu_ice_t *ice, uint64_t now) {
 static void flush_sock(sfu_ice_t *ice, lite_sock_t *s) {
   int n = s->nsend, off = 0;
   s->nsend = 0;
+  s->sused = 0;
   while (off < n) {
     int r = sendmmsg(s->fd, s->smsg + off, (unsigned)(n - off), MSG_DONTWAIT | MSG_NOSIGNAL);
     ice->stats.tx_syscalls++;
@@ -779,8 +788,13 @@ int sfu_ice_send(sfu_ice_stream_t *st, const uint8_t *buf, size_t len) {
     ice->stats.tx_flush_full++;
     flush_sock(ice, s);
   }
+  /* Packed: below SEND_BATCH copies of at most SEND_SLOT bytes (rounded
+   * to 8, as SEND_SLOT is) the buffer cannot be full. */
   int i = s->nsend++;
-  memcpy(s->sbuf[i], buf, len);
+  uint8_t *dst = s->sbuf + s->sused;
+  memcpy(dst, buf, len);
+  s->sused += (len + 7) & ~(size_t)7;
+  s->siov[i].iov_base = dst;
   s->siov[i].iov_len = len;
   s->sname[i] = st->sel_sa;
   s->smsg[i].msg_hdr.msg_namelen = st->sel_len;
@@ -850,7 +864,7 @@ static int open_socket(sfu_ice_t *ice, const char *ip, int pmin, int pmax, lite_
   s->tcp_fd = -1;
   s->ice = ice;
   s->family = sa.sa.sa_family;
-  s->sbuf = malloc(sizeof(*s->sbuf) * SEND_BATCH);
+  s->sbuf = malloc((size_t)SEND_BATCH * SEND_SLOT);
   int fd = socket(s->family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (!s->sbuf || fd < 0) {
     int rv = fd < 0 ? -errno : SFU_ENOMEM;
@@ -877,7 +891,6 @@ static int open_socket(sfu_ice_t *ice, const char *ip, int pmin, int pmax, lite_
   inet_ntop(s->family, s->family == AF_INET ? (void *)&sa.in.sin_addr : (void *)&sa.in6.sin6_addr,
             s->ip, sizeof(s->ip));
   for (int i = 0; i < SEND_BATCH; i++) {
-    s->siov[i].iov_base = s->sbuf[i];
     s->smsg[i].msg_hdr.msg_iov = &s->siov[i];
     s->smsg[i].msg_hdr.msg_iovlen = 1;
     s->smsg[i].msg_hdr.msg_name = &s->sname[i];
