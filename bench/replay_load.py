@@ -125,29 +125,6 @@ def socket_inodes(pid):
     return out
 
 
-def udp_drops(groups):
-    """{group: datagrams the kernel dropped at the UDP sockets of its pids
-    (full receive buffers: /proc/net/udp 'drops')}."""
-    owner = {}
-    for g, pids in groups.items():
-        for pid in pids:
-            for ino in socket_inodes(pid):
-                owner[ino] = g
-    out = {g: 0 for g in groups}
-    for name in ("/proc/net/udp", "/proc/net/udp6"):
-        try:
-            with open(name) as f:
-                lines = f.readlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            bits = line.split()
-            g = owner.get(bits[9])
-            if g is not None:
-                out[g] += int(bits[12])
-    return out
-
-
 def socket_owner(groups):
     """{socket inode: group} of the pids of each group."""
     owner = {}
@@ -158,9 +135,8 @@ def socket_owner(groups):
     return owner
 
 
-def udp_queued(owner):
-    """{group: bytes waiting in the receive buffers of its UDP sockets}
-    (/proc/net/udp rx_queue: the buffers' memory, skb overhead included)."""
+def udp_sum(owner, column):
+    """{group: the sum of a column of /proc/net/udp[6] over its sockets}."""
     out = {g: 0 for g in set(owner.values())}
     for name in ("/proc/net/udp", "/proc/net/udp6"):
         try:
@@ -172,8 +148,20 @@ def udp_queued(owner):
             bits = line.split()
             g = owner.get(bits[9])
             if g is not None:
-                out[g] += int(bits[4].split(":")[1], 16)
+                out[g] += column(bits)
     return out
+
+
+def udp_drops(groups):
+    """{group: datagrams the kernel dropped at the UDP sockets of its pids
+    (full receive buffers: /proc/net/udp 'drops')}."""
+    return dict({g: 0 for g in groups}, **udp_sum(socket_owner(groups), lambda b: int(b[12])))
+
+
+def udp_queued(owner):
+    """{group: bytes waiting in the receive buffers of its UDP sockets}
+    (/proc/net/udp rx_queue: the buffers' memory, skb overhead included)."""
+    return udp_sum(owner, lambda b: int(b[4].split(":")[1], 16))
 
 
 def queued_bytes_per_datagram():
