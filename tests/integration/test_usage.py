@@ -102,7 +102,11 @@ class UsageTest(unittest.IsolatedAsyncioTestCase):
         await a.leave()
         t_a = time.monotonic() - t0
         await b.leave()
-        recs = await self.until(self.delivered, timeout=10, what="delivery")
+        # b's leave is handled after leave() returns: its final usage record
+        # (journaled just before its participant_left) may still be on its way
+        recs = await self.until(lambda: (lambda r: r if r and sum(
+            x["type"] == "participant_left" for x in r) == 2 else None)(self.delivered()),
+            timeout=10, what="both participant_left delivered")
         self.assert_exactly_once_in_order(recs)
         conn = by_identity(recs, "connected")
         pub = by_identity(recs, "audio_published")
