@@ -28,6 +28,10 @@
  * batch what arrives one packet at a time: `wake` replaces `recv` for such
  * packets (benchmarks print the ratio both ways).
  *
+ * `--wake-only` measures `wake` alone (bench/replay_load.py asks for it
+ * with as many processes as a scenario has rooms): no SRTP session, no
+ * forwarding part, the JSON with `runs`, `wake_ns` and `wake_procs` only.
+ *
  * Thread CPU time (CLOCK_THREAD_CPUTIME_ID) around each part only; the
  * receiving sockets are drained between timed chunks. On loopback the
  * receiver's network stack runs inside the sender's syscall, as it does
@@ -35,7 +39,8 @@
  * setting). Each figure is the median of `--runs` runs.
  *
  * Usage: sfu-floor [--packets N] [--runs R] [--fanout F] [--batch B]
- *                  [--wakes W] [--wake-gap-us G] [--wake-procs P] [--json]
+ *                  [--wakes W] [--wake-gap-us G] [--wake-procs P] [--wake-only]
+ *                  [--json]
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -204,12 +209,112 @@ static double median(double *v, int n) {
   return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
+/* What the forwarding parts are measured on: a sending socket, a
+ * receiving socket and an SRTP session per subscriber (`fanout`), the
+ * publisher's two sessions. main() has one, opened unless --wake-only and
+ * closed before it returns. */
+typedef struct {
+  int tx;                                 /* the room's sending socket */
+  int rx[MAX_FANOUT];                     /* a subscriber's; rx[0] also receives the publisher's */
+  struct sockaddr_in rx_addr[MAX_FANOUT]; /* where rx[s] is bound, on 127.0.0.1 */
+  sfu_srtp_t out[MAX_FANOUT];             /* protects subscriber s's copies */
+  sfu_srtp_t pub_out, pub_in;             /* the publisher's side, and ours */
+  uint16_t seq;                           /* RTP sequence number of the next packet made */
+} rig_t;
+
+static void rig_open(rig_t *g) {
+  struct sockaddr_in tx_addr;
+  g->tx = udp_socket(&tx_addr);
+  for (int s = 0; s < fanout; s++) g->rx[s] = udp_socket(&g->rx_addr[s]);
+  for (int s = 0; s < fanout; s++) session(&g->out[s], 0);
+  session(&g->pub_out, 1);
+  session(&g->pub_in, 0);
+  g->seq = 0;
+}
+
+static void rig_close(rig_t *g) {
+  for (int s = 0; s < fanout; s++) {
+    sfu_srtp_destroy(&g->out[s]);
+    close(g->rx[s]);
+  }
+  sfu_srtp_destroy(&g->pub_out);
+  sfu_srtp_destroy(&g->pub_in);
+  close(g->tx);
+}
+
+/* One run of the forwarding figures: CPU ns per copy protected and sent
+ * (`packets` packets of `fanout` copies), per packet received and
+ * unprotected (`packets` packets in batches of `batch`). */
+static void forward_run(rig_t *g, double *protect, double *send, double *recv, double *unprotect) {
+  static uint8_t copies[MAX_FANOUT][PKT + SFU_SRTP_TRAILER];
+  static uint8_t rxb[CHUNK][PKT + SFU_SRTP_TRAILER];
+  size_t lens[MAX_FANOUT], rxlens[CHUNK];
+  struct mmsghdr m[MAX_FANOUT];
+  struct iovec iov[MAX_FANOUT];
+  uint64_t t_protect = 0, t_send = 0, t_recv = 0, t_unprotect = 0, copies_n = 0, rx_n = 0;
+  for (int p = 0; p < packets; p++, g->seq++) {
+    /* protect: each subscriber's copy in its own session */
+    uint64_t t0 = cpu_ns();
+    for (int s = 0; s < fanout; s++) {
+      make_rtp(copies[s], g->seq, 0x5f000000u + (uint32_t)s);
+      lens[s] = PKT;
+      if (sfu_srtp_protect(&g->out[s], copies[s], &lens[s], sizeof(copies[s])) != 0) abort();
+    }
+    uint64_t t1 = cpu_ns();
+    for (int s = 0; s < fanout; s++) {
+      iov[s].iov_base = copies[s];
+      iov[s].iov_len = lens[s];
+      memset(&m[s].msg_hdr, 0, sizeof(m[s].msg_hdr));
+      m[s].msg_hdr.msg_name = &g->rx_addr[s];
+      m[s].msg_hdr.msg_namelen = sizeof(g->rx_addr[s]);
+      m[s].msg_hdr.msg_iov = &iov[s];
+      m[s].msg_hdr.msg_iovlen = 1;
+    }
+    uint64_t t2 = cpu_ns();
+    if (sendmmsg(g->tx, m, (unsigned)fanout, MSG_DONTWAIT) != fanout) abort();
+    uint64_t t3 = cpu_ns();
+    t_protect += t1 - t0;
+    t_send += t3 - t2;
+    copies_n += (uint64_t)fanout;
+    if (p % CHUNK == CHUNK - 1)
+      for (int s = 0; s < fanout; s++) drain(g->rx[s]);
+  }
+  for (int s = 0; s < fanout; s++) drain(g->rx[s]);
+  /* the receive side: the publisher's packets, protected beforehand */
+  for (int done = 0; done < packets; done += batch) {
+    int n = packets - done < batch ? packets - done : batch;
+    for (int i = 0; i < n; i++, g->seq++) {
+      make_rtp(copies[0], g->seq, 0x6a000001u);
+      lens[0] = PKT;
+      if (sfu_srtp_protect(&g->pub_out, copies[0], &lens[0], sizeof(copies[0])) != 0) abort();
+      if (sendto(g->tx, copies[0], lens[0], MSG_DONTWAIT, (struct sockaddr *)&g->rx_addr[0],
+                 sizeof(g->rx_addr[0])) != (ssize_t)lens[0])
+        abort();
+    }
+    uint64_t t0 = cpu_ns();
+    int got = recv_batch(g->rx[0], rxb, rxlens, n);
+    uint64_t t1 = cpu_ns();
+    for (int i = 0; i < got; i++)
+      if (sfu_srtp_unprotect(&g->pub_in, rxb[i], &rxlens[i], 0) != 0) abort();
+    uint64_t t2 = cpu_ns();
+    t_recv += t1 - t0;
+    t_unprotect += t2 - t1;
+    rx_n += (uint64_t)got;
+  }
+  *protect = (double)t_protect / (double)copies_n;
+  *send = (double)t_send / (double)copies_n;
+  *recv = (double)t_recv / (double)(rx_n ? rx_n : 1);
+  *unprotect = (double)t_unprotect / (double)(rx_n ? rx_n : 1);
+}
+
 int main(int argc, char **argv) {
-  int json = 0;
+  int json = 0, wake_only = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (strcmp(a, "--json") == 0) {
       json = 1;
+    } else if (strcmp(a, "--wake-only") == 0) {
+      wake_only = 1;
     } else if (v && strcmp(a, "--packets") == 0) {
       packets = atoi(v), i++;
     } else if (v && strcmp(a, "--runs") == 0) {
@@ -226,7 +331,8 @@ int main(int argc, char **argv) {
       wake_procs = atoi(v), i++;
     } else {
       fprintf(stderr, "usage: sfu-floor [--packets N] [--runs R] [--fanout F] [--batch B] "
-                      "[--wakes W] [--wake-gap-us G] [--wake-procs P] [--json]\n");
+                      "[--wakes W] [--wake-gap-us G] [--wake-procs P] [--wake-only] "
+                      "[--json]\n");
       return 2;
     }
   }
@@ -238,83 +344,28 @@ int main(int argc, char **argv) {
             MAX_FANOUT, CHUNK, MAX_FANOUT);
     return 2;
   }
-  if (sfu_srtp_library_init() != 0) return 1;
-
-  struct sockaddr_in tx_addr, rx_addr[MAX_FANOUT];
-  int tx = udp_socket(&tx_addr), rx[MAX_FANOUT];
-  for (int s = 0; s < fanout; s++) rx[s] = udp_socket(&rx_addr[s]);
-  static sfu_srtp_t out[MAX_FANOUT], pub_out, pub_in;
-  for (int s = 0; s < fanout; s++) session(&out[s], 0);
-  session(&pub_out, 1); /* the publisher's side ... */
-  session(&pub_in, 0);  /* ... and ours */
-
-  static uint8_t copies[MAX_FANOUT][PKT + SFU_SRTP_TRAILER];
-  static uint8_t rxb[CHUNK][PKT + SFU_SRTP_TRAILER];
-  size_t lens[MAX_FANOUT], rxlens[CHUNK];
-  struct mmsghdr m[MAX_FANOUT];
-  struct iovec iov[MAX_FANOUT];
+  static rig_t rig;
+  if (!wake_only) {
+    if (sfu_srtp_library_init() != 0) return 1;
+    rig_open(&rig);
+  }
   double protect[99], send[99], recv[99], unprotect[99], wake[99];
-  uint16_t seq = 0;
-
   for (int r = 0; r < runs; r++) {
-    uint64_t t_protect = 0, t_send = 0, t_recv = 0, t_unprotect = 0, copies_n = 0, rx_n = 0;
-    for (int p = 0; p < packets; p++, seq++) {
-      /* protect: each subscriber's copy in its own session */
-      uint64_t t0 = cpu_ns();
-      for (int s = 0; s < fanout; s++) {
-        make_rtp(copies[s], seq, 0x5f000000u + (uint32_t)s);
-        lens[s] = PKT;
-        if (sfu_srtp_protect(&out[s], copies[s], &lens[s], sizeof(copies[s])) != 0) abort();
-      }
-      uint64_t t1 = cpu_ns();
-      for (int s = 0; s < fanout; s++) {
-        iov[s].iov_base = copies[s];
-        iov[s].iov_len = lens[s];
-        memset(&m[s].msg_hdr, 0, sizeof(m[s].msg_hdr));
-        m[s].msg_hdr.msg_name = &rx_addr[s];
-        m[s].msg_hdr.msg_namelen = sizeof(rx_addr[s]);
-        m[s].msg_hdr.msg_iov = &iov[s];
-        m[s].msg_hdr.msg_iovlen = 1;
-      }
-      uint64_t t2 = cpu_ns();
-      if (sendmmsg(tx, m, (unsigned)fanout, MSG_DONTWAIT) != fanout) abort();
-      uint64_t t3 = cpu_ns();
-      t_protect += t1 - t0;
-      t_send += t3 - t2;
-      copies_n += (uint64_t)fanout;
-      if (p % CHUNK == CHUNK - 1)
-        for (int s = 0; s < fanout; s++) drain(rx[s]);
-    }
-    for (int s = 0; s < fanout; s++) drain(rx[s]);
-    /* the receive side: the publisher's packets, protected beforehand */
-    for (int done = 0; done < packets; done += batch) {
-      int n = packets - done < batch ? packets - done : batch;
-      for (int i = 0; i < n; i++, seq++) {
-        make_rtp(copies[0], seq, 0x6a000001u);
-        lens[0] = PKT;
-        if (sfu_srtp_protect(&pub_out, copies[0], &lens[0], sizeof(copies[0])) != 0) abort();
-        if (sendto(tx, copies[0], lens[0], MSG_DONTWAIT, (struct sockaddr *)&rx_addr[0],
-                   sizeof(rx_addr[0])) != (ssize_t)lens[0])
-          abort();
-      }
-      uint64_t t0 = cpu_ns();
-      int got = recv_batch(rx[0], rxb, rxlens, n);
-      uint64_t t1 = cpu_ns();
-      for (int i = 0; i < got; i++)
-        if (sfu_srtp_unprotect(&pub_in, rxb[i], &rxlens[i], 0) != 0) abort();
-      uint64_t t2 = cpu_ns();
-      t_recv += t1 - t0;
-      t_unprotect += t2 - t1;
-      rx_n += (uint64_t)got;
-    }
-    protect[r] = (double)t_protect / (double)copies_n;
-    send[r] = (double)t_send / (double)copies_n;
-    recv[r] = (double)t_recv / (double)(rx_n ? rx_n : 1);
-    unprotect[r] = (double)t_unprotect / (double)(rx_n ? rx_n : 1);
+    if (!wake_only) forward_run(&rig, &protect[r], &send[r], &recv[r], &unprotect[r]);
     wake[r] = wake_ns(wake_procs);
   }
+  double wk = median(wake, runs);
+  if (wake_only) {
+    if (json)
+      printf("{\"runs\": %d, \"wake_ns\": %.1f, \"wake_procs\": %d}\n", runs, wk, wake_procs);
+    else
+      printf("wake-up on this machine (median of %d runs):\n"
+             "  per packet arriving alone: wake + recv %6.0f ns (epoll_wait, recvmmsg of 1; "
+             "%d process%s in turn)\n", runs, wk, wake_procs, wake_procs > 1 ? "es" : "");
+    return 0;
+  }
   double pr = median(protect, runs), se = median(send, runs), re = median(recv, runs),
-         un = median(unprotect, runs), wk = median(wake, runs);
+         un = median(unprotect, runs);
   if (json) {
     printf("{\"protect_ns\": %.1f, \"send_ns\": %.1f, \"recv_ns\": %.1f, \"unprotect_ns\": "
            "%.1f, \"per_copy_ns\": %.1f, \"per_received_ns\": %.1f, \"fanout\": %d, "
@@ -332,12 +383,6 @@ int main(int argc, char **argv) {
            "%d process%s in turn) + unprotect = %6.0f ns\n", wk, wake_procs,
            wake_procs > 1 ? "es" : "", wk + un);
   }
-  for (int s = 0; s < fanout; s++) {
-    sfu_srtp_destroy(&out[s]);
-    close(rx[s]);
-  }
-  sfu_srtp_destroy(&pub_out);
-  sfu_srtp_destroy(&pub_in);
-  close(tx);
+  rig_close(&rig);
   return 0;
 }

@@ -238,10 +238,11 @@ def measure_floor(args):
 
 
 def measure_wake(args, procs):
-    """sfu-floor's wake-up with `procs` processes woken in turn (at most 64,
-    by then the figure no longer moves): what each received packet costs
-    a process per room when packets arrive one at a time."""
-    out = subprocess.run([os.path.join(args.build, "sfu-floor"), "--json", "--packets", "64",
+    """sfu-floor's wake-up (--wake-only: nothing else measured) with `procs`
+    processes woken in turn (at most 64, by then the figure no longer
+    moves): what each received packet costs a process per room when
+    packets arrive one at a time."""
+    out = subprocess.run([os.path.join(args.build, "sfu-floor"), "--json", "--wake-only",
                           "--runs", "3", "--wake-procs", str(min(max(procs, 1), 64))],
                          check=True, capture_output=True, text=True).stdout
     return json.loads(out)["wake_ns"]
