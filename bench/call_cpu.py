@@ -24,11 +24,12 @@ its own frequency) and hear each other. Over a window of --seconds it prints:
   the three above): anything well above 0 means the figures are disturbed;
 * after the CPU window (so it does not disturb it), --latency-seconds of
   forwarding latency seen on the loopback interface: a packet socket
-  (root needed) timestamps in the kernel every RTP packet a peer sends to
-  the room and every copy the room sends out; copies are matched to their
-  original by RTP timestamp (forwarded unchanged; SRTP leaves the header in
-  the clear). That is the delay the room adds: wake-up, SRTP unprotect,
-  fan-out, SRTP protect, sendmsg -- on this machine, under this load.
+  (bench/rtp_capture.py; root needed) timestamps in the kernel every RTP
+  packet a peer sends to the room and every copy the room sends out;
+  copies are matched to their original by RTP timestamp (forwarded
+  unchanged; SRTP leaves the header in the clear). That is the delay the
+  room adds: wake-up, SRTP unprotect, fan-out, SRTP protect, sendmsg -- on
+  this machine, under this load.
 
 Prints figures; asserts nothing.
 
@@ -38,16 +39,14 @@ import argparse
 import asyncio
 import os
 import resource
-import socket
 import statistics
-import struct
-import subprocess
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 from sfutest import Sfud, smaps  # noqa: E402
+import rtp_capture  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 HEARD = 0.01      # tone power of a clearly audible 0.3-amplitude tone is ~0.045
@@ -120,68 +119,15 @@ def udp_ports(pid):
 
 
 # --------------------------------------------------------------------------
-# Latency capture helper (runs as a separate process: --_capture)
+# Latency
 
 
-def capture(ports, seconds):
-    """Print 'ns dir ssrc ts' for every RTP packet to/from `ports` on lo.
-
-    dir is 'i' (to the room) or 'o' (from the room). Kernel timestamps
-    (SO_TIMESTAMPNS) of the loopback transmit, so both directions are taken
-    at the same point: when the sender's sendmsg hands the packet to lo.
-    """
-    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
-    s.bind(("lo", 0))
-    s.setsockopt(socket.SOL_SOCKET, 35, 1)          # SO_TIMESTAMPNS
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
-    s.settimeout(0.2)
-    out = []
-    print("ready", flush=True)
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        try:
-            data, anc, _, addr = s.recvmsg(2048, 64)
-        except socket.timeout:
-            continue
-        if addr[2] != socket.PACKET_OUTGOING:
-            continue                       # lo shows each packet out and in
-        if len(data) < 14 + 20 + 8 + 12 or data[12:14] != b"\x08\x00":
-            continue
-        ip = data[14:]
-        if ip[9] != 17:
-            continue
-        ihl = (ip[0] & 15) * 4
-        sport, dport = struct.unpack_from("!HH", ip, ihl)
-        rtp = ip[ihl + 8:]
-        if dport in ports:
-            d = "i"
-        elif sport in ports:
-            d = "o"
-        else:
-            continue
-        if len(rtp) < 12 or rtp[0] >> 6 != 2 or 192 <= rtp[1] <= 223:
-            continue                                   # not RTP (STUN, DTLS, RTCP)
-        ns = None
-        for level, typ, val in anc:
-            if level == socket.SOL_SOCKET and typ == 35:
-                sec, nsec = struct.unpack("qq", val[:16])
-                ns = sec * 1_000_000_000 + nsec
-        if ns is None:
-            continue
-        _, _, _, ts, ssrc = struct.unpack_from("!BBHII", rtp)
-        out.append(f"{ns} {d} {ssrc} {ts}")
-    sys.stdout.write("\n".join(out) + "\n")
-
-
-def latency_from_capture(lines):
+def latency_from_capture(records):
     """Latency (µs) of each forwarded copy after its original, and per
-    original packet the first and the last copy."""
+    original packet the first and the last copy; `records` are
+    rtp_capture.capture()'s."""
     ins, outs = {}, []
-    for line in lines:
-        bits = line.split()
-        if len(bits) != 4:
-            continue
-        ns, d, ssrc, ts = int(bits[0]), bits[1], int(bits[2]), int(bits[3])
+    for ns, d, _, ssrc, ts in records:
         if d == "i":
             ins.setdefault(ts, []).append((ns, ssrc))
         else:
@@ -341,23 +287,12 @@ class Bench:
         ports = udp_ports(pid)
         if os.geteuid() != 0 or not ports:
             return {"skipped": "needs root (packet socket)" if ports else "no UDP ports"}
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, os.path.abspath(__file__), "--_capture",
-            ",".join(map(str, sorted(ports))), str(self.a.latency_seconds),
-            stdout=subprocess.PIPE)
-        try:
-            first = await asyncio.wait_for(proc.stdout.readline(), 10)
-            if first.strip() != b"ready":
-                return {"skipped": "capture helper failed"}
-            out = await asyncio.wait_for(proc.stdout.read(), self.a.latency_seconds + 30)
-        finally:
-            if proc.returncode is None:
-                try:
-                    await asyncio.wait_for(proc.wait(), 10)
-                except asyncio.TimeoutError:
-                    proc.kill()
-                    await proc.wait()
-        return latency_from_capture(out.decode().splitlines())
+        # every packet to or from the room's ports, as sent (lo shows each twice)
+        records = await rtp_capture.capture("lo", self.a.latency_seconds, ports=ports,
+                                            sent_only=True)
+        if records is None:
+            return {"skipped": "capture helper failed"}
+        return latency_from_capture(records)
 
 
 def report(a, r):
@@ -435,9 +370,6 @@ def report(a, r):
 
 
 def main():
-    if len(sys.argv) == 4 and sys.argv[1] == "--_capture":
-        capture({int(p) for p in sys.argv[2].split(",")}, float(sys.argv[3]))
-        return
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default="build")
     ap.add_argument("--participants", type=int, default=10)

@@ -89,7 +89,6 @@ import shutil
 import signal
 import socket
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
@@ -100,6 +99,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 sys.path.insert(0, HERE)
 from call_cpu import machine_busy_us, pct, proc_cpu_us, self_cpu_us  # noqa: E402
 from sfutest import Sfud, _die_with_parent, live_procs, proc_stat_fields, smaps  # noqa: E402
+import rtp_capture  # noqa: E402
 
 NS_TAG = "sfujanus"
 JANUS_PORT = 8088
@@ -441,68 +441,18 @@ class JanusLoad:
 
 
 # --------------------------------------------------------------------------
-# Latency: a packet socket on the server's veth end (runs as a separate
-# process in the namespace: --_capture)
+# Latency: a packet socket on the server's veth end (bench/rtp_capture.py,
+# run in the namespace)
 
 
-def capture(dev, address, seconds):
-    """Print 'ns dir port ssrc ts' for every RTP packet to or from
-    `address` on `dev`: dir 'i' (to the server; port = the server's) or
-    'o' (from it; port = the peer's). Kernel timestamps (SO_TIMESTAMPNS) as
-    the packet reaches the interface or leaves through it."""
-    # ETH_P_ALL: a socket bound to one protocol does not see what is sent
-    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
-    s.bind((dev, 0))
-    s.setsockopt(socket.SOL_SOCKET, 35, 1)          # SO_TIMESTAMPNS
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
-    s.settimeout(0.2)
-    server = socket.inet_aton(address)
-    out = []
-    print("ready", flush=True)
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        try:
-            frame, anc, _, _ = s.recvmsg(2048, 64)
-        except socket.timeout:
-            continue
-        if frame[12:14] != b"\x08\x00":
-            continue                                   # not IPv4
-        ip = frame[14:]
-        if len(ip) < 20 or ip[9] != 17:
-            continue
-        ihl = (ip[0] & 15) * 4
-        _, dport = struct.unpack_from("!HH", ip, ihl)
-        if ip[16:20] == server:
-            d, port = "i", dport
-        elif ip[12:16] == server:
-            d, port = "o", dport
-        else:
-            continue
-        rtp = ip[ihl + 8:]
-        if len(rtp) < 12 or rtp[0] >> 6 != 2 or 192 <= rtp[1] <= 223:
-            continue                                   # not RTP (STUN, DTLS, RTCP)
-        ns = None
-        for level, typ, val in anc:
-            if level == socket.SOL_SOCKET and typ == 35:
-                sec, nsec = struct.unpack("qq", val[:16])
-                ns = sec * 1_000_000_000 + nsec
-        if ns is not None:
-            _, _, _, ts, ssrc = struct.unpack_from("!BBHII", rtp)
-            out.append(f"{ns} {d} {port} {ssrc} {ts}")
-    sys.stdout.write("\n".join(out) + "\n")
-
-
-def match_copies(lines, ssrc_map):
+def match_copies(records, ssrc_map):
     """Latency (µs) of every copy the server sent after its original, and
     per original the first and the last copy. A copy's original: the
     publisher's packet of SSRC ssrc_map[copy's SSRC] and timestamp the
-    copy's less the stream's offset (see the top of the file)."""
+    copy's less the stream's offset (see the top of the file). `records`
+    are rtp_capture.capture()'s."""
     ins, outs = collections.defaultdict(list), collections.defaultdict(list)
-    for line in lines:
-        bits = line.split()
-        if len(bits) != 5:
-            continue
-        ns, d, port, ssrc, ts = int(bits[0]), bits[1], int(bits[2]), int(bits[3]), int(bits[4])
+    for ns, d, port, ssrc, ts in records:
         (ins[ssrc] if d == "i" else outs[(port, ssrc)]).append((ns, ts))
     copies, per_orig, unmatched, shifted = [], collections.defaultdict(list), 0, 0
     for (_, ssrc), pkts in outs.items():
@@ -530,25 +480,6 @@ def match_copies(lines, ssrc_map):
             "last": [max(v) for v in per_orig.values()], "unmatched": unmatched,
             "originals": sum(len(v) for v in ins.values()), "streams": len(outs),
             "shifted": shifted}
-
-
-async def capture_latency(ns, address, seconds):
-    proc = await asyncio.create_subprocess_exec(
-        *ns.exec_prefix(), sys.executable, os.path.abspath(__file__), "--_capture",
-        ns.inner_dev, address, str(seconds), stdout=subprocess.PIPE)
-    try:
-        first = await asyncio.wait_for(proc.stdout.readline(), 10)
-        if first.strip() != b"ready":
-            return None
-        out = await asyncio.wait_for(proc.stdout.read(), seconds + 30)
-    finally:
-        if proc.returncode is None:
-            try:
-                await asyncio.wait_for(proc.wait(), 10)
-            except asyncio.TimeoutError:
-                proc.kill()
-                await proc.wait()
-    return out.decode().splitlines()
 
 
 # --------------------------------------------------------------------------
@@ -649,9 +580,11 @@ class Bench:
             res["processes"] = len(pids)
             res["private_kib"] = sum(smaps(pid)["Private"] for pid in pids)
             if subscribe and a.latency_seconds > 0:
-                lines = await capture_latency(self.ns, self.ns.inner, a.latency_seconds)
-                if lines is not None:
-                    res["latency"] = latency_figures(match_copies(lines, load.ssrc_map()))
+                records = await rtp_capture.capture(self.ns.inner_dev, a.latency_seconds,
+                                                    address=self.ns.inner,
+                                                    prefix=self.ns.exec_prefix())
+                if records is not None:
+                    res["latency"] = latency_figures(match_copies(records, load.ssrc_map()))
             res["errors"] = load.errors()
         except Exception as e:
             res["failed"] = f"{e!r}"
@@ -839,9 +772,6 @@ def summary(rows):
 
 
 def main():
-    if len(sys.argv) == 5 and sys.argv[1] == "--_capture":
-        capture(sys.argv[2], sys.argv[3], float(sys.argv[4]))
-        return
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build", default="build")
     ap.add_argument("--reps", type=int, default=3)
