@@ -94,16 +94,27 @@ def machine_busy_us():
     return busy * 1_000_000 // CLK_TCK, v[7] * 1_000_000 // CLK_TCK
 
 
-def udp_ports(pid):
-    """Local UDP ports of the sockets a process holds."""
-    inodes = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
+def socket_inodes(pid):
+    """Inodes (strings, as /proc/net/udp shows them) of the sockets a
+    process holds; none if it is gone."""
+    out = set()
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return out
+    for fd in fds:
         try:
             link = os.readlink(f"/proc/{pid}/fd/{fd}")
         except OSError:
             continue
         if link.startswith("socket:["):
-            inodes.add(link[8:-1])
+            out.add(link[8:-1])
+    return out
+
+
+def udp_ports(pid):
+    """Local UDP ports of the sockets a process holds."""
+    inodes = socket_inodes(pid)
     ports = set()
     for name in ("udp", "udp6"):
         try:

@@ -97,7 +97,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 sys.path.insert(0, HERE)
-from call_cpu import machine_busy_us, pct, proc_cpu_us, self_cpu_us  # noqa: E402
+from call_cpu import machine_busy_us, pct, proc_cpu_us, self_cpu_us, socket_inodes  # noqa: E402
 from sfutest import Sfud, _die_with_parent, live_procs, proc_stat_fields, smaps  # noqa: E402
 import rtp_capture  # noqa: E402
 
@@ -264,19 +264,7 @@ def udp_drops(pids):
     """Datagrams the kernel dropped on the UDP sockets that `pids` hold
     (the drops column of /proc/PID/net/udp, read in the network namespace
     of pids[0]: a full receive buffer, mostly)."""
-    inodes = set()
-    for pid in pids:
-        try:
-            fds = os.listdir(f"/proc/{pid}/fd")
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                link = os.readlink(f"/proc/{pid}/fd/{fd}")
-            except OSError:
-                continue
-            if link.startswith("socket:["):
-                inodes.add(link[8:-1])
+    inodes = set().union(*(socket_inodes(pid) for pid in pids))
     total = 0
     with open(f"/proc/{pids[0]}/net/udp") as f:
         for line in f.readlines()[1:]:

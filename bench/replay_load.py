@@ -81,7 +81,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 sys.path.insert(0, HERE)
 from sfutest import Sfud, smaps, wait_for  # noqa: E402
-from call_cpu import machine_busy_us, proc_cpu_us  # noqa: E402
+from call_cpu import machine_busy_us, proc_cpu_us, socket_inodes  # noqa: E402
 
 QBYTES = 768.0  # rx_queue bytes of one queued datagram (measured in main)
 SCENARIOS = {"a": "room10", "b": "listeners200", "c": "rooms50"}
@@ -107,22 +107,6 @@ def raise_nofile():
     except (ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
-def socket_inodes(pid):
-    out = set()
-    try:
-        fds = os.listdir("/proc/%d/fd" % pid)
-    except OSError:
-        return out
-    for fd in fds:
-        try:
-            link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
-        except OSError:
-            continue
-        if link.startswith("socket:["):
-            out.add(link[8:-1])
-    return out
 
 
 def socket_owner(groups):
