@@ -123,6 +123,10 @@ static int io_send(sfu_room_io_t *io, sfu_participant_t *p, int rtcp, uint8_t *b
   k->data = malloc(len);
   assert_non_null(k->data);
   memcpy(k->data, buf, len);
+  if (p->is_link) {
+    if (s->other) link_push(s, &s->other->relay_in, rtcp, buf, len);
+    return 0;
+  }
   sim_peer_t *pe = peer_by_session(s, p->session);
   if (pe && !pe->gone) link_push(s, &pe->down, rtcp, buf, len);
   return 0;
@@ -140,7 +144,7 @@ static void io_transport_close(sfu_room_io_t *io, sfu_participant_t *p) { p->tra
 static int io_transport_remote(sfu_room_io_t *io, sfu_participant_t *p, const sfu_sdp_media_t *m,
                                const char **our_setup) {
   assert_true(m->ice_ufrag[0] && m->ice_pwd[0] && m->fp_len == 32);
-  *our_setup = "passive";
+  *our_setup = p->is_link && strcmp(m->setup, "passive") == 0 ? "active" : "passive";
   return 0;
 }
 
@@ -874,6 +878,8 @@ static void answer_offer(sim_peer_t *pe, const char *text, long long offer_id) {
 
 /* --- signaling in ------------------------------------------------------------------------ */
 
+static int pump_link(sim_t *s, const char *type, json_t *m);
+
 static int pump(sim_t *s) {
   int did = 0;
   while (s->pumped < s->nmsgs) {
@@ -881,6 +887,7 @@ static int pump(sim_t *s) {
     const char *type = json_string_value(json_object_get(m, "type"));
     did = 1;
     assert_non_null(type);
+    if (pump_link(s, type, m)) continue;
     if (strcmp(type, "client_close") == 0) {
       sim_peer_t *pe = peer_by_session(s, (uint32_t)json_integer_value(json_object_get(m, "session")));
       if (pe) {
@@ -926,6 +933,110 @@ void sim_answer_pending(sim_peer_t *pe) {
   sim_settle(pe->sim);
 }
 
+/* Every tag of layer k of `pub` in [first, end) reached the subscriber
+ * (original or retransmission). */
+void sim_assert_all_tags(const sim_sub_t *u, const sim_peer_t *pub, int k, uint32_t first,
+                            uint32_t end) {
+  assert_true(end > first);
+  uint8_t *seen = calloc(end - first, 1);
+  assert_non_null(seen);
+  for (int i = 0; i < u->nrx; i++) {
+    uint32_t tag = u->rx[i].tag;
+    if (sim_tag_peer(tag) != pub->idx || sim_tag_layer(tag) != k) continue;
+    uint32_t c = tag & 0x3fffff;
+    if (c >= first && c < end) seen[c - first] = 1;
+  }
+  for (uint32_t c = first; c < end; c++)
+    if (!seen[c - first]) {
+      free(seen);
+      fail_msg("packet %u of layer %d (of %u..%u) never reached the subscriber", c, k, first,
+               end - 1);
+    }
+  free(seen);
+}
+
+/* --- two engines, one call ----------------------------------------------------------------- */
+
+sfu_participant_t *sim_link_part(sim_t *s) {
+  for (sfu_participant_t *l = s->room.links; l; l = l->next)
+    if (strcmp(l->sid, s->link_id) == 0) return l;
+  return NULL;
+}
+
+static void to_other(sim_t *s, const char *type, json_t *msg) {
+  sim_t *o = s->other;
+  if (!o || o->ended) return;
+  enter(o);
+  int rv = sfu_room_on_control(&o->room, type, msg, o->now);
+  leave_engine(o);
+  assert_int_equal(rv, 0);
+  if (strcmp(type, "link_remote") == 0) o->link_remote = 1;
+  /* both ends know each other: ICE and DTLS as done */
+  for (sim_t *x = s; x && s->link_remote && o->link_remote; x = x == s ? o : NULL)
+    if (!x->link_connected) {
+      x->link_connected = 1;
+      enter(x);
+      sfu_room_on_transport(&x->room, sim_link_part(x), SFU_TP_CONNECTED, x->now);
+      leave_engine(x);
+    }
+}
+
+/* Our engine's link_local / link_msg: the other engine's link_remote /
+ * link_msg. 1 if it was one. */
+static int pump_link(sim_t *s, const char *type, json_t *m) {
+  if (strcmp(type, "link_local") == 0) {
+    json_t *r = json_deep_copy(m);
+    json_object_set_new(r, "type", json_string("link_remote"));
+    to_other(s, "link_remote", r);
+    json_decref(r);
+    return 1;
+  }
+  if (strcmp(type, "link_msg") == 0) {
+    to_other(s, "link_msg", m);
+    return 1;
+  }
+  return 0;
+}
+
+void sim_bridge(sim_t *a, sim_t *b, const char *id) {
+  a->other = b;
+  b->other = a;
+  for (sim_t *x = a; x; x = x == a ? b : NULL) {
+    snprintf(x->link_id, sizeof(x->link_id), "%s", id);
+    json_t *m = json_pack("{s:s, s:s}", "link", id, "role", x == a ? "origin" : "relay");
+    enter(x);
+    int rv = sfu_room_on_control(&x->room, "link_open", m, x->now);
+    leave_engine(x);
+    json_decref(m);
+    assert_int_equal(rv, 0);
+  }
+  sim_settle(a);
+  sim_settle(b);
+  assert_true(a->link_connected && b->link_connected);
+}
+
+void sim_run2(sim_t *a, sim_t *b, uint32_t ms) {
+  for (uint32_t i = 0; i < ms; i++) {
+    sim_run(a, 1);
+    sim_run(b, 1);
+  }
+}
+
+static void deliver_link(sim_t *s, sim_qpkt_t *q) {
+  uint8_t b[SFU_PKT_CAP];
+  sfu_participant_t *l = sim_link_part(s);
+  if (l && q->len <= sizeof(b) - SFU_SRTP_TRAILER) {
+    memcpy(b, q->data, q->len);
+    enter(s);
+    if (q->rtcp)
+      sfu_room_on_rtcp(&s->room, l, b, q->len, s->now);
+    else
+      sfu_room_on_rtp(&s->room, l, b, q->len, s->now);
+    leave_engine(s);
+  }
+  free(q->data);
+}
+
 /* --- the event loop ------------------------------------------------------------------------ */
 
 static void deliver_up(sim_t *s, sim_peer_t *pe, sim_qpkt_t *q) {
@@ -963,6 +1074,10 @@ static int process_due(sim_t *s) {
       deliver_up(s, s->peers[i], &q);
       did = 1;
     }
+  while (!s->ended && link_pop(&s->relay_in, now, &q)) {
+    deliver_link(s, &q);
+    did = 1;
+  }
   for (int i = 0; i < s->npeers; i++) {
     sim_peer_t *pe = s->peers[i];
     if (pe->media_on && pe->audio && pe->next_audio_us <= now) {
@@ -1000,6 +1115,7 @@ void sim_settle(sim_t *s) {
 
 static uint64_t next_event(sim_t *s) {
   uint64_t t = s->ended ? UINT64_MAX : sfu_room_next_tick(&s->room);
+  if (link_next(&s->relay_in) < t) t = link_next(&s->relay_in);
   for (int i = 0; i < s->npeers; i++) {
     sim_peer_t *pe = s->peers[i];
     uint64_t u = link_next(&pe->up), d = link_next(&pe->down);
@@ -1085,6 +1201,8 @@ void sim_free(sim_t *s) {
   for (int i = 0; i < s->npkts; i++) free(s->pkts[i].data);
   free(s->pkts);
   for (int i = 0; i < s->npeers; i++) peer_free(s->peers[i]);
+  link_free(&s->relay_in);
+  if (s->other) s->other->other = NULL;
   free(s);
 }
 

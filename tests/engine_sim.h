@@ -246,6 +246,12 @@ struct sim_s {
   int empty, empty_calls;
   int ended;
   uint64_t ticks;
+  /* sim_bridge(): our engine and another one as two processes of a call */
+  sim_t *other;         /* the engine at the other end of our link */
+  char link_id[24];
+  sim_link_t relay_in;  /* packets from its engine to ours (impairable) */
+  int link_remote;      /* link_remote given to our engine */
+  int link_connected;   /* and its transport marked connected */
 };
 
 /* --- the world --------------------------------------------------------- */
@@ -265,6 +271,17 @@ void sim_run_until_us(sim_t *s, uint64_t t_us);
 void sim_settle(sim_t *s);
 uint32_t sim_rand(sim_t *s);
 double sim_uniform(sim_t *s);
+
+/* Joins two rooms as two processes of one call (sfu/room/relay.c): a
+ * link `id` opened at both (a the origin's end), link_local of each
+ * given to the other as link_remote, both transports marked connected,
+ * link_msg carried between them at once and packets through each one's
+ * relay_in. Run both with sim_run2(). */
+void sim_bridge(sim_t *a, sim_t *b, const char *id);
+/* Both clocks forward by ms, in 1 ms steps, alternately. */
+void sim_run2(sim_t *a, sim_t *b, uint32_t ms);
+/* The engine's link participant, or NULL. */
+sfu_participant_t *sim_link_part(sim_t *s);
 
 /* --- peers ------------------------------------------------------------- */
 
@@ -319,6 +336,11 @@ int sim_count_to(sim_t *s, uint32_t session, const char *type, int from);
  * [from_us, to_us). */
 int sim_fb_count(const sim_peer_t *pe, int kind, uint32_t media_ssrc, uint64_t from_us,
                  uint64_t to_us);
+/* Fails the test unless every packet of layer k of `pub` with a tag
+ * counter in [first, end) reached the subscription (original or
+ * retransmission). */
+void sim_assert_all_tags(const sim_sub_t *u, const sim_peer_t *pub, int k, uint32_t first,
+                         uint32_t end);
 /* The layer index of a publisher's SSRC, or -1. */
 int sim_layer_of(const sim_peer_t *pub, uint32_t ssrc);
 /* Which publisher layer a tag is of, and its counter. */

@@ -153,28 +153,6 @@ static uint64_t last_fb_time(const sim_peer_t *pe, int kind, uint32_t ssrc) {
   return t;
 }
 
-/* Every tag of layer k of `pub` in [first, end) reached the subscriber
- * (original or retransmission). */
-static void assert_all_tags(const sim_sub_t *u, const sim_peer_t *pub, int k, uint32_t first,
-                            uint32_t end) {
-  assert_true(end > first);
-  uint8_t *seen = calloc(end - first, 1);
-  assert_non_null(seen);
-  for (int i = 0; i < u->nrx; i++) {
-    uint32_t tag = u->rx[i].tag;
-    if (sim_tag_peer(tag) != pub->idx || sim_tag_layer(tag) != k) continue;
-    uint32_t c = tag & 0x3fffff;
-    if (c >= first && c < end) seen[c - first] = 1;
-  }
-  for (uint32_t c = first; c < end; c++)
-    if (!seen[c - first]) {
-      free(seen);
-      fail_msg("packet %u of layer %d (of %u..%u) never reached the subscriber", c, k, first,
-               end - 1);
-    }
-  free(seen);
-}
-
 /* ---- 1. keyframes for late subscribers ---------------------------------------- */
 
 static void late_subscriber_gets_pli_to_publisher_and_starts_on_keyframe(void **state) {
@@ -1198,7 +1176,7 @@ static void upstream_loss_is_repaired_by_nack_and_publisher_rtx(void **state) {
   assert_true(s->room.c.rtx_in > 50);
   assert_true(s->room.c.nacks_sent > 50);
   /* every packet but the last frames (whose loss no later packet reveals) */
-  assert_all_tags(u, a, 0, first, L->tag_next - 30);
+  sim_assert_all_tags(u, a, 0, first, L->tag_next - 30);
 }
 
 static void downstream_loss_is_repaired_by_subscriber_nacks(void **state) {
@@ -1224,7 +1202,7 @@ static void downstream_loss_is_repaired_by_subscriber_nacks(void **state) {
   int rtx = 0;
   for (int i = 0; i < u->nrx; i++) rtx += u->rx[i].rtx;
   assert_true(rtx > 50);
-  assert_all_tags(u, a, 0, first, a->layers[0].tag_next - 30);
+  sim_assert_all_tags(u, a, 0, first, a->layers[0].tag_next - 30);
 }
 
 static void layer_follows_a_rate_limited_downlink(void **state) {

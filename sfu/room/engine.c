@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sfu/base/bytes.h"
 #include "sfu/base/log.h"
 #include "sfu/base/sfu.h"
 #include "sfu/room/engine.h"
@@ -50,6 +51,10 @@ static int64_t wall_ms(const sfu_room_t *room) { return room->wall_us / 1000; }
 /* --- messages to clients --------------------------------------------- */
 
 void sfu_room_send(sfu_room_t *room, sfu_participant_t *p, json_t *msg) {
+  if (p->via) { /* a remote participant's client is another process's */
+    json_decref(msg);
+    return;
+  }
   send_ipc(room, json_pack("{s:s, s:I, s:o}", "type", "client_msg", "session",
                            (json_int_t)p->session, "msg", msg));
 }
@@ -80,13 +85,13 @@ void sfu_room_error(sfu_room_t *room, sfu_participant_t *p, json_t *id, const ch
 
 sfu_participant_t *sfu_room_by_session(sfu_room_t *room, uint32_t session) {
   for (sfu_participant_t *p = room->participants; p; p = p->next)
-    if (p->session == session) return p;
+    if (p->session == session && !p->via) return p;
   return NULL;
 }
 
 sfu_participant_t *sfu_room_by_identity(sfu_room_t *room, const char *identity) {
   for (sfu_participant_t *p = room->participants; p; p = p->next)
-    if (strcmp(p->identity, identity) == 0) return p;
+    if (strcmp(p->identity, identity) == 0 && !p->via) return p;
   return NULL;
 }
 
@@ -112,6 +117,10 @@ static void client_close(sfu_room_t *room, uint32_t session, int code, const cha
 /* --- records for the control plane (sfud journals them) ----------------- */
 
 void sfu_room_event(sfu_room_t *room, const char *type, sfu_participant_t *p, json_t *extra) {
+  if (p->via) { /* its own process reports it */
+    json_decref(extra);
+    return;
+  }
   json_t *ev = json_pack("{s:s, s:s, s:s}", "type", type, "participant", p->identity, "sid",
                          p->sid);
   if (extra) json_object_update(ev, extra);
@@ -144,7 +153,8 @@ static int receives(const sfu_participant_t *p, sfu_kind_t kind) {
 void sfu_room_usage_refresh(sfu_room_t *room) {
   uint64_t now = now_ms(room);
   for (sfu_participant_t *p = room->participants; p; p = p->next) {
-    if (p->migrating) continue; /* counted by the old node until the commit */
+    if (p->migrating || p->via) continue; /* counted by the old node until the
+                                             commit; a remote one by its own */
     sfu_usage_set(&p->usage, SFU_USAGE_AUDIO_PUB, publishes_audio(p), now);
     sfu_usage_set(&p->usage, SFU_USAGE_AUDIO_RECV, receives(p, SFU_KIND_AUDIO), now);
     sfu_usage_set(&p->usage, SFU_USAGE_VIDEO_PUB, publishes_video(p), now);
@@ -173,7 +183,7 @@ void sfu_room_usage_checkpoint(sfu_room_t *room, sfu_participant_t *leaving) {
     json_array_append_new(recs, sfu_room_usage_record(leaving, now, wall, 1));
   } else {
     for (sfu_participant_t *p = room->participants; p; p = p->next)
-      if (!p->migrating) /* the old node counts it until the commit */
+      if (!p->migrating && !p->via) /* the old node counts it until the commit */
         json_array_append_new(recs, sfu_room_usage_record(p, now, wall, 0));
     room->last_usage_us = room->now_us;
   }
@@ -250,9 +260,11 @@ static void drop_media(sfu_room_t *room, sfu_participant_t *p) {
   sfu_neg_free(p);
 }
 
-/* Tells the owner when the room turns empty or stops being empty. */
-static void update_empty(sfu_room_t *room) {
-  int empty = room->participants_n == 0;
+/* Tells the owner when the room turns empty or stops being empty: nobody
+ * in, neither ours nor another process's (a relay's origin lives on while
+ * relays serve someone). */
+void sfu_room_set_empty(sfu_room_t *room) {
+  int empty = room->participants == NULL;
   if (room->ended || empty == room->empty) return;
   room->empty = empty;
   room->io->empty(room->io, empty);
@@ -296,7 +308,7 @@ int sfu_room_join(sfu_room_t *room, uint32_t session, const char *identity, cons
   p->muted = 0;
   p->server_muted = muted_index(room, identity) >= 0; /* before anyone hears of p */
   p->rtcp_ssrc = sfu_random_u32();
-  update_empty(room);
+  sfu_room_set_empty(room);
 
   json_t *others = json_array();
   for (sfu_participant_t *o = room->participants; o; o = o->next)
@@ -313,21 +325,23 @@ int sfu_room_join(sfu_room_t *room, uint32_t session, const char *identity, cons
                                         "participant", sfu_participant_json(p)));
   sfu_log(SFU_LOG_INFO, "room", "[%s] joined (session %u, %d in room)", identity, session,
           room->participants_n);
+  p->link_dirty = 1;
   sfu_room_usage_refresh(room);
   return 0;
 }
 
 void sfu_room_remove(sfu_room_t *room, sfu_participant_t *p, const char *reason, int close_code,
                      const char *close_reason) {
-  sfu_room_usage_checkpoint(room, p); /* p's final period */
+  if (!p->via) sfu_room_usage_checkpoint(room, p); /* p's final period */
   /* (the participant_left record follows drop_media's track_unpublished) */
   for (sfu_participant_t **pp = &room->participants; *pp; pp = &(*pp)->next)
     if (*pp == p) {
       *pp = p->next;
       break;
     }
-  room->participants_n--;
-  if (close_code) client_close(room, p->session, close_code, close_reason);
+  if (!p->via) room->participants_n--;
+  if (close_code && !p->via) client_close(room, p->session, close_code, close_reason);
+  sfu_relay_gone(room, p, reason);
   drop_media(room, p);
   sfu_room_event(room, "participant_left", p, json_pack("{s:s}", "reason", reason));
   sfu_room_broadcast(room, NULL, json_pack("{s:s, s:s, s:s, s:s}", "type", "participant_left",
@@ -339,7 +353,7 @@ void sfu_room_remove(sfu_room_t *room, sfu_participant_t *p, const char *reason,
   sfu_vec_free(&p->prefs);
   free(p);
   sfu_room_usage_refresh(room);
-  update_empty(room);
+  sfu_room_set_empty(room);
 }
 
 void sfu_room_set_muted(sfu_room_t *room, sfu_participant_t *p, int muted, int by_server) {
@@ -354,6 +368,7 @@ void sfu_room_set_muted(sfu_room_t *room, sfu_participant_t *p, int muted, int b
     p->muted = muted;
     if (p->audio) p->audio->muted = muted;
   }
+  p->link_dirty = 1;
   sfu_room_broadcast(room, NULL, json_pack("{s:s, s:o}", "type", "participant_updated",
                                            "participant", sfu_participant_json(p)));
   sfu_room_usage_refresh(room);
@@ -391,6 +406,7 @@ void sfu_room_end(sfu_room_t *room, sfu_time_t now) {
   room->ended = 1; /* (no empty notification while everyone leaves) */
   while (room->participants)
     sfu_room_remove(room, room->participants, "room_closed", 4010, "room closed");
+  sfu_relay_end(room);
   sfu_vec_free(&room->server_muted);
 }
 
@@ -423,6 +439,8 @@ int sfu_room_on_control(sfu_room_t *room, const char *type, json_t *msg, sfu_tim
       sfu_room_migrate_out(room, json_integer_value(cut));
     return 0;
   }
+  int rv = sfu_relay_on_control(room, type, msg);
+  if (rv != SFU_ENOENT || strncmp(type, "link_", 5) == 0) return rv;
   uint32_t session = (uint32_t)json_integer_value(json_object_get(msg, "session"));
   sfu_participant_t *p = sfu_room_by_session(room, session);
   if (strcmp(type, "session_token") == 0) { /* kept for a new sfud (shell.h) */
@@ -457,17 +475,32 @@ int sfu_room_on_control(sfu_room_t *room, const char *type, json_t *msg, sfu_tim
 void sfu_room_on_rtp(sfu_room_t *room, sfu_participant_t *p, uint8_t *buf, size_t len,
                      sfu_time_t now) {
   set_time(room, now);
+  if (p->is_link) { /* a stream of another process of the call */
+    p = len >= 12 ? sfu_relay_owner(room, p, sfu_rd32(buf + 8)) : NULL;
+    if (!p) {
+      room->c.drop_relay_ssrc++;
+      return;
+    }
+    room->c.relay_in++;
+  }
   sfu_fwd_on_rtp(room, p, buf, len);
 }
 
 void sfu_room_on_rtcp(sfu_room_t *room, sfu_participant_t *p, uint8_t *buf, size_t len,
                       sfu_time_t now) {
   set_time(room, now);
-  sfu_fwd_on_rtcp(room, p, buf, len);
+  if (p->is_link)
+    sfu_relay_on_rtcp(room, p, buf, len);
+  else
+    sfu_fwd_on_rtcp(room, p, buf, len);
 }
 
 void sfu_room_on_transport(sfu_room_t *room, sfu_participant_t *p, int state, sfu_time_t now) {
   set_time(room, now);
+  if (p->is_link) {
+    sfu_relay_on_transport(room, p, state);
+    return;
+  }
   if (state == SFU_TP_CONNECTED) {
     p->tp_ready = 1;
     p->media_connected = 1;
@@ -530,6 +563,7 @@ static void media_tick(sfu_room_t *room) {
   speaking_tick(room);
   sfu_fwd_layers_tick(room);
   sfu_room_migration_check(room);
+  sfu_relay_flush(room);
   if (room->now_us - room->last_usage_us >= (uint64_t)room->usage_interval_s * 1000000)
     sfu_room_usage_checkpoint(room, NULL);
   if (room->media_ticks % (1000000 / SFU_ROOM_MEDIA_TICK_US) == 0) {

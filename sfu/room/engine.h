@@ -109,6 +109,9 @@ typedef struct sfu_room_counters_s {
   uint64_t nacks_sent;       /* NACK packets to publishers */
   uint64_t nacks_received;   /* NACK packets from subscribers */
   uint64_t layer_switches;   /* simulcast switches of down-tracks */
+  uint64_t relay_in;         /* RTP packets from other processes of the call */
+  uint64_t relay_out;        /* RTP packets sent to them (once per link) */
+  uint64_t drop_relay_ssrc;  /* RTP over a link for no stream it described */
 } sfu_room_counters_t;
 
 #define SFU_PKT_CAP (1500 + SFU_SRTP_TRAILER)
@@ -135,7 +138,8 @@ typedef struct sfu_room_s {
   int max_participants;      /* limit */
   int usage_interval_s;      /* see opts */
   uint64_t last_usage_us;    /* last periodic checkpoint */
-  sfu_participant_t *participants; /* list */
+  sfu_participant_t *participants; /* list: ours, and remote ones (p->via) */
+  sfu_participant_t *links;  /* links to the call's other processes (relay.c) */
   int participants_n;        /* joined now */
   unsigned joins;            /* participants ever joined */
   uint64_t next_media_us;    /* next media tick */
@@ -277,6 +281,36 @@ void sfu_room_migration_check(sfu_room_t *room);
 void sfu_room_apply_pref(sfu_participant_t *p, sfu_downtrack_t *d);
 /* A usage record of p's period up to (now_ms, wall_ms) (new reference). */
 json_t *sfu_room_usage_record(sfu_participant_t *p, uint64_t now_ms, int64_t wall_ms, int final);
+
+/* relay.c (docs/internals/relay.md): link_open, link_remote, link_close,
+ * link_msg: 0 once handled, SFU_EINVAL / SFU_EEXIST for a malformed or
+ * conflicting one, SFU_ENOENT for another type (or an unknown link). */
+int sfu_relay_on_control(sfu_room_t *room, const char *type, json_t *msg);
+/* A link's transport connected (the other end learns who is here) or
+ * failed (its remote participants leave until it comes back). */
+void sfu_relay_on_transport(sfu_room_t *room, sfu_participant_t *link, int state);
+/* The remote participant whose stream over `link` has this SSRC, or NULL. */
+sfu_participant_t *sfu_relay_owner(sfu_room_t *room, const sfu_participant_t *link,
+                                   uint32_t ssrc);
+void sfu_relay_on_rtcp(sfu_room_t *room, sfu_participant_t *link, uint8_t *buf, size_t len);
+/* A packet of `from`'s tracks, as it came, to every link that is up but
+ * `from`'s own. */
+void sfu_relay_forward(sfu_room_t *room, const sfu_participant_t *from, const uint8_t *pkt,
+                       size_t len, int rtcp);
+/* Participants whose description changed (link_dirty) to the links: every
+ * media tick. */
+void sfu_relay_flush(sfu_room_t *room);
+/* p left: the links hear of it. */
+void sfu_relay_gone(sfu_room_t *room, sfu_participant_t *p, const char *reason);
+/* Closes every link (sfu_room_end()). */
+void sfu_relay_end(sfu_room_t *room);
+/* The links, for the room's stats (new reference). */
+json_t *sfu_relay_json(const sfu_room_t *room);
+/* forwarder.c: NACKed packets of layer `l` resent to `to` as they came. */
+void sfu_fwd_resend_raw(sfu_room_t *room, sfu_participant_t *to, sfu_layer_t *l,
+                        const uint16_t *seqs, int n);
+/* engine.c: tells the owner whether nobody, ours or remote, is in. */
+void sfu_room_set_empty(sfu_room_t *room);
 
 /* proto.c: one client message (from sfud over IPC). */
 void sfu_proto_client_msg(sfu_room_t *room, sfu_participant_t *p, json_t *msg);

@@ -63,9 +63,11 @@
 static uint64_t now_ms(const sfu_room_t *room) { return room->now_us / 1000; }
 static uint64_t wall_us(const sfu_room_t *room) { return (uint64_t)room->wall_us; }
 
-/* A packet for p through the room's I/O: protected and sent by the shell. */
+/* A packet for p through the room's I/O: protected and sent by the shell
+ * (for a remote participant, over its link). */
 static int send_pkt(sfu_room_t *room, sfu_participant_t *p, int rtcp, size_t len) {
-  return room->io->send(room->io, p, rtcp, room->scratch, len, sizeof(room->scratch));
+  return room->io->send(room->io, p->via ? p->via : p, rtcp, room->scratch, len,
+                        sizeof(room->scratch));
 }
 
 /* --- tracks -------------------------------------------------------------- */
@@ -170,7 +172,9 @@ static int ext_is(const sfu_rtp_t *r, int id, const char *rid) {
 
 /* The layer a packet is of, or -1; *rtx says it is a repair (RFC 4588)
  * packet. SSRCs the SDP did not give are learnt: a simulcast layer's from
- * the rid extension, a single layer's from the first packet of its type. */
+ * the rid extension, a single layer's from the first packet of its type
+ * (the links hear of them). A remote track's come from its description
+ * only (relay.c). */
 static int classify(sfu_track_t *t, const sfu_rtp_t *r, int *rtx) {
   if (!t) return -1;
   for (int k = 0; k < t->nlayers; k++) {
@@ -179,13 +183,14 @@ static int classify(sfu_track_t *t, const sfu_rtp_t *r, int *rtx) {
     if (l->rtx_ssrc == r->ssrc && r->pt == t->rtx_pt && t->rtx_pt >= 0) return *rtx = 1, k;
   }
   int is_rtx = t->rtx_pt >= 0 && r->pt == t->rtx_pt;
-  if (r->pt != t->pt && !is_rtx) return -1;
+  if ((r->pt != t->pt && !is_rtx) || t->owner->via) return -1;
   for (int k = 0; k < t->nlayers; k++) {
     sfu_layer_t *l = &t->layers[k];
     uint32_t *slot = is_rtx ? &l->rtx_ssrc : &l->ssrc;
     if (*slot) continue;
     if (l->rid[0] ? ext_is(r, is_rtx ? t->rrid_ext : t->rid_ext, l->rid) : t->nlayers == 1) {
       *slot = r->ssrc;
+      t->owner->link_dirty = 1;
       return *rtx = is_rtx, k;
     }
   }
@@ -297,7 +302,7 @@ static void forward_video(sfu_room_t *room, sfu_track_t *t, int k, const sfu_rtp
   int vp8 = have_vi && vi->picture_id >= 0 && t->nlayers > 1 && t->parse == sfu_vp8_parse;
   uint64_t wall = wall_us(room);
   uint32_t abs = abs_send_time(room->now_us);
-  sfu_rtx_cache_t *cache = t->down.n ? layer_cache(&t->layers[k]) : NULL;
+  sfu_rtx_cache_t *cache = t->down.n || room->links ? layer_cache(&t->layers[k]) : NULL;
   if (cache) sfu_rtx_cache_put(cache, r->data, r->len, r->seq, now_ms(room));
   for (int i = 0; i < t->down.n; i++) {
     sfu_downtrack_t *d = t->down.items[i];
@@ -408,6 +413,7 @@ void sfu_fwd_on_rtp(sfu_room_t *room, sfu_participant_t *p, uint8_t *buf, size_t
       t->dropped_muted++;
       return;
     }
+    if (room->links) sfu_relay_forward(room, p, r.data, r.len, 0);
     forward_audio(room, t, &r);
     return;
   }
@@ -421,6 +427,7 @@ void sfu_fwd_on_rtp(sfu_room_t *room, sfu_participant_t *p, uint8_t *buf, size_t
   sfu_video_info_t vi;
   int have_vi = t->parse && t->parse(r.data + r.payload_off, r.payload_len, &vi) == 0;
   note_layer(room, l, &r, &vi, have_vi, t, now_us / 1000);
+  if (room->links) sfu_relay_forward(room, p, r.data, r.len, 0);
   forward_video(room, t, k, &r, &vi, have_vi);
 }
 
@@ -488,6 +495,17 @@ static void answer_nack(sfu_room_t *room, sfu_downtrack_t *d, const uint16_t *se
       d->retransmitted++;
       room->c.rtx_out++;
     }
+  }
+}
+
+void sfu_fwd_resend_raw(sfu_room_t *room, sfu_participant_t *to, sfu_layer_t *l,
+                        const uint16_t *seqs, int n) {
+  const uint8_t *pkt;
+  for (int i = 0; i < n && l->cache; i++) {
+    int len = sfu_rtx_cache_get(l->cache, seqs[i], now_ms(room), &pkt);
+    if (len <= 0 || (size_t)len > sizeof(room->scratch) - SFU_SRTP_TRAILER) continue;
+    memcpy(room->scratch, pkt, (size_t)len);
+    if (send_pkt(room, to, 0, (size_t)len) == 0) room->c.rtx_out++;
   }
 }
 
@@ -575,6 +593,7 @@ void sfu_fwd_on_rtcp(sfu_room_t *room, sfu_participant_t *p, uint8_t *buf, size_
   while ((rv = sfu_rtcp_next(&it, &h)) == 1) {
     if (h.pt == 200) {
       on_sender_report(p, &h);
+      if (room->links && layer_of_ssrc(p, h.ssrc)) sfu_relay_forward(room, p, h.data, h.len, 1);
     } else if (h.pt == 205 || h.pt == 206) {
       on_feedback(room, p, &h);
     }
@@ -763,7 +782,7 @@ static void publisher_remb(sfu_room_t *room, sfu_participant_t *p) {
 void sfu_fwd_send_reports(sfu_room_t *room) {
   uint64_t now = wall_us(room);
   for (sfu_participant_t *p = room->participants; p; p = p->next) {
-    if (!p->tp_ready) continue;
+    if (!p->tp_ready || p->via) continue; /* a remote publisher's process reports */
     if (p->video) publisher_remb(room, p);
     sfu_track_t *ts[2] = {p->audio, p->video};
     for (int i = 0; i < 2; i++)

@@ -54,7 +54,8 @@ static json_t *subs_json(const sfu_participant_t *p) {
 json_t *sfu_room_export(const sfu_room_t *room) {
   json_t *parts = json_array(), *muted = json_array();
   for (const sfu_participant_t *p = room->participants; p; p = p->next)
-    json_array_append_new(
+    if (!p->via) /* a remote participant moves with its own process */
+      json_array_append_new(
         parts, json_pack("{s:I, s:s, s:s, s:s, s:i, s:i, s:b, s:s?, s:s?, s:o, s:s}",
                          "session", (json_int_t)p->session, "sid", p->sid, "identity",
                          p->identity, "name", p->name, "grants", (int)p->grants, "number",
@@ -82,6 +83,7 @@ void sfu_room_migrate_out(sfu_room_t *room, int64_t cut_wall_ms) {
   /* (no refresh first: the meters would run past the cut; their states are
    * current, set at every change) */
   for (sfu_participant_t *p = room->participants; p; p = p->next) {
+    if (p->via) continue; /* its own process counts it */
     for (int k = 0; k < SFU_USAGE_KINDS; k++) sfu_usage_set(&p->usage, k, 0, cut);
     json_array_append_new(recs, sfu_room_usage_record(p, cut, cut_wall_ms, 0));
   }

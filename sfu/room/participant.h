@@ -213,7 +213,15 @@ struct sfu_participant_s {
   int migrating;
   char import_track[2][24];     /* by sfu_kind_t; "" = none (or published) */
   SFU_VEC(sfu_sub_pref_t) prefs; /* its video subscriptions' choices there */
-  sfu_participant_t *next;      /* room list */
+  /* a call spread over several processes (relay.c) */
+  sfu_participant_t *via;       /* a remote participant: another process of the
+                                   call serves it, reached over this link; NULL
+                                   for our own */
+  int link_dirty;               /* its description changed: tell the links */
+  int is_link;                  /* not a person: a link to another process of the
+                                   call (room->links; its id in `sid`) */
+  int link_origin;              /* a link: ours is the origin's end */
+  sfu_participant_t *next;      /* room list (room->links for a link) */
 };
 
 #endif

@@ -220,6 +220,9 @@ static json_t *stats_json(sfu_shell_t *sh, const char *type) {
   json_object_set_new(pk, "drop_transport_send", json_integer((json_int_t)tp.send));
   json_object_set_new(pk, "drop_foreign_source", json_integer((json_int_t)tp.foreign));
   json_object_set_new(pk, "drop_rtx_probe", json_integer((json_int_t)room->c.drop_rtx_probe));
+  json_object_set_new(pk, "relay_in", json_integer((json_int_t)room->c.relay_in));
+  json_object_set_new(pk, "relay_out", json_integer((json_int_t)room->c.relay_out));
+  json_object_set_new(pk, "drop_relay_ssrc", json_integer((json_int_t)room->c.drop_relay_ssrc));
   json_t *video = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "keyframes_in",
                             (json_int_t)room->c.keyframes_in, "plis_sent",
                             (json_int_t)room->c.plis_sent, "plis_throttled",
@@ -230,10 +233,11 @@ static json_t *stats_json(sfu_shell_t *sh, const char *type) {
                             (json_int_t)room->c.rtx_in, "rtx_out", (json_int_t)room->c.rtx_out,
                             "layer_switches", (json_int_t)room->c.layer_switches);
   json_object_set_new(pk, "video", video);
-  return json_pack("{s:s, s:i, s:I, s:I, s:o, s:o, s:o}", "type", type, "participants",
+  return json_pack("{s:s, s:i, s:I, s:I, s:o, s:o, s:o, s:o}", "type", type, "participants",
                    room->participants_n, "uptime_ms",
                    (json_int_t)(sfu_now_ms() - sh->started_ms), "cpu_us", cpu, "packets", pk,
-                   "capture", sfu_recorder_json(&sh->rec), "ice_tcp", ice_tcp_json(sh->ice));
+                   "capture", sfu_recorder_json(&sh->rec), "ice_tcp", ice_tcp_json(sh->ice),
+                   "links", sfu_relay_json(room));
 }
 
 static void on_ipc_msg(sfu_ipc_t *ipc, json_t *msg) {
