@@ -20,14 +20,9 @@
 #include <string.h>
 
 #include "sfu/net/candidate.h"
+#include "tests/fuzz/check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(x) \
-  do {           \
-    if (!(x))    \
-      abort();   \
-  } while (0)
 
 static void valid(const char *line, size_t len, const sfu_candidate_t *c) {
   static const char ice_chars[] =

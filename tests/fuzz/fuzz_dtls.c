@@ -21,14 +21,9 @@
 #include <string.h>
 
 #include "sfu/media/dtls.h"
+#include "tests/fuzz/check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(x) \
-  do {           \
-    if (!(x))    \
-      abort();   \
-  } while (0)
 
 #define QCAP 32
 #define MAXD 2048

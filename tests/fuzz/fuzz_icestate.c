@@ -47,18 +47,13 @@
  *   /tmp/ficestate -max_total_time=60 /tmp/scratch tests/fuzz/corpus/icestate
  */
 #include "sfu/net/icestate.c"
+#include "tests/fuzz/check.h"
 
 #include <netinet/in.h>
 #include <stdio.h>
 #include <sys/socket.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(x) \
-  do {           \
-    if (!(x))    \
-      abort();   \
-  } while (0)
 
 #define SLOTS 8
 #define ADDRS 256

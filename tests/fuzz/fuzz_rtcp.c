@@ -37,14 +37,9 @@
 
 #include "sfu/media/rtcp.h"
 #include "sfu/base/sfu.h"
+#include "tests/fuzz/check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(x) \
-  do {           \
-    if (!(x))    \
-      abort();   \
-  } while (0)
 
 #define MAX_NACK 4096
 #define MAX_TWCC 1024

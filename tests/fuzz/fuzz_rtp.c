@@ -28,14 +28,9 @@
 
 #include "sfu/media/rtp.h"
 #include "sfu/base/sfu.h"
+#include "tests/fuzz/check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(x) \
-  do {           \
-    if (!(x))    \
-      abort();   \
-  } while (0)
 
 /* Maps id i to ((i + k) % 14) + 1 or drops it, from the bits of `k`. */
 static void make_map(uint8_t map[15], uint8_t k) {

@@ -31,14 +31,9 @@
 
 #include "sfu/base/sfu.h"
 #include "sfu/media/stun.h"
+#include "tests/fuzz/check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(x) \
-  do {           \
-    if (!(x))    \
-      abort();   \
-  } while (0)
 
 static void check_written(int (*write)(uint8_t *, size_t, const sfu_stun_msg_t *, const void *, size_t),
                           const sfu_stun_msg_t *m, const void *key, size_t keylen) {

@@ -12,14 +12,9 @@
 #include <string.h>
 
 #include "sfu/net/tcpframe.h"
+#include "tests/fuzz/check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(x) \
-  do {           \
-    if (!(x))    \
-      abort();   \
-  } while (0)
 
 #define MAXF 4096
 
