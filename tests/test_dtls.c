@@ -117,18 +117,29 @@ static size_t sdp_fingerprint(const sfu_dtls_cert_t *cert, uint8_t *fp) {
   return (size_t)n;
 }
 
+/* Clears peer p and creates its session on `cert`, pinned to the peer
+ * fingerprint `fp` of hash `fp_alg`. */
+static void peer_create(peer_t *p, sfu_dtls_cert_t *cert, sfu_dtls_role_t role,
+                        const char *fp_alg, const uint8_t *fp, size_t fp_len) {
+  sfu_dtls_cb_t cb = callbacks(p);
+  memset(p, 0, sizeof(*p));
+  assert_int_equal(sfu_dtls_create(&p->d, cert, role, fp_alg, fp, fp_len, &cb), 0);
+}
+
 /* Creates peers a (role ra) and b, each pinned to the other's cert. */
 static void make_pair(peer_t *a, sfu_dtls_cert_t *ca, sfu_dtls_role_t ra,
                       peer_t *b, sfu_dtls_cert_t *cb_) {
   uint8_t fa[64], fb[64];
-  sfu_dtls_cb_t cba = callbacks(a), cbb = callbacks(b);
   size_t na = sdp_fingerprint(ca, fa), nb = sdp_fingerprint(cb_, fb);
-  assert_int_equal(sfu_dtls_create(&a->d, ca, ra, "sha-256", fb, nb, &cba), 0);
-  assert_int_equal(sfu_dtls_create(&b->d, cb_,
-                                   ra == SFU_DTLS_ACTIVE ? SFU_DTLS_PASSIVE
-                                                         : SFU_DTLS_ACTIVE,
-                                   "sha-256", fa, na, &cbb),
-                   0);
+  peer_create(a, ca, ra, "sha-256", fb, nb);
+  peer_create(b, cb_,
+              ra == SFU_DTLS_ACTIVE ? SFU_DTLS_PASSIVE : SFU_DTLS_ACTIVE,
+              "sha-256", fa, na);
+}
+
+static void destroy_pair(peer_t *a, peer_t *b) {
+  sfu_dtls_destroy(a->d);
+  sfu_dtls_destroy(b->d);
 }
 
 /* Delivers queued datagrams both ways until both queues are empty. */
@@ -147,6 +158,39 @@ static void pump(peer_t *a, peer_t *b) {
     if (!moved) return;
   }
   fail_msg("pump did not settle");
+}
+
+/* Starts both sides (the passive one does nothing) and delivers until
+ * quiet: both connected once, neither failed. */
+static void handshake(peer_t *a, peer_t *b) {
+  assert_int_equal(sfu_dtls_start(a->d), 0);
+  assert_int_equal(sfu_dtls_start(b->d), 0);
+  pump(a, b);
+  assert_int_equal(a->connected, 1);
+  assert_int_equal(b->connected, 1);
+  assert_int_equal(a->failed + b->failed, 0);
+}
+
+/* make_pair(), then handshake(). */
+static void connect_pair(peer_t *a, sfu_dtls_cert_t *ca, sfu_dtls_role_t ra,
+                         peer_t *b, sfu_dtls_cert_t *cb_) {
+  make_pair(a, ca, ra, b, cb_);
+  handshake(a, b);
+}
+
+/* Client a and server b, by hand: ClientHello -> server flight -> client
+ * flight. The server is connected, the client not yet; the server's final
+ * flight (ChangeCipherSpec + Finished) is lost. */
+static void lose_server_final_flight(peer_t *a, peer_t *b) {
+  dgram_t g;
+  sfu_dtls_start(a->d);
+  while (q_pop(&a->out, &g)) sfu_dtls_input(b->d, g.data, g.len);
+  while (q_pop(&b->out, &g)) sfu_dtls_input(a->d, g.data, g.len);
+  while (q_pop(&a->out, &g)) sfu_dtls_input(b->d, g.data, g.len);
+  assert_int_equal(b->connected, 1);
+  assert_int_equal(a->connected, 0);
+  assert_true(b->out.count > 0);
+  b->out.count = 0;
 }
 
 static int64_t min_timeout(peer_t *a, peer_t *b) {
@@ -269,13 +313,11 @@ static void pump_raw(peer_t *p, raw_t *r) {
   fail_msg("pump_raw did not settle");
 }
 
-/* Handshake sfu(role) <-> raw peer offering `profiles`. */
+/* Handshake sfu(role) <-> raw peer offering `profiles`; p is cleared first. */
 static void raw_handshake(peer_t *p, raw_t *r, sfu_dtls_cert_t *cert,
                           sfu_dtls_role_t role, const char *profiles) {
-  sfu_dtls_cb_t cb = callbacks(p);
   raw_init(r, role == SFU_DTLS_PASSIVE, profiles);
-  assert_int_equal(
-      sfu_dtls_create(&p->d, cert, role, "sha-256", r->fp, 32, &cb), 0);
+  peer_create(p, cert, role, "sha-256", r->fp, 32);
   assert_int_equal(sfu_dtls_start(p->d), 0);
   pump_raw(p, r);
 }
@@ -442,8 +484,6 @@ static void create_rejects_bad_arguments(void **state) {
 
 static void handshake_sfu_pair_gcm(void **state) {
   peer_t a, b;
-  memset(&a, 0, sizeof(a));
-  memset(&b, 0, sizeof(b));
   make_pair(&a, cert_a, SFU_DTLS_ACTIVE, &b, cert_b);
 
   assert_int_equal(sfu_dtls_start(b.d), 0); /* passive: no-op */
@@ -504,17 +544,10 @@ static void handshake_sfu_pair_gcm(void **state) {
 
 static void handshake_sfu_pair_reversed_roles(void **state) {
   peer_t a, b;
-  memset(&a, 0, sizeof(a));
-  memset(&b, 0, sizeof(b));
-  make_pair(&a, cert_a, SFU_DTLS_PASSIVE, &b, cert_b);
-  assert_int_equal(sfu_dtls_start(a.d), 0);
-  assert_int_equal(sfu_dtls_start(b.d), 0);
-  pump(&a, &b);
-  assert_int_equal(a.connected + b.connected, 2);
+  connect_pair(&a, cert_a, SFU_DTLS_PASSIVE, &b, cert_b);
   assert_memory_equal(a.keys.local_key, b.keys.remote_key, 16);
   assert_memory_equal(b.keys.local_salt, a.keys.remote_salt, 12);
-  sfu_dtls_destroy(a.d);
-  sfu_dtls_destroy(b.d);
+  destroy_pair(&a, &b);
 }
 
 /* The peer's SDP may name sha-1, sha-384 or sha-512. */
@@ -532,24 +565,14 @@ static void handshake_other_fingerprint_hashes(void **state) {
     uint8_t fa[64], fb[64];
     unsigned int la = 0, lb = 0;
     const EVP_MD *md = EVP_get_digestbyname(algs[i].ossl);
-    sfu_dtls_cb_t cba = callbacks(&a), cbb = callbacks(&b);
 
-    memset(&a, 0, sizeof(a));
-    memset(&b, 0, sizeof(b));
     assert_non_null(md);
     assert_true(EVP_Digest(der_a, (size_t)na, fa, &la, md, NULL));
     assert_true(EVP_Digest(der_b, (size_t)nb, fb, &lb, md, NULL));
-    assert_int_equal(sfu_dtls_create(&a.d, cert_a, SFU_DTLS_ACTIVE,
-                                     algs[i].name, fb, lb, &cba),
-                     0);
-    assert_int_equal(sfu_dtls_create(&b.d, cert_b, SFU_DTLS_PASSIVE,
-                                     algs[i].name, fa, la, &cbb),
-                     0);
-    sfu_dtls_start(a.d);
-    pump(&a, &b);
-    assert_int_equal(a.connected + b.connected, 2);
-    sfu_dtls_destroy(a.d);
-    sfu_dtls_destroy(b.d);
+    peer_create(&a, cert_a, SFU_DTLS_ACTIVE, algs[i].name, fb, lb);
+    peer_create(&b, cert_b, SFU_DTLS_PASSIVE, algs[i].name, fa, la);
+    handshake(&a, &b);
+    destroy_pair(&a, &b);
   }
 }
 
@@ -617,7 +640,6 @@ static void raw_peer_profiles_and_layout(void **state) {
     unsigned int n = 0;
     const SRTP_PROTECTION_PROFILE *rp;
 
-    memset(&p, 0, sizeof(p));
     raw_handshake(&p, &r, cert_a, cases[i].role, cases[i].offer);
     assert_int_equal(p.connected, 1);
     assert_int_equal(p.failed, 0);
@@ -645,7 +667,6 @@ static void raw_peer_profiles_and_layout(void **state) {
 static void raw_peer_without_srtp_fails(void **state) {
   peer_t p;
   raw_t r;
-  memset(&p, 0, sizeof(p));
   raw_handshake(&p, &r, cert_a, SFU_DTLS_PASSIVE, "SRTP_AES128_CM_SHA1_32");
   assert_int_equal(p.connected, 0);
   assert_int_equal(p.failed, 1);
@@ -663,23 +684,16 @@ static void wrong_fingerprint_fails(void **state) {
   for (int round = 0; round < 2; round++) {
     peer_t a, b;
     uint8_t fa[64], fb[64];
-    sfu_dtls_cb_t cba = callbacks(&a), cbb = callbacks(&b);
     peer_t *verifier = round == 0 ? &a : &b, *other = round == 0 ? &b : &a;
 
-    memset(&a, 0, sizeof(a));
-    memset(&b, 0, sizeof(b));
     sdp_fingerprint(cert_a, fa);
     sdp_fingerprint(cert_b, fb);
     if (round == 0)
       fb[31] ^= 1;
     else
       fa[0] ^= 0x80;
-    assert_int_equal(sfu_dtls_create(&a.d, cert_a, SFU_DTLS_ACTIVE, "sha-256",
-                                     fb, 32, &cba),
-                     0);
-    assert_int_equal(sfu_dtls_create(&b.d, cert_b, SFU_DTLS_PASSIVE,
-                                     "sha-256", fa, 32, &cbb),
-                     0);
+    peer_create(&a, cert_a, SFU_DTLS_ACTIVE, "sha-256", fb, 32);
+    peer_create(&b, cert_b, SFU_DTLS_PASSIVE, "sha-256", fa, 32);
     sfu_dtls_start(a.d);
     pump(&a, &b);
 
@@ -691,8 +705,7 @@ static void wrong_fingerprint_fails(void **state) {
     assert_non_null(strstr(other->why, "alert"));
     assert_int_equal(sfu_dtls_next_timeout_ms(a.d), -1);
     assert_int_equal(sfu_dtls_next_timeout_ms(b.d), -1);
-    sfu_dtls_destroy(a.d);
-    sfu_dtls_destroy(b.d);
+    destroy_pair(&a, &b);
     assert_int_equal(a.out.count + b.out.count, 0); /* no close_notify */
   }
 }
@@ -702,15 +715,11 @@ static void wrong_fingerprint_fails(void **state) {
 static void raw_peer_with_other_cert_refused(void **state) {
   peer_t p;
   raw_t r;
-  sfu_dtls_cb_t cb = callbacks(&p);
   uint8_t fp[64];
 
-  memset(&p, 0, sizeof(p));
   raw_init(&r, 1, "SRTP_AES128_CM_SHA1_80");
   sdp_fingerprint(cert_b, fp); /* expects cert_b, gets the raw cert */
-  assert_int_equal(
-      sfu_dtls_create(&p.d, cert_a, SFU_DTLS_PASSIVE, "sha-256", fp, 32, &cb),
-      0);
+  peer_create(&p, cert_a, SFU_DTLS_PASSIVE, "sha-256", fp, 32);
   pump_raw(&p, &r);
   assert_int_equal(p.connected, 0);
   assert_int_equal(p.failed, 1);
@@ -726,8 +735,6 @@ static void raw_peer_with_other_cert_refused(void **state) {
 static void lost_first_flights_recovered(void **state) {
   peer_t a, b;
   int64_t ms;
-  memset(&a, 0, sizeof(a));
-  memset(&b, 0, sizeof(b));
   make_pair(&a, cert_a, SFU_DTLS_ACTIVE, &b, cert_b);
   a.drop = 1; /* the ClientHello */
   sfu_dtls_start(a.d);
@@ -757,8 +764,7 @@ static void lost_first_flights_recovered(void **state) {
   assert_true(b.dropped >= 1);
   /* 400 ms for the ClientHello, then 400-800 ms for the server's flight. */
   assert_true(ms < 3000);
-  sfu_dtls_destroy(a.d);
-  sfu_dtls_destroy(b.d);
+  destroy_pair(&a, &b);
 }
 
 /* The server's final flight (ChangeCipherSpec + Finished) is lost: the
@@ -766,25 +772,13 @@ static void lost_first_flights_recovered(void **state) {
  * the already-connected server answers it again. */
 static void lost_final_flight_recovered(void **state) {
   peer_t a, b;
-  dgram_t g;
-  memset(&a, 0, sizeof(a));
-  memset(&b, 0, sizeof(b));
   make_pair(&a, cert_a, SFU_DTLS_ACTIVE, &b, cert_b);
-  sfu_dtls_start(a.d);
-  /* ClientHello -> server flight -> client flight, by hand. */
-  while (q_pop(&a.out, &g)) sfu_dtls_input(b.d, g.data, g.len);
-  while (q_pop(&b.out, &g)) sfu_dtls_input(a.d, g.data, g.len);
-  while (q_pop(&a.out, &g)) sfu_dtls_input(b.d, g.data, g.len);
-  assert_int_equal(b.connected, 1);
-  assert_int_equal(a.connected, 0);
-  assert_true(b.out.count > 0);
-  b.out.count = 0; /* lose the server's final flight */
+  lose_server_final_flight(&a, &b);
   run(&a, &b, 5000);
   assert_int_equal(a.connected, 1);
   assert_int_equal(b.connected, 1); /* once */
   assert_memory_equal(a.keys.local_key, b.keys.remote_key, 16);
-  sfu_dtls_destroy(a.d);
-  sfu_dtls_destroy(b.d);
+  destroy_pair(&a, &b);
 }
 
 /* Junk that looks like DTLS (right first byte) is dropped by DTLS itself
@@ -794,8 +788,6 @@ static void lost_final_flight_recovered(void **state) {
 static void junk_records_ignored(void **state) {
   peer_t a, b;
   uint8_t junk[200];
-  memset(&a, 0, sizeof(a));
-  memset(&b, 0, sizeof(b));
   make_pair(&a, cert_a, SFU_DTLS_ACTIVE, &b, cert_b);
   assert_int_equal(RAND_bytes(junk, sizeof(junk)), 1);
   junk[0] = 23; /* application data record, wrong epoch */
@@ -810,11 +802,8 @@ static void junk_records_ignored(void **state) {
   junk[12] = 0xff;
   assert_int_equal(sfu_dtls_input(b.d, junk, 40), 0);
   assert_int_equal(b.failed, 0);
-  sfu_dtls_start(a.d);
-  pump(&a, &b);
-  assert_int_equal(a.connected + b.connected, 2);
-  sfu_dtls_destroy(a.d);
-  sfu_dtls_destroy(b.d);
+  handshake(&a, &b);
+  destroy_pair(&a, &b);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -829,14 +818,10 @@ static void released_sessions_close_both_ways(void **state) {
     peer_t a, b;
     dgram_t g;
     peer_t *closer, *other;
-    memset(&a, 0, sizeof(a));
-    memset(&b, 0, sizeof(b));
     make_pair(&a, cert_a, SFU_DTLS_ACTIVE, &b, cert_b);
     /* Before the handshake there is nothing to release. */
     assert_int_equal(sfu_dtls_release(a.d), 0);
-    sfu_dtls_start(a.d);
-    pump(&a, &b);
-    assert_int_equal(a.connected + b.connected, 2);
+    handshake(&a, &b);
     assert_int_equal(sfu_dtls_release(a.d), 1);
     assert_int_equal(sfu_dtls_release(b.d), 1);
     assert_int_equal(sfu_dtls_release(b.d), 1); /* again: nothing to do */
@@ -898,14 +883,12 @@ static void released_session_against_raw_peer(void **state) {
       int we_close = round >= 2;
       peer_t p;
       raw_t r;
-      sfu_dtls_cb_t cb = callbacks(&p);
       uint8_t buf[2048];
       int n;
 
-      memset(&p, 0, sizeof(p));
       raw_init(&r, role == SFU_DTLS_PASSIVE, "SRTP_AEAD_AES_128_GCM");
       assert_int_equal(SSL_set_cipher_list(r.ssl, suites[i].suite), 1);
-      assert_int_equal(sfu_dtls_create(&p.d, cert_a, role, "sha-256", r.fp, 32, &cb), 0);
+      peer_create(&p, cert_a, role, "sha-256", r.fp, 32);
       assert_int_equal(sfu_dtls_start(p.d), 0);
       pump_raw(&p, &r);
       assert_int_equal(p.connected, 1);
@@ -942,15 +925,8 @@ static void released_session_against_raw_peer(void **state) {
 static void released_session_ignores_retransmitted_flight(void **state) {
   peer_t a, b;
   dgram_t g;
-  memset(&a, 0, sizeof(a));
-  memset(&b, 0, sizeof(b));
   make_pair(&a, cert_a, SFU_DTLS_ACTIVE, &b, cert_b);
-  sfu_dtls_start(a.d);
-  while (q_pop(&a.out, &g)) sfu_dtls_input(b.d, g.data, g.len);
-  while (q_pop(&b.out, &g)) sfu_dtls_input(a.d, g.data, g.len);
-  while (q_pop(&a.out, &g)) sfu_dtls_input(b.d, g.data, g.len);
-  assert_int_equal(b.connected, 1);
-  b.out.count = 0; /* lose the server's final flight */
+  lose_server_final_flight(&a, &b);
   assert_int_equal(sfu_dtls_release(b.d), 1);
   {
     int64_t t = sfu_dtls_next_timeout_ms(a.d);
@@ -963,8 +939,7 @@ static void released_session_ignores_retransmitted_flight(void **state) {
   assert_int_equal(b.out.count, 0);
   assert_int_equal(b.failed, 0);
   assert_int_equal(a.connected, 0);
-  sfu_dtls_destroy(a.d);
-  sfu_dtls_destroy(b.d);
+  destroy_pair(&a, &b);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -993,16 +968,10 @@ static void warm_up_and_prepared_context(void **state) {
   assert_string_not_equal(sfu_dtls_cert_fingerprint(prepared),
                           sfu_dtls_cert_fingerprint(plain));
   for (int round = 0; round < 2; round++) {
-    memset(&a, 0, sizeof(a));
-    memset(&b, 0, sizeof(b));
-    make_pair(&a, round ? plain : prepared, SFU_DTLS_ACTIVE, &b,
-              round ? prepared : plain);
-    sfu_dtls_start(a.d);
-    pump(&a, &b);
-    assert_int_equal(a.connected + b.connected, 2);
+    connect_pair(&a, round ? plain : prepared, SFU_DTLS_ACTIVE, &b,
+                 round ? prepared : plain);
     assert_memory_equal(a.keys.local_key, b.keys.remote_key, 16);
-    sfu_dtls_destroy(a.d);
-    sfu_dtls_destroy(b.d);
+    destroy_pair(&a, &b);
   }
   sfu_dtls_cert_destroy(prepared);
   sfu_dtls_cert_destroy(plain);
@@ -1144,12 +1113,7 @@ static void srtp_exchange(sfu_srtp_t *tx, sfu_srtp_t *rx, size_t tag_len) {
 static void srtp_with_handshake_keys_gcm(void **state) {
   peer_t a, b;
   sfu_srtp_t sa, sb;
-  memset(&a, 0, sizeof(a));
-  memset(&b, 0, sizeof(b));
-  make_pair(&a, cert_a, SFU_DTLS_ACTIVE, &b, cert_b);
-  sfu_dtls_start(a.d);
-  pump(&a, &b);
-  assert_int_equal(a.connected + b.connected, 2);
+  connect_pair(&a, cert_a, SFU_DTLS_ACTIVE, &b, cert_b);
   assert_int_equal(sfu_srtp_create(&sa, &a.keys), 0);
   assert_int_equal(sfu_srtp_create(&sb, &b.keys), 0);
   assert_int_equal(sa.profile, SFU_SRTP_AEAD_AES_128_GCM);
@@ -1158,8 +1122,7 @@ static void srtp_with_handshake_keys_gcm(void **state) {
   sfu_srtp_destroy(&sa);
   sfu_srtp_destroy(&sb);
   sfu_srtp_destroy(&sa); /* zeroed: harmless */
-  sfu_dtls_destroy(a.d);
-  sfu_dtls_destroy(b.d);
+  destroy_pair(&a, &b);
 }
 
 /* CM keys: the raw peer's side is built from its own exporter output. */
@@ -1170,7 +1133,6 @@ static void srtp_with_handshake_keys_cm(void **state) {
   sfu_srtp_keys_t rk;
   uint8_t km[60];
 
-  memset(&p, 0, sizeof(p));
   raw_handshake(&p, &r, cert_a, SFU_DTLS_PASSIVE, "SRTP_AES128_CM_SHA1_80");
   assert_int_equal(p.connected, 1);
   assert_int_equal(p.keys.profile, SFU_SRTP_AES128_CM_SHA1_80);

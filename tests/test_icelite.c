@@ -250,6 +250,24 @@ static void raw_response(raw_t *r, uint8_t *b, size_t cap, const uint8_t tid[12]
   assert_int_equal(sfu_stun_check_fingerprint(m), 0);
 }
 
+/* A lite stream whose pair is selected by a raw peer on socket 0: its
+ * check with USE-CANDIDATE, the connection, the success response (signed
+ * with the stream's password). `mapped`, unless NULL, gets the response's
+ * XOR-MAPPED-ADDRESS. */
+static void raw_connect(fx_t *f, sfu_ice_t *ice, lite_t *l, raw_t *r,
+                        struct sockaddr_storage *mapped) {
+  uint8_t tid[12], b[256];
+  sfu_stun_msg_t m;
+  lite_open(ice, l);
+  raw_open(r, ice, 0);
+  raw_check(r, l->st, USE_CAND, tid);
+  RUN_UNTIL(f, l->connected);
+  raw_response(r, b, sizeof(b), tid, &m);
+  assert_int_equal(m.type, SFU_STUN_BINDING_SUCCESS);
+  assert_int_equal(sfu_stun_check_integrity(&m, sfu_ice_pwd(l->st), strlen(sfu_ice_pwd(l->st))), 0);
+  if (mapped) assert_int_equal(sfu_stun_xor_addr(&m, mapped), 0);
+}
+
 static void raw_close(raw_t *r) { close(r->fd); }
 
 /* ---- TCP peers (ICE-TCP, the active side) -------------------------------- */
@@ -392,7 +410,7 @@ static void np_recv(NiceAgent *a, guint sid, guint cid, guint len, gchar *buf, g
 
 /* A libnice full agent on 127.0.0.1 with the transports of `tcp`
  * (SFU_ICE_*: UDP, UDP and TCP, TCP only). */
-static void np_open_tcp(fx_t *f, npeer_t *p, gboolean controlling, int tcp) {
+static void np_open(fx_t *f, npeer_t *p, gboolean controlling, int tcp) {
   NiceAddress a;
   memset(p, 0, sizeof(*p));
   p->tcp = tcp;
@@ -408,10 +426,6 @@ static void np_open_tcp(fx_t *f, npeer_t *p, gboolean controlling, int tcp) {
   assert_true(p->sid > 0);
   assert_true(nice_agent_attach_recv(p->agent, p->sid, 1, f->g.ctx, np_recv, p));
   assert_true(nice_agent_gather_candidates(p->agent, p->sid));
-}
-
-static void np_open(fx_t *f, npeer_t *p, gboolean controlling) {
-  np_open_tcp(f, p, controlling, SFU_ICE_UDP_ONLY);
 }
 
 /* The signaling: our credentials and candidates (those of the peer's
@@ -440,6 +454,16 @@ static int np_exchange(npeer_t *p, sfu_ice_stream_t *st) {
   g_free(u);
   g_free(pw);
   return rv;
+}
+
+/* A lite stream and a libnice peer (controlling or not, with the
+ * transports of `tcp`) through the signaling, both connected. */
+static void np_connect(fx_t *f, sfu_ice_t *ice, lite_t *l, npeer_t *p, gboolean controlling,
+                       int tcp) {
+  lite_open(ice, l);
+  np_open(f, p, controlling, tcp);
+  assert_int_equal(np_exchange(p, l->st), 0);
+  RUN_UNTIL(f, p->state == NICE_COMPONENT_STATE_READY && l->connected);
 }
 
 static void np_send(npeer_t *p, const char *s) {
@@ -478,6 +502,18 @@ static void exchange_five(fx_t *f, lite_t *l, npeer_t *p) {
 static void agent_close(fx_t *f, sfu_ice_t *ice) {
   sfu_ice_destroy(ice);
   run_for(f, 20);
+}
+
+/* The fixture with a lite agent on `addrs`. */
+static sfu_ice_t *fx_init_agent(fx_t *f, const char *addrs) {
+  fx_init(f);
+  return agent_new(f, addrs);
+}
+
+/* Closes the agent, then the fixture. */
+static void fx_done_agent(fx_t *f, sfu_ice_t *ice) {
+  agent_close(f, ice);
+  fx_done(f);
 }
 
 /* ---- tests ---------------------------------------------------------------- */
@@ -647,8 +683,7 @@ static void test_remote_candidates(void **state) {
       {"candidate:1 1 UDP 2130706431 127.0.0.1 5000 typ srflx raddr 1.2.3.4 rport 99999", 0},
   };
   fx_t f;
-  fx_init(&f);
-  sfu_ice_t *ice = agent_new(&f, "127.0.0.1");
+  sfu_ice_t *ice = fx_init_agent(&f, "127.0.0.1");
   lite_t l;
   lite_open(ice, &l);
   for (size_t i = 0; i < SFU_ARRAY_SIZE(t); i++) {
@@ -661,21 +696,16 @@ static void test_remote_candidates(void **state) {
   big[sizeof(big) - 1] = 0;
   assert_int_equal(sfu_ice_add_remote_candidate(l.st, big), SFU_EINVAL);
   sfu_ice_stream_destroy(l.st);
-  agent_close(&f, ice);
-  fx_done(&f);
+  fx_done_agent(&f, ice);
 }
 
 /* A real full agent checks, nominates, and data flows both ways. */
 static void test_nice_full_agent_connects(void **state) {
   fx_t f;
-  fx_init(&f);
-  sfu_ice_t *ice = agent_new(&f, "127.0.0.1");
+  sfu_ice_t *ice = fx_init_agent(&f, "127.0.0.1");
   lite_t l;
   npeer_t p;
-  lite_open(ice, &l);
-  np_open(&f, &p, TRUE);
-  assert_int_equal(np_exchange(&p, l.st), 0);
-  RUN_UNTIL(&f, p.state == NICE_COMPONENT_STATE_READY && l.connected);
+  np_connect(&f, ice, &l, &p, TRUE, SFU_ICE_UDP_ONLY);
   assert_int_equal(l.states, 1);
   assert_true(nominated(l.st));
   assert_true(sm_stats(ice)->stun_ok >= 1);
@@ -687,21 +717,16 @@ static void test_nice_full_agent_connects(void **state) {
 
   np_close(&p);
   sfu_ice_stream_destroy(l.st);
-  agent_close(&f, ice);
-  fx_done(&f);
+  fx_done_agent(&f, ice);
 }
 
 /* A full agent that starts controlled gets 487, switches, connects. */
 static void test_nice_role_conflict(void **state) {
   fx_t f;
-  fx_init(&f);
-  sfu_ice_t *ice = agent_new(&f, "127.0.0.1");
+  sfu_ice_t *ice = fx_init_agent(&f, "127.0.0.1");
   lite_t l;
   npeer_t p;
-  lite_open(ice, &l);
-  np_open(&f, &p, FALSE);
-  np_exchange(&p, l.st);
-  RUN_UNTIL(&f, p.state == NICE_COMPONENT_STATE_READY && l.connected);
+  np_connect(&f, ice, &l, &p, FALSE, SFU_ICE_UDP_ONLY);
   assert_true(sm_stats(ice)->stun_487 >= 1);
   /* It switched: only a controlling agent nominates. (libnice's
    * "controlling-mode" property keeps reporting the configured role.) */
@@ -710,8 +735,7 @@ static void test_nice_role_conflict(void **state) {
   RUN_UNTIL(&f, l.nrx == 1);
   np_close(&p);
   sfu_ice_stream_destroy(l.st);
-  agent_close(&f, ice);
-  fx_done(&f);
+  fx_done_agent(&f, ice);
 }
 
 /* Wrong password: 401, no success, nothing validated. Unknown ufrag: 401.
@@ -720,8 +744,7 @@ static void test_nice_role_conflict(void **state) {
  * with the right mapped address, and the address is validated. */
 static void test_stun_answers(void **state) {
   fx_t f;
-  fx_init(&f);
-  sfu_ice_t *ice = agent_new(&f, "127.0.0.1");
+  sfu_ice_t *ice = fx_init_agent(&f, "127.0.0.1");
   lite_t l;
   raw_t r;
   uint8_t tid[12], b[256];
@@ -793,24 +816,17 @@ static void test_stun_answers(void **state) {
 
   raw_close(&r);
   sfu_ice_stream_destroy(l.st);
-  agent_close(&f, ice);
-  fx_done(&f);
+  fx_done_agent(&f, ice);
 }
 
 /* Data from an address nobody validated is dropped and counted. */
 static void test_unknown_address_dropped(void **state) {
   fx_t f;
-  fx_init(&f);
-  sfu_ice_t *ice = agent_new(&f, "127.0.0.1");
+  sfu_ice_t *ice = fx_init_agent(&f, "127.0.0.1");
   lite_t l;
   raw_t good, bad;
-  uint8_t tid[12], b[128];
-  lite_open(ice, &l);
-  raw_open(&good, ice, 0);
+  raw_connect(&f, ice, &l, &good, NULL);
   raw_open(&bad, ice, 0);
-  raw_check(&good, l.st, USE_CAND, tid);
-  RUN_UNTIL(&f, l.connected);
-  assert_true(raw_recv(&good, b, sizeof(b), 100) > 0);
   for (int i = 0; i < 3; i++) raw_send(&bad, "\200spoof", 6);
   raw_send(&bad, "\x16\xfe\xfd dtls", 8);
   raw_send(&good, "\200real", 5);
@@ -829,8 +845,7 @@ static void test_unknown_address_dropped(void **state) {
   raw_close(&good);
   raw_close(&bad);
   sfu_ice_stream_destroy(l.st);
-  agent_close(&f, ice);
-  fx_done(&f);
+  fx_done_agent(&f, ice);
 }
 
 /* Two streams share one socket: checks go by ufrag, media by source;
@@ -838,22 +853,17 @@ static void test_unknown_address_dropped(void **state) {
  * raw peer that authenticates to the other stream takes its address. */
 static void test_two_streams_one_socket(void **state) {
   fx_t f;
-  fx_init(&f);
-  sfu_ice_t *ice = agent_new(&f, "127.0.0.1");
+  sfu_ice_t *ice = fx_init_agent(&f, "127.0.0.1");
   lite_t la, lb;
   npeer_t pa, pb;
-  lite_open(ice, &la);
-  lite_open(ice, &lb);
+  np_connect(&f, ice, &la, &pa, TRUE, SFU_ICE_UDP_ONLY);
+  np_connect(&f, ice, &lb, &pb, TRUE, SFU_ICE_UDP_ONLY);
   char ca[1][200], cb[1][200];
   sfu_ice_local_candidates(la.st, ca, 1);
   sfu_ice_local_candidates(lb.st, cb, 1);
   assert_string_equal(ca[0], cb[0]); /* one socket */
-  np_open(&f, &pa, TRUE);
-  np_open(&f, &pb, TRUE);
-  np_exchange(&pa, la.st);
-  np_exchange(&pb, lb.st);
-  RUN_UNTIL(&f, pa.state == NICE_COMPONENT_STATE_READY && pb.state == NICE_COMPONENT_STATE_READY &&
-                    la.connected && lb.connected);
+  assert_int_equal(pa.state, NICE_COMPONENT_STATE_READY);
+  assert_true(la.connected);
   np_send(&pa, "\200from-a");
   np_send(&pb, "\200from-b");
   np_send(&pa, "\200from-a2");
@@ -888,8 +898,7 @@ static void test_two_streams_one_socket(void **state) {
   np_close(&pb);
   sfu_ice_stream_destroy(la.st);
   sfu_ice_stream_destroy(lb.st);
-  agent_close(&f, ice);
-  fx_done(&f);
+  fx_done_agent(&f, ice);
 }
 
 /* ICE restart, in signaling order: the full agent restarts (new ufrag in
@@ -900,16 +909,12 @@ static void test_two_streams_one_socket(void **state) {
  * credentials (the answer) and connects again; no disconnect reported. */
 static void test_restart(void **state) {
   fx_t f;
-  fx_init(&f);
-  sfu_ice_t *ice = agent_new(&f, "127.0.0.1");
+  sfu_ice_t *ice = fx_init_agent(&f, "127.0.0.1");
   lite_t l;
   npeer_t p;
   raw_t r;
   uint8_t tid[12], b[128];
-  lite_open(ice, &l);
-  np_open(&f, &p, TRUE);
-  assert_int_equal(np_exchange(&p, l.st), 0);
-  RUN_UNTIL(&f, p.state == NICE_COMPONENT_STATE_READY && l.connected);
+  np_connect(&f, ice, &l, &p, TRUE, SFU_ICE_UDP_ONLY);
   raw_open(&r, ice, 0);
   raw_check(&r, l.st, 0, tid); /* validated, not selected */
   RUN_UNTIL(&f, raw_recv(&r, b, sizeof(b), 0) > 0);
@@ -958,8 +963,7 @@ static void test_restart(void **state) {
   raw_close(&r);
   np_close(&p);
   sfu_ice_stream_destroy(l.st);
-  agent_close(&f, ice);
-  fx_done(&f);
+  fx_done_agent(&f, ice);
 }
 
 /* ---- sending ------------------------------------------------------------- */
@@ -998,16 +1002,11 @@ static void on_raw_readable(uv_poll_t *h, int status, int events) {
  * after the next unrelated wake-up. */
 static void test_batch_flush(void **state) {
   fx_t f;
-  fx_init(&f);
-  sfu_ice_t *ice = agent_new(&f, "127.0.0.1");
+  sfu_ice_t *ice = fx_init_agent(&f, "127.0.0.1");
   lite_t l;
   raw_t r;
-  uint8_t tid[12], b[256];
-  lite_open(ice, &l);
-  raw_open(&r, ice, 0);
-  raw_check(&r, l.st, USE_CAND, tid);
-  RUN_UNTIL(&f, l.connected);
-  assert_true(raw_recv(&r, b, sizeof(b), 100) > 0);
+  uint8_t b[256];
+  raw_connect(&f, ice, &l, &r, NULL);
 
   uint64_t sys0 = ice->stats.tx_syscalls;
   uv_timer_t t;
@@ -1046,8 +1045,7 @@ static void test_batch_flush(void **state) {
   assert_int_equal(ice->stats.tx_drop_size, 1);
   raw_close(&r);
   sfu_ice_stream_destroy(l.st);
-  agent_close(&f, ice);
-  fx_done(&f);
+  fx_done_agent(&f, ice);
 }
 
 /* The send batch packs its copies: SEND_BATCH small ones take a few KiB
@@ -1055,16 +1053,11 @@ static void test_batch_flush(void **state) {
  * largest allowed among them, fits and arrives byte for byte. */
 static void test_send_batch_packs_its_copies(void **state) {
   fx_t f;
-  fx_init(&f);
-  sfu_ice_t *ice = agent_new(&f, "127.0.0.1");
+  sfu_ice_t *ice = fx_init_agent(&f, "127.0.0.1");
   lite_t l;
   raw_t r;
-  uint8_t tid[12], b[SEND_SLOT];
-  lite_open(ice, &l);
-  raw_open(&r, ice, 0);
-  raw_check(&r, l.st, USE_CAND, tid);
-  RUN_UNTIL(&f, l.connected);
-  assert_true(raw_recv(&r, b, sizeof(b), 100) > 0);
+  uint8_t b[SEND_SLOT];
+  raw_connect(&f, ice, &l, &r, NULL);
   lite_sock_t *s = ice->socks[0];
 
   memset(b, 0x80, sizeof(b));
@@ -1090,24 +1083,18 @@ static void test_send_batch_packs_its_copies(void **state) {
   }
   raw_close(&r);
   sfu_ice_stream_destroy(l.st);
-  agent_close(&f, ice);
-  fx_done(&f);
+  fx_done_agent(&f, ice);
 }
 
 /* One bad destination in a batch costs that datagram only. */
 static void test_send_error_in_batch(void **state) {
   fx_t f;
-  fx_init(&f);
-  sfu_ice_t *ice = agent_new(&f, "127.0.0.1");
+  sfu_ice_t *ice = fx_init_agent(&f, "127.0.0.1");
   lite_t good, bad;
   raw_t r;
-  uint8_t tid[12], b[256];
-  lite_open(ice, &good);
+  uint8_t b[256];
+  raw_connect(&f, ice, &good, &r, NULL);
   lite_open(ice, &bad);
-  raw_open(&r, ice, 0);
-  raw_check(&r, good.st, USE_CAND, tid);
-  RUN_UNTIL(&f, good.connected);
-  assert_true(raw_recv(&r, b, sizeof(b), 100) > 0);
   /* A selected pair towards port 0: sendmsg fails with EINVAL. */
   sfu_icestate_pair_t p;
   assert_true(sfu_icestate_selected(good.st->s, &p));
@@ -1128,8 +1115,7 @@ static void test_send_error_in_batch(void **state) {
   raw_close(&r);
   sfu_ice_stream_destroy(good.st);
   sfu_ice_stream_destroy(bad.st);
-  agent_close(&f, ice);
-  fx_done(&f);
+  fx_done_agent(&f, ice);
 }
 
 /* ---- lifetimes ------------------------------------------------------------ */
@@ -1139,18 +1125,12 @@ static void test_send_error_in_batch(void **state) {
  * the agent destroyed from a recv callback. */
 static void test_destroy_in_callback(void **state) {
   fx_t f;
-  fx_init(&f);
-  sfu_ice_t *ice = agent_new(&f, "127.0.0.1");
+  sfu_ice_t *ice = fx_init_agent(&f, "127.0.0.1");
   lite_t l, m2;
   raw_t r, r2;
-  uint8_t tid[12], b[128];
-  lite_open(ice, &l);
-  lite_open(ice, &m2);
-  raw_open(&r, ice, 0);
-  raw_open(&r2, ice, 0);
-  raw_check(&r, l.st, USE_CAND, tid);
-  raw_check(&r2, m2.st, USE_CAND, tid);
-  RUN_UNTIL(&f, l.connected && m2.connected);
+  raw_connect(&f, ice, &l, &r, NULL);
+  raw_connect(&f, ice, &m2, &r2, NULL);
+  assert_true(l.connected);
   l.destroy_at = 3;
   for (int i = 0; i < 10; i++) raw_send(&r, "\200x", 2); /* all in one recvmmsg */
   raw_send(&r2, "\200y", 2);
@@ -1171,7 +1151,6 @@ static void test_destroy_in_callback(void **state) {
   sfu_ice_stream_destroy(m2.st); /* orphan: freed now */
   raw_close(&r);
   raw_close(&r2);
-  (void)b;
   fx_done(&f);
 }
 
@@ -1179,16 +1158,12 @@ static void test_destroy_in_callback(void **state) {
  * 1.5 s): state(0), sends refused; a new check: connected again. */
 static void test_consent_freshness(void **state) {
   fx_t f;
-  fx_init(&f);
-  sfu_ice_t *ice = agent_new(&f, "127.0.0.1");
+  sfu_ice_t *ice = fx_init_agent(&f, "127.0.0.1");
   sfu__icestate_set_consent_timeout(ice->sm, 1500);
   lite_t l;
   raw_t r;
   uint8_t tid[12];
-  lite_open(ice, &l);
-  raw_open(&r, ice, 0);
-  raw_check(&r, l.st, USE_CAND, tid);
-  RUN_UNTIL(&f, l.connected);
+  raw_connect(&f, ice, &l, &r, NULL);
   uv_update_time(&f.loop);
   uint64_t t0 = uv_now(&f.loop);
   RUN_UNTIL(&f, l.lost == 1);
@@ -1203,26 +1178,18 @@ static void test_consent_freshness(void **state) {
   assert_int_equal(sfu_ice_send(l.st, (const uint8_t *)"\200x", 2), 0);
   raw_close(&r);
   sfu_ice_stream_destroy(l.st);
-  agent_close(&f, ice);
-  fx_done(&f);
+  fx_done_agent(&f, ice);
 }
 
 /* IPv6: a socket on ::1, a v6 peer, v6 XOR-MAPPED-ADDRESS, data both ways. */
 static void test_ipv6(void **state) {
   fx_t f;
-  fx_init(&f);
-  sfu_ice_t *ice = agent_new(&f, "::1");
+  sfu_ice_t *ice = fx_init_agent(&f, "::1");
   lite_t l;
   raw_t r;
-  uint8_t tid[12], b[256];
-  sfu_stun_msg_t m;
-  lite_open(ice, &l);
-  raw_open(&r, ice, 0);
-  raw_check(&r, l.st, USE_CAND, tid);
-  RUN_UNTIL(&f, l.connected);
-  raw_response(&r, b, sizeof(b), tid, &m);
+  uint8_t b[256];
   struct sockaddr_storage mapped;
-  assert_int_equal(sfu_stun_xor_addr(&m, &mapped), 0);
+  raw_connect(&f, ice, &l, &r, &mapped);
   assert_int_equal(mapped.ss_family, AF_INET6);
   assert_memory_equal(&((struct sockaddr_in6 *)&mapped)->sin6_addr, &r.me.in6.sin6_addr, 16);
   assert_int_equal(((struct sockaddr_in6 *)&mapped)->sin6_port, r.me.in6.sin6_port);
@@ -1233,8 +1200,7 @@ static void test_ipv6(void **state) {
   assert_int_equal(raw_recv(&r, b, sizeof(b), 100), 5);
   raw_close(&r);
   sfu_ice_stream_destroy(l.st);
-  agent_close(&f, ice);
-  fx_done(&f);
+  fx_done_agent(&f, ice);
 }
 
 /* ---- ICE over TCP ------------------------------------------------------------ */
@@ -1247,8 +1213,7 @@ static void test_ipv6(void **state) {
  * connection (ASan: nothing touched after). */
 static void test_tcp_check_answered_on_its_connection(void **state) {
   fx_t f;
-  fx_init(&f);
-  sfu_ice_t *ice = agent_new(&f, "127.0.0.1");
+  sfu_ice_t *ice = fx_init_agent(&f, "127.0.0.1");
   const sfu_ice_tcp_stats_t *ts = sfu_ice_tcp_stats(ice);
   lite_t l;
   tcpc_t t;
@@ -1313,8 +1278,7 @@ static void test_tcp_check_answered_on_its_connection(void **state) {
   assert_int_equal(ts->open, 0);
   assert_int_equal(ts->selected, 0);
   tcp_close(&t);
-  agent_close(&f, ice);
-  fx_done(&f);
+  fx_done_agent(&f, ice);
 }
 
 /* What a connection may not do closes that connection only, counted: a
@@ -1324,18 +1288,13 @@ static void test_tcp_check_answered_on_its_connection(void **state) {
  * of the same agent goes on. */
 static void test_tcp_bad_frames_close_only_their_connection(void **state) {
   fx_t f;
-  fx_init(&f);
-  sfu_ice_t *ice = agent_new(&f, "127.0.0.1");
+  sfu_ice_t *ice = fx_init_agent(&f, "127.0.0.1");
   const sfu_ice_tcp_stats_t *ts = sfu_ice_tcp_stats(ice);
   lite_t l1, l2;
   tcpc_t good, over, junk, empty, stranger, wrongpw, other;
   uint8_t tid[12], b[256];
-  lite_open(ice, &l1);
+  tcp_connect(&f, ice, &l1, &good, 0, tid);
   lite_open(ice, &l2);
-  tcp_open(&good, ice, 0, 0);
-  tcp_check(&good, l1.st, USE_CAND, tid);
-  RUN_UNTIL(&f, l1.connected);
-  tcp_success(&good, l1.st, tid);
 
   tcp_open(&over, ice, 0, 0);
   tcp_write(&over, "\377\377\200abc", 6);
@@ -1409,8 +1368,7 @@ static void test_tcp_bad_frames_close_only_their_connection(void **state) {
   for (size_t i = 0; i < SFU_ARRAY_SIZE(all); i++) tcp_close(all[i]);
   sfu_ice_stream_destroy(l1.st);
   sfu_ice_stream_destroy(l2.st);
-  agent_close(&f, ice);
-  fx_done(&f);
+  fx_done_agent(&f, ice);
 }
 
 /* A connection with no authenticated check within tcp_first_ms is closed;
@@ -1418,20 +1376,15 @@ static void test_tcp_bad_frames_close_only_their_connection(void **state) {
  * loses the pair (sends refused) but not its connected state. */
 static void test_tcp_first_check_and_idle_deadlines(void **state) {
   fx_t f;
-  fx_init(&f);
-  sfu_ice_t *ice = agent_new(&f, "127.0.0.1");
+  sfu_ice_t *ice = fx_init_agent(&f, "127.0.0.1");
   const sfu_ice_tcp_stats_t *ts = sfu_ice_tcp_stats(ice);
   ice->tcp_first_ms = 300;
   ice->tcp_idle_ms = 1500;
   lite_t l;
   tcpc_t silent, bound;
   uint8_t tid[12];
-  lite_open(ice, &l);
   tcp_open(&silent, ice, 0, 0);
-  tcp_open(&bound, ice, 0, 0);
-  tcp_check(&bound, l.st, USE_CAND, tid);
-  RUN_UNTIL(&f, l.connected);
-  tcp_success(&bound, l.st, tid);
+  tcp_connect(&f, ice, &l, &bound, 0, tid);
   RUN_UNTIL(&f, ts->close_timeout == 1);
   assert_true(tcp_closed(&silent, 1000));
   assert_int_equal(ts->close_idle, 0);
@@ -1447,16 +1400,14 @@ static void test_tcp_first_check_and_idle_deadlines(void **state) {
   tcp_close(&silent);
   tcp_close(&bound);
   sfu_ice_stream_destroy(l.st);
-  agent_close(&f, ice);
-  fx_done(&f);
+  fx_done_agent(&f, ice);
 }
 
 /* The agent takes 2 connections per stream plus TCP_SLACK, and a stream
  * TCP_PER_STREAM: the ones beyond are closed, counted. */
 static void test_tcp_connection_limits(void **state) {
   fx_t f;
-  fx_init(&f);
-  sfu_ice_t *ice = agent_new(&f, "127.0.0.1");
+  sfu_ice_t *ice = fx_init_agent(&f, "127.0.0.1");
   const sfu_ice_tcp_stats_t *ts = sfu_ice_tcp_stats(ice);
   lite_t l;
   enum { LIMIT = 2 + TCP_SLACK, N = LIMIT + 2 };
@@ -1483,8 +1434,7 @@ static void test_tcp_connection_limits(void **state) {
   RUN_UNTIL(&f, ts->open == 0);
   assert_int_equal(l.st->tcp_conns, 0);
   sfu_ice_stream_destroy(l.st);
-  agent_close(&f, ice);
-  fx_done(&f);
+  fx_done_agent(&f, ice);
 }
 
 /* A peer that reads slowly: frames wait in the connection's buffer up to
@@ -1492,8 +1442,7 @@ static void test_tcp_connection_limits(void **state) {
  * beyond; what was taken arrives whole and in order once the peer reads. */
 static void test_tcp_output_bounded_drops_not_queues(void **state) {
   fx_t f;
-  fx_init(&f);
-  sfu_ice_t *ice = agent_new(&f, "127.0.0.1");
+  sfu_ice_t *ice = fx_init_agent(&f, "127.0.0.1");
   const sfu_ice_tcp_stats_t *ts = sfu_ice_tcp_stats(ice);
   lite_t l;
   tcpc_t t;
@@ -1557,22 +1506,18 @@ static void test_tcp_output_bounded_drops_not_queues(void **state) {
   assert_int_equal(ts->tx_drop_error, 0);
   tcp_close(&t);
   sfu_ice_stream_destroy(l.st);
-  agent_close(&f, ice);
-  fx_done(&f);
+  fx_done_agent(&f, ice);
 }
 
 /* A real full agent over TCP only (libnice, ice-udp off): it connects to
  * the passive candidate, checks, nominates, and data flows both ways. */
 static void test_nice_tcp_connects(void **state) {
   fx_t f;
-  fx_init(&f);
-  sfu_ice_t *ice = agent_new(&f, "127.0.0.1");
+  sfu_ice_t *ice = fx_init_agent(&f, "127.0.0.1");
   lite_t l;
   npeer_t p;
-  lite_open(ice, &l);
-  np_open_tcp(&f, &p, TRUE, SFU_ICE_TCP_ONLY);
-  assert_int_equal(np_exchange(&p, l.st), 0);
-  RUN_UNTIL(&f, p.state == NICE_COMPONENT_STATE_READY && l.connected && nominated(l.st));
+  np_connect(&f, ice, &l, &p, TRUE, SFU_ICE_TCP_ONLY);
+  RUN_UNTIL(&f, nominated(l.st));
   assert_non_null(l.st->sel_conn);
   assert_int_equal(sfu_ice_tcp_stats(ice)->selected, 1);
   assert_int_equal(sm_stats(ice)->stun_401_mac + sm_stats(ice)->stun_401_user, 0);
@@ -1580,8 +1525,7 @@ static void test_nice_tcp_connects(void **state) {
   assert_int_equal(ice->stats.tx_datagrams, 0); /* all of it over TCP */
   np_close(&p);
   sfu_ice_stream_destroy(l.st);
-  agent_close(&f, ice);
-  fx_done(&f);
+  fx_done_agent(&f, ice);
 }
 
 int main(void) {
