@@ -33,22 +33,11 @@
 #include "sfu/base/log.h"
 #include "sfu/base/sfu.h"
 #include "sfu/media/srtp.h"
+#include "tests/dgram_queue.h"
 
 /* ------------------------------------------------------------------------ */
-/* Datagram queues and sfu peers                                            */
+/* sfu peers                                                                */
 /* ------------------------------------------------------------------------ */
-
-#define QCAP 64
-
-typedef struct {
-  uint8_t data[2048];
-  size_t len;
-} dgram_t;
-
-typedef struct {
-  dgram_t items[QCAP];
-  int head, count;
-} queue_t;
 
 /* One sfu_dtls_t plus what its callbacks saw. */
 typedef struct {
@@ -62,24 +51,6 @@ typedef struct {
   sfu_srtp_keys_t keys; /* copy of what `connected` got */
   char why[128];       /* copy of what `failed` got */
 } peer_t;
-
-static void q_push(queue_t *q, const uint8_t *data, size_t len) {
-  dgram_t *g;
-  assert_true(q->count < QCAP);
-  assert_true(len <= sizeof(g->data));
-  g = &q->items[(q->head + q->count) % QCAP];
-  memcpy(g->data, data, len);
-  g->len = len;
-  q->count++;
-}
-
-static int q_pop(queue_t *q, dgram_t *out) {
-  if (q->count == 0) return 0;
-  *out = q->items[q->head];
-  q->head = (q->head + 1) % QCAP;
-  q->count--;
-  return 1;
-}
 
 static void on_send(void *arg, const uint8_t *data, size_t len) {
   peer_t *p = arg;

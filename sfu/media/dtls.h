@@ -230,6 +230,10 @@ int sfu_dtls_is_connected(const sfu_dtls_t *d);
  */
 int sfu_dtls_release(sfu_dtls_t *d);
 
+/* 1 once sfu_dtls_release() has freed OpenSSL's session, else 0. For tests
+ * (the transport's release: tests/test_transport.c). */
+int sfu__dtls_released(const sfu_dtls_t *d);
+
 /*
  * Frees the session. If it is connected, it first sends close_notify
  * through cb.send, so the transport must still be able to send. NULL is

@@ -252,6 +252,9 @@ int sfu_transport_send_rtcp(sfu_transport_t *t, uint8_t *buf, size_t len, size_t
 int sfu_transport_ready(const sfu_transport_t *t) { return t->srtp_ready; }
 const sfu_transport_stats_t *sfu_transport_stats(const sfu_transport_t *t) { return &t->stats; }
 uint64_t sfu_transport_last_rx_ms(const sfu_transport_t *t) { return t->last_rx_ms; }
+int sfu__transport_dtls_released(const sfu_transport_t *t) {
+  return t->dtls && sfu__dtls_released(t->dtls);
+}
 
 static void on_timer_closed(uv_handle_t *h) { free(h->data); }
 

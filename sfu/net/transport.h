@@ -76,6 +76,11 @@ int sfu_transport_send_rtcp(sfu_transport_t *t, uint8_t *buf, size_t len, size_t
 int sfu_transport_ready(const sfu_transport_t *t);
 const sfu_transport_stats_t *sfu_transport_stats(const sfu_transport_t *t);
 uint64_t sfu_transport_last_rx_ms(const sfu_transport_t *t);
+/* 1 once the DTLS session's OpenSSL state is released (sfu_dtls_release():
+ * at the peer's first authenticated SRTP or SRTCP packet, or by the timer
+ * after `connected`), else 0 (also before sfu_transport_set_remote()).
+ * For tests (tests/test_transport.c). */
+int sfu__transport_dtls_released(const sfu_transport_t *t);
 struct sfu_sdp_media_s;
 /* Our side of the transport on an m-line: ICE credentials and candidates,
  * certificate fingerprint, `setup`, rtcp-mux (the same on every bundled
