@@ -821,6 +821,123 @@ static void test_events_folded_and_dropped_with_their_stream(void **state) {
   sfu_icestate_destroy(sm); /* frees s[2] */
 }
 
+/* The username of a parsed check, NUL-terminated into `out` (cap 300). */
+static const char *username_of(const sfu_stun_msg_t *m, char *out) {
+  assert_true(m->username_off && m->username_len < 300);
+  memcpy(out, m->data + m->username_off, m->username_len);
+  out[m->username_len] = '\0';
+  return out;
+}
+
+/* A checking stream's request (a link between two lite agents): nothing
+ * before the remote credentials; then USERNAME "<remote>:<local>",
+ * PRIORITY, ICE-CONTROLLING with the machine's tie-breaker, USE-CANDIDATE,
+ * signed with the remote password, a fresh transaction id each. Fed to
+ * the peer's machine it validates and nominates its source; the peer's
+ * success, and a 401 for a wrong password, come back as responses:
+ * dropped, counted, no error of any kind. A restart signs with the new
+ * credentials. The longest check fits SFU_ICESTATE_CHECK_MAX exactly. */
+static void test_written_check_validates_and_nominates_at_the_peer(void **state) {
+  sfu_icestate_t *sm = machine(), *peer = machine();
+  int u, pu;
+  sfu_icestate_stream_t *s = stream(sm, &u), *p = stream(peer, &pu);
+  uint8_t b[SFU_ICESTATE_CHECK_MAX], b2[SFU_ICESTATE_CHECK_MAX];
+  char user[300], want[300];
+  sfu_stun_msg_t m, m2;
+  sfu_icestate_out_t out;
+  sfu_icestate_event_t ev[2];
+  sfu_icestate_addr_t from = v4(1, 50000), from2 = v4(2, 50000), back = v4(9, 3478);
+  const sfu_icestate_stats_t *st = sfu_icestate_stats(sm), *pst = sfu_icestate_stats(peer);
+
+  assert_string_equal(sfu_icestate_remote_ufrag(s), "");
+  assert_int_equal(sfu_icestate_write_check(s, b, sizeof(b), 1000), SFU_EAGAIN);
+  assert_int_equal(sfu_icestate_set_remote(s, sfu_icestate_ufrag(p), sfu_icestate_pwd(p)), 0);
+  assert_string_equal(sfu_icestate_remote_ufrag(s), sfu_icestate_ufrag(p));
+
+  int n = sfu_icestate_write_check(s, b, sizeof(b), 0x6e7fff00);
+  assert_true(n > 0 && n <= SFU_ICESTATE_CHECK_MAX);
+  assert_int_equal(sfu_stun_parse(b, (size_t)n, &m, NULL), n);
+  assert_int_equal(m.type, SFU_STUN_BINDING_REQUEST);
+  snprintf(want, sizeof(want), "%s:%s", sfu_icestate_ufrag(p), sfu_icestate_ufrag(s));
+  assert_string_equal(username_of(&m, user), want);
+  assert_true(m.has_priority);
+  assert_int_equal(m.priority, 0x6e7fff00);
+  assert_true(m.controlling);
+  assert_false(m.controlled);
+  assert_true(m.tie_breaker == sm->tie_breaker);
+  assert_true(m.use_candidate);
+  assert_int_equal(m.n_unknown, 0);
+  assert_int_equal(sfu_stun_check_integrity(&m, sfu_icestate_pwd(p), PWD_LEN), 0);
+  assert_int_equal(sfu_stun_check_fingerprint(&m), 0);
+  int n2 = sfu_icestate_write_check(s, b2, sizeof(b2), 0x6e7fff00);
+  assert_int_equal(n2, n);
+  assert_int_equal(sfu_stun_parse(b2, (size_t)n2, &m2, NULL), n2);
+  assert_memory_not_equal(m.tid, m2.tid, SFU_STUN_TID_LEN);
+
+  /* At the peer: a valid check, its source validated and nominated. */
+  assert_int_equal(sfu_icestate_input(peer, 0, &from, b, (size_t)n, 100, &out),
+                   SFU_ICESTATE_TRANSMIT);
+  assert_ptr_equal(out.user, &pu);
+  assert_int_equal(pst->stun_ok, 1);
+  assert_int_equal(events(peer, ev, 2), 1);
+  assert_int_equal(ev[0].state, 1);
+  assert_true(same_addr(&ev[0].pair.remote, &from));
+  assert_int_equal(ev[0].pair.nominated, 1);
+  assert_int_equal(ev[0].pair.priority, 0x6e7fff00);
+  /* Its success, back here: dropped and counted as a response. */
+  uint8_t resp[SFU_ICESTATE_TX_MAX];
+  size_t rlen = out.len;
+  memcpy(resp, out.data, rlen);
+  assert_int_equal(sfu_icestate_input(sm, 0, &back, resp, rlen, 110, &out), SFU_ICESTATE_NONE);
+  assert_int_equal(st->stun_responses, 1);
+  assert_int_equal(st->stun_requests + st->stun_ignored + st->stun_malformed +
+                       st->stun_fingerprint + st->stun_400 + st->stun_401_user +
+                       st->stun_401_mac + st->stun_err_limited,
+                   0);
+  assert_true(no_event(sm));
+
+  /* A wrong remote password: the peer refuses (401), validates nothing. */
+  assert_int_equal(sfu_icestate_set_remote(s, sfu_icestate_ufrag(p), "not-the-password"), 0);
+  n = sfu_icestate_write_check(s, b, sizeof(b), 0x6e7fff00);
+  assert_true(n > 0);
+  assert_int_equal(sfu_icestate_input(peer, 0, &from2, b, (size_t)n, 200, &out),
+                   SFU_ICESTATE_TRANSMIT);
+  assert_null(out.user);
+  assert_int_equal(pst->stun_401_mac, 1);
+  assert_null(media(peer, from2, 210));
+  rlen = out.len;
+  memcpy(resp, out.data, rlen);
+  assert_int_equal(sfu_icestate_input(sm, 0, &back, resp, rlen, 220, &out), SFU_ICESTATE_NONE);
+  assert_int_equal(st->stun_responses, 2);
+  assert_int_equal(st->stun_401_mac + st->stun_err_limited + st->stun_requests, 0);
+
+  /* A restart: the new local ufrag, the new remote credentials. */
+  char old[UFRAG_LEN + 1];
+  memcpy(old, sfu_icestate_ufrag(s), sizeof(old));
+  assert_int_equal(sfu_icestate_set_remote(s, "peer2", "peer2-password-peer2-pw"), 1);
+  assert_string_not_equal(sfu_icestate_ufrag(s), old);
+  n = sfu_icestate_write_check(s, b, sizeof(b), 7);
+  assert_int_equal(sfu_stun_parse(b, (size_t)n, &m, NULL), n);
+  snprintf(want, sizeof(want), "peer2:%s", sfu_icestate_ufrag(s));
+  assert_string_equal(username_of(&m, user), want);
+  assert_int_equal(sfu_stun_check_integrity(&m, "peer2-password-peer2-pw", 23), 0);
+
+  /* The longest remote credentials: SFU_ICESTATE_CHECK_MAX exactly. */
+  char longest[REMOTE_MAX + 1];
+  memset(longest, 'x', REMOTE_MAX);
+  longest[REMOTE_MAX] = '\0';
+  assert_int_equal(sfu_icestate_set_remote(s, longest, longest), 1);
+  assert_int_equal(sfu_icestate_write_check(s, b, sizeof(b), 7), SFU_ICESTATE_CHECK_MAX);
+  assert_int_equal(sfu_stun_parse(b, SFU_ICESTATE_CHECK_MAX, &m, NULL), SFU_ICESTATE_CHECK_MAX);
+  assert_int_equal(sfu_stun_check_integrity(&m, longest, REMOTE_MAX), 0);
+  assert_int_equal(sfu_icestate_write_check(s, b, sizeof(b) - 1, 7), SFU_E2BIG);
+
+  consistent(sm);
+  consistent(peer);
+  sfu_icestate_destroy(sm);
+  sfu_icestate_destroy(peer);
+}
+
 /* The address map under churn: many inserts and deletes keep every live
  * key findable (backward-shift deletion), across growth. */
 static void test_map(void **state) {
@@ -868,6 +985,7 @@ int main(void) {
       cmocka_unit_test(test_full_address_list_evicts_retired_then_oldest),
       cmocka_unit_test(test_address_moves_to_stream_that_authenticated_it_last),
       cmocka_unit_test(test_events_folded_and_dropped_with_their_stream),
+      cmocka_unit_test(test_written_check_validates_and_nominates_at_the_peer),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,10 +4,16 @@
  * and carries out what it answers. docs/internals/icelite.md has the
  * reasons and the tables.
  *
- * Role. The SFU is ICE-lite (RFC 8445 2.5) and always controlled: it never
- * sends a check. It answers the peers' Binding requests, learns each peer's
- * address from them (peer-reflexive), and the peer -- a full, controlling
- * agent -- nominates with USE-CANDIDATE.
+ * Role. The SFU is ICE-lite (RFC 8445 2.5) and controlled: it answers the
+ * peers' Binding requests, learns each peer's address from them
+ * (peer-reflexive), and the peer -- a full, controlling agent -- nominates
+ * with USE-CANDIDATE. Two lite agents never connect on their own, so a
+ * link between two room processes also checks: write_check() writes the
+ * request a stream sends to its peer (the peer's machine, answering it,
+ * validates and nominates the sender's address, exactly as for a client's
+ * check), and the responses that come back are dropped and counted
+ * (stun_responses): a stream is validated by its peer's checks, never by
+ * the answers to its own. Sending them, and when, is the socket layer's.
  *
  * Demultiplexing by RFC 7983 first byte:
  *
@@ -76,7 +82,7 @@
  *
  * Memory: two open-addressing maps (48-byte slots, load <= 1/2, grown on
  * STUN validation only, never on the media path, at most MAP_MAX_SLOTS
- * slots). Per stream ~670 bytes. Nothing is allocated per datagram.
+ * slots). Per stream ~930 bytes. Nothing is allocated per datagram.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -222,6 +228,7 @@ struct sfu_icestate_stream_s {
   char ufrag[UFRAG_LEN + 1];             /* local credentials: ufrag */
   char pwd[PWD_LEN + 1];                 /* ... and password */
   char remote_ufrag[REMOTE_MAX + 1];     /* to detect a peer's restart; "" before */
+  char remote_pwd[REMOTE_MAX + 1];       /* the peer's password, keys write_check(); "" before */
   int connected;                         /* a pair was selected, consent holds */
   int reported;                          /* `connected` as the last event gave it */
   int nominated;                         /* the selected pair came with USE-CANDIDATE */
@@ -239,6 +246,7 @@ struct sfu_icestate_stream_s {
  * (icelite.c's agent), freed by sfu_icestate_destroy(). */
 struct sfu_icestate_s {
   uint32_t seed;                         /* map hash seed, random */
+  uint64_t tie_breaker;                  /* ICE-CONTROLLING of write_check(), random */
   map_t by_addr;                         /* addr_t -> stream (tag: retired) */
   map_t by_ufrag;                        /* local ufrag -> stream */
   sfu_icestate_stream_t *streams;        /* newest first */
@@ -546,8 +554,15 @@ __attribute__((noinline)) static sfu_icestate_action_t on_stun(sfu_icestate_t *s
     sm->stats.stun_fingerprint++;
     return SFU_ICESTATE_NONE;
   }
-  if (m.cls != SFU_STUN_REQUEST) { /* keepalive indications, stray responses */
+  if (m.cls == SFU_STUN_INDICATION) { /* keepalives */
     sm->stats.stun_ignored++;
+    return SFU_ICESTATE_NONE;
+  }
+  /* Answers to the checks of write_check(): the peer's own checks are what
+   * validate a stream, so they are dropped (no request of ours is matched
+   * to them); not an error of the peer's, and never answered. */
+  if (m.cls != SFU_STUN_REQUEST) {
+    sm->stats.stun_responses++;
     return SFU_ICESTATE_NONE;
   }
   sm->stats.stun_requests++;
@@ -652,6 +667,7 @@ int sfu_icestate_create(sfu_icestate_t **out) {
   sfu_icestate_t *sm = calloc(1, sizeof(*sm));
   if (!sm) return SFU_ENOMEM;
   sm->seed = sfu_random_u32();
+  sfu_random_bytes(&sm->tie_breaker, sizeof(sm->tie_breaker));
   sm->consent_ms = SFU_ICESTATE_CONSENT_MS;
   if (map_init(&sm->by_addr, 64) != 0 || map_init(&sm->by_ufrag, 64) != 0) {
     free(sm->by_addr.slots);
@@ -741,7 +757,44 @@ int sfu_icestate_set_remote(sfu_icestate_stream_t *s, const char *ufrag, const c
     sfu_log(SFU_LOG_DEBUG, "ice", "stream %s: ICE restart by the peer", s->ufrag);
   }
   memcpy(s->remote_ufrag, ufrag, strlen(ufrag) + 1);
+  memcpy(s->remote_pwd, pwd, strlen(pwd) + 1);
   return restart;
+}
+
+const char *sfu_icestate_remote_ufrag(const sfu_icestate_stream_t *s) { return s->remote_ufrag; }
+
+/*
+ * A Binding request (RFC 8445 7.1.1 and 7.2.2; RFC 8489 14):
+ *
+ *   USERNAME          "<remote ufrag>:<local ufrag>"
+ *   PRIORITY          the caller's
+ *   ICE-CONTROLLING   the machine's tie-breaker: the peer, lite too, only
+ *                     refuses ICE-CONTROLLED (487), so both ends of a link
+ *                     send ICE-CONTROLLING and each nominates its own pair
+ *   USE-CANDIDATE     every check nominates (aggressive nomination): the
+ *                     peer keeps the highest PRIORITY that keeps coming
+ *   MESSAGE-INTEGRITY HMAC-SHA1 keyed with the remote password
+ *   FINGERPRINT
+ */
+int sfu_icestate_write_check(const sfu_icestate_stream_t *s, uint8_t *buf, size_t cap,
+                             uint32_t priority) {
+  uint8_t tid[SFU_STUN_TID_LEN];
+  char user[REMOTE_MAX + 1 + UFRAG_LEN + 1];
+  if (!s->remote_ufrag[0] || !s->remote_pwd[0]) return SFU_EAGAIN;
+  size_t rlen = strlen(s->remote_ufrag);
+  memcpy(user, s->remote_ufrag, rlen);
+  user[rlen] = ':';
+  memcpy(user + rlen + 1, s->ufrag, UFRAG_LEN);
+  sfu_random_bytes(tid, sizeof(tid));
+  sfu_stun_writer_t w;
+  sfu_stun_writer_init(&w, buf, cap, SFU_STUN_BINDING_REQUEST, tid);
+  sfu_stun_put(&w, SFU_STUN_ATTR_USERNAME, user, rlen + 1 + UFRAG_LEN);
+  sfu_stun_put_u32(&w, SFU_STUN_ATTR_PRIORITY, priority);
+  sfu_stun_put_u64(&w, SFU_STUN_ATTR_ICE_CONTROLLING, s->sm->tie_breaker);
+  sfu_stun_put(&w, SFU_STUN_ATTR_USE_CANDIDATE, NULL, 0);
+  sfu_stun_put_integrity(&w, s->remote_pwd, strlen(s->remote_pwd));
+  sfu_stun_put_fingerprint(&w);
+  return sfu_stun_finish(&w);
 }
 
 int sfu_icestate_selected(const sfu_icestate_stream_t *s, sfu_icestate_pair_t *out) {

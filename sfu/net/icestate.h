@@ -48,6 +48,10 @@
 #define SFU_ICESTATE_STALE_MS 6000        /* a nominated pair unchecked this long yields */
 #define SFU_ICESTATE_ERR_PER_S 100        /* STUN error responses per second */
 #define SFU_ICESTATE_TX_MAX 128           /* largest response written */
+#define SFU_ICESTATE_CHECK_MAX 348        /* largest check written: header 20, USERNAME
+                                             4 + 268 (256 + ':' + 8, padded), PRIORITY 8,
+                                             ICE-CONTROLLING 12, USE-CANDIDATE 4,
+                                             MESSAGE-INTEGRITY 24, FINGERPRINT 8 */
 
 typedef struct sfu_icestate_s sfu_icestate_t;
 typedef struct sfu_icestate_stream_s sfu_icestate_stream_t;
@@ -123,7 +127,10 @@ typedef struct sfu_icestate_stats_s {
   uint64_t stun_ok;          /* answered with success */
   uint64_t stun_malformed;   /* first byte 0..3 but not a valid STUN message */
   uint64_t stun_fingerprint; /* no or a wrong FINGERPRINT: dropped silently */
-  uint64_t stun_ignored;     /* indications, responses: nothing to do */
+  uint64_t stun_ignored;     /* indications: nothing to do */
+  uint64_t stun_responses;   /* success and error responses: the answers to the
+                                checks of sfu_icestate_write_check() (or strays),
+                                dropped unanswered */
   uint64_t stun_400;         /* no USERNAME/MESSAGE-INTEGRITY, not Binding */
   uint64_t stun_401_user;    /* unknown local ufrag */
   uint64_t stun_401_mac;     /* wrong MESSAGE-INTEGRITY */
@@ -210,10 +217,30 @@ const char *sfu_icestate_pwd(const sfu_icestate_stream_t *s);
 /* The peer's credentials from its SDP. A remote ufrag other than the last
  * one is an ICE restart: new local credentials (the old ones get 401),
  * every validated address but the selected pair's retired (its media is
- * dropped as foreign), nomination open again; returns 1. 0 otherwise, or
+ * dropped as foreign), nomination open again; returns 1. The password is
+ * kept either way (sfu_icestate_write_check() signs with it). 0 otherwise, or
  * SFU_EINVAL (empty, longer than SFU_ICESTATE_REMOTE_MAX), SFU_ENOMEM,
  * SFU_EBUSY. Queues no event. */
 int sfu_icestate_set_remote(sfu_icestate_stream_t *s, const char *ufrag, const char *pwd);
+/* The peer's ufrag as last given to sfu_icestate_set_remote(), "" before
+ * (valid until the next call or the stream's end). */
+const char *sfu_icestate_remote_ufrag(const sfu_icestate_stream_t *s);
+/*
+ * A Binding request from stream `s` to its peer, for an agent that checks
+ * as well as answers (a link between two lite agents, where each side's
+ * checks validate the other side's stream: docs/internals/icelite.md,
+ * "Checking streams"), written into (buf, cap): USERNAME "<remote
+ * ufrag>:<local ufrag>", PRIORITY `priority`, ICE-CONTROLLING with the
+ * machine's random tie-breaker, USE-CANDIDATE, MESSAGE-INTEGRITY keyed
+ * with the remote password, FINGERPRINT, under a fresh random transaction
+ * id. At most SFU_ICESTATE_CHECK_MAX bytes. Returns the length, SFU_EAGAIN
+ * if the remote credentials are not known yet, or SFU_E2BIG. Changes
+ * nothing in the machine: the answers that come back are dropped and
+ * counted (stun_responses); the peer's own checks are what validate this
+ * stream.
+ */
+int sfu_icestate_write_check(const sfu_icestate_stream_t *s, uint8_t *buf, size_t cap,
+                             uint32_t priority);
 /* 1 and *out filled if the stream has a selected pair, else 0 and *out
  * zeroed. */
 int sfu_icestate_selected(const sfu_icestate_stream_t *s, sfu_icestate_pair_t *out);
