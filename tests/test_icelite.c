@@ -1528,6 +1528,343 @@ static void test_nice_tcp_connects(void **state) {
   fx_done_agent(&f, ice);
 }
 
+/* ---- checking streams (links between room processes) --------------------- */
+
+/* The counters a refused or a malformed check would move: none of them
+ * may move for answers to our own checks. */
+static uint64_t stun_errors(const sfu_ice_t *ice) {
+  const sfu_icestate_stats_t *s = sm_stats(ice);
+  return s->stun_malformed + s->stun_fingerprint + s->stun_400 + s->stun_401_user +
+         s->stun_401_mac + s->stun_420 + s->stun_487 + s->stun_err_limited;
+}
+
+/* A host candidate line for `port` on 127.0.0.1 (udp or tcp passive). */
+static void cand_line(char *out, size_t cap, const char *transport, uint32_t prio,
+                      uint16_t port) {
+  snprintf(out, cap, "candidate:7 1 %s %u 127.0.0.1 %u typ host%s", transport, prio, port,
+           strcmp(transport, "tcp") == 0 ? " tcptype passive" : "");
+}
+
+/* Gives stream `st` every local candidate of `other` (UDP and TCP). */
+static void add_candidates_of(sfu_ice_stream_t *st, sfu_ice_stream_t *other) {
+  char c[8][200];
+  int n = sfu_ice_local_candidates(other, c, 8);
+  assert_true(n >= 2); /* UDP and TCP */
+  for (int i = 0; i < n; i++) assert_int_equal(sfu_ice_add_remote_candidate(st, c[i]), 0);
+}
+
+/* The other end's socket, as a selected pair's remote address. */
+static int pair_is_agent(const sfu_ice_stream_t *st, const sfu_ice_t *other) {
+  sfu_icestate_pair_t p;
+  if (!sfu_icestate_selected(st->s, &p)) return 0;
+  return p.nominated && p.remote.fam == 4 && p.remote.transport == SFU_ICESTATE_UDP &&
+         p.remote.port == other->socks[0]->port;
+}
+
+/* Two room agents on one loop, one checking stream each, each given the
+ * other's credentials and candidates (B the candidates first: its checks
+ * wait for the credentials, then leave at once). Each side's checks
+ * validate and nominate the other's stream; both connect, and media goes
+ * both ways. The TCP candidates are not kept. Answers to the checks come
+ * back as stun_responses, never as errors. Over three periods with a
+ * consent timeout shorter than two of them, the checks keep consent. */
+static void test_checking_streams_connect_each_other(void **state) {
+  fx_t f;
+  fx_init(&f);
+  sfu_ice_t *a = agent_new(&f, "127.0.0.1"), *b = agent_new(&f, "127.0.0.1");
+  lite_t la, lb;
+  lite_open(a, &la);
+  lite_open(b, &lb);
+  assert_int_equal(sfu_ice_stream_set_checking(la.st, 1), 0);
+  assert_int_equal(sfu_ice_stream_set_checking(lb.st, 1), 0);
+  assert_int_equal(sfu_ice_stream_set_checking(lb.st, 1), 0); /* again: no change */
+
+  assert_int_equal(sfu_ice_set_remote(la.st, sfu_ice_ufrag(lb.st), sfu_ice_pwd(lb.st)), 0);
+  add_candidates_of(la.st, lb.st);
+  assert_int_equal(la.st->ncand, 1);
+  assert_int_equal(a->stats.check_sent, 1); /* at once */
+  add_candidates_of(lb.st, la.st);
+  assert_int_equal(lb.st->ncand, 1);
+  assert_int_equal(b->stats.check_sent, 0); /* no credentials yet */
+  assert_int_equal(sfu_ice_set_remote(lb.st, sfu_ice_ufrag(la.st), sfu_ice_pwd(la.st)), 0);
+  assert_int_equal(b->stats.check_sent, 1); /* at once, now */
+
+  RUN_UNTIL(&f, la.connected && lb.connected && pair_is_agent(la.st, b) &&
+                    pair_is_agent(lb.st, a) && sm_stats(a)->stun_responses >= 1 &&
+                    sm_stats(b)->stun_responses >= 1);
+  assert_int_equal(la.states, 1);
+  assert_int_equal(lb.states, 1);
+  assert_int_equal(stun_errors(a) + stun_errors(b), 0);
+  assert_int_equal(a->stats.check_send_fail + b->stats.check_send_fail, 0);
+
+  assert_int_equal(sfu_ice_send(la.st, (const uint8_t *)"\200from-a", 7), 0);
+  assert_int_equal(sfu_ice_send(lb.st, (const uint8_t *)"\200from-b", 7), 0);
+  RUN_UNTIL(&f, la.nrx == 1 && lb.nrx == 1);
+  assert_int_equal(lb.rxlen[0], 7);
+  assert_memory_equal(lb.rx[0], "\200from-a", 7);
+  assert_int_equal(la.rxlen[0], 7);
+  assert_memory_equal(la.rx[0], "\200from-b", 7);
+
+  /* Consent: 3 s, kept by the checks of every 2 s (1.5 to 2.5 s apart). */
+  sfu__icestate_set_consent_timeout(a->sm, 3000);
+  sfu__icestate_set_consent_timeout(b->sm, 3000);
+  run_for(&f, 6500);
+  assert_int_equal(la.lost + lb.lost, 0);
+  assert_true(la.connected && lb.connected);
+  assert_true(a->stats.check_sent >= 3 && a->stats.check_sent <= 6);
+  assert_true(b->stats.check_sent >= 3 && b->stats.check_sent <= 6);
+  assert_int_equal(sm_stats(a)->consent_lost + sm_stats(b)->consent_lost, 0);
+  assert_int_equal(stun_errors(a) + stun_errors(b), 0);
+  assert_int_equal(sfu_ice_send(la.st, (const uint8_t *)"\200again", 6), 0);
+  RUN_UNTIL(&f, lb.nrx == 2);
+
+  sfu_ice_stream_destroy(la.st);
+  sfu_ice_stream_destroy(lb.st);
+  agent_close(&f, a);
+  agent_close(&f, b);
+  fx_done(&f);
+}
+
+/* One side has a wrong remote password: its checks are refused by the
+ * peer (401 for each, counted there as a wrong password), so the peer's
+ * stream never connects, while the peer's own, right checks connect this
+ * side. The 401s that come back are dropped as responses. */
+static void test_checking_wrong_password_refused_by_peer(void **state) {
+  fx_t f;
+  fx_init(&f);
+  sfu_ice_t *a = agent_new(&f, "127.0.0.1"), *b = agent_new(&f, "127.0.0.1");
+  a->check_ms = b->check_ms = 500; /* a round at every tick */
+  lite_t la, lb;
+  lite_open(a, &la);
+  lite_open(b, &lb);
+  assert_int_equal(sfu_ice_stream_set_checking(la.st, 1), 0);
+  assert_int_equal(sfu_ice_stream_set_checking(lb.st, 1), 0);
+  assert_int_equal(sfu_ice_set_remote(la.st, sfu_ice_ufrag(lb.st), "not-the-password-of-b"), 0);
+  assert_int_equal(sfu_ice_set_remote(lb.st, sfu_ice_ufrag(la.st), sfu_ice_pwd(la.st)), 0);
+  add_candidates_of(la.st, lb.st);
+  add_candidates_of(lb.st, la.st);
+  RUN_UNTIL(&f, la.connected && sm_stats(b)->stun_401_mac >= 3 &&
+                    sm_stats(a)->stun_responses >= 3);
+  assert_false(lb.connected);
+  assert_int_equal(lb.states, 0);
+  assert_int_equal(sm_stats(b)->stun_ok, 0);
+  assert_int_equal(sfu_ice_send(lb.st, (const uint8_t *)"\200x", 2), SFU_EAGAIN);
+  sfu_icestate_pair_t p;
+  assert_false(sfu_icestate_selected(lb.st->s, &p));
+  assert_int_equal(stun_errors(a), 0); /* the 401s it got are answers, not attacks */
+  assert_int_equal(sm_stats(b)->stun_401_mac, stun_errors(b));
+  /* The right password, now: the next round connects the peer. */
+  assert_int_equal(sfu_ice_set_remote(la.st, sfu_ice_ufrag(lb.st), sfu_ice_pwd(lb.st)), 0);
+  RUN_UNTIL(&f, lb.connected && pair_is_agent(lb.st, a));
+  sfu_ice_stream_destroy(la.st);
+  sfu_ice_stream_destroy(lb.st);
+  agent_close(&f, a);
+  agent_close(&f, b);
+  fx_done(&f);
+}
+
+/* A datagram waits on `fd`. */
+static int readable(int fd) {
+  struct pollfd p = {fd, POLLIN, 0};
+  return poll(&p, 1, 0) == 1;
+}
+
+/* Drops what waits on a raw peer's socket. */
+static void raw_drain(raw_t *r) {
+  uint8_t b[512];
+  while (raw_recv(r, b, sizeof(b), 0) > 0) {}
+}
+
+/* The next check a raw peer receives (the loop runs until it comes):
+ * parsed, FINGERPRINT and signature (the peer's password) verified, its
+ * USERNAME into `user`. */
+static void raw_request(fx_t *f, raw_t *r, const char *pwd, sfu_stun_msg_t *m, uint8_t *b,
+                        char *user) {
+  RUN_UNTIL(f, readable(r->fd));
+  int n = raw_recv(r, b, 512, 0);
+  assert_true(n > 0);
+  assert_int_equal(sfu_stun_parse(b, (size_t)n, m, NULL), n);
+  assert_int_equal(m->type, SFU_STUN_BINDING_REQUEST);
+  assert_int_equal(sfu_stun_check_fingerprint(m), 0);
+  assert_int_equal(sfu_stun_check_integrity(m, pwd, strlen(pwd)), 0);
+  assert_true(m->username_len < 300);
+  memcpy(user, m->data + m->username_off, m->username_len);
+  user[m->username_len] = '\0';
+}
+
+/* What a checking stream sends, seen by raw peers: nothing while
+ * checking is off (the default). On: the request, field by field, at once
+ * and then at every round; PRIORITY ranked among the stream's candidates;
+ * candidates it cannot check (TCP, a host name, a duplicate, a fifth) not
+ * kept. A restart stops the checks to the old candidates, and the new
+ * session's candidate is checked with the new credentials; checking off,
+ * and the stream destroyed, stop them. */
+static void test_checking_sends_only_when_on_and_stops(void **state) {
+  fx_t f;
+  fx_init(&f);
+  sfu_ice_t *ice = agent_new(&f, "127.0.0.1");
+  ice->check_ms = 500; /* a round at every tick */
+  lite_t l;
+  raw_t r[5];
+  uint8_t b[512];
+  char line[200], user[300], want[300];
+  sfu_stun_msg_t m;
+  lite_open(ice, &l);
+  for (int i = 0; i < 5; i++) raw_open(&r[i], ice, 0);
+  const char *rpwd = "raw-peer-password-raw-peer";
+
+  /* Off: parsed only, nothing sent, nothing kept. */
+  assert_int_equal(sfu_ice_set_remote(l.st, "rawpeer", rpwd), 0);
+  cand_line(line, sizeof(line), "udp", 2000, ntohs(r[0].me.in.sin_port));
+  assert_int_equal(sfu_ice_add_remote_candidate(l.st, line), 0);
+  assert_int_equal(sfu_ice_add_remote_candidate(l.st, "candidate:garbage"), SFU_EINVAL);
+  run_for(&f, 1200);
+  assert_int_equal(raw_recv(&r[0], b, sizeof(b), 0), -1);
+  assert_int_equal(l.st->ncand, 0);
+  assert_int_equal(ice->stats.check_sent, 0);
+
+  /* On: kept and checked at once. */
+  assert_int_equal(sfu_ice_stream_set_checking(l.st, 1), 0);
+  assert_int_equal(sfu_ice_add_remote_candidate(l.st, line), 0);
+  raw_request(&f, &r[0], rpwd, &m, b, user);
+  snprintf(want, sizeof(want), "rawpeer:%s", sfu_ice_ufrag(l.st));
+  assert_string_equal(user, want);
+  assert_true(m.has_priority);
+  assert_int_equal(m.priority, (110u << 24) | (65535u << 8) | 255u);
+  assert_true(m.controlling && !m.controlled && m.use_candidate);
+  uint64_t tie = m.tie_breaker; /* the agent's: the same in every check */
+  uint8_t tid0[12];
+  memcpy(tid0, m.tid, 12);
+  /* A success in reply is an answer: dropped and counted. */
+  int n = sfu_stun_binding_success(b, sizeof(b), tid0, &r[0].me.sa, rpwd, strlen(rpwd));
+  raw_send(&r[0], b, (size_t)n);
+  RUN_UNTIL(&f, sm_stats(ice)->stun_responses == 1);
+  assert_int_equal(stun_errors(ice), 0);
+
+  /* What cannot be checked is not kept; a better candidate ranks first. */
+  const char *skip[] = {
+      "candidate:8 1 tcp 1518280447 127.0.0.1 9 typ host tcptype active",
+      "candidate:9 1 udp 2122260223 2b7a8d4e-6c1f.local 50000 typ host",
+      "candidate:10 1 udp 2122260223 ::1 50000 typ host", /* no IPv6 socket */
+      "candidate:11 2 udp 2122260223 127.0.0.1 50001 typ host", /* component 2 */
+      "candidate:12 1 udp 2122260223 0.0.0.0 50002 typ host",
+      line, /* a duplicate */
+  };
+  for (size_t i = 0; i < sizeof(skip) / sizeof(skip[0]); i++)
+    assert_int_equal(sfu_ice_add_remote_candidate(l.st, skip[i]), 0);
+  assert_int_equal(l.st->ncand, 1);
+  cand_line(line, sizeof(line), "udp", 3000, ntohs(r[1].me.in.sin_port));
+  assert_int_equal(sfu_ice_add_remote_candidate(l.st, line), 0);
+  raw_request(&f, &r[1], rpwd, &m, b, user);
+  assert_int_equal(m.priority & 0xff, 255); /* the higher priority: first */
+  for (int i = 2; i < 5; i++) { /* a third and fourth kept, a fifth not */
+    cand_line(line, sizeof(line), "udp", 1000, ntohs(r[i].me.in.sin_port));
+    assert_int_equal(sfu_ice_add_remote_candidate(l.st, line), 0);
+  }
+  assert_int_equal(l.st->ncand, 4);
+  raw_request(&f, &r[2], rpwd, &m, b, user);
+  raw_request(&f, &r[3], rpwd, &m, b, user);
+  assert_int_equal(raw_recv(&r[4], b, sizeof(b), 0), -1);
+  for (int i = 0; i < 4; i++) raw_drain(&r[i]); /* rounds of fewer candidates */
+
+  /* Every round: each candidate, its rank in the last byte, a new tid. */
+  uint32_t want_low[4] = {254, 255, 253, 252};
+  for (int round = 0; round < 2; round++) {
+    for (int i = 0; i < 4; i++) {
+      raw_request(&f, &r[i], rpwd, &m, b, user);
+      assert_int_equal(m.priority & 0xff, want_low[i]);
+      assert_int_equal(m.priority >> 8, (110u << 16) | 65535u);
+      assert_true(m.tie_breaker == tie && m.controlling && m.use_candidate);
+      if (i == 0) assert_memory_not_equal(m.tid, tid0, 12);
+    }
+  }
+  assert_int_equal(raw_recv(&r[4], b, sizeof(b), 0), -1);
+  assert_int_equal(ice->stats.check_send_fail, 0);
+
+  /* A restart: no check to the old candidates, new credentials for the
+   * new session's. */
+  assert_int_equal(sfu_ice_set_remote(l.st, "rawpeer2", "raw-peer-2-password-raw-2"), 1);
+  assert_int_equal(l.st->ncand, 0);
+  for (int i = 0; i < 4; i++) raw_drain(&r[i]); /* what a round sent before */
+  uint64_t sent = ice->stats.check_sent;
+  run_for(&f, 1200);
+  for (int i = 0; i < 4; i++) assert_int_equal(raw_recv(&r[i], b, sizeof(b), 0), -1);
+  assert_int_equal(ice->stats.check_sent, sent);
+  cand_line(line, sizeof(line), "udp", 2000, ntohs(r[0].me.in.sin_port));
+  assert_int_equal(sfu_ice_add_remote_candidate(l.st, line), 0);
+  raw_request(&f, &r[0], "raw-peer-2-password-raw-2", &m, b, user);
+  snprintf(want, sizeof(want), "rawpeer2:%s", sfu_ice_ufrag(l.st));
+  assert_string_equal(user, want);
+  raw_request(&f, &r[0], "raw-peer-2-password-raw-2", &m, b, user); /* the next round */
+
+  /* Off: stops, forgets. */
+  assert_int_equal(sfu_ice_stream_set_checking(l.st, 0), 0);
+  assert_int_equal(l.st->ncand, 0);
+  assert_null(ice->chk_head);
+  raw_drain(&r[0]);
+  run_for(&f, 1200);
+  assert_int_equal(raw_recv(&r[0], b, sizeof(b), 0), -1);
+
+  /* On again, then the stream destroyed: off the list, nothing sent. */
+  assert_int_equal(sfu_ice_stream_set_checking(l.st, 1), 0);
+  assert_int_equal(sfu_ice_add_remote_candidate(l.st, line), 0);
+  raw_request(&f, &r[0], "raw-peer-2-password-raw-2", &m, b, user);
+  sfu_ice_stream_destroy(l.st);
+  assert_null(ice->chk_head);
+  raw_drain(&r[0]);
+  run_for(&f, 1200);
+  assert_int_equal(raw_recv(&r[0], b, sizeof(b), 0), -1);
+
+  for (int i = 0; i < 5; i++) raw_close(&r[i]);
+  agent_close(&f, ice);
+  fx_done(&f);
+}
+
+/* Checking streams and the lifetimes: one destroyed from its own recv
+ * callback (mid-dispatch) leaves the list at once; the agent destroyed
+ * with a checking stream alive orphans it (set_checking refuses it then),
+ * and the orphan is freed later. Run under ASan, nothing is touched after
+ * it is freed. */
+static void test_checking_stream_lifetimes(void **state) {
+  fx_t f;
+  fx_init(&f);
+  sfu_ice_t *a = agent_new(&f, "127.0.0.1"), *b = agent_new(&f, "127.0.0.1");
+  a->check_ms = b->check_ms = 500;
+  lite_t la, lb, lc;
+  lite_open(a, &la);
+  lite_open(b, &lb);
+  lite_open(b, &lc); /* a second checking stream of b, never connected */
+  assert_int_equal(sfu_ice_stream_set_checking(la.st, 1), 0);
+  assert_int_equal(sfu_ice_stream_set_checking(lb.st, 1), 0);
+  assert_int_equal(sfu_ice_stream_set_checking(lc.st, 1), 0);
+  assert_int_equal(sfu_ice_set_remote(la.st, sfu_ice_ufrag(lb.st), sfu_ice_pwd(lb.st)), 0);
+  assert_int_equal(sfu_ice_set_remote(lb.st, sfu_ice_ufrag(la.st), sfu_ice_pwd(la.st)), 0);
+  assert_int_equal(sfu_ice_set_remote(lc.st, "nobody", "nobody-password-nobody-pw"), 0);
+  add_candidates_of(la.st, lb.st);
+  add_candidates_of(lb.st, la.st);
+  add_candidates_of(lc.st, la.st); /* checks a refuses: unknown ufrag */
+  RUN_UNTIL(&f, la.connected && lb.connected);
+
+  lb.destroy_at = 1; /* b's stream goes in its first recv */
+  assert_int_equal(sfu_ice_send(la.st, (const uint8_t *)"\200bye", 4), 0);
+  RUN_UNTIL(&f, lb.st == NULL);
+  assert_ptr_equal(b->chk_head, lc.st);
+  assert_ptr_equal(b->chk_tail, lc.st);
+  uint64_t sent = b->stats.check_sent;
+  RUN_UNTIL(&f, b->stats.check_sent >= sent + 2); /* lc's rounds go on */
+  RUN_UNTIL(&f, sm_stats(a)->stun_401_user >= 2);
+
+  sfu_ice_destroy(b); /* lc orphaned while checking */
+  assert_int_equal(sfu_ice_stream_set_checking(lc.st, 0), SFU_EINVAL);
+  assert_int_equal(sfu_ice_add_remote_candidate(lc.st, "candidate:1 1 udp 1 127.0.0.1 9 typ host"),
+                   0);
+  run_for(&f, 1200);
+  sfu_ice_stream_destroy(lc.st);
+  sfu_ice_stream_destroy(la.st);
+  agent_close(&f, a);
+  fx_done(&f);
+}
+
 int main(void) {
   sfu_log_set_level(SFU_LOG_WARN);
   signal(SIGPIPE, SIG_IGN); /* as the room: writes to TCP connections a peer reset */
@@ -1552,6 +1889,10 @@ int main(void) {
       cmocka_unit_test(test_tcp_connection_limits),
       cmocka_unit_test(test_tcp_output_bounded_drops_not_queues),
       cmocka_unit_test(test_nice_tcp_connects),
+      cmocka_unit_test(test_checking_streams_connect_each_other),
+      cmocka_unit_test(test_checking_wrong_password_refused_by_peer),
+      cmocka_unit_test(test_checking_sends_only_when_on_and_stops),
+      cmocka_unit_test(test_checking_stream_lifetimes),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,9 +1,10 @@
 /*
  * candidate.h -- a peer's ICE candidate line, parsed and checked: RFC 8839
  * 5.1, with RFC 6544 4.5's tcptype for TCP candidates. The room's ICE-lite
- * agent (sfu/net/icelite.c) never checks a candidate -- it learns the
- * peer's addresses from the peer's checks -- so a candidate is only parsed,
- * to refuse garbage from the signaling.
+ * agent (sfu/net/icelite.c) learns the peer's addresses from the peer's
+ * checks, so a candidate is only parsed, to refuse garbage from the
+ * signaling -- but for a checking stream (a link between room processes),
+ * which sends checks to the UDP candidates it is given.
  *
  * A view over the caller's bytes (docs/style.md): offsets of the text
  * fields, values of the numbers. Nothing is allocated; the line is not

@@ -8,7 +8,10 @@
  *   sfu/net/icelite.c   the room's ICE-lite agent (controlled, host
  *                       candidates, one UDP socket and one TCP listener
  *                       (ICE-TCP, passive) per local address shared by
- *                       every stream; created with sfu_ice_create());
+ *                       every stream; created with sfu_ice_create()); a
+ *                       stream of it may also check its peer (a link
+ *                       between two room processes:
+ *                       sfu_ice_stream_set_checking());
  *   tools/client/nice.c the client stack's full, controlling agent on
  *                       libnice and GLib (created with sfu_nice_create(),
  *                       tools/client/nice.h): the independent peer of tests
@@ -77,8 +80,35 @@ int sfu_ice_local_candidates(sfu_ice_stream_t *st, char out[][200], int max);
 /* Remote credentials from the peer's SDP; a change means an ICE restart by
  * the peer: new local credentials are generated (returns 1 then). */
 int sfu_ice_set_remote(sfu_ice_stream_t *st, const char *ufrag, const char *pwd);
-/* A trickled or SDP remote candidate ("candidate:..." or "a=candidate:..."). */
+/* A trickled or SDP remote candidate ("candidate:..." or "a=candidate:...").
+ * 0 or SFU_EINVAL (not a candidate line). The room's agent only parses it,
+ * but for a checking stream (below). */
 int sfu_ice_add_remote_candidate(sfu_ice_stream_t *st, const char *cand);
+/*
+ * The room's agent (icelite.c): whether stream `st` also sends checks
+ * (`on` 1) or only answers its peer's (0, the default). Two ICE-lite
+ * agents never connect on their own; the two ends of a link between room
+ * processes, each a stream of its room's agent, both check.
+ *
+ * A checking stream keeps the UDP remote candidates given to
+ * sfu_ice_add_remote_candidate() from then on, at most 4 (TCP ones, host
+ * names, a family the agent has no socket of, duplicates and any beyond
+ * the 4th are accepted and not kept), and sends each a Binding request:
+ * USERNAME "<remote ufrag>:<local ufrag>", PRIORITY, ICE-CONTROLLING,
+ * USE-CANDIDATE, MESSAGE-INTEGRITY with the remote password, FINGERPRINT,
+ * from the agent's first UDP socket of the candidate's family. One goes
+ * when the candidate is added if the remote credentials are known (else
+ * when sfu_ice_set_remote() first gives them), then one every 2 s. The
+ * peer validates and nominates the pair from them and keeps its consent
+ * (RFC 7675) by them; this stream is validated, connected and kept alive
+ * by the peer's checks, as any stream. The answers are dropped and
+ * counted. An ICE restart (sfu_ice_set_remote() with a new ufrag) forgets
+ * the candidates: the new session's, added again, are checked with the
+ * new credentials. Off forgets them and stops; so do destroying the
+ * stream and the agent. Turn it on before adding the candidates.
+ * 0, or SFU_EINVAL for a destroyed or orphaned stream.
+ */
+int sfu_ice_stream_set_checking(sfu_ice_stream_t *st, int on);
 /* Sends one datagram on the selected pair. 0 or SFU_EAGAIN (no pair yet;
  * in the room, also a TCP pair whose connection's output buffer is full:
  * the datagram is dropped and counted) / SFU_EMSGSIZE / SFU_EPROTO. */

@@ -52,6 +52,27 @@
  * destination): that one is dropped and the batch continues after it.
  * Every drop is counted.
  *
+ * Checking streams (docs/internals/icelite.md, "Checking streams"). A
+ * lite agent never checks, so two of them never connect: a link between
+ * two room processes is a stream at each end that also sends checks,
+ * turned on by sfu_ice_stream_set_checking(). Its UDP remote candidates
+ * are kept (CHECK_CANDS; anything it cannot check is ignored), and each
+ * gets the Binding request the machine writes (sfu_icestate_write_check():
+ * USE-CANDIDATE, ICE-CONTROLLING, signed with the remote password), built
+ * on the stack and sent at once with sendto from the first socket of its
+ * family: when the candidate is added (if the remote credentials are
+ * known), when the credentials become known, and then every CHECK_MS. The
+ * peer's machine validates and nominates the pair from these checks and
+ * keeps its consent by them; the answers that come back are the machine's
+ * to drop and count. A stream is validated by its peer's checks, never by
+ * the answers to its own, so nothing here waits for them or retransmits.
+ * The 1 s tick serves the rounds that are due, in due order from a list
+ * of the checking streams (a round moves its stream to the tail), at most
+ * CHECK_STREAMS_PER_TICK streams per tick. An ICE restart forgets the
+ * candidates (the new session's come again, checked with the new
+ * credentials); turning checking off, destroying the stream or the agent
+ * takes the stream off the list: no check leaves for it afterwards.
+ *
  * ICE over TCP (RFC 6544, passive only; docs/internals/icelite.md, "ICE
  * over TCP"). Each address also has a non-blocking TCP listener (a
  * uv_tcp_t), on the UDP socket's port number when it is free, offered as
@@ -84,7 +105,7 @@
  * which only what the largest batch filled is ever resident; per
  * agent RECV_BATCH x RECV_SLOT (64 KiB) of receive slots, also the one
  * read buffer of every TCP connection; the machine's two maps. Per stream
- * ~150 bytes here and ~670 in the machine. Per TCP connection ~2.7 KiB,
+ * ~350 bytes here and ~930 in the machine. Per TCP connection ~2.7 KiB,
  * and its output buffers while the kernel's is full (growing by doubling
  * to at most TCP_OUT_MAX in all). Nothing is allocated per packet.
  */
@@ -115,6 +136,16 @@
 #define UFRAG_LEN SFU_ICESTATE_UFRAG_LEN
 #define PWD_LEN SFU_ICESTATE_PWD_LEN
 #define CONSENT_TICK_MS 1000 /* the state machine's tick */
+#define CHECK_CANDS 4        /* remote candidates a checking stream keeps */
+/* A checking stream's round of checks, every: 2 s, served by the 1 s tick
+ * with half a tick of slack, so 1.5 to 2.5 s apart. The peer keeps a
+ * nominated pair while it is checked within SFU_ICESTATE_STALE_MS (6 s):
+ * two checks in a row may be lost before another nominated pair may take
+ * over, and consent (30 s) survives a dozen. A link whose first check
+ * found the peer not ready yet comes up within a round. */
+#define CHECK_MS 2000
+#define CHECK_STREAMS_PER_TICK 64 /* rounds per tick at most (the rest wait for the
+                                     next): 4 checks each */
 #define SOCK_BUF (2 << 20)   /* SO_RCVBUF / SO_SNDBUF asked for */
 #define TCP_BACKLOG 64       /* listen(2) backlog of each TCP listener */
 #define TCP_PER_STREAM 4     /* connections bound to one stream */
@@ -145,6 +176,8 @@ typedef struct sfu__icelite_stats_s {
   uint64_t tx_drop_eagain;   /* dropped: EAGAIN/ENOBUFS */
   uint64_t tx_drop_error;    /* dropped: that message's own error */
   uint64_t tx_drop_size;     /* larger than SEND_SLOT: refused */
+  uint64_t check_sent;       /* Binding requests of checking streams sent */
+  uint64_t check_send_fail;  /* ... whose sendto failed */
   sfu_ice_tcp_stats_t tcp;   /* ICE over TCP: connections, frames, drops */
 } sfu__icelite_stats_t;
 
@@ -264,6 +297,16 @@ typedef struct lite_conn_s {
   sfu_tcpframe_t rx;                /* the deframer, with its gather buffer */
 } lite_conn_t;
 
+/* A remote candidate a checking stream sends its checks to. */
+typedef struct lite_cand_s {
+  lite_sa_t sa;                     /* its address */
+  socklen_t len;                    /* ... and that address's length */
+  int sock;                         /* the local socket checks leave from: the
+                                       agent's first of its family */
+  uint32_t priority;                /* the candidate's own priority (the peer's
+                                       preference among its candidates) */
+} lite_cand_t;
+
 /* A stream as ice.h sees it: allocated by sfu_ice_stream_create(), freed
  * by sfu_ice_stream_destroy() (at the end of the turn when destroyed
  * inside a callback of the agent). Its ICE state is its state machine
@@ -284,6 +327,11 @@ struct sfu_ice_stream_s {
   char ufrag[UFRAG_LEN + 1];        /* local credentials, copied from `s` */
   char pwd[PWD_LEN + 1];            /* ... (they outlive it: orphans) */
   uint64_t drop_foreign;            /* `s`'s count when `s` went; 0 before */
+  int checking;                     /* sfu_ice_stream_set_checking(): sends checks */
+  sfu_ice_stream_t *chk_prev, *chk_next; /* the agent's checking streams, in due order */
+  uint64_t chk_due_ms;              /* loop time its next round of checks is due */
+  int ncand;                        /* candidates kept (checking streams only) */
+  lite_cand_t cand[CHECK_CANDS];    /* ... the addresses its checks go to */
 };
 
 /* The agent: allocated by sfu_ice_create(), freed when its uv handles
@@ -307,7 +355,10 @@ struct sfu_ice_s {
   lite_conn_t *conns;               /* TCP connections, closing ones too, newest first */
   uint64_t tcp_first_ms;            /* TCP_FIRST_MS (tests shorten it) */
   uint64_t tcp_idle_ms;             /* SFU_ICESTATE_CONSENT_MS (tests shorten it) */
+  uint64_t check_ms;                /* CHECK_MS (tests shorten it) */
   sfu_ice_stream_t *dead;           /* destroyed during dispatch */
+  sfu_ice_stream_t *chk_head;       /* checking streams, the next round due first */
+  sfu_ice_stream_t *chk_tail;       /* ... the last due */
   uint64_t warn_ms;                 /* last rate-limited warning, 0 never */
   struct mmsghdr rmsg[RECV_BATCH];  /* recvmmsg, shared by the sockets */
   struct iovec riov[RECV_BATCH];    /* one per message, into rbuf */
@@ -802,6 +853,90 @@ int sfu_ice_send(sfu_ice_stream_t *st, const uint8_t *buf, size_t len) {
   return 0;
 }
 
+/* ---- checking streams --------------------------------------------------- */
+
+static void chk_unlink(sfu_ice_t *ice, sfu_ice_stream_t *st) {
+  if (st->chk_prev)
+    st->chk_prev->chk_next = st->chk_next;
+  else
+    ice->chk_head = st->chk_next;
+  if (st->chk_next)
+    st->chk_next->chk_prev = st->chk_prev;
+  else
+    ice->chk_tail = st->chk_prev;
+  st->chk_prev = st->chk_next = NULL;
+}
+
+/* To the tail, due at `due`: every caller gives a loop time plus
+ * check_ms, so the list stays in due order. */
+static void chk_append(sfu_ice_t *ice, sfu_ice_stream_t *st, uint64_t due) {
+  st->chk_due_ms = due;
+  st->chk_next = NULL;
+  st->chk_prev = ice->chk_tail;
+  if (ice->chk_tail)
+    ice->chk_tail->chk_next = st;
+  else
+    ice->chk_head = st;
+  ice->chk_tail = st;
+}
+
+/* PRIORITY of the checks to cand[k]: the peer-reflexive candidate its
+ * socket would be (RFC 8445 7.1.1: type preference 110, the socket's
+ * local preference, component 1), lowered in its last byte by the
+ * candidate's rank among this stream's candidates of the same socket (by
+ * their own priority, then the order they came in). Every check of a
+ * stream thus carries its own PRIORITY, and the peer -- which keeps the
+ * highest nominated PRIORITY that is still being checked (icestate.c) --
+ * settles on the best pair that works instead of moving between two
+ * equal ones at every round. */
+static uint32_t check_priority(const sfu_ice_stream_t *st, int k) {
+  const lite_cand_t *c = &st->cand[k];
+  uint32_t rank = 0;
+  for (int j = 0; j < st->ncand; j++) {
+    const lite_cand_t *o = &st->cand[j];
+    if (j != k && o->sock == c->sock &&
+        (o->priority > c->priority || (o->priority == c->priority && j < k)))
+      rank++;
+  }
+  return (110u << 24) | ((uint32_t)(65535 - c->sock) << 8) | (255 - rank);
+}
+
+/* One check to cand[k], now: written on the stack, sent with sendto from
+ * its socket (a few every CHECK_MS: no batch). 0, or SFU_EAGAIN while the
+ * remote credentials are unknown (nothing sent). */
+static int check_one(sfu_ice_t *ice, sfu_ice_stream_t *st, int k) {
+  uint8_t b[SFU_ICESTATE_CHECK_MAX];
+  int n = sfu_icestate_write_check(st->s, b, sizeof(b), check_priority(st, k));
+  if (n < 0) return n;
+  const lite_cand_t *c = &st->cand[k];
+  if (sendto(ice->socks[c->sock]->fd, b, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL, &c->sa.sa,
+             c->len) == n)
+    ice->stats.check_sent++;
+  else
+    ice->stats.check_send_fail++;
+  return 0;
+}
+
+/* A round: every kept candidate checked; the next one due check_ms
+ * (CHECK_MS) from `now`. */
+static void check_round(sfu_ice_t *ice, sfu_ice_stream_t *st, uint64_t now) {
+  for (int k = 0; k < st->ncand; k++)
+    if (check_one(ice, st, k) != 0) break;
+  chk_unlink(ice, st);
+  chk_append(ice, st, now + ice->check_ms);
+}
+
+/* At the tick: the rounds due by the middle of the next tick interval
+ * (so a round check_ms after one the tick sent is never a tick late), at
+ * most CHECK_STREAMS_PER_TICK; those left over are first at the next
+ * tick. Each round moves its stream behind every other, so this ends. */
+static void run_checks(sfu_ice_t *ice, uint64_t now) {
+  for (int i = 0; i < CHECK_STREAMS_PER_TICK && ice->chk_head &&
+                  ice->chk_head->chk_due_ms <= now + CONSENT_TICK_MS / 2;
+       i++)
+    check_round(ice, ice->chk_head, now);
+}
+
 /* ---- consent ------------------------------------------------------------ */
 
 /* Every CONSENT_TICK_MS: the machine decides which streams lost consent;
@@ -812,6 +947,7 @@ static void on_consent(uv_timer_t *h) {
   uint64_t now = uv_now(ice->loop);
   ice->depth++;
   conn_expire(ice, now);
+  run_checks(ice, now);
   sfu_icestate_tick(ice->sm, now);
   apply_events(ice);
   ice->depth--;
@@ -968,6 +1104,7 @@ int sfu_ice_create(sfu_ice_t **out, uv_loop_t *loop, const sfu_ice_opts_t *o) {
   ice->loop = loop;
   ice->tcp_first_ms = TCP_FIRST_MS;
   ice->tcp_idle_ms = SFU_ICESTATE_CONSENT_MS;
+  ice->check_ms = CHECK_MS;
   ice->rbuf = malloc(sizeof(*ice->rbuf) * RECV_BATCH);
   if (!ice->rbuf || sfu_icestate_create(&ice->sm) != 0) {
     rv = SFU_ENOMEM;
@@ -1075,7 +1212,10 @@ void sfu_ice_destroy(sfu_ice_t *ice) {
     st->drop_foreign = sfu_icestate_drop_foreign(s);
     st->ice = NULL;
     st->s = NULL;
+    st->checking = 0; /* no check leaves for it any more: the timer is closing */
+    st->chk_prev = st->chk_next = NULL;
   }
+  ice->chk_head = ice->chk_tail = NULL;
   for (lite_conn_t *c = ice->conns; c; c = c->next) conn_close(c, NULL); /* unbinds them */
   for (int i = 0; i < ice->nsocks; i++) {
     ice->socks[i]->poll.data = ice;
@@ -1125,6 +1265,8 @@ void sfu_ice_stream_destroy(sfu_ice_stream_t *st) {
   }
   for (lite_conn_t *c = ice->conns; c && st->tcp_conns > 0; c = c->next)
     if (c->st == st) conn_close(c, &ice->stats.tcp.close_left); /* its pair goes too */
+  if (st->checking) chk_unlink(ice, st);
+  st->checking = 0;
   ice->nstreams--;
   st->drop_foreign = sfu_icestate_drop_foreign(st->s);
   sfu_icestate_stream_destroy(st->s); /* out of the maps, its event dropped */
@@ -1182,25 +1324,97 @@ int sfu_ice_local_candidates(sfu_ice_stream_t *st, char out[][200], int max) {
 }
 
 /* The machine decides whether this is a restart (icestate.h); here the
- * new credentials are copied. */
+ * new credentials are copied. A checking stream forgets its candidates at
+ * a restart (the new session's come again, and are checked with the new
+ * credentials), and checks the ones it has at once when the remote
+ * credentials arrive after them. */
 int sfu_ice_set_remote(sfu_ice_stream_t *st, const char *ufrag, const char *pwd) {
   if (!st->s) return SFU_EINVAL; /* destroyed or orphaned */
+  int known = sfu_icestate_remote_ufrag(st->s)[0] != '\0';
   int rv = sfu_icestate_set_remote(st->s, ufrag, pwd);
-  if (rv == 1) copy_credentials(st);
+  if (rv == 1) {
+    copy_credentials(st);
+    st->ncand = 0;
+  } else if (rv == 0 && !known && st->checking && st->ncand > 0) {
+    check_round(st->ice, st, uv_now(st->ice->loop));
+  }
   return rv;
+}
+
+int sfu_ice_stream_set_checking(sfu_ice_stream_t *st, int on) {
+  sfu_ice_t *ice = st->ice;
+  if (!st->s) return SFU_EINVAL; /* destroyed or orphaned */
+  on = on != 0;
+  if (on == st->checking) return 0;
+  st->checking = on;
+  st->ncand = 0;
+  if (on)
+    chk_append(ice, st, uv_now(ice->loop) + ice->check_ms);
+  else
+    chk_unlink(ice, st);
+  return 0;
 }
 
 /* ---- remote candidates -------------------------------------------------- */
 
-/* An ICE-lite agent never checks: it learns the peer's addresses from the
- * peer's checks (over UDP, or a TCP connection the peer opened to a
+/* Keeps candidate `c` (parsed from `line`) of a checking stream if a
+ * check can go to it: UDP, component 1, an IP literal that names a host
+ * (not an mDNS name, not unspecified, not IPv4-mapped), a port, a family
+ * the agent has a socket of, not kept already, room left. Its index, or
+ * -1. */
+static int keep_candidate(sfu_ice_stream_t *st, const char *line, const sfu_candidate_t *c) {
+  sfu_ice_t *ice = st->ice;
+  char ip[INET6_ADDRSTRLEN];
+  lite_sa_t sa;
+  socklen_t sl;
+  if (c->transport != SFU_CANDIDATE_UDP || c->component != 1 || c->port == 0 ||
+      st->ncand == CHECK_CANDS || c->addr_len >= sizeof(ip))
+    return -1;
+  memcpy(ip, line + c->addr_off, c->addr_len);
+  ip[c->addr_len] = '\0';
+  memset(&sa, 0, sizeof(sa));
+  if (inet_pton(AF_INET, ip, &sa.in.sin_addr) == 1 &&
+      sa.in.sin_addr.s_addr != htonl(INADDR_ANY)) {
+    sa.in.sin_family = AF_INET;
+    sa.in.sin_port = htons(c->port);
+    sl = sizeof(sa.in);
+  } else if (inet_pton(AF_INET6, ip, &sa.in6.sin6_addr) == 1 &&
+             !IN6_IS_ADDR_UNSPECIFIED(&sa.in6.sin6_addr) &&
+             !IN6_IS_ADDR_V4MAPPED(&sa.in6.sin6_addr)) {
+    sa.in6.sin6_family = AF_INET6;
+    sa.in6.sin6_port = htons(c->port);
+    sl = sizeof(sa.in6);
+  } else {
+    return -1;
+  }
+  int sock = -1;
+  for (int i = 0; i < ice->nsocks && sock < 0; i++)
+    if (ice->socks[i]->family == sa.sa.sa_family) sock = i;
+  if (sock < 0) return -1;
+  for (int k = 0; k < st->ncand; k++)
+    if (st->cand[k].len == sl && memcmp(&st->cand[k].sa, &sa, sl) == 0) return -1;
+  lite_cand_t *kept = &st->cand[st->ncand];
+  kept->sa = sa;
+  kept->len = sl;
+  kept->sock = sock;
+  kept->priority = c->priority;
+  return st->ncand++;
+}
+
+/* An ICE-lite agent does not check: it learns the peer's addresses from
+ * the peer's checks (over UDP, or a TCP connection the peer opened to a
  * passive candidate: an active TCP candidate of the peer, port 9, needs
- * nothing from this side). A candidate is only parsed, to refuse garbage
- * (sfu/net/candidate.c). */
+ * nothing from this side). A candidate is parsed, to refuse garbage
+ * (sfu/net/candidate.c), and only a checking stream keeps it, and checks
+ * it at once if the remote credentials are known. */
 int sfu_ice_add_remote_candidate(sfu_ice_stream_t *st, const char *cand) {
   sfu_candidate_t c;
   if (!cand) return SFU_EINVAL;
-  return sfu_candidate_parse(cand, strnlen(cand, SFU_CANDIDATE_MAX + 1), &c, NULL);
+  int rv = sfu_candidate_parse(cand, strnlen(cand, SFU_CANDIDATE_MAX + 1), &c, NULL);
+  if (rv != 0 || !st->checking || !st->s) return rv;
+  int k = keep_candidate(st, cand, &c);
+  if (k >= 0) check_one(st->ice, st, k);
+  return 0;
 }
 
 /* ice.h: media from an address the stream retired (ICE restart,
