@@ -247,7 +247,10 @@ static void run_at(fx_t *f, uint64_t ms) {
  * through ICE and DTLS to connected on both sides, with SRTP keys that
  * agree. f->t0 is the time of `connected`.
  */
-static fx_t *fx_connect(const char *setup) {
+/* A transport connected to the peer; `setup` is the peer's. With
+ * `ice_first`, ICE connects before the peer's attributes are known (the
+ * peer's checks came first, as on a link between two rooms). */
+static fx_t *fx_connect_ordered(const char *setup, int ice_first) {
   fx_t *f = calloc(1, sizeof(*f));
   sfu_transport_cb_t cb = {NULL, own_rtp, own_rtcp, own_connected, own_failed};
   sfu_dtls_cb_t pcb = {NULL, peer_send, peer_connected, peer_failed};
@@ -269,6 +272,11 @@ static fx_t *fx_connect(const char *setup) {
   assert_int_equal(sfu_dtls_fingerprint_parse(sfu_dtls_cert_fingerprint(cert_sfu), fp_sfu, 64), 32);
   assert_int_equal(sfu_dtls_fingerprint_parse(sfu_dtls_cert_fingerprint(cert_peer), fp_peer, 64),
                    32);
+  st = sfu_transport_ice(f->t);
+  if (ice_first) {
+    st->connected = 1;
+    st->cb.state(st->cb.arg, 1); /* nothing to start yet: no DTLS session */
+  }
   assert_int_equal(sfu_transport_set_remote(f->t, "peer", "peer-password-peer-pass", "sha-256",
                                             fp_peer, 32, setup, &our_setup),
                    0);
@@ -278,9 +286,10 @@ static fx_t *fx_connect(const char *setup) {
                                    fp_sfu, 32, &pcb),
                    0);
 
-  st = sfu_transport_ice(f->t);
-  st->connected = 1;
-  st->cb.state(st->cb.arg, 1); /* ICE connected: an active transport starts */
+  if (!ice_first) {
+    st->connected = 1;
+    st->cb.state(st->cb.arg, 1); /* ICE connected: an active transport starts */
+  }
   assert_int_equal(sfu_dtls_start(f->peer.d), 0);
   pump(f);
 
@@ -292,6 +301,8 @@ static fx_t *fx_connect(const char *setup) {
   f->t0 = sim_ms;
   return f;
 }
+
+static fx_t *fx_connect(const char *setup) { return fx_connect_ordered(setup, 0); }
 
 /* Destroys the transport and runs the loop for its timer's close. What it
  * sent on its way out stays in f->ice.out. */
@@ -469,6 +480,17 @@ static void test_first_authentic_packet_releases_before_the_timer(void **state) 
   fx_free(f);
 }
 
+/* The active end whose ICE connected before the peer's attributes came
+ * starts the handshake when they come (fx_connect_ordered() asserts both
+ * ends connected). */
+static void test_active_end_starts_when_its_ice_connected_first(void **state) {
+  (void)state;
+  fx_t *f = fx_connect_ordered("passive", 1);
+  fx_free(f);
+  f = fx_connect_ordered("active", 1); /* the passive end waits for the peer */
+  fx_free(f);
+}
+
 static int setup(void **state) {
   sfu_log_set_level(SFU_LOG_ERROR);
   if (sfu_dtls_cert_create(&cert_sfu) || sfu_dtls_cert_create(&cert_peer)) return -1;
@@ -485,6 +507,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_release_timer_releases_at_its_deadline),
       cmocka_unit_test(test_first_authentic_packet_releases_before_the_timer),
+      cmocka_unit_test(test_active_end_starts_when_its_ice_connected_first),
   };
   return cmocka_run_group_tests_name("transport", tests, setup, teardown);
 }

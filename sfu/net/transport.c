@@ -200,6 +200,10 @@ int sfu_transport_set_remote(sfu_transport_t *t, const char *ufrag, const char *
     rv = sfu_dtls_create(&t->dtls, t->cert, t->active ? SFU_DTLS_ACTIVE : SFU_DTLS_PASSIVE,
                          fp_alg, fp, fp_len, &dcb);
     if (rv != 0) return rv;
+    if (t->active && t->ice_connected) { /* the peer's checks came first */
+      sfu_dtls_start(t->dtls);
+      arm_dtls_timer(t);
+    }
   }
   *our_setup = t->active ? "active" : "passive";
   return 0;
