@@ -6,7 +6,8 @@
  * link that can lose them.
  *
  * What is checked: audio both ways across the link and usage counted by
- * each participant's own process only; video at the layer a relay's
+ * each participant's own process only; a track published after its
+ * publisher was described; video at the layer a relay's
  * subscriber chose, its keyframe requests reaching the publisher on the
  * origin; losses on the link repaired by NACKs to the origin; leaves and
  * a failed link taking remote participants away; link messages that are
@@ -147,6 +148,24 @@ static void audio_crosses_the_link_both_ways_and_usage_is_counted_once(void **st
   assert_int_equal(events_of(w->a, "participant_left", "bob"), 0);
   /* the origin lives while the relay serves someone, and not after */
   assert_true(w->a->empty);
+}
+
+static void a_track_published_after_the_join_reaches_the_relay(void **state) {
+  pair_t *w = pair(state, 6);
+  sim_peer_t *carol = peer(w->b, "carol", 0, 0);
+  sim_peer_t *alice = sim_peer_new(w->a, "alice");
+  sim_peer_audio(alice);
+  sim_join(alice); /* described to the relay without a track ... */
+  sim_run2(w->a, w->b, 500);
+  assert_non_null(remote(w->b, "alice"));
+  assert_null(remote(w->b, "alice")->audio);
+  sim_offer(alice); /* ... then publishing (its SSRC from its SDP) */
+  sim_connect(alice);
+  sim_media(alice, 1);
+  sim_run2(w->a, w->b, 2000);
+  assert_non_null(remote(w->b, "alice")->audio);
+  assert_true(tagged(sim_sub_of(carol, alice, 0), alice) > 50);
+  assert_int_equal(w->b->room.c.drop_relay_ssrc, 0);
 }
 
 /* ---- video ---------------------------------------------------------------- */
@@ -296,6 +315,7 @@ static void malformed_or_conflicting_link_messages_change_nothing(void **state) 
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_teardown(audio_crosses_the_link_both_ways_and_usage_is_counted_once, teardown),
+      cmocka_unit_test_teardown(a_track_published_after_the_join_reaches_the_relay, teardown),
       cmocka_unit_test_teardown(video_over_the_link_takes_the_relay_subscribers_layer_and_its_pli,
                                 teardown),
       cmocka_unit_test_teardown(losses_on_the_link_are_repaired_from_the_origin, teardown),

@@ -234,6 +234,7 @@ static void unpublish(sfu_room_t *room, sfu_participant_t *p, sfu_track_t **slot
   sfu_neg_track_removed(room, t);
   sfu_track_destroy(t);
   *slot = NULL;
+  p->link_dirty = 1;
 }
 
 static void drop_media(sfu_room_t *room, sfu_participant_t *p) {
@@ -262,9 +263,11 @@ static void drop_media(sfu_room_t *room, sfu_participant_t *p) {
 
 /* Tells the owner when the room turns empty or stops being empty: nobody
  * in, neither ours nor another process's (a relay's origin lives on while
- * relays serve someone). */
+ * relays serve someone) -- but a relay (its link is to the origin) is
+ * empty when it serves nobody itself. */
 void sfu_room_set_empty(sfu_room_t *room) {
-  int empty = room->participants == NULL;
+  int relay = room->links && !room->links->link_origin;
+  int empty = relay ? room->participants_n == 0 : room->participants == NULL;
   if (room->ended || empty == room->empty) return;
   room->empty = empty;
   room->io->empty(room->io, empty);
@@ -467,6 +470,7 @@ int sfu_room_on_control(sfu_room_t *room, const char *type, json_t *msg, sfu_tim
   }
   if (strcmp(type, "client_msg") == 0) {
     if (p) sfu_proto_client_msg(room, p, json_object_get(msg, "msg"));
+    sfu_relay_flush(room); /* a track published: described before its packets come */
     return 0;
   }
   return SFU_ENOENT;

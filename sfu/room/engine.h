@@ -297,8 +297,8 @@ void sfu_relay_on_rtcp(sfu_room_t *room, sfu_participant_t *link, uint8_t *buf, 
  * `from`'s own. */
 void sfu_relay_forward(sfu_room_t *room, const sfu_participant_t *from, const uint8_t *pkt,
                        size_t len, int rtcp);
-/* Participants whose description changed (link_dirty) to the links: every
- * media tick. */
+/* Participants whose description changed (link_dirty) to the links: after
+ * a client message (an offer publishes) and every media tick. */
 void sfu_relay_flush(sfu_room_t *room);
 /* p left: the links hear of it. */
 void sfu_relay_gone(sfu_room_t *room, sfu_participant_t *p, const char *reason);

@@ -354,6 +354,7 @@ static sfu_track_t *publish(sfu_participant_t *p, sfu_kind_t kind, const sfu_sdp
   t->rid_ext = sfu_sdp_find_ext(m, URI_RID);
   t->rrid_ext = sfu_sdp_find_ext(m, URI_RRID);
   set_layers(t, m);
+  p->link_dirty = 1; /* the other processes of the call hear of it (relay.c) */
   return t;
 }
 

@@ -124,6 +124,7 @@ static int link_open(sfu_room_t *room, const char *id, const char *role) {
   }
   l->next = room->links;
   room->links = l;
+  sfu_room_set_empty(room);
   /* the origin's end is the DTLS client: both ends know it from the start */
   const char *setup = l->link_origin ? "active" : "passive";
   room->io->transport_local(room->io, l, m, setup);
@@ -251,10 +252,11 @@ void sfu_relay_gone(sfu_room_t *room, sfu_participant_t *p, const char *reason) 
 }
 
 void sfu_relay_flush(sfu_room_t *room) {
+  if (!room->links) return; /* (the flags wait for a link) */
   for (sfu_participant_t *p = room->participants; p; p = p->next)
     if (p->link_dirty) {
       p->link_dirty = 0;
-      if (room->links) announce(room, p);
+      announce(room, p);
     }
 }
 
@@ -372,6 +374,8 @@ static void set_remote_tracks(sfu_room_t *room, sfu_participant_t *p, sfu_track_
     t->parse = t->kind == SFU_KIND_VIDEO ? sfu_video_parser(t->codec.name) : NULL;
     t->muted = p->muted;
     *slot = t;
+    sfu_log(SFU_LOG_INFO, "room", "[%s] publishes %s %s over link %s", p->identity,
+            t->kind == SFU_KIND_AUDIO ? "audio" : "video", t->id, p->via->sid);
     sfu_neg_track_added(room, t);
   }
 }
@@ -420,6 +424,7 @@ static int on_peer(sfu_room_t *room, sfu_participant_t *l, json_t *msg) {
     room->participants = p;
     sfu_room_broadcast(room, NULL, json_pack("{s:s, s:o}", "type", "participant_joined",
                                              "participant", sfu_participant_json(p)));
+    sfu_log(SFU_LOG_INFO, "room", "[%s] joined over link %s", p->identity, l->sid);
     sfu_room_set_empty(room);
   } else {
     sfu_room_set_muted(room, p, muted, 0);
@@ -449,11 +454,21 @@ static int on_link_msg(sfu_room_t *room, sfu_participant_t *l, json_t *msg) {
 int sfu_relay_on_control(sfu_room_t *room, const char *type, json_t *msg) {
   if (strncmp(type, "link_", 5) != 0) return SFU_ENOENT;
   const char *id = json_string_value(json_object_get(msg, "link"));
-  if (strcmp(type, "link_open") == 0)
-    return link_open(room, id, json_string_value(json_object_get(msg, "role")));
+  int rv;
+  if (strcmp(type, "link_open") == 0) {
+    if ((rv = link_open(room, id, json_string_value(json_object_get(msg, "role")))) != 0)
+      sfu_log(SFU_LOG_WARN, "room", "link %.32s: cannot open: %s", id ? id : "?",
+              sfu_strerror(rv));
+    return rv;
+  }
   sfu_participant_t *l = link_by_id(room, id);
   if (!l) return strcmp(type, "link_close") == 0 ? 0 : SFU_ENOENT;
-  if (strcmp(type, "link_remote") == 0) return link_remote(room, l, msg);
+  if (strcmp(type, "link_remote") == 0) {
+    if ((rv = link_remote(room, l, msg)) != 0)
+      sfu_log(SFU_LOG_WARN, "room", "link %s: the other end refused: %s", l->sid,
+              sfu_strerror(rv));
+    return rv;
+  }
   if (strcmp(type, "link_close") == 0) {
     link_free(room, l);
     sfu_room_set_empty(room);
@@ -461,7 +476,7 @@ int sfu_relay_on_control(sfu_room_t *room, const char *type, json_t *msg) {
   }
   if (strcmp(type, "link_msg") == 0) {
     json_t *m = json_object_get(msg, "msg");
-    int rv = json_is_object(m) ? on_link_msg(room, l, m) : SFU_EINVAL;
+    rv = json_is_object(m) ? on_link_msg(room, l, m) : SFU_EINVAL;
     if (rv < 0 && rv != SFU_ENOENT)
       sfu_log(SFU_LOG_WARN, "room", "link %s: message refused: %s", l->sid, sfu_strerror(rv));
     return rv;

@@ -151,6 +151,9 @@ static void io_transport_close(sfu_room_io_t *io, sfu_participant_t *p) {
 
 static int io_transport_remote(sfu_room_io_t *io, sfu_participant_t *p, const sfu_sdp_media_t *m,
                                const char **our_setup) {
+  /* a link to another process of the call: two lite agents, each checks
+   * the other (before its candidates are given: they are kept for it) */
+  if (p->is_link) sfu_ice_stream_set_checking(sfu_transport_ice(p->transport), 1);
   return sfu_transport_set_remote(p->transport, m->ice_ufrag, m->ice_pwd, m->fp_alg, m->fp,
                                   m->fp_len, m->setup, our_setup);
 }
