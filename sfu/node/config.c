@@ -71,6 +71,8 @@ static const opt_t opts[] = {
   S(fleet_tls_ca_file, "PEM CA certificates verifying https:// etcd and other nodes' API (default: the system store)"),
   I(max_rooms, 1, 100000, "rooms this node accepts (default 1000)"),
   I(max_participants, 1, 10000, "participants per room, upper bound (default 100)"),
+  I(max_relays, 0, 64, "relay processes one room may spread over, each serving a share of its listeners (default 4; docs/internals/relay.md)"),
+  I(relay_threshold, 0, 100000, "participants per process of a room: the origin takes publishers while it serves fewer, and a room whose every process serves this many spreads over one more relay (default 0: relays only on request)"),
   I(empty_timeout_s, 1, 86400, "a room with nobody in it ends after this (default 300)"),
   I(heartbeat_ms, 50, 60000, "supervisor pings each room this often (default 1000)"),
   I(heartbeat_timeout_ms, 100, 600000, "a room silent this long is killed (default 5000)"),
@@ -100,6 +102,7 @@ void sfu_config_defaults(sfu_config_t *c) {
   strcpy(c->rtc_addresses, "127.0.0.1");
   c->max_rooms = 1000;
   c->max_participants = 100;
+  c->max_relays = 4;
   c->empty_timeout_s = 300;
   c->heartbeat_ms = 1000;
   c->heartbeat_timeout_ms = 5000;

@@ -45,6 +45,8 @@ typedef struct sfu_config_s {
   char fleet_tls_ca_file[512];   /* CAs verifying https:// etcd and other nodes ("" = system) */
   int max_rooms;                 /* rooms per node */
   int max_participants;          /* participants per room, upper bound */
+  int max_relays;                /* relay processes per room */
+  int relay_threshold;           /* participants per process before spreading, 0 = never */
   int empty_timeout_s;           /* default for rooms that do not say */
   int heartbeat_ms;              /* supervisor ping interval */
   int heartbeat_timeout_ms;      /* silence after which a room is killed */

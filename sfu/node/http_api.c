@@ -751,6 +751,9 @@ static int route_migrate(sfu_http_t *h, h2o_req_t *req, sfu_room_rec_t *r) {
   if (sfu_validate_migrate(body, len, h->cfg, node, &e)) return send_error(h, req, &e);
   if (strcmp(node, h->cfg->node_id) == 0)
     return fail(h, req, 409, "same_node", "room %s runs on node %s already", r->id, node);
+  if (sfu_supervisor_relay_count(h->sup, r) > 0)
+    return fail(h, req, 409, "room_has_relays", "room %s runs over relays: they cannot move",
+                r->id);
   pending_t *p = pending_new(h, req);
   if (!p) return send_body(h, req, 500, "application/json", H2O_STRLIT(OOM_BODY));
   int rv = sfu_migrate_room(h->migrator, r, node, on_moved, p);
@@ -791,6 +794,33 @@ static int route_migrations(sfu_http_t *h, h2o_req_t *req, char seg[][72], int n
   return send_json(h, req, status, out);
 }
 
+/* /v1/rooms/{id}/relays[/{relay_id}]: GET lists, POST adds one, DELETE
+ * ends one (its clients join again: docs/internals/relay.md). */
+static int route_relays(sfu_http_t *h, h2o_req_t *req, sfu_room_rec_t *r, const char *relay_id) {
+  if (relay_id) {
+    if (!method_is(req, "DELETE")) return method_not_allowed(h, req, "DELETE");
+    json_t *gone = sfu_supervisor_close_relay(h->sup, r, relay_id);
+    if (!gone)
+      return fail(h, req, 404, "relay_not_found", "room %s has no relay '%.32s'", r->id, relay_id);
+    return send_json(h, req, 202, gone);
+  }
+  if (method_is(req, "GET")) return send_json(h, req, 200, sfu_supervisor_relays_json(h->sup, r));
+  if (!method_is(req, "POST")) return method_not_allowed(h, req, "GET, POST");
+  sfu_room_rec_t *x;
+  int rv = sfu_supervisor_spawn_relay(h->sup, r, &x);
+  if (rv == SFU_EINVAL)
+    return fail(h, req, 409, "room_not_running", "room %s is %s", r->id,
+                r->moving ? "moving" : sfu_room_state_name(r->state));
+  if (rv == SFU_ECAPACITY)
+    return fail(h, req, 409, "too_many_relays", "room %s has max_relays (%d) relays already",
+                r->id, h->cfg->max_relays);
+  if (rv == SFU_EDRAINING) return fail(h, req, 503, "draining", "node is draining");
+  if (rv != 0)
+    return fail(h, req, 500, "spawn_failed", "cannot start a relay: %s", sfu_strerror(rv));
+  return send_json(h, req, 201, json_pack("{s:s, s:s, s:i}", "relay_id", x->id, "state",
+                                          sfu_room_state_name(x->state), "pid", x->pid));
+}
+
 static int route_room(sfu_http_t *h, h2o_req_t *req, char seg[][72], int n) {
   const char *id = seg[2], *sub = n >= 4 ? seg[3] : NULL;
   sfu_room_rec_t *r = sfu_supervisor_find(h->sup, id);
@@ -807,6 +837,8 @@ static int route_room(sfu_http_t *h, h2o_req_t *req, char seg[][72], int n) {
   if (!r) return fail(h, req, 404, "room_not_found", "no room '%.64s' on this node", id);
   if (sub && strcmp(sub, "participants") == 0 && n >= 5)
     return route_participant(h, req, r, seg[4], n == 6 ? seg[5] : NULL);
+  if (sub && strcmp(sub, "relays") == 0 && n <= 5)
+    return route_relays(h, req, r, n == 5 ? seg[4] : NULL);
   if (sub && n > 4) return fail(h, req, 404, "not_found", "no such route");
   if (sub && strcmp(sub, "capture") == 0) return route_capture(h, req, r);
   if (sub && strcmp(sub, "migrate") == 0) return route_migrate(h, req, r);

@@ -79,6 +79,10 @@ static void hook_room_move(void *arg, sfu_room_rec_t *r, const char *type, json_
 
 static void hook_room_gone(void *arg, sfu_room_rec_t *r, int crashed) {
   if (migrator) sfu_migrator_on_room_gone(migrator, r); /* a move of it fails */
+  if (r->origin_id[0]) { /* a relay: its room goes on, its clients join it again */
+    sfu_ws_on_room_gone(arg, r, SFU_WS_RELAY_GONE, "relay gone: join again");
+    return;
+  }
   if (fleet && strcmp(r->end_reason, "migrated") != 0) /* a room that moved: not ours */
     sfu_fleet_release(fleet, r->id, r->name);
   sfu_ws_on_room_gone(arg, r, crashed ? SFU_WS_ROOM_CRASHED : SFU_WS_ROOM_CLOSED,

@@ -76,9 +76,10 @@ struct sfu_supervisor_s {
 
 void sfu_supervisor_set_events(sfu_supervisor_t *s, sfu_events_t *e) { s->events = e; }
 
+/* Records of a relay are its room's. */
 static void emit(sfu_room_rec_t *r, const char *type, json_t *fields) {
   if (r->sup->events)
-    sfu_events_emit(r->sup->events, type, r->id, fields);
+    sfu_events_emit(r->sup->events, type, r->origin_id[0] ? r->origin_id : r->id, fields);
   else
     json_decref(fields);
 }
@@ -102,6 +103,7 @@ const char *sfu_room_state_name(sfu_room_state_t st) {
 }
 
 static int is_live(const sfu_room_rec_t *r) { return r->state != SFU_ROOM_CRASHED; }
+static int is_relay(const sfu_room_rec_t *r) { return r->origin_id[0] != '\0'; }
 
 /* A room that moved to another node and is ending here: its name and id
  * belong to the room there, which may even come back here. */
@@ -140,7 +142,7 @@ static void save_record(sfu_room_rec_t *r) { r->record_dirty = 1; }
 static void write_record(sfu_room_rec_t *r) {
   char path[600], tmp[608];
   r->record_dirty = 0;
-  if (!r->sup->cfg->room_orphan_grace_s || r->state == SFU_ROOM_CRASHED ||
+  if (!r->sup->cfg->room_orphan_grace_s || r->state == SFU_ROOM_CRASHED || is_relay(r) ||
       sfu_supervisor_room_path(r->sup->cfg, r->id, "json", path, sizeof(path)) != 0)
     return;
   snprintf(tmp, sizeof(tmp), "%s.tmp", path);
@@ -161,6 +163,10 @@ static void forget_record(sfu_room_rec_t *r) {
 }
 
 static void maybe_done(sfu_supervisor_t *s);
+static void relay_ready(sfu_room_rec_t *relay);
+static void on_link(sfu_room_rec_t *r, const char *type, json_t *msg);
+static void relay_or_origin_ended(sfu_room_rec_t *r);
+static void to_relays(sfu_room_rec_t *r, json_t *m);
 
 static void record_free(sfu_room_rec_t *r) {
   sfu_supervisor_t *s = r->sup;
@@ -168,6 +174,8 @@ static void record_free(sfu_room_rec_t *r) {
   json_decref(r->stats);
   json_decref(r->people);
   json_decref(r->totals);
+  json_decref(r->link_local[0]);
+  json_decref(r->link_local[1]);
   sfu_vec_free(&r->mod.denied);
   sfu_vec_free(&r->mod.bans);
   sfu_vec_free(&r->mod.muted);
@@ -231,6 +239,7 @@ static void room_exited(sfu_room_rec_t *r, int64_t status, int term_signal) {
   r->exited = 1;
   r->exit_status = status;
   r->term_signal = term_signal;
+  relay_or_origin_ended(r);
   if (r->state == SFU_ROOM_CLOSING) {
     s->metrics->rooms_finished++;
     room_log(status == 0 && term_signal == 0 ? SFU_LOG_INFO : SFU_LOG_WARN, r,
@@ -238,7 +247,7 @@ static void room_exited(sfu_room_rec_t *r, int64_t status, int term_signal) {
              (long long)status, term_signal);
     notify_gone(r, 0);
     /* moved on (room_migrated), or a move in that did not happen: not finished */
-    if (strcmp(r->end_reason, "migrated") != 0 && r->moving != SFU_MOVE_IN)
+    if (strcmp(r->end_reason, "migrated") != 0 && r->moving != SFU_MOVE_IN && !is_relay(r))
       emit(r, "room_finished", json_pack("{s:s, s:i, s:O, s:I}", "reason", r->end_reason,
                                          "participants", r->sessions, "ms", r->totals,
                                          "duration_ms",
@@ -273,7 +282,8 @@ static void room_exited(sfu_room_rec_t *r, int64_t status, int term_signal) {
     emit(r, "participant_left", json_pack("{s:O, s:s, s:s}", "participant", who, "sid", sid,
                                           "reason", "room_crashed"));
   json_object_clear(r->people);
-  emit(r, "room_crashed", json_pack("{s:s, s:I, s:i, s:i, s:O, s:I}", "end_reason",
+  if (!is_relay(r)) /* a relay's room goes on */
+    emit(r, "room_crashed", json_pack("{s:s, s:I, s:i, s:i, s:O, s:I}", "end_reason",
                                     r->end_reason, "exit_status", (json_int_t)status, "signal",
                                     term_signal, "participants", r->sessions, "ms", r->totals,
                                     "duration_ms",
@@ -336,7 +346,10 @@ static void on_ipc_msg(sfu_ipc_t *ipc, json_t *msg) {
       double secs = (double)(r->ready_us - r->spawned_us) / 1e6;
       sfu_histogram_observe(&s->metrics->spawn_seconds, secs);
       room_log(SFU_LOG_INFO, r, "room ready in %.2f ms", secs * 1e3);
+      if (is_relay(r)) relay_ready(r);
     }
+  } else if (strcmp(type, "link_local") == 0 || strcmp(type, "link_msg") == 0) {
+    on_link(r, type, msg);
   } else if (strcmp(type, "pong") == 0 || strcmp(type, "stats") == 0) {
     json_decref(r->stats);
     r->stats = json_incref(msg);
@@ -348,12 +361,14 @@ static void on_ipc_msg(sfu_ipc_t *ipc, json_t *msg) {
     json_t *recs = json_object_get(msg, "records"), *rec;
     size_t i;
     s->metrics->usage_records += json_is_array(recs) ? json_array_size(recs) : 0;
+    sfu_room_rec_t *o = sfu_supervisor_origin(s, r); /* a relay's count in its room's */
+    if (!o) o = r;
     json_array_foreach(recs, i, rec) {
       const char *kind;
       json_t *v;
       json_object_foreach(json_object_get(rec, "ms"), kind, v) {
-        json_int_t sum = json_integer_value(json_object_get(r->totals, kind)) + json_integer_value(v);
-        json_object_set_new(r->totals, kind, json_integer(sum));
+        json_int_t sum = json_integer_value(json_object_get(o->totals, kind)) + json_integer_value(v);
+        json_object_set_new(o->totals, kind, json_integer(sum));
       }
       emit(r, "usage", json_pack("{s:O*, s:O*, s:O*, s:O*, s:O*, s:O*}", "participant",
                                  json_object_get(rec, "identity"), "sid", json_object_get(rec, "sid"),
@@ -361,7 +376,7 @@ static void on_ipc_msg(sfu_ipc_t *ipc, json_t *msg) {
                                  "period_end_ms", json_object_get(rec, "period_end_ms"), "ms",
                                  json_object_get(rec, "ms"), "final", json_object_get(rec, "final")));
     }
-    save_record(r); /* its totals */
+    save_record(o); /* its totals */
     if (sfu_log_enabled(SFU_LOG_DEBUG)) {
       char *text = json_dumps(recs, JSON_COMPACT);
       room_log(SFU_LOG_DEBUG, r, "usage %s", text ? text : "");
@@ -376,8 +391,10 @@ static void on_ipc_msg(sfu_ipc_t *ipc, json_t *msg) {
       return;
     }
     if (strcmp(et, "participant_joined") == 0) {
+      sfu_room_rec_t *o = sfu_supervisor_origin(s, r);
       json_object_set(r->people, sid, json_object_get(ev, "participant"));
       r->sessions++;
+      if (o && o != r) o->sessions++; /* the room's count, all its processes */
     }
     else if (strcmp(et, "participant_left") == 0)
       json_object_del(r->people, sid);
@@ -428,7 +445,8 @@ static void on_ipc_drain(sfu_ipc_t *ipc) {
 
 static int name_in_use(sfu_supervisor_t *s, const char *name) {
   for (sfu_room_rec_t *r = s->rooms; r; r = r->next)
-    if (is_live(r) && !moved_away(r) && r->name[0] && strcmp(r->name, name) == 0) return 1;
+    if (is_live(r) && !moved_away(r) && !is_relay(r) && r->name[0] && strcmp(r->name, name) == 0)
+      return 1;
   return 0;
 }
 
@@ -453,16 +471,25 @@ static int spawn_forked(sfu_supervisor_t *s, sfu_room_rec_t *r, char **args) {
   return 0;
 }
 
+static int spawn(sfu_supervisor_t *s, sfu_room_req_t *req, sfu_room_rec_t *origin,
+                 sfu_room_rec_t **out);
+
 int sfu_supervisor_spawn(sfu_supervisor_t *s, sfu_room_req_t *req,
                          sfu_room_rec_t **out) {
-  const sfu_config_t *cfg = s->cfg;
-  int live = 0, rv;
-
+  int live = 0;
   *out = NULL;
   if (s->draining || s->shutting_down) return SFU_EDRAINING;
-  for (sfu_room_rec_t *r = s->rooms; r; r = r->next) live += is_live(r);
-  if (live >= cfg->max_rooms) return SFU_ECAPACITY;
+  for (sfu_room_rec_t *r = s->rooms; r; r = r->next) live += is_live(r) && !is_relay(r);
+  if (live >= s->cfg->max_rooms) return SFU_ECAPACITY;
   if (req->name[0] && name_in_use(s, req->name)) return SFU_EEXIST;
+  return spawn(s, req, NULL, out);
+}
+
+/* A room's process, or (origin set) one of its relays. */
+static int spawn(sfu_supervisor_t *s, sfu_room_req_t *req, sfu_room_rec_t *origin,
+                 sfu_room_rec_t **out) {
+  const sfu_config_t *cfg = s->cfg;
+  int rv;
 
   sfu_room_rec_t *r = calloc(1, sizeof(*r));
   if (!r) return SFU_ENOMEM;
@@ -471,7 +498,8 @@ int sfu_supervisor_spawn(sfu_supervisor_t *s, sfu_room_req_t *req,
   if (req->id[0])
     snprintf(r->id, sizeof(r->id), "%s", req->id);
   else
-    sfu_random_hex(r->id, "rm_", 8);
+    sfu_random_hex(r->id, origin ? "rl_" : "rm_", 8);
+  if (origin) snprintf(r->origin_id, sizeof(r->origin_id), "%s", origin->id);
   memcpy(r->name, req->name, sizeof(r->name));
   r->max_participants = req->max_participants;
   r->empty_timeout_s = req->empty_timeout_s;
@@ -548,9 +576,10 @@ int sfu_supervisor_spawn(sfu_supervisor_t *s, sfu_room_req_t *req,
     room_log(SFU_LOG_ERROR, r, "cannot read IPC: %s", uv_strerror(rv));
     kill_room(r, "ipc_error");
   } else {
-    room_log(SFU_LOG_INFO, r, "room spawned (name '%s', max_participants %d)%s",
-             r->name, r->max_participants, req->moved_in ? ", moving in" : "");
-    if (!req->moved_in) /* a room moving in started on another node */
+    room_log(SFU_LOG_INFO, r, "%s spawned (name '%s', max_participants %d)%s",
+             origin ? "relay" : "room", r->name, r->max_participants,
+             req->moved_in ? ", moving in" : "");
+    if (!req->moved_in && !origin) /* a room moving in started on another node */
       emit(r, "room_started", json_pack("{s:s, s:i}", "name", r->name, "max_participants",
                                         r->max_participants));
     write_record(r); /* at once: the room may outlive this sfud from now on */
@@ -562,6 +591,7 @@ int sfu_supervisor_spawn(sfu_supervisor_t *s, sfu_room_req_t *req,
 sfu_room_rec_t *sfu_supervisor_find(sfu_supervisor_t *s, const char *id) {
   sfu_room_rec_t *by_name = NULL;
   for (sfu_room_rec_t *r = s->rooms; r; r = r->next) {
+    if (is_relay(r)) continue;
     if (strcmp(r->id, id) == 0) return r; /* the newest first: one moving back in */
     if (!by_name && is_live(r) && !moved_away(r) && r->name[0] && strcmp(r->name, id) == 0)
       by_name = r;
@@ -679,7 +709,7 @@ void sfu_supervisor_counts(const sfu_supervisor_t *s, int *live, int *crashed,
   *live = *crashed = *participants = 0;
   for (const sfu_room_rec_t *r = s->rooms; r; r = r->next) {
     if (is_live(r)) {
-      (*live)++;
+      *live += !is_relay(r);
       *participants += r->participants;
     } else {
       (*crashed)++;
@@ -818,7 +848,9 @@ int sfu_supervisor_kick(sfu_room_rec_t *r, const char *identity, int64_t now_s) 
   record_kick(r, identity, now_s);
   room_log(SFU_LOG_INFO, r, "kick %s: its tokens up to %lld are refused", identity,
            (long long)now_s);
-  return send_control(r, json_pack("{s:s, s:s}", "type", "kick", "identity", identity));
+  json_t *m = json_pack("{s:s, s:s}", "type", "kick", "identity", identity);
+  to_relays(r, m); /* whichever process serves it */
+  return send_control(r, m);
 }
 
 int sfu_supervisor_ban(sfu_room_rec_t *r, const char *identity, const char *reason,
@@ -859,8 +891,10 @@ int sfu_supervisor_server_mute(sfu_room_rec_t *r, const char *identity, int mute
   } else if (!muted && i >= 0) {
     MOD_REMOVE(&m->muted, i);
   }
-  return send_control(r, json_pack("{s:s, s:s, s:b}", "type", "server_mute", "identity",
-                                   identity, "muted", muted));
+  json_t *msg = json_pack("{s:s, s:s, s:b}", "type", "server_mute", "identity", identity,
+                          "muted", muted);
+  to_relays(r, msg); /* every process keeps the room's mutes */
+  return send_control(r, msg);
 }
 
 json_t *sfu_moderation_json(const sfu_room_rec_t *r) {
@@ -879,11 +913,14 @@ json_t *sfu_moderation_json(const sfu_room_rec_t *r) {
 
 json_t *sfu_room_json(const sfu_room_rec_t *r, int detail) {
   int64_t now = sfu_wall_ms();
+  int participants = r->participants; /* its own, and its relays' */
+  for (const sfu_room_rec_t *x = r->sup->rooms; x && !is_relay(r); x = x->next)
+    if (is_relay(x) && strcmp(x->origin_id, r->id) == 0 && is_live(x)) participants += x->participants;
   json_t *j = json_pack("{s:s, s:s, s:i, s:I, s:I, s:i, s:i, s:i}",
                         "room_id", r->id, "state", sfu_room_state_name(r->state),
                         "pid", r->pid, "created_at_ms", (json_int_t)r->created_wall_ms,
                         "uptime_s", (json_int_t)((now - r->created_wall_ms) / 1000),
-                        "participants", r->participants, "max_participants",
+                        "participants", participants, "max_participants",
                         r->max_participants, "empty_timeout_s", r->empty_timeout_s);
   if (r->name[0]) json_object_set_new(j, "name", json_string(r->name));
   if (r->metadata) json_object_set(j, "metadata", r->metadata);
@@ -906,13 +943,175 @@ json_t *sfu_room_json(const sfu_room_rec_t *r, int detail) {
                                             (json_int_t)r->ipc.bad_msgs));
     if (r->stats) json_object_set(j, "stats", r->stats);
     json_object_set_new(j, "moderation", sfu_moderation_json(r));
+    json_object_set_new(j, "relays", sfu_supervisor_relays_json(r->sup, r));
   }
   return j;
 }
 
+/* --- relays ---------------------------------------------------------------- */
+
+sfu_room_rec_t *sfu_supervisor_origin(sfu_supervisor_t *s, sfu_room_rec_t *r) {
+  if (!is_relay(r)) return r;
+  for (sfu_room_rec_t *o = s->rooms; o; o = o->next)
+    if (!is_relay(o) && strcmp(o->id, r->origin_id) == 0 && !o->exited) return o;
+  return NULL;
+}
+
+static sfu_room_rec_t *relay_of(sfu_room_rec_t *origin, const char *id) {
+  for (sfu_room_rec_t *x = origin->sup->rooms; id && x; x = x->next)
+    if (is_relay(x) && strcmp(x->id, id) == 0 && strcmp(x->origin_id, origin->id) == 0 &&
+        !x->exited)
+      return x;
+  return NULL;
+}
+
+/* A control message (borrowed) to every live relay of room r. */
+static void to_relays(sfu_room_rec_t *r, json_t *m) {
+  for (sfu_room_rec_t *x = r->sup->rooms; x; x = x->next)
+    if (is_relay(x) && strcmp(x->origin_id, r->id) == 0 && is_live(x) && !x->exited)
+      sfu_supervisor_send(x, m);
+}
+
+static void send_link(sfu_room_rec_t *to, const char *type, const char *link, json_t *rest) {
+  json_t *m = rest ? json_deep_copy(rest) : json_object();
+  json_object_set_new(m, "type", json_string(type));
+  json_object_set_new(m, "link", json_string(link));
+  sfu_supervisor_send(to, m);
+  json_decref(m);
+}
+
+/* Both processes run: the link between them opens (the relay's id names it). */
+static void relay_ready(sfu_room_rec_t *relay) {
+  sfu_room_rec_t *o = sfu_supervisor_origin(relay->sup, relay);
+  if (!o) {
+    sfu_supervisor_close_room(relay->sup, relay, "room_ended");
+    return;
+  }
+  json_t *role = json_pack("{s:s}", "role", "origin");
+  send_link(o, "link_open", relay->id, role);
+  json_object_set_new(role, "role", json_string("relay"));
+  send_link(relay, "link_open", relay->id, role);
+  json_decref(role);
+}
+
+/* link_local from either end (kept until the other's came: each then gets
+ * the other's as link_remote), link_msg carried to the other end. */
+static void on_link(sfu_room_rec_t *r, const char *type, json_t *msg) {
+  const char *link = json_string_value(json_object_get(msg, "link"));
+  sfu_room_rec_t *relay = is_relay(r) ? r : relay_of(r, link);
+  sfu_room_rec_t *o = relay ? sfu_supervisor_origin(r->sup, relay) : NULL;
+  if (!relay || !o || !link || strcmp(link, relay->id) != 0) {
+    r->sup->metrics->ipc_bad_messages++;
+    room_log(SFU_LOG_WARN, r, "%s for no link of ours: dropped", type);
+    return;
+  }
+  sfu_room_rec_t *other = r == relay ? o : relay;
+  json_t *body = json_deep_copy(msg);
+  json_object_del(body, "type");
+  json_object_del(body, "link");
+  if (strcmp(type, "link_msg") == 0) {
+    send_link(other, "link_msg", link, body);
+  } else {
+    int end = r == relay;
+    json_decref(relay->link_local[end]);
+    relay->link_local[end] = json_incref(body);
+    if (relay->link_local[!end]) {
+      send_link(o, "link_remote", link, relay->link_local[1]);
+      send_link(relay, "link_remote", link, relay->link_local[0]);
+      room_log(SFU_LOG_INFO, relay, "link to room %s set up", o->id);
+    }
+  }
+  json_decref(body);
+}
+
+/* A relay ended: its room closes the link (its people leave the others'
+ * view). A room ended: its relays end too. */
+static void relay_or_origin_ended(sfu_room_rec_t *r) {
+  if (is_relay(r)) {
+    sfu_room_rec_t *o = sfu_supervisor_origin(r->sup, r);
+    if (o) send_link(o, "link_close", r->id, NULL);
+    return;
+  }
+  for (sfu_room_rec_t *x = r->sup->rooms; x; x = x->next)
+    if (is_relay(x) && strcmp(x->origin_id, r->id) == 0 && is_live(x))
+      sfu_supervisor_close_room(r->sup, x, "room_ended");
+}
+
+int sfu_supervisor_relay_count(sfu_supervisor_t *s, const sfu_room_rec_t *r) {
+  int n = 0;
+  for (sfu_room_rec_t *x = s->rooms; x; x = x->next)
+    n += is_relay(x) && strcmp(x->origin_id, r->id) == 0 && is_live(x) && !x->exited;
+  return n;
+}
+
+int sfu_supervisor_spawn_relay(sfu_supervisor_t *s, sfu_room_rec_t *r, sfu_room_rec_t **out) {
+  *out = NULL;
+  if (is_relay(r) || r->state != SFU_ROOM_RUNNING || r->moving) return SFU_EINVAL;
+  if (s->draining || s->shutting_down) return SFU_EDRAINING;
+  if (sfu_supervisor_relay_count(s, r) >= s->cfg->max_relays) return SFU_ECAPACITY;
+  sfu_room_req_t req;
+  memset(&req, 0, sizeof(req));
+  memcpy(req.name, r->name, sizeof(req.name));
+  req.max_participants = r->max_participants;
+  req.empty_timeout_s = r->empty_timeout_s;
+  return spawn(s, &req, r, out);
+}
+
+/* Participants a process serves: those it said joined (quicker than its
+ * next report). */
+static int load_of(const sfu_room_rec_t *x) { return (int)json_object_size(x->people); }
+
+sfu_room_rec_t *sfu_supervisor_place(sfu_supervisor_t *s, sfu_room_rec_t *r, unsigned grants) {
+  sfu_room_rec_t *run[64];
+  int n = 0, full = 1, thr = s->cfg->relay_threshold;
+  for (sfu_room_rec_t *x = s->rooms; x; x = x->next) {
+    if (!is_relay(x) || strcmp(x->origin_id, r->id) != 0 || x->state != SFU_ROOM_RUNNING) continue;
+    if (n < 64) run[n++] = x;
+    full &= load_of(x) >= thr;
+  }
+  full &= thr > 0 && load_of(r) >= thr;
+  if (full && sfu_supervisor_relay_count(s, r) < s->cfg->max_relays) { /* all busy: one more */
+    sfu_room_rec_t *x;
+    int rv = sfu_supervisor_spawn_relay(s, r, &x);
+    room_log(rv ? SFU_LOG_WARN : SFU_LOG_INFO, r, "%d participants per process: %s%s", thr,
+             rv ? "cannot add a relay: " : "adding relay ", rv ? sfu_strerror(rv) : x->id);
+  }
+  if (n == 0 || ((grants & SFU_GRANT_PUBLISH) && (thr == 0 || load_of(r) < thr)))
+    return r; /* publishers go to the origin while it has room for them */
+  return run[r->relay_next++ % (unsigned)n];
+}
+
+static json_t *relay_json(const sfu_room_rec_t *x) {
+  json_t *j = json_pack("{s:s, s:s, s:i, s:i}", "relay_id", x->id, "state",
+                        sfu_room_state_name(x->state), "pid", x->pid, "participants",
+                        x->participants);
+  if (x->stats) {
+    json_object_set(j, "packets", json_object_get(x->stats, "packets"));
+    json_object_set(j, "cpu_us", json_object_get(x->stats, "cpu_us"));
+  }
+  if (x->end_reason[0]) json_object_set_new(j, "end_reason", json_string(x->end_reason));
+  return j;
+}
+
+json_t *sfu_supervisor_close_relay(sfu_supervisor_t *s, sfu_room_rec_t *r, const char *relay_id) {
+  sfu_room_rec_t *x = relay_of(r, relay_id);
+  if (!x || !is_live(x)) return NULL;
+  sfu_supervisor_close_room(s, x, "relay_closed");
+  return relay_json(x);
+}
+
+json_t *sfu_supervisor_relays_json(sfu_supervisor_t *s, const sfu_room_rec_t *r) {
+  json_t *a = json_array();
+  for (sfu_room_rec_t *x = s->rooms; x; x = x->next) {
+    if (is_relay(x) && strcmp(x->origin_id, r->id) == 0) json_array_append_new(a, relay_json(x));
+  }
+  return a;
+}
+
 json_t *sfu_supervisor_list_json(sfu_supervisor_t *s) {
   json_t *a = json_array();
-  for (sfu_room_rec_t *r = s->rooms; r; r = r->next) json_array_append_new(a, sfu_room_json(r, 0));
+  for (sfu_room_rec_t *r = s->rooms; r; r = r->next)
+    if (!is_relay(r)) json_array_append_new(a, sfu_room_json(r, 0));
   return a;
 }
 

@@ -155,6 +155,13 @@ struct sfu_room_rec_s {
                                         is its channel closing */
   int save_failed;                   /* its record file could not be written */
   int record_dirty;                  /* changed since its file was written */
+  /* a call spread over several room processes (docs/internals/relay.md):
+   * a relay is a record of its own, not listed by the API, its id "rl_..."
+   * also the id of its link to the origin */
+  char origin_id[SFU_ROOM_ID_LEN + 1]; /* a relay: its room's id; "" for a room */
+  json_t *link_local[2];             /* a relay: link_local of the origin's end (0)
+                                        and its own (1), until both came */
+  unsigned relay_next;               /* a room: where the next listener goes */
   int moving;                        /* SFU_MOVE_* (sfu/node/migrate.c) */
   int move_ready;                    /* moving in: the room said migration_ready */
   sfu_supervisor_t *sup;             /* owner */
@@ -190,7 +197,30 @@ int sfu_supervisor_create(sfu_supervisor_t **out, uv_loop_t *loop,
  * in use by a live room) or the spawn error. `req->metadata` is taken. */
 int sfu_supervisor_spawn(sfu_supervisor_t *s, sfu_room_req_t *req,
                          sfu_room_rec_t **out);
-/* By id or, failing that, by name among live rooms. NULL if unknown. */
+/*
+ * Relays (docs/internals/relay.md). spawn_relay starts one more process
+ * for room `r` (running, not a relay itself), linked to it once both are
+ * ready: 0, SFU_EINVAL (r is a relay or not running), SFU_ECAPACITY
+ * (cfg->max_relays already) or the spawn error. place: the process a
+ * joining client of `r` goes to -- `r` itself for a client that may
+ * publish while `r` serves fewer than cfg->relay_threshold (or always,
+ * without a threshold), else its running relays in turn (`r` when it has
+ * none); when every process of the room serves relay_threshold or more,
+ * it also starts one more relay (for the joins after this one).
+ * origin: the room a record serves (itself, or a relay's room; NULL if
+ * that room is gone). relays_json: a room's relays for the API.
+ */
+int sfu_supervisor_spawn_relay(sfu_supervisor_t *s, sfu_room_rec_t *r, sfu_room_rec_t **out);
+int sfu_supervisor_relay_count(sfu_supervisor_t *s, const sfu_room_rec_t *r); /* live ones */
+sfu_room_rec_t *sfu_supervisor_place(sfu_supervisor_t *s, sfu_room_rec_t *r, unsigned grants);
+sfu_room_rec_t *sfu_supervisor_origin(sfu_supervisor_t *s, sfu_room_rec_t *r);
+json_t *sfu_supervisor_relays_json(sfu_supervisor_t *s, const sfu_room_rec_t *r);
+/* Ends live relay `relay_id` of room r: what it was (new reference), or
+ * NULL if r has no such relay. */
+json_t *sfu_supervisor_close_relay(sfu_supervisor_t *s, sfu_room_rec_t *r, const char *relay_id);
+
+/* By id or, failing that, by name among live rooms (relays are not
+ * rooms: never found). NULL if unknown. */
 sfu_room_rec_t *sfu_supervisor_find(sfu_supervisor_t *s, const char *id);
 /* DELETE: asks a live room to end (SIGKILL after shutdown_grace_ms), or
  * forgets a crashed one. Returns 0. */

@@ -352,7 +352,7 @@ static void on_join(session_t *s, const sfu_msg_t *m) {
     return;
   }
   if (refused_by_moderation(s, r, &c)) return;
-  s->room = r;
+  s->room = sfu_supervisor_place(ws->sup, r, c.grants); /* the room, or one of its relays */
   s->state = WS_JOINING;
   s->opened_ms = sfu_now_ms(); /* the room has SFU_WS_JOIN_TIMEOUT_MS to welcome it */
   memcpy(s->identity, c.identity, sizeof(s->identity));
@@ -363,7 +363,8 @@ static void on_join(session_t *s, const sfu_msg_t *m) {
   tell_room(s, "client_join",
             json_pack("{s:s, s:s, s:i, s:s, s:O*, s:o*}", "identity", c.identity, "name", c.name,
                       "grants", (int)c.grants, "jti", c.jti, "id", m->id, "ice_servers", ice));
-  sfu_log(SFU_LOG_INFO, "ws", "session %u: %s joining room %s", s->id, c.identity, r->id);
+  sfu_log(SFU_LOG_INFO, "ws", "session %u: %s joining room %s%s%s", s->id, c.identity, r->id,
+          s->room != r ? " on relay " : "", s->room != r ? s->room->id : "");
 }
 
 /* --- backpressure towards the room --------------------------------------- */
@@ -608,7 +609,8 @@ static void on_resume(session_t *s, const sfu_msg_t *m) {
     if (x != s && x->room && (x->state == WS_DETACHED || x->state == WS_JOINED) &&
         x->resume_token[0] && CRYPTO_memcmp(x->resume_token, m->token, SFU_RESUME_TOKEN_LEN) == 0)
       t = x;
-  if (!t || (strcmp(t->room->id, m->room) != 0 && strcmp(t->room->name, m->room) != 0)) {
+  sfu_room_rec_t *o = t ? sfu_supervisor_origin(ws->sup, t->room) : NULL; /* a relay's room */
+  if (!o || (strcmp(o->id, m->room) != 0 && strcmp(o->name, m->room) != 0)) {
     if (ws->metrics) ws->metrics->ws_resume_failures++;
     close_session(s, SFU_WS_RESUME_FAILED, "resume failed: no such session (join again)");
     return;

@@ -31,6 +31,7 @@ enum {
   SFU_WS_HEARTBEAT_TIMEOUT = 4013,
   SFU_WS_RESUME_FAILED = 4014,
   SFU_WS_MIGRATED = 4015,
+  SFU_WS_RELAY_GONE = 4016,      /* the relay process serving it ended: join again */
   SFU_WS_TRY_AGAIN = 1013,       /* RFC 6455 "try again later": signaling backlog */
 };
 

@@ -1,0 +1,210 @@
+#!/usr/bin/env python3
+"""One call spread over relay processes (docs/internals/relay.md), with
+aiortc peers on loopback: speakers on the room's own process, listeners on
+its relays, each publishing its own tone and telling by Goertzel power who
+it hears.
+
+Usage: test_relay.py --sfud PATH --room PATH
+"""
+import asyncio
+import os
+import signal
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from sfutest import CallTest, Receiver, main  # noqa: E402
+from aiortc_peer import Peer  # noqa: E402
+
+ARGS = None
+HEARD = 0.01
+
+
+class RelayTest(CallTest):
+    PEER = Peer
+
+    def setUp(self):
+        self.rcv = Receiver()
+        self.addCleanup(self.rcv.close)
+        # the origin takes publishers while it serves fewer than 2
+        self.start_sfud(ARGS.sfud, ARGS.room, "--relay-threshold", "2", "--max-relays", "3",
+                        "--webhook-url", self.rcv.url, "--webhook-secret", Receiver.SECRET,
+                        "--usage-interval-s", "2")
+        self.room = self.new_room("stage")
+        self.peers = []
+
+    async def timeout_details(self):
+        """The room's and its relays' counters, and what each peer got."""
+        try:
+            j = self.room_json()
+        except Exception as e:  # noqa: BLE001 -- a detail, not the failure
+            return "\n(room: %s)" % e
+        return "\nroom: %s\nrelays: %s\npeers: %s" % (
+            j.get("stats", {}).get("packets"), j.get("relays"),
+            {p.identity: {s.mid: len(s.window(5.0)) for s in p.sources.values()}
+             for p in self.peers})
+
+    def room_json(self):
+        st, j = self.sfud.request("GET", "/v1/rooms/" + self.room["room_id"])
+        self.assertEqual(st, 200, j)
+        return j
+
+    def add_relays(self, n):
+        ids = []
+        for _ in range(n):
+            st, j = self.sfud.request("POST", "/v1/rooms/%s/relays" % self.room["room_id"], {})
+            self.assertEqual(st, 201, j)
+            ids.append(j["relay_id"])
+        return ids
+
+    def listener_token(self, identity):
+        st, j = self.sfud.request("POST", "/v1/rooms/%s/tokens" % self.room["room_id"],
+                                  {"identity": identity,
+                                   "grants": {"publish": False, "subscribe": True}})
+        self.assertEqual(st, 201, j)
+        return j["token"]
+
+    async def relays_running(self, n):
+        return await self.until(
+            lambda: (lambda r: r if len([x for x in r if x["state"] == "running"]) == n else None)(
+                self.room_json()["relays"]), what="%d relays running" % n)
+
+    async def test_speakers_on_the_origin_listeners_on_two_relays_hear_each_other(self):
+        relays = self.add_relays(2)
+        await self.relays_running(2)
+        a = self.peer(self.room, "alice", freq=440)
+        b = self.peer(self.room, "bob", freq=660)
+        await a.join()
+        await b.join()
+        # c may publish but lands on a relay (the origin has 2); d, e only listen
+        c = self.peer(self.room, "carol", freq=880)
+        d = Peer(self.room["ws_url"], self.room["room_id"], self.listener_token("dave"), "dave")
+        e = Peer(self.room["ws_url"], self.room["room_id"], self.listener_token("erin"), "erin")
+        self.peers += [d, e]
+        await c.join()
+        await c.mute(True)
+        await d.join()
+        await e.join()
+        await self.until(lambda: sum(x["participants"] for x in self.room_json()["relays"]) == 3,
+                         what="carol, dave and erin on the relays")
+        on_relays = [x["participants"] for x in self.room_json()["relays"]]
+        self.assertTrue(all(n >= 1 for n in on_relays), on_relays)  # both relays serve someone
+        self.assertEqual(self.room_json()["participants"], 5)
+
+        for who in (c, d, e):
+            await self.until(lambda: who.tone_power("alice", 440, 1.0) > HEARD
+                             and who.tone_power("bob", 660, 1.0) > HEARD,
+                             what="%s hears both speakers" % who.identity)
+        await self.until(lambda: a.tone_power("bob", 660, 1.0) > HEARD, what="alice hears bob")
+
+        # carol, on a relay, unmutes and speaks: everyone hears her
+        await c.mute(False)
+        for who in (a, b, d, e):
+            await self.until(lambda: who.tone_power("carol", 880, 1.0) > HEARD,
+                             what="%s hears carol" % who.identity)
+
+        # every process forwards once per link, and the API shows the relays
+        # (the stats are each process's last report, a second old at most)
+        j = await self.until(lambda: (lambda j: j if all(
+            x.get("packets", {}).get("relay_in", 0) > 100 for x in j["relays"])
+            and j["stats"]["packets"]["relay_out"] > 200 else None)(self.room_json()),
+            what="relay packet counters")
+        self.assertEqual(sorted(x["relay_id"] for x in j["relays"]), sorted(relays))
+        links = j["stats"]["links"]
+        self.assertEqual(len(links), 2)
+        self.assertTrue(all(l["up"] for l in links), links)
+        self.assert_peers_clean()
+
+    async def test_a_killed_relay_is_left_and_rejoined_and_usage_counts_once(self):
+        (rid,) = self.add_relays(1)
+        await self.relays_running(1)
+        a = self.peer(self.room, "alice", freq=440)
+        await a.join()
+        d = Peer(self.room["ws_url"], self.room["room_id"], self.listener_token("dave"), "dave")
+        self.peers.append(d)
+        await d.join()
+        await self.until(lambda: d.tone_power("alice", 440, 1.0) > HEARD, what="dave hears alice")
+        pid = [x for x in self.room_json()["relays"] if x["relay_id"] == rid][0]["pid"]
+        os.kill(pid, signal.SIGKILL)
+        # its listeners are told to join again; alice loses nothing
+        await d.wait_closed(10)
+        self.assertEqual(d.close_code, 4016)
+        d2 = Peer(self.room["ws_url"], self.room["room_id"], self.listener_token("dave"), "dave")
+        self.peers.append(d2)
+        t0 = time.monotonic()
+        await d2.join()
+        await self.until(lambda: d2.tone_power("alice", 440, 1.0) > HEARD,
+                         what="dave hears alice again")
+        self.assertLess(time.monotonic() - t0, 10)
+        self.assertEqual(self.room_json()["state"], "running")
+        # usage: each participant-second once, dave's two sessions apart
+        await a.leave()
+        await d2.leave()
+        self.sfud.request("DELETE", "/v1/rooms/" + self.room["room_id"])
+        recs = await self.until(lambda: (lambda r: r if r and r[-1]["type"] == "room_finished"
+                                         else None)(self.rcv.records()),
+                                timeout=15, what="room_finished")
+        ids = [r["id"] for r in recs]
+        self.assertEqual(len(ids), len(set(ids)))
+        fin = recs[-1]
+        conn = {}
+        for r in recs:
+            if r["type"] == "usage":
+                conn[r["participant"]] = conn.get(r["participant"], 0) + r["ms"]["connected"]
+        self.assertEqual(fin["ms"]["connected"], sum(conn.values()))
+        self.assertEqual(set(conn), {"alice", "dave"})
+        self.assertEqual(fin["participants"], 3)  # alice, dave twice
+        left = [r for r in recs if r["type"] == "participant_left" and r["participant"] == "dave"]
+        self.assertEqual(len(left), 2)
+        self.assertEqual(left[0]["reason"], "room_crashed")
+        self.assertTrue(all(r["room_id"] == self.room["room_id"] for r in recs), recs[:3])
+
+    async def test_relays_api_refuses_what_it_cannot_do(self):
+        st, j = self.sfud.request("POST", "/v1/rooms/rm_0000000000000000/relays", {})
+        self.assertEqual(st, 404, j)
+        ids = self.add_relays(3)
+        st, j = self.sfud.request("POST", "/v1/rooms/%s/relays" % self.room["room_id"], {})
+        self.assertEqual((st, j["error"]["code"]), (409, "too_many_relays"))
+        st, j = self.sfud.request("DELETE", "/v1/rooms/%s/relays/rl_nope" % self.room["room_id"])
+        self.assertEqual((st, j["error"]["code"]), (404, "relay_not_found"))
+        st, j = self.sfud.request("PUT", "/v1/rooms/%s/relays" % self.room["room_id"], {})
+        self.assertEqual(st, 405, j)
+        st, j = self.sfud.request("DELETE", "/v1/rooms/%s/relays/%s" % (self.room["room_id"], ids[0]))
+        self.assertEqual((st, j["state"]), (202, "closing"))
+        await self.until(lambda: len([x for x in self.room_json()["relays"]
+                                      if x["relay_id"] == ids[0]]) == 0
+                         or [x for x in self.room_json()["relays"]
+                             if x["relay_id"] == ids[0]][0]["state"] != "running",
+                         what="relay closed")
+        # relays are not rooms
+        st, rooms = self.sfud.request("GET", "/v1/rooms")
+        self.assertEqual([r["room_id"] for r in rooms["rooms"]], [self.room["room_id"]])
+        st, j = self.sfud.request("GET", "/v1/rooms/" + ids[1])
+        self.assertEqual(st, 404, j)
+        # the room ends: its relays end with it
+        self.sfud.request("DELETE", "/v1/rooms/" + self.room["room_id"])
+        await self.until(lambda: self.sfud.children() == [], what="room and relays gone")
+
+    async def test_a_room_spreads_by_itself_past_the_threshold(self):
+        self.assertEqual(self.room_json()["relays"], [])
+        a = self.peer(self.room, "alice", freq=440)
+        b = self.peer(self.room, "bob", freq=660)
+        await a.join()
+        await b.join()
+        # the origin serves 2 = relay_threshold: the next join adds a relay
+        d = Peer(self.room["ws_url"], self.room["room_id"], self.listener_token("dave"), "dave")
+        self.peers.append(d)
+        await d.join()
+        await self.relays_running(1)
+        e = Peer(self.room["ws_url"], self.room["room_id"], self.listener_token("erin"), "erin")
+        self.peers.append(e)
+        await e.join()
+        await self.until(lambda: sum(x["participants"] for x in self.room_json()["relays"]) == 1,
+                         what="erin on the new relay")
+        await self.until(lambda: e.tone_power("alice", 440, 1.0) > HEARD
+                         and e.tone_power("bob", 660, 1.0) > HEARD, what="erin hears both")
+
+
+if __name__ == "__main__":
+    ARGS = main(RelayTest)
