@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Video through the SFU with aiortc peers: keyframes, PLI throttling, and
-recovery from loss by NACK/RTX.
+"""Video through the SFU with aiortc peers: keyframes, PLI throttling,
+recovery from loss by NACK/RTX, and a viewer on a relay of the room.
 
 aiortc encodes and decodes VP8 with libvpx, sends PLI when its decoder
 needs a keyframe and NACK for missing packets, and answers NACKs with RTX.
@@ -274,6 +274,47 @@ class VideoTest(CallTest):
         self.assertLessEqual(sent, int(took / 0.5) + 2)
         self.assertGreaterEqual(sent + folded, got)
         self.assertGreater(after["keyframes_in"], before["keyframes_in"])
+
+    async def test_video_through_a_relay_and_its_keyframe_requests(self):
+        """A viewer on a relay of the room (docs/internals/relay.md) decodes
+        the publisher's video; its keyframe requests cross the link to the
+        publisher, which answers with keyframes."""
+        room = self.new_room("relayed")
+        st, relay = self.sfud.request("POST", "/v1/rooms/%s/relays" % room["room_id"], {})
+        self.assertEqual(st, 201, relay)
+        await self.until(lambda: [x for x in self.sfud.request(
+            "GET", "/v1/rooms/%s/relays" % room["room_id"])[1] if x["state"] == "running"],
+            what="the relay running")
+        pub = self.peer(room, "cam")
+        await pub.join()
+        st, tok = self.sfud.request("POST", "/v1/rooms/%s/tokens" % room["room_id"],
+                                   {"identity": "viewer",
+                                    "grants": {"publish": False, "subscribe": True}})
+        self.assertEqual(st, 201, tok)
+        sub = VideoPeer(room["ws_url"], room["room_id"], tok["token"], "viewer", video=False)
+        self.peers.append(sub)
+        await sub.join()
+        await self.first_frame(sub)
+        await sub.wait_until(lambda: len(sub.frames) > 30, timeout=20, what="30 frames")
+        self.assertEqual({(w, h) for _, w, h in sub.frames}, {(WIDTH, HEIGHT)})
+
+        def relay_video():
+            r = self.sfud.request("GET", "/v1/rooms/%s/relays" % room["room_id"])[1]
+            return r[0]["packets"]["video"] if r and "packets" in r[0] else None
+        await asyncio.sleep(1.0)  # past the throttle of the subscription's own request
+        before, _ = self.video_stats(room)
+        receiver = next(t.receiver for t in sub.pc.getTransceivers()
+                        if t.receiver.track and t.receiver.track.kind == "video")
+        await receiver._send_rtcp_pli(sub.subscriber_ssrc())
+        after = await self.until(lambda: (lambda v: v if v["plis_received"] > before["plis_received"]
+                                          and v["keyframes_in"] > before["keyframes_in"] else None)(
+            self.video_stats(room)[0]), what="the relay's PLI at the publisher, and a keyframe")
+        print("through a relay: %d frames; origin %s; relay %s" % (len(sub.frames), after,
+                                                                   relay_video()))
+        self.assertGreater(after["plis_sent"], before["plis_sent"])  # to the publisher
+        rv = await self.until(lambda: (lambda v: v if v and v["plis_received"] >= 1 else None)(
+            relay_video()), what="the relay's own counters")
+        self.assertGreaterEqual(rv["keyframes_in"], 2)  # the relay saw the keyframes come
 
 
 if __name__ == "__main__":
