@@ -18,6 +18,16 @@ capture, 50 packets/s), and prints a table per curve:
   rooms   R rooms of 6 (2 speakers, 4 listeners), R = 1 10 50 200
           (more than --rooms-per-proc rooms: several sfu-replay processes)
 
+--stage N runs a stage: one room, 5 speakers and N listeners whose tokens
+may not publish (an audience), both spread over --stage-procs sfu-replay
+processes (at most 5; each process checks loss and latency of the streams
+of its own speakers), first in the room's one process, then with
+--stage-relays relay processes made before anyone joins (sfud places the
+audience on them in turn: docs/internals/relay.md); --stage-reps
+alternates the order. Its block adds each process's copies/s, CPU per copy
+and share of a core (copies count the packets each sends to clients and
+over its links).
+
 --node runs node2000: 2,000 audio participants, 100 rooms of 20 with 2
 speakers each, the rooms spread over --node-procs sfu-replay processes
 (distinct room-name prefixes), so the load generator is not one thread.
@@ -65,6 +75,7 @@ Prints figures; asserts nothing.
   bench/replay_load.py --build build [--only a,b,c] [--seconds 15]
   bench/replay_load.py --build build --curves size,listen,rooms [--point-seconds 5]
   bench/replay_load.py --build build --node [--node-procs 4] [--seconds 15]
+  bench/replay_load.py --build build --stage 2000 [--stage-relays 2] [--stage-procs 4]
 """
 import argparse
 import json
@@ -195,11 +206,34 @@ def rooms_named(sfud, names):
 
 
 def room_stat(sfud, r):
+    """(cpu_us, copies out, uptime_ms, rtp_in, {drop_*}, {process: (cpu_us, copies)}) of a
+    room and its relays (each relay's from its last report): copies are the
+    RTP packets sent to clients and over links, once per link."""
     st, j = sfud.request("GET", "/v1/rooms/" + r["room_id"])
     s = j.get("stats") or {}
     pk = s.get("packets", {})
-    return (s.get("cpu_us", 0), pk.get("rtp_out", 0), s.get("uptime_ms", 0), pk.get("rtp_in", 0),
-            {k: v for k, v in pk.items() if k.startswith("drop_")})
+    procs = {"origin": (s.get("cpu_us", 0), pk.get("rtp_out", 0) + pk.get("relay_out", 0),
+                        pk.get("rtp_in", 0))}
+    drops = {k: v for k, v in pk.items() if k.startswith("drop_")}
+    for x in j.get("relays", []):
+        xp = x.get("packets") or {}
+        procs[x["relay_id"]] = (x.get("cpu_us", 0), xp.get("rtp_out", 0) + xp.get("relay_out", 0),
+                                xp.get("rtp_in", 0))
+        for k, v in xp.items():
+            if k.startswith("drop_") and isinstance(v, int):
+                drops[k] = drops.get(k, 0) + v
+    return (sum(v[0] for v in procs.values()), sum(v[1] for v in procs.values()),
+            s.get("uptime_ms", 0), sum(v[2] for v in procs.values()), drops, procs)
+
+
+def room_pids(sfud, rooms):
+    """The processes of the rooms: each room's and its relays'."""
+    pids = []
+    for r in rooms:
+        pids.append(r["pid"])
+        st, j = sfud.request("GET", "/v1/rooms/%s/relays" % r["room_id"])
+        pids += [x["pid"] for x in (j if st == 200 else []) if x["state"] == "running"]
+    return pids
 
 
 def room_stats(sfud, rooms):
@@ -367,7 +401,7 @@ def run(args, sfud, label, scens, idle_kib, floor, window_s, settle_s, path=None
                 if "capture" in x else x for x in p.get("publish", [])])
                 for p in s["participants"]]
         wrote.append(s)
-        spath = os.path.join(tmpdir, "%s.json" % s["room"])
+        spath = os.path.join(tmpdir, "%s-%d.json" % (s["room"], i))
         with open(spath, "w") as f:
             json.dump(s, f, indent=1)
         out = os.path.join(tmpdir, "summary-%d.json" % i)
@@ -424,7 +458,8 @@ def run(args, sfud, label, scens, idle_kib, floor, window_s, settle_s, path=None
                                               if "level=info" not in l)[:2000])
         return None
     time.sleep(settle_s)
-    groups = {"rooms": [r["pid"] for r in rooms], "sfu-replay": [p.pid for p in replays]}
+    pids = room_pids(sfud, rooms)
+    groups = {"rooms": pids, "sfu-replay": [p.pid for p in replays]}
     a_drops, a_kern = udp_drops(groups), kernel_drops()
     a = fresh_stats(sfud, rooms)
     a_sfud, a_rep, (a_busy, _) = proc_cpu_us(sfud.proc.pid), \
@@ -441,9 +476,9 @@ def run(args, sfud, label, scens, idle_kib, floor, window_s, settle_s, path=None
         [proc_cpu_us(p.pid) for p in replays], machine_busy_us()
     b_drops, b_kern = udp_drops(groups), kernel_drops()
     maps = []
-    for r in rooms:
+    for pid in pids:
         try:
-            maps.append(smaps(r["pid"]))
+            maps.append(smaps(pid))
         except OSError:
             pass  # gone
     private = sum(m["Private"] for m in maps)
@@ -473,6 +508,8 @@ def run(args, sfud, label, scens, idle_kib, floor, window_s, settle_s, path=None
         stderr_text.append(e.read())
         e.close()
     sfud_log = sfud.log[log0:]
+    for r in rooms:  # rooms made before the run (--stage): not sfu-replay's to delete
+        sfud.request("DELETE", "/v1/rooms/" + r["room_id"])
     # the rooms go once sfu-replay has deleted them: wait, so the next point starts clean
     try:
         wait_for(lambda: not rooms_named(sfud, names), 30, 0.25, "rooms deleted")
@@ -483,6 +520,11 @@ def run(args, sfud, label, scens, idle_kib, floor, window_s, settle_s, path=None
     os.rmdir(tmpdir)
 
     both = [k for k in b if k in a]
+    per_proc = {}  # process -> (CPU us, copies) over the window
+    for k in both:
+        for name, v in b[k][5].items():
+            u = a[k][5].get(name, (0, 0, 0))
+            per_proc[name] = (v[0] - u[0], v[1] - u[1])
     room_cpu = sum(b[k][0] - a[k][0] for k in both)
     fwd = sum(b[k][1] - a[k][1] for k in both)
     rx = sum(b[k][3] - a[k][3] for k in both)
@@ -530,6 +572,7 @@ def run(args, sfud, label, scens, idle_kib, floor, window_s, settle_s, path=None
         "room_drops": {k: sum(b[r][4].get(k, 0) - a[r][4].get(k, 0) for r in both)
                        for k in (b[both[0]][4] if both else {})},
         "ok": all(s.get("ok") for s in summaries),
+        "per_proc": per_proc,
         "failures": [s["failure"] for s in summaries if s.get("failure")],
         "replay_notes": [l for t in stderr_text for l in t.splitlines() if l.strip()],
         "sfud_notes": [l for l in sfud_log if re.search(r"\b(warn|error|WARN|ERROR)\b", l)],
@@ -573,6 +616,11 @@ def print_block(r, idle_kib):
         print("  floor, packets alone%8.2f us per forwarded packet (each received one wakes one"
               " of %d processes: %.1f us): SFU CPU is %.2f x it" %
               (r["alone_us"], r["rooms"], r["wake_us"], r["ratio_alone"]))
+    if len(r["per_proc"]) > 1:  # a room over relays: each process
+        print("  per process         %s" % "; ".join(
+            "%s %.0f copies/s, %.2f us each, %.0f %% of a core" %
+            (name, c / secs, cpu / c if c else float("nan"), 100.0 * cpu / (secs * 1e6))
+            for name, (cpu, c) in sorted(r["per_proc"].items())))
     print("  load generator CPU  %9.1f %% of a core (%.2f us per packet it received)%s" %
           (100.0 * r["rep_core"], r["rep_us_rx"],
            "" if r["procs"] == 1 else "; per process " +
@@ -618,6 +666,45 @@ def print_block(r, idle_kib):
         print("  sfud warnings/errors (%d), first: %s" %
               (len(r["sfud_notes"]), " | ".join(x.strip() for x in r["sfud_notes"][:3])[:600]))
     sys.stdout.flush()
+
+
+def run_stage(args, sfud, nrel, idle, floor):
+    """One room, 5 speakers and args.stage audience listeners (tokens
+    without publish: sfud places them on the relays), both spread over
+    args.stage_procs sfu-replay processes (at most 5: each has a speaker,
+    and checks loss and latency of its own speakers' streams only); the
+    room is made first, with `nrel` relays running before anyone joins."""
+    name = "bench-stage-%d" % nrel
+    st, room = sfud.request("POST", "/v1/rooms",
+                            {"name": name, "max_participants": args.stage + 5})
+    if st != 201:
+        print("\n== stage: cannot create the room: %s" % room)
+        return None
+    wait_for(lambda: sfud.request("GET", "/v1/rooms/" + room["room_id"])[1]["state"] == "running",
+             5, 0.05, "the room running")
+    for _ in range(nrel):
+        st, j = sfud.request("POST", "/v1/rooms/%s/relays" % room["room_id"], {})
+        if st != 201:
+            print("\n== stage: cannot add a relay: %s" % j)
+    if nrel:
+        wait_for(lambda: len([x for x in sfud.request("GET", "/v1/rooms/%s/relays" %
+                                                      room["room_id"])[1]
+                              if x["state"] == "running"]) == nrel, 10, 0.1, "relays")
+    # every process has speakers of its own: sfu-replay checks (loss, latency)
+    # the streams its own publishers send, and sends for as long as they do
+    procs = max(1, min(5, args.stage_procs))
+    scens = []
+    for i in range(procs):
+        k = args.stage // procs + (1 if i < args.stage % procs else 0)
+        parts = [{"name": "speaker%d" % i, "count": 5 // procs + (1 if i < 5 % procs else 0),
+                  "publish": [{"capture": TONE}]}]
+        if k:
+            parts.append({"name": "aud%d" % i, "count": k, "audience": True})
+        scens.append({"room": name, "rooms": 1, "duration_s": 30, "loops": 0,
+                      "participants": parts})
+    label = "stage: 5 speakers + %d listeners, %s" % (
+        args.stage, "one process" if not nrel else "origin + %d relays" % nrel)
+    return run(args, sfud, label, scens, idle, floor, args.seconds, 3)
 
 
 def fmt_us(us):
@@ -666,6 +753,14 @@ def main():
                     " scenario (the machine moves); 0: the first floor for all")
     ap.add_argument("--generator-policy", choices=("batch", "normal"), default="batch",
                     help="scheduling policy of sfu-replay (default batch: see generator_policy)")
+    ap.add_argument("--stage", type=int, default=0, metavar="N",
+                    help="a stage: one room, 5 speakers and N audience listeners, in one"
+                         " process, then spread over --stage-relays relays")
+    ap.add_argument("--stage-relays", type=int, default=2)
+    ap.add_argument("--stage-procs", type=int, default=4,
+                    help="sfu-replay processes sharing the audience")
+    ap.add_argument("--stage-reps", type=int, default=1,
+                    help="repetitions, alternating which comes first")
     ap.add_argument("--node", action="store_true", help="run node2000")
     ap.add_argument("--node-rooms", type=int, default=100)
     ap.add_argument("--node-size", type=int, default=20, help="participants per room")
@@ -673,7 +768,7 @@ def main():
     ap.add_argument("--node-procs", type=int, default=4, help="sfu-replay processes")
     args = ap.parse_args()
     only = args.only if args.only is not None else (
-        "" if args.curves or args.node else "a,b,c")
+        "" if args.curves or args.node or args.stage else "a,b,c")
     curves = [] if not args.curves else (
         list(CURVES) if args.curves == "all" else [c.strip() for c in args.curves.split(",")])
     for c in curves:
@@ -682,12 +777,12 @@ def main():
     nofile = raise_nofile()
     global QBYTES
     QBYTES = queued_bytes_per_datagram()
-    node_clients = args.node_rooms * args.node_size if args.node else 0
+    node_clients = max(args.node_rooms * args.node_size if args.node else 0, args.stage + 5)
     sfud = Sfud(os.path.join(args.build, "sfud"), os.path.join(args.build, "sfu-room"),
                 # sfud's own default (the test harness's 3 s kills rooms of a loaded
                 # machine that missed heartbeats for a moment)
                 "--heartbeat-timeout-ms", "5000",
-                "--max-participants", "300",
+                "--max-participants", str(max(300, args.stage + 10)),
                 "--max-rooms", "1000",
                 # every client is on 127.0.0.1: one WebSocket each, plus API requests
                 "--max-connections-per-ip", str(max(2000, node_clients + 500)),
@@ -735,6 +830,13 @@ def main():
                 floor = measure_floor(args)
             run(args, sfud, label, split_rooms(scen, args.node_procs), idle, floor,
                 args.seconds, 3)
+        for rep_i in range(args.stage_reps if args.stage else 0):
+            modes = [0, args.stage_relays] if rep_i % 2 == 0 else [args.stage_relays, 0]
+            for nrel in modes:
+                if args.floor_each and not fresh:
+                    floor = measure_floor(args)
+                fresh = False
+                run_stage(args, sfud, nrel, idle, floor)
         if len(tables) > 1 or (tables and args.node):
             print("\n---- the curves again, together")
             for t in tables:

@@ -115,6 +115,7 @@ struct rp_part_s {
   int npubs;
   double join_s, leave_s;   /* leave_s < 0: stays */
   double migrate_delay_s;   /* waits this long before following a move */
+  int audience;             /* its token may not publish (a relay serves it) */
   double mute[MAX_MUTES][2];
   int nmutes, muted;
   int joined, connected, left, closed;
@@ -274,11 +275,16 @@ static void delete_room(rp_room_t *rm) {
   sfu_http_request_sync("DELETE", url, R.api_key, NULL, NULL, 5000);
 }
 
-static char *mint_token(rp_room_t *rm, const char *identity) {
+/* A join token; an audience member's may subscribe only, so that sfud
+ * places it on the room's relays (docs/internals/relay.md). */
+static char *mint_token(rp_room_t *rm, const char *identity, int audience) {
   char path[128];
   if (R.token[0]) return strdup(R.token);
   snprintf(path, sizeof(path), "/v1/rooms/%s/tokens", rm->id);
-  json_t *j = api("POST", path, json_pack("{s:s}", "identity", identity), 201);
+  json_t *body = audience ? json_pack("{s:s, s:{s:b, s:b}}", "identity", identity, "grants",
+                                      "publish", 0, "subscribe", 1)
+                          : json_pack("{s:s}", "identity", identity);
+  json_t *j = api("POST", path, body, 201);
   char *t = strdup(json_string_value(json_object_get(j, "token")));
   json_decref(j);
   return t;
@@ -451,7 +457,7 @@ static void measure_moves(uint64_t t, int end) {
 static void start_part(rp_part_t *p) {
   sfu_peer_opts_t o;
   memset(&o, 0, sizeof(o));
-  char *token = p->token ? p->token : mint_token(p->room, p->identity);
+  char *token = p->token ? p->token : mint_token(p->room, p->identity, p->audience);
   p->token = NULL;
   o.ws_url = p->room->ws_url;
   o.room = p->room->id;
@@ -916,6 +922,7 @@ typedef struct rp_tmpl_s {    /* a participant of the scenario, per room */
   int npubs;
   double join_s, leave_s;
   double migrate_delay_s;   /* < 0: --migrate-delay */
+  int audience;             /* "audience": tokens that may not publish */
   double mute[MAX_MUTES][2];
   int nmutes;
 } rp_tmpl_t;
@@ -936,6 +943,7 @@ static void parse_participants(json_t *arr, const char *dir, rp_tmpl_t **out, in
     t->migrate_delay_s = json_object_get(jp, "migrate_delay_s")
                              ? json_number_value(json_object_get(jp, "migrate_delay_s")) : -1;
     if (t->migrate_delay_s > 60) die("participant %s: migrate_delay_s must be 0..60", t->name);
+    t->audience = json_is_true(json_object_get(jp, "audience"));
     json_t *mutes = json_object_get(jp, "mute");
     json_t *mi;
     json_array_foreach(mutes, k, mi) {
@@ -1000,6 +1008,8 @@ static void build_run(rp_tmpl_t *tm, int ntm) {
         p->join_s = tm[i].join_s;
         p->leave_s = tm[i].leave_s;
         p->migrate_delay_s = tm[i].migrate_delay_s >= 0 ? tm[i].migrate_delay_s : R.migrate_delay_s;
+        p->audience = tm[i].audience;
+        if (p->audience && tm[i].npubs) die("participant %s: an audience publishes nothing", tm[i].name);
         memcpy(p->mute, tm[i].mute, sizeof(p->mute));
         p->nmutes = tm[i].nmutes;
         for (int k = 0; k < tm[i].npubs; k++) {
@@ -1301,7 +1311,8 @@ int main(int argc, char **argv) {
    * client starts: minting hundreds from inside the loop held it so long that
    * the first clients' WebSocket handshakes timed out (10 s) meanwhile. */
   for (int i = 0; i < R.nparts; i++)
-    if (R.parts[i].join_s <= 0) R.parts[i].token = mint_token(R.parts[i].room, R.parts[i].identity);
+    if (R.parts[i].join_s <= 0) R.parts[i].token = mint_token(R.parts[i].room, R.parts[i].identity,
+                                                             R.parts[i].audience);
   R.t0_us = now_us();
   uv_timer_init(R.loop, &R.tick);
   uv_timer_start(&R.tick, on_tick, 1, 1);
