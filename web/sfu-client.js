@@ -51,6 +51,12 @@
 //                       session (media goes on meanwhile)
 //   reconnected         {attempts, ms}  the session resumed: same sid, the
 //                       others saw nothing
+//   rejoining           {code, reason}  the relay process serving this
+//                       client ended (close 4016: docs/internals/relay.md);
+//                       the client joins again with the same token and
+//                       what it published (state goes 'closed', then
+//                       'connecting' as for a first join; a new sid)
+//   rejoined            {attempts, ms, welcome}  joined again
 //   ice-restart         {}  the media path broke; ICE restarts (new ufrag)
 //   migrating           {wsUrl, room}  the room is moving to another node:
 //                       a second socket and connection are being set up
@@ -126,6 +132,9 @@ const MEDIA_FLOWING_BPS = 2000;
 // to close the old socket after `migrated` before closing it itself.
 const MIGRATE_OPEN_MS = 10000;
 const OLD_SOCKET_CLOSE_MS = 5000;
+// Joining again after 4016 (the relay serving us ended): attempts, backed
+// off as resumes are.
+const REJOIN_TRIES = 5;
 
 /** Default camera capture: 720p, which the three layers below divide. */
 export const CAMERA_CONSTRAINTS = Object.freeze({
@@ -173,6 +182,7 @@ export const CLOSE_CODES = Object.freeze({
   4013: 'heartbeat timeout',
   4014: 'resume failed',
   4015: 'room migrated',
+  4016: 'relay gone: join again',
 });
 
 export class SfuClient extends EventTarget {
@@ -279,6 +289,8 @@ export class SfuClient extends EventTarget {
 
     this._closed = false;
     this._leaving = false;
+    this._joinArgs = { room, token, audioConstraints, videoConstraints, simulcast,
+      videoEncodings, videoCodec, degradationPreference };
     this._link = newLink(this.wsUrl);
     this._setState('connecting');
     const ws = new WebSocket(this.wsUrl);
@@ -805,6 +817,10 @@ export class SfuClient extends EventTarget {
       this._resume(ev.code);
       return;
     }
+    if (wasJoined && !this._leaving && ev.code === 4016) {
+      this._rejoin(ev);
+      return;
+    }
     this._emit('close', { code: ev.code, reason: ev.reason });
     if (wasJoined && ev.code !== 1000) {
       const what = ev.reason || CLOSE_CODES[ev.code] || 'connection closed';
@@ -812,6 +828,42 @@ export class SfuClient extends EventTarget {
         { code: ev.code, reason: ev.reason }));
     }
     this._teardown({ code: ev.code, reason: ev.reason });
+  }
+
+  /**
+   * The relay process serving us ended (4016): the room goes on. Tear this
+   * session down and join again with the same token, publishing what we
+   * published; sfud places us anew (docs/internals/relay.md).
+   */
+  async _rejoin(ev) {
+    const args = { ...this._joinArgs, publishAudio: !!this._micTrack,
+      publishVideo: !!this._camTrack && this._camOwned && !!this._camOpts };
+    if (this._camOpts) Object.assign(args, { simulcast: this._camOpts.simulcast,
+      videoEncodings: this._camOpts.encodings, videoCodec: this._camOpts.codec,
+      degradationPreference: this._camOpts.degradationPreference });
+    const muted = this._micMuted;
+    this._emit('rejoining', { code: ev.code, reason: ev.reason });
+    this._teardown({ code: ev.code, reason: ev.reason });
+    const t0 = performance.now();
+    let delay = RESUME_FIRST_MS, last = { code: ev.code, reason: ev.reason };
+    for (let attempt = 1; attempt <= REJOIN_TRIES; attempt++) {
+      if (this._leaving) return;
+      try {
+        this._micMuted = muted;
+        const welcome = await this.join(args);
+        this._emit('rejoined', { attempts: attempt, ms: Math.round(performance.now() - t0),
+          welcome });
+        return;
+      } catch (err) {
+        last = { code: err.code, reason: err.reason || err.message };
+        // refused for good: the room is gone, the token expired, kicked, ...
+        if (typeof err.code === 'number' && err.code >= 4000 && err.code !== 4016) break;
+      }
+      await sleep(delay / 2 + Math.random() * delay / 2);
+      delay = Math.min(delay * 2, RESUME_MAX_MS);
+    }
+    this._emitError(new SfuError(`disconnected: could not join again (${last.reason})`,
+      { code: last.code, reason: last.reason }));
   }
 
   _teardown({ code, reason } = {}) {

@@ -1046,7 +1046,9 @@ int sfu_supervisor_relay_count(sfu_supervisor_t *s, const sfu_room_rec_t *r) {
 
 int sfu_supervisor_spawn_relay(sfu_supervisor_t *s, sfu_room_rec_t *r, sfu_room_rec_t **out) {
   *out = NULL;
-  if (is_relay(r) || r->state != SFU_ROOM_RUNNING || r->moving) return SFU_EINVAL;
+  if (is_relay(r) || (r->state != SFU_ROOM_RUNNING && r->state != SFU_ROOM_STARTING) ||
+      r->moving)
+    return SFU_EINVAL; /* (a starting room reads link_open once it runs) */
   if (s->draining || s->shutting_down) return SFU_EDRAINING;
   if (sfu_supervisor_relay_count(s, r) >= s->cfg->max_relays) return SFU_ECAPACITY;
   sfu_room_req_t req;

@@ -199,7 +199,7 @@ int sfu_supervisor_spawn(sfu_supervisor_t *s, sfu_room_req_t *req,
                          sfu_room_rec_t **out);
 /*
  * Relays (docs/internals/relay.md). spawn_relay starts one more process
- * for room `r` (running, not a relay itself), linked to it once both are
+ * for room `r` (starting or running, not a relay itself), linked to it once both are
  * ready: 0, SFU_EINVAL (r is a relay or not running), SFU_ECAPACITY
  * (cfg->max_relays already) or the spawn error. place: the process a
  * joining client of `r` goes to -- `r` itself for a client that may

@@ -52,7 +52,7 @@ JOIN_JS = r"""
   for (const t of ['participant-joined', 'participant-left', 'participant-updated',
                    'connection-state', 'error', 'track', 'track-ended', 'close',
                    'reconnecting', 'reconnected', 'ice-restart', 'migrating', 'migrated',
-                   'migrate-aborted']) {
+                   'migrate-aborted', 'rejoining', 'rejoined']) {
     client.addEventListener(t, note(t));
   }
   // Play what arrives, as a page would (and so Chromium pulls the audio).

@@ -37,6 +37,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -321,6 +322,60 @@ CLICK_JS = r"""
   return true;
 })(%s)
 """
+
+
+class BrowserRelayTest(BrowserTestBase):
+    """Chromium served by a relay of the room (docs/internals/relay.md): the
+    origin takes one publisher (relay_threshold 1), so the page, joining
+    second, lands on the room's one relay. The relay is killed: the page's
+    client is closed with 4016 and joins again by itself (web/sfu-client.js
+    `rejoining`/`rejoined`), this time on the origin, and hears the aiortc
+    peer again."""
+    SFUD_ARGS = ("--web-root", WEB_DIR, "--relay-threshold", "1", "--max-relays", "1")
+
+    async def test_chromium_on_a_killed_relay_joins_again_by_itself(self):
+        try:
+            await self._scenario()
+        except BaseException:
+            print("\n" + await self.diagnostics(), file=sys.stderr)
+            raise
+
+    def relays(self, room_id):
+        return self.sfud.request("GET", "/v1/rooms/%s/relays" % room_id)[1]
+
+    async def _scenario(self):
+        room = self.new_room("relayed")
+        room_id, ws_url = room["room_id"], room["ws_url"]
+        st, j = self.sfud.request("POST", "/v1/rooms/%s/relays" % room_id, {})
+        self.assertEqual(st, 201, j)
+        await self.until(lambda: [x for x in self.relays(room_id) if x["state"] == "running"],
+                         what="the relay running")
+        py = Peer(ws_url, room_id, self.token("py", room), "py", freq=PY_FREQ)
+        self.peers.append(py)
+        await py.join()
+        self.page = await asyncio.to_thread(self.browser.open, self.origin + "/web/index.html")
+        await self.js(join_js(ws_url, room_id, self.token("chrome", room)))
+        await self.until(lambda: [x for x in self.relays(room_id) if x["participants"] == 1],
+                         what="chrome on the relay")
+        hears = ("sfu.stats().then((st) => st.some((r) => r.packetsReceived > 0"
+                 " && r.totalAudioEnergy > 0))")
+        await self.js_until(hears, timeout=15, what="Chromium hears py through the relay")
+
+        pid = self.relays(room_id)[0]["pid"]
+        t0 = time.monotonic()
+        os.kill(pid, signal.SIGKILL)
+        await self.js_until("sfu.log.some((e) => e.type === 'rejoined')", timeout=15,
+                            what="the client joined again")
+        await self.js_until(hears, timeout=15, what="Chromium hears py again")
+        took = time.monotonic() - t0
+        print("relay killed: Chromium joined again and hears py after %.2f s" % took)
+        events = await self.js("sfu.log.map((e) => e.type)")
+        self.assertIn("rejoining", events)
+        self.assertEqual(await self.js("sfu.client.state"), "connected")
+        self.assertLess(took, 10)
+        # the room went on: py never left, and sees chrome again
+        await self.until(lambda: "chrome" in py.identities.values(), what="py sees chrome")
+        self.assertEqual(self.sfud.request("GET", "/v1/rooms/" + room_id)[1]["participants"], 2)
 
 
 class BrowserCallOverTlsTest(BrowserCallTest):
