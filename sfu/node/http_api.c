@@ -88,6 +88,7 @@
 #include "sfu/node/http_api.h"
 #include "sfu/node/httpc.h"
 #include "sfu/node/migrate.h"
+#include "sfu/node/rrelay.h"
 #include "sfu/node/tls.h"
 #include "signaling/token.h"
 #include "sfu/node/validate.h"
@@ -119,6 +120,7 @@ struct sfu_http_s {
   sfu_metrics_t *metrics;
   sfu_fleet_t *fleet;            /* NULL: this node runs alone */
   sfu_migrator_t *migrator;      /* rooms moving between nodes; NULL alone */
+  sfu_rrelay_t *rrelay;          /* relays on other nodes; NULL alone */
   h2o_globalconf_t globalconf;
   h2o_context_t ctx;
   h2o_accept_ctx_t accept_ctx;  /* .ssl_ctx: NULL for plain HTTP */
@@ -794,8 +796,22 @@ static int route_migrations(sfu_http_t *h, h2o_req_t *req, char seg[][72], int n
   return send_json(h, req, status, out);
 }
 
-/* /v1/rooms/{id}/relays[/{relay_id}]: GET lists, POST adds one, DELETE
- * ends one (its clients join again: docs/internals/relay.md). */
+static void on_moved(void *arg, int status, json_t *body);
+
+/* The room's relays, here and on other nodes. */
+static json_t *relays_json(sfu_http_t *h, const sfu_room_rec_t *r) {
+  json_t *a = sfu_supervisor_relays_json(h->sup, r);
+  if (h->rrelay) {
+    json_t *far = sfu_rrelay_json(h->rrelay, r->id);
+    json_array_extend(a, far);
+    json_decref(far);
+  }
+  return a;
+}
+
+/* /v1/rooms/{id}/relays[/{relay_id}]: GET lists, POST adds one (here, or
+ * {"node": ...} on another node of the fleet), DELETE ends one here (its
+ * clients join again: docs/internals/relay.md). */
 static int route_relays(sfu_http_t *h, h2o_req_t *req, sfu_room_rec_t *r, const char *relay_id) {
   if (relay_id) {
     if (!method_is(req, "DELETE")) return method_not_allowed(h, req, "DELETE");
@@ -804,8 +820,37 @@ static int route_relays(sfu_http_t *h, h2o_req_t *req, sfu_room_rec_t *r, const 
       return fail(h, req, 404, "relay_not_found", "room %s has no relay '%.32s'", r->id, relay_id);
     return send_json(h, req, 202, gone);
   }
-  if (method_is(req, "GET")) return send_json(h, req, 200, sfu_supervisor_relays_json(h->sup, r));
+  if (method_is(req, "GET")) return send_json(h, req, 200, relays_json(h, r));
   if (!method_is(req, "POST")) return method_not_allowed(h, req, "GET, POST");
+  size_t len;
+  const char *body = body_of(req, &len);
+  json_t *j = len ? json_loadb(body, len, 0, NULL) : json_object();
+  const char *node = json_string_value(json_object_get(j, "node"));
+  if (!json_is_object(j) || (json_object_get(j, "node") && !node) ||
+      json_object_size(j) > (node ? 1u : 0u)) {
+    json_decref(j);
+    return fail(h, req, 400, "invalid_body", "{} or {\"node\": \"<node_id>\"}");
+  }
+  if (node && strcmp(node, h->cfg->node_id) != 0) { /* on another node */
+    if (!h->rrelay) {
+      json_decref(j);
+      return fail(h, req, 404, "no_fleet", "this node runs alone (etcd_url is not set)");
+    }
+    if (r->state != SFU_ROOM_RUNNING && r->state != SFU_ROOM_STARTING) {
+      json_decref(j);
+      return fail(h, req, 409, "room_not_running", "room %s is %s", r->id,
+                  sfu_room_state_name(r->state));
+    }
+    pending_t *p = pending_new(h, req);
+    if (!p) {
+      json_decref(j);
+      return send_body(h, req, 500, "application/json", H2O_STRLIT(OOM_BODY));
+    }
+    sfu_rrelay_add(h->rrelay, r, node, on_moved, p);
+    json_decref(j);
+    return 0;
+  }
+  json_decref(j);
   sfu_room_rec_t *x;
   int rv = sfu_supervisor_spawn_relay(h->sup, r, &x);
   if (rv == SFU_EINVAL)
@@ -851,6 +896,7 @@ static int route_room(sfu_http_t *h, h2o_req_t *req, char seg[][72], int n) {
   if (method_is(req, "GET")) {
     json_t *j = sfu_room_json(r, 1);
     json_object_set_new(j, "ws_url", json_string(h->ws_url));
+    json_object_set_new(j, "relays", relays_json(h, r)); /* those on other nodes too */
     return send_json(h, req, 200, j);
   }
   if (method_is(req, "DELETE")) {
@@ -1083,6 +1129,16 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req) {
       return route_drain(h, req);
     }
     if (n >= 3 && n <= 5 && strcmp(seg[2], "migrations") == 0) return route_migrations(h, req, seg, n);
+    if ((n == 3 && strcmp(seg[2], "relays") == 0) || (n == 4 && strcmp(seg[2], "links") == 0)) {
+      if (!method_is(req, "POST")) return method_not_allowed(h, req, "POST");
+      if (!h->rrelay) return fail(h, req, 404, "no_fleet", "this node runs alone (etcd_url is not set)");
+      size_t len;
+      int status = 500;
+      const char *body = body_of(req, &len);
+      json_t *out = n == 3 ? sfu_rrelay_accept(h->rrelay, body, len, &status)
+                           : sfu_rrelay_link_in(h->rrelay, seg[3], body, len, &status);
+      return send_json(h, req, status, out);
+    }
   } else if (strcmp(seg[1], "fleet") == 0 && n == 2) {
     return route_fleet(h, req);
   } else if (strcmp(seg[1], "events") == 0 && n == 2) {
@@ -1376,6 +1432,8 @@ int sfu_http_reload_tls(sfu_http_t *h) {
 void sfu_http_set_events(sfu_http_t *h, sfu_events_t *e) { h->events = e; }
 
 void sfu_http_set_fleet(sfu_http_t *h, sfu_fleet_t *f) { h->fleet = f; }
+
+void sfu_http_set_rrelay(sfu_http_t *h, sfu_rrelay_t *m) { h->rrelay = m; }
 
 void sfu_http_set_migrator(sfu_http_t *h, sfu_migrator_t *m) { h->migrator = m; }
 

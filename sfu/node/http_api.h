@@ -40,6 +40,11 @@ void sfu_http_set_fleet(sfu_http_t *h, struct sfu_fleet_s *f);
  * drain with "migrate", and the new node's side: sfu/node/migrate.h). */
 struct sfu_migrator_s;
 void sfu_http_set_migrator(sfu_http_t *h, struct sfu_migrator_s *m);
+/* Relays of rooms on other nodes (sfu/node/rrelay.c): POST
+ * /v1/rooms/{id}/relays with a node, /v1/node/relays, /v1/node/links.
+ * NULL (alone, or shutting down): those answer 404 no_fleet. */
+struct sfu_rrelay_s;
+void sfu_http_set_rrelay(sfu_http_t *h, struct sfu_rrelay_s *m);
 /* This node's client signaling URL (ws:// or wss://). */
 const char *sfu_http_ws_url(const sfu_http_t *h);
 /* Stops accepting connections (shutdown). Open connections finish. */

@@ -29,6 +29,7 @@
 #include "sfu/base/log.h"
 #include "sfu/node/metrics.h"
 #include "sfu/node/migrate.h"
+#include "sfu/node/rrelay.h"
 #include "sfu/node/recover.h"
 #include "sfu/base/sfu.h"
 #include "sfu/node/supervisor.h"
@@ -46,6 +47,7 @@ static sfu_events_t *events;
 static sfu_webhook_t *webhook;
 static sfu_fleet_t *fleet;
 static sfu_migrator_t *migrator; /* with a fleet */
+static sfu_rrelay_t *rrelay;     /* relays on other nodes, with a fleet */
 
 static void on_durable(void *arg) { sfu_webhook_kick(arg); }
 
@@ -54,6 +56,11 @@ static void hook_room_msg(void *arg, sfu_room_rec_t *r, const char *type, json_t
 }
 
 static void hook_room_drained(void *arg, sfu_room_rec_t *r) { sfu_ws_on_room_drained(arg, r); }
+
+static void hook_link_out(void *arg, const char *room_id, const char *link, json_t *msg) {
+  (void)arg;
+  if (rrelay) sfu_rrelay_link_out(rrelay, room_id, link, msg);
+}
 
 /* Soft descriptor limit up to the hard one; logged either way. */
 static void raise_nofile(void) {
@@ -79,6 +86,7 @@ static void hook_room_move(void *arg, sfu_room_rec_t *r, const char *type, json_
 
 static void hook_room_gone(void *arg, sfu_room_rec_t *r, int crashed) {
   if (migrator) sfu_migrator_on_room_gone(migrator, r); /* a move of it fails */
+  if (rrelay) sfu_rrelay_room_gone(rrelay, r); /* its links to other nodes close */
   if (r->origin_id[0]) { /* a relay: its room goes on, its clients join it again */
     sfu_ws_on_room_gone(arg, r, SFU_WS_RELAY_GONE, "relay gone: join again");
     return;
@@ -117,6 +125,7 @@ static void on_signal(uv_signal_t *h, int signum) {
     sfu_http_stop_listening(http);
     sfu_migrator_stop(migrator); /* moves in flight fail: their rooms stay and end here */
     sfu_http_set_migrator(http, NULL);
+    sfu_http_set_rrelay(http, NULL);
     shutdown_waits = fleet ? 2 : 1;
     if (fleet) sfu_fleet_leave(fleet, on_fleet_left, h->loop);
     sfu_supervisor_shutdown(sup, on_supervisor_done, h->loop);
@@ -200,7 +209,7 @@ int main(int argc, char **argv) {
   if (sfu_ws_create(&ws, loop, &cfg, sup) != 0) return 1;
   sfu_ws_set_metrics(ws, &metrics);
   sfu_supervisor_hooks_t hooks = {ws, hook_room_msg, hook_room_gone, hook_room_drained,
-                                  hook_room_move};
+                                  hook_room_move, hook_link_out};
   sfu_supervisor_set_hooks(sup, &hooks);
   char rooms_dir[560];
   snprintf(rooms_dir, sizeof(rooms_dir), "%s/rooms", cfg.data_dir);
@@ -250,6 +259,10 @@ int main(int argc, char **argv) {
       return 1;
     sfu_migrator_set_events(migrator, events);
     sfu_http_set_migrator(http, migrator);
+    if (sfu_rrelay_create(&rrelay, &cfg, sup, fleet, sfu_http_base_url(http),
+                          sfu_http_ws_url(http)) != 0)
+      return 1;
+    sfu_http_set_rrelay(http, rrelay);
   }
 
   uv_signal_init(loop, &sig_int);

@@ -58,6 +58,7 @@ struct sfu_supervisor_s {
   sfu_metrics_t *metrics;
   uv_timer_t tick;           /* heartbeat and housekeeping */
   sfu_room_rec_t *rooms;     /* listed records */
+  unsigned remote_next;      /* joins offered to relays of other nodes' rooms */
   int draining;              /* refuse new rooms */
   int shutting_down;         /* shutdown() called */
   void (*done)(sfu_supervisor_t *s, void *arg);
@@ -980,61 +981,127 @@ static void send_link(sfu_room_rec_t *to, const char *type, const char *link, js
   json_decref(m);
 }
 
+/* A link message for the end of `relay`'s link that is not here: the
+ * room's, on another node. */
+static void link_out(sfu_room_rec_t *relay, const char *type, json_t *rest) {
+  sfu_supervisor_t *s = relay->sup;
+  json_t *m = rest ? json_deep_copy(rest) : json_object();
+  json_object_set_new(m, "type", json_string(type));
+  json_object_set_new(m, "link", json_string(relay->id));
+  if (s->hooks.link_out)
+    s->hooks.link_out(s->hooks.arg, relay->origin_id, relay->id, m);
+  json_decref(m);
+}
+
 /* Both processes run: the link between them opens (the relay's id names it). */
 static void relay_ready(sfu_room_rec_t *relay) {
-  sfu_room_rec_t *o = sfu_supervisor_origin(relay->sup, relay);
-  if (!o) {
+  sfu_room_rec_t *o = relay->origin_remote ? NULL : sfu_supervisor_origin(relay->sup, relay);
+  if (!o && !relay->origin_remote) {
     sfu_supervisor_close_room(relay->sup, relay, "room_ended");
     return;
   }
   json_t *role = json_pack("{s:s}", "role", "origin");
-  send_link(o, "link_open", relay->id, role);
+  if (o)
+    send_link(o, "link_open", relay->id, role);
+  else
+    link_out(relay, "link_open", role);
   json_object_set_new(role, "role", json_string("relay"));
   send_link(relay, "link_open", relay->id, role);
   json_decref(role);
 }
 
-/* link_local from either end (kept until the other's came: each then gets
- * the other's as link_remote), link_msg carried to the other end. */
+/* One end's link_local (end 0 the room's, 1 the relay's), kept until the
+ * other's came: each then gets the other's as link_remote. */
+static void link_local(sfu_room_rec_t *relay, int end, json_t *body) {
+  json_decref(relay->link_local[end]);
+  relay->link_local[end] = json_incref(body);
+  if (!relay->link_local[!end]) return;
+  sfu_room_rec_t *o = relay->origin_remote ? NULL : sfu_supervisor_origin(relay->sup, relay);
+  if (o)
+    send_link(o, "link_remote", relay->id, relay->link_local[1]);
+  else
+    link_out(relay, "link_remote", relay->link_local[1]);
+  send_link(relay, "link_remote", relay->id, relay->link_local[0]);
+  room_log(SFU_LOG_INFO, relay, "link to room %s set up%s", relay->origin_id,
+           o ? "" : " (on another node)");
+}
+
+/* link_local / link_msg from a process here: to the other end, here or on
+ * the room's node. A room's message for a link no relay here has is for
+ * one on another node. */
 static void on_link(sfu_room_rec_t *r, const char *type, json_t *msg) {
+  sfu_supervisor_t *s = r->sup;
   const char *link = json_string_value(json_object_get(msg, "link"));
   sfu_room_rec_t *relay = is_relay(r) ? r : relay_of(r, link);
-  sfu_room_rec_t *o = relay ? sfu_supervisor_origin(r->sup, relay) : NULL;
-  if (!relay || !o || !link || strcmp(link, relay->id) != 0) {
-    r->sup->metrics->ipc_bad_messages++;
+  if (!link || (relay && strcmp(link, relay->id) != 0)) {
+    s->metrics->ipc_bad_messages++;
     room_log(SFU_LOG_WARN, r, "%s for no link of ours: dropped", type);
     return;
   }
-  sfu_room_rec_t *other = r == relay ? o : relay;
   json_t *body = json_deep_copy(msg);
   json_object_del(body, "type");
   json_object_del(body, "link");
-  if (strcmp(type, "link_msg") == 0) {
-    send_link(other, "link_msg", link, body);
+  if (!relay) { /* the room's end of a link to another node */
+    json_object_set_new(body, "type", json_string(type));
+    json_object_set_new(body, "link", json_string(link));
+    if (s->hooks.link_out) s->hooks.link_out(s->hooks.arg, r->id, link, body);
+  } else if (strcmp(type, "link_msg") == 0) {
+    sfu_room_rec_t *o = relay->origin_remote ? NULL : sfu_supervisor_origin(s, relay);
+    if (r != relay)
+      send_link(relay, "link_msg", link, body);
+    else if (o)
+      send_link(o, "link_msg", link, body);
+    else if (relay->origin_remote)
+      link_out(relay, "link_msg", body);
   } else {
-    int end = r == relay;
-    json_decref(relay->link_local[end]);
-    relay->link_local[end] = json_incref(body);
-    if (relay->link_local[!end]) {
-      send_link(o, "link_remote", link, relay->link_local[1]);
-      send_link(relay, "link_remote", link, relay->link_local[0]);
-      room_log(SFU_LOG_INFO, relay, "link to room %s set up", o->id);
-    }
+    link_local(relay, r == relay, body);
   }
   json_decref(body);
 }
 
 /* A relay ended: its room closes the link (its people leave the others'
- * view). A room ended: its relays end too. */
+ * view). A room ended: its relays here end too (those on other nodes hear
+ * of it from sfu/node/rrelay.c). */
 static void relay_or_origin_ended(sfu_room_rec_t *r) {
   if (is_relay(r)) {
-    sfu_room_rec_t *o = sfu_supervisor_origin(r->sup, r);
-    if (o) send_link(o, "link_close", r->id, NULL);
+    sfu_room_rec_t *o = r->origin_remote ? NULL : sfu_supervisor_origin(r->sup, r);
+    if (o)
+      send_link(o, "link_close", r->id, NULL);
+    else if (r->origin_remote)
+      link_out(r, "link_close", NULL);
     return;
   }
   for (sfu_room_rec_t *x = r->sup->rooms; x; x = x->next)
-    if (is_relay(x) && strcmp(x->origin_id, r->id) == 0 && is_live(x))
+    if (is_relay(x) && strcmp(x->origin_id, r->id) == 0 && is_live(x) && !x->origin_remote)
       sfu_supervisor_close_room(r->sup, x, "room_ended");
+}
+
+int sfu_supervisor_link_in(sfu_supervisor_t *s, const char *room_id, const char *link,
+                           json_t *msg) {
+  const char *type = json_string_value(json_object_get(msg, "type"));
+  if (!type || !link) return SFU_EINVAL;
+  for (sfu_room_rec_t *x = s->rooms; x; x = x->next) {
+    if (!is_relay(x) || !x->origin_remote || strcmp(x->id, link) != 0 || x->exited ||
+        strcmp(x->origin_id, room_id) != 0)
+      continue;
+    json_t *body = json_deep_copy(msg); /* the room's end says */
+    json_object_del(body, "type");
+    json_object_del(body, "link");
+    if (strcmp(type, "link_local") == 0)
+      link_local(x, 0, body);
+    else if (strcmp(type, "link_msg") == 0)
+      send_link(x, "link_msg", link, body);
+    else if (strcmp(type, "link_close") == 0 && is_live(x))
+      sfu_supervisor_close_room(s, x, "room_ended");
+    json_decref(body);
+    return 0;
+  }
+  for (sfu_room_rec_t *o = s->rooms; o; o = o->next) /* the room's end, here */
+    if (!is_relay(o) && strcmp(o->id, room_id) == 0 && !o->exited) {
+      sfu_supervisor_send(o, msg);
+      return 0;
+    }
+  return SFU_ENOENT;
 }
 
 int sfu_supervisor_relay_count(sfu_supervisor_t *s, const sfu_room_rec_t *r) {
@@ -1042,6 +1109,38 @@ int sfu_supervisor_relay_count(sfu_supervisor_t *s, const sfu_room_rec_t *r) {
   for (sfu_room_rec_t *x = s->rooms; x; x = x->next)
     n += is_relay(x) && strcmp(x->origin_id, r->id) == 0 && is_live(x) && !x->exited;
   return n;
+}
+
+int sfu_supervisor_spawn_remote_relay(sfu_supervisor_t *s, const char *room_id,
+                                      const char *relay_id, const sfu_room_req_t *req,
+                                      sfu_room_rec_t **out) {
+  int live = 0;
+  *out = NULL;
+  if (s->draining || s->shutting_down) return SFU_EDRAINING;
+  for (sfu_room_rec_t *x = s->rooms; x; x = x->next) {
+    live += is_live(x) && !is_relay(x);
+    if (strcmp(x->id, relay_id) == 0 && !x->exited) return SFU_EEXIST;
+  }
+  if (live >= s->cfg->max_rooms) return SFU_ECAPACITY;
+  sfu_room_req_t q = *req;
+  sfu_room_rec_t origin; /* what spawn() reads of a room: its id */
+  memset(&origin, 0, sizeof(origin));
+  snprintf(origin.id, sizeof(origin.id), "%s", room_id);
+  snprintf(q.id, sizeof(q.id), "%s", relay_id);
+  q.metadata = NULL;
+  int rv = spawn(s, &q, &origin, out);
+  if (rv == 0) (*out)->origin_remote = 1;
+  return rv;
+}
+
+sfu_room_rec_t *sfu_supervisor_relay_for(sfu_supervisor_t *s, const char *room_id) {
+  sfu_room_rec_t *run[64];
+  int n = 0;
+  for (sfu_room_rec_t *x = s->rooms; x && n < 64; x = x->next)
+    if (is_relay(x) && x->origin_remote && x->state == SFU_ROOM_RUNNING &&
+        strcmp(x->origin_id, room_id) == 0)
+      run[n++] = x;
+  return n ? run[s->remote_next++ % (unsigned)n] : NULL;
 }
 
 int sfu_supervisor_spawn_relay(sfu_supervisor_t *s, sfu_room_rec_t *r, sfu_room_rec_t **out) {

@@ -162,6 +162,9 @@ struct sfu_room_rec_s {
   json_t *link_local[2];             /* a relay: link_local of the origin's end (0)
                                         and its own (1), until both came */
   unsigned relay_next;               /* a room: where the next listener goes */
+  int origin_remote;                 /* a relay whose room runs on another node:
+                                        its link messages go through the hook
+                                        link_out (sfu/node/rrelay.c) */
   int moving;                        /* SFU_MOVE_* (sfu/node/migrate.c) */
   int move_ready;                    /* moving in: the room said migration_ready */
   sfu_supervisor_t *sup;             /* owner */
@@ -183,6 +186,10 @@ typedef struct sfu_supervisor_hooks_s {
   void (*room_drained)(void *arg, sfu_room_rec_t *r);
   /* exported / migration_ready from a room (sfu/node/migrate.c; may be NULL) */
   void (*room_move)(void *arg, sfu_room_rec_t *r, const char *type, json_t *msg);
+  /* a link message ({type, link, ...}, borrowed) for the end of link `link`
+   * of room `room_id` that runs on another node (sfu/node/rrelay.c; may be
+   * NULL: such links then never open) */
+  void (*link_out)(void *arg, const char *room_id, const char *link, json_t *msg);
 } sfu_supervisor_hooks_t;
 
 void sfu_supervisor_set_hooks(sfu_supervisor_t *s, const sfu_supervisor_hooks_t *h);
@@ -212,6 +219,22 @@ int sfu_supervisor_spawn(sfu_supervisor_t *s, sfu_room_req_t *req,
  */
 int sfu_supervisor_spawn_relay(sfu_supervisor_t *s, sfu_room_rec_t *r, sfu_room_rec_t **out);
 int sfu_supervisor_relay_count(sfu_supervisor_t *s, const sfu_room_rec_t *r); /* live ones */
+/* A relay of room `room_id` (its name, limits) that runs on another node,
+ * started here with the id the room's node chose (sfu/node/rrelay.c):
+ * 0, SFU_EEXIST (that id runs here), SFU_EDRAINING, SFU_ECAPACITY
+ * (max_rooms) or the spawn error. */
+int sfu_supervisor_spawn_remote_relay(sfu_supervisor_t *s, const char *room_id,
+                                      const char *relay_id, const sfu_room_req_t *req,
+                                      sfu_room_rec_t **out);
+/* The live relay here of room `room_id` (a room of another node) that a
+ * client joining it goes to, in turn; NULL if none runs. */
+sfu_room_rec_t *sfu_supervisor_relay_for(sfu_supervisor_t *s, const char *room_id);
+/* A link message from the other node ({type, link, ...}, borrowed) for
+ * the end here: the relay `link` (link_local of the room's end, link_msg,
+ * link_close), or the room `room_id` (link_open, link_remote, link_msg,
+ * link_close). 0, or SFU_ENOENT when neither is here. */
+int sfu_supervisor_link_in(sfu_supervisor_t *s, const char *room_id, const char *link,
+                           json_t *msg);
 sfu_room_rec_t *sfu_supervisor_place(sfu_supervisor_t *s, sfu_room_rec_t *r, unsigned grants);
 sfu_room_rec_t *sfu_supervisor_origin(sfu_supervisor_t *s, sfu_room_rec_t *r);
 json_t *sfu_supervisor_relays_json(sfu_supervisor_t *s, const sfu_room_rec_t *r);

@@ -343,11 +343,13 @@ static void on_join(session_t *s, const sfu_msg_t *m) {
     return;
   }
   sfu_room_rec_t *r = sfu_supervisor_find(ws->sup, m->room);
+  if (!r) /* a room of another node that a relay here serves (docs/internals/relay.md) */
+    r = sfu_supervisor_relay_for(ws->sup, m->room);
   if (!r || r->state == SFU_ROOM_CRASHED || r->state == SFU_ROOM_CLOSING) {
     close_session(s, SFU_WS_ROOM_NOT_FOUND, "room not found");
     return;
   }
-  if (strcmp(c.room, r->id) != 0) {
+  if (strcmp(c.room, r->origin_id[0] ? r->origin_id : r->id) != 0) {
     close_session(s, SFU_WS_WRONG_ROOM, "token is for another room");
     return;
   }

@@ -408,7 +408,10 @@ void sfu_room_end(sfu_room_t *room, sfu_time_t now) {
   set_time(room, now);
   room->ended = 1; /* (no empty notification while everyone leaves) */
   while (room->participants)
-    sfu_room_remove(room, room->participants, "room_closed", 4010, "room closed");
+    if (room->relay_ending) /* the room goes on elsewhere: its clients join again */
+      sfu_room_remove(room, room->participants, "relay_closed", 4016, "relay gone: join again");
+    else
+      sfu_room_remove(room, room->participants, "room_closed", 4010, "room closed");
   sfu_relay_end(room);
   sfu_vec_free(&room->server_muted);
 }

@@ -149,6 +149,8 @@ typedef struct sfu_room_s {
   int speaking_dirty;        /* the speaking set changed */
   int empty;                 /* nobody is in (as last told to io->empty) */
   int ended;                 /* sfu_room_end() called */
+  int relay_ending;          /* a relay ends while its room goes on: its
+                                clients are closed with 4016 (relay.c) */
   int moved;                 /* handed over to another node (migrate_out):
                                 nothing more goes to sfud */
   int migration_wait;        /* participants moved in: report migration_ready
@@ -168,8 +170,9 @@ typedef struct sfu_room_s {
 
 /* Sets up an empty room at `now` (nothing is emitted). 0 or SFU_EINVAL. */
 int sfu_room_init(sfu_room_t *room, const sfu_room_opts_t *o, sfu_room_io_t *io, sfu_time_t now);
-/* Removes everyone (4010 "room closed") and frees what the room holds;
- * no input is taken after it. */
+/* Removes everyone (4010 "room closed"; 4016 "relay gone: join again" for
+ * a relay whose room goes on: room->relay_ending) and frees what the room
+ * holds; no input is taken after it. */
 void sfu_room_end(sfu_room_t *room, sfu_time_t now);
 /* A message from sfud: client_join, client_gone, client_msg, session_token
  * (its session's resume token, kept for a new sfud: sfu/room/shell.h), server_mute,

@@ -500,6 +500,9 @@ void sfu_shell_close(sfu_shell_t *sh, const char *reason, int exit_code) {
   sh->closing = 1;
   sh->exit_code = exit_code;
   snprintf(sh->close_reason, sizeof(sh->close_reason), "%s", reason);
+  /* a relay that ends while its room goes on: its clients join again */
+  if (strcmp(reason, "relay_closed") == 0)
+    sh->room.relay_ending = sh->room.links && !sh->room.links->link_origin;
   sfu_room_end(&sh->room, now());
   sfu_recorder_stop(&sh->rec, "room_closed");
   if (!sh->ipc.failed)

@@ -19,34 +19,9 @@
 
 #include "sfu/room/engine.h"
 #include "signaling/token.h"
+#include "tests/fuzz/engine_io.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void emit(sfu_room_io_t *io, json_t *m) { (void)io, json_decref(m); }
-static int send_pkt(sfu_room_io_t *io, sfu_participant_t *p, int rtcp, uint8_t *b, size_t n,
-                    size_t cap) {
-  (void)io, (void)p, (void)rtcp, (void)b, (void)n, (void)cap;
-  return 0;
-}
-static int tp_open(sfu_room_io_t *io, sfu_participant_t *p) { (void)io, (void)p; return 0; }
-static void tp_close(sfu_room_io_t *io, sfu_participant_t *p) { (void)io, (void)p; }
-static int tp_remote(sfu_room_io_t *io, sfu_participant_t *p, const sfu_sdp_media_t *m,
-                     const char **setup) {
-  (void)io, (void)p, (void)m, (void)setup;
-  return 0;
-}
-static int tp_cand(sfu_room_io_t *io, sfu_participant_t *p, const char *c) {
-  (void)io, (void)p, (void)c;
-  return 0;
-}
-static void tp_local(sfu_room_io_t *io, sfu_participant_t *p, sfu_sdp_media_t *m, const char *s) {
-  (void)io, (void)p, (void)m, (void)s;
-}
-static uint64_t tp_rx(sfu_room_io_t *io, sfu_participant_t *p) { (void)io, (void)p; return 0; }
-static void empty(sfu_room_io_t *io, int e) { (void)io, (void)e; }
-
-static sfu_room_io_t io = {NULL, emit, send_pkt, tp_open, tp_close, tp_remote, tp_cand,
-                           tp_local, tp_rx, empty};
 
 static void check(const sfu_room_t *room) {
   int n = 0;
@@ -63,11 +38,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static sfu_room_t a, b;
   json_t *state = json_loadb((const char *)data, size, 0, NULL);
   if (!state) return 0;
-  if (sfu_room_init(&a, &o, &io, t) != 0) abort();
+  if (sfu_room_init(&a, &o, &fuzz_io, t) != 0) abort();
   if (sfu_room_import(&a, state) == 0) {
     check(&a);
     json_t *again = sfu_room_export(&a);
-    if (sfu_room_init(&b, &o, &io, t) != 0) abort();
+    if (sfu_room_init(&b, &o, &fuzz_io, t) != 0) abort();
     if (sfu_room_import(&b, again) != 0 || b.participants_n != a.participants_n) abort();
     check(&b);
     json_decref(again);

@@ -12,10 +12,12 @@ import signal
 import sys
 import time
 import unittest
+import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sfutest import CallTest, Receiver, main  # noqa: E402
+from sfutest import CallTest, Receiver, Sfud, main  # noqa: E402
 from aiortc_peer import Peer  # noqa: E402
+from etcd import EtcdFleet  # noqa: E402
 
 ARGS = None
 HEARD = 0.01
@@ -160,6 +162,20 @@ class RelayTest(CallTest):
         self.assertEqual(left[0]["reason"], "room_crashed")
         self.assertTrue(all(r["room_id"] == self.room["room_id"] for r in recs), recs[:3])
 
+    async def test_a_closed_relay_tells_its_clients_to_join_again(self):
+        (rid,) = self.add_relays(1)
+        await self.relays_running(1)
+        d = Peer(self.room["ws_url"], self.room["room_id"], self.listener_token("dave"), "dave")
+        self.peers.append(d)
+        await d.join()
+        await self.until(lambda: self.room_json()["relays"][0]["participants"] == 1,
+                         what="dave on the relay")
+        st, j = self.sfud.request("DELETE", "/v1/rooms/%s/relays/%s" % (self.room["room_id"], rid))
+        self.assertEqual(st, 202, j)
+        await d.wait_closed(10)
+        self.assertEqual((d.close_code, d.close_reason), (4016, "relay gone: join again"))
+        self.assertEqual(self.room_json()["state"], "running")
+
     async def test_relays_api_refuses_what_it_cannot_do(self):
         st, j = self.sfud.request("POST", "/v1/rooms/rm_0000000000000000/relays", {})
         self.assertEqual(st, 404, j)
@@ -206,5 +222,86 @@ class RelayTest(CallTest):
                          and e.tone_power("bob", 660, 1.0) > HEARD, what="erin hears both")
 
 
+class RemoteRelayTest(EtcdFleet, CallTest):
+    """A relay of a room on another node of the fleet (docs/internals/relay.md,
+    "Relays on other nodes"): two sfud nodes around a real etcd; the room
+    and its speakers on node a, a relay on node b and a listener joining it
+    at b's signaling URL."""
+    PEER = Peer
+
+    def setUp(self):
+        self.prefix = "/t-" + uuid.uuid4().hex[:8]
+        self.nodes = {}
+        self.peers = []
+
+    async def asyncTearDown(self):
+        await super().asyncTearDown()
+        for n in self.nodes.values():
+            n.stop()
+
+    def start_node(self, node_id):
+        n = Sfud(ARGS.sfud, ARGS.room, *self.fleet_args(node_id, 2))
+        self.nodes[node_id] = n
+        self.wait_registered(node_id)
+        return n
+
+    async def test_a_listener_on_a_relay_of_another_node_hears_and_speaks(self):
+        a, b = self.start_node("a"), self.start_node("b")
+        self.sfud = a
+        st, room = a.request("POST", "/v1/rooms", {"name": "far", "node": "a"})
+        self.assertEqual(st, 201, room)
+        rid = room["room_id"]
+        st, relay = await asyncio.to_thread(a.request, "POST", "/v1/rooms/%s/relays" % rid,
+                                            {"node": "b"})
+        self.assertEqual(st, 201, relay)
+        self.assertEqual(relay["node"], "b")
+        self.assertEqual(relay["ws_url"], "ws://127.0.0.1:%d/v1/rtc" % b.port)
+        listed = a.request("GET", "/v1/rooms/%s/relays" % rid)[1]
+        self.assertIn(relay["relay_id"], [x["relay_id"] for x in listed])
+
+        alice = self.peer(room, "alice", freq=440)
+        await alice.join()
+        # carol joins the room at b's signaling URL (a token minted on a)
+        carol = Peer(relay["ws_url"], rid, self.token("carol", room), "carol", freq=880)
+        self.peers.append(carol)
+        await carol.join()
+        await carol.mute(True)
+        await self.until(lambda: carol.tone_power("alice", 440, 1.0) > HEARD,
+                         what="carol, on node b, hears alice on node a")
+        await carol.mute(False)
+        await self.until(lambda: alice.tone_power("carol", 880, 1.0) > HEARD,
+                         what="alice hears carol")
+        j = a.request("GET", "/v1/rooms/" + rid)[1]
+        self.assertTrue(any(l["up"] for l in j["stats"]["links"]), j["stats"]["links"])
+        # b runs no room: it passes the request to a, which lists b's relay
+        st, jb = b.request("GET", "/v1/rooms/" + rid)
+        self.assertEqual((st, jb["room_id"]), (200, rid), jb)
+        self.assertIn({"relay_id": relay["relay_id"], "node": "b", "ws_url": relay["ws_url"]},
+                      jb["relays"])
+
+        self.assert_peers_clean()
+        # the room ends on a: its relay on b ends, and carol's call with it
+        a.request("DELETE", "/v1/rooms/" + rid)
+        await carol.wait_closed(10)
+        self.assertEqual(carol.close_code, 4010)
+        await self.until(lambda: b.children() == [], what="the relay on b gone")
+
+    async def test_relays_on_other_nodes_refused_alone_or_unknown(self):
+        a = self.start_node("a")
+        self.sfud = a
+        st, room = a.request("POST", "/v1/rooms", {"name": "x", "node": "a"})
+        self.assertEqual(st, 201, room)
+        st, j = await asyncio.to_thread(a.request, "POST", "/v1/rooms/%s/relays" % room["room_id"],
+                                        {"node": "nowhere"})
+        self.assertEqual((st, j["error"]["code"]), (404, "node_not_found"), j)
+        st, j = a.request("POST", "/v1/rooms/%s/relays" % room["room_id"], {"nod": "b"})
+        self.assertEqual((st, j["error"]["code"]), (400, "invalid_body"), j)
+        st, j = a.request("POST", "/v1/node/links/rl_0000000000000000",
+                          {"type": "link_msg", "room_id": room["room_id"]})
+        self.assertEqual((st, j["error"]["code"]), (404, "link_not_found"), j)
+        st, j = a.request("POST", "/v1/node/relays", {"room_id": "rm_x"})
+        self.assertEqual((st, j["error"]["code"]), (400, "invalid_body"), j)
+
+
 if __name__ == "__main__":
-    ARGS = main(RelayTest)
+    main()
