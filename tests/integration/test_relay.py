@@ -18,6 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sfutest import CallTest, Receiver, Sfud, main  # noqa: E402
 from aiortc_peer import Peer  # noqa: E402
 from etcd import EtcdFleet  # noqa: E402
+from test_video_aiortc import VideoPeer  # noqa: E402
 
 ARGS = None
 HEARD = 0.01
@@ -285,6 +286,63 @@ class RemoteRelayTest(EtcdFleet, CallTest):
         await carol.wait_closed(10)
         self.assertEqual(carol.close_code, 4010)
         await self.until(lambda: b.children() == [], what="the relay on b gone")
+
+    async def test_two_relays_here_one_on_another_node_audio_and_video(self):
+        """The room forced to 2 relays on its node and 1 on another: a
+        speaker and a camera on the origin, a listener on every relay; each
+        hears the speaker, the speaker hears the listener of the other node,
+        and the viewer there decodes the camera, its keyframe request
+        answered by the publisher."""
+        a, b = self.start_node("a"), self.start_node("b")
+        self.sfud = a
+        st, room = a.request("POST", "/v1/rooms", {"name": "wide", "node": "a"})
+        self.assertEqual(st, 201, room)
+        rid = room["room_id"]
+        for body in ({}, {}, {"node": "b"}):
+            st, j = await asyncio.to_thread(a.request, "POST", "/v1/rooms/%s/relays" % rid, body)
+            self.assertEqual(st, 201, j)
+        far = j
+        await self.until(lambda: len([x for x in a.request("GET", "/v1/rooms/%s/relays" % rid)[1]
+                                      if x.get("state") == "running"]) == 2,
+                         what="the two relays of node a running")
+        alice = self.peer(room, "alice", freq=440)
+        cam = VideoPeer(room["ws_url"], rid, self.token("cam", room), "cam")
+        self.peers.append(cam)
+        await alice.join()
+        await cam.join()
+        near = []
+        for who in ("dave", "erin"):  # audience: the two relays of node a, in turn
+            st, t = a.request("POST", "/v1/rooms/%s/tokens" % rid,
+                              {"identity": who, "grants": {"publish": False, "subscribe": True}})
+            near.append(Peer(room["ws_url"], rid, t["token"], who))
+        self.peers += near
+        carol = Peer(far["ws_url"], rid, self.token("carol", room), "carol", freq=880)
+        st, t = a.request("POST", "/v1/rooms/%s/tokens" % rid,
+                          {"identity": "viewer", "grants": {"publish": False, "subscribe": True}})
+        viewer = VideoPeer(far["ws_url"], rid, t["token"], "viewer", video=False)
+        self.peers += [carol, viewer]
+        for p in near + [carol, viewer]:
+            await p.join()
+        relays = {x["relay_id"]: x for x in a.request("GET", "/v1/rooms/%s/relays" % rid)[1]}
+        await self.until(lambda: all(x.get("participants") == 1 for x in a.request(
+            "GET", "/v1/rooms/%s/relays" % rid)[1] if "state" in x), what="one on each relay")
+        for who in near + [carol]:
+            await self.until(lambda: who.tone_power("alice", 440, 1.0) > HEARD,
+                             what="%s hears alice" % who.identity)
+        await self.until(lambda: alice.tone_power("carol", 880, 1.0) > HEARD,
+                         what="alice hears carol")
+        await viewer.wait_until(lambda: len(viewer.frames) > 10, timeout=20,
+                                what="the viewer on node b decodes the camera")
+        keyframes = lambda: a.request("GET", "/v1/rooms/" + rid)[1]["stats"]["packets"]["video"]
+        await asyncio.sleep(1.0)  # past the throttle of the subscription's own request
+        before = keyframes()["keyframes_in"]
+        receiver = next(t.receiver for t in viewer.pc.getTransceivers()
+                        if t.receiver.track and t.receiver.track.kind == "video")
+        await receiver._send_rtcp_pli(viewer.subscriber_ssrc())
+        await self.until(lambda: keyframes()["keyframes_in"] > before,
+                         what="a keyframe for the viewer's PLI")
+        self.assertEqual(len(relays), 3)
+        self.assert_peers_clean()
 
     async def test_relays_on_other_nodes_refused_alone_or_unknown(self):
         a = self.start_node("a")
