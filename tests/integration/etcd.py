@@ -15,6 +15,9 @@ import subprocess
 import tempfile
 import time
 import urllib.request
+import uuid
+
+from sfutest import CallTest, Sfud
 
 ETCD = "/usr/bin/etcd"
 
@@ -147,3 +150,29 @@ class EtcdFleet:
         """The node_id of room_id's key in etcd, or None."""
         v = self.etcd.range_prefix(self.prefix + "/rooms/" + room_id)
         return next(iter(v.values()))[0]["node_id"] if v else None
+
+
+class FleetCallTest(EtcdFleet, CallTest):
+    """A CallTest over sfud nodes of one fleet: each test has its own key
+    space (self.prefix) and the nodes start_node() started (self.nodes, by
+    node id), stopped once its peers are closed. The sfud and room binaries
+    are the test script's --sfud and --room (sfutest.main())."""
+    TTL = 2  # seconds: the nodes' lease
+
+    def setUp(self):
+        self.prefix = "/t-" + uuid.uuid4().hex[:8]
+        self.nodes = {}
+        self.peers = []
+
+    async def asyncTearDown(self):
+        await super().asyncTearDown()
+        for n in self.nodes.values():
+            n.stop()
+
+    def start_node(self, node_id, *extra):
+        import __main__
+        n = Sfud(__main__.ARGS.sfud, __main__.ARGS.room, *self.fleet_args(node_id, self.TTL),
+                 *extra)
+        self.nodes[node_id] = n
+        self.wait_registered(node_id)
+        return n

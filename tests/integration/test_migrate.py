@@ -23,35 +23,17 @@ import asyncio
 import os
 import sys
 import time
-import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from aiortc_peer import Peer  # noqa: E402
-from etcd import EtcdFleet  # noqa: E402
-from sfutest import CallTest, Sfud, main, wait_for  # noqa: E402
+from etcd import FleetCallTest  # noqa: E402
+from sfutest import main, wait_for  # noqa: E402
 ARGS = None
 
-TTL = 2  # seconds: the nodes' lease
 
 
-class MigrateTest(EtcdFleet, CallTest):
+class MigrateTest(FleetCallTest):
     PEER = Peer
-
-    def setUp(self):
-        self.prefix = "/t-" + uuid.uuid4().hex[:8]
-        self.nodes = {}
-        self.peers = []
-
-    async def asyncTearDown(self):
-        await super().asyncTearDown()
-        for n in self.nodes.values():
-            n.stop()
-
-    def start_node(self, node_id):
-        n = Sfud(ARGS.sfud, ARGS.room, *self.fleet_args(node_id, TTL))
-        self.nodes[node_id] = n
-        self.wait_registered(node_id)
-        return n
 
     def events(self, node):
         st, j = node.request("GET", "/v1/events")

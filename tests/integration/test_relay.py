@@ -11,13 +11,11 @@ import os
 import signal
 import sys
 import time
-import unittest
-import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sfutest import CallTest, Receiver, Sfud, main  # noqa: E402
+from sfutest import CallTest, Receiver, main  # noqa: E402
 from aiortc_peer import Peer  # noqa: E402
-from etcd import EtcdFleet  # noqa: E402
+from etcd import FleetCallTest  # noqa: E402
 from test_video_aiortc import VideoPeer  # noqa: E402
 
 ARGS = None
@@ -223,28 +221,12 @@ class RelayTest(CallTest):
                          and e.tone_power("bob", 660, 1.0) > HEARD, what="erin hears both")
 
 
-class RemoteRelayTest(EtcdFleet, CallTest):
+class RemoteRelayTest(FleetCallTest):
     """A relay of a room on another node of the fleet (docs/internals/relay.md,
     "Relays on other nodes"): two sfud nodes around a real etcd; the room
     and its speakers on node a, a relay on node b and a listener joining it
     at b's signaling URL."""
     PEER = Peer
-
-    def setUp(self):
-        self.prefix = "/t-" + uuid.uuid4().hex[:8]
-        self.nodes = {}
-        self.peers = []
-
-    async def asyncTearDown(self):
-        await super().asyncTearDown()
-        for n in self.nodes.values():
-            n.stop()
-
-    def start_node(self, node_id):
-        n = Sfud(ARGS.sfud, ARGS.room, *self.fleet_args(node_id, 2))
-        self.nodes[node_id] = n
-        self.wait_registered(node_id)
-        return n
 
     async def test_a_listener_on_a_relay_of_another_node_hears_and_speaks(self):
         a, b = self.start_node("a"), self.start_node("b")
@@ -293,7 +275,8 @@ class RemoteRelayTest(EtcdFleet, CallTest):
         hears the speaker, the speaker hears the listener of the other node,
         and the viewer there decodes the camera, its keyframe request
         answered by the publisher."""
-        a, b = self.start_node("a"), self.start_node("b")
+        a = self.start_node("a")
+        self.start_node("b")
         self.sfud = a
         st, room = a.request("POST", "/v1/rooms", {"name": "wide", "node": "a"})
         self.assertEqual(st, 201, room)
