@@ -117,15 +117,21 @@ class RelayTest(CallTest):
         self.assertTrue(all(l["up"] for l in links), links)
         self.assert_peers_clean()
 
-    async def test_a_killed_relay_is_left_and_rejoined_and_usage_counts_once(self):
+    async def test_a_killed_relay_is_left_and_rejoined_others_lose_nothing_usage_once(self):
         (rid,) = self.add_relays(1)
         await self.relays_running(1)
         a = self.peer(self.room, "alice", freq=440)
+        b = self.peer(self.room, "bob", freq=660)
         await a.join()
+        await b.join()
         d = Peer(self.room["ws_url"], self.room["room_id"], self.listener_token("dave"), "dave")
         self.peers.append(d)
         await d.join()
-        await self.until(lambda: d.tone_power("alice", 440, 1.0) > HEARD, what="dave hears alice")
+        await self.until(lambda: d.tone_power("alice", 440, 1.0) > HEARD
+                         and a.tone_power("bob", 660, 1.0) > HEARD, what="dave hears alice")
+        # what alice gets from bob, on the origin, while the relay dies
+        from_bob = a.find_sources("bob")[0]
+        gaps, frames = from_bob.pts_gaps, from_bob.frames
         pid = [x for x in self.room_json()["relays"] if x["relay_id"] == rid][0]["pid"]
         os.kill(pid, signal.SIGKILL)
         # its listeners are told to join again; alice loses nothing
@@ -139,8 +145,13 @@ class RelayTest(CallTest):
                          what="dave hears alice again")
         self.assertLess(time.monotonic() - t0, 10)
         self.assertEqual(self.room_json()["state"], "running")
+        # nobody else lost a packet: alice's stream from bob went on unbroken
+        await asyncio.sleep(1.0)
+        self.assertGreater(from_bob.frames - frames, 50)
+        self.assertEqual(from_bob.pts_gaps, gaps)
         # usage: each participant-second once, dave's two sessions apart
         await a.leave()
+        await b.leave()
         await d2.leave()
         self.sfud.request("DELETE", "/v1/rooms/" + self.room["room_id"])
         recs = await self.until(lambda: (lambda r: r if r and r[-1]["type"] == "room_finished"
@@ -154,8 +165,8 @@ class RelayTest(CallTest):
             if r["type"] == "usage":
                 conn[r["participant"]] = conn.get(r["participant"], 0) + r["ms"]["connected"]
         self.assertEqual(fin["ms"]["connected"], sum(conn.values()))
-        self.assertEqual(set(conn), {"alice", "dave"})
-        self.assertEqual(fin["participants"], 3)  # alice, dave twice
+        self.assertEqual(set(conn), {"alice", "bob", "dave"})
+        self.assertEqual(fin["participants"], 4)  # alice, bob, dave twice
         left = [r for r in recs if r["type"] == "participant_left" and r["participant"] == "dave"]
         self.assertEqual(len(left), 2)
         self.assertEqual(left[0]["reason"], "room_crashed")
