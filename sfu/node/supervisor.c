@@ -1308,7 +1308,7 @@ static json_t *mod_json(const sfu_moderation_t *m) {
 }
 
 json_t *sfu_supervisor_record_json(const sfu_room_rec_t *r) {
-  return json_pack(
+  json_t *j = json_pack(
       "{s:s, s:s, s:i, s:i, s:O?, s:s, s:s, s:i, s:i, s:I, s:i, s:I, s:I, s:i, s:O?,"
       " s:O, s:O, s:i, s:o, s:I}",
       "room_id", r->id, "name", r->name, "max_participants", r->max_participants,
@@ -1319,6 +1319,10 @@ json_t *sfu_supervisor_record_json(const sfu_room_rec_t *r) {
       (json_int_t)r->ended_wall_ms, "participants", r->participants, "stats", r->stats,
       "people", r->people, "totals", r->totals, "sessions", r->sessions, "moderation",
       mod_json(&r->mod), "ping_seq", (json_int_t)r->ping_seq);
+  if (is_relay(r)) /* an upgrade keeps a relay a relay */
+    json_object_update_new(j, json_pack("{s:s, s:b}", "origin_id", r->origin_id,
+                                        "origin_remote", r->origin_remote));
+  return j;
 }
 
 json_t *sfu_supervisor_export(sfu_supervisor_t *s) {
@@ -1420,6 +1424,11 @@ void sfu_supervisor_record_load(sfu_room_rec_t *r, json_t *j) {
   r->totals = json_is_object(totals) ? json_deep_copy(totals) : json_object();
   r->sessions = (int)json_integer_value(json_object_get(j, "sessions"));
   mod_adopt(&r->mod, json_object_get(j, "moderation"));
+  const char *origin = json_string_value(json_object_get(j, "origin_id"));
+  if (origin && strlen(origin) == SFU_ROOM_ID_LEN) {
+    snprintf(r->origin_id, sizeof(r->origin_id), "%s", origin);
+    r->origin_remote = json_is_true(json_object_get(j, "origin_remote"));
+  }
 }
 
 static sfu_room_state_t state_of(const char *name) {
