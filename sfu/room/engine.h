@@ -29,7 +29,9 @@
  * Files: engine.c (lifecycle, control messages, membership, usage,
  * timers), negotiation.c (SDP offers and answers), forwarder.c (RTP/RTCP
  * in, forwarding, reports, layers, speaking), proto.c (client messages ->
- * these calls), migration.c (a call moving to another node's room).
+ * these calls), migration.c (a call moving to another node's room),
+ * relay.c (a call spread over several processes: links, remote
+ * participants).
  */
 #ifndef SFU_ROOM_ENGINE_H
 #define SFU_ROOM_ENGINE_H
@@ -176,8 +178,9 @@ int sfu_room_init(sfu_room_t *room, const sfu_room_opts_t *o, sfu_room_io_t *io,
 void sfu_room_end(sfu_room_t *room, sfu_time_t now);
 /* A message from sfud: client_join, client_gone, client_msg, session_token
  * (its session's resume token, kept for a new sfud: sfu/room/shell.h), server_mute,
- * kick, and the moves of migration.c: export, migrate_in, migrate_commit,
- * migrate_out (docs/internals/ipc.md). 0 once handled (a kick of someone who
+ * kick, the moves of migration.c: export, migrate_in, migrate_commit,
+ * migrate_out, and the links of relay.c: link_open, link_remote, link_msg,
+ * link_close (docs/internals/ipc.md). 0 once handled (a kick of someone who
  * already left is nothing to do; a server mute is remembered for the
  * identity whether or not it is present, and applies when it joins),
  * SFU_EINVAL for a malformed join (answered with client_close 4000) or a
