@@ -368,8 +368,11 @@ class Server(ThreadingHTTPServer):
             tls.close()
 
 
-class _Stop(Exception):
-    pass
+class _Stop(BaseException):
+    """SIGTERM/SIGINT, raised in the main thread wherever it is. Not an
+    Exception: the signal may land while the main thread accepts a
+    connection, inside socketserver's handler of a request, which would
+    take an Exception for that request's error and serve on."""
 
 
 def parse_listen(s):
