@@ -1165,8 +1165,11 @@ static int load_of(const sfu_room_rec_t *x) { return (int)json_object_size(x->pe
 sfu_room_rec_t *sfu_supervisor_place(sfu_supervisor_t *s, sfu_room_rec_t *r, unsigned grants) {
   sfu_room_rec_t *run[64];
   int n = 0, full = 1, thr = s->cfg->relay_threshold;
+  if (is_relay(r)) return r; /* (a relay here of another node's room) */
   for (sfu_room_rec_t *x = s->rooms; x; x = x->next) {
-    if (!is_relay(x) || strcmp(x->origin_id, r->id) != 0 || x->state != SFU_ROOM_RUNNING) continue;
+    if (!is_relay(x) || strcmp(x->origin_id, r->id) != 0 || !is_live(x) || x->exited) continue;
+    if (x->state == SFU_ROOM_STARTING) full = 0; /* one is on its way already */
+    if (x->state != SFU_ROOM_RUNNING) continue;
     if (n < 64) run[n++] = x;
     full &= load_of(x) >= thr;
   }
