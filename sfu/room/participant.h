@@ -170,6 +170,12 @@ typedef struct sfu_sub_pref_s {
   int max_layer, max_height, paused;
 } sfu_sub_pref_t;
 
+/* An SSRC a link carries and the remote participant it belongs to. */
+typedef struct sfu_link_ssrc_s {
+  uint32_t ssrc;
+  sfu_participant_t *p;
+} sfu_link_ssrc_t;
+
 struct sfu_participant_s {
   struct sfu_room_s *room;      /* the engine it is in */
   char sid[24];                 /* "PA_<hex>", stable across reconnects */
@@ -221,6 +227,9 @@ struct sfu_participant_s {
   int is_link;                  /* not a person: a link to another process of the
                                    call (room->links; its id in `sid`) */
   int link_origin;              /* a link: ours is the origin's end */
+  SFU_VEC(sfu_link_ssrc_t) link_ssrcs; /* a link: every SSRC its remote participants'
+                                   tracks were described with, and whose it is:
+                                   the per-packet lookup (relay.c) */
   sfu_participant_t *next;      /* room list (room->links for a link) */
 };
 

@@ -182,8 +182,29 @@ static int link_remote(sfu_room_t *room, sfu_participant_t *l, json_t *msg) {
   return 0;
 }
 
+static void add_ssrcs(sfu_participant_t *l, sfu_participant_t *p, const sfu_track_t *t) {
+  for (int k = 0; t && k < t->nlayers; k++) {
+    uint32_t s[2] = {t->layers[k].ssrc, t->layers[k].rtx_ssrc};
+    for (int i = 0; i < 2; i++)
+      if (s[i] && sfu_vec_push(&l->link_ssrcs, ((sfu_link_ssrc_t){s[i], p})) != 0)
+        sfu_log(SFU_LOG_WARN, "room", "link %s: SSRC %u not indexed: out of memory", l->sid, s[i]);
+  }
+}
+
+/* The link's SSRC index, made again from its remote participants' tracks:
+ * after any description or leave, never per packet. */
+static void index_ssrcs(sfu_room_t *room, sfu_participant_t *l) {
+  l->link_ssrcs.n = 0;
+  for (sfu_participant_t *p = room->participants; p; p = p->next)
+    if (p->via == l) {
+      add_ssrcs(l, p, p->audio);
+      add_ssrcs(l, p, p->video);
+    }
+}
+
 static void remove_remotes(sfu_room_t *room, sfu_participant_t *l, const char *reason) {
   sfu_participant_t *p, *next;
+  l->link_ssrcs.n = 0; /* (before: no entry may name a freed participant) */
   for (p = room->participants; p; p = next) {
     next = p->next;
     if (p->via == l) sfu_room_remove(room, p, reason, 0, NULL);
@@ -199,6 +220,7 @@ static void link_free(sfu_room_t *room, sfu_participant_t *l) {
   remove_remotes(room, l, "relay_gone");
   if (l->transport) room->io->transport_close(room->io, l);
   sfu_log(SFU_LOG_INFO, "room", "link %s closed", l->sid);
+  sfu_vec_free(&l->link_ssrcs);
   free(l);
 }
 
@@ -431,6 +453,7 @@ static int on_peer(sfu_room_t *room, sfu_participant_t *l, json_t *msg) {
     sfu_room_set_muted(room, p, server_muted, 1);
   }
   set_remote_tracks(room, p, have);
+  index_ssrcs(room, l);
   p->link_dirty = 1; /* onward, to the other links (at the origin) */
   sfu_room_usage_refresh(room);
   return 0;
@@ -446,6 +469,7 @@ static int on_link_msg(sfu_room_t *room, sfu_participant_t *l, json_t *msg) {
     sfu_participant_t *p = sid ? by_sid(room, sid) : NULL;
     if (!p || p->via != l) return 0; /* gone already */
     sfu_room_remove(room, p, why && sfu_token_valid_id(why) ? why : "left", 0, NULL);
+    index_ssrcs(room, l);
     return 0;
   }
   return SFU_ENOENT;
@@ -518,16 +542,10 @@ void sfu_relay_forward(sfu_room_t *room, const sfu_participant_t *from, const ui
   }
 }
 
-static int has_ssrc(const sfu_track_t *t, uint32_t ssrc) {
-  for (int k = 0; t && k < t->nlayers; k++)
-    if (t->layers[k].ssrc == ssrc || t->layers[k].rtx_ssrc == ssrc) return 1;
-  return 0;
-}
-
 sfu_participant_t *sfu_relay_owner(sfu_room_t *room, const sfu_participant_t *l, uint32_t ssrc) {
-  if (!ssrc) return NULL;
-  for (sfu_participant_t *p = room->participants; p; p = p->next)
-    if (p->via == l && (has_ssrc(p->audio, ssrc) || has_ssrc(p->video, ssrc))) return p;
+  (void)room;
+  for (int i = 0; ssrc && i < l->link_ssrcs.n; i++)
+    if (l->link_ssrcs.items[i].ssrc == ssrc) return l->link_ssrcs.items[i].p;
   return NULL;
 }
 
