@@ -22,6 +22,14 @@ ARGS = None
 HEARD = 0.01
 
 
+def audience_token(sfud, room_id, identity):
+    """A token of `identity` for the room that may subscribe only."""
+    st, j = sfud.request("POST", "/v1/rooms/%s/tokens" % room_id,
+                         {"identity": identity, "grants": {"publish": False, "subscribe": True}})
+    assert st == 201, j
+    return j["token"]
+
+
 class RelayTest(CallTest):
     PEER = Peer
 
@@ -59,12 +67,13 @@ class RelayTest(CallTest):
             ids.append(j["relay_id"])
         return ids
 
-    def listener_token(self, identity):
-        st, j = self.sfud.request("POST", "/v1/rooms/%s/tokens" % self.room["room_id"],
-                                  {"identity": identity,
-                                   "grants": {"publish": False, "subscribe": True}})
-        self.assertEqual(st, 201, j)
-        return j["token"]
+    def listener(self, identity):
+        """A listener (its token may not publish: sfud places it on a
+        relay), in self.peers, not joined yet."""
+        p = Peer(self.room["ws_url"], self.room["room_id"],
+                 audience_token(self.sfud, self.room["room_id"], identity), identity)
+        self.peers.append(p)
+        return p
 
     async def relays_running(self, n):
         return await self.until(
@@ -80,9 +89,7 @@ class RelayTest(CallTest):
         await b.join()
         # c may publish but lands on a relay (the origin has 2); d, e only listen
         c = self.peer(self.room, "carol", freq=880)
-        d = Peer(self.room["ws_url"], self.room["room_id"], self.listener_token("dave"), "dave")
-        e = Peer(self.room["ws_url"], self.room["room_id"], self.listener_token("erin"), "erin")
-        self.peers += [d, e]
+        d, e = self.listener("dave"), self.listener("erin")
         await c.join()
         await c.mute(True)
         await d.join()
@@ -124,8 +131,7 @@ class RelayTest(CallTest):
         b = self.peer(self.room, "bob", freq=660)
         await a.join()
         await b.join()
-        d = Peer(self.room["ws_url"], self.room["room_id"], self.listener_token("dave"), "dave")
-        self.peers.append(d)
+        d = self.listener("dave")
         await d.join()
         await self.until(lambda: d.tone_power("alice", 440, 1.0) > HEARD
                          and a.tone_power("bob", 660, 1.0) > HEARD, what="dave hears alice")
@@ -137,8 +143,7 @@ class RelayTest(CallTest):
         # its listeners are told to join again; alice loses nothing
         await d.wait_closed(10)
         self.assertEqual(d.close_code, 4016)
-        d2 = Peer(self.room["ws_url"], self.room["room_id"], self.listener_token("dave"), "dave")
-        self.peers.append(d2)
+        d2 = self.listener("dave")
         t0 = time.monotonic()
         await d2.join()
         await self.until(lambda: d2.tone_power("alice", 440, 1.0) > HEARD,
@@ -175,8 +180,7 @@ class RelayTest(CallTest):
     async def test_a_closed_relay_tells_its_clients_to_join_again(self):
         (rid,) = self.add_relays(1)
         await self.relays_running(1)
-        d = Peer(self.room["ws_url"], self.room["room_id"], self.listener_token("dave"), "dave")
-        self.peers.append(d)
+        d = self.listener("dave")
         await d.join()
         await self.until(lambda: self.room_json()["relays"][0]["participants"] == 1,
                          what="dave on the relay")
@@ -219,12 +223,10 @@ class RelayTest(CallTest):
         await a.join()
         await b.join()
         # the origin serves 2 = relay_threshold: the next join adds a relay
-        d = Peer(self.room["ws_url"], self.room["room_id"], self.listener_token("dave"), "dave")
-        self.peers.append(d)
+        d = self.listener("dave")
         await d.join()
         await self.relays_running(1)
-        e = Peer(self.room["ws_url"], self.room["room_id"], self.listener_token("erin"), "erin")
-        self.peers.append(e)
+        e = self.listener("erin")
         await e.join()
         await self.until(lambda: sum(x["participants"] for x in self.room_json()["relays"]) == 1,
                          what="erin on the new relay")
@@ -306,14 +308,11 @@ class RemoteRelayTest(FleetCallTest):
         await cam.join()
         near = []
         for who in ("dave", "erin"):  # audience: the two relays of node a, in turn
-            st, t = a.request("POST", "/v1/rooms/%s/tokens" % rid,
-                              {"identity": who, "grants": {"publish": False, "subscribe": True}})
-            near.append(Peer(room["ws_url"], rid, t["token"], who))
+            near.append(Peer(room["ws_url"], rid, audience_token(a, rid, who), who))
         self.peers += near
         carol = Peer(far["ws_url"], rid, self.token("carol", room), "carol", freq=880)
-        st, t = a.request("POST", "/v1/rooms/%s/tokens" % rid,
-                          {"identity": "viewer", "grants": {"publish": False, "subscribe": True}})
-        viewer = VideoPeer(far["ws_url"], rid, t["token"], "viewer", video=False)
+        viewer = VideoPeer(far["ws_url"], rid, audience_token(a, rid, "viewer"), "viewer",
+                           video=False)
         self.peers += [carol, viewer]
         for p in near + [carol, viewer]:
             await p.join()
