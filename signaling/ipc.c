@@ -15,7 +15,9 @@
  * Congestion has hysteresis: sfu_ipc_congested() turns it on when the queue
  * reaches high_water, and the write callback that brings the queue down to
  * low_water turns it off and calls on_drain, so a sender paused at high
- * resumes with room to spare instead of flapping at one threshold. Control
+ * resumes with room to spare instead of flapping at one threshold. A send
+ * refused at max_queued turns it on as well, so that its sender too hears
+ * of the drain. Control
  * messages (sfu_ipc_send_control) ignore both the watermarks and the bound:
  * they are few, and losing one loses a join or a leave.
  */
@@ -222,7 +224,13 @@ static int send_msg(sfu_ipc_t *ipc, json_t *msg, int control) {
   size_t n = json_dumpb(msg, NULL, 0, JSON_COMPACT);
   if (n == 0) return SFU_EINVAL;
   if (n > ipc->dec.max_frame) return SFU_EMSGSIZE;
-  if (!control && sfu_ipc_queued(ipc) + n > ipc->max_queued) return SFU_EAGAIN;
+  if (!control && sfu_ipc_queued(ipc) + n > ipc->max_queued) {
+    if (!ipc->congested) { /* on_drain tells the refused sender when to retry */
+      ipc->congested = 1;
+      ipc->congestions++;
+    }
+    return SFU_EAGAIN;
+  }
   send_req_t *sr = malloc(sizeof(*sr) + SFU_IPC_HDR_LEN + n);
   if (!sr) return SFU_ENOMEM;
   sfu_ipc_put_header((uint8_t *)sr->bytes, (uint32_t)n);

@@ -308,6 +308,49 @@ static void congestion_has_hysteresis_and_control_messages_pass(void **state) {
   assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* A send refused at the bound turns congestion on even below high water
+ * (a large message at a small queue), so its sender hears of the drain. */
+static void refused_send_is_told_of_the_drain(void **state) {
+  uv_loop_t loop;
+  int fds[2];
+  sfu_ipc_t a;
+  chan_state_t sa = {0};
+  (void)state;
+  assert_int_equal(uv_loop_init(&loop), 0);
+  assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
+  a.data = &sa;
+  assert_int_equal(sfu_ipc_init(&loop, &a, fds[0], on_msg, on_err), 0);
+  a.on_drain = on_drain;
+  a.max_queued = 256 * 1024;
+  a.high_water = 1u << 30; /* never reached by queueing alone */
+  a.low_water = 0;
+  drains = 0;
+  char pad[8192];
+  memset(pad, 'p', sizeof(pad) - 1);
+  pad[sizeof(pad) - 1] = '\0';
+  json_t *chunk = json_pack("{s:s}", "pad", pad);
+  int n = 0;
+  while (sfu_ipc_send(&a, chunk) == 0 && n++ < 10000) assert_false(a.congested);
+  assert_true(a.congested);
+  assert_int_equal(a.congestions, 1);
+  char buf[65536];
+  fcntl(fds[1], F_SETFL, O_NONBLOCK);
+  for (int i = 0; i < 10000 && sfu_ipc_queued(&a) > 0; i++) {
+    while (read(fds[1], buf, sizeof(buf)) > 0) {
+    }
+    uv_run(&loop, UV_RUN_NOWAIT);
+  }
+  assert_int_equal(drains, 1);
+  assert_false(a.congested);
+  assert_int_equal(sfu_ipc_send(&a, chunk), 0); /* room again */
+  json_decref(chunk);
+  sfu_ipc_close(&a, NULL);
+  uv_run(&loop, UV_RUN_NOWAIT);
+  close(fds[1]);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN); /* the peer-gone test writes to a closed pipe */
   const struct CMUnitTest tests[] = {
@@ -319,6 +362,7 @@ int main(void) {
       cmocka_unit_test(channel_delivers_json_and_skips_garbage),
       cmocka_unit_test(channel_refuses_oversized_send),
       cmocka_unit_test(congestion_has_hysteresis_and_control_messages_pass),
+      cmocka_unit_test(refused_send_is_told_of_the_drain),
   };
   return cmocka_run_group_tests_name("ipc", tests, NULL, NULL);
 }

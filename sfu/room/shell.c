@@ -44,9 +44,9 @@ static sfu_time_t now(void) {
 
 static sfu_shell_t *shell_of(const sfu_participant_t *p) { return p->room->io->data; }
 
-/* Held for the next sfud: a client message is dropped first when full
- * (its client reconnects and renegotiates), records for the control plane
- * last. */
+/* Held for the next sfud, or until the channel to sfud drains: a client
+ * message is dropped first when full (its client reconnects and
+ * renegotiates), records for the control plane last. */
 static void hold(sfu_shell_t *sh, json_t *m) {
   if (json_array_size(sh->held) >= SFU_SHELL_MAX_HELD) {
     size_t i, victim = 0;
@@ -64,15 +64,38 @@ static void hold(sfu_shell_t *sh, json_t *m) {
   json_array_append_new(sh->held, m);
 }
 
+/* In order: once one message waits, every later one waits behind it. A
+ * send refused because sfud is SFU_IPC_DEFAULT_MAX_QUEUED behind is held
+ * and sent again at the drain (on_ipc_drain), not lost. */
 static void send_ipc(sfu_shell_t *sh, json_t *m) {
-  if (sh->orphaned) {
+  if (sh->orphaned || json_array_size(sh->held) > 0) {
     hold(sh, m);
     return;
   }
   int rv = sfu_ipc_send(&sh->ipc, m);
+  if (rv == SFU_EAGAIN) {
+    sh->held_congested++;
+    hold(sh, m);
+    return;
+  }
   if (rv != 0 && rv != SFU_ECANCELED)
     sfu_log(SFU_LOG_WARN, "room", "IPC send failed: %s", sfu_strerror(rv));
   json_decref(m);
+}
+
+/* Sends what was held, in order, until the channel refuses again. */
+static void send_held(sfu_shell_t *sh) {
+  json_t *held = sh->held;
+  size_t i;
+  json_t *m;
+  sh->held = json_array();
+  json_array_foreach(held, i, m) send_ipc(sh, json_incref(m));
+  json_decref(held);
+}
+
+static void on_ipc_drain(sfu_ipc_t *ipc) {
+  sfu_shell_t *sh = ipc->data;
+  if (!sh->orphaned) send_held(sh);
 }
 
 static void arm_tick(sfu_shell_t *sh);
@@ -236,11 +259,14 @@ static json_t *stats_json(sfu_shell_t *sh, const char *type) {
                             (json_int_t)room->c.rtx_in, "rtx_out", (json_int_t)room->c.rtx_out,
                             "layer_switches", (json_int_t)room->c.layer_switches);
   json_object_set_new(pk, "video", video);
-  return json_pack("{s:s, s:i, s:I, s:I, s:o, s:o, s:o, s:o}", "type", type, "participants",
+  return json_pack("{s:s, s:i, s:I, s:I, s:o, s:o, s:o, s:o, s:o}", "type", type, "participants",
                    room->participants_n, "uptime_ms",
                    (json_int_t)(sfu_now_ms() - sh->started_ms), "cpu_us", cpu, "packets", pk,
                    "capture", sfu_recorder_json(&sh->rec), "ice_tcp", ice_tcp_json(sh->ice),
-                   "links", sfu_relay_json(room));
+                   "links", sfu_relay_json(room), "ipc",
+                   json_pack("{s:I, s:I, s:I}", "held", (json_int_t)json_array_size(sh->held),
+                             "waited", (json_int_t)sh->held_congested, "dropped",
+                             (json_int_t)sh->held_dropped));
 }
 
 static void on_ipc_msg(sfu_ipc_t *ipc, json_t *msg) {
@@ -343,21 +369,19 @@ static void on_adopter(uv_stream_t *l, int status) {
     close(fd);
     return;
   }
+  sh->ipc.on_drain = on_ipc_drain;
   sh->orphaned = 0;
   sh->last_parent_ms = sfu_now_ms();
   uv_timer_stop(&sh->grace_timer);
-  json_t *held = sh->held;
-  sh->held = json_array();
-  send_ipc(sh, json_pack("{s:s, s:s, s:i, s:o, s:I, s:I}", "type", "hello", "room_id",
-                         sh->room.id, "pid", (int)uv_os_getpid(), "state",
-                         sfu_room_export(&sh->room), "held", (json_int_t)json_array_size(held),
-                         "held_dropped", (json_int_t)sh->held_dropped));
-  sfu_log(SFU_LOG_INFO, "room", "taken over by a new sfud (%zu messages held, %llu dropped)",
-          json_array_size(held), (unsigned long long)sh->held_dropped);
-  size_t i;
-  json_t *m;
-  json_array_foreach(held, i, m) send_ipc(sh, json_incref(m));
-  json_decref(held);
+  size_t n = json_array_size(sh->held);
+  json_array_insert_new(sh->held, 0, json_pack("{s:s, s:s, s:i, s:o, s:I, s:I}", "type", "hello",
+                                               "room_id", sh->room.id, "pid",
+                                               (int)uv_os_getpid(), "state",
+                                               sfu_room_export(&sh->room), "held", (json_int_t)n,
+                                               "held_dropped", (json_int_t)sh->held_dropped));
+  sfu_log(SFU_LOG_INFO, "room", "taken over by a new sfud (%zu messages held, %llu dropped)", n,
+          (unsigned long long)sh->held_dropped);
+  send_held(sh);
   sh->held_dropped = 0;
 }
 
@@ -454,6 +478,7 @@ int sfu_shell_init(sfu_shell_t *sh, uv_loop_t *loop, const sfu_shell_opts_t *o) 
   sh->ice_opts.port_max = o->port_max;
   sh->ipc.data = sh;
   if ((rv = sfu_ipc_init(loop, &sh->ipc, o->ipc_fd, on_ipc_msg, on_ipc_error)) != 0) return rv;
+  sh->ipc.on_drain = on_ipc_drain;
   sh->held = json_array();
 #if defined(__GLIBC__)
   sh->trim_free = mallinfo2().fordblks; /* the zygote's free chunks: not ours */

@@ -78,8 +78,10 @@ typedef struct sfu_shell_s {
   uv_timer_t grace_timer;    /* armed while orphaned */
   int orphaned;              /* no sfud now */
   int ipc_closed;            /* the old channel's handle is closed */
-  json_t *held;              /* messages for sfud while orphaned, in order */
+  json_t *held;              /* messages for sfud while orphaned or while the
+                                channel is full (until it drains), in order */
   uint64_t held_dropped;     /* beyond SFU_SHELL_MAX_HELD */
+  uint64_t held_congested;   /* refused by a full channel, sent at the drain */
   sfu_shell_drops_t closed_drops; /* of transports already closed: the stats
                                      add the live ones, so no total goes down
                                      when a participant leaves */
@@ -88,8 +90,8 @@ typedef struct sfu_shell_s {
 } sfu_shell_t;
 
 /* Sets everything up and tells sfud "ready". 0 or a negative error. */
-/* Messages an orphaned room keeps for the next sfud (usage, events, client
- * messages); beyond, the oldest client messages go first. */
+/* Messages a room keeps for the next sfud or the drain (usage, events,
+ * client messages); beyond, the oldest client messages go first. */
 #define SFU_SHELL_MAX_HELD 20000
 
 int sfu_shell_init(sfu_shell_t *sh, uv_loop_t *loop, const sfu_shell_opts_t *o);

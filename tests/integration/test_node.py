@@ -382,5 +382,68 @@ class Binary(unittest.TestCase):
         self.assertIn("listen_port", p.stderr)
 
 
+class RoomChannel(unittest.TestCase):
+    """sfu-room on its own, its IPC channel (fd 3) held by the test."""
+
+    def frames(self, sock, buf):
+        """The whole frames in buf (bytes read so far), and the rest."""
+        out = []
+        while len(buf) >= 4:
+            n = int.from_bytes(buf[:4], "big")
+            if len(buf) < 4 + n:
+                break
+            out.append(json.loads(buf[4:4 + n]))
+            buf = buf[4 + n:]
+        return out, buf
+
+    def test_a_parent_that_falls_behind_loses_no_message(self):
+        """More replies than the channel's 8 MiB write queue holds, asked
+        while the test reads nothing: every one arrives, in order, once the
+        test reads (the room holds them until the channel drains)."""
+        import subprocess
+        import tempfile
+        ours, theirs = socket.socketpair()
+        log = tempfile.TemporaryFile()
+        self.addCleanup(log.close)
+        room = subprocess.Popen(
+            [ARGS.room, "--room-id", "RM_channel", "--parent-timeout-ms", "60000"],
+            pass_fds=(3, theirs.fileno()), stderr=log,  # 3: becomes theirs
+            preexec_fn=lambda fd=theirs.fileno(): os.dup2(fd, 3))
+        theirs.close()
+        try:
+            buf = b""
+            got = []
+            while not any(m.get("type") == "ready" for m in got):
+                buf += ours.recv(65536)
+                more, buf = self.frames(ours, buf)
+                got += more
+            n = 16000  # each stats reply is ~1 KiB: 16 MiB and more
+            for i in range(n):
+                body = json.dumps({"type": "stats"}).encode()
+                ours.sendall(len(body).to_bytes(4, "big") + body)
+            ours.settimeout(5)
+            stats = []
+            end = time.monotonic() + 30
+            while len(stats) < n and time.monotonic() < end:
+                try:
+                    data = ours.recv(1 << 20)
+                except socket.timeout:
+                    break  # nothing more comes: the count below tells
+                self.assertTrue(data, "the room closed its channel after %d" % len(stats))
+                buf += data
+                more, buf = self.frames(ours, buf)
+                stats += [m for m in more if m.get("type") == "stats"]
+            self.assertEqual(len(stats), n)
+            ipc = stats[-1]["ipc"]
+            self.assertGreater(ipc["waited"], 0, ipc)  # the queue was full at some point
+            self.assertEqual(ipc["dropped"], 0, ipc)
+        finally:
+            room.kill()
+            room.wait(timeout=10)
+            ours.close()
+        log.seek(0)
+        self.assertNotIn(b"IPC send failed", log.read())
+
+
 if __name__ == "__main__":
     main()
