@@ -1399,6 +1399,13 @@ static json_t *match_to(const sim_msg_t *sm, uint32_t session, const char *type)
   return mt && strcmp(mt, type) == 0 ? msg : NULL;
 }
 
+json_t *sim_msg_at(sim_t *s, int i, uint32_t session) {
+  if (i < 0 || i >= s->nmsgs) return NULL;
+  json_t *msg = json_object_get(s->msgs[i].m, "msg");
+  const char *t = json_string_value(json_object_get(msg, "type"));
+  return t ? match_to(&s->msgs[i], session, t) : NULL;
+}
+
 json_t *sim_msg_to(sim_t *s, uint32_t session, const char *type, int from, uint64_t *at_us) {
   for (int i = s->nmsgs - 1; i >= from && i >= 0; i--) {
     json_t *msg = match_to(&s->msgs[i], session, type);

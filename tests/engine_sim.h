@@ -331,6 +331,8 @@ void sim_send_rtp(sim_peer_t *pe, const uint8_t *buf, size_t len);
  * that reached `session` (directly or by broadcast) from message index
  * `from` on; NULL if none. *at_us gets when (if not NULL). */
 json_t *sim_msg_to(sim_t *s, uint32_t session, const char *type, int from, uint64_t *at_us);
+/* The client message of s->msgs[i] if it goes to `session`, else NULL. */
+json_t *sim_msg_at(sim_t *s, int i, uint32_t session);
 int sim_count_to(sim_t *s, uint32_t session, const char *type, int from);
 /* Feedback of `kind` a peer received for `media_ssrc` (0 = any) in
  * [from_us, to_us). */

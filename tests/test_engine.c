@@ -1039,6 +1039,113 @@ static int emitted(const sim_t *s, const char *type, int from) {
   return n;
 }
 
+/* ---- 8c. the audience: counted, not listed ------------------------------------------------ */
+
+static sim_peer_t *audience(sim_t *s, const char *id) {
+  sim_peer_t *pe = sim_peer_new(s, id);
+  pe->grants = SFU_GRANT_SUBSCRIBE;
+  sim_enter(pe);
+  return pe;
+}
+
+/* Messages to `session` since `from` that name `identity` (participant_*
+ * or a welcome's list). */
+static int naming(sim_t *s, uint32_t session, const char *identity, int from) {
+  static const char *types[] = {"participant_joined", "participant_updated", "participant_left",
+                                "welcome"};
+  int n = 0;
+  char needle[80];
+  snprintf(needle, sizeof(needle), "\"identity\":\"%s\"", identity);
+  for (int i = from; i < s->nmsgs; i++)
+    for (int k = 0; k < 4; k++) {
+      json_t *m = sim_msg_at(s, i, session);
+      if (!m || strcmp(str(m, "type"), types[k]) != 0) continue;
+      if (k == 3) m = json_object_get(m, "participants");
+      char *text = json_dumps(m, JSON_COMPACT);
+      n += strstr(text, needle) != NULL;
+      free(text);
+    }
+  return n;
+}
+
+/* Tokens without `publish` join as an audience: nobody hears of them one
+ * by one (no participant_* messages, not in a welcome's list); everyone
+ * hears the count, at most once a second and only when it changed. The
+ * control plane still gets every join and leave. A session that comes back
+ * with `publish` is listed, and one that loses it is unlisted. */
+static int events(const sim_t *s, const char *type, int from) {
+  int n = 0;
+  for (int i = from; i < s->nmsgs; i++)
+    n += strcmp(str(s->msgs[i].m, "type"), "event") == 0 &&
+         strcmp(str(json_object_get(s->msgs[i].m, "event"), "type"), type) == 0;
+  return n;
+}
+
+static void audience_is_counted_not_listed(void **state) {
+  sim_t *s = sim_new(31, 0);
+  *state = s;
+  sim_peer_t *a = publisher(s, "alice", 1, 0);
+  int from = s->nmsgs;
+  sim_peer_t *d[4];
+  char id[16];
+  for (int i = 0; i < 4; i++) {
+    snprintf(id, sizeof(id), "aud%d", i);
+    d[i] = audience(s, id);
+  }
+  json_t *w = sim_msg_to(s, d[3]->session, "welcome", from, NULL);
+  assert_non_null(w);
+  assert_int_equal(json_integer_value(json_object_get(w, "audience")), 4); /* itself too */
+  assert_int_equal(json_array_size(json_object_get(w, "participants")), 1); /* alice */
+  for (int i = 0; i < 4; i++) {
+    snprintf(id, sizeof(id), "aud%d", i);
+    assert_int_equal(naming(s, a->session, id, from), 0);
+    assert_int_equal(naming(s, d[3]->session, id, from), 0);
+  }
+  assert_int_equal(events(s, "participant_joined", from), 4); /* for the control plane */
+  sim_run(s, 1100);
+  json_t *n = sim_msg_to(s, a->session, "audience", from, NULL);
+  assert_non_null(n);
+  assert_int_equal(json_integer_value(json_object_get(n, "count")), 4);
+  assert_int_equal(sim_count_to(s, a->session, "audience", from), 1); /* four joins, one count */
+  /* the audience hears the speaker as anyone does */
+  assert_true(sim_count_to(s, d[0]->session, "welcome", from) == 1);
+
+  /* two leave: one message with the new count; nothing when nothing changes */
+  from = s->nmsgs;
+  sim_leave(d[0]);
+  sim_leave(d[1]);
+  sim_run(s, 3000);
+  assert_int_equal(sim_count_to(s, a->session, "audience", from), 1);
+  assert_int_equal(json_integer_value(json_object_get(
+                       sim_msg_to(s, a->session, "audience", from, NULL), "count")),
+                   2);
+  assert_int_equal(sim_count_to(s, a->session, "participant_left", from), 0);
+  assert_int_equal(events(s, "participant_left", from), 2);
+
+  /* aud2 comes back (a new session) allowed to publish: listed now */
+  from = s->nmsgs;
+  sim_peer_t *p = sim_peer_new(s, "aud2");
+  sim_enter(p);
+  assert_int_equal(naming(s, a->session, "aud2", from), 1); /* participant_joined */
+  sim_run(s, 1100);
+  assert_int_equal(json_integer_value(json_object_get(
+                       sim_msg_to(s, a->session, "audience", from, NULL), "count")),
+                   1); /* aud3 */
+  /* and alice's new session without publish: the others forget her */
+  from = s->nmsgs;
+  sim_peer_t *q = sim_peer_new(s, "alice");
+  q->grants = SFU_GRANT_SUBSCRIBE;
+  sim_enter(q);
+  json_t *left = sim_msg_to(s, p->session, "participant_left", from, NULL);
+  assert_non_null(left);
+  assert_string_equal(str(left, "identity"), "alice");
+  assert_string_equal(str(left, "reason"), "audience");
+  sim_run(s, 1100);
+  assert_int_equal(json_integer_value(json_object_get(
+                       sim_msg_to(s, p->session, "audience", from, NULL), "count")),
+                   2); /* aud3 and alice */
+}
+
 static void mute_toggling_sends_no_usage_records_and_is_bounded_to_5_a_second(void **state) {
   sim_t *s = sim_new(13, 10);
   *state = s;
@@ -1459,6 +1566,7 @@ int main(void) {
       cmocka_unit_test_teardown(server_mute_set_is_bounded_and_outlives_a_kick, teardown),
       cmocka_unit_test_teardown(moved_call_keeps_people_tracks_and_choices_and_counts_usage_once, teardown),
       cmocka_unit_test_teardown(malformed_import_takes_nothing, teardown),
+      cmocka_unit_test_teardown(audience_is_counted_not_listed, teardown),
   };
   sfu_log_set_level(SFU_LOG_WARN); /* joins and leaves are not news here */
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -11,7 +11,8 @@
  * subscriber chose, its keyframe requests reaching the publisher on the
  * origin; losses on the link repaired by NACKs to the origin; leaves and
  * a failed link taking remote participants away; link messages that are
- * malformed or conflicting refused with nothing changed.
+ * malformed or conflicting refused with nothing changed; the audience
+ * carried as a count, not described.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -264,6 +265,47 @@ static int ctl(sim_t *s, const char *type, json_t *m) {
   return rv;
 }
 
+static sim_peer_t *audience(sim_t *s, const char *id) {
+  sim_peer_t *pe = sim_peer_new(s, id);
+  pe->grants = SFU_GRANT_SUBSCRIBE;
+  sim_enter(pe);
+  return pe;
+}
+
+static int count_in(sim_t *s, uint32_t session, int from) {
+  json_t *m = sim_msg_to(s, session, "audience", from, NULL);
+  return m ? (int)json_integer_value(json_object_get(m, "count")) : -1;
+}
+
+/* An audience on both sides: never described over the link (no remote
+ * participant for it), counted room-wide on both, each side's clients told
+ * the total once it changed. */
+static void the_audience_crosses_the_link_as_a_count(void **state) {
+  pair_t *w = pair(state, 6);
+  sim_peer_t *alice = peer(w->a, "alice", 1, 0);
+  audience(w->a, "a1");
+  sim_peer_t *b1 = audience(w->b, "b1");
+  audience(w->b, "b2");
+  sim_peer_t *b3 = audience(w->b, "b3");
+  sim_run2(w->a, w->b, 2500); /* a tick to send, one to tell */
+  assert_null(remote(w->a, "b1"));
+  assert_null(remote(w->b, "a1"));
+  assert_non_null(remote(w->b, "alice"));
+  assert_int_equal(count_in(w->a, alice->session, 0), 4);
+  assert_int_equal(count_in(w->b, b3->session, 0), 4);
+  int from_a = w->a->nmsgs, from_b = w->b->nmsgs;
+  sim_leave(b3);
+  sim_run2(w->a, w->b, 2500);
+  assert_int_equal(count_in(w->a, alice->session, from_a), 3);
+  assert_int_equal(sim_count_to(w->a, alice->session, "participant_left", from_a), 0);
+  assert_int_equal(count_in(w->b, b1->session, from_b), 3);
+  /* a count out of bounds is refused and changes nothing */
+  assert_int_equal(ctl(w->a, "link_msg", json_pack("{s:s, s:{s:s, s:i}}", "link", "LK_test",
+                                                   "msg", "type", "audience", "count", -1)),
+                   SFU_EINVAL);
+  assert_int_equal(sfu_relay_audience(&w->a->room), 3);
+}
+
 static void malformed_or_conflicting_link_messages_change_nothing(void **state) {
   pair_t *w = pair(state, 5);
   sim_peer_t *carol = peer(w->b, "carol", 0, 0);
@@ -277,6 +319,8 @@ static void malformed_or_conflicting_link_messages_change_nothing(void **state) 
   assert_int_equal(ctl(w->b, "link_msg", peer_msg("PA_x2", "bad identity!")), SFU_EINVAL);
   assert_null(remote(w->b, "bad identity!"));
   assert_int_equal(ctl(w->b, "link_msg", peer_msg(carol->sid, "mallory")), SFU_EEXIST);
+  assert_int_equal(ctl(w->b, "link_msg", peer_msg("", "zed")), SFU_EINVAL);
+  assert_null(remote(w->b, "zed"));
   json_t *m = peer_msg("PA_x3", "yves");
   json_array_append_new(json_object_get(json_object_get(m, "msg"), "tracks"),
                         json_pack("{s:s, s:s}", "id", "TR_1", "kind", "audio")); /* half */
@@ -321,6 +365,7 @@ int main(void) {
       cmocka_unit_test_teardown(losses_on_the_link_are_repaired_from_the_origin, teardown),
       cmocka_unit_test_teardown(leaves_and_a_failed_link_take_remote_participants_away, teardown),
       cmocka_unit_test_teardown(malformed_or_conflicting_link_messages_change_nothing, teardown),
+      cmocka_unit_test_teardown(the_audience_crosses_the_link_as_a_count, teardown),
   };
   sfu_log_set_level(SFU_LOG_ERROR);
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -31,6 +31,10 @@
 //   participant-left    {participant, sid, identity, reason}
 //   participant-updated {participant}
 //   speaking            {speakers: Set<identity>, levels: Map<identity, 0..1>}
+//   audience            {count}  members of the call whose tokens may not
+//                       publish (yourself included if you are one): they
+//                       are counted, never listed one by one
+//                       (`client.audience`; signaling.md "Audience")
 //   track               {sid, identity, participant, kind, trackId, track,
 //                       stream, transceiver, replaces}  a remote track
 //                       arrived; the stream is the publisher's (stream.id =
@@ -222,6 +226,7 @@ export class SfuClient extends EventTarget {
     this.localParticipant = null;   // {sid, identity, name, ...}
     this.room = null;               // {room_id, name}
     this.participants = new Map();  // sid -> Participant
+    this.audience = 0;              // the audience count (not in participants)
     this.speakers = new Set();
 
     this._micTrack = null;
@@ -759,6 +764,9 @@ export class SfuClient extends EventTarget {
       case 'speaking':
         if (current) this._onSpeaking(msg.speakers || []);
         break;
+      case 'audience':
+        if (current) this._onAudience(msg.count);
+        break;
       case 'migrate':
         if (current) this._onMigrate(msg);
         break;
@@ -1043,7 +1051,14 @@ export class SfuClient extends EventTarget {
 
   // ---------------------------------------------------------- participants
 
+  _onAudience(count) {
+    if (!Number.isInteger(count) || count < 0 || count === this.audience) return;
+    this.audience = count;
+    this._emit('audience', { count });
+  }
+
   _onWelcome(msg) {
+    this._onAudience(msg.audience || 0);
     this.room = msg.room || null;
     this._roomId = (msg.room && msg.room.room_id) || null;
     const link = this._link;

@@ -273,6 +273,14 @@ void sfu_room_set_empty(sfu_room_t *room) {
   room->io->empty(room->io, empty);
 }
 
+/* The clients hear that p is no longer listed: it left, or (a replaced
+ * session) it is an audience member now. */
+static void broadcast_left(sfu_room_t *room, sfu_participant_t *p, const char *reason) {
+  sfu_room_broadcast(room, NULL, json_pack("{s:s, s:s, s:s, s:s}", "type", "participant_left",
+                                           "sid", p->sid, "identity", p->identity, "reason",
+                                           reason));
+}
+
 int sfu_room_join(sfu_room_t *room, uint32_t session, const char *identity, const char *name,
                   unsigned grants, json_t *req_id, json_t *ice_servers) {
   sfu_participant_t *p = sfu_room_by_identity(room, identity);
@@ -305,6 +313,9 @@ int sfu_room_join(sfu_room_t *room, uint32_t session, const char *identity, cons
     room->participants_n++;
   }
   snprintf(p->name, sizeof(p->name), "%s", name ? name : "");
+  int listed_before = replaced && !p->audience;
+  room->audience_n += !(grants & SFU_GRANT_PUBLISH) - p->audience;
+  p->audience = !(grants & SFU_GRANT_PUBLISH);
   p->session = session;
   p->grants = grants;
   p->joined_ms = now_ms(room);
@@ -315,17 +326,23 @@ int sfu_room_join(sfu_room_t *room, uint32_t session, const char *identity, cons
 
   json_t *others = json_array();
   for (sfu_participant_t *o = room->participants; o; o = o->next)
-    if (o != p) json_array_append_new(others, sfu_participant_json(o));
-  json_t *w = json_pack("{s:s, s:i, s:{s:s, s:s, s:s, s:b}, s:{s:s}, s:o}", "type", "welcome",
-                        "v", 1, "participant", "sid", p->sid, "identity", p->identity, "name",
-                        p->name, "server_muted", p->server_muted, "room", "room_id", room->id,
-                        "participants", others);
+    if (o != p && !o->audience) json_array_append_new(others, sfu_participant_json(o));
+  json_t *w = json_pack("{s:s, s:i, s:{s:s, s:s, s:s, s:b}, s:{s:s}, s:o, s:i}", "type",
+                        "welcome", "v", 1, "participant", "sid", p->sid, "identity", p->identity,
+                        "name", p->name, "server_muted", p->server_muted, "room", "room_id",
+                        room->id, "participants", others, "audience", sfu_relay_audience(room));
   if (req_id) json_object_set(w, "id", req_id);
   if (json_array_size(ice_servers) > 0) json_object_set(w, "ice_servers", ice_servers);
   sfu_room_send(room, p, w);
-  sfu_room_broadcast(room, p, json_pack("{s:s, s:o}", "type",
-                                        replaced ? "participant_updated" : "participant_joined",
-                                        "participant", sfu_participant_json(p)));
+  if (!p->audience)
+    sfu_room_broadcast(room, p, json_pack("{s:s, s:o}", "type",
+                                          listed_before ? "participant_updated"
+                                                        : "participant_joined",
+                                          "participant", sfu_participant_json(p)));
+  else if (listed_before) { /* listed no more: the others forget it */
+    sfu_relay_gone(room, p, "audience");
+    broadcast_left(room, p, "audience");
+  }
   sfu_log(SFU_LOG_INFO, "room", "[%s] joined (session %u, %d in room)", identity, session,
           room->participants_n);
   p->link_dirty = 1;
@@ -343,13 +360,12 @@ void sfu_room_remove(sfu_room_t *room, sfu_participant_t *p, const char *reason,
       break;
     }
   if (!p->via) room->participants_n--;
+  room->audience_n -= p->audience;
   if (close_code && !p->via) client_close(room, p->session, close_code, close_reason);
-  sfu_relay_gone(room, p, reason);
+  if (!p->audience) sfu_relay_gone(room, p, reason);
   drop_media(room, p);
   sfu_room_event(room, "participant_left", p, json_pack("{s:s}", "reason", reason));
-  sfu_room_broadcast(room, NULL, json_pack("{s:s, s:s, s:s, s:s}", "type", "participant_left",
-                                           "sid", p->sid, "identity", p->identity, "reason",
-                                           reason));
+  if (!p->audience) broadcast_left(room, p, reason);
   sfu_log(SFU_LOG_INFO, "room", "[%s] left (%s, %d in room)", p->identity, reason,
           room->participants_n);
   if (p->speaking) room->speaking_dirty = 1;
@@ -372,8 +388,9 @@ void sfu_room_set_muted(sfu_room_t *room, sfu_participant_t *p, int muted, int b
     if (p->audio) p->audio->muted = muted;
   }
   p->link_dirty = 1;
-  sfu_room_broadcast(room, NULL, json_pack("{s:s, s:o}", "type", "participant_updated",
-                                           "participant", sfu_participant_json(p)));
+  if (!p->audience)
+    sfu_room_broadcast(room, NULL, json_pack("{s:s, s:o}", "type", "participant_updated",
+                                             "participant", sfu_participant_json(p)));
   sfu_room_usage_refresh(room);
 }
 
@@ -565,6 +582,17 @@ static void speaking_tick(sfu_room_t *room) {
   sfu_room_broadcast(room, NULL, json_pack("{s:s, s:o}", "type", "speaking", "speakers", speakers));
 }
 
+/* The audience count, once a second when it changed: to the clients (one
+ * message, however many joined or left) and to the links. */
+static void audience_tick(sfu_room_t *room) {
+  int n = sfu_relay_audience(room);
+  if (n != room->audience_told) {
+    room->audience_told = n;
+    sfu_room_broadcast(room, NULL, json_pack("{s:s, s:i}", "type", "audience", "count", n));
+  }
+  sfu_relay_tell_audience(room);
+}
+
 static void media_tick(sfu_room_t *room) {
   room->media_ticks++;
   speaking_tick(room);
@@ -576,6 +604,7 @@ static void media_tick(sfu_room_t *room) {
   if (room->media_ticks % (1000000 / SFU_ROOM_MEDIA_TICK_US) == 0) {
     sfu_fwd_send_reports(room);
     media_timeouts(room);
+    audience_tick(room);
   }
   /* The feedback tick runs while someone publishes video. */
   int video = 0;

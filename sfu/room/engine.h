@@ -143,6 +143,8 @@ typedef struct sfu_room_s {
   sfu_participant_t *participants; /* list: ours, and remote ones (p->via) */
   sfu_participant_t *links;  /* links to the call's other processes (relay.c) */
   int participants_n;        /* joined now */
+  int audience_n;            /* of them, audience members (p->audience) */
+  int audience_told;         /* the room-wide audience clients last heard */
   unsigned joins;            /* participants ever joined */
   uint64_t next_media_us;    /* next media tick */
   uint64_t next_fb_us;       /* next feedback tick, 0 = none (no video) */
@@ -310,6 +312,13 @@ void sfu_relay_flush(sfu_room_t *room);
 void sfu_relay_gone(sfu_room_t *room, sfu_participant_t *p, const char *reason);
 /* Closes every link (sfu_room_end()). */
 void sfu_relay_end(sfu_room_t *room);
+/* A link's audience count beyond this is refused (a malformed message). */
+#define SFU_RELAY_MAX_AUDIENCE 10000000
+/* The audience of the whole call: ours and what every link says it serves. */
+int sfu_relay_audience(const sfu_room_t *room);
+/* Each link that is up is told the audience on our side of it, if that
+ * changed: ours and the other links'. */
+void sfu_relay_tell_audience(sfu_room_t *room);
 /* The links, for the room's stats (new reference). */
 json_t *sfu_relay_json(const sfu_room_t *room);
 /* forwarder.c: NACKed packets of layer `l` resent to `to` as they came. */

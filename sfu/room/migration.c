@@ -127,6 +127,7 @@ static sfu_participant_t *import_one(sfu_room_t *room, json_t *e) {
   snprintf(p->identity, sizeof(p->identity), "%s", str_of(e, "identity", SFU_TOKEN_MAX_ID + 1));
   snprintf(p->name, sizeof(p->name), "%s", name ? name : "");
   p->grants = (unsigned)json_integer_value(json_object_get(e, "grants"));
+  p->audience = !(p->grants & SFU_GRANT_PUBLISH);
   p->number = (unsigned)json_integer_value(json_object_get(e, "number"));
   p->muted = json_is_true(json_object_get(e, "muted"));
   p->joined_ms = now_ms(room);
@@ -175,6 +176,7 @@ int sfu_room_import(sfu_room_t *room, json_t *state) {
     p->next = room->participants;
     room->participants = p;
     room->participants_n++;
+    room->audience_n += p->audience;
     if (p->number > room->joins) room->joins = p->number;
   }
   json_int_t joins = json_integer_value(json_object_get(state, "joins"));

@@ -230,6 +230,12 @@ struct sfu_participant_s {
   SFU_VEC(sfu_link_ssrc_t) link_ssrcs; /* a link: every SSRC its remote participants'
                                    tracks were described with, and whose it is:
                                    the per-packet lookup (relay.c) */
+  int link_audience;            /* a link: the audience its side serves, as it
+                                   last said (relay.c "audience") */
+  int link_audience_told;       /* a link: the audience of ours we last told it */
+  /* an audience member (a token without `publish`): never listed to the
+   * others one by one, only counted (docs/signaling.md "Audience") */
+  int audience;
   sfu_participant_t *next;      /* room list (room->links for a link) */
 };
 

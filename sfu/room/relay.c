@@ -278,8 +278,26 @@ void sfu_relay_flush(sfu_room_t *room) {
   for (sfu_participant_t *p = room->participants; p; p = p->next)
     if (p->link_dirty) {
       p->link_dirty = 0;
-      announce(room, p);
+      if (!p->audience) announce(room, p);
     }
+}
+
+/* --- the audience: counted, never described -------------------------------- */
+
+int sfu_relay_audience(const sfu_room_t *room) {
+  int n = room->audience_n;
+  for (const sfu_participant_t *l = room->links; l; l = l->next) n += l->link_audience;
+  return n;
+}
+
+void sfu_relay_tell_audience(sfu_room_t *room) {
+  int all = sfu_relay_audience(room);
+  for (sfu_participant_t *l = room->links; l; l = l->next) {
+    int ours = all - l->link_audience; /* (what it serves is its own) */
+    if (!l->tp_ready || ours == l->link_audience_told) continue;
+    l->link_audience_told = ours;
+    link_send(room, l, json_pack("{s:s, s:i}", "type", "audience", "count", ours));
+  }
 }
 
 /* --- participants of the other processes ----------------------------------- */
@@ -412,6 +430,7 @@ static int on_peer(sfu_room_t *room, sfu_participant_t *l, json_t *msg) {
   if (str_into(msg, "sid", sid, sizeof(sid)) ||
       str_into(msg, "identity", identity, sizeof(identity)) ||
       str_into(msg, "name", name, sizeof(name)) || !sfu_token_valid_id(identity) ||
+      !sfu_token_valid_id(sid) ||
       !json_is_array(tracks) ||
       json_array_size(tracks) > 2)
     return SFU_EINVAL;
@@ -463,6 +482,12 @@ static int on_link_msg(sfu_room_t *room, sfu_participant_t *l, json_t *msg) {
   const char *type = json_string_value(json_object_get(msg, "type"));
   if (!type) return SFU_EINVAL;
   if (strcmp(type, "peer") == 0) return on_peer(room, l, msg);
+  if (strcmp(type, "audience") == 0) {
+    int n;
+    if (int_in(msg, "count", 0, SFU_RELAY_MAX_AUDIENCE, &n)) return SFU_EINVAL;
+    l->link_audience = n;
+    return 0;
+  }
   if (strcmp(type, "peer_gone") == 0) {
     const char *sid = json_string_value(json_object_get(msg, "sid"));
     const char *why = json_string_value(json_object_get(msg, "reason"));
@@ -516,7 +541,7 @@ void sfu_relay_on_transport(sfu_room_t *room, sfu_participant_t *l, int state) {
     if (!first) return;
     sfu_log(SFU_LOG_INFO, "room", "link %s up", l->sid);
     for (sfu_participant_t *p = room->participants; p; p = p->next)
-      if (p->via != l) link_send(room, l, peer_json(p)); /* what it does not know */
+      if (p->via != l && !p->audience) link_send(room, l, peer_json(p)); /* what it does not know */
     return;
   }
   sfu_log(SFU_LOG_WARN, "room", "link %s down", l->sid);

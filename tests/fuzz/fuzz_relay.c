@@ -1,7 +1,7 @@
 /*
  * fuzz_relay.c -- libFuzzer target for what a room takes in over a link
  * from another process of its call (sfu/room/relay.c): the other end's
- * link_remote and its link messages (peer, peer_gone), as sfud carries
+ * link_remote and its link messages (peer, peer_gone, audience), as sfud carries
  * them -- from another node, through POST /v1/node/links.
  *
  * The input is a JSON array: each object is a link message, or, with a
@@ -11,10 +11,12 @@
  *
  * Checks, beyond memory safety: remote participants are the link's, with
  * a valid identity and a sid, never counted among the room's own (one
- * joined before); after the link closes none is left, and the room ends.
+ * joined before); the audience the link claims stays within bounds; after
+ * the link closes none is left, and the room ends.
  *
  * Corpus: tests/fuzz/corpus/relay/ (descriptions as rooms send them: a
- * speaker, a simulcast camera, a peer that leaves, malformed ones).
+ * speaker, a simulcast camera, a peer that leaves, audience counts,
+ * malformed ones).
  */
 #include <stdint.h>
 #include <string.h>
@@ -37,6 +39,8 @@ static void check(const sfu_room_t *room, const sfu_participant_t *link) {
     CHECK(p->via == link && sfu_token_valid_id(p->identity) && p->sid[0]);
   }
   CHECK(own == room->participants_n && own == 1);
+  CHECK(link->link_audience >= 0 && link->link_audience <= SFU_RELAY_MAX_AUDIENCE);
+  CHECK(sfu_relay_audience(room) == room->audience_n + link->link_audience);
 }
 
 static void rtp_over(sfu_room_t *room, sfu_participant_t *link, const sfu_track_t *t,

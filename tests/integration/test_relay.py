@@ -105,6 +105,12 @@ class RelayTest(CallTest):
                              and who.tone_power("bob", 660, 1.0) > HEARD,
                              what="%s hears both speakers" % who.identity)
         await self.until(lambda: a.tone_power("bob", 660, 1.0) > HEARD, what="alice hears bob")
+        # dave and erin are an audience: alice, on the origin, is told how
+        # many (from the relays' counts), never who
+        await a.wait_event("audience", lambda m: m["count"] == 2, timeout=10)
+        named = [m for m in a.events_of("participant_joined")
+                 if m["participant"]["identity"] in ("dave", "erin")]
+        self.assertEqual(named, [])
 
         # carol, on a relay, unmutes and speaks: everyone hears her
         await c.mute(False)
