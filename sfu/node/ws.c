@@ -611,8 +611,10 @@ static void on_resume(session_t *s, const sfu_msg_t *m) {
     if (x != s && x->room && (x->state == WS_DETACHED || x->state == WS_JOINED) &&
         x->resume_token[0] && CRYPTO_memcmp(x->resume_token, m->token, SFU_RESUME_TOKEN_LEN) == 0)
       t = x;
-  sfu_room_rec_t *o = t ? sfu_supervisor_origin(ws->sup, t->room) : NULL; /* a relay's room */
-  if (!o || (strcmp(o->id, m->room) != 0 && strcmp(o->name, m->room) != 0)) {
+  sfu_room_rec_t *in = t ? t->room : NULL; /* the room, or a relay of it (of this node's room
+                                             or of another node's) */
+  if (!in || (strcmp(in->origin_id[0] ? in->origin_id : in->id, m->room) != 0 &&
+              (!in->name[0] || strcmp(in->name, m->room) != 0))) {
     if (ws->metrics) ws->metrics->ws_resume_failures++;
     close_session(s, SFU_WS_RESUME_FAILED, "resume failed: no such session (join again)");
     return;

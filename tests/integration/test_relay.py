@@ -273,6 +273,15 @@ class RemoteRelayTest(FleetCallTest):
         await carol.mute(False)
         await self.until(lambda: alice.tone_power("carol", 880, 1.0) > HEARD,
                          what="alice hears carol")
+        # carol's socket drops: she resumes her session on b's relay
+        carol.drop_signaling()
+        resumed = await carol.resume()
+        self.assertEqual(resumed["type"], "resumed")
+        await carol.mute(True)  # the resumed session carries her messages
+        await alice.wait_event("participant_updated",
+                               lambda m: m["participant"]["identity"] == "carol"
+                               and m["participant"]["muted"], timeout=10)
+        await carol.mute(False)
         j = a.request("GET", "/v1/rooms/" + rid)[1]
         self.assertTrue(any(l["up"] for l in j["stats"]["links"]), j["stats"]["links"])
         # b runs no room: it passes the request to a, which lists b's relay
