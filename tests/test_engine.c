@@ -1068,19 +1068,20 @@ static int naming(sim_t *s, uint32_t session, const char *identity, int from) {
   return n;
 }
 
+/* Events of type `ev` emitted since `from`. */
+static int events_emitted(const sim_t *s, const char *ev, int from) {
+  int n = 0;
+  for (int i = from; i < s->nmsgs; i++)
+    n += strcmp(str(s->msgs[i].m, "type"), "event") == 0 &&
+         strcmp(str(json_object_get(s->msgs[i].m, "event"), "type"), ev) == 0;
+  return n;
+}
+
 /* Tokens without `publish` join as an audience: nobody hears of them one
  * by one (no participant_* messages, not in a welcome's list); everyone
  * hears the count, at most once a second and only when it changed. The
  * control plane still gets every join and leave. A session that comes back
  * with `publish` is listed, and one that loses it is unlisted. */
-static int events(const sim_t *s, const char *type, int from) {
-  int n = 0;
-  for (int i = from; i < s->nmsgs; i++)
-    n += strcmp(str(s->msgs[i].m, "type"), "event") == 0 &&
-         strcmp(str(json_object_get(s->msgs[i].m, "event"), "type"), type) == 0;
-  return n;
-}
-
 static void audience_is_counted_not_listed(void **state) {
   sim_t *s = sim_new(31, 0);
   *state = s;
@@ -1101,7 +1102,7 @@ static void audience_is_counted_not_listed(void **state) {
     assert_int_equal(naming(s, a->session, id, from), 0);
     assert_int_equal(naming(s, d[3]->session, id, from), 0);
   }
-  assert_int_equal(events(s, "participant_joined", from), 4); /* for the control plane */
+  assert_int_equal(events_emitted(s, "participant_joined", from), 4); /* for the control plane */
   sim_run(s, 1100);
   json_t *n = sim_msg_to(s, a->session, "audience", from, NULL);
   assert_non_null(n);
@@ -1120,7 +1121,7 @@ static void audience_is_counted_not_listed(void **state) {
                        sim_msg_to(s, a->session, "audience", from, NULL), "count")),
                    2);
   assert_int_equal(sim_count_to(s, a->session, "participant_left", from), 0);
-  assert_int_equal(events(s, "participant_left", from), 2);
+  assert_int_equal(events_emitted(s, "participant_left", from), 2);
 
   /* aud2 comes back (a new session) allowed to publish: listed now */
   from = s->nmsgs;
@@ -1380,14 +1381,6 @@ static void silent_transport_is_removed_after_15s(void **state) {
 
 /* ---- moving a call to another node's room (migration.c) ---------------------- */
 
-/* Events of type `ev` emitted since `from`. */
-static int events_emitted(const sim_t *s, const char *ev, int from) {
-  int n = 0;
-  for (int i = from; i < s->nmsgs; i++)
-    n += strcmp(str(s->msgs[i].m, "type"), "event") == 0 &&
-         strcmp(str(json_object_get(s->msgs[i].m, "event"), "type"), ev) == 0;
-  return n;
-}
 
 /* The last usage record of `identity` emitted since `from`. */
 static json_t *usage_since(const sim_t *s, const char *identity, int from) {

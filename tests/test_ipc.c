@@ -252,25 +252,54 @@ static void on_drain(sfu_ipc_t *ipc) {
   drains++;
 }
 
+/* A channel `a` on fds[0] of a new socketpair, with on_drain counted. */
+static void drain_channel_open(uv_loop_t *loop, int fds[2], sfu_ipc_t *a, chan_state_t *sa) {
+  assert_int_equal(uv_loop_init(loop), 0);
+  assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
+  a->data = sa;
+  assert_int_equal(sfu_ipc_init(loop, a, fds[0], on_msg, on_err), 0);
+  a->on_drain = on_drain;
+  drains = 0;
+}
+
+/* An 8 KiB message. */
+static json_t *pad_msg(void) {
+  char pad[8192];
+  memset(pad, 'p', sizeof(pad) - 1);
+  pad[sizeof(pad) - 1] = '\0';
+  return json_pack("{s:s}", "pad", pad);
+}
+
+/* The peer (fds[1]) reads everything `a` queued. */
+static void read_all(uv_loop_t *loop, int fds[2], sfu_ipc_t *a) {
+  char buf[65536];
+  fcntl(fds[1], F_SETFL, O_NONBLOCK);
+  for (int i = 0; i < 10000 && sfu_ipc_queued(a) > 0; i++) {
+    while (read(fds[1], buf, sizeof(buf)) > 0) {
+    }
+    uv_run(loop, UV_RUN_NOWAIT);
+  }
+}
+
+static void drain_channel_close(uv_loop_t *loop, int fds[2], sfu_ipc_t *a) {
+  sfu_ipc_close(a, NULL);
+  uv_run(loop, UV_RUN_NOWAIT);
+  close(fds[1]);
+  uv_run(loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(loop), 0);
+}
+
 static void congestion_has_hysteresis_and_control_messages_pass(void **state) {
   uv_loop_t loop;
   int fds[2];
   sfu_ipc_t a;
   chan_state_t sa = {0};
   (void)state;
-  assert_int_equal(uv_loop_init(&loop), 0);
-  assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
-  a.data = &sa;
-  assert_int_equal(sfu_ipc_init(&loop, &a, fds[0], on_msg, on_err), 0);
-  a.on_drain = on_drain;
+  drain_channel_open(&loop, fds, &a, &sa);
   a.high_water = 128 * 1024;
   a.low_water = 32 * 1024;
   a.max_queued = 256 * 1024;
-  drains = 0;
-  char pad[8192];
-  memset(pad, 'p', sizeof(pad) - 1);
-  pad[sizeof(pad) - 1] = '\0';
-  json_t *chunk = json_pack("{s:s}", "pad", pad);
+  json_t *chunk = pad_msg();
   /* The peer does not read: the queue grows to the high watermark. */
   int n = 0;
   while (!sfu_ipc_congested(&a) && n++ < 10000) assert_int_equal(sfu_ipc_send(&a, chunk), 0);
@@ -290,22 +319,13 @@ static void congestion_has_hysteresis_and_control_messages_pass(void **state) {
   assert_int_equal(drains, 0);
   assert_true(sfu_ipc_congested(&a));
   /* Reading everything drains it: on_drain once, congestion over. */
-  fcntl(fds[1], F_SETFL, O_NONBLOCK);
-  for (int i = 0; i < 10000 && sfu_ipc_queued(&a) > 0; i++) {
-    while (read(fds[1], buf, sizeof(buf)) > 0) {
-    }
-    uv_run(&loop, UV_RUN_NOWAIT);
-  }
+  read_all(&loop, fds, &a);
   assert_int_equal(drains, 1);
   assert_false(sfu_ipc_congested(&a));
   assert_int_equal(a.congestions, 1);
   json_decref(join);
   json_decref(chunk);
-  sfu_ipc_close(&a, NULL);
-  uv_run(&loop, UV_RUN_NOWAIT);
-  close(fds[1]);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  assert_int_equal(uv_loop_close(&loop), 0);
+  drain_channel_close(&loop, fds, &a);
 }
 
 /* A send refused at the bound turns congestion on even below high water
@@ -316,39 +336,21 @@ static void refused_send_is_told_of_the_drain(void **state) {
   sfu_ipc_t a;
   chan_state_t sa = {0};
   (void)state;
-  assert_int_equal(uv_loop_init(&loop), 0);
-  assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
-  a.data = &sa;
-  assert_int_equal(sfu_ipc_init(&loop, &a, fds[0], on_msg, on_err), 0);
-  a.on_drain = on_drain;
+  drain_channel_open(&loop, fds, &a, &sa);
   a.max_queued = 256 * 1024;
   a.high_water = 1u << 30; /* never reached by queueing alone */
   a.low_water = 0;
-  drains = 0;
-  char pad[8192];
-  memset(pad, 'p', sizeof(pad) - 1);
-  pad[sizeof(pad) - 1] = '\0';
-  json_t *chunk = json_pack("{s:s}", "pad", pad);
+  json_t *chunk = pad_msg();
   int n = 0;
   while (sfu_ipc_send(&a, chunk) == 0 && n++ < 10000) assert_false(a.congested);
   assert_true(a.congested);
   assert_int_equal(a.congestions, 1);
-  char buf[65536];
-  fcntl(fds[1], F_SETFL, O_NONBLOCK);
-  for (int i = 0; i < 10000 && sfu_ipc_queued(&a) > 0; i++) {
-    while (read(fds[1], buf, sizeof(buf)) > 0) {
-    }
-    uv_run(&loop, UV_RUN_NOWAIT);
-  }
+  read_all(&loop, fds, &a);
   assert_int_equal(drains, 1);
   assert_false(a.congested);
   assert_int_equal(sfu_ipc_send(&a, chunk), 0); /* room again */
   json_decref(chunk);
-  sfu_ipc_close(&a, NULL);
-  uv_run(&loop, UV_RUN_NOWAIT);
-  close(fds[1]);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  assert_int_equal(uv_loop_close(&loop), 0);
+  drain_channel_close(&loop, fds, &a);
 }
 
 int main(void) {
