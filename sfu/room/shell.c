@@ -544,7 +544,14 @@ void sfu_shell_close(sfu_shell_t *sh, const char *reason, int exit_code) {
   uv_close((uv_handle_t *)&sh->grace_timer, on_closed);
   uv_close((uv_handle_t *)&sh->listener, on_closed);
   if (sh->socket_path[0]) unlink(sh->socket_path);
-  if (!sh->orphaned) sfu_ipc_close(&sh->ipc, on_ipc_closed); /* (an orphan's is closed) */
+  if (!sh->orphaned) { /* (an orphan's is closed) */
+    /* what waits for a drain goes now, past the bound: the room's last
+     * words (final usage, closing) must reach sfud before it exits */
+    size_t i;
+    json_t *m;
+    json_array_foreach(sh->held, i, m) sfu_ipc_send_control(&sh->ipc, m);
+    sfu_ipc_close(&sh->ipc, on_ipc_closed);
+  }
   json_decref(sh->held);
   sh->held = NULL;
 }

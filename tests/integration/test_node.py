@@ -396,10 +396,11 @@ class RoomChannel(unittest.TestCase):
             buf = buf[4 + n:]
         return out, buf
 
-    def test_a_parent_that_falls_behind_loses_no_message(self):
-        """More replies than the channel's 8 MiB write queue holds, asked
-        while the test reads nothing: every one arrives, in order, once the
-        test reads (the room holds them until the channel drains)."""
+    def asked_while_not_reading(self, n, then=None):
+        """A room process asked for n stats (about 1 KiB each) while the
+        test reads nothing, then sent `then`; returns every message it sent
+        after `ready` (read until it closes its channel or is quiet for
+        5 s) and its exit status (None: still running, killed)."""
         import subprocess
         import tempfile
         ours, theirs = socket.socketpair()
@@ -410,6 +411,7 @@ class RoomChannel(unittest.TestCase):
             pass_fds=(3, theirs.fileno()), stderr=log,  # 3: becomes theirs
             preexec_fn=lambda fd=theirs.fileno(): os.dup2(fd, 3))
         theirs.close()
+        status = None
         try:
             buf = b""
             got = []
@@ -417,32 +419,52 @@ class RoomChannel(unittest.TestCase):
                 buf += ours.recv(65536)
                 more, buf = self.frames(ours, buf)
                 got += more
-            n = 16000  # each stats reply is ~1 KiB: 16 MiB and more
-            for i in range(n):
-                body = json.dumps({"type": "stats"}).encode()
+            for m in [{"type": "stats"}] * n + ([then] if then else []):
+                body = json.dumps(m).encode()
                 ours.sendall(len(body).to_bytes(4, "big") + body)
             ours.settimeout(5)
-            stats = []
+            got = []
             end = time.monotonic() + 30
-            while len(stats) < n and time.monotonic() < end:
+            while time.monotonic() < end:
                 try:
                     data = ours.recv(1 << 20)
                 except socket.timeout:
-                    break  # nothing more comes: the count below tells
-                self.assertTrue(data, "the room closed its channel after %d" % len(stats))
+                    break  # nothing more comes
+                if not data:
+                    break  # the room closed its channel
                 buf += data
                 more, buf = self.frames(ours, buf)
-                stats += [m for m in more if m.get("type") == "stats"]
-            self.assertEqual(len(stats), n)
-            ipc = stats[-1]["ipc"]
-            self.assertGreater(ipc["waited"], 0, ipc)  # the queue was full at some point
-            self.assertEqual(ipc["dropped"], 0, ipc)
+                got += more
+            status = room.wait(timeout=10) if then else None
         finally:
-            room.kill()
-            room.wait(timeout=10)
+            if room.poll() is None:
+                room.kill()
+                room.wait(timeout=10)
             ours.close()
         log.seek(0)
         self.assertNotIn(b"IPC send failed", log.read())
+        return got, status
+
+    def test_a_parent_that_falls_behind_loses_no_message(self):
+        """More replies than the channel's 8 MiB write queue holds, asked
+        while the test reads nothing: every one arrives, in order, once the
+        test reads (the room holds them until the channel drains)."""
+        n = 16000  # 16 MiB and more
+        got, _ = self.asked_while_not_reading(n)
+        stats = [m for m in got if m.get("type") == "stats"]
+        self.assertEqual(len(stats), n)
+        ipc = stats[-1]["ipc"]
+        self.assertGreater(ipc["waited"], 0, ipc)  # the queue was full at some point
+        self.assertEqual(ipc["dropped"], 0, ipc)
+
+    def test_a_room_that_ends_behind_sends_what_it_held_first(self):
+        """Told to shut down while 16 MiB of replies wait for the drain, the
+        room still sends every one, then `closing`, and exits 0."""
+        n = 16000
+        got, status = self.asked_while_not_reading(n, {"type": "shutdown"})
+        self.assertEqual(status, 0)
+        self.assertEqual(len([m for m in got if m.get("type") == "stats"]), n)
+        self.assertEqual(got[-1].get("type"), "closing", got[-1])
 
 
 if __name__ == "__main__":
