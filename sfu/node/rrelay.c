@@ -159,6 +159,12 @@ static void enqueue(rlink_t *l, json_t *msg) {
   pump(l);
 }
 
+void sfu_rrelay_moderate(void *arg, const char *room_id, json_t *msg) {
+  sfu_rrelay_t *m = arg;
+  for (rlink_t *l = m->links; l; l = l->next)
+    if (l->ws_url[0] && strcmp(l->room_id, room_id) == 0) enqueue(l, msg); /* (ours: the room's end) */
+}
+
 void sfu_rrelay_link_out(void *arg, const char *room_id, const char *link, json_t *msg) {
   sfu_rrelay_t *m = arg;
   rlink_t *l = link_of(m, link);
@@ -189,10 +195,13 @@ json_t *sfu_rrelay_link_in(sfu_rrelay_t *m, const char *link, const char *body, 
     json_object_set_new(msg, "link", json_string(link));
     json_object_del(msg, "room_id");
     int rv = sfu_supervisor_link_in(m->sup, l->room_id, link, msg);
-    *status = rv == 0 ? 200 : 404;
+    *status = rv == 0 ? 200 : rv == SFU_EINVAL ? 400 : 404;
     out = rv == 0 ? json_object()
-                  : json_pack("{s:{s:s, s:s}}", "error", "code", "link_not_found", "message",
-                              "its end here is gone");
+          : rv == SFU_EINVAL
+              ? json_pack("{s:{s:s, s:s}}", "error", "code", "invalid_body", "message",
+                          "a malformed link message")
+              : json_pack("{s:{s:s, s:s}}", "error", "code", "link_not_found", "message",
+                          "its end here is gone");
     if (strcmp(type, "link_close") == 0 && !l->req && json_array_size(l->queue) == 0)
       link_free(l); /* the other end is gone: nothing more goes there */
     else if (strcmp(type, "link_close") == 0)
@@ -261,6 +270,11 @@ static void on_accepted(void *arg, int status, const char *location, const char 
   }
   sfu_log(SFU_LOG_INFO, "rrelay", "room %s: relay %s on node %s", a->room_id, a->relay_id,
           a->node);
+  sfu_room_rec_t *r = sfu_supervisor_find(a->m->sup, a->room_id);
+  json_t *mods = r ? sfu_supervisor_moderation_msgs(r) : NULL, *mod;
+  size_t i;
+  json_array_foreach(mods, i, mod) enqueue(l, mod); /* the room's moderation so far */
+  json_decref(mods);
   adding_done(a, 201, json_pack("{s:s, s:s, s:s, s:s}", "relay_id", a->relay_id, "node",
                                 a->node, "ws_url", ws, "state", "starting"));
   json_decref(j);

@@ -51,6 +51,9 @@ json_t *sfu_rrelay_link_in(sfu_rrelay_t *m, const char *link, const char *body, 
                            int *status);
 /* The supervisor's hook link_out (its arg is m). */
 void sfu_rrelay_link_out(void *m, const char *room_id, const char *link, json_t *msg);
+/* The room's node: a moderation change (hooks.moderate) to every relay of
+ * room `room_id` on another node, in order with its link messages. */
+void sfu_rrelay_moderate(void *m, const char *room_id, json_t *msg);
 /* A room here ended: its relays on other nodes are told (link_close). */
 void sfu_rrelay_room_gone(sfu_rrelay_t *m, const sfu_room_rec_t *r);
 /* Room `room_id`'s relays on other nodes, for the API (new reference). */

@@ -62,6 +62,11 @@ static void hook_link_out(void *arg, const char *room_id, const char *link, json
   if (rrelay) sfu_rrelay_link_out(rrelay, room_id, link, msg);
 }
 
+static void hook_moderate(void *arg, const char *room_id, json_t *msg) {
+  (void)arg;
+  if (rrelay) sfu_rrelay_moderate(rrelay, room_id, msg);
+}
+
 /* Soft descriptor limit up to the hard one; logged either way. */
 static void raise_nofile(void) {
   struct rlimit rl;
@@ -209,7 +214,7 @@ int main(int argc, char **argv) {
   if (sfu_ws_create(&ws, loop, &cfg, sup) != 0) return 1;
   sfu_ws_set_metrics(ws, &metrics);
   sfu_supervisor_hooks_t hooks = {ws, hook_room_msg, hook_room_gone, hook_room_drained,
-                                  hook_room_move, hook_link_out};
+                                  hook_room_move, hook_link_out, hook_moderate};
   sfu_supervisor_set_hooks(sup, &hooks);
   char rooms_dir[560];
   snprintf(rooms_dir, sizeof(rooms_dir), "%s/rooms", cfg.data_dir);

@@ -642,6 +642,32 @@ static void drop_retired(sfu_supervisor_t *s) {
   }
 }
 
+static int load_of(const sfu_room_rec_t *x);
+
+/* A room spread by relay_threshold folds back as it shrinks: once all its
+ * processes here serve at most half of what one fewer could hold, the
+ * least busy relay it started by itself ends as "relay_closed" -- its
+ * clients are told to join again (4016) and are placed on the others.
+ * (Spreading needs every process at the threshold: the two never chase
+ * each other.) Relays asked for through the API stay. */
+static void fold_back(sfu_room_rec_t *r) {
+  sfu_supervisor_t *s = r->sup;
+  int thr = s->cfg->relay_threshold, n = 1, total = load_of(r);
+  sfu_room_rec_t *least = NULL;
+  if (thr <= 0 || is_relay(r) || r->state != SFU_ROOM_RUNNING || s->draining) return;
+  for (sfu_room_rec_t *x = s->rooms; x; x = x->next) {
+    if (!is_relay(x) || strcmp(x->origin_id, r->id) != 0 || x->exited) continue;
+    if (x->state != SFU_ROOM_RUNNING) return; /* one on its way or going: later */
+    n++;
+    total += load_of(x);
+    if (x->folds && (!least || load_of(x) < load_of(least))) least = x;
+  }
+  if (!least || total * 2 > thr * (n - 1)) return;
+  room_log(SFU_LOG_INFO, r, "%d participants in %d processes: folding relay %s back", total, n,
+           least->id);
+  sfu_supervisor_close_room(s, least, "relay_closed");
+}
+
 static void on_tick(uv_timer_t *t) {
   sfu_supervisor_t *s = t->data;
   uint64_t now = sfu_now_ms();
@@ -669,6 +695,7 @@ static void on_tick(uv_timer_t *t) {
         json_t *m = json_pack("{s:s, s:I}", "type", "ping", "seq", (json_int_t)++r->ping_seq);
         sfu_supervisor_send(r, m);
         json_decref(m);
+        fold_back(r);
       }
     }
   }
@@ -845,10 +872,20 @@ static void record_kick(sfu_room_rec_t *r, const char *identity, int64_t now_s) 
     room_log(SFU_LOG_ERROR, r, "cannot deny-list the tokens of %s: out of memory", identity);
 }
 
+/* A room's moderation change to its relays on other nodes (a relay's own
+ * record keeps it for the joins there). */
+static void moderate_out(sfu_room_rec_t *r, json_t *m) {
+  sfu_supervisor_t *s = r->sup;
+  if (!is_relay(r) && s->hooks.moderate) s->hooks.moderate(s->hooks.arg, r->id, m);
+  json_decref(m);
+}
+
 int sfu_supervisor_kick(sfu_room_rec_t *r, const char *identity, int64_t now_s) {
   record_kick(r, identity, now_s);
   room_log(SFU_LOG_INFO, r, "kick %s: its tokens up to %lld are refused", identity,
            (long long)now_s);
+  moderate_out(r, json_pack("{s:s, s:s, s:s, s:I}", "type", "moderate", "action", "kick",
+                            "identity", identity, "kicked_s", (json_int_t)now_s));
   json_t *m = json_pack("{s:s, s:s}", "type", "kick", "identity", identity);
   to_relays(r, m); /* whichever process serves it */
   return send_control(r, m);
@@ -869,6 +906,8 @@ int sfu_supervisor_ban(sfu_room_rec_t *r, const char *identity, const char *reas
   }
   snprintf(m->bans.items[i].reason, sizeof(m->bans.items[i].reason), "%s", reason ? reason : "");
   room_log(SFU_LOG_INFO, r, "ban %s", identity);
+  moderate_out(r, json_pack("{s:s, s:s, s:s, s:s}", "type", "moderate", "action", "ban",
+                            "identity", identity, "reason", m->bans.items[i].reason));
   return sfu_supervisor_kick(r, identity, now_s);
 }
 
@@ -877,6 +916,8 @@ int sfu_supervisor_unban(sfu_room_rec_t *r, const char *identity) {
   if (i < 0) return SFU_ENOENT;
   MOD_REMOVE(&r->mod.bans, i);
   room_log(SFU_LOG_INFO, r, "unban %s", identity);
+  moderate_out(r, json_pack("{s:s, s:s, s:s}", "type", "moderate", "action", "unban",
+                            "identity", identity));
   save_record(r);
   return 0;
 }
@@ -892,10 +933,50 @@ int sfu_supervisor_server_mute(sfu_room_rec_t *r, const char *identity, int mute
   } else if (!muted && i >= 0) {
     MOD_REMOVE(&m->muted, i);
   }
+  moderate_out(r, json_pack("{s:s, s:s, s:s, s:b}", "type", "moderate", "action",
+                            "server_mute", "identity", identity, "muted", muted));
   json_t *msg = json_pack("{s:s, s:s, s:b}", "type", "server_mute", "identity", identity,
                           "muted", muted);
   to_relays(r, msg); /* every process keeps the room's mutes */
   return send_control(r, msg);
+}
+
+json_t *sfu_supervisor_moderation_msgs(const sfu_room_rec_t *r) {
+  const sfu_moderation_t *m = &r->mod;
+  json_t *a = json_array();
+  for (int i = 0; i < m->bans.n; i++)
+    json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:s}", "type", "moderate", "action", "ban",
+                                       "identity", m->bans.items[i].identity, "reason",
+                                       m->bans.items[i].reason));
+  for (int i = 0; i < m->denied.n; i++)
+    json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:I}", "type", "moderate", "action",
+                                       "kick", "identity", m->denied.items[i].identity,
+                                       "kicked_s", (json_int_t)m->denied.items[i].kicked_s));
+  for (int i = 0; i < m->muted.n; i++)
+    json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:b}", "type", "moderate", "action",
+                                       "server_mute", "identity", m->muted.items[i].identity,
+                                       "muted", 1));
+  return a;
+}
+
+int sfu_supervisor_moderate(sfu_room_rec_t *relay, json_t *msg) {
+  const char *action = json_string_value(json_object_get(msg, "action"));
+  const char *identity = json_string_value(json_object_get(msg, "identity"));
+  const char *reason = json_string_value(json_object_get(msg, "reason"));
+  json_t *at = json_object_get(msg, "kicked_s");
+  if (!is_relay(relay) || !action || !identity || !sfu_token_valid_id(identity))
+    return SFU_EINVAL;
+  if (strcmp(action, "kick") == 0 && json_is_integer(at) && json_integer_value(at) >= 0)
+    return sfu_supervisor_kick(relay, identity, json_integer_value(at));
+  if (strcmp(action, "ban") == 0)
+    return sfu_supervisor_ban(relay, identity, reason, sfu_wall_ms() / 1000);
+  if (strcmp(action, "unban") == 0) {
+    sfu_supervisor_unban(relay, identity); /* (not banned here: nothing to do) */
+    return 0;
+  }
+  if (strcmp(action, "server_mute") == 0 && json_is_boolean(json_object_get(msg, "muted")))
+    return sfu_supervisor_server_mute(relay, identity, json_is_true(json_object_get(msg, "muted")));
+  return SFU_EINVAL;
 }
 
 json_t *sfu_moderation_json(const sfu_room_rec_t *r) {
@@ -1005,6 +1086,13 @@ static void relay_ready(sfu_room_rec_t *relay) {
     send_link(o, "link_open", relay->id, role);
   else
     link_out(relay, "link_open", role);
+  for (int i = 0; o && i < o->mod.muted.n; i++) { /* the room's mutes so far (those of another
+                                                     node's room come from it: rrelay.c) */
+    json_t *m = json_pack("{s:s, s:s, s:b}", "type", "server_mute", "identity",
+                          o->mod.muted.items[i].identity, "muted", 1);
+    sfu_supervisor_send(relay, m);
+    json_decref(m);
+  }
   json_object_set_new(role, "role", json_string("relay"));
   send_link(relay, "link_open", relay->id, role);
   json_decref(role);
@@ -1093,6 +1181,10 @@ int sfu_supervisor_link_in(sfu_supervisor_t *s, const char *room_id, const char 
       send_link(x, "link_msg", link, body);
     else if (strcmp(type, "link_close") == 0 && is_live(x))
       sfu_supervisor_close_room(s, x, "room_ended");
+    else if (strcmp(type, "moderate") == 0 && sfu_supervisor_moderate(x, msg) != 0) {
+      json_decref(body);
+      return SFU_EINVAL;
+    }
     json_decref(body);
     return 0;
   }
@@ -1177,6 +1269,7 @@ sfu_room_rec_t *sfu_supervisor_place(sfu_supervisor_t *s, sfu_room_rec_t *r, uns
   if (full && sfu_supervisor_relay_count(s, r) < s->cfg->max_relays) { /* all busy: one more */
     sfu_room_rec_t *x;
     int rv = sfu_supervisor_spawn_relay(s, r, &x);
+    if (rv == 0) x->folds = 1;
     room_log(rv ? SFU_LOG_WARN : SFU_LOG_INFO, r, "%d participants per process: %s%s", thr,
              rv ? "cannot add a relay: " : "adding relay ", rv ? sfu_strerror(rv) : x->id);
   }

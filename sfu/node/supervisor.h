@@ -165,6 +165,8 @@ struct sfu_room_rec_s {
   int origin_remote;                 /* a relay whose room runs on another node:
                                         its link messages go through the hook
                                         link_out (sfu/node/rrelay.c) */
+  int folds;                         /* a relay started by relay_threshold: it ends
+                                        again when the room shrinks (fold_back) */
   int moving;                        /* SFU_MOVE_* (sfu/node/migrate.c) */
   int move_ready;                    /* moving in: the room said migration_ready */
   sfu_supervisor_t *sup;             /* owner */
@@ -190,6 +192,9 @@ typedef struct sfu_supervisor_hooks_s {
    * of room `room_id` that runs on another node (sfu/node/rrelay.c; may be
    * NULL: such links then never open) */
   void (*link_out)(void *arg, const char *room_id, const char *link, json_t *msg);
+  /* a moderation change of room `room_id` ({type: moderate, action, ...},
+   * borrowed) for its relays on other nodes (sfu/node/rrelay.c; may be NULL) */
+  void (*moderate)(void *arg, const char *room_id, json_t *msg);
 } sfu_supervisor_hooks_t;
 
 void sfu_supervisor_set_hooks(sfu_supervisor_t *s, const sfu_supervisor_hooks_t *h);
@@ -281,6 +286,15 @@ int sfu_supervisor_ban(sfu_room_rec_t *r, const char *identity, const char *reas
                        int64_t now_s);
 int sfu_supervisor_unban(sfu_room_rec_t *r, const char *identity);
 int sfu_supervisor_server_mute(sfu_room_rec_t *r, const char *identity, int muted);
+/* Moderation across nodes (docs/internals/relay.md "Relays on other
+ * nodes"): a room's kicks, bans, unbans and server mutes also go, through
+ * hooks.moderate, to its relays on other nodes as {type: moderate, action:
+ * kick|ban|unban|server_mute, identity, kicked_s | reason | muted}.
+ * moderation_msgs: the room's state as such messages (a new relay's first
+ * ones; new reference). moderate: one of them at a relay here of another
+ * node's room, applied as the room's node applied it: 0, SFU_EINVAL. */
+json_t *sfu_supervisor_moderation_msgs(const sfu_room_rec_t *r);
+int sfu_supervisor_moderate(sfu_room_rec_t *relay, json_t *msg);
 /* {"bans": [{"identity", "reason", "banned_at_ms"}], "server_muted":
  * [identity], "kicks", "deny_list", "deny_list_evicted", "joins_refused"}
  * (new reference). */

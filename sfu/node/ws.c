@@ -710,6 +710,8 @@ void sfu_ws_on_room_msg(sfu_ws_t *ws, sfu_room_rec_t *r, const char *type, json_
       s->state = WS_JOINED;
       const char *sid = json_string_value(json_object_get(json_object_get(m, "participant"), "sid"));
       snprintf(s->sid, sizeof(s->sid), "%s", sid ? sid : "");
+      if (r->origin_id[0]) /* a relay's process: the client is in its room */
+        json_object_set_new(json_object_get(m, "room"), "room_id", json_string(r->origin_id));
       if (s->ws->cfg->resume_grace_s > 0) { /* sfud's part of the welcome */
         json_object_set_new(m, "resume_token", new_resume_token(s));
         json_object_set_new(m, "resume_grace_s", json_integer(s->ws->cfg->resume_grace_s));

@@ -14,7 +14,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sfutest import CallTest, Receiver, main  # noqa: E402
-from aiortc_peer import Peer  # noqa: E402
+from aiortc_peer import Peer, PeerClosed  # noqa: E402
 from etcd import FleetCallTest  # noqa: E402
 from test_video_aiortc import VideoPeer  # noqa: E402
 
@@ -238,6 +238,25 @@ class RelayTest(CallTest):
                          what="erin on the new relay")
         await self.until(lambda: e.tone_power("alice", 440, 1.0) > HEARD
                          and e.tone_power("bob", 660, 1.0) > HEARD, what="erin hears both")
+        # the room shrinks to erin (1 <= half of what one process fewer
+        # holds): the relay it started folds back, erin is told to join
+        # again and lands on the origin, where a new speaker finds her
+        for p in (a, b, d):
+            await p.leave()
+        await e.wait_closed(10)
+        self.assertEqual(e.close_code, 4016, e.close_reason)
+        await self.until(lambda: all(x["state"] != "running" for x in self.room_json()["relays"]),
+                         what="the relay folded")
+        again = Peer(self.room["ws_url"], self.room["room_id"], e.token, "erin")
+        self.peers.append(again)
+        await again.join()
+        f = self.peer(self.room, "frank", freq=880)
+        await f.join()
+        await self.until(lambda: again.tone_power("frank", 880, 1.0) > HEARD,
+                         what="erin, on the origin again, hears frank")
+        j = self.room_json()
+        self.assertEqual((j["participants"], [x for x in j["relays"] if x["state"] == "running"]),
+                         (2, []), j)
 
 
 class RemoteRelayTest(FleetCallTest):
@@ -351,6 +370,59 @@ class RemoteRelayTest(FleetCallTest):
                          what="a keyframe for the viewer's PLI")
         self.assertEqual(len(relays), 3)
         self.assert_peers_clean()
+
+    async def test_moderation_reaches_a_relay_of_another_node(self):
+        """Kicks, bans and server mutes made on the room's node apply on its
+        relay on another node: to who is there, and to joins there later,
+        including those made before the relay started."""
+        a, b = self.start_node("a"), self.start_node("b")
+        self.sfud = a
+        st, room = a.request("POST", "/v1/rooms", {"name": "modfar", "node": "a"})
+        self.assertEqual(st, 201, room)
+        rid = room["room_id"]
+        path = "/v1/rooms/%s/participants/" % rid
+        st, j = a.request("POST", path + "carol/mute", {"muted": True})  # before the relay
+        self.assertEqual(st, 202, j)
+        st, relay = await asyncio.to_thread(a.request, "POST", "/v1/rooms/%s/relays" % rid,
+                                            {"node": "b"})
+        self.assertEqual(st, 201, relay)
+        alice = self.peer(room, "alice", freq=440)
+        await alice.join()
+        carol = Peer(relay["ws_url"], rid, self.token("carol", room), "carol", freq=880)
+        dave = Peer(relay["ws_url"], rid, audience_token(a, rid, "dave"), "dave")
+        self.peers += [carol, dave]
+        await carol.join()
+        await dave.join()
+        self.assertTrue(carol.welcome["participant"]["server_muted"], carol.welcome)
+        self.assertEqual(carol.welcome["room"]["room_id"], rid)  # the room's, not the relay's
+        await self.until(lambda: dave.tone_power("alice", 440, 1.0) > HEARD,
+                         what="dave, on node b, hears alice")
+        # unmuted from a: carol hears of it on b, and alice hears her
+        mark = carol.mark()
+        st, j = a.request("POST", path + "carol/mute", {"muted": False})
+        self.assertEqual(st, 202, j)
+        await carol.wait_event("participant_updated", lambda m: m["participant"]["identity"]
+                               == "carol" and not m["participant"]["server_muted"],
+                               timeout=10, since=mark)
+        await self.until(lambda: alice.tone_power("carol", 880, 1.0) > HEARD,
+                         what="alice hears carol once unmuted")
+        # dave kicked on a: closed on b, and his token refused there
+        st, j = a.request("DELETE", path + "dave")
+        self.assertEqual(st, 202, j)
+        await dave.wait_closed(10)
+        self.assertEqual(dave.close_code, 4012)
+        again = Peer(relay["ws_url"], rid, dave.token, "dave")
+        self.peers.append(again)
+        with self.assertRaises(PeerClosed) as e:
+            await again.join()
+        self.assertEqual(e.exception.code, 4012, e.exception)
+        # carol banned on a: closed on b; b's relay keeps the ban
+        st, j = a.request("POST", path + "carol/ban", {"reason": "spam"})
+        self.assertEqual(st, 202, j)
+        await carol.wait_closed(10)
+        self.assertEqual(carol.close_code, 4012)
+        await self.until(lambda: any("ban carol" in l for l in b.log),
+                         what="the ban recorded on b")
 
     async def test_relays_on_other_nodes_refused_alone_or_unknown(self):
         a = self.start_node("a")
