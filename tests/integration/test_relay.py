@@ -196,6 +196,24 @@ class RelayTest(CallTest):
         self.assertEqual((d.close_code, d.close_reason), (4016, "relay gone: join again"))
         self.assertEqual(self.room_json()["state"], "running")
 
+    async def test_a_relay_started_after_a_server_mute_keeps_it(self):
+        st, j = self.sfud.request("POST", "/v1/rooms/%s/participants/carol/mute"
+                                  % self.room["room_id"], {"muted": True})
+        self.assertEqual(st, 202, j)
+        self.add_relays(1)
+        await self.relays_running(1)
+        a = self.peer(self.room, "alice", freq=440)
+        b = self.peer(self.room, "bob", freq=660)
+        await a.join()
+        await b.join()
+        c = self.peer(self.room, "carol", freq=880)  # the origin has 2: on the relay
+        await c.join()
+        await self.until(lambda: self.room_json()["relays"][0]["participants"] == 1,
+                         what="carol on the relay")
+        self.assertTrue(c.welcome["participant"]["server_muted"], c.welcome)
+        await asyncio.sleep(1.0)
+        self.assertLess(a.tone_power("carol", 880, 1.0), HEARD)  # muted: nothing forwarded
+
     async def test_relays_api_refuses_what_it_cannot_do(self):
         st, j = self.sfud.request("POST", "/v1/rooms/rm_0000000000000000/relays", {})
         self.assertEqual(st, 404, j)
