@@ -4,7 +4,7 @@ aiortc peers on loopback: speakers on the room's own process, listeners on
 its relays, each publishing its own tone and telling by Goertzel power who
 it hears.
 
-Usage: test_relay.py --sfud PATH --room PATH
+Usage: test_relay.py --sfud PATH --room PATH [--replay PATH]
 """
 import asyncio
 import os
@@ -213,6 +213,52 @@ class RelayTest(CallTest):
         self.assertTrue(c.welcome["participant"]["server_muted"], c.welcome)
         await asyncio.sleep(1.0)
         self.assertLess(a.tone_power("carol", 880, 1.0), HEARD)  # muted: nothing forwarded
+
+    async def test_the_c_client_joins_again_when_its_relay_ends(self):
+        """sfu-replay (tools/client): a listener on a relay that is deleted
+        gets 4016, joins again by itself (on the origin now) and hears the
+        tone to the end."""
+        import json
+        import subprocess
+        import tempfile
+        if not ARGS.replay:
+            self.skipTest("needs --replay")
+        (rid,) = self.add_relays(1)
+        await self.relays_running(1)
+        tmp = tempfile.mkdtemp()
+        scen = os.path.join(tmp, "scenario.json")
+        with open(scen, "w") as f:
+            json.dump({"room": "stage", "duration_s": 8, "loops": 0, "participants": [
+                {"name": "speaker", "publish": [{"tone": 440}]},
+                {"name": "aud", "audience": True}]}, f)
+        summary = os.path.join(tmp, "summary.json")
+        with open(os.path.join(tmp, "err"), "w") as err:
+            proc = subprocess.Popen([os.path.abspath(ARGS.replay), "--server", "http://127.0.0.1:%d" % self.sfud.port,
+                                     "--api-key", self.sfud.api_key, "--scenario", scen,
+                                     "--json", summary], stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            await self.until(lambda: [x["participants"] for x in self.room_json()["relays"]]
+                             == [1], what="the listener on the relay", timeout=20)
+            await asyncio.sleep(2)
+            st, j = self.sfud.request("DELETE", "/v1/rooms/%s/relays/%s"
+                                      % (self.room["room_id"], rid))
+            self.assertEqual(st, 202, j)
+            rc = await asyncio.to_thread(proc.wait, 60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+        with open(os.path.join(tmp, "err")) as f:
+            err = f.read()
+        self.assertEqual(rc, 0, err)
+        with open(summary) as f:
+            out = json.load(f)
+        aud = next(c for c in out["clients"] if c["identity"].startswith("aud"))
+        self.assertEqual((aud["rejoins"], aud["close_code"]), (1, 0), (aud, err[-3000:]))
+        (stream,) = out["streams"]
+        # what it missed while joining again is lost; the rest arrived
+        self.assertGreater(stream["received"], stream["sent"] * 0.6, stream)
+        self.assertIn("joining again", err)
 
     async def test_relays_api_refuses_what_it_cannot_do(self):
         st, j = self.sfud.request("POST", "/v1/rooms/rm_0000000000000000/relays", {})
@@ -460,4 +506,4 @@ class RemoteRelayTest(FleetCallTest):
 
 
 if __name__ == "__main__":
-    main()
+    main(replay="optional")

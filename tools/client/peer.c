@@ -86,6 +86,17 @@
  * socket before it plays, or after our `leave`. A `migrated` with no new
  * leg (it failed) ends the peer with 4015: it cannot follow.
  *
+ * Rejoin (docs/internals/relay.md). A close 4016 of the socket of `cur`
+ * (not during a move) says the relay process serving us ended while its
+ * room goes on: a new leg joins again at once with our token at the same
+ * URL (sfud places it anew), offers the same tracks and plays as soon as
+ * it has media; the old leg retires. Subscriptions are the peer's, so the
+ * same tracks come back to the same ones. At most REJOIN_MAX times; then
+ * 4016 ends the peer as any final code does. The relay's DTLS close may
+ * overtake its 4016: a transport of `cur` that fails while its socket is
+ * joined ends the peer only FAIL_HOLD_MS later (on the ICE timer, which a
+ * failed transport does not use), unless the 4016 came meanwhile.
+ *
  * Teardown is deferred: sfu_peer_destroy() may run inside any callback of
  * the peer (a libnice receive, a WebSocket message), so it only marks the
  * peer and its legs dead and closes their timers; each leg's last close
@@ -130,6 +141,8 @@
                                    silent for 15 s for gone, and a listener sends no RTP */
 #define MOVE_OPEN_MS 10000      /* a move's new leg: attempts to reach the new node */
 #define RETIRE_MS 5000          /* a retiring leg's socket: the server's close awaited */
+#define REJOIN_MAX 5            /* joins again after 4016 in one peer's life */
+#define FAIL_HOLD_MS 2000       /* a failed transport of `cur` ends it after this ... */
 
 typedef enum {
   SIG_JOINING,  /* socket opening, `join` sent, no welcome yet */
@@ -161,7 +174,8 @@ struct leg_s {
   int dead;                   /* destroyed: callbacks ignored */
   int moving;                 /* a move's new leg, not `resumed` yet */
   int retire_closed;          /* retiring: we closed its socket ourselves */
-  char failed[128];           /* its transport failed during a move: why */
+  char failed[128];           /* its transport failed during a move, or before a
+                                 4016 may come: why */
   sig_state_t sig;
   sfu_sdp_t *local;           /* our last description (offer or answer) */
   uint64_t session_id, sdp_version;
@@ -626,6 +640,12 @@ static void tp_connected(void *arg) {
  * media (DTLS close_notify) as soon as the move is over, which may come
  * here before `migrated` does on the socket: during a move the leg that
  * plays waits for the end of the move, and fails only if it is aborted. */
+/* A transport failure held (tp_failed) that no 4016 followed. */
+static void on_fail_held(uv_timer_t *h) {
+  leg_t *L = h->data;
+  if (live(L) && L == L->p->cur) leg_fail(L, 0, L->failed);
+}
+
 static void tp_failed(void *arg, const char *why) {
   leg_t *L = arg;
   sfu_peer_t *p = L->p;
@@ -635,6 +655,11 @@ static void tp_failed(void *arg, const char *why) {
     snprintf(L->failed, sizeof(L->failed), "%s", why ? why : "transport failed");
     sfu_log(SFU_LOG_INFO, "peer", "%s: the old node's media ended (%s): the move decides",
             p->sid, L->failed);
+    return;
+  }
+  if (L == p->cur && L->ws && L->sig == SIG_JOINED) { /* a 4016 may be on its way (Rejoin) */
+    snprintf(L->failed, sizeof(L->failed), "%s", why ? why : "transport failed");
+    uv_timer_start(&L->ice_timer, on_fail_held, FAIL_HOLD_MS, 0);
     return;
   }
   leg_fail(L, 0, why);
@@ -953,7 +978,10 @@ static void on_welcome(leg_t *L, json_t *m) {
   if (p->cb.joined) p->cb.joined(p->cb.arg, p->sid);
   if (!live(L)) return;
   json_t *servers = json_object_get(m, "ice_servers");
-  if (json_is_array(servers)) p->ice_servers = json_incref(servers);
+  if (json_is_array(servers)) {
+    json_decref(p->ice_servers); /* (a rejoin's welcome has fresh ones) */
+    p->ice_servers = json_incref(servers);
+  }
   leg_media(L, p->ice_servers);
 }
 
@@ -1112,12 +1140,31 @@ static void retry_later(leg_t *L) {
   uv_timer_start(&L->resume_timer, on_resume_timer, delay, 0);
 }
 
+/* 4016 on `cur` (see Rejoin above). */
+static void rejoin(sfu_peer_t *p, leg_t *L, const char *reason) {
+  leg_t *N = NULL;
+  if (p->stats.rejoins >= REJOIN_MAX || leg_create(p, &N, L->ws_url) != 0) {
+    leg_fail(L, 4016, reason);
+    return;
+  }
+  p->stats.rejoins++;
+  sfu_log(SFU_LOG_WARN, "peer", "%s: %s: joining again", p->sid, reason);
+  leg_retire(L, 0, NULL); /* (its socket is gone: it goes now) */
+  p->cur = N;
+  N->sig = SIG_JOINING;
+  if (open_socket(N) != 0) end(p, 4016, reason);
+}
+
 /* The leg's current socket is gone: closed (`code`, `reason`) or given up on. */
 static void socket_gone(leg_t *L, int code, const char *reason) {
   sfu_peer_t *p = L->p;
   uv_timer_stop(&L->live_timer);
   sfu_ws_client_destroy(L->ws); /* dropped without a close frame if still open */
   L->ws = NULL;
+  if (code == 4016 && L == p->cur && !p->next && L->sig == SIG_JOINED) {
+    rejoin(p, L, reason);
+    return;
+  }
   if (code == 4015 && L == p->cur && p->next) { /* room migrated: `migrated` it is */
     moved(p);
     return; /* L retires, and with its socket gone it goes */

@@ -145,6 +145,7 @@ typedef struct sfu_peer_stats_s {
                                 none played yet */
   uint64_t rtp_standby;      /* RTP that arrived on a move's new leg before it
                                 played (not handed up) */
+  uint64_t rejoins;          /* joins again after 4016 (the relay serving it ended) */
 } sfu_peer_stats_t;
 
 /* Connects the WebSocket and starts joining. `cert` and `ctx` are shared by

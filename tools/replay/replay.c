@@ -753,6 +753,7 @@ static void summary(void) {
       json_object_set_new(c, "migration_play_gap_ms",
                           json_integer((json_int_t)ps->migration_gap_ms));
       json_object_set_new(c, "rtp_standby", json_integer((json_int_t)ps->rtp_standby));
+      json_object_set_new(c, "rejoins", json_integer((json_int_t)ps->rejoins));
     }
     json_array_append_new(parts, c);
   }
