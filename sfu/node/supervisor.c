@@ -1181,7 +1181,7 @@ int sfu_supervisor_link_in(sfu_supervisor_t *s, const char *room_id, const char 
       send_link(x, "link_msg", link, body);
     else if (strcmp(type, "link_close") == 0 && is_live(x))
       sfu_supervisor_close_room(s, x, "room_ended");
-    else if (strcmp(type, "moderate") == 0 && sfu_supervisor_moderate(x, msg) != 0) {
+    else if (strcmp(type, "moderate") == 0 && sfu_supervisor_moderate(x, msg) == SFU_EINVAL) {
       json_decref(body);
       return SFU_EINVAL;
     }
