@@ -872,10 +872,22 @@ static void record_kick(sfu_room_rec_t *r, const char *identity, int64_t now_s) 
     room_log(SFU_LOG_ERROR, r, "cannot deny-list the tokens of %s: out of memory", identity);
 }
 
+/* {type: moderate, action, identity[, key: value]} (value stolen; key
+ * NULL: none), as relays on other nodes are told (sfu_supervisor_moderate). */
+static json_t *moderate_msg(const char *action, const char *identity, const char *key,
+                            json_t *value) {
+  json_t *m = json_pack("{s:s, s:s, s:s}", "type", "moderate", "action", action, "identity",
+                        identity);
+  if (key) json_object_set_new(m, key, value);
+  return m;
+}
+
 /* A room's moderation change to its relays on other nodes (a relay's own
  * record keeps it for the joins there). */
-static void moderate_out(sfu_room_rec_t *r, json_t *m) {
+static void moderate_out(sfu_room_rec_t *r, const char *action, const char *identity,
+                         const char *key, json_t *value) {
   sfu_supervisor_t *s = r->sup;
+  json_t *m = moderate_msg(action, identity, key, value);
   if (!is_relay(r) && s->hooks.moderate) s->hooks.moderate(s->hooks.arg, r->id, m);
   json_decref(m);
 }
@@ -884,8 +896,7 @@ int sfu_supervisor_kick(sfu_room_rec_t *r, const char *identity, int64_t now_s) 
   record_kick(r, identity, now_s);
   room_log(SFU_LOG_INFO, r, "kick %s: its tokens up to %lld are refused", identity,
            (long long)now_s);
-  moderate_out(r, json_pack("{s:s, s:s, s:s, s:I}", "type", "moderate", "action", "kick",
-                            "identity", identity, "kicked_s", (json_int_t)now_s));
+  moderate_out(r, "kick", identity, "kicked_s", json_integer((json_int_t)now_s));
   json_t *m = json_pack("{s:s, s:s}", "type", "kick", "identity", identity);
   to_relays(r, m); /* whichever process serves it */
   return send_control(r, m);
@@ -906,8 +917,7 @@ int sfu_supervisor_ban(sfu_room_rec_t *r, const char *identity, const char *reas
   }
   snprintf(m->bans.items[i].reason, sizeof(m->bans.items[i].reason), "%s", reason ? reason : "");
   room_log(SFU_LOG_INFO, r, "ban %s", identity);
-  moderate_out(r, json_pack("{s:s, s:s, s:s, s:s}", "type", "moderate", "action", "ban",
-                            "identity", identity, "reason", m->bans.items[i].reason));
+  moderate_out(r, "ban", identity, "reason", json_string(m->bans.items[i].reason));
   return sfu_supervisor_kick(r, identity, now_s);
 }
 
@@ -916,8 +926,7 @@ int sfu_supervisor_unban(sfu_room_rec_t *r, const char *identity) {
   if (i < 0) return SFU_ENOENT;
   MOD_REMOVE(&r->mod.bans, i);
   room_log(SFU_LOG_INFO, r, "unban %s", identity);
-  moderate_out(r, json_pack("{s:s, s:s, s:s}", "type", "moderate", "action", "unban",
-                            "identity", identity));
+  moderate_out(r, "unban", identity, NULL, NULL);
   save_record(r);
   return 0;
 }
@@ -933,8 +942,7 @@ int sfu_supervisor_server_mute(sfu_room_rec_t *r, const char *identity, int mute
   } else if (!muted && i >= 0) {
     MOD_REMOVE(&m->muted, i);
   }
-  moderate_out(r, json_pack("{s:s, s:s, s:s, s:b}", "type", "moderate", "action",
-                            "server_mute", "identity", identity, "muted", muted));
+  moderate_out(r, "server_mute", identity, "muted", json_boolean(muted));
   json_t *msg = json_pack("{s:s, s:s, s:b}", "type", "server_mute", "identity", identity,
                           "muted", muted);
   to_relays(r, msg); /* every process keeps the room's mutes */
@@ -945,17 +953,14 @@ json_t *sfu_supervisor_moderation_msgs(const sfu_room_rec_t *r) {
   const sfu_moderation_t *m = &r->mod;
   json_t *a = json_array();
   for (int i = 0; i < m->bans.n; i++)
-    json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:s}", "type", "moderate", "action", "ban",
-                                       "identity", m->bans.items[i].identity, "reason",
-                                       m->bans.items[i].reason));
+    json_array_append_new(a, moderate_msg("ban", m->bans.items[i].identity, "reason",
+                                          json_string(m->bans.items[i].reason)));
   for (int i = 0; i < m->denied.n; i++)
-    json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:I}", "type", "moderate", "action",
-                                       "kick", "identity", m->denied.items[i].identity,
-                                       "kicked_s", (json_int_t)m->denied.items[i].kicked_s));
+    json_array_append_new(a, moderate_msg("kick", m->denied.items[i].identity, "kicked_s",
+                                          json_integer((json_int_t)m->denied.items[i].kicked_s)));
   for (int i = 0; i < m->muted.n; i++)
-    json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:b}", "type", "moderate", "action",
-                                       "server_mute", "identity", m->muted.items[i].identity,
-                                       "muted", 1));
+    json_array_append_new(a, moderate_msg("server_mute", m->muted.items[i].identity, "muted",
+                                          json_true()));
   return a;
 }
 
