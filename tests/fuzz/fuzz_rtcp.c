@@ -21,7 +21,10 @@
  *   - FIR: write_fir_n of every entry, re-parse, same entries;
  *   - TWCC: the cursor and parse_twcc agree; write_twcc of what the cursor
  *     returned, re-parse, same header and the same received flag and
- *     delta for every packet.
+ *     delta for every packet; matched against a send history that holds
+ *     every number (sfu_twcc_tx_feedback), at most status_count packets
+ *     come out, each once (the same feedback again yields none), and the
+ *     estimator fed with them stays within its bounds.
  *
  * sfu_rtcp_fb_kind() must name a packet exactly when the matching parser
  * does not answer SFU_EINVAL. Any broken property aborts.
@@ -35,7 +38,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sfu/media/bwe.h"
 #include "sfu/media/rtcp.h"
+#include "sfu/media/twcc.h"
 #include "sfu/base/sfu.h"
 #include "tests/fuzz/check.h"
 
@@ -255,6 +260,34 @@ static void sdes_roundtrip(const sfu_rtcp_hdr_t *h) {
   CHECK(ssrc2 == ssrc && strcmp(cname, again) == 0);
 }
 
+static int twcc_results;
+
+static void twcc_result(void *arg, const sfu_twcc_result_t *r) {
+  CHECK(r->arrival_us >= -1);
+  sfu_bwe_packet(arg, r->send_us, r->arrival_us, r->size, r->probe);
+  twcc_results++;
+}
+
+/* The feedback matched against a history in which every number was sent. */
+static void twcc_feed(const sfu_rtcp_hdr_t *h, uint16_t base, int n) {
+  static sfu_twcc_tx_t tx;
+  static sfu_bwe_t bwe;
+  for (int k = 0; k < SFU_TWCC_SLOTS; k++) {
+    uint16_t seq = (uint16_t)(base + k);
+    tx.s[seq % SFU_TWCC_SLOTS] = (sfu_twcc_sent_t){seq, 1200, (uint32_t)k * 1000, (uint8_t)(k % 3), 1};
+  }
+  sfu_bwe_init(&bwe, 500000, 30000, 5000000);
+  sfu_bwe_probe_begin(&bwe, 1, 5);
+  twcc_results = 0;
+  CHECK(sfu_twcc_tx_feedback(&tx, h, 10000000, twcc_result, &bwe) == 0);
+  CHECK(twcc_results <= n);
+  sfu_bwe_update(&bwe, 10000000);
+  CHECK(sfu_bwe_estimate(&bwe) >= 30000 && sfu_bwe_estimate(&bwe) <= 5000000);
+  twcc_results = 0;
+  CHECK(sfu_twcc_tx_feedback(&tx, h, 10000000, twcc_result, &bwe) == 0);
+  CHECK(twcc_results == 0);
+}
+
 static void twcc_checks(const sfu_rtcp_hdr_t *h) {
   static uint8_t st[MAX_TWCC];
   static int32_t d[MAX_TWCC];
@@ -281,6 +314,7 @@ static void twcc_checks(const sfu_rtcp_hdr_t *h) {
       CHECK(pk[m].status == st[m] && pk[m].delta * 250 == d[m]);
   }
   CHECK(sfu_rtcp_twcc_next(&it, &pk[0]) == 0);
+  twcc_feed(h, t.base_seq, n);
   /* written again, it says the same */
   if (n > 0) {
     w = sfu_rtcp_write_twcc(buf, sizeof(buf), &t, pk, n);
