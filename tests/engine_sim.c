@@ -314,12 +314,19 @@ static void send_audio(sim_t *s, sim_peer_t *pe) {
 }
 
 /* A video packet of layer L: original (rtx 0) or its RFC 4588 copy. */
-static size_t build_video(const sim_peer_t *pe, const sim_layer_t *L, int rtx, uint16_t seq,
+static size_t build_video(sim_peer_t *pe, const sim_layer_t *L, int rtx, uint16_t seq,
                           uint32_t ts, int marker, const uint8_t *payload, size_t plen,
                           uint16_t osn, uint8_t *b) {
-  ext_el_t e = {rtx ? SIM_EXT_RRID : SIM_EXT_RID, (const uint8_t *)L->rid, strlen(L->rid)};
+  uint8_t tw[2];
+  ext_el_t e[2];
+  int ne = 0;
+  if (L->rid[0]) e[ne++] = (ext_el_t){rtx ? SIM_EXT_RRID : SIM_EXT_RID, (const uint8_t *)L->rid, strlen(L->rid)};
+  if (pe->twcc_pub) {
+    sfu_wr16(tw, pe->twcc_seq++);
+    e[ne++] = (ext_el_t){SIM_EXT_TWCC, tw, 2};
+  }
   size_t off = put_rtp(b, rtx ? SIM_PT_RTX : SIM_PT_VP8, marker, seq, ts,
-                       rtx ? L->rtx_ssrc : L->ssrc, &e, L->rid[0] ? 1 : 0);
+                       rtx ? L->rtx_ssrc : L->ssrc, e, ne);
   if (rtx) {
     sfu_wr16(b + off, osn);
     off += 2;
@@ -497,6 +504,16 @@ static void peer_rtcp(sim_t *s, sim_peer_t *pe, const uint8_t *b, size_t len) {
         f.kind = SIM_FB_REMB;
         f.media_ssrc = ssrcs[0];
         break;
+      case SFU_RTCP_FB_TWCC: {
+        static uint8_t st[4096];
+        sfu_rtcp_twcc_t t;
+        n = sfu_rtcp_parse_twcc(&h, &t, st, NULL, 4096);
+        assert_true(n > 0);
+        f.kind = SIM_FB_TWCC;
+        f.twcc_count = n;
+        for (int i = 0; i < n && i < 4096; i++) f.twcc_received += st[i] != SFU_TWCC_NOT_RECEIVED;
+        break;
+      }
       default:
         continue;
       }
@@ -585,6 +602,14 @@ static void peer_rtp(sim_t *s, sim_peer_t *pe, const uint8_t *b, size_t len) {
         }
         if (id == 15) break;
         if (id == SIM_EXT_LEVEL && !u->video) r.level = b[e + 1] & 0x7f;
+        if (pe->twcc_ext && id == pe->twcc_ext && l == 2) {
+          if (!pe->twcc_rx) {
+            pe->twcc_rx = malloc(sizeof(*pe->twcc_rx));
+            assert_non_null(pe->twcc_rx);
+            sfu_twcc_rx_init(pe->twcc_rx);
+          }
+          sfu_twcc_rx_note(pe->twcc_rx, sfu_rd16(b + e + 1), s->now.mono_us);
+        }
         e += 1 + (size_t)l;
       }
     off = eend;
@@ -593,6 +618,10 @@ static void peer_rtp(sim_t *s, sim_peer_t *pe, const uint8_t *b, size_t len) {
   assert_true(end >= off);
   const uint8_t *pl = b + off;
   size_t plen = end - off;
+  if (rtx && plen == 0) { /* padding: a probe */
+    u->padding++;
+    return;
+  }
   if (rtx) {
     assert_true(plen >= 2);
     r.osn = sfu_rd16(pl);
@@ -655,11 +684,19 @@ static void peer_fb_tick(sim_t *s, sim_peer_t *pe) {
     }
     pe->next_remb_us = now + (uint64_t)(pe->remb_ms ? pe->remb_ms : 250) * 1000;
   }
+  if (pe->twcc_rx && now >= pe->next_twcc_us) {
+    int m;
+    while ((m = sfu_twcc_rx_feedback(pe->twcc_rx, now, pe->rtcp_ssrc, 0, b, 1200)) > 0) {
+      uplink(s, pe, 1, b, (size_t)m);
+      pe->twcc_fbs++;
+    }
+    pe->next_twcc_us = now + 50000;
+  }
   pe->next_fb_us = now + 20000;
 }
 
 static int fb_timer_on(const sim_peer_t *pe) {
-  return !pe->gone && (pe->auto_nack || pe->remb_bps || pe->remb_auto);
+  return !pe->gone && (pe->auto_nack || pe->remb_bps || pe->remb_auto || pe->twcc);
 }
 
 /* --- SDP ------------------------------------------------------------------------------ */
@@ -757,6 +794,10 @@ static sfu_sdp_t *build_offer(sim_peer_t *pe) {
     m->ncodecs = 1;
     if (pe->rtx) set_codec(&m->codecs[m->ncodecs++], SIM_PT_RTX, "rtx", 90000, 0, "", 0, SIM_PT_VP8);
     add_ext(m, SIM_EXT_MID, URI_MID);
+    if (pe->twcc_pub) {
+      add_ext(m, SIM_EXT_TWCC, SFU_TWCC_URI);
+      m->codecs[0].fb |= SFU_FB_TWCC;
+    }
     m->dir = SFU_DIR_SENDONLY;
     snprintf(m->msid_track, sizeof(m->msid_track), "video%d", pe->idx);
     if (pe->nlayers == 1) {
@@ -856,7 +897,11 @@ static void answer_offer(sim_peer_t *pe, const char *text, long long offer_id) {
         am->codecs[am->ncodecs++] = om->codecs[k];
       }
       for (int k = 0; k < om->next; k++)
-        if (strcmp(om->ext[k].uri, URI_ABS) == 0) am->ext[am->next++] = om->ext[k];
+        if (strcmp(om->ext[k].uri, URI_ABS) == 0 ||
+            (pe->twcc && strcmp(om->ext[k].uri, SFU_TWCC_URI) == 0)) {
+          am->ext[am->next++] = om->ext[k];
+          if (strcmp(om->ext[k].uri, SFU_TWCC_URI) == 0) pe->twcc_ext = om->ext[k].id;
+        }
       am->dir = om->dir == SFU_DIR_SENDONLY || om->dir == SFU_DIR_SENDRECV ? SFU_DIR_RECVONLY
                                                                            : SFU_DIR_INACTIVE;
       note_sub(pe, om, om->port ? am->dir : SFU_DIR_INACTIVE);
@@ -1179,6 +1224,7 @@ static void peer_free(sim_peer_t *pe) {
   }
   for (int k = 0; k < SIM_LAYERS; k++) free(pe->layers[k].hist);
   free(pe->fb);
+  free(pe->twcc_rx);
   free(pe->pending_offer_sdp);
   json_decref(pe->ice_servers);
   sfu_sdp_destroy(pe->own);

@@ -45,6 +45,7 @@
 #include <jansson.h>
 
 #include "sfu/media/nack.h"
+#include "sfu/media/twcc.h"
 #include "sfu/room/engine.h"
 
 #define SIM_MAX_PEERS 12
@@ -64,6 +65,7 @@
 #define SIM_EXT_MID 4
 #define SIM_EXT_RID 10
 #define SIM_EXT_RRID 11
+#define SIM_EXT_TWCC 5          /* a publisher's transport-wide number (twcc_pub) */
 
 typedef struct sim_s sim_t;
 typedef struct sim_peer_s sim_peer_t;
@@ -126,6 +128,7 @@ typedef struct sim_sub_s {
   int nrx, caprx;
   sfu_nack_gen_t *nack; /* auto_nack: our own loss tracking */
   uint64_t nacks_sent;
+  uint64_t padding;     /* padding-only packets on the RTX SSRC */
 } sim_sub_t;
 
 /* One encoding a publisher sends. */
@@ -154,7 +157,7 @@ typedef struct sim_layer_s {
 } sim_layer_t;
 
 /* RTCP a peer received from the engine (feedback and reports). */
-enum { SIM_FB_PLI = 1, SIM_FB_FIR, SIM_FB_NACK, SIM_FB_REMB, SIM_FB_SR, SIM_FB_RR };
+enum { SIM_FB_PLI = 1, SIM_FB_FIR, SIM_FB_NACK, SIM_FB_REMB, SIM_FB_SR, SIM_FB_RR, SIM_FB_TWCC };
 
 typedef struct sim_fb_s {
   uint64_t at_us;
@@ -164,6 +167,8 @@ typedef struct sim_fb_s {
   uint16_t seqs[64];    /* NACK */
   int nseqs;
   uint64_t bps;         /* REMB */
+  int twcc_received;    /* TWCC: statuses that say received ... */
+  int twcc_count;       /* ... of this many */
 } sim_fb_t;
 
 struct sim_peer_s {
@@ -210,6 +215,14 @@ struct sim_peer_s {
   int remb_auto;        /* REMB = min(down.rate_bps, 1.5 x received rate) */
   uint32_t remb_ms;     /* REMB period (250 ms if 0) */
   uint64_t next_fb_us, next_remb_us;
+  /* transport-cc */
+  int twcc;             /* answers keep the transport-wide number; feedback
+                           every 50 ms */
+  int twcc_pub;         /* its own video packets carry one (SIM_EXT_TWCC) */
+  uint16_t twcc_seq;    /* twcc_pub: the next */
+  int twcc_ext;         /* twcc: the id the server's offer gave it */
+  sfu_twcc_rx_t *twcc_rx;
+  uint64_t next_twcc_us, twcc_fbs;
   /* RTCP received */
   sim_fb_t *fb;
   int nfb, capfb;

@@ -185,7 +185,7 @@ static void feedback_round_trip(void **state) {
   memset(&tx, 0, sizeof(tx));
   sfu_twcc_rx_init(&rx);
   tx.next_seq = 65500;
-  uint64_t t0 = 7000000, r0 = 123456789;
+  uint64_t t0 = 7000000, r0 = 123456000;
   for (int i = 0; i < 100; i++) {
     uint16_t seq = sfu_twcc_tx_send(&tx, t0 + (uint64_t)i * 1000, 500 + (size_t)i, i == 3);
     assert_int_equal(seq, (uint16_t)(65500 + i));
@@ -193,7 +193,9 @@ static void feedback_round_trip(void **state) {
     /* arrives 30 ms later, with an extra 7 ms on every 10th */
     sfu_twcc_rx_note(&rx, seq, r0 + (uint64_t)i * 1000 + (i % 10 == 0 ? 7000 : 0));
   }
-  uint64_t rnow = r0 + 200000;
+  /* the feedback at the very microsecond of the last arrival (an even
+   * one: its stamp is 1 us ahead) */
+  uint64_t rnow = r0 + 99000;
   assert_true(feedback_into(&rx, &tx, rnow, t0 + 200000, &rs) > 0);
   assert_int_equal(rs.n, 100);
   int64_t first_arr = -1;

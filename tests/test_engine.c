@@ -1347,6 +1347,133 @@ static void layer_follows_a_rate_limited_downlink(void **state) {
   assert_true(on_mid * 2 > total);
 }
 
+/* ---- transport-cc (docs/internals/bwe.md) ---------------------------------- */
+
+static uint64_t received_since(const sim_sub_t *u, uint64_t from_us) {
+  uint64_t n = 0;
+  for (int i = 0; i < u->nrx; i++) n += !u->rx[i].rtx && u->rx[i].at_us >= from_us;
+  return n;
+}
+
+/* A publisher whose video packets carry the transport-wide number gets
+ * feedback about every one of them, about every 40 ms. */
+static void transport_feedback_goes_to_publishers(void **state) {
+  sim_t *s = sim_new(31, 0);
+  *state = s;
+  sim_peer_t *a = sim_peer_new(s, "alice");
+  sim_peer_video(a, 3);
+  a->twcc_pub = 1;
+  sim_enter(a);
+  listener(s, "bob");
+  uint64_t t0 = sim_us(s);
+  sim_run(s, 3000);
+  int fbs = 0, received = 0;
+  for (int i = 0; i < a->nfb; i++)
+    if (a->fb[i].kind == SIM_FB_TWCC && a->fb[i].at_us >= t0) {
+      fbs++;
+      received += a->fb[i].twcc_received;
+    }
+  /* every packet sent by 50 ms ago (the last feedback's), each once */
+  printf("# %d feedbacks, %d of %u packets reported received\n", fbs, received,
+         (unsigned)a->twcc_seq);
+  assert_true(fbs >= 3000 / 60 && fbs <= 3000 / 40 + 2);
+  assert_true(received <= a->twcc_seq && received >= (int)a->twcc_seq - 40);
+  assert_int_equal(s->room.c.twcc_out, (uint64_t)fbs);
+}
+
+/* A subscriber answering transport-cc: under a 400 kb/s downlink its
+ * estimate takes it off the 600 kb/s top layer within 5 s, never to the
+ * lowest; with the cap lifted, probes find the room and it is back on top
+ * within 15 s. */
+static void estimate_follows_a_capped_downlink_and_probes_back_up(void **state) {
+  sim_t *s = sim_new(37, 0);
+  *state = s;
+  sim_peer_t *a = publisher(s, "alice", 1, 3);
+  sim_run(s, 500);
+  sim_peer_t *b = sim_peer_new(s, "bob");
+  b->twcc = 1;
+  b->down.queue_ms = 200;
+  b->down.delay_ms = 20;
+  sim_enter(b);
+  sim_run(s, 4000);
+  sim_sub_t *u = sim_sub_of(b, a, 1);
+  assert_int_equal(current_layer(u), 2);
+  assert_non_null(sim_part(b)->cc);
+
+  uint64_t t_cap = sim_us(s);
+  b->down.rate_bps = 400000;
+  uint64_t down_at = 0;
+  for (int i = 0; i < 100 && !down_at; i++) {
+    sim_run(s, 100);
+    if (current_layer(u) < 2) down_at = sim_us(s);
+  }
+  assert_true(down_at);
+  sim_run(s, 10000);
+  const sfu_bwe_t *bwe = &sim_part(b)->cc->bwe;
+  printf("# capped: off the top after %llu ms, on layer %d, estimate %u, %llu delay and %llu"
+         " loss cuts\n", (unsigned long long)(down_at - t_cap) / 1000, current_layer(u),
+         sfu_bwe_estimate(bwe), (unsigned long long)bwe->delay_cuts,
+         (unsigned long long)bwe->loss_cuts);
+  assert_true(down_at - t_cap <= 5000 * MS);
+  assert_int_equal(current_layer(u), 1);
+  assert_true(bwe->delay_cuts + bwe->loss_cuts >= 1);
+
+  uint64_t t_lift = sim_us(s), up_at = 0;
+  uint64_t probes = s->room.c.probes, padding = u->padding;
+  b->down.rate_bps = 0;
+  for (int i = 0; i < 150 && !up_at; i++) {
+    sim_run(s, 100);
+    if (current_layer(u) == 2) up_at = sim_us(s);
+  }
+  printf("# lifted: on top after %llu ms, %llu probes, %llu padding packets received\n",
+         (unsigned long long)(up_at - t_lift) / 1000,
+         (unsigned long long)(s->room.c.probes - probes),
+         (unsigned long long)(u->padding - padding));
+  assert_true(up_at && up_at - t_lift <= 15000 * MS);
+  assert_true(s->room.c.probes > probes);
+  assert_true(u->padding > padding);
+}
+
+
+/* Two single-layer videos (600 kb/s each) to a subscriber whose downlink
+ * carries one: the speaker's is kept and the other paused; when the other
+ * one speaks instead, they swap. Audio of both flows throughout. */
+static void estimate_is_shared_by_priority_and_never_pauses_audio(void **state) {
+  sim_t *s = sim_new(41, 0);
+  *state = s;
+  sim_peer_t *a = publisher(s, "alice", 1, 1), *c = publisher(s, "carol", 1, 1);
+  a->level = 20; /* alice speaks */
+  sim_run(s, 1000);
+  sim_peer_t *b = sim_peer_new(s, "bob");
+  b->twcc = 1;
+  b->down.rate_bps = 1000000;
+  b->down.queue_ms = 200;
+  sim_enter(b);
+  sim_run(s, 8000);
+  sim_sub_t *va = sim_sub_of(b, a, 1), *vc = sim_sub_of(b, c, 1);
+  sim_sub_t *aa = sim_sub_of(b, a, 0), *ac = sim_sub_of(b, c, 0);
+  uint64_t t = sim_us(s);
+  sim_run(s, 3000);
+  printf("# alice speaking: video alice %llu, carol %llu packets in 3 s; estimate %u\n",
+         (unsigned long long)received_since(va, t), (unsigned long long)received_since(vc, t),
+         sfu_bwe_estimate(&sim_part(b)->cc->bwe));
+  assert_true(received_since(va, t) > 150);
+  assert_int_equal(received_since(vc, t), 0);
+  assert_true(s->room.c.bw_pauses >= 1);
+  assert_true(received_since(aa, t) >= 140 && received_since(ac, t) >= 140);
+
+  a->level = 127;
+  c->level = 20;
+  sim_run(s, 5000);
+  t = sim_us(s);
+  sim_run(s, 3000);
+  printf("# carol speaking: video alice %llu, carol %llu packets in 3 s\n",
+         (unsigned long long)received_since(va, t), (unsigned long long)received_since(vc, t));
+  assert_true(received_since(vc, t) > 150);
+  assert_int_equal(received_since(va, t), 0);
+  assert_true(received_since(aa, t) >= 140 && received_since(ac, t) >= 140);
+}
+
 /* ---- liveness ------------------------------------------------------------------------------ */
 
 static void silent_transport_is_removed_after_15s(void **state) {
@@ -1549,6 +1676,9 @@ int main(void) {
       cmocka_unit_test_teardown(upstream_loss_is_repaired_by_nack_and_publisher_rtx, teardown),
       cmocka_unit_test_teardown(downstream_loss_is_repaired_by_subscriber_nacks, teardown),
       cmocka_unit_test_teardown(layer_follows_a_rate_limited_downlink, teardown),
+      cmocka_unit_test_teardown(transport_feedback_goes_to_publishers, teardown),
+      cmocka_unit_test_teardown(estimate_follows_a_capped_downlink_and_probes_back_up, teardown),
+      cmocka_unit_test_teardown(estimate_is_shared_by_priority_and_never_pauses_audio, teardown),
       cmocka_unit_test_teardown(silent_transport_is_removed_after_15s, teardown),
       cmocka_unit_test_teardown(mute_toggling_sends_no_usage_records_and_is_bounded_to_5_a_second,
                                 teardown),

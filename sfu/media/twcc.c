@@ -12,10 +12,10 @@
 #define TICK_US 250        /* receive deltas are in 250 us units */
 #define REF_US 64000       /* the reference time is in 64 ms units */
 
-/* The full time of a stamp that holds the low 32 bits of a time at most
- * 71 minutes before now. */
+/* The full time of a stamp that holds the low 32 bits of a time within
+ * 35 minutes of now (an arrival stamp may be 1 us ahead: see rx_note). */
 static int64_t widen(uint64_t now_us, uint32_t low) {
-  return (int64_t)now_us - (int64_t)(uint32_t)((uint32_t)now_us - low);
+  return (int64_t)now_us - (int64_t)(int32_t)((uint32_t)now_us - low);
 }
 
 /* ---- receive side ------------------------------------------------------- */

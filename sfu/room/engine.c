@@ -258,6 +258,7 @@ static void drop_media(sfu_room_t *room, sfu_participant_t *p) {
   p->tp_ready = 0;
   p->media_connected = 0;
   p->transport_failed_ms = 0;
+  sfu_fwd_twcc_free(p);
   sfu_neg_free(p);
 }
 

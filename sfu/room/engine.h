@@ -111,6 +111,11 @@ typedef struct sfu_room_counters_s {
   uint64_t nacks_sent;       /* NACK packets to publishers */
   uint64_t nacks_received;   /* NACK packets from subscribers */
   uint64_t layer_switches;   /* simulcast switches of down-tracks */
+  uint64_t twcc_in;          /* transport-wide feedback from subscribers */
+  uint64_t twcc_out;         /* and to publishers */
+  uint64_t probes;           /* probe clusters sent to subscribers */
+  uint64_t padding_out;      /* their padding packets */
+  uint64_t bw_pauses;        /* videos paused for a subscriber's estimate */
   uint64_t relay_in;         /* RTP packets from other processes of the call */
   uint64_t relay_out;        /* RTP packets sent to them (once per link) */
   uint64_t drop_relay_ssrc;  /* RTP over a link for no stream it described */
@@ -263,10 +268,17 @@ void sfu_downtrack_free(sfu_downtrack_t *d);
 void sfu_layer_release(sfu_layer_t *l);
 /* A keyframe of layer k from the publisher (PLI), throttled per layer. */
 void sfu_fwd_request_keyframe(sfu_room_t *room, sfu_track_t *t, int k);
-/* NACKs upstream (every SFU_ROOM_FB_TICK_US). */
+/* NACKs and transport-wide feedback upstream, probe padding down (every
+ * SFU_ROOM_FB_TICK_US). */
 void sfu_fwd_feedback_tick(sfu_room_t *room);
-/* Simulcast layer choice per video down-track (every media tick). */
+/* Subscribers' estimates shared out, simulcast layer choice per video
+ * down-track (every media tick). */
 void sfu_fwd_layers_tick(sfu_room_t *room);
+/* p's answer kept the transport-wide number in our packets under id `ext`
+ * (0: it did not): its downlink's estimator starts (docs/internals/bwe.md). */
+void sfu_fwd_twcc_out(sfu_participant_t *p, int ext);
+/* Frees p's transport-wide state (its transport is gone). */
+void sfu_fwd_twcc_free(sfu_participant_t *p);
 int sfu_track_add_down(sfu_track_t *t, sfu_downtrack_t *d);
 
 /* migration.c (docs/internals/migration.md). The room's state as another

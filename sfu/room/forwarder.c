@@ -41,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sfu/base/bytes.h"
 #include "sfu/base/sfu.h"
 #include "sfu/media/rtcp.h"
 #include "sfu/room/engine.h"
@@ -58,6 +59,17 @@
 #define DOWN_HOLD_MS 8000
 #define UP_HOLD_MS 4000
 #define SETTLE_MS 5000
+#define TWCC_FB_MS 40          /* transport-wide feedback to publishers */
+#define BWE_START_BPS 1000000  /* a subscriber's estimate before feedback */
+#define BWE_MIN_BPS 50000
+#define BWE_MAX_BPS 20000000
+#define UP_HEADROOM 0.9        /* a higher layer must fit in 90 % of the room */
+#define PROBE_TICKS 5          /* feedback ticks of padding: 100 ms */
+#define PROBE_PAD 255          /* padding bytes per probe packet (the most RTP allows) */
+#define PROBE_MAX_PKTS 16      /* per tick */
+#define PROBE_AGAIN_MS 500     /* after a probe that found more room */
+#define PROBE_BACKOFF_MS 1000  /* after one that did not: doubled, ... */
+#define PROBE_BACKOFF_MAX_MS 4000 /* ... up to this */
 
 /* The time of the input being handled (the engine reads no clock). */
 static uint64_t now_ms(const sfu_room_t *room) { return room->now_us / 1000; }
@@ -270,28 +282,52 @@ static uint32_t abs_send_time(uint64_t now_us) {
   return (uint32_t)(((now_us << 18) / 1000000) & 0xffffff);
 }
 
-/* Adds the abs-send-time extension (id, value v) to a forward copy that
- * has none: 8 more bytes. */
-static int add_abs_send_time(uint8_t *pkt, int n, size_t cap, int id, uint32_t v) {
-  if ((size_t)n + 8 > cap || (pkt[0] & 0x10)) return n;
+/* Adds our header extensions to a forward copy that has none, in the
+ * one-byte form (RFC 8285): abs-send-time (id a, 24-bit value v) and the
+ * transport-wide sequence number (id t, value tseq), each when its id is
+ * not 0. 8 or 12 bytes more. */
+static int add_exts(uint8_t *pkt, int n, size_t cap, int a, uint32_t v, int t, uint16_t tseq) {
+  int words = (a ? 1 : 0) + (t ? 1 : 0), add = 4 + 4 * words;
+  if (!words || (size_t)n + (size_t)add > cap || (pkt[0] & 0x10)) return n;
   size_t hl = 12 + 4 * (size_t)(pkt[0] & 0x0f);
-  memmove(pkt + hl + 8, pkt + hl, (size_t)n - hl);
+  memmove(pkt + hl + add, pkt + hl, (size_t)n - hl);
   uint8_t *e = pkt + hl;
-  e[0] = 0xBE, e[1] = 0xDE, e[2] = 0, e[3] = 1; /* one-byte form, one word */
-  e[4] = (uint8_t)(id << 4 | 2);                 /* 3 bytes */
-  e[5] = (uint8_t)(v >> 16), e[6] = (uint8_t)(v >> 8), e[7] = (uint8_t)v;
+  memset(e, 0, (size_t)add);
+  e[0] = 0xBE, e[1] = 0xDE, e[3] = (uint8_t)words;
+  e += 4;
+  if (a) {
+    e[0] = (uint8_t)(a << 4 | 2); /* 3 bytes */
+    e[1] = (uint8_t)(v >> 16), e[2] = (uint8_t)(v >> 8), e[3] = (uint8_t)v;
+    e += 4;
+  }
+  if (t) {
+    e[0] = (uint8_t)(t << 4 | 1); /* 2 bytes, then padding */
+    e[1] = (uint8_t)(tseq >> 8), e[2] = (uint8_t)tseq;
+  }
   pkt[0] |= 0x10;
-  return n + 8;
+  return n + add;
+}
+
+/* The transport-wide number the next packet to `sub` carries, -1 if it
+ * negotiated none; twcc_sent() notes the packet once sent. */
+static int twcc_next(const sfu_participant_t *sub) {
+  return sub->cc && sub->twcc_out_ext ? sub->cc->tx.next_seq : -1;
+}
+
+static void twcc_sent(sfu_room_t *room, sfu_participant_t *sub, int tseq, int len, int probe) {
+  if (tseq >= 0) sfu_twcc_tx_send(&sub->cc->tx, room->now_us, (size_t)len, probe);
 }
 
 /* d's copy of `r` into `out`: d's payload type, `seq`, `ts` and SSRC,
- * abs-send-time `abs` if negotiated, the VP8 picture id / TL0PICIDX
- * rewritten when pid >= 0. The length, or -1. */
+ * abs-send-time `abs` if negotiated, the transport-wide number tseq if
+ * >= 0, the VP8 picture id / TL0PICIDX rewritten when pid >= 0. The
+ * length, or -1. */
 static int video_copy(const sfu_downtrack_t *d, const sfu_rtp_t *r, uint16_t seq, uint32_t ts,
-                      int pid, int tl0, uint32_t abs, uint8_t *out, size_t cap) {
+                      int pid, int tl0, uint32_t abs, int tseq, uint8_t *out, size_t cap) {
   int n = sfu_rtp_forward_copy(r, d->pt, seq, ts, d->ssrc, no_ext, out, cap);
   if (n < 0) return -1;
-  if (d->abs_ext) n = add_abs_send_time(out, n, cap, d->abs_ext, abs);
+  n = add_exts(out, n, cap, d->abs_ext, abs, tseq >= 0 ? d->sub->twcc_out_ext : 0,
+               (uint16_t)tseq);
   if (pid >= 0) sfu_vp8_rewrite(out + n - r->payload_len, r->payload_len, pid, tl0);
   return n;
 }
@@ -306,7 +342,7 @@ static void forward_video(sfu_room_t *room, sfu_track_t *t, int k, const sfu_rtp
   if (cache) sfu_rtx_cache_put(cache, r->data, r->len, r->seq, now_ms(room));
   for (int i = 0; i < t->down.n; i++) {
     sfu_downtrack_t *d = t->down.items[i];
-    if (!d->negotiated || d->paused || !d->sub->tp_ready) continue;
+    if (!d->negotiated || d->paused || d->bw_paused || !d->sub->tp_ready) continue;
     if (d->layer != k) {
       /* One layer per subscriber; another only from its keyframe on. A
        * single-layer stream starts at once (the subscriber's decoder asks
@@ -328,7 +364,8 @@ static void forward_video(sfu_room_t *room, sfu_track_t *t, int k, const sfu_rtp
       d->last_pid = vi->picture_id;
       d->last_tl0 = vi->tl0picidx;
     }
-    int n = video_copy(d, r, seq, ts, pid, tl0, abs, room->scratch,
+    int tseq = twcc_next(d->sub);
+    int n = video_copy(d, r, seq, ts, pid, tl0, abs, tseq, room->scratch,
                        sizeof(room->scratch) - SFU_SRTP_TRAILER);
     if (n < 0) {
       room->c.drop_send++;
@@ -337,12 +374,14 @@ static void forward_video(sfu_room_t *room, sfu_track_t *t, int k, const sfu_rtp
     if (!d->sent && (d->sent = malloc(SFU_SENT_SLOTS * sizeof(*d->sent))) != NULL)
       for (int j = 0; j < SFU_SENT_SLOTS; j++) d->sent[j].layer = -1;
     if (d->sent)
-      d->sent[seq & (SFU_SENT_SLOTS - 1)] = (sfu_sent_t){seq, r->seq, (int8_t)k, 0, 0, ts,
-                                                         (int16_t)pid, (int16_t)tl0, abs};
+      d->sent[seq & (SFU_SENT_SLOTS - 1)] =
+          (sfu_sent_t){seq, r->seq, (int8_t)k, 0, 0, ts, (int16_t)pid, (int16_t)tl0, abs,
+                       (uint16_t)tseq, tseq >= 0};
     if (send_pkt(room, d->sub, 0, (size_t)n)) {
       room->c.drop_send++;
       continue;
     }
+    twcc_sent(room, d->sub, tseq, n, 0);
     room->c.rtp_out++;
     if ((int16_t)(seq - d->last_seq) > 0 || d->packets == 0) {
       d->last_seq = seq;
@@ -374,6 +413,20 @@ static void note_layer(sfu_room_t *room, sfu_layer_t *l, const sfu_rtp_t *r,
   l->win_bytes += r->len;
 }
 
+/* A publisher's packet carrying a transport-wide number: its arrival,
+ * for the feedback of sfu_fwd_feedback_tick(). Padding and unknown
+ * streams count too: the publisher's estimator sent them. */
+static void note_arrival(sfu_room_t *room, sfu_participant_t *p, const sfu_rtp_t *r) {
+  const uint8_t *v;
+  size_t n;
+  if (sfu_rtp_ext_find(r, p->twcc_in_ext, &v, &n) != 1 || n < 2) return;
+  if (!p->twcc_rx) {
+    if ((p->twcc_rx = malloc(sizeof(*p->twcc_rx))) == NULL) return;
+    sfu_twcc_rx_init(p->twcc_rx);
+  }
+  sfu_twcc_rx_note(p->twcc_rx, (uint16_t)(v[0] << 8 | v[1]), room->now_us);
+}
+
 void sfu_fwd_on_rtp(sfu_room_t *room, sfu_participant_t *p, uint8_t *buf, size_t len) {
   sfu_rtp_t r;
   sfu_track_t *t = NULL;
@@ -384,6 +437,7 @@ void sfu_fwd_on_rtp(sfu_room_t *room, sfu_participant_t *p, uint8_t *buf, size_t
     return;
   }
   room->c.rtp_in++;
+  if (p->twcc_in_ext) note_arrival(room, p, &r);
   if ((k = classify(p->audio, &r, &rtx)) >= 0)
     t = p->audio;
   else if ((k = classify(p->video, &r, &rtx)) >= 0)
@@ -479,8 +533,9 @@ static void answer_nack(sfu_room_t *room, sfu_downtrack_t *d, const uint16_t *se
     /* A plain resend repeats the first copy exactly (SRTP); RTX, a new
      * packet of its own stream, carries the time it is sent. */
     int rtx = d->rtx_pt >= 0;
+    int tseq = rtx ? twcc_next(d->sub) : e->has_tseq ? e->tseq : -1;
     int m = video_copy(d, &r, e->seq, e->ts, e->pid, e->tl0,
-                       rtx ? abs_send_time(room->now_us) : e->abs,
+                       rtx ? abs_send_time(room->now_us) : e->abs, tseq,
                        rtx ? room->scratch2 : room->scratch, cap);
     if (m > 0 && rtx) {
       m = sfu_rtx_wrap(room->scratch2, (size_t)m, (uint8_t)d->rtx_pt, d->track->out_rtx_ssrc,
@@ -494,6 +549,7 @@ static void answer_nack(sfu_room_t *room, sfu_downtrack_t *d, const uint16_t *se
     if (m > 0 && send_pkt(room, d->sub, 0, (size_t)m) == 0) {
       d->retransmitted++;
       room->c.rtx_out++;
+      if (rtx) twcc_sent(room, d->sub, tseq, m, 0);
     }
   }
 }
@@ -509,9 +565,14 @@ void sfu_fwd_resend_raw(sfu_room_t *room, sfu_participant_t *to, sfu_layer_t *l,
   }
 }
 
+static void on_twcc_result(void *arg, const sfu_twcc_result_t *r) {
+  sfu_bwe_packet(arg, r->send_us, r->arrival_us, r->size, r->probe);
+}
+
 /* Feedback from a subscriber about one of its down-tracks: keyframe
  * requests go to the publisher (throttled), NACKs are answered from the
- * down-track's cache, REMB bounds the layer it gets. */
+ * down-track's cache, REMB bounds the layer it gets; transport-wide
+ * feedback (about all of them) goes to its estimator. */
 static void on_feedback(sfu_room_t *room, sfu_participant_t *p, const sfu_rtcp_hdr_t *h) {
   uint32_t ssrcs[8], media = 0, sender;
   uint8_t seqnrs[8];
@@ -548,20 +609,96 @@ static void on_feedback(sfu_room_t *room, sfu_participant_t *p, const sfu_rtcp_h
     room->c.nacks_received++;
     answer_nack(room, d, seqs, n);
     return;
-  default: /* TWCC (no send-side estimator yet), TMMBR, SLI, RPSI, ... */
+  case SFU_RTCP_FB_TWCC:
+    if (!p->cc) return;
+    if (sfu_twcc_tx_feedback(&p->cc->tx, h, room->now_us, on_twcc_result, &p->cc->bwe) != 0)
+      break;
+    sfu_bwe_update(&p->cc->bwe, room->now_us);
+    room->c.twcc_in++;
+    return;
+  default: /* TMMBR, SLI, RPSI, ... */
     return;
   }
   room->c.drop_malformed++;
 }
 
+/* Transport-wide feedback to a publisher: what arrived since the last. */
+static void twcc_feedback(sfu_room_t *room, sfu_participant_t *p, uint64_t ms) {
+  if (ms - p->twcc_fb_ms < TWCC_FB_MS) return;
+  p->twcc_fb_ms = ms;
+  uint32_t media = p->video ? p->video->layers[0].ssrc : 0;
+  for (int i = 0, n; i < 4; i++) { /* a long gap or a big burst: several */
+    n = sfu_twcc_rx_feedback(p->twcc_rx, room->now_us, p->rtcp_ssrc, media, room->scratch,
+                             sizeof(room->scratch) - SFU_SRTP_TRAILER);
+    if (n <= 0) break;
+    if (send_pkt(room, p, 1, (size_t)n) == 0) {
+      room->c.twcc_out++;
+      room->c.rtcp_out++;
+    }
+  }
+}
+
+/* A padding-only packet on d's RTX stream (the most padding RTP allows,
+ * our extensions), of probe cluster `probe`. The receiver drops it after
+ * noting its arrival. */
+static void send_padding(sfu_room_t *room, sfu_downtrack_t *d, int probe) {
+  uint8_t *b = room->scratch;
+  int tseq = twcc_next(d->sub);
+  b[0] = 0x80 | 0x20; /* P */
+  b[1] = (uint8_t)d->rtx_pt;
+  sfu_wr16(b + 2, d->rtx_seq++);
+  sfu_wr32(b + 4, d->last_ts);
+  sfu_wr32(b + 8, d->track->out_rtx_ssrc);
+  int n = add_exts(b, 12, sizeof(room->scratch), d->abs_ext, abs_send_time(room->now_us),
+                   d->sub->twcc_out_ext, (uint16_t)tseq);
+  memset(b + n, 0, PROBE_PAD - 1);
+  b[n + PROBE_PAD - 1] = PROBE_PAD;
+  n += PROBE_PAD;
+  if (send_pkt(room, d->sub, 0, (size_t)n) != 0) {
+    room->c.drop_send++;
+    return;
+  }
+  twcc_sent(room, d->sub, tseq, n, probe);
+  room->c.padding_out++;
+}
+
+/* The video down-track of p that probes carry: one with RTX that has sent. */
+static sfu_downtrack_t *probe_carrier(sfu_participant_t *p) {
+  for (int i = 0; i < p->down.n; i++) {
+    sfu_downtrack_t *d = p->down.items[i];
+    if (d->kind == SFU_KIND_VIDEO && d->track && d->negotiated && d->rtx_pt >= 0 && d->started)
+      return d;
+  }
+  return NULL;
+}
+
+/* One tick's padding of a running probe. */
+static void probe_tick(sfu_room_t *room, sfu_participant_t *p) {
+  sfu_cc_t *cc = p->cc;
+  sfu_downtrack_t *d = probe_carrier(p);
+  if (!d) {
+    cc->probe_ticks = 0;
+    return;
+  }
+  cc->probe_ticks--;
+  for (uint32_t sent = 0, i = 0; sent < cc->probe_pad && i < PROBE_MAX_PKTS; i++) {
+    send_padding(room, d, cc->probe_id);
+    sent += PROBE_PAD;
+  }
+}
+
 /* Every FB_INTERVAL_MS: NACKs to publishers for what their video lost on
- * the way to us (sfu/media/nack.c decides what is due, with retry limits). */
+ * the way to us (sfu/media/nack.c decides what is due, with retry limits),
+ * transport-wide feedback to publishers, the padding of running probes. */
 void sfu_fwd_feedback_tick(sfu_room_t *room) {
   uint16_t seqs[64];
   uint64_t ms = now_ms(room);
   for (sfu_participant_t *p = room->participants; p; p = p->next) {
     sfu_track_t *t = p->video;
-    if (!t || !p->tp_ready) continue;
+    if (!p->tp_ready) continue;
+    if (p->twcc_rx) twcc_feedback(room, p, ms);
+    if (p->cc && p->cc->probe_ticks > 0) probe_tick(room, p);
+    if (!t) continue;
     for (int k = 0; k < t->nlayers; k++) {
       sfu_layer_t *l = &t->layers[k];
       if (!l->nack || !l->ssrc) continue;
@@ -660,32 +797,146 @@ static void bandwidth_bound(sfu_downtrack_t *d, const sfu_track_t *t, const int 
   }
 }
 
-/* The layer d should get: the highest that the subscriber asked for
- * (quality, max height), that its bandwidth bound allows, and that the
- * publisher sends now (a packet in the last second). */
-static int want_layer(sfu_track_t *t, sfu_downtrack_t *d, uint64_t now_ms) {
-  int order[SFU_MAX_LAYERS], n = layer_order(t, order), best = -1;
-  bandwidth_bound(d, t, order, n, now_ms);
+/* The highest rank of t's layers (order: layer_order()) that d may get
+ * under `cap` (a rank): live (a packet in the last second) and within the
+ * subscriber's request (quality, max height), but the lowest live one in
+ * any case. -1 if none is live. */
+static int top_rank(const sfu_track_t *t, const sfu_downtrack_t *d, const int *order, int n,
+                    int cap, uint64_t now_ms) {
+  int best = -1;
   for (int i = 0; i < n; i++) {
     const sfu_layer_t *l = &t->layers[order[i]];
     int live = l->ssrc && l->last_ms && now_ms - l->last_ms < 1000;
     if (!live) continue;
-    if (best >= 0 && (i > d->max_layer || i > d->bw_cap ||
-                      (d->max_height && l->height > d->max_height)))
+    if (best >= 0 && (i > d->max_layer || i > cap || (d->max_height && l->height > d->max_height)))
       break;
-    best = order[i];
+    best = i;
   }
-  return best >= 0 ? best : d->target;
+  return best;
+}
+
+/* The layer d should get: the highest that the subscriber asked for, that
+ * its bandwidth allows (bw_cap: from its estimate, allocate(), or else
+ * from its REMB, bandwidth_bound()), and that the publisher sends now. */
+static int want_layer(sfu_track_t *t, sfu_downtrack_t *d, uint64_t now_ms) {
+  int order[SFU_MAX_LAYERS], n = layer_order(t, order);
+  if (!d->sub->cc) bandwidth_bound(d, t, order, n, now_ms);
+  int r = top_rank(t, d, order, n, d->bw_cap, now_ms);
+  return r >= 0 ? order[r] : d->target;
+}
+
+/* --- a subscriber's estimate shared out ------------------------------------ */
+
+/* What layer k (of rank `rank`) of t costs, bits/s: its rate over the last
+ * second, or before one was measured a guess that grows with its rank. */
+static uint32_t layer_cost(const sfu_track_t *t, int k, int rank) {
+  uint32_t b = t->layers[k].bitrate_bps;
+  return b ? b : 150000u << (2 * rank);
+}
+
+/* Which videos a subscriber keeps first: 0 before 1. The cameras of those
+ * speaking, then the others. */
+#define PRIORITIES 2
+static int video_priority(const sfu_downtrack_t *d) { return d->track->owner->speaking ? 0 : 1; }
+
+/* Probing: once the last probe's result is in (or it is overdue), another
+ * if p's videos want more than the estimate: a cluster of padding at twice
+ * the estimate (no more than the videos want, a quarter over), sent over
+ * PROBE_TICKS feedback ticks. A probe that found room is followed by the
+ * next soon; one that did not waits longer each time. */
+static void maybe_probe(sfu_room_t *room, sfu_participant_t *p, uint64_t now) {
+  sfu_cc_t *cc = p->cc;
+  if (cc->probe_ticks > 0) return;
+  if (cc->bwe.probes_ok > cc->probes_ok) {
+    cc->probe_fails = 0;
+    cc->next_probe_ms = now + PROBE_AGAIN_MS;
+  } else if (cc->bwe.probes_failed > cc->probes_failed) {
+    int shift = cc->probe_fails < 4 ? cc->probe_fails : 4;
+    uint64_t wait = (uint64_t)PROBE_BACKOFF_MS << shift;
+    cc->next_probe_ms = now + (wait < PROBE_BACKOFF_MAX_MS ? wait : PROBE_BACKOFF_MAX_MS);
+    cc->probe_fails++;
+  }
+  cc->probes_ok = cc->bwe.probes_ok;
+  cc->probes_failed = cc->bwe.probes_failed;
+  uint64_t est = sfu_bwe_estimate(&cc->bwe), want = (uint64_t)cc->desired_bps * 5 / 4;
+  if (cc->desired_bps <= est || now < cc->next_probe_ms || !probe_carrier(p)) return;
+  uint64_t target = est * 2 < want ? est * 2 : want;
+  uint64_t per_tick = target * (SFU_ROOM_FB_TICK_US / 1000) / 8000; /* bytes */
+  uint64_t pkts = (per_tick + PROBE_PAD - 1) / PROBE_PAD;
+  if (pkts > PROBE_MAX_PKTS) pkts = PROBE_MAX_PKTS;
+  cc->probe_pad = (uint32_t)pkts * PROBE_PAD;
+  cc->probe_id = (uint8_t)(cc->probe_id % 255 + 1);
+  cc->probe_ticks = PROBE_TICKS;
+  sfu_bwe_probe_begin(&cc->bwe, cc->probe_id, (int)pkts * PROBE_TICKS);
+  cc->next_probe_ms = now + 1000; /* its result is in by then */
+  room->c.probes++;
+}
+
+/* Shares subscriber p's estimate among the videos it receives, by
+ * priority: first the lowest layer of each in turn (those that do not
+ * fit are paused), then, in the same order, as high a layer as what is
+ * left allows. A video resumed or a layer taken higher must fit in 90 %
+ * of what is left, so that an estimate close to a layer's cost does not
+ * make it flap. Audio is neither counted nor paused. */
+static void allocate(sfu_room_t *room, sfu_participant_t *p, uint64_t now) {
+  sfu_cc_t *cc = p->cc;
+  double left = sfu_bwe_estimate(&cc->bwe);
+  uint64_t desired = 0, given = 0;
+  for (int pass = 0; pass < 2; pass++)
+    for (int prio = 0; prio < PRIORITIES; prio++)
+      for (int i = 0; i < p->down.n; i++) {
+        sfu_downtrack_t *d = p->down.items[i];
+        sfu_track_t *t = d->track;
+        if (!t || t->kind != SFU_KIND_VIDEO || !d->negotiated || d->paused ||
+            video_priority(d) != prio)
+          continue;
+        int order[SFU_MAX_LAYERS], n = layer_order(t, order), cur = -1;
+        int lo = top_rank(t, d, order, n, -1, now), hi = top_rank(t, d, order, n, n, now);
+        if (lo < 0) continue; /* nothing sent: nothing to share */
+        for (int k = 0; k < n; k++)
+          if (order[k] == d->layer) cur = k;
+        uint32_t base = layer_cost(t, order[lo], lo);
+        if (pass == 0) {
+          desired += layer_cost(t, order[hi], hi);
+          if ((d->bw_paused ? base / UP_HEADROOM : base) > left) {
+            if (!d->bw_paused) room->c.bw_pauses++;
+            d->bw_paused = 1;
+            continue;
+          }
+          d->bw_paused = 0;
+          d->bw_cap = lo;
+          left -= base;
+          given += base;
+          continue;
+        }
+        if (d->bw_paused) continue;
+        for (int cap = hi; cap > lo; cap--) {
+          int r = top_rank(t, d, order, n, cap, now);
+          if (r <= lo) break;
+          double more = (double)layer_cost(t, order[r], r) - base;
+          if ((r > cur ? more / UP_HEADROOM : more) <= left) {
+            d->bw_cap = r;
+            left -= more;
+            given += (uint64_t)more;
+            break;
+          }
+          cap = r;
+        }
+      }
+  cc->desired_bps = desired > UINT32_MAX ? UINT32_MAX : (uint32_t)desired;
+  cc->allocated_bps = given > UINT32_MAX ? UINT32_MAX : (uint32_t)given;
+  maybe_probe(room, p, now);
 }
 
 void sfu_fwd_layers_tick(sfu_room_t *room) {
   uint64_t ms = now_ms(room);
-  for (sfu_participant_t *p = room->participants; p; p = p->next)
+  for (sfu_participant_t *p = room->participants; p; p = p->next) {
+    if (p->cc && !p->via) allocate(room, p, ms);
     for (int i = 0; i < p->down.n; i++) {
       sfu_downtrack_t *d = p->down.items[i];
       sfu_track_t *t = d->track;
       if (!t || t->kind != SFU_KIND_VIDEO || !d->negotiated) continue;
-      if (d->paused) {
+      if (d->paused || d->bw_paused) {
         d->layer = -1; /* resumes at a keyframe, numbering continued */
         continue;
       }
@@ -694,6 +945,27 @@ void sfu_fwd_layers_tick(sfu_room_t *room) {
        * started mid-stream cannot decode before one. */
       if (d->target != d->layer || !d->keyed) sfu_fwd_request_keyframe(room, t, d->target);
     }
+  }
+}
+
+/* A subscriber's answer kept the transport-wide number (extension id
+ * `ext`, 0 = not): its estimator starts. */
+void sfu_fwd_twcc_out(sfu_participant_t *p, int ext) {
+  p->twcc_out_ext = ext > 0 && ext < 15 ? ext : 0;
+  if (!p->twcc_out_ext || p->cc) return;
+  if ((p->cc = calloc(1, sizeof(*p->cc))) == NULL) {
+    p->twcc_out_ext = 0;
+    return;
+  }
+  sfu_bwe_init(&p->cc->bwe, BWE_START_BPS, BWE_MIN_BPS, BWE_MAX_BPS);
+}
+
+void sfu_fwd_twcc_free(sfu_participant_t *p) {
+  free(p->cc);
+  p->cc = NULL;
+  free(p->twcc_rx);
+  p->twcc_rx = NULL;
+  p->twcc_out_ext = p->twcc_in_ext = 0;
 }
 
 /* --- RTCP out ------------------------------------------------------------ */

@@ -26,6 +26,7 @@
 
 #include "sfu/base/log.h"
 #include "sfu/base/sfu.h"
+#include "sfu/media/twcc.h"
 #include "sfu/room/engine.h"
 #include "signaling/token.h"
 
@@ -149,9 +150,11 @@ static sfu_sdp_t *last_local(const sfu_participant_t *p) {
 
 /* The extmap id for `uri` in offers to `sub`: one BUNDLE shares one id
  * space (RFC 8285), so the subscriber's own id for it if it has one, else
- * the first one-byte id no other URI uses there. 0 if none is free. */
-static int choose_ext_id(const sfu_sdp_t *s, const char *uri) {
+ * the first one-byte id no other URI uses there nor is `avoid` (one chosen
+ * for another URI at the same time). 0 if none is free. */
+static int choose_ext_id(const sfu_sdp_t *s, const char *uri, int avoid) {
   uint8_t used[15] = {0};
+  if (avoid > 0 && avoid < 15) used[avoid] = 1;
   for (int i = 0; s && i < s->nmedia; i++)
     for (int k = 0; k < s->media[i].next; k++) {
       const sfu_sdp_extmap_t *e = &s->media[i].ext[k];
@@ -231,7 +234,8 @@ static sfu_downtrack_t *subscribe(sfu_participant_t *sub, sfu_track_t *t) {
     rtx.pt = 127;
     int pt = choose_pt(sub, local, &rtx);
     d->rtx_pt = pt != d->pt ? pt : -1;
-    d->abs_ext_offer = choose_ext_id(local, URI_ABS_SEND_TIME);
+    d->abs_ext_offer = choose_ext_id(local, URI_ABS_SEND_TIME, 0);
+    d->twcc_ext_offer = choose_ext_id(local, SFU_TWCC_URI, d->abs_ext_offer);
   }
   sfu_sdp_destroy(local);
   snprintf(d->mid, sizeof(d->mid), "s%d", sub->next_mid++);
@@ -455,6 +459,8 @@ int sfu_neg_on_offer(sfu_room_t *room, sfu_participant_t *p, const char *text, j
         put_codec(am, &oc);
       } else {
         put_video_codec(am, c, t->rtx_pt);
+        if ((c->fb & SFU_FB_TWCC) && (p->twcc_in_ext = sfu_sdp_find_ext(om, SFU_TWCC_URI)) > 0)
+          am->codecs[0].fb |= SFU_FB_TWCC; /* it numbers its packets: we say what arrived */
         for (int k = 0; k < t->nlayers && t->layers[k].rid[0]; k++) { /* simulcast: recv */
           snprintf(am->rids[k].rid, sizeof(am->rids[k].rid), "%s", t->layers[k].rid);
           am->rids[k].send = 0;
@@ -466,7 +472,8 @@ int sfu_neg_on_offer(sfu_room_t *room, sfu_participant_t *p, const char *text, j
         if ((kind == SFU_KIND_AUDIO && strcmp(om->ext[k].uri, URI_LEVEL) == 0) ||
             strcmp(om->ext[k].uri, URI_MID) == 0 ||
             (kind == SFU_KIND_VIDEO && (strcmp(om->ext[k].uri, URI_RID) == 0 ||
-                                        strcmp(om->ext[k].uri, URI_RRID) == 0)))
+                                        strcmp(om->ext[k].uri, URI_RRID) == 0 ||
+                                        (p->twcc_in_ext && om->ext[k].id == p->twcc_in_ext))))
           am->ext[am->next++] = om->ext[k];
     } else {
       /* Not something we receive (a second audio or video, a codec we do
@@ -527,12 +534,17 @@ static void put_downtrack(sfu_room_t *room, sfu_participant_t *p, sfu_sdp_media_
   m->dir = SFU_DIR_SENDONLY;
   m->ssrcs[0] = d->ssrc;
   m->nssrcs = 1;
-  if (d->kind == SFU_KIND_VIDEO) { /* our send times, for its bandwidth estimate (REMB) */
-    int id = d->abs_ext_offer;
-    if (id) {
-      m->ext[0].id = id;
-      snprintf(m->ext[0].uri, sizeof(m->ext[0].uri), "%s", URI_ABS_SEND_TIME);
-      m->next = 1;
+  if (d->kind == SFU_KIND_VIDEO) {
+    /* our send times, for its bandwidth estimate (REMB), and the
+     * transport-wide number, for ours (transport-cc) */
+    if (d->abs_ext_offer) {
+      m->ext[m->next].id = d->abs_ext_offer;
+      snprintf(m->ext[m->next++].uri, sizeof(m->ext[0].uri), "%s", URI_ABS_SEND_TIME);
+    }
+    if (d->twcc_ext_offer) {
+      m->ext[m->next].id = d->twcc_ext_offer;
+      snprintf(m->ext[m->next++].uri, sizeof(m->ext[0].uri), "%s", SFU_TWCC_URI);
+      m->codecs[0].fb |= SFU_FB_TWCC;
     }
   }
   if (d->kind == SFU_KIND_VIDEO && d->rtx_pt >= 0 && d->track) {
@@ -672,6 +684,7 @@ int sfu_neg_on_answer(sfu_room_t *room, sfu_participant_t *p, const char *text, 
         d->rtx_pt = rtx_for(m, c->pt);
         d->abs_ext = sfu_sdp_find_ext(m, URI_ABS_SEND_TIME);
         if (d->abs_ext > 14) d->abs_ext = 0; /* one-byte form only */
+        sfu_fwd_twcc_out(p, sfu_sdp_find_ext(m, SFU_TWCC_URI));
       }
       if (d->kind == SFU_KIND_VIDEO && !d->negotiated) /* a new subscriber: a keyframe */
         sfu_fwd_request_keyframe(room, d->track, d->target); /* (again each tick until one) */

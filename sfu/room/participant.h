@@ -20,9 +20,11 @@
 #include "codecs/opus.h"
 #include "codecs/video.h"
 #include "codecs/vp8.h"
+#include "sfu/media/bwe.h"
 #include "sfu/media/nack.h"
 #include "sfu/media/rtp.h"
 #include "sfu/media/speaking.h"
+#include "sfu/media/twcc.h"
 #include "sfu/base/vec.h"
 #include "sfu/room/usage.h"
 #include "signaling/sdp.h"
@@ -100,7 +102,7 @@ typedef struct sfu_track_s {
  * to rebuild that copy from the publisher layer's cache byte for byte
  * (numbering, picture ids, abs-send-time) when the subscriber NACKs it --
  * a plain resend must repeat the plaintext exactly under SRTP's
- * allow_repeat_tx. 20 bytes; a down-track keeps SFU_SENT_SLOTS of them,
+ * allow_repeat_tx. 24 bytes; a down-track keeps SFU_SENT_SLOTS of them,
  * indexed by seq. */
 typedef struct sfu_sent_s {
   uint16_t seq;                 /* outbound sequence number (the key) */
@@ -112,6 +114,8 @@ typedef struct sfu_sent_s {
   int16_t pid;                  /* VP8 picture id written, -1 = not rewritten */
   int16_t tl0;                  /* TL0PICIDX written, -1 = none */
   uint32_t abs;                 /* abs-send-time written (24 bits) */
+  uint16_t tseq;                /* transport-wide number written ... */
+  uint8_t has_tseq;             /* ... if any */
 } sfu_sent_t;
 
 #define SFU_SENT_SLOTS 512      /* ~3 s of a 1.5 Mb/s video */
@@ -151,15 +155,34 @@ struct sfu_downtrack_s {
   int rtx_pt;                   /* RTX negotiated with the subscriber, -1 none */
   int abs_ext;                  /* abs-send-time extension id, 0 = none */
   int abs_ext_offer;            /* the id we offer for it */
+  int twcc_ext_offer;           /* and for the transport-wide number (the
+                                   subscriber's: p->twcc_out_ext) */
   uint16_t rtx_seq;             /* next RTX sequence number */
   uint32_t remb_bps;            /* the subscriber's estimate, 0 = none */
   uint64_t remb_ms;             /* when it came */
   int bw_cap;                   /* highest layer rank its bandwidth allows */
+  int bw_paused;                /* its subscriber's estimate leaves it no room */
   uint64_t congested_ms;        /* REMB below the current layer's rate since */
   uint64_t bw_hold_ms;          /* bw_cap changes no sooner than this */
   sfu_sent_t *sent;             /* SFU_SENT_SLOTS, for its NACKs (video), lazily */
   uint64_t plis_received, nacks_received, retransmitted, switches;
 };
+
+/* A subscriber's downlink as the SFU estimates it from transport-wide
+ * feedback (docs/internals/bwe.md): what it sent, the estimate, and the
+ * probing that looks for more room. */
+typedef struct sfu_cc_s {
+  sfu_twcc_tx_t tx;             /* every packet sent to it that carries a number */
+  sfu_bwe_t bwe;
+  uint32_t desired_bps;         /* what its videos would take unbounded */
+  uint32_t allocated_bps;       /* what the allocation gave them */
+  uint8_t probe_id;             /* the last probe cluster */
+  int probe_ticks;              /* feedback ticks of padding left in it */
+  uint32_t probe_pad;           /* padding bytes per tick */
+  uint64_t next_probe_ms;       /* no probe before */
+  int probe_fails;              /* in a row: the next waits longer */
+  uint64_t probes_ok, probes_failed; /* the estimator's, as last seen */
+} sfu_cc_t;
 
 typedef enum { NEG_IDLE, NEG_OFFER_SENT } sfu_neg_state_t;
 
@@ -211,6 +234,12 @@ struct sfu_participant_s {
   sfu_track_t *audio;           /* published audio, or NULL */
   sfu_track_t *video;           /* published video, or NULL */
   SFU_VEC(sfu_downtrack_t *) down; /* by m-line order of our additions */
+  /* transport-wide congestion control (docs/internals/bwe.md) */
+  int twcc_in_ext;              /* the extension's id in its packets, 0 = none */
+  int twcc_out_ext;             /* in ours to it (its answer kept it), 0 = none */
+  sfu_twcc_rx_t *twcc_rx;       /* arrivals of its packets, at the first one */
+  uint64_t twcc_fb_ms;          /* last feedback sent to it */
+  sfu_cc_t *cc;                 /* its downlink, once twcc_out_ext is set */
   int speaking;                 /* last broadcast state */
   sfu_usage_t usage;            /* time connected / publishing / receiving */
   /* moved in from another node (migration.c): until the commit it counts

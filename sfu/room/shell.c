@@ -258,6 +258,11 @@ static json_t *stats_json(sfu_shell_t *sh, const char *type) {
                             (json_int_t)room->c.nacks_received, "rtx_in",
                             (json_int_t)room->c.rtx_in, "rtx_out", (json_int_t)room->c.rtx_out,
                             "layer_switches", (json_int_t)room->c.layer_switches);
+  json_object_set_new(video, "twcc_in", json_integer((json_int_t)room->c.twcc_in));
+  json_object_set_new(video, "twcc_out", json_integer((json_int_t)room->c.twcc_out));
+  json_object_set_new(video, "probes", json_integer((json_int_t)room->c.probes));
+  json_object_set_new(video, "padding_out", json_integer((json_int_t)room->c.padding_out));
+  json_object_set_new(video, "bw_pauses", json_integer((json_int_t)room->c.bw_pauses));
   json_object_set_new(pk, "video", video);
   return json_pack("{s:s, s:i, s:I, s:I, s:o, s:o, s:o, s:o, s:o}", "type", type, "participants",
                    room->participants_n, "uptime_ms",
