@@ -70,6 +70,19 @@ int sfu_msg_parse(json_t *msg, sfu_msg_t *out, const char **code, const char **w
     out->sdp = json_string_value(v);
     out->sdp_len = json_string_length(v);
     if (strlen(out->sdp) != out->sdp_len) FAIL("bad_message", "SDP contains NUL");
+    if (out->type == SFU_MSG_OFFER && (v = json_object_get(msg, "sources")) != NULL) {
+      const char *mid;
+      json_t *src;
+      if (!json_is_object(v) || json_object_size(v) > SFU_MSG_MAX_SOURCES)
+        FAIL("bad_message", "'sources' is an object of at most 8 mids");
+      json_object_foreach(v, mid, src) {
+        const char *name = json_string_value(src);
+        if (!mid[0] || strlen(mid) > 31) FAIL("bad_message", "'sources' names a mid of 1..31 bytes");
+        if (!name || (strcmp(name, "camera") != 0 && strcmp(name, "screen") != 0))
+          FAIL("bad_message", "a source is \"camera\" or \"screen\"");
+      }
+      out->sources = v;
+    }
     if (out->type == SFU_MSG_ANSWER) {
       v = json_object_get(msg, "offer_id");
       if (!json_is_integer(v)) FAIL("bad_message", "answer needs an integer 'offer_id'");

@@ -31,6 +31,9 @@ typedef enum {
  * bound, from the node's max_participants, is usually the tighter one. */
 #define SFU_MSG_MAX_SDP (16384 + SFU_SDP_MAX_MEDIA * 1536)
 
+/* Entries of an offer's "sources": one per m-line it publishes video on. */
+#define SFU_MSG_MAX_SOURCES 8
+
 /* A checked message: pointers borrow from the json_t it came from. */
 typedef struct sfu_msg_s {
   sfu_msg_type_t type;
@@ -39,6 +42,8 @@ typedef struct sfu_msg_s {
   const char *token;       /* join; resume: its resume_token */
   const char *sdp;         /* offer, answer */
   size_t sdp_len;
+  json_t *sources;         /* offer: {mid: "camera"|"screen"}, each mid 1..31
+                              bytes, at most SFU_MSG_MAX_SOURCES; NULL if absent */
   long long offer_id;      /* answer: the server offer it answers */
   const char *candidate;   /* candidate; NULL = end of candidates */
   int muted;               /* mute */

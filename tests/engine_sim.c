@@ -335,8 +335,13 @@ static size_t build_video(sim_peer_t *pe, const sim_layer_t *L, int rtx, uint16_
   return off + plen;
 }
 
+/* Layer k of a publisher: a camera layer, or SIM_SCREEN. */
+static sim_layer_t *layer_at(sim_peer_t *pe, int k) {
+  return k == SIM_SCREEN ? &pe->screen_layer : &pe->layers[k];
+}
+
 static void send_frame(sim_t *s, sim_peer_t *pe, int k) {
-  sim_layer_t *L = &pe->layers[k];
+  sim_layer_t *L = layer_at(pe, k);
   if (L->paused) return;
   int key = L->frames == 0 || (L->key_in > 0 && --L->key_in == 0);
   int npk = key ? 3 * L->pkts : L->pkts;
@@ -387,7 +392,7 @@ static void send_frame(sim_t *s, sim_peer_t *pe, int k) {
 }
 
 static void send_rtx(sim_t *s, sim_peer_t *pe, int k, uint16_t seq) {
-  sim_layer_t *L = &pe->layers[k];
+  sim_layer_t *L = layer_at(pe, k);
   struct sim_hist_s *h = &L->hist[seq % SIM_HIST];
   if (!pe->rtx || !h->used || h->seq != seq) return;
   uint8_t b[SIM_MAX_PKT + 64];
@@ -459,6 +464,7 @@ static void push_fb(sim_peer_t *pe, const sim_fb_t *f) {
 int sim_layer_of(const sim_peer_t *pub, uint32_t ssrc) {
   for (int k = 0; pub->video && k < pub->nlayers; k++)
     if (pub->layers[k].ssrc == ssrc) return k;
+  if (pub->screen && pub->screen_layer.ssrc == ssrc) return SIM_SCREEN;
   return -1;
 }
 
@@ -522,7 +528,7 @@ static void peer_rtcp(sim_t *s, sim_peer_t *pe, const uint8_t *b, size_t len) {
     int k = sim_layer_of(pe, f.media_ssrc);
     if (k < 0) continue;
     if ((f.kind == SIM_FB_PLI || f.kind == SIM_FB_FIR) && pe->pli_keyframe)
-      if (pe->layers[k].key_in == 0) pe->layers[k].key_in = 1 + pe->key_delay;
+      if (layer_at(pe, k)->key_in == 0) layer_at(pe, k)->key_in = 1 + pe->key_delay;
     if (f.kind == SIM_FB_NACK && pe->auto_rtx)
       for (int i = 0; i < n; i++) send_rtx(s, pe, k, seqs[i]);
   }
@@ -753,7 +759,7 @@ static char *sdp_text(sim_peer_t *pe, sfu_sdp_t *s) {
 }
 
 static sfu_sdp_t *build_offer(sim_peer_t *pe) {
-  int n = pe->audio + pe->video, i = 0;
+  int n = pe->audio + pe->video + pe->screen, i = 0;
   sfu_sdp_t *s = sfu_sdp_new(n ? n : 1);
   assert_non_null(s);
   s->nmedia = n ? n : 1;
@@ -818,6 +824,25 @@ static sfu_sdp_t *build_offer(sim_peer_t *pe) {
       m->nrids = pe->nlayers;
       m->has_simulcast = 1;
     }
+  }
+  if (pe->screen) {
+    sfu_sdp_media_t *m = &s->media[i++];
+    const sim_layer_t *L = &pe->screen_layer;
+    snprintf(m->kind, sizeof(m->kind), "video");
+    set_codec(&m->codecs[0], SIM_PT_VP8, "VP8", 90000, 0, "",
+              SFU_FB_NACK | SFU_FB_PLI | SFU_FB_FIR | SFU_FB_REMB, -1);
+    set_codec(&m->codecs[1], SIM_PT_RTX, "rtx", 90000, 0, "", 0, SIM_PT_VP8);
+    m->ncodecs = 2;
+    add_ext(m, SIM_EXT_MID, URI_MID);
+    m->dir = SFU_DIR_SENDONLY;
+    snprintf(m->msid_track, sizeof(m->msid_track), "screen%d", pe->idx);
+    m->ssrcs[0] = L->ssrc;
+    m->ssrcs[1] = L->rtx_ssrc;
+    m->nssrcs = 2;
+    m->has_fid = 1;
+    m->fid_ssrc[0] = L->ssrc;
+    m->fid_ssrc[1] = L->rtx_ssrc;
+    snprintf(pe->screen_mid, sizeof(pe->screen_mid), "%s", m->mid);
   }
   return s;
 }
@@ -1130,8 +1155,9 @@ static int process_due(sim_t *s) {
       pe->next_audio_us += 20000;
       did = 1;
     }
-    if (pe->media_on && pe->video && pe->next_video_us <= now) {
-      for (int k = 0; k < pe->nlayers; k++) send_frame(s, pe, k);
+    if (pe->media_on && (pe->video || pe->screen) && pe->next_video_us <= now) {
+      for (int k = 0; pe->video && k < pe->nlayers; k++) send_frame(s, pe, k);
+      if (pe->screen) send_frame(s, pe, SIM_SCREEN);
       pe->next_video_us += 40000;
       did = 1;
     }
@@ -1167,7 +1193,7 @@ static uint64_t next_event(sim_t *s) {
     if (u < t) t = u;
     if (d < t) t = d;
     if (pe->media_on && pe->audio && pe->next_audio_us < t) t = pe->next_audio_us;
-    if (pe->media_on && pe->video && pe->next_video_us < t) t = pe->next_video_us;
+    if (pe->media_on && (pe->video || pe->screen) && pe->next_video_us < t) t = pe->next_video_us;
     if (fb_timer_on(pe) && pe->next_fb_us < t) t = pe->next_fb_us;
   }
   return t;
@@ -1223,6 +1249,7 @@ static void peer_free(sim_peer_t *pe) {
     free(pe->subs[i].nack);
   }
   for (int k = 0; k < SIM_LAYERS; k++) free(pe->layers[k].hist);
+  free(pe->screen_layer.hist);
   free(pe->fb);
   free(pe->twcc_rx);
   free(pe->pending_offer_sdp);
@@ -1314,6 +1341,40 @@ void sim_peer_video(sim_peer_t *pe, int nlayers) {
   }
 }
 
+void sim_peer_screen(sim_peer_t *pe) {
+  sim_t *s = pe->sim;
+  sim_layer_t *L = &pe->screen_layer;
+  pe->screen = 1;
+  L->rid[0] = '\0';
+  L->ssrc = 0xD0000000u | (uint32_t)pe->idx << 8;
+  L->rtx_ssrc = 0xE0000000u | (uint32_t)pe->idx << 8;
+  L->seq = (uint16_t)sim_rand(s);
+  L->rtx_seq = (uint16_t)sim_rand(s);
+  L->ts = sim_rand(s);
+  L->pid = (int)(sim_rand(s) & 0x7fff);
+  L->tl0 = (int)(sim_rand(s) & 0xff);
+  L->width = 1920;
+  L->height = 1080;
+  L->pkts = 3;
+  L->pkt_size = 1000;
+  L->tag_first = L->tag_next = 1;
+  L->drop_seq = -1;
+  if (!L->hist) L->hist = calloc(SIM_HIST, sizeof(*L->hist));
+  assert_non_null(L->hist);
+}
+
+void sim_stop_screen(sim_peer_t *pe, int id) {
+  assert_true(pe->screen && pe->local && pe->own);
+  pe->screen = 0;
+  sfu_sdp_t *d[2] = {pe->own, pe->local};
+  for (int i = 0; i < 2; i++) {
+    int at = sfu_sdp_find_mid(d[i], pe->screen_mid);
+    assert_true(at >= 0);
+    d[i]->media[at].dir = SFU_DIR_INACTIVE;
+  }
+  sim_reoffer(pe, id);
+}
+
 void sim_join(sim_peer_t *pe) {
   sim_t *s = pe->sim;
   json_t *m = json_pack("{s:s, s:I, s:s, s:s, s:I, s:i}", "type", "client_join", "session",
@@ -1335,22 +1396,30 @@ void sim_offer(sim_peer_t *pe) {
   pe->own = sdp_clone(o);
   sfu_sdp_destroy(pe->local);
   pe->local = o;
-  send_client(pe, json_pack("{s:s, s:i, s:s}", "type", "offer", "id", ++pe->next_req_id, "sdp", t));
+  json_t *m = json_pack("{s:s, s:i, s:s}", "type", "offer", "id", ++pe->next_req_id, "sdp", t);
+  if (pe->screen)
+    json_object_set_new(m, "sources", json_pack("{s:s}", pe->screen_mid, "screen"));
+  send_client(pe, m);
   free(t);
   sim_settle(pe->sim);
 }
 
-void sim_reoffer(sim_peer_t *pe, int id) {
+void sim_reoffer_with(sim_peer_t *pe, int id, json_t *extra) {
   assert_non_null(pe->local);
   sfu_sdp_t *o = sdp_clone(pe->local);
   for (int i = 0; i < o->nmedia; i++)
     if (o->media[i].port) fill_transport(pe, &o->media[i], "actpass");
   char *t = sdp_text(pe, o);
   sfu_sdp_destroy(o);
-  send_client(pe, json_pack("{s:s, s:i, s:s}", "type", "offer", "id", id, "sdp", t));
+  json_t *m = json_pack("{s:s, s:i, s:s}", "type", "offer", "id", id, "sdp", t);
+  if (extra) json_object_update(m, extra);
+  json_decref(extra);
+  send_client(pe, m);
   free(t);
   sim_settle(pe->sim);
 }
+
+void sim_reoffer(sim_peer_t *pe, int id) { sim_reoffer_with(pe, id, NULL); }
 
 void sim_connect(sim_peer_t *pe) {
   sim_t *s = pe->sim;
@@ -1375,7 +1444,7 @@ void sim_enter(sim_peer_t *pe) {
   sim_offer(pe);
   sim_connect(pe);
   pe->next_fb_us = pe->next_remb_us = pe->sim->now.mono_us;
-  if (pe->audio || pe->video) sim_media(pe, 1);
+  if (pe->audio || pe->video || pe->screen) sim_media(pe, 1);
 }
 
 void sim_leave(sim_peer_t *pe) {
@@ -1396,6 +1465,7 @@ sim_peer_t *sim_peer_like(sim_peer_t *pe) {
   n->grants = pe->grants;
   if (pe->audio) sim_peer_audio(n);
   if (pe->video) sim_peer_video(n, pe->nlayers);
+  if (pe->screen) sim_peer_screen(n);
   n->level = pe->level;
   return n;
 }
@@ -1420,6 +1490,12 @@ void sim_kick(sim_t *s, const char *identity) {
 void sim_client_msg(sim_peer_t *pe, json_t *msg) {
   send_client(pe, msg);
   sim_settle(pe->sim);
+}
+
+sim_sub_t *sim_sub_by_track(sim_peer_t *sub, const char *track_id) {
+  for (int i = sub->nsubs - 1; i >= 0; i--)
+    if (strcmp(sub->subs[i].track_id, track_id) == 0) return &sub->subs[i];
+  return NULL;
 }
 
 sim_sub_t *sim_sub_of(sim_peer_t *sub, const sim_peer_t *pub, int video) {

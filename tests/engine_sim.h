@@ -16,7 +16,8 @@
  *     peers' feedback timers. Nothing sleeps, nothing touches a socket.
  *   - peers. A peer joins (client_join), offers what it publishes (Opus
  *     with the RFC 6464 level extension; VP8 + RTX single layer with
- *     a=ssrc, or rid simulcast with 2-3 layers), learns its answer, is
+ *     a=ssrc, or rid simulcast with 2-3 layers; a second VP8 m-line, a
+ *     single-layer screen share marked in the offer's "sources"), learns its answer, is
  *     marked connected, and answers every server offer (recvonly, same
  *     codecs and payload types, abs-send-time when offered). As a
  *     publisher it keeps what it sent, answers NACKs with RTX and PLI/FIR
@@ -66,6 +67,9 @@
 #define SIM_EXT_RID 10
 #define SIM_EXT_RRID 11
 #define SIM_EXT_TWCC 5          /* a publisher's transport-wide number (twcc_pub) */
+/* The screen share's index for sim_layer_of() and in packet tags (audio's
+ * is 3, the camera's layers 0..2). */
+#define SIM_SCREEN 4
 
 typedef struct sim_s sim_t;
 typedef struct sim_peer_s sim_peer_t;
@@ -192,6 +196,9 @@ struct sim_peer_s {
   int nlayers;          /* 1 = a=ssrc single layer, 2-3 = rid simulcast */
   int rtx;              /* offers RTX for video */
   sim_layer_t layers[SIM_LAYERS];
+  int screen;           /* publishes a screen share (single VP8 layer + RTX) */
+  sim_layer_t screen_layer;
+  char screen_mid[32];  /* its m-line, in our offer */
   int pli_keyframe;     /* PLI/FIR -> a keyframe of that layer (1) ... */
   int key_delay;        /* ... after this many delta frames (0: the next frame) */
   int auto_rtx;         /* NACK -> RTX from history (1) */
@@ -303,6 +310,11 @@ sim_peer_t *sim_peer_new(sim_t *s, const char *identity);
 /* What it will offer: Opus; VP8 with nlayers (1 single, 2-3 simulcast). */
 void sim_peer_audio(sim_peer_t *pe);
 void sim_peer_video(sim_peer_t *pe, int nlayers);
+/* And a screen share: 1920x1080 VP8 with RTX, after the other m-lines. */
+void sim_peer_screen(sim_peer_t *pe);
+/* Stops the screen share: its m-line inactive in a re-offer (request id
+ * `id`), its packets no more. */
+void sim_stop_screen(sim_peer_t *pe, int id);
 /* client_join; the offer; SFU_TP_CONNECTED; all three + media on. */
 void sim_join(sim_peer_t *pe);
 void sim_offer(sim_peer_t *pe);
@@ -321,6 +333,9 @@ void sim_kick(sim_t *s, const char *identity);
 void sim_client_msg(sim_peer_t *pe, json_t *msg);
 /* A re-offer of every m-line we know (JSEP), with request id `id`. */
 void sim_reoffer(sim_peer_t *pe, int id);
+/* The same, with the fields of `extra` (reference stolen) added to the
+ * offer message (e.g. "sources"). */
+void sim_reoffer_with(sim_peer_t *pe, int id, json_t *extra);
 /* Answer the offer held back (auto_answer 0). */
 void sim_answer_pending(sim_peer_t *pe);
 
@@ -328,6 +343,8 @@ void sim_answer_pending(sim_peer_t *pe);
 sfu_participant_t *sim_part(sim_peer_t *pe);
 /* A subscriber's m-line carrying pub's track of this kind (the newest). */
 sim_sub_t *sim_sub_of(sim_peer_t *sub, const sim_peer_t *pub, int video);
+/* A subscriber's m-line carrying the track `track_id` (the newest), or NULL. */
+sim_sub_t *sim_sub_by_track(sim_peer_t *sub, const char *track_id);
 
 /* --- RTCP from a peer, straight into the engine (no link) ---------------- */
 
@@ -356,7 +373,7 @@ int sim_fb_count(const sim_peer_t *pe, int kind, uint32_t media_ssrc, uint64_t f
  * retransmission). */
 void sim_assert_all_tags(const sim_sub_t *u, const sim_peer_t *pub, int k, uint32_t first,
                          uint32_t end);
-/* The layer index of a publisher's SSRC, or -1. */
+/* The layer index of a publisher's SSRC (SIM_SCREEN: its screen share), or -1. */
 int sim_layer_of(const sim_peer_t *pub, uint32_t ssrc);
 /* Which publisher layer a tag is of, and its counter. */
 int sim_tag_layer(uint32_t tag);

@@ -11,7 +11,7 @@
  * continuity across mute, replacement and layer switches, PLI throttling,
  * the REMB layer rule, NACK/RTX in both directions, usage periods,
  * speaking events (and server mute in them), glare, m-lines of departed
- * tracks, media timeout. Times and constants in the
+ * tracks, media timeout, a screen share next to a camera. Times and constants in the
  * assertions are the engine's documented ones (docs/internals/media.md,
  * nack.md, docs/signaling.md); where a window is allowed, it is the tick
  * granularity (media 100 ms, feedback 20 ms) plus one video frame (40 ms).
@@ -1506,6 +1506,193 @@ static void silent_transport_is_removed_after_15s(void **state) {
 
 /* The world goes away whether the test passed or not. */
 
+/* ---- screen share: a second video per participant ----------------------------- */
+
+/* Packets on a subscription by the tag's layer (SIM_SCREEN: the screen
+ * share) received in [from_us, to_us). */
+static int tags_of_layer(const sim_sub_t *u, int layer, uint64_t from_us, uint64_t to_us) {
+  int n = 0;
+  for (int i = 0; i < u->nrx; i++)
+    n += !u->rx[i].rtx && sim_tag_layer(u->rx[i].tag) == layer && u->rx[i].at_us >= from_us &&
+         u->rx[i].at_us < to_us;
+  return n;
+}
+
+/* The participant object of `sid` in a list of them. */
+static json_t *participant_in(json_t *list, const char *sid) {
+  size_t i;
+  json_t *e;
+  json_array_foreach(list, i, e) if (strcmp(str(e, "sid"), sid) == 0) return e;
+  return NULL;
+}
+
+/* The track `id` of a participant object, or NULL. */
+static json_t *track_in(json_t *participant, const char *id) {
+  size_t i;
+  json_t *t;
+  json_array_foreach(json_object_get(participant, "tracks"), i, t) {
+    if (strcmp(str(t, "track_id"), id) == 0) return t;
+  }
+  return NULL;
+}
+
+/* Alice shares her screen next to a simulcast camera. */
+static sim_peer_t *camera_and_screen(sim_t *s, const char *id) {
+  sim_peer_t *a = sim_peer_new(s, id);
+  sim_peer_audio(a);
+  sim_peer_video(a, 3);
+  sim_peer_screen(a);
+  a->key_delay = 2;
+  sim_enter(a);
+  return a;
+}
+
+/* A participant publishing a camera and a screen share (each its own
+ * track, the screen's m-line marked in the offer's "sources") reaches a
+ * subscriber as two video m-lines with distinct track ids, listed with
+ * their sources; each carries its own packets only. */
+static void camera_and_screen_reach_a_subscriber_as_two_video_mlines(void **state) {
+  sim_t *s = sim_new(51, 0);
+  *state = s;
+  int from = s->nmsgs;
+  sim_peer_t *a = camera_and_screen(s, "alice");
+  sfu_participant_t *pa = sim_part(a);
+  assert_non_null(pa->video);
+  assert_non_null(pa->screen);
+  assert_int_equal(pa->video->source, SFU_SOURCE_CAMERA);
+  assert_int_equal(pa->screen->source, SFU_SOURCE_SCREEN);
+  assert_string_not_equal(pa->video->id, pa->screen->id);
+  assert_int_equal(events_emitted(s, "track_published", from), 3);
+  sim_run(s, 500);
+  sim_peer_t *b = listener(s, "bob");
+  sim_run(s, 1000);
+
+  json_t *w = sim_msg_to(s, b->session, "welcome", 0, NULL);
+  json_t *alice = participant_in(json_object_get(w, "participants"), pa->sid);
+  assert_non_null(alice);
+  assert_int_equal(json_array_size(json_object_get(alice, "tracks")), 3);
+  assert_string_equal(str(track_in(alice, pa->video->id), "source"), "camera");
+  assert_string_equal(str(track_in(alice, pa->screen->id), "source"), "screen");
+  assert_string_equal(str(track_in(alice, pa->screen->id), "kind"), "video");
+
+  sim_sub_t *cam = sim_sub_by_track(b, pa->video->id), *scr = sim_sub_by_track(b, pa->screen->id);
+  assert_non_null(cam);
+  assert_non_null(scr);
+  assert_true(cam->active && cam->video && scr->active && scr->video);
+  assert_true(cam->ssrc != scr->ssrc && strcmp(cam->mid, scr->mid) != 0);
+  uint64_t t0 = SIM_MONO0_US, t1 = sim_us(s);
+  assert_true(tags_of_layer(scr, SIM_SCREEN, t0, t1) > 20);
+  assert_int_equal(tags_of_layer(cam, SIM_SCREEN, t0, t1), 0);
+  assert_true(tags_of_layer(cam, 2, t0, t1) > 20);
+  assert_int_equal(tags_of_layer(scr, 2, t0, t1), 0);
+  /* the new subscriber's keyframe request reached the screen too */
+  int key = 0;
+  for (int i = 0; i < scr->nrx && !key; i++) key = scr->rx[i].key == 1 && scr->rx[i].width == 1920;
+  assert_true(key);
+  assert_true(sim_fb_count(a, SIM_FB_PLI, a->screen_layer.ssrc, 0, UINT64_MAX) >= 1);
+  assert_true(sim_fb_count(a, SIM_FB_RR, 0, 0, UINT64_MAX) > 0);
+  assert_int_equal(s->room.c.drop_unknown_ssrc, 0);
+}
+
+/* video_quality names one track: lowering the camera leaves the screen
+ * share as it is, and pausing the screen leaves the camera going. */
+static void video_quality_applies_to_the_track_it_names(void **state) {
+  sim_t *s = sim_new(52, 0);
+  *state = s;
+  sim_peer_t *a = camera_and_screen(s, "alice");
+  sim_run(s, 500);
+  sim_peer_t *b = listener(s, "bob");
+  sim_run(s, 1000);
+  sfu_participant_t *pa = sim_part(a);
+  sim_sub_t *cam = sim_sub_by_track(b, pa->video->id), *scr = sim_sub_by_track(b, pa->screen->id);
+  assert_int_equal(current_layer(cam), 2);
+  video_quality(b, cam, "low");
+  sim_run(s, 1000);
+  assert_int_equal(current_layer(cam), 0);
+  uint64_t t = sim_us(s);
+  sim_run(s, 500);
+  assert_true(tags_of_layer(scr, SIM_SCREEN, t, sim_us(s)) >= 10); /* untouched */
+
+  int from = s->nmsgs;
+  sim_client_msg(b, json_pack("{s:s, s:i, s:s, s:b}", "type", "video_quality", "id", 78,
+                              "track_id", pa->screen->id, "paused", 1));
+  assert_non_null(sim_msg_to(s, b->session, "ack", from, NULL));
+  sim_run(s, 100);
+  t = sim_us(s);
+  sim_run(s, 1000);
+  assert_int_equal(tags_of_layer(scr, SIM_SCREEN, t, sim_us(s)), 0);
+  assert_true(tags_of_layer(cam, 0, t, sim_us(s)) >= 20);
+  for (int i = 0; i < pa->video->down.n; i++) assert_false(pa->video->down.items[i]->paused);
+}
+
+/* A re-offer with the screen's m-line inactive unpublishes the screen
+ * share only: the others get participant_updated without it and its
+ * m-line inactive; the camera goes on. */
+static void stopping_the_screen_share_removes_only_it(void **state) {
+  sim_t *s = sim_new(53, 0);
+  *state = s;
+  sim_peer_t *a = camera_and_screen(s, "alice");
+  sim_run(s, 500);
+  sim_peer_t *b = listener(s, "bob");
+  sim_run(s, 1000);
+  sfu_participant_t *pa = sim_part(a);
+  char screen_id[24], camera_id[24];
+  snprintf(screen_id, sizeof(screen_id), "%s", pa->screen->id);
+  snprintf(camera_id, sizeof(camera_id), "%s", pa->video->id);
+  sim_sub_t *cam = sim_sub_by_track(b, camera_id), *scr = sim_sub_by_track(b, screen_id);
+
+  int from = s->nmsgs;
+  sim_stop_screen(a, 40);
+  json_t *ans = sim_msg_to(s, a->session, "answer", from, NULL);
+  assert_non_null(ans);
+  assert_null(sim_msg_to(s, a->session, "error", from, NULL));
+  sim_run(s, 1000);
+  assert_null(pa->screen);
+  assert_non_null(pa->video);
+  assert_string_equal(pa->video->id, camera_id);
+  assert_int_equal(events_emitted(s, "track_unpublished", from), 1);
+  json_t *up = sim_msg_to(s, b->session, "participant_updated", from, NULL);
+  assert_non_null(up);
+  json_t *alice = json_object_get(up, "participant");
+  assert_null(track_in(alice, screen_id));
+  assert_non_null(track_in(alice, camera_id));
+  assert_false(scr->active);
+  assert_true(cam->active);
+  uint64_t t = sim_us(s);
+  sim_run(s, 500);
+  assert_true(tags_of_layer(cam, 2, t, sim_us(s)) >= 10);
+  assert_int_equal(tags_of_layer(scr, SIM_SCREEN, t, sim_us(s)), 0);
+  assert_int_equal(sim_count_to(s, b->session, "error", 0), 0);
+}
+
+/* "sources" must name video m-lines of the offer, and a published track
+ * keeps its source: otherwise bad_message, and nothing is published. */
+static void offer_sources_are_checked(void **state) {
+  sim_t *s = sim_new(54, 0);
+  *state = s;
+  sim_peer_t *a = sim_peer_new(s, "alice");
+  sim_peer_audio(a);
+  sim_peer_video(a, 1);
+  sim_enter(a); /* audio on mid 0, camera on mid 1 */
+  assert_non_null(sim_part(a)->video);
+  const char *bad[][2] = {{"0", "screen"}, {"7", "screen"}, {"1", "screen"}};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    int from = s->nmsgs;
+    sim_reoffer_with(a, 90, json_pack("{s:{s:s}}", "sources", bad[i][0], bad[i][1]));
+    json_t *err = sim_msg_to(s, a->session, "error", from, NULL);
+    assert_non_null(err);
+    assert_string_equal(str(err, "code"), "bad_message");
+    assert_null(sim_msg_to(s, a->session, "answer", from, NULL));
+    assert_null(sim_part(a)->screen);
+    assert_int_equal(sim_part(a)->video->source, SFU_SOURCE_CAMERA);
+  }
+  int from = s->nmsgs; /* the camera named as what it is: fine */
+  sim_reoffer_with(a, 92, json_pack("{s:{s:s}}", "sources", "1", "camera"));
+  assert_non_null(sim_msg_to(s, a->session, "answer", from, NULL));
+  assert_null(sim_msg_to(s, a->session, "error", from, NULL));
+  assert_int_equal(events_emitted(s, "track_unpublished", 0), 0);
+}
+
 /* ---- moving a call to another node's room (migration.c) ---------------------- */
 
 
@@ -1629,6 +1816,41 @@ static void moved_call_keeps_people_tracks_and_choices_and_counts_usage_once(voi
   sim_free(s2);
 }
 
+/* A screen share moves with its call: exported as "screen", published
+ * again under its id, without an event, when the client's offer on the
+ * new node marks its m-line so. */
+static void moved_screen_share_keeps_its_track_id(void **state) {
+  sim_t *s1 = sim_new(55, 0), *s2 = sim_new(56, 0);
+  *state = s1;
+  sim_peer_t *a = camera_and_screen(s1, "alice");
+  sim_run(s1, 300);
+  char screen_id[24];
+  snprintf(screen_id, sizeof(screen_id), "%s", sim_part(a)->screen->id);
+  json_t *st = sfu_room_export(&s1->room);
+  json_t *e = json_array_get(json_object_get(st, "participants"), 0);
+  assert_string_equal(str(e, "screen"), screen_id);
+  assert_string_equal(str(e, "video"), sim_part(a)->video->id);
+
+  sim_peer_t *a2 = sim_peer_new(s2, "alice");
+  sim_peer_audio(a2);
+  sim_peer_video(a2, 3);
+  sim_peer_screen(a2);
+  a2->session += 50;
+  json_object_set_new(e, "session", json_integer(a2->session));
+  int from2 = s2->nmsgs;
+  json_t *in = json_pack("{s:s, s:o}", "type", "migrate_in", "state", st);
+  assert_int_equal(sfu_room_on_control(&s2->room, "migrate_in", in, s2->now), 0);
+  json_decref(in);
+  sim_offer(a2);
+  sim_connect(a2);
+  sfu_participant_t *p2 = sim_part(a2);
+  assert_non_null(p2->screen);
+  assert_string_equal(p2->screen->id, screen_id);
+  assert_int_equal(p2->screen->source, SFU_SOURCE_SCREEN);
+  assert_int_equal(events_emitted(s2, "track_published", from2), 0);
+  sim_free(s2);
+}
+
 static void malformed_import_takes_nothing(void **state) {
   sim_t *s = sim_new(43, 0);
   *state = s;
@@ -1689,6 +1911,11 @@ int main(void) {
       cmocka_unit_test_teardown(server_mute_set_is_bounded_and_outlives_a_kick, teardown),
       cmocka_unit_test_teardown(moved_call_keeps_people_tracks_and_choices_and_counts_usage_once, teardown),
       cmocka_unit_test_teardown(malformed_import_takes_nothing, teardown),
+      cmocka_unit_test_teardown(moved_screen_share_keeps_its_track_id, teardown),
+      cmocka_unit_test_teardown(camera_and_screen_reach_a_subscriber_as_two_video_mlines, teardown),
+      cmocka_unit_test_teardown(video_quality_applies_to_the_track_it_names, teardown),
+      cmocka_unit_test_teardown(stopping_the_screen_share_removes_only_it, teardown),
+      cmocka_unit_test_teardown(offer_sources_are_checked, teardown),
       cmocka_unit_test_teardown(audience_is_counted_not_listed, teardown),
   };
   sfu_log_set_level(SFU_LOG_WARN); /* joins and leaves are not news here */

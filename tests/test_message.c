@@ -50,6 +50,16 @@ static void good_messages(void **state) {
   assert_string_equal(m.room, "r");
   assert_string_equal(m.token, "0123456789abcdef0123456789abcdef");
   json_decref(j);
+  j = json_loads("{\"type\":\"offer\",\"sdp\":\"v=0\",\"sources\":{\"1\":\"camera\",\"2\":\"screen\"}}",
+                 0, NULL);
+  assert_int_equal(sfu_msg_parse(j, &m, &code, &why), 0);
+  assert_true(json_is_object(m.sources));
+  assert_string_equal(json_string_value(json_object_get(m.sources, "2")), "screen");
+  json_decref(j);
+  j = json_loads("{\"type\":\"offer\",\"sdp\":\"v=0\"}", 0, NULL);
+  assert_int_equal(sfu_msg_parse(j, &m, &code, &why), 0);
+  assert_null(m.sources);
+  json_decref(j);
 }
 
 static void bad_messages_name_the_problem(void **state) {
@@ -72,6 +82,16 @@ static void bad_messages_name_the_problem(void **state) {
       {"{\"type\":\"resume\",\"room\":\"r\"}", "bad_message", "resume_token"},
       {"{\"type\":\"resume\",\"room\":\"r\",\"resume_token\":\"short\"}", "bad_message",
        "32-character"},
+      {"{\"type\":\"offer\",\"sdp\":\"v=0\",\"sources\":[\"screen\"]}", "bad_message", "sources"},
+      {"{\"type\":\"offer\",\"sdp\":\"v=0\",\"sources\":{\"1\":\"window\"}}", "bad_message",
+       "\"screen\""},
+      {"{\"type\":\"offer\",\"sdp\":\"v=0\",\"sources\":{\"1\":true}}", "bad_message", "source"},
+      {"{\"type\":\"offer\",\"sdp\":\"v=0\",\"sources\":{\"\":\"screen\"}}", "bad_message", "mid"},
+      {"{\"type\":\"offer\",\"sdp\":\"v=0\",\"sources\":{\"0123456789abcdef0123456789abcdef\":"
+       "\"screen\"}}", "bad_message", "mid"},
+      {"{\"type\":\"offer\",\"sdp\":\"v=0\",\"sources\":{\"1\":\"screen\",\"2\":\"screen\","
+       "\"3\":\"screen\",\"4\":\"screen\",\"5\":\"screen\",\"6\":\"screen\",\"7\":\"screen\","
+       "\"8\":\"screen\",\"9\":\"screen\"}}", "bad_message", "at most 8"},
   };
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     assert_int_equal(check(cases[i].text, &m, &code, &why), -1);

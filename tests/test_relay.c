@@ -7,7 +7,7 @@
  *
  * What is checked: audio both ways across the link and usage counted by
  * each participant's own process only; a track published after its
- * publisher was described; video at the layer a relay's
+ * publisher was described; a screen share next to a camera; video at the layer a relay's
  * subscriber chose, its keyframe requests reaching the publisher on the
  * origin; losses on the link repaired by NACKs to the origin; leaves and
  * a failed link taking remote participants away; link messages that are
@@ -170,6 +170,50 @@ static void a_track_published_after_the_join_reaches_the_relay(void **state) {
 }
 
 /* ---- video ---------------------------------------------------------------- */
+
+/* A screen share crosses the link as a track of its own: described with
+ * its source, listed so to the relay's clients, its packets on the relay
+ * subscriber's second video m-line. */
+static void a_screen_share_crosses_the_link_next_to_the_camera(void **state) {
+  pair_t *w = pair(state, 8);
+  sim_peer_t *alice = sim_peer_new(w->a, "alice");
+  sim_peer_video(alice, 2);
+  sim_peer_screen(alice);
+  sim_enter(alice);
+  sim_peer_t *bob = peer(w->b, "bob", 0, 0);
+  sim_run2(w->a, w->b, 2000);
+  sfu_participant_t *r = remote(w->b, "alice");
+  assert_non_null(r);
+  assert_non_null(r->video);
+  assert_non_null(r->screen);
+  assert_int_equal(r->screen->source, SFU_SOURCE_SCREEN);
+  assert_int_equal(r->video->source, SFU_SOURCE_CAMERA);
+  assert_string_equal(r->screen->id, sim_part(alice)->screen->id);
+  json_t *pj = sfu_participant_json(r);
+  json_t *t = json_array_get(json_object_get(pj, "tracks"), 1);
+  assert_string_equal(str(t, "track_id"), r->screen->id);
+  assert_string_equal(str(t, "source"), "screen");
+  json_decref(pj);
+  sim_sub_t *u = sim_sub_by_track(bob, r->screen->id), *c = sim_sub_by_track(bob, r->video->id);
+  assert_non_null(u);
+  assert_non_null(c);
+  int screen = 0, camera = 0, other = 0;
+  for (int i = 0; i < u->nrx; i++) {
+    screen += sim_tag_layer(u->rx[i].tag) == SIM_SCREEN;
+    other += sim_tag_layer(u->rx[i].tag) != SIM_SCREEN;
+  }
+  for (int i = 0; i < c->nrx; i++) camera += sim_tag_layer(c->rx[i].tag) == 1;
+  assert_true(screen > 50);
+  assert_int_equal(other, 0);
+  assert_true(camera > 20);
+
+  /* stopped at the origin: gone at the relay, the camera stays */
+  sim_stop_screen(alice, 30);
+  sim_run2(w->a, w->b, 500);
+  assert_null(r->screen);
+  assert_non_null(r->video);
+  assert_false(u->active);
+}
 
 static void video_over_the_link_takes_the_relay_subscribers_layer_and_its_pli(void **state) {
   pair_t *w = pair(state, 2);
@@ -360,6 +404,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_teardown(audio_crosses_the_link_both_ways_and_usage_is_counted_once, teardown),
       cmocka_unit_test_teardown(a_track_published_after_the_join_reaches_the_relay, teardown),
+      cmocka_unit_test_teardown(a_screen_share_crosses_the_link_next_to_the_camera, teardown),
       cmocka_unit_test_teardown(video_over_the_link_takes_the_relay_subscribers_layer_and_its_pli,
                                 teardown),
       cmocka_unit_test_teardown(losses_on_the_link_are_repaired_from_the_origin, teardown),

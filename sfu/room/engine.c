@@ -101,9 +101,13 @@ json_t *sfu_participant_json(const sfu_participant_t *p) {
     json_array_append_new(tracks, json_pack("{s:s, s:s, s:b}", "track_id", p->audio->id,
                                             "kind", "audio", "muted",
                                             p->muted || p->server_muted));
-  if (p->video)
-    json_array_append_new(tracks, json_pack("{s:s, s:s, s:s}", "track_id", p->video->id,
-                                            "kind", "video", "codec", p->video->codec.name));
+  for (int v = 0; v < 2; v++) { /* camera, then screen */
+    const sfu_track_t *t = v ? p->screen : p->video;
+    if (t)
+      json_array_append_new(tracks, json_pack("{s:s, s:s, s:s, s:s}", "track_id", t->id, "kind",
+                                              "video", "codec", t->codec.name, "source",
+                                              sfu_source_name(t->source)));
+  }
   return json_pack("{s:s, s:s, s:s, s:b, s:b, s:b, s:o}", "sid", p->sid, "identity",
                    p->identity, "name", p->name, "muted", p->muted, "server_muted",
                    p->server_muted, "speaking", p->speaking, "tracks", tracks);
@@ -135,7 +139,7 @@ static int publishes_audio(const sfu_participant_t *p) {
 }
 
 static int publishes_video(const sfu_participant_t *p) {
-  return p->video && p->media_connected;
+  return (p->video || p->screen) && p->media_connected;
 }
 
 static int receives(const sfu_participant_t *p, sfu_kind_t kind) {
@@ -225,12 +229,14 @@ static void server_mute(sfu_room_t *room, const char *identity, int muted) {
 
 /* --- membership ---------------------------------------------------------- */
 
-static void unpublish(sfu_room_t *room, sfu_participant_t *p, sfu_track_t **slot) {
+void sfu_room_unpublish(sfu_room_t *room, sfu_participant_t *p, sfu_track_t **slot) {
   sfu_track_t *t = *slot;
   if (!t) return;
-  sfu_room_event(room, "track_unpublished", p,
-                 json_pack("{s:s, s:s}", "track_id", t->id, "kind",
-                           t->kind == SFU_KIND_AUDIO ? "audio" : "video"));
+  json_t *ev = json_pack("{s:s, s:s}", "track_id", t->id, "kind",
+                         t->kind == SFU_KIND_AUDIO ? "audio" : "video");
+  if (t->kind == SFU_KIND_VIDEO)
+    json_object_set_new(ev, "source", json_string(sfu_source_name(t->source)));
+  sfu_room_event(room, "track_unpublished", p, ev);
   sfu_neg_track_removed(room, t);
   sfu_track_destroy(t);
   *slot = NULL;
@@ -238,8 +244,7 @@ static void unpublish(sfu_room_t *room, sfu_participant_t *p, sfu_track_t **slot
 }
 
 static void drop_media(sfu_room_t *room, sfu_participant_t *p) {
-  unpublish(room, p, &p->audio);
-  unpublish(room, p, &p->video);
+  for (int i = 0; i < SFU_TRACK_SLOTS; i++) sfu_room_unpublish(room, p, sfu_track_at(p, i));
   for (int i = 0; i < p->down.n; i++) {
     sfu_downtrack_t *d = p->down.items[i];
     if (d->track) { /* unhook from the publisher's track */
@@ -609,7 +614,8 @@ static void media_tick(sfu_room_t *room) {
   }
   /* The feedback tick runs while someone publishes video. */
   int video = 0;
-  for (sfu_participant_t *p = room->participants; p && !video; p = p->next) video = p->video != NULL;
+  for (sfu_participant_t *p = room->participants; p && !video; p = p->next)
+    video = p->video || p->screen;
   if (!video)
     room->next_fb_us = 0;
   else if (!room->next_fb_us)

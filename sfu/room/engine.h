@@ -235,6 +235,10 @@ void sfu_room_set_muted(sfu_room_t *room, sfu_participant_t *p, int muted, int b
 /* Sends sfud a record for the control plane: {type, participant, sid} +
  * `extra` (reference taken). */
 void sfu_room_event(sfu_room_t *room, const char *type, sfu_participant_t *p, json_t *extra);
+/* p's track in *slot (may be NULL: nothing happens) goes: the
+ * track_unpublished record, its down-tracks removed (inactive in each
+ * subscriber's next offer), the track freed, *slot cleared, the links told. */
+void sfu_room_unpublish(sfu_room_t *room, sfu_participant_t *p, sfu_track_t **slot);
 /* Re-derives every participant's usage states from the media state; call
  * after anything that may change who publishes or receives (the meters
  * integrate each state from the instant it changes: no record is needed
@@ -246,7 +250,10 @@ void sfu_room_usage_refresh(sfu_room_t *room);
 void sfu_room_usage_checkpoint(sfu_room_t *room, sfu_participant_t *leaving);
 
 /* negotiation.c */
-int sfu_neg_on_offer(sfu_room_t *room, sfu_participant_t *p, const char *sdp, json_t *id);
+/* A client's offer; `sources` (borrowed, may be NULL) is its checked
+ * "sources" object, {mid: "camera"|"screen"} (signaling/message.h). */
+int sfu_neg_on_offer(sfu_room_t *room, sfu_participant_t *p, const char *sdp, json_t *sources,
+                     json_t *id);
 int sfu_neg_on_answer(sfu_room_t *room, sfu_participant_t *p, const char *sdp, long long offer_id);
 /* `cand` is a "candidate:..." string, or NULL for end of candidates. */
 int sfu_neg_on_candidate(sfu_room_t *room, sfu_participant_t *p, const char *cand);

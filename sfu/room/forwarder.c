@@ -185,8 +185,9 @@ static int ext_is(const sfu_rtp_t *r, int id, const char *rid) {
 /* The layer a packet is of, or -1; *rtx says it is a repair (RFC 4588)
  * packet. SSRCs the SDP did not give are learnt: a simulcast layer's from
  * the rid extension, a single layer's from the first packet of its type
- * (the links hear of them). A remote track's come from its description
- * only (relay.c). */
+ * (the links hear of them) -- but not from a packet whose mid extension
+ * names another m-line: a camera and a screen share use the same payload
+ * types. A remote track's come from its description only (relay.c). */
 static int classify(sfu_track_t *t, const sfu_rtp_t *r, int *rtx) {
   if (!t) return -1;
   for (int k = 0; k < t->nlayers; k++) {
@@ -196,6 +197,10 @@ static int classify(sfu_track_t *t, const sfu_rtp_t *r, int *rtx) {
   }
   int is_rtx = t->rtx_pt >= 0 && r->pt == t->rtx_pt;
   if ((r->pt != t->pt && !is_rtx) || t->owner->via) return -1;
+  char mid[sizeof(t->mid)];
+  if (t->mid_ext && sfu_rtp_ext_mid(r, t->mid_ext, mid, sizeof(mid)) > 0 &&
+      strcmp(mid, t->mid) != 0)
+    return -1;
   for (int k = 0; k < t->nlayers; k++) {
     sfu_layer_t *l = &t->layers[k];
     uint32_t *slot = is_rtx ? &l->rtx_ssrc : &l->ssrc;
@@ -438,10 +443,10 @@ void sfu_fwd_on_rtp(sfu_room_t *room, sfu_participant_t *p, uint8_t *buf, size_t
   }
   room->c.rtp_in++;
   if (p->twcc_in_ext) note_arrival(room, p, &r);
-  if ((k = classify(p->audio, &r, &rtx)) >= 0)
-    t = p->audio;
-  else if ((k = classify(p->video, &r, &rtx)) >= 0)
-    t = p->video;
+  sfu_track_t *ts[SFU_TRACK_SLOTS];
+  sfu_participant_tracks(p, ts);
+  for (int i = 0; i < SFU_TRACK_SLOTS && !t; i++)
+    if ((k = classify(ts[i], &r, &rtx)) >= 0) t = ts[i];
   if (!t) { /* FEC, padding probes on unknown streams, strangers */
     room->c.drop_unknown_ssrc++;
     return;
@@ -488,8 +493,9 @@ void sfu_fwd_on_rtp(sfu_room_t *room, sfu_participant_t *p, uint8_t *buf, size_t
 /* --- RTCP in ------------------------------------------------------------ */
 
 static sfu_layer_t *layer_of_ssrc(sfu_participant_t *p, uint32_t ssrc) {
-  sfu_track_t *ts[2] = {p->audio, p->video};
-  for (int i = 0; i < 2; i++)
+  sfu_track_t *ts[SFU_TRACK_SLOTS];
+  sfu_participant_tracks(p, ts);
+  for (int i = 0; i < SFU_TRACK_SLOTS; i++)
     for (int k = 0; ts[i] && k < ts[i]->nlayers; k++)
       if (ts[i]->layers[k].ssrc == ssrc && ssrc) return &ts[i]->layers[k];
   return NULL;
@@ -687,38 +693,42 @@ static void probe_tick(sfu_room_t *room, sfu_participant_t *p) {
   }
 }
 
-/* Every FB_INTERVAL_MS: NACKs to publishers for what their video lost on
- * the way to us (sfu/media/nack.c decides what is due, with retry limits),
- * transport-wide feedback to publishers, the padding of running probes. */
-void sfu_fwd_feedback_tick(sfu_room_t *room) {
+/* The due NACKs of one of p's video tracks, to p. */
+static void nack_upstream(sfu_room_t *room, sfu_participant_t *p, sfu_track_t *t, uint64_t ms) {
   uint16_t seqs[64];
-  uint64_t ms = now_ms(room);
-  for (sfu_participant_t *p = room->participants; p; p = p->next) {
-    sfu_track_t *t = p->video;
-    if (!p->tp_ready) continue;
-    if (p->twcc_rx) twcc_feedback(room, p, ms);
-    if (p->cc && p->cc->probe_ticks > 0) probe_tick(room, p);
-    if (!t) continue;
-    for (int k = 0; k < t->nlayers; k++) {
-      sfu_layer_t *l = &t->layers[k];
-      if (!l->nack || !l->ssrc) continue;
-      uint64_t given_up = l->nack->given_up;
-      int n = sfu_nack_gen_due(l->nack, ms, 0, seqs, 64);
-      /* A packet that will not come: subscribers stall on the frame until
-       * the next keyframe, so ask for it now. */
-      if (l->nack->given_up > given_up) sfu_fwd_request_keyframe(room, t, k);
-      if (n <= 0) continue;
-      int m = sfu_rtcp_write_nack(room->scratch, sizeof(room->scratch) - SFU_SRTP_TRAILER,
-                                  p->rtcp_ssrc, l->ssrc, seqs, n);
-      if (m > 0 && send_pkt(room, p, 1, (size_t)m) == 0) {
-        t->nacks_sent++;
-        room->c.nacks_sent++;
-        room->c.rtcp_out++;
-      }
+  for (int k = 0; k < t->nlayers; k++) {
+    sfu_layer_t *l = &t->layers[k];
+    if (!l->nack || !l->ssrc) continue;
+    uint64_t given_up = l->nack->given_up;
+    int n = sfu_nack_gen_due(l->nack, ms, 0, seqs, 64);
+    /* A packet that will not come: subscribers stall on the frame until
+     * the next keyframe, so ask for it now. */
+    if (l->nack->given_up > given_up) sfu_fwd_request_keyframe(room, t, k);
+    if (n <= 0) continue;
+    int m = sfu_rtcp_write_nack(room->scratch, sizeof(room->scratch) - SFU_SRTP_TRAILER,
+                                p->rtcp_ssrc, l->ssrc, seqs, n);
+    if (m > 0 && send_pkt(room, p, 1, (size_t)m) == 0) {
+      t->nacks_sent++;
+      room->c.nacks_sent++;
+      room->c.rtcp_out++;
     }
   }
 }
 
+/* Every FB_INTERVAL_MS: NACKs to publishers for what their video (camera
+ * and screen) lost on the way to us (sfu/media/nack.c decides what is
+ * due, with retry limits), transport-wide feedback to publishers, the
+ * padding of running probes. */
+void sfu_fwd_feedback_tick(sfu_room_t *room) {
+  uint64_t ms = now_ms(room);
+  for (sfu_participant_t *p = room->participants; p; p = p->next) {
+    if (!p->tp_ready) continue;
+    if (p->twcc_rx) twcc_feedback(room, p, ms);
+    if (p->cc && p->cc->probe_ticks > 0) probe_tick(room, p);
+    if (p->video) nack_upstream(room, p, p->video, ms);
+    if (p->screen) nack_upstream(room, p, p->screen, ms);
+  }
+}
 
 void sfu_fwd_on_rtcp(sfu_room_t *room, sfu_participant_t *p, uint8_t *buf, size_t len) {
   sfu_rtcp_iter_t it;
@@ -834,10 +844,12 @@ static uint32_t layer_cost(const sfu_track_t *t, int k, int rank) {
   return b ? b : 150000u << (2 * rank);
 }
 
-/* Which videos a subscriber keeps first: 0 before 1. The cameras of those
- * speaking, then the others. */
-#define PRIORITIES 2
-static int video_priority(const sfu_downtrack_t *d) { return d->track->owner->speaking ? 0 : 1; }
+/* Which videos a subscriber keeps first: 0 before 1 before 2. Screen
+ * shares, the cameras of those speaking, the others. */
+#define PRIORITIES 3
+static int video_priority(const sfu_downtrack_t *d) {
+  return d->track->source == SFU_SOURCE_SCREEN ? 0 : d->track->owner->speaking ? 1 : 2;
+}
 
 /* Probing: once the last probe's result is in (or it is overdue), another
  * if p's videos want more than the estimate: a cluster of padding at twice
@@ -1037,15 +1049,19 @@ static void sender_report(sfu_room_t *room, sfu_participant_t *p, sfu_downtrack_
   }
 }
 
-/* REMB to a video publisher: the most the room takes from it. It bounds
- * the publisher's own estimate (which still backs off on loss), so that a
- * browser does not wait for its slow loss-based ramp-up before it sends
- * its top simulcast layer. */
+/* REMB to a video publisher: the most the room takes from it, for its
+ * camera and screen share together (one estimate covers every SSRC it
+ * lists). It bounds the publisher's own estimate (which still backs off
+ * on loss), so that a browser does not wait for its slow loss-based
+ * ramp-up before it sends its top simulcast layer. */
 static void publisher_remb(sfu_room_t *room, sfu_participant_t *p) {
-  uint32_t ssrcs[SFU_MAX_LAYERS];
+  uint32_t ssrcs[2 * SFU_MAX_LAYERS];
   int n = 0;
-  for (int k = 0; k < p->video->nlayers; k++)
-    if (p->video->layers[k].ssrc) ssrcs[n++] = p->video->layers[k].ssrc;
+  for (int v = 0; v < 2; v++) {
+    const sfu_track_t *t = v ? p->screen : p->video;
+    for (int k = 0; t && k < t->nlayers; k++)
+      if (t->layers[k].ssrc) ssrcs[n++] = t->layers[k].ssrc;
+  }
   if (n == 0) return;
   send_rtcp(room, p, sfu_rtcp_write_remb(room->scratch, sizeof(room->scratch) - SFU_SRTP_TRAILER,
                                          p->rtcp_ssrc, PUBLISH_MAX_BPS, ssrcs, n));
@@ -1055,9 +1071,10 @@ void sfu_fwd_send_reports(sfu_room_t *room) {
   uint64_t now = wall_us(room);
   for (sfu_participant_t *p = room->participants; p; p = p->next) {
     if (!p->tp_ready || p->via) continue; /* a remote publisher's process reports */
-    if (p->video) publisher_remb(room, p);
-    sfu_track_t *ts[2] = {p->audio, p->video};
-    for (int i = 0; i < 2; i++)
+    if (p->video || p->screen) publisher_remb(room, p);
+    sfu_track_t *ts[SFU_TRACK_SLOTS];
+    sfu_participant_tracks(p, ts);
+    for (int i = 0; i < SFU_TRACK_SLOTS; i++)
       for (int k = 0; ts[i] && k < ts[i]->nlayers; k++)
         if (ts[i]->layers[k].rx.packets) receiver_report(room, p, &ts[i]->layers[k]);
     for (int i = 0; i < p->down.n; i++)

@@ -4,7 +4,7 @@
  *
  * The old room exports what the call is made of (sfu_room_export): each
  * participant's identity, sid, name, grants, mute states, the ids of the
- * tracks it publishes and the choices it made for the videos it receives;
+ * tracks it publishes (audio, video, screen) and the choices it made for the videos it receives;
  * the server mutes. No transport state moves: each client makes a second
  * peer connection to the new room (make-before-break, docs/signaling.md).
  *
@@ -56,12 +56,13 @@ json_t *sfu_room_export(const sfu_room_t *room) {
   for (const sfu_participant_t *p = room->participants; p; p = p->next)
     if (!p->via) /* a remote participant moves with its own process */
       json_array_append_new(
-        parts, json_pack("{s:I, s:s, s:s, s:s, s:i, s:i, s:b, s:s?, s:s?, s:o, s:s}",
+        parts, json_pack("{s:I, s:s, s:s, s:s, s:i, s:i, s:b, s:s?, s:s?, s:s?, s:o, s:s}",
                          "session", (json_int_t)p->session, "sid", p->sid, "identity",
                          p->identity, "name", p->name, "grants", (int)p->grants, "number",
                          (int)p->number, "muted", p->muted, "audio",
                          p->audio ? p->audio->id : NULL, "video", p->video ? p->video->id : NULL,
-                         "subscriptions", subs_json(p), "resume_token", p->resume_token));
+                         "screen", p->screen ? p->screen->id : NULL, "subscriptions",
+                         subs_json(p), "resume_token", p->resume_token));
   for (int i = 0; i < room->server_muted.n; i++)
     json_array_append_new(muted, json_string(room->server_muted.items[i].id));
   return json_pack("{s:i, s:o, s:o}", "joins", (int)room->joins, "participants", parts,
@@ -133,10 +134,10 @@ static sfu_participant_t *import_one(sfu_room_t *room, json_t *e) {
   p->joined_ms = now_ms(room);
   p->rtcp_ssrc = sfu_random_u32();
   p->migrating = 1;
-  if ((v = str_of(e, "audio", sizeof(p->import_track[0]))))
-    snprintf(p->import_track[SFU_KIND_AUDIO], sizeof(p->import_track[0]), "%s", v);
-  if ((v = str_of(e, "video", sizeof(p->import_track[0]))))
-    snprintf(p->import_track[SFU_KIND_VIDEO], sizeof(p->import_track[0]), "%s", v);
+  static const char *const slots[SFU_TRACK_SLOTS] = {"audio", "video", "screen"};
+  for (int k = 0; k < SFU_TRACK_SLOTS; k++)
+    if ((v = str_of(e, slots[k], sizeof(p->import_track[0]))))
+      snprintf(p->import_track[k], sizeof(p->import_track[0]), "%s", v);
   json_array_foreach(json_object_get(e, "subscriptions"), i, sub) {
     sfu_sub_pref_t pref;
     const char *tid = str_of(sub, "track_id", sizeof(pref.track_id));
@@ -220,8 +221,9 @@ static int video_waiting(const sfu_participant_t *p) {
  * keyframe: when its client switches to this room, the video goes on at
  * once. */
 static int settled(const sfu_participant_t *p) {
+  for (int k = 0; k < SFU_TRACK_SLOTS; k++)
+    if (p->import_track[k][0]) return 0;
   return p->media_connected && p->first_answered && p->neg == NEG_IDLE && !p->needs_offer &&
-         !p->import_track[SFU_KIND_AUDIO][0] && !p->import_track[SFU_KIND_VIDEO][0] &&
          !video_waiting(p);
 }
 

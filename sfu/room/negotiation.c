@@ -2,11 +2,15 @@
  * negotiation.c -- SDP offer/answer for one participant (docs/signaling.md).
  *
  * The client offers once, after `welcome`: its m-lines are answered here
- * (an Opus m-line it sends on becomes its published track; everything else
- * is answered inactive or rejected). Every later change is a server offer:
- * the previous local description plus one `sendonly` m-line per track of
- * the others ("s<N>" mids), with a=msid <publisher sid> <track id> and
- * a=ssrc of the room-unique outbound SSRC. One offer is outstanding at a
+ * (an Opus m-line it sends on becomes its published audio, a video one its
+ * camera or, when the offer's `sources` says so, its screen share;
+ * everything else is answered inactive or rejected). A later client offer
+ * may publish what it did not yet, and one that stops sending on a
+ * published track's m-line (inactive, recvonly, port 0) unpublishes it.
+ * Every later change is a server offer: the previous local description
+ * plus one `sendonly` m-line per track of the others ("s<N>" mids), with
+ * a=msid <publisher sid> <track id> and a=ssrc of the room-unique outbound
+ * SSRC. One offer is outstanding at a
  * time; changes made meanwhile set needs_offer and go into the next one.
  * A down-track carries packets only once the client has answered the offer
  * that introduced it.
@@ -328,18 +332,21 @@ static void set_layers(sfu_track_t *t, const sfu_sdp_media_t *m) {
   t->nlayers = n;
 }
 
-/* p's track of this kind, created on first use, set from the offer. */
-static sfu_track_t *publish(sfu_participant_t *p, sfu_kind_t kind, const sfu_sdp_media_t *m,
-                            const sfu_sdp_codec_t *c) {
-  sfu_track_t **slot = kind == SFU_KIND_AUDIO ? &p->audio : &p->video;
+/* p's track of this kind and source, created on first use, set from the
+ * offer. */
+static sfu_track_t *publish(sfu_participant_t *p, sfu_kind_t kind, int source,
+                            const sfu_sdp_media_t *m, const sfu_sdp_codec_t *c) {
+  int at = sfu_track_slot(kind, source);
+  sfu_track_t **slot = sfu_track_at(p, at);
   sfu_track_t *t = *slot;
   if (!t) {
     t = sfu_track_create(p);
     if (!t) return NULL;
     t->kind = kind;
-    if (p->import_track[kind][0]) { /* published before a move: same id */
-      snprintf(t->id, sizeof(t->id), "%s", p->import_track[kind]);
-      p->import_track[kind][0] = '\0';
+    t->source = kind == SFU_KIND_VIDEO ? source : SFU_SOURCE_CAMERA;
+    if (p->import_track[at][0]) { /* published before a move: same id */
+      snprintf(t->id, sizeof(t->id), "%s", p->import_track[at]);
+      p->import_track[at][0] = '\0';
       t->imported = 1;
     }
     *slot = t;
@@ -357,6 +364,7 @@ static sfu_track_t *publish(sfu_participant_t *p, sfu_kind_t kind, const sfu_sdp
   }
   t->rid_ext = sfu_sdp_find_ext(m, URI_RID);
   t->rrid_ext = sfu_sdp_find_ext(m, URI_RRID);
+  t->mid_ext = sfu_sdp_find_ext(m, URI_MID);
   set_layers(t, m);
   p->link_dirty = 1; /* the other processes of the call hear of it (relay.c) */
   return t;
@@ -365,17 +373,72 @@ static sfu_track_t *publish(sfu_participant_t *p, sfu_kind_t kind, const sfu_sdp
 /* A track is new: tell the room and the control plane, subscribe the others. */
 static void announce_track(sfu_room_t *room, sfu_participant_t *p, sfu_track_t *t) {
   const char *kind = t->kind == SFU_KIND_AUDIO ? "audio" : "video";
-  sfu_log(SFU_LOG_INFO, "room", "[%s] publishes %s %s (mid %s, %s pt %d)", p->identity, kind,
-          t->id, t->mid, t->codec.name, t->pt);
-  if (!t->imported) /* the control plane saw a moved track published already */
-    sfu_room_event(room, "track_published", p,
-                   json_pack("{s:s, s:s, s:s}", "track_id", t->id, "kind", kind, "codec",
-                             t->codec.name));
+  sfu_log(SFU_LOG_INFO, "room", "[%s] publishes %s %s (%s, mid %s, %s pt %d)", p->identity,
+          kind, t->id, t->kind == SFU_KIND_AUDIO ? "microphone" : sfu_source_name(t->source),
+          t->mid, t->codec.name, t->pt);
+  if (!t->imported) { /* the control plane saw a moved track published already */
+    json_t *ev = json_pack("{s:s, s:s, s:s}", "track_id", t->id, "kind", kind, "codec",
+                           t->codec.name);
+    if (t->kind == SFU_KIND_VIDEO)
+      json_object_set_new(ev, "source", json_string(sfu_source_name(t->source)));
+    sfu_room_event(room, "track_published", p, ev);
+  }
   sfu_neg_track_added(room, t);
 }
 
-int sfu_neg_on_offer(sfu_room_t *room, sfu_participant_t *p, const char *text, json_t *id) {
+/* The source `sources` (a checked offer's, may be NULL) gives `mid`. */
+static int source_of(json_t *sources, const char *mid) {
+  const char *v = json_string_value(json_object_get(sources, mid));
+  return v && strcmp(v, "screen") == 0 ? SFU_SOURCE_SCREEN : SFU_SOURCE_CAMERA;
+}
+
+/* The source of a video m-line: that of the track p publishes on it, else
+ * what the offer's `sources` says (camera when it says nothing). */
+static int line_source(const sfu_participant_t *p, json_t *sources, const char *mid) {
+  if (p->screen && strcmp(p->screen->mid, mid) == 0) return SFU_SOURCE_SCREEN;
+  if (p->video && strcmp(p->video->mid, mid) == 0) return SFU_SOURCE_CAMERA;
+  return source_of(sources, mid);
+}
+
+/* `sources` against the offer: every mid it names is a video m-line there,
+ * and a published track keeps the source it was published with. */
+static int check_sources(const sfu_participant_t *p, const sfu_sdp_t *o, json_t *sources,
+                         char *why, size_t cap) {
+  const char *mid;
+  json_t *v;
+  json_object_foreach(sources, mid, v) {
+    int at = sfu_sdp_find_mid(o, mid);
+    if (at < 0 || strcmp(o->media[at].kind, "video") != 0) {
+      snprintf(why, cap, "'sources' names '%.32s', not a video m-line of the offer", mid);
+      return -1;
+    }
+    const sfu_track_t *t = p->screen && strcmp(p->screen->mid, mid) == 0 ? p->screen
+                         : p->video && strcmp(p->video->mid, mid) == 0  ? p->video
+                                                                         : NULL;
+    if (t && t->source != source_of(sources, mid)) {
+      snprintf(why, cap, "m-line '%.32s' carries a published track: its source cannot change",
+               mid);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* Whether the offer still publishes track t of p: t's m-line is there,
+ * live, sending, with t's codec. */
+static int still_sent(const sfu_participant_t *p, const sfu_sdp_t *o, const sfu_track_t *t) {
+  int at = sfu_sdp_find_mid(o, t->mid);
+  if (at < 0 || !(p->grants & SFU_GRANT_PUBLISH)) return 0;
+  const sfu_sdp_media_t *m = &o->media[at];
+  if (m->port == 0 || (m->dir != SFU_DIR_SENDONLY && m->dir != SFU_DIR_SENDRECV)) return 0;
+  return t->kind == SFU_KIND_AUDIO ? sfu_sdp_find_codec(m, "opus", 48000) != NULL
+                                   : pick_video_codec(m) != NULL;
+}
+
+int sfu_neg_on_offer(sfu_room_t *room, sfu_participant_t *p, const char *text, json_t *sources,
+                     json_t *id) {
   const char *why = NULL, *our_setup = "passive";
+  char swhy[128];
   sfu_sdp_t offer;
   int rv;
 
@@ -390,6 +453,11 @@ int sfu_neg_on_offer(sfu_room_t *room, sfu_participant_t *p, const char *text, j
   }
   if (check_offer(&offer, &why) != 0) {
     sfu_room_error(room, p, id, "bad_sdp", "%s", why);
+    sfu_sdp_free(&offer);
+    return SFU_EINVAL;
+  }
+  if (check_sources(p, &offer, sources, swhy, sizeof(swhy)) != 0) {
+    sfu_room_error(room, p, id, "bad_message", "%s", swhy);
     sfu_sdp_free(&offer);
     return SFU_EINVAL;
   }
@@ -412,10 +480,21 @@ int sfu_neg_on_offer(sfu_room_t *room, sfu_participant_t *p, const char *text, j
 
   sfu_sdp_t *ans = sfu_sdp_new(offer.nmedia);
   sfu_downtrack_t *mine;
-  sfu_track_t *added[2] = {NULL, NULL};
+  sfu_track_t *added[SFU_TRACK_SLOTS] = {NULL, NULL, NULL};
+  int changed = 0;
   if (!ans) {
     sfu_sdp_free(&offer);
     return SFU_ENOMEM;
+  }
+  /* Tracks whose m-line stopped sending go first: a screen share stopped
+   * and another started in one offer is a new track. */
+  for (int k = 0; k < SFU_TRACK_SLOTS; k++) {
+    sfu_track_t **slot = sfu_track_at(p, k);
+    if (!*slot || still_sent(p, &offer, *slot)) continue;
+    sfu_log(SFU_LOG_INFO, "room", "[%s] stops publishing %s (mid %s)", p->identity,
+            (*slot)->id, (*slot)->mid);
+    sfu_room_unpublish(room, p, slot);
+    changed = 1;
   }
   session_fields(p, ans);
   ans->nmedia = offer.nmedia;
@@ -447,11 +526,13 @@ int sfu_neg_on_offer(sfu_room_t *room, sfu_participant_t *p, const char *text, j
     int can = sends && (p->grants & SFU_GRANT_PUBLISH);
     sfu_kind_t kind = vc ? SFU_KIND_VIDEO : SFU_KIND_AUDIO;
     const sfu_sdp_codec_t *c = vc ? vc : strcmp(om->kind, "audio") == 0 ? opus : NULL;
-    sfu_track_t *cur = vc ? p->video : p->audio;
+    int source = vc ? line_source(p, sources, om->mid) : SFU_SOURCE_CAMERA;
+    int at = sfu_track_slot(kind, source);
+    sfu_track_t *cur = *sfu_track_at(p, at);
     if (c && can && (!cur || strcmp(cur->mid, om->mid) == 0)) {
-      sfu_track_t *t = publish(p, kind, om, c);
+      sfu_track_t *t = publish(p, kind, source, om, c);
       if (!t) continue;
-      if (!cur) added[kind] = t;
+      if (!cur) added[at] = t;
       am->dir = SFU_DIR_RECVONLY;
       if (kind == SFU_KIND_AUDIO) {
         sfu_sdp_codec_t oc;
@@ -476,9 +557,9 @@ int sfu_neg_on_offer(sfu_room_t *room, sfu_participant_t *p, const char *text, j
                                         (p->twcc_in_ext && om->ext[k].id == p->twcc_in_ext))))
           am->ext[am->next++] = om->ext[k];
     } else {
-      /* Not something we receive (a second audio or video, a codec we do
-       * not forward, a recvonly slot): answered inactive. Others' tracks
-       * come in server offers. */
+      /* Not something we receive (a second audio, camera or screen, a
+       * codec we do not forward, a recvonly slot, a track stopped): answered
+       * inactive. Others' tracks come in server offers. */
       am->dir = SFU_DIR_INACTIVE;
       am->codecs[0] = om->codecs[0];
       am->ncodecs = 1;
@@ -494,14 +575,17 @@ int sfu_neg_on_offer(sfu_room_t *room, sfu_participant_t *p, const char *text, j
     if (p->grants & SFU_GRANT_SUBSCRIBE)
       for (sfu_participant_t *o = room->participants; o; o = o->next) {
         if (o == p) continue;
-        if (o->audio) subscribe(p, o->audio);
-        if (o->video) subscribe(p, o->video);
+        sfu_track_t *ts[SFU_TRACK_SLOTS];
+        sfu_participant_tracks(o, ts);
+        for (int k = 0; k < SFU_TRACK_SLOTS; k++)
+          if (ts[k]) subscribe(p, ts[k]);
       }
   }
-  if (added[0] || added[1]) {
+  for (int k = 0; k < SFU_TRACK_SLOTS; k++) changed |= added[k] != NULL;
+  if (changed) {
     sfu_room_broadcast(room, p, json_pack("{s:s, s:o}", "type", "participant_updated",
                                           "participant", sfu_participant_json(p)));
-    for (int k = 0; k < 2; k++)
+    for (int k = 0; k < SFU_TRACK_SLOTS; k++)
       if (added[k]) announce_track(room, p, added[k]);
     sfu_room_usage_refresh(room);
   }

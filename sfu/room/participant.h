@@ -48,6 +48,19 @@ typedef struct sfu_rx_stats_s {
 
 typedef enum { SFU_KIND_AUDIO, SFU_KIND_VIDEO } sfu_kind_t;
 
+/* What a video track shows (docs/signaling.md "Screen share"): the
+ * publisher's camera, or its screen. An audio track is a camera's. A
+ * screen share is the track a subscriber is least willing to lose:
+ * whoever shares bandwidth between tracks may rank it first. */
+typedef enum { SFU_SOURCE_CAMERA = 0, SFU_SOURCE_SCREEN = 1 } sfu_source_t;
+
+/* The tracks a participant may publish at once, and the index of each in
+ * the arrays that hold one entry per track (sfu_track_slot()). */
+#define SFU_TRACK_SLOTS 3
+#define SFU_SLOT_AUDIO 0
+#define SFU_SLOT_VIDEO 1
+#define SFU_SLOT_SCREEN 2
+
 #define SFU_MAX_LAYERS 3        /* simulcast encodings of a video track */
 
 /* One encoding a publisher sends for a track: the only one, or one
@@ -70,13 +83,14 @@ typedef struct sfu_layer_s {
                                    subscriber's NACKs; lazily */
 } sfu_layer_t;
 
-/* A published track (inbound): one audio (Opus) and one video track per
- * participant. Video is forwarded in the publisher's codec, one simulcast
- * layer per subscriber. */
+/* A published track (inbound): per participant one audio (Opus), one
+ * camera video and one screen-share video. Video is forwarded in the
+ * publisher's codec, one simulcast layer per subscriber. */
 typedef struct sfu_track_s {
   char id[24];                  /* "TR_<hex>" */
   sfu_participant_t *owner;     /* publisher */
   sfu_kind_t kind;
+  int source;                   /* SFU_SOURCE_*: camera (and every audio) or screen */
   char mid[32];                 /* publisher's mid */
   uint8_t pt;                   /* publisher's payload type */
   int rtx_pt;                   /* its RTX payload type, -1 = none */
@@ -84,6 +98,8 @@ typedef struct sfu_track_s {
   sfu_video_parse_fn parse;     /* its payload inspector (video), set at publish */
   int level_ext;                /* publisher's audio-level extension id, 0 = none */
   int rid_ext, rrid_ext;        /* rtp-stream-id / repaired-rtp-stream-id ids */
+  int mid_ext;                  /* sdes:mid extension id, 0 = none: a packet naming
+                                   another mid never teaches this track its SSRC */
   sfu_layer_t layers[SFU_MAX_LAYERS];
   int nlayers;                  /* 1, or the simulcast layers offered */
   uint32_t out_ssrc;            /* room-unique SSRC toward subscribers */
@@ -232,7 +248,8 @@ struct sfu_participant_s {
   int next_mid;                 /* for our m-lines: "s<N>" */
   /* media */
   sfu_track_t *audio;           /* published audio, or NULL */
-  sfu_track_t *video;           /* published video, or NULL */
+  sfu_track_t *video;           /* published camera video, or NULL */
+  sfu_track_t *screen;          /* published screen share (video), or NULL */
   SFU_VEC(sfu_downtrack_t *) down; /* by m-line order of our additions */
   /* transport-wide congestion control (docs/internals/bwe.md) */
   int twcc_in_ext;              /* the extension's id in its packets, 0 = none */
@@ -246,7 +263,7 @@ struct sfu_participant_s {
    * no usage (the old node does), and the ids of the tracks it published
    * there are kept for it to publish again */
   int migrating;
-  char import_track[2][24];     /* by sfu_kind_t; "" = none (or published) */
+  char import_track[SFU_TRACK_SLOTS][24]; /* by SFU_SLOT_*; "" = none (or published) */
   SFU_VEC(sfu_sub_pref_t) prefs; /* its video subscriptions' choices there */
   /* a call spread over several processes (relay.c) */
   sfu_participant_t *via;       /* a remote participant: another process of the
@@ -267,5 +284,30 @@ struct sfu_participant_s {
   int audience;
   sfu_participant_t *next;      /* room list (room->links for a link) */
 };
+
+/* The slot of a track of this kind and source: SFU_SLOT_*. */
+static inline int sfu_track_slot(sfu_kind_t kind, int source) {
+  return kind == SFU_KIND_AUDIO ? SFU_SLOT_AUDIO
+         : source == SFU_SOURCE_SCREEN ? SFU_SLOT_SCREEN : SFU_SLOT_VIDEO;
+}
+
+/* Where p keeps its track of that slot (&p->audio, &p->video, &p->screen). */
+static inline sfu_track_t **sfu_track_at(sfu_participant_t *p, int slot) {
+  return slot == SFU_SLOT_AUDIO ? &p->audio : slot == SFU_SLOT_SCREEN ? &p->screen : &p->video;
+}
+
+/* p's published tracks by slot, NULL where none: the one walk every
+ * per-track loop (reports, SSRC lookups, descriptions) makes. */
+static inline void sfu_participant_tracks(const sfu_participant_t *p,
+                                          sfu_track_t *ts[SFU_TRACK_SLOTS]) {
+  ts[SFU_SLOT_AUDIO] = p->audio;
+  ts[SFU_SLOT_VIDEO] = p->video;
+  ts[SFU_SLOT_SCREEN] = p->screen;
+}
+
+/* "camera" or "screen". */
+static inline const char *sfu_source_name(int source) {
+  return source == SFU_SOURCE_SCREEN ? "screen" : "camera";
+}
 
 #endif

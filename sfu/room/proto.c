@@ -39,7 +39,7 @@ void sfu_proto_client_msg(sfu_room_t *room, sfu_participant_t *p, json_t *msg) {
   }
   switch (m.type) {
   case SFU_MSG_OFFER:
-    sfu_neg_on_offer(room, p, m.sdp, m.id);
+    sfu_neg_on_offer(room, p, m.sdp, m.sources, m.id);
     break;
   case SFU_MSG_ANSWER:
     sfu_neg_on_answer(room, p, m.sdp, m.offer_id);

@@ -197,8 +197,9 @@ static void index_ssrcs(sfu_room_t *room, sfu_participant_t *l) {
   l->link_ssrcs.n = 0;
   for (sfu_participant_t *p = room->participants; p; p = p->next)
     if (p->via == l) {
-      add_ssrcs(l, p, p->audio);
-      add_ssrcs(l, p, p->video);
+      sfu_track_t *ts[SFU_TRACK_SLOTS];
+      sfu_participant_tracks(p, ts);
+      for (int k = 0; k < SFU_TRACK_SLOTS; k++) add_ssrcs(l, p, ts[k]);
     }
 }
 
@@ -236,8 +237,10 @@ static json_t *track_json(const sfu_track_t *t) {
     json_array_append_new(layers, json_pack("{s:s, s:I, s:I}", "rid", t->layers[k].rid, "ssrc",
                                             (json_int_t)t->layers[k].ssrc, "rtx_ssrc",
                                             (json_int_t)t->layers[k].rtx_ssrc));
-  return json_pack("{s:s, s:s, s:I, s:I, s:i, s:i, s:{s:s, s:i, s:i, s:s}, s:i, s:i, s:i, s:o}",
+  return json_pack("{s:s, s:s, s:s, s:I, s:I, s:i, s:i, s:{s:s, s:i, s:i, s:s}, s:i, s:i, s:i, "
+                   "s:o}",
                    "id", t->id, "kind", t->kind == SFU_KIND_AUDIO ? "audio" : "video",
+                   "source", sfu_source_name(t->source),
                    "out_ssrc", (json_int_t)t->out_ssrc, "out_rtx_ssrc",
                    (json_int_t)t->out_rtx_ssrc, "pt", t->pt, "rtx_pt", t->rtx_pt, "codec",
                    "name", t->codec.name, "clock", t->codec.clock, "channels",
@@ -247,8 +250,10 @@ static json_t *track_json(const sfu_track_t *t) {
 
 static json_t *peer_json(const sfu_participant_t *p) {
   json_t *tracks = json_array();
-  if (p->audio) json_array_append_new(tracks, track_json(p->audio));
-  if (p->video) json_array_append_new(tracks, track_json(p->video));
+  sfu_track_t *ts[SFU_TRACK_SLOTS];
+  sfu_participant_tracks(p, ts);
+  for (int k = 0; k < SFU_TRACK_SLOTS; k++)
+    if (ts[k]) json_array_append_new(tracks, track_json(ts[k]));
   return json_pack("{s:s, s:s, s:s, s:s, s:b, s:b, s:o}", "type", "peer", "sid", p->sid,
                    "identity", p->identity, "name", p->name, "muted", p->muted, "server_muted",
                    p->server_muted, "tracks", tracks);
@@ -331,9 +336,11 @@ static int str_into(json_t *o, const char *key, char *out, size_t cap) {
 }
 
 /* A track description into `t` (a fresh one, or one to compare): 0 or
- * SFU_EINVAL. */
-static int track_of(json_t *j, sfu_track_t *t, sfu_kind_t *kind) {
-  char kname[8];
+ * SFU_EINVAL. *slot gets its SFU_SLOT_*. A description without "source"
+ * is a camera's. */
+static int track_of(json_t *j, sfu_track_t *t, int *slot) {
+  char kname[8], sname[8] = "camera";
+  sfu_kind_t kind;
   json_t *codec = json_object_get(j, "codec"), *layers = json_object_get(j, "layers");
   if (str_into(j, "id", t->id, sizeof(t->id)) || str_into(j, "kind", kname, sizeof(kname)) ||
       u32_of(j, "out_ssrc", &t->out_ssrc) || u32_of(j, "out_rtx_ssrc", &t->out_rtx_ssrc) ||
@@ -342,11 +349,20 @@ static int track_of(json_t *j, sfu_track_t *t, sfu_kind_t *kind) {
     return SFU_EINVAL;
   int pt, rtx_pt;
   if (strcmp(kname, "audio") == 0)
-    *kind = SFU_KIND_AUDIO;
+    kind = SFU_KIND_AUDIO;
   else if (strcmp(kname, "video") == 0)
-    *kind = SFU_KIND_VIDEO;
+    kind = SFU_KIND_VIDEO;
   else
     return SFU_EINVAL;
+  if (json_object_get(j, "source") && str_into(j, "source", sname, sizeof(sname)))
+    return SFU_EINVAL;
+  if (strcmp(sname, "camera") == 0)
+    t->source = SFU_SOURCE_CAMERA;
+  else if (strcmp(sname, "screen") == 0 && kind == SFU_KIND_VIDEO)
+    t->source = SFU_SOURCE_SCREEN;
+  else
+    return SFU_EINVAL;
+  *slot = sfu_track_slot(kind, t->source);
   if (int_in(j, "pt", 0, 127, &pt) || int_in(j, "rtx_pt", -1, 127, &rtx_pt) ||
       int_in(j, "level_ext", 0, 255, &t->level_ext) || int_in(j, "rid_ext", 0, 255, &t->rid_ext) ||
       int_in(j, "rrid_ext", 0, 255, &t->rrid_ext) ||
@@ -355,7 +371,7 @@ static int track_of(json_t *j, sfu_track_t *t, sfu_kind_t *kind) {
       int_in(codec, "channels", 0, 8, &t->codec.channels) ||
       str_into(codec, "fmtp", t->codec.fmtp, sizeof(t->codec.fmtp)))
     return SFU_EINVAL;
-  t->kind = *kind;
+  t->kind = kind;
   t->pt = (uint8_t)pt;
   t->rtx_pt = rtx_pt;
   t->codec.pt = pt;
@@ -377,13 +393,14 @@ static void drop_remote_track(sfu_room_t *room, sfu_track_t **slot) {
   *slot = NULL;
 }
 
-/* The remote's tracks as described: new ones subscribed by the local
- * participants, gone ones removed, known ones given the SSRCs learnt
- * since. */
-static void set_remote_tracks(sfu_room_t *room, sfu_participant_t *p, sfu_track_t *desc[2]) {
-  for (int kind = 0; kind < 2; kind++) {
-    sfu_track_t **slot = kind == SFU_KIND_AUDIO ? &p->audio : &p->video;
-    sfu_track_t *d = desc[kind];
+/* The remote's tracks as described (by SFU_SLOT_*): new ones subscribed by
+ * the local participants, gone ones removed, known ones given the SSRCs
+ * learnt since. */
+static void set_remote_tracks(sfu_room_t *room, sfu_participant_t *p,
+                              sfu_track_t *desc[SFU_TRACK_SLOTS]) {
+  for (int at = 0; at < SFU_TRACK_SLOTS; at++) {
+    sfu_track_t **slot = sfu_track_at(p, at);
+    sfu_track_t *d = desc[at];
     if (*slot && (!d || strcmp((*slot)->id, d->id) != 0)) drop_remote_track(room, slot);
     if (!d) continue;
     if (*slot) {
@@ -397,6 +414,7 @@ static void set_remote_tracks(sfu_room_t *room, sfu_participant_t *p, sfu_track_
     if (!t) continue;
     snprintf(t->id, sizeof(t->id), "%s", d->id);
     t->kind = d->kind;
+    t->source = d->source;
     t->out_ssrc = d->out_ssrc;
     t->out_rtx_ssrc = d->out_rtx_ssrc;
     t->pt = d->pt;
@@ -415,7 +433,7 @@ static void set_remote_tracks(sfu_room_t *room, sfu_participant_t *p, sfu_track_
     t->muted = p->muted;
     *slot = t;
     sfu_log(SFU_LOG_INFO, "room", "[%s] publishes %s %s over link %s", p->identity,
-            t->kind == SFU_KIND_AUDIO ? "audio" : "video", t->id, p->via->sid);
+            t->kind == SFU_KIND_AUDIO ? "audio" : sfu_source_name(t->source), t->id, p->via->sid);
     sfu_neg_track_added(room, t);
   }
 }
@@ -425,23 +443,23 @@ static void set_remote_tracks(sfu_room_t *room, sfu_participant_t *p, sfu_track_
 static int on_peer(sfu_room_t *room, sfu_participant_t *l, json_t *msg) {
   char sid[24], identity[65], name[129];
   json_t *tracks = json_object_get(msg, "tracks");
-  sfu_track_t desc[2];
-  sfu_track_t *have[2] = {NULL, NULL};
+  sfu_track_t desc[SFU_TRACK_SLOTS];
+  sfu_track_t *have[SFU_TRACK_SLOTS] = {NULL, NULL, NULL};
   if (str_into(msg, "sid", sid, sizeof(sid)) ||
       str_into(msg, "identity", identity, sizeof(identity)) ||
       str_into(msg, "name", name, sizeof(name)) || !sfu_token_valid_id(identity) ||
       !sfu_token_valid_id(sid) ||
       !json_is_array(tracks) ||
-      json_array_size(tracks) > 2)
+      json_array_size(tracks) > SFU_TRACK_SLOTS)
     return SFU_EINVAL;
   memset(desc, 0, sizeof(desc));
   for (size_t i = 0; i < json_array_size(tracks); i++) {
     sfu_track_t t;
-    sfu_kind_t kind;
+    int at;
     memset(&t, 0, sizeof(t));
-    if (track_of(json_array_get(tracks, i), &t, &kind) != 0 || have[kind]) return SFU_EINVAL;
-    desc[kind] = t;
-    have[kind] = &desc[kind];
+    if (track_of(json_array_get(tracks, i), &t, &at) != 0 || have[at]) return SFU_EINVAL;
+    desc[at] = t;
+    have[at] = &desc[at];
   }
   sfu_participant_t *p = by_sid(room, sid);
   if (p && p->via != l) return SFU_EEXIST; /* ours, or another link's: never from here */
@@ -579,8 +597,9 @@ static sfu_track_t *sent_track(sfu_room_t *room, const sfu_participant_t *l, uin
                                int *k) {
   for (sfu_participant_t *p = room->participants; p && ssrc; p = p->next) {
     if (p->via == l) continue;
-    sfu_track_t *ts[2] = {p->audio, p->video};
-    for (int i = 0; i < 2; i++)
+    sfu_track_t *ts[SFU_TRACK_SLOTS];
+    sfu_participant_tracks(p, ts);
+    for (int i = 0; i < SFU_TRACK_SLOTS; i++)
       for (int j = 0; ts[i] && j < ts[i]->nlayers; j++)
         if (ts[i]->layers[j].ssrc == ssrc) return *k = j, ts[i];
   }

@@ -15,8 +15,8 @@
  * the link closes none is left, and the room ends.
  *
  * Corpus: tests/fuzz/corpus/relay/ (descriptions as rooms send them: a
- * speaker, a simulcast camera, a peer that leaves, audience counts,
- * malformed ones).
+ * speaker, a simulcast camera, a camera and a screen share, a peer that
+ * leaves, audience counts, malformed ones).
  */
 #include <stdint.h>
 #include <string.h>

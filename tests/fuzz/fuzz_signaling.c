@@ -22,6 +22,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     case SFU_MSG_OFFER:
     case SFU_MSG_ANSWER:
       if (!m.sdp || strlen(m.sdp) != m.sdp_len || m.sdp_len > SFU_MSG_MAX_SDP) abort();
+      if (m.sources && (!json_is_object(m.sources) ||
+                        json_object_size(m.sources) > SFU_MSG_MAX_SOURCES))
+        abort();
       break;
     case SFU_MSG_CANDIDATE:
       if (m.candidate && strlen(m.candidate) > 512) abort();
