@@ -25,6 +25,11 @@
 // layer at most. A tile that is scrolled out of view, or the whole page
 // when hidden, is paused (`paused: true`) so the server stops sending it.
 //
+// Screen share. "Share screen" publishes the screen (getDisplayMedia()) as
+// a second video track; each screen share, ours and the others', gets a
+// tile of its own (keyed "<sid>:screen") with its own quality menu, since
+// the server chooses a layer per track.
+//
 // Moving. When the room moves to another node (docs/signaling.md, "Moving
 // to another node"), SfuClient follows it by itself and hands the page the
 // new node's tracks through the same `track` events (same sid and track
@@ -63,6 +68,8 @@ const ui = {
   micNote: $('mic-note'),
   cameraButton: $('camera-button'),
   cameraButtonText: $('camera-button-text'),
+  screenButton: $('screen-button'),
+  screenButtonText: $('screen-button-text'),
   cameraNote: $('camera-note'),
   videosHeading: $('videos-heading'),
   videos: $('videos'),
@@ -88,7 +95,7 @@ const STATE_TEXT = {
 let client = null;
 let leaving = false;
 const audioEls = new Map();   // stream id (participant sid) -> <audio>
-const tiles = new Map();      // participant sid -> Tile (see video tiles below)
+const tiles = new Map();      // sid (camera) or sid + ':screen' -> Tile (see video tiles below)
 let lastParticipants = [];
 
 // What each quality menu entry asks the server for (video_quality).
@@ -111,6 +118,7 @@ function init() {
   ui.form.addEventListener('submit', onJoinSubmit);
   ui.micButton.addEventListener('click', onMicToggle);
   ui.cameraButton.addEventListener('click', onCameraToggle);
+  ui.screenButton.addEventListener('click', onScreenToggle);
   ui.cameraInput.addEventListener('change', () => { ui.simulcastInput.disabled = !ui.cameraInput.checked; });
   ui.simulcastInput.disabled = !ui.cameraInput.checked;
   document.addEventListener('visibilitychange', () => { for (const t of tiles.values()) updatePause(t); });
@@ -171,6 +179,7 @@ async function onJoinSubmit(ev) {
     ui.roomName.textContent = welcome.room?.name || room;
     updateMicButton();
     updateCameraButton();
+    updateScreenButton();
   } catch (err) {
     const c = client;
     client = null;
@@ -289,18 +298,24 @@ function wireClient(c) {
   c.addEventListener('participant-left', (e) => {
     removeAudio(e.detail.sid);
     removeTile(e.detail.sid);
+    removeTile(screenKey(e.detail.sid));
   });
   c.addEventListener('track', (e) => {
     if (c !== client) return;
-    const { kind, stream, sid, track, trackId } = e.detail;
-    if (kind === 'video') attachVideo(sid || stream.id, track, trackId);
+    const { kind, source, stream, sid, track, trackId } = e.detail;
+    const key = source === 'screen' ? screenKey(sid || stream.id) : sid || stream.id;
+    if (kind === 'video') attachVideo(key, track, trackId);
     else attachAudio(stream, sid);
   });
   c.addEventListener('track-ended', (e) => {
-    const { stream, sid, kind, track } = e.detail;
+    const { stream, sid, kind, source, track } = e.detail;
     if (kind === 'video') {
-      const t = tiles.get(sid || stream.id);
-      if (t && t.track === track) setTileTrack(t, null, t.trackId);
+      const key = source === 'screen' ? screenKey(sid || stream.id) : sid || stream.id;
+      const t = tiles.get(key);
+      if (t && t.track === track) {
+        if (source === 'screen') removeTile(key);   // a share that stopped goes
+        else setTileTrack(t, null, t.trackId);
+      }
       return;
     }
     if (!stream.getAudioTracks().some((t) => t.readyState === 'live')) removeAudio(sid || stream.id);
@@ -308,6 +323,11 @@ function wireClient(c) {
   c.addEventListener('local-video', () => {
     if (c !== client) return;
     updateCameraButton();
+    renderTiles(lastParticipants);
+  });
+  c.addEventListener('local-screen', () => {
+    if (c !== client) return;
+    updateScreenButton();
     renderTiles(lastParticipants);
   });
   c.addEventListener('migrating', () => {
@@ -373,6 +393,24 @@ async function onCameraToggle() {
   }
 }
 
+async function onScreenToggle() {
+  const c = client;
+  if (!c) return;
+  const on = !c.screenTrack;
+  ui.screenButton.disabled = true;
+  try {
+    if (on) await c.startScreenShare();
+    else await c.stopScreenShare();
+  } catch (err) {
+    // NotAllowedError: the user closed the browser's picker.
+    if (c === client && err.name !== 'NotAllowedError') {
+      showError(`Could not ${on ? 'share' : 'stop sharing'} the screen: ${err.message}`);
+    }
+  } finally {
+    if (c === client) updateScreenButton();
+  }
+}
+
 async function onLeave() {
   const c = client;
   if (!c) return;
@@ -430,9 +468,10 @@ function clearAudio() {
 
 // ------------------------------------------------------------- video tiles
 //
-// A Tile is {sid, el, video, label, select, status, track, trackId,
-// quality, visible, paused, lastFrame, local}: one <li> in #videos with a
-// <video>, the participant's name, and (for the others) a quality menu.
+// A Tile is {sid (its key: the participant's sid, or "<sid>:screen"), el,
+// video, label, select, status, track, trackId, quality, visible, paused,
+// lastFrame, local}: one <li> in #videos with a <video>, the participant's
+// name, and (for the others) a quality menu.
 
 const tileObserver = 'IntersectionObserver' in window
   ? new IntersectionObserver((entries) => {
@@ -445,29 +484,44 @@ const tileObserver = 'IntersectionObserver' in window
   }, { rootMargin: '100px' })
   : null;
 
-/** Tiles for: me while my camera is on, and everyone publishing video. */
+function screenKey(sid) { return `${sid}:screen`; }
+
+/** A participant's published video of this source, from its track list. */
+function videoOf(p, source) {
+  return p.tracks.find((x) => x.kind === 'video' && (x.source || 'camera') === source);
+}
+
+/**
+ * Tiles for: me while my camera is on or my screen shared, and everyone
+ * publishing video -- a camera tile and a screen tile per participant.
+ */
 function renderTiles(list) {
   lastParticipants = list;
   const c = client;
-  const want = new Map();
+  const want = new Map();   // key -> {p, source}
   for (const p of list) {
-    if (p.isLocal ? !!(c && c.cameraTrack) : p.tracks.some((t) => t.kind === 'video')
-        || (tiles.get(p.sid)?.track)) {
-      want.set(p.sid, p);
+    if (p.isLocal ? !!(c && c.cameraTrack) : !!videoOf(p, 'camera') || (tiles.get(p.sid)?.track)) {
+      want.set(p.sid, { p, source: 'camera' });
+    }
+    if (p.isLocal ? !!(c && c.screenTrack) : !!videoOf(p, 'screen')) {
+      want.set(screenKey(p.sid), { p, source: 'screen' });
     }
   }
-  for (const sid of [...tiles.keys()]) if (!want.has(sid)) removeTile(sid);
-  const sorted = [...want.values()].sort((a, b) => (b.isLocal - a.isLocal)
-    || String(a.name).localeCompare(String(b.name)));
-  for (const p of sorted) {
-    const t = tiles.get(p.sid) || createTile(p);
-    t.label.textContent = p.isLocal ? `${p.name || p.identity} (you)` : (p.name || p.identity);
-    t.el.classList.toggle('speaking', !!p.speaking);
+  for (const key of [...tiles.keys()]) if (!want.has(key)) removeTile(key);
+  const sorted = [...want.entries()].sort(([ka, a], [kb, b]) => (b.p.isLocal - a.p.isLocal)
+    || String(a.p.name).localeCompare(String(b.p.name)) || ka.localeCompare(kb));
+  for (const [key, { p, source }] of sorted) {
+    const t = tiles.get(key) || createTile(p, key);
+    const name = p.name || p.identity;
+    const who = p.isLocal ? `${name} (you)` : name;
+    t.label.textContent = source === 'screen' ? `${who}: screen` : who;
+    t.el.classList.toggle('speaking', !!p.speaking && source === 'camera');
+    t.el.classList.toggle('screen', source === 'screen');
     if (p.isLocal) {
-      const track = c.cameraTrack;
+      const track = source === 'screen' ? c.screenTrack : c.cameraTrack;
       if (t.track !== track) setTileTrack(t, track, null);
     } else {
-      const v = p.tracks.find((x) => x.kind === 'video');
+      const v = videoOf(p, source);
       if (v && v.track_id !== t.trackId) t.trackId = v.track_id;
       t.codec = v?.codec || t.codec;
     }
@@ -478,10 +532,10 @@ function renderTiles(list) {
   ui.videosHeading.hidden = !any;
 }
 
-function createTile(p) {
+function createTile(p, key = p.sid) {
   const li = document.createElement('li');
   li.className = 'tile no-video';
-  li.dataset.sid = p.sid;
+  li.dataset.sid = key;
   const video = document.createElement('video');
   video.autoplay = true;
   video.muted = true;          // sound plays through the <audio> elements
@@ -497,7 +551,7 @@ function createTile(p) {
   const status = document.createElement('span');
   status.className = 'tile-status';
   bar.append(label, status);
-  const t = { sid: p.sid, el: li, video, label, status, select: null, track: null,
+  const t = { sid: key, el: li, video, label, status, select: null, track: null,
     trackId: null, codec: null, quality: 'auto', visible: true, paused: false,
     lastFrame: 0, local: !!p.isLocal };
   if (p.isLocal) {
@@ -520,7 +574,7 @@ function createTile(p) {
   };
   if (video.requestVideoFrameCallback) video.requestVideoFrameCallback(onFrame);
   else video.addEventListener('timeupdate', onFrame);
-  tiles.set(p.sid, t);
+  tiles.set(key, t);
   if (tileObserver && !t.local) tileObserver.observe(li);
   return t;
 }
@@ -534,11 +588,12 @@ function setTileTrack(t, track, trackId) {
   checkFrames();
 }
 
-function attachVideo(sid, track, trackId) {
-  let t = tiles.get(sid);
+function attachVideo(key, track, trackId) {
+  let t = tiles.get(key);
   if (!t) {
+    const sid = key.endsWith(':screen') ? key.slice(0, -':screen'.length) : key;
     const p = client && client.participants.get(sid);
-    t = createTile(p || { sid, identity: sid, name: sid });
+    t = createTile(p || { sid, identity: sid, name: sid }, key);
     ui.videos.append(t.el);
     ui.videos.hidden = ui.videosHeading.hidden = false;
   }
@@ -690,6 +745,14 @@ function updateMicButton() {
   ui.micNote.textContent = me && me.server_muted
     ? 'A moderator muted you: the others cannot hear you.'
     : muted ? 'Your microphone is off.' : '';
+}
+
+function updateScreenButton() {
+  const c = client;
+  const on = !!(c && c.screenTrack);
+  ui.screenButton.disabled = !c || !c.localParticipant || !navigator.mediaDevices?.getDisplayMedia;
+  ui.screenButton.classList.toggle('is-on', on);
+  ui.screenButtonText.textContent = on ? 'Stop sharing' : 'Share screen';
 }
 
 function updateCameraButton() {

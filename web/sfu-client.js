@@ -21,6 +21,7 @@
 //   await client.setMicMuted(true);
 //   await client.setVideoQuality(trackId, { quality: 'low' });  // others' video
 //   await client.stopCamera();          // and client.publishCamera() again
+//   await client.startScreenShare();    // getDisplayMedia(); stopScreenShare()
 //   await client.leave();
 //
 // Events (all CustomEvent; the payload is in `event.detail`):
@@ -35,17 +36,22 @@
 //                       publish (yourself included if you are one): they
 //                       are counted, never listed one by one
 //                       (`client.audience`; signaling.md "Audience")
-//   track               {sid, identity, participant, kind, trackId, track,
-//                       stream, transceiver, replaces}  a remote track
+//   track               {sid, identity, participant, kind, source, trackId,
+//                       track, stream, transceiver, replaces}  a remote track
 //                       arrived; the stream is the publisher's (stream.id =
 //                       its sid, the same stream for its audio and its
 //                       video); trackId is the server's track id (a=msid),
-//                       what setVideoQuality takes; replaces: null, or after
+//                       what setVideoQuality takes; source: 'camera' or
+//                       'screen' (a screen share: its own track, its own
+//                       layer choice); replaces: null, or after
 //                       a move the track (same sid and trackId) it takes
 //                       over from
-//   track-ended         {sid, identity, participant, kind, trackId, track, stream}
+//   track-ended         {sid, identity, participant, kind, source, trackId, track, stream}
 //   local-video         {track, stream}  your camera started (track) or
 //                       stopped (track: null)
+//   local-screen        {track, stream}  your screen share started (track)
+//                       or stopped (track: null; also when the browser's
+//                       own "stop sharing" ended it)
 //   connection-state    {state, code?, reason?}  state: 'new' | 'connecting'
 //                       (socket/join) | 'joined' (welcome, media not up yet)
 //                       | 'connected' | 'disconnected' (media interrupted,
@@ -78,8 +84,9 @@
 //   close               {code, reason}  the signaling socket closed
 //
 // A Participant is {sid, identity, name, muted, server_muted, speaking,
-// tracks: [{track_id, kind, muted?, codec?}], isLocal}; a video track is
-// {track_id, kind: 'video', codec: 'VP8' | 'VP9' | 'H264' | 'AV1'}.
+// tracks: [{track_id, kind, muted?, codec?, source?}], isLocal}; a video
+// track is {track_id, kind: 'video', codec: 'VP8' | 'VP9' | 'H264' | 'AV1',
+// source: 'camera' | 'screen'}.
 //
 // Publishing audio: the microphone must be acquired before the first offer:
 // pass `publishAudio: true` to join(), or call publishMicrophone() before
@@ -94,6 +101,14 @@
 // stopCamera() stops the capture and sends nothing (the m-line stays; the
 // others keep the last frame); publishCamera() again resumes on it without
 // renegotiating.
+//
+// Sharing the screen: startScreenShare() publishes a second video track
+// (getDisplayMedia(), or a MediaStreamTrack you pass) on its own m-line,
+// marked as the screen in the offer's `sources` (signaling.md "Screen
+// share"); stopScreenShare() makes that m-line inactive in a re-offer, and
+// the others see the track go. A later startScreenShare() reuses the
+// m-line (a new track id). One encoding by default (`simulcast: true`
+// sends SIMULCAST_ENCODINGS).
 //
 // Receiving video: each other participant's camera arrives as its own
 // track (one simulcast layer at a time, chosen by the server). Ask for a
@@ -237,6 +252,10 @@ export class SfuClient extends EventTarget {
     this._camOpts = null;           // {simulcast, encodings, codec, degradationPreference}
     this._camPublished = false;     // a camera m-line was offered (it stays)
     this._camOwned = false;         // we opened it (stopCamera stops it)
+    this._scrTrack = null;          // the screen share being sent, if any
+    this._scrStream = null;
+    this._scrOwned = false;         // we captured it (stopScreenShare stops it)
+    this._scrOpts = null;           // {simulcast, encodings}
     this._offered = false;          // the first client offer has been made
     this._nextId = 1;
     this._pending = new Map();      // request id -> {resolve, reject, timer, type, ws}
@@ -578,6 +597,95 @@ export class SfuClient extends EventTarget {
   get cameraStream() { return this._camStream; }
 
   /**
+   * Share the screen: a second video track, published with a client
+   * re-offer once joined (or in the first offer before it). Resolves with
+   * the track once the server answered.
+   *
+   * @param {object} [opts]
+   * @param {MediaStreamTrack} [opts.track]  share this track instead of
+   *        asking getDisplayMedia() (e.g. a canvas capture); not stopped by
+   *        stopScreenShare()
+   * @param {MediaTrackConstraints|boolean} [opts.constraints=true]  for getDisplayMedia()
+   * @param {boolean} [opts.simulcast=false]  send opts.encodings (default
+   *        SIMULCAST_ENCODINGS) instead of one encoding
+   * @param {RTCRtpEncodingParameters[]} [opts.encodings]
+   */
+  async startScreenShare({ track: given, constraints = true, simulcast = false, encodings } = {}) {
+    if (this._scrTrack) return this._scrTrack;
+    let track = given;
+    let stream;
+    if (track) {
+      stream = new MediaStream([track]);
+    } else {
+      if (!navigator.mediaDevices?.getDisplayMedia) {
+        throw new SfuError('this browser cannot capture the screen', { code: 'unsupported' });
+      }
+      stream = await navigator.mediaDevices.getDisplayMedia({ video: constraints, audio: false });
+      track = stream.getVideoTracks()[0];
+    }
+    if (this._scrTrack) {   // a concurrent call won
+      if (!given) stream.getTracks().forEach((t) => t.stop());
+      return this._scrTrack;
+    }
+    this._scrTrack = track;
+    this._scrStream = stream;
+    this._scrOwned = !given;
+    this._scrOpts = {
+      simulcast: !!simulcast,
+      encodings: (encodings || SIMULCAST_ENCODINGS).map((e) => ({ ...e })),
+    };
+    // The browser's own "stop sharing" ends the track.
+    track.addEventListener('ended', () => {
+      if (this._scrTrack === track) this.stopScreenShare().catch((err) => this._emitError(err));
+    });
+    this._emit('local-screen', { track, stream });
+    const waits = [];
+    for (const link of this._links()) {
+      if (!link.pc || !link.publishing) continue;   // a first offer to come carries it
+      const done = this._enqueue(async () => {
+        if (this._scrTrack !== track) return;
+        await this._setScreenTransceiver(link, track);
+        await this._negotiate(0, link);
+      }, link);
+      waits.push(link === this._link ? done
+        : done.catch((err) => console.warn('sfu-client: screen share on the new node', err)));
+    }
+    await Promise.all(waits);
+    return track;
+  }
+
+  /**
+   * Stop sharing the screen: the screen's m-line goes inactive in a
+   * re-offer, and the others see the track go. Resolves once the server
+   * answered.
+   */
+  async stopScreenShare() {
+    const track = this._scrTrack;
+    const stream = this._scrStream;
+    if (!track) return;
+    this._scrTrack = this._scrStream = null;
+    const waits = [];
+    for (const link of this._links()) {
+      const tr = link.scrTransceiver;
+      if (!tr || !link.pc) continue;
+      const done = this._enqueue(async () => {
+        if (this._scrTrack || link.scrTransceiver !== tr || !link.pc) return;
+        try { await tr.sender.replaceTrack(null); } catch { /* connection closing */ }
+        tr.direction = 'inactive';
+        await this._negotiate(0, link);
+      }, link);
+      waits.push(done.catch((err) => console.warn('sfu-client: stopping the screen share', err)));
+    }
+    if (this._scrOwned) stream.getTracks().forEach((t) => t.stop());
+    this._emit('local-screen', { track: null, stream: null });
+    await Promise.all(waits);
+  }
+
+  /** The screen share being sent, if any, and its stream (local preview). */
+  get screenTrack() { return this._scrTrack; }
+  get screenStream() { return this._scrStream; }
+
+  /**
    * Choose what the server sends you of one of the others' video tracks
    * (`video_quality`). Any of: `quality` 'low' | 'medium' | 'high' (the
    * highest simulcast layer you want), `maxHeight` (pixels, 0 = no bound),
@@ -603,10 +711,13 @@ export class SfuClient extends EventTarget {
     return this._request(msg);
   }
 
-  /** The id of a participant's published video track (from its track list). */
-  videoTrackIdOf(sid) {
+  /**
+   * The id of a participant's published video track of this source
+   * ('camera' or 'screen'), from its track list.
+   */
+  videoTrackIdOf(sid, source = 'camera') {
     const p = this.participants.get(sid);
-    const t = p && p.tracks.find((x) => x.kind === 'video');
+    const t = p && p.tracks.find((x) => x.kind === 'video' && (x.source || 'camera') === source);
     return t ? t.track_id : undefined;
   }
 
@@ -902,6 +1013,10 @@ export class SfuClient extends EventTarget {
     this._camStream = this._camTrack = this._camOpts = null;
     this._camPublished = false;
     link.camTransceiver = null;
+    const hadScreen = !!this._scrTrack;
+    if (this._scrStream && this._scrOwned) this._scrStream.getTracks().forEach((t) => t.stop());
+    this._scrStream = this._scrTrack = this._scrOpts = null;
+    link.scrTransceiver = null;
     link.ws = null;
     this._offered = false;
     link.sdpSent = false;
@@ -912,6 +1027,7 @@ export class SfuClient extends EventTarget {
     this.speakers = new Set();
     this.localParticipant = null;
     if (hadCamera) this._emit('local-video', { track: null, stream: null });
+    if (hadScreen) this._emit('local-screen', { track: null, stream: null });
     this._setState('closed', { code, reason });
   }
 
@@ -1347,7 +1463,8 @@ export class SfuClient extends EventTarget {
         pc.addTransceiver(this._micTrack, { direction: 'sendonly', streams: [this._micStream] });
       }
       if (camera) this._addCameraTransceiver(link);
-      if (!this._micTrack && !camera) {
+      if (this._scrTrack) await this._setScreenTransceiver(link, this._scrTrack);
+      if (!this._micTrack && !camera && !this._scrTrack) {
         // Listener: no published track, but one recvonly m-line so the
         // offer creates the (bundled) transport.
         pc.addTransceiver('audio', { direction: 'recvonly' });
@@ -1358,8 +1475,10 @@ export class SfuClient extends EventTarget {
 
     let reply;
     try {
-      const replied = this._request({ type: 'offer', sdp: pc.localDescription.sdp },
-        REQUEST_TIMEOUT_MS, link.ws);
+      const offer = { type: 'offer', sdp: pc.localDescription.sdp };
+      const scr = link.scrTransceiver;
+      if (scr && scr.mid != null && scr.direction !== 'inactive') offer.sources = { [scr.mid]: 'screen' };
+      const replied = this._request(offer, REQUEST_TIMEOUT_MS, link.ws);
       this._flushLocalCandidates(link);   // trickle only after the offer itself
       reply = await replied;
     } catch (err) {
@@ -1419,6 +1538,25 @@ export class SfuClient extends EventTarget {
       tr.sender.setParameters(params).catch((err) => console.warn('sfu-client: degradationPreference', err));
     }
     return tr;
+  }
+
+  /**
+   * The screen share's sendonly transceiver on a link's connection, made
+   * at the first share and reused by later ones (a new track on the same
+   * m-line, which the offer marks as the screen again).
+   */
+  async _setScreenTransceiver(link, track) {
+    const tr = link.scrTransceiver;
+    if (tr) {
+      await tr.sender.replaceTrack(track);
+      tr.direction = 'sendonly';
+      return tr;
+    }
+    const o = this._scrOpts;
+    const init = { direction: 'sendonly', streams: this._scrStream ? [this._scrStream] : [] };
+    if (o && o.simulcast) init.sendEncodings = o.encodings.map((e) => ({ ...e }));
+    link.scrTransceiver = link.pc.addTransceiver(track, init);
+    return link.scrTransceiver;
   }
 
   /** A server offer (signaling.md §2): answer it, echoing its offer_id. */
@@ -1486,8 +1624,8 @@ export class SfuClient extends EventTarget {
     this._emit('track', {
       sid: rec.sid, identity: part ? part.identity : undefined,
       participant: part ? copyParticipant(part) : null,
-      kind: rec.kind, trackId: rec.trackId, track: rec.track, stream: rec.stream,
-      transceiver: rec.transceiver, replaces,
+      kind: rec.kind, source: sourceOf(part, rec), trackId: rec.trackId, track: rec.track,
+      stream: rec.stream, transceiver: rec.transceiver, replaces,
     });
   }
 
@@ -1495,7 +1633,8 @@ export class SfuClient extends EventTarget {
     const p = this.participants.get(rec.sid);
     this._emit('track-ended', {
       sid: rec.sid, identity: p ? p.identity : undefined, participant: p ? copyParticipant(p) : null,
-      kind: rec.kind, trackId: rec.trackId, track: rec.track, stream: rec.stream,
+      kind: rec.kind, source: sourceOf(p, rec), trackId: rec.trackId, track: rec.track,
+      stream: rec.stream,
     });
   }
 
@@ -1518,6 +1657,18 @@ export class SfuClient extends EventTarget {
 }
 
 // ------------------------------------------------------------------ helpers
+
+/**
+ * What a remote video shows: the source its publisher's track list gives
+ * it (remembered on the record, for when the list no longer has it), else
+ * 'camera'; null for audio.
+ */
+function sourceOf(part, rec) {
+  if (rec.kind !== 'video') return null;
+  const t = part && part.tracks.find((x) => x.track_id === rec.trackId);
+  if (t && t.source) rec.source = t.source;
+  return rec.source || 'camera';
+}
 
 function normaliseParticipant(p, isLocal) {
   return {
@@ -1556,6 +1707,7 @@ function newLink(wsUrl) {
     sdpSent: false,
     publishing: false,         // the local tracks were added (first offer)
     camTransceiver: null,
+    scrTransceiver: null,      // the screen share's, once shared
     streams: new Map(),        // sid -> MediaStream of the others' tracks
     tracks: new Set(),         // the remote tracks: {sid, kind, trackId, track, stream, ...}
     mutedSent: false,          // a move's link: the mute state the new node has

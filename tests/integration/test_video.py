@@ -19,10 +19,15 @@ peer "py" subscribe. What is asserted is what they decode:
 * `video_quality` naming no video sent to B (a made-up id, an audio track)
   is answered `error` code not_found.
 * A single-layer VP8 publisher (no simulcast) reaches B too.
+* ScreenShareTest: A publishes a camera and shares its screen
+  (getDisplayMedia(), answered by the fake devices); B decodes both video
+  tracks, each at the size A sends it, listed with their sources; once A
+  stops sharing, B decodes the camera only.
 
 DemoVideoTest drives web/index.html + demo.js through the UI: a camera
 turned on mid-call (a client re-offer), the tile on the other page, its
-quality menu (Low -> the low layer plays), camera off ("no video") and on.
+quality menu (Low -> the low layer plays), camera off ("no video") and on,
+a screen share (a tile of its own) started and stopped.
 
 A publishes with degradationPreference 'maintain-resolution': on this
 2-core machine Chromium's CPU adaptation would otherwise scale the layers
@@ -663,6 +668,105 @@ class SingleLayerTest(VideoTestBase):
                                       r2["framesDecoded"]))
 
 
+# -- a screen share next to the camera ----------------------------------------
+
+# In A's page: the sizes A sends its camera and its screen share at (by the
+# mid of each one's transceiver).
+SENT_JS = r"""
+(async () => {
+  const c = sfu.client, pc = c.pc, out = await sfu.outbound();
+  const mid = (track) => (pc.getTransceivers().find((t) => t.sender.track === track) || {}).mid;
+  const cm = mid(c.cameraTrack), sm = mid(c.screenTrack);
+  return { camera: out.find((r) => r.mid === cm) || null, screen: out.find((r) => r.mid === sm) || null };
+})()
+"""
+
+# In B's page: per inbound video, its stats with the source of its track.
+SOURCES_JS = r"""
+(async () => {
+  const st = await sfu.inbound();
+  const p = sfu.client.getParticipants().find((x) => x.sid === %s);
+  return st.map((r) => {
+    const v = sfu.videos.find((x) => x.mid === r.mid);
+    const t = p && v && p.tracks.find((x) => x.track_id === v.trackId);
+    return { ...r, trackId: v ? v.trackId : null, source: t ? t.source : null };
+  });
+})()
+"""
+
+
+class ScreenShareTest(VideoTestBase):
+    """A publishes its camera (single layer, 640x360) and then shares its
+    screen (startScreenShare(): getDisplayMedia(), which the fake devices
+    answer with an 800x600 capture without asking); B receives both as two
+    video tracks, listed with their sources, and decodes each at the size
+    A sends it; A stops sharing and B keeps the camera only."""
+
+    async def test_camera_and_screen_share_reach_chromium(self):
+        await self.run_scenario(self._screen())
+
+    async def _screen(self):
+        await self.join_page("B")
+        a = await self.join_page("A", publishVideo=True, simulcast=False, videoCodec="VP8",
+                                 videoConstraints={"width": {"exact": 640},
+                                                   "height": {"exact": 360}})
+        await self.js("A", "sfu.client.startScreenShare().then(() => true)", timeout=30)
+        sdp = await self.js("A", "sfu.client.pc.localDescription.sdp")
+        self.assertEqual(len(video_sections(sdp)), 2)
+        sid = json.dumps(a["sid"])
+        tracks = await self.js_until(
+            "B", "(() => { const p = sfu.client.getParticipants().find((x) => x.sid === %s);"
+            " const v = p ? p.tracks.filter((t) => t.kind === 'video') : [];"
+            " return v.length === 2 ? v : null; })()" % sid, 15, "A's two video tracks at B")
+        self.assertEqual(sorted(t["source"] for t in tracks), ["camera", "screen"])
+        self.assertNotEqual(tracks[0]["track_id"], tracks[1]["track_id"])
+
+        async def both_decoding():
+            st = await self.js("B", SOURCES_JS % sid)
+            by = {r["source"]: r for r in st if r["framesDecoded"] > 0}
+            return by if set(by) == {"camera", "screen"} else None
+        await self.until(both_decoding, FIRST_FRAME_TIMEOUT, "B decoding camera and screen")
+
+        async def sizes_match():
+            by = await both_decoding()
+            sent = await self.js("A", SENT_JS)
+            if not by or not sent["camera"] or not sent["screen"]:
+                return None
+            size = lambda r: (r["frameWidth"], r["frameHeight"])  # noqa: E731
+            ok = all(size(by[src]) == size(sent[src]) for src in ("camera", "screen"))
+            return (by, sent) if ok else None
+        by0, sent = await self.until(sizes_match, 20, "B decoding each at A's size")
+        self.assertNotEqual((sent["camera"]["frameWidth"], sent["camera"]["frameHeight"]),
+                            (sent["screen"]["frameWidth"], sent["screen"]["frameHeight"]))
+        await asyncio.sleep(1.0)
+        by1 = await both_decoding()
+        for src in ("camera", "screen"):
+            self.assertGreater(by1[src]["framesDecoded"], by0[src]["framesDecoded"] + 5, src)
+        self.assertNotEqual(by1["camera"]["trackId"], by1["screen"]["trackId"])
+        ended_before = await self.js("B", "sfu.log.filter((e) => e.type === 'track-ended').length")
+
+        # A stops sharing: its screen's m-line goes inactive, B's too.
+        await self.js("A", "sfu.client.stopScreenShare().then(() => true)")
+        await self.js_until(
+            "B", "(() => { const p = sfu.client.getParticipants().find((x) => x.sid === %s);"
+            " return p && p.tracks.filter((t) => t.kind === 'video').length === 1"
+            " && p.tracks.find((t) => t.kind === 'video').source === 'camera'; })()" % sid,
+            10, "A's screen share gone at B")
+        await self.js_until("B", "sfu.log.filter((e) => e.type === 'track-ended').length > %d"
+                            % ended_before, 10, "B's screen track ended")
+        cam0 = (await self.js("B", SOURCES_JS % sid))
+        await asyncio.sleep(1.0)
+        cam1 = (await self.js("B", SOURCES_JS % sid))
+        fd = {r["mid"]: r["framesDecoded"] for r in cam0}
+        grew = [r for r in cam1 if r["framesDecoded"] > fd.get(r["mid"], 0) + 5]
+        self.assertEqual([r["source"] for r in grew], ["camera"])
+        self.assert_clean_console()
+        print("\nscreen share: B decoded camera %dx%d and screen %dx%d (%d and %d frames)"
+              % (by1["camera"]["frameWidth"], by1["camera"]["frameHeight"],
+                 by1["screen"]["frameWidth"], by1["screen"]["frameHeight"],
+                 by1["camera"]["framesDecoded"], by1["screen"]["framesDecoded"]))
+
+
 # -- the demo page (web/index.html + demo.js), driven through its UI ---------
 
 # Types room and name into the join form (as a user would), leaving the
@@ -692,7 +796,8 @@ DEMO_CLICK_JS = r"""
 })(%s)
 """
 
-# What the call view shows about video: the camera button and every tile.
+# What the call view shows about video: the camera and screen buttons and
+# every tile.
 DEMO_VIDEO_JS = r"""
 (() => {
   const $ = (id) => document.getElementById(id);
@@ -702,6 +807,7 @@ DEMO_VIDEO_JS = r"""
     error: shown($('error')) ? $('error-text').innerText : null,
     cameraText: $('camera-button-text').innerText.trim(),
     cameraDisabled: $('camera-button').disabled,
+    screenText: $('screen-button-text').innerText.trim(),
     videosShown: shown($('videos')),
     tiles: [...document.querySelectorAll('#videos > li')].map((li) => {
       const v = li.querySelector('video');
@@ -736,7 +842,8 @@ class DemoVideoTest(VideoTestBase):
     page gets a tile for Alice playing her video; Bob picks Low in the
     tile's menu and the tile's video shrinks to the low layer; Alice turns
     the camera off (Bob's tile shows "no video") and on again (frames
-    again, without a new offer)."""
+    again, without a new offer); Alice shares her screen (a second tile at
+    Bob's, the camera's going on) and stops (that tile goes)."""
 
     def setUp(self):
         self.browsers = {}
@@ -839,6 +946,21 @@ class DemoVideoTest(VideoTestBase):
         # restarts may come from whichever layer's keyframe passed first)
         st = await self.shows("B", lambda s: 0 < self.tile(s, "Alice")["width"] <= 320,
                               what="Alice's tile back on the low layer")
+
+        # Alice shares her screen: a second tile at Bob's, next to her camera;
+        # stopping the share takes that tile away.
+        await self.click("A", "screen-button")
+        await self.shows("A", lambda s: s["screenText"] == "Stop sharing"
+                         and (self.tile(s, "Alice (you): screen") or {}).get("width", 0) > 0,
+                         what="Alice's screen share, self view")
+        st = await self.shows("B", lambda s: (self.tile(s, "Alice: screen") or {}).get("width", 0) > 0
+                              and not self.tile(s, "Alice: screen")["noVideo"],
+                              what="Bob seeing Alice's screen")
+        self.assertEqual(self.tile(st, "Alice: screen")["quality"], "auto")   # its own menu
+        self.assertFalse(self.tile(st, "Alice")["noVideo"])                   # the camera goes on
+        await self.click("A", "screen-button")
+        await self.shows("B", lambda s: not self.tile(s, "Alice: screen") and self.tile(s, "Alice"),
+                         timeout=10, what="Alice's screen tile gone at Bob's")
 
         for name in ("A", "B"):
             self.assertIsNone((await self.js(name, DEMO_VIDEO_JS))["error"], name)
