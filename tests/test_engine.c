@@ -1594,6 +1594,39 @@ static void camera_and_screen_reach_a_subscriber_as_two_video_mlines(void **stat
   assert_int_equal(s->room.c.drop_unknown_ssrc, 0);
 }
 
+/* A camera and a screen share (single layers, 600 kb/s each) from one
+ * speaking participant to a subscriber whose downlink carries one of them:
+ * the screen share is kept and the camera paused; audio flows. */
+static void a_tight_budget_keeps_the_screen_share_and_pauses_the_camera(void **state) {
+  sim_t *s = sim_new(53, 0);
+  *state = s;
+  sim_peer_t *a = sim_peer_new(s, "alice");
+  sim_peer_audio(a);
+  sim_peer_video(a, 1);
+  sim_peer_screen(a);
+  a->level = 20;
+  sim_enter(a);
+  sim_run(s, 1000);
+  sim_peer_t *b = sim_peer_new(s, "bob");
+  b->twcc = 1;
+  b->down.rate_bps = 1000000;
+  b->down.queue_ms = 200;
+  sim_enter(b);
+  sim_run(s, 8000);
+  sfu_participant_t *pa = sim_part(a);
+  sim_sub_t *cam = sim_sub_by_track(b, pa->video->id), *scr = sim_sub_by_track(b, pa->screen->id);
+  sim_sub_t *mic = sim_sub_of(b, a, 0);
+  uint64_t t = sim_us(s);
+  sim_run(s, 3000);
+  assert_true(sim_part(a)->speaking);
+  printf("# camera %d, screen %d, audio %d packets in 3 s\n", (int)received_since(cam, t),
+         (int)received_since(scr, t), (int)received_since(mic, t));
+  assert_true(received_since(scr, t) > 150);
+  assert_int_equal(received_since(cam, t), 0);
+  assert_true(received_since(mic, t) >= 140);
+  assert_true(s->room.c.bw_pauses >= 1);
+}
+
 /* video_quality names one track: lowering the camera leaves the screen
  * share as it is, and pausing the screen leaves the camera going. */
 static void video_quality_applies_to_the_track_it_names(void **state) {
@@ -1901,6 +1934,7 @@ int main(void) {
       cmocka_unit_test_teardown(transport_feedback_goes_to_publishers, teardown),
       cmocka_unit_test_teardown(estimate_follows_a_capped_downlink_and_probes_back_up, teardown),
       cmocka_unit_test_teardown(estimate_is_shared_by_priority_and_never_pauses_audio, teardown),
+      cmocka_unit_test_teardown(a_tight_budget_keeps_the_screen_share_and_pauses_the_camera, teardown),
       cmocka_unit_test_teardown(silent_transport_is_removed_after_15s, teardown),
       cmocka_unit_test_teardown(mute_toggling_sends_no_usage_records_and_is_bounded_to_5_a_second,
                                 teardown),
