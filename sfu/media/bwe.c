@@ -183,10 +183,13 @@ static void probe_results(sfu_bwe_t *b) {
 
 void sfu_bwe_packet(sfu_bwe_t *b, int64_t send_us, int64_t arrival_us, uint32_t size,
                     int probe) {
-  b->loss_n++;
+  /* loss counts for packets sent after the last cut for loss: those
+   * before it were sent at the rate it already answered */
+  int judged = send_us >= b->loss_epoch_us;
+  b->loss_n += judged;
   if (probe) probe_packet(b, probe, send_us, arrival_us, size);
   if (arrival_us < 0) {
-    b->loss_lost++;
+    b->loss_lost += judged;
     return;
   }
   ack_add(b, arrival_us, size);
@@ -224,6 +227,7 @@ void sfu_bwe_update(sfu_bwe_t *b, uint64_t now_us) {
     if (b->loss > LOSS_HIGH && now_us - b->last_loss_cut_us >= LOSS_CUT_GAP_US) {
       b->estimate_bps = clamp_rate(b, b->estimate_bps * (1 - 0.5 * b->loss));
       b->last_loss_cut_us = now_us;
+      b->loss_epoch_us = (int64_t)now_us;
       b->loss_cuts++;
       b->increasing = 0;
     }
@@ -237,6 +241,7 @@ void sfu_bwe_update(sfu_bwe_t *b, uint64_t now_us) {
       if (base * DECREASE < b->estimate_bps) b->estimate_bps = clamp_rate(b, base * DECREASE);
       b->link_bps = b->acked_bps;
       b->last_decrease_us = now_us;
+      b->loss_epoch_us = (int64_t)now_us;
       b->delay_cuts++;
     }
     b->increasing = 0;

@@ -17,7 +17,9 @@
  *             no more).
  *   loss      over every 20 or more packets reported: more than 10 % lost
  *             cuts the estimate by half the loss fraction (at most every
- *             300 ms); 2 % to 10 % stops it growing.
+ *             300 ms, and judging only packets sent after the last cut
+ *             of either kind, so one burst of loss is not answered twice); 2 % to
+ *             10 % stops it growing.
  *   probes    packets sent as one probe cluster (the caller sends padding
  *             at a chosen rate, sfu_bwe_probe_begin()) measure the path
  *             above what media uses: the lower of the cluster's send and
@@ -73,6 +75,8 @@ typedef struct sfu_bwe_s {
   uint32_t link_bps;            /* acknowledged rate at the last decrease, 0 = none */
   /* loss */
   int loss_n, loss_lost;        /* reported since the last judgement */
+  int64_t loss_epoch_us;        /* the last cut: packets sent before it
+                                   are not judged for loss */
   int loss_hold;                /* 2-10 % lost: no growth */
   double loss;                  /* the last judged fraction */
   /* probes */

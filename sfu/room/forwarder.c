@@ -64,12 +64,15 @@
 #define BWE_MIN_BPS 50000
 #define BWE_MAX_BPS 20000000
 #define UP_HEADROOM 0.9        /* a higher layer must fit in 90 % of the room */
+#define PAUSE_AFTER_MS 2000    /* a video that does not fit that long is paused */
 #define PROBE_TICKS 5          /* feedback ticks of padding: 100 ms */
 #define PROBE_PAD 255          /* padding bytes per probe packet (the most RTP allows) */
 #define PROBE_MAX_PKTS 16      /* per tick */
 #define PROBE_AGAIN_MS 500     /* after a probe that found more room */
 #define PROBE_BACKOFF_MS 1000  /* after one that did not: doubled, ... */
 #define PROBE_BACKOFF_MAX_MS 4000 /* ... up to this */
+#define PROBE_CALM_US 2000000  /* no probe this soon after a cut ... */
+#define FB_STALE_US 1000000    /* ... unless the last feedback is older */
 
 /* The time of the input being handled (the engine reads no clock). */
 static uint64_t now_ms(const sfu_room_t *room) { return room->now_us / 1000; }
@@ -348,6 +351,7 @@ static void forward_video(sfu_room_t *room, sfu_track_t *t, int k, const sfu_rtp
   for (int i = 0; i < t->down.n; i++) {
     sfu_downtrack_t *d = t->down.items[i];
     if (!d->negotiated || d->paused || d->bw_paused || !d->sub->tp_ready) continue;
+    if (d->layer == k && d->shed && k != d->target) continue; /* see allocate() */
     if (d->layer != k) {
       /* One layer per subscriber; another only from its keyframe on. A
        * single-layer stream starts at once (the subscriber's decoder asks
@@ -355,6 +359,7 @@ static void forward_video(sfu_room_t *room, sfu_track_t *t, int k, const sfu_rtp
       if (k != d->target || (!key && (t->nlayers > 1 || d->layer >= 0))) continue;
       rebase(room, d, k, r, vi, wall);
       d->keyed = 0;
+      d->shed = 0;
     }
     if (key) d->keyed = 1;
     uint16_t seq = (uint16_t)(r->seq + d->seq_offset);
@@ -872,6 +877,14 @@ static void maybe_probe(sfu_room_t *room, sfu_participant_t *p, uint64_t now) {
   cc->probes_failed = cc->bwe.probes_failed;
   uint64_t est = sfu_bwe_estimate(&cc->bwe), want = (uint64_t)cc->desired_bps * 5 / 4;
   if (cc->desired_bps <= est || now < cc->next_probe_ms || !probe_carrier(p)) return;
+  /* not into a queue that just overflowed: after a cut or under loss --
+   * unless no feedback came for a while (its videos paused, say), and the
+   * state it left says nothing about the path now */
+  int fresh = room->now_us - cc->bwe.last_update_us < FB_STALE_US;
+  if (fresh && (cc->bwe.loss >= 0.02 || cc->bwe.signal == SFU_BWE_OVERUSE ||
+                room->now_us - cc->bwe.last_decrease_us < PROBE_CALM_US ||
+                room->now_us - cc->bwe.last_loss_cut_us < PROBE_CALM_US))
+    return;
   uint64_t target = est * 2 < want ? est * 2 : want;
   uint64_t per_tick = target * (SFU_ROOM_FB_TICK_US / 1000) / 8000; /* bytes */
   uint64_t pkts = (per_tick + PROBE_PAD - 1) / PROBE_PAD;
@@ -885,9 +898,9 @@ static void maybe_probe(sfu_room_t *room, sfu_participant_t *p, uint64_t now) {
 }
 
 /* Shares subscriber p's estimate among the videos it receives, by
- * priority: first the lowest layer of each in turn (those that do not
- * fit are paused), then, in the same order, as high a layer as what is
- * left allows. A video resumed or a layer taken higher must fit in 90 %
+ * priority: first the lowest layer of each in turn (those that have not
+ * fitted for PAUSE_AFTER_MS are paused), then, in the same order, as high
+ * a layer as what is left allows. A video resumed or a layer taken higher must fit in 90 %
  * of what is left, so that an estimate close to a layer's cost does not
  * make it flap. Audio is neither counted nor paused. */
 static void allocate(sfu_room_t *room, sfu_participant_t *p, uint64_t now) {
@@ -911,9 +924,16 @@ static void allocate(sfu_room_t *room, sfu_participant_t *p, uint64_t now) {
         if (pass == 0) {
           desired += layer_cost(t, order[hi], hi);
           if ((d->bw_paused ? base / UP_HEADROOM : base) > left) {
-            if (!d->bw_paused) room->c.bw_pauses++;
-            d->bw_paused = 1;
-            continue;
+            /* paused once it has not fitted for a while: an estimate
+             * just cut deep by a burst of loss comes back up */
+            if (!d->bw_short_ms) d->bw_short_ms = now;
+            if (d->bw_paused || now - d->bw_short_ms >= PAUSE_AFTER_MS) {
+              if (!d->bw_paused) room->c.bw_pauses++;
+              d->bw_paused = 1;
+              continue;
+            }
+          } else {
+            d->bw_short_ms = 0;
           }
           d->bw_paused = 0;
           d->bw_cap = lo;
@@ -934,6 +954,12 @@ static void allocate(sfu_room_t *room, sfu_participant_t *p, uint64_t now) {
           }
           cap = r;
         }
+        /* Going down because the current layer costs more than the whole
+         * estimate: its packets only fill the queue that loses them (and
+         * the target's keyframe behind them), so none is sent until that
+         * keyframe; the picture would freeze either way. */
+        d->shed = cur > d->bw_cap &&
+                  layer_cost(t, order[cur], cur) > sfu_bwe_estimate(&cc->bwe);
       }
   cc->desired_bps = desired > UINT32_MAX ? UINT32_MAX : (uint32_t)desired;
   cc->allocated_bps = given > UINT32_MAX ? UINT32_MAX : (uint32_t)given;

@@ -178,6 +178,9 @@ struct sfu_downtrack_s {
   uint64_t remb_ms;             /* when it came */
   int bw_cap;                   /* highest layer rank its bandwidth allows */
   int bw_paused;                /* its subscriber's estimate leaves it no room */
+  uint64_t bw_short_ms;         /* its lowest layer has not fitted since, 0 = fits */
+  int shed;                     /* the current layer is not sent while the
+                                   target's keyframe is awaited (allocate()) */
   uint64_t congested_ms;        /* REMB below the current layer's rate since */
   uint64_t bw_hold_ms;          /* bw_cap changes no sooner than this */
   sfu_sent_t *sent;             /* SFU_SENT_SLOTS, for its NACKs (video), lazily */
