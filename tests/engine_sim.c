@@ -21,6 +21,7 @@
 #include <cmocka.h>
 
 #include "sfu/base/bytes.h"
+#include "sfu/media/red.h"
 #include "sfu/media/rtcp.h"
 #include "signaling/token.h"
 #include "tests/engine_sim.h"
@@ -302,14 +303,32 @@ static void uplink(sim_t *s, sim_peer_t *pe, int rtcp, const uint8_t *b, size_t 
   link_push(s, &pe->up, rtcp, b, len);
 }
 
+/* An Opus frame, or with pe->red the RED payload (RFC 2198) of it after
+ * the previous frame (20 ms older), as Chrome sends it. */
 static void send_audio(sim_t *s, sim_peer_t *pe) {
   uint8_t b[256], lv = (uint8_t)((pe->level < 127 ? 0x80 : 0) | (pe->level & 0x7f));
   ext_el_t e = {SIM_EXT_LEVEL, &lv, 1};
-  size_t off = put_rtp(b, SIM_PT_OPUS, 0, pe->aseq++, pe->ats, pe->audio_ssrc, &e, 1);
+  size_t off = put_rtp(b, pe->red ? SIM_PT_RED : SIM_PT_OPUS, 0, pe->aseq++, pe->ats,
+                       pe->audio_ssrc, &e, 1);
   pe->ats += 960;
   size_t plen = 40;
-  b[off] = 0xFC; /* Opus TOC: CELT FB 20 ms, one frame */
-  fill_payload(b + off, 1, plen, make_tag(pe, 3, pe->atag_next++));
+  uint8_t frame[40];
+  frame[0] = 0xFC; /* Opus TOC: CELT FB 20 ms, one frame */
+  fill_payload(frame, 1, plen, make_tag(pe, 3, pe->atag_next++));
+  if (pe->red) {
+    if (pe->prev_len) {
+      b[off++] = 0x80 | SIM_PT_OPUS;
+      b[off++] = (uint8_t)(960 >> 6);
+      b[off++] = (uint8_t)((960 & 0x3f) << 2 | pe->prev_len >> 8);
+      b[off++] = (uint8_t)pe->prev_len;
+    }
+    b[off++] = SIM_PT_OPUS;
+    memcpy(b + off, pe->prev_frame, pe->prev_len);
+    off += pe->prev_len;
+    memcpy(pe->prev_frame, frame, plen);
+    pe->prev_len = plen;
+  }
+  memcpy(b + off, frame, plen);
   uplink(s, pe, 0, b, off + plen);
 }
 
@@ -636,7 +655,13 @@ static void peer_rtp(sim_t *s, sim_peer_t *pe, const uint8_t *b, size_t len) {
   }
   r.payload_off = (size_t)(pl - b);
   r.payload_len = plen;
-  r.tag = plen >= 4 ? sfu_rd32(pl + plen - 4) : 0;
+  r.tag = plen >= 4 ? sfu_rd32(pl + plen - 4) : 0; /* RED: the primary's, last */
+  if (!u->video && u->red_pt >= 0 && r.pt == u->red_pt) {
+    sfu_red_t red;
+    assert_int_equal(sfu_red_parse(pl, plen, &red), 0);
+    r.red_blocks = red.n;
+    r.block_pt = red.b[red.n - 1].pt;
+  }
   r.hash = 2166136261u;
   for (size_t i = 0; i < plen; i++) r.hash = (r.hash ^ pl[i]) * 16777619u;
   r.begins = r.key = 0;
@@ -775,7 +800,8 @@ static sfu_sdp_t *build_offer(sim_peer_t *pe) {
   if (n == 0) { /* a listener: one recvonly audio m-line */
     sfu_sdp_media_t *m = &s->media[0];
     snprintf(m->kind, sizeof(m->kind), "audio");
-    set_codec(&m->codecs[0], SIM_PT_OPUS, "opus", 48000, 2, "minptime=10;useinbandfec=1", 0, -1);
+    set_codec(&m->codecs[0], pe->opus_pt ? pe->opus_pt : SIM_PT_OPUS, "opus", 48000, 2,
+              "minptime=10;useinbandfec=1", 0, -1);
     m->ncodecs = 1;
     m->dir = SFU_DIR_RECVONLY;
     return s;
@@ -785,6 +811,7 @@ static sfu_sdp_t *build_offer(sim_peer_t *pe) {
     snprintf(m->kind, sizeof(m->kind), "audio");
     set_codec(&m->codecs[0], SIM_PT_OPUS, "opus", 48000, 2, "minptime=10;useinbandfec=1", 0, -1);
     m->ncodecs = 1;
+    if (pe->red) set_codec(&m->codecs[m->ncodecs++], SIM_PT_RED, "red", 48000, 2, "111/111", 0, -1);
     add_ext(m, SIM_EXT_LEVEL, URI_LEVEL);
     add_ext(m, SIM_EXT_MID, URI_MID);
     m->dir = SFU_DIR_SENDONLY;
@@ -870,9 +897,11 @@ static void note_sub(sim_peer_t *pe, const sfu_sdp_media_t *om, sfu_sdp_dir_t di
   u->ssrc = om->ssrcs[0];
   u->rtx_ssrc = om->has_fid ? om->fid_ssrc[1] : 0;
   u->pt = om->codecs[0].pt;
-  u->rtx_pt = -1;
+  u->rtx_pt = u->red_pt = -1;
   for (int k = 0; k < om->ncodecs && !pe->no_rtx_answer; k++)
     if (om->codecs[k].rtx_apt == u->pt) u->rtx_pt = om->codecs[k].pt;
+  for (int k = 0; k < om->ncodecs && !pe->no_red_answer && !u->video; k++)
+    if (strcmp(om->codecs[k].name, "red") == 0) u->red_pt = om->codecs[k].pt;
   u->abs_ext = sfu_sdp_find_ext(om, URI_ABS);
   snprintf(u->track_id, sizeof(u->track_id), "%s", om->msid_track);
   snprintf(u->owner_sid, sizeof(u->owner_sid), "%s", om->msid_stream);
@@ -919,6 +948,7 @@ static void answer_offer(sim_peer_t *pe, const char *text, long long offer_id) {
       snprintf(am->mid, sizeof(am->mid), "%s", om->mid);
       for (int k = 0; k < om->ncodecs; k++) {
         if (pe->no_rtx_answer && om->codecs[k].rtx_apt >= 0) continue;
+        if (pe->no_red_answer && strcmp(om->codecs[k].name, "red") == 0) continue;
         am->codecs[am->ncodecs++] = om->codecs[k];
       }
       for (int k = 0; k < om->next; k++)

@@ -15,7 +15,8 @@
  *     peers' media sources (Opus every 20 ms, VP8 every 40 ms) and the
  *     peers' feedback timers. Nothing sleeps, nothing touches a socket.
  *   - peers. A peer joins (client_join), offers what it publishes (Opus
- *     with the RFC 6464 level extension; VP8 + RTX single layer with
+ *     with the RFC 6464 level extension, optionally in RED with one
+ *     redundant frame, as Chrome sends it; VP8 + RTX single layer with
  *     a=ssrc, or rid simulcast with 2-3 layers; a second VP8 m-line, a
  *     single-layer screen share marked in the offer's "sources"), learns its answer, is
  *     marked connected, and answers every server offer (recvonly, same
@@ -60,6 +61,7 @@
 
 /* Payload types and extension ids the peers offer. */
 #define SIM_PT_OPUS 111
+#define SIM_PT_RED 63
 #define SIM_PT_VP8 96
 #define SIM_PT_RTX 97
 #define SIM_EXT_LEVEL 1
@@ -114,6 +116,8 @@ typedef struct sim_rx_s {
   uint16_t osn;         /* RTX: original sequence number (payload bytes 0-1) */
   uint32_t tag;         /* the publisher's packet tag (last 4 payload bytes) */
   int level;            /* audio: RFC 6464 level if the extension came, else -1 */
+  int red_blocks;       /* audio on the RED type: blocks in the payload (0: plain) */
+  int block_pt;         /* and the payload type of its blocks */
   /* VP8 (video only; -1 / 0 when absent) */
   int begins, key, pid, tl0, width, height;
   size_t len, payload_off, payload_len;
@@ -127,6 +131,7 @@ typedef struct sim_sub_s {
   int active;           /* sendonly from the server with an SSRC */
   uint32_t ssrc, rtx_ssrc;
   int pt, rtx_pt, abs_ext;
+  int red_pt;           /* audio: RED type we answered, -1 = none */
   char track_id[72], owner_sid[72];
   sim_rx_t *rx;         /* every RTP packet on ssrc or rtx_ssrc */
   int nrx, caprx;
@@ -191,6 +196,10 @@ struct sim_peer_s {
   uint16_t aseq;
   uint32_t ats;
   int level;            /* RFC 6464 level we send: 0 loud .. 127 silent */
+  int red;              /* offers red/48000/2 over Opus and sends every frame
+                           as RED, the previous frame repeated before it */
+  uint8_t prev_frame[64]; /* red: the last Opus frame sent ... */
+  size_t prev_len;      /* ... and its length, 0 = none yet */
   uint32_t atag_first, atag_next;
   int video;            /* publishes VP8 */
   int nlayers;          /* 1 = a=ssrc single layer, 2-3 = rid simulcast */
@@ -213,6 +222,8 @@ struct sim_peer_s {
   sfu_sdp_t *local;     /* our last description */
   int next_req_id;
   int no_rtx_answer;    /* answer server video m-lines without RTX */
+  int no_red_answer;    /* answer server audio m-lines without RED */
+  int opus_pt;          /* a listener's Opus type in its offer, 0 = SIM_PT_OPUS */
   /* receiving */
   sim_sub_t subs[SIM_MAX_SUBS];
   int nsubs;

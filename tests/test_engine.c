@@ -11,7 +11,8 @@
  * continuity across mute, replacement and layer switches, PLI throttling,
  * the REMB layer rule, NACK/RTX in both directions, usage periods,
  * speaking events (and server mute in them), glare, m-lines of departed
- * tracks, media timeout, a screen share next to a camera. Times and constants in the
+ * tracks, media timeout, a screen share next to a camera, redundant audio
+ * (RED in, RED or its primary out). Times and constants in the
  * assertions are the engine's documented ones (docs/internals/media.md,
  * nack.md, docs/signaling.md); where a window is allowed, it is the tick
  * granularity (media 100 ms, feedback 20 ms) plus one video frame (40 ms).
@@ -1903,6 +1904,162 @@ static void malformed_import_takes_nothing(void **state) {
   }
 }
 
+/* ---- 11. redundant audio (RFC 2198) ------------------------------------------------- */
+
+/* A publisher offering RED over Opus, as Chrome does, entered. */
+static sim_peer_t *red_publisher(sim_t *s, const char *id) {
+  sim_peer_t *pe = sim_peer_new(s, id);
+  sim_peer_audio(pe);
+  pe->red = 1;
+  sim_enter(pe);
+  return pe;
+}
+
+static sim_peer_t *listener_no_red(sim_t *s, const char *id) {
+  sim_peer_t *pe = sim_peer_new(s, id);
+  pe->no_red_answer = 1;
+  sim_enter(pe);
+  return pe;
+}
+
+/* Its tags arrive once each, in order, from the publisher's first on. */
+static void assert_tags_in_order(const sim_sub_t *u) {
+  for (int i = 1; i < u->nrx; i++)
+    assert_int_equal(u->rx[i].tag & 0x3fffff, (u->rx[i - 1].tag & 0x3fffff) + 1);
+}
+
+static void red_publisher_answer_lists_red_first(void **state) {
+  sim_t *s = sim_new(60, 0);
+  *state = s;
+  sim_peer_t *a = red_publisher(s, "alice");
+  json_t *ans = sim_msg_to(s, a->session, "answer", 0, NULL);
+  assert_non_null(ans);
+  const char *sdp = str(ans, "sdp");
+  /* a browser sends RED only when the answer lists it before Opus */
+  assert_non_null(strstr(sdp, "m=audio 9 UDP/TLS/RTP/SAVPF 63 111\r\n"));
+  assert_non_null(strstr(sdp, "a=rtpmap:63 red/48000/2\r\n"));
+  assert_non_null(strstr(sdp, "a=fmtp:63 111/111\r\n"));
+  /* a plain Opus publisher is answered with Opus alone */
+  sim_peer_t *b = publisher(s, "bob", 1, 0);
+  ans = sim_msg_to(s, b->session, "answer", 0, NULL);
+  assert_non_null(ans);
+  assert_null(strstr(str(ans, "sdp"), "red/48000"));
+}
+
+static void red_reaches_red_subscribers_whole_and_others_as_its_primary(void **state) {
+  sim_t *s = sim_new(61, 0);
+  *state = s;
+  sim_peer_t *a = red_publisher(s, "alice");
+  sim_peer_t *b = listener(s, "bob");
+  sim_peer_t *c = listener_no_red(s, "carol");
+  sim_run(s, 1000);
+  sim_sub_t *ub = sim_sub_of(b, a, 0), *uc = sim_sub_of(c, a, 0);
+  assert_non_null(ub);
+  assert_non_null(uc);
+  assert_int_equal(ub->red_pt, SIM_PT_RED); /* offered, and kept */
+  assert_int_equal(uc->red_pt, -1);
+  assert_true(ub->nrx >= 45);
+  assert_int_equal(ub->nrx, uc->nrx);
+  for (int i = 0; i < ub->nrx; i++) {
+    const sim_rx_t *x = &ub->rx[i], *y = &uc->rx[i];
+    assert_int_equal(x->pt, SIM_PT_RED);
+    assert_true(x->red_blocks == 2 || (i == 0 && x->red_blocks == 1)); /* 1: her first */
+    assert_int_equal(x->block_pt, ub->pt);
+    /* the other gets the primary alone: the Opus frame as it was sent */
+    assert_int_equal(y->pt, uc->pt);
+    assert_int_equal(y->red_blocks, 0);
+    assert_int_equal(y->payload_len, 40);
+    assert_int_equal(y->tag, x->tag);
+    assert_int_equal(y->seq - uc->rx[0].seq, x->seq - ub->rx[0].seq);
+  }
+  assert_tags_in_order(ub);
+  assert_tags_in_order(uc);
+  assert_int_equal(check_continuous(ub, 0, UINT64_MAX, 960), ub->nrx);
+  assert_int_equal(check_continuous(uc, 0, UINT64_MAX, 960), uc->nrx);
+
+  /* server mute and back: both continue without a gap in numbering */
+  sim_server_mute(s, "alice", 1);
+  sim_run(s, 500);
+  sim_server_mute(s, "alice", 0);
+  sim_run(s, 500);
+  assert_int_equal(check_continuous(ub, 0, UINT64_MAX, 48000), ub->nrx);
+  assert_int_equal(check_continuous(uc, 0, UINT64_MAX, 48000), uc->nrx);
+  assert_int_equal(s->room.c.drop_malformed, 0);
+}
+
+static void red_blocks_take_the_subscribers_opus_type(void **state) {
+  sim_t *s = sim_new(62, 0);
+  *state = s;
+  sim_peer_t *a = red_publisher(s, "alice");
+  sim_peer_t *b = sim_peer_new(s, "bob");
+  b->opus_pt = 109; /* its own Opus type: the server's offers use it */
+  sim_enter(b);
+  sim_run(s, 500);
+  sim_sub_t *u = sim_sub_of(b, a, 0);
+  assert_non_null(u);
+  assert_int_equal(u->pt, 109);
+  assert_true(u->red_pt >= 0 && u->red_pt != 109);
+  assert_true(u->nrx >= 20);
+  for (int i = 0; i < u->nrx; i++) {
+    assert_int_equal(u->rx[i].pt, u->red_pt);
+    assert_int_equal(u->rx[i].block_pt, 109);
+  }
+}
+
+static void plain_opus_goes_plain_to_red_subscribers(void **state) {
+  sim_t *s = sim_new(63, 0);
+  *state = s;
+  sim_peer_t *a = publisher(s, "alice", 1, 0);
+  sim_peer_t *b = listener(s, "bob");
+  sim_run(s, 500);
+  sim_sub_t *u = sim_sub_of(b, a, 0);
+  assert_non_null(u);
+  assert_int_equal(u->red_pt, SIM_PT_RED);
+  assert_true(u->nrx >= 20);
+  for (int i = 0; i < u->nrx; i++) {
+    assert_int_equal(u->rx[i].pt, u->pt);
+    assert_int_equal(u->rx[i].payload_len, 40);
+  }
+  assert_int_equal(check_continuous(u, 0, UINT64_MAX, 960), u->nrx);
+}
+
+static void malformed_red_is_dropped_and_counted(void **state) {
+  sim_t *s = sim_new(64, 0);
+  *state = s;
+  sim_peer_t *a = red_publisher(s, "alice");
+  sim_peer_t *b = listener(s, "bob");
+  sim_run(s, 200);
+  sim_sub_t *u = sim_sub_of(b, a, 0);
+  assert_non_null(u);
+  int before = u->nrx;
+  /* a redundant block longer than the payload */
+  uint8_t p[] = {0x80, SIM_PT_RED, 0x12, 0x34, 0, 0, 0, 1, 0, 0, 0, 0,
+                 0x80 | SIM_PT_OPUS, 0x0F, 0x03, 0xFF, SIM_PT_OPUS, 1, 2, 3};
+  sfu_wr32(p + 8, a->audio_ssrc);
+  uint64_t bad = s->room.c.drop_malformed;
+  sim_send_rtp(a, p, sizeof(p));
+  sim_settle(s);
+  assert_int_equal(s->room.c.drop_malformed, bad + 1);
+  assert_int_equal(u->nrx, before);
+}
+
+static void red_publisher_is_heard_speaking(void **state) {
+  sim_t *s = sim_new(65, 0);
+  *state = s;
+  sim_peer_t *a = sim_peer_new(s, "alice");
+  sim_peer_audio(a);
+  a->red = 1;
+  a->level = 20;
+  sim_enter(a);
+  sim_peer_t *b = listener(s, "bob");
+  int from = s->nmsgs;
+  sim_run(s, 1000);
+  char buf[64];
+  const char *who = last_speakers(s, b->session, from, buf, sizeof(buf));
+  assert_non_null(who);
+  assert_string_equal(who, "alice,");
+}
+
 static int teardown(void **state) {
   sim_free(*state);
   *state = NULL;
@@ -1951,6 +2108,13 @@ int main(void) {
       cmocka_unit_test_teardown(stopping_the_screen_share_removes_only_it, teardown),
       cmocka_unit_test_teardown(offer_sources_are_checked, teardown),
       cmocka_unit_test_teardown(audience_is_counted_not_listed, teardown),
+      cmocka_unit_test_teardown(red_publisher_answer_lists_red_first, teardown),
+      cmocka_unit_test_teardown(red_reaches_red_subscribers_whole_and_others_as_its_primary,
+                                teardown),
+      cmocka_unit_test_teardown(red_blocks_take_the_subscribers_opus_type, teardown),
+      cmocka_unit_test_teardown(plain_opus_goes_plain_to_red_subscribers, teardown),
+      cmocka_unit_test_teardown(malformed_red_is_dropped_and_counted, teardown),
+      cmocka_unit_test_teardown(red_publisher_is_heard_speaking, teardown),
   };
   sfu_log_set_level(SFU_LOG_WARN); /* joins and leaves are not news here */
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -119,6 +119,8 @@ typedef struct sfu_room_counters_s {
   uint64_t relay_in;         /* RTP packets from other processes of the call */
   uint64_t relay_out;        /* RTP packets sent to them (once per link) */
   uint64_t drop_relay_ssrc;  /* RTP over a link for no stream it described */
+  uint64_t red_in;           /* audio packets publishers sent as RED (RFC 2198) */
+  uint64_t red_out;          /* audio packets forwarded as RED */
 } sfu_room_counters_t;
 
 #define SFU_PKT_CAP (1500 + SFU_SRTP_TRAILER)

@@ -9,11 +9,13 @@
  *   extension or the first packet when the SDP named none; RTX packets are
  *   turned back into the original) -> receive statistics ->
  *
- *   audio: speaking level (RFC 6464 extension, else a libopus decode of the
- *   payload) -> unless server-muted, for each negotiated down-track: copy
+ *   audio: a RED payload (RFC 2198) parsed to find its primary Opus block
+ *   -> speaking level (RFC 6464 extension, else a libopus decode of the
+ *   Opus frame) -> unless server-muted, for each negotiated down-track: copy
  *   header (subscriber's pt, seq, room-unique SSRC; extensions dropped) and
- *   payload into the room's scratch buffer, hand it to io->send (the shell
- *   SRTP-protects it in place with the subscriber's keys and queues it);
+ *   payload (RED whole to a subscriber that negotiated RED, else the Opus
+ *   frame alone) into the room's scratch buffer, hand it to io->send (the
+ *   shell SRTP-protects it in place with the subscriber's keys and queues it);
  *
  *   video: NACK generator, payload inspection (keyframe, picture id), the
  *   packet kept once in its layer's retransmission cache -> for each
@@ -43,6 +45,7 @@
 
 #include "sfu/base/bytes.h"
 #include "sfu/base/sfu.h"
+#include "sfu/media/red.h"
 #include "sfu/media/rtcp.h"
 #include "sfu/room/engine.h"
 
@@ -99,6 +102,7 @@ sfu_track_t *sfu_track_create(sfu_participant_t *owner) {
     t->out_rtx_ssrc = sfu_random_u32();
   while (t->out_rtx_ssrc == 0 || t->out_rtx_ssrc == t->out_ssrc);
   t->rtx_pt = -1;
+  t->red_pt = -1;
   sfu_speaking_init(&t->speaking);
   return t;
 }
@@ -162,8 +166,10 @@ static void update_rx(sfu_rx_stats_t *rx, const sfu_rtp_t *r, uint64_t now_us, i
   rx->bytes += r->payload_len;
 }
 
+/* The level of a packet whose Opus frame is `opus` (the payload, or the
+ * primary block of a RED payload). */
 static void update_speaking(sfu_room_t *room, sfu_track_t *t, const sfu_rtp_t *r,
-                            uint64_t now_ms) {
+                            const sfu_rtp_t *opus, uint64_t now_ms) {
   int voice = -1, level = -1;
   if (t->level_ext && sfu_rtp_audio_level(r, t->level_ext, &voice, &level) == 1) {
     /* The client measures for us. Its V bit is ignored: it means something
@@ -171,7 +177,7 @@ static void update_speaking(sfu_room_t *room, sfu_track_t *t, const sfu_rtp_t *r
     voice = -1;
   } else {
     if (!t->meter && sfu_opus_meter_create(&t->meter) != 0) return;
-    level = sfu_opus_meter_feed(t->meter, r->data + r->payload_off, r->payload_len);
+    level = sfu_opus_meter_feed(t->meter, opus->data + opus->payload_off, opus->payload_len);
     if (level < 0) return;
   }
   if (sfu_speaking_update(&t->speaking, level, voice, now_ms)) room->speaking_dirty = 1;
@@ -193,13 +199,14 @@ static int ext_is(const sfu_rtp_t *r, int id, const char *rid) {
  * types. A remote track's come from its description only (relay.c). */
 static int classify(sfu_track_t *t, const sfu_rtp_t *r, int *rtx) {
   if (!t) return -1;
+  int media = r->pt == t->pt || (t->red_pt >= 0 && r->pt == t->red_pt); /* Opus or RED */
   for (int k = 0; k < t->nlayers; k++) {
     sfu_layer_t *l = &t->layers[k];
-    if (l->ssrc == r->ssrc && r->pt == t->pt) return *rtx = 0, k;
+    if (l->ssrc == r->ssrc && media) return *rtx = 0, k;
     if (l->rtx_ssrc == r->ssrc && r->pt == t->rtx_pt && t->rtx_pt >= 0) return *rtx = 1, k;
   }
   int is_rtx = t->rtx_pt >= 0 && r->pt == t->rtx_pt;
-  if ((r->pt != t->pt && !is_rtx) || t->owner->via) return -1;
+  if ((!media && !is_rtx) || t->owner->via) return -1;
   char mid[sizeof(t->mid)];
   if (t->mid_ext && sfu_rtp_ext_mid(r, t->mid_ext, mid, sizeof(mid)) > 0 &&
       strcmp(mid, t->mid) != 0)
@@ -239,7 +246,14 @@ void sfu_fwd_request_keyframe(sfu_room_t *room, sfu_track_t *t, int k) {
   }
 }
 
-static void forward_audio(sfu_room_t *room, sfu_track_t *t, const sfu_rtp_t *r) {
+/* An audio packet to its down-tracks. `red` describes its payload when it
+ * came as RED (RFC 2198), and `opus` is then the view of its primary block
+ * alone (else the packet itself): a subscriber that kept RED gets the
+ * whole payload under its RED type, the blocks' types set to its Opus
+ * type; any other gets the primary as plain Opus, under the same sequence
+ * number (each packet has one primary). */
+static void forward_audio(sfu_room_t *room, sfu_track_t *t, const sfu_rtp_t *r,
+                          const sfu_red_t *red, const sfu_rtp_t *opus) {
   uint64_t wall = wall_us(room);
   for (int i = 0; i < t->down.n; i++) {
     sfu_downtrack_t *d = t->down.items[i];
@@ -250,20 +264,25 @@ static void forward_audio(sfu_room_t *room, sfu_track_t *t, const sfu_rtp_t *r) 
       d->resync = 0;
     }
     uint16_t seq = (uint16_t)(r->seq + d->seq_offset);
-    int n = sfu_rtp_forward_copy(r, d->pt, seq, r->ts, d->ssrc, no_ext, room->scratch,
-                                 sizeof(room->scratch) - SFU_SRTP_TRAILER);
+    int as_red = red && d->red_pt >= 0;
+    const sfu_rtp_t *src = red && !as_red ? opus : r;
+    int n = sfu_rtp_forward_copy(src, (uint8_t)(as_red ? d->red_pt : d->pt), seq, r->ts, d->ssrc,
+                                 no_ext, room->scratch, sizeof(room->scratch) - SFU_SRTP_TRAILER);
+    if (n >= 0 && as_red && d->pt != t->pt)
+      sfu_red_set_pts(room->scratch + n - src->payload_len, red, d->pt);
     if (n < 0 || send_pkt(room, d->sub, 0, (size_t)n)) {
       room->c.drop_send++;
       continue;
     }
     room->c.rtp_out++;
+    room->c.red_out += as_red;
     if ((int16_t)(seq - d->last_seq) > 0 || d->packets == 0) {
       d->last_seq = seq;
       d->last_ts = r->ts;
       d->last_send_us = wall;
     }
     d->packets++;
-    d->octets += r->payload_len;
+    d->octets += src->payload_len;
   }
 }
 
@@ -470,15 +489,27 @@ void sfu_fwd_on_rtp(sfu_room_t *room, sfu_participant_t *p, uint8_t *buf, size_t
   }
   uint64_t now_us = room->now_us;
   if (t->kind == SFU_KIND_AUDIO) {
+    sfu_red_t red, *is_red = NULL;
+    sfu_rtp_t opus = r;
+    if (t->red_pt >= 0 && r.pt == t->red_pt) {
+      if (sfu_red_parse(r.data + r.payload_off, r.payload_len, &red) != 0) {
+        room->c.drop_malformed++;
+        return;
+      }
+      is_red = &red;
+      room->c.red_in++;
+      opus.payload_off += red.b[red.n - 1].off;
+      opus.payload_len = red.b[red.n - 1].len;
+    }
     update_rx(&l->rx, &r, now_us, t->codec.clock);
-    update_speaking(room, t, &r, now_us / 1000);
+    update_speaking(room, t, &r, &opus, now_us / 1000);
     if (p->server_muted) {
       room->c.drop_muted++;
       t->dropped_muted++;
       return;
     }
     if (room->links) sfu_relay_forward(room, p, r.data, r.len, 0);
-    forward_audio(room, t, &r);
+    forward_audio(room, t, &r, is_red, &opus);
     return;
   }
   if (!rtx) update_rx(&l->rx, &r, now_us, t->codec.clock);

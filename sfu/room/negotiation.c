@@ -2,8 +2,9 @@
  * negotiation.c -- SDP offer/answer for one participant (docs/signaling.md).
  *
  * The client offers once, after `welcome`: its m-lines are answered here
- * (an Opus m-line it sends on becomes its published audio, a video one its
- * camera or, when the offer's `sources` says so, its screen share;
+ * (an Opus m-line it sends on becomes its published audio, with RED over
+ * Opus answered first when offered, so that browsers send it; a video one
+ * its camera or, when the offer's `sources` says so, its screen share;
  * everything else is answered inactive or rejected). A later client offer
  * may publish what it did not yet, and one that stops sending on a
  * published track's m-line (inactive, recvonly, port 0) unpublishes it.
@@ -89,6 +90,56 @@ static void opus_codec(sfu_sdp_codec_t *c, int pt, const char *fmtp) {
   c->channels = 2;
   snprintf(c->fmtp, sizeof(c->fmtp), "%s", fmtp && fmtp[0] ? fmtp : OPUS_FMTP);
   c->rtx_apt = -1;
+}
+
+/* RED (RFC 2198) carrying Opus of type `opus_pt`, as browsers write it:
+ * red/48000/2 with a=fmtp:<pt> <opus>/<opus>. */
+static void red_codec(sfu_sdp_codec_t *c, int pt, int opus_pt) {
+  memset(c, 0, sizeof(*c));
+  c->pt = pt;
+  snprintf(c->name, sizeof(c->name), "red");
+  c->clock = 48000;
+  c->channels = 2;
+  snprintf(c->fmtp, sizeof(c->fmtp), "%d/%d", opus_pt, opus_pt);
+  c->rtx_apt = -1;
+}
+
+/* The RED payload type of an m-line whose blocks are all Opus of type
+ * `opus_pt` (its fmtp lists only that type: "111/111"), or -1. */
+static int red_for(const sfu_sdp_media_t *m, int opus_pt) {
+  for (int i = 0; i < m->ncodecs; i++) {
+    const sfu_sdp_codec_t *c = &m->codecs[i];
+    if (strcasecmp(c->name, "red") != 0 || c->clock != 48000) continue;
+    const char *f = c->fmtp;
+    int n = 0;
+    while (*f) {
+      char *end;
+      long v = strtol(f, &end, 10);
+      if (end == f || v != opus_pt || (*end && *end != '/')) break;
+      n++;
+      f = *end ? end + 1 : end;
+    }
+    if (n > 0 && !*f) return c->pt;
+  }
+  return -1;
+}
+
+/* An audio m-line's codecs: Opus, and RED over it when red_pt >= 0 --
+ * first when `red_first` (a browser sends RED only when the answer lists
+ * it before Opus), else after. */
+static void put_audio_codecs(sfu_sdp_media_t *m, const sfu_sdp_codec_t *opus, int red_pt,
+                             int red_first) {
+  put_codec(m, opus);
+  if (red_pt < 0) return;
+  sfu_sdp_codec_t red;
+  red_codec(&red, red_pt, opus->pt);
+  if (red_first) {
+    m->codecs[1] = m->codecs[0];
+    m->codecs[0] = red;
+  } else {
+    m->codecs[1] = red;
+  }
+  m->ncodecs = 2;
 }
 
 /* The video codec the SFU takes from an offer: the offerer's first choice
@@ -195,6 +246,13 @@ static int choose_pt(const sfu_participant_t *sub, const sfu_sdp_t *s,
         strcmp(d->codec.fmtp, c->fmtp) == 0 && c->rtx_apt < 0)
       return d->pt;
     if (d->kind == SFU_KIND_VIDEO && c->rtx_apt == d->pt && d->rtx_pt >= 0) return d->rtx_pt;
+    if (d->red_pt >= 0) {
+      sfu_sdp_codec_t red;
+      red_codec(&red, d->red_pt, d->pt);
+      if (strcasecmp(c->name, "red") == 0 && c->clock == red.clock && strcmp(c->fmtp, red.fmtp) == 0)
+        return d->red_pt;
+      used[d->red_pt] = 1;
+    }
     used[d->pt] = 1;
     if (d->rtx_pt >= 0) used[d->rtx_pt] = 1;
   }
@@ -224,6 +282,13 @@ static sfu_downtrack_t *subscribe(sfu_participant_t *sub, sfu_track_t *t) {
   d->pt = (uint8_t)choose_pt(sub, local, &d->codec);
   d->codec.pt = d->pt;
   d->rtx_pt = -1;
+  d->red_pt = -1;
+  if (t->kind == SFU_KIND_AUDIO) { /* offer RED over Opus too: a distinct type */
+    sfu_sdp_codec_t red;
+    red_codec(&red, 63, d->pt);
+    int pt = choose_pt(sub, local, &red);
+    d->red_pt = pt != d->pt ? pt : -1;
+  }
   d->layer = -1;
   d->target = t->nlayers - 1;
   d->max_layer = SFU_MAX_LAYERS - 1;
@@ -357,6 +422,7 @@ static sfu_track_t *publish(sfu_participant_t *p, sfu_kind_t kind, int source,
   t->codec.fb = 0;
   t->codec.rtx_apt = -1;
   t->rtx_pt = kind == SFU_KIND_VIDEO ? rtx_for(m, c->pt) : -1;
+  t->red_pt = kind == SFU_KIND_AUDIO ? red_for(m, c->pt) : -1;
   t->parse = kind == SFU_KIND_VIDEO ? sfu_video_parser(c->name) : NULL;
   if (kind == SFU_KIND_AUDIO) {
     t->level_ext = sfu_sdp_find_ext(m, URI_LEVEL);
@@ -537,7 +603,7 @@ int sfu_neg_on_offer(sfu_room_t *room, sfu_participant_t *p, const char *text, j
       if (kind == SFU_KIND_AUDIO) {
         sfu_sdp_codec_t oc;
         opus_codec(&oc, c->pt, c->fmtp);
-        put_codec(am, &oc);
+        put_audio_codecs(am, &oc, t->red_pt, 1);
       } else {
         put_video_codec(am, c, t->rtx_pt);
         if ((c->fb & SFU_FB_TWCC) && (p->twcc_in_ext = sfu_sdp_find_ext(om, SFU_TWCC_URI)) > 0)
@@ -604,11 +670,14 @@ static void put_downtrack(sfu_room_t *room, sfu_participant_t *p, sfu_sdp_media_
   m->port = 9;
   m->rtcp_rsize = 1;
   put_transport(room, p, m, "actpass");
-  if (d->kind == SFU_KIND_VIDEO)
+  if (d->kind == SFU_KIND_VIDEO) {
     put_video_codec(m, &d->codec, d->rtx_pt);
-  else
-    put_codec(m, &d->codec);
-  m->codecs[0].pt = d->pt;
+    m->codecs[0].pt = d->pt;
+  } else {
+    sfu_sdp_codec_t c = d->codec;
+    c.pt = d->pt;
+    put_audio_codecs(m, &c, d->red_pt, 0);
+  }
   if (d->removed) { /* rejected: recyclable once the answer comes */
     m->port = 0;
     m->ncandidates = 0;
@@ -764,6 +833,8 @@ int sfu_neg_on_answer(sfu_room_t *room, sfu_participant_t *p, const char *text, 
     const sfu_sdp_codec_t *c = m ? sfu_sdp_find_codec(m, d->codec.name, d->codec.clock) : NULL;
     if (m && m->port && c && (m->dir == SFU_DIR_RECVONLY || m->dir == SFU_DIR_SENDRECV)) {
       d->pt = (uint8_t)c->pt;
+      if (d->kind == SFU_KIND_AUDIO) /* RED only if the answer kept it */
+        d->red_pt = d->red_pt >= 0 ? red_for(m, c->pt) : -1;
       if (d->kind == SFU_KIND_VIDEO) {
         d->rtx_pt = rtx_for(m, c->pt);
         d->abs_ext = sfu_sdp_find_ext(m, URI_ABS_SEND_TIME);

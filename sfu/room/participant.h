@@ -94,6 +94,8 @@ typedef struct sfu_track_s {
   char mid[32];                 /* publisher's mid */
   uint8_t pt;                   /* publisher's payload type */
   int rtx_pt;                   /* its RTX payload type, -1 = none */
+  int red_pt;                   /* audio: the RED (RFC 2198) type it may send
+                                   its Opus in, -1 = none (plain Opus only) */
   sfu_sdp_codec_t codec;        /* as the publisher offered it (fb bits cleared) */
   sfu_video_parse_fn parse;     /* its payload inspector (video), set at publish */
   int level_ext;                /* publisher's audio-level extension id, 0 = none */
@@ -147,6 +149,9 @@ struct sfu_downtrack_s {
   sfu_sdp_codec_t codec;        /* offered: the publisher's codec */
   uint32_t ssrc;                /* = track->out_ssrc */
   uint8_t pt;                   /* pt from the subscriber's answer */
+  int red_pt;                   /* audio: RED over Opus, offered, then as the
+                                   answer kept it; -1 = none: RED from the
+                                   publisher goes as its primary, plain Opus */
   int negotiated;               /* answered: packets may flow */
   int removed;                  /* the track is gone: inactive from the next offer */
   int removal_offered;          /* an offer carried it inactive: freed at the answer */

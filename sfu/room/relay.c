@@ -237,12 +237,13 @@ static json_t *track_json(const sfu_track_t *t) {
     json_array_append_new(layers, json_pack("{s:s, s:I, s:I}", "rid", t->layers[k].rid, "ssrc",
                                             (json_int_t)t->layers[k].ssrc, "rtx_ssrc",
                                             (json_int_t)t->layers[k].rtx_ssrc));
-  return json_pack("{s:s, s:s, s:s, s:I, s:I, s:i, s:i, s:{s:s, s:i, s:i, s:s}, s:i, s:i, s:i, "
-                   "s:o}",
+  return json_pack("{s:s, s:s, s:s, s:I, s:I, s:i, s:i, s:i, s:{s:s, s:i, s:i, s:s}, s:i, s:i, "
+                   "s:i, s:o}",
                    "id", t->id, "kind", t->kind == SFU_KIND_AUDIO ? "audio" : "video",
                    "source", sfu_source_name(t->source),
                    "out_ssrc", (json_int_t)t->out_ssrc, "out_rtx_ssrc",
-                   (json_int_t)t->out_rtx_ssrc, "pt", t->pt, "rtx_pt", t->rtx_pt, "codec",
+                   (json_int_t)t->out_rtx_ssrc, "pt", t->pt, "rtx_pt", t->rtx_pt, "red_pt",
+                   t->red_pt, "codec",
                    "name", t->codec.name, "clock", t->codec.clock, "channels",
                    t->codec.channels, "fmtp", t->codec.fmtp, "level_ext", t->level_ext,
                    "rid_ext", t->rid_ext, "rrid_ext", t->rrid_ext, "layers", layers);
@@ -371,6 +372,9 @@ static int track_of(json_t *j, sfu_track_t *t, int *slot) {
       int_in(codec, "channels", 0, 8, &t->codec.channels) ||
       str_into(codec, "fmtp", t->codec.fmtp, sizeof(t->codec.fmtp)))
     return SFU_EINVAL;
+  t->red_pt = -1; /* optional: absent from a process that knows no RED */
+  if (json_object_get(j, "red_pt") && int_in(j, "red_pt", -1, 127, &t->red_pt))
+    return SFU_EINVAL;
   t->kind = kind;
   t->pt = (uint8_t)pt;
   t->rtx_pt = rtx_pt;
@@ -419,6 +423,7 @@ static void set_remote_tracks(sfu_room_t *room, sfu_participant_t *p,
     t->out_rtx_ssrc = d->out_rtx_ssrc;
     t->pt = d->pt;
     t->rtx_pt = d->rtx_pt;
+    t->red_pt = d->red_pt;
     t->codec = d->codec;
     t->level_ext = d->level_ext;
     t->rid_ext = d->rid_ext;

@@ -264,6 +264,8 @@ static json_t *stats_json(sfu_shell_t *sh, const char *type) {
   json_object_set_new(video, "padding_out", json_integer((json_int_t)room->c.padding_out));
   json_object_set_new(video, "bw_pauses", json_integer((json_int_t)room->c.bw_pauses));
   json_object_set_new(pk, "video", video);
+  json_object_set_new(pk, "audio", json_pack("{s:I, s:I}", "red_in", (json_int_t)room->c.red_in,
+                                             "red_out", (json_int_t)room->c.red_out));
   return json_pack("{s:s, s:i, s:I, s:I, s:o, s:o, s:o, s:o, s:o}", "type", type, "participants",
                    room->participants_n, "uptime_ms",
                    (json_int_t)(sfu_now_ms() - sh->started_ms), "cpu_us", cpu, "packets", pk,

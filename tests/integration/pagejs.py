@@ -17,7 +17,9 @@ of sfud's /web/ origin and joins, publishing the microphone:
   <audio> refuses to play;
 * sfu.audio: one playing <audio> per remote track (Chromium decodes remote
   audio only when something plays it: test_browser.py's notes);
-* sfu.stats(): one record per inbound audio RTP stream;
+* sfu.stats(): one record per inbound audio RTP stream (with `codec`, the
+  mimeType its getStats() codec names: Chromium 156 names Opus for a RED
+  stream too, the codec of the blocks it decodes);
 * sfu.pair(): the selected candidate pair (null before one is), with one
   entry per `pair_fields` item: name -> "pair.<stat>", "local.<stat>" or
   "remote.<stat>" of the RTCIceCandidatePairStats or its local or remote
@@ -67,10 +69,15 @@ JOIN_JS = r"""
     const pc = client.pc;
     if (!pc) return [];
     const out = [];
-    (await pc.getStats()).forEach((r) => {
+    const all = await pc.getStats();
+    all.forEach((r) => {
       if (r.type === 'inbound-rtp' && r.kind === 'audio') {
-        out.push({ mid: r.mid ?? null, ssrc: r.ssrc, packetsReceived: r.packetsReceived || 0,
+        const codec = r.codecId && all.get(r.codecId);
+        out.push({ mid: r.mid ?? null, ssrc: r.ssrc, track: r.trackIdentifier ?? null,
+                   codec: codec ? codec.mimeType : null,
+                   packetsReceived: r.packetsReceived || 0,
                    packetsLost: r.packetsLost || 0, bytesReceived: r.bytesReceived || 0,
+                   packetsDiscarded: r.packetsDiscarded || 0,
                    totalAudioEnergy: r.totalAudioEnergy || 0,
                    totalSamplesReceived: r.totalSamplesReceived || 0,
                    audioLevel: r.audioLevel || 0 });

@@ -9,6 +9,10 @@ audio shows packets and energy, the aiortc peer decodes non-silent frames
 from "chrome". Then the aiortc peer leaves and the browser client must drop
 it from its participants.
 
+BrowserRedTest: two Chromium pages and an aiortc peer; Chromium sends Opus
+in RED (RFC 2198), the other page gets RED and decodes it, the aiortc peer
+(no RED in its answer) gets the primary frames as Opus and hears them.
+
 DemoPageTest drives the demo page itself (web/index.html + demo.js) the
 way a user does, against sfud --dev 1: opens "/", types room and name,
 clicks Join, the mic toggle and Leave, and asserts on what the page shows
@@ -322,6 +326,99 @@ CLICK_JS = r"""
   return true;
 })(%s)
 """
+
+
+class BrowserRedTest(BrowserTestBase):
+    """Opus RED (RFC 2198) from Chromium: the server answers Chromium's
+    red/48000/2 first, so "a" sends RED. A second page "b" kept RED in its
+    answer and must get it (inbound-rtp codec audio/red) and decode it
+    (totalSamplesReceived and energy growing); the aiortc peer "py" answers
+    Opus only and must get the primary blocks as plain Opus and decode a's
+    beeps. A few seconds of audio."""
+
+    def setUp(self):
+        super().setUp()
+        self.room = self.new_room("red")
+        self.ws_url = self.room["ws_url"]
+        self.pages = {}
+
+    async def on(self, name, expression, timeout=15.0):
+        return await asyncio.to_thread(self.pages[name].evaluate, expression, True, timeout)
+
+    async def test_chromium_red_reaches_chromium_as_red_and_aiortc_as_opus(self):
+        try:
+            await self._scenario()
+        except BaseException:
+            print("\n" + await self.diagnostics(), file=sys.stderr)
+            for name in self.pages:
+                self.page = self.pages[name]
+                print("--- page %s ---\n%s" % (name, await self.diagnostics()), file=sys.stderr)
+            raise
+
+    async def _scenario(self):
+        room_id = self.room["room_id"]
+        py = Peer(self.ws_url, room_id, self.token("py"), "py", freq=PY_FREQ)
+        self.peers.append(py)
+        await py.join()
+        await py.wait_connected()
+        self.sids = {}
+        for name in ("a", "b"):
+            self.pages[name] = self.page = await asyncio.to_thread(
+                self.browser.open, self.origin + "/web/index.html")
+            welcome = await self.on(name, join_js(self.ws_url, room_id, self.token(name)))
+            self.sids[name] = welcome["sid"]
+        # the server's answer to a lists RED first: Chromium sends RED
+        local = await self.on("a", "sfu.client.pc.currentRemoteDescription.sdp")
+        audio = next(l for l in local.split("\r\n") if l.startswith("m=audio"))
+        red_pt = next(l.split()[0].split(":")[1] for l in local.split("\r\n")
+                      if l.startswith("a=rtpmap:") and "red/48000/2" in l)
+        self.assertEqual(audio.split()[3], red_pt, audio)
+        # b receives a's audio as RED and decodes it. Chromium's getStats()
+        # names Opus as the codec of a RED stream; what shows the RED is its
+        # jitter buffer splitting each packet into its blocks and discarding
+        # the redundant copy of a frame it already has (packetsDiscarded
+        # follows packetsReceived), which a plain Opus stream (py's) never
+        # shows on a clean loopback.
+        first = await self.until(self._red_stats, timeout=15, what="b decoding a's RED")
+        await asyncio.sleep(2.0)
+        later = {r["ssrc"]: r for r in await self.on("b", "sfu.stats()")}
+        for r in first:
+            now = later[r["ssrc"]]
+            self.assertGreater(now["totalSamplesReceived"], r["totalSamplesReceived"] + 48000)
+            self.assertGreater(now["totalAudioEnergy"], r["totalAudioEnergy"])
+            self.assertGreater(now["packetsDiscarded"], now["packetsReceived"] // 2, now)
+        st, j = self.sfud.request("GET", "/v1/rooms/%s" % room_id)
+        stats = j.get("stats", j)
+        audio = stats["packets"]["audio"]
+        self.assertGreater(audio["red_in"], 100, stats)
+        self.assertGreater(audio["red_out"], 100, stats)
+        self.assertEqual(stats["packets"]["drop_malformed"], 0, stats)
+
+        # py gets plain Opus (its answer has no RED) and hears a's beeps
+        await self.until(lambda: py.audio_energy("a", 2.0) > BEEP_ENERGY, timeout=15,
+                         what="py hearing a")
+        src = next(iter(py.find_sources("a")), None)
+        self.assertIsNotNone(src, py.received_by_source())
+        self.assertGreaterEqual(nonsilent_frames(src.window(2.0)), BEEP_FRAMES_2S,
+                                py.received_by_source())
+        b_a = later[first[0]["ssrc"]]
+        print("\nb <- a (RED, getStats codec %s): %d packets, %d discarded, %d samples;"
+              " py <- a (Opus): %d frames, %d non-silent; room red_in %d red_out %d"
+              % (b_a["codec"], b_a["packetsReceived"], b_a["packetsDiscarded"],
+                 b_a["totalSamplesReceived"], src.frames, src.nonsilent_frames,
+                 audio["red_in"], audio["red_out"]))
+
+    async def _red_stats(self):
+        """b's inbound audio from a (the track of a's stream), once it has
+        packets and energy."""
+        track = await self.on("b", "(() => { const s = sfu.client.remoteStreams.get(%s);"
+                                   " return s && s.getAudioTracks().length ?"
+                                   " s.getAudioTracks()[0].id : null; })()"
+                                   % json.dumps(self.sids["a"]))
+        st = await self.on("b", "sfu.stats()")
+        got = [r for r in st if track and r["track"] == track and r["packetsReceived"] > 50
+               and r["totalAudioEnergy"] > 0]
+        return got or None
 
 
 class BrowserRelayTest(BrowserTestBase):
