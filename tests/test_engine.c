@@ -12,7 +12,8 @@
  * the REMB layer rule, NACK/RTX in both directions, usage periods,
  * speaking events (and server mute in them), glare, m-lines of departed
  * tracks, media timeout, a screen share next to a camera, redundant audio
- * (RED in, RED or its primary out). Times and constants in the
+ * (RED in, RED or its primary out), the loudest speakers of a large room.
+ * Times and constants in the
  * assertions are the engine's documented ones (docs/internals/media.md,
  * nack.md, docs/signaling.md); where a window is allowed, it is the tick
  * granularity (media 100 ms, feedback 20 ms) plus one video frame (40 ms).
@@ -2060,6 +2061,130 @@ static void red_publisher_is_heard_speaking(void **state) {
   assert_string_equal(who, "alice,");
 }
 
+/* ---- 12. the loudest speakers (max_audio_streams) ------------------------------------ */
+
+/* Packets of u that arrived in [from_us, to_us). */
+static int received_in(const sim_sub_t *u, uint64_t from_us, uint64_t to_us) {
+  int n = 0;
+  for (int i = 0; i < u->nrx; i++) n += u->rx[i].at_us >= from_us && u->rx[i].at_us < to_us;
+  return n;
+}
+
+/* Arrival of the first / last packet of u in [from_us, to_us), 0 if none. */
+static uint64_t first_in(const sim_sub_t *u, uint64_t from_us, uint64_t to_us) {
+  for (int i = 0; i < u->nrx; i++)
+    if (u->rx[i].at_us >= from_us && u->rx[i].at_us < to_us) return u->rx[i].at_us;
+  return 0;
+}
+
+static uint64_t last_in(const sim_sub_t *u, uint64_t from_us, uint64_t to_us) {
+  uint64_t t = 0;
+  for (int i = 0; i < u->nrx; i++)
+    if (u->rx[i].at_us >= from_us && u->rx[i].at_us < to_us) t = u->rx[i].at_us;
+  return t;
+}
+
+/* Five speakers at levels 10..45 dBov and a listener, in a room of N = 2. */
+static void five_speakers(sim_t *s, sim_peer_t *sp[5], sim_peer_t **l) {
+  static const char *const names[5] = {"ann", "ben", "cat", "dan", "eve"};
+  static const int level[5] = {10, 20, 30, 40, 45};
+  s->room.max_audio_streams = 2;
+  for (int i = 0; i < 5; i++) {
+    sp[i] = sim_peer_new(s, names[i]);
+    sim_peer_audio(sp[i]);
+    sp[i]->level = level[i];
+    sim_enter(sp[i]);
+    sim_run(s, 7); /* packets off the tick grid */
+  }
+  *l = listener(s, "lou");
+}
+
+static void listener_gets_exactly_the_two_loudest_of_five(void **state) {
+  sim_t *s = sim_new(70, 0);
+  *state = s;
+  sim_peer_t *sp[5], *l;
+  five_speakers(s, sp, &l);
+  sim_run(s, 2000);
+  uint64_t t0 = sim_us(s) - 1000 * MS, t1 = sim_us(s);
+  for (int i = 0; i < 5; i++) {
+    sim_sub_t *u = sim_sub_of(l, sp[i], 0);
+    assert_non_null(u);
+    int n = received_in(u, t0, t1);
+    if (i < 2)
+      assert_true(n >= 49 && n <= 51);
+    else
+      assert_int_equal(n, 0);
+  }
+  /* a speaker's own track is not one of the N: ann gets ben and cat */
+  assert_true(received_in(sim_sub_of(sp[0], sp[1], 0), t0, t1) >= 49);
+  assert_true(received_in(sim_sub_of(sp[0], sp[2], 0), t0, t1) >= 49);
+  assert_int_equal(received_in(sim_sub_of(sp[0], sp[3], 0), t0, t1), 0);
+  assert_true(s->room.c.drop_not_loudest > 0);
+  /* the quiet ones' packets are counted, not forwarded: 3 x 50 to lou alone */
+  uint64_t before = s->room.c.drop_not_loudest;
+  sim_run(s, 1000);
+  assert_true(s->room.c.drop_not_loudest - before >= 5 * 2 * 49);
+}
+
+static void a_new_loudest_switches_in_and_the_third_after_the_hangover(void **state) {
+  sim_t *s = sim_new(71, 0);
+  *state = s;
+  sim_peer_t *sp[5], *l;
+  five_speakers(s, sp, &l);
+  sim_run(s, 2000);
+  sim_sub_t *ub = sim_sub_of(l, sp[1], 0), *ue = sim_sub_of(l, sp[4], 0);
+  assert_non_null(ub);
+  assert_non_null(ue);
+  assert_int_equal(ue->nrx, 0);
+
+  uint64_t t_switch = sim_us(s);
+  sp[4]->level = 5; /* eve: now the loudest; ben is third */
+  sim_run(s, 3000);
+  uint64_t end = sim_us(s);
+  /* eve starts within a tick or two (smoothing 40 ms, ticks 100 ms) */
+  uint64_t e_first = first_in(ue, t_switch, end);
+  assert_true(e_first > t_switch && e_first - t_switch <= 250 * MS);
+  /* ben, still speaking, goes on for the hangover (1 s), then stops */
+  uint64_t b_last = last_in(ub, t_switch, end);
+  assert_true(b_last - t_switch >= 900 * MS && b_last - t_switch <= 1300 * MS);
+  for (int i = 0; i < 5; i++) {
+    int n = received_in(sim_sub_of(l, sp[i], 0), t_switch + 1500 * MS, end);
+    if (i == 0 || i == 4)
+      assert_true(n >= 70);
+    else
+      assert_int_equal(n, 0);
+  }
+  /* numbering starts and continues without a gap */
+  assert_int_equal(check_continuous(ue, 0, UINT64_MAX, 960), ue->nrx);
+  assert_int_equal(check_continuous(ub, 0, UINT64_MAX, 960), ub->nrx);
+
+  /* ann falls silent: she goes once she stops speaking (no hangover for
+   * silence), and ben comes back with the next number after his last */
+  int b_before = ub->nrx;
+  uint64_t t_quiet = sim_us(s);
+  sp[0]->level = 127;
+  sim_run(s, 2000);
+  uint64_t a_last = last_in(sim_sub_of(l, sp[0], 0), t_quiet, sim_us(s));
+  assert_true(a_last - t_quiet <= 700 * MS); /* off_ms 400 + a tick + smoothing */
+  assert_true(ub->nrx - b_before >= 60);
+  assert_int_equal((uint16_t)(ub->rx[b_before].seq - ub->rx[b_before - 1].seq), 1);
+  assert_int_equal(check_continuous(ub, 0, UINT64_MAX, 48000 * 5), ub->nrx);
+}
+
+static void a_server_muted_speaker_takes_no_place(void **state) {
+  sim_t *s = sim_new(72, 0);
+  *state = s;
+  sim_peer_t *sp[5], *l;
+  five_speakers(s, sp, &l);
+  sim_server_mute(s, "ann", 1);
+  sim_run(s, 2000);
+  uint64_t t0 = sim_us(s) - 1000 * MS, t1 = sim_us(s);
+  assert_int_equal(received_in(sim_sub_of(l, sp[0], 0), t0, t1), 0);
+  assert_true(received_in(sim_sub_of(l, sp[1], 0), t0, t1) >= 49);
+  assert_true(received_in(sim_sub_of(l, sp[2], 0), t0, t1) >= 49);
+  assert_int_equal(received_in(sim_sub_of(l, sp[3], 0), t0, t1), 0);
+}
+
 static int teardown(void **state) {
   sim_free(*state);
   *state = NULL;
@@ -2115,6 +2240,10 @@ int main(void) {
       cmocka_unit_test_teardown(plain_opus_goes_plain_to_red_subscribers, teardown),
       cmocka_unit_test_teardown(malformed_red_is_dropped_and_counted, teardown),
       cmocka_unit_test_teardown(red_publisher_is_heard_speaking, teardown),
+      cmocka_unit_test_teardown(listener_gets_exactly_the_two_loudest_of_five, teardown),
+      cmocka_unit_test_teardown(a_new_loudest_switches_in_and_the_third_after_the_hangover,
+                                teardown),
+      cmocka_unit_test_teardown(a_server_muted_speaker_takes_no_place, teardown),
   };
   sfu_log_set_level(SFU_LOG_WARN); /* joins and leaves are not news here */
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -40,7 +40,14 @@ static void room_create_accepts_full_and_empty(void **state) {
   assert_int_equal(r.max_participants, 50);
   assert_int_equal(r.empty_timeout_s, cfg.empty_timeout_s);
   assert_null(r.metadata);
+  assert_int_equal(r.max_audio_streams, 0); /* everyone heard */
   assert_int_equal(ROOM("{}", &r, &e), 0);
+  /* the loudest N speakers per listener: 0..the node's max_participants */
+  assert_int_equal(ROOM("{\"max_audio_streams\":3}", &r, &e), 0);
+  assert_int_equal(r.max_audio_streams, 3);
+  assert_int_equal(ROOM("{\"max_audio_streams\":51}", &r, &e), 400);
+  assert_non_null(strstr(e.message, "max_audio_streams"));
+  assert_int_equal(ROOM("{\"max_audio_streams\":-1}", &r, &e), 400);
 }
 
 static void room_create_errors_name_the_field(void **state) {

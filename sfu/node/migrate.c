@@ -447,6 +447,8 @@ json_t *sfu_migrator_accept(sfu_migrator_t *m, const char *body, size_t len, int
   snprintf(rr.name, sizeof(rr.name), "%s", name ? name : "");
   rr.max_participants = (int)maxp;
   rr.empty_timeout_s = (int)empty;
+  json_int_t audio = json_integer_value(json_object_get(record, "max_audio_streams"));
+  rr.max_audio_streams = audio > 0 && audio <= m->cfg->max_participants ? (int)audio : 0;
   rr.moved_in = 1;
   switch ((rv = sfu_supervisor_spawn(m->sup, &rr, &r))) {
   case 0: break;

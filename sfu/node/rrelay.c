@@ -311,9 +311,10 @@ void sfu_rrelay_add(sfu_rrelay_t *m, sfu_room_rec_t *r, const char *node, sfu_rr
   snprintf(a->room_id, sizeof(a->room_id), "%s", r->id);
   snprintf(a->node, sizeof(a->node), "%s", node);
   sfu_random_hex(a->relay_id, "rl_", 8);
-  a->body = json_pack("{s:s, s:s, s:s, s:i, s:i, s:s, s:s}", "room_id", r->id, "relay_id",
+  a->body = json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:s, s:s}", "room_id", r->id, "relay_id",
                       a->relay_id, "name", r->name, "max_participants", r->max_participants,
-                      "empty_timeout_s", r->empty_timeout_s, "origin_node", m->cfg->node_id,
+                      "empty_timeout_s", r->empty_timeout_s, "max_audio_streams",
+                      r->max_audio_streams, "origin_node", m->cfg->node_id,
                       "origin_api", m->api_url);
   sfu_fleet_place(m->fleet, m->cfg->region, node, NULL, on_placed, a);
 }
@@ -346,6 +347,8 @@ json_t *sfu_rrelay_accept(sfu_rrelay_t *m, const char *body, size_t len, int *st
   snprintf(req.name, sizeof(req.name), "%s", name);
   req.max_participants = (int)json_integer_value(maxp);
   req.empty_timeout_s = (int)json_integer_value(empty);
+  json_int_t audio = json_integer_value(json_object_get(j, "max_audio_streams"));
+  req.max_audio_streams = audio > 0 && audio <= m->cfg->max_participants ? (int)audio : 0;
   int rv = sfu_supervisor_spawn_remote_relay(m->sup, room, relay, &req, &x);
   if (rv == 0 && !link_new(m, relay, room, node, api, "")) rv = SFU_ENOMEM;
   if (rv == 0) {

@@ -504,6 +504,7 @@ static int spawn(sfu_supervisor_t *s, sfu_room_req_t *req, sfu_room_rec_t *origi
   memcpy(r->name, req->name, sizeof(r->name));
   r->max_participants = req->max_participants;
   r->empty_timeout_s = req->empty_timeout_s;
+  r->max_audio_streams = req->max_audio_streams;
   r->metadata = req->metadata;
   req->metadata = NULL;
   r->state = SFU_ROOM_STARTING;
@@ -519,7 +520,8 @@ static int spawn(sfu_supervisor_t *s, sfu_room_req_t *req, sfu_room_rec_t *origi
   snprintf(a_max, sizeof(a_max), "%d", r->max_participants);
   snprintf(a_empty, sizeof(a_empty), "%d", r->empty_timeout_s);
   snprintf(a_hb, sizeof(a_hb), "%d", cfg->heartbeat_timeout_ms);
-  char a_grace[16], a_sock[600];
+  char a_grace[16], a_sock[600], a_audio[16];
+  snprintf(a_audio, sizeof(a_audio), "%d", r->max_audio_streams);
   snprintf(a_grace, sizeof(a_grace), "%d", cfg->room_orphan_grace_s);
   if (sfu_supervisor_room_path(cfg, r->id, "sock", a_sock, sizeof(a_sock)) != 0 ||
       strlen(a_sock) >= 108) /* sun_path */
@@ -530,7 +532,8 @@ static int spawn(sfu_supervisor_t *s, sfu_room_req_t *req, sfu_room_rec_t *origi
                   (char *)cfg->log_level, "--rtc-addresses", (char *)cfg->rtc_addresses,
                   "--rtc-port-min", a_pmin, "--rtc-port-max", a_pmax, "--rtc-announce",
                   (char *)(cfg->rtc_announced_address[0] ? cfg->rtc_announced_address : "-"),
-                  "--orphan-grace-s", a_grace, "--socket", a_sock, NULL};
+                  "--orphan-grace-s", a_grace, "--socket", a_sock, "--max-audio-streams",
+                  a_audio, NULL};
   uv_stdio_container_t stdio[4];
   stdio[0].flags = UV_IGNORE;
   stdio[1].flags = UV_INHERIT_FD;
@@ -1010,6 +1013,8 @@ json_t *sfu_room_json(const sfu_room_rec_t *r, int detail) {
                         "participants", participants, "max_participants",
                         r->max_participants, "empty_timeout_s", r->empty_timeout_s);
   if (r->name[0]) json_object_set_new(j, "name", json_string(r->name));
+  if (r->max_audio_streams)
+    json_object_set_new(j, "max_audio_streams", json_integer(r->max_audio_streams));
   if (r->metadata) json_object_set(j, "metadata", r->metadata);
   if (r->end_reason[0]) json_object_set_new(j, "end_reason", json_string(r->end_reason));
   if (r->moving) /* moving to or from another node (migrate.c) */
@@ -1252,6 +1257,7 @@ int sfu_supervisor_spawn_relay(sfu_supervisor_t *s, sfu_room_rec_t *r, sfu_room_
   memcpy(req.name, r->name, sizeof(req.name));
   req.max_participants = r->max_participants;
   req.empty_timeout_s = r->empty_timeout_s;
+  req.max_audio_streams = r->max_audio_streams;
   return spawn(s, &req, r, out);
 }
 
@@ -1420,6 +1426,8 @@ json_t *sfu_supervisor_record_json(const sfu_room_rec_t *r) {
       (json_int_t)r->ended_wall_ms, "participants", r->participants, "stats", r->stats,
       "people", r->people, "totals", r->totals, "sessions", r->sessions, "moderation",
       mod_json(&r->mod), "ping_seq", (json_int_t)r->ping_seq);
+  if (r->max_audio_streams)
+    json_object_set_new(j, "max_audio_streams", json_integer(r->max_audio_streams));
   if (is_relay(r)) /* an upgrade keeps a relay a relay */
     json_object_update_new(j, json_pack("{s:s, s:b}", "origin_id", r->origin_id,
                                         "origin_remote", r->origin_remote));
@@ -1565,6 +1573,7 @@ int sfu_supervisor_adopt(sfu_supervisor_t *s, json_t *state) {
     snprintf(r->name, sizeof(r->name), "%s", json_string_value(json_object_get(j, "name")) ?: "");
     r->max_participants = (int)json_integer_value(json_object_get(j, "max_participants"));
     r->empty_timeout_s = (int)json_integer_value(json_object_get(j, "empty_timeout_s"));
+    r->max_audio_streams = (int)json_integer_value(json_object_get(j, "max_audio_streams"));
     json_t *st = json_object_get(j, "stats");
     sfu_supervisor_record_load(r, j);
     r->state = state_of(json_string_value(json_object_get(j, "state")));

@@ -123,6 +123,7 @@ struct sfu_room_rec_s {
   char name[SFU_ROOM_MAX_NAME + 1];  /* control plane's name, "" = none */
   int max_participants;              /* limit enforced by the room */
   int empty_timeout_s;               /* room ends after this long empty */
+  int max_audio_streams;             /* loudest speakers each listener gets, 0 = all */
   json_t *metadata;                  /* opaque JSON from create, or NULL */
   sfu_room_state_t state;            /* see above */
   char end_reason[32];               /* why it is closing / crashed */

@@ -96,6 +96,8 @@ int sfu_validate_room_create(const char *body, size_t len,
                            "'%s' must be 1-63 characters of A-Z a-z 0-9 _ . @ : -", key);
     } else if (strcmp(key, "max_participants") == 0) {
       rv = get_int(v, key, 1, cfg->max_participants, &out->max_participants, err);
+    } else if (strcmp(key, "max_audio_streams") == 0) {
+      rv = get_int(v, key, 0, cfg->max_participants, &out->max_audio_streams, err);
     } else if (strcmp(key, "empty_timeout_s") == 0) {
       rv = get_int(v, key, 1, 86400, &out->empty_timeout_s, err);
     } else if (strcmp(key, "metadata") == 0) {

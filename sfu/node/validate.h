@@ -34,6 +34,8 @@ typedef struct sfu_room_req_s {
   char name[SFU_ROOM_MAX_NAME + 1]; /* "" = none */
   int max_participants;             /* 1..cfg->max_participants */
   int empty_timeout_s;              /* 1..86400 */
+  int max_audio_streams;            /* 0..max_participants: each listener gets
+                                       the N loudest speakers; 0 = everyone */
   json_t *metadata;                 /* owned; NULL = none; any JSON value */
   char region[64];                  /* fleet: place in this region ("" = the node's) */
   char node[64];                    /* fleet: pin to this node ("" = placed by load) */

@@ -17,7 +17,8 @@
  * one), client_close, event (records for the control plane), usage.
  *
  * Timers, all run by sfu_room_tick() at the times sfu_room_next_tick()
- * gives: the media tick (every 100 ms: speaking events, layer choice, usage
+ * gives: the media tick (every 100 ms: speaking events, the loudest
+ * speakers each listener gets (loudest.c), layer choice, usage
  * checkpoints every usage_interval_s; every 10th tick RTCP reports and the
  * media timeout of participants whose transport went quiet or failed) and,
  * while someone publishes video, the feedback tick (every 20 ms: NACKs
@@ -420,6 +421,7 @@ int sfu_room_init(sfu_room_t *room, const sfu_room_opts_t *o, sfu_room_io_t *io,
   snprintf(room->id, sizeof(room->id), "%s", o->id);
   room->max_participants = o->max_participants > 0 ? o->max_participants : 1;
   room->usage_interval_s = o->usage_interval_s > 0 ? o->usage_interval_s : 10;
+  room->max_audio_streams = o->max_audio_streams > 0 ? o->max_audio_streams : 0;
   room->last_usage_us = room->now_us;
   room->next_media_us = room->now_us + SFU_ROOM_MEDIA_TICK_US;
   room->empty = 1;
@@ -437,6 +439,7 @@ void sfu_room_end(sfu_room_t *room, sfu_time_t now) {
       sfu_room_remove(room, room->participants, "room_closed", 4010, "room closed");
   sfu_relay_end(room);
   sfu_vec_free(&room->server_muted);
+  sfu_loudest_free(room);
 }
 
 int sfu_room_on_control(sfu_room_t *room, const char *type, json_t *msg, sfu_time_t now) {
@@ -602,6 +605,7 @@ static void audience_tick(sfu_room_t *room) {
 static void media_tick(sfu_room_t *room) {
   room->media_ticks++;
   speaking_tick(room);
+  sfu_loudest_tick(room);
   sfu_fwd_layers_tick(room);
   sfu_room_migration_check(room);
   sfu_relay_flush(room);

@@ -28,7 +28,8 @@
  *
  * Files: engine.c (lifecycle, control messages, membership, usage,
  * timers), negotiation.c (SDP offers and answers), forwarder.c (RTP/RTCP
- * in, forwarding, reports, layers, speaking), proto.c (client messages ->
+ * in, forwarding, reports, layers, speaking), loudest.c (the loudest
+ * speakers each listener gets in a large room), proto.c (client messages ->
  * these calls), migration.c (a call moving to another node's room),
  * relay.c (a call spread over several processes: links, remote
  * participants).
@@ -91,6 +92,8 @@ typedef struct sfu_room_opts_s {
   const char *id;          /* room id given by sfud */
   int max_participants;    /* join limit */
   int usage_interval_s;    /* usage checkpoint period */
+  int max_audio_streams;   /* each listener gets the N loudest speakers
+                              (loudest.c); 0 = every speaker */
 } sfu_room_opts_t;
 
 /* Room-wide packet counters (GET /v1/rooms/{id} stats). */
@@ -121,6 +124,8 @@ typedef struct sfu_room_counters_s {
   uint64_t drop_relay_ssrc;  /* RTP over a link for no stream it described */
   uint64_t red_in;           /* audio packets publishers sent as RED (RFC 2198) */
   uint64_t red_out;          /* audio packets forwarded as RED */
+  uint64_t drop_not_loudest; /* audio not forwarded to a listener: not among
+                                its max_audio_streams loudest (loudest.c) */
 } sfu_room_counters_t;
 
 #define SFU_PKT_CAP (1500 + SFU_SRTP_TRAILER)
@@ -146,6 +151,10 @@ typedef struct sfu_room_s {
   char id[64];               /* room id */
   int max_participants;      /* limit */
   int usage_interval_s;      /* see opts */
+  int max_audio_streams;     /* see opts; 0 = no selection */
+  SFU_VEC(sfu_track_t *) ranked; /* loudest.c's scratch: the audio tracks,
+                                loudest first, during a media tick (grows to
+                                the most tracks seen, freed at the end) */
   uint64_t last_usage_us;    /* last periodic checkpoint */
   sfu_participant_t *participants; /* list: ours, and remote ones (p->via) */
   sfu_participant_t *links;  /* links to the call's other processes (relay.c) */
@@ -288,6 +297,11 @@ void sfu_fwd_layers_tick(sfu_room_t *room);
 void sfu_fwd_twcc_out(sfu_participant_t *p, int ext);
 /* Frees p's transport-wide state (its transport is gone). */
 void sfu_fwd_twcc_free(sfu_participant_t *p);
+
+/* loudest.c: with max_audio_streams, which audio down-tracks forward (every
+ * media tick; d->unheard). Frees its ranking at sfu_room_end(). */
+void sfu_loudest_tick(sfu_room_t *room);
+void sfu_loudest_free(sfu_room_t *room);
 int sfu_track_add_down(sfu_track_t *t, sfu_downtrack_t *d);
 
 /* migration.c (docs/internals/migration.md). The room's state as another

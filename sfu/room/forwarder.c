@@ -16,6 +16,8 @@
  *   payload (RED whole to a subscriber that negotiated RED, else the Opus
  *   frame alone) into the room's scratch buffer, hand it to io->send (the
  *   shell SRTP-protects it in place with the subscriber's keys and queues it);
+ *   in a room with max_audio_streams, only to listeners for whom the track
+ *   is among the loudest (loudest.c decides each media tick);
  *
  *   video: NACK generator, payload inspection (keyframe, picture id), the
  *   packet kept once in its layer's retransmission cache -> for each
@@ -258,6 +260,10 @@ static void forward_audio(sfu_room_t *room, sfu_track_t *t, const sfu_rtp_t *r,
   for (int i = 0; i < t->down.n; i++) {
     sfu_downtrack_t *d = t->down.items[i];
     if (!d->negotiated || !d->sub->tp_ready) continue;
+    if (d->unheard) { /* not among this listener's loudest (loudest.c) */
+      room->c.drop_not_loudest++;
+      continue;
+    }
     if (!d->started || d->resync) {
       d->seq_offset = d->started ? (uint16_t)(d->last_seq + 1 - r->seq) : 0;
       d->started = 1;

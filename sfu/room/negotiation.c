@@ -283,6 +283,8 @@ static sfu_downtrack_t *subscribe(sfu_participant_t *sub, sfu_track_t *t) {
   d->codec.pt = d->pt;
   d->rtx_pt = -1;
   d->red_pt = -1;
+  /* with max_audio_streams, the next media tick says whether it is heard */
+  d->unheard = t->kind == SFU_KIND_AUDIO && sub->room->max_audio_streams > 0;
   if (t->kind == SFU_KIND_AUDIO) { /* offer RED over Opus too: a distinct type */
     sfu_sdp_codec_t red;
     red_codec(&red, 63, d->pt);

@@ -113,6 +113,7 @@ typedef struct sfu_track_s {
                                    published again without an event */
   sfu_opus_meter_t *meter;      /* created when no level extension comes */
   sfu_speaking_t speaking;      /* speaking detector */
+  int loud_rank;                /* loudest.c: 0 = loudest at the last media tick */
   SFU_VEC(sfu_downtrack_t *) down; /* subscribers' down-tracks */
 } sfu_track_t;
 
@@ -162,6 +163,10 @@ struct sfu_downtrack_s {
   uint32_t last_ts;             /* last RTP timestamp sent */
   uint64_t last_send_us;        /* wall clock of that packet */
   uint64_t packets, octets;     /* sent, for sender reports */
+  /* audio, with max_audio_streams (loudest.c) */
+  int unheard;                  /* not among its subscriber's loudest: not
+                                   forwarded (resync set when it turns 1) */
+  uint64_t loud_ms;             /* last media tick it was among them, 0 = never */
   /* video */
   int layer;                    /* layer forwarded, -1 = none yet */
   uint64_t layer_ms;            /* since when */

@@ -28,7 +28,7 @@ static int int_arg(const char *v, int lo, int hi, const char *name) {
 }
 
 static int room_main(int argc, char **argv) {
-  sfu_shell_opts_t o = {"", 100, 300, 5000, 10, 3, "127.0.0.1", 0, 0, NULL, 0, NULL};
+  sfu_shell_opts_t o = {"", 100, 300, 5000, 10, 3, "127.0.0.1", 0, 0, NULL, 0, NULL, 0};
   static sfu_shell_t room;
   char ctx[96];
 
@@ -47,6 +47,8 @@ static int room_main(int argc, char **argv) {
       o.id = v;
     else if (strcmp(a, "--max-participants") == 0)
       o.max_participants = int_arg(v, 1, 100000, a);
+    else if (strcmp(a, "--max-audio-streams") == 0)
+      o.max_audio_streams = int_arg(v, 0, 100000, a);
     else if (strcmp(a, "--empty-timeout-s") == 0)
       o.empty_timeout_s = int_arg(v, 1, 86400, a);
     else if (strcmp(a, "--parent-timeout-ms") == 0)

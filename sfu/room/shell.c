@@ -264,8 +264,10 @@ static json_t *stats_json(sfu_shell_t *sh, const char *type) {
   json_object_set_new(video, "padding_out", json_integer((json_int_t)room->c.padding_out));
   json_object_set_new(video, "bw_pauses", json_integer((json_int_t)room->c.bw_pauses));
   json_object_set_new(pk, "video", video);
-  json_object_set_new(pk, "audio", json_pack("{s:I, s:I}", "red_in", (json_int_t)room->c.red_in,
-                                             "red_out", (json_int_t)room->c.red_out));
+  json_object_set_new(pk, "audio", json_pack("{s:I, s:I, s:I}", "red_in",
+                                             (json_int_t)room->c.red_in, "red_out",
+                                             (json_int_t)room->c.red_out, "drop_not_loudest",
+                                             (json_int_t)room->c.drop_not_loudest));
   return json_pack("{s:s, s:i, s:I, s:I, s:o, s:o, s:o, s:o, s:o}", "type", type, "participants",
                    room->participants_n, "uptime_ms",
                    (json_int_t)(sfu_now_ms() - sh->started_ms), "cpu_us", cpu, "packets", pk,
@@ -471,7 +473,7 @@ int sfu_shell_init(sfu_shell_t *sh, uv_loop_t *loop, const sfu_shell_opts_t *o) 
                            io_transport_local,
                            io_transport_last_rx_us,
                            io_empty};
-  sfu_room_opts_t ro = {o->id, o->max_participants, o->usage_interval_s};
+  sfu_room_opts_t ro = {o->id, o->max_participants, o->usage_interval_s, o->max_audio_streams};
   if ((rv = sfu_room_init(&sh->room, &ro, &sh->io, now())) != 0) return rv;
 
   snprintf(sh->ice_addresses, sizeof(sh->ice_addresses), "%s",

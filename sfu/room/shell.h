@@ -40,6 +40,7 @@ typedef struct sfu_shell_opts_s {
   const char *announce;    /* IP announced in the candidates of its family, or NULL */
   int orphan_grace_s;      /* sfud gone: wait this long for a new one (0: end) */
   const char *socket_path; /* where a new sfud connects then, or NULL */
+  int max_audio_streams;   /* loudest speakers each listener gets, 0 = all */
 } sfu_shell_opts_t;
 
 /* Transport drop counters, summed over participants (the room's stats). */

@@ -38,7 +38,7 @@ GLIB = re.compile(r"^(glib|gio/|glib-object|agent\.h|nice/)")
 ENGINE_FILES = {
     "sfu/net/icestate.c", "sfu/net/icestate.h", "sfu/net/tcpframe.c", "sfu/net/tcpframe.h",
     "sfu/room/engine.c", "sfu/room/engine.h", "sfu/room/negotiation.c",
-    "sfu/room/forwarder.c", "sfu/room/proto.c", "sfu/room/participant.h",
+    "sfu/room/forwarder.c", "sfu/room/loudest.c", "sfu/room/proto.c", "sfu/room/participant.h",
     "sfu/room/usage.c", "sfu/room/usage.h",
 }
 ENGINE_SYS = re.compile(r"^(uv\.h|sys/socket\.h|netinet/|arpa/|sys/epoll\.h|time\.h|sys/time\.h)")

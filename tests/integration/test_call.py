@@ -116,6 +116,41 @@ class CallTest(unittest.IsolatedAsyncioTestCase):
         self.assertGreater(stats["packets"]["rtp_out"], 0)
         self.assertEqual(stats["packets"]["drop_unknown_ssrc"], 0)
 
+    async def test_max_audio_streams_1_forwards_only_the_loudest(self):
+        """A room of max_audio_streams 1: the listener hears the loud
+        speaker only; once that one falls silent, the quiet one instead."""
+        st, room = self.sfud.request("POST", "/v1/rooms", {"name": "loud", "max_audio_streams": 1})
+        self.assertEqual(st, 201, room)
+        self.assertEqual(room["max_audio_streams"], 1)
+
+        def peer(identity, freq=None):
+            p = Peer(room["ws_url"], room["room_id"], self.token(identity, room["room_id"]),
+                     identity, freq=freq)
+            self.peers.append(p)
+            return p
+        alice, bob, carol = peer("alice", 440), peer("bob", 660), peer("carol")
+        bob.track.amplitude = 0.02          # -37 dBov: speaking, but quieter than alice
+        for p in (alice, bob, carol):
+            await p.join()
+        for p in (alice, bob, carol):
+            await p.wait_connected()
+        await self.until(lambda: carol.tone_power("alice", 440, 1.0) > HEARD,
+                         what="carol hearing alice")
+        await asyncio.sleep(2.0)
+        self.assertGreater(carol.tone_power("alice", 440, 2.0), HEARD)
+        self.assertLess(carol.tone_power("bob", 660, 2.0), SILENT / 100)
+        # each speaker hears the other: its own track is not one of the N
+        self.assertGreater(alice.tone_power("bob", 660, 2.0), HEARD / 100)
+        self.assertGreater(bob.tone_power("alice", 440, 2.0), HEARD)
+
+        alice.track.amplitude = 0.0         # alice falls silent: bob is the loudest
+        await self.until(lambda: carol.tone_power("bob", 660, 0.5) > HEARD / 100, timeout=5,
+                         what="carol hearing bob")
+        self.sfud.request("GET", "/v1/rooms/" + room["room_id"])
+        stats = wait_for(lambda: self.sfud.request("GET", "/v1/rooms/" + room["room_id"])[1]
+                         .get("stats"), what="room stats")
+        self.assertGreater(stats["packets"]["audio"]["drop_not_loudest"], 50)
+
     async def test_late_joiner_hears_others_and_leaver_disappears(self):
         a, b, c = self.peer("alice", 440), self.peer("bob", 660), self.peer("carol", 880)
         for p in (a, b, c):
