@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Calls through sfud over an impaired network: random loss, a bandwidth cap.
+"""Calls through sfud over an impaired network: random loss (and the classes
+test_bandwidth.py caps the bandwidth with).
 
 Topology (netns.py): sfud and its rooms run *inside* a network namespace
 the test creates, listening on the namespace end of a veth pair (10.77.S.2,
@@ -15,7 +16,7 @@ the namespace end:
   (publisher -> sfud, sfud -> subscriber), so the loss a subscriber should
   see end to end is 1 - (1 - p)^2;
 * bandwidth: a `tc tbf` on the namespace's veth end, i.e. on everything
-  sfud sends to its peers (the subscribers' downlink).
+  sfud sends to its peers (the subscribers' downlink): test_bandwidth.py.
 
 This is the brief's "clients in a namespace" turned inside out, for the
 same packets: Chromium's DevTools socket ignores --remote-debugging-address
@@ -47,10 +48,8 @@ Tests:
   subscribes. B's decoded frame rate (getStats framesDecoded over a
   window) with 5 % loss both ways must be >= 0.9 x the rate without loss
   on the same call: NACK/RTX and PLI recover the losses in time.
-* BandwidthCapTest: A publishes three simulcast layers (1280x720, q/h/f);
-  B receives the top layer; then sfud's downlink is capped at 300 kbit/s:
-  the SFU must switch B to a lower layer (room stats `layer_switches`
-  grows, B's decoded width drops) and B keeps decoding frames.
+* A bandwidth cap on the subscribers' downlink: test_bandwidth.py, on
+  these classes.
 
 Figures are printed (ctest -V / the log). Skips only if network namespaces
 or iptables cannot be used here.
@@ -79,7 +78,6 @@ MAX_STALL_S = 1.0          # longest time without an RTP packet (at 36 % loss
 HEARD = 0.01               # tone power of a clearly audible tone (0.045 at full)
 VIDEO_WINDOW_S = 8.0
 MIN_FPS_RATIO = 0.9
-CAP_KBIT = 300
 
 
 def expected_loss(p):
@@ -446,84 +444,6 @@ class VideoLossTest(VideoTestBase):
         self.assertGreaterEqual(lossy["fps"], MIN_FPS_RATIO * clean["fps"],
                                 "frame rate with 5 %% loss %.1f < %.0f %% of %.1f without" % (
                                     lossy["fps"], MIN_FPS_RATIO * 100, clean["fps"]))
-        await self.assert_pages_ok()
-
-
-class BandwidthCapTest(VideoTestBase):
-    async def test_simulcast_subscriber_steps_down_under_a_cap(self):
-        await self.run_scenario(self._cap())
-
-    async def _cap(self):
-        await self.join_page("B")
-        t_a = time.monotonic()
-        await self.join_page("A", publishVideo=True, simulcast=True, videoCodec="VP8",
-                             videoConstraints={"width": {"exact": 1280},
-                                               "height": {"exact": 720},
-                                               "frameRate": {"ideal": 30}},
-                             degradationPreference="maintain-resolution")
-
-        async def layers_up():
-            ob = (await self.stats("A"))["outbound"]
-            return ob if len(ob) == 3 and all(o["framesEncoded"] > 0 and o["frameWidth"] > 0
-                                              for o in ob) else None
-        ob = await self.until(layers_up, 40, "A sending three layers", 0.2)
-        t_layers = time.monotonic() - t_a
-        widths = sorted(o["frameWidth"] for o in ob)
-        top = widths[-1]
-
-        async def on_width(pred):
-            i = await self.inbound()
-            return i if i and i["framesDecoded"] > 0 and pred(i["frameWidth"]) else None
-        await self.until(lambda: on_width(lambda w: w == top), 30,
-                         "B decoding the top layer (%d wide)" % top, 0.2)
-        t_top = time.monotonic() - t_a
-        switches0 = self.room_stats()["packets"]["video"]["layer_switches"]
-        self.ns.set_rate(CAP_KBIT)
-        t_cap = time.monotonic()
-        history = [(0.0, top)]        # (s since the cap, B's decoded width)
-
-        async def sample():
-            while True:
-                i = await self.inbound()
-                if i and i["frameWidth"] != history[-1][1]:
-                    history.append((round(time.monotonic() - t_cap, 1), i["frameWidth"]))
-                await asyncio.sleep(0.5)
-        sampler = asyncio.ensure_future(sample())
-        try:
-            low = await self.until(lambda: on_width(lambda w: 0 < w < top), 40,
-                                   "B switched below the top layer under a %d kbit/s cap"
-                                   % CAP_KBIT, 0.2)
-            t_down = time.monotonic() - t_cap
-            if history[-1][1] != low["frameWidth"]:     # (the sampler is slower)
-                history.append((round(t_down, 1), low["frameWidth"]))
-            # The bound steps down one layer at a time, judging no REMB in
-            # the 5 s after a switch and then wanting 2 s of congestion:
-            # wait until B is on the lowest layer or has stayed on one for
-            # 8 s (at most 30 s), then measure what B decodes.
-            end = time.monotonic() + 30
-            while time.monotonic() < end and history[-1][1] != widths[0] \
-                    and time.monotonic() - t_cap - history[-1][0] < 8:
-                await asyncio.sleep(0.5)
-            t_settled = time.monotonic() - t_cap
-            await asyncio.sleep(2.0)
-            w = await self.window(5.0)
-        finally:
-            sampler.cancel()
-            await asyncio.gather(sampler, return_exceptions=True)
-        switches = self.room_stats()["packets"]["video"]["layer_switches"] - switches0
-        self.ns.set_rate(None)
-        print("\ncap: layers %s, all up %.1f s after A's join, B on the top layer at %.1f s;"
-              " %d kbit/s cap -> B at %dx%d after %.1f s, window from %.1f s;"
-              " then %.1f fps, ending at %s, over %.1f s (%d lost, %d NACK, %d PLI);"
-              " layer_switches +%d; B's width since the cap (s, px): %s; room during the"
-              " window: %s" % (
-                  widths, t_layers, t_top, CAP_KBIT, low["frameWidth"], low["frameHeight"],
-                  t_down, t_settled + 2, w["fps"], w["size"], w["seconds"],
-                  w["packetsLost"], w["nackCount"], w["pliCount"], switches, history,
-                  json.dumps(w["room"])), flush=True)
-        self.assertGreater(switches, 0)
-        self.assertGreater(w["fps"], 0, w)
-        self.assertLess(int(w["size"].split("x")[0]), top, w)
         await self.assert_pages_ok()
 
 
