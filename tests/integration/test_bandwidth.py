@@ -93,22 +93,11 @@ class CapBase:
         imp.ARGS = ARGS
         super().setUp()
 
-    async def join_page(self, name, **join):
-        from chromium import Chromium
-        origin = "http://%s:%d" % (self.ns.inner, self.sfud.port)
-        b = await asyncio.to_thread(Chromium, extra_args=[
-            "--autoplay-policy=no-user-gesture-required",
-            "--unsafely-treat-insecure-origin-as-secure=" + origin])
-        self.browsers[name] = b
-        self.addCleanup(b.close)
-        self.pages[name] = await asyncio.to_thread(b.open, origin + "/web/index.html")
+    async def before_join(self, name):
         if name == "B":
             await self.js(name, GAP_JS)
             if self.remb_only:
                 await self.js(name, NO_TWCC_JS)
-        join = dict(room=self.room["room_id"], token=self.token(name), **join)
-        return await self.js(name, imp.PAGE_JS % {"ws_url": json.dumps(self.ws_url),
-                                                  "join": json.dumps(join)}, timeout=30)
 
     async def test_cap_then_lift(self):
         await self.run_scenario(self._scenario())

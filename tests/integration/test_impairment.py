@@ -337,9 +337,13 @@ class VideoTestBase(NetTestBase):
         self.browsers[name] = b
         self.addCleanup(b.close)
         self.pages[name] = await asyncio.to_thread(b.open, origin + "/web/index.html")
+        await self.before_join(name)
         join = dict(room=self.room["room_id"], token=self.token(name), **join)
         return await self.js(name, PAGE_JS % {"ws_url": json.dumps(self.ws_url),
                                               "join": json.dumps(join)}, timeout=30)
+
+    async def before_join(self, name):
+        """The page `name` is open, its client not yet started."""
 
     async def js(self, name, expression, timeout=15.0):
         return await asyncio.to_thread(self.pages[name].evaluate, expression, True, timeout)
