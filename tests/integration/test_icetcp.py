@@ -182,11 +182,14 @@ class IceTcpTest(PageCallTest):
         py = await self.aiortc_peer()
         out = os.path.join(self.tmp, "replay.json")
         t0 = time.monotonic()
+        # 6 s of sending: aiortc hears the tone 1-3 s after sfu-replay starts
+        # (connecting included), and sfu-replay gets ~350 of aiortc's
+        # packets (over 100 are required)
         proc = await asyncio.create_subprocess_exec(
             *self.ns.exec_prefix(), os.path.abspath(ARGS.replay),
             "--token", self.token("replay"), "--ws-url", self.ws_url,
             "--room", self.room["room_id"], "--address", self.ns.inner, "--ice-tcp",
-            "--tone", str(REPLAY_FREQ), "--duration", "12", "--json", out,
+            "--tone", str(REPLAY_FREQ), "--duration", "6", "--json", out,
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
         try:
             await self.until(lambda: py.tone_power("replay", REPLAY_FREQ, 1.0) > HEARD or
