@@ -1349,6 +1349,38 @@ static void layer_follows_a_rate_limited_downlink(void **state) {
   assert_true(on_mid * 2 > total);
 }
 
+/* A REMB below the layer's rate with a tenth of the packets NACKed is a
+ * path that cannot carry the layer: straight down to the layer the REMB
+ * carries, without the 5 s settle and 2 s of congestion, the top layer
+ * not sent meanwhile. */
+static void remb_with_loss_drops_at_once_to_what_fits(void **state) {
+  sim_t *s = sim_new(19, 0);
+  *state = s;
+  sim_peer_t *a = publisher(s, "alice", 0, 3);
+  sim_run(s, 500);
+  sim_peer_t *b = sim_peer_new(s, "bob");
+  b->remb_auto = 1;
+  b->auto_nack = 1;
+  b->down.queue_ms = 100;
+  sim_enter(b);
+  sim_run(s, 3000);
+  sim_sub_t *u = sim_sub_of(b, a, 1);
+  assert_int_equal(current_layer(u), 2);
+  uint64_t t_cap = sim_us(s);
+  b->down.rate_bps = 150000; /* only the lowest layer (60 kb/s) fits */
+  sim_run(s, 3000);
+  seg_t seg[16];
+  int n = segments(u, seg, 16);
+  printf("# capped at +%llu ms: ", (unsigned long long)(t_cap - SIM_MONO0_US) / 1000);
+  for (int i = 0; i < n; i++)
+    printf("layer %d from +%llu ms; ", seg[i].layer,
+           (unsigned long long)(seg[i].start_us - SIM_MONO0_US) / 1000);
+  printf("\n");
+  assert_int_equal(seg[n - 1].layer, 0);
+  assert_int_equal(seg[n - 2].layer, 2); /* straight from the top */
+  assert_true(seg[n - 1].start_us - t_cap < 2000 * MS);
+}
+
 /* ---- transport-cc (docs/internals/bwe.md) ---------------------------------- */
 
 static uint64_t received_since(const sim_sub_t *u, uint64_t from_us) {
@@ -2213,6 +2245,7 @@ int main(void) {
       cmocka_unit_test_teardown(upstream_loss_is_repaired_by_nack_and_publisher_rtx, teardown),
       cmocka_unit_test_teardown(downstream_loss_is_repaired_by_subscriber_nacks, teardown),
       cmocka_unit_test_teardown(layer_follows_a_rate_limited_downlink, teardown),
+      cmocka_unit_test_teardown(remb_with_loss_drops_at_once_to_what_fits, teardown),
       cmocka_unit_test_teardown(transport_feedback_goes_to_publishers, teardown),
       cmocka_unit_test_teardown(estimate_follows_a_capped_downlink_and_probes_back_up, teardown),
       cmocka_unit_test_teardown(estimate_is_shared_by_priority_and_never_pauses_audio, teardown),

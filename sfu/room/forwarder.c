@@ -64,6 +64,8 @@
 #define DOWN_HOLD_MS 8000
 #define UP_HOLD_MS 4000
 #define SETTLE_MS 5000
+#define SEVERE_LOSS 26         /* 10 % (of 256) lost: in a receiver report, or ... */
+#define LOSS_WINDOW_MS 500     /* ... NACKed of what was sent in this long */
 #define TWCC_FB_MS 40          /* transport-wide feedback to publishers */
 #define BWE_START_BPS 1000000  /* a subscriber's estimate before feedback */
 #define BWE_MIN_BPS 50000
@@ -561,6 +563,19 @@ static sfu_downtrack_t *down_of_ssrc(sfu_participant_t *p, uint32_t ssrc) {
   return NULL;
 }
 
+/* A subscriber's report blocks about our video: the loss it saw, for the
+ * REMB bound (bandwidth_bound()). */
+static void on_report_blocks(sfu_room_t *room, sfu_participant_t *p, const sfu_rtcp_hdr_t *h) {
+  sfu_rtcp_sr_t sr;
+  sfu_downtrack_t *d;
+  if (sfu_rtcp_parse_sr(h, &sr) != 0) return;
+  for (int i = 0; i < sr.nreports; i++)
+    if ((d = down_of_ssrc(p, sr.reports[i].ssrc)) != NULL && d->kind == SFU_KIND_VIDEO) {
+      d->rr_lost = sr.reports[i].fraction_lost;
+      d->rr_ms = now_ms(room);
+    }
+}
+
 /* NACKed packets d sent and its layer's cache still has: rebuilt as d
  * first sent them and resent, as RTX when negotiated; at most
  * RTX_MAX_RESENDS times each, RTX_RESEND_MS apart. */
@@ -654,6 +669,7 @@ static void on_feedback(sfu_room_t *room, sfu_participant_t *p, const sfu_rtcp_h
     if ((n = sfu_rtcp_parse_nack(h, &media, seqs, 256)) <= 0) break;
     if ((d = down_of_ssrc(p, media)) == NULL) return;
     d->nacks_received++;
+    d->win_nacked += (uint32_t)n;
     room->c.nacks_received++;
     answer_nack(room, d, seqs, n);
     return;
@@ -783,10 +799,13 @@ void sfu_fwd_on_rtcp(sfu_room_t *room, sfu_participant_t *p, uint8_t *buf, size_
     if (h.pt == 200) {
       on_sender_report(p, &h);
       if (room->links && layer_of_ssrc(p, h.ssrc)) sfu_relay_forward(room, p, h.data, h.len, 1);
+    }
+    if (h.pt == 200 || h.pt == 201) {
+      on_report_blocks(room, p, &h);
     } else if (h.pt == 205 || h.pt == 206) {
       on_feedback(room, p, &h);
     }
-    /* RR, SDES, BYE, XR: nothing to do */
+    /* SDES, BYE, XR: nothing to do */
   }
   if (rv < 0) room->c.drop_malformed++;
 }
@@ -814,8 +833,11 @@ static int layer_order(const sfu_track_t *t, int order[SFU_MAX_LAYERS]) {
 /* The bandwidth bound on d's layer, from its REMB: a simple estimator.
  * Receivers' estimators never report much above what they receive (about
  * 1.5x), so a REMB says something only when it is *below* the current
- * layer's bitrate: congestion. Sustained for CONGESTED_MS, d's bound
- * steps one layer down and stays there for DOWN_HOLD_MS; afterwards, with
+ * layer's bitrate: congestion. With 10 % loss or more in the subscriber's
+ * last receiver report, or NACKed of what it was sent in the last 500 ms,
+ * it is severe: d's bound drops at once to the
+ * highest layer the REMB carries. Otherwise, sustained for CONGESTED_MS,
+ * d's bound steps one layer down; either way it stays there for DOWN_HOLD_MS; afterwards, with
  * no congestion, it steps up one layer every UP_HOLD_MS (the next layer
  * is tried, and congestion there brings it back). A REMB older than
  * REMB_FRESH_MS counts for nothing, and none is judged for SETTLE_MS
@@ -828,7 +850,31 @@ static void bandwidth_bound(sfu_downtrack_t *d, const sfu_track_t *t, const int 
     if (order[i] == d->layer) rank = i;
   uint32_t cur = d->layer >= 0 ? t->layers[d->layer].bitrate_bps : 0;
   int fresh = d->remb_bps && now_ms - d->remb_ms < REMB_FRESH_MS;
+  if (now_ms - d->win_ms >= LOSS_WINDOW_MS) { /* what it NACKed of what it got */
+    uint64_t sent = d->packets - d->win_packets;
+    d->nack_lost = sent ? (uint8_t)(d->win_nacked * 256 / sent > 255 ? 255 : d->win_nacked * 256 / sent) : 0;
+    d->win_nacked = 0;
+    d->win_packets = d->packets;
+    d->win_ms = now_ms;
+  }
   if (d->layer < 0) return; /* paused or not started: nothing to judge */
+  int losing = d->nack_lost >= SEVERE_LOSS ||
+               (d->rr_ms && now_ms - d->rr_ms < REMB_FRESH_MS && d->rr_lost >= SEVERE_LOSS);
+  if (fresh && cur && rank > 0 && (uint64_t)d->remb_bps * 100 < (uint64_t)cur * 85 && losing) {
+    /* Losing much as well: the path cannot carry this layer at all. Down
+     * at once to the highest layer the REMB carries, the current one shed
+     * until the target's keyframe (a REMB that lags after a switch up
+     * comes without loss). */
+    int r = rank - 1;
+    while (r > 0 && t->layers[order[r]].bitrate_bps > d->remb_bps) r--;
+    d->bw_cap = r;
+    d->bw_hold_ms = now_ms + DOWN_HOLD_MS;
+    d->congested_ms = 0;
+    d->shed = 1;
+    d->rr_ms = 0; /* judged: the next report judges the next layer */
+    d->nack_lost = 0;
+    return;
+  }
   if (now_ms - d->layer_ms < SETTLE_MS) { /* its estimator follows the new rate */
     d->congested_ms = 0;
     return;
@@ -1016,6 +1062,7 @@ void sfu_fwd_layers_tick(sfu_room_t *room) {
         continue;
       }
       if (t->nlayers > 1) d->target = want_layer(t, d, ms);
+      if (d->target == d->layer) d->shed = 0;
       /* A switch waits for a keyframe of the target; a subscriber that
        * started mid-stream cannot decode before one. */
       if (d->target != d->layer || !d->keyed) sfu_fwd_request_keyframe(room, t, d->target);

@@ -185,6 +185,11 @@ struct sfu_downtrack_s {
                                    subscriber's: p->twcc_out_ext) */
   uint16_t rtx_seq;             /* next RTX sequence number */
   uint32_t remb_bps;            /* the subscriber's estimate, 0 = none */
+  uint8_t rr_lost;              /* fraction lost in its last receiver report (/256) */
+  uint64_t rr_ms;               /* when it came, 0 = none (or judged) */
+  uint32_t win_nacked;          /* sequence numbers it NACKed since win_ms ... */
+  uint64_t win_packets, win_ms; /* ... of those sent since (packets then) */
+  uint8_t nack_lost;            /* their ratio over the last window (/256) */
   uint64_t remb_ms;             /* when it came */
   int bw_cap;                   /* highest layer rank its bandwidth allows */
   int bw_paused;                /* its subscriber's estimate leaves it no room */
