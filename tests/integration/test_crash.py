@@ -117,6 +117,9 @@ class CrashTest(CallTest):
         self.extra_nodes.append(new)
         st, j = new.request("GET", "/v1/rooms/" + self.room["room_id"])
         self.assertEqual(st, 404, j)
+        # the journal is written behind the start-up: wait for the record
+        wait_for(lambda: any(r["type"] == "room_crashed" for r in self.events(new)),
+                 what="room_crashed journaled")
         recs = self.events(new)
         crashed = [r for r in recs if r["type"] == "room_crashed"]
         self.assertEqual(len(crashed), 1, recs)
