@@ -1381,6 +1381,67 @@ static void remb_with_loss_drops_at_once_to_what_fits(void **state) {
   assert_true(seg[n - 1].start_us - t_cap < 2000 * MS);
 }
 
+/* ---- dynacast ------------------------------------------------------------- */
+
+/* The rids of the last subscribed_layers `pub` got (from message `from`
+ * on) as "q,h,f", "" if none; *at_us when, *active its flag. */
+static const char *told_rids(sim_peer_t *pub, int from, uint64_t *at_us, int *active) {
+  static char buf[32];
+  json_t *m = sim_msg_to(pub->sim, pub->session, "subscribed_layers", from, at_us);
+  buf[0] = '\0';
+  if (!m) return NULL;
+  *active = json_is_true(json_object_get(m, "active"));
+  size_t i;
+  json_t *r;
+  json_array_foreach(json_object_get(m, "rids"), i, r) {
+    if (buf[0]) strcat(buf, ",");
+    strcat(buf, json_string_value(r));
+  }
+  return buf;
+}
+
+/* A layer nobody takes is stopped 3 s after its last taker went (the
+ * lowest stays while anyone watches); asked for again, it is back at the
+ * next media tick. Nobody watching at all stops the whole video. */
+static void dynacast_tells_the_publisher_which_layers_are_taken(void **state) {
+  sim_t *s = sim_new(43, 0);
+  *state = s;
+  sim_peer_t *a = publisher(s, "alice", 1, 3);
+  sim_peer_t *b = listener(s, "bob");
+  int from = s->nmsgs, active = 0;
+  uint64_t at = 0;
+  sim_run(s, 2500);
+  assert_string_equal(told_rids(a, from, &at, &active), "q,h,f"); /* at first: all */
+  assert_int_equal(sim_count_to(s, a->session, "subscribed_layers", from), 1);
+  sim_run(s, 1500);
+  assert_string_equal(told_rids(a, from, &at, &active), "q,f"); /* bob takes the top */
+  assert_true(active);
+
+  from = s->nmsgs;
+  sim_sub_t *u = sim_sub_of(b, a, 1);
+  uint64_t t0 = sim_us(s);
+  video_quality(b, u, "low");
+  sim_run(s, 4000);
+  assert_string_equal(told_rids(a, from, &at, &active), "q");
+  assert_true(at - t0 >= 3000 * MS && at - t0 <= 3200 * MS);
+  assert_int_equal(sim_count_to(s, a->session, "subscribed_layers", from), 1);
+
+  from = s->nmsgs;
+  t0 = sim_us(s);
+  video_quality(b, u, "high");
+  sim_run(s, 300);
+  assert_string_equal(told_rids(a, from, &at, &active), "q,f");
+  assert_true(at - t0 <= 100 * MS);
+
+  from = s->nmsgs;
+  sim_client_msg(b, json_pack("{s:s, s:i, s:s, s:s, s:b}", "type", "video_quality", "id", 78,
+                              "track_id", u->track_id, "quality", "high", "paused", 1));
+  sim_run(s, 4000);
+  assert_string_equal(told_rids(a, from, &at, &active), "");
+  assert_false(active);
+  assert_true(s->room.c.dynacast_msgs >= 3);
+}
+
 /* ---- transport-cc (docs/internals/bwe.md) ---------------------------------- */
 
 static uint64_t received_since(const sim_sub_t *u, uint64_t from_us) {
@@ -2246,6 +2307,7 @@ int main(void) {
       cmocka_unit_test_teardown(downstream_loss_is_repaired_by_subscriber_nacks, teardown),
       cmocka_unit_test_teardown(layer_follows_a_rate_limited_downlink, teardown),
       cmocka_unit_test_teardown(remb_with_loss_drops_at_once_to_what_fits, teardown),
+      cmocka_unit_test_teardown(dynacast_tells_the_publisher_which_layers_are_taken, teardown),
       cmocka_unit_test_teardown(transport_feedback_goes_to_publishers, teardown),
       cmocka_unit_test_teardown(estimate_follows_a_capped_downlink_and_probes_back_up, teardown),
       cmocka_unit_test_teardown(estimate_is_shared_by_priority_and_never_pauses_audio, teardown),

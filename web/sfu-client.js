@@ -878,6 +878,9 @@ export class SfuClient extends EventTarget {
       case 'audience':
         if (current) this._onAudience(msg.count);
         break;
+      case 'subscribed_layers':
+        this._onSubscribedLayers(msg, link);
+        break;
       case 'migrate':
         if (current) this._onMigrate(msg);
         break;
@@ -895,6 +898,30 @@ export class SfuClient extends EventTarget {
         // so newer servers can add messages.
         break;
     }
+  }
+
+  /**
+   * Dynacast: the server says which layers of one of our videos anyone
+   * receives (docs/signaling.md, "Dynacast"). The others stop being
+   * encoded (RTCRtpSender encodings `active: false`) until it asks again.
+   */
+  _onSubscribedLayers(msg, link) {
+    const tr = link.pc && link.pc.getTransceivers().find((t) => t.mid === msg.mid);
+    if (!tr || !tr.sender || !tr.sender.track) return;
+    const params = tr.sender.getParameters();
+    if (!params.encodings || !params.encodings.length) return;
+    const rids = Array.isArray(msg.rids) ? msg.rids : [];
+    let changed = false;
+    for (const enc of params.encodings) {
+      const on = enc.rid ? rids.includes(enc.rid) : msg.active === true;
+      if (enc.active !== on) {
+        enc.active = on;
+        changed = true;
+      }
+    }
+    if (!changed) return;
+    tr.sender.setParameters(params).catch((err) => console.warn('sfu-client: subscribed layers', err));
+    this._emit('subscribed-layers', { trackId: msg.track_id, mid: msg.mid, rids, active: msg.active === true });
   }
 
   /** An error about a link: the app's if the link plays, else logged. */

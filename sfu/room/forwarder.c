@@ -80,6 +80,7 @@
 #define PROBE_BACKOFF_MAX_MS 4000 /* ... up to this */
 #define PROBE_CALM_US 2000000  /* no probe this soon after a cut ... */
 #define FB_STALE_US 1000000    /* ... unless the last feedback is older */
+#define UNWANTED_MS 3000       /* dynacast: a layer without a taker this long is stopped */
 
 /* The time of the input being handled (the engine reads no clock). */
 static uint64_t now_ms(const sfu_room_t *room) { return room->now_us / 1000; }
@@ -107,6 +108,7 @@ sfu_track_t *sfu_track_create(sfu_participant_t *owner) {
   while (t->out_rtx_ssrc == 0 || t->out_rtx_ssrc == t->out_ssrc);
   t->rtx_pt = -1;
   t->red_pt = -1;
+  t->wanted_told = (1u << SFU_MAX_LAYERS) - 1;
   sfu_speaking_init(&t->speaking);
   return t;
 }
@@ -896,15 +898,16 @@ static void bandwidth_bound(sfu_downtrack_t *d, const sfu_track_t *t, const int 
 }
 
 /* The highest rank of t's layers (order: layer_order()) that d may get
- * under `cap` (a rank): live (a packet in the last second) and within the
- * subscriber's request (quality, max height), but the lowest live one in
- * any case. -1 if none is live. */
+ * under `cap` (a rank): live (a packet in the last second; with now_ms 0,
+ * sent at some time: a layer the publisher stopped because nobody took it
+ * counts) and within the subscriber's request (quality, max height), but
+ * the lowest such one in any case. -1 if there is none. */
 static int top_rank(const sfu_track_t *t, const sfu_downtrack_t *d, const int *order, int n,
                     int cap, uint64_t now_ms) {
   int best = -1;
   for (int i = 0; i < n; i++) {
     const sfu_layer_t *l = &t->layers[order[i]];
-    int live = l->ssrc && l->last_ms && now_ms - l->last_ms < 1000;
+    int live = l->ssrc && l->last_ms && (!now_ms || now_ms - l->last_ms < 1000);
     if (!live) continue;
     if (best >= 0 && (i > d->max_layer || i > cap || (d->max_height && l->height > d->max_height)))
       break;
@@ -999,7 +1002,9 @@ static void allocate(sfu_room_t *room, sfu_participant_t *p, uint64_t now) {
             video_priority(d) != prio)
           continue;
         int order[SFU_MAX_LAYERS], n = layer_order(t, order), cur = -1;
-        int lo = top_rank(t, d, order, n, -1, now), hi = top_rank(t, d, order, n, n, now);
+        /* what is sent now at the least; what would be wanted at the
+         * most, even a layer stopped for want of takers (dynacast) */
+        int lo = top_rank(t, d, order, n, -1, now), hi = top_rank(t, d, order, n, n, 0);
         if (lo < 0) continue; /* nothing sent: nothing to share */
         for (int k = 0; k < n; k++)
           if (order[k] == d->layer) cur = k;
@@ -1026,7 +1031,7 @@ static void allocate(sfu_room_t *room, sfu_participant_t *p, uint64_t now) {
         }
         if (d->bw_paused) continue;
         for (int cap = hi; cap > lo; cap--) {
-          int r = top_rank(t, d, order, n, cap, now);
+          int r = top_rank(t, d, order, n, cap, 0);
           if (r <= lo) break;
           double more = (double)layer_cost(t, order[r], r) - base;
           if ((r > cur ? more / UP_HEADROOM : more) <= left) {
@@ -1049,6 +1054,62 @@ static void allocate(sfu_room_t *room, sfu_participant_t *p, uint64_t now) {
   maybe_probe(room, p, now);
 }
 
+/* --- dynacast: publishers send only the layers someone takes -------------- */
+
+/* The layer d would take were every layer sent (its request and its
+ * bandwidth bound, not what is live), -1 for none: a paused video. */
+static int wish(const sfu_track_t *t, const sfu_downtrack_t *d) {
+  int order[SFU_MAX_LAYERS], n = layer_order(t, order), r = 0;
+  if (!d->negotiated || d->paused || d->bw_paused) return -1;
+  for (int i = 1; i < n; i++) {
+    const sfu_layer_t *l = &t->layers[order[i]];
+    if (i > d->max_layer || i > d->bw_cap || (d->max_height && l->height > d->max_height))
+      break;
+    r = i;
+  }
+  return order[r];
+}
+
+/* Tells t's publisher which of its layers someone takes, when that
+ * changes: a layer gains a taker at once, loses its last one after
+ * UNWANTED_MS (a subscriber that comes back within seconds finds it still
+ * sent). The lowest layer is taken whenever anyone takes the video: a
+ * subscriber whose bandwidth drops falls back on it without waiting for an
+ * encoder to start. With links to other processes of the call, every
+ * layer is taken (their subscribers are not known here). */
+static void dynacast(sfu_room_t *room, sfu_track_t *t, uint64_t now) {
+  unsigned all = (1u << t->nlayers) - 1, want = room->links ? all : 0, told = t->wanted_told & all;
+  int order[SFU_MAX_LAYERS];
+  layer_order(t, order);
+  for (int i = 0; i < t->down.n && want != all; i++) {
+    int k = wish(t, t->down.items[i]);
+    if (k >= 0) want |= 1u << k | 1u << order[0]; /* and the lowest, to fall back on */
+  }
+  unsigned next = told;
+  for (int k = 0; k < t->nlayers; k++) {
+    if (want & 1u << k) {
+      t->unwanted_ms[k] = 0;
+      next |= 1u << k;
+      continue;
+    }
+    if (!t->unwanted_ms[k]) t->unwanted_ms[k] = now;
+    if (now - t->unwanted_ms[k] >= UNWANTED_MS) next &= ~(1u << k);
+  }
+  /* the first time in any case: a publisher that moved here may have
+   * stopped layers the room it left did not want */
+  if (next == told && t->wanted_sent) return;
+  t->wanted_told = next;
+  t->wanted_sent = 1;
+  json_t *rids = json_array();
+  for (int k = 0; k < t->nlayers; k++)
+    if (next & 1u << k && t->layers[k].rid[0])
+      json_array_append_new(rids, json_string(t->layers[k].rid));
+  sfu_room_send(room, t->owner,
+                json_pack("{s:s, s:s, s:s, s:b, s:o}", "type", "subscribed_layers", "track_id",
+                          t->id, "mid", t->mid, "active", next != 0, "rids", rids));
+  room->c.dynacast_msgs++;
+}
+
 void sfu_fwd_layers_tick(sfu_room_t *room) {
   uint64_t ms = now_ms(room);
   for (sfu_participant_t *p = room->participants; p; p = p->next) {
@@ -1067,6 +1128,12 @@ void sfu_fwd_layers_tick(sfu_room_t *room) {
        * started mid-stream cannot decode before one. */
       if (d->target != d->layer || !d->keyed) sfu_fwd_request_keyframe(room, t, d->target);
     }
+  }
+  /* after the layer choices: what they want of each publisher */
+  for (sfu_participant_t *p = room->participants; p; p = p->next) {
+    if (p->via || !p->tp_ready) continue; /* a remote publisher's process tells it */
+    if (p->video) dynacast(room, p->video, ms);
+    if (p->screen) dynacast(room, p->screen, ms);
   }
 }
 

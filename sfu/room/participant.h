@@ -111,6 +111,12 @@ typedef struct sfu_track_s {
   uint64_t keyframes, nacks_sent;
   int imported;                 /* its id came from the room it moved from:
                                    published again without an event */
+  /* dynacast (forwarder.c): the layers someone takes, as the publisher
+   * was last told (bit k: layer k; all at first), and since
+   * when each has had no taker (0: it has one) */
+  unsigned wanted_told;
+  int wanted_sent;              /* told at all (the first time: every layer) */
+  uint64_t unwanted_ms[SFU_MAX_LAYERS];
   sfu_opus_meter_t *meter;      /* created when no level extension comes */
   sfu_speaking_t speaking;      /* speaking detector */
   int loud_rank;                /* loudest.c: 0 = loudest at the last media tick */

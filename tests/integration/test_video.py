@@ -19,6 +19,10 @@ peer "py" subscribe. What is asserted is what they decode:
 * `video_quality` naming no video sent to B (a made-up id, an audio track)
   is answered `error` code not_found.
 * A single-layer VP8 publisher (no simulcast) reaches B too.
+* DynacastTest: A publishes to B alone; the layers B does not take stop
+  being encoded (the server's subscribed_layers), A's uplink rate with
+  and without B on the top layer is printed and compared; asked for
+  again, the top layer is back within a second.
 * ScreenShareTest: A publishes a camera and shares its screen
   (getDisplayMedia(), answered by the fake devices); B decodes both video
   tracks, each at the size A sends it, listed with their sources; once A
@@ -833,6 +837,80 @@ DEMO_QUALITY_JS = r"""
   return sel.value;
 })(%s, %s)
 """
+
+
+class DynacastTest(VideoTestBase):
+    """A publishes three layers to B alone. While B takes the top layer, A
+    sends q and f (h has no taker); B asks for low: after the server's 3 s,
+    A stops encoding h and f and its uplink rate drops; B asks for high:
+    A encodes f again within a second (the server's next media tick, then
+    the encoder) and B decodes it. A's uplink rates are printed."""
+
+    async def test_publisher_stops_the_layers_nobody_takes(self):
+        await self.run_scenario(self._dynacast())
+
+    async def rate(self, seconds):
+        """A's uplink (every encoding's bytesSent) over `seconds`, bit/s."""
+        o0 = await self.outbound()
+        t0 = time.monotonic()
+        await asyncio.sleep(seconds)
+        o1 = await self.outbound()
+        sent = sum(o1[r]["bytesSent"] - o0.get(r, {}).get("bytesSent", 0) for r in o1)
+        return sent * 8 / (time.monotonic() - t0)
+
+    async def active(self):
+        """A's encodings that the page says are active, by rid."""
+        return await self.js("A", "Object.fromEntries(sfu.client.pc.getTransceivers()"
+                             ".filter((t) => t.sender && t.sender.track && t.sender.track.kind"
+                             " === 'video').flatMap((t) => t.sender.getParameters().encodings"
+                             ".map((e) => [e.rid, e.active])))")
+
+    async def _dynacast(self):
+        await self.join_page("B")
+        a = await self.join_page("A", publishVideo=True, simulcast=True, videoConstraints=CAPTURE,
+                                 videoCodec="VP8", degradationPreference="maintain-resolution")
+        await self.wait_layers(RIDS)
+        track_id = await self.js_until(
+            "B", "(() => { const p = sfu.client.getParticipants().find((x) => x.sid === %s);"
+            " const t = p && p.tracks.find((t) => t.kind === 'video'); return t && t.track_id;"
+            " })()" % json.dumps(a["sid"]), what="A's video track in B's participants")
+        top = (await self.outbound())["f"]["frameWidth"]
+
+        async def b_on(width):
+            r = await self.inbound()
+            return r if r and r["frameWidth"] == width else None
+        await self.until(lambda: b_on(top), 20, "B decoding the f layer")
+        # B alone takes f: h stops (3 s after the server's first word)
+        await self.until(lambda: self.active_is({"q": True, "h": False, "f": True}), 10,
+                         "A encoding q and f only")
+        watching = await self.rate(4.0)
+
+        await self.js("B", "sfu.quality(%s, {quality: 'low'})" % json.dumps(track_id))
+        await self.until(lambda: self.active_is({"q": True, "h": False, "f": False}), 10,
+                         "A encoding q only")
+        await asyncio.sleep(1.0)
+        low_only = await self.rate(4.0)
+
+        t_ask = time.monotonic()
+        await self.js("B", "sfu.quality(%s, {quality: 'high'})" % json.dumps(track_id))
+        await self.until(lambda: self.active_is({"q": True, "f": True}), 10, "A encoding f again")
+        t_on = time.monotonic() - t_ask
+        await self.until(lambda: b_on(top), 20, "B decoding the f layer again")
+        t_top = time.monotonic() - t_ask
+        st = self.room_stats()["packets"]["video"]
+        print("\ndynacast: A's uplink %.0f kbit/s with B on f (q+f sent), %.0f kbit/s with B on"
+              " q (q only): %.2f; f encoded again %.2f s after B asked, B decoding it after"
+              " %.2f s; %d subscribed_layers sent" % (
+                  watching / 1000, low_only / 1000, low_only / watching, t_on, t_top,
+                  st["dynacast_msgs"]), flush=True)
+        self.assertLess(low_only, 0.6 * watching)
+        self.assertLess(t_on, 1.5)
+        self.assertGreaterEqual(st["dynacast_msgs"], 3)
+        self.assert_clean_console()
+
+    async def active_is(self, want):
+        act = await self.active()
+        return all(act.get(r) == v for r, v in want.items())
 
 
 class DemoVideoTest(VideoTestBase):
