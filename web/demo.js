@@ -56,6 +56,7 @@ const ui = {
   micInput: $('mic-input'),
   cameraInput: $('camera-input'),
   simulcastInput: $('simulcast-input'),
+  e2eeInput: $('e2ee-input'),
   formError: $('form-error'),
   joinButton: $('join-button'),
   callView: $('call-view'),
@@ -158,7 +159,8 @@ async function onJoinSubmit(ev) {
     const grant = await fetchDevToken({ room, identity: makeIdentity(name), name });
     const relayOnly = new URLSearchParams(location.search).get('relay') === '1';
     client = new SfuClient({ wsUrl: grant.ws_url || defaultWsUrl(),
-      rtcConfig: relayOnly ? { iceTransportPolicy: 'relay' } : {} });
+      rtcConfig: relayOnly ? { iceTransportPolicy: 'relay' } : {},
+      e2ee: ui.e2eeInput.value || undefined });
     wireClient(client);
     if (withMic) {
       try {

@@ -128,6 +128,8 @@
 // state is the old connection's. Reconnects resume on the new node from
 // then on; `wsUrl` names it.
 
+import { E2ee } from './e2ee.js';
+
 const REQUEST_TIMEOUT_MS = 10000;
 const PING_INTERVAL_MS = 10000;
 const MAX_GLARE_RETRIES = 5;
@@ -218,8 +220,12 @@ export class SfuClient extends EventTarget {
    * @param {boolean} [opts.trickle=true]  send local ICE candidates as
    *        `candidate` messages; false waits for gathering and puts them in
    *        the SDP instead
+   * @param {string} [opts.e2ee]  a passphrase: every frame sent is
+   *        encrypted under a key derived from it and the room id, every
+   *        frame received decrypted (web/e2ee.js, docs/e2ee.md); the camera
+   *        is sent in VP8. Frames that do not decrypt are dropped.
    */
-  constructor({ wsUrl, rtcConfig = {}, trickle = true } = {}) {
+  constructor({ wsUrl, rtcConfig = {}, trickle = true, e2ee } = {}) {
     super();
     if (!wsUrl) throw new TypeError('SfuClient: wsUrl is required');
     this.wsUrl = wsUrl;
@@ -229,6 +235,10 @@ export class SfuClient extends EventTarget {
       rtcpMuxPolicy: 'require',
       ...rtcConfig,
     };
+    this._e2eePassphrase = e2ee || null;
+    this._e2ee = e2ee ? new E2ee() : null;
+    this._e2eeAttached = new WeakSet(); // senders and receivers transformed
+    if (e2ee) this.rtcConfig.encodedInsertableStreams = true;
     this._ownIceServers = 'iceServers' in rtcConfig; // else the welcome's
     this.trickle = trickle;
 
@@ -305,6 +315,7 @@ export class SfuClient extends EventTarget {
     videoConstraints, simulcast, videoEncodings, videoCodec, degradationPreference } = {}) {
     if (this.ws) throw new SfuError('already joined or joining', { code: 'invalid_state' });
     if (!room || !token) throw new TypeError('join: room and token are required');
+    if (this._e2ee && !this._e2ee.key) await this._e2ee.setPassphrase(this._e2eePassphrase, room);
     if (publishAudio && !this._micTrack) await this.publishMicrophone(audioConstraints);
     if (publishVideo && !this._camTrack) {
       await this.publishCamera({ constraints: videoConstraints, simulcast,
@@ -924,6 +935,19 @@ export class SfuClient extends EventTarget {
     this._emit('subscribed-layers', { trackId: msg.track_id, mid: msg.mid, rids, active: msg.active === true });
   }
 
+  /** Counters of end-to-end encryption (web/e2ee.js), null without it. */
+  get e2eeStats() { return this._e2ee ? { ...this._e2ee.stats } : null; }
+
+  /** Every sending transceiver's frames through the encryption, once. */
+  _e2eeSenders(pc) {
+    if (!this._e2ee) return;
+    for (const tr of pc.getTransceivers()) {
+      if (!tr.sender || this._e2eeAttached.has(tr.sender) || !tr.direction.startsWith('send')) continue;
+      this._e2eeAttached.add(tr.sender);
+      this._e2ee.attachSender(tr.sender, tr.receiver.track.kind);
+    }
+  }
+
   /** An error about a link: the app's if the link plays, else logged. */
   _linkError(link, err) {
     if (link === this._link) this._emitError(err);
@@ -1318,7 +1342,13 @@ export class SfuClient extends EventTarget {
     const pc = new RTCPeerConnection(this.rtcConfig);
     link.pc = pc;
     pc.onicecandidate = (ev) => this._onLocalCandidate(ev.candidate, link);
-    pc.ontrack = (ev) => this._onTrack(ev, link);
+    pc.ontrack = (ev) => {
+      if (this._e2ee && !this._e2eeAttached.has(ev.receiver)) {
+        this._e2eeAttached.add(ev.receiver);
+        this._e2ee.attachReceiver(ev.receiver, ev.track.kind);
+      }
+      this._onTrack(ev, link);
+    };
     pc.onconnectionstatechange = () => {
       if (link.pc === pc && link === this._link) this._onConnectionState(pc);
     };
@@ -1487,7 +1517,14 @@ export class SfuClient extends EventTarget {
       this._offered = true;
       const camera = !!this._camTrack || this._camPublished;
       if (this._micTrack) {
-        pc.addTransceiver(this._micTrack, { direction: 'sendonly', streams: [this._micStream] });
+        const tr = pc.addTransceiver(this._micTrack, { direction: 'sendonly', streams: [this._micStream] });
+        // Chromium builds RED before the encoded transform: an encrypted
+        // RED payload is nothing the SFU can forward, so plain Opus
+        if (this._e2ee && tr.setCodecPreferences && globalThis.RTCRtpSender?.getCapabilities) {
+          const codecs = (RTCRtpSender.getCapabilities('audio')?.codecs || [])
+            .filter((c) => c.mimeType.toLowerCase() !== 'audio/red');
+          try { tr.setCodecPreferences(codecs); } catch (err) { console.warn('sfu-client: no RED', err); }
+        }
       }
       if (camera) this._addCameraTransceiver(link);
       if (this._scrTrack) await this._setScreenTransceiver(link, this._scrTrack);
@@ -1497,6 +1534,7 @@ export class SfuClient extends EventTarget {
         pc.addTransceiver('audio', { direction: 'recvonly' });
       }
     }
+    this._e2eeSenders(pc);
     await pc.setLocalDescription(await pc.createOffer());
     if (!this.trickle) await waitForGathering(pc);
 
@@ -1547,8 +1585,9 @@ export class SfuClient extends EventTarget {
     const tr = link.pc.addTransceiver(this._camTrack || 'video', init);
     link.camTransceiver = tr;
     this._camPublished = true;
-    if (o.codec && tr.setCodecPreferences && globalThis.RTCRtpReceiver?.getCapabilities) {
-      const want = `video/${o.codec}`.toLowerCase();
+    const codec = this._e2ee ? 'VP8' : o.codec; // e2ee.js knows VP8's frame header
+    if (codec && tr.setCodecPreferences && globalThis.RTCRtpReceiver?.getCapabilities) {
+      const want = `video/${codec}`.toLowerCase();
       const codecs = RTCRtpReceiver.getCapabilities('video')?.codecs || [];
       const first = codecs.filter((c) => c.mimeType.toLowerCase() === want);
       if (first.length) {
@@ -1600,6 +1639,7 @@ export class SfuClient extends EventTarget {
       throw new SfuError(`server offer ${msg.offer_id}: ${err.message}`, { code: 'bad_sdp', cause: err });
     }
     await this._drainRemoteCandidates(link);
+    this._e2eeSenders(pc);
     await pc.setLocalDescription(await pc.createAnswer());
     if (!this.trickle) await waitForGathering(pc);
     this._send({ type: 'answer', offer_id: msg.offer_id, sdp: pc.localDescription.sdp }, link.ws);

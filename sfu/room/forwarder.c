@@ -899,15 +899,16 @@ static void bandwidth_bound(sfu_downtrack_t *d, const sfu_track_t *t, const int 
 
 /* The highest rank of t's layers (order: layer_order()) that d may get
  * under `cap` (a rank): live (a packet in the last second; with now_ms 0,
- * sent at some time: a layer the publisher stopped because nobody took it
- * counts) and within the subscriber's request (quality, max height), but
- * the lowest such one in any case. -1 if there is none. */
+ * any the publisher offered: one it stopped because nobody took it, or
+ * one it has not started yet, counts) and within the subscriber's request
+ * (quality, max height), but the lowest such one in any case. -1 if there
+ * is none. */
 static int top_rank(const sfu_track_t *t, const sfu_downtrack_t *d, const int *order, int n,
                     int cap, uint64_t now_ms) {
   int best = -1;
   for (int i = 0; i < n; i++) {
     const sfu_layer_t *l = &t->layers[order[i]];
-    int live = l->ssrc && l->last_ms && (!now_ms || now_ms - l->last_ms < 1000);
+    int live = !now_ms || (l->ssrc && l->last_ms && now_ms - l->last_ms < 1000);
     if (!live) continue;
     if (best >= 0 && (i > d->max_layer || i > cap || (d->max_height && l->height > d->max_height)))
       break;
@@ -929,10 +930,13 @@ static int want_layer(sfu_track_t *t, sfu_downtrack_t *d, uint64_t now_ms) {
 /* --- a subscriber's estimate shared out ------------------------------------ */
 
 /* What layer k (of rank `rank`) of t costs, bits/s: its rate over the last
- * second, or before one was measured a guess that grows with its rank. */
+ * second; before one was measured a guess that grows with its rank; and
+ * nothing for a layer never sent (the publisher has not started it, or
+ * stopped it before it was measured): counted as free it is wanted, and
+ * once sent, measured. */
 static uint32_t layer_cost(const sfu_track_t *t, int k, int rank) {
-  uint32_t b = t->layers[k].bitrate_bps;
-  return b ? b : 150000u << (2 * rank);
+  const sfu_layer_t *l = &t->layers[k];
+  return l->bitrate_bps ? l->bitrate_bps : l->last_ms ? 150000u << (2 * rank) : 0;
 }
 
 /* Which videos a subscriber keeps first: 0 before 1 before 2. Screen

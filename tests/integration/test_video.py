@@ -23,6 +23,9 @@ peer "py" subscribe. What is asserted is what they decode:
   being encoded (the server's subscribed_layers), A's uplink rate with
   and without B on the top layer is printed and compared; asked for
   again, the top layer is back within a second.
+* E2eeTest: A and B encrypt end to end under one passphrase
+  (web/e2ee.js), C has another: A and B see and hear each other, C decodes
+  nothing of what it receives, and B's layer switches still work.
 * ScreenShareTest: A publishes a camera and shares its screen
   (getDisplayMedia(), answered by the fake devices); B decodes both video
   tracks, each at the size A sends it, listed with their sources; once A
@@ -88,7 +91,7 @@ SWITCH_WAIT = 15.0
 PAGE_JS = r"""
 (async () => {
   const { SfuClient } = await import('/web/sfu-client.js');
-  const client = new SfuClient({ wsUrl: %(ws_url)s });
+  const client = new SfuClient({ wsUrl: %(ws_url)s, ...%(client)s });
   const s = window.sfu = { client, log: [], videos: [], samples: [], tJoin: null,
                            tFirstFrame: null };
   const note = (type) => (e) => {
@@ -106,6 +109,13 @@ PAGE_JS = r"""
   // Render what arrives, as a page would.
   client.addEventListener('track', (e) => {
     const d = e.detail;
+    if (d.kind === 'audio') { // played, so that its decoder runs
+      const a = new Audio();
+      a.srcObject = new MediaStream([d.track]);
+      a.play().catch((err) => s.log.push({ type: 'play-error', error: String(err) }));
+      document.body.append(a);
+      return;
+    }
     if (d.kind !== 'video') return;
     const v = document.createElement('video');
     v.muted = true; v.autoplay = true; v.playsInline = true;
@@ -335,11 +345,13 @@ class VideoTestBase(unittest.IsolatedAsyncioTestCase):
         self.pages[name] = await asyncio.to_thread(b.open, self.origin + "/web/index.html")
         return self.pages[name]
 
-    async def join_page(self, name, **join):
-        """Open a Chromium for `name`, join the room through sfu-client.js."""
+    async def join_page(self, name, client=None, **join):
+        """Open a Chromium for `name`, join the room through sfu-client.js
+        (`client`: more SfuClient options)."""
         page = await self.open_page(name)
         join = dict(room=self.room["room_id"], token=self.token(name), **join)
         return await self.js(name, PAGE_JS % {"ws_url": json.dumps(self.ws_url),
+                                              "client": json.dumps(client or {}),
                                               "join": json.dumps(join)}, timeout=30)
 
     async def js(self, name, expression, timeout=15.0):
@@ -911,6 +923,92 @@ class DynacastTest(VideoTestBase):
     async def active_is(self, want):
         act = await self.active()
         return all(act.get(r) == v for r, v in want.items())
+
+
+class E2eeTest(VideoTestBase):
+    """End-to-end encryption through the SFU (web/e2ee.js, docs/e2ee.md):
+    A (simulcast camera + microphone) and B (a small camera + microphone)
+    share a passphrase, C has another. A and B decode each other's video
+    and hear each other; C receives the same packets and decodes nothing.
+    The SFU, which sees no payload, still finds A's keyframes and layer
+    sizes: B switches to A's low layer and back."""
+
+    # samples the audio decoders made from packets (not concealment)
+    AUDIO_JS = ("(async () => { let n = 0; (await sfu.client.pc.getStats()).forEach((r)"
+                " => { if (r.type === 'inbound-rtp' && r.kind === 'audio')"
+                " n += (r.totalSamplesReceived || 0) - (r.concealedSamples || 0); });"
+                " return n; })()")
+
+    async def test_encrypted_call_with_a_wrong_key(self):
+        await self.run_scenario(self._e2ee())
+
+    async def _e2ee(self):
+        key = {"e2ee": "correct horse battery staple"}
+        a = await self.join_page("A", client=key, publishAudio=True, publishVideo=True,
+                                 simulcast=True, videoConstraints=CAPTURE, videoCodec="VP8",
+                                 degradationPreference="maintain-resolution")
+        await self.join_page("B", client=key, publishAudio=True, publishVideo=True,
+                             simulcast=False, videoConstraints={"width": {"exact": 320},
+                                                                "height": {"exact": 240}},
+                             videoCodec="VP8")
+        await self.wait_layers(RIDS)
+        # (after A's layers are up: C, unable to decode, asks for keyframes
+        # all along, which holds A's bandwidth estimate back)
+        await self.join_page("C", client={"e2ee": "another passphrase"})
+        top = (await self.outbound())["f"]["frameWidth"]
+        low = (await self.outbound())["q"]["frameWidth"]
+        track_id = await self.js_until(
+            "B", "(() => { const p = sfu.client.getParticipants().find((x) => x.sid === %s);"
+            " const t = p && p.tracks.find((t) => t.kind === 'video'); return t && t.track_id;"
+            " })()" % json.dumps(a["sid"]), what="A's video track in B's participants")
+
+        async def decodes(name, width=None):
+            r = await self.inbound(name)
+            return r if r and r["framesDecoded"] > 0 and (width is None or
+                                                          r["frameWidth"] == width) else None
+        await self.until(lambda: decodes("B", top), 30, "B decoding A's top layer")
+        await self.until(lambda: decodes("A", 320), 30, "A decoding B's camera")
+        e0 = {n: await self.js(n, self.AUDIO_JS) for n in "ABC"}
+        c0 = await self.js("C", "sfu.inbound()")
+        await asyncio.sleep(3.0)
+        e1 = {n: await self.js(n, self.AUDIO_JS) for n in "ABC"}
+        c1 = await self.js("C", "sfu.inbound()")
+
+        await self.js("B", "sfu.quality(%s, {quality: 'low'})" % json.dumps(track_id))
+        t0 = time.monotonic()
+        await self.until(lambda: decodes("B", low), 15, "B decoding A's low layer")
+        t_low = time.monotonic() - t0
+        await self.js("B", "sfu.quality(%s, {quality: 'high'})" % json.dumps(track_id))
+        t0 = time.monotonic()
+        await self.until(lambda: decodes("B", top), 15, "B decoding A's top layer again")
+        t_top = time.monotonic() - t0
+
+        stats = {n: await self.js(n, "sfu.client.e2eeStats") for n in "ABC"}
+        room = self.room_stats()["packets"]
+        print("\ne2ee: audio samples decoded over 3 s: A %d, B %d, C %d; C received %s video"
+              " packets and decoded %s frames; B on A's low layer after %.1f s, top again after"
+              " %.1f s; frames: %s; room: keyframes_in %d, layer_switches %d" % (
+                  e1["A"] - e0["A"], e1["B"] - e0["B"], e1["C"] - e0["C"],
+                  [x["packetsReceived"] for x in c1], [x["framesDecoded"] for x in c1],
+                  t_low, t_top, json.dumps(stats), room["video"]["keyframes_in"],
+                  room["video"]["layer_switches"]), flush=True)
+        # the right key: both ways, video and sound
+        self.assertGreater(e1["A"] - e0["A"], 48000)   # of 144,000 in 3 s
+        self.assertGreater(e1["B"] - e0["B"], 48000)
+        for n in "AB":
+            self.assertGreater(stats[n]["encrypted"], 100, stats)
+            self.assertGreater(stats[n]["decrypted"], 100, stats)
+            self.assertEqual(stats[n]["failed"], 0, stats)
+        # the wrong key: the packets come, nothing decodes, nothing is heard
+        self.assertEqual(len(c1), 2, c1)
+        self.assertTrue(all(x["packetsReceived"] > 0 for x in c1), c1)
+        self.assertTrue(all(y["packetsReceived"] > x["packetsReceived"]
+                            for x, y in zip(c0, c1)), (c0, c1))
+        self.assertEqual([x["framesDecoded"] for x in c1], [0, 0], c1)
+        self.assertEqual(stats["C"]["decrypted"], 0, stats)
+        self.assertGreater(stats["C"]["failed"], 100, stats)
+        self.assertLess(e1["C"] - e0["C"], 4800)
+        self.assertGreater(room["video"]["keyframes_in"], 0)
 
 
 class DemoVideoTest(VideoTestBase):
