@@ -37,9 +37,17 @@
  *
  * RTCP is terminated: the SFU reads publishers' sender reports (for LSR/DLSR
  * and lip sync) and subscribers' feedback (PLI/FIR -> throttled PLI to the
- * publisher; NACK -> retransmission; REMB -> layer choice), and sends its
- * own RR per layer and a REMB cap to each publisher, an SR per down-track,
- * and NACKs upstream for what publishers' video lost on the way.
+ * publisher; NACK -> retransmission; REMB and receiver reports -> layer
+ * choice; transport-cc -> the subscriber's bandwidth estimate), and sends
+ * its own RR per layer, a REMB cap and transport-wide feedback to each
+ * publisher, an SR per down-track, and NACKs upstream for what publishers'
+ * video lost on the way.
+ *
+ * Each media tick (the end of this file): a subscriber with transport-cc
+ * has its estimate shared among its videos by priority, and probes sent
+ * when they want more (allocate(), docs/internals/media.md); each video
+ * down-track gets its target layer; each publisher hears which of its
+ * layers anyone takes (dynacast()).
  */
 #include <math.h>
 #include <stdlib.h>
