@@ -37,6 +37,7 @@
 typedef struct sfu_video_info_s {
   int keyframe;     /* a decoder can start at this packet (per-codec rule) */
   int begins_frame; /* first packet of a frame (of a layer frame in SVC) */
+  int ends_frame;   /* VP9 E bit: last packet of a layer frame, else 0 */
   int tid;          /* temporal layer id, -1 when absent */
   int sid;          /* spatial layer id, -1 when absent */
   int switch_up;    /* VP8 Y / VP9 U bit: temporal up-switch point, else 0 */
@@ -86,6 +87,7 @@ static inline sfu_video_parse_fn sfu_video_parser(const char *encoding_name) {
 static inline void sfu__video_info_reset(sfu_video_info_t *v) {
   v->keyframe = 0;
   v->begins_frame = 0;
+  v->ends_frame = 0;
   v->tid = -1;
   v->sid = -1;
   v->switch_up = 0;

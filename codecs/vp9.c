@@ -60,6 +60,7 @@
 #define L_BIT 0x20
 #define F_BIT 0x10
 #define B_BIT 0x08
+#define E_BIT 0x04
 #define V_BIT 0x02
 #define M_BIT 0x80
 #define MAX_P_DIFF 3
@@ -207,6 +208,7 @@ int sfu_vp9_parse(const uint8_t *p, size_t len, sfu_video_info_t *out) {
     return SFU_EINVAL;
 
   out->begins_frame = (b0 & B_BIT) != 0;
+  out->ends_frame = (b0 & E_BIT) != 0;
   out->keyframe = out->begins_frame && !(b0 & P_BIT) && out->sid <= 0;
   if (!(out->keyframe &&
         keyframe_size(p + off, len - off, &out->width, &out->height))) {

@@ -470,6 +470,7 @@ static void vp9_descriptor_fields(void **state) {
   assert_int_equal(v.sid, 0);
   assert_int_equal(v.tl0picidx, 0x77);
   assert_int_equal(v.begins_frame, 1);
+  assert_int_equal(v.ends_frame, 1); /* E */
   assert_int_equal(v.keyframe, 1); /* P = 0, B = 1, SID 0 */
   assert_int_equal(v.width, 0);    /* no header, no SS */
 
@@ -481,6 +482,7 @@ static void vp9_descriptor_fields(void **state) {
   assert_int_equal(v.sid, 2);
   assert_int_equal(v.tl0picidx, -1);
   assert_int_equal(v.begins_frame, 0);
+  assert_int_equal(v.ends_frame, 0);
   assert_int_equal(v.keyframe, 0);
 
   PARSE_OK(sfu_vp9_parse, bare, &v);

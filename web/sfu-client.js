@@ -309,17 +309,19 @@ export class SfuClient extends EventTarget {
    * server refuses (see CLOSE_CODES), or with the getUserMedia error when
    * `publishAudio` / `publishVideo` is set and the device cannot be opened.
    * `publishVideo`, `videoConstraints`, `simulcast`, `videoEncodings`,
-   * `videoCodec` and `degradationPreference` are publishCamera()'s options.
+   * `videoCodec`, `degradationPreference` and `scalabilityMode` are
+   * publishCamera()'s options.
    */
   async join({ room, token, publishAudio = false, audioConstraints, publishVideo = false,
-    videoConstraints, simulcast, videoEncodings, videoCodec, degradationPreference } = {}) {
+    videoConstraints, simulcast, videoEncodings, videoCodec, degradationPreference,
+    scalabilityMode } = {}) {
     if (this.ws) throw new SfuError('already joined or joining', { code: 'invalid_state' });
     if (!room || !token) throw new TypeError('join: room and token are required');
     if (this._e2ee && !this._e2ee.key) await this._e2ee.setPassphrase(this._e2eePassphrase, room);
     if (publishAudio && !this._micTrack) await this.publishMicrophone(audioConstraints);
     if (publishVideo && !this._camTrack) {
       await this.publishCamera({ constraints: videoConstraints, simulcast,
-        encodings: videoEncodings, codec: videoCodec, degradationPreference });
+        encodings: videoEncodings, codec: videoCodec, degradationPreference, scalabilityMode });
     }
 
     this._closed = false;
@@ -527,12 +529,16 @@ export class SfuClient extends EventTarget {
    *        the first one it forwards
    * @param {string} [opts.degradationPreference]  e.g. 'maintain-resolution'
    *        (keeps each layer's size when the CPU or network is short)
+   * @param {string} [opts.scalabilityMode]  one encoding with SVC layers
+   *        instead of simulcast, e.g. 'L3T3_KEY' with codec 'VP9': the
+   *        server forwards each subscriber the spatial layers its quality
+   *        asks for (docs/signaling.md, "Video")
    * @param {MediaStreamTrack} [opts.track]  send this track instead of
    *        opening the camera (e.g. a canvas capture); not stopped by
    *        stopCamera()
    */
   async publishCamera({ constraints, simulcast = true, encodings, codec,
-    degradationPreference, track: given } = {}) {
+    degradationPreference, scalabilityMode, track: given } = {}) {
     if (this._camTrack) return this._camTrack;
     let stream;
     let track = given;
@@ -552,9 +558,9 @@ export class SfuClient extends EventTarget {
     this._camOwned = !given;
     if (!this._camOpts) {
       this._camOpts = {
-        simulcast: simulcast !== false,
+        simulcast: simulcast !== false && !scalabilityMode,
         encodings: (encodings || SIMULCAST_ENCODINGS).map((e) => ({ ...e })),
-        codec, degradationPreference,
+        codec, degradationPreference, scalabilityMode,
       };
     }
     this._emit('local-video', { track, stream });
@@ -1582,6 +1588,7 @@ export class SfuClient extends EventTarget {
     const o = this._camOpts;
     const init = { direction: 'sendonly', streams: this._camStream ? [this._camStream] : [] };
     if (o.simulcast) init.sendEncodings = o.encodings.map((e) => ({ ...e }));
+    else if (o.scalabilityMode) init.sendEncodings = [{ scalabilityMode: o.scalabilityMode }];
     const tr = link.pc.addTransceiver(this._camTrack || 'video', init);
     link.camTransceiver = tr;
     this._camPublished = true;

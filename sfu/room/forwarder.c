@@ -365,12 +365,15 @@ static void twcc_sent(sfu_room_t *room, sfu_participant_t *sub, int tseq, int le
 
 /* d's copy of `r` into `out`: d's payload type, `seq`, `ts` and SSRC,
  * abs-send-time `abs` if negotiated, the transport-wide number tseq if
- * >= 0, the VP8 picture id / TL0PICIDX rewritten when pid >= 0. The
- * length, or -1. */
+ * >= 0, the marker bit set if `marker` (the end of a picture cut down to
+ * fewer spatial layers), the VP8 picture id / TL0PICIDX rewritten when
+ * pid >= 0. The length, or -1. */
 static int video_copy(const sfu_downtrack_t *d, const sfu_rtp_t *r, uint16_t seq, uint32_t ts,
-                      int pid, int tl0, uint32_t abs, int tseq, uint8_t *out, size_t cap) {
+                      int pid, int tl0, uint32_t abs, int tseq, int marker, uint8_t *out,
+                      size_t cap) {
   int n = sfu_rtp_forward_copy(r, d->pt, seq, ts, d->ssrc, no_ext, out, cap);
   if (n < 0) return -1;
+  if (marker) out[1] |= 0x80;
   n = add_exts(out, n, cap, d->abs_ext, abs, tseq >= 0 ? d->sub->twcc_out_ext : 0,
                (uint16_t)tseq);
   if (pid >= 0) sfu_vp8_rewrite(out + n - r->payload_len, r->payload_len, pid, tl0);
@@ -381,6 +384,9 @@ static void forward_video(sfu_room_t *room, sfu_track_t *t, int k, const sfu_rtp
                           const sfu_video_info_t *vi, int have_vi) {
   int key = have_vi && vi->keyframe && vi->begins_frame;
   int vp8 = have_vi && vi->picture_id >= 0 && t->nlayers > 1 && t->parse == sfu_vp8_parse;
+  /* VP9 SVC: one stream whose packets say their spatial layer */
+  int svc = have_vi && vi->sid >= 0 && t->nlayers == 1;
+  if (svc && vi->sid >= t->svc_layers) t->svc_layers = vi->sid + 1;
   uint64_t wall = wall_us(room);
   uint32_t abs = abs_send_time(room->now_us);
   sfu_rtx_cache_t *cache = t->down.n || room->links ? layer_cache(&t->layers[k]) : NULL;
@@ -399,6 +405,16 @@ static void forward_video(sfu_room_t *room, sfu_track_t *t, int k, const sfu_rtp
       d->shed = 0;
     }
     if (key) d->keyed = 1;
+    if (svc) { /* its spatial layers up to svc_cur: down at a picture start, up at a keyframe */
+      if (vi->begins_frame && vi->sid == 0 &&
+          (d->svc_target < d->svc_cur || (d->svc_target > d->svc_cur && key)))
+        d->svc_cur = d->svc_target;
+      if (vi->sid > d->svc_cur) {
+        d->seq_offset--; /* the next one sent takes its number */
+        room->c.drop_svc++;
+        continue;
+      }
+    }
     uint16_t seq = (uint16_t)(r->seq + d->seq_offset);
     uint32_t ts = r->ts + d->ts_offset;
     int pid = -1, tl0 = -1;
@@ -412,7 +428,8 @@ static void forward_video(sfu_room_t *room, sfu_track_t *t, int k, const sfu_rtp
       d->last_tl0 = vi->tl0picidx;
     }
     int tseq = twcc_next(d->sub);
-    int n = video_copy(d, r, seq, ts, pid, tl0, abs, tseq, room->scratch,
+    int marker = svc && vi->sid == d->svc_cur && vi->ends_frame;
+    int n = video_copy(d, r, seq, ts, pid, tl0, abs, tseq, marker, room->scratch,
                        sizeof(room->scratch) - SFU_SRTP_TRAILER);
     if (n < 0) {
       room->c.drop_send++;
@@ -423,7 +440,7 @@ static void forward_video(sfu_room_t *room, sfu_track_t *t, int k, const sfu_rtp
     if (d->sent)
       d->sent[seq & (SFU_SENT_SLOTS - 1)] =
           (sfu_sent_t){seq, r->seq, (int8_t)k, 0, 0, ts, (int16_t)pid, (int16_t)tl0, abs,
-                       (uint16_t)tseq, tseq >= 0};
+                       (uint16_t)tseq, tseq >= 0, (uint8_t)marker};
     if (send_pkt(room, d->sub, 0, (size_t)n)) {
       room->c.drop_send++;
       continue;
@@ -608,7 +625,7 @@ static void answer_nack(sfu_room_t *room, sfu_downtrack_t *d, const uint16_t *se
     int rtx = d->rtx_pt >= 0;
     int tseq = rtx ? twcc_next(d->sub) : e->has_tseq ? e->tseq : -1;
     int m = video_copy(d, &r, e->seq, e->ts, e->pid, e->tl0,
-                       rtx ? abs_send_time(room->now_us) : e->abs, tseq,
+                       rtx ? abs_send_time(room->now_us) : e->abs, tseq, e->marker,
                        rtx ? room->scratch2 : room->scratch, cap);
     if (m > 0 && rtx) {
       m = sfu_rtx_wrap(room->scratch2, (size_t)m, (uint8_t)d->rtx_pt, d->track->out_rtx_ssrc,
@@ -1136,9 +1153,15 @@ void sfu_fwd_layers_tick(sfu_room_t *room) {
       }
       if (t->nlayers > 1) d->target = want_layer(t, d, ms);
       if (d->target == d->layer) d->shed = 0;
-      /* A switch waits for a keyframe of the target; a subscriber that
-       * started mid-stream cannot decode before one. */
-      if (d->target != d->layer || !d->keyed) sfu_fwd_request_keyframe(room, t, d->target);
+      /* VP9 SVC: the spatial layer of the quality asked for (layer sizes
+       * are not known here: max_height does not apply) */
+      if (t->svc_layers > 1)
+        d->svc_target = d->max_layer < t->svc_layers - 1 ? d->max_layer : t->svc_layers - 1;
+      /* A switch waits for a keyframe of the target (an SVC one up too); a
+       * subscriber that started mid-stream cannot decode before one. */
+      if (d->target != d->layer || !d->keyed ||
+          (t->svc_layers > 1 && d->svc_target > d->svc_cur))
+        sfu_fwd_request_keyframe(room, t, d->target);
     }
   }
   /* after the layer choices: what they want of each publisher */

@@ -104,6 +104,8 @@ typedef struct sfu_track_s {
                                    another mid never teaches this track its SSRC */
   sfu_layer_t layers[SFU_MAX_LAYERS];
   int nlayers;                  /* 1, or the simulcast layers offered */
+  int svc_layers;               /* VP9 SVC: spatial layers seen in its packets
+                                   (highest SID + 1), 0 = none */
   uint32_t out_ssrc;            /* room-unique SSRC toward subscribers */
   uint32_t out_rtx_ssrc;        /* and of its RTX stream (video) */
   int muted;                    /* publisher says muted */
@@ -141,6 +143,7 @@ typedef struct sfu_sent_s {
   uint32_t abs;                 /* abs-send-time written (24 bits) */
   uint16_t tseq;                /* transport-wide number written ... */
   uint8_t has_tseq;             /* ... if any */
+  uint8_t marker;               /* the marker bit was set on it (VP9 SVC) */
 } sfu_sent_t;
 
 #define SFU_SENT_SLOTS 512      /* ~3 s of a 1.5 Mb/s video */
@@ -181,6 +184,9 @@ struct sfu_downtrack_s {
   int max_layer;                /* the subscriber's request (quality) */
   int max_height;               /* or its resolution bound, 0 = none */
   int paused;                   /* the subscriber paused this video */
+  int svc_target, svc_cur;      /* VP9 SVC: the highest spatial layer wanted,
+                                   and forwarded now (switched at a picture
+                                   start; up only at a keyframe) */
   uint32_t ts_offset;           /* out ts = in ts + ts_offset */
   int pid_offset, tl0_offset;   /* VP8 picture id / TL0PICIDX rewriting */
   int last_pid, last_tl0;       /* last sent, -1 = none */

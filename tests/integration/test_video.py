@@ -23,6 +23,8 @@ peer "py" subscribe. What is asserted is what they decode:
   being encoded (the server's subscribed_layers), A's uplink rate with
   and without B on the top layer is printed and compared; asked for
   again, the top layer is back within a second.
+* SvcTest: A publishes VP9 L3T3_KEY (one stream, three spatial layers);
+  B asks low, medium, high and decodes 320, 640, 1280 wide.
 * E2eeTest: A and B encrypt end to end under one passphrase
   (web/e2ee.js), C has another: A and B see and hear each other, C decodes
   nothing of what it receives, and B's layer switches still work.
@@ -1009,6 +1011,50 @@ class E2eeTest(VideoTestBase):
         self.assertGreater(stats["C"]["failed"], 100, stats)
         self.assertLess(e1["C"] - e0["C"], 4800)
         self.assertGreater(room["video"]["keyframes_in"], 0)
+
+
+class SvcTest(VideoTestBase):
+    """A publishes VP9 with three spatial and three temporal layers in one
+    stream (scalabilityMode L3T3_KEY); B asks for low, medium and high and
+    decodes the matching resolution each time: the server forwards the
+    spatial layers up to the one asked for, ending each picture there."""
+
+    async def test_vp9_l3t3_key_layers_per_subscriber(self):
+        await self.run_scenario(self._svc())
+
+    async def _svc(self):
+        await self.join_page("B")
+        a = await self.join_page("A", publishVideo=True, simulcast=False, videoCodec="VP9",
+                                 scalabilityMode="L3T3_KEY", videoConstraints=CAPTURE,
+                                 degradationPreference="maintain-resolution")
+        track_id = await self.js_until(
+            "B", "(() => { const p = sfu.client.getParticipants().find((x) => x.sid === %s);"
+            " const t = p && p.tracks.find((t) => t.kind === 'video'); return t && t.track_id;"
+            " })()" % json.dumps(a["sid"]), what="A's video track in B's participants")
+        ob = await self.outbound()
+        self.assertEqual(len(ob), 1, ob)   # one stream
+
+        async def b_on(width):
+            r = await self.inbound()
+            return r if r and r["framesDecoded"] > 0 and r["frameWidth"] == width else None
+        # Chromium's estimate ramps up before it sends the top spatial layer
+        await self.until(lambda: b_on(1280), 45, "B decoding A's 1280-wide layer")
+        fig = {}
+        for quality, width in (("low", 320), ("medium", 640), ("high", 1280)):
+            t0 = time.monotonic()
+            await self.js("B", "sfu.quality(%s, {quality: %s})" % (json.dumps(track_id),
+                                                                  json.dumps(quality)))
+            r = await self.until(lambda: b_on(width), 20, "B decoding %d wide (%s)" % (
+                width, quality))
+            fig[quality] = (round(time.monotonic() - t0, 1), "%dx%d" % (r["frameWidth"],
+                                                                        r["frameHeight"]))
+        st = self.room_stats()["packets"]["video"]
+        codec = (await self.inbound())["codec"]
+        print("\nsvc: B decodes (s after asking, size): %s; codec %s; drop_svc %d" % (
+            json.dumps(fig), codec, st["drop_svc"]), flush=True)
+        self.assertEqual(codec, "video/VP9")
+        self.assertGreater(st["drop_svc"], 0)
+        self.assert_clean_console()
 
 
 class DemoVideoTest(VideoTestBase):
