@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <cmocka.h>
 
@@ -359,9 +360,46 @@ static sim_layer_t *layer_at(sim_peer_t *pe, int k) {
   return k == SIM_SCREEN ? &pe->screen_layer : &pe->layers[k];
 }
 
+/* A VP9 picture in three spatial layers, one packet each (B and E set,
+ * non-flexible mode: I with a 15-bit picture id, L with TID 0, SID s and
+ * TL0PICIDX), the marker on the last; a keyframe when asked. */
+static void send_svc_picture(sim_t *s, sim_peer_t *pe) {
+  sim_layer_t *L = &pe->layers[0];
+  int key = L->frames == 0 || (L->key_in > 0 && --L->key_in == 0);
+  for (int sid = 0; sid < 3; sid++) {
+    uint8_t pl[SIM_MAX_PKT], b[SIM_MAX_PKT + 64];
+    size_t plen = (size_t)(200 << sid), off = 0;
+    pl[off++] = (uint8_t)(0x80 | 0x20 | 0x08 | 0x04 | (key ? 0 : 0x40)); /* I L B E [P] */
+    pl[off++] = (uint8_t)(0x80 | ((L->pid >> 8) & 0x7f));
+    pl[off++] = (uint8_t)L->pid;
+    pl[off++] = (uint8_t)(sid << 1);
+    pl[off++] = (uint8_t)L->tl0;
+    fill_payload(pl, off, plen, make_tag(pe, sid, L->tag_next++));
+    uint16_t seq = L->seq++;
+    struct sim_hist_s *h = &L->hist[seq % SIM_HIST];
+    h->used = 1;
+    h->seq = seq;
+    h->ts = L->ts;
+    h->marker = (uint8_t)(sid == 2);
+    h->plen = (uint16_t)plen;
+    memcpy(h->payload, pl, plen);
+    size_t n = build_video(pe, L, 0, seq, L->ts, sid == 2, pl, plen, 0, b);
+    uplink(s, pe, 0, b, n);
+  }
+  L->frames++;
+  if (key) L->keyframes++;
+  L->ts += 3600;
+  L->pid = (L->pid + 1) & 0x7fff;
+  L->tl0 = (L->tl0 + 1) & 0xff;
+}
+
 static void send_frame(sim_t *s, sim_peer_t *pe, int k) {
   sim_layer_t *L = layer_at(pe, k);
   if (L->paused) return;
+  if (pe->vp9_svc) {
+    send_svc_picture(s, pe);
+    return;
+  }
   int key = L->frames == 0 || (L->key_in > 0 && --L->key_in == 0);
   int npk = key ? 3 * L->pkts : L->pkts;
   for (int i = 0; i < npk; i++) {
@@ -594,6 +632,17 @@ static void read_vp8(const uint8_t *p, size_t len, sim_rx_t *r) {
   }
 }
 
+/* Our own reading of a VP9 payload descriptor (RFC 9628 4.2): B, P and
+ * the SID of the layer byte. */
+static void read_vp9(const uint8_t *p, size_t len, sim_rx_t *r) {
+  size_t off = 1;
+  if (len < 2) return;
+  if (p[0] & 0x80) off += (p[1] & 0x80) ? 2 : 1;
+  if ((p[0] & 0x20) && off < len) r->sid = (p[off] >> 1) & 7;
+  r->begins = (p[0] & 0x08) != 0;
+  r->key = r->begins && !(p[0] & 0x40) && r->sid <= 0;
+}
+
 static void peer_rtp(sim_t *s, sim_peer_t *pe, const uint8_t *b, size_t len) {
   int rtx = 0;
   sim_sub_t *u = len >= 12 ? sub_by_ssrc(pe, sfu_rd32(b + 8), &rtx) : NULL;
@@ -665,8 +714,11 @@ static void peer_rtp(sim_t *s, sim_peer_t *pe, const uint8_t *b, size_t len) {
   r.hash = 2166136261u;
   for (size_t i = 0; i < plen; i++) r.hash = (r.hash ^ pl[i]) * 16777619u;
   r.begins = r.key = 0;
-  r.pid = r.tl0 = -1;
-  if (u->video) read_vp8(pl, plen, &r);
+  r.pid = r.tl0 = r.sid = -1;
+  if (u->video && u->vp9)
+    read_vp9(pl, plen, &r);
+  else if (u->video)
+    read_vp8(pl, plen, &r);
   u->rx = grow(u->rx, &u->caprx, u->nrx + 1, sizeof(*u->rx));
   u->rx[u->nrx++] = r;
   if (u->video && pe->auto_nack) {
@@ -822,7 +874,7 @@ static sfu_sdp_t *build_offer(sim_peer_t *pe) {
   if (pe->video) {
     sfu_sdp_media_t *m = &s->media[i++];
     snprintf(m->kind, sizeof(m->kind), "video");
-    set_codec(&m->codecs[0], SIM_PT_VP8, "VP8", 90000, 0, "",
+    set_codec(&m->codecs[0], SIM_PT_VP8, pe->vp9_svc ? "VP9" : "VP8", 90000, 0, "",
               SFU_FB_NACK | SFU_FB_PLI | SFU_FB_FIR | SFU_FB_REMB, -1);
     m->ncodecs = 1;
     if (pe->rtx) set_codec(&m->codecs[m->ncodecs++], SIM_PT_RTX, "rtx", 90000, 0, "", 0, SIM_PT_VP8);
@@ -894,6 +946,7 @@ static void note_sub(sim_peer_t *pe, const sfu_sdp_media_t *om, sfu_sdp_dir_t di
   u->active = active;
   if (!active) return;
   u->video = strcmp(om->kind, "video") == 0;
+  u->vp9 = strcasecmp(om->codecs[0].name, "VP9") == 0;
   u->ssrc = om->ssrcs[0];
   u->rtx_ssrc = om->has_fid ? om->fid_ssrc[1] : 0;
   u->pt = om->codecs[0].pt;

@@ -120,6 +120,7 @@ typedef struct sim_rx_s {
   int block_pt;         /* and the payload type of its blocks */
   /* VP8 (video only; -1 / 0 when absent) */
   int begins, key, pid, tl0, width, height;
+  int sid;              /* VP9: spatial layer id, -1 when absent */
   size_t len, payload_off, payload_len;
   uint32_t hash;        /* FNV-1a of the (original) payload */
 } sim_rx_t;
@@ -131,6 +132,7 @@ typedef struct sim_sub_s {
   int active;           /* sendonly from the server with an SSRC */
   uint32_t ssrc, rtx_ssrc;
   int pt, rtx_pt, abs_ext;
+  int vp9;              /* the codec offered is VP9 */
   int red_pt;           /* audio: RED type we answered, -1 = none */
   char track_id[72], owner_sid[72];
   sim_rx_t *rx;         /* every RTP packet on ssrc or rtx_ssrc */
@@ -202,6 +204,9 @@ struct sim_peer_s {
   size_t prev_len;      /* ... and its length, 0 = none yet */
   uint32_t atag_first, atag_next;
   int video;            /* publishes VP8 */
+  int vp9_svc;          /* ... as VP9 instead: one stream, 3 spatial layers
+                           per picture (one packet each, SID 0..2, the
+                           marker on the last), set before sim_enter() */
   int nlayers;          /* 1 = a=ssrc single layer, 2-3 = rid simulcast */
   int rtx;              /* offers RTX for video */
   sim_layer_t layers[SIM_LAYERS];

@@ -1381,6 +1381,69 @@ static void remb_with_loss_drops_at_once_to_what_fits(void **state) {
   assert_true(seg[n - 1].start_us - t_cap < 2000 * MS);
 }
 
+/* ---- VP9 SVC ----------------------------------------------------------------- */
+
+/* Packets of subscription u received in [from_us, to_us): how many of each
+ * SID, and whether each picture's last one carried the marker. */
+static void svc_counts(const sim_sub_t *u, uint64_t from_us, uint64_t to_us, int n[3],
+                       int *marked_last, int *marked_other) {
+  n[0] = n[1] = n[2] = 0;
+  *marked_last = *marked_other = 0;
+  for (int i = 0; i < u->nrx; i++) {
+    const sim_rx_t *r = &u->rx[i];
+    if (r->rtx || r->at_us < from_us || r->at_us >= to_us || r->sid < 0 || r->sid > 2) continue;
+    n[r->sid]++;
+    int last = i + 1 == u->nrx || u->rx[i + 1].ts != r->ts; /* of its picture */
+    if (r->marker) *(last ? marked_last : marked_other) += 1;
+  }
+}
+
+/* One VP9 stream of three spatial layers: the subscriber gets every layer,
+ * then asks low and gets SID 0 only, each picture ending with the marker
+ * and the numbering continuous; asks high and, from a keyframe, gets all
+ * three again. */
+static void svc_spatial_layers_follow_the_quality_asked(void **state) {
+  sim_t *s = sim_new(47, 0);
+  *state = s;
+  sim_peer_t *a = sim_peer_new(s, "alice");
+  sim_peer_video(a, 1);
+  a->vp9_svc = 1;
+  sim_enter(a);
+  sim_peer_t *b = listener(s, "bob");
+  sim_run(s, 1000);
+  sim_sub_t *u = sim_sub_of(b, a, 1);
+  assert_true(u->vp9);
+  int n[3], last, other;
+  uint64_t t = sim_us(s);
+  sim_run(s, 1000);
+  svc_counts(u, t, sim_us(s), n, &last, &other);
+  assert_true(n[0] >= 20 && n[1] == n[0] && n[2] == n[0]);
+  assert_int_equal(other, 0);
+  assert_true(last >= n[0] - 1);
+
+  video_quality(b, u, "low");
+  sim_run(s, 200);
+  t = sim_us(s);
+  sim_run(s, 1000);
+  svc_counts(u, t, sim_us(s), n, &last, &other);
+  assert_true(n[0] >= 20);
+  assert_int_equal(n[1] + n[2], 0);
+  assert_true(last >= n[0] - 1 && other == 0); /* each picture ends at SID 0 */
+  assert_true(s->room.c.drop_svc > 0);
+
+  uint64_t keys = a->layers[0].keyframes;
+  video_quality(b, u, "high");
+  sim_run(s, 500);
+  assert_true(a->layers[0].keyframes > keys); /* going up waits for one */
+  t = sim_us(s);
+  sim_run(s, 1000);
+  svc_counts(u, t, sim_us(s), n, &last, &other);
+  assert_true(n[0] >= 20 && n[2] == n[0]);
+  assert_int_equal(other, 0);
+  /* one stream to the subscriber throughout: numbers +1, timestamps on */
+  assert_true(check_continuous(u, SIM_MONO0_US, sim_us(s), 3600 * 2) > 100);
+}
+
 /* ---- dynacast ------------------------------------------------------------- */
 
 /* The rids of the last subscribed_layers `pub` got (from message `from`
@@ -2308,6 +2371,7 @@ int main(void) {
       cmocka_unit_test_teardown(layer_follows_a_rate_limited_downlink, teardown),
       cmocka_unit_test_teardown(remb_with_loss_drops_at_once_to_what_fits, teardown),
       cmocka_unit_test_teardown(dynacast_tells_the_publisher_which_layers_are_taken, teardown),
+      cmocka_unit_test_teardown(svc_spatial_layers_follow_the_quality_asked, teardown),
       cmocka_unit_test_teardown(transport_feedback_goes_to_publishers, teardown),
       cmocka_unit_test_teardown(estimate_follows_a_capped_downlink_and_probes_back_up, teardown),
       cmocka_unit_test_teardown(estimate_is_shared_by_priority_and_never_pauses_audio, teardown),
