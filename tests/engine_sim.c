@@ -402,14 +402,19 @@ static void send_frame(sim_t *s, sim_peer_t *pe, int k) {
   }
   int key = L->frames == 0 || (L->key_in > 0 && --L->key_in == 0);
   int npk = key ? 3 * L->pkts : L->pkts;
+  static const int pattern[4] = {0, 2, 1, 2};
+  if (key) L->tframe = 0;
+  int tid = pe->temporal ? pattern[L->tframe++ % 4] : -1;
+  if (pe->temporal && tid == 0 && L->frames) L->tl0 = (L->tl0 + 1) & 0xff;
   for (int i = 0; i < npk; i++) {
     uint8_t pl[SIM_MAX_PKT], b[SIM_MAX_PKT + 64];
     size_t plen = (size_t)L->pkt_size - 20, off = 0;
     pl[off++] = (uint8_t)(0x80 | (i == 0 ? 0x10 : 0)); /* X, S on the first */
-    pl[off++] = 0xC0;                                   /* I, L */
+    pl[off++] = tid >= 0 ? 0xE0 : 0xC0;                 /* I, L [, T] */
     pl[off++] = (uint8_t)(0x80 | ((L->pid >> 8) & 0x7f));
     pl[off++] = (uint8_t)L->pid;
     pl[off++] = (uint8_t)L->tl0;
+    if (tid >= 0) pl[off++] = (uint8_t)(tid << 6 | (tid > 0) << 5); /* TID, Y */
     if (i == 0) { /* the VP8 payload header: P = 0 on a keyframe */
       pl[off++] = key ? 0x10 : 0x11;
       pl[off++] = 0x20;
@@ -445,7 +450,7 @@ static void send_frame(sim_t *s, sim_peer_t *pe, int k) {
   if (key) L->keyframes++;
   L->ts += 3600;
   L->pid = (L->pid + 1) & 0x7fff;
-  L->tl0 = (L->tl0 + 1) & 0xff;
+  if (!pe->temporal) L->tl0 = (L->tl0 + 1) & 0xff;
 }
 
 static void send_rtx(sim_t *s, sim_peer_t *pe, int k, uint16_t seq) {
@@ -621,6 +626,7 @@ static void read_vp8(const uint8_t *p, size_t len, sim_rx_t *r) {
       }
     }
     if ((x & 0x40) && off < len) r->tl0 = p[off++];
+    if ((x & 0x20) && off < len) r->tid = p[off] >> 6;
     if (x & 0x30) off++;
   }
   if (off >= len) return;
@@ -714,7 +720,7 @@ static void peer_rtp(sim_t *s, sim_peer_t *pe, const uint8_t *b, size_t len) {
   r.hash = 2166136261u;
   for (size_t i = 0; i < plen; i++) r.hash = (r.hash ^ pl[i]) * 16777619u;
   r.begins = r.key = 0;
-  r.pid = r.tl0 = r.sid = -1;
+  r.pid = r.tl0 = r.sid = r.tid = -1;
   if (u->video && u->vp9)
     read_vp9(pl, plen, &r);
   else if (u->video)

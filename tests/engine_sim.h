@@ -121,6 +121,7 @@ typedef struct sim_rx_s {
   /* VP8 (video only; -1 / 0 when absent) */
   int begins, key, pid, tl0, width, height;
   int sid;              /* VP9: spatial layer id, -1 when absent */
+  int tid;              /* VP8: temporal layer id (T bit), -1 when absent */
   size_t len, payload_off, payload_len;
   uint32_t hash;        /* FNV-1a of the (original) payload */
 } sim_rx_t;
@@ -151,6 +152,7 @@ typedef struct sim_layer_s {
   int pid, tl0;
   int width, height;
   int pkts, pkt_size;   /* per delta frame; keyframes are 3x */
+  unsigned tframe;      /* frames since the last keyframe (temporal pattern) */
   int key_in;           /* a keyframe was asked for: it is the key_in-th frame
                            from now (counted down), 0 = none asked */
   int paused;           /* this layer is not sent */
@@ -204,6 +206,8 @@ struct sim_peer_s {
   size_t prev_len;      /* ... and its length, 0 = none yet */
   uint32_t atag_first, atag_next;
   int video;            /* publishes VP8 */
+  int temporal;         /* VP8 with three temporal layers (TID 0,2,1,2 from
+                           each keyframe, T bit set), set before sim_enter() */
   int vp9_svc;          /* ... as VP9 instead: one stream, 3 spatial layers
                            per picture (one packet each, SID 0..2, the
                            marker on the last), set before sim_enter() */

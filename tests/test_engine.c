@@ -1381,6 +1381,51 @@ static void remb_with_loss_drops_at_once_to_what_fits(void **state) {
   assert_true(seg[n - 1].start_us - t_cap < 2000 * MS);
 }
 
+/* A single VP8 layer with three temporal layers (600 kb/s: TID 0 and 1 a
+ * quarter each, TID 2 half) to a subscriber whose downlink carries 400:
+ * rather than pausing the video, the estimate drops TID 2 for it -- whole
+ * frames, the numbering and picture ids continuous, TL0PICIDX untouched. */
+static void a_tight_budget_drops_temporal_layers_before_pausing(void **state) {
+  sim_t *s = sim_new(59, 0);
+  *state = s;
+  sim_peer_t *a = sim_peer_new(s, "alice");
+  sim_peer_video(a, 1);
+  a->temporal = 1;
+  sim_enter(a);
+  sim_run(s, 1000);
+  sim_peer_t *b = sim_peer_new(s, "bob");
+  b->twcc = 1;
+  b->down.rate_bps = 400000;
+  b->down.queue_ms = 200;
+  sim_enter(b);
+  sim_run(s, 10000);
+  sim_sub_t *u = sim_sub_of(b, a, 1);
+  uint64_t t = sim_us(s);
+  sim_run(s, 2000);
+  int n[4] = {0, 0, 0, 0}, frames = 0;
+  const sim_rx_t *prev = NULL;
+  for (int i = 0; i < u->nrx; i++) {
+    const sim_rx_t *r = &u->rx[i];
+    if (r->rtx || r->at_us < t || r->tid < 0) continue;
+    n[r->tid]++;
+    if (r->begins) {
+      if (prev) { /* picture ids +1 from frame to frame, TL0PICIDX never back */
+        assert_int_equal((prev->pid + 1) & 0x7fff, r->pid);
+        assert_true(((r->tl0 - prev->tl0) & 0xff) <= 1);
+      }
+      prev = r;
+      frames++;
+    }
+  }
+  printf("# temporal: TID 0/1/2 packets %d/%d/%d in 2 s, %d frames; estimate %u; %llu dropped\n",
+         n[0], n[1], n[2], frames, sfu_bwe_estimate(&sim_part(b)->cc->bwe),
+         (unsigned long long)s->room.c.drop_temporal);
+  assert_true(n[0] > 20 && n[1] > 20);
+  assert_int_equal(n[2], 0);
+  assert_int_equal(s->room.c.bw_pauses, 0);
+  assert_true(check_continuous(u, t, sim_us(s), 3600 * 4) > 50);
+}
+
 /* ---- VP9 SVC ----------------------------------------------------------------- */
 
 /* Packets of subscription u received in [from_us, to_us): how many of each
@@ -2372,6 +2417,7 @@ int main(void) {
       cmocka_unit_test_teardown(remb_with_loss_drops_at_once_to_what_fits, teardown),
       cmocka_unit_test_teardown(dynacast_tells_the_publisher_which_layers_are_taken, teardown),
       cmocka_unit_test_teardown(svc_spatial_layers_follow_the_quality_asked, teardown),
+      cmocka_unit_test_teardown(a_tight_budget_drops_temporal_layers_before_pausing, teardown),
       cmocka_unit_test_teardown(transport_feedback_goes_to_publishers, teardown),
       cmocka_unit_test_teardown(estimate_follows_a_capped_downlink_and_probes_back_up, teardown),
       cmocka_unit_test_teardown(estimate_is_shared_by_priority_and_never_pauses_audio, teardown),

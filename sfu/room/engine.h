@@ -121,6 +121,7 @@ typedef struct sfu_room_counters_s {
   uint64_t bw_pauses;        /* videos paused for a subscriber's estimate */
   uint64_t dynacast_msgs;    /* subscribed_layers told to publishers */
   uint64_t drop_svc;         /* VP9 SVC packets above a subscriber's layer */
+  uint64_t drop_temporal;    /* VP8 packets above a subscriber's temporal layer */
   uint64_t relay_in;         /* RTP packets from other processes of the call */
   uint64_t relay_out;        /* RTP packets sent to them (once per link) */
   uint64_t drop_relay_ssrc;  /* RTP over a link for no stream it described */

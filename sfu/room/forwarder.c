@@ -383,7 +383,7 @@ static int video_copy(const sfu_downtrack_t *d, const sfu_rtp_t *r, uint16_t seq
 static void forward_video(sfu_room_t *room, sfu_track_t *t, int k, const sfu_rtp_t *r,
                           const sfu_video_info_t *vi, int have_vi) {
   int key = have_vi && vi->keyframe && vi->begins_frame;
-  int vp8 = have_vi && vi->picture_id >= 0 && t->nlayers > 1 && t->parse == sfu_vp8_parse;
+  int vp8 = have_vi && vi->picture_id >= 0 && t->parse == sfu_vp8_parse;
   /* VP9 SVC: one stream whose packets say their spatial layer */
   int svc = have_vi && vi->sid >= 0 && t->nlayers == 1;
   if (svc && vi->sid >= t->svc_layers) t->svc_layers = vi->sid + 1;
@@ -415,10 +415,21 @@ static void forward_video(sfu_room_t *room, sfu_track_t *t, int k, const sfu_rtp
         continue;
       }
     }
+    if (vp8 && vi->tid >= 0) { /* VP8 temporal layers up to tid_cur */
+      if (vi->begins_frame && (d->tid_target < d->tid_cur ||
+                               (d->tid_target > d->tid_cur && vi->tid == 0)))
+        d->tid_cur = d->tid_target;
+      if (vi->tid > d->tid_cur) { /* the next ones sent take its numbers */
+        d->seq_offset--;
+        if (vi->begins_frame) d->pid_offset--;
+        room->c.drop_temporal++;
+        continue;
+      }
+    }
     uint16_t seq = (uint16_t)(r->seq + d->seq_offset);
     uint32_t ts = r->ts + d->ts_offset;
     int pid = -1, tl0 = -1;
-    if (vp8) {
+    if (vp8 && (t->nlayers > 1 || d->pid_offset)) { /* simulcast, or frames dropped */
       pid = (vi->picture_id + d->pid_offset) & 0x7fff;
       tl0 = vi->tl0picidx >= 0 ? (vi->tl0picidx + d->tl0_offset) & 0xff : -1;
       d->last_pid = pid;
@@ -470,11 +481,17 @@ static void note_layer(sfu_room_t *room, sfu_layer_t *l, const sfu_rtp_t *r,
     }
   }
   if (now_ms - l->win_start_ms >= 1000) {
-    l->bitrate_bps = l->win_start_ms ? (uint32_t)(l->win_bytes * 8000 / (now_ms - l->win_start_ms)) : 0;
+    uint64_t span = now_ms - l->win_start_ms;
+    l->bitrate_bps = l->win_start_ms ? (uint32_t)(l->win_bytes * 8000 / span) : 0;
+    for (int i = 0; i < SFU_MAX_TIDS; i++) {
+      l->tid_bps[i] = l->win_start_ms ? (uint32_t)(l->tid_win[i] * 8000 / span) : 0;
+      l->tid_win[i] = 0;
+    }
     l->win_start_ms = now_ms;
     l->win_bytes = 0;
   }
   l->win_bytes += r->len;
+  if (have_vi && vi->tid >= 0 && vi->tid < SFU_MAX_TIDS) l->tid_win[vi->tid] += r->len;
 }
 
 /* A publisher's packet carrying a transport-wide number: its arrival,
@@ -964,6 +981,25 @@ static uint32_t layer_cost(const sfu_track_t *t, int k, int rank) {
   return l->bitrate_bps ? l->bitrate_bps : l->last_ms ? 150000u << (2 * rank) : 0;
 }
 
+/* What layer l's frames of temporal layers 0..tid cost, bits/s (VP8 with
+ * temporal layers). */
+static uint32_t tid_cost(const sfu_layer_t *l, int tid) {
+  uint32_t c = 0;
+  for (int i = 0; i <= tid && i < SFU_MAX_TIDS; i++) c += l->tid_bps[i];
+  return c;
+}
+
+/* The most temporal layers of l that fit in `left` (below all of them),
+ * -1 if l has none measured or not even its base fits. */
+static int fit_tid(const sfu_layer_t *l, double left) {
+  int top = -1;
+  for (int i = 0; i < SFU_MAX_TIDS; i++)
+    if (l->tid_bps[i]) top = i;
+  for (int i = top - 1; i >= 0; i--)
+    if (tid_cost(l, i) <= left) return i;
+  return -1;
+}
+
 /* Which videos a subscriber keeps first: 0 before 1 before 2. Screen
  * shares, the cameras of those speaking, the others. */
 #define PRIORITIES 3
@@ -1040,6 +1076,12 @@ static void allocate(sfu_room_t *room, sfu_participant_t *p, uint64_t now) {
         uint32_t base = layer_cost(t, order[lo], lo);
         if (pass == 0) {
           desired += layer_cost(t, order[hi], hi);
+          int tid = fit_tid(&t->layers[order[lo]], left);
+          d->tid_target = SFU_MAX_TIDS - 1;
+          if (base > left && tid >= 0) { /* fewer frames of the lowest layer */
+            d->tid_target = tid;
+            base = tid_cost(&t->layers[order[lo]], tid);
+          }
           if ((d->bw_paused ? base / UP_HEADROOM : base) > left) {
             /* paused once it has not fitted for a while: an estimate
              * just cut deep by a burst of loss comes back up */

@@ -62,6 +62,7 @@ typedef enum { SFU_SOURCE_CAMERA = 0, SFU_SOURCE_SCREEN = 1 } sfu_source_t;
 #define SFU_SLOT_SCREEN 2
 
 #define SFU_MAX_LAYERS 3        /* simulcast encodings of a video track */
+#define SFU_MAX_TIDS 4          /* temporal layers a VP8 descriptor can name */
 
 /* One encoding a publisher sends for a track: the only one, or one
  * simulcast layer (by rid, or by a=ssrc-group:SIM). */
@@ -76,6 +77,8 @@ typedef struct sfu_layer_s {
   uint64_t last_pli_ms;         /* keyframe requests are throttled per layer */
   uint64_t win_bytes, win_start_ms; /* bitrate measurement window */
   uint32_t bitrate_bps;         /* over the last full window */
+  uint64_t tid_win[SFU_MAX_TIDS]; /* the window's bytes by temporal layer (VP8) */
+  uint32_t tid_bps[SFU_MAX_TIDS]; /* and over the last full window */
   uint32_t sr_rtp;              /* last sender report: RTP time ... */
   uint64_t sr_ntp;              /* ... and NTP time of it */
   sfu_nack_gen_t *nack;         /* losses to NACK upstream (video), lazily */
@@ -184,6 +187,10 @@ struct sfu_downtrack_s {
   int max_layer;                /* the subscriber's request (quality) */
   int max_height;               /* or its resolution bound, 0 = none */
   int paused;                   /* the subscriber paused this video */
+  int tid_target, tid_cur;      /* VP8 temporal layers: the highest wanted (its
+                                   estimate: allocate()) and forwarded now
+                                   (lowered at a frame start, raised at a TID 0
+                                   frame); SFU_MAX_TIDS - 1 = all */
   int svc_target, svc_cur;      /* VP9 SVC: the highest spatial layer wanted,
                                    and forwarded now (switched at a picture
                                    start; up only at a keyframe) */

@@ -265,6 +265,7 @@ static json_t *stats_json(sfu_shell_t *sh, const char *type) {
   json_object_set_new(video, "bw_pauses", json_integer((json_int_t)room->c.bw_pauses));
   json_object_set_new(video, "dynacast_msgs", json_integer((json_int_t)room->c.dynacast_msgs));
   json_object_set_new(video, "drop_svc", json_integer((json_int_t)room->c.drop_svc));
+  json_object_set_new(video, "drop_temporal", json_integer((json_int_t)room->c.drop_temporal));
   json_object_set_new(pk, "video", video);
   json_object_set_new(pk, "audio", json_pack("{s:I, s:I, s:I}", "red_in",
                                              (json_int_t)room->c.red_in, "red_out",
