@@ -902,8 +902,11 @@ static void bandwidth_bound(sfu_downtrack_t *d, const sfu_track_t *t, const int 
     d->win_ms = now_ms;
   }
   if (d->layer < 0) return; /* paused or not started: nothing to judge */
-  int losing = d->nack_lost >= SEVERE_LOSS ||
-               (d->rr_ms && now_ms - d->rr_ms < REMB_FRESH_MS && d->rr_lost >= SEVERE_LOSS);
+  /* losses of this layer only: a second on it, reports made since */
+  int losing = now_ms - d->layer_ms >= 2 * LOSS_WINDOW_MS &&
+               (d->nack_lost >= SEVERE_LOSS ||
+                (d->rr_ms > d->layer_ms && now_ms - d->rr_ms < REMB_FRESH_MS &&
+                 d->rr_lost >= SEVERE_LOSS));
   if (fresh && cur && rank > 0 && (uint64_t)d->remb_bps * 100 < (uint64_t)cur * 85 && losing) {
     /* Losing much as well: the path cannot carry this layer at all. Down
      * at once to the highest layer the REMB carries, the current one shed

@@ -18,7 +18,8 @@ Chromium B subscribes.
 
 Each: B decodes A's top layer; the downlink is capped at 500 kbit/s; B
 must decode a lower layer in time (transport-cc: 5 s; REMB: 8 s); after
-8 s the cap is lifted and B must decode the top layer again within 15 s.
+8 s the cap is lifted and B must decode the top layer again within 15 s
+(REMB: 20 s).
 B's page samples its decoded frame count every 100 ms: with transport-cc
 no gap between two new frames may exceed 1 s from the cap to the end
 (with REMB the gap is printed: 0.6-3.6 s here, the SFU forwarding the
@@ -42,7 +43,9 @@ ARGS = None
 CAP_KBIT = 500
 DOWN_WITHIN_S = {False: 5.0, True: 8.0}   # by remb_only
 CAPPED_S = 8.0
-UP_WITHIN_S = 15.0
+UP_WITHIN_S = {False: 15.0, True: 20.0}  # by remb_only: the REMB bound holds
+                                         # 8 s after a step down, then steps
+                                         # up one layer per 5 s (2-16 s here)
 MAX_GAP_MS = 1000
 
 # Before the client starts: B's decoded-frame gaps, and, for REMB only,
@@ -150,7 +153,7 @@ class CapBase:
                   json.dumps(room)),
               flush=True)
         self.assertLessEqual(t_down, DOWN_WITHIN_S[self.remb_only])
-        self.assertLessEqual(t_up, UP_WITHIN_S)
+        self.assertLessEqual(t_up, UP_WITHIN_S[self.remb_only])
         if not self.remb_only:
             self.assertLessEqual(gap, MAX_GAP_MS)
         if self.remb_only:
