@@ -387,6 +387,13 @@ static void forward_video(sfu_room_t *room, sfu_track_t *t, int k, const sfu_rtp
   /* VP9 SVC: one stream whose packets say their spatial layer */
   int svc = have_vi && vi->sid >= 0 && t->nlayers == 1;
   if (svc && vi->sid >= t->svc_layers) t->svc_layers = vi->sid + 1;
+  /* temporal layers that can be dropped: VP8's (picture ids rewritten),
+   * AV1's without spatial ones (from the OBU extension: a receiver without
+   * the Dependency Descriptor orders AV1 frames by sequence number) */
+  int temporal = have_vi && (vp8 || (t->parse == sfu_av1_parse && vi->sid <= 0 &&
+                                     t->svc_layers <= 1));
+  if (temporal && vi->tid >= t->tid_layers) t->tid_layers = vi->tid + 1;
+  temporal = temporal && t->tid_layers > 1;
   uint64_t wall = wall_us(room);
   uint32_t abs = abs_send_time(room->now_us);
   sfu_rtx_cache_t *cache = t->down.n || room->links ? layer_cache(&t->layers[k]) : NULL;
@@ -415,11 +422,14 @@ static void forward_video(sfu_room_t *room, sfu_track_t *t, int k, const sfu_rtp
         continue;
       }
     }
-    if (vp8 && vi->tid >= 0) { /* VP8 temporal layers up to tid_cur */
-      if (vi->begins_frame && (d->tid_target < d->tid_cur ||
-                               (d->tid_target > d->tid_cur && vi->tid == 0)))
-        d->tid_cur = d->tid_target;
-      if (vi->tid > d->tid_cur) { /* the next ones sent take its numbers */
+    if (temporal) { /* temporal layers up to tid_cur */
+      int want = d->tid_target < d->tid_quality ? d->tid_target : d->tid_quality;
+      if (vi->begins_frame && (want < d->tid_cur || (want > d->tid_cur && vi->tid == 0)))
+        d->tid_cur = want;
+      /* a packet that does not say (an AV1 fragment's continuation) goes
+       * the way of its frame's first */
+      if (vi->tid >= 0) d->tid_dropping = vi->tid > d->tid_cur;
+      if (d->tid_dropping) { /* the next ones sent take its numbers */
         d->seq_offset--;
         if (vi->begins_frame) d->pid_offset--;
         room->c.drop_temporal++;
@@ -1202,6 +1212,12 @@ void sfu_fwd_layers_tick(sfu_room_t *room) {
        * are not known here: max_height does not apply) */
       if (t->svc_layers > 1)
         d->svc_target = d->max_layer < t->svc_layers - 1 ? d->max_layer : t->svc_layers - 1;
+      /* one stream of temporal layers only (AV1 L1T3, VP8 without
+       * simulcast): the quality picks how many (low: the base) */
+      d->tid_quality = SFU_MAX_TIDS - 1;
+      if (t->nlayers == 1 && t->svc_layers <= 1 && t->tid_layers > 1 &&
+          d->max_layer < SFU_MAX_LAYERS - 1)
+        d->tid_quality = d->max_layer;
       /* A switch waits for a keyframe of the target (an SVC one up too); a
        * subscriber that started mid-stream cannot decode before one. */
       if (d->target != d->layer || !d->keyed ||

@@ -109,6 +109,7 @@ typedef struct sfu_track_s {
   int nlayers;                  /* 1, or the simulcast layers offered */
   int svc_layers;               /* VP9 SVC: spatial layers seen in its packets
                                    (highest SID + 1), 0 = none */
+  int tid_layers;               /* temporal layers seen (highest TID + 1), 0 = none */
   uint32_t out_ssrc;            /* room-unique SSRC toward subscribers */
   uint32_t out_rtx_ssrc;        /* and of its RTX stream (video) */
   int muted;                    /* publisher says muted */
@@ -187,10 +188,13 @@ struct sfu_downtrack_s {
   int max_layer;                /* the subscriber's request (quality) */
   int max_height;               /* or its resolution bound, 0 = none */
   int paused;                   /* the subscriber paused this video */
-  int tid_target, tid_cur;      /* VP8 temporal layers: the highest wanted (its
-                                   estimate: allocate()) and forwarded now
-                                   (lowered at a frame start, raised at a TID 0
-                                   frame); SFU_MAX_TIDS - 1 = all */
+  int tid_target, tid_cur;      /* temporal layers (VP8, AV1): the highest its
+                                   estimate allows (allocate()) and forwarded
+                                   now (lowered at a frame start, raised at a
+                                   TID 0 frame); SFU_MAX_TIDS - 1 = all */
+  int tid_quality;              /* and that its quality allows (one stream of
+                                   temporal layers only) */
+  int tid_dropping;             /* the frame under way is dropped */
   int svc_target, svc_cur;      /* VP9 SVC: the highest spatial layer wanted,
                                    and forwarded now (switched at a picture
                                    start; up only at a keyframe) */

@@ -25,6 +25,8 @@ peer "py" subscribe. What is asserted is what they decode:
   again, the top layer is back within a second.
 * SvcTest: A publishes VP9 L3T3_KEY (one stream, three spatial layers);
   B asks low, medium, high and decodes 320, 640, 1280 wide.
+* Av1TemporalTest: A publishes AV1 L1T3; B asks low and decodes about a
+  quarter of the frames, then high and decodes them all again.
 * E2eeTest: A and B encrypt end to end under one passphrase
   (web/e2ee.js), C has another: A and B see and hear each other, C decodes
   nothing of what it receives, and B's layer switches still work.
@@ -925,6 +927,59 @@ class DynacastTest(VideoTestBase):
     async def active_is(self, want):
         act = await self.active()
         return all(act.get(r) == v for r, v in want.items())
+
+
+class Av1TemporalTest(VideoTestBase):
+    """A publishes AV1 with three temporal layers in one stream
+    (scalabilityMode L1T3); B asks for low and decodes about a quarter of
+    the frames (the base layer), then high and decodes them all: the
+    server drops the upper temporal layers' frames for B alone, by the
+    temporal id of their OBU extension headers."""
+
+    async def test_av1_l1t3_frame_rate_per_subscriber(self):
+        await self.run_scenario(self._av1())
+
+    async def fps(self, seconds):
+        r0 = await self.inbound()
+        t0 = await self.page_now()
+        await asyncio.sleep(seconds)
+        r1 = await self.inbound()
+        return (r1["framesDecoded"] - r0["framesDecoded"]) * 1000 / (await self.page_now() - t0)
+
+    async def _av1(self):
+        await self.join_page("B")
+        a = await self.join_page("A", publishVideo=True, simulcast=False, videoCodec="AV1",
+                                 scalabilityMode="L1T3",
+                                 videoConstraints={"width": {"exact": 640},
+                                                   "height": {"exact": 360},
+                                                   "frameRate": {"ideal": 30}},
+                                 degradationPreference="maintain-framerate")
+        track_id = await self.js_until(
+            "B", "(() => { const p = sfu.client.getParticipants().find((x) => x.sid === %s);"
+            " const t = p && p.tracks.find((t) => t.kind === 'video'); return t && t.track_id;"
+            " })()" % json.dumps(a["sid"]), what="A's video track in B's participants")
+
+        async def decoding():
+            r = await self.inbound()
+            return r if r and r["framesDecoded"] > 30 else None
+        r = await self.until(decoding, 30, "B decoding A's AV1")
+        self.assertEqual(r["codec"], "video/AV1")
+        high = await self.fps(3.0)
+        await self.js("B", "sfu.quality(%s, {quality: 'low'})" % json.dumps(track_id))
+        await asyncio.sleep(1.0)
+        low = await self.fps(3.0)
+        await self.js("B", "sfu.quality(%s, {quality: 'high'})" % json.dumps(track_id))
+        await asyncio.sleep(1.0)
+        again = await self.fps(3.0)
+        st = self.room_stats()["packets"]["video"]
+        print("\nav1 L1T3: B decodes %.1f fps (high), %.1f (low), %.1f (high again);"
+              " drop_temporal %d" % (high, low, again, st["drop_temporal"]), flush=True)
+        self.assertGreater(high, 10)
+        self.assertLess(low, 0.5 * high)
+        self.assertGreater(low, 0.1 * high)   # the base layer still plays
+        self.assertGreater(again, 0.75 * high)
+        self.assertGreater(st["drop_temporal"], 0)
+        self.assert_clean_console()
 
 
 class E2eeTest(VideoTestBase):
