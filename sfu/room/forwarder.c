@@ -72,6 +72,7 @@
 #define DOWN_HOLD_MS 8000
 #define UP_HOLD_MS 4000
 #define SETTLE_MS 5000
+#define SEVERE_PCT 50          /* a REMB under half the layer's rate, with ... */
 #define SEVERE_LOSS 26         /* 10 % (of 256) lost: in a receiver report, or ... */
 #define LOSS_WINDOW_MS 500     /* ... NACKed of what was sent in this long */
 #define TWCC_FB_MS 40          /* transport-wide feedback to publishers */
@@ -639,6 +640,9 @@ static void answer_nack(sfu_room_t *room, sfu_downtrack_t *d, const uint16_t *se
   for (int i = 0; i < n && d->sent && d->track; i++) {
     sfu_sent_t *e = &d->sent[seqs[i] & (SFU_SENT_SLOTS - 1)];
     if (e->layer < 0 || e->seq != seqs[i] || e->layer >= d->track->nlayers) continue;
+    /* a loss of the layer sent now, counted once (a receiver NACKs again
+     * until the packet comes): the REMB bound's loss (bandwidth_bound()) */
+    if (!e->resends && e->layer == d->layer) d->win_nacked++;
     if (e->resends >= RTX_MAX_RESENDS ||
         (e->resends && (uint16_t)(now - e->resend_ms) < RTX_RESEND_MS))
       continue;
@@ -723,7 +727,6 @@ static void on_feedback(sfu_room_t *room, sfu_participant_t *p, const sfu_rtcp_h
     if ((n = sfu_rtcp_parse_nack(h, &media, seqs, 256)) <= 0) break;
     if ((d = down_of_ssrc(p, media)) == NULL) return;
     d->nacks_received++;
-    d->win_nacked += (uint32_t)n;
     room->c.nacks_received++;
     answer_nack(room, d, seqs, n);
     return;
@@ -887,9 +890,9 @@ static int layer_order(const sfu_track_t *t, int order[SFU_MAX_LAYERS]) {
 /* The bandwidth bound on d's layer, from its REMB: a simple estimator.
  * Receivers' estimators never report much above what they receive (about
  * 1.5x), so a REMB says something only when it is *below* the current
- * layer's bitrate: congestion. With 10 % loss or more in the subscriber's
- * last receiver report, or NACKed of what it was sent in the last 500 ms,
- * it is severe: d's bound drops at once to the
+ * layer's bitrate: congestion. Under half of it, with 10 % loss or more in
+ * the subscriber's last receiver report, or NACKed (each packet of the
+ * current layer once) of what it was sent in the last 500 ms, it is severe: d's bound drops at once to the
  * highest layer the REMB carries. Otherwise, sustained for CONGESTED_MS,
  * d's bound steps one layer down; either way it stays there for DOWN_HOLD_MS; afterwards, with
  * no congestion, it steps up one layer every UP_HOLD_MS (the next layer
@@ -917,7 +920,8 @@ static void bandwidth_bound(sfu_downtrack_t *d, const sfu_track_t *t, const int 
                (d->nack_lost >= SEVERE_LOSS ||
                 (d->rr_ms > d->layer_ms && now_ms - d->rr_ms < REMB_FRESH_MS &&
                  d->rr_lost >= SEVERE_LOSS));
-  if (fresh && cur && rank > 0 && (uint64_t)d->remb_bps * 100 < (uint64_t)cur * 85 && losing) {
+  if (fresh && cur && rank > 0 && (uint64_t)d->remb_bps * 100 < (uint64_t)cur * SEVERE_PCT &&
+      losing) {
     /* Losing much as well: the path cannot carry this layer at all. Down
      * at once to the highest layer the REMB carries, the current one shed
      * until the target's keyframe (a REMB that lags after a switch up

@@ -1086,14 +1086,14 @@ class SvcTest(VideoTestBase):
             "B", "(() => { const p = sfu.client.getParticipants().find((x) => x.sid === %s);"
             " const t = p && p.tracks.find((t) => t.kind === 'video'); return t && t.track_id;"
             " })()" % json.dumps(a["sid"]), what="A's video track in B's participants")
-        ob = await self.outbound()
-        self.assertEqual(len(ob), 1, ob)   # one stream
 
         async def b_on(width):
             r = await self.inbound()
             return r if r and r["framesDecoded"] > 0 and r["frameWidth"] == width else None
         # Chromium's estimate ramps up before it sends the top spatial layer
         await self.until(lambda: b_on(1280), 45, "B decoding A's 1280-wide layer")
+        ob = await self.outbound()
+        self.assertEqual(len(ob), 1, ob)   # one stream
         fig = {}
         for quality, width in (("low", 320), ("medium", 640), ("high", 1280)):
             t0 = time.monotonic()
