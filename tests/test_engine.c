@@ -55,6 +55,17 @@ static sim_peer_t *listener(sim_t *s, const char *id) {
   return pe;
 }
 
+/* A listener whose answers keep transport-cc, behind a downlink of
+ * rate_bps (0 = unlimited) with a 200 ms queue. */
+static sim_peer_t *twcc_listener(sim_t *s, const char *id, uint32_t rate_bps) {
+  sim_peer_t *pe = sim_peer_new(s, id);
+  pe->twcc = 1;
+  pe->down.rate_bps = rate_bps;
+  pe->down.queue_ms = 200;
+  sim_enter(pe);
+  return pe;
+}
+
 static int64_t wall_ms_at(uint64_t t_ms) { return SIM_WALL0_US / 1000 + (int64_t)t_ms; }
 
 static const char *str(json_t *o, const char *k) { return json_string_value(json_object_get(o, k)); }
@@ -1393,11 +1404,7 @@ static void a_tight_budget_drops_temporal_layers_before_pausing(void **state) {
   a->temporal = 1;
   sim_enter(a);
   sim_run(s, 1000);
-  sim_peer_t *b = sim_peer_new(s, "bob");
-  b->twcc = 1;
-  b->down.rate_bps = 400000;
-  b->down.queue_ms = 200;
-  sim_enter(b);
+  sim_peer_t *b = twcc_listener(s, "bob", 400000);
   sim_run(s, 10000);
   sim_sub_t *u = sim_sub_of(b, a, 1);
   uint64_t t = sim_us(s);
@@ -1647,11 +1654,7 @@ static void estimate_is_shared_by_priority_and_never_pauses_audio(void **state) 
   sim_peer_t *a = publisher(s, "alice", 1, 1), *c = publisher(s, "carol", 1, 1);
   a->level = 20; /* alice speaks */
   sim_run(s, 1000);
-  sim_peer_t *b = sim_peer_new(s, "bob");
-  b->twcc = 1;
-  b->down.rate_bps = 1000000;
-  b->down.queue_ms = 200;
-  sim_enter(b);
+  sim_peer_t *b = twcc_listener(s, "bob", 1000000);
   sim_run(s, 8000);
   sim_sub_t *va = sim_sub_of(b, a, 1), *vc = sim_sub_of(b, c, 1);
   sim_sub_t *aa = sim_sub_of(b, a, 0), *ac = sim_sub_of(b, c, 0);
@@ -1810,11 +1813,7 @@ static void a_tight_budget_keeps_the_screen_share_and_pauses_the_camera(void **s
   a->level = 20;
   sim_enter(a);
   sim_run(s, 1000);
-  sim_peer_t *b = sim_peer_new(s, "bob");
-  b->twcc = 1;
-  b->down.rate_bps = 1000000;
-  b->down.queue_ms = 200;
-  sim_enter(b);
+  sim_peer_t *b = twcc_listener(s, "bob", 1000000);
   sim_run(s, 8000);
   sfu_participant_t *pa = sim_part(a);
   sim_sub_t *cam = sim_sub_by_track(b, pa->video->id), *scr = sim_sub_by_track(b, pa->screen->id);
