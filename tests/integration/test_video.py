@@ -548,10 +548,10 @@ class SimulcastTest(VideoTestBase):
         await py.wait_until(lambda: sink.recent and sink.recent[-1][1] == top, 20,
                             what="py decoding the f layer (width %d)" % top)
 
-        # B asks for low: B switches to q, py stays on f. (B must still be on
-        # f here, or the switch measured below would be none.)
-        self.assertEqual((await self.inbound())["frameWidth"], top,
-                         "B left the top layer without a request")
+        # B asks for low: B switches to q, py stays on f. (B must be on f
+        # here, or the switch measured below would be none; B's bandwidth
+        # estimate may have taken it lower for a while on a loaded machine)
+        await self.until(lambda: b_on(top), 20, "B on the f layer before asking for low")
         t_req = await self.page_now()
         q = await self.js("B", "sfu.quality(%s, {quality: 'low'})" % json.dumps(track_id))
         self.assertEqual(q["ack"]["type"], "ack")
