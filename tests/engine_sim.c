@@ -764,8 +764,19 @@ static void peer_fb_tick(sim_t *s, sim_peer_t *pe) {
       if (!u->video || !u->active) continue;
       uint64_t bps = pe->remb_bps;
       if (pe->remb_auto) {
-        bps = rx_rate(u, now) * 3 / 2;
-        if (pe->down.rate_bps && bps > pe->down.rate_bps) bps = pe->down.rate_bps;
+        uint64_t rx = rx_rate(u, now), q = pe->down.busy_until_us > now ? pe->down.busy_until_us - now : 0;
+        if (!u->remb_est) {
+          u->remb_est = rx * 3 / 2;
+        } else if (q > 30000) {
+          if (now - u->remb_cut_us >= 300000) u->remb_est = rx * 85 / 100, u->remb_cut_us = now;
+        } else {
+          uint64_t up = u->remb_est + u->remb_est * 8 * (now - u->remb_at_us) / 100000000;
+          uint64_t limit = rx * 3 / 2 + 10000;
+          if (up > limit) up = u->remb_est > limit ? u->remb_est : limit;
+          u->remb_est = up;
+        }
+        u->remb_at_us = now;
+        bps = u->remb_est;
       }
       int m = sfu_rtcp_write_remb(b, sizeof(b), pe->rtcp_ssrc, bps, &u->ssrc, 1);
       assert_true(m > 0);

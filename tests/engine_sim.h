@@ -141,6 +141,8 @@ typedef struct sim_sub_s {
   sfu_nack_gen_t *nack; /* auto_nack: our own loss tracking */
   uint64_t nacks_sent;
   uint64_t padding;     /* padding-only packets on the RTX SSRC */
+  uint64_t remb_est;    /* remb_auto: the estimate, 0 = none yet ... */
+  uint64_t remb_at_us, remb_cut_us; /* ... updated, last cut then */
 } sim_sub_t;
 
 /* One encoding a publisher sends. */
@@ -239,7 +241,11 @@ struct sim_peer_s {
   uint64_t rtp_unknown; /* RTP on no SSRC we were told of */
   int auto_nack;        /* NACK our video losses (sfu_nack_gen_t) */
   uint32_t remb_bps;    /* fixed REMB for every video m-line, 0 none */
-  int remb_auto;        /* REMB = min(down.rate_bps, 1.5 x received rate) */
+  int remb_auto;        /* REMB as a receiver's estimator makes it (Chrome's
+                           AIMD over delay): cut to 0.85 x the received rate
+                           when its downlink queues over 30 ms (at most every
+                           300 ms), else up 8 %/s, never over 1.5 x the
+                           received rate + 10 kb/s */
   uint32_t remb_ms;     /* REMB period (250 ms if 0) */
   uint64_t next_fb_us, next_remb_us;
   /* transport-cc */

@@ -68,11 +68,12 @@
 #define PUBLISH_MAX_BPS 4000000 /* REMB to video publishers */
 #define NACK_RETRY_MS 40       /* upstream: 10 tries over 400 ms */
 #define REMB_FRESH_MS 3000     /* layer choice: see bandwidth_bound() */
-#define CONGESTED_MS 2000
-#define DOWN_HOLD_MS 8000
-#define UP_HOLD_MS 4000
-#define SETTLE_MS 5000
-#define SEVERE_PCT 50          /* a REMB under half the layer's rate, with ... */
+#define REMB_FELL_PCT 95       /* a REMB under 95 % of the last one: overuse */
+#define CONGESTED_PCT 85       /* ... that matters under 85 % of the layer's rate */
+#define DOWN_HOLD_MS 6000      /* after a step down, no step up for this long, ... */
+#define DOWN_HOLD_MAX_MS 24000 /* ... doubled after each failed step up, to this */
+#define UP_HOLD_MS 3000        /* between two steps up */
+#define UP_FAILED_MS 10000     /* a step down this soon after a step up: it failed */
 #define SEVERE_LOSS 26         /* 10 % (of 256) lost: in a receiver report, or ... */
 #define LOSS_WINDOW_MS 500     /* ... NACKed of what was sent in this long */
 #define TWCC_FB_MS 40          /* transport-wide feedback to publishers */
@@ -639,10 +640,13 @@ static void answer_nack(sfu_room_t *room, sfu_downtrack_t *d, const uint16_t *se
   size_t cap = sizeof(room->scratch) - SFU_SRTP_TRAILER;
   for (int i = 0; i < n && d->sent && d->track; i++) {
     sfu_sent_t *e = &d->sent[seqs[i] & (SFU_SENT_SLOTS - 1)];
-    if (e->layer < 0 || e->seq != seqs[i] || e->layer >= d->track->nlayers) continue;
+    /* (a packet of a layer d has left precedes the keyframe d switched
+     * at: no use to its decoder, and more load on a path that may be
+     * why it switched) */
+    if (e->layer < 0 || e->seq != seqs[i] || e->layer != d->layer) continue;
     /* a loss of the layer sent now, counted once (a receiver NACKs again
      * until the packet comes): the REMB bound's loss (bandwidth_bound()) */
-    if (!e->resends && e->layer == d->layer) d->win_nacked++;
+    if (!e->resends) d->win_nacked++;
     if (e->resends >= RTX_MAX_RESENDS ||
         (e->resends && (uint16_t)(now - e->resend_ms) < RTX_RESEND_MS))
       continue;
@@ -705,9 +709,12 @@ static void on_feedback(sfu_room_t *room, sfu_participant_t *p, const sfu_rtcp_h
   switch (sfu_rtcp_fb_kind(h)) {
   case SFU_RTCP_FB_REMB:
     if ((n = sfu_rtcp_parse_remb(h, &bps, ssrcs, 8)) < 0) break;
+    if (bps > UINT32_MAX) bps = UINT32_MAX;
     for (int i = 0; i < n; i++)
-      if ((d = down_of_ssrc(p, ssrcs[i])) != NULL)
-        d->remb_bps = bps > UINT32_MAX ? UINT32_MAX : (uint32_t)bps, d->remb_ms = now_ms(room);
+      if ((d = down_of_ssrc(p, ssrcs[i])) != NULL) {
+        if (bps * 100 < (uint64_t)d->remb_bps * REMB_FELL_PCT) d->remb_fell = 1;
+        d->remb_bps = (uint32_t)bps, d->remb_ms = now_ms(room);
+      }
     return;
   case SFU_RTCP_FB_PLI:
   case SFU_RTCP_FB_FIR:
@@ -887,19 +894,27 @@ static int layer_order(const sfu_track_t *t, int order[SFU_MAX_LAYERS]) {
   return n;
 }
 
-/* The bandwidth bound on d's layer, from its REMB: a simple estimator.
- * Receivers' estimators never report much above what they receive (about
- * 1.5x), so a REMB says something only when it is *below* the current
- * layer's bitrate: congestion. Under half of it, with 10 % loss or more in
- * the subscriber's last receiver report, or NACKed (each packet of the
- * current layer once) of what it was sent in the last 500 ms, it is severe: d's bound drops at once to the
- * highest layer the REMB carries. Otherwise, sustained for CONGESTED_MS,
- * d's bound steps one layer down; either way it stays there for DOWN_HOLD_MS; afterwards, with
- * no congestion, it steps up one layer every UP_HOLD_MS (the next layer
- * is tried, and congestion there brings it back). A REMB older than
- * REMB_FRESH_MS counts for nothing, and none is judged for SETTLE_MS
- * after d started on a layer (a receiver's estimate takes seconds to follow
- * a new rate, and it decays while a video is paused). */
+/* The bandwidth bound on d's layer (bw_cap, a rank) from its REMB.
+ * A receiver's estimator (Chrome's) cuts its REMB to 0.85x what arrives
+ * when it sees the delay grow, and otherwise raises it slowly, never far
+ * above what it receives (1.5x) -- so a REMB under the current layer's
+ * rate says little (it may still be climbing after a step up, or creep
+ * while a lower layer flows); a REMB that *fell* says overuse. So:
+ *
+ * - down, at once: a fresh REMB under 85 % of the layer's rate that fell
+ *   since the last one, or with 10 % or more lost (the subscriber's last
+ *   receiver report, or NACKed -- each packet of the current layer once --
+ *   of what it was sent in the last 500 ms; judged after a second on the
+ *   layer). Down to the highest layer the REMB carries, one at least
+ *   (after a step up, back to the layer it left), the current one shed
+ *   until the target's keyframe: its packets would only keep the queue
+ *   full, and the keyframe would queue behind them or be dropped.
+ * - up, one layer, DOWN_HOLD_MS after a step down and then every
+ *   UP_HOLD_MS while nothing says overuse: the next layer is the probe (a
+ *   REMB rises fast only once more than it has seen arrives). A step down
+ *   within UP_FAILED_MS of a step up doubles the next hold.
+ *
+ * A REMB older than REMB_FRESH_MS counts for nothing. */
 static void bandwidth_bound(sfu_downtrack_t *d, const sfu_track_t *t, const int *order, int n,
                             uint64_t now_ms) {
   int rank = 0;
@@ -914,45 +929,38 @@ static void bandwidth_bound(sfu_downtrack_t *d, const sfu_track_t *t, const int 
     d->win_packets = d->packets;
     d->win_ms = now_ms;
   }
+  int fell = d->remb_fell;
+  d->remb_fell = 0;
   if (d->layer < 0) return; /* paused or not started: nothing to judge */
   /* losses of this layer only: a second on it, reports made since */
   int losing = now_ms - d->layer_ms >= 2 * LOSS_WINDOW_MS &&
                (d->nack_lost >= SEVERE_LOSS ||
                 (d->rr_ms > d->layer_ms && now_ms - d->rr_ms < REMB_FRESH_MS &&
                  d->rr_lost >= SEVERE_LOSS));
-  if (fresh && cur && rank > 0 && (uint64_t)d->remb_bps * 100 < (uint64_t)cur * SEVERE_PCT &&
-      losing) {
-    /* Losing much as well: the path cannot carry this layer at all. Down
-     * at once to the highest layer the REMB carries, the current one shed
-     * until the target's keyframe (a REMB that lags after a switch up
-     * comes without loss). */
-    int r = rank - 1;
-    while (r > 0 && t->layers[order[r]].bitrate_bps > d->remb_bps) r--;
+  if (fresh && cur && rank > 0 && (uint64_t)d->remb_bps * 100 < (uint64_t)cur * CONGESTED_PCT &&
+      (fell || losing)) {
+    int r = rank - 1, failed = d->bw_up_ms && now_ms - d->bw_up_ms < UP_FAILED_MS;
+    /* (a step up that failed goes back where it came from: a receiver
+     * cuts to 0.85x what came lately, which is mostly the layer below) */
+    while (!failed && r > 0 && t->layers[order[r]].bitrate_bps > d->remb_bps) r--;
+    d->bw_backoff = failed ? d->bw_backoff + 1 : 0;
+    uint64_t hold = (uint64_t)DOWN_HOLD_MS << (d->bw_backoff < 2 ? d->bw_backoff : 2);
     d->bw_cap = r;
-    d->bw_hold_ms = now_ms + DOWN_HOLD_MS;
-    d->congested_ms = 0;
+    d->bw_hold_ms = now_ms + (hold < DOWN_HOLD_MAX_MS ? hold : DOWN_HOLD_MAX_MS);
+    d->bw_up_ms = 0;
     d->shed = 1;
     d->rr_ms = 0; /* judged: the next report judges the next layer */
     d->nack_lost = 0;
     return;
   }
-  if (now_ms - d->layer_ms < SETTLE_MS) { /* its estimator follows the new rate */
-    d->congested_ms = 0;
+  if (fell || losing) { /* overuse without a step: no step up either */
+    if (d->bw_hold_ms < now_ms + UP_HOLD_MS) d->bw_hold_ms = now_ms + UP_HOLD_MS;
     return;
   }
-  if (fresh && cur && (uint64_t)d->remb_bps * 100 < (uint64_t)cur * 85) {
-    if (!d->congested_ms) d->congested_ms = now_ms;
-    if (now_ms - d->congested_ms >= CONGESTED_MS && rank > 0) {
-      d->bw_cap = rank - 1;
-      d->bw_hold_ms = now_ms + DOWN_HOLD_MS;
-      d->congested_ms = 0;
-    }
-    return;
-  }
-  d->congested_ms = 0;
   if (d->bw_cap < n - 1 && now_ms >= d->bw_hold_ms) {
     d->bw_cap++;
     d->bw_hold_ms = now_ms + UP_HOLD_MS;
+    d->bw_up_ms = now_ms;
   }
 }
 

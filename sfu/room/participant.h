@@ -219,8 +219,11 @@ struct sfu_downtrack_s {
   uint64_t bw_short_ms;         /* its lowest layer has not fitted since, 0 = fits */
   int shed;                     /* the current layer is not sent while the
                                    target's keyframe is awaited (allocate()) */
-  uint64_t congested_ms;        /* REMB below the current layer's rate since */
-  uint64_t bw_hold_ms;          /* bw_cap changes no sooner than this */
+  int remb_fell;                /* its last REMB fell: its estimator saw
+                                   overuse (not yet judged) */
+  uint64_t bw_hold_ms;          /* bw_cap goes up no sooner than this */
+  uint64_t bw_up_ms;            /* when it last went up, 0 = never */
+  int bw_backoff;               /* going up failed this many times running */
   sfu_sent_t *sent;             /* SFU_SENT_SLOTS, for its NACKs (video), lazily */
   uint64_t plis_received, nacks_received, retransmitted, switches;
 };

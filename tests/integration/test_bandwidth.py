@@ -12,19 +12,20 @@ Chromium B subscribes.
   B's layer, and probes find the room again once the cap is lifted.
 * RembOnlyTest: B's page takes transport-cc out of the SFU's offers before
   answering, so B reports REMB only and the SFU's REMB bound chooses
-  (docs/internals/media.md: a REMB below the layer's rate with 10 % of
-  what B was sent NACKed or reported lost steps down at once; it waits
-  for B's REMB and reports, so it is slower).
+  (docs/internals/media.md: a REMB that falls under the layer's rate, or
+  10 % of what B was sent NACKed or reported lost, steps down at once;
+  after 6 s the next layer up is tried).
 
 Each: B decodes A's top layer; the downlink is capped at 500 kbit/s; B
-must decode a lower layer in time (transport-cc: 5 s; REMB: 8 s); after
-8 s the cap is lifted and B must decode the top layer again within 15 s
-(REMB: 20 s).
-B's page samples its decoded frame count every 100 ms: with transport-cc
-no gap between two new frames may exceed 1 s from the cap to the end
-(with REMB the gap is printed: 0.6-3.6 s here, the SFU forwarding the
-top layer into the cap until B's REMB and NACKs say so). Times and the room's counters are
-printed.
+must decode a lower layer within 5 s; after 8 s the cap is lifted and B
+must decode the top layer again within 15 s. B's page samples its decoded
+frame count every 100 ms: no gap between two new frames may exceed 1 s
+from the cap to the end with transport-cc, 1.5 s with REMB (0.4-1.1 s
+here: the REMB falls only once B's queue has grown, about 0.8 s after the
+cap). Times and the room's counters are printed. With REMB only, B may be
+on the top layer again before the cap is lifted: A restarts the layer it
+stopped (nobody took it) at a low rate that fits, and the REMB bound
+tries it.
 
 Usage: test_bandwidth.py --sfud PATH --room PATH [--logdir DIR]
 """
@@ -41,12 +42,10 @@ from sfutest import main  # noqa: E402
 
 ARGS = None
 CAP_KBIT = 500
-DOWN_WITHIN_S = {False: 5.0, True: 8.0}   # by remb_only
+DOWN_WITHIN_S = 5.0
 CAPPED_S = 8.0
-UP_WITHIN_S = {False: 15.0, True: 20.0}  # by remb_only: the REMB bound holds
-                                         # 8 s after a step down, then steps
-                                         # up one layer per 5 s (2-16 s here)
-MAX_GAP_MS = 1000
+UP_WITHIN_S = 15.0
+MAX_GAP_MS = {False: 1000, True: 1500}   # by remb_only
 
 # Before the client starts: B's decoded-frame gaps, and, for REMB only,
 # the SFU's offers without transport-cc.
@@ -152,10 +151,9 @@ class CapBase:
                   capped["frameHeight"], CAPPED_S, top, t_up, gap, gap_at / 1000,
                   json.dumps(room)),
               flush=True)
-        self.assertLessEqual(t_down, DOWN_WITHIN_S[self.remb_only])
-        self.assertLessEqual(t_up, UP_WITHIN_S[self.remb_only])
-        if not self.remb_only:
-            self.assertLessEqual(gap, MAX_GAP_MS)
+        self.assertLessEqual(t_down, DOWN_WITHIN_S)
+        self.assertLessEqual(t_up, UP_WITHIN_S)
+        self.assertLessEqual(gap, MAX_GAP_MS[self.remb_only])
         if self.remb_only:
             self.assertEqual(room["twcc_in"], 0, room)
         else:
