@@ -304,7 +304,7 @@ static void steps_down_on_loss(void **state) {
   (void)state;
   world_t *w = world(10000000, 1500000);
   w->loss = 0.2;
-  run(w, 3000, 1000000);
+  run(w, 5000, 1000000);
   printf("# 20%% loss: estimate %u bps, loss %.2f, cuts %llu\n", sfu_bwe_estimate(&w->bwe),
          w->bwe.loss, (unsigned long long)w->bwe.loss_cuts);
   assert_true(w->bwe.loss_cuts >= 1);
@@ -316,6 +316,29 @@ static void steps_down_on_loss(void **state) {
   run(w, 3000, 1000000);
   assert_int_equal(w->bwe.loss_cuts, 0);
   assert_true(sfu_bwe_estimate(&w->bwe) >= 1400000);
+  free(w);
+}
+
+/* 5 % random loss holds the loss-based estimate but not the delay-based
+ * one: after a second of a 600 kb/s bottleneck (delay cuts) on a path with
+ * that loss, the estimate climbs again once the bottleneck goes. */
+static void moderate_loss_does_not_keep_a_delay_cut(void **state) {
+  (void)state;
+  world_t *w = world(10000000, 1500000);
+  w->loss = 0.05;
+  run(w, 3000, 1000000);
+  uint32_t before = sfu_bwe_estimate(&w->bwe);
+  w->cap_bps = 600000;
+  run(w, 1000, 1000000);
+  uint32_t cut = sfu_bwe_estimate(&w->bwe);
+  w->cap_bps = 10000000;
+  run(w, 8000, 1000000);
+  printf("# 5%% loss: estimate %u bps, %u after a bottleneck, %u 8 s later; loss cuts %llu\n",
+         before, cut, sfu_bwe_estimate(&w->bwe), (unsigned long long)w->bwe.loss_cuts);
+  assert_true(w->bwe.delay_cuts >= 1);
+  assert_true(cut < before * 0.8);
+  assert_int_equal(w->bwe.loss_cuts, 0);
+  assert_true(sfu_bwe_estimate(&w->bwe) >= 800000);
   free(w);
 }
 
@@ -379,6 +402,7 @@ int main(void) {
       cmocka_unit_test(steps_down_on_delay_growth),
       cmocka_unit_test(holds_without_congestion),
       cmocka_unit_test(steps_down_on_loss),
+      cmocka_unit_test(moderate_loss_does_not_keep_a_delay_cut),
       cmocka_unit_test(probes_up),
       cmocka_unit_test(closed_loop_settles),
   };

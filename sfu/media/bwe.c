@@ -22,7 +22,9 @@
 #define GROW_PER_S 1.08         /* multiplicative increase */
 #define ADD_BPS_PER_S 40000     /* additive increase near the last cut */
 #define ACK_HEADROOM 1.5
-#define LOSS_MIN_PACKETS 20
+#define LOSS_PACKETS 100        /* loss judged over this many packets, ... */
+#define LOSS_MIN_PACKETS 20     /* ... or this many after LOSS_MAX_US */
+#define LOSS_MAX_US 1000000
 #define LOSS_HIGH 0.10
 #define LOSS_LOW 0.02
 #define LOSS_CUT_GAP_US 300000
@@ -34,6 +36,7 @@ void sfu_bwe_init(sfu_bwe_t *b, uint32_t start_bps, uint32_t min_bps, uint32_t m
   b->max_bps = max_bps > min_bps ? max_bps : min_bps;
   b->estimate_bps = start_bps < b->min_bps ? b->min_bps
                     : start_bps > b->max_bps ? b->max_bps : start_bps;
+  b->delay_bps = b->loss_bps = b->estimate_bps;
   b->threshold = THR_START_MS;
   b->overuse_ms = -1;
   b->ack_bucket = -1;
@@ -169,7 +172,7 @@ static void probe_results(sfu_bwe_t *b) {
     }
     b->probe_bps = rate;
     if (rate > b->estimate_bps) {
-      b->estimate_bps = rate > b->max_bps ? b->max_bps : rate;
+      b->estimate_bps = b->delay_bps = b->loss_bps = rate > b->max_bps ? b->max_bps : rate;
       b->link_bps = 0; /* the path carries more than the last cut said */
       b->probes_ok++;
     } else {
@@ -214,31 +217,16 @@ static uint32_t clamp_rate(const sfu_bwe_t *b, double bps) {
   return bps < b->min_bps ? b->min_bps : bps > b->max_bps ? b->max_bps : (uint32_t)bps;
 }
 
-void sfu_bwe_update(sfu_bwe_t *b, uint64_t now_us) {
-  double dt = b->last_update_us ? (double)(now_us - b->last_update_us) / 1e6 : 0;
-  if (dt > 1) dt = 1;
-  b->last_update_us = now_us;
-  probe_results(b);
-
-  /* loss, judged over at least LOSS_MIN_PACKETS */
-  if (b->loss_n >= LOSS_MIN_PACKETS) {
-    b->loss = (double)b->loss_lost / b->loss_n;
-    b->loss_hold = b->loss >= LOSS_LOW;
-    if (b->loss > LOSS_HIGH && now_us - b->last_loss_cut_us >= LOSS_CUT_GAP_US) {
-      b->estimate_bps = clamp_rate(b, b->estimate_bps * (1 - 0.5 * b->loss));
-      b->last_loss_cut_us = now_us;
-      b->loss_epoch_us = (int64_t)now_us;
-      b->loss_cuts++;
-      b->increasing = 0;
-    }
-    b->loss_n = b->loss_lost = 0;
-  }
-
+/* The delay-based estimate moves with the detector's signal: cut to
+ * 0.85x the acknowledged rate on overuse (once per episode), held on
+ * underuse, grown otherwise (8 %/s, or 40 kb/s per second near where the
+ * queue last built), never far beyond what the path carried. */
+static void delay_update(sfu_bwe_t *b, uint64_t now_us, double dt) {
   switch (b->signal) {
   case SFU_BWE_OVERUSE:
     if (now_us - b->last_decrease_us >= DECREASE_GAP_US || !b->last_decrease_us) {
-      double base = b->acked_bps ? b->acked_bps : b->estimate_bps;
-      if (base * DECREASE < b->estimate_bps) b->estimate_bps = clamp_rate(b, base * DECREASE);
+      double base = b->acked_bps ? b->acked_bps : b->delay_bps;
+      if (base * DECREASE < b->delay_bps) b->delay_bps = clamp_rate(b, base * DECREASE);
       b->link_bps = b->acked_bps;
       b->last_decrease_us = now_us;
       b->loss_epoch_us = (int64_t)now_us;
@@ -256,8 +244,8 @@ void sfu_bwe_update(sfu_bwe_t *b, uint64_t now_us) {
     b->increasing = 1;
     return;
   }
-  if (b->loss_hold || dt <= 0) return;
-  double est = b->estimate_bps;
+  if (dt <= 0) return;
+  double est = b->delay_bps;
   if (b->link_bps && b->acked_bps > b->link_bps * 3 / 2) b->link_bps = 0; /* stale */
   if (b->link_bps && est > b->link_bps * 0.9)
     est += ADD_BPS_PER_S * dt; /* near where the queue built: carefully */
@@ -266,7 +254,41 @@ void sfu_bwe_update(sfu_bwe_t *b, uint64_t now_us) {
   /* never beyond what the path has been seen to carry, with headroom */
   if (b->acked_bps) {
     double limit = b->acked_bps * ACK_HEADROOM + 10000;
-    if (est > limit) est = limit > b->estimate_bps ? limit : b->estimate_bps;
+    if (est > limit) est = limit > b->delay_bps ? limit : b->delay_bps;
   }
-  b->estimate_bps = clamp_rate(b, est);
+  b->delay_bps = clamp_rate(b, est);
+}
+
+/* The loss-based estimate, judged over 100 packets (or 20 once a second
+ * has passed: a 5 % random loss is over 10 % in 7.5 % of 20-packet samples,
+ * 1 % of 100-packet ones): cut by half the loss over 10 % (from the
+ * estimate in force), held at 2-10 %, grown like the delay-based one
+ * under 2 % (it bounds only while loss says so). */
+static void loss_update(sfu_bwe_t *b, uint64_t now_us, double dt) {
+  if (!b->loss_since_us) b->loss_since_us = now_us;
+  if (b->loss_n >= LOSS_PACKETS ||
+      (b->loss_n >= LOSS_MIN_PACKETS && now_us - b->loss_since_us >= LOSS_MAX_US)) {
+    b->loss_since_us = now_us;
+    b->loss = (double)b->loss_lost / b->loss_n;
+    b->loss_hold = b->loss >= LOSS_LOW;
+    if (b->loss > LOSS_HIGH && now_us - b->last_loss_cut_us >= LOSS_CUT_GAP_US) {
+      b->loss_bps = clamp_rate(b, b->estimate_bps * (1 - 0.5 * b->loss));
+      b->last_loss_cut_us = now_us;
+      b->loss_epoch_us = (int64_t)now_us;
+      b->loss_cuts++;
+    }
+    b->loss_n = b->loss_lost = 0;
+  }
+  if (!b->loss_hold && dt > 0 && b->loss_bps < b->max_bps)
+    b->loss_bps = clamp_rate(b, b->loss_bps * pow(GROW_PER_S, dt));
+}
+
+void sfu_bwe_update(sfu_bwe_t *b, uint64_t now_us) {
+  double dt = b->last_update_us ? (double)(now_us - b->last_update_us) / 1e6 : 0;
+  if (dt > 1) dt = 1;
+  b->last_update_us = now_us;
+  probe_results(b);
+  loss_update(b, now_us, dt);
+  delay_update(b, now_us, dt);
+  b->estimate_bps = b->delay_bps < b->loss_bps ? b->delay_bps : b->loss_bps;
 }

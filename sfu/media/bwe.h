@@ -51,7 +51,11 @@ typedef struct sfu_bwe_cluster_s {
 
 typedef struct sfu_bwe_s {
   uint32_t min_bps, max_bps;
-  uint32_t estimate_bps;        /* the estimate */
+  uint32_t estimate_bps;        /* the estimate: the lower of ... */
+  uint32_t delay_bps;           /* ... the delay-based one (grows while the
+                                   delay does not, whatever the loss) ... */
+  uint32_t loss_bps;            /* ... and the loss-based one (cut over 10 %,
+                                   held at 2-10 %, grows under 2 %) */
   /* groups of packets sent within 5 ms */
   int grp_open, have_prev;
   int64_t grp_first_send, grp_send, grp_arr; /* first send, last send, last arrival */
@@ -74,10 +78,11 @@ typedef struct sfu_bwe_s {
   uint64_t last_update_us, last_decrease_us, last_loss_cut_us;
   uint32_t link_bps;            /* acknowledged rate at the last decrease, 0 = none */
   /* loss */
-  int loss_n, loss_lost;        /* reported since the last judgement */
+  int loss_n, loss_lost;        /* reported since the last judgement ... */
+  uint64_t loss_since_us;       /* ... which was then */
   int64_t loss_epoch_us;        /* the last cut: packets sent before it
                                    are not judged for loss */
-  int loss_hold;                /* 2-10 % lost: no growth */
+  int loss_hold;                /* 2-10 % lost: loss_bps holds */
   double loss;                  /* the last judged fraction */
   /* probes */
   sfu_bwe_cluster_t clusters[SFU_BWE_CLUSTERS];
