@@ -1861,6 +1861,112 @@ static void a_tight_budget_keeps_the_screen_share_and_pauses_the_camera(void **s
   assert_true(s->room.c.bw_pauses >= 1);
 }
 
+/* The publisher does what the subscribed_layers messages about its single
+ * layer camera and its screen share say, from message *from on, as a
+ * browser does: a video nobody takes stops being sent until asked for. */
+static void follow_dynacast(sim_peer_t *pub, int *from) {
+  sfu_participant_t *p = sim_part(pub);
+  for (; *from < pub->sim->nmsgs; (*from)++) {
+    json_t *m = sim_msg_at(pub->sim, *from, pub->session);
+    if (!m || strcmp(str(m, "type"), "subscribed_layers") != 0) continue;
+    int off = !json_is_true(json_object_get(m, "active"));
+    if (p->screen && strcmp(str(m, "mid"), p->screen->mid) == 0) pub->screen_layer.paused = off;
+    if (p->video && strcmp(str(m, "mid"), p->video->mid) == 0) pub->layers[0].paused = off;
+  }
+}
+
+/* The same budget from a downlink capped mid-call, the publisher stopping
+ * what nobody takes: the camera paused is stopped at the source, and once
+ * the cap is lifted it is asked for and reaches the subscriber again
+ * (judged on what it cost before it stopped). */
+static void a_camera_paused_for_the_screen_share_comes_back_when_the_cap_lifts(void **state) {
+  sim_t *s = sim_new(54, 0);
+  *state = s;
+  sim_peer_t *a = sim_peer_new(s, "alice");
+  sim_peer_audio(a);
+  sim_peer_video(a, 1);
+  sim_peer_screen(a);
+  sim_enter(a);
+  sim_run(s, 1000);
+  sim_peer_t *b = twcc_listener(s, "bob", 0);
+  int from = 0;
+  for (int i = 0; i < 30; i++, sim_run(s, 100)) follow_dynacast(a, &from);
+  sfu_participant_t *pa = sim_part(a);
+  sim_sub_t *cam = sim_sub_by_track(b, pa->video->id), *scr = sim_sub_by_track(b, pa->screen->id);
+  assert_true(received_since(cam, sim_us(s) - 1000 * MS) > 50);
+
+  b->down.rate_bps = 1000000;
+  uint64_t pauses = s->room.c.bw_pauses;
+  for (int i = 0; i < 80; i++, sim_run(s, 100)) follow_dynacast(a, &from);
+  uint64_t t = sim_us(s);
+  for (int i = 0; i < 30; i++, sim_run(s, 100)) follow_dynacast(a, &from);
+  printf("# capped: camera %d, screen %d packets in 3 s; camera stopped at the source: %d\n",
+         (int)received_since(cam, t), (int)received_since(scr, t), a->layers[0].paused);
+  assert_true(s->room.c.bw_pauses > pauses);
+  assert_int_equal(received_since(cam, t), 0);
+  assert_true(received_since(scr, t) > 150);
+  assert_true(a->layers[0].paused);
+  assert_false(a->screen_layer.paused);
+
+  b->down.rate_bps = 0;
+  t = sim_us(s);
+  uint64_t back = 0;
+  for (int i = 0; i < 150 && !back; i++, sim_run(s, 100)) {
+    follow_dynacast(a, &from);
+    if (received_since(cam, t) > 0) back = sim_us(s);
+  }
+  printf("# lifted: camera back after %lld ms\n", back ? (long long)(back - t) / 1000 : -1LL);
+  assert_true(back && back - t <= 10000 * MS);
+  assert_false(a->layers[0].paused);
+}
+
+/* Longest time (us) between two primaries of u in [from_us, to_us), the
+ * bounds counting as arrivals. */
+static uint64_t longest_gap(const sim_sub_t *u, uint64_t from_us, uint64_t to_us) {
+  uint64_t last = from_us, gap = 0;
+  for (int i = 0; i < u->nrx; i++) {
+    const sim_rx_t *r = &u->rx[i];
+    if (r->rtx || r->at_us < from_us || r->at_us >= to_us) continue;
+    if (r->at_us - last > gap) gap = r->at_us - last;
+    last = r->at_us;
+  }
+  return to_us - last > gap ? to_us - last : gap;
+}
+
+/* A camera costing more than the whole capped downlink next to a screen
+ * share it carries: the camera is paused at once (its packets would drown
+ * the screen's), and the screen share goes on without a gap. */
+static void a_camera_costing_more_than_the_estimate_is_paused_at_once(void **state) {
+  sim_t *s = sim_new(55, 0);
+  *state = s;
+  sim_peer_t *a = sim_peer_new(s, "alice");
+  sim_peer_video(a, 1);
+  sim_peer_screen(a);
+  a->layers[0].pkts *= 3; /* 1.8 Mb/s */
+  sim_enter(a);
+  sim_run(s, 1000);
+  sim_peer_t *b = twcc_listener(s, "bob", 0);
+  sim_run(s, 6000);
+  sfu_participant_t *pa = sim_part(a);
+  sim_sub_t *cam = sim_sub_by_track(b, pa->video->id), *scr = sim_sub_by_track(b, pa->screen->id);
+  printf("# uncapped: camera %d, screen %d packets in 1 s\n",
+         (int)received_since(cam, sim_us(s) - 1000 * MS),
+         (int)received_since(scr, sim_us(s) - 1000 * MS));
+  assert_true(received_since(cam, sim_us(s) - 1000 * MS) > 150);
+
+  b->down.rate_bps = 1000000;
+  uint64_t t = sim_us(s);
+  sim_run(s, 6000);
+  uint64_t gap = longest_gap(scr, t, sim_us(s)), cam_last = 0;
+  for (int i = 0; i < cam->nrx; i++)
+    if (!cam->rx[i].rtx) cam_last = cam->rx[i].at_us;
+  printf("# capped: camera's last packet %llu ms after, screen's longest gap %llu ms\n",
+         (unsigned long long)(cam_last - t) / 1000, (unsigned long long)gap / 1000);
+  assert_true(s->room.c.bw_pauses >= 1);
+  assert_true(cam_last - t < 1500 * MS);
+  assert_true(gap <= 500 * MS);
+}
+
 /* video_quality names one track: lowering the camera leaves the screen
  * share as it is, and pausing the screen leaves the camera going. */
 static void video_quality_applies_to_the_track_it_names(void **state) {
@@ -2453,6 +2559,10 @@ int main(void) {
       cmocka_unit_test_teardown(estimate_follows_a_capped_downlink_and_probes_back_up, teardown),
       cmocka_unit_test_teardown(estimate_is_shared_by_priority_and_never_pauses_audio, teardown),
       cmocka_unit_test_teardown(a_tight_budget_keeps_the_screen_share_and_pauses_the_camera, teardown),
+      cmocka_unit_test_teardown(a_camera_paused_for_the_screen_share_comes_back_when_the_cap_lifts,
+                                teardown),
+      cmocka_unit_test_teardown(a_camera_costing_more_than_the_estimate_is_paused_at_once,
+                                teardown),
       cmocka_unit_test_teardown(silent_transport_is_removed_after_15s, teardown),
       cmocka_unit_test_teardown(mute_toggling_sends_no_usage_records_and_is_bounded_to_5_a_second,
                                 teardown),

@@ -638,6 +638,7 @@ static void on_report_blocks(sfu_room_t *room, sfu_participant_t *p, const sfu_r
 static void answer_nack(sfu_room_t *room, sfu_downtrack_t *d, const uint16_t *seqs, int n) {
   uint64_t now = now_ms(room);
   size_t cap = sizeof(room->scratch) - SFU_SRTP_TRAILER;
+  if (d->bw_paused) return; /* its resends would only fill the queue that lost them */
   for (int i = 0; i < n && d->sent && d->track; i++) {
     sfu_sent_t *e = &d->sent[seqs[i] & (SFU_SENT_SLOTS - 1)];
     /* (a packet of a layer d has left precedes the keyframe d switched
@@ -1078,7 +1079,8 @@ static void maybe_probe(sfu_room_t *room, sfu_participant_t *p, uint64_t now) {
  * fitted for PAUSE_AFTER_MS are paused), then, in the same order, as high
  * a layer as what is left allows. A video resumed or a layer taken higher must fit in 90 %
  * of what is left, so that an estimate close to a layer's cost does not
- * make it flap. Audio is neither counted nor paused. */
+ * make it flap. Audio is neither counted nor paused. A video paused is
+ * not resent (NACKs for it are not answered). */
 static void allocate(sfu_room_t *room, sfu_participant_t *p, uint64_t now) {
   sfu_cc_t *cc = p->cc;
   double left = sfu_bwe_estimate(&cc->bwe);
@@ -1095,6 +1097,9 @@ static void allocate(sfu_room_t *room, sfu_participant_t *p, uint64_t now) {
         /* what is sent now at the least; what would be wanted at the
          * most, even a layer stopped for want of takers (dynacast) */
         int lo = top_rank(t, d, order, n, -1, now), hi = top_rank(t, d, order, n, n, 0);
+        /* paused, and so stopped by its publisher once nobody else took
+         * it (dynacast): judged on what its lowest layer cost when sent */
+        if (lo < 0 && d->bw_paused) lo = top_rank(t, d, order, n, -1, 0);
         if (lo < 0) continue; /* nothing sent: nothing to share */
         for (int k = 0; k < n; k++)
           if (order[k] == d->layer) cur = k;
@@ -1109,9 +1114,14 @@ static void allocate(sfu_room_t *room, sfu_participant_t *p, uint64_t now) {
           }
           if ((d->bw_paused ? base / UP_HEADROOM : base) > left) {
             /* paused once it has not fitted for a while: an estimate
-             * just cut deep by a burst of loss comes back up */
+             * just cut deep by a burst of loss comes back up; at once if
+             * videos before it are kept and it costs more than the whole
+             * estimate just cut: its packets would only fill the queue
+             * that loses theirs (and cut the estimate below them) */
             if (!d->bw_short_ms) d->bw_short_ms = now;
-            if (d->bw_paused || now - d->bw_short_ms >= PAUSE_AFTER_MS) {
+            if (d->bw_paused || now - d->bw_short_ms >= PAUSE_AFTER_MS ||
+                (given && base > sfu_bwe_estimate(&cc->bwe) &&
+                 room->now_us - cc->bwe.last_decrease_us < PROBE_CALM_US)) {
               if (!d->bw_paused) room->c.bw_pauses++;
               d->bw_paused = 1;
               continue;
