@@ -31,6 +31,18 @@ of sfud's /web/ origin and joins, publishing the microphone:
 The join resolves to {sid, identity, others (identities in the welcome),
 ice_servers (the welcome's, or null), rtc (the client's RTCConfiguration
 after the welcome)}.
+
+The video pages (test_video.py, test_impairment.py) have join scripts of
+their own; what they share is here:
+
+* VIDEO_STATS_JS, a fragment of their join scripts (`s` the page's
+  window.sfu, `client` its SfuClient): sfu.inbound() and sfu.outbound(),
+  one record per video RTP stream received or sent, with its `mid`;
+* with `sfu.videos` ({mid, trackId} per remote video, from the client's
+  track events): SENT_JS (in a publisher's page: its camera's and its
+  screen share's outbound records) and SOURCES_JS % sid (in a
+  subscriber's page: the inbound records of the videos of participant
+  `sid`, each with its trackId and source).
 """
 import json
 
@@ -139,3 +151,77 @@ def join_js(ws_url, room, token, mic=MIC, rtc_config=None, pair_fields=None):
                       "token": json.dumps(token), "mic": json.dumps(mic),
                       "rtc_config": json.dumps(rtc_config or {}),
                       "pair_fields": json.dumps(pair_fields or {})}
+
+
+VIDEO_STATS_JS = r"""
+  const codecOf = (all, r) => {
+    const c = r.codecId && all.get(r.codecId);
+    return c ? c.mimeType : null;
+  };
+  s.inbound = async () => {
+    const pc = client.pc;
+    if (!pc) return [];
+    const all = await pc.getStats();
+    const out = [];
+    all.forEach((r) => {
+      if (r.type !== 'inbound-rtp' || r.kind !== 'video') return;
+      out.push({ mid: r.mid ?? null, ssrc: r.ssrc, codec: codecOf(all, r),
+                 framesDecoded: r.framesDecoded || 0, framesReceived: r.framesReceived || 0,
+                 keyFramesDecoded: r.keyFramesDecoded || 0, framesDropped: r.framesDropped || 0,
+                 frameWidth: r.frameWidth || 0, frameHeight: r.frameHeight || 0,
+                 packetsReceived: r.packetsReceived || 0, packetsLost: r.packetsLost || 0,
+                 bytesReceived: r.bytesReceived || 0, nackCount: r.nackCount || 0,
+                 pliCount: r.pliCount || 0, firCount: r.firCount || 0,
+                 freezeCount: r.freezeCount || 0,
+                 totalFreezesDuration: r.totalFreezesDuration || 0,
+                 framesPerSecond: r.framesPerSecond || 0,
+                 decoder: r.decoderImplementation || null });
+    });
+    return out;
+  };
+  s.outbound = async () => {
+    const pc = client.pc;
+    if (!pc) return [];
+    const all = await pc.getStats();
+    const out = [];
+    all.forEach((r) => {
+      if (r.type !== 'outbound-rtp' || r.kind !== 'video') return;
+      out.push({ rid: r.rid ?? null, ssrc: r.ssrc, mid: r.mid ?? null, codec: codecOf(all, r),
+                 active: r.active ?? null, frameWidth: r.frameWidth || 0,
+                 frameHeight: r.frameHeight || 0, framesEncoded: r.framesEncoded || 0,
+                 keyFramesEncoded: r.keyFramesEncoded || 0, framesSent: r.framesSent || 0,
+                 framesPerSecond: r.framesPerSecond || 0, packetsSent: r.packetsSent || 0,
+                 bytesSent: r.bytesSent || 0, targetBitrate: r.targetBitrate || 0,
+                 qualityLimitationReason: r.qualityLimitationReason || null,
+                 pliCount: r.pliCount || 0, firCount: r.firCount || 0,
+                 nackCount: r.nackCount || 0, encoder: r.encoderImplementation || null });
+    });
+    out.sort((a, b) => String(a.rid).localeCompare(String(b.rid)));
+    return out;
+  };
+"""
+
+# In a publisher's page: the sizes (and all outbound stats) it sends its
+# camera and its screen share at (by the mid of each one's transceiver).
+SENT_JS = r"""
+(async () => {
+  const c = sfu.client, pc = c.pc, out = await sfu.outbound();
+  const mid = (track) => (pc.getTransceivers().find((t) => t.sender.track === track) || {}).mid;
+  const cm = mid(c.cameraTrack), sm = mid(c.screenTrack);
+  return { camera: out.find((r) => r.mid === cm) || null, screen: out.find((r) => r.mid === sm) || null };
+})()
+"""
+
+# In a subscriber's page: per inbound video, its stats with the source of
+# its track (`% sid`: the publisher's sid, JSON).
+SOURCES_JS = r"""
+(async () => {
+  const st = await sfu.inbound();
+  const p = sfu.client.getParticipants().find((x) => x.sid === %s);
+  return st.map((r) => {
+    const v = sfu.videos.find((x) => x.mid === r.mid);
+    const t = p && v && p.tracks.find((x) => x.track_id === v.trackId);
+    return { ...r, trackId: v ? v.trackId : null, source: t ? t.source : null };
+  });
+})()
+"""

@@ -67,6 +67,7 @@ WEB_DIR = os.path.normpath(os.path.join(HERE, "..", "..", "web"))
 sys.path.insert(0, HERE)
 from sfutest import CallTest, Sfud, main  # noqa: E402
 from netns import new_namespace  # noqa: E402
+from pagejs import VIDEO_STATS_JS  # noqa: E402
 
 ARGS = None
 LOSS_LEVELS = (0.05, 0.10, 0.20)
@@ -274,7 +275,7 @@ PAGE_JS = r"""
 (async () => {
   const { SfuClient } = await import('/web/sfu-client.js');
   const client = new SfuClient({ wsUrl: %(ws_url)s });
-  const s = window.sfu = { client, errors: [], closed: null, states: [] };
+  const s = window.sfu = { client, errors: [], closed: null, states: [], videos: [] };
   client.addEventListener('error', (e) => s.errors.push(String(e.detail.error)));
   client.addEventListener('close', (e) => { s.closed = e.detail; });
   client.addEventListener('connection-state', (e) => s.states.push(e.detail.state));
@@ -285,7 +286,11 @@ PAGE_JS = r"""
     v.srcObject = new MediaStream([e.detail.track]);
     document.body.append(v);
     v.play().catch((err) => s.errors.push('play: ' + err));
+    s.videos.push({ trackId: e.detail.trackId,
+                    mid: e.detail.transceiver ? e.detail.transceiver.mid : null });
   });
+  // sfu.inbound(), sfu.outbound(): per video m-line (pagejs.py)
+  %(video_stats)s
   s.stats = async () => {
     const out = { t: performance.now(), inbound: null, outbound: [] };
     if (!client.pc) return out;
@@ -340,6 +345,7 @@ class VideoTestBase(NetTestBase):
         await self.before_join(name)
         join = dict(room=self.room["room_id"], token=self.token(name), **join)
         return await self.js(name, PAGE_JS % {"ws_url": json.dumps(self.ws_url),
+                                              "video_stats": VIDEO_STATS_JS,
                                               "join": json.dumps(join)}, timeout=30)
 
     async def before_join(self, name):

@@ -77,6 +77,7 @@ sys.path.insert(0, HERE)
 from sfutest import Sfud, main  # noqa: E402
 from aiortc_peer import Peer  # noqa: E402
 from chromium import Chromium  # noqa: E402
+from pagejs import SENT_JS, SOURCES_JS, VIDEO_STATS_JS  # noqa: E402
 
 ARGS = None
 RIDS = ("q", "h", "f")          # the client's SIMULCAST_ENCODINGS, low to high
@@ -131,51 +132,8 @@ PAGE_JS = r"""
     s.videos.push({ trackId: d.trackId, sid: d.sid, identity: d.identity,
                     mid: d.transceiver ? d.transceiver.mid : null, trackLabel: d.track.id });
   });
-  const codecOf = (all, r) => {
-    const c = r.codecId && all.get(r.codecId);
-    return c ? c.mimeType : null;
-  };
-  s.inbound = async () => {
-    const pc = client.pc;
-    if (!pc) return [];
-    const all = await pc.getStats();
-    const out = [];
-    all.forEach((r) => {
-      if (r.type !== 'inbound-rtp' || r.kind !== 'video') return;
-      out.push({ mid: r.mid ?? null, ssrc: r.ssrc, codec: codecOf(all, r),
-                 framesDecoded: r.framesDecoded || 0, framesReceived: r.framesReceived || 0,
-                 keyFramesDecoded: r.keyFramesDecoded || 0, framesDropped: r.framesDropped || 0,
-                 frameWidth: r.frameWidth || 0, frameHeight: r.frameHeight || 0,
-                 packetsReceived: r.packetsReceived || 0, packetsLost: r.packetsLost || 0,
-                 bytesReceived: r.bytesReceived || 0, nackCount: r.nackCount || 0,
-                 pliCount: r.pliCount || 0, firCount: r.firCount || 0,
-                 freezeCount: r.freezeCount || 0,
-                 totalFreezesDuration: r.totalFreezesDuration || 0,
-                 framesPerSecond: r.framesPerSecond || 0,
-                 decoder: r.decoderImplementation || null });
-    });
-    return out;
-  };
-  s.outbound = async () => {
-    const pc = client.pc;
-    if (!pc) return [];
-    const all = await pc.getStats();
-    const out = [];
-    all.forEach((r) => {
-      if (r.type !== 'outbound-rtp' || r.kind !== 'video') return;
-      out.push({ rid: r.rid ?? null, ssrc: r.ssrc, mid: r.mid ?? null, codec: codecOf(all, r),
-                 active: r.active ?? null, frameWidth: r.frameWidth || 0,
-                 frameHeight: r.frameHeight || 0, framesEncoded: r.framesEncoded || 0,
-                 keyFramesEncoded: r.keyFramesEncoded || 0, framesSent: r.framesSent || 0,
-                 framesPerSecond: r.framesPerSecond || 0, packetsSent: r.packetsSent || 0,
-                 bytesSent: r.bytesSent || 0, targetBitrate: r.targetBitrate || 0,
-                 qualityLimitationReason: r.qualityLimitationReason || null,
-                 pliCount: r.pliCount || 0, firCount: r.firCount || 0,
-                 nackCount: r.nackCount || 0, encoder: r.encoderImplementation || null });
-    });
-    out.sort((a, b) => String(a.rid).localeCompare(String(b.rid)));
-    return out;
-  };
+  // sfu.inbound(), sfu.outbound() (pagejs.py)
+  %(video_stats)s
   s.sdp = () => ({ local: client.pc?.localDescription?.sdp || null,
                    remote: client.pc?.remoteDescription?.sdp || null });
   // Ask the server for a layer / pause; resolves with send and ack times.
@@ -356,6 +314,7 @@ class VideoTestBase(unittest.IsolatedAsyncioTestCase):
         join = dict(room=self.room["room_id"], token=self.token(name), **join)
         return await self.js(name, PAGE_JS % {"ws_url": json.dumps(self.ws_url),
                                               "client": json.dumps(client or {}),
+                                              "video_stats": VIDEO_STATS_JS,
                                               "join": json.dumps(join)}, timeout=30)
 
     async def js(self, name, expression, timeout=15.0):
@@ -690,29 +649,7 @@ class SingleLayerTest(VideoTestBase):
 
 # -- a screen share next to the camera ----------------------------------------
 
-# In A's page: the sizes A sends its camera and its screen share at (by the
-# mid of each one's transceiver).
-SENT_JS = r"""
-(async () => {
-  const c = sfu.client, pc = c.pc, out = await sfu.outbound();
-  const mid = (track) => (pc.getTransceivers().find((t) => t.sender.track === track) || {}).mid;
-  const cm = mid(c.cameraTrack), sm = mid(c.screenTrack);
-  return { camera: out.find((r) => r.mid === cm) || null, screen: out.find((r) => r.mid === sm) || null };
-})()
-"""
-
-# In B's page: per inbound video, its stats with the source of its track.
-SOURCES_JS = r"""
-(async () => {
-  const st = await sfu.inbound();
-  const p = sfu.client.getParticipants().find((x) => x.sid === %s);
-  return st.map((r) => {
-    const v = sfu.videos.find((x) => x.mid === r.mid);
-    const t = p && v && p.tracks.find((x) => x.track_id === v.trackId);
-    return { ...r, trackId: v ? v.trackId : null, source: t ? t.source : null };
-  });
-})()
-"""
+# (what A sends and B decodes of each: pagejs.py's SENT_JS and SOURCES_JS)
 
 
 class ScreenShareTest(VideoTestBase):
