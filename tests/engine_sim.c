@@ -274,11 +274,18 @@ static size_t put_rtp(uint8_t *b, uint8_t pt, int marker, uint16_t seq, uint32_t
   size_t off = 12;
   if (next == 0) return off;
   size_t start = off;
-  b[off++] = 0xBE;
-  b[off++] = 0xDE;
+  int two = 0; /* RFC 8285 two-byte elements when one is longer than 16 */
+  for (int i = 0; i < next; i++) two |= ext[i].n > 16;
+  b[off++] = two ? 0x10 : 0xBE;
+  b[off++] = two ? 0x00 : 0xDE;
   off += 2;
   for (int i = 0; i < next; i++) {
-    b[off++] = (uint8_t)(ext[i].id << 4 | (int)(ext[i].n - 1));
+    if (two) {
+      b[off++] = (uint8_t)ext[i].id;
+      b[off++] = (uint8_t)ext[i].n;
+    } else {
+      b[off++] = (uint8_t)(ext[i].id << 4 | (int)(ext[i].n - 1));
+    }
     memcpy(b + off, ext[i].v, ext[i].n);
     off += ext[i].n;
   }
@@ -333,13 +340,15 @@ static void send_audio(sim_t *s, sim_peer_t *pe) {
   uplink(s, pe, 0, b, off + plen);
 }
 
-/* A video packet of layer L: original (rtx 0) or its RFC 4588 copy. */
+/* A video packet of layer L: original (rtx 0) or its RFC 4588 copy, with
+ * the Dependency Descriptor dd/ddn if ddn > 0. */
 static size_t build_video(sim_peer_t *pe, const sim_layer_t *L, int rtx, uint16_t seq,
                           uint32_t ts, int marker, const uint8_t *payload, size_t plen,
-                          uint16_t osn, uint8_t *b) {
+                          uint16_t osn, const uint8_t *dd, size_t ddn, uint8_t *b) {
   uint8_t tw[2];
-  ext_el_t e[2];
+  ext_el_t e[3];
   int ne = 0;
+  if (ddn) e[ne++] = (ext_el_t){SIM_EXT_DD, dd, ddn};
   if (L->rid[0]) e[ne++] = (ext_el_t){rtx ? SIM_EXT_RRID : SIM_EXT_RID, (const uint8_t *)L->rid, strlen(L->rid)};
   if (pe->twcc_pub) {
     sfu_wr16(tw, pe->twcc_seq++);
@@ -383,7 +392,8 @@ static void send_svc_picture(sim_t *s, sim_peer_t *pe) {
     h->marker = (uint8_t)(sid == 2);
     h->plen = (uint16_t)plen;
     memcpy(h->payload, pl, plen);
-    size_t n = build_video(pe, L, 0, seq, L->ts, sid == 2, pl, plen, 0, b);
+    h->dd_len = 0;
+    size_t n = build_video(pe, L, 0, seq, L->ts, sid == 2, pl, plen, 0, NULL, 0, b);
     uplink(s, pe, 0, b, n);
   }
   L->frames++;
@@ -393,11 +403,129 @@ static void send_svc_picture(sim_t *s, sim_peer_t *pe) {
   L->tl0 = (L->tl0 + 1) & 0xff;
 }
 
+/* --- AV1 L3T3 with the Dependency Descriptor (av1_svc) --- */
+
+/* Its templates: per spatial layer a keyframe's, then one per temporal
+ * layer; decode target 3 * s + t (spatial layer s at temporal layer t), a
+ * chain per spatial layer. DTIs: '-' not present, 'D' discardable, 'S'
+ * switch, 'R' required. */
+static const struct {
+  int sid, tid;
+  const char *dtis;
+  int fdiff;
+} av1_tmpl[12] = {
+    {0, 0, "SSSSSSSSS", 0}, {0, 0, "SSS------", 4}, {0, 1, "-DS------", 2},
+    {0, 2, "--D------", 1}, {1, 0, "---SSSSSS", 1}, {1, 0, "---SSS---", 4},
+    {1, 1, "----DS---", 2}, {1, 2, "-----D---", 1}, {2, 0, "------SSS", 1},
+    {2, 0, "------SSS", 4}, {2, 1, "-------DS", 2}, {2, 2, "--------D", 1},
+};
+#define AV1_TMPL_OFFSET 62 /* template ids 62, 63, 0, ... 9 */
+
+typedef struct {
+  uint8_t *b;
+  size_t pos;
+} simbits_t;
+
+static void sb_put(simbits_t *w, uint32_t v, int n) {
+  for (int i = n - 1; i >= 0; i--, w->pos++)
+    if ((v >> i) & 1) w->b[w->pos >> 3] |= (uint8_t)(0x80 >> (w->pos & 7));
+}
+
+/* The descriptor of one packet of template t (appendix A.2), with the
+ * structure when `structure`; its length. */
+static size_t av1_dd(uint8_t *out, int t, int start, int end, uint16_t fn, int structure) {
+  simbits_t w = {out, 0};
+  memset(out, 0, 128);
+  sb_put(&w, (uint32_t)(start << 1 | end), 2);
+  sb_put(&w, (uint32_t)((AV1_TMPL_OFFSET + t) % 64), 6);
+  sb_put(&w, fn, 16);
+  if (!structure) return 3;
+  sb_put(&w, 0x10, 5); /* a structure; no mask, no custom fields */
+  sb_put(&w, AV1_TMPL_OFFSET, 6);
+  sb_put(&w, 9 - 1, 5);
+  for (int i = 0; i < 12; i++) /* template_layers */
+    sb_put(&w, i == 11 ? 3 : av1_tmpl[i + 1].sid > av1_tmpl[i].sid ? 2
+                       : av1_tmpl[i + 1].tid > av1_tmpl[i].tid ? 1 : 0, 2);
+  for (int i = 0; i < 12; i++)
+    for (int d = 0; d < 9; d++) {
+      char c = av1_tmpl[i].dtis[d];
+      sb_put(&w, c == 'D' ? 1 : c == 'S' ? 2 : c == 'R' ? 3 : 0, 2);
+    }
+  for (int i = 0; i < 12; i++) {
+    if (av1_tmpl[i].fdiff) {
+      sb_put(&w, 1, 1);
+      sb_put(&w, (uint32_t)av1_tmpl[i].fdiff - 1, 4);
+    }
+    sb_put(&w, 0, 1);
+  }
+  sb_put(&w, 3, 3); /* chain_cnt 3 as ns(10): 3 bits, below 6 */
+  for (int d = 0; d < 9; d++) /* decode_target_protected_by ns(3): 0, 10, 11 */
+    if (d / 3 == 0)
+      sb_put(&w, 0, 1);
+    else
+      sb_put(&w, d / 3 == 1 ? 2 : 3, 2);
+  for (int i = 0; i < 12; i++)
+    for (int c = 0; c < 3; c++) sb_put(&w, av1_tmpl[i].sid >= c ? 1 : 0, 4);
+  sb_put(&w, 1, 1); /* resolutions */
+  for (int sid = 0; sid < 3; sid++) {
+    sb_put(&w, (320u << sid) - 1, 16);
+    sb_put(&w, (180u << sid) - 1, 16);
+  }
+  return (w.pos + 7) / 8;
+}
+
+/* One AV1 picture of three spatial layers, each a frame of its own under
+ * the Dependency Descriptor; a keyframe when asked (the N bit and the
+ * structure on S0's first packet, S1 and S2 predicting from below). */
+static void send_av1_picture(sim_t *s, sim_peer_t *pe) {
+  static const int pattern[4] = {0, 2, 1, 2};
+  sim_layer_t *L = &pe->layers[0];
+  int key = L->frames == 0 || (L->key_in > 0 && --L->key_in == 0);
+  if (key) L->tframe = 0;
+  int tid = pattern[L->tframe++ % 4];
+  for (int sid = 0; sid < 3; sid++) {
+    int npk = sid == 2 ? 2 : 1, t = key ? 4 * sid : 4 * sid + 1 + tid;
+    for (int i = 0; i < npk; i++) {
+      uint8_t pl[SIM_MAX_PKT], b[SIM_MAX_PKT + 200];
+      size_t plen = (size_t)(200 << sid), off = 0;
+      int last = i == npk - 1;
+      /* aggregation header: Z (continues), Y (continued), W 1, N */
+      pl[off++] = (uint8_t)((i ? 0x80 : 0) | (last ? 0 : 0x40) | 0x10 |
+                            (key && sid == 0 && i == 0 ? 0x08 : 0));
+      if (i == 0) {
+        pl[off++] = 0x34; /* OBU_FRAME with an extension header */
+        pl[off++] = (uint8_t)(tid << 5 | sid << 3);
+      }
+      fill_payload(pl, off, plen, make_tag(pe, sid, L->tag_next++));
+      uint16_t seq = L->seq++;
+      struct sim_hist_s *h = &L->hist[seq % SIM_HIST];
+      h->used = 1;
+      h->seq = seq;
+      h->ts = L->ts;
+      h->marker = (uint8_t)(sid == 2 && last);
+      h->plen = (uint16_t)plen;
+      memcpy(h->payload, pl, plen);
+      h->dd_len = (uint8_t)av1_dd(h->dd, t, i == 0, last, (uint16_t)L->pid,
+                                  key && sid == 0 && i == 0);
+      size_t n = build_video(pe, L, 0, seq, L->ts, h->marker, pl, plen, 0, h->dd, h->dd_len, b);
+      uplink(s, pe, 0, b, n);
+    }
+    L->pid = (L->pid + 1) & 0xffff; /* the frame number: one per layer frame */
+  }
+  L->frames++;
+  if (key) L->keyframes++;
+  L->ts += 3600;
+}
+
 static void send_frame(sim_t *s, sim_peer_t *pe, int k) {
   sim_layer_t *L = layer_at(pe, k);
   if (L->paused) return;
   if (pe->vp9_svc) {
     send_svc_picture(s, pe);
+    return;
+  }
+  if (pe->av1_svc) {
+    send_av1_picture(s, pe);
     return;
   }
   int key = L->frames == 0 || (L->key_in > 0 && --L->key_in == 0);
@@ -439,7 +567,8 @@ static void send_frame(sim_t *s, sim_peer_t *pe, int k) {
     h->marker = (uint8_t)marker;
     h->plen = (uint16_t)plen;
     memcpy(h->payload, pl, plen);
-    size_t n = build_video(pe, L, 0, seq, L->ts, marker, pl, plen, 0, b);
+    h->dd_len = 0;
+    size_t n = build_video(pe, L, 0, seq, L->ts, marker, pl, plen, 0, NULL, 0, b);
     if (L->drop_seq >= 0 && (uint16_t)L->drop_seq == seq) {
       L->drop_seq = -1; /* lost on the way */
       continue;
@@ -458,7 +587,8 @@ static void send_rtx(sim_t *s, sim_peer_t *pe, int k, uint16_t seq) {
   struct sim_hist_s *h = &L->hist[seq % SIM_HIST];
   if (!pe->rtx || !h->used || h->seq != seq) return;
   uint8_t b[SIM_MAX_PKT + 64];
-  size_t n = build_video(pe, L, 1, L->rtx_seq++, h->ts, h->marker, h->payload, h->plen, seq, b);
+  size_t n = build_video(pe, L, 1, L->rtx_seq++, h->ts, h->marker, h->payload, h->plen, seq,
+                         h->dd, h->dd_len, b);
   L->rtx_sent++;
   uplink(s, pe, 0, b, n);
 }
@@ -649,6 +779,43 @@ static void read_vp9(const uint8_t *p, size_t len, sim_rx_t *r) {
   r->key = r->begins && !(p[0] & 0x40) && r->sid <= 0;
 }
 
+static void note_twcc(sim_t *s, sim_peer_t *pe, const uint8_t *v) {
+  if (!pe->twcc_rx) {
+    pe->twcc_rx = malloc(sizeof(*pe->twcc_rx));
+    assert_non_null(pe->twcc_rx);
+    sfu_twcc_rx_init(pe->twcc_rx);
+  }
+  sfu_twcc_rx_note(pe->twcc_rx, sfu_rd16(v), s->now.mono_us);
+}
+
+/* A Dependency Descriptor received on u, read as a receiver does: through
+ * the structure last received, which one it carries replaces. */
+static void read_dd(sim_sub_t *u, const uint8_t *v, size_t n, sim_rx_t *r) {
+  sfu_dd_t dd;
+  if (!u->dd_spare) {
+    u->dd_spare = calloc(1, sizeof(*u->dd_spare));
+    assert_non_null(u->dd_spare);
+  }
+  int rv = sfu_dd_parse(v, n, u->dd_st, u->dd_spare, &dd);
+  r->dd_fn = dd.frame_number;
+  if (rv != 0) {
+    assert_int_equal(rv, SFU_ENOENT);
+    r->dd = -1;
+    return;
+  }
+  if (dd.has_structure) {
+    sfu_dd_structure_t *x = u->dd_st;
+    u->dd_st = u->dd_spare;
+    u->dd_spare = x;
+  }
+  r->dd = dd.has_structure ? 2 : 1;
+  r->dd_start = dd.start;
+  r->dd_end = dd.end;
+  r->dd_sid = dd.sid;
+  r->dd_tid = dd.tid;
+  r->dd_mask = dd.has_mask ? (int64_t)dd.active_mask : -1;
+}
+
 static void peer_rtp(sim_t *s, sim_peer_t *pe, const uint8_t *b, size_t len) {
   int rtx = 0;
   sim_sub_t *u = len >= 12 ? sub_by_ssrc(pe, sfu_rd32(b + 8), &rtx) : NULL;
@@ -669,10 +836,22 @@ static void peer_rtp(sim_t *s, sim_peer_t *pe, const uint8_t *b, size_t len) {
   r.len = len;
   size_t off = 12 + 4 * (size_t)(b[0] & 0x0f), end = len;
   assert_true((b[0] & 0xC0) == 0x80);
+  r.dd_mask = -1;
   if (b[0] & 0x10) {
     assert_true(off + 4 <= len);
     size_t words = sfu_rd16(b + off + 2), e = off + 4, eend = off + 4 + 4 * words;
     assert_true(eend <= len);
+    if (sfu_rd16(b + off) == 0x1000) /* two-byte elements: only ours carry them */
+      while (e < eend) {
+        if (b[e] == 0) {
+          e++;
+          continue;
+        }
+        assert_true(e + 2 <= eend && e + 2 + b[e + 1] <= eend);
+        if (u->dd_ext && b[e] == u->dd_ext) read_dd(u, b + e + 2, b[e + 1], &r);
+        if (pe->twcc_ext && b[e] == pe->twcc_ext && b[e + 1] == 2) note_twcc(s, pe, b + e + 2);
+        e += 2 + (size_t)b[e + 1];
+      }
     if (sfu_rd16(b + off) == 0xBEDE)
       while (e < eend) {
         int id = b[e] >> 4, l = (b[e] & 15) + 1;
@@ -682,14 +861,8 @@ static void peer_rtp(sim_t *s, sim_peer_t *pe, const uint8_t *b, size_t len) {
         }
         if (id == 15) break;
         if (id == SIM_EXT_LEVEL && !u->video) r.level = b[e + 1] & 0x7f;
-        if (pe->twcc_ext && id == pe->twcc_ext && l == 2) {
-          if (!pe->twcc_rx) {
-            pe->twcc_rx = malloc(sizeof(*pe->twcc_rx));
-            assert_non_null(pe->twcc_rx);
-            sfu_twcc_rx_init(pe->twcc_rx);
-          }
-          sfu_twcc_rx_note(pe->twcc_rx, sfu_rd16(b + e + 1), s->now.mono_us);
-        }
+        if (pe->twcc_ext && id == pe->twcc_ext && l == 2) note_twcc(s, pe, b + e + 1);
+        if (u->dd_ext && id == u->dd_ext) read_dd(u, b + e + 1, (size_t)l, &r);
         e += 1 + (size_t)l;
       }
     off = eend;
@@ -723,7 +896,7 @@ static void peer_rtp(sim_t *s, sim_peer_t *pe, const uint8_t *b, size_t len) {
   r.pid = r.tl0 = r.sid = r.tid = -1;
   if (u->video && u->vp9)
     read_vp9(pl, plen, &r);
-  else if (u->video)
+  else if (u->video && !u->av1)
     read_vp8(pl, plen, &r);
   u->rx = grow(u->rx, &u->caprx, u->nrx + 1, sizeof(*u->rx));
   u->rx[u->nrx++] = r;
@@ -857,6 +1030,7 @@ static sfu_sdp_t *build_offer(sim_peer_t *pe) {
   sfu_sdp_t *s = sfu_sdp_new(n ? n : 1);
   assert_non_null(s);
   s->nmedia = n ? n : 1;
+  s->extmap_allow_mixed = 1; /* as browsers offer */
   for (int k = 0; k < s->nmedia; k++) {
     sfu_sdp_media_t *m = &s->media[k];
     snprintf(m->proto, sizeof(m->proto), "UDP/TLS/RTP/SAVPF");
@@ -891,11 +1065,12 @@ static sfu_sdp_t *build_offer(sim_peer_t *pe) {
   if (pe->video) {
     sfu_sdp_media_t *m = &s->media[i++];
     snprintf(m->kind, sizeof(m->kind), "video");
-    set_codec(&m->codecs[0], SIM_PT_VP8, pe->vp9_svc ? "VP9" : "VP8", 90000, 0, "",
-              SFU_FB_NACK | SFU_FB_PLI | SFU_FB_FIR | SFU_FB_REMB, -1);
+    set_codec(&m->codecs[0], SIM_PT_VP8, pe->vp9_svc ? "VP9" : pe->av1_svc ? "AV1" : "VP8", 90000,
+              0, "", SFU_FB_NACK | SFU_FB_PLI | SFU_FB_FIR | SFU_FB_REMB, -1);
     m->ncodecs = 1;
     if (pe->rtx) set_codec(&m->codecs[m->ncodecs++], SIM_PT_RTX, "rtx", 90000, 0, "", 0, SIM_PT_VP8);
     add_ext(m, SIM_EXT_MID, URI_MID);
+    if (pe->av1_svc) add_ext(m, SIM_EXT_DD, SFU_DD_URI);
     if (pe->twcc_pub) {
       add_ext(m, SIM_EXT_TWCC, SFU_TWCC_URI);
       m->codecs[0].fb |= SFU_FB_TWCC;
@@ -964,6 +1139,7 @@ static void note_sub(sim_peer_t *pe, const sfu_sdp_media_t *om, sfu_sdp_dir_t di
   if (!active) return;
   u->video = strcmp(om->kind, "video") == 0;
   u->vp9 = strcasecmp(om->codecs[0].name, "VP9") == 0;
+  u->av1 = strcasecmp(om->codecs[0].name, "AV1") == 0;
   u->ssrc = om->ssrcs[0];
   u->rtx_ssrc = om->has_fid ? om->fid_ssrc[1] : 0;
   u->pt = om->codecs[0].pt;
@@ -973,6 +1149,7 @@ static void note_sub(sim_peer_t *pe, const sfu_sdp_media_t *om, sfu_sdp_dir_t di
   for (int k = 0; k < om->ncodecs && !pe->no_red_answer && !u->video; k++)
     if (strcmp(om->codecs[k].name, "red") == 0) u->red_pt = om->codecs[k].pt;
   u->abs_ext = sfu_sdp_find_ext(om, URI_ABS);
+  u->dd_ext = pe->no_dd_answer ? 0 : sfu_sdp_find_ext(om, SFU_DD_URI);
   snprintf(u->track_id, sizeof(u->track_id), "%s", om->msid_track);
   snprintf(u->owner_sid, sizeof(u->owner_sid), "%s", om->msid_stream);
 }
@@ -1002,6 +1179,7 @@ static void answer_offer(sim_peer_t *pe, const char *text, long long offer_id) {
   sfu_sdp_t *ans = sfu_sdp_new(off.nmedia);
   assert_non_null(ans);
   ans->nmedia = off.nmedia;
+  ans->extmap_allow_mixed = off.extmap_allow_mixed;
   for (int i = 0; i < off.nmedia; i++) {
     const sfu_sdp_media_t *om = &off.media[i];
     sfu_sdp_media_t *am = &ans->media[i];
@@ -1023,6 +1201,7 @@ static void answer_offer(sim_peer_t *pe, const char *text, long long offer_id) {
       }
       for (int k = 0; k < om->next; k++)
         if (strcmp(om->ext[k].uri, URI_ABS) == 0 ||
+            (!pe->no_dd_answer && strcmp(om->ext[k].uri, SFU_DD_URI) == 0) ||
             (pe->twcc && strcmp(om->ext[k].uri, SFU_TWCC_URI) == 0)) {
           am->ext[am->next++] = om->ext[k];
           if (strcmp(om->ext[k].uri, SFU_TWCC_URI) == 0) pe->twcc_ext = om->ext[k].id;
@@ -1347,6 +1526,8 @@ static void peer_free(sim_peer_t *pe) {
   for (int i = 0; i < pe->nsubs; i++) {
     free(pe->subs[i].rx);
     free(pe->subs[i].nack);
+    free(pe->subs[i].dd_st);
+    free(pe->subs[i].dd_spare);
   }
   for (int k = 0; k < SIM_LAYERS; k++) free(pe->layers[k].hist);
   free(pe->screen_layer.hist);

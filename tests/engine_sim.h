@@ -69,6 +69,7 @@
 #define SIM_EXT_RID 10
 #define SIM_EXT_RRID 11
 #define SIM_EXT_TWCC 5          /* a publisher's transport-wide number (twcc_pub) */
+#define SIM_EXT_DD 12           /* an AV1 publisher's Dependency Descriptor (av1_svc) */
 /* The screen share's index for sim_layer_of() and in packet tags (audio's
  * is 3, the camera's layers 0..2). */
 #define SIM_SCREEN 4
@@ -122,6 +123,13 @@ typedef struct sim_rx_s {
   int begins, key, pid, tl0, width, height;
   int sid;              /* VP9: spatial layer id, -1 when absent */
   int tid;              /* VP8: temporal layer id (T bit), -1 when absent */
+  /* its Dependency Descriptor, read through the structure the
+   * subscription last received (sim_sub_t.dd_st) */
+  int dd;               /* 0 none, 1 read, 2 read and carrying a structure,
+                           -1 unreadable (no structure yet) */
+  int dd_start, dd_end, dd_sid, dd_tid;
+  uint16_t dd_fn;       /* its frame number */
+  int64_t dd_mask;      /* the active decode targets it carried, -1 none */
   size_t len, payload_off, payload_len;
   uint32_t hash;        /* FNV-1a of the (original) payload */
 } sim_rx_t;
@@ -134,6 +142,10 @@ typedef struct sim_sub_s {
   uint32_t ssrc, rtx_ssrc;
   int pt, rtx_pt, abs_ext;
   int vp9;              /* the codec offered is VP9 */
+  int av1;              /* ... AV1 (its payload is not read: sim_rx_t.dd_*) */
+  int dd_ext;           /* the Dependency Descriptor id we kept, 0 = none */
+  sfu_dd_structure_t *dd_st; /* the last structure received, NULL = none */
+  sfu_dd_structure_t *dd_spare;
   int red_pt;           /* audio: RED type we answered, -1 = none */
   char track_id[72], owner_sid[72];
   sim_rx_t *rx;         /* every RTP packet on ssrc or rtx_ssrc */
@@ -166,6 +178,8 @@ typedef struct sim_layer_s {
     uint16_t seq;
     uint32_t ts;
     uint8_t marker;
+    uint8_t dd_len;       /* av1_svc: its Dependency Descriptor */
+    uint8_t dd[128];
     uint16_t plen;
     uint8_t payload[SIM_MAX_PKT];
   } *hist;              /* SIM_HIST entries, by seq */
@@ -213,6 +227,13 @@ struct sim_peer_s {
   int vp9_svc;          /* ... as VP9 instead: one stream, 3 spatial layers
                            per picture (one packet each, SID 0..2, the
                            marker on the last), set before sim_enter() */
+  int av1_svc;          /* ... as AV1 instead, L3T3 with keyframes predicting
+                           upwards: per picture S0, S1, S2 (S2 in two
+                           packets, the second continuing its OBU), TID 0,
+                           2, 1, 2 from each keyframe, a Dependency
+                           Descriptor on every packet (SIM_EXT_DD) and its
+                           structure on the keyframe's first; set before
+                           sim_enter() */
   int nlayers;          /* 1 = a=ssrc single layer, 2-3 = rid simulcast */
   int rtx;              /* offers RTX for video */
   sim_layer_t layers[SIM_LAYERS];
@@ -234,6 +255,8 @@ struct sim_peer_s {
   int next_req_id;
   int no_rtx_answer;    /* answer server video m-lines without RTX */
   int no_red_answer;    /* answer server audio m-lines without RED */
+  int no_dd_answer;     /* answer server video m-lines without the
+                           Dependency Descriptor */
   int opus_pt;          /* a listener's Opus type in its offer, 0 = SIM_PT_OPUS */
   /* receiving */
   sim_sub_t subs[SIM_MAX_SUBS];

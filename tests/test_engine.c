@@ -1528,6 +1528,134 @@ static void svc_spatial_layers_follow_the_quality_asked(void **state) {
   assert_true(check_continuous(u, SIM_MONO0_US, sim_us(s), 3600 * 2) > 100);
 }
 
+/* ---- AV1 SVC by the Dependency Descriptor ----------------------------------- */
+
+typedef struct {
+  int n[3];                     /* packets by spatial layer (their tags say) */
+  int starts;                   /* frame starts (the descriptor's) */
+  int masked, other_mask;       /* of which with the mask looked for, another */
+  int structures, unreadable;   /* descriptors with a structure, unreadable */
+  int marked_last, marked_other; /* markers on a picture's last packet, others */
+  int fn_back;                  /* frame numbers that did not go forward */
+} av1_counts_t;
+
+/* Packets of subscription u received in [from_us, to_us), the masks
+ * looked for being `mask` (-1: none at all). */
+static void av1_counts(const sim_sub_t *u, uint64_t from_us, uint64_t to_us, int64_t mask,
+                       av1_counts_t *c) {
+  const sim_rx_t *prev = NULL;
+  memset(c, 0, sizeof(*c));
+  for (int i = 0; i < u->nrx; i++) {
+    const sim_rx_t *r = &u->rx[i];
+    if (r->rtx || r->at_us < from_us || r->at_us >= to_us) continue;
+    int sid = sim_tag_layer(r->tag);
+    assert_true(sid >= 0 && sid < 3);
+    c->n[sid]++;
+    c->unreadable += r->dd < 0;
+    c->structures += r->dd == 2;
+    if (r->dd > 0) assert_int_equal(r->dd_sid, sid);
+    if (r->dd > 0 && r->dd_start) {
+      c->starts++;
+      if (r->dd_mask >= 0) *(r->dd_mask == mask ? &c->masked : &c->other_mask) += 1;
+      if (prev) c->fn_back += (int16_t)(r->dd_fn - prev->dd_fn) <= 0;
+      prev = r;
+    }
+    int last = i + 1 == u->nrx || u->rx[i + 1].ts != r->ts; /* of its picture */
+    if (r->marker) *(last ? &c->marked_last : &c->marked_other) += 1;
+  }
+}
+
+static void video_max_height(sim_peer_t *sub, const sim_sub_t *u, int h) {
+  sim_t *s = sub->sim;
+  int from = s->nmsgs;
+  sim_client_msg(sub, json_pack("{s:s, s:i, s:s, s:s, s:i}", "type", "video_quality", "id", 78,
+                                "track_id", u->track_id, "quality", "high", "max_height", h));
+  assert_non_null(sim_msg_to(s, sub->session, "ack", from, NULL));
+}
+
+/* AV1 L3T3 with the Dependency Descriptor, one stream: the server reads
+ * the layers of every packet from the descriptor (the payload says them
+ * only where an OBU starts). A subscriber asking low gets S0 alone, each
+ * frame start telling it the three decode targets of S0 are all that is
+ * active, the marker on S0's end; one asking high all three, its
+ * descriptors as sent; one with max_height 360 S0 and S1 (the sizes from
+ * the structure); one whose answer dropped the descriptor everything.
+ * Each starts at the keyframe that carries the structure; frame numbers
+ * go forward, the numbering stays whole, and back on high the low one
+ * gets all three layers from a keyframe. */
+static void av1_spatial_layers_by_the_dependency_descriptor(void **state) {
+  sim_t *s = sim_new(61, 0);
+  *state = s;
+  sim_peer_t *a = sim_peer_new(s, "alice");
+  sim_peer_video(a, 1);
+  a->av1_svc = 1;
+  sim_enter(a);
+  sim_peer_t *b = listener(s, "bob"), *c = listener(s, "carol");
+  sim_peer_t *e = sim_peer_new(s, "erin");
+  e->no_dd_answer = 1;
+  sim_enter(e);
+  sim_run(s, 1000);
+  sim_sub_t *ub = sim_sub_of(b, a, 1), *uc = sim_sub_of(c, a, 1), *ue = sim_sub_of(e, a, 1);
+  assert_true(ub->av1 && ub->dd_ext > 0 && uc->dd_ext > 0 && ue->dd_ext == 0);
+  sfu_track_t *t = sim_part(a)->video;
+  assert_true(t->dd_ext > 0);
+  assert_int_equal(t->svc_layers, 3);
+  /* the first packet is a keyframe's first, with the structure */
+  assert_true(ub->nrx > 0 && ub->rx[0].dd == 2 && ub->rx[0].dd_start);
+  assert_true(uc->nrx > 0 && uc->rx[0].dd == 2);
+
+  video_quality(b, ub, "low");
+  video_quality(e, ue, "low");
+  video_max_height(c, uc, 360);
+  sim_run(s, 200);
+  uint64_t t0 = sim_us(s);
+  sim_run(s, 1000);
+  av1_counts_t cb, cc, ce;
+  av1_counts(ub, t0, sim_us(s), 0x007, &cb);
+  av1_counts(uc, t0, sim_us(s), 0x03f, &cc);
+  av1_counts(ue, t0, sim_us(s), -1, &ce);
+  printf("# av1 L3T3: low S0/S1/S2 %d/%d/%d (%d frames, %d told 0x007), max_height 360 "
+         "%d/%d/%d (%d told 0x03f), no descriptor %d/%d/%d; drop_svc %llu, dd_masked %llu\n",
+         cb.n[0], cb.n[1], cb.n[2], cb.starts, cb.masked, cc.n[0], cc.n[1], cc.n[2], cc.masked,
+         ce.n[0], ce.n[1], ce.n[2], (unsigned long long)s->room.c.drop_svc,
+         (unsigned long long)s->room.c.dd_masked);
+  assert_true(cb.n[0] >= 20);
+  assert_int_equal(cb.n[1] + cb.n[2], 0);
+  assert_int_equal(cb.masked, cb.starts); /* every frame: S0's targets only */
+  assert_int_equal(cb.other_mask + cb.unreadable + cb.fn_back, 0);
+  assert_true(cb.marked_last >= cb.n[0] - 1 && cb.marked_other == 0); /* pictures end at S0 */
+  assert_true(cc.n[0] >= 20 && cc.n[1] == cc.n[0]);
+  assert_int_equal(cc.n[2], 0);
+  assert_int_equal(cc.masked, cc.starts);
+  assert_int_equal(cc.other_mask + cc.unreadable + cc.fn_back, 0);
+  assert_true(ce.n[0] >= 20 && ce.n[1] == ce.n[0] && ce.n[2] == 2 * ce.n[0]);
+  assert_true(s->room.c.drop_svc > 0 && s->room.c.dd_in > 0);
+  assert_int_equal(s->room.c.dd_bad, 0);
+
+  uint64_t keys = a->layers[0].keyframes;
+  video_quality(b, ub, "high");
+  video_max_height(c, uc, 0);
+  sim_run(s, 500);
+  assert_true(a->layers[0].keyframes > keys); /* going up waits for one */
+  t0 = sim_us(s);
+  sim_run(s, 1000);
+  av1_counts(ub, t0, sim_us(s), 0x1ff, &cb);
+  av1_counts(uc, t0, sim_us(s), 0x1ff, &cc);
+  assert_true(cb.n[0] >= 20 && cb.n[1] == cb.n[0] && cb.n[2] == 2 * cb.n[0]);
+  assert_true(cc.n[0] >= 20 && cc.n[2] == 2 * cc.n[0]);
+  assert_int_equal(cb.other_mask + cb.unreadable + cb.fn_back, 0);
+  assert_true(cb.marked_other == 0 && cb.marked_last >= cb.n[0] - 1);
+  /* one stream to each subscriber throughout: numbers +1, timestamps on */
+  assert_true(check_continuous(ub, SIM_MONO0_US, sim_us(s), 3600 * 2) > 100);
+  assert_true(check_continuous(uc, SIM_MONO0_US, sim_us(s), 3600 * 2) > 100);
+  /* nobody ever got a descriptor it could not read */
+  av1_counts(ub, SIM_MONO0_US, sim_us(s), -1, &cb);
+  av1_counts(ue, SIM_MONO0_US, sim_us(s), -1, &ce);
+  assert_int_equal(cb.unreadable, 0);
+  assert_true(cb.structures >= 2);
+  for (int i = 0; i < ue->nrx; i++) assert_int_equal(ue->rx[i].dd, 0);
+}
+
 /* ---- dynacast ------------------------------------------------------------- */
 
 /* The rids of the last subscribed_layers `pub` got (from message `from`
@@ -2554,6 +2682,7 @@ int main(void) {
       cmocka_unit_test_teardown(falling_remb_drops_at_once_toward_what_fits_and_climbs_back, teardown),
       cmocka_unit_test_teardown(dynacast_tells_the_publisher_which_layers_are_taken, teardown),
       cmocka_unit_test_teardown(svc_spatial_layers_follow_the_quality_asked, teardown),
+      cmocka_unit_test_teardown(av1_spatial_layers_by_the_dependency_descriptor, teardown),
       cmocka_unit_test_teardown(a_tight_budget_drops_temporal_layers_before_pausing, teardown),
       cmocka_unit_test_teardown(transport_feedback_goes_to_publishers, teardown),
       cmocka_unit_test_teardown(estimate_follows_a_capped_downlink_and_probes_back_up, teardown),

@@ -120,8 +120,14 @@ typedef struct sfu_room_counters_s {
   uint64_t padding_out;      /* their padding packets */
   uint64_t bw_pauses;        /* videos paused for a subscriber's estimate */
   uint64_t dynacast_msgs;    /* subscribed_layers told to publishers */
-  uint64_t drop_svc;         /* VP9 SVC packets above a subscriber's layer */
-  uint64_t drop_temporal;    /* VP8 packets above a subscriber's temporal layer */
+  uint64_t drop_svc;         /* SVC packets (VP9; AV1 by its Dependency
+                                Descriptor) above a subscriber's spatial layer */
+  uint64_t drop_temporal;    /* VP8, AV1 packets above a subscriber's temporal layer */
+  uint64_t dd_in;            /* packets with a Dependency Descriptor read */
+  uint64_t dd_bad;           /* ... that could not be read (no structure yet,
+                                malformed): forwarded whole, without it */
+  uint64_t dd_masked;        /* descriptors sent with the active decode
+                                targets of their subscriber written in */
   uint64_t relay_in;         /* RTP packets from other processes of the call */
   uint64_t relay_out;        /* RTP packets sent to them (once per link) */
   uint64_t drop_relay_ssrc;  /* RTP over a link for no stream it described */

@@ -128,6 +128,7 @@ void sfu_track_destroy(sfu_track_t *t) {
   if (t->meter) sfu_opus_meter_destroy(t->meter);
   for (int k = 0; k < t->nlayers; k++) sfu_layer_release(&t->layers[k]);
   sfu_vec_free(&t->down);
+  free(t->dd);
   free(t);
 }
 
@@ -307,9 +308,11 @@ static void forward_audio(sfu_room_t *room, sfu_track_t *t, const sfu_rtp_t *r,
 }
 
 /* d starts on layer k at this packet, or switches to it: sequence numbers,
- * timestamps and VP8 picture ids continue from what d last sent. */
+ * timestamps, VP8 picture ids and Dependency Descriptor frame numbers (dd:
+ * the packet's, or NULL) continue from what d last sent. */
 static void rebase(sfu_room_t *room, sfu_downtrack_t *d, int k, const sfu_rtp_t *r,
-                   const sfu_video_info_t *vi, uint64_t now_wall_us) {
+                   const sfu_video_info_t *vi, const sfu_dd_t *dd, uint64_t now_wall_us) {
+  if (dd) d->dd_fn_offset = d->started ? (uint16_t)(d->dd_last_fn + 1 - dd->frame_number) : 0;
   if (d->started) {
     d->seq_offset = (uint16_t)(d->last_seq + 1 - r->seq);
     uint64_t gap = (now_wall_us - d->last_send_us) * (uint64_t)d->codec.clock / 1000000;
@@ -329,30 +332,49 @@ static uint32_t abs_send_time(uint64_t now_us) {
   return (uint32_t)(((now_us << 18) / 1000000) & 0xffffff);
 }
 
-/* Adds our header extensions to a forward copy that has none, in the
- * one-byte form (RFC 8285): abs-send-time (id a, 24-bit value v) and the
- * transport-wide sequence number (id t, value tseq), each when its id is
- * not 0. 8 or 12 bytes more. */
-static int add_exts(uint8_t *pkt, int n, size_t cap, int a, uint32_t v, int t, uint16_t tseq) {
-  int words = (a ? 1 : 0) + (t ? 1 : 0), add = 4 + 4 * words;
-  if (!words || (size_t)n + (size_t)add > cap || (pkt[0] & 0x10)) return n;
+/* One header extension element at e, in the one-byte or (two) the
+ * two-byte form (RFC 8285 4.2, 4.3); the bytes it took. */
+static size_t put_ext(uint8_t *e, int two, int id, const uint8_t *v, size_t len) {
+  size_t h = two ? 2 : 1;
+  if (two)
+    e[0] = (uint8_t)id, e[1] = (uint8_t)len;
+  else
+    e[0] = (uint8_t)(id << 4 | (len - 1));
+  memcpy(e + h, v, len);
+  return h + len;
+}
+
+/* Adds our header extensions to a forward copy that has none (RFC 8285):
+ * abs-send-time (id a, 24-bit value v) and the transport-wide sequence
+ * number (id t, value tseq), each when its id is not 0, and the `dl`
+ * bytes of a Dependency Descriptor `dv` under id `di` when di is not 0.
+ * The one-byte form, or the two-byte form when the descriptor is longer
+ * than 16 bytes (what a=extmap-allow-mixed allows: the caller checked).
+ * 4 bytes and the elements more, padded to a word. */
+static int add_exts(uint8_t *pkt, int n, size_t cap, int a, uint32_t v, int t, uint16_t tseq,
+                    int di, const uint8_t *dv, size_t dl) {
+  int two = di && dl > 16;
+  size_t h = two ? 2 : 1, body = (a ? h + 3 : 0) + (t ? h + 2 : 0) + (di ? h + dl : 0);
+  size_t add = 4 + ((body + 3) & ~(size_t)3);
+  if (!body || (size_t)n + add > cap || (pkt[0] & 0x10)) return n;
   size_t hl = 12 + 4 * (size_t)(pkt[0] & 0x0f);
   memmove(pkt + hl + add, pkt + hl, (size_t)n - hl);
-  uint8_t *e = pkt + hl;
-  memset(e, 0, (size_t)add);
-  e[0] = 0xBE, e[1] = 0xDE, e[3] = (uint8_t)words;
+  uint8_t *e = pkt + hl, x[3];
+  memset(e, 0, add);
+  e[0] = two ? 0x10 : 0xBE, e[1] = two ? 0x00 : 0xDE;
+  sfu_wr16(e + 2, (uint16_t)((add - 4) / 4));
   e += 4;
   if (a) {
-    e[0] = (uint8_t)(a << 4 | 2); /* 3 bytes */
-    e[1] = (uint8_t)(v >> 16), e[2] = (uint8_t)(v >> 8), e[3] = (uint8_t)v;
-    e += 4;
+    x[0] = (uint8_t)(v >> 16), x[1] = (uint8_t)(v >> 8), x[2] = (uint8_t)v;
+    e += put_ext(e, two, a, x, 3);
   }
   if (t) {
-    e[0] = (uint8_t)(t << 4 | 1); /* 2 bytes, then padding */
-    e[1] = (uint8_t)(tseq >> 8), e[2] = (uint8_t)tseq;
+    x[0] = (uint8_t)(tseq >> 8), x[1] = (uint8_t)tseq;
+    e += put_ext(e, two, t, x, 2);
   }
+  if (di) put_ext(e, two, di, dv, dl);
   pkt[0] |= 0x10;
-  return n + add;
+  return n + (int)add;
 }
 
 /* The transport-wide number the next packet to `sub` carries, -1 if it
@@ -371,54 +393,112 @@ static void twcc_sent(sfu_room_t *room, sfu_participant_t *sub, int tseq, int le
 
 /* d's copy of `r` into `out`: d's payload type, `seq`, `ts` and SSRC,
  * abs-send-time `abs` if negotiated, the transport-wide number tseq if
- * >= 0, the marker bit set if `marker` (the end of a picture cut down to
- * fewer spatial layers), the VP8 picture id / TL0PICIDX rewritten when
- * pid >= 0. The length, or -1. */
+ * >= 0, the Dependency Descriptor dv/dl if dl > 0, the marker bit set if
+ * `marker` (the end of a picture cut down to fewer spatial layers), the
+ * VP8 picture id / TL0PICIDX rewritten when pid >= 0. The length, or -1. */
 static int video_copy(const sfu_downtrack_t *d, const sfu_rtp_t *r, uint16_t seq, uint32_t ts,
-                      int pid, int tl0, uint32_t abs, int tseq, int marker, uint8_t *out,
-                      size_t cap) {
+                      int pid, int tl0, uint32_t abs, int tseq, int marker, const uint8_t *dv,
+                      size_t dl, uint8_t *out, size_t cap) {
   int n = sfu_rtp_forward_copy(r, d->pt, seq, ts, d->ssrc, no_ext, out, cap);
   if (n < 0) return -1;
   if (marker) out[1] |= 0x80;
   n = add_exts(out, n, cap, d->abs_ext, abs, tseq >= 0 ? d->sub->twcc_out_ext : 0,
-               (uint16_t)tseq);
+               (uint16_t)tseq, dl ? d->dd_ext : 0, dv, dl);
   if (pid >= 0) sfu_vp8_rewrite(out + n - r->payload_len, r->payload_len, pid, tl0);
   return n;
 }
 
+/* The structure t's descriptors are read with now (one was seen). */
+static const sfu_dd_structure_t *dd_structure(const sfu_track_t *t) {
+  return &t->dd->st[t->dd->cur];
+}
+
+/* The Dependency Descriptor d gets with a packet whose own is dv/dl (read
+ * as dd), into out (SFU_DD_MAX_LEN bytes): the publisher's, its frame
+ * number moved by d's offset, and the active decode targets `mask` written
+ * in where the subscriber must hear of them -- each frame's first packet
+ * while it gets fewer than all of them, and once more when it gets all
+ * again (a structure says all). The record `e` notes how. Returns the
+ * length, 0 for none (longer than 16 bytes to a subscriber without
+ * two-byte header elements). */
+static size_t dd_for(sfu_room_t *room, sfu_downtrack_t *d, const sfu_track_t *t,
+                     const uint8_t *dv, size_t dl, const sfu_dd_t *dd, uint32_t mask,
+                     sfu_sent_t *e, uint8_t *out) {
+  const sfu_dd_structure_t *st = dd_structure(t);
+  uint32_t all = (uint32_t)((1ull << st->ntargets) - 1);
+  uint16_t fn = (uint16_t)(dd->frame_number + d->dd_fn_offset);
+  int n = 0;
+  if (dd->has_structure) d->dd_told = all;
+  if (dd->has_mask || (dd->start && (mask != all || d->dd_told != all)))
+    n = sfu_dd_rewrite(dv, dl, dd, st->ntargets, mask, fn, out, SFU_DD_MAX_LEN);
+  if (n > 0) {
+    d->dd_told = mask;
+    room->c.dd_masked++;
+    e->dd = 2;
+    e->dd_mask = mask;
+  } else {
+    memcpy(out, dv, dl);
+    sfu_dd_set_frame_number(out, fn);
+    n = (int)dl;
+    e->dd = 1;
+    e->dd_mask = 0;
+  }
+  e->dd_fn = fn;
+  if ((int16_t)(fn - d->dd_last_fn) > 0 || !d->packets) d->dd_last_fn = fn;
+  if (n > 16 && !d->sub->ext_mixed) return e->dd = 0;
+  return (size_t)n;
+}
+
+/* A video packet to the down-tracks of t that take it. dd is its
+ * Dependency Descriptor read through t's structure (dv/dl its bytes), or
+ * NULL; vi then holds the layers it gives. */
 static void forward_video(sfu_room_t *room, sfu_track_t *t, int k, const sfu_rtp_t *r,
-                          const sfu_video_info_t *vi, int have_vi) {
+                          const sfu_video_info_t *vi, int have_vi, const sfu_dd_t *dd,
+                          const uint8_t *dv, size_t dl) {
   int key = have_vi && vi->keyframe && vi->begins_frame;
   int vp8 = have_vi && vi->picture_id >= 0 && t->parse == sfu_vp8_parse;
-  /* VP9 SVC: one stream whose packets say their spatial layer */
-  int svc = have_vi && vi->sid >= 0 && t->nlayers == 1;
+  /* SVC: one stream whose packets say their spatial layer -- VP9's payload
+   * descriptor, or a Dependency Descriptor (an AV1 packet that continues
+   * an OBU does not say) */
+  int svc = have_vi && vi->sid >= 0 && t->nlayers == 1 && (t->parse == sfu_vp9_parse || dd);
   if (svc && vi->sid >= t->svc_layers) t->svc_layers = vi->sid + 1;
   /* temporal layers that can be dropped: VP8's (picture ids rewritten),
-   * AV1's without spatial ones (from the OBU extension: a receiver without
-   * the Dependency Descriptor orders AV1 frames by sequence number) */
-  int temporal = have_vi && (vp8 || (t->parse == sfu_av1_parse && vi->sid <= 0 &&
-                                     t->svc_layers <= 1));
+   * those of a Dependency Descriptor, and without one AV1's of a stream
+   * without spatial layers (from the OBU extension: a receiver without
+   * the descriptor orders AV1 frames by sequence number) */
+  int temporal = have_vi && (vp8 || dd || (t->parse == sfu_av1_parse && vi->sid <= 0 &&
+                                           t->svc_layers <= 1));
   if (temporal && vi->tid >= t->tid_layers) t->tid_layers = vi->tid + 1;
   temporal = temporal && t->tid_layers > 1;
   uint64_t wall = wall_us(room);
   uint32_t abs = abs_send_time(room->now_us);
+  uint8_t ddo[SFU_DD_MAX_LEN];
   sfu_rtx_cache_t *cache = t->down.n || room->links ? layer_cache(&t->layers[k]) : NULL;
   if (cache) sfu_rtx_cache_put(cache, r->data, r->len, r->seq, now_ms(room));
   for (int i = 0; i < t->down.n; i++) {
     sfu_downtrack_t *d = t->down.items[i];
     if (!d->negotiated || d->paused || d->bw_paused || !d->sub->tp_ready) continue;
     if (d->layer == k && d->shed && k != d->target) continue; /* see allocate() */
+    /* A subscriber of the descriptor reads a stream from a structure on:
+     * a keyframe's. One without it gets AV1's spatial layers whole. */
+    int with_dd = t->dd_ext && d->dd_ext;
+    int d_svc = svc && (!dd || with_dd);
+    int d_temporal = temporal && (!dd || with_dd || t->svc_layers <= 1);
+    if (with_dd && !dd && t->dd && t->dd->cur >= 0) { /* its descriptor unreadable (dd_bad) */
+      if (d->layer == k) d->seq_offset--; /* the next one sent takes its number */
+      continue;
+    }
     if (d->layer != k) {
       /* One layer per subscriber; another only from its keyframe on. A
        * single-layer stream starts at once (the subscriber's decoder asks
        * for a keyframe itself if it needs one). */
-      if (k != d->target || (!key && (t->nlayers > 1 || d->layer >= 0))) continue;
-      rebase(room, d, k, r, vi, wall);
+      if (k != d->target || (!key && (t->nlayers > 1 || d->layer >= 0 || with_dd))) continue;
+      rebase(room, d, k, r, vi, with_dd ? dd : NULL, wall);
       d->keyed = 0;
       d->shed = 0;
     }
     if (key) d->keyed = 1;
-    if (svc) { /* its spatial layers up to svc_cur: down at a picture start, up at a keyframe */
+    if (d_svc) { /* its spatial layers up to svc_cur: down at a picture start, up at a keyframe */
       if (vi->begins_frame && vi->sid == 0 &&
           (d->svc_target < d->svc_cur || (d->svc_target > d->svc_cur && key)))
         d->svc_cur = d->svc_target;
@@ -428,7 +508,7 @@ static void forward_video(sfu_room_t *room, sfu_track_t *t, int k, const sfu_rtp
         continue;
       }
     }
-    if (temporal) { /* temporal layers up to tid_cur */
+    if (d_temporal) { /* temporal layers up to tid_cur */
       int want = d->tid_target < d->tid_quality ? d->tid_target : d->tid_quality;
       if (vi->begins_frame && (want < d->tid_cur || (want > d->tid_cur && vi->tid == 0)))
         d->tid_cur = want;
@@ -455,8 +535,17 @@ static void forward_video(sfu_room_t *room, sfu_track_t *t, int k, const sfu_rtp
       d->last_tl0 = vi->tl0picidx;
     }
     int tseq = twcc_next(d->sub);
-    int marker = svc && vi->sid == d->svc_cur && vi->ends_frame;
-    int n = video_copy(d, r, seq, ts, pid, tl0, abs, tseq, marker, room->scratch,
+    int marker = d_svc && vi->sid == d->svc_cur && vi->ends_frame;
+    sfu_sent_t rec = {seq, r->seq, (int8_t)k, 0, 0, ts, (int16_t)pid, (int16_t)tl0, abs,
+                      (uint16_t)tseq, tseq >= 0, (uint8_t)marker, 0, 0, 0};
+    size_t ddn = 0;
+    if (dd && with_dd) { /* what it gets, as targets of the structure */
+      uint32_t mask = t->dd->active &
+                      sfu_dd_targets_upto(dd_structure(t), d_svc ? d->svc_cur : SFU_DD_MAX_SPATIAL,
+                                          d_temporal ? d->tid_cur : SFU_DD_MAX_TEMPORAL);
+      ddn = dd_for(room, d, t, dv, dl, dd, mask, &rec, ddo);
+    }
+    int n = video_copy(d, r, seq, ts, pid, tl0, abs, tseq, marker, ddo, ddn, room->scratch,
                        sizeof(room->scratch) - SFU_SRTP_TRAILER);
     if (n < 0) {
       room->c.drop_send++;
@@ -464,10 +553,7 @@ static void forward_video(sfu_room_t *room, sfu_track_t *t, int k, const sfu_rtp
     }
     if (!d->sent && (d->sent = malloc(SFU_SENT_SLOTS * sizeof(*d->sent))) != NULL)
       for (int j = 0; j < SFU_SENT_SLOTS; j++) d->sent[j].layer = -1;
-    if (d->sent)
-      d->sent[seq & (SFU_SENT_SLOTS - 1)] =
-          (sfu_sent_t){seq, r->seq, (int8_t)k, 0, 0, ts, (int16_t)pid, (int16_t)tl0, abs,
-                       (uint16_t)tseq, tseq >= 0, (uint8_t)marker};
+    if (d->sent) d->sent[seq & (SFU_SENT_SLOTS - 1)] = rec;
     if (send_pkt(room, d->sub, 0, (size_t)n)) {
       room->c.drop_send++;
       continue;
@@ -508,6 +594,49 @@ static void note_layer(sfu_room_t *room, sfu_layer_t *l, const sfu_rtp_t *r,
   }
   l->win_bytes += r->len;
   if (have_vi && vi->tid >= 0 && vi->tid < SFU_MAX_TIDS) l->tid_win[vi->tid] += r->len;
+}
+
+/* t's Dependency Descriptor in packet r, if it has one: read through the
+ * structure last attached (t->dd, made at the first descriptor), a
+ * structure it carries taking its place, the active decode targets it
+ * carries kept. 1 and *dd, its bytes in *dv, *dl; 0 if there is none or it
+ * cannot be read (counted: dd_bad). */
+static int read_dd(sfu_room_t *room, sfu_track_t *t, const sfu_rtp_t *r, sfu_dd_t *dd,
+                   const uint8_t **dv, size_t *dl) {
+  if (sfu_rtp_ext_find(r, t->dd_ext, dv, dl) != 1) return 0;
+  if (!t->dd) {
+    if ((t->dd = calloc(1, sizeof(*t->dd))) == NULL) return 0;
+    t->dd->cur = -1;
+  }
+  int spare = t->dd->cur == 0 ? 1 : 0;
+  if (sfu_dd_parse(*dv, *dl, t->dd->cur >= 0 ? dd_structure(t) : NULL, &t->dd->st[spare], dd)) {
+    room->c.dd_bad++;
+    return 0;
+  }
+  room->c.dd_in++;
+  if (dd->has_structure) {
+    t->dd->cur = spare;
+    if (t->nlayers == 1) t->svc_layers = t->dd->st[spare].max_sid + 1;
+  }
+  if (dd->has_structure || dd->has_mask) t->dd->active = dd->active_mask;
+  return 1;
+}
+
+/* What a Dependency Descriptor says of its packet, over what the payload
+ * said (or could not: encrypted end to end): the frame's layers, its
+ * bounds, a keyframe where a structure comes (the first packet of one),
+ * the top layer's size. */
+static void dd_info(const sfu_track_t *t, const sfu_dd_t *dd, sfu_video_info_t *vi) {
+  const sfu_dd_structure_t *st = dd_structure(t);
+  vi->sid = dd->sid;
+  vi->tid = dd->tid;
+  vi->begins_frame = dd->start;
+  vi->ends_frame = dd->end;
+  vi->keyframe = dd->has_structure;
+  if (dd->has_structure && !vi->width && st->has_resolutions) {
+    vi->width = st->width[st->max_sid];
+    vi->height = st->height[st->max_sid];
+  }
 }
 
 /* A publisher's packet carrying a transport-wide number: its arrival,
@@ -589,9 +718,18 @@ void sfu_fwd_on_rtp(sfu_room_t *room, sfu_participant_t *p, uint8_t *buf, size_t
     sfu_fwd_request_keyframe(room, t, k); /* a jump too big to repair */
   sfu_video_info_t vi;
   int have_vi = t->parse && t->parse(r.data + r.payload_off, r.payload_len, &vi) == 0;
+  sfu_dd_t dd;
+  const uint8_t *dv = NULL;
+  size_t dl = 0;
+  int have_dd = t->dd_ext && read_dd(room, t, &r, &dd, &dv, &dl);
+  if (have_dd) {
+    if (!have_vi) sfu__video_info_reset(&vi); /* a payload we cannot read (end-to-end encrypted) */
+    have_vi = 1;
+    dd_info(t, &dd, &vi);
+  }
   note_layer(room, l, &r, &vi, have_vi, t, now_us / 1000);
   if (room->links) sfu_relay_forward(room, p, r.data, r.len, 0);
-  forward_video(room, t, k, &r, &vi, have_vi);
+  forward_video(room, t, k, &r, &vi, have_vi, have_dd ? &dd : NULL, dv, dl);
 }
 
 /* --- RTCP in ------------------------------------------------------------ */
@@ -636,6 +774,32 @@ static void on_report_blocks(sfu_room_t *room, sfu_participant_t *p, const sfu_r
     }
 }
 
+/* The Dependency Descriptor d sent with packet r, as its record e says,
+ * into out (SFU_DD_MAX_LEN bytes): read again through the track's
+ * structure (the spare one takes a structure the packet carries). Its
+ * length, 0 if it cannot be rebuilt (a structure since that does not read
+ * it). */
+static size_t dd_again(sfu_downtrack_t *d, const sfu_rtp_t *r, const sfu_sent_t *e,
+                       uint8_t *out) {
+  sfu_track_t *t = d->track;
+  const uint8_t *dv;
+  size_t dl;
+  sfu_dd_t dd;
+  if (!t->dd || t->dd->cur < 0 || sfu_rtp_ext_find(r, t->dd_ext, &dv, &dl) != 1) return 0;
+  const sfu_dd_structure_t *known = dd_structure(t);
+  sfu_dd_structure_t *spare = &t->dd->st[t->dd->cur == 0 ? 1 : 0];
+  if (sfu_dd_parse(dv, dl, known, spare, &dd) != 0) return 0;
+  int n = (int)dl;
+  if (e->dd == 2) {
+    n = sfu_dd_rewrite(dv, dl, &dd, dd.has_structure ? spare->ntargets : known->ntargets,
+                       e->dd_mask, e->dd_fn, out, SFU_DD_MAX_LEN);
+  } else {
+    memcpy(out, dv, dl);
+    sfu_dd_set_frame_number(out, e->dd_fn);
+  }
+  return n > 0 && (n <= 16 || d->sub->ext_mixed) ? (size_t)n : 0;
+}
+
 /* NACKed packets d sent and its layer's cache still has: rebuilt as d
  * first sent them and resent, as RTX when negotiated; at most
  * RTX_MAX_RESENDS times each, RTX_RESEND_MS apart. */
@@ -663,9 +827,12 @@ static void answer_nack(sfu_room_t *room, sfu_downtrack_t *d, const uint16_t *se
     /* A plain resend repeats the first copy exactly (SRTP); RTX, a new
      * packet of its own stream, carries the time it is sent. */
     int rtx = d->rtx_pt >= 0;
+    uint8_t ddo[SFU_DD_MAX_LEN];
+    size_t ddn = 0;
+    if (e->dd && (ddn = dd_again(d, &r, e, ddo)) == 0) continue; /* not the same packet */
     int tseq = rtx ? twcc_next(d->sub) : e->has_tseq ? e->tseq : -1;
     int m = video_copy(d, &r, e->seq, e->ts, e->pid, e->tl0,
-                       rtx ? abs_send_time(room->now_us) : e->abs, tseq, e->marker,
+                       rtx ? abs_send_time(room->now_us) : e->abs, tseq, e->marker, ddo, ddn,
                        rtx ? room->scratch2 : room->scratch, cap);
     if (m > 0 && rtx) {
       m = sfu_rtx_wrap(room->scratch2, (size_t)m, (uint8_t)d->rtx_pt, d->track->out_rtx_ssrc,
@@ -783,7 +950,7 @@ static void send_padding(sfu_room_t *room, sfu_downtrack_t *d, int probe) {
   sfu_wr32(b + 4, d->last_ts);
   sfu_wr32(b + 8, d->track->out_rtx_ssrc);
   int n = add_exts(b, 12, sizeof(room->scratch), d->abs_ext, abs_send_time(room->now_us),
-                   d->sub->twcc_out_ext, (uint16_t)tseq);
+                   d->sub->twcc_out_ext, (uint16_t)tseq, 0, NULL, 0);
   memset(b + n, 0, PROBE_PAD - 1);
   b[n + PROBE_PAD - 1] = PROBE_PAD;
   n += PROBE_PAD;
@@ -1238,10 +1405,17 @@ void sfu_fwd_layers_tick(sfu_room_t *room) {
       }
       if (t->nlayers > 1) d->target = want_layer(t, d, ms);
       if (d->target == d->layer) d->shed = 0;
-      /* VP9 SVC: the spatial layer of the quality asked for (layer sizes
-       * are not known here: max_height does not apply) */
-      if (t->svc_layers > 1)
-        d->svc_target = d->max_layer < t->svc_layers - 1 ? d->max_layer : t->svc_layers - 1;
+      /* SVC: the spatial layer of the quality asked for, and with the
+       * layers' sizes (a Dependency Descriptor's structure may give them;
+       * VP9's are not kept) the highest within max_height */
+      if (t->svc_layers > 1) {
+        int top = d->max_layer < t->svc_layers - 1 ? d->max_layer : t->svc_layers - 1;
+        const sfu_dd_structure_t *st = t->dd && t->dd->cur >= 0 ? dd_structure(t) : NULL;
+        while (top > 0 && d->max_height && st && st->has_resolutions && top <= st->max_sid &&
+               st->height[top] > d->max_height)
+          top--;
+        d->svc_target = top;
+      }
       /* one stream of temporal layers only (AV1 L1T3, VP8 without
        * simulcast): the quality picks how many (low: the base) */
       d->tid_quality = SFU_MAX_TIDS - 1;

@@ -31,6 +31,7 @@
 
 #include "sfu/base/log.h"
 #include "sfu/base/sfu.h"
+#include "sfu/media/dd.h"
 #include "sfu/media/twcc.h"
 #include "sfu/room/engine.h"
 #include "signaling/token.h"
@@ -165,6 +166,7 @@ static void session_fields(sfu_participant_t *p, sfu_sdp_t *s) {
   s->session_version = ++p->sdp_version;
   snprintf(s->origin_user, sizeof(s->origin_user), "sfu");
   s->ice_lite = 1;
+  s->extmap_allow_mixed = p->ext_mixed;
 }
 
 /* Candidates go on the first bundled m-line only: that keeps an offer to a
@@ -205,11 +207,11 @@ static sfu_sdp_t *last_local(const sfu_participant_t *p) {
 
 /* The extmap id for `uri` in offers to `sub`: one BUNDLE shares one id
  * space (RFC 8285), so the subscriber's own id for it if it has one, else
- * the first one-byte id no other URI uses there nor is `avoid` (one chosen
- * for another URI at the same time). 0 if none is free. */
-static int choose_ext_id(const sfu_sdp_t *s, const char *uri, int avoid) {
+ * the first one-byte id no other URI uses there nor is in `avoid` (bit i:
+ * id i, chosen for another URI at the same time). 0 if none is free. */
+static int choose_ext_id(const sfu_sdp_t *s, const char *uri, unsigned avoid) {
   uint8_t used[15] = {0};
-  if (avoid > 0 && avoid < 15) used[avoid] = 1;
+  for (int id = 1; id < 15; id++) used[id] = (avoid >> id) & 1;
   for (int i = 0; s && i < s->nmedia; i++)
     for (int k = 0; k < s->media[i].next; k++) {
       const sfu_sdp_extmap_t *e = &s->media[i].ext[k];
@@ -308,7 +310,11 @@ static sfu_downtrack_t *subscribe(sfu_participant_t *sub, sfu_track_t *t) {
     int pt = choose_pt(sub, local, &rtx);
     d->rtx_pt = pt != d->pt ? pt : -1;
     d->abs_ext_offer = choose_ext_id(local, URI_ABS_SEND_TIME, 0);
-    d->twcc_ext_offer = choose_ext_id(local, SFU_TWCC_URI, d->abs_ext_offer);
+    d->twcc_ext_offer = choose_ext_id(local, SFU_TWCC_URI, 1u << d->abs_ext_offer);
+    /* the publisher's Dependency Descriptor (AV1), passed on */
+    if (t->dd_ext)
+      d->dd_ext_offer = choose_ext_id(local, SFU_DD_URI,
+                                      1u << d->abs_ext_offer | 1u << d->twcc_ext_offer);
   }
   sfu_sdp_destroy(local);
   snprintf(d->mid, sizeof(d->mid), "s%d", sub->next_mid++);
@@ -435,6 +441,10 @@ static sfu_track_t *publish(sfu_participant_t *p, sfu_kind_t kind, int source,
   t->rid_ext = sfu_sdp_find_ext(m, URI_RID);
   t->rrid_ext = sfu_sdp_find_ext(m, URI_RRID);
   t->mid_ext = sfu_sdp_find_ext(m, URI_MID);
+  /* AV1's layers travel in the Dependency Descriptor (VP8 and VP9 say
+   * theirs in the payload): taken from an AV1 publisher only */
+  t->dd_ext = t->parse == sfu_av1_parse ? sfu_sdp_find_ext(m, SFU_DD_URI) : 0;
+  if (t->dd_ext > 14) t->dd_ext = 0; /* a one-byte id: the subscribers' offers */
   set_layers(t, m);
   p->link_dirty = 1; /* the other processes of the call hear of it (relay.c) */
   return t;
@@ -526,6 +536,7 @@ int sfu_neg_on_offer(sfu_room_t *room, sfu_participant_t *p, const char *text, j
     sfu_sdp_free(&offer);
     return SFU_EINVAL;
   }
+  p->ext_mixed = offer.extmap_allow_mixed; /* answered, and in our offers */
   if (check_sources(p, &offer, sources, swhy, sizeof(swhy)) != 0) {
     sfu_room_error(room, p, id, "bad_message", "%s", swhy);
     sfu_sdp_free(&offer);
@@ -624,6 +635,7 @@ int sfu_neg_on_offer(sfu_room_t *room, sfu_participant_t *p, const char *text, j
             strcmp(om->ext[k].uri, URI_MID) == 0 ||
             (kind == SFU_KIND_VIDEO && (strcmp(om->ext[k].uri, URI_RID) == 0 ||
                                         strcmp(om->ext[k].uri, URI_RRID) == 0 ||
+                                        (t->dd_ext && om->ext[k].id == t->dd_ext) ||
                                         (p->twcc_in_ext && om->ext[k].id == p->twcc_in_ext))))
           am->ext[am->next++] = om->ext[k];
     } else {
@@ -702,6 +714,10 @@ static void put_downtrack(sfu_room_t *room, sfu_participant_t *p, sfu_sdp_media_
       m->ext[m->next].id = d->twcc_ext_offer;
       snprintf(m->ext[m->next++].uri, sizeof(m->ext[0].uri), "%s", SFU_TWCC_URI);
       m->codecs[0].fb |= SFU_FB_TWCC;
+    }
+    if (d->dd_ext_offer) {
+      m->ext[m->next].id = d->dd_ext_offer;
+      snprintf(m->ext[m->next++].uri, sizeof(m->ext[0].uri), "%s", SFU_DD_URI);
     }
   }
   if (d->kind == SFU_KIND_VIDEO && d->rtx_pt >= 0 && d->track) {
@@ -819,6 +835,7 @@ int sfu_neg_on_answer(sfu_room_t *room, sfu_participant_t *p, const char *text, 
     return rv; /* the offer stays outstanding: the client may answer again */
   }
   p->neg = NEG_IDLE;
+  p->ext_mixed = p->ext_mixed && ans.extmap_allow_mixed;
   int kept = 0;
   for (int i = 0; i < p->down.n; i++) {
     sfu_downtrack_t *d = p->down.items[i];
@@ -844,6 +861,8 @@ int sfu_neg_on_answer(sfu_room_t *room, sfu_participant_t *p, const char *text, 
         d->abs_ext = sfu_sdp_find_ext(m, URI_ABS_SEND_TIME);
         if (d->abs_ext > 14) d->abs_ext = 0; /* one-byte form only */
         sfu_fwd_twcc_out(p, sfu_sdp_find_ext(m, SFU_TWCC_URI));
+        d->dd_ext = d->dd_ext_offer ? sfu_sdp_find_ext(m, SFU_DD_URI) : 0;
+        if (d->dd_ext > 14) d->dd_ext = 0;
       }
       if (d->kind == SFU_KIND_VIDEO && !d->negotiated) /* a new subscriber: a keyframe */
         sfu_fwd_request_keyframe(room, d->track, d->target); /* (again each tick until one) */

@@ -21,6 +21,7 @@
 #include "codecs/video.h"
 #include "codecs/vp8.h"
 #include "sfu/media/bwe.h"
+#include "sfu/media/dd.h"
 #include "sfu/media/nack.h"
 #include "sfu/media/rtp.h"
 #include "sfu/media/speaking.h"
@@ -86,6 +87,17 @@ typedef struct sfu_layer_s {
                                    subscriber's NACKs; lazily */
 } sfu_layer_t;
 
+/* What a track whose publisher sends the Dependency Descriptor (AV1)
+ * keeps of it: the template structure of its last keyframe, which every
+ * later descriptor is read with, and the decode targets the publisher
+ * says are active. Allocated at the track's first descriptor, freed with
+ * the track (about 7 KiB). */
+typedef struct sfu_dd_track_s {
+  sfu_dd_structure_t st[2];     /* the structure in use, and room for the next */
+  int cur;                      /* st[cur] is in use; -1 = none seen yet */
+  uint32_t active;              /* the publisher's active decode targets */
+} sfu_dd_track_t;
+
 /* A published track (inbound): per participant one audio (Opus), one
  * camera video and one screen-share video. Video is forwarded in the
  * publisher's codec, one simulcast layer per subscriber. */
@@ -105,10 +117,13 @@ typedef struct sfu_track_s {
   int rid_ext, rrid_ext;        /* rtp-stream-id / repaired-rtp-stream-id ids */
   int mid_ext;                  /* sdes:mid extension id, 0 = none: a packet naming
                                    another mid never teaches this track its SSRC */
+  int dd_ext;                   /* Dependency Descriptor extension id (AV1), 0 = none */
+  sfu_dd_track_t *dd;           /* what its descriptors said; at the first one */
   sfu_layer_t layers[SFU_MAX_LAYERS];
   int nlayers;                  /* 1, or the simulcast layers offered */
-  int svc_layers;               /* VP9 SVC: spatial layers seen in its packets
-                                   (highest SID + 1), 0 = none */
+  int svc_layers;               /* SVC (VP9, AV1 with a Dependency Descriptor):
+                                   spatial layers seen in its packets (highest
+                                   SID + 1), 0 = none */
   int tid_layers;               /* temporal layers seen (highest TID + 1), 0 = none */
   uint32_t out_ssrc;            /* room-unique SSRC toward subscribers */
   uint32_t out_rtx_ssrc;        /* and of its RTX stream (video) */
@@ -133,7 +148,7 @@ typedef struct sfu_track_s {
  * to rebuild that copy from the publisher layer's cache byte for byte
  * (numbering, picture ids, abs-send-time) when the subscriber NACKs it --
  * a plain resend must repeat the plaintext exactly under SRTP's
- * allow_repeat_tx. 24 bytes; a down-track keeps SFU_SENT_SLOTS of them,
+ * allow_repeat_tx. 32 bytes; a down-track keeps SFU_SENT_SLOTS of them,
  * indexed by seq. */
 typedef struct sfu_sent_s {
   uint16_t seq;                 /* outbound sequence number (the key) */
@@ -147,7 +162,11 @@ typedef struct sfu_sent_s {
   uint32_t abs;                 /* abs-send-time written (24 bits) */
   uint16_t tseq;                /* transport-wide number written ... */
   uint8_t has_tseq;             /* ... if any */
-  uint8_t marker;               /* the marker bit was set on it (VP9 SVC) */
+  uint8_t marker;               /* the marker bit was set on it (SVC) */
+  uint8_t dd;                   /* its Dependency Descriptor: 0 none, 1 the
+                                   publisher's, 2 with dd_mask written */
+  uint16_t dd_fn;               /* the frame number written */
+  uint32_t dd_mask;             /* the active decode targets written (dd 2) */
 } sfu_sent_t;
 
 #define SFU_SENT_SLOTS 512      /* ~3 s of a 1.5 Mb/s video */
@@ -195,9 +214,15 @@ struct sfu_downtrack_s {
   int tid_quality;              /* and that its quality allows (one stream of
                                    temporal layers only) */
   int tid_dropping;             /* the frame under way is dropped */
-  int svc_target, svc_cur;      /* VP9 SVC: the highest spatial layer wanted,
+  int svc_target, svc_cur;      /* SVC: the highest spatial layer wanted,
                                    and forwarded now (switched at a picture
                                    start; up only at a keyframe) */
+  int dd_ext;                   /* Dependency Descriptor id its answer kept, 0 = none */
+  int dd_ext_offer;             /* the id we offer for it (AV1 with one), 0 = none */
+  uint16_t dd_fn_offset;        /* frame numbers: out = in + offset */
+  uint16_t dd_last_fn;          /* the last written, for a switch of stream */
+  uint32_t dd_told;             /* the active decode targets it was last told
+                                   (a structure tells all of them) */
   uint32_t ts_offset;           /* out ts = in ts + ts_offset */
   int pid_offset, tl0_offset;   /* VP8 picture id / TL0PICIDX rewriting */
   int last_pid, last_tl0;       /* last sent, -1 = none */
@@ -288,6 +313,9 @@ struct sfu_participant_s {
   int offer_id;                 /* its id */
   int needs_offer;              /* changes wait for the next offer */
   int first_answered;           /* the client's first offer was answered */
+  int ext_mixed;                /* a=extmap-allow-mixed: offered by the client,
+                                   then kept by its answers (RFC 8285 two-byte
+                                   header elements, a long Dependency Descriptor) */
   uint64_t sdp_version;         /* o= version */
   int next_mid;                 /* for our m-lines: "s<N>" */
   /* media */

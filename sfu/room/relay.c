@@ -238,7 +238,7 @@ static json_t *track_json(const sfu_track_t *t) {
                                             (json_int_t)t->layers[k].ssrc, "rtx_ssrc",
                                             (json_int_t)t->layers[k].rtx_ssrc));
   return json_pack("{s:s, s:s, s:s, s:I, s:I, s:i, s:i, s:i, s:{s:s, s:i, s:i, s:s}, s:i, s:i, "
-                   "s:i, s:o}",
+                   "s:i, s:i, s:o}",
                    "id", t->id, "kind", t->kind == SFU_KIND_AUDIO ? "audio" : "video",
                    "source", sfu_source_name(t->source),
                    "out_ssrc", (json_int_t)t->out_ssrc, "out_rtx_ssrc",
@@ -246,7 +246,8 @@ static json_t *track_json(const sfu_track_t *t) {
                    t->red_pt, "codec",
                    "name", t->codec.name, "clock", t->codec.clock, "channels",
                    t->codec.channels, "fmtp", t->codec.fmtp, "level_ext", t->level_ext,
-                   "rid_ext", t->rid_ext, "rrid_ext", t->rrid_ext, "layers", layers);
+                   "rid_ext", t->rid_ext, "rrid_ext", t->rrid_ext, "dd_ext", t->dd_ext, "layers",
+                   layers);
 }
 
 static json_t *peer_json(const sfu_participant_t *p) {
@@ -372,6 +373,8 @@ static int track_of(json_t *j, sfu_track_t *t, int *slot) {
       int_in(codec, "channels", 0, 8, &t->codec.channels) ||
       str_into(codec, "fmtp", t->codec.fmtp, sizeof(t->codec.fmtp)))
     return SFU_EINVAL;
+  t->dd_ext = 0; /* optional too: absent from a process that knows no descriptor */
+  if (json_object_get(j, "dd_ext") && int_in(j, "dd_ext", 0, 14, &t->dd_ext)) return SFU_EINVAL;
   t->red_pt = -1; /* optional: absent from a process that knows no RED */
   if (json_object_get(j, "red_pt") && int_in(j, "red_pt", -1, 127, &t->red_pt))
     return SFU_EINVAL;
@@ -428,6 +431,7 @@ static void set_remote_tracks(sfu_room_t *room, sfu_participant_t *p,
     t->level_ext = d->level_ext;
     t->rid_ext = d->rid_ext;
     t->rrid_ext = d->rrid_ext;
+    t->dd_ext = d->dd_ext;
     t->nlayers = d->nlayers;
     for (int k = 0; k < d->nlayers; k++) {
       memcpy(t->layers[k].rid, d->layers[k].rid, sizeof(t->layers[k].rid));

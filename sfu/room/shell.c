@@ -266,6 +266,9 @@ static json_t *stats_json(sfu_shell_t *sh, const char *type) {
   json_object_set_new(video, "dynacast_msgs", json_integer((json_int_t)room->c.dynacast_msgs));
   json_object_set_new(video, "drop_svc", json_integer((json_int_t)room->c.drop_svc));
   json_object_set_new(video, "drop_temporal", json_integer((json_int_t)room->c.drop_temporal));
+  json_object_set_new(video, "dd_in", json_integer((json_int_t)room->c.dd_in));
+  json_object_set_new(video, "dd_bad", json_integer((json_int_t)room->c.dd_bad));
+  json_object_set_new(video, "dd_masked", json_integer((json_int_t)room->c.dd_masked));
   json_object_set_new(pk, "video", video);
   json_object_set_new(pk, "audio", json_pack("{s:I, s:I, s:I}", "red_in",
                                              (json_int_t)room->c.red_in, "red_out",
