@@ -27,6 +27,9 @@ peer "py" subscribe. What is asserted is what they decode:
   B asks low, medium, high and decodes 320, 640, 1280 wide.
 * Av1TemporalTest: A publishes AV1 L1T3; B asks low and decodes about a
   quarter of the frames, then high and decodes them all again.
+* Av1SvcTest: A publishes AV1 L3T3_KEY with the Dependency Descriptor
+  (960x540: one stream, three spatial layers); B asks low, medium, high
+  and decodes 240, 480, 960 wide, and goes on decoding at each.
 * E2eeTest: A and B encrypt end to end under one passphrase
   (web/e2ee.js), C has another: A and B see and hear each other, C decodes
   nothing of what it receives, and B's layer switches still work.
@@ -1046,6 +1049,67 @@ class SvcTest(VideoTestBase):
             json.dumps(fig), codec, st["drop_svc"]), flush=True)
         self.assertEqual(codec, "video/VP9")
         self.assertGreater(st["drop_svc"], 0)
+        self.assert_clean_console()
+
+
+class Av1SvcTest(VideoTestBase):
+    """A publishes AV1 with three spatial and three temporal layers in one
+    stream (scalabilityMode L3T3_KEY) and the Dependency Descriptor; B asks
+    for low, then high, and decodes the matching resolution: the server
+    reads each packet's layers from the descriptor, forwards the spatial
+    layers up to the one asked for and tells B's receiver which decode
+    targets are active. 960x540 captured: the layers are 240x135,
+    480x270 and 960x540 (Chromium sends fewer spatial layers when the lowest
+    would be under 240x135: two from 640x360)."""
+
+    async def test_av1_l3t3_key_layers_per_subscriber(self):
+        await self.run_scenario(self._av1_svc())
+
+    async def _av1_svc(self):
+        await self.join_page("B")
+        a = await self.join_page("A", publishVideo=True, simulcast=False, videoCodec="AV1",
+                                 scalabilityMode="L3T3_KEY",
+                                 videoConstraints={"width": {"exact": 960},
+                                                   "height": {"exact": 540},
+                                                   "frameRate": {"ideal": 30}},
+                                 degradationPreference="maintain-resolution")
+        track_id = await self.js_until(
+            "B", "(() => { const p = sfu.client.getParticipants().find((x) => x.sid === %s);"
+            " const t = p && p.tracks.find((t) => t.kind === 'video'); return t && t.track_id;"
+            " })()" % json.dumps(a["sid"]), what="A's video track in B's participants")
+
+        async def b_on(width):
+            r = await self.inbound()
+            return r if r and r["framesDecoded"] > 0 and r["frameWidth"] == width else None
+        t0 = time.monotonic()
+        await self.until(lambda: b_on(960), 25, "B decoding A's 960-wide layer")
+        fig = {"first": (round(time.monotonic() - t0, 1), "960")}
+        ob = await self.outbound()
+        self.assertEqual(len(ob), 1, ob)   # one stream
+        for quality, width in (("low", 240), ("medium", 480), ("high", 960)):
+            t0 = time.monotonic()
+            await self.js("B", "sfu.quality(%s, {quality: %s})" % (json.dumps(track_id),
+                                                                  json.dumps(quality)))
+            r = await self.until(lambda: b_on(width), 10, "B decoding %d wide (%s)" % (
+                width, quality))
+            took = round(time.monotonic() - t0, 1)
+            # and goes on decoding there: no frame it waits for in vain
+            await asyncio.sleep(1.0)
+            r2 = await b_on(width)
+            self.assertIsNotNone(r2, "B left %d wide (%s)" % (width, quality))
+            fig[quality] = (took, "%dx%d" % (r["frameWidth"], r["frameHeight"]),
+                            r2["framesDecoded"] - r["framesDecoded"])
+            self.assertGreater(r2["framesDecoded"] - r["framesDecoded"], 5, quality)
+        st = self.room_stats()["packets"]["video"]
+        r = await self.inbound()
+        print("\nav1 L3T3_KEY: B decodes (s after asking, size, frames in the next second):"
+              " %s; codec %s, %d frames; drop_svc %d, dd_in %d, dd_bad %d, dd_masked %d" % (
+                  json.dumps(fig), r["codec"], r["framesDecoded"], st["drop_svc"], st["dd_in"],
+                  st["dd_bad"], st["dd_masked"]), flush=True)
+        self.assertEqual(r["codec"], "video/AV1")
+        self.assertGreater(st["drop_svc"], 0)
+        self.assertGreater(st["dd_in"], 0)
+        self.assertGreater(st["dd_masked"], 0)
         self.assert_clean_console()
 
 
