@@ -259,7 +259,8 @@ export class SfuClient extends EventTarget {
     this._micMuted = false;
     this._camTrack = null;          // the camera track being sent, if any
     this._camStream = null;
-    this._camOpts = null;           // {simulcast, encodings, codec, degradationPreference}
+    this._camOpts = null;           // {simulcast, encodings, codec, degradationPreference,
+                                    //  scalabilityMode}
     this._camPublished = false;     // a camera m-line was offered (it stays)
     this._camOwned = false;         // we opened it (stopCamera stops it)
     this._scrTrack = null;          // the screen share being sent, if any
@@ -530,9 +531,11 @@ export class SfuClient extends EventTarget {
    * @param {string} [opts.degradationPreference]  e.g. 'maintain-resolution'
    *        (keeps each layer's size when the CPU or network is short)
    * @param {string} [opts.scalabilityMode]  one encoding with SVC layers
-   *        instead of simulcast, e.g. 'L3T3_KEY' with codec 'VP9': the
-   *        server forwards each subscriber the spatial layers its quality
-   *        asks for (docs/signaling.md, "Video")
+   *        instead of simulcast, e.g. 'L3T3_KEY' with codec 'VP9' or 'AV1'
+   *        (AV1's layers reach the server in the Dependency Descriptor,
+   *        which Chromium offers): the server forwards each subscriber the
+   *        spatial layers its quality asks for; 'L1T3' the frame rate
+   *        (docs/signaling.md, "Video")
    * @param {MediaStreamTrack} [opts.track]  send this track instead of
    *        opening the camera (e.g. a canvas capture); not stopped by
    *        stopCamera()
@@ -1016,7 +1019,8 @@ export class SfuClient extends EventTarget {
       publishVideo: !!this._camTrack && this._camOwned && !!this._camOpts };
     if (this._camOpts) Object.assign(args, { simulcast: this._camOpts.simulcast,
       videoEncodings: this._camOpts.encodings, videoCodec: this._camOpts.codec,
-      degradationPreference: this._camOpts.degradationPreference });
+      degradationPreference: this._camOpts.degradationPreference,
+      scalabilityMode: this._camOpts.scalabilityMode });
     const muted = this._micMuted;
     this._emit('rejoining', { code: ev.code, reason: ev.reason });
     this._teardown({ code: ev.code, reason: ev.reason });

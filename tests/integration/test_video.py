@@ -1059,8 +1059,8 @@ class Av1SvcTest(VideoTestBase):
     reads each packet's layers from the descriptor, forwards the spatial
     layers up to the one asked for and tells B's receiver which decode
     targets are active. 960x540 captured: the layers are 240x135,
-    480x270 and 960x540 (Chromium sends fewer spatial layers when the lowest
-    would be under 240x135: two from 640x360)."""
+    480x270 and 960x540 (from 640x360 Chromium sends two spatial layers,
+    not three: fewer when the lowest would be too small)."""
 
     async def test_av1_l3t3_key_layers_per_subscriber(self):
         await self.run_scenario(self._av1_svc())
