@@ -1631,6 +1631,19 @@ static void av1_spatial_layers_by_the_dependency_descriptor(void **state) {
   assert_true(ce.n[0] >= 20 && ce.n[1] == ce.n[0] && ce.n[2] == 2 * ce.n[0]);
   assert_true(s->room.c.drop_svc > 0 && s->room.c.dd_in > 0);
   assert_int_equal(s->room.c.dd_bad, 0);
+  /* a NACKed frame start comes again with the descriptor it had: its
+   * frame number and bob's mask */
+  int at = ub->nrx - 1;
+  while (at > 0 && !(ub->rx[at].dd_start && ub->rx[at].dd_mask >= 0)) at--;
+  sim_rx_t orig = ub->rx[at];
+  int n0 = ub->nrx;
+  sim_send_nack(b, ub->ssrc, &orig.seq, 1);
+  assert_int_equal(ub->nrx, n0 + 1);
+  const sim_rx_t *rr = &ub->rx[n0];
+  assert_true(rr->rtx && rr->osn == orig.seq && rr->hash == orig.hash && rr->dd == 1);
+  assert_int_equal(rr->dd_fn, orig.dd_fn);
+  assert_int_equal(rr->dd_mask, 0x007);
+  assert_int_equal(rr->marker, orig.marker);
 
   uint64_t keys = a->layers[0].keyframes;
   video_quality(b, ub, "high");
