@@ -142,23 +142,18 @@ void sfu_bwe_probe_begin(sfu_bwe_t *b, int id, int packets) {
   c->expected = packets;
 }
 
-/* A packet of a cluster: its padding counts and measures, the media sent
- * alongside only measures (the path carries both). */
-static void probe_packet(sfu_bwe_t *b, int probe, int64_t send_us, int64_t arr_us,
-                         uint32_t size) {
-  int id = probe & ~SFU_BWE_ALONGSIDE, padding = !(probe & SFU_BWE_ALONGSIDE);
+static void probe_packet(sfu_bwe_t *b, int id, int64_t send_us, int64_t arr_us, uint32_t size) {
   sfu_bwe_cluster_t *c = &b->clusters[id % SFU_BWE_CLUSTERS];
   if (c->id != id) return;
   if (arr_us < 0) {
-    c->lost += padding;
+    c->lost++;
     return;
   }
-  if (c->seen == 0 || send_us < c->first_send) c->first_send = send_us;
-  if (c->seen == 0 || send_us > c->last_send) c->last_send = send_us, c->last_size = size;
-  if (c->seen == 0 || arr_us < c->first_arr) c->first_arr = arr_us, c->first_size = size;
-  if (c->seen == 0 || arr_us > c->last_arr) c->last_arr = arr_us;
-  c->seen++;
-  c->received += padding;
+  if (c->received == 0 || send_us < c->first_send) c->first_send = send_us;
+  if (c->received == 0 || send_us > c->last_send) c->last_send = send_us, c->last_size = size;
+  if (c->received == 0 || arr_us < c->first_arr) c->first_arr = arr_us, c->first_size = size;
+  if (c->received == 0 || arr_us > c->last_arr) c->last_arr = arr_us;
+  c->received++;
   c->bytes += size;
 }
 

@@ -9,25 +9,22 @@
  *             group's one-way delay over the previous one, accumulated and
  *             smoothed, goes through a least-squares trend over the last
  *             20 groups. A trend above an adaptive threshold is overuse
- *             (a queue builds up): the delay-based estimate drops to 85 % of what was
+ *             (a queue builds up): the estimate drops to 85 % of what was
  *             acknowledged as received in the last 500 ms. Below minus the
  *             threshold (a queue drains) it holds; otherwise it grows, by
  *             8 % a second far from the last drop, additively near it --
  *             never beyond 1.5 x what is acknowledged (the path has shown
  *             no more).
- *   loss      over every 100 packets reported (20 after a second): more
- *             than 10 % lost cuts the loss-based estimate to the estimate
- *             less half the loss fraction (at most every 300 ms, and
- *             judging only packets sent after the last cut of either
- *             kind, so one burst of loss is not answered twice); 2 % to
- *             10 % holds it. The estimate is the lower of the delay- and
- *             the loss-based one.
+ *   loss      over every 20 or more packets reported: more than 10 % lost
+ *             cuts the estimate by half the loss fraction (at most every
+ *             300 ms, and judging only packets sent after the last cut
+ *             of either kind, so one burst of loss is not answered twice); 2 % to
+ *             10 % stops it growing.
  *   probes    packets sent as one probe cluster (the caller sends padding
- *             at a chosen rate, sfu_bwe_probe_begin(), and marks the media
- *             it sends meanwhile SFU_BWE_ALONGSIDE) measure the path: the
- *             lower of the cluster's send and receive rate, media
- *             included, once enough of its padding is reported, raises
- *             the estimate if it is higher.
+ *             at a chosen rate, sfu_bwe_probe_begin()) measure the path
+ *             above what media uses: the lower of the cluster's send and
+ *             receive rate, once enough of it is reported, raises the
+ *             estimate if it is higher.
  *
  * Sans-IO: no clock (times are the caller's microseconds; arrival times
  * are the receiver's clock, of which only differences are used), no
@@ -47,8 +44,7 @@ typedef enum { SFU_BWE_NORMAL, SFU_BWE_OVERUSE, SFU_BWE_UNDERUSE } sfu_bwe_signa
 typedef struct sfu_bwe_cluster_s {
   uint8_t id;                   /* 0 = free */
   int expected;                 /* packets sent in it */
-  int received, lost;           /* of its padding */
-  int seen;                     /* packets that arrived, media alongside too */
+  int received, lost;
   int64_t first_send, last_send, first_arr, last_arr;
   uint32_t bytes, first_size, last_size;
 } sfu_bwe_cluster_t;
@@ -96,18 +92,14 @@ typedef struct sfu_bwe_s {
 } sfu_bwe_t;
 
 void sfu_bwe_init(sfu_bwe_t *b, uint32_t start_bps, uint32_t min_bps, uint32_t max_bps);
-/* A media packet sent during probe cluster `id`: `SFU_BWE_ALONGSIDE | id`
- * as its `probe` (it counts in the cluster's rate, not in its number). */
-#define SFU_BWE_ALONGSIDE 0x80
-
 /* One packet of a feedback: sent at send_us, arrived at arrival_us (the
  * receiver's clock; < 0 = lost), `size` bytes, of probe cluster `probe`
- * (0 = none; SFU_BWE_ALONGSIDE above). In sequence order. */
+ * (0 = none). In sequence order. */
 void sfu_bwe_packet(sfu_bwe_t *b, int64_t send_us, int64_t arrival_us, uint32_t size, int probe);
 /* The end of a feedback (now_us, our clock): the estimate moves. */
 void sfu_bwe_update(sfu_bwe_t *b, uint64_t now_us);
-/* A probe cluster `id` (1..127) of `packets` packets of padding is being
- * sent: its result is judged once 80 % of them are reported. */
+/* A probe cluster `id` (1..255) of `packets` packets is being sent: its
+ * result is judged once 80 % of them are reported. */
 void sfu_bwe_probe_begin(sfu_bwe_t *b, int id, int packets);
 static inline uint32_t sfu_bwe_estimate(const sfu_bwe_t *b) { return b->estimate_bps; }
 

@@ -383,12 +383,8 @@ static int twcc_next(const sfu_participant_t *sub) {
   return sub->cc && sub->twcc_out_ext ? sub->cc->tx.next_seq : -1;
 }
 
-/* (probe: the padding's cluster, or 0 for media: marked as sent alongside
- * a cluster under way, whose rate it is part of) */
 static void twcc_sent(sfu_room_t *room, sfu_participant_t *sub, int tseq, int len, int probe) {
-  if (tseq < 0) return;
-  if (!probe && sub->cc->probe_ticks > 0) probe = SFU_BWE_ALONGSIDE | sub->cc->probe_id;
-  sfu_twcc_tx_send(&sub->cc->tx, room->now_us, (size_t)len, probe);
+  if (tseq >= 0) sfu_twcc_tx_send(&sub->cc->tx, room->now_us, (size_t)len, probe);
 }
 
 /* d's copy of `r` into `out`: d's payload type, `seq`, `ts` and SSRC,
@@ -1205,10 +1201,9 @@ static int video_priority(const sfu_downtrack_t *d) {
 }
 
 /* Probing: once the last probe's result is in (or it is overdue), another
- * if p's videos want more than the estimate: a cluster at twice the
- * estimate (no more than the videos want, a quarter over) -- padding for
- * what the media sent meanwhile leaves of it, a quarter at least -- sent
- * over PROBE_TICKS feedback ticks. A probe that found room is followed by the
+ * if p's videos want more than the estimate: a cluster of padding at twice
+ * the estimate (no more than the videos want, a quarter over), sent over
+ * PROBE_TICKS feedback ticks. A probe that found room is followed by the
  * next soon; one that did not waits longer each time. */
 static void maybe_probe(sfu_room_t *room, sfu_participant_t *p, uint64_t now) {
   sfu_cc_t *cc = p->cc;
@@ -1234,15 +1229,12 @@ static void maybe_probe(sfu_room_t *room, sfu_participant_t *p, uint64_t now) {
                 room->now_us - cc->bwe.last_decrease_us < PROBE_CALM_US ||
                 room->now_us - cc->bwe.last_loss_cut_us < PROBE_CALM_US))
     return;
-  /* the cluster's rate is its padding's and the media's sent meanwhile */
   uint64_t target = est * 2 < want ? est * 2 : want;
-  uint64_t pad = target > (uint64_t)cc->allocated_bps + target / 4 ? target - cc->allocated_bps
-                                                                   : target / 4;
-  uint64_t per_tick = pad * (SFU_ROOM_FB_TICK_US / 1000) / 8000; /* bytes */
+  uint64_t per_tick = target * (SFU_ROOM_FB_TICK_US / 1000) / 8000; /* bytes */
   uint64_t pkts = (per_tick + PROBE_PAD - 1) / PROBE_PAD;
   if (pkts > PROBE_MAX_PKTS) pkts = PROBE_MAX_PKTS;
   cc->probe_pad = (uint32_t)pkts * PROBE_PAD;
-  cc->probe_id = (uint8_t)(cc->probe_id % 127 + 1);
+  cc->probe_id = (uint8_t)(cc->probe_id % 255 + 1);
   cc->probe_ticks = PROBE_TICKS;
   sfu_bwe_probe_begin(&cc->bwe, cc->probe_id, (int)pkts * PROBE_TICKS);
   cc->next_probe_ms = now + 1000; /* its result is in by then */
