@@ -84,7 +84,7 @@
 #define PAUSE_AFTER_MS 2000    /* a video that does not fit that long is paused */
 #define PROBE_TICKS 5          /* feedback ticks of padding: 100 ms */
 #define PROBE_PAD 255          /* padding bytes per probe packet (the most RTP allows) */
-#define PROBE_MAX_PKTS 16      /* per tick */
+#define PROBE_MAX_PKTS 48      /* per tick: 4.9 Mb/s of padding */
 #define PROBE_AGAIN_MS 500     /* after a probe that found more room */
 #define PROBE_BACKOFF_MS 1000  /* after one that did not: doubled, ... */
 #define PROBE_BACKOFF_MAX_MS 4000 /* ... up to this */
@@ -1201,8 +1201,9 @@ static int video_priority(const sfu_downtrack_t *d) {
 }
 
 /* Probing: once the last probe's result is in (or it is overdue), another
- * if p's videos want more than the estimate: a cluster of padding at twice
- * the estimate (no more than the videos want, a quarter over), sent over
+ * if the allocation left one of p's videos short (below the layer it
+ * would take, or paused): a cluster of padding at twice the estimate (no
+ * more than the videos want with headroom, a quarter over), sent over
  * PROBE_TICKS feedback ticks. A probe that found room is followed by the
  * next soon; one that did not waits longer each time. */
 static void maybe_probe(sfu_room_t *room, sfu_participant_t *p, uint64_t now) {
@@ -1219,8 +1220,9 @@ static void maybe_probe(sfu_room_t *room, sfu_participant_t *p, uint64_t now) {
   }
   cc->probes_ok = cc->bwe.probes_ok;
   cc->probes_failed = cc->bwe.probes_failed;
-  uint64_t est = sfu_bwe_estimate(&cc->bwe), want = (uint64_t)cc->desired_bps * 5 / 4;
-  if (cc->desired_bps <= est || now < cc->next_probe_ms || !probe_carrier(p)) return;
+  uint64_t est = sfu_bwe_estimate(&cc->bwe),
+           want = (uint64_t)(cc->desired_bps / UP_HEADROOM) * 5 / 4;
+  if (!cc->short_of || now < cc->next_probe_ms || !probe_carrier(p)) return;
   /* not into a queue that just overflowed: after a cut or under loss --
    * unless no feedback came for a while (its videos paused, say), and the
    * state it left says nothing about the path now */
@@ -1252,6 +1254,7 @@ static void allocate(sfu_room_t *room, sfu_participant_t *p, uint64_t now) {
   sfu_cc_t *cc = p->cc;
   double left = sfu_bwe_estimate(&cc->bwe);
   uint64_t desired = 0, given = 0;
+  int short_of = 0;
   for (int pass = 0; pass < 2; pass++)
     for (int prio = 0; prio < PRIORITIES; prio++)
       for (int i = 0; i < p->down.n; i++) {
@@ -1291,6 +1294,7 @@ static void allocate(sfu_room_t *room, sfu_participant_t *p, uint64_t now) {
                  room->now_us - cc->bwe.last_decrease_us < PROBE_CALM_US)) {
               if (!d->bw_paused) room->c.bw_pauses++;
               d->bw_paused = 1;
+              short_of = 1;
               continue;
             }
           } else {
@@ -1315,6 +1319,7 @@ static void allocate(sfu_room_t *room, sfu_participant_t *p, uint64_t now) {
           }
           cap = r;
         }
+        short_of |= d->bw_cap < hi;
         /* Going down because the current layer costs more than the whole
          * estimate: its packets only fill the queue that loses them (and
          * the target's keyframe behind them), so none is sent until that
@@ -1324,6 +1329,7 @@ static void allocate(sfu_room_t *room, sfu_participant_t *p, uint64_t now) {
       }
   cc->desired_bps = desired > UINT32_MAX ? UINT32_MAX : (uint32_t)desired;
   cc->allocated_bps = given > UINT32_MAX ? UINT32_MAX : (uint32_t)given;
+  cc->short_of = short_of;
   maybe_probe(room, p, now);
 }
 

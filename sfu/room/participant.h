@@ -261,6 +261,7 @@ typedef struct sfu_cc_s {
   sfu_bwe_t bwe;
   uint32_t desired_bps;         /* what its videos would take unbounded */
   uint32_t allocated_bps;       /* what the allocation gave them */
+  int short_of;                 /* it left one below what it would take */
   uint8_t probe_id;             /* the last probe cluster */
   int probe_ticks;              /* feedback ticks of padding left in it */
   uint32_t probe_pad;           /* padding bytes per tick */

@@ -18,7 +18,8 @@ Chromium B subscribes.
 
 * ScreenShareCapTest: A publishes its camera (one VP8 layer, 1280x720)
   and shares its screen (the fake display capture); once B decodes both,
-  their rates are measured and B's downlink capped at 1.6 x the screen
+  their rates are measured (2 s windows, until the camera costs enough:
+  its encoder ramps up) and B's downlink capped at 1.6 x the screen
   share's (the camera must cost more than a third of that: the cap is
   checked to lie under 0.75 x both). B's camera must freeze (no new frame
   for 1 s within 10 s, the room counting a bandwidth pause) and stay
@@ -62,7 +63,8 @@ UP_WITHIN_S = 15.0
 MAX_GAP_MS = {False: 1000, True: 1500}   # by remb_only
 # ScreenShareCapTest
 SETTLE_S = 2.0             # both decoded: settling ...
-MEASURE_S = 2.0            # ... then their rates measured
+MEASURE_S = 2.0            # ... then their rates measured, over this long, up to
+MEASURE_TRIES = 6          # this many times until the premise below holds
 SCREEN_CAP_X = 1.6         # the cap: this times the screen share's rate, ...
 CAP_OF_BOTH = 0.75         # ... below this times both (else the camera is too cheap)
 PAUSE_WITHIN_S = 10.0      # cap -> B's camera frozen FROZEN_MS
@@ -225,18 +227,25 @@ class ScreenShareCapTest(CapBase, imp.VideoTestBase):
             return by if by and all(r["framesDecoded"] > 0 for r in by.values()) else None
         await self.until(both_decoding, 30, "B decoding A's camera and screen share", 0.2)
         await asyncio.sleep(SETTLE_S)
-        b0, s0, t0 = await by_source(), await self.js("A", SENT_JS), time.monotonic()
-        await asyncio.sleep(MEASURE_S)
         b1, s1, t1 = await by_source(), await self.js("A", SENT_JS), time.monotonic()
-        fig = {src: {"kbps": (b1[src]["bytesReceived"] - b0[src]["bytesReceived"]) * 8
-                     / (t1 - t0) / 1000,
-                     "fps": (b1[src]["framesDecoded"] - b0[src]["framesDecoded"]) / (t1 - t0),
-                     "sent_kbps": (s1[src]["bytesSent"] - s0[src]["bytesSent"]) * 8
-                     / (t1 - t0) / 1000,
-                     "size": "%dx%d" % (b1[src]["frameWidth"], b1[src]["frameHeight"])}
-               for src in ("camera", "screen")}
+        # A's camera encoder ramps up (and slows on a busy machine): the
+        # rates are measured until the camera costs enough for the premise
+        for _ in range(MEASURE_TRIES):
+            b0, s0, t0 = b1, s1, t1
+            await asyncio.sleep(MEASURE_S)
+            b1, s1, t1 = await by_source(), await self.js("A", SENT_JS), time.monotonic()
+            fig = {src: {"kbps": (b1[src]["bytesReceived"] - b0[src]["bytesReceived"]) * 8
+                         / (t1 - t0) / 1000,
+                         "fps": (b1[src]["framesDecoded"] - b0[src]["framesDecoded"])
+                         / (t1 - t0),
+                         "sent_kbps": (s1[src]["bytesSent"] - s0[src]["bytesSent"]) * 8
+                         / (t1 - t0) / 1000,
+                         "size": "%dx%d" % (b1[src]["frameWidth"], b1[src]["frameHeight"])}
+                   for src in ("camera", "screen")}
+            cap = int(SCREEN_CAP_X * fig["screen"]["kbps"])
+            if cap < CAP_OF_BOTH * (fig["screen"]["kbps"] + fig["camera"]["kbps"]):
+                break
         mid = {src: b1[src]["mid"] for src in b1}
-        cap = int(SCREEN_CAP_X * fig["screen"]["kbps"])
         print("\nB receives camera %(cs)s at %(ck).0f kbit/s %(cf).1f fps (A sends %(cx).0f),"
               " screen %(ss)s at %(sk).0f kbit/s %(sf).1f fps (A sends %(sx).0f); cap %(cap)d"
               " kbit/s" % {
