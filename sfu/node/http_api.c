@@ -59,6 +59,10 @@
  *   POST /v1/rooms/{id}/migrate        move the room to another node
  *   /v1/node/migrations[/{id}[/commit]] a room moving in (migrate.h: the
  *                                      old node asks the new one)
+ *   POST /whip/{room}, /whep/{room}    WHIP publisher, WHEP viewer (whip.c,
+ *                                      docs/whip.md; also under /v1/),
+ *   PATCH, DELETE .../{room}/{session} authenticated by a join token or the
+ *                                      session's URL, not the API key
  *
  * In a fleet (fleet.c) some answers wait for etcd or another node: the
  * handler keeps a pending_t and returns; the answer is sent when the reply
@@ -92,6 +96,7 @@
 #include "sfu/node/tls.h"
 #include "signaling/token.h"
 #include "sfu/node/validate.h"
+#include "sfu/node/whip.h"
 
 /* One accepted TCP connection; freed when h2o closes its handle. */
 typedef struct conn_s conn_t;
@@ -121,6 +126,7 @@ struct sfu_http_s {
   sfu_fleet_t *fleet;            /* NULL: this node runs alone */
   sfu_migrator_t *migrator;      /* rooms moving between nodes; NULL alone */
   sfu_rrelay_t *rrelay;          /* relays on other nodes; NULL alone */
+  sfu_whip_t *whip;              /* WHIP/WHEP sessions; NULL: the routes answer 404 */
   h2o_globalconf_t globalconf;
   h2o_context_t ctx;
   h2o_accept_ctx_t accept_ctx;  /* .ssl_ctx: NULL for plain HTTP */
@@ -1112,6 +1118,14 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req) {
     if (!method_is(req, "POST")) return method_not_allowed(h, req, "POST");
     return route_dev_join(h, req);
   }
+  { /* WHIP/WHEP (whip.c): the join token or the session's URL authorises */
+    int v1 = n >= 1 && strcmp(seg[0], "v1") == 0;
+    const char *kind = n > v1 ? seg[v1] : "";
+    if ((strcmp(kind, "whip") == 0 || strcmp(kind, "whep") == 0) && (n - v1 == 2 || n - v1 == 3)) {
+      if (!h->whip) return fail(h, req, 404, "not_found", "no such route");
+      return sfu_whip_handle(h->whip, req, seg + v1, n - v1);
+    }
+  }
   if (n < 2 || strcmp(seg[0], "v1") != 0) return fail(h, req, 404, "not_found", "no such route");
 
   if (!authorized(h, req)) {
@@ -1434,6 +1448,8 @@ void sfu_http_set_events(sfu_http_t *h, sfu_events_t *e) { h->events = e; }
 void sfu_http_set_fleet(sfu_http_t *h, sfu_fleet_t *f) { h->fleet = f; }
 
 void sfu_http_set_rrelay(sfu_http_t *h, sfu_rrelay_t *m) { h->rrelay = m; }
+
+void sfu_http_set_whip(sfu_http_t *h, struct sfu_whip_s *w) { h->whip = w; }
 
 void sfu_http_set_migrator(sfu_http_t *h, sfu_migrator_t *m) { h->migrator = m; }
 

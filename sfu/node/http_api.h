@@ -45,6 +45,9 @@ void sfu_http_set_migrator(sfu_http_t *h, struct sfu_migrator_s *m);
  * NULL (alone, or shutting down): those answer 404 no_fleet. */
 struct sfu_rrelay_s;
 void sfu_http_set_rrelay(sfu_http_t *h, struct sfu_rrelay_s *m);
+struct sfu_whip_s;
+/* Where /whip/ and /whep/ go (sfu/node/whip.h; `w` borrowed). */
+void sfu_http_set_whip(sfu_http_t *h, struct sfu_whip_s *w);
 /* This node's client signaling URL (ws:// or wss://). */
 const char *sfu_http_ws_url(const sfu_http_t *h);
 /* Stops accepting connections (shutdown). Open connections finish. */

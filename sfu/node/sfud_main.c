@@ -36,6 +36,7 @@
 #include "sfu/node/upgrade.h"
 #include "sfu/node/http_api.h"
 #include "sfu/node/webhook.h"
+#include "sfu/node/whip.h"
 #include "sfu/node/ws.h"
 
 static sfu_config_t cfg;
@@ -43,6 +44,7 @@ static sfu_metrics_t metrics;
 static sfu_supervisor_t *sup;
 static sfu_http_t *http;
 static sfu_ws_t *ws;
+static sfu_whip_t *whip; /* WHIP/WHEP sessions */
 static sfu_events_t *events;
 static sfu_webhook_t *webhook;
 static sfu_fleet_t *fleet;
@@ -52,6 +54,7 @@ static sfu_rrelay_t *rrelay;     /* relays on other nodes, with a fleet */
 static void on_durable(void *arg) { sfu_webhook_kick(arg); }
 
 static void hook_room_msg(void *arg, sfu_room_rec_t *r, const char *type, json_t *msg) {
+  if (whip && sfu_whip_on_room_msg(whip, r, type, msg)) return;
   sfu_ws_on_room_msg(arg, r, type, msg);
 }
 
@@ -92,6 +95,7 @@ static void hook_room_move(void *arg, sfu_room_rec_t *r, const char *type, json_
 static void hook_room_gone(void *arg, sfu_room_rec_t *r, int crashed) {
   if (migrator) sfu_migrator_on_room_gone(migrator, r); /* a move of it fails */
   if (rrelay) sfu_rrelay_room_gone(rrelay, r); /* its links to other nodes close */
+  if (whip) sfu_whip_on_room_gone(whip, r);
   if (r->origin_id[0]) { /* a relay: its room goes on, its clients join it again */
     sfu_ws_on_room_gone(arg, r, SFU_WS_RELAY_GONE, "relay gone: join again");
     return;
@@ -213,6 +217,7 @@ int main(int argc, char **argv) {
   sfu_supervisor_set_events(sup, events);
   if (sfu_ws_create(&ws, loop, &cfg, sup) != 0) return 1;
   sfu_ws_set_metrics(ws, &metrics);
+  if (sfu_whip_create(&whip, loop, &cfg, sup, ws) != 0) return 1;
   sfu_supervisor_hooks_t hooks = {ws, hook_room_msg, hook_room_gone, hook_room_drained,
                                   hook_room_move, hook_link_out, hook_moderate};
   sfu_supervisor_set_hooks(sup, &hooks);
@@ -248,6 +253,7 @@ int main(int argc, char **argv) {
     sfu_log(SFU_LOG_INFO, "upgrade", "upgrade: adopted %d rooms, %d sessions", rooms, sessions);
   }
   sfu_http_set_events(http, events);
+  sfu_http_set_whip(http, whip);
   if (cfg.etcd_url[0]) {
     if (sfu_fleet_start(&fleet, loop, &cfg, sup, &metrics, sfu_http_base_url(http),
                         sfu_http_ws_url(http)) != 0)

@@ -741,6 +741,8 @@ void sfu_ws_close_all(sfu_ws_t *ws, int code, const char *reason) {
 
 int sfu_ws_session_count(const sfu_ws_t *ws) { return ws->count; }
 
+uint32_t sfu_ws_new_id(sfu_ws_t *ws) { return ++ws->next_id; }
+
 /* --- a room moving to another node (sfu/node/migrate.c) -------------------- */
 
 static int moves_with(const session_t *s, const sfu_room_rec_t *r) {

@@ -62,6 +62,9 @@ void sfu_ws_on_room_drained(sfu_ws_t *ws, sfu_room_rec_t *r);
 void sfu_ws_on_room_msg(sfu_ws_t *ws, sfu_room_rec_t *r, const char *type, json_t *msg);
 /* The room ended: close its sessions with `code`. */
 void sfu_ws_on_room_gone(sfu_ws_t *ws, sfu_room_rec_t *r, int code, const char *reason);
+/* A new session id, for a session that is not a WebSocket (sfu/node/whip.c):
+ * the room knows sessions by id only. */
+uint32_t sfu_ws_new_id(sfu_ws_t *ws);
 /* Counts for /metrics and /v1/node. */
 int sfu_ws_session_count(const sfu_ws_t *ws);
 void sfu_ws_close_all(sfu_ws_t *ws, int code, const char *reason);

@@ -242,6 +242,7 @@ void sfu_room_unpublish(sfu_room_t *room, sfu_participant_t *p, sfu_track_t **sl
   sfu_track_destroy(t);
   *slot = NULL;
   p->link_dirty = 1;
+  sfu_whep_rebind(room); /* WHEP viewers that carried it take another */
 }
 
 static void drop_media(sfu_room_t *room, sfu_participant_t *p) {
@@ -325,6 +326,8 @@ int sfu_room_join(sfu_room_t *room, uint32_t session, const char *identity, cons
   p->audience = !(grants & SFU_GRANT_PUBLISH);
   p->session = session;
   p->grants = grants;
+  p->fixed = 0; /* a WHEP viewer says so after its join (sfu_room_set_fixed()) */
+  p->follow[0] = '\0';
   p->joined_ms = now_ms(room);
   p->muted = 0;
   p->server_muted = muted_index(room, identity) >= 0; /* before anyone hears of p */
@@ -488,9 +491,13 @@ int sfu_room_on_control(sfu_room_t *room, const char *type, json_t *msg, sfu_tim
       client_close(room, session, 4000, "bad request");
       return SFU_EINVAL;
     }
-    return sfu_room_join(room, session, identity, json_string_value(json_object_get(msg, "name")),
-                         (unsigned)json_integer_value(json_object_get(msg, "grants")),
-                         json_object_get(msg, "id"), json_object_get(msg, "ice_servers"));
+    int jrv = sfu_room_join(room, session, identity,
+                           json_string_value(json_object_get(msg, "name")),
+                           (unsigned)json_integer_value(json_object_get(msg, "grants")),
+                           json_object_get(msg, "id"), json_object_get(msg, "ice_servers"));
+    if (jrv == 0 && json_is_true(json_object_get(msg, "whep"))) /* a WHEP viewer (whep.c) */
+      sfu_room_set_fixed(room, session, json_string_value(json_object_get(msg, "follow")));
+    return jrv;
   }
   if (strcmp(type, "client_gone") == 0) {
     const char *why = json_string_value(json_object_get(msg, "reason"));

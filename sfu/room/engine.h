@@ -249,6 +249,9 @@ json_t *sfu_participant_json(const sfu_participant_t *p);
  * credentials, from sfud: docs/signaling.md); both borrowed, may be NULL. */
 int sfu_room_join(sfu_room_t *room, uint32_t session, const char *identity,
                   const char *name, unsigned grants, json_t *req_id, json_t *ice_servers);
+/* The participant just joined with `session` is a WHEP viewer following
+ * `follow` ("" or NULL: the first publisher): whep.c. */
+void sfu_room_set_fixed(sfu_room_t *room, uint32_t session, const char *follow);
 void sfu_room_remove(sfu_room_t *room, sfu_participant_t *p, const char *reason,
                      int close_code, const char *close_reason);
 void sfu_room_set_muted(sfu_room_t *room, sfu_participant_t *p, int muted, int by_server);
@@ -283,6 +286,17 @@ void sfu_neg_track_added(sfu_room_t *room, sfu_track_t *t);
 void sfu_neg_track_removed(sfu_room_t *room, sfu_track_t *t);
 void sfu_neg_maybe_offer(sfu_room_t *room, sfu_participant_t *p);
 void sfu_neg_free(sfu_participant_t *p);
+/* A WHEP viewer's recvonly m-line `om` of its offer: a fixed down-track
+ * answered sendonly in `am` (transport attributes already there); 0, or
+ * -1 when it cannot be (no codec the SFU forwards): the caller answers it
+ * inactive. */
+int sfu_neg_fixed_line(sfu_room_t *room, sfu_participant_t *p, const sfu_sdp_media_t *om,
+                       sfu_sdp_media_t *am, const char *setup);
+
+/* whep.c: what a WHEP viewer's fixed m-lines carry. Binds every viewer's
+ * m-lines to the tracks of the publisher it follows now; call after any
+ * change of who publishes what (a track published or gone, a join). */
+void sfu_whep_rebind(sfu_room_t *room);
 
 /* forwarder.c */
 void sfu_fwd_on_rtp(sfu_room_t *room, sfu_participant_t *p, uint8_t *buf, size_t len);

@@ -328,20 +328,24 @@ static sfu_downtrack_t *subscribe(sfu_participant_t *sub, sfu_track_t *t) {
 
 void sfu_neg_track_added(sfu_room_t *room, sfu_track_t *t) {
   for (sfu_participant_t *o = room->participants; o; o = o->next) {
-    if (o == t->owner || !o->first_answered || !(o->grants & SFU_GRANT_SUBSCRIBE)) continue;
+    if (o == t->owner || !o->first_answered || !(o->grants & SFU_GRANT_SUBSCRIBE) || o->fixed)
+      continue;
     if (subscribe(o, t)) sfu_neg_maybe_offer(room, o);
   }
+  sfu_whep_rebind(room);
 }
 
 void sfu_neg_track_removed(sfu_room_t *room, sfu_track_t *t) {
   for (int i = 0; i < t->down.n; i++) {
     sfu_downtrack_t *d = t->down.items[i];
     d->track = NULL;
+    if (d->fixed) continue; /* a WHEP viewer's: rebound once t is gone (whep.c) */
     d->removed = 1;
     d->negotiated = 0;
     d->sub->needs_offer = 1;
   }
-  for (int i = 0; i < t->down.n; i++) sfu_neg_maybe_offer(room, t->down.items[i]->sub);
+  for (int i = 0; i < t->down.n; i++)
+    if (!t->down.items[i]->fixed) sfu_neg_maybe_offer(room, t->down.items[i]->sub);
   t->down.n = 0;
 }
 
@@ -638,6 +642,10 @@ int sfu_neg_on_offer(sfu_room_t *room, sfu_participant_t *p, const char *text, j
                                         (t->dd_ext && om->ext[k].id == t->dd_ext) ||
                                         (p->twcc_in_ext && om->ext[k].id == p->twcc_in_ext))))
           am->ext[am->next++] = om->ext[k];
+    } else if (p->fixed && !sends && om->dir != SFU_DIR_INACTIVE &&
+               (strcmp(om->kind, "audio") == 0 || strcmp(om->kind, "video") == 0) &&
+               sfu_neg_fixed_line(room, p, om, am, our_setup) == 0) {
+      /* a WHEP viewer's m-line: it carries what whep.c binds to it */
     } else {
       /* Not something we receive (a second audio, camera or screen, a
        * codec we do not forward, a recvonly slot, a track stopped): answered
@@ -654,7 +662,9 @@ int sfu_neg_on_offer(sfu_room_t *room, sfu_participant_t *p, const char *text, j
 
   if (!p->first_answered) {
     p->first_answered = 1;
-    if (p->grants & SFU_GRANT_SUBSCRIBE)
+    if (p->fixed)
+      sfu_whep_rebind(room);
+    else if (p->grants & SFU_GRANT_SUBSCRIBE)
       for (sfu_participant_t *o = room->participants; o; o = o->next) {
         if (o == p) continue;
         sfu_track_t *ts[SFU_TRACK_SLOTS];
@@ -672,6 +682,72 @@ int sfu_neg_on_offer(sfu_room_t *room, sfu_participant_t *p, const char *text, j
     sfu_room_usage_refresh(room);
   }
   sfu_neg_maybe_offer(room, p);
+  return 0;
+}
+
+/* --- a WHEP viewer's m-lines (whep.c) ------------------------------------ */
+
+/* The video codec of a WHEP viewer's m-line: that of the video the viewer
+ * would carry now if it offers it, else VP8, else its first choice among
+ * those the SFU forwards. It is the m-line's codec for good: only a video
+ * in it can be switched onto the m-line later. */
+static const sfu_sdp_codec_t *fixed_video_codec(sfu_room_t *room, const sfu_sdp_media_t *om) {
+  const char *want = NULL;
+  for (sfu_participant_t *o = room->participants; o && !want; o = o->next) {
+    const sfu_track_t *t = o->video ? o->video : o->screen;
+    if (t && !o->fixed && !o->is_link) want = t->codec.name;
+  }
+  const sfu_sdp_codec_t *vp8 = NULL;
+  for (int i = 0; i < om->ncodecs; i++) {
+    const sfu_sdp_codec_t *c = &om->codecs[i];
+    if (c->clock != 90000) continue;
+    if (strcasecmp(c->name, "H264") == 0 && !strstr(c->fmtp, "packetization-mode=1")) continue;
+    if (want && strcasecmp(c->name, want) == 0) return c;
+    if (!vp8 && strcasecmp(c->name, "VP8") == 0) vp8 = c;
+  }
+  return vp8 ? vp8 : pick_video_codec(om);
+}
+
+int sfu_neg_fixed_line(sfu_room_t *room, sfu_participant_t *p, const sfu_sdp_media_t *om,
+                       sfu_sdp_media_t *am, const char *setup) {
+  int audio = strcmp(om->kind, "audio") == 0;
+  const sfu_sdp_codec_t *c = audio ? sfu_sdp_find_codec(om, "opus", 48000)
+                                   : fixed_video_codec(room, om);
+  if (!c || strlen(om->mid) >= sizeof(((sfu_downtrack_t *)0)->mid)) return -1;
+  if (sfu_vec_reserve(&p->down, p->down.n + 1) != 0) return -1;
+  sfu_downtrack_t *d = calloc(1, sizeof(*d));
+  if (!d) return -1;
+  d->sub = p;
+  d->fixed = 1;
+  d->kind = audio ? SFU_KIND_AUDIO : SFU_KIND_VIDEO;
+  d->codec = *c;
+  d->codec.fb = 0;
+  d->codec.rtx_apt = -1;
+  d->pt = (uint8_t)c->pt;
+  d->rtx_pt = -1; /* a switch would change the RTX SSRC: losses are resent plain */
+  d->red_pt = -1; /* RED from a publisher goes as its primary, plain Opus */
+  do
+    d->ssrc = sfu_random_u32();
+  while (d->ssrc == 0);
+  d->layer = -1;
+  d->svc_target = d->svc_cur = SFU_MAX_LAYERS - 1;
+  d->tid_target = d->tid_cur = d->tid_quality = SFU_MAX_TIDS - 1;
+  d->max_layer = SFU_MAX_LAYERS - 1;
+  d->bw_cap = SFU_MAX_LAYERS - 1;
+  d->last_pid = d->last_tl0 = -1;
+  if (!audio) { /* our send times, for the viewer's REMB */
+    d->abs_ext_offer = sfu_sdp_find_ext(om, URI_ABS_SEND_TIME);
+    if (d->abs_ext_offer > 14) d->abs_ext_offer = 0;
+    d->abs_ext = d->abs_ext_offer;
+  }
+  snprintf(d->mid, sizeof(d->mid), "%s", om->mid);
+  snprintf(d->owner_sid, sizeof(d->owner_sid), "%s", p->sid);
+  snprintf(d->track_id, sizeof(d->track_id), "%s", audio ? "whep-audio" : "whep-video");
+  d->negotiated = 1; /* our answer is the last word: packets may flow */
+  p->down.items[p->down.n++] = d;
+  put_downtrack(room, p, am, d);
+  snprintf(am->setup, sizeof(am->setup), "%s", setup);
+  am->rtcp_rsize = om->rtcp_rsize;
   return 0;
 }
 

@@ -186,6 +186,9 @@ struct sfu_downtrack_s {
                                    answer kept it; -1 = none: RED from the
                                    publisher goes as its primary, plain Opus */
   int negotiated;               /* answered: packets may flow */
+  int fixed;                    /* a WHEP viewer's m-line: carries whichever
+                                   track whep.c binds to it (track NULL:
+                                   none now), never removed */
   int removed;                  /* the track is gone: inactive from the next offer */
   int removal_offered;          /* an offer carried it inactive: freed at the answer */
   uint16_t seq_offset;          /* out seq = in seq + offset */
@@ -355,6 +358,12 @@ struct sfu_participant_s {
   /* an audience member (a token without `publish`): never listed to the
    * others one by one, only counted (docs/signaling.md "Audience") */
   int audience;
+  /* a WHEP viewer (docs/whip.md): it offers once and never renegotiates,
+   * so its own recvonly m-lines carry the media of the publisher it
+   * follows (whep.c), switched by the SFU */
+  int fixed;
+  char follow[65];              /* the identity it follows, "" = the room's
+                                   first publisher (whep.c) */
   sfu_participant_t *next;      /* room list (room->links for a link) */
 };
 
