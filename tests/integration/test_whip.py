@@ -1,0 +1,243 @@
+#!/usr/bin/env python3
+"""WHIP (RFC 9725) and WHEP into and out of a room (docs/whip.md), against a
+real sfud and room processes.
+
+* An aiortc WHIP publisher (a 880 Hz Opus tone and a VP8 video, offered
+  sendonly over HTTP) is heard by an aiortc listener joined over the
+  WebSocket: it sees the publisher join and publish both tracks, and
+  decodes the tone from its Opus.
+* An aiortc WHEP viewer (recvonly audio + video, one offer) decodes the
+  same publisher's tone and video frames.
+* PATCH: trickled candidates 204, new credentials an ICE restart (200, a
+  fragment with the room's new credentials); DELETE: the others see the
+  publisher leave.
+* Errors: no or bad token 401, another room's token 403, unknown room
+  404, wrong content type 415, malformed SDP 400, unknown session 404,
+  GET 405; CORS preflight.
+
+Usage: test_whip.py --sfud PATH --room PATH
+"""
+import asyncio
+import http.client
+import json
+import os
+import re
+import sys
+import time
+import unittest
+
+import numpy as np
+from aiortc import RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from aiortc_peer import (Peer, SineTrack, frame_to_mono, tone_power,  # noqa: E402
+                         use_host_addresses)
+from sfutest import CallTest, Sfud, main  # noqa: E402
+
+ARGS = None
+TONE = 880.0
+
+
+class HttpClient:
+    """Plain HTTP to sfud, every header of the answer kept."""
+
+    def __init__(self, sfud):
+        self.sfud = sfud
+
+    def call(self, method, path, body=b"", headers=None):
+        conn = http.client.HTTPConnection(self.sfud.host, self.sfud.port, timeout=15)
+        conn.request(method, path, body=body, headers=headers or {})
+        r = conn.getresponse()
+        data = r.read()
+        hdrs = {k.lower(): v for k, v in r.getheaders()}
+        hdrs["link*"] = r.headers.get_all("Link") or []
+        conn.close()
+        return r.status, hdrs, data.decode(errors="replace")
+
+    async def acall(self, *a, **kw):
+        return await asyncio.to_thread(self.call, *a, **kw)
+
+
+class WhipTest(CallTest):
+    PEER = Peer
+
+    def setUp(self):
+        use_host_addresses(["127.0.0.1"])
+        self.peers = []
+        self.pcs = []
+        self.start_sfud(ARGS.sfud, ARGS.room)
+        self.http = HttpClient(self.sfud)
+        self.room = self.new_room("whip-%d" % int(time.time() * 1000))
+
+    async def asyncTearDown(self):
+        await super().asyncTearDown()
+        for pc in self.pcs:
+            await pc.close()
+
+    async def publish(self, identity, path=None):
+        """An aiortc WHIP publisher: (pc, status, headers, body)."""
+        pc = RTCPeerConnection()
+        self.pcs.append(pc)
+        pc.addTransceiver(SineTrack(TONE), direction="sendonly")
+        pc.addTransceiver(VideoStreamTrack(), direction="sendonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        st, h, body = await self.http.acall(
+            "POST", path or "/whip/%s" % self.room["room_id"], pc.localDescription.sdp.encode(),
+            {"Content-Type": "application/sdp",
+             "Authorization": "Bearer " + self.token(identity)})
+        if st == 201:
+            await pc.setRemoteDescription(RTCSessionDescription(body, "answer"))
+        return pc, st, h, body
+
+    async def test_whip_publisher_heard_and_whep_viewer_receives(self):
+        listener = self.peer(self.room, "listener")
+        await listener.join()
+        pc, st, h, answer = await self.publish("whip-pub")
+        self.assertEqual(st, 201, answer)
+        self.assertTrue(h["content-type"].startswith("application/sdp"))
+        self.assertRegex(h["location"], r"^/whip/%s/[0-9a-f]{32}$" % self.room["room_id"])
+        self.assertIn("etag", h)
+        self.assertEqual(h["access-control-allow-origin"], "*")
+        self.assertIn("a=ice-lite", answer)
+        self.assertEqual(len(re.findall(r"^a=recvonly", answer, re.M)), 2, answer)
+
+        # the listener sees a participant that joined and published audio and video
+        def tracks():
+            for _, m in reversed(listener.events):
+                if m.get("type") in ("participant_joined", "participant_updated") and \
+                        m["participant"]["identity"] == "whip-pub":
+                    return sorted(t["kind"] for t in m["participant"]["tracks"])
+            return []
+        await self.until(lambda: tracks() == ["audio", "video"], what="the WHIP tracks published")
+        # and decodes its Opus to the tone
+        await self.until(lambda: listener.heard(TONE, 1.0), what="the WHIP publisher's tone")
+        rs = listener.received_by_source(2.0)
+        self.assertTrue([k for k, v in rs.items() if v["identity"] == "whip-pub"
+                         and v["nonsilent_frames"] > 0], rs)
+
+        # a WHEP viewer: one offer, recvonly audio + video
+        viewer = RTCPeerConnection()
+        self.pcs.append(viewer)
+        viewer.addTransceiver("audio", direction="recvonly")
+        viewer.addTransceiver("video", direction="recvonly")
+        got = {"audio": [], "video": 0}
+
+        async def record(track):
+            while True:
+                try:
+                    f = await track.recv()
+                except Exception:
+                    return
+                if track.kind == "audio":
+                    got["audio"].append(frame_to_mono(f))
+                    got["audio"] = got["audio"][-50:]
+                else:
+                    got["video"] += 1
+        tasks = []
+        viewer.on("track", lambda t: tasks.append(asyncio.ensure_future(record(t))))
+        await viewer.setLocalDescription(await viewer.createOffer())
+        st, wh, wanswer = await self.http.acall(
+            "POST", "/v1/whep/%s" % self.room["room_id"], viewer.localDescription.sdp.encode(),
+            {"Content-Type": "application/sdp",
+             "Authorization": "Bearer " + self.token("whep-viewer")})
+        self.assertEqual(st, 201, wanswer)
+        self.assertRegex(wh["location"], r"^/v1/whep/%s/[0-9a-f]{32}$" % self.room["room_id"])
+        self.assertEqual(len(re.findall(r"^a=sendonly", wanswer, re.M)), 2, wanswer)
+        await viewer.setRemoteDescription(RTCSessionDescription(wanswer, "answer"))
+
+        def viewer_hears():
+            if len(got["audio"]) < 25:
+                return False
+            return tone_power(np.concatenate(got["audio"][-25:]), TONE) > 0.005
+        await self.until(viewer_hears, what="the WHEP viewer hearing the tone")
+        await self.until(lambda: got["video"] > 10, what="10 video frames at the WHEP viewer")
+        # the viewer is audience: nobody is told of it by name
+        self.assertFalse([m for _, m in listener.events if m.get("type") == "participant_joined"
+                          and m["participant"]["identity"] == "whep-viewer"])
+
+        # PATCH: a trickled candidate is 204; new credentials restart ICE
+        loc = h["location"]
+        st, _, body = await self.http.acall(
+            "PATCH", loc, b"a=candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host\r\n",
+            {"Content-Type": "application/trickle-ice-sdpfrag", "If-Match": "*"})
+        self.assertEqual(st, 204, body)
+        st, ph, frag = await self.http.acall(
+            "PATCH", loc, b"a=ice-ufrag:Nw1x\r\na=ice-pwd:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n",
+            {"Content-Type": "application/trickle-ice-sdpfrag", "If-Match": h["etag"]})
+        self.assertEqual(st, 200, frag)
+        self.assertTrue(ph["content-type"].startswith("application/trickle-ice-sdpfrag"))
+        old_ufrag = re.search(r"a=ice-ufrag:(\S+)", answer).group(1)
+        new_ufrag = re.search(r"a=ice-ufrag:(\S+)", frag).group(1)
+        self.assertNotEqual(old_ufrag, new_ufrag)
+        self.assertIn("a=candidate:", frag)
+        self.assertNotEqual(ph["etag"], h["etag"])
+        st, _, body = await self.http.acall(
+            "PATCH", loc, b"a=end-of-candidates\r\n",
+            {"Content-Type": "application/trickle-ice-sdpfrag", "If-Match": h["etag"]})
+        self.assertEqual(st, 412, body)  # the ETag changed with the restart
+        st, _, body = await self.http.acall("PATCH", loc, b"x", {"Content-Type": "text/plain"})
+        self.assertEqual(st, 415, body)
+
+        # DELETE: the publisher leaves the room
+        st, _, body = await self.http.acall("DELETE", loc)
+        self.assertEqual(st, 200, body)
+        await self.until(lambda: [m for _, m in listener.events
+                                  if m.get("type") == "participant_left"
+                                  and m.get("identity") == "whip-pub"],
+                         what="participant_left for the WHIP publisher")
+        st, _, body = await self.http.acall("DELETE", loc)
+        self.assertEqual(st, 404, body)
+        st, _, body = await self.http.acall("DELETE", wh["location"])
+        self.assertEqual(st, 200, body)
+        for t in tasks:
+            t.cancel()
+        self.assert_peers_clean()
+
+    async def test_errors(self):
+        rid = self.room["room_id"]
+        offer = ("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"
+                 "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\n"
+                 "a=sendonly\r\na=rtcp-mux\r\na=ice-ufrag:abcd\r\na=ice-pwd:0123456789012345678901\r\n"
+                 "a=fingerprint:sha-256 " + ":".join(["AB"] * 32) + "\r\na=setup:actpass\r\n"
+                 "a=rtpmap:111 opus/48000/2\r\n").encode()
+        sdp = {"Content-Type": "application/sdp"}
+        good = dict(sdp, Authorization="Bearer " + self.token("err-pub"))
+        st, h, body = await self.http.acall("POST", "/whip/" + rid, offer, sdp)
+        self.assertEqual(st, 401, body)
+        self.assertIn("www-authenticate", h)
+        st, _, body = await self.http.acall("POST", "/whip/" + rid, offer,
+                                            dict(sdp, Authorization="Bearer nope.nope.nope"))
+        self.assertEqual(st, 401, body)
+        self.assertEqual(json.loads(body)["error"]["code"], "unauthorized")
+        other = self.new_room("other-%d" % int(time.time() * 1000))
+        st, _, body = await self.http.acall("POST", "/whip/" + other["room_id"], offer, good)
+        self.assertEqual(st, 403, body)
+        st, _, body = await self.http.acall("POST", "/whip/rm_0000000000000000", offer, good)
+        self.assertEqual(st, 404, body)
+        st, _, body = await self.http.acall("POST", "/whip/" + rid, offer,
+                                            dict(good, **{"Content-Type": "application/json"}))
+        self.assertEqual(st, 415, body)
+        st, _, body = await self.http.acall("POST", "/whip/" + rid, b"v=0\r\nm=audio x\r\n", good)
+        self.assertEqual(st, 400, body)
+        self.assertEqual(json.loads(body)["error"]["code"], "bad_sdp")
+        st, _, body = await self.http.acall("GET", "/whip/" + rid)
+        self.assertEqual(st, 405, body)
+        st, _, body = await self.http.acall("DELETE", "/whip/%s/%s" % (rid, "0" * 32))
+        self.assertEqual(st, 404, body)
+        st, h, body = await self.http.acall("OPTIONS", "/whip/" + rid, b"",
+                                            {"Origin": "http://example.com",
+                                             "Access-Control-Request-Method": "POST"})
+        self.assertEqual(st, 204, body)
+        self.assertEqual(h["access-control-allow-origin"], "*")
+        self.assertIn("POST", h["access-control-allow-methods"])
+        self.assertIn("Authorization", h["access-control-allow-headers"])
+        # an offer the room refuses (no BUNDLE for two m-lines, no DTLS) never joins
+        st, _, body = await self.http.acall("POST", "/whip/" + rid, offer.replace(
+            b"a=fingerprint", b"a=x-fingerprint"), good)
+        self.assertEqual(st, 400, body)
+        st, room = self.sfud.request("GET", "/v1/rooms/" + rid)
+        self.assertEqual(room["participants"], 0, room)
+
+
+if __name__ == "__main__":
+    main()
