@@ -1528,6 +1528,43 @@ static void svc_spatial_layers_follow_the_quality_asked(void **state) {
   assert_true(check_continuous(u, SIM_MONO0_US, sim_us(s), 3600 * 2) > 100);
 }
 
+/* The same stream (S0 40, S1 80, S2 160 kb/s of payload) to subscribers
+ * whose estimates follow capped downlinks: at 250 kb/s the estimate
+ * carries S0 and S1 and S2 is dropped for it (its pictures ending at S1),
+ * at 80 kb/s S0 only, unlimited all three -- the spatial layers shared
+ * out like simulcast layers, the video never paused. */
+static void svc_spatial_layers_follow_the_estimate(void **state) {
+  sim_t *s = sim_new(48, 0);
+  *state = s;
+  sim_peer_t *a = sim_peer_new(s, "alice");
+  sim_peer_video(a, 1);
+  a->vp9_svc = 1;
+  sim_enter(a);
+  sim_run(s, 1000);
+  sim_peer_t *mid = twcc_listener(s, "bob", 250000), *low = twcc_listener(s, "carol", 80000),
+             *all = twcc_listener(s, "dave", 0);
+  sim_run(s, 15000);
+  sim_sub_t *um = sim_sub_of(mid, a, 1), *ul = sim_sub_of(low, a, 1), *ua = sim_sub_of(all, a, 1);
+  int nm[3], nl[3], na[3], last, other;
+  uint64_t t = sim_us(s);
+  sim_run(s, 3000);
+  svc_counts(ul, t, sim_us(s), nl, &last, &other);
+  svc_counts(ua, t, sim_us(s), na, &last, &other);
+  svc_counts(um, t, sim_us(s), nm, &last, &other);
+  printf("# estimates %u / %u / %u: S0/S1/S2 %d/%d/%d, %d/%d/%d, %d/%d/%d packets in 3 s\n",
+         sfu_bwe_estimate(&sim_part(mid)->cc->bwe), sfu_bwe_estimate(&sim_part(low)->cc->bwe),
+         sfu_bwe_estimate(&sim_part(all)->cc->bwe), nm[0], nm[1], nm[2], nl[0], nl[1], nl[2],
+         na[0], na[1], na[2]);
+  assert_true(nm[0] >= 60 && nm[1] >= nm[0] - 2 && nm[2] == 0);
+  assert_int_equal(other, 0);
+  assert_true(last >= nm[0] - 2); /* each picture ends at SID 1 */
+  svc_counts(ul, t, sim_us(s), nl, &last, &other);
+  assert_true(nl[0] >= 60 && nl[1] == 0 && nl[2] == 0);
+  svc_counts(ua, t, sim_us(s), na, &last, &other);
+  assert_true(na[0] >= 60 && na[1] >= na[0] - 2 && na[2] >= na[0] - 2);
+  assert_int_equal(s->room.c.bw_pauses, 0);
+}
+
 /* ---- AV1 SVC by the Dependency Descriptor ----------------------------------- */
 
 typedef struct {
@@ -2695,6 +2732,7 @@ int main(void) {
       cmocka_unit_test_teardown(falling_remb_drops_at_once_toward_what_fits_and_climbs_back, teardown),
       cmocka_unit_test_teardown(dynacast_tells_the_publisher_which_layers_are_taken, teardown),
       cmocka_unit_test_teardown(svc_spatial_layers_follow_the_quality_asked, teardown),
+      cmocka_unit_test_teardown(svc_spatial_layers_follow_the_estimate, teardown),
       cmocka_unit_test_teardown(av1_spatial_layers_by_the_dependency_descriptor, teardown),
       cmocka_unit_test_teardown(a_tight_budget_drops_temporal_layers_before_pausing, teardown),
       cmocka_unit_test_teardown(transport_feedback_goes_to_publishers, teardown),

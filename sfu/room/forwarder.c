@@ -585,11 +585,16 @@ static void note_layer(sfu_room_t *room, sfu_layer_t *l, const sfu_rtp_t *r,
       l->tid_bps[i] = l->win_start_ms ? (uint32_t)(l->tid_win[i] * 8000 / span) : 0;
       l->tid_win[i] = 0;
     }
+    for (int i = 0; i < SFU_MAX_LAYERS; i++) {
+      l->sid_bps[i] = l->win_start_ms ? (uint32_t)(l->sid_win[i] * 8000 / span) : 0;
+      l->sid_win[i] = 0;
+    }
     l->win_start_ms = now_ms;
     l->win_bytes = 0;
   }
   l->win_bytes += r->len;
   if (have_vi && vi->tid >= 0 && vi->tid < SFU_MAX_TIDS) l->tid_win[vi->tid] += r->len;
+  if (have_vi && vi->sid >= 0 && vi->sid < SFU_MAX_LAYERS) l->sid_win[vi->sid] += r->len;
 }
 
 /* t's Dependency Descriptor in packet r, if it has one: read through the
@@ -1164,6 +1169,27 @@ static int want_layer(sfu_track_t *t, sfu_downtrack_t *d, uint64_t now_ms) {
 
 /* --- a subscriber's estimate shared out ------------------------------------ */
 
+/* The highest spatial layer of t (one stream of them: SVC) that d asks
+ * for: the quality's, and with the layers' sizes (a Dependency
+ * Descriptor's structure may give them; VP9's are not kept) the highest
+ * within max_height. */
+static int svc_top(const sfu_track_t *t, const sfu_downtrack_t *d) {
+  int top = d->max_layer < t->svc_layers - 1 ? d->max_layer : t->svc_layers - 1;
+  const sfu_dd_structure_t *st = t->dd && t->dd->cur >= 0 ? dd_structure(t) : NULL;
+  while (top > 0 && d->max_height && st && st->has_resolutions && top <= st->max_sid &&
+         st->height[top] > d->max_height)
+    top--;
+  return top;
+}
+
+/* What spatial layers 0..sid of l cost, bits/s: their rates over the last
+ * second (0 before any was measured). */
+static uint32_t svc_cost(const sfu_layer_t *l, int sid) {
+  uint32_t c = 0;
+  for (int i = 0; i <= sid && i < SFU_MAX_LAYERS; i++) c += l->sid_bps[i];
+  return c;
+}
+
 /* What layer k (of rank `rank`) of t costs, bits/s: its rate over the last
  * second; before one was measured a guess that grows with its rank; and
  * nothing for a layer never sent (the publisher has not started it, or
@@ -1246,7 +1272,8 @@ static void maybe_probe(sfu_room_t *room, sfu_participant_t *p, uint64_t now) {
 /* Shares subscriber p's estimate among the videos it receives, by
  * priority: first the lowest layer of each in turn (those that have not
  * fitted for PAUSE_AFTER_MS are paused), then, in the same order, as high
- * a layer as what is left allows. A video resumed or a layer taken higher must fit in 90 %
+ * a layer as what is left allows (simulcast layers; or the spatial layers
+ * of one SVC stream, svc_bw). A video resumed or a layer taken higher must fit in 90 %
  * of what is left, so that an estimate close to a layer's cost does not
  * make it flap. Audio is neither counted nor paused. A video paused is
  * not resent (NACKs for it are not answered). */
@@ -1273,11 +1300,16 @@ static void allocate(sfu_room_t *room, sfu_participant_t *p, uint64_t now) {
         if (lo < 0) continue; /* nothing sent: nothing to share */
         for (int k = 0; k < n; k++)
           if (order[k] == d->layer) cur = k;
-        uint32_t base = layer_cost(t, order[lo], lo);
+        /* one stream of spatial layers (SVC), measured: its ranks are
+         * those, each costing the ones below it too */
+        const sfu_layer_t *sl = &t->layers[order[lo]];
+        int svc = t->svc_layers > 1 && svc_cost(sl, 0) > 0, shi = svc ? svc_top(t, d) : 0;
+        uint32_t base = svc ? svc_cost(sl, 0) : layer_cost(t, order[lo], lo);
         if (pass == 0) {
-          desired += layer_cost(t, order[hi], hi);
-          int tid = fit_tid(&t->layers[order[lo]], left);
+          desired += svc ? svc_cost(sl, shi) : layer_cost(t, order[hi], hi);
+          int tid = svc ? -1 : fit_tid(sl, left);
           d->tid_target = SFU_MAX_TIDS - 1;
+          if (!svc) d->svc_bw = SFU_MAX_LAYERS - 1;
           if (base > left && tid >= 0) { /* fewer frames of the lowest layer */
             d->tid_target = tid;
             base = tid_cost(&t->layers[order[lo]], tid);
@@ -1307,6 +1339,20 @@ static void allocate(sfu_room_t *room, sfu_participant_t *p, uint64_t now) {
           continue;
         }
         if (d->bw_paused) continue;
+        if (svc) { /* as many spatial layers as fit */
+          d->svc_bw = 0;
+          for (int sid = shi; sid > 0; sid--) {
+            double more = (double)svc_cost(sl, sid) - base;
+            if ((sid > d->svc_cur ? more / UP_HEADROOM : more) <= left) {
+              d->svc_bw = sid;
+              left -= more;
+              given += (uint64_t)more;
+              break;
+            }
+          }
+          short_of |= d->svc_bw < shi;
+          continue;
+        }
         for (int cap = hi; cap > lo; cap--) {
           int r = top_rank(t, d, order, n, cap, 0);
           if (r <= lo) break;
@@ -1403,16 +1449,11 @@ void sfu_fwd_layers_tick(sfu_room_t *room) {
       }
       if (t->nlayers > 1) d->target = want_layer(t, d, ms);
       if (d->target == d->layer) d->shed = 0;
-      /* SVC: the spatial layer of the quality asked for, and with the
-       * layers' sizes (a Dependency Descriptor's structure may give them;
-       * VP9's are not kept) the highest within max_height */
+      /* SVC: the spatial layer of the quality asked for (svc_top()),
+       * no higher than its estimate allows */
       if (t->svc_layers > 1) {
-        int top = d->max_layer < t->svc_layers - 1 ? d->max_layer : t->svc_layers - 1;
-        const sfu_dd_structure_t *st = t->dd && t->dd->cur >= 0 ? dd_structure(t) : NULL;
-        while (top > 0 && d->max_height && st && st->has_resolutions && top <= st->max_sid &&
-               st->height[top] > d->max_height)
-          top--;
-        d->svc_target = top;
+        int top = svc_top(t, d);
+        d->svc_target = top < d->svc_bw ? top : d->svc_bw;
       }
       /* one stream of temporal layers only (AV1 L1T3, VP8 without
        * simulcast): the quality picks how many (low: the base) */

@@ -295,7 +295,7 @@ static sfu_downtrack_t *subscribe(sfu_participant_t *sub, sfu_track_t *t) {
   }
   d->layer = -1;
   d->target = t->nlayers - 1;
-  d->svc_target = d->svc_cur = SFU_MAX_LAYERS - 1; /* every spatial layer until asked */
+  d->svc_target = d->svc_cur = d->svc_bw = SFU_MAX_LAYERS - 1; /* every spatial layer until asked */
   d->tid_target = d->tid_cur = d->tid_quality = SFU_MAX_TIDS - 1;
   d->max_layer = SFU_MAX_LAYERS - 1;
   d->bw_cap = SFU_MAX_LAYERS - 1;
@@ -730,7 +730,7 @@ int sfu_neg_fixed_line(sfu_room_t *room, sfu_participant_t *p, const sfu_sdp_med
     d->ssrc = sfu_random_u32();
   while (d->ssrc == 0);
   d->layer = -1;
-  d->svc_target = d->svc_cur = SFU_MAX_LAYERS - 1;
+  d->svc_target = d->svc_cur = d->svc_bw = SFU_MAX_LAYERS - 1;
   d->tid_target = d->tid_cur = d->tid_quality = SFU_MAX_TIDS - 1;
   d->max_layer = SFU_MAX_LAYERS - 1;
   d->bw_cap = SFU_MAX_LAYERS - 1;

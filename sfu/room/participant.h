@@ -80,6 +80,8 @@ typedef struct sfu_layer_s {
   uint32_t bitrate_bps;         /* over the last full window */
   uint64_t tid_win[SFU_MAX_TIDS]; /* the window's bytes by temporal layer (VP8) */
   uint32_t tid_bps[SFU_MAX_TIDS]; /* and over the last full window */
+  uint64_t sid_win[SFU_MAX_LAYERS]; /* by spatial layer (SVC) */
+  uint32_t sid_bps[SFU_MAX_LAYERS];
   uint32_t sr_rtp;              /* last sender report: RTP time ... */
   uint64_t sr_ntp;              /* ... and NTP time of it */
   sfu_nack_gen_t *nack;         /* losses to NACK upstream (video), lazily */
@@ -220,6 +222,8 @@ struct sfu_downtrack_s {
   int svc_target, svc_cur;      /* SVC: the highest spatial layer wanted,
                                    and forwarded now (switched at a picture
                                    start; up only at a keyframe) */
+  int svc_bw;                   /* and the highest its estimate allows
+                                   (allocate()) */
   int dd_ext;                   /* Dependency Descriptor id its answer kept, 0 = none */
   int dd_ext_offer;             /* the id we offer for it (AV1 with one), 0 = none */
   uint16_t dd_fn_offset;        /* frame numbers: out = in + offset */
