@@ -1001,6 +1001,20 @@ json_t *sfu_moderation_json(const sfu_room_rec_t *r) {
                    (json_int_t)m->denied_evicted, "joins_refused", (json_int_t)m->joins_refused);
 }
 
+/* [{"identity", "sid"}] of everyone joined to room r: its own process's
+ * people, then those of its live relays (new reference). */
+static json_t *people_json(const sfu_room_rec_t *r) {
+  json_t *a = json_array(), *who;
+  const char *sid;
+  json_object_foreach(r->people, sid, who)
+    json_array_append_new(a, json_pack("{s:O*, s:s}", "identity", who, "sid", sid));
+  for (const sfu_room_rec_t *x = r->sup->rooms; x && !is_relay(r); x = x->next)
+    if (is_relay(x) && strcmp(x->origin_id, r->id) == 0 && is_live(x))
+      json_object_foreach(x->people, sid, who)
+        json_array_append_new(a, json_pack("{s:O*, s:s}", "identity", who, "sid", sid));
+  return a;
+}
+
 json_t *sfu_room_json(const sfu_room_rec_t *r, int detail) {
   int64_t now = sfu_wall_ms();
   int participants = r->participants; /* its own, and its relays' */
@@ -1036,6 +1050,7 @@ json_t *sfu_room_json(const sfu_room_rec_t *r, int detail) {
     if (r->stats) json_object_set(j, "stats", r->stats);
     json_object_set_new(j, "moderation", sfu_moderation_json(r));
     json_object_set_new(j, "relays", sfu_supervisor_relays_json(r->sup, r));
+    json_object_set_new(j, "people", people_json(r));
   }
   return j;
 }
