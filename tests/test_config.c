@@ -8,11 +8,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "sfu/node/config.h"
+#include "sfu/node/confcheck.h"
 
 static char path[64];
 
@@ -276,6 +279,138 @@ static void rtc_addresses_bound_at_startup(void **state) {
     assert_non_null(strstr(err, "'::1'"));
 }
 
+/* --print-config writes a file that reads back to the same settings:
+ * values with blanks or quotes kept, an empty value kept empty, defaults
+ * commented out. */
+static void printed_config_reads_back_the_same(void **state) {
+  sfu_config_t c, back;
+  char err[256], out[64];
+  (void)state;
+  sfu_config_defaults(&c);
+  strcpy(c.data_dir, "/var/lib/sfu");
+  strcpy(c.listen_host, "0.0.0.0");
+  c.listen_port = 443;
+  strcpy(c.region, " eu west ");
+  strcpy(c.node_id, "\"quoted\"");
+  strcpy(c.rtc_addresses, "");
+  strcpy(c.webhook_secret, "a = b # not a comment");
+  c.zygote = 0;
+  strcpy(out, "/tmp/sfu-test-printed-XXXXXX");
+  int fd = mkstemp(out);
+  assert_true(fd >= 0);
+  FILE *f = fdopen(fd, "w");
+  assert_int_equal(sfu_config_write(&c, f), 0);
+  fclose(f);
+  sfu_config_defaults(&back);
+  assert_int_equal(sfu_config_load_file(&back, out, err, sizeof(err)), 0);
+  assert_string_equal(back.data_dir, "/var/lib/sfu");
+  assert_string_equal(back.listen_host, "0.0.0.0");
+  assert_int_equal(back.listen_port, 443);
+  assert_string_equal(back.region, " eu west ");
+  assert_string_equal(back.node_id, "\"quoted\"");
+  assert_string_equal(back.rtc_addresses, "");
+  assert_string_equal(back.webhook_secret, "a = b # not a comment");
+  assert_int_equal(back.zygote, 0);
+  assert_int_equal(memcmp(&c, &back, sizeof(c)), 0);
+  /* defaults are there, commented out, and adopt_state is not */
+  char text[32768];
+  f = fopen(out, "r");
+  size_t n = fread(text, 1, sizeof(text) - 1, f);
+  fclose(f);
+  unlink(out);
+  text[n] = '\0';
+  assert_non_null(strstr(text, "\n# max_rooms = 1000\n"));
+  assert_non_null(strstr(text, "\ndata_dir = /var/lib/sfu\n"));
+  assert_null(strstr(text, "adopt_state"));
+}
+
+/* --check-config and --print-config are read with the settings; the file
+ * read is remembered for the summary. */
+static void check_and_print_flags_parsed(void **state) {
+  sfu_config_t c;
+  char err[256];
+  const char *info;
+  (void)state;
+  write_file("listen_port = 9000\n");
+  char *argv[] = {"sfud", "--check-config", "--config", path, "--print-config", NULL};
+  sfu_config_defaults(&c);
+  assert_int_equal(sfu_config_parse_args(&c, 5, argv, &info, err, sizeof(err)), 0);
+  assert_true(c.check_config);
+  assert_true(c.print_config);
+  assert_string_equal(c.config_file, path);
+  assert_int_equal(c.listen_port, 9000);
+  unlink(path);
+}
+
+static int has_line(const sfu_confcheck_t *r, int error, const char *text) {
+  for (int i = 0; i < r->n; i++)
+    if (r->line[i].error == error && strstr(r->line[i].text, text)) return 1;
+  return 0;
+}
+
+/* A configuration whose files are all wrong gets one error for each, not
+ * only the first; nothing is created. */
+static void check_reports_every_problem(void **state) {
+  sfu_config_t c;
+  sfu_confcheck_t r;
+  char err[256];
+  (void)state;
+  write_file("not a certificate\n");
+  sfu_config_defaults(&c);
+  strcpy(c.room_binary, path); /* not executable */
+  strcpy(c.data_dir, "/nonexistent-sfu-dir/data");
+  strcpy(c.web_root, "/nonexistent-sfu-web");
+  strcpy(c.tls_cert_file, path);
+  strcpy(c.tls_key_file, path);
+  strcpy(c.webhook_url, "https://");
+  strcpy(c.webhook_secret, "0123456789abcdef");
+  strcpy(c.listen_host, "localhost");
+  assert_int_equal(sfu_config_finish(&c, err, sizeof(err)), 0);
+  sfu_confcheck_init(&r);
+  assert_int_equal(sfu_confcheck_run(&c, &r), 6);
+  assert_true(has_line(&r, 1, "listen_host 'localhost' is not an IP address"));
+  assert_true(has_line(&r, 1, "is not executable"));
+  assert_true(has_line(&r, 1, "data_dir '/nonexistent-sfu-dir/data' does not exist and cannot be created"));
+  assert_true(has_line(&r, 1, "web_root '/nonexistent-sfu-web' is not a readable directory"));
+  assert_true(has_line(&r, 1, "not a PEM certificate"));
+  assert_true(has_line(&r, 1, "webhook_url 'https://' is not an http:// or https:// URL"));
+  assert_true(has_line(&r, 0, "generated at each start"));
+  struct stat st;
+  assert_int_equal(stat("/nonexistent-sfu-dir", &st), -1);
+  unlink(path);
+}
+
+/* A sound configuration passes: data_dir not there yet but creatable,
+ * the room binary executable; only warnings remain. */
+static void check_passes_a_sound_configuration(void **state) {
+  sfu_config_t c;
+  sfu_confcheck_t r;
+  char err[256], dir[64];
+  (void)state;
+  strcpy(dir, "/tmp/sfu-test-check-XXXXXX");
+  assert_non_null(mkdtemp(dir));
+  sfu_config_defaults(&c);
+  strcpy(c.room_binary, "/bin/true");
+  snprintf(c.data_dir, sizeof(c.data_dir), "%s/data", dir);
+  strcpy(c.api_key, "a-key-long-enough");
+  strcpy(c.token_secret, "0123456789abcdef0123456789abcdef");
+  strcpy(c.webhook_url, "http://127.0.0.1:9/hook");
+  strcpy(c.webhook_secret, "0123456789abcdef");
+  assert_int_equal(sfu_config_finish(&c, err, sizeof(err)), 0);
+  sfu_confcheck_init(&r);
+  assert_int_equal(sfu_confcheck_run(&c, &r), 0);
+  assert_int_equal(r.warnings, 0);
+  /* a data_dir that is a file is refused */
+  int fd = open(c.data_dir, O_CREAT | O_WRONLY, 0600);
+  assert_true(fd >= 0);
+  close(fd);
+  sfu_confcheck_init(&r);
+  assert_int_equal(sfu_confcheck_run(&c, &r), 1);
+  assert_true(has_line(&r, 1, "is not a directory"));
+  unlink(c.data_dir);
+  rmdir(dir);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(defaults_serve_a_newcomer),
@@ -287,6 +422,10 @@ int main(void) {
       cmocka_unit_test(tls_settings_checked_at_finish),
       cmocka_unit_test(rtc_addresses_of_both_families_checked_at_finish),
       cmocka_unit_test(rtc_addresses_bound_at_startup),
+      cmocka_unit_test(printed_config_reads_back_the_same),
+      cmocka_unit_test(check_and_print_flags_parsed),
+      cmocka_unit_test(check_reports_every_problem),
+      cmocka_unit_test(check_passes_a_sound_configuration),
   };
   return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

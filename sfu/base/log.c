@@ -5,9 +5,18 @@
  * sfud and all its room processes share one stderr, and single writes under
  * PIPE_BUF keep their lines whole. The message is quoted, with quotes and
  * control characters escaped, so a line always parses.
+ *
+ * Under systemd, stderr is a stream to journald, which says so in
+ * JOURNAL_STREAM ("<device>:<inode>" of that stream). When stderr is that
+ * stream, each line starts with its syslog priority ("<6>ts=..."), which
+ * journald strips and keeps as the entry's PRIORITY (SyslogLevelPrefix=,
+ * on by default): `journalctl -p warning` then shows warnings and errors.
+ * Rooms inherit both stderr and the variable, so their lines carry it too.
  */
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -18,6 +27,18 @@ static sfu_log_level_t min_level = SFU_LOG_INFO;
 static char context[128];
 
 static const char *level_names[] = {"debug", "info", "warn", "error"};
+/* syslog(3) priorities of the levels: LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERR */
+static const char level_prio[] = {'7', '6', '4', '3'};
+static int journal = -1; /* 1: stderr is journald's stream; -1: not looked at yet */
+
+int sfu__log_stderr_is_journal(void) {
+  const char *js = getenv("JOURNAL_STREAM");
+  unsigned long long dev, ino;
+  struct stat st;
+  if (!js || sscanf(js, "%llu:%llu", &dev, &ino) != 2 || fstat(STDERR_FILENO, &st) != 0)
+    return 0;
+  return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
 
 void sfu_log_set_level(sfu_log_level_t level) { min_level = level; }
 
@@ -46,9 +67,16 @@ void sfu_log_kv(sfu_log_level_t level, const char *mod, const char *kv,
   vsnprintf(msg, sizeof(msg), fmt, ap);
   va_end(ap);
 
+  if (journal < 0) journal = sfu__log_stderr_is_journal();
   gettimeofday(&tv, NULL);
   gmtime_r(&tv.tv_sec, &tm);
-  n = (size_t)snprintf(line, sizeof(line),
+  n = 0;
+  if (journal) {
+    line[n++] = '<';
+    line[n++] = level_prio[level];
+    line[n++] = '>';
+  }
+  n += (size_t)snprintf(line + n, sizeof(line) - n,
                        "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03dZ level=%s mod=%s",
                        tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
                        tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000),

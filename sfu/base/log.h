@@ -6,6 +6,8 @@
  * Callers put context as key=value pairs in front of the message with
  * sfu_log_kv(); sfu_log() is the plain form. Lines go to stderr, written with
  * one write(2) so lines of several processes sharing stderr do not interleave.
+ * When stderr is journald's stream, each line starts with "<N>", its syslog
+ * priority, for journald to keep as the entry's PRIORITY.
  */
 #ifndef SFU_LOG_H
 #define SFU_LOG_H
@@ -27,6 +29,10 @@ int sfu_log_enabled(sfu_log_level_t level);
 int sfu_log_parse_level(const char *s);
 /* Fixed fields appended to every line of this process, e.g. "room=rm_x". */
 void sfu_log_set_context(const char *kv);
+
+/* 1 if stderr is journald's stream (JOURNAL_STREAM names its device and
+ * inode): lines then start with their syslog priority, "<6>" for info. */
+int sfu__log_stderr_is_journal(void);
 
 /* `kv` is preformatted "key=value key2=value2" context (may be NULL). */
 void sfu_log_kv(sfu_log_level_t level, const char *mod, const char *kv,

@@ -255,7 +255,10 @@ int sfu_config_parse_args(sfu_config_t *c, int argc, char **argv,
       }
       path = argv[++i];
     }
-    if (path && sfu_config_load_file(c, path, err, errlen) != 0) return -1;
+    if (path) {
+      if (sfu_config_load_file(c, path, err, errlen) != 0) return -1;
+      snprintf(c->config_file, sizeof(c->config_file), "%s", path);
+    }
   }
   if (sfu_config_load_env(c, err, errlen) != 0) return -1;
   /* Pass 2: settings. */
@@ -270,6 +273,14 @@ int sfu_config_parse_args(sfu_config_t *c, int argc, char **argv,
     size_t klen = eq ? (size_t)(eq - a) : strlen(a);
     if (klen == 6 && strncmp(a, "config", 6) == 0) {
       if (!eq) i++;
+      continue;
+    }
+    if (!eq && strcmp(a, "check-config") == 0) {
+      c->check_config = 1;
+      continue;
+    }
+    if (!eq && strcmp(a, "print-config") == 0) {
+      c->print_config = 1;
       continue;
     }
     const opt_t *o = flag_opt(a, klen);
@@ -522,7 +533,10 @@ void sfu_config_usage(char *buf, size_t len) {
       "which overrides the file.\n\n"
       "  --help, -h      this text\n"
       "  --version, -V   version and the SRTP library in use\n"
-      "  --config FILE   read settings from FILE\n");
+      "  --config FILE   read settings from FILE\n"
+      "  --check-config  read the settings as for a start, check them and the files\n"
+      "                  they name, print a summary or the errors; exit 0 or 1\n"
+      "  --print-config  write the settings read as a commented configuration file\n");
   for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]) && n < len; i++) {
     char flag[64];
     size_t k = 0;
@@ -531,4 +545,53 @@ void sfu_config_usage(char *buf, size_t len) {
     flag[k] = '\0';
     n += (size_t)snprintf(buf + n, len - n, "  --%-22s %s\n", flag, opts[i].help);
   }
+}
+
+/* Writes `text` as comment lines of at most ~76 columns. */
+static void write_wrapped(FILE *f, const char *text) {
+  const char *p = text;
+  while (*p) {
+    size_t n = strlen(p), cut = n;
+    if (n > 74) {
+      cut = 74;
+      while (cut > 0 && p[cut] != ' ') cut--;
+      if (cut == 0) cut = strcspn(p, " ");
+    }
+    fprintf(f, "# %.*s\n", (int)cut, p);
+    p += cut;
+    while (*p == ' ') p++;
+  }
+}
+
+int sfu_config_write(const sfu_config_t *c, FILE *f) {
+  sfu_config_t d;
+  sfu_config_defaults(&d);
+  fprintf(f,
+          "# sfud configuration: one 'key = value' per line, '#' starts a comment.\n"
+          "# A commented-out setting shows its embedded default. The environment\n"
+          "# (SFU_<KEY>) overrides this file and flags (--key value) override both.\n"
+          "# 'sfud --config FILE --check-config' checks a file before a start.\n");
+  for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+    const opt_t *o = &opts[i];
+    if (strcmp(o->key, "adopt_state") == 0) continue; /* sfud's own, at an upgrade */
+    const char *base = (const char *)c + o->off, *dbase = (const char *)&d + o->off;
+    fputc('\n', f);
+    write_wrapped(f, o->help);
+    if (o->type == T_INT) {
+      int v = *(const int *)base;
+      fprintf(f, "%s%s = %d\n", v == *(const int *)dbase ? "# " : "", o->key, v);
+      continue;
+    }
+    int same = strcmp(base, dbase) == 0;
+    size_t n = strlen(base);
+    /* quoted when the loader's trimming or quote stripping would change it */
+    int quote = n > 0 && (isspace((unsigned char)base[0]) || isspace((unsigned char)base[n - 1]) ||
+                          (base[0] == '"' && base[n - 1] == '"'));
+    if (n == 0)
+      fprintf(f, "%s%s =\n", same ? "# " : "", o->key);
+    else
+      fprintf(f, "%s%s = %s%s%s\n", same ? "# " : "", o->key, quote ? "\"" : "", base,
+              quote ? "\"" : "");
+  }
+  return ferror(f) ? -1 : 0;
 }

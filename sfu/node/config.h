@@ -7,13 +7,15 @@
  *   env:   SFU_LISTEN_PORT=7880
  *   flag:  --listen-port 7880  or  --listen-port=7880
  *
- * The table in config.c is the single source of truth; `sfud --help` and
- * docs/configuration.md are generated from the same descriptions.
+ * The table in config.c is the single source of truth: `sfud --help` and
+ * `sfud --print-config` (the packaged /etc/sfu/sfud.conf) are generated
+ * from the same descriptions.
  */
 #ifndef SFU_CONFIG_H
 #define SFU_CONFIG_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 typedef struct sfu_config_s {
   char listen_host[64];          /* address the HTTP/WS server binds */
@@ -63,6 +65,9 @@ typedef struct sfu_config_s {
   int max_connections_per_ip;    /* open HTTP/WS connections from one address */
   int http_request_timeout_ms;   /* a connection must send a whole request within this */
   char adopt_state[512];         /* upgrade: the state the previous sfud handed over */
+  char config_file[512];         /* the --config file read ("" = none) */
+  int check_config;              /* --check-config: check, print a summary, exit */
+  int print_config;              /* --print-config: write the settings as a file, exit */
   int api_key_generated;         /* set by sfu_config_finish() */
   int token_secret_generated;    /* set by sfu_config_finish() */
 } sfu_config_t;
@@ -84,7 +89,9 @@ int sfu_config_load_env(sfu_config_t *c, char *err, size_t errlen);
 /*
  * Parses argv. Returns 0 to run, 1 when --help/--version was handled (the
  * text is in *info: "help" or "version"), -1 on error. --config FILE is
- * read first wherever it appears, so flags always override it.
+ * read first wherever it appears, so flags always override it, and its
+ * path is kept in c->config_file. --check-config and --print-config set
+ * c->check_config and c->print_config; the settings are read as for a run.
  */
 int sfu_config_parse_args(sfu_config_t *c, int argc, char **argv,
                           const char **info, char *err, size_t errlen);
@@ -104,5 +111,15 @@ int sfu_config_finish(sfu_config_t *c, char *err, size_t errlen);
 int sfu_config_check_rtc_bind(const sfu_config_t *c, char *err, size_t errlen);
 /* Writes the option reference (for --help) to a buffer. */
 void sfu_config_usage(char *buf, size_t len);
+/*
+ * Writes the settings as a configuration file that sfu_config_load_file()
+ * reads back to the same values: every setting of the table (adopt_state
+ * aside) under its help, wrapped as comments; a setting whose value is the
+ * embedded default is commented out ("# data_dir = ./sfu-data"), the others
+ * are written as they are, secrets included. `sfud --print-config` and the
+ * packaged /etc/sfu/sfud.conf (scripts/package.sh) come from it. Returns 0,
+ * or -1 when `f` fails.
+ */
+int sfu_config_write(const sfu_config_t *c, FILE *f);
 
 #endif

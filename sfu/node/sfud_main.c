@@ -7,6 +7,10 @@
  * then exit 0. A second signal skips the grace period. SIGHUP reloads the
  * TLS certificate and key (open connections keep theirs).
  *
+ * --check-config and --print-config read the settings as for a start,
+ * then check them (confcheck.h) or write them out (sfu_config_write()),
+ * and exit without serving.
+ *
  * At start the soft RLIMIT_NOFILE is raised to the hard limit (usually
  * 1024 -> far more): every client connection is a descriptor, and the
  * connection cap (http_api.c) is computed from what is left for rooms.
@@ -24,6 +28,7 @@
 #include <uv.h>
 
 #include "sfu/node/config.h"
+#include "sfu/node/confcheck.h"
 #include "sfu/node/events.h"
 #include "sfu/node/fleet.h"
 #include "sfu/base/log.h"
@@ -178,8 +183,10 @@ int main(int argc, char **argv) {
   sfu_config_defaults(&cfg);
   int rv = sfu_config_parse_args(&cfg, argc, argv, &info, err, sizeof(err));
   if (rv < 0) {
-    fprintf(stderr, "sfud: %s\n", err);
-    return 2;
+    int checking = 0; /* --check-config answers 1 for any configuration it refuses */
+    for (int i = 1; i < argc; i++) checking |= strcmp(argv[i], "--check-config") == 0;
+    fprintf(stderr, "sfud: %s%s\n", checking ? "error: " : "", err);
+    return checking ? 1 : 2;
   }
   if (rv == 1 && strcmp(info, "help") == 0) {
     static char usage[8192];
@@ -191,6 +198,16 @@ int main(int argc, char **argv) {
     printf("sfud %s\nsrtp: %s\nlibuv %s\n", sfu_version(), sfu_srtp_description(),
            uv_version_string());
     return 0;
+  }
+  if (rv == 0 && cfg.print_config) return sfu_config_write(&cfg, stdout) == 0 ? 0 : 1;
+  if (rv == 0 && cfg.check_config) {
+    static sfu_confcheck_t report;
+    sfu_confcheck_init(&report);
+    if (sfu_config_finish(&cfg, err, sizeof(err)) != 0) sfu_confcheck_add(&report, 1, "%s", err);
+    default_room_binary();
+    sfu_confcheck_run(&cfg, &report);
+    sfu_confcheck_print(&cfg, &report, stdout, stderr);
+    return report.errors ? 1 : 0;
   }
   if (sfu_config_finish(&cfg, err, sizeof(err)) != 0 ||
       sfu_config_check_rtc_bind(&cfg, err, sizeof(err)) != 0) { /* rooms bind them later */
