@@ -22,7 +22,8 @@ pkgs=(build-essential cmake pkg-config clang libclang-rt-14-dev
       libcmocka-dev zlib1g-dev libyaml-dev dpkg-dev curl ca-certificates)
 if [ "$want_test" = 1 ]; then
   pkgs+=(python3 python3-aiortc python3-numpy python3-websockets chromium procps iproute2 iptables
-         libnss3-tools coturn etcd-server)
+         libnss3-tools coturn etcd-server
+         adduser openssl systemd)  # integration.package: the postinst's, a TLS pair, unit check
 fi
 
 missing=()
