@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Builds the Debian package of sfu from the tree:
 #   scripts/package.sh [BUILD_DIR [OUT_DIR]]
-# BUILD_DIR (default build/, configured and built here if needed) gives the
-# binaries; the .deb is written to OUT_DIR (default BUILD_DIR) and its path
-# printed last. Run the README's commands (or scripts/deps.sh) first.
+# BUILD_DIR (default build/) gives the binaries: brought up to date, or,
+# when it is not configured yet, set up as scripts/run.sh does (deps.sh,
+# then build.sh). The .deb is written to OUT_DIR (default BUILD_DIR) and its
+# path printed last.
 #
 # The package is staged as a tree and made with dpkg-deb: sfud, sfu-replay
 # (and sfuctl when the build has it) in /usr/bin, sfu-room in /usr/lib/sfu,
@@ -17,6 +18,7 @@ build=$(realpath -m "${1:-$here/build}")
 out=$(realpath -m "${2:-$build}")
 
 if [ ! -f "$build/CMakeCache.txt" ]; then
+  "$here/scripts/deps.sh"
   "$here/scripts/build.sh" "$build"
 else
   cmake --build "$build" -j"$(nproc)" --target sfud sfu-room sfu-replay -- --no-print-directory >/dev/null
