@@ -49,6 +49,18 @@ def run(*cmd, check=True, **kw):
     return p
 
 
+def room_processes():
+    """Pids of the packaged sfu-room running (the zygote and rooms)."""
+    out = []
+    for p in os.listdir("/proc"):
+        try:
+            if p.isdigit() and os.readlink("/proc/%s/exe" % p).endswith("/usr/lib/sfu/sfu-room"):
+                out.append(p)
+        except OSError:
+            pass
+    return out
+
+
 def unit_settings(text):
     """[Service] of a unit file as {key: [values]} (continuations joined)."""
     out, section = {}, None
@@ -240,9 +252,7 @@ class PackageTest(unittest.TestCase):
                                                      key=key)[1]).get("state") == "running",
                      timeout=10, what="room running")
             pw = self.chroot("getent", "passwd", "sfu").stdout.split(":")
-            rooms = [p for p in os.listdir("/proc") if p.isdigit() and
-                     os.path.exists("/proc/%s/exe" % p) and
-                     os.readlink("/proc/%s/exe" % p).endswith("/usr/lib/sfu/sfu-room")]
+            rooms = room_processes()
             self.assertTrue(rooms)
             for p in rooms:
                 self.assertEqual(os.stat("/proc/" + p).st_uid, int(pw[2]))
@@ -265,6 +275,8 @@ class PackageTest(unittest.TestCase):
             lines = log.read().splitlines()
             log.close()
         self.assertEqual(rc, 0)
+        # sfud stopped its rooms (and their zygote) itself: KillMode=process leaves none
+        wait_for(lambda: room_processes() == [], timeout=5, what="rooms and zygote gone")
         # journald gets each line's priority: info as <6>, from sfud and its rooms
         self.assertTrue(any(re.match(r"<6>ts=\S+ level=info mod=sfud ", x) for x in lines), lines)
         self.assertTrue(any(re.match(r"<6>ts=\S+ level=info .*room=", x) for x in lines), lines)
