@@ -63,7 +63,7 @@ done
 # media to), and tls_cert_file/tls_key_file or a TLS proxy in front
 # (/usr/share/doc/sfu/deploying.md). api_key and token_secret are in
 # /etc/sfu/sfud.env, made at installation. Then:
-#   sudo -u sfu sfud --config /etc/sfu/sfud.conf --check-config
+#   sudo -u sfu sh -c 'set -a; . /etc/sfu/sfud.env; sfud --config /etc/sfu/sfud.conf --check-config'
 #   systemctl enable --now sfud
 #
 HEAD
