@@ -176,18 +176,7 @@ static h2o_req_t *take_req(sess_t *s) {
 }
 
 static void tell_room(sess_t *s, const char *type, json_t *extra) {
-  if (!s->room) {
-    json_decref(extra);
-    return;
-  }
-  json_t *m = json_pack("{s:s, s:I}", "type", type, "session", (json_int_t)s->id);
-  if (extra) json_object_update(m, extra);
-  json_decref(extra);
-  int rv = sfu_supervisor_send(s->room, m);
-  json_decref(m);
-  if (rv != 0 && rv != SFU_ECANCELED)
-    sfu_log(SFU_LOG_WARN, "whip", "session %u: cannot reach room %s: %s", s->id, s->room->id,
-            sfu_strerror(rv));
+  sfu_ws_tell_room(s->room, s->id, type, extra, "whip");
 }
 
 static void send_offer(sess_t *s) {

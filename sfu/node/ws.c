@@ -237,19 +237,24 @@ static void send_error(session_t *s, json_t *id, const char *code, const char *m
   send_json(s, j);
 }
 
-static void tell_room(session_t *s, const char *type, json_t *extra) {
-  if (!s->room) {
+void sfu_ws_tell_room(sfu_room_rec_t *room, uint32_t session, const char *type, json_t *extra,
+                      const char *mod) {
+  if (!room) {
     json_decref(extra);
     return;
   }
-  json_t *m = json_pack("{s:s, s:I}", "type", type, "session", (json_int_t)s->id);
+  json_t *m = json_pack("{s:s, s:I}", "type", type, "session", (json_int_t)session);
   if (extra) json_object_update(m, extra);
   json_decref(extra);
-  int rv = sfu_supervisor_send(s->room, m);
+  int rv = sfu_supervisor_send(room, m);
   json_decref(m);
   if (rv != 0 && rv != SFU_ECANCELED)
-    sfu_log(SFU_LOG_WARN, "ws", "session %u: cannot reach room %s: %s", s->id, s->room->id,
+    sfu_log(SFU_LOG_WARN, mod, "session %u: cannot reach room %s: %s", session, room->id,
             sfu_strerror(rv));
+}
+
+static void tell_room(session_t *s, const char *type, json_t *extra) {
+  sfu_ws_tell_room(s->room, s->id, type, extra, "ws");
 }
 
 static void drop_held(session_t *s) {

@@ -65,6 +65,11 @@ void sfu_ws_on_room_gone(sfu_ws_t *ws, sfu_room_rec_t *r, int code, const char *
 /* A new session id, for a session that is not a WebSocket (sfu/node/whip.c):
  * the room knows sessions by id only. */
 uint32_t sfu_ws_new_id(sfu_ws_t *ws);
+/* A client_* message `type` of session `session` to its room, `extra`'s
+ * members added (taken; NULL = none); a room that cannot be reached is
+ * logged under `mod`. Nothing when room is NULL. */
+void sfu_ws_tell_room(sfu_room_rec_t *room, uint32_t session, const char *type, json_t *extra,
+                      const char *mod);
 /* Counts for /metrics and /v1/node. */
 int sfu_ws_session_count(const sfu_ws_t *ws);
 void sfu_ws_close_all(sfu_ws_t *ws, int code, const char *reason);
