@@ -156,6 +156,23 @@ static void print_json(const json_t *j) {
   fputc('\n', stdout);
 }
 
+/* A command's call: `method` on `path` (its %s filled with a, b), `body`
+ * taken (NULL = none); the answer printed as JSON under --json, else
+ * shown by show(). The exit status. */
+static int call(const char *method, const char *path, const char *a, const char *b, json_t *body,
+                void (*show)(const json_t *out)) {
+  json_t *out;
+  char url[1024];
+  api_url(url, sizeof(url), path, a, b);
+  int rc = api(method, url, body, &out);
+  json_decref(body);
+  if (rc) return rc;
+  if (A.json) print_json(out);
+  else show(out);
+  json_decref(out);
+  return 0;
+}
+
 static const char *str_of(const json_t *o, const char *key, const char *dflt) {
   const char *s = json_string_value(json_object_get(o, key));
   return s ? s : dflt;
@@ -268,8 +285,16 @@ static int room_row(table_t *t, const json_t *r) {
 static const char *const ROOM_HEAD[] = {"ROOM_ID", "NAME", "STATE", "PARTICIPANTS", "UPTIME",
                                         "PID", "ENDED"};
 
+static void show_created(const json_t *out) {
+  table_t t;
+  table_init(&t, 7, ROOM_HEAD);
+  room_row(&t, out);
+  table_print(&t, 0);
+  printf("ws_url: %s\n", str_of(out, "ws_url", "-"));
+}
+
 static int cmd_rooms_create(void) {
-  json_t *body = json_object(), *out;
+  json_t *body = json_object();
   const char *v;
   int64_t n;
   if (A.npos > 0) json_object_set_new(body, "name", json_string(A.pos[0]));
@@ -299,47 +324,23 @@ static int cmd_rooms_create(void) {
   }
   if ((v = sfu_ctl_opt(&A, "region"))) json_object_set_new(body, "region", json_string(v));
   if ((v = sfu_ctl_opt(&A, "node"))) json_object_set_new(body, "node", json_string(v));
-  char url[1024];
-  api_url(url, sizeof(url), "/v1/rooms", NULL, NULL);
-  int rc = api("POST", url, body, &out);
-  json_decref(body);
-  if (rc) return rc;
-  if (A.json) {
-    print_json(out);
-  } else {
-    table_t t;
-    table_init(&t, 7, ROOM_HEAD);
-    room_row(&t, out);
-    table_print(&t, 0);
-    printf("ws_url: %s\n", str_of(out, "ws_url", "-"));
-  }
-  json_decref(out);
-  return 0;
+  return call("POST", "/v1/rooms", NULL, NULL, body, show_created);
 }
 
-static int cmd_rooms_list(void) {
-  json_t *out;
-  char url[1024];
-  api_url(url, sizeof(url), "/v1/rooms", NULL, NULL);
-  int rc = api("GET", url, NULL, &out);
-  if (rc) return rc;
-  if (A.json) {
-    print_json(out);
-  } else {
-    json_t *rooms = json_object_get(out, "rooms"), *r;
-    size_t i;
-    if (json_array_size(rooms) == 0) {
-      printf("no rooms\n");
-    } else {
-      table_t t;
-      table_init(&t, 7, ROOM_HEAD);
-      json_array_foreach(rooms, i, r) room_row(&t, r);
-      table_print(&t, 0);
-    }
+static void show_rooms(const json_t *out) {
+  const json_t *rooms = json_object_get(out, "rooms"), *r;
+  size_t i;
+  if (json_array_size(rooms) == 0) {
+    printf("no rooms\n");
+    return;
   }
-  json_decref(out);
-  return 0;
+  table_t t;
+  table_init(&t, 7, ROOM_HEAD);
+  json_array_foreach(rooms, i, r) room_row(&t, r);
+  table_print(&t, 0);
 }
+
+static int cmd_rooms_list(void) { return call("GET", "/v1/rooms", NULL, NULL, NULL, show_rooms); }
 
 /* The room detail for people: the record, who is in it, moderation,
  * relays, a few counters. */
@@ -439,33 +440,23 @@ static void show_room(const json_t *r) {
 }
 
 static int cmd_rooms_show(void) {
-  json_t *out;
-  char url[1024];
-  api_url(url, sizeof(url), "/v1/rooms/%s", A.pos[0], NULL);
-  int rc = api("GET", url, NULL, &out);
-  if (rc) return rc;
-  if (A.json) print_json(out);
-  else show_room(out);
-  json_decref(out);
-  return 0;
+  return call("GET", "/v1/rooms/%s", A.pos[0], NULL, NULL, show_room);
+}
+
+static void show_closed(const json_t *out) {
+  printf("room %s: %s\n", str_of(out, "room_id", A.pos[0]), str_of(out, "state", "closed"));
 }
 
 static int cmd_rooms_close(void) {
-  json_t *out;
-  char url[1024];
-  api_url(url, sizeof(url), "/v1/rooms/%s", A.pos[0], NULL);
-  int rc = api("DELETE", url, NULL, &out);
-  if (rc) return rc;
-  if (A.json) print_json(out);
-  else printf("room %s: %s\n", str_of(out, "room_id", A.pos[0]), str_of(out, "state", "closed"));
-  json_decref(out);
-  return 0;
+  return call("DELETE", "/v1/rooms/%s", A.pos[0], NULL, NULL, show_closed);
 }
 
 /* --- tokens and participants ------------------------------------------------ */
 
+static void show_token(const json_t *out) { printf("%s\n", str_of(out, "token", "")); }
+
 static int cmd_token(void) {
-  json_t *body = json_pack("{s:s}", "identity", A.pos[1]), *out;
+  json_t *body = json_pack("{s:s}", "identity", A.pos[1]);
   const char *v;
   int64_t ttl;
   if ((v = sfu_ctl_opt(&A, "ttl"))) {
@@ -497,57 +488,39 @@ static int cmd_token(void) {
     }
     json_object_set_new(body, "grants", g);
   }
-  char url[1024];
-  api_url(url, sizeof(url), "/v1/rooms/%s/tokens", A.pos[0], NULL);
-  int rc = api("POST", url, body, &out);
-  json_decref(body);
-  if (rc) return rc;
-  if (A.json) print_json(out);
-  else printf("%s\n", str_of(out, "token", ""));
-  json_decref(out);
-  return 0;
+  return call("POST", "/v1/rooms/%s/tokens", A.pos[0], NULL, body, show_token);
+}
+
+/* The participant commands: method, path, what the answer says was done. */
+static const struct {
+  int id;
+  const char *method, *path, *done;
+} PART[] = {{SFU_CTL_PART_MUTE, "POST", "/v1/rooms/%s/participants/%s/mute", "server-muted"},
+            {SFU_CTL_PART_UNMUTE, "POST", "/v1/rooms/%s/participants/%s/mute", "unmuted"},
+            {SFU_CTL_PART_KICK, "DELETE", "/v1/rooms/%s/participants/%s", "kicked"},
+            {SFU_CTL_PART_BAN, "POST", "/v1/rooms/%s/participants/%s/ban", "banned"},
+            {SFU_CTL_PART_UNBAN, "DELETE", "/v1/rooms/%s/participants/%s/ban", "unbanned"}};
+
+static int part_of(int id) {
+  int k = 0;
+  while (k + 1 < (int)(sizeof(PART) / sizeof(PART[0])) && PART[k].id != id) k++;
+  return k;
+}
+
+static void show_participant(const json_t *out) {
+  printf("%s %s in room %s\n", str_of(out, "identity", A.pos[1]), PART[part_of(A.cmd->id)].done,
+         str_of(out, "room_id", A.pos[0]));
 }
 
 static int cmd_participant(void) {
-  const char *method = "POST", *path = "/v1/rooms/%s/participants/%s/mute", *done = "";
-  json_t *body = NULL, *out;
-  switch (A.cmd->id) {
-  case SFU_CTL_PART_MUTE:
-    body = json_pack("{s:b}", "muted", 1);
-    done = "server-muted";
-    break;
-  case SFU_CTL_PART_UNMUTE:
-    body = json_pack("{s:b}", "muted", 0);
-    done = "unmuted";
-    break;
-  case SFU_CTL_PART_KICK:
-    method = "DELETE";
-    path = "/v1/rooms/%s/participants/%s";
-    done = "kicked";
-    break;
-  case SFU_CTL_PART_BAN: {
-    const char *reason = sfu_ctl_opt(&A, "reason");
-    body = reason ? json_pack("{s:s}", "reason", reason) : json_object();
-    path = "/v1/rooms/%s/participants/%s/ban";
-    done = "banned";
-    break;
-  }
-  default: /* SFU_CTL_PART_UNBAN */
-    method = "DELETE";
-    path = "/v1/rooms/%s/participants/%s/ban";
-    done = "unbanned";
-    break;
-  }
-  char url[1024];
-  api_url(url, sizeof(url), path, A.pos[0], A.pos[1]);
-  int rc = api(method, url, body, &out);
-  json_decref(body);
-  if (rc) return rc;
-  if (A.json) print_json(out);
-  else printf("%s %s in room %s\n", str_of(out, "identity", A.pos[1]), done,
-              str_of(out, "room_id", A.pos[0]));
-  json_decref(out);
-  return 0;
+  int id = A.cmd->id, k = part_of(id);
+  const char *reason = sfu_ctl_opt(&A, "reason");
+  json_t *body = id == SFU_CTL_PART_MUTE     ? json_pack("{s:b}", "muted", 1)
+                 : id == SFU_CTL_PART_UNMUTE ? json_pack("{s:b}", "muted", 0)
+                 : id == SFU_CTL_PART_BAN    ? (reason ? json_pack("{s:s}", "reason", reason)
+                                                       : json_object())
+                                             : NULL;
+  return call(PART[k].method, PART[k].path, A.pos[0], A.pos[1], body, show_participant);
 }
 
 /* --- node and fleet ---------------------------------------------------------- */
@@ -582,50 +555,23 @@ static void show_node(const json_t *n) {
     printf("rooms moving:  %lld\n", (long long)int_of(n, "rooms_moving"));
 }
 
-static int cmd_node_status(void) {
-  json_t *out;
-  char url[1024];
-  api_url(url, sizeof(url), "/v1/node", NULL, NULL);
-  int rc = api("GET", url, NULL, &out);
-  if (rc) return rc;
-  if (A.json) print_json(out);
-  else show_node(out);
-  json_decref(out);
-  return 0;
+static int cmd_node_status(void) { return call("GET", "/v1/node", NULL, NULL, NULL, show_node); }
+
+static void show_drained(const json_t *out) {
+  printf(sfu_ctl_opt(&A, "off") ? "accepting rooms again\n\n"
+                                : "draining: new rooms are refused, running rooms go on%s\n\n",
+         sfu_ctl_opt(&A, "migrate") ? " or move to other nodes" : "");
+  show_node(out);
 }
 
 static int cmd_node_drain(void) {
   int off = sfu_ctl_opt(&A, "off") != NULL, migrate = sfu_ctl_opt(&A, "migrate") != NULL;
-  json_t *body = json_pack("{s:b}", "draining", !off), *out;
+  json_t *body = json_pack("{s:b}", "draining", !off);
   if (migrate) json_object_set_new(body, "migrate", json_true());
-  char url[1024];
-  api_url(url, sizeof(url), "/v1/node/drain", NULL, NULL);
-  int rc = api("POST", url, body, &out);
-  json_decref(body);
-  if (rc) return rc;
-  if (A.json) {
-    print_json(out);
-  } else {
-    printf(off ? "accepting rooms again\n\n"
-               : "draining: new rooms are refused, running rooms go on%s\n\n",
-           migrate ? " or move to other nodes" : "");
-    show_node(out);
-  }
-  json_decref(out);
-  return 0;
+  return call("POST", "/v1/node/drain", NULL, NULL, body, show_drained);
 }
 
-static int cmd_fleet(void) {
-  json_t *out;
-  char url[1024];
-  api_url(url, sizeof(url), "/v1/fleet", NULL, NULL);
-  int rc = api("GET", url, NULL, &out);
-  if (rc) return rc;
-  if (A.json) {
-    print_json(out);
-    json_decref(out);
-    return 0;
-  }
+static void show_fleet(const json_t *out) {
   static const char *const head[] = {"NODE", "REGION", "ROOMS", "PARTICIPANTS", "LOAD",
                                      "DRAINING", "VERSION", "API_URL"};
   const json_t *nodes = json_object_get(out, "nodes"), *n;
@@ -654,9 +600,9 @@ static int cmd_fleet(void) {
     printf("  lost: %s\n", c);
     free(c);
   }
-  json_decref(out);
-  return 0;
 }
+
+static int cmd_fleet(void) { return call("GET", "/v1/fleet", NULL, NULL, NULL, show_fleet); }
 
 /* --- events ------------------------------------------------------------------ */
 
@@ -773,6 +719,15 @@ static int cmd_events_tail(void) {
 
 /* --- capture ----------------------------------------------------------------- */
 
+static void show_capture(const json_t *out) {
+  if (strcmp(A.pos[1], "start") == 0)
+    printf("capturing room %s to %s on the node (at most %lld MiB, %lld s)\n",
+           str_of(out, "room_id", A.pos[0]), str_of(out, "file", "?"),
+           (long long)int_of(out, "max_mib"), (long long)int_of(out, "max_seconds"));
+  else
+    printf("capture of room %s stopped\n", str_of(out, "room_id", A.pos[0]));
+}
+
 static int cmd_capture(void) {
   const char *action = A.pos[1], *v;
   int64_t n;
@@ -780,7 +735,7 @@ static int cmd_capture(void) {
     fprintf(stderr, "sfuctl: capture: '%s' is neither start nor stop\n", action);
     return SFU_CTL_EXIT_USAGE;
   }
-  json_t *body = json_pack("{s:s}", "action", action), *out;
+  json_t *body = json_pack("{s:s}", "action", action);
   if ((v = sfu_ctl_opt(&A, "max-mib"))) {
     if (sfu_ctl_uint(v, INT_MAX, &n) != 0) {
       fprintf(stderr, "sfuctl: --max-mib: '%s' is not a whole number\n", v);
@@ -797,20 +752,7 @@ static int cmd_capture(void) {
     }
     json_object_set_new(body, "max_seconds", json_integer(n));
   }
-  char url[1024];
-  api_url(url, sizeof(url), "/v1/rooms/%s/capture", A.pos[0], NULL);
-  int rc = api("POST", url, body, &out);
-  json_decref(body);
-  if (rc) return rc;
-  if (A.json) print_json(out);
-  else if (strcmp(action, "start") == 0)
-    printf("capturing room %s to %s on the node (at most %lld MiB, %lld s)\n",
-           str_of(out, "room_id", A.pos[0]), str_of(out, "file", "?"),
-           (long long)int_of(out, "max_mib"), (long long)int_of(out, "max_seconds"));
-  else
-    printf("capture of room %s stopped\n", str_of(out, "room_id", A.pos[0]));
-  json_decref(out);
-  return 0;
+  return call("POST", "/v1/rooms/%s/capture", A.pos[0], NULL, body, show_capture);
 }
 
 /* --- load ---------------------------------------------------------------------- */
