@@ -346,6 +346,14 @@ class VideoTestBase(unittest.IsolatedAsyncioTestCase):
     async def outbound(self, name="A"):
         return {r["rid"] or "-": r for r in await self.js(name, "sfu.outbound()")}
 
+    async def video_track(self, sid, name="B"):
+        """The video track of participant `sid` as `name`'s client lists it,
+        once it does."""
+        return await self.js_until(
+            name, "(() => { const p = sfu.client.getParticipants().find((x) => x.sid === %s);"
+            " return p && p.tracks.find((t) => t.kind === 'video'); })()" % json.dumps(sid),
+            timeout=15, what="%s's video track in %s's participants" % (sid, name))
+
     async def inbound(self, name="B"):
         st = await self.js(name, "sfu.inbound()")
         return st[0] if st else None
@@ -465,10 +473,7 @@ class SimulcastTest(VideoTestBase):
 
         # The server announces A's video track to the others.
         a_sid = a["sid"]
-        track = await self.js_until(
-            "B", "(() => { const p = sfu.client.getParticipants().find((x) => x.sid === %s);"
-            " return p && p.tracks.find((t) => t.kind === 'video'); })()" % json.dumps(a_sid),
-            timeout=15, what="A's video track in B's participants")
+        track = await self.video_track(a_sid)
         self.assertEqual(track["codec"], "VP8")
         track_id = track["track_id"]
         self.assertRegex(track_id, r"^TR_")
@@ -615,10 +620,7 @@ class SingleLayerTest(VideoTestBase):
         self.assertNotIn("a=simulcast", vid[0])
         self.assertNotIn("a=rid:", vid[0])
 
-        track = await self.js_until(
-            "B", "(() => { const p = sfu.client.getParticipants().find((x) => x.sid === %s);"
-            " return p && p.tracks.find((t) => t.kind === 'video'); })()" % json.dumps(a["sid"]),
-            timeout=15, what="A's video track in B's participants")
+        track = await self.video_track(a["sid"])
         self.assertEqual(track["codec"], "VP8")
         await self.js_until("B", "sfu.tFirstFrame !== null", FIRST_FRAME_TIMEOUT,
                             "B decoding A's single-layer video")
@@ -826,10 +828,7 @@ class DynacastTest(VideoTestBase):
         a = await self.join_page("A", publishVideo=True, simulcast=True, videoConstraints=CAPTURE,
                                  videoCodec="VP8", degradationPreference="maintain-resolution")
         await self.wait_layers(RIDS)
-        track_id = await self.js_until(
-            "B", "(() => { const p = sfu.client.getParticipants().find((x) => x.sid === %s);"
-            " const t = p && p.tracks.find((t) => t.kind === 'video'); return t && t.track_id;"
-            " })()" % json.dumps(a["sid"]), what="A's video track in B's participants")
+        track_id = (await self.video_track(a["sid"]))["track_id"]
         top = (await self.outbound())["f"]["frameWidth"]
 
         async def b_on(width):
@@ -894,10 +893,7 @@ class Av1TemporalTest(VideoTestBase):
                                                    "height": {"exact": 360},
                                                    "frameRate": {"ideal": 30}},
                                  degradationPreference="maintain-framerate")
-        track_id = await self.js_until(
-            "B", "(() => { const p = sfu.client.getParticipants().find((x) => x.sid === %s);"
-            " const t = p && p.tracks.find((t) => t.kind === 'video'); return t && t.track_id;"
-            " })()" % json.dumps(a["sid"]), what="A's video track in B's participants")
+        track_id = (await self.video_track(a["sid"]))["track_id"]
 
         async def decoding():
             r = await self.inbound()
@@ -954,10 +950,7 @@ class E2eeTest(VideoTestBase):
         await self.join_page("C", client={"e2ee": "another passphrase"})
         top = (await self.outbound())["f"]["frameWidth"]
         low = (await self.outbound())["q"]["frameWidth"]
-        track_id = await self.js_until(
-            "B", "(() => { const p = sfu.client.getParticipants().find((x) => x.sid === %s);"
-            " const t = p && p.tracks.find((t) => t.kind === 'video'); return t && t.track_id;"
-            " })()" % json.dumps(a["sid"]), what="A's video track in B's participants")
+        track_id = (await self.video_track(a["sid"]))["track_id"]
 
         async def decodes(name, width=None):
             r = await self.inbound(name)
@@ -1022,10 +1015,7 @@ class SvcTest(VideoTestBase):
         a = await self.join_page("A", publishVideo=True, simulcast=False, videoCodec="VP9",
                                  scalabilityMode="L3T3_KEY", videoConstraints=CAPTURE,
                                  degradationPreference="maintain-resolution")
-        track_id = await self.js_until(
-            "B", "(() => { const p = sfu.client.getParticipants().find((x) => x.sid === %s);"
-            " const t = p && p.tracks.find((t) => t.kind === 'video'); return t && t.track_id;"
-            " })()" % json.dumps(a["sid"]), what="A's video track in B's participants")
+        track_id = (await self.video_track(a["sid"]))["track_id"]
 
         async def b_on(width):
             r = await self.inbound()
@@ -1073,10 +1063,7 @@ class Av1SvcTest(VideoTestBase):
                                                    "height": {"exact": 540},
                                                    "frameRate": {"ideal": 30}},
                                  degradationPreference="maintain-resolution")
-        track_id = await self.js_until(
-            "B", "(() => { const p = sfu.client.getParticipants().find((x) => x.sid === %s);"
-            " const t = p && p.tracks.find((t) => t.kind === 'video'); return t && t.track_id;"
-            " })()" % json.dumps(a["sid"]), what="A's video track in B's participants")
+        track_id = (await self.video_track(a["sid"]))["track_id"]
 
         async def b_on(width):
             r = await self.inbound()
