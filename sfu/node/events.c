@@ -234,6 +234,11 @@ int sfu_events_error(const sfu_events_t *e) { return e->error; }
 size_t sfu_events_pending(const sfu_events_t *e) { return e->npending; }
 const char *sfu_events_node_id(const sfu_events_t *e) { return e->node; }
 
+uint64_t sfu_events_backlog(const sfu_events_t *e) {
+  uint64_t last = sfu_journal_last_seq(e->j), acked = sfu_journal_acked_seq(e->j);
+  return (last > acked ? last - acked : 0) + e->npending;
+}
+
 int sfu_events_busy(const sfu_events_t *e) { return e->syncing || sfu_events_pending(e) > 0; }
 
 int sfu_events_sync_now(sfu_events_t *e) {

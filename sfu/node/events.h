@@ -33,6 +33,9 @@ void sfu_events_on_durable(sfu_events_t *e, void (*cb)(void *arg), void *arg);
 /* Health: 0 ok, else the journal's error (records are waiting in memory). */
 int sfu_events_error(const sfu_events_t *e);
 size_t sfu_events_pending(const sfu_events_t *e);
+/* Records the webhook receiver has not acknowledged: journaled after the
+ * delivery watermark, and those waiting in memory. */
+uint64_t sfu_events_backlog(const sfu_events_t *e);
 const char *sfu_events_node_id(const sfu_events_t *e);
 void sfu_events_close(sfu_events_t *e);
 /* Upgrade: 1 while a sync runs on the thread pool or records wait in

@@ -1016,6 +1016,7 @@ static int route_metrics(sfu_http_t *h, h2o_req_t *req) {
   g.draining = sfu_supervisor_draining(h->sup);
   g.fleet_registered = h->fleet ? sfu_fleet_available(h->fleet) : -1;
   g.cpu_seconds = self_cpu_seconds();
+  g.journal_backlog = h->events ? (int64_t)sfu_events_backlog(h->events) : -1;
   size_t n = sfu_metrics_render(h->metrics, &g, buf, sizeof(buf));
   if (n >= sizeof(buf)) n = sizeof(buf) - 1;
   return send_body(h, req, 200, "text/plain; version=0.0.4", buf, n);

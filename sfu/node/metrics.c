@@ -5,6 +5,11 @@
  * steps from 0.5 ms to 25 ms, coarse after. Rendering writes into a caller
  * buffer with snprintf; the output is small (a few KiB) and rendered only on
  * a scrape.
+ *
+ * Packet counters live in the rooms and restart with each room process;
+ * the node keeps its own sums, fed with what each room's counters grew by
+ * since its previous report, so sfu_packets_*_total only ever rise while
+ * rooms come and go (a PromQL rate() over them is the node's traffic).
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -15,6 +20,33 @@
 static const double spawn_bounds[SFU_HISTO_BUCKETS] = {
     0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075,
     0.01,   0.015, 0.025, 0.05,  0.1,   0.5};
+
+const sfu_pkt_counter_t sfu_pkt_counters[SFU_PKT_N] = {
+    {NULL, "rtp_in", NULL},
+    {NULL, "rtp_out", NULL},
+    {NULL, "drop_unknown_ssrc", "unknown_ssrc"},
+    {NULL, "drop_malformed", "malformed"},
+    {NULL, "drop_muted", "muted"},
+    {NULL, "drop_send", "send"},
+    {NULL, "drop_not_rtp", "not_rtp"},
+    {NULL, "drop_srtp", "srtp"},
+    {NULL, "drop_ssrc_limit", "ssrc_limit"},
+    {NULL, "drop_transport_send", "transport_send"},
+    {NULL, "drop_foreign_source", "foreign_source"},
+    {NULL, "drop_rtx_probe", "rtx_probe"},
+    {NULL, "drop_relay_ssrc", "relay_ssrc"},
+    {"video", "drop_svc", "svc"},
+    {"video", "drop_temporal", "temporal"},
+    {"audio", "drop_not_loudest", "not_loudest"},
+};
+
+void sfu_metrics_add_packets(sfu_metrics_t *m, uint64_t seen[SFU_PKT_N],
+                             const uint64_t now[SFU_PKT_N]) {
+  for (size_t i = 0; i < SFU_PKT_N; i++) {
+    m->packets[i] += now[i] >= seen[i] ? now[i] - seen[i] : now[i];
+    seen[i] = now[i];
+  }
+}
 
 void sfu_metrics_init(sfu_metrics_t *m) {
   memset(m, 0, sizeof(*m));
@@ -141,6 +173,19 @@ size_t sfu_metrics_render(const sfu_metrics_t *m, const sfu_gauges_t *g,
           m->ipc_congestions);
   counter(&o, "sfu_ws_backlog_closes_total",
           "Sessions closed with 1013: more held messages than their bound.", m->ws_backlog_closes);
+  counter(&o, "sfu_packets_received_total", "RTP packets the rooms received from publishers.",
+          m->packets[SFU_PKT_RTP_IN]);
+  counter(&o, "sfu_packets_forwarded_total", "RTP packets the rooms sent to subscribers.",
+          m->packets[SFU_PKT_RTP_OUT]);
+  put(&o, "# HELP sfu_packets_dropped_total Packets the rooms did not forward, by reason.\n"
+          "# TYPE sfu_packets_dropped_total counter\n");
+  for (size_t i = SFU_PKT_DROP_FIRST; i < SFU_PKT_N; i++)
+    put(&o, "sfu_packets_dropped_total{reason=\"%s\"} %llu\n", sfu_pkt_counters[i].reason,
+        (unsigned long long)m->packets[i]);
+  if (g->journal_backlog >= 0)
+    put(&o, "# HELP sfu_journal_backlog_records Records the webhook receiver has not "
+            "acknowledged yet.\n# TYPE sfu_journal_backlog_records gauge\n"
+            "sfu_journal_backlog_records %lld\n", (long long)g->journal_backlog);
   histogram(&o, "sfu_room_spawn_seconds", "Time from spawn to the room's ready message.", &m->spawn_seconds);
   gauge(&o, "sfu_process_cpu_seconds", "CPU time used by sfud itself.", g->cpu_seconds);
   if (o.len < cap) buf[o.len] = '\0';

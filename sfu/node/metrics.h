@@ -12,6 +12,27 @@
 
 #define SFU_HISTO_BUCKETS 12
 
+/* The rooms' packet counters the node sums (a room's stats.packets, as in
+ * GET /v1/rooms/{id}): received and forwarded RTP, then every drop, each
+ * rendered as one reason of sfu_packets_dropped_total. */
+enum {
+  SFU_PKT_RTP_IN = 0,      /* packets.rtp_in */
+  SFU_PKT_RTP_OUT,         /* packets.rtp_out */
+  SFU_PKT_DROP_FIRST,      /* the drops from here on */
+  SFU_PKT_N = SFU_PKT_DROP_FIRST + 14
+};
+
+/* Where counter i is in a room's stats: "packets" or its "video" or
+ * "audio" object (`group`, NULL for "packets" itself), its key there, and
+ * the reason label of a drop (NULL for the first two). */
+typedef struct sfu_pkt_counter_s {
+  const char *group;   /* NULL, "video" or "audio" */
+  const char *key;     /* e.g. "drop_srtp" */
+  const char *reason;  /* e.g. "srtp"; NULL: not a drop */
+} sfu_pkt_counter_t;
+
+extern const sfu_pkt_counter_t sfu_pkt_counters[SFU_PKT_N];
+
 /* Cumulative histogram over fixed upper bounds (seconds). */
 typedef struct sfu_histogram_s {
   const double *bounds;              /* SFU_HISTO_BUCKETS upper bounds, ascending */
@@ -55,6 +76,8 @@ typedef struct sfu_metrics_s {
   uint64_t fleet_etcd_errors;    /* etcd requests that failed or timed out */
   uint64_t fleet_claim_conflicts; /* live rooms whose keys another node held on re-registering */
   uint64_t fleet_proxied;        /* API requests answered by another node */
+  uint64_t packets[SFU_PKT_N];   /* rooms' packet counters, summed since sfud started
+                                    (sfu_metrics_add_packets) */
   int http_connections;          /* gauge: open HTTP/WebSocket connections */
   int http_connections_max;      /* gauge: their cap in effect */
   sfu_histogram_t spawn_seconds; /* spawn -> room "ready" message */
@@ -62,6 +85,12 @@ typedef struct sfu_metrics_s {
 
 void sfu_metrics_init(sfu_metrics_t *m);
 void sfu_histogram_observe(sfu_histogram_t *h, double v);
+/* One room process's packet counters as it reports them now (`now`, since
+ * it started), after `seen` (what was counted of it so far, updated here):
+ * adds what grew to m->packets. A counter below what was seen (a room
+ * process that started again under the same record) adds its whole value. */
+void sfu_metrics_add_packets(sfu_metrics_t *m, uint64_t seen[SFU_PKT_N],
+                             const uint64_t now[SFU_PKT_N]);
 
 /* Gauges sampled at render time. */
 typedef struct sfu_gauges_s {
@@ -71,6 +100,9 @@ typedef struct sfu_gauges_s {
   int draining;         /* 0/1 */
   double cpu_seconds;   /* sfud's own CPU time */
   int fleet_registered; /* 0/1; -1: no fleet (not rendered) */
+  int64_t journal_backlog; /* records not yet acknowledged by the webhook
+                            receiver (journaled or waiting in memory);
+                            -1: no journal (not rendered) */
 } sfu_gauges_t;
 
 /* Renders everything; returns bytes written (truncated output is cut at a

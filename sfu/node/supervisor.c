@@ -327,6 +327,18 @@ static void start_closing(sfu_room_rec_t *r, const char *reason) {
   r->close_deadline_ms = sfu_now_ms() + (uint64_t)r->sup->cfg->shutdown_grace_ms;
 }
 
+/* A room's packet counters (sfu_pkt_counters) from its stats (borrowed;
+ * NULL: all 0). */
+static void packet_counters(const json_t *stats, uint64_t out[SFU_PKT_N]) {
+  json_t *pk = json_object_get(stats, "packets");
+  for (size_t i = 0; i < SFU_PKT_N; i++) {
+    const sfu_pkt_counter_t *c = &sfu_pkt_counters[i];
+    json_int_t v = json_integer_value(
+        json_object_get(c->group ? json_object_get(pk, c->group) : pk, c->key));
+    out[i] = v > 0 ? (uint64_t)v : 0;
+  }
+}
+
 static void on_ipc_msg(sfu_ipc_t *ipc, json_t *msg) {
   sfu_room_rec_t *r = ipc->data;
   sfu_supervisor_t *s = r->sup;
@@ -356,6 +368,9 @@ static void on_ipc_msg(sfu_ipc_t *ipc, json_t *msg) {
     r->stats = json_incref(msg);
     json_object_del(r->stats, "type");
     json_object_del(r->stats, "seq");
+    uint64_t now[SFU_PKT_N];
+    packet_counters(r->stats, now);
+    sfu_metrics_add_packets(s->metrics, r->pkt_seen, now);
   } else if (strcmp(type, "usage") == 0) {
     /* Usage checkpoints: counted here; the journal (docs/events.md) is
      * where they are going. */
@@ -1601,6 +1616,7 @@ int sfu_supervisor_adopt(sfu_supervisor_t *s, json_t *state) {
     r->ended_wall_ms = json_integer_value(json_object_get(j, "ended_wall_ms"));
     r->participants = (int)json_integer_value(json_object_get(j, "participants"));
     r->stats = json_is_null(st) ? NULL : json_incref(st);
+    packet_counters(r->stats, r->pkt_seen); /* counted by the sfud before */
     r->ping_seq = (uint64_t)json_integer_value(json_object_get(j, "ping_seq"));
     r->spawned_us = r->ready_us = sfu_now_us();
     r->last_heard_ms = sfu_now_ms();

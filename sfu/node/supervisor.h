@@ -147,6 +147,8 @@ struct sfu_room_rec_s {
   uint64_t ping_seq;                 /* last ping sent */
   int participants;                  /* from the room's last report */
   json_t *stats;                     /* last stats message, or NULL */
+  uint64_t pkt_seen[SFU_PKT_N];      /* its packet counters as last added to the
+                                        node's (sfu_metrics_add_packets) */
   json_t *people;                    /* sid -> identity of joined participants */
   json_t *totals;                    /* usage ms by kind over the room's life */
   int sessions;                      /* participant sessions that joined */
