@@ -152,6 +152,14 @@ typedef struct rp_srcspec_s {
   sfu_source_t *loaded;     /* shared by every participant using it */
 } rp_srcspec_t;
 
+/* The running totals at one instant (the summary's "intervals"). */
+typedef struct {
+  uint64_t at_us;            /* monotonic */
+  uint64_t sent, recv, lost; /* as totals() counts them then */
+} rp_sample_t;
+
+#define MAX_INTERVALS 86400 /* one a second: a day of sending */
+
 typedef struct rp_run_s {
   uv_loop_t *loop;
   sfu_gloop_t gloop;
@@ -187,6 +195,10 @@ typedef struct rp_run_s {
   struct { int pt; char name[16]; } codecs[8]; /* --codec PT=NAME */
   int ncodecs;
   uint64_t last_progress_us, last_sent, last_recv;
+  /* the running totals once a second from the start of sending, for the
+   * summary's "intervals" (at most MAX_INTERVALS: the first ones) */
+  SFU_VEC(rp_sample_t) samples;
+  uint64_t next_sample_us;  /* when the next one is due; 0 before sending */
   int exit_code;
   char fail[1024];          /* first failed expectation */
 } rp_run_t;
@@ -579,6 +591,58 @@ static void totals(uint64_t *sent, uint64_t *recv, uint64_t *lost, int *connecte
   }
 }
 
+/* Once a second from the start of sending (and once more at the summary,
+ * `last`): the running totals, for the summary's "intervals". */
+static void sample(uint64_t t, int last) {
+  rp_sample_t x = {t, 0, 0, 0};
+  int conn;
+  if (!R.send_start_us || R.samples.n >= MAX_INTERVALS) return;
+  if (!R.next_sample_us) { /* the start: all zero */
+    x.at_us = R.send_start_us;
+    if (sfu_vec_push(&R.samples, x) != 0) return;
+    R.next_sample_us = R.send_start_us + 1000000;
+  }
+  if (!last && t < R.next_sample_us) return;
+  totals(&x.sent, &x.recv, &x.lost, &conn);
+  x.at_us = t;
+  if (sfu_vec_push(&R.samples, x) == 0 && !last)
+    while (R.next_sample_us <= t) R.next_sample_us += 1000000;
+}
+
+/* Per second of sending: what was sent, received and found lost in it
+ * (the growth of the running counts; the loss count can fall back a
+ * little when a late packet arrives, so `lost` is never below 0). */
+static json_t *intervals_json(void) {
+  json_t *a = json_array();
+  for (int i = 1; i < R.samples.n; i++) {
+    const rp_sample_t *p = &R.samples.items[i - 1], *c = &R.samples.items[i];
+    uint64_t recv = c->recv - p->recv, lost = c->lost > p->lost ? c->lost - p->lost : 0;
+    if (c->at_us <= p->at_us) continue;
+    json_array_append_new(
+        a, json_pack("{s:f, s:f, s:I, s:I, s:I, s:f}", "t_s",
+                     (double)(c->at_us - R.send_start_us) / 1e6, "dt_s",
+                     (double)(c->at_us - p->at_us) / 1e6, "sent", (json_int_t)(c->sent - p->sent),
+                     "received", (json_int_t)recv, "lost", (json_int_t)lost, "loss",
+                     recv + lost ? (double)lost / (double)(recv + lost) : 0.0));
+  }
+  return a;
+}
+
+/* The added latency of every received packet as its non-empty buckets,
+ * [from_us, to_us, packets] (10 µs wide to 10 ms, 1 ms wide to 10 s), and
+ * how many took longer. */
+static json_t *latency_histogram_json(const sfu_hist_t *h) {
+  json_t *b = json_array();
+  for (int i = 0; i < SFU_HIST_FINE; i++)
+    if (h->fine[i])
+      json_array_append_new(b, json_pack("[i, i, I]", i * 10, i * 10 + 10, (json_int_t)h->fine[i]));
+  for (int i = 0; i < SFU_HIST_COARSE; i++)
+    if (h->coarse[i])
+      json_array_append_new(b, json_pack("[i, i, I]", 10000 + i * 1000, 11000 + i * 1000,
+                                         (json_int_t)h->coarse[i]));
+  return json_pack("{s:o, s:I}", "buckets_us", b, "over", (json_int_t)h->over);
+}
+
 static void progress(uint64_t t) {
   uint64_t sent, recv, lost;
   int conn;
@@ -725,6 +789,7 @@ static void summary(void) {
   uint64_t recv = 0, lost = 0, bad = 0, sent = 0;
   uint64_t moves = 0, moves_aborted = 0, move_gap_max = 0, move_frames_lost = 0;
   measure_moves(now_us(), 1);
+  sample(now_us(), 1);
   sfu_hist_t *all = calloc(1, sizeof(*all));
   for (int i = 0; i < R.nparts; i++) {
     rp_part_t *p = &R.parts[i];
@@ -778,6 +843,8 @@ static void summary(void) {
   json_object_set_new(sum, "migration_gap_ms_max", json_integer((json_int_t)move_gap_max));
   json_object_set_new(sum, "migration_frames_lost", json_integer((json_int_t)move_frames_lost));
   json_object_set_new(sum, "migration", move_list);
+  json_object_set_new(sum, "latency_histogram", all ? latency_histogram_json(all) : json_null());
+  json_object_set_new(sum, "intervals", intervals_json());
   json_object_set_new(sum, "streams", streams);
   json_object_set_new(sum, "clients", parts);
   if (R.rec) json_object_set_new(sum, "record_dropped", json_integer((json_int_t)R.rec_dropped));
@@ -859,6 +926,7 @@ static void on_tick(uv_timer_t *h) {
     return;
   }
   measure_moves(t, 0);
+  if (R.phase == 1 || R.phase == 2) sample(t, 0);
   progress(t);
 }
 
