@@ -6,7 +6,8 @@
 #
 #   scripts/deps.sh            build + run dependencies
 #   scripts/deps.sh --test     also what the test suite drives (aiortc,
-#                              chromium, fuzzing runtime)
+#                              chromium, fuzzing runtime, the OpenAPI
+#                              validator: tests/node/ from the npm registry)
 #
 # Environment: SFU_DEPS_PREFIX (default: <repo>/.deps) holds the libsrtp build.
 set -euo pipefail
@@ -22,8 +23,10 @@ pkgs=(build-essential cmake pkg-config clang libclang-rt-14-dev
       libcmocka-dev zlib1g-dev libyaml-dev dpkg-dev curl ca-certificates)
 if [ "$want_test" = 1 ]; then
   pkgs+=(python3 python3-aiortc python3-numpy python3-websockets chromium procps iproute2 iptables
-         libnss3-tools coturn etcd-server
+         libnss3-tools coturn etcd-server python3-yaml python3-jsonschema
          adduser openssl systemd)  # integration.package: the postinst's, a TLS pair, unit check
+  # Node.js and npm for tests/node/ (a machine may have its own Node.js)
+  command -v npm >/dev/null 2>&1 || pkgs+=(nodejs npm)
 fi
 
 missing=()
@@ -52,6 +55,16 @@ if [ "${#missing[@]}" -gt 0 ]; then
     exit 1
   fi
   rm -f "$log"
+fi
+
+# --- tests/node: the OpenAPI validator (npm, locked) -------------------------
+# Installed into tests/node/node_modules (not committed); again whenever
+# package-lock.json changes.
+if [ "$want_test" = 1 ] && ! cmp -s "$here/tests/node/package-lock.json" \
+     "$here/tests/node/node_modules/.sfu-lock"; then
+  echo "deps: npm ci in tests/node"
+  (cd "$here/tests/node" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  cp "$here/tests/node/package-lock.json" "$here/tests/node/node_modules/.sfu-lock"
 fi
 
 # --- libsrtp2 with OpenSSL ---------------------------------------------------
