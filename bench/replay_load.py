@@ -373,6 +373,24 @@ def merge_latency(summaries):
             "p99": max(l["p99"] for l in lats), "max": max(l["max"] for l in lats)}
 
 
+def write_plots(plot_dir, label, outs):
+    """Keeps each sfu-replay summary of a scenario in plot_dir, with its
+    latency histogram and loss over time as SVG beside it (bench/plot.py)."""
+    import re
+    import shutil
+    sys.path.insert(0, HERE)
+    import plot
+    os.makedirs(plot_dir, exist_ok=True)
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", label).strip("-").lower()
+    for i, out in enumerate(outs):
+        if not os.path.exists(out):
+            continue
+        keep = os.path.join(plot_dir, "%s%s.json" % (slug, "-%d" % i if len(outs) > 1 else ""))
+        shutil.copyfile(out, keep)
+        for p in plot.plot(keep, title=label):
+            print("plot: " + p)
+
+
 def run(args, sfud, label, scens, idle_kib, floor, window_s, settle_s, path=None,
         quiet=False):
     """Runs one sfu-replay per scenario of `scens` at once (path: the file
@@ -502,6 +520,8 @@ def run(args, sfud, label, scens, idle_kib, floor, window_s, settle_s, path=None
             summaries.append({"failure": "no summary (exit %s): %s" % (p.returncode, tail),
                               "lost": 0, "received": 0, "sent": 0, "received_per_s": 0,
                               "sent_per_s": 0, "latency_us": None, "clients": []})
+    if args.plots:
+        write_plots(args.plots, label, outs)
     stderr_text = []
     for e in errs:
         e.seek(0)
@@ -761,6 +781,9 @@ def main():
                     help="sfu-replay processes sharing the audience")
     ap.add_argument("--stage-reps", type=int, default=1,
                     help="repetitions, alternating which comes first")
+    ap.add_argument("--plots", default=None, metavar="DIR",
+                    help="keep every sfu-replay summary in DIR with its latency histogram "
+                         "and loss over time as SVG (bench/plot.py)")
     ap.add_argument("--node", action="store_true", help="run node2000")
     ap.add_argument("--node-rooms", type=int, default=100)
     ap.add_argument("--node-size", type=int, default=20, help="participants per room")

@@ -180,6 +180,28 @@ static void play_gaps(void **state) {
   free(l);
 }
 
+static void arrivals_counted_by_second_of_sending(void **state) {
+  uint8_t b[64];
+  uint64_t counts[2] = {0};
+  sfu_rxsec_t by_sec = {5000000, counts, 2}; /* sending began at 5 s; 2 s counted */
+  fixture_t *f = fixture();
+  sfu_rxcheck_count_by_second(&f->chk, &by_sec);
+  for (int i = 0; i < 250; i++) { /* one every 10 ms from 5 s: 2.5 s */
+    sfu_rtp_t r = pkt(b, (uint16_t)i, (uint32_t)i * 900, (uint8_t)i, 20);
+    sfu_sentlog_put(&f->log, &r, 5000000 + (uint64_t)i * 10000);
+  }
+  for (int i = 0; i < 250; i++) {
+    if (i == 3 || i == 150) continue; /* lost: one in each counted second */
+    /* arriving late, in the next second for some: counted where it was sent */
+    recv_one(f, 0, i, 0, 5000000 + (uint64_t)i * 10000 + 9000);
+  }
+  recv_one(f, 0, 7, 0, 9000000); /* a duplicate: not counted again */
+  assert_int_equal(counts[0], 99);
+  assert_int_equal(counts[1], 99);
+  assert_int_equal(f->chk.matched, 248); /* the half second past the 2 counted too */
+  free(f);
+}
+
 static void histogram_quantiles(void **state) {
   sfu_hist_t *h = calloc(1, sizeof(*h));
   assert_int_equal(sfu_hist_quantile(h, 0.5), 0);
@@ -292,6 +314,7 @@ int main(void) {
       cmocka_unit_test(a_leg_switch_plays_duplicates_once),
       cmocka_unit_test(missing_in_a_window),
       cmocka_unit_test(play_gaps),
+      cmocka_unit_test(arrivals_counted_by_second_of_sending),
       cmocka_unit_test(histogram_quantiles),
       cmocka_unit_test(wav_files),
       cmocka_unit_test(wav_source_packets),

@@ -182,7 +182,9 @@ class Observe(unittest.TestCase):
         self.assertEqual(sum(b[2] for b in summary["latency_histogram"]["buckets_us"]) +
                          summary["latency_histogram"]["over"], summary["latency_us"]["n"])
         self.assertGreaterEqual(len(summary["intervals"]), 3)
-        self.assertEqual(sum(i["sent"] for i in summary["intervals"]), summary["sent"])
+        # the seconds add up to the whole
+        for k in ("sent", "received", "lost"):
+            self.assertEqual(sum(i[k] for i in summary["intervals"]), summary[k], k)
         out = subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "bench", "plot.py"),
                               self.summary_path, "--title", "observe"], check=True,
                              stdout=subprocess.PIPE, text=True, timeout=60).stdout.split()

@@ -80,8 +80,12 @@ typedef struct rp_pub_s {   /* a track a participant publishes */
   uint64_t last_send_us;    /* the last packet sent (logged) */
   sfu_sentlog_t log;
   sfu_hist_t lat;           /* added latency at all its receivers */
+  SFU_VEC(uint64_t) sec_n;  /* sec_n[k]: packets it had sent when second k
+                               of sending began (the summary's "intervals") */
   int done;                 /* source exhausted */
 } rp_pub_t;
+
+#define MAX_INTERVALS 86400 /* seconds of sending the summary splits: a day */
 
 typedef struct rp_sub_s {   /* a receiver's view of one pub */
   rp_part_t *part;
@@ -152,14 +156,6 @@ typedef struct rp_srcspec_s {
   sfu_source_t *loaded;     /* shared by every participant using it */
 } rp_srcspec_t;
 
-/* The running totals at one instant (the summary's "intervals"). */
-typedef struct {
-  uint64_t at_us;            /* monotonic */
-  uint64_t sent, recv, lost; /* as totals() counts them then */
-} rp_sample_t;
-
-#define MAX_INTERVALS 86400 /* one a second: a day of sending */
-
 typedef struct rp_run_s {
   uv_loop_t *loop;
   sfu_gloop_t gloop;
@@ -195,10 +191,9 @@ typedef struct rp_run_s {
   struct { int pt; char name[16]; } codecs[8]; /* --codec PT=NAME */
   int ncodecs;
   uint64_t last_progress_us, last_sent, last_recv;
-  /* the running totals once a second from the start of sending, for the
-   * summary's "intervals" (at most MAX_INTERVALS: the first ones) */
-  SFU_VEC(rp_sample_t) samples;
-  uint64_t next_sample_us;  /* when the next one is due; 0 before sending */
+  /* packets received, by their second of sending (the summary's
+   * "intervals"; the first MAX_INTERVALS seconds) */
+  sfu_rxsec_t arrived;
   int exit_code;
   char fail[1024];          /* first failed expectation */
 } rp_run_t;
@@ -325,7 +320,10 @@ static void on_subscription(void *arg, sfu_peer_sub_t *s) {
   rs->part = p;
   rs->self = strcmp(s->owner_sid, p->sid) == 0;
   rs->pub = find_pub(p->room, s->owner_sid, s->kind);
-  if (rs->pub) sfu_rxcheck_init(&rs->chk, &rs->pub->log, &rs->pub->lat, s->clock);
+  if (rs->pub) {
+    sfu_rxcheck_init(&rs->chk, &rs->pub->log, &rs->pub->lat, s->clock);
+    sfu_rxcheck_count_by_second(&rs->chk, &R.arrived);
+  }
   if (R.decode && strcasecmp(s->codec, "opus") == 0) sfu_opus_meter_create(&rs->meter);
   if (rs->pub && strcmp(s->kind, "audio") == 0) rs->plays = calloc(1, sizeof(*rs->plays));
   p->subs.items[p->subs.n++] = rs; /* reserved above */
@@ -546,6 +544,9 @@ static void send_due(rp_pub_t *pub, uint64_t t) {
     sfu_rtp_t r;
     if (sfu_rtp_parse(buf, (size_t)n, &r) != 0) continue;
     pub->last_send_us = now_us();
+    while (R.send_start_us && pub->sec_n.n < MAX_INTERVALS &&
+           pub->last_send_us >= R.send_start_us + (uint64_t)pub->sec_n.n * 1000000)
+      if (sfu_vec_push(&pub->sec_n, pub->log.sent) != 0) break;
     sfu_sentlog_put(&pub->log, &r, pub->last_send_us);
     if (sfu_peer_send_rtp(p->peer, buf, (size_t)n, sizeof(buf)) != 0) pub->send_errors++;
   }
@@ -591,39 +592,44 @@ static void totals(uint64_t *sent, uint64_t *recv, uint64_t *lost, int *connecte
   }
 }
 
-/* Once a second from the start of sending (and once more at the summary,
- * `last`): the running totals, for the summary's "intervals". */
-static void sample(uint64_t t, int last) {
-  rp_sample_t x = {t, 0, 0, 0};
-  int conn;
-  if (!R.send_start_us || R.samples.n >= MAX_INTERVALS) return;
-  if (!R.next_sample_us) { /* the start: all zero */
-    x.at_us = R.send_start_us;
-    if (sfu_vec_push(&R.samples, x) != 0) return;
-    R.next_sample_us = R.send_start_us + 1000000;
-  }
-  if (!last && t < R.next_sample_us) return;
-  totals(&x.sent, &x.recv, &x.lost, &conn);
-  x.at_us = t;
-  if (sfu_vec_push(&R.samples, x) == 0 && !last)
-    while (R.next_sample_us <= t) R.next_sample_us += 1000000;
+/* Packets of `pub` sent before second k of sending began; `last`: the
+ * seconds counted (the last one ends with the last packet). */
+static uint64_t sent_before(const rp_pub_t *pub, int k, int last) {
+  return k < last && k < pub->sec_n.n ? pub->sec_n.items[k] : pub->log.sent;
 }
 
-/* Per second of sending: what was sent, received and found lost in it
- * (the growth of the running counts; the loss count can fall back a
- * little when a late packet arrives, so `lost` is never below 0). */
+/* Per second of sending: packets sent in it, and over every receiver those
+ * it was due (sent within its check's window: after its first match, up to
+ * its last for one that left), those that arrived and those that did not
+ * (so the seconds add up to the summary's sent, received and lost). */
 static json_t *intervals_json(void) {
   json_t *a = json_array();
-  for (int i = 1; i < R.samples.n; i++) {
-    const rp_sample_t *p = &R.samples.items[i - 1], *c = &R.samples.items[i];
-    uint64_t recv = c->recv - p->recv, lost = c->lost > p->lost ? c->lost - p->lost : 0;
-    if (c->at_us <= p->at_us) continue;
+  if (!R.send_start_us || R.end_sends_us <= R.send_start_us) return a;
+  double span = (double)(R.end_sends_us - R.send_start_us) / 1e6;
+  int n = (int)ceil(span);
+  if (n > MAX_INTERVALS) n = MAX_INTERVALS;
+  for (int k = 0; k < n; k++) {
+    uint64_t sent = 0, due = 0, recv = R.arrived.counts ? R.arrived.counts[k] : 0;
+    for (int i = 0; i < R.nparts; i++) {
+      rp_part_t *p = &R.parts[i];
+      for (int j = 0; j < p->npubs; j++)
+        sent += sent_before(&p->pubs[j], k + 1, n) - sent_before(&p->pubs[j], k, n);
+      for (int j = 0; j < p->subs.n; j++) {
+        const rp_sub_t *rs = p->subs.items[j];
+        const sfu_rxcheck_t *c = &rs->chk;
+        if (!rs->pub || !c->synced) continue;
+        uint64_t lo = sent_before(rs->pub, k, n), hi = sent_before(rs->pub, k + 1, n);
+        uint64_t from = c->first_n > lo ? c->first_n : lo;
+        uint64_t to = c->closed && c->last_n + 1 < hi ? c->last_n + 1 : hi;
+        due += to > from ? to - from : 0;
+      }
+    }
+    uint64_t lost = due > recv ? due - recv : 0;
+    double dt = k == n - 1 ? span - k : 1.0;
     json_array_append_new(
-        a, json_pack("{s:f, s:f, s:I, s:I, s:I, s:f}", "t_s",
-                     (double)(c->at_us - R.send_start_us) / 1e6, "dt_s",
-                     (double)(c->at_us - p->at_us) / 1e6, "sent", (json_int_t)(c->sent - p->sent),
-                     "received", (json_int_t)recv, "lost", (json_int_t)lost, "loss",
-                     recv + lost ? (double)lost / (double)(recv + lost) : 0.0));
+        a, json_pack("{s:f, s:f, s:I, s:I, s:I, s:f}", "t_s", k + dt, "dt_s", dt, "sent",
+                     (json_int_t)sent, "received", (json_int_t)recv, "lost", (json_int_t)lost,
+                     "loss", recv + lost ? (double)lost / (double)(recv + lost) : 0.0));
   }
   return a;
 }
@@ -789,7 +795,6 @@ static void summary(void) {
   uint64_t recv = 0, lost = 0, bad = 0, sent = 0;
   uint64_t moves = 0, moves_aborted = 0, move_gap_max = 0, move_frames_lost = 0;
   measure_moves(now_us(), 1);
-  sample(now_us(), 1);
   sfu_hist_t *all = calloc(1, sizeof(*all));
   for (int i = 0; i < R.nparts; i++) {
     rp_part_t *p = &R.parts[i];
@@ -894,6 +899,9 @@ static void on_tick(uv_timer_t *h) {
                           READY_TIMEOUT_MS / 1000);
       R.phase = 1;
       R.send_start_us = t;
+      R.arrived.counts = calloc(MAX_INTERVALS, sizeof(*R.arrived.counts));
+      R.arrived.cap = R.arrived.counts ? MAX_INTERVALS : 0;
+      R.arrived.start_us = t;
       R.t0_us = t; /* scenario times count from here */
       R.end_sends_us = t + (uint64_t)(R.duration_s * 1e6);
     }
@@ -926,7 +934,6 @@ static void on_tick(uv_timer_t *h) {
     return;
   }
   measure_moves(t, 0);
-  if (R.phase == 1 || R.phase == 2) sample(t, 0);
   progress(t);
 }
 

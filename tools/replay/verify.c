@@ -32,6 +32,8 @@ void sfu_rxcheck_init(sfu_rxcheck_t *c, sfu_sentlog_t *log, sfu_hist_t *lat, int
   c->clock = clock > 0 ? clock : 90000;
 }
 
+void sfu_rxcheck_count_by_second(sfu_rxcheck_t *c, sfu_rxsec_t *by_sec) { c->by_sec = by_sec; }
+
 /* The newest logged packet with this payload hash, or NULL. */
 static const sfu_sent_t *find_hash(const sfu_sentlog_t *log, uint64_t hash) {
   const sfu_sent_t *best = NULL;
@@ -106,6 +108,10 @@ void sfu_rxcheck_packet(sfu_rxcheck_t *c, const sfu_rtp_t *r, uint64_t now_us) {
   c->fresh[(sext & MASK) >> 3] |= bit;
   c->matched++;
   sfu_hist_add(c->lat, now_us > e->send_us ? now_us - e->send_us : 0);
+  if (c->by_sec && c->by_sec->start_us && e->send_us >= c->by_sec->start_us) {
+    uint64_t k = (e->send_us - c->by_sec->start_us) / 1000000;
+    if (k < c->by_sec->cap) c->by_sec->counts[k]++;
+  }
   /* RFC 3550 A.8 jitter, in the stream's clock */
   int64_t arrival = (int64_t)(now_us * (uint64_t)c->clock / 1000000);
   int64_t transit = arrival - (int64_t)r->ts;

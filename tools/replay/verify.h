@@ -68,9 +68,20 @@ typedef struct sfu_hist_s {
   uint64_t max_us;
 } sfu_hist_t;
 
+/* Packets matched, counted by the second of sending they were sent in:
+ * counts[k] for send times in [start_us + k s, start_us + (k + 1) s).
+ * Shared by every check that points at it; start_us 0: not counting yet. */
+typedef struct sfu_rxsec_s {
+  uint64_t start_us;        /* monotonic; 0 = nothing counted */
+  uint64_t *counts;         /* `cap` of them, owned by whoever made it */
+  size_t cap;               /* later seconds are not counted */
+} sfu_rxsec_t;
+
 typedef struct sfu_rxcheck_s {
   sfu_sentlog_t *log;       /* the publisher's */
   sfu_hist_t *lat;          /* shared by a track's receivers */
+  sfu_rxsec_t *by_sec;      /* NULL, or where matched packets are counted
+                               by their second of sending (borrowed) */
   int clock;
   sfu_seq_unwrap_t unwrap;
   int synced;
@@ -97,6 +108,9 @@ typedef struct sfu_rxcheck_s {
 uint64_t sfu_payload_hash(const uint8_t *p, size_t len);
 void sfu_sentlog_put(sfu_sentlog_t *log, const sfu_rtp_t *r, uint64_t now_us);
 void sfu_rxcheck_init(sfu_rxcheck_t *c, sfu_sentlog_t *log, sfu_hist_t *lat, int clock);
+/* From now on, count matched packets in `by_sec` too (borrowed; it must
+ * outlive the check). */
+void sfu_rxcheck_count_by_second(sfu_rxcheck_t *c, sfu_rxsec_t *by_sec);
 /* One arriving (decrypted) packet. */
 void sfu_rxcheck_packet(sfu_rxcheck_t *c, const sfu_rtp_t *r, uint64_t now_us);
 /* The receiver leaves (or the subscription ends): packets sent after the
