@@ -258,6 +258,24 @@ class LiveAnswers(unittest.TestCase):
         self.call("DELETE", "/v1/node/migrations/rm_x", want=404)
         self.call("POST", "/v1/node/migrations/rm_x/commit", {"cut_wall_ms": 1}, want=404)
 
+    def test_whip_and_whep_without_a_session(self):
+        # (a whole session, with media, is integration.whip's)
+        sdp = {"Content-Type": "application/sdp"}
+        for base in ("/whip/oa-w", "/whep/oa-w"):
+            st, j, _ = self.call("POST", base, raw=b"v=0", auth=False, want=415)
+            self.assertEqual(j["error"]["code"], "unsupported_media_type")
+            st, j, _ = self.call("POST", base, raw=b"v=0\r\n", auth=False, headers=sdp,
+                                 want=401)
+            self.assertEqual(j["error"]["code"], "unauthorized")
+            self.call("OPTIONS", base, auth=False, want=204)
+            self.call("GET", base, auth=False, want=405)
+        for base in ("/whip/oa-w/nope", "/whep/oa-w/nope"):
+            st, j, _ = self.call("DELETE", base, auth=False, want=404)
+            self.assertEqual(j["error"]["code"], "not_found")
+            self.call("PATCH", base, raw=b"a=ice-ufrag:x\r\n", auth=False,
+                      headers={"Content-Type": "application/trickle-ice-sdpfrag"}, want=404)
+            self.call("OPTIONS", base, auth=False, want=204)
+
     def test_a_room_through_its_life(self):
         st, room, h = self.call("POST", "/v1/rooms", {"name": "oa-life", "max_participants": 4,
                                                       "metadata": {"team": 7}}, want=201)
