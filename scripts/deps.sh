@@ -24,6 +24,8 @@ pkgs=(build-essential cmake pkg-config clang libclang-rt-14-dev
 if [ "$want_test" = 1 ]; then
   pkgs+=(python3 python3-aiortc python3-numpy python3-websockets chromium procps iproute2 iptables
          libnss3-tools coturn etcd-server python3-yaml python3-jsonschema
+         simple-whip-client gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+         gstreamer1.0-plugins-bad gstreamer1.0-nice
          adduser openssl systemd)  # integration.package: the postinst's, a TLS pair, unit check
   # Node.js and npm for tests/node/ (a machine may have its own Node.js)
   command -v npm >/dev/null 2>&1 || pkgs+=(nodejs npm)

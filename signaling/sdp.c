@@ -1086,6 +1086,47 @@ void sfu_sdp_bundle_live(sfu_sdp_t *s) {
   }
 }
 
+static int in_bundle(const sfu_sdp_t *s, int i) {
+  for (int j = 0; j < s->nbundle; j++)
+    if (s->bundle[j] == i) return 1;
+  return 0;
+}
+
+int sfu_sdp_bundle_only_live(sfu_sdp_t *s) {
+  const sfu_sdp_media_t *tag = s->nbundle ? &s->media[s->bundle[0]] : NULL;
+  int n = 0;
+  for (int i = 0; i < s->nmedia; i++) {
+    sfu_sdp_media_t *m = &s->media[i];
+    if (m->port != 0 || !m->bundle_only) continue;
+    if (!tag || tag->port == 0 || !in_bundle(s, i)) {
+      /* rejected: what the parser keeps of a port 0 line */
+      sfu_sdp_media_t r;
+      memset(&r, 0, sizeof(r));
+      memcpy(r.kind, m->kind, sizeof(r.kind));
+      memcpy(r.proto, m->proto, sizeof(r.proto));
+      memcpy(r.fmt, m->fmt, sizeof(r.fmt));
+      memcpy(r.mid, m->mid, sizeof(r.mid));
+      r.dir = SFU_DIR_INACTIVE;
+      *m = r;
+      continue;
+    }
+    m->port = 9;
+    if (!m->ice_ufrag[0] || !m->ice_pwd[0]) {
+      memcpy(m->ice_ufrag, tag->ice_ufrag, sizeof(m->ice_ufrag));
+      memcpy(m->ice_pwd, tag->ice_pwd, sizeof(m->ice_pwd));
+    }
+    if (!m->fp_len) {
+      memcpy(m->fp_alg, tag->fp_alg, sizeof(m->fp_alg));
+      memcpy(m->fp, tag->fp, sizeof(m->fp));
+      m->fp_len = tag->fp_len;
+    }
+    if (!m->setup[0]) memcpy(m->setup, tag->setup, sizeof(m->setup));
+    m->rtcp_mux |= tag->rtcp_mux;
+    n++;
+  }
+  return n;
+}
+
 sfu_sdp_t *sfu_sdp_new(int nmedia_cap) {
   sfu_sdp_t *s = calloc(1, sizeof(*s));
   if (!s) return NULL;

@@ -230,6 +230,18 @@ int sfu_sdp_fingerprint_parse(const char *hex_colon, uint8_t *out, size_t cap);
  * the first only (the bundle's transport). */
 void sfu_sdp_bundle_live(sfu_sdp_t *s);
 
+/*
+ * An offer's bundle-only m-sections (RFC 8843 section 6: port 0 and
+ * a=bundle-only, as GStreamer's webrtcbin offers every m-section after the
+ * first) made live: each one the BUNDLE group holds gets port 9 and the
+ * group's transport where it has none of its own (ICE credentials,
+ * fingerprint, setup, rtcp-mux). One outside the group, or in a group
+ * whose tagged m-section (its first) has no port itself, is rejected (left
+ * as the parser leaves a port 0 m-section). Returns how many were made
+ * live.
+ */
+int sfu_sdp_bundle_only_live(sfu_sdp_t *s);
+
 /* A heap description with room for nmedia_cap m-sections (nmedia 0), or
  * NULL; sfu_sdp_destroy() frees it (NULL is fine). */
 sfu_sdp_t *sfu_sdp_new(int nmedia_cap);

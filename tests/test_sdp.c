@@ -1007,6 +1007,64 @@ static void write_simulcast_and_groups(void **state) {
   sfu_sdp_free(&back);
 }
 
+/* GStreamer webrtcbin's max-bundle offer: every m-section after the first
+ * is port 0 with a=bundle-only; those the BUNDLE group holds become live
+ * with the group's transport, another one is rejected. */
+static void bundle_only_sections_made_live(void **state) {
+  static const char offer[] =
+      "v=0\r\no=- 1 0 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"
+      "a=group:BUNDLE video0 audio1\r\n"
+      "m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=setup:actpass\r\n"
+      "a=ice-ufrag:UFRAG0\r\na=ice-pwd:PWD0PWD0PWD0PWD0PWD0PWD0\r\na=rtcp-mux\r\n"
+      "a=sendonly\r\na=rtpmap:96 VP8/90000\r\na=mid:video0\r\n"
+      "a=fingerprint:sha-256 AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:"
+      "AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB\r\n"
+      "a=candidate:1 1 UDP 2015363327 192.0.2.2 47607 typ host\r\n"
+      "m=audio 0 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=bundle-only\r\n"
+      "a=sendonly\r\na=rtpmap:111 OPUS/48000/2\r\na=mid:audio1\r\n"
+      "m=audio 0 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=bundle-only\r\n"
+      "a=ice-ufrag:OTHER\r\na=ice-pwd:OTHEROTHEROTHEROTHEROTHER\r\n"
+      "a=sendonly\r\na=rtpmap:111 opus/48000/2\r\na=mid:stray\r\n";
+  sfu_sdp_t s;
+  (void)state;
+  assert_int_equal(sfu_sdp_parse(offer, sizeof(offer) - 1, &s, NULL), 0);
+  assert_int_equal(s.media[1].port, 0);
+  assert_int_equal(s.media[1].bundle_only, 1);
+  assert_int_equal(sfu_sdp_bundle_only_live(&s), 1);
+  const sfu_sdp_media_t *a = &s.media[1];
+  assert_int_equal(a->port, 9);
+  assert_string_equal(a->ice_ufrag, "UFRAG0");
+  assert_string_equal(a->ice_pwd, "PWD0PWD0PWD0PWD0PWD0PWD0");
+  assert_int_equal(a->fp_len, 32);
+  assert_int_equal(a->fp[0], 0xAB);
+  assert_string_equal(a->setup, "actpass");
+  assert_int_equal(a->rtcp_mux, 1);
+  assert_int_equal(a->dir, SFU_DIR_SENDONLY);
+  assert_non_null(sfu_sdp_find_codec(a, "opus", 48000));
+  /* outside the group: rejected, as a port 0 line is parsed */
+  const sfu_sdp_media_t *r = &s.media[2];
+  assert_int_equal(r->port, 0);
+  assert_int_equal(r->bundle_only, 0);
+  assert_int_equal(r->ncodecs, 0);
+  assert_int_equal(r->dir, SFU_DIR_INACTIVE);
+  assert_string_equal(r->mid, "stray");
+  assert_string_equal(r->ice_ufrag, "");
+  assert_int_equal(sfu_sdp_bundle_only_live(&s), 0); /* nothing left to do */
+  sfu_sdp_free(&s);
+
+  /* a group whose tagged section is itself bundle-only: rejected */
+  static const char untagged[] =
+      "v=0\r\no=- 1 0 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=group:BUNDLE a\r\n"
+      "m=audio 0 UDP/TLS/RTP/SAVPF 111\r\na=bundle-only\r\na=rtpmap:111 opus/48000/2\r\n"
+      "a=mid:a\r\n";
+  assert_int_equal(sfu_sdp_parse(untagged, sizeof(untagged) - 1, &s, NULL), 0);
+  assert_int_equal(sfu_sdp_bundle_only_live(&s), 0);
+  assert_int_equal(s.media[0].port, 0);
+  assert_int_equal(s.media[0].bundle_only, 0);
+  assert_int_equal(s.media[0].ncodecs, 0);
+  sfu_sdp_free(&s);
+}
+
 static void fingerprint_parse(void **state) {
   uint8_t b[4];
   assert_int_equal(sfu_sdp_fingerprint_parse("AB:cd:0F", b, sizeof(b)), 3);
@@ -1074,6 +1132,7 @@ int main(void) {
       cmocka_unit_test(write_answer),
       cmocka_unit_test(write_simulcast_and_groups),
       cmocka_unit_test(fingerprint_parse),
+      cmocka_unit_test(bundle_only_sections_made_live),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

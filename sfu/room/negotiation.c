@@ -535,6 +535,7 @@ int sfu_neg_on_offer(sfu_room_t *room, sfu_participant_t *p, const char *text, j
     sfu_room_error(room, p, id, "bad_sdp", "%s", why ? why : sfu_strerror(rv));
     return rv;
   }
+  sfu_sdp_bundle_only_live(&offer); /* webrtcbin's max-bundle offers */
   if (check_offer(&offer, &why) != 0) {
     sfu_room_error(room, p, id, "bad_sdp", "%s", why);
     sfu_sdp_free(&offer);

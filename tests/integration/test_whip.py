@@ -8,6 +8,11 @@ real sfud and room processes.
   decodes the tone from its Opus.
 * An aiortc WHEP viewer (recvonly audio + video, one offer) decodes the
   same publisher's tone and video frames.
+* GStreamer's simple-whip-client (Debian's `whip-client`, webrtcbin: a
+  max-bundle offer with bundle-only m-lines) publishes a 660 Hz Opus tone
+  and a 320x240 VP8 test picture: the listener hears the tone and decodes
+  the picture at that size; on SIGINT the client DELETEs its session and
+  the listener sees it leave.
 * PATCH: trickled candidates 204, new credentials an ICE restart (200, a
   fragment with the room's new credentials); DELETE: the others see the
   publisher leave.
@@ -22,7 +27,10 @@ import http.client
 import json
 import os
 import re
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 import unittest
 
@@ -32,10 +40,49 @@ from aiortc import RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from aiortc_peer import (Peer, SineTrack, frame_to_mono, tone_power,  # noqa: E402
                          use_host_addresses)
+from netns import new_namespace  # noqa: E402
 from sfutest import CallTest, Sfud, main  # noqa: E402
 
 ARGS = None
 TONE = 880.0
+WHIP_CLIENT_TONE = 660.0
+WHIP_CLIENT_W, WHIP_CLIENT_H = 320, 240
+
+# Debian 12's whip-client links libsoup 2.4, and libnice (which webrtcbin's
+# ICE goes through) links gupnp-igd, hence gupnp and libsoup 3: libsoup 3's
+# constructor aborts the process when it finds libsoup 2's symbols. This
+# stand-in for libgupnp-igd-1.0.so.4, found first on LD_LIBRARY_PATH, has
+# the four functions libnice calls and no UPnP: libnice then gathers
+# without port mappings (as with its "upnp" property off), and libsoup 3 is
+# never loaded.
+GUPNP_IGD_STUB = """
+void *gupnp_simple_igd_thread_new(void) { return 0; }
+unsigned long gupnp_simple_igd_get_type(void) { return 80; /* G_TYPE_OBJECT */ }
+void gupnp_simple_igd_add_port(void) {}
+void gupnp_simple_igd_remove_port_local(void) {}
+"""
+
+
+class VideoListener(Peer):
+    """A WebSocket listener that also counts the video frames it decodes:
+    (width, height) of each."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.video_frames = []
+
+    def _on_track(self, track):
+        if track.kind != "video":
+            return super()._on_track(track)
+        self._record_tasks.append(asyncio.ensure_future(self._record_video(track)))
+
+    async def _record_video(self, track):
+        try:
+            while True:
+                f = await track.recv()
+                self.video_frames.append((f.width, f.height))
+        except Exception:
+            pass
 
 
 class HttpClient:
@@ -191,6 +238,112 @@ class WhipTest(CallTest):
         self.assertEqual(st, 200, body)
         for t in tasks:
             t.cancel()
+        self.assert_peers_clean()
+
+    def whip_client_env(self):
+        """The environment whip-client runs in: the gupnp-igd stand-in
+        first on LD_LIBRARY_PATH, and a GStreamer registry of its own over
+        only the plugins its pipelines need (a fresh scan of a few plugins,
+        nothing shared with the user's registry)."""
+        tmp = tempfile.mkdtemp(prefix="whip-client-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        src = os.path.join(tmp, "stub.c")
+        with open(src, "w") as f:
+            f.write(GUPNP_IGD_STUB)
+        subprocess.run(["cc", "-shared", "-fPIC", "-o",
+                        os.path.join(tmp, "libgupnp-igd-1.0.so.4"), src], check=True)
+        sysdir = next((d for d in
+                       [os.path.join("/usr/lib", a, "gstreamer-1.0") for a in
+                        sorted(os.listdir("/usr/lib"))] + ["/usr/lib/gstreamer-1.0"]
+                       if os.path.exists(os.path.join(d, "libgstcoreelements.so"))), None)
+        self.assertIsNotNone(sysdir, "no GStreamer plugins (scripts/deps.sh --test)")
+        plugins = os.path.join(tmp, "plugins")
+        os.mkdir(plugins)
+        for name in ("coreelements", "audiotestsrc", "videotestsrc", "audioconvert",
+                     "audioresample", "videoconvertscale", "opus", "vpx", "rtp",
+                     "rtpmanager", "webrtc", "nice", "dtls", "srtp", "sctp"):
+            so = os.path.join(sysdir, "libgst%s.so" % name)
+            if os.path.exists(so):
+                os.symlink(so, os.path.join(plugins, os.path.basename(so)))
+        # libnice gathers no loopback candidates: on a host whose only
+        # address is loopback, the root end of a veth pair gives it one
+        # (from which its checks reach the room on 127.0.0.1)
+        if not subprocess.run(["ip", "-4", "-o", "addr", "show", "scope", "global"],
+                              stdout=subprocess.PIPE, text=True).stdout.strip():
+            self.addCleanup(new_namespace("sfuwhip").close)
+        env = dict(os.environ)
+        env.update(LD_LIBRARY_PATH=tmp, GST_REGISTRY_1_0=os.path.join(tmp, "registry.bin"),
+                   GST_PLUGIN_SYSTEM_PATH_1_0=plugins, GST_PLUGIN_PATH_1_0="",
+                   GST_REGISTRY_FORK="no")
+        return env, tmp
+
+    async def test_simple_whip_client_heard_and_seen(self):
+        """GStreamer's simple-whip-client (webrtcbin) publishes an Opus tone
+        and a VP8 test picture; a WebSocket listener hears the tone's
+        frequency and decodes the picture at the size published."""
+        whip_client = shutil.which("whip-client")
+        self.assertIsNotNone(whip_client, "no whip-client (scripts/deps.sh --test)")
+        listener = VideoListener(self.room["ws_url"], self.room["room_id"],
+                                 self.token("listener"), "listener")
+        self.peers.append(listener)
+        await listener.join()
+        env, tmp = self.whip_client_env()
+        audio = ("audiotestsrc is-live=true wave=sine freq=%d ! audioconvert ! audioresample"
+                 " ! queue ! opusenc ! rtpopuspay pt=111 ssrc=1111 ! queue"
+                 " ! application/x-rtp,media=audio,encoding-name=OPUS,payload=111"
+                 % WHIP_CLIENT_TONE)
+        video = ("videotestsrc is-live=true pattern=ball"
+                 " ! video/x-raw,width=%d,height=%d,framerate=15/1 ! videoconvert ! queue"
+                 " ! vp8enc deadline=1 ! rtpvp8pay pt=96 ssrc=2222 ! queue"
+                 " ! application/x-rtp,media=video,encoding-name=VP8,payload=96"
+                 % (WHIP_CLIENT_W, WHIP_CLIENT_H))
+        log_path = os.path.join(tmp, "whip-client.log")
+        log = open(log_path, "wb")
+        self.addCleanup(log.close)
+        proc = subprocess.Popen(
+            [whip_client, "-u", "http://%s:%d/whip/%s" % (self.sfud.host, self.sfud.port,
+                                                           self.room["room_id"]),
+             "-t", self.token("gst-pub"), "-n", "-o", "-l", "7", "-A", audio, "-V", video],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp)
+
+        def stop():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        self.addCleanup(stop)
+
+        def client_log():
+            with open(log_path, "rb") as f:
+                return f.read().decode(errors="replace")[-3000:]
+
+        async def alive_until(pred, what):
+            def check():
+                if proc.poll() is not None:
+                    self.fail("whip-client exited (%s):\n%s" % (proc.returncode, client_log()))
+                return pred()
+            try:
+                return await self.until(check, what=what)
+            except AssertionError as e:
+                raise AssertionError("%s\nwhip-client:\n%s" % (e, client_log())) from None
+
+        def tracks():
+            for _, m in reversed(listener.events):
+                if m.get("type") in ("participant_joined", "participant_updated") and \
+                        m["participant"]["identity"] == "gst-pub":
+                    return sorted(t["kind"] for t in m["participant"]["tracks"])
+            return []
+        await alive_until(lambda: tracks() == ["audio", "video"], "whip-client's tracks")
+        await alive_until(lambda: listener.heard(WHIP_CLIENT_TONE, 1.0), "whip-client's tone")
+        self.assertFalse(listener.heard(TONE, 1.0))
+        await alive_until(lambda: len(listener.video_frames) > 10, "10 frames of whip-client")
+        self.assertEqual(listener.video_frames[-1], (WHIP_CLIENT_W, WHIP_CLIENT_H))
+
+        # SIGINT: whip-client DELETEs its session and the publisher leaves
+        proc.send_signal(2)
+        await self.until(lambda: [m for _, m in listener.events
+                                  if m.get("type") == "participant_left"
+                                  and m.get("identity") == "gst-pub"],
+                         what="participant_left for whip-client")
         self.assert_peers_clean()
 
     async def test_errors(self):
