@@ -6,7 +6,10 @@
  * The writer may legitimately produce more than the parser accepts (session
  * attributes are repeated in every m-section), so a rewrite over
  * SFU_SDP_MAX_TEXT must be refused with SFU_E2BIG and is not compared.
- * Seeds: tests/fuzz/corpus/sdp/ (real Chromium and aiortc descriptions).
+ * Then the same for what sfu_sdp_bundle_only_live() makes of it: no
+ * bundle-only m-section left with port 0, a second call changes nothing.
+ * Seeds: tests/fuzz/corpus/sdp/ (real Chromium, aiortc and GStreamer
+ * webrtcbin descriptions).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -99,6 +102,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     same(&a, &b);
     n2 = sfu_sdp_write(&b, out2, sizeof(out2));
     check(n2 == n1 && memcmp(out1, out2, (size_t)n1) == 0, "second write differs");
+    sfu_sdp_free(&b);
+    /* the bundle-only m-sections made live: still a description that
+     * roundtrips, with none left to make live */
+    sfu_sdp_bundle_only_live(&a);
+    for (int i = 0; i < a.nmedia; i++)
+      check(a.media[i].port != 0 || !a.media[i].bundle_only, "bundle-only left at port 0");
+    check(sfu_sdp_bundle_only_live(&a) == 0, "bundle-only live twice");
+    n1 = sfu_sdp_write(&a, out1, sizeof(out1));
+    check(n1 > 0, "write after bundle-only live");
+    if ((size_t)n1 <= SFU_SDP_MAX_TEXT) {
+      check(sfu_sdp_parse(out1, (size_t)n1, &b, &err) == 0, "bundle-only live rewrite parses");
+      same(&a, &b);
+    }
   }
   sfu_sdp_free(&a);
   sfu_sdp_free(&b);
