@@ -13,6 +13,12 @@ real sfud and room processes.
   and a 320x240 VP8 test picture: the listener hears the tone and decodes
   the picture at that size; on SIGINT the client DELETEs its session and
   the listener sees it leave.
+* Headless Chromium, a WHEP viewer with the page JS of docs/whip.md
+  (recvonly audio + video, the join token in Authorization), decodes an
+  aiortc WHIP publisher's video at 640x480 and hears its 880 Hz tone (an
+  analyser's loudest bin); that publisher DELETEs its session and the
+  page's m-lines carry the next publisher: its 660 Hz tone, frames still
+  decoded. The page DELETEs its own session.
 * PATCH: trickled candidates 204, new credentials an ICE restart (200, a
   fragment with the room's new credentials); DELETE: the others see the
   publisher leave.
@@ -21,6 +27,8 @@ real sfud and room processes.
   GET 405; CORS preflight.
 
 Usage: test_whip.py --sfud PATH --room PATH
+(the web directory sfud serves is ../../web from this script; CHROMIUM=...
+overrides the browser binary, see chromium.py)
 """
 import asyncio
 import http.client
@@ -40,11 +48,17 @@ from aiortc import RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from aiortc_peer import (Peer, SineTrack, frame_to_mono, tone_power,  # noqa: E402
                          use_host_addresses)
+from chromium import Chromium  # noqa: E402
 from netns import new_namespace  # noqa: E402
-from sfutest import CallTest, Sfud, main  # noqa: E402
+from sfutest import PageCallTest, main  # noqa: E402
 
 ARGS = None
+HERE = os.path.dirname(os.path.abspath(__file__))
+WEB_DIR = os.path.normpath(os.path.join(HERE, "..", "..", "web"))
 TONE = 880.0
+SECOND_TONE = 660.0
+# aiortc's VideoStreamTrack: 640x480 frames at 30 fps
+AIORTC_W, AIORTC_H = 640, 480
 WHIP_CLIENT_TONE = 660.0
 WHIP_CLIENT_W, WHIP_CLIENT_H = 320, 240
 
@@ -105,14 +119,76 @@ class HttpClient:
         return await asyncio.to_thread(self.call, *a, **kw)
 
 
-class WhipTest(CallTest):
+# A WHEP viewer in a page, as docs/whip.md shows it: one recvonly audio and
+# one recvonly video transceiver, the offer POSTed with a join token. The
+# audio goes to an <audio> (Chromium decodes remote audio only when it
+# plays) and to an analyser whose loudest bin is the frequency heard.
+WHEP_PAGE_JS = """
+(async (url, token) => {
+  const pc = new RTCPeerConnection();
+  const w = window.whep = {pc, tracks: [], peakHz: 0};
+  pc.addTransceiver('audio', {direction: 'recvonly'});
+  pc.addTransceiver('video', {direction: 'recvonly'});
+  const stream = new MediaStream();
+  const ctx = new AudioContext();
+  pc.ontrack = (e) => {
+    w.tracks.push(e.track.kind);
+    stream.addTrack(e.track);
+    if (e.track.kind !== 'audio') return;
+    const an = ctx.createAnalyser();
+    an.fftSize = 8192;
+    ctx.createMediaStreamSource(new MediaStream([e.track])).connect(an);
+    const bins = new Float32Array(an.frequencyBinCount);
+    w.poll = setInterval(() => {
+      an.getFloatFrequencyData(bins);
+      let best = 0;
+      for (let i = 1; i < bins.length; i++) if (bins[i] > bins[best]) best = i;
+      w.peakHz = bins[best] > -90 ? best * ctx.sampleRate / an.fftSize : 0;
+    }, 100);
+  };
+  for (const tag of ['video', 'audio']) {
+    const el = document.createElement(tag);
+    el.autoplay = true;
+    el.muted = tag === 'video';
+    el.srcObject = stream;
+    document.body.appendChild(el);
+  }
+  await ctx.resume();
+  await pc.setLocalDescription();
+  w.offer = pc.localDescription.sdp;
+  const r = await fetch(url, {method: 'POST', body: w.offer, headers: {
+    'Content-Type': 'application/sdp', 'Authorization': 'Bearer ' + token}});
+  w.answer = await r.text();
+  w.location = r.headers.get('Location');
+  if (r.status === 201) await pc.setRemoteDescription({type: 'answer', sdp: w.answer});
+  return {status: r.status, location: w.location, answer: w.answer, offer: w.offer};
+})(%s, %s)
+"""
+
+# What the page's WHEP viewer received: inbound-rtp per kind.
+WHEP_STATS_JS = """
+(async () => {
+  const out = {state: whep.pc.connectionState, tracks: whep.tracks, peakHz: whep.peakHz};
+  (await whep.pc.getStats()).forEach((r) => {
+    if (r.type !== 'inbound-rtp') return;
+    out[r.kind] = {packets: r.packetsReceived, lost: r.packetsLost,
+                   framesDecoded: r.framesDecoded, width: r.frameWidth,
+                   height: r.frameHeight, energy: r.totalAudioEnergy,
+                   codec: r.codecId, nacks: r.nackCount, plis: r.pliCount};
+  });
+  return out;
+})()
+"""
+
+
+class WhipTest(PageCallTest):
     PEER = Peer
 
     def setUp(self):
         use_host_addresses(["127.0.0.1"])
         self.peers = []
         self.pcs = []
-        self.start_sfud(ARGS.sfud, ARGS.room)
+        self.start_sfud(ARGS.sfud, ARGS.room, "--web-root", WEB_DIR)
         self.http = HttpClient(self.sfud)
         self.room = self.new_room("whip-%d" % int(time.time() * 1000))
 
@@ -121,11 +197,12 @@ class WhipTest(CallTest):
         for pc in self.pcs:
             await pc.close()
 
-    async def publish(self, identity, path=None):
-        """An aiortc WHIP publisher: (pc, status, headers, body)."""
+    async def publish(self, identity, path=None, freq=TONE):
+        """An aiortc WHIP publisher of a `freq` tone and a video: (pc,
+        status, headers, body)."""
         pc = RTCPeerConnection()
         self.pcs.append(pc)
-        pc.addTransceiver(SineTrack(TONE), direction="sendonly")
+        pc.addTransceiver(SineTrack(freq), direction="sendonly")
         pc.addTransceiver(VideoStreamTrack(), direction="sendonly")
         await pc.setLocalDescription(await pc.createOffer())
         st, h, body = await self.http.acall(
@@ -239,6 +316,66 @@ class WhipTest(CallTest):
         for t in tasks:
             t.cancel()
         self.assert_peers_clean()
+
+    async def test_whep_viewer_in_chromium(self):
+        """Headless Chromium as a WHEP viewer (the page JS of docs/whip.md)
+        of an aiortc WHIP publisher: its video decoded at the size
+        published, its tone heard at its frequency. When that publisher
+        leaves, the viewer's m-lines carry the next one: its tone, and
+        frames still decoded (one stream to the decoder). DELETE from the
+        page."""
+        pc, st, h, body = await self.publish("whip-pub")
+        self.assertEqual(st, 201, body)
+        _, st, _, body = await self.publish("whip-pub2", freq=SECOND_TONE)
+        self.assertEqual(st, 201, body)
+        browser = Chromium(extra_args=["--autoplay-policy=no-user-gesture-required"])
+        self.addCleanup(self.close_browser, browser)
+        origin = "http://%s:%d" % (self.sfud.host, self.sfud.port)
+        self.page = await asyncio.to_thread(browser.open, origin + "/web/index.html")
+        try:
+            r = await self.js(WHEP_PAGE_JS % (
+                json.dumps("/whep/%s" % self.room["room_id"]),
+                json.dumps(self.token("chrome-viewer"))))
+            self.assertEqual(r["status"], 201, r)
+            self.assertRegex(r["location"], r"^/whep/%s/[0-9a-f]{32}$" % self.room["room_id"])
+            await self.js_until("whep.pc.connectionState === 'connected'",
+                                what="Chromium's WHEP connection")
+            st = await self.until(lambda: self.whep_stats(
+                lambda s: s.get("video", {}).get("framesDecoded", 0) > 30),
+                what="30 video frames decoded in Chromium")
+            self.assertEqual((st["video"]["width"], st["video"]["height"]),
+                             (AIORTC_W, AIORTC_H), st)
+            st = await self.until(lambda: self.whep_stats(
+                lambda s: s.get("audio", {}).get("energy", 0) > 0
+                and abs(s["peakHz"] - TONE) < 20), what="Chromium hearing the tone")
+            self.assertEqual(sorted(st["tracks"]), ["audio", "video"], st)
+            # the followed publisher leaves: the next one's tone, more frames
+            frames = st["video"]["framesDecoded"]
+            stt, _, body = await self.http.acall("DELETE", h["location"])
+            self.assertEqual(stt, 200, body)
+            st = await self.until(lambda: self.whep_stats(
+                lambda s: abs(s["peakHz"] - SECOND_TONE) < 20
+                and s["video"]["framesDecoded"] > frames + 30),
+                what="Chromium hearing and seeing the next publisher")
+            self.assertEqual((st["video"]["width"], st["video"]["height"]),
+                             (AIORTC_W, AIORTC_H), st)
+            # the page leaves: DELETE on its Location
+            self.assertEqual(await self.js(
+                "fetch(whep.location, {method: 'DELETE'}).then((r) => r.status)"), 200)
+            stt, _, body = await self.http.acall("DELETE", r["location"])
+            self.assertEqual(stt, 404, body)
+        except BaseException:
+            print("\n--- page ---\n%s\n--- console ---\n%s\n--- sfud ---\n%s" % (
+                json.dumps(await self.js("window.whep ? {offer: whep.offer, answer: whep.answer,"
+                                         " state: whep.pc.connectionState} : null", timeout=5),
+                           indent=1),
+                "\n".join("%s: %s" % (c["type"], c["text"]) for c in self.page.console),
+                "".join(self.sfud.log[-40:])), file=sys.stderr)
+            raise
+
+    async def whep_stats(self, pred):
+        st = await self.js(WHEP_STATS_JS)
+        return st if pred(st) else None
 
     def whip_client_env(self):
         """The environment whip-client runs in: the gupnp-igd stand-in
