@@ -1027,9 +1027,9 @@ static char *sdp_text(sim_peer_t *pe, sfu_sdp_t *s) {
 
 static sfu_sdp_t *build_offer(sim_peer_t *pe) {
   int n = pe->audio + pe->video + pe->screen, i = 0;
-  sfu_sdp_t *s = sfu_sdp_new(n ? n : 1);
+  sfu_sdp_t *s = sfu_sdp_new(pe->whep ? 2 : n ? n : 1);
   assert_non_null(s);
-  s->nmedia = n ? n : 1;
+  s->nmedia = pe->whep ? 2 : n ? n : 1;
   s->extmap_allow_mixed = 1; /* as browsers offer */
   for (int k = 0; k < s->nmedia; k++) {
     sfu_sdp_media_t *m = &s->media[k];
@@ -1039,6 +1039,22 @@ static sfu_sdp_t *build_offer(sim_peer_t *pe) {
     fill_transport(pe, m, "actpass");
     snprintf(m->cname, sizeof(m->cname), "peer%d", pe->idx);
     snprintf(m->msid_stream, sizeof(m->msid_stream), "stream%d", pe->idx);
+  }
+  if (pe->whep) { /* a WHEP viewer: recvonly audio and video, as Chromium's */
+    sfu_sdp_media_t *m = &s->media[0];
+    snprintf(m->kind, sizeof(m->kind), "audio");
+    set_codec(&m->codecs[0], SIM_PT_OPUS, "opus", 48000, 2, "minptime=10;useinbandfec=1", 0, -1);
+    m->ncodecs = 1;
+    m->dir = SFU_DIR_RECVONLY;
+    m = &s->media[1];
+    snprintf(m->kind, sizeof(m->kind), "video");
+    set_codec(&m->codecs[0], SIM_PT_VP8, "VP8", 90000, 0, "",
+              SFU_FB_NACK | SFU_FB_PLI | SFU_FB_FIR | SFU_FB_REMB, -1);
+    set_codec(&m->codecs[1], SIM_PT_RTX, "rtx", 90000, 0, "", 0, SIM_PT_VP8);
+    m->ncodecs = 2;
+    add_ext(m, SIM_EXT_MID, URI_MID);
+    m->dir = SFU_DIR_RECVONLY;
+    return s;
   }
   if (n == 0) { /* a listener: one recvonly audio m-line */
     sfu_sdp_media_t *m = &s->media[0];
@@ -1256,6 +1272,16 @@ static int pump(sim_t *s) {
       assert_non_null(sid);
       snprintf(pe->sid, sizeof(pe->sid), "%s", sid);
       pe->joined = 1;
+    } else if (strcmp(mt, "answer") == 0 && pe->whep) { /* its m-lines, for good */
+      const char *sdp = json_string_value(json_object_get(msg, "sdp"));
+      sfu_sdp_t ans;
+      memset(&ans, 0, sizeof(ans));
+      assert_non_null(sdp);
+      assert_int_equal(sfu_sdp_parse(sdp, strlen(sdp), &ans, NULL), 0);
+      for (int i = 0; i < ans.nmedia; i++)
+        if (ans.media[i].port && ans.media[i].dir == SFU_DIR_SENDONLY)
+          note_sub(pe, &ans.media[i], SFU_DIR_RECVONLY);
+      sfu_sdp_free(&ans);
     } else if (strcmp(mt, "offer") == 0) {
       const char *sdp = json_string_value(json_object_get(msg, "sdp"));
       long long oid = json_integer_value(json_object_get(msg, "offer_id"));
@@ -1663,6 +1689,10 @@ void sim_join(sim_peer_t *pe) {
                         "grants", (json_int_t)pe->grants, "id", 1);
   assert_non_null(m);
   if (pe->ice_servers) json_object_set(m, "ice_servers", pe->ice_servers);
+  if (pe->whep) {
+    json_object_set_new(m, "whep", json_true());
+    if (pe->follow[0]) json_object_set_new(m, "follow", json_string(pe->follow));
+  }
   enter(s);
   sfu_room_on_control(&s->room, "client_join", m, s->now);
   leave_engine(s);

@@ -258,6 +258,12 @@ struct sim_peer_s {
   int no_dd_answer;     /* answer server video m-lines without the
                            Dependency Descriptor */
   int opus_pt;          /* a listener's Opus type in its offer, 0 = SIM_PT_OPUS */
+  int whep;             /* a WHEP viewer (sfu/room/whep.c): its client_join
+                           says so (with `follow` if set), its offer is one
+                           recvonly Opus and one recvonly VP8 (+ RTX)
+                           m-line, and its m-lines are learnt from the
+                           server's answer; set before sim_join() */
+  char follow[65];      /* whep: the identity it follows, "" the first */
   /* receiving */
   sim_sub_t subs[SIM_MAX_SUBS];
   int nsubs;

@@ -12,7 +12,8 @@
  * the REMB layer rule, NACK/RTX in both directions, usage periods,
  * speaking events (and server mute in them), glare, m-lines of departed
  * tracks, media timeout, a screen share next to a camera, redundant audio
- * (RED in, RED or its primary out), the loudest speakers of a large room.
+ * (RED in, RED or its primary out), the loudest speakers of a large room,
+ * a WHEP viewer's m-lines switched from publisher to publisher.
  * Times and constants in the
  * assertions are the engine's documented ones (docs/internals/media.md,
  * nack.md, docs/signaling.md); where a window is allowed, it is the tick
@@ -2701,6 +2702,133 @@ static void a_server_muted_speaker_takes_no_place(void **state) {
   assert_int_equal(received_in(sim_sub_of(l, sp[3], 0), t0, t1), 0);
 }
 
+/* ---- WHEP viewers (sfu/room/whep.c) ------------------------------------------------ */
+
+static sim_peer_t *whep_viewer(sim_t *s, const char *id, const char *follow) {
+  sim_peer_t *pe = sim_peer_new(s, id);
+  pe->whep = 1;
+  pe->grants = SFU_GRANT_SUBSCRIBE;
+  snprintf(pe->follow, sizeof(pe->follow), "%s", follow ? follow : "");
+  sim_enter(pe);
+  assert_int_equal(pe->nsubs, 2); /* its own two m-lines, from the answer */
+  assert_false(pe->subs[0].video);
+  assert_true(pe->subs[1].video);
+  assert_int_equal(pe->subs[1].rtx_pt, -1); /* no RTX on them */
+  return pe;
+}
+
+/* Packets of u received from index `from` on whose tag is of peer `idx`. */
+static int rx_of(const sim_sub_t *u, int from, int idx) {
+  int n = 0;
+  for (int i = from; i < u->nrx; i++) n += sim_tag_peer(u->rx[i].tag) == idx;
+  return n;
+}
+
+/* A WHEP viewer follows the room's first video publisher; when that one
+ * leaves, its m-lines carry the next on the same SSRCs as one stream:
+ * sequence numbers +1, video timestamps and VP8 picture ids going on,
+ * from a keyframe the new publisher was asked for at once. With nobody
+ * left the m-lines are silent; a new publisher is taken. */
+static void whep_viewer_switches_to_the_next_publisher_when_the_followed_one_leaves(void **state) {
+  sim_t *s = sim_new(41, 0);
+  *state = s;
+  sim_peer_t *a = publisher(s, "alice", 1, 1);
+  sim_run(s, 100);
+  sim_peer_t *b = sim_peer_new(s, "bob");
+  sim_peer_audio(b);
+  sim_peer_video(b, 1);
+  b->key_delay = 3; /* an encoder takes a few frames to answer a PLI */
+  sim_enter(b);
+  sim_peer_t *v = whep_viewer(s, "viewer", NULL);
+  sim_sub_t *ua = &v->subs[0], *uv = &v->subs[1];
+  uint32_t assrc = ua->ssrc, vssrc = uv->ssrc;
+  sim_run(s, 1500);
+  assert_true(ua->nrx > 60 && uv->nrx > 30);
+  assert_int_equal(rx_of(ua, 0, a->idx), ua->nrx);
+  assert_int_equal(rx_of(uv, 0, a->idx), uv->nrx);
+  assert_true(uv->rx[0].key && uv->rx[0].begins);
+  int na = ua->nrx, nv = uv->nrx;
+
+  uint64_t t_leave = sim_us(s);
+  sim_leave(a);
+  sim_run(s, 1500);
+  /* bob is asked for a keyframe as the switch happens */
+  assert_true(sim_fb_count(b, SIM_FB_PLI, b->layers[0].ssrc, t_leave, t_leave + 150 * MS) +
+                  sim_fb_count(b, SIM_FB_FIR, b->layers[0].ssrc, t_leave, t_leave + 150 * MS) >=
+              1);
+  assert_true(ua->nrx - na > 60 && uv->nrx - nv > 30);
+  assert_int_equal(rx_of(ua, na, b->idx), ua->nrx - na);
+  assert_int_equal(rx_of(uv, nv, b->idx), uv->nrx - nv);
+  assert_int_equal(ua->ssrc, assrc); /* the same m-lines, the same SSRCs */
+  assert_int_equal(uv->ssrc, vssrc);
+  assert_int_equal(v->rtp_unknown, 0);
+  /* video: one stream to the decoder, bob's starting on a keyframe */
+  const sim_rx_t *last = &uv->rx[nv - 1], *first = &uv->rx[nv];
+  assert_true(first->key && first->begins);
+  assert_int_equal(check_continuous(uv, 0, UINT64_MAX, 90000), uv->nrx);
+  assert_int_equal(first->pid, (last->pid + 1) & 0x7fff);
+  for (int i = nv + 1; i < uv->nrx; i++)
+    assert_true(uv->rx[i].pid == uv->rx[i - 1].pid ||
+                uv->rx[i].pid == ((uv->rx[i - 1].pid + 1) & 0x7fff));
+  /* audio: sequence numbers go on; the timestamps are bob's (a new talk
+   * spurt), continuous from there */
+  assert_int_equal((uint16_t)(ua->rx[na].seq - ua->rx[na - 1].seq), 1);
+  assert_int_equal(check_continuous(ua, 0, ua->rx[na].at_us, 48000 * 2), na);
+  assert_int_equal(check_continuous(ua, ua->rx[na].at_us, UINT64_MAX, 48000 * 2), ua->nrx - na);
+
+  /* bob leaves too: nothing to carry */
+  sim_leave(b);
+  sim_run(s, 200); /* what was on the way */
+  na = ua->nrx, nv = uv->nrx;
+  sim_run(s, 1000);
+  assert_int_equal(ua->nrx, na);
+  assert_int_equal(uv->nrx, nv);
+  /* carol publishes: taken */
+  sim_peer_t *c = publisher(s, "carol", 1, 1);
+  sim_run(s, 1500);
+  assert_true(ua->nrx - na > 60 && uv->nrx - nv > 30);
+  assert_int_equal(rx_of(ua, na, c->idx), ua->nrx - na);
+  assert_int_equal(rx_of(uv, nv, c->idx), uv->nrx - nv);
+  assert_true(uv->rx[nv].key);
+  assert_int_equal((uint16_t)(uv->rx[nv].seq - uv->rx[nv - 1].seq), 1);
+  assert_int_equal(uv->rx[nv].pid, (uv->rx[nv - 1].pid + 1) & 0x7fff);
+  assert_int_equal(v->rtp_unknown, 0);
+}
+
+/* A viewer that names its publisher (?participant=) follows only that
+ * one: silent while it is away, though others publish, and back on it
+ * when it rejoins. */
+static void whep_viewer_following_an_identity_waits_for_it(void **state) {
+  sim_t *s = sim_new(42, 0);
+  *state = s;
+  sim_peer_t *a = publisher(s, "alice", 1, 1);
+  sim_peer_t *b = publisher(s, "bob", 1, 1);
+  sim_peer_t *v = whep_viewer(s, "viewer", "bob");
+  sim_sub_t *ua = &v->subs[0], *uv = &v->subs[1];
+  sim_run(s, 1500);
+  assert_true(ua->nrx > 60 && uv->nrx > 30);
+  assert_int_equal(rx_of(ua, 0, b->idx), ua->nrx);
+  assert_int_equal(rx_of(uv, 0, b->idx), uv->nrx);
+
+  sim_leave(b);
+  sim_run(s, 200);
+  int na = ua->nrx, nv = uv->nrx;
+  sim_run(s, 1500);
+  assert_int_equal(ua->nrx, na); /* alice publishes; the viewer waits for bob */
+  assert_int_equal(uv->nrx, nv);
+
+  sim_peer_t *b2 = sim_peer_like(b);
+  sim_enter(b2);
+  sim_run(s, 1500);
+  assert_true(ua->nrx - na > 60 && uv->nrx - nv > 30);
+  assert_int_equal(rx_of(ua, na, b2->idx), ua->nrx - na);
+  assert_int_equal(rx_of(uv, nv, b2->idx), uv->nrx - nv);
+  assert_true(uv->rx[nv].key);
+  assert_int_equal(check_continuous(uv, 0, UINT64_MAX, 90000 * 3), uv->nrx);
+  assert_int_equal(rx_of(uv, 0, a->idx), 0);
+  assert_int_equal(v->rtp_unknown, 0);
+}
+
 static int teardown(void **state) {
   sim_free(*state);
   *state = NULL;
@@ -2770,6 +2898,9 @@ int main(void) {
       cmocka_unit_test_teardown(a_new_loudest_switches_in_and_the_third_after_the_hangover,
                                 teardown),
       cmocka_unit_test_teardown(a_server_muted_speaker_takes_no_place, teardown),
+      cmocka_unit_test_teardown(
+          whep_viewer_switches_to_the_next_publisher_when_the_followed_one_leaves, teardown),
+      cmocka_unit_test_teardown(whep_viewer_following_an_identity_waits_for_it, teardown),
   };
   sfu_log_set_level(SFU_LOG_WARN); /* joins and leaves are not news here */
   return cmocka_run_group_tests(tests, NULL, NULL);

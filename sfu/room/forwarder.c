@@ -487,8 +487,13 @@ static void forward_video(sfu_room_t *room, sfu_track_t *t, int k, const sfu_rtp
     if (d->layer != k) {
       /* One layer per subscriber; another only from its keyframe on. A
        * single-layer stream starts at once (the subscriber's decoder asks
-       * for a keyframe itself if it needs one). */
-      if (k != d->target || (!key && (t->nlayers > 1 || d->layer >= 0 || with_dd))) continue;
+       * for a keyframe itself if it needs one); one that goes on from
+       * what d already sent -- resumed after a pause, another publisher on
+       * a WHEP viewer's m-line (whep.c) -- waits for a keyframe: numbered
+       * on, a delta frame would be decoded against the wrong pictures. */
+      if (k != d->target ||
+          (!key && (t->nlayers > 1 || d->layer >= 0 || d->started || with_dd)))
+        continue;
       rebase(room, d, k, r, vi, with_dd ? dd : NULL, wall);
       d->keyed = 0;
       d->shed = 0;
