@@ -36,6 +36,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -476,7 +477,7 @@ class WhipTest(PageCallTest):
         self.assertEqual(listener.video_frames[-1], (WHIP_CLIENT_W, WHIP_CLIENT_H))
 
         # SIGINT: whip-client DELETEs its session and the publisher leaves
-        proc.send_signal(2)
+        proc.send_signal(signal.SIGINT)
         await self.until(lambda: [m for _, m in listener.events
                                   if m.get("type") == "participant_left"
                                   and m.get("identity") == "gst-pub"],
