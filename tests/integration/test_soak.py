@@ -20,7 +20,8 @@ At the end (after the load stops and every room is deleted):
   * no room process (nor anything this test started) is left once sfud stops.
 
 Usage: test_soak.py --sfud PATH --room PATH --replay PATH [--minutes M] [--seed N]
-bench/soak.py runs the same with a longer default.
+(by default two cycles of the fault schedule, 80 s); bench/soak.py runs the
+same with a longer default.
 """
 import argparse
 import json
@@ -495,7 +496,7 @@ class Soak:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def main(argv=None, minutes=2.0):
+def main(argv=None, minutes=2 * PERIOD_S / 60):
     ap = argparse.ArgumentParser()
     ap.add_argument("--sfud", required=True)
     ap.add_argument("--room", required=True)
