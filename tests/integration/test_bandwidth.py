@@ -34,9 +34,9 @@ CapBase's classes: B decodes A's top layer; the downlink is capped at 500 kbit/s
 must decode a lower layer within 5 s; after 8 s the cap is lifted and B
 must decode the top layer again within 15 s. B's page samples its decoded
 frame count every 100 ms: no gap between two new frames may exceed 1 s
-from the cap to the end with transport-cc, 1.5 s with REMB (0.4-1.1 s
-here: the REMB falls only once B's queue has grown, about 0.8 s after the
-cap). Times and the room's counters are printed. With REMB only, B may be
+from the cap to the end (here: 0.2-0.6 s with transport-cc; 0.1-0.5 s
+with REMB, up to 1.1 s on a machine loaded by other work: the REMB falls
+only once B's queue has grown, about 0.8 s after the cap). Times and the room's counters are printed. With REMB only, B may be
 on the top layer again before the cap is lifted: A restarts the layer it
 stopped (nobody took it) at a low rate that fits, and the REMB bound
 tries it.
@@ -60,7 +60,7 @@ CAP_KBIT = 500
 DOWN_WITHIN_S = 5.0
 CAPPED_S = 8.0
 UP_WITHIN_S = 15.0
-MAX_GAP_MS = {False: 1000, True: 1500}   # by remb_only
+MAX_GAP_MS = 1000
 # ScreenShareCapTest
 SETTLE_S = 2.0             # both decoded: settling ...
 MEASURE_S = 2.0            # ... then their rates measured, over this long, up to
@@ -186,7 +186,7 @@ class CapBase:
               flush=True)
         self.assertLessEqual(t_down, DOWN_WITHIN_S)
         self.assertLessEqual(t_up, UP_WITHIN_S)
-        self.assertLessEqual(gap, MAX_GAP_MS[self.remb_only])
+        self.assertLessEqual(gap, MAX_GAP_MS)
         if self.remb_only:
             self.assertEqual(room["twcc_in"], 0, room)
         else:
