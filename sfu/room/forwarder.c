@@ -1082,8 +1082,8 @@ static int layer_order(const sfu_track_t *t, int order[SFU_MAX_LAYERS]) {
  * - down, at once: a fresh REMB under 85 % of the layer's rate that fell
  *   since the last one, or with 10 % or more lost (the subscriber's last
  *   receiver report, or NACKed -- each packet of the current layer once --
- *   of what it was sent in the last 500 ms; judged after a second on the
- *   layer). Down to the highest layer the REMB carries, one at least
+ *   of what it was sent in the last 500 ms); either judged only after a
+ *   second on the layer and not while one is shed. Down to the highest layer the REMB carries, one at least
  *   (after a step up, back to the layer it left), the current one shed
  *   until the target's keyframe: its packets would only keep the queue
  *   full, and the keyframe would queue behind them or be dropped.
@@ -1107,11 +1107,16 @@ static void bandwidth_bound(sfu_downtrack_t *d, const sfu_track_t *t, const int 
     d->win_packets = d->packets;
     d->win_ms = now_ms;
   }
-  int fell = d->remb_fell;
+  /* a fall, and losses, of this layer only: a second on it (while a step
+   * down sheds the layer it leaves, and just after, the receiver's
+   * estimator sees what arrives drop and the queue still full: it falls
+   * again, for what the step itself did) */
+  int settled = !d->shed && now_ms - d->layer_ms >= 2 * LOSS_WINDOW_MS;
+  int fell = d->remb_fell && settled;
   d->remb_fell = 0;
   if (d->layer < 0) return; /* paused or not started: nothing to judge */
-  /* losses of this layer only: a second on it, reports made since */
-  int losing = now_ms - d->layer_ms >= 2 * LOSS_WINDOW_MS &&
+  /* (losses: reports made since it started on the layer) */
+  int losing = settled &&
                (d->nack_lost >= SEVERE_LOSS ||
                 (d->rr_ms > d->layer_ms && now_ms - d->rr_ms < REMB_FRESH_MS &&
                  d->rr_lost >= SEVERE_LOSS));
