@@ -517,6 +517,108 @@ static void send_av1_picture(sim_t *s, sim_peer_t *pe) {
   L->ts += 3600;
 }
 
+/* --- H.264 L1T3 with the Dependency Descriptor (h264_temporal) --- */
+
+/* Its templates, as a sender of one stream with three temporal layers
+ * describes them: a keyframe's, then TID 0, TID 1, TID 2 after a TID 0
+ * frame and TID 2 after a TID 1 frame; decode target t is TID 0..t, one
+ * chain (the TID 0 frames). */
+static const struct {
+  int tid;
+  const char *dtis;
+  int fdiff, chain;
+} h264_tmpl[5] = {
+    {0, "SSS", 0, 0}, {0, "SSS", 4, 4}, {1, "-DS", 2, 2}, {2, "--D", 1, 1}, {2, "--D", 1, 3},
+};
+#define H264_TMPL_OFFSET 20 /* template ids 20..24 */
+
+/* The descriptor of one packet of template t (appendix A.2), with the
+ * structure when `structure` (no resolutions: the SPS says the size); its
+ * length. */
+static size_t h264_dd(uint8_t *out, int t, int start, int end, uint16_t fn, int structure) {
+  simbits_t w = {out, 0};
+  memset(out, 0, 128);
+  sb_put(&w, (uint32_t)(start << 1 | end), 2);
+  sb_put(&w, (uint32_t)(H264_TMPL_OFFSET + t), 6);
+  sb_put(&w, fn, 16);
+  if (!structure) return 3;
+  sb_put(&w, 0x10, 5); /* a structure; no mask, no custom fields */
+  sb_put(&w, H264_TMPL_OFFSET, 6);
+  sb_put(&w, 3 - 1, 5);
+  for (int i = 0; i < 5; i++) /* template_layers */
+    sb_put(&w, i == 4 ? 3 : h264_tmpl[i + 1].tid > h264_tmpl[i].tid ? 1 : 0, 2);
+  for (int i = 0; i < 5; i++)
+    for (int d = 0; d < 3; d++) {
+      char c = h264_tmpl[i].dtis[d];
+      sb_put(&w, c == 'D' ? 1 : c == 'S' ? 2 : c == 'R' ? 3 : 0, 2);
+    }
+  for (int i = 0; i < 5; i++) {
+    if (h264_tmpl[i].fdiff) {
+      sb_put(&w, 1, 1);
+      sb_put(&w, (uint32_t)h264_tmpl[i].fdiff - 1, 4);
+    }
+    sb_put(&w, 0, 1);
+  }
+  sb_put(&w, 1, 2); /* chain_cnt 1 as ns(4): 2 bits; protected_by ns(1): none */
+  for (int i = 0; i < 5; i++) sb_put(&w, (uint32_t)h264_tmpl[i].chain, 4);
+  sb_put(&w, 0, 1); /* no resolutions */
+  return (w.pos + 7) / 8;
+}
+
+/* One H.264 frame of a stream with three temporal layers (TID 0, 2, 1, 2
+ * from each keyframe), packetized in mode 1: a keyframe is a STAP-A of
+ * SPS and PPS then an IDR slice in 3 x pkts FU-A fragments, a delta frame
+ * a slice in max(2, pkts) fragments (NRI 0 for TID 2, the frames nothing
+ * predicts from). A descriptor on every packet, the structure on a
+ * keyframe's first; the packets' tags name the TID. */
+static void send_h264_frame(sim_t *s, sim_peer_t *pe) {
+  static const int pattern[4] = {0, 2, 1, 2};
+  sim_layer_t *L = &pe->layers[0];
+  int key = L->frames == 0 || (L->key_in > 0 && --L->key_in == 0);
+  if (key) L->tframe = 0;
+  unsigned at = L->tframe++ % 4;
+  int tid = pattern[at], t = key ? 0 : tid == 0 ? 1 : tid == 1 ? 2 : at == 1 ? 3 : 4;
+  int frags = key ? 3 * L->pkts : L->pkts < 2 ? 2 : L->pkts, npk = frags + key;
+  uint8_t nri = tid == 2 ? 0x00 : 0x60;
+  for (int i = 0; i < npk; i++) {
+    uint8_t pl[SIM_MAX_PKT], b[SIM_MAX_PKT + 200];
+    size_t plen = (size_t)L->pkt_size - 20, off = 0;
+    if (key && i == 0) { /* STAP-A: SPS (baseline, 16x16 macroblocks), PPS */
+      static const uint8_t sps[] = {0x67, 0x42, 0xc0, 0x1e, 0xda, 0x02, 0x80, 0xbf, 0xe5};
+      pl[off++] = 0x78;
+      sfu_wr16(pl + off, sizeof(sps));
+      memcpy(pl + off + 2, sps, sizeof(sps));
+      off += 2 + sizeof(sps);
+      plen = off + 40;
+      sfu_wr16(pl + off, (uint16_t)(plen - off - 2));
+      off += 2;
+      pl[off++] = 0x68;
+    } else { /* FU-A: indicator, header S E R type */
+      int f = i - key;
+      pl[off++] = (uint8_t)(nri | 28);
+      pl[off++] = (uint8_t)((f == 0 ? 0x80 : 0) | (f == frags - 1 ? 0x40 : 0) | (key ? 5 : 1));
+      if (f == 0) pl[off++] = 0x88; /* first_mb_in_slice 0, slice type ... */
+    }
+    fill_payload(pl, off, plen, make_tag(pe, tid, L->tag_next++));
+    uint16_t seq = L->seq++;
+    int last = i == npk - 1;
+    struct sim_hist_s *h = &L->hist[seq % SIM_HIST];
+    h->used = 1;
+    h->seq = seq;
+    h->ts = L->ts;
+    h->marker = (uint8_t)last;
+    h->plen = (uint16_t)plen;
+    memcpy(h->payload, pl, plen);
+    h->dd_len = (uint8_t)h264_dd(h->dd, t, i == 0, last, (uint16_t)L->pid, key && i == 0);
+    size_t n = build_video(pe, L, 0, seq, L->ts, h->marker, pl, plen, 0, h->dd, h->dd_len, b);
+    uplink(s, pe, 0, b, n);
+  }
+  L->frames++;
+  if (key) L->keyframes++;
+  L->ts += 3600;
+  L->pid = (L->pid + 1) & 0xffff; /* the frame number */
+}
+
 static void send_frame(sim_t *s, sim_peer_t *pe, int k) {
   sim_layer_t *L = layer_at(pe, k);
   if (L->paused) return;
@@ -526,6 +628,10 @@ static void send_frame(sim_t *s, sim_peer_t *pe, int k) {
   }
   if (pe->av1_svc) {
     send_av1_picture(s, pe);
+    return;
+  }
+  if (pe->h264_temporal) {
+    send_h264_frame(s, pe);
     return;
   }
   int key = L->frames == 0 || (L->key_in > 0 && --L->key_in == 0);
@@ -779,6 +885,16 @@ static void read_vp9(const uint8_t *p, size_t len, sim_rx_t *r) {
   r->key = r->begins && !(p[0] & 0x40) && r->sid <= 0;
 }
 
+/* Our own reading of an H.264 payload (RFC 6184 5.6-5.8): a STAP-A opens
+ * a keyframe (it carries the SPS), an FU-A's start fragment a frame (an
+ * IDR slice: a keyframe). */
+static void read_h264(const uint8_t *p, size_t len, sim_rx_t *r) {
+  if (len < 2) return;
+  int type = p[0] & 0x1f;
+  r->begins = type == 24 || (type == 28 && (p[1] & 0x80));
+  r->key = type == 24 || (type == 28 && (p[1] & 0x80) && (p[1] & 0x1f) == 5);
+}
+
 static void note_twcc(sim_t *s, sim_peer_t *pe, const uint8_t *v) {
   if (!pe->twcc_rx) {
     pe->twcc_rx = malloc(sizeof(*pe->twcc_rx));
@@ -896,6 +1012,8 @@ static void peer_rtp(sim_t *s, sim_peer_t *pe, const uint8_t *b, size_t len) {
   r.pid = r.tl0 = r.sid = r.tid = -1;
   if (u->video && u->vp9)
     read_vp9(pl, plen, &r);
+  else if (u->video && u->h264)
+    read_h264(pl, plen, &r);
   else if (u->video && !u->av1)
     read_vp8(pl, plen, &r);
   u->rx = grow(u->rx, &u->caprx, u->nrx + 1, sizeof(*u->rx));
@@ -1081,12 +1199,17 @@ static sfu_sdp_t *build_offer(sim_peer_t *pe) {
   if (pe->video) {
     sfu_sdp_media_t *m = &s->media[i++];
     snprintf(m->kind, sizeof(m->kind), "video");
-    set_codec(&m->codecs[0], SIM_PT_VP8, pe->vp9_svc ? "VP9" : pe->av1_svc ? "AV1" : "VP8", 90000,
-              0, "", SFU_FB_NACK | SFU_FB_PLI | SFU_FB_FIR | SFU_FB_REMB, -1);
+    set_codec(&m->codecs[0], SIM_PT_VP8,
+              pe->vp9_svc ? "VP9" : pe->av1_svc ? "AV1" : pe->h264_temporal ? "H264" : "VP8",
+              90000, 0,
+              pe->h264_temporal ? "level-asymmetry-allowed=1;packetization-mode=1;"
+                                  "profile-level-id=42e01f"
+                                : "",
+              SFU_FB_NACK | SFU_FB_PLI | SFU_FB_FIR | SFU_FB_REMB, -1);
     m->ncodecs = 1;
     if (pe->rtx) set_codec(&m->codecs[m->ncodecs++], SIM_PT_RTX, "rtx", 90000, 0, "", 0, SIM_PT_VP8);
     add_ext(m, SIM_EXT_MID, URI_MID);
-    if (pe->av1_svc) add_ext(m, SIM_EXT_DD, SFU_DD_URI);
+    if (pe->av1_svc || pe->h264_temporal) add_ext(m, SIM_EXT_DD, SFU_DD_URI);
     if (pe->twcc_pub) {
       add_ext(m, SIM_EXT_TWCC, SFU_TWCC_URI);
       m->codecs[0].fb |= SFU_FB_TWCC;
@@ -1156,6 +1279,7 @@ static void note_sub(sim_peer_t *pe, const sfu_sdp_media_t *om, sfu_sdp_dir_t di
   u->video = strcmp(om->kind, "video") == 0;
   u->vp9 = strcasecmp(om->codecs[0].name, "VP9") == 0;
   u->av1 = strcasecmp(om->codecs[0].name, "AV1") == 0;
+  u->h264 = strcasecmp(om->codecs[0].name, "H264") == 0;
   u->ssrc = om->ssrcs[0];
   u->rtx_ssrc = om->has_fid ? om->fid_ssrc[1] : 0;
   u->pt = om->codecs[0].pt;

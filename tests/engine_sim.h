@@ -69,7 +69,7 @@
 #define SIM_EXT_RID 10
 #define SIM_EXT_RRID 11
 #define SIM_EXT_TWCC 5          /* a publisher's transport-wide number (twcc_pub) */
-#define SIM_EXT_DD 12           /* an AV1 publisher's Dependency Descriptor (av1_svc) */
+#define SIM_EXT_DD 12           /* a publisher's Dependency Descriptor (av1_svc, h264_temporal) */
 /* The screen share's index for sim_layer_of() and in packet tags (audio's
  * is 3, the camera's layers 0..2). */
 #define SIM_SCREEN 4
@@ -143,6 +143,7 @@ typedef struct sim_sub_s {
   int pt, rtx_pt, abs_ext;
   int vp9;              /* the codec offered is VP9 */
   int av1;              /* ... AV1 (its payload is not read: sim_rx_t.dd_*) */
+  int h264;             /* ... H.264 (begins, key from its NAL headers) */
   int dd_ext;           /* the Dependency Descriptor id we kept, 0 = none */
   sfu_dd_structure_t *dd_st; /* the last structure received, NULL = none */
   sfu_dd_structure_t *dd_spare;
@@ -178,7 +179,7 @@ typedef struct sim_layer_s {
     uint16_t seq;
     uint32_t ts;
     uint8_t marker;
-    uint8_t dd_len;       /* av1_svc: its Dependency Descriptor */
+    uint8_t dd_len;       /* av1_svc, h264_temporal: its Dependency Descriptor */
     uint8_t dd[128];
     uint16_t plen;
     uint8_t payload[SIM_MAX_PKT];
@@ -234,6 +235,12 @@ struct sim_peer_s {
                            Descriptor on every packet (SIM_EXT_DD) and its
                            structure on the keyframe's first; set before
                            sim_enter() */
+  int h264_temporal;    /* ... as H.264 instead (packetization mode 1), one
+                           stream of three temporal layers, TID 0, 2, 1, 2
+                           from each keyframe, a Dependency Descriptor on
+                           every packet (SIM_EXT_DD) and its structure on
+                           the keyframe's first, the tags naming the TID;
+                           set before sim_enter() */
   int nlayers;          /* 1 = a=ssrc single layer, 2-3 = rid simulcast */
   int rtx;              /* offers RTX for video */
   sim_layer_t layers[SIM_LAYERS];

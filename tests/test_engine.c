@@ -1427,16 +1427,17 @@ static void falling_remb_drops_at_once_toward_what_fits_and_climbs_back(void **s
   assert_int_equal(segments(u, seg, 16), n + 2);
 }
 
-/* A single VP8 layer with three temporal layers (600 kb/s: TID 0 and 1 a
+/* A single layer with three temporal layers (600 kb/s: TID 0 and 1 a
  * quarter each, TID 2 half) to a subscriber whose downlink carries 400:
  * rather than pausing the video, the estimate drops TID 2 for it -- whole
- * frames, the numbering and picture ids continuous, TL0PICIDX untouched. */
-static void a_tight_budget_drops_temporal_layers_before_pausing(void **state) {
-  sim_t *s = sim_new(59, 0);
-  *state = s;
+ * frames, the numbering continuous. VP8: picture ids continuous,
+ * TL0PICIDX untouched; H.264 (its layers in the Dependency Descriptor):
+ * every frame start tells the subscriber it gets two decode targets. */
+static void tight_budget_drops_temporal_layers(sim_t *s, int h264) {
   sim_peer_t *a = sim_peer_new(s, "alice");
   sim_peer_video(a, 1);
-  a->temporal = 1;
+  a->temporal = !h264;
+  a->h264_temporal = h264;
   sim_enter(a);
   sim_run(s, 1000);
   sim_peer_t *b = twcc_listener(s, "bob", 400000);
@@ -1444,13 +1445,17 @@ static void a_tight_budget_drops_temporal_layers_before_pausing(void **state) {
   sim_sub_t *u = sim_sub_of(b, a, 1);
   uint64_t t = sim_us(s);
   sim_run(s, 2000);
-  int n[4] = {0, 0, 0, 0}, frames = 0;
+  int n[4] = {0, 0, 0, 0}, frames = 0, masked = 0;
   const sim_rx_t *prev = NULL;
   for (int i = 0; i < u->nrx; i++) {
     const sim_rx_t *r = &u->rx[i];
-    if (r->rtx || r->at_us < t || r->tid < 0) continue;
-    n[r->tid]++;
-    if (r->begins) {
+    int tid = h264 ? sim_tag_layer(r->tag) : r->tid;
+    if (r->rtx || r->at_us < t || tid < 0) continue;
+    n[tid]++;
+    if (h264 && r->dd > 0 && r->dd_start) {
+      frames++;
+      masked += r->dd_mask == 0x3;
+    } else if (!h264 && r->begins) {
       if (prev) { /* picture ids +1 from frame to frame, TL0PICIDX never back */
         assert_int_equal((prev->pid + 1) & 0x7fff, r->pid);
         assert_true(((r->tl0 - prev->tl0) & 0xff) <= 1);
@@ -1459,13 +1464,27 @@ static void a_tight_budget_drops_temporal_layers_before_pausing(void **state) {
       frames++;
     }
   }
-  printf("# temporal: TID 0/1/2 packets %d/%d/%d in 2 s, %d frames; estimate %u; %llu dropped\n",
-         n[0], n[1], n[2], frames, sfu_bwe_estimate(&sim_part(b)->cc->bwe),
-         (unsigned long long)s->room.c.drop_temporal);
+  printf("# temporal %s: TID 0/1/2 packets %d/%d/%d in 2 s, %d frames; estimate %u; %llu "
+         "dropped\n",
+         h264 ? "H.264" : "VP8", n[0], n[1], n[2], frames,
+         sfu_bwe_estimate(&sim_part(b)->cc->bwe), (unsigned long long)s->room.c.drop_temporal);
   assert_true(n[0] > 20 && n[1] > 20);
   assert_int_equal(n[2], 0);
   assert_int_equal(s->room.c.bw_pauses, 0);
+  if (h264) assert_int_equal(masked, frames);
   assert_true(check_continuous(u, t, sim_us(s), 3600 * 4) > 50);
+}
+
+static void a_tight_budget_drops_temporal_layers_before_pausing(void **state) {
+  sim_t *s = sim_new(59, 0);
+  *state = s;
+  tight_budget_drops_temporal_layers(s, 0);
+}
+
+static void a_tight_budget_drops_h264_temporal_layers_before_pausing(void **state) {
+  sim_t *s = sim_new(60, 0);
+  *state = s;
+  tight_budget_drops_temporal_layers(s, 1);
 }
 
 /* ---- VP9 SVC ----------------------------------------------------------------- */
@@ -1707,6 +1726,137 @@ static void av1_spatial_layers_by_the_dependency_descriptor(void **state) {
   assert_int_equal(cb.unreadable, 0);
   assert_true(cb.structures >= 2);
   for (int i = 0; i < ue->nrx; i++) assert_int_equal(ue->rx[i].dd, 0);
+}
+
+/* ---- H.264 temporal layers ---------------------------------------------------- */
+
+typedef struct {
+  int n[3];                     /* packets by temporal layer (their tags say) */
+  int starts;                   /* frame starts (the descriptor's, else the payload's) */
+  int masked, other_mask;       /* of which with the mask looked for, another */
+  int with_dd, unreadable;      /* packets with a descriptor, unreadable ones */
+  int fn_back;                  /* frame numbers that did not go forward */
+} tid_counts_t;
+
+/* Packets of H.264 subscription u received in [from_us, to_us), the mask
+ * looked for being `mask`. */
+static void tid_counts(const sim_sub_t *u, uint64_t from_us, uint64_t to_us, int64_t mask,
+                       tid_counts_t *c) {
+  const sim_rx_t *prev = NULL;
+  memset(c, 0, sizeof(*c));
+  for (int i = 0; i < u->nrx; i++) {
+    const sim_rx_t *r = &u->rx[i];
+    if (r->rtx || r->at_us < from_us || r->at_us >= to_us) continue;
+    int tid = sim_tag_layer(r->tag);
+    assert_true(tid >= 0 && tid < 3);
+    c->n[tid]++;
+    c->with_dd += r->dd != 0;
+    c->unreadable += r->dd < 0;
+    if (r->dd > 0) assert_int_equal(r->dd_tid, tid);
+    if (r->dd > 0 ? r->dd_start : r->dd == 0 && r->begins) {
+      c->starts++;
+      if (r->dd_mask >= 0) *(r->dd_mask == mask ? &c->masked : &c->other_mask) += 1;
+      if (prev) c->fn_back += (int16_t)(r->dd_fn - prev->dd_fn) <= 0;
+      if (r->dd > 0) prev = r;
+    }
+  }
+}
+
+/* H.264 with three temporal layers in one stream (OpenH264's L1T3), the
+ * layers said by the Dependency Descriptor alone (the payload has no
+ * temporal id). The server takes the descriptor from an H.264 publisher
+ * and passes it on. A subscriber asking low gets the TID 0 frames, each
+ * frame start telling it decode target 0 is all it gets; one asking
+ * medium TID 0 and 1 (targets 0 and 1); one whose answer dropped the
+ * descriptor the TID 0 frames too, without one. Frames go whole, the
+ * numbering stays whole, frame numbers go forward, no keyframe is asked
+ * for; back on high the low one gets every frame again from a TID 0 frame
+ * on, told once that all targets are back. */
+static void h264_temporal_layers_by_the_dependency_descriptor(void **state) {
+  sim_t *s = sim_new(62, 0);
+  *state = s;
+  sim_peer_t *a = sim_peer_new(s, "alice");
+  sim_peer_video(a, 1);
+  a->h264_temporal = 1;
+  sim_enter(a);
+  sim_peer_t *b = listener(s, "bob"), *c = listener(s, "carol");
+  sim_peer_t *e = sim_peer_new(s, "erin");
+  e->no_dd_answer = 1;
+  sim_enter(e);
+  sim_run(s, 1000);
+  sim_sub_t *ub = sim_sub_of(b, a, 1), *uc = sim_sub_of(c, a, 1), *ue = sim_sub_of(e, a, 1);
+  assert_true(ub->h264 && ub->dd_ext > 0 && uc->dd_ext > 0 && ue->dd_ext == 0);
+  sfu_track_t *t = sim_part(a)->video;
+  assert_true(t->dd_ext > 0);
+  assert_int_equal(t->tid_layers, 3);
+  assert_true(t->svc_layers <= 1);
+  /* a subscriber of the descriptor starts at the keyframe with the structure */
+  assert_true(ub->nrx > 0 && ub->rx[0].dd == 2 && ub->rx[0].dd_start && ub->rx[0].key);
+
+  uint64_t t0 = sim_us(s);
+  sim_run(s, 1000);
+  tid_counts_t cb, cc, ce;
+  tid_counts(ub, t0, sim_us(s), -1, &cb);
+  assert_true(cb.n[0] >= 15 && cb.n[1] >= 15 && cb.n[2] >= 2 * cb.n[0] - 6);
+  assert_int_equal(cb.masked + cb.other_mask + cb.unreadable + cb.fn_back, 0);
+
+  uint64_t keys = a->layers[0].keyframes;
+  video_quality(b, ub, "low");
+  video_quality(c, uc, "medium");
+  video_quality(e, ue, "low");
+  sim_run(s, 200);
+  t0 = sim_us(s);
+  sim_run(s, 2000);
+  tid_counts(ub, t0, sim_us(s), 0x1, &cb);
+  tid_counts(uc, t0, sim_us(s), 0x3, &cc);
+  tid_counts(ue, t0, sim_us(s), -1, &ce);
+  printf("# h264 L1T3: low TID 0/1/2 %d/%d/%d (%d frames, %d told 0x1), medium %d/%d/%d "
+         "(%d told 0x3), no descriptor %d/%d/%d; drop_temporal %llu, dd_masked %llu\n",
+         cb.n[0], cb.n[1], cb.n[2], cb.starts, cb.masked, cc.n[0], cc.n[1], cc.n[2], cc.masked,
+         ce.n[0], ce.n[1], ce.n[2], (unsigned long long)s->room.c.drop_temporal,
+         (unsigned long long)s->room.c.dd_masked);
+  assert_true(cb.n[0] >= 30 && cb.starts >= 10);
+  assert_int_equal(cb.n[1] + cb.n[2], 0);
+  assert_int_equal(cb.masked, cb.starts); /* every frame: target 0 only */
+  assert_int_equal(cb.other_mask + cb.unreadable + cb.fn_back, 0);
+  assert_true(cc.n[0] >= 30 && cc.n[1] >= cc.n[0] - 6 && cc.n[1] <= cc.n[0] + 6);
+  assert_int_equal(cc.n[2], 0);
+  assert_int_equal(cc.masked, cc.starts);
+  assert_int_equal(cc.other_mask + cc.unreadable + cc.fn_back, 0);
+  assert_true(ce.n[0] >= 30 && ce.starts >= 10);
+  assert_int_equal(ce.n[1] + ce.n[2] + ce.with_dd, 0);
+  assert_true(s->room.c.drop_temporal > 0 && s->room.c.dd_in > 0);
+  assert_int_equal(s->room.c.dd_bad, 0);
+  assert_int_equal(a->layers[0].keyframes, keys); /* fewer frames need no keyframe */
+
+  /* back to all of them at a TID 0 frame (the base alone until then),
+   * told once */
+  uint64_t t1 = sim_us(s);
+  video_quality(b, ub, "high");
+  sim_run(s, 1000);
+  tid_counts(ub, t1, sim_us(s), 0x7, &cb);
+  assert_true(cb.n[2] >= 10 && cb.n[1] >= 6);
+  assert_int_equal(cb.masked, 1);
+  assert_int_equal(cb.unreadable + cb.fn_back, 0);
+  int all_at = -1, before = 0;
+  for (int i = 0; i < ub->nrx; i++) {
+    const sim_rx_t *r = &ub->rx[i];
+    if (r->rtx || r->at_us < t1 || r->dd <= 0) continue;
+    if (all_at < 0) {
+      assert_int_equal(r->dd_tid, 0);
+      if (r->dd_start && r->dd_mask == 0x7) all_at = i;
+      else if (r->dd_start) before += r->dd_mask == 0x1;
+    } else if (r->dd_start) {
+      assert_int_equal(r->dd_mask, -1); /* nothing more to tell */
+    }
+  }
+  assert_true(all_at >= 0);
+  assert_int_equal(cb.other_mask, before);
+  assert_int_equal(a->layers[0].keyframes, keys);
+  /* one stream to each subscriber throughout: numbers +1, timestamps on */
+  assert_true(check_continuous(ub, SIM_MONO0_US, sim_us(s), 3600 * 4) > 100);
+  assert_true(check_continuous(uc, SIM_MONO0_US, sim_us(s), 3600 * 2) > 100);
+  assert_true(check_continuous(ue, SIM_MONO0_US, sim_us(s), 3600 * 4) > 100);
 }
 
 /* ---- dynacast ------------------------------------------------------------- */
@@ -2865,6 +3015,9 @@ int main(void) {
       cmocka_unit_test_teardown(svc_spatial_layers_follow_the_estimate, teardown),
       cmocka_unit_test_teardown(av1_spatial_layers_by_the_dependency_descriptor, teardown),
       cmocka_unit_test_teardown(a_tight_budget_drops_temporal_layers_before_pausing, teardown),
+      cmocka_unit_test_teardown(a_tight_budget_drops_h264_temporal_layers_before_pausing,
+                                teardown),
+      cmocka_unit_test_teardown(h264_temporal_layers_by_the_dependency_descriptor, teardown),
       cmocka_unit_test_teardown(transport_feedback_goes_to_publishers, teardown),
       cmocka_unit_test_teardown(estimate_follows_a_capped_downlink_and_probes_back_up, teardown),
       cmocka_unit_test_teardown(estimate_is_shared_by_priority_and_never_pauses_audio, teardown),

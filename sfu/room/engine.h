@@ -122,7 +122,7 @@ typedef struct sfu_room_counters_s {
   uint64_t dynacast_msgs;    /* subscribed_layers told to publishers */
   uint64_t drop_svc;         /* SVC packets (VP9; AV1 by its Dependency
                                 Descriptor) above a subscriber's spatial layer */
-  uint64_t drop_temporal;    /* VP8, AV1 packets above a subscriber's temporal layer */
+  uint64_t drop_temporal;    /* VP8, AV1, H.264 packets above a subscriber's temporal layer */
   uint64_t dd_in;            /* packets with a Dependency Descriptor read */
   uint64_t dd_bad;           /* ... that could not be read (no structure yet,
                                 malformed): forwarded whole, without it */

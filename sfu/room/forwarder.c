@@ -459,9 +459,9 @@ static void forward_video(sfu_room_t *room, sfu_track_t *t, int k, const sfu_rtp
   int svc = have_vi && vi->sid >= 0 && t->nlayers == 1 && (t->parse == sfu_vp9_parse || dd);
   if (svc && vi->sid >= t->svc_layers) t->svc_layers = vi->sid + 1;
   /* temporal layers that can be dropped: VP8's (picture ids rewritten),
-   * those of a Dependency Descriptor, and without one AV1's of a stream
-   * without spatial layers (from the OBU extension: a receiver without
-   * the descriptor orders AV1 frames by sequence number) */
+   * those of a Dependency Descriptor (AV1, H.264), and without one AV1's
+   * of a stream without spatial layers (from the OBU extension: a
+   * receiver without the descriptor orders AV1 frames by sequence number) */
   int temporal = have_vi && (vp8 || dd || (t->parse == sfu_av1_parse && vi->sid <= 0 &&
                                            t->svc_layers <= 1));
   if (temporal && vi->tid >= t->tid_layers) t->tid_layers = vi->tid + 1;
@@ -1210,8 +1210,8 @@ static uint32_t layer_cost(const sfu_track_t *t, int k, int rank) {
   return l->bitrate_bps ? l->bitrate_bps : l->last_ms ? 150000u << (2 * rank) : 0;
 }
 
-/* What layer l's frames of temporal layers 0..tid cost, bits/s (VP8 with
- * temporal layers). */
+/* What layer l's frames of temporal layers 0..tid cost, bits/s (VP8, or
+ * AV1 and H.264 with the Dependency Descriptor, with temporal layers). */
 static uint32_t tid_cost(const sfu_layer_t *l, int tid) {
   uint32_t c = 0;
   for (int i = 0; i <= tid && i < SFU_MAX_TIDS; i++) c += l->tid_bps[i];
@@ -1465,8 +1465,8 @@ void sfu_fwd_layers_tick(sfu_room_t *room) {
         int top = svc_top(t, d);
         d->svc_target = top < d->svc_bw ? top : d->svc_bw;
       }
-      /* one stream of temporal layers only (AV1 L1T3, VP8 without
-       * simulcast): the quality picks how many (low: the base) */
+      /* one stream of temporal layers only (AV1 or H.264 L1T3, VP8
+       * without simulcast): the quality picks how many (low: the base) */
       d->tid_quality = SFU_MAX_TIDS - 1;
       if (t->nlayers == 1 && t->svc_layers <= 1 && t->tid_layers > 1 &&
           d->max_layer < SFU_MAX_LAYERS - 1)

@@ -311,7 +311,7 @@ static sfu_downtrack_t *subscribe(sfu_participant_t *sub, sfu_track_t *t) {
     d->rtx_pt = pt != d->pt ? pt : -1;
     d->abs_ext_offer = choose_ext_id(local, URI_ABS_SEND_TIME, 0);
     d->twcc_ext_offer = choose_ext_id(local, SFU_TWCC_URI, 1u << d->abs_ext_offer);
-    /* the publisher's Dependency Descriptor (AV1), passed on */
+    /* the publisher's Dependency Descriptor (AV1, H.264), passed on */
     if (t->dd_ext)
       d->dd_ext_offer = choose_ext_id(local, SFU_DD_URI,
                                       1u << d->abs_ext_offer | 1u << d->twcc_ext_offer);
@@ -445,9 +445,12 @@ static sfu_track_t *publish(sfu_participant_t *p, sfu_kind_t kind, int source,
   t->rid_ext = sfu_sdp_find_ext(m, URI_RID);
   t->rrid_ext = sfu_sdp_find_ext(m, URI_RRID);
   t->mid_ext = sfu_sdp_find_ext(m, URI_MID);
-  /* AV1's layers travel in the Dependency Descriptor (VP8 and VP9 say
-   * theirs in the payload): taken from an AV1 publisher only */
-  t->dd_ext = t->parse == sfu_av1_parse ? sfu_sdp_find_ext(m, SFU_DD_URI) : 0;
+  /* The layers of AV1 and H.264 travel in the Dependency Descriptor (an
+   * H.264 payload says none; VP8 and VP9 say theirs in the payload):
+   * taken from an AV1 or H.264 publisher only */
+  t->dd_ext = t->parse == sfu_av1_parse || t->parse == sfu_h264_parse
+                  ? sfu_sdp_find_ext(m, SFU_DD_URI)
+                  : 0;
   if (t->dd_ext > 14) t->dd_ext = 0; /* a one-byte id: the subscribers' offers */
   set_layers(t, m);
   p->link_dirty = 1; /* the other processes of the call hear of it (relay.c) */

@@ -89,7 +89,7 @@ typedef struct sfu_layer_s {
                                    subscriber's NACKs; lazily */
 } sfu_layer_t;
 
-/* What a track whose publisher sends the Dependency Descriptor (AV1)
+/* What a track whose publisher sends the Dependency Descriptor (AV1, H.264)
  * keeps of it: the template structure of its last keyframe, which every
  * later descriptor is read with, and the decode targets the publisher
  * says are active. Allocated at the track's first descriptor, freed with
@@ -119,7 +119,7 @@ typedef struct sfu_track_s {
   int rid_ext, rrid_ext;        /* rtp-stream-id / repaired-rtp-stream-id ids */
   int mid_ext;                  /* sdes:mid extension id, 0 = none: a packet naming
                                    another mid never teaches this track its SSRC */
-  int dd_ext;                   /* Dependency Descriptor extension id (AV1), 0 = none */
+  int dd_ext;                   /* Dependency Descriptor extension id (AV1, H.264), 0 = none */
   sfu_dd_track_t *dd;           /* what its descriptors said; at the first one */
   sfu_layer_t layers[SFU_MAX_LAYERS];
   int nlayers;                  /* 1, or the simulcast layers offered */
@@ -212,7 +212,7 @@ struct sfu_downtrack_s {
   int max_layer;                /* the subscriber's request (quality) */
   int max_height;               /* or its resolution bound, 0 = none */
   int paused;                   /* the subscriber paused this video */
-  int tid_target, tid_cur;      /* temporal layers (VP8, AV1): the highest its
+  int tid_target, tid_cur;      /* temporal layers (VP8, AV1, H.264): the highest its
                                    estimate allows (allocate()) and forwarded
                                    now (lowered at a frame start, raised at a
                                    TID 0 frame); SFU_MAX_TIDS - 1 = all */
@@ -225,7 +225,7 @@ struct sfu_downtrack_s {
   int svc_bw;                   /* and the highest its estimate allows
                                    (allocate()) */
   int dd_ext;                   /* Dependency Descriptor id its answer kept, 0 = none */
-  int dd_ext_offer;             /* the id we offer for it (AV1 with one), 0 = none */
+  int dd_ext_offer;             /* the id we offer for it (AV1, H.264 with one), 0 = none */
   uint16_t dd_fn_offset;        /* frame numbers: out = in + offset */
   uint16_t dd_last_fn;          /* the last written, for a switch of stream */
   uint32_t dd_told;             /* the active decode targets it was last told
