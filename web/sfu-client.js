@@ -535,6 +535,8 @@ export class SfuClient extends EventTarget {
    *        (AV1's layers reach the server in the Dependency Descriptor,
    *        which Chromium offers): the server forwards each subscriber the
    *        spatial layers its quality asks for; 'L1T3' the frame rate
+   *        (VP8, AV1, and H.264, whose temporal layers only the descriptor
+   *        says)
    *        (docs/signaling.md, "Video")
    * @param {MediaStreamTrack} [opts.track]  send this track instead of
    *        opening the camera (e.g. a canvas capture); not stopped by

@@ -27,6 +27,8 @@ peer "py" subscribe. What is asserted is what they decode:
   B asks low, medium, high and decodes 320, 640, 1280 wide.
 * Av1TemporalTest: A publishes AV1 L1T3; B asks low and decodes about a
   quarter of the frames, then high and decodes them all again.
+* H264TemporalTest: the same with H.264 L1T3, whose temporal ids reach
+  the server in the Dependency Descriptor only.
 * Av1SvcTest: A publishes AV1 L3T3_KEY with the Dependency Descriptor
   (960x540: one stream, three spatial layers); B asks low, medium, high
   and decodes 240, 480, 960 wide, and goes on decoding at each.
@@ -868,15 +870,11 @@ class DynacastTest(VideoTestBase):
         return all(act.get(r) == v for r, v in want.items())
 
 
-class Av1TemporalTest(VideoTestBase):
-    """A publishes AV1 with three temporal layers in one stream
-    (scalabilityMode L1T3); B asks for low and decodes about a quarter of
-    the frames (the base layer), then high and decodes them all: the
-    server drops the upper temporal layers' frames for B alone, by the
-    temporal id of their OBU extension headers."""
-
-    async def test_av1_l1t3_frame_rate_per_subscriber(self):
-        await self.run_scenario(self._av1())
+class TemporalTestBase(VideoTestBase):
+    """A publishes one stream of three temporal layers (scalabilityMode
+    L1T3) in `codec`; B asks for high, low, high and decodes all the
+    frames, about a quarter of them (the base layer), all again: the
+    server drops the upper temporal layers' frames for B alone."""
 
     async def fps(self, seconds):
         r0 = await self.inbound()
@@ -885,9 +883,10 @@ class Av1TemporalTest(VideoTestBase):
         r1 = await self.inbound()
         return (r1["framesDecoded"] - r0["framesDecoded"]) * 1000 / (await self.page_now() - t0)
 
-    async def _av1(self):
+    async def temporal(self, codec):
+        """The scenario; returns the room's video packet counters."""
         await self.join_page("B")
-        a = await self.join_page("A", publishVideo=True, simulcast=False, videoCodec="AV1",
+        a = await self.join_page("A", publishVideo=True, simulcast=False, videoCodec=codec,
                                  scalabilityMode="L1T3",
                                  videoConstraints={"width": {"exact": 640},
                                                    "height": {"exact": 360},
@@ -898,8 +897,8 @@ class Av1TemporalTest(VideoTestBase):
         async def decoding():
             r = await self.inbound()
             return r if r and r["framesDecoded"] > 30 else None
-        r = await self.until(decoding, 30, "B decoding A's AV1")
-        self.assertEqual(r["codec"], "video/AV1")
+        r = await self.until(decoding, 30, "B decoding A's %s" % codec)
+        self.assertEqual(r["codec"], "video/" + codec)
         high = await self.fps(3.0)
         await self.js("B", "sfu.quality(%s, {quality: 'low'})" % json.dumps(track_id))
         await asyncio.sleep(1.0)
@@ -908,14 +907,38 @@ class Av1TemporalTest(VideoTestBase):
         await asyncio.sleep(1.0)
         again = await self.fps(3.0)
         st = self.room_stats()["packets"]["video"]
-        print("\nav1 L1T3: B decodes %.1f fps (high), %.1f (low), %.1f (high again);"
-              " drop_temporal %d" % (high, low, again, st["drop_temporal"]), flush=True)
+        print("\n%s L1T3: B decodes %.1f fps (high), %.1f (low), %.1f (high again);"
+              " drop_temporal %d, dd_in %d" % (codec, high, low, again, st["drop_temporal"],
+                                               st["dd_in"]), flush=True)
         self.assertGreater(high, 10)
         self.assertLess(low, 0.5 * high)
         self.assertGreater(low, 0.1 * high)   # the base layer still plays
         self.assertGreater(again, 0.75 * high)
         self.assertGreater(st["drop_temporal"], 0)
         self.assert_clean_console()
+        return st
+
+
+class Av1TemporalTest(TemporalTestBase):
+    """AV1 L1T3: the temporal ids come from the Dependency Descriptor when
+    A sends it, else from the OBU extension headers."""
+
+    async def test_av1_l1t3_frame_rate_per_subscriber(self):
+        await self.run_scenario(self.temporal("AV1"))
+
+
+class H264TemporalTest(TemporalTestBase):
+    """H.264 L1T3 (OpenH264 in Chromium): the payload has no temporal id,
+    the Dependency Descriptor A sends with it (the server answers it for
+    H.264) says each frame's."""
+
+    async def test_h264_l1t3_frame_rate_per_subscriber(self):
+        await self.run_scenario(self._h264())
+
+    async def _h264(self):
+        st = await self.temporal("H264")
+        self.assertGreater(st["dd_in"], 0)
+        self.assertEqual(st["dd_bad"], 0)
 
 
 class E2eeTest(VideoTestBase):
