@@ -1920,6 +1920,24 @@ static void dynacast_tells_the_publisher_which_layers_are_taken(void **state) {
   assert_true(s->room.c.dynacast_msgs >= 3);
 }
 
+/* A publisher that never sends its top layer (Chrome's top rid for a
+ * small capture): a subscriber asking high gets the middle one, and the
+ * publisher is not told to stop it. */
+static void dynacast_keeps_the_layer_taken_while_the_wished_one_is_never_sent(void **state) {
+  sim_t *s = sim_new(44, 0);
+  *state = s;
+  sim_peer_t *a = publisher(s, "alice", 1, 3);
+  a->layers[2].paused = 1;
+  sim_peer_t *b = listener(s, "bob");
+  int from = s->nmsgs, active = 0;
+  uint64_t at = 0;
+  sim_run(s, 6000);
+  sim_sub_t *u = sim_sub_of(b, a, 1);
+  assert_string_equal(told_rids(a, from, &at, &active), "q,h,f");
+  assert_int_equal(sim_count_to(s, a->session, "subscribed_layers", from), 1);
+  assert_int_equal(current_layer(u), 1);
+}
+
 /* ---- transport-cc (docs/internals/bwe.md) ---------------------------------- */
 
 static uint64_t received_since(const sim_sub_t *u, uint64_t from_us) {
@@ -3011,6 +3029,7 @@ int main(void) {
       cmocka_unit_test_teardown(layer_follows_a_rate_limited_downlink, teardown),
       cmocka_unit_test_teardown(falling_remb_drops_at_once_toward_what_fits_and_climbs_back, teardown),
       cmocka_unit_test_teardown(dynacast_tells_the_publisher_which_layers_are_taken, teardown),
+      cmocka_unit_test_teardown(dynacast_keeps_the_layer_taken_while_the_wished_one_is_never_sent, teardown),
       cmocka_unit_test_teardown(svc_spatial_layers_follow_the_quality_asked, teardown),
       cmocka_unit_test_teardown(svc_spatial_layers_follow_the_estimate, teardown),
       cmocka_unit_test_teardown(av1_spatial_layers_by_the_dependency_descriptor, teardown),

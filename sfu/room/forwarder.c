@@ -1417,8 +1417,14 @@ static void dynacast(sfu_room_t *room, sfu_track_t *t, uint64_t now) {
   int order[SFU_MAX_LAYERS];
   layer_order(t, order);
   for (int i = 0; i < t->down.n && want != all; i++) {
-    int k = wish(t, t->down.items[i]);
-    if (k >= 0) want |= 1u << k | 1u << order[0]; /* and the lowest, to fall back on */
+    const sfu_downtrack_t *d = t->down.items[i];
+    int k = wish(t, d);
+    if (k < 0) continue;
+    /* and the lowest, to fall back on; and the one it gets now while the
+     * wished one is not sent (a layer the publisher never sends, as
+     * Chrome's top rid for a small capture, would leave it nothing) */
+    want |= 1u << k | 1u << order[0];
+    if (d->target >= 0 && d->target < t->nlayers) want |= 1u << d->target;
   }
   unsigned next = told;
   for (int k = 0; k < t->nlayers; k++) {
