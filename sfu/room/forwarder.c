@@ -71,7 +71,7 @@
 #define REMB_FELL_PCT 95       /* a REMB under 95 % of the last one: overuse */
 #define CONGESTED_PCT 85       /* ... that matters under 85 % of the layer's rate */
 #define DOWN_HOLD_MS 6000      /* after a step down, no step up for this long, ... */
-#define DOWN_HOLD_MAX_MS 24000 /* ... doubled after each failed step up, to this */
+#define DOWN_HOLD_MAX_MS 24000 /* ... 1.5x after each failed step up, to this */
 #define UP_HOLD_MS 3000        /* between two steps up */
 #define UP_FAILED_MS 10000     /* a step down this soon after a step up: it failed */
 #define SEVERE_LOSS 26         /* 10 % (of 256) lost: in a receiver report, or ... */
@@ -1083,14 +1083,17 @@ static int layer_order(const sfu_track_t *t, int order[SFU_MAX_LAYERS]) {
  *   since the last one, or with 10 % or more lost (the subscriber's last
  *   receiver report, or NACKed -- each packet of the current layer once --
  *   of what it was sent in the last 500 ms); either judged only after a
- *   second on the layer and not while one is shed. Down to the highest layer the REMB carries, one at least
- *   (after a step up, back to the layer it left), the current one shed
+ *   second on the layer and not while one is shed. Down to the highest
+ *   layer the REMB carries, one at least (after a step up, back to the
+ *   layer it left), the current one shed
  *   until the target's keyframe: its packets would only keep the queue
  *   full, and the keyframe would queue behind them or be dropped.
  * - up, one layer, DOWN_HOLD_MS after a step down and then every
  *   UP_HOLD_MS while nothing says overuse: the next layer is the probe (a
  *   REMB rises fast only once more than it has seen arrives). A step down
- *   within UP_FAILED_MS of a step up doubles the next hold.
+ *   within UP_FAILED_MS of a step up makes the next hold 1.5x longer (6,
+ *   9, 13.5, 20.25 s, at most 24 s): a cap still there is tried less
+ *   often, one lifted is found again within 10 s or so.
  *
  * A REMB older than REMB_FRESH_MS counts for nothing. */
 static void bandwidth_bound(sfu_downtrack_t *d, const sfu_track_t *t, const int *order, int n,
@@ -1126,8 +1129,9 @@ static void bandwidth_bound(sfu_downtrack_t *d, const sfu_track_t *t, const int 
     /* (a step up that failed goes back where it came from: a receiver
      * cuts to 0.85x what came lately, which is mostly the layer below) */
     while (!failed && r > 0 && t->layers[order[r]].bitrate_bps > d->remb_bps) r--;
-    d->bw_backoff = failed ? d->bw_backoff + 1 : 0;
-    uint64_t hold = (uint64_t)DOWN_HOLD_MS << (d->bw_backoff < 2 ? d->bw_backoff : 2);
+    d->bw_backoff = failed && d->bw_backoff < 4 ? d->bw_backoff + 1 : failed ? 4 : 0;
+    uint64_t hold = DOWN_HOLD_MS;
+    for (int i = 0; i < d->bw_backoff; i++) hold = hold * 3 / 2;
     d->bw_cap = r;
     d->bw_hold_ms = now_ms + (hold < DOWN_HOLD_MAX_MS ? hold : DOWN_HOLD_MAX_MS);
     d->bw_up_ms = 0;
