@@ -403,23 +403,28 @@ static void send_svc_picture(sim_t *s, sim_peer_t *pe) {
   L->tl0 = (L->tl0 + 1) & 0xff;
 }
 
-/* --- AV1 L3T3 with the Dependency Descriptor (av1_svc) --- */
+/* --- Dependency Descriptors of the simulated senders --- */
 
-/* Its templates: per spatial layer a keyframe's, then one per temporal
- * layer; decode target 3 * s + t (spatial layer s at temporal layer t), a
- * chain per spatial layer. DTIs: '-' not present, 'D' discardable, 'S'
- * switch, 'R' required. */
-static const struct {
+/* A frame template (appendix A.8.1): its layers, decode target
+ * indications ('-' not present, 'D' discardable, 'S' switch, 'R'
+ * required), its one frame diff (0 = none) and its chain diffs. */
+typedef struct {
   int sid, tid;
   const char *dtis;
   int fdiff;
-} av1_tmpl[12] = {
-    {0, 0, "SSSSSSSSS", 0}, {0, 0, "SSS------", 4}, {0, 1, "-DS------", 2},
-    {0, 2, "--D------", 1}, {1, 0, "---SSSSSS", 1}, {1, 0, "---SSS---", 4},
-    {1, 1, "----DS---", 2}, {1, 2, "-----D---", 1}, {2, 0, "------SSS", 1},
-    {2, 0, "------SSS", 4}, {2, 1, "-------DS", 2}, {2, 2, "--------D", 1},
-};
-#define AV1_TMPL_OFFSET 62 /* template ids 62, 63, 0, ... 9 */
+  int chain[3];
+} sim_tmpl_t;
+
+/* A sender's template structure: n templates from id `offset` on (mod
+ * 64), ntargets decode targets protected by nchains chains
+ * (protected_by), and per spatial layer a size when res_w is not 0
+ * (res_w x res_h doubled per layer). */
+typedef struct {
+  const sim_tmpl_t *t;
+  int n, offset, ntargets, nchains;
+  const uint8_t *protected_by;
+  uint32_t res_w, res_h;
+} sim_structure_t;
 
 typedef struct {
   uint8_t *b;
@@ -431,48 +436,75 @@ static void sb_put(simbits_t *w, uint32_t v, int n) {
     if ((v >> i) & 1) w->b[w->pos >> 3] |= (uint8_t)(0x80 >> (w->pos & 7));
 }
 
-/* The descriptor of one packet of template t (appendix A.2), with the
- * structure when `structure`; its length. */
-static size_t av1_dd(uint8_t *out, int t, int start, int end, uint16_t fn, int structure) {
+/* ns(n), the spec's non-symmetric unsigned encoding of v < n. */
+static void sb_ns(simbits_t *w, uint32_t v, uint32_t n) {
+  int bits = 0;
+  for (uint32_t x = n; x; x >>= 1) bits++;
+  uint32_t m = (1u << bits) - n;
+  if (v < m)
+    sb_put(w, v, bits - 1);
+  else
+    sb_put(w, v + m, bits);
+}
+
+/* The descriptor of one packet of template t of structure st (appendix
+ * A.2), with the structure when `structure`; its length. */
+static size_t sim_dd(const sim_structure_t *st, uint8_t *out, int t, int start, int end,
+                     uint16_t fn, int structure) {
   simbits_t w = {out, 0};
   memset(out, 0, 128);
   sb_put(&w, (uint32_t)(start << 1 | end), 2);
-  sb_put(&w, (uint32_t)((AV1_TMPL_OFFSET + t) % 64), 6);
+  sb_put(&w, (uint32_t)((st->offset + t) % 64), 6);
   sb_put(&w, fn, 16);
   if (!structure) return 3;
   sb_put(&w, 0x10, 5); /* a structure; no mask, no custom fields */
-  sb_put(&w, AV1_TMPL_OFFSET, 6);
-  sb_put(&w, 9 - 1, 5);
-  for (int i = 0; i < 12; i++) /* template_layers */
-    sb_put(&w, i == 11 ? 3 : av1_tmpl[i + 1].sid > av1_tmpl[i].sid ? 2
-                       : av1_tmpl[i + 1].tid > av1_tmpl[i].tid ? 1 : 0, 2);
-  for (int i = 0; i < 12; i++)
-    for (int d = 0; d < 9; d++) {
-      char c = av1_tmpl[i].dtis[d];
+  sb_put(&w, (uint32_t)st->offset, 6);
+  sb_put(&w, (uint32_t)st->ntargets - 1, 5);
+  const sim_tmpl_t *tm = st->t;
+  for (int i = 0; i < st->n; i++) /* template_layers */
+    sb_put(&w, i == st->n - 1 ? 3 : tm[i + 1].sid > tm[i].sid ? 2
+                              : tm[i + 1].tid > tm[i].tid ? 1 : 0, 2);
+  for (int i = 0; i < st->n; i++)
+    for (int d = 0; d < st->ntargets; d++) {
+      char c = tm[i].dtis[d];
       sb_put(&w, c == 'D' ? 1 : c == 'S' ? 2 : c == 'R' ? 3 : 0, 2);
     }
-  for (int i = 0; i < 12; i++) {
-    if (av1_tmpl[i].fdiff) {
+  for (int i = 0; i < st->n; i++) {
+    if (tm[i].fdiff) {
       sb_put(&w, 1, 1);
-      sb_put(&w, (uint32_t)av1_tmpl[i].fdiff - 1, 4);
+      sb_put(&w, (uint32_t)tm[i].fdiff - 1, 4);
     }
     sb_put(&w, 0, 1);
   }
-  sb_put(&w, 3, 3); /* chain_cnt 3 as ns(10): 3 bits, below 6 */
-  for (int d = 0; d < 9; d++) /* decode_target_protected_by ns(3): 0, 10, 11 */
-    if (d / 3 == 0)
-      sb_put(&w, 0, 1);
-    else
-      sb_put(&w, d / 3 == 1 ? 2 : 3, 2);
-  for (int i = 0; i < 12; i++)
-    for (int c = 0; c < 3; c++) sb_put(&w, av1_tmpl[i].sid >= c ? 1 : 0, 4);
-  sb_put(&w, 1, 1); /* resolutions */
-  for (int sid = 0; sid < 3; sid++) {
-    sb_put(&w, (320u << sid) - 1, 16);
-    sb_put(&w, (180u << sid) - 1, 16);
+  sb_ns(&w, (uint32_t)st->nchains, (uint32_t)st->ntargets + 1);
+  for (int d = 0; d < st->ntargets && st->nchains; d++)
+    sb_ns(&w, st->protected_by[d], (uint32_t)st->nchains);
+  for (int i = 0; i < st->n; i++)
+    for (int c = 0; c < st->nchains; c++) sb_put(&w, (uint32_t)tm[i].chain[c], 4);
+  sb_put(&w, st->res_w ? 1 : 0, 1); /* resolutions */
+  for (int sid = 0; st->res_w && sid <= tm[st->n - 1].sid; sid++) {
+    sb_put(&w, (st->res_w << sid) - 1, 16);
+    sb_put(&w, (st->res_h << sid) - 1, 16);
   }
   return (w.pos + 7) / 8;
 }
+
+/* --- AV1 L3T3 with the Dependency Descriptor (av1_svc) --- */
+
+/* Its templates: per spatial layer a keyframe's, then one per temporal
+ * layer; decode target 3 * s + t (spatial layer s at temporal layer t), a
+ * chain per spatial layer (of its own and the lower layers' frames). */
+static const sim_tmpl_t av1_tmpl[12] = {
+    {0, 0, "SSSSSSSSS", 0, {1, 0, 0}}, {0, 0, "SSS------", 4, {1, 0, 0}},
+    {0, 1, "-DS------", 2, {1, 0, 0}}, {0, 2, "--D------", 1, {1, 0, 0}},
+    {1, 0, "---SSSSSS", 1, {1, 1, 0}}, {1, 0, "---SSS---", 4, {1, 1, 0}},
+    {1, 1, "----DS---", 2, {1, 1, 0}}, {1, 2, "-----D---", 1, {1, 1, 0}},
+    {2, 0, "------SSS", 1, {1, 1, 1}}, {2, 0, "------SSS", 4, {1, 1, 1}},
+    {2, 1, "-------DS", 2, {1, 1, 1}}, {2, 2, "--------D", 1, {1, 1, 1}},
+};
+static const uint8_t av1_protected_by[9] = {0, 0, 0, 1, 1, 1, 2, 2, 2};
+/* template ids 62, 63, 0, ... 9; 320x180, 640x360, 1280x720 */
+static const sim_structure_t av1_structure = {av1_tmpl, 12, 62, 9, 3, av1_protected_by, 320, 180};
 
 /* One AV1 picture of three spatial layers, each a frame of its own under
  * the Dependency Descriptor; a keyframe when asked (the N bit and the
@@ -505,7 +537,7 @@ static void send_av1_picture(sim_t *s, sim_peer_t *pe) {
       h->marker = (uint8_t)(sid == 2 && last);
       h->plen = (uint16_t)plen;
       memcpy(h->payload, pl, plen);
-      h->dd_len = (uint8_t)av1_dd(h->dd, t, i == 0, last, (uint16_t)L->pid,
+      h->dd_len = (uint8_t)sim_dd(&av1_structure, h->dd, t, i == 0, last, (uint16_t)L->pid,
                                   key && sid == 0 && i == 0);
       size_t n = build_video(pe, L, 0, seq, L->ts, h->marker, pl, plen, 0, h->dd, h->dd_len, b);
       uplink(s, pe, 0, b, n);
@@ -522,48 +554,14 @@ static void send_av1_picture(sim_t *s, sim_peer_t *pe) {
 /* Its templates, as a sender of one stream with three temporal layers
  * describes them: a keyframe's, then TID 0, TID 1, TID 2 after a TID 0
  * frame and TID 2 after a TID 1 frame; decode target t is TID 0..t, one
- * chain (the TID 0 frames). */
-static const struct {
-  int tid;
-  const char *dtis;
-  int fdiff, chain;
-} h264_tmpl[5] = {
-    {0, "SSS", 0, 0}, {0, "SSS", 4, 4}, {1, "-DS", 2, 2}, {2, "--D", 1, 1}, {2, "--D", 1, 3},
+ * chain (the TID 0 frames); no resolutions (the SPS says the size). */
+static const sim_tmpl_t h264_tmpl[5] = {
+    {0, 0, "SSS", 0, {0}}, {0, 0, "SSS", 4, {4}}, {0, 1, "-DS", 2, {2}},
+    {0, 2, "--D", 1, {1}}, {0, 2, "--D", 1, {3}},
 };
-#define H264_TMPL_OFFSET 20 /* template ids 20..24 */
-
-/* The descriptor of one packet of template t (appendix A.2), with the
- * structure when `structure` (no resolutions: the SPS says the size); its
- * length. */
-static size_t h264_dd(uint8_t *out, int t, int start, int end, uint16_t fn, int structure) {
-  simbits_t w = {out, 0};
-  memset(out, 0, 128);
-  sb_put(&w, (uint32_t)(start << 1 | end), 2);
-  sb_put(&w, (uint32_t)(H264_TMPL_OFFSET + t), 6);
-  sb_put(&w, fn, 16);
-  if (!structure) return 3;
-  sb_put(&w, 0x10, 5); /* a structure; no mask, no custom fields */
-  sb_put(&w, H264_TMPL_OFFSET, 6);
-  sb_put(&w, 3 - 1, 5);
-  for (int i = 0; i < 5; i++) /* template_layers */
-    sb_put(&w, i == 4 ? 3 : h264_tmpl[i + 1].tid > h264_tmpl[i].tid ? 1 : 0, 2);
-  for (int i = 0; i < 5; i++)
-    for (int d = 0; d < 3; d++) {
-      char c = h264_tmpl[i].dtis[d];
-      sb_put(&w, c == 'D' ? 1 : c == 'S' ? 2 : c == 'R' ? 3 : 0, 2);
-    }
-  for (int i = 0; i < 5; i++) {
-    if (h264_tmpl[i].fdiff) {
-      sb_put(&w, 1, 1);
-      sb_put(&w, (uint32_t)h264_tmpl[i].fdiff - 1, 4);
-    }
-    sb_put(&w, 0, 1);
-  }
-  sb_put(&w, 1, 2); /* chain_cnt 1 as ns(4): 2 bits; protected_by ns(1): none */
-  for (int i = 0; i < 5; i++) sb_put(&w, (uint32_t)h264_tmpl[i].chain, 4);
-  sb_put(&w, 0, 1); /* no resolutions */
-  return (w.pos + 7) / 8;
-}
+static const uint8_t h264_protected_by[3] = {0, 0, 0};
+/* template ids 20..24 */
+static const sim_structure_t h264_structure = {h264_tmpl, 5, 20, 3, 1, h264_protected_by, 0, 0};
 
 /* One H.264 frame of a stream with three temporal layers (TID 0, 2, 1, 2
  * from each keyframe), packetized in mode 1: a keyframe is a STAP-A of
@@ -609,7 +607,7 @@ static void send_h264_frame(sim_t *s, sim_peer_t *pe) {
     h->marker = (uint8_t)last;
     h->plen = (uint16_t)plen;
     memcpy(h->payload, pl, plen);
-    h->dd_len = (uint8_t)h264_dd(h->dd, t, i == 0, last, (uint16_t)L->pid, key && i == 0);
+    h->dd_len = (uint8_t)sim_dd(&h264_structure, h->dd, t, i == 0, last, (uint16_t)L->pid, key && i == 0);
     size_t n = build_video(pe, L, 0, seq, L->ts, h->marker, pl, plen, 0, h->dd, h->dd_len, b);
     uplink(s, pe, 0, b, n);
   }

@@ -1632,6 +1632,39 @@ static void video_max_height(sim_peer_t *sub, const sim_sub_t *u, int h) {
   assert_non_null(sim_msg_to(s, sub->session, "ack", from, NULL));
 }
 
+/* A publisher of a video with the Dependency Descriptor (AV1 L3T3 or
+ * H.264 L1T3), two listeners (bob, carol) and one whose answers drop the
+ * descriptor (erin), a second into the call. */
+typedef struct {
+  sim_t *s;
+  sim_peer_t *a, *b, *c, *e;
+  sim_sub_t *ub, *uc, *ue;
+} dd_call_t;
+
+static dd_call_t dd_call(void **state, unsigned seed, int av1) {
+  dd_call_t k;
+  memset(&k, 0, sizeof(k));
+  k.s = sim_new(seed, 0);
+  *state = k.s;
+  k.a = sim_peer_new(k.s, "alice");
+  sim_peer_video(k.a, 1);
+  if (av1)
+    k.a->av1_svc = 1;
+  else
+    k.a->h264_temporal = 1;
+  sim_enter(k.a);
+  k.b = listener(k.s, "bob");
+  k.c = listener(k.s, "carol");
+  k.e = sim_peer_new(k.s, "erin");
+  k.e->no_dd_answer = 1;
+  sim_enter(k.e);
+  sim_run(k.s, 1000);
+  k.ub = sim_sub_of(k.b, k.a, 1);
+  k.uc = sim_sub_of(k.c, k.a, 1);
+  k.ue = sim_sub_of(k.e, k.a, 1);
+  return k;
+}
+
 /* AV1 L3T3 with the Dependency Descriptor, one stream: the server reads
  * the layers of every packet from the descriptor (the payload says them
  * only where an OBU starts). A subscriber asking low gets S0 alone, each
@@ -1643,18 +1676,10 @@ static void video_max_height(sim_peer_t *sub, const sim_sub_t *u, int h) {
  * go forward, the numbering stays whole, and back on high the low one
  * gets all three layers from a keyframe. */
 static void av1_spatial_layers_by_the_dependency_descriptor(void **state) {
-  sim_t *s = sim_new(61, 0);
-  *state = s;
-  sim_peer_t *a = sim_peer_new(s, "alice");
-  sim_peer_video(a, 1);
-  a->av1_svc = 1;
-  sim_enter(a);
-  sim_peer_t *b = listener(s, "bob"), *c = listener(s, "carol");
-  sim_peer_t *e = sim_peer_new(s, "erin");
-  e->no_dd_answer = 1;
-  sim_enter(e);
-  sim_run(s, 1000);
-  sim_sub_t *ub = sim_sub_of(b, a, 1), *uc = sim_sub_of(c, a, 1), *ue = sim_sub_of(e, a, 1);
+  dd_call_t k = dd_call(state, 61, 1);
+  sim_t *s = k.s;
+  sim_peer_t *a = k.a, *b = k.b, *c = k.c, *e = k.e;
+  sim_sub_t *ub = k.ub, *uc = k.uc, *ue = k.ue;
   assert_true(ub->av1 && ub->dd_ext > 0 && uc->dd_ext > 0 && ue->dd_ext == 0);
   sfu_track_t *t = sim_part(a)->video;
   assert_true(t->dd_ext > 0);
@@ -1773,18 +1798,10 @@ static void tid_counts(const sim_sub_t *u, uint64_t from_us, uint64_t to_us, int
  * for; back on high the low one gets every frame again from a TID 0 frame
  * on, told once that all targets are back. */
 static void h264_temporal_layers_by_the_dependency_descriptor(void **state) {
-  sim_t *s = sim_new(62, 0);
-  *state = s;
-  sim_peer_t *a = sim_peer_new(s, "alice");
-  sim_peer_video(a, 1);
-  a->h264_temporal = 1;
-  sim_enter(a);
-  sim_peer_t *b = listener(s, "bob"), *c = listener(s, "carol");
-  sim_peer_t *e = sim_peer_new(s, "erin");
-  e->no_dd_answer = 1;
-  sim_enter(e);
-  sim_run(s, 1000);
-  sim_sub_t *ub = sim_sub_of(b, a, 1), *uc = sim_sub_of(c, a, 1), *ue = sim_sub_of(e, a, 1);
+  dd_call_t k = dd_call(state, 62, 0);
+  sim_t *s = k.s;
+  sim_peer_t *a = k.a, *b = k.b, *c = k.c, *e = k.e;
+  sim_sub_t *ub = k.ub, *uc = k.uc, *ue = k.ue;
   assert_true(ub->h264 && ub->dd_ext > 0 && uc->dd_ext > 0 && ue->dd_ext == 0);
   sfu_track_t *t = sim_part(a)->video;
   assert_true(t->dd_ext > 0);
