@@ -157,7 +157,7 @@ class Observe(unittest.TestCase):
                                      "%s: labels of %s" % (where, n))
             carried = set().union(*(live[n] for n in names)) | {"instance", "job"}
             self.assertLessEqual(grouping, carried, "%s: by/without labels" % where)
-        # what the brief of the dashboard names
+        # what the dashboard must show (docs/deploying.md, "Observe")
         for n in ("sfu_rooms", "sfu_participants", "sfu_packets_forwarded_total",
                   "sfu_packets_dropped_total", "sfu_journal_backlog_records",
                   "sfu_room_spawn_seconds_bucket", "sfu_http_requests_total",
