@@ -958,3 +958,25 @@ class Peer:
         await asyncio.gather(*self._tasks, *self._record_tasks,
                              *([self._reader] if self._reader else []),
                              return_exceptions=True)
+
+
+class VideoPeer(Peer):
+    """A Peer that also records the video frames it decodes: (arrival
+    time, width, height) of each, in `video_frames`."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.video_frames: List[Tuple[float, int, int]] = []
+
+    def _on_track(self, track) -> None:
+        if track.kind != "video":
+            return super()._on_track(track)
+        self._record_tasks.append(asyncio.ensure_future(self._record_video(track)))
+
+    async def _record_video(self, track) -> None:
+        try:
+            while True:
+                f = await track.recv()
+                self.video_frames.append((time.monotonic(), f.width, f.height))
+        except MediaStreamError:
+            pass

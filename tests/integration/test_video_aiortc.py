@@ -27,7 +27,7 @@ from aiortc.rtp import is_rtcp
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sfutest import CallTest, wait_for  # noqa: E402
-from aiortc_peer import Peer  # noqa: E402
+from aiortc_peer import VideoPeer  # noqa: E402
 
 ARGS = None
 FPS = 30
@@ -60,14 +60,12 @@ class PatternTrack(MediaStreamTrack):
         return frame
 
 
-class VideoPeer(Peer):
-    """A Peer that publishes PatternTrack (no audio) or listens, and counts
-    the video frames it decodes: (arrival time, width, height)."""
+class PatternPeer(VideoPeer):
+    """A VideoPeer that publishes PatternTrack (no audio) or listens."""
 
     def __init__(self, *a, video=True, drop_out=0.0, drop_in=0.0, **kw):
         super().__init__(*a, freq=None, **kw)
         self.video = PatternTrack() if video else None
-        self.frames = []
         self.drop_out, self.drop_in = drop_out, drop_in
         self.dropped = [0, 0]
         self.rtp_in = 0  # RTP packets the SFU sent us, dropped ones included
@@ -107,26 +105,13 @@ class VideoPeer(Peer):
             await handle(data, arrival_time_ms)
         t._send_rtp, t._handle_rtp_data = send_rtp, handle_rtp
 
-    def _on_track(self, track):
-        if track.kind != "video":
-            return super()._on_track(track)
-        self._record_tasks.append(asyncio.ensure_future(self._record_video(track)))
-
-    async def _record_video(self, track):
-        try:
-            while True:
-                f = await track.recv()
-                self.frames.append((time.monotonic(), f.width, f.height))
-        except Exception:
-            pass
-
     def gaps(self, since, until, over=0.1):
         """Pauses between decoded frames longer than `over` seconds."""
-        ts = [t for t, _, _ in self.frames if since <= t < until]
+        ts = [t for t, _, _ in self.video_frames if since <= t < until]
         return [round(b - a, 2) for a, b in zip(ts, ts[1:]) if b - a > over]
 
     def fps(self, since, until):
-        return sum(1 for t, _, _ in self.frames if since <= t < until) / (until - since)
+        return sum(1 for t, _, _ in self.video_frames if since <= t < until) / (until - since)
 
     def subscriber_ssrc(self):
         """The SFU's SSRC of the first video m-line offered to us."""
@@ -141,7 +126,7 @@ class VideoPeer(Peer):
 
 
 class VideoTest(CallTest):
-    PEER = VideoPeer
+    PEER = PatternPeer
 
     def setUp(self):
         self.start_sfud(ARGS.sfud, ARGS.room)
@@ -182,7 +167,7 @@ class VideoTest(CallTest):
         fps = sub.fps(start, time.monotonic())
         print("%s: pauses over 100 ms: %s" % (name, sub.gaps(start, time.monotonic())))
         video, packets = self.video_stats(room)
-        return fps, first, {(w, h) for _, w, h in sub.frames}, video, packets, pub, sub
+        return fps, first, {(w, h) for _, w, h in sub.video_frames}, video, packets, pub, sub
 
     async def test_video_reaches_subscriber_and_survives_5pc_loss_each_way(self):
         # The loss-free call and the lossy one side by side, in two rooms:
@@ -225,7 +210,7 @@ class VideoTest(CallTest):
         asked = 0
         while time.monotonic() < deadline:
             try:
-                await sub.wait_until(lambda: len(sub.frames) > 0,
+                await sub.wait_until(lambda: len(sub.video_frames) > 0,
                                      timeout=min(2.0 if asked == 0 else 1.0,
                                                  max(0.1, deadline - time.monotonic())),
                                      what="a first frame")
@@ -241,7 +226,7 @@ class VideoTest(CallTest):
             if ssrc is not None:
                 await receiver._send_rtcp_pli(ssrc)
                 asked += 1
-        await sub.wait_until(lambda: len(sub.frames) > 0, timeout=0.1, what="a first frame")
+        await sub.wait_until(lambda: len(sub.video_frames) > 0, timeout=0.1, what="a first frame")
 
     async def test_keyframe_requests_are_throttled(self):
         room = self.new_room("plis")
@@ -249,7 +234,7 @@ class VideoTest(CallTest):
         sub = self.peer(room, "viewer", video=False)
         await pub.join()
         await sub.join()
-        await sub.wait_until(lambda: len(sub.frames) > 10, timeout=20)
+        await sub.wait_until(lambda: len(sub.video_frames) > 10, timeout=20)
         await asyncio.sleep(1.0)  # past the subscription's own request
         before, _ = self.video_stats(room)
         receiver = next(t.receiver for t in sub.pc.getTransceivers()
@@ -291,12 +276,12 @@ class VideoTest(CallTest):
                                    {"identity": "viewer",
                                     "grants": {"publish": False, "subscribe": True}})
         self.assertEqual(st, 201, tok)
-        sub = VideoPeer(room["ws_url"], room["room_id"], tok["token"], "viewer", video=False)
+        sub = PatternPeer(room["ws_url"], room["room_id"], tok["token"], "viewer", video=False)
         self.peers.append(sub)
         await sub.join()
         await self.first_frame(sub)
-        await sub.wait_until(lambda: len(sub.frames) > 30, timeout=20, what="30 frames")
-        self.assertEqual({(w, h) for _, w, h in sub.frames}, {(WIDTH, HEIGHT)})
+        await sub.wait_until(lambda: len(sub.video_frames) > 30, timeout=20, what="30 frames")
+        self.assertEqual({(w, h) for _, w, h in sub.video_frames}, {(WIDTH, HEIGHT)})
 
         def relay_video():
             r = self.sfud.request("GET", "/v1/rooms/%s/relays" % room["room_id"])[1]
@@ -309,7 +294,7 @@ class VideoTest(CallTest):
         after = await self.until(lambda: (lambda v: v if v["plis_received"] > before["plis_received"]
                                           and v["keyframes_in"] > before["keyframes_in"] else None)(
             self.video_stats(room)[0]), what="the relay's PLI at the publisher, and a keyframe")
-        print("through a relay: %d frames; origin %s; relay %s" % (len(sub.frames), after,
+        print("through a relay: %d frames; origin %s; relay %s" % (len(sub.video_frames), after,
                                                                    relay_video()))
         self.assertGreater(after["plis_sent"], before["plis_sent"])  # to the publisher
         rv = await self.until(lambda: (lambda v: v if v and v["plis_received"] >= 1 else None)(

@@ -41,13 +41,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import unittest
 
 import numpy as np
 from aiortc import RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from aiortc_peer import (Peer, SineTrack, frame_to_mono, tone_power,  # noqa: E402
+from aiortc_peer import (Peer, VideoPeer, SineTrack, frame_to_mono, tone_power,  # noqa: E402
                          use_host_addresses)
 from chromium import Chromium  # noqa: E402
 from netns import new_namespace  # noqa: E402
@@ -70,34 +69,12 @@ WHIP_CLIENT_W, WHIP_CLIENT_H = 320, 240
 # the four functions libnice calls and no UPnP: libnice then gathers
 # without port mappings (as with its "upnp" property off), and libsoup 3 is
 # never loaded.
-GUPNP_IGD_STUB = """
+GUPNP_IGD_STAND_IN = """
 void *gupnp_simple_igd_thread_new(void) { return 0; }
 unsigned long gupnp_simple_igd_get_type(void) { return 80; /* G_TYPE_OBJECT */ }
 void gupnp_simple_igd_add_port(void) {}
 void gupnp_simple_igd_remove_port_local(void) {}
 """
-
-
-class VideoListener(Peer):
-    """A WebSocket listener that also counts the video frames it decodes:
-    (width, height) of each."""
-
-    def __init__(self, *a, **kw):
-        super().__init__(*a, **kw)
-        self.video_frames = []
-
-    def _on_track(self, track):
-        if track.kind != "video":
-            return super()._on_track(track)
-        self._record_tasks.append(asyncio.ensure_future(self._record_video(track)))
-
-    async def _record_video(self, track):
-        try:
-            while True:
-                f = await track.recv()
-                self.video_frames.append((f.width, f.height))
-        except Exception:
-            pass
 
 
 class HttpClient:
@@ -385,9 +362,9 @@ class WhipTest(PageCallTest):
         nothing shared with the user's registry)."""
         tmp = tempfile.mkdtemp(prefix="whip-client-")
         self.addCleanup(shutil.rmtree, tmp, True)
-        src = os.path.join(tmp, "stub.c")
+        src = os.path.join(tmp, "gupnp-igd-stand-in.c")
         with open(src, "w") as f:
-            f.write(GUPNP_IGD_STUB)
+            f.write(GUPNP_IGD_STAND_IN)
         subprocess.run(["cc", "-shared", "-fPIC", "-o",
                         os.path.join(tmp, "libgupnp-igd-1.0.so.4"), src], check=True)
         sysdir = next((d for d in
@@ -421,7 +398,7 @@ class WhipTest(PageCallTest):
         frequency and decodes the picture at the size published."""
         whip_client = shutil.which("whip-client")
         self.assertIsNotNone(whip_client, "no whip-client (scripts/deps.sh --test)")
-        listener = VideoListener(self.room["ws_url"], self.room["room_id"],
+        listener = VideoPeer(self.room["ws_url"], self.room["room_id"],
                                  self.token("listener"), "listener")
         self.peers.append(listener)
         await listener.join()
@@ -474,7 +451,7 @@ class WhipTest(PageCallTest):
         await alive_until(lambda: listener.heard(WHIP_CLIENT_TONE, 1.0), "whip-client's tone")
         self.assertFalse(listener.heard(TONE, 1.0))
         await alive_until(lambda: len(listener.video_frames) > 10, "10 frames of whip-client")
-        self.assertEqual(listener.video_frames[-1], (WHIP_CLIENT_W, WHIP_CLIENT_H))
+        self.assertEqual(listener.video_frames[-1][1:], (WHIP_CLIENT_W, WHIP_CLIENT_H))
 
         # SIGINT: whip-client DELETEs its session and the publisher leaves
         proc.send_signal(signal.SIGINT)
