@@ -369,12 +369,25 @@ static sim_layer_t *layer_at(sim_peer_t *pe, int k) {
   return k == SIM_SCREEN ? &pe->screen_layer : &pe->layers[k];
 }
 
+/* A layer's next frame: a keyframe (the first, or the one asked for), and
+ * its place in the temporal pattern TID 0, 2, 1, 2 counted from the last
+ * keyframe (*at, 0..3). */
+static const int tid_pattern[4] = {0, 2, 1, 2};
+
+static int next_frame(sim_layer_t *L, unsigned *at) {
+  int key = L->frames == 0 || (L->key_in > 0 && --L->key_in == 0);
+  if (key) L->tframe = 0;
+  *at = L->tframe++ % 4;
+  return key;
+}
+
 /* A VP9 picture in three spatial layers, one packet each (B and E set,
  * non-flexible mode: I with a 15-bit picture id, L with TID 0, SID s and
  * TL0PICIDX), the marker on the last; a keyframe when asked. */
 static void send_svc_picture(sim_t *s, sim_peer_t *pe) {
   sim_layer_t *L = &pe->layers[0];
-  int key = L->frames == 0 || (L->key_in > 0 && --L->key_in == 0);
+  unsigned at;
+  int key = next_frame(L, &at);
   for (int sid = 0; sid < 3; sid++) {
     uint8_t pl[SIM_MAX_PKT], b[SIM_MAX_PKT + 64];
     size_t plen = (size_t)(200 << sid), off = 0;
@@ -510,11 +523,9 @@ static const sim_structure_t av1_structure = {av1_tmpl, 12, 62, 9, 3, av1_protec
  * the Dependency Descriptor; a keyframe when asked (the N bit and the
  * structure on S0's first packet, S1 and S2 predicting from below). */
 static void send_av1_picture(sim_t *s, sim_peer_t *pe) {
-  static const int pattern[4] = {0, 2, 1, 2};
   sim_layer_t *L = &pe->layers[0];
-  int key = L->frames == 0 || (L->key_in > 0 && --L->key_in == 0);
-  if (key) L->tframe = 0;
-  int tid = pattern[L->tframe++ % 4];
+  unsigned at;
+  int key = next_frame(L, &at), tid = tid_pattern[at];
   for (int sid = 0; sid < 3; sid++) {
     int npk = sid == 2 ? 2 : 1, t = key ? 4 * sid : 4 * sid + 1 + tid;
     for (int i = 0; i < npk; i++) {
@@ -570,12 +581,10 @@ static const sim_structure_t h264_structure = {h264_tmpl, 5, 20, 3, 1, h264_prot
  * predicts from). A descriptor on every packet, the structure on a
  * keyframe's first; the packets' tags name the TID. */
 static void send_h264_frame(sim_t *s, sim_peer_t *pe) {
-  static const int pattern[4] = {0, 2, 1, 2};
   sim_layer_t *L = &pe->layers[0];
-  int key = L->frames == 0 || (L->key_in > 0 && --L->key_in == 0);
-  if (key) L->tframe = 0;
-  unsigned at = L->tframe++ % 4;
-  int tid = pattern[at], t = key ? 0 : tid == 0 ? 1 : tid == 1 ? 2 : at == 1 ? 3 : 4;
+  unsigned at;
+  int key = next_frame(L, &at);
+  int tid = tid_pattern[at], t = key ? 0 : tid == 0 ? 1 : tid == 1 ? 2 : at == 1 ? 3 : 4;
   int frags = key ? 3 * L->pkts : L->pkts < 2 ? 2 : L->pkts, npk = frags + key;
   uint8_t nri = tid == 2 ? 0x00 : 0x60;
   for (int i = 0; i < npk; i++) {
@@ -632,11 +641,10 @@ static void send_frame(sim_t *s, sim_peer_t *pe, int k) {
     send_h264_frame(s, pe);
     return;
   }
-  int key = L->frames == 0 || (L->key_in > 0 && --L->key_in == 0);
+  unsigned at;
+  int key = next_frame(L, &at);
   int npk = key ? 3 * L->pkts : L->pkts;
-  static const int pattern[4] = {0, 2, 1, 2};
-  if (key) L->tframe = 0;
-  int tid = pe->temporal ? pattern[L->tframe++ % 4] : -1;
+  int tid = pe->temporal ? tid_pattern[at] : -1;
   if (pe->temporal && tid == 0 && L->frames) L->tl0 = (L->tl0 + 1) & 0xff;
   for (int i = 0; i < npk; i++) {
     uint8_t pl[SIM_MAX_PKT], b[SIM_MAX_PKT + 64];
