@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sfutest import CallTest, Receiver, main  # noqa: E402
 from aiortc_peer import Peer, PeerClosed  # noqa: E402
 from etcd import FleetCallTest  # noqa: E402
-from test_video_aiortc import VideoPeer  # noqa: E402
+from test_video_aiortc import PatternPeer  # noqa: E402
 
 ARGS = None
 HEARD = 0.01
@@ -399,7 +399,7 @@ class RemoteRelayTest(FleetCallTest):
                                       if x.get("state") == "running"]) == 2,
                          what="the two relays of node a running")
         alice = self.peer(room, "alice", freq=440)
-        cam = VideoPeer(room["ws_url"], rid, self.token("cam", room), "cam")
+        cam = PatternPeer(room["ws_url"], rid, self.token("cam", room), "cam")
         self.peers.append(cam)
         await alice.join()
         await cam.join()
@@ -408,7 +408,7 @@ class RemoteRelayTest(FleetCallTest):
             near.append(Peer(room["ws_url"], rid, audience_token(a, rid, who), who))
         self.peers += near
         carol = Peer(far["ws_url"], rid, self.token("carol", room), "carol", freq=880)
-        viewer = VideoPeer(far["ws_url"], rid, audience_token(a, rid, "viewer"), "viewer",
+        viewer = PatternPeer(far["ws_url"], rid, audience_token(a, rid, "viewer"), "viewer",
                            video=False)
         self.peers += [carol, viewer]
         for p in near + [carol, viewer]:
@@ -421,7 +421,7 @@ class RemoteRelayTest(FleetCallTest):
                              what="%s hears alice" % who.identity)
         await self.until(lambda: alice.tone_power("carol", 880, 1.0) > HEARD,
                          what="alice hears carol")
-        await viewer.wait_until(lambda: len(viewer.frames) > 10, timeout=20,
+        await viewer.wait_until(lambda: len(viewer.video_frames) > 10, timeout=20,
                                 what="the viewer on node b decodes the camera")
         keyframes = lambda: a.request("GET", "/v1/rooms/" + rid)[1]["stats"]["packets"]["video"]
         await asyncio.sleep(1.0)  # past the throttle of the subscription's own request
