@@ -127,6 +127,9 @@ struct session_s {
   uint64_t opened_ms;            /* connected, then sent its join: join timeouts */
   uint64_t last_rx_ms;           /* for the idle timeout */
   uint64_t closing_ms;           /* entered WS_CLOSING; for the close timeout */
+  uint16_t close_code;           /* a close frame waiting for the messages queued
+                                    before it (send_close()); 0 = none */
+  char close_reason[124];
   held_t *held, *held_tail;      /* messages waiting for the room's IPC */
   size_t held_bytes;             /* their bytes, <= SFU_WS_MAX_HELD */
   int paused;                    /* reads stopped until the room drains */
@@ -272,6 +275,20 @@ static void drop_held(session_t *s) {
   }
 }
 
+/* wslay sends control frames before queued messages, and nothing after a
+ * close: a close frame queued behind a message (`migrated`, an error)
+ * would overtake it, and the message would be lost. So the close is queued
+ * only once what came before it is in h2o's write buffer. Not from inside
+ * proceed() (wslay's callbacks): from on_flush and the tick. */
+static void send_close(session_t *s) {
+  wslay_event_context_ptr ctx = s->conn->ws_ctx;
+  if (wslay_event_get_queued_msg_count(ctx) && s->conn->sock) wslay_event_send(ctx);
+  if (wslay_event_get_queued_msg_count(ctx)) return; /* the socket is busy: later */
+  wslay_event_queue_close(ctx, s->close_code, (const uint8_t *)s->close_reason,
+                          strlen(s->close_reason));
+  s->close_code = 0;
+}
+
 static void close_session(session_t *s, int code, const char *reason) {
   if (s->state == WS_DETACHED) { /* no socket: gone for good, freed by the tick */
     if (s->room) {
@@ -290,8 +307,8 @@ static void close_session(session_t *s, int code, const char *reason) {
   s->state = WS_CLOSING;
   s->closing_ms = sfu_now_ms();
   s->room = NULL;
-  wslay_event_queue_close(s->conn->ws_ctx, (uint16_t)code, (const uint8_t *)reason,
-                          strlen(reason));
+  s->close_code = (uint16_t)code;
+  snprintf(s->close_reason, sizeof(s->close_reason), "%s", reason);
   mark_dirty(s);
 }
 
@@ -306,6 +323,7 @@ static void on_flush(uv_idle_t *h) {
     session_t *s = ws->dirty;
     ws->dirty = s->next_dirty;
     s->dirty = 0;
+    if (s->conn && s->close_code) send_close(s);
     if (s->conn && s->conn->sock) h2o_websocket_proceed(s->conn); /* may free s */
   }
   uv_idle_stop(h);
@@ -1025,6 +1043,10 @@ static void on_tick(uv_timer_t *t) {
         free_session(s, 0);
       }
     } else if (s->state == WS_CLOSING) {
+      if (s->conn && s->close_code) { /* still behind messages on a busy socket */
+        send_close(s);
+        mark_dirty(s);
+      }
       /* The client never answered our close frame (or never read it):
        * close the socket. Not before h2o has handed it over (sock set). */
       if (now - s->closing_ms >= SFU_WS_CLOSE_TIMEOUT_MS && s->conn && s->conn->sock) {

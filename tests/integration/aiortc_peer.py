@@ -83,6 +83,7 @@ import websockets
 from aiortc import (RTCConfiguration, RTCIceServer, RTCPeerConnection,
                     RTCSessionDescription, MediaStreamTrack)
 from aiortc.mediastreams import MediaStreamError
+from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.sdp import candidate_from_sdp
 
 log = logging.getLogger("aiortc_peer")
@@ -396,6 +397,67 @@ def use_host_addresses(addresses: Optional[List[str]]) -> None:
 # The participant
 
 
+# Every RTP packet a receiver gets, with its arrival time, in its
+# ``rtp_log``: losses and gaps are counted on sequence numbers, not on
+# decoded audio.
+_handle_rtp = RTCRtpReceiver._handle_rtp_packet
+
+
+async def _logged_rtp(self, packet, arrival_time_ms):
+    self.__dict__.setdefault("rtp_log", []).append(
+        (time.monotonic(), packet.ssrc, packet.sequence_number))
+    return await _handle_rtp(self, packet, arrival_time_ms)
+
+
+RTCRtpReceiver._handle_rtp_packet = _logged_rtp
+
+
+def rtp_window(arrivals, start, end):
+    """(packets, lost, longest gap in s, when that gap ended) of the main
+    SSRC's packets that arrived in [start, end]; the gap counts from `start`
+    and to `end` too."""
+    inside = [a for a in arrivals if start <= a[0] <= end]
+    if not inside:
+        return 0, None, end - start, end
+    by_ssrc = {}
+    for a in inside:
+        by_ssrc.setdefault(a[1], []).append(a)
+    pkts = max(by_ssrc.values(), key=len)
+    ext, seqs = None, set()
+    for _, _, seq in pkts:       # unwrap 16-bit sequence numbers
+        if ext is None:
+            ext = seq
+        else:
+            d = (seq - (ext & 0xFFFF)) & 0xFFFF
+            ext += d - 0x10000 if d >= 0x8000 else d
+        seqs.add(ext)
+    lost = (max(seqs) - min(seqs) + 1) - len(seqs)
+    times = [start] + [a[0] for a in pkts] + [end]
+    gap, ended = max((b - a, b) for a, b in zip(times, times[1:]))
+    return len(pkts), lost, gap, ended
+
+
+class Leg:
+    """One signaling socket and the peer connection negotiated on it. A
+    Peer has one; while it follows its room to another node it has a
+    second (``Peer.moving``), which becomes its leg at ``migrated``."""
+
+    def __init__(self, tag: str = ""):
+        self.tag = tag                  # prefix of its sources' keys
+        self.ws = None
+        self.pc: Optional[RTCPeerConnection] = None
+        self.remote_mlines: List[Dict[str, Any]] = []
+        self.offers: asyncio.Queue = asyncio.Queue()   # server offers
+        self.lock = asyncio.Lock()      # one SDP exchange at a time
+        self.reader: Optional[asyncio.Task] = None
+        self.worker: Optional[asyncio.Task] = None     # answers its offers
+        self.pinger: Optional[asyncio.Task] = None
+        self.track: Optional[MediaStreamTrack] = None  # what it publishes
+        self.resume_token: Optional[str] = None        # from its `resumed`
+        self.played_from: Optional[float] = None       # monotonic: when the
+        self.played_to: Optional[float] = None         # peer played it
+
+
 class Peer:
     """One participant: WebSocket signaling + one aiortc RTCPeerConnection.
 
@@ -415,6 +477,15 @@ class Peer:
     last remote SDP); ``close_code``/``close_reason``; ``errors`` (failures
     in background tasks) and ``violations`` (server behaviour contradicting
     docs/signaling.md); ``join_to_first_audio_s``.
+
+    It follows its room to another node as docs/signaling.md ("Moving to
+    another node") says: on ``migrate`` a second socket resumes the session
+    there and a second connection publishes a tone of the same frequency;
+    at ``migrated`` that leg replaces the first (``moves`` records each
+    move, ``legs`` every leg with when it was played; sources of later legs
+    are keyed ``<n>:<mid>``). ``follow_moves=False`` ignores ``migrate``
+    (a client that never comes). Subclasses that negotiate other tracks do
+    not follow moves.
     """
 
     def __init__(self, ws_url: str, room: str, token: str, identity: str,
@@ -422,8 +493,9 @@ class Peer:
                  publish: bool = True, ping_interval: Optional[float] = 10.0,
                  host_addresses: Optional[List[str]] = ("127.0.0.1",),
                  keep_s: float = 10.0, ws_options: Optional[dict] = None,
-                 turn: Optional[str] = None):
+                 turn: Optional[str] = None, follow_moves: bool = True):
         self.ws_url = ws_url
+        self.follow_moves = follow_moves
         self.turn = turn
         self.room = room
         self.token = token
@@ -436,16 +508,18 @@ class Peer:
         self.keep_s = keep_s
         self.ws_options = dict(ws_options or {})
 
+        self.leg = Leg()
+        self.leg.played_from = time.monotonic()
+        self.legs: List[Leg] = [self.leg]
+        self.moving: Optional[Leg] = None   # the leg to the node we move to
+        self.moves: List[Dict[str, Any]] = []
         self.track: Optional[SineTrack] = SineTrack(freq) if self.publish else None
-        self.ws = None
-        self.pc: Optional[RTCPeerConnection] = None
 
         self.events: List[Tuple[float, Dict[str, Any]]] = []
         self.welcome: Optional[Dict[str, Any]] = None
         self.sid: Optional[str] = None
         self.identities: Dict[str, str] = {}
         self.sources: Dict[str, AudioSource] = {}
-        self.remote_mlines: List[Dict[str, Any]] = []
         self.local_offer_sdp: Optional[str] = None
         self.server_offers_answered = 0
         self.errors: List[str] = []
@@ -463,12 +537,21 @@ class Peer:
         # (Python >= 3.10: these bind to the running loop on first use)
         self._new_event = asyncio.Event()   # replaced after every message
         self._closed = asyncio.Event()      # set once the socket is closed
-        self._neg_lock = asyncio.Lock()     # one SDP exchange at a time
-        self._offers: asyncio.Queue = asyncio.Queue()   # server offers
-        self._reader: Optional[asyncio.Task] = None
         self._tasks: List[asyncio.Task] = []
         self._record_tasks: List[asyncio.Task] = []
         self._closing = False
+
+    # The current leg's parts, as the rest of this class and its
+    # subclasses use them.
+    ws = property(lambda self: self.leg.ws,
+                  lambda self, v: setattr(self.leg, "ws", v))
+    pc = property(lambda self: self.leg.pc,
+                  lambda self, v: setattr(self.leg, "pc", v))
+    remote_mlines = property(lambda self: self.leg.remote_mlines,
+                             lambda self, v: setattr(self.leg, "remote_mlines", v))
+    _reader = property(lambda self: self.leg.reader,
+                       lambda self, v: setattr(self.leg, "reader", v))
+    _neg_lock = property(lambda self: self.leg.lock)
 
     # ---- context manager ------------------------------------------------
 
@@ -499,7 +582,7 @@ class Peer:
         """
         self.join_t = time.monotonic()
         await self._connect(timeout)
-        self._tasks.append(asyncio.ensure_future(self._offer_worker()))
+        self.leg.worker = asyncio.ensure_future(self._offer_worker(self.leg))
         try:
             welcome = await self.request(
                 {"type": "join", "id": 1, "v": 1, "room": self.room,
@@ -559,60 +642,73 @@ class Peer:
         pc.on("track", self._on_track)
         return pc
 
+    def _leg_of(self, track) -> Leg:
+        """The leg whose connection received ``track``."""
+        for leg in (self.leg, self.moving):
+            if leg is not None and leg.pc is not None and any(
+                    t.receiver.track is track for t in leg.pc.getTransceivers()):
+                return leg
+        return self.leg
+
     def _outgoing_sdp(self, sdp: str) -> str:
         return sdp if self.send_audio_level else strip_audio_level(sdp)
 
     async def negotiate(self, timeout: float = 10.0) -> None:
         """The client's one offer (id 2): publish the tone (sendrecv) or,
         for a listener, a recvonly audio m-line; apply the server's answer."""
-        async with self._neg_lock:
-            if self.pc is None:
-                self.pc = self._new_pc()
-            if self.track is not None:
-                self.pc.addTrack(self.track)
+        self.leg.track = self.track
+        await self._offer(self.leg, 2, timeout)
+
+    async def _offer(self, leg: Leg, id_: int, timeout: float) -> None:
+        async with leg.lock:
+            if leg.pc is None:
+                leg.pc = self._new_pc()
+            if leg.track is not None:
+                leg.pc.addTrack(leg.track)
             else:
-                self.pc.addTransceiver("audio", direction="recvonly")
-            offer = await self.pc.createOffer()
-            await self.pc.setLocalDescription(
+                leg.pc.addTransceiver("audio", direction="recvonly")
+            offer = await leg.pc.createOffer()
+            await leg.pc.setLocalDescription(
                 RTCSessionDescription(self._outgoing_sdp(offer.sdp), "offer"))
-            self.local_offer_sdp = self.pc.localDescription.sdp  # with candidates
-            reply = await self.request({"type": "offer", "id": 2,
+            self.local_offer_sdp = leg.pc.localDescription.sdp  # with candidates
+            reply = await self.request({"type": "offer", "id": id_,
                                         "sdp": self.local_offer_sdp},
-                                       timeout=timeout)
+                                       timeout=timeout, ws=leg.ws)
             if reply.get("type") != "answer" or not reply.get("sdp"):
                 raise PeerError(f"expected answer to offer, got {reply!r}")
-            await self._set_remote(reply["sdp"], "answer")
+            await self._set_remote(reply["sdp"], "answer", leg)
 
-    async def _set_remote(self, sdp: str, kind: str) -> None:
+    async def _set_remote(self, sdp: str, kind: str, leg: Optional[Leg] = None) -> None:
+        leg = leg or self.leg
         # Note msids before applying: aiortc emits "track" from inside
         # setRemoteDescription, before pc.remoteDescription is updated.
-        self.remote_mlines = parse_mlines(sdp)
-        for ml in self.remote_mlines:
-            src = self.sources.get(ml["mid"])
+        leg.remote_mlines = parse_mlines(sdp)
+        for ml in leg.remote_mlines:
+            src = self.sources.get(leg.tag + ml["mid"])
             if src is not None and ml["sid"]:
                 src.sid, src.track_id = ml["sid"], ml["track_id"]
         # Without audio level, hide the extmap from aiortc in what the server
         # sends too: aiortc derives the sender's extensions from the remote
         # *offer* (and not from its own answer), so a server re-offer listing
         # ssrc-audio-level would otherwise turn it back on.
-        await self.pc.setRemoteDescription(
+        await leg.pc.setRemoteDescription(
             RTCSessionDescription(self._outgoing_sdp(sdp), kind))
 
-    async def _offer_worker(self) -> None:
-        """Answer server offers one at a time, in arrival order."""
+    async def _offer_worker(self, leg: Leg) -> None:
+        """Answer a leg's server offers one at a time, in arrival order."""
         while True:
-            msg = await self._offers.get()
+            msg = await leg.offers.get()
             try:
-                async with self._neg_lock:
-                    if self.pc is None:
+                async with leg.lock:
+                    if leg.pc is None:
                         self.violations.append("server offer before the client's offer")
-                        self.pc = self._new_pc()
-                    await self._set_remote(msg["sdp"], "offer")
-                    answer = await self.pc.createAnswer()
-                    await self.pc.setLocalDescription(RTCSessionDescription(
+                        leg.pc = self._new_pc()
+                    await self._set_remote(msg["sdp"], "offer", leg)
+                    answer = await leg.pc.createAnswer()
+                    await leg.pc.setLocalDescription(RTCSessionDescription(
                         self._outgoing_sdp(answer.sdp), "answer"))
                     await self.send({"type": "answer", "offer_id": msg.get("offer_id"),
-                                     "sdp": self.pc.localDescription.sdp})
+                                     "sdp": leg.pc.localDescription.sdp}, ws=leg.ws)
                     self.server_offers_answered += 1
             except asyncio.CancelledError:
                 raise
@@ -620,7 +716,7 @@ class Peer:
                 log.exception("%s: answering server offer failed", self.identity)
                 self.errors.append(f"answering offer {msg.get('offer_id')}: {e!r}")
 
-    async def _add_candidate(self, c: Dict[str, Any]) -> None:
+    async def _add_candidate(self, c: Dict[str, Any], pc: RTCPeerConnection) -> None:
         text = c.get("candidate") or ""
         if text.startswith("a="):
             text = text[2:]
@@ -632,19 +728,20 @@ class Peer:
         # aiortc only accepts a candidate whose sdpMid names an unbundled
         # transceiver, i.e. the BUNDLE's first one; the server's candidates
         # are for the bundled transport whatever m-line they name.
-        tr = [t for t in self.pc.getTransceivers() if t.mid is not None]
+        tr = [t for t in pc.getTransceivers() if t.mid is not None]
         cand.sdpMid = tr[0].mid if tr else c.get("sdpMid")
         cand.sdpMLineIndex = c.get("sdpMLineIndex", 0)
-        await self.pc.addIceCandidate(cand)
+        await pc.addIceCandidate(cand)
 
     # ---- receiving media ------------------------------------------------
 
     def _on_track(self, track) -> None:
-        mid = next((t.mid for t in self.pc.getTransceivers()
+        leg = self._leg_of(track)
+        mid = next((t.mid for t in leg.pc.getTransceivers()
                     if t.receiver.track is track), None)
-        ml = next((m for m in self.remote_mlines if m["mid"] == mid), {})
+        ml = next((m for m in leg.remote_mlines if m["mid"] == mid), {})
         src = AudioSource(mid, ml.get("sid"), ml.get("track_id"), keep_s=self.keep_s)
-        key = mid if mid is not None else f"track:{track.id}"
+        key = leg.tag + (mid if mid is not None else f"track:{track.id}")
         self.sources[key] = src
         log.debug("%s: track on mid %s from %s", self.identity, mid, src.sid)
         self._record_tasks.append(asyncio.ensure_future(self._record(track, src)))
@@ -715,17 +812,18 @@ class Peer:
 
     # ---- signaling ------------------------------------------------------
 
-    async def send(self, msg: Dict[str, Any]) -> None:
-        """Send one message as is."""
-        if self.ws is None:
+    async def send(self, msg: Dict[str, Any], ws=None) -> None:
+        """Send one message as is (on the current leg's socket, or ``ws``)."""
+        ws = ws or self.ws
+        if ws is None:
             raise PeerError("not connected")
         try:
-            await self.ws.send(json.dumps(msg))
+            await ws.send(json.dumps(msg))
         except websockets.ConnectionClosed:
-            raise PeerClosed(self.ws.close_code, self.ws.close_reason) from None
+            raise PeerClosed(ws.close_code, ws.close_reason) from None
 
     async def request(self, msg: Dict[str, Any], timeout: float = 10.0,
-                      raise_errors: bool = True) -> Dict[str, Any]:
+                      raise_errors: bool = True, ws=None) -> Dict[str, Any]:
         """Send a request and return the reply echoing its id (an id is
         assigned if missing). An ``error`` reply raises ServerError unless
         raise_errors=False; a closed socket raises PeerClosed."""
@@ -735,7 +833,7 @@ class Peer:
         fut = asyncio.get_running_loop().create_future()
         self._pending[msg["id"]] = fut
         try:
-            await self.send(msg)
+            await self.send(msg, ws)
             reply = await asyncio.wait_for(fut, timeout)
         except asyncio.TimeoutError:
             raise PeerError(f"no reply to {msg['type']} id {msg['id']} in {timeout}s") from None
@@ -745,8 +843,8 @@ class Peer:
             raise ServerError(reply)
         return reply
 
-    async def _read_loop(self) -> None:
-        ws = self.ws  # a resume may replace self.ws while this socket lives on
+    async def _read_loop(self, ws) -> None:
+        # (a resume or a move may replace self.ws while this socket lives on)
         try:
             async for raw in ws:
                 now = time.monotonic()
@@ -765,7 +863,7 @@ class Peer:
                     continue
                 self.events.append((now, msg))
                 try:
-                    await self._dispatch(msg)
+                    await self._dispatch(msg, ws)
                 except Exception as e:
                     log.exception("%s: handling %s", self.identity, msg.get("type"))
                     self.errors.append(f"handling {msg.get('type')}: {e!r}")
@@ -774,7 +872,11 @@ class Peer:
         except websockets.ConnectionClosed:
             pass
         finally:
-            if self.ws is ws:  # the current socket closed: wake waiters, fail requests
+            moved = (self.moving is not None and self.moves
+                     and self.moves[-1]["t_migrated"] is not None)
+            if self.ws is ws and not moved:
+                # the current socket closed: wake waiters, fail requests
+                # (not the old node's 4015 before the new one resumed us)
                 self.close_code = ws.close_code
                 self.close_reason = ws.close_reason
                 self._closed.set()
@@ -783,8 +885,9 @@ class Peer:
                     if not fut.done():
                         fut.set_exception(PeerClosed(self.close_code, self.close_reason))
 
-    async def _dispatch(self, msg: Dict[str, Any]) -> None:
+    async def _dispatch(self, msg: Dict[str, Any], ws) -> None:
         t = msg["type"]
+        leg = self.moving if self.moving is not None and ws is self.moving.ws else self.leg
         if t in ("welcome", "resumed", "answer", "pong", "ack", "error") and "id" in msg:
             fut = self._pending.get(msg["id"])
             if fut is not None and not fut.done():
@@ -793,13 +896,26 @@ class Peer:
             # The server may offer right after its answer; only an offer that
             # arrives while our offer's answer has not arrived is glare.
             first = self._pending.get(2)
-            if first is not None and not first.done():
+            if first is not None and not first.done() and leg is self.leg:
                 self.violations.append("server offer while the client offer is unanswered")
-            self._offers.put_nowait(msg)
+            leg.offers.put_nowait(msg)
         elif t == "candidate":
             c = msg.get("candidate")
-            if c and self.pc is not None:
-                await self._add_candidate(c)
+            if c and leg.pc is not None:
+                await self._add_candidate(c, leg.pc)
+        elif t == "migrate" and leg is self.leg and self.follow_moves:
+            if self.moving is None:
+                self.moving = Leg(f"{len(self.legs)}:")
+                self._tasks.append(asyncio.ensure_future(self._follow(msg, self.moving)))
+        elif t == "migrated" and leg is self.leg and self.moving is not None:
+            self.moves[-1]["t_migrated"] = time.monotonic()
+            if self.moving.resume_token is not None:
+                self._switch()
+            # else: _follow switches once the new node has resumed us
+        elif t == "migrate_abort" and leg is self.leg and self.moving is not None:
+            self.moves[-1]["aborted"] = msg.get("reason") or "?"
+            leg, self.moving = self.moving, None
+            self._tasks.append(asyncio.ensure_future(self._drop_leg(leg)))
         elif t in ("participant_joined", "participant_updated"):
             self._note_participant(msg.get("participant") or {})
         elif t == "participant_left":
@@ -807,14 +923,17 @@ class Peer:
 
     async def _connect(self, timeout: float) -> None:
         """Open the WebSocket and start reading it."""
+        self._closed = asyncio.Event()
+        self.close_code = self.close_reason = None
+        self.ws = await self._open(self.ws_url, timeout)
+        self._reader = asyncio.ensure_future(self._read_loop(self.ws))
+
+    async def _open(self, url: str, timeout: float):
         opts = {"ping_interval": None,       # heartbeat is the protocol's ping
                 "max_size": 16 * MAX_WS_MESSAGE,   # oversize is a violation, noted
                 "open_timeout": timeout}
         opts.update(self.ws_options)
-        self._closed = asyncio.Event()
-        self.close_code = self.close_reason = None
-        self.ws = await websockets.connect(self.ws_url, **opts)
-        self._reader = asyncio.ensure_future(self._read_loop())
+        return await websockets.connect(url, **opts)
 
     def drop_signaling(self) -> None:
         """Lose the WebSocket the way a network does: the TCP connection
@@ -844,8 +963,99 @@ class Peer:
             await asyncio.sleep(self.ping_interval)
             try:
                 await self.send({"type": "ping", "id": next(self._ids)})
+                if self.moving is not None and self.moving.ws is not None:
+                    await self.send({"type": "ping", "id": next(self._ids)}, self.moving.ws)
             except PeerError:
                 return
+
+    # ---- following the room to another node ----------------------------
+
+    async def _follow(self, msg: Dict[str, Any], leg: Leg, timeout: float = 10.0) -> None:
+        """``migrate``: resume the session on the new node on a second
+        socket, publish there on a second connection; ``migrated``
+        switches to it (even before its connection is up: docs/signaling.md)."""
+        move = {"ws_url": msg.get("ws_url"), "t_migrate": time.monotonic(),
+                "t_migrated": None, "t_switch": None, "aborted": None}
+        self.moves.append(move)
+        try:
+            leg.ws = await self._open(msg["ws_url"], timeout)
+            leg.reader = asyncio.ensure_future(self._read_loop(leg.ws))
+            reply = await self.request({"type": "resume", "v": 1, "room": msg.get("room"),
+                                        "resume_token": msg.get("resume_token")},
+                                       timeout, ws=leg.ws)
+            if reply.get("type") != "resumed":
+                raise PeerError(f"expected resumed on the new node, got {reply!r}")
+            leg.worker = asyncio.ensure_future(self._offer_worker(leg))
+            if self.track is not None:
+                leg.track = SineTrack(self.track.freq)
+                leg.track.muted = self.track.muted
+            leg.resume_token = reply.get("resume_token")
+            if move["t_migrated"] is not None and self.moving is leg:
+                self._switch()
+            await self._offer(leg, next(self._ids), timeout)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noted, unless the move was called off
+            if leg in (self.leg, self.moving):
+                self.errors.append(f"following the move to {move['ws_url']}: {e!r}")
+
+    def _switch(self) -> None:
+        """The new leg is the call from now on; the old one is closed (in
+        a task of its own: this runs in its socket's reader)."""
+        old, leg = self.leg, self.moving
+        now = time.monotonic()
+        old.played_to = leg.played_from = self.moves[-1]["t_switch"] = now
+        self.leg, self.moving = leg, None
+        self.legs.append(leg)
+        self.ws_url = self.moves[-1]["ws_url"]
+        self.resume_token = leg.resume_token
+        if old.track is not None:
+            self.track = leg.track
+        self._tasks.append(asyncio.ensure_future(self._drop_leg(old)))
+
+    async def _drop_leg(self, leg: Leg) -> None:
+        for task in (leg.worker,):
+            if task is not None:
+                task.cancel()
+        if leg.pc is not None:
+            await leg.pc.close()
+        if leg.track is not None:
+            leg.track.stop()
+        if leg.ws is not None:
+            await leg.ws.close()
+
+    def _leg_rtp(self, leg: Leg, identity: str) -> List[Tuple[float, int, int]]:
+        """(arrival, ssrc, seq) of every RTP packet from ``identity`` on a leg."""
+        out = []
+        for t in leg.pc.getTransceivers() if leg.pc else []:
+            src = self.sources.get(leg.tag + str(t.mid))
+            if src is not None and self.source_identity(src) == identity:
+                out += getattr(t.receiver, "rtp_log", [])
+        return out
+
+    def played_rtp(self, identity: str) -> List[Tuple[float, int, int]]:
+        """The RTP packets from ``identity`` this peer played: each leg's
+        while it was the current one."""
+        return [a for leg in self.legs for a in self._leg_rtp(leg, identity)
+                if leg.played_from <= a[0] < (leg.played_to or float("inf"))]
+
+    def move_figures(self, identity: str, window_s: float = 1.0) -> List[Tuple[float, int]]:
+        """For each switch of legs: the longest pause (s) of ``identity``'s
+        RTP as played, window_s either side of the switch (within the two
+        legs' turns), and the packets missing there by sequence number (on
+        the old leg before it, on the new one after it; a pause at the
+        switch itself shows as the gap)."""
+        out = []
+        for old, new in zip(self.legs, self.legs[1:]):
+            t = new.played_from
+            start = max(t - window_s, old.played_from)
+            end = min(t + window_s, new.played_to or time.monotonic())
+            before = [a for a in self._leg_rtp(old, identity) if start <= a[0] < t]
+            after = [a for a in self._leg_rtp(new, identity) if t <= a[0] <= end]
+            lost = sum(rtp_window(x, start, end)[1] or 0 for x in (before, after))
+            times = [start] + [a[0] for a in before + after] + [end]
+            out.append((max(b - a for a, b in zip(times, times[1:])), lost))
+        return out
 
     # ---- events ---------------------------------------------------------
 
@@ -908,13 +1118,16 @@ class Peer:
                    timeout: float = 10.0) -> Dict[str, Any]:
         """Send ``mute`` and return the ``ack``. With ``silence`` the track
         also sends digital silence while muted (as the protocol expects)."""
-        if silence and self.track is not None and muted:
-            self.track.muted = True
+        tracks = [leg.track for leg in (self.leg, self.moving) if leg and leg.track]
+        for track in tracks if silence and muted else ():
+            track.muted = True
+        if self.moving is not None and self.moving.resume_token is not None:
+            await self.send({"type": "mute", "muted": bool(muted)}, self.moving.ws)
         ack = await self.request({"type": "mute", "muted": bool(muted)}, timeout)
         if ack.get("type") != "ack":
             raise PeerError(f"expected ack to mute, got {ack!r}")
-        if self.track is not None and not muted:
-            self.track.muted = False
+        for track in tracks if not muted else ():
+            track.muted = False
         return ack
 
     async def ping(self, timeout: float = 10.0) -> float:
@@ -928,6 +1141,8 @@ class Peer:
     async def leave(self, timeout: float = 5.0) -> Optional[int]:
         """Send ``leave`` and wait for the server to close the socket
         (docs: with 1000). Returns the close code."""
+        if self.moving is not None and self.moving.resume_token is not None:
+            await self.send({"type": "leave"}, self.moving.ws)
         await self.send({"type": "leave"})
         await self.wait_closed(timeout)
         return self.close_code
@@ -937,8 +1152,12 @@ class Peer:
         if self._closing:
             return
         self._closing = True
-        for task in self._tasks:           # pinger, offer worker
+        for task in self._tasks:           # pinger, a move
             task.cancel()
+        if self.moving is not None:
+            await self._drop_leg(self.moving)
+        if self.leg.worker is not None:
+            self.leg.worker.cancel()
         if self.pc is not None:
             await self.pc.close()          # ends the remote tracks -> recorders stop
         for task in self._record_tasks:
@@ -956,7 +1175,7 @@ class Peer:
                 self.close_code = self.ws.close_code
                 self.close_reason = self.ws.close_reason
         await asyncio.gather(*self._tasks, *self._record_tasks,
-                             *([self._reader] if self._reader else []),
+                             *[t for leg in self.legs for t in (leg.reader, leg.worker) if t],
                              return_exceptions=True)
 
 

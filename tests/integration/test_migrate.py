@@ -12,10 +12,14 @@
   the clients get migrate_abort, nobody leaves, the call goes on;
 * a drain with "migrate" moves every room off the node.
 
-The clients here are aiortc peers, which do not follow a move (they
-ignore `migrate`): the failure cases need exactly that. Clients that
-follow are sfu-replay's (test_migrate_replay) and Chromium's
-(test_migrate_browser.py).
+* aiortc peers follow a move make-before-break: each prints the longest
+  pause of what it played from the other around the switch, and the RTP
+  packets it missed there (by the new leg's sequence numbers).
+
+In the failure cases the aiortc peers ignore `migrate` (follow_moves=False),
+so that the target waits for clients that never come. sfu-replay's clients
+(test_migrate_replay.py) and Chromium's (test_migrate_browser.py) follow
+moves too.
 
 Usage: test_migrate.py --sfud PATH --room PATH [--replay PATH]
 """
@@ -51,10 +55,10 @@ class MigrateTest(FleetCallTest):
         return await asyncio.get_running_loop().run_in_executor(
             None, lambda: node.request("POST", "/v1/rooms/%s/migrate" % room_id, body))
 
-    async def two_speakers(self, room, node):
+    async def two_speakers(self, room, node, follow=False):
         self.sfud = node  # CallTest.token() mints through it
-        a = self.peer(room, "alice", freq=440.0)
-        b = self.peer(room, "bob", freq=660.0)
+        a = self.peer(room, "alice", freq=440.0, follow_moves=follow)
+        b = self.peer(room, "bob", freq=660.0, follow_moves=follow)
         await a.join()
         await b.join()
         await self.until(lambda: a.heard(660.0, 1.0) and b.heard(440.0, 1.0), what="tones")
@@ -98,6 +102,36 @@ class MigrateTest(FleetCallTest):
         st, res = await self.migrate(b, rid, {})
         self.assertEqual((st, res.get("to_node")), (200, "a"), res)
         wait_for(lambda: self.room_owner(rid) == "a", what="room keys back under node a")
+
+    async def test_aiortc_peers_follow_a_move(self):
+        a, b = self.start_node("a"), self.start_node("b")
+        room = self.create(a, "followed", "a")
+        alice, bob = await self.two_speakers(room, a, follow=True)
+        await asyncio.sleep(1.0)  # a call before the window measured
+        marks = {p.identity: p.mark() for p in (alice, bob)}
+        st, res = await self.migrate(a, room["room_id"], {"node": "b"})
+        self.assertEqual((st, res.get("to_node"), res.get("participants")), (200, "b", 2), res)
+        print("a -> b with two aiortc peers: %d ms" % res["took_ms"])
+        for p in (alice, bob):
+            await p.wait_until(lambda: len(p.legs) == 2, what="the switch to b's leg")
+            self.assertEqual(p.moves[0]["aborted"], None)
+            self.assertEqual(p.ws_url, "ws://127.0.0.1:%d/v1/rtc" % b.port)
+            await p.wait_connected()
+        await asyncio.sleep(1.2)  # the window after the switch
+        self.assertTrue(alice.heard(660.0, 1.0) and bob.heard(440.0, 1.0))
+        for p, other in ((alice, "bob"), (bob, "alice")):
+            [(gap, lost)] = p.move_figures(other)
+            print("  %s <- %s: longest pause %.0f ms around the switch, %d RTP packets "
+                  "missing" % (p.identity, other, gap * 1000, lost))
+            self.assertEqual(lost, 0, p.identity)
+            self.assertLess(gap, 1.0, p.identity)  # generous: a loaded machine
+            for kind in ("participant_left", "participant_joined"):
+                self.assertEqual(p.events_of(kind, marks[p.identity]), [], p.identity)
+        self.assertEqual(self.room_owner(room["room_id"]), "b")
+        wait_for(lambda: "room_migrated" in self.events(a), what="room_migrated on a")
+        st, j = b.request("GET", "/v1/rooms/" + room["room_id"])
+        self.assertEqual((st, j["participants"]), (200, 2), j)
+        self.assert_peers_clean()
 
     async def test_target_refusing_or_dead_leaves_the_call_alone(self):
         a, b = self.start_node("a"), self.start_node("b")

@@ -48,8 +48,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from sfutest import (CallTest, _die_with_parent, live_procs, main, pid_alive,  # noqa: E402
                      proc_stat_fields)
-from aiortc_peer import Peer, PeerClosed  # noqa: E402
-from aiortc.rtcrtpreceiver import RTCRtpReceiver  # noqa: E402
+from aiortc_peer import Peer, PeerClosed, rtp_window  # noqa: E402
 
 ARGS = None
 HEARD = 0.01
@@ -57,45 +56,6 @@ RESUME_FAILED = 4014
 USAGE_INTERVAL_S = 1
 CAPTURE = os.path.join(HERE, "..", "data", "pcaps", "gst-opus-tone-stereo.pcap")
 MAX_GAP_S = 0.5          # media never stops: a longer pause between packets fails
-
-
-# Every RTP packet an aiortc receiver gets, with its arrival time: losses
-# and gaps are counted on sequence numbers, not on decoded audio.
-_handle_rtp = RTCRtpReceiver._handle_rtp_packet
-
-
-async def _logged_rtp(self, packet, arrival_time_ms):
-    self.__dict__.setdefault("rtp_log", []).append(
-        (time.monotonic(), packet.ssrc, packet.sequence_number))
-    return await _handle_rtp(self, packet, arrival_time_ms)
-
-
-RTCRtpReceiver._handle_rtp_packet = _logged_rtp
-
-
-def rtp_window(arrivals, start, end):
-    """(packets, lost, longest gap in s, when that gap ended) of the main
-    SSRC's packets that arrived in [start, end]; the gap counts from `start`
-    and to `end` too."""
-    inside = [a for a in arrivals if start <= a[0] <= end]
-    if not inside:
-        return 0, None, end - start, end
-    by_ssrc = {}
-    for a in inside:
-        by_ssrc.setdefault(a[1], []).append(a)
-    pkts = max(by_ssrc.values(), key=len)
-    ext, seqs = None, set()
-    for _, _, seq in pkts:       # unwrap 16-bit sequence numbers
-        if ext is None:
-            ext = seq
-        else:
-            d = (seq - (ext & 0xFFFF)) & 0xFFFF
-            ext += d - 0x10000 if d >= 0x8000 else d
-        seqs.add(ext)
-    lost = (max(seqs) - min(seqs) + 1) - len(seqs)
-    times = [start] + [a[0] for a in pkts] + [end]
-    gap, ended = max((b - a, b) for a, b in zip(times, times[1:]))
-    return len(pkts), lost, gap, ended
 
 
 class LoopWatch:
