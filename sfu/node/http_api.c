@@ -57,7 +57,7 @@
  *   POST, DELETE .../participants/{identity}/ban  ban, unban
  *   GET  /v1/fleet                     nodes and rooms in etcd
  *   POST /v1/rooms/{id}/migrate        move the room to another node
- *   /v1/node/migrations[/{id}[/commit]] a room moving in (migrate.h: the
+ *   /v1/node/migrations[/{id}[/commit|/usage]] a room moving in (migrate.h: the
  *                                      old node asks the new one)
  *   POST /whip/{room}, /whep/{room}    WHIP publisher, WHEP viewer (whip.c,
  *                                      docs/whip.md; also under /v1/),
@@ -773,7 +773,7 @@ static int route_migrate(sfu_http_t *h, h2o_req_t *req, sfu_room_rec_t *r) {
               sfu_room_state_name(r->state));
 }
 
-/* /v1/node/migrations[/{id}[/commit]]: the new node's side of a move. */
+/* /v1/node/migrations[/{id}[/commit|/usage]]: the new node's side of a move. */
 static int route_migrations(sfu_http_t *h, h2o_req_t *req, char seg[][72], int n) {
   size_t len;
   int status = 500;
@@ -790,6 +790,9 @@ static int route_migrations(sfu_http_t *h, h2o_req_t *req, char seg[][72], int n
     out = sfu_migrator_drop(h->migrator, seg[3], &status);
   } else if (n == 4) {
     return method_not_allowed(h, req, "GET, DELETE");
+  } else if (n == 5 && strcmp(seg[4], "usage") == 0) {
+    if (!method_is(req, "POST")) return method_not_allowed(h, req, "POST");
+    out = sfu_migrator_usage(h->migrator, seg[3], body, len, &status);
   } else if (n == 5 && strcmp(seg[4], "commit") == 0) {
     if (!method_is(req, "POST")) return method_not_allowed(h, req, "POST");
     pending_t *p = pending_new(h, req); /* answered once etcd names this node */

@@ -7,6 +7,9 @@
  * over. A move_t lives until its callback has run and no request of it is
  * in flight. The room's record points back with r->moving; a record that
  * goes away (the room ended) is unhooked by sfu_migrator_on_room_gone().
+ * After the commit a move_t waits for the room here to end: its usage up
+ * to the cut comes in after its state went, and the new node adds what the
+ * record gained since the export to the room's totals (POST .../usage).
  *
  * The new node keeps no state of its own: the record it spawned is marked
  * SFU_MOVE_IN (no room_started, no crash report: the call goes on where it
@@ -38,6 +41,8 @@ struct move_s {
   phase_t phase;
   int created;                   /* the new node has a copy (drop it on abort) */
   int participants;              /* sessions moved */
+  json_t *exported;              /* the record's usage totals when it went */
+  int tail;                      /* committed: waits for the room here to end */
   sfu_httpc_req_t *req;          /* in flight, or NULL */
   uint64_t started_ms, told_ms;
   sfu_migrate_cb cb;             /* NULL once run */
@@ -73,14 +78,19 @@ static json_t *error_body(const char *code, const char *fmt, ...) {
 
 /* --- the old node ----------------------------------------------------------- */
 
+static void free_move(move_t *v) {
+  json_decref(v->exported);
+  free(v);
+}
+
 static void maybe_free(move_t *v) {
-  if (v->phase != DONE || v->req) return;
+  if (v->phase != DONE || v->req || v->tail) return;
   for (move_t **pp = &v->m->moves; *pp; pp = &(*pp)->next)
     if (*pp == v) {
       *pp = v->next;
       break;
     }
-  free(v);
+  free_move(v);
 }
 
 /* Answers the caller; the move is over (requests in flight still end). */
@@ -183,8 +193,8 @@ static void on_committed(void *arg, int status, const char *location, const char
     json_decref(out);
     sfu_ws_move_end(m->ws, v->r, 1, NULL);
     v->r->moving = SFU_MOVE_NONE;
-    sfu_supervisor_close_room(m->sup, v->r, "migrated"); /* the record may go */
-    v->r = NULL;
+    v->tail = 1; /* until sfu_migrator_on_room_gone() (maybe from in here) */
+    sfu_supervisor_close_room(m->sup, v->r, "migrated");
   }
   sfu_log(SFU_LOG_INFO, "migrate", "room %s moved to %s in %llu ms (%d participants)", v->room_id,
           v->to.node_id, (unsigned long long)took, v->participants);
@@ -292,6 +302,7 @@ static void on_exported(move_t *v, json_t *state) {
   }
   json_object_set_new(state, "participants", kept);
   v->participants = (int)json_array_size(sessions);
+  v->exported = json_deep_copy(r->totals);
   v->phase = CREATING;
   json_t *body = json_pack("{s:s, s:s, s:o, s:o, s:o}", "room_id", r->id, "from_node",
                            m->cfg->node_id, "record", sfu_supervisor_record_json(r), "state",
@@ -405,10 +416,47 @@ void sfu_migrator_on_room_msg(sfu_migrator_t *m, sfu_room_rec_t *r, const char *
   /* migration_ready: r->move_ready is set (the new node's status route) */
 }
 
+static void on_tail_sent(void *arg, int status, const char *location, const char *body,
+                         size_t len, const char *err) {
+  move_t *v = arg;
+  (void)location, (void)body, (void)len;
+  v->req = NULL;
+  if (err || status != 200)
+    sfu_log(SFU_LOG_WARN, "migrate", "room %s: node %s did not take its last usage: %s",
+            v->room_id, v->to.node_id, err ? err : "refused");
+  maybe_free(v);
+}
+
+/* The room that moved has ended here: the usage it counted up to the cut,
+ * after its state went, goes to the new node's totals. */
+static void send_tail(move_t *v, const sfu_room_rec_t *r) {
+  json_t *ms = json_object(), *n;
+  const char *kind;
+  char path[128];
+  json_object_foreach(r->totals, kind, n) {
+    json_int_t d = json_integer_value(n) - json_integer_value(json_object_get(v->exported, kind));
+    if (d > 0) json_object_set_new(ms, kind, json_integer(d));
+  }
+  if (!json_object_size(ms) || v->m->stopped) {
+    json_decref(ms);
+    return;
+  }
+  snprintf(path, sizeof(path), "/v1/node/migrations/%s/usage", v->room_id);
+  if (ask(v, "POST", path, json_pack("{s:o}", "ms", ms), on_tail_sent) != 0)
+    sfu_log(SFU_LOG_WARN, "migrate", "room %s: its last usage cannot be sent to %s", v->room_id,
+            v->to.node_id);
+}
+
 void sfu_migrator_on_room_gone(sfu_migrator_t *m, sfu_room_rec_t *r) {
   move_t *v = move_of(m, r);
   if (!v) return;
   v->r = NULL;
+  if (v->tail) {
+    v->tail = 0;
+    send_tail(v, r);
+    maybe_free(v);
+    return;
+  }
   if (v->phase == EXPORTING || v->phase == MOVING)
     abort_move(v, 409, "room_not_running", "the room ended during its move");
   /* PLACING, CREATING, COMMITTING: their answers see v->r gone */
@@ -579,6 +627,31 @@ void sfu_migrator_commit(sfu_migrator_t *m, const char *room_id, const char *bod
   sfu_fleet_take(m->fleet, r->id, r->name, on_taken, t); /* answered when etcd says so */
 }
 
+json_t *sfu_migrator_usage(sfu_migrator_t *m, const char *room_id, const char *body, size_t len,
+                           int *status) {
+  sfu_room_rec_t *r = sfu_supervisor_find(m->sup, room_id);
+  json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL), *ms = json_object_get(j, "ms"),
+         *n, *out;
+  const char *kind;
+  int ok = json_is_object(ms);
+  json_object_foreach(ms, kind, n) ok = ok && json_is_integer(n) && json_integer_value(n) >= 0 &&
+                                       json_integer_value(n) <= INT32_MAX;
+  if (!ok) {
+    *status = 400;
+    out = error_body("invalid_body", "'ms' must map usage kinds to milliseconds");
+  } else if (!r || strcmp(r->id, room_id) != 0 || r->moving == SFU_MOVE_IN || r->exited ||
+             r->state == SFU_ROOM_CRASHED) {
+    *status = 404;
+    out = error_body("room_not_found", "room '%.64s' does not run here", room_id);
+  } else {
+    sfu_supervisor_add_totals(m->sup, r, ms);
+    *status = 200;
+    out = json_pack("{s:s}", "room_id", r->id);
+  }
+  json_decref(j);
+  return out;
+}
+
 json_t *sfu_migrator_drop(sfu_migrator_t *m, const char *room_id, int *status) {
   json_t *out = NULL;
   sfu_room_rec_t *r = moving_in(m, room_id, status, &out);
@@ -640,7 +713,7 @@ void sfu_migrator_destroy(sfu_migrator_t *m) {
   while (m->moves) {
     move_t *v = m->moves;
     m->moves = v->next;
-    free(v);
+    free_move(v);
   }
   free(m);
 }

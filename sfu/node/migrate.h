@@ -89,5 +89,10 @@ json_t *sfu_migrator_status(sfu_migrator_t *m, const char *room_id, int *status)
 void sfu_migrator_commit(sfu_migrator_t *m, const char *room_id, const char *body, size_t len,
                          sfu_migrate_cb cb, void *arg);
 json_t *sfu_migrator_drop(sfu_migrator_t *m, const char *room_id, int *status);
+/* POST /v1/node/migrations/{id}/usage {"ms": {...}}: usage the old node
+ * counted up to the cut after the room's state left it, added to the
+ * room's totals here. */
+json_t *sfu_migrator_usage(sfu_migrator_t *m, const char *room_id, const char *body, size_t len,
+                           int *status);
 
 #endif

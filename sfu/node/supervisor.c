@@ -377,22 +377,14 @@ static void on_ipc_msg(sfu_ipc_t *ipc, json_t *msg) {
     json_t *recs = json_object_get(msg, "records"), *rec;
     size_t i;
     s->metrics->usage_records += json_is_array(recs) ? json_array_size(recs) : 0;
-    sfu_room_rec_t *o = sfu_supervisor_origin(s, r); /* a relay's count in its room's */
-    if (!o) o = r;
     json_array_foreach(recs, i, rec) {
-      const char *kind;
-      json_t *v;
-      json_object_foreach(json_object_get(rec, "ms"), kind, v) {
-        json_int_t sum = json_integer_value(json_object_get(o->totals, kind)) + json_integer_value(v);
-        json_object_set_new(o->totals, kind, json_integer(sum));
-      }
+      sfu_supervisor_add_totals(s, r, json_object_get(rec, "ms"));
       emit(r, "usage", json_pack("{s:O*, s:O*, s:O*, s:O*, s:O*, s:O*}", "participant",
                                  json_object_get(rec, "identity"), "sid", json_object_get(rec, "sid"),
                                  "period_start_ms", json_object_get(rec, "period_start_ms"),
                                  "period_end_ms", json_object_get(rec, "period_end_ms"), "ms",
                                  json_object_get(rec, "ms"), "final", json_object_get(rec, "final")));
     }
-    save_record(o); /* its totals */
     if (sfu_log_enabled(SFU_LOG_DEBUG)) {
       char *text = json_dumps(recs, JSON_COMPACT);
       room_log(SFU_LOG_DEBUG, r, "usage %s", text ? text : "");
@@ -605,6 +597,18 @@ static int spawn(sfu_supervisor_t *s, sfu_room_req_t *req, sfu_room_rec_t *origi
   }
   *out = r;
   return 0;
+}
+
+void sfu_supervisor_add_totals(sfu_supervisor_t *s, sfu_room_rec_t *r, json_t *ms) {
+  sfu_room_rec_t *o = sfu_supervisor_origin(s, r); /* a relay's count in its room's */
+  const char *kind;
+  json_t *v;
+  if (!o) o = r;
+  json_object_foreach(ms, kind, v) {
+    json_int_t sum = json_integer_value(json_object_get(o->totals, kind)) + json_integer_value(v);
+    json_object_set_new(o->totals, kind, json_integer(sum));
+  }
+  save_record(o);
 }
 
 sfu_room_rec_t *sfu_supervisor_find(sfu_supervisor_t *s, const char *id) {

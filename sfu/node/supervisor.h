@@ -253,6 +253,9 @@ json_t *sfu_supervisor_close_relay(sfu_supervisor_t *s, sfu_room_rec_t *r, const
 /* By id or, failing that, by name among live rooms (relays are not
  * rooms: never found). NULL if unknown. */
 sfu_room_rec_t *sfu_supervisor_find(sfu_supervisor_t *s, const char *id);
+/* Adds usage ms by kind ({"connected": 1234, ...}) to the room's totals
+ * (those of its origin for a relay) and saves its record. */
+void sfu_supervisor_add_totals(sfu_supervisor_t *s, sfu_room_rec_t *r, json_t *ms);
 /* DELETE: asks a live room to end (SIGKILL after shutdown_grace_ms), or
  * forgets a crashed one. Returns 0. */
 int sfu_supervisor_close_room(sfu_supervisor_t *s, sfu_room_rec_t *r,
