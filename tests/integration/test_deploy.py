@@ -42,8 +42,23 @@ A second test: a drained node that is upgraded is still draining after
 the upgrade (GET /v1/node, its etcd record, a pinned room refused). The
 main test only prints what it sees there.
 
-Helpers (the RTP log on aiortc's receivers, rtp_window, LoopWatch,
-exe_inode, the resume of a dropped peer) come from test_upgrade.py.
+And the deploy without upgrading in place (docs/fleet.md "Deploying a new
+version"): the same three calls; each node in turn is drained with
+"migrate" (its rooms move to the other two, make-before-break), stopped
+once empty, started again from the new binaries on its data directory and
+port, and takes rooms again as the next node's drain moves them over. Four
+moves in all (the rooms of a, b, c and back). Asserted: every room moved,
+every client followed each move of its room (aiortc's and sfu-replay's:
+none aborted, nobody left or joined), no RTP packet missing on either side
+of any aiortc switch, the fleet back as it was; across the three journals,
+room_migrated once per move, and each participant's usage periods tile its
+stay with seams under 20 ms and one final record, room_finished's totals
+their sum. Printed: per node, how long its rooms took to move off and its
+restart; per aiortc receiver and move, the longest pause around the switch;
+per sfu-replay receiver and move, its audio gap and frames lost.
+
+Helpers (LoopWatch, exe_inode, the resume of a dropped peer) come from
+test_upgrade.py, the RTP log on aiortc's receivers from aiortc_peer.py.
 
 Usage: test_deploy.py --sfud PATH --room PATH --replay PATH
 """
@@ -64,9 +79,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from etcd import EtcdFleet  # noqa: E402
 from sfutest import CallTest, Sfud, _die_with_parent, main, pid_alive  # noqa: E402
-# (importing test_upgrade also makes every aiortc receiver log its RTP packets)
 import test_upgrade as tu  # noqa: E402
-from aiortc_peer import Peer  # noqa: E402
+from aiortc_peer import Peer, rtp_window  # noqa: E402
 
 ARGS = None
 TTL = 2                  # s: the nodes' lease
@@ -99,14 +113,28 @@ class Node:
         os.mkdir(directory)
         self.bin = os.path.join(directory, "sfud")
         self.room_bin = os.path.join(directory, "sfu-room")
+        self.data_dir = os.path.join(directory, "data")
+        os.mkdir(self.data_dir)
         shutil.copy2(ARGS.sfud, self.bin)
         shutil.copy2(ARGS.room, self.room_bin)
         self.key = prefix + "/nodes/" + node_id
-        self.sfud = Sfud(self.bin, self.room_bin, "--node-id", node_id,
-                         "--etcd-url", etcd.url, "--etcd-prefix", prefix,
-                         "--etcd-lease-ttl-s", str(TTL),
-                         "--usage-interval-s", str(USAGE_INTERVAL_S))
+        self.args = ("--node-id", node_id, "--etcd-url", etcd.url, "--etcd-prefix", prefix,
+                     "--etcd-lease-ttl-s", str(TTL), "--usage-interval-s", str(USAGE_INTERVAL_S))
+        self.start()
+
+    def start(self, port=0):
+        self.sfud = Sfud(self.bin, self.room_bin, *self.args, data_dir=self.data_dir, port=port)
         self.pid = self.sfud.proc.pid
+
+    def restart(self):
+        """SIGTERM, the new binaries installed, started again on the same
+        data directory (its journal) and port. Returns the new sfud's
+        inode."""
+        port = self.sfud.port
+        self.sfud.stop_and_check()
+        exe, _ = self.install()
+        self.start(port)
+        return exe
 
     def request(self, *a, **kw):
         return self.sfud.request(*a, **kw)
@@ -363,14 +391,13 @@ class DeployTest(EtcdFleet, CallTest):
         await self.rooms_gone(extras)
         return fig
 
-    async def test_rolling_upgrade_keeps_every_call(self):
+    async def start_calls(self):
+        """One room per node, placed through a; a call in each: aiortc's
+        alice and bob on a, sfu-replay (through a's API) on b and c.
+        Returns the rooms by node, the sfu-replays by node and the peers."""
         t_start = time.monotonic()
-        nodes = self.start_fleet()
+        nodes = self.nodes
         a = nodes["a"]
-        watch = tu.LoopWatch()
-        self.addAsyncCleanup(watch.stop)
-
-        # one room per node, placed through a
         call_rooms = {}
         for i in range(3):
             st, room = a.request("POST", "/v1/rooms", {"name": "deploy-%d" % i})
@@ -403,6 +430,26 @@ class DeployTest(EtcdFleet, CallTest):
         await self.until(lambda: (self.room_info(ra) or {}).get("participants") == 2,
                          what="the room on a counting alice and bob")
         print("calls up %.1f s after the start" % (time.monotonic() - t_start))
+        return call_rooms, replays, peers, t_join
+
+    async def end_replays(self, replays):
+        """SIGINT (sfu-replay summarises); each must exit 0."""
+        for rp in replays.values():
+            rp.proc.send_signal(signal.SIGINT)
+        for nid, rp in replays.items():
+            end = time.monotonic() + 20
+            while rp.proc.poll() is None and time.monotonic() < end:
+                await asyncio.sleep(0.1)
+            self.assertEqual(rp.proc.poll(), 0, "sfu-replay on %s: exit %s\n%s"
+                             % (nid, rp.proc.returncode, rp.log()))
+
+    async def test_rolling_upgrade_keeps_every_call(self):
+        t_start = time.monotonic()
+        nodes = self.start_fleet()
+        watch = tu.LoopWatch()
+        self.addAsyncCleanup(watch.stop)
+        call_rooms, replays, peers, t_join = await self.start_calls()
+        alice, bob = peers
 
         seq_before = {}
         for nid, n in nodes.items():
@@ -460,7 +507,7 @@ class DeployTest(EtcdFleet, CallTest):
                     if src is None:
                         continue
                     who = "%s <- %s" % (p.identity, p.source_identity(src) or src.sid)
-                    n, lost, gap, ended = tu.rtp_window(getattr(t.receiver, "rtp_log", []),
+                    n, lost, gap, ended = rtp_window(getattr(t.receiver, "rtp_log", []),
                                                         start, end)
                     print("  RTP %s, node %s's upgrade (%.1f s): %d packets, %s lost, "
                           "longest gap %.0f ms (ended %+.0f ms from SIGUSR2; the test's loop "
@@ -477,14 +524,7 @@ class DeployTest(EtcdFleet, CallTest):
         self.assertEqual(len(worst), 2, worst)
 
         # the end of the calls: sfu-replay summarises on SIGINT
-        for rp in replays.values():
-            rp.proc.send_signal(signal.SIGINT)
-        for nid, rp in replays.items():
-            end = time.monotonic() + 20
-            while rp.proc.poll() is None and time.monotonic() < end:
-                await asyncio.sleep(0.1)
-            self.assertEqual(rp.proc.poll(), 0, "sfu-replay on %s: exit %s\n%s"
-                             % (nid, rp.proc.returncode, rp.log()))
+        await self.end_replays(replays)
         self.assert_peers_clean()
         stay = {}
         for p in peers:
@@ -532,6 +572,159 @@ class DeployTest(EtcdFleet, CallTest):
         recs = self.journal(node)
         self.assertEqual([r["id"] for r in recs if not r["id"].startswith(node.id + "-")], [])
         tu.check_usage(self, recs, room, identities, stay, where=node.id)
+
+    # -- deploying by moving the rooms (docs/fleet.md "Deploying a new version")
+
+    async def move_off_and_restart(self, nid, peers):
+        """Drain with "migrate", wait for the node to be empty, restart it
+        from the new binaries, check it is back. Returns how long it took."""
+        node = self.nodes[nid]
+        t0 = time.monotonic()
+        mine = [r for r in node.request("GET", "/v1/rooms")[1]["rooms"]
+                if r["state"] == "running"]
+        st, j = node.request("POST", "/v1/node/drain", {"draining": True, "migrate": True})
+        self.assertEqual((st, j.get("draining"), j.get("rooms_moving")),
+                         (202, True, len(mine)), j)
+        await self.until(lambda: not [r for r in node.request("GET", "/v1/rooms")[1]["rooms"]
+                                      if r["state"] in ("starting", "running", "closing")],
+                         what="node %s empty" % nid)
+        t_empty = time.monotonic()
+        for r in mine:  # on another node now, and every participant with it
+            owner = self.room_owner_of(r["room_id"])
+            self.assertNotIn(owner, (None, nid), r)
+            info = self.room_info(r, self.nodes[owner])
+            self.assertEqual((info["state"], info["participants"]), ("running", 2), info)
+        for p in peers:
+            await self.until(lambda: p.moving is None, what="%s done moving" % p.identity)
+        new_exe = node.restart()
+        self.assertEqual(tu.exe_inode(node.pid), new_exe)
+        await self.wait_record(nid, False)
+        st, ni = node.request("GET", "/v1/node")
+        self.assertEqual((st, ni["draining"], ni["fleet"]["registered"]), (200, False, True), ni)
+        print("  node %s: %d room(s) moved off in %.0f ms; restarted from the new binaries and "
+              "registered %.0f ms later" % (nid, len(mine), (t_empty - t0) * 1000,
+                                            (time.monotonic() - t_empty) * 1000))
+        return [r["room_id"] for r in mine]
+
+    def room_owner_of(self, room_id):
+        got = self.keys("rooms/" + room_id).get(self.prefix + "/rooms/" + room_id)
+        return got[0]["node_id"] if got else None
+
+    async def test_rolling_deploy_by_moving_rooms(self):
+        t_start = time.monotonic()
+        nodes = self.start_fleet()
+        call_rooms, replays, peers, t_join = await self.start_calls()
+        alice, bob = peers
+        ids = {r["room_id"] for r in call_rooms.values()}
+        since = {p.identity: p.mark() for p in peers}
+        await asyncio.sleep(1.0)  # a call before the first move's window
+
+        moved = []  # room ids, one per move
+        for nid in NODES:
+            print("node %s:" % nid)
+            moved += await self.move_off_and_restart(nid, peers)
+            for rp in replays.values():
+                self.assertIsNone(rp.proc.poll(), "sfu-replay ended:\n" + rp.log())
+        await asyncio.sleep(1.2)  # the last move's window
+        print("deploy done in %.1f s: %d moves" % (time.monotonic() - t_start, len(moved)))
+        self.assertEqual(sorted(set(moved)), sorted(ids), "a room never moved")
+        for nid, n in nodes.items():
+            self.assertEqual(n.sfud.metric("sfu_fleet_leases_lost_total"), 0, nid)
+        await self.hear_each_other(alice, bob)
+
+        # the aiortc call: every move followed, nothing lost at a switch
+        ra = call_rooms[AIORTC_NODE]["room_id"]
+        for p, other in ((alice, "bob"), (bob, "alice")):
+            self.assertEqual([m["aborted"] for m in p.moves], [None] * moved.count(ra), p.moves)
+            for i, (gap, lost) in enumerate(p.move_figures(other)):
+                print("  aiortc %s <- %s, move %d: longest pause %.0f ms around the switch, "
+                      "%d RTP packets missing" % (p.identity, other, i + 1, gap * 1000, lost))
+                self.assertEqual(lost, 0, p.identity)
+                self.assertLess(gap, tu.MAX_GAP_S * 2, p.identity)  # generous: a loaded machine
+            for kind in ("participant_left", "participant_joined"):
+                self.assertEqual(p.events_of(kind, since[p.identity]), [], p.identity)
+
+        # the fleet as it was, on the new binaries
+        st, fleet = nodes["c"].request("GET", "/v1/fleet")
+        self.assertEqual(st, 200, fleet)
+        self.assertEqual(sorted(n["node_id"] for n in fleet["nodes"]), list(NODES), fleet)
+        self.assertEqual([n["node_id"] for n in fleet["nodes"] if n["draining"]], [], fleet)
+        self.assertEqual(sorted(r["room_id"] for r in fleet["rooms"]), sorted(ids), fleet)
+        self.assertEqual(fleet["lost_rooms"], [])
+
+        # the end of the calls
+        await self.end_replays(replays)
+        self.assert_peers_clean()
+        stay = {}
+        for p in peers:
+            await p.leave()
+            stay[p.identity] = time.monotonic() - t_join
+        for r in call_rooms.values():
+            st, j = nodes["a"].request("DELETE", "/v1/rooms/%s" % r["room_id"])
+            self.assertIn(st, (200, 202), j)
+
+        for nid, rp in sorted(replays.items()):
+            s, err = rp.summary(), rp.log()
+            room_moves = moved.count(call_rooms[nid]["room_id"])
+            for c in s["clients"]:
+                self.assertEqual((c["migrations"], c["migrations_aborted"], c["close_code"]),
+                                 (room_moves, 0, 0), err)
+            for m in s["migration"]:
+                print("  sfu-replay (room of %s), %s at %.1f s: audio gap %.0f ms, %d frames "
+                      "lost" % (nid, m["receiver"], m["at_s"], m["gap_ms"], m["frames_lost"]))
+                self.assertLess(m["frames_lost"], 30, m)  # generous: a loaded machine
+            for st_ in s["streams"]:
+                self.assertEqual((st_["duplicated"], st_["corrupt"]), (0, 0), st_)
+
+        # the journals of the fleet: moves, nobody joining or leaving, usage once
+        recs = []
+        await self.until(lambda: len([r for n in nodes.values() for r in self.journal(n)
+                                      if r["type"] == "room_finished"
+                                      and r.get("room_id") in ids]) == len(ids),
+                         what="room_finished for the three rooms")
+        for nid, n in nodes.items():
+            mine = self.journal(n)
+            got = [r["id"] for r in mine]
+            self.assertEqual(len(got), len(set(got)), "%s: a record twice" % nid)
+            recs += mine
+        self.assertEqual(sorted(r["room_id"] for r in recs if r["type"] == "room_migrated"),
+                         sorted(moved))
+        who = {r["room_id"]: (["alice", "bob"] if nid == AIORTC_NODE else ["listener", "pub0"])
+               for nid, r in call_rooms.items()}
+        for rid, identities in who.items():
+            self.assert_fleet_usage(recs, rid, identities, stay)
+        print("total %.1f s" % (time.monotonic() - t_start))
+
+    def assert_fleet_usage(self, recs, room_id, identities, stay):
+        """Across every node's journal: each participant joined and left
+        once, its usage periods tile its stay (a seam at each move within
+        the two rooms' clocks), one final; room_finished once, its totals
+        the records' sum."""
+        mine = [r for r in recs if r.get("room_id") == room_id]
+        usage = [r for r in mine if r["type"] == "usage"]
+        for ident in identities:
+            rs = sorted((r for r in usage if r["participant"] == ident),
+                        key=lambda r: r["period_start_ms"])
+            self.assertTrue(rs, ident)
+            seams = [y["period_start_ms"] - x["period_end_ms"] for x, y in zip(rs, rs[1:])]
+            self.assertLess(max(map(abs, seams), default=0), 20, (ident, seams))
+            self.assertEqual([r["final"] for r in rs], [False] * (len(rs) - 1) + [True], ident)
+            conn = sum(r["ms"]["connected"] for r in rs)
+            span = rs[-1]["period_end_ms"] - rs[0]["period_start_ms"]
+            print("  usage of %s over the fleet: %d periods on nodes %s, connected %d ms "
+                  "over a span of %d ms%s" % (
+                      ident, len(rs), "".join(sorted({r["id"][0] for r in rs})), conn, span,
+                      ", stay measured %.0f ms" % (stay[ident] * 1000) if ident in stay else ""))
+            self.assertAlmostEqual(conn, span, delta=50 * len(rs))
+            if ident in stay:
+                self.assertAlmostEqual(conn, stay[ident] * 1000, delta=2000 * USAGE_INTERVAL_S)
+            for kind in ("participant_joined", "participant_left"):
+                self.assertEqual(len([r for r in mine if r["type"] == kind
+                                      and r["participant"] == ident]), 1, (ident, kind))
+        fin = [r for r in mine if r["type"] == "room_finished"]
+        self.assertEqual(len(fin), 1, fin)
+        self.assertEqual(fin[0]["ms"]["connected"], sum(r["ms"]["connected"] for r in usage),
+                         "room_finished's totals differ from the usage records")
 
     async def test_drained_node_stays_drained_across_its_upgrade(self):
         nodes = self.start_fleet(("a", "b"))
