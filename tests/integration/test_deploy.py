@@ -432,8 +432,19 @@ class DeployTest(EtcdFleet, CallTest):
         print("calls up %.1f s after the start" % (time.monotonic() - t_start))
         return call_rooms, replays, peers, t_join
 
-    async def end_replays(self, replays):
-        """SIGINT (sfu-replay summarises); each must exit 0."""
+    def assert_fleet_as_it_was(self, call_rooms):
+        """GET /v1/fleet: the three nodes, none draining, the calls' rooms."""
+        st, fleet = self.nodes["c"].request("GET", "/v1/fleet")
+        self.assertEqual(st, 200, fleet)
+        self.assertEqual(sorted(n["node_id"] for n in fleet["nodes"]), list(NODES), fleet)
+        self.assertEqual([n["node_id"] for n in fleet["nodes"] if n["draining"]], [], fleet)
+        self.assertEqual(sorted(r["room_id"] for r in fleet["rooms"]),
+                         sorted(r["room_id"] for r in call_rooms.values()), fleet)
+        self.assertEqual(fleet["lost_rooms"], [])
+
+    async def end_calls(self, replays, peers, t_join, call_rooms):
+        """sfu-replay ends on SIGINT (it summarises: exit 0), the peers
+        leave, the rooms are deleted. Returns each peer's stay (s)."""
         for rp in replays.values():
             rp.proc.send_signal(signal.SIGINT)
         for nid, rp in replays.items():
@@ -442,6 +453,13 @@ class DeployTest(EtcdFleet, CallTest):
                 await asyncio.sleep(0.1)
             self.assertEqual(rp.proc.poll(), 0, "sfu-replay on %s: exit %s\n%s"
                              % (nid, rp.proc.returncode, rp.log()))
+        self.assert_peers_clean()
+        stay = {}
+        for p in peers:
+            await p.leave()
+            stay[p.identity] = time.monotonic() - t_join
+        self.delete_rooms(call_rooms.values())
+        return stay
 
     async def test_rolling_upgrade_keeps_every_call(self):
         t_start = time.monotonic()
@@ -473,14 +491,7 @@ class DeployTest(EtcdFleet, CallTest):
             self.assertEqual((n.sfud.proc.pid, n.sfud.proc.poll()), (n.pid, None), nid)
         await self.hear_each_other(alice, bob)
 
-        # the fleet as it was
-        st, fleet = nodes["c"].request("GET", "/v1/fleet")
-        self.assertEqual(st, 200, fleet)
-        self.assertEqual(sorted(n["node_id"] for n in fleet["nodes"]), list(NODES), fleet)
-        self.assertEqual([n["node_id"] for n in fleet["nodes"] if n["draining"]], [], fleet)
-        self.assertEqual(sorted(r["room_id"] for r in fleet["rooms"]),
-                         sorted(r["room_id"] for r in call_rooms.values()), fleet)
-        self.assertEqual(fleet["lost_rooms"], [])
+        self.assert_fleet_as_it_was(call_rooms)
 
         # nobody left or joined: the journals, what the peers saw
         names = {"alice", "bob", "pub0", "listener"}
@@ -523,14 +534,7 @@ class DeployTest(EtcdFleet, CallTest):
                     w[1] = max(w[1], gap)
         self.assertEqual(len(worst), 2, worst)
 
-        # the end of the calls: sfu-replay summarises on SIGINT
-        await self.end_replays(replays)
-        self.assert_peers_clean()
-        stay = {}
-        for p in peers:
-            await p.leave()
-            stay[p.identity] = time.monotonic() - t_join
-        self.delete_rooms(call_rooms.values())
+        stay = await self.end_calls(replays, peers, t_join, call_rooms)
         for nid, room in call_rooms.items():
             await self.until(lambda: [r for r in self.journal(nodes[nid])
                                       if r["type"] == "room_finished"
@@ -644,24 +648,8 @@ class DeployTest(EtcdFleet, CallTest):
             for kind in ("participant_left", "participant_joined"):
                 self.assertEqual(p.events_of(kind, since[p.identity]), [], p.identity)
 
-        # the fleet as it was, on the new binaries
-        st, fleet = nodes["c"].request("GET", "/v1/fleet")
-        self.assertEqual(st, 200, fleet)
-        self.assertEqual(sorted(n["node_id"] for n in fleet["nodes"]), list(NODES), fleet)
-        self.assertEqual([n["node_id"] for n in fleet["nodes"] if n["draining"]], [], fleet)
-        self.assertEqual(sorted(r["room_id"] for r in fleet["rooms"]), sorted(ids), fleet)
-        self.assertEqual(fleet["lost_rooms"], [])
-
-        # the end of the calls
-        await self.end_replays(replays)
-        self.assert_peers_clean()
-        stay = {}
-        for p in peers:
-            await p.leave()
-            stay[p.identity] = time.monotonic() - t_join
-        for r in call_rooms.values():
-            st, j = nodes["a"].request("DELETE", "/v1/rooms/%s" % r["room_id"])
-            self.assertIn(st, (200, 202), j)
+        self.assert_fleet_as_it_was(call_rooms)  # on the new binaries
+        stay = await self.end_calls(replays, peers, t_join, call_rooms)
 
         for nid, rp in sorted(replays.items()):
             s, err = rp.summary(), rp.log()
@@ -691,40 +679,9 @@ class DeployTest(EtcdFleet, CallTest):
                          sorted(moved))
         who = {r["room_id"]: (["alice", "bob"] if nid == AIORTC_NODE else ["listener", "pub0"])
                for nid, r in call_rooms.items()}
-        for rid, identities in who.items():
-            self.assert_fleet_usage(recs, rid, identities, stay)
+        for rid, identities in who.items():  # across the nodes
+            tu.check_room_usage(self, recs, rid, identities, stay, "the fleet", seam_ms=20)
         print("total %.1f s" % (time.monotonic() - t_start))
-
-    def assert_fleet_usage(self, recs, room_id, identities, stay):
-        """Across every node's journal: each participant joined and left
-        once, its usage periods tile its stay (a seam at each move within
-        the two rooms' clocks), one final; room_finished once, its totals
-        the records' sum."""
-        mine = [r for r in recs if r.get("room_id") == room_id]
-        usage = [r for r in mine if r["type"] == "usage"]
-        for ident in identities:
-            rs = sorted((r for r in usage if r["participant"] == ident),
-                        key=lambda r: r["period_start_ms"])
-            self.assertTrue(rs, ident)
-            seams = [y["period_start_ms"] - x["period_end_ms"] for x, y in zip(rs, rs[1:])]
-            self.assertLess(max(map(abs, seams), default=0), 20, (ident, seams))
-            self.assertEqual([r["final"] for r in rs], [False] * (len(rs) - 1) + [True], ident)
-            conn = sum(r["ms"]["connected"] for r in rs)
-            span = rs[-1]["period_end_ms"] - rs[0]["period_start_ms"]
-            print("  usage of %s over the fleet: %d periods on nodes %s, connected %d ms "
-                  "over a span of %d ms%s" % (
-                      ident, len(rs), "".join(sorted({r["id"][0] for r in rs})), conn, span,
-                      ", stay measured %.0f ms" % (stay[ident] * 1000) if ident in stay else ""))
-            self.assertAlmostEqual(conn, span, delta=50 * len(rs))
-            if ident in stay:
-                self.assertAlmostEqual(conn, stay[ident] * 1000, delta=2000 * USAGE_INTERVAL_S)
-            for kind in ("participant_joined", "participant_left"):
-                self.assertEqual(len([r for r in mine if r["type"] == kind
-                                      and r["participant"] == ident]), 1, (ident, kind))
-        fin = [r for r in mine if r["type"] == "room_finished"]
-        self.assertEqual(len(fin), 1, fin)
-        self.assertEqual(fin[0]["ms"]["connected"], sum(r["ms"]["connected"] for r in usage),
-                         "room_finished's totals differ from the usage records")
 
     async def test_drained_node_stays_drained_across_its_upgrade(self):
         nodes = self.start_fleet(("a", "b"))
