@@ -305,6 +305,127 @@ static void wav_source_packets(void **state) {
   sfu_source_free(&src);
 }
 
+static const char *pcap_path(const char *name) {
+  static char path[1024];
+  const char *slash = strrchr(__FILE__, '/');
+  snprintf(path, sizeof(path), "%.*s/data/pcaps/%s", slash ? (int)(slash - __FILE__) : 1,
+           slash ? __FILE__ : ".", name);
+  return path;
+}
+
+/* Where a keyframe request skips to: the capture's keyframes (3 in this
+ * one, README.md), the next one at or after a packet, across loops. */
+static void capture_keyframes(void **state) {
+  sfu_source_t src;
+  sfu_src_sel_t sel = {-1, -1, -1};
+  char err[256];
+  assert_int_equal(sfu_source_load(&src, pcap_path("membrane-input_vp8.pcap"), &sel,
+                                   SFU_TIMING_AUTO, err, sizeof(err)), 0);
+  assert_int_equal(src.npkts, 410);
+  assert_int_equal(sfu_source_mark_keyframes(&src), 3);
+  assert_true(src.pkts[0].key);
+  assert_true(sfu_source_starts_picture(&src, 0));
+  uint64_t k1 = sfu_source_next_keyframe(&src, 1, 1);
+  assert_true(k1 > 1 && k1 < 410);
+  assert_true(src.pkts[k1].key && sfu_source_starts_picture(&src, k1));
+  for (uint64_t i = 1; i < k1; i++) assert_false(src.pkts[i].key);
+  assert_int_equal(sfu_source_next_keyframe(&src, k1, 1), k1); /* at one: itself */
+  uint64_t k2 = sfu_source_next_keyframe(&src, k1 + 1, 1);
+  assert_true(k2 > k1 && k2 < 410);
+  assert_int_equal(sfu_source_next_keyframe(&src, k2 + 1, 1), UINT64_MAX); /* no more */
+  assert_int_equal(sfu_source_next_keyframe(&src, k2 + 1, 2), 410);       /* the next pass's */
+  assert_int_equal(sfu_source_next_keyframe(&src, 410 + 1, 2), 410 + k1);
+  assert_true(sfu_source_starts_picture(&src, 410)); /* a pass starts a picture */
+  /* a picture's later packets do not start one */
+  int later = 0;
+  for (uint64_t i = 1; i < 410; i++) later += !sfu_source_starts_picture(&src, i);
+  assert_int_equal(later, 410 - 300); /* 300 pictures */
+  sfu_source_free(&src);
+  /* no keyframes in audio */
+  assert_int_equal(sfu_source_load(&src, pcap_path("gst-opus-tone-stereo.pcap"), &sel,
+                                   SFU_TIMING_AUTO, err, sizeof(err)), 0);
+  assert_int_equal(sfu_source_mark_keyframes(&src), 0);
+  assert_int_equal(sfu_source_next_keyframe(&src, 0, 1), UINT64_MAX);
+  sfu_source_free(&src);
+}
+
+/* Every video capture starts with a keyframe: a replay from its first
+ * packet is decodable, and a keyframe request before it is moot. */
+static void video_captures_start_with_a_keyframe(void **state) {
+  static const char *const files[] = {"membrane-input_vp8.pcap", "str0m-vp8.pcap",
+                                      "str0m-vp9.pcap", "str0m-h264.pcap", "str0m-av1.pcap"};
+  sfu_src_sel_t sel = {-1, -1, -1};
+  char err[256];
+  for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+    sfu_source_t src;
+    assert_int_equal(sfu_source_load(&src, pcap_path(files[i]), &sel, SFU_TIMING_AUTO, err,
+                                     sizeof(err)), 0);
+    int n = sfu_source_mark_keyframes(&src);
+    if (n < 1 || !src.pkts[0].key) fail_msg("%s: %d keyframes, first packet %s", files[i], n,
+                                            src.pkts[0].key ? "one" : "not one");
+    sfu_source_free(&src);
+  }
+}
+
+/* A move's new leg judged for a decoder of its own: a keyframe before
+ * the first picture played, nothing missing since: decodable at once. */
+static void video_resumes_at_once_after_an_earlier_keyframe(void **state) {
+  sfu_vresume_t v;
+  sfu_vresume_start(&v);
+  sfu_vresume_packet(&v, 100, 0, 1, 0, 1000); /* a delta picture first: nothing yet */
+  sfu_vresume_packet(&v, 101, 1, 1, 0, 2000); /* the keyframe, two packets */
+  sfu_vresume_packet(&v, 102, 0, 0, 0, 2100);
+  sfu_vresume_packet(&v, 103, 0, 1, 0, 3000);
+  assert_int_equal(v.key_us, 2000);
+  assert_int_equal(v.resume_us, 0); /* nothing played yet */
+  sfu_vresume_switch(&v, 5000);
+  sfu_vresume_packet(&v, 104, 0, 1, 0, 5100); /* played from the old leg already */
+  sfu_vresume_packet(&v, 105, 0, 0, 1, 5200); /* played, but within a picture */
+  sfu_vresume_packet(&v, 106, 0, 1, 1, 5300);
+  assert_int_equal(v.first_us, 5300);
+  assert_true(v.keyed);
+  assert_int_equal(v.resume_us, 5300);
+  /* a late packet of the chain fills its hole */
+  sfu_vresume_start(&v);
+  sfu_vresume_packet(&v, 7, 1, 1, 0, 1000);
+  sfu_vresume_packet(&v, 9, 0, 1, 0, 1100);
+  sfu_vresume_packet(&v, 8, 0, 0, 0, 1150);
+  sfu_vresume_switch(&v, 2000);
+  sfu_vresume_packet(&v, 10, 0, 1, 1, 2050);
+  assert_true(v.keyed);
+  assert_int_equal(v.resume_us, 2050);
+}
+
+/* A keyframe that comes after the switch, or a chain broken by a packet
+ * that never came: the played video waits for the next keyframe. */
+static void video_waits_for_a_keyframe_after_the_switch(void **state) {
+  sfu_vresume_t v;
+  sfu_vresume_start(&v);
+  sfu_vresume_packet(&v, 65534, 0, 1, 0, 1000); /* numbers wrap below */
+  sfu_vresume_switch(&v, 2000);
+  sfu_vresume_packet(&v, 65535, 0, 1, 1, 2100);
+  assert_int_equal(v.first_us, 2100);
+  assert_false(v.keyed);
+  assert_int_equal(v.resume_us, 0);
+  sfu_vresume_packet(&v, 0, 1, 1, 1, 2300);
+  assert_int_equal(v.key_us, 2300);
+  assert_int_equal(v.resume_us, 2300);
+  assert_false(v.keyed);
+  /* a keyframe before the switch, then a packet lost: not whole */
+  sfu_vresume_start(&v);
+  sfu_vresume_packet(&v, 10, 1, 1, 0, 1000);
+  sfu_vresume_packet(&v, 12, 0, 1, 0, 1100); /* 11 never comes */
+  sfu_vresume_switch(&v, 2000);
+  sfu_vresume_packet(&v, 13, 0, 1, 1, 2100);
+  assert_false(v.keyed);
+  assert_int_equal(v.resume_us, 0);
+  sfu_vresume_packet(&v, 14, 1, 1, 0, 2200); /* a keyframe the old leg played: whole again */
+  sfu_vresume_packet(&v, 15, 0, 1, 1, 2300);
+  assert_int_equal(v.key_us, 1000);
+  assert_int_equal(v.resume_us, 2300);
+  assert_false(v.keyed);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(all_arrive_with_an_offset),
@@ -318,6 +439,10 @@ int main(void) {
       cmocka_unit_test(histogram_quantiles),
       cmocka_unit_test(wav_files),
       cmocka_unit_test(wav_source_packets),
+      cmocka_unit_test(capture_keyframes),
+      cmocka_unit_test(video_captures_start_with_a_keyframe),
+      cmocka_unit_test(video_resumes_at_once_after_an_earlier_keyframe),
+      cmocka_unit_test(video_waits_for_a_keyframe_after_the_switch),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -83,9 +83,12 @@ class ReplayTest(unittest.TestCase):
         self.assertEqual(len(s["streams"]), 1)
         st = s["streams"][0]
         self.assertEqual(st["codec"], codec)
-        self.assertEqual(st["sent"], packets)
+        # every packet of the capture sent, but those a keyframe request
+        # skipped (the room asks for one when a packet never comes: a
+        # capture with gaps in its sequence numbers)
+        self.assertEqual(st["sent"] + st.get("keyframe_skipped", 0), packets)
         self.assertEqual(st["receivers"], 2)
-        self.assertEqual(st["received"], 2 * packets)
+        self.assertEqual(st["received"], 2 * st["sent"])
         for k in ("lost", "missed_at_start", "duplicated", "corrupt"):
             self.assertEqual(st[k], 0, k)
         for c in s["clients"]:
@@ -118,7 +121,7 @@ class ReplayTest(unittest.TestCase):
                 self.assert_intact(s, codec, packets)
                 print("%-28s %s %4d packets -> 2 receivers intact, latency p50 %d us p99 %d us"
                       % (name, codec, packets, s["latency_us"]["p50"], s["latency_us"]["p99"]))
-                self.assert_intact(s2, codec, packets)
+                self.assert_intact(s2, codec, s["streams"][0]["sent"])  # what arrived
 
     def first_pt(self, path):
         out = subprocess.run([ARGS.replay, "--list", path], capture_output=True, text=True,

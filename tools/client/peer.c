@@ -114,6 +114,7 @@
 #include "sfu/base/log.h"
 #include "sfu/base/sfu.h"
 #include "sfu/base/vec.h"
+#include "sfu/media/rtcp.h"
 #include "signaling/sdp.h"
 #include "tools/client/peer.h"
 #include "tools/client/subs.h"
@@ -596,7 +597,11 @@ static void tp_rtp(void *arg, uint8_t *buf, size_t len) {
   sfu_peer_t *p = L->p;
   if (L->dead || p->dead || len < 12) return;
   if (L != p->cur) {
-    if (L == p->next) p->stats.rtp_standby++;
+    if (L != p->next) return;
+    p->stats.rtp_standby++;
+    const sfu_subs_line_t *l = sfu_subs_line_by_ssrc(&L->lines, sfu_rd32(buf + 8));
+    if (l && l->sub >= 0 && p->cb.standby_rtp)
+      p->cb.standby_rtp(p->cb.arg, sfu_subs_get(&p->subs, l->sub), buf, len);
     return;
   }
   const sfu_subs_line_t *l = sfu_subs_line_by_ssrc(&L->lines, sfu_rd32(buf + 8));
@@ -616,7 +621,35 @@ static void tp_rtp(void *arg, uint8_t *buf, size_t len) {
   if (p->cb.rtp) p->cb.rtp(p->cb.arg, sfu_subs_get(&p->subs, l->sub), buf, len);
 }
 
-static void tp_rtcp(void *arg, uint8_t *buf, size_t len) { (void)arg, (void)buf, (void)len; }
+/* RTCP from a node: keyframe requests (PLI, FIR) for a track we send go
+ * to the owner; the rest (reports, NACKs, REMB) is not acted on. */
+static void tp_rtcp(void *arg, uint8_t *buf, size_t len) {
+  leg_t *L = arg;
+  sfu_peer_t *p = L->p;
+  sfu_rtcp_iter_t it;
+  sfu_rtcp_hdr_t h;
+  uint32_t sender, media, ssrcs[4];
+  uint8_t seqnrs[4];
+  if (!live(L) || p->dead) return;
+  sfu_rtcp_iter_init(&it, buf, len);
+  while (sfu_rtcp_next(&it, &h) == 1) {
+    sfu_rtcp_fb_kind_t kind = sfu_rtcp_fb_kind(&h);
+    if (kind == SFU_RTCP_FB_PLI) {
+      if (sfu_rtcp_parse_pli(&h, &sender, &media) != 0) continue;
+    } else if (kind == SFU_RTCP_FB_FIR) {
+      if (sfu_rtcp_parse_fir(&h, ssrcs, seqnrs, 4) <= 0) continue;
+      media = ssrcs[0];
+    } else {
+      continue;
+    }
+    for (int i = 0; i < p->o.npubs; i++) {
+      if (p->o.pubs[i].ssrc != media) continue;
+      p->stats.keyframe_requests++;
+      if (p->cb.keyframe_request) p->cb.keyframe_request(p->cb.arg, media);
+      if (p->dead) return;
+    }
+  }
+}
 
 /* `connected` once: the first time the leg that plays has media. */
 static void announce_up(sfu_peer_t *p) {

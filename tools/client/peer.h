@@ -35,7 +35,8 @@
  * and after, and the `migration` callback says when the played leg changed.
  *
  * What a peer sends and how it checks what arrives is up to its owner
- * (tools/replay/): the peer only moves packets. Received RTP is handed up
+ * (tools/replay/): the peer only moves packets, and tells the owner the
+ * keyframe requests (PLI, FIR) that come for a track it sends. Received RTP is handed up
  * decrypted, with the subscription (the server's m-line) it belongs to.
  */
 #ifndef SFU_CLIENT_PEER_H
@@ -104,6 +105,14 @@ typedef struct sfu_peer_cb_s {
    * every packet handed up after this call came from it; `detail` NULL)
    * or SFU_PEER_MIGRATE_ABORTED (the move failed; `detail` says why). */
   void (*migration)(void *arg, int event, const char *detail);
+  /* Decrypted RTP of a subscription arriving on a move's new leg before
+   * that leg plays (may be NULL): not played, only shown, for an owner
+   * that watches what the new connection already carries (a keyframe). */
+  void (*standby_rtp)(void *arg, sfu_peer_sub_t *sub, const uint8_t *buf, size_t len);
+  /* A node asked for a keyframe of the track we send with `ssrc` (PLI or
+   * FIR, on any leg but a retiring one; may be NULL): a publisher answers
+   * with a keyframe soon, as an encoder does. */
+  void (*keyframe_request)(void *arg, uint32_t ssrc);
 } sfu_peer_cb_t;
 
 enum { SFU_PEER_MIGRATING = 1, SFU_PEER_MIGRATED, SFU_PEER_MIGRATE_ABORTED };
@@ -145,6 +154,7 @@ typedef struct sfu_peer_stats_s {
                                 none played yet */
   uint64_t rtp_standby;      /* RTP that arrived on a move's new leg before it
                                 played (not handed up) */
+  uint64_t keyframe_requests; /* PLIs and FIRs for a track we send, any leg */
   uint64_t rejoins;          /* joins again after 4016 (the relay serving it ended) */
 } sfu_peer_stats_t;
 

@@ -21,8 +21,18 @@
  * of it, the longest pause between played packets of any one audio
  * publisher, and the packets sent that were never played (audio: frames
  * lost; video apart). The verifier plays a packet that both legs delivered
- * once (verify.h). Measured once the window is over (and the late packets
- * in), or at the summary.
+ * once (verify.h). For each video publisher: when the new leg delivered
+ * its first keyframe, and whether a decoder of the new leg could show the
+ * first picture played from it or had to wait for a keyframe (and how
+ * long: sfu_vresume_t). Measured once the window is over (and the late
+ * packets in), or at the summary.
+ *
+ * A video publisher asked for a keyframe (a PLI or FIR from a room: a new
+ * subscriber there, as at a move's new node) answers as an encoder does:
+ * at its next picture, with a keyframe -- the capture's next one, skipped
+ * ahead to, its numbering and pacing carried on from where it was. A
+ * request that comes within KEY_SERVED_US of a keyframe sent crossed it
+ * (the room asked before it arrived there): that keyframe serves it.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -42,6 +52,8 @@
 #include <uv.h>
 
 #include "codecs/opus.h"
+#include "codecs/video.h"
+#include "sfu/base/bytes.h"
 #include "tools/client/gloop.h"
 #include "sfu/base/log.h"
 #include "sfu/media/rtp.h"
@@ -64,6 +76,7 @@
 #define MAX_MOVES 8          /* moves measured per participant */
 #define MOVE_WINDOW_US 2000000ULL /* either side of a switch */
 #define MOVE_LATE_US 500000ULL    /* packets of the window still arriving after it */
+#define KEY_SERVED_US 200000ULL   /* a keyframe sent serves the requests this soon after */
 
 typedef struct rp_room_s rp_room_t;
 typedef struct rp_part_s rp_part_t;
@@ -83,6 +96,13 @@ typedef struct rp_pub_s {   /* a track a participant publishes */
   SFU_VEC(uint64_t) sec_n;  /* sec_n[k]: packets it had sent when second k
                                of sending began (the summary's "intervals") */
   int done;                 /* source exhausted */
+  int key_asked;            /* a keyframe is due at the next picture */
+  uint64_t key_sent_us;     /* the last keyframe sent (its first packet); 0: none */
+  uint64_t key_requests;    /* keyframe requests (PLI, FIR) received */
+  uint64_t key_skips;       /* answered by skipping ahead to a keyframe ... */
+  uint64_t key_skipped;     /* ... over this many packets, never sent */
+  uint16_t seq_shift;       /* added to the source's sequence numbers ... */
+  uint32_t ts_shift;        /* ... and timestamps: carried on over the skips */
 } rp_pub_t;
 
 #define MAX_INTERVALS 86400 /* seconds of sending the summary splits: a day */
@@ -93,6 +113,8 @@ typedef struct rp_sub_s {   /* a receiver's view of one pub */
   sfu_rxcheck_t chk;
   sfu_opus_meter_t *meter;  /* --decode */
   sfu_playlog_t *plays;     /* audio: when packets were played (a move's gap) */
+  sfu_video_parse_fn parse; /* video: its codec's parser (keyframes) */
+  sfu_vresume_t vr;         /* video: the current move's new leg */
   double level_sum;
   uint64_t level_n;
   int self;                 /* our own track came back: must never happen */
@@ -107,6 +129,13 @@ typedef struct rp_move_s { /* a switch of a receiver's played leg */
   uint64_t video_lost;      /* video packets the same */
   uint64_t dup_before;      /* leg duplicates at the switch ... */
   uint64_t duplicates;      /* ... and in the window */
+  int video;                /* video subscriptions judged (sfu_vresume_t) */
+  int video_done;           /* they were (at the window's end, or the next move) */
+  int video_nokey;          /* of them: no keyframe from the new leg in the window */
+  int64_t video_key_us;     /* the latest first keyframe of the new leg, from the switch */
+  int video_noresume;       /* no picture played decodable in the window */
+  int64_t video_resume_us;  /* the latest first decodable picture played, from the switch */
+  int video_keyed;          /* decodable from the first picture played */
 } rp_move_t;
 
 struct rp_part_s {
@@ -326,6 +355,7 @@ static void on_subscription(void *arg, sfu_peer_sub_t *s) {
   }
   if (R.decode && strcasecmp(s->codec, "opus") == 0) sfu_opus_meter_create(&rs->meter);
   if (rs->pub && strcmp(s->kind, "audio") == 0) rs->plays = calloc(1, sizeof(*rs->plays));
+  if (rs->pub && strcmp(s->kind, "video") == 0) rs->parse = sfu_video_parser(s->codec);
   p->subs.items[p->subs.n++] = rs; /* reserved above */
   s->user = rs;
 }
@@ -344,6 +374,37 @@ static void record(rp_part_t *p, rp_sub_t *rs, const uint8_t *buf, size_t len) {
   sfu_cap_writer_put(R.rec, wall, src_ip, sport, dst_ip, dport, buf, len);
 }
 
+/* A video packet of a move's new leg (see sfu_vresume_t). */
+static void new_leg_video(rp_sub_t *rs, const sfu_rtp_t *r, int played, uint64_t t) {
+  sfu_video_info_t vi;
+  int ok = rs->parse(r->data + r->payload_off, r->payload_len, &vi) == 0;
+  int begins = ok && vi.begins_frame && vi.sid <= 0;
+  sfu_vresume_packet(&rs->vr, r->seq, begins && vi.keyframe, begins, played, t);
+}
+
+/* RTP of a move's new leg before it plays: its video's keyframes count. */
+static void on_standby_rtp(void *arg, sfu_peer_sub_t *s, const uint8_t *buf, size_t len) {
+  rp_sub_t *rs = s->user;
+  sfu_rtp_t r;
+  (void)arg;
+  if (!rs || !rs->parse || rs->vr.switch_us || sfu_rtp_parse(buf, len, &r) != 0) return;
+  new_leg_video(rs, &r, 0, now_us());
+}
+
+/* A room asks one of our video tracks for a keyframe: served at its next
+ * picture (send_due()), unless one just went. Before the first packet it
+ * is moot: the capture's first picture goes first whatever it is (every
+ * capture of tests/data/pcaps starts with a keyframe). */
+static void on_keyframe_request(void *arg, uint32_t ssrc) {
+  rp_part_t *p = arg;
+  for (int k = 0; k < p->npubs; k++) {
+    rp_pub_t *pub = &p->pubs[k];
+    if (pub->ssrc != ssrc || strcmp(pub->kind, "video") != 0) continue;
+    pub->key_requests++;
+    if (pub->log.sent && now_us() - pub->key_sent_us >= KEY_SERVED_US) pub->key_asked = 1;
+  }
+}
+
 static void on_rtp(void *arg, sfu_peer_sub_t *s, uint8_t *buf, size_t len) {
   rp_part_t *p = arg;
   rp_sub_t *rs = s->user;
@@ -358,6 +419,8 @@ static void on_rtp(void *arg, sfu_peer_sub_t *s, uint8_t *buf, size_t len) {
     uint64_t before = rs->chk.matched;
     sfu_rxcheck_packet(&rs->chk, &r, t);
     if (rs->plays && rs->chk.matched != before) sfu_playlog_put(rs->plays, t);
+    if (rs->parse && rs->vr.switch_us && !rs->vr.resume_us) /* the new leg, played */
+      new_leg_video(rs, &r, rs->chk.matched != before, t);
   } else {
     p->unknown_rx++;
   }
@@ -409,18 +472,46 @@ static uint64_t leg_duplicates(const rp_part_t *p) {
   return n;
 }
 
+/* The video of a move (its switch at m->at_us) up to to_us, over the
+ * subscriptions to a video publisher: the latest of each figure. */
+static void judge_video(rp_part_t *p, rp_move_t *m, uint64_t to_us) {
+  if (m->video_done) return;
+  m->video_done = 1;
+  m->video_keyed = 1;
+  for (int i = 0; i < p->subs.n; i++) {
+    const rp_sub_t *s = p->subs.items[i];
+    const sfu_vresume_t *v = &s->vr;
+    if (!s->parse || s->self || v->switch_us != m->at_us) continue;
+    int64_t key = (int64_t)v->key_us - (int64_t)m->at_us;
+    int64_t resume = (int64_t)v->resume_us - (int64_t)m->at_us;
+    if (!m->video++ || key > m->video_key_us) m->video_key_us = key;
+    if (m->video == 1 || resume > m->video_resume_us) m->video_resume_us = resume;
+    if (!v->key_us || v->key_us > to_us) m->video_nokey++;
+    if (!v->resume_us || v->resume_us > to_us) m->video_noresume++;
+    m->video_keyed &= v->keyed && v->resume_us && v->resume_us <= to_us;
+  }
+}
+
 /* The room moved: SFU_PEER_MIGRATED is the switch of the played leg. */
 static void on_migration(void *arg, int event, const char *detail) {
   rp_part_t *p = arg;
+  uint64_t t = now_us();
   if (event == SFU_PEER_MIGRATE_ABORTED)
     fprintf(stderr, "sfu-replay: %s: move aborted at %.1f s: %s\n", p->identity, run_s(),
             detail ? detail : "");
+  if (event == SFU_PEER_MIGRATING) { /* the last move's video is judged before it is reset */
+    if (p->nmoves) judge_video(p, &p->moves[p->nmoves - 1], t);
+    for (int i = 0; i < p->subs.n; i++) sfu_vresume_start(&p->subs.items[i]->vr);
+  }
   if (event != SFU_PEER_MIGRATED) return;
-  for (int i = 0; i < p->subs.n; i++) sfu_rxcheck_switch(&p->subs.items[i]->chk);
+  for (int i = 0; i < p->subs.n; i++) {
+    sfu_rxcheck_switch(&p->subs.items[i]->chk);
+    sfu_vresume_switch(&p->subs.items[i]->vr, t);
+  }
   if (p->nmoves == MAX_MOVES) return;
   rp_move_t *m = &p->moves[p->nmoves++];
   memset(m, 0, sizeof(*m));
-  m->at_us = now_us();
+  m->at_us = t;
   m->dup_before = leg_duplicates(p);
 }
 
@@ -445,6 +536,7 @@ static void measure_move(rp_part_t *p, rp_move_t *m, uint64_t to_us) {
     }
   }
   m->duplicates = leg_duplicates(p) - m->dup_before;
+  judge_video(p, m, to_us);
   m->measured = 1;
 }
 
@@ -491,7 +583,8 @@ static void start_part(rp_part_t *p) {
   }
   o.npubs = p->npubs;
   sfu_peer_cb_t cb = {p,      on_joined,  on_connected, on_subscription,
-                      on_rtp, on_message, on_closed,    on_migration};
+                      on_rtp, on_message, on_closed,    on_migration,
+                      on_standby_rtp, on_keyframe_request};
   p->started_us = now_us();
   int rv = sfu_peer_create(&p->peer, R.loop, R.gloop.ctx, R.cert, &o, &cb);
   free(token);
@@ -536,14 +629,41 @@ static void send_due(rp_pub_t *pub, uint64_t t) {
       return;
     }
     if ((double)at > elapsed) return;
+    if (pub->key_asked && sfu_source_starts_picture(pub->src, pub->next)) {
+      pub->key_asked = 0;
+      uint64_t j = sfu_source_next_keyframe(pub->src, pub->next, R.loops), at_j = 0;
+      if (j != pub->next && j != UINT64_MAX) { /* skip ahead to it, numbered on */
+        uint16_t seq = sfu_rd16(buf + 2);
+        uint32_t ts = sfu_rd32(buf + 4);
+        n = sfu_source_packet(pub->src, j, R.loops, pub->ssrc, 0, buf,
+                              sizeof(buf) - SFU_SRTP_TRAILER, &at_j);
+        if (n <= 0) {
+          pub->done = 1;
+          return;
+        }
+        pub->seq_shift = (uint16_t)(pub->seq_shift + seq - sfu_rd16(buf + 2));
+        pub->ts_shift += ts - sfu_rd32(buf + 4);
+        pub->start_us -= (uint64_t)((double)(at_j - at) / R.speed); /* due now */
+        elapsed += (double)(at_j - at);
+        pub->key_skips++;
+        pub->key_skipped += j - pub->next;
+        pub->next = j;
+      }
+    }
+    int key = pub->src->npkts && pub->src->pkts[pub->next % pub->src->npkts].key;
     pub->next++;
     if (p->muted) {
       pub->muted_skip++;
       continue;
     }
+    if (pub->seq_shift || pub->ts_shift) {
+      sfu_wr16(buf + 2, (uint16_t)(sfu_rd16(buf + 2) + pub->seq_shift));
+      sfu_wr32(buf + 4, sfu_rd32(buf + 4) + pub->ts_shift);
+    }
     sfu_rtp_t r;
     if (sfu_rtp_parse(buf, (size_t)n, &r) != 0) continue;
     pub->last_send_us = now_us();
+    if (key) pub->key_sent_us = pub->last_send_us;
     while (R.send_start_us && pub->sec_n.n < MAX_INTERVALS &&
            pub->last_send_us >= R.send_start_us + (uint64_t)pub->sec_n.n * 1000000)
       if (sfu_vec_push(&pub->sec_n, pub->log.sent) != 0) break;
@@ -720,6 +840,11 @@ static json_t *pub_json(rp_pub_t *pub, uint64_t *t_recv, uint64_t *t_lost, uint6
       "send_errors", (json_int_t)pub->send_errors, "latency_us", hist_json(&pub->lat),
       "jitter_ms_max", jitter_max);
   json_object_set_new(j, "leg_duplicates", json_integer((json_int_t)legdup));
+  if (strcmp(pub->kind, "video") == 0) {
+    json_object_set_new(j, "keyframe_requests", json_integer((json_int_t)pub->key_requests));
+    json_object_set_new(j, "keyframe_skips", json_integer((json_int_t)pub->key_skips));
+    json_object_set_new(j, "keyframe_skipped", json_integer((json_int_t)pub->key_skipped));
+  }
   if (json_array_size(heard))
     json_object_set_new(j, "levels", heard);
   else
@@ -774,17 +899,36 @@ static json_t *moves_json(uint64_t *moves, uint64_t *aborted, uint64_t *gap_max,
       double at_s = (double)((int64_t)m->at_us - (int64_t)R.t0_us) / 1e6; /* < 0: before sending */
       if (m->gap_us / 1000 > *gap_max) *gap_max = m->gap_us / 1000;
       *frames_lost += m->frames_lost;
+      char video[160] = "";
+      if (m->video) {
+        char key[32] = "none", resume[48] = "never";
+        if (!m->video_nokey)
+          snprintf(key, sizeof(key), "%+.0f ms", (double)m->video_key_us / 1000.0);
+        if (!m->video_noresume)
+          snprintf(resume, sizeof(resume), "%+.0f ms (%s)", (double)m->video_resume_us / 1000.0,
+                   m->video_keyed ? "at once" : "at a keyframe");
+        snprintf(video, sizeof(video), "; video: new leg's first keyframe %s from the switch, "
+                 "decodable from %s", key, resume);
+      }
       fprintf(stderr, "sfu-replay: %s: migrated at %.2f s: audio gap %.1f ms (ending %+.0f ms "
               "from the switch), %llu frames lost, %llu video packets lost, %llu played on both "
-              "legs\n", p->identity, at_s, (double)m->gap_us / 1000.0,
+              "legs%s\n", p->identity, at_s, (double)m->gap_us / 1000.0,
               (double)m->gap_end_us / 1000.0, (unsigned long long)m->frames_lost,
-              (unsigned long long)m->video_lost, (unsigned long long)m->duplicates);
-      json_array_append_new(
-          list, json_pack("{s:s, s:f, s:f, s:f, s:I, s:I, s:I}", "receiver", p->identity, "at_s",
-                          at_s, "gap_ms", (double)m->gap_us / 1000.0, "gap_end_ms",
-                          (double)m->gap_end_us / 1000.0, "frames_lost",
-                          (json_int_t)m->frames_lost, "video_packets_lost",
-                          (json_int_t)m->video_lost, "leg_duplicates", (json_int_t)m->duplicates));
+              (unsigned long long)m->video_lost, (unsigned long long)m->duplicates, video);
+      json_t *e = json_pack("{s:s, s:f, s:f, s:f, s:I, s:I, s:I}", "receiver", p->identity, "at_s",
+                            at_s, "gap_ms", (double)m->gap_us / 1000.0, "gap_end_ms",
+                            (double)m->gap_end_us / 1000.0, "frames_lost",
+                            (json_int_t)m->frames_lost, "video_packets_lost",
+                            (json_int_t)m->video_lost, "leg_duplicates", (json_int_t)m->duplicates);
+      json_object_set_new(e, "video_tracks", json_integer(m->video));
+      json_object_set_new(e, "video_keyframe_ms", m->video && !m->video_nokey
+                                                      ? json_real((double)m->video_key_us / 1000.0)
+                                                      : json_null());
+      json_object_set_new(e, "video_resume_ms",
+                          m->video && !m->video_noresume
+                              ? json_real((double)m->video_resume_us / 1000.0) : json_null());
+      json_object_set_new(e, "video_keyed", m->video ? json_boolean(m->video_keyed) : json_null());
+      json_array_append_new(list, e);
     }
   }
   return list;
@@ -969,6 +1113,7 @@ static sfu_source_t *load_spec(rp_srcspec_t *sp) {
     die("%s: payload type %d: unknown codec; say which with --codec %d=NAME", sp->capture,
         sp->loaded->pt, sp->loaded->pt);
   }
+  sfu_source_mark_keyframes(sp->loaded); /* where a keyframe request skips to */
   return sp->loaded;
 }
 

@@ -11,6 +11,7 @@
 #include <opus.h>
 
 #include "codecs/opus.h"
+#include "codecs/video.h"
 #include "sfu/base/bytes.h"
 #include "sfu/media/rtp.h"
 #include "sfu/base/sfu.h"
@@ -347,6 +348,34 @@ int sfu_source_packet(sfu_source_t *s, uint64_t i, int loops, uint32_t ssrc, int
   memcpy(out + h, s->bytes + e->off, e->len);
   *at_us = pass * s->pass_us + e->at_us;
   return (int)(h + e->len);
+}
+
+int sfu_source_mark_keyframes(sfu_source_t *s) {
+  sfu_video_parse_fn parse = s->pcm || s->enc ? NULL : sfu_video_parser(s->codec);
+  sfu_video_info_t vi;
+  int n = 0;
+  for (size_t k = 0; k < s->npkts; k++) {
+    sfu_src_pkt_t *e = &s->pkts[k];
+    e->key = parse && sfu_source_starts_picture(s, k) &&
+             parse(s->bytes + e->off, e->len, &vi) == 0 && vi.keyframe && vi.begins_frame;
+    n += e->key;
+  }
+  return n;
+}
+
+int sfu_source_starts_picture(const sfu_source_t *s, uint64_t i) {
+  if (s->pcm || s->enc || s->npkts == 0) return 0;
+  size_t k = (size_t)(i % s->npkts);
+  return k == 0 || s->pkts[k].ts != s->pkts[k - 1].ts;
+}
+
+uint64_t sfu_source_next_keyframe(const sfu_source_t *s, uint64_t i, int loops) {
+  uint64_t end = (uint64_t)s->npkts * (uint64_t)(loops > 0 ? loops : 1);
+  if (s->pcm || s->enc || s->npkts == 0) return UINT64_MAX;
+  /* at most one pass from i: every packet of the capture is looked at once */
+  for (uint64_t x = i; x < end && x < i + s->npkts; x++)
+    if (s->pkts[x % s->npkts].key) return x;
+  return UINT64_MAX;
 }
 
 void sfu_source_free(sfu_source_t *s) {

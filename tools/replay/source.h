@@ -9,6 +9,12 @@
  * header extensions, CSRCs and padding are not replayed (the SFU would not
  * forward them either).
  *
+ * A capture's video can be started again at any of its keyframes: a
+ * publisher asked for a keyframe (PLI, FIR) skips ahead to the next one,
+ * as an encoder asked for one makes it (tools/replay/replay.c). The
+ * source says where they are (sfu_source_mark_keyframes(),
+ * sfu_source_next_keyframe()); numbering across the skip is the caller's.
+ *
  * Timing: by capture time, or by RTP timestamp when capture times are
  * synthetic (SFU_TIMING_AUTO decides: the two disagree by more than half,
  * or capture times do not advance). Looping continues sequence numbers and
@@ -30,6 +36,8 @@ typedef struct sfu_src_pkt_s {
   uint32_t ts;
   uint8_t marker;
   uint8_t level;        /* Opus: RFC 6464 level (0..127 -dBov), measured at load */
+  uint8_t key;          /* video: a keyframe's picture starts here (a decoder can
+                           start); set by sfu_source_mark_keyframes() */
 } sfu_src_pkt_t;
 
 typedef struct sfu_src_sel_s {
@@ -90,6 +98,20 @@ int sfu_source_tone(sfu_source_t *s, double freq, char *err, size_t errlen);
 int sfu_source_packet(sfu_source_t *s, uint64_t i, int loops, uint32_t ssrc, int level_ext,
                       uint8_t *out, size_t cap, uint64_t *at_us);
 void sfu_source_free(sfu_source_t *s);
+
+/* Marks the packets of a capture where a keyframe's picture starts: the
+ * first packet of a picture (see sfu_source_starts_picture()) that the
+ * keyframe rule of s->codec accepts (codecs/video.h). Call once the codec
+ * is known. Returns how many; 0 for audio, an unknown codec, a tone or a
+ * WAV file. */
+int sfu_source_mark_keyframes(sfu_source_t *s);
+/* Capture packet i (counting across loops) is the first of a picture: the
+ * first of the capture, or its timestamp differs from the packet's before.
+ * 0 for a tone or a WAV file. */
+int sfu_source_starts_picture(const sfu_source_t *s, uint64_t i);
+/* The first packet at or after i (across `loops` passes) marked as a
+ * keyframe's start; UINT64_MAX when there is none before the end. */
+uint64_t sfu_source_next_keyframe(const sfu_source_t *s, uint64_t i, int loops);
 
 /* Encoding name and clock for a payload type without other information:
  * the numbers browsers and GStreamer use (111 opus, 96 VP8, 98 VP9,

@@ -181,6 +181,33 @@ uint64_t sfu_playlog_gap(const sfu_playlog_t *l, uint64_t from_us, uint64_t to_u
   return gap;
 }
 
+void sfu_vresume_start(sfu_vresume_t *v) { memset(v, 0, sizeof(*v)); }
+
+void sfu_vresume_switch(sfu_vresume_t *v, uint64_t now_us) { v->switch_us = now_us; }
+
+void sfu_vresume_packet(sfu_vresume_t *v, uint16_t seq, int keyframe, int begins, int played,
+                        uint64_t now_us) {
+  uint64_t ext = sfu_seq_unwrap(&v->unwrap, seq);
+  if (keyframe) { /* a decoder starts again here, whatever came before */
+    if (!v->key_us) v->key_us = now_us;
+    v->chain = 1;
+    v->max_ext = ext;
+    v->holes = 0;
+  } else if (v->chain && ext > v->max_ext) {
+    v->holes += ext - v->max_ext - 1;
+    v->max_ext = ext;
+  } else if (v->chain && v->holes) { /* a late one */
+    v->holes--;
+  }
+  if (!v->switch_us || !played || !begins) return;
+  int whole = v->chain && v->holes == 0;
+  if (!v->first_us) {
+    v->first_us = now_us;
+    v->keyed = whole;
+  }
+  if (!v->resume_us && whole) v->resume_us = now_us;
+}
+
 void sfu_hist_add(sfu_hist_t *h, uint64_t us) {
   if (us < 10 * SFU_HIST_FINE)
     h->fine[us / 10]++;

@@ -30,6 +30,11 @@
  *   - What a switch cost: the packets sent within a time window that never
  *     arrived (sfu_rxcheck_missing()), and the longest pause between
  *     packets played (sfu_playlog_t: the play times of one stream).
+ *   - For video, whether the switch needs a keyframe wait (sfu_vresume_t):
+ *     a decoder of the new connection (a browser's, which decodes it from
+ *     its first keyframe even before it is shown) can show the video
+ *     played from it at once if that connection delivered a keyframe
+ *     before the first picture played from it, and nothing since.
  *
  * Latency goes into a histogram of 10 µs buckets up to 10 ms and 1 ms
  * buckets up to 10 s, so percentiles cost no per-packet memory.
@@ -145,6 +150,37 @@ void sfu_playlog_put(sfu_playlog_t *l, uint64_t now_us);
  * the log holds are not seen. */
 uint64_t sfu_playlog_gap(const sfu_playlog_t *l, uint64_t from_us, uint64_t to_us, int open_end,
                          uint64_t *end_us);
+
+/* One video subscription across one move of its room, as the new leg
+ * (the new node's connection) delivers it: unplayed before the switch,
+ * played after it. Its keyframes and its sequence numbers (the new node
+ * numbers the stream without gaps) tell when a decoder fed by the new leg
+ * alone could show what is played: from the first picture played after
+ * the switch if a keyframe came before it with nothing missing since
+ * (`keyed`), else from the first picture played after such a keyframe.
+ * Owned by the receiver's subscription; zeroed is a move not begun. */
+typedef struct sfu_vresume_s {
+  uint64_t switch_us;       /* the switch (monotonic); 0: not switched */
+  uint64_t key_us;          /* the new leg's first keyframe arrived; 0: none yet */
+  sfu_seq_unwrap_t unwrap;  /* the new leg's sequence numbers */
+  int chain;                /* a keyframe came: its numbers are followed */
+  uint64_t max_ext;         /* highest number since that keyframe */
+  uint64_t holes;           /* numbers missing since it (late ones fill) */
+  uint64_t first_us;        /* the first picture played after the switch; 0: none */
+  int keyed;                /* ... was decodable at once */
+  uint64_t resume_us;       /* the first picture played that was decodable; 0: none */
+} sfu_vresume_t;
+
+/* The move began (`migrate`): the new leg is not heard yet. */
+void sfu_vresume_start(sfu_vresume_t *v);
+/* The played leg switched to the new one at now_us. */
+void sfu_vresume_switch(sfu_vresume_t *v, uint64_t now_us);
+/* A packet of the new leg: its sequence number as it came, whether a
+ * decoder can start at it (`keyframe`, its first packet) and whether it
+ * starts a picture (`begins`), and `played`: after the switch and not a
+ * copy of one the old leg had played. */
+void sfu_vresume_packet(sfu_vresume_t *v, uint16_t seq, int keyframe, int begins, int played,
+                        uint64_t now_us);
 
 void sfu_hist_add(sfu_hist_t *h, uint64_t us);
 /* The q-quantile (0..1) in µs; 0 when empty. */
