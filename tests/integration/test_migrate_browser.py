@@ -35,7 +35,12 @@ decodes remote audio only for a track that something plays, so the sum
 grows only while an <audio> element plays a live track. Printed: the
 longest run of poll intervals in which it did not grow (at a quarter of
 its rate before the move), and the tone missing in all around the move
-(the energy deficit, in ms), with the time the move took.
+(the energy deficit, in ms), with the time the move took. The same poller
+reads the inbound video of each connection (keyFramesDecoded,
+framesDecoded): printed, when the new connection's first keyframe was
+decoded, from the switch (the `migrated` message, or the old socket's
+close 4015 that stands for it, as the test's WebSocket wrapper saw them);
+asserted, that one was decoded and frames kept coming.
 
 Usage: test_migrate_browser.py --sfud PATH --room PATH
 (CHROMIUM=... overrides the browser binary, see chromium.py)
@@ -68,15 +73,23 @@ POLL_MS = 50       # the page's stats poller
 # What must hold however loaded the machine: a move that keeps playing
 # loses well under a second (the printed figure is the measurement).
 MAX_GAP_S = 1.0
+# ... and its video is decodable on the new connection within a few
+# seconds of `migrated` (a keyframe decoded there; the figure is printed).
+MAX_KEY_S = 2.0
 
 # Before the demo page loads: every RTCPeerConnection and WebSocket it
 # makes is recorded in window.__mig (sfu-client.js uses the globals).
 INSTRUMENT_JS = r"""
 (() => {
-  const rec = window.__mig = { pcs: [], sockets: [], samples: [], polling: false };
+  const rec = window.__mig = { pcs: [], sockets: [], samples: [], polling: false,
+                               migratedAt: null, migratedBy: null };
   const RealPC = window.RTCPeerConnection;
   window.RTCPeerConnection = class extends RealPC {
-    constructor(...args) { super(...args); rec.pcs.push({ pc: this, energy: 0, packets: 0 }); }
+    constructor(...args) {
+      super(...args);
+      rec.pcs.push({ pc: this, energy: 0, packets: 0, keyFrames: 0, frames: 0,
+                     polledAt: null, keyAt: null, keyAfter: null });
+    }
   };
   // rec.unreachable = {host, instead}: a host:port this page cannot reach
   // (a socket to it goes to `instead`, a closed port: refused at once)
@@ -87,13 +100,36 @@ INSTRUMENT_JS = r"""
       const u = rec.unreachable;
       super(u && new URL(url).host === u.host ? `ws://${u.instead}/v1/rtc` : url, ...rest);
       rec.sockets.push(this);
+      // the switch: `migrated`, or the old socket's close 4015 that
+      // stands for it (sfu-client.js switches on either), whichever came
+      // first -- noted before the client's own handlers run
+      this.addEventListener('message', (ev) => {
+        if (rec.migratedAt === null && typeof ev.data === 'string' &&
+            ev.data.includes('"migrated"')) {
+          try {
+            if (JSON.parse(ev.data).type === 'migrated') {
+              rec.migratedAt = performance.now();
+              rec.migratedBy = 'migrated';
+            }
+          } catch (err) { /* not ours to judge */ }
+        }
+      });
+      this.addEventListener('close', (ev) => {
+        if (rec.migratedAt === null && ev.code === 4015) {
+          rec.migratedAt = performance.now();
+          rec.migratedBy = 'close 4015';
+        }
+      });
     }
   };
 })();
 """
 
 # In the demo page, once joined: [t, energy, packets] every POLL_MS, summed
-# over every connection (a closed one keeps its last figures).
+# over every connection (a closed one keeps its last figures). Per
+# connection, its inbound video: keyframes and frames decoded, and when a
+# keyframe was first seen decoded (keyAt: the end of the first poll that
+# saw one; keyAfter: the start of the poll before it, which saw none).
 POLL_JS = r"""
 (() => {
   const rec = window.__mig;
@@ -104,15 +140,27 @@ POLL_JS = r"""
     for (const e of rec.pcs) {
       if (e.pc.connectionState !== 'closed') {
         try {
-          let en = 0, pk = 0;
+          let en = 0, pk = 0, kf = 0, fr = 0;
+          const start = performance.now();
           (await e.pc.getStats()).forEach((r) => {
             if (r.type === 'inbound-rtp' && r.kind === 'audio') {
               en += r.totalAudioEnergy || 0;
               pk += r.packetsReceived || 0;
             }
+            if (r.type === 'inbound-rtp' && r.kind === 'video') {
+              kf += r.keyFramesDecoded || 0;
+              fr += r.framesDecoded || 0;
+            }
           });
           e.energy = en;
           e.packets = pk;
+          e.keyFrames = kf;
+          e.frames = fr;
+          if (kf > 0 && e.keyAt === null) {
+            e.keyAt = performance.now();
+            e.keyAfter = e.polledAt;
+          }
+          e.polledAt = start;
         } catch (err) { /* closed meanwhile */ }
       }
       energy += e.energy;
@@ -165,6 +213,16 @@ DEMO_JS = r"""
       sid: a.dataset.sid, paused: a.paused,
       live: !!a.srcObject && a.srcObject.getAudioTracks().some((t) => t.readyState === 'live') })),
   };
+})()
+"""
+
+# The demo page's second connection (the move's) and its inbound video, as
+# the poller last saw it, with when the switch came (`migrated` or 4015).
+NEW_VIDEO_JS = r"""
+(() => {
+  const e = __mig.pcs[1];
+  return { migratedAt: __mig.migratedAt, migratedBy: __mig.migratedBy, keyFrames: e.keyFrames, frames: e.frames,
+           keyAt: e.keyAt, keyAfter: e.keyAfter };
 })()
 """
 
@@ -414,11 +472,19 @@ class MigrateBrowserTest(EtcdFleet, unittest.TestCase):
         self.assertEqual(len(playing), 1, shown)
         # the tile shows the new connection's video track, frames coming
         tile = demo.evaluate(TILE_JS)
+        video = demo.evaluate(NEW_VIDEO_JS)
         time.sleep(1.0)
         tile2 = demo.evaluate(TILE_JS)
+        video2 = demo.evaluate(NEW_VIDEO_JS)
         self.assertTrue(tile2["live"] and not tile2["noVideo"], tile2)
         self.assertEqual(tile2["trackId"], tile["trackId"])   # a=msid: the same track id
         self.assertGreater(tile2["frames"] - tile["frames"], 10, (tile, tile2))
+        # the new connection's video started with a decoded keyframe, and
+        # frames kept being decoded
+        self.assertIsNotNone(video["migratedAt"], video)
+        self.assertGreaterEqual(video["keyFrames"], 1, video)
+        self.assertIsNotNone(video["keyAt"], video)
+        self.assertGreater(video2["frames"] - video["frames"], 10, (video, video2))
         self.assertTrue(demo.evaluate(
             "(() => { const v = document.querySelector('#videos li:not(.local) video');"
             " const t = v.srcObject.getVideoTracks()[0];"
@@ -480,11 +546,20 @@ class MigrateBrowserTest(EtcdFleet, unittest.TestCase):
         print("\nroom moved a -> b: POST .../migrate answered after %.2f s (took_ms %s); "
               "the demo page showed 'moved' %.2f s after the request"
               % (took, answer["body"].get("took_ms"), (t_moved_page - t_page0) / 1000))
+        key_lo = None if video["keyAfter"] is None else video["keyAfter"] - video["migratedAt"]
+        key_hi = video["keyAt"] - video["migratedAt"]
+        print("video in the demo page: the new connection's first keyframe decoded %s%+.0f ms "
+              "from the switch (%s; getStats keyFramesDecoded, polled every ~%d ms; %d "
+              "keyframes, %d frames decoded on it by 2 s after 'moved')"
+              % ("" if key_lo is None else "between %+.0f and " % key_lo, key_hi,
+                 video["migratedBy"], POLL_MS, video["keyFrames"], video["frames"]))
         print("audio in the demo page around the move: longest gap %.0f ms (poll intervals "
               "of ~%d ms in which the tone's energy grew at under a quarter of its steady "
               "%.3f/s), %.0f ms of tone missing in all (energy deficit from the request to 2 s "
               "after 'moved')" % (gap_ms, POLL_MS, steady, lost_ms))
         self.assertLess(gap_ms, MAX_GAP_S * 1000, "audio stopped for %.0f ms" % gap_ms)
+        self.assertLess(key_hi, MAX_KEY_S * 1000, "no keyframe decoded on the new connection "
+                        "for %.0f ms after the switch" % key_hi)
 
         self.assert_clean_consoles()
 
