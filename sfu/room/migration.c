@@ -204,12 +204,14 @@ void sfu_room_apply_pref(sfu_participant_t *p, sfu_downtrack_t *d) {
 }
 
 /* A video p receives whose publisher sends (a packet within the last
- * second) and that has not started here yet: it starts at a keyframe. */
+ * second) and of which no keyframe has been forwarded here yet (a
+ * single-layer stream starts on any picture: forwarder.c; the room asks
+ * the publisher for a keyframe meanwhile). */
 static int video_waiting(const sfu_participant_t *p) {
   uint64_t now = now_ms(p->room);
   for (int i = 0; i < p->down.n; i++) {
     const sfu_downtrack_t *d = p->down.items[i];
-    if (d->kind != SFU_KIND_VIDEO || !d->track || d->paused || d->started) continue;
+    if (d->kind != SFU_KIND_VIDEO || !d->track || d->paused || (d->started && d->keyed)) continue;
     for (int k = 0; k < d->track->nlayers; k++)
       if (d->track->layers[k].last_ms && now - d->track->layers[k].last_ms < 1000) return 1;
   }

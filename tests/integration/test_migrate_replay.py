@@ -226,12 +226,11 @@ class MigrateReplayTest(EtcdFleet, unittest.TestCase):
         # asked the publisher for a keyframe (its new subscribers), the
         # publisher sent one on both connections, and the video played
         # from the new connection became decodable by a decoder of its own
-        # (a keyframe from it, nothing missing since). Whether that was at
-        # once, from the first picture played, is printed, not asserted:
-        # the new node may be ready (and the move committed) once the
-        # video flows to its subscribers, before the keyframe asked for
-        # has come. (Generous bound: the printed figures are the
-        # measurement.)
+        # (a keyframe from it, nothing missing since), at once: the new node
+        # is ready (and the move committed) only once a keyframe of every
+        # video has reached its subscribers there, so the first picture
+        # played from the new connection is decodable. (Generous bound on
+        # the time: the printed figures are the measurement.)
         video = [m for m in s["migration"] if m["video_tracks"]]
         self.assertEqual(sorted(m["receiver"] for m in video),
                          sorted(["tone0", "tone1", "listener"] * 2), s["migration"])
@@ -239,6 +238,7 @@ class MigrateReplayTest(EtcdFleet, unittest.TestCase):
             self.assertIsNotNone(m["video_keyframe_ms"], m)
             self.assertIsNotNone(m["video_resume_ms"], m)
             self.assertLess(m["video_resume_ms"], 2000, m)
+            self.assertTrue(m["video_keyed"], m)
         vp8 = [st_ for st_ in s["streams"] if st_["kind"] == "video"][0]
         print("the VP8 publisher: %d keyframe requests, %d answered by skipping ahead (%d "
               "packets)" % (vp8["keyframe_requests"], vp8["keyframe_skips"],
