@@ -36,6 +36,7 @@
 
 #define HEAP_TRIM_PERIOD_US 1000000 /* trim_heap(): a check a second at most */
 #define HEAP_TRIM_STEP (64 << 10)    /* bytes freed since the last trim */
+#define SFU_MOVE_LINGER_MS 500       /* a room that moved forwards this long after */
 
 static sfu_time_t now(void) {
   sfu_time_t t = {sfu_now_us(), sfu_wall_ms() * 1000};
@@ -284,6 +285,11 @@ static json_t *stats_json(sfu_shell_t *sh, const char *type) {
                              (json_int_t)sh->held_dropped));
 }
 
+static void on_lingered(uv_timer_t *t) {
+  sfu_shell_t *sh = t->data;
+  sfu_shell_close(sh, "migrated", 0);
+}
+
 static void on_ipc_msg(sfu_ipc_t *ipc, json_t *msg) {
   sfu_shell_t *sh = ipc->data;
   const char *type = json_string_value(json_object_get(msg, "type"));
@@ -298,6 +304,15 @@ static void on_ipc_msg(sfu_ipc_t *ipc, json_t *msg) {
     send_ipc(sh, stats_json(sh, "stats"));
   } else if (strcmp(type, "shutdown") == 0) {
     const char *why = json_string_value(json_object_get(msg, "reason"));
+    if (why && strcmp(why, "migrated") == 0 && sh->room.moved) {
+      /* The call runs on another node from the cut, and this room says
+       * nothing more; but its clients play it until `migrated` reaches
+       * them: media goes on a little, so that none is missed at their
+       * switch (docs/internals/migration.md). */
+      if (!uv_is_active((uv_handle_t *)&sh->linger_timer) && !sh->closing)
+        uv_timer_start(&sh->linger_timer, on_lingered, SFU_MOVE_LINGER_MS, 0);
+      return;
+    }
     sfu_shell_close(sh, why ? why : "shutdown", 0);
   } else if (strcmp(type, "capture") == 0) {
     const char *action = json_string_value(json_object_get(msg, "action"));
@@ -519,7 +534,9 @@ int sfu_shell_init(sfu_shell_t *sh, uv_loop_t *loop, const sfu_shell_opts_t *o) 
   uv_timer_init(loop, &sh->empty_timer);
   uv_timer_init(loop, &sh->parent_timer);
   uv_timer_init(loop, &sh->tick_timer);
+  uv_timer_init(loop, &sh->linger_timer);
   sh->empty_timer.data = sh->parent_timer.data = sh->tick_timer.data = sh;
+  sh->linger_timer.data = sh;
   uv_timer_start(&sh->empty_timer, on_empty, (uint64_t)sh->empty_timeout_s * 1000, 0);
   uint64_t check = (uint64_t)sh->parent_timeout_ms / 4 + 1;
   uv_timer_start(&sh->parent_timer, on_parent_check, check, check);
@@ -552,7 +569,8 @@ void sfu_shell_close(sfu_shell_t *sh, const char *reason, int exit_code) {
   sh->ice = NULL;
   sfu_dtls_cert_destroy(sh->cert);
   sh->cert = NULL;
-  sh->pending_closes = 5 + !sh->orphaned;
+  sh->pending_closes = 6 + !sh->orphaned;
+  uv_close((uv_handle_t *)&sh->linger_timer, on_closed);
   uv_close((uv_handle_t *)&sh->empty_timer, on_closed);
   uv_close((uv_handle_t *)&sh->parent_timer, on_closed);
   uv_close((uv_handle_t *)&sh->tick_timer, on_closed);

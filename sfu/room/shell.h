@@ -56,6 +56,7 @@ typedef struct sfu_shell_s {
   uv_timer_t empty_timer;    /* armed while nobody is in */
   uv_timer_t parent_timer;   /* watchdog on sfud's pings */
   uv_timer_t tick_timer;     /* at sfu_room_next_tick() */
+  uv_timer_t linger_timer;   /* closed as "migrated": media goes on a while */
   sfu_ice_t *ice;            /* one agent, a stream per participant; lazy */
   sfu_ice_opts_t ice_opts;   /* for creating it */
   char ice_addresses[256];   /* storage for ice_opts.addresses */

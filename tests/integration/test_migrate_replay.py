@@ -219,9 +219,11 @@ class MigrateReplayTest(EtcdFleet, unittest.TestCase):
         for st_ in s["streams"]:  # what both legs delivered was played once
             self.assertEqual((st_["duplicated"], st_["corrupt"]), (0, 0), st_)
             self.assertEqual(st_["receivers"], 3, st_)
-        for m in s["migration"]:  # generous: a loaded machine
-            self.assertLess(m["gap_ms"], 1500, m)
-            self.assertLess(m["frames_lost"], 30, m)
+        for m in s["migration"]:
+            self.assertLess(m["gap_ms"], 1500, m)  # generous: a loaded machine
+            # both legs carry the call until the switch (the old room
+            # forwards on for a while after the cut): nothing is missed
+            self.assertLessEqual(m["frames_lost"], 1, m)
         # Video at every move, for each of its 3 receivers: the new node
         # asked the publisher for a keyframe (its new subscribers), the
         # publisher sent one on both connections, and the video played
