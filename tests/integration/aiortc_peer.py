@@ -1152,10 +1152,11 @@ class Peer:
         if self._closing:
             return
         self._closing = True
-        for task in self._tasks:           # pinger, a move
+        for task in self._tasks:           # pinger, a move, a leg closing
             task.cancel()
-        if self.moving is not None:
-            await self._drop_leg(self.moving)
+        for leg in [*self.legs[:-1], self.moving]:   # (closing twice is harmless)
+            if leg is not None:
+                await self._drop_leg(leg)
         if self.leg.worker is not None:
             self.leg.worker.cancel()
         if self.pc is not None:
