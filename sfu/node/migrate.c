@@ -640,7 +640,7 @@ json_t *sfu_migrator_usage(sfu_migrator_t *m, const char *room_id, const char *b
     *status = 400;
     out = error_body("invalid_body", "'ms' must map usage kinds to milliseconds");
   } else if (!r || strcmp(r->id, room_id) != 0 || r->moving == SFU_MOVE_IN || r->exited ||
-             r->state == SFU_ROOM_CRASHED) {
+             r->state == SFU_ROOM_CRASHED || strcmp(r->end_reason, "migrated") == 0) {
     *status = 404;
     out = error_body("room_not_found", "room '%.64s' does not run here", room_id);
   } else {

@@ -98,6 +98,17 @@ class MigrateTest(FleetCallTest):
         self.assertEqual(st, 405, j)
         st, j = b.request("GET", "/v1/node/migrations/" + rid)
         self.assertEqual((st, j["error"]["code"]), (404, "not_moving_in"))
+        # the old node's last usage, added to the totals where the room runs
+        usage = "/v1/node/migrations/%s/usage" % rid
+        for bad in ({}, {"ms": {"connected": -1}}, {"ms": {"connected": "1"}}, {"ms": []}):
+            st, j = b.request("POST", usage, bad)
+            self.assertEqual((st, j["error"]["code"]), (400, "invalid_body"), bad)
+        st, j = a.request("POST", usage, {"ms": {"connected": 5}})  # (it moved away)
+        self.assertEqual((st, j["error"]["code"]), (404, "room_not_found"), j)
+        st, j = b.request("POST", usage, {"ms": {"connected": 5}})
+        self.assertEqual((st, j), (200, {"room_id": rid}))
+        st, j = b.request("GET", usage)
+        self.assertEqual(st, 405, j)
         # and back: placement chooses the only other node
         st, res = await self.migrate(b, rid, {})
         self.assertEqual((st, res.get("to_node")), (200, "a"), res)
