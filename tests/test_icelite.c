@@ -14,7 +14,8 @@
  * the socket layer's counters, its socket's address and its send batches;
  * the ICE decisions are sfu/net/icestate.c's (linked, and tested on its own
  * on a simulated clock by tests/test_icestate.c), reached through its API:
- * its counters, a stream's selected pair, a shorter consent timeout. Every
+ * its counters, a stream's selected pair, a shorter consent timeout (and
+ * the agent's tick_ms, a shorter tick). Every
  * wait runs the loop until a condition holds, bounded by a referenced
  * guard timer; every test closes its loop cleanly.
  */
@@ -146,6 +147,17 @@ static sfu_ice_t *agent_new(fx_t *f, const char *addrs) {
   sfu_ice_t *ice = NULL;
   assert_int_equal(sfu_ice_create(&ice, &f->loop, &o), 0);
   return ice;
+}
+
+/* The agent's tick (CONSENT_TICK_MS, 1 s in a room), shortened by the
+ * tests that wait for ticks (consent, TCP deadlines, rounds of checks).
+ * Their durations are written in ticks: they check the same in a quarter
+ * of the time. */
+#define TICK_MS 250
+
+static void fast_ticks(sfu_ice_t *ice) {
+  ice->tick_ms = TICK_MS;
+  uv_timer_start(&ice->consent, on_consent, TICK_MS, TICK_MS);
 }
 
 /* The agent's first socket as a destination. */
@@ -1155,11 +1167,13 @@ static void test_destroy_in_callback(void **state) {
 }
 
 /* No check on the selected pair for the consent timeout (shortened to
- * 1.5 s): state(0), sends refused; a new check: connected again. */
+ * 1.5 ticks): state(0) at the second tick, sends refused; a new check:
+ * connected again. */
 static void test_consent_freshness(void **state) {
   fx_t f;
   sfu_ice_t *ice = fx_init_agent(&f, "127.0.0.1");
-  sfu__icestate_set_consent_timeout(ice->sm, 1500);
+  fast_ticks(ice);
+  sfu__icestate_set_consent_timeout(ice->sm, TICK_MS * 3 / 2);
   lite_t l;
   raw_t r;
   uint8_t tid[12];
@@ -1168,7 +1182,7 @@ static void test_consent_freshness(void **state) {
   uint64_t t0 = uv_now(&f.loop);
   RUN_UNTIL(&f, l.lost == 1);
   uint64_t waited = uv_now(&f.loop) - t0;
-  assert_true(waited >= 1400 && waited <= 2700);
+  assert_true(waited >= TICK_MS * 14 / 10 && waited <= TICK_MS * 27 / 10);
   assert_false(l.connected);
   assert_int_equal(sfu_ice_send(l.st, (const uint8_t *)"\200x", 2), SFU_EAGAIN);
   assert_int_equal(sm_stats(ice)->consent_lost, 1);
@@ -1185,6 +1199,7 @@ static void test_consent_freshness(void **state) {
 static void test_ipv6(void **state) {
   fx_t f;
   sfu_ice_t *ice = fx_init_agent(&f, "::1");
+  fast_ticks(ice); /* the loop's next wake-up after the send */
   lite_t l;
   raw_t r;
   uint8_t b[256];
@@ -1378,8 +1393,9 @@ static void test_tcp_first_check_and_idle_deadlines(void **state) {
   fx_t f;
   sfu_ice_t *ice = fx_init_agent(&f, "127.0.0.1");
   const sfu_ice_tcp_stats_t *ts = sfu_ice_tcp_stats(ice);
-  ice->tcp_first_ms = 300;
-  ice->tcp_idle_ms = 1500;
+  fast_ticks(ice);
+  ice->tcp_first_ms = TICK_MS * 3 / 10; /* closed at the first tick */
+  ice->tcp_idle_ms = TICK_MS * 3 / 2;   /* at the second */
   lite_t l;
   tcpc_t silent, bound;
   uint8_t tid[12];
@@ -1572,6 +1588,9 @@ static void test_checking_streams_connect_each_other(void **state) {
   fx_t f;
   fx_init(&f);
   sfu_ice_t *a = agent_new(&f, "127.0.0.1"), *b = agent_new(&f, "127.0.0.1");
+  fast_ticks(a);
+  fast_ticks(b);
+  a->check_ms = b->check_ms = 2 * TICK_MS; /* CHECK_MS is two ticks */
   lite_t la, lb;
   lite_open(a, &la);
   lite_open(b, &lb);
@@ -1605,10 +1624,10 @@ static void test_checking_streams_connect_each_other(void **state) {
   assert_int_equal(la.rxlen[0], 7);
   assert_memory_equal(la.rx[0], "\200from-b", 7);
 
-  /* Consent: 3 s, kept by the checks of every 2 s (1.5 to 2.5 s apart). */
-  sfu__icestate_set_consent_timeout(a->sm, 3000);
-  sfu__icestate_set_consent_timeout(b->sm, 3000);
-  run_for(&f, 6500);
+  /* Consent: 3 ticks, kept by the checks of every 2 (1.5 to 2.5 apart). */
+  sfu__icestate_set_consent_timeout(a->sm, 3 * TICK_MS);
+  sfu__icestate_set_consent_timeout(b->sm, 3 * TICK_MS);
+  run_for(&f, TICK_MS * 13 / 2);
   assert_int_equal(la.lost + lb.lost, 0);
   assert_true(la.connected && lb.connected);
   assert_true(a->stats.check_sent >= 3 && a->stats.check_sent <= 6);
@@ -1633,7 +1652,9 @@ static void test_checking_wrong_password_refused_by_peer(void **state) {
   fx_t f;
   fx_init(&f);
   sfu_ice_t *a = agent_new(&f, "127.0.0.1"), *b = agent_new(&f, "127.0.0.1");
-  a->check_ms = b->check_ms = 500; /* a round at every tick */
+  fast_ticks(a);
+  fast_ticks(b);
+  a->check_ms = b->check_ms = TICK_MS / 2; /* a round at every tick */
   lite_t la, lb;
   lite_open(a, &la);
   lite_open(b, &lb);
@@ -1703,7 +1724,8 @@ static void test_checking_sends_only_when_on_and_stops(void **state) {
   fx_t f;
   fx_init(&f);
   sfu_ice_t *ice = agent_new(&f, "127.0.0.1");
-  ice->check_ms = 500; /* a round at every tick */
+  fast_ticks(ice);
+  ice->check_ms = TICK_MS / 2; /* a round at every tick */
   lite_t l;
   raw_t r[5];
   uint8_t b[512];
@@ -1718,7 +1740,7 @@ static void test_checking_sends_only_when_on_and_stops(void **state) {
   cand_line(line, sizeof(line), "udp", 2000, ntohs(r[0].me.in.sin_port));
   assert_int_equal(sfu_ice_add_remote_candidate(l.st, line), 0);
   assert_int_equal(sfu_ice_add_remote_candidate(l.st, "candidate:garbage"), SFU_EINVAL);
-  run_for(&f, 1200);
+  run_for(&f, TICK_MS * 6 / 5); /* more than a tick */
   assert_int_equal(raw_recv(&r[0], b, sizeof(b), 0), -1);
   assert_int_equal(l.st->ncand, 0);
   assert_int_equal(ice->stats.check_sent, 0);
@@ -1787,7 +1809,7 @@ static void test_checking_sends_only_when_on_and_stops(void **state) {
   assert_int_equal(l.st->ncand, 0);
   for (int i = 0; i < 4; i++) raw_drain(&r[i]); /* what a round sent before */
   uint64_t sent = ice->stats.check_sent;
-  run_for(&f, 1200);
+  run_for(&f, TICK_MS * 6 / 5); /* more than a tick */
   for (int i = 0; i < 4; i++) assert_int_equal(raw_recv(&r[i], b, sizeof(b), 0), -1);
   assert_int_equal(ice->stats.check_sent, sent);
   cand_line(line, sizeof(line), "udp", 2000, ntohs(r[0].me.in.sin_port));
@@ -1802,7 +1824,7 @@ static void test_checking_sends_only_when_on_and_stops(void **state) {
   assert_int_equal(l.st->ncand, 0);
   assert_null(ice->chk_head);
   raw_drain(&r[0]);
-  run_for(&f, 1200);
+  run_for(&f, TICK_MS * 6 / 5); /* more than a tick */
   assert_int_equal(raw_recv(&r[0], b, sizeof(b), 0), -1);
 
   /* On again, then the stream destroyed: off the list, nothing sent. */
@@ -1812,7 +1834,7 @@ static void test_checking_sends_only_when_on_and_stops(void **state) {
   sfu_ice_stream_destroy(l.st);
   assert_null(ice->chk_head);
   raw_drain(&r[0]);
-  run_for(&f, 1200);
+  run_for(&f, TICK_MS * 6 / 5); /* more than a tick */
   assert_int_equal(raw_recv(&r[0], b, sizeof(b), 0), -1);
 
   for (int i = 0; i < 5; i++) raw_close(&r[i]);
@@ -1829,7 +1851,9 @@ static void test_checking_stream_lifetimes(void **state) {
   fx_t f;
   fx_init(&f);
   sfu_ice_t *a = agent_new(&f, "127.0.0.1"), *b = agent_new(&f, "127.0.0.1");
-  a->check_ms = b->check_ms = 500;
+  fast_ticks(a);
+  fast_ticks(b);
+  a->check_ms = b->check_ms = TICK_MS / 2;
   lite_t la, lb, lc;
   lite_open(a, &la);
   lite_open(b, &lb);
@@ -1858,7 +1882,7 @@ static void test_checking_stream_lifetimes(void **state) {
   assert_int_equal(sfu_ice_stream_set_checking(lc.st, 0), SFU_EINVAL);
   assert_int_equal(sfu_ice_add_remote_candidate(lc.st, "candidate:1 1 udp 1 127.0.0.1 9 typ host"),
                    0);
-  run_for(&f, 1200);
+  run_for(&f, TICK_MS * 6 / 5); /* more than a tick */
   sfu_ice_stream_destroy(lc.st);
   sfu_ice_stream_destroy(la.st);
   agent_close(&f, a);

@@ -356,6 +356,7 @@ struct sfu_ice_s {
   uint64_t tcp_first_ms;            /* TCP_FIRST_MS (tests shorten it) */
   uint64_t tcp_idle_ms;             /* SFU_ICESTATE_CONSENT_MS (tests shorten it) */
   uint64_t check_ms;                /* CHECK_MS (tests shorten it) */
+  uint64_t tick_ms;                 /* CONSENT_TICK_MS (tests shorten it) */
   sfu_ice_stream_t *dead;           /* destroyed during dispatch */
   sfu_ice_stream_t *chk_head;       /* checking streams, the next round due first */
   sfu_ice_stream_t *chk_tail;       /* ... the last due */
@@ -932,16 +933,16 @@ static void check_round(sfu_ice_t *ice, sfu_ice_stream_t *st, uint64_t now) {
  * tick. Each round moves its stream behind every other, so this ends. */
 static void run_checks(sfu_ice_t *ice, uint64_t now) {
   for (int i = 0; i < CHECK_STREAMS_PER_TICK && ice->chk_head &&
-                  ice->chk_head->chk_due_ms <= now + CONSENT_TICK_MS / 2;
+                  ice->chk_head->chk_due_ms <= now + ice->tick_ms / 2;
        i++)
     check_round(ice, ice->chk_head, now);
 }
 
 /* ---- consent ------------------------------------------------------------ */
 
-/* Every CONSENT_TICK_MS: the machine decides which streams lost consent;
- * their owners hear it here. TCP connections past their deadlines close
- * first. */
+/* Every tick_ms (CONSENT_TICK_MS): the machine decides which streams lost
+ * consent; their owners hear it here. TCP connections past their deadlines
+ * close first. */
 static void on_consent(uv_timer_t *h) {
   sfu_ice_t *ice = h->data;
   uint64_t now = uv_now(ice->loop);
@@ -1105,6 +1106,7 @@ int sfu_ice_create(sfu_ice_t **out, uv_loop_t *loop, const sfu_ice_opts_t *o) {
   ice->tcp_first_ms = TCP_FIRST_MS;
   ice->tcp_idle_ms = SFU_ICESTATE_CONSENT_MS;
   ice->check_ms = CHECK_MS;
+  ice->tick_ms = CONSENT_TICK_MS;
   ice->rbuf = malloc(sizeof(*ice->rbuf) * RECV_BATCH);
   if (!ice->rbuf || sfu_icestate_create(&ice->sm) != 0) {
     rv = SFU_ENOMEM;
@@ -1177,7 +1179,7 @@ int sfu_ice_create(sfu_ice_t **out, uv_loop_t *loop, const sfu_ice_opts_t *o) {
   ice->prepare.data = ice->check.data = ice->consent.data = ice;
   uv_prepare_start(&ice->prepare, on_prepare);
   uv_check_start(&ice->check, on_check);
-  uv_timer_start(&ice->consent, on_consent, CONSENT_TICK_MS, CONSENT_TICK_MS);
+  uv_timer_start(&ice->consent, on_consent, ice->tick_ms, ice->tick_ms);
   uv_unref((uv_handle_t *)&ice->prepare);
   uv_unref((uv_handle_t *)&ice->check);
   uv_unref((uv_handle_t *)&ice->consent);
