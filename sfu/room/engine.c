@@ -425,6 +425,8 @@ int sfu_room_init(sfu_room_t *room, const sfu_room_opts_t *o, sfu_room_io_t *io,
   room->max_participants = o->max_participants > 0 ? o->max_participants : 1;
   room->usage_interval_s = o->usage_interval_s > 0 ? o->usage_interval_s : 10;
   room->max_audio_streams = o->max_audio_streams > 0 ? o->max_audio_streams : 0;
+  room->media_timeout_us = o->media_timeout_s > 0 ? (uint64_t)o->media_timeout_s * 1000000
+                                                  : SFU_ROOM_MEDIA_TIMEOUT_US;
   room->last_usage_us = room->now_us;
   room->next_media_us = room->now_us + SFU_ROOM_MEDIA_TICK_US;
   room->empty = 1;
@@ -564,9 +566,9 @@ static void media_timeouts(sfu_room_t *room) {
     if (!p->transport) continue;
     uint64_t last = room->io->transport_last_rx_us(room->io, p);
     uint64_t quiet = room->now_us > last ? room->now_us - last : 0;
-    if ((p->media_connected && quiet > SFU_ROOM_MEDIA_TIMEOUT_US) ||
+    if ((p->media_connected && quiet > room->media_timeout_us) ||
         (!p->media_connected && quiet > SFU_ROOM_CONNECT_TIMEOUT_US) ||
-        (p->transport_failed_ms && now - p->transport_failed_ms > SFU_ROOM_MEDIA_TIMEOUT_US / 1000))
+        (p->transport_failed_ms && now - p->transport_failed_ms > room->media_timeout_us / 1000))
       sfu_room_remove(room, p, "timeout", 4013, "media timeout");
   }
 }

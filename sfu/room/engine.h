@@ -94,6 +94,9 @@ typedef struct sfu_room_opts_s {
   int usage_interval_s;    /* usage checkpoint period */
   int max_audio_streams;   /* each listener gets the N loudest speakers
                               (loudest.c); 0 = every speaker */
+  int media_timeout_s;     /* media silent (or the transport failed) this
+                              long after connecting: the participant is
+                              removed; 0 = SFU_ROOM_MEDIA_TIMEOUT_US */
 } sfu_room_opts_t;
 
 /* Room-wide packet counters (GET /v1/rooms/{id} stats). */
@@ -161,6 +164,7 @@ typedef struct sfu_room_s {
   int max_participants;      /* limit */
   int usage_interval_s;      /* see opts */
   int max_audio_streams;     /* see opts; 0 = no selection */
+  uint64_t media_timeout_us; /* see opts */
   SFU_VEC(sfu_track_t *) ranked; /* loudest.c's scratch: the audio tracks,
                                 loudest first, during a media tick (grows to
                                 the most tracks seen, freed at the end) */
