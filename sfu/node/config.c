@@ -51,6 +51,7 @@ static const opt_t opts[] = {
   S(webhook_secret, "HMAC-SHA256 key signing webhook batches (required with webhook_url)"),
   S(webhook_tls_ca_file, "PEM CA certificates verifying an https:// webhook_url (default: the system store)"),
   S(webhook_tls_pin, "sha256//<base64 SHA-256 of the SubjectPublicKeyInfo> the webhook receiver's key must have (default: none)"),
+  I(webhook_retry_min_ms, 100, 60000, "first delay before a failed webhook batch is sent again, doubling up to 5 min, with jitter (default 1000)"),
   S(api_key, "bearer key of the control-plane API (default: generated, printed)"),
   S(token_secret, "HS256 secret for join tokens (default: generated, printed)"),
   S(room_binary, "path of the sfu-room executable (default: next to sfud)"),
@@ -111,6 +112,7 @@ void sfu_config_defaults(sfu_config_t *c) {
   c->max_body_bytes = 65536;
   c->shutdown_grace_ms = 3000;
   c->media_timeout_s = 15;
+  c->webhook_retry_min_ms = 1000;
   c->zygote = 1;
   c->usage_interval_s = 10;
   c->resume_grace_s = 20;

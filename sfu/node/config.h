@@ -28,6 +28,7 @@ typedef struct sfu_config_s {
   char webhook_secret[128];      /* HMAC key of webhook signatures */
   char webhook_tls_ca_file[512]; /* CAs verifying an https:// webhook ("" = system store) */
   char webhook_tls_pin[64];      /* "sha256//<base64>" the receiver's key must match */
+  int webhook_retry_min_ms;      /* first retry delay of a batch, doubling to 5 min */
   char api_key[128];             /* control-plane bearer key ("" = generated) */
   char token_secret[128];        /* HS256 secret for join tokens ("" = generated) */
   char room_binary[512];         /* path of sfu-room ("" = next to sfud) */

@@ -9,7 +9,8 @@
  *   2xx                   -> ack the batch in the journal (its segments go),
  *                            send the next one at once
  *   5xx, 401, 408, 429,   -> retry the same records after a backoff:
- *   no answer, refused       1 s doubling to 5 min, with 50-100 % jitter
+ *   no answer, refused       webhook_retry_min_ms (1 s) doubling to 5 min,
+ *                            with 50-100 % jitter
  *   other 4xx             -> park: the batch is written to
  *                            <data_dir>/parked/<first>-<last>.json, logged,
  *                            counted, and acked so delivery goes on
@@ -38,7 +39,7 @@
 #include "sfu/node/webhook.h"
 
 #define BATCH_MAX 200
-#define BACKOFF_MIN_MS 1000
+#define BACKOFF_MIN_MS 1000  /* webhook_retry_min_ms, when not set */
 #define BACKOFF_MAX_MS 300000
 #define IO_TIMEOUT_MS 10000
 
@@ -70,7 +71,9 @@ static void finish_batch(sfu_webhook_t *w) {
 }
 
 static void retry_later(sfu_webhook_t *w, const char *why) {
-  w->backoff_ms = w->backoff_ms ? w->backoff_ms * 2 : BACKOFF_MIN_MS;
+  uint64_t min = w->cfg->webhook_retry_min_ms > 0 ? (uint64_t)w->cfg->webhook_retry_min_ms
+                                                  : BACKOFF_MIN_MS;
+  w->backoff_ms = w->backoff_ms ? w->backoff_ms * 2 : min;
   if (w->backoff_ms > BACKOFF_MAX_MS) w->backoff_ms = BACKOFF_MAX_MS;
   uint32_t r = sfu_random_u32();
   uint64_t delay = w->backoff_ms / 2 + r % (w->backoff_ms / 2 + 1); /* 50-100 % */
