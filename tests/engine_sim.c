@@ -1670,7 +1670,7 @@ sim_t *sim_new(uint64_t seed, int usage_interval_s) {
   s->io.transport_local = io_transport_local;
   s->io.transport_last_rx_us = io_transport_last_rx_us;
   s->io.empty = io_empty;
-  sfu_room_opts_t o = {"rm_enginetest", 16, usage_interval_s > 0 ? usage_interval_s : 10, 0, 0};
+  sfu_room_opts_t o = {"rm_enginetest", 16, usage_interval_s > 0 ? usage_interval_s : 10, 0, 0, 0};
   enter(s);
   int rv = sfu_room_init(&s->room, &o, &s->io, s->now);
   leave_engine(s);

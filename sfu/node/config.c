@@ -81,6 +81,7 @@ static const opt_t opts[] = {
   I(max_body_bytes, 256, 16777216, "largest API request body (default 65536)"),
   I(shutdown_grace_ms, 0, 60000, "on shutdown, wait this long for rooms (default 3000)"),
   I(usage_interval_s, 1, 3600, "rooms send a usage checkpoint this often (default 10)"),
+  I(dynacast_stop_ms, 100, 60000, "a publisher's video layer nobody takes is stopped (dynacast) after this long (default 3000)"),
   I(media_timeout_s, 1, 3600, "a participant whose media is silent this long after connecting, or whose transport failed this long ago, is removed (default 15)"),
   I(zygote, 0, 1, "1 = fork rooms from a pre-loaded template process; 0 = exec each (default 1)"),
   I(dev, 0, 1, "1 = development routes: POST /dev/join mints tokens without a key (default 0)"),
@@ -112,6 +113,7 @@ void sfu_config_defaults(sfu_config_t *c) {
   c->max_body_bytes = 65536;
   c->shutdown_grace_ms = 3000;
   c->media_timeout_s = 15;
+  c->dynacast_stop_ms = 3000;
   c->webhook_retry_min_ms = 1000;
   c->zygote = 1;
   c->usage_interval_s = 10;

@@ -60,6 +60,7 @@ typedef struct sfu_config_s {
   int zygote;                    /* 1: fork rooms from a template process */
   int usage_interval_s;          /* rooms checkpoint usage this often */
   int media_timeout_s;           /* rooms remove a participant whose media is silent this long */
+  int dynacast_stop_ms;          /* rooms stop a layer nobody takes after this long */
   int resume_grace_s;            /* a dropped client's session waits this long to resume */
   int room_orphan_grace_s;       /* rooms outlive a dead sfud this long (supervisor.md) */
   int max_connections;           /* open HTTP/WS connections, all clients (lowered to fit

@@ -527,9 +527,10 @@ static int spawn(sfu_supervisor_t *s, sfu_room_req_t *req, sfu_room_rec_t *origi
   snprintf(a_max, sizeof(a_max), "%d", r->max_participants);
   snprintf(a_empty, sizeof(a_empty), "%d", r->empty_timeout_s);
   snprintf(a_hb, sizeof(a_hb), "%d", cfg->heartbeat_timeout_ms);
-  char a_grace[16], a_sock[600], a_audio[16], a_media[16];
+  char a_grace[16], a_sock[600], a_audio[16], a_media[16], a_dyn[16];
   snprintf(a_audio, sizeof(a_audio), "%d", r->max_audio_streams);
   snprintf(a_media, sizeof(a_media), "%d", cfg->media_timeout_s);
+  snprintf(a_dyn, sizeof(a_dyn), "%d", cfg->dynacast_stop_ms);
   snprintf(a_grace, sizeof(a_grace), "%d", cfg->room_orphan_grace_s);
   if (sfu_supervisor_room_path(cfg, r->id, "sock", a_sock, sizeof(a_sock)) != 0 ||
       strlen(a_sock) >= 108) /* sun_path */
@@ -541,7 +542,7 @@ static int spawn(sfu_supervisor_t *s, sfu_room_req_t *req, sfu_room_rec_t *origi
                   "--rtc-port-min", a_pmin, "--rtc-port-max", a_pmax, "--rtc-announce",
                   (char *)(cfg->rtc_announced_address[0] ? cfg->rtc_announced_address : "-"),
                   "--orphan-grace-s", a_grace, "--socket", a_sock, "--max-audio-streams",
-                  a_audio, "--media-timeout-s", a_media, NULL};
+                  a_audio, "--media-timeout-s", a_media, "--dynacast-stop-ms", a_dyn, NULL};
   uv_stdio_container_t stdio[4];
   stdio[0].flags = UV_IGNORE;
   stdio[1].flags = UV_INHERIT_FD;

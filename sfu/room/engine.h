@@ -97,6 +97,8 @@ typedef struct sfu_room_opts_s {
   int media_timeout_s;     /* media silent (or the transport failed) this
                               long after connecting: the participant is
                               removed; 0 = SFU_ROOM_MEDIA_TIMEOUT_US */
+  int dynacast_stop_ms;    /* a layer nobody takes is stopped at its
+                              publisher after this; 0 = 3 s (forwarder.c) */
 } sfu_room_opts_t;
 
 /* Room-wide packet counters (GET /v1/rooms/{id} stats). */
@@ -165,6 +167,7 @@ typedef struct sfu_room_s {
   int usage_interval_s;      /* see opts */
   int max_audio_streams;     /* see opts; 0 = no selection */
   uint64_t media_timeout_us; /* see opts */
+  uint64_t dynacast_stop_ms; /* see opts */
   SFU_VEC(sfu_track_t *) ranked; /* loudest.c's scratch: the audio tracks,
                                 loudest first, during a media tick (grows to
                                 the most tracks seen, freed at the end) */

@@ -90,7 +90,8 @@
 #define PROBE_BACKOFF_MAX_MS 4000 /* ... up to this */
 #define PROBE_CALM_US 2000000  /* no probe this soon after a cut ... */
 #define FB_STALE_US 1000000    /* ... unless the last feedback is older */
-#define UNWANTED_MS 3000       /* dynacast: a layer without a taker this long is stopped */
+#define UNWANTED_MS 3000       /* dynacast: a layer without a taker this long is stopped
+                                  (room->dynacast_stop_ms when set) */
 
 /* The time of the input being handled (the engine reads no clock). */
 static uint64_t now_ms(const sfu_room_t *room) { return room->now_us / 1000; }
@@ -1411,8 +1412,8 @@ static int wish(const sfu_track_t *t, const sfu_downtrack_t *d) {
 
 /* Tells t's publisher which of its layers someone takes, when that
  * changes: a layer gains a taker at once, loses its last one after
- * UNWANTED_MS (a subscriber that comes back within seconds finds it still
- * sent). The lowest layer is taken whenever anyone takes the video: a
+ * room->dynacast_stop_ms, UNWANTED_MS by default (a subscriber that comes
+ * back within seconds finds it still sent). The lowest layer is taken whenever anyone takes the video: a
  * subscriber whose bandwidth drops falls back on it without waiting for an
  * encoder to start. With links to other processes of the call, every
  * layer is taken (their subscribers are not known here). */
@@ -1431,6 +1432,7 @@ static void dynacast(sfu_room_t *room, sfu_track_t *t, uint64_t now) {
     if (d->target >= 0 && d->target < t->nlayers) want |= 1u << d->target;
   }
   unsigned next = told;
+  uint64_t stop_ms = room->dynacast_stop_ms ? room->dynacast_stop_ms : UNWANTED_MS;
   for (int k = 0; k < t->nlayers; k++) {
     if (want & 1u << k) {
       t->unwanted_ms[k] = 0;
@@ -1438,7 +1440,7 @@ static void dynacast(sfu_room_t *room, sfu_track_t *t, uint64_t now) {
       continue;
     }
     if (!t->unwanted_ms[k]) t->unwanted_ms[k] = now;
-    if (now - t->unwanted_ms[k] >= UNWANTED_MS) next &= ~(1u << k);
+    if (now - t->unwanted_ms[k] >= stop_ms) next &= ~(1u << k);
   }
   /* the first time in any case: a publisher that moved here may have
    * stopped layers the room it left did not want */

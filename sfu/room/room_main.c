@@ -28,7 +28,7 @@ static int int_arg(const char *v, int lo, int hi, const char *name) {
 }
 
 static int room_main(int argc, char **argv) {
-  sfu_shell_opts_t o = {"", 100, 300, 5000, 10, 3, "127.0.0.1", 0, 0, NULL, 0, NULL, 0, 0};
+  sfu_shell_opts_t o = {"", 100, 300, 5000, 10, 3, "127.0.0.1", 0, 0, NULL, 0, NULL, 0, 0, 0};
   static sfu_shell_t room;
   char ctx[96];
 
@@ -57,6 +57,8 @@ static int room_main(int argc, char **argv) {
       o.usage_interval_s = int_arg(v, 1, 3600, a);
     else if (strcmp(a, "--media-timeout-s") == 0)
       o.media_timeout_s = int_arg(v, 1, 3600, a);
+    else if (strcmp(a, "--dynacast-stop-ms") == 0)
+      o.dynacast_stop_ms = int_arg(v, 100, 60000, a);
     else if (strcmp(a, "--rtc-addresses") == 0)
       o.ice_addresses = v;
     else if (strcmp(a, "--rtc-announce") == 0)

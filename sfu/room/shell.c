@@ -495,7 +495,7 @@ int sfu_shell_init(sfu_shell_t *sh, uv_loop_t *loop, const sfu_shell_opts_t *o) 
                            io_transport_last_rx_us,
                            io_empty};
   sfu_room_opts_t ro = {o->id, o->max_participants, o->usage_interval_s, o->max_audio_streams,
-                        o->media_timeout_s};
+                        o->media_timeout_s, o->dynacast_stop_ms};
   if ((rv = sfu_room_init(&sh->room, &ro, &sh->io, now())) != 0) return rv;
 
   snprintf(sh->ice_addresses, sizeof(sh->ice_addresses), "%s",

@@ -42,6 +42,7 @@ typedef struct sfu_shell_opts_s {
   const char *socket_path; /* where a new sfud connects then, or NULL */
   int max_audio_streams;   /* loudest speakers each listener gets, 0 = all */
   int media_timeout_s;     /* sfu_room_opts_t.media_timeout_s */
+  int dynacast_stop_ms;    /* sfu_room_opts_t.dynacast_stop_ms */
 } sfu_shell_opts_t;
 
 /* Transport drop counters, summed over participants (the room's stats). */

@@ -33,7 +33,7 @@ static void check(const sfu_room_t *room) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  sfu_room_opts_t o = {"rm_fuzz", 8, 10, 0, 0};
+  sfu_room_opts_t o = {"rm_fuzz", 8, 10, 0, 0, 0};
   sfu_time_t t = {1000000000, 1700000000000000};
   static sfu_room_t a, b;
   json_t *state = json_loadb((const char *)data, size, 0, NULL);

@@ -55,7 +55,7 @@ static void rtp_over(sfu_room_t *room, sfu_participant_t *link, const sfu_track_
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  sfu_room_opts_t o = {"rm_fuzz", 8, 10, 0, 0};
+  sfu_room_opts_t o = {"rm_fuzz", 8, 10, 0, 0, 0};
   sfu_time_t t = {1000000000, 1700000000000000};
   static sfu_room_t room;
   json_t *in = json_loadb((const char *)data, size, 0, NULL), *m;

@@ -267,11 +267,13 @@ class VideoTestBase(unittest.IsolatedAsyncioTestCase):
     separate browsers so that both pages are foreground tabs and B's 100 ms
     sampler is not throttled), aiortc peers in self.peers."""
 
+    SFUD_ARGS = ()    # more sfud settings, for a class of its own
+
     def setUp(self):
         self.browsers = {}
         self.pages = {}
         self.peers = []
-        self.sfud = Sfud(ARGS.sfud, ARGS.room, "--web-root", WEB_DIR)
+        self.sfud = Sfud(ARGS.sfud, ARGS.room, "--web-root", WEB_DIR, *self.SFUD_ARGS)
         self.addCleanup(self._stop_sfud)
         st, self.room = self.sfud.request("POST", "/v1/rooms", {"name": "video"})
         self.assertEqual(st, 201, self.room)
@@ -801,10 +803,14 @@ DEMO_QUALITY_JS = r"""
 
 class DynacastTest(VideoTestBase):
     """A publishes three layers to B alone. While B takes the top layer, A
-    sends q and f (h has no taker); B asks for low: after the server's 3 s,
-    A stops encoding h and f and its uplink rate drops; B asks for high:
-    A encodes f again within a second (the server's next media tick, then
-    the encoder) and B decodes it. A's uplink rates are printed."""
+    sends q and f (h has no taker); B asks for low: after the server's
+    dynacast_stop_ms, A stops encoding h and f and its uplink rate drops;
+    B asks for high: A encodes f again within a second (the server's next
+    media tick, then the encoder) and B decodes it. A's uplink rates are
+    printed. dynacast_stop_ms is 1 s here (3 s by default): the same
+    stops, sooner."""
+
+    SFUD_ARGS = ("--dynacast-stop-ms", "1000")
 
     async def test_publisher_stops_the_layers_nobody_takes(self):
         await self.run_scenario(self._dynacast())
@@ -837,7 +843,7 @@ class DynacastTest(VideoTestBase):
             r = await self.inbound()
             return r if r and r["frameWidth"] == width else None
         await self.until(lambda: b_on(top), 20, "B decoding the f layer")
-        # B alone takes f: h stops (3 s after the server's first word)
+        # B alone takes f: h stops (dynacast_stop_ms after the server's first word)
         await self.until(lambda: self.active_is({"q": True, "h": False, "f": True}), 10,
                          "A encoding q and f only")
         watching = await self.rate(4.0)
