@@ -508,8 +508,8 @@ class SimulcastTest(VideoTestBase):
         self.assertEqual(r["codec"], "video/VP8")
         self.assertEqual(r["frameHeight"], (await self.outbound())["f"]["frameHeight"])
         fd0 = r["framesDecoded"]
-        await asyncio.sleep(1.0)
-        self.assertGreater((await self.inbound())["framesDecoded"], fd0 + 5)
+        # (counts only grow: more than 5 frames before 1 s is more than 5 at 1 s)
+        await self.until(lambda: self._grown(fd0 + 6), 1.0, "B decoding 5 more frames in 1 s")
 
         await py.wait_until(lambda: py.video_from(a_sid) and py.video_from(a_sid).frames,
                             FIRST_FRAME_TIMEOUT, what="py decoding A's video")
@@ -704,10 +704,11 @@ class ScreenShareTest(VideoTestBase):
         by0, sent = await self.until(sizes_match, 20, "B decoding each at A's size")
         self.assertNotEqual((sent["camera"]["frameWidth"], sent["camera"]["frameHeight"]),
                             (sent["screen"]["frameWidth"], sent["screen"]["frameHeight"]))
-        await asyncio.sleep(1.0)
-        by1 = await both_decoding()
-        for src in ("camera", "screen"):
-            self.assertGreater(by1[src]["framesDecoded"], by0[src]["framesDecoded"] + 5, src)
+        async def both_grown():    # (counts only grow: as at 1 s, found sooner)
+            by = await both_decoding()
+            return by if by and all(by[src]["framesDecoded"] > by0[src]["framesDecoded"] + 5
+                                    for src in ("camera", "screen")) else None
+        by1 = await self.until(both_grown, 1.0, "B decoding 5 more frames of each in 1 s")
         self.assertNotEqual(by1["camera"]["trackId"], by1["screen"]["trackId"])
         ended_before = await self.js("B", "sfu.log.filter((e) => e.type === 'track-ended').length")
 
@@ -1214,8 +1215,10 @@ class DemoVideoTest(VideoTestBase):
         self.assertEqual((alice["local"], alice["quality"], alice["paused"]), (False, "auto", False))
         self.assertTrue(alice["playing"] and alice["shown"], alice)
         t1 = alice["time"]
-        await asyncio.sleep(1.0)
-        self.assertGreater(self.tile(await self.js("B", DEMO_VIDEO_JS), "Alice")["time"], t1)
+
+        async def played_on():     # (the play time only grows: as at 1 s, found sooner)
+            return self.tile(await self.js("B", DEMO_VIDEO_JS), "Alice")["time"] > t1
+        await self.until(played_on, 1.0, "Alice's tile playing on in 1 s")
 
         # Bob picks Low: the low layer (1280x720 / 4) plays in the tile.
         t2 = time.monotonic()
