@@ -384,12 +384,37 @@ static int next_frame(sim_layer_t *L, unsigned *at) {
 /* A VP9 picture in three spatial layers, one packet each (B and E set,
  * non-flexible mode: I with a 15-bit picture id, L with TID 0, SID s and
  * TL0PICIDX), the marker on the last; a keyframe when asked. */
+/* The next packet of layer L (payload pl, descriptor dd if dd_len):
+ * numbered, kept for retransmission, sent -- unless it is the one
+ * L->drop_seq says is lost on the way. */
+static void send_video_packet(sim_t *s, sim_peer_t *pe, sim_layer_t *L, int marker,
+                              const uint8_t *pl, size_t plen, const uint8_t *dd, size_t dd_len) {
+  uint8_t b[SIM_MAX_PKT + 200]; /* with a descriptor */
+  uint16_t seq = L->seq++;
+  struct sim_hist_s *h = &L->hist[seq % SIM_HIST];
+  h->used = 1;
+  h->seq = seq;
+  h->ts = L->ts;
+  h->marker = (uint8_t)marker;
+  h->plen = (uint16_t)plen;
+  memcpy(h->payload, pl, plen);
+  h->dd_len = (uint8_t)dd_len;
+  if (dd_len) memcpy(h->dd, dd, dd_len);
+  size_t n = build_video(pe, L, 0, seq, L->ts, marker, pl, plen, 0, dd_len ? h->dd : NULL,
+                         dd_len, b);
+  if (L->drop_seq >= 0 && (uint16_t)L->drop_seq == seq) {
+    L->drop_seq = -1;
+    return;
+  }
+  uplink(s, pe, 0, b, n);
+}
+
 static void send_svc_picture(sim_t *s, sim_peer_t *pe) {
   sim_layer_t *L = &pe->layers[0];
   unsigned at;
   int key = next_frame(L, &at);
   for (int sid = 0; sid < 3; sid++) {
-    uint8_t pl[SIM_MAX_PKT], b[SIM_MAX_PKT + 64];
+    uint8_t pl[SIM_MAX_PKT];
     size_t plen = (size_t)(200 << sid), off = 0;
     pl[off++] = (uint8_t)(0x80 | 0x20 | 0x08 | 0x04 | (key ? 0 : 0x40)); /* I L B E [P] */
     pl[off++] = (uint8_t)(0x80 | ((L->pid >> 8) & 0x7f));
@@ -397,17 +422,7 @@ static void send_svc_picture(sim_t *s, sim_peer_t *pe) {
     pl[off++] = (uint8_t)(sid << 1);
     pl[off++] = (uint8_t)L->tl0;
     fill_payload(pl, off, plen, make_tag(pe, sid, L->tag_next++));
-    uint16_t seq = L->seq++;
-    struct sim_hist_s *h = &L->hist[seq % SIM_HIST];
-    h->used = 1;
-    h->seq = seq;
-    h->ts = L->ts;
-    h->marker = (uint8_t)(sid == 2);
-    h->plen = (uint16_t)plen;
-    memcpy(h->payload, pl, plen);
-    h->dd_len = 0;
-    size_t n = build_video(pe, L, 0, seq, L->ts, sid == 2, pl, plen, 0, NULL, 0, b);
-    uplink(s, pe, 0, b, n);
+    send_video_packet(s, pe, L, sid == 2, pl, plen, NULL, 0);
   }
   L->frames++;
   if (key) L->keyframes++;
@@ -529,7 +544,7 @@ static void send_av1_picture(sim_t *s, sim_peer_t *pe) {
   for (int sid = 0; sid < 3; sid++) {
     int npk = sid == 2 ? 2 : 1, t = key ? 4 * sid : 4 * sid + 1 + tid;
     for (int i = 0; i < npk; i++) {
-      uint8_t pl[SIM_MAX_PKT], b[SIM_MAX_PKT + 200];
+      uint8_t pl[SIM_MAX_PKT], dd[128];
       size_t plen = (size_t)(200 << sid), off = 0;
       int last = i == npk - 1;
       /* aggregation header: Z (continues), Y (continued), W 1, N */
@@ -540,18 +555,9 @@ static void send_av1_picture(sim_t *s, sim_peer_t *pe) {
         pl[off++] = (uint8_t)(tid << 5 | sid << 3);
       }
       fill_payload(pl, off, plen, make_tag(pe, sid, L->tag_next++));
-      uint16_t seq = L->seq++;
-      struct sim_hist_s *h = &L->hist[seq % SIM_HIST];
-      h->used = 1;
-      h->seq = seq;
-      h->ts = L->ts;
-      h->marker = (uint8_t)(sid == 2 && last);
-      h->plen = (uint16_t)plen;
-      memcpy(h->payload, pl, plen);
-      h->dd_len = (uint8_t)sim_dd(&av1_structure, h->dd, t, i == 0, last, (uint16_t)L->pid,
-                                  key && sid == 0 && i == 0);
-      size_t n = build_video(pe, L, 0, seq, L->ts, h->marker, pl, plen, 0, h->dd, h->dd_len, b);
-      uplink(s, pe, 0, b, n);
+      size_t dd_len = sim_dd(&av1_structure, dd, t, i == 0, last, (uint16_t)L->pid,
+                             key && sid == 0 && i == 0);
+      send_video_packet(s, pe, L, sid == 2 && last, pl, plen, dd, dd_len);
     }
     L->pid = (L->pid + 1) & 0xffff; /* the frame number: one per layer frame */
   }
@@ -588,7 +594,7 @@ static void send_h264_frame(sim_t *s, sim_peer_t *pe) {
   int frags = key ? 3 * L->pkts : L->pkts < 2 ? 2 : L->pkts, npk = frags + key;
   uint8_t nri = tid == 2 ? 0x00 : 0x60;
   for (int i = 0; i < npk; i++) {
-    uint8_t pl[SIM_MAX_PKT], b[SIM_MAX_PKT + 200];
+    uint8_t pl[SIM_MAX_PKT], dd[128];
     size_t plen = (size_t)L->pkt_size - 20, off = 0;
     if (key && i == 0) { /* STAP-A: SPS (baseline, 16x16 macroblocks), PPS */
       static const uint8_t sps[] = {0x67, 0x42, 0xc0, 0x1e, 0xda, 0x02, 0x80, 0xbf, 0xe5};
@@ -607,18 +613,9 @@ static void send_h264_frame(sim_t *s, sim_peer_t *pe) {
       if (f == 0) pl[off++] = 0x88; /* first_mb_in_slice 0, slice type ... */
     }
     fill_payload(pl, off, plen, make_tag(pe, tid, L->tag_next++));
-    uint16_t seq = L->seq++;
     int last = i == npk - 1;
-    struct sim_hist_s *h = &L->hist[seq % SIM_HIST];
-    h->used = 1;
-    h->seq = seq;
-    h->ts = L->ts;
-    h->marker = (uint8_t)last;
-    h->plen = (uint16_t)plen;
-    memcpy(h->payload, pl, plen);
-    h->dd_len = (uint8_t)sim_dd(&h264_structure, h->dd, t, i == 0, last, (uint16_t)L->pid, key && i == 0);
-    size_t n = build_video(pe, L, 0, seq, L->ts, h->marker, pl, plen, 0, h->dd, h->dd_len, b);
-    uplink(s, pe, 0, b, n);
+    size_t dd_len = sim_dd(&h264_structure, dd, t, i == 0, last, (uint16_t)L->pid, key && i == 0);
+    send_video_packet(s, pe, L, last, pl, plen, dd, dd_len);
   }
   L->frames++;
   if (key) L->keyframes++;
@@ -647,7 +644,7 @@ static void send_frame(sim_t *s, sim_peer_t *pe, int k) {
   int tid = pe->temporal ? tid_pattern[at] : -1;
   if (pe->temporal && tid == 0 && L->frames) L->tl0 = (L->tl0 + 1) & 0xff;
   for (int i = 0; i < npk; i++) {
-    uint8_t pl[SIM_MAX_PKT], b[SIM_MAX_PKT + 64];
+    uint8_t pl[SIM_MAX_PKT];
     size_t plen = (size_t)L->pkt_size - 20, off = 0;
     pl[off++] = (uint8_t)(0x80 | (i == 0 ? 0x10 : 0)); /* X, S on the first */
     pl[off++] = tid >= 0 ? 0xE0 : 0xC0;                 /* I, L [, T] */
@@ -670,22 +667,7 @@ static void send_frame(sim_t *s, sim_peer_t *pe, int k) {
       }
     }
     fill_payload(pl, off, plen, make_tag(pe, k, L->tag_next++));
-    uint16_t seq = L->seq++;
-    int marker = i == npk - 1;
-    struct sim_hist_s *h = &L->hist[seq % SIM_HIST];
-    h->used = 1;
-    h->seq = seq;
-    h->ts = L->ts;
-    h->marker = (uint8_t)marker;
-    h->plen = (uint16_t)plen;
-    memcpy(h->payload, pl, plen);
-    h->dd_len = 0;
-    size_t n = build_video(pe, L, 0, seq, L->ts, marker, pl, plen, 0, NULL, 0, b);
-    if (L->drop_seq >= 0 && (uint16_t)L->drop_seq == seq) {
-      L->drop_seq = -1; /* lost on the way */
-      continue;
-    }
-    uplink(s, pe, 0, b, n);
+    send_video_packet(s, pe, L, i == npk - 1, pl, plen, NULL, 0);
   }
   L->frames++;
   if (key) L->keyframes++;
