@@ -427,7 +427,8 @@ int sfu_room_init(sfu_room_t *room, const sfu_room_opts_t *o, sfu_room_io_t *io,
   room->max_audio_streams = o->max_audio_streams > 0 ? o->max_audio_streams : 0;
   room->media_timeout_us = o->media_timeout_s > 0 ? (uint64_t)o->media_timeout_s * 1000000
                                                   : SFU_ROOM_MEDIA_TIMEOUT_US;
-  room->dynacast_stop_ms = o->dynacast_stop_ms > 0 ? (uint64_t)o->dynacast_stop_ms : 0; /* 0: 3 s */
+  room->dynacast_stop_ms = o->dynacast_stop_ms > 0 ? (uint64_t)o->dynacast_stop_ms
+                                                   : SFU_ROOM_DYNACAST_STOP_MS;
   room->last_usage_us = room->now_us;
   room->next_media_us = room->now_us + SFU_ROOM_MEDIA_TICK_US;
   room->empty = 1;

@@ -98,7 +98,7 @@ typedef struct sfu_room_opts_s {
                               long after connecting: the participant is
                               removed; 0 = SFU_ROOM_MEDIA_TIMEOUT_US */
   int dynacast_stop_ms;    /* a layer nobody takes is stopped at its
-                              publisher after this; 0 = 3 s (forwarder.c) */
+                              publisher after this; 0 = SFU_ROOM_DYNACAST_STOP_MS */
 } sfu_room_opts_t;
 
 /* Room-wide packet counters (GET /v1/rooms/{id} stats). */
@@ -167,7 +167,7 @@ typedef struct sfu_room_s {
   int usage_interval_s;      /* see opts */
   int max_audio_streams;     /* see opts; 0 = no selection */
   uint64_t media_timeout_us; /* see opts */
-  uint64_t dynacast_stop_ms; /* see opts */
+  uint64_t dynacast_stop_ms; /* see opts (the default resolved) */
   SFU_VEC(sfu_track_t *) ranked; /* loudest.c's scratch: the audio tracks,
                                 loudest first, during a media tick (grows to
                                 the most tracks seen, freed at the end) */
@@ -238,6 +238,8 @@ uint64_t sfu_room_next_tick(const sfu_room_t *room);
 
 /* Engine timeouts. */
 #define SFU_ROOM_MEDIA_TIMEOUT_US 15000000   /* transport silent: participant gone */
+#define SFU_ROOM_DYNACAST_STOP_MS 3000       /* dynacast: a layer without a taker
+                                                this long is stopped (forwarder.c) */
 #define SFU_ROOM_CONNECT_TIMEOUT_US 30000000 /* transport never connected */
 
 /* --- inside the engine: engine.c, proto.c, negotiation.c, forwarder.c -- */

@@ -90,8 +90,6 @@
 #define PROBE_BACKOFF_MAX_MS 4000 /* ... up to this */
 #define PROBE_CALM_US 2000000  /* no probe this soon after a cut ... */
 #define FB_STALE_US 1000000    /* ... unless the last feedback is older */
-#define UNWANTED_MS 3000       /* dynacast: a layer without a taker this long is stopped
-                                  (room->dynacast_stop_ms when set) */
 
 /* The time of the input being handled (the engine reads no clock). */
 static uint64_t now_ms(const sfu_room_t *room) { return room->now_us / 1000; }
@@ -1130,7 +1128,10 @@ static void bandwidth_bound(sfu_downtrack_t *d, const sfu_track_t *t, const int 
     /* (a step up that failed goes back where it came from: a receiver
      * cuts to 0.85x what came lately, which is mostly the layer below) */
     while (!failed && r > 0 && t->layers[order[r]].bitrate_bps > d->remb_bps) r--;
-    d->bw_backoff = failed && d->bw_backoff < 4 ? d->bw_backoff + 1 : failed ? 4 : 0;
+    if (!failed)
+      d->bw_backoff = 0;
+    else if (d->bw_backoff < 4) /* (6 s x 1.5^4 > DOWN_HOLD_MAX_MS) */
+      d->bw_backoff++;
     uint64_t hold = DOWN_HOLD_MS;
     for (int i = 0; i < d->bw_backoff; i++) hold = hold * 3 / 2;
     d->bw_cap = r;
@@ -1412,11 +1413,11 @@ static int wish(const sfu_track_t *t, const sfu_downtrack_t *d) {
 
 /* Tells t's publisher which of its layers someone takes, when that
  * changes: a layer gains a taker at once, loses its last one after
- * room->dynacast_stop_ms, UNWANTED_MS by default (a subscriber that comes
- * back within seconds finds it still sent). The lowest layer is taken whenever anyone takes the video: a
- * subscriber whose bandwidth drops falls back on it without waiting for an
- * encoder to start. With links to other processes of the call, every
- * layer is taken (their subscribers are not known here). */
+ * room->dynacast_stop_ms (a subscriber that comes back within seconds
+ * finds it still sent). The lowest layer is taken whenever anyone takes
+ * the video: a subscriber whose bandwidth drops falls back on it without
+ * waiting for an encoder to start. With links to other processes of the
+ * call, every layer is taken (their subscribers are not known here). */
 static void dynacast(sfu_room_t *room, sfu_track_t *t, uint64_t now) {
   unsigned all = (1u << t->nlayers) - 1, want = room->links ? all : 0, told = t->wanted_told & all;
   int order[SFU_MAX_LAYERS];
@@ -1432,7 +1433,6 @@ static void dynacast(sfu_room_t *room, sfu_track_t *t, uint64_t now) {
     if (d->target >= 0 && d->target < t->nlayers) want |= 1u << d->target;
   }
   unsigned next = told;
-  uint64_t stop_ms = room->dynacast_stop_ms ? room->dynacast_stop_ms : UNWANTED_MS;
   for (int k = 0; k < t->nlayers; k++) {
     if (want & 1u << k) {
       t->unwanted_ms[k] = 0;
@@ -1440,7 +1440,7 @@ static void dynacast(sfu_room_t *room, sfu_track_t *t, uint64_t now) {
       continue;
     }
     if (!t->unwanted_ms[k]) t->unwanted_ms[k] = now;
-    if (now - t->unwanted_ms[k] >= stop_ms) next &= ~(1u << k);
+    if (now - t->unwanted_ms[k] >= room->dynacast_stop_ms) next &= ~(1u << k);
   }
   /* the first time in any case: a publisher that moved here may have
    * stopped layers the room it left did not want */
