@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <opus.h>
 
 #include "sfu/base/bytes.h"
 #include "sfu/media/rtp.h"
@@ -305,6 +306,58 @@ static void wav_source_packets(void **state) {
   sfu_source_free(&src);
 }
 
+/* A tone's packets decode to the tone itself, however often the sender
+ * asks when the next is due: sfu_source_at() encodes nothing, and a packet
+ * out of order is refused rather than encoded out of step. */
+static void tone_source_is_one_clean_tone(void **state) {
+  static int16_t pcm[50 * 960];
+  uint8_t out[1600];
+  char err[256];
+  int e = 0;
+  sfu_source_t src;
+  assert_int_equal(sfu_source_tone(&src, 440, err, sizeof(err)), 0);
+  OpusDecoder *dec = opus_decoder_create(48000, 1, &e);
+  assert_non_null(dec);
+  for (uint64_t i = 0; i < 50; i++) {
+    uint64_t at = 0;
+    for (int k = 0; k < 3; k++) { /* a sender's looks before it is due */
+      assert_int_equal(sfu_source_at(&src, i, 1, &at), 1);
+      assert_int_equal(at, i * 20000);
+    }
+    int len = sfu_source_packet(&src, i, 1, 0x1234, 1, out, sizeof(out), &at);
+    sfu_rtp_t r;
+    int voice, level;
+    assert_true(len > 20);
+    assert_int_equal(sfu_rtp_parse(out, (size_t)len, &r), 0);
+    assert_int_equal(r.ts, (uint32_t)(i * 960));
+    assert_int_equal(sfu_rtp_audio_level(&r, 1, &voice, &level), 1);
+    assert_true(level == 13 || level == 14); /* a 0.3 sine: rms 0.212 = -13.5 dBov */
+    assert_int_equal(opus_decode(dec, out + r.payload_off, (opus_int32)r.payload_len, pcm + i * 960, 960, 0),
+                     960);
+  }
+  uint64_t at = 0;
+  assert_int_equal(sfu_source_packet(&src, 49, 1, 0x1234, 1, out, sizeof(out), &at), SFU_EINVAL);
+  assert_int_equal(sfu_source_packet(&src, 51, 1, 0x1234, 1, out, sizeof(out), &at), SFU_EINVAL);
+  /* 440 Hz in each 100 ms after the first: amplitude 0.3, and nearly all
+   * of the signal's power (a distorted or stuttering tone spreads it) */
+  for (int b = 1; b < 10; b++) {
+    const int16_t *x = pcm + b * 4800;
+    double re = 0, im = 0, wsum = 0, pw = 0;
+    for (int k = 0; k < 4800; k++) {
+      double w = 0.5 - 0.5 * cos(2 * M_PI * k / 4799), v = x[k] / 32768.0;
+      re += v * w * cos(2 * M_PI * 440 * k / 48000.0);
+      im -= v * w * sin(2 * M_PI * 440 * k / 48000.0);
+      wsum += w;
+      pw += v * v;
+    }
+    double amp = 2 * sqrt(re * re + im * im) / wsum;
+    assert_true(fabs(amp - 0.3) < 0.02);
+    assert_true(amp * amp / 2 > 0.9 * pw / 4800);
+  }
+  opus_decoder_destroy(dec);
+  sfu_source_free(&src);
+}
+
 static const char *pcap_path(const char *name) {
   static char path[1024];
   const char *slash = strrchr(__FILE__, '/');
@@ -439,6 +492,7 @@ int main(void) {
       cmocka_unit_test(histogram_quantiles),
       cmocka_unit_test(wav_files),
       cmocka_unit_test(wav_source_packets),
+      cmocka_unit_test(tone_source_is_one_clean_tone),
       cmocka_unit_test(capture_keyframes),
       cmocka_unit_test(video_captures_start_with_a_keyframe),
       cmocka_unit_test(video_resumes_at_once_after_an_earlier_keyframe),

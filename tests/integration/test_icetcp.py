@@ -201,6 +201,8 @@ class IceTcpTest(PageCallTest):
                           % (proc.returncode, err.decode(errors="replace")[-3000:],
                              await self.diagnostics()))
             heard_s = time.monotonic() - t0
+            # what aiortc hears is the tone itself, not a distorted one
+            purity = py.tone_power("replay", REPLAY_FREQ, 1.0) / py.audio_energy("replay", 1.0)
             tcp = await self.until(lambda: (lambda t: t if t.get("selected") == 1 else None)(
                 self.ice_tcp()), what="sfu-replay's pair on TCP in the room's stats")
             _, err = await asyncio.wait_for(proc.communicate(), 40)
@@ -217,11 +219,13 @@ class IceTcpTest(PageCallTest):
         # RTP of no track of sfu-replay's own: aiortc's tone, ~50 packets/s
         if not part["connected"] or part["unknown_received"] <= 100:
             self.fail("sfu-replay heard too little: %s\n%s" % (part, await self.diagnostics()))
+        self.assertGreater(purity, 0.8)
         self.assertGreaterEqual(tcp["selections"], 1, tcp)
         self.assertEqual(tcp["close_framing"] + tcp["tx_drop_full"], 0, tcp)
         print("\nsfu-replay over ICE-TCP (libnice), aiortc over UDP: aiortc heard the tone "
-              "%.1f s after sfu-replay started, sfu-replay received %d of aiortc's packets; "
-              "room ice_tcp %s" % (heard_s, part["unknown_received"], json.dumps(tcp)),
+              "%.1f s after sfu-replay started (%.0f%% of its power at %d Hz), sfu-replay "
+              "received %d of aiortc's packets; room ice_tcp %s"
+              % (heard_s, 100 * purity, REPLAY_FREQ, part["unknown_received"], json.dumps(tcp)),
               flush=True)
 
 

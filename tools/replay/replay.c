@@ -621,6 +621,7 @@ static void send_due(rp_pub_t *pub, uint64_t t) {
   double elapsed = (double)(t - pub->start_us) * R.speed;
   while (!pub->done) {
     uint64_t at = 0;
+    if (sfu_source_at(pub->src, pub->next, R.loops, &at) && (double)at > elapsed) return;
     int n = sfu_source_packet(pub->src, pub->next, R.loops, pub->ssrc,
                               strcmp(pub->kind, "audio") == 0 ? SFU_PEER_LEVEL_EXT : 0, buf,
                               sizeof(buf) - SFU_SRTP_TRAILER, &at);
@@ -628,7 +629,6 @@ static void send_due(rp_pub_t *pub, uint64_t t) {
       pub->done = 1;
       return;
     }
-    if ((double)at > elapsed) return;
     if (pub->key_asked && sfu_source_starts_picture(pub->src, pub->next)) {
       pub->key_asked = 0;
       uint64_t j = sfu_source_next_keyframe(pub->src, pub->next, R.loops), at_j = 0;

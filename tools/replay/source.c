@@ -21,7 +21,6 @@
 #define TONE_RATE 48000
 #define TONE_FRAME 960 /* 20 ms */
 #define TONE_AMPLITUDE 0.3f
-#define TONE_LEVEL 13 /* -dBov of a 0.3 sine: rms 0.212 = -13.5 dB */
 #define WAV_MAX_BYTES (256 << 20)
 
 int sfu_source_guess_codec(int pt, char name[16], int *clock) {
@@ -192,6 +191,8 @@ int sfu_source_tone(sfu_source_t *s, double freq, char *err, size_t errlen) {
   s->clock = TONE_RATE;
   s->pt = 111;
   s->freq = freq;
+  s->rate = TONE_RATE;
+  s->channels = 1;
   s->pass_us = 20000;
   return 0;
 }
@@ -304,15 +305,29 @@ static size_t rtp_header(uint8_t *out, int marker, int pt, uint16_t seq, uint32_
   return 20;
 }
 
+int sfu_source_at(const sfu_source_t *s, uint64_t i, int loops, uint64_t *at_us) {
+  if (s->enc) { /* tone or WAV: endless, one frame every 20 ms */
+    *at_us = i * 20000;
+    return 1;
+  }
+  if (s->npkts == 0 || i >= (uint64_t)s->npkts * (uint64_t)(loops > 0 ? loops : 1)) return 0;
+  *at_us = i / s->npkts * s->pass_us + s->pkts[i % s->npkts].at_us;
+  return 1;
+}
+
 int sfu_source_packet(sfu_source_t *s, uint64_t i, int loops, uint32_t ssrc, int level_ext,
                       uint8_t *out, size_t cap, uint64_t *at_us) {
-  if (s->pcm) { /* WAV: the next 20 ms, looped; level measured on it */
+  if (s->enc) { /* tone or WAV: 20 ms i encoded now, with its level measured on it */
     int16_t pcm[2 * TONE_FRAME];
     size_t fr = (size_t)s->rate / 50, ch = (size_t)s->channels;
+    uint64_t at = i * fr; /* the sample it starts at */
     double sum = 0;
-    for (size_t k = 0; k < fr; k++, s->phase++)
+    if (i != s->enc_next) return SFU_EINVAL; /* the encoder's state is that of i - 1 */
+    for (size_t k = 0; k < fr; k++)
       for (size_t c = 0; c < ch; c++) {
-        int16_t v = s->pcm[(s->phase % s->pcm_frames) * ch + c];
+        int16_t v = s->pcm ? s->pcm[((at + k) % s->pcm_frames) * ch + c]
+                           : (int16_t)lrint(TONE_AMPLITUDE * 32767 *
+                                            sin(2 * M_PI * s->freq * (double)(at + k) / s->rate));
         pcm[k * ch + c] = v;
         sum += (double)v * v;
       }
@@ -323,22 +338,11 @@ int sfu_source_packet(sfu_source_t *s, uint64_t i, int loops, uint32_t ssrc, int
                           level_ext, level > 127 ? 127 : level);
     int n = opus_encode(s->enc, pcm, (int)fr, out + h, (opus_int32)(cap - h));
     if (n < 0) return SFU_EPROTO;
+    s->enc_next++;
     *at_us = i * 20000;
     return (int)h + n;
   }
-  if (s->enc) { /* tone: frame i, encoded now; its level is the tone's */
-    float pcm[TONE_FRAME];
-    for (int k = 0; k < TONE_FRAME; k++, s->phase++)
-      pcm[k] = TONE_AMPLITUDE * (float)sin(2 * M_PI * s->freq * (double)s->phase / TONE_RATE);
-    if (cap < 20 + 1275) return SFU_E2BIG;
-    size_t h = rtp_header(out, i == 0, s->pt, (uint16_t)i, (uint32_t)(i * TONE_FRAME), ssrc,
-                          level_ext, TONE_LEVEL);
-    int n = opus_encode_float(s->enc, pcm, TONE_FRAME, out + h, (opus_int32)(cap - h));
-    if (n < 0) return SFU_EPROTO;
-    *at_us = i * 20000;
-    return (int)h + n;
-  }
-  if (s->npkts == 0 || i >= (uint64_t)s->npkts * (uint64_t)(loops > 0 ? loops : 1)) return 0;
+  if (!sfu_source_at(s, i, loops, at_us)) return 0;
   uint64_t pass = i / s->npkts;
   const sfu_src_pkt_t *e = &s->pkts[i % s->npkts];
   if (20 + (size_t)e->len > cap) return SFU_E2BIG;
@@ -346,7 +350,6 @@ int sfu_source_packet(sfu_source_t *s, uint64_t i, int loops, uint32_t ssrc, int
                         (uint32_t)(e->ts + pass * s->ts_span), ssrc,
                         strcasecmp(s->codec, "opus") == 0 ? level_ext : 0, e->level);
   memcpy(out + h, s->bytes + e->off, e->len);
-  *at_us = pass * s->pass_us + e->at_us;
   return (int)(h + e->len);
 }
 

@@ -64,7 +64,7 @@ typedef struct sfu_source_s {
   /* tone or WAV: encoded on the fly */
   void *enc;            /* OpusEncoder */
   double freq;          /* tone */
-  uint64_t phase;
+  uint64_t enc_next;     /* the packet the encoder is ready for */
   int16_t *pcm;         /* WAV: interleaved samples, looped */
   size_t pcm_frames;    /* samples per channel */
   int rate, channels;   /* WAV */
@@ -89,12 +89,21 @@ int sfu_source_load(sfu_source_t *s, const char *path, const sfu_src_sel_t *sel,
                     sfu_timing_t timing, char *err, size_t errlen);
 /* An Opus tone of `freq` Hz, 20 ms frames, 48 kHz: encoded as it is sent. */
 int sfu_source_tone(sfu_source_t *s, double freq, char *err, size_t errlen);
+/* Packet i's send time from the start, in *at_us: returns 1, or 0 when
+ * the source has no packet i (i >= npkts * loops; a tone or a WAV file
+ * never ends). Nothing is built or encoded. */
+int sfu_source_at(const sfu_source_t *s, uint64_t i, int loops, uint64_t *at_us);
 /* Packet `i` (counting across loops) into `out` (a plain RTP packet with
  * `ssrc`); its send time from the start in *at_us. With level_ext (1..14)
  * an Opus packet carries its audio level in that one-byte extension, as
  * browsers send it (levels are measured with libopus when the source is
- * loaded). Returns its length, 0 when the source has no packet i (i >=
- * npkts * loops), or negative. */
+ * loaded, or on each frame encoded). Returns its length, 0 when the source
+ * has no packet i (i >= npkts * loops), or negative.
+ *
+ * A tone or a WAV file is encoded here, and an Opus encoder carries state
+ * from one frame to the next: its packets are built once each, in order
+ * (SFU_EINVAL otherwise); sfu_source_at() says when the next is due. A
+ * capture's packets can be built in any order, any number of times. */
 int sfu_source_packet(sfu_source_t *s, uint64_t i, int loops, uint32_t ssrc, int level_ext,
                       uint8_t *out, size_t cap, uint64_t *at_us);
 void sfu_source_free(sfu_source_t *s);
