@@ -754,6 +754,15 @@ int sim_layer_of(const sim_peer_t *pub, uint32_t ssrc) {
   return -1;
 }
 
+static sim_sub_t *sub_by_ssrc(sim_peer_t *pe, uint32_t ssrc, int *rtx) {
+  for (int i = pe->nsubs - 1; i >= 0; i--) {
+    sim_sub_t *u = &pe->subs[i];
+    if (u->ssrc == ssrc) return *rtx = 0, u;
+    if (u->rtx_ssrc && u->rtx_ssrc == ssrc) return *rtx = 1, u;
+  }
+  return NULL;
+}
+
 static void peer_rtcp(sim_t *s, sim_peer_t *pe, const uint8_t *b, size_t len) {
   sfu_rtcp_iter_t it;
   sfu_rtcp_hdr_t h;
@@ -769,8 +778,13 @@ static void peer_rtcp(sim_t *s, sim_peer_t *pe, const uint8_t *b, size_t len) {
     f.at_us = s->now.mono_us;
     f.sender_ssrc = h.ssrc;
     if (h.pt == SFU_RTCP_SR) {
+      sfu_rtcp_sr_t sr;
+      sim_sub_t *u;
+      int rtx;
       f.kind = SIM_FB_SR;
       f.media_ssrc = h.ssrc;
+      if (sfu_rtcp_parse_sr(&h, &sr) == 0 && (u = sub_by_ssrc(pe, h.ssrc, &rtx)) != NULL && !rtx)
+        u->sr_mid = sfu_ntp_mid32(sr.ntp), u->sr_at_us = s->now.mono_us;
     } else if (h.pt == SFU_RTCP_RR) {
       f.kind = SIM_FB_RR;
     } else {
@@ -819,15 +833,6 @@ static void peer_rtcp(sim_t *s, sim_peer_t *pe, const uint8_t *b, size_t len) {
       for (int i = 0; i < n; i++) send_rtx(s, pe, k, seqs[i]);
   }
   assert_int_equal(rv, 0); /* the engine's compounds are well formed */
-}
-
-static sim_sub_t *sub_by_ssrc(sim_peer_t *pe, uint32_t ssrc, int *rtx) {
-  for (int i = pe->nsubs - 1; i >= 0; i--) {
-    sim_sub_t *u = &pe->subs[i];
-    if (u->ssrc == ssrc) return *rtx = 0, u;
-    if (u->rtx_ssrc && u->rtx_ssrc == ssrc) return *rtx = 1, u;
-  }
-  return NULL;
 }
 
 /* Our own reading of a VP8 payload descriptor (RFC 7741 4.2, 4.3). */
@@ -1063,6 +1068,22 @@ static void peer_fb_tick(sim_t *s, sim_peer_t *pe) {
     }
     pe->next_remb_us = now + (uint64_t)(pe->remb_ms ? pe->remb_ms : 250) * 1000;
   }
+  if (pe->auto_rr && now >= pe->next_rr_us) {
+    for (int i = 0; i < pe->nsubs; i++) {
+      sim_sub_t *u = &pe->subs[i];
+      if (!u->video || !u->active || !u->sr_at_us) continue;
+      sfu_rtcp_report_t rb;
+      memset(&rb, 0, sizeof(rb));
+      rb.ssrc = u->ssrc;
+      rb.fraction_lost = pe->rr_lost;
+      rb.lsr = u->sr_mid;
+      rb.dlsr = (uint32_t)((now - u->sr_at_us) * 65536 / 1000000);
+      int m = sfu_rtcp_write_rr(b, sizeof(b), pe->rtcp_ssrc, &rb, 1);
+      assert_true(m > 0);
+      uplink(s, pe, 1, b, (size_t)m);
+    }
+    pe->next_rr_us = now + 200000;
+  }
   if (pe->twcc_rx && now >= pe->next_twcc_us) {
     int m;
     while ((m = sfu_twcc_rx_feedback(pe->twcc_rx, now, pe->rtcp_ssrc, 0, b, 1200)) > 0) {
@@ -1075,7 +1096,7 @@ static void peer_fb_tick(sim_t *s, sim_peer_t *pe) {
 }
 
 static int fb_timer_on(const sim_peer_t *pe) {
-  return !pe->gone && (pe->auto_nack || pe->remb_bps || pe->remb_auto || pe->twcc);
+  return !pe->gone && (pe->auto_nack || pe->remb_bps || pe->remb_auto || pe->twcc || pe->auto_rr);
 }
 
 /* --- SDP ------------------------------------------------------------------------------ */

@@ -156,6 +156,8 @@ typedef struct sim_sub_s {
   uint64_t padding;     /* padding-only packets on the RTX SSRC */
   uint64_t remb_est;    /* remb_auto: the estimate, 0 = none yet ... */
   uint64_t remb_at_us, remb_cut_us; /* ... updated, last cut then */
+  uint32_t sr_mid;      /* the last SR on it: NTP middle 32 bits ... */
+  uint64_t sr_at_us;    /* ... and when it arrived, 0 = none */
 } sim_sub_t;
 
 /* One encoding a publisher sends. */
@@ -283,7 +285,11 @@ struct sim_peer_s {
                            300 ms), else up 8 %/s, never over 1.5 x the
                            received rate + 10 kb/s */
   uint32_t remb_ms;     /* REMB period (250 ms if 0) */
-  uint64_t next_fb_us, next_remb_us;
+  int auto_rr;          /* receiver reports every 200 ms for each video
+                           m-line an SR came on: LSR and DLSR of that SR,
+                           rr_lost as the fraction lost */
+  uint8_t rr_lost;
+  uint64_t next_fb_us, next_remb_us, next_rr_us;
   /* transport-cc */
   int twcc;             /* answers keep the transport-wide number; feedback
                            every 50 ms */

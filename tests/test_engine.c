@@ -1427,6 +1427,67 @@ static void falling_remb_drops_at_once_toward_what_fits_and_climbs_back(void **s
   assert_int_equal(segments(u, seg, 16), n + 2);
 }
 
+/* A REMB that lags far below the top layer (it never falls: it is under
+ * what arrives, capped or not) and a downlink capped under the top layer
+ * with a deep queue (400 ms, so nothing is lost for a while): the round
+ * trips the subscriber's reports give back grow with the queue, and that
+ * takes it down to the layer its REMB carries: the lowest layer arrives
+ * within 1.5 s of the cap (the queue ahead of its keyframe included), and
+ * nothing overflowed. Without reports nothing says so: it stays on the
+ * top layer. */
+static void a_queue_under_a_lagging_remb_steps_down(void **state) {
+  sim_t *s = sim_new(29, 0);
+  *state = s;
+  sim_peer_t *a = publisher(s, "alice", 0, 3);
+  sim_run(s, 500);
+  sim_peer_t *b = sim_peer_new(s, "bob"), *c = sim_peer_new(s, "carol");
+  b->remb_bps = c->remb_bps = 100000; /* carries the lowest layer (60 kb/s) only */
+  b->auto_rr = 1;
+  b->down.delay_ms = c->down.delay_ms = 10;
+  b->down.queue_ms = c->down.queue_ms = 400;
+  sim_enter(b);
+  sim_enter(c);
+  sim_sub_t *ub = sim_sub_of(b, a, 1), *uc = sim_sub_of(c, a, 1);
+  sim_run(s, 3000);
+  assert_int_equal(current_layer(ub), 2);
+  assert_int_equal(current_layer(uc), 2);
+  uint64_t t_cap = sim_us(s);
+  b->down.rate_bps = c->down.rate_bps = 450000; /* the top layer is 600 kb/s */
+  uint64_t t_low = wait_layer(s, ub, 0, 1500);
+  printf("# capped: on the lowest layer %llu ms later\n",
+         (unsigned long long)(t_low - t_cap) / 1000);
+  assert_true(t_low - t_cap < 1500 * MS);
+  assert_int_equal(b->down.overflow, 0); /* the queue said it, not a loss */
+  assert_int_equal(current_layer(uc), 2);
+  seg_t seg[8];
+  assert_int_equal(segments(uc, seg, 8), 1);
+}
+
+/* A receiver report's loss counts as soon as what it covers began half a
+ * second into the layer, before the second a fall waits: reports every
+ * 200 ms with 20 % lost, from the start, take a subscriber off the top
+ * layer once its first report covering only that layer comes (well
+ * within a second); one whose reports say nothing stays. */
+static void a_report_of_loss_on_the_layer_counts_at_once(void **state) {
+  sim_t *s = sim_new(31, 0);
+  *state = s;
+  sim_peer_t *a = publisher(s, "alice", 0, 3);
+  sim_run(s, 500);
+  sim_peer_t *b = sim_peer_new(s, "bob"), *c = sim_peer_new(s, "carol");
+  b->remb_bps = c->remb_bps = 100000;
+  b->auto_rr = c->auto_rr = 1;
+  b->rr_lost = 51; /* 20 % */
+  sim_enter(b);
+  sim_enter(c);
+  sim_sub_t *ub = sim_sub_of(b, a, 1), *uc = sim_sub_of(c, a, 1);
+  uint64_t t_top = wait_layer(s, ub, 2, 1000);
+  uint64_t t_low = wait_layer(s, ub, 0, 1500);
+  printf("# on the top layer for %llu ms\n", (unsigned long long)(t_low - t_top) / 1000);
+  assert_true(t_low - t_top < 1000 * MS);
+  sim_run(s, 3000);
+  assert_int_equal(current_layer(uc), 2);
+}
+
 /* A single layer with three temporal layers (600 kb/s: TID 0 and 1 a
  * quarter each, TID 2 half) to a subscriber whose downlink carries 400:
  * rather than pausing the video, the estimate drops TID 2 for it -- whole
@@ -1953,6 +2014,39 @@ static void dynacast_keeps_the_layer_taken_while_the_wished_one_is_never_sent(vo
   assert_string_equal(told_rids(a, from, &at, &active), "q,h,f");
   assert_int_equal(sim_count_to(s, a->session, "subscribed_layers", from), 1);
   assert_int_equal(current_layer(u), 1);
+}
+
+/* A step down onto a layer its publisher was told to stop does not wait
+ * for that layer: it is not live however lately a packet of it came, so
+ * the subscriber gets the lowest at once (and the stopped one once it is
+ * sent again). Bob on the top layer, the middle one stopped (nobody
+ * takes it; alice stops sending it), then a REMB that carries only the
+ * middle one: the lowest arrives within 300 ms, not after the second a
+ * layer counts as live without packets. */
+static void a_step_down_onto_a_stopped_layer_takes_the_lowest_at_once(void **state) {
+  sim_t *s = sim_new(45, 0);
+  *state = s;
+  sim_peer_t *a = publisher(s, "alice", 1, 3);
+  sim_peer_t *b = sim_peer_new(s, "bob");
+  b->remb_bps = 5000000;
+  sim_enter(b);
+  int from = s->nmsgs, active = 0;
+  uint64_t at = 0;
+  sim_sub_t *u = sim_sub_of(b, a, 1);
+  for (const char *r; !(r = told_rids(a, from, &at, &active)) || strcmp(r, "q,f") != 0;) {
+    assert_true(sim_us(s) < SIM_MONO0_US + 10000 * MS);
+    sim_run(s, 20);
+  }
+  a->layers[1].paused = 1; /* as told */
+  assert_int_equal(current_layer(u), 2);
+  sim_run(s, 200); /* its last packet came 200 ms ago */
+  uint64_t t_fall = sim_us(s);
+  b->remb_bps = 300000; /* the middle layer is 240 kb/s */
+  uint64_t t_low = wait_layer(s, u, 0, 1000);
+  assert_true(t_low - t_fall <= 300 * MS);
+  assert_string_equal(told_rids(a, from, &at, &active), "q,h,f"); /* h wanted again */
+  a->layers[1].paused = 0;
+  wait_layer(s, u, 1, 1000);
 }
 
 /* ---- transport-cc (docs/internals/bwe.md) ---------------------------------- */
@@ -3045,8 +3139,11 @@ int main(void) {
       cmocka_unit_test_teardown(downstream_loss_is_repaired_by_subscriber_nacks, teardown),
       cmocka_unit_test_teardown(layer_follows_a_rate_limited_downlink, teardown),
       cmocka_unit_test_teardown(falling_remb_drops_at_once_toward_what_fits_and_climbs_back, teardown),
+      cmocka_unit_test_teardown(a_queue_under_a_lagging_remb_steps_down, teardown),
+      cmocka_unit_test_teardown(a_report_of_loss_on_the_layer_counts_at_once, teardown),
       cmocka_unit_test_teardown(dynacast_tells_the_publisher_which_layers_are_taken, teardown),
       cmocka_unit_test_teardown(dynacast_keeps_the_layer_taken_while_the_wished_one_is_never_sent, teardown),
+      cmocka_unit_test_teardown(a_step_down_onto_a_stopped_layer_takes_the_lowest_at_once, teardown),
       cmocka_unit_test_teardown(svc_spatial_layers_follow_the_quality_asked, teardown),
       cmocka_unit_test_teardown(svc_spatial_layers_follow_the_estimate, teardown),
       cmocka_unit_test_teardown(av1_spatial_layers_by_the_dependency_descriptor, teardown),

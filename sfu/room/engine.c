@@ -618,6 +618,7 @@ static void media_tick(sfu_room_t *room) {
   speaking_tick(room);
   sfu_loudest_tick(room);
   sfu_fwd_layers_tick(room);
+  sfu_fwd_send_queue_srs(room);
   sfu_room_migration_check(room);
   sfu_relay_flush(room);
   if (room->now_us - room->last_usage_us >= (uint64_t)room->usage_interval_s * 1000000)

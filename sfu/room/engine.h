@@ -311,6 +311,8 @@ void sfu_whep_rebind(sfu_room_t *room);
 void sfu_fwd_on_rtp(sfu_room_t *room, sfu_participant_t *p, uint8_t *buf, size_t len);
 void sfu_fwd_on_rtcp(sfu_room_t *room, sfu_participant_t *p, uint8_t *buf, size_t len);
 void sfu_fwd_send_reports(sfu_room_t *room);
+/* SRs due to REMB-only video subscribers (every media tick). */
+void sfu_fwd_send_queue_srs(sfu_room_t *room);
 sfu_track_t *sfu_track_create(sfu_participant_t *owner);
 void sfu_track_destroy(sfu_track_t *t);
 void sfu_downtrack_free(sfu_downtrack_t *d);

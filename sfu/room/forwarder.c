@@ -54,6 +54,7 @@
 #include <string.h>
 
 #include "sfu/base/bytes.h"
+#include "sfu/base/log.h"
 #include "sfu/base/sfu.h"
 #include "sfu/media/red.h"
 #include "sfu/media/rtcp.h"
@@ -76,6 +77,9 @@
 #define UP_FAILED_MS 10000     /* a step down this soon after a step up: it failed */
 #define SEVERE_LOSS 26         /* 10 % (of 256) lost: in a receiver report, or ... */
 #define LOSS_WINDOW_MS 500     /* ... NACKed of what was sent in this long */
+#define QUEUE_MS 100           /* a round trip this much over its floor: a queue */
+#define RTT_FLOOR_MS 10000     /* the floor: the least of the last 10-20 s */
+#define QUEUE_SR_MS 200        /* SRs to REMB-only video subscribers, to measure it */
 #define TWCC_FB_MS 40          /* transport-wide feedback to publishers */
 #define BWE_START_BPS 1000000  /* a subscriber's estimate before feedback */
 #define BWE_MIN_BPS 50000
@@ -766,8 +770,34 @@ static sfu_downtrack_t *down_of_ssrc(sfu_participant_t *p, uint32_t ssrc) {
   return NULL;
 }
 
-/* A subscriber's report blocks about our video: the loss it saw, for the
- * REMB bound (bandwidth_bound()). */
+/* The round trip through one of our last two SRs that a report block
+ * answers (RFC 3550 6.4.1: now - LSR - DLSR, our clock for the SR's), and
+ * its floor over windows of RTT_FLOOR_MS. */
+static void round_trip(sfu_room_t *room, sfu_downtrack_t *d, const sfu_rtcp_report_t *rb) {
+  for (int j = 0; j < 2; j++) {
+    if (!rb->lsr || rb->lsr != d->sr_mid[j] || !d->sr_us[j]) continue;
+    uint64_t el = room->now_us - d->sr_us[j], dlsr = (uint64_t)rb->dlsr * 1000000 / 65536;
+    uint64_t rtt = el > dlsr ? el - dlsr : 1;
+    d->rtt_us = rtt > UINT32_MAX ? UINT32_MAX : (uint32_t)rtt;
+    d->rtt_sr_ms = d->sr_us[j] / 1000;
+    if (now_ms(room) - d->rtt_floor_ms >= RTT_FLOOR_MS) {
+      d->rtt_floor_us[1] = d->rtt_floor_us[0];
+      d->rtt_floor_us[0] = 0;
+      d->rtt_floor_ms = now_ms(room);
+    }
+    if (!d->rtt_floor_us[0] || d->rtt_us < d->rtt_floor_us[0]) d->rtt_floor_us[0] = d->rtt_us;
+    return;
+  }
+}
+
+/* The least round trip of the last RTT_FLOOR_MS or more, 0 = none. */
+static uint32_t rtt_floor(const sfu_downtrack_t *d) {
+  uint32_t a = d->rtt_floor_us[0], b = d->rtt_floor_us[1];
+  return !a || (b && b < a) ? b : a;
+}
+
+/* A subscriber's report blocks about our video: the loss it saw and the
+ * round trip, for the REMB bound (bandwidth_bound()). */
 static void on_report_blocks(sfu_room_t *room, sfu_participant_t *p, const sfu_rtcp_hdr_t *h) {
   sfu_rtcp_sr_t sr;
   sfu_downtrack_t *d;
@@ -775,7 +805,9 @@ static void on_report_blocks(sfu_room_t *room, sfu_participant_t *p, const sfu_r
   for (int i = 0; i < sr.nreports; i++)
     if ((d = down_of_ssrc(p, sr.reports[i].ssrc)) != NULL && d->kind == SFU_KIND_VIDEO) {
       d->rr_lost = sr.reports[i].fraction_lost;
+      d->rr_from_ms = d->rr_ms;
       d->rr_ms = now_ms(room);
+      round_trip(room, d, &sr.reports[i]);
     }
 }
 
@@ -1081,12 +1113,17 @@ static int layer_order(const sfu_track_t *t, int order[SFU_MAX_LAYERS]) {
  * - down, at once: a fresh REMB under 85 % of the layer's rate that fell
  *   since the last one, or with 10 % or more lost (the subscriber's last
  *   receiver report, or NACKed -- each packet of the current layer once --
- *   of what it was sent in the last 500 ms); either judged only after a
- *   second on the layer and not while one is shed. Down to the highest
+ *   of what it was sent in the last 500 ms); a fall and NACKs judged only
+ *   after a second on the layer, a report once what it covers began half
+ *   a second into it, none while a layer is shed. Down to the highest
  *   layer the REMB carries, one at least (after a step up, back to the
  *   layer it left), the current one shed
  *   until the target's keyframe: its packets would only keep the queue
  *   full, and the keyframe would queue behind them or be dropped.
+ *   A REMB that lags far below the layer does not fall when more is sent
+ *   than arrives: a queue on the downlink says the same -- a round trip
+ *   QUEUE_MS over its floor, through an SR (sent every QUEUE_SR_MS to
+ *   these subscribers) that met it, judged as a fall is.
  * - up, one layer, DOWN_HOLD_MS after a step down and then every
  *   UP_HOLD_MS while nothing says overuse: the next layer is the probe (a
  *   REMB rises fast only once more than it has seen arrives). A step down
@@ -1117,13 +1154,21 @@ static void bandwidth_bound(sfu_downtrack_t *d, const sfu_track_t *t, const int 
   int fell = d->remb_fell && settled;
   d->remb_fell = 0;
   if (d->layer < 0) return; /* paused or not started: nothing to judge */
-  /* (losses: reports made since it started on the layer) */
-  int losing = settled &&
-               (d->nack_lost >= SEVERE_LOSS ||
-                (d->rr_ms > d->layer_ms && now_ms - d->rr_ms < REMB_FRESH_MS &&
-                 d->rr_lost >= SEVERE_LOSS));
+  /* losses: NACKs once it is settled; a receiver report as soon as what
+   * it covers (since the report before it) began LOSS_WINDOW_MS into the
+   * layer (the queue a step down left has drained by then) */
+  int losing = (settled && d->nack_lost >= SEVERE_LOSS) ||
+               (!d->shed && d->rr_from_ms >= d->layer_ms + LOSS_WINDOW_MS &&
+                now_ms - d->rr_ms < REMB_FRESH_MS && d->rr_lost >= SEVERE_LOSS);
+  /* a queue on its downlink: a round trip through an SR sent on the
+   * layer, QUEUE_MS over the floor (what a REMB that lags far below the
+   * layer cannot show: it does not fall when more is sent than arrives) */
+  uint32_t floor = rtt_floor(d);
+  int queueing = settled && floor && d->rtt_sr_ms >= d->layer_ms &&
+                 now_ms - d->rtt_sr_ms < REMB_FRESH_MS &&
+                 d->rtt_us > floor + (uint32_t)QUEUE_MS * 1000;
   if (fresh && cur && rank > 0 && (uint64_t)d->remb_bps * 100 < (uint64_t)cur * CONGESTED_PCT &&
-      (fell || losing)) {
+      (fell || losing || queueing)) {
     int r = rank - 1, failed = d->bw_up_ms && now_ms - d->bw_up_ms < UP_FAILED_MS;
     /* (a step up that failed goes back where it came from: a receiver
      * cuts to 0.85x what came lately, which is mostly the layer below) */
@@ -1134,15 +1179,20 @@ static void bandwidth_bound(sfu_downtrack_t *d, const sfu_track_t *t, const int 
       d->bw_backoff++;
     uint64_t hold = DOWN_HOLD_MS;
     for (int i = 0; i < d->bw_backoff; i++) hold = hold * 3 / 2;
+    sfu_log(SFU_LOG_DEBUG, "room",
+            "[%s] %s: down to rank %d of %d after %d ms on rank %d: REMB %u kbit/s%s; "
+            "lost %u/256 reported, %u/256 NACKed; round trip %u ms (floor %u ms)",
+            d->sub->identity, t->id, r, n, (int)(now_ms - d->layer_ms), rank,
+            (unsigned)(d->remb_bps / 1000), fell ? " (fell)" : "", d->rr_lost, d->nack_lost,
+            d->rtt_us / 1000, floor / 1000);
     d->bw_cap = r;
     d->bw_hold_ms = now_ms + (hold < DOWN_HOLD_MAX_MS ? hold : DOWN_HOLD_MAX_MS);
     d->bw_up_ms = 0;
     d->shed = 1;
-    d->rr_ms = 0; /* judged: the next report judges the next layer */
     d->nack_lost = 0;
     return;
   }
-  if (fell || losing) { /* overuse without a step: no step up either */
+  if (fell || losing || queueing) { /* overuse without a step: no step up either */
     if (d->bw_hold_ms < now_ms + UP_HOLD_MS) d->bw_hold_ms = now_ms + UP_HOLD_MS;
     return;
   }
@@ -1154,9 +1204,10 @@ static void bandwidth_bound(sfu_downtrack_t *d, const sfu_track_t *t, const int 
 }
 
 /* The highest rank of t's layers (order: layer_order()) that d may get
- * under `cap` (a rank): live (a packet in the last second; with now_ms 0,
- * any the publisher offered: one it stopped because nobody took it, or
- * one it has not started yet, counts) and within the subscriber's request
+ * under `cap` (a rank): live (a packet in the last second, and its
+ * publisher not told to stop it; with now_ms 0, any the publisher offered:
+ * one it stopped because nobody took it, or one it has not started yet,
+ * counts) and within the subscriber's request
  * (quality, max height), but the lowest such one in any case. -1 if there
  * is none. */
 static int top_rank(const sfu_track_t *t, const sfu_downtrack_t *d, const int *order, int n,
@@ -1164,7 +1215,8 @@ static int top_rank(const sfu_track_t *t, const sfu_downtrack_t *d, const int *o
   int best = -1;
   for (int i = 0; i < n; i++) {
     const sfu_layer_t *l = &t->layers[order[i]];
-    int live = !now_ms || (l->ssrc && l->last_ms && now_ms - l->last_ms < 1000);
+    int live = !now_ms || (l->ssrc && l->last_ms && now_ms - l->last_ms < 1000 &&
+                           t->wanted_told & 1u << order[i]); /* (not stopped by dynacast) */
     if (!live) continue;
     if (best >= 0 && (i > d->max_layer || i > cap || (d->max_height && l->height > d->max_height)))
       break;
@@ -1584,7 +1636,16 @@ static void sender_report(sfu_room_t *room, sfu_participant_t *p, sfu_downtrack_
   if (n > 0) {
     int m = sfu_rtcp_write_sdes_cname(room->scratch + n, cap - (size_t)n, d->ssrc, d->owner_sid);
     send_rtcp(room, p, m > 0 ? n + m : n);
+    d->sr_mid[1] = d->sr_mid[0], d->sr_us[1] = d->sr_us[0];
+    d->sr_mid[0] = sfu_ntp_mid32(sr.ntp), d->sr_us[0] = room->now_us;
   }
+}
+
+/* A REMB-only subscriber's video gets an SR every QUEUE_SR_MS, not every
+ * second: each round trip its reports give back measures the queue on its
+ * downlink as that SR met it (bandwidth_bound()). */
+static int queue_sr(const sfu_participant_t *p, const sfu_downtrack_t *d) {
+  return !p->cc && d->kind == SFU_KIND_VIDEO;
 }
 
 /* REMB to a video publisher: the most the room takes from it, for its
@@ -1616,6 +1677,20 @@ void sfu_fwd_send_reports(sfu_room_t *room) {
       for (int k = 0; ts[i] && k < ts[i]->nlayers; k++)
         if (ts[i]->layers[k].rx.packets) receiver_report(room, p, &ts[i]->layers[k]);
     for (int i = 0; i < p->down.n; i++)
-      if (p->down.items[i]->negotiated && p->down.items[i]->packets) sender_report(room, p, p->down.items[i], now);
+      if (p->down.items[i]->negotiated && p->down.items[i]->packets && !queue_sr(p, p->down.items[i]))
+        sender_report(room, p, p->down.items[i], now);
+  }
+}
+
+void sfu_fwd_send_queue_srs(sfu_room_t *room) {
+  uint64_t now = now_ms(room);
+  for (sfu_participant_t *p = room->participants; p; p = p->next) {
+    if (!p->tp_ready || p->via) continue;
+    for (int i = 0; i < p->down.n; i++) {
+      sfu_downtrack_t *d = p->down.items[i];
+      if (!d->negotiated || !d->packets || !queue_sr(p, d) || now < d->next_sr_ms) continue;
+      sender_report(room, p, d, wall_us(room));
+      d->next_sr_ms = now + QUEUE_SR_MS;
+    }
   }
 }

@@ -241,7 +241,19 @@ struct sfu_downtrack_s {
   uint16_t rtx_seq;             /* next RTX sequence number */
   uint32_t remb_bps;            /* the subscriber's estimate, 0 = none */
   uint8_t rr_lost;              /* fraction lost in its last receiver report (/256) */
-  uint64_t rr_ms;               /* when it came, 0 = none (or judged) */
+  uint64_t rr_ms;               /* when it came, 0 = none */
+  uint64_t rr_from_ms;          /* when the one before came (what rr_lost covers
+                                   began), 0 = none */
+  /* round trips through its reports (video, REMB only: the queue on its
+   * downlink, bandwidth_bound()) */
+  uint32_t sr_mid[2];           /* our last two SRs: NTP middle 32 bits ... */
+  uint64_t sr_us[2];            /* ... and when they went */
+  uint64_t next_sr_ms;          /* the next one's time */
+  uint32_t rtt_us;              /* the last round trip a report gave ... */
+  uint64_t rtt_sr_ms;           /* ... through the SR sent then, 0 = none */
+  uint32_t rtt_floor_us[2];     /* the least of this window and of the one
+                                   before (0 = none: a round trip is >= 1 us) ... */
+  uint64_t rtt_floor_ms;        /* ... this one began then */
   uint32_t win_nacked;          /* sequence numbers it NACKed since win_ms ... */
   uint64_t win_packets, win_ms; /* ... of those sent since (packets then) */
   uint8_t nack_lost;            /* their ratio over the last window (/256) */
