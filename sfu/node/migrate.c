@@ -9,7 +9,10 @@
  * goes away (the room ended) is unhooked by sfu_migrator_on_room_gone().
  * After the commit a move_t waits for the room here to end: its usage up
  * to the cut comes in after its state went, and the new node adds what the
- * record gained since the export to the room's totals (POST .../usage).
+ * record gained since the export to the room's totals (POST .../usage),
+ * once however often it is sent. A new node that cannot be reached (or
+ * answers 5xx) is asked again, TAIL_TRIES times in all, 250 ms apart and
+ * twice as long each time (about a minute).
  *
  * The new node keeps no state of its own: the record it spawned is marked
  * SFU_MOVE_IN (no room_started, no crash report: the call goes on where it
@@ -28,6 +31,8 @@
 #include "sfu/node/validate.h"
 
 #define POLL_MS 100
+#define TAIL_TRIES 8
+#define TAIL_RETRY_MS 250
 
 typedef enum { PLACING, EXPORTING, CREATING, MOVING, COMMITTING, DONE } phase_t;
 
@@ -43,6 +48,9 @@ struct move_s {
   int participants;              /* sessions moved */
   json_t *exported;              /* the record's usage totals when it went */
   int tail;                      /* committed: waits for the room here to end */
+  json_t *tail_ms;               /* then its last usage, until the new node took it */
+  int tail_tries;
+  uint64_t tail_at_ms;           /* the next try */
   sfu_httpc_req_t *req;          /* in flight, or NULL */
   uint64_t started_ms, told_ms;
   sfu_migrate_cb cb;             /* NULL once run */
@@ -80,11 +88,12 @@ static json_t *error_body(const char *code, const char *fmt, ...) {
 
 static void free_move(move_t *v) {
   json_decref(v->exported);
+  json_decref(v->tail_ms);
   free(v);
 }
 
 static void maybe_free(move_t *v) {
-  if (v->phase != DONE || v->req || v->tail) return;
+  if (v->phase != DONE || v->req || v->tail || v->tail_ms) return;
   for (move_t **pp = &v->m->moves; *pp; pp = &(*pp)->next)
     if (*pp == v) {
       *pp = v->next;
@@ -228,6 +237,15 @@ static void on_status(void *arg, int status, const char *location, const char *b
   if (ready) commit(v);
 }
 
+static void post_tail(move_t *v);
+static void on_timer(uv_timer_t *t);
+
+static void start_timer(sfu_migrator_t *m) {
+  if (m->timer_on) return;
+  uv_timer_start(&m->timer, on_timer, POLL_MS, POLL_MS);
+  m->timer_on = 1;
+}
+
 static void on_timer(uv_timer_t *t) {
   sfu_migrator_t *m = t->data;
   uint64_t now = sfu_now_ms();
@@ -236,6 +254,14 @@ static void on_timer(uv_timer_t *t) {
   char path[128];
   for (v = m->moves; v; v = next) {
     next = v->next; /* commit/abort may free v */
+    if (v->tail_ms && !v->req) { /* a last usage to send again */
+      moving++;
+      if (now >= v->tail_at_ms) {
+        post_tail(v);
+        maybe_free(v); /* (it could not be sent) */
+      }
+      continue;
+    }
     if (v->phase != MOVING || v->req) {
       moving += v->phase != DONE;
       continue;
@@ -278,10 +304,7 @@ static void on_created(void *arg, int status, const char *location, const char *
   sfu_ws_move_tell(m->ws, v->r, v->to.ws_url);
   sfu_log(SFU_LOG_INFO, "migrate", "room %s: %d clients told to move to %s", v->room_id,
           v->participants, v->to.node_id);
-  if (!m->timer_on) {
-    uv_timer_start(&m->timer, on_timer, POLL_MS, POLL_MS);
-    m->timer_on = 1;
-  }
+  start_timer(m);
 }
 
 /* The room's state came: the new node gets a copy of the room. */
@@ -421,10 +444,34 @@ static void on_tail_sent(void *arg, int status, const char *location, const char
   move_t *v = arg;
   (void)location, (void)body, (void)len;
   v->req = NULL;
-  if (err || status != 200)
-    sfu_log(SFU_LOG_WARN, "migrate", "room %s: node %s did not take its last usage: %s",
-            v->room_id, v->to.node_id, err ? err : "refused");
+  int again = (err || status >= 500) && v->tail_tries < TAIL_TRIES && !v->m->stopped;
+  if (status == 200 && v->tail_tries > 1)
+    sfu_log(SFU_LOG_INFO, "migrate", "room %s: node %s took its last usage at try %d",
+            v->room_id, v->to.node_id, v->tail_tries);
+  else if (status != 200)
+    sfu_log(again ? SFU_LOG_INFO : SFU_LOG_WARN, "migrate",
+            "room %s: node %s did not take its last usage (try %d): %s%s", v->room_id,
+            v->to.node_id, v->tail_tries, err ? err : "refused", again ? "; trying again" : "");
+  if (again) {
+    v->tail_at_ms = sfu_now_ms() + ((uint64_t)TAIL_RETRY_MS << (v->tail_tries - 1));
+    start_timer(v->m);
+    return;
+  }
+  json_decref(v->tail_ms);
+  v->tail_ms = NULL;
   maybe_free(v);
+}
+
+static void post_tail(move_t *v) {
+  char path[128];
+  snprintf(path, sizeof(path), "/v1/node/migrations/%s/usage", v->room_id);
+  v->tail_tries++;
+  if (ask(v, "POST", path, json_pack("{s:O}", "ms", v->tail_ms), on_tail_sent) != 0) {
+    sfu_log(SFU_LOG_WARN, "migrate", "room %s: its last usage cannot be sent to %s", v->room_id,
+            v->to.node_id);
+    json_decref(v->tail_ms);
+    v->tail_ms = NULL;
+  }
 }
 
 /* The room that moved has ended here: the usage it counted up to the cut,
@@ -432,7 +479,6 @@ static void on_tail_sent(void *arg, int status, const char *location, const char
 static void send_tail(move_t *v, const sfu_room_rec_t *r) {
   json_t *ms = json_object(), *n;
   const char *kind;
-  char path[128];
   json_object_foreach(r->totals, kind, n) {
     json_int_t d = json_integer_value(n) - json_integer_value(json_object_get(v->exported, kind));
     if (d > 0) json_object_set_new(ms, kind, json_integer(d));
@@ -441,10 +487,8 @@ static void send_tail(move_t *v, const sfu_room_rec_t *r) {
     json_decref(ms);
     return;
   }
-  snprintf(path, sizeof(path), "/v1/node/migrations/%s/usage", v->room_id);
-  if (ask(v, "POST", path, json_pack("{s:o}", "ms", ms), on_tail_sent) != 0)
-    sfu_log(SFU_LOG_WARN, "migrate", "room %s: its last usage cannot be sent to %s", v->room_id,
-            v->to.node_id);
+  v->tail_ms = ms;
+  post_tail(v);
 }
 
 void sfu_migrator_on_room_gone(sfu_migrator_t *m, sfu_room_rec_t *r) {
@@ -460,6 +504,12 @@ void sfu_migrator_on_room_gone(sfu_migrator_t *m, sfu_room_rec_t *r) {
   if (v->phase == EXPORTING || v->phase == MOVING)
     abort_move(v, 409, "room_not_running", "the room ended during its move");
   /* PLACING, CREATING, COMMITTING: their answers see v->r gone */
+}
+
+int sfu_migrator_idle(const sfu_migrator_t *m) {
+  for (const move_t *v = m ? m->moves : NULL; v; v = v->next)
+    if (v->tail_ms) return 0;
+  return 1;
 }
 
 /* --- the new node ----------------------------------------------------------- */
@@ -644,9 +694,11 @@ json_t *sfu_migrator_usage(sfu_migrator_t *m, const char *room_id, const char *b
     *status = 404;
     out = error_body("room_not_found", "room '%.64s' does not run here", room_id);
   } else {
-    sfu_supervisor_add_totals(m->sup, r, ms);
+    int added = !r->tail_taken;
+    if (added) sfu_supervisor_add_totals(m->sup, r, ms);
+    r->tail_taken = 1;
     *status = 200;
-    out = json_pack("{s:s}", "room_id", r->id);
+    out = json_pack("{s:s, s:b}", "room_id", r->id, "added", added);
   }
   json_decref(j);
   return out;
@@ -694,6 +746,9 @@ void sfu_migrator_stop(sfu_migrator_t *m) {
     next = v->next; /* finish() may free v */
     if (v->req) sfu_httpc_cancel(v->req);
     v->req = NULL;
+    if (v->tail_ms)
+      sfu_log(SFU_LOG_WARN, "migrate", "room %s: its last usage never reached %s (node stopping)",
+              v->room_id, v->to.node_id);
     if (v->phase == DONE) continue;
     if (v->r) v->r->moving = SFU_MOVE_NONE;
     v->r = NULL;

@@ -73,6 +73,9 @@ int sfu_migrate_all(sfu_migrator_t *m);
 void sfu_migrator_on_room_msg(sfu_migrator_t *m, sfu_room_rec_t *r, const char *type,
                               json_t *msg);
 void sfu_migrator_on_room_gone(sfu_migrator_t *m, sfu_room_rec_t *r);
+/* No room that moved away still owes its new node its last usage (an
+ * upgrade waits for that); 1 for NULL. */
+int sfu_migrator_idle(const sfu_migrator_t *m);
 
 /*
  * The new node: the internal routes. Each sets *status and returns the
@@ -91,7 +94,8 @@ void sfu_migrator_commit(sfu_migrator_t *m, const char *room_id, const char *bod
 json_t *sfu_migrator_drop(sfu_migrator_t *m, const char *room_id, int *status);
 /* POST /v1/node/migrations/{id}/usage {"ms": {...}}: usage the old node
  * counted up to the cut after the room's state left it, added to the
- * room's totals here. */
+ * room's totals here, once: 200 {"room_id", "added": true}, and "added":
+ * false for the same again (an answer the old node did not get). */
 json_t *sfu_migrator_usage(sfu_migrator_t *m, const char *room_id, const char *body, size_t len,
                            int *status);
 

@@ -158,7 +158,7 @@ static void on_hup(uv_signal_t *h, int signum) {
 static void on_usr2(uv_signal_t *h, int signum) {
   (void)signum;
   if (signals_seen) return; /* shutting down */
-  sfu_upgrade_parts_t p = {&cfg, sup, http, ws, events, fleet, exe_path, main_argc, main_argv};
+  sfu_upgrade_parts_t p = {&cfg, sup, http, ws, events, fleet, migrator, exe_path, main_argc, main_argv};
   sfu_upgrade_begin(h->loop, &p);
 }
 

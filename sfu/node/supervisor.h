@@ -171,6 +171,8 @@ struct sfu_room_rec_s {
   int folds;                         /* a relay started by relay_threshold: it ends
                                         again when the room shrinks (fold_back) */
   int moving;                        /* SFU_MOVE_* (sfu/node/migrate.c) */
+  int tail_taken;                    /* moved in: the old node's last usage
+                                        was added (once, however often sent) */
   int move_ready;                    /* moving in: the room said migration_ready */
   sfu_supervisor_t *sup;             /* owner */
   sfu_room_rec_t *next;              /* registry list */

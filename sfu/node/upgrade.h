@@ -12,6 +12,7 @@
 #include "sfu/node/events.h"
 #include "sfu/node/fleet.h"
 #include "sfu/node/http_api.h"
+#include "sfu/node/migrate.h"
 #include "sfu/node/supervisor.h"
 #include "sfu/node/ws.h"
 
@@ -22,13 +23,16 @@ typedef struct sfu_upgrade_parts_s {
   sfu_ws_t *ws;
   sfu_events_t *events;
   sfu_fleet_t *fleet;  /* may be NULL */
+  sfu_migrator_t *migrator; /* may be NULL */
   const char *exe;     /* the path sfud was started from */
   int argc;
   char **argv;         /* its arguments */
 } sfu_upgrade_parts_t;
 
 /* Starts an upgrade: once every room's IPC queue and the journal are
- * flushed (at most 2 s), the state is written and sfud exec's `exe`. On
+ * flushed, and every room that moved away has ended and its last usage
+ * reached its new node (at most 2 s), the state is written and sfud
+ * exec's `exe`. On
  * any failure it logs why and carries on. */
 void sfu_upgrade_begin(uv_loop_t *loop, const sfu_upgrade_parts_t *p);
 

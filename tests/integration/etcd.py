@@ -146,6 +146,17 @@ class EtcdFleet:
     def range_nodes(self):
         return self.etcd.range_prefix(self.prefix + "/nodes/")
 
+    def journal(self, node, after=0):
+        """Every record of `node`'s journal after seq `after`."""
+        out = []
+        while True:
+            st, j = node.request("GET", "/v1/events?after=%d&limit=1000" % after)
+            self.assertEqual(st, 200, j)
+            if not j["records"]:
+                return out
+            out += j["records"]
+            after = j["next_after"]
+
     def room_owner(self, room_id):
         """The node_id of room_id's key in etcd, or None."""
         v = self.etcd.range_prefix(self.prefix + "/rooms/" + room_id)

@@ -245,16 +245,6 @@ class DeployTest(EtcdFleet, CallTest):
         """(node record, lease) from etcd, or None."""
         return self.keys("nodes/").get(self.prefix + "/nodes/" + node_id)
 
-    def journal(self, node, after=0):
-        out = []
-        while True:
-            st, j = node.request("GET", "/v1/events?after=%d&limit=1000" % after)
-            self.assertEqual(st, 200, j)
-            if not j["records"]:
-                return out
-            out += j["records"]
-            after = j["next_after"]
-
     def room_info(self, room, via=None):
         st, j = (via or self.nodes["a"]).request("GET", "/v1/rooms/%s" % room["room_id"])
         return j if st == 200 else None

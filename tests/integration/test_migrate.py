@@ -10,7 +10,11 @@
   each other;
 * a target that dies after the clients were told: the move is aborted,
   the clients get migrate_abort, nobody leaves, the call goes on;
-* a drain with "migrate" moves every room off the node.
+* a drain with "migrate" moves every room off the node;
+* the old room's last usage reaches a new node that refused connections
+  (iptables) while the old room ended: the old node asks again until it is
+  taken, once, and room_finished's totals on the new node equal the sum of
+  every usage record on both.
 
 * aiortc peers follow a move make-before-break: each prints the longest
   pause of what it played from the other around the switch, and the RTP
@@ -25,6 +29,7 @@ Usage: test_migrate.py --sfud PATH --room PATH [--replay PATH]
 """
 import asyncio
 import os
+import subprocess
 import sys
 import time
 
@@ -32,6 +37,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from aiortc_peer import Peer  # noqa: E402
 from etcd import FleetCallTest  # noqa: E402
 from sfutest import main, wait_for  # noqa: E402
+import test_upgrade as tu  # noqa: E402
 ARGS = None
 
 
@@ -106,7 +112,7 @@ class MigrateTest(FleetCallTest):
         st, j = a.request("POST", usage, {"ms": {"connected": 5}})  # (it moved away)
         self.assertEqual((st, j["error"]["code"]), (404, "room_not_found"), j)
         st, j = b.request("POST", usage, {"ms": {"connected": 5}})
-        self.assertEqual((st, j), (200, {"room_id": rid}))
+        self.assertEqual((st, j), (200, {"room_id": rid, "added": True}))
         st, j = b.request("GET", usage)
         self.assertEqual(st, 405, j)
         # and back: placement chooses the only other node
@@ -209,6 +215,39 @@ class MigrateTest(FleetCallTest):
         self.assertEqual(self.events(a).count("room_migrated"), 3)
         st, j = a.request("POST", "/v1/node/drain", {"draining": False, "migrate": True})
         self.assertEqual((st, j["error"]["code"]), (400, "invalid_field"), j)
+
+    async def test_last_usage_reaches_a_node_that_refused_for_a_while(self):
+        a, b = self.start_node("a"), self.start_node("b")
+        room = self.create(a, "tail-later", "a")
+        rid = room["room_id"]
+        alice, bob = await self.two_speakers(room, a, follow=True)
+        await asyncio.sleep(1.0)  # usage on a since the export
+        st, res = await self.migrate(a, rid, {"node": "b"})
+        self.assertEqual((st, res.get("to_node")), (200, "b"), res)
+        # the old room ends 500 ms after the commit: b refuses new connections then
+        rule = ["INPUT", "-p", "tcp", "-d", "127.0.0.1", "--dport", str(b.port), "-m",
+                "conntrack", "--ctstate", "NEW", "-j", "REJECT", "--reject-with", "tcp-reset"]
+        subprocess.run(["iptables", "-I", *rule], check=True, timeout=10)
+        self.addCleanup(subprocess.run, ["iptables", "-D", *rule], capture_output=True,
+                        timeout=10)
+        refused = "room %s: node b did not take its last usage" % rid
+        await self.until(lambda: sum(refused in line for line in a.log) >= 2, timeout=10,
+                         what="node a refused twice")
+        subprocess.run(["iptables", "-D", *rule], check=True, timeout=10)
+        took = "room %s: node b took its last usage at try" % rid
+        await self.until(lambda: any(took in line for line in a.log), timeout=10,
+                         what="node b taking the last usage")
+        print("the last usage reached b: %s" % next(line.strip() for line in a.log
+                                                    if took in line))
+        # taken once: the same again adds nothing
+        st, j = b.request("POST", "/v1/node/migrations/%s/usage" % rid, {"ms": {"connected": 5}})
+        self.assertEqual((st, j), (200, {"room_id": rid, "added": False}))
+        st, j = b.request("DELETE", "/v1/rooms/" + rid)
+        self.assertEqual(st, 202, j)
+        await self.until(lambda: any(r["type"] == "room_finished" and r.get("room_id") == rid
+                                     for r in self.journal(b)), what="room_finished on b")
+        tu.check_room_usage(self, self.journal(a) + self.journal(b), rid, ["alice", "bob"], {},
+                            "a and b", seam_ms=20)
 
 
 if __name__ == "__main__":
