@@ -1181,10 +1181,10 @@ static void bandwidth_bound(sfu_downtrack_t *d, const sfu_track_t *t, const int 
     for (int i = 0; i < d->bw_backoff; i++) hold = hold * 3 / 2;
     sfu_log(SFU_LOG_DEBUG, "room",
             "[%s] %s: down to rank %d of %d after %d ms on rank %d: REMB %u kbit/s%s; "
-            "lost %u/256 reported, %u/256 NACKed; round trip %u ms (floor %u ms)",
+            "lost %u/256 reported, %u/256 NACKed; round trip %.1f ms (floor %.1f ms)",
             d->sub->identity, t->id, r, n, (int)(now_ms - d->layer_ms), rank,
             (unsigned)(d->remb_bps / 1000), fell ? " (fell)" : "", d->rr_lost, d->nack_lost,
-            d->rtt_us / 1000, floor / 1000);
+            d->rtt_us / 1000.0, floor / 1000.0);
     d->bw_cap = r;
     d->bw_hold_ms = now_ms + (hold < DOWN_HOLD_MAX_MS ? hold : DOWN_HOLD_MAX_MS);
     d->bw_up_ms = 0;
@@ -1682,15 +1682,21 @@ void sfu_fwd_send_reports(sfu_room_t *room) {
   }
 }
 
+/* (through the videos' down-tracks: an audio-only room costs nothing) */
 void sfu_fwd_send_queue_srs(sfu_room_t *room) {
   uint64_t now = now_ms(room);
   for (sfu_participant_t *p = room->participants; p; p = p->next) {
-    if (!p->tp_ready || p->via) continue;
-    for (int i = 0; i < p->down.n; i++) {
-      sfu_downtrack_t *d = p->down.items[i];
-      if (!d->negotiated || !d->packets || !queue_sr(p, d) || now < d->next_sr_ms) continue;
-      sender_report(room, p, d, wall_us(room));
-      d->next_sr_ms = now + QUEUE_SR_MS;
-    }
+    sfu_track_t *ts[SFU_TRACK_SLOTS];
+    sfu_participant_tracks(p, ts);
+    for (int i = 0; i < SFU_TRACK_SLOTS; i++)
+      for (int k = 0; ts[i] && ts[i]->kind == SFU_KIND_VIDEO && k < ts[i]->down.n; k++) {
+        sfu_downtrack_t *d = ts[i]->down.items[k];
+        sfu_participant_t *sub = d->sub;
+        if (!sub->tp_ready || sub->via || !d->negotiated || !d->packets || !queue_sr(sub, d) ||
+            now < d->next_sr_ms)
+          continue;
+        sender_report(room, sub, d, wall_us(room));
+        d->next_sr_ms = now + QUEUE_SR_MS;
+      }
   }
 }
