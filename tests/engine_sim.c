@@ -381,9 +381,6 @@ static int next_frame(sim_layer_t *L, unsigned *at) {
   return key;
 }
 
-/* A VP9 picture in three spatial layers, one packet each (B and E set,
- * non-flexible mode: I with a 15-bit picture id, L with TID 0, SID s and
- * TL0PICIDX), the marker on the last; a keyframe when asked. */
 /* The next packet of layer L (payload pl, descriptor dd if dd_len):
  * numbered, kept for retransmission, sent -- unless it is the one
  * L->drop_seq says is lost on the way. */
@@ -409,6 +406,9 @@ static void send_video_packet(sim_t *s, sim_peer_t *pe, sim_layer_t *L, int mark
   uplink(s, pe, 0, b, n);
 }
 
+/* A VP9 picture in three spatial layers, one packet each (B and E set,
+ * non-flexible mode: I with a 15-bit picture id, L with TID 0, SID s and
+ * TL0PICIDX), the marker on the last; a keyframe when asked. */
 static void send_svc_picture(sim_t *s, sim_peer_t *pe) {
   sim_layer_t *L = &pe->layers[0];
   unsigned at;

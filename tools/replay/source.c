@@ -339,7 +339,7 @@ int sfu_source_packet(sfu_source_t *s, uint64_t i, int loops, uint32_t ssrc, int
     int n = opus_encode(s->enc, pcm, (int)fr, out + h, (opus_int32)(cap - h));
     if (n < 0) return SFU_EPROTO;
     s->enc_next++;
-    *at_us = i * 20000;
+    sfu_source_at(s, i, loops, at_us);
     return (int)h + n;
   }
   if (!sfu_source_at(s, i, loops, at_us)) return 0;
