@@ -508,7 +508,7 @@ void sfu_migrator_on_room_gone(sfu_migrator_t *m, sfu_room_rec_t *r) {
 
 int sfu_migrator_idle(const sfu_migrator_t *m) {
   for (const move_t *v = m ? m->moves : NULL; v; v = v->next)
-    if (v->tail_ms) return 0;
+    if (v->tail || v->tail_ms) return 0;
   return 1;
 }
 

@@ -73,8 +73,8 @@ int sfu_migrate_all(sfu_migrator_t *m);
 void sfu_migrator_on_room_msg(sfu_migrator_t *m, sfu_room_rec_t *r, const char *type,
                               json_t *msg);
 void sfu_migrator_on_room_gone(sfu_migrator_t *m, sfu_room_rec_t *r);
-/* No room that moved away still owes its new node its last usage (an
- * upgrade waits for that); 1 for NULL. */
+/* No room that moved away still lingers here or owes its new node its
+ * last usage (an upgrade waits for that); 1 for NULL. */
 int sfu_migrator_idle(const sfu_migrator_t *m);
 
 /*

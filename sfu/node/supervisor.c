@@ -1407,8 +1407,7 @@ void sfu_supervisor_destroy(sfu_supervisor_t *s) {
 int sfu_supervisor_ready_to_export(const sfu_supervisor_t *s) {
   for (const sfu_room_rec_t *r = s->rooms; r; r = r->next)
     if (!r->exited && r->state != SFU_ROOM_CRASHED &&
-        (sfu_ipc_queued(&r->ipc) > 0 || r->moving || /* (a move is not carried over, */
-         strcmp(r->end_reason, "migrated") == 0))     /* nor its usage's tail: migrate.c) */
+        (sfu_ipc_queued(&r->ipc) > 0 || r->moving)) /* (a move is not carried over) */
       return 0;
   return 1;
 }

@@ -131,8 +131,8 @@ static void on_poll(uv_timer_t *t) {
   } else if (sfu_now_ms() >= up.deadline_ms) {
     uv_timer_stop(t);
     give_up(sfu_events_busy(up.p.events)          ? "the journal stayed busy for 2 s"
-            : !sfu_migrator_idle(up.p.migrator) ? "a room that moved away: its new node did not "
-                                                  "take its last usage within 2 s"
+            : !sfu_migrator_idle(up.p.migrator) ? "a room that moved away did not end, or its "
+                                                  "new node take its last usage, within 2 s"
                                                 : "a room's IPC queue stayed non-empty, or a "
                                                   "room kept moving to or from another node, for 2 s");
   }
